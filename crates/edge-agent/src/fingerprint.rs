@@ -1,0 +1,91 @@
+//! What this node is: CPU, memory, OS facts and the drivers it can run.
+
+use edge_driver::Driver;
+use edge_spec::{DriverInfo, NodeResources};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub struct Facts {
+    pub hostname: String,
+    pub resources: NodeResources,
+    pub attributes: BTreeMap<String, String>,
+}
+
+pub fn host() -> Facts {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1);
+    let mhz = cpu_mhz().unwrap_or(1000);
+    let memory = mem_total_mb().unwrap_or(0);
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string());
+    let mut attributes = BTreeMap::new();
+    attributes.insert("kernel.name".to_string(), std::env::consts::OS.to_string());
+    attributes.insert("cpu.arch".to_string(), std::env::consts::ARCH.to_string());
+    attributes.insert("cpu.numcores".to_string(), cores.to_string());
+    attributes.insert("cpu.frequency".to_string(), mhz.to_string());
+    attributes.insert("memory.totalbytes".to_string(), (memory as u64 * 1024 * 1024).to_string());
+    attributes.insert("unique.hostname".to_string(), hostname.clone());
+    if let Ok(u) = nix::sys::utsname::uname() {
+        attributes.insert(
+            "kernel.version".to_string(),
+            u.release().to_string_lossy().into_owned(),
+        );
+    }
+    if let Some((id, version)) = os_release() {
+        attributes.insert("os.name".to_string(), id);
+        attributes.insert("os.version".to_string(), version);
+    }
+    Facts {
+        hostname,
+        resources: NodeResources {
+            cpu: cores * mhz,
+            memory,
+            cores,
+        },
+        attributes,
+    }
+}
+
+pub async fn drivers(drivers: &[Arc<dyn Driver>]) -> BTreeMap<String, DriverInfo> {
+    let mut out = BTreeMap::new();
+    for d in drivers {
+        out.insert(d.name().to_string(), d.fingerprint().await);
+    }
+    out
+}
+
+fn cpu_mhz() -> Option<u32> {
+    if let Ok(s) = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq") {
+        if let Ok(khz) = s.trim().parse::<u64>() {
+            return Some((khz / 1000) as u32);
+        }
+    }
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find(|l| l.starts_with("cpu MHz"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u32)
+}
+
+fn mem_total_mb() -> Option<u32> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    info.lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|kb| (kb / 1024) as u32)
+}
+
+fn os_release() -> Option<(String, String)> {
+    let text = std::fs::read_to_string("/etc/os-release").ok()?;
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim_matches('"').to_string())
+    };
+    Some((get("ID=")?, get("VERSION_ID=").unwrap_or_default()))
+}

@@ -1,0 +1,103 @@
+//! The agent's own small HTTP API, reached by the server only: task logs
+//! (`edge alloc logs`, with follow), guarded by the join token.
+
+use crate::runner::{RunCtx, alloc_dirs};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use edge_api::{ErrorBody, TOKEN_HEADER};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone)]
+struct AppState {
+    token: String,
+    ctx: Arc<RunCtx>,
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, token: String, ctx: Arc<RunCtx>) {
+    let app = Router::new()
+        .route("/v1/client/allocation/{id}/logs", get(logs))
+        .with_state(AppState { token, ctx });
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "agent http server stopped");
+    }
+}
+
+fn err(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, axum::Json(ErrorBody { error: msg.into() })).into_response()
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    task: String,
+    #[serde(rename = "type", default = "stdout")]
+    stream: String,
+    #[serde(default)]
+    follow: bool,
+    #[serde(default)]
+    tail: Option<u64>,
+}
+
+fn stdout() -> String {
+    "stdout".to_string()
+}
+
+async fn logs(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> Response {
+    if headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) != Some(st.token.as_str()) {
+        return err(StatusCode::FORBIDDEN, "invalid token");
+    }
+    if q.stream != "stdout" && q.stream != "stderr" {
+        return err(StatusCode::BAD_REQUEST, "type must be stdout or stderr");
+    }
+    if id.contains('/') || id.contains("..") || q.task.contains('/') || q.task.contains("..") {
+        return err(StatusCode::BAD_REQUEST, "invalid allocation or task name");
+    }
+    let (root, dir) = alloc_dirs(&st.ctx, &id);
+    if !root.exists() {
+        return err(StatusCode::NOT_FOUND, format!("allocation {id} has no directory on this node"));
+    }
+    let initial = match edge_driver::logs::read_logs(&dir, &q.task, &q.stream, q.tail) {
+        Ok(b) => b,
+        Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, format!("read logs: {e}")),
+    };
+    if !q.follow {
+        return (StatusCode::OK, initial).into_response();
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
+    let task = q.task.clone();
+    let stream = q.stream.clone();
+    tokio::spawn(async move {
+        let mut sent = match edge_driver::logs::total_len(&dir, &task, &stream) {
+            Ok(n) => n,
+            Err(_) => 0,
+        };
+        if tx.send(Ok(bytes::Bytes::from(initial))).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let (chunk, total) = match edge_driver::logs::read_since(&dir, &task, &stream, sent) {
+                Ok(x) => x,
+                Err(_) => continue,
+            };
+            sent = total;
+            if !chunk.is_empty() && tx.send(Ok(bytes::Bytes::from(chunk))).await.is_err() {
+                return;
+            }
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response()
+}

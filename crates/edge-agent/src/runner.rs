@@ -1,0 +1,515 @@
+//! Allocation and task runners: start each task through its driver, wait
+//! for it, apply the restart policy, stop it when the server says so, and
+//! keep the local state and the server informed at every step.
+
+use crate::restart::{self, Decision};
+use crate::state::{LocalAlloc, LocalStore, LocalTask};
+use crate::{Reporter, now_ms};
+use edge_api::AllocUpdate;
+use edge_driver::{Driver, ExitResult, TaskConfig, TaskHandle};
+use edge_spec::{
+    Allocation, ClientStatus, Job, JobType, RestartPolicy, Task, TaskEvent, TaskState, TaskStatus,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// What every runner needs from the agent.
+pub struct RunCtx {
+    pub drivers: HashMap<String, Arc<dyn Driver>>,
+    pub local: LocalStore,
+    pub reporter: Arc<Reporter>,
+    pub node_id: String,
+    pub node_name: String,
+    pub datacenter: String,
+    pub address: String,
+    pub log_max_bytes: u64,
+    pub log_max_files: u32,
+}
+
+pub struct AllocRunner {
+    pub id: String,
+    stop_tx: watch::Sender<bool>,
+    shared: Arc<Mutex<LocalAlloc>>,
+    join: tokio::task::JoinHandle<()>,
+}
+
+impl AllocRunner {
+    pub fn spawn(ctx: Arc<RunCtx>, local: LocalAlloc) -> AllocRunner {
+        let id = local.alloc.id.clone();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Mutex::new(local));
+        let join = tokio::spawn(run_alloc(ctx, shared.clone(), stop_rx));
+        AllocRunner {
+            id,
+            stop_tx,
+            shared,
+            join,
+        }
+    }
+
+    /// Asks every task to stop (kill_timeout applies); idempotent.
+    pub fn stop(&self) {
+        self.stop_tx.send_replace(true);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+
+    pub fn client_status(&self) -> ClientStatus {
+        lock(&self.shared).alloc.client_status
+    }
+
+    /// The server moved the allocation forward in place (a new job version
+    /// that changes nothing the tasks run with).
+    pub fn update(&self, ctx: &RunCtx, alloc: Allocation, job: Job) {
+        let mut g = lock(&self.shared);
+        let status = g.alloc.client_status;
+        let desc = g.alloc.client_description.clone();
+        let tasks = g.alloc.task_states.clone();
+        g.alloc = alloc;
+        g.alloc.client_status = status;
+        g.alloc.client_description = desc;
+        g.alloc.task_states = tasks;
+        g.job = job;
+        if let Err(e) = ctx.local.save(&g) {
+            tracing::warn!(alloc = %g.alloc.id, error = %e, "cannot save allocation state");
+        }
+    }
+
+    pub async fn join(self) {
+        let _ = self.join.await;
+    }
+}
+
+fn lock(m: &Mutex<LocalAlloc>) -> std::sync::MutexGuard<'_, LocalAlloc> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn alloc_dirs(ctx: &RunCtx, alloc_id: &str) -> (PathBuf, PathBuf) {
+    let root = ctx.local.alloc_dir(alloc_id);
+    let logs = root.join("alloc").join("logs");
+    (root, logs)
+}
+
+async fn run_alloc(ctx: Arc<RunCtx>, shared: Arc<Mutex<LocalAlloc>>, stop_rx: watch::Receiver<bool>) {
+    let (alloc_id, tasks, policy, job_type) = {
+        let g = lock(&shared);
+        let group = g.job.group(&g.alloc.group).cloned();
+        match group {
+            Some(group) => (
+                g.alloc.id.clone(),
+                group.tasks.clone(),
+                group.restart.clone(),
+                g.job.job_type,
+            ),
+            None => {
+                drop(g);
+                let mut g = lock(&shared);
+                let msg = format!("group {:?} is not in job version {}", g.alloc.group, g.job.version);
+                g.alloc.client_status = ClientStatus::Failed;
+                g.alloc.client_description = msg;
+                publish(&ctx, &g);
+                return;
+            }
+        }
+    };
+    let (root, logs) = alloc_dirs(&ctx, &alloc_id);
+    for dir in [root.join("alloc").join("data"), logs.clone()] {
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            tracing::warn!(path = %dir.display(), error = %e, "cannot create allocation dir");
+        }
+    }
+    {
+        let mut g = lock(&shared);
+        for t in &tasks {
+            g.tasks.entry(t.name.clone()).or_insert_with(|| LocalTask {
+                handle: None,
+                state: TaskState::default(),
+                restart_times: Vec::new(),
+            });
+        }
+        refresh(&mut g);
+        publish(&ctx, &g);
+    }
+    let runs = tasks.into_iter().map(|t| {
+        run_task(
+            ctx.clone(),
+            shared.clone(),
+            t,
+            policy.clone(),
+            job_type,
+            stop_rx.clone(),
+        )
+    });
+    futures_util::future::join_all(runs).await;
+    let g = lock(&shared);
+    publish(&ctx, &g);
+}
+
+/// Recomputes the allocation's client status from its tasks.
+fn refresh(g: &mut LocalAlloc) {
+    let states: Vec<&TaskState> = g.tasks.values().map(|t| &t.state).collect();
+    let status = if states.iter().any(|s| s.failed) {
+        ClientStatus::Failed
+    } else if !states.is_empty() && states.iter().all(|s| s.state == TaskStatus::Dead) {
+        ClientStatus::Complete
+    } else if !states.is_empty() && states.iter().all(|s| s.state == TaskStatus::Running) {
+        ClientStatus::Running
+    } else {
+        ClientStatus::Pending
+    };
+    if g.alloc.client_status != ClientStatus::Lost {
+        g.alloc.client_status = status;
+    }
+    g.alloc.client_description = match status {
+        ClientStatus::Failed => "failed tasks".to_string(),
+        ClientStatus::Complete => "all tasks have completed".to_string(),
+        ClientStatus::Running => "tasks are running".to_string(),
+        _ => "no tasks have started".to_string(),
+    };
+    g.alloc.task_states = g
+        .tasks
+        .iter()
+        .map(|(k, v)| (k.clone(), v.state.clone()))
+        .collect::<BTreeMap<_, _>>();
+}
+
+/// Saves the local state and queues a report to the server.
+fn publish(ctx: &RunCtx, g: &LocalAlloc) {
+    if let Err(e) = ctx.local.save(g) {
+        tracing::warn!(alloc = %g.alloc.id, error = %e, "cannot save allocation state");
+    }
+    ctx.reporter.push(AllocUpdate {
+        id: g.alloc.id.clone(),
+        client_status: g.alloc.client_status,
+        client_description: g.alloc.client_description.clone(),
+        task_states: g.alloc.task_states.clone(),
+    });
+}
+
+fn event(kind: &str, message: impl Into<String>) -> TaskEvent {
+    TaskEvent {
+        time: now_ms(),
+        kind: kind.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Applies `f` to the task's slot, then refreshes, saves and reports.
+fn with_task(ctx: &RunCtx, shared: &Mutex<LocalAlloc>, task: &str, f: impl FnOnce(&mut LocalTask)) {
+    let mut g = lock(shared);
+    if let Some(t) = g.tasks.get_mut(task) {
+        f(t);
+    }
+    refresh(&mut g);
+    publish(ctx, &g);
+}
+
+/// The environment a task sees: its own `env` (with `${...}` resolved) plus
+/// edge's variables.
+pub fn task_env(ctx: &RunCtx, alloc: &Allocation, job: &Job, task: &Task, root: &std::path::Path) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        env.insert(k.to_string(), v);
+    };
+    put("EDGE_ALLOC_ID", alloc.id.clone());
+    put("EDGE_ALLOC_NAME", alloc.name.clone());
+    put("EDGE_ALLOC_INDEX", alloc.index.to_string());
+    put("EDGE_JOB_ID", job.id.clone());
+    put("EDGE_JOB_NAME", job.name.clone());
+    put("EDGE_GROUP_NAME", alloc.group.clone());
+    put("EDGE_TASK_NAME", task.name.clone());
+    put("EDGE_ALLOC_DIR", root.join("alloc").display().to_string());
+    put("EDGE_TASK_DIR", root.join(&task.name).join("local").display().to_string());
+    put("EDGE_CPU_LIMIT", task.resources.cpu.to_string());
+    put("EDGE_MEMORY_LIMIT", task.resources.memory.to_string());
+    put("EDGE_NODE_ID", ctx.node_id.clone());
+    put("EDGE_NODE_NAME", ctx.node_name.clone());
+    put("EDGE_DC", ctx.datacenter.clone());
+    for p in &alloc.resources.ports {
+        put(&format!("EDGE_PORT_{}", p.label), p.to.to_string());
+        put(&format!("EDGE_HOST_PORT_{}", p.label), p.value.to_string());
+        put(&format!("EDGE_IP_{}", p.label), ctx.address.clone());
+        put(&format!("EDGE_ADDR_{}", p.label), format!("{}:{}", ctx.address, p.value));
+    }
+    let base = env.clone();
+    for (k, v) in &task.env {
+        env.insert(k.clone(), interpolate(v, &base));
+    }
+    env
+}
+
+/// Replaces `${NAME}` (and Nomad's `${NOMAD_X}` as `${EDGE_X}`) from `env`;
+/// unknown names are left as written.
+pub fn interpolate(s: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let name = after[..end].trim();
+                let key = name
+                    .strip_prefix("env.")
+                    .unwrap_or(name)
+                    .replacen("NOMAD_", "EDGE_", 1);
+                match env.get(&key) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&rest[start..start + 2 + end + 1]),
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn interpolate_value(v: &serde_json::Value, env: &BTreeMap<String, String>) -> serde_json::Value {
+    match v {
+        serde_json::Value::String(s) => serde_json::Value::String(interpolate(s, env)),
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.iter().map(|x| interpolate_value(x, env)).collect())
+        }
+        serde_json::Value::Object(m) => serde_json::Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), interpolate_value(x, env)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn task_config(ctx: &RunCtx, g: &LocalAlloc, task: &Task) -> TaskConfig {
+    let (root, logs) = alloc_dirs(ctx, &g.alloc.id);
+    let env = task_env(ctx, &g.alloc, &g.job, task, &root);
+    let config = task
+        .config
+        .iter()
+        .map(|(k, v)| (k.clone(), interpolate_value(v, &env)))
+        .collect();
+    let task_dir = root.join(&task.name);
+    let _ = std::fs::create_dir_all(task_dir.join("local"));
+    TaskConfig {
+        alloc_id: g.alloc.id.clone(),
+        job_id: g.job.id.clone(),
+        group: g.alloc.group.clone(),
+        task: task.name.clone(),
+        config,
+        env,
+        resources: task.resources,
+        ports: g.alloc.resources.ports.clone(),
+        alloc_dir: root.join("alloc"),
+        task_dir,
+        log_dir: logs,
+        log_max_bytes: ctx.log_max_bytes,
+        log_max_files: ctx.log_max_files,
+    }
+}
+
+enum Outcome {
+    Exited(ExitResult),
+    Stopped,
+}
+
+async fn run_task(
+    ctx: Arc<RunCtx>,
+    shared: Arc<Mutex<LocalAlloc>>,
+    task: Task,
+    policy: RestartPolicy,
+    job_type: JobType,
+    mut stop_rx: watch::Receiver<bool>,
+) {
+    let name = task.name.clone();
+    let Some(driver) = ctx.drivers.get(&task.driver).cloned() else {
+        with_task(&ctx, &shared, &name, |t| {
+            t.state.push_event(event(
+                "Driver Failure",
+                format!("driver {:?} is not available on this node", task.driver),
+            ));
+            t.state.state = TaskStatus::Dead;
+            t.state.failed = true;
+        });
+        return;
+    };
+    if lock(&shared).tasks.get(&name).is_some_and(|t| t.state.state == TaskStatus::Dead) {
+        return;
+    }
+    let mut handle: Option<TaskHandle> = lock(&shared).tasks.get(&name).and_then(|t| t.handle.clone());
+    if let Some(h) = handle.take() {
+        match driver.recover(&h).await {
+            Ok(()) => {
+                with_task(&ctx, &shared, &name, |t| {
+                    t.state.state = TaskStatus::Running;
+                    t.state.push_event(event("Recovered", "re-attached to the running task"));
+                });
+                handle = Some(h);
+            }
+            Err(e) => {
+                tracing::info!(task = %name, error = %e, "task not running any more: starting it again");
+                with_task(&ctx, &shared, &name, |t| {
+                    t.handle = None;
+                    t.state.push_event(event("Restarting", format!("not found after agent restart: {e}")));
+                });
+            }
+        }
+    }
+    loop {
+        if *stop_rx.borrow() {
+            with_task(&ctx, &shared, &name, |t| {
+                t.state.state = TaskStatus::Dead;
+                t.handle = None;
+            });
+            return;
+        }
+        let h = match handle.take() {
+            Some(h) => h,
+            None => {
+                let cfg = {
+                    let g = lock(&shared);
+                    task_config(&ctx, &g, &task)
+                };
+                match driver.start(&cfg).await {
+                    Ok(h) => {
+                        let hc = h.clone();
+                        with_task(&ctx, &shared, &name, |t| {
+                            t.state.state = TaskStatus::Running;
+                            t.state.pid = hc.pid;
+                            t.state.started_at = hc.started_at;
+                            t.state.exit_code = None;
+                            t.state.push_event(event("Started", "task started by the driver"));
+                            t.handle = Some(hc);
+                        });
+                        h
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        with_task(&ctx, &shared, &name, |t| {
+                            t.state.push_event(event("Driver Failure", msg.clone()));
+                        });
+                        match after_exit(&ctx, &shared, &name, &policy, &mut stop_rx).await {
+                            true => continue,
+                            false => return,
+                        }
+                    }
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            r = driver.wait(&h) => Outcome::Exited(r.unwrap_or_else(|e| ExitResult {
+                exit_code: -1,
+                error: Some(e.to_string()),
+                ..Default::default()
+            })),
+            _ = stop_rx.wait_for(|s| *s) => Outcome::Stopped,
+        };
+        match outcome {
+            Outcome::Stopped => {
+                with_task(&ctx, &shared, &name, |t| {
+                    t.state.push_event(event(
+                        "Killing",
+                        format!("sent interrupt, waiting {} before force kill", edge_spec::duration::format(task.kill_timeout)),
+                    ));
+                });
+                if let Err(e) = driver.stop(&h, task.kill_timeout).await {
+                    tracing::warn!(task = %name, error = %e, "stop failed");
+                }
+                let exit = driver.wait(&h).await.ok();
+                if let Err(e) = driver.destroy(&h).await {
+                    tracing::warn!(task = %name, error = %e, "cleanup failed");
+                }
+                with_task(&ctx, &shared, &name, |t| {
+                    t.state.state = TaskStatus::Dead;
+                    t.state.exit_code = exit.map(|x| x.exit_code);
+                    t.state.finished_at = now_ms();
+                    t.state.push_event(event("Killed", "task was stopped"));
+                    t.handle = None;
+                });
+                return;
+            }
+            Outcome::Exited(exit) => {
+                if let Err(e) = driver.destroy(&h).await {
+                    tracing::warn!(task = %name, error = %e, "cleanup failed");
+                }
+                let ok = exit.successful();
+                with_task(&ctx, &shared, &name, |t| {
+                    t.state.exit_code = Some(exit.exit_code);
+                    t.state.finished_at = now_ms();
+                    let kind = if exit.oom_killed { "OOM Killed" } else { "Terminated" };
+                    t.state.push_event(event(kind, exit.describe()));
+                    t.handle = None;
+                });
+                if ok && job_type == JobType::Batch {
+                    with_task(&ctx, &shared, &name, |t| {
+                        t.state.state = TaskStatus::Dead;
+                    });
+                    return;
+                }
+                if !after_exit(&ctx, &shared, &name, &policy, &mut stop_rx).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Decides, after an exit or a failed start, whether to run again; waits out
+/// the restart delay (a stop cuts it short). False means the task is done.
+async fn after_exit(
+    ctx: &RunCtx,
+    shared: &Mutex<LocalAlloc>,
+    name: &str,
+    policy: &RestartPolicy,
+    stop_rx: &mut watch::Receiver<bool>,
+) -> bool {
+    let decision = {
+        let mut g = lock(shared);
+        match g.tasks.get_mut(name) {
+            Some(t) => restart::decide(policy, &mut t.restart_times, now_ms()),
+            None => Decision::Fail("task vanished from local state".to_string()),
+        }
+    };
+    match decision {
+        Decision::Restart(delay) => {
+            with_task(ctx, shared, name, |t| {
+                t.state.restarts += 1;
+                t.state.state = TaskStatus::Pending;
+                t.state.push_event(event(
+                    "Restarting",
+                    format!("task restarting in {}", edge_spec::duration::format(delay)),
+                ));
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => true,
+                _ = stop_rx.wait_for(|s| *s) => {
+                    with_task(ctx, shared, name, |t| t.state.state = TaskStatus::Dead);
+                    false
+                }
+            }
+        }
+        Decision::Fail(why) => {
+            with_task(ctx, shared, name, |t| {
+                t.state.state = TaskStatus::Dead;
+                t.state.failed = true;
+                t.state.push_event(event("Not Restarting", why));
+            });
+            false
+        }
+    }
+}
+
+pub fn new_local(alloc: Allocation, job: Job) -> LocalAlloc {
+    LocalAlloc {
+        alloc,
+        job,
+        tasks: BTreeMap::new(),
+    }
+}

@@ -1,0 +1,310 @@
+//! A small typed client over reqwest: blocking queries, token header, and
+//! errors that keep the server's message.
+
+use crate::error::ApiError;
+use crate::types::*;
+use crate::{INDEX_HEADER, TOKEN_HEADER};
+use edge_spec::{Allocation, Evaluation, Job, Node};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// `?index=N&wait=D`: answer once the state passes index N, or after D.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueryOptions {
+    pub index: u64,
+    pub wait: Option<Duration>,
+}
+
+impl QueryOptions {
+    pub fn blocking(index: u64, wait: Duration) -> QueryOptions {
+        QueryOptions {
+            index,
+            wait: Some(wait),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueryMeta {
+    pub index: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(addr: &str, token: Option<String>) -> Result<Client, ApiError> {
+        let base = addr.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ApiError::Address {
+                addr: addr.to_string(),
+                reason: "must start with http:// or https://".to_string(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| ApiError::Connect {
+                addr: addr.to_string(),
+                source: e,
+            })?;
+        Ok(Client { base, token, http })
+    }
+
+    pub fn address(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str, q: QueryOptions) -> reqwest::RequestBuilder {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = &self.token {
+            req = req.header(TOKEN_HEADER, t);
+        }
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if q.index > 0 {
+            params.push(("index", q.index.to_string()));
+        }
+        if let Some(w) = q.wait {
+            params.push(("wait", format!("{}ms", w.as_millis())));
+            // The server caps waits; the client must outlast the longest one.
+            req = req.timeout(w + Duration::from_secs(15));
+        } else {
+            req = req.timeout(Duration::from_secs(60));
+        }
+        if !params.is_empty() {
+            req = req.query(&params);
+        }
+        req
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ApiError> {
+        let resp = req.send().await.map_err(|e| ApiError::Connect {
+            addr: self.base.clone(),
+            source: e,
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| text.trim().to_string());
+        Err(ApiError::Status {
+            method: method.to_string(),
+            path: path.to_string(),
+            status: status.as_u16(),
+            message,
+        })
+    }
+
+    async fn decode<T: DeserializeOwned>(
+        method: &reqwest::Method,
+        path: &str,
+        resp: reqwest::Response,
+    ) -> Result<(T, QueryMeta), ApiError> {
+        let index = resp
+            .headers()
+            .get(INDEX_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let body = resp.json::<T>().await.map_err(|e| ApiError::Decode {
+            method: method.to_string(),
+            path: path.to_string(),
+            source: e,
+        })?;
+        Ok((body, QueryMeta { index }))
+    }
+
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        q: QueryOptions,
+    ) -> Result<(T, QueryMeta), ApiError> {
+        let m = reqwest::Method::GET;
+        let resp = self.send(m.clone(), path, self.request(m.clone(), path, q)).await?;
+        Self::decode(&m, path, resp).await
+    }
+
+    pub async fn write<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ApiError> {
+        let mut req = self.request(method.clone(), path, QueryOptions::default());
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = self.send(method.clone(), path, req).await?;
+        Ok(Self::decode(&method, path, resp).await?.0)
+    }
+
+    /// A raw streaming GET (logs, event stream).
+    pub async fn stream(&self, path: &str, query: &[(&str, String)]) -> Result<reqwest::Response, ApiError> {
+        let m = reqwest::Method::GET;
+        let mut req = self.http.get(format!("{}{}", self.base, path)).query(query);
+        if let Some(t) = &self.token {
+            req = req.header(TOKEN_HEADER, t);
+        }
+        self.send(m, path, req).await
+    }
+
+    pub async fn jobs(&self, q: QueryOptions) -> Result<(Vec<JobListStub>, QueryMeta), ApiError> {
+        self.get("/v1/jobs", q).await
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Job, ApiError> {
+        Ok(self.get(&format!("/v1/job/{}", enc(id)), QueryOptions::default()).await?.0)
+    }
+
+    pub async fn register(&self, job: &Job) -> Result<JobRegisterResponse, ApiError> {
+        let body = JobRegisterRequest {
+            job: job.clone(),
+            enforce_index: None,
+        };
+        self.write(reqwest::Method::POST, "/v1/jobs", Some(&body)).await
+    }
+
+    pub async fn plan(&self, job: &Job) -> Result<JobPlanResponse, ApiError> {
+        let body = JobPlanRequest { job: job.clone() };
+        self.write(reqwest::Method::POST, &format!("/v1/job/{}/plan", enc(&job.id)), Some(&body))
+            .await
+    }
+
+    pub async fn stop_job(&self, id: &str, purge: bool) -> Result<EvalResponse, ApiError> {
+        let path = format!("/v1/job/{}?purge={purge}", enc(id));
+        self.write::<(), _>(reqwest::Method::DELETE, &path, None).await
+    }
+
+    pub async fn job_versions(&self, id: &str) -> Result<Vec<Job>, ApiError> {
+        Ok(self
+            .get(&format!("/v1/job/{}/versions", enc(id)), QueryOptions::default())
+            .await?
+            .0)
+    }
+
+    pub async fn revert_job(&self, id: &str, version: u64) -> Result<EvalResponse, ApiError> {
+        let body = JobRevertRequest { version };
+        self.write(reqwest::Method::POST, &format!("/v1/job/{}/revert", enc(id)), Some(&body))
+            .await
+    }
+
+    pub async fn job_allocs(&self, id: &str, q: QueryOptions) -> Result<(Vec<AllocListStub>, QueryMeta), ApiError> {
+        self.get(&format!("/v1/job/{}/allocations", enc(id)), q).await
+    }
+
+    pub async fn job_evals(&self, id: &str) -> Result<Vec<Evaluation>, ApiError> {
+        Ok(self
+            .get(&format!("/v1/job/{}/evaluations", enc(id)), QueryOptions::default())
+            .await?
+            .0)
+    }
+
+    pub async fn allocs(&self, q: QueryOptions) -> Result<(Vec<AllocListStub>, QueryMeta), ApiError> {
+        self.get("/v1/allocations", q).await
+    }
+
+    pub async fn alloc(&self, id: &str) -> Result<Allocation, ApiError> {
+        Ok(self
+            .get(&format!("/v1/allocation/{}", enc(id)), QueryOptions::default())
+            .await?
+            .0)
+    }
+
+    pub async fn evals(&self) -> Result<Vec<Evaluation>, ApiError> {
+        Ok(self.get("/v1/evaluations", QueryOptions::default()).await?.0)
+    }
+
+    pub async fn eval(&self, id: &str, q: QueryOptions) -> Result<(Evaluation, QueryMeta), ApiError> {
+        self.get(&format!("/v1/evaluation/{}", enc(id)), q).await
+    }
+
+    pub async fn nodes(&self) -> Result<Vec<NodeListStub>, ApiError> {
+        Ok(self.get("/v1/nodes", QueryOptions::default()).await?.0)
+    }
+
+    pub async fn node(&self, id: &str) -> Result<Node, ApiError> {
+        Ok(self
+            .get(&format!("/v1/node/{}", enc(id)), QueryOptions::default())
+            .await?
+            .0)
+    }
+
+    pub async fn drain_node(&self, id: &str, enable: bool) -> Result<EvalResponse, ApiError> {
+        let body = NodeDrainRequest { enable };
+        self.write(reqwest::Method::POST, &format!("/v1/node/{}/drain", enc(id)), Some(&body))
+            .await
+    }
+
+    pub async fn node_eligibility(&self, id: &str, eligible: bool) -> Result<EvalResponse, ApiError> {
+        let body = NodeEligibilityRequest { eligible };
+        self.write(
+            reqwest::Method::POST,
+            &format!("/v1/node/{}/eligibility", enc(id)),
+            Some(&body),
+        )
+        .await
+    }
+
+    pub async fn health(&self) -> Result<HealthResponse, ApiError> {
+        Ok(self.get("/v1/status/health", QueryOptions::default()).await?.0)
+    }
+
+    pub async fn agent_register(&self, req: &RegisterRequest) -> Result<RegisterResponse, ApiError> {
+        self.write(reqwest::Method::POST, "/v1/agent/register", Some(req)).await
+    }
+
+    pub async fn agent_heartbeat(&self, node_id: &str) -> Result<HeartbeatResponse, ApiError> {
+        self.write::<(), _>(
+            reqwest::Method::POST,
+            &format!("/v1/agent/heartbeat/{}", enc(node_id)),
+            None,
+        )
+        .await
+    }
+
+    pub async fn agent_allocs(&self, node_id: &str, q: QueryOptions) -> Result<(Vec<AgentAlloc>, QueryMeta), ApiError> {
+        self.get(&format!("/v1/agent/allocs/{}", enc(node_id)), q).await
+    }
+
+    pub async fn agent_update_allocs(
+        &self,
+        node_id: &str,
+        allocs: Vec<AllocUpdate>,
+    ) -> Result<AllocUpdateResponse, ApiError> {
+        let body = AllocUpdateRequest { allocs };
+        self.write(
+            reqwest::Method::POST,
+            &format!("/v1/agent/allocs/{}", enc(node_id)),
+            Some(&body),
+        )
+        .await
+    }
+}
+
+/// Percent-encodes a path segment (ids are plain, but names come from users).
+fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

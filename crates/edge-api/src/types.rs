@@ -1,0 +1,218 @@
+//! Request and response bodies of `/v1`, documented in `api/openapi.yaml`.
+
+use edge_sched::GroupChanges;
+use edge_spec::{
+    AllocMetric, Allocation, ClientStatus, DesiredStatus, Job, JobStatus, JobType, Node,
+    NodeResources, NodeStatus, TaskState,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The body of every error answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRegisterRequest {
+    pub job: Job,
+    /// Only register when the job's current modify index equals this (check-and-set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforce_index: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRegisterResponse {
+    pub eval_id: Option<String>,
+    pub job_modify_index: u64,
+    pub version: u64,
+    /// False when the spec equals the current version and nothing changed.
+    pub changed: bool,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobPlanRequest {
+    pub job: Job,
+}
+
+/// A dry run: what registering the job would do, without doing it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobPlanResponse {
+    /// `added`, `edited`, `none` or `deleted`, as in Nomad's plan.
+    pub diff_type: String,
+    /// Lines of a unified-style diff of the spec against the current version.
+    pub diff: Vec<String>,
+    pub changes: BTreeMap<String, GroupChanges>,
+    pub failed: BTreeMap<String, AllocMetric>,
+    pub current_version: Option<u64>,
+    pub job_modify_index: u64,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobListStub {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub job_type: JobType,
+    pub priority: u8,
+    pub status: JobStatus,
+    pub stop: bool,
+    pub version: u64,
+    pub submit_time: i64,
+    /// Group name to allocation counts by client status.
+    pub summary: BTreeMap<String, BTreeMap<String, u32>>,
+    pub modify_index: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvalResponse {
+    pub eval_id: Option<String>,
+    pub index: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRevertRequest {
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AllocListStub {
+    pub id: String,
+    pub name: String,
+    pub job_id: String,
+    pub job_version: u64,
+    pub group: String,
+    pub node_id: String,
+    pub node_name: String,
+    pub desired_status: DesiredStatus,
+    pub client_status: ClientStatus,
+    pub client_description: String,
+    pub task_states: BTreeMap<String, TaskState>,
+    pub create_time: i64,
+    pub modify_time: i64,
+    pub modify_index: u64,
+}
+
+impl From<&Allocation> for AllocListStub {
+    fn from(a: &Allocation) -> Self {
+        AllocListStub {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            job_id: a.job_id.clone(),
+            job_version: a.job_version,
+            group: a.group.clone(),
+            node_id: a.node_id.clone(),
+            node_name: a.node_name.clone(),
+            desired_status: a.desired_status,
+            client_status: a.client_status,
+            client_description: a.client_description.clone(),
+            task_states: a.task_states.clone(),
+            create_time: a.create_time,
+            modify_time: a.modify_time,
+            modify_index: a.modify_index,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeListStub {
+    pub id: String,
+    pub name: String,
+    pub datacenter: String,
+    pub address: String,
+    pub status: NodeStatus,
+    pub eligible: bool,
+    pub drain: bool,
+    pub drivers: Vec<String>,
+    pub resources: NodeResources,
+    pub allocs_running: u32,
+    pub agent_version: String,
+    pub last_heartbeat: i64,
+    pub modify_index: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeDrainRequest {
+    pub enable: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeEligibilityRequest {
+    pub eligible: bool,
+}
+
+/// An agent introduces itself; `node.id` is the agent's persistent id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub node: Node,
+    /// The agent's own HTTP address (logs, stats), when it serves one.
+    #[serde(default)]
+    pub http_addr: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub node_id: String,
+    /// Heartbeat at least this often, in milliseconds.
+    pub heartbeat_ttl_ms: u64,
+    pub index: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub heartbeat_ttl_ms: u64,
+    pub index: u64,
+}
+
+/// An allocation as the agent needs it: with the job version it was made from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentAlloc {
+    pub alloc: Allocation,
+    pub job: Job,
+}
+
+/// What an agent tells the server about one of its allocations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllocUpdate {
+    pub id: String,
+    pub client_status: ClientStatus,
+    #[serde(default)]
+    pub client_description: String,
+    #[serde(default)]
+    pub task_states: BTreeMap<String, TaskState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AllocUpdateRequest {
+    pub allocs: Vec<AllocUpdate>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AllocUpdateResponse {
+    pub index: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthResponse {
+    pub status: String,
+    pub version: String,
+    pub index: u64,
+    pub nodes_ready: u32,
+}
+
+/// One line of `/v1/event/stream`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamEvent {
+    pub index: u64,
+    pub topic: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub key: String,
+    pub time: i64,
+    pub payload: serde_json::Value,
+}

@@ -1,0 +1,172 @@
+//! The exec task's `config { ... }` block: checking it, filling `${NAME}`
+//! from the task env, and naming signals.
+
+use edge_driver::DriverError;
+use nix::sys::signal::Signal;
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+/// A checked exec task config, with `${NAME}` already filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ExecTaskConfig {
+    pub command: String,
+    pub args: Vec<String>,
+}
+
+pub(crate) fn parse(
+    config: &serde_json::Map<String, serde_json::Value>,
+    env: &BTreeMap<String, String>,
+) -> Result<ExecTaskConfig, DriverError> {
+    if let Some(key) = config
+        .keys()
+        .find(|k| !matches!(k.as_str(), "command" | "args"))
+    {
+        return Err(DriverError::config(
+            format!("config.{key}"),
+            "unknown key for the exec driver (expected command, args)",
+        ));
+    }
+    let command = match config.get("command") {
+        Some(serde_json::Value::String(c)) if !c.trim().is_empty() => c,
+        Some(serde_json::Value::String(_)) => {
+            return Err(DriverError::config("config.command", "must not be empty"));
+        }
+        Some(_) => return Err(DriverError::config("config.command", "must be a string")),
+        None => return Err(DriverError::config("config.command", "is required")),
+    };
+    let args = match config.get("args") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                serde_json::Value::String(s) => Ok(interpolate(s, env)),
+                _ => Err(DriverError::config(
+                    format!("config.args[{i}]"),
+                    "must be a string",
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(DriverError::config(
+                "config.args",
+                "must be a list of strings",
+            ));
+        }
+    };
+    Ok(ExecTaskConfig {
+        command: interpolate(command, env),
+        args,
+    })
+}
+
+/// Replaces `${NAME}` with `env[NAME]`; unknown names and unclosed `${` are
+/// left as they are, so a literal `${X}` reaches the task untouched.
+pub(crate) fn interpolate(s: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                match env.get(name) {
+                    Some(value) => out.push_str(value),
+                    None => out.push_str(&rest[start..start + 2 + end + 1]),
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Accepts `SIGHUP`, `HUP` or `hup`.
+pub(crate) fn parse_signal(name: &str) -> Result<Signal, DriverError> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&full)
+        .map_err(|_| DriverError::config("signal", format!("unknown signal {name:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn env() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("EDGE_PORT_http".to_string(), "8080".to_string()),
+            ("NAME".to_string(), "web".to_string()),
+        ])
+    }
+
+    fn cfg(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn interpolates_known_names_only() {
+        let env = env();
+        assert_eq!(interpolate("--port=${EDGE_PORT_http}", &env), "--port=8080");
+        assert_eq!(interpolate("${NAME}-${NAME}", &env), "web-web");
+        assert_eq!(interpolate("${X} and ${NAME}", &env), "${X} and web");
+        assert_eq!(interpolate("tail ${NAME", &env), "tail ${NAME");
+        assert_eq!(interpolate("$NAME {NAME} $", &env), "$NAME {NAME} $");
+        assert_eq!(interpolate("${}", &env), "${}");
+    }
+
+    #[test]
+    fn parses_command_and_args() {
+        let c = parse(
+            &cfg(json!({"command": "/bin/${NAME}", "args": ["-p", "${EDGE_PORT_http}"]})),
+            &env(),
+        )
+        .unwrap();
+        assert_eq!(c.command, "/bin/web");
+        assert_eq!(c.args, ["-p", "8080"]);
+        let c = parse(&cfg(json!({"command": "true"})), &env()).unwrap();
+        assert!(c.args.is_empty());
+    }
+
+    #[test]
+    fn rejects_bad_config_naming_the_field() {
+        let field = |v| match parse(&cfg(v), &env()) {
+            Err(DriverError::Config { field, .. }) => field,
+            other => panic!("expected a config error, got {other:?}"),
+        };
+        assert_eq!(field(json!({})), "config.command");
+        assert_eq!(field(json!({"command": ""})), "config.command");
+        assert_eq!(field(json!({"command": 3})), "config.command");
+        assert_eq!(field(json!({"command": "x", "args": "a b"})), "config.args");
+        assert_eq!(
+            field(json!({"command": "x", "args": ["a", 1]})),
+            "config.args[1]"
+        );
+        assert_eq!(
+            field(json!({"command": "x", "image": "nginx"})),
+            "config.image"
+        );
+    }
+
+    #[test]
+    fn names_signals() {
+        assert_eq!(parse_signal("SIGHUP").unwrap(), Signal::SIGHUP);
+        assert_eq!(parse_signal("usr1").unwrap(), Signal::SIGUSR1);
+        assert_eq!(parse_signal(" KILL ").unwrap(), Signal::SIGKILL);
+        assert!(matches!(
+            parse_signal("SIGNOPE"),
+            Err(DriverError::Config { .. })
+        ));
+    }
+}

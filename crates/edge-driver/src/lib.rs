@@ -1,0 +1,123 @@
+//! The boundary between the agent and the things that run workloads: the
+//! `Driver` trait, the task description a driver receives, and the handle it
+//! gives back so the agent can re-attach after its own restart.
+
+pub mod error;
+pub mod logs;
+
+pub use error::DriverError;
+
+use async_trait::async_trait;
+use edge_spec::{AssignedPort, DriverInfo, Resources};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything a driver needs to start one task of one allocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskConfig {
+    pub alloc_id: String,
+    pub job_id: String,
+    pub group: String,
+    pub task: String,
+    /// The task's `config { ... }` block, checked by the driver.
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// Task env plus edge's own `EDGE_*` variables, already merged.
+    pub env: BTreeMap<String, String>,
+    pub resources: Resources,
+    pub ports: Vec<AssignedPort>,
+    /// The allocation directory, shared by its tasks (`alloc/` inside it).
+    pub alloc_dir: PathBuf,
+    /// This task's own directory, the working directory of exec tasks.
+    pub task_dir: PathBuf,
+    /// Where `<task>.stdout.N` / `<task>.stderr.N` are written.
+    pub log_dir: PathBuf,
+    pub log_max_bytes: u64,
+    pub log_max_files: u32,
+}
+
+/// What the agent keeps in its local state to find a task again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskHandle {
+    pub driver: String,
+    /// Unique per task start: `<alloc_id>/<task>/<attempt>`.
+    pub task_id: String,
+    pub pid: Option<u32>,
+    /// Unix milliseconds.
+    pub started_at: i64,
+    /// Driver-specific recovery data.
+    #[serde(default)]
+    pub state: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ExitResult {
+    pub exit_code: i32,
+    #[serde(default)]
+    pub signal: Option<i32>,
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Set when the driver could not tell how the task ended.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl ExitResult {
+    pub fn successful(&self) -> bool {
+        self.exit_code == 0 && self.signal.is_none() && !self.oom_killed && self.error.is_none()
+    }
+
+    pub fn describe(&self) -> String {
+        if self.oom_killed {
+            return "OOM killed: task exceeded its memory limit".to_string();
+        }
+        if let Some(e) = &self.error {
+            return e.clone();
+        }
+        match self.signal {
+            Some(s) => format!("exit code {}, signal {s}", self.exit_code),
+            None => format!("exit code {}", self.exit_code),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TaskStats {
+    pub memory_rss_bytes: u64,
+    /// Total CPU time used, in nanoseconds.
+    pub cpu_total_ns: u64,
+    /// Unix milliseconds when sampled.
+    pub timestamp: i64,
+}
+
+/// A way of running tasks. Implementations must never panic on bad task
+/// config: they answer `DriverError::Config` naming the field instead.
+#[async_trait]
+pub trait Driver: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Whether the driver can run tasks on this node now.
+    async fn fingerprint(&self) -> DriverInfo;
+
+    /// Starts the task; returns once it is running (or failed to start).
+    async fn start(&self, cfg: &TaskConfig) -> Result<TaskHandle, DriverError>;
+
+    /// Re-attaches to a task started before the agent restarted.
+    /// `DriverError::NotFound` means it is gone and must be started again.
+    async fn recover(&self, handle: &TaskHandle) -> Result<(), DriverError>;
+
+    /// Resolves when the task exits. Safe to call again after recovery.
+    async fn wait(&self, handle: &TaskHandle) -> Result<ExitResult, DriverError>;
+
+    /// Sends `signal` (SIGTERM unless the task says otherwise), then SIGKILL
+    /// after `timeout`. Returns once the task is dead.
+    async fn stop(&self, handle: &TaskHandle, timeout: Duration) -> Result<(), DriverError>;
+
+    /// Frees what the task held (cgroups, containers, snapshots).
+    async fn destroy(&self, handle: &TaskHandle) -> Result<(), DriverError>;
+
+    async fn signal(&self, handle: &TaskHandle, signal: &str) -> Result<(), DriverError>;
+
+    async fn stats(&self, handle: &TaskHandle) -> Result<TaskStats, DriverError>;
+}

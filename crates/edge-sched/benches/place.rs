@@ -1,0 +1,157 @@
+//! Placement throughput: many service jobs on 5,000 nodes, one `schedule`
+//! call per job, the usage map updated between jobs as the server does.
+//! Run with `cargo bench -p edge-sched`.
+
+use edge_sched::{NodeUsage, SchedulerConfig, Snapshot, schedule};
+use edge_spec::{
+    DriverInfo, Evaluation, Group, Job, JobType, Network, Node, NodeResources, NodeStatus,
+    PortSpec, Resources, Task, TriggeredBy,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+const NODES: usize = 5_000;
+
+fn node(i: usize) -> Node {
+    let mut drivers = BTreeMap::new();
+    drivers.insert(
+        "exec".to_string(),
+        DriverInfo {
+            detected: true,
+            healthy: true,
+            ..DriverInfo::default()
+        },
+    );
+    let mut attributes = BTreeMap::new();
+    attributes.insert("kernel.name".to_string(), "linux".to_string());
+    Node {
+        id: format!("{i:08x}-0000-4000-8000-000000000000"),
+        name: format!("node-{i}"),
+        datacenter: "dc1".to_string(),
+        address: format!("10.0.{}.{}", i / 250, i % 250),
+        status: NodeStatus::Ready,
+        status_description: String::new(),
+        eligible: true,
+        drain: false,
+        attributes,
+        meta: BTreeMap::new(),
+        resources: NodeResources {
+            cpu: 8000,
+            memory: 16384,
+            cores: 4,
+        },
+        reserved: NodeResources::default(),
+        drivers,
+        last_heartbeat: 0,
+        agent_version: String::new(),
+        create_index: 0,
+        modify_index: 0,
+    }
+}
+
+fn job(i: usize, count: u32) -> Job {
+    Job {
+        id: format!("job-{i}"),
+        name: format!("job-{i}"),
+        job_type: JobType::Service,
+        datacenters: vec!["*".to_string()],
+        priority: 50,
+        meta: BTreeMap::new(),
+        constraints: Vec::new(),
+        groups: vec![Group {
+            name: "web".to_string(),
+            count,
+            constraints: Vec::new(),
+            network: Network {
+                ports: vec![PortSpec {
+                    label: "http".to_string(),
+                    static_port: None,
+                    to: None,
+                }],
+            },
+            services: Vec::new(),
+            restart: Default::default(),
+            reschedule: Default::default(),
+            tasks: vec![Task {
+                name: "server".to_string(),
+                driver: "exec".to_string(),
+                config: serde_json::Map::new(),
+                env: BTreeMap::new(),
+                resources: Resources {
+                    cpu: 20,
+                    memory: 32,
+                },
+                kill_timeout: std::time::Duration::from_secs(5),
+            }],
+        }],
+        version: 0,
+        stop: false,
+        status: Default::default(),
+        submit_time: 0,
+        create_index: 0,
+        modify_index: 0,
+    }
+}
+
+fn eval(job_id: &str) -> Evaluation {
+    Evaluation {
+        id: format!("eval-{job_id}"),
+        job_id: job_id.to_string(),
+        priority: 50,
+        triggered_by: TriggeredBy::JobRegister,
+        status: Default::default(),
+        status_description: String::new(),
+        node_id: None,
+        failed_tg_allocs: BTreeMap::new(),
+        queued_allocations: BTreeMap::new(),
+        wait_until: 0,
+        create_time: 0,
+        modify_time: 0,
+        create_index: 0,
+        modify_index: 0,
+    }
+}
+
+/// Schedules `jobs` jobs of `count` copies each; returns placements and seconds
+/// spent inside `schedule`.
+fn run(jobs: usize, count: u32) -> (usize, f64) {
+    let nodes: Vec<Node> = (0..NODES).map(node).collect();
+    let mut usage: HashMap<String, NodeUsage> = HashMap::new();
+    let config = SchedulerConfig::default();
+    let mut placed = 0;
+    let mut spent = 0.0;
+    for i in 0..jobs {
+        let j = job(i, count);
+        let e = eval(&j.id);
+        let snap = Snapshot {
+            nodes: nodes.iter().collect(),
+            usage: &usage,
+            job_allocs: Vec::new(),
+            config: &config,
+            now: 1_700_000_000_000,
+            seed: i as u64,
+        };
+        let start = Instant::now();
+        let plan = schedule(Some(&j), &e, &snap);
+        spent += start.elapsed().as_secs_f64();
+        assert_eq!(plan.place.len(), count as usize, "job {i} not fully placed");
+        placed += plan.place.len();
+        for a in &plan.place {
+            usage.entry(a.node_id.clone()).or_default().add(a);
+        }
+    }
+    for (id, u) in &usage {
+        assert!(u.cpu <= 8000 && u.memory <= 16384, "node {id} over-committed");
+    }
+    (placed, spent)
+}
+
+fn main() {
+    for (jobs, count) in [(100, 1_000), (1_000, 100)] {
+        let (placed, secs) = run(jobs, count);
+        println!(
+            "{jobs} jobs x {count} on {NODES} nodes: {placed} placements in {secs:.3} s = {:.0} placements/s",
+            placed as f64 / secs
+        );
+    }
+}

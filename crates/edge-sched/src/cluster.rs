@@ -1,0 +1,370 @@
+//! The cluster as one evaluation changes it: node usage from the snapshot plus
+//! what the plan has placed and stopped so far, node selection, and building
+//! allocations.
+
+use crate::feasible::{DISTINCT_HOSTS_REASON, GroupReq, Reject, in_datacenters};
+use crate::{NodeUsage, Snapshot, ports, rank};
+use edge_spec::{
+    AllocMetric, AllocResources, Allocation, ClientStatus, DesiredStatus, Evaluation, Job, Node,
+    NodeStatus,
+};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use std::collections::{BTreeMap, HashMap};
+
+/// One node's usage: the snapshot's, plus this plan's changes kept apart so
+/// that the snapshot's port sets are never cloned.
+#[derive(Debug)]
+pub(crate) struct NodeState<'a> {
+    base: Option<&'a NodeUsage>,
+    cpu: i64,
+    memory: i64,
+    added: Vec<u16>,
+    removed: Vec<u16>,
+    /// Live allocations of the evaluated job, for `distinct_hosts`.
+    pub job_allocs: u32,
+}
+
+impl NodeState<'_> {
+    pub(crate) fn cpu(&self) -> u64 {
+        let base = self.base.map_or(0, |u| i64::from(u.cpu));
+        (base + self.cpu).max(0) as u64
+    }
+
+    pub(crate) fn memory(&self) -> u64 {
+        let base = self.base.map_or(0, |u| i64::from(u.memory));
+        (base + self.memory).max(0) as u64
+    }
+
+    pub(crate) fn port_used(&self, p: u16) -> bool {
+        self.added.contains(&p)
+            || (self.base.is_some_and(|u| u.ports.contains(&p)) && !self.removed.contains(&p))
+    }
+
+    /// At least the number of ports in use.
+    pub(crate) fn port_count_upper(&self) -> usize {
+        self.base.map_or(0, |u| u.ports.len()) + self.added.len()
+    }
+
+    /// Ports in use within `min..=max`.
+    pub(crate) fn ports_in(&self, min: u16, max: u16) -> usize {
+        let base = self.base.map_or(0, |u| {
+            u.ports
+                .range(min..=max)
+                .filter(|p| !self.removed.contains(p))
+                .count()
+        });
+        base + self.added.iter().filter(|p| (min..=max).contains(*p)).count()
+    }
+}
+
+pub(crate) struct Cluster<'a> {
+    pub snap: &'a Snapshot<'a>,
+    pub job: &'a Job,
+    pub eval: &'a Evaluation,
+    pub rng: SmallRng,
+    by_id: HashMap<&'a str, usize>,
+    /// Node index to 1 + its index in `states`; 0 until first touched.
+    slot: Vec<u32>,
+    states: Vec<NodeState<'a>>,
+    job_on_node: HashMap<&'a str, u32>,
+    /// Nodes that may take new allocations, shuffled once per evaluation.
+    order: Vec<u32>,
+    cursor: usize,
+}
+
+impl<'a> Cluster<'a> {
+    pub(crate) fn new(snap: &'a Snapshot<'a>, job: &'a Job, eval: &'a Evaluation) -> Cluster<'a> {
+        let mut rng = SmallRng::seed_from_u64(snap.seed);
+        let mut order: Vec<u32> = snap
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.schedulable() && in_datacenters(job, n))
+            .map(|(i, _)| i as u32)
+            .collect();
+        order.shuffle(&mut rng);
+        let mut by_id = HashMap::new();
+        let mut job_on_node: HashMap<&str, u32> = HashMap::new();
+        if !snap.job_allocs.is_empty() {
+            by_id = snap
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.id.as_str(), i))
+                .collect();
+            for a in snap.job_allocs.iter().filter(|a| a.is_live()) {
+                *job_on_node.entry(a.node_id.as_str()).or_default() += 1;
+            }
+        }
+        Cluster {
+            snap,
+            job,
+            eval,
+            rng,
+            by_id,
+            slot: vec![0; snap.nodes.len()],
+            states: Vec::new(),
+            job_on_node,
+            order,
+            cursor: 0,
+        }
+    }
+
+    pub(crate) fn node(&self, idx: usize) -> &'a Node {
+        self.snap.nodes[idx]
+    }
+
+    pub(crate) fn node_count(&self) -> usize {
+        self.snap.nodes.len()
+    }
+
+    pub(crate) fn node_index(&self, id: &str) -> Option<usize> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Usable nodes in snapshot order.
+    pub(crate) fn usable(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.order.iter().map(|&i| i as usize).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Where an allocation's node stands: `None` when the node is gone or down.
+    pub(crate) fn node_of(&self, a: &Allocation) -> Option<usize> {
+        self.node_index(&a.node_id)
+            .filter(|&i| self.node(i).status != NodeStatus::Down)
+    }
+
+    pub(crate) fn state(&mut self, idx: usize) -> &mut NodeState<'a> {
+        if self.slot[idx] == 0 {
+            let node = self.snap.nodes[idx];
+            self.states.push(NodeState {
+                base: self.snap.usage.get(&node.id),
+                cpu: 0,
+                memory: 0,
+                added: Vec::new(),
+                removed: Vec::new(),
+                job_allocs: self.job_on_node.get(node.id.as_str()).copied().unwrap_or(0),
+            });
+            self.slot[idx] = self.states.len() as u32;
+        }
+        let s = self.slot[idx] as usize - 1;
+        &mut self.states[s]
+    }
+
+    /// Frees what a live allocation the plan stops held on its node.
+    pub(crate) fn release(&mut self, a: &Allocation) {
+        if !a.is_live() {
+            return;
+        }
+        let Some(idx) = self.node_index(&a.node_id) else {
+            return;
+        };
+        let st = self.state(idx);
+        st.cpu -= i64::from(a.resources.cpu);
+        st.memory -= i64::from(a.resources.memory);
+        for p in &a.resources.ports {
+            if let Some(at) = st.added.iter().position(|x| *x == p.value) {
+                st.added.swap_remove(at);
+            } else {
+                st.removed.push(p.value);
+            }
+        }
+        st.job_allocs = st.job_allocs.saturating_sub(1);
+    }
+
+    fn commit(&mut self, idx: usize, a: &Allocation) {
+        let st = self.state(idx);
+        st.cpu += i64::from(a.resources.cpu);
+        st.memory += i64::from(a.resources.memory);
+        for p in &a.resources.ports {
+            if let Some(at) = st.removed.iter().position(|x| *x == p.value) {
+                st.removed.swap_remove(at);
+            } else {
+                st.added.push(p.value);
+            }
+        }
+        st.job_allocs += 1;
+    }
+
+    /// Every check a new copy of the group must pass on a node.
+    pub(crate) fn check(&mut self, req: &mut GroupReq<'_>, idx: usize) -> Result<(), Reject> {
+        let node = self.snap.nodes[idx];
+        req.static_check(idx, node)?;
+        let cfg = self.snap.config;
+        let st = self.state(idx);
+        if req.distinct_hosts && st.job_allocs > 0 {
+            return Err(Reject::DistinctHosts);
+        }
+        let cpu_cap = u64::from(node.resources.cpu.saturating_sub(node.reserved.cpu));
+        if st.cpu() + u64::from(req.cpu) > cpu_cap {
+            return Err(Reject::Exhausted(crate::feasible::Dimension::Cpu));
+        }
+        let mem_cap = u64::from(node.resources.memory.saturating_sub(node.reserved.memory));
+        if st.memory() + u64::from(req.memory) > mem_cap {
+            return Err(Reject::Exhausted(crate::feasible::Dimension::Memory));
+        }
+        ports::fits(st, req, cfg)
+    }
+
+    /// Picks a node for one more copy of a group among a limited number of
+    /// feasible candidates, walking the shuffled nodes from where the last
+    /// placement stopped (Nomad's limit iterator). `spread[idx]` counts the
+    /// group's allocations per node; `avoid` is penalized like one more.
+    pub(crate) fn select(
+        &mut self,
+        req: &mut GroupReq<'_>,
+        spread: &[u32],
+        avoid: Option<usize>,
+    ) -> Option<usize> {
+        const MAX_SKIP: usize = 3;
+        let n = self.order.len();
+        if n == 0 {
+            return None;
+        }
+        let limit = rank::candidate_limit(n);
+        let mut best: Option<(f64, usize)> = None;
+        let mut found = 0;
+        let mut skipped: [(usize, u32); MAX_SKIP] = [(0, 0); MAX_SKIP];
+        let mut nskipped = 0;
+        for _ in 0..n {
+            let idx = self.order[self.cursor] as usize;
+            self.cursor = (self.cursor + 1) % n;
+            if self.check(req, idx).is_err() {
+                continue;
+            }
+            let collisions = spread[idx] + u32::from(avoid == Some(idx));
+            if collisions > 0 && nskipped < MAX_SKIP {
+                skipped[nskipped] = (idx, collisions);
+                nskipped += 1;
+                continue;
+            }
+            self.consider(&mut best, req, idx, collisions);
+            found += 1;
+            if found >= limit {
+                break;
+            }
+        }
+        if found < limit {
+            for &(idx, collisions) in &skipped[..nskipped] {
+                self.consider(&mut best, req, idx, collisions);
+            }
+        }
+        best.map(|(_, idx)| idx)
+    }
+
+    fn consider(
+        &mut self,
+        best: &mut Option<(f64, usize)>,
+        req: &GroupReq<'_>,
+        idx: usize,
+        collisions: u32,
+    ) {
+        let node = self.snap.nodes[idx];
+        let algorithm = self.snap.config.algorithm;
+        let st = self.state(idx);
+        let fit = rank::fit_score(algorithm, node, st.cpu(), st.memory(), req);
+        let score = rank::with_anti_affinity(fit, collisions, req.group.count);
+        if best.is_none_or(|(s, _)| score > s) {
+            *best = Some((score, idx));
+        }
+    }
+
+    /// Why no usable node takes a copy of the group: every usable node
+    /// checked, reasons tallied in Nomad's terms.
+    pub(crate) fn explain(&mut self, req: &mut GroupReq<'_>, nodes: &[usize]) -> AllocMetric {
+        let mut m = AllocMetric::default();
+        for &idx in nodes {
+            let r = self.check(req, idx);
+            self.tally(&mut m, req, idx, r);
+        }
+        m
+    }
+
+    /// Adds one node's verdict to a metric.
+    pub(crate) fn tally(
+        &self,
+        m: &mut AllocMetric,
+        req: &GroupReq<'_>,
+        idx: usize,
+        verdict: Result<(), Reject>,
+    ) {
+        m.nodes_evaluated += 1;
+        *m.nodes_available
+            .entry(self.snap.nodes[idx].datacenter.clone())
+            .or_default() += 1;
+        match verdict {
+            Ok(()) => {}
+            Err(Reject::Filtered(r)) => {
+                m.nodes_filtered += 1;
+                let reason = req.reasons.get(usize::from(r)).cloned().unwrap_or_default();
+                *m.constraint_filtered.entry(reason).or_default() += 1;
+            }
+            Err(Reject::DistinctHosts) => {
+                m.nodes_filtered += 1;
+                *m.constraint_filtered
+                    .entry(DISTINCT_HOSTS_REASON.to_string())
+                    .or_default() += 1;
+            }
+            Err(Reject::Exhausted(d)) => {
+                m.nodes_exhausted += 1;
+                *m.dimension_exhausted.entry(d.label()).or_default() += 1;
+            }
+        }
+    }
+
+    /// Places one copy of the group on a node that passed [`Cluster::check`].
+    /// `None` when its ports could not be assigned after all.
+    pub(crate) fn place(
+        &mut self,
+        req: &GroupReq<'_>,
+        idx: usize,
+        index: u32,
+        previous: Option<&Allocation>,
+        reschedule_times: Vec<i64>,
+    ) -> Option<Allocation> {
+        let cfg = self.snap.config;
+        let node = self.snap.nodes[idx];
+        let slot = {
+            self.state(idx);
+            self.slot[idx] as usize - 1
+        };
+        let ports = ports::assign(&self.states[slot], req, cfg, &mut self.rng)?;
+        let id = uuid::Builder::from_random_bytes(self.rng.random()).into_uuid();
+        let job = self.job;
+        let alloc = Allocation {
+            id: id.to_string(),
+            name: format!("{}.{}[{}]", job.id, req.group.name, index),
+            index,
+            job_id: job.id.clone(),
+            job_version: job.version,
+            group: req.group.name.clone(),
+            group_hash: req.hash,
+            node_id: node.id.clone(),
+            node_name: node.name.clone(),
+            eval_id: self.eval.id.clone(),
+            desired_status: DesiredStatus::Run,
+            desired_description: String::new(),
+            client_status: ClientStatus::Pending,
+            client_description: String::new(),
+            task_states: BTreeMap::new(),
+            resources: AllocResources {
+                cpu: req.cpu,
+                memory: req.memory,
+                ports,
+            },
+            previous_alloc: previous.map(|p| p.id.clone()),
+            reschedule_times,
+            next_alloc: None,
+            create_time: self.snap.now,
+            modify_time: self.snap.now,
+            create_index: 0,
+            modify_index: 0,
+        };
+        self.commit(idx, &alloc);
+        Some(alloc)
+    }
+}

@@ -1,0 +1,343 @@
+//! Node feasibility for one group: datacenters, drivers and constraints,
+//! compiled once per group and cached per node for the whole evaluation.
+
+use crate::error::SchedError;
+use edge_spec::{Constraint, ConstraintOp, Group, Job, Node, PortSpec};
+use regex::Regex;
+use std::cmp::Ordering;
+
+/// Why a node cannot take one more copy of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reject {
+    /// Index into [`GroupReq::reasons`]: a missing driver or a failed constraint.
+    Filtered(u16),
+    DistinctHosts,
+    Exhausted(Dimension),
+}
+
+/// The resource a node ran out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dimension {
+    Cpu,
+    Memory,
+    StaticPort(u16),
+    DynamicPorts,
+}
+
+impl Dimension {
+    pub(crate) fn label(self) -> String {
+        match self {
+            Dimension::Cpu => "cpu".to_string(),
+            Dimension::Memory => "memory".to_string(),
+            Dimension::StaticPort(p) => format!("network: reserved port {p} collision"),
+            Dimension::DynamicPorts => "network: dynamic port selection failed".to_string(),
+        }
+    }
+}
+
+pub(crate) const DISTINCT_HOSTS_REASON: &str = "constraint distinct_hosts";
+
+/// One side of a constraint: a node field, attribute, meta key or a literal.
+#[derive(Debug, Clone, Copy)]
+enum Operand<'j> {
+    Attr(&'j str),
+    Meta(&'j str),
+    Datacenter,
+    Name,
+    Id,
+    Address,
+    /// An interpolation this scheduler does not know: never set.
+    Unknown,
+    Literal(&'j str),
+}
+
+impl<'j> Operand<'j> {
+    fn parse(s: &'j str) -> Operand<'j> {
+        let Some(inner) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) else {
+            return Operand::Literal(s);
+        };
+        if let Some(k) = inner.strip_prefix("attr.") {
+            return Operand::Attr(k);
+        }
+        if let Some(k) = inner.strip_prefix("meta.") {
+            return Operand::Meta(k);
+        }
+        match inner {
+            "node.datacenter" => Operand::Datacenter,
+            "node.name" | "node.unique.name" => Operand::Name,
+            "node.id" | "node.unique.id" => Operand::Id,
+            "node.address" => Operand::Address,
+            _ => Operand::Unknown,
+        }
+    }
+
+    fn resolve<'n>(self, node: &'n Node) -> Option<&'n str>
+    where
+        'j: 'n,
+    {
+        match self {
+            Operand::Attr(k) => node.attributes.get(k).map(String::as_str),
+            Operand::Meta(k) => node.meta.get(k).map(String::as_str),
+            Operand::Datacenter => Some(&node.datacenter),
+            Operand::Name => Some(&node.name),
+            Operand::Id => Some(&node.id),
+            Operand::Address => Some(&node.address),
+            Operand::Unknown => None,
+            Operand::Literal(s) => Some(s),
+        }
+    }
+}
+
+struct Compiled<'j> {
+    lhs: Operand<'j>,
+    rhs: Operand<'j>,
+    op: ConstraintOp,
+    /// Set for `regexp`; `None` inside when the pattern does not compile,
+    /// which filters every node.
+    regex: Option<Option<Regex>>,
+    reason: u16,
+}
+
+impl Compiled<'_> {
+    fn holds(&self, node: &Node) -> bool {
+        let l = self.lhs.resolve(node);
+        let r = self.rhs.resolve(node);
+        match self.op {
+            ConstraintOp::IsSet => l.is_some(),
+            ConstraintOp::IsNotSet => l.is_none(),
+            // As in Nomad: a missing attribute differs from any value.
+            ConstraintOp::Ne => l != r,
+            ConstraintOp::DistinctHosts => true,
+            op => {
+                let (Some(l), Some(r)) = (l, r) else {
+                    return false;
+                };
+                match op {
+                    ConstraintOp::Eq => l == r,
+                    ConstraintOp::Lt => compare(l, r) == Ordering::Less,
+                    ConstraintOp::Le => compare(l, r) != Ordering::Greater,
+                    ConstraintOp::Gt => compare(l, r) == Ordering::Greater,
+                    ConstraintOp::Ge => compare(l, r) != Ordering::Less,
+                    ConstraintOp::Regexp => {
+                        matches!(&self.regex, Some(Some(re)) if re.is_match(l))
+                    }
+                    ConstraintOp::SetContains => set_contains(l, r),
+                    _ => false,
+                }
+            }
+        }
+    }
+}
+
+/// Numeric when both sides parse as numbers, lexical otherwise.
+fn compare(l: &str, r: &str) -> Ordering {
+    match (l.trim().parse::<f64>(), r.trim().parse::<f64>()) {
+        (Ok(a), Ok(b)) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+        _ => l.cmp(r),
+    }
+}
+
+/// Every comma separated item of `r` is in the comma separated set `l`.
+fn set_contains(l: &str, r: &str) -> bool {
+    let have: Vec<&str> = l.split(',').map(str::trim).collect();
+    r.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .all(|want| have.contains(&want))
+}
+
+/// The text a failed constraint is reported under.
+pub(crate) fn constraint_reason(c: &Constraint) -> String {
+    match c.operator {
+        ConstraintOp::IsSet | ConstraintOp::IsNotSet => {
+            format!("constraint {} {}", c.attribute, c.operator.as_str())
+        }
+        ConstraintOp::DistinctHosts => DISTINCT_HOSTS_REASON.to_string(),
+        op => format!("constraint {} {} {}", c.attribute, op.as_str(), c.value),
+    }
+}
+
+/// Whether a datacenter pattern of a job (`*`, `dc1`, `eu-*`) names `dc`.
+pub(crate) fn dc_matches(pattern: &str, dc: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut tail) = dc.strip_prefix(first) else {
+        return false;
+    };
+    let mut prev = None;
+    for part in parts {
+        if let Some(p) = prev {
+            match tail.find(p) {
+                Some(at) => tail = &tail[at + str::len(p)..],
+                None => return false,
+            }
+        }
+        prev = Some(part);
+    }
+    match prev {
+        // No `*`: the whole name must match.
+        None => tail.is_empty(),
+        // The last piece anchors at the end.
+        Some(last) => tail.ends_with(last),
+    }
+}
+
+pub(crate) fn in_datacenters(job: &Job, node: &Node) -> bool {
+    job.datacenters
+        .iter()
+        .any(|p| dc_matches(p, &node.datacenter))
+}
+
+const UNKNOWN: u16 = 0;
+const PASS: u16 = 1;
+
+/// Everything one copy of a group needs from a node, computed once per
+/// evaluation so the per-node checks allocate nothing.
+pub(crate) struct GroupReq<'j> {
+    pub group: &'j Group,
+    pub hash: u64,
+    pub cpu: u32,
+    pub memory: u32,
+    pub static_ports: Vec<u16>,
+    pub dynamic_ports: usize,
+    pub distinct_hosts: bool,
+    /// Filter reasons, indexed by [`Reject::Filtered`].
+    pub reasons: Vec<String>,
+    drivers: Vec<(&'j str, u16)>,
+    constraints: Vec<Compiled<'j>>,
+    /// Per node index: `UNKNOWN`, `PASS`, or 2 + the index of the reason.
+    cache: Vec<u16>,
+}
+
+impl<'j> GroupReq<'j> {
+    pub(crate) fn new(job: &'j Job, group: &'j Group, node_count: usize) -> GroupReq<'j> {
+        let res = group.resources();
+        let mut reasons = Vec::new();
+        let mut drivers: Vec<(&str, u16)> = Vec::new();
+        for t in &group.tasks {
+            if drivers.iter().all(|(d, _)| *d != t.driver) {
+                drivers.push((&t.driver, reasons.len() as u16));
+                reasons.push(format!("missing driver \"{}\"", t.driver));
+            }
+        }
+        let mut constraints = Vec::new();
+        let mut distinct_hosts = false;
+        for c in job.constraints.iter().chain(&group.constraints) {
+            if c.operator == ConstraintOp::DistinctHosts {
+                distinct_hosts |= c.value.trim() != "false";
+                continue;
+            }
+            let mut reason = constraint_reason(c);
+            let regex = (c.operator == ConstraintOp::Regexp).then(|| match Regex::new(&c.value) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    reason = SchedError::BadRegexp {
+                        attribute: c.attribute.clone(),
+                        pattern: c.value.clone(),
+                        reason: e.to_string(),
+                    }
+                    .to_string();
+                    None
+                }
+            });
+            let idx = match reasons.iter().position(|r| *r == reason) {
+                Some(i) => i as u16,
+                None => {
+                    reasons.push(reason);
+                    (reasons.len() - 1) as u16
+                }
+            };
+            constraints.push(Compiled {
+                lhs: Operand::parse(&c.attribute),
+                rhs: Operand::parse(&c.value),
+                op: c.operator,
+                regex,
+                reason: idx,
+            });
+        }
+        let ports: &[PortSpec] = &group.network.ports;
+        GroupReq {
+            group,
+            hash: group.spec_hash(),
+            cpu: res.cpu,
+            memory: res.memory,
+            static_ports: ports.iter().filter_map(|p| p.static_port).collect(),
+            dynamic_ports: ports.iter().filter(|p| p.static_port.is_none()).count(),
+            distinct_hosts,
+            reasons,
+            drivers,
+            constraints,
+            cache: vec![UNKNOWN; node_count],
+        }
+    }
+
+    /// Drivers and constraints, the checks that do not depend on placements.
+    pub(crate) fn static_check(&mut self, idx: usize, node: &Node) -> Result<(), Reject> {
+        let cached = self.cache[idx];
+        let verdict = if cached == UNKNOWN {
+            let v = match self.evaluate(node) {
+                None => PASS,
+                Some(r) => r + 2,
+            };
+            self.cache[idx] = v;
+            v
+        } else {
+            cached
+        };
+        if verdict == PASS {
+            Ok(())
+        } else {
+            Err(Reject::Filtered(verdict - 2))
+        }
+    }
+
+    fn evaluate(&self, node: &Node) -> Option<u16> {
+        if let Some((_, r)) = self.drivers.iter().find(|(d, _)| !node.driver_healthy(d)) {
+            return Some(*r);
+        }
+        self.constraints
+            .iter()
+            .find(|c| !c.holds(node))
+            .map(|c| c.reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_datacenters() {
+        assert!(dc_matches("*", "dc1"));
+        assert!(dc_matches("dc*", "dc1"));
+        assert!(dc_matches("*-east", "us-east"));
+        assert!(dc_matches("us-*-1", "us-east-1"));
+        assert!(!dc_matches("us-*-1", "us-east-2"));
+        assert!(!dc_matches("dc*", "edc1"));
+        assert!(dc_matches("dc1", "dc1"));
+        assert!(!dc_matches("dc1", "dc2"));
+    }
+
+    #[test]
+    fn compares_numbers_numerically_and_text_lexically() {
+        assert_eq!(compare("10", "9"), Ordering::Greater);
+        assert_eq!(compare("1.5", "1.50"), Ordering::Equal);
+        assert_eq!(compare("b", "a"), Ordering::Greater);
+        assert_eq!(compare("10", "9x"), Ordering::Less);
+    }
+
+    #[test]
+    fn set_contains_needs_every_item() {
+        assert!(set_contains("a, b,c", "c,a"));
+        assert!(!set_contains("a,b", "a,d"));
+    }
+
+    #[test]
+    fn operands_resolve_node_fields() {
+        assert!(matches!(Operand::parse("${attr.cpu.arch}"), Operand::Attr("cpu.arch")));
+        assert!(matches!(Operand::parse("${meta.rack}"), Operand::Meta("rack")));
+        assert!(matches!(Operand::parse("${node.unique.name}"), Operand::Name));
+        assert!(matches!(Operand::parse("${node.class}"), Operand::Unknown));
+        assert!(matches!(Operand::parse("linux"), Operand::Literal("linux")));
+    }
+}

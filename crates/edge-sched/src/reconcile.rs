@@ -1,0 +1,338 @@
+//! Service and batch jobs: reconcile each group's desired count against its
+//! allocations (lost, draining, failed, outdated), then place what is missing.
+
+use crate::cluster::Cluster;
+use crate::feasible::GroupReq;
+use crate::{GroupChanges, InPlaceUpdate, Plan, StopAlloc};
+use edge_spec::{Allocation, ClientStatus, DesiredStatus, Group, JobType, NodeStatus};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub(crate) const DESC_LOST: &str = "node down";
+pub(crate) const DESC_DRAIN: &str = "node draining";
+pub(crate) const DESC_UPDATE: &str = "alloc is being updated due to job update";
+pub(crate) const DESC_RESCHEDULED: &str = "rescheduled";
+pub(crate) const DESC_NOT_NEEDED: &str = "alloc not needed due to job update";
+pub(crate) const DESC_GROUP_REMOVED: &str = "alloc not needed as group was removed from job";
+
+/// Reschedule times kept on a replacement, so a crash loop under an
+/// unlimited policy does not grow its allocation without bound.
+const MAX_RESCHEDULE_TIMES: usize = 32;
+
+/// What the reschedule policy allows for a failed allocation.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Reschedule {
+    /// Replace it now; the replacement carries these reschedule times.
+    Now(Vec<i64>),
+    /// Not before this time (Unix milliseconds).
+    Later(i64),
+    Exhausted,
+}
+
+pub(crate) fn reschedule(group: &Group, a: &Allocation, now: i64) -> Reschedule {
+    let policy = &group.reschedule;
+    let interval = i64::try_from(policy.interval.as_millis()).unwrap_or(i64::MAX);
+    let recent = a
+        .reschedule_times
+        .iter()
+        .filter(|&&t| interval == 0 || t > now.saturating_sub(interval))
+        .count();
+    if !policy.unlimited && recent >= policy.attempts as usize {
+        return Reschedule::Exhausted;
+    }
+    let delay = i64::try_from(policy.delay.as_millis()).unwrap_or(i64::MAX);
+    let at = a.modify_time.saturating_add(delay);
+    if delay > 0 && at > now {
+        return Reschedule::Later(at);
+    }
+    let keep = MAX_RESCHEDULE_TIMES.max(policy.attempts as usize);
+    let mut times = a.reschedule_times.clone();
+    times.push(now);
+    if times.len() > keep {
+        times.drain(..times.len() - keep);
+    }
+    Reschedule::Now(times)
+}
+
+/// A failed allocation still waiting for its replacement.
+pub(crate) fn awaits_reschedule(a: &Allocation) -> bool {
+    a.desired_status == DesiredStatus::Run
+        && a.client_status == ClientStatus::Failed
+        && a.next_alloc.is_none()
+}
+
+pub(crate) fn stop(plan: &mut Plan, a: &Allocation, description: &str, lost: bool) {
+    plan.stop.push(StopAlloc {
+        alloc_id: a.id.clone(),
+        description: description.to_string(),
+        client_status: lost.then_some(ClientStatus::Lost),
+    });
+}
+
+/// Groups the job's allocations by group name, and stops the live ones of
+/// groups the job no longer has.
+pub(crate) fn by_group<'a>(cl: &mut Cluster<'a>, plan: &mut Plan) -> BTreeMap<&'a str, Vec<&'a Allocation>> {
+    let mut groups: BTreeMap<&str, Vec<&Allocation>> = BTreeMap::new();
+    for a in &cl.snap.job_allocs {
+        groups.entry(a.group.as_str()).or_default().push(a);
+    }
+    for (name, allocs) in &groups {
+        if cl.job.group(name).is_some() {
+            continue;
+        }
+        let mut ch = GroupChanges::default();
+        for a in allocs.iter().filter(|a| a.is_live()) {
+            let lost = cl.node_of(a).is_none();
+            stop(plan, a, if lost { DESC_LOST } else { DESC_GROUP_REMOVED }, lost);
+            cl.release(a);
+            if lost {
+                ch.lost += 1;
+            } else {
+                ch.stop += 1;
+            }
+        }
+        plan.changes.insert(name.to_string(), ch);
+    }
+    groups
+}
+
+/// One copy the plan must try to place.
+struct Want<'a> {
+    index: u32,
+    previous: Option<&'a Allocation>,
+    reschedule_times: Vec<i64>,
+    /// The failed allocation a reschedule replaces, stopped only once its
+    /// replacement is placed so that a failed placement is retried later.
+    then_stop: Option<&'a Allocation>,
+}
+
+struct Decided<'a> {
+    wants: Vec<Want<'a>>,
+    /// Allocations of the group that stay on their nodes.
+    kept: Vec<&'a Allocation>,
+}
+
+pub(crate) fn run(cl: &mut Cluster<'_>, plan: &mut Plan) {
+    let groups = by_group(cl, plan);
+    let job = cl.job;
+    let mut decided = Vec::with_capacity(job.groups.len());
+    // Every stop is decided before any placement, so replacements can use
+    // what the stopped allocations free.
+    for group in &job.groups {
+        let allocs = groups.get(group.name.as_str()).map_or(&[][..], Vec::as_slice);
+        let req = GroupReq::new(job, group, cl.node_count());
+        let mut ch = GroupChanges::default();
+        let d = decide(cl, &req, allocs, &mut ch, plan);
+        plan.changes.insert(group.name.clone(), ch);
+        decided.push((req, d));
+    }
+    for (mut req, d) in decided {
+        place_group(cl, &mut req, d, plan);
+    }
+}
+
+fn decide<'a>(
+    cl: &mut Cluster<'a>,
+    req: &GroupReq<'_>,
+    allocs: &[&'a Allocation],
+    ch: &mut GroupChanges,
+    plan: &mut Plan,
+) -> Decided<'a> {
+    let group = req.group;
+    let batch = cl.job.job_type == JobType::Batch;
+    let now = cl.snap.now;
+    let mut completed = BTreeSet::new();
+    let mut untainted: Vec<&Allocation> = Vec::new();
+    let mut tainted: Vec<(&Allocation, bool)> = Vec::new();
+    let mut failed: Vec<&Allocation> = Vec::new();
+    for &a in allocs {
+        if awaits_reschedule(a) {
+            failed.push(a);
+        } else if batch && a.client_status == ClientStatus::Complete {
+            completed.insert(a.index);
+        } else if a.is_live() {
+            match cl.node_of(a).map(|i| cl.node(i)) {
+                None => tainted.push((a, true)),
+                Some(n) if n.drain => tainted.push((a, false)),
+                Some(_) => untainted.push(a),
+            }
+        }
+    }
+    let available: Vec<u32> = (0..group.count).filter(|i| !completed.contains(i)).collect();
+    let target = available.len();
+
+    // Oldest first, so the newest of two copies of one index is stopped.
+    untainted.sort_by(|a, b| (a.index, a.create_time, &a.id).cmp(&(b.index, b.create_time, &b.id)));
+    let mut used: BTreeSet<u32> = BTreeSet::new();
+    let mut kept: Vec<&Allocation> = Vec::new();
+    for a in untainted {
+        if used.insert(a.index) {
+            kept.push(a);
+        } else {
+            stop(plan, a, DESC_NOT_NEEDED, false);
+            cl.release(a);
+            ch.stop += 1;
+        }
+    }
+    while kept.len() > target {
+        let Some(a) = kept.pop() else { break };
+        used.remove(&a.index);
+        stop(plan, a, DESC_NOT_NEEDED, false);
+        cl.release(a);
+        ch.stop += 1;
+    }
+    let mut needed = target - kept.len();
+    let mut wants = Vec::new();
+    for &a in &kept {
+        if a.group_hash != req.hash {
+            stop(plan, a, DESC_UPDATE, false);
+            cl.release(a);
+            ch.destructive += 1;
+            wants.push(Want {
+                index: a.index,
+                previous: Some(a),
+                reschedule_times: Vec::new(),
+                then_stop: None,
+            });
+        } else if a.job_version < cl.job.version {
+            plan.in_place.push(InPlaceUpdate {
+                alloc_id: a.id.clone(),
+                job_version: cl.job.version,
+            });
+            ch.in_place += 1;
+        } else {
+            ch.ignore += 1;
+        }
+    }
+    kept.retain(|a| a.group_hash == req.hash);
+
+    let mut free = available.iter().copied().filter(|i| !used.contains(i)).collect::<BTreeSet<_>>();
+    tainted.sort_by_key(|(a, _)| (a.index, a.create_time));
+    for (a, lost) in tainted {
+        stop(plan, a, if lost { DESC_LOST } else { DESC_DRAIN }, lost);
+        cl.release(a);
+        if lost {
+            ch.lost += 1;
+        } else {
+            ch.migrate += 1;
+        }
+        if needed == 0 {
+            continue;
+        }
+        needed -= 1;
+        if lost {
+            ch.place += 1;
+        }
+        wants.push(Want {
+            index: claim(a.index, &mut free),
+            previous: Some(a),
+            reschedule_times: Vec::new(),
+            then_stop: None,
+        });
+    }
+
+    // The newest failure of an index decides for it.
+    failed.sort_by(|a, b| (a.index, b.modify_time).cmp(&(b.index, a.modify_time)));
+    for a in failed {
+        if needed == 0 || !free.contains(&a.index) {
+            continue;
+        }
+        needed -= 1;
+        free.remove(&a.index);
+        match reschedule(group, a, now) {
+            Reschedule::Now(times) => {
+                ch.reschedule_now += 1;
+                ch.place += 1;
+                wants.push(Want {
+                    index: a.index,
+                    previous: Some(a),
+                    reschedule_times: times,
+                    then_stop: Some(a),
+                });
+            }
+            Reschedule::Later(at) => {
+                ch.reschedule_later += 1;
+                plan.followup_at = Some(plan.followup_at.map_or(at, |f| f.min(at)));
+            }
+            Reschedule::Exhausted if a.group_hash != req.hash => {
+                // A new version of the group deserves a fresh start.
+                stop(plan, a, DESC_UPDATE, false);
+                ch.destructive += 1;
+                wants.push(Want {
+                    index: a.index,
+                    previous: Some(a),
+                    reschedule_times: Vec::new(),
+                    then_stop: None,
+                });
+            }
+            Reschedule::Exhausted => ch.reschedule_exhausted += 1,
+        }
+    }
+
+    for index in free.into_iter().take(needed) {
+        ch.place += 1;
+        wants.push(Want {
+            index,
+            previous: None,
+            reschedule_times: Vec::new(),
+            then_stop: None,
+        });
+    }
+    wants.sort_by_key(|w| w.index);
+    Decided { wants, kept }
+}
+
+/// The index a replacement takes: its predecessor's if still free, else the
+/// lowest free one.
+fn claim(want: u32, free: &mut BTreeSet<u32>) -> u32 {
+    if free.remove(&want) {
+        want
+    } else {
+        free.pop_first().unwrap_or(want)
+    }
+}
+
+fn place_group(cl: &mut Cluster<'_>, req: &mut GroupReq<'_>, d: Decided<'_>, plan: &mut Plan) {
+    let mut spread = vec![0u32; cl.node_count()];
+    for a in &d.kept {
+        if let Some(i) = cl.node_index(&a.node_id) {
+            spread[i] += 1;
+        }
+    }
+    let mut unplaced = 0u32;
+    let mut failure = None;
+    for want in d.wants {
+        if failure.is_some() {
+            unplaced += 1;
+            continue;
+        }
+        // A rescheduled copy prefers another node than the one it failed on.
+        let avoid = want
+            .then_stop
+            .and_then(|a| cl.node_index(&a.node_id))
+            .filter(|&i| cl.node(i).status == NodeStatus::Ready);
+        let placed = cl.select(req, &spread, avoid).and_then(|idx| {
+            cl.place(req, idx, want.index, want.previous, want.reschedule_times)
+                .map(|a| (idx, a))
+        });
+        match placed {
+            Some((idx, alloc)) => {
+                spread[idx] += 1;
+                if let Some(old) = want.then_stop {
+                    stop(plan, old, DESC_RESCHEDULED, false);
+                }
+                plan.place.push(alloc);
+            }
+            None => {
+                unplaced += 1;
+                let nodes = cl.usable();
+                failure = Some(cl.explain(req, &nodes));
+            }
+        }
+    }
+    let name = req.group.name.clone();
+    if let Some(mut m) = failure {
+        m.coalesced_failures = unplaced - 1;
+        plan.failed.insert(name.clone(), m);
+    }
+    plan.queued.insert(name, unplaced);
+}

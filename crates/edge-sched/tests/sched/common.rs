@@ -1,0 +1,237 @@
+//! Test fixtures: nodes, jobs and a tiny stand-in for the server that applies
+//! plans to a cluster, so tests can run several evaluations in a row.
+
+use edge_sched::{NodeUsage, Plan, SchedulerConfig, Snapshot, schedule};
+use edge_spec::{
+    Allocation, ClientStatus, Constraint, ConstraintOp, DesiredStatus, DriverInfo, Evaluation,
+    Group, Job, JobType, Node, NodeResources, NodeStatus, PortSpec, Resources, Task, TriggeredBy,
+};
+use std::collections::{BTreeMap, HashMap};
+
+pub fn node(id: &str, cpu: u32, memory: u32) -> Node {
+    let mut drivers = BTreeMap::new();
+    drivers.insert(
+        "exec".to_string(),
+        DriverInfo {
+            detected: true,
+            healthy: true,
+            ..DriverInfo::default()
+        },
+    );
+    Node {
+        id: id.to_string(),
+        name: format!("name-{id}"),
+        datacenter: "dc1".to_string(),
+        address: "10.0.0.1".to_string(),
+        status: NodeStatus::Ready,
+        status_description: String::new(),
+        eligible: true,
+        drain: false,
+        attributes: BTreeMap::new(),
+        meta: BTreeMap::new(),
+        resources: NodeResources {
+            cpu,
+            memory,
+            cores: 4,
+        },
+        reserved: NodeResources::default(),
+        drivers,
+        last_heartbeat: 0,
+        agent_version: String::new(),
+        create_index: 0,
+        modify_index: 0,
+    }
+}
+
+pub fn task(cpu: u32, memory: u32) -> Task {
+    Task {
+        name: "main".to_string(),
+        driver: "exec".to_string(),
+        config: serde_json::Map::new(),
+        env: BTreeMap::new(),
+        resources: Resources { cpu, memory },
+        kill_timeout: std::time::Duration::from_secs(5),
+    }
+}
+
+pub fn group(name: &str, count: u32, cpu: u32, memory: u32) -> Group {
+    Group {
+        name: name.to_string(),
+        count,
+        constraints: Vec::new(),
+        network: Default::default(),
+        services: Vec::new(),
+        restart: Default::default(),
+        reschedule: Default::default(),
+        tasks: vec![task(cpu, memory)],
+    }
+}
+
+pub fn job(id: &str, groups: Vec<Group>) -> Job {
+    Job {
+        id: id.to_string(),
+        name: id.to_string(),
+        job_type: JobType::Service,
+        datacenters: vec!["*".to_string()],
+        priority: 50,
+        meta: BTreeMap::new(),
+        constraints: Vec::new(),
+        groups,
+        version: 0,
+        stop: false,
+        status: Default::default(),
+        submit_time: 0,
+        create_index: 0,
+        modify_index: 0,
+    }
+}
+
+pub fn constraint(attribute: &str, op: ConstraintOp, value: &str) -> Constraint {
+    Constraint {
+        attribute: attribute.to_string(),
+        operator: op,
+        value: value.to_string(),
+    }
+}
+
+pub fn dynamic_port(label: &str) -> PortSpec {
+    PortSpec {
+        label: label.to_string(),
+        static_port: None,
+        to: None,
+    }
+}
+
+pub fn static_port(label: &str, port: u16) -> PortSpec {
+    PortSpec {
+        label: label.to_string(),
+        static_port: Some(port),
+        to: None,
+    }
+}
+
+pub fn eval(job_id: &str) -> Evaluation {
+    Evaluation {
+        id: "eval-1".to_string(),
+        job_id: job_id.to_string(),
+        priority: 50,
+        triggered_by: TriggeredBy::JobRegister,
+        status: Default::default(),
+        status_description: String::new(),
+        node_id: None,
+        failed_tg_allocs: BTreeMap::new(),
+        queued_allocations: BTreeMap::new(),
+        wait_until: 0,
+        create_time: 0,
+        modify_time: 0,
+        create_index: 0,
+        modify_index: 0,
+    }
+}
+
+/// A cluster and the allocations on it, updated the way the server applies plans.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub allocs: Vec<Allocation>,
+    pub usage: HashMap<String, NodeUsage>,
+    pub config: SchedulerConfig,
+    pub now: i64,
+}
+
+impl Cluster {
+    pub fn new(nodes: Vec<Node>) -> Cluster {
+        Cluster {
+            nodes,
+            allocs: Vec::new(),
+            usage: HashMap::new(),
+            config: SchedulerConfig::default(),
+            now: 1_000_000,
+        }
+    }
+
+    pub fn node_mut(&mut self, id: &str) -> &mut Node {
+        self.nodes.iter_mut().find(|n| n.id == id).expect("node")
+    }
+
+    pub fn alloc_mut(&mut self, id: &str) -> &mut Allocation {
+        self.allocs.iter_mut().find(|a| a.id == id).expect("alloc")
+    }
+
+    pub fn plan(&self, job: &Job, seed: u64) -> Plan {
+        self.plan_for(Some(job), &job.id, seed)
+    }
+
+    pub fn plan_for(&self, job: Option<&Job>, job_id: &str, seed: u64) -> Plan {
+        let snap = Snapshot {
+            nodes: self.nodes.iter().collect(),
+            usage: &self.usage,
+            job_allocs: self.allocs.iter().filter(|a| a.job_id == job_id).collect(),
+            config: &self.config,
+            now: self.now,
+            seed,
+        };
+        schedule(job, &eval(job_id), &snap)
+    }
+
+    /// Applies a plan as the server would: placements start running.
+    pub fn apply(&mut self, plan: &Plan) {
+        for s in &plan.stop {
+            let a = self.alloc_mut(&s.alloc_id).clone();
+            if a.is_live() {
+                if let Some(u) = self.usage.get_mut(&a.node_id) {
+                    u.remove(&a);
+                }
+            }
+            let a = self.alloc_mut(&s.alloc_id);
+            a.desired_status = DesiredStatus::Stop;
+            a.desired_description = s.description.clone();
+            if let Some(cs) = s.client_status {
+                a.client_status = cs;
+            } else if a.client_status == ClientStatus::Running {
+                a.client_status = ClientStatus::Complete;
+            }
+        }
+        for u in &plan.in_place {
+            self.alloc_mut(&u.alloc_id).job_version = u.job_version;
+        }
+        for p in &plan.place {
+            let mut a = p.clone();
+            a.client_status = ClientStatus::Running;
+            if let Some(prev) = &a.previous_alloc {
+                let id = a.id.clone();
+                self.alloc_mut(prev).next_alloc = Some(id);
+            }
+            self.usage.entry(a.node_id.clone()).or_default().add(&a);
+            self.allocs.push(a);
+        }
+    }
+
+    pub fn run(&mut self, job: &Job, seed: u64) -> Plan {
+        let plan = self.plan(job, seed);
+        self.apply(&plan);
+        plan
+    }
+
+    pub fn live(&self, job_id: &str) -> Vec<&Allocation> {
+        self.allocs
+            .iter()
+            .filter(|a| a.job_id == job_id && a.is_live())
+            .collect()
+    }
+
+    pub fn live_on(&self, job_id: &str, node: &str) -> usize {
+        self.live(job_id).iter().filter(|a| a.node_id == node).count()
+    }
+
+    /// Marks a live allocation failed, `ago_ms` before now.
+    pub fn fail(&mut self, alloc_id: &str, ago_ms: i64) {
+        let at = self.now - ago_ms;
+        let a = self.alloc_mut(alloc_id).clone();
+        if let Some(u) = self.usage.get_mut(&a.node_id) {
+            u.remove(&a);
+        }
+        let a = self.alloc_mut(alloc_id);
+        a.client_status = ClientStatus::Failed;
+        a.modify_time = at;
+    }
+}

@@ -1,0 +1,8 @@
+//! Scheduler behaviour end to end: plans for service, batch and system jobs
+//! against small clusters, applied in turn the way the server would.
+
+mod common;
+mod feasibility;
+mod properties;
+mod service;
+mod system;

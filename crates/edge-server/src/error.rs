@@ -1,0 +1,66 @@
+//! Errors of the control plane, each mapped to an HTTP status with a JSON body.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use edge_api::ErrorBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{kind} {id:?} not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("store: {0}")]
+    Store(#[from] edge_store::StoreError),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("agent of node {node} unreachable: {reason}")]
+    AgentUnreachable { node: String, reason: String },
+}
+
+impl ServerError {
+    pub fn not_found(kind: &'static str, id: impl Into<String>) -> ServerError {
+        ServerError::NotFound {
+            kind,
+            id: id.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ServerError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ServerError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ServerError::Conflict(_) => StatusCode::CONFLICT,
+            ServerError::Unauthorized(_) => StatusCode::FORBIDDEN,
+            ServerError::AgentUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            ServerError::Store(_) | ServerError::Bind { .. } | ServerError::Io { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+}
+
+impl IntoResponse for ServerError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        (status, axum::Json(ErrorBody { error: self.to_string() })).into_response()
+    }
+}

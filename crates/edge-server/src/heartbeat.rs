@@ -1,0 +1,110 @@
+//! Node liveness: agents heartbeat within a TTL; a node that misses it is
+//! marked down and the jobs with allocations there are re-evaluated, which
+//! marks those allocations lost and places them elsewhere.
+
+use crate::http::evals_for_node;
+use crate::{Server, now_ms};
+use edge_spec::{NodeStatus, TriggeredBy};
+use edge_store::{Batch, State as St};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Default)]
+pub struct Heartbeats {
+    inner: Mutex<HashMap<String, Beat>>,
+}
+
+struct Beat {
+    deadline: Instant,
+    /// Unix milliseconds of the last beat, for display.
+    seen: i64,
+}
+
+impl Heartbeats {
+    pub fn beat(&self, node_id: &str, ttl: Duration) {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        m.insert(
+            node_id.to_string(),
+            Beat {
+                deadline: Instant::now() + ttl,
+                seen: now_ms(),
+            },
+        );
+    }
+
+    pub fn last_seen(&self, node_id: &str) -> Option<i64> {
+        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(node_id).map(|b| b.seen)
+    }
+
+    /// After a server restart, nodes that were ready get a fresh TTL (plus
+    /// one more as grace) to find the server again before they count as down.
+    pub fn arm_known_nodes(&self, server: &Server) {
+        let ttl = server.cfg.heartbeat_ttl * 2;
+        let ids: Vec<(String, i64)> = server.store.read(|s| {
+            s.nodes
+                .values()
+                .filter(|n| n.status == NodeStatus::Ready)
+                .map(|n| (n.id.clone(), n.last_heartbeat))
+                .collect()
+        });
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, seen) in ids {
+            m.insert(
+                id,
+                Beat {
+                    deadline: Instant::now() + ttl,
+                    seen,
+                },
+            );
+        }
+    }
+
+    fn expired(&self) -> Vec<String> {
+        let now = Instant::now();
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<String> = m
+            .iter()
+            .filter(|(_, b)| b.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &gone {
+            m.remove(k);
+        }
+        gone
+    }
+}
+
+pub async fn run(server: Arc<Server>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for node_id in server.heartbeats.expired() {
+            tracing::warn!(node = %node_id, "node missed its heartbeat: marking it down");
+            let nid = node_id.clone();
+            let res = server
+                .store
+                .commit(move |s: &St| {
+                    let mut batch = Batch::default();
+                    if let Some(n) = s.nodes.get(&nid) {
+                        if n.status == NodeStatus::Ready {
+                            let mut n = n.clone();
+                            n.status = NodeStatus::Down;
+                            n.status_description = "missed heartbeat".to_string();
+                            batch.evals = evals_for_node(s, &nid, TriggeredBy::NodeUpdate);
+                            batch.nodes.push(n);
+                        }
+                    }
+                    Ok::<_, crate::ServerError>((batch, ()))
+                })
+                .await;
+            match res {
+                Ok(_) => server.evals_ready.notify_one(),
+                Err(e) => tracing::error!(node = %node_id, error = %e, "cannot mark node down"),
+            }
+        }
+    }
+}

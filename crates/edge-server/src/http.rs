@@ -1,0 +1,1007 @@
+//! The `/v1` router and its handlers. Handlers are thin: reads come from the
+//! in-memory state, writes go through `Store::commit` and answer only after
+//! the transaction is on disk.
+
+use crate::error::ServerError;
+use crate::extract::{ApiJson, Blocking};
+use crate::{Server, new_id, now_ms};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use edge_api::*;
+use edge_spec::{
+    Allocation, ClientStatus, EvalStatus, Evaluation, Job, JobStatus, Node, NodeStatus,
+    TriggeredBy,
+};
+use edge_store::{Batch, State as St};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+type S = State<Arc<Server>>;
+type Res = Result<Response, ServerError>;
+
+/// Every route the router serves, as `(method, path)`; `api/openapi.yaml`
+/// must list exactly these (a test checks both ways).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/jobs"),
+    ("POST", "/v1/jobs"),
+    ("GET", "/v1/job/{id}"),
+    ("POST", "/v1/job/{id}"),
+    ("DELETE", "/v1/job/{id}"),
+    ("POST", "/v1/job/{id}/plan"),
+    ("GET", "/v1/job/{id}/versions"),
+    ("POST", "/v1/job/{id}/revert"),
+    ("GET", "/v1/job/{id}/allocations"),
+    ("GET", "/v1/job/{id}/evaluations"),
+    ("GET", "/v1/allocations"),
+    ("GET", "/v1/allocation/{id}"),
+    ("GET", "/v1/client/allocation/{id}/logs"),
+    ("GET", "/v1/evaluations"),
+    ("GET", "/v1/evaluation/{id}"),
+    ("GET", "/v1/nodes"),
+    ("GET", "/v1/node/{id}"),
+    ("POST", "/v1/node/{id}/drain"),
+    ("POST", "/v1/node/{id}/eligibility"),
+    ("POST", "/v1/agent/register"),
+    ("POST", "/v1/agent/heartbeat/{id}"),
+    ("GET", "/v1/agent/allocs/{id}"),
+    ("POST", "/v1/agent/allocs/{id}"),
+    ("GET", "/v1/event/stream"),
+    ("GET", "/v1/status/health"),
+    ("GET", "/v1/metrics"),
+];
+
+pub fn router(server: Arc<Server>) -> Router {
+    let limit = server.cfg.max_body_bytes;
+    Router::new()
+        .route("/v1/jobs", get(list_jobs).post(register_job))
+        .route(
+            "/v1/job/{id}",
+            get(read_job).post(register_job_at).delete(stop_job),
+        )
+        .route("/v1/job/{id}/plan", post(plan_job))
+        .route("/v1/job/{id}/versions", get(job_versions))
+        .route("/v1/job/{id}/revert", post(revert_job))
+        .route("/v1/job/{id}/allocations", get(job_allocs))
+        .route("/v1/job/{id}/evaluations", get(job_evals))
+        .route("/v1/allocations", get(list_allocs))
+        .route("/v1/allocation/{id}", get(read_alloc))
+        .route("/v1/client/allocation/{id}/logs", get(alloc_logs))
+        .route("/v1/evaluations", get(list_evals))
+        .route("/v1/evaluation/{id}", get(read_eval))
+        .route("/v1/nodes", get(list_nodes))
+        .route("/v1/node/{id}", get(read_node))
+        .route("/v1/node/{id}/drain", post(drain_node))
+        .route("/v1/node/{id}/eligibility", post(node_eligibility))
+        .route("/v1/agent/register", post(agent_register))
+        .route("/v1/agent/heartbeat/{id}", post(agent_heartbeat))
+        .route("/v1/agent/allocs/{id}", get(agent_allocs).post(agent_update))
+        .route("/v1/event/stream", get(crate::metrics::event_stream))
+        .route("/v1/status/health", get(health))
+        .route("/v1/metrics", get(crate::metrics::metrics))
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            server.clone(),
+            crate::metrics::count_requests,
+        ))
+        .with_state(server)
+}
+
+async fn no_route() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(ErrorBody {
+            error: "no such route".to_string(),
+        }),
+    )
+        .into_response()
+}
+
+async fn no_method() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(ErrorBody {
+            error: "method not allowed on this route".to_string(),
+        }),
+    )
+        .into_response()
+}
+
+/// A JSON answer stamped with the index it reflects.
+pub(crate) fn json_at<T: serde::Serialize>(index: u64, body: &T) -> Response {
+    let mut resp = axum::Json(body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&index.to_string()) {
+        resp.headers_mut().insert(INDEX_HEADER, v);
+    }
+    resp
+}
+
+/// Holds a read until the state passes `?index=` (or `?wait=` runs out).
+async fn block(server: &Server, q: &Blocking) -> Result<(), ServerError> {
+    if let Some(idx) = q.index.filter(|i| *i > 0) {
+        let wait = q.wait()?;
+        server.store.wait_for(idx, wait).await;
+    }
+    Ok(())
+}
+
+fn check_token(server: &Server, headers: &HeaderMap) -> Result<(), ServerError> {
+    match headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) {
+        Some(t) if t == server.token => Ok(()),
+        Some(_) => Err(ServerError::Unauthorized("invalid join token".to_string())),
+        None => Err(ServerError::Unauthorized(format!(
+            "missing join token: send it in the {TOKEN_HEADER} header"
+        ))),
+    }
+}
+
+/// Finds an object by full id or by a unique id prefix (as the CLI prints 8 chars).
+fn by_prefix<'a, T>(
+    kind: &'static str,
+    id: &str,
+    mut iter: impl Iterator<Item = (&'a String, &'a T)>,
+) -> Result<&'a T, ServerError>
+where
+    T: 'a,
+{
+    let mut found: Option<&T> = None;
+    let mut count = 0;
+    for (k, v) in iter.by_ref() {
+        if k == id {
+            return Ok(v);
+        }
+        if k.starts_with(id) {
+            count += 1;
+            found = Some(v);
+        }
+    }
+    match (count, found) {
+        (1, Some(v)) if !id.is_empty() => Ok(v),
+        (n, _) if n > 1 => Err(ServerError::BadRequest(format!(
+            "{kind} id prefix {id:?} matches {n} objects; give more characters"
+        ))),
+        _ => Err(ServerError::not_found(kind, id)),
+    }
+}
+
+pub(crate) fn job_status(s: &St, job: &Job) -> JobStatus {
+    let allocs = s.job_allocs(&job.id);
+    if allocs.iter().any(|a| a.client_status == ClientStatus::Running) {
+        return JobStatus::Running;
+    }
+    if allocs.iter().any(|a| a.is_live()) {
+        return JobStatus::Pending;
+    }
+    if job.stop || !allocs.is_empty() {
+        return JobStatus::Dead;
+    }
+    JobStatus::Pending
+}
+
+fn job_stub(s: &St, job: &Job) -> JobListStub {
+    let mut summary: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+    for g in &job.groups {
+        summary.entry(g.name.clone()).or_default();
+    }
+    for a in s.job_allocs(&job.id) {
+        *summary
+            .entry(a.group.clone())
+            .or_default()
+            .entry(a.client_status.as_str().to_string())
+            .or_default() += 1;
+    }
+    JobListStub {
+        id: job.id.clone(),
+        name: job.name.clone(),
+        job_type: job.job_type,
+        priority: job.priority,
+        status: job_status(s, job),
+        stop: job.stop,
+        version: job.version,
+        submit_time: job.submit_time,
+        summary,
+        modify_index: job.modify_index,
+    }
+}
+
+async fn list_jobs(State(sv): S, Query(q): Query<Blocking>) -> Res {
+    block(&sv, &q).await?;
+    let (idx, list) = sv.store.read(|s| {
+        let list: Vec<JobListStub> = s.jobs.values().map(|j| job_stub(s, j)).collect();
+        (sv.store.index(), list)
+    });
+    Ok(json_at(idx, &list))
+}
+
+async fn read_job(State(sv): S, Path(id): Path<String>, Query(q): Query<Blocking>) -> Res {
+    block(&sv, &q).await?;
+    let idx = sv.store.index();
+    sv.store.read(|s| match s.jobs.get(&id) {
+        Some(j) => {
+            let mut j = j.clone();
+            j.status = job_status(s, &j);
+            Ok(json_at(idx, &j))
+        }
+        None => Err(ServerError::not_found("job", &id)),
+    })
+}
+
+fn validate_job(job: &Job) -> Result<(), ServerError> {
+    let diags = edge_spec::validate(job);
+    if diags.is_empty() {
+        return Ok(());
+    }
+    let msg: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    Err(ServerError::BadRequest(format!(
+        "invalid job: {}",
+        msg.join("; ")
+    )))
+}
+
+fn new_eval(job: &Job, trigger: TriggeredBy, node: Option<&str>) -> Evaluation {
+    let now = now_ms();
+    Evaluation {
+        id: new_id(),
+        job_id: job.id.clone(),
+        priority: job.priority,
+        triggered_by: trigger,
+        status: EvalStatus::Pending,
+        status_description: String::new(),
+        node_id: node.map(str::to_string),
+        failed_tg_allocs: BTreeMap::new(),
+        queued_allocations: BTreeMap::new(),
+        wait_until: 0,
+        create_time: now,
+        modify_time: now,
+        create_index: 0,
+        modify_index: 0,
+    }
+}
+
+pub(crate) fn eval_for(s: &St, job_id: &str, trigger: TriggeredBy, node: Option<&str>) -> Evaluation {
+    match s.jobs.get(job_id) {
+        Some(j) => new_eval(j, trigger, node),
+        None => {
+            let mut e = new_eval(
+                &Job {
+                    id: job_id.to_string(),
+                    ..placeholder_job()
+                },
+                trigger,
+                node,
+            );
+            e.priority = 50;
+            e
+        }
+    }
+}
+
+fn placeholder_job() -> Job {
+    Job {
+        id: String::new(),
+        name: String::new(),
+        job_type: Default::default(),
+        datacenters: vec![],
+        priority: 50,
+        meta: BTreeMap::new(),
+        constraints: vec![],
+        groups: vec![],
+        version: 0,
+        stop: false,
+        status: JobStatus::Pending,
+        submit_time: 0,
+        create_index: 0,
+        modify_index: 0,
+    }
+}
+
+/// Registers `job` as a new version (or the same one when nothing changed)
+/// and queues an evaluation.
+pub(crate) async fn register(
+    sv: &Server,
+    mut job: Job,
+    trigger: TriggeredBy,
+    enforce_index: Option<u64>,
+) -> Result<JobRegisterResponse, ServerError> {
+    if job.name.is_empty() {
+        job.name = job.id.clone();
+    }
+    validate_job(&job)?;
+    let (resp, _) = sv
+        .store
+        .commit(move |s: &St| {
+            let existing = s.jobs.get(&job.id);
+            if let Some(want) = enforce_index {
+                let have = existing.map(|j| j.modify_index).unwrap_or(0);
+                if have != want {
+                    return Err(ServerError::Conflict(format!(
+                        "job {:?} is at modify index {have}, not {want}",
+                        job.id
+                    )));
+                }
+            }
+            let changed = match existing {
+                Some(e) => e.stop || !e.spec_eq(&job),
+                None => true,
+            };
+            job.stop = false;
+            job.submit_time = now_ms();
+            job.version = match existing {
+                Some(e) if changed => e.version + 1,
+                Some(e) => e.version,
+                None => 0,
+            };
+            if let Some(e) = existing {
+                job.create_index = e.create_index;
+                if !changed {
+                    job.submit_time = e.submit_time;
+                }
+            }
+            let eval = new_eval(&job, trigger, None);
+            let eval_id = eval.id.clone();
+            let version = job.version;
+            let mut batch = Batch::default();
+            if changed {
+                batch.jobs.push(job);
+            }
+            batch.evals.push(eval);
+            Ok((
+                batch,
+                JobRegisterResponse {
+                    eval_id: Some(eval_id),
+                    job_modify_index: 0,
+                    version,
+                    changed,
+                    warnings: vec![],
+                },
+            ))
+        })
+        .await
+        .map(|(mut r, idx)| {
+            r.job_modify_index = idx;
+            (r, idx)
+        })?;
+    sv.evals_ready.notify_one();
+    Ok(resp)
+}
+
+async fn register_job(State(sv): S, ApiJson(req): ApiJson<JobRegisterRequest>) -> Res {
+    let resp = register(&sv, req.job, TriggeredBy::JobRegister, req.enforce_index).await?;
+    Ok(json_at(resp.job_modify_index, &resp))
+}
+
+async fn register_job_at(
+    State(sv): S,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<JobRegisterRequest>,
+) -> Res {
+    if req.job.id != id {
+        return Err(ServerError::BadRequest(format!(
+            "job id {:?} in the body does not match {id:?} in the path",
+            req.job.id
+        )));
+    }
+    register_job(State(sv), ApiJson(req)).await
+}
+
+#[derive(Deserialize)]
+struct StopQuery {
+    #[serde(default)]
+    purge: bool,
+}
+
+async fn stop_job(State(sv): S, Path(id): Path<String>, Query(q): Query<StopQuery>) -> Res {
+    let (eval_id, idx) = sv
+        .store
+        .commit(move |s: &St| {
+            let Some(job) = s.jobs.get(&id) else {
+                return Err(ServerError::not_found("job", &id));
+            };
+            let mut batch = Batch::default();
+            let eval = new_eval(job, TriggeredBy::JobDeregister, None);
+            let eval_id = eval.id.clone();
+            if q.purge {
+                batch.purge_jobs.push(id.clone());
+            } else if !job.stop {
+                let mut j = job.clone();
+                j.stop = true;
+                j.version += 1;
+                j.submit_time = now_ms();
+                batch.jobs.push(j);
+            }
+            batch.evals.push(eval);
+            Ok((batch, eval_id))
+        })
+        .await?;
+    sv.evals_ready.notify_one();
+    Ok(json_at(
+        idx,
+        &EvalResponse {
+            eval_id: Some(eval_id),
+            index: idx,
+        },
+    ))
+}
+
+async fn plan_job(
+    State(sv): S,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<JobPlanRequest>,
+) -> Res {
+    let mut job = req.job;
+    if job.id != id {
+        return Err(ServerError::BadRequest(format!(
+            "job id {:?} in the body does not match {id:?} in the path",
+            job.id
+        )));
+    }
+    if job.name.is_empty() {
+        job.name = job.id.clone();
+    }
+    validate_job(&job)?;
+    let resp = crate::plan::dry_run(&sv, job);
+    Ok(json_at(resp.job_modify_index, &resp))
+}
+
+async fn job_versions(State(sv): S, Path(id): Path<String>) -> Res {
+    let versions = sv.store.job_versions(&id)?;
+    if versions.is_empty() {
+        return Err(ServerError::not_found("job", &id));
+    }
+    Ok(json_at(sv.store.index(), &versions))
+}
+
+async fn revert_job(
+    State(sv): S,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<JobRevertRequest>,
+) -> Res {
+    let Some(old) = sv.store.job_version(&id, req.version)? else {
+        return Err(ServerError::BadRequest(format!(
+            "job {id:?} has no version {} (see `edge job history {id}`)",
+            req.version
+        )));
+    };
+    let resp = register(&sv, old, TriggeredBy::JobRevert, None).await?;
+    Ok(json_at(
+        resp.job_modify_index,
+        &EvalResponse {
+            eval_id: resp.eval_id,
+            index: resp.job_modify_index,
+        },
+    ))
+}
+
+async fn job_allocs(State(sv): S, Path(id): Path<String>, Query(q): Query<Blocking>) -> Res {
+    block(&sv, &q).await?;
+    let idx = sv.store.index();
+    let list: Vec<AllocListStub> = sv.store.read(|s| {
+        let mut v: Vec<AllocListStub> = s.job_allocs(&id).into_iter().map(AllocListStub::from).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name).then(b.create_time.cmp(&a.create_time)));
+        v
+    });
+    Ok(json_at(idx, &list))
+}
+
+async fn job_evals(State(sv): S, Path(id): Path<String>) -> Res {
+    let idx = sv.store.index();
+    let list: Vec<Evaluation> = sv.store.read(|s| {
+        let mut v: Vec<Evaluation> = s.evals.values().filter(|e| e.job_id == id).cloned().collect();
+        v.sort_by_key(|e| std::cmp::Reverse(e.create_index));
+        v
+    });
+    Ok(json_at(idx, &list))
+}
+
+#[derive(Deserialize)]
+struct AllocQuery {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default)]
+    wait: Option<String>,
+    #[serde(default)]
+    node: Option<String>,
+    #[serde(default)]
+    job: Option<String>,
+}
+
+async fn list_allocs(State(sv): S, Query(q): Query<AllocQuery>) -> Res {
+    let b = Blocking {
+        index: q.index,
+        wait: q.wait.clone(),
+    };
+    block(&sv, &b).await?;
+    let idx = sv.store.index();
+    let list: Vec<AllocListStub> = sv.store.read(|s| {
+        let mut v: Vec<AllocListStub> = s
+            .allocs
+            .values()
+            .filter(|a| q.node.as_ref().is_none_or(|n| a.node_id.starts_with(n.as_str())))
+            .filter(|a| q.job.as_ref().is_none_or(|j| &a.job_id == j))
+            .map(AllocListStub::from)
+            .collect();
+        v.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(a.id.cmp(&b.id)));
+        v
+    });
+    Ok(json_at(idx, &list))
+}
+
+async fn read_alloc(State(sv): S, Path(id): Path<String>, Query(q): Query<Blocking>) -> Res {
+    block(&sv, &q).await?;
+    let idx = sv.store.index();
+    sv.store
+        .read(|s| by_prefix("allocation", &id, s.allocs.iter()).map(|a| json_at(idx, a)))
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    #[serde(default)]
+    task: Option<String>,
+    #[serde(rename = "type", default)]
+    stream: Option<String>,
+    #[serde(default)]
+    follow: bool,
+    #[serde(default)]
+    tail: Option<u64>,
+}
+
+/// Logs live on the node; the server relays the agent's answer.
+async fn alloc_logs(State(sv): S, Path(id): Path<String>, Query(q): Query<LogQuery>) -> Res {
+    let (alloc, addr) = sv.store.read(|s| {
+        let a = by_prefix("allocation", &id, s.allocs.iter())?.clone();
+        let addr = s
+            .nodes
+            .get(&a.node_id)
+            .and_then(|n| n.attributes.get(HTTP_ADDR_ATTR).cloned());
+        Ok::<_, ServerError>((a, addr))
+    })?;
+    let Some(addr) = addr else {
+        return Err(ServerError::AgentUnreachable {
+            node: alloc.node_id.clone(),
+            reason: "the agent did not register an HTTP address".to_string(),
+        });
+    };
+    let task = match q.task {
+        Some(t) => t,
+        None => match alloc.task_states.keys().next() {
+            Some(t) if alloc.task_states.len() == 1 => t.clone(),
+            _ => {
+                return Err(ServerError::BadRequest(format!(
+                    "allocation {} has several tasks; name one with ?task=",
+                    alloc.short_id()
+                )));
+            }
+        },
+    };
+    let mut query: Vec<(&str, String)> = vec![
+        ("task", task),
+        ("type", q.stream.unwrap_or_else(|| "stdout".to_string())),
+        ("follow", q.follow.to_string()),
+    ];
+    if let Some(t) = q.tail {
+        query.push(("tail", t.to_string()));
+    }
+    let url = format!("{addr}/v1/client/allocation/{}/logs", alloc.id);
+    let resp = sv
+        .http
+        .get(&url)
+        .header(TOKEN_HEADER, &sv.token)
+        .query(&query)
+        .send()
+        .await
+        .map_err(|e| ServerError::AgentUnreachable {
+            node: alloc.node_id.clone(),
+            reason: e.to_string(),
+        })?;
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let body = Body::from_stream(resp.bytes_stream());
+    Ok((status, body).into_response())
+}
+
+/// Node attribute where the agent's own HTTP address is kept.
+pub(crate) const HTTP_ADDR_ATTR: &str = "edge.http_addr";
+
+async fn list_evals(State(sv): S, Query(q): Query<Blocking>) -> Res {
+    block(&sv, &q).await?;
+    let idx = sv.store.index();
+    let list: Vec<Evaluation> = sv.store.read(|s| {
+        let mut v: Vec<Evaluation> = s.evals.values().cloned().collect();
+        v.sort_by_key(|e| std::cmp::Reverse(e.create_index));
+        v
+    });
+    Ok(json_at(idx, &list))
+}
+
+async fn read_eval(State(sv): S, Path(id): Path<String>, Query(q): Query<Blocking>) -> Res {
+    block(&sv, &q).await?;
+    let idx = sv.store.index();
+    sv.store
+        .read(|s| by_prefix("evaluation", &id, s.evals.iter()).map(|e| json_at(idx, e)))
+}
+
+fn node_stub(sv: &Server, s: &St, n: &Node) -> NodeListStub {
+    NodeListStub {
+        id: n.id.clone(),
+        name: n.name.clone(),
+        datacenter: n.datacenter.clone(),
+        address: n.address.clone(),
+        status: n.status,
+        eligible: n.eligible,
+        drain: n.drain,
+        drivers: n
+            .drivers
+            .iter()
+            .filter(|(_, d)| d.detected && d.healthy)
+            .map(|(k, _)| k.clone())
+            .collect(),
+        resources: n.resources,
+        allocs_running: s
+            .node_allocs(&n.id)
+            .iter()
+            .filter(|a| a.client_status == ClientStatus::Running)
+            .count() as u32,
+        agent_version: n.agent_version.clone(),
+        last_heartbeat: sv.heartbeats.last_seen(&n.id).unwrap_or(n.last_heartbeat),
+        modify_index: n.modify_index,
+    }
+}
+
+async fn list_nodes(State(sv): S, Query(q): Query<Blocking>) -> Res {
+    block(&sv, &q).await?;
+    let idx = sv.store.index();
+    let list: Vec<NodeListStub> = sv
+        .store
+        .read(|s| s.nodes.values().map(|n| node_stub(&sv, s, n)).collect());
+    Ok(json_at(idx, &list))
+}
+
+async fn read_node(State(sv): S, Path(id): Path<String>, Query(q): Query<Blocking>) -> Res {
+    block(&sv, &q).await?;
+    let idx = sv.store.index();
+    sv.store.read(|s| {
+        let n = match s.nodes.values().find(|n| n.name == id) {
+            Some(n) => n,
+            None => by_prefix("node", &id, s.nodes.iter())?,
+        };
+        let mut n = n.clone();
+        if let Some(t) = sv.heartbeats.last_seen(&n.id) {
+            n.last_heartbeat = t;
+        }
+        Ok(json_at(idx, &n))
+    })
+}
+
+fn resolve_node_id(s: &St, id: &str) -> Result<String, ServerError> {
+    if let Some(n) = s.nodes.values().find(|n| n.name == id) {
+        return Ok(n.id.clone());
+    }
+    by_prefix("node", id, s.nodes.iter()).map(|n| n.id.clone())
+}
+
+/// Evaluations for every job with live allocations on `node_id`.
+pub(crate) fn evals_for_node(s: &St, node_id: &str, trigger: TriggeredBy) -> Vec<Evaluation> {
+    let mut jobs: Vec<&str> = s
+        .node_allocs(node_id)
+        .iter()
+        .filter(|a| a.is_live() || a.client_status == ClientStatus::Running)
+        .map(|a| a.job_id.as_str())
+        .collect();
+    jobs.sort_unstable();
+    jobs.dedup();
+    jobs.into_iter()
+        .map(|j| eval_for(s, j, trigger, Some(node_id)))
+        .collect()
+}
+
+/// Jobs waiting for room get another try: capacity or nodes changed.
+pub(crate) fn unblock(s: &St, batch: &mut Batch) {
+    for e in s.evals.values().filter(|e| e.status == EvalStatus::Blocked) {
+        let mut e = e.clone();
+        e.status = EvalStatus::Pending;
+        e.status_description = "capacity changed".to_string();
+        e.modify_time = now_ms();
+        batch.evals.push(e);
+    }
+}
+
+/// System jobs must run on a node that (re)joins.
+fn system_job_evals(s: &St, node_id: &str) -> Vec<Evaluation> {
+    s.jobs
+        .values()
+        .filter(|j| j.job_type == edge_spec::JobType::System && !j.stop)
+        .map(|j| new_eval(j, TriggeredBy::NodeUpdate, Some(node_id)))
+        .collect()
+}
+
+async fn drain_node(
+    State(sv): S,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<NodeDrainRequest>,
+) -> Res {
+    let (_, idx) = sv
+        .store
+        .commit(move |s: &St| {
+            let nid = resolve_node_id(s, &id)?;
+            let mut n = s.nodes[&nid].clone();
+            n.drain = req.enable;
+            n.eligible = !req.enable;
+            let mut batch = Batch::default();
+            if req.enable {
+                batch.evals = evals_for_node(s, &nid, TriggeredBy::NodeDrain);
+            } else {
+                unblock(s, &mut batch);
+                batch.evals.extend(system_job_evals(s, &nid));
+            }
+            batch.nodes.push(n);
+            Ok::<_, ServerError>((batch, ()))
+        })
+        .await?;
+    sv.evals_ready.notify_one();
+    Ok(json_at(idx, &EvalResponse { eval_id: None, index: idx }))
+}
+
+async fn node_eligibility(
+    State(sv): S,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<NodeEligibilityRequest>,
+) -> Res {
+    let (_, idx) = sv
+        .store
+        .commit(move |s: &St| {
+            let nid = resolve_node_id(s, &id)?;
+            let mut n = s.nodes[&nid].clone();
+            n.eligible = req.eligible;
+            let mut batch = Batch::default();
+            if req.eligible {
+                unblock(s, &mut batch);
+                batch.evals.extend(system_job_evals(s, &nid));
+            }
+            batch.nodes.push(n);
+            Ok::<_, ServerError>((batch, ()))
+        })
+        .await?;
+    sv.evals_ready.notify_one();
+    Ok(json_at(idx, &EvalResponse { eval_id: None, index: idx }))
+}
+
+async fn agent_register(
+    State(sv): S,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> Res {
+    check_token(&sv, &headers)?;
+    let mut node = req.node;
+    if node.id.is_empty() || node.id.len() > 64 {
+        return Err(ServerError::BadRequest(
+            "node.id must be 1 to 64 characters".to_string(),
+        ));
+    }
+    if node.name.is_empty() {
+        return Err(ServerError::BadRequest("node.name is empty".to_string()));
+    }
+    if let Some(a) = req.http_addr {
+        node.attributes.insert(HTTP_ADDR_ATTR.to_string(), a);
+    }
+    let node_id = node.id.clone();
+    let (_, idx) = sv
+        .store
+        .commit(move |s: &St| {
+            let mut batch = Batch::default();
+            let was = s.nodes.get(&node.id);
+            if let Some(old) = was {
+                node.eligible = old.eligible;
+                node.drain = old.drain;
+                node.create_index = old.create_index;
+            }
+            let was_ready = was.is_some_and(|n| n.status == NodeStatus::Ready);
+            node.status = NodeStatus::Ready;
+            node.status_description = "registered".to_string();
+            node.last_heartbeat = now_ms();
+            if !was_ready {
+                unblock(s, &mut batch);
+                batch.evals.extend(system_job_evals(s, &node.id));
+                batch.evals.extend(evals_for_node(s, &node.id, TriggeredBy::NodeUpdate));
+            }
+            batch.nodes.push(node);
+            Ok::<_, ServerError>((batch, ()))
+        })
+        .await?;
+    sv.heartbeats.beat(&node_id, sv.cfg.heartbeat_ttl);
+    sv.evals_ready.notify_one();
+    tracing::info!(node = %node_id, "node registered");
+    Ok(json_at(
+        idx,
+        &RegisterResponse {
+            node_id,
+            heartbeat_ttl_ms: sv.cfg.heartbeat_ttl.as_millis() as u64,
+            index: idx,
+        },
+    ))
+}
+
+async fn agent_heartbeat(State(sv): S, headers: HeaderMap, Path(id): Path<String>) -> Res {
+    check_token(&sv, &headers)?;
+    let status = sv.store.read(|s| s.nodes.get(&id).map(|n| n.status));
+    match status {
+        None => return Err(ServerError::not_found("node", &id)),
+        Some(NodeStatus::Ready) => {}
+        Some(_) => {
+            // A node back from a partition: ready again, and its jobs re-evaluated
+            // so that stale copies there are stopped.
+            let nid = id.clone();
+            sv.store
+                .commit(move |s: &St| {
+                    let Some(n) = s.nodes.get(&nid) else {
+                        return Err(ServerError::not_found("node", &nid));
+                    };
+                    let mut n = n.clone();
+                    n.status = NodeStatus::Ready;
+                    n.status_description = "heartbeat resumed".to_string();
+                    let mut batch = Batch::default();
+                    unblock(s, &mut batch);
+                    batch.evals.extend(system_job_evals(s, &nid));
+                    batch.nodes.push(n);
+                    Ok::<_, ServerError>((batch, ()))
+                })
+                .await?;
+            sv.evals_ready.notify_one();
+        }
+    }
+    sv.heartbeats.beat(&id, sv.cfg.heartbeat_ttl);
+    let idx = sv.store.index();
+    Ok(json_at(
+        idx,
+        &HeartbeatResponse {
+            heartbeat_ttl_ms: sv.cfg.heartbeat_ttl.as_millis() as u64,
+            index: idx,
+        },
+    ))
+}
+
+/// The highest modify index among a node's allocations: what its watch waits on.
+fn node_alloc_index(s: &St, node_id: &str) -> u64 {
+    s.node_allocs(node_id)
+        .iter()
+        .map(|a| a.modify_index)
+        .max()
+        .unwrap_or(0)
+}
+
+async fn agent_allocs(
+    State(sv): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<Blocking>,
+) -> Res {
+    check_token(&sv, &headers)?;
+    if sv.store.read(|s| !s.nodes.contains_key(&id)) {
+        return Err(ServerError::not_found("node", &id));
+    }
+    let want = q.index.unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + q.wait()?;
+    let mut seen = sv.store.index();
+    loop {
+        let cur = sv.store.read(|s| node_alloc_index(s, &id));
+        if cur > want || want == 0 {
+            break;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        seen = sv.store.wait_for(seen, left).await;
+    }
+    let (idx, list) = sv.store.read(|s| {
+        let list: Vec<AgentAlloc> = s
+            .node_allocs(&id)
+            .into_iter()
+            .filter_map(|a| {
+                let job = s.jobs.get(&a.job_id).filter(|j| j.version == a.job_version).cloned();
+                let job = match job {
+                    Some(j) => Some(j),
+                    None => sv.store.job_version(&a.job_id, a.job_version).ok().flatten(),
+                };
+                job.map(|job| AgentAlloc {
+                    alloc: a.clone(),
+                    job,
+                })
+            })
+            .collect();
+        (node_alloc_index(s, &id), list)
+    });
+    Ok(json_at(idx, &list))
+}
+
+async fn agent_update(
+    State(sv): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<AllocUpdateRequest>,
+) -> Res {
+    check_token(&sv, &headers)?;
+    let node_id = id.clone();
+    let (_, idx) = sv
+        .store
+        .commit(move |s: &St| {
+            if !s.nodes.contains_key(&node_id) {
+                return Err(ServerError::not_found("node", &node_id));
+            }
+            for u in &req.allocs {
+                match s.allocs.get(&u.id) {
+                    None => {}
+                    Some(a) if a.node_id != node_id => {
+                        return Err(ServerError::BadRequest(format!(
+                            "allocation {:?} belongs to another node",
+                            u.id
+                        )));
+                    }
+                    Some(_) => {}
+                }
+            }
+            let now = now_ms();
+            let mut batch = Batch::default();
+            let mut freed = false;
+            for u in req.allocs {
+                // Unknown ids are allocations already collected here; the
+                // agent forgets them on its next watch.
+                let Some(a) = s.allocs.get(&u.id) else {
+                    continue;
+                };
+                let mut a: Allocation = a.clone();
+                // A lost allocation stays lost: it was already replaced.
+                if a.client_status == ClientStatus::Lost {
+                    a.task_states = u.task_states;
+                    a.modify_time = now_ms();
+                    batch.allocs.push(a);
+                    continue;
+                }
+                let became_failed = u.client_status == ClientStatus::Failed
+                    && a.client_status != ClientStatus::Failed;
+                if u.client_status.is_terminal() && !a.client_status.is_terminal() {
+                    freed = true;
+                }
+                a.client_status = u.client_status;
+                a.client_description = u.client_description;
+                a.task_states = u.task_states;
+                a.modify_time = now;
+                if became_failed && a.desired_status == edge_spec::DesiredStatus::Run {
+                    batch
+                        .evals
+                        .push(eval_for(s, &a.job_id, TriggeredBy::AllocFailure, Some(&node_id)));
+                }
+                batch.allocs.push(a);
+            }
+            if freed {
+                unblock(s, &mut batch);
+            }
+            Ok::<_, ServerError>((batch, ()))
+        })
+        .await?;
+    sv.evals_ready.notify_one();
+    Ok(json_at(idx, &AllocUpdateResponse { index: idx }))
+}
+
+async fn health(State(sv): S) -> Res {
+    let nodes_ready = sv.store.read(|s| {
+        s.nodes
+            .values()
+            .filter(|n| n.status == NodeStatus::Ready)
+            .count() as u32
+    });
+    let idx = sv.store.index();
+    Ok(json_at(
+        idx,
+        &HealthResponse {
+            status: "ok".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            index: idx,
+            nodes_ready,
+        },
+    ))
+}

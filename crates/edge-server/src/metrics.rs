@@ -1,0 +1,205 @@
+//! Prometheus metrics (`/v1/metrics`) and the NDJSON event stream
+//! (`/v1/event/stream`), both read-only views on the server.
+
+use crate::Server;
+use crate::error::ServerError;
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use edge_api::StreamEvent;
+use edge_spec::NodeStatus;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: String,
+    code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    http: Family<HttpLabels, Counter>,
+    pub evals_processed: Counter,
+    placements: Counter,
+    schedule_seconds: Histogram,
+    index: Gauge,
+    jobs: Gauge,
+    nodes: Family<StatusLabel, Gauge>,
+    allocs: Family<StatusLabel, Gauge>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("edge");
+        let http = Family::<HttpLabels, Counter>::default();
+        let evals_processed = Counter::default();
+        let placements = Counter::default();
+        let schedule_seconds = Histogram::new(exponential_buckets(0.00005, 2.0, 16));
+        let index = Gauge::default();
+        let jobs = Gauge::default();
+        let nodes = Family::<StatusLabel, Gauge>::default();
+        let allocs = Family::<StatusLabel, Gauge>::default();
+        registry.register("http_requests", "API requests by method and status code", http.clone());
+        registry.register("evals_processed", "Evaluations the scheduler ran", evals_processed.clone());
+        registry.register("placements", "Allocations placed by the scheduler", placements.clone());
+        registry.register("schedule_seconds", "Time to compute one plan", schedule_seconds.clone());
+        registry.register("store_index", "The store's current index", index.clone());
+        registry.register("jobs", "Registered jobs", jobs.clone());
+        registry.register("nodes", "Nodes by status", nodes.clone());
+        registry.register("allocations", "Allocations by client status", allocs.clone());
+        Metrics {
+            registry,
+            http,
+            evals_processed,
+            placements,
+            schedule_seconds,
+            index,
+            jobs,
+            nodes,
+            allocs,
+        }
+    }
+
+    pub fn observe_schedule(&self, took: Duration, placed: usize) {
+        self.schedule_seconds.observe(took.as_secs_f64());
+        self.placements.inc_by(placed as u64);
+    }
+}
+
+pub async fn count_requests(State(sv): State<Arc<Server>>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    sv.metrics
+        .http
+        .get_or_create(&HttpLabels {
+            method,
+            code: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}
+
+pub async fn metrics(State(sv): State<Arc<Server>>) -> Result<Response, ServerError> {
+    let m = &sv.metrics;
+    m.index.set(sv.store.index() as i64);
+    sv.store.read(|s| {
+        m.jobs.set(s.jobs.len() as i64);
+        let mut nodes: BTreeMap<&str, i64> = BTreeMap::new();
+        for st in [NodeStatus::Initializing, NodeStatus::Ready, NodeStatus::Down] {
+            nodes.insert(st.as_str(), 0);
+        }
+        for n in s.nodes.values() {
+            *nodes.entry(n.status.as_str()).or_default() += 1;
+        }
+        for (k, v) in nodes {
+            m.nodes.get_or_create(&StatusLabel { status: k.to_string() }).set(v);
+        }
+        let mut allocs: BTreeMap<&str, i64> = BTreeMap::new();
+        for a in s.allocs.values() {
+            *allocs.entry(a.client_status.as_str()).or_default() += 1;
+        }
+        for (k, v) in allocs {
+            m.allocs.get_or_create(&StatusLabel { status: k.to_string() }).set(v);
+        }
+    });
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &m.registry)
+        .map_err(|e| ServerError::BadRequest(format!("encode metrics: {e}")))?;
+    let mut resp = out.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+pub struct StreamQuery {
+    #[serde(default)]
+    index: u64,
+    /// Comma-separated topics to keep (`job,allocation`); all when absent.
+    #[serde(default)]
+    topic: Option<String>,
+}
+
+/// Streams every event after `?index=` as one JSON object per line, then
+/// follows new ones as they commit. A `{}` line every 20 s keeps idle
+/// connections open through proxies.
+pub async fn event_stream(
+    State(sv): State<Arc<Server>>,
+    Query(q): Query<StreamQuery>,
+) -> Result<Response, ServerError> {
+    let topics: Option<Vec<String>> = q
+        .topic
+        .map(|t| t.split(',').map(|s| s.trim().to_string()).collect());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(16);
+    tokio::spawn(async move {
+        let mut after = q.index;
+        loop {
+            let events = match sv.store.events_after(after, 500) {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = tx
+                        .send(Ok(bytes::Bytes::from(format!(
+                            "{}\n",
+                            serde_json::json!({"error": e.to_string()})
+                        ))))
+                        .await;
+                    return;
+                }
+            };
+            let mut out = String::new();
+            for e in &events {
+                after = after.max(e.index);
+                if topics.as_ref().is_some_and(|t| !t.iter().any(|x| x == &e.topic)) {
+                    continue;
+                }
+                let line = StreamEvent {
+                    index: e.index,
+                    topic: e.topic.clone(),
+                    kind: e.kind.clone(),
+                    key: e.key.clone(),
+                    time: e.time,
+                    payload: e.payload.clone(),
+                };
+                if let Ok(text) = serde_json::to_string(&line) {
+                    out.push_str(&text);
+                    out.push('\n');
+                }
+            }
+            if !out.is_empty() && tx.send(Ok(bytes::Bytes::from(out))).await.is_err() {
+                return;
+            }
+            if events.len() == 500 {
+                continue;
+            }
+            let idx = sv.store.wait_for(after, Duration::from_secs(20)).await;
+            if idx <= after && tx.send(Ok(bytes::Bytes::from_static(b"{}\n"))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(resp)
+}

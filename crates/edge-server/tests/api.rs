@@ -1,0 +1,363 @@
+//! The server's HTTP API against a real server: jobs, placement, agents,
+//! liveness, restarts, bad input and the OpenAPI contract.
+
+mod common;
+
+use common::*;
+use edge_api::{AllocUpdate, QueryOptions};
+use edge_spec::{ClientStatus, EvalStatus, NodeStatus, TaskState};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+async fn wait_eval_done(c: &edge_api::Client, id: &str) -> edge_spec::Evaluation {
+    eventually(10, async || {
+        let (e, _) = c.eval(id, QueryOptions::default()).await.ok()?;
+        (e.status != EvalStatus::Pending).then_some(e)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn job_without_nodes_is_blocked_with_reasons_then_placed_when_a_node_joins() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    let c = client(&h);
+    let r = c.register(&job("web", 2)).await.unwrap();
+    let e = wait_eval_done(&c, r.eval_id.as_deref().unwrap()).await;
+    assert_eq!(e.status, EvalStatus::Blocked);
+    assert_eq!(e.queued_allocations.get("web"), Some(&2));
+    assert!(e.failed_tg_allocs.contains_key("web"));
+
+    register(&h, node("n1", 4000, 4096)).await;
+    let allocs = eventually(10, async || {
+        let (a, _) = c.job_allocs("web", QueryOptions::default()).await.ok()?;
+        (a.len() == 2).then_some(a)
+    })
+    .await;
+    assert!(allocs.iter().all(|a| a.node_id == "n1"));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn placement_failure_names_the_missing_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    let mut n = node("n1", 4000, 4096);
+    n.drivers.clear();
+    register(&h, n).await;
+    let c = client(&h);
+    let r = c.register(&job("web", 1)).await.unwrap();
+    let e = wait_eval_done(&c, r.eval_id.as_deref().unwrap()).await;
+    let m = &e.failed_tg_allocs["web"];
+    assert_eq!(m.nodes_evaluated, 1);
+    assert!(
+        m.constraint_filtered.keys().any(|k| k.contains("exec")),
+        "reasons: {:?}",
+        m.constraint_filtered
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn count_four_spreads_over_two_nodes_and_versions_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    register(&h, node("n1", 4000, 4096)).await;
+    register(&h, node("n2", 4000, 4096)).await;
+    let c = client(&h);
+    let r = c.register(&job("web", 4)).await.unwrap();
+    assert_eq!(r.version, 0);
+    wait_eval_done(&c, r.eval_id.as_deref().unwrap()).await;
+    let (allocs, _) = c.job_allocs("web", QueryOptions::default()).await.unwrap();
+    assert_eq!(allocs.len(), 4);
+    let on_n1 = allocs.iter().filter(|a| a.node_id == "n1").count();
+    assert_eq!(on_n1, 2, "allocations spread 2+2");
+
+    // Same spec again: no new version.
+    let same = c.register(&job("web", 4)).await.unwrap();
+    assert!(!same.changed);
+    assert_eq!(same.version, 0);
+    // A change: version 1; the plan shows the diff first.
+    let plan = c.plan(&job("web", 5)).await.unwrap();
+    assert_eq!(plan.diff_type, "edited");
+    assert!(plan.diff.iter().any(|l| l.contains("\"count\": 5")), "{:?}", plan.diff);
+    assert_eq!(plan.changes["web"].place, 1);
+    let r1 = c.register(&job("web", 5)).await.unwrap();
+    assert_eq!(r1.version, 1);
+    let versions = c.job_versions("web").await.unwrap();
+    assert_eq!(versions.iter().map(|j| j.version).collect::<Vec<_>>(), vec![1, 0]);
+    let rev = c.revert_job("web", 0).await.unwrap();
+    wait_eval_done(&c, rev.eval_id.as_deref().unwrap()).await;
+    let j = c.job("web").await.unwrap();
+    assert_eq!(j.version, 2);
+    assert_eq!(j.groups[0].count, 4);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn stop_and_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    register(&h, node("n1", 4000, 4096)).await;
+    let c = client(&h);
+    let r = c.register(&job("web", 2)).await.unwrap();
+    wait_eval_done(&c, r.eval_id.as_deref().unwrap()).await;
+    let s = c.stop_job("web", false).await.unwrap();
+    wait_eval_done(&c, s.eval_id.as_deref().unwrap()).await;
+    let (allocs, _) = c.job_allocs("web", QueryOptions::default()).await.unwrap();
+    assert!(allocs.iter().all(|a| a.desired_status == edge_spec::DesiredStatus::Stop));
+    assert!(c.job("web").await.unwrap().stop);
+    c.stop_job("web", true).await.unwrap();
+    assert!(c.job("web").await.unwrap_err().is_not_found());
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn agent_door_refuses_bad_tokens_unknown_nodes_and_malformed_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", h.addr);
+    let body = serde_json::json!({"node": node("n1", 1000, 1000)});
+    let r = http.post(format!("{base}/v1/agent/register")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .post(format!("{base}/v1/agent/register"))
+        .header("x-edge-token", "wrong")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(c_nodes(&h).await.is_empty(), "refused registration stored nothing");
+
+    let ac = agent_client(&h);
+    assert!(ac.agent_heartbeat("ghost").await.unwrap_err().is_not_found());
+
+    register(&h, node("n1", 4000, 4096)).await;
+    let before = c_index(&h).await;
+    let r = http
+        .post(format!("{base}/v1/agent/allocs/n1"))
+        .header("x-edge-token", &h.token)
+        .header("content-type", "application/json")
+        .body(r#"{"allocs": [{"id": 7}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("invalid request body"), "{text}");
+    assert_eq!(c_index(&h).await, before, "a malformed report changes nothing");
+    h.shutdown().await;
+}
+
+async fn c_nodes(h: &edge_server::ServerHandle) -> Vec<edge_api::NodeListStub> {
+    client(h).nodes().await.unwrap()
+}
+
+async fn c_index(h: &edge_server::ServerHandle) -> u64 {
+    client(h).health().await.unwrap().index
+}
+
+#[tokio::test]
+async fn bad_json_is_400_oversize_is_413_invalid_job_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_with(dir.path(), |c| c.max_body_bytes = 64 * 1024).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", h.addr);
+    let r = http
+        .post(format!("{base}/v1/jobs"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("invalid request body"));
+
+    let big = format!(r#"{{"job": {{"id": "{}"}}}}"#, "x".repeat(100 * 1024));
+    let r = http
+        .post(format!("{base}/v1/jobs"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+
+    let mut j = job("web", 1);
+    j.groups[0].tasks[0].driver = String::new();
+    let err = client(&h).register(&j).await.unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    assert!(err.to_string().contains("driver"), "{err}");
+    assert!(client(&h).jobs(QueryOptions::default()).await.unwrap().0.is_empty());
+
+    let r = http.get(format!("{base}/v1/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn missed_heartbeat_marks_node_down_and_replaces_its_allocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_with(dir.path(), |c| c.heartbeat_ttl = Duration::from_millis(600)).await;
+    register(&h, node("n1", 4000, 4096)).await;
+    register(&h, node("n2", 4000, 4096)).await;
+    let c = client(&h);
+    let ac = agent_client(&h);
+    let r = c.register(&job("web", 2)).await.unwrap();
+    wait_eval_done(&c, r.eval_id.as_deref().unwrap()).await;
+    // n2 keeps heartbeating, n1 goes silent.
+    let beat = {
+        let ac = ac.clone();
+        tokio::spawn(async move {
+            loop {
+                let _ = ac.agent_heartbeat("n2").await;
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+        })
+    };
+    let node1 = eventually(10, async || {
+        let n = c.node("n1").await.ok()?;
+        (n.status == NodeStatus::Down).then_some(n)
+    })
+    .await;
+    assert_eq!(node1.status_description, "missed heartbeat");
+    let allocs = eventually(10, async || {
+        let (a, _) = c.job_allocs("web", QueryOptions::default()).await.ok()?;
+        let live: Vec<_> = a
+            .iter()
+            .filter(|a| a.desired_status == edge_spec::DesiredStatus::Run)
+            .cloned()
+            .collect();
+        (live.len() == 2 && live.iter().all(|a| a.node_id == "n2")).then_some(a)
+    })
+    .await;
+    assert!(
+        allocs
+            .iter()
+            .any(|a| a.node_id == "n1" && a.client_status == ClientStatus::Lost),
+        "the allocation on the dead node is lost"
+    );
+    beat.abort();
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn agent_watch_blocks_until_its_allocations_change_and_reports_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    register(&h, node("n1", 4000, 4096)).await;
+    let ac = agent_client(&h);
+    let (list, meta) = ac.agent_allocs("n1", QueryOptions::default()).await.unwrap();
+    assert!(list.is_empty());
+    let watcher = {
+        let ac = ac.clone();
+        tokio::spawn(async move {
+            ac.agent_allocs("n1", QueryOptions::blocking(meta.index.max(1), Duration::from_secs(20)))
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!watcher.is_finished(), "the watch blocks while nothing changes");
+    client(&h).register(&job("web", 1)).await.unwrap();
+    let (list, _) = tokio::time::timeout(Duration::from_secs(10), watcher).await.unwrap().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].job.id, "web");
+
+    let id = list[0].alloc.id.clone();
+    let mut ts = BTreeMap::new();
+    ts.insert("server".to_string(), TaskState::default());
+    ac.agent_update_allocs(
+        "n1",
+        vec![AllocUpdate {
+            id: id.clone(),
+            client_status: ClientStatus::Running,
+            client_description: "tasks are running".to_string(),
+            task_states: ts,
+        }],
+    )
+    .await
+    .unwrap();
+    let a = client(&h).alloc(&id[..8]).await.unwrap();
+    assert_eq!(a.client_status, ClientStatus::Running);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn restart_keeps_jobs_versions_allocations_and_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    let token = h.token.clone();
+    register(&h, node("n1", 4000, 4096)).await;
+    let c = client(&h);
+    let r = c.register(&job("web", 2)).await.unwrap();
+    wait_eval_done(&c, r.eval_id.as_deref().unwrap()).await;
+    c.register(&job("web", 3)).await.unwrap();
+    let before = eventually(10, async || {
+        let (a, _) = c.job_allocs("web", QueryOptions::default()).await.ok()?;
+        (a.len() == 3).then_some(a)
+    })
+    .await;
+    h.shutdown().await;
+
+    let h = start(dir.path()).await;
+    assert_eq!(h.token, token);
+    let c = client(&h);
+    assert_eq!(c.job("web").await.unwrap().version, 1);
+    assert_eq!(c.job_versions("web").await.unwrap().len(), 2);
+    let (after, _) = c.job_allocs("web", QueryOptions::default()).await.unwrap();
+    let ids = |v: &[edge_api::AllocListStub]| {
+        let mut v: Vec<String> = v.iter().map(|a| a.id.clone()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&before), ids(&after));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn blocking_list_and_event_stream_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    let c = client(&h);
+    let (_, meta) = c.jobs(QueryOptions::default()).await.unwrap();
+    let waiter = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.jobs(QueryOptions::blocking(meta.index, Duration::from_secs(20)))
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.register(&job("web", 1)).await.unwrap();
+    let (jobs, m2) = tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert!(m2.index > meta.index);
+
+    let resp = c.stream("/v1/event/stream", &[("index", "0".to_string())]).await.unwrap();
+    let mut body = resp.bytes_stream();
+    use futures_util::StreamExt;
+    let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let first: edge_api::StreamEvent =
+        serde_json::from_str(std::str::from_utf8(&chunk).unwrap().lines().next().unwrap()).unwrap();
+    assert!(first.index > 0);
+    assert!(["job", "evaluation", "allocation", "node"].contains(&first.topic.as_str()));
+
+    let text = reqwest::get(format!("http://{}/v1/metrics", h.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("edge_jobs 1"), "{text}");
+    assert!(text.contains("edge_http_requests_total"));
+    h.shutdown().await;
+}

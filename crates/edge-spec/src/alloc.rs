@@ -1,0 +1,207 @@
+//! Allocations: placed copies of a group, and the state of their tasks.
+
+use crate::Resources;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DesiredStatus {
+    #[default]
+    Run,
+    Stop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientStatus {
+    #[default]
+    Pending,
+    Running,
+    Complete,
+    Failed,
+    Lost,
+}
+
+impl ClientStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            ClientStatus::Complete | ClientStatus::Failed | ClientStatus::Lost
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientStatus::Pending => "pending",
+            ClientStatus::Running => "running",
+            ClientStatus::Complete => "complete",
+            ClientStatus::Failed => "failed",
+            ClientStatus::Lost => "lost",
+        }
+    }
+}
+
+impl DesiredStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DesiredStatus::Run => "run",
+            DesiredStatus::Stop => "stop",
+        }
+    }
+}
+
+/// A port given to an allocation: `label` from the group's network block,
+/// `value` the host port, `to` the port the task listens on (same as value
+/// under host networking unless `to` was set).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AssignedPort {
+    pub label: String,
+    pub value: u16,
+    pub to: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AllocResources {
+    pub cpu: u32,
+    pub memory: u32,
+    #[serde(default)]
+    pub ports: Vec<AssignedPort>,
+}
+
+impl AllocResources {
+    pub fn from_group(r: Resources) -> AllocResources {
+        AllocResources {
+            cpu: r.cpu,
+            memory: r.memory,
+            ports: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    #[default]
+    Pending,
+    Running,
+    Dead,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Running => "running",
+            TaskStatus::Dead => "dead",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskEvent {
+    /// Unix milliseconds.
+    pub time: i64,
+    /// `Received`, `Started`, `Terminated`, `Restarting`, `Killing`, `Killed`,
+    /// `Driver Failure`, `Not Restarting`, `Recovered`...
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// Events kept per task; older ones are dropped so a crash-looping task
+/// cannot grow its allocation without bound.
+pub const MAX_TASK_EVENTS: usize = 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TaskState {
+    pub state: TaskStatus,
+    #[serde(default)]
+    pub failed: bool,
+    #[serde(default)]
+    pub restarts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub started_at: i64,
+    #[serde(default)]
+    pub finished_at: i64,
+    #[serde(default)]
+    pub events: Vec<TaskEvent>,
+}
+
+impl TaskState {
+    pub fn push_event(&mut self, ev: TaskEvent) {
+        self.events.push(ev);
+        if self.events.len() > MAX_TASK_EVENTS {
+            let extra = self.events.len() - MAX_TASK_EVENTS;
+            self.events.drain(..extra);
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Allocation {
+    pub id: String,
+    /// `job.group[index]`, stable across replacements.
+    pub name: String,
+    pub index: u32,
+    pub job_id: String,
+    pub job_version: u64,
+    pub group: String,
+    /// `Group::spec_hash` of the group this allocation was made from.
+    pub group_hash: u64,
+    pub node_id: String,
+    #[serde(default)]
+    pub node_name: String,
+    pub eval_id: String,
+    #[serde(default)]
+    pub desired_status: DesiredStatus,
+    #[serde(default)]
+    pub desired_description: String,
+    #[serde(default)]
+    pub client_status: ClientStatus,
+    #[serde(default)]
+    pub client_description: String,
+    #[serde(default)]
+    pub task_states: BTreeMap<String, TaskState>,
+    pub resources: AllocResources,
+    /// The allocation this one replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_alloc: Option<String>,
+    /// Unix milliseconds of earlier reschedules in this line of replacements.
+    #[serde(default)]
+    pub reschedule_times: Vec<i64>,
+    /// Set when the allocation failed and a replacement was placed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_alloc: Option<String>,
+    #[serde(default)]
+    pub create_time: i64,
+    #[serde(default)]
+    pub modify_time: i64,
+    #[serde(default)]
+    pub create_index: u64,
+    #[serde(default)]
+    pub modify_index: u64,
+}
+
+impl Allocation {
+    /// Still holds (or will hold) resources on its node.
+    pub fn is_live(&self) -> bool {
+        self.desired_status == DesiredStatus::Run && !self.client_status.is_terminal()
+    }
+
+    /// Nothing will run for it any more.
+    pub fn is_terminal(&self) -> bool {
+        self.client_status.is_terminal()
+            || (self.desired_status == DesiredStatus::Stop
+                && self.client_status != ClientStatus::Running)
+    }
+
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(8)]
+    }
+}

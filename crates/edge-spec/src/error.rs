@@ -1,0 +1,76 @@
+//! Errors of job file parsing and validation, each naming where it happened.
+
+use std::fmt;
+
+/// A place in a job file, 1-based.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Location {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            f.write_str(&self.file)
+        } else {
+            write!(f, "{}:{}:{}", self.file, self.line, self.column)
+        }
+    }
+}
+
+/// One finding about a job file: `file:line:col: field: message`, or just
+/// `field: message` when it has no file (a job submitted through the API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub location: Location,
+    /// Dotted path of the field, e.g. `job.web.group.app.task.server.driver`.
+    pub field: String,
+    pub message: String,
+}
+
+impl Diagnostic {
+    /// A finding with no place in a file yet.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            location: Location::default(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn at(mut self, location: Location) -> Diagnostic {
+        self.location = location;
+        self
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.location.file.is_empty() {
+            write!(f, "{}: ", self.location)?;
+        }
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// Every problem found in a job, in file order.
+    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diagnostic>),
+}
+
+impl SpecError {
+    /// The findings behind the error.
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        match self {
+            SpecError::Invalid(d) => d,
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Evaluations: units of scheduler work, and the reasons a placement failed.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalStatus {
+    #[default]
+    Pending,
+    Complete,
+    /// Some groups could not be placed; the eval is retried when a node
+    /// joins or frees capacity.
+    Blocked,
+    Failed,
+    Canceled,
+}
+
+impl EvalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvalStatus::Pending => "pending",
+            EvalStatus::Complete => "complete",
+            EvalStatus::Blocked => "blocked",
+            EvalStatus::Failed => "failed",
+            EvalStatus::Canceled => "canceled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TriggeredBy {
+    JobRegister,
+    JobDeregister,
+    NodeUpdate,
+    NodeDrain,
+    AllocFailure,
+    RescheduleLater,
+    QueuedAllocs,
+    JobRevert,
+}
+
+impl TriggeredBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggeredBy::JobRegister => "job-register",
+            TriggeredBy::JobDeregister => "job-deregister",
+            TriggeredBy::NodeUpdate => "node-update",
+            TriggeredBy::NodeDrain => "node-drain",
+            TriggeredBy::AllocFailure => "alloc-failure",
+            TriggeredBy::RescheduleLater => "reschedule-later",
+            TriggeredBy::QueuedAllocs => "queued-allocs",
+            TriggeredBy::JobRevert => "job-revert",
+        }
+    }
+}
+
+/// Why a group could not be placed, in Nomad's terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AllocMetric {
+    pub nodes_evaluated: u32,
+    pub nodes_filtered: u32,
+    /// Ready nodes per datacenter the job may use.
+    #[serde(default)]
+    pub nodes_available: BTreeMap<String, u32>,
+    /// Filter reason (`constraint ${attr.kernel.name} = linux`,
+    /// `missing driver "exec"`) to the number of nodes it removed.
+    #[serde(default)]
+    pub constraint_filtered: BTreeMap<String, u32>,
+    pub nodes_exhausted: u32,
+    /// Resource (`cpu`, `memory`, `network: port 8080 in use`) to nodes out of it.
+    #[serde(default)]
+    pub dimension_exhausted: BTreeMap<String, u32>,
+    /// Further copies of the group that failed for the same reasons.
+    #[serde(default)]
+    pub coalesced_failures: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub id: String,
+    pub job_id: String,
+    pub priority: u8,
+    pub triggered_by: TriggeredBy,
+    #[serde(default)]
+    pub status: EvalStatus,
+    #[serde(default)]
+    pub status_description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// Group name to why its remaining copies could not be placed.
+    #[serde(default)]
+    pub failed_tg_allocs: BTreeMap<String, AllocMetric>,
+    /// Group name to copies still waiting for room.
+    #[serde(default)]
+    pub queued_allocations: BTreeMap<String, u32>,
+    /// Unix milliseconds before which this eval must not run (delayed reschedule).
+    #[serde(default)]
+    pub wait_until: i64,
+    #[serde(default)]
+    pub create_time: i64,
+    #[serde(default)]
+    pub modify_time: i64,
+    #[serde(default)]
+    pub create_index: u64,
+    #[serde(default)]
+    pub modify_index: u64,
+}

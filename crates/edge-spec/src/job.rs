@@ -1,0 +1,383 @@
+//! Job, group and task: what a user submits, after parsing and defaulting.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How a job's groups are kept alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum JobType {
+    /// Long-running, kept at `count`.
+    #[default]
+    Service,
+    /// Runs to completion.
+    Batch,
+    /// One copy of each group on every eligible node.
+    System,
+}
+
+impl JobType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobType::Service => "service",
+            JobType::Batch => "batch",
+            JobType::System => "system",
+        }
+    }
+}
+
+/// Server-side lifecycle of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    #[default]
+    Pending,
+    Running,
+    Dead,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub job_type: JobType,
+    #[serde(default = "default_datacenters")]
+    pub datacenters: Vec<String>,
+    #[serde(default = "default_priority")]
+    pub priority: u8,
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+    #[serde(default)]
+    pub constraints: Vec<Constraint>,
+    pub groups: Vec<Group>,
+
+    /// Set by the server: the version this spec became.
+    #[serde(default)]
+    pub version: u64,
+    /// Set by the server: a stopped job keeps its spec but runs nothing.
+    #[serde(default)]
+    pub stop: bool,
+    #[serde(default)]
+    pub status: JobStatus,
+    /// Unix milliseconds of the registration that made this version.
+    #[serde(default)]
+    pub submit_time: i64,
+    #[serde(default)]
+    pub create_index: u64,
+    #[serde(default)]
+    pub modify_index: u64,
+}
+
+pub fn default_datacenters() -> Vec<String> {
+    vec!["*".to_string()]
+}
+
+pub fn default_priority() -> u8 {
+    50
+}
+
+impl Job {
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+
+    /// The spec fields a user controls, without what the server stamps on it;
+    /// two registrations with equal specs do not make a new version.
+    pub fn spec_eq(&self, other: &Job) -> bool {
+        let mut a = self.clone();
+        let mut b = other.clone();
+        for j in [&mut a, &mut b] {
+            j.version = 0;
+            j.stop = false;
+            j.status = JobStatus::Pending;
+            j.submit_time = 0;
+            j.create_index = 0;
+            j.modify_index = 0;
+        }
+        a == b
+    }
+}
+
+/// A placement rule on node attributes (`${attr.kernel.name}`), metadata
+/// (`${meta.rack}`) or node fields (`${node.datacenter}`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Constraint {
+    #[serde(default)]
+    pub attribute: String,
+    #[serde(default = "default_operator")]
+    pub operator: ConstraintOp,
+    #[serde(default)]
+    pub value: String,
+}
+
+fn default_operator() -> ConstraintOp {
+    ConstraintOp::Eq
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ConstraintOp {
+    #[serde(rename = "=", alias = "==", alias = "is")]
+    Eq,
+    #[serde(rename = "!=", alias = "not")]
+    Ne,
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    Ge,
+    #[serde(rename = "regexp")]
+    Regexp,
+    #[serde(rename = "set_contains")]
+    SetContains,
+    #[serde(rename = "is_set")]
+    IsSet,
+    #[serde(rename = "is_not_set")]
+    IsNotSet,
+    #[serde(rename = "distinct_hosts")]
+    DistinctHosts,
+}
+
+impl ConstraintOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConstraintOp::Eq => "=",
+            ConstraintOp::Ne => "!=",
+            ConstraintOp::Lt => "<",
+            ConstraintOp::Le => "<=",
+            ConstraintOp::Gt => ">",
+            ConstraintOp::Ge => ">=",
+            ConstraintOp::Regexp => "regexp",
+            ConstraintOp::SetContains => "set_contains",
+            ConstraintOp::IsSet => "is_set",
+            ConstraintOp::IsNotSet => "is_not_set",
+            ConstraintOp::DistinctHosts => "distinct_hosts",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ConstraintOp> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    #[serde(default = "one")]
+    pub count: u32,
+    #[serde(default)]
+    pub constraints: Vec<Constraint>,
+    #[serde(default)]
+    pub network: Network,
+    #[serde(default)]
+    pub services: Vec<Service>,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    #[serde(default)]
+    pub reschedule: ReschedulePolicy,
+    pub tasks: Vec<Task>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Group {
+    /// Total resources one copy of the group asks for.
+    pub fn resources(&self) -> Resources {
+        self.tasks
+            .iter()
+            .fold(Resources { cpu: 0, memory: 0 }, |acc, t| Resources {
+                cpu: acc.cpu + t.resources.cpu,
+                memory: acc.memory + t.resources.memory,
+            })
+    }
+
+    /// A fingerprint of everything but `count`: allocations made from a group
+    /// with another fingerprint must be replaced when the job changes.
+    pub fn spec_hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut g = self.clone();
+        g.count = 0;
+        let text = serde_json::to_string(&g).unwrap_or_default();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut h);
+        h.finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+}
+
+/// `port "http" { static = 8080 }` or `port "http" { to = 80 }` (dynamic).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    pub label: String,
+    #[serde(rename = "static", default, skip_serializing_if = "Option::is_none")]
+    pub static_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub name: String,
+    /// A port label of the group's network block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckType {
+    Http,
+    Tcp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "type")]
+    pub check_type: CheckType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Overrides the service's port label for this check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    #[serde(with = "crate::duration", default = "default_check_interval")]
+    pub interval: Duration,
+    #[serde(with = "crate::duration", default = "default_check_timeout")]
+    pub timeout: Duration,
+}
+
+fn default_check_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_check_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartMode {
+    /// After `attempts` restarts within `interval`, wait out the interval and go on.
+    #[default]
+    Fail,
+    Delay,
+}
+
+/// Restarts of a task in place, on its node (Nomad's `restart` block).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartPolicy {
+    pub attempts: u32,
+    #[serde(with = "crate::duration")]
+    pub interval: Duration,
+    #[serde(with = "crate::duration")]
+    pub delay: Duration,
+    #[serde(default)]
+    pub mode: RestartMode,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            attempts: 2,
+            interval: Duration::from_secs(30 * 60),
+            delay: Duration::from_secs(15),
+            mode: RestartMode::Fail,
+        }
+    }
+}
+
+/// Replacement of a failed allocation on another node (Nomad's `reschedule`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReschedulePolicy {
+    pub attempts: u32,
+    #[serde(with = "crate::duration")]
+    pub interval: Duration,
+    #[serde(with = "crate::duration")]
+    pub delay: Duration,
+    #[serde(default)]
+    pub unlimited: bool,
+}
+
+impl Default for ReschedulePolicy {
+    fn default() -> Self {
+        ReschedulePolicy {
+            attempts: 0,
+            interval: Duration::from_secs(0),
+            delay: Duration::from_secs(30),
+            unlimited: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    pub name: String,
+    pub driver: String,
+    /// Driver-specific settings, checked by the driver when the task starts.
+    #[serde(default)]
+    pub config: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(with = "crate::duration", default = "default_kill_timeout")]
+    pub kill_timeout: Duration,
+}
+
+fn default_kill_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// CPU in MHz, memory in MB, as in Nomad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    #[serde(default = "default_cpu")]
+    pub cpu: u32,
+    #[serde(default = "default_memory")]
+    pub memory: u32,
+}
+
+fn default_cpu() -> u32 {
+    100
+}
+
+fn default_memory() -> u32 {
+    300
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            cpu: default_cpu(),
+            memory: default_memory(),
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The vocabulary of edge: job specs, nodes, allocations and evaluations, plus
+//! parsing and validation of job files. Pure: no IO beyond what the caller hands in.
+
+pub mod alloc;
+pub mod duration;
+pub mod error;
+pub mod eval;
+pub mod example;
+mod hcl;
+pub mod job;
+mod json;
+pub mod node;
+mod parse;
+pub mod validate;
+
+pub use crate::hcl::parse_hcl;
+pub use alloc::*;
+pub use error::{Diagnostic, Location, SpecError};
+pub use eval::*;
+pub use example::EXAMPLE_JOB;
+pub use job::*;
+pub use json::parse_json;
+pub use node::*;
+pub use parse::{ParseOptions, Parsed, parse_job_file};
+pub use validate::validate;

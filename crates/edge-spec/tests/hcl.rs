@@ -1,0 +1,802 @@
+//! HCL job files: decoding, variables, runtime interpolation and diagnostics.
+
+use edge_spec::{
+    Check, CheckType, Constraint, ConstraintOp, Diagnostic, Group, Job, JobStatus, JobType,
+    Network, ParseOptions, Parsed, PortSpec, ReschedulePolicy, Resources, RestartMode,
+    RestartPolicy, Service, SpecError, Task, parse_hcl,
+};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const FULL: &str = r#"variable "count" {
+  type        = number
+  default     = 2
+  description = "copies"
+}
+
+variable "name" {
+  type    = string
+  default = "world"
+}
+
+job "hello" {
+  type        = "service"
+  datacenters = ["dc1"]
+  priority    = 60
+  meta {
+    owner = "ops"
+  }
+  constraint {
+    attribute = "${attr.kernel.name}"
+    operator  = "="
+    value     = "linux"
+  }
+
+  group "web" {
+    count = var.count
+    constraint {
+      attribute = "${meta.rack}"
+      value     = "r1"
+    }
+    network {
+      port "http" {
+        static = 8080
+      }
+      port "admin" {
+        to = 9000
+      }
+      port "dyn" {}
+    }
+    service {
+      name = "hello"
+      port = "http"
+      tags = ["a", "b"]
+      check {
+        type     = "http"
+        path     = "/"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+    restart {
+      attempts = 2
+      interval = "30m"
+      delay    = "15s"
+      mode     = "fail"
+    }
+    reschedule {
+      attempts  = 3
+      interval  = "1h"
+      delay     = "30s"
+      unlimited = false
+    }
+    task "server" {
+      driver = "exec"
+      config {
+        command = "/usr/bin/python3"
+        args    = ["-m", "http.server", "${EDGE_PORT_http}"]
+      }
+      env {
+        GREETING = "hi ${var.name}"
+      }
+      resources {
+        cpu    = 100
+        memory = 64
+      }
+      kill_timeout = "5s"
+    }
+  }
+}
+"#;
+
+fn opts() -> ParseOptions {
+    ParseOptions::new("job.hcl")
+}
+
+fn parse(src: &str) -> Result<Parsed, SpecError> {
+    parse_hcl(src, &opts())
+}
+
+fn errors(src: &str) -> Vec<Diagnostic> {
+    errors_with(src, &opts())
+}
+
+fn errors_with(src: &str, opts: &ParseOptions) -> Vec<Diagnostic> {
+    match parse_hcl(src, opts) {
+        Ok(p) => panic!("expected errors, parsed {:?}", p.job),
+        Err(SpecError::Invalid(d)) => d,
+    }
+}
+
+/// A minimal valid job with `body` spliced into its task.
+fn with_task_body(body: &str) -> String {
+    format!(
+        "job \"j\" {{\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"exec\"\n{body}\n    }}\n  }}\n}}\n"
+    )
+}
+
+fn find<'a>(diags: &'a [Diagnostic], field: &str) -> &'a Diagnostic {
+    diags
+        .iter()
+        .find(|d| d.field == field)
+        .unwrap_or_else(|| panic!("no diagnostic for {field} in {diags:#?}"))
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[test]
+fn full_example_decodes_into_expected_job() {
+    let parsed = parse(FULL).expect("parses");
+    assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+    let mut config = serde_json::Map::new();
+    config.insert("command".into(), "/usr/bin/python3".into());
+    config.insert(
+        "args".into(),
+        serde_json::json!(["-m", "http.server", "${EDGE_PORT_http}"]),
+    );
+    let expected = Job {
+        id: "hello".into(),
+        name: "hello".into(),
+        job_type: JobType::Service,
+        datacenters: vec!["dc1".into()],
+        priority: 60,
+        meta: BTreeMap::from([("owner".to_string(), "ops".to_string())]),
+        constraints: vec![Constraint {
+            attribute: "${attr.kernel.name}".into(),
+            operator: ConstraintOp::Eq,
+            value: "linux".into(),
+        }],
+        groups: vec![Group {
+            name: "web".into(),
+            count: 2,
+            constraints: vec![Constraint {
+                attribute: "${meta.rack}".into(),
+                operator: ConstraintOp::Eq,
+                value: "r1".into(),
+            }],
+            network: Network {
+                ports: vec![
+                    PortSpec {
+                        label: "http".into(),
+                        static_port: Some(8080),
+                        to: None,
+                    },
+                    PortSpec {
+                        label: "admin".into(),
+                        static_port: None,
+                        to: Some(9000),
+                    },
+                    PortSpec {
+                        label: "dyn".into(),
+                        static_port: None,
+                        to: None,
+                    },
+                ],
+            },
+            services: vec![Service {
+                name: "hello".into(),
+                port: Some("http".into()),
+                tags: vec!["a".into(), "b".into()],
+                checks: vec![Check {
+                    name: String::new(),
+                    check_type: CheckType::Http,
+                    path: Some("/".into()),
+                    port: None,
+                    interval: secs(10),
+                    timeout: secs(2),
+                }],
+            }],
+            restart: RestartPolicy {
+                attempts: 2,
+                interval: secs(1800),
+                delay: secs(15),
+                mode: RestartMode::Fail,
+            },
+            reschedule: ReschedulePolicy {
+                attempts: 3,
+                interval: secs(3600),
+                delay: secs(30),
+                unlimited: false,
+            },
+            tasks: vec![Task {
+                name: "server".into(),
+                driver: "exec".into(),
+                config,
+                env: BTreeMap::from([("GREETING".to_string(), "hi world".to_string())]),
+                resources: Resources {
+                    cpu: 100,
+                    memory: 64,
+                },
+                kill_timeout: secs(5),
+            }],
+        }],
+        version: 0,
+        stop: false,
+        status: JobStatus::Pending,
+        submit_time: 0,
+        create_index: 0,
+        modify_index: 0,
+    };
+    assert_eq!(parsed.job, expected);
+}
+
+#[test]
+fn defaults_apply_when_fields_are_omitted() {
+    let job = parse(&with_task_body("")).expect("parses").job;
+    assert_eq!(job.name, "j");
+    assert_eq!(job.job_type, JobType::Service);
+    assert_eq!(job.datacenters, vec!["*".to_string()]);
+    assert_eq!(job.priority, 50);
+    let g = &job.groups[0];
+    assert_eq!(g.count, 1);
+    assert_eq!(g.restart, RestartPolicy::default());
+    assert_eq!(g.tasks[0].resources, Resources::default());
+    assert_eq!(g.tasks[0].kill_timeout, secs(5));
+}
+
+#[test]
+fn meta_env_and_config_accept_attribute_form() {
+    let src = r#"job "j" {
+  meta = { owner = "ops", tier = 2 }
+  group "g" {
+    task "t" {
+      driver = "exec"
+      env    = { "A.B" = "x" }
+      config = { command = "/bin/true", opts = { depth = 3 } }
+    }
+  }
+}
+"#;
+    let job = parse(src).expect("parses").job;
+    assert_eq!(job.meta["tier"], "2");
+    let t = &job.groups[0].tasks[0];
+    assert_eq!(t.env["A.B"], "x");
+    assert_eq!(t.config["opts"], serde_json::json!({"depth": 3}));
+}
+
+#[test]
+fn config_keeps_nested_blocks_and_lists() {
+    let src = with_task_body(
+        r#"      config {
+        command = "/bin/app"
+        mount {
+          source = "/a"
+        }
+        mount {
+          source = "/b"
+        }
+        logging {
+          type = "json"
+        }
+        labels "web" {
+          tier = "front"
+        }
+      }"#,
+    );
+    let job = parse(&src).expect("parses").job;
+    let config = serde_json::Value::Object(job.groups[0].tasks[0].config.clone());
+    assert_eq!(
+        config,
+        serde_json::json!({
+            "command": "/bin/app",
+            "mount": [{"source": "/a"}, {"source": "/b"}],
+            "logging": {"type": "json"},
+            "labels": {"web": {"tier": "front"}},
+        })
+    );
+}
+
+#[test]
+fn task_level_service_is_hoisted_to_the_group() {
+    let src = r#"job "j" {
+  group "g" {
+    network {
+      port "http" {}
+    }
+    task "t" {
+      driver = "exec"
+      service {
+        port = "http"
+      }
+    }
+  }
+}
+"#;
+    let job = parse(src).expect("parses").job;
+    assert_eq!(job.groups[0].services.len(), 1);
+    assert_eq!(job.groups[0].services[0].name, "j-g-t");
+}
+
+#[test]
+fn runtime_interpolations_stay_literal() {
+    let src = r#"variable "v" {
+  default = "one"
+}
+job "j" {
+  constraint {
+    attribute = "${node.datacenter}"
+    value     = "${meta.zone}"
+  }
+  group "g" {
+    task "t" {
+      driver = "exec"
+      env {
+        URL   = "http://${EDGE_ADDR_http}/x-${var.v}"
+        NOMAD = "${NOMAD_PORT_http}"
+        HOME2 = "${env.HOME}/sub"
+        MIX   = "${attr.cpu.arch}-${var.v}-${ node.unique.name }"
+        ESC   = "$${var.v}"
+      }
+    }
+  }
+}
+"#;
+    let job = parse(src).expect("parses").job;
+    assert_eq!(job.constraints[0].attribute, "${node.datacenter}");
+    assert_eq!(job.constraints[0].value, "${meta.zone}");
+    let env = &job.groups[0].tasks[0].env;
+    assert_eq!(env["URL"], "http://${EDGE_ADDR_http}/x-one");
+    assert_eq!(env["NOMAD"], "${NOMAD_PORT_http}");
+    assert_eq!(env["HOME2"], "${env.HOME}/sub");
+    assert_eq!(env["MIX"], "${attr.cpu.arch}-one-${node.unique.name}");
+    assert_eq!(env["ESC"], "${var.v}");
+}
+
+#[test]
+fn runtime_interpolation_survives_heredoc_and_directive() {
+    let src = r#"variable "items" {
+  type    = list(string)
+  default = ["a", "b"]
+}
+job "j" {
+  group "g" {
+    task "t" {
+      driver = "exec"
+      config {
+        script = <<-EOT
+          port=${EDGE_PORT_http}
+          %{ for i in var.items }${i}@${attr.unique.hostname} %{ endfor }
+        EOT
+      }
+    }
+  }
+}
+"#;
+    let job = parse(src).expect("parses").job;
+    let script = job.groups[0].tasks[0].config["script"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(script.contains("port=${EDGE_PORT_http}\n"), "{script:?}");
+    assert!(
+        script.contains("a@${attr.unique.hostname} b@${attr.unique.hostname}"),
+        "{script:?}"
+    );
+}
+
+const VARS: &str = r#"variable "count" {
+  type    = number
+  default = 2
+}
+variable "dcs" {
+  type    = list(string)
+  default = ["dc1"]
+}
+variable "canary" {
+  type    = bool
+  default = false
+}
+variable "owner" {
+  type = string
+}
+job "j" {
+  datacenters = var.dcs
+  meta {
+    owner  = var.owner
+    canary = var.canary
+  }
+  group "g" {
+    count = var.count
+    task "t" {
+      driver = "exec"
+    }
+  }
+}
+"#;
+
+#[test]
+fn variables_default_then_var_file_then_var() {
+    let mut o = opts();
+    o.vars.insert("owner".into(), "me".into());
+    let job = parse_hcl(VARS, &o).expect("parses").job;
+    assert_eq!(job.groups[0].count, 2);
+    assert_eq!(job.datacenters, vec!["dc1".to_string()]);
+
+    o.var_files.push((
+        "prod.hcl".into(),
+        "count = 5\ndcs = [\"a\", \"b\"]\nowner = \"file\"\n".into(),
+    ));
+    let job = parse_hcl(VARS, &o).expect("parses").job;
+    assert_eq!(job.groups[0].count, 5);
+    assert_eq!(job.datacenters, vec!["a".to_string(), "b".to_string()]);
+    assert_eq!(job.meta["owner"], "me", "-var wins over -var-file");
+
+    o.vars.insert("count".into(), "7".into());
+    o.vars.insert("dcs".into(), r#"["x"]"#.into());
+    o.vars.insert("canary".into(), "true".into());
+    let job = parse_hcl(VARS, &o).expect("parses").job;
+    assert_eq!(job.groups[0].count, 7);
+    assert_eq!(job.datacenters, vec!["x".to_string()]);
+    assert_eq!(job.meta["canary"], "true");
+}
+
+#[test]
+fn var_that_does_not_convert_names_the_variable() {
+    let mut o = opts();
+    o.vars.insert("owner".into(), "me".into());
+    o.vars.insert("count".into(), "two".into());
+    o.vars.insert("canary".into(), "maybe".into());
+    let d = errors_with(VARS, &o);
+    let count = find(&d, "var.count");
+    assert!(count.message.contains("`count`"), "{count}");
+    assert!(count.message.contains("expected a number"), "{count}");
+    assert!(find(&d, "var.canary").message.contains("expected a bool"));
+    assert_eq!(
+        count.to_string(),
+        count.field.clone() + ": " + &count.message
+    );
+    // The failed variables do not cascade into errors where they are used.
+    assert_eq!(d.len(), 2, "{d:#?}");
+}
+
+#[test]
+fn missing_variable_is_reported_at_its_block() {
+    let d = errors(VARS);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    let owner = find(&d, "var.owner");
+    assert!(owner.message.contains("no default"), "{owner}");
+    assert_eq!((owner.location.line, owner.location.column), (13, 1));
+}
+
+#[test]
+fn undeclared_var_flag_is_an_error() {
+    let mut o = opts();
+    o.vars.insert("owner".into(), "me".into());
+    o.vars.insert("nope".into(), "1".into());
+    let d = errors_with(VARS, &o);
+    assert!(find(&d, "var.nope").message.contains("undeclared"));
+}
+
+#[test]
+fn var_file_errors_point_into_the_var_file() {
+    let mut o = opts();
+    o.vars.insert("owner".into(), "me".into());
+    o.var_files
+        .push(("prod.hcl".into(), "extra = 1\ncount = \"many\"\n".into()));
+    let parsed_err = errors_with(VARS, &o);
+    let count = find(&parsed_err, "var.count");
+    assert_eq!(count.location.file, "prod.hcl");
+    assert_eq!((count.location.line, count.location.column), (2, 9));
+    o.var_files[0].1 = "extra = 1\n".into();
+    let parsed = parse_hcl(VARS, &o).expect("parses");
+    let w = find(&parsed.warnings, "var.extra");
+    assert_eq!(w.location.file, "prod.hcl");
+    assert_eq!(w.location.line, 1);
+}
+
+#[test]
+fn undeclared_variable_reference_is_located() {
+    let src = with_task_body("      env {\n        A = var.missing\n      }");
+    let d = errors(&src);
+    let e = find(&d, "job.j.group.g.task.t.env.A");
+    assert!(e.message.contains("undeclared variable `missing`"), "{e}");
+    assert_eq!((e.location.line, e.location.column), (6, 13));
+}
+
+#[test]
+fn syntax_error_has_line_and_column() {
+    let d = errors("job \"j\" {\n  group \"g\" {\n    count = = 2\n  }\n}\n");
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].location.file, "job.hcl");
+    assert_eq!(d[0].location.line, 3);
+    assert!(d[0].location.column > 1);
+    assert!(d[0].to_string().starts_with("job.hcl:3:"), "{}", d[0]);
+}
+
+#[test]
+fn type_error_names_field_and_position() {
+    let src = "job \"j\" {\n  group \"web\" {\n    count = \"two\"\n    task \"t\" {\n      driver = \"exec\"\n    }\n  }\n}\n";
+    let d = errors(src);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    let e = find(&d, "job.j.group.web.count");
+    assert_eq!((e.location.line, e.location.column), (3, 13));
+    assert!(e.message.contains("whole number"), "{e}");
+    assert!(e.message.contains("\"two\""), "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!("job.hcl:3:13: job.j.group.web.count: {}", e.message)
+    );
+}
+
+#[test]
+fn job_without_group_is_reported_at_job_block() {
+    let d = errors("# comment\njob \"j\" {\n  type = \"batch\"\n}\n");
+    let e = find(&d, "job.j.group");
+    assert_eq!((e.location.line, e.location.column), (2, 1));
+}
+
+#[test]
+fn group_without_task_and_task_without_driver() {
+    let src = r#"job "j" {
+  group "a" {
+  }
+  group "b" {
+    task "t" {
+      config {
+        command = "x"
+      }
+    }
+  }
+}
+"#;
+    let d = errors(src);
+    let a = find(&d, "job.j.group.a.task");
+    assert_eq!((a.location.line, a.location.column), (2, 3));
+    let t = find(&d, "job.j.group.b.task.t.driver");
+    assert_eq!((t.location.line, t.location.column), (5, 5));
+    assert_eq!(d.len(), 2, "{d:#?}");
+}
+
+#[test]
+fn all_errors_are_reported_in_file_order() {
+    let src = r#"job "j" {
+  priority = 500
+  type     = "daemon"
+  group "g" {
+    count = -1
+    network {
+      port "http" {
+        static = 70000
+      }
+    }
+    service {
+      port = "nope"
+      check {
+        type     = "http"
+        interval = "soon"
+      }
+    }
+    task "t" {
+      driver       = "exec"
+      kill_timeout = true
+      resources {
+        cpu = 0
+      }
+    }
+  }
+}
+"#;
+    let d = errors(src);
+    let fields: Vec<&str> = d.iter().map(|d| d.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        vec![
+            "job.j.priority",
+            "job.j.type",
+            "job.j.group.g.count",
+            "job.j.group.g.network.port.http.static",
+            "job.j.group.g.service[0].port",
+            "job.j.group.g.service[0].check[0].path",
+            "job.j.group.g.service[0].check[0].interval",
+            "job.j.group.g.task.t.kill_timeout",
+            "job.j.group.g.task.t.resources.cpu",
+        ],
+        "{d:#?}"
+    );
+    let lines: Vec<usize> = d.iter().map(|d| d.location.line).collect();
+    assert_eq!(lines, vec![2, 3, 5, 8, 12, 13, 15, 20, 22]);
+}
+
+#[test]
+fn unknown_attributes_and_blocks_are_warnings_with_lines() {
+    let src = r#"job "j" {
+  region = "global"
+  group "g" {
+    ephemeral_disk {
+      size = 10
+    }
+    task "t" {
+      driver = "exec"
+      user   = "nobody"
+    }
+  }
+}
+"#;
+    let parsed = parse(src).expect("warnings do not fail the parse");
+    let w = &parsed.warnings;
+    assert_eq!(w.len(), 3, "{w:#?}");
+    let region = find(w, "job.j.region");
+    assert_eq!((region.location.line, region.location.column), (2, 3));
+    assert!(region.message.contains("unknown attribute `region`"));
+    let disk = find(w, "job.j.group.g.ephemeral_disk");
+    assert_eq!(disk.location.line, 4);
+    assert!(disk.message.contains("unknown block"));
+    assert_eq!(find(w, "job.j.group.g.task.t.user").location.line, 9);
+}
+
+#[test]
+fn duplicate_group_points_at_second_occurrence() {
+    let src = r#"job "j" {
+  group "g" {
+    task "t" {
+      driver = "exec"
+    }
+  }
+  group "g" {
+    task "t" {
+      driver = "exec"
+    }
+  }
+}
+"#;
+    let d = errors(src);
+    let e = find(&d, "job.j.group.g");
+    assert!(e.message.contains("duplicate group"));
+    assert_eq!(e.location.line, 7);
+}
+
+#[test]
+fn missing_job_block_and_check_type() {
+    let d = errors("variable \"x\" {\n  default = 1\n}\n");
+    assert_eq!(find(&d, "job").location.line, 1);
+
+    let src = r#"job "j" {
+  group "g" {
+    network {
+      port "p" {}
+    }
+    service {
+      port = "p"
+      check {
+        path = "/"
+      }
+    }
+    task "t" {
+      driver = "exec"
+    }
+  }
+}
+"#;
+    let d = errors(src);
+    let e = find(&d, "job.j.group.g.service[0].check[0].type");
+    assert_eq!(e.location.line, 8);
+}
+
+#[test]
+fn bad_constraint_operator_and_regexp() {
+    let src = r#"job "j" {
+  constraint {
+    attribute = "${attr.os}"
+    operator  = "~="
+  }
+  constraint {
+    attribute = "${attr.os}"
+    operator  = "regexp"
+    value     = "(unclosed"
+  }
+  constraint {
+    operator = "distinct_hosts"
+  }
+  group "g" {
+    task "t" {
+      driver = "exec"
+    }
+  }
+}
+"#;
+    let d = errors(src);
+    assert_eq!(d.len(), 2, "{d:#?}");
+    assert_eq!(find(&d, "job.j.constraint[0].operator").location.line, 4);
+    let re = find(&d, "job.j.constraint[1].value");
+    assert_eq!(re.location.line, 9);
+    assert!(re.message.contains("regular expression"));
+}
+
+#[test]
+fn example_job_parses() {
+    let parsed = parse_hcl(edge_spec::EXAMPLE_JOB, &ParseOptions::new("example.hcl"))
+        .expect("example parses");
+    assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+    let job = parsed.job;
+    assert_eq!(job.id, "example");
+    let g = &job.groups[0];
+    assert_eq!(g.network.ports[0].static_port, None);
+    assert_eq!(g.services[0].checks[0].check_type, CheckType::Http);
+    let t = &g.tasks[0];
+    assert_eq!(t.driver, "exec");
+    assert_eq!(
+        t.config["args"],
+        serde_json::json!(["-m", "http.server", "${EDGE_PORT_http}"])
+    );
+}
+
+#[test]
+fn hello_example_file_parses() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/hello.hcl");
+    let src = std::fs::read_to_string(path).expect("examples/hello.hcl exists");
+    let parsed = edge_spec::parse_job_file(&src, &ParseOptions::new("examples/hello.hcl"))
+        .expect("hello.hcl parses");
+    assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+    let job = parsed.job;
+    assert_eq!((job.id.as_str(), job.job_type), ("hello", JobType::Service));
+    let g = &job.groups[0];
+    assert_eq!((g.name.as_str(), g.count), ("web", 1));
+    assert_eq!(g.network.ports[0].label, "http");
+    let check = &g.services[0].checks[0];
+    assert_eq!(g.services[0].name, "hello");
+    assert_eq!((check.interval, check.timeout), (secs(2), secs(1)));
+    let t = &g.tasks[0];
+    assert_eq!((t.name.as_str(), t.driver.as_str()), ("server", "exec"));
+    assert_eq!(
+        t.config["args"],
+        serde_json::json!([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "${EDGE_PORT_http}"
+        ])
+    );
+    assert_eq!(
+        t.resources,
+        Resources {
+            cpu: 100,
+            memory: 64
+        }
+    );
+}
+
+#[test]
+fn duplicate_attribute_and_second_job_are_errors() {
+    let job =
+        "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n    }\n  }\n}\n";
+    let d = errors(&format!("{job}job \"k\" {{\n}}\n"));
+    assert_eq!(fields_of(&d), vec!["job"]);
+    assert_eq!(d[0].location.line, 8);
+    let d = errors("job \"j\" {\n  priority = 10\n  priority = 20\n}\n");
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0].location.line, 3);
+    assert!(d[0].message.contains("priority"), "{}", d[0]);
+}
+
+#[test]
+fn scalar_conversions_follow_hcl() {
+    let src = with_task_body(
+        "      kill_timeout = 30\n      resources {\n        cpu = \"250\"\n      }",
+    );
+    let t = parse(&src).expect("parses").job.groups[0].tasks[0].clone();
+    assert_eq!(t.kill_timeout, secs(30));
+    assert_eq!(t.resources.cpu, 250);
+    let d = errors(&with_task_body("      kill_timeout = true"));
+    let e = find(&d, "job.j.group.g.task.t.kill_timeout");
+    assert!(e.message.contains("expected a duration"), "{e}");
+}
+
+#[test]
+fn list_var_given_bad_hcl_names_the_variable() {
+    let mut o = opts();
+    o.vars.insert("owner".into(), "me".into());
+    o.vars.insert("dcs".into(), "[\"a\",".into());
+    let d = errors_with(VARS, &o);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert!(d[0].message.contains("`dcs`"), "{}", d[0]);
+    o.vars.insert("dcs".into(), "{a = 1}".into());
+    let d = errors_with(VARS, &o);
+    assert!(d[0].message.contains("expected a list"), "{}", d[0]);
+}
+
+fn fields_of(diags: &[Diagnostic]) -> Vec<&str> {
+    diags.iter().map(|d| d.field.as_str()).collect()
+}

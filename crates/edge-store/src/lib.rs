@@ -1,0 +1,354 @@
+//! SQLite state store: migrations, group commit, in-memory state, monotonic index, watchers, GC.
+//!
+//! The whole cluster state lives in memory ([`State`], behind a read lock)
+//! for fast reads and scheduling; SQLite on disk is the durable record. One
+//! writer thread owns the write connection and commits batches in groups.
+//!
+//! Durability: the database runs in WAL mode with `synchronous = FULL`, so
+//! every commit fsyncs the WAL and a batch whose `commit` resolved survives
+//! `kill -9` and power loss alike. Group commit makes this affordable: on the
+//! development VM an fsync costs about 0.2 ms, and concurrent callers share
+//! one transaction and one fsync per group (see `benches/commit.rs`).
+
+mod error;
+mod schema;
+mod state;
+mod writer;
+
+pub use error::StoreError;
+pub use schema::SCHEMA_VERSION;
+pub use state::{Batch, State};
+
+use edge_spec::Job;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+use writer::{Request, Shared, Staged, Writer};
+
+/// One change of one object, as `/v1/event/stream` sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub index: u64,
+    /// `job`, `node`, `allocation` or `evaluation`.
+    pub topic: String,
+    /// `upserted` or `deleted`.
+    pub kind: String,
+    pub key: String,
+    /// The object as committed, or null for deletes.
+    pub payload: serde_json::Value,
+    /// Unix milliseconds of the commit.
+    pub time: i64,
+}
+
+/// What [`Store::gc`] keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GcConfig {
+    /// Newest versions kept per job (at least 1; the current one always stays).
+    pub keep_versions: usize,
+    /// Terminal allocations older than this (by `modify_time`) go.
+    pub alloc_age: Duration,
+    /// Evaluations neither pending nor blocked older than this go.
+    pub eval_age: Duration,
+    /// Newest events kept.
+    pub keep_events: usize,
+    /// Events older than this go even within `keep_events`.
+    pub event_age: Duration,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            keep_versions: 10,
+            alloc_age: Duration::from_secs(3600),
+            eval_age: Duration::from_secs(3600),
+            keep_events: 10_000,
+            event_age: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Rows one GC run deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GcReport {
+    pub versions: usize,
+    pub allocs: usize,
+    pub evals: usize,
+    pub events: usize,
+}
+
+/// Settings of [`Store::open_with`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long a statement waits for a lock another process holds.
+    pub busy_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The state store. `Send + Sync`; share it behind an `Arc`. Dropping it
+/// stops the writer thread after the commits already queued.
+pub struct Store {
+    shared: Arc<Shared>,
+    tx: Option<Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    /// Reads of what memory does not hold (job versions, events); a second
+    /// connection so they never queue behind the writer.
+    reader: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens or creates `path` (SQLite, WAL, foreign keys, busy timeout),
+    /// runs the schema migrations, refusing a database written by a newer
+    /// binary, and loads the state into memory.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, &Options::default())
+    }
+
+    pub fn open_with(path: &Path, opts: &Options) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source: Arc::new(e),
+            })?;
+        }
+        let conn = schema::open_writer(path, opts.busy_timeout)?;
+        let state = state::load(&conn)?;
+        let open_err = |e| StoreError::Open {
+            path: path.to_path_buf(),
+            source: Arc::new(e),
+        };
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        reader.busy_timeout(opts.busy_timeout).map_err(open_err)?;
+
+        let (index_tx, _) = watch::channel(state.index);
+        let shared = Arc::new(Shared {
+            state: RwLock::new(state.clone()),
+            index: index_tx,
+        });
+        let (tx, rx) = mpsc::channel();
+        let w = Writer {
+            conn,
+            state,
+            shared: shared.clone(),
+        };
+        let writer = std::thread::Builder::new()
+            .name("edge-store-writer".into())
+            .spawn(move || w.run(rx))
+            .map_err(|e| StoreError::Spawn(Arc::new(e)))?;
+        Ok(Store {
+            shared,
+            tx: Some(tx),
+            writer: Some(writer),
+            reader: Mutex::new(reader),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The index of the last committed batch; 0 for an empty database.
+    pub fn index(&self) -> u64 {
+        *self.shared.index.borrow()
+    }
+
+    /// Resolves once `index() > after`, or after `timeout`; returns the
+    /// index then (blocking queries).
+    pub async fn wait_for(&self, after: u64, timeout: Duration) -> u64 {
+        let mut rx = self.subscribe();
+        match tokio::time::timeout(timeout, rx.wait_for(|i| *i > after)).await {
+            Ok(Ok(i)) => *i,
+            _ => self.index(),
+        }
+    }
+
+    /// The committed index, changing after each group commit.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.index.subscribe()
+    }
+
+    /// Reads the in-memory state under a read lock; keep `f` short.
+    /// `State::index` tells which commit the view includes.
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.shared.state.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Runs `f` against the current state on the writer thread, writes the
+    /// batch it returns in one SQLite transaction, applies it to memory and
+    /// bumps the index; resolves only then, with `f`'s value and the batch's
+    /// index.
+    ///
+    /// Concurrent commits are group-committed: the writer takes every
+    /// pending closure (up to 256), runs them in order, each seeing the
+    /// batches before it, and writes them in one transaction with one fsync,
+    /// each batch with its own index. `f` runs on the writer thread, so it
+    /// must be quick and must not block. A closure returning `Err` changes
+    /// nothing and its error comes back here. An empty batch changes nothing
+    /// either and resolves with the index current when it ran. If the
+    /// transaction fails, every caller in the group gets the error and
+    /// memory stays at the last durable state.
+    pub async fn commit<T, E, F>(&self, f: F) -> Result<(T, u64), E>
+    where
+        F: FnOnce(&State) -> Result<(Batch, T), E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel::<Result<(T, u64), E>>();
+        let run = move |state: &State| match f(state) {
+            Ok((batch, value)) => Some(Staged {
+                batch,
+                done: Box::new(move |res: Result<u64, StoreError>| {
+                    let _ = reply.send(res.map(|i| (value, i)).map_err(E::from));
+                }),
+            }),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                None
+            }
+        };
+        let sent = self
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.send(Request::Commit(Box::new(run))).is_ok());
+        if !sent {
+            return Err(E::from(StoreError::WriterGone));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(E::from(StoreError::WriterGone)))
+    }
+
+    /// Every stored version of the job, newest first.
+    pub fn job_versions(&self, job_id: &str) -> Result<Vec<Job>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT version, body FROM job_versions WHERE job_id = ?1 ORDER BY version DESC",
+            )
+            .map_err(StoreError::sqlite("prepare job versions"))?;
+        let rows = stmt
+            .query_map([job_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(StoreError::sqlite("read job versions"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (version, body) = row.map_err(StoreError::sqlite("read job versions"))?;
+            out.push(decode_job(job_id, version, &body)?);
+        }
+        Ok(out)
+    }
+
+    pub fn job_version(&self, job_id: &str, version: u64) -> Result<Option<Job>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let body: Option<String> = conn
+            .prepare_cached("SELECT body FROM job_versions WHERE job_id = ?1 AND version = ?2")
+            .and_then(|mut s| {
+                s.query_row(rusqlite::params![job_id, version as i64], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(StoreError::sqlite("read job version"))?;
+        body.map(|b| decode_job(job_id, version as i64, &b))
+            .transpose()
+    }
+
+    /// Events with index > `after`, oldest first, at most `limit`.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT idx, topic, kind, key, payload, time FROM events
+                 WHERE idx > ?1 ORDER BY idx, seq LIMIT ?2",
+            )
+            .map_err(StoreError::sqlite("prepare events"))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(rusqlite::params![after as i64, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })
+            .map_err(StoreError::sqlite("read events"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (index, topic, kind, key, payload, time) =
+                row.map_err(StoreError::sqlite("read events"))?;
+            let payload = match payload {
+                Some(p) => serde_json::from_str(&p).map_err(|e| StoreError::Decode {
+                    kind: "event",
+                    key: format!("{index}/{key}"),
+                    source: Arc::new(e),
+                })?,
+                None => serde_json::Value::Null,
+            };
+            out.push(Event {
+                index: index as u64,
+                topic,
+                kind,
+                key,
+                payload,
+                time,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes old job versions, terminal allocations, finished
+    /// evaluations and events per `cfg` (ages against `now_ms`), removes the
+    /// same objects from memory, then shrinks the file when it deleted
+    /// much. Async: it runs on the writer thread between commit groups, so
+    /// it never races a commit. It does not bump the index or write events:
+    /// it only forgets history.
+    pub async fn gc(&self, cfg: &GcConfig, now_ms: i64) -> Result<GcReport, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let req = Request::Gc {
+            cfg: cfg.clone(),
+            now_ms,
+            reply,
+        };
+        if !self.tx.as_ref().is_some_and(|tx| tx.send(req).is_ok()) {
+            return Err(StoreError::WriterGone);
+        }
+        rx.await.unwrap_or(Err(StoreError::WriterGone))
+    }
+
+    pub fn db_path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn decode_job(job_id: &str, version: i64, body: &str) -> Result<Job, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Decode {
+        kind: "job version",
+        key: format!("{job_id}@{version}"),
+        source: Arc::new(e),
+    })
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer once the queue is drained;
+        // joining closes the database before a reopen of the same file.
+        self.tx.take();
+        if let Some(w) = self.writer.take()
+            && w.thread().id() != std::thread::current().id()
+        {
+            let _ = w.join();
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The in-memory cluster state, the batches that change it, and loading it from disk.
+
+use crate::StoreError;
+use edge_sched::NodeUsage;
+use edge_spec::{Allocation, Evaluation, Job, Node};
+use rusqlite::Connection;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// One atomic change, committed under one index.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    /// Upserts of jobs' current versions; a version not stored yet is also
+    /// appended to the job's versions (a stored one is overwritten, so the
+    /// newest version row always equals the current job).
+    pub jobs: Vec<Job>,
+    /// Deletes the job and all its versions (its allocations stay until GC).
+    pub purge_jobs: Vec<String>,
+    pub nodes: Vec<Node>,
+    pub delete_nodes: Vec<String>,
+    pub allocs: Vec<Allocation>,
+    pub evals: Vec<Evaluation>,
+    pub delete_evals: Vec<String>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+            && self.purge_jobs.is_empty()
+            && self.nodes.is_empty()
+            && self.delete_nodes.is_empty()
+            && self.allocs.is_empty()
+            && self.evals.is_empty()
+            && self.delete_evals.is_empty()
+    }
+
+    /// Sets `modify_index` on every object, and `create_index` where unset.
+    pub(crate) fn stamp(&mut self, index: u64) {
+        fn set(create: &mut u64, modify: &mut u64, index: u64) {
+            if *create == 0 {
+                *create = index;
+            }
+            *modify = index;
+        }
+        for j in &mut self.jobs {
+            set(&mut j.create_index, &mut j.modify_index, index);
+        }
+        for n in &mut self.nodes {
+            set(&mut n.create_index, &mut n.modify_index, index);
+        }
+        for a in &mut self.allocs {
+            set(&mut a.create_index, &mut a.modify_index, index);
+        }
+        for e in &mut self.evals {
+            set(&mut e.create_index, &mut e.modify_index, index);
+        }
+    }
+}
+
+/// The whole cluster as the server sees it; a committed prefix of the database.
+#[derive(Debug, Default, Clone)]
+pub struct State {
+    /// The index of the last batch this state includes.
+    pub index: u64,
+    /// Current version of each job.
+    pub jobs: BTreeMap<String, Job>,
+    pub nodes: BTreeMap<String, Node>,
+    pub allocs: HashMap<String, Allocation>,
+    /// Job id to the ids of all its allocations, terminal ones included.
+    pub allocs_by_job: HashMap<String, BTreeSet<String>>,
+    /// Node id to the ids of all allocations placed on it.
+    pub allocs_by_node: HashMap<String, BTreeSet<String>>,
+    pub evals: BTreeMap<String, Evaluation>,
+    /// Node id to the resources its live allocations hold; nodes holding
+    /// nothing have no entry.
+    pub usage: HashMap<String, NodeUsage>,
+}
+
+impl State {
+    /// The job's allocations, ordered by id.
+    pub fn job_allocs(&self, job_id: &str) -> Vec<&Allocation> {
+        self.lookup(self.allocs_by_job.get(job_id))
+    }
+
+    /// The node's allocations, ordered by id.
+    pub fn node_allocs(&self, node_id: &str) -> Vec<&Allocation> {
+        self.lookup(self.allocs_by_node.get(node_id))
+    }
+
+    fn lookup(&self, ids: Option<&BTreeSet<String>>) -> Vec<&Allocation> {
+        ids.into_iter()
+            .flatten()
+            .filter_map(|id| self.allocs.get(id))
+            .collect()
+    }
+
+    /// Applies a stamped batch.
+    pub(crate) fn apply(&mut self, b: &Batch, index: u64) {
+        for id in &b.purge_jobs {
+            self.jobs.remove(id);
+        }
+        for j in &b.jobs {
+            self.jobs.insert(j.id.clone(), j.clone());
+        }
+        for id in &b.delete_nodes {
+            self.nodes.remove(id);
+        }
+        for n in &b.nodes {
+            self.nodes.insert(n.id.clone(), n.clone());
+        }
+        for a in &b.allocs {
+            self.upsert_alloc(a.clone());
+        }
+        for id in &b.delete_evals {
+            self.evals.remove(id);
+        }
+        for e in &b.evals {
+            self.evals.insert(e.id.clone(), e.clone());
+        }
+        self.index = index;
+    }
+
+    fn upsert_alloc(&mut self, a: Allocation) {
+        // Removing first keeps usage and the index sets exact when the
+        // allocation changes node, job or liveness.
+        self.remove_alloc(&a.id);
+        if a.is_live() {
+            self.usage.entry(a.node_id.clone()).or_default().add(&a);
+        }
+        self.allocs_by_job
+            .entry(a.job_id.clone())
+            .or_default()
+            .insert(a.id.clone());
+        self.allocs_by_node
+            .entry(a.node_id.clone())
+            .or_default()
+            .insert(a.id.clone());
+        self.allocs.insert(a.id.clone(), a);
+    }
+
+    /// Drops an allocation and everything derived from it.
+    pub(crate) fn remove_alloc(&mut self, id: &str) -> Option<Allocation> {
+        let old = self.allocs.remove(id)?;
+        if old.is_live()
+            && let Some(u) = self.usage.get_mut(&old.node_id)
+        {
+            u.remove(&old);
+            if u.allocs == 0 {
+                self.usage.remove(&old.node_id);
+            }
+        }
+        remove_from(&mut self.allocs_by_job, &old.job_id, id);
+        remove_from(&mut self.allocs_by_node, &old.node_id, id);
+        Some(old)
+    }
+}
+
+fn remove_from(map: &mut HashMap<String, BTreeSet<String>>, key: &str, id: &str) {
+    if let Some(set) = map.get_mut(key) {
+        set.remove(id);
+        if set.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+fn load_table<T: DeserializeOwned>(
+    conn: &Connection,
+    sql: &'static str,
+    kind: &'static str,
+    mut each: impl FnMut(T),
+) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare(sql)
+        .map_err(StoreError::sqlite("prepare load"))?;
+    let mut rows = stmt.query([]).map_err(StoreError::sqlite("load state"))?;
+    while let Some(row) = rows.next().map_err(StoreError::sqlite("load state"))? {
+        let key: String = row.get(0).map_err(StoreError::sqlite("load state"))?;
+        let body: String = row.get(1).map_err(StoreError::sqlite("load state"))?;
+        let obj = serde_json::from_str(&body).map_err(|e| StoreError::Decode {
+            kind,
+            key,
+            source: Arc::new(e),
+        })?;
+        each(obj);
+    }
+    Ok(())
+}
+
+/// Reads the committed state and index.
+pub(crate) fn load(conn: &Connection) -> Result<State, StoreError> {
+    let mut s = State {
+        index: conn
+            .query_row("SELECT idx FROM meta WHERE id = 0", [], |r| r.get(0))
+            .map_err(StoreError::sqlite("read index"))?,
+        ..State::default()
+    };
+    load_table(conn, "SELECT id, body FROM jobs", "job", |j: Job| {
+        s.jobs.insert(j.id.clone(), j);
+    })?;
+    load_table(conn, "SELECT id, body FROM nodes", "node", |n: Node| {
+        s.nodes.insert(n.id.clone(), n);
+    })?;
+    let mut allocs = Vec::new();
+    load_table(
+        conn,
+        "SELECT id, body FROM allocs",
+        "allocation",
+        |a: Allocation| allocs.push(a),
+    )?;
+    for a in allocs {
+        s.upsert_alloc(a);
+    }
+    load_table(conn, "SELECT id, body FROM evals", "evaluation", |e: Evaluation| {
+        s.evals.insert(e.id.clone(), e);
+    })?;
+    Ok(s)
+}

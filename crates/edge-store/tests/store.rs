@@ -1,0 +1,511 @@
+//! Store behaviour: persistence, migrations, commits, group commit, watchers, usage and GC.
+
+mod common;
+
+use common::*;
+use edge_spec::{ClientStatus, DesiredStatus, EvalStatus};
+use edge_store::{Batch, GcConfig, Options, SCHEMA_VERSION, Store, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::test]
+async fn reopen_keeps_objects_versions_events_and_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/edge.db");
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.index(), 0);
+    let i1 = put(
+        &store,
+        Batch {
+            jobs: vec![job("web", 0)],
+            nodes: vec![node("n1")],
+            ..Batch::default()
+        },
+    )
+    .await;
+    let i2 = put(
+        &store,
+        Batch {
+            jobs: vec![job("web", 1)],
+            allocs: vec![alloc("a1", "web", "n1", 8080)],
+            evals: vec![eval("e1", "web", EvalStatus::Complete, 0)],
+            ..Batch::default()
+        },
+    )
+    .await;
+    assert_eq!((i1, i2), (1, 2));
+    let before = store.read(|s| {
+        (
+            s.index,
+            s.jobs.clone(),
+            s.nodes.clone(),
+            s.allocs.clone(),
+            s.evals.clone(),
+            s.usage.clone(),
+        )
+    });
+    drop(store);
+
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.index(), 2);
+    let after = store.read(|s| {
+        (
+            s.index,
+            s.jobs.clone(),
+            s.nodes.clone(),
+            s.allocs.clone(),
+            s.evals.clone(),
+            s.usage.clone(),
+        )
+    });
+    assert_eq!(before, after);
+    let web = &after.1["web"];
+    assert_eq!((web.version, web.create_index, web.modify_index), (1, 1, 2));
+    assert_eq!(after.5["n1"].ports.iter().copied().collect::<Vec<_>>(), [8080]);
+
+    let versions = store.job_versions("web").unwrap();
+    assert_eq!(versions.iter().map(|j| j.version).collect::<Vec<_>>(), [1, 0]);
+    assert_eq!(store.job_version("web", 0).unwrap().unwrap().modify_index, 1);
+    assert!(store.job_version("web", 7).unwrap().is_none());
+
+    let events = store.events_after(0, 100).unwrap();
+    let seen: Vec<_> = events
+        .iter()
+        .map(|e| (e.index, e.topic.as_str(), e.key.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, "job", "web"),
+            (1, "node", "n1"),
+            (2, "job", "web"),
+            (2, "allocation", "a1"),
+            (2, "evaluation", "e1"),
+        ]
+    );
+    assert_eq!(events[3].payload["node_id"], "n1");
+    assert_eq!(events[3].payload["modify_index"], 2);
+    assert_eq!(store.events_after(1, 2).unwrap().len(), 2);
+    assert!(store.events_after(2, 10).unwrap().is_empty());
+
+    // The index keeps counting from where it was.
+    let i3 = put(
+        &store,
+        Batch {
+            delete_nodes: vec!["n1".into()],
+            ..Batch::default()
+        },
+    )
+    .await;
+    assert_eq!(i3, 3);
+}
+
+#[tokio::test]
+async fn purge_and_deletes_write_delete_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("edge.db")).unwrap();
+    put(
+        &store,
+        Batch {
+            jobs: vec![job("web", 0)],
+            nodes: vec![node("n1")],
+            evals: vec![eval("e1", "web", EvalStatus::Pending, 0)],
+            ..Batch::default()
+        },
+    )
+    .await;
+    put(&store, Batch { jobs: vec![job("web", 1)], ..Batch::default() }).await;
+    let i = put(
+        &store,
+        Batch {
+            purge_jobs: vec!["web".into()],
+            delete_nodes: vec!["n1".into()],
+            delete_evals: vec!["e1".into()],
+            ..Batch::default()
+        },
+    )
+    .await;
+    store.read(|s| {
+        assert!(s.jobs.is_empty() && s.nodes.is_empty() && s.evals.is_empty());
+    });
+    assert!(store.job_versions("web").unwrap().is_empty());
+    let ev = store.events_after(i - 1, 10).unwrap();
+    assert_eq!(ev.len(), 3);
+    assert!(ev.iter().all(|e| e.kind == "deleted" && e.payload.is_null()));
+    drop(store);
+    let store = Store::open(&dir.path().join("edge.db")).unwrap();
+    store.read(|s| assert!(s.jobs.is_empty() && s.nodes.is_empty() && s.evals.is_empty()));
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.db");
+    drop(Store::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 3)
+        .unwrap();
+    drop(conn);
+    let err = Store::open(&path).err().unwrap();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found, supported, .. }
+            if found == SCHEMA_VERSION + 3 && supported == SCHEMA_VERSION),
+        "{err}"
+    );
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let v: u32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION + 3);
+}
+
+#[tokio::test]
+async fn an_existing_current_file_is_not_migrated_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.db");
+    let store = Store::open(&path).unwrap();
+    put(&store, Batch { nodes: vec![node("n1")], ..Batch::default() }).await;
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.read(|s| s.nodes.len()), 1);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let v: u32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+}
+
+#[derive(Debug)]
+enum AppError {
+    Rejected(&'static str),
+    Store(StoreError),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        AppError::Store(e)
+    }
+}
+
+#[tokio::test]
+async fn a_closure_error_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("edge.db")).unwrap();
+    put(&store, Batch { jobs: vec![job("web", 0)], ..Batch::default() }).await;
+    let res = store
+        .commit(|_| -> Result<(Batch, ()), AppError> { Err(AppError::Rejected("no")) })
+        .await;
+    assert!(matches!(res, Err(AppError::Rejected("no"))));
+    assert_eq!(store.index(), 1);
+    assert_eq!(store.read(|s| s.index), 1);
+    assert_eq!(store.events_after(1, 10).unwrap().len(), 0);
+
+    // An empty batch does not bump the index either.
+    let ((), i) = store
+        .commit(|_| Ok::<_, StoreError>((Batch::default(), ())))
+        .await
+        .unwrap();
+    assert_eq!((i, store.index()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_panicking_closure_fails_its_caller_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("edge.db")).unwrap();
+    let res = store
+        .commit(|_| -> Result<(Batch, ()), StoreError> { panic!("closure bug") })
+        .await;
+    assert!(matches!(res, Err(StoreError::WriterGone)));
+    assert_eq!(put(&store, Batch { nodes: vec![node("n1")], ..Batch::default() }).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_commits_are_gap_free_and_see_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("edge.db")).unwrap());
+    put(&store, Batch { jobs: vec![job("counter", 0)], ..Batch::default() }).await;
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .commit(|s| {
+                    let mut j = s.jobs["counter"].clone();
+                    let n: u64 = j.meta.get("n").map_or(0, |v| v.parse().unwrap());
+                    j.meta.insert("n".into(), (n + 1).to_string());
+                    Ok::<_, StoreError>((Batch { jobs: vec![j], ..Batch::default() }, n))
+                })
+                .await
+                .unwrap()
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    results.sort_by_key(|r| r.1);
+    let indexes: Vec<u64> = results.iter().map(|r| r.1).collect();
+    assert_eq!(indexes, (2..=201).collect::<Vec<_>>());
+    // Each closure saw exactly the batches committed before its own.
+    for (seen, index) in &results {
+        assert_eq!(*seen, index - 2);
+    }
+    assert_eq!(store.index(), 201);
+    let n = store.read(|s| s.jobs["counter"].meta["n"].clone());
+    assert_eq!(n, "200");
+    assert_eq!(store.events_after(1, 1000).unwrap().len(), 200);
+    let path = store.db_path().to_path_buf();
+    drop(tasks_done(store));
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.index(), 201);
+    assert_eq!(store.read(|s| s.jobs["counter"].meta["n"].clone()), "200");
+}
+
+fn tasks_done(store: Arc<Store>) -> Store {
+    Arc::try_unwrap(store).ok().expect("all tasks finished")
+}
+
+#[tokio::test]
+async fn wait_for_wakes_on_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("edge.db")).unwrap());
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let start = std::time::Instant::now();
+            (store.wait_for(0, Duration::from_secs(20)).await, start.elapsed())
+        })
+    };
+    let mut sub = store.subscribe();
+    tokio::task::yield_now().await;
+    put(&store, Batch { nodes: vec![node("n1")], ..Batch::default() }).await;
+    let (index, waited) = waiter.await.unwrap();
+    assert_eq!(index, 1);
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    assert!(sub.has_changed().unwrap());
+    assert_eq!(*sub.borrow_and_update(), 1);
+    // Already past: returns at once.
+    assert_eq!(store.wait_for(0, Duration::from_secs(20)).await, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_for_times_out_with_the_current_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("edge.db")).unwrap();
+    let start = tokio::time::Instant::now();
+    assert_eq!(store.wait_for(0, Duration::from_secs(30)).await, 0);
+    assert!(start.elapsed() >= Duration::from_secs(30));
+}
+
+#[tokio::test]
+async fn usage_follows_live_allocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("edge.db")).unwrap();
+    let a1 = alloc("a1", "web", "n1", 8080);
+    let a2 = alloc("a2", "web", "n1", 8081);
+    put(&store, Batch { allocs: vec![a1.clone(), a2.clone()], ..Batch::default() }).await;
+    store.read(|s| {
+        let u = &s.usage["n1"];
+        assert_eq!((u.cpu, u.memory, u.allocs), (200, 512, 2));
+        assert_eq!(u.ports.iter().copied().collect::<Vec<_>>(), [8080, 8081]);
+        assert_eq!(s.job_allocs("web").len(), 2);
+        assert_eq!(s.node_allocs("n1").len(), 2);
+    });
+
+    // Running is still live; an update must not count it twice.
+    let mut running = a1.clone();
+    running.client_status = ClientStatus::Running;
+    put(&store, Batch { allocs: vec![running.clone()], ..Batch::default() }).await;
+    store.read(|s| assert_eq!(s.usage["n1"].allocs, 2));
+
+    // Terminal: resources freed, the alloc itself kept.
+    let mut failed = a2.clone();
+    failed.client_status = ClientStatus::Failed;
+    put(&store, Batch { allocs: vec![failed], ..Batch::default() }).await;
+    store.read(|s| {
+        let u = &s.usage["n1"];
+        assert_eq!((u.cpu, u.allocs), (100, 1));
+        assert_eq!(u.ports.iter().copied().collect::<Vec<_>>(), [8080]);
+        assert_eq!(s.job_allocs("web").len(), 2);
+    });
+
+    // Moved to another node.
+    let mut moved = running.clone();
+    moved.node_id = "n2".into();
+    put(&store, Batch { allocs: vec![moved.clone()], ..Batch::default() }).await;
+    store.read(|s| {
+        assert!(!s.usage.contains_key("n1"));
+        assert_eq!(s.usage["n2"].cpu, 100);
+        assert_eq!(s.node_allocs("n1").iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["a2"]);
+        assert_eq!(s.node_allocs("n2").len(), 1);
+    });
+
+    // Desired stop frees it even while still running on the node.
+    let mut stopping = moved;
+    stopping.desired_status = DesiredStatus::Stop;
+    put(&store, Batch { allocs: vec![stopping], ..Batch::default() }).await;
+    store.read(|s| assert!(s.usage.is_empty()));
+
+    let path = store.db_path().to_path_buf();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    store.read(|s| {
+        assert!(s.usage.is_empty());
+        assert_eq!(s.allocs.len(), 2);
+    });
+}
+
+#[tokio::test]
+async fn a_failed_transaction_fails_the_group_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.db");
+    let opts = Options {
+        busy_timeout: Duration::from_millis(50),
+    };
+    let store = Store::open_with(&path, &opts).unwrap();
+    put(&store, Batch { nodes: vec![node("n1")], ..Batch::default() }).await;
+
+    let locker = rusqlite::Connection::open(&path).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let res = store
+        .commit(|_| Ok::<_, AppError>((Batch { nodes: vec![node("n2")], ..Batch::default() }, ())))
+        .await;
+    assert!(
+        matches!(res, Err(AppError::Store(StoreError::Sqlite { .. }))),
+        "{res:?}"
+    );
+    assert_eq!(store.index(), 1);
+    store.read(|s| {
+        assert_eq!(s.index, 1);
+        assert!(!s.nodes.contains_key("n2"));
+    });
+    locker.execute_batch("ROLLBACK").unwrap();
+
+    // The writer's own view was reset too: the next closure sees no n2.
+    let (saw_n2, i) = store
+        .commit(|s| {
+            let saw = s.nodes.contains_key("n2");
+            Ok::<_, StoreError>((Batch { nodes: vec![node("n3")], ..Batch::default() }, saw))
+        })
+        .await
+        .unwrap();
+    assert!(!saw_n2);
+    assert_eq!(i, 2);
+}
+
+#[tokio::test]
+async fn gc_removes_old_history_from_disk_and_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("edge.db")).unwrap();
+    let hour = 3_600_000;
+    let now = 10 * hour;
+    for v in 0..15 {
+        put(&store, Batch { jobs: vec![job("web", v)], ..Batch::default() }).await;
+    }
+    let mut old_done = alloc("old-done", "web", "n1", 1);
+    old_done.client_status = ClientStatus::Complete;
+    old_done.modify_time = now - 2 * hour;
+    let mut old_stopped = alloc("old-stopped", "web", "n1", 2);
+    old_stopped.desired_status = DesiredStatus::Stop;
+    old_stopped.modify_time = now - 2 * hour;
+    let mut stopping_running = alloc("stopping-running", "web", "n1", 3);
+    stopping_running.desired_status = DesiredStatus::Stop;
+    stopping_running.client_status = ClientStatus::Running;
+    stopping_running.modify_time = now - 2 * hour;
+    let mut new_failed = alloc("new-failed", "web", "n1", 4);
+    new_failed.client_status = ClientStatus::Failed;
+    new_failed.modify_time = now - 1000;
+    let mut old_live = alloc("old-live", "web", "n1", 5);
+    old_live.client_status = ClientStatus::Running;
+    old_live.modify_time = now - 5 * hour;
+    put(
+        &store,
+        Batch {
+            allocs: vec![old_done, old_stopped, stopping_running, new_failed, old_live],
+            evals: vec![
+                eval("old-complete", "web", EvalStatus::Complete, now - 2 * hour),
+                eval("old-blocked", "web", EvalStatus::Blocked, now - 2 * hour),
+                eval("old-pending", "web", EvalStatus::Pending, now - 2 * hour),
+                eval("new-failed", "web", EvalStatus::Failed, now - 1000),
+            ],
+            ..Batch::default()
+        },
+    )
+    .await;
+    let cfg = GcConfig {
+        keep_versions: 3,
+        keep_events: 5,
+        ..GcConfig::default()
+    };
+    let report = store.gc(&cfg, now).await.unwrap();
+    assert_eq!(report.versions, 12);
+    assert_eq!(report.allocs, 2);
+    assert_eq!(report.evals, 1);
+    // 15 job events + 5 allocs + 4 evals, newest 5 kept; none older than the
+    // hour (event times are the real clock, far past `now`).
+    assert_eq!(report.events, 24 - 5);
+
+    let versions: Vec<u64> = store.job_versions("web").unwrap().iter().map(|j| j.version).collect();
+    assert_eq!(versions, [14, 13, 12]);
+    let check = |s: &edge_store::State| {
+        let mut allocs: Vec<&str> = s.allocs.keys().map(String::as_str).collect();
+        allocs.sort();
+        assert_eq!(allocs, ["new-failed", "old-live", "stopping-running"]);
+        assert_eq!(s.job_allocs("web").len(), 3);
+        let evals: Vec<&str> = s.evals.keys().map(String::as_str).collect();
+        assert_eq!(evals, ["new-failed", "old-blocked", "old-pending"]);
+        assert_eq!(s.usage["n1"].allocs, 1);
+    };
+    store.read(check);
+    assert_eq!(store.events_after(0, 100).unwrap().len(), 5);
+    assert_eq!(store.index(), 16, "gc does not bump the index");
+
+    // Events past their age go even when fewer than `keep_events`.
+    let far_future = i64::MAX / 2;
+    let forever = Duration::from_millis(far_future as u64);
+    let cfg2 = GcConfig {
+        alloc_age: forever,
+        eval_age: forever,
+        ..cfg.clone()
+    };
+    let report = store.gc(&cfg2, far_future).await.unwrap();
+    assert_eq!((report.events, report.allocs, report.evals), (5, 0, 0));
+
+    let path = store.db_path().to_path_buf();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    store.read(check);
+}
+
+#[tokio::test]
+async fn gc_keeps_the_file_bounded_over_many_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("edge.db")).unwrap();
+    let cfg = GcConfig {
+        keep_events: 1_000,
+        ..GcConfig::default()
+    };
+    let mut peak = 0;
+    for i in 0..10_000u64 {
+        put(&store, Batch { jobs: vec![job("web", i)], ..Batch::default() }).await;
+        if (i + 1) % 1_000 == 0 {
+            peak = peak.max(disk_size(&store));
+            let db = std::fs::metadata(store.db_path()).unwrap().len();
+            store.gc(&cfg, wall_ms()).await.unwrap();
+            eprintln!("before gc {} (db {db}), after {}", peak, disk_size(&store));
+        }
+    }
+    let after = disk_size(&store);
+    assert!(peak < 4_000_000, "db+wal peaked at {peak} bytes");
+    assert!(after < 1_000_000, "db+wal is {after} bytes after gc");
+    assert_eq!(store.job_versions("web").unwrap().len(), 10);
+    assert_eq!(store.events_after(0, 100_000).unwrap().len(), 1_000);
+    assert_eq!(store.index(), 10_000);
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}

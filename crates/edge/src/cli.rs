@@ -1,0 +1,312 @@
+//! The command line: every subcommand, flag and help text.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "edge",
+    version,
+    about = "A lightweight orchestrator for small hosts",
+    long_about = "edge runs jobs (services, batch work, one-per-node system jobs) across a few \
+to a few thousand small machines. One binary is the server (`edge server`), the node agent \
+(`edge agent`), both at once (`edge dev`), and the CLI that drives them over the HTTP API.",
+    after_help = "Examples:\n  edge dev                               # server + agent in ./.edge\n  edge job run examples/hello.hcl        # submit a job and follow its placement\n  edge job status hello\n  edge alloc logs -f <alloc-id>\n  edge node ls -o json"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Address of the edge server's HTTP API.
+    #[arg(long, global = true, env = "EDGE_ADDR", default_value = edge_api::DEFAULT_ADDR)]
+    pub address: String,
+    /// Token sent with API requests.
+    #[arg(long, global = true, env = "EDGE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output format of listings and reads.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Log filter for server and agent (`info`, `edge_server=debug`...).
+    #[arg(long, global = true, env = "EDGE_LOG", default_value = "info")]
+    pub log_level: String,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the control plane: API, store, scheduler.
+    #[command(after_help = "Example:\n  edge server --data-dir /var/lib/edge/server --bind 0.0.0.0:4646")]
+    Server(ServerArgs),
+    /// Run the node agent, joining a server.
+    #[command(after_help = "Example:\n  edge agent --server http://10.0.0.1:4646 --token $(cat token) --address 10.0.0.7")]
+    Agent(AgentArgs),
+    /// Run a server and an agent in one process, data in ./.edge.
+    #[command(after_help = "Example:\n  edge dev &\n  edge job run examples/hello.hcl")]
+    Dev(DevArgs),
+    /// Submit, inspect and stop jobs.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Inspect allocations and read their logs.
+    #[command(subcommand)]
+    Alloc(AllocCommand),
+    /// Inspect and drain nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Inspect evaluations.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+    /// Print the version.
+    Version,
+    /// Print shell completions.
+    #[command(after_help = "Example:\n  edge completions bash > /etc/bash_completion.d/edge")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The exec driver's per-task supervisor (internal).
+    #[command(hide = true)]
+    Executor {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Where the database and the join token live.
+    #[arg(long, default_value = "/var/lib/edge/server")]
+    pub data_dir: PathBuf,
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:4646")]
+    pub bind: SocketAddr,
+    #[command(flatten)]
+    pub tuning: ServerTuning,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerTuning {
+    /// A node missing heartbeats this long is marked down.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub heartbeat_ttl: std::time::Duration,
+    /// How nodes are ranked for placements.
+    #[arg(long, value_enum, default_value_t = Algorithm::Binpack)]
+    pub scheduler_algorithm: Algorithm,
+    /// Range of dynamic ports, `MIN-MAX`.
+    #[arg(long, default_value = "20000-32000")]
+    pub port_range: String,
+    /// How often finished allocations, old versions and events are collected.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub gc_interval: std::time::Duration,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum Algorithm {
+    Binpack,
+    Spread,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// The server's API address.
+    #[arg(long, env = "EDGE_SERVER")]
+    pub server: String,
+    /// The join token (printed by the server; in its data dir as `token`).
+    #[arg(long = "join-token", env = "EDGE_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: String,
+    #[arg(long, default_value = "/var/lib/edge/agent")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// Node name (default: hostname).
+    #[arg(long, default_value = "")]
+    pub name: String,
+    #[arg(long, default_value = "dc1")]
+    pub datacenter: String,
+    /// The address services on this node are reached at.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub address: String,
+    /// Node labels for constraints, `key=value`, repeatable.
+    #[arg(long = "meta", value_parser = parse_kv)]
+    pub meta: Vec<(String, String)>,
+    /// Address of the agent's own API (logs), reached by the server.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub http_bind: SocketAddr,
+    /// CPU (MHz) held back from scheduling for the host.
+    #[arg(long, default_value_t = 0)]
+    pub reserved_cpu: u32,
+    /// Memory (MB) held back from scheduling for the host.
+    #[arg(long, default_value_t = 0)]
+    pub reserved_memory: u32,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DevArgs {
+    #[arg(long, default_value = ".edge")]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:4646")]
+    pub bind: SocketAddr,
+    #[command(flatten)]
+    pub tuning: ServerTuning,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct JobFileArgs {
+    /// Job file (HCL, or JSON ending in .json); `-` reads standard input.
+    pub file: PathBuf,
+    /// Set a variable, `name=value`, repeatable.
+    #[arg(long = "var", value_parser = parse_kv)]
+    pub vars: Vec<(String, String)>,
+    /// Read variables from an HCL file of `name = value` lines, repeatable.
+    #[arg(long = "var-file")]
+    pub var_files: Vec<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobCommand {
+    /// Submit a job and follow its placement.
+    #[command(after_help = "Examples:\n  edge job run examples/hello.hcl\n  edge job run -var count=3 web.hcl\n  edge job run --detach batch.hcl")]
+    Run {
+        #[command(flatten)]
+        file: JobFileArgs,
+        /// Return after submitting, without following the evaluation.
+        #[arg(short, long)]
+        detach: bool,
+        /// How long to wait for allocations to start.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Show what submitting a job would change, without changing anything.
+    Plan {
+        #[command(flatten)]
+        file: JobFileArgs,
+    },
+    /// Check a job file and report every problem with file:line:column.
+    Validate {
+        #[command(flatten)]
+        file: JobFileArgs,
+    },
+    /// Write an example job file.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "example.hcl")]
+        path: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// List jobs, or show one job with its allocations.
+    Status { id: Option<String> },
+    /// Print a job's current spec as JSON.
+    Inspect {
+        id: String,
+        /// A version from `edge job history`.
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// Stop a job (its spec and history are kept unless --purge).
+    Stop {
+        id: String,
+        #[arg(long)]
+        purge: bool,
+        #[arg(short, long)]
+        detach: bool,
+    },
+    /// List a job's versions.
+    History { id: String },
+    /// Make an earlier version current again.
+    Revert { id: String, version: u64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AllocCommand {
+    /// List allocations.
+    #[command(visible_alias = "list")]
+    Ls {
+        /// Only this job's.
+        #[arg(long)]
+        job: Option<String>,
+        /// Only this node's (id prefix).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Show one allocation with its task states and events.
+    Status { id: String },
+    /// Print (or follow) a task's output.
+    #[command(after_help = "Examples:\n  edge alloc logs 3f2a1b9c\n  edge alloc logs -f --stderr 3f2a1b9c server")]
+    Logs {
+        id: String,
+        /// Task name (needed when the allocation has several).
+        task: Option<String>,
+        #[arg(short, long)]
+        follow: bool,
+        #[arg(long)]
+        stderr: bool,
+        /// Only the last N bytes.
+        #[arg(long)]
+        tail: Option<u64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCommand {
+    /// List nodes.
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Show one node (id, id prefix or name).
+    Status { id: String },
+    /// Move allocations off a node and keep new ones away.
+    Drain {
+        id: String,
+        /// End the drain and make the node eligible again.
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Allow or forbid new placements on a node.
+    Eligibility {
+        id: String,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EvalCommand {
+    /// List evaluations.
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Show one evaluation with its placement failures.
+    Status { id: String },
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected name=value, got {s:?}")),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    edge_spec::duration::parse(s)
+}

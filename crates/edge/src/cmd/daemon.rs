@@ -1,0 +1,131 @@
+//! `edge server`, `edge agent` and `edge dev`: build the pieces, start them,
+//! wait for a signal.
+
+use crate::cli::{AgentArgs, Algorithm, DevArgs, Global, NodeArgs, ServerArgs, ServerTuning};
+use anyhow::Context;
+use edge_agent::AgentConfig;
+use edge_driver::Driver;
+use edge_server::ServerConfig;
+use edge_spec::NodeResources;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn init_logs(g: &Global) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&g.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if g.log_json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn server_config(data_dir: PathBuf, bind: SocketAddr, t: &ServerTuning) -> anyhow::Result<ServerConfig> {
+    let mut cfg = ServerConfig::new(data_dir, bind);
+    cfg.heartbeat_ttl = t.heartbeat_ttl;
+    cfg.gc_interval = t.gc_interval;
+    cfg.scheduler.algorithm = match t.scheduler_algorithm {
+        Algorithm::Binpack => edge_sched::Algorithm::Binpack,
+        Algorithm::Spread => edge_sched::Algorithm::Spread,
+    };
+    let (lo, hi) = t
+        .port_range
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
+        .filter(|(a, b)| a <= b && *a > 0)
+        .with_context(|| format!("--port-range {:?}: expected MIN-MAX, e.g. 20000-32000", t.port_range))?;
+    cfg.scheduler.port_min = lo;
+    cfg.scheduler.port_max = hi;
+    Ok(cfg)
+}
+
+fn drivers(data_dir: &Path) -> anyhow::Result<Vec<Arc<dyn Driver>>> {
+    let exe = std::env::current_exe().context("cannot find the edge binary for the exec driver")?;
+    let exec = edge_driver_exec::ExecDriver::new(edge_driver_exec::ExecConfig {
+        executor: vec![exe.display().to_string(), "executor".to_string()],
+        state_dir: data_dir.join("exec"),
+        cgroup_parent: "edge".to_string(),
+    });
+    Ok(vec![Arc::new(exec)])
+}
+
+fn agent_config(server: String, token: String, data_dir: PathBuf, n: &NodeArgs) -> AgentConfig {
+    let mut cfg = AgentConfig::new(server, token, data_dir);
+    cfg.name = n.name.clone();
+    cfg.datacenter = n.datacenter.clone();
+    cfg.address = n.address.clone();
+    cfg.meta = n.meta.iter().cloned().collect();
+    cfg.http_bind = n.http_bind;
+    cfg.reserved = NodeResources {
+        cpu: n.reserved_cpu,
+        memory: n.reserved_memory,
+        cores: 0,
+    };
+    cfg
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+pub async fn server(g: &Global, a: ServerArgs) -> anyhow::Result<u8> {
+    init_logs(g);
+    let cfg = server_config(a.data_dir.clone(), a.bind, &a.tuning)?;
+    let h = edge_server::start(cfg).await?;
+    tracing::info!(
+        "join agents with: edge agent --server http://{} --join-token {}",
+        h.addr,
+        h.token
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    h.shutdown().await;
+    Ok(0)
+}
+
+pub async fn agent(g: &Global, a: AgentArgs) -> anyhow::Result<u8> {
+    init_logs(g);
+    std::fs::create_dir_all(&a.data_dir)
+        .with_context(|| format!("create data dir {}", a.data_dir.display()))?;
+    let cfg = agent_config(a.server.clone(), a.join_token.clone(), a.data_dir.clone(), &a.node);
+    let h = edge_agent::start(cfg, drivers(&a.data_dir)?).await?;
+    shutdown_signal().await;
+    tracing::info!("agent stopping; tasks keep running and are re-attached on the next start");
+    h.shutdown().await;
+    Ok(0)
+}
+
+pub async fn dev(g: &Global, a: DevArgs) -> anyhow::Result<u8> {
+    init_logs(g);
+    let data = std::path::absolute(&a.data_dir)
+        .with_context(|| format!("data dir {}", a.data_dir.display()))?;
+    let cfg = server_config(data.join("server"), a.bind, &a.tuning)?;
+    let server = edge_server::start(cfg).await?;
+    let agent_dir = data.join("agent");
+    std::fs::create_dir_all(&agent_dir).with_context(|| format!("create {}", agent_dir.display()))?;
+    let acfg = agent_config(
+        format!("http://{}", server.addr),
+        server.token.clone(),
+        agent_dir.clone(),
+        &a.node,
+    );
+    let agent = edge_agent::start(acfg, drivers(&agent_dir)?).await?;
+    tracing::info!(api = %format!("http://{}", server.addr), data = %data.display(), "edge dev is up");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    agent.shutdown().await;
+    server.shutdown().await;
+    Ok(0)
+}

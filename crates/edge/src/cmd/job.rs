@@ -1,0 +1,380 @@
+//! `edge job ...`: parse job files locally, talk to the API, and follow an
+//! evaluation until its allocations run (or say why they cannot).
+
+use crate::cli::{Global, JobCommand, JobFileArgs, Output};
+use crate::output::{ago, emit, short, table, time};
+use anyhow::{Context, bail};
+use edge_api::{AllocListStub, Client, QueryOptions};
+use edge_spec::{AllocMetric, ClientStatus, DesiredStatus, EvalStatus, Job, ParseOptions};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::time::Duration;
+
+pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
+    match c {
+        JobCommand::Validate { file } => {
+            let job = load(&file)?;
+            println!(
+                "Job {:?} is valid: {} group(s), {} task(s)",
+                job.id,
+                job.groups.len(),
+                job.groups.iter().map(|g| g.tasks.len()).sum::<usize>()
+            );
+            Ok(0)
+        }
+        JobCommand::Init { path, force } => {
+            if path.exists() && !force {
+                bail!("{} exists; pass --force to overwrite it", path.display());
+            }
+            std::fs::write(&path, edge_spec::EXAMPLE_JOB)
+                .with_context(|| format!("write {}", path.display()))?;
+            println!("Example job file written to {}", path.display());
+            Ok(0)
+        }
+        JobCommand::Run { file, detach, timeout } => {
+            let job = load(&file)?;
+            let api = super::client(g)?;
+            let resp = api.register(&job).await?;
+            if g.output == Output::Json && detach {
+                println!("{}", serde_json::to_string_pretty(&resp)?);
+                return Ok(0);
+            }
+            let Some(eval_id) = resp.eval_id else {
+                println!("Job {:?} registered (version {})", job.id, resp.version);
+                return Ok(0);
+            };
+            println!(
+                "==> Job {:?} registered: version {}{}",
+                job.id,
+                resp.version,
+                if resp.changed { "" } else { " (unchanged)" }
+            );
+            println!("==> Evaluation {} submitted", short(&eval_id));
+            if detach {
+                return Ok(0);
+            }
+            monitor(&api, &job.id, &eval_id, resp.version, timeout).await
+        }
+        JobCommand::Plan { file } => {
+            let job = load(&file)?;
+            let api = super::client(g)?;
+            let plan = api.plan(&job).await?;
+            if g.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+                return Ok(0);
+            }
+            match plan.diff_type.as_str() {
+                "added" => println!("+ Job: {:?} (new)", job.id),
+                "none" => println!("  Job: {:?} (no changes)", job.id),
+                _ => println!("+/- Job: {:?}", job.id),
+            }
+            if plan.diff_type == "edited" {
+                for l in &plan.diff {
+                    println!("    {l}");
+                }
+            }
+            for (group, c) in &plan.changes {
+                let mut parts = Vec::new();
+                for (n, what) in [
+                    (c.place, "create"),
+                    (c.destructive, "create/destroy update"),
+                    (c.in_place, "in-place update"),
+                    (c.stop, "destroy"),
+                    (c.migrate, "migrate"),
+                    (c.lost, "replace lost"),
+                    (c.ignore, "ignore"),
+                ] {
+                    if n > 0 {
+                        parts.push(format!("{n} {what}"));
+                    }
+                }
+                println!("    Task Group: {group:?} ({})", parts.join(", "));
+            }
+            println!("\nScheduler dry-run:");
+            if plan.failed.is_empty() {
+                println!("- All tasks successfully allocated.");
+            } else {
+                println!("- WARNING: Failed to place all allocations.");
+                print_failures(&plan.failed);
+            }
+            println!(
+                "\nTo submit this exact version: edge job run (current modify index {})",
+                plan.job_modify_index
+            );
+            Ok(if plan.failed.is_empty() { 0 } else { 1 })
+        }
+        JobCommand::Status { id: None } => {
+            let api = super::client(g)?;
+            let (jobs, _) = api.jobs(QueryOptions::default()).await?;
+            emit(g.output, &jobs, || {
+                let mut t = table(&["ID", "Type", "Priority", "Version", "Status", "Submitted"]);
+                for j in &jobs {
+                    t.add_row(vec![
+                        j.id.clone(),
+                        j.job_type.as_str().to_string(),
+                        j.priority.to_string(),
+                        j.version.to_string(),
+                        format!("{:?}", j.status).to_lowercase(),
+                        ago(j.submit_time),
+                    ]);
+                }
+                t
+            })?;
+            Ok(0)
+        }
+        JobCommand::Status { id: Some(id) } => {
+            let api = super::client(g)?;
+            let job = api.job(&id).await?;
+            let (allocs, _) = api.job_allocs(&id, QueryOptions::default()).await?;
+            if g.output == Output::Json {
+                let v = serde_json::json!({"job": job, "allocations": allocs});
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(0);
+            }
+            println!("ID            = {}", job.id);
+            println!("Name          = {}", job.name);
+            println!("Type          = {}", job.job_type.as_str());
+            println!("Priority      = {}", job.priority);
+            println!("Datacenters   = {}", job.datacenters.join(","));
+            println!("Status        = {}", format!("{:?}", job.status).to_lowercase());
+            println!("Version       = {}", job.version);
+            println!("Submitted     = {}", time(job.submit_time));
+            println!("\nSummary");
+            let mut sum = table(&["Task Group", "Desired", "Pending", "Running", "Complete", "Failed", "Lost"]);
+            for grp in &job.groups {
+                let count = |s: ClientStatus| {
+                    allocs
+                        .iter()
+                        .filter(|a| a.group == grp.name && a.client_status == s)
+                        .count()
+                        .to_string()
+                };
+                sum.add_row(vec![
+                    grp.name.clone(),
+                    if job.stop { "0".to_string() } else { grp.count.to_string() },
+                    count(ClientStatus::Pending),
+                    count(ClientStatus::Running),
+                    count(ClientStatus::Complete),
+                    count(ClientStatus::Failed),
+                    count(ClientStatus::Lost),
+                ]);
+            }
+            println!("{sum}");
+            println!("\nAllocations");
+            println!("{}", alloc_table(&allocs));
+            Ok(0)
+        }
+        JobCommand::Inspect { id, version } => {
+            let api = super::client(g)?;
+            let job = match version {
+                None => api.job(&id).await?,
+                Some(v) => api
+                    .job_versions(&id)
+                    .await?
+                    .into_iter()
+                    .find(|j| j.version == v)
+                    .with_context(|| format!("job {id:?} has no version {v}"))?,
+            };
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "job": job }))?);
+            Ok(0)
+        }
+        JobCommand::Stop { id, purge, detach } => {
+            let api = super::client(g)?;
+            let resp = api.stop_job(&id, purge).await?;
+            if g.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&resp)?);
+                return Ok(0);
+            }
+            println!("==> Job {id:?} {}", if purge { "stopped and purged" } else { "stopped" });
+            if let (Some(eval), false) = (resp.eval_id, detach) {
+                println!("==> Evaluation {} submitted", short(&eval));
+                let e = wait_eval(&api, &eval).await?;
+                println!("==> Evaluation {} {}", short(&eval), e.status.as_str());
+            }
+            Ok(0)
+        }
+        JobCommand::History { id } => {
+            let api = super::client(g)?;
+            let versions = api.job_versions(&id).await?;
+            emit(g.output, &versions, || {
+                let mut t = table(&["Version", "Stopped", "Submitted", "Groups"]);
+                for j in &versions {
+                    t.add_row(vec![
+                        j.version.to_string(),
+                        j.stop.to_string(),
+                        time(j.submit_time),
+                        j.groups
+                            .iter()
+                            .map(|g| format!("{}x{}", g.name, g.count))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ]);
+                }
+                t
+            })?;
+            Ok(0)
+        }
+        JobCommand::Revert { id, version } => {
+            let api = super::client(g)?;
+            let resp = api.revert_job(&id, version).await?;
+            println!("==> Job {id:?} reverted to the spec of version {version}");
+            if let Some(e) = resp.eval_id {
+                println!("==> Evaluation {} submitted", short(&e));
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Reads and parses a job file; every diagnostic is printed before failing.
+pub fn load(f: &JobFileArgs) -> anyhow::Result<Job> {
+    let (name, src) = if f.file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("read standard input")?;
+        ("<stdin>".to_string(), s)
+    } else {
+        let s = std::fs::read_to_string(&f.file)
+            .with_context(|| format!("cannot read job file {}", f.file.display()))?;
+        (f.file.display().to_string(), s)
+    };
+    let mut var_files = Vec::new();
+    for p in &f.var_files {
+        let s = std::fs::read_to_string(p).with_context(|| format!("cannot read var file {}", p.display()))?;
+        var_files.push((p.display().to_string(), s));
+    }
+    let opts = ParseOptions {
+        filename: name,
+        vars: f.vars.iter().cloned().collect(),
+        var_files,
+    };
+    match edge_spec::parse_job_file(&src, &opts) {
+        Ok(parsed) => {
+            for w in &parsed.warnings {
+                eprintln!("warning: {w}");
+            }
+            Ok(parsed.job)
+        }
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("error: {line}");
+            }
+            bail!("job file {} is invalid", f.file.display())
+        }
+    }
+}
+
+async fn wait_eval(api: &Client, eval_id: &str) -> anyhow::Result<edge_spec::Evaluation> {
+    let mut index = 0;
+    loop {
+        let (e, meta) = api
+            .eval(eval_id, QueryOptions::blocking(index, Duration::from_secs(10)))
+            .await?;
+        if e.status != EvalStatus::Pending {
+            return Ok(e);
+        }
+        index = meta.index;
+    }
+}
+
+fn print_failures(failed: &BTreeMap<String, AllocMetric>) {
+    for (group, m) in failed {
+        println!(
+            "    Task Group {group:?} (failed to place {} allocation{}):",
+            m.coalesced_failures + 1,
+            if m.coalesced_failures == 0 { "" } else { "s" }
+        );
+        if m.nodes_evaluated == 0 {
+            println!("      * No nodes were eligible for evaluation");
+        }
+        for (dc, n) in &m.nodes_available {
+            if *n == 0 {
+                println!("      * No nodes are available in datacenter {dc:?}");
+            }
+        }
+        for (reason, n) in &m.constraint_filtered {
+            println!("      * Constraint \"{reason}\": {n} nodes excluded by filter");
+        }
+        if m.nodes_exhausted > 0 {
+            println!("      * Resources exhausted on {} nodes", m.nodes_exhausted);
+        }
+        for (dim, n) in &m.dimension_exhausted {
+            println!("      * Dimension \"{dim}\" exhausted on {n} nodes");
+        }
+    }
+}
+
+/// Follows an evaluation, then the allocations of `version`, like `nomad job run`.
+async fn monitor(api: &Client, job_id: &str, eval_id: &str, version: u64, timeout: Duration) -> anyhow::Result<u8> {
+    let e = wait_eval(api, eval_id).await?;
+    println!("==> Evaluation {} finished: {}", short(eval_id), e.status_description);
+    if !e.failed_tg_allocs.is_empty() {
+        println!("==> Placement failures:");
+        print_failures(&e.failed_tg_allocs);
+        println!("==> The job is queued and will be placed when capacity frees up");
+        return Ok(2);
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut index = 0;
+    let mut shown: BTreeMap<String, ClientStatus> = BTreeMap::new();
+    loop {
+        let (allocs, meta) = api
+            .job_allocs(job_id, QueryOptions::blocking(index, Duration::from_secs(5)))
+            .await?;
+        index = meta.index;
+        let current: Vec<&AllocListStub> = allocs
+            .iter()
+            .filter(|a| a.job_version == version && a.desired_status == DesiredStatus::Run)
+            .collect();
+        for a in &current {
+            if shown.get(&a.id) != Some(&a.client_status) {
+                println!(
+                    "    Allocation {} on node {}: {}",
+                    short(&a.id),
+                    if a.node_name.is_empty() { short(&a.node_id) } else { &a.node_name },
+                    a.client_status.as_str()
+                );
+                shown.insert(a.id.clone(), a.client_status);
+            }
+        }
+        let failed = current.iter().any(|a| a.client_status == ClientStatus::Failed);
+        let done = current.iter().all(|a| {
+            matches!(a.client_status, ClientStatus::Running | ClientStatus::Complete)
+        });
+        if failed {
+            for a in current.iter().filter(|a| a.client_status == ClientStatus::Failed) {
+                for (task, st) in &a.task_states {
+                    if let Some(ev) = st.events.last() {
+                        println!("    ! {} task {task:?}: {}: {}", short(&a.id), ev.kind, ev.message);
+                    }
+                }
+            }
+            println!("==> Some allocations failed; see `edge alloc status <id>`");
+            return Ok(1);
+        }
+        if done {
+            println!("==> Job {job_id:?} deployed: {} allocation(s) running", current.iter().filter(|a| a.client_status == ClientStatus::Running).count());
+            return Ok(0);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            println!("==> Timed out waiting for allocations to start; `edge job status {job_id}` shows progress");
+            return Ok(1);
+        }
+    }
+}
+
+pub fn alloc_table(allocs: &[AllocListStub]) -> comfy_table::Table {
+    let mut t = table(&["ID", "Node", "Task Group", "Version", "Desired", "Status", "Created", "Modified"]);
+    for a in allocs {
+        t.add_row(vec![
+            short(&a.id).to_string(),
+            if a.node_name.is_empty() { short(&a.node_id).to_string() } else { a.node_name.clone() },
+            a.group.clone(),
+            a.job_version.to_string(),
+            a.desired_status.as_str().to_string(),
+            a.client_status.as_str().to_string(),
+            ago(a.create_time),
+            ago(a.modify_time),
+        ]);
+    }
+    t
+}

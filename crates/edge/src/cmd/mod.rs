@@ -1,0 +1,35 @@
+//! Dispatch of subcommands to the daemons and the API client commands.
+
+mod alloc;
+mod daemon;
+mod job;
+mod node;
+
+use crate::cli::{Cli, Command};
+use clap::CommandFactory;
+
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let g = cli.global.clone();
+    match cli.command {
+        Command::Server(a) => daemon::server(&g, a).await,
+        Command::Agent(a) => daemon::agent(&g, a).await,
+        Command::Dev(a) => daemon::dev(&g, a).await,
+        Command::Job(c) => job::run(&g, c).await,
+        Command::Alloc(c) => alloc::run(&g, c).await,
+        Command::Node(c) => node::run(&g, c).await,
+        Command::Eval(c) => node::eval(&g, c).await,
+        Command::Version => {
+            println!("edge {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "edge", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Executor { .. } => Ok(0),
+    }
+}
+
+pub fn client(g: &crate::cli::Global) -> anyhow::Result<edge_api::Client> {
+    Ok(edge_api::Client::new(&g.address, g.token.clone())?)
+}

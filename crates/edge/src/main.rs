@@ -1,0 +1,36 @@
+//! The `edge` binary: parses the command line and hands off to the server,
+//! the agent, or an API client command. No logic lives here beyond wiring.
+
+mod cli;
+mod cmd;
+mod output;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    // The executor is the exec driver's supervisor process: it must not start
+    // a tokio runtime or logging of its own before forking the task.
+    if let cli::Command::Executor { args } = &cli.command {
+        let code = edge_driver_exec::executor_main(args);
+        return std::process::ExitCode::from(code.clamp(0, 255) as u8);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(cmd::run(cli)) {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

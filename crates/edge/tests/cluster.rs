@@ -1,0 +1,354 @@
+//! The agent's logic against a real server in the same process, with a fake
+//! driver whose tasks exit when told: restart policy, batch completion,
+//! reschedule, stop, and re-attachment after an agent restart.
+
+use async_trait::async_trait;
+use edge_agent::AgentConfig;
+use edge_api::{Client, QueryOptions};
+use edge_driver::{Driver, DriverError, ExitResult, TaskConfig, TaskHandle, TaskStats};
+use edge_spec::{ClientStatus, DesiredStatus, DriverInfo, Job, ParseOptions};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Tasks are timers: `config.exit_after_ms` and `config.exit_code` decide how
+/// they end; `config.fail_start` makes start fail. Counts starts and recovers.
+#[derive(Default)]
+struct FakeDriver {
+    starts: AtomicU32,
+    recovers: AtomicU32,
+    running: Mutex<HashMap<String, tokio::sync::watch::Sender<Option<ExitResult>>>>,
+}
+
+impl FakeDriver {
+    fn running(&self) -> usize {
+        self.running
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|t| t.borrow().is_none())
+            .count()
+    }
+}
+
+#[async_trait]
+impl Driver for FakeDriver {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    async fn fingerprint(&self) -> DriverInfo {
+        DriverInfo {
+            detected: true,
+            healthy: true,
+            description: "fake".to_string(),
+            attributes: Default::default(),
+        }
+    }
+
+    async fn start(&self, cfg: &TaskConfig) -> Result<TaskHandle, DriverError> {
+        if cfg.config.get("fail_start").is_some() {
+            return Err(DriverError::config("config.fail_start", "asked to fail"));
+        }
+        let n = self.starts.fetch_add(1, Ordering::SeqCst);
+        let task_id = format!("{}/{}/{n}", cfg.alloc_id, cfg.task);
+        let (tx, _) = tokio::sync::watch::channel(None);
+        if let Some(ms) = cfg.config.get("exit_after_ms").and_then(|v| v.as_u64()) {
+            let code = cfg.config.get("exit_code").and_then(|v| v.as_i64()).unwrap_or(0) as i32;
+            let tx2 = tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                tx2.send_replace(Some(ExitResult { exit_code: code, ..Default::default() }));
+            });
+        }
+        self.running.lock().unwrap().insert(task_id.clone(), tx);
+        Ok(TaskHandle {
+            driver: "fake".to_string(),
+            task_id,
+            pid: None,
+            started_at: 0,
+            state: serde_json::Value::Null,
+        })
+    }
+
+    async fn recover(&self, h: &TaskHandle) -> Result<(), DriverError> {
+        if self.running.lock().unwrap().contains_key(&h.task_id) {
+            self.recovers.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        } else {
+            Err(DriverError::NotFound { task_id: h.task_id.clone() })
+        }
+    }
+
+    async fn wait(&self, h: &TaskHandle) -> Result<ExitResult, DriverError> {
+        let mut rx = {
+            let m = self.running.lock().unwrap();
+            m.get(&h.task_id)
+                .ok_or_else(|| DriverError::NotFound { task_id: h.task_id.clone() })?
+                .subscribe()
+        };
+        let r = rx.wait_for(|v| v.is_some()).await.map_err(|e| DriverError::Other(e.to_string()))?;
+        Ok(r.clone().unwrap_or_default())
+    }
+
+    async fn stop(&self, h: &TaskHandle, _timeout: Duration) -> Result<(), DriverError> {
+        if let Some(tx) = self.running.lock().unwrap().get(&h.task_id) {
+            tx.send_replace(Some(ExitResult { exit_code: 0, signal: Some(15), ..Default::default() }));
+        }
+        Ok(())
+    }
+
+    async fn destroy(&self, _h: &TaskHandle) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    async fn signal(&self, _h: &TaskHandle, _s: &str) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    async fn stats(&self, _h: &TaskHandle) -> Result<TaskStats, DriverError> {
+        Ok(TaskStats::default())
+    }
+}
+
+fn job(src: &str) -> Job {
+    edge_spec::parse_hcl(
+        src,
+        &ParseOptions {
+            filename: "t.hcl".to_string(),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .job
+}
+
+fn service(count: u32, extra_config: &str, restart: &str) -> Job {
+    job(&format!(
+        r#"job "svc" {{
+  group "g" {{
+    count = {count}
+    {restart}
+    task "t" {{
+      driver = "fake"
+      config {{
+        {extra_config}
+      }}
+      resources {{
+        cpu    = 10
+        memory = 10
+      }}
+    }}
+  }}
+}}"#
+    ))
+}
+
+struct Cluster {
+    server: edge_server::ServerHandle,
+    api: Client,
+    dir: tempfile::TempDir,
+}
+
+async fn cluster() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = edge_server::ServerConfig::new(dir.path().join("server"), "127.0.0.1:0".parse().unwrap());
+    let server = edge_server::start(cfg).await.unwrap();
+    let api = Client::new(&format!("http://{}", server.addr), None).unwrap();
+    Cluster { server, api, dir }
+}
+
+impl Cluster {
+    async fn agent(&self, name: &str, driver: Arc<FakeDriver>) -> edge_agent::AgentHandle {
+        let mut cfg = AgentConfig::new(
+            format!("http://{}", self.server.addr),
+            self.server.token.clone(),
+            self.dir.path().join(name),
+        );
+        cfg.name = name.to_string();
+        edge_agent::start(cfg, vec![driver as Arc<dyn Driver>]).await.unwrap()
+    }
+
+    async fn allocs(&self, job: &str) -> Vec<edge_api::AllocListStub> {
+        self.api.job_allocs(job, QueryOptions::default()).await.unwrap().0
+    }
+
+    async fn until<T>(&self, what: &str, mut f: impl AsyncFnMut(&Cluster) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(v) = f(self).await {
+                return v;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn running(a: &[edge_api::AllocListStub]) -> usize {
+    a.iter()
+        .filter(|a| a.client_status == ClientStatus::Running && a.desired_status == DesiredStatus::Run)
+        .count()
+}
+
+#[tokio::test]
+async fn service_runs_and_stops() {
+    let c = cluster().await;
+    let d = Arc::new(FakeDriver::default());
+    let _a = c.agent("a1", d.clone()).await;
+    c.api.register(&service(3, "", "")).await.unwrap();
+    c.until("3 running", async |c| (running(&c.allocs("svc").await) == 3).then_some(())).await;
+    assert_eq!(d.running(), 3);
+    c.api.stop_job("svc", false).await.unwrap();
+    c.until("all complete", async |c| {
+        c.allocs("svc").await.iter().all(|a| a.client_status == ClientStatus::Complete).then_some(())
+    })
+    .await;
+    assert_eq!(d.running(), 0);
+}
+
+#[tokio::test]
+async fn restart_policy_then_failure_then_reschedule() {
+    let c = cluster().await;
+    let d = Arc::new(FakeDriver::default());
+    let _a = c.agent("a1", d.clone()).await;
+    let restart = r#"restart {
+      attempts = 2
+      interval = "1m"
+      delay    = "10ms"
+      mode     = "fail"
+    }
+    reschedule {
+      attempts  = 1
+      interval  = "1h"
+      delay     = "0s"
+      unlimited = false
+    }"#;
+    c.api.register(&service(1, "exit_after_ms = 20\nexit_code = 3", restart)).await.unwrap();
+    let failed = c
+        .until("first alloc failed and replaced", async |c| {
+            let a = c.allocs("svc").await;
+            let f = a.iter().find(|a| a.client_status == ClientStatus::Failed)?.clone();
+            (a.len() >= 2).then_some(f)
+        })
+        .await;
+    let st = &failed.task_states["t"];
+    assert_eq!(st.restarts, 2, "restarted twice before failing");
+    assert!(st.failed);
+    assert!(st.events.iter().any(|e| e.kind == "Not Restarting"));
+    assert!(st.events.iter().any(|e| e.message.contains("exit code 3")));
+    // The replacement also fails; reschedule attempts (1) are then used up.
+    c.until("two failed, no third", async |c| {
+        let a = c.allocs("svc").await;
+        (a.iter().filter(|a| a.client_status == ClientStatus::Failed).count() == 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(c.allocs("svc").await.len(), 2);
+}
+
+#[tokio::test]
+async fn batch_job_completes_and_is_not_restarted() {
+    let c = cluster().await;
+    let d = Arc::new(FakeDriver::default());
+    let _a = c.agent("a1", d.clone()).await;
+    let mut j = service(2, "exit_after_ms = 30", "");
+    j.job_type = edge_spec::JobType::Batch;
+    c.api.register(&j).await.unwrap();
+    c.until("2 complete", async |c| {
+        let a = c.allocs("svc").await;
+        (a.len() == 2 && a.iter().all(|a| a.client_status == ClientStatus::Complete)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(d.starts.load(Ordering::SeqCst), 2);
+    assert_eq!(c.api.job("svc").await.unwrap().status, edge_spec::JobStatus::Dead);
+}
+
+#[tokio::test]
+async fn start_failure_is_reported_with_the_driver_message() {
+    let c = cluster().await;
+    let d = Arc::new(FakeDriver::default());
+    let _a = c.agent("a1", d.clone()).await;
+    let restart = r#"restart {
+      attempts = 0
+      interval = "1m"
+      delay    = "10ms"
+      mode     = "fail"
+    }"#;
+    c.api.register(&service(1, "fail_start = true", restart)).await.unwrap();
+    let a = c
+        .until("failed", async |c| {
+            c.allocs("svc").await.into_iter().find(|a| a.client_status == ClientStatus::Failed)
+        })
+        .await;
+    let ev = &a.task_states["t"].events;
+    assert!(
+        ev.iter().any(|e| e.kind == "Driver Failure" && e.message.contains("asked to fail")),
+        "{ev:?}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_driver_fails_the_task_not_the_agent() {
+    let c = cluster().await;
+    let d = Arc::new(FakeDriver::default());
+    let _a = c.agent("a1", d.clone()).await;
+    c.api.register(&service(1, "", "")).await.unwrap();
+    c.until("running", async |c| (running(&c.allocs("svc").await) == 1).then_some(())).await;
+    // A job for a driver no node has is refused by the scheduler with a reason,
+    // and the agent keeps serving the first job.
+    let mut j = service(1, "", "");
+    j.id = "other".to_string();
+    j.groups[0].tasks[0].driver = "nope".to_string();
+    let r = c.api.register(&j).await.unwrap();
+    let e = c
+        .until("eval done", async |c| {
+            let (e, _) = c.api.eval(r.eval_id.as_deref().unwrap(), QueryOptions::default()).await.ok()?;
+            (e.status != edge_spec::EvalStatus::Pending).then_some(e)
+        })
+        .await;
+    assert!(e.failed_tg_allocs["g"].constraint_filtered.keys().any(|k| k.contains("nope")));
+    assert_eq!(running(&c.allocs("svc").await), 1);
+}
+
+#[tokio::test]
+async fn restarted_agent_reattaches_instead_of_restarting() {
+    let c = cluster().await;
+    let d = Arc::new(FakeDriver::default());
+    let a = c.agent("a1", d.clone()).await;
+    c.api.register(&service(2, "", "")).await.unwrap();
+    c.until("2 running", async |c| (running(&c.allocs("svc").await) == 2).then_some(())).await;
+    a.shutdown().await;
+    assert_eq!(d.running(), 2, "tasks outlive the agent");
+    let _a = c.agent("a1", d.clone()).await;
+    c.until("recovered", async |_| (d.recovers.load(Ordering::SeqCst) == 2).then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(d.starts.load(Ordering::SeqCst), 2, "no task started twice");
+    assert_eq!(running(&c.allocs("svc").await), 2);
+    assert_eq!(c.allocs("svc").await.len(), 2, "no duplicate allocations");
+}
+
+#[tokio::test]
+async fn agent_restarts_its_tasks_from_local_state_without_the_server() {
+    let c = cluster().await;
+    let d = Arc::new(FakeDriver::default());
+    let a = c.agent("a1", d.clone()).await;
+    c.api.register(&service(1, "", "")).await.unwrap();
+    c.until("running", async |c| (running(&c.allocs("svc").await) == 1).then_some(())).await;
+    a.shutdown().await;
+    // A reboot: the tasks are gone (a fresh driver knows none) and the server is away.
+    let server_addr = c.server.addr;
+    let Cluster { server, dir, .. } = c;
+    server.shutdown().await;
+    let d2 = Arc::new(FakeDriver::default());
+    let mut cfg = AgentConfig::new(format!("http://{server_addr}"), "t".to_string(), dir.path().join("a1"));
+    cfg.name = "a1".to_string();
+    let _a = edge_agent::start(cfg, vec![d2.clone() as Arc<dyn Driver>]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while d2.running() != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "task not restarted offline");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
