@@ -77,24 +77,25 @@ async fn logs(
     let task = q.task.clone();
     let stream = q.stream.clone();
     tokio::spawn(async move {
-        let mut sent = match edge_driver::logs::total_len(&dir, &task, &stream) {
-            Ok(n) => n,
-            Err(_) => 0,
+        let mut cursor = match edge_driver::logs::log_end(&dir, &task, &stream) {
+            Ok(c) => c,
+            Err(_) => return,
         };
         if tx.send(Ok(bytes::Bytes::from(initial))).await.is_err() {
             return;
         }
         loop {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            let (chunk, total) = match edge_driver::logs::read_since(&dir, &task, &stream, sent) {
-                Ok(x) => x,
-                Err(_) => continue,
-            };
-            sent = total;
-            if !chunk.is_empty() && tx.send(Ok(bytes::Bytes::from(chunk))).await.is_err() {
+            if tx.is_closed() {
                 return;
             }
-            if tx.is_closed() {
+            let (chunk, next) =
+                match edge_driver::logs::read_logs_from(&dir, &task, &stream, cursor, 1 << 20) {
+                    Ok(x) => x,
+                    Err(_) => continue,
+                };
+            cursor = next;
+            if !chunk.is_empty() && tx.send(Ok(bytes::Bytes::from(chunk))).await.is_err() {
                 return;
             }
         }

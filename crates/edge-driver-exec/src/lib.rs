@@ -75,6 +75,8 @@ struct HandleState {
     executor_start_time: u64,
     /// `/proc/<pid>/stat` field 22 of the task, to tell it from a reused pid.
     pid_start_time: u64,
+    /// For people reading the agent's state; the driver derives the path
+    /// from the task id instead.
     state_dir: PathBuf,
     #[serde(default)]
     cgroup: Option<TaskCgroup>,

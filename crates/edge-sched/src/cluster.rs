@@ -2,7 +2,7 @@
 //! what the plan has placed and stopped so far, node selection, and building
 //! allocations.
 
-use crate::feasible::{DISTINCT_HOSTS_REASON, GroupReq, Reject, in_datacenters};
+use crate::feasible::{DISTINCT_HOSTS_REASON, DcFilter, Dimension, GroupReq, Reject};
 use crate::{NodeUsage, Snapshot, ports, rank};
 use edge_spec::{
     AllocMetric, AllocResources, Allocation, ClientStatus, DesiredStatus, Evaluation, Job, Node,
@@ -78,11 +78,12 @@ pub(crate) struct Cluster<'a> {
 impl<'a> Cluster<'a> {
     pub(crate) fn new(snap: &'a Snapshot<'a>, job: &'a Job, eval: &'a Evaluation) -> Cluster<'a> {
         let mut rng = SmallRng::seed_from_u64(snap.seed);
+        let mut dcs = DcFilter::new(job);
         let mut order: Vec<u32> = snap
             .nodes
             .iter()
             .enumerate()
-            .filter(|(_, n)| n.schedulable() && in_datacenters(job, n))
+            .filter(|(_, n)| n.schedulable() && dcs.admits(n))
             .map(|(i, _)| i as u32)
             .collect();
         order.shuffle(&mut rng);
@@ -201,11 +202,11 @@ impl<'a> Cluster<'a> {
         }
         let cpu_cap = u64::from(node.resources.cpu.saturating_sub(node.reserved.cpu));
         if st.cpu() + u64::from(req.cpu) > cpu_cap {
-            return Err(Reject::Exhausted(crate::feasible::Dimension::Cpu));
+            return Err(Reject::Exhausted(Dimension::Cpu));
         }
         let mem_cap = u64::from(node.resources.memory.saturating_sub(node.reserved.memory));
         if st.memory() + u64::from(req.memory) > mem_cap {
-            return Err(Reject::Exhausted(crate::feasible::Dimension::Memory));
+            return Err(Reject::Exhausted(Dimension::Memory));
         }
         ports::fits(st, req, cfg)
     }

@@ -188,6 +188,36 @@ pub(crate) fn in_datacenters(job: &Job, node: &Node) -> bool {
         .any(|p| dc_matches(p, &node.datacenter))
 }
 
+/// [`in_datacenters`] over many nodes: clusters have few datacenters, so
+/// each one is matched against the job's patterns once.
+pub(crate) struct DcFilter<'j> {
+    job: &'j Job,
+    any: bool,
+    seen: Vec<(String, bool)>,
+}
+
+impl<'j> DcFilter<'j> {
+    pub(crate) fn new(job: &'j Job) -> DcFilter<'j> {
+        DcFilter {
+            job,
+            any: job.datacenters.iter().any(|p| p == "*"),
+            seen: Vec::new(),
+        }
+    }
+
+    pub(crate) fn admits(&mut self, node: &Node) -> bool {
+        if self.any {
+            return true;
+        }
+        if let Some((_, ok)) = self.seen.iter().find(|(dc, _)| *dc == node.datacenter) {
+            return *ok;
+        }
+        let ok = in_datacenters(self.job, node);
+        self.seen.push((node.datacenter.clone(), ok));
+        ok
+    }
+}
+
 const UNKNOWN: u16 = 0;
 const PASS: u16 = 1;
 

@@ -35,25 +35,30 @@ impl Batch {
             && self.delete_evals.is_empty()
     }
 
-    /// Sets `modify_index` on every object, and `create_index` where unset.
-    pub(crate) fn stamp(&mut self, index: u64) {
-        fn set(create: &mut u64, modify: &mut u64, index: u64) {
+    /// Sets `modify_index` on every object, and an unset `create_index` to
+    /// the stored object's, or to `index` for a new object.
+    pub(crate) fn stamp(&mut self, index: u64, state: &State) {
+        fn set(create: &mut u64, modify: &mut u64, stored: Option<u64>, index: u64) {
             if *create == 0 {
-                *create = index;
+                *create = stored.unwrap_or(index);
             }
             *modify = index;
         }
         for j in &mut self.jobs {
-            set(&mut j.create_index, &mut j.modify_index, index);
+            let stored = state.jobs.get(&j.id).map(|o| o.create_index);
+            set(&mut j.create_index, &mut j.modify_index, stored, index);
         }
         for n in &mut self.nodes {
-            set(&mut n.create_index, &mut n.modify_index, index);
+            let stored = state.nodes.get(&n.id).map(|o| o.create_index);
+            set(&mut n.create_index, &mut n.modify_index, stored, index);
         }
         for a in &mut self.allocs {
-            set(&mut a.create_index, &mut a.modify_index, index);
+            let stored = state.allocs.get(&a.id).map(|o| o.create_index);
+            set(&mut a.create_index, &mut a.modify_index, stored, index);
         }
         for e in &mut self.evals {
-            set(&mut e.create_index, &mut e.modify_index, index);
+            let stored = state.evals.get(&e.id).map(|o| o.create_index);
+            set(&mut e.create_index, &mut e.modify_index, stored, index);
         }
     }
 }

@@ -174,7 +174,7 @@ impl Writer {
                 continue;
             }
             let index = self.state.index + 1;
-            batch.stamp(index);
+            batch.stamp(index, &self.state);
             match Rows::of(&batch) {
                 Ok(rows) => {
                     self.state.apply(&batch, index);

@@ -490,9 +490,7 @@ async fn gc_keeps_the_file_bounded_over_many_updates() {
         put(&store, Batch { jobs: vec![job("web", i)], ..Batch::default() }).await;
         if (i + 1) % 1_000 == 0 {
             peak = peak.max(disk_size(&store));
-            let db = std::fs::metadata(store.db_path()).unwrap().len();
             store.gc(&cfg, wall_ms()).await.unwrap();
-            eprintln!("before gc {} (db {db}), after {}", peak, disk_size(&store));
         }
     }
     let after = disk_size(&store);
