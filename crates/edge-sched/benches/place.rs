@@ -141,7 +141,10 @@ fn run(jobs: usize, count: u32) -> (usize, f64) {
         }
     }
     for (id, u) in &usage {
-        assert!(u.cpu <= 8000 && u.memory <= 16384, "node {id} over-committed");
+        assert!(
+            u.cpu <= 8000 && u.memory <= 16384,
+            "node {id} over-committed"
+        );
     }
     (placed, spent)
 }

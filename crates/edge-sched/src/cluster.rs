@@ -8,10 +8,10 @@ use edge_spec::{
     AllocMetric, AllocResources, Allocation, ClientStatus, DesiredStatus, Evaluation, Job, Node,
     NodeStatus,
 };
+use rand::Rng;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
-use rand::Rng;
 use std::collections::{BTreeMap, HashMap};
 
 /// One node's usage: the snapshot's, plus this plan's changes kept apart so
@@ -56,7 +56,11 @@ impl NodeState<'_> {
                 .filter(|p| !self.removed.contains(p))
                 .count()
         });
-        base + self.added.iter().filter(|p| (min..=max).contains(*p)).count()
+        base + self
+            .added
+            .iter()
+            .filter(|p| (min..=max).contains(*p))
+            .count()
     }
 }
 

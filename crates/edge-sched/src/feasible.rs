@@ -364,9 +364,18 @@ mod tests {
 
     #[test]
     fn operands_resolve_node_fields() {
-        assert!(matches!(Operand::parse("${attr.cpu.arch}"), Operand::Attr("cpu.arch")));
-        assert!(matches!(Operand::parse("${meta.rack}"), Operand::Meta("rack")));
-        assert!(matches!(Operand::parse("${node.unique.name}"), Operand::Name));
+        assert!(matches!(
+            Operand::parse("${attr.cpu.arch}"),
+            Operand::Attr("cpu.arch")
+        ));
+        assert!(matches!(
+            Operand::parse("${meta.rack}"),
+            Operand::Meta("rack")
+        ));
+        assert!(matches!(
+            Operand::parse("${node.unique.name}"),
+            Operand::Name
+        ));
         assert!(matches!(Operand::parse("${node.class}"), Operand::Unknown));
         assert!(matches!(Operand::parse("linux"), Operand::Literal("linux")));
     }

@@ -1,9 +1,9 @@
 //! Host ports: whether a node has the ports a group asks for, and picking
 //! dynamic ones deterministically from the seeded generator.
 
+use crate::SchedulerConfig;
 use crate::cluster::NodeState;
 use crate::feasible::{Dimension, GroupReq, Reject};
-use crate::SchedulerConfig;
 use edge_spec::AssignedPort;
 use rand::Rng;
 use rand::rngs::SmallRng;
@@ -21,7 +21,11 @@ fn in_range(cfg: &SchedulerConfig, p: u16) -> bool {
 }
 
 /// Static ports free and enough free ports in the dynamic range.
-pub(crate) fn fits(st: &NodeState<'_>, req: &GroupReq<'_>, cfg: &SchedulerConfig) -> Result<(), Reject> {
+pub(crate) fn fits(
+    st: &NodeState<'_>,
+    req: &GroupReq<'_>,
+    cfg: &SchedulerConfig,
+) -> Result<(), Reject> {
     for (i, &p) in req.static_ports.iter().enumerate() {
         if st.port_used(p) || req.static_ports[..i].contains(&p) {
             return Err(Reject::Exhausted(Dimension::StaticPort(p)));
@@ -37,7 +41,11 @@ pub(crate) fn fits(st: &NodeState<'_>, req: &GroupReq<'_>, cfg: &SchedulerConfig
         return Ok(());
     }
     let taken = st.ports_in(cfg.port_min, cfg.port_max)
-        + req.static_ports.iter().filter(|p| in_range(cfg, **p)).count();
+        + req
+            .static_ports
+            .iter()
+            .filter(|p| in_range(cfg, **p))
+            .count();
     if range.saturating_sub(taken) >= req.dynamic_ports {
         Ok(())
     } else {

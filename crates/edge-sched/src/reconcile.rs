@@ -70,7 +70,10 @@ pub(crate) fn stop(plan: &mut Plan, a: &Allocation, description: &str, lost: boo
 
 /// Groups the job's allocations by group name, and stops the live ones of
 /// groups the job no longer has.
-pub(crate) fn by_group<'a>(cl: &mut Cluster<'a>, plan: &mut Plan) -> BTreeMap<&'a str, Vec<&'a Allocation>> {
+pub(crate) fn by_group<'a>(
+    cl: &mut Cluster<'a>,
+    plan: &mut Plan,
+) -> BTreeMap<&'a str, Vec<&'a Allocation>> {
     let mut groups: BTreeMap<&str, Vec<&Allocation>> = BTreeMap::new();
     for a in &cl.snap.job_allocs {
         groups.entry(a.group.as_str()).or_default().push(a);
@@ -82,7 +85,12 @@ pub(crate) fn by_group<'a>(cl: &mut Cluster<'a>, plan: &mut Plan) -> BTreeMap<&'
         let mut ch = GroupChanges::default();
         for a in allocs.iter().filter(|a| a.is_live()) {
             let lost = cl.node_of(a).is_none();
-            stop(plan, a, if lost { DESC_LOST } else { DESC_GROUP_REMOVED }, lost);
+            stop(
+                plan,
+                a,
+                if lost { DESC_LOST } else { DESC_GROUP_REMOVED },
+                lost,
+            );
             cl.release(a);
             if lost {
                 ch.lost += 1;
@@ -106,9 +114,53 @@ struct Want<'a> {
 }
 
 struct Decided<'a> {
+    /// Replacements of allocations the plan stops or reschedules.
     wants: Vec<Want<'a>>,
+    /// New copies on top, at the lowest free indexes.
+    fresh: u32,
+    indexes: Indexes,
     /// Allocations of the group that stay on their nodes.
     kept: Vec<&'a Allocation>,
+}
+
+/// The indexes `0..count` not held by a kept allocation, a completed batch
+/// copy or a replacement, handed out lowest first without materializing a
+/// range as large as whatever count a user wrote.
+struct Indexes {
+    count: u32,
+    taken: BTreeSet<u32>,
+    next: u32,
+}
+
+impl Indexes {
+    fn is_free(&self, i: u32) -> bool {
+        i < self.count && !self.taken.contains(&i)
+    }
+
+    fn take(&mut self, i: u32) -> bool {
+        self.is_free(i) && self.taken.insert(i)
+    }
+
+    fn lowest(&mut self) -> Option<u32> {
+        while self.next < self.count {
+            let i = self.next;
+            self.next += 1;
+            if self.taken.insert(i) {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// The index a replacement takes: its predecessor's if still free,
+    /// else the lowest free one.
+    fn claim(&mut self, want: u32) -> u32 {
+        if self.take(want) {
+            want
+        } else {
+            self.lowest().unwrap_or(want)
+        }
+    }
 }
 
 pub(crate) fn run(cl: &mut Cluster<'_>, plan: &mut Plan) {
@@ -118,7 +170,9 @@ pub(crate) fn run(cl: &mut Cluster<'_>, plan: &mut Plan) {
     // Every stop is decided before any placement, so replacements can use
     // what the stopped allocations free.
     for group in &job.groups {
-        let allocs = groups.get(group.name.as_str()).map_or(&[][..], Vec::as_slice);
+        let allocs = groups
+            .get(group.name.as_str())
+            .map_or(&[][..], Vec::as_slice);
         let req = GroupReq::new(job, group, cl.node_count());
         let mut ch = GroupChanges::default();
         let d = decide(cl, &req, allocs, &mut ch, plan);
@@ -157,8 +211,8 @@ fn decide<'a>(
             }
         }
     }
-    let available: Vec<u32> = (0..group.count).filter(|i| !completed.contains(i)).collect();
-    let target = available.len();
+    let done = completed.range(..group.count).count();
+    let target = group.count as usize - done;
 
     // Oldest first, so the newest of two copies of one index is stopped.
     untainted.sort_by(|a, b| (a.index, a.create_time, &a.id).cmp(&(b.index, b.create_time, &b.id)));
@@ -205,7 +259,12 @@ fn decide<'a>(
     }
     kept.retain(|a| a.group_hash == req.hash);
 
-    let mut free = available.iter().copied().filter(|i| !used.contains(i)).collect::<BTreeSet<_>>();
+    used.extend(completed);
+    let mut indexes = Indexes {
+        count: group.count,
+        taken: used,
+        next: 0,
+    };
     tainted.sort_by_key(|(a, _)| (a.index, a.create_time));
     for (a, lost) in tainted {
         stop(plan, a, if lost { DESC_LOST } else { DESC_DRAIN }, lost);
@@ -223,7 +282,7 @@ fn decide<'a>(
             ch.place += 1;
         }
         wants.push(Want {
-            index: claim(a.index, &mut free),
+            index: indexes.claim(a.index),
             previous: Some(a),
             reschedule_times: Vec::new(),
             then_stop: None,
@@ -233,11 +292,10 @@ fn decide<'a>(
     // The newest failure of an index decides for it.
     failed.sort_by(|a, b| (a.index, b.modify_time).cmp(&(b.index, a.modify_time)));
     for a in failed {
-        if needed == 0 || !free.contains(&a.index) {
+        if needed == 0 || !indexes.take(a.index) {
             continue;
         }
         needed -= 1;
-        free.remove(&a.index);
         match reschedule(group, a, now) {
             Reschedule::Now(times) => {
                 ch.reschedule_now += 1;
@@ -268,26 +326,14 @@ fn decide<'a>(
         }
     }
 
-    for index in free.into_iter().take(needed) {
-        ch.place += 1;
-        wants.push(Want {
-            index,
-            previous: None,
-            reschedule_times: Vec::new(),
-            then_stop: None,
-        });
-    }
+    let fresh = u32::try_from(needed).unwrap_or(u32::MAX);
+    ch.place += fresh;
     wants.sort_by_key(|w| w.index);
-    Decided { wants, kept }
-}
-
-/// The index a replacement takes: its predecessor's if still free, else the
-/// lowest free one.
-fn claim(want: u32, free: &mut BTreeSet<u32>) -> u32 {
-    if free.remove(&want) {
-        want
-    } else {
-        free.pop_first().unwrap_or(want)
+    Decided {
+        wants,
+        fresh,
+        indexes,
+        kept,
     }
 }
 
@@ -298,13 +344,19 @@ fn place_group(cl: &mut Cluster<'_>, req: &mut GroupReq<'_>, d: Decided<'_>, pla
             spread[i] += 1;
         }
     }
-    let mut unplaced = 0u32;
+    let total = d.wants.len() as u32 + d.fresh;
+    let mut indexes = d.indexes;
+    let fresh = (0..d.fresh)
+        .map_while(|_| indexes.lowest())
+        .map(|index| Want {
+            index,
+            previous: None,
+            reschedule_times: Vec::new(),
+            then_stop: None,
+        });
+    let mut done = 0u32;
     let mut failure = None;
-    for want in d.wants {
-        if failure.is_some() {
-            unplaced += 1;
-            continue;
-        }
+    for want in d.wants.into_iter().chain(fresh) {
         // A rescheduled copy prefers another node than the one it failed on.
         let avoid = want
             .then_stop
@@ -317,18 +369,21 @@ fn place_group(cl: &mut Cluster<'_>, req: &mut GroupReq<'_>, d: Decided<'_>, pla
         match placed {
             Some((idx, alloc)) => {
                 spread[idx] += 1;
+                done += 1;
                 if let Some(old) = want.then_stop {
                     stop(plan, old, DESC_RESCHEDULED, false);
                 }
                 plan.place.push(alloc);
             }
             None => {
-                unplaced += 1;
                 let nodes = cl.usable();
                 failure = Some(cl.explain(req, &nodes));
+                // Later copies would fail for the same reasons.
+                break;
             }
         }
     }
+    let unplaced = total - done;
     let name = req.group.name.clone();
     if let Some(mut m) = failure {
         m.coalesced_failures = unplaced - 1;

@@ -27,7 +27,9 @@ pub(crate) fn run(cl: &mut Cluster<'_>, plan: &mut Plan) {
     let usable = cl.usable();
     let mut decided = Vec::with_capacity(job.groups.len());
     for group in &job.groups {
-        let allocs = groups.get(group.name.as_str()).map_or(&[][..], Vec::as_slice);
+        let allocs = groups
+            .get(group.name.as_str())
+            .map_or(&[][..], Vec::as_slice);
         let mut req = GroupReq::new(job, group, cl.node_count());
         let mut ch = GroupChanges::default();
         let mut metric = AllocMetric::default();

@@ -183,7 +183,11 @@ impl Store {
     /// Reads the in-memory state under a read lock; keep `f` short.
     /// `State::index` tells which commit the view includes.
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
-        f(&self.shared.state.read().unwrap_or_else(PoisonError::into_inner))
+        f(&self
+            .shared
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Runs `f` against the current state on the writer thread, writes the
@@ -219,13 +223,7 @@ impl Store {
                 None
             }
         };
-        let sent = self
-            .tx
-            .as_ref()
-            .is_some_and(|tx| tx.send(Request::Commit(Box::new(run))).is_ok());
-        if !sent {
-            return Err(E::from(StoreError::WriterGone));
-        }
+        self.send(Request::Commit(Box::new(run)))?;
         rx.await
             .unwrap_or_else(|_| Err(E::from(StoreError::WriterGone)))
     }
@@ -239,7 +237,9 @@ impl Store {
             )
             .map_err(StoreError::sqlite("prepare job versions"))?;
         let rows = stmt
-            .query_map([job_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .query_map([job_id], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
             .map_err(StoreError::sqlite("read job versions"))?;
         let mut out = Vec::new();
         for row in rows {
@@ -266,10 +266,7 @@ impl Store {
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT idx, topic, kind, key, payload, time FROM events
-                 WHERE idx > ?1 ORDER BY idx, seq LIMIT ?2",
-            )
+            .prepare_cached(schema::EVENTS_AFTER)
             .map_err(StoreError::sqlite("prepare events"))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt
@@ -321,14 +318,17 @@ impl Store {
             now_ms,
             reply,
         };
-        if !self.tx.as_ref().is_some_and(|tx| tx.send(req).is_ok()) {
-            return Err(StoreError::WriterGone);
-        }
+        self.send(req)?;
         rx.await.unwrap_or(Err(StoreError::WriterGone))
     }
 
     pub fn db_path(&self) -> &Path {
         &self.path
+    }
+
+    fn send(&self, req: Request) -> Result<(), StoreError> {
+        let tx = self.tx.as_ref().ok_or(StoreError::WriterGone)?;
+        tx.send(req).map_err(|_| StoreError::WriterGone)
     }
 }
 

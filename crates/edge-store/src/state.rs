@@ -217,8 +217,13 @@ pub(crate) fn load(conn: &Connection) -> Result<State, StoreError> {
     for a in allocs {
         s.upsert_alloc(a);
     }
-    load_table(conn, "SELECT id, body FROM evals", "evaluation", |e: Evaluation| {
-        s.evals.insert(e.id.clone(), e);
-    })?;
+    load_table(
+        conn,
+        "SELECT id, body FROM evals",
+        "evaluation",
+        |e: Evaluation| {
+            s.evals.insert(e.id.clone(), e);
+        },
+    )?;
     Ok(s)
 }

@@ -197,7 +197,11 @@ impl Writer {
         match write_group(&mut self.conn, &prepared, self.state.index) {
             Ok(()) => {
                 {
-                    let mut shared = self.shared.state.write().unwrap_or_else(PoisonError::into_inner);
+                    let mut shared = self
+                        .shared
+                        .state
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner);
                     for p in prepared.iter().filter(|p| p.rows.is_some()) {
                         shared.apply(&p.batch, p.index);
                     }
@@ -256,7 +260,11 @@ impl Writer {
         tx.commit().map_err(StoreError::sqlite("commit gc"))?;
 
         {
-            let mut shared = self.shared.state.write().unwrap_or_else(PoisonError::into_inner);
+            let mut shared = self
+                .shared
+                .state
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
             for st in [&mut self.state, &mut *shared] {
                 for id in &allocs {
                     st.remove_alloc(id);
@@ -285,7 +293,9 @@ impl Writer {
             .conn
             .prepare("PRAGMA incremental_vacuum")
             .map_err(vacuum_err)?;
-        let mut rows = stmt.query([]).map_err(StoreError::sqlite("incremental vacuum"))?;
+        let mut rows = stmt
+            .query([])
+            .map_err(StoreError::sqlite("incremental vacuum"))?;
         while rows
             .next()
             .map_err(StoreError::sqlite("incremental vacuum"))?

@@ -47,7 +47,12 @@ fn committed_batches_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("edge.db");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child_commit_loop", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "crash_child_commit_loop",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, &path)
         .stdout(Stdio::piped())
         .spawn()
@@ -69,7 +74,11 @@ fn committed_batches_survive_kill_9() {
     assert!(last >= 300, "child stopped early at {last}");
 
     let store = Store::open(&path).unwrap();
-    assert!(store.index() >= last, "index {} < acknowledged {last}", store.index());
+    assert!(
+        store.index() >= last,
+        "index {} < acknowledged {last}",
+        store.index()
+    );
     store.read(|s| {
         assert_eq!(s.nodes.len() as u64, s.index);
         for n in 1..=last {

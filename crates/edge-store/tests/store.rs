@@ -8,6 +8,12 @@ use edge_store::{Batch, GcConfig, Options, SCHEMA_VERSION, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[test]
+fn store_is_send_and_sync() {
+    fn check<T: Send + Sync + 'static>() {}
+    check::<Store>();
+}
+
 #[tokio::test]
 async fn reopen_keeps_objects_versions_events_and_index() {
     let dir = tempfile::tempdir().unwrap();
@@ -61,11 +67,20 @@ async fn reopen_keeps_objects_versions_events_and_index() {
     assert_eq!(before, after);
     let web = &after.1["web"];
     assert_eq!((web.version, web.create_index, web.modify_index), (1, 1, 2));
-    assert_eq!(after.5["n1"].ports.iter().copied().collect::<Vec<_>>(), [8080]);
+    assert_eq!(
+        after.5["n1"].ports.iter().copied().collect::<Vec<_>>(),
+        [8080]
+    );
 
     let versions = store.job_versions("web").unwrap();
-    assert_eq!(versions.iter().map(|j| j.version).collect::<Vec<_>>(), [1, 0]);
-    assert_eq!(store.job_version("web", 0).unwrap().unwrap().modify_index, 1);
+    assert_eq!(
+        versions.iter().map(|j| j.version).collect::<Vec<_>>(),
+        [1, 0]
+    );
+    assert_eq!(
+        store.job_version("web", 0).unwrap().unwrap().modify_index,
+        1
+    );
     assert!(store.job_version("web", 7).unwrap().is_none());
 
     let events = store.events_after(0, 100).unwrap();
@@ -114,7 +129,14 @@ async fn purge_and_deletes_write_delete_events() {
         },
     )
     .await;
-    put(&store, Batch { jobs: vec![job("web", 1)], ..Batch::default() }).await;
+    put(
+        &store,
+        Batch {
+            jobs: vec![job("web", 1)],
+            ..Batch::default()
+        },
+    )
+    .await;
     let i = put(
         &store,
         Batch {
@@ -131,7 +153,10 @@ async fn purge_and_deletes_write_delete_events() {
     assert!(store.job_versions("web").unwrap().is_empty());
     let ev = store.events_after(i - 1, 10).unwrap();
     assert_eq!(ev.len(), 3);
-    assert!(ev.iter().all(|e| e.kind == "deleted" && e.payload.is_null()));
+    assert!(
+        ev.iter()
+            .all(|e| e.kind == "deleted" && e.payload.is_null())
+    );
     drop(store);
     let store = Store::open(&dir.path().join("edge.db")).unwrap();
     store.read(|s| assert!(s.jobs.is_empty() && s.nodes.is_empty() && s.evals.is_empty()));
@@ -164,7 +189,14 @@ async fn an_existing_current_file_is_not_migrated_again() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("edge.db");
     let store = Store::open(&path).unwrap();
-    put(&store, Batch { nodes: vec![node("n1")], ..Batch::default() }).await;
+    put(
+        &store,
+        Batch {
+            nodes: vec![node("n1")],
+            ..Batch::default()
+        },
+    )
+    .await;
     drop(store);
     let store = Store::open(&path).unwrap();
     assert_eq!(store.read(|s| s.nodes.len()), 1);
@@ -191,7 +223,14 @@ impl From<StoreError> for AppError {
 async fn a_closure_error_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("edge.db")).unwrap();
-    put(&store, Batch { jobs: vec![job("web", 0)], ..Batch::default() }).await;
+    put(
+        &store,
+        Batch {
+            jobs: vec![job("web", 0)],
+            ..Batch::default()
+        },
+    )
+    .await;
     let res = store
         .commit(|_| -> Result<(Batch, ()), AppError> { Err(AppError::Rejected("no")) })
         .await;
@@ -216,14 +255,31 @@ async fn a_panicking_closure_fails_its_caller_only() {
         .commit(|_| -> Result<(Batch, ()), StoreError> { panic!("closure bug") })
         .await;
     assert!(matches!(res, Err(StoreError::WriterGone)));
-    assert_eq!(put(&store, Batch { nodes: vec![node("n1")], ..Batch::default() }).await, 1);
+    assert_eq!(
+        put(
+            &store,
+            Batch {
+                nodes: vec![node("n1")],
+                ..Batch::default()
+            }
+        )
+        .await,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_commits_are_gap_free_and_see_each_other() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("edge.db")).unwrap());
-    put(&store, Batch { jobs: vec![job("counter", 0)], ..Batch::default() }).await;
+    put(
+        &store,
+        Batch {
+            jobs: vec![job("counter", 0)],
+            ..Batch::default()
+        },
+    )
+    .await;
     let mut tasks = Vec::new();
     for _ in 0..200 {
         let store = store.clone();
@@ -233,7 +289,13 @@ async fn concurrent_commits_are_gap_free_and_see_each_other() {
                     let mut j = s.jobs["counter"].clone();
                     let n: u64 = j.meta.get("n").map_or(0, |v| v.parse().unwrap());
                     j.meta.insert("n".into(), (n + 1).to_string());
-                    Ok::<_, StoreError>((Batch { jobs: vec![j], ..Batch::default() }, n))
+                    Ok::<_, StoreError>((
+                        Batch {
+                            jobs: vec![j],
+                            ..Batch::default()
+                        },
+                        n,
+                    ))
                 })
                 .await
                 .unwrap()
@@ -273,12 +335,22 @@ async fn wait_for_wakes_on_commit() {
         let store = store.clone();
         tokio::spawn(async move {
             let start = std::time::Instant::now();
-            (store.wait_for(0, Duration::from_secs(20)).await, start.elapsed())
+            (
+                store.wait_for(0, Duration::from_secs(20)).await,
+                start.elapsed(),
+            )
         })
     };
     let mut sub = store.subscribe();
     tokio::task::yield_now().await;
-    put(&store, Batch { nodes: vec![node("n1")], ..Batch::default() }).await;
+    put(
+        &store,
+        Batch {
+            nodes: vec![node("n1")],
+            ..Batch::default()
+        },
+    )
+    .await;
     let (index, waited) = waiter.await.unwrap();
     assert_eq!(index, 1);
     assert!(waited < Duration::from_secs(10), "{waited:?}");
@@ -303,7 +375,14 @@ async fn usage_follows_live_allocations() {
     let store = Store::open(&dir.path().join("edge.db")).unwrap();
     let a1 = alloc("a1", "web", "n1", 8080);
     let a2 = alloc("a2", "web", "n1", 8081);
-    put(&store, Batch { allocs: vec![a1.clone(), a2.clone()], ..Batch::default() }).await;
+    put(
+        &store,
+        Batch {
+            allocs: vec![a1.clone(), a2.clone()],
+            ..Batch::default()
+        },
+    )
+    .await;
     store.read(|s| {
         let u = &s.usage["n1"];
         assert_eq!((u.cpu, u.memory, u.allocs), (200, 512, 2));
@@ -315,13 +394,27 @@ async fn usage_follows_live_allocations() {
     // Running is still live; an update must not count it twice.
     let mut running = a1.clone();
     running.client_status = ClientStatus::Running;
-    put(&store, Batch { allocs: vec![running.clone()], ..Batch::default() }).await;
+    put(
+        &store,
+        Batch {
+            allocs: vec![running.clone()],
+            ..Batch::default()
+        },
+    )
+    .await;
     store.read(|s| assert_eq!(s.usage["n1"].allocs, 2));
 
     // Terminal: resources freed, the alloc itself kept.
     let mut failed = a2.clone();
     failed.client_status = ClientStatus::Failed;
-    put(&store, Batch { allocs: vec![failed], ..Batch::default() }).await;
+    put(
+        &store,
+        Batch {
+            allocs: vec![failed],
+            ..Batch::default()
+        },
+    )
+    .await;
     store.read(|s| {
         let u = &s.usage["n1"];
         assert_eq!((u.cpu, u.allocs), (100, 1));
@@ -332,18 +425,38 @@ async fn usage_follows_live_allocations() {
     // Moved to another node.
     let mut moved = running.clone();
     moved.node_id = "n2".into();
-    put(&store, Batch { allocs: vec![moved.clone()], ..Batch::default() }).await;
+    put(
+        &store,
+        Batch {
+            allocs: vec![moved.clone()],
+            ..Batch::default()
+        },
+    )
+    .await;
     store.read(|s| {
         assert!(!s.usage.contains_key("n1"));
         assert_eq!(s.usage["n2"].cpu, 100);
-        assert_eq!(s.node_allocs("n1").iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["a2"]);
+        assert_eq!(
+            s.node_allocs("n1")
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect::<Vec<_>>(),
+            ["a2"]
+        );
         assert_eq!(s.node_allocs("n2").len(), 1);
     });
 
     // Desired stop frees it even while still running on the node.
     let mut stopping = moved;
     stopping.desired_status = DesiredStatus::Stop;
-    put(&store, Batch { allocs: vec![stopping], ..Batch::default() }).await;
+    put(
+        &store,
+        Batch {
+            allocs: vec![stopping],
+            ..Batch::default()
+        },
+    )
+    .await;
     store.read(|s| assert!(s.usage.is_empty()));
 
     let path = store.db_path().to_path_buf();
@@ -363,12 +476,27 @@ async fn a_failed_transaction_fails_the_group_and_changes_nothing() {
         busy_timeout: Duration::from_millis(50),
     };
     let store = Store::open_with(&path, &opts).unwrap();
-    put(&store, Batch { nodes: vec![node("n1")], ..Batch::default() }).await;
+    put(
+        &store,
+        Batch {
+            nodes: vec![node("n1")],
+            ..Batch::default()
+        },
+    )
+    .await;
 
     let locker = rusqlite::Connection::open(&path).unwrap();
     locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let res = store
-        .commit(|_| Ok::<_, AppError>((Batch { nodes: vec![node("n2")], ..Batch::default() }, ())))
+        .commit(|_| {
+            Ok::<_, AppError>((
+                Batch {
+                    nodes: vec![node("n2")],
+                    ..Batch::default()
+                },
+                (),
+            ))
+        })
         .await;
     assert!(
         matches!(res, Err(AppError::Store(StoreError::Sqlite { .. }))),
@@ -385,7 +513,13 @@ async fn a_failed_transaction_fails_the_group_and_changes_nothing() {
     let (saw_n2, i) = store
         .commit(|s| {
             let saw = s.nodes.contains_key("n2");
-            Ok::<_, StoreError>((Batch { nodes: vec![node("n3")], ..Batch::default() }, saw))
+            Ok::<_, StoreError>((
+                Batch {
+                    nodes: vec![node("n3")],
+                    ..Batch::default()
+                },
+                saw,
+            ))
         })
         .await
         .unwrap();
@@ -400,7 +534,14 @@ async fn gc_removes_old_history_from_disk_and_memory() {
     let hour = 3_600_000;
     let now = 10 * hour;
     for v in 0..15 {
-        put(&store, Batch { jobs: vec![job("web", v)], ..Batch::default() }).await;
+        put(
+            &store,
+            Batch {
+                jobs: vec![job("web", v)],
+                ..Batch::default()
+            },
+        )
+        .await;
     }
     let mut old_done = alloc("old-done", "web", "n1", 1);
     old_done.client_status = ClientStatus::Complete;
@@ -421,7 +562,13 @@ async fn gc_removes_old_history_from_disk_and_memory() {
     put(
         &store,
         Batch {
-            allocs: vec![old_done, old_stopped, stopping_running, new_failed, old_live],
+            allocs: vec![
+                old_done,
+                old_stopped,
+                stopping_running,
+                new_failed,
+                old_live,
+            ],
             evals: vec![
                 eval("old-complete", "web", EvalStatus::Complete, now - 2 * hour),
                 eval("old-blocked", "web", EvalStatus::Blocked, now - 2 * hour),
@@ -445,7 +592,12 @@ async fn gc_removes_old_history_from_disk_and_memory() {
     // hour (event times are the real clock, far past `now`).
     assert_eq!(report.events, 24 - 5);
 
-    let versions: Vec<u64> = store.job_versions("web").unwrap().iter().map(|j| j.version).collect();
+    let versions: Vec<u64> = store
+        .job_versions("web")
+        .unwrap()
+        .iter()
+        .map(|j| j.version)
+        .collect();
     assert_eq!(versions, [14, 13, 12]);
     let check = |s: &edge_store::State| {
         let mut allocs: Vec<&str> = s.allocs.keys().map(String::as_str).collect();
@@ -487,7 +639,14 @@ async fn gc_keeps_the_file_bounded_over_many_updates() {
     };
     let mut peak = 0;
     for i in 0..10_000u64 {
-        put(&store, Batch { jobs: vec![job("web", i)], ..Batch::default() }).await;
+        put(
+            &store,
+            Batch {
+                jobs: vec![job("web", i)],
+                ..Batch::default()
+            },
+        )
+        .await;
         if (i + 1) % 1_000 == 0 {
             peak = peak.max(disk_size(&store));
             store.gc(&cfg, wall_ms()).await.unwrap();

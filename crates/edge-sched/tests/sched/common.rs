@@ -177,10 +177,8 @@ impl Cluster {
     pub fn apply(&mut self, plan: &Plan) {
         for s in &plan.stop {
             let a = self.alloc_mut(&s.alloc_id).clone();
-            if a.is_live() {
-                if let Some(u) = self.usage.get_mut(&a.node_id) {
-                    u.remove(&a);
-                }
+            if let Some(u) = self.usage.get_mut(&a.node_id).filter(|_| a.is_live()) {
+                u.remove(&a);
             }
             let a = self.alloc_mut(&s.alloc_id);
             a.desired_status = DesiredStatus::Stop;
@@ -220,7 +218,10 @@ impl Cluster {
     }
 
     pub fn live_on(&self, job_id: &str, node: &str) -> usize {
-        self.live(job_id).iter().filter(|a| a.node_id == node).count()
+        self.live(job_id)
+            .iter()
+            .filter(|a| a.node_id == node)
+            .count()
     }
 
     /// Marks a live allocation failed, `ago_ms` before now.

@@ -33,7 +33,12 @@ fn verdict(attribute: &str, op: ConstraintOp, value: &str) -> Result<(), String>
     let m = &plan.failed["g"];
     assert_eq!(plan.queued["g"], 1);
     assert_eq!((m.nodes_evaluated, m.nodes_filtered), (1, 1));
-    Err(m.constraint_filtered.keys().next().cloned().unwrap_or_default())
+    Err(m
+        .constraint_filtered
+        .keys()
+        .next()
+        .cloned()
+        .unwrap_or_default())
 }
 
 #[test]
@@ -62,18 +67,63 @@ fn every_operator_filters_with_a_readable_reason() {
         assert_eq!(verdict(a, op, v), Ok(()), "{a} {op:?} {v}");
     }
     let filtered = [
-        ("${attr.kernel.name}", Eq, "windows", "constraint ${attr.kernel.name} = windows"),
-        ("${attr.kernel.name}", Ne, "linux", "constraint ${attr.kernel.name} != linux"),
+        (
+            "${attr.kernel.name}",
+            Eq,
+            "windows",
+            "constraint ${attr.kernel.name} = windows",
+        ),
+        (
+            "${attr.kernel.name}",
+            Ne,
+            "linux",
+            "constraint ${attr.kernel.name} != linux",
+        ),
         // 8 < 10 numerically though "8" > "10" as text.
-        ("${attr.cpu.numcores}", Gt, "10", "constraint ${attr.cpu.numcores} > 10"),
-        ("${attr.cpu.numcores}", Lt, "8", "constraint ${attr.cpu.numcores} < 8"),
-        ("${attr.cpu.numcores}", Le, "7", "constraint ${attr.cpu.numcores} <= 7"),
-        ("${attr.cpu.numcores}", Ge, "9", "constraint ${attr.cpu.numcores} >= 9"),
+        (
+            "${attr.cpu.numcores}",
+            Gt,
+            "10",
+            "constraint ${attr.cpu.numcores} > 10",
+        ),
+        (
+            "${attr.cpu.numcores}",
+            Lt,
+            "8",
+            "constraint ${attr.cpu.numcores} < 8",
+        ),
+        (
+            "${attr.cpu.numcores}",
+            Le,
+            "7",
+            "constraint ${attr.cpu.numcores} <= 7",
+        ),
+        (
+            "${attr.cpu.numcores}",
+            Ge,
+            "9",
+            "constraint ${attr.cpu.numcores} >= 9",
+        ),
         ("${attr.missing}", Eq, "x", "constraint ${attr.missing} = x"),
-        ("${meta.rack}", Regexp, "^x", "constraint ${meta.rack} regexp ^x"),
-        ("${attr.features}", SetContains, "gpu,tpu", "constraint ${attr.features} set_contains gpu,tpu"),
+        (
+            "${meta.rack}",
+            Regexp,
+            "^x",
+            "constraint ${meta.rack} regexp ^x",
+        ),
+        (
+            "${attr.features}",
+            SetContains,
+            "gpu,tpu",
+            "constraint ${attr.features} set_contains gpu,tpu",
+        ),
         ("${meta.zone}", IsSet, "", "constraint ${meta.zone} is_set"),
-        ("${meta.rack}", IsNotSet, "", "constraint ${meta.rack} is_not_set"),
+        (
+            "${meta.rack}",
+            IsNotSet,
+            "",
+            "constraint ${meta.rack} is_not_set",
+        ),
         ("${node.class}", Eq, "x", "constraint ${node.class} = x"),
     ];
     for (a, op, v, reason) in filtered {
@@ -81,7 +131,8 @@ fn every_operator_filters_with_a_readable_reason() {
     }
     let bad = verdict("${meta.rack}", Regexp, "([");
     assert!(
-        bad.as_ref().is_err_and(|r| r.starts_with("constraint ${meta.rack} regexp ([: invalid regexp")),
+        bad.as_ref()
+            .is_err_and(|r| r.starts_with("constraint ${meta.rack} regexp ([: invalid regexp")),
         "{bad:?}"
     );
 }
@@ -90,10 +141,13 @@ fn every_operator_filters_with_a_readable_reason() {
 fn group_constraints_apply_after_job_constraints() {
     let mut other = labelled();
     other.id = "n2".into();
-    other.attributes.insert("kernel.name".into(), "darwin".into());
+    other
+        .attributes
+        .insert("kernel.name".into(), "darwin".into());
     let c = Cluster::new(vec![labelled(), other]);
     let mut g = group("g", 2, 100, 100);
-    g.constraints.push(constraint("${attr.kernel.name}", ConstraintOp::Eq, "linux"));
+    g.constraints
+        .push(constraint("${attr.kernel.name}", ConstraintOp::Eq, "linux"));
     let plan = c.plan(&job("web", vec![g]), 1);
     assert_eq!(plan.place.len(), 2);
     assert!(plan.place.iter().all(|a| a.node_id == "n1"));
@@ -111,11 +165,15 @@ fn missing_driver_is_reported_first() {
         n2
     }]);
     let mut j = job("web", vec![group("g", 3, 100, 100)]);
-    j.constraints.push(constraint("${attr.kernel.name}", ConstraintOp::Eq, "linux"));
+    j.constraints
+        .push(constraint("${attr.kernel.name}", ConstraintOp::Eq, "linux"));
     let plan = c.plan(&j, 1);
     assert!(plan.place.is_empty());
     let m = &plan.failed["g"];
-    assert_eq!(m.constraint_filtered.get("missing driver \"exec\""), Some(&2));
+    assert_eq!(
+        m.constraint_filtered.get("missing driver \"exec\""),
+        Some(&2)
+    );
     assert_eq!(m.constraint_filtered.len(), 1);
     assert_eq!(m.coalesced_failures, 2);
     assert_eq!(m.nodes_available.get("dc1"), Some(&2));
@@ -230,12 +288,16 @@ fn dynamic_ports_are_unique_on_a_node() {
 fn distinct_hosts_keeps_copies_apart() {
     let c = Cluster::new(vec![node("a", 4000, 4000), node("b", 4000, 4000)]);
     let mut j = job("web", vec![group("g", 3, 100, 100)]);
-    j.constraints.push(constraint("", ConstraintOp::DistinctHosts, "true"));
+    j.constraints
+        .push(constraint("", ConstraintOp::DistinctHosts, "true"));
     let plan = c.plan(&j, 1);
     let nodes: BTreeSet<_> = plan.place.iter().map(|a| a.node_id.as_str()).collect();
     assert_eq!(nodes, BTreeSet::from(["a", "b"]));
     let m = &plan.failed["g"];
-    assert_eq!(m.constraint_filtered.get("constraint distinct_hosts"), Some(&2));
+    assert_eq!(
+        m.constraint_filtered.get("constraint distinct_hosts"),
+        Some(&2)
+    );
 }
 
 #[test]
@@ -254,4 +316,17 @@ fn binpack_fills_the_fuller_node_and_spread_the_emptier() {
         let plan = c.plan(&job("web", vec![group("g", 1, 100, 100)]), 2);
         assert_eq!(plan.place[0].node_id, want, "{algorithm:?}");
     }
+}
+
+#[test]
+fn config_with_an_empty_port_range_is_rejected() {
+    let mut cfg = edge_sched::SchedulerConfig::default();
+    assert_eq!(cfg.validate(), Ok(()));
+    cfg.port_min = 30000;
+    cfg.port_max = 20000;
+    let err = cfg.validate().map_err(|e| e.to_string());
+    assert_eq!(
+        err,
+        Err("invalid dynamic port range 30000-20000: the minimum is above the maximum".into())
+    );
 }

@@ -28,8 +28,14 @@ fn check_cluster(c: &Cluster, case: u64) {
         let id = n.id.as_str();
         let cap_cpu = u64::from(n.resources.cpu - n.reserved.cpu);
         let cap_mem = u64::from(n.resources.memory - n.reserved.memory);
-        assert!(cpu.get(id).copied().unwrap_or(0) <= cap_cpu, "case {case}: cpu on {id}");
-        assert!(mem.get(id).copied().unwrap_or(0) <= cap_mem, "case {case}: memory on {id}");
+        assert!(
+            cpu.get(id).copied().unwrap_or(0) <= cap_cpu,
+            "case {case}: cpu on {id}"
+        );
+        assert!(
+            mem.get(id).copied().unwrap_or(0) <= cap_mem,
+            "case {case}: memory on {id}"
+        );
     }
 }
 
@@ -40,14 +46,22 @@ fn random_clusters_are_never_over_committed() {
         let mut r = SmallRng::seed_from_u64(case);
         let nodes = (0..r.random_range(1..8))
             .map(|i| {
-                let mut n = node(&format!("n{i}"), r.random_range(500..4000), r.random_range(500..4000));
+                let mut n = node(
+                    &format!("n{i}"),
+                    r.random_range(500..4000),
+                    r.random_range(500..4000),
+                );
                 n.reserved.cpu = r.random_range(0..200);
                 n.drain = r.random_ratio(1, 10);
                 n
             })
             .collect();
         let mut c = Cluster::new(nodes);
-        c.config.algorithm = if r.random() { Algorithm::Binpack } else { Algorithm::Spread };
+        c.config.algorithm = if r.random() {
+            Algorithm::Binpack
+        } else {
+            Algorithm::Spread
+        };
         c.config.port_min = 30000;
         c.config.port_max = 30000 + r.random_range(2..12);
         for j in 0..r.random_range(1..5) {
@@ -95,5 +109,8 @@ fn random_clusters_are_never_over_committed() {
         }
     }
     // The random cases must both fill nodes and run out of room.
-    assert!(placed_total > 1000 && queued_total > 100, "{placed_total} {queued_total}");
+    assert!(
+        placed_total > 1000 && queued_total > 100,
+        "{placed_total} {queued_total}"
+    );
 }

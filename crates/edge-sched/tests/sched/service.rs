@@ -191,7 +191,11 @@ fn batch_complete_allocations_are_never_replaced() {
     let plan = c.run(&j, 3);
     assert_eq!(plan.changes["g"].lost as usize, on_it);
     assert_eq!(plan.place.len(), on_it);
-    assert!(plan.place.iter().all(|a| a.index != 1 && a.node_id != lost_node));
+    assert!(
+        plan.place
+            .iter()
+            .all(|a| a.index != 1 && a.node_id != lost_node)
+    );
     assert_eq!(c.live("etl").len(), 2);
 }
 
@@ -310,7 +314,10 @@ fn reschedule_without_room_leaves_the_failure_for_later() {
 #[test]
 fn job_stop_and_purge_stop_every_live_allocation() {
     let mut c = two_nodes();
-    let mut j = job("web", vec![group("g", 3, 100, 100), group("h", 1, 100, 100)]);
+    let mut j = job(
+        "web",
+        vec![group("g", 3, 100, 100), group("h", 1, 100, 100)],
+    );
     c.run(&j, 1);
     c.node_mut("b").status = edge_spec::NodeStatus::Down;
     j.stop = true;
@@ -337,7 +344,10 @@ fn job_stop_and_purge_stop_every_live_allocation() {
 #[test]
 fn removed_group_is_stopped() {
     let mut c = two_nodes();
-    let mut j = job("web", vec![group("g", 1, 100, 100), group("old", 2, 100, 100)]);
+    let mut j = job(
+        "web",
+        vec![group("g", 1, 100, 100), group("old", 2, 100, 100)],
+    );
     c.run(&j, 1);
     j.groups.pop();
     let plan = c.run(&j, 2);
@@ -377,4 +387,14 @@ fn same_seed_gives_the_same_plan() {
     assert_eq!(a, b);
     let other = c.plan(&j, 43);
     assert_ne!(a.place[0].id, other.place[0].id);
+}
+
+#[test]
+fn huge_count_places_what_fits_and_queues_the_rest() {
+    let c = two_nodes();
+    let plan = c.plan(&job("web", vec![group("g", 2_000_000_000, 1000, 1000)]), 1);
+    assert_eq!(plan.place.len(), 8);
+    assert_eq!(plan.queued["g"], 2_000_000_000 - 8);
+    assert_eq!(plan.failed["g"].coalesced_failures, 2_000_000_000 - 9);
+    assert_eq!(plan.failed["g"].dimension_exhausted.get("cpu"), Some(&2));
 }

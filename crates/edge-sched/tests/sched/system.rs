@@ -78,9 +78,16 @@ fn follows_nodes_joining_leaving_draining_and_changing() {
     assert_eq!(plan.changes["g"].lost, 1);
     assert_eq!(plan.changes["g"].migrate, 1);
     assert_eq!(plan.changes["g"].stop, 1);
-    let lost = plan.stop.iter().find(|s| s.client_status == Some(ClientStatus::Lost));
+    let lost = plan
+        .stop
+        .iter()
+        .find(|s| s.client_status == Some(ClientStatus::Lost));
     assert!(lost.is_some());
-    assert!(plan.stop.iter().any(|s| s.description == "node no longer feasible"));
+    assert!(
+        plan.stop
+            .iter()
+            .any(|s| s.description == "node no longer feasible")
+    );
     assert!(c.live("agentd").is_empty());
 }
 
