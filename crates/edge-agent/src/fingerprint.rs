@@ -26,7 +26,10 @@ pub fn host() -> Facts {
     attributes.insert("cpu.arch".to_string(), std::env::consts::ARCH.to_string());
     attributes.insert("cpu.numcores".to_string(), cores.to_string());
     attributes.insert("cpu.frequency".to_string(), mhz.to_string());
-    attributes.insert("memory.totalbytes".to_string(), (memory as u64 * 1024 * 1024).to_string());
+    attributes.insert(
+        "memory.totalbytes".to_string(),
+        (memory as u64 * 1024 * 1024).to_string(),
+    );
     attributes.insert("unique.hostname".to_string(), hostname.clone());
     if let Ok(u) = nix::sys::utsname::uname() {
         attributes.insert(
@@ -58,10 +61,9 @@ pub async fn drivers(drivers: &[Arc<dyn Driver>]) -> BTreeMap<String, DriverInfo
 }
 
 fn cpu_mhz() -> Option<u32> {
-    if let Ok(s) = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq") {
-        if let Ok(khz) = s.trim().parse::<u64>() {
-            return Some((khz / 1000) as u32);
-        }
+    let max = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq");
+    if let Some(khz) = max.ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+        return Some((khz / 1000) as u32);
     }
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     info.lines()

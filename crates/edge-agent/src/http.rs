@@ -64,7 +64,10 @@ async fn logs(
     }
     let (root, dir) = alloc_dirs(&st.ctx, &id);
     if !root.exists() {
-        return err(StatusCode::NOT_FOUND, format!("allocation {id} has no directory on this node"));
+        return err(
+            StatusCode::NOT_FOUND,
+            format!("allocation {id} has no directory on this node"),
+        );
     }
     let initial = match edge_driver::logs::read_logs(&dir, &q.task, &q.stream, q.tail) {
         Ok(b) => b,

@@ -125,7 +125,10 @@ pub(crate) fn now_ms() -> i64 {
 
 /// Starts the agent: local state first (re-attach or restart what it ran,
 /// even with the server unreachable), then the server loops.
-pub async fn start(cfg: AgentConfig, drivers: Vec<Arc<dyn Driver>>) -> Result<AgentHandle, AgentError> {
+pub async fn start(
+    cfg: AgentConfig,
+    drivers: Vec<Arc<dyn Driver>>,
+) -> Result<AgentHandle, AgentError> {
     let local = LocalStore::open(&cfg.data_dir)?;
     let node_id = local.node_id()?;
     let facts = fingerprint::host();
@@ -167,7 +170,10 @@ pub async fn start(cfg: AgentConfig, drivers: Vec<Arc<dyn Driver>>) -> Result<Ag
         modify_index: 0,
     };
     let ctx = Arc::new(RunCtx {
-        drivers: drivers.iter().map(|d| (d.name().to_string(), d.clone())).collect(),
+        drivers: drivers
+            .iter()
+            .map(|d| (d.name().to_string(), d.clone()))
+            .collect(),
         local,
         reporter: Arc::new(Reporter::default()),
         node_id: node_id.clone(),
@@ -187,11 +193,16 @@ pub async fn start(cfg: AgentConfig, drivers: Vec<Arc<dyn Driver>>) -> Result<Ag
         http_addr,
     });
     agent.restore().await;
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(http::serve(listener, agent.cfg.token.clone(), agent.ctx.clone())));
-    tasks.push(tokio::spawn(agent.clone().server_loop()));
-    tasks.push(tokio::spawn(agent.clone().report_loop()));
-    tasks.push(tokio::spawn(agent.clone().fingerprint_loop()));
+    let tasks = vec![
+        tokio::spawn(http::serve(
+            listener,
+            agent.cfg.token.clone(),
+            agent.ctx.clone(),
+        )),
+        tokio::spawn(agent.clone().server_loop()),
+        tokio::spawn(agent.clone().report_loop()),
+        tokio::spawn(agent.clone().fingerprint_loop()),
+    ];
     tracing::info!(node = %node_id, http = %http_addr, "edge agent started");
     Ok(AgentHandle {
         node_id,
@@ -209,7 +220,10 @@ impl Agent {
                 && !la.alloc.client_status.is_terminal();
             if live {
                 tracing::info!(alloc = %la.alloc.id, "restoring allocation from local state");
-                runners.insert(la.alloc.id.clone(), AllocRunner::spawn(self.ctx.clone(), la));
+                runners.insert(
+                    la.alloc.id.clone(),
+                    AllocRunner::spawn(self.ctx.clone(), la),
+                );
             }
         }
     }

@@ -52,8 +52,14 @@ mod tests {
     fn restarts_until_attempts_then_fails() {
         let p = policy(2, RestartMode::Fail);
         let mut t = Vec::new();
-        assert_eq!(decide(&p, &mut t, 0), Decision::Restart(Duration::from_secs(1)));
-        assert_eq!(decide(&p, &mut t, 1000), Decision::Restart(Duration::from_secs(1)));
+        assert_eq!(
+            decide(&p, &mut t, 0),
+            Decision::Restart(Duration::from_secs(1))
+        );
+        assert_eq!(
+            decide(&p, &mut t, 1000),
+            Decision::Restart(Duration::from_secs(1))
+        );
         assert!(matches!(decide(&p, &mut t, 2000), Decision::Fail(m) if m.contains("attempts 2")));
     }
 

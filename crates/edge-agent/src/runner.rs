@@ -29,7 +29,6 @@ pub struct RunCtx {
 }
 
 pub struct AllocRunner {
-    pub id: String,
     stop_tx: watch::Sender<bool>,
     shared: Arc<Mutex<LocalAlloc>>,
     join: tokio::task::JoinHandle<()>,
@@ -37,12 +36,10 @@ pub struct AllocRunner {
 
 impl AllocRunner {
     pub fn spawn(ctx: Arc<RunCtx>, local: LocalAlloc) -> AllocRunner {
-        let id = local.alloc.id.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Mutex::new(local));
         let join = tokio::spawn(run_alloc(ctx, shared.clone(), stop_rx));
         AllocRunner {
-            id,
             stop_tx,
             shared,
             join,
@@ -52,14 +49,6 @@ impl AllocRunner {
     /// Asks every task to stop (kill_timeout applies); idempotent.
     pub fn stop(&self) {
         self.stop_tx.send_replace(true);
-    }
-
-    pub fn is_finished(&self) -> bool {
-        self.join.is_finished()
-    }
-
-    pub fn client_status(&self) -> ClientStatus {
-        lock(&self.shared).alloc.client_status
     }
 
     /// The server moved the allocation forward in place (a new job version
@@ -94,7 +83,11 @@ pub fn alloc_dirs(ctx: &RunCtx, alloc_id: &str) -> (PathBuf, PathBuf) {
     (root, logs)
 }
 
-async fn run_alloc(ctx: Arc<RunCtx>, shared: Arc<Mutex<LocalAlloc>>, stop_rx: watch::Receiver<bool>) {
+async fn run_alloc(
+    ctx: Arc<RunCtx>,
+    shared: Arc<Mutex<LocalAlloc>>,
+    stop_rx: watch::Receiver<bool>,
+) {
     let (alloc_id, tasks, policy, job_type) = {
         let g = lock(&shared);
         let group = g.job.group(&g.alloc.group).cloned();
@@ -108,7 +101,10 @@ async fn run_alloc(ctx: Arc<RunCtx>, shared: Arc<Mutex<LocalAlloc>>, stop_rx: wa
             None => {
                 drop(g);
                 let mut g = lock(&shared);
-                let msg = format!("group {:?} is not in job version {}", g.alloc.group, g.job.version);
+                let msg = format!(
+                    "group {:?} is not in job version {}",
+                    g.alloc.group, g.job.version
+                );
                 g.alloc.client_status = ClientStatus::Failed;
                 g.alloc.client_description = msg;
                 publish(&ctx, &g);
@@ -210,7 +206,13 @@ fn with_task(ctx: &RunCtx, shared: &Mutex<LocalAlloc>, task: &str, f: impl FnOnc
 
 /// The environment a task sees: its own `env` (with `${...}` resolved) plus
 /// edge's variables.
-pub fn task_env(ctx: &RunCtx, alloc: &Allocation, job: &Job, task: &Task, root: &std::path::Path) -> BTreeMap<String, String> {
+pub fn task_env(
+    ctx: &RunCtx,
+    alloc: &Allocation,
+    job: &Job,
+    task: &Task,
+    root: &std::path::Path,
+) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     let mut put = |k: &str, v: String| {
         env.insert(k.to_string(), v);
@@ -223,7 +225,10 @@ pub fn task_env(ctx: &RunCtx, alloc: &Allocation, job: &Job, task: &Task, root: 
     put("EDGE_GROUP_NAME", alloc.group.clone());
     put("EDGE_TASK_NAME", task.name.clone());
     put("EDGE_ALLOC_DIR", root.join("alloc").display().to_string());
-    put("EDGE_TASK_DIR", root.join(&task.name).join("local").display().to_string());
+    put(
+        "EDGE_TASK_DIR",
+        root.join(&task.name).join("local").display().to_string(),
+    );
     put("EDGE_CPU_LIMIT", task.resources.cpu.to_string());
     put("EDGE_MEMORY_LIMIT", task.resources.memory.to_string());
     put("EDGE_NODE_ID", ctx.node_id.clone());
@@ -233,7 +238,10 @@ pub fn task_env(ctx: &RunCtx, alloc: &Allocation, job: &Job, task: &Task, root: 
         put(&format!("EDGE_PORT_{}", p.label), p.to.to_string());
         put(&format!("EDGE_HOST_PORT_{}", p.label), p.value.to_string());
         put(&format!("EDGE_IP_{}", p.label), ctx.address.clone());
-        put(&format!("EDGE_ADDR_{}", p.label), format!("{}:{}", ctx.address, p.value));
+        put(
+            &format!("EDGE_ADDR_{}", p.label),
+            format!("{}:{}", ctx.address, p.value),
+        );
     }
     let base = env.clone();
     for (k, v) in &task.env {
@@ -340,16 +348,24 @@ async fn run_task(
         });
         return;
     };
-    if lock(&shared).tasks.get(&name).is_some_and(|t| t.state.state == TaskStatus::Dead) {
+    if lock(&shared)
+        .tasks
+        .get(&name)
+        .is_some_and(|t| t.state.state == TaskStatus::Dead)
+    {
         return;
     }
-    let mut handle: Option<TaskHandle> = lock(&shared).tasks.get(&name).and_then(|t| t.handle.clone());
+    let mut handle: Option<TaskHandle> = lock(&shared)
+        .tasks
+        .get(&name)
+        .and_then(|t| t.handle.clone());
     if let Some(h) = handle.take() {
         match driver.recover(&h).await {
             Ok(()) => {
                 with_task(&ctx, &shared, &name, |t| {
                     t.state.state = TaskStatus::Running;
-                    t.state.push_event(event("Recovered", "re-attached to the running task"));
+                    t.state
+                        .push_event(event("Recovered", "re-attached to the running task"));
                 });
                 handle = Some(h);
             }
@@ -357,7 +373,10 @@ async fn run_task(
                 tracing::info!(task = %name, error = %e, "task not running any more: starting it again");
                 with_task(&ctx, &shared, &name, |t| {
                     t.handle = None;
-                    t.state.push_event(event("Restarting", format!("not found after agent restart: {e}")));
+                    t.state.push_event(event(
+                        "Restarting",
+                        format!("not found after agent restart: {e}"),
+                    ));
                 });
             }
         }
@@ -385,7 +404,8 @@ async fn run_task(
                             t.state.pid = hc.pid;
                             t.state.started_at = hc.started_at;
                             t.state.exit_code = None;
-                            t.state.push_event(event("Started", "task started by the driver"));
+                            t.state
+                                .push_event(event("Started", "task started by the driver"));
                             t.handle = Some(hc);
                         });
                         h
@@ -416,7 +436,10 @@ async fn run_task(
                 with_task(&ctx, &shared, &name, |t| {
                     t.state.push_event(event(
                         "Killing",
-                        format!("sent interrupt, waiting {} before force kill", edge_spec::duration::format(task.kill_timeout)),
+                        format!(
+                            "sent interrupt, waiting {} before force kill",
+                            edge_spec::duration::format(task.kill_timeout)
+                        ),
                     ));
                 });
                 if let Err(e) = driver.stop(&h, task.kill_timeout).await {
@@ -443,7 +466,11 @@ async fn run_task(
                 with_task(&ctx, &shared, &name, |t| {
                     t.state.exit_code = Some(exit.exit_code);
                     t.state.finished_at = now_ms();
-                    let kind = if exit.oom_killed { "OOM Killed" } else { "Terminated" };
+                    let kind = if exit.oom_killed {
+                        "OOM Killed"
+                    } else {
+                        "Terminated"
+                    };
                     t.state.push_event(event(kind, exit.describe()));
                     t.handle = None;
                 });

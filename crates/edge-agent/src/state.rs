@@ -100,10 +100,10 @@ impl LocalStore {
 
     pub fn remove(&self, alloc_id: &str) {
         let dir = self.alloc_dir(alloc_id);
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %dir.display(), error = %e, "cannot remove allocation dir");
-            }
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %dir.display(), error = %e, "cannot remove allocation dir");
         }
     }
 }
@@ -112,7 +112,8 @@ impl LocalStore {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp).map_err(|e| AgentError::io("create", &tmp, e))?;
-    f.write_all(bytes).map_err(|e| AgentError::io("write", &tmp, e))?;
+    f.write_all(bytes)
+        .map_err(|e| AgentError::io("write", &tmp, e))?;
     f.sync_all().map_err(|e| AgentError::io("sync", &tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| AgentError::io("rename", path, e))
 }

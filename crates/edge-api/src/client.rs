@@ -62,7 +62,12 @@ impl Client {
         &self.base
     }
 
-    fn request(&self, method: reqwest::Method, path: &str, q: QueryOptions) -> reqwest::RequestBuilder {
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        q: QueryOptions,
+    ) -> reqwest::RequestBuilder {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = &self.token {
             req = req.header(TOKEN_HEADER, t);
@@ -135,7 +140,9 @@ impl Client {
         q: QueryOptions,
     ) -> Result<(T, QueryMeta), ApiError> {
         let m = reqwest::Method::GET;
-        let resp = self.send(m.clone(), path, self.request(m.clone(), path, q)).await?;
+        let resp = self
+            .send(m.clone(), path, self.request(m.clone(), path, q))
+            .await?;
         Self::decode(&m, path, resp).await
     }
 
@@ -154,7 +161,11 @@ impl Client {
     }
 
     /// A raw streaming GET (logs, event stream).
-    pub async fn stream(&self, path: &str, query: &[(&str, String)]) -> Result<reqwest::Response, ApiError> {
+    pub async fn stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Response, ApiError> {
         let m = reqwest::Method::GET;
         let mut req = self.http.get(format!("{}{}", self.base, path)).query(query);
         if let Some(t) = &self.token {
@@ -168,7 +179,10 @@ impl Client {
     }
 
     pub async fn job(&self, id: &str) -> Result<Job, ApiError> {
-        Ok(self.get(&format!("/v1/job/{}", enc(id)), QueryOptions::default()).await?.0)
+        Ok(self
+            .get(&format!("/v1/job/{}", enc(id)), QueryOptions::default())
+            .await?
+            .0)
     }
 
     pub async fn register(&self, job: &Job) -> Result<JobRegisterResponse, ApiError> {
@@ -176,60 +190,94 @@ impl Client {
             job: job.clone(),
             enforce_index: None,
         };
-        self.write(reqwest::Method::POST, "/v1/jobs", Some(&body)).await
+        self.write(reqwest::Method::POST, "/v1/jobs", Some(&body))
+            .await
     }
 
     pub async fn plan(&self, job: &Job) -> Result<JobPlanResponse, ApiError> {
         let body = JobPlanRequest { job: job.clone() };
-        self.write(reqwest::Method::POST, &format!("/v1/job/{}/plan", enc(&job.id)), Some(&body))
-            .await
+        self.write(
+            reqwest::Method::POST,
+            &format!("/v1/job/{}/plan", enc(&job.id)),
+            Some(&body),
+        )
+        .await
     }
 
     pub async fn stop_job(&self, id: &str, purge: bool) -> Result<EvalResponse, ApiError> {
         let path = format!("/v1/job/{}?purge={purge}", enc(id));
-        self.write::<(), _>(reqwest::Method::DELETE, &path, None).await
+        self.write::<(), _>(reqwest::Method::DELETE, &path, None)
+            .await
     }
 
     pub async fn job_versions(&self, id: &str) -> Result<Vec<Job>, ApiError> {
         Ok(self
-            .get(&format!("/v1/job/{}/versions", enc(id)), QueryOptions::default())
+            .get(
+                &format!("/v1/job/{}/versions", enc(id)),
+                QueryOptions::default(),
+            )
             .await?
             .0)
     }
 
     pub async fn revert_job(&self, id: &str, version: u64) -> Result<EvalResponse, ApiError> {
         let body = JobRevertRequest { version };
-        self.write(reqwest::Method::POST, &format!("/v1/job/{}/revert", enc(id)), Some(&body))
-            .await
+        self.write(
+            reqwest::Method::POST,
+            &format!("/v1/job/{}/revert", enc(id)),
+            Some(&body),
+        )
+        .await
     }
 
-    pub async fn job_allocs(&self, id: &str, q: QueryOptions) -> Result<(Vec<AllocListStub>, QueryMeta), ApiError> {
-        self.get(&format!("/v1/job/{}/allocations", enc(id)), q).await
+    pub async fn job_allocs(
+        &self,
+        id: &str,
+        q: QueryOptions,
+    ) -> Result<(Vec<AllocListStub>, QueryMeta), ApiError> {
+        self.get(&format!("/v1/job/{}/allocations", enc(id)), q)
+            .await
     }
 
     pub async fn job_evals(&self, id: &str) -> Result<Vec<Evaluation>, ApiError> {
         Ok(self
-            .get(&format!("/v1/job/{}/evaluations", enc(id)), QueryOptions::default())
+            .get(
+                &format!("/v1/job/{}/evaluations", enc(id)),
+                QueryOptions::default(),
+            )
             .await?
             .0)
     }
 
-    pub async fn allocs(&self, q: QueryOptions) -> Result<(Vec<AllocListStub>, QueryMeta), ApiError> {
+    pub async fn allocs(
+        &self,
+        q: QueryOptions,
+    ) -> Result<(Vec<AllocListStub>, QueryMeta), ApiError> {
         self.get("/v1/allocations", q).await
     }
 
     pub async fn alloc(&self, id: &str) -> Result<Allocation, ApiError> {
         Ok(self
-            .get(&format!("/v1/allocation/{}", enc(id)), QueryOptions::default())
+            .get(
+                &format!("/v1/allocation/{}", enc(id)),
+                QueryOptions::default(),
+            )
             .await?
             .0)
     }
 
     pub async fn evals(&self) -> Result<Vec<Evaluation>, ApiError> {
-        Ok(self.get("/v1/evaluations", QueryOptions::default()).await?.0)
+        Ok(self
+            .get("/v1/evaluations", QueryOptions::default())
+            .await?
+            .0)
     }
 
-    pub async fn eval(&self, id: &str, q: QueryOptions) -> Result<(Evaluation, QueryMeta), ApiError> {
+    pub async fn eval(
+        &self,
+        id: &str,
+        q: QueryOptions,
+    ) -> Result<(Evaluation, QueryMeta), ApiError> {
         self.get(&format!("/v1/evaluation/{}", enc(id)), q).await
     }
 
@@ -246,11 +294,19 @@ impl Client {
 
     pub async fn drain_node(&self, id: &str, enable: bool) -> Result<EvalResponse, ApiError> {
         let body = NodeDrainRequest { enable };
-        self.write(reqwest::Method::POST, &format!("/v1/node/{}/drain", enc(id)), Some(&body))
-            .await
+        self.write(
+            reqwest::Method::POST,
+            &format!("/v1/node/{}/drain", enc(id)),
+            Some(&body),
+        )
+        .await
     }
 
-    pub async fn node_eligibility(&self, id: &str, eligible: bool) -> Result<EvalResponse, ApiError> {
+    pub async fn node_eligibility(
+        &self,
+        id: &str,
+        eligible: bool,
+    ) -> Result<EvalResponse, ApiError> {
         let body = NodeEligibilityRequest { eligible };
         self.write(
             reqwest::Method::POST,
@@ -261,11 +317,18 @@ impl Client {
     }
 
     pub async fn health(&self) -> Result<HealthResponse, ApiError> {
-        Ok(self.get("/v1/status/health", QueryOptions::default()).await?.0)
+        Ok(self
+            .get("/v1/status/health", QueryOptions::default())
+            .await?
+            .0)
     }
 
-    pub async fn agent_register(&self, req: &RegisterRequest) -> Result<RegisterResponse, ApiError> {
-        self.write(reqwest::Method::POST, "/v1/agent/register", Some(req)).await
+    pub async fn agent_register(
+        &self,
+        req: &RegisterRequest,
+    ) -> Result<RegisterResponse, ApiError> {
+        self.write(reqwest::Method::POST, "/v1/agent/register", Some(req))
+            .await
     }
 
     pub async fn agent_heartbeat(&self, node_id: &str) -> Result<HeartbeatResponse, ApiError> {
@@ -277,8 +340,13 @@ impl Client {
         .await
     }
 
-    pub async fn agent_allocs(&self, node_id: &str, q: QueryOptions) -> Result<(Vec<AgentAlloc>, QueryMeta), ApiError> {
-        self.get(&format!("/v1/agent/allocs/{}", enc(node_id)), q).await
+    pub async fn agent_allocs(
+        &self,
+        node_id: &str,
+        q: QueryOptions,
+    ) -> Result<(Vec<AgentAlloc>, QueryMeta), ApiError> {
+        self.get(&format!("/v1/agent/allocs/{}", enc(node_id)), q)
+            .await
     }
 
     pub async fn agent_update_allocs(

@@ -89,14 +89,12 @@ pub async fn run(server: Arc<Server>) {
                 .store
                 .commit(move |s: &St| {
                     let mut batch = Batch::default();
-                    if let Some(n) = s.nodes.get(&nid) {
-                        if n.status == NodeStatus::Ready {
-                            let mut n = n.clone();
-                            n.status = NodeStatus::Down;
-                            n.status_description = "missed heartbeat".to_string();
-                            batch.evals = evals_for_node(s, &nid, TriggeredBy::NodeUpdate);
-                            batch.nodes.push(n);
-                        }
+                    if let Some(n) = s.nodes.get(&nid).filter(|n| n.status == NodeStatus::Ready) {
+                        let mut n = n.clone();
+                        n.status = NodeStatus::Down;
+                        n.status_description = "missed heartbeat".to_string();
+                        batch.evals = evals_for_node(s, &nid, TriggeredBy::NodeUpdate);
+                        batch.nodes.push(n);
                     }
                     Ok::<_, crate::ServerError>((batch, ()))
                 })

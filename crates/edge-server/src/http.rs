@@ -13,8 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use edge_api::*;
 use edge_spec::{
-    Allocation, ClientStatus, EvalStatus, Evaluation, Job, JobStatus, Node, NodeStatus,
-    TriggeredBy,
+    Allocation, ClientStatus, EvalStatus, Evaluation, Job, JobStatus, Node, NodeStatus, TriggeredBy,
 };
 use edge_store::{Batch, State as St};
 use serde::Deserialize;
@@ -79,7 +78,10 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/node/{id}/eligibility", post(node_eligibility))
         .route("/v1/agent/register", post(agent_register))
         .route("/v1/agent/heartbeat/{id}", post(agent_heartbeat))
-        .route("/v1/agent/allocs/{id}", get(agent_allocs).post(agent_update))
+        .route(
+            "/v1/agent/allocs/{id}",
+            get(agent_allocs).post(agent_update),
+        )
         .route("/v1/event/stream", get(crate::metrics::event_stream))
         .route("/v1/status/health", get(health))
         .route("/v1/metrics", get(crate::metrics::metrics))
@@ -172,7 +174,10 @@ where
 
 pub(crate) fn job_status(s: &St, job: &Job) -> JobStatus {
     let allocs = s.job_allocs(&job.id);
-    if allocs.iter().any(|a| a.client_status == ClientStatus::Running) {
+    if allocs
+        .iter()
+        .any(|a| a.client_status == ClientStatus::Running)
+    {
         return JobStatus::Running;
     }
     if allocs.iter().any(|a| a.is_live()) {
@@ -264,7 +269,12 @@ fn new_eval(job: &Job, trigger: TriggeredBy, node: Option<&str>) -> Evaluation {
     }
 }
 
-pub(crate) fn eval_for(s: &St, job_id: &str, trigger: TriggeredBy, node: Option<&str>) -> Evaluation {
+pub(crate) fn eval_for(
+    s: &St,
+    job_id: &str,
+    trigger: TriggeredBy,
+    node: Option<&str>,
+) -> Evaluation {
     match s.jobs.get(job_id) {
         Some(j) => new_eval(j, trigger, node),
         None => {
@@ -482,7 +492,11 @@ async fn job_allocs(State(sv): S, Path(id): Path<String>, Query(q): Query<Blocki
     block(&sv, &q).await?;
     let idx = sv.store.index();
     let list: Vec<AllocListStub> = sv.store.read(|s| {
-        let mut v: Vec<AllocListStub> = s.job_allocs(&id).into_iter().map(AllocListStub::from).collect();
+        let mut v: Vec<AllocListStub> = s
+            .job_allocs(&id)
+            .into_iter()
+            .map(AllocListStub::from)
+            .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name).then(b.create_time.cmp(&a.create_time)));
         v
     });
@@ -492,7 +506,12 @@ async fn job_allocs(State(sv): S, Path(id): Path<String>, Query(q): Query<Blocki
 async fn job_evals(State(sv): S, Path(id): Path<String>) -> Res {
     let idx = sv.store.index();
     let list: Vec<Evaluation> = sv.store.read(|s| {
-        let mut v: Vec<Evaluation> = s.evals.values().filter(|e| e.job_id == id).cloned().collect();
+        let mut v: Vec<Evaluation> = s
+            .evals
+            .values()
+            .filter(|e| e.job_id == id)
+            .cloned()
+            .collect();
         v.sort_by_key(|e| std::cmp::Reverse(e.create_index));
         v
     });
@@ -522,7 +541,11 @@ async fn list_allocs(State(sv): S, Query(q): Query<AllocQuery>) -> Res {
         let mut v: Vec<AllocListStub> = s
             .allocs
             .values()
-            .filter(|a| q.node.as_ref().is_none_or(|n| a.node_id.starts_with(n.as_str())))
+            .filter(|a| {
+                q.node
+                    .as_ref()
+                    .is_none_or(|n| a.node_id.starts_with(n.as_str()))
+            })
             .filter(|a| q.job.as_ref().is_none_or(|j| &a.job_id == j))
             .map(AllocListStub::from)
             .collect();
@@ -743,7 +766,13 @@ async fn drain_node(
         })
         .await?;
     sv.evals_ready.notify_one();
-    Ok(json_at(idx, &EvalResponse { eval_id: None, index: idx }))
+    Ok(json_at(
+        idx,
+        &EvalResponse {
+            eval_id: None,
+            index: idx,
+        },
+    ))
 }
 
 async fn node_eligibility(
@@ -767,7 +796,13 @@ async fn node_eligibility(
         })
         .await?;
     sv.evals_ready.notify_one();
-    Ok(json_at(idx, &EvalResponse { eval_id: None, index: idx }))
+    Ok(json_at(
+        idx,
+        &EvalResponse {
+            eval_id: None,
+            index: idx,
+        },
+    ))
 }
 
 async fn agent_register(
@@ -806,7 +841,9 @@ async fn agent_register(
             if !was_ready {
                 unblock(s, &mut batch);
                 batch.evals.extend(system_job_evals(s, &node.id));
-                batch.evals.extend(evals_for_node(s, &node.id, TriggeredBy::NodeUpdate));
+                batch
+                    .evals
+                    .extend(evals_for_node(s, &node.id, TriggeredBy::NodeUpdate));
             }
             batch.nodes.push(node);
             Ok::<_, ServerError>((batch, ()))
@@ -902,10 +939,18 @@ async fn agent_allocs(
             .node_allocs(&id)
             .into_iter()
             .filter_map(|a| {
-                let job = s.jobs.get(&a.job_id).filter(|j| j.version == a.job_version).cloned();
+                let job = s
+                    .jobs
+                    .get(&a.job_id)
+                    .filter(|j| j.version == a.job_version)
+                    .cloned();
                 let job = match job {
                     Some(j) => Some(j),
-                    None => sv.store.job_version(&a.job_id, a.job_version).ok().flatten(),
+                    None => sv
+                        .store
+                        .job_version(&a.job_id, a.job_version)
+                        .ok()
+                        .flatten(),
                 };
                 job.map(|job| AgentAlloc {
                     alloc: a.clone(),
@@ -971,9 +1016,12 @@ async fn agent_update(
                 a.task_states = u.task_states;
                 a.modify_time = now;
                 if became_failed && a.desired_status == edge_spec::DesiredStatus::Run {
-                    batch
-                        .evals
-                        .push(eval_for(s, &a.job_id, TriggeredBy::AllocFailure, Some(&node_id)));
+                    batch.evals.push(eval_for(
+                        s,
+                        &a.job_id,
+                        TriggeredBy::AllocFailure,
+                        Some(&node_id),
+                    ));
                 }
                 batch.allocs.push(a);
             }

@@ -107,12 +107,13 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         None => token::load_or_create(&cfg.data_dir)?,
     };
     let store = Arc::new(Store::open(&cfg.data_dir.join("edge.db"))?);
-    let listener = tokio::net::TcpListener::bind(cfg.bind)
-        .await
-        .map_err(|e| ServerError::Bind {
-            addr: cfg.bind.to_string(),
-            source: e,
-        })?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.bind)
+            .await
+            .map_err(|e| ServerError::Bind {
+                addr: cfg.bind.to_string(),
+                source: e,
+            })?;
     let addr = listener.local_addr().map_err(|e| ServerError::Bind {
         addr: cfg.bind.to_string(),
         source: e,
@@ -134,8 +135,11 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
     let app = http::router(server.clone());
     let sd = shutdown.clone();
     let mut tasks = vec![tokio::spawn(async move {
-        let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { sd.notified().await });
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { sd.notified().await });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "api server stopped");
         }
@@ -158,13 +162,9 @@ async fn gc_loop(server: Arc<Server>) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        let store = server.store.clone();
-        let cfg = server.cfg.gc.clone();
-        let now = now_ms();
-        match tokio::task::spawn_blocking(move || store.gc(&cfg, now)).await {
-            Ok(Ok(r)) => tracing::debug!(?r, "gc done"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "gc failed"),
-            Err(e) => tracing::warn!(error = %e, "gc task failed"),
+        match server.store.gc(&server.cfg.gc, now_ms()).await {
+            Ok(r) => tracing::debug!(?r, "gc done"),
+            Err(e) => tracing::warn!(error = %e, "gc failed"),
         }
     }
 }

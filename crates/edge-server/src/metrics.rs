@@ -55,14 +55,34 @@ impl Metrics {
         let jobs = Gauge::default();
         let nodes = Family::<StatusLabel, Gauge>::default();
         let allocs = Family::<StatusLabel, Gauge>::default();
-        registry.register("http_requests", "API requests by method and status code", http.clone());
-        registry.register("evals_processed", "Evaluations the scheduler ran", evals_processed.clone());
-        registry.register("placements", "Allocations placed by the scheduler", placements.clone());
-        registry.register("schedule_seconds", "Time to compute one plan", schedule_seconds.clone());
+        registry.register(
+            "http_requests",
+            "API requests by method and status code",
+            http.clone(),
+        );
+        registry.register(
+            "evals_processed",
+            "Evaluations the scheduler ran",
+            evals_processed.clone(),
+        );
+        registry.register(
+            "placements",
+            "Allocations placed by the scheduler",
+            placements.clone(),
+        );
+        registry.register(
+            "schedule_seconds",
+            "Time to compute one plan",
+            schedule_seconds.clone(),
+        );
         registry.register("store_index", "The store's current index", index.clone());
         registry.register("jobs", "Registered jobs", jobs.clone());
         registry.register("nodes", "Nodes by status", nodes.clone());
-        registry.register("allocations", "Allocations by client status", allocs.clone());
+        registry.register(
+            "allocations",
+            "Allocations by client status",
+            allocs.clone(),
+        );
         Metrics {
             registry,
             http,
@@ -101,21 +121,33 @@ pub async fn metrics(State(sv): State<Arc<Server>>) -> Result<Response, ServerEr
     sv.store.read(|s| {
         m.jobs.set(s.jobs.len() as i64);
         let mut nodes: BTreeMap<&str, i64> = BTreeMap::new();
-        for st in [NodeStatus::Initializing, NodeStatus::Ready, NodeStatus::Down] {
+        for st in [
+            NodeStatus::Initializing,
+            NodeStatus::Ready,
+            NodeStatus::Down,
+        ] {
             nodes.insert(st.as_str(), 0);
         }
         for n in s.nodes.values() {
             *nodes.entry(n.status.as_str()).or_default() += 1;
         }
         for (k, v) in nodes {
-            m.nodes.get_or_create(&StatusLabel { status: k.to_string() }).set(v);
+            m.nodes
+                .get_or_create(&StatusLabel {
+                    status: k.to_string(),
+                })
+                .set(v);
         }
         let mut allocs: BTreeMap<&str, i64> = BTreeMap::new();
         for a in s.allocs.values() {
             *allocs.entry(a.client_status.as_str()).or_default() += 1;
         }
         for (k, v) in allocs {
-            m.allocs.get_or_create(&StatusLabel { status: k.to_string() }).set(v);
+            m.allocs
+                .get_or_create(&StatusLabel {
+                    status: k.to_string(),
+                })
+                .set(v);
         }
     });
     let mut out = String::new();
@@ -167,7 +199,10 @@ pub async fn event_stream(
             let mut out = String::new();
             for e in &events {
                 after = after.max(e.index);
-                if topics.as_ref().is_some_and(|t| !t.iter().any(|x| x == &e.topic)) {
+                if topics
+                    .as_ref()
+                    .is_some_and(|t| !t.iter().any(|x| x == &e.topic))
+                {
                     continue;
                 }
                 let line = StreamEvent {
@@ -190,7 +225,12 @@ pub async fn event_stream(
                 continue;
             }
             let idx = sv.store.wait_for(after, Duration::from_secs(20)).await;
-            if idx <= after && tx.send(Ok(bytes::Bytes::from_static(b"{}\n"))).await.is_err() {
+            if idx <= after
+                && tx
+                    .send(Ok(bytes::Bytes::from_static(b"{}\n")))
+                    .await
+                    .is_err()
+            {
                 return;
             }
         }

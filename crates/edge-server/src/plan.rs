@@ -15,7 +15,11 @@ pub fn dry_run(sv: &Server, mut job: Job) -> JobPlanResponse {
         let current = s.jobs.get(&job.id);
         let (diff_type, diff) = diff(current, &job);
         if let Some(c) = current {
-            job.version = if c.spec_eq(&job) && !c.stop { c.version } else { c.version + 1 };
+            job.version = if c.spec_eq(&job) && !c.stop {
+                c.version
+            } else {
+                c.version + 1
+            };
             job.status = job_status(s, c);
         }
         let eval = Evaluation {

@@ -92,7 +92,9 @@ async fn process(server: &Arc<Server>, eval_id: &str) -> Result<(), crate::Serve
     let Some(plan) = plan else {
         return Ok(());
     };
-    server.metrics.observe_schedule(started.elapsed(), plan.place.len());
+    server
+        .metrics
+        .observe_schedule(started.elapsed(), plan.place.len());
     let eval_id = eval_id.to_string();
     server
         .store

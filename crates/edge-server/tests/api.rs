@@ -80,12 +80,19 @@ async fn count_four_spreads_over_two_nodes_and_versions_are_kept() {
     // A change: version 1; the plan shows the diff first.
     let plan = c.plan(&job("web", 5)).await.unwrap();
     assert_eq!(plan.diff_type, "edited");
-    assert!(plan.diff.iter().any(|l| l.contains("\"count\": 5")), "{:?}", plan.diff);
+    assert!(
+        plan.diff.iter().any(|l| l.contains("\"count\": 5")),
+        "{:?}",
+        plan.diff
+    );
     assert_eq!(plan.changes["web"].place, 1);
     let r1 = c.register(&job("web", 5)).await.unwrap();
     assert_eq!(r1.version, 1);
     let versions = c.job_versions("web").await.unwrap();
-    assert_eq!(versions.iter().map(|j| j.version).collect::<Vec<_>>(), vec![1, 0]);
+    assert_eq!(
+        versions.iter().map(|j| j.version).collect::<Vec<_>>(),
+        vec![1, 0]
+    );
     let rev = c.revert_job("web", 0).await.unwrap();
     wait_eval_done(&c, rev.eval_id.as_deref().unwrap()).await;
     let j = c.job("web").await.unwrap();
@@ -105,7 +112,11 @@ async fn stop_and_purge() {
     let s = c.stop_job("web", false).await.unwrap();
     wait_eval_done(&c, s.eval_id.as_deref().unwrap()).await;
     let (allocs, _) = c.job_allocs("web", QueryOptions::default()).await.unwrap();
-    assert!(allocs.iter().all(|a| a.desired_status == edge_spec::DesiredStatus::Stop));
+    assert!(
+        allocs
+            .iter()
+            .all(|a| a.desired_status == edge_spec::DesiredStatus::Stop)
+    );
     assert!(c.job("web").await.unwrap().stop);
     c.stop_job("web", true).await.unwrap();
     assert!(c.job("web").await.unwrap_err().is_not_found());
@@ -119,7 +130,12 @@ async fn agent_door_refuses_bad_tokens_unknown_nodes_and_malformed_reports() {
     let http = reqwest::Client::new();
     let base = format!("http://{}", h.addr);
     let body = serde_json::json!({"node": node("n1", 1000, 1000)});
-    let r = http.post(format!("{base}/v1/agent/register")).json(&body).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/v1/agent/register"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let r = http
         .post(format!("{base}/v1/agent/register"))
@@ -129,10 +145,18 @@ async fn agent_door_refuses_bad_tokens_unknown_nodes_and_malformed_reports() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    assert!(c_nodes(&h).await.is_empty(), "refused registration stored nothing");
+    assert!(
+        c_nodes(&h).await.is_empty(),
+        "refused registration stored nothing"
+    );
 
     let ac = agent_client(&h);
-    assert!(ac.agent_heartbeat("ghost").await.unwrap_err().is_not_found());
+    assert!(
+        ac.agent_heartbeat("ghost")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
 
     register(&h, node("n1", 4000, 4096)).await;
     let before = c_index(&h).await;
@@ -147,7 +171,11 @@ async fn agent_door_refuses_bad_tokens_unknown_nodes_and_malformed_reports() {
     assert_eq!(r.status(), 400);
     let text = r.text().await.unwrap();
     assert!(text.contains("invalid request body"), "{text}");
-    assert_eq!(c_index(&h).await, before, "a malformed report changes nothing");
+    assert_eq!(
+        c_index(&h).await,
+        before,
+        "a malformed report changes nothing"
+    );
     h.shutdown().await;
 }
 
@@ -174,7 +202,12 @@ async fn bad_json_is_400_oversize_is_413_invalid_job_names_the_field() {
         .unwrap();
     assert_eq!(r.status(), 400);
     let v: serde_json::Value = r.json().await.unwrap();
-    assert!(v["error"].as_str().unwrap().contains("invalid request body"));
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid request body")
+    );
 
     let big = format!(r#"{{"job": {{"id": "{}"}}}}"#, "x".repeat(100 * 1024));
     let r = http
@@ -191,7 +224,14 @@ async fn bad_json_is_400_oversize_is_413_invalid_job_names_the_field() {
     let err = client(&h).register(&j).await.unwrap_err();
     assert_eq!(err.status(), Some(400));
     assert!(err.to_string().contains("driver"), "{err}");
-    assert!(client(&h).jobs(QueryOptions::default()).await.unwrap().0.is_empty());
+    assert!(
+        client(&h)
+            .jobs(QueryOptions::default())
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
 
     let r = http.get(format!("{base}/v1/nope")).send().await.unwrap();
     assert_eq!(r.status(), 404);
@@ -250,20 +290,32 @@ async fn agent_watch_blocks_until_its_allocations_change_and_reports_land() {
     let h = start(dir.path()).await;
     register(&h, node("n1", 4000, 4096)).await;
     let ac = agent_client(&h);
-    let (list, meta) = ac.agent_allocs("n1", QueryOptions::default()).await.unwrap();
+    let (list, meta) = ac
+        .agent_allocs("n1", QueryOptions::default())
+        .await
+        .unwrap();
     assert!(list.is_empty());
     let watcher = {
         let ac = ac.clone();
         tokio::spawn(async move {
-            ac.agent_allocs("n1", QueryOptions::blocking(meta.index.max(1), Duration::from_secs(20)))
-                .await
-                .unwrap()
+            ac.agent_allocs(
+                "n1",
+                QueryOptions::blocking(meta.index.max(1), Duration::from_secs(20)),
+            )
+            .await
+            .unwrap()
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!watcher.is_finished(), "the watch blocks while nothing changes");
+    assert!(
+        !watcher.is_finished(),
+        "the watch blocks while nothing changes"
+    );
     client(&h).register(&job("web", 1)).await.unwrap();
-    let (list, _) = tokio::time::timeout(Duration::from_secs(10), watcher).await.unwrap().unwrap();
+    let (list, _) = tokio::time::timeout(Duration::from_secs(10), watcher)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].job.id, "web");
 
@@ -323,7 +375,10 @@ async fn blocking_list_and_event_stream_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let h = start(dir.path()).await;
     let c = client(&h);
+    // Index 0 means "do not block" (as in Nomad): give the store a first write.
+    register(&h, node("n1", 4000, 4096)).await;
     let (_, meta) = c.jobs(QueryOptions::default()).await.unwrap();
+    assert!(meta.index > 0);
     let waiter = {
         let c = c.clone();
         tokio::spawn(async move {
@@ -334,11 +389,17 @@ async fn blocking_list_and_event_stream_and_metrics() {
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     c.register(&job("web", 1)).await.unwrap();
-    let (jobs, m2) = tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+    let (jobs, m2) = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(jobs.len(), 1);
     assert!(m2.index > meta.index);
 
-    let resp = c.stream("/v1/event/stream", &[("index", "0".to_string())]).await.unwrap();
+    let resp = c
+        .stream("/v1/event/stream", &[("index", "0".to_string())])
+        .await
+        .unwrap();
     let mut body = resp.bytes_stream();
     use futures_util::StreamExt;
     let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())

@@ -6,8 +6,11 @@ mod common;
 use std::collections::BTreeSet;
 
 fn spec_routes() -> BTreeSet<(String, String)> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../api/openapi.yaml"))
-        .expect("api/openapi.yaml exists");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../api/openapi.yaml"
+    ))
+    .expect("api/openapi.yaml exists");
     let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("openapi.yaml is valid YAML");
     let paths = doc["paths"].as_mapping().expect("paths");
     let mut out = BTreeSet::new();
@@ -31,8 +34,14 @@ fn spec_lists_exactly_the_router_routes() {
         .collect();
     let missing: Vec<_> = code.difference(&spec).collect();
     let extra: Vec<_> = spec.difference(&code).collect();
-    assert!(missing.is_empty(), "routes missing from api/openapi.yaml: {missing:?}");
-    assert!(extra.is_empty(), "routes in api/openapi.yaml the server does not list: {extra:?}");
+    assert!(
+        missing.is_empty(),
+        "routes missing from api/openapi.yaml: {missing:?}"
+    );
+    assert!(
+        extra.is_empty(),
+        "routes in api/openapi.yaml the server does not list: {extra:?}"
+    );
 }
 
 #[tokio::test]
@@ -56,7 +65,10 @@ async fn every_listed_route_is_served() {
         let status = r.status().as_u16();
         let body = r.text().await.unwrap();
         assert_ne!(status, 405, "{method} {path} is not routed");
-        assert!(!body.contains("no such route"), "{method} {path} is not routed");
+        assert!(
+            !body.contains("no such route"),
+            "{method} {path} is not routed"
+        );
     }
     h.shutdown().await;
 }

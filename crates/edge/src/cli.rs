@@ -49,10 +49,14 @@ pub enum Output {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the control plane: API, store, scheduler.
-    #[command(after_help = "Example:\n  edge server --data-dir /var/lib/edge/server --bind 0.0.0.0:4646")]
+    #[command(
+        after_help = "Example:\n  edge server --data-dir /var/lib/edge/server --bind 0.0.0.0:4646"
+    )]
     Server(ServerArgs),
     /// Run the node agent, joining a server.
-    #[command(after_help = "Example:\n  edge agent --server http://10.0.0.1:4646 --token $(cat token) --address 10.0.0.7")]
+    #[command(
+        after_help = "Example:\n  edge agent --server http://10.0.0.1:4646 --token $(cat token) --address 10.0.0.7"
+    )]
     Agent(AgentArgs),
     /// Run a server and an agent in one process, data in ./.edge.
     #[command(after_help = "Example:\n  edge dev &\n  edge job run examples/hello.hcl")]
@@ -184,7 +188,9 @@ pub struct JobFileArgs {
 #[derive(Subcommand, Debug)]
 pub enum JobCommand {
     /// Submit a job and follow its placement.
-    #[command(after_help = "Examples:\n  edge job run examples/hello.hcl\n  edge job run -var count=3 web.hcl\n  edge job run --detach batch.hcl")]
+    #[command(
+        after_help = "Examples:\n  edge job run examples/hello.hcl\n  edge job run -var count=3 web.hcl\n  edge job run --detach batch.hcl"
+    )]
     Run {
         #[command(flatten)]
         file: JobFileArgs,
@@ -252,7 +258,9 @@ pub enum AllocCommand {
     /// Show one allocation with its task states and events.
     Status { id: String },
     /// Print (or follow) a task's output.
-    #[command(after_help = "Examples:\n  edge alloc logs 3f2a1b9c\n  edge alloc logs -f --stderr 3f2a1b9c server")]
+    #[command(
+        after_help = "Examples:\n  edge alloc logs 3f2a1b9c\n  edge alloc logs -f --stderr 3f2a1b9c server"
+    )]
     Logs {
         id: String,
         /// Task name (needed when the allocation has several).

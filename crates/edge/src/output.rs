@@ -12,7 +12,11 @@ pub fn table(header: &[&str]) -> Table {
 }
 
 /// Prints JSON for `-o json`, or the table otherwise.
-pub fn emit<T: Serialize>(out: Output, value: &T, table: impl FnOnce() -> Table) -> anyhow::Result<()> {
+pub fn emit<T: Serialize>(
+    out: Output,
+    value: &T,
+    table: impl FnOnce() -> Table,
+) -> anyhow::Result<()> {
     match out {
         Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
         Output::Table => println!("{}", table()),

@@ -55,11 +55,18 @@ impl Driver for FakeDriver {
         let task_id = format!("{}/{}/{n}", cfg.alloc_id, cfg.task);
         let (tx, _) = tokio::sync::watch::channel(None);
         if let Some(ms) = cfg.config.get("exit_after_ms").and_then(|v| v.as_u64()) {
-            let code = cfg.config.get("exit_code").and_then(|v| v.as_i64()).unwrap_or(0) as i32;
+            let code = cfg
+                .config
+                .get("exit_code")
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0) as i32;
             let tx2 = tx.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
-                tx2.send_replace(Some(ExitResult { exit_code: code, ..Default::default() }));
+                tx2.send_replace(Some(ExitResult {
+                    exit_code: code,
+                    ..Default::default()
+                }));
             });
         }
         self.running.lock().unwrap().insert(task_id.clone(), tx);
@@ -77,7 +84,9 @@ impl Driver for FakeDriver {
             self.recovers.fetch_add(1, Ordering::SeqCst);
             Ok(())
         } else {
-            Err(DriverError::NotFound { task_id: h.task_id.clone() })
+            Err(DriverError::NotFound {
+                task_id: h.task_id.clone(),
+            })
         }
     }
 
@@ -85,16 +94,25 @@ impl Driver for FakeDriver {
         let mut rx = {
             let m = self.running.lock().unwrap();
             m.get(&h.task_id)
-                .ok_or_else(|| DriverError::NotFound { task_id: h.task_id.clone() })?
+                .ok_or_else(|| DriverError::NotFound {
+                    task_id: h.task_id.clone(),
+                })?
                 .subscribe()
         };
-        let r = rx.wait_for(|v| v.is_some()).await.map_err(|e| DriverError::Other(e.to_string()))?;
+        let r = rx
+            .wait_for(|v| v.is_some())
+            .await
+            .map_err(|e| DriverError::Other(e.to_string()))?;
         Ok(r.clone().unwrap_or_default())
     }
 
     async fn stop(&self, h: &TaskHandle, _timeout: Duration) -> Result<(), DriverError> {
         if let Some(tx) = self.running.lock().unwrap().get(&h.task_id) {
-            tx.send_replace(Some(ExitResult { exit_code: 0, signal: Some(15), ..Default::default() }));
+            tx.send_replace(Some(ExitResult {
+                exit_code: 0,
+                signal: Some(15),
+                ..Default::default()
+            }));
         }
         Ok(())
     }
@@ -153,7 +171,8 @@ struct Cluster {
 
 async fn cluster() -> Cluster {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = edge_server::ServerConfig::new(dir.path().join("server"), "127.0.0.1:0".parse().unwrap());
+    let cfg =
+        edge_server::ServerConfig::new(dir.path().join("server"), "127.0.0.1:0".parse().unwrap());
     let server = edge_server::start(cfg).await.unwrap();
     let api = Client::new(&format!("http://{}", server.addr), None).unwrap();
     Cluster { server, api, dir }
@@ -167,11 +186,17 @@ impl Cluster {
             self.dir.path().join(name),
         );
         cfg.name = name.to_string();
-        edge_agent::start(cfg, vec![driver as Arc<dyn Driver>]).await.unwrap()
+        edge_agent::start(cfg, vec![driver as Arc<dyn Driver>])
+            .await
+            .unwrap()
     }
 
     async fn allocs(&self, job: &str) -> Vec<edge_api::AllocListStub> {
-        self.api.job_allocs(job, QueryOptions::default()).await.unwrap().0
+        self.api
+            .job_allocs(job, QueryOptions::default())
+            .await
+            .unwrap()
+            .0
     }
 
     async fn until<T>(&self, what: &str, mut f: impl AsyncFnMut(&Cluster) -> Option<T>) -> T {
@@ -180,7 +205,10 @@ impl Cluster {
             if let Some(v) = f(self).await {
                 return v;
             }
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for: {what}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -188,7 +216,9 @@ impl Cluster {
 
 fn running(a: &[edge_api::AllocListStub]) -> usize {
     a.iter()
-        .filter(|a| a.client_status == ClientStatus::Running && a.desired_status == DesiredStatus::Run)
+        .filter(|a| {
+            a.client_status == ClientStatus::Running && a.desired_status == DesiredStatus::Run
+        })
         .count()
 }
 
@@ -198,11 +228,18 @@ async fn service_runs_and_stops() {
     let d = Arc::new(FakeDriver::default());
     let _a = c.agent("a1", d.clone()).await;
     c.api.register(&service(3, "", "")).await.unwrap();
-    c.until("3 running", async |c| (running(&c.allocs("svc").await) == 3).then_some(())).await;
+    c.until("3 running", async |c| {
+        (running(&c.allocs("svc").await) == 3).then_some(())
+    })
+    .await;
     assert_eq!(d.running(), 3);
     c.api.stop_job("svc", false).await.unwrap();
     c.until("all complete", async |c| {
-        c.allocs("svc").await.iter().all(|a| a.client_status == ClientStatus::Complete).then_some(())
+        c.allocs("svc")
+            .await
+            .iter()
+            .all(|a| a.client_status == ClientStatus::Complete)
+            .then_some(())
     })
     .await;
     assert_eq!(d.running(), 0);
@@ -225,11 +262,17 @@ async fn restart_policy_then_failure_then_reschedule() {
       delay     = "0s"
       unlimited = false
     }"#;
-    c.api.register(&service(1, "exit_after_ms = 20\nexit_code = 3", restart)).await.unwrap();
+    c.api
+        .register(&service(1, "exit_after_ms = 20\nexit_code = 3", restart))
+        .await
+        .unwrap();
     let failed = c
         .until("first alloc failed and replaced", async |c| {
             let a = c.allocs("svc").await;
-            let f = a.iter().find(|a| a.client_status == ClientStatus::Failed)?.clone();
+            let f = a
+                .iter()
+                .find(|a| a.client_status == ClientStatus::Failed)?
+                .clone();
             (a.len() >= 2).then_some(f)
         })
         .await;
@@ -241,7 +284,11 @@ async fn restart_policy_then_failure_then_reschedule() {
     // The replacement also fails; reschedule attempts (1) are then used up.
     c.until("two failed, no third", async |c| {
         let a = c.allocs("svc").await;
-        (a.iter().filter(|a| a.client_status == ClientStatus::Failed).count() == 2).then_some(())
+        (a.iter()
+            .filter(|a| a.client_status == ClientStatus::Failed)
+            .count()
+            == 2)
+            .then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -263,7 +310,10 @@ async fn batch_job_completes_and_is_not_restarted() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(d.starts.load(Ordering::SeqCst), 2);
-    assert_eq!(c.api.job("svc").await.unwrap().status, edge_spec::JobStatus::Dead);
+    assert_eq!(
+        c.api.job("svc").await.unwrap().status,
+        edge_spec::JobStatus::Dead
+    );
 }
 
 #[tokio::test]
@@ -277,15 +327,22 @@ async fn start_failure_is_reported_with_the_driver_message() {
       delay    = "10ms"
       mode     = "fail"
     }"#;
-    c.api.register(&service(1, "fail_start = true", restart)).await.unwrap();
+    c.api
+        .register(&service(1, "fail_start = true", restart))
+        .await
+        .unwrap();
     let a = c
         .until("failed", async |c| {
-            c.allocs("svc").await.into_iter().find(|a| a.client_status == ClientStatus::Failed)
+            c.allocs("svc")
+                .await
+                .into_iter()
+                .find(|a| a.client_status == ClientStatus::Failed)
         })
         .await;
     let ev = &a.task_states["t"].events;
     assert!(
-        ev.iter().any(|e| e.kind == "Driver Failure" && e.message.contains("asked to fail")),
+        ev.iter()
+            .any(|e| e.kind == "Driver Failure" && e.message.contains("asked to fail")),
         "{ev:?}"
     );
 }
@@ -296,7 +353,10 @@ async fn unknown_driver_fails_the_task_not_the_agent() {
     let d = Arc::new(FakeDriver::default());
     let _a = c.agent("a1", d.clone()).await;
     c.api.register(&service(1, "", "")).await.unwrap();
-    c.until("running", async |c| (running(&c.allocs("svc").await) == 1).then_some(())).await;
+    c.until("running", async |c| {
+        (running(&c.allocs("svc").await) == 1).then_some(())
+    })
+    .await;
     // A job for a driver no node has is refused by the scheduler with a reason,
     // and the agent keeps serving the first job.
     let mut j = service(1, "", "");
@@ -305,11 +365,20 @@ async fn unknown_driver_fails_the_task_not_the_agent() {
     let r = c.api.register(&j).await.unwrap();
     let e = c
         .until("eval done", async |c| {
-            let (e, _) = c.api.eval(r.eval_id.as_deref().unwrap(), QueryOptions::default()).await.ok()?;
+            let (e, _) = c
+                .api
+                .eval(r.eval_id.as_deref().unwrap(), QueryOptions::default())
+                .await
+                .ok()?;
             (e.status != edge_spec::EvalStatus::Pending).then_some(e)
         })
         .await;
-    assert!(e.failed_tg_allocs["g"].constraint_filtered.keys().any(|k| k.contains("nope")));
+    assert!(
+        e.failed_tg_allocs["g"]
+            .constraint_filtered
+            .keys()
+            .any(|k| k.contains("nope"))
+    );
     assert_eq!(running(&c.allocs("svc").await), 1);
 }
 
@@ -319,11 +388,17 @@ async fn restarted_agent_reattaches_instead_of_restarting() {
     let d = Arc::new(FakeDriver::default());
     let a = c.agent("a1", d.clone()).await;
     c.api.register(&service(2, "", "")).await.unwrap();
-    c.until("2 running", async |c| (running(&c.allocs("svc").await) == 2).then_some(())).await;
+    c.until("2 running", async |c| {
+        (running(&c.allocs("svc").await) == 2).then_some(())
+    })
+    .await;
     a.shutdown().await;
     assert_eq!(d.running(), 2, "tasks outlive the agent");
     let _a = c.agent("a1", d.clone()).await;
-    c.until("recovered", async |_| (d.recovers.load(Ordering::SeqCst) == 2).then_some(())).await;
+    c.until("recovered", async |_| {
+        (d.recovers.load(Ordering::SeqCst) == 2).then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(d.starts.load(Ordering::SeqCst), 2, "no task started twice");
     assert_eq!(running(&c.allocs("svc").await), 2);
@@ -336,19 +411,31 @@ async fn agent_restarts_its_tasks_from_local_state_without_the_server() {
     let d = Arc::new(FakeDriver::default());
     let a = c.agent("a1", d.clone()).await;
     c.api.register(&service(1, "", "")).await.unwrap();
-    c.until("running", async |c| (running(&c.allocs("svc").await) == 1).then_some(())).await;
+    c.until("running", async |c| {
+        (running(&c.allocs("svc").await) == 1).then_some(())
+    })
+    .await;
     a.shutdown().await;
     // A reboot: the tasks are gone (a fresh driver knows none) and the server is away.
     let server_addr = c.server.addr;
     let Cluster { server, dir, .. } = c;
     server.shutdown().await;
     let d2 = Arc::new(FakeDriver::default());
-    let mut cfg = AgentConfig::new(format!("http://{server_addr}"), "t".to_string(), dir.path().join("a1"));
+    let mut cfg = AgentConfig::new(
+        format!("http://{server_addr}"),
+        "t".to_string(),
+        dir.path().join("a1"),
+    );
     cfg.name = "a1".to_string();
-    let _a = edge_agent::start(cfg, vec![d2.clone() as Arc<dyn Driver>]).await.unwrap();
+    let _a = edge_agent::start(cfg, vec![d2.clone() as Arc<dyn Driver>])
+        .await
+        .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while d2.running() != 1 {
-        assert!(tokio::time::Instant::now() < deadline, "task not restarted offline");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task not restarted offline"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -15,7 +15,11 @@ fn repo() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A child process killed (SIGKILL) when dropped, logging to `dir/name.log`.
@@ -28,7 +32,11 @@ struct Proc {
 impl Proc {
     fn spawn(dir: &Path, name: &str, args: &[&str]) -> Proc {
         let log = dir.join(format!("{name}.log"));
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = Command::new(EDGE)
             .args(args)
             .env("EDGE_LOG", "info")
@@ -37,7 +45,11 @@ impl Proc {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
-        Proc { child, name: name.to_string(), log }
+        Proc {
+            child,
+            name: name.to_string(),
+            log,
+        }
     }
 
     fn kill9(&mut self) {
@@ -46,7 +58,11 @@ impl Proc {
     }
 
     fn dump(&self) {
-        eprintln!("--- {} log ---\n{}", self.name, std::fs::read_to_string(&self.log).unwrap_or_default());
+        eprintln!(
+            "--- {} log ---\n{}",
+            self.name,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
     }
 }
 
@@ -74,7 +90,10 @@ async fn until<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<T>) 
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {secs}s waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -95,7 +114,13 @@ async fn dev_runs_hello_and_it_answers_then_stops() {
     let _dev = Proc::spawn(
         dir.path(),
         "dev",
-        &["dev", "--data-dir", data.to_str().unwrap(), "--bind", &format!("127.0.0.1:{port}")],
+        &[
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+        ],
     );
     let api = Client::new(&addr, None).unwrap();
     until(30, "a ready node", async || {
@@ -105,14 +130,29 @@ async fn dev_runs_hello_and_it_answers_then_stops() {
 
     let out = cli(&addr, &["job", "run", "examples/hello.hcl"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "job run failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "job run failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("running"), "{stdout}");
 
-    let (allocs, _) = api.job_allocs("hello", QueryOptions::default()).await.unwrap();
+    let (allocs, _) = api
+        .job_allocs("hello", QueryOptions::default())
+        .await
+        .unwrap();
     let alloc = api.alloc(&allocs[0].id).await.unwrap();
-    let port = alloc.resources.ports.iter().find(|p| p.label == "http").unwrap().value;
+    let port = alloc
+        .resources
+        .ports
+        .iter()
+        .find(|p| p.label == "http")
+        .unwrap()
+        .value;
     let body = until(20, "hello answers over HTTP", async || {
-        let r = reqwest::get(format!("http://127.0.0.1:{port}/")).await.ok()?;
+        let r = reqwest::get(format!("http://127.0.0.1:{port}/"))
+            .await
+            .ok()?;
         r.status().is_success().then_some(())?;
         r.text().await.ok()
     })
@@ -126,7 +166,10 @@ async fn dev_runs_hello_and_it_answers_then_stops() {
     let out = cli(&addr, &["job", "stop", "hello"]);
     assert!(out.status.success());
     until(20, "hello stops answering", async || {
-        reqwest::get(format!("http://127.0.0.1:{port}/")).await.is_err().then_some(())
+        reqwest::get(format!("http://127.0.0.1:{port}/"))
+            .await
+            .is_err()
+            .then_some(())
     })
     .await;
 }
@@ -139,7 +182,13 @@ async fn broken_job_file_names_file_line_and_column_and_stores_nothing() {
     let _srv = Proc::spawn(
         dir.path(),
         "server",
-        &["server", "--data-dir", dir.path().join("s").to_str().unwrap(), "--bind", &format!("127.0.0.1:{port}")],
+        &[
+            "server",
+            "--data-dir",
+            dir.path().join("s").to_str().unwrap(),
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+        ],
     );
     let api = Client::new(&addr, None).unwrap();
     until(20, "server up", async || api.health().await.ok()).await;
@@ -148,9 +197,18 @@ async fn broken_job_file_names_file_line_and_column_and_stores_nothing() {
     let out = cli(&addr, &["job", "run", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.hcl:3:"), "error names file and line: {err}");
+    assert!(
+        err.contains("bad.hcl:3:"),
+        "error names file and line: {err}"
+    );
     assert!(err.contains("count"), "error names the field: {err}");
-    assert!(api.jobs(QueryOptions::default()).await.unwrap().0.is_empty());
+    assert!(
+        api.jobs(QueryOptions::default())
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
 }
 
 fn sleep_job(dir: &Path, count: u32) -> PathBuf {
@@ -187,7 +245,9 @@ async fn live_allocs(api: &Client, job: &str) -> Vec<edge_api::AllocListStub> {
         .map(|(a, _)| a)
         .unwrap_or_default()
         .into_iter()
-        .filter(|a| a.desired_status == DesiredStatus::Run && a.client_status == ClientStatus::Running)
+        .filter(|a| {
+            a.desired_status == DesiredStatus::Run && a.client_status == ClientStatus::Running
+        })
         .collect()
 }
 
@@ -236,11 +296,18 @@ async fn two_agents_survive_agent_and_server_kill9() {
     };
     let mut a1 = spawn_agent("a1");
     let mut a2 = spawn_agent("a2");
-    until(20, "two ready nodes", async || (api.health().await.ok()?.nodes_ready == 2).then_some(())).await;
+    until(20, "two ready nodes", async || {
+        (api.health().await.ok()?.nodes_ready == 2).then_some(())
+    })
+    .await;
 
     let job = sleep_job(dir.path(), 4);
     let out = cli(&addr, &["job", "run", job.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let allocs = until(30, "4 running", async || {
         let a = live_allocs(&api, "sleepers").await;
         (a.len() == 4).then_some(a)
@@ -250,9 +317,16 @@ async fn two_agents_survive_agent_and_server_kill9() {
     assert_eq!((on("a1"), on("a2")), (2, 2), "count=4 lands on both nodes");
 
     // kill -9 of an agent: its tasks keep running; a restarted agent re-attaches.
-    let a2_pids: Vec<u32> = allocs.iter().filter(|a| a.node_name == "a2").flat_map(pids).collect();
+    let a2_pids: Vec<u32> = allocs
+        .iter()
+        .filter(|a| a.node_name == "a2")
+        .flat_map(pids)
+        .collect();
     a2.kill9();
-    assert!(a2_pids.iter().all(|p| pid_alive(*p)), "tasks outlive the agent");
+    assert!(
+        a2_pids.iter().all(|p| pid_alive(*p)),
+        "tasks outlive the agent"
+    );
     let mut a2 = spawn_agent("a2");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = until(20, "4 running after agent restart", async || {
@@ -260,12 +334,21 @@ async fn two_agents_survive_agent_and_server_kill9() {
         (a.len() == 4).then_some(a)
     })
     .await;
-    let mut again: Vec<u32> = after.iter().filter(|a| a.node_name == "a2").flat_map(pids).collect();
+    let mut again: Vec<u32> = after
+        .iter()
+        .filter(|a| a.node_name == "a2")
+        .flat_map(pids)
+        .collect();
     let mut before = a2_pids.clone();
     again.sort();
     before.sort();
     assert_eq!(before, again, "same PIDs: re-attached, not restarted");
-    let total = api.job_allocs("sleepers", QueryOptions::default()).await.unwrap().0.len();
+    let total = api
+        .job_allocs("sleepers", QueryOptions::default())
+        .await
+        .unwrap()
+        .0
+        .len();
     assert_eq!(total, 4, "no duplicate allocations");
 
     // kill -9 of the server: nothing is lost.
@@ -273,8 +356,14 @@ async fn two_agents_survive_agent_and_server_kill9() {
     server.kill9();
     let mut server = Proc::spawn(dir.path(), "server2", &sargs);
     until(20, "server back", async || api.health().await.ok()).await;
-    assert_eq!(api.job_versions("sleepers").await.unwrap().len(), versions_before);
-    until(30, "agents reconnect", async || (api.health().await.ok()?.nodes_ready == 2).then_some(())).await;
+    assert_eq!(
+        api.job_versions("sleepers").await.unwrap().len(),
+        versions_before
+    );
+    until(30, "agents reconnect", async || {
+        (api.health().await.ok()?.nodes_ready == 2).then_some(())
+    })
+    .await;
     assert_eq!(live_allocs(&api, "sleepers").await.len(), 4);
 
     // kill -9 of an agent for good: its allocations are lost and replaced on
@@ -292,7 +381,10 @@ async fn two_agents_survive_agent_and_server_kill9() {
         (a.len() == 4 && a.iter().all(|a| a.node_name == "a2")).then_some(())
     })
     .await;
-    eprintln!("allocations replaced {:?} after the agent was killed", t0.elapsed());
+    eprintln!(
+        "allocations replaced {:?} after the agent was killed",
+        t0.elapsed()
+    );
     let lost = api
         .job_allocs("sleepers", QueryOptions::default())
         .await
@@ -306,7 +398,11 @@ async fn two_agents_survive_agent_and_server_kill9() {
     let out = cli(&addr, &["job", "stop", "sleepers"]);
     assert!(out.status.success());
     until(30, "a2's tasks stopped", async || {
-        let a = api.job_allocs("sleepers", QueryOptions::default()).await.ok()?.0;
+        let a = api
+            .job_allocs("sleepers", QueryOptions::default())
+            .await
+            .ok()?
+            .0;
         a.iter()
             .filter(|a| a.node_name == "a2")
             .all(|a| a.client_status == ClientStatus::Complete)

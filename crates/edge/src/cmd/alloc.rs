@@ -12,7 +12,10 @@ pub async fn run(g: &Global, c: AllocCommand) -> anyhow::Result<u8> {
         AllocCommand::Ls { job, node } => {
             let (mut allocs, _) = api.allocs(QueryOptions::default()).await?;
             allocs.retain(|a| job.as_ref().is_none_or(|j| &a.job_id == j));
-            allocs.retain(|a| node.as_ref().is_none_or(|n| a.node_id.starts_with(n.as_str()) || &a.node_name == n));
+            allocs.retain(|a| {
+                node.as_ref()
+                    .is_none_or(|n| a.node_id.starts_with(n.as_str()) || &a.node_name == n)
+            });
             emit(g.output, &allocs, || super::job::alloc_table(&allocs))?;
             Ok(0)
         }
@@ -24,8 +27,15 @@ pub async fn run(g: &Global, c: AllocCommand) -> anyhow::Result<u8> {
             }
             println!("ID                  = {}", a.id);
             println!("Name                = {}", a.name);
-            println!("Node                = {} ({})", a.node_name, short(&a.node_id));
-            println!("Job                 = {} (version {})", a.job_id, a.job_version);
+            println!(
+                "Node                = {} ({})",
+                a.node_name,
+                short(&a.node_id)
+            );
+            println!(
+                "Job                 = {} (version {})",
+                a.job_id, a.job_version
+            );
             println!("Desired Status      = {}", a.desired_status.as_str());
             if !a.desired_description.is_empty() {
                 println!("Desired Description = {}", a.desired_description);
@@ -65,7 +75,13 @@ pub async fn run(g: &Global, c: AllocCommand) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        AllocCommand::Logs { id, task, follow, stderr, tail } => {
+        AllocCommand::Logs {
+            id,
+            task,
+            follow,
+            stderr,
+            tail,
+        } => {
             let mut q: Vec<(&str, String)> = vec![
                 ("type", if stderr { "stderr" } else { "stdout" }.to_string()),
                 ("follow", follow.to_string()),

@@ -14,7 +14,9 @@ use std::sync::Arc;
 fn init_logs(g: &Global) {
     let filter = tracing_subscriber::EnvFilter::try_new(&g.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if g.log_json {
         b.json().init();
     } else {
@@ -22,7 +24,11 @@ fn init_logs(g: &Global) {
     }
 }
 
-fn server_config(data_dir: PathBuf, bind: SocketAddr, t: &ServerTuning) -> anyhow::Result<ServerConfig> {
+fn server_config(
+    data_dir: PathBuf,
+    bind: SocketAddr,
+    t: &ServerTuning,
+) -> anyhow::Result<ServerConfig> {
     let mut cfg = ServerConfig::new(data_dir, bind);
     cfg.heartbeat_ttl = t.heartbeat_ttl;
     cfg.gc_interval = t.gc_interval;
@@ -35,7 +41,12 @@ fn server_config(data_dir: PathBuf, bind: SocketAddr, t: &ServerTuning) -> anyho
         .split_once('-')
         .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
         .filter(|(a, b)| a <= b && *a > 0)
-        .with_context(|| format!("--port-range {:?}: expected MIN-MAX, e.g. 20000-32000", t.port_range))?;
+        .with_context(|| {
+            format!(
+                "--port-range {:?}: expected MIN-MAX, e.g. 20000-32000",
+                t.port_range
+            )
+        })?;
     cfg.scheduler.port_min = lo;
     cfg.scheduler.port_max = hi;
     Ok(cfg)
@@ -99,7 +110,12 @@ pub async fn agent(g: &Global, a: AgentArgs) -> anyhow::Result<u8> {
     init_logs(g);
     std::fs::create_dir_all(&a.data_dir)
         .with_context(|| format!("create data dir {}", a.data_dir.display()))?;
-    let cfg = agent_config(a.server.clone(), a.join_token.clone(), a.data_dir.clone(), &a.node);
+    let cfg = agent_config(
+        a.server.clone(),
+        a.join_token.clone(),
+        a.data_dir.clone(),
+        &a.node,
+    );
     let h = edge_agent::start(cfg, drivers(&a.data_dir)?).await?;
     shutdown_signal().await;
     tracing::info!("agent stopping; tasks keep running and are re-attached on the next start");
@@ -114,7 +130,8 @@ pub async fn dev(g: &Global, a: DevArgs) -> anyhow::Result<u8> {
     let cfg = server_config(data.join("server"), a.bind, &a.tuning)?;
     let server = edge_server::start(cfg).await?;
     let agent_dir = data.join("agent");
-    std::fs::create_dir_all(&agent_dir).with_context(|| format!("create {}", agent_dir.display()))?;
+    std::fs::create_dir_all(&agent_dir)
+        .with_context(|| format!("create {}", agent_dir.display()))?;
     let acfg = agent_config(
         format!("http://{}", server.addr),
         server.token.clone(),

@@ -31,7 +31,11 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
             println!("Example job file written to {}", path.display());
             Ok(0)
         }
-        JobCommand::Run { file, detach, timeout } => {
+        JobCommand::Run {
+            file,
+            detach,
+            timeout,
+        } => {
             let job = load(&file)?;
             let api = super::client(g)?;
             let resp = api.register(&job).await?;
@@ -136,11 +140,22 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
             println!("Type          = {}", job.job_type.as_str());
             println!("Priority      = {}", job.priority);
             println!("Datacenters   = {}", job.datacenters.join(","));
-            println!("Status        = {}", format!("{:?}", job.status).to_lowercase());
+            println!(
+                "Status        = {}",
+                format!("{:?}", job.status).to_lowercase()
+            );
             println!("Version       = {}", job.version);
             println!("Submitted     = {}", time(job.submit_time));
             println!("\nSummary");
-            let mut sum = table(&["Task Group", "Desired", "Pending", "Running", "Complete", "Failed", "Lost"]);
+            let mut sum = table(&[
+                "Task Group",
+                "Desired",
+                "Pending",
+                "Running",
+                "Complete",
+                "Failed",
+                "Lost",
+            ]);
             for grp in &job.groups {
                 let count = |s: ClientStatus| {
                     allocs
@@ -151,7 +166,11 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
                 };
                 sum.add_row(vec![
                     grp.name.clone(),
-                    if job.stop { "0".to_string() } else { grp.count.to_string() },
+                    if job.stop {
+                        "0".to_string()
+                    } else {
+                        grp.count.to_string()
+                    },
                     count(ClientStatus::Pending),
                     count(ClientStatus::Running),
                     count(ClientStatus::Complete),
@@ -175,7 +194,10 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
                     .find(|j| j.version == v)
                     .with_context(|| format!("job {id:?} has no version {v}"))?,
             };
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "job": job }))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "job": job }))?
+            );
             Ok(0)
         }
         JobCommand::Stop { id, purge, detach } => {
@@ -185,7 +207,14 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
                 println!("{}", serde_json::to_string_pretty(&resp)?);
                 return Ok(0);
             }
-            println!("==> Job {id:?} {}", if purge { "stopped and purged" } else { "stopped" });
+            println!(
+                "==> Job {id:?} {}",
+                if purge {
+                    "stopped and purged"
+                } else {
+                    "stopped"
+                }
+            );
             if let (Some(eval), false) = (resp.eval_id, detach) {
                 println!("==> Evaluation {} submitted", short(&eval));
                 let e = wait_eval(&api, &eval).await?;
@@ -230,7 +259,9 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
 pub fn load(f: &JobFileArgs) -> anyhow::Result<Job> {
     let (name, src) = if f.file.as_os_str() == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("read standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("read standard input")?;
         ("<stdin>".to_string(), s)
     } else {
         let s = std::fs::read_to_string(&f.file)
@@ -239,7 +270,8 @@ pub fn load(f: &JobFileArgs) -> anyhow::Result<Job> {
     };
     let mut var_files = Vec::new();
     for p in &f.var_files {
-        let s = std::fs::read_to_string(p).with_context(|| format!("cannot read var file {}", p.display()))?;
+        let s = std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read var file {}", p.display()))?;
         var_files.push((p.display().to_string(), s));
     }
     let opts = ParseOptions {
@@ -267,7 +299,10 @@ async fn wait_eval(api: &Client, eval_id: &str) -> anyhow::Result<edge_spec::Eva
     let mut index = 0;
     loop {
         let (e, meta) = api
-            .eval(eval_id, QueryOptions::blocking(index, Duration::from_secs(10)))
+            .eval(
+                eval_id,
+                QueryOptions::blocking(index, Duration::from_secs(10)),
+            )
             .await?;
         if e.status != EvalStatus::Pending {
             return Ok(e);
@@ -304,9 +339,19 @@ fn print_failures(failed: &BTreeMap<String, AllocMetric>) {
 }
 
 /// Follows an evaluation, then the allocations of `version`, like `nomad job run`.
-async fn monitor(api: &Client, job_id: &str, eval_id: &str, version: u64, timeout: Duration) -> anyhow::Result<u8> {
+async fn monitor(
+    api: &Client,
+    job_id: &str,
+    eval_id: &str,
+    version: u64,
+    timeout: Duration,
+) -> anyhow::Result<u8> {
     let e = wait_eval(api, eval_id).await?;
-    println!("==> Evaluation {} finished: {}", short(eval_id), e.status_description);
+    println!(
+        "==> Evaluation {} finished: {}",
+        short(eval_id),
+        e.status_description
+    );
     if !e.failed_tg_allocs.is_empty() {
         println!("==> Placement failures:");
         print_failures(&e.failed_tg_allocs);
@@ -318,7 +363,10 @@ async fn monitor(api: &Client, job_id: &str, eval_id: &str, version: u64, timeou
     let mut shown: BTreeMap<String, ClientStatus> = BTreeMap::new();
     loop {
         let (allocs, meta) = api
-            .job_allocs(job_id, QueryOptions::blocking(index, Duration::from_secs(5)))
+            .job_allocs(
+                job_id,
+                QueryOptions::blocking(index, Duration::from_secs(5)),
+            )
             .await?;
         index = meta.index;
         let current: Vec<&AllocListStub> = allocs
@@ -330,21 +378,38 @@ async fn monitor(api: &Client, job_id: &str, eval_id: &str, version: u64, timeou
                 println!(
                     "    Allocation {} on node {}: {}",
                     short(&a.id),
-                    if a.node_name.is_empty() { short(&a.node_id) } else { &a.node_name },
+                    if a.node_name.is_empty() {
+                        short(&a.node_id)
+                    } else {
+                        &a.node_name
+                    },
                     a.client_status.as_str()
                 );
                 shown.insert(a.id.clone(), a.client_status);
             }
         }
-        let failed = current.iter().any(|a| a.client_status == ClientStatus::Failed);
+        let failed = current
+            .iter()
+            .any(|a| a.client_status == ClientStatus::Failed);
         let done = current.iter().all(|a| {
-            matches!(a.client_status, ClientStatus::Running | ClientStatus::Complete)
+            matches!(
+                a.client_status,
+                ClientStatus::Running | ClientStatus::Complete
+            )
         });
         if failed {
-            for a in current.iter().filter(|a| a.client_status == ClientStatus::Failed) {
+            for a in current
+                .iter()
+                .filter(|a| a.client_status == ClientStatus::Failed)
+            {
                 for (task, st) in &a.task_states {
                     if let Some(ev) = st.events.last() {
-                        println!("    ! {} task {task:?}: {}: {}", short(&a.id), ev.kind, ev.message);
+                        println!(
+                            "    ! {} task {task:?}: {}: {}",
+                            short(&a.id),
+                            ev.kind,
+                            ev.message
+                        );
                     }
                 }
             }
@@ -352,22 +417,43 @@ async fn monitor(api: &Client, job_id: &str, eval_id: &str, version: u64, timeou
             return Ok(1);
         }
         if done {
-            println!("==> Job {job_id:?} deployed: {} allocation(s) running", current.iter().filter(|a| a.client_status == ClientStatus::Running).count());
+            println!(
+                "==> Job {job_id:?} deployed: {} allocation(s) running",
+                current
+                    .iter()
+                    .filter(|a| a.client_status == ClientStatus::Running)
+                    .count()
+            );
             return Ok(0);
         }
         if tokio::time::Instant::now() >= deadline {
-            println!("==> Timed out waiting for allocations to start; `edge job status {job_id}` shows progress");
+            println!(
+                "==> Timed out waiting for allocations to start; `edge job status {job_id}` shows progress"
+            );
             return Ok(1);
         }
     }
 }
 
 pub fn alloc_table(allocs: &[AllocListStub]) -> comfy_table::Table {
-    let mut t = table(&["ID", "Node", "Task Group", "Version", "Desired", "Status", "Created", "Modified"]);
+    let mut t = table(&[
+        "ID",
+        "Node",
+        "Task Group",
+        "Version",
+        "Desired",
+        "Status",
+        "Created",
+        "Modified",
+    ]);
     for a in allocs {
         t.add_row(vec![
             short(&a.id).to_string(),
-            if a.node_name.is_empty() { short(&a.node_id).to_string() } else { a.node_name.clone() },
+            if a.node_name.is_empty() {
+                short(&a.node_id).to_string()
+            } else {
+                a.node_name.clone()
+            },
             a.group.clone(),
             a.job_version.to_string(),
             a.desired_status.as_str().to_string(),

@@ -9,7 +9,18 @@ pub async fn run(g: &Global, c: NodeCommand) -> anyhow::Result<u8> {
         NodeCommand::Ls => {
             let nodes = api.nodes().await?;
             emit(g.output, &nodes, || {
-                let mut t = table(&["ID", "Name", "DC", "Address", "Status", "Eligible", "Drain", "Drivers", "Running", "Heartbeat"]);
+                let mut t = table(&[
+                    "ID",
+                    "Name",
+                    "DC",
+                    "Address",
+                    "Status",
+                    "Eligible",
+                    "Drain",
+                    "Drivers",
+                    "Running",
+                    "Heartbeat",
+                ]);
                 for n in &nodes {
                     t.add_row(vec![
                         short(&n.id).to_string(),
@@ -38,15 +49,27 @@ pub async fn run(g: &Global, c: NodeCommand) -> anyhow::Result<u8> {
             println!("Name        = {}", n.name);
             println!("Datacenter  = {}", n.datacenter);
             println!("Address     = {}", n.address);
-            println!("Status      = {} {}", n.status.as_str(), n.status_description);
+            println!(
+                "Status      = {} {}",
+                n.status.as_str(),
+                n.status_description
+            );
             println!("Eligible    = {}", n.eligible);
             println!("Drain       = {}", n.drain);
-            println!("Resources   = cpu {} MHz ({} cores), memory {} MB", n.resources.cpu, n.resources.cores, n.resources.memory);
+            println!(
+                "Resources   = cpu {} MHz ({} cores), memory {} MB",
+                n.resources.cpu, n.resources.cores, n.resources.memory
+            );
             println!("Heartbeat   = {}", time(n.last_heartbeat));
             println!("\nDrivers");
             let mut t = table(&["Driver", "Detected", "Healthy", "Description"]);
             for (k, d) in &n.drivers {
-                t.add_row(vec![k.clone(), d.detected.to_string(), d.healthy.to_string(), d.description.clone()]);
+                t.add_row(vec![
+                    k.clone(),
+                    d.detected.to_string(),
+                    d.healthy.to_string(),
+                    d.description.clone(),
+                ]);
             }
             println!("{t}");
             println!("\nAttributes");
@@ -60,7 +83,10 @@ pub async fn run(g: &Global, c: NodeCommand) -> anyhow::Result<u8> {
                 }
             }
             let (allocs, _) = api
-                .get::<Vec<edge_api::AllocListStub>>(&format!("/v1/allocations?node={}", n.id), Default::default())
+                .get::<Vec<edge_api::AllocListStub>>(
+                    &format!("/v1/allocations?node={}", n.id),
+                    Default::default(),
+                )
                 .await?;
             println!("\nAllocations");
             println!("{}", super::job::alloc_table(&allocs));
@@ -75,12 +101,19 @@ pub async fn run(g: &Global, c: NodeCommand) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        NodeCommand::Eligibility { id, enable, disable } => {
+        NodeCommand::Eligibility {
+            id,
+            enable,
+            disable,
+        } => {
             if enable == disable {
                 anyhow::bail!("pass exactly one of --enable or --disable");
             }
             api.node_eligibility(&id, enable).await?;
-            println!("Node {id:?} is now {}", if enable { "eligible" } else { "ineligible" });
+            println!(
+                "Node {id:?} is now {}",
+                if enable { "eligible" } else { "ineligible" }
+            );
             Ok(0)
         }
     }
@@ -92,7 +125,15 @@ pub async fn eval(g: &Global, c: EvalCommand) -> anyhow::Result<u8> {
         EvalCommand::Ls => {
             let evals = api.evals().await?;
             emit(g.output, &evals, || {
-                let mut t = table(&["ID", "Priority", "Triggered By", "Job", "Status", "Placement Failures", "Created"]);
+                let mut t = table(&[
+                    "ID",
+                    "Priority",
+                    "Triggered By",
+                    "Job",
+                    "Status",
+                    "Placement Failures",
+                    "Created",
+                ]);
                 for e in &evals {
                     t.add_row(vec![
                         short(&e.id).to_string(),
@@ -121,8 +162,14 @@ pub async fn eval(g: &Global, c: EvalCommand) -> anyhow::Result<u8> {
             println!("Description  = {}", e.status_description);
             println!("Created      = {}", time(e.create_time));
             for (group, m) in &e.failed_tg_allocs {
-                println!("\nTask Group {group:?} failed to place {} allocation(s):", m.coalesced_failures + 1);
-                println!("  Nodes evaluated: {}, filtered: {}, exhausted: {}", m.nodes_evaluated, m.nodes_filtered, m.nodes_exhausted);
+                println!(
+                    "\nTask Group {group:?} failed to place {} allocation(s):",
+                    m.coalesced_failures + 1
+                );
+                println!(
+                    "  Nodes evaluated: {}, filtered: {}, exhausted: {}",
+                    m.nodes_evaluated, m.nodes_filtered, m.nodes_exhausted
+                );
                 for (r, n) in &m.constraint_filtered {
                     println!("  * {r}: {n} nodes excluded");
                 }

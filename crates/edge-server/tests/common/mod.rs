@@ -53,7 +53,11 @@ pub fn node(id: &str, cpu: u32, memory: u32) -> Node {
         drain: false,
         attributes,
         meta: BTreeMap::new(),
-        resources: NodeResources { cpu, memory, cores: 2 },
+        resources: NodeResources {
+            cpu,
+            memory,
+            cores: 2,
+        },
         reserved: NodeResources::default(),
         drivers,
         last_heartbeat: 0,
@@ -65,7 +69,10 @@ pub fn node(id: &str, cpu: u32, memory: u32) -> Node {
 
 pub async fn register(h: &ServerHandle, n: Node) {
     agent_client(h)
-        .agent_register(&RegisterRequest { node: n, http_addr: None })
+        .agent_register(&RegisterRequest {
+            node: n,
+            http_addr: None,
+        })
         .await
         .expect("register");
 }
@@ -98,7 +105,9 @@ job "{id}" {{
         filename: "test.hcl".to_string(),
         ..Default::default()
     };
-    edge_spec::parse_hcl(&src, &opts).expect("test job parses").job
+    edge_spec::parse_hcl(&src, &opts)
+        .expect("test job parses")
+        .job
 }
 
 /// Polls `f` until it returns Some, for at most `secs` seconds.
@@ -108,7 +117,10 @@ pub async fn eventually<T>(secs: u64, mut f: impl AsyncFnMut() -> Option<T>) -> 
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "condition not met within {secs}s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {secs}s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
