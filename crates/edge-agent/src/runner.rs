@@ -323,6 +323,29 @@ fn task_config(ctx: &RunCtx, g: &LocalAlloc, task: &Task) -> TaskConfig {
     }
 }
 
+/// Driver events during `prepare`, recorded on the task and reported.
+struct TaskEvents<'a> {
+    ctx: &'a RunCtx,
+    shared: &'a Mutex<LocalAlloc>,
+    task: &'a str,
+}
+
+impl edge_driver::EventSink for TaskEvents<'_> {
+    fn event(&self, kind: &str, message: &str) {
+        with_task(self.ctx, self.shared, self.task, |t| {
+            // Progress updates replace each other instead of filling the list.
+            if t.state
+                .events
+                .last()
+                .is_some_and(|e| e.kind == kind && kind.ends_with("Progress"))
+            {
+                t.state.events.pop();
+            }
+            t.state.push_event(event(kind, message));
+        });
+    }
+}
+
 enum Outcome {
     Exited(ExitResult),
     Stopped,
@@ -396,7 +419,16 @@ async fn run_task(
                     let g = lock(&shared);
                     task_config(&ctx, &g, &task)
                 };
-                match driver.start(&cfg).await {
+                let sink = TaskEvents {
+                    ctx: &ctx,
+                    shared: &shared,
+                    task: &name,
+                };
+                let started = match driver.prepare(&cfg, &sink).await {
+                    Ok(()) => driver.start(&cfg).await,
+                    Err(e) => Err(e),
+                };
+                match started {
                     Ok(h) => {
                         let hc = h.clone();
                         with_task(&ctx, &shared, &name, |t| {

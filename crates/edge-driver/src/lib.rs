@@ -91,6 +91,12 @@ pub struct TaskStats {
     pub timestamp: i64,
 }
 
+/// Where a driver reports task events while it works (`Downloading image`,
+/// progress, `Image pulled`...). They reach the task's event list and the CLI.
+pub trait EventSink: Send + Sync {
+    fn event(&self, kind: &str, message: &str);
+}
+
 /// A way of running tasks. Implementations must never panic on bad task
 /// config: they answer `DriverError::Config` naming the field instead.
 #[async_trait]
@@ -99,6 +105,14 @@ pub trait Driver: Send + Sync {
 
     /// Whether the driver can run tasks on this node now.
     async fn fingerprint(&self) -> DriverInfo;
+
+    /// Gets what the task needs before it can start (an image pull, a module
+    /// or model download), reporting progress through `events`. Called before
+    /// every `start`; must be cheap when everything is already there.
+    async fn prepare(&self, cfg: &TaskConfig, events: &dyn EventSink) -> Result<(), DriverError> {
+        let _ = (cfg, events);
+        Ok(())
+    }
 
     /// Starts the task; returns once it is running (or failed to start).
     async fn start(&self, cfg: &TaskConfig) -> Result<TaskHandle, DriverError>;
