@@ -135,6 +135,12 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
     let app = http::router(server.clone());
     let sd = shutdown.clone();
     let mut tasks = vec![tokio::spawn(async move {
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -42,7 +42,8 @@ pub async fn run(server: Arc<Server>) {
 fn pending(s: &St, now: i64) -> (Vec<String>, Option<i64>) {
     let mut ready: Vec<&Evaluation> = Vec::new();
     let mut next: Option<i64> = None;
-    for e in s.evals.values().filter(|e| e.status == EvalStatus::Pending) {
+    let open = s.open_evals.iter().filter_map(|id| s.evals.get(id));
+    for e in open.filter(|e| e.status == EvalStatus::Pending) {
         if e.wait_until > now {
             next = Some(next.map_or(e.wait_until, |n: i64| n.min(e.wait_until)));
         } else {
@@ -113,9 +114,8 @@ fn apply(s: &St, eval_id: &str, plan: Plan, now: i64) -> Batch {
     };
     let mut eval = eval.clone();
     // Older pending evals of the same job are covered by this run.
-    for other in s.evals.values() {
-        if other.job_id == eval.job_id
-            && other.id != eval.id
+    for other in s.job_evals(&eval.job_id) {
+        if other.id != eval.id
             && ((other.status == EvalStatus::Pending
                 && other.wait_until <= now
                 && other.create_index <= eval.create_index)

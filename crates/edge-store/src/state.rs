@@ -2,7 +2,7 @@
 
 use crate::StoreError;
 use edge_sched::NodeUsage;
-use edge_spec::{Allocation, Evaluation, Job, Node};
+use edge_spec::{Allocation, EvalStatus, Evaluation, Job, Node};
 use rusqlite::Connection;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -77,6 +77,11 @@ pub struct State {
     /// Node id to the ids of all allocations placed on it.
     pub allocs_by_node: HashMap<String, BTreeSet<String>>,
     pub evals: BTreeMap<String, Evaluation>,
+    /// Job id to the ids of its evaluations.
+    pub evals_by_job: HashMap<String, BTreeSet<String>>,
+    /// Ids of evaluations still to run (pending) or waiting for room
+    /// (blocked), so the worker never scans finished ones.
+    pub open_evals: BTreeSet<String>,
     /// Node id to the resources its live allocations hold; nodes holding
     /// nothing have no entry.
     pub usage: HashMap<String, NodeUsage>,
@@ -118,12 +123,42 @@ impl State {
             self.upsert_alloc(a.clone());
         }
         for id in &b.delete_evals {
-            self.evals.remove(id);
+            self.remove_eval(id);
         }
         for e in &b.evals {
-            self.evals.insert(e.id.clone(), e.clone());
+            self.insert_eval(e.clone());
         }
         self.index = index;
+    }
+
+    /// The job's evaluations, in id order.
+    pub fn job_evals(&self, job_id: &str) -> Vec<&Evaluation> {
+        self.evals_by_job
+            .get(job_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.evals.get(id))
+            .collect()
+    }
+
+    pub(crate) fn insert_eval(&mut self, e: Evaluation) {
+        if matches!(e.status, EvalStatus::Pending | EvalStatus::Blocked) {
+            self.open_evals.insert(e.id.clone());
+        } else {
+            self.open_evals.remove(&e.id);
+        }
+        self.evals_by_job
+            .entry(e.job_id.clone())
+            .or_default()
+            .insert(e.id.clone());
+        self.evals.insert(e.id.clone(), e);
+    }
+
+    pub(crate) fn remove_eval(&mut self, id: &str) {
+        if let Some(old) = self.evals.remove(id) {
+            self.open_evals.remove(id);
+            remove_from(&mut self.evals_by_job, &old.job_id, id);
+        }
     }
 
     fn upsert_alloc(&mut self, a: Allocation) {
@@ -221,9 +256,7 @@ pub(crate) fn load(conn: &Connection) -> Result<State, StoreError> {
         conn,
         "SELECT id, body FROM evals",
         "evaluation",
-        |e: Evaluation| {
-            s.evals.insert(e.id.clone(), e);
-        },
+        |e: Evaluation| s.insert_eval(e),
     )?;
     Ok(s)
 }

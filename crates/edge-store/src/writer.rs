@@ -270,7 +270,7 @@ impl Writer {
                     st.remove_alloc(id);
                 }
                 for id in &evals {
-                    st.evals.remove(id);
+                    st.remove_eval(id);
                 }
             }
         }

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Idle resident memory of `edge dev` (server + agent in one process) with no
+# jobs, after it has settled. Run: bash benches/idle-memory.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked -q -p edge
+dir=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+./target/release/edge dev --data-dir "$dir" --bind "127.0.0.1:$port" >"$dir/log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 1 100); do
+  EDGE_ADDR="http://127.0.0.1:$port" ./target/release/edge node ls 2>/dev/null | grep -q ready && break
+  sleep 0.1
+done
+sleep "${SETTLE:-10}"
+rss_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+hwm_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
+threads=$(awk '/^Threads/ {print $2}' "/proc/$pid/status")
+size=$(stat -c %s target/release/edge)
+awk -v r="$rss_kb" -v h="$hwm_kb" -v t="$threads" -v s="$size" 'BEGIN {
+  printf "edge dev idle: RSS %.1f MB (peak %.1f MB), %d threads, binary %.1f MB\n", r/1024, h/1024, t, s/1048576 }'

@@ -1,0 +1,113 @@
+//! Job registrations per second through the real HTTP API on loopback, and
+//! the database size after 10,000 updates of one job with GC.
+//! Run: `cargo bench -p edge-server --bench register`
+
+use edge_api::Client;
+use edge_spec::{Group, Job, Resources, Task};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+fn job(id: &str, n: u64) -> Job {
+    let mut env = BTreeMap::new();
+    env.insert("REVISION".to_string(), n.to_string());
+    Job {
+        id: id.to_string(),
+        name: id.to_string(),
+        job_type: Default::default(),
+        datacenters: vec!["*".to_string()],
+        priority: 50,
+        meta: BTreeMap::new(),
+        constraints: vec![],
+        groups: vec![Group {
+            name: "web".to_string(),
+            count: 1,
+            constraints: vec![],
+            network: Default::default(),
+            services: vec![],
+            restart: Default::default(),
+            reschedule: Default::default(),
+            tasks: vec![Task {
+                name: "server".to_string(),
+                driver: "exec".to_string(),
+                config: serde_json::json!({"command": "/bin/true"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                env,
+                resources: Resources { cpu: 100, memory: 64 },
+                kill_timeout: Duration::from_secs(5),
+            }],
+        }],
+        version: 0,
+        stop: false,
+        status: Default::default(),
+        submit_time: 0,
+        create_index: 0,
+        modify_index: 0,
+    }
+}
+
+fn file_size(dir: &std::path::Path) -> u64 {
+    ["edge.db", "edge.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+async fn register_many(api: &Client, concurrency: usize, total: usize, same_job: bool) -> f64 {
+    let started = Instant::now();
+    let per = total / concurrency;
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let api = api.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per {
+                let n = (w * per + i) as u64;
+                let id = if same_job { "one".to_string() } else { format!("job-{n}") };
+                api.register(&job(&id, n)).await.expect("register");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    (per * concurrency) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = edge_server::ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().expect("addr"));
+        let h = edge_server::start(cfg).await.expect("server");
+        let api = Client::new(&format!("http://{}", h.addr), None).expect("client");
+        for c in [1usize, 16, 64] {
+            let rate = register_many(&api, c, 5_000, false).await;
+            println!("register distinct jobs, concurrency {c:>2}: {rate:>8.0} registrations/s");
+        }
+        h.shutdown().await;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = edge_server::ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().expect("addr"));
+        let gc = cfg.gc.clone();
+        let h = edge_server::start(cfg).await.expect("server");
+        let api = Client::new(&format!("http://{}", h.addr), None).expect("client");
+        let rate = register_many(&api, 16, 10_000, true).await;
+        let before = file_size(dir.path());
+        let report = h
+            .server
+            .store()
+            .gc(&gc, edge_server::now_ms() + 2 * 3_600_000)
+            .await
+            .expect("gc");
+        let after = file_size(dir.path());
+        println!("10,000 updates of one job at {rate:.0}/s: database {:.1} MB before GC, {:.1} MB after ({report:?})",
+            before as f64 / 1e6, after as f64 / 1e6);
+        h.shutdown().await;
+    });
+}
