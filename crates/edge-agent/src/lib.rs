@@ -4,6 +4,7 @@
 //! `Driver` trait and the server only through its HTTP API.
 
 pub mod error;
+mod checks;
 mod fingerprint;
 mod http;
 mod restart;
@@ -13,7 +14,7 @@ pub mod state;
 pub use error::AgentError;
 pub use runner::interpolate;
 
-use edge_api::{AgentAlloc, AllocUpdate, Client, QueryOptions, RegisterRequest};
+use edge_api::{AgentAlloc, AllocUpdate, Catalog, Client, QueryOptions, RegisterRequest};
 use edge_driver::Driver;
 use edge_spec::{ClientStatus, DesiredStatus, Node, NodeResources, NodeStatus};
 use runner::{AllocRunner, RunCtx};
@@ -23,7 +24,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -93,10 +94,17 @@ impl Reporter {
 pub struct AgentHandle {
     pub node_id: String,
     pub http_addr: SocketAddr,
+    catalog: watch::Receiver<Arc<Catalog>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl AgentHandle {
+    /// The cluster's service catalog, kept current by a blocking watch; the
+    /// last one seen stays while the server is unreachable.
+    pub fn catalog(&self) -> watch::Receiver<Arc<Catalog>> {
+        self.catalog.clone()
+    }
+
     /// Stops the agent's loops; tasks it started keep running (as after a crash).
     pub async fn shutdown(self) {
         for t in self.tasks {
@@ -193,7 +201,9 @@ pub async fn start(
         http_addr,
     });
     agent.restore().await;
+    let (catalog_tx, catalog_rx) = watch::channel(Arc::new(Catalog::default()));
     let tasks = vec![
+        tokio::spawn(agent.clone().catalog_loop(catalog_tx)),
         tokio::spawn(http::serve(
             listener,
             agent.cfg.token.clone(),
@@ -207,6 +217,7 @@ pub async fn start(
     Ok(AgentHandle {
         node_id,
         http_addr,
+        catalog: catalog_rx,
         tasks,
     })
 }
@@ -373,6 +384,28 @@ impl Agent {
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot report allocation state; will retry");
                     self.ctx.reporter.put_back(updates);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn catalog_loop(self: Arc<Self>, tx: watch::Sender<Arc<Catalog>>) {
+        let mut index = 0;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let q = QueryOptions::blocking(index, Duration::from_secs(30));
+            match self.client.catalog(q).await {
+                Ok((cat, meta)) => {
+                    backoff = Duration::from_millis(200);
+                    if meta.index != index || index == 0 {
+                        index = meta.index;
+                        tx.send_replace(Arc::new(cat));
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "catalog watch failed; keeping the last catalog");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }

@@ -86,15 +86,15 @@ pub fn alloc_dirs(ctx: &RunCtx, alloc_id: &str) -> (PathBuf, PathBuf) {
 async fn run_alloc(
     ctx: Arc<RunCtx>,
     shared: Arc<Mutex<LocalAlloc>>,
-    stop_rx: watch::Receiver<bool>,
+    mut outer_stop: watch::Receiver<bool>,
 ) {
-    let (alloc_id, tasks, policy, job_type) = {
+    let (alloc_id, group, policy, job_type) = {
         let g = lock(&shared);
         let group = g.job.group(&g.alloc.group).cloned();
         match group {
             Some(group) => (
                 g.alloc.id.clone(),
-                group.tasks.clone(),
+                group.clone(),
                 group.restart.clone(),
                 g.job.job_type,
             ),
@@ -118,6 +118,64 @@ async fn run_alloc(
             tracing::warn!(path = %dir.display(), error = %e, "cannot create allocation dir");
         }
     }
+    let tasks = group.tasks.clone();
+    // Tasks stop only after the instances were withdrawn and the services'
+    // shutdown_delay let connections drain.
+    let (stop_tx, stop_rx) = watch::channel(*outer_stop.borrow());
+    let delay = group
+        .services
+        .iter()
+        .map(|s| s.shutdown_delay)
+        .max()
+        .unwrap_or_default();
+    let gate = {
+        let ctx = ctx.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if outer_stop.wait_for(|s| *s).await.is_err() {
+                return;
+            }
+            if !delay.is_zero() {
+                {
+                    let mut g = lock(&shared);
+                    for st in g.alloc.checks.values_mut() {
+                        *st = edge_spec::HealthStatus::Draining;
+                    }
+                    publish(&ctx, &g);
+                }
+                tokio::time::sleep(delay).await;
+            }
+            stop_tx.send_replace(true);
+        })
+    };
+    let (restart_tx, restart_rx) = watch::channel(None);
+    let checks = {
+        let ctx = ctx.clone();
+        let shared = shared.clone();
+        let alloc = lock(&shared).alloc.clone();
+        let group = group.clone();
+        let stop = stop_rx.clone();
+        let address = ctx.address.clone();
+        tokio::spawn(async move {
+            let on_status = move |st: BTreeMap<String, edge_spec::HealthStatus>| {
+                let mut g = lock(&shared);
+                if g.alloc.checks != st {
+                    g.alloc.checks = st;
+                    publish(&ctx, &g);
+                }
+            };
+            crate::checks::run(
+                alloc,
+                group,
+                address,
+                tokio::time::Instant::now(),
+                stop,
+                on_status,
+                restart_tx,
+            )
+            .await
+        })
+    };
     {
         let mut g = lock(&shared);
         for t in &tasks {
@@ -138,9 +196,12 @@ async fn run_alloc(
             policy.clone(),
             job_type,
             stop_rx.clone(),
+            restart_rx.clone(),
         )
     });
     futures_util::future::join_all(runs).await;
+    gate.abort();
+    checks.abort();
     let g = lock(&shared);
     publish(&ctx, &g);
 }
@@ -183,6 +244,7 @@ fn publish(ctx: &RunCtx, g: &LocalAlloc) {
         client_status: g.alloc.client_status,
         client_description: g.alloc.client_description.clone(),
         task_states: g.alloc.task_states.clone(),
+        checks: g.alloc.checks.clone(),
     });
 }
 
@@ -349,6 +411,8 @@ impl edge_driver::EventSink for TaskEvents<'_> {
 enum Outcome {
     Exited(ExitResult),
     Stopped,
+    /// A check_restart asked for it.
+    Restart(String),
 }
 
 async fn run_task(
@@ -358,6 +422,7 @@ async fn run_task(
     policy: RestartPolicy,
     job_type: JobType,
     mut stop_rx: watch::Receiver<bool>,
+    mut restart_rx: watch::Receiver<Option<crate::checks::RestartRequest>>,
 ) {
     let name = task.name.clone();
     let Some(driver) = ctx.drivers.get(&task.driver).cloned() else {
@@ -462,8 +527,35 @@ async fn run_task(
                 ..Default::default()
             })),
             _ = stop_rx.wait_for(|s| *s) => Outcome::Stopped,
+            Ok(()) = restart_rx.changed() => Outcome::Restart(
+                restart_rx
+                    .borrow_and_update()
+                    .as_ref()
+                    .map(|r| r.reason.clone())
+                    .unwrap_or_default(),
+            ),
         };
         match outcome {
+            Outcome::Restart(reason) => {
+                with_task(&ctx, &shared, &name, |t| {
+                    t.state.push_event(event("Restart Signaled", reason.clone()));
+                });
+                if let Err(e) = driver.stop(&h, task.kill_timeout).await {
+                    tracing::warn!(task = %name, error = %e, "stop failed");
+                }
+                let exit = driver.wait(&h).await.ok();
+                if let Err(e) = driver.destroy(&h).await {
+                    tracing::warn!(task = %name, error = %e, "cleanup failed");
+                }
+                with_task(&ctx, &shared, &name, |t| {
+                    t.state.exit_code = exit.map(|x| x.exit_code);
+                    t.state.finished_at = now_ms();
+                    t.handle = None;
+                });
+                if !after_exit(&ctx, &shared, &name, &policy, &mut stop_rx).await {
+                    return;
+                }
+            }
             Outcome::Stopped => {
                 with_task(&ctx, &shared, &name, |t| {
                     t.state.push_event(event(

@@ -316,6 +316,21 @@ impl Client {
         .await
     }
 
+    pub async fn catalog(&self, q: QueryOptions) -> Result<(Catalog, QueryMeta), ApiError> {
+        self.get("/v1/catalog", q).await
+    }
+
+    pub async fn services(&self) -> Result<Vec<ServiceListStub>, ApiError> {
+        Ok(self.get("/v1/services", QueryOptions::default()).await?.0)
+    }
+
+    pub async fn service(&self, name: &str) -> Result<Vec<ServiceInstance>, ApiError> {
+        Ok(self
+            .get(&format!("/v1/service/{}", enc(name)), QueryOptions::default())
+            .await?
+            .0)
+    }
+
     pub async fn health(&self) -> Result<HealthResponse, ApiError> {
         Ok(self
             .get("/v1/status/health", QueryOptions::default())

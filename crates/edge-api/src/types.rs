@@ -185,6 +185,9 @@ pub struct AllocUpdate {
     pub client_description: String,
     #[serde(default)]
     pub task_states: BTreeMap<String, TaskState>,
+    /// Service name to the health of this allocation's instance of it.
+    #[serde(default)]
+    pub checks: BTreeMap<String, HealthStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -215,4 +218,60 @@ pub struct StreamEvent {
     pub key: String,
     pub time: i64,
     pub payload: serde_json::Value,
+}
+
+pub use edge_spec::HealthStatus;
+
+/// One instance of a service: an allocation's port on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInstance {
+    pub service: String,
+    pub alloc_id: String,
+    pub job_id: String,
+    pub group: String,
+    pub node_id: String,
+    pub node_name: String,
+    /// The node's address.
+    pub address: String,
+    /// The host port the instance listens on.
+    pub port: u16,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub status: HealthStatus,
+}
+
+impl ServiceInstance {
+    /// Only passing instances get traffic or appear in answers.
+    pub fn serving(&self) -> bool {
+        self.status == HealthStatus::Passing
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogService {
+    pub name: String,
+    /// Union of the tags of its instances.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The published port of the routing mesh, when the job asks for one.
+    #[serde(default)]
+    pub publish: Option<edge_spec::Publish>,
+    pub instances: Vec<ServiceInstance>,
+}
+
+/// Every service the cluster knows, with all instances (serving or not).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Catalog {
+    pub index: u64,
+    pub services: BTreeMap<String, CatalogService>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceListStub {
+    pub name: String,
+    pub tags: Vec<String>,
+    pub instances: u32,
+    pub passing: u32,
+    #[serde(default)]
+    pub publish: Option<edge_spec::Publish>,
 }

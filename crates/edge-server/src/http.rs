@@ -49,6 +49,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/agent/heartbeat/{id}"),
     ("GET", "/v1/agent/allocs/{id}"),
     ("POST", "/v1/agent/allocs/{id}"),
+    ("GET", "/v1/services"),
+    ("GET", "/v1/service/{name}"),
+    ("GET", "/v1/catalog"),
     ("GET", "/v1/event/stream"),
     ("GET", "/v1/status/health"),
     ("GET", "/v1/metrics"),
@@ -82,6 +85,9 @@ pub fn router(server: Arc<Server>) -> Router {
             "/v1/agent/allocs/{id}",
             get(agent_allocs).post(agent_update),
         )
+        .route("/v1/services", get(list_services))
+        .route("/v1/service/{name}", get(read_service))
+        .route("/v1/catalog", get(read_catalog))
         .route("/v1/event/stream", get(crate::metrics::event_stream))
         .route("/v1/status/health", get(health))
         .route("/v1/metrics", get(crate::metrics::metrics))
@@ -1014,6 +1020,7 @@ async fn agent_update(
                 a.client_status = u.client_status;
                 a.client_description = u.client_description;
                 a.task_states = u.task_states;
+                a.checks = u.checks;
                 a.modify_time = now;
                 if became_failed && a.desired_status == edge_spec::DesiredStatus::Run {
                     batch.evals.push(eval_for(
@@ -1052,4 +1059,49 @@ async fn health(State(sv): S) -> Res {
             nodes_ready,
         },
     ))
+}
+
+/// Waits until the catalog's own index passes `?index=`, then returns it.
+async fn catalog_after(sv: &Server, q: &Blocking) -> Result<Arc<Catalog>, ServerError> {
+    let want = q.index.unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + q.wait()?;
+    let mut seen = sv.store.index();
+    loop {
+        let cat = sv.catalog.get(sv);
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if want == 0 || cat.index > want || left.is_zero() {
+            return Ok(cat);
+        }
+        seen = sv.store.wait_for(seen, left).await;
+    }
+}
+
+async fn list_services(State(sv): S, Query(q): Query<Blocking>) -> Res {
+    let cat = catalog_after(&sv, &q).await?;
+    let list: Vec<ServiceListStub> = cat
+        .services
+        .values()
+        .map(|s| ServiceListStub {
+            name: s.name.clone(),
+            tags: s.tags.clone(),
+            instances: s.instances.len() as u32,
+            passing: s.instances.iter().filter(|i| i.serving()).count() as u32,
+            publish: s.publish.clone(),
+        })
+        .collect();
+    Ok(json_at(cat.index, &list))
+}
+
+async fn read_service(State(sv): S, Path(name): Path<String>, Query(q): Query<Blocking>) -> Res {
+    let cat = catalog_after(&sv, &q).await?;
+    match cat.services.get(&name) {
+        Some(s) => Ok(json_at(cat.index, &s.instances)),
+        None => Err(ServerError::not_found("service", &name)),
+    }
+}
+
+/// The whole catalog: what agents feed their DNS and load balancer from.
+async fn read_catalog(State(sv): S, Query(q): Query<Blocking>) -> Res {
+    let cat = catalog_after(&sv, &q).await?;
+    Ok(json_at(cat.index, &*cat))
 }

@@ -1,6 +1,7 @@
 //! The control plane: owns the store, serves `/v1`, turns evaluations into
 //! plans with the scheduler, applies them, and watches node heartbeats.
 
+mod catalog;
 pub mod error;
 mod extract;
 mod heartbeat;
@@ -59,6 +60,7 @@ pub struct Server {
     evals_ready: Notify,
     heartbeats: heartbeat::Heartbeats,
     metrics: metrics::Metrics,
+    catalog: catalog::CatalogCache,
     http: reqwest::Client,
 }
 
@@ -124,6 +126,7 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         evals_ready: Notify::new(),
         heartbeats: heartbeat::Heartbeats::default(),
         metrics: metrics::Metrics::new(),
+        catalog: catalog::CatalogCache::default(),
         http: reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()

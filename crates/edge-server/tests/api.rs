@@ -329,6 +329,7 @@ async fn agent_watch_blocks_until_its_allocations_change_and_reports_land() {
             client_status: ClientStatus::Running,
             client_description: "tasks are running".to_string(),
             task_states: ts,
+            checks: Default::default(),
         }],
     )
     .await
@@ -420,5 +421,87 @@ async fn blocking_list_and_event_stream_and_metrics() {
         .unwrap();
     assert!(text.contains("edge_jobs 1"), "{text}");
     assert!(text.contains("edge_http_requests_total"));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn catalog_serves_running_instances_with_reported_health_and_blocks_until_it_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    register(&h, node("n1", 4000, 4096)).await;
+    let c = client(&h);
+    let mut j = job("web", 2);
+    j.groups[0].services.push(edge_spec::Service {
+        name: "web".to_string(),
+        port: Some("http".to_string()),
+        tags: vec!["v1".to_string()],
+        checks: vec![edge_spec::Check {
+            name: String::new(),
+            check_type: edge_spec::CheckType::Tcp,
+            path: None,
+            port: None,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            check_restart: None,
+        }],
+        publish: None,
+        shutdown_delay: Duration::ZERO,
+    });
+    c.register(&j).await.unwrap();
+    let ac = agent_client(&h);
+    let allocs = eventually(10, async || {
+        let (l, _) = ac.agent_allocs("n1", QueryOptions::default()).await.ok()?;
+        (l.len() == 2).then_some(l)
+    })
+    .await;
+    let (cat, meta) = ac.catalog(QueryOptions::default()).await.unwrap();
+    assert!(cat.services.is_empty(), "pending allocations are not in the catalog");
+
+    let waiter = {
+        let ac = ac.clone();
+        tokio::spawn(async move {
+            ac.catalog(QueryOptions::blocking(meta.index, Duration::from_secs(20)))
+                .await
+                .unwrap()
+        })
+    };
+    let report = |id: &str, health: edge_spec::HealthStatus| AllocUpdate {
+        id: id.to_string(),
+        client_status: ClientStatus::Running,
+        client_description: String::new(),
+        task_states: BTreeMap::new(),
+        checks: [("web".to_string(), health)].into_iter().collect(),
+    };
+    ac.agent_update_allocs(
+        "n1",
+        vec![
+            report(&allocs[0].alloc.id, edge_spec::HealthStatus::Passing),
+            report(&allocs[1].alloc.id, edge_spec::HealthStatus::Pending),
+        ],
+    )
+    .await
+    .unwrap();
+    let (cat, _) = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
+    let web = &cat.services["web"];
+    assert_eq!(web.instances.len(), 2);
+    assert_eq!(web.instances.iter().filter(|i| i.serving()).count(), 1);
+    assert_eq!(web.tags, vec!["v1".to_string()]);
+    let port = allocs[0].alloc.resources.ports[0].value;
+    let inst = c.service("web").await.unwrap();
+    assert!(inst.iter().any(|i| i.port == port && i.address == "127.0.0.1"));
+    let list = c.services().await.unwrap();
+    assert_eq!((list[0].instances, list[0].passing), (2, 1));
+
+    // A stopping allocation is withdrawn at once (draining), before its agent stops it.
+    c.stop_job("web", false).await.unwrap();
+    let drained = eventually(10, async || {
+        let inst = c.service("web").await.ok()?;
+        inst.iter()
+            .all(|i| i.status == edge_spec::HealthStatus::Draining)
+            .then_some(inst)
+    })
+    .await;
+    assert!(drained.iter().all(|i| !i.serving()));
+    assert!(c.service("nope").await.unwrap_err().is_not_found());
     h.shutdown().await;
 }
