@@ -30,7 +30,7 @@ job "hello" {
       config {
         command = "/usr/bin/python3"
         # `${EDGE_PORT_http}` is resolved by the agent at start, not at parse time.
-        args = ["-m", "http.server", "--bind", "127.0.0.1", "${EDGE_PORT_http}"]
+        args = ["-m", "http.server", "--bind", "${EDGE_IP_http}", "${EDGE_PORT_http}"]
       }
 
       resources {

@@ -9,11 +9,17 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// The outcome of one check run.
-pub async fn probe(check: &Check, address: &str, port: u16, http: &reqwest::Client) -> Result<(), String> {
+pub async fn probe(
+    check: &Check,
+    address: &str,
+    port: u16,
+    http: &reqwest::Client,
+) -> Result<(), String> {
     let target = format!("{address}:{port}");
     match check.check_type {
         CheckType::Tcp => {
-            match tokio::time::timeout(check.timeout, tokio::net::TcpStream::connect(&target)).await {
+            match tokio::time::timeout(check.timeout, tokio::net::TcpStream::connect(&target)).await
+            {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(format!("tcp {target}: {e}")),
                 Err(_) => Err(format!("tcp {target}: timed out after {:?}", check.timeout)),
@@ -144,7 +150,10 @@ pub async fn run(
                 }
                 *st = if mine.iter().all(|c| c.last_ok == Some(true)) {
                     HealthStatus::Passing
-                } else if mine.iter().any(|c| c.last_ok == Some(false) && c.passed_once) {
+                } else if mine
+                    .iter()
+                    .any(|c| c.last_ok == Some(false) && c.passed_once)
+                {
                     HealthStatus::Critical
                 } else if mine.iter().all(|c| !c.passed_once) {
                     HealthStatus::Pending
@@ -186,7 +195,9 @@ mod tests {
             while let Ok((mut s, _)) = l.accept().await {
                 let mut buf = [0u8; 1024];
                 let _ = s.read(&mut buf).await;
-                let resp = format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                );
                 let _ = s.write_all(resp.as_bytes()).await;
             }
         });
@@ -198,8 +209,16 @@ mod tests {
         let http = reqwest::Client::new();
         let ok = http_server("200 OK").await;
         let bad = http_server("500 Internal Server Error").await;
-        assert!(probe(&check(CheckType::Tcp, None), "127.0.0.1", ok, &http).await.is_ok());
-        assert!(probe(&check(CheckType::Http, Some("/")), "127.0.0.1", ok, &http).await.is_ok());
+        assert!(
+            probe(&check(CheckType::Tcp, None), "127.0.0.1", ok, &http)
+                .await
+                .is_ok()
+        );
+        assert!(
+            probe(&check(CheckType::Http, Some("/")), "127.0.0.1", ok, &http)
+                .await
+                .is_ok()
+        );
         let err = probe(&check(CheckType::Http, Some("/")), "127.0.0.1", bad, &http)
             .await
             .unwrap_err();

@@ -3,8 +3,8 @@
 //! through the drivers it was given. It knows drivers only through the
 //! `Driver` trait and the server only through its HTTP API.
 
-pub mod error;
 mod checks;
+pub mod error;
 mod fingerprint;
 mod http;
 mod restart;
@@ -42,6 +42,8 @@ pub struct AgentConfig {
     pub reserved: NodeResources,
     pub log_max_bytes: u64,
     pub log_max_files: u32,
+    /// The node's DNS server for `*.service.edge`, told to tasks as `EDGE_DNS_ADDR`.
+    pub dns_addr: Option<SocketAddr>,
 }
 
 impl AgentConfig {
@@ -58,6 +60,7 @@ impl AgentConfig {
             reserved: NodeResources::default(),
             log_max_bytes: 10 * 1024 * 1024,
             log_max_files: 5,
+            dns_addr: None,
         }
     }
 }
@@ -190,6 +193,7 @@ pub async fn start(
         address: cfg.address.clone(),
         log_max_bytes: cfg.log_max_bytes,
         log_max_files: cfg.log_max_files,
+        dns_addr: cfg.dns_addr,
     });
     let agent = Arc::new(Agent {
         cfg,
@@ -263,17 +267,21 @@ impl Agent {
     /// because the server is unreachable.
     async fn server_loop(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(200);
+        // A restarted server waits about two TTLs for known nodes before it
+        // marks them down, so retries must stay well inside one TTL.
+        let mut max_backoff = Duration::from_secs(10);
         loop {
             let ttl = match self.register().await {
                 Ok(ttl) => ttl,
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "cannot register with server");
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    backoff = (backoff * 2).min(max_backoff);
                     continue;
                 }
             };
             backoff = Duration::from_millis(200);
+            max_backoff = (Duration::from_millis(ttl) / 3).clamp(backoff, Duration::from_secs(10));
             let beat = tokio::spawn(self.clone().heartbeat_loop(Duration::from_millis(ttl)));
             let res = self.watch_loop().await;
             beat.abort();

@@ -26,6 +26,7 @@ pub struct RunCtx {
     pub address: String,
     pub log_max_bytes: u64,
     pub log_max_files: u32,
+    pub dns_addr: Option<std::net::SocketAddr>,
 }
 
 pub struct AllocRunner {
@@ -296,6 +297,9 @@ pub fn task_env(
     put("EDGE_NODE_ID", ctx.node_id.clone());
     put("EDGE_NODE_NAME", ctx.node_name.clone());
     put("EDGE_DC", ctx.datacenter.clone());
+    if let Some(dns) = ctx.dns_addr {
+        put("EDGE_DNS_ADDR", dns.to_string());
+    }
     for p in &alloc.resources.ports {
         put(&format!("EDGE_PORT_{}", p.label), p.to.to_string());
         put(&format!("EDGE_HOST_PORT_{}", p.label), p.value.to_string());
@@ -538,7 +542,8 @@ async fn run_task(
         match outcome {
             Outcome::Restart(reason) => {
                 with_task(&ctx, &shared, &name, |t| {
-                    t.state.push_event(event("Restart Signaled", reason.clone()));
+                    t.state
+                        .push_event(event("Restart Signaled", reason.clone()));
                 });
                 if let Err(e) = driver.stop(&h, task.kill_timeout).await {
                     tracing::warn!(task = %name, error = %e, "stop failed");

@@ -356,6 +356,7 @@ impl<'a> Cluster<'a> {
             client_status: ClientStatus::Pending,
             client_description: String::new(),
             task_states: BTreeMap::new(),
+            checks: BTreeMap::new(),
             resources: AllocResources {
                 cpu: req.cpu,
                 memory: req.memory,

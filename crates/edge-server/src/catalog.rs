@@ -33,7 +33,8 @@ impl CatalogCache {
         let catalog = match g.as_ref() {
             Some(old) if old.catalog.services == fresh.services => old.catalog.clone(),
             _ => {
-                fresh.index = at;
+                // Never 0: a watcher sending index 0 would not block.
+                fresh.index = at.max(1);
                 Arc::new(fresh)
             }
         };

@@ -940,6 +940,9 @@ async fn agent_allocs(
         }
         seen = sv.store.wait_for(seen, left).await;
     }
+    // The answer's index is the state's: any later change to this node's
+    // allocations has a higher modify index, so the agent's next watch
+    // blocks until there is one (a node without allocations included).
     let (idx, list) = sv.store.read(|s| {
         let list: Vec<AgentAlloc> = s
             .node_allocs(&id)
@@ -964,7 +967,7 @@ async fn agent_allocs(
                 })
             })
             .collect();
-        (node_alloc_index(s, &id), list)
+        (s.index.max(1), list)
     });
     Ok(json_at(idx, &list))
 }

@@ -79,6 +79,30 @@ impl AllocResources {
     }
 }
 
+/// Health of one service instance, as DNS and the load balancer see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Checks have not passed yet: not served.
+    #[default]
+    Pending,
+    Passing,
+    Critical,
+    /// The allocation is being stopped: withdrawn, connections drain.
+    Draining,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Pending => "pending",
+            HealthStatus::Passing => "passing",
+            HealthStatus::Critical => "critical",
+            HealthStatus::Draining => "draining",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
@@ -168,6 +192,10 @@ pub struct Allocation {
     pub client_description: String,
     #[serde(default)]
     pub task_states: BTreeMap<String, TaskState>,
+    /// Service name to the health of this allocation's instance, from the
+    /// agent's checks.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks: BTreeMap<String, HealthStatus>,
     pub resources: AllocResources,
     /// The allocation this one replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]

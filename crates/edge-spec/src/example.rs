@@ -80,3 +80,52 @@ job "example" {
   }
 }
 "#;
+
+/// A commented job that serves an ONNX model over the Open Inference
+/// Protocol (`edge job init --template model`).
+pub const EXAMPLE_MODEL_JOB: &str = r#"# An example edge job: an ONNX model served over the Open Inference Protocol
+# (KServe V2 REST), e.g. the iris classifier of examples/models/iris.onnx.
+#
+# Run it with `edge job run model.hcl`; `edge job plan model.hcl` shows the
+# ordinary group it stands for. Then, on the port the agent picked:
+#   curl localhost:PORT/v2/models/iris
+#   curl -d '{"inputs":[{"name":"X","datatype":"FP32","shape":[1,4],"data":[5.1,3.5,1.4,0.2]}]}' \
+#     localhost:PORT/v2/models/iris/infer
+
+job "models" {
+  # Expands into a group "iris" with one task (driver "model") running
+  # `edge model serve` as a separate process under the task's limits, a
+  # port "http", and a service checked on /v2/health/ready.
+  model "iris" {
+    # A path on the node, relative to this file; or an http(s) URL, then
+    # with `sha256 = "..."` (the download is checked and cached).
+    source = "models/iris.onnx"
+    format = "onnx"
+    count  = 1
+
+    # A static port; leave it out for a dynamic one.
+    # port = 8500
+
+    resources {
+      cpu    = 200
+      memory = 64
+    }
+
+    # Concurrent requests are stacked along the batch dimension (when the
+    # model has one) up to max_batch_size rows, waiting at most max_delay.
+    batching {
+      max_batch_size = 32
+      max_delay      = "2ms"
+    }
+
+    service {
+      # The catalog name (iris.service.edge); the model name by default.
+      name = "iris"
+      # For the load balancer: listen on this port on every node.
+      # publish {
+      #   port = 8080
+      # }
+    }
+  }
+}
+"#;

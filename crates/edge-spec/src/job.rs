@@ -243,6 +243,66 @@ pub struct Service {
     pub tags: Vec<String>,
     #[serde(default)]
     pub checks: Vec<Check>,
+    /// Publishes the service on every node's load balancer (the routing mesh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<Publish>,
+    /// How long instances are withdrawn from DNS and the load balancer before
+    /// their tasks are stopped, so connections can drain.
+    #[serde(with = "crate::duration", default = "default_shutdown_delay")]
+    pub shutdown_delay: Duration,
+}
+
+fn default_shutdown_delay() -> Duration {
+    Duration::from_secs(0)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishProtocol {
+    #[default]
+    Tcp,
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    LeastConn,
+    /// Power of two random choices by EWMA latency.
+    P2c,
+}
+
+/// `publish { port = 8080 protocol = "http" host = "web.example" path = "/api" }`:
+/// every node listens on `port` and forwards to healthy instances.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Publish {
+    pub port: u16,
+    #[serde(default)]
+    pub protocol: PublishProtocol,
+    /// HTTP only: route requests whose Host matches one of these (any when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// HTTP only: route requests whose path starts with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub balance: Balance,
+    /// TCP only: send a PROXY protocol v2 header to backends.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Terminate TLS with this certificate chain and key (PEM files on the nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<PublishTls>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishTls {
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -268,6 +328,19 @@ pub struct Check {
     pub interval: Duration,
     #[serde(with = "crate::duration", default = "default_check_timeout")]
     pub timeout: Duration,
+    /// Restart the task after this many consecutive failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_restart: Option<CheckRestart>,
+}
+
+/// `check_restart { limit = 3 grace = "10s" }`, as in Nomad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRestart {
+    pub limit: u32,
+    /// Failures during this long after a task starts do not count.
+    #[serde(with = "crate::duration", default)]
+    pub grace: Duration,
 }
 
 fn default_check_interval() -> Duration {

@@ -211,6 +211,42 @@ impl Validator {
                     "check timeout must be greater than 0",
                 );
             }
+            if c.check_restart.is_some_and(|r| r.limit == 0) {
+                self.push(
+                    format!("{at}.check_restart.limit"),
+                    "check_restart limit must be at least 1",
+                );
+            }
+        }
+        if let Some(p) = &s.publish {
+            let at = format!("{path}.publish");
+            if p.port == 0 {
+                self.push(format!("{at}.port"), "publish port must be 1-65535");
+            }
+            if s.port.is_none() {
+                self.push(
+                    format!("{path}.port"),
+                    "a published service needs a `port` to forward to",
+                );
+            }
+            let http = p.protocol == crate::job::PublishProtocol::Http;
+            if !http && (!p.hosts.is_empty() || p.path_prefix.is_some()) {
+                self.push(
+                    format!("{at}.protocol"),
+                    "host and path routing need protocol = \"http\"",
+                );
+            }
+            if http && p.proxy_protocol {
+                self.push(
+                    format!("{at}.proxy_protocol"),
+                    "proxy_protocol applies to protocol = \"tcp\" only",
+                );
+            }
+            if let Some(prefix) = &p.path_prefix
+                && !prefix.starts_with('/')
+            {
+                self.push(format!("{at}.path"), "path must start with '/'");
+            }
         }
     }
 

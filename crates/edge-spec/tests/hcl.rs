@@ -186,7 +186,10 @@ fn full_example_decodes_into_expected_job() {
                     port: None,
                     interval: secs(10),
                     timeout: secs(2),
+                    check_restart: None,
                 }],
+                publish: None,
+                shutdown_delay: secs(0),
             }],
             restart: RestartPolicy {
                 attempts: 2,

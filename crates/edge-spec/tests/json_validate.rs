@@ -187,6 +187,7 @@ fn validation_of_checks() {
             port: None,
             interval: Duration::ZERO,
             timeout: Duration::ZERO,
+            check_restart: None,
         },
         Check {
             name: String::new(),
@@ -195,6 +196,7 @@ fn validation_of_checks() {
             port: Some("http".into()),
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
+            check_restart: None,
         },
     ];
     let d = validate(&job);
@@ -234,6 +236,8 @@ fn validation_of_constraints_and_service_names() {
         port: Some("http".into()),
         tags: Vec::new(),
         checks: Vec::new(),
+        publish: None,
+        shutdown_delay: Duration::ZERO,
     });
     let d = validate(&job);
     assert_eq!(

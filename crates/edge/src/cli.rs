@@ -73,6 +73,19 @@ pub enum Command {
     /// Inspect evaluations.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Import, list and remove container images in the local containerd.
+    Image(crate::cmd::image::ImageArgs),
+    /// Inspect the service catalog.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Serve models over the Open Inference Protocol.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Simulate many nodes against a server (scale tests).
+    #[command(
+        after_help = "Example:\n  edge sim --server http://127.0.0.1:4646 --join-token $(cat data/token) --nodes 1000"
+    )]
+    Sim(SimArgs),
     /// Print the version.
     Version,
     /// Print shell completions.
@@ -84,6 +97,12 @@ pub enum Command {
     /// The exec driver's per-task supervisor (internal).
     #[command(hide = true)]
     Executor {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The containerd shim's log driver for edge's tasks (internal).
+    #[command(hide = true)]
+    ContainerdLogger {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -159,6 +178,38 @@ pub struct NodeArgs {
     /// Memory (MB) held back from scheduling for the host.
     #[arg(long, default_value_t = 0)]
     pub reserved_memory: u32,
+    #[command(flatten)]
+    pub containerd: crate::cmd::image::ContainerdArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SimArgs {
+    /// The server's API address.
+    #[arg(long, env = "EDGE_SERVER")]
+    pub server: String,
+    /// The join token.
+    #[arg(long = "join-token", env = "EDGE_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: String,
+    /// How many fake nodes to run.
+    #[arg(long, default_value_t = 100)]
+    pub nodes: usize,
+    /// CPU (MHz) of each fake node.
+    #[arg(long, default_value_t = 4000)]
+    pub cpu: u32,
+    /// Memory (MB) of each fake node.
+    #[arg(long, default_value_t = 8192)]
+    pub memory: u32,
+    /// Delay before a new allocation is reported running.
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    pub report_running_after: std::time::Duration,
+    /// Node names and ids are PREFIX-<i>.
+    #[arg(long, default_value = "sim")]
+    pub name_prefix: String,
+    #[arg(long, default_value = "dc1")]
+    pub datacenter: String,
+    /// How often progress is printed to standard error.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub stats_every: std::time::Duration,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -212,10 +263,16 @@ pub enum JobCommand {
         file: JobFileArgs,
     },
     /// Write an example job file.
+    #[command(
+        after_help = "Examples:\n  edge job init\n  edge job init --template model model.hcl"
+    )]
     Init {
         /// Where to write it.
         #[arg(default_value = "example.hcl")]
         path: PathBuf,
+        /// `job` (a web server) or `model` (an ONNX model server).
+        #[arg(long, value_enum, default_value_t = Template::Job)]
+        template: Template,
         /// Overwrite an existing file.
         #[arg(short, long)]
         force: bool,
@@ -241,6 +298,44 @@ pub enum JobCommand {
     History { id: String },
     /// Make an earlier version current again.
     Revert { id: String, version: u64 },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Template {
+    Job,
+    Model,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Serve one ONNX model over the Open Inference Protocol (KServe V2 REST).
+    #[command(
+        after_help = "Example:\n  edge model serve --model examples/models/iris.onnx --name iris --port 8500\n  curl localhost:8500/v2/models/iris"
+    )]
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// The .onnx file.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The model's name in /v2/models/NAME.
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub port: u16,
+    #[arg(long, default_value = "0.0.0.0")]
+    pub host: std::net::IpAddr,
+    /// Most rows stacked into one model run (when the model has a batch dimension).
+    #[arg(long, default_value_t = 32)]
+    pub max_batch_size: usize,
+    /// Longest a request waits for others to join its batch.
+    #[arg(long, default_value = "2ms", value_parser = parse_duration)]
+    pub max_delay: std::time::Duration,
+    /// Model runs at once (0: one per CPU).
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -297,6 +392,16 @@ pub enum NodeCommand {
         #[arg(long)]
         disable: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceCommand {
+    /// List services with their instance counts.
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Show a service's instances and their health.
+    #[command(after_help = "Example:\n  edge service status web")]
+    Status { name: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -11,9 +11,18 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     // The executor is the exec driver's supervisor process: it must not start
     // a tokio runtime or logging of its own before forking the task.
-    if let cli::Command::Executor { args } = &cli.command {
-        let code = edge_driver_exec::executor_main(args);
-        return std::process::ExitCode::from(code.clamp(0, 255) as u8);
+    // The same holds for the containerd log copier, one per container: no
+    // runtime keeps it small.
+    match &cli.command {
+        cli::Command::Executor { args } => {
+            let code = edge_driver_exec::executor_main(args);
+            return std::process::ExitCode::from(code.clamp(0, 255) as u8);
+        }
+        cli::Command::ContainerdLogger { args } => {
+            let code = edge_driver_containerd::logger_main(args);
+            return std::process::ExitCode::from(code.clamp(0, 255) as u8);
+        }
+        _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -2,15 +2,16 @@
 //! warning placed at a line and column and named by its dotted field path.
 
 mod expr;
+mod model;
 mod vars;
 
 use self::expr::{EvalError, Scope, describe};
 use crate::duration;
 use crate::error::{Diagnostic, SpecError};
 use crate::job::{
-    Check, CheckType, Constraint, ConstraintOp, Group, Job, JobType, Network, PortSpec,
-    ReschedulePolicy, Resources, RestartMode, RestartPolicy, Service, Task, default_datacenters,
-    default_priority,
+    Balance, Check, CheckRestart, CheckType, Constraint, ConstraintOp, Group, Job, JobType,
+    Network, PortSpec, Publish, PublishProtocol, PublishTls, ReschedulePolicy, Resources,
+    RestartMode, RestartPolicy, Service, Task, default_datacenters, default_priority,
 };
 use crate::parse::{self, LineIndex, ParseOptions, Parsed, SpanMap};
 use ::hcl::Value;
@@ -506,7 +507,7 @@ impl Decoder<'_> {
             &block.body,
             &path,
             &["name", "type", "datacenters", "priority", "meta"],
-            &["meta", "constraint", "group"],
+            &["meta", "constraint", "group", "model"],
         );
         let job_type = self.choice(
             &f,
@@ -540,6 +541,11 @@ impl Decoder<'_> {
         };
         for b in f.blocks("group") {
             if let Some(g) = self.group(b, &path, &id) {
+                job.groups.push(g);
+            }
+        }
+        for b in f.blocks("model") {
+            if let Some(g) = self.model(b, &path) {
                 job.groups.push(g);
             }
         }
@@ -665,7 +671,20 @@ impl Decoder<'_> {
 
     fn service(&mut self, block: &Block, path: &str, default_name: &str) -> Service {
         self.enter(block, path);
-        let f = self.fields(&block.body, path, &["name", "port", "tags"], &["check"]);
+        let f = self.fields(
+            &block.body,
+            path,
+            &["name", "port", "tags", "shutdown_delay"],
+            &["check", "publish", "check_restart"],
+        );
+        let publish = match self.single(&f, "publish") {
+            Some(b) => self.publish(b, &f.child("publish")),
+            None => None,
+        };
+        let service_restart = match self.single(&f, "check_restart") {
+            Some(b) => self.check_restart(b, &f.child("check_restart")),
+            None => None,
+        };
         let mut service = Service {
             name: self
                 .string(&f, "name")
@@ -673,13 +692,102 @@ impl Decoder<'_> {
             port: self.string(&f, "port"),
             tags: self.string_list(&f, "tags").unwrap_or_default(),
             checks: Vec::new(),
+            publish,
+            shutdown_delay: self
+                .duration(&f, "shutdown_delay")
+                .unwrap_or(Duration::ZERO),
         };
         for (i, b) in f.blocks("check").enumerate() {
-            if let Some(c) = self.check(b, &format!("{path}.check[{i}]")) {
+            if let Some(mut c) = self.check(b, &format!("{path}.check[{i}]")) {
+                // Nomad allows `check_restart` on the service for all its checks.
+                if c.check_restart.is_none() {
+                    c.check_restart = service_restart;
+                }
                 service.checks.push(c);
             }
         }
         service
+    }
+
+    fn publish(&mut self, block: &Block, path: &str) -> Option<Publish> {
+        self.enter(block, path);
+        let f = self.fields(
+            &block.body,
+            path,
+            &[
+                "port",
+                "protocol",
+                "host",
+                "hosts",
+                "path",
+                "balance",
+                "proxy_protocol",
+            ],
+            &["tls"],
+        );
+        let Some(port) = self.port(&f, "port") else {
+            self.error(block.span(), &f.child("port"), "publish needs a `port`");
+            return None;
+        };
+        let mut hosts = self.string_list(&f, "hosts").unwrap_or_default();
+        if let Some(h) = self.string(&f, "host") {
+            hosts.push(h);
+        }
+        let tls = match self.single(&f, "tls") {
+            Some(b) => {
+                let at = f.child("tls");
+                self.enter(b, &at);
+                let tf = self.fields(&b.body, &at, &["cert_file", "key_file"], &[]);
+                match (self.string(&tf, "cert_file"), self.string(&tf, "key_file")) {
+                    (Some(cert_file), Some(key_file)) => Some(PublishTls {
+                        cert_file,
+                        key_file,
+                    }),
+                    _ => {
+                        self.error(b.span(), &at, "tls needs `cert_file` and `key_file`");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        Some(Publish {
+            port,
+            protocol: self
+                .choice(
+                    &f,
+                    "protocol",
+                    &[
+                        ("tcp", PublishProtocol::Tcp),
+                        ("http", PublishProtocol::Http),
+                    ],
+                )
+                .unwrap_or_default(),
+            hosts,
+            path_prefix: self.string(&f, "path"),
+            balance: self
+                .choice(
+                    &f,
+                    "balance",
+                    &[
+                        ("round_robin", Balance::RoundRobin),
+                        ("least_conn", Balance::LeastConn),
+                        ("p2c", Balance::P2c),
+                    ],
+                )
+                .unwrap_or_default(),
+            proxy_protocol: self.boolean(&f, "proxy_protocol").unwrap_or(false),
+            tls,
+        })
+    }
+
+    fn check_restart(&mut self, block: &Block, path: &str) -> Option<CheckRestart> {
+        self.enter(block, path);
+        let f = self.fields(&block.body, path, &["limit", "grace"], &[]);
+        Some(CheckRestart {
+            limit: self.u32(&f, "limit").unwrap_or(3),
+            grace: self.duration(&f, "grace").unwrap_or(Duration::from_secs(1)),
+        })
     }
 
     fn check(&mut self, block: &Block, path: &str) -> Option<Check> {
@@ -688,8 +796,12 @@ impl Decoder<'_> {
             &block.body,
             path,
             &["name", "type", "path", "port", "interval", "timeout"],
-            &[],
+            &["check_restart"],
         );
+        let check_restart = match self.single(&f, "check_restart") {
+            Some(b) => self.check_restart(b, &f.child("check_restart")),
+            None => None,
+        };
         let check_type = if f.attr("type").is_some() {
             self.choice(
                 &f,
@@ -715,6 +827,7 @@ impl Decoder<'_> {
             timeout: self
                 .duration(&f, "timeout")
                 .unwrap_or(Duration::from_secs(2)),
+            check_restart,
         };
         check_type.map(|_| check)
     }

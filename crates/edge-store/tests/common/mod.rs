@@ -60,6 +60,7 @@ pub fn alloc(id: &str, job_id: &str, node_id: &str, port: u16) -> Allocation {
         client_status: ClientStatus::Pending,
         client_description: String::new(),
         task_states: Default::default(),
+        checks: Default::default(),
         resources: AllocResources {
             cpu: 100,
             memory: 256,

@@ -52,14 +52,19 @@ fn server_config(
     Ok(cfg)
 }
 
-fn drivers(data_dir: &Path) -> anyhow::Result<Vec<Arc<dyn Driver>>> {
+fn drivers(data_dir: &Path, n: &NodeArgs) -> anyhow::Result<Vec<Arc<dyn Driver>>> {
     let exe = std::env::current_exe().context("cannot find the edge binary for the exec driver")?;
     let exec = edge_driver_exec::ExecDriver::new(edge_driver_exec::ExecConfig {
         executor: vec![exe.display().to_string(), "executor".to_string()],
         state_dir: data_dir.join("exec"),
         cgroup_parent: "edge".to_string(),
     });
-    Ok(vec![Arc::new(exec)])
+    let exec: Arc<dyn Driver> = Arc::new(exec);
+    let model = edge_model::ModelDriver::new(exec.clone(), exe, data_dir.join("models"));
+    let wasm = edge_driver_wasm::WasmDriver::new(data_dir.join("wasm"))
+        .context("cannot start the wasm driver")?;
+    let containerd = super::image::driver(data_dir, &n.containerd)?;
+    Ok(vec![exec, Arc::new(model), Arc::new(wasm), containerd])
 }
 
 fn agent_config(server: String, token: String, data_dir: PathBuf, n: &NodeArgs) -> AgentConfig {
@@ -77,7 +82,7 @@ fn agent_config(server: String, token: String, data_dir: PathBuf, n: &NodeArgs) 
     cfg
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => {
@@ -93,6 +98,11 @@ async fn shutdown_signal() {
 
 pub async fn server(g: &Global, a: ServerArgs) -> anyhow::Result<u8> {
     init_logs(g);
+    // Every agent holds a blocking watch open: thousands of nodes need
+    // thousands of sockets.
+    if let Err(e) = edge_sim::raise_fd_limit() {
+        tracing::warn!(error = %e, "cannot raise the open file limit");
+    }
     let cfg = server_config(a.data_dir.clone(), a.bind, &a.tuning)?;
     let h = edge_server::start(cfg).await?;
     tracing::info!(
@@ -116,7 +126,7 @@ pub async fn agent(g: &Global, a: AgentArgs) -> anyhow::Result<u8> {
         a.data_dir.clone(),
         &a.node,
     );
-    let h = edge_agent::start(cfg, drivers(&a.data_dir)?).await?;
+    let h = edge_agent::start(cfg, drivers(&a.data_dir, &a.node)?).await?;
     shutdown_signal().await;
     tracing::info!("agent stopping; tasks keep running and are re-attached on the next start");
     h.shutdown().await;
@@ -138,7 +148,7 @@ pub async fn dev(g: &Global, a: DevArgs) -> anyhow::Result<u8> {
         agent_dir.clone(),
         &a.node,
     );
-    let agent = edge_agent::start(acfg, drivers(&agent_dir)?).await?;
+    let agent = edge_agent::start(acfg, drivers(&agent_dir, &a.node)?).await?;
     tracing::info!(api = %format!("http://{}", server.addr), data = %data.display(), "edge dev is up");
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -22,12 +22,19 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
             );
             Ok(0)
         }
-        JobCommand::Init { path, force } => {
+        JobCommand::Init {
+            path,
+            force,
+            template,
+        } => {
             if path.exists() && !force {
                 bail!("{} exists; pass --force to overwrite it", path.display());
             }
-            std::fs::write(&path, edge_spec::EXAMPLE_JOB)
-                .with_context(|| format!("write {}", path.display()))?;
+            let text = match template {
+                crate::cli::Template::Job => edge_spec::EXAMPLE_JOB,
+                crate::cli::Template::Model => edge_spec::EXAMPLE_MODEL_JOB,
+            };
+            std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
             println!("Example job file written to {}", path.display());
             Ok(0)
         }
@@ -361,6 +368,7 @@ async fn monitor(
     let deadline = tokio::time::Instant::now() + timeout;
     let mut index = 0;
     let mut shown: BTreeMap<String, ClientStatus> = BTreeMap::new();
+    let mut progress: BTreeMap<String, String> = BTreeMap::new();
     loop {
         let (allocs, meta) = api
             .job_allocs(
@@ -386,6 +394,18 @@ async fn monitor(
                     a.client_status.as_str()
                 );
                 shown.insert(a.id.clone(), a.client_status);
+            }
+            // Pulls and downloads report "... Progress" events while pending.
+            let latest = a
+                .task_states
+                .values()
+                .filter_map(|st| st.events.last())
+                .find(|e| e.kind.ends_with("Progress"));
+            if let Some(e) = latest.filter(|_| a.client_status == ClientStatus::Pending)
+                && progress.get(&a.id) != Some(&e.message)
+            {
+                println!("    Allocation {} {}: {}", short(&a.id), e.kind, e.message);
+                progress.insert(a.id.clone(), e.message.clone());
             }
         }
         let failed = current

@@ -2,8 +2,12 @@
 
 mod alloc;
 mod daemon;
+pub(crate) mod image;
 mod job;
+mod model;
 mod node;
+mod service;
+mod sim;
 
 use crate::cli::{Cli, Command};
 use clap::CommandFactory;
@@ -18,6 +22,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Alloc(c) => alloc::run(&g, c).await,
         Command::Node(c) => node::run(&g, c).await,
         Command::Eval(c) => node::eval(&g, c).await,
+        Command::Service(c) => service::run(&g, c).await,
+        Command::Model(c) => model::run(c).await,
+        Command::Sim(a) => sim::run(a).await,
         Command::Version => {
             println!("edge {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
@@ -27,6 +34,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Executor { .. } => Ok(0),
+        Command::Image(a) => image::run(&g, a).await,
+        Command::ContainerdLogger { .. } => Ok(0),
     }
 }
 

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Benchmarks of the containerd driver (as root, with containerd running):
+#  1. `edge job run` (submit → task running) for a cached image, against
+#     `ctr run -d` of the same image, median of ROUNDS runs each;
+#  2. N containers on one node: the agent's RSS and CPU use while idle, and
+#     the memory of the per-container log drivers.
+# usage: bash benches/containerd.sh      (EDGE=path ROUNDS=7 N=50 to change)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EDGE=${EDGE:-target/release/edge}
+ROUNDS=${ROUNDS:-7}
+N=${N:-50}
+[ -x "$EDGE" ] || cargo build --release -p edge
+EDGE=$(realpath "$EDGE")
+IMAGE=docker.io/edge/bench:latest
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for c in $(ctr -n edge-bench c ls -q 2>/dev/null); do
+    ctr -n edge-bench t kill -s KILL "$c" >/dev/null 2>&1 || true
+    sleep 0.2
+    ctr -n edge-bench t rm "$c" >/dev/null 2>&1 || true
+    ctr -n edge-bench c rm "$c" >/dev/null 2>&1 || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+ms() { date +%s%3N; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+bash tests/images/build-busybox.sh "$work/bench.tar" "$IMAGE" >/dev/null
+ctr -n edge-bench images import "$work/bench.tar" >/dev/null
+"$EDGE" image import "$work/bench.tar" >/dev/null
+
+# --- 1. start latency -------------------------------------------------------
+: >"$work/ctr.ms"
+for i in $(seq 1 "$ROUNDS"); do
+  t0=$(ms)
+  ctr -n edge-bench run -d --memory-limit 33554432 "$IMAGE" "bench-ctr-$i" sleep 1000 >/dev/null
+  echo $(($(ms) - t0)) >>"$work/ctr.ms"
+done
+cleanup_ctr() {
+  for c in $(ctr -n edge-bench c ls -q); do
+    ctr -n edge-bench t kill -s KILL "$c" >/dev/null 2>&1 || true
+  done
+  sleep 0.5
+  for c in $(ctr -n edge-bench c ls -q); do
+    ctr -n edge-bench t rm "$c" >/dev/null 2>&1 || true
+    ctr -n edge-bench c rm "$c" >/dev/null 2>&1 || true
+  done
+}
+cleanup_ctr
+
+port=$(free_port)
+export EDGE_ADDR=http://127.0.0.1:$port
+"$EDGE" server --data-dir "$work/server" --bind "127.0.0.1:$port" >"$work/server.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do [ -f "$work/server/token" ] && break; sleep 0.1; done
+"$EDGE" agent --server "$EDGE_ADDR" --join-token "$(cat "$work/server/token")" \
+  --data-dir "$work/agent" --log-level warn >"$work/agent.log" 2>&1 &
+agent=$!
+pids+=($agent)
+until "$EDGE" node ls 2>/dev/null | grep -q ready; do sleep 0.2; done
+
+job() { # name count command...
+  local name=$1 count=$2
+  shift 2
+  local args
+  args=$(printf '"%s", ' "$@")
+  cat >"$work/$name.hcl" <<HCL
+job "$name" {
+  group "g" {
+    count = $count
+    task "t" {
+      driver = "containerd"
+      kill_timeout = "1s"
+      config {
+        image = "$IMAGE"
+        args  = [${args%, }]
+      }
+      resources {
+        cpu    = 20
+        memory = 16
+      }
+    }
+  }
+}
+HCL
+  echo "$work/$name.hcl"
+}
+: >"$work/edge.ms"
+for i in $(seq 1 "$ROUNDS"); do
+  f=$(job "lat$i" 1 sleep 1000)
+  t0=$(ms)
+  "$EDGE" job run "$f" >/dev/null
+  echo $(($(ms) - t0)) >>"$work/edge.ms"
+done
+ctr_med=$(median <"$work/ctr.ms")
+edge_med=$(median <"$work/edge.ms")
+echo "start latency, cached image (median of $ROUNDS):"
+echo "  ctr run -d:   ${ctr_med} ms   (runs: $(tr '\n' ' ' <"$work/ctr.ms"))"
+echo "  edge job run: ${edge_med} ms   (runs: $(tr '\n' ' ' <"$work/edge.ms"))"
+echo "  overhead:     $((edge_med - ctr_med)) ms ($(((edge_med - ctr_med) * 100 / ctr_med))%)"
+for i in $(seq 1 "$ROUNDS"); do "$EDGE" job stop "lat$i" >/dev/null; done
+
+# --- 2. N containers idle ---------------------------------------------------
+f=$(job many "$N" sleep 100000)
+"$EDGE" job run --timeout 300s "$f" >/dev/null
+sleep 10
+running=$(ctr -n edge t ls | grep -c RUNNING || true)
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+c0=$(cpu_ticks "$agent")
+sleep 30
+c1=$(cpu_ticks "$agent")
+hz=$(getconf CLK_TCK)
+loggers=$(pgrep -f "containerd-logger $work/agent" || true)
+pss=0
+for p in $loggers; do
+  pss=$((pss + $(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)))
+done
+nlog=$(echo "$loggers" | grep -c . || true)
+echo "$N containers on one node ($running tasks running in namespace edge):"
+echo "  agent RSS idle:  $(($(rss_kb "$agent") / 1024)) MB"
+echo "  agent CPU idle:  $(awk -v d=$((c1 - c0)) -v hz="$hz" 'BEGIN {printf "%.2f", d / hz / 30 * 100}')% of one core (30 s)"
+echo "  log drivers:     $nlog processes, $((pss / 1024)) MB PSS total"
+"$EDGE" job stop many >/dev/null
+# The agent removes containers after the stop is committed: wait for that.
+for _ in $(seq 1 300); do
+  ctr -n edge c ls -q | grep -q . || break
+  sleep 0.2
+done

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Scale benchmark with simulated nodes: a release `edge server` on loopback,
+# `edge sim --nodes N` (fake agents speaking the real protocol), then JOBS
+# service jobs of COUNT allocations each (100 x 1000 = 100,000). Prints the
+# time from the first job registration to every allocation reported
+# running, and the server's peak RSS (VmHWM) and CPU seconds.
+#
+#   benches/sim.sh              # 1,000 then 5,000 nodes
+#   NODES="500" JOBS=10 benches/sim.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NODES=${NODES:-"1000 5000"}
+JOBS=${JOBS:-100}
+COUNT=${COUNT:-1000}
+TIMEOUT=${TIMEOUT:-120}
+
+cargo build --release -q -p edge
+BIN=$PWD/target/release/edge
+# Thousands of watches, one socket each on both sides.
+ulimit -n "$(ulimit -Hn)"
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+for n in $NODES; do
+  dir=$(mktemp -d /tmp/edge-sim-bench.XXXXXX)
+  port=$((20000 + RANDOM % 20000))
+  addr="http://127.0.0.1:$port"
+  "$BIN" server --data-dir "$dir/server" --bind "127.0.0.1:$port" \
+    --heartbeat-ttl 60s --log-level warn >"$dir/server.log" 2>&1 &
+  server=$!
+  pids=("$server")
+  for _ in $(seq 100); do [ -s "$dir/server/token" ] && break; sleep 0.1; done
+  "$BIN" sim --server "$addr" --join-token "$(cat "$dir/server/token")" \
+    --nodes "$n" --stats-every 10s --log-level warn >"$dir/sim.log" 2>&1 &
+  pids+=("$!")
+
+  python3 - "$addr" "$n" "$JOBS" "$COUNT" "$TIMEOUT" "$server" <<'EOF'
+import json, os, sys, time, urllib.request
+
+addr, nodes, jobs, count, timeout, server = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+
+def call(method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(addr + path, data=data, method=method,
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.load(r)
+
+def cpu_seconds():
+    f = open(f"/proc/{server}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+def hwm_mb():
+    for line in open(f"/proc/{server}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+t = time.time()
+while call("GET", "/v1/status/health")["nodes_ready"] < nodes:
+    if time.time() - t > timeout:
+        sys.exit(f"only {call('GET', '/v1/status/health')['nodes_ready']} of {nodes} nodes registered")
+    time.sleep(0.2)
+print(f"{nodes} nodes ready in {time.time() - t:.1f}s; server at {hwm_mb():.0f} MB, {cpu_seconds():.1f} CPU s")
+
+cpu0 = cpu_seconds()
+total = jobs * count
+t0 = time.time()
+for j in range(jobs):
+    call("POST", "/v1/jobs", {"job": {
+        "id": f"bench-{j}", "name": f"bench-{j}", "type": "service",
+        "groups": [{"name": "g", "count": count, "tasks": [{
+            "name": "t", "driver": "exec",
+            "config": {"command": "/bin/sleep", "args": ["600"]},
+            "resources": {"cpu": 10, "memory": 10}}]}]}})
+t_sub = time.time() - t0
+running = 0
+last = -1
+while True:
+    stubs = call("GET", "/v1/jobs")
+    running = sum(g.get("running", 0) for s in stubs for g in s["summary"].values())
+    if running >= total:
+        break
+    if time.time() - t0 > timeout:
+        sys.exit(f"timed out: {running} of {total} running after {timeout:.0f}s")
+    if running // 10000 != last:
+        last = running // 10000
+        print(f"  {time.time() - t0:6.1f}s  {running} running")
+    time.sleep(0.25)
+el = time.time() - t0
+print(f"RESULT nodes={nodes} allocs={total}: all running in {el:.1f}s "
+      f"(jobs submitted in {t_sub:.1f}s; {total / el:.0f} allocs/s); "
+      f"server peak RSS {hwm_mb():.0f} MB, CPU {cpu_seconds() - cpu0:.1f} s "
+      f"during the run ({cpu_seconds():.1f} s total)")
+EOF
+  grep -E "registered" "$dir/sim.log" | tail -1 || true
+  cleanup
+  pids=()
+  rm -rf "$dir"
+done

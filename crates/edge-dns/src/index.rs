@@ -1,0 +1,241 @@
+//! The in-memory zone built from the catalog: every name the zone answers, with its records ready to send.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use edge_api::Catalog;
+use hickory_proto::rr::rdata::{A, AAAA, SOA, SRV};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+
+/// SOA timers: the zone is never transferred, so only `minimum` (the negative-answer TTL) matters.
+const SOA_REFRESH: i32 = 3600;
+const SOA_RETRY: i32 = 600;
+const SOA_EXPIRE: i32 = 86400;
+
+/// Records of one name.
+#[derive(Debug, Default)]
+struct Entry {
+    records: Vec<Record>,
+    /// Glue for SRV answers: the addresses of their targets.
+    additionals: Vec<Record>,
+}
+
+/// What the zone says about one question.
+#[derive(Debug)]
+pub(crate) enum Lookup<'a> {
+    /// The name exists; `answers` may be empty (NODATA) when it has no record of the asked type.
+    Found {
+        answers: Vec<&'a Record>,
+        additionals: &'a [Record],
+    },
+    NxDomain,
+    /// The name is not in our zone: forward it.
+    Outside,
+}
+
+/// A snapshot of the zone at one catalog index.
+#[derive(Debug)]
+pub(crate) struct Index {
+    origin: LowerName,
+    soa: Record,
+    names: HashMap<LowerName, Entry>,
+}
+
+/// Settings of the zone that do not come from the catalog.
+#[derive(Debug, Clone)]
+pub(crate) struct ZoneConfig {
+    pub origin: Name,
+    pub lb_address: IpAddr,
+    pub ttl: u32,
+}
+
+impl Index {
+    pub(crate) fn build(zone: &ZoneConfig, catalog: &Catalog) -> Self {
+        let origin = zone.origin.clone();
+        let mut b = Builder {
+            origin: &origin,
+            names: HashMap::new(),
+            node_labels: BTreeMap::new(),
+        };
+        // The apex answers SOA queries and anchors NODATA for its own name.
+        b.entry(origin.clone());
+        for svc in catalog.services.values() {
+            let serving: Vec<_> = svc.instances.iter().filter(|i| i.serving()).collect();
+            if serving.is_empty() {
+                continue;
+            }
+            let Some(label) = dns_label(&svc.name).filter(|l| *l == svc.name.to_ascii_lowercase())
+            else {
+                tracing::debug!(service = %svc.name, "service name is not a dns label: not in dns");
+                continue;
+            };
+            let Some(name) = b.name(&[&label]) else { continue };
+            let lb = address_record(name.clone(), zone.ttl, zone.lb_address);
+            b.entry(name).records.push(lb);
+
+            let mut task_addrs = BTreeSet::new();
+            let mut srv_targets = BTreeSet::new();
+            for inst in &serving {
+                let Ok(addr) = inst.address.parse::<IpAddr>() else {
+                    tracing::debug!(service = %svc.name, address = %inst.address, "instance address is not an ip: not in dns");
+                    continue;
+                };
+                task_addrs.insert(addr);
+                if let Some(target) = b.node_name(&inst.node_name, addr) {
+                    srv_targets.insert((target, inst.port));
+                }
+            }
+            if let Some(tasks) = b.name(&["tasks", &label]) {
+                let records = task_addrs
+                    .iter()
+                    .map(|a| address_record(tasks.clone(), zone.ttl, *a))
+                    .collect();
+                b.entry(tasks).records = records;
+            }
+            if let Some(srv) = b.name(&[&format!("_{label}"), "_tcp"]) {
+                let mut glue = Vec::new();
+                let mut records = Vec::new();
+                let mut seen = BTreeSet::new();
+                for ((target_name, addr), port) in srv_targets {
+                    if seen.insert(target_name.clone()) {
+                        glue.push(address_record(target_name.clone(), zone.ttl, addr));
+                    }
+                    records.push(Record::from_rdata(
+                        srv.clone(),
+                        zone.ttl,
+                        RData::SRV(SRV::new(1, 1, port, target_name)),
+                    ));
+                }
+                let e = b.entry(srv);
+                e.records = records;
+                e.additionals = glue;
+            }
+        }
+        let node_names: Vec<_> = b.node_labels.values().cloned().collect();
+        for (name, addr) in node_names {
+            let rec = address_record(name.clone(), zone.ttl, addr);
+            b.entry(name).records.push(rec);
+        }
+        let names = b.names;
+        let soa = soa_record(&origin, zone.ttl, catalog.index);
+        Index {
+            origin: LowerName::new(&origin),
+            soa,
+            names,
+        }
+    }
+
+    pub(crate) fn soa(&self) -> &Record {
+        &self.soa
+    }
+
+    pub(crate) fn lookup(&self, name: &LowerName, qtype: RecordType) -> Lookup<'_> {
+        if !self.origin.zone_of(name) {
+            return Lookup::Outside;
+        }
+        let Some(entry) = self.names.get(name) else {
+            return Lookup::NxDomain;
+        };
+        if *name == self.origin && matches!(qtype, RecordType::SOA | RecordType::ANY) {
+            return Lookup::Found {
+                answers: vec![&self.soa],
+                additionals: &[],
+            };
+        }
+        let answers: Vec<&Record> = entry
+            .records
+            .iter()
+            .filter(|r| qtype == RecordType::ANY || r.record_type() == qtype)
+            .collect();
+        let additionals = if answers.is_empty() {
+            &[][..]
+        } else {
+            &entry.additionals[..]
+        };
+        Lookup::Found {
+            answers,
+            additionals,
+        }
+    }
+}
+
+type NodeTarget = (Name, IpAddr);
+
+struct Builder<'a> {
+    origin: &'a Name,
+    names: HashMap<LowerName, Entry>,
+    /// SRV target names per label, so two nodes never share one name.
+    node_labels: BTreeMap<String, NodeTarget>,
+}
+
+impl Builder<'_> {
+    fn name(&self, labels: &[&str]) -> Option<Name> {
+        let rel = Name::from_labels(labels.iter().map(|l| l.as_bytes())).ok()?;
+        rel.append_domain(self.origin).ok()
+    }
+
+    fn entry(&mut self, name: Name) -> &mut Entry {
+        self.names.entry(LowerName::new(&name)).or_default()
+    }
+
+    /// The SRV target of a node: `<node_name>.node.<zone>`, or a name derived from its
+    /// address when the node name is not a DNS label or is taken by another address.
+    fn node_name(&mut self, node_name: &str, addr: IpAddr) -> Option<(Name, IpAddr)> {
+        let by_addr = format!("ip-{}", addr.to_string().replace(['.', ':'], "-"));
+        let label = match dns_label(node_name) {
+            Some(l) if self.node_labels.get(&l).is_none_or(|(_, a)| *a == addr) => l,
+            _ => by_addr,
+        };
+        if let Some(found) = self.node_labels.get(&label) {
+            return Some(found.clone());
+        }
+        let name = self.name(&[&label, "node"])?;
+        self.node_labels.insert(label, (name.clone(), addr));
+        Some((name, addr))
+    }
+}
+
+/// A lowercase DNS label made from `s`: letters, digits and hyphens, other characters
+/// turned into hyphens; `None` when nothing usable is left.
+pub(crate) fn dns_label(s: &str) -> Option<String> {
+    let mapped: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = mapped.trim_matches('-');
+    (!trimmed.is_empty() && trimmed.len() <= 63).then(|| trimmed.to_string())
+}
+
+fn address_record(name: Name, ttl: u32, addr: IpAddr) -> Record {
+    let rdata = match addr {
+        IpAddr::V4(v4) => RData::A(A(v4)),
+        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+    };
+    Record::from_rdata(name, ttl, rdata)
+}
+
+fn soa_record(origin: &Name, ttl: u32, serial: u64) -> Record {
+    let mname = Name::from_labels([&b"ns"[..]])
+        .and_then(|n| n.append_domain(origin))
+        .unwrap_or_else(|_| origin.clone());
+    let rname = Name::from_labels([&b"hostmaster"[..]])
+        .and_then(|n| n.append_domain(origin))
+        .unwrap_or_else(|_| origin.clone());
+    // The serial wraps: only its changing matters, and it is never compared across a wrap.
+    let soa = SOA::new(
+        mname,
+        rname,
+        serial as u32,
+        SOA_REFRESH,
+        SOA_RETRY,
+        SOA_EXPIRE,
+        ttl,
+    );
+    Record::from_rdata(origin.clone(), ttl, RData::SOA(soa))
+}

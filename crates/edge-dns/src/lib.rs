@@ -1,0 +1,181 @@
+//! Service DNS of an agent: `NAME.service.edge` answers the node's load balancer,
+//! `tasks.NAME.service.edge` and `_NAME._tcp.service.edge` the serving instances,
+//! from the catalog; other names are forwarded to upstream resolvers.
+//!
+//! A name whose service has no serving instance is NXDOMAIN, as if it did not exist:
+//! clients fail fast instead of caching an empty answer for a name that works nowhere.
+//! A name that exists without records of the asked type is NOERROR with no answer
+//! (NODATA) and the zone's SOA in the authority section.
+
+mod error;
+mod forward;
+mod handler;
+mod index;
+mod udp;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_api::Catalog;
+use hickory_proto::rr::Name;
+use hickory_server::Server;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use error::DnsError;
+
+use handler::{Handler, Shared};
+use index::{Index, ZoneConfig};
+
+/// A TCP client that sends nothing for this long is disconnected.
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Answers queued per TCP connection before the connection stops reading.
+const TCP_RESPONSE_BUFFER: usize = 32;
+/// UDP receive loops at most: one per runtime worker up to this.
+const UDP_LOOPS_MAX: usize = 4;
+
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// UDP and TCP listen on this address; port 0 picks one (read it back from the handle).
+    pub listen: SocketAddr,
+    /// The zone, e.g. `service.edge`.
+    pub domain: String,
+    /// Where this node's load balancer serves published services: the answer to `NAME.<domain>`.
+    pub lb_address: IpAddr,
+    /// Resolvers for names outside the zone; empty means those of /etc/resolv.conf.
+    pub upstreams: Vec<SocketAddr>,
+    pub ttl: u32,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8600),
+            domain: "service.edge".to_string(),
+            lb_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            upstreams: Vec::new(),
+            ttl: 5,
+        }
+    }
+}
+
+/// A running DNS server; dropping it without `shutdown` leaves the server running
+/// until the runtime stops.
+pub struct DnsHandle {
+    udp_addr: SocketAddr,
+    tcp_addr: SocketAddr,
+    upstreams: Vec<SocketAddr>,
+    server: Server<Handler>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl DnsHandle {
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+
+    /// The upstream resolvers names outside the zone go to.
+    pub fn upstreams(&self) -> &[SocketAddr] {
+        &self.upstreams
+    }
+
+    /// Stops listening and waits for the server's tasks to end.
+    pub async fn shutdown(mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        // Awaiting the aborted tasks drops their sockets before we return.
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        if let Err(e) = self.server.shutdown_gracefully().await {
+            tracing::debug!(error = %e, "dns server shutdown");
+        }
+    }
+}
+
+fn zone_name(domain: &str) -> Result<Name, DnsError> {
+    let invalid = |reason: String| DnsError::InvalidDomain {
+        domain: domain.to_string(),
+        reason,
+    };
+    let trimmed = domain.trim_end_matches('.');
+    if trimmed.is_empty() {
+        return Err(invalid("empty".to_string()));
+    }
+    let mut name = Name::from_ascii(trimmed).map_err(|e| invalid(e.to_string()))?;
+    name.set_fqdn(true);
+    Ok(name)
+}
+
+/// Binds UDP and TCP on `cfg.listen` and serves until [`DnsHandle::shutdown`]; every
+/// change of `catalog` rebuilds the zone, so answers follow it within milliseconds.
+pub async fn serve(
+    cfg: DnsConfig,
+    mut catalog: watch::Receiver<Arc<Catalog>>,
+) -> Result<DnsHandle, DnsError> {
+    let zone = ZoneConfig {
+        origin: zone_name(&cfg.domain)?,
+        lb_address: cfg.lb_address,
+        ttl: cfg.ttl,
+    };
+    let bind_err = |proto, addr| move |source| DnsError::Bind {
+        proto,
+        addr,
+        source,
+    };
+    let udp = UdpSocket::bind(cfg.listen)
+        .await
+        .map_err(bind_err("udp", cfg.listen))?;
+    let udp_addr = udp.local_addr().map_err(bind_err("udp", cfg.listen))?;
+    // With port 0, TCP takes the port UDP got so both share one address when it is free.
+    let tcp_want = SocketAddr::new(cfg.listen.ip(), udp_addr.port());
+    let tcp = match TcpListener::bind(tcp_want).await {
+        Ok(l) => l,
+        Err(_) if cfg.listen.port() == 0 => TcpListener::bind(cfg.listen)
+            .await
+            .map_err(bind_err("tcp", cfg.listen))?,
+        Err(e) => return Err(bind_err("tcp", tcp_want)(e)),
+    };
+    let tcp_addr = tcp.local_addr().map_err(bind_err("tcp", cfg.listen))?;
+
+    let forwarder = forward::Forwarder::new(cfg.upstreams, &[udp_addr, tcp_addr]);
+    let upstreams = forwarder.upstreams().to_vec();
+    let index = Index::build(&zone, &catalog.borrow_and_update());
+    let shared = Arc::new(Shared::new(index, forwarder));
+
+    let watched = shared.clone();
+    let mut tasks = vec![tokio::spawn(async move {
+        while catalog.changed().await.is_ok() {
+            let snapshot = catalog.borrow_and_update().clone();
+            watched.replace(Index::build(&zone, &snapshot));
+            tracing::debug!(index = snapshot.index, "dns zone rebuilt");
+        }
+    })];
+    // Several receivers on one socket let the kernel spread queries over the runtime's threads.
+    let udp = Arc::new(udp);
+    let loops = tokio::runtime::Handle::current()
+        .metrics()
+        .num_workers()
+        .clamp(1, UDP_LOOPS_MAX);
+    for _ in 0..loops {
+        tasks.push(tokio::spawn(udp::serve(udp.clone(), shared.clone())));
+    }
+
+    let mut server = Server::new(Handler { shared });
+    server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+    tracing::info!(%udp_addr, %tcp_addr, domain = %cfg.domain, "dns listening");
+    Ok(DnsHandle {
+        udp_addr,
+        tcp_addr,
+        upstreams,
+        server,
+        tasks,
+    })
+}

@@ -1,0 +1,462 @@
+//! The wasm driver: WebAssembly modules on an embedded wasmtime, inside the
+//! agent process. `mode = "command"` runs a WASI preview 1 command to
+//! completion; `mode = "http"` serves the task's port and runs every request
+//! in a fresh instance (WAGI). Memory is capped by `resources.memory`, running
+//! code is interrupted through epochs, and compiled modules are cached on
+//! disk by module hash and wasmtime version.
+//!
+//! Wasm tasks live in the agent process, so unlike exec tasks they do not
+//! survive an agent restart: `recover` answers `NotFound` and the agent starts
+//! them again (cheaply: the compiled module is on disk).
+
+mod command;
+mod config;
+pub mod error;
+mod fetch;
+mod http;
+mod runtime;
+mod stdio;
+
+pub use error::WasmError;
+pub use runtime::WASMTIME_VERSION;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use config::{Mode, Source};
+use edge_driver::{Driver, DriverError, EventSink, ExitResult, TaskConfig, TaskHandle, TaskStats};
+use edge_spec::DriverInfo;
+use runtime::{MemoryLimiter, Runtime};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use stdio::LogStream;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use wasmtime::{InstancePre, Module};
+
+const NAME: &str = "wasm";
+
+/// The wasm driver. One wasmtime engine (and epoch ticker thread) per driver.
+pub struct WasmDriver {
+    rt: Arc<Runtime>,
+    modules_dir: PathBuf,
+    client: reqwest::Client,
+    tasks: Mutex<HashMap<String, Arc<Task>>>,
+    seq: AtomicU64,
+}
+
+/// One running task, command or http.
+struct Task {
+    http: bool,
+    /// Read at every epoch tick by a command module's store.
+    stop: Arc<AtomicBool>,
+    /// Tells an http server to stop accepting and drain.
+    shutdown: watch::Sender<bool>,
+    abort: AbortHandle,
+    done: watch::Receiver<Option<ExitResult>>,
+    live_memory: Arc<AtomicU64>,
+    busy_ns: Arc<AtomicU64>,
+    started: Instant,
+}
+
+impl Task {
+    fn interrupt(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.shutdown.send_replace(true);
+    }
+
+    async fn finished(&self) -> ExitResult {
+        let mut rx = self.done.clone();
+        match rx.wait_for(Option::is_some).await {
+            Ok(exit) => exit.clone().unwrap_or_default(),
+            Err(_) => ExitResult {
+                exit_code: 1,
+                error: Some("wasm task ended without a result".to_string()),
+                ..ExitResult::default()
+            },
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.done.borrow().is_some()
+    }
+}
+
+/// A WAGI handler outside any task: one module, a fresh instance per call.
+/// For benchmarks and embedders; tasks use the same code path.
+pub struct WagiHandler {
+    inner: http::Handler,
+}
+
+impl WagiHandler {
+    /// Runs the module for one request and returns its raw CGI output.
+    pub async fn call(&self, method: &str, uri: &str, body: Bytes) -> Result<Bytes, String> {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(())
+            .map_err(|e| format!("bad request {method} {uri}: {e}"))?;
+        let (parts, ()) = req.into_parts();
+        let remote = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let env = http::cgi_env(&self.inner, &parts, remote, body.len());
+        self.inner
+            .invoke(&env, body)
+            .await
+            .map_err(|f| format!("{}: {}", f.status.as_u16(), f.reason))
+    }
+}
+
+struct Silent;
+
+impl EventSink for Silent {
+    fn event(&self, _kind: &str, _message: &str) {}
+}
+
+impl WasmDriver {
+    /// `data_dir` holds downloaded modules (`modules/`) and compiled ones
+    /// (`wasm-cache/`).
+    pub fn new(data_dir: impl Into<PathBuf>) -> Result<WasmDriver, WasmError> {
+        let data_dir = data_dir.into();
+        let rt = Runtime::new(data_dir.join("wasm-cache"))?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| WasmError::Download {
+                url: String::new(),
+                message: format!("building the http client: {e}"),
+            })?;
+        Ok(WasmDriver {
+            rt: Arc::new(rt),
+            modules_dir: data_dir.join("modules"),
+            client,
+            tasks: Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(0),
+        })
+    }
+
+    /// How many modules this driver compiled (cache misses in memory and on
+    /// disk) since it was created.
+    pub fn compilations(&self) -> u64 {
+        self.rt.compilations()
+    }
+
+    /// The compiled-cache file a module's bytes map to (it exists once the
+    /// module was compiled on this node).
+    pub fn compiled_path(&self, module_bytes: &[u8]) -> PathBuf {
+        self.rt.cache_path(&runtime::sha256_hex(module_bytes))
+    }
+
+    /// A WAGI handler for a module file, as http mode runs it.
+    pub async fn wagi_handler(
+        &self,
+        module: &Path,
+        memory_mb: u32,
+        timeout: Duration,
+    ) -> Result<WagiHandler, DriverError> {
+        let (_, pre) = self.load(module).await?;
+        Ok(WagiHandler {
+            inner: http::Handler {
+                engine: self.rt.engine.clone(),
+                pre,
+                argv: vec![argv0(module)],
+                env: Vec::new(),
+                stderr: LogStream::sink(),
+                memory_limit: u64::from(memory_mb) << 20,
+                live_memory: Arc::new(AtomicU64::new(0)),
+                busy_ns: Arc::new(AtomicU64::new(0)),
+                timeout,
+                port: 0,
+            },
+        })
+    }
+
+    async fn module_file(
+        &self,
+        source: &Source,
+        events: &dyn EventSink,
+    ) -> Result<PathBuf, DriverError> {
+        match source {
+            Source::Path(p) => Ok(PathBuf::from(p)),
+            Source::Url { url, sha256 } => Ok(fetch::fetch(
+                &self.client,
+                &self.modules_dir,
+                url,
+                sha256.as_deref(),
+                events,
+            )
+            .await?),
+        }
+    }
+
+    /// Compiles or loads from cache (off the executor), then pre-links.
+    async fn load(&self, path: &Path) -> Result<(bool, InstancePre<runtime::Host>), DriverError> {
+        let rt = self.rt.clone();
+        let file = path.to_path_buf();
+        let (module, compiled): (Module, bool) =
+            tokio::task::spawn_blocking(move || rt.load(&file))
+                .await
+                .map_err(|e| {
+                    DriverError::Other(format!("loading module {}: {e}", path.display()))
+                })??;
+        Ok((compiled, self.rt.pre(&module, path)?))
+    }
+
+    fn task(&self, handle: &TaskHandle) -> Result<Arc<Task>, DriverError> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&handle.task_id)
+            .cloned()
+            .ok_or_else(|| DriverError::NotFound {
+                task_id: handle.task_id.clone(),
+            })
+    }
+}
+
+fn argv0(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "module.wasm".to_string())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[async_trait]
+impl Driver for WasmDriver {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn fingerprint(&self) -> DriverInfo {
+        DriverInfo {
+            detected: true,
+            healthy: true,
+            description: format!("embedded wasmtime {WASMTIME_VERSION}"),
+            attributes: BTreeMap::from([(
+                "driver.wasm.version".to_string(),
+                WASMTIME_VERSION.to_string(),
+            )]),
+        }
+    }
+
+    async fn prepare(&self, cfg: &TaskConfig, events: &dyn EventSink) -> Result<(), DriverError> {
+        let tc = config::parse(&cfg.config, &cfg.env)?;
+        let path = self.module_file(&tc.source, events).await?;
+        let (compiled, _) = self.load(&path).await?;
+        if compiled {
+            events.event(
+                "Compiled module",
+                &format!("{} compiled and cached", path.display()),
+            );
+        }
+        Ok(())
+    }
+
+    async fn start(&self, cfg: &TaskConfig) -> Result<TaskHandle, DriverError> {
+        let tc = config::parse(&cfg.config, &cfg.env)?;
+        let path = self.module_file(&tc.source, &Silent).await?;
+        let (_, pre) = self.load(&path).await?;
+        let stdout = LogStream::open(cfg, "stdout")
+            .map_err(|e| DriverError::io("opening the stdout log", e))?;
+        let stderr = LogStream::open(cfg, "stderr")
+            .map_err(|e| DriverError::io("opening the stderr log", e))?;
+        let argv: Vec<String> = std::iter::once(argv0(&path)).chain(tc.args).collect();
+        let memory_limit = u64::from(cfg.resources.memory) << 20;
+        let live_memory = Arc::new(AtomicU64::new(0));
+        let busy_ns = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let limits = MemoryLimiter::new(memory_limit, live_memory.clone());
+        let http = matches!(tc.mode, Mode::Http { .. });
+        let job = match tc.mode {
+            Mode::Command { timeout } => {
+                let wasi = command::context(cfg, &argv, stdout, stderr.clone())?;
+                tokio::spawn(
+                    command::Command {
+                        engine: self.rt.engine.clone(),
+                        pre,
+                        wasi,
+                        limits,
+                        stop: stop.clone(),
+                        timeout,
+                        stderr,
+                        busy_ns: busy_ns.clone(),
+                    }
+                    .run(),
+                )
+            }
+            Mode::Http {
+                port_label,
+                timeout,
+            } => {
+                drop(limits);
+                let port = cfg
+                    .ports
+                    .iter()
+                    .find(|p| p.label == port_label)
+                    .ok_or_else(|| {
+                        DriverError::config(
+                            "config.port",
+                            format!("the group has no port labelled {port_label:?}"),
+                        )
+                    })?
+                    .value;
+                let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
+                    .await
+                    .map_err(|e| DriverError::io(format!("listening on port {port}"), e))?;
+                let handler = Arc::new(http::Handler {
+                    engine: self.rt.engine.clone(),
+                    pre,
+                    argv,
+                    env: cfg
+                        .env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    stderr,
+                    memory_limit,
+                    live_memory: live_memory.clone(),
+                    busy_ns: busy_ns.clone(),
+                    timeout,
+                    port,
+                });
+                drop(stdout);
+                tokio::spawn(async move {
+                    match http::serve(listener, handler, shutdown_rx).await {
+                        Ok(()) => ExitResult::default(),
+                        Err(e) => ExitResult {
+                            exit_code: 1,
+                            error: Some(format!("http server failed: {e}")),
+                            ..ExitResult::default()
+                        },
+                    }
+                })
+            }
+        };
+        let abort = job.abort_handle();
+        let (done_tx, done) = watch::channel(None);
+        tokio::spawn(async move {
+            let exit = match job.await {
+                Ok(exit) => exit,
+                Err(e) if e.is_cancelled() => ExitResult {
+                    exit_code: 1,
+                    error: Some("killed: the module did not stop within kill_timeout".to_string()),
+                    ..ExitResult::default()
+                },
+                Err(e) => ExitResult {
+                    exit_code: 1,
+                    error: Some(format!("wasm task failed: {e}")),
+                    ..ExitResult::default()
+                },
+            };
+            done_tx.send_replace(Some(exit));
+        });
+        let started_at = now_ms();
+        let task_id = format!(
+            "{}/{}/{started_at}-{}",
+            cfg.alloc_id,
+            cfg.task,
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        );
+        let task = Arc::new(Task {
+            http,
+            stop,
+            shutdown,
+            abort,
+            done,
+            live_memory,
+            busy_ns,
+            started: Instant::now(),
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(task_id.clone(), task);
+        Ok(TaskHandle {
+            driver: NAME.to_string(),
+            task_id,
+            pid: None,
+            started_at,
+            state: serde_json::json!({ "module": path.display().to_string() }),
+        })
+    }
+
+    async fn recover(&self, handle: &TaskHandle) -> Result<(), DriverError> {
+        // Only a task started by this very driver instance is still running:
+        // wasm tasks die with the agent process.
+        self.task(handle).map(|_| ())
+    }
+
+    async fn wait(&self, handle: &TaskHandle) -> Result<ExitResult, DriverError> {
+        Ok(self.task(handle)?.finished().await)
+    }
+
+    async fn stop(&self, handle: &TaskHandle, timeout: Duration) -> Result<(), DriverError> {
+        let task = self.task(handle)?;
+        task.interrupt();
+        if tokio::time::timeout(timeout, task.finished())
+            .await
+            .is_err()
+        {
+            // Still inside a host call (or an http request) past the grace
+            // time: drop the future, which unwinds the instance.
+            task.abort.abort();
+            task.finished().await;
+        }
+        Ok(())
+    }
+
+    async fn destroy(&self, handle: &TaskHandle) -> Result<(), DriverError> {
+        let task = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&handle.task_id);
+        if let Some(task) = task
+            && !task.is_done()
+        {
+            task.interrupt();
+            task.abort.abort();
+        }
+        Ok(())
+    }
+
+    async fn signal(&self, handle: &TaskHandle, signal: &str) -> Result<(), DriverError> {
+        let task = self.task(handle)?;
+        match signal.trim_start_matches("SIG") {
+            "TERM" | "INT" | "QUIT" | "HUP" => task.interrupt(),
+            "KILL" => {
+                task.interrupt();
+                task.abort.abort();
+            }
+            _ => {
+                return Err(DriverError::Other(format!(
+                    "wasm tasks cannot take signal {signal}: only SIGTERM, SIGINT, SIGQUIT, SIGHUP (stop) and SIGKILL"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn stats(&self, handle: &TaskHandle) -> Result<TaskStats, DriverError> {
+        let task = self.task(handle)?;
+        // wasm runs on one thread per instance while it is busy: a command's
+        // busy time is its run time, an http task's the sum of its requests.
+        let cpu = if !task.http && !task.is_done() {
+            task.started.elapsed().as_nanos() as u64
+        } else {
+            task.busy_ns.load(Ordering::Relaxed)
+        };
+        Ok(TaskStats {
+            memory_rss_bytes: task.live_memory.load(Ordering::Relaxed),
+            cpu_total_ns: cpu,
+            timestamp: now_ms(),
+        })
+    }
+}

@@ -1,0 +1,342 @@
+//! HTTP/1.1 reverse proxy: routes by Host and path, adds X-Forwarded-*,
+//! reuses keep-alive connections per backend, retries on another instance
+//! only when connecting failed, and tunnels upgrades (websockets).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+use crate::listener::{PortKind, PortShared};
+use crate::pool::{ActiveGuard, Backend, PoolState, ServicePool};
+use crate::route::normalize_host;
+
+pub(crate) type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Per client connection facts every request needs.
+pub(crate) struct ConnCtx {
+    pub(crate) port: Arc<PortShared>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) tls: bool,
+    pub(crate) connect_timeout: Duration,
+}
+
+/// Serves one client connection until it closes, or until the listener is
+/// closed, when keep-alive ends after the request in flight.
+pub(crate) async fn serve<S>(io: S, ctx: ConnCtx, mut closing: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ctx = Arc::new(ctx);
+    let svc = service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(handle(req, &ctx).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::trace!("http client connection ended: {e}");
+            }
+            return;
+        }
+        _ = closing.wait_for(|c| *c) => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
+}
+
+fn local(status: StatusCode, msg: &'static str) -> Response<ProxyBody> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(msg.as_bytes()))));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Response<ProxyBody> {
+    let state = ctx.port.current();
+    let PortKind::Http { router } = &state.kind else {
+        return local(StatusCode::SERVICE_UNAVAILABLE, "port reconfigured\n");
+    };
+    let raw_host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let host = normalize_host(raw_host);
+    let Some(pool) = router.find(&host, req.uri().path()).cloned() else {
+        return local(StatusCode::NOT_FOUND, "no route\n");
+    };
+    let pstate = pool.state();
+    if pstate.backends.is_empty() {
+        return local(StatusCode::SERVICE_UNAVAILABLE, "no serving instance\n");
+    }
+    let upgrade = is_upgrade(req.headers());
+    prepare(&mut req, ctx, upgrade);
+    if upgrade {
+        return tunnel(req, &pool, &pstate, ctx.connect_timeout).await;
+    }
+    let mut failed: Option<Arc<Backend>> = None;
+    for _ in 0..2 {
+        let Some(backend) = pool.pick(&pstate, failed.as_ref()) else {
+            break;
+        };
+        match send(&backend, req, ctx.connect_timeout).await {
+            Ok(resp) => return resp,
+            Err(SendError::Connect(r, e)) => {
+                tracing::debug!(service = %pool.name, backend = %backend.addr, "connect failed: {e}");
+                req = *r;
+                failed = Some(backend);
+            }
+            Err(SendError::Sent(e)) => {
+                tracing::debug!(service = %pool.name, backend = %backend.addr, "request failed: {e}");
+                return local(StatusCode::BAD_GATEWAY, "bad gateway\n");
+            }
+        }
+    }
+    local(StatusCode::BAD_GATEWAY, "no backend reachable\n")
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+/// Drops hop-by-hop headers (those an upgrade needs survive when `upgrade`).
+fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    if let Some(conn) = headers.get(header::CONNECTION) {
+        let named: Vec<HeaderName> = conn
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| !(upgrade && *n == header::UPGRADE))
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+    }
+    if !upgrade {
+        headers.remove(header::CONNECTION);
+        headers.remove(header::UPGRADE);
+    }
+    for h in [KEEP_ALIVE, PROXY_CONNECTION, header::TE, header::TRAILER, header::TRANSFER_ENCODING] {
+        headers.remove(h);
+    }
+}
+
+fn prepare(req: &mut Request<Incoming>, ctx: &ConnCtx, upgrade: bool) {
+    let authority = req.uri().authority().map(|a| a.as_str().to_string());
+    let origin: Uri = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/")
+        .parse()
+        .unwrap_or_else(|_| Uri::from_static("/"));
+    *req.uri_mut() = origin;
+    *req.version_mut() = Version::HTTP_11;
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers, upgrade);
+    if !headers.contains_key(header::HOST)
+        && let Some(v) = authority.and_then(|a| HeaderValue::from_str(&a).ok())
+    {
+        headers.insert(header::HOST, v);
+    }
+    let ip = ctx.peer.ip().to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+        _ => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    let proto = if ctx.tls { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    if let Some(h) = headers.get(header::HOST).cloned() {
+        headers.insert(X_FORWARDED_HOST, h);
+    }
+}
+
+enum SendError {
+    /// Nothing reached the backend: the request comes back for another try.
+    Connect(Box<Request<Incoming>>, String),
+    /// The backend got (part of) the request: retrying could repeat it.
+    Sent(String),
+}
+
+async fn handshake(backend: &Backend, timeout: Duration, upgrades: bool) -> Result<SendRequest<Incoming>, String> {
+    let stream = backend.connect(timeout).await.map_err(|e| e.to_string())?;
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    if upgrades {
+        tokio::spawn(conn.with_upgrades());
+    } else {
+        tokio::spawn(conn);
+    }
+    Ok(sender)
+}
+
+async fn send(backend: &Arc<Backend>, mut req: Request<Incoming>, timeout: Duration) -> Result<Response<ProxyBody>, SendError> {
+    let guard = backend.track();
+    loop {
+        let (mut sender, fresh) = match backend.take_idle() {
+            Some(s) => (s, false),
+            None => match handshake(backend, timeout, false).await {
+                Ok(s) => (s, true),
+                Err(e) => return Err(SendError::Connect(Box::new(req), e)),
+            },
+        };
+        if let Err(e) = sender.ready().await {
+            if fresh {
+                return Err(SendError::Connect(Box::new(req), e.to_string()));
+            }
+            continue;
+        }
+        let start = Instant::now();
+        match sender.try_send_request(req).await {
+            Ok(resp) => {
+                backend.observe(start.elapsed());
+                return Ok(upstream_response(resp, Some(sender), backend.clone(), guard));
+            }
+            Err(mut e) => match e.take_message() {
+                // A pooled connection the backend had closed: the request
+                // never left, so a fresh connection to the same backend is safe.
+                Some(r) if !fresh => req = r,
+                Some(r) => return Err(SendError::Connect(Box::new(r), e.into_error().to_string())),
+                None => return Err(SendError::Sent(e.into_error().to_string())),
+            },
+        }
+    }
+}
+
+fn upstream_response(
+    resp: Response<Incoming>,
+    sender: Option<SendRequest<Incoming>>,
+    backend: Arc<Backend>,
+    guard: ActiveGuard,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = resp.into_parts();
+    let upgraded = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+    strip_hop_by_hop(&mut parts.headers, upgraded);
+    let body = UpstreamBody {
+        inner: body,
+        done: false,
+        sender,
+        backend,
+        _guard: guard,
+    };
+    Response::from_parts(parts, Either::Left(body))
+}
+
+/// Upgrade requests get a dedicated backend connection; after a 101 the two
+/// upgraded streams are spliced until either side closes.
+async fn tunnel(mut req: Request<Incoming>, pool: &ServicePool, pstate: &PoolState, timeout: Duration) -> Response<ProxyBody> {
+    let client_side = hyper::upgrade::on(&mut req);
+    let mut failed: Option<Arc<Backend>> = None;
+    for _ in 0..2 {
+        let Some(backend) = pool.pick(pstate, failed.as_ref()) else {
+            break;
+        };
+        let mut sender = match handshake(&backend, timeout, true).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(service = %pool.name, backend = %backend.addr, "connect failed: {e}");
+                failed = Some(backend);
+                continue;
+            }
+        };
+        let mut resp = match sender.send_request(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(service = %pool.name, backend = %backend.addr, "upgrade request failed: {e}");
+                return local(StatusCode::BAD_GATEWAY, "bad gateway\n");
+            }
+        };
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let backend_side = hyper::upgrade::on(&mut resp);
+            let guard = backend.track();
+            tokio::spawn(async move {
+                let _guard = guard;
+                let (Ok(c), Ok(b)) = tokio::join!(client_side, backend_side) else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(b)).await;
+            });
+        }
+        let guard = backend.track();
+        return upstream_response(resp, None, backend, guard);
+    }
+    local(StatusCode::BAD_GATEWAY, "no backend reachable\n")
+}
+
+/// The backend's response body; when it has been read to the end its
+/// connection goes back to the backend's idle pool.
+pub(crate) struct UpstreamBody {
+    inner: Incoming,
+    done: bool,
+    sender: Option<SendRequest<Incoming>>,
+    backend: Arc<Backend>,
+    _guard: ActiveGuard,
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = r {
+            self.done = true;
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if let Some(sender) = self.sender.take()
+            && (self.done || self.inner.is_end_stream())
+        {
+            self.backend.put_idle(sender);
+        }
+    }
+}

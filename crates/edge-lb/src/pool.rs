@@ -1,0 +1,279 @@
+//! A service's serving backends and how one is picked: round robin, least
+//! connections, or power of two choices by EWMA latency. Backends keep their
+//! counters and idle HTTP connections across catalog updates.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use edge_spec::Balance;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use tokio::net::TcpStream;
+
+/// Idle keep-alive connections kept per backend; more are closed.
+const MAX_IDLE: usize = 512;
+/// Weight of the newest sample in the latency average.
+const EWMA_ALPHA: f64 = 0.3;
+
+pub(crate) struct Backend {
+    pub(crate) addr: SocketAddr,
+    pub(crate) alloc_id: String,
+    active: AtomicUsize,
+    /// Microseconds as `f64` bits; 0 until measured, so new backends get tried.
+    ewma_us: AtomicU64,
+    idle: Mutex<Vec<SendRequest<Incoming>>>,
+}
+
+impl Backend {
+    fn new(alloc_id: String, addr: SocketAddr) -> Self {
+        Backend {
+            addr,
+            alloc_id,
+            active: AtomicUsize::new(0),
+            ewma_us: AtomicU64::new(0f64.to_bits()),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Counts a connection or request as in flight until dropped.
+    pub(crate) fn track(self: &Arc<Self>) -> ActiveGuard {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(self.clone())
+    }
+
+    pub(crate) fn observe(&self, latency: Duration) {
+        let sample = latency.as_secs_f64() * 1e6;
+        let _ = self
+            .ewma_us
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                let old = f64::from_bits(bits);
+                let new = if old == 0.0 {
+                    sample
+                } else {
+                    old + EWMA_ALPHA * (sample - old)
+                };
+                Some(new.to_bits())
+            });
+    }
+
+    fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    fn cost(&self) -> f64 {
+        f64::from_bits(self.ewma_us.load(Ordering::Relaxed)) * (self.active() + 1) as f64
+    }
+
+    pub(crate) async fn connect(&self, timeout: Duration) -> std::io::Result<TcpStream> {
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connecting to {} timed out", self.addr),
+                ));
+            }
+        };
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    /// The most recently used live connection, so cold ones time out first.
+    pub(crate) fn take_idle(&self) -> Option<SendRequest<Incoming>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(s) = idle.pop() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    pub(crate) fn put_idle(&self, sender: SendRequest<Incoming>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(sender);
+        }
+    }
+}
+
+pub(crate) struct ActiveGuard(Arc<Backend>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What one catalog version says about a service.
+pub(crate) struct PoolState {
+    pub(crate) balance: Balance,
+    pub(crate) backends: Vec<Arc<Backend>>,
+}
+
+pub(crate) struct ServicePool {
+    pub(crate) name: String,
+    state: RwLock<Arc<PoolState>>,
+    next: AtomicUsize,
+    rng: AtomicU64,
+}
+
+impl ServicePool {
+    pub(crate) fn new(name: String) -> Self {
+        ServicePool {
+            name,
+            state: RwLock::new(Arc::new(PoolState {
+                balance: Balance::RoundRobin,
+                backends: Vec::new(),
+            })),
+            next: AtomicUsize::new(0),
+            rng: AtomicU64::new(0x853c_49e6_748f_ea9b),
+        }
+    }
+
+    pub(crate) fn state(&self) -> Arc<PoolState> {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the serving set; backends that stay keep their counters and
+    /// pooled connections, removed ones live on only in connections in flight.
+    pub(crate) fn update(&self, balance: Balance, instances: Vec<(String, SocketAddr)>) {
+        let old = self.state();
+        let backends = instances
+            .into_iter()
+            .map(|(alloc_id, addr)| {
+                old.backends
+                    .iter()
+                    .find(|b| b.alloc_id == alloc_id && b.addr == addr)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Backend::new(alloc_id, addr)))
+            })
+            .collect();
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(PoolState { balance, backends });
+    }
+
+    /// splitmix64 over a shared counter: cheap, lock-free, good enough to
+    /// spread choices.
+    fn random(&self) -> u64 {
+        let mut z = self
+            .rng
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A backend other than `exclude` (the one that just failed to connect),
+    /// or `None` when there is no such backend.
+    pub(crate) fn pick(&self, state: &PoolState, exclude: Option<&Arc<Backend>>) -> Option<Arc<Backend>> {
+        let all = &state.backends;
+        let usable = |b: &Arc<Backend>| exclude.is_none_or(|x| !Arc::ptr_eq(x, b));
+        let n = all.len();
+        if n == 0 {
+            return None;
+        }
+        match state.balance {
+            Balance::RoundRobin => {
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                (0..n).map(|i| &all[(start + i) % n]).find(|b| usable(b)).cloned()
+            }
+            Balance::LeastConn => {
+                // Starting at a rotating offset spreads ties instead of
+                // piling them onto the first backend.
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                (0..n)
+                    .map(|i| &all[(start + i) % n])
+                    .filter(|b| usable(b))
+                    .min_by_key(|b| b.active())
+                    .cloned()
+            }
+            Balance::P2c => {
+                let candidates: Vec<&Arc<Backend>> = all.iter().filter(|b| usable(b)).collect();
+                match candidates.len() {
+                    0 => None,
+                    1 => Some(candidates[0].clone()),
+                    m => {
+                        let r = self.random();
+                        let i = (r % m as u64) as usize;
+                        let mut j = ((r >> 32) % (m as u64 - 1)) as usize;
+                        if j >= i {
+                            j += 1;
+                        }
+                        let (a, b) = (candidates[i], candidates[j]);
+                        Some(if b.cost() < a.cost() { b } else { a }.clone())
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn pool(balance: Balance, n: u16) -> ServicePool {
+        let p = ServicePool::new("svc".into());
+        p.update(balance, (0..n).map(|i| (format!("a{i}"), addr(1000 + i))).collect());
+        p
+    }
+
+    #[test]
+    fn round_robin_cycles_and_skips_excluded() {
+        let p = pool(Balance::RoundRobin, 3);
+        let s = p.state();
+        let ports: Vec<u16> = (0..6).map(|_| p.pick(&s, None).map(|b| b.addr.port()).unwrap_or(0)).collect();
+        assert_eq!(ports, [1000, 1001, 1002, 1000, 1001, 1002]);
+        let first = s.backends[0].clone();
+        for _ in 0..5 {
+            let b = p.pick(&s, Some(&first)).map(|b| b.addr.port());
+            assert_ne!(b, Some(1000));
+        }
+        let one = pool(Balance::RoundRobin, 1);
+        let s1 = one.state();
+        assert!(one.pick(&s1, Some(&s1.backends[0])).is_none());
+    }
+
+    #[test]
+    fn least_conn_prefers_idle_backend() {
+        let p = pool(Balance::LeastConn, 3);
+        let s = p.state();
+        let _g0 = s.backends[0].track();
+        let _g1 = s.backends[1].track();
+        let _g1b = s.backends[1].track();
+        for _ in 0..4 {
+            assert_eq!(p.pick(&s, None).map(|b| b.addr.port()), Some(1002));
+        }
+    }
+
+    #[test]
+    fn p2c_prefers_lower_latency() {
+        let p = pool(Balance::P2c, 2);
+        let s = p.state();
+        s.backends[0].observe(Duration::from_millis(50));
+        s.backends[1].observe(Duration::from_millis(1));
+        for _ in 0..10 {
+            assert_eq!(p.pick(&s, None).map(|b| b.addr.port()), Some(1001));
+        }
+    }
+
+    #[test]
+    fn update_keeps_surviving_backends() {
+        let p = pool(Balance::RoundRobin, 2);
+        let kept = p.state().backends[1].clone();
+        let _g = kept.track();
+        p.update(Balance::LeastConn, vec![("a1".into(), addr(1001)), ("a9".into(), addr(1009))]);
+        let s = p.state();
+        assert!(Arc::ptr_eq(&s.backends[0], &kept));
+        assert_eq!(s.backends[0].active(), 1);
+        assert_eq!(s.balance, Balance::LeastConn);
+    }
+}

@@ -1,0 +1,630 @@
+//! The `model` driver. A model task runs `edge model serve` as an exec task
+//! (a child process of its own executor, under the task's cgroup limits),
+//! so a model that crashes or runs out of memory never touches the agent.
+//! This driver only checks the config, fetches the model file, turns the
+//! config into the exec driver's, and says why a server that exited failed.
+
+use crate::fetch;
+use async_trait::async_trait;
+use edge_driver::{Driver, DriverError, EventSink, ExitResult, TaskConfig, TaskHandle, TaskStats};
+use edge_spec::DriverInfo;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const DRIVER_NAME: &str = "model";
+/// How much of the end of stderr is searched for the server's fatal error.
+const STDERR_TAIL: u64 = 8 * 1024;
+
+/// A checked `model` task config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ModelTask {
+    source: String,
+    sha256: Option<String>,
+    name: String,
+    max_batch_size: u64,
+    max_delay_ms: u64,
+    port: String,
+}
+
+fn parse(config: &Map<String, Value>) -> Result<ModelTask, DriverError> {
+    const KEYS: [&str; 8] = [
+        "source",
+        "sha256",
+        "format",
+        "name",
+        "max_batch_size",
+        "max_delay_ms",
+        "port",
+        "publish",
+    ];
+    if let Some(key) = config.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(DriverError::config(
+            format!("config.{key}"),
+            format!(
+                "unknown key for the model driver (expected {})",
+                KEYS.join(", ")
+            ),
+        ));
+    }
+    let string = |key: &str| match config.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
+        Some(_) => Err(DriverError::config(
+            format!("config.{key}"),
+            "must be a non-empty string",
+        )),
+    };
+    let number = |key: &str, default: u64| match config.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| DriverError::config(format!("config.{key}"), "must be a whole number")),
+    };
+    let source =
+        string("source")?.ok_or_else(|| DriverError::config("config.source", "is required"))?;
+    let sha256 = string("sha256")?.map(|s| s.to_ascii_lowercase());
+    if let Some(s) = &sha256
+        && (s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(DriverError::config(
+            "config.sha256",
+            "must be 64 hexadecimal digits",
+        ));
+    }
+    if fetch::is_url(&source) && sha256.is_none() {
+        return Err(DriverError::config(
+            "config.sha256",
+            "is required when the source is a URL",
+        ));
+    }
+    if let Some(format) = string("format")?
+        && format != "onnx"
+    {
+        return Err(DriverError::config(
+            "config.format",
+            format!("{format:?} is not supported (only \"onnx\")"),
+        ));
+    }
+    let name = string("name")?.ok_or_else(|| DriverError::config("config.name", "is required"))?;
+    let max_batch_size = number("max_batch_size", 32)?;
+    if max_batch_size == 0 {
+        return Err(DriverError::config(
+            "config.max_batch_size",
+            "must be at least 1",
+        ));
+    }
+    Ok(ModelTask {
+        source,
+        sha256,
+        name,
+        max_batch_size,
+        max_delay_ms: number("max_delay_ms", 2)?,
+        port: string("port")?.unwrap_or_else(|| "http".to_string()),
+    })
+}
+
+/// What this driver keeps in a handle: the exec handle it wraps, and where
+/// the server's stderr is, to explain a failed exit.
+#[derive(Debug, Serialize, Deserialize)]
+struct HandleState {
+    inner_driver: String,
+    inner: Value,
+    log_dir: PathBuf,
+    task: String,
+}
+
+/// Runs model servers through another driver (the exec driver); see the module docs.
+pub struct ModelDriver {
+    inner: Arc<dyn Driver>,
+    /// The edge binary, run as `edge model serve ...`.
+    exe: PathBuf,
+    /// Downloaded models, one file per sha256.
+    cache_dir: PathBuf,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for ModelDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelDriver")
+            .field("inner", &self.inner.name())
+            .field("exe", &self.exe)
+            .field("cache_dir", &self.cache_dir)
+            .finish()
+    }
+}
+
+impl ModelDriver {
+    pub fn new(inner: Arc<dyn Driver>, exe: PathBuf, cache_dir: PathBuf) -> ModelDriver {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        ModelDriver {
+            inner,
+            exe,
+            cache_dir,
+            http,
+        }
+    }
+
+    /// The model file on this node: the cache entry of a URL, or the local
+    /// path made absolute against the agent's working directory.
+    fn model_path(&self, m: &ModelTask) -> Result<PathBuf, DriverError> {
+        if fetch::is_url(&m.source) {
+            let sha = m.sha256.as_deref().unwrap_or_default();
+            return Ok(fetch::cached_path(&self.cache_dir, sha));
+        }
+        std::path::absolute(&m.source)
+            .map_err(|e| DriverError::io(format!("resolving model path {:?}", m.source), e))
+    }
+
+    fn exec_config(&self, m: &ModelTask, path: &Path, port: u16) -> Map<String, Value> {
+        let args = [
+            "model".to_string(),
+            "serve".to_string(),
+            "--model".to_string(),
+            path.display().to_string(),
+            "--name".to_string(),
+            m.name.clone(),
+            "--host".to_string(),
+            "0.0.0.0".to_string(),
+            "--port".to_string(),
+            port.to_string(),
+            "--max-batch-size".to_string(),
+            m.max_batch_size.to_string(),
+            "--max-delay".to_string(),
+            format!("{}ms", m.max_delay_ms),
+        ];
+        let mut out = Map::new();
+        out.insert("command".into(), json!(self.exe.display().to_string()));
+        out.insert("args".into(), json!(args));
+        out
+    }
+
+    fn unwrap_handle(&self, h: &TaskHandle) -> Result<(TaskHandle, HandleState), DriverError> {
+        if h.driver != DRIVER_NAME {
+            return Err(DriverError::Other(format!(
+                "task {} belongs to driver {:?}, not {DRIVER_NAME:?}",
+                h.task_id, h.driver
+            )));
+        }
+        let state: HandleState = serde_json::from_value(h.state.clone()).map_err(|e| {
+            DriverError::Other(format!("invalid model task handle {}: {e}", h.task_id))
+        })?;
+        let inner = TaskHandle {
+            driver: state.inner_driver.clone(),
+            task_id: h.task_id.clone(),
+            pid: h.pid,
+            started_at: h.started_at,
+            state: state.inner.clone(),
+        };
+        Ok((inner, state))
+    }
+}
+
+/// The last `error: ...` line the server wrote to stderr before exiting.
+fn fatal_error(log_dir: &Path, task: &str) -> Option<String> {
+    let newest = edge_driver::logs::log_files(log_dir, task, "stderr")
+        .ok()?
+        .pop()?;
+    let mut f = std::fs::File::open(newest).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(STDERR_TAIL)))
+        .ok()?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail).ok()?;
+    String::from_utf8_lossy(&tail)
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("error: ").map(|e| e.trim().to_string()))
+}
+
+#[async_trait]
+impl Driver for ModelDriver {
+    fn name(&self) -> &'static str {
+        DRIVER_NAME
+    }
+
+    async fn fingerprint(&self) -> DriverInfo {
+        let inner = self.inner.fingerprint().await;
+        let attributes = BTreeMap::from([("model.formats".to_string(), "onnx".to_string())]);
+        let (healthy, description) = if !self.exe.exists() {
+            (
+                false,
+                format!("edge binary {} not found", self.exe.display()),
+            )
+        } else if !inner.healthy {
+            (
+                false,
+                format!(
+                    "{} driver unhealthy: {}",
+                    self.inner.name(),
+                    inner.description
+                ),
+            )
+        } else {
+            (
+                true,
+                "ONNX models over the Open Inference Protocol".to_string(),
+            )
+        };
+        DriverInfo {
+            detected: true,
+            healthy,
+            description,
+            attributes,
+        }
+    }
+
+    async fn prepare(&self, cfg: &TaskConfig, events: &dyn EventSink) -> Result<(), DriverError> {
+        let m = parse(&cfg.config)?;
+        let path = self.model_path(&m)?;
+        if fetch::is_url(&m.source) {
+            let sha = m.sha256.as_deref().unwrap_or_default();
+            return fetch::fetch(&self.http, &m.source, sha, &path, events)
+                .await
+                .map_err(|e| DriverError::Other(e.to_string()));
+        }
+        if !path.is_file() {
+            return Err(DriverError::config(
+                "config.source",
+                format!("model file {} not found on this node", path.display()),
+            ));
+        }
+        if let Some(want) = m.sha256 {
+            let p = path.clone();
+            let got = tokio::task::spawn_blocking(move || fetch::sha256_file(&p))
+                .await
+                .map_err(|e| DriverError::Other(format!("hashing the model: {e}")))?
+                .map_err(|e| DriverError::Other(e.to_string()))?;
+            if got != want {
+                return Err(DriverError::config(
+                    "config.sha256",
+                    format!("{} has sha256 {got}, expected {want}", path.display()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn start(&self, cfg: &TaskConfig) -> Result<TaskHandle, DriverError> {
+        let m = parse(&cfg.config)?;
+        let path = self.model_path(&m)?;
+        let port = cfg
+            .ports
+            .iter()
+            .find(|p| p.label == m.port)
+            .map(|p| p.value)
+            .ok_or_else(|| {
+                DriverError::config(
+                    "config.port",
+                    format!("the group has no port labelled {:?}", m.port),
+                )
+            })?;
+        let mut exec = cfg.clone();
+        exec.config = self.exec_config(&m, &path, port);
+        let h = self.inner.start(&exec).await?;
+        let state = HandleState {
+            inner_driver: h.driver.clone(),
+            inner: h.state.clone(),
+            log_dir: cfg.log_dir.clone(),
+            task: cfg.task.clone(),
+        };
+        Ok(TaskHandle {
+            driver: DRIVER_NAME.to_string(),
+            task_id: h.task_id,
+            pid: h.pid,
+            started_at: h.started_at,
+            state: serde_json::to_value(state)
+                .map_err(|e| DriverError::Other(format!("encoding task handle: {e}")))?,
+        })
+    }
+
+    async fn recover(&self, handle: &TaskHandle) -> Result<(), DriverError> {
+        let (inner, _) = self.unwrap_handle(handle)?;
+        self.inner.recover(&inner).await
+    }
+
+    async fn wait(&self, handle: &TaskHandle) -> Result<ExitResult, DriverError> {
+        let (inner, state) = self.unwrap_handle(handle)?;
+        let mut exit = self.inner.wait(&inner).await?;
+        if exit.exit_code != 0
+            && exit.signal.is_none()
+            && !exit.oom_killed
+            && exit.error.is_none()
+            && let Some(reason) = fatal_error(&state.log_dir, &state.task)
+        {
+            exit.error = Some(format!("exit code {}: {reason}", exit.exit_code));
+        }
+        Ok(exit)
+    }
+
+    async fn stop(&self, handle: &TaskHandle, timeout: Duration) -> Result<(), DriverError> {
+        let (inner, _) = self.unwrap_handle(handle)?;
+        self.inner.stop(&inner, timeout).await
+    }
+
+    async fn destroy(&self, handle: &TaskHandle) -> Result<(), DriverError> {
+        let (inner, _) = self.unwrap_handle(handle)?;
+        self.inner.destroy(&inner).await
+    }
+
+    async fn signal(&self, handle: &TaskHandle, signal: &str) -> Result<(), DriverError> {
+        let (inner, _) = self.unwrap_handle(handle)?;
+        self.inner.signal(&inner, signal).await
+    }
+
+    async fn stats(&self, handle: &TaskHandle) -> Result<TaskStats, DriverError> {
+        let (inner, _) = self.unwrap_handle(handle)?;
+        self.inner.stats(&inner).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edge_spec::{AssignedPort, Resources};
+    use std::sync::Mutex;
+
+    /// Records what it was asked to start and exits with code 1.
+    #[derive(Default)]
+    struct FakeExec {
+        started: Mutex<Option<TaskConfig>>,
+    }
+
+    #[async_trait]
+    impl Driver for FakeExec {
+        fn name(&self) -> &'static str {
+            "exec"
+        }
+        async fn fingerprint(&self) -> DriverInfo {
+            DriverInfo {
+                detected: true,
+                healthy: true,
+                description: String::new(),
+                attributes: BTreeMap::new(),
+            }
+        }
+        async fn start(&self, cfg: &TaskConfig) -> Result<TaskHandle, DriverError> {
+            *self.started.lock().unwrap() = Some(cfg.clone());
+            Ok(TaskHandle {
+                driver: "exec".into(),
+                task_id: format!("{}/{}/1", cfg.alloc_id, cfg.task),
+                pid: Some(42),
+                started_at: 1,
+                state: json!({"executor_pid": 41}),
+            })
+        }
+        async fn recover(&self, h: &TaskHandle) -> Result<(), DriverError> {
+            assert_eq!(
+                (h.driver.as_str(), &h.state),
+                ("exec", &json!({"executor_pid": 41}))
+            );
+            Ok(())
+        }
+        async fn wait(&self, h: &TaskHandle) -> Result<ExitResult, DriverError> {
+            assert_eq!(h.driver, "exec");
+            Ok(ExitResult {
+                exit_code: 1,
+                ..Default::default()
+            })
+        }
+        async fn stop(&self, _: &TaskHandle, _: Duration) -> Result<(), DriverError> {
+            Ok(())
+        }
+        async fn destroy(&self, _: &TaskHandle) -> Result<(), DriverError> {
+            Ok(())
+        }
+        async fn signal(&self, _: &TaskHandle, _: &str) -> Result<(), DriverError> {
+            Ok(())
+        }
+        async fn stats(&self, _: &TaskHandle) -> Result<TaskStats, DriverError> {
+            Ok(TaskStats::default())
+        }
+    }
+
+    #[derive(Default)]
+    struct Events(Mutex<Vec<(String, String)>>);
+
+    impl EventSink for Events {
+        fn event(&self, kind: &str, message: &str) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((kind.to_string(), message.to_string()));
+        }
+    }
+
+    fn cfg(dir: &Path, config: Value) -> TaskConfig {
+        TaskConfig {
+            alloc_id: "a1".into(),
+            job_id: "j".into(),
+            group: "iris".into(),
+            task: "server".into(),
+            config: config.as_object().cloned().unwrap(),
+            env: BTreeMap::new(),
+            resources: Resources::default(),
+            ports: vec![AssignedPort {
+                label: "http".into(),
+                value: 23456,
+                to: 23456,
+            }],
+            alloc_dir: dir.join("alloc"),
+            task_dir: dir.join("server"),
+            log_dir: dir.join("logs"),
+            log_max_bytes: 1 << 20,
+            log_max_files: 2,
+        }
+    }
+
+    fn driver(dir: &Path) -> (ModelDriver, Arc<FakeExec>) {
+        let exec = Arc::new(FakeExec::default());
+        let d = ModelDriver::new(exec.clone(), "/bin/edge".into(), dir.join("cache"));
+        (d, exec)
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        let field = |v: Value| match parse(v.as_object().unwrap()) {
+            Err(DriverError::Config { field, .. }) => field,
+            other => panic!("expected a config error, got {other:?}"),
+        };
+        assert_eq!(field(json!({"name": "m"})), "config.source");
+        assert_eq!(field(json!({"source": "a.onnx"})), "config.name");
+        assert_eq!(
+            field(json!({"source": "a.onnx", "name": "m", "gpu": 1})),
+            "config.gpu"
+        );
+        assert_eq!(
+            field(json!({"source": "http://x/a", "name": "m"})),
+            "config.sha256"
+        );
+        assert_eq!(
+            field(json!({"source": "a.onnx", "name": "m", "sha256": "xyz"})),
+            "config.sha256"
+        );
+        assert_eq!(
+            field(json!({"source": "a.onnx", "name": "m", "format": "tflite"})),
+            "config.format"
+        );
+        assert_eq!(
+            field(json!({"source": "a.onnx", "name": "m", "max_batch_size": 0})),
+            "config.max_batch_size"
+        );
+        let m = parse(
+            json!({"source": "a.onnx", "name": "m"})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (m.max_batch_size, m.max_delay_ms, m.port.as_str()),
+            (32, 2, "http")
+        );
+    }
+
+    #[tokio::test]
+    async fn runs_edge_model_serve_through_exec_and_explains_a_failed_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.onnx");
+        std::fs::write(&model, b"model bytes").unwrap();
+        let (d, exec) = driver(dir.path());
+        let c = cfg(
+            dir.path(),
+            json!({"source": model.display().to_string(), "name": "iris",
+                   "max_batch_size": 8, "max_delay_ms": 5, "port": "http",
+                   "publish": {"port": 80}}),
+        );
+        d.prepare(&c, &Events::default()).await.unwrap();
+        let h = d.start(&c).await.unwrap();
+        assert_eq!((h.driver.as_str(), h.pid), ("model", Some(42)));
+        let started = exec.started.lock().unwrap().clone().unwrap();
+        assert_eq!(started.config["command"], "/bin/edge");
+        let args: Vec<String> = serde_json::from_value(started.config["args"].clone()).unwrap();
+        let expected = format!(
+            "model serve --model {} --name iris --host 0.0.0.0 --port 23456 --max-batch-size 8 --max-delay 5ms",
+            model.display()
+        );
+        assert_eq!(args.join(" "), expected);
+        d.recover(&h).await.unwrap();
+
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        std::fs::write(
+            edge_driver::logs::log_path(&logs, "server", "stderr", 0),
+            "starting\nerror: model failed to load: model m.onnx uses unsupported operator Foo\n",
+        )
+        .unwrap();
+        let exit = d.wait(&h).await.unwrap();
+        assert_eq!(
+            exit.describe(),
+            "exit code 1: model failed to load: model m.onnx uses unsupported operator Foo"
+        );
+        let mut other = h.clone();
+        other.driver = "exec".into();
+        assert!(d.wait(&other).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_or_wrong_digest_fails_prepare() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, _) = driver(dir.path());
+        let missing = cfg(
+            dir.path(),
+            json!({"source": "/no/such/m.onnx", "name": "m"}),
+        );
+        let err = d.prepare(&missing, &Events::default()).await.unwrap_err();
+        assert!(
+            err.to_string().contains("/no/such/m.onnx not found"),
+            "{err}"
+        );
+        let model = dir.path().join("m.onnx");
+        std::fs::write(&model, b"model bytes").unwrap();
+        let wrong = cfg(
+            dir.path(),
+            json!({"source": model.display().to_string(), "name": "m", "sha256": "0".repeat(64)}),
+        );
+        let err = d.prepare(&wrong, &Events::default()).await.unwrap_err();
+        assert!(err.to_string().contains("config.sha256"), "{err}");
+    }
+
+    /// Serves `body` at /m.onnx on loopback.
+    async fn http_file(body: &'static [u8]) -> String {
+        let app =
+            axum::Router::new().route("/m.onnx", axum::routing::get(move || async move { body }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/m.onnx")
+    }
+
+    #[tokio::test]
+    async fn urls_are_downloaded_once_checked_and_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, exec) = driver(dir.path());
+        let body: &'static [u8] = b"pretend onnx";
+        let url = http_file(body).await;
+        let sha = fetch::hex(&<sha2::Sha256 as sha2::Digest>::digest(body));
+
+        let bad = cfg(
+            dir.path(),
+            json!({"source": url, "name": "m", "sha256": "1".repeat(64)}),
+        );
+        let err = d.prepare(&bad, &Events::default()).await.unwrap_err();
+        assert!(err.to_string().contains("expected 1111"), "{err}");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("cache")).unwrap().count(),
+            0
+        );
+
+        let good = cfg(
+            dir.path(),
+            json!({"source": url, "name": "m", "sha256": sha}),
+        );
+        let events = Events::default();
+        d.prepare(&good, &events).await.unwrap();
+        let kinds: Vec<String> = events
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.0.clone())
+            .collect();
+        assert_eq!(kinds.first().map(String::as_str), Some("Downloading Model"));
+        assert_eq!(kinds.last().map(String::as_str), Some("Model Downloaded"));
+        let cached = fetch::cached_path(&dir.path().join("cache"), &sha);
+        assert_eq!(std::fs::read(&cached).unwrap(), body);
+
+        let again = Events::default();
+        d.prepare(&good, &again).await.unwrap();
+        assert!(again.0.lock().unwrap().is_empty(), "downloaded twice");
+        d.start(&good).await.unwrap();
+        let started = exec.started.lock().unwrap().clone().unwrap();
+        assert_eq!(started.config["args"][3], cached.display().to_string());
+    }
+}

@@ -1,0 +1,21 @@
+//! Model serving: an ONNX model (run by tract) behind the Open Inference
+//! Protocol REST API with dynamic batching and Prometheus metrics
+//! ([`serve`]), and the `model` driver that runs such a server as a task.
+
+mod batch;
+mod codec;
+mod driver;
+mod error;
+mod fetch;
+mod metrics;
+mod model;
+mod server;
+
+pub use driver::{DRIVER_NAME, ModelDriver};
+pub use error::ModelError;
+pub use model::{DataType, Model, TensorInfo};
+pub use server::{ServeConfig, Server, bind, serve};
+
+/// Every model is served as version "1": a new model file is a new job
+/// version, not a second model version in one server.
+pub const MODEL_VERSION: &str = "1";

@@ -1,0 +1,331 @@
+//! An ONNX model loaded with tract into an optimized, runnable plan, and the
+//! names, element types and shapes the protocol reports for it.
+
+use crate::error::ModelError;
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Arc;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::internal::{Factoid, GenericFactoid, ShapeFactoid};
+
+/// The Open Inference Protocol's element types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum DataType {
+    #[serde(rename = "BOOL")]
+    Bool,
+    #[serde(rename = "INT8")]
+    Int8,
+    #[serde(rename = "INT16")]
+    Int16,
+    #[serde(rename = "INT32")]
+    Int32,
+    #[serde(rename = "INT64")]
+    Int64,
+    #[serde(rename = "UINT8")]
+    Uint8,
+    #[serde(rename = "UINT16")]
+    Uint16,
+    #[serde(rename = "UINT32")]
+    Uint32,
+    #[serde(rename = "UINT64")]
+    Uint64,
+    #[serde(rename = "FP16")]
+    Fp16,
+    #[serde(rename = "FP32")]
+    Fp32,
+    #[serde(rename = "FP64")]
+    Fp64,
+    #[serde(rename = "BYTES")]
+    Bytes,
+}
+
+impl DataType {
+    pub const ALL: [DataType; 13] = [
+        DataType::Bool,
+        DataType::Int8,
+        DataType::Int16,
+        DataType::Int32,
+        DataType::Int64,
+        DataType::Uint8,
+        DataType::Uint16,
+        DataType::Uint32,
+        DataType::Uint64,
+        DataType::Fp16,
+        DataType::Fp32,
+        DataType::Fp64,
+        DataType::Bytes,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataType::Bool => "BOOL",
+            DataType::Int8 => "INT8",
+            DataType::Int16 => "INT16",
+            DataType::Int32 => "INT32",
+            DataType::Int64 => "INT64",
+            DataType::Uint8 => "UINT8",
+            DataType::Uint16 => "UINT16",
+            DataType::Uint32 => "UINT32",
+            DataType::Uint64 => "UINT64",
+            DataType::Fp16 => "FP16",
+            DataType::Fp32 => "FP32",
+            DataType::Fp64 => "FP64",
+            DataType::Bytes => "BYTES",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DataType> {
+        DataType::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+
+    pub(crate) fn from_datum(dt: DatumType) -> Option<DataType> {
+        Some(match dt {
+            DatumType::Bool => DataType::Bool,
+            DatumType::I8 => DataType::Int8,
+            DatumType::I16 => DataType::Int16,
+            DatumType::I32 => DataType::Int32,
+            DatumType::I64 => DataType::Int64,
+            DatumType::U8 => DataType::Uint8,
+            DatumType::U16 => DataType::Uint16,
+            DatumType::U32 => DataType::Uint32,
+            DatumType::U64 => DataType::Uint64,
+            DatumType::F16 => DataType::Fp16,
+            DatumType::F32 => DataType::Fp32,
+            DatumType::F64 => DataType::Fp64,
+            DatumType::String => DataType::Bytes,
+            _ => return None,
+        })
+    }
+}
+
+/// One input or output as the model metadata reports it; `-1` marks a
+/// dimension the model leaves open.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TensorInfo {
+    pub name: String,
+    pub datatype: DataType,
+    pub shape: Vec<i64>,
+}
+
+/// A model ready to run. `run` takes `&self`: every call gets its own state,
+/// so several batches may run at once on different threads.
+#[derive(Debug)]
+pub struct Model {
+    pub name: String,
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+    /// Dimension 0 of every input and output is one shared, open batch
+    /// dimension, so requests can be stacked along it.
+    pub batchable: bool,
+    plan: Arc<TypedRunnableModel>,
+}
+
+/// The dimension given to the first axis of inputs whose first axis is open.
+const BATCH: &str = "batch";
+
+impl Model {
+    /// Reads, checks and optimizes the model at `path`. Errors say which of
+    /// missing file, not ONNX, unsupported operator or other failure it was.
+    pub fn load(path: &Path, name: &str) -> Result<Model, ModelError> {
+        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ModelError::NotFound {
+                path: path.to_path_buf(),
+            },
+            _ => ModelError::Read {
+                path: path.to_path_buf(),
+                source: e,
+            },
+        })?;
+        let onnx = tract_onnx::onnx();
+        let proto = onnx
+            .proto_model_for_read(&mut bytes.as_slice())
+            .map_err(|e| not_onnx(path, format!("{e}")))?;
+        let Some(graph) = proto.graph.as_ref() else {
+            return Err(not_onnx(path, "it has no graph".to_string()));
+        };
+        if graph.node.is_empty() && graph.output.is_empty() {
+            return Err(not_onnx(path, "its graph is empty".to_string()));
+        }
+        if let Some(n) = graph
+            .node
+            .iter()
+            .find(|n| !onnx.op_register.0.contains_key(&n.op_type))
+        {
+            let mut op = if n.domain.is_empty() || n.domain == "ai.onnx" {
+                n.op_type.clone()
+            } else {
+                format!("{}.{}", n.domain, n.op_type)
+            };
+            if !n.name.is_empty() {
+                op.push_str(&format!(" (node {:?})", n.name));
+            }
+            return Err(ModelError::UnsupportedOperator {
+                path: path.to_path_buf(),
+                op,
+            });
+        }
+        let load = |e: TractError| ModelError::Load {
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        };
+        let mut model = onnx.model_for_proto_model(&proto).map_err(load)?;
+        let input_names = names(&model, model.input_outlets().map_err(load)?);
+        let output_names = names(&model, model.output_outlets().map_err(load)?);
+        let batch = model.symbols.sym(BATCH);
+        let mut open_first = Vec::new();
+        for (ix, input) in input_names.iter().enumerate() {
+            let fact = model.input_fact(ix).map_err(load)?.clone();
+            let Some(dt) = fact.datum_type.concretize() else {
+                return Err(load_reason(
+                    path,
+                    format!("input {:?} has no element type", input),
+                ));
+            };
+            if fact.shape.is_open() {
+                return Err(load_reason(
+                    path,
+                    format!("input {:?} has no fixed rank", input),
+                ));
+            }
+            let mut dims: Vec<TDim> = Vec::new();
+            for (axis, d) in fact.shape.dims().enumerate() {
+                dims.push(match d.concretize() {
+                    Some(TDim::Val(v)) => TDim::Val(v),
+                    _ if axis == 0 => TDim::Sym(batch.clone()),
+                    Some(sym) => sym,
+                    None => TDim::Sym(model.symbols.new_with_prefix(&format!("{}_{axis}", input))),
+                });
+            }
+            open_first.push(dims.first() == Some(&TDim::Sym(batch.clone())));
+            let shape = ShapeFactoid::closed(dims.into_iter().map(GenericFactoid::Only).collect());
+            model
+                .set_input_fact(ix, InferenceFact::dt_shape(dt, shape))
+                .map_err(load)?;
+        }
+        let typed = model.into_optimized().map_err(load)?;
+        let inputs = infos(path, &typed, &input_names, true)?;
+        let outputs = infos(path, &typed, &output_names, false)?;
+        let batch_dim = TDim::Sym(batch);
+        let batchable = !open_first.is_empty()
+            && open_first.iter().all(|o| *o)
+            && (0..outputs.len()).all(|ix| {
+                typed
+                    .output_fact(ix)
+                    .is_ok_and(|f| f.shape.iter().next() == Some(&batch_dim))
+            });
+        let plan = typed.into_runnable().map_err(load)?;
+        Ok(Model {
+            name: name.to_string(),
+            inputs,
+            outputs,
+            batchable,
+            plan,
+        })
+    }
+
+    /// Runs the model on tensors given in the order of [`Model::inputs`].
+    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ModelError> {
+        let inputs: TVec<TValue> = inputs.into_iter().map(TValue::from).collect();
+        let outputs = self
+            .plan
+            .run(inputs)
+            .map_err(|e| ModelError::Inference(format!("{e:#}")))?;
+        Ok(outputs.into_iter().map(|v| v.into_tensor()).collect())
+    }
+}
+
+fn not_onnx(path: &Path, reason: String) -> ModelError {
+    ModelError::NotOnnx {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+fn load_reason(path: &Path, reason: String) -> ModelError {
+    ModelError::Load {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// ONNX names of the given outlets: the label tract kept, else the node's name.
+fn names(model: &InferenceModel, outlets: &[OutletId]) -> Vec<String> {
+    outlets
+        .iter()
+        .map(|o| {
+            model
+                .outlet_label(*o)
+                .map(str::to_string)
+                .unwrap_or_else(|| model.node(o.node).name.clone())
+        })
+        .collect()
+}
+
+fn infos(
+    path: &Path,
+    model: &TypedModel,
+    names: &[String],
+    inputs: bool,
+) -> Result<Vec<TensorInfo>, ModelError> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(ix, name)| {
+            let fact = if inputs {
+                model.input_fact(ix)
+            } else {
+                model.output_fact(ix)
+            }
+            .map_err(|e| load_reason(path, format!("{e:#}")))?;
+            let datatype = DataType::from_datum(fact.datum_type).ok_or_else(|| {
+                load_reason(
+                    path,
+                    format!("{name:?} has element type {:?}", fact.datum_type),
+                )
+            })?;
+            let shape = fact
+                .shape
+                .iter()
+                .map(|d| d.as_i64().unwrap_or(-1))
+                .collect();
+            Ok(TensorInfo {
+                name: name.clone(),
+                datatype,
+                shape,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/model/fixtures")
+            .join(name)
+    }
+
+    #[test]
+    fn open_first_dimensions_become_the_batch_dimension() {
+        let iris = Model::load(&fixture("iris.onnx"), "iris").unwrap();
+        assert!(iris.batchable);
+        assert_eq!(iris.inputs[0].shape, [-1, 4]);
+        let mlp = Model::load(&fixture("mlp.onnx"), "mlp").unwrap();
+        assert!(mlp.batchable);
+        assert_eq!(mlp.outputs[0].shape, [-1, 10]);
+        let fixed = Model::load(&fixture("backend/test_add.onnx"), "add").unwrap();
+        assert!(!fixed.batchable);
+        assert_eq!(fixed.inputs[0].shape, [3, 4, 5]);
+    }
+
+    #[test]
+    fn datatypes_round_trip_by_name() {
+        for d in DataType::ALL {
+            assert_eq!(DataType::parse(d.as_str()), Some(d));
+        }
+        assert_eq!(DataType::parse("FLOAT32"), None);
+    }
+}

@@ -1,0 +1,352 @@
+//! The Open Inference Protocol (KServe V2) REST server of one model:
+//! health, metadata, inference and `/metrics`.
+
+use crate::MODEL_VERSION;
+use crate::batch::{BatchConfig, Batcher};
+use crate::codec::{self, InferRequest};
+use crate::error::ModelError;
+use crate::metrics::Metrics;
+use crate::model::{Model, TensorInfo};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Request bodies larger than this are refused (413).
+const BODY_LIMIT: usize = 64 << 20;
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The `.onnx` file.
+    pub model: PathBuf,
+    /// The name clients use in `/v2/models/{name}`.
+    pub name: String,
+    pub addr: SocketAddr,
+    /// Most rows stacked into one execution; 1 turns batching off.
+    pub max_batch_size: usize,
+    /// Longest a request waits for others to join its batch.
+    pub max_delay: Duration,
+    /// Model executions at once; 0 means one per CPU.
+    pub workers: usize,
+}
+
+impl ServeConfig {
+    pub fn new(model: PathBuf, name: impl Into<String>, addr: SocketAddr) -> ServeConfig {
+        ServeConfig {
+            model,
+            name: name.into(),
+            addr,
+            max_batch_size: 32,
+            max_delay: Duration::from_millis(2),
+            workers: 0,
+        }
+    }
+}
+
+struct AppState {
+    model: Arc<Model>,
+    batcher: Batcher,
+    metrics: Arc<Metrics>,
+    metadata: Bytes,
+}
+
+/// A loaded model with its listening socket, not yet serving.
+#[derive(Debug)]
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    router: Router,
+    addr: SocketAddr,
+    model: Arc<Model>,
+}
+
+#[derive(Serialize)]
+struct ModelMetadata<'a> {
+    name: &'a str,
+    versions: [&'a str; 1],
+    platform: &'a str,
+    inputs: &'a [TensorInfo],
+    outputs: &'a [TensorInfo],
+}
+
+/// Loads the model, then listens on `cfg.addr`. Loading first means a model
+/// that cannot load never opens the port.
+pub async fn bind(cfg: ServeConfig) -> Result<Server, ModelError> {
+    let (path, name) = (cfg.model.clone(), cfg.name.clone());
+    let model = tokio::task::spawn_blocking(move || Model::load(&path, &name))
+        .await
+        .map_err(|e| ModelError::Load {
+            path: cfg.model.clone(),
+            reason: e.to_string(),
+        })??;
+    let model = Arc::new(model);
+    let workers = match cfg.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let max_batch_size = if model.batchable {
+        cfg.max_batch_size.max(1)
+    } else {
+        1
+    };
+    let metrics = Arc::new(Metrics::new(&model.name, max_batch_size));
+    let batcher = Batcher::start(
+        model.clone(),
+        BatchConfig {
+            max_batch_size,
+            max_delay: cfg.max_delay,
+            workers,
+        },
+        metrics.clone(),
+    );
+    let metadata = serde_json::to_vec(&ModelMetadata {
+        name: &model.name,
+        versions: [MODEL_VERSION],
+        platform: "onnx",
+        inputs: &model.inputs,
+        outputs: &model.outputs,
+    })
+    .map_err(|e| ModelError::Load {
+        path: cfg.model.clone(),
+        reason: format!("encoding metadata: {e}"),
+    })?;
+    let state = Arc::new(AppState {
+        model: model.clone(),
+        batcher,
+        metrics,
+        metadata: Bytes::from(metadata),
+    });
+    let listener = tokio::net::TcpListener::bind(cfg.addr)
+        .await
+        .map_err(|source| ModelError::Bind {
+            addr: cfg.addr,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(ModelError::Serve)?;
+    Ok(Server {
+        listener,
+        router: router(state),
+        addr,
+        model,
+    })
+}
+
+impl Server {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Serves until `shutdown` resolves, then finishes requests in flight.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ModelError> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ModelError::Serve)
+    }
+}
+
+/// Loads, binds and serves until `shutdown` resolves.
+pub async fn serve(
+    cfg: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ModelError> {
+    bind(cfg).await?.run(shutdown).await
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route("/v2/models/{name}/infer", post(infer))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(version_metadata),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(version_ready),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(version_infer),
+        )
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+fn json(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.into(),
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    let body = serde_json::json!({ "error": message.to_string() }).to_string();
+    json(status, body)
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no route for {}", uri.path()),
+    )
+}
+
+async fn server_metadata() -> Response {
+    let body = serde_json::json!({
+        "name": "edge",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": [],
+    });
+    json(StatusCode::OK, body.to_string())
+}
+
+async fn live() -> Response {
+    json(StatusCode::OK, r#"{"live":true}"#)
+}
+
+/// The model is loaded before the port opens, so a listening server is ready.
+async fn ready() -> Response {
+    json(StatusCode::OK, r#"{"ready":true}"#)
+}
+
+/// Checks the name and version in the path against the served model.
+fn find(s: &AppState, name: &str, version: Option<&str>) -> Result<(), Box<Response>> {
+    let missing = |message: String| Err(Box::new(error(StatusCode::NOT_FOUND, message)));
+    if name != s.model.name {
+        return missing(format!(
+            "model {name:?} not found; this server serves {:?}",
+            s.model.name
+        ));
+    }
+    match version {
+        Some(v) if v != MODEL_VERSION => missing(format!(
+            "model {name:?} has no version {v:?}; it has {MODEL_VERSION:?}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn model_metadata(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    metadata_of(&s, &name, None)
+}
+
+async fn version_metadata(
+    State(s): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    metadata_of(&s, &name, Some(&version))
+}
+
+fn metadata_of(s: &AppState, name: &str, version: Option<&str>) -> Response {
+    match find(s, name, version) {
+        Ok(()) => json(StatusCode::OK, s.metadata.clone()),
+        Err(r) => *r,
+    }
+}
+
+async fn model_ready(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    ready_of(&s, &name, None)
+}
+
+async fn version_ready(
+    State(s): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    ready_of(&s, &name, Some(&version))
+}
+
+fn ready_of(s: &AppState, name: &str, version: Option<&str>) -> Response {
+    match find(s, name, version) {
+        Ok(()) => {
+            let body = serde_json::json!({ "name": name, "ready": true });
+            json(StatusCode::OK, body.to_string())
+        }
+        Err(r) => *r,
+    }
+}
+
+async fn infer(State(s): State<Arc<AppState>>, Path(name): Path<String>, body: Bytes) -> Response {
+    infer_of(&s, &name, None, &body).await
+}
+
+async fn version_infer(
+    State(s): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    infer_of(&s, &name, Some(&version), &body).await
+}
+
+async fn infer_of(s: &AppState, name: &str, version: Option<&str>, body: &[u8]) -> Response {
+    let started = Instant::now();
+    let response = match find(s, name, version) {
+        Ok(()) => run_infer(s, body).await.unwrap_or_else(|e| {
+            let status = match e {
+                ModelError::BadRequest(_) => StatusCode::BAD_REQUEST,
+                ModelError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error(status, e)
+        }),
+        Err(r) => *r,
+    };
+    s.metrics
+        .record(response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+async fn run_infer(s: &AppState, body: &[u8]) -> Result<Response, ModelError> {
+    let incoming = s.batcher.incoming();
+    let req: InferRequest = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            ModelError::bad(format!("invalid inference request: {e}"))
+        } else {
+            ModelError::bad(format!("malformed JSON: {e}"))
+        }
+    })?;
+    let id = req.id.clone();
+    let decoded = codec::decode(&s.model, req)?;
+    let results = s
+        .batcher
+        .infer(decoded.inputs, decoded.rows, incoming)
+        .await?;
+    let resp = codec::encode(&s.model, id, &results, &decoded.outputs)?;
+    let body = serde_json::to_vec(&resp)
+        .map_err(|e| ModelError::Inference(format!("encoding the response: {e}")))?;
+    Ok(json(StatusCode::OK, body))
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}

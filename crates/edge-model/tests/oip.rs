@@ -1,0 +1,412 @@
+//! The model server over real HTTP on loopback: answers for real ONNX models
+//! (scikit-learn iris, an MLP, ONNX backend test cases) must match the
+//! reference outputs stored beside them (onnxruntime's or the ONNX test
+//! suite's); every route of the protocol; bad requests answered with 400/404
+//! and an error body while the server keeps serving; load failures.
+
+use edge_model::{ModelError, ServeConfig};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/model/fixtures")
+}
+
+struct Running {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    http: reqwest::Client,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn start(model: &Path, name: &str, max_delay: Duration) -> Running {
+    let mut cfg = ServeConfig::new(model.to_path_buf(), name, "127.0.0.1:0".parse().unwrap());
+    cfg.max_delay = max_delay;
+    let server = edge_model::bind(cfg).await.expect("model loads");
+    let base = format!("http://{}", server.local_addr());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    Running {
+        base,
+        stop: Some(tx),
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Running {
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post_raw(&self, path: &str, body: String) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, body.to_string()).await
+    }
+}
+
+fn load_case(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Compares each expected output with the answer's output of the same name.
+fn assert_matches(case: &str, expected: &Value, answer: &Value, rtol: f64, atol: f64) {
+    let outputs = answer["outputs"].as_array().expect("outputs");
+    for want in expected.as_array().unwrap() {
+        let name = want["name"].as_str().unwrap();
+        let got = outputs
+            .iter()
+            .find(|o| o["name"] == name)
+            .unwrap_or_else(|| panic!("{case}: no output {name} in {answer}"));
+        assert_eq!(got["datatype"], want["datatype"], "{case}: {name} datatype");
+        assert_eq!(got["shape"], want["shape"], "{case}: {name} shape");
+        let (g, w) = (
+            got["data"].as_array().unwrap(),
+            want["data"].as_array().unwrap(),
+        );
+        assert_eq!(g.len(), w.len(), "{case}: {name} length");
+        for (i, (g, w)) in g.iter().zip(w).enumerate() {
+            match (g.as_f64(), w.as_f64()) {
+                (Some(g), Some(w)) => assert!(
+                    (g - w).abs() <= atol + rtol * w.abs(),
+                    "{case}: {name}[{i}] = {g}, expected {w}"
+                ),
+                _ => assert_eq!(g, w, "{case}: {name}[{i}]"),
+            }
+        }
+    }
+}
+
+fn request(case: &Value) -> Value {
+    json!({ "id": "t1", "inputs": case["inputs"] })
+}
+
+async fn check_case(json_path: &Path) {
+    let case = load_case(json_path);
+    let model = json_path.with_file_name(case["model"].as_str().unwrap());
+    let name = json_path.file_stem().unwrap().to_str().unwrap();
+    let s = start(&model, "m", Duration::from_millis(2)).await;
+    let (status, answer) = s.post("/v2/models/m/infer", &request(&case)).await;
+    assert_eq!(status, 200, "{name}: {answer}");
+    assert_eq!(answer["model_name"], "m");
+    assert_eq!(answer["id"], "t1");
+    let rtol = case["rtol"].as_f64().unwrap();
+    let atol = case["atol"].as_f64().unwrap();
+    assert_matches(name, &case["outputs"], &answer, rtol, atol);
+}
+
+#[tokio::test]
+async fn iris_and_mlp_match_onnxruntime() {
+    check_case(&fixtures().join("iris.json")).await;
+    check_case(&fixtures().join("mlp.json")).await;
+}
+
+#[tokio::test]
+async fn onnx_backend_cases_match_their_reference_outputs() {
+    let mut checked = 0;
+    for dir in ["backend", "typed"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        for f in files {
+            check_case(&f).await;
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "only {checked} cases");
+}
+
+#[tokio::test]
+async fn every_route_of_the_protocol() {
+    let s = start(
+        &fixtures().join("iris.onnx"),
+        "iris",
+        Duration::from_millis(2),
+    )
+    .await;
+    assert_eq!(s.get("/v2/health/live").await.0, 200);
+    assert_eq!(s.get("/v2/health/ready").await.0, 200);
+    let (status, meta) = s.get("/v2").await;
+    assert_eq!(status, 200);
+    assert_eq!(meta["name"], "edge");
+    assert!(meta["extensions"].is_array());
+    for path in ["/v2/models/iris", "/v2/models/iris/versions/1"] {
+        let (status, meta) = s.get(path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(
+            meta,
+            json!({
+                "name": "iris", "versions": ["1"], "platform": "onnx",
+                "inputs": [{"name": "X", "datatype": "FP32", "shape": [-1, 4]}],
+                "outputs": [
+                    {"name": "label", "datatype": "INT64", "shape": [-1]},
+                    {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]}
+                ]
+            })
+        );
+    }
+    for path in ["/v2/models/iris/ready", "/v2/models/iris/versions/1/ready"] {
+        let (status, body) = s.get(path).await;
+        assert_eq!((status, &body["ready"]), (200, &json!(true)), "{path}");
+    }
+    let case = load_case(&fixtures().join("iris.json"));
+    let (status, answer) = s
+        .post("/v2/models/iris/versions/1/infer", &request(&case))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["model_version"], "1");
+    assert_matches("iris v1", &case["outputs"], &answer, 1e-4, 1e-5);
+
+    for path in [
+        "/v2/models/nope",
+        "/v2/models/nope/ready",
+        "/v2/models/iris/versions/2",
+        "/v2/models/iris/versions/2/ready",
+        "/v2/nothing",
+    ] {
+        let (status, body) = s.get(path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+    let (status, body) = s.post("/v2/models/nope/infer", &request(&case)).await;
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().unwrap().contains("nope"), "{body}");
+
+    let (status, text) = {
+        let r = s
+            .http
+            .get(format!("{}/metrics", s.base))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    assert_eq!(status, 200);
+    assert!(
+        text.contains(r#"edge_model_inference_requests_total{model="iris",code="200"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"edge_model_inference_errors_total{model="iris",code="404"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("edge_model_inference_duration_seconds_bucket"));
+    assert!(text.contains("edge_model_batch_size_count"));
+}
+
+#[tokio::test]
+async fn nested_data_and_selected_outputs() {
+    let s = start(
+        &fixtures().join("iris.onnx"),
+        "iris",
+        Duration::from_millis(2),
+    )
+    .await;
+    let case = load_case(&fixtures().join("iris.json"));
+    let flat = case["inputs"][0]["data"].as_array().unwrap().clone();
+    let nested: Vec<Value> = flat.chunks(4).map(|c| Value::Array(c.to_vec())).collect();
+    let body = json!({
+        "inputs": [{"name": "X", "datatype": "FP32", "shape": [4, 4], "data": nested}],
+        "outputs": [{"name": "probabilities"}]
+    });
+    let (status, answer) = s.post("/v2/models/iris/infer", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outputs"].as_array().unwrap().len(), 1);
+    assert!(answer.get("id").is_none());
+    let want = json!([case["outputs"][1]]);
+    assert_matches("nested", &want, &answer, 1e-4, 1e-5);
+}
+
+#[tokio::test]
+async fn bad_requests_get_400_and_the_server_keeps_serving() {
+    let s = start(
+        &fixtures().join("iris.onnx"),
+        "iris",
+        Duration::from_millis(2),
+    )
+    .await;
+    let input = |name: &str, datatype: &str, shape: Value, data: Value| json!({"inputs": [{"name": name, "datatype": datatype, "shape": shape, "data": data}]});
+    let row = json!([5.1, 3.5, 1.4, 0.2]);
+    let cases = [
+        (input("X", "FP32", json!([1, 3]), json!([1, 2, 3])), "shape"),
+        (
+            input("X", "FP32", json!([2, 4]), row.clone()),
+            "needs 8 elements",
+        ),
+        (input("X", "FP32", json!([4]), row.clone()), "shape"),
+        (input("X", "FP32", json!([-1, 4]), row.clone()), "shape"),
+        (
+            input("X", "FP64", json!([1, 4]), row.clone()),
+            "does not match",
+        ),
+        (
+            input("X", "BYTES", json!([1, 4]), row.clone()),
+            "BYTES is unsupported",
+        ),
+        (
+            input("X", "FLOAT", json!([1, 4]), row.clone()),
+            "unknown datatype",
+        ),
+        (
+            input("Y", "FP32", json!([1, 4]), row.clone()),
+            "unknown input",
+        ),
+        (
+            input("X", "FP32", json!([1, 4]), json!([1, "a", 3, 4])),
+            "not a valid FP32",
+        ),
+        (json!({"inputs": []}), "missing input"),
+        (json!({"inputs": "x"}), "invalid inference request"),
+        (
+            json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": row}],
+                   "outputs": [{"name": "nope"}]}),
+            "unknown output",
+        ),
+    ];
+    for (body, needle) in &cases {
+        let (status, answer) = s.post("/v2/models/iris/infer", body).await;
+        assert_eq!(status, 400, "{body} -> {answer}");
+        let msg = answer["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(needle), "{body}: {msg:?} lacks {needle:?}");
+    }
+    for raw in ["{not json", "", r#"{"inputs": ["#] {
+        let (status, answer) = s.post_raw("/v2/models/iris/infer", raw.to_string()).await;
+        assert_eq!(status, 400, "{raw:?}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("malformed JSON"),
+            "{answer}"
+        );
+    }
+    let ok = input("X", "FP32", json!([1, 4]), row);
+    let (status, answer) = s.post("/v2/models/iris/infer", &ok).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outputs"][0]["data"], json!([0]));
+
+    let u8_model = start(
+        &fixtures().join("backend/test_add_uint8.onnx"),
+        "u8",
+        Duration::ZERO,
+    )
+    .await;
+    let (_, meta) = u8_model.get("/v2/models/u8").await;
+    let shape = meta["inputs"][0]["shape"].clone();
+    let n: i64 = shape
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_i64().unwrap())
+        .product();
+    let mut data = vec![json!(1); n as usize];
+    data[1] = json!(300);
+    let body = json!({"inputs": [
+        {"name": "x", "datatype": "UINT8", "shape": shape, "data": data},
+        {"name": "y", "datatype": "UINT8", "shape": shape, "data": data},
+    ]});
+    let (status, answer) = u8_model.post("/v2/models/u8/infer", &body).await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("element 1 (300) is not a valid UINT8"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_requests_each_get_their_own_rows() {
+    let s = start(
+        &fixtures().join("mlp.onnx"),
+        "mlp",
+        Duration::from_millis(20),
+    )
+    .await;
+    let case = load_case(&fixtures().join("mlp.json"));
+    let x = case["inputs"][0]["data"].as_array().unwrap().clone();
+    let y = case["outputs"][0]["data"].as_array().unwrap().clone();
+    let mut tasks = Vec::new();
+    for i in 0..48 {
+        let row = i % 3;
+        let body = json!({"inputs": [{
+            "name": "x", "datatype": "FP32", "shape": [1, 32],
+            "data": x[row * 32..(row + 1) * 32]
+        }]});
+        let http = s.http.clone();
+        let url = format!("{}/v2/models/mlp/infer", s.base);
+        tasks.push(tokio::spawn(async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            (row, r.json::<Value>().await.unwrap())
+        }));
+    }
+    for t in tasks {
+        let (row, answer) = t.await.unwrap();
+        let want = json!([{
+            "name": "probabilities", "datatype": "FP32", "shape": [1, 10],
+            "data": y[row * 10..(row + 1) * 10]
+        }]);
+        assert_matches("mlp row", &want, &answer, 1e-4, 1e-5);
+    }
+}
+
+#[tokio::test]
+async fn load_failures_say_why() {
+    let dir = fixtures().join("broken");
+    let err = |p: PathBuf| match edge_model::Model::load(&p, "m") {
+        Err(e) => e,
+        Ok(_) => panic!("{} loaded", p.display()),
+    };
+    assert!(matches!(
+        err(dir.join("missing.onnx")),
+        ModelError::NotFound { .. }
+    ));
+    let e = err(dir.join("not-onnx.onnx"));
+    assert!(matches!(e, ModelError::NotOnnx { .. }), "{e}");
+    assert!(e.to_string().contains("is not an ONNX model"), "{e}");
+    let e = err(dir.join("unsupported-op.onnx"));
+    assert!(
+        e.to_string()
+            .contains("uses unsupported operator com.example.Frobnicate"),
+        "{e}"
+    );
+    let cfg = ServeConfig::new(
+        dir.join("not-onnx.onnx"),
+        "m",
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    assert!(matches!(
+        edge_model::bind(cfg).await,
+        Err(ModelError::NotOnnx { .. })
+    ));
+}

@@ -1,0 +1,257 @@
+//! The `model` block of a job file: a model server in a few lines. At parse
+//! time it becomes an ordinary group — one task on the `model` driver, an
+//! `http` port, a service with a readiness check — so the scheduler, the
+//! catalog and `edge job plan` see nothing special.
+
+use crate::job::{Group, Resources};
+use serde_json::json;
+use std::time::Duration;
+
+/// The driver that runs model tasks.
+pub const MODEL_DRIVER: &str = "model";
+/// The port label of a model group.
+pub const MODEL_PORT: &str = "http";
+/// The name of the task in a model group.
+pub const MODEL_TASK: &str = "server";
+/// The Open Inference Protocol readiness route the service check probes.
+pub const READY_PATH: &str = "/v2/health/ready";
+
+/// A decoded `model "NAME" { ... }` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    pub name: String,
+    /// A path on the node, or an http(s) URL (then `sha256` is required).
+    pub source: String,
+    pub sha256: Option<String>,
+    pub format: String,
+    pub count: u32,
+    /// A static port; dynamic when `None`.
+    pub port: Option<u16>,
+    pub resources: Resources,
+    pub max_batch_size: u32,
+    pub max_delay: Duration,
+    /// The catalog name; the model's name by default.
+    pub service_name: Option<String>,
+    pub tags: Vec<String>,
+    /// `service { publish { port } }`, kept for the load balancer in the task config.
+    pub publish_port: Option<u16>,
+}
+
+impl ModelSpec {
+    pub fn new(name: impl Into<String>, source: impl Into<String>) -> ModelSpec {
+        ModelSpec {
+            name: name.into(),
+            source: source.into(),
+            sha256: None,
+            format: "onnx".to_string(),
+            count: 1,
+            port: None,
+            resources: Resources::default(),
+            max_batch_size: 32,
+            max_delay: Duration::from_millis(2),
+            service_name: None,
+            tags: Vec::new(),
+            publish_port: None,
+        }
+    }
+}
+
+pub fn is_url(source: &str) -> bool {
+    source.starts_with("http://") || source.starts_with("https://")
+}
+
+/// The group a model block stands for. It is built through serde so that
+/// fields added to `Group`, `Service` or `Task` later take their defaults.
+pub fn expand(spec: &ModelSpec) -> Result<Group, String> {
+    let mut config = json!({
+        "source": spec.source,
+        "format": spec.format,
+        "name": spec.name,
+        "max_batch_size": spec.max_batch_size,
+        "max_delay_ms": u64::try_from(spec.max_delay.as_millis()).unwrap_or(u64::MAX),
+        "port": MODEL_PORT,
+    });
+    if let Some(sha) = &spec.sha256 {
+        config["sha256"] = json!(sha);
+    }
+    if let Some(port) = spec.publish_port {
+        config["publish"] = json!({ "port": port });
+    }
+    let mut port = json!({ "label": MODEL_PORT });
+    if let Some(p) = spec.port {
+        port["static"] = json!(p);
+    }
+    let group = json!({
+        "name": spec.name,
+        "count": spec.count,
+        "network": { "ports": [port] },
+        "services": [{
+            "name": spec.service_name.clone().unwrap_or_else(|| spec.name.clone()),
+            "port": MODEL_PORT,
+            "tags": spec.tags,
+            "checks": [{
+                "name": "ready",
+                "type": "http",
+                "path": READY_PATH,
+                "interval": "10s",
+                "timeout": "2s",
+            }],
+        }],
+        "tasks": [{
+            "name": MODEL_TASK,
+            "driver": MODEL_DRIVER,
+            "config": config,
+            "resources": spec.resources,
+        }],
+    });
+    serde_json::from_value(group).map_err(|e| format!("expanding model {:?}: {e}", spec.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::CheckType;
+    use crate::{ParseOptions, SpecError, parse_hcl};
+
+    const JOB: &str = r#"
+job "ml" {
+  model "iris" {
+    source = "models/iris.onnx"
+    count  = 2
+    resources {
+      cpu    = 200
+      memory = 64
+    }
+    batching {
+      max_batch_size = 16
+      max_delay      = "5ms"
+    }
+    service {
+      name = "iris-api"
+      tags = ["ml"]
+      publish {
+        port = 8080
+      }
+    }
+  }
+}
+"#;
+
+    fn parse(src: &str, file: &str) -> Result<crate::Parsed, SpecError> {
+        parse_hcl(src, &ParseOptions::new(file))
+    }
+
+    fn errors(src: &str) -> Vec<String> {
+        match parse(src, "job.hcl") {
+            Ok(p) => panic!("expected errors, parsed {:?}", p.job),
+            Err(e) => e.diagnostics().iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_model_block_becomes_an_ordinary_group() {
+        let job = parse(JOB, "examples/model.hcl").unwrap().job;
+        assert_eq!(job.groups.len(), 1);
+        let g = &job.groups[0];
+        assert_eq!((g.name.as_str(), g.count), ("iris", 2));
+        assert_eq!(g.network.ports.len(), 1);
+        assert_eq!(g.network.ports[0].label, "http");
+        assert_eq!(g.network.ports[0].static_port, None);
+        let s = &g.services[0];
+        assert_eq!(s.name, "iris-api");
+        assert_eq!(s.port.as_deref(), Some("http"));
+        assert_eq!(s.tags, ["ml"]);
+        assert_eq!(s.checks[0].check_type, CheckType::Http);
+        assert_eq!(s.checks[0].path.as_deref(), Some(READY_PATH));
+        let t = &g.tasks[0];
+        assert_eq!((t.name.as_str(), t.driver.as_str()), ("server", "model"));
+        assert_eq!((t.resources.cpu, t.resources.memory), (200, 64));
+        assert_eq!(
+            serde_json::Value::Object(t.config.clone()),
+            json!({
+                "source": "examples/models/iris.onnx",
+                "format": "onnx",
+                "name": "iris",
+                "max_batch_size": 16,
+                "max_delay_ms": 5,
+                "port": "http",
+                "publish": {"port": 8080},
+            })
+        );
+    }
+
+    #[test]
+    fn defaults_static_port_urls_and_other_groups() {
+        let src = r#"
+job "ml" {
+  group "web" {
+    task "t" {
+      driver = "exec"
+      config { command = "true" }
+    }
+  }
+  model "mlp" {
+    source = "https://models.example/mlp.onnx"
+    sha256 = "ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
+    port   = 8500
+  }
+}
+"#;
+        let job = parse(src, "/abs/job.hcl").unwrap().job;
+        assert_eq!(job.groups.len(), 2);
+        let g = job.group("mlp").unwrap();
+        assert_eq!(g.count, 1);
+        assert_eq!(g.services[0].name, "mlp");
+        assert_eq!(g.network.ports[0].static_port, Some(8500));
+        let c = &g.tasks[0].config;
+        assert_eq!(c["source"], "https://models.example/mlp.onnx");
+        assert_eq!(
+            c["sha256"],
+            "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
+        );
+        assert_eq!(
+            (c["max_batch_size"].as_u64(), c["max_delay_ms"].as_u64()),
+            (Some(32), Some(2))
+        );
+        assert!(c.get("publish").is_none());
+    }
+
+    #[test]
+    fn bad_model_blocks_name_the_line_and_field() {
+        let e = errors("job \"j\" {\n  model \"m\" {\n    count = 1\n  }\n}\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("job.hcl:2:3: job.j.model.m.source:"),
+            "{e:?}"
+        );
+        let e = errors("job \"j\" {\n  model \"m\" {\n    source = \"http://x/m.onnx\"\n  }\n}\n");
+        assert!(
+            e[0].contains("job.j.model.m.sha256") && e[0].contains("required"),
+            "{e:?}"
+        );
+        let e = errors(
+            "job \"j\" {\n  model \"m\" {\n    source = \"m.onnx\"\n    sha256 = \"abc\"\n    format = \"tflite\"\n  }\n}\n",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("job.hcl:4:14: job.j.model.m.sha256:"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("job.hcl:5:14: job.j.model.m.format:"),
+            "{e:?}"
+        );
+        let e = errors(
+            "job \"j\" {\n  model \"m\" {\n    source = \"m.onnx\"\n    batching {\n      max_batch_size = 0\n    }\n  }\n}\n",
+        );
+        assert!(e[0].contains("max_batch_size"), "{e:?}");
+        let e = errors("job \"j\" {\n  model \"Bad_Name\" {\n    source = \"m.onnx\"\n  }\n}\n");
+        assert!(e[0].starts_with("job.hcl:2:3:"), "{e:?}");
+    }
+
+    #[test]
+    fn example_model_job_parses() {
+        let job = parse(crate::EXAMPLE_MODEL_JOB, "model.hcl").unwrap().job;
+        assert_eq!(job.groups[0].tasks[0].driver, MODEL_DRIVER);
+    }
+}

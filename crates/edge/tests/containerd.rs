@@ -1,0 +1,498 @@
+//! End-to-end tests of the containerd driver with the real binary, a real
+//! containerd and a local registry (gated by `EDGE_TEST_CONTAINERD=1`):
+//! `edge image import` then a web container answering on its port, pulls
+//! from a plain-HTTP registry, a bad image failing with a clear event, an
+//! OOM kill restarted per policy, `edge job stop` removing task, container
+//! and snapshot, and an agent `kill -9` + restart re-attaching.
+
+use edge_api::{Client, QueryOptions};
+use edge_spec::{Allocation, ClientStatus};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const EDGE: &str = env!("CARGO_BIN_EXE_edge");
+
+fn enabled() -> bool {
+    if std::env::var("EDGE_TEST_CONTAINERD").as_deref() == Ok("1") {
+        return true;
+    }
+    println!("skipped: set EDGE_TEST_CONTAINERD=1");
+    false
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (SIGKILL) when dropped, logging to `dir/name.log`.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(program: &str, dir: &Path, name: &str, args: &[&str]) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(program)
+            .args(args)
+            .env("EDGE_LOG", "info")
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+        Proc { child, log }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} ---\n{}",
+                self.log.display(),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+        self.kill9();
+    }
+}
+
+fn edge(addr: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(EDGE)
+        .args(args)
+        .env("EDGE_ADDR", addr)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn ctr(args: &[&str]) -> String {
+    let out = Command::new("ctr")
+        .args(["-n", "edge"])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+async fn until<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn build_image(dir: &Path, name: &str) -> PathBuf {
+    let out = dir.join(format!("{}.tar", name.replace(['/', ':'], "_")));
+    let ok = Command::new("bash")
+        .arg(repo().join("tests/images/build-busybox.sh"))
+        .arg(&out)
+        .arg(name)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "building test image {name}");
+    out
+}
+
+/// A one-task service job on the containerd driver.
+fn job_file(dir: &Path, name: &str, config: &str, memory: u32, attempts: u32) -> String {
+    let path = dir.join(format!("{name}.hcl"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"job "{name}" {{
+  type = "service"
+  group "g" {{
+    network {{
+      port "http" {{}}
+    }}
+    restart {{
+      attempts = {attempts}
+      interval = "10m"
+      delay    = "1s"
+      mode     = "fail"
+    }}
+    task "t" {{
+      driver = "containerd"
+      kill_timeout = "2s"
+      config {{
+{config}
+      }}
+      resources {{
+        cpu    = 100
+        memory = {memory}
+      }}
+    }}
+  }}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+async fn alloc_of(api: &Client, job: &str) -> Allocation {
+    let id = until(20, "an allocation", async || {
+        let (allocs, _) = api.job_allocs(job, QueryOptions::default()).await.ok()?;
+        allocs.last().map(|a| a.id.clone())
+    })
+    .await;
+    api.alloc(&id).await.unwrap()
+}
+
+async fn http_body(port: u16) -> Option<String> {
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await
+        .ok()?;
+    r.status().is_success().then_some(())?;
+    r.text().await.ok()
+}
+
+fn events(a: &Allocation) -> Vec<(String, String)> {
+    a.task_states
+        .get("t")
+        .map(|t| {
+            t.events
+                .iter()
+                .map(|e| (e.kind.clone(), e.message.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+struct Registry {
+    _proc: Proc,
+    host: String,
+}
+
+async fn start_registry(dir: &Path) -> Registry {
+    let port = free_port();
+    let cfg = dir.join("registry.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("registry").display()
+        ),
+    )
+    .unwrap();
+    let proc = Proc::spawn(
+        "docker-registry",
+        dir,
+        "registry",
+        &["serve", cfg.to_str().unwrap()],
+    );
+    until(20, "registry up", async || {
+        reqwest::get(format!("http://127.0.0.1:{port}/v2/"))
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+    })
+    .await;
+    Registry {
+        _proc: proc,
+        host: format!("127.0.0.1:{port}"),
+    }
+}
+
+async fn start_dev(dir: &Path, extra: &[&str]) -> (Proc, String, Client) {
+    let port = free_port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let data = dir.join("data");
+    let bind = format!("127.0.0.1:{port}");
+    let mut args = vec!["dev", "--data-dir", data.to_str().unwrap(), "--bind", &bind];
+    args.extend_from_slice(extra);
+    let dev = Proc::spawn(EDGE, dir, "dev", &args);
+    let api = Client::new(&addr, None).unwrap();
+    until(30, "a ready node", async || {
+        (api.health().await.ok()?.nodes_ready == 1).then_some(())
+    })
+    .await;
+    (dev, addr, api)
+}
+
+#[tokio::test]
+async fn import_run_pull_fail_oom_and_stop() {
+    if !enabled() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let reg = start_registry(dir.path()).await;
+    let (_dev, addr, api) = start_dev(dir.path(), &["--registry-insecure", &reg.host]).await;
+
+    // Air-gapped: an imported archive makes the job runnable.
+    let image = "docker.io/edge/e2e-web:v1";
+    let tar = build_image(dir.path(), image);
+    let (ok, out) = edge(&addr, &["image", "import", tar.to_str().unwrap()]);
+    assert!(ok && out.contains(image), "{out}");
+    let (ok, out) = edge(&addr, &["image", "ls"]);
+    assert!(ok && out.contains(image), "{out}");
+    let web = job_file(
+        dir.path(),
+        "e2e-web",
+        &format!(
+            r#"image = "{image}"
+        command = "sh"
+        args = ["-c", "echo serving on $EDGE_PORT_http; exec httpd -f -p $EDGE_PORT_http -h /www"]"#
+        ),
+        32,
+        1,
+    );
+    let (ok, out) = edge(&addr, &["job", "run", &web]);
+    assert!(ok, "{out}");
+    let a = alloc_of(&api, "e2e-web").await;
+    let port = a.resources.ports[0].value;
+    let body = until(20, "web answers", async || http_body(port).await).await;
+    assert_eq!(body, "hello from edge\n");
+    let (_, logs) = edge(&addr, &["alloc", "logs", &a.id, "t"]);
+    assert!(logs.contains(&format!("serving on {port}")), "{logs}");
+    assert!(ctr(&["containers", "ls", "-q"]).contains(&a.id));
+
+    // `edge job stop` removes the task, the container and its snapshot.
+    let (ok, out) = edge(&addr, &["job", "stop", "e2e-web"]);
+    assert!(ok, "{out}");
+    until(30, "container, task and snapshot removed", async || {
+        let gone = !ctr(&["containers", "ls", "-q"]).contains(&a.id)
+            && !ctr(&["tasks", "ls"]).contains(&a.id)
+            && !ctr(&["snapshots", "ls"]).contains(&a.id);
+        gone.then_some(())
+    })
+    .await;
+
+    // A pull from the local registry, with progress events.
+    let pushed = Command::new("skopeo")
+        .args(["copy", "--insecure-policy", "--dest-tls-verify=false"])
+        .arg(format!("oci-archive:{}", tar.display()))
+        .arg(format!("docker://{}/edge/pulled:v1", reg.host))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(pushed.success());
+    let pulled = job_file(
+        dir.path(),
+        "e2e-pull",
+        &format!(
+            r#"image = "{}/edge/pulled:v1"
+        args = ["httpd", "-f", "-p", "${{EDGE_PORT_http}}", "-h", "/www"]"#,
+            reg.host
+        ),
+        32,
+        0,
+    );
+    let (ok, out) = edge(&addr, &["job", "run", &pulled]);
+    assert!(ok, "{out}");
+    let a = alloc_of(&api, "e2e-pull").await;
+    let ev = events(&a);
+    assert!(
+        ev.iter()
+            .any(|(k, m)| k == "Image Pulled" && m.contains("/edge/pulled:v1")),
+        "{ev:?}"
+    );
+    let port = a.resources.ports[0].value;
+    until(20, "pulled web answers", async || http_body(port).await).await;
+    let (ok, out) = edge(&addr, &["alloc", "status", &a.id]);
+    assert!(ok && out.contains("Image Pulled"), "{out}");
+    edge(&addr, &["job", "stop", "e2e-pull"]);
+    until(30, "pulled container removed", async || {
+        (!ctr(&["containers", "ls", "-q"]).contains(&a.id)).then_some(())
+    })
+    .await;
+
+    // An image that does not exist fails the task, naming image and cause.
+    let missing = format!("{}/edge/missing:v1", reg.host);
+    let bad = job_file(
+        dir.path(),
+        "e2e-bad",
+        &format!(r#"image = "{missing}""#),
+        32,
+        0,
+    );
+    let (ok, out) = edge(&addr, &["job", "run", &bad]);
+    assert!(!ok, "{out}");
+    let a = alloc_of(&api, "e2e-bad").await;
+    let (_, status) = edge(&addr, &["alloc", "status", &a.id]);
+    let failure = events(&a)
+        .into_iter()
+        .find(|(k, _)| k == "Driver Failure")
+        .unwrap_or_else(|| panic!("no Driver Failure event: {status}"));
+    assert!(
+        failure.1.contains(&missing) && failure.1.contains("not found"),
+        "{failure:?}"
+    );
+    assert!(status.contains(&missing), "{status}");
+
+    // Over its memory limit: OOM killed, restarted once, then failed.
+    let hog = job_file(
+        dir.path(),
+        "e2e-oom",
+        &format!(
+            r#"image = "{image}"
+        command = "sh"
+        args = ["-c", "x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo $${{#x}}"]"#
+        ),
+        8,
+        1,
+    );
+    let (_, out) = edge(&addr, &["job", "run", "--detach", &hog]);
+    let a = until(60, "OOM-killed task restarted and failed", async || {
+        let (allocs, _) = api
+            .job_allocs("e2e-oom", QueryOptions::default())
+            .await
+            .ok()?;
+        let a = api.alloc(&allocs.first()?.id).await.ok()?;
+        (a.client_status == ClientStatus::Failed).then_some(a)
+    })
+    .await;
+    let ev = events(&a);
+    assert_eq!(
+        ev.iter().filter(|(k, _)| k == "OOM Killed").count(),
+        2,
+        "{out}\n{ev:?}"
+    );
+    assert_eq!(a.task_states["t"].restarts, 1, "{ev:?}");
+    edge(&addr, &["job", "stop", "e2e-oom"]);
+    edge(&addr, &["image", "rm", image]);
+}
+
+#[tokio::test]
+async fn agent_kill_9_and_restart_reattaches_to_the_same_container() {
+    if !enabled() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let sdir = dir.path().join("server");
+    let _server = Proc::spawn(
+        EDGE,
+        dir.path(),
+        "server",
+        &[
+            "server",
+            "--data-dir",
+            sdir.to_str().unwrap(),
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    let api = Client::new(&addr, None).unwrap();
+    until(20, "server up", async || api.health().await.ok()).await;
+    let token = std::fs::read_to_string(sdir.join("token")).unwrap();
+    let adir = dir.path().join("agent");
+    let image = "docker.io/edge/e2e-recover:v1";
+    // Dropped in the agent's images/ folder: imported when the agent starts.
+    std::fs::create_dir_all(adir.join("images")).unwrap();
+    let tar = build_image(dir.path(), image);
+    std::fs::rename(&tar, adir.join("images/recover.tar")).unwrap();
+    let agent_args = [
+        "agent",
+        "--server",
+        &addr,
+        "--join-token",
+        token.trim(),
+        "--data-dir",
+        adir.to_str().unwrap(),
+    ];
+    let mut agent = Proc::spawn(EDGE, dir.path(), "agent", &agent_args);
+    until(20, "a ready node", async || {
+        (api.health().await.ok()?.nodes_ready == 1).then_some(())
+    })
+    .await;
+
+    let web = job_file(
+        dir.path(),
+        "e2e-recover",
+        &format!(
+            r#"image = "{image}"
+        command = "sh"
+        args = ["-c", "(i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done) & exec httpd -f -p $EDGE_PORT_http -h /www"]"#
+        ),
+        32,
+        1,
+    );
+    let (ok, out) = edge(&addr, &["job", "run", &web]);
+    assert!(ok, "{out}");
+    let a = alloc_of(&api, "e2e-recover").await;
+    let port = a.resources.ports[0].value;
+    until(20, "web answers", async || http_body(port).await).await;
+    let pid = a.task_states["t"].pid.unwrap();
+    let ticks = |addr: &str, id: &str| {
+        let (_, logs) = edge(addr, &["alloc", "logs", id, "t"]);
+        logs.lines().filter(|l| l.starts_with("tick")).count()
+    };
+    let before = ticks(&addr, &a.id);
+
+    agent.kill9();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        http_body(port).await.is_some(),
+        "container runs on without the agent"
+    );
+    let mut agent = Proc::spawn(EDGE, dir.path(), "agent", &agent_args);
+    let a = until(30, "task recovered", async || {
+        let a = api.alloc(&a.id).await.ok()?;
+        events(&a)
+            .iter()
+            .any(|(k, _)| k == "Recovered")
+            .then_some(a)
+    })
+    .await;
+    assert_eq!(
+        a.task_states["t"].pid,
+        Some(pid),
+        "same task, not restarted"
+    );
+    assert_eq!(a.task_states["t"].restarts, 0);
+    assert_eq!(ctr(&["tasks", "ls"]).matches(&a.id).count(), 1);
+    let after = until(10, "logs kept flowing", async || {
+        let n = ticks(&addr, &a.id);
+        (n >= before + 10).then_some(n)
+    })
+    .await;
+    assert!(after > before);
+
+    let (ok, out) = edge(&addr, &["job", "stop", "e2e-recover"]);
+    assert!(ok, "{out}");
+    until(30, "container removed", async || {
+        (!ctr(&["containers", "ls", "-q"]).contains(&a.id)).then_some(())
+    })
+    .await;
+    agent.kill9();
+    let _ = Command::new(EDGE).args(["image", "rm", image]).output();
+}

@@ -1,0 +1,541 @@
+//! Failure tests on a real multi-node cluster: `deploy/lab` puts the server
+//! on a bridge and each agent in its own network namespace, then the tests
+//! kill nodes, partition them, crash the server and the agents, reboot a
+//! node while the server is away, and knock on the agent door with bad
+//! input. Root only: run with `EDGE_TEST_ROOT=1`.
+//!
+//! Each test has its own lab (dir, bridge, namespaces, /24), so they run in
+//! parallel.
+
+use edge_api::{AllocListStub, Client, QueryOptions};
+use edge_spec::{ClientStatus, DesiredStatus, Job, NodeStatus};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const EDGE: &str = env!("CARGO_BIN_EXE_edge");
+/// Short, so that loss and partition tests take seconds.
+const TTL_SECS: u64 = 3;
+
+fn enabled() -> bool {
+    if std::env::var("EDGE_TEST_ROOT").as_deref() == Ok("1") {
+        return true;
+    }
+    println!("skipped: set EDGE_TEST_ROOT=1");
+    false
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/lab")
+}
+
+/// One lab; `down` on drop, with the logs printed when the test failed.
+struct Lab {
+    dir: tempfile::TempDir,
+    tag: u8,
+    api: Client,
+    addr: String,
+}
+
+impl Lab {
+    fn up(tag: u8, nodes: u32) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = format!("http://10.77.{}.1:4646", 100 + tag);
+        let lab = Lab {
+            api: Client::new(&addr, None).unwrap(),
+            dir,
+            tag,
+            addr,
+        };
+        // Leftovers of an earlier, killed run with the same names.
+        lab.try_run(&["down"]);
+        lab.run(&["up", &nodes.to_string()]);
+        lab
+    }
+
+    fn lab_dir(&self) -> PathBuf {
+        self.dir.path().join("lab")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("bash");
+        c.arg(script())
+            .args(args)
+            .env("EDGE_BIN", EDGE)
+            .env("EDGE_LAB_DIR", self.lab_dir())
+            .env("EDGE_LAB_BRIDGE", format!("edgelt{}", self.tag))
+            .env("EDGE_LAB_NS", format!("edge-lt{}", self.tag))
+            .env("EDGE_LAB_NET", format!("10.77.{}", 100 + self.tag))
+            .env("EDGE_LAB_TTL", format!("{TTL_SECS}s"));
+        c
+    }
+
+    fn try_run(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn run(&self, args: &[&str]) {
+        let out = self.try_run(args);
+        assert!(
+            out.status.success(),
+            "deploy/lab {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn ns(&self, node: u32) -> String {
+        format!("edge-lt{}-{node}", self.tag)
+    }
+
+    /// Pids of processes in node's namespace whose command line has `what`.
+    fn procs(&self, node: u32, what: &str) -> BTreeSet<u32> {
+        let out = Command::new("ip")
+            .args(["netns", "pids", &self.ns(node)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .filter(|p: &u32| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                    .is_ok_and(|c| c.starts_with(what))
+            })
+            .collect()
+    }
+
+    fn dump(&self) {
+        let Ok(rd) = std::fs::read_dir(self.lab_dir()) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "log") {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(60).collect();
+                eprintln!("--- {} (last lines) ---", p.display());
+                for l in tail.into_iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump();
+        }
+        self.try_run(&["down"]);
+    }
+}
+
+async fn until<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn sleep_job(id: &str, count: u32) -> Job {
+    serde_json::from_value(serde_json::json!({
+        "id": id,
+        "name": id,
+        "groups": [{
+            "name": "s",
+            "count": count,
+            "tasks": [{
+                "name": "sleep",
+                "driver": "exec",
+                "config": {"command": "/bin/sleep", "args": ["600"]},
+                "resources": {"cpu": 50, "memory": 32}
+            }]
+        }]
+    }))
+    .unwrap()
+}
+
+async fn allocs(api: &Client, job: &str) -> Vec<AllocListStub> {
+    api.job_allocs(job, QueryOptions::default())
+        .await
+        .map(|(a, _)| a)
+        .unwrap_or_default()
+}
+
+fn running(a: &AllocListStub) -> bool {
+    a.desired_status == DesiredStatus::Run && a.client_status == ClientStatus::Running
+}
+
+async fn live(api: &Client, job: &str) -> Vec<AllocListStub> {
+    allocs(api, job).await.into_iter().filter(running).collect()
+}
+
+fn pids<'a>(list: impl IntoIterator<Item = &'a AllocListStub>) -> BTreeSet<u32> {
+    list.into_iter()
+        .flat_map(|a| a.task_states.values().filter_map(|t| t.pid))
+        .collect()
+}
+
+fn node_no(a: &AllocListStub) -> u32 {
+    a.node_name
+        .strip_prefix("lab-")
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+async fn ready_nodes(api: &Client, n: u32) {
+    until(30, &format!("{n} ready nodes"), async || {
+        (api.health().await.ok()?.nodes_ready == n).then_some(())
+    })
+    .await;
+}
+
+/// Runs `count` sleepers and waits until all run; returns them.
+async fn deploy(api: &Client, id: &str, count: u32) -> Vec<AllocListStub> {
+    api.register(&sleep_job(id, count)).await.unwrap();
+    until(30, &format!("{count} running"), async || {
+        let a = live(api, id).await;
+        (a.len() == count as usize).then_some(a)
+    })
+    .await
+}
+
+async fn node_status(api: &Client, name: &str) -> Option<NodeStatus> {
+    api.nodes()
+        .await
+        .ok()?
+        .into_iter()
+        .find(|n| n.name == name)
+        .map(|n| n.status)
+}
+
+#[tokio::test]
+async fn node_loss_is_replaced_within_ttl_plus_10s() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up(1, 3);
+    let api = &lab.api;
+    ready_nodes(api, 3).await;
+    let before = deploy(api, "loss", 4).await;
+    let victim = node_no(&before[0]);
+    let on_victim = before.iter().filter(|a| node_no(a) == victim).count();
+    let victim_pids = pids(before.iter().filter(|a| node_no(a) == victim));
+
+    lab.run(&["kill", &victim.to_string()]);
+    let t0 = Instant::now();
+    assert!(
+        lab.procs(victim, "").is_empty(),
+        "the node is dead: nothing runs in its namespace"
+    );
+    until(TTL_SECS + 10, "replaced on the other nodes", async || {
+        let a = live(api, "loss").await;
+        (a.len() == 4 && a.iter().all(|a| node_no(a) != victim)).then_some(())
+    })
+    .await;
+    eprintln!("replaced {:?} after the node died", t0.elapsed());
+    let all = allocs(api, "loss").await;
+    let lost: Vec<_> = all
+        .iter()
+        .filter(|a| a.client_status == ClientStatus::Lost)
+        .collect();
+    assert_eq!(
+        lost.len(),
+        on_victim,
+        "exactly the victim's allocations are lost"
+    );
+    assert!(lost.iter().all(|a| node_no(a) == victim));
+    assert_eq!(pids(lost.iter().copied()), victim_pids);
+    assert_eq!(
+        node_status(api, &format!("lab-{victim}")).await,
+        Some(NodeStatus::Down)
+    );
+    // The replacements really run on the survivors.
+    let now = live(api, "loss").await;
+    for n in (1..=3).filter(|n| *n != victim) {
+        let want = pids(now.iter().filter(|a| node_no(a) == n));
+        assert_eq!(lab.procs(n, "/bin/sleep"), want, "sleepers on lab-{n}");
+    }
+}
+
+#[tokio::test]
+async fn partition_replaces_elsewhere_and_heal_stops_stale_copies() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up(2, 3);
+    let api = &lab.api;
+    ready_nodes(api, 3).await;
+    let before = deploy(api, "part", 3).await;
+    let cut = node_no(&before[0]);
+    let cut_pids = pids(before.iter().filter(|a| node_no(a) == cut));
+    assert!(!cut_pids.is_empty());
+
+    lab.run(&["cut", &cut.to_string()]);
+    until(
+        TTL_SECS + 10,
+        "replaced away from the cut node",
+        async || {
+            let a = live(api, "part").await;
+            (a.len() == 3 && a.iter().all(|a| node_no(a) != cut)).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        node_status(api, &format!("lab-{cut}")).await,
+        Some(NodeStatus::Down)
+    );
+    // Disconnected: the cut-off node keeps its tasks running.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        lab.procs(cut, "/bin/sleep"),
+        cut_pids,
+        "tasks keep running on the partitioned node"
+    );
+
+    lab.run(&["heal", &cut.to_string()]);
+    let t0 = Instant::now();
+    until(30, "the healed node is ready again", async || {
+        (node_status(api, &format!("lab-{cut}")).await == Some(NodeStatus::Ready)).then_some(())
+    })
+    .await;
+    until(20, "stale copies stopped on the healed node", async || {
+        lab.procs(cut, "/bin/sleep").is_empty().then_some(())
+    })
+    .await;
+    eprintln!("stale copies stopped {:?} after heal", t0.elapsed());
+    let a = live(api, "part").await;
+    assert_eq!(a.len(), 3, "back at count, not above");
+    assert!(a.iter().all(|a| node_no(a) != cut));
+    let stale = allocs(api, "part").await;
+    assert!(
+        stale
+            .iter()
+            .filter(|a| node_no(a) == cut)
+            .all(|a| a.desired_status == DesiredStatus::Stop),
+        "the partitioned copies are desired-stop"
+    );
+}
+
+#[tokio::test]
+async fn server_kill9_loses_no_acknowledged_registration() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up(3, 2);
+    let api = lab.api.clone();
+    ready_nodes(&api, 2).await;
+
+    // Four writers register jobs as fast as the server answers, for a
+    // bounded time, while the server is killed and started again.
+    let stop_at = Instant::now() + Duration::from_secs(6);
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let api = Client::new(&lab.addr, None).unwrap();
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut i = 0;
+            while Instant::now() < stop_at {
+                let id = format!("w{w}-{i}");
+                i += 1;
+                match api.register(&sleep_job(&id, 0)).await {
+                    Ok(r) => acked.push((id, r.job_modify_index)),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+            (acked, i)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    lab.run(&["kill-server"]);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    lab.run(&["start-server"]);
+    let mut acked = Vec::new();
+    let mut tried = 0;
+    for w in writers {
+        let (a, n) = w.await.unwrap();
+        acked.extend(a);
+        tried += n;
+    }
+    eprintln!("{} of {tried} registrations acknowledged", acked.len());
+    assert!(acked.len() > 20, "the stream really ran: {}", acked.len());
+    assert!(
+        acked.len() < tried,
+        "some registrations hit the dead server"
+    );
+    for (id, index) in &acked {
+        let job = api
+            .job(id)
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged job {id} is gone: {e}"));
+        assert!(
+            job.modify_index >= *index,
+            "{id} is at least as new as acked"
+        );
+    }
+    // Agents find the server again by themselves.
+    ready_nodes(&api, 2).await;
+}
+
+#[tokio::test]
+async fn agent_kill9_reattaches_to_running_tasks() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up(4, 2);
+    let api = &lab.api;
+    ready_nodes(api, 2).await;
+    let before = deploy(api, "crash", 4).await;
+    let mut by_node = Vec::new();
+    for n in 1..=2 {
+        let want = pids(before.iter().filter(|a| node_no(a) == n));
+        assert_eq!(lab.procs(n, "/bin/sleep"), want);
+        by_node.push(want);
+    }
+
+    lab.run(&["kill-agent", "1"]);
+    assert!(lab.procs(1, EDGE).iter().all(|p| {
+        std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.contains("executor"))
+    }));
+    assert_eq!(
+        lab.procs(1, "/bin/sleep"),
+        by_node[0],
+        "tasks outlive the agent"
+    );
+    lab.run(&["start", "1"]);
+    tokio::time::sleep(Duration::from_secs(TTL_SECS)).await;
+    ready_nodes(api, 2).await;
+    let after = live(api, "crash").await;
+    assert_eq!(after.len(), 4);
+    assert_eq!(allocs(api, "crash").await.len(), 4, "no new allocations");
+    assert_eq!(
+        pids(after.iter().filter(|a| node_no(a) == 1)),
+        by_node[0],
+        "same pids: re-attached"
+    );
+    assert_eq!(
+        lab.procs(1, "/bin/sleep"),
+        by_node[0],
+        "no duplicate processes"
+    );
+}
+
+#[tokio::test]
+async fn offline_reboot_restarts_from_local_state_then_reconciles() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up(5, 2);
+    let api = &lab.api;
+    ready_nodes(api, 2).await;
+    let before = deploy(api, "reboot", 2).await;
+    let ids: BTreeSet<String> = before.iter().map(|a| a.id.clone()).collect();
+    let on_1 = before.iter().filter(|a| node_no(a) == 1).count();
+    assert!(on_1 > 0);
+    let old = lab.procs(1, "/bin/sleep");
+
+    lab.run(&["kill-server"]);
+    // A reboot: the agent and every task on the node die at once.
+    lab.run(&["kill", "1"]);
+    assert!(lab.procs(1, "").is_empty());
+    lab.run(&["start", "1"]);
+    let restarted = until(20, "tasks restarted with the server away", async || {
+        let p = lab.procs(1, "/bin/sleep");
+        (p.len() == on_1).then_some(p)
+    })
+    .await;
+    assert!(
+        restarted.is_disjoint(&old),
+        "new processes after the reboot"
+    );
+
+    lab.run(&["start-server"]);
+    ready_nodes(api, 2).await;
+    let after = until(20, "reported running with the new pids", async || {
+        let a = live(api, "reboot").await;
+        let on = pids(a.iter().filter(|a| node_no(a) == 1));
+        (a.len() == 2 && on == restarted).then_some(a)
+    })
+    .await;
+    let now: BTreeSet<String> = after.iter().map(|a| a.id.clone()).collect();
+    assert_eq!(now, ids, "the same allocations, none replaced");
+    assert_eq!(allocs(api, "reboot").await.len(), 2, "no duplicates");
+    tokio::time::sleep(Duration::from_secs(TTL_SECS)).await;
+    assert_eq!(lab.procs(1, "/bin/sleep"), restarted, "still one copy each");
+}
+
+#[tokio::test]
+async fn agent_door_refuses_bad_input_and_changes_nothing() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up(6, 1);
+    let api = &lab.api;
+    ready_nodes(api, 1).await;
+    let allocs_before = deploy(api, "door", 1).await;
+    let token = std::fs::read_to_string(lab.lab_dir().join("server/token")).unwrap();
+    let node = api.nodes().await.unwrap().remove(0);
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", lab.addr);
+    let status = async |req: reqwest::RequestBuilder| req.send().await.unwrap().status().as_u16();
+    let index = async || api.health().await.unwrap().index;
+    let reg = serde_json::json!({"node": api.node(&node.id).await.unwrap()});
+    // Nothing else writes now: the index stands still unless a request
+    // below changes something.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idx0 = index().await;
+
+    let post = |p: &str| http.post(url(p));
+    assert_eq!(status(post("/v1/agent/register").json(&reg)).await, 403);
+    let wrong = post("/v1/agent/register").header("x-edge-token", "nope");
+    assert_eq!(status(wrong.json(&reg)).await, 403);
+    let hb = post("/v1/agent/heartbeat/no-such-node").header("x-edge-token", &token);
+    assert_eq!(status(hb).await, 404);
+    let hb = post(&format!("/v1/agent/heartbeat/{}", node.id));
+    assert_eq!(status(hb).await, 403, "heartbeat needs the token");
+
+    let report = format!("/v1/agent/allocs/{}", node.id);
+    let bodies = [
+        "{not json".to_string(),
+        r#"{"allocs": "nope"}"#.to_string(),
+        r#"{"allocs": [{"id": 7, "client_status": "running"}]}"#.to_string(),
+        format!(
+            r#"{{"allocs": [{{"id": "{}", "client_status": "exploded"}}]}}"#,
+            allocs_before[0].id
+        ),
+    ];
+    for b in &bodies {
+        let r = post(&report)
+            .header("x-edge-token", &token)
+            .header("content-type", "application/json")
+            .body(b.clone());
+        assert_eq!(status(r).await, 400, "malformed report {b}");
+    }
+    let forged =
+        serde_json::json!({"allocs": [{"id": allocs_before[0].id, "client_status": "failed"}]});
+    let r = post("/v1/agent/allocs/other-node")
+        .header("x-edge-token", &token)
+        .json(&forged);
+    let code = status(r).await;
+    assert!(
+        code == 400 || code == 404,
+        "report for another node: {code}"
+    );
+    let r = post(&report).json(&forged);
+    assert_eq!(status(r).await, 403, "report needs the token");
+
+    assert_eq!(index().await, idx0, "no bad request moved the index");
+    let a = live(api, "door").await;
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].modify_index, allocs_before[0].modify_index);
+}

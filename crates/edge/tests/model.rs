@@ -1,0 +1,314 @@
+//! Model serving end to end with the real binary: `edge dev` runs
+//! examples/model.hcl (the `model` block expanded into a group, the server a
+//! child process of its own), it answers Open Inference Protocol requests on
+//! its allocated port with onnxruntime's outputs; a model that cannot load
+//! fails its task with an event that says why; tritonclient, a real client,
+//! against `edge model serve`; `edge job init --template model`.
+
+use edge_api::{Client, QueryOptions};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const EDGE: &str = env!("CARGO_BIN_EXE_edge");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process in the repo root, SIGKILLed when dropped; its output goes
+/// to `dir/name.log` and is printed when a test fails.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(dir: &Path, name: &str, args: &[&str]) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let f = std::fs::File::create(&log).unwrap();
+        let child = Command::new(EDGE)
+            .args(args)
+            .current_dir(repo())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Proc { child, log }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} ---\n{}",
+                self.log.display(),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli(addr: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(EDGE)
+        .args(args)
+        .env("EDGE_ADDR", addr)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn until<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn iris_case() -> Value {
+    let text = std::fs::read_to_string(repo().join("tests/model/fixtures/iris.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn assert_close(got: &Value, want: &Value) {
+    let (g, w) = (got.as_array().unwrap(), want.as_array().unwrap());
+    assert_eq!(g.len(), w.len(), "{got} vs {want}");
+    for (g, w) in g.iter().zip(w) {
+        let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+        assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{got} vs {want}");
+    }
+}
+
+#[tokio::test]
+async fn dev_serves_the_model_example_and_a_broken_model_fails_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let data = dir.path().join("data");
+    let _dev = Proc::spawn(
+        dir.path(),
+        "dev",
+        &[
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    let api = Client::new(&addr, None).unwrap();
+    until(30, "a ready node", async || {
+        (api.health().await.ok()?.nodes_ready == 1).then_some(())
+    })
+    .await;
+
+    let (ok, out, err) = cli(&addr, &["job", "plan", "examples/model.hcl"]);
+    assert!(ok, "plan: {out}\n{err}");
+    assert!(out.contains("iris"), "{out}");
+    let (ok, out, err) = cli(&addr, &["job", "run", "examples/model.hcl"]);
+    assert!(ok, "run: {out}\n{err}");
+
+    let (ok, out, err) = cli(&addr, &["job", "inspect", "iris"]);
+    assert!(ok, "inspect: {err}");
+    let job: Value = serde_json::from_str(&out).unwrap();
+    let group = &job["job"]["groups"][0];
+    assert_eq!(group["name"], "iris");
+    assert_eq!(group["tasks"][0]["driver"], "model");
+    assert_eq!(
+        group["tasks"][0]["config"]["source"],
+        "examples/models/iris.onnx"
+    );
+    assert_eq!(
+        group["services"][0]["checks"][0]["path"],
+        "/v2/health/ready"
+    );
+
+    let (allocs, _) = api
+        .job_allocs("iris", QueryOptions::default())
+        .await
+        .unwrap();
+    let alloc = api.alloc(&allocs[0].id).await.unwrap();
+    let model_port = alloc
+        .resources
+        .ports
+        .iter()
+        .find(|p| p.label == "http")
+        .unwrap()
+        .value;
+    let base = format!("http://127.0.0.1:{model_port}");
+    until(30, "the model server is ready", async || {
+        let r = reqwest::get(format!("{base}/v2/health/ready")).await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    let case = iris_case();
+    let http = reqwest::Client::new();
+    let answer: Value = http
+        .post(format!("{base}/v2/models/iris/infer"))
+        .json(&json!({"inputs": case["inputs"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["outputs"][0]["data"], case["outputs"][0]["data"]);
+    assert_close(&answer["outputs"][1]["data"], &case["outputs"][1]["data"]);
+
+    let broken = dir.path().join("broken.hcl");
+    let model = repo().join("tests/model/fixtures/broken/unsupported-op.onnx");
+    std::fs::write(
+        &broken,
+        format!(
+            "job \"broken\" {{\n  model \"frob\" {{\n    source = {:?}\n  }}\n}}\n",
+            model.canonicalize().unwrap().display().to_string()
+        ),
+    )
+    .unwrap();
+    let (_, out, err) = cli(&addr, &["job", "run", "--detach", broken.to_str().unwrap()]);
+    assert!(out.contains("registered"), "{out}\n{err}");
+    let reason = until(30, "the broken model's task event", async || {
+        let (allocs, _) = api
+            .job_allocs("broken", QueryOptions::default())
+            .await
+            .ok()?;
+        let alloc = api.alloc(&allocs.first()?.id).await.ok()?;
+        alloc
+            .task_states
+            .values()
+            .flat_map(|t| t.events.iter())
+            .find(|e| e.kind == "Terminated")
+            .map(|e| e.message.clone())
+    })
+    .await;
+    assert!(
+        reason.contains("unsupported operator com.example.Frobnicate"),
+        "{reason}"
+    );
+
+    let (ok, _, err) = cli(&addr, &["job", "stop", "iris"]);
+    assert!(ok, "{err}");
+    until(20, "the model server stops", async || {
+        reqwest::get(format!("{base}/v2/health/live"))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tritonclient_talks_to_edge_model_serve() {
+    let probe = Command::new("python3")
+        .args(["-c", "import numpy, tritonclient.http"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        println!("skipped: python3 with tritonclient[http] is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _srv = Proc::spawn(
+        dir.path(),
+        "serve",
+        &[
+            "model",
+            "serve",
+            "--model",
+            "examples/models/iris.onnx",
+            "--name",
+            "iris",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ],
+    );
+    until(20, "edge model serve is up", async || {
+        reqwest::get(format!("http://127.0.0.1:{port}/v2/health/live"))
+            .await
+            .ok()
+    })
+    .await;
+    let out = Command::new("python3")
+        .args([
+            "tests/model/triton_client.py",
+            &format!("127.0.0.1:{port}"),
+            "iris",
+            "tests/model/fixtures/iris.json",
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ok"),
+        "tritonclient failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn serve_exits_non_zero_with_the_reason_when_the_model_cannot_load() {
+    for (file, why) in [
+        (
+            "tests/model/fixtures/broken/not-onnx.onnx",
+            "is not an ONNX model",
+        ),
+        ("tests/model/fixtures/broken/missing.onnx", "not found"),
+    ] {
+        let out = Command::new(EDGE)
+            .args([
+                "model", "serve", "--model", file, "--name", "m", "--port", "1",
+            ])
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("error: model failed to load: "), "{err}");
+        assert!(err.contains(why), "{err}");
+    }
+}
+
+#[test]
+fn init_template_model_writes_a_job_that_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.hcl");
+    let p = path.to_str().unwrap();
+    let (ok, _, err) = cli(
+        "http://127.0.0.1:1",
+        &["job", "init", "--template", "model", p],
+    );
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("model \"iris\""), "{text}");
+    let (ok, out, err) = cli("http://127.0.0.1:1", &["job", "validate", p]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("1 group(s), 1 task(s)"), "{out}");
+}
