@@ -180,6 +180,8 @@ pub struct NodeArgs {
     pub reserved_memory: u32,
     #[command(flatten)]
     pub containerd: crate::cmd::image::ContainerdArgs,
+    #[command(flatten)]
+    pub mesh: crate::cmd::mesh::MeshArgs,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -79,6 +79,7 @@ fn agent_config(server: String, token: String, data_dir: PathBuf, n: &NodeArgs) 
         memory: n.reserved_memory,
         cores: 0,
     };
+    cfg.dns_addr = n.mesh.dns_addr(&n.address);
     cfg
 }
 
@@ -127,8 +128,10 @@ pub async fn agent(g: &Global, a: AgentArgs) -> anyhow::Result<u8> {
         &a.node,
     );
     let h = edge_agent::start(cfg, drivers(&a.data_dir, &a.node)?).await?;
+    let mesh = super::mesh::start(&a.node.mesh, &a.node.address, h.catalog()).await?;
     shutdown_signal().await;
     tracing::info!("agent stopping; tasks keep running and are re-attached on the next start");
+    mesh.shutdown().await;
     h.shutdown().await;
     Ok(0)
 }
@@ -149,9 +152,11 @@ pub async fn dev(g: &Global, a: DevArgs) -> anyhow::Result<u8> {
         &a.node,
     );
     let agent = edge_agent::start(acfg, drivers(&agent_dir, &a.node)?).await?;
+    let mesh = super::mesh::start(&a.node.mesh, &a.node.address, agent.catalog()).await?;
     tracing::info!(api = %format!("http://{}", server.addr), data = %data.display(), "edge dev is up");
     shutdown_signal().await;
     tracing::info!("shutting down");
+    mesh.shutdown().await;
     agent.shutdown().await;
     server.shutdown().await;
     Ok(0)

@@ -4,6 +4,7 @@ mod alloc;
 mod daemon;
 pub(crate) mod image;
 mod job;
+pub mod mesh;
 mod model;
 mod node;
 mod service;

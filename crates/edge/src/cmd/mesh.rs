@@ -1,0 +1,90 @@
+//! The node's names and traffic: starts the service DNS and the load
+//! balancer (routing mesh) from the agent's catalog watch.
+
+use anyhow::Context;
+use clap::Args;
+use edge_api::Catalog;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Args, Debug, Clone)]
+pub struct MeshArgs {
+    /// Port of the node's DNS server for `*.service.edge` (UDP and TCP, on
+    /// --address); 0 turns it off.
+    #[arg(long, default_value_t = 8600)]
+    pub dns_port: u16,
+    /// Where other names are forwarded (default: /etc/resolv.conf), repeatable.
+    #[arg(long = "dns-upstream")]
+    pub dns_upstreams: Vec<SocketAddr>,
+    /// Address the load balancer listens on for published ports (default: --address).
+    #[arg(long)]
+    pub lb_bind: Option<IpAddr>,
+    /// Do not run the load balancer on this node.
+    #[arg(long)]
+    pub no_lb: bool,
+}
+
+impl MeshArgs {
+    pub fn dns_addr(&self, address: &str) -> Option<SocketAddr> {
+        let ip: IpAddr = address.parse().ok()?;
+        (self.dns_port != 0).then(|| SocketAddr::new(ip, self.dns_port))
+    }
+}
+
+pub struct Mesh {
+    dns: Option<edge_dns::DnsHandle>,
+    lb: Option<edge_lb::LbHandle>,
+}
+
+impl Mesh {
+    pub async fn shutdown(self) {
+        if let Some(d) = self.dns {
+            d.shutdown().await;
+        }
+        if let Some(l) = self.lb {
+            l.shutdown().await;
+        }
+    }
+}
+
+pub async fn start(a: &MeshArgs, address: &str, catalog: watch::Receiver<Arc<Catalog>>) -> anyhow::Result<Mesh> {
+    let ip: IpAddr = address
+        .parse()
+        .with_context(|| format!("--address {address:?} is not an IP address"))?;
+    let dns = match a.dns_addr(address) {
+        Some(listen) => {
+            let cfg = edge_dns::DnsConfig {
+                listen,
+                domain: "service.edge".to_string(),
+                lb_address: a.lb_bind.filter(|b| !b.is_unspecified()).unwrap_or(ip),
+                upstreams: a.dns_upstreams.clone(),
+                ttl: 5,
+            };
+            // Workloads matter more than names: without its DNS port the
+            // node still runs tasks, and says why names do not resolve.
+            match edge_dns::serve(cfg, catalog.clone()).await {
+                Ok(h) => {
+                    tracing::info!(udp = %h.udp_addr(), "service DNS listening");
+                    Some(h)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "service DNS not started (change --dns-port; 0 turns it off)");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let lb = if a.no_lb {
+        None
+    } else {
+        let cfg = edge_lb::LbConfig {
+            bind_ip: a.lb_bind.unwrap_or(ip),
+            connect_timeout: Duration::from_secs(2),
+        };
+        Some(edge_lb::run(cfg, catalog).await.context("start the load balancer")?)
+    };
+    Ok(Mesh { dns, lb })
+}
