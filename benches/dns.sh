@@ -40,13 +40,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A port free for both UDP and TCP (unbound binds both).
+free_port() { python3 -c 'import socket
+while True:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); p = u.getsockname()[1]
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass'; }
 
 # The same zone as the bench binary's synthetic catalog: svcN on 3 instances over 5 nodes.
 {
   echo "server:"
   echo "  interface: 127.0.0.1"
-  echo "  port: $(free_port | tee "$dir/unbound.port")"
+  echo "  port: UNBOUND_PORT"
   echo "  username: \"\""
   echo "  chroot: \"\""
   echo "  directory: \"$dir\""
@@ -70,14 +78,22 @@ free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.
     done
   done
   for n in 0 1 2 3 4; do echo "  local-data: \"node$n.node.service.edge. 5 IN A 127.0.1.$((n + 1))\""; done
-} >"$dir/unbound.conf"
-"$unbound_bin" -c "$dir/unbound.conf" -d >"$dir/unbound.out" 2>&1 &
-pids+=($!)
-unbound_port=$(cat "$dir/unbound.port")
+} >"$dir/unbound.conf.in"
+# Another process may take the port between the pick and unbound's bind: pick again.
+for _ in 1 2 3 4 5; do
+  unbound_port=$(free_port)
+  sed "s/UNBOUND_PORT/$unbound_port/" "$dir/unbound.conf.in" >"$dir/unbound.conf"
+  "$unbound_bin" -c "$dir/unbound.conf" -d >"$dir/unbound.out" 2>&1 &
+  unbound_pid=$!
+  sleep 0.5
+  kill -0 "$unbound_pid" 2>/dev/null && break
+done
+pids+=("$unbound_pid")
 
 mkfifo "$dir/edge.in"
 "$bin" >"$dir/edge.out" 2>&1 <"$dir/edge.in" &
 pids+=($!)
+edge_pid=$!
 exec 3>"$dir/edge.in"
 for _ in $(seq 1 100); do grep -q '^udp=' "$dir/edge.out" && break; sleep 0.05; done
 edge_port=$(sed -n 's/^udp=.*:\([0-9]*\)$/\1/p' "$dir/edge.out")
@@ -88,30 +104,42 @@ for s in $(seq 0 99); do
   echo "svc$s.service.edge A"; echo "tasks.svc$s.service.edge A"; echo "_svc$s._tcp.service.edge SRV"
 done >"$dir/q-mix"
 
-# Both answer the same questions with the same rcodes before anything is timed.
+# Both answer the same questions with NOERROR before anything is timed (unbound may
+# still be starting: give it a few seconds).
+answers() { echo "$2" | dnsperf -s 127.0.0.1 -p "$1" -n 1 -t 1 2>&1 | grep -q 'NOERROR 1 '; }
 for q in "svc7.service.edge A" "tasks.svc7.service.edge A" "_svc7._tcp.service.edge SRV"; do
   for p in "$edge_port" "$unbound_port"; do
-    echo "$q" | dnsperf -s 127.0.0.1 -p "$p" -n 1 2>&1 | grep -q 'NOERROR 1 ' ||
-      { echo "port $p did not answer '$q' with NOERROR"; exit 1; }
+    for _ in $(seq 1 10); do answers "$p" "$q" && break; sleep 0.5; done
+    answers "$p" "$q" || { echo "port $p did not answer '$q' with NOERROR"; cat "$dir/unbound.out"; exit 1; }
   done
 done
 
-run() { # name port queryfile
+# CPU time the server spent, in clock ticks: a busy machine changes qps, much less this.
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+run() { # name port queryfile pid -> "qps cpu_us_per_query"
+  local before after
+  before=$(cpu "$4")
   dnsperf -s 127.0.0.1 -p "$2" -d "$3" -l "$duration" -c "$clients" -q "$outstanding" >"$dir/$1.log" 2>&1
-  awk '/Queries per second/ {printf "%.0f", $4}' "$dir/$1.log"
+  after=$(cpu "$4")
+  awk -v t=$((after - before)) -v hz="$hz" '/Queries completed/ {n = $3} /Queries per second/ {q = $4}
+    END {printf "%.0f %.2f", q, t / hz * 1e6 / n}' "$dir/$1.log"
 }
 
 echo "dnsperf -l $duration -c $clients -q $outstanding, best of $rounds; edge threads=${EDGE_DNS_THREADS:-$(nproc)}; unbound $("$unbound_bin" -V | awk 'NR==1{print $2}') num-threads=$threads; $(nproc) cores"
-printf "%-6s %12s %12s %8s\n" queries edge_qps unbound_qps ratio
+printf "%-6s %10s %10s %7s %16s %16s\n" queries edge_qps unbound_qps ratio edge_cpu_us/q unbound_cpu_us/q
 modes=$([ "$mode" = both ] && echo "a mix" || echo "$mode")
 # Runs alternate between the two so a busy machine hurts both alike; the best round counts.
-best() { awk -v a="$1" -v b="$2" 'BEGIN{print (a+0 > b+0) ? a : b}'; }
+best() { awk -v a="$1" -v b="$2" 'BEGIN{split(a, x, " "); split(b, y, " "); print (x[1] + 0 >= y[1] + 0) ? a : b}'; }
 for m in $modes; do
-  e=0; u=0
+  e="0 0"; u="0 0"
   for _ in $(seq 1 "$rounds"); do
-    e=$(best "$e" "$(run "edge-$m" "$edge_port" "$dir/q-$m")")
-    u=$(best "$u" "$(run "unbound-$m" "$unbound_port" "$dir/q-$m")")
+    e=$(best "$e" "$(run "edge-$m" "$edge_port" "$dir/q-$m" "$edge_pid")")
+    u=$(best "$u" "$(run "unbound-$m" "$unbound_port" "$dir/q-$m" "$unbound_pid")")
   done
-  lost=$(awk '/Queries lost/ {print $3}' "$dir/edge-$m.log")
-  printf "%-6s %12s %12s %8s   (edge lost %s)\n" "$m" "$e" "$u" "$(awk -v e="$e" -v u="$u" 'BEGIN{printf "%.2fx", e/u}')" "$lost"
+  read -r eq ec <<<"$e"
+  read -r uq uc <<<"$u"
+  lost() { awk '/Queries lost/ {print $3}' "$dir/$1.log"; }
+  printf "%-6s %10s %10s %7s %16s %16s   (lost in last round: edge %s, unbound %s)\n" "$m" "$eq" "$uq" \
+    "$(awk -v e="$eq" -v u="$uq" 'BEGIN{printf "%.2fx", e/u}')" "$ec" "$uc" "$(lost "edge-$m")" "$(lost "unbound-$m")"
 done

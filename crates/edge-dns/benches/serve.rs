@@ -47,9 +47,12 @@ fn synthetic_catalog() -> Catalog {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // EDGE_DNS_THREADS sets the runtime's workers (and so the UDP loops); default: one per core.
+    // EDGE_DNS_THREADS sets the runtime's workers; default: one per core, as in the agent.
     let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = std::env::var("EDGE_DNS_THREADS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("EDGE_DNS_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         rt.worker_threads(n);
     }
     rt.enable_all().build()?.block_on(run())

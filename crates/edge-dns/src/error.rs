@@ -13,8 +13,16 @@ pub enum DnsError {
         #[source]
         source: std::io::Error,
     },
+    #[error("start dns udp thread: {source}")]
+    Runtime {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("forward to upstream {upstream}: {reason}")]
-    Upstream { upstream: SocketAddr, reason: String },
+    Upstream {
+        upstream: SocketAddr,
+        reason: String,
+    },
     #[error("no upstream resolver configured")]
     NoUpstream,
 }

@@ -84,7 +84,8 @@ fn is_own(addr: SocketAddr, own: &[SocketAddr]) -> bool {
     own.iter().any(|o| {
         o.port() == addr.port()
             && (o.ip() == addr.ip()
-                || (o.ip().is_unspecified() && (addr.ip().is_loopback() || addr.ip().is_unspecified())))
+                || (o.ip().is_unspecified()
+                    && (addr.ip().is_loopback() || addr.ip().is_unspecified())))
     })
 }
 
@@ -121,7 +122,9 @@ async fn udp_exchange(upstream: SocketAddr, query: &[u8]) -> Result<Vec<u8>, Dns
     sock.connect(upstream)
         .await
         .map_err(|e| upstream_err(upstream, e))?;
-    sock.send(query).await.map_err(|e| upstream_err(upstream, e))?;
+    sock.send(query)
+        .await
+        .map_err(|e| upstream_err(upstream, e))?;
     let deadline = Instant::now() + UPSTREAM_TIMEOUT;
     let mut buf = vec![0u8; 65535];
     loop {
@@ -154,7 +157,10 @@ async fn tcp_exchange(upstream: SocketAddr, query: &[u8]) -> Result<Vec<u8>, Dns
         .map_err(|_| upstream_err(upstream, "tcp timeout"))?
         .map_err(|e| upstream_err(upstream, e))?;
     if !answers(query, &buf) {
-        return Err(upstream_err(upstream, "tcp answer does not match the query"));
+        return Err(upstream_err(
+            upstream,
+            "tcp answer does not match the query",
+        ));
     }
     Ok(buf)
 }

@@ -9,7 +9,9 @@ use hickory_proto::op::{Edns, Header, HeaderCounts, Message, Metadata, OpCode, R
 use hickory_proto::rr::{DNSClass, Record};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::{MessageRequest, MessageResponse, MessageResponseBuilder, Queries};
+use hickory_server::zone_handler::{
+    MessageRequest, MessageResponse, MessageResponseBuilder, Queries,
+};
 use tokio::sync::Semaphore;
 
 use crate::forward::Forwarder;
@@ -187,7 +189,11 @@ impl RequestHandler for Handler {
                     Err(e) => Err(e.to_string()),
                 };
                 match upstream {
-                    Ok(up) => response.send_response(relay(request, edns.as_ref(), &up)).await,
+                    Ok(up) => {
+                        response
+                            .send_response(relay(request, edns.as_ref(), &up))
+                            .await
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "forward dns query");
                         let msg = error(

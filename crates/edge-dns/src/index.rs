@@ -69,7 +69,9 @@ impl Index {
                 tracing::debug!(service = %svc.name, "service name is not a dns label: not in dns");
                 continue;
             };
-            let Some(name) = b.name(&[&label]) else { continue };
+            let Some(name) = b.name(&[&label]) else {
+                continue;
+            };
             let lb = address_record(name.clone(), zone.ttl, zone.lb_address);
             b.entry(name).records.push(lb);
 
@@ -238,4 +240,102 @@ fn soa_record(origin: &Name, ttl: u32, serial: u64) -> Record {
         ttl,
     );
     Record::from_rdata(origin.clone(), ttl, RData::SOA(soa))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edge_api::{CatalogService, HealthStatus, ServiceInstance};
+    use std::str::FromStr;
+
+    fn inst(node: &str, addr: &str, port: u16) -> ServiceInstance {
+        ServiceInstance {
+            service: "web".to_string(),
+            alloc_id: format!("{node}-{port}"),
+            job_id: "j".to_string(),
+            group: "g".to_string(),
+            node_id: node.to_string(),
+            node_name: node.to_string(),
+            address: addr.to_string(),
+            port,
+            tags: Vec::new(),
+            status: HealthStatus::Passing,
+        }
+    }
+
+    fn index(instances: Vec<ServiceInstance>) -> Index {
+        let svc = CatalogService {
+            name: "web".to_string(),
+            tags: Vec::new(),
+            publish: None,
+            instances,
+        };
+        let catalog = Catalog {
+            index: 3,
+            services: [("web".to_string(), svc)].into(),
+        };
+        let zone = ZoneConfig {
+            origin: Name::from_str("service.edge.").unwrap(),
+            lb_address: "10.0.0.1".parse().unwrap(),
+            ttl: 5,
+        };
+        Index::build(&zone, &catalog)
+    }
+
+    fn srv_targets(idx: &Index) -> Vec<String> {
+        let name = LowerName::from_str("_web._tcp.service.edge.").unwrap();
+        match idx.lookup(&name, RecordType::SRV) {
+            Lookup::Found { answers, .. } => answers
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::SRV(s) => Some(s.target.to_string()),
+                    _ => None,
+                })
+                .collect(),
+            other => panic!("no srv: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn labels_are_made_dns_safe() {
+        assert_eq!(dns_label("Node_1.local").as_deref(), Some("node-1-local"));
+        assert_eq!(dns_label("--x--").as_deref(), Some("x"));
+        assert_eq!(dns_label("__"), None);
+        assert_eq!(dns_label(&"a".repeat(64)), None);
+    }
+
+    #[test]
+    fn clashing_or_odd_node_names_fall_back_to_the_address() {
+        // Two nodes named alike with different addresses, and a name with no usable label.
+        let idx = index(vec![
+            inst("n1", "127.0.0.1", 1),
+            inst("N1", "127.0.0.2", 2),
+            inst("__", "::1", 3),
+        ]);
+        let mut targets = srv_targets(&idx);
+        targets.sort();
+        assert_eq!(
+            targets,
+            vec![
+                "ip---1.node.service.edge.",
+                "ip-127-0-0-2.node.service.edge.",
+                "n1.node.service.edge.",
+            ]
+        );
+    }
+
+    #[test]
+    fn instances_without_an_ip_still_make_the_service_answer() {
+        let idx = index(vec![inst("n1", "host.example", 80)]);
+        let web = LowerName::from_str("web.service.edge.").unwrap();
+        assert!(
+            matches!(idx.lookup(&web, RecordType::A), Lookup::Found { answers, .. } if answers.len() == 1)
+        );
+        let tasks = LowerName::from_str("tasks.web.service.edge.").unwrap();
+        assert!(
+            matches!(idx.lookup(&tasks, RecordType::A), Lookup::Found { answers, .. } if answers.is_empty())
+        );
+        let other = LowerName::from_str("web.service.other.").unwrap();
+        assert!(matches!(idx.lookup(&other, RecordType::A), Lookup::Outside));
+    }
 }

@@ -54,10 +54,10 @@ pub(crate) async fn serve(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
             continue;
         }
         out.clear();
-        if lp.answer(&buf[..n], src, &mut out) {
-            if let Err(e) = lp.sock.send_to(&out, src).await {
-                tracing::debug!(error = %e, %src, "dns udp send");
-            }
+        if lp.answer(&buf[..n], src, &mut out)
+            && let Err(e) = lp.sock.send_to(&out, src).await
+        {
+            tracing::debug!(error = %e, %src, "dns udp send");
         }
     }
 }
@@ -72,12 +72,12 @@ impl Loop {
             self.generation = generation;
             self.cache.clear();
         }
-        if raw.len() > ID_LEN {
-            if let Some(cached) = self.cache.get(&raw[ID_LEN..]) {
-                out.extend_from_slice(&raw[..ID_LEN]);
-                out.extend_from_slice(cached);
-                return true;
-            }
+        if raw.len() > ID_LEN
+            && let Some(cached) = self.cache.get(&raw[ID_LEN..])
+        {
+            out.extend_from_slice(&raw[..ID_LEN]);
+            out.extend_from_slice(cached);
+            return true;
         }
         if !self.handle(raw, src, out) {
             return false;
@@ -86,7 +86,8 @@ impl Loop {
             if self.cache.len() >= CACHE_MAX {
                 self.cache.clear();
             }
-            self.cache.insert(raw[ID_LEN..].into(), out[ID_LEN..].into());
+            self.cache
+                .insert(raw[ID_LEN..].into(), out[ID_LEN..].into());
         }
         true
     }
@@ -106,7 +107,10 @@ impl Loop {
                 let Ok(queries) = Queries::read(&mut BinDecoder::new(&[]), 0) else {
                     return false;
                 };
-                return encode(error(&queries, None, &header.metadata, ResponseCode::FormErr), out);
+                return encode(
+                    error(&queries, None, &header.metadata, ResponseCode::FormErr),
+                    out,
+                );
             }
         };
         let edns = response_edns(&request);
@@ -137,7 +141,12 @@ fn forward(request: Request, sock: Arc<UdpSocket>, shared: Arc<Shared>) {
     let edns = response_edns(&request);
     let Ok(permit) = shared.forwards.clone().try_acquire_owned() else {
         let mut out = Vec::new();
-        let msg = error(&request.queries, edns.as_ref(), &request.metadata, ResponseCode::ServFail);
+        let msg = error(
+            &request.queries,
+            edns.as_ref(),
+            &request.metadata,
+            ResponseCode::ServFail,
+        );
         if encode(msg, &mut out) {
             // Best effort: a full socket buffer means the client retries anyway.
             let _ = sock.try_send_to(&out, request.src());
@@ -154,13 +163,18 @@ fn forward(request: Request, sock: Arc<UdpSocket>, shared: Arc<Shared>) {
         };
         let answer = answer.or_else(|| {
             let mut out = Vec::new();
-            let msg = error(&request.queries, edns.as_ref(), &request.metadata, ResponseCode::ServFail);
+            let msg = error(
+                &request.queries,
+                edns.as_ref(),
+                &request.metadata,
+                ResponseCode::ServFail,
+            );
             encode(msg, &mut out).then_some(out)
         });
-        if let Some(bytes) = answer {
-            if let Err(e) = sock.send_to(&bytes, request.src()).await {
-                tracing::debug!(error = %e, "dns udp send");
-            }
+        if let Some(bytes) = answer
+            && let Err(e) = sock.send_to(&bytes, request.src()).await
+        {
+            tracing::debug!(error = %e, "dns udp send");
         }
         drop(permit);
     });

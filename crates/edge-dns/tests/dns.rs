@@ -17,7 +17,14 @@ use tokio::sync::watch;
 
 const LB: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 42));
 
-fn inst(svc: &str, alloc: &str, node: &str, addr: &str, port: u16, status: HealthStatus) -> ServiceInstance {
+fn inst(
+    svc: &str,
+    alloc: &str,
+    node: &str,
+    addr: &str,
+    port: u16,
+    status: HealthStatus,
+) -> ServiceInstance {
     ServiceInstance {
         service: svc.to_string(),
         alloc_id: alloc.to_string(),
@@ -64,7 +71,10 @@ fn base_catalog() -> Arc<Catalog> {
                     inst("web", "a4", "node-c", "127.0.1.3", 20004, Critical),
                 ],
             ),
-            ("api", vec![inst("api", "b1", "node-b", "127.0.1.2", 30001, Passing)]),
+            (
+                "api",
+                vec![inst("api", "b1", "node-b", "127.0.1.2", 30001, Passing)],
+            ),
             (
                 "down",
                 vec![
@@ -92,7 +102,17 @@ fn config(domain: &str, upstreams: Vec<SocketAddr>) -> DnsConfig {
 async fn fake_upstream() -> Result<DnsHandle> {
     let cat = catalog(
         1,
-        vec![("www", vec![inst("www", "u1", "up", "127.0.2.1", 80, HealthStatus::Passing)])],
+        vec![(
+            "www",
+            vec![inst(
+                "www",
+                "u1",
+                "up",
+                "127.0.2.1",
+                80,
+                HealthStatus::Passing,
+            )],
+        )],
     );
     let (_, rx) = watch::channel(cat);
     let mut cfg = config("example.org", vec!["127.0.0.1:9".parse()?]);
@@ -140,7 +160,9 @@ async fn udp(addr: SocketAddr, name: &str, rtype: RecordType) -> Result<Message>
 async fn tcp(addr: SocketAddr, name: &str, rtype: RecordType) -> Result<Message> {
     let (id, bytes) = query_bytes(name, rtype)?;
     let mut stream = TcpStream::connect(addr).await?;
-    stream.write_all(&(bytes.len() as u16).to_be_bytes()).await?;
+    stream
+        .write_all(&(bytes.len() as u16).to_be_bytes())
+        .await?;
     stream.write_all(&bytes).await?;
     let len = stream.read_u16().await?;
     let mut buf = vec![0u8; usize::from(len)];
@@ -165,9 +187,9 @@ fn a_records(msg: &Message) -> Vec<IpAddr> {
 }
 
 fn has_soa(msg: &Message) -> bool {
-    msg.authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::SOA && r.name == Name::from_str("service.edge.").unwrap())
+    msg.authorities.iter().any(|r| {
+        r.record_type() == RecordType::SOA && r.name == Name::from_str("service.edge.").unwrap()
+    })
 }
 
 #[tokio::test]
@@ -181,17 +203,28 @@ async fn service_name_answers_the_load_balancer() -> Result<()> {
 
     // Names are case-insensitive, and the question comes back as asked.
     let mut msg = Message::query();
-    msg.add_query(Query::query(Name::from_ascii("WeB.Service.EDGE.")?, RecordType::A));
+    msg.add_query(Query::query(
+        Name::from_ascii("WeB.Service.EDGE.")?,
+        RecordType::A,
+    ));
     let bytes = msg.to_vec()?;
-    let answer = udp_raw(dns.udp_addr(), &bytes).await?.context("no answer")?;
+    let answer = udp_raw(dns.udp_addr(), &bytes)
+        .await?
+        .context("no answer")?;
     assert_eq!(a_records(&Message::from_vec(&answer)?), vec![LB]);
-    assert_eq!(&answer[12..bytes.len()], &bytes[12..], "question echoed byte for byte");
+    assert_eq!(
+        &answer[12..bytes.len()],
+        &bytes[12..],
+        "question echoed byte for byte"
+    );
 
     // The same question again under other ids (answered from the loop's cache) keeps each id.
     let (_, mut bytes) = query_bytes("web.service.edge.", RecordType::A)?;
     for id in [0x0102u16, 0xfffe, 0x0102] {
         bytes[..2].copy_from_slice(&id.to_be_bytes());
-        let answer = udp_raw(dns.udp_addr(), &bytes).await?.context("no answer")?;
+        let answer = udp_raw(dns.udp_addr(), &bytes)
+            .await?
+            .context("no answer")?;
         let msg = Message::from_vec(&answer)?;
         assert_eq!(msg.metadata.id, id);
         assert_eq!(a_records(&msg), vec![LB]);
@@ -269,8 +302,14 @@ async fn srv_has_one_record_per_instance_with_glue() -> Result<()> {
     assert_eq!(
         glue,
         vec![
-            ("node-a.node.service.edge.".to_string(), "127.0.1.1".parse()?),
-            ("node-b.node.service.edge.".to_string(), "127.0.1.2".parse()?),
+            (
+                "node-a.node.service.edge.".to_string(),
+                "127.0.1.1".parse()?
+            ),
+            (
+                "node-b.node.service.edge.".to_string(),
+                "127.0.1.2".parse()?
+            ),
         ]
     );
     // The SRV targets resolve by themselves too.
@@ -300,7 +339,11 @@ async fn unhealthy_instances_are_not_answered() -> Result<()> {
 #[tokio::test]
 async fn unknown_names_in_the_zone_are_nxdomain_with_soa() -> Result<()> {
     let (dns, _tx, _up) = start().await?;
-    for name in ["nope.service.edge.", "a.b.web.service.edge.", "_nope._tcp.service.edge."] {
+    for name in [
+        "nope.service.edge.",
+        "a.b.web.service.edge.",
+        "_nope._tcp.service.edge.",
+    ] {
         let msg = udp(dns.udp_addr(), name, RecordType::A).await?;
         assert_eq!(msg.metadata.response_code, ResponseCode::NXDomain, "{name}");
         assert!(msg.metadata.authoritative);
@@ -328,7 +371,17 @@ async fn answers_follow_catalog_changes() -> Result<()> {
     next.services.remove("web");
     let added = catalog(
         8,
-        vec![("new", vec![inst("new", "n1", "node-z", "127.0.1.9", 5000, HealthStatus::Passing)])],
+        vec![(
+            "new",
+            vec![inst(
+                "new",
+                "n1",
+                "node-z",
+                "127.0.1.9",
+                5000,
+                HealthStatus::Passing,
+            )],
+        )],
     );
     next.services.extend(added.services.clone());
     tx.send(Arc::new(next))?;
@@ -412,7 +465,9 @@ async fn malformed_packets_never_take_the_server_down() -> Result<()> {
     for junk in [
         &b"\x01"[..],
         &b"garbage that is not dns at all!!"[..],
-        &[0x12, 0x34, 0x01, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, b'a'][..],
+        &[
+            0x12, 0x34, 0x01, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, b'a',
+        ][..],
     ] {
         if let Some(answer) = udp_raw(addr, junk).await? {
             let msg = Message::from_vec(&answer)?;
@@ -421,17 +476,30 @@ async fn malformed_packets_never_take_the_server_down() -> Result<()> {
     }
     // A well-formed query without a question is a format error.
     let empty = [0xab, 0xcd, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 0];
-    let answer = udp_raw(addr, &empty).await?.context("no answer to an empty query")?;
+    let answer = udp_raw(addr, &empty)
+        .await?
+        .context("no answer to an empty query")?;
     let msg = Message::from_vec(&answer)?;
     assert_eq!(msg.metadata.id, 0xabcd);
     assert_eq!(msg.metadata.response_code, ResponseCode::FormErr);
 
     // Two questions in one message: format error too.
     let mut two = Message::query();
-    two.add_query(Query::query(Name::from_str("web.service.edge.")?, RecordType::A));
-    two.add_query(Query::query(Name::from_str("api.service.edge.")?, RecordType::A));
-    let answer = udp_raw(addr, &two.to_vec()?).await?.context("no answer to two questions")?;
-    assert_eq!(Message::from_vec(&answer)?.metadata.response_code, ResponseCode::FormErr);
+    two.add_query(Query::query(
+        Name::from_str("web.service.edge.")?,
+        RecordType::A,
+    ));
+    two.add_query(Query::query(
+        Name::from_str("api.service.edge.")?,
+        RecordType::A,
+    ));
+    let answer = udp_raw(addr, &two.to_vec()?)
+        .await?
+        .context("no answer to two questions")?;
+    assert_eq!(
+        Message::from_vec(&answer)?.metadata.response_code,
+        ResponseCode::FormErr
+    );
 
     // Garbage on TCP closes that connection only.
     let mut stream = TcpStream::connect(dns.tcp_addr()).await?;
@@ -449,7 +517,10 @@ async fn malformed_packets_never_take_the_server_down() -> Result<()> {
 #[tokio::test]
 async fn bad_config_is_a_clear_error() -> Result<()> {
     let (_tx, rx) = watch::channel(base_catalog());
-    let err = serve(config("bad..domain", vec![]), rx.clone()).await.err().context("accepted a bad domain")?;
+    let err = serve(config("bad..domain", vec![]), rx.clone())
+        .await
+        .err()
+        .context("accepted a bad domain")?;
     assert!(matches!(err, DnsError::InvalidDomain { .. }), "{err}");
 
     let taken = UdpSocket::bind("127.0.0.1:0").await?;
@@ -457,7 +528,11 @@ async fn bad_config_is_a_clear_error() -> Result<()> {
     cfg.listen = taken.local_addr()?;
     let err = serve(cfg, rx).await.err().context("bound a taken port")?;
     assert!(matches!(err, DnsError::Bind { proto: "udp", .. }), "{err}");
-    assert!(err.to_string().starts_with("bind dns udp socket on 127.0.0.1:"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("bind dns udp socket on 127.0.0.1:"),
+        "{err}"
+    );
     Ok(())
 }
 
