@@ -62,7 +62,12 @@ wait_ready() {
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 row() { # server model json
-  "$PY" -c 'import json,sys; r=json.loads(sys.argv[3]); print(f"| {sys.argv[1]:<6} | {sys.argv[2]:<4} | {r[\"concurrency\"]:>2} | {r[\"rps\"]:>9.0f} | {r[\"p50_ms\"]:>7.3f} | {r[\"p99_ms\"]:>7.3f} | {r[\"errors\"]} |")' "$@"
+  "$PY" - "$@" <<'PYEOF'
+import json, sys
+name, model, r = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+print(f"| {name:<6} | {model:<4} | {r['concurrency']:>2} | {r['rps']:>9.0f} "
+      f"| {r['p50_ms']:>7.3f} | {r['p99_ms']:>7.3f} | {r['errors']} |")
+PYEOF
 }
 
 echo "| server | model | c | req/s | p50 ms | p99 ms | errors |"

@@ -9,11 +9,13 @@ mod error;
 mod fetch;
 mod metrics;
 mod model;
+mod pages;
 mod server;
 
 pub use driver::{DRIVER_NAME, ModelDriver};
 pub use error::ModelError;
 pub use model::{DataType, Model, TensorInfo};
+pub use pages::release_startup_pages;
 pub use server::{ServeConfig, Server, bind, serve};
 
 /// Every model is served as version "1": a new model file is a new job

@@ -81,6 +81,10 @@ pub fn expand(spec: &ModelSpec) -> Result<Group, String> {
     if let Some(p) = spec.port {
         port["static"] = json!(p);
     }
+    // The model server speaks HTTP: the routing mesh serves it as such.
+    let publish = spec
+        .publish_port
+        .map(|p| json!({ "port": p, "protocol": "http" }));
     let group = json!({
         "name": spec.name,
         "count": spec.count,
@@ -89,6 +93,7 @@ pub fn expand(spec: &ModelSpec) -> Result<Group, String> {
             "name": spec.service_name.clone().unwrap_or_else(|| spec.name.clone()),
             "port": MODEL_PORT,
             "tags": spec.tags,
+            "publish": publish,
             "checks": [{
                 "name": "ready",
                 "type": "http",

@@ -748,7 +748,7 @@ fn hello_example_file_parses() {
             "-m",
             "http.server",
             "--bind",
-            "127.0.0.1",
+            "${EDGE_IP_http}",
             "${EDGE_PORT_http}"
         ])
     );

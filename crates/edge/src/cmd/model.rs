@@ -33,6 +33,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
             .join(", "),
         if m.batchable { "on" } else { "off" },
     );
+    edge_model::release_startup_pages();
     server.run(shutdown()).await?;
     Ok(0)
 }
