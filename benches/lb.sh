@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Side-by-side load balancer benchmark: wrk against one tiny hyper backend,
 # through edge's LB and through HAProxy, in HTTP and TCP mode, on 127.0.0.1.
-# Usage: benches/lb.sh [duration=10s] [connections=64] [proxy threads=1]
-# The proxy under test is pinned to CPU 1, wrk and the backend to CPU 0, so
-# both proxies get one core each in turn.
+# Usage: benches/lb.sh [duration=10s] [connections=64] [proxy threads=1] [rounds=3]
+# Both proxies run at once, pinned to CPU 1 (only the one measured is
+# loaded); wrk and the backend are pinned to CPU 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${1:-10s}
 CONNS=${2:-64}
 THREADS=${3:-1}
+ROUNDS=${4:-3}
 BACKEND=127.0.0.1:18180
 EDGE_HTTP=18181 EDGE_TCP=18182 HAP_HTTP=18183 HAP_TCP=18184
 
@@ -33,12 +34,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pin() { if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+# Arrays, not a function: a backgrounded function is a subshell whose $! is
+# not the server's pid.
+CPU0=() CPU1=()
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  CPU0=(taskset -c 0) CPU1=(taskset -c 1)
+fi
 
 cat >"$tmp/haproxy.cfg" <<CFG
 global
   nbthread $THREADS
-  maxconn 20000
+  maxconn 4096
 defaults
   timeout connect 2s
   timeout client 30s
@@ -75,37 +81,54 @@ wait_port() {
   exit 1
 }
 
-pin 0 "$BIN" backend "${BACKEND##*:}" 1 & pids+=($!)
+"${CPU0[@]}" "$BIN" backend "${BACKEND##*:}" 1 & pids+=($!)
 wait_port "${BACKEND##*:}"
 
-# wrk's closing summary: req/s, p50, p99.
+# CPU seconds (user+system) a process has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+
+# One wrk run: "req/s p50_ms p99_ms cpu_us_per_req errors". CPU per request
+# of the proxy does not depend on what else the machine is doing.
 measure() {
-  local name=$1 port=$2 out
-  pin 0 wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/" >/dev/null
-  out=$(pin 0 wrk -t1 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/")
-  local rps p50 p99 errs
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  errs=$(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr -s ' ' | tr '\n' ';' || true)
-  printf '%-14s %12s %10s %10s  %s\n' "$name" "$rps" "$p50" "$p99" "$errs"
+  local port=$1 pid=$2 out c0 c1
+  c0=$(cpu_s "$pid")
+  out=$("${CPU0[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/")
+  c1=$(cpu_s "$pid")
+  awk -v cpu="$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /requests in/ { total = $1 }
+    /Requests\/sec/ { rps = $2 }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    /Non-2xx|Socket errors/ { line = $0; gsub(/ +/, "_", line); err = err line ";" }
+    END { printf "%s %.3f %.3f %.2f %s\n", rps, p50, p99, (total ? cpu * 1e6 / total : 0), (err == "" ? "-" : err) }' <<<"$out"
 }
 
-echo "wrk -t1 -c$CONNS -d$DURATION --latency; proxy threads=$THREADS; backend: 1-thread hyper"
-printf '%-14s %12s %10s %10s\n' target req/s p50 p99
-
-pin 1 "$BIN" lb "$BACKEND" "$EDGE_HTTP" "$EDGE_TCP" "$THREADS" >"$tmp/edge.log" 2>&1 & edge=$!
+"${CPU1[@]}" "$BIN" lb "$BACKEND" "$EDGE_HTTP" "$EDGE_TCP" "$THREADS" >"$tmp/edge.log" 2>&1 &
+edge=$!
 pids+=($edge)
-wait_port "$EDGE_HTTP"; wait_port "$EDGE_TCP"
-measure "edge http" "$EDGE_HTTP"
-measure "edge tcp" "$EDGE_TCP"
-kill "$edge"; wait "$edge" 2>/dev/null || true
-
-pin 1 haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 & hap=$!
+"${CPU1[@]}" haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 &
+hap=$!
 pids+=($hap)
-wait_port "$HAP_HTTP"; wait_port "$HAP_TCP"
-measure "haproxy http" "$HAP_HTTP"
-measure "haproxy tcp" "$HAP_TCP"
-kill "$hap"; wait "$hap" 2>/dev/null || true
+for p in "$EDGE_HTTP" "$EDGE_TCP" "$HAP_HTTP" "$HAP_TCP"; do wait_port "$p"; done
 
-measure "direct" "${BACKEND##*:}"
+backend_pid=${pids[0]}
+targets=("edge-http:$EDGE_HTTP:$edge" "haproxy-http:$HAP_HTTP:$hap" "edge-tcp:$EDGE_TCP:$edge" "haproxy-tcp:$HAP_TCP:$hap" "direct:${BACKEND##*:}:$backend_pid")
+for t in "${targets[@]}"; do IFS=: read -r _ port _ <<<"$t"; "${CPU0[@]}" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/" >/dev/null; done
+
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "wrk -t1 -c$CONNS -d$DURATION --latency x $ROUNDS rounds (interleaved, median shown); proxy threads=$THREADS; backend: 1-thread hyper"
+# Rounds alternate the targets so background load hits them alike.
+for r in $(seq "$ROUNDS"); do
+  for t in "${targets[@]}"; do
+    IFS=: read -r name port pid <<<"$t"
+    echo "$name $(measure "$port" "$pid")" >>"$tmp/results"
+  done
+done
+printf '%-14s %12s %10s %10s %12s  %s\n' target req/s p50_ms p99_ms cpu_us/req errors
+for t in "${targets[@]}"; do
+  name=${t%%:*}
+  awk -v n="$name" '$1 == n' "$tmp/results" | sort -k2 -n | awk -v rounds="$ROUNDS" '
+    NR == int((rounds + 1) / 2) { printf "%-14s %12s %10s %10s %12s  %s\n", $1, $2, $3, $4, $5, $6 }'
+done
+echo "all runs:"; cat "$tmp/results"

@@ -41,7 +41,7 @@ for n in $NODES; do
   pids+=("$!")
 
   python3 - "$addr" "$n" "$JOBS" "$COUNT" "$TIMEOUT" "$server" <<'EOF'
-import json, os, sys, time, urllib.request
+import concurrent.futures, json, os, sys, time, urllib.request
 
 addr, nodes, jobs, count, timeout, server = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
 
@@ -70,14 +70,18 @@ print(f"{nodes} nodes ready in {time.time() - t:.1f}s; server at {hwm_mb():.0f} 
 
 cpu0 = cpu_seconds()
 total = jobs * count
-t0 = time.time()
-for j in range(jobs):
+def submit(j):
     call("POST", "/v1/jobs", {"job": {
         "id": f"bench-{j}", "name": f"bench-{j}", "type": "service",
         "groups": [{"name": "g", "count": count, "tasks": [{
             "name": "t", "driver": "exec",
             "config": {"command": "/bin/sleep", "args": ["600"]},
             "resources": {"cpu": 10, "memory": 10}}]}]}})
+
+# Submitted by a few clients at once, as a busy cluster would see them.
+t0 = time.time()
+with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    list(pool.map(submit, range(jobs)))
 t_sub = time.time() - t0
 running = 0
 last = -1
@@ -91,7 +95,7 @@ while True:
     if running // 10000 != last:
         last = running // 10000
         print(f"  {time.time() - t0:6.1f}s  {running} running")
-    time.sleep(0.25)
+    time.sleep(0.5)
 el = time.time() - t0
 print(f"RESULT nodes={nodes} allocs={total}: all running in {el:.1f}s "
       f"(jobs submitted in {t_sub:.1f}s; {total / el:.0f} allocs/s); "

@@ -326,7 +326,10 @@ impl Client {
 
     pub async fn service(&self, name: &str) -> Result<Vec<ServiceInstance>, ApiError> {
         Ok(self
-            .get(&format!("/v1/service/{}", enc(name)), QueryOptions::default())
+            .get(
+                &format!("/v1/service/{}", enc(name)),
+                QueryOptions::default(),
+            )
             .await?
             .0)
     }

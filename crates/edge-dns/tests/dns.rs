@@ -446,7 +446,8 @@ async fn unreachable_upstream_is_servfail() -> Result<()> {
 #[tokio::test]
 async fn tcp_queries_are_answered() -> Result<()> {
     let (dns, _tx, _up) = start().await?;
-    assert_eq!(dns.tcp_addr().port(), dns.udp_addr().port());
+    // With port 0, TCP shares UDP's port only when that port is free for TCP
+    // too; another test may hold it, so only the answers are checked here.
     let msg = tcp(dns.tcp_addr(), "web.service.edge.", RecordType::A).await?;
     assert_eq!(a_records(&msg), vec![LB]);
     let msg = tcp(dns.tcp_addr(), "_web._tcp.service.edge.", RecordType::SRV).await?;

@@ -22,11 +22,15 @@ fn usage() -> ! {
 }
 
 fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> T {
-    args.get(i).and_then(|a| a.parse().ok()).unwrap_or_else(|| usage())
+    args.get(i)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| usage())
 }
 
+/// One thread runs a current-thread runtime unless `LB_BENCH_MULTI=1`.
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
-    let mut b = if threads <= 1 {
+    let multi = std::env::var("LB_BENCH_MULTI").is_ok_and(|v| v == "1");
+    let mut b = if threads <= 1 && !multi {
         tokio::runtime::Builder::new_current_thread()
     } else {
         let mut b = tokio::runtime::Builder::new_multi_thread();
@@ -46,7 +50,9 @@ async fn backend(port: u16) -> std::io::Result<()> {
         s.set_nodelay(true)?;
         tokio::spawn(async move {
             let svc = service_fn(|_req| async {
-                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"hello from backend\n"))))
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                    Bytes::from_static(b"hello from backend\n"),
+                )))
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(s), svc)
@@ -55,7 +61,12 @@ async fn backend(port: u16) -> std::io::Result<()> {
     }
 }
 
-fn service(name: &str, protocol: PublishProtocol, port: u16, backend: SocketAddr) -> CatalogService {
+fn service(
+    name: &str,
+    protocol: PublishProtocol,
+    port: u16,
+    backend: SocketAddr,
+) -> CatalogService {
     CatalogService {
         name: name.into(),
         tags: vec![],
@@ -88,8 +99,14 @@ async fn lb(backend: SocketAddr, http_port: u16, tcp_port: u16) {
         index: 1,
         ..Catalog::default()
     };
-    catalog.services.insert("web".into(), service("web", PublishProtocol::Http, http_port, backend));
-    catalog.services.insert("raw".into(), service("raw", PublishProtocol::Tcp, tcp_port, backend));
+    catalog.services.insert(
+        "web".into(),
+        service("web", PublishProtocol::Http, http_port, backend),
+    );
+    catalog.services.insert(
+        "raw".into(),
+        service("raw", PublishProtocol::Tcp, tcp_port, backend),
+    );
     let (_tx, rx) = tokio::sync::watch::channel(Arc::new(catalog));
     let cfg = edge_lb::LbConfig {
         bind_ip: "127.0.0.1".parse().unwrap_or_else(|_| usage()),

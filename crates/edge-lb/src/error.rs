@@ -13,7 +13,9 @@ pub enum LbError {
         #[source]
         source: io::Error,
     },
-    #[error("port {port} is {owner_protocol} for service {owner}; service {service} ({protocol}) ignored")]
+    #[error(
+        "port {port} is {owner_protocol} for service {owner}; service {service} ({protocol}) ignored"
+    )]
     ProtocolConflict {
         port: u16,
         owner: String,
@@ -27,7 +29,9 @@ pub enum LbError {
         owner: String,
         service: String,
     },
-    #[error("port {port}: service {service} routes host {host:?} path {prefix:?} like service {owner}; ignored")]
+    #[error(
+        "port {port}: service {service} routes host {host:?} path {prefix:?} like service {owner}; ignored"
+    )]
     RouteConflict {
         port: u16,
         owner: String,
@@ -35,7 +39,9 @@ pub enum LbError {
         host: String,
         prefix: String,
     },
-    #[error("port {port}: tls is {owner_tls} for service {owner} but not for service {service}; service {service} ignored")]
+    #[error(
+        "port {port}: tls is {owner_tls} for service {owner} but not for service {service}; service {service} ignored"
+    )]
     TlsMismatch {
         port: u16,
         owner: String,

@@ -16,7 +16,7 @@ use http_body_util::{Either, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
@@ -32,10 +32,16 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// Bounds a slow client's request head, and how long a keep-alive
+/// connection may sit idle between requests.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Per client connection facts every request needs.
 pub(crate) struct ConnCtx {
     pub(crate) port: Arc<PortShared>,
     pub(crate) peer: SocketAddr,
+    /// The peer's IP as a header value, made once per connection.
+    pub(crate) peer_ip: HeaderValue,
     pub(crate) tls: bool,
     pub(crate) connect_timeout: Duration,
 }
@@ -53,6 +59,9 @@ where
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
+        .writev(false)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
     tokio::pin!(conn);
@@ -71,8 +80,10 @@ where
 fn local(status: StatusCode, msg: &'static str) -> Response<ProxyBody> {
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(msg.as_bytes()))));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -110,6 +121,7 @@ async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Response<ProxyBody
             Err(SendError::Connect(r, e)) => {
                 tracing::debug!(service = %pool.name, backend = %backend.addr, "connect failed: {e}");
                 req = *r;
+                backend.penalize(ctx.connect_timeout);
                 failed = Some(backend);
             }
             Err(SendError::Sent(e)) => {
@@ -127,29 +139,36 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
 }
 
 /// Drops hop-by-hop headers (those an upgrade needs survive when `upgrade`).
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let is_hop = |n: &HeaderName| {
+        *n == header::TE
+            || *n == header::TRAILER
+            || *n == header::TRANSFER_ENCODING
+            || *n == KEEP_ALIVE
+            || *n == PROXY_CONNECTION
+            || (!upgrade && (*n == header::CONNECTION || *n == header::UPGRADE))
+    };
+    // One pass over the (few) headers instead of a hash lookup per
+    // hop-by-hop name: most messages carry none.
+    let mut doomed: Vec<HeaderName> = headers.keys().filter(|n| is_hop(n)).cloned().collect();
     if let Some(conn) = headers.get(header::CONNECTION) {
-        let named: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|n| !(upgrade && *n == header::UPGRADE))
-            .collect();
-        for n in named {
-            headers.remove(n);
-        }
+        doomed.extend(
+            conn.to_str()
+                .unwrap_or("")
+                .split(',')
+                .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+                .filter(|n| !(upgrade && *n == header::UPGRADE)),
+        );
     }
-    if !upgrade {
-        headers.remove(header::CONNECTION);
-        headers.remove(header::UPGRADE);
-    }
-    for h in [KEEP_ALIVE, PROXY_CONNECTION, header::TE, header::TRAILER, header::TRANSFER_ENCODING] {
-        headers.remove(h);
+    for n in doomed {
+        headers.remove(n);
     }
 }
 
@@ -171,14 +190,13 @@ fn prepare(req: &mut Request<Incoming>, ctx: &ConnCtx, upgrade: bool) {
     {
         headers.insert(header::HOST, v);
     }
-    let ip = ctx.peer.ip().to_string();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip,
+        Some(prev) if !prev.trim().is_empty() => {
+            HeaderValue::from_str(&format!("{prev}, {}", ctx.peer.ip())).ok()
+        }
+        _ => None,
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
+    headers.insert(X_FORWARDED_FOR, xff.unwrap_or_else(|| ctx.peer_ip.clone()));
     let proto = if ctx.tls { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     if let Some(h) = headers.get(header::HOST).cloned() {
@@ -193,9 +211,14 @@ enum SendError {
     Sent(String),
 }
 
-async fn handshake(backend: &Backend, timeout: Duration, upgrades: bool) -> Result<SendRequest<Incoming>, String> {
+async fn handshake(
+    backend: &Backend,
+    timeout: Duration,
+    upgrades: bool,
+) -> Result<SendRequest<Incoming>, String> {
     let stream = backend.connect(timeout).await.map_err(|e| e.to_string())?;
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .writev(false)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
@@ -207,7 +230,11 @@ async fn handshake(backend: &Backend, timeout: Duration, upgrades: bool) -> Resu
     Ok(sender)
 }
 
-async fn send(backend: &Arc<Backend>, mut req: Request<Incoming>, timeout: Duration) -> Result<Response<ProxyBody>, SendError> {
+async fn send(
+    backend: &Arc<Backend>,
+    mut req: Request<Incoming>,
+    timeout: Duration,
+) -> Result<Response<ProxyBody>, SendError> {
     let guard = backend.track();
     loop {
         let (mut sender, fresh) = match backend.take_idle() {
@@ -227,7 +254,12 @@ async fn send(backend: &Arc<Backend>, mut req: Request<Incoming>, timeout: Durat
         match sender.try_send_request(req).await {
             Ok(resp) => {
                 backend.observe(start.elapsed());
-                return Ok(upstream_response(resp, Some(sender), backend.clone(), guard));
+                return Ok(upstream_response(
+                    resp,
+                    Some(sender),
+                    backend.clone(),
+                    guard,
+                ));
             }
             Err(mut e) => match e.take_message() {
                 // A pooled connection the backend had closed: the request
@@ -261,7 +293,12 @@ fn upstream_response(
 
 /// Upgrade requests get a dedicated backend connection; after a 101 the two
 /// upgraded streams are spliced until either side closes.
-async fn tunnel(mut req: Request<Incoming>, pool: &ServicePool, pstate: &PoolState, timeout: Duration) -> Response<ProxyBody> {
+async fn tunnel(
+    mut req: Request<Incoming>,
+    pool: &ServicePool,
+    pstate: &PoolState,
+    timeout: Duration,
+) -> Response<ProxyBody> {
     let client_side = hyper::upgrade::on(&mut req);
     let mut failed: Option<Arc<Backend>> = None;
     for _ in 0..2 {
@@ -272,6 +309,7 @@ async fn tunnel(mut req: Request<Incoming>, pool: &ServicePool, pstate: &PoolSta
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(service = %pool.name, backend = %backend.addr, "connect failed: {e}");
+                backend.penalize(timeout);
                 failed = Some(backend);
                 continue;
             }
@@ -291,7 +329,8 @@ async fn tunnel(mut req: Request<Incoming>, pool: &ServicePool, pstate: &PoolSta
                 let (Ok(c), Ok(b)) = tokio::join!(client_side, backend_side) else {
                     return;
                 };
-                let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(b)).await;
+                let _ =
+                    tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(b)).await;
             });
         }
         let guard = backend.track();
@@ -314,7 +353,10 @@ impl Body for UpstreamBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(None) = r {
             self.done = true;

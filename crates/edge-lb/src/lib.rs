@@ -87,7 +87,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Starts listening for the catalog's current version before returning, then
 /// follows its updates until shut down.
-pub async fn run(cfg: LbConfig, mut catalog: watch::Receiver<Arc<Catalog>>) -> Result<LbHandle, LbError> {
+pub async fn run(
+    cfg: LbConfig,
+    mut catalog: watch::Receiver<Arc<Catalog>>,
+) -> Result<LbHandle, LbError> {
     let status = Arc::new(Status::default());
     let mut rec = Reconciler {
         cfg,
@@ -121,7 +124,11 @@ struct Reconciler {
 }
 
 impl Reconciler {
-    async fn follow(mut self, mut catalog: watch::Receiver<Arc<Catalog>>, mut stop: watch::Receiver<bool>) {
+    async fn follow(
+        mut self,
+        mut catalog: watch::Receiver<Arc<Catalog>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut catalog_open = true;
         loop {
             tokio::select! {
@@ -176,7 +183,12 @@ impl Reconciler {
             }
         }
 
-        let stale: Vec<u16> = self.listeners.keys().filter(|p| !wanted.contains_key(p)).copied().collect();
+        let stale: Vec<u16> = self
+            .listeners
+            .keys()
+            .filter(|p| !wanted.contains_key(p))
+            .copied()
+            .collect();
         for port in stale {
             if let Some(active) = self.listeners.remove(&port) {
                 active.listener.close().await;
@@ -195,7 +207,14 @@ impl Reconciler {
             match Listener::start(addr, state, self.cfg.connect_timeout) {
                 Ok(listener) => {
                     tracing::info!(%addr, protocol = plan::protocol_name(protocol), "listening");
-                    self.listeners.insert(port, Active { listener, protocol, tls });
+                    self.listeners.insert(
+                        port,
+                        Active {
+                            listener,
+                            protocol,
+                            tls,
+                        },
+                    );
                 }
                 Err(e) => {
                     self.bind_failed = true;
@@ -207,7 +226,11 @@ impl Reconciler {
         for e in &errors {
             tracing::warn!("load balancer: {e}");
         }
-        *lock(&self.status.listening) = self.listeners.iter().map(|(p, a)| (*p, a.protocol)).collect();
+        *lock(&self.status.listening) = self
+            .listeners
+            .iter()
+            .map(|(p, a)| (*p, a.protocol))
+            .collect();
         *lock(&self.status.errors) = errors;
         self.status.index.store(catalog.index, Ordering::Release);
     }
@@ -219,7 +242,11 @@ impl Reconciler {
         prev_tls: Option<&(TlsKey, TlsAcceptor)>,
     ) -> Result<(PortState, Option<(TlsKey, TlsAcceptor)>), LbError> {
         let (key, http) = match pp {
-            PortPlan::Tcp { tls, .. } => (tls.as_ref().map(|t| vec![(vec![HostPattern::Any], t.clone())]), false),
+            PortPlan::Tcp { tls, .. } => (
+                tls.as_ref()
+                    .map(|t| vec![(vec![HostPattern::Any], t.clone())]),
+                false,
+            ),
             PortPlan::Http { tls, .. } => (tls.clone(), true),
         };
         let tls = match key {
@@ -261,7 +288,13 @@ impl Reconciler {
             },
         };
         let acceptor = tls.as_ref().map(|(_, a)| a.clone());
-        Ok((PortState { kind, tls: acceptor }, tls))
+        Ok((
+            PortState {
+                kind,
+                tls: acceptor,
+            },
+            tls,
+        ))
     }
 }
 
@@ -274,7 +307,11 @@ fn services_of(pp: &PortPlan) -> Vec<&String> {
 
 /// Serving instances with their socket addresses; names that are not IP
 /// literals are resolved, and ones that do not resolve are reported.
-async fn serving(name: &str, svc: &CatalogService, errors: &mut Vec<String>) -> Vec<(String, SocketAddr)> {
+async fn serving(
+    name: &str,
+    svc: &CatalogService,
+    errors: &mut Vec<String>,
+) -> Vec<(String, SocketAddr)> {
     let mut out = Vec::new();
     for inst in svc.instances.iter().filter(|i| i.serving()) {
         let addr = match inst.address.parse::<IpAddr>() {

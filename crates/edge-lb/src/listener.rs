@@ -54,7 +54,8 @@ pub(crate) struct Listener {
 
 fn bind(addr: SocketAddr) -> Result<TcpListener, LbError> {
     let err = |source| LbError::Bind { addr, source };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
     // Rebinding a port that was just closed must not wait for TIME_WAIT.
     socket.set_reuse_address(true).map_err(err)?;
     if addr.is_ipv6() {
@@ -68,13 +69,23 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, LbError> {
 }
 
 impl Listener {
-    pub(crate) fn start(addr: SocketAddr, state: PortState, connect_timeout: Duration) -> Result<Self, LbError> {
+    pub(crate) fn start(
+        addr: SocketAddr,
+        state: PortState,
+        connect_timeout: Duration,
+    ) -> Result<Self, LbError> {
         let listener = bind(addr)?;
         let shared = Arc::new(PortShared {
             state: RwLock::new(Arc::new(state)),
         });
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, addr, shared.clone(), stop_rx, connect_timeout));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            addr,
+            shared.clone(),
+            stop_rx,
+            connect_timeout,
+        ));
         Ok(Listener { shared, stop, task })
     }
 
@@ -113,7 +124,14 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(addr);
-        tokio::spawn(connection(stream, peer, local, shared.clone(), stop.clone(), connect_timeout));
+        tokio::spawn(connection(
+            stream,
+            peer,
+            local,
+            shared.clone(),
+            stop.clone(),
+            connect_timeout,
+        ));
     }
 }
 
@@ -128,20 +146,43 @@ async fn connection(
     let state = shared.current();
     match &state.tls {
         Some(acceptor) => {
-            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, %local, "tls handshake failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, %local, "tls handshake timed out");
-                    return;
-                }
-            };
-            dispatch(tls, true, peer, local, &state, shared.clone(), closing, connect_timeout).await;
+            let tls =
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, %local, "tls handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, %local, "tls handshake timed out");
+                        return;
+                    }
+                };
+            dispatch(
+                tls,
+                true,
+                peer,
+                local,
+                &state,
+                shared.clone(),
+                closing,
+                connect_timeout,
+            )
+            .await;
         }
-        None => dispatch(stream, false, peer, local, &state, shared.clone(), closing, connect_timeout).await,
+        None => {
+            dispatch(
+                stream,
+                false,
+                peer,
+                local,
+                &state,
+                shared.clone(),
+                closing,
+                connect_timeout,
+            )
+            .await
+        }
     }
 }
 
@@ -159,13 +200,28 @@ async fn dispatch<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     match &state.kind {
-        PortKind::Tcp { pool, proxy_protocol } => {
-            tcp::forward(io, peer, local, pool.clone(), *proxy_protocol, connect_timeout).await;
+        PortKind::Tcp {
+            pool,
+            proxy_protocol,
+        } => {
+            tcp::forward(
+                io,
+                peer,
+                local,
+                pool.clone(),
+                *proxy_protocol,
+                connect_timeout,
+            )
+            .await;
         }
         PortKind::Http { .. } => {
+            let Ok(peer_ip) = ::http::HeaderValue::from_str(&peer.ip().to_string()) else {
+                return;
+            };
             let ctx = ConnCtx {
                 port: shared,
                 peer,
+                peer_ip,
                 tls,
                 connect_timeout,
             };

@@ -84,7 +84,14 @@ pub(crate) fn build(catalog: &Catalog) -> Plan {
                     continue;
                 };
                 let mut routes = Vec::new();
-                add_routes(port, name, &hosts, publish.path_prefix.as_deref(), &mut routes, &mut plan.errors);
+                add_routes(
+                    port,
+                    name,
+                    &hosts,
+                    publish.path_prefix.as_deref(),
+                    &mut routes,
+                    &mut plan.errors,
+                );
                 let tls = publish.tls.clone().map(|t| vec![(hosts, t)]);
                 plan.ports.insert(port, PortPlan::Http { routes, tls });
             }
@@ -121,7 +128,14 @@ pub(crate) fn build(catalog: &Catalog) -> Plan {
                 let Some(hosts) = host_patterns(name, &publish.hosts, &mut plan.errors) else {
                     continue;
                 };
-                add_routes(port, name, &hosts, publish.path_prefix.as_deref(), routes, &mut plan.errors);
+                add_routes(
+                    port,
+                    name,
+                    &hosts,
+                    publish.path_prefix.as_deref(),
+                    routes,
+                    &mut plan.errors,
+                );
                 if let (Some(list), Some(t)) = (tls.as_mut(), &publish.tls) {
                     list.push((hosts, t.clone()));
                 }
@@ -134,13 +148,19 @@ pub(crate) fn build(catalog: &Catalog) -> Plan {
 fn owner_of(plan: &PortPlan) -> String {
     match plan {
         PortPlan::Tcp { service, .. } => service.clone(),
-        PortPlan::Http { routes, .. } => routes.first().map(|r| r.target.clone()).unwrap_or_default(),
+        PortPlan::Http { routes, .. } => {
+            routes.first().map(|r| r.target.clone()).unwrap_or_default()
+        }
     }
 }
 
 /// `None` (and an error) when any pattern is bad: half a service's hosts
 /// would route surprisingly, so none are taken.
-fn host_patterns(service: &str, hosts: &[String], errors: &mut Vec<LbError>) -> Option<Vec<HostPattern>> {
+fn host_patterns(
+    service: &str,
+    hosts: &[String],
+    errors: &mut Vec<LbError>,
+) -> Option<Vec<HostPattern>> {
     if hosts.is_empty() {
         return Some(vec![HostPattern::Any]);
     }
@@ -170,7 +190,10 @@ fn add_routes(
 ) {
     let prefix = prefix.unwrap_or("").trim_end_matches('/').to_string();
     for host in hosts {
-        if let Some(owner) = routes.iter().find(|r| r.host == *host && r.prefix == prefix) {
+        if let Some(owner) = routes
+            .iter()
+            .find(|r| r.host == *host && r.prefix == prefix)
+        {
             errors.push(LbError::RouteConflict {
                 port,
                 owner: owner.target.clone(),
@@ -194,7 +217,12 @@ mod tests {
     use edge_api::CatalogService;
     use edge_spec::{Balance, Publish};
 
-    fn publish(port: u16, protocol: PublishProtocol, hosts: &[&str], prefix: Option<&str>) -> Publish {
+    fn publish(
+        port: u16,
+        protocol: PublishProtocol,
+        hosts: &[&str],
+        prefix: Option<&str>,
+    ) -> Publish {
         Publish {
             port,
             protocol,
@@ -232,15 +260,30 @@ mod tests {
         assert!(matches!(&plan.ports[&9000], PortPlan::Tcp { service, .. } if service == "a"));
         assert_eq!(plan.errors.len(), 2);
         assert!(plan.errors[0].to_string().contains("service b ignored"));
-        assert!(plan.errors[1].to_string().contains("service c (http) ignored"));
+        assert!(
+            plan.errors[1]
+                .to_string()
+                .contains("service c (http) ignored")
+        );
     }
 
     #[test]
     fn http_services_share_a_port() {
         let plan = build(&catalog(vec![
-            ("a", publish(80, PublishProtocol::Http, &["a.example", "*.a.example"], None)),
+            (
+                "a",
+                publish(
+                    80,
+                    PublishProtocol::Http,
+                    &["a.example", "*.a.example"],
+                    None,
+                ),
+            ),
             ("b", publish(80, PublishProtocol::Http, &[], Some("/api/"))),
-            ("c", publish(80, PublishProtocol::Http, &["a.example"], None)),
+            (
+                "c",
+                publish(80, PublishProtocol::Http, &["a.example"], None),
+            ),
         ]));
         let PortPlan::Http { routes, tls } = &plan.ports[&80] else {
             panic!("http port expected");
@@ -261,11 +304,21 @@ mod tests {
         });
         let plan = build(&catalog(vec![
             ("a", with_tls),
-            ("b", publish(443, PublishProtocol::Http, &["b.example"], None)),
-            ("c", publish(80, PublishProtocol::Http, &["x.*.example"], None)),
+            (
+                "b",
+                publish(443, PublishProtocol::Http, &["b.example"], None),
+            ),
+            (
+                "c",
+                publish(80, PublishProtocol::Http, &["x.*.example"], None),
+            ),
         ]));
         assert_eq!(plan.ports.len(), 1);
-        assert!(plan.errors[0].to_string().contains("tls is on for service a"));
+        assert!(
+            plan.errors[0]
+                .to_string()
+                .contains("tls is on for service a")
+        );
         assert!(plan.errors[1].to_string().contains("bad host pattern"));
     }
 }

@@ -58,6 +58,12 @@ impl Backend {
             });
     }
 
+    /// A failed connect counts as the slowest possible answer, so power of
+    /// two choices steers away from a backend that is down.
+    pub(crate) fn penalize(&self, timeout: Duration) {
+        self.observe(timeout);
+    }
+
     fn active(&self) -> usize {
         self.active.load(Ordering::Relaxed)
     }
@@ -169,7 +175,11 @@ impl ServicePool {
 
     /// A backend other than `exclude` (the one that just failed to connect),
     /// or `None` when there is no such backend.
-    pub(crate) fn pick(&self, state: &PoolState, exclude: Option<&Arc<Backend>>) -> Option<Arc<Backend>> {
+    pub(crate) fn pick(
+        &self,
+        state: &PoolState,
+        exclude: Option<&Arc<Backend>>,
+    ) -> Option<Arc<Backend>> {
         let all = &state.backends;
         let usable = |b: &Arc<Backend>| exclude.is_none_or(|x| !Arc::ptr_eq(x, b));
         let n = all.len();
@@ -179,7 +189,10 @@ impl ServicePool {
         match state.balance {
             Balance::RoundRobin => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
-                (0..n).map(|i| &all[(start + i) % n]).find(|b| usable(b)).cloned()
+                (0..n)
+                    .map(|i| &all[(start + i) % n])
+                    .find(|b| usable(b))
+                    .cloned()
             }
             Balance::LeastConn => {
                 // Starting at a rotating offset spreads ties instead of
@@ -222,7 +235,10 @@ mod tests {
 
     fn pool(balance: Balance, n: u16) -> ServicePool {
         let p = ServicePool::new("svc".into());
-        p.update(balance, (0..n).map(|i| (format!("a{i}"), addr(1000 + i))).collect());
+        p.update(
+            balance,
+            (0..n).map(|i| (format!("a{i}"), addr(1000 + i))).collect(),
+        );
         p
     }
 
@@ -230,7 +246,9 @@ mod tests {
     fn round_robin_cycles_and_skips_excluded() {
         let p = pool(Balance::RoundRobin, 3);
         let s = p.state();
-        let ports: Vec<u16> = (0..6).map(|_| p.pick(&s, None).map(|b| b.addr.port()).unwrap_or(0)).collect();
+        let ports: Vec<u16> = (0..6)
+            .map(|_| p.pick(&s, None).map(|b| b.addr.port()).unwrap_or(0))
+            .collect();
         assert_eq!(ports, [1000, 1001, 1002, 1000, 1001, 1002]);
         let first = s.backends[0].clone();
         for _ in 0..5 {
@@ -270,7 +288,10 @@ mod tests {
         let p = pool(Balance::RoundRobin, 2);
         let kept = p.state().backends[1].clone();
         let _g = kept.track();
-        p.update(Balance::LeastConn, vec![("a1".into(), addr(1001)), ("a9".into(), addr(1009))]);
+        p.update(
+            Balance::LeastConn,
+            vec![("a1".into(), addr(1001)), ("a9".into(), addr(1009))],
+        );
         let s = p.state();
         assert!(Arc::ptr_eq(&s.backends[0], &kept));
         assert_eq!(s.backends[0].active(), 1);

@@ -1,6 +1,8 @@
 //! HTTP routing on a shared port: Host (exact or `*.suffix`) first, then the
 //! longest path prefix, so several services can publish the same port.
 
+use std::borrow::Cow;
+
 /// What a route's `Host` side matches.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum HostPattern {
@@ -13,7 +15,7 @@ pub(crate) enum HostPattern {
 impl HostPattern {
     /// `None` when the pattern is empty or has a `*` anywhere but in front.
     pub(crate) fn parse(raw: &str) -> Option<Self> {
-        let host = normalize_host(raw);
+        let host = normalize_host(raw).into_owned();
         if host.is_empty() {
             return None;
         }
@@ -55,7 +57,7 @@ impl HostPattern {
 }
 
 /// Lowercase, without port and trailing dot, as hosts are compared.
-pub(crate) fn normalize_host(raw: &str) -> String {
+pub(crate) fn normalize_host(raw: &str) -> Cow<'_, str> {
     let raw = raw.trim();
     let host = if let Some(rest) = raw.strip_prefix('[') {
         // IPv6 literal: keep the brackets' content, drop the port after them.
@@ -66,7 +68,12 @@ pub(crate) fn normalize_host(raw: &str) -> String {
             _ => raw,
         }
     };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    let host = host.trim_end_matches('.');
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 /// Whether `path` is under `prefix`, on segment boundaries: `/api` takes
@@ -96,9 +103,7 @@ pub(crate) struct Router<T> {
 
 impl<T> Router<T> {
     pub(crate) fn new(mut routes: Vec<Route<T>>) -> Self {
-        routes.sort_by(|a, b| {
-            (b.host.rank(), b.prefix.len()).cmp(&(a.host.rank(), a.prefix.len()))
-        });
+        routes.sort_by_key(|r| std::cmp::Reverse((r.host.rank(), r.prefix.len())));
         Router { routes }
     }
 
@@ -167,7 +172,10 @@ mod tests {
         assert_eq!(router.find("other", "/apix"), Some(&"root"));
         assert_eq!(router.find("x.example.com", "/api"), Some(&"wild"));
         assert_eq!(router.find("shop.example.com", "/"), Some(&"shop"));
-        assert_eq!(router.find("shop.example.com", "/admin/users"), Some(&"admin"));
+        assert_eq!(
+            router.find("shop.example.com", "/admin/users"),
+            Some(&"admin")
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@ use crate::pool::{ActiveGuard, ServicePool};
 /// transfers take fewer syscalls.
 const COPY_BUF: usize = 32 * 1024;
 
-const PP2_SIGNATURE: [u8; 12] = [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a];
+const PP2_SIGNATURE: [u8; 12] = [
+    0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a,
+];
 
 /// PROXY protocol v2 header (PROXY command, TCP stream) for a connection
 /// from `src` to `dst`; mixed families are sent as IPv6.
@@ -61,6 +63,7 @@ async fn connect(pool: &ServicePool, timeout: Duration) -> Option<(TcpStream, Ac
             }
             Err(e) => {
                 tracing::debug!(service = %pool.name, backend = %backend.addr, "connect failed: {e}");
+                backend.penalize(timeout);
                 failed = Some(backend);
             }
         }
@@ -82,10 +85,18 @@ pub(crate) async fn forward<S>(
         tracing::debug!(service = %pool.name, %peer, "no backend reachable; closing");
         return;
     };
-    if proxy_protocol && backend.write_all(&proxy_v2_header(peer, local)).await.is_err() {
+    if proxy_protocol
+        && backend
+            .write_all(&proxy_v2_header(peer, local))
+            .await
+            .is_err()
+    {
         return;
     }
-    if let Err(e) = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut backend, COPY_BUF, COPY_BUF).await {
+    if let Err(e) =
+        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut backend, COPY_BUF, COPY_BUF)
+            .await
+    {
         tracing::trace!(service = %pool.name, %peer, "tcp stream ended: {e}");
     }
 }
@@ -113,6 +124,11 @@ mod tests {
         let h = proxy_v2_header(sa("10.1.2.3:4000"), sa("[::1]:80"));
         assert_eq!(&h[12..16], &[0x21, 0x21, 0, 36]);
         assert_eq!(h.len(), 16 + 36);
-        assert_eq!(&h[16..32], &std::net::Ipv4Addr::new(10, 1, 2, 3).to_ipv6_mapped().octets());
+        assert_eq!(
+            &h[16..32],
+            &std::net::Ipv4Addr::new(10, 1, 2, 3)
+                .to_ipv6_mapped()
+                .octets()
+        );
     }
 }

@@ -27,11 +27,15 @@ impl ResolvesServerCert for SniResolver {
         if let Some(name) = hello.server_name() {
             let name = normalize_host(name);
             let exact = self.entries.iter().find(|(hosts, _)| {
-                hosts.iter().any(|h| matches!(h, HostPattern::Exact(_)) && h.matches(&name))
+                hosts
+                    .iter()
+                    .any(|h| matches!(h, HostPattern::Exact(_)) && h.matches(&name))
             });
             let any = || {
                 self.entries.iter().find(|(hosts, _)| {
-                    hosts.iter().any(|h| !matches!(h, HostPattern::Any) && h.matches(&name))
+                    hosts
+                        .iter()
+                        .any(|h| !matches!(h, HostPattern::Any) && h.matches(&name))
                 })
             };
             if let Some((_, key)) = exact.or_else(any) {
@@ -46,7 +50,11 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn load(port: u16, tls: &PublishTls, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, LbError> {
+fn load(
+    port: u16,
+    tls: &PublishTls,
+    provider: &CryptoProvider,
+) -> Result<Arc<CertifiedKey>, LbError> {
     let file_err = |path: &str, message: String| LbError::TlsFile {
         port,
         path: Path::new(path).to_path_buf(),

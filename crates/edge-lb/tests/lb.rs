@@ -19,14 +19,22 @@ const NO_DELAY: Duration = Duration::ZERO;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_round_robin_across_three_backends() {
-    let b = [tcp_backend("b1").await, tcp_backend("b2").await, tcp_backend("b3").await];
+    let b = [
+        tcp_backend("b1").await,
+        tcp_backend("b2").await,
+        tcp_backend("b3").await,
+    ];
     let port = free_port();
     let lb = Lb::start(catalog(
         1,
         vec![(
             "db",
             publish(port, PublishProtocol::Tcp),
-            vec![up("db", "a1", b[0]), up("db", "a2", b[1]), up("db", "a3", b[2])],
+            vec![
+                up("db", "a1", b[0]),
+                up("db", "a2", b[1]),
+                up("db", "a3", b[2]),
+            ],
         )],
     ))
     .await;
@@ -46,7 +54,15 @@ async fn tcp_round_robin_across_three_backends() {
 async fn tcp_half_close_still_gets_the_reply() {
     let b = tcp_backend("b1").await;
     let port = free_port();
-    let lb = Lb::start(catalog(1, vec![("db", publish(port, PublishProtocol::Tcp), vec![up("db", "a1", b)])])).await;
+    let lb = Lb::start(catalog(
+        1,
+        vec![(
+            "db",
+            publish(port, PublishProtocol::Tcp),
+            vec![up("db", "a1", b)],
+        )],
+    ))
+    .await;
     let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let reply = tcp_call(port, &payload).await;
     assert_eq!(&reply[..3], b"b1:");
@@ -83,7 +99,9 @@ async fn tcp_proxy_protocol_v2_carries_client_address() {
     let mut p = publish(port, PublishProtocol::Tcp);
     p.proxy_protocol = true;
     let lb = Lb::start(catalog(1, vec![("pp", p, vec![up("pp", "a1", backend)])])).await;
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     let me = s.local_addr().expect("local");
     s.write_all(b"payload").await.expect("write");
     s.shutdown().await.expect("shutdown");
@@ -100,21 +118,37 @@ async fn tcp_least_conn_avoids_the_busy_backend() {
     let port = free_port();
     let mut p = publish(port, PublishProtocol::Tcp);
     p.balance = Balance::LeastConn;
-    let lb = Lb::start(catalog(1, vec![("db", p, vec![up("db", "a1", b[0]), up("db", "a2", b[1])])])).await;
+    let lb = Lb::start(catalog(
+        1,
+        vec![("db", p, vec![up("db", "a1", b[0]), up("db", "a2", b[1])])],
+    ))
+    .await;
     // An open connection the backend holds until EOF keeps one backend busy.
-    let mut held = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let mut held = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     held.write_all(b"x").await.expect("write");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut ids = BTreeSet::new();
     for _ in 0..5 {
         let reply = String::from_utf8(tcp_call(port, b"y").await).expect("utf8");
         ids.insert(reply);
+        // The balancer counts a connection until both copy directions end,
+        // a moment after the client has its reply: let the count settle.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(ids.len(), 1, "all short connections go to the idle backend: {ids:?}");
+    assert_eq!(
+        ids.len(),
+        1,
+        "all short connections go to the idle backend: {ids:?}"
+    );
     held.shutdown().await.expect("shutdown");
     let mut out = String::new();
     held.read_to_string(&mut out).await.expect("read");
-    assert!(!ids.contains(&out.replace(":x", ":y")), "held {out} vs {ids:?}");
+    assert!(
+        !ids.contains(&out.replace(":x", ":y")),
+        "held {out} vs {ids:?}"
+    );
     lb.handle.shutdown().await;
 }
 
@@ -125,14 +159,25 @@ async fn tcp_port_conflict_is_reported_and_first_claimant_serves() {
     let lb = Lb::start(catalog(
         1,
         vec![
-            ("a", publish(port, PublishProtocol::Tcp), vec![up("a", "a1", b[0])]),
-            ("b", publish(port, PublishProtocol::Tcp), vec![up("b", "b1", b[1])]),
+            (
+                "a",
+                publish(port, PublishProtocol::Tcp),
+                vec![up("a", "a1", b[0])],
+            ),
+            (
+                "b",
+                publish(port, PublishProtocol::Tcp),
+                vec![up("b", "b1", b[1])],
+            ),
         ],
     ))
     .await;
     let errors = lb.handle.errors();
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].contains(&format!("tcp port {port} belongs to service a")), "{errors:?}");
+    assert!(
+        errors[0].contains(&format!("tcp port {port} belongs to service a")),
+        "{errors:?}"
+    );
     assert_eq!(lb.handle.listening(), vec![(port, Protocol::Tcp)]);
     assert_eq!(tcp_call(port, b"z").await, b"first:z");
     lb.handle.shutdown().await;
@@ -143,10 +188,23 @@ async fn bind_failure_is_reported() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port();
     let b = tcp_backend("b1").await;
-    let lb = Lb::start(catalog(1, vec![("db", publish(port, PublishProtocol::Tcp), vec![up("db", "a1", b)])])).await;
+    let lb = Lb::start(catalog(
+        1,
+        vec![(
+            "db",
+            publish(port, PublishProtocol::Tcp),
+            vec![up("db", "a1", b)],
+        )],
+    ))
+    .await;
     assert!(lb.handle.listening().is_empty());
     let errors = lb.handle.errors();
-    assert!(errors.iter().any(|e| e.contains(&format!("binding 127.0.0.1:{port}"))), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains(&format!("binding 127.0.0.1:{port}"))),
+        "{errors:?}"
+    );
     lb.handle.shutdown().await;
 }
 
@@ -154,13 +212,26 @@ async fn bind_failure_is_reported() {
 async fn unpublished_port_closes_and_in_flight_connection_finishes() {
     let b = tcp_backend("b1").await;
     let port = free_port();
-    let lb = Lb::start(catalog(1, vec![("db", publish(port, PublishProtocol::Tcp), vec![up("db", "a1", b)])])).await;
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let lb = Lb::start(catalog(
+        1,
+        vec![(
+            "db",
+            publish(port, PublishProtocol::Tcp),
+            vec![up("db", "a1", b)],
+        )],
+    ))
+    .await;
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     s.write_all(b"before").await.expect("write");
     tokio::time::sleep(Duration::from_millis(50)).await;
     lb.update(catalog(2, vec![])).await;
     assert!(lb.handle.listening().is_empty());
-    assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err(), "listener closed");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+        "listener closed"
+    );
     s.write_all(b"+after").await.expect("write after close");
     s.shutdown().await.expect("shutdown");
     let mut out = String::new();
@@ -171,14 +242,22 @@ async fn unpublished_port_closes_and_in_flight_connection_finishes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_round_robin() {
-    let b = [http_backend("h1", NO_DELAY).await, http_backend("h2", NO_DELAY).await, http_backend("h3", NO_DELAY).await];
+    let b = [
+        http_backend("h1", NO_DELAY).await,
+        http_backend("h2", NO_DELAY).await,
+        http_backend("h3", NO_DELAY).await,
+    ];
     let port = free_port();
     let lb = Lb::start(catalog(
         1,
         vec![(
             "web",
             publish(port, PublishProtocol::Http),
-            vec![up("web", "a1", b[0].addr), up("web", "a2", b[1].addr), up("web", "a3", b[2].addr)],
+            vec![
+                up("web", "a1", b[0].addr),
+                up("web", "a2", b[1].addr),
+                up("web", "a3", b[2].addr),
+            ],
         )],
     ))
     .await;
@@ -218,7 +297,10 @@ async fn http_host_and_path_routing_share_a_port() {
     assert!(lb.handle.errors().is_empty(), "{:?}", lb.handle.errors());
     let c = client();
     assert_eq!(get(&c, port, "/", Some("a.example")).await.1, "site-a");
-    assert_eq!(get(&c, port, "/api/x", Some("A.Example:80")).await.1, "site-a");
+    assert_eq!(
+        get(&c, port, "/api/x", Some("A.Example:80")).await.1,
+        "site-a"
+    );
     assert_eq!(get(&c, port, "/", Some("x.apps.example")).await.1, "wild");
     let (status, body, headers) = get(&c, port, "/api/v1?q=1", Some("other.example")).await;
     assert_eq!((status, body.as_str()), (200, "api"));
@@ -233,7 +315,15 @@ async fn http_host_and_path_routing_share_a_port() {
 async fn http_forwarded_headers() {
     let b = http_backend("h1", NO_DELAY).await;
     let port = free_port();
-    let lb = Lb::start(catalog(1, vec![("web", publish(port, PublishProtocol::Http), vec![up("web", "a1", b.addr)])])).await;
+    let lb = Lb::start(catalog(
+        1,
+        vec![(
+            "web",
+            publish(port, PublishProtocol::Http),
+            vec![up("web", "a1", b.addr)],
+        )],
+    ))
+    .await;
     let c = client();
     let resp = c
         .get(format!("http://127.0.0.1:{port}/p"))
@@ -261,7 +351,10 @@ async fn http_retries_another_instance_when_connect_is_refused() {
         vec![(
             "web",
             publish(port, PublishProtocol::Http),
-            vec![up("web", "dead", refused_addr()), up("web", "good", good.addr)],
+            vec![
+                up("web", "dead", refused_addr()),
+                up("web", "good", good.addr),
+            ],
         )],
     ))
     .await;
@@ -346,12 +439,24 @@ async fn catalog_update_adds_a_backend() {
     let b2 = http_backend("h2", NO_DELAY).await;
     let port = free_port();
     let p = publish(port, PublishProtocol::Http);
-    let lb = Lb::start(catalog(1, vec![("web", p.clone(), vec![up("web", "a1", b1.addr)])])).await;
+    let lb = Lb::start(catalog(
+        1,
+        vec![("web", p.clone(), vec![up("web", "a1", b1.addr)])],
+    ))
+    .await;
     let c = client();
     for _ in 0..3 {
         assert_eq!(get(&c, port, "/", None).await.1, "h1");
     }
-    lb.update(catalog(2, vec![("web", p, vec![up("web", "a1", b1.addr), up("web", "a2", b2.addr)])])).await;
+    lb.update(catalog(
+        2,
+        vec![(
+            "web",
+            p,
+            vec![up("web", "a1", b1.addr), up("web", "a2", b2.addr)],
+        )],
+    ))
+    .await;
     let mut seen = BTreeSet::new();
     for _ in 0..4 {
         seen.insert(get(&c, port, "/", None).await.1);
@@ -366,7 +471,15 @@ async fn removing_an_instance_under_load_fails_no_request() {
     let b2 = http_backend("h2", Duration::from_millis(2)).await;
     let port = free_port();
     let p = publish(port, PublishProtocol::Http);
-    let lb = Lb::start(catalog(1, vec![("web", p.clone(), vec![up("web", "a1", b1.addr), up("web", "a2", b2.addr)])])).await;
+    let lb = Lb::start(catalog(
+        1,
+        vec![(
+            "web",
+            p.clone(),
+            vec![up("web", "a1", b1.addr), up("web", "a2", b2.addr)],
+        )],
+    ))
+    .await;
     let failures = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let mut loops = Vec::new();
@@ -389,14 +502,18 @@ async fn removing_an_instance_under_load_fails_no_request() {
     while done.load(Ordering::SeqCst) < 150 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    lb.update(catalog(2, vec![("web", p, vec![up("web", "a1", b1.addr)])])).await;
+    lb.update(catalog(2, vec![("web", p, vec![up("web", "a1", b1.addr)])]))
+        .await;
     let removed_at = b2.hits();
     for l in loops {
         l.await.expect("load loop");
     }
     assert_eq!(failures.load(Ordering::SeqCst), 0);
     assert_eq!(done.load(Ordering::SeqCst), 600);
-    assert!(b2.hits() <= removed_at + 4, "at most the requests in flight reach the removed instance");
+    assert!(
+        b2.hits() <= removed_at + 4,
+        "at most the requests in flight reach the removed instance"
+    );
     assert!(b1.hits() > 300);
     lb.handle.shutdown().await;
 }
@@ -408,7 +525,15 @@ async fn http_p2c_prefers_the_faster_backend() {
     let port = free_port();
     let mut p = publish(port, PublishProtocol::Http);
     p.balance = Balance::P2c;
-    let lb = Lb::start(catalog(1, vec![("web", p, vec![up("web", "s", slow.addr), up("web", "f", fast.addr)])])).await;
+    let lb = Lb::start(catalog(
+        1,
+        vec![(
+            "web",
+            p,
+            vec![up("web", "s", slow.addr), up("web", "f", fast.addr)],
+        )],
+    ))
+    .await;
     let c = client();
     for _ in 0..30 {
         assert_eq!(get(&c, port, "/", None).await.0, 200);
@@ -425,13 +550,23 @@ async fn http_least_conn_avoids_the_busy_backend() {
     let port = free_port();
     let mut p = publish(port, PublishProtocol::Http);
     p.balance = Balance::LeastConn;
-    let lb = Lb::start(catalog(1, vec![("web", p, vec![up("web", "s", slow.addr), up("web", "q", quick.addr)])])).await;
+    let lb = Lb::start(catalog(
+        1,
+        vec![(
+            "web",
+            p,
+            vec![up("web", "s", slow.addr), up("web", "q", quick.addr)],
+        )],
+    ))
+    .await;
     let c = client();
     // Round robin would send every other request to the slow one.
     let mut pending = Vec::new();
     while slow.hits() == 0 {
         let c2 = c.clone();
-        pending.push(tokio::spawn(async move { get(&c2, port, "/", None).await.1 }));
+        pending.push(tokio::spawn(
+            async move { get(&c2, port, "/", None).await.1 },
+        ));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let before = quick.hits();
@@ -449,11 +584,23 @@ async fn http_least_conn_avoids_the_busy_backend() {
 async fn http_upgrade_is_tunnelled() {
     let b = http_backend("ws", NO_DELAY).await;
     let port = free_port();
-    let lb = Lb::start(catalog(1, vec![("ws", publish(port, PublishProtocol::Http), vec![up("ws", "a1", b.addr)])])).await;
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-    s.write_all(b"GET /chat HTTP/1.1\r\nHost: ws.example\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+    let lb = Lb::start(catalog(
+        1,
+        vec![(
+            "ws",
+            publish(port, PublishProtocol::Http),
+            vec![up("ws", "a1", b.addr)],
+        )],
+    ))
+    .await;
+    let mut s = TcpStream::connect(("127.0.0.1", port))
         .await
-        .expect("write");
+        .expect("connect");
+    s.write_all(
+        b"GET /chat HTTP/1.1\r\nHost: ws.example\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+    )
+    .await
+    .expect("write");
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {

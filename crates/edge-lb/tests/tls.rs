@@ -38,22 +38,31 @@ fn make_cert(dir: &Path, name: &str) -> Cert {
 fn connector(trusted: &CertificateDer<'static>) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(trusted.clone()).expect("add root");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     TlsConnector::from(Arc::new(config))
 }
 
 /// One HTTP/1.1 request over TLS with SNI `name`; returns the raw response.
 async fn https_get(port: u16, name: &str, trusted: &CertificateDer<'static>) -> String {
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-    let server = ServerName::try_from(name.to_string()).expect("server name");
-    let mut tls = connector(trusted).connect(server, tcp).await.expect("tls handshake");
-    tls.write_all(format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n").as_bytes())
+    let tcp = TcpStream::connect(("127.0.0.1", port))
         .await
-        .expect("write");
+        .expect("connect");
+    let server = ServerName::try_from(name.to_string()).expect("server name");
+    let mut tls = connector(trusted)
+        .connect(server, tcp)
+        .await
+        .expect("tls handshake");
+    tls.write_all(
+        format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
     let mut out = String::new();
     tls.read_to_string(&mut out).await.expect("read");
     out
@@ -75,14 +84,20 @@ async fn https_terminates_and_picks_certificate_by_sni() {
     pb.tls = tls(&cb.cert, &cb.key);
     let lb = Lb::start(catalog(
         1,
-        vec![("a", pa, vec![up("a", "a1", ba.addr)]), ("b", pb, vec![up("b", "b1", bb.addr)])],
+        vec![
+            ("a", pa, vec![up("a", "a1", ba.addr)]),
+            ("b", pb, vec![up("b", "b1", bb.addr)]),
+        ],
     ))
     .await;
     assert!(lb.handle.errors().is_empty(), "{:?}", lb.handle.errors());
     let ra = https_get(port, "a.example", &ca.der).await;
     assert!(ra.starts_with("HTTP/1.1 200"), "{ra}");
     assert!(ra.ends_with("backend-a"), "{ra}");
-    assert!(ra.to_ascii_lowercase().contains("x-echo-proto: https"), "{ra}");
+    assert!(
+        ra.to_ascii_lowercase().contains("x-echo-proto: https"),
+        "{ra}"
+    );
     let rb = https_get(port, "b.example", &cb.der).await;
     assert!(rb.ends_with("backend-b"), "{rb}");
     lb.handle.shutdown().await;
@@ -97,9 +112,14 @@ async fn tls_over_tcp_reaches_plain_backend() {
     let mut p = publish(port, PublishProtocol::Tcp);
     p.tls = tls(&c.cert, &c.key);
     let lb = Lb::start(catalog(1, vec![("db", p, vec![up("db", "a1", b)])])).await;
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let tcp = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     let server = ServerName::try_from("db.example").expect("server name");
-    let mut s = connector(&c.der).connect(server, tcp).await.expect("handshake");
+    let mut s = connector(&c.der)
+        .connect(server, tcp)
+        .await
+        .expect("handshake");
     s.write_all(b"secret").await.expect("write");
     s.shutdown().await.expect("close_notify");
     let mut out = Vec::new();
@@ -139,7 +159,11 @@ async fn bad_certificate_is_reported_and_port_not_served() {
     .await;
     let errors = lb.handle.errors();
     assert_eq!(errors.len(), 3, "{errors:?}");
-    let has = |port: u16, text: &str| errors.iter().any(|e| e.starts_with(&format!("port {port}:")) && e.contains(text));
+    let has = |port: u16, text: &str| {
+        errors
+            .iter()
+            .any(|e| e.starts_with(&format!("port {port}:")) && e.contains(text))
+    };
     assert!(has(p1, "nope.crt"), "{errors:?}");
     assert!(has(p2, "no certificate found"), "{errors:?}");
     assert!(has(p3, "does not match key"), "{errors:?}");

@@ -34,7 +34,10 @@ fn job(id: &str, n: u64) -> Job {
                     .cloned()
                     .unwrap_or_default(),
                 env,
-                resources: Resources { cpu: 100, memory: 64 },
+                resources: Resources {
+                    cpu: 100,
+                    memory: 64,
+                },
                 kill_timeout: Duration::from_secs(5),
             }],
         }],
@@ -64,7 +67,11 @@ async fn register_many(api: &Client, concurrency: usize, total: usize, same_job:
         tasks.push(tokio::spawn(async move {
             for i in 0..per {
                 let n = (w * per + i) as u64;
-                let id = if same_job { "one".to_string() } else { format!("job-{n}") };
+                let id = if same_job {
+                    "one".to_string()
+                } else {
+                    format!("job-{n}")
+                };
                 api.register(&job(&id, n)).await.expect("register");
             }
         }));

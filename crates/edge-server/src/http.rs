@@ -907,15 +907,6 @@ async fn agent_heartbeat(State(sv): S, headers: HeaderMap, Path(id): Path<String
     ))
 }
 
-/// The highest modify index among a node's allocations: what its watch waits on.
-fn node_alloc_index(s: &St, node_id: &str) -> u64 {
-    s.node_allocs(node_id)
-        .iter()
-        .map(|a| a.modify_index)
-        .max()
-        .unwrap_or(0)
-}
-
 async fn agent_allocs(
     State(sv): S,
     headers: HeaderMap,
@@ -930,7 +921,7 @@ async fn agent_allocs(
     let deadline = tokio::time::Instant::now() + q.wait()?;
     let mut seen = sv.store.index();
     loop {
-        let cur = sv.store.read(|s| node_alloc_index(s, &id));
+        let cur = sv.store.read(|s| s.node_alloc_index(&id));
         if cur > want || want == 0 {
             break;
         }
@@ -943,33 +934,79 @@ async fn agent_allocs(
     // The answer's index is the state's: any later change to this node's
     // allocations has a higher modify index, so the agent's next watch
     // blocks until there is one (a node without allocations included).
-    let (idx, list) = sv.store.read(|s| {
-        let list: Vec<AgentAlloc> = s
-            .node_allocs(&id)
-            .into_iter()
-            .filter_map(|a| {
-                let job = s
-                    .jobs
-                    .get(&a.job_id)
-                    .filter(|j| j.version == a.job_version)
-                    .cloned();
-                let job = match job {
-                    Some(j) => Some(j),
-                    None => sv
-                        .store
-                        .job_version(&a.job_id, a.job_version)
-                        .ok()
-                        .flatten(),
-                };
-                job.map(|job| AgentAlloc {
-                    alloc: a.clone(),
-                    job,
-                })
-            })
-            .collect();
-        (s.index.max(1), list)
+    // Written by hand so each job is serialized once for all its nodes.
+    let (idx, body) = sv.store.read(|s| {
+        let mut out = Vec::with_capacity(1024);
+        out.push(b'[');
+        for a in s.node_allocs(&id) {
+            let job = match s.jobs.get(&a.job_id).filter(|j| j.version == a.job_version) {
+                Some(j) => sv.job_json.get(j),
+                None => sv
+                    .store
+                    .job_version(&a.job_id, a.job_version)
+                    .ok()
+                    .flatten()
+                    .and_then(|j| sv.job_json.get(&j)),
+            };
+            let Some(job) = job else { continue };
+            let mark = out.len();
+            if mark > 1 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"alloc\":");
+            if let Err(e) = serde_json::to_writer(&mut out, a) {
+                tracing::error!(alloc = %a.id, error = %e, "cannot encode allocation");
+                out.truncate(mark);
+                continue;
+            }
+            out.extend_from_slice(b",\"job\":");
+            out.extend_from_slice(job.as_bytes());
+            out.push(b'}');
+        }
+        out.push(b']');
+        (s.index.max(1), out)
     });
-    Ok(json_at(idx, &list))
+    let mut resp = (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&idx.to_string()) {
+        resp.headers_mut().insert(INDEX_HEADER, v);
+    }
+    Ok(resp)
+}
+
+/// Jobs as JSON by id, version and modify index: every watch answer carries
+/// the job of each allocation, and thousands of nodes run the same jobs.
+#[derive(Default)]
+pub(crate) struct JobJsonCache(
+    std::sync::Mutex<std::collections::HashMap<(String, u64, u64), Arc<str>>>,
+);
+
+/// Entries kept before the cache starts over.
+const JOB_JSON_CACHE_MAX: usize = 4096;
+
+impl JobJsonCache {
+    fn get(&self, job: &Job) -> Option<Arc<str>> {
+        let key = (job.id.clone(), job.version, job.modify_index);
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = m.get(&key) {
+            return Some(v.clone());
+        }
+        let text: Arc<str> = match serde_json::to_string(job) {
+            Ok(t) => t.into(),
+            Err(e) => {
+                tracing::error!(job = %job.id, error = %e, "cannot encode job");
+                return None;
+            }
+        };
+        if m.len() >= JOB_JSON_CACHE_MAX {
+            m.clear();
+        }
+        m.insert(key, text.clone());
+        Some(text)
+    }
 }
 
 async fn agent_update(

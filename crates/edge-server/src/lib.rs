@@ -62,6 +62,7 @@ pub struct Server {
     metrics: metrics::Metrics,
     catalog: catalog::CatalogCache,
     http: reqwest::Client,
+    job_json: http::JobJsonCache,
 }
 
 /// A started server; dropping it does not stop it, `shutdown` does.
@@ -127,6 +128,7 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         heartbeats: heartbeat::Heartbeats::default(),
         metrics: metrics::Metrics::new(),
         catalog: catalog::CatalogCache::default(),
+        job_json: http::JobJsonCache::default(),
         http: reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()

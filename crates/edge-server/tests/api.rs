@@ -455,7 +455,10 @@ async fn catalog_serves_running_instances_with_reported_health_and_blocks_until_
     })
     .await;
     let (cat, meta) = ac.catalog(QueryOptions::default()).await.unwrap();
-    assert!(cat.services.is_empty(), "pending allocations are not in the catalog");
+    assert!(
+        cat.services.is_empty(),
+        "pending allocations are not in the catalog"
+    );
 
     let waiter = {
         let ac = ac.clone();
@@ -481,14 +484,20 @@ async fn catalog_serves_running_instances_with_reported_health_and_blocks_until_
     )
     .await
     .unwrap();
-    let (cat, _) = tokio::time::timeout(Duration::from_secs(10), waiter).await.unwrap().unwrap();
+    let (cat, _) = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap();
     let web = &cat.services["web"];
     assert_eq!(web.instances.len(), 2);
     assert_eq!(web.instances.iter().filter(|i| i.serving()).count(), 1);
     assert_eq!(web.tags, vec!["v1".to_string()]);
     let port = allocs[0].alloc.resources.ports[0].value;
     let inst = c.service("web").await.unwrap();
-    assert!(inst.iter().any(|i| i.port == port && i.address == "127.0.0.1"));
+    assert!(
+        inst.iter()
+            .any(|i| i.port == port && i.address == "127.0.0.1")
+    );
     let list = c.services().await.unwrap();
     assert_eq!((list[0].instances, list[0].passing), (2, 1));
 

@@ -85,6 +85,10 @@ pub struct State {
     /// Node id to the resources its live allocations hold; nodes holding
     /// nothing have no entry.
     pub usage: HashMap<String, NodeUsage>,
+    /// Node id to the highest modify index of any allocation ever placed
+    /// there: what an agent's watch waits on, kept here so that thousands
+    /// of watches woken by one commit do not each scan their allocations.
+    pub alloc_index_by_node: HashMap<String, u64>,
 }
 
 impl State {
@@ -96,6 +100,11 @@ impl State {
     /// The node's allocations, ordered by id.
     pub fn node_allocs(&self, node_id: &str) -> Vec<&Allocation> {
         self.lookup(self.allocs_by_node.get(node_id))
+    }
+
+    /// The highest modify index among the node's allocations (0 for none).
+    pub fn node_alloc_index(&self, node_id: &str) -> u64 {
+        self.alloc_index_by_node.get(node_id).copied().unwrap_or(0)
     }
 
     fn lookup(&self, ids: Option<&BTreeSet<String>>) -> Vec<&Allocation> {
@@ -176,6 +185,11 @@ impl State {
             .entry(a.node_id.clone())
             .or_default()
             .insert(a.id.clone());
+        let idx = self
+            .alloc_index_by_node
+            .entry(a.node_id.clone())
+            .or_default();
+        *idx = (*idx).max(a.modify_index);
         self.allocs.insert(a.id.clone(), a);
     }
 

@@ -33,7 +33,12 @@ pub struct Global {
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
     /// Log filter for server and agent (`info`, `edge_server=debug`...).
-    #[arg(long, global = true, env = "EDGE_LOG", default_value = "info,hickory_server=warn")]
+    #[arg(
+        long,
+        global = true,
+        env = "EDGE_LOG",
+        default_value = "info,hickory_server=warn"
+    )]
     pub log_level: String,
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]

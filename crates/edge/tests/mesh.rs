@@ -17,7 +17,11 @@ use std::time::Duration;
 const EDGE: &str = env!("CARGO_BIN_EXE_edge");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Proc(Child, PathBuf);
@@ -40,7 +44,11 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- {} ---\n{}", self.1.display(), std::fs::read_to_string(&self.1).unwrap_or_default());
+            eprintln!(
+                "--- {} ---\n{}",
+                self.1.display(),
+                std::fs::read_to_string(&self.1).unwrap_or_default()
+            );
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -53,7 +61,10 @@ async fn until<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<T>) 
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {secs}s: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -134,8 +145,14 @@ async fn dns_and_load_balancer_across_two_agents() {
     let _server = Proc::spawn(
         dir.path(),
         "server",
-        &["server", "--data-dir", sdir.to_str().unwrap(), "--bind", &format!("127.0.0.1:{port}")]
-            .map(String::from),
+        &[
+            "server",
+            "--data-dir",
+            sdir.to_str().unwrap(),
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+        ]
+        .map(String::from),
     );
     let api = Client::new(&addr, None).unwrap();
     until(20, "server up", async || api.health().await.ok()).await;
@@ -165,7 +182,10 @@ async fn dns_and_load_balancer_across_two_agents() {
         .collect();
         agents.push(Proc::spawn(dir.path(), &name, &args));
     }
-    until(20, "two ready nodes", async || (api.health().await.ok()?.nodes_ready == 2).then_some(())).await;
+    until(20, "two ready nodes", async || {
+        (api.health().await.ok()?.nodes_ready == 2).then_some(())
+    })
+    .await;
 
     let lb_port = free_port();
     let job = web_job(dir.path(), 3, lb_port);
@@ -174,7 +194,11 @@ async fn dns_and_load_balancer_across_two_agents() {
         .env("EDGE_ADDR", &addr)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let instances = until(30, "3 passing instances", async || {
         let i = api.service("web").await.ok()?;
         (i.iter().filter(|i| i.serving()).count() == 3).then_some(i)
@@ -212,7 +236,10 @@ async fn dns_and_load_balancer_across_two_agents() {
     }
 
     // Both load balancers reach all three instances.
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let ids: BTreeSet<String> = instances.iter().map(|i| i.alloc_id.clone()).collect();
     for ip in ips {
         let url = format!("http://{ip}:{lb_port}/");
@@ -246,7 +273,9 @@ async fn dns_and_load_balancer_across_two_agents() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     for _ in 0..30 {
-        let body = get(&http, &format!("http://127.0.0.1:{lb_port}/")).await.expect("answer");
+        let body = get(&http, &format!("http://127.0.0.1:{lb_port}/"))
+            .await
+            .expect("answer");
         assert_ne!(body, sick.alloc_id, "an unhealthy instance got traffic");
     }
     std::fs::write(&health, "ok").unwrap();
@@ -289,7 +318,10 @@ async fn dns_and_load_balancer_across_two_agents() {
     })
     .await;
 
-    let _ = Command::new(EDGE).args(["job", "stop", "web"]).env("EDGE_ADDR", &addr).output();
+    let _ = Command::new(EDGE)
+        .args(["job", "stop", "web"])
+        .env("EDGE_ADDR", &addr)
+        .output();
     until(20, "instances gone", async || {
         let (a, _) = api.job_allocs("web", QueryOptions::default()).await.ok()?;
         a.iter()

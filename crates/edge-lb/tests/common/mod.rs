@@ -113,7 +113,9 @@ impl Lb {
 
 /// Reads until EOF, then answers `id:<what it read>`: exercises half-close.
 pub async fn tcp_backend(id: &'static str) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+    let l = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind backend");
     let addr = l.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
@@ -133,7 +135,9 @@ pub async fn tcp_backend(id: &'static str) -> SocketAddr {
 
 /// Client side of a TCP exchange: send, half-close, read the whole reply.
 pub async fn tcp_call(port: u16, payload: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect lb");
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect lb");
     s.write_all(payload).await.expect("write");
     s.shutdown().await.expect("shutdown write");
     let mut out = Vec::new();
@@ -155,7 +159,9 @@ impl HttpBackend {
 /// Answers every request with its id, echoing what the proxy sent as
 /// `x-echo-*` headers; `Upgrade` requests get a 101 and an echo stream.
 pub async fn http_backend(id: &'static str, delay: Duration) -> HttpBackend {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+    let l = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind backend");
     let addr = l.local_addr().expect("addr");
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
@@ -219,7 +225,9 @@ pub async fn http_backend(id: &'static str, delay: Duration) -> HttpBackend {
 
 /// Accepts, reads the request, then closes without answering.
 pub async fn broken_backend() -> (SocketAddr, Arc<AtomicUsize>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+    let l = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind backend");
     let addr = l.local_addr().expect("addr");
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = accepted.clone();
@@ -247,7 +255,12 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
-pub async fn get(c: &reqwest::Client, port: u16, path: &str, host: Option<&str>) -> (u16, String, reqwest::header::HeaderMap) {
+pub async fn get(
+    c: &reqwest::Client,
+    port: u16,
+    path: &str,
+    host: Option<&str>,
+) -> (u16, String, reqwest::header::HeaderMap) {
     let mut req = c.get(format!("http://127.0.0.1:{port}{path}"));
     if let Some(h) = host {
         req = req.header("host", h);

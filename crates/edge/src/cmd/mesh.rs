@@ -49,7 +49,11 @@ impl Mesh {
     }
 }
 
-pub async fn start(a: &MeshArgs, address: &str, catalog: watch::Receiver<Arc<Catalog>>) -> anyhow::Result<Mesh> {
+pub async fn start(
+    a: &MeshArgs,
+    address: &str,
+    catalog: watch::Receiver<Arc<Catalog>>,
+) -> anyhow::Result<Mesh> {
     let ip: IpAddr = address
         .parse()
         .with_context(|| format!("--address {address:?} is not an IP address"))?;
@@ -84,7 +88,11 @@ pub async fn start(a: &MeshArgs, address: &str, catalog: watch::Receiver<Arc<Cat
             bind_ip: a.lb_bind.unwrap_or(ip),
             connect_timeout: Duration::from_secs(2),
         };
-        Some(edge_lb::run(cfg, catalog).await.context("start the load balancer")?)
+        Some(
+            edge_lb::run(cfg, catalog)
+                .await
+                .context("start the load balancer")?,
+        )
     };
     Ok(Mesh { dns, lb })
 }
