@@ -5,6 +5,9 @@
 //! OOM kill restarted per policy, `edge job stop` removing task, container
 //! and snapshot, and an agent `kill -9` + restart re-attaching.
 
+mod common;
+
+use common::{free_port, until};
 use edge_api::{Client, QueryOptions};
 use edge_spec::{Allocation, ClientStatus};
 use std::path::{Path, PathBuf};
@@ -23,14 +26,6 @@ fn enabled() -> bool {
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A child process killed (SIGKILL) when dropped, logging to `dir/name.log`.
@@ -99,20 +94,6 @@ fn ctr(args: &[&str]) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-async fn until<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn build_image(dir: &Path, name: &str) -> PathBuf {

@@ -2,6 +2,9 @@
 //! `edge dev` running the hello example, a server with two agents surviving
 //! `kill -9` of an agent and of the server, and the CLI's bad-input errors.
 
+mod common;
+
+use common::{free_port, until};
 use edge_api::{Client, QueryOptions};
 use edge_spec::{ClientStatus, DesiredStatus};
 use std::path::{Path, PathBuf};
@@ -12,14 +15,6 @@ const EDGE: &str = env!("CARGO_BIN_EXE_edge");
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A child process killed (SIGKILL) when dropped, logging to `dir/name.log`.
@@ -82,20 +77,6 @@ fn cli(addr: &str, args: &[&str]) -> std::process::Output {
         .current_dir(repo())
         .output()
         .unwrap()
-}
-
-async fn until<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn pid_alive(pid: u32) -> bool {

@@ -7,6 +7,9 @@
 //! Each test has its own lab (dir, bridge, namespaces, /24), so they run in
 //! parallel.
 
+mod common;
+
+use common::until;
 use edge_api::{AllocListStub, Client, QueryOptions};
 use edge_spec::{ClientStatus, DesiredStatus, Job, NodeStatus};
 use std::collections::BTreeSet;
@@ -130,20 +133,6 @@ impl Drop for Lab {
             self.dump();
         }
         self.try_run(&["down"]);
-    }
-}
-
-async fn until<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs}s waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

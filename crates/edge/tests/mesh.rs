@@ -4,6 +4,9 @@
 //! instance failing its check gets no traffic, and scaling down under load
 //! loses no request.
 
+mod common;
+
+use common::{free_port, until};
 use edge_api::{Client, QueryOptions};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -15,14 +18,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 const EDGE: &str = env!("CARGO_BIN_EXE_edge");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Proc(Child, PathBuf);
 
@@ -52,20 +47,6 @@ impl Drop for Proc {
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-async fn until<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
