@@ -1,8 +1,11 @@
 //! http mode benchmark: per-request instance overhead measured in process,
 //! cold start of an http task for a cached module, and `wrk` throughput and
 //! latency of a trivial WAGI handler beside a native axum server answering
-//! the same bytes. Run: `cargo bench -p edge-driver-wasm --bench http`
-//! (needs `wrk` on PATH for the throughput part).
+//! the same bytes, and beside that server made to spend 6 µs per request
+//! (the per-request cost a handler can add on a 2-core host before wrk,
+//! sharing the cores, sees half the throughput).
+//! Run: `cargo bench -p edge-driver-wasm --bench http` (needs `wrk` on PATH
+//! for the throughput part).
 
 use edge_driver::{Driver, TaskConfig};
 use edge_driver_wasm::WasmDriver;
@@ -22,6 +25,7 @@ const TRIVIAL: &str = r#"(module
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
 const BODY: &str = "hello from wasm\n";
 const ITERATIONS: usize = 20_000;
+const BUSY: Duration = Duration::from_micros(6);
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -91,6 +95,24 @@ fn wrk(port: u16) -> Option<(String, String, String)> {
     Some((field("Requests/sec:")?, field("50%")?, field("99%")?))
 }
 
+/// Starts a native axum server answering `BODY` after spinning for `busy`.
+async fn native(client: &reqwest::Client, busy: Duration) -> u16 {
+    let port = free_port();
+    let app = axum::Router::new().fallback(move || async move {
+        let t = Instant::now();
+        while t.elapsed() < busy {
+            std::hint::spin_loop();
+        }
+        ([("content-type", "text/plain")], BODY)
+    });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind native");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    first_answer(client, port).await;
+    port
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -140,15 +162,16 @@ async fn main() {
         d.compilations()
     );
 
-    let native_port = free_port();
-    let app = axum::Router::new().fallback(|| async { ([("content-type", "text/plain")], BODY) });
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", native_port))
-        .await
-        .expect("bind native");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    first_answer(&client, native_port).await;
+    let native_port = native(&client, Duration::ZERO).await;
+    // The same native server burning 6 µs of CPU per request: how much any
+    // per-request cost of that size weighs when wrk shares the two cores.
+    let busy_port = native(&client, BUSY).await;
 
-    for (name, p) in [("wasm (WAGI)", port), ("native axum", native_port)] {
+    for (name, p) in [
+        ("wasm (WAGI)", port),
+        ("native axum", native_port),
+        ("native axum + 6 µs busy", busy_port),
+    ] {
         match tokio::task::spawn_blocking(move || wrk(p))
             .await
             .ok()

@@ -16,8 +16,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::runtime::Handle;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 use wasmtime::{Engine, InstancePre};
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
@@ -32,13 +34,13 @@ pub(crate) struct Handler {
     pub engine: Engine,
     pub pre: InstancePre<Host>,
     pub argv: Vec<String>,
+    /// From [`base_env`].
     pub env: Vec<(String, String)>,
     pub stderr: LogStream,
     pub memory_limit: u64,
     pub live_memory: Arc<AtomicU64>,
     pub busy_ns: Arc<AtomicU64>,
     pub timeout: Duration,
-    pub port: u16,
 }
 
 /// Why a request got no response from the module.
@@ -50,18 +52,18 @@ pub(crate) struct Failure {
 
 impl Handler {
     /// Runs the module once for one request and returns what it wrote to
-    /// stdout.
+    /// stdout. `request_env` adds the request's own variables.
     pub(crate) async fn invoke(
         &self,
-        env: &[(String, String)],
+        request_env: impl FnOnce(&mut WasiCtxBuilder),
         body: Bytes,
     ) -> Result<Bytes, Failure> {
         let started = Instant::now();
         let stdout = MemoryOutputPipe::new(MAX_OUTPUT);
         let mut b = WasiCtxBuilder::new();
-        b.args(&self.argv)
-            .envs(env)
-            .stdin(MemoryInputPipe::new(body))
+        b.args(&self.argv).envs(&self.env);
+        request_env(&mut b);
+        b.stdin(MemoryInputPipe::new(body))
             .stdout(stdout.clone())
             .stderr(self.stderr.clone());
         let host = Host {
@@ -104,8 +106,95 @@ impl Handler {
     }
 }
 
+/// The threads that serve http-mode tasks: one current-thread runtime each.
+/// A request is read, run and answered on one thread with no hand-off, and a
+/// busy guest never holds up the agent's own runtime (heartbeats, the API).
+pub(crate) struct ServePool {
+    handles: Vec<Handle>,
+    /// Dropping these ends the threads.
+    _stop: Vec<oneshot::Sender<()>>,
+}
+
+impl ServePool {
+    pub(crate) fn new(threads: usize) -> std::io::Result<ServePool> {
+        let mut handles = Vec::with_capacity(threads);
+        let mut stops = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (stop, stopped) = oneshot::channel::<()>();
+            handles.push(rt.handle().clone());
+            stops.push(stop);
+            std::thread::Builder::new()
+                .name(format!("wasm-http-{i}"))
+                .spawn(move || {
+                    rt.block_on(async {
+                        let _ = stopped.await;
+                    });
+                })?;
+        }
+        Ok(ServePool {
+            handles,
+            _stop: stops,
+        })
+    }
+
+    /// A server for `port` on every thread (the kernel spreads connections
+    /// over their `SO_REUSEPORT` listeners). The returned future ends when
+    /// all of them have stopped after `shutdown` turned true; dropping it
+    /// stops them at once.
+    pub(crate) fn serve(
+        &self,
+        port: u16,
+        handler: Arc<Handler>,
+        shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<impl Future<Output = std::io::Result<()>> + Send + 'static> {
+        let addr = SocketAddr::from(([0, 0, 0, 0], port));
+        let mut listeners = Vec::with_capacity(self.handles.len());
+        for handle in &self.handles {
+            // Registers the listener with that thread's reactor.
+            let _enter = handle.enter();
+            let socket = TcpSocket::new_v4()?;
+            socket.set_reuseaddr(true)?;
+            socket.set_reuseport(true)?;
+            socket.bind(addr)?;
+            listeners.push((handle, socket.listen(1024)?));
+        }
+        let servers = Servers(
+            listeners
+                .into_iter()
+                .map(|(handle, listener)| {
+                    handle.spawn(serve_on(listener, handler.clone(), shutdown.clone()))
+                })
+                .collect(),
+        );
+        Ok(async move {
+            let mut servers = servers;
+            for server in &mut servers.0 {
+                match server.await {
+                    Ok(result) => result?,
+                    Err(e) => return Err(std::io::Error::other(e)),
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// One task's per-thread servers, stopped when the task's future is dropped.
+struct Servers(Vec<JoinHandle<std::io::Result<()>>>);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for server in &self.0 {
+            server.abort();
+        }
+    }
+}
+
 /// Serves until `shutdown` turns true, then lets open requests finish.
-pub(crate) async fn serve(
+async fn serve_on(
     listener: TcpListener,
     handler: Arc<Handler>,
     mut shutdown: watch::Receiver<bool>,
@@ -130,8 +219,9 @@ async fn handle(
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
     };
-    let env = cgi_env(&h, &parts, remote, body.len());
-    let failure = match h.invoke(&env, body).await {
+    let body_len = body.len();
+    let request_env = |b: &mut WasiCtxBuilder| add_request_env(b, &parts, remote, body_len);
+    let failure = match h.invoke(request_env, body).await {
         Ok(out) => match cgi_response(out) {
             Ok(resp) => return resp,
             Err(reason) => Failure {
@@ -159,53 +249,66 @@ async fn handle(
     (failure.status, format!("{}\n", failure.reason)).into_response()
 }
 
-/// The CGI/WAGI variables of one request, after the task's own env.
-pub(crate) fn cgi_env(
-    h: &Handler,
+/// The variables every request of a task shares: the task's own env, then
+/// the CGI constants. Built once so that a request only adds its own.
+pub(crate) fn base_env<'a>(
+    task_env: impl IntoIterator<Item = (&'a String, &'a String)>,
+    port: u16,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = task_env
+        .into_iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let constants = [
+        ("SCRIPT_NAME", String::new()),
+        ("X_MATCHED_ROUTE", "/...".to_string()),
+        ("SERVER_PORT", port.to_string()),
+        ("SERVER_SOFTWARE", "edge-wasm".to_string()),
+        ("GATEWAY_INTERFACE", "CGI/1.1".to_string()),
+        ("REMOTE_USER", String::new()),
+        ("AUTH_TYPE", String::new()),
+    ];
+    env.extend(constants.into_iter().map(|(k, v)| (k.to_string(), v)));
+    env
+}
+
+/// Adds the CGI/WAGI variables of one request to the instance's WASI context,
+/// straight from the parsed request so that nothing is copied twice.
+pub(crate) fn add_request_env(
+    b: &mut WasiCtxBuilder,
     parts: &axum::http::request::Parts,
     remote: SocketAddr,
     body_len: usize,
-) -> Vec<(String, String)> {
-    let mut env = h.env.clone();
+) {
     let path = parts.uri.path();
-    let query = parts.uri.query().unwrap_or("");
     let host = parts
         .headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("localhost");
     let server_name = host.rsplit_once(':').map_or(host, |(name, _)| name);
-    let header = |name: header::HeaderName| {
-        parts
-            .headers
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .unwrap_or_default()
-    };
-    let ip = remote.ip().to_string();
     let path_and_query = parts.uri.path_and_query().map_or(path, |pq| pq.as_str());
-    let vars = [
-        ("REQUEST_METHOD", parts.method.as_str().to_string()),
-        ("PATH_INFO", path.to_string()),
-        ("PATH_TRANSLATED", path.to_string()),
-        ("X_RAW_PATH_INFO", path.to_string()),
-        ("QUERY_STRING", query.to_string()),
-        ("SCRIPT_NAME", String::new()),
-        ("X_MATCHED_ROUTE", "/...".to_string()),
-        ("X_FULL_URL", format!("http://{host}{path_and_query}")),
-        ("SERVER_NAME", server_name.to_string()),
-        ("SERVER_PORT", h.port.to_string()),
-        ("SERVER_PROTOCOL", format!("{:?}", parts.version)),
-        ("SERVER_SOFTWARE", "edge-wasm".to_string()),
-        ("GATEWAY_INTERFACE", "CGI/1.1".to_string()),
-        ("REMOTE_ADDR", ip.clone()),
-        ("REMOTE_HOST", ip),
-        ("REMOTE_USER", String::new()),
-        ("AUTH_TYPE", String::new()),
-        ("CONTENT_TYPE", header(header::CONTENT_TYPE)),
-        ("CONTENT_LENGTH", body_len.to_string()),
-    ];
-    env.extend(vars.into_iter().map(|(k, v)| (k.to_string(), v)));
+    let ip = remote.ip().to_string();
+    b.env("REQUEST_METHOD", parts.method.as_str())
+        .env("PATH_INFO", path)
+        .env("PATH_TRANSLATED", path)
+        .env("X_RAW_PATH_INFO", path)
+        .env("QUERY_STRING", parts.uri.query().unwrap_or(""))
+        .env("X_FULL_URL", format!("http://{host}{path_and_query}"))
+        .env("SERVER_NAME", server_name)
+        .env("SERVER_PROTOCOL", protocol(parts.version))
+        .env("REMOTE_ADDR", &ip)
+        .env("REMOTE_HOST", &ip)
+        .env(
+            "CONTENT_TYPE",
+            parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()))
+                .unwrap_or_default(),
+        )
+        .env("CONTENT_LENGTH", body_len.to_string());
+    let mut key = String::with_capacity(64);
     for (name, value) in &parts.headers {
         // Credentials stay with the server, as in CGI; type and length are
         // above under their CGI names.
@@ -215,13 +318,24 @@ pub(crate) fn cgi_env(
         ) {
             continue;
         }
-        let key = format!(
-            "HTTP_{}",
-            name.as_str().to_ascii_uppercase().replace('-', "_")
-        );
-        env.push((key, String::from_utf8_lossy(value.as_bytes()).into_owned()));
+        key.clear();
+        key.push_str("HTTP_");
+        key.extend(name.as_str().chars().map(|c| match c {
+            '-' => '_',
+            c => c.to_ascii_uppercase(),
+        }));
+        b.env(&key, String::from_utf8_lossy(value.as_bytes()));
     }
-    env
+}
+
+fn protocol(version: axum::http::Version) -> &'static str {
+    match version {
+        axum::http::Version::HTTP_09 => "HTTP/0.9",
+        axum::http::Version::HTTP_10 => "HTTP/1.0",
+        axum::http::Version::HTTP_2 => "HTTP/2.0",
+        axum::http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
 }
 
 /// Turns the module's CGI output into a response: `status:` sets the code,

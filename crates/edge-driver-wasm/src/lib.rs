@@ -45,6 +45,8 @@ pub struct WasmDriver {
     client: reqwest::Client,
     tasks: Mutex<HashMap<String, Arc<Task>>>,
     seq: AtomicU64,
+    /// Started with the first http-mode task.
+    serve_pool: Mutex<Option<Arc<http::ServePool>>>,
 }
 
 /// One running task, command or http.
@@ -100,9 +102,9 @@ impl WagiHandler {
             .map_err(|e| format!("bad request {method} {uri}: {e}"))?;
         let (parts, ()) = req.into_parts();
         let remote = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let env = http::cgi_env(&self.inner, &parts, remote, body.len());
+        let body_len = body.len();
         self.inner
-            .invoke(&env, body)
+            .invoke(|b| http::add_request_env(b, &parts, remote, body_len), body)
             .await
             .map_err(|f| format!("{}: {}", f.status.as_u16(), f.reason))
     }
@@ -133,7 +135,22 @@ impl WasmDriver {
             client,
             tasks: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
+            serve_pool: Mutex::new(None),
         })
+    }
+
+    fn serve_pool(&self) -> Result<Arc<http::ServePool>, DriverError> {
+        let mut pool = self.serve_pool.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pool) = &*pool {
+            return Ok(pool.clone());
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let started = Arc::new(
+            http::ServePool::new(threads)
+                .map_err(|e| DriverError::io("starting the wasm http threads", e))?,
+        );
+        *pool = Some(started.clone());
+        Ok(started)
     }
 
     /// How many modules this driver compiled (cache misses in memory and on
@@ -161,13 +178,12 @@ impl WasmDriver {
                 engine: self.rt.engine.clone(),
                 pre,
                 argv: vec![argv0(module)],
-                env: Vec::new(),
+                env: http::base_env([], 0),
                 stderr: LogStream::sink(),
                 memory_limit: u64::from(memory_mb) << 20,
                 live_memory: Arc::new(AtomicU64::new(0)),
                 busy_ns: Arc::new(AtomicU64::new(0)),
                 timeout,
-                port: 0,
             },
         })
     }
@@ -307,28 +323,24 @@ impl Driver for WasmDriver {
                         )
                     })?
                     .value;
-                let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
-                    .await
-                    .map_err(|e| DriverError::io(format!("listening on port {port}"), e))?;
                 let handler = Arc::new(http::Handler {
                     engine: self.rt.engine.clone(),
                     pre,
                     argv,
-                    env: cfg
-                        .env
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
+                    env: http::base_env(&cfg.env, port),
                     stderr,
                     memory_limit,
                     live_memory: live_memory.clone(),
                     busy_ns: busy_ns.clone(),
                     timeout,
-                    port,
                 });
                 drop(stdout);
+                let servers = self
+                    .serve_pool()?
+                    .serve(port, handler, shutdown_rx)
+                    .map_err(|e| DriverError::io(format!("listening on port {port}"), e))?;
                 tokio::spawn(async move {
-                    match http::serve(listener, handler, shutdown_rx).await {
+                    match servers.await {
                         Ok(()) => ExitResult::default(),
                         Err(e) => ExitResult {
                             exit_code: 1,

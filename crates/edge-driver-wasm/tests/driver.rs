@@ -290,6 +290,30 @@ async fn http_mode_needs_its_port() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_mode_on_a_taken_port_fails_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = WasmDriver::new(dir.path().join("data")).unwrap();
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let cfg = task(
+        dir.path(),
+        json!({"module": wagi(), "mode": "http"}),
+        32,
+        vec![AssignedPort {
+            label: "http".into(),
+            value: port,
+            to: port,
+        }],
+    );
+    let err = d.start(&cfg).await.unwrap_err().to_string();
+    assert!(err.contains(&format!("listening on port {port}")), "{err}");
+    drop(taken);
+    let h = d.start(&cfg).await.expect("the port is free again");
+    d.stop(&h, Duration::from_secs(2)).await.unwrap();
+    d.destroy(&h).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wagi_handler_runs_a_request_in_process() {
     let dir = tempfile::tempdir().unwrap();
     let d = WasmDriver::new(dir.path().join("data")).unwrap();
