@@ -1,5 +1,6 @@
-//! The evaluation worker: takes pending evaluations one at a time, runs the
-//! scheduler on a snapshot of the state and commits the plan atomically.
+//! The evaluation worker: takes pending evaluations in bursts and hands each
+//! to the store's writer, which runs the scheduler on its own state (already
+//! holding the plans staged before it) and commits a burst's plans together.
 
 use crate::http::eval_for;
 use crate::{Server, now_ms};
@@ -26,12 +27,19 @@ pub async fn run(server: Arc<Server>) {
             }
             continue;
         }
-        for eval_id in ready.into_iter().take(BURST) {
-            if let Err(e) = process(&server, &eval_id).await {
-                tracing::error!(eval = %eval_id, error = %e, "evaluation failed");
-                mark_failed(&server, &eval_id, &e.to_string()).await;
+        // All of a burst is in the writer's queue at once, so one group
+        // commit (one fsync) carries many plans; each plan is still computed
+        // against the placements of those before it.
+        let burst = ready.into_iter().take(BURST).map(|eval_id| {
+            let server = server.clone();
+            async move {
+                if let Err(e) = process(&server, &eval_id).await {
+                    tracing::error!(eval = %eval_id, error = %e, "evaluation failed");
+                    mark_failed(&server, &eval_id, &e.to_string()).await;
+                }
             }
-        }
+        });
+        futures_util::future::join_all(burst).await;
         tokio::task::yield_now().await;
     }
 }
@@ -72,36 +80,36 @@ fn seed_for(eval_id: &str, index: u64) -> u64 {
 }
 
 async fn process(server: &Arc<Server>, eval_id: &str) -> Result<(), crate::ServerError> {
-    let started = Instant::now();
     let now = now_ms();
-    let cfg = server.cfg.scheduler.clone();
-    let plan: Option<Plan> = server.store.read(|s| {
-        let eval = s.evals.get(eval_id)?;
-        if eval.status != EvalStatus::Pending {
-            return None;
-        }
-        let snap = Snapshot {
-            nodes: s.nodes.values().collect(),
-            usage: &s.usage,
-            job_allocs: s.job_allocs(&eval.job_id),
-            config: &cfg,
-            now,
-            seed: seed_for(eval_id, server.store.index()),
-        };
-        Some(schedule(s.jobs.get(&eval.job_id), eval, &snap))
-    });
-    let Some(plan) = plan else {
-        return Ok(());
-    };
-    server
-        .metrics
-        .observe_schedule(started.elapsed(), plan.place.len());
+    let srv = server.clone();
     let eval_id = eval_id.to_string();
-    server
+    let scheduled = server
         .store
-        .commit(move |s: &St| Ok::<_, crate::ServerError>((apply(s, &eval_id, plan, now), ())))
+        .commit(move |s: &St| {
+            let started = Instant::now();
+            let Some(eval) = s.evals.get(&eval_id) else {
+                return Ok::<_, crate::ServerError>((Batch::default(), false));
+            };
+            if eval.status != EvalStatus::Pending {
+                return Ok((Batch::default(), false));
+            }
+            let snap = Snapshot {
+                nodes: s.nodes.values().collect(),
+                usage: &s.usage,
+                job_allocs: s.job_allocs(&eval.job_id),
+                config: &srv.cfg.scheduler,
+                now,
+                seed: seed_for(&eval_id, s.index),
+            };
+            let plan: Plan = schedule(s.jobs.get(&eval.job_id), eval, &snap);
+            srv.metrics
+                .observe_schedule(started.elapsed(), plan.place.len());
+            Ok((apply(s, &eval_id, plan, now), true))
+        })
         .await?;
-    server.metrics.evals_processed.inc();
+    if scheduled.0 {
+        server.metrics.evals_processed.inc();
+    }
     Ok(())
 }
 
