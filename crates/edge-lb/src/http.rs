@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::listener::{PortKind, PortShared};
-use crate::pool::{ActiveGuard, Backend, PoolState, ServicePool};
+use crate::pool::{ActiveGuard, Backend, BackendConn, PoolState, ServicePool, Upstream};
 use crate::route::normalize_host;
 
 pub(crate) type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
@@ -211,10 +211,11 @@ enum SendError {
     Sent(String),
 }
 
-async fn handshake(
+/// A backend connection for an upgrade request, on a task of its own since
+/// it outlives the request as a tunnel.
+async fn upgrade_handshake(
     backend: &Backend,
     timeout: Duration,
-    upgrades: bool,
 ) -> Result<SendRequest<Incoming>, String> {
     let stream = backend.connect(timeout).await.map_err(|e| e.to_string())?;
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
@@ -222,12 +223,42 @@ async fn handshake(
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
-    if upgrades {
-        tokio::spawn(conn.with_upgrades());
-    } else {
-        tokio::spawn(conn);
-    }
+    tokio::spawn(conn.with_upgrades());
     Ok(sender)
+}
+
+/// A new backend connection whose driving future stays with the caller.
+async fn connect_upstream(backend: &Backend, timeout: Duration) -> Result<Upstream, String> {
+    let stream = backend.connect(timeout).await.map_err(|e| e.to_string())?;
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Upstream {
+        sender,
+        conn: Some(conn),
+    })
+}
+
+/// Advances the backend connection, dropping it once it has ended (which
+/// fails whatever still waits on it).
+fn poll_conn(conn: &mut Option<BackendConn>, cx: &mut Context<'_>) {
+    if let Some(c) = conn
+        && Pin::new(c).poll(cx).is_ready()
+    {
+        *conn = None;
+    }
+}
+
+/// Awaits `fut` while driving the backend connection it waits on.
+async fn driving<F: Future>(conn: &mut Option<BackendConn>, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        poll_conn(conn, cx);
+        fut.as_mut().poll(cx)
+    })
+    .await
 }
 
 async fn send(
@@ -237,29 +268,24 @@ async fn send(
 ) -> Result<Response<ProxyBody>, SendError> {
     let guard = backend.track();
     loop {
-        let (mut sender, fresh) = match backend.take_idle() {
-            Some(s) => (s, false),
-            None => match handshake(backend, timeout, false).await {
-                Ok(s) => (s, true),
+        let (mut up, fresh) = match backend.take_idle() {
+            Some(up) => (up, false),
+            None => match connect_upstream(backend, timeout).await {
+                Ok(up) => (up, true),
                 Err(e) => return Err(SendError::Connect(Box::new(req), e)),
             },
         };
-        if let Err(e) = sender.ready().await {
+        if let Err(e) = driving(&mut up.conn, up.sender.ready()).await {
             if fresh {
                 return Err(SendError::Connect(Box::new(req), e.to_string()));
             }
             continue;
         }
         let start = Instant::now();
-        match sender.try_send_request(req).await {
+        match driving(&mut up.conn, up.sender.try_send_request(req)).await {
             Ok(resp) => {
                 backend.observe(start.elapsed());
-                return Ok(upstream_response(
-                    resp,
-                    Some(sender),
-                    backend.clone(),
-                    guard,
-                ));
+                return Ok(upstream_response(resp, Some(up), backend.clone(), guard));
             }
             Err(mut e) => match e.take_message() {
                 // A pooled connection the backend had closed: the request
@@ -274,7 +300,7 @@ async fn send(
 
 fn upstream_response(
     resp: Response<Incoming>,
-    sender: Option<SendRequest<Incoming>>,
+    upstream: Option<Upstream>,
     backend: Arc<Backend>,
     guard: ActiveGuard,
 ) -> Response<ProxyBody> {
@@ -284,7 +310,7 @@ fn upstream_response(
     let body = UpstreamBody {
         inner: body,
         done: false,
-        sender,
+        upstream,
         backend,
         _guard: guard,
     };
@@ -305,7 +331,7 @@ async fn tunnel(
         let Some(backend) = pool.pick(pstate, failed.as_ref()) else {
             break;
         };
-        let mut sender = match handshake(&backend, timeout, true).await {
+        let mut sender = match upgrade_handshake(&backend, timeout).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(service = %pool.name, backend = %backend.addr, "connect failed: {e}");
@@ -339,12 +365,14 @@ async fn tunnel(
     local(StatusCode::BAD_GATEWAY, "no backend reachable\n")
 }
 
-/// The backend's response body; when it has been read to the end its
-/// connection goes back to the backend's idle pool.
+/// The backend's response body, driving its connection while it is read;
+/// when it has been read to the end the connection goes back to the
+/// backend's idle pool.
 pub(crate) struct UpstreamBody {
     inner: Incoming,
     done: bool,
-    sender: Option<SendRequest<Incoming>>,
+    /// `None` for upgrades, whose connection runs on a task of its own.
+    upstream: Option<Upstream>,
     backend: Arc<Backend>,
     _guard: ActiveGuard,
 }
@@ -357,9 +385,13 @@ impl Body for UpstreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        let this = &mut *self;
+        if let Some(up) = &mut this.upstream {
+            poll_conn(&mut up.conn, cx);
+        }
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(None) = r {
-            self.done = true;
+            this.done = true;
         }
         r
     }
@@ -375,10 +407,11 @@ impl Body for UpstreamBody {
 
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
-        if let Some(sender) = self.sender.take()
+        if let Some(up) = self.upstream.take()
             && (self.done || self.inner.is_end_stream())
+            && up.conn.is_some()
         {
-            self.backend.put_idle(sender);
+            self.backend.put_idle(up);
         }
     }
 }

@@ -9,8 +9,21 @@ use std::time::Duration;
 
 use edge_spec::Balance;
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http1::{Connection, SendRequest};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+/// The future that runs one backend connection's HTTP/1 state machine.
+pub(crate) type BackendConn = Connection<TokioIo<TcpStream>, Incoming>;
+
+/// A keep-alive connection to a backend together with the future that drives
+/// it. Whoever holds it polls it, so a proxied request is read, sent and
+/// answered on the client connection's task with no hand-off to another.
+pub(crate) struct Upstream {
+    pub(crate) sender: SendRequest<Incoming>,
+    /// `None` once the connection has ended.
+    pub(crate) conn: Option<BackendConn>,
+}
 
 /// Idle keep-alive connections kept per backend; more are closed.
 const MAX_IDLE: usize = 512;
@@ -23,7 +36,7 @@ pub(crate) struct Backend {
     active: AtomicUsize,
     /// Microseconds as `f64` bits; 0 until measured, so new backends get tried.
     ewma_us: AtomicU64,
-    idle: Mutex<Vec<SendRequest<Incoming>>>,
+    idle: Mutex<Vec<Upstream>>,
 }
 
 impl Backend {
@@ -87,20 +100,20 @@ impl Backend {
     }
 
     /// The most recently used live connection, so cold ones time out first.
-    pub(crate) fn take_idle(&self) -> Option<SendRequest<Incoming>> {
+    pub(crate) fn take_idle(&self) -> Option<Upstream> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(s) = idle.pop() {
-            if !s.is_closed() {
-                return Some(s);
+        while let Some(up) = idle.pop() {
+            if up.conn.is_some() && !up.sender.is_closed() {
+                return Some(up);
             }
         }
         None
     }
 
-    pub(crate) fn put_idle(&self, sender: SendRequest<Incoming>) {
+    pub(crate) fn put_idle(&self, up: Upstream) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push(sender);
+            idle.push(up);
         }
     }
 }

@@ -616,3 +616,88 @@ async fn http_upgrade_is_tunnelled() {
     assert_eq!(&buf, b"ping");
     lb.handle.shutdown().await;
 }
+
+/// Answers one request per connection, then closes it a moment later:
+/// announcing keep-alive, the proxy's pooled connection is dead when next
+/// used; announcing close, the proxy must not pool it.
+async fn one_shot_backend(body: Vec<u8>, announce: &'static str) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind backend");
+    let addr = l.local_addr().expect("addr");
+    let body = Arc::new(body);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: {announce}\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+                let _ = s.write_all(&body).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_backend_closing_pooled_connections_fails_no_request() {
+    let backend = one_shot_backend(b"fine".to_vec(), "keep-alive").await;
+    let port = free_port();
+    let lb = Lb::start(catalog(
+        1,
+        vec![(
+            "web",
+            publish(port, PublishProtocol::Http),
+            vec![up("web", "a1", backend)],
+        )],
+    ))
+    .await;
+    let c = client();
+    for i in 0..8 {
+        let (status, body, _) = get(&c, port, "/", None).await;
+        assert_eq!((status, body.as_str()), (200, "fine"), "request {i}");
+        // Let the backend close the connection the proxy just pooled.
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    lb.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_large_response_body_streams_through() {
+    let body: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let backend = one_shot_backend(body.clone(), "close").await;
+    let port = free_port();
+    let lb = Lb::start(catalog(
+        1,
+        vec![(
+            "web",
+            publish(port, PublishProtocol::Http),
+            vec![up("web", "a1", backend)],
+        )],
+    ))
+    .await;
+    let c = client();
+    for i in 0..3 {
+        let resp = c
+            .get(format!("http://127.0.0.1:{port}/big"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status().as_u16(), 200, "request {i}");
+        let got = resp.bytes().await.expect("body");
+        assert!(got == body, "body of {} bytes differs", got.len());
+    }
+    lb.handle.shutdown().await;
+}
