@@ -7,14 +7,12 @@
 
 mod common;
 
-use common::{free_port, until};
+use common::{EDGE, Proc, free_port, repo, until};
 use edge_api::{Client, QueryOptions};
 use edge_spec::{Allocation, ClientStatus};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-const EDGE: &str = env!("CARGO_BIN_EXE_edge");
 
 fn enabled() -> bool {
     if std::env::var("EDGE_TEST_CONTAINERD").as_deref() == Ok("1") {
@@ -22,54 +20,6 @@ fn enabled() -> bool {
     }
     println!("skipped: set EDGE_TEST_CONTAINERD=1");
     false
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A child process killed (SIGKILL) when dropped, logging to `dir/name.log`.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(program: &str, dir: &Path, name: &str, args: &[&str]) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let child = Command::new(program)
-            .args(args)
-            .env("EDGE_LOG", "info")
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {program}: {e}"));
-        Proc { child, log }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "--- {} ---\n{}",
-                self.log.display(),
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-        self.kill9();
-    }
 }
 
 fn edge(addr: &str, args: &[&str]) -> (bool, String) {

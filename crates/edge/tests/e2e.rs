@@ -4,71 +4,12 @@
 
 mod common;
 
-use common::{free_port, until};
+use common::{EDGE, Proc, free_port, repo, until};
 use edge_api::{Client, QueryOptions};
 use edge_spec::{ClientStatus, DesiredStatus};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-const EDGE: &str = env!("CARGO_BIN_EXE_edge");
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A child process killed (SIGKILL) when dropped, logging to `dir/name.log`.
-struct Proc {
-    child: Child,
-    name: String,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(dir: &Path, name: &str, args: &[&str]) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let child = Command::new(EDGE)
-            .args(args)
-            .env("EDGE_LOG", "info")
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        Proc {
-            child,
-            name: name.to_string(),
-            log,
-        }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn dump(&self) {
-        eprintln!(
-            "--- {} log ---\n{}",
-            self.name,
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.dump();
-        }
-        self.kill9();
-    }
-}
 
 fn cli(addr: &str, args: &[&str]) -> std::process::Output {
     Command::new(EDGE)
@@ -92,7 +33,7 @@ async fn dev_runs_hello_and_it_answers_then_stops() {
     let port = free_port();
     let addr = format!("http://127.0.0.1:{port}");
     let data = dir.path().join("data");
-    let _dev = Proc::spawn(
+    let _dev = Proc::edge(
         dir.path(),
         "dev",
         &[
@@ -160,7 +101,7 @@ async fn broken_job_file_names_file_line_and_column_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let addr = format!("http://127.0.0.1:{port}");
-    let _srv = Proc::spawn(
+    let _srv = Proc::edge(
         dir.path(),
         "server",
         &[
@@ -253,7 +194,7 @@ async fn two_agents_survive_agent_and_server_kill9() {
     ]
     .map(String::from);
     let sargs: Vec<&str> = server_args.iter().map(String::as_str).collect();
-    let mut server = Proc::spawn(dir.path(), "server", &sargs);
+    let mut server = Proc::edge(dir.path(), "server", &sargs);
     let api = Client::new(&addr, None).unwrap();
     until(20, "server up", async || api.health().await.ok()).await;
     let token = std::fs::read_to_string(sdir.join("token")).unwrap();
@@ -273,7 +214,7 @@ async fn two_agents_survive_agent_and_server_kill9() {
     let spawn_agent = |name: &str| {
         let a = agent_args(name);
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        Proc::spawn(dir.path(), name, &a)
+        Proc::edge(dir.path(), name, &a)
     };
     let mut a1 = spawn_agent("a1");
     let mut a2 = spawn_agent("a2");
@@ -335,7 +276,7 @@ async fn two_agents_survive_agent_and_server_kill9() {
     // kill -9 of the server: nothing is lost.
     let versions_before = api.job_versions("sleepers").await.unwrap().len();
     server.kill9();
-    let mut server = Proc::spawn(dir.path(), "server2", &sargs);
+    let mut server = Proc::edge(dir.path(), "server2", &sargs);
     until(20, "server back", async || api.health().await.ok()).await;
     assert_eq!(
         api.job_versions("sleepers").await.unwrap().len(),

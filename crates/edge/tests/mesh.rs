@@ -6,49 +6,16 @@
 
 mod common;
 
-use common::{free_port, until};
+use common::{EDGE, Proc, free_port, until};
 use edge_api::{Client, QueryOptions};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::str::FromStr;
 use std::time::Duration;
-
-const EDGE: &str = env!("CARGO_BIN_EXE_edge");
-
-struct Proc(Child, PathBuf);
-
-impl Proc {
-    fn spawn(dir: &Path, name: &str, args: &[String]) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        let f = std::fs::File::create(&log).unwrap();
-        let child = Command::new(EDGE)
-            .args(args)
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        Proc(child, log)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "--- {} ---\n{}",
-                self.1.display(),
-                std::fs::read_to_string(&self.1).unwrap_or_default()
-            );
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 async fn dns(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
     let mut msg = Message::query();
@@ -123,7 +90,7 @@ async fn dns_and_load_balancer_across_two_agents() {
     let port = free_port();
     let addr = format!("http://127.0.0.1:{port}");
     let sdir = dir.path().join("server");
-    let _server = Proc::spawn(
+    let _server = Proc::edge(
         dir.path(),
         "server",
         &[
@@ -161,7 +128,7 @@ async fn dns_and_load_balancer_across_two_agents() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        agents.push(Proc::spawn(dir.path(), &name, &args));
+        agents.push(Proc::edge(dir.path(), &name, &args));
     }
     until(20, "two ready nodes", async || {
         (api.health().await.ok()?.nodes_ready == 2).then_some(())

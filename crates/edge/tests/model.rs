@@ -7,54 +7,10 @@
 
 mod common;
 
-use common::{free_port, until};
+use common::{EDGE, Proc, free_port, repo, until};
 use edge_api::{Client, QueryOptions};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-
-const EDGE: &str = env!("CARGO_BIN_EXE_edge");
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A child process in the repo root, SIGKILLed when dropped; its output goes
-/// to `dir/name.log` and is printed when a test fails.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(dir: &Path, name: &str, args: &[&str]) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        let f = std::fs::File::create(&log).unwrap();
-        let child = Command::new(EDGE)
-            .args(args)
-            .current_dir(repo())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        Proc { child, log }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "--- {} ---\n{}",
-                self.log.display(),
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::Command;
 
 fn cli(addr: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(EDGE)
@@ -90,7 +46,7 @@ async fn dev_serves_the_model_example_and_a_broken_model_fails_with_the_reason()
     let port = free_port();
     let addr = format!("http://127.0.0.1:{port}");
     let data = dir.path().join("data");
-    let _dev = Proc::spawn(
+    let _dev = Proc::edge(
         dir.path(),
         "dev",
         &[
@@ -213,7 +169,7 @@ async fn tritonclient_talks_to_edge_model_serve() {
     }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _srv = Proc::spawn(
+    let _srv = Proc::edge(
         dir.path(),
         "serve",
         &[

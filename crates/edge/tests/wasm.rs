@@ -6,56 +6,11 @@
 
 mod common;
 
-use common::{free_port, until};
+use common::{EDGE, Proc, free_port, repo, until};
 use edge_api::{Client, QueryOptions};
 use edge_spec::{Allocation, ClientStatus};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-
-const EDGE: &str = env!("CARGO_BIN_EXE_edge");
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `edge dev` from the repository root (the examples' module paths are
-/// relative to it), killed when dropped.
-struct Dev {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Dev {
-    fn spawn(dir: &Path, port: u16) -> Dev {
-        let log = dir.join("dev.log");
-        let f = std::fs::File::create(&log).unwrap();
-        let data = dir.join("data");
-        let child = Command::new(EDGE)
-            .args(["dev", "--data-dir", data.to_str().unwrap(), "--bind"])
-            .arg(format!("127.0.0.1:{port}"))
-            .env("EDGE_LOG", "info")
-            .current_dir(repo())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        Dev { child, log }
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "--- dev log ---\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::Command;
 
 fn cli(addr: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(EDGE)
@@ -125,7 +80,13 @@ async fn dev_serves_wasm_web_runs_wasm_hello_and_isolates_failures() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let addr = format!("http://127.0.0.1:{port}");
-    let _dev = Dev::spawn(dir.path(), port);
+    let data = dir.path().join("data");
+    let bind = format!("127.0.0.1:{port}");
+    let _dev = Proc::edge(
+        dir.path(),
+        "dev",
+        &["dev", "--data-dir", data.to_str().unwrap(), "--bind", &bind],
+    );
     let api = Client::new(&addr, None).unwrap();
     until(30, "a ready node", async || {
         (api.health().await.ok()?.nodes_ready == 1).then_some(())

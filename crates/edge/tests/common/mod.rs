@@ -1,10 +1,73 @@
 //! Helpers shared by the end-to-end tests that drive the real binary.
 
+// Each test file compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub const EDGE: &str = env!("CARGO_BIN_EXE_edge");
+
+/// The repository root: examples and fixtures are named relative to it.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A child process run from the repository root, SIGKILLed when dropped. Its
+/// output is appended to `dir/name.log` (a restarted process keeps one log)
+/// and printed when the test fails.
+pub struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(program: &str, dir: &Path, name: &str, args: &[impl AsRef<OsStr>]) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(program)
+            .args(args)
+            .env("EDGE_LOG", "info")
+            .current_dir(repo())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+        Proc { child, log }
+    }
+
+    /// The `edge` binary under test.
+    pub fn edge(dir: &Path, name: &str, args: &[impl AsRef<OsStr>]) -> Proc {
+        Proc::spawn(EDGE, dir, name, args)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} ---\n{}",
+                self.log.display(),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+        self.kill9();
+    }
+}
+
 /// A loopback port nobody listens on right now.
-// Each test file compiles this module on its own; the lab tests need no port.
-#[allow(dead_code)]
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
