@@ -540,7 +540,16 @@ async fn bad_config_is_a_clear_error() -> Result<()> {
 #[tokio::test]
 async fn shutdown_frees_the_port() -> Result<()> {
     let (_tx, rx) = watch::channel(base_catalog());
-    let dns = serve(config("service.edge", vec![]), rx.clone()).await?;
+    // With port 0, TCP falls back to another port when UDP's twin belongs to
+    // some other socket (another test's connection); rebinding that exact
+    // address would then meet that socket, not a leftover of ours.
+    let dns = loop {
+        let dns = serve(config("service.edge", vec![]), rx.clone()).await?;
+        if dns.tcp_addr() == dns.udp_addr() {
+            break dns;
+        }
+        dns.shutdown().await;
+    };
     let addr = dns.udp_addr();
     dns.shutdown().await;
     let mut cfg = config("service.edge", vec![]);
