@@ -1,7 +1,8 @@
 //! http mode benchmark: per-request instance overhead measured in process,
 //! cold start of an http task for a cached module, and `wrk` throughput and
-//! latency of a trivial WAGI handler beside a native axum server answering
-//! the same bytes, and beside that server made to spend 6 µs per request
+//! latency of a trivial WAGI handler beside native axum and plain hyper
+//! servers answering the same bytes, and beside the axum one made to spend
+//! 6 µs per request
 //! (the per-request cost a handler can add on a 2-core host before wrk,
 //! sharing the cores, sees half the throughput).
 //! Run: `cargo bench -p edge-driver-wasm --bench http` (needs `wrk` on PATH
@@ -113,6 +114,41 @@ async fn native(client: &reqwest::Client, busy: Duration) -> u16 {
     port
 }
 
+/// Starts a native server on plain hyper, set up as the wasm driver's own
+/// (HTTP/1.1, one write per response), answering `BODY`.
+async fn native_hyper(client: &reqwest::Client) -> u16 {
+    use http_body_util::Full;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let port = free_port();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind native hyper");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let svc = service_fn(|_req| async {
+                    let mut resp =
+                        http::Response::new(Full::new(bytes::Bytes::from_static(BODY.as_bytes())));
+                    resp.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("text/plain"),
+                    );
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let _ = http1::Builder::new()
+                    .writev(false)
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    first_answer(client, port).await;
+    port
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -163,6 +199,7 @@ async fn main() {
     );
 
     let native_port = native(&client, Duration::ZERO).await;
+    let hyper_port = native_hyper(&client).await;
     // The same native server burning 6 µs of CPU per request: how much any
     // per-request cost of that size weighs when wrk shares the two cores.
     let busy_port = native(&client, BUSY).await;
@@ -170,6 +207,7 @@ async fn main() {
     for (name, p) in [
         ("wasm (WAGI)", port),
         ("native axum", native_port),
+        ("native hyper", hyper_port),
         ("native axum + 6 µs busy", busy_port),
     ] {
         match tokio::task::spawn_blocking(move || wrk(p))

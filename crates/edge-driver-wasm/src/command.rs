@@ -1,6 +1,7 @@
 //! Command mode: a WASI preview 1 command runs `_start` once, in the agent
 //! process, and its exit code (or trap) ends the task.
 
+use crate::environ::Environ;
 use crate::runtime::{Host, Interrupt, MemoryLimiter, describe, new_store};
 use crate::stdio::LogStream;
 use edge_driver::{DriverError, ExitResult, TaskConfig};
@@ -14,14 +15,14 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 /// The exit code reported when the module did not exit by itself.
 const FAILED: i32 = 1;
 
-/// The WASI context of a command: args, env, `/alloc` and `/local`
-/// preopened, stdout/stderr into the task's log files.
+/// The WASI context of a command (args, `/alloc` and `/local` preopened,
+/// stdout/stderr into the task's log files) and its environment.
 pub(crate) fn context(
     cfg: &TaskConfig,
     argv: &[String],
     stdout: LogStream,
     stderr: LogStream,
-) -> Result<WasiP1Ctx, DriverError> {
+) -> Result<(WasiP1Ctx, Environ), DriverError> {
     let local = cfg.task_dir.join("local");
     for dir in [&cfg.alloc_dir, &local] {
         std::fs::create_dir_all(dir)
@@ -29,6 +30,7 @@ pub(crate) fn context(
     }
     let mut b = WasiCtxBuilder::new();
     b.args(argv).stdout(stdout).stderr(stderr);
+    let mut environ = Environ::default();
     for (k, v) in &cfg.env {
         // The module sees its directories under their guest names.
         let v = match k.as_str() {
@@ -36,7 +38,7 @@ pub(crate) fn context(
             "EDGE_TASK_DIR" | "NOMAD_TASK_DIR" => "/local",
             _ => v.as_str(),
         };
-        b.env(k, v);
+        environ.push(k, v);
     }
     for (host, guest) in [(&cfg.alloc_dir, "/alloc"), (&local, "/local")] {
         b.preopened_dir(host, guest, FsPerms::ReadWrite)
@@ -47,13 +49,14 @@ pub(crate) fn context(
                 ))
             })?;
     }
-    Ok(b.build_p1())
+    Ok((b.build_p1(), environ))
 }
 
 pub(crate) struct Command {
     pub engine: Engine,
     pub pre: InstancePre<Host>,
     pub wasi: WasiP1Ctx,
+    pub environ: Environ,
     pub limits: MemoryLimiter,
     pub stop: Arc<AtomicBool>,
     pub timeout: Option<Duration>,
@@ -68,6 +71,8 @@ impl Command {
             &self.engine,
             Host {
                 wasi: self.wasi,
+                environ: self.environ,
+                capture: None,
                 limits: self.limits,
                 interrupt: Interrupt {
                     stop: Some(self.stop),

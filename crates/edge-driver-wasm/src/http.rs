@@ -2,45 +2,72 @@
 //! runs in a fresh instance of the module, CGI style — request metadata in
 //! env vars, the body on stdin, headers + blank line + body on stdout.
 
+use crate::capture::Capture;
+use crate::environ::Environ;
 use crate::runtime::{
     Host, Interrupt, Interrupted, MemoryLimiter, describe, interrupted, new_store,
 };
 use crate::stdio::LogStream;
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Body, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
-use wasmtime::{Engine, InstancePre};
-use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use tokio::task::{JoinHandle, JoinSet};
+use wasmtime::{Engine, Extern, ExternType, InstancePre, Module, ModuleExport, TypedFunc};
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 /// Request bodies above this are refused with 413.
 const MAX_BODY: usize = 16 << 20;
-/// A handler writing more than this traps.
-const MAX_OUTPUT: usize = 64 << 20;
+/// What a response buffer starts with: a small page answers without growing.
+const OUTPUT_CAPACITY: usize = 1024;
+/// Bounds a slow client's request head, and how long a keep-alive
+/// connection may sit idle between requests.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Room reserved for one request's own variables: enough for a request with
+/// a dozen ordinary headers to need no second allocation.
+const REQUEST_ENV_BYTES: usize = 1024;
 
 /// One module serving requests: everything a request's fresh instance needs.
 pub(crate) struct Handler {
     pub engine: Engine,
+    /// The module's `_start`, from [`start_export`].
+    pub start: ModuleExport,
+    /// The task's port, for logs.
+    pub port: u16,
     pub pre: InstancePre<Host>,
     pub argv: Vec<String>,
     /// From [`base_env`].
-    pub env: Vec<(String, String)>,
+    pub env: Environ,
     pub stderr: LogStream,
     pub memory_limit: u64,
     pub live_memory: Arc<AtomicU64>,
     pub busy_ns: Arc<AtomicU64>,
     pub timeout: Duration,
+}
+
+/// Finds `_start` once per task, so that a request neither looks it up by
+/// name nor type-checks it; a module without one cannot be a handler.
+pub(crate) fn start_export(module: &Module) -> Result<ModuleExport, String> {
+    match module.get_export("_start") {
+        Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}
+        Some(_) => return Err("`_start` is not a function taking and returning nothing".into()),
+        None => return Err("the module has no `_start` export: not a WASI command".into()),
+    }
+    module
+        .get_export_index("_start")
+        .ok_or_else(|| "the module has no `_start` export: not a WASI command".into())
 }
 
 /// Why a request got no response from the module.
@@ -55,19 +82,21 @@ impl Handler {
     /// stdout. `request_env` adds the request's own variables.
     pub(crate) async fn invoke(
         &self,
-        request_env: impl FnOnce(&mut WasiCtxBuilder),
+        request_env: impl FnOnce(&mut Environ),
         body: Bytes,
     ) -> Result<Bytes, Failure> {
         let started = Instant::now();
-        let stdout = MemoryOutputPipe::new(MAX_OUTPUT);
+        let mut environ = Environ::with_base(&self.env, REQUEST_ENV_BYTES);
+        request_env(&mut environ);
         let mut b = WasiCtxBuilder::new();
-        b.args(&self.argv).envs(&self.env);
-        request_env(&mut b);
-        b.stdin(MemoryInputPipe::new(body))
-            .stdout(stdout.clone())
-            .stderr(self.stderr.clone());
+        b.args(&self.argv).stdin(MemoryInputPipe::new(body));
         let host = Host {
             wasi: b.build_p1(),
+            environ,
+            capture: Some(Capture {
+                stdout: Vec::with_capacity(OUTPUT_CAPACITY),
+                stderr: self.stderr.clone(),
+            }),
             limits: MemoryLimiter::new(self.memory_limit, self.live_memory.clone()),
             interrupt: Interrupt {
                 stop: None,
@@ -77,17 +106,28 @@ impl Handler {
         let mut store = new_store(&self.engine, host);
         let result = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
-            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            let start = instance
+                .get_module_export(&mut store, &self.start)
+                .and_then(Extern::into_func)
+                .ok_or_else(|| wasmtime::format_err!("the instance has no `_start`"))?;
+            // SAFETY: `start_export` checked that the module's `_start` is a
+            // function taking and returning nothing, and `get_module_export`
+            // returned it only because this instance is of that module.
+            let start = unsafe { TypedFunc::<(), ()>::new_unchecked(&store, start) };
             start.call_async(&mut store, ()).await
         }
         .await;
-        drop(store);
+        let stdout = store
+            .into_data()
+            .capture
+            .map(|c| Bytes::from(c.stdout))
+            .unwrap_or_default();
         self.busy_ns
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         match result {
-            Ok(()) => Ok(stdout.contents()),
+            Ok(()) => Ok(stdout),
             Err(e) => match e.downcast_ref::<I32Exit>() {
-                Some(I32Exit(0)) => Ok(stdout.contents()),
+                Some(I32Exit(0)) => Ok(stdout),
                 Some(I32Exit(code)) => Err(Failure {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
                     reason: format!("handler exited with code {code}"),
@@ -199,28 +239,111 @@ async fn serve_on(
     handler: Arc<Handler>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let app = Router::new().fallback(handle).with_state(handler);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    })
-    .await
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, remote) = tokio::select! {
+            biased;
+            () = stopped(&mut shutdown) => break,
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!(port = handler.port, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        // Reaps finished connections so the set stays as large as the open ones.
+        while connections.try_join_next().is_some() {}
+        connections.spawn(connection(
+            stream,
+            Arc::new(Peer {
+                handler: handler.clone(),
+                remote_ip: remote.ip().to_string(),
+            }),
+            shutdown.clone(),
+        ));
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
 
-async fn handle(
-    State(h): State<Arc<Handler>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response {
+/// Resolves once `shutdown` is true (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// What every request of one client connection shares.
+struct Peer {
+    handler: Arc<Handler>,
+    /// The client's address as CGI's REMOTE_ADDR, made once per connection.
+    remote_ip: String,
+}
+
+/// One keep-alive client connection; after `shutdown` it ends once the
+/// request in flight is answered.
+async fn connection(stream: TcpStream, peer: Arc<Peer>, mut shutdown: watch::Receiver<bool>) {
+    let svc = service_fn(move |req| {
+        let peer = peer.clone();
+        async move { Ok::<_, Infallible>(handle(&peer, req).await) }
+    });
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        // One write per response instead of a writev of head and body.
+        .writev(false)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::trace!("wasm http connection ended: {e}");
+            }
+            return;
+        }
+        () = stopped(&mut shutdown) => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
+}
+
+fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(text)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+async fn handle(peer: &Peer, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let h = &peer.handler;
     let (parts, body) = req.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+    let body = if body.is_end_stream() {
+        Bytes::new()
+    } else {
+        match Limited::new(body, MAX_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<LengthLimitError>() => {
+                return plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body too large\n".to_string(),
+                );
+            }
+            Err(e) => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the request body failed: {e}\n"),
+                );
+            }
+        }
     };
     let body_len = body.len();
-    let request_env = |b: &mut WasiCtxBuilder| add_request_env(b, &parts, remote, body_len);
+    let request_env = |env: &mut Environ| add_request_env(env, &parts, &peer.remote_ip, body_len);
     let failure = match h.invoke(request_env, body).await {
         Ok(out) => match cgi_response(out) {
             Ok(resp) => return resp,
@@ -246,7 +369,7 @@ async fn handle(
         log.push('\n');
     }
     let _ = h.stderr.write_bytes(log.as_bytes());
-    (failure.status, format!("{}\n", failure.reason)).into_response()
+    plain(failure.status, format!("{}\n", failure.reason))
 }
 
 /// The variables every request of a task shares: the task's own env, then
@@ -254,30 +377,27 @@ async fn handle(
 pub(crate) fn base_env<'a>(
     task_env: impl IntoIterator<Item = (&'a String, &'a String)>,
     port: u16,
-) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = task_env
-        .into_iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let constants = [
-        ("SCRIPT_NAME", String::new()),
-        ("X_MATCHED_ROUTE", "/...".to_string()),
-        ("SERVER_PORT", port.to_string()),
-        ("SERVER_SOFTWARE", "edge-wasm".to_string()),
-        ("GATEWAY_INTERFACE", "CGI/1.1".to_string()),
-        ("REMOTE_USER", String::new()),
-        ("AUTH_TYPE", String::new()),
-    ];
-    env.extend(constants.into_iter().map(|(k, v)| (k.to_string(), v)));
+) -> Environ {
+    let mut env = Environ::default();
+    for (k, v) in task_env {
+        env.push(k, v);
+    }
+    env.push("SCRIPT_NAME", "");
+    env.push("X_MATCHED_ROUTE", "/...");
+    env.push_fmt("SERVER_PORT", format_args!("{port}"));
+    env.push("SERVER_SOFTWARE", "edge-wasm");
+    env.push("GATEWAY_INTERFACE", "CGI/1.1");
+    env.push("REMOTE_USER", "");
+    env.push("AUTH_TYPE", "");
     env
 }
 
-/// Adds the CGI/WAGI variables of one request to the instance's WASI context,
-/// straight from the parsed request so that nothing is copied twice.
+/// Adds the CGI/WAGI variables of one request, written straight from the
+/// parsed request into the instance's environment buffer.
 pub(crate) fn add_request_env(
-    b: &mut WasiCtxBuilder,
-    parts: &axum::http::request::Parts,
-    remote: SocketAddr,
+    env: &mut Environ,
+    parts: &http::request::Parts,
+    remote_ip: &str,
     body_len: usize,
 ) {
     let path = parts.uri.path();
@@ -288,26 +408,24 @@ pub(crate) fn add_request_env(
         .unwrap_or("localhost");
     let server_name = host.rsplit_once(':').map_or(host, |(name, _)| name);
     let path_and_query = parts.uri.path_and_query().map_or(path, |pq| pq.as_str());
-    let ip = remote.ip().to_string();
-    b.env("REQUEST_METHOD", parts.method.as_str())
-        .env("PATH_INFO", path)
-        .env("PATH_TRANSLATED", path)
-        .env("X_RAW_PATH_INFO", path)
-        .env("QUERY_STRING", parts.uri.query().unwrap_or(""))
-        .env("X_FULL_URL", format!("http://{host}{path_and_query}"))
-        .env("SERVER_NAME", server_name)
-        .env("SERVER_PROTOCOL", protocol(parts.version))
-        .env("REMOTE_ADDR", &ip)
-        .env("REMOTE_HOST", &ip)
-        .env(
-            "CONTENT_TYPE",
-            parts
-                .headers
-                .get(header::CONTENT_TYPE)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()))
-                .unwrap_or_default(),
-        )
-        .env("CONTENT_LENGTH", body_len.to_string());
+    env.push("REQUEST_METHOD", parts.method.as_str());
+    env.push("PATH_INFO", path);
+    env.push("PATH_TRANSLATED", path);
+    env.push("X_RAW_PATH_INFO", path);
+    env.push("QUERY_STRING", parts.uri.query().unwrap_or(""));
+    env.push_concat("X_FULL_URL", &["http://", host, path_and_query]);
+    env.push("SERVER_NAME", server_name);
+    env.push("SERVER_PROTOCOL", protocol(parts.version));
+    env.push("REMOTE_ADDR", remote_ip);
+    env.push("REMOTE_HOST", remote_ip);
+    env.push_bytes(
+        "CONTENT_TYPE",
+        parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .map_or(&b""[..], |v| v.as_bytes()),
+    );
+    env.push_fmt("CONTENT_LENGTH", format_args!("{body_len}"));
     let mut key = String::with_capacity(64);
     for (name, value) in &parts.headers {
         // Credentials stay with the server, as in CGI; type and length are
@@ -324,30 +442,30 @@ pub(crate) fn add_request_env(
             '-' => '_',
             c => c.to_ascii_uppercase(),
         }));
-        b.env(&key, String::from_utf8_lossy(value.as_bytes()));
+        env.push_bytes(&key, value.as_bytes());
     }
 }
 
-fn protocol(version: axum::http::Version) -> &'static str {
+fn protocol(version: http::Version) -> &'static str {
     match version {
-        axum::http::Version::HTTP_09 => "HTTP/0.9",
-        axum::http::Version::HTTP_10 => "HTTP/1.0",
-        axum::http::Version::HTTP_2 => "HTTP/2.0",
-        axum::http::Version::HTTP_3 => "HTTP/3.0",
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
         _ => "HTTP/1.1",
     }
 }
 
 /// Turns the module's CGI output into a response: `status:` sets the code,
 /// `location:` alone means a redirect, other headers pass through.
-fn cgi_response(out: Bytes) -> Result<Response, String> {
+fn cgi_response(out: Bytes) -> Result<Response<Full<Bytes>>, String> {
     let (head_end, body_start) =
         head_split(&out).ok_or("module output has no blank line ending its CGI headers")?;
     let head = std::str::from_utf8(&out[..head_end])
         .map_err(|_| "module wrote CGI headers that are not UTF-8".to_string())?;
     let mut status = None;
     let mut redirect = false;
-    let mut resp = Response::new(Body::empty());
+    let mut resp = Response::new(Full::default());
     for line in head.lines() {
         let line = line.trim_end_matches('\r');
         if line.is_empty() {
@@ -382,7 +500,7 @@ fn cgi_response(out: Bytes) -> Result<Response, String> {
     } else {
         StatusCode::OK
     });
-    *resp.body_mut() = Body::from(out.slice(body_start..));
+    *resp.body_mut() = Full::new(out.slice(body_start..));
     Ok(resp)
 }
 

@@ -9,8 +9,10 @@
 //! survive an agent restart: `recover` answers `NotFound` and the agent starts
 //! them again (cheaply: the compiled module is on disk).
 
+mod capture;
 mod command;
 mod config;
+mod environ;
 pub mod error;
 mod fetch;
 mod http;
@@ -34,7 +36,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use stdio::LogStream;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
-use wasmtime::{InstancePre, Module};
+use wasmtime::Module;
 
 const NAME: &str = "wasm";
 
@@ -95,16 +97,18 @@ pub struct WagiHandler {
 impl WagiHandler {
     /// Runs the module for one request and returns its raw CGI output.
     pub async fn call(&self, method: &str, uri: &str, body: Bytes) -> Result<Bytes, String> {
-        let req = axum::http::Request::builder()
+        let req = ::http::Request::builder()
             .method(method)
             .uri(uri)
             .body(())
             .map_err(|e| format!("bad request {method} {uri}: {e}"))?;
         let (parts, ()) = req.into_parts();
-        let remote = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let body_len = body.len();
         self.inner
-            .invoke(|b| http::add_request_env(b, &parts, remote, body_len), body)
+            .invoke(
+                |b| http::add_request_env(b, &parts, "127.0.0.1", body_len),
+                body,
+            )
             .await
             .map_err(|f| format!("{}: {}", f.status.as_u16(), f.reason))
     }
@@ -172,10 +176,17 @@ impl WasmDriver {
         memory_mb: u32,
         timeout: Duration,
     ) -> Result<WagiHandler, DriverError> {
-        let (_, pre) = self.load(module).await?;
+        let (m, _) = self.load(module).await?;
+        let pre = self.rt.pre(&m, module, true)?;
+        let start = http::start_export(&m).map_err(|e| DriverError::Config {
+            field: "config.module".into(),
+            message: format!("{}: {e}", module.display()),
+        })?;
         Ok(WagiHandler {
             inner: http::Handler {
                 engine: self.rt.engine.clone(),
+                start,
+                port: 0,
                 pre,
                 argv: vec![argv0(module)],
                 env: http::base_env([], 0),
@@ -207,7 +218,9 @@ impl WasmDriver {
     }
 
     /// Compiles or loads from cache (off the executor), then pre-links.
-    async fn load(&self, path: &Path) -> Result<(bool, InstancePre<runtime::Host>), DriverError> {
+    /// The module at `path`, compiled or from the cache, and whether it was
+    /// compiled now.
+    async fn load(&self, path: &Path) -> Result<(Module, bool), DriverError> {
         let rt = self.rt.clone();
         let file = path.to_path_buf();
         let (module, compiled): (Module, bool) =
@@ -216,7 +229,7 @@ impl WasmDriver {
                 .map_err(|e| {
                     DriverError::Other(format!("loading module {}: {e}", path.display()))
                 })??;
-        Ok((compiled, self.rt.pre(&module, path)?))
+        Ok((module, compiled))
     }
 
     fn task(&self, handle: &TaskHandle) -> Result<Arc<Task>, DriverError> {
@@ -264,7 +277,10 @@ impl Driver for WasmDriver {
     async fn prepare(&self, cfg: &TaskConfig, events: &dyn EventSink) -> Result<(), DriverError> {
         let tc = config::parse(&cfg.config, &cfg.env)?;
         let path = self.module_file(&tc.source, events).await?;
-        let (compiled, _) = self.load(&path).await?;
+        let (module, compiled) = self.load(&path).await?;
+        // Linking here too reports a missing import before the task starts.
+        self.rt
+            .pre(&module, &path, matches!(tc.mode, Mode::Http { .. }))?;
         if compiled {
             events.event(
                 "Compiled module",
@@ -277,7 +293,9 @@ impl Driver for WasmDriver {
     async fn start(&self, cfg: &TaskConfig) -> Result<TaskHandle, DriverError> {
         let tc = config::parse(&cfg.config, &cfg.env)?;
         let path = self.module_file(&tc.source, &Silent).await?;
-        let (_, pre) = self.load(&path).await?;
+        let (module, _) = self.load(&path).await?;
+        let http = matches!(tc.mode, Mode::Http { .. });
+        let pre = self.rt.pre(&module, &path, http)?;
         let stdout = LogStream::open(cfg, "stdout")
             .map_err(|e| DriverError::io("opening the stdout log", e))?;
         let stderr = LogStream::open(cfg, "stderr")
@@ -289,15 +307,15 @@ impl Driver for WasmDriver {
         let stop = Arc::new(AtomicBool::new(false));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let limits = MemoryLimiter::new(memory_limit, live_memory.clone());
-        let http = matches!(tc.mode, Mode::Http { .. });
         let job = match tc.mode {
             Mode::Command { timeout } => {
-                let wasi = command::context(cfg, &argv, stdout, stderr.clone())?;
+                let (wasi, environ) = command::context(cfg, &argv, stdout, stderr.clone())?;
                 tokio::spawn(
                     command::Command {
                         engine: self.rt.engine.clone(),
                         pre,
                         wasi,
+                        environ,
                         limits,
                         stop: stop.clone(),
                         timeout,
@@ -323,8 +341,14 @@ impl Driver for WasmDriver {
                         )
                     })?
                     .value;
+                let start = http::start_export(&module).map_err(|e| DriverError::Config {
+                    field: "config.module".into(),
+                    message: format!("{}: {e}", path.display()),
+                })?;
                 let handler = Arc::new(http::Handler {
                     engine: self.rt.engine.clone(),
+                    start,
+                    port,
                     pre,
                     argv,
                     env: http::base_env(&cfg.env, port),

@@ -2,6 +2,8 @@
 //! and epoch interruption, the WASI preview 1 linker, the per-store host state
 //! (memory limiter, interruption rule) and the on-disk compiled-module cache.
 
+use crate::capture::{self, Capture, OutputTooLarge};
+use crate::environ::{self, Environ};
 use crate::error::WasmError;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -33,6 +35,11 @@ const KEEP_RESIDENT: usize = 1 << 20;
 /// Per-store state seen by WASI host calls, the limiter and the epoch callback.
 pub(crate) struct Host {
     pub wasi: WasiP1Ctx,
+    /// What the module's `environ_get` returns (see [`crate::environ`]).
+    pub environ: Environ,
+    /// http mode: where `fd_write` puts stdout and stderr (see
+    /// [`crate::capture`]).
+    pub capture: Option<Capture>,
     pub limits: MemoryLimiter,
     pub interrupt: Interrupt,
 }
@@ -152,7 +159,10 @@ pub(crate) fn new_store(engine: &Engine, host: Host) -> Store<Host> {
 /// The engine, linker and compiled-module caches of one driver.
 pub(crate) struct Runtime {
     pub engine: Engine,
+    /// WASI for command modules.
     linker: Linker<Host>,
+    /// The same with http mode's own `fd_write`.
+    http_linker: Linker<Host>,
     cache_dir: PathBuf,
     modules: Mutex<HashMap<String, Module>>,
     compilations: AtomicU64,
@@ -164,10 +174,15 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |h: &mut Host| &mut h.wasi)
             .map_err(|e| WasmError::Engine(format!("{e:#}")))?;
+        environ::add_to_linker(&mut linker).map_err(|e| WasmError::Engine(format!("{e:#}")))?;
+        let mut http_linker = linker.clone();
+        capture::add_to_linker(&mut http_linker)
+            .map_err(|e| WasmError::Engine(format!("{e:#}")))?;
         start_ticker(&engine)?;
         Ok(Runtime {
             engine,
             linker,
+            http_linker,
             cache_dir,
             modules: Mutex::new(HashMap::new()),
             compilations: AtomicU64::new(0),
@@ -245,14 +260,23 @@ impl Runtime {
     }
 
     /// Resolves the module's imports once so that every instance after that
-    /// only allocates and initialises.
-    pub(crate) fn pre(&self, module: &Module, path: &Path) -> Result<InstancePre<Host>, WasmError> {
-        self.linker
-            .instantiate_pre(module)
-            .map_err(|e| WasmError::Link {
-                path: path.to_path_buf(),
-                message: format!("{e:#}"),
-            })
+    /// only allocates and initialises: with command WASI, or with http
+    /// mode's output capture when `http`.
+    pub(crate) fn pre(
+        &self,
+        module: &Module,
+        path: &Path,
+        http: bool,
+    ) -> Result<InstancePre<Host>, WasmError> {
+        let linker = if http {
+            &self.http_linker
+        } else {
+            &self.linker
+        };
+        linker.instantiate_pre(module).map_err(|e| WasmError::Link {
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
+        })
     }
 }
 
@@ -329,6 +353,9 @@ pub(crate) fn describe(e: &wasmtime::Error) -> String {
         }
         if let Some(i) = cause.downcast_ref::<Interrupted>() {
             return i.to_string();
+        }
+        if let Some(o) = cause.downcast_ref::<OutputTooLarge>() {
+            return o.to_string();
         }
     }
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {

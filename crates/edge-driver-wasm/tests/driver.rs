@@ -257,7 +257,10 @@ async fn http_mode_serves_each_request_in_a_fresh_instance() {
     assert_eq!(status, 500);
     assert!(body.contains("memory limit exceeded"), "{body}");
     assert_eq!(get("/after-mem").await.0, 200);
-    assert!(log(&cfg, "stderr").contains("GET /loop: 504"));
+    assert_eq!(get("/stderr").await.0, 200);
+    let stderr = log(&cfg, "stderr");
+    assert!(stderr.contains("GET /loop: 504"), "{stderr}");
+    assert!(stderr.contains("stderr from the handler\n"), "{stderr}");
     assert_eq!(
         d.stats(&h).await.unwrap().memory_rss_bytes,
         0,
@@ -284,6 +287,35 @@ async fn http_mode_needs_its_port() {
         Err(DriverError::Config { field, message }) => {
             assert_eq!(field, "config.port");
             assert!(message.contains("\"web\""), "{message}");
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_mode_needs_a_start_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = WasmDriver::new(dir.path().join("data")).unwrap();
+    let m = module(
+        dir.path(),
+        "lib.wat",
+        r#"(module (memory (export "memory") 1))"#,
+    );
+    let port = free_port();
+    let cfg = task(
+        dir.path(),
+        json!({"module": m, "mode": "http"}),
+        32,
+        vec![AssignedPort {
+            label: "http".into(),
+            value: port,
+            to: port,
+        }],
+    );
+    match d.start(&cfg).await {
+        Err(DriverError::Config { field, message }) => {
+            assert_eq!(field, "config.module");
+            assert!(message.contains("no `_start` export"), "{message}");
         }
         other => panic!("expected a config error, got {other:?}"),
     }
@@ -325,6 +357,34 @@ async fn wagi_handler_runs_a_request_in_process() {
     assert_eq!(&out[..], b"content-type: text/plain\n\nabc");
     let err = h.call("GET", "/trap", "".into()).await.unwrap_err();
     assert!(err.starts_with("500: wasm trap"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_sees_the_cgi_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = WasmDriver::new(dir.path().join("data")).unwrap();
+    let env = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wasm/env.wat");
+    let h = d
+        .wagi_handler(&env, 32, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let out = h.call("POST", "/a/b?x=1&y", "abc".into()).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let (head, vars) = text.split_once("\n\n").unwrap();
+    assert_eq!(head, "content-type: text/plain");
+    let vars: Vec<&str> = vars.strip_suffix('\0').unwrap().split('\0').collect();
+    for want in [
+        "REQUEST_METHOD=POST",
+        "PATH_INFO=/a/b",
+        "QUERY_STRING=x=1&y",
+        "CONTENT_LENGTH=3",
+        "REMOTE_ADDR=127.0.0.1",
+        "SERVER_SOFTWARE=edge-wasm",
+        "GATEWAY_INTERFACE=CGI/1.1",
+        "X_FULL_URL=http://localhost/a/b?x=1&y",
+    ] {
+        assert!(vars.contains(&want), "{want} missing from {vars:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 ;; The test WAGI handler: examples/wasm/web.wat plus routes chosen by the
 ;; first letter of the path: /trap traps, /loop never ends, /mem grows its
-;; memory without bound, /echo copies the request body back.
+;; memory without bound, /echo copies the request body back, /stderr also
+;; writes a line to stderr.
 (module
   (import "wasi_snapshot_preview1" "fd_write"
     (func $fd_write (param i32 i32 i32 i32) (result i32)))
@@ -16,6 +17,7 @@
   (data (i32.const 320) "content-type: text/plain\n\nhello from wasm at ")
   (data (i32.const 400) "\n")
   (data (i32.const 448) "content-type: text/plain\n\n")
+  (data (i32.const 480) "stderr from the handler\n")
 
   (func $write (param $ptr i32) (param $len i32)
     (i32.store (i32.const 0) (local.get $ptr))
@@ -89,6 +91,12 @@
       (then (loop $more (drop (memory.grow (i32.const 16))) (br $more))))
     ;; 'e'
     (if (i32.eq (local.get $route) (i32.const 101)) (then (call $echo) (return)))
+    ;; 's'
+    (if (i32.eq (local.get $route) (i32.const 115))
+      (then
+        (i32.store (i32.const 0) (i32.const 480))
+        (i32.store (i32.const 4) (i32.const 24))
+        (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))))
     (call $write (i32.const 320) (i32.const 45))
     (if (local.get $path)
       (then (call $write (local.get $path) (call $strlen (local.get $path)))))
