@@ -41,13 +41,36 @@ impl Environ {
 
     /// Adds one variable whose value is `parts` joined.
     pub(crate) fn push_concat(&mut self, key: &str, parts: &[&str]) {
-        self.buf.extend(key.bytes().filter(|b| *b != 0));
+        self.put(key.as_bytes());
         self.buf.push(b'=');
         for part in parts {
-            self.buf.extend(part.bytes().filter(|b| *b != 0));
+            self.put(part.as_bytes());
         }
         self.buf.push(0);
         self.count += 1;
+    }
+
+    /// Adds a request header as CGI names it: `HTTP_` and the name in upper
+    /// case with `_` for `-` (`user-agent` → `HTTP_USER_AGENT`).
+    pub(crate) fn push_header(&mut self, name: &str, value: &[u8]) {
+        let Ok(value) = std::str::from_utf8(value) else {
+            let key = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
+            return self.push(&key, &String::from_utf8_lossy(value));
+        };
+        self.buf.extend_from_slice(b"HTTP_");
+        self.buf
+            .extend(name.bytes().filter(|b| *b != 0).map(|b| match b {
+                b'-' => b'_',
+                b => b.to_ascii_uppercase(),
+            }));
+        self.buf.push(b'=');
+        self.put(value.as_bytes());
+        self.buf.push(0);
+        self.count += 1;
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        put(&mut self.buf, bytes);
     }
 
     /// Adds one variable whose value is raw bytes (an HTTP header value),
@@ -61,7 +84,7 @@ impl Environ {
 
     /// Adds one variable whose value is formatted in place.
     pub(crate) fn push_fmt(&mut self, key: &str, value: fmt::Arguments<'_>) {
-        self.buf.extend(key.bytes().filter(|b| *b != 0));
+        self.put(key.as_bytes());
         self.buf.push(b'=');
         let mut w = NulFree(&mut self.buf);
         // Writing into a Vec cannot fail.
@@ -97,8 +120,17 @@ struct NulFree<'a>(&'a mut Vec<u8>);
 
 impl fmt::Write for NulFree<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.extend(s.bytes().filter(|b| *b != 0));
+        put(self.0, s.as_bytes());
         Ok(())
+    }
+}
+
+/// Appends `bytes` without any NUL in them.
+fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.contains(&0) {
+        buf.extend(bytes.iter().filter(|b| **b != 0));
+    } else {
+        buf.extend_from_slice(bytes);
     }
 }
 
@@ -184,7 +216,9 @@ mod tests {
         env.push_bytes("D", b"\xff");
         env.push_fmt("C", format_args!("{}-{}", 2, 3));
         env.push_concat("E", &["a", "b"]);
-        assert_eq!(env.len(), 5);
+        env.push_header("x-forwarded-for", b"10.0.0.1");
+        env.push_header("x-bin", b"\xfe");
+        assert_eq!(env.len(), 7);
         assert_eq!(
             env.vars(),
             [
@@ -192,7 +226,9 @@ mod tests {
                 ("B", "xy"),
                 ("D", "\u{fffd}"),
                 ("C", "2-3"),
-                ("E", "ab")
+                ("E", "ab"),
+                ("HTTP_X_FORWARDED_FOR", "10.0.0.1"),
+                ("HTTP_X_BIN", "\u{fffd}"),
             ]
             .map(|(k, v)| (k.to_string(), v.to_string()))
         );

@@ -426,7 +426,6 @@ pub(crate) fn add_request_env(
             .map_or(&b""[..], |v| v.as_bytes()),
     );
     env.push_fmt("CONTENT_LENGTH", format_args!("{body_len}"));
-    let mut key = String::with_capacity(64);
     for (name, value) in &parts.headers {
         // Credentials stay with the server, as in CGI; type and length are
         // above under their CGI names.
@@ -436,13 +435,7 @@ pub(crate) fn add_request_env(
         ) {
             continue;
         }
-        key.clear();
-        key.push_str("HTTP_");
-        key.extend(name.as_str().chars().map(|c| match c {
-            '-' => '_',
-            c => c.to_ascii_uppercase(),
-        }));
-        env.push_bytes(&key, value.as_bytes());
+        env.push_header(name.as_str(), value.as_bytes());
     }
 }
 
