@@ -173,23 +173,27 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 }
 
 fn prepare(req: &mut Request<Incoming>, ctx: &ConnCtx, upgrade: bool) {
-    let authority = req.uri().authority().map(|a| a.as_str().to_string());
-    let origin: Uri = req
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/")
-        .parse()
-        .unwrap_or_else(|_| Uri::from_static("/"));
-    *req.uri_mut() = origin;
+    // Absolute-form (`GET http://host/path`) becomes origin-form for the
+    // backend, its authority the Host; the usual origin-form request is
+    // left as it came, with no re-parse.
+    if let Some(authority) = req.uri().authority().map(|a| a.as_str().to_string()) {
+        let origin: Uri = req
+            .uri()
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/")
+            .parse()
+            .unwrap_or_else(|_| Uri::from_static("/"));
+        *req.uri_mut() = origin;
+        if !req.headers().contains_key(header::HOST)
+            && let Ok(v) = HeaderValue::from_str(&authority)
+        {
+            req.headers_mut().insert(header::HOST, v);
+        }
+    }
     *req.version_mut() = Version::HTTP_11;
     let headers = req.headers_mut();
     strip_hop_by_hop(headers, upgrade);
-    if !headers.contains_key(header::HOST)
-        && let Some(v) = authority.and_then(|a| HeaderValue::from_str(&a).ok())
-    {
-        headers.insert(header::HOST, v);
-    }
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => {
             HeaderValue::from_str(&format!("{prev}, {}", ctx.peer.ip())).ok()

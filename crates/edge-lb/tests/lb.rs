@@ -339,6 +339,21 @@ async fn http_forwarded_headers() {
     assert_eq!(h["x-echo-host"], "shop.example");
     let (_, _, h) = get(&c, port, "/", None).await;
     assert_eq!(h["x-echo-xff"], "127.0.0.1");
+
+    // Absolute-form, as a client configured with a proxy sends it: the
+    // backend gets origin-form and the authority as Host.
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(b"GET http://abs.example/q?x=1 HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.expect("read");
+    let resp = String::from_utf8_lossy(&resp).to_ascii_lowercase();
+    assert!(resp.starts_with("http/1.1 200"), "{resp}");
+    assert!(resp.contains("x-echo-path: /q?x=1\r\n"), "{resp}");
+    assert!(resp.contains("x-echo-host: abs.example\r\n"), "{resp}");
     lb.handle.shutdown().await;
 }
 
