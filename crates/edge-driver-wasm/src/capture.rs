@@ -6,16 +6,13 @@
 //! about 0.9 µs of a 7 µs request on the bench host. A handler has no
 //! preopened directories, so fds 1 and 2 are the only ones it can write to.
 
+use crate::guest::{ERRNO_BADF, ERRNO_FAULT, ERRNO_SUCCESS, addr, memory, read_u32, write_u32};
 use crate::runtime::Host;
 use crate::stdio::LogStream;
-use wasmtime::{Caller, Extern, Linker};
+use wasmtime::{Caller, Linker};
 
 /// A handler writing more than this to stdout traps.
 pub(crate) const MAX_OUTPUT: usize = 64 << 20;
-
-const ERRNO_SUCCESS: i32 = 0;
-const ERRNO_BADF: i32 = 8;
-const ERRNO_FAULT: i32 = 21;
 
 /// Where one request's writes go.
 pub(crate) struct Capture {
@@ -41,7 +38,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
          iovs_len: i32,
          written_at: i32|
          -> wasmtime::Result<i32> {
-            let Some(memory) = caller.get_export("memory").and_then(Extern::into_memory) else {
+            let Some(memory) = memory(&mut caller) else {
                 return Ok(ERRNO_FAULT);
             };
             let (data, host) = memory.data_and_store_mut(&mut caller);
@@ -66,12 +63,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             }) else {
                 return Ok(ERRNO_FAULT);
             };
-            let at = written_at as u32 as usize;
-            match data.get_mut(at..at + 4) {
-                Some(slot) => slot.copy_from_slice(&written.to_le_bytes()),
-                None => return Ok(ERRNO_FAULT),
-            }
-            Ok(ERRNO_SUCCESS)
+            Ok(match write_u32(data, addr(written_at), written) {
+                Some(()) => ERRNO_SUCCESS,
+                None => ERRNO_FAULT,
+            })
         },
     )?;
     linker.allow_shadowing(false);
@@ -86,18 +81,15 @@ fn write(
     iovs_len: i32,
     mut sink: impl FnMut(&[u8]) -> Result<(), OutputTooLarge>,
 ) -> Result<Option<u32>, OutputTooLarge> {
-    let read_u32 = |at: usize| -> Option<usize> {
-        let bytes = data.get(at..at.checked_add(4)?)?;
-        Some(u32::from_le_bytes(bytes.try_into().ok()?) as usize)
-    };
     let mut written = 0u32;
-    for i in 0..iovs_len as u32 as usize {
-        let Some(at) = (iovs as u32 as usize).checked_add(i * 8) else {
+    for i in 0..addr(iovs_len) {
+        let Some(at) = addr(iovs).checked_add(i * 8) else {
             return Ok(None);
         };
-        let (Some(ptr), Some(len)) = (read_u32(at), read_u32(at + 4)) else {
+        let (Some(ptr), Some(len)) = (read_u32(data, at), read_u32(data, at + 4)) else {
             return Ok(None);
         };
+        let (ptr, len) = (ptr as usize, len as usize);
         let Some(buf) = ptr.checked_add(len).and_then(|end| data.get(ptr..end)) else {
             return Ok(None);
         };

@@ -60,14 +60,18 @@ pub(crate) struct Handler {
 /// Finds `_start` once per task, so that a request neither looks it up by
 /// name nor type-checks it; a module without one cannot be a handler.
 pub(crate) fn start_export(module: &Module) -> Result<ModuleExport, String> {
-    match module.get_export("_start") {
-        Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}
-        Some(_) => return Err("`_start` is not a function taking and returning nothing".into()),
-        None => return Err("the module has no `_start` export: not a WASI command".into()),
+    match (
+        module.get_export("_start"),
+        module.get_export_index("_start"),
+    ) {
+        (Some(ExternType::Func(f)), Some(start))
+            if f.params().len() == 0 && f.results().len() == 0 =>
+        {
+            Ok(start)
+        }
+        (Some(_), _) => Err("`_start` is not a function taking and returning nothing".into()),
+        (None, _) => Err("the module has no `_start` export: not a WASI command".into()),
     }
-    module
-        .get_export_index("_start")
-        .ok_or_else(|| "the module has no `_start` export: not a WASI command".into())
 }
 
 /// Why a request got no response from the module.

@@ -15,6 +15,7 @@ mod config;
 mod environ;
 pub mod error;
 mod fetch;
+mod guest;
 mod http;
 mod runtime;
 mod stdio;

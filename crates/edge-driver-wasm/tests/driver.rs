@@ -42,6 +42,15 @@ fn hello() -> PathBuf {
     repo().join("examples/wasm/hello.wat")
 }
 
+/// The task's one port, labelled as http mode serves it by default.
+fn http_port(port: u16) -> Vec<AssignedPort> {
+    vec![AssignedPort {
+        label: "http".into(),
+        value: port,
+        to: port,
+    }]
+}
+
 fn wagi() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wasm/wagi.wat")
 }
@@ -216,11 +225,7 @@ async fn http_mode_serves_each_request_in_a_fresh_instance() {
         dir.path(),
         json!({"module": wagi(), "mode": "http", "timeout": "300ms"}),
         32,
-        vec![AssignedPort {
-            label: "http".into(),
-            value: port,
-            to: port,
-        }],
+        http_port(port),
     );
     let h = d.start(&cfg).await.unwrap();
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
@@ -306,11 +311,7 @@ async fn http_mode_needs_a_start_function() {
         dir.path(),
         json!({"module": m, "mode": "http"}),
         32,
-        vec![AssignedPort {
-            label: "http".into(),
-            value: port,
-            to: port,
-        }],
+        http_port(port),
     );
     match d.start(&cfg).await {
         Err(DriverError::Config { field, message }) => {
@@ -331,11 +332,7 @@ async fn http_mode_on_a_taken_port_fails_naming_it() {
         dir.path(),
         json!({"module": wagi(), "mode": "http"}),
         32,
-        vec![AssignedPort {
-            label: "http".into(),
-            value: port,
-            to: port,
-        }],
+        http_port(port),
     );
     let err = d.start(&cfg).await.unwrap_err().to_string();
     assert!(err.contains(&format!("listening on port {port}")), "{err}");

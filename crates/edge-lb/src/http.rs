@@ -215,30 +215,34 @@ enum SendError {
     Sent(String),
 }
 
+/// Connects to `backend` and sets up HTTP/1.1 on the connection (one write
+/// per message); the caller decides where the connection is driven.
+async fn handshake(
+    backend: &Backend,
+    timeout: Duration,
+) -> Result<(SendRequest<Incoming>, BackendConn), String> {
+    let stream = backend.connect(timeout).await.map_err(|e| e.to_string())?;
+    hyper::client::conn::http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// A backend connection for an upgrade request, on a task of its own since
 /// it outlives the request as a tunnel.
 async fn upgrade_handshake(
     backend: &Backend,
     timeout: Duration,
 ) -> Result<SendRequest<Incoming>, String> {
-    let stream = backend.connect(timeout).await.map_err(|e| e.to_string())?;
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .writev(false)
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (sender, conn) = handshake(backend, timeout).await?;
     tokio::spawn(conn.with_upgrades());
     Ok(sender)
 }
 
 /// A new backend connection whose driving future stays with the caller.
 async fn connect_upstream(backend: &Backend, timeout: Duration) -> Result<Upstream, String> {
-    let stream = backend.connect(timeout).await.map_err(|e| e.to_string())?;
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .writev(false)
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (sender, conn) = handshake(backend, timeout).await?;
     Ok(Upstream {
         sender,
         conn: Some(conn),
