@@ -27,10 +27,9 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> T {
         .unwrap_or_else(|| usage())
 }
 
-/// One thread runs a current-thread runtime unless `LB_BENCH_MULTI=1`.
+/// The backend's runtime: current-thread for one thread.
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
-    let multi = std::env::var("LB_BENCH_MULTI").is_ok_and(|v| v == "1");
-    let mut b = if threads <= 1 && !multi {
+    let mut b = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
         let mut b = tokio::runtime::Builder::new_multi_thread();
@@ -94,7 +93,7 @@ fn service(
     }
 }
 
-async fn lb(backend: SocketAddr, http_port: u16, tcp_port: u16) {
+async fn lb(backend: SocketAddr, http_port: u16, tcp_port: u16, workers: usize) {
     let mut catalog = Catalog {
         index: 1,
         ..Catalog::default()
@@ -111,6 +110,7 @@ async fn lb(backend: SocketAddr, http_port: u16, tcp_port: u16) {
     let cfg = edge_lb::LbConfig {
         bind_ip: "127.0.0.1".parse().unwrap_or_else(|_| usage()),
         connect_timeout: Duration::from_secs(2),
+        workers,
     };
     let handle = match edge_lb::run(cfg, rx).await {
         Ok(h) => h,
@@ -139,7 +139,9 @@ fn main() {
         }
         Some("lb") => {
             let (backend, http_port, tcp_port) = (arg(&args, 2), arg(&args, 3), arg(&args, 4));
-            runtime(arg(&args, 5)).block_on(lb(backend, http_port, tcp_port));
+            // The load balancer proxies on worker threads of its own, as in
+            // the agent; this runtime only follows the (fixed) catalog.
+            runtime(1).block_on(lb(backend, http_port, tcp_port, arg(&args, 5)));
         }
         _ => usage(),
     }

@@ -7,6 +7,11 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LbError {
+    #[error("starting load balancer threads: {source}")]
+    Workers {
+        #[source]
+        source: io::Error,
+    },
     #[error("binding {addr}: {source}")]
     Bind {
         addr: SocketAddr,

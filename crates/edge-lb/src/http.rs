@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use edge_spec::Balance;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
@@ -116,7 +117,9 @@ async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Response<ProxyBody
         let Some(backend) = pool.pick(&pstate, failed.as_ref()) else {
             break;
         };
-        match send(&backend, req, ctx.connect_timeout).await {
+        // Only power of two choices reads answer times; the rest skip the clock.
+        let timed = pstate.balance == Balance::P2c;
+        match send(&backend, req, ctx.connect_timeout, timed).await {
             Ok(resp) => return resp,
             Err(SendError::Connect(r, e)) => {
                 tracing::debug!(service = %pool.name, backend = %backend.addr, "connect failed: {e}");
@@ -241,12 +244,12 @@ async fn upgrade_handshake(
 }
 
 /// A new backend connection whose driving future stays with the caller.
-async fn connect_upstream(backend: &Backend, timeout: Duration) -> Result<Upstream, String> {
+async fn connect_upstream(backend: &Backend, timeout: Duration) -> Result<Box<Upstream>, String> {
     let (sender, conn) = handshake(backend, timeout).await?;
-    Ok(Upstream {
+    Ok(Box::new(Upstream {
         sender,
         conn: Some(conn),
-    })
+    }))
 }
 
 /// Advances the backend connection, dropping it once it has ended (which
@@ -259,10 +262,16 @@ fn poll_conn(conn: &mut Option<BackendConn>, cx: &mut Context<'_>) {
     }
 }
 
-/// Awaits `fut` while driving the backend connection it waits on.
+/// Awaits `fut` while driving the backend connection it waits on. `fut`
+/// goes first so that a request it hands over is written by the connection
+/// in the same poll, not one trip through the run queue later; it is polled
+/// again in case the connection has just answered it.
 async fn driving<F: Future>(conn: &mut Option<BackendConn>, fut: F) -> F::Output {
     let mut fut = std::pin::pin!(fut);
     std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(v);
+        }
         poll_conn(conn, cx);
         fut.as_mut().poll(cx)
     })
@@ -273,6 +282,7 @@ async fn send(
     backend: &Arc<Backend>,
     mut req: Request<Incoming>,
     timeout: Duration,
+    timed: bool,
 ) -> Result<Response<ProxyBody>, SendError> {
     let guard = backend.track();
     loop {
@@ -289,10 +299,12 @@ async fn send(
             }
             continue;
         }
-        let start = Instant::now();
+        let start = timed.then(Instant::now);
         match driving(&mut up.conn, up.sender.try_send_request(req)).await {
             Ok(resp) => {
-                backend.observe(start.elapsed());
+                if let Some(start) = start {
+                    backend.observe(start.elapsed());
+                }
                 return Ok(upstream_response(resp, Some(up), backend.clone(), guard));
             }
             Err(mut e) => match e.take_message() {
@@ -308,7 +320,7 @@ async fn send(
 
 fn upstream_response(
     resp: Response<Incoming>,
-    upstream: Option<Upstream>,
+    upstream: Option<Box<Upstream>>,
     backend: Arc<Backend>,
     guard: ActiveGuard,
 ) -> Response<ProxyBody> {
@@ -380,7 +392,7 @@ pub(crate) struct UpstreamBody {
     inner: Incoming,
     done: bool,
     /// `None` for upgrades, whose connection runs on a task of its own.
-    upstream: Option<Upstream>,
+    upstream: Option<Box<Upstream>>,
     backend: Arc<Backend>,
     _guard: ActiveGuard,
 }

@@ -10,6 +10,7 @@ mod pool;
 mod route;
 mod tcp;
 mod tls;
+mod workers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -30,6 +31,7 @@ use listener::{Listener, PortKind, PortState};
 use plan::PortPlan;
 use pool::ServicePool;
 use route::{HostPattern, Route, Router};
+use workers::Workers;
 
 /// How often ports that failed to bind are tried again.
 const BIND_RETRY: Duration = Duration::from_secs(5);
@@ -40,6 +42,8 @@ pub struct LbConfig {
     pub bind_ip: IpAddr,
     /// Bound on connecting to one backend before trying another.
     pub connect_timeout: Duration,
+    /// Threads that accept and proxy connections (at least one).
+    pub workers: usize,
 }
 
 #[derive(Default)]
@@ -92,8 +96,10 @@ pub async fn run(
     mut catalog: watch::Receiver<Arc<Catalog>>,
 ) -> Result<LbHandle, LbError> {
     let status = Arc::new(Status::default());
+    let workers = Workers::start(cfg.workers)?;
     let mut rec = Reconciler {
         cfg,
+        workers,
         listeners: BTreeMap::new(),
         pools: HashMap::new(),
         status: status.clone(),
@@ -117,6 +123,8 @@ struct Active {
 
 struct Reconciler {
     cfg: LbConfig,
+    /// Dropped with the reconciler, after its listeners have closed.
+    workers: Workers,
     listeners: BTreeMap<u16, Active>,
     pools: HashMap<String, Arc<ServicePool>>,
     status: Arc<Status>,
@@ -165,7 +173,7 @@ impl Reconciler {
             let pool = self
                 .pools
                 .remove(name)
-                .unwrap_or_else(|| Arc::new(ServicePool::new(name.clone())));
+                .unwrap_or_else(|| Arc::new(ServicePool::new(name.clone(), self.workers.len())));
             let balance = svc.publish.as_ref().map(|p| p.balance).unwrap_or_default();
             pool.update(balance, serving(name, svc, &mut errors).await);
             pools.insert(name.clone(), pool);
@@ -204,7 +212,7 @@ impl Reconciler {
                 continue;
             }
             let addr = SocketAddr::new(self.cfg.bind_ip, port);
-            match Listener::start(addr, state, self.cfg.connect_timeout) {
+            match Listener::start(addr, state, self.cfg.connect_timeout, &self.workers) {
                 Ok(listener) => {
                     tracing::info!(%addr, protocol = plan::protocol_name(protocol), "listening");
                     self.listeners.insert(
@@ -263,7 +271,7 @@ impl Reconciler {
             self.pools
                 .get(name)
                 .cloned()
-                .unwrap_or_else(|| Arc::new(ServicePool::new(name.to_string())))
+                .unwrap_or_else(|| Arc::new(ServicePool::new(name.to_string(), self.workers.len())))
         };
         let kind = match pp {
             PortPlan::Tcp {

@@ -1,6 +1,7 @@
-//! One listening socket per published port. What the port serves (routes,
-//! backends, certificate) is swapped in place on catalog updates, so the
-//! socket is only rebound when the port is unpublished and published again.
+//! One listening socket per published port, accepted on by every worker.
+//! What the port serves (routes, backends, certificate) is swapped in place
+//! on catalog updates, so the socket is only rebound when the port is
+//! unpublished and published again.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -17,6 +18,7 @@ use crate::http::{self, ConnCtx};
 use crate::pool::ServicePool;
 use crate::route::Router;
 use crate::tcp;
+use crate::workers::Workers;
 
 const BACKLOG: i32 = 4096;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,10 +51,10 @@ impl PortShared {
 pub(crate) struct Listener {
     shared: Arc<PortShared>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
-fn bind(addr: SocketAddr) -> Result<TcpListener, LbError> {
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, LbError> {
     let err = |source| LbError::Bind { addr, source };
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
@@ -65,7 +67,7 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, LbError> {
     socket.set_nonblocking(true).map_err(err)?;
     socket.bind(&addr.into()).map_err(err)?;
     socket.listen(BACKLOG).map_err(err)?;
-    TcpListener::from_std(socket.into()).map_err(err)
+    Ok(socket.into())
 }
 
 impl Listener {
@@ -73,20 +75,32 @@ impl Listener {
         addr: SocketAddr,
         state: PortState,
         connect_timeout: Duration,
+        workers: &Workers,
     ) -> Result<Self, LbError> {
         let listener = bind(addr)?;
         let shared = Arc::new(PortShared {
             state: RwLock::new(Arc::new(state)),
         });
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(
-            listener,
-            addr,
-            shared.clone(),
-            stop_rx,
-            connect_timeout,
-        ));
-        Ok(Listener { shared, stop, task })
+        let mut tasks = Vec::with_capacity(workers.len());
+        for handle in workers.handles() {
+            let listener = listener
+                .try_clone()
+                .map_err(|source| LbError::Bind { addr, source })?;
+            let (shared, stop_rx) = (shared.clone(), stop_rx.clone());
+            tasks.push(handle.spawn(async move {
+                // Registered from inside the worker, with its IO driver.
+                match TcpListener::from_std(listener) {
+                    Ok(l) => accept_loop(l, addr, shared, stop_rx, connect_timeout).await,
+                    Err(e) => tracing::warn!(%addr, "listening in a worker: {e}"),
+                }
+            }));
+        }
+        Ok(Listener {
+            shared,
+            stop,
+            tasks,
+        })
     }
 
     pub(crate) fn set(&self, state: PortState) {
@@ -97,7 +111,9 @@ impl Listener {
     /// (HTTP ones stop keep-alive after their current request).
     pub(crate) async fn close(self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
     }
 }
 

@@ -13,19 +13,23 @@ use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::workers;
+
 /// The future that runs one backend connection's HTTP/1 state machine.
 pub(crate) type BackendConn = Connection<TokioIo<TcpStream>, Incoming>;
 
 /// A keep-alive connection to a backend together with the future that drives
 /// it. Whoever holds it polls it, so a proxied request is read, sent and
 /// answered on the client connection's task with no hand-off to another.
+/// It lives boxed: hyper's connection state is most of a kilobyte, and the
+/// box is what moves between pool, request and response body.
 pub(crate) struct Upstream {
     pub(crate) sender: SendRequest<Incoming>,
     /// `None` once the connection has ended.
     pub(crate) conn: Option<BackendConn>,
 }
 
-/// Idle keep-alive connections kept per backend; more are closed.
+/// Idle keep-alive connections kept per backend and worker; more are closed.
 const MAX_IDLE: usize = 512;
 /// Weight of the newest sample in the latency average.
 const EWMA_ALPHA: f64 = 0.3;
@@ -36,18 +40,36 @@ pub(crate) struct Backend {
     active: AtomicUsize,
     /// Microseconds as `f64` bits; 0 until measured, so new backends get tried.
     ewma_us: AtomicU64,
-    idle: Mutex<Vec<Upstream>>,
+    /// One list per worker: a connection is registered with the IO driver
+    /// of the worker that opened it and is only reused there.
+    #[expect(
+        clippy::vec_box,
+        reason = "connections move in and out of the pool as boxes"
+    )]
+    idle: Box<[Mutex<Vec<Box<Upstream>>>]>,
 }
 
 impl Backend {
-    fn new(alloc_id: String, addr: SocketAddr) -> Self {
+    fn new(alloc_id: String, addr: SocketAddr, workers: usize) -> Self {
         Backend {
             addr,
             alloc_id,
             active: AtomicUsize::new(0),
             ewma_us: AtomicU64::new(0f64.to_bits()),
-            idle: Mutex::new(Vec::new()),
+            idle: (0..workers.max(1))
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
         }
+    }
+
+    #[expect(
+        clippy::vec_box,
+        reason = "connections move in and out of the pool as boxes"
+    )]
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Box<Upstream>>> {
+        self.idle[workers::index() % self.idle.len()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Counts a connection or request as in flight until dropped.
@@ -100,8 +122,8 @@ impl Backend {
     }
 
     /// The most recently used live connection, so cold ones time out first.
-    pub(crate) fn take_idle(&self) -> Option<Upstream> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+    pub(crate) fn take_idle(&self) -> Option<Box<Upstream>> {
+        let mut idle = self.idle();
         while let Some(up) = idle.pop() {
             if up.conn.is_some() && !up.sender.is_closed() {
                 return Some(up);
@@ -110,8 +132,8 @@ impl Backend {
         None
     }
 
-    pub(crate) fn put_idle(&self, up: Upstream) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+    pub(crate) fn put_idle(&self, up: Box<Upstream>) {
+        let mut idle = self.idle();
         if idle.len() < MAX_IDLE {
             idle.push(up);
         }
@@ -134,15 +156,17 @@ pub(crate) struct PoolState {
 
 pub(crate) struct ServicePool {
     pub(crate) name: String,
+    workers: usize,
     state: RwLock<Arc<PoolState>>,
     next: AtomicUsize,
     rng: AtomicU64,
 }
 
 impl ServicePool {
-    pub(crate) fn new(name: String) -> Self {
+    pub(crate) fn new(name: String, workers: usize) -> Self {
         ServicePool {
             name,
+            workers,
             state: RwLock::new(Arc::new(PoolState {
                 balance: Balance::RoundRobin,
                 backends: Vec::new(),
@@ -167,7 +191,7 @@ impl ServicePool {
                     .iter()
                     .find(|b| b.alloc_id == alloc_id && b.addr == addr)
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(Backend::new(alloc_id, addr)))
+                    .unwrap_or_else(|| Arc::new(Backend::new(alloc_id, addr, self.workers)))
             })
             .collect();
         *self.state.write().unwrap_or_else(|e| e.into_inner()) =
@@ -247,7 +271,7 @@ mod tests {
     }
 
     fn pool(balance: Balance, n: u16) -> ServicePool {
-        let p = ServicePool::new("svc".into());
+        let p = ServicePool::new("svc".into(), 1);
         p.update(
             balance,
             (0..n).map(|i| (format!("a{i}"), addr(1000 + i))).collect(),

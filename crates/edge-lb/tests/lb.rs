@@ -273,6 +273,38 @@ async fn http_round_robin() {
     lb.handle.shutdown().await;
 }
 
+/// Backend connections are kept alive and pooled per LB worker: client
+/// connections one after another, on whichever worker accepted them, reuse
+/// at most one backend connection per worker (the fixture runs two).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_backend_connections_are_pooled_per_worker() {
+    let b = http_backend("h1", NO_DELAY).await;
+    let port = free_port();
+    let lb = Lb::start(catalog(
+        1,
+        vec![(
+            "web",
+            publish(port, PublishProtocol::Http),
+            vec![up("web", "a1", b.addr)],
+        )],
+    ))
+    .await;
+    for _ in 0..10 {
+        let c = client();
+        for _ in 0..5 {
+            let (status, body, _) = get(&c, port, "/", None).await;
+            assert_eq!((status, body.as_str()), (200, "h1"));
+        }
+    }
+    assert_eq!(b.hits(), 50);
+    assert!(
+        (1..=2).contains(&b.conns()),
+        "50 requests over 10 client connections opened {} backend connections",
+        b.conns()
+    );
+    lb.handle.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_host_and_path_routing_share_a_port() {
     let a = http_backend("site-a", NO_DELAY).await;

@@ -92,6 +92,8 @@ impl Lb {
         let cfg = LbConfig {
             bind_ip: "127.0.0.1".parse().expect("ip"),
             connect_timeout: Duration::from_secs(2),
+            // Two, so that connections spread over workers as in production.
+            workers: 2,
         };
         let handle = edge_lb::run(cfg, rx).await.expect("lb starts");
         Lb { handle, tx }
@@ -148,11 +150,17 @@ pub async fn tcp_call(port: u16, payload: &[u8]) -> Vec<u8> {
 pub struct HttpBackend {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    /// Connections accepted.
+    pub conns: Arc<AtomicUsize>,
 }
 
 impl HttpBackend {
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn conns(&self) -> usize {
+        self.conns.load(Ordering::SeqCst)
     }
 }
 
@@ -164,9 +172,12 @@ pub async fn http_backend(id: &'static str, delay: Duration) -> HttpBackend {
         .expect("bind backend");
     let addr = l.local_addr().expect("addr");
     let hits = Arc::new(AtomicUsize::new(0));
+    let conns = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
+    let accepted = conns.clone();
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
             let counter = counter.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
@@ -220,7 +231,7 @@ pub async fn http_backend(id: &'static str, delay: Duration) -> HttpBackend {
             });
         }
     });
-    HttpBackend { addr, hits }
+    HttpBackend { addr, hits, conns }
 }
 
 /// Accepts, reads the request, then closes without answering.

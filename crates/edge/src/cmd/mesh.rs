@@ -21,6 +21,9 @@ pub struct MeshArgs {
     /// Address the load balancer listens on for published ports (default: --address).
     #[arg(long)]
     pub lb_bind: Option<IpAddr>,
+    /// Threads the load balancer accepts and proxies on (default: one per CPU).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub lb_threads: Option<u16>,
     /// Do not run the load balancer on this node.
     #[arg(long)]
     pub no_lb: bool,
@@ -87,6 +90,10 @@ pub async fn start(
         let cfg = edge_lb::LbConfig {
             bind_ip: a.lb_bind.unwrap_or(ip),
             connect_timeout: Duration::from_secs(2),
+            workers: a.lb_threads.map_or_else(
+                || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                usize::from,
+            ),
         };
         Some(
             edge_lb::run(cfg, catalog)
