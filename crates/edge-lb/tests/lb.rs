@@ -25,18 +25,15 @@ async fn tcp_round_robin_across_three_backends() {
         tcp_backend("b3").await,
     ];
     let port = free_port();
-    let lb = Lb::start(catalog(
-        1,
-        vec![(
-            "db",
-            publish(port, PublishProtocol::Tcp),
-            vec![
-                up("db", "a1", b[0]),
-                up("db", "a2", b[1]),
-                up("db", "a3", b[2]),
-            ],
-        )],
-    ))
+    let lb = Lb::single(
+        "db",
+        publish(port, PublishProtocol::Tcp),
+        vec![
+            up("db", "a1", b[0]),
+            up("db", "a2", b[1]),
+            up("db", "a3", b[2]),
+        ],
+    )
     .await;
     assert_eq!(lb.handle.listening(), vec![(port, Protocol::Tcp)]);
     assert!(lb.handle.errors().is_empty(), "{:?}", lb.handle.errors());
@@ -54,14 +51,11 @@ async fn tcp_round_robin_across_three_backends() {
 async fn tcp_half_close_still_gets_the_reply() {
     let b = tcp_backend("b1").await;
     let port = free_port();
-    let lb = Lb::start(catalog(
-        1,
-        vec![(
-            "db",
-            publish(port, PublishProtocol::Tcp),
-            vec![up("db", "a1", b)],
-        )],
-    ))
+    let lb = Lb::single(
+        "db",
+        publish(port, PublishProtocol::Tcp),
+        vec![up("db", "a1", b)],
+    )
     .await;
     let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let reply = tcp_call(port, &payload).await;
@@ -188,14 +182,11 @@ async fn bind_failure_is_reported() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port();
     let b = tcp_backend("b1").await;
-    let lb = Lb::start(catalog(
-        1,
-        vec![(
-            "db",
-            publish(port, PublishProtocol::Tcp),
-            vec![up("db", "a1", b)],
-        )],
-    ))
+    let lb = Lb::single(
+        "db",
+        publish(port, PublishProtocol::Tcp),
+        vec![up("db", "a1", b)],
+    )
     .await;
     assert!(lb.handle.listening().is_empty());
     let errors = lb.handle.errors();
@@ -212,14 +203,11 @@ async fn bind_failure_is_reported() {
 async fn unpublished_port_closes_and_in_flight_connection_finishes() {
     let b = tcp_backend("b1").await;
     let port = free_port();
-    let lb = Lb::start(catalog(
-        1,
-        vec![(
-            "db",
-            publish(port, PublishProtocol::Tcp),
-            vec![up("db", "a1", b)],
-        )],
-    ))
+    let lb = Lb::single(
+        "db",
+        publish(port, PublishProtocol::Tcp),
+        vec![up("db", "a1", b)],
+    )
     .await;
     let mut s = TcpStream::connect(("127.0.0.1", port))
         .await
@@ -248,18 +236,15 @@ async fn http_round_robin() {
         http_backend("h3", NO_DELAY).await,
     ];
     let port = free_port();
-    let lb = Lb::start(catalog(
-        1,
-        vec![(
-            "web",
-            publish(port, PublishProtocol::Http),
-            vec![
-                up("web", "a1", b[0].addr),
-                up("web", "a2", b[1].addr),
-                up("web", "a3", b[2].addr),
-            ],
-        )],
-    ))
+    let lb = Lb::single(
+        "web",
+        publish(port, PublishProtocol::Http),
+        vec![
+            up("web", "a1", b[0].addr),
+            up("web", "a2", b[1].addr),
+            up("web", "a3", b[2].addr),
+        ],
+    )
     .await;
     assert_eq!(lb.handle.listening(), vec![(port, Protocol::Http)]);
     let c = client();
@@ -280,14 +265,11 @@ async fn http_round_robin() {
 async fn http_backend_connections_are_pooled_per_worker() {
     let b = http_backend("h1", NO_DELAY).await;
     let port = free_port();
-    let lb = Lb::start(catalog(
-        1,
-        vec![(
-            "web",
-            publish(port, PublishProtocol::Http),
-            vec![up("web", "a1", b.addr)],
-        )],
-    ))
+    let lb = Lb::single(
+        "web",
+        publish(port, PublishProtocol::Http),
+        vec![up("web", "a1", b.addr)],
+    )
     .await;
     for _ in 0..10 {
         let c = client();
@@ -347,14 +329,11 @@ async fn http_host_and_path_routing_share_a_port() {
 async fn http_forwarded_headers() {
     let b = http_backend("h1", NO_DELAY).await;
     let port = free_port();
-    let lb = Lb::start(catalog(
-        1,
-        vec![(
-            "web",
-            publish(port, PublishProtocol::Http),
-            vec![up("web", "a1", b.addr)],
-        )],
-    ))
+    let lb = Lb::single(
+        "web",
+        publish(port, PublishProtocol::Http),
+        vec![up("web", "a1", b.addr)],
+    )
     .await;
     let c = client();
     let resp = c
@@ -393,17 +372,14 @@ async fn http_forwarded_headers() {
 async fn http_retries_another_instance_when_connect_is_refused() {
     let good = http_backend("good", NO_DELAY).await;
     let port = free_port();
-    let lb = Lb::start(catalog(
-        1,
-        vec![(
-            "web",
-            publish(port, PublishProtocol::Http),
-            vec![
-                up("web", "dead", refused_addr()),
-                up("web", "good", good.addr),
-            ],
-        )],
-    ))
+    let lb = Lb::single(
+        "web",
+        publish(port, PublishProtocol::Http),
+        vec![
+            up("web", "dead", refused_addr()),
+            up("web", "good", good.addr),
+        ],
+    )
     .await;
     let c = client();
     for _ in 0..6 {
@@ -419,14 +395,11 @@ async fn http_no_retry_after_the_backend_accepted() {
     let good = http_backend("good", NO_DELAY).await;
     let (broken, accepted) = broken_backend().await;
     let port = free_port();
-    let lb = Lb::start(catalog(
-        1,
-        vec![(
-            "web",
-            publish(port, PublishProtocol::Http),
-            vec![up("web", "broken", broken), up("web", "good", good.addr)],
-        )],
-    ))
+    let lb = Lb::single(
+        "web",
+        publish(port, PublishProtocol::Http),
+        vec![up("web", "broken", broken), up("web", "good", good.addr)],
+    )
     .await;
     let c = client();
     let mut statuses = Vec::new();
@@ -445,17 +418,14 @@ async fn http_unhealthy_instance_gets_no_traffic() {
     let sick = http_backend("sick", NO_DELAY).await;
     let port = free_port();
     let p = publish(port, PublishProtocol::Http);
-    let lb = Lb::start(catalog(
-        1,
-        vec![(
-            "web",
-            p.clone(),
-            vec![
-                up("web", "ok", ok.addr),
-                inst("web", "sick", sick.addr, HealthStatus::Critical),
-            ],
-        )],
-    ))
+    let lb = Lb::single(
+        "web",
+        p.clone(),
+        vec![
+            up("web", "ok", ok.addr),
+            inst("web", "sick", sick.addr, HealthStatus::Critical),
+        ],
+    )
     .await;
     let c = client();
     for _ in 0..6 {
@@ -518,14 +488,11 @@ async fn removing_an_instance_under_load_fails_no_request() {
     let b2 = http_backend("h2", Duration::from_millis(2)).await;
     let port = free_port();
     let p = publish(port, PublishProtocol::Http);
-    let lb = Lb::start(catalog(
-        1,
-        vec![(
-            "web",
-            p.clone(),
-            vec![up("web", "a1", b1.addr), up("web", "a2", b2.addr)],
-        )],
-    ))
+    let lb = Lb::single(
+        "web",
+        p.clone(),
+        vec![up("web", "a1", b1.addr), up("web", "a2", b2.addr)],
+    )
     .await;
     let failures = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
@@ -572,14 +539,11 @@ async fn http_p2c_prefers_the_faster_backend() {
     let port = free_port();
     let mut p = publish(port, PublishProtocol::Http);
     p.balance = Balance::P2c;
-    let lb = Lb::start(catalog(
-        1,
-        vec![(
-            "web",
-            p,
-            vec![up("web", "s", slow.addr), up("web", "f", fast.addr)],
-        )],
-    ))
+    let lb = Lb::single(
+        "web",
+        p,
+        vec![up("web", "s", slow.addr), up("web", "f", fast.addr)],
+    )
     .await;
     let c = client();
     for _ in 0..30 {
@@ -597,14 +561,11 @@ async fn http_least_conn_avoids_the_busy_backend() {
     let port = free_port();
     let mut p = publish(port, PublishProtocol::Http);
     p.balance = Balance::LeastConn;
-    let lb = Lb::start(catalog(
-        1,
-        vec![(
-            "web",
-            p,
-            vec![up("web", "s", slow.addr), up("web", "q", quick.addr)],
-        )],
-    ))
+    let lb = Lb::single(
+        "web",
+        p,
+        vec![up("web", "s", slow.addr), up("web", "q", quick.addr)],
+    )
     .await;
     let c = client();
     // Round robin would send every other request to the slow one.
@@ -631,14 +592,11 @@ async fn http_least_conn_avoids_the_busy_backend() {
 async fn http_upgrade_is_tunnelled() {
     let b = http_backend("ws", NO_DELAY).await;
     let port = free_port();
-    let lb = Lb::start(catalog(
-        1,
-        vec![(
-            "ws",
-            publish(port, PublishProtocol::Http),
-            vec![up("ws", "a1", b.addr)],
-        )],
-    ))
+    let lb = Lb::single(
+        "ws",
+        publish(port, PublishProtocol::Http),
+        vec![up("ws", "a1", b.addr)],
+    )
     .await;
     let mut s = TcpStream::connect(("127.0.0.1", port))
         .await
@@ -702,14 +660,11 @@ async fn one_shot_backend(body: Vec<u8>, announce: &'static str) -> std::net::So
 async fn http_backend_closing_pooled_connections_fails_no_request() {
     let backend = one_shot_backend(b"fine".to_vec(), "keep-alive").await;
     let port = free_port();
-    let lb = Lb::start(catalog(
-        1,
-        vec![(
-            "web",
-            publish(port, PublishProtocol::Http),
-            vec![up("web", "a1", backend)],
-        )],
-    ))
+    let lb = Lb::single(
+        "web",
+        publish(port, PublishProtocol::Http),
+        vec![up("web", "a1", backend)],
+    )
     .await;
     let c = client();
     for i in 0..8 {
@@ -726,14 +681,11 @@ async fn http_large_response_body_streams_through() {
     let body: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
     let backend = one_shot_backend(body.clone(), "close").await;
     let port = free_port();
-    let lb = Lb::start(catalog(
-        1,
-        vec![(
-            "web",
-            publish(port, PublishProtocol::Http),
-            vec![up("web", "a1", backend)],
-        )],
-    ))
+    let lb = Lb::single(
+        "web",
+        publish(port, PublishProtocol::Http),
+        vec![up("web", "a1", backend)],
+    )
     .await;
     let c = client();
     for i in 0..3 {

@@ -111,7 +111,7 @@ async fn tls_over_tcp_reaches_plain_backend() {
     let port = free_port();
     let mut p = publish(port, PublishProtocol::Tcp);
     p.tls = tls(&c.cert, &c.key);
-    let lb = Lb::start(catalog(1, vec![("db", p, vec![up("db", "a1", b)])])).await;
+    let lb = Lb::single("db", p, vec![up("db", "a1", b)]).await;
     let tcp = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");

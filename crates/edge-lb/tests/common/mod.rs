@@ -99,6 +99,11 @@ impl Lb {
         Lb { handle, tx }
     }
 
+    /// A load balancer for a catalog (index 1) of one published service.
+    pub async fn single(name: &str, p: Publish, instances: Vec<ServiceInstance>) -> Lb {
+        Lb::start(catalog(1, vec![(name, p, instances)])).await
+    }
+
     /// Sends a new catalog and waits until the listeners reflect it.
     pub async fn update(&self, c: Catalog) {
         let index = c.index;
