@@ -67,9 +67,7 @@ impl Backend {
         reason = "connections move in and out of the pool as boxes"
     )]
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Box<Upstream>>> {
-        self.idle[workers::index() % self.idle.len()]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.idle[workers::index() % self.idle.len()])
     }
 
     /// Counts a connection or request as in flight until dropped.

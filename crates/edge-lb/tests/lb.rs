@@ -264,13 +264,7 @@ async fn http_round_robin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_backend_connections_are_pooled_per_worker() {
     let b = http_backend("h1", NO_DELAY).await;
-    let port = free_port();
-    let lb = Lb::single(
-        "web",
-        publish(port, PublishProtocol::Http),
-        vec![up("web", "a1", b.addr)],
-    )
-    .await;
+    let (lb, port) = Lb::web(b.addr).await;
     for _ in 0..10 {
         let c = client();
         for _ in 0..5 {
@@ -328,13 +322,7 @@ async fn http_host_and_path_routing_share_a_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_forwarded_headers() {
     let b = http_backend("h1", NO_DELAY).await;
-    let port = free_port();
-    let lb = Lb::single(
-        "web",
-        publish(port, PublishProtocol::Http),
-        vec![up("web", "a1", b.addr)],
-    )
-    .await;
+    let (lb, port) = Lb::web(b.addr).await;
     let c = client();
     let resp = c
         .get(format!("http://127.0.0.1:{port}/p"))
@@ -659,13 +647,7 @@ async fn one_shot_backend(body: Vec<u8>, announce: &'static str) -> std::net::So
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_backend_closing_pooled_connections_fails_no_request() {
     let backend = one_shot_backend(b"fine".to_vec(), "keep-alive").await;
-    let port = free_port();
-    let lb = Lb::single(
-        "web",
-        publish(port, PublishProtocol::Http),
-        vec![up("web", "a1", backend)],
-    )
-    .await;
+    let (lb, port) = Lb::web(backend).await;
     let c = client();
     for i in 0..8 {
         let (status, body, _) = get(&c, port, "/", None).await;
@@ -680,13 +662,7 @@ async fn http_backend_closing_pooled_connections_fails_no_request() {
 async fn http_large_response_body_streams_through() {
     let body: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
     let backend = one_shot_backend(body.clone(), "close").await;
-    let port = free_port();
-    let lb = Lb::single(
-        "web",
-        publish(port, PublishProtocol::Http),
-        vec![up("web", "a1", backend)],
-    )
-    .await;
+    let (lb, port) = Lb::web(backend).await;
     let c = client();
     for i in 0..3 {
         let resp = c

@@ -104,6 +104,14 @@ impl Lb {
         Lb::start(catalog(1, vec![(name, p, instances)])).await
     }
 
+    /// An HTTP service "web" with one instance, `backend`, on a free port.
+    pub async fn web(backend: SocketAddr) -> (Lb, u16) {
+        let port = free_port();
+        let instances = vec![up("web", "a1", backend)];
+        let lb = Lb::single("web", publish(port, PublishProtocol::Http), instances).await;
+        (lb, port)
+    }
+
     /// Sends a new catalog and waits until the listeners reflect it.
     pub async fn update(&self, c: Catalog) {
         let index = c.index;
