@@ -21,6 +21,12 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{what} is {bytes} bytes, over the limit of {limit}")]
+    TooLarge {
+        what: &'static str,
+        bytes: usize,
+        limit: usize,
+    },
     #[error("server refused the agent: {0}")]
     Refused(String),
     #[error(transparent)]

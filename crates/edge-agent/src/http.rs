@@ -7,25 +7,47 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use edge_api::{ErrorBody, TOKEN_HEADER};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub type GcFuture = std::pin::Pin<Box<dyn Future<Output = Vec<edge_api::GcLeftover>> + Send>>;
+/// Runs the node's garbage collection now; the agent hands it in.
+pub type GcFn = Arc<dyn Fn() -> GcFuture + Send + Sync>;
+
 #[derive(Clone)]
 struct AppState {
     token: String,
     ctx: Arc<RunCtx>,
+    gc: GcFn,
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, token: String, ctx: Arc<RunCtx>) {
+pub async fn serve(listener: tokio::net::TcpListener, token: String, ctx: Arc<RunCtx>, gc: GcFn) {
     let app = Router::new()
         .route("/v1/client/allocation/{id}/logs", get(logs))
-        .with_state(AppState { token, ctx });
+        .route("/v1/client/gc", post(run_gc))
+        .with_state(AppState { token, ctx, gc });
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "agent http server stopped");
     }
+}
+
+fn authorized(st: &AppState, headers: &HeaderMap) -> bool {
+    headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) == Some(st.token.as_str())
+}
+
+async fn run_gc(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    if !authorized(&st, &headers) {
+        return err(StatusCode::FORBIDDEN, "invalid token");
+    }
+    let removed = (st.gc)().await;
+    axum::Json(edge_api::GcResponse {
+        node_id: st.ctx.node_id.clone(),
+        removed,
+    })
+    .into_response()
 }
 
 fn err(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -53,7 +75,7 @@ async fn logs(
     Path(id): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> Response {
-    if headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) != Some(st.token.as_str()) {
+    if !authorized(&st, &headers) {
         return err(StatusCode::FORBIDDEN, "invalid token");
     }
     if q.stream != "stdout" && q.stream != "stderr" {

@@ -6,6 +6,7 @@
 mod checks;
 pub mod error;
 mod fingerprint;
+mod gc;
 mod http;
 mod restart;
 mod runner;
@@ -14,11 +15,13 @@ pub mod state;
 pub use error::AgentError;
 pub use runner::interpolate;
 
-use edge_api::{AgentAlloc, AllocUpdate, Catalog, Client, QueryOptions, RegisterRequest};
+use edge_api::{
+    AgentAlloc, AllocUpdate, Catalog, Client, GcLeftover, QueryOptions, RegisterRequest,
+};
 use edge_driver::Driver;
 use edge_spec::{ClientStatus, DesiredStatus, Node, NodeResources, NodeStatus};
 use runner::{AllocRunner, RunCtx};
-use state::LocalStore;
+use state::{LocalStore, SavedCatalog};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +47,17 @@ pub struct AgentConfig {
     pub log_max_files: u32,
     /// The node's DNS server for `*.service.edge`, told to tasks as `EDGE_DNS_ADDR`.
     pub dns_addr: Option<SocketAddr>,
+    /// Stop every task when the agent exits. Off by default: tasks outlive
+    /// the agent and are re-attached by the next one.
+    pub stop_tasks_on_exit: bool,
+    /// How often leftovers no allocation owns are looked for.
+    pub gc_interval: Duration,
+    /// How long a leftover must have been seen before the periodic pass
+    /// removes it.
+    pub gc_grace: Duration,
+    /// Serving from a saved catalog older than this is logged (it is served
+    /// all the same); `None` never warns.
+    pub catalog_stale_after: Option<Duration>,
 }
 
 impl AgentConfig {
@@ -61,6 +75,10 @@ impl AgentConfig {
             log_max_bytes: 10 * 1024 * 1024,
             log_max_files: 5,
             dns_addr: None,
+            stop_tasks_on_exit: false,
+            gc_interval: Duration::from_secs(60),
+            gc_grace: Duration::from_secs(60),
+            catalog_stale_after: None,
         }
     }
 }
@@ -99,20 +117,53 @@ pub struct AgentHandle {
     pub http_addr: SocketAddr,
     catalog: watch::Receiver<Arc<Catalog>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    agent: Arc<Agent>,
 }
 
 impl AgentHandle {
-    /// The cluster's service catalog, kept current by a blocking watch; the
-    /// last one seen stays while the server is unreachable.
+    /// The cluster's service catalog, kept current by a blocking watch. While
+    /// the server is unreachable it is the last one seen (saved across
+    /// restarts) with this node's own instances taken from local state.
     pub fn catalog(&self) -> watch::Receiver<Arc<Catalog>> {
         self.catalog.clone()
     }
 
-    /// Stops the agent's loops; tasks it started keep running (as after a crash).
+    /// Removes what no allocation owns on this node now (`edge node gc`).
+    pub async fn gc(&self) -> Vec<GcLeftover> {
+        self.agent.gc.run(Duration::ZERO).await
+    }
+
+    /// Stops the agent. Its tasks keep running, as after a crash, and the
+    /// next agent re-attaches to them; only with `stop_tasks_on_exit` are
+    /// they stopped first. This is the one shutdown path of the agent.
     pub async fn shutdown(self) {
         for t in self.tasks {
             t.abort();
             let _ = t.await;
+        }
+        let runners: Vec<AllocRunner> = self
+            .agent
+            .runners
+            .lock()
+            .await
+            .drain()
+            .map(|(_, r)| r)
+            .collect();
+        if self.agent.cfg.stop_tasks_on_exit {
+            tracing::info!(
+                allocations = runners.len(),
+                "stopping every task before exit"
+            );
+            for r in &runners {
+                r.stop();
+            }
+            futures_util::future::join_all(runners.into_iter().map(AllocRunner::join)).await;
+        } else {
+            tracing::info!(
+                allocations = runners.len(),
+                "agent stopping; tasks keep running and are re-attached on the next start"
+            );
+            futures_util::future::join_all(runners.into_iter().map(AllocRunner::detach)).await;
         }
     }
 }
@@ -122,9 +173,10 @@ struct Agent {
     client: Client,
     ctx: Arc<RunCtx>,
     node: Mutex<Node>,
-    runners: tokio::sync::Mutex<HashMap<String, AllocRunner>>,
+    runners: gc::Runners,
     drivers: Vec<Arc<dyn Driver>>,
     http_addr: SocketAddr,
+    gc: gc::Collector,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -195,27 +247,44 @@ pub async fn start(
         log_max_files: cfg.log_max_files,
         dns_addr: cfg.dns_addr,
     });
+    let runners: gc::Runners = Arc::default();
     let agent = Arc::new(Agent {
+        gc: gc::Collector::new(drivers.clone(), runners.clone()),
         cfg,
         client,
         ctx,
         node: Mutex::new(node),
-        runners: tokio::sync::Mutex::new(HashMap::new()),
+        runners,
         drivers,
         http_addr,
     });
     agent.restore().await;
-    let (catalog_tx, catalog_rx) = watch::channel(Arc::new(Catalog::default()));
+    // DNS and the load balancer answer from the saved catalog at once; the
+    // server's, when it answers, replaces it.
+    let saved = agent.ctx.local.load_catalog();
+    let first = match &saved {
+        Some(s) => Arc::new(agent.local_view(&s.catalog).await),
+        None => Arc::new(Catalog::default()),
+    };
+    let (catalog_tx, catalog_rx) = watch::channel(first);
     let tasks = vec![
-        tokio::spawn(agent.clone().catalog_loop(catalog_tx)),
+        tokio::spawn(agent.clone().catalog_loop(catalog_tx, saved)),
         tokio::spawn(http::serve(
             listener,
             agent.cfg.token.clone(),
             agent.ctx.clone(),
+            {
+                let agent = agent.clone();
+                Arc::new(move || {
+                    let agent = agent.clone();
+                    Box::pin(async move { agent.gc.run(Duration::ZERO).await }) as http::GcFuture
+                })
+            },
         )),
         tokio::spawn(agent.clone().server_loop()),
         tokio::spawn(agent.clone().report_loop()),
         tokio::spawn(agent.clone().fingerprint_loop()),
+        tokio::spawn(agent.clone().gc_loop()),
     ];
     tracing::info!(node = %node_id, http = %http_addr, "edge agent started");
     Ok(AgentHandle {
@@ -223,7 +292,18 @@ pub async fn start(
         http_addr,
         catalog: catalog_rx,
         tasks,
+        agent,
     })
+}
+
+/// Aborts the task when dropped: loops an aborted loop started must not
+/// outlive it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Agent {
@@ -282,9 +362,11 @@ impl Agent {
             };
             backoff = Duration::from_millis(200);
             max_backoff = (Duration::from_millis(ttl) / 3).clamp(backoff, Duration::from_secs(10));
-            let beat = tokio::spawn(self.clone().heartbeat_loop(Duration::from_millis(ttl)));
+            let beat = AbortOnDrop(tokio::spawn(
+                self.clone().heartbeat_loop(Duration::from_millis(ttl)),
+            ));
             let res = self.watch_loop().await;
-            beat.abort();
+            drop(beat);
             tracing::warn!(error = %res, "lost the server; registering again");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -384,7 +466,7 @@ impl Agent {
                 .await
             {
                 Ok(_) => backoff = Duration::from_millis(100),
-                Err(e) if e.status() == Some(400) => {
+                Err(e) if matches!(e.status(), Some(400 | 404)) => {
                     // Allocations the server does not know (collected while we
                     // were away): nothing to retry.
                     tracing::warn!(error = %e, "server rejected allocation updates");
@@ -399,25 +481,113 @@ impl Agent {
         }
     }
 
-    async fn catalog_loop(self: Arc<Self>, tx: watch::Sender<Arc<Catalog>>) {
+    /// `last` with this node's instances taken from what its runners know.
+    async fn local_view(&self, last: &Catalog) -> Catalog {
+        let views: Vec<_> = {
+            let runners = self.runners.lock().await;
+            runners.values().filter_map(AllocRunner::view).collect()
+        };
+        edge_api::catalog::with_local_view(
+            last,
+            &self.ctx.node_id,
+            &self.ctx.node_name,
+            &self.ctx.address,
+            views
+                .iter()
+                .map(|(alloc, group)| edge_api::catalog::LocalInstance { alloc, group }),
+        )
+    }
+
+    /// Follows the server's catalog with a blocking watch. While the server
+    /// cannot be reached, serves the last catalog seen with this node's own
+    /// instances from local state (a task that stopped or fails its checks is
+    /// withdrawn, one restarted here serves again), refreshed every second.
+    async fn catalog_loop(
+        self: Arc<Self>,
+        tx: watch::Sender<Arc<Catalog>>,
+        saved: Option<SavedCatalog>,
+    ) {
+        let (save_tx, save_rx) = watch::channel(None::<SavedCatalog>);
+        let _saver = AbortOnDrop(tokio::spawn(save_catalogs(self.ctx.local.clone(), save_rx)));
+        let mut received_at = saved.as_ref().map(|s| s.received_at);
+        let mut last = saved.map(|s| Arc::new(s.catalog));
         let mut index = 0;
+        let mut online = false;
+        let mut stale_logged = false;
         let mut backoff = Duration::from_millis(200);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let q = QueryOptions::blocking(index, Duration::from_secs(30));
-            match self.client.catalog(q).await {
+            let fetch = self.client.catalog(q);
+            tokio::pin!(fetch);
+            let res = loop {
+                tokio::select! {
+                    r = &mut fetch => break r,
+                    _ = tick.tick() => if !online {
+                        self.publish_offline(&tx, last.as_deref()).await;
+                    }
+                }
+            };
+            match res {
                 Ok((cat, meta)) => {
                     backoff = Duration::from_millis(200);
+                    if !online {
+                        tracing::info!("catalog from the server again");
+                        online = true;
+                        stale_logged = false;
+                    }
                     if meta.index != index || index == 0 {
                         index = meta.index;
-                        tx.send_replace(Arc::new(cat));
+                        let cat = Arc::new(cat);
+                        received_at = Some(now_ms());
+                        save_tx.send_replace(Some(SavedCatalog {
+                            received_at: now_ms(),
+                            catalog: (*cat).clone(),
+                        }));
+                        last = Some(cat.clone());
+                        tx.send_replace(cat);
                     }
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "catalog watch failed; keeping the last catalog");
+                    if online {
+                        tracing::warn!(error = %e, "catalog watch failed; serving the last catalog with this node's instances from local state");
+                        online = false;
+                    }
+                    if let (Some(limit), Some(at), false) =
+                        (self.cfg.catalog_stale_after, received_at, stale_logged)
+                    {
+                        let age = Duration::from_millis(now_ms().saturating_sub(at).max(0) as u64);
+                        if age > limit {
+                            tracing::warn!(age = ?age, limit = ?limit, "serving a catalog older than the staleness limit");
+                            stale_logged = true;
+                        }
+                    }
+                    self.publish_offline(&tx, last.as_deref()).await;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
+        }
+    }
+
+    async fn publish_offline(&self, tx: &watch::Sender<Arc<Catalog>>, last: Option<&Catalog>) {
+        let empty = Catalog::default();
+        let view = self.local_view(last.unwrap_or(&empty)).await;
+        tx.send_if_modified(|cur| {
+            if cur.services == view.services {
+                return false;
+            }
+            *cur = Arc::new(view);
+            true
+        });
+    }
+
+    /// Looks for leftovers at start and every `gc_interval`.
+    async fn gc_loop(self: Arc<Self>) {
+        loop {
+            self.gc.run(self.cfg.gc_grace).await;
+            tokio::time::sleep(self.cfg.gc_interval).await;
         }
     }
 
@@ -439,5 +609,21 @@ impl Agent {
                 }
             }
         }
+    }
+}
+
+/// Saves each new catalog, at most one a second: a busy cluster changes its
+/// catalog often, and only the newest matters after a restart.
+async fn save_catalogs(local: LocalStore, mut rx: watch::Receiver<Option<SavedCatalog>>) {
+    while rx.changed().await.is_ok() {
+        let Some(c) = rx.borrow_and_update().clone() else {
+            continue;
+        };
+        let local = local.clone();
+        let saved = tokio::task::spawn_blocking(move || local.save_catalog(&c)).await;
+        if let Ok(Err(e)) = saved {
+            tracing::warn!(error = %e, "cannot save the catalog");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -72,6 +72,36 @@ impl AllocRunner {
     pub async fn join(self) {
         let _ = self.join.await;
     }
+
+    /// Stops driving the allocation and leaves its tasks running, as after a
+    /// crash: the next agent re-attaches to them from local state.
+    pub async fn detach(self) {
+        self.join.abort();
+        let _ = self.join.await;
+    }
+
+    /// The allocation as this node last saw it, with its group.
+    pub fn view(&self) -> Option<(Allocation, edge_spec::Group)> {
+        let g = lock(&self.shared);
+        let group = g.job.group(&g.alloc.group)?.clone();
+        Some((g.alloc.clone(), group))
+    }
+
+    /// Allocation ids of the tasks' handles are what the drivers' leftovers
+    /// are matched against; this is the one the runner drives.
+    pub fn alloc_id(&self) -> String {
+        lock(&self.shared).alloc.id.clone()
+    }
+}
+
+/// A helper task of an allocation runner that must not outlive it: when the
+/// runner is detached (agent shutdown) its checks and stop gate go too.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn lock(m: &Mutex<LocalAlloc>) -> std::sync::MutexGuard<'_, LocalAlloc> {
@@ -132,7 +162,7 @@ async fn run_alloc(
     let gate = {
         let ctx = ctx.clone();
         let shared = shared.clone();
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             if outer_stop.wait_for(|s| *s).await.is_err() {
                 return;
             }
@@ -147,7 +177,7 @@ async fn run_alloc(
                 tokio::time::sleep(delay).await;
             }
             stop_tx.send_replace(true);
-        })
+        }))
     };
     let (restart_tx, restart_rx) = watch::channel(None);
     let checks = {
@@ -157,7 +187,7 @@ async fn run_alloc(
         let group = group.clone();
         let stop = stop_rx.clone();
         let address = ctx.address.clone();
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             let on_status = move |st: BTreeMap<String, edge_spec::HealthStatus>| {
                 let mut g = lock(&shared);
                 if g.alloc.checks != st {
@@ -175,7 +205,7 @@ async fn run_alloc(
                 restart_tx,
             )
             .await
-        })
+        }))
     };
     {
         let mut g = lock(&shared);
@@ -201,8 +231,7 @@ async fn run_alloc(
         )
     });
     futures_util::future::join_all(runs).await;
-    gate.abort();
-    checks.abort();
+    drop((gate, checks));
     let g = lock(&shared);
     publish(&ctx, &g);
 }
@@ -463,6 +492,11 @@ async fn run_task(
             }
             Err(e) => {
                 tracing::info!(task = %name, error = %e, "task not running any more: starting it again");
+                // What the dead run still holds (a stopped container, a
+                // cgroup) would otherwise wait for the node's GC.
+                if let Err(e) = driver.destroy(&h).await {
+                    tracing::debug!(task = %name, error = %e, "cleanup of the dead run failed");
+                }
                 with_task(&ctx, &shared, &name, |t| {
                     t.handle = None;
                     t.state.push_event(event(
@@ -530,7 +564,9 @@ async fn run_task(
                 error: Some(e.to_string()),
                 ..Default::default()
             })),
-            _ = stop_rx.wait_for(|s| *s) => Outcome::Stopped,
+            // Only an explicit stop ends the task: a dropped sender (the agent
+            // shutting down) must leave it running for the next agent.
+            Ok(_) = stop_rx.wait_for(|s| *s) => Outcome::Stopped,
             Ok(()) = restart_rx.changed() => Outcome::Restart(
                 restart_rx
                     .borrow_and_update()
@@ -645,7 +681,7 @@ async fn after_exit(
             });
             tokio::select! {
                 _ = tokio::time::sleep(delay) => true,
-                _ = stop_rx.wait_for(|s| *s) => {
+                Ok(_) = stop_rx.wait_for(|s| *s) => {
                     with_task(ctx, shared, name, |t| t.state.state = TaskStatus::Dead);
                     false
                 }

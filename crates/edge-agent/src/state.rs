@@ -30,6 +30,22 @@ pub struct LocalAlloc {
     pub tasks: BTreeMap<String, LocalTask>,
 }
 
+const STATE_FILE: &str = "state.json";
+const CATALOG_FILE: &str = "catalog.json";
+/// A catalog this large is thousands of services; past it the agent keeps
+/// serving from memory but stops saving, rather than fsync megabytes on
+/// every change.
+pub const MAX_CATALOG_BYTES: usize = 32 << 20;
+
+/// The last catalog seen from the server, kept so DNS and the load balancer
+/// can answer after a restart while the server is away.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedCatalog {
+    /// Unix milliseconds when the server sent it.
+    pub received_at: i64,
+    pub catalog: edge_api::Catalog,
+}
+
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
@@ -72,11 +88,12 @@ impl LocalStore {
             path: dir.display().to_string(),
             source: e,
         })?;
-        write_atomic(&dir.join("state.json"), &text)
+        write_atomic(&dir.join(STATE_FILE), &text)
     }
 
-    /// Every allocation saved before; unreadable ones are logged and skipped
-    /// so one bad file cannot keep the agent from starting.
+    /// Every allocation saved before. An unreadable file is moved aside
+    /// (`state.json.corrupt`) and logged, so one bad file can neither keep
+    /// the agent from starting nor be mistaken for an empty allocation later.
     pub fn load_all(&self) -> Vec<LocalAlloc> {
         let dir = self.root.join("allocs");
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -84,18 +101,56 @@ impl LocalStore {
         };
         let mut out = Vec::new();
         for e in entries.flatten() {
-            let path = e.path().join("state.json");
+            let path = e.path().join(STATE_FILE);
             let Ok(bytes) = std::fs::read(&path) else {
                 continue;
             };
             match serde_json::from_slice::<LocalAlloc>(&bytes) {
                 Ok(a) => out.push(a),
                 Err(err) => {
-                    tracing::warn!(path = %path.display(), error = %err, "skipping unreadable allocation state")
+                    let aside = path.with_extension("json.corrupt");
+                    let moved = std::fs::rename(&path, &aside);
+                    tracing::error!(
+                        path = %path.display(),
+                        moved_to = %aside.display(),
+                        moved = moved.is_ok(),
+                        error = %err,
+                        "corrupt allocation state moved aside; the server's view will restore the allocation"
+                    );
                 }
             }
         }
         out
+    }
+
+    /// The last catalog the server sent, if one was saved and is readable.
+    pub fn load_catalog(&self) -> Option<SavedCatalog> {
+        let path = self.root.join(CATALOG_FILE);
+        let bytes = std::fs::read(&path).ok()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable saved catalog");
+                None
+            }
+        }
+    }
+
+    /// Saves the catalog unless it is larger than [`MAX_CATALOG_BYTES`].
+    pub fn save_catalog(&self, c: &SavedCatalog) -> Result<(), AgentError> {
+        let path = self.root.join(CATALOG_FILE);
+        let bytes = serde_json::to_vec(c).map_err(|e| AgentError::State {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        if bytes.len() > MAX_CATALOG_BYTES {
+            return Err(AgentError::TooLarge {
+                what: "catalog",
+                bytes: bytes.len(),
+                limit: MAX_CATALOG_BYTES,
+            });
+        }
+        write_atomic(&path, &bytes)
     }
 
     pub fn remove(&self, alloc_id: &str) {
@@ -108,12 +163,18 @@ impl LocalStore {
     }
 }
 
-/// Write to a temp file, fsync, rename: a crash leaves the old or the new file, never half of one.
+/// Write to a temp file, fsync, rename, fsync the directory: a crash (or a
+/// power cut) leaves the old or the new file, never half of one, and never
+/// loses a rename the caller was told had happened.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp).map_err(|e| AgentError::io("create", &tmp, e))?;
     f.write_all(bytes)
         .map_err(|e| AgentError::io("write", &tmp, e))?;
     f.sync_all().map_err(|e| AgentError::io("sync", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| AgentError::io("rename", path, e))
+    std::fs::rename(&tmp, path).map_err(|e| AgentError::io("rename", path, e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| AgentError::io("sync", dir, e))
 }

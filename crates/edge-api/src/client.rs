@@ -316,6 +316,17 @@ impl Client {
         .await
     }
 
+    /// Removes what no allocation owns on the node (containers, executors,
+    /// cgroups, run state) now, without the periodic pass's grace period.
+    pub async fn node_gc(&self, id: &str) -> Result<GcResponse, ApiError> {
+        self.write::<(), _>(
+            reqwest::Method::POST,
+            &format!("/v1/node/{}/gc", enc(id)),
+            None,
+        )
+        .await
+    }
+
     pub async fn catalog(&self, q: QueryOptions) -> Result<(Catalog, QueryMeta), ApiError> {
         self.get("/v1/catalog", q).await
     }

@@ -1,6 +1,7 @@
 //! The HTTP API of edge as Rust types, and the client the CLI and the agent
 //! use to speak it. The server's handlers serialize exactly these types.
 
+pub mod catalog;
 pub mod client;
 pub mod error;
 pub mod types;

@@ -275,3 +275,24 @@ pub struct ServiceListStub {
     #[serde(default)]
     pub publish: Option<edge_spec::Publish>,
 }
+
+/// One thing a node's garbage collection found that no allocation owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcLeftover {
+    pub driver: String,
+    /// The driver's name for it (a container id, an allocation's run state).
+    pub id: String,
+    #[serde(default)]
+    pub alloc_id: Option<String>,
+    pub description: String,
+    /// Set when removing it failed; it is tried again on the next pass.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// What `POST /v1/node/{id}/gc` removed from the node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcResponse {
+    pub node_id: String,
+    pub removed: Vec<GcLeftover>,
+}

@@ -35,15 +35,18 @@ use client::Conn;
 use containerd_client::services::v1::container::Runtime;
 use containerd_client::services::v1::{
     Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
-    DeleteTaskRequest, GetRequest, KillRequest, MetricsRequest, StartRequest, WaitRequest,
+    DeleteTaskRequest, GetRequest, KillRequest, ListContainersRequest, MetricsRequest,
+    StartRequest, WaitRequest,
 };
 use containerd_client::types::v1::Status as ProcessStatus;
-use edge_driver::{Driver, DriverError, EventSink, ExitResult, TaskConfig, TaskHandle, TaskStats};
+use edge_driver::{
+    Driver, DriverError, EventSink, ExitResult, Leftover, TaskConfig, TaskHandle, TaskStats,
+};
 use edge_spec::DriverInfo;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -359,6 +362,7 @@ impl ContainerdDriver {
                 ("edge.alloc_id".to_string(), cfg.alloc_id.clone()),
                 ("edge.job_id".to_string(), cfg.job_id.clone()),
                 ("edge.task".to_string(), cfg.task.clone()),
+                (AGENT_LABEL.to_string(), self.agent_label()),
             ]),
             image: image.name.clone(),
             runtime: Some(Runtime {
@@ -550,10 +554,18 @@ impl ContainerdDriver {
         }
     }
 
+    fn agent_label(&self) -> String {
+        self.cfg.state_dir.display().to_string()
+    }
+
     fn limit_swap() -> bool {
         Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
     }
 }
+
+/// Names the agent (by its driver state dir) that created a container, so
+/// one agent's garbage collection never takes another's containers.
+const AGENT_LABEL: &str = "edge.agent";
 
 /// containerd ids allow letters, digits and single `.`, `_`, `-` between them.
 fn id_part(s: &str, max: usize) -> String {
@@ -850,6 +862,62 @@ impl Driver for ContainerdDriver {
             Ok(_) => {}
         }
         self.kill(&id, sig, false).await.map_err(Into::into)
+    }
+
+    async fn leftovers(&self, owned: &BTreeSet<String>) -> Result<Vec<Leftover>, DriverError> {
+        if !self.cfg.socket.exists() {
+            return Ok(Vec::new());
+        }
+        let containers = self
+            .conn
+            .containers()
+            .await?
+            .list(self.conn.req(ListContainersRequest::default(), None))
+            .await
+            .map_err(ContainerdError::rpc("container list"))?
+            .into_inner()
+            .containers;
+        let mut out = Vec::new();
+        let me = self.agent_label();
+        for c in containers {
+            let alloc = c.labels.get("edge.alloc_id").cloned();
+            // Another agent on this host (its own data dir) shares the
+            // namespace; containers from before the label are taken as ours,
+            // one agent per host being the norm.
+            let other_agent = c.labels.get(AGENT_LABEL).is_some_and(|a| *a != me);
+            if other_agent || alloc.as_ref().is_some_and(|a| owned.contains(a)) {
+                continue;
+            }
+            let running = matches!(
+                self.task_status(&c.id).await,
+                Ok(ProcessStatus::Running | ProcessStatus::Paused | ProcessStatus::Pausing)
+            );
+            out.push(Leftover {
+                driver: DRIVER_NAME.to_string(),
+                description: format!(
+                    "container {}/{} ({}, image {})",
+                    self.cfg.namespace,
+                    c.id,
+                    if running { "running" } else { "not running" },
+                    c.image
+                ),
+                id: c.id,
+                alloc_id: alloc,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn reap(&self, leftover: &Leftover) -> Result<(), DriverError> {
+        if id_part(&leftover.id, usize::MAX) != leftover.id {
+            return Err(DriverError::Other(format!(
+                "invalid container id {:?}",
+                leftover.id
+            )));
+        }
+        self.remove_container(&leftover.id)
+            .await
+            .map_err(Into::into)
     }
 
     async fn stats(&self, handle: &TaskHandle) -> Result<TaskStats, DriverError> {

@@ -86,6 +86,28 @@ impl Hierarchy {
         }
     }
 
+    /// Names of the cgroups under `parent`, in any controller's hierarchy.
+    pub fn children(&self, parent: &str) -> Vec<String> {
+        let mounts: Vec<&PathBuf> = match self {
+            Hierarchy::V1 {
+                memory,
+                cpu,
+                cpuacct,
+            } => [memory, cpu, cpuacct].into_iter().flatten().collect(),
+            Hierarchy::V2 { root } => vec![root],
+        };
+        let mut names: Vec<String> = mounts
+            .into_iter()
+            .filter_map(|m| fs::read_dir(m.join(parent)).ok())
+            .flat_map(|entries| entries.flatten())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     pub fn task(&self, parent: &str, name: &str) -> TaskCgroup {
         let under = |mount: &Option<PathBuf>| mount.as_ref().map(|m| m.join(parent).join(name));
         match self {

@@ -11,13 +11,14 @@ mod cgroup;
 mod config;
 mod error;
 mod executor;
+mod gc;
 mod proc;
 
 pub use executor::executor_main;
 
 use async_trait::async_trait;
 use cgroup::{Hierarchy, TaskCgroup, Version};
-use edge_driver::{Driver, DriverError, ExitResult, TaskConfig, TaskHandle, TaskStats};
+use edge_driver::{Driver, DriverError, ExitResult, Leftover, TaskConfig, TaskHandle, TaskStats};
 use edge_spec::DriverInfo;
 use executor::{
     EXIT_FILE, ExecutorSpec, PID_FILE, PidFile, SPEC_FILE, START_ERROR_FILE, StartError,
@@ -27,7 +28,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -155,7 +156,7 @@ impl Run {
 }
 
 /// Runs tasks as plain host processes. See the crate docs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ExecDriver {
     cfg: ExecConfig,
     /// `None` when cgroups are missing or not writable: tasks then run
@@ -542,6 +543,17 @@ impl Driver for ExecDriver {
                 io::Error::from(e),
             )
         })
+    }
+
+    async fn leftovers(&self, owned: &BTreeSet<String>) -> Result<Vec<Leftover>, DriverError> {
+        Ok(self.find_leftovers(owned))
+    }
+
+    async fn reap(&self, leftover: &Leftover) -> Result<(), DriverError> {
+        let (driver, leftover) = (self.clone(), leftover.clone());
+        tokio::task::spawn_blocking(move || driver.reap_leftover(&leftover))
+            .await
+            .map_err(|e| DriverError::Other(format!("reaping a leftover: {e}")))?
     }
 
     async fn stats(&self, handle: &TaskHandle) -> Result<TaskStats, DriverError> {

@@ -10,7 +10,7 @@ pub use error::DriverError;
 use async_trait::async_trait;
 use edge_spec::{AssignedPort, DriverInfo, Resources};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -91,6 +91,22 @@ pub struct TaskStats {
     pub timestamp: i64,
 }
 
+/// Something a driver left on this node that no live allocation owns: a
+/// container, an executor and its task, a cgroup, a run's state directory.
+/// Found by [`Driver::leftovers`] after a lost data dir, an interrupted run
+/// or a crash between starting a task and recording its handle.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Leftover {
+    pub driver: String,
+    /// The driver's own name for it (a container id, a run's task id).
+    pub id: String,
+    /// The allocation it was started for, when the driver can tell.
+    #[serde(default)]
+    pub alloc_id: Option<String>,
+    /// For people: what it is and whether anything still runs in it.
+    pub description: String,
+}
+
 /// Where a driver reports task events while it works (`Downloading image`,
 /// progress, `Image pulled`...). They reach the task's event list and the CLI.
 pub trait EventSink: Send + Sync {
@@ -132,6 +148,21 @@ pub trait Driver: Send + Sync {
     async fn destroy(&self, handle: &TaskHandle) -> Result<(), DriverError>;
 
     async fn signal(&self, handle: &TaskHandle, signal: &str) -> Result<(), DriverError>;
+
+    /// What this driver finds on the node that belongs to none of `owned`
+    /// (allocation ids). Drivers whose tasks cannot outlive the agent
+    /// process leave nothing behind.
+    async fn leftovers(&self, owned: &BTreeSet<String>) -> Result<Vec<Leftover>, DriverError> {
+        let _ = owned;
+        Ok(Vec::new())
+    }
+
+    /// Kills and removes one leftover found by [`Driver::leftovers`].
+    async fn reap(&self, leftover: &Leftover) -> Result<(), DriverError> {
+        Err(DriverError::NotFound {
+            task_id: leftover.id.clone(),
+        })
+    }
 
     async fn stats(&self, handle: &TaskHandle) -> Result<TaskStats, DriverError>;
 }

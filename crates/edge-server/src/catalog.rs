@@ -5,8 +5,7 @@
 //! (agents feeding DNS and the load balancer) wake only for real changes.
 
 use crate::Server;
-use edge_api::{Catalog, CatalogService, HealthStatus, ServiceInstance};
-use edge_spec::{ClientStatus, DesiredStatus};
+use edge_api::{Catalog, CatalogService};
 use edge_store::State;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -49,66 +48,14 @@ impl CatalogCache {
 fn build(s: &State) -> Catalog {
     let mut services: BTreeMap<String, CatalogService> = BTreeMap::new();
     for a in s.allocs.values() {
-        if a.client_status != ClientStatus::Running {
-            continue;
-        }
-        let Some(job) = s.jobs.get(&a.job_id) else {
-            continue;
-        };
-        let Some(group) = job.group(&a.group) else {
+        let Some(group) = s.jobs.get(&a.job_id).and_then(|j| j.group(&a.group)) else {
             continue;
         };
         let Some(node) = s.nodes.get(&a.node_id) else {
             continue;
         };
-        for svc in &group.services {
-            let Some(port) = svc
-                .port
-                .as_ref()
-                .and_then(|l| a.resources.ports.iter().find(|p| &p.label == l))
-            else {
-                continue;
-            };
-            let status = if a.desired_status == DesiredStatus::Stop {
-                HealthStatus::Draining
-            } else if svc.checks.is_empty() {
-                HealthStatus::Passing
-            } else {
-                a.checks.get(&svc.name).copied().unwrap_or_default()
-            };
-            let entry = services
-                .entry(svc.name.clone())
-                .or_insert_with(|| CatalogService {
-                    name: svc.name.clone(),
-                    tags: Vec::new(),
-                    publish: None,
-                    instances: Vec::new(),
-                });
-            if entry.publish.is_none() {
-                entry.publish = svc.publish.clone();
-            }
-            for t in &svc.tags {
-                if !entry.tags.contains(t) {
-                    entry.tags.push(t.clone());
-                }
-            }
-            entry.instances.push(ServiceInstance {
-                service: svc.name.clone(),
-                alloc_id: a.id.clone(),
-                job_id: a.job_id.clone(),
-                group: a.group.clone(),
-                node_id: a.node_id.clone(),
-                node_name: node.name.clone(),
-                address: node.address.clone(),
-                port: port.value,
-                tags: svc.tags.clone(),
-                status,
-            });
-        }
+        edge_api::catalog::add_alloc(&mut services, a, group, &node.name, &node.address);
     }
-    for svc in services.values_mut() {
-        svc.tags.sort();
-        svc.instances.sort_by(|x, y| x.alloc_id.cmp(&y.alloc_id));
-    }
+    edge_api::catalog::finish(&mut services);
     Catalog { index: 0, services }
 }

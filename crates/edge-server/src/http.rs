@@ -45,6 +45,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/node/{id}"),
     ("POST", "/v1/node/{id}/drain"),
     ("POST", "/v1/node/{id}/eligibility"),
+    ("POST", "/v1/node/{id}/gc"),
     ("POST", "/v1/agent/register"),
     ("POST", "/v1/agent/heartbeat/{id}"),
     ("GET", "/v1/agent/allocs/{id}"),
@@ -79,6 +80,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/node/{id}", get(read_node))
         .route("/v1/node/{id}/drain", post(drain_node))
         .route("/v1/node/{id}/eligibility", post(node_eligibility))
+        .route("/v1/node/{id}/gc", post(node_gc))
         .route("/v1/agent/register", post(agent_register))
         .route("/v1/agent/heartbeat/{id}", post(agent_heartbeat))
         .route(
@@ -631,6 +633,39 @@ async fn alloc_logs(State(sv): S, Path(id): Path<String>, Query(q): Query<LogQue
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let body = Body::from_stream(resp.bytes_stream());
     Ok((status, body).into_response())
+}
+
+/// Leftovers live on the node; the server relays the agent's answer.
+async fn node_gc(State(sv): S, Path(id): Path<String>) -> Res {
+    let (node_id, addr) = sv.store.read(|s| {
+        let id = resolve_node_id(s, &id)?;
+        let addr = s
+            .nodes
+            .get(&id)
+            .and_then(|n| n.attributes.get(HTTP_ADDR_ATTR).cloned());
+        Ok::<_, ServerError>((id, addr))
+    })?;
+    let unreachable = |reason: String| ServerError::AgentUnreachable {
+        node: node_id.clone(),
+        reason,
+    };
+    let addr =
+        addr.ok_or_else(|| unreachable("the agent did not register an HTTP address".into()))?;
+    let resp = sv
+        .http
+        .post(format!("{addr}/v1/client/gc"))
+        .header(TOKEN_HEADER, &sv.token)
+        .send()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let body = resp.bytes().await.map_err(|e| unreachable(e.to_string()))?;
+    Ok((
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 /// Node attribute where the agent's own HTTP address is kept.

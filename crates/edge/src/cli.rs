@@ -187,6 +187,8 @@ pub struct NodeArgs {
     pub containerd: crate::cmd::image::ContainerdArgs,
     #[command(flatten)]
     pub mesh: crate::cmd::mesh::MeshArgs,
+    #[command(flatten)]
+    pub autonomy: crate::cmd::daemon::AutonomyArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -391,6 +393,11 @@ pub enum NodeCommand {
         #[arg(long)]
         disable: bool,
     },
+    /// Remove what no allocation owns on a node now: containers, executors,
+    /// cgroups and run state left by a lost data dir or an interrupted run.
+    /// Agents also do this by themselves (see `edge agent --gc-interval`).
+    #[command(after_help = "Example:\n  edge node gc lab-1\n  edge node gc -o json 3f2a")]
+    Gc { id: String },
     /// Allow or forbid new placements on a node.
     Eligibility {
         id: String,
@@ -427,6 +434,6 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
     }
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     edge_spec::duration::parse(s)
 }

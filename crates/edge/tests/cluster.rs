@@ -1,13 +1,15 @@
 //! The agent's logic against a real server in the same process, with a fake
 //! driver whose tasks exit when told: restart policy, batch completion,
-//! reschedule, stop, and re-attachment after an agent restart.
+//! reschedule, stop, re-attachment after an agent restart, autonomy while
+//! the server is away (tasks, saved catalog) and the node's garbage
+//! collection.
 
 use async_trait::async_trait;
 use edge_agent::AgentConfig;
 use edge_api::{Client, QueryOptions};
-use edge_driver::{Driver, DriverError, ExitResult, TaskConfig, TaskHandle, TaskStats};
+use edge_driver::{Driver, DriverError, ExitResult, Leftover, TaskConfig, TaskHandle, TaskStats};
 use edge_spec::{ClientStatus, DesiredStatus, DriverInfo, Job, ParseOptions};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +20,11 @@ use std::time::Duration;
 struct FakeDriver {
     starts: AtomicU32,
     recovers: AtomicU32,
+    stops: AtomicU32,
     running: Mutex<HashMap<String, tokio::sync::watch::Sender<Option<ExitResult>>>>,
+    /// What `leftovers` reports (those of owned allocations excepted);
+    /// `reap` removes from here.
+    leftovers: Mutex<Vec<Leftover>>,
 }
 
 impl FakeDriver {
@@ -107,6 +113,7 @@ impl Driver for FakeDriver {
     }
 
     async fn stop(&self, h: &TaskHandle, _timeout: Duration) -> Result<(), DriverError> {
+        self.stops.fetch_add(1, Ordering::SeqCst);
         if let Some(tx) = self.running.lock().unwrap().get(&h.task_id) {
             tx.send_replace(Some(ExitResult {
                 exit_code: 0,
@@ -127,6 +134,31 @@ impl Driver for FakeDriver {
 
     async fn stats(&self, _h: &TaskHandle) -> Result<TaskStats, DriverError> {
         Ok(TaskStats::default())
+    }
+
+    async fn leftovers(&self, owned: &BTreeSet<String>) -> Result<Vec<Leftover>, DriverError> {
+        Ok(self
+            .leftovers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| !l.alloc_id.as_ref().is_some_and(|a| owned.contains(a)))
+            .cloned()
+            .collect())
+    }
+
+    async fn reap(&self, l: &Leftover) -> Result<(), DriverError> {
+        self.leftovers.lock().unwrap().retain(|x| x != l);
+        Ok(())
+    }
+}
+
+fn leftover(id: &str, alloc: &str) -> Leftover {
+    Leftover {
+        driver: "fake".to_string(),
+        id: id.to_string(),
+        alloc_id: Some(alloc.to_string()),
+        description: format!("fake container {id}"),
     }
 }
 
@@ -180,15 +212,24 @@ async fn cluster() -> Cluster {
 
 impl Cluster {
     async fn agent(&self, name: &str, driver: Arc<FakeDriver>) -> edge_agent::AgentHandle {
-        let mut cfg = AgentConfig::new(
-            format!("http://{}", self.server.addr),
-            self.server.token.clone(),
-            self.dir.path().join(name),
-        );
-        cfg.name = name.to_string();
-        edge_agent::start(cfg, vec![driver as Arc<dyn Driver>])
-            .await
-            .unwrap()
+        self.agent_with(name, driver, |_| {}).await
+    }
+
+    async fn agent_with(
+        &self,
+        name: &str,
+        driver: Arc<FakeDriver>,
+        tune: impl FnOnce(&mut AgentConfig),
+    ) -> edge_agent::AgentHandle {
+        start_agent(
+            &format!("http://{}", self.server.addr),
+            &self.server.token,
+            self.dir.path(),
+            name,
+            driver,
+            tune,
+        )
+        .await
     }
 
     async fn allocs(&self, job: &str) -> Vec<edge_api::AllocListStub> {
@@ -212,6 +253,22 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+async fn start_agent(
+    server: &str,
+    token: &str,
+    dir: &std::path::Path,
+    name: &str,
+    driver: Arc<FakeDriver>,
+    tune: impl FnOnce(&mut AgentConfig),
+) -> edge_agent::AgentHandle {
+    let mut cfg = AgentConfig::new(server.to_string(), token.to_string(), dir.join(name));
+    cfg.name = name.to_string();
+    tune(&mut cfg);
+    edge_agent::start(cfg, vec![driver as Arc<dyn Driver>])
+        .await
+        .unwrap()
 }
 
 fn running(a: &[edge_api::AllocListStub]) -> usize {
@@ -438,4 +495,214 @@ async fn agent_restarts_its_tasks_from_local_state_without_the_server() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Polls `f` for up to ten seconds.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn web_service(count: u32) -> Job {
+    job(&format!(
+        r#"job "web" {{
+  group "g" {{
+    count = {count}
+    network {{
+      port "http" {{}}
+    }}
+    service {{
+      name = "web"
+      port = "http"
+      publish {{
+        port = 18080
+      }}
+    }}
+    task "t" {{
+      driver = "fake"
+      config {{}}
+      resources {{
+        cpu    = 10
+        memory = 10
+      }}
+    }}
+  }}
+}}"#
+    ))
+}
+
+fn serving(c: &edge_api::Catalog, service: &str) -> usize {
+    c.services
+        .get(service)
+        .map_or(0, |s| s.instances.iter().filter(|i| i.serving()).count())
+}
+
+/// Stopping the agent while the server is away (its loops are re-registering,
+/// nothing else holds the runners) must not stop a single task, and the next
+/// agent re-attaches to them without the server.
+#[tokio::test]
+async fn agent_stopped_while_the_server_is_away_leaves_tasks_running() {
+    let c = cluster().await;
+    let d = Arc::new(FakeDriver::default());
+    let a = c.agent("a1", d.clone()).await;
+    c.api.register(&service(2, "", "")).await.unwrap();
+    c.until("2 running", async |c| {
+        (running(&c.allocs("svc").await) == 2).then_some(())
+    })
+    .await;
+    let addr = format!("http://{}", c.server.addr);
+    let Cluster { server, dir, .. } = c;
+    server.shutdown().await;
+    // Long enough for the agent to lose its watch and heartbeat.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    a.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(d.stops.load(Ordering::SeqCst), 0, "no task was stopped");
+    assert_eq!(d.running(), 2, "tasks outlive the agent");
+    let _a = start_agent(&addr, "t", dir.path(), "a1", d.clone(), |_| {}).await;
+    eventually("both tasks re-attached", || {
+        d.recovers.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    assert_eq!(d.starts.load(Ordering::SeqCst), 2, "no task started twice");
+    assert_eq!(d.running(), 2);
+}
+
+#[tokio::test]
+async fn stop_tasks_on_exit_stops_them() {
+    let c = cluster().await;
+    let d = Arc::new(FakeDriver::default());
+    let a = c
+        .agent_with("a1", d.clone(), |cfg| cfg.stop_tasks_on_exit = true)
+        .await;
+    c.api.register(&service(2, "", "")).await.unwrap();
+    c.until("2 running", async |c| {
+        (running(&c.allocs("svc").await) == 2).then_some(())
+    })
+    .await;
+    a.shutdown().await;
+    assert_eq!(d.running(), 0, "every task stopped before the agent exited");
+    assert_eq!(d.stops.load(Ordering::SeqCst), 2);
+}
+
+/// After a reboot with the server away, the agent restarts its tasks and
+/// serves the saved catalog, with its own instances from local state.
+#[tokio::test]
+async fn saved_catalog_is_served_after_a_reboot_without_the_server() {
+    let c = cluster().await;
+    let d = Arc::new(FakeDriver::default());
+    let a = c.agent("a1", d.clone()).await;
+    c.api.register(&web_service(2)).await.unwrap();
+    let mut cat = a.catalog();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        cat.wait_for(|c| serving(c, "web") == 2),
+    )
+    .await
+    .expect("catalog with two instances")
+    .unwrap();
+    // Saved at most once a second.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    a.shutdown().await;
+    let addr = format!("http://{}", c.server.addr);
+    let Cluster { server, dir, .. } = c;
+    server.shutdown().await;
+
+    let rebooted = Arc::new(FakeDriver::default());
+    let a = start_agent(&addr, "t", dir.path(), "a1", rebooted.clone(), |_| {}).await;
+    let first = a.catalog().borrow().clone();
+    assert!(
+        first.services.contains_key("web"),
+        "the saved catalog is there from the start: {first:?}"
+    );
+    eventually("tasks restarted offline", || rebooted.running() == 2).await;
+    let mut cat = a.catalog();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        cat.wait_for(|c| serving(c, "web") == 2),
+    )
+    .await
+    .expect("both restarted instances serve from the saved catalog")
+    .unwrap();
+    assert!(
+        dir.path().join("a1/catalog.json").exists(),
+        "catalog saved in the data dir"
+    );
+}
+
+#[tokio::test]
+async fn gc_removes_only_what_no_allocation_owns() {
+    let c = cluster().await;
+    let d = Arc::new(FakeDriver::default());
+    let a = c
+        .agent_with("a1", d.clone(), |cfg| {
+            cfg.gc_interval = Duration::from_millis(100);
+            cfg.gc_grace = Duration::from_millis(600);
+        })
+        .await;
+    c.api.register(&service(1, "", "")).await.unwrap();
+    let live = c
+        .until("running", async |c| {
+            let a = c.allocs("svc").await;
+            (running(&a) == 1).then(|| a[0].id.clone())
+        })
+        .await;
+    let started = tokio::time::Instant::now();
+    d.leftovers.lock().unwrap().extend([
+        leftover("ghost-1", "3f2a0000-dead-4000-8000-000000000001"),
+        leftover("mine", &live),
+    ]);
+    eventually("the ghost is removed", || {
+        d.leftovers.lock().unwrap().len() == 1
+    })
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "removed only after the grace period"
+    );
+    assert_eq!(d.leftovers.lock().unwrap()[0].id, "mine", "owned ones stay");
+
+    // On demand: at once, and what was removed is said.
+    d.leftovers
+        .lock()
+        .unwrap()
+        .push(leftover("ghost-2", "3f2a0000-dead-4000-8000-000000000002"));
+    let removed = a.gc().await;
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert_eq!(removed[0].id, "ghost-2");
+    assert!(removed[0].error.is_none());
+
+    // Through the API, relayed to the agent.
+    d.leftovers
+        .lock()
+        .unwrap()
+        .push(leftover("ghost-3", "3f2a0000-dead-4000-8000-000000000003"));
+    let r = c.api.node_gc("a1").await.unwrap();
+    assert_eq!(r.node_id, a.node_id);
+    assert_eq!(r.removed.len(), 1, "{r:?}");
+    assert_eq!(r.removed[0].id, "ghost-3");
+    assert_eq!(d.leftovers.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn corrupt_allocation_state_is_moved_aside_and_the_agent_starts() {
+    let c = cluster().await;
+    let bad = c
+        .dir
+        .path()
+        .join("a1/allocs/3f2a0000-0000-4000-8000-00000000beef");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("state.json"), b"{\"alloc\": tru").unwrap();
+    let d = Arc::new(FakeDriver::default());
+    let _a = c.agent("a1", d.clone()).await;
+    assert!(!bad.join("state.json").exists());
+    assert!(bad.join("state.json.corrupt").exists());
+    c.api.register(&service(1, "", "")).await.unwrap();
+    c.until("the agent still runs work", async |c| {
+        (running(&c.allocs("svc").await) == 1).then_some(())
+    })
+    .await;
 }

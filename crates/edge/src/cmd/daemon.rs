@@ -10,6 +10,7 @@ use edge_spec::NodeResources;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 fn init_logs(g: &Global) {
     let mut filter = tracing_subscriber::EnvFilter::try_new(&g.log_level)
@@ -75,6 +76,27 @@ fn drivers(data_dir: &Path, n: &NodeArgs) -> anyhow::Result<Vec<Arc<dyn Driver>>
     Ok(vec![exec, Arc::new(model), Arc::new(wasm), containerd])
 }
 
+/// How the agent behaves on its own: at exit, and while the server is away.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AutonomyArgs {
+    /// Stop every task when the agent exits (default: tasks keep running and
+    /// the next agent re-attaches to them).
+    #[arg(long)]
+    pub stop_tasks_on_exit: bool,
+    /// How often to look for containers, executors, cgroups and run state no
+    /// allocation owns.
+    #[arg(long = "node-gc-interval", default_value = "1m", value_parser = crate::cli::parse_duration)]
+    pub gc_interval: Duration,
+    /// How long such a leftover must have been seen before it is removed.
+    #[arg(long = "node-gc-grace", default_value = "1m", value_parser = crate::cli::parse_duration)]
+    pub gc_grace: Duration,
+    /// Log when DNS and the load balancer serve a catalog older than this
+    /// because the server is away (default: never; the catalog is served
+    /// however old it is).
+    #[arg(long, value_parser = crate::cli::parse_duration)]
+    pub catalog_stale_after: Option<Duration>,
+}
+
 fn agent_config(server: String, token: String, data_dir: PathBuf, n: &NodeArgs) -> AgentConfig {
     let mut cfg = AgentConfig::new(server, token, data_dir);
     cfg.name = n.name.clone();
@@ -88,6 +110,10 @@ fn agent_config(server: String, token: String, data_dir: PathBuf, n: &NodeArgs) 
         cores: 0,
     };
     cfg.dns_addr = n.mesh.dns_addr(&n.address);
+    cfg.stop_tasks_on_exit = n.autonomy.stop_tasks_on_exit;
+    cfg.gc_interval = n.autonomy.gc_interval;
+    cfg.gc_grace = n.autonomy.gc_grace;
+    cfg.catalog_stale_after = n.autonomy.catalog_stale_after;
     cfg
 }
 
@@ -138,7 +164,6 @@ pub async fn agent(g: &Global, a: AgentArgs) -> anyhow::Result<u8> {
     let h = edge_agent::start(cfg, drivers(&a.data_dir, &a.node)?).await?;
     let mesh = super::mesh::start(&a.node.mesh, &a.node.address, h.catalog()).await?;
     shutdown_signal().await;
-    tracing::info!("agent stopping; tasks keep running and are re-attached on the next start");
     mesh.shutdown().await;
     h.shutdown().await;
     Ok(0)

@@ -1,7 +1,7 @@
 //! Dispatch of subcommands to the daemons and the API client commands.
 
 mod alloc;
-mod daemon;
+pub mod daemon;
 pub(crate) mod image;
 mod job;
 pub mod mesh;

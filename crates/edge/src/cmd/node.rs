@@ -101,6 +101,27 @@ pub async fn run(g: &Global, c: NodeCommand) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
+        NodeCommand::Gc { id } => {
+            let node = api.node(&id).await?;
+            let r = api.node_gc(&node.id).await?;
+            emit(g.output, &r, || {
+                let mut t = table(&["Driver", "ID", "Allocation", "What", "Error"]);
+                for l in &r.removed {
+                    t.add_row(vec![
+                        l.driver.clone(),
+                        l.id.clone(),
+                        l.alloc_id.as_deref().map(short).unwrap_or("-").to_string(),
+                        l.description.clone(),
+                        l.error.clone().unwrap_or_default(),
+                    ]);
+                }
+                t
+            })?;
+            if g.output != Output::Json && r.removed.is_empty() {
+                println!("Node {} has nothing left over", node.name);
+            }
+            Ok(u8::from(r.removed.iter().any(|l| l.error.is_some())))
+        }
         NodeCommand::Eligibility {
             id,
             enable,

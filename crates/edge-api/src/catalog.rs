@@ -1,0 +1,185 @@
+//! How allocations become catalog instances. The server builds the whole
+//! catalog this way; an agent cut off from the server rebuilds its own
+//! node's part of the last catalog it saw the same way, from local state.
+
+use crate::types::{Catalog, CatalogService, ServiceInstance};
+use edge_spec::{Allocation, ClientStatus, DesiredStatus, Group, HealthStatus};
+use std::collections::BTreeMap;
+
+/// Adds the instances of `alloc`'s services (those with a port) on a node
+/// named `node_name` at `address`. Only running allocations serve.
+pub fn add_alloc(
+    services: &mut BTreeMap<String, CatalogService>,
+    alloc: &Allocation,
+    group: &Group,
+    node_name: &str,
+    address: &str,
+) {
+    if alloc.client_status != ClientStatus::Running {
+        return;
+    }
+    for svc in &group.services {
+        let Some(port) = svc
+            .port
+            .as_ref()
+            .and_then(|l| alloc.resources.ports.iter().find(|p| &p.label == l))
+        else {
+            continue;
+        };
+        let status = if alloc.desired_status == DesiredStatus::Stop {
+            HealthStatus::Draining
+        } else if svc.checks.is_empty() {
+            HealthStatus::Passing
+        } else {
+            alloc.checks.get(&svc.name).copied().unwrap_or_default()
+        };
+        let entry = services
+            .entry(svc.name.clone())
+            .or_insert_with(|| CatalogService {
+                name: svc.name.clone(),
+                tags: Vec::new(),
+                publish: None,
+                instances: Vec::new(),
+            });
+        if entry.publish.is_none() {
+            entry.publish = svc.publish.clone();
+        }
+        for t in &svc.tags {
+            if !entry.tags.contains(t) {
+                entry.tags.push(t.clone());
+            }
+        }
+        entry.instances.push(ServiceInstance {
+            service: svc.name.clone(),
+            alloc_id: alloc.id.clone(),
+            job_id: alloc.job_id.clone(),
+            group: alloc.group.clone(),
+            node_id: alloc.node_id.clone(),
+            node_name: node_name.to_string(),
+            address: address.to_string(),
+            port: port.value,
+            tags: svc.tags.clone(),
+            status,
+        });
+    }
+}
+
+/// Puts tags and instances in a stable order (catalogs are compared for
+/// changes) and drops services left without instances.
+pub fn finish(services: &mut BTreeMap<String, CatalogService>) {
+    services.retain(|_, s| !s.instances.is_empty());
+    for svc in services.values_mut() {
+        svc.tags.sort();
+        svc.instances.sort_by(|x, y| x.alloc_id.cmp(&y.alloc_id));
+    }
+}
+
+/// The local allocations an agent runs, as it knows them without the
+/// server: their allocation and the group they were made from.
+pub struct LocalInstance<'a> {
+    pub alloc: &'a Allocation,
+    pub group: &'a Group,
+}
+
+/// `last` with this node's instances replaced by what local state says:
+/// an allocation that stopped or whose checks fail no longer serves, and one
+/// started since `last` was seen appears. Other nodes' instances stay as
+/// last seen.
+pub fn with_local_view<'a>(
+    last: &Catalog,
+    node_id: &str,
+    node_name: &str,
+    address: &str,
+    local: impl IntoIterator<Item = LocalInstance<'a>>,
+) -> Catalog {
+    let mut services = last.services.clone();
+    for svc in services.values_mut() {
+        svc.instances.retain(|i| i.node_id != node_id);
+    }
+    for l in local {
+        add_alloc(&mut services, l.alloc, l.group, node_name, address);
+    }
+    finish(&mut services);
+    Catalog {
+        index: last.index,
+        services,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edge_spec::{ParseOptions, parse_hcl};
+
+    fn group() -> Group {
+        let src = r#"job "web" {
+  group "g" {
+    network {
+      port "http" {}
+    }
+    service {
+      name = "web"
+      port = "http"
+      check {
+        type     = "http"
+        path     = "/"
+        interval = "1s"
+        timeout  = "1s"
+      }
+    }
+    task "t" {
+      driver = "exec"
+      config {
+        command = "x"
+      }
+    }
+  }
+}"#;
+        parse_hcl(src, &ParseOptions::default()).unwrap().job.groups[0].clone()
+    }
+
+    fn alloc(id: &str, node: &str, status: &str, check: &str, port: u16) -> Allocation {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "name": "web.g[0]", "index": 0, "job_id": "web", "job_version": 0,
+            "group": "g", "group_hash": 0, "node_id": node, "eval_id": "e",
+            "client_status": status, "checks": {"web": check},
+            "resources": {"cpu": 1, "memory": 1, "ports": [{"label": "http", "value": port, "to": port}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn local_view_replaces_only_this_nodes_instances() {
+        let g = group();
+        let mut services = BTreeMap::new();
+        for a in [
+            alloc("a-remote", "other", "running", "passing", 2000),
+            alloc("b-stopped", "me", "running", "passing", 2001),
+            alloc("c-failing", "me", "running", "passing", 2002),
+        ] {
+            add_alloc(&mut services, &a, &g, "n", "10.0.0.1");
+        }
+        finish(&mut services);
+        let last = Catalog { index: 7, services };
+        let failing = alloc("c-failing", "me", "running", "critical", 2002);
+        let stopped = alloc("b-stopped", "me", "complete", "passing", 2001);
+        let new = alloc("d-new", "me", "running", "passing", 2003);
+        let local = [&failing, &stopped, &new].map(|alloc| LocalInstance { alloc, group: &g });
+        let view = with_local_view(&last, "me", "me-node", "10.0.0.2", local);
+        let inst: Vec<(&str, &str, HealthStatus)> = view.services["web"]
+            .instances
+            .iter()
+            .map(|i| (i.alloc_id.as_str(), i.address.as_str(), i.status))
+            .collect();
+        assert_eq!(
+            inst,
+            [
+                ("a-remote", "10.0.0.1", HealthStatus::Passing),
+                ("c-failing", "10.0.0.2", HealthStatus::Critical),
+                ("d-new", "10.0.0.2", HealthStatus::Passing),
+            ]
+        );
+        assert_eq!(view.index, 7);
+        assert!(!view.services["web"].instances[1].serving());
+    }
+}
