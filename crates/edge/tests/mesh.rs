@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{EDGE, Proc, free_port, until};
+use common::{EDGE, Proc, dns, free_port, until};
 use edge_api::{Client, QueryOptions};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -16,19 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
 use std::time::Duration;
-
-async fn dns(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
-    let mut msg = Message::query();
-    msg.add_query(Query::query(Name::from_str(name).unwrap(), rtype));
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    sock.send_to(&msg.to_vec().unwrap(), server).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(3), sock.recv(&mut buf))
-        .await
-        .expect("dns answer")
-        .unwrap();
-    Message::from_vec(&buf[..n]).unwrap()
-}
 
 fn web_job(dir: &Path, count: u32, lb_port: u16) -> PathBuf {
     let p = dir.join("web.hcl");

@@ -3,9 +3,13 @@
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::{Name, RecordType};
 use std::ffi::OsStr;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
 use std::time::Duration;
 
 pub const EDGE: &str = env!("CARGO_BIN_EXE_edge");
@@ -46,6 +50,21 @@ impl Proc {
     /// The `edge` binary under test.
     pub fn edge(dir: &Path, name: &str, args: &[impl AsRef<OsStr>]) -> Proc {
         Proc::spawn(EDGE, dir, name, args)
+    }
+
+    /// SIGTERM, then waits for the process to exit (SIGKILL after 10 s).
+    pub fn term(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill9();
     }
 
     pub fn kill9(&mut self) {
@@ -89,4 +108,18 @@ pub async fn until<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// One DNS query over UDP, answered within three seconds.
+pub async fn dns(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
+    let mut msg = Message::query();
+    msg.add_query(Query::query(Name::from_str(name).unwrap(), rtype));
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(&msg.to_vec().unwrap(), server).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(3), sock.recv(&mut buf))
+        .await
+        .expect("dns answer")
+        .unwrap();
+    Message::from_vec(&buf[..n]).unwrap()
 }
