@@ -1,8 +1,9 @@
 //! Failure tests on a real multi-node cluster: `deploy/lab` puts the server
 //! on a bridge and each agent in its own network namespace, then the tests
 //! kill nodes, partition them, crash the server and the agents, reboot a
-//! node while the server is away, and knock on the agent door with bad
-//! input. Root only: run with `EDGE_TEST_ROOT=1`.
+//! node while the server is away, restart the agent of a cut-off node and
+//! check it keeps serving, and knock on the agent door with bad input. Root
+//! only: run with `EDGE_TEST_ROOT=1`.
 //!
 //! Each test has its own lab (dir, bridge, namespaces, /24), so they run in
 //! parallel.
@@ -527,4 +528,200 @@ async fn agent_door_refuses_bad_input_and_changes_nothing() {
     let a = live(api, "door").await;
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].modify_index, allocs_before[0].modify_index);
+}
+
+/// A web service on the lab's node 1 (exec or wasm), published on `lb_port`.
+fn web_job(id: &str, driver: &str, lb_port: u16, www: &Path) -> Job {
+    let task = match driver {
+        "exec" => format!(
+            r#"driver = "exec"
+      config {{
+        command = "/usr/bin/python3"
+        args    = ["-m", "http.server", "--bind", "${{EDGE_IP_http}}", "--directory", "{}", "${{EDGE_PORT_http}}"]
+      }}"#,
+            www.display()
+        ),
+        _ => format!(
+            r#"driver = "wasm"
+      config {{
+        module = "{}"
+        mode   = "http"
+        port   = "http"
+      }}"#,
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../examples/wasm/web.wat")
+                .display()
+        ),
+    };
+    let src = format!(
+        r#"job "{id}" {{
+  group "web" {{
+    count = 2
+    network {{
+      port "http" {{}}
+    }}
+    service {{
+      name = "{id}"
+      port = "http"
+      check {{
+        type     = "http"
+        path     = "/"
+        interval = "500ms"
+        timeout  = "1s"
+      }}
+      publish {{
+        port     = {lb_port}
+        protocol = "http"
+      }}
+    }}
+    task "web" {{
+      {task}
+      resources {{
+        cpu    = 50
+        memory = 64
+      }}
+    }}
+  }}
+}}"#
+    );
+    edge_spec::parse_hcl(&src, &edge_spec::ParseOptions::default())
+        .unwrap()
+        .job
+}
+
+/// Asks from inside node `n`'s namespace (the host cannot reach a cut-off
+/// node): every URL answers 200 and every name resolves on the node's DNS.
+const PROBE: &str = r#"
+import socket, struct, sys, urllib.request
+dns_ip, urls, names = sys.argv[1], sys.argv[2].split(","), sys.argv[3].split(",")
+for u in urls:
+    try:
+        assert urllib.request.urlopen(u, timeout=1).status == 200
+    except Exception as e:
+        sys.exit(f"{u}: {e}")
+for n in names:
+    q = struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0)
+    q += b"".join(bytes([len(p)]) + p.encode() for p in n.split(".")) + b"\0" + struct.pack(">HH", 1, 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1)
+    try:
+        s.sendto(q, (dns_ip, 8600))
+        r = s.recv(4096)
+    except Exception as e:
+        sys.exit(f"{n}: {e}")
+    if r[3] & 0xF != 0 or struct.unpack(">H", r[6:8])[0] == 0:
+        sys.exit(f"{n}: no answer")
+"#;
+
+impl Lab {
+    fn node_ip(&self, n: u32) -> String {
+        format!("10.77.{}.{}", 100 + self.tag, 10 + n)
+    }
+
+    fn probe(&self, n: u32, urls: &[String], names: &[&str]) -> Result<(), String> {
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.ns(n)))
+            .args(["--", "python3", "-c", PROBE, &self.node_ip(n)])
+            .arg(urls.join(","))
+            .arg(names.join(","))
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).to_string())
+        }
+    }
+}
+
+/// The issue's matrix with the network cut to the server: node 1 is cut off,
+/// then its agent is stopped (SIGTERM), killed (SIGKILL) or the node reboots;
+/// within 10 s of the agent's start, still cut off, its exec and wasm copies
+/// answer, both published ports answer through its load balancer and both
+/// names resolve on its DNS. Healed, each job is back at count, no duplicate.
+#[tokio::test]
+async fn cut_off_node_keeps_serving_through_agent_restarts() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up(7, 1);
+    let api = &lab.api;
+    ready_nodes(api, 1).await;
+    let www = lab.dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "ok\n").unwrap();
+    let jobs = [("cut-exec", "exec", 18081), ("cut-wasm", "wasm", 18082)];
+    for (id, driver, lb) in jobs {
+        api.register(&web_job(id, driver, lb, &www)).await.unwrap();
+    }
+    let ip = lab.node_ip(1);
+    let names: Vec<String> = jobs
+        .iter()
+        .map(|(id, _, _)| format!("{id}.service.edge"))
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let urls = async || {
+        let mut urls: Vec<String> = jobs
+            .iter()
+            .map(|(_, _, lb)| format!("http://{ip}:{lb}/"))
+            .collect();
+        for (id, _, _) in jobs {
+            let a = live(api, id).await;
+            if a.len() != 2 {
+                return None;
+            }
+            for a in a {
+                let a = api.alloc(&a.id).await.ok()?;
+                urls.push(format!("http://{ip}:{}/", a.resources.ports[0].value));
+            }
+        }
+        Some(urls)
+    };
+    let mut before = until(30, "both jobs running", urls).await;
+    until(20, "serving before the cut", async || {
+        lab.probe(1, &before, &names).ok()
+    })
+    .await;
+    for stop in ["term-agent", "kill-agent", "kill"] {
+        lab.run(&["cut", "1"]);
+        lab.run(&[stop, "1"]);
+        if stop == "kill" {
+            assert!(lab.procs(1, "").is_empty(), "a reboot leaves nothing");
+        }
+        let started = Instant::now();
+        lab.run(&["start", "1"]);
+        while let Err(e) = lab.probe(1, &before, &names) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{stop} while cut off: not serving within 10 s: {e}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!(
+            "{stop} while cut off: serving again after {:?}",
+            started.elapsed()
+        );
+        lab.run(&["heal", "1"]);
+        ready_nodes(api, 1).await;
+        before = until(40, "each job at count after the heal", async || {
+            let urls = urls().await?;
+            let copies = lab.procs(1, "/usr/bin/python3").len();
+            (copies == 2).then_some(urls)
+        })
+        .await;
+        until(20, "serving after the heal", async || {
+            lab.probe(1, &before, &names).ok()
+        })
+        .await;
+        for (id, _, _) in jobs {
+            let n = allocs(api, id)
+                .await
+                .into_iter()
+                .filter(|a| {
+                    a.desired_status == DesiredStatus::Run && !a.client_status.is_terminal()
+                })
+                .count();
+            assert_eq!(n, 2, "{id}: no duplicate after {stop}");
+        }
+    }
 }
