@@ -284,6 +284,28 @@ impl Cluster {
         }
     }
 
+    /// Stops the job through the server and waits until no copy runs on
+    /// the node: tasks outlive agents by design, so a test leaves nothing
+    /// behind only by asking for the stop.
+    async fn stop_job(&self) {
+        self.api.stop_job(&service(self.kind), false).await.unwrap();
+        until(30, "every copy stopped", async || {
+            let gone = match self.kind {
+                Kind::Wasm => true,
+                Kind::Exec => self.local_copies() == Some(0),
+                // Removed, not only stopped.
+                Kind::Containerd => {
+                    let adir = self.dir.join("agent");
+                    !ctr(&["containers", "ls", "-q"])
+                        .lines()
+                        .any(|id| ctr(&["containers", "info", id]).contains(adir.to_str().unwrap()))
+                }
+            };
+            gone.then_some(())
+        })
+        .await;
+    }
+
     fn ours(&self, ctr_line: &str) -> bool {
         let adir = self.dir.join("agent");
         let id = ctr_line.split_whitespace().next().unwrap_or_default();
@@ -429,6 +451,7 @@ async fn matrix(kind: Kind) {
         }
     }
     eprintln!("{}", report.join("\n"));
+    c.stop_job().await;
 }
 
 #[tokio::test]
@@ -492,4 +515,5 @@ async fn gc_removes_the_processes_of_a_lost_data_dir() {
         pgrep(&adir.join("exec").display().to_string()).is_empty(),
         "no executor of the lost data dir is left"
     );
+    c.stop_job().await;
 }
