@@ -165,6 +165,9 @@ impl AgentHandle {
             );
             futures_util::future::join_all(runners.into_iter().map(AllocRunner::detach)).await;
         }
+        // What the runners last recorded (handles above all) is what the
+        // next agent re-attaches from.
+        self.agent.ctx.local.flush_async().await;
     }
 }
 

@@ -543,6 +543,9 @@ async fn run_task(
                                 .push_event(event("Started", "task started by the driver"));
                             t.handle = Some(hc);
                         });
+                        // The handle on disk is what keeps an agent crash
+                        // from starting this task a second time.
+                        ctx.local.flush_async().await;
                         h
                     }
                     Err(e) => {

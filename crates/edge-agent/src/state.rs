@@ -7,9 +7,11 @@ use crate::error::AgentError;
 use edge_driver::TaskHandle;
 use edge_spec::{Allocation, Job, TaskState};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LocalTask {
@@ -49,15 +51,70 @@ pub struct SavedCatalog {
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
+    writer: Arc<Writer>,
+}
+
+/// Allocation state waiting to be written, newest per allocation: a burst of
+/// task events costs one write, done on the writer thread, never on the
+/// async runtime.
+#[derive(Debug, Default)]
+struct Writer {
+    queue: Mutex<Queue>,
+    cv: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    ops: HashMap<String, Op>,
+    /// Bumped on every enqueue; `written` catches up once the ops taken with
+    /// it are on disk.
+    queued: u64,
+    written: u64,
+}
+
+#[derive(Debug)]
+enum Op {
+    Save(Vec<u8>),
+    Remove,
 }
 
 impl LocalStore {
     pub fn open(root: &Path) -> Result<LocalStore, AgentError> {
         let allocs = root.join("allocs");
         std::fs::create_dir_all(&allocs).map_err(|e| AgentError::io("create", &allocs, e))?;
+        let writer = Arc::new(Writer::default());
+        let weak = Arc::downgrade(&writer);
+        let dir = allocs.clone();
+        std::thread::Builder::new()
+            .name("agent-state".to_string())
+            .spawn(move || write_loop(&weak, &dir))
+            .map_err(|e| AgentError::io("start the state writer for", &allocs, e))?;
         Ok(LocalStore {
             root: root.to_path_buf(),
+            writer,
         })
+    }
+
+    fn enqueue(&self, alloc_id: &str, op: Op) {
+        let mut q = lock(&self.writer.queue);
+        q.ops.insert(alloc_id.to_string(), op);
+        q.queued += 1;
+        self.writer.cv.notify_all();
+    }
+
+    /// Blocks until everything queued before the call is on disk.
+    pub fn flush(&self) {
+        let mut q = lock(&self.writer.queue);
+        let target = q.queued;
+        while q.written < target {
+            q = self.writer.cv.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// [`LocalStore::flush`] off the async runtime.
+    pub async fn flush_async(&self) {
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || me.flush()).await;
     }
 
     pub fn root(&self) -> &Path {
@@ -81,14 +138,15 @@ impl LocalStore {
         self.root.join("allocs").join(alloc_id)
     }
 
+    /// Queues the allocation's state for the writer thread; see
+    /// [`LocalStore::flush`] to wait for it.
     pub fn save(&self, a: &LocalAlloc) -> Result<(), AgentError> {
-        let dir = self.alloc_dir(&a.alloc.id);
-        std::fs::create_dir_all(&dir).map_err(|e| AgentError::io("create", &dir, e))?;
         let text = serde_json::to_vec_pretty(a).map_err(|e| AgentError::State {
-            path: dir.display().to_string(),
+            path: self.alloc_dir(&a.alloc.id).display().to_string(),
             source: e,
         })?;
-        write_atomic(&dir.join(STATE_FILE), &text)
+        self.enqueue(&a.alloc.id, Op::Save(text));
+        Ok(())
     }
 
     /// Every allocation saved before. An unreadable file is moved aside
@@ -153,13 +211,58 @@ impl LocalStore {
         write_atomic(&path, &bytes)
     }
 
+    /// Queues the removal of the allocation's directory; a save queued
+    /// before it is dropped, so the directory cannot come back.
     pub fn remove(&self, alloc_id: &str) {
-        let dir = self.alloc_dir(alloc_id);
-        if let Err(e) = std::fs::remove_dir_all(&dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %dir.display(), error = %e, "cannot remove allocation dir");
+        self.enqueue(alloc_id, Op::Remove);
+    }
+}
+
+fn lock(m: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The writer thread: takes every queued op, writes them, says so; ends
+/// once the last `LocalStore` is gone.
+fn write_loop(writer: &Weak<Writer>, allocs: &Path) {
+    loop {
+        let Some(w) = writer.upgrade() else {
+            return;
+        };
+        let (ops, upto) = {
+            let q = lock(&w.queue);
+            let (mut q, _) =
+                w.cv.wait_timeout_while(q, Duration::from_secs(1), |q| q.ops.is_empty())
+                    .unwrap_or_else(|e| e.into_inner());
+            if q.ops.is_empty() {
+                continue;
+            }
+            let upto = q.queued;
+            (std::mem::take(&mut q.ops), upto)
+        };
+        for (id, op) in ops {
+            let dir = allocs.join(&id);
+            match op {
+                Op::Save(bytes) => {
+                    let r = std::fs::create_dir_all(&dir)
+                        .map_err(|e| AgentError::io("create", &dir, e))
+                        .and_then(|()| write_atomic(&dir.join(STATE_FILE), &bytes));
+                    if let Err(e) = r {
+                        tracing::warn!(alloc = %id, error = %e, "cannot save allocation state");
+                    }
+                }
+                Op::Remove => {
+                    if let Err(e) = std::fs::remove_dir_all(&dir)
+                        && e.kind() != std::io::ErrorKind::NotFound
+                    {
+                        tracing::warn!(path = %dir.display(), error = %e, "cannot remove allocation dir");
+                    }
+                }
+            }
         }
+        let mut q = lock(&w.queue);
+        q.written = q.written.max(upto);
+        w.cv.notify_all();
     }
 }
 

@@ -485,6 +485,10 @@ async fn gc_removes_the_processes_of_a_lost_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Cluster::start(dir.path(), Kind::Exec).await;
     c.run_job().await;
+    // Serving, not only started: a task still starting up can die by
+    // itself when its working directory goes with the data dir.
+    let ports = c.at_count().await;
+    until(20, "serving", async || c.serving(&ports).await).await;
     let old = pgrep(&c.marker.display().to_string());
     assert_eq!(old.len(), COUNT);
     c.agent.take().unwrap().kill9();
@@ -509,7 +513,7 @@ async fn gc_removes_the_processes_of_a_lost_data_dir() {
     let log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
     assert!(
         log.contains("removed a leftover no allocation owns"),
-        "the removal is logged"
+        "the removal is logged:\n{log}"
     );
     assert!(
         pgrep(&adir.join("exec").display().to_string()).is_empty(),
