@@ -168,9 +168,11 @@ pub struct NodeArgs {
     pub name: String,
     #[arg(long, default_value = "dc1")]
     pub datacenter: String,
-    /// The address services on this node are reached at.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub address: String,
+    /// The IP address this node advertises: services on it are reached
+    /// there, and its DNS server listens there. Not `--address`, which is
+    /// the server's API URL for CLI commands.
+    #[arg(long, env = "EDGE_ADVERTISE", default_value = "127.0.0.1")]
+    pub advertise: String,
     /// Node labels for constraints, `key=value`, repeatable.
     #[arg(long = "meta", value_parser = parse_kv)]
     pub meta: Vec<(String, String)>,
