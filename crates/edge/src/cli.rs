@@ -113,6 +113,23 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Runs until stopped and serves others (or is a task's helper process),
+    /// rather than printing an answer for the caller.
+    pub fn is_daemon(&self) -> bool {
+        matches!(
+            self,
+            Command::Server(_)
+                | Command::Agent(_)
+                | Command::Dev(_)
+                | Command::Sim(_)
+                | Command::Model(ModelCommand::Serve(_))
+                | Command::Executor { .. }
+                | Command::ContainerdLogger { .. }
+        )
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ServerArgs {
     /// Where the database and the join token live.
