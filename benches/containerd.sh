@@ -7,6 +7,7 @@
 # usage: bash benches/containerd.sh      (EDGE=path ROUNDS=7 N=50 to change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 EDGE=${EDGE:-target/release/edge}
 ROUNDS=${ROUNDS:-7}
 N=${N:-50}
@@ -16,6 +17,13 @@ IMAGE=docker.io/edge/bench:latest
 work=$(mktemp -d)
 pids=()
 cleanup() {
+  local rc=$?
+  # A failed run shows why before its logs are removed.
+  if [ "$rc" != 0 ]; then
+    for l in "$work"/*.log; do
+      if [ -f "$l" ]; then echo "--- $l" && tail -n 20 "$l"; fi
+    done >&2
+  fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for c in $(ctr -n edge-bench c ls -q 2>/dev/null); do
     ctr -n edge-bench t kill -s KILL "$c" >/dev/null 2>&1 || true
@@ -57,12 +65,13 @@ port=$(free_port)
 export EDGE_ADDR=http://127.0.0.1:$port
 "$EDGE" server --data-dir "$work/server" --bind "127.0.0.1:$port" >"$work/server.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do [ -f "$work/server/token" ] && break; sleep 0.1; done
+wait_for 10 "the server's join token" test -f "$work/server/token"
 "$EDGE" agent --server "$EDGE_ADDR" --join-token "$(cat "$work/server/token")" \
   --data-dir "$work/agent" --log-level warn >"$work/agent.log" 2>&1 &
 agent=$!
 pids+=($agent)
-until "$EDGE" node ls 2>/dev/null | grep -q ready; do sleep 0.2; done
+node_ready() { [[ $("$EDGE" node ls 2>/dev/null) == *ready* ]]; }
+wait_for 30 "the agent's node to be ready" node_ready
 
 job() { # name count command...
   local name=$1 count=$2
@@ -128,7 +137,5 @@ echo "  agent CPU idle:  $(awk -v d=$((c1 - c0)) -v hz="$hz" 'BEGIN {printf "%.2
 echo "  log drivers:     $nlog processes, $((pss / 1024)) MB PSS total"
 "$EDGE" job stop many >/dev/null
 # The agent removes containers after the stop is committed: wait for that.
-for _ in $(seq 1 300); do
-  ctr -n edge c ls -q | grep -q . || break
-  sleep 0.2
-done
+no_containers() { [ -z "$(ctr -n edge c ls -q)" ]; }
+wait_for 60 "the agent to remove its containers" no_containers

@@ -3,16 +3,16 @@
 # jobs, after it has settled. Run: bash benches/idle-memory.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 cargo build --release --locked -q -p edge
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ./target/release/edge dev --data-dir "$dir" --bind "127.0.0.1:$port" >"$dir/log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 1 100); do
-  EDGE_ADDR="http://127.0.0.1:$port" ./target/release/edge node ls 2>/dev/null | grep -q ready && break
-  sleep 0.1
-done
+# A failed run shows edge's log before it is removed.
+trap 'rc=$?; [ $rc = 0 ] || tail -n 20 "$dir/log" >&2; kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
+node_ready() { [[ $(./target/release/edge --address "http://127.0.0.1:$port" node ls 2>/dev/null) == *ready* ]]; }
+wait_for 30 "edge dev's node to be ready" node_ready
 sleep "${SETTLE:-10}"
 rss_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
 hwm_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")

@@ -9,6 +9,7 @@
 #   NODES="500" JOBS=10 benches/sim.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 
 NODES=${NODES:-"1000 5000"}
 JOBS=${JOBS:-100}
@@ -35,7 +36,7 @@ for n in $NODES; do
     --heartbeat-ttl 60s --log-level warn >"$dir/server.log" 2>&1 &
   server=$!
   pids=("$server")
-  for _ in $(seq 100); do [ -s "$dir/server/token" ] && break; sleep 0.1; done
+  wait_for 10 "the server's join token (log: $dir/server.log)" test -s "$dir/server/token"
   "$BIN" sim --server "$addr" --join-token "$(cat "$dir/server/token")" \
     --nodes "$n" --stats-every 10s --log-level warn >"$dir/sim.log" 2>&1 &
   pids+=("$!")

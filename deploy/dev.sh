@@ -2,19 +2,22 @@
 # The README's run command: on a fresh Debian machine, install what edge
 # needs, build it, start `edge dev` and run the hello example, then show that
 # it answers on its port. Leaves `edge dev` running (stop it with
-# `kill $(cat .edge/dev.pid)`).
+# `kill $(cat .edge/dev.pid)`). Run it as root or as a user with sudo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. deploy/lib.sh
 
-if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
 need=()
 command -v python3 >/dev/null || need+=(python3)
 command -v cc >/dev/null || need+=(build-essential)
 command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq "${need[@]}"
+# containerd-client compiles containerd's gRPC API at build time with protoc
+# ($PROTOC, else protoc on PATH). The other C code (bundled SQLite, ring)
+# builds with cc alone: no pkg-config.
+if ! [ -x "${PROTOC:-}" ] && ! command -v protoc >/dev/null; then
+  need+=(protobuf-compiler)
 fi
+apt_install "${need[@]}"
 if ! command -v cargo >/dev/null; then
   curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
   . "$HOME/.cargo/env"

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# The test command of the README. As root it first installs and starts what
-# the tests need (containerd, runc, protoc, a registry, tritonclient...), then
-# checks formatting and runs every test of the workspace, the cgroup,
-# containerd, namespace and multi-process tests included.
+# The test command of the README. With root (run as root, or as a user with
+# sudo) it first installs and starts what the tests need (containerd, runc,
+# protoc, a registry, tritonclient...), then checks formatting and runs every
+# test of the workspace, the cgroup, containerd, namespace and multi-process
+# tests included. Without root it runs the tests that need none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. deploy/lib.sh
 
 if ! command -v cargo >/dev/null; then
   echo "cargo not found: install Rust (https://rustup.rs) first" >&2
   exit 1
 fi
-if [ "$(id -u)" = 0 ]; then
+root=0
+if can_root; then
+  root=1
   export EDGE_TEST_ROOT=1
-  export DEBIAN_FRONTEND=noninteractive
   need=()
   command -v python3 >/dev/null || need+=(python3)
   command -v cc >/dev/null || need+=(build-essential)
@@ -28,29 +31,27 @@ if [ "$(id -u)" = 0 ]; then
   command -v docker-registry >/dev/null || need+=(docker-registry)
   command -v skopeo >/dev/null || need+=(skopeo)
   python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
-  if [ ${#need[@]} -gt 0 ]; then
-    apt-get update -qq
-    apt-get install -y -qq "${need[@]}"
-  fi
+  apt_install "${need[@]}"
 
-  # tritonclient drives `edge model serve` in crates/edge/tests/model.rs.
-  if ! python3 -c "import numpy, tritonclient.http" 2>/dev/null; then
-    python3 -m pip install --quiet "tritonclient[http]" numpy 2>/dev/null ||
-      python3 -m pip install --quiet --break-system-packages "tritonclient[http]" numpy
+  # tritonclient drives `edge model serve` in crates/edge/tests/model.rs,
+  # which runs as root: installed as root.
+  if ! as_root python3 -c "import numpy, tritonclient.http" 2>/dev/null; then
+    as_root python3 -m pip install --quiet "tritonclient[http]" numpy 2>/dev/null ||
+      as_root python3 -m pip install --quiet --break-system-packages "tritonclient[http]" numpy
   fi
 
   # containerd has no init system to start it here; run it if nothing answers.
-  if ! ctr version >/dev/null 2>&1; then
-    setsid containerd >/var/log/containerd-ci.log 2>&1 </dev/null &
+  if ! as_root ctr version >/dev/null 2>&1; then
+    as_root sh -c 'setsid containerd >/var/log/containerd-ci.log 2>&1 </dev/null &'
     for _ in $(seq 1 100); do
-      ctr version >/dev/null 2>&1 && break
+      as_root ctr version >/dev/null 2>&1 && break
       sleep 0.1
     done
-    ctr version >/dev/null || { cat /var/log/containerd-ci.log; exit 1; }
+    as_root ctr version >/dev/null || { as_root cat /var/log/containerd-ci.log; exit 1; }
   fi
   export EDGE_TEST_CONTAINERD=1
 else
-  echo "note: not root: tests that need cgroups, containerd or namespaces print 'skipped'" >&2
+  echo "note: no root and no sudo: tests that need cgroups, containerd or namespaces print 'skipped'" >&2
 fi
 cargo fmt --all -- --check
 # Lints double the build time on a cold machine; CI runs the tests, and
@@ -58,5 +59,16 @@ cargo fmt --all -- --check
 # pushing.
 if [ "${EDGE_LINT:-0}" = 1 ]; then
   cargo clippy --workspace --all-targets --locked -- -D warnings
+fi
+if [ "$root" = 1 ] && [ "$(id -u)" != 0 ]; then
+  # cargo builds as the invoking user, so target/ and ~/.cargo stay theirs;
+  # only the test binaries run as root, through sudo as cargo's runner (-E
+  # keeps EDGE_TEST_* and what cargo sets for a test). A cold build outlasts
+  # sudo's password timeout: build first, then ask for it once, not in the
+  # middle of the test output.
+  cargo test --workspace --locked --no-run
+  sudo -v
+  host=$(rustc -vV | sed -n 's/^host: //p')
+  export "CARGO_TARGET_$(echo "$host" | tr 'a-z-' 'A-Z_')_RUNNER=sudo -E"
 fi
 cargo test --workspace --locked --no-fail-fast

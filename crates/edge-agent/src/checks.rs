@@ -26,15 +26,29 @@ pub async fn probe(
             }
         }
         CheckType::Http => {
-            let path = check.path.as_deref().unwrap_or("/");
-            let url = format!("http://{target}{path}");
-            match http.get(&url).timeout(check.timeout).send().await {
+            let url = check_url(address, port, check.path.as_deref().unwrap_or("/"))?;
+            match http.get(url.clone()).timeout(check.timeout).send().await {
                 Ok(r) if r.status().is_success() => Ok(()),
                 Ok(r) => Err(format!("http GET {url}: status {}", r.status())),
                 Err(e) => Err(format!("http GET {url}: {e}")),
             }
         }
     }
+}
+
+/// The URL of an http check: host and port are the instance's, and the
+/// check's path can only ever be the path and query, so a path such as
+/// `@other-host:80/` cannot point the check at another server.
+fn check_url(address: &str, port: u16, path: &str) -> Result<reqwest::Url, String> {
+    let mut url = reqwest::Url::parse(&format!("http://{address}:{port}/"))
+        .map_err(|e| format!("http check of {address}:{port}: {e}"))?;
+    let (path, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    url.set_path(path);
+    url.set_query(query);
+    Ok(url)
 }
 
 /// A check_restart request: which task should restart, and why.
@@ -104,15 +118,19 @@ pub async fn run(
         .min()
         .unwrap_or(Duration::from_secs(10))
         .min(Duration::from_secs(1));
-    let mut next: Vec<tokio::time::Instant> = vec![tokio::time::Instant::now(); checks.len()];
+    let mut next: Vec<Option<tokio::time::Instant>> =
+        vec![Some(tokio::time::Instant::now()); checks.len()];
     loop {
         let now = tokio::time::Instant::now();
         let mut changed = false;
         for (i, c) in checks.iter_mut().enumerate() {
-            if next[i] > now {
+            if next[i].is_none_or(|at| at > now) {
                 continue;
             }
-            next[i] = now + c.check.interval;
+            // None past what the clock can hold: a check stored before
+            // intervals were bounded then never runs again instead of
+            // panicking the agent.
+            next[i] = now.checked_add(c.check.interval);
             let res = probe(&c.check, &address, c.port, &http).await;
             let ok = res.is_ok();
             if ok {
@@ -202,6 +220,106 @@ mod tests {
             }
         });
         port
+    }
+
+    #[tokio::test]
+    async fn a_check_path_cannot_name_another_host() {
+        let http = reqwest::Client::new();
+        let other = http_server("200 OK").await;
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let path = format!("@127.0.0.1:{other}/v1/status/health");
+        let err = probe(
+            &check(CheckType::Http, Some(&path)),
+            "127.0.0.1",
+            closed,
+            &http,
+        )
+        .await
+        .expect_err("nothing listens on the instance's port");
+        assert!(err.contains(&format!("127.0.0.1:{closed}/")), "{err}");
+        let url = check_url("127.0.0.1", 80, "/a b?x=1&y=/z").unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1/a%20b?x=1&y=/z");
+        let url = check_url("10.0.0.1", 8080, "@evil:1/").unwrap();
+        assert_eq!(url.host_str(), Some("10.0.0.1"));
+        assert_eq!(url.port(), Some(8080));
+    }
+
+    fn alloc_with_port(port: u16) -> Allocation {
+        Allocation {
+            id: "a1".into(),
+            name: "j.g[0]".into(),
+            index: 0,
+            job_id: "j".into(),
+            job_version: 0,
+            group: "g".into(),
+            group_hash: 0,
+            node_id: "n1".into(),
+            node_name: "n1".into(),
+            eval_id: "e1".into(),
+            desired_status: Default::default(),
+            desired_description: String::new(),
+            client_status: Default::default(),
+            client_description: String::new(),
+            task_states: BTreeMap::new(),
+            checks: BTreeMap::new(),
+            resources: edge_spec::AllocResources {
+                cpu: 1,
+                memory: 1,
+                ports: vec![edge_spec::AssignedPort {
+                    label: "p".into(),
+                    value: port,
+                    to: port,
+                }],
+            },
+            previous_alloc: None,
+            reschedule_times: Vec::new(),
+            next_alloc: None,
+            create_time: 0,
+            modify_time: 0,
+            create_index: 0,
+            modify_index: 0,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_interval_does_not_panic_the_checker() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let mut c = check(CheckType::Tcp, None);
+        c.interval = Duration::MAX;
+        c.check_restart = Some(edge_spec::CheckRestart {
+            limit: 1,
+            grace: Duration::MAX,
+        });
+        let group: Group = serde_json::from_value(serde_json::json!({
+            "name": "g",
+            "network": {"ports": [{"label": "p"}]},
+            "services": [{"name": "s", "port": "p", "checks": []}],
+            "tasks": [{"name": "t", "driver": "exec"}],
+        }))
+        .unwrap();
+        let mut group = group;
+        group.services[0].checks.push(c);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (restart_tx, _restart_rx) = watch::channel(None);
+        let checker = tokio::spawn(run(
+            alloc_with_port(port),
+            group,
+            "127.0.0.1".into(),
+            tokio::time::Instant::now(),
+            stop_rx,
+            |_| {},
+            restart_tx,
+        ));
+        // An hour of one-second ticks: the first probe and every tick after
+        // it computed the next run past what an Instant can hold.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        stop_tx.send_replace(true);
+        checker.await.expect("checker did not panic");
+        drop(l);
     }
 
     #[tokio::test]

@@ -12,10 +12,12 @@ pub enum Decision {
 }
 
 /// `times` holds earlier restarts (unix ms); a restart decided here is added.
+/// Saturating throughout: a policy stored before durations were bounded may
+/// hold any value, and the agent must not panic on it.
 pub fn decide(policy: &RestartPolicy, times: &mut Vec<i64>, now: i64) -> Decision {
-    let window = policy.interval.as_millis() as i64;
-    times.retain(|t| now - *t < window);
-    if (times.len() as u32) < policy.attempts {
+    let window = i64::try_from(policy.interval.as_millis()).unwrap_or(i64::MAX);
+    times.retain(|t| now.saturating_sub(*t) < window);
+    if u32::try_from(times.len()).is_ok_and(|n| n < policy.attempts) {
         times.push(now);
         return Decision::Restart(policy.delay);
     }
@@ -27,10 +29,12 @@ pub fn decide(policy: &RestartPolicy, times: &mut Vec<i64>, now: i64) -> Decisio
         )),
         RestartMode::Delay => {
             let oldest = times.iter().copied().min().unwrap_or(now);
-            let wait = (oldest + window - now).max(0) as u64;
+            let wait = oldest.saturating_add(window).saturating_sub(now).max(0);
             times.clear();
-            times.push(now + wait as i64);
-            Decision::Restart(Duration::from_millis(wait) + policy.delay)
+            times.push(now.saturating_add(wait));
+            Decision::Restart(
+                Duration::from_millis(wait.unsigned_abs()).saturating_add(policy.delay),
+            )
         }
     }
 }
@@ -81,6 +85,39 @@ mod tests {
             decide(&p, &mut t, 10_000),
             Decision::Restart(Duration::from_secs(50) + Duration::from_secs(1))
         );
+    }
+
+    #[test]
+    fn huge_intervals_and_delays_saturate() {
+        let huge = Duration::from_secs(100_000_000_000 * 3600);
+        for mode in [RestartMode::Fail, RestartMode::Delay] {
+            let p = RestartPolicy {
+                attempts: 1,
+                interval: huge,
+                delay: huge,
+                mode,
+            };
+            let mut t = vec![i64::MIN, i64::MAX];
+            assert!(matches!(
+                decide(&p, &mut t, 0),
+                Decision::Restart(_) | Decision::Fail(_)
+            ));
+            let mut t = Vec::new();
+            assert_eq!(decide(&p, &mut t, i64::MAX), Decision::Restart(huge));
+            let d = decide(&p, &mut t, i64::MAX);
+            if mode == RestartMode::Delay {
+                assert!(matches!(d, Decision::Restart(w) if w >= huge), "{d:?}");
+            }
+        }
+        let p = RestartPolicy {
+            attempts: 1,
+            interval: Duration::from_secs(60),
+            delay: Duration::MAX,
+            mode: RestartMode::Delay,
+        };
+        let mut t = Vec::new();
+        decide(&p, &mut t, 0);
+        assert_eq!(decide(&p, &mut t, 1000), Decision::Restart(Duration::MAX));
     }
 
     #[test]

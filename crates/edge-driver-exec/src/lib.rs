@@ -140,17 +140,20 @@ impl Run {
         }
     }
 
-    /// Polls until the task has finished or `deadline` passes.
-    async fn finished_by(&self, deadline: Instant) -> Result<bool, DriverError> {
+    /// Polls until the task has finished or `within` has passed. A `within`
+    /// past what the clock can hold (a kill_timeout stored before durations
+    /// were bounded) waits for the task however long it takes.
+    async fn finished_within(&self, within: Duration) -> Result<bool, DriverError> {
+        let deadline = Instant::now().checked_add(within);
         loop {
             if self.finished()?.is_some() {
                 return Ok(true);
             }
-            let now = Instant::now();
-            if now >= deadline {
+            let left = deadline.map_or(STOP_POLL, |d| d.saturating_duration_since(Instant::now()));
+            if left.is_zero() {
                 return Ok(false);
             }
-            sleep(STOP_POLL.min(deadline - now)).await;
+            sleep(STOP_POLL.min(left)).await;
         }
     }
 }
@@ -483,11 +486,11 @@ impl Driver for ExecDriver {
             return Ok(());
         }
         run.signal_group(Signal::SIGTERM);
-        if run.finished_by(Instant::now() + timeout).await? {
+        if run.finished_within(timeout).await? {
             return Ok(());
         }
         run.signal_group(Signal::SIGKILL);
-        if run.finished_by(Instant::now() + KILL_GRACE).await? {
+        if run.finished_within(KILL_GRACE).await? {
             return Ok(());
         }
         Err(DriverError::Other(format!(
@@ -501,7 +504,7 @@ impl Driver for ExecDriver {
         let run = self.run(handle)?;
         if run.finished()?.is_none() {
             run.signal_group(Signal::SIGKILL);
-            run.finished_by(Instant::now() + KILL_GRACE).await?;
+            run.finished_within(KILL_GRACE).await?;
         }
         if let Some(cg) = run.cgroup.clone() {
             tokio::task::spawn_blocking(move || cg.remove())

@@ -36,6 +36,10 @@ fn main() {
         ("bad_config_is_a_config_error", bad_config_is_a_config_error),
         ("stop_sends_sigterm", stop_sends_sigterm),
         ("stop_escalates_to_sigkill", stop_escalates_to_sigkill),
+        (
+            "stop_with_a_huge_kill_timeout",
+            stop_with_a_huge_kill_timeout,
+        ),
         ("signal_reaches_the_task", signal_reaches_the_task),
         (
             "recover_after_driver_is_dropped",
@@ -364,6 +368,27 @@ fn stop_escalates_to_sigkill() {
         let result = f.driver.wait(&handle).await.unwrap();
         assert_eq!(result.signal, Some(9), "{result:?}");
         assert!(!task_is_running(handle.pid.unwrap()));
+        f.driver.destroy(&handle).await.unwrap();
+    });
+}
+
+/// A kill_timeout stored before durations were bounded must not panic the
+/// agent when it is added to the clock.
+fn stop_with_a_huge_kill_timeout() {
+    let f = Fixture::new();
+    block_on(async {
+        let handle = f
+            .driver
+            .start(&f.task("web", json!({"command": "sleep", "args": ["30"]})))
+            .await
+            .unwrap();
+        f.driver.stop(&handle, Duration::MAX).await.expect("stop");
+        f.driver
+            .stop(&handle, Duration::from_secs(100_000_000_000 * 3600))
+            .await
+            .expect("second stop");
+        let result = f.driver.wait(&handle).await.unwrap();
+        assert_eq!(result.signal, Some(15), "{result:?}");
         f.driver.destroy(&handle).await.unwrap();
     });
 }

@@ -76,7 +76,10 @@ impl Command {
                 limits: self.limits,
                 interrupt: Interrupt {
                     stop: Some(self.stop),
-                    deadline: self.timeout.map(|t| (started + t, t)),
+                    // A timeout past what the clock can hold is no deadline.
+                    deadline: self
+                        .timeout
+                        .and_then(|t| started.checked_add(t).map(|at| (at, t))),
                 },
             },
         );

@@ -104,7 +104,10 @@ impl Handler {
             limits: MemoryLimiter::new(self.memory_limit, self.live_memory.clone()),
             interrupt: Interrupt {
                 stop: None,
-                deadline: Some((started + self.timeout, self.timeout)),
+                // A timeout past what the clock can hold is no deadline.
+                deadline: started
+                    .checked_add(self.timeout)
+                    .map(|at| (at, self.timeout)),
             },
         };
         let mut store = new_store(&self.engine, host);

@@ -127,6 +127,20 @@ async fn command_output_args_and_env_reach_the_log() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_past_the_clock_is_no_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = WasmDriver::new(dir.path().join("data")).unwrap();
+    let cfg = task(
+        dir.path(),
+        json!({"module": hello(), "timeout": "500000000000years"}),
+        64,
+        vec![],
+    );
+    let exit = run(&d, &cfg).await;
+    assert!(exit.successful(), "{exit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_code_decides_success() {
     let dir = tempfile::tempdir().unwrap();
     let d = WasmDriver::new(dir.path().join("data")).unwrap();

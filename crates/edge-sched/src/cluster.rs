@@ -29,13 +29,11 @@ pub(crate) struct NodeState<'a> {
 
 impl NodeState<'_> {
     pub(crate) fn cpu(&self) -> u64 {
-        let base = self.base.map_or(0, |u| i64::from(u.cpu));
-        (base + self.cpu).max(0) as u64
+        apply_delta(self.base.map_or(0, |u| u.cpu), self.cpu)
     }
 
     pub(crate) fn memory(&self) -> u64 {
-        let base = self.base.map_or(0, |u| i64::from(u.memory));
-        (base + self.memory).max(0) as u64
+        apply_delta(self.base.map_or(0, |u| u.memory), self.memory)
     }
 
     pub(crate) fn port_used(&self, p: u16) -> bool {
@@ -61,6 +59,15 @@ impl NodeState<'_> {
             .iter()
             .filter(|p| (min..=max).contains(*p))
             .count()
+    }
+}
+
+/// The snapshot's usage plus this plan's change, floored at zero.
+fn apply_delta(base: u64, delta: i64) -> u64 {
+    if delta >= 0 {
+        base.saturating_add(delta.unsigned_abs())
+    } else {
+        base.saturating_sub(delta.unsigned_abs())
     }
 }
 
@@ -169,8 +176,8 @@ impl<'a> Cluster<'a> {
             return;
         };
         let st = self.state(idx);
-        st.cpu -= i64::from(a.resources.cpu);
-        st.memory -= i64::from(a.resources.memory);
+        st.cpu = st.cpu.saturating_sub(i64::from(a.resources.cpu));
+        st.memory = st.memory.saturating_sub(i64::from(a.resources.memory));
         for p in &a.resources.ports {
             if let Some(at) = st.added.iter().position(|x| *x == p.value) {
                 st.added.swap_remove(at);
@@ -183,8 +190,8 @@ impl<'a> Cluster<'a> {
 
     fn commit(&mut self, idx: usize, a: &Allocation) {
         let st = self.state(idx);
-        st.cpu += i64::from(a.resources.cpu);
-        st.memory += i64::from(a.resources.memory);
+        st.cpu = st.cpu.saturating_add(i64::from(a.resources.cpu));
+        st.memory = st.memory.saturating_add(i64::from(a.resources.memory));
         for p in &a.resources.ports {
             if let Some(at) = st.removed.iter().position(|x| *x == p.value) {
                 st.removed.swap_remove(at);
@@ -205,11 +212,11 @@ impl<'a> Cluster<'a> {
             return Err(Reject::DistinctHosts);
         }
         let cpu_cap = u64::from(node.resources.cpu.saturating_sub(node.reserved.cpu));
-        if st.cpu() + u64::from(req.cpu) > cpu_cap {
+        if st.cpu().saturating_add(req.cpu) > cpu_cap {
             return Err(Reject::Exhausted(Dimension::Cpu));
         }
         let mem_cap = u64::from(node.resources.memory.saturating_sub(node.reserved.memory));
-        if st.memory() + u64::from(req.memory) > mem_cap {
+        if st.memory().saturating_add(req.memory) > mem_cap {
             return Err(Reject::Exhausted(Dimension::Memory));
         }
         ports::fits(st, req, cfg)
@@ -305,7 +312,7 @@ impl<'a> Cluster<'a> {
             Ok(()) => {}
             Err(Reject::Filtered(r)) => {
                 m.nodes_filtered += 1;
-                let reason = req.reasons.get(usize::from(r)).cloned().unwrap_or_default();
+                let reason = req.reasons.get(r).cloned().unwrap_or_default();
                 *m.constraint_filtered.entry(reason).or_default() += 1;
             }
             Err(Reject::DistinctHosts) => {
@@ -357,9 +364,10 @@ impl<'a> Cluster<'a> {
             client_description: String::new(),
             task_states: BTreeMap::new(),
             checks: BTreeMap::new(),
+            // `check` kept both within the node's u32 capacity.
             resources: AllocResources {
-                cpu: req.cpu,
-                memory: req.memory,
+                cpu: u32::try_from(req.cpu).unwrap_or(u32::MAX),
+                memory: u32::try_from(req.memory).unwrap_or(u32::MAX),
                 ports,
             },
             previous_alloc: previous.map(|p| p.id.clone()),

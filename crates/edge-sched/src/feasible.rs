@@ -5,12 +5,13 @@ use crate::error::SchedError;
 use edge_spec::{Constraint, ConstraintOp, Group, Job, Node, PortSpec};
 use regex::Regex;
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 /// Why a node cannot take one more copy of a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reject {
     /// Index into [`GroupReq::reasons`]: a missing driver or a failed constraint.
-    Filtered(u16),
+    Filtered(usize),
     DistinctHosts,
     Exhausted(Dimension),
 }
@@ -95,7 +96,7 @@ struct Compiled<'j> {
     /// Set for `regexp`; `None` inside when the pattern does not compile,
     /// which filters every node.
     regex: Option<Option<Regex>>,
-    reason: u16,
+    reason: usize,
 }
 
 impl Compiled<'_> {
@@ -218,36 +219,44 @@ impl<'j> DcFilter<'j> {
     }
 }
 
-const UNKNOWN: u16 = 0;
-const PASS: u16 = 1;
+/// A node's cached verdict on the checks that do not depend on placements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Unknown,
+    Pass,
+    /// Index into [`GroupReq::reasons`].
+    Fail(usize),
+}
 
 /// Everything one copy of a group needs from a node, computed once per
 /// evaluation so the per-node checks allocate nothing.
 pub(crate) struct GroupReq<'j> {
     pub group: &'j Group,
     pub hash: u64,
-    pub cpu: u32,
-    pub memory: u32,
+    pub cpu: u64,
+    pub memory: u64,
     pub static_ports: Vec<u16>,
     pub dynamic_ports: usize,
     pub distinct_hosts: bool,
     /// Filter reasons, indexed by [`Reject::Filtered`].
     pub reasons: Vec<String>,
-    drivers: Vec<(&'j str, u16)>,
+    drivers: Vec<(&'j str, usize)>,
     constraints: Vec<Compiled<'j>>,
-    /// Per node index: `UNKNOWN`, `PASS`, or 2 + the index of the reason.
-    cache: Vec<u16>,
+    /// Per node index.
+    cache: Vec<Verdict>,
 }
 
 impl<'j> GroupReq<'j> {
     pub(crate) fn new(job: &'j Job, group: &'j Group, node_count: usize) -> GroupReq<'j> {
         let res = group.resources();
-        let mut reasons = Vec::new();
-        let mut drivers: Vec<(&str, u16)> = Vec::new();
+        let mut reasons = Reasons::default();
+        let mut drivers: Vec<(&str, usize)> = Vec::new();
         for t in &group.tasks {
             if drivers.iter().all(|(d, _)| *d != t.driver) {
-                drivers.push((&t.driver, reasons.len() as u16));
-                reasons.push(format!("missing driver \"{}\"", t.driver));
+                drivers.push((
+                    &t.driver,
+                    reasons.index(format!("missing driver \"{}\"", t.driver)),
+                ));
             }
         }
         let mut constraints = Vec::new();
@@ -270,13 +279,7 @@ impl<'j> GroupReq<'j> {
                     None
                 }
             });
-            let idx = match reasons.iter().position(|r| *r == reason) {
-                Some(i) => i as u16,
-                None => {
-                    reasons.push(reason);
-                    (reasons.len() - 1) as u16
-                }
-            };
+            let idx = reasons.index(reason);
             constraints.push(Compiled {
                 lhs: Operand::parse(&c.attribute),
                 rhs: Operand::parse(&c.value),
@@ -294,34 +297,33 @@ impl<'j> GroupReq<'j> {
             static_ports: ports.iter().filter_map(|p| p.static_port).collect(),
             dynamic_ports: ports.iter().filter(|p| p.static_port.is_none()).count(),
             distinct_hosts,
-            reasons,
+            reasons: reasons.list,
             drivers,
             constraints,
-            cache: vec![UNKNOWN; node_count],
+            cache: vec![Verdict::Unknown; node_count],
         }
     }
 
     /// Drivers and constraints, the checks that do not depend on placements.
     pub(crate) fn static_check(&mut self, idx: usize, node: &Node) -> Result<(), Reject> {
-        let cached = self.cache[idx];
-        let verdict = if cached == UNKNOWN {
-            let v = match self.evaluate(node) {
-                None => PASS,
-                Some(r) => r + 2,
-            };
-            self.cache[idx] = v;
-            v
-        } else {
-            cached
+        let verdict = match self.cache[idx] {
+            Verdict::Unknown => {
+                let v = match self.evaluate(node) {
+                    None => Verdict::Pass,
+                    Some(r) => Verdict::Fail(r),
+                };
+                self.cache[idx] = v;
+                v
+            }
+            cached => cached,
         };
-        if verdict == PASS {
-            Ok(())
-        } else {
-            Err(Reject::Filtered(verdict - 2))
+        match verdict {
+            Verdict::Fail(r) => Err(Reject::Filtered(r)),
+            Verdict::Unknown | Verdict::Pass => Ok(()),
         }
     }
 
-    fn evaluate(&self, node: &Node) -> Option<u16> {
+    fn evaluate(&self, node: &Node) -> Option<usize> {
         if let Some((_, r)) = self.drivers.iter().find(|(d, _)| !node.driver_healthy(d)) {
             return Some(*r);
         }
@@ -329,6 +331,27 @@ impl<'j> GroupReq<'j> {
             .iter()
             .find(|c| !c.holds(node))
             .map(|c| c.reason)
+    }
+}
+
+/// Distinct filter reasons in first-seen order. Many constraints share a
+/// reason, and a job may carry thousands of them (one stored before the
+/// limit existed), so finding a reason's index is a hash lookup.
+#[derive(Default)]
+struct Reasons {
+    list: Vec<String>,
+    seen: HashMap<String, usize>,
+}
+
+impl Reasons {
+    fn index(&mut self, reason: String) -> usize {
+        if let Some(&i) = self.seen.get(&reason) {
+            return i;
+        }
+        let i = self.list.len();
+        self.list.push(reason.clone());
+        self.seen.insert(reason, i);
+        i
     }
 }
 

@@ -63,23 +63,26 @@ impl Default for SchedulerConfig {
 /// Resources held on one node by its live allocations.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NodeUsage {
-    pub cpu: u32,
-    pub memory: u32,
+    /// MHz, summed in `u64`: allocations stored before resource limits
+    /// existed may hold up to `u32::MAX` each.
+    pub cpu: u64,
+    /// MB, like `cpu`.
+    pub memory: u64,
     pub ports: BTreeSet<u16>,
     pub allocs: u32,
 }
 
 impl NodeUsage {
     pub fn add(&mut self, a: &Allocation) {
-        self.cpu += a.resources.cpu;
-        self.memory += a.resources.memory;
+        self.cpu = self.cpu.saturating_add(u64::from(a.resources.cpu));
+        self.memory = self.memory.saturating_add(u64::from(a.resources.memory));
         self.ports.extend(a.resources.ports.iter().map(|p| p.value));
-        self.allocs += 1;
+        self.allocs = self.allocs.saturating_add(1);
     }
 
     pub fn remove(&mut self, a: &Allocation) {
-        self.cpu = self.cpu.saturating_sub(a.resources.cpu);
-        self.memory = self.memory.saturating_sub(a.resources.memory);
+        self.cpu = self.cpu.saturating_sub(u64::from(a.resources.cpu));
+        self.memory = self.memory.saturating_sub(u64::from(a.resources.memory));
         for p in &a.resources.ports {
             self.ports.remove(&p.value);
         }

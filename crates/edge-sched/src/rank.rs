@@ -21,12 +21,12 @@ pub(crate) fn fit_score(
     memory_used: u64,
     req: &GroupReq<'_>,
 ) -> f64 {
-    let free = |cap: u32, reserved: u32, used: u64, ask: u32| {
+    let free = |cap: u32, reserved: u32, used: u64, ask: u64| {
         let cap = cap.saturating_sub(reserved);
         if cap == 0 {
             return 0.0;
         }
-        (1.0 - (used + u64::from(ask)) as f64 / f64::from(cap)).clamp(0.0, 1.0)
+        (1.0 - used.saturating_add(ask) as f64 / f64::from(cap)).clamp(0.0, 1.0)
     };
     let cpu = free(node.resources.cpu, node.reserved.cpu, cpu_used, req.cpu);
     let mem = free(

@@ -31,6 +31,26 @@ pub enum ServerError {
     },
     #[error("agent of node {node} unreachable: {reason}")]
     AgentUnreachable { node: String, reason: String },
+    /// An allocation an agent must be told about cannot be sent now; the
+    /// agent retries rather than stop it.
+    #[error("allocation {alloc} of job {job:?} version {version} cannot be sent: {reason}")]
+    AllocUnavailable {
+        alloc: String,
+        job: String,
+        version: u64,
+        reason: String,
+    },
+    #[error("unknown allocation {}", quoted(.0))]
+    UnknownAllocs(Vec<String>),
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn quoted(ids: &[String]) -> String {
+    ids.iter()
+        .map(|id| format!("{id:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl ServerError {
@@ -44,13 +64,15 @@ impl ServerError {
     pub fn status(&self) -> StatusCode {
         match self {
             ServerError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ServerError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ServerError::NotFound { .. } | ServerError::UnknownAllocs(_) => StatusCode::NOT_FOUND,
             ServerError::Conflict(_) => StatusCode::CONFLICT,
             ServerError::Unauthorized(_) => StatusCode::FORBIDDEN,
             ServerError::AgentUnreachable { .. } => StatusCode::BAD_GATEWAY,
-            ServerError::Store(_) | ServerError::Bind { .. } | ServerError::Io { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ServerError::AllocUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ServerError::Store(_)
+            | ServerError::Bind { .. }
+            | ServerError::Io { .. }
+            | ServerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Request extractors whose rejections are JSON errors in edge's shape:
 //! malformed bodies are 400 with serde's reason, oversize bodies 413.
 
+use crate::Server;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
@@ -8,26 +9,26 @@ use axum::response::{IntoResponse, Response};
 use edge_api::ErrorBody;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct ApiJson<T>(pub T);
 
-impl<S, T> FromRequest<S> for ApiJson<T>
+impl<T> FromRequest<Arc<Server>> for ApiJson<T>
 where
     T: DeserializeOwned,
-    S: Send + Sync,
 {
     type Rejection = Response;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &Arc<Server>) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rej) => Err(reject(rej)),
+            Err(rej) => Err(reject(rej, state.cfg.max_body_bytes)),
         }
     }
 }
 
-fn reject(rej: JsonRejection) -> Response {
+fn reject(rej: JsonRejection, limit: usize) -> Response {
     let text = rej.body_text();
     let status = if text.contains("length limit exceeded") {
         StatusCode::PAYLOAD_TOO_LARGE
@@ -39,7 +40,9 @@ fn reject(rej: JsonRejection) -> Response {
         }
     };
     let error = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "request body too large".to_string(),
+        StatusCode::PAYLOAD_TOO_LARGE => format!(
+            "request body too large: the limit is {limit} bytes (server setting max_body_bytes)"
+        ),
         _ => format!("invalid request body: {text}"),
     };
     (status, axum::Json(ErrorBody { error })).into_response()

@@ -463,7 +463,12 @@ async fn plan_job(
         job.name = job.id.clone();
     }
     validate_job(&job)?;
-    let resp = crate::plan::dry_run(&sv, job);
+    // The scheduler is CPU-bound and a plan may be large: it runs off the
+    // async workers so that blocking queries and heartbeats keep flowing.
+    let server = sv.clone();
+    let resp = tokio::task::spawn_blocking(move || crate::plan::dry_run(&server, job))
+        .await
+        .map_err(|e| ServerError::Internal(format!("job plan: {e}")))?;
     Ok(json_at(resp.job_modify_index, &resp))
 }
 
@@ -970,37 +975,47 @@ async fn agent_allocs(
     // allocations has a higher modify index, so the agent's next watch
     // blocks until there is one (a node without allocations included).
     // Written by hand so each job is serialized once for all its nodes.
+    //
+    // The agent stops every allocation the answer leaves out, so one whose
+    // job version cannot be read fails the whole answer (the agent retries)
+    // instead of being dropped. Only a purged job's allocations are left
+    // out: the server is stopping them anyway.
     let (idx, body) = sv.store.read(|s| {
         let mut out = Vec::with_capacity(1024);
         out.push(b'[');
         for a in s.node_allocs(&id) {
-            let job = match s.jobs.get(&a.job_id).filter(|j| j.version == a.job_version) {
-                Some(j) => sv.job_json.get(j),
-                None => sv
-                    .store
-                    .job_version(&a.job_id, a.job_version)
-                    .ok()
-                    .flatten()
-                    .and_then(|j| sv.job_json.get(&j)),
+            let Some(current) = s.jobs.get(&a.job_id) else {
+                continue;
             };
-            let Some(job) = job else { continue };
-            let mark = out.len();
-            if mark > 1 {
+            let unavailable = |reason: String| ServerError::AllocUnavailable {
+                alloc: a.id.clone(),
+                job: a.job_id.clone(),
+                version: a.job_version,
+                reason,
+            };
+            let job = if current.version == a.job_version {
+                sv.job_json.get(current)
+            } else {
+                match sv.store.job_version(&a.job_id, a.job_version) {
+                    Ok(Some(j)) => sv.job_json.get(&j),
+                    Ok(None) => return Err(unavailable("job version not found".to_string())),
+                    Err(e) => return Err(unavailable(e.to_string())),
+                }
+            }
+            .map_err(|e| unavailable(format!("encoding the job: {e}")))?;
+            if out.len() > 1 {
                 out.push(b',');
             }
             out.extend_from_slice(b"{\"alloc\":");
-            if let Err(e) = serde_json::to_writer(&mut out, a) {
-                tracing::error!(alloc = %a.id, error = %e, "cannot encode allocation");
-                out.truncate(mark);
-                continue;
-            }
+            serde_json::to_writer(&mut out, a)
+                .map_err(|e| unavailable(format!("encoding the allocation: {e}")))?;
             out.extend_from_slice(b",\"job\":");
             out.extend_from_slice(job.as_bytes());
             out.push(b'}');
         }
         out.push(b']');
-        (s.index.max(1), out)
-    });
+        Ok::<_, ServerError>((s.index.max(1), out))
+    })?;
     let mut resp = (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         body,
@@ -1023,24 +1038,18 @@ pub(crate) struct JobJsonCache(
 const JOB_JSON_CACHE_MAX: usize = 4096;
 
 impl JobJsonCache {
-    fn get(&self, job: &Job) -> Option<Arc<str>> {
+    fn get(&self, job: &Job) -> Result<Arc<str>, serde_json::Error> {
         let key = (job.id.clone(), job.version, job.modify_index);
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(v) = m.get(&key) {
-            return Some(v.clone());
+            return Ok(v.clone());
         }
-        let text: Arc<str> = match serde_json::to_string(job) {
-            Ok(t) => t.into(),
-            Err(e) => {
-                tracing::error!(job = %job.id, error = %e, "cannot encode job");
-                return None;
-            }
-        };
+        let text: Arc<str> = serde_json::to_string(job)?.into();
         if m.len() >= JOB_JSON_CACHE_MAX {
             m.clear();
         }
         m.insert(key, text.clone());
-        Some(text)
+        Ok(text)
     }
 }
 
@@ -1058,27 +1067,30 @@ async fn agent_update(
             if !s.nodes.contains_key(&node_id) {
                 return Err(ServerError::not_found("node", &node_id));
             }
-            for u in &req.allocs {
+            // An unknown id (an allocation collected here, or never made)
+            // refuses the whole report, naming every such id, so the agent
+            // learns to drop them instead of being told all went well.
+            let mut known = Vec::with_capacity(req.allocs.len());
+            let mut unknown = Vec::new();
+            for u in req.allocs {
                 match s.allocs.get(&u.id) {
-                    None => {}
+                    None => unknown.push(u.id),
                     Some(a) if a.node_id != node_id => {
                         return Err(ServerError::BadRequest(format!(
                             "allocation {:?} belongs to another node",
                             u.id
                         )));
                     }
-                    Some(_) => {}
+                    Some(a) => known.push((a, u)),
                 }
+            }
+            if !unknown.is_empty() {
+                return Err(ServerError::UnknownAllocs(unknown));
             }
             let now = now_ms();
             let mut batch = Batch::default();
             let mut freed = false;
-            for u in req.allocs {
-                // Unknown ids are allocations already collected here; the
-                // agent forgets them on its next watch.
-                let Some(a) = s.allocs.get(&u.id) else {
-                    continue;
-                };
+            for (a, u) in known {
                 let mut a: Allocation = a.clone();
                 // A lost allocation stays lost: it was already replaced.
                 if a.client_status == ClientStatus::Lost {

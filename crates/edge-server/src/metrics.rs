@@ -3,9 +3,10 @@
 
 use crate::Server;
 use crate::error::ServerError;
+use crate::http::ROUTES;
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::extract::{MatchedPath, Query, Request, State};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use edge_api::StreamEvent;
@@ -21,10 +22,44 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Every label value comes from a closed set (known methods, the router's
+/// route templates, status codes): a client must not be able to grow the
+/// metrics by sending made-up methods or paths.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
-    method: String,
+    method: &'static str,
+    route: &'static str,
     code: u16,
+}
+
+fn method_label(m: &Method) -> &'static str {
+    const KNOWN: &[Method] = &[
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::TRACE,
+        Method::CONNECT,
+    ];
+    KNOWN
+        .iter()
+        .find(|k| *k == m)
+        .map_or("OTHER", |k| k.as_str())
+}
+
+/// The route template the router matched, as listed in [`ROUTES`]; never
+/// the raw path.
+fn route_label(req: &Request) -> &'static str {
+    let Some(matched) = req.extensions().get::<MatchedPath>() else {
+        return "unmatched";
+    };
+    ROUTES
+        .iter()
+        .find(|(_, path)| *path == matched.as_str())
+        .map_or("unmatched", |(_, path)| path)
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,7 +92,7 @@ impl Metrics {
         let allocs = Family::<StatusLabel, Gauge>::default();
         registry.register(
             "http_requests",
-            "API requests by method and status code",
+            "API requests by method, route template and status code",
             http.clone(),
         );
         registry.register(
@@ -103,12 +138,14 @@ impl Metrics {
 }
 
 pub async fn count_requests(State(sv): State<Arc<Server>>, req: Request, next: Next) -> Response {
-    let method = req.method().to_string();
+    let method = method_label(req.method());
+    let route = route_label(&req);
     let resp = next.run(req).await;
     sv.metrics
         .http
         .get_or_create(&HttpLabels {
             method,
+            route,
             code: resp.status().as_u16(),
         })
         .inc();

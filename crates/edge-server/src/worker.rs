@@ -7,7 +7,6 @@ use crate::{Server, now_ms};
 use edge_sched::{Plan, Snapshot, schedule};
 use edge_spec::{ClientStatus, DesiredStatus, EvalStatus, Evaluation, TriggeredBy};
 use edge_store::{Batch, State as St};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,11 +71,12 @@ fn pending(s: &St, now: i64) -> (Vec<String>, Option<i64>) {
     (ids, next)
 }
 
+/// The scheduler's seed: the same evaluation at the same index plans the
+/// same on every build, so a plan can be reproduced from the store.
 fn seed_for(eval_id: &str, index: u64) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    eval_id.hash(&mut h);
-    index.hash(&mut h);
-    h.finish()
+    let mut bytes = eval_id.as_bytes().to_vec();
+    bytes.extend_from_slice(&index.to_le_bytes());
+    edge_spec::stable_hash(&bytes)
 }
 
 async fn process(server: &Arc<Server>, eval_id: &str) -> Result<(), crate::ServerError> {

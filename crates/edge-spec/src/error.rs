@@ -64,13 +64,22 @@ pub enum SpecError {
     /// Every problem found in a job, in file order.
     #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Diagnostic>),
+    /// A job id, group or task name that must not become a path.
+    #[error("{kind} {name:?} {reason}")]
+    InvalidName {
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
 }
 
 impl SpecError {
-    /// The findings behind the error.
+    /// The findings behind the error; none for a single bad name, which has
+    /// no field path.
     pub fn diagnostics(&self) -> &[Diagnostic] {
         match self {
             SpecError::Invalid(d) => d,
+            SpecError::InvalidName { .. } => &[],
         }
     }
 }

@@ -192,26 +192,45 @@ fn one() -> u32 {
 
 impl Group {
     /// Total resources one copy of the group asks for.
-    pub fn resources(&self) -> Resources {
+    pub fn resources(&self) -> GroupResources {
         self.tasks
             .iter()
-            .fold(Resources { cpu: 0, memory: 0 }, |acc, t| Resources {
-                cpu: acc.cpu + t.resources.cpu,
-                memory: acc.memory + t.resources.memory,
+            .fold(GroupResources::default(), |acc, t| GroupResources {
+                cpu: acc.cpu.saturating_add(u64::from(t.resources.cpu)),
+                memory: acc.memory.saturating_add(u64::from(t.resources.memory)),
             })
     }
 
     /// A fingerprint of everything but `count`: allocations made from a group
-    /// with another fingerprint must be replaced when the job changes.
+    /// with another fingerprint must be replaced when the job changes. Stored
+    /// with every allocation, so the algorithm is fixed (SHA-256 of the JSON
+    /// form): a new toolchain must not make every allocation look changed.
     pub fn spec_hash(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
         let mut g = self.clone();
         g.count = 0;
-        let text = serde_json::to_string(&g).unwrap_or_default();
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        text.hash(&mut h);
-        h.finish()
+        let text = serde_json::to_vec(&g).unwrap_or_default();
+        stable_hash(&text)
     }
+}
+
+/// The first 8 bytes of the SHA-256 of `bytes`: the same on every build,
+/// unlike std's `DefaultHasher`.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// What one copy of a group asks for, summed in `u64` so that no set of
+/// tasks can wrap it around to a small number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GroupResources {
+    /// MHz.
+    pub cpu: u64,
+    /// MB.
+    pub memory: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -1,8 +1,12 @@
 //! Semantic checks of a decoded job, shared by the file readers and the
 //! server (for jobs submitted through the API, which carry no file location).
 
-use crate::error::Diagnostic;
+use crate::error::{Diagnostic, SpecError};
 use crate::job::{CheckType, Constraint, ConstraintOp, Group, Job, Service, Task};
+use crate::limits::{
+    DRIVERS, MAX_CONSTRAINTS, MAX_COUNT, MAX_GROUPS, MAX_JOB_ID_LEN, MAX_NAME_LEN, MAX_POLICY_WAIT,
+    MAX_TASK_CPU, MAX_TASK_MEMORY, MAX_TASK_WAIT, MAX_TASKS,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -18,10 +22,76 @@ struct Validator {
     out: Vec<Diagnostic>,
 }
 
-fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+/// What a checked name names: the three become paths on the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    Job,
+    Group,
+    Task,
+}
+
+impl NameKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NameKind::Job => "job id",
+            NameKind::Group => "group name",
+            NameKind::Task => "task name",
+        }
+    }
+}
+
+/// Whether `name` is a valid job id, group name or task name: 1-63 ASCII
+/// letters, digits, '-' or '_' (job ids: up to 128, '.' allowed but not
+/// first). Validation applies it to every job; the agent applies it again
+/// before it joins a name under a directory, for jobs stored before it
+/// existed.
+pub fn check_name(kind: NameKind, name: &str) -> Result<(), SpecError> {
+    match name_problem(kind, name) {
+        None => Ok(()),
+        Some(reason) => Err(SpecError::InvalidName {
+            kind: kind.as_str(),
+            name: shorten(name),
+            reason,
+        }),
+    }
+}
+
+fn name_problem(kind: NameKind, name: &str) -> Option<String> {
+    let max = match kind {
+        NameKind::Job => MAX_JOB_ID_LEN,
+        NameKind::Group | NameKind::Task => MAX_NAME_LEN,
+    };
+    let dots = kind == NameKind::Job;
+    if name.is_empty() {
+        return Some("is empty".to_string());
+    }
+    if name.len() > max {
+        return Some(format!("is {} bytes long; the limit is {max}", name.len()));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || (dots && c == '.')))
+    {
+        let allowed = if dots {
+            "ASCII letters, digits, '-', '_' and '.'"
+        } else {
+            "ASCII letters, digits, '-' and '_'"
+        };
+        return Some(format!("contains {c:?}: use only {allowed}"));
+    }
+    if name.starts_with('.') {
+        return Some("must not start with '.'".to_string());
+    }
+    None
+}
+
+/// A name as error messages quote it: a hostile one may be megabytes long.
+fn shorten(name: &str) -> String {
+    const SHOWN: usize = 64;
+    match name.char_indices().nth(SHOWN) {
+        Some((at, _)) => format!("{}...", &name[..at]),
+        None => name.to_string(),
+    }
 }
 
 /// Service names become DNS labels (`NAME.service.edge`).
@@ -39,18 +109,15 @@ impl Validator {
     }
 
     fn job(&mut self, job: &Job) {
-        let base = if job.id.is_empty() {
+        let base = if job.id.is_empty() || job.id.len() > MAX_JOB_ID_LEN {
             "job".to_string()
         } else {
             format!("job.{}", job.id)
         };
-        if !valid_id(&job.id) {
+        if let Some(reason) = name_problem(NameKind::Job, &job.id) {
             self.push(
                 format!("{base}.id"),
-                format!(
-                    "job id {:?} must be non-empty and use only letters, digits, '_', '.' and '-'",
-                    job.id
-                ),
+                format!("job id {:?} {reason}", shorten(&job.id)),
             );
         }
         if !(1..=100).contains(&job.priority) {
@@ -71,12 +138,24 @@ impl Validator {
         if job.groups.is_empty() {
             self.push(format!("{base}.group"), "a job needs at least one group");
         }
+        if job.groups.len() > MAX_GROUPS {
+            self.push(
+                format!("{base}.group"),
+                format!(
+                    "a job has {} groups; the limit is {MAX_GROUPS}",
+                    job.groups.len()
+                ),
+            );
+        }
         let mut groups = BTreeSet::new();
         let mut services: BTreeMap<&str, String> = BTreeMap::new();
-        for g in &job.groups {
-            let path = format!("{base}.group.{}", g.name);
-            if g.name.is_empty() {
-                self.push(path.clone(), "group name is empty");
+        for (i, g) in job.groups.iter().enumerate() {
+            let path = named(&base, "group", i, &g.name);
+            if let Some(reason) = name_problem(NameKind::Group, &g.name) {
+                self.push(
+                    path.clone(),
+                    format!("group name {:?} {reason}", shorten(&g.name)),
+                );
             } else if !groups.insert(g.name.as_str()) {
                 self.push(path.clone(), format!("duplicate group name {:?}", g.name));
             }
@@ -96,6 +175,16 @@ impl Validator {
     }
 
     fn constraints(&mut self, constraints: &[Constraint], base: &str) {
+        if constraints.len() > MAX_CONSTRAINTS {
+            self.push(
+                format!("{base}.constraint"),
+                format!(
+                    "{} constraints; the limit is {MAX_CONSTRAINTS}",
+                    constraints.len()
+                ),
+            );
+            return;
+        }
         for (i, c) in constraints.iter().enumerate() {
             let path = format!("{base}.constraint[{i}]");
             if c.attribute.trim().is_empty() && c.operator != ConstraintOp::DistinctHosts {
@@ -119,7 +208,33 @@ impl Validator {
     }
 
     fn group(&mut self, g: &Group, path: &str) {
+        if g.count > MAX_COUNT {
+            self.push(
+                format!("{path}.count"),
+                format!("count is {}; the limit is {MAX_COUNT}", g.count),
+            );
+        }
         self.constraints(&g.constraints, path);
+        self.wait(
+            &format!("{path}.restart.interval"),
+            g.restart.interval,
+            MAX_POLICY_WAIT,
+        );
+        self.wait(
+            &format!("{path}.restart.delay"),
+            g.restart.delay,
+            MAX_POLICY_WAIT,
+        );
+        self.wait(
+            &format!("{path}.reschedule.interval"),
+            g.reschedule.interval,
+            MAX_POLICY_WAIT,
+        );
+        self.wait(
+            &format!("{path}.reschedule.delay"),
+            g.reschedule.delay,
+            MAX_POLICY_WAIT,
+        );
         let mut labels = BTreeSet::new();
         let mut statics = BTreeSet::new();
         for p in &g.network.ports {
@@ -152,11 +267,23 @@ impl Validator {
         if g.tasks.is_empty() {
             self.push(format!("{path}.task"), "a group needs at least one task");
         }
+        if g.tasks.len() > MAX_TASKS {
+            self.push(
+                format!("{path}.task"),
+                format!(
+                    "a group has {} tasks; the limit is {MAX_TASKS}",
+                    g.tasks.len()
+                ),
+            );
+        }
         let mut tasks = BTreeSet::new();
-        for t in &g.tasks {
-            let at = format!("{path}.task.{}", t.name);
-            if t.name.is_empty() {
-                self.push(at.clone(), "task name is empty");
+        for (i, t) in g.tasks.iter().enumerate() {
+            let at = named(path, "task", i, &t.name);
+            if let Some(reason) = name_problem(NameKind::Task, &t.name) {
+                self.push(
+                    at.clone(),
+                    format!("task name {:?} {reason}", shorten(&t.name)),
+                );
             } else if !tasks.insert(t.name.as_str()) {
                 self.push(at.clone(), format!("duplicate task name {:?}", t.name));
             }
@@ -193,10 +320,28 @@ impl Validator {
                     "check needs a port: set `port` on the service or the check",
                 );
             }
-            if c.check_type == CheckType::Http && c.path.as_deref().is_none_or(str::is_empty) {
-                self.push(
-                    format!("{at}.path"),
-                    "http check needs a `path`, e.g. \"/\"",
+            if c.check_type == CheckType::Http {
+                match c.path.as_deref() {
+                    None | Some("") => self.push(
+                        format!("{at}.path"),
+                        "http check needs a `path`, e.g. \"/\"",
+                    ),
+                    // Anything else would let the path name another host
+                    // (`@other:80/`) once joined to the instance's address.
+                    Some(p) if !p.starts_with('/') => self.push(
+                        format!("{at}.path"),
+                        format!("check path {:?} must start with '/'", shorten(p)),
+                    ),
+                    Some(_) => {}
+                }
+            }
+            self.wait(&format!("{at}.interval"), c.interval, MAX_TASK_WAIT);
+            self.wait(&format!("{at}.timeout"), c.timeout, MAX_TASK_WAIT);
+            if let Some(cr) = c.check_restart {
+                self.wait(
+                    &format!("{at}.check_restart.grace"),
+                    cr.grace,
+                    MAX_TASK_WAIT,
                 );
             }
             if c.interval == Duration::ZERO {
@@ -218,6 +363,11 @@ impl Validator {
                 );
             }
         }
+        self.wait(
+            &format!("{path}.shutdown_delay"),
+            s.shutdown_delay,
+            MAX_TASK_WAIT,
+        );
         if let Some(p) = &s.publish {
             let at = format!("{path}.publish");
             if p.port == 0 {
@@ -256,11 +406,28 @@ impl Validator {
                 format!("{path}.driver"),
                 "task needs a `driver`, e.g. \"exec\"",
             );
+        } else if !DRIVERS.contains(&t.driver.as_str()) {
+            self.push(
+                format!("{path}.driver"),
+                format!(
+                    "unknown driver {:?}; known drivers are {}",
+                    shorten(&t.driver),
+                    DRIVERS.join(", ")
+                ),
+            );
         }
         if t.resources.cpu == 0 {
             self.push(
                 format!("{path}.resources.cpu"),
                 "cpu must be greater than 0",
+            );
+        } else if t.resources.cpu > MAX_TASK_CPU {
+            self.push(
+                format!("{path}.resources.cpu"),
+                format!(
+                    "cpu is {} MHz; the limit is {MAX_TASK_CPU}",
+                    t.resources.cpu
+                ),
             );
         }
         if t.resources.memory == 0 {
@@ -268,7 +435,43 @@ impl Validator {
                 format!("{path}.resources.memory"),
                 "memory must be greater than 0",
             );
+        } else if t.resources.memory > MAX_TASK_MEMORY {
+            self.push(
+                format!("{path}.resources.memory"),
+                format!(
+                    "memory is {} MB; the limit is {MAX_TASK_MEMORY}",
+                    t.resources.memory
+                ),
+            );
         }
+        self.wait(
+            &format!("{path}.kill_timeout"),
+            t.kill_timeout,
+            MAX_TASK_WAIT,
+        );
+    }
+
+    fn wait(&mut self, field: &str, value: Duration, max: Duration) {
+        if value > max {
+            self.push(
+                field.to_string(),
+                format!(
+                    "{} is longer than the limit of {}",
+                    crate::duration::format(value),
+                    crate::duration::format(max)
+                ),
+            );
+        }
+    }
+}
+
+/// The path of a named block: by name, or by position when the name is too
+/// long to repeat in every finding under it.
+fn named(base: &str, block: &str, index: usize, name: &str) -> String {
+    if name.len() > MAX_NAME_LEN {
+        format!("{base}.{block}[{index}]")
+    } else {
+        format!("{base}.{block}.{name}")
     }
 }
 

@@ -105,6 +105,7 @@ fn errors_with(src: &str, opts: &ParseOptions) -> Vec<Diagnostic> {
     match parse_hcl(src, opts) {
         Ok(p) => panic!("expected errors, parsed {:?}", p.job),
         Err(SpecError::Invalid(d)) => d,
+        Err(e) => panic!("expected findings, got {e}"),
     }
 }
 

@@ -21,6 +21,7 @@ fn json_errors(src: &str) -> Vec<Diagnostic> {
     match parse_json(src, "job.json") {
         Ok(p) => panic!("expected errors, parsed {:?}", p.job),
         Err(SpecError::Invalid(d)) => d,
+        Err(e) => panic!("expected findings, got {e}"),
     }
 }
 

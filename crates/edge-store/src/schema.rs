@@ -1,7 +1,9 @@
 //! Connection setup and versioned schema migrations (`PRAGMA user_version`).
 
 use crate::StoreError;
-use rusqlite::Connection;
+use edge_spec::{Allocation, Job};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +63,15 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX events_idx ON events (idx);
      CREATE INDEX events_time ON events (time);",
+    // 3: no schema change; `rehash_allocs` recomputes every allocation's
+    // `group_hash` with the stable `Group::spec_hash`. Before, it came from
+    // std's `DefaultHasher`, and the scheduler would have replaced every
+    // allocation whose stored hash no longer matched.
+    "",
 ];
+
+/// The migration after which [`rehash_allocs`] runs, in its transaction.
+const REHASH_ALLOCS: u32 = 3;
 
 /// Events after an index, in commit order; `events_idx` serves both the
 /// range and the order.
@@ -125,12 +135,79 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path, target: u32) -> Result
         let tx = conn.transaction().map_err(mig_err)?;
         tx.execute_batch(MIGRATIONS[version as usize - 1])
             .map_err(mig_err)?;
+        if version == REHASH_ALLOCS {
+            rehash_allocs(&tx)?;
+        }
         tx.pragma_update(None, "user_version", version)
             .map_err(mig_err)?;
         tx.commit().map_err(mig_err)?;
         tracing::info!(path = %path.display(), version, "migrated store schema");
     }
     Ok(())
+}
+
+/// Sets each stored allocation's `group_hash` to the hash of the group it
+/// was made from (its job version's group of that name). An allocation whose
+/// version is gone keeps its hash: nothing is left to compute it from.
+fn rehash_allocs(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let err = || StoreError::sqlite("rehash allocations");
+    let allocs: Vec<(String, String)> = tx
+        .prepare("SELECT id, body FROM allocs")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .map_err(err())?;
+    let mut jobs: HashMap<(String, u64), Option<Job>> = HashMap::new();
+    let mut read_version = tx
+        .prepare("SELECT body FROM job_versions WHERE job_id = ?1 AND version = ?2")
+        .map_err(err())?;
+    let mut update = tx
+        .prepare("UPDATE allocs SET body = ?2 WHERE id = ?1")
+        .map_err(err())?;
+    for (id, body) in allocs {
+        let mut alloc: Allocation = decode("allocation", &id, &body)?;
+        let key = (alloc.job_id.clone(), alloc.job_version);
+        if !jobs.contains_key(&key) {
+            let version = i64::try_from(alloc.job_version).unwrap_or(i64::MAX);
+            let text: Option<String> = read_version
+                .query_row(params![alloc.job_id, version], |r| r.get(0))
+                .optional()
+                .map_err(err())?;
+            let job = match text {
+                Some(t) => Some(decode("job", &alloc.job_id, &t)?),
+                None => None,
+            };
+            jobs.insert(key.clone(), job);
+        }
+        let Some(group) = jobs[&key].as_ref().and_then(|j| j.group(&alloc.group)) else {
+            continue;
+        };
+        let hash = group.spec_hash();
+        if hash == alloc.group_hash {
+            continue;
+        }
+        alloc.group_hash = hash;
+        let body = serde_json::to_string(&alloc).map_err(|e| StoreError::Encode {
+            kind: "allocation",
+            key: id.clone(),
+            source: Arc::new(e),
+        })?;
+        update.execute(params![id, body]).map_err(err())?;
+    }
+    Ok(())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    kind: &'static str,
+    key: &str,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Decode {
+        kind,
+        key: key.to_string(),
+        source: Arc::new(e),
+    })
 }
 
 pub(crate) fn user_version(conn: &Connection) -> Result<u32, StoreError> {
@@ -174,6 +251,64 @@ mod tests {
             [],
         )
         .unwrap();
+    }
+
+    #[test]
+    fn migration_3_rehashes_allocations_with_the_stable_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path, 2).unwrap();
+        let job: Job = serde_json::from_value(serde_json::json!({
+            "id": "web",
+            "version": 4,
+            "groups": [{"name": "g", "tasks": [{"name": "t", "driver": "exec"}]}]
+        }))
+        .unwrap();
+        let body = serde_json::to_string(&job).unwrap();
+        conn.execute(
+            "INSERT INTO jobs (id, version, modify_index, body) VALUES ('web', 4, 1, ?1)",
+            [&body],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO job_versions (job_id, version, body) VALUES ('web', 4, ?1)",
+            [&body],
+        )
+        .unwrap();
+        let alloc = |id: &str, version: u64| {
+            serde_json::json!({
+                "id": id, "name": "web.g[0]", "index": 0, "job_id": "web",
+                "job_version": version, "group": "g", "group_hash": 12345,
+                "node_id": "n1", "node_name": "n1", "eval_id": "e",
+                "desired_status": "run", "desired_description": "",
+                "client_status": "running", "client_description": "",
+                "task_states": {}, "resources": {"cpu": 1, "memory": 1},
+                "create_time": 0, "modify_time": 0,
+                "create_index": 0, "modify_index": 0
+            })
+            .to_string()
+        };
+        for (id, version) in [("current", 4), ("gone", 3)] {
+            conn.execute(
+                "INSERT INTO allocs (id, job_id, node_id, modify_time, body)
+                 VALUES (?1, 'web', 'n1', 0, ?2)",
+                params![id, alloc(id, version)],
+            )
+            .unwrap();
+        }
+
+        migrate(&mut conn, &path, SCHEMA_VERSION).unwrap();
+        let hash_of = |id: &str| {
+            let body: String = conn
+                .query_row("SELECT body FROM allocs WHERE id = ?1", [id], |r| r.get(0))
+                .unwrap();
+            serde_json::from_str::<Allocation>(&body)
+                .unwrap()
+                .group_hash
+        };
+        assert_eq!(hash_of("current"), job.groups[0].spec_hash());
+        assert_eq!(hash_of("gone"), 12345, "no version to compute it from");
     }
 
     #[test]

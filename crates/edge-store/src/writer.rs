@@ -4,6 +4,7 @@ use crate::state::{Batch, State};
 use crate::{GcConfig, GcReport, StoreError};
 use edge_spec::EvalStatus;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -252,11 +253,22 @@ impl Writer {
             .map(|e| e.id.clone())
             .collect();
 
+        // Every allocation that outlives this run keeps its job version:
+        // the agent is sent each of its allocations with that version.
+        let doomed: HashSet<&str> = allocs.iter().map(String::as_str).collect();
+        let referenced: HashSet<(String, u64)> = self
+            .state
+            .allocs
+            .values()
+            .filter(|a| !doomed.contains(a.id.as_str()))
+            .map(|a| (a.job_id.clone(), a.job_version))
+            .collect();
+
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::sqlite("begin gc"))?;
-        let report = gc_rows(&tx, cfg, &allocs, &evals, cut(cfg.event_age))?;
+        let report = gc_rows(&tx, cfg, &allocs, &evals, &referenced, cut(cfg.event_age))?;
         tx.commit().map_err(StoreError::sqlite("commit gc"))?;
 
         {
@@ -323,6 +335,7 @@ fn gc_rows(
     cfg: &GcConfig,
     allocs: &[String],
     evals: &[String],
+    referenced: &HashSet<(String, u64)>,
     event_cut: i64,
 ) -> Result<GcReport, StoreError> {
     let mut report = GcReport::default();
@@ -341,20 +354,33 @@ fn gc_rows(
         }
     }
     let keep = i64::try_from(cfg.keep_versions.max(1)).unwrap_or(i64::MAX);
-    report.versions = tx
-        .execute(
-            "DELETE FROM job_versions WHERE rowid IN (
-                 SELECT v.rowid FROM (
-                     SELECT rowid, job_id, version,
-                            ROW_NUMBER() OVER (PARTITION BY job_id ORDER BY version DESC) AS rn
-                     FROM job_versions
-                 ) v
-                 LEFT JOIN jobs j ON j.id = v.job_id
-                 WHERE j.id IS NULL OR (v.rn > ?1 AND v.version != j.version)
-             )",
-            [keep],
+    let err = StoreError::sqlite("gc job versions");
+    let stale: Vec<(i64, String, i64)> = tx
+        .prepare(
+            "SELECT v.rowid, v.job_id, v.version FROM (
+                 SELECT rowid, job_id, version,
+                        ROW_NUMBER() OVER (PARTITION BY job_id ORDER BY version DESC) AS rn
+                 FROM job_versions
+             ) v
+             LEFT JOIN jobs j ON j.id = v.job_id
+             WHERE j.id IS NULL OR (v.rn > ?1 AND v.version != j.version)",
         )
+        .and_then(|mut stmt| {
+            stmt.query_map([keep], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .map_err(err)?;
+    let mut del = tx
+        .prepare_cached("DELETE FROM job_versions WHERE rowid = ?1")
         .map_err(StoreError::sqlite("gc job versions"))?;
+    for (rowid, job_id, version) in stale {
+        if referenced.contains(&(job_id, u64::try_from(version).unwrap_or(0))) {
+            continue;
+        }
+        report.versions += del
+            .execute([rowid])
+            .map_err(StoreError::sqlite("gc job versions"))?;
+    }
     let keep_events = i64::try_from(cfg.keep_events).unwrap_or(i64::MAX);
     report.events = tx
         .execute(

@@ -585,7 +585,8 @@ async fn gc_removes_old_history_from_disk_and_memory() {
         ..GcConfig::default()
     };
     let report = store.gc(&cfg, now).await.unwrap();
-    assert_eq!(report.versions, 12);
+    // Version 0 stays past `keep_versions`: the allocations kept run it.
+    assert_eq!(report.versions, 11);
     assert_eq!(report.allocs, 2);
     assert_eq!(report.evals, 1);
     // 15 job events + 5 allocs + 4 evals, newest 5 kept; none older than the
@@ -598,7 +599,7 @@ async fn gc_removes_old_history_from_disk_and_memory() {
         .iter()
         .map(|j| j.version)
         .collect();
-    assert_eq!(versions, [14, 13, 12]);
+    assert_eq!(versions, [14, 13, 12, 0]);
     let check = |s: &edge_store::State| {
         let mut allocs: Vec<&str> = s.allocs.keys().map(String::as_str).collect();
         allocs.sort();
@@ -627,6 +628,50 @@ async fn gc_removes_old_history_from_disk_and_memory() {
     drop(store);
     let store = Store::open(&path).unwrap();
     store.read(check);
+}
+
+#[tokio::test]
+async fn gc_keeps_every_version_an_allocation_still_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("edge.db")).unwrap();
+    for v in 0..4 {
+        put(
+            &store,
+            Batch {
+                jobs: vec![job("web", v)],
+                ..Batch::default()
+            },
+        )
+        .await;
+    }
+    let mut running = alloc("running", "web", "n1", 1);
+    running.job_version = 1;
+    running.client_status = ClientStatus::Running;
+    let mut stopping = alloc("stopping", "web", "n1", 2);
+    stopping.job_version = 2;
+    stopping.desired_status = DesiredStatus::Stop;
+    stopping.client_status = ClientStatus::Running;
+    put(
+        &store,
+        Batch {
+            allocs: vec![running, stopping],
+            ..Batch::default()
+        },
+    )
+    .await;
+    let cfg = GcConfig {
+        keep_versions: 1,
+        ..GcConfig::default()
+    };
+    let report = store.gc(&cfg, wall_ms()).await.unwrap();
+    assert_eq!(report.versions, 1, "only version 0 is unused");
+    for v in [1, 2, 3] {
+        assert!(
+            store.job_version("web", v).unwrap().is_some(),
+            "version {v}"
+        );
+    }
+    assert!(store.job_version("web", 0).unwrap().is_none());
 }
 
 #[tokio::test]

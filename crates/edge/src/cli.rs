@@ -60,7 +60,7 @@ pub enum Command {
     Server(ServerArgs),
     /// Run the node agent, joining a server.
     #[command(
-        after_help = "Example:\n  edge agent --server http://10.0.0.1:4646 --token $(cat token) --address 10.0.0.7"
+        after_help = "Example:\n  edge agent --server http://10.0.0.1:4646 --join-token $(cat token) --advertise 10.0.0.7"
     )]
     Agent(AgentArgs),
     /// Run a server and an agent in one process, data in ./.edge.
@@ -111,6 +111,23 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+impl Command {
+    /// Runs until stopped and serves others (or is a task's helper process),
+    /// rather than printing an answer for the caller.
+    pub fn is_daemon(&self) -> bool {
+        matches!(
+            self,
+            Command::Server(_)
+                | Command::Agent(_)
+                | Command::Dev(_)
+                | Command::Sim(_)
+                | Command::Model(ModelCommand::Serve(_))
+                | Command::Executor { .. }
+                | Command::ContainerdLogger { .. }
+        )
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -168,9 +185,11 @@ pub struct NodeArgs {
     pub name: String,
     #[arg(long, default_value = "dc1")]
     pub datacenter: String,
-    /// The address services on this node are reached at.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub address: String,
+    /// The IP address this node advertises: services on it are reached
+    /// there, and its DNS server listens there. Not `--address`, which is
+    /// the server's API URL for CLI commands.
+    #[arg(long, env = "EDGE_ADVERTISE", default_value = "127.0.0.1")]
+    pub advertise: String,
     /// Node labels for constraints, `key=value`, repeatable.
     #[arg(long = "meta", value_parser = parse_kv)]
     pub meta: Vec<(String, String)>,
@@ -249,7 +268,7 @@ pub struct JobFileArgs {
 pub enum JobCommand {
     /// Submit a job and follow its placement.
     #[command(
-        after_help = "Examples:\n  edge job run examples/hello.hcl\n  edge job run -var count=3 web.hcl\n  edge job run --detach batch.hcl"
+        after_help = "Examples:\n  edge job run examples/hello.hcl\n  edge job run --var count=3 web.hcl\n  edge job run --detach batch.hcl"
     )]
     Run {
         #[command(flatten)]
@@ -436,4 +455,144 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 
 pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     edge_spec::duration::parse(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// The `edge ...` lines after `Example:` or `Examples:` in the help of
+    /// `cmd` and of every subcommand below it.
+    fn help_examples(cmd: &clap::Command, out: &mut Vec<String>) {
+        for help in [cmd.get_after_help(), cmd.get_after_long_help()]
+            .into_iter()
+            .flatten()
+        {
+            let text = help.to_string();
+            let mut in_examples = false;
+            for line in text.lines().map(str::trim) {
+                if line == "Example:" || line == "Examples:" {
+                    in_examples = true;
+                } else if in_examples && line.starts_with("edge ") {
+                    out.push(line.to_string());
+                }
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            help_examples(sub, out);
+        }
+    }
+
+    /// The `edge ...` lines of the README's `sh` blocks (`./target/debug/edge`
+    /// counts as `edge`).
+    fn readme_commands() -> Vec<String> {
+        let mut in_sh = false;
+        let mut out = Vec::new();
+        for line in include_str!("../../../README.md").lines() {
+            let line = line.trim().replacen("./target/debug/edge ", "edge ", 1);
+            match line.as_str() {
+                "```sh" => in_sh = true,
+                "```" => in_sh = false,
+                l if in_sh && l.starts_with("edge ") => out.push(line.clone()),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The arguments a shell would pass for an example line: a trailing
+    /// `# comment` and everything from a redirection, pipe or `&` on are
+    /// dropped, and a `$(...)` substitution stays one placeholder word, as do
+    /// `<...>` placeholders.
+    fn shell_words(line: &str) -> Vec<String> {
+        let line = line.split(" #").next().unwrap_or_default();
+        let mut words: Vec<String> = Vec::new();
+        let mut open = 0usize;
+        for w in line.split_whitespace() {
+            if open == 0 && matches!(w, "&" | "&&" | "|" | ";" | ">" | ">>" | "2>") {
+                break;
+            }
+            let was_open = open > 0;
+            open += w.matches("$(").count();
+            open = open.saturating_sub(w.matches(')').count());
+            match words.last_mut() {
+                Some(last) if was_open => {
+                    last.push(' ');
+                    last.push_str(w);
+                }
+                _ => words.push(w.to_string()),
+            }
+        }
+        words
+    }
+
+    #[test]
+    fn shell_words_keeps_placeholders_whole_and_drops_shell_syntax() {
+        assert_eq!(
+            shell_words("edge agent --join-token $(cat data/token) --name a # why"),
+            [
+                "edge",
+                "agent",
+                "--join-token",
+                "$(cat data/token)",
+                "--name",
+                "a"
+            ]
+        );
+        assert_eq!(
+            shell_words("edge alloc logs -f <alloc-id>"),
+            ["edge", "alloc", "logs", "-f", "<alloc-id>"]
+        );
+        assert_eq!(shell_words("edge dev &"), ["edge", "dev"]);
+        assert_eq!(
+            shell_words("edge completions bash > /etc/x"),
+            ["edge", "completions", "bash"]
+        );
+    }
+
+    /// Help or a README that shows a command line edge refuses is worse than
+    /// none: every example must parse.
+    #[test]
+    fn every_help_and_readme_example_parses() {
+        let mut examples = Vec::new();
+        help_examples(&Cli::command(), &mut examples);
+        assert!(examples.len() >= 15, "too few examples found: {examples:?}");
+        let readme = readme_commands();
+        assert!(readme.len() >= 5, "too few README commands: {readme:?}");
+        for line in examples.iter().chain(&readme) {
+            if let Err(e) = Cli::try_parse_from(shell_words(line)) {
+                panic!("example `{line}` does not parse:\n{e}");
+            }
+        }
+    }
+
+    /// A subcommand's own flag with the id of a global one is filled from the
+    /// global's environment variable: the node's address once came from
+    /// `EDGE_ADDR`, the CLI's API URL. One name per meaning.
+    #[test]
+    fn no_flag_shares_an_id_with_a_global() {
+        fn walk(cmd: &clap::Command, globals: &[clap::Id], path: &str) {
+            for a in cmd.get_arguments().filter(|a| !a.is_global_set()) {
+                assert!(
+                    !globals.contains(a.get_id()),
+                    "`{path}` has a flag `{}` shadowing the global one",
+                    a.get_id()
+                );
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, globals, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        let cli = Cli::command();
+        let globals: Vec<clap::Id> = cli
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .map(|a| a.get_id().clone())
+            .collect();
+        assert!(globals.iter().any(|id| id == "address"));
+        for sub in cli.get_subcommands() {
+            walk(sub, &globals, &format!("edge {}", sub.get_name()));
+        }
+    }
 }

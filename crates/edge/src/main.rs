@@ -8,7 +8,14 @@ mod output;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and usage are output for people and pipes too.
+            default_sigpipe();
+            e.exit()
+        }
+    };
     // The executor is the exec driver's supervisor process: it must not start
     // a tokio runtime or logging of its own before forking the task.
     // The same holds for the containerd log copier, one per container: no
@@ -23,6 +30,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(code.clamp(0, 255) as u8);
         }
         _ => {}
+    }
+    if !cli.command.is_daemon() {
+        default_sigpipe();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -41,5 +51,18 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::from(1)
         }
+    }
+}
+
+/// A CLI command whose reader has gone (`edge job status -o json | head`)
+/// ends quietly, killed by SIGPIPE like any Unix filter, instead of panicking
+/// in `println!` on EPIPE. Rust ignores SIGPIPE by default; the daemons keep
+/// that, since a peer closing a socket must be an error they handle, never
+/// their death.
+fn default_sigpipe() {
+    // SAFETY: runs on the main thread before the runtime or any other thread
+    // starts, and only sets this process's disposition of one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

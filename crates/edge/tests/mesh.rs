@@ -107,7 +107,7 @@ async fn dns_and_load_balancer_across_two_agents() {
             dir.path().join(&name).to_str().unwrap(),
             "--name",
             &name,
-            "--address",
+            "--advertise",
             ips[i],
             "--dns-port",
             &dns_ports[i].to_string(),

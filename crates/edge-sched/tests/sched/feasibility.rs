@@ -330,3 +330,47 @@ fn config_with_an_empty_port_range_is_rejected() {
         Err("invalid dynamic port range 30000-20000: the minimum is above the maximum".into())
     );
 }
+
+#[test]
+fn group_resources_that_overflow_u32_never_fit() {
+    let c = Cluster::new(vec![node("n1", u32::MAX, u32::MAX)]);
+    let mut g = group("g", 1, u32::MAX, u32::MAX);
+    let mut second = g.tasks[0].clone();
+    second.name = "second".into();
+    g.tasks.push(second);
+    let plan = c.plan(&job("web", vec![g]), 1);
+    assert!(plan.place.is_empty(), "{:?}", plan.place);
+    let m = &plan.failed["g"];
+    assert_eq!(m.nodes_exhausted, 1, "{m:?}");
+}
+
+#[test]
+fn the_one_failing_constraint_among_65535_filters_the_node() {
+    let c = Cluster::new(vec![labelled()]);
+    let mut j = job("web", vec![group("g", 1, 100, 100)]);
+    // Distinct reasons, so the one that fails is the 65,536th reason
+    // (the driver's is the first): a 16-bit index wraps there.
+    for i in 0..65_534 {
+        j.constraints.push(constraint(
+            "${attr.kernel.name}",
+            ConstraintOp::Ne,
+            &format!("os{i}"),
+        ));
+    }
+    j.constraints
+        .push(constraint("${attr.kernel.name}", ConstraintOp::Eq, "plan9"));
+    let started = std::time::Instant::now();
+    let plan = c.plan(&j, 1);
+    assert!(plan.place.is_empty(), "placed despite a failing constraint");
+    let m = &plan.failed["g"];
+    assert_eq!(
+        m.constraint_filtered.keys().collect::<Vec<_>>(),
+        vec!["constraint ${attr.kernel.name} = plan9"]
+    );
+    // Linear in the constraints: well under a second even unoptimized.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -3,6 +3,7 @@
 
 mod common;
 mod feasibility;
+mod fuzz;
 mod properties;
 mod service;
 mod system;

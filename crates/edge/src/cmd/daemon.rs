@@ -101,7 +101,7 @@ fn agent_config(server: String, token: String, data_dir: PathBuf, n: &NodeArgs) 
     let mut cfg = AgentConfig::new(server, token, data_dir);
     cfg.name = n.name.clone();
     cfg.datacenter = n.datacenter.clone();
-    cfg.address = n.address.clone();
+    cfg.address = n.advertise.clone();
     cfg.meta = n.meta.iter().cloned().collect();
     cfg.http_bind = n.http_bind;
     cfg.reserved = NodeResources {
@@ -109,7 +109,7 @@ fn agent_config(server: String, token: String, data_dir: PathBuf, n: &NodeArgs) 
         memory: n.reserved_memory,
         cores: 0,
     };
-    cfg.dns_addr = n.mesh.dns_addr(&n.address);
+    cfg.dns_addr = n.mesh.dns_addr(&n.advertise);
     cfg.stop_tasks_on_exit = n.autonomy.stop_tasks_on_exit;
     cfg.gc_interval = n.autonomy.gc_interval;
     cfg.gc_grace = n.autonomy.gc_grace;
@@ -162,7 +162,7 @@ pub async fn agent(g: &Global, a: AgentArgs) -> anyhow::Result<u8> {
         &a.node,
     );
     let h = edge_agent::start(cfg, drivers(&a.data_dir, &a.node)?).await?;
-    let mesh = super::mesh::start(&a.node.mesh, &a.node.address, h.catalog()).await?;
+    let mesh = super::mesh::start(&a.node.mesh, &a.node.advertise, h.catalog()).await?;
     shutdown_signal().await;
     mesh.shutdown().await;
     h.shutdown().await;
@@ -185,7 +185,7 @@ pub async fn dev(g: &Global, a: DevArgs) -> anyhow::Result<u8> {
         &a.node,
     );
     let agent = edge_agent::start(acfg, drivers(&agent_dir, &a.node)?).await?;
-    let mesh = super::mesh::start(&a.node.mesh, &a.node.address, agent.catalog()).await?;
+    let mesh = super::mesh::start(&a.node.mesh, &a.node.advertise, agent.catalog()).await?;
     tracing::info!(api = %format!("http://{}", server.addr), data = %data.display(), "edge dev is up");
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -12,13 +12,13 @@ use tokio::sync::watch;
 #[derive(Args, Debug, Clone)]
 pub struct MeshArgs {
     /// Port of the node's DNS server for `*.service.edge` (UDP and TCP, on
-    /// --address); 0 turns it off.
+    /// --advertise); 0 turns it off.
     #[arg(long, default_value_t = 8600)]
     pub dns_port: u16,
     /// Where other names are forwarded (default: /etc/resolv.conf), repeatable.
     #[arg(long = "dns-upstream")]
     pub dns_upstreams: Vec<SocketAddr>,
-    /// Address the load balancer listens on for published ports (default: --address).
+    /// Address the load balancer listens on for published ports (default: --advertise).
     #[arg(long)]
     pub lb_bind: Option<IpAddr>,
     /// Threads the load balancer accepts and proxies on (default: one per CPU).
@@ -59,7 +59,7 @@ pub async fn start(
 ) -> anyhow::Result<Mesh> {
     let ip: IpAddr = address
         .parse()
-        .with_context(|| format!("--address {address:?} is not an IP address"))?;
+        .with_context(|| format!("--advertise {address:?} is not an IP address"))?;
     let dns = match a.dns_addr(address) {
         Some(listen) => {
             let cfg = edge_dns::DnsConfig {

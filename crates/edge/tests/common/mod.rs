@@ -29,6 +29,17 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(program: &str, dir: &Path, name: &str, args: &[impl AsRef<OsStr>]) -> Proc {
+        Proc::spawn_env(program, dir, name, args, &[])
+    }
+
+    /// As `spawn`, with these environment variables set too.
+    pub fn spawn_env(
+        program: &str,
+        dir: &Path,
+        name: &str,
+        args: &[impl AsRef<OsStr>],
+        env: &[(&str, &str)],
+    ) -> Proc {
         let log = dir.join(format!("{name}.log"));
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -38,6 +49,7 @@ impl Proc {
         let child = Command::new(program)
             .args(args)
             .env("EDGE_LOG", "info")
+            .envs(env.iter().copied())
             .current_dir(repo())
             .stdout(f.try_clone().unwrap())
             .stderr(f)
@@ -65,6 +77,16 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.kill9();
+    }
+
+    /// The exit status, if the process has ended.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// Everything the process has written so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn kill9(&mut self) {

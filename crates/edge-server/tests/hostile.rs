@@ -1,0 +1,236 @@
+//! Hostile and unlucky input against a real server: made-up methods and
+//! paths, oversize bodies, jobs past the limits, reports of allocations that
+//! do not exist, and job versions that cannot be read.
+
+mod common;
+
+use common::*;
+use edge_api::{AllocUpdate, QueryOptions};
+use edge_spec::{ClientStatus, DesiredStatus, EvalStatus};
+use edge_store::GcConfig;
+use std::time::Duration;
+
+async fn eval_done(c: &edge_api::Client, id: &str) {
+    eventually(10, async || {
+        let (e, _) = c.eval(id, QueryOptions::default()).await.ok()?;
+        (e.status != EvalStatus::Pending).then_some(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn metrics_labels_come_from_a_closed_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", h.addr);
+    for i in 0..300 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        http.request(method, format!("{base}/v1/made/up/{i}"))
+            .send()
+            .await
+            .unwrap();
+        http.get(format!("{base}/v1/job/nosuch{i}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = http
+        .get(format!("{base}/v1/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("MADEUP"), "{text}");
+    assert!(!text.contains("/made/up"), "{text}");
+    assert!(!text.contains("nosuch"), "{text}");
+    assert!(text.contains(r#"method="OTHER""#), "{text}");
+    assert!(text.contains(r#"route="unmatched""#), "{text}");
+    assert!(
+        text.contains(r#"method="GET",route="/v1/job/{id}",code="404"} 300"#),
+        "{text}"
+    );
+    assert!(text.len() < 16 * 1024, "{} bytes", text.len());
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_oversize_body_is_413_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_with(dir.path(), |c| c.max_body_bytes = 64 * 1024).await;
+    let big = format!(r#"{{"job": {{"id": "{}"}}}}"#, "x".repeat(100 * 1024));
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/jobs", h.addr))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let v: serde_json::Value = r.json().await.unwrap();
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains("the limit is 65536 bytes"), "{error}");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn jobs_past_the_limits_are_400_naming_field_and_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    let c = client(&h);
+    let mut j = job("web", 1);
+    j.groups[0].count = 10_001;
+    let err = c.register(&j).await.unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    assert!(
+        err.to_string()
+            .contains("job.web.group.web.count: count is 10001; the limit is 10000"),
+        "{err}"
+    );
+    j.groups[0].count = 1;
+    j.groups[0].tasks[0].driver = "nosuchdriver".into();
+    let err = c.plan(&j).await.unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    assert!(
+        err.to_string()
+            .contains("unknown driver \"nosuchdriver\"; known drivers are"),
+        "{err}"
+    );
+    j.groups[0].tasks[0].driver = "exec".into();
+    j.groups[0].tasks[0].name = "../../tmp/x".into();
+    let err = c.register(&j).await.unwrap_err();
+    assert!(
+        err.to_string().contains("task name \"../../tmp/x\""),
+        "{err}"
+    );
+    assert!(c.jobs(QueryOptions::default()).await.unwrap().0.is_empty());
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_report_of_an_unknown_allocation_is_404_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    register(&h, node("n1", 4000, 4096)).await;
+    let c = client(&h);
+    let r = c.register(&job("web", 1)).await.unwrap();
+    eval_done(&c, r.eval_id.as_deref().unwrap()).await;
+    let (allocs, _) = c.job_allocs("web", QueryOptions::default()).await.unwrap();
+    let report = |id: &str| AllocUpdate {
+        id: id.to_string(),
+        client_status: ClientStatus::Running,
+        client_description: String::new(),
+        task_states: Default::default(),
+        checks: Default::default(),
+    };
+    let before = h.server.store().index();
+    let err = agent_client(&h)
+        .agent_update_allocs("n1", vec![report(&allocs[0].id), report("no-such-alloc")])
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    assert!(
+        err.to_string()
+            .contains("unknown allocation \"no-such-alloc\""),
+        "{err}"
+    );
+    assert_eq!(h.server.store().index(), before, "nothing was committed");
+    h.shutdown().await;
+}
+
+/// Version 0 runs on the node (its allocations stopping but still running)
+/// while version 1 replaces it.
+async fn two_versions_on_one_node(h: &edge_server::ServerHandle) -> Vec<String> {
+    register(h, node("n1", 4000, 4096)).await;
+    let c = client(h);
+    let r = c.register(&job("web", 2)).await.unwrap();
+    eval_done(&c, r.eval_id.as_deref().unwrap()).await;
+    let (old, _) = c.job_allocs("web", QueryOptions::default()).await.unwrap();
+    let reports = old
+        .iter()
+        .map(|a| AllocUpdate {
+            id: a.id.clone(),
+            client_status: ClientStatus::Running,
+            client_description: String::new(),
+            task_states: Default::default(),
+            checks: Default::default(),
+        })
+        .collect();
+    agent_client(h)
+        .agent_update_allocs("n1", reports)
+        .await
+        .unwrap();
+    let mut v1 = job("web", 2);
+    v1.groups[0].tasks[0]
+        .config
+        .insert("args".into(), serde_json::json!(["2000"]));
+    let r = c.register(&v1).await.unwrap();
+    assert_eq!(r.version, 1);
+    eval_done(&c, r.eval_id.as_deref().unwrap()).await;
+    let (all, _) = c.job_allocs("web", QueryOptions::default()).await.unwrap();
+    assert_eq!(all.len(), 4);
+    let old: Vec<String> = old.into_iter().map(|a| a.id).collect();
+    for a in &all {
+        if old.contains(&a.id) {
+            assert_eq!(a.desired_status, DesiredStatus::Stop);
+            assert_eq!(a.client_status, ClientStatus::Running);
+        }
+    }
+    old
+}
+
+#[tokio::test]
+async fn gc_keeps_a_version_still_running_and_the_agent_still_gets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    let old = two_versions_on_one_node(&h).await;
+    let cfg = GcConfig {
+        keep_versions: 1,
+        ..GcConfig::default()
+    };
+    h.server
+        .store()
+        .gc(&cfg, edge_server::now_ms())
+        .await
+        .unwrap();
+    assert!(h.server.store().job_version("web", 0).unwrap().is_some());
+    let (listed, _) = agent_client(&h)
+        .agent_allocs("n1", QueryOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 4);
+    for id in &old {
+        let a = listed.iter().find(|a| &a.alloc.id == id).expect("listed");
+        assert_eq!(a.job.version, 0);
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unreadable_job_version_is_503_not_an_omission() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    let old = two_versions_on_one_node(&h).await;
+    // What an older GC did: the version of running allocations deleted.
+    let db = rusqlite::Connection::open(dir.path().join("edge.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute(
+        "DELETE FROM job_versions WHERE job_id = 'web' AND version = 0",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let err = agent_client(&h)
+        .agent_allocs("n1", QueryOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(503), "{err}");
+    let text = err.to_string();
+    assert!(
+        old.iter().any(|id| text.contains(id.as_str())) && text.contains("version 0"),
+        "{text}"
+    );
+    h.shutdown().await;
+}
