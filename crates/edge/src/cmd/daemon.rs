@@ -85,11 +85,11 @@ pub struct AutonomyArgs {
     pub stop_tasks_on_exit: bool,
     /// How often to look for containers, executors, cgroups and run state no
     /// allocation owns.
-    #[arg(long = "node-gc-interval", default_value = "1m", value_parser = crate::cli::parse_duration)]
-    pub gc_interval: Duration,
+    #[arg(long, default_value = "1m", value_parser = crate::cli::parse_duration)]
+    pub node_gc_interval: Duration,
     /// How long such a leftover must have been seen before it is removed.
-    #[arg(long = "node-gc-grace", default_value = "1m", value_parser = crate::cli::parse_duration)]
-    pub gc_grace: Duration,
+    #[arg(long, default_value = "1m", value_parser = crate::cli::parse_duration)]
+    pub node_gc_grace: Duration,
     /// Log when DNS and the load balancer serve a catalog older than this
     /// because the server is away (default: never; the catalog is served
     /// however old it is).
@@ -111,8 +111,8 @@ fn agent_config(server: String, token: String, data_dir: PathBuf, n: &NodeArgs) 
     };
     cfg.dns_addr = n.mesh.dns_addr(&n.advertise);
     cfg.stop_tasks_on_exit = n.autonomy.stop_tasks_on_exit;
-    cfg.gc_interval = n.autonomy.gc_interval;
-    cfg.gc_grace = n.autonomy.gc_grace;
+    cfg.gc_interval = n.autonomy.node_gc_interval;
+    cfg.gc_grace = n.autonomy.node_gc_grace;
     cfg.catalog_stale_after = n.autonomy.catalog_stale_after;
     cfg
 }
