@@ -419,6 +419,12 @@ impl Agent {
         let mut runners = self.runners.lock().await;
         let mut wanted = std::collections::HashSet::new();
         for AgentAlloc { alloc, job } in allocs {
+            // Allocation ids name directories: anything but one plain path
+            // component would reach outside the agent's data dir.
+            if !state::is_component(&alloc.id) {
+                tracing::warn!(alloc = %alloc.id, "ignoring an allocation whose id is not a plain name");
+                continue;
+            }
             wanted.insert(alloc.id.clone());
             let stop = alloc.desired_status == DesiredStatus::Stop
                 || alloc.client_status == ClientStatus::Lost;

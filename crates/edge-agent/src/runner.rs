@@ -458,6 +458,16 @@ async fn run_task(
     mut restart_rx: watch::Receiver<Option<crate::checks::RestartRequest>>,
 ) {
     let name = task.name.clone();
+    // Task names become directory and log file names under the allocation
+    // dir: checked here too, for jobs stored before names were validated.
+    if let Err(e) = edge_spec::check_name(edge_spec::NameKind::Task, &name) {
+        with_task(&ctx, &shared, &name, |t| {
+            t.state.push_event(event("Setup Failure", e.to_string()));
+            t.state.state = TaskStatus::Dead;
+            t.state.failed = true;
+        });
+        return;
+    }
     let Some(driver) = ctx.drivers.get(&task.driver).cloned() else {
         with_task(&ctx, &shared, &name, |t| {
             t.state.push_event(event(

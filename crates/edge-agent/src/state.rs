@@ -218,6 +218,11 @@ impl LocalStore {
     }
 }
 
+/// One ordinary path component: no separator, not `.` or `..`, no NUL.
+pub fn is_component(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+}
+
 fn lock(m: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -280,4 +285,64 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| AgentError::io("sync", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_names_are_components() {
+        assert!(is_component("3f2a1b9c-0000-4000-8000-000000000001"));
+        for bad in ["", ".", "..", "a/b", "/tmp/victim", "../../etc", "a\0b"] {
+            assert!(!is_component(bad), "{bad:?}");
+        }
+    }
+
+    fn local(id: &str) -> LocalAlloc {
+        serde_json::from_value(serde_json::json!({
+            "alloc": {
+                "id": id, "name": "j.g[0]", "index": 0, "job_id": "j", "job_version": 0,
+                "group": "g", "group_hash": 0, "node_id": "n", "eval_id": "e",
+                "resources": {"cpu": 1, "memory": 1}
+            },
+            "job": {"id": "j", "name": "j", "groups": []}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn writes_are_coalesced_and_a_removal_wins_over_a_queued_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let mut a = local("a1");
+        for i in 0..50 {
+            a.alloc.client_description = format!("event {i}");
+            store.save(&a).unwrap();
+        }
+        store.flush();
+        let saved = store.load_all();
+        assert_eq!(saved.len(), 1);
+        assert_eq!(
+            saved[0].alloc.client_description, "event 49",
+            "the newest state"
+        );
+
+        store.save(&a).unwrap();
+        store.remove("a1");
+        store.flush();
+        assert!(!store.alloc_dir("a1").exists(), "removed, not re-created");
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let bad = store.alloc_dir("bad");
+        std::fs::create_dir_all(&bad).unwrap();
+        std::fs::write(bad.join(STATE_FILE), b"{\"alloc\": nul").unwrap();
+        assert!(store.load_all().is_empty());
+        assert!(bad.join("state.json.corrupt").exists());
+        assert!(!bad.join(STATE_FILE).exists());
+    }
 }
