@@ -322,6 +322,23 @@ impl TaskCgroup {
         }
     }
 
+    /// Removes the cgroup only if nothing runs in it: the kernel refuses to
+    /// remove a cgroup with processes (EBUSY), so this can never disturb a
+    /// task, whoever started it. False when something still runs there.
+    pub fn remove_if_empty(&self) -> io::Result<bool> {
+        for dir in self.dirs() {
+            match fs::remove_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return Ok(false),
+                Err(e) => {
+                    return Err(io::Error::new(e.kind(), format!("{}: {e}", dir.display())));
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// Kills whatever still runs in the cgroup and removes it. Blocks up to
     /// a few seconds while killed processes leave.
     pub fn remove(&self) -> io::Result<()> {

@@ -3,8 +3,9 @@
 //! interrupted run), found from the driver's own state dir and from the
 //! executor processes whose spec lies under it, never from the agent's
 //! state. Only what is provably this driver's is touched: the cgroup parent
-//! is shared by every agent on the host, so a cgroup goes only with an
-//! allocation found by its state dir or its executors.
+//! is shared by every agent on the host, so a cgroup with processes goes
+//! only with an allocation found by its state dir or its executors; an empty
+//! one no allocation of this agent owns goes by itself.
 
 use crate::executor::{PID_FILE, PidFile};
 use crate::{DRIVER_NAME, ExecDriver, check_name, proc, read_json};
@@ -17,6 +18,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Marks a leftover that is an empty cgroup rather than an allocation.
+const CGROUP_PREFIX: &str = "cgroup:";
 /// How long a SIGKILLed task group may take to leave before its state goes.
 const REAP_GRACE: Duration = Duration::from_secs(5);
 
@@ -140,6 +143,26 @@ impl ExecDriver {
                 .map(|e| e.alloc.clone()),
         );
         let mut out = Vec::new();
+        // Empty task cgroups of allocations nobody runs here: the parent is
+        // shared by every agent on the host, so only empty ones, which the
+        // kernel alone decides (see `remove_if_empty`).
+        if let Some(h) = &self.cgroups {
+            for name in h.children(&self.cfg.cgroup_parent) {
+                if owned_by(&name, owned)
+                    || found.iter().any(|a| name.starts_with(&format!("{a}-")))
+                {
+                    continue;
+                }
+                if h.task(&self.cfg.cgroup_parent, &name).pids().is_empty() {
+                    out.push(Leftover {
+                        driver: DRIVER_NAME.to_string(),
+                        id: format!("{CGROUP_PREFIX}{name}"),
+                        alloc_id: None,
+                        description: format!("empty cgroup {}/{name}", self.cfg.cgroup_parent),
+                    });
+                }
+            }
+        }
         for alloc in found {
             if check_name("alloc_id", &alloc).is_err() {
                 continue;
@@ -172,6 +195,19 @@ impl ExecDriver {
 
     /// Blocking: kills, waits and removes. Run on a blocking thread.
     pub(crate) fn reap_leftover(&self, leftover: &Leftover) -> Result<(), DriverError> {
+        if let Some(name) = leftover.id.strip_prefix(CGROUP_PREFIX) {
+            check_name("cgroup", name)?;
+            let Some(h) = &self.cgroups else {
+                return Ok(());
+            };
+            return match h.task(&self.cfg.cgroup_parent, name).remove_if_empty() {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(DriverError::Other(format!(
+                    "cgroup {name} is in use again; left as it is"
+                ))),
+                Err(e) => Err(DriverError::io(format!("removing cgroup {name}"), e)),
+            };
+        }
         let alloc = leftover.id.as_str();
         check_name("alloc_id", alloc)?;
         let dir = self.cfg.state_dir.join(alloc);

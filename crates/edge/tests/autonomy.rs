@@ -491,6 +491,11 @@ async fn gc_removes_the_processes_of_a_lost_data_dir() {
     until(20, "serving", async || c.serving(&ports).await).await;
     let old = pgrep(&c.marker.display().to_string());
     assert_eq!(old.len(), COUNT);
+    let old_allocs: Vec<String> = c.live().await.unwrap().into_iter().map(|a| a.id).collect();
+    assert!(
+        old_allocs.iter().all(|a| !cgroups_of(a).is_empty()),
+        "each task in its cgroup"
+    );
     c.agent.take().unwrap().kill9();
     let adir = dir.path().join("agent");
     for entry in std::fs::read_dir(&adir).unwrap().flatten() {
@@ -519,5 +524,82 @@ async fn gc_removes_the_processes_of_a_lost_data_dir() {
         pgrep(&adir.join("exec").display().to_string()).is_empty(),
         "no executor of the lost data dir is left"
     );
+    for a in &old_allocs {
+        assert!(cgroups_of(a).is_empty(), "cgroups of {a} removed");
+    }
     c.stop_job().await;
+}
+
+/// Task cgroups of an allocation, in any controller's hierarchy.
+fn cgroups_of(alloc: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for root in [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/cpu",
+    ] {
+        let Ok(rd) = std::fs::read_dir(Path::new(root).join("edge")) else {
+            continue;
+        };
+        out.extend(rd.flatten().map(|e| e.path()).filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(alloc))
+        }));
+    }
+    out
+}
+
+/// Containers of a lost data dir (same path, state gone) are removed by the
+/// node's GC: `edge node gc` at once, listing what it removed.
+#[tokio::test]
+async fn node_gc_removes_containers_nobody_owns() {
+    if !containerd() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start(dir.path(), Kind::Containerd).await;
+    c.run_job().await;
+    assert_eq!(c.local_copies(), Some(COUNT));
+    c.agent.take().unwrap().kill9();
+    std::fs::remove_dir_all(dir.path().join("agent/allocs")).unwrap();
+    std::fs::remove_file(dir.path().join("agent/node-id")).unwrap();
+    // Periodic GC off: this test is about `edge node gc`.
+    c.agent_args
+        .extend(["--node-gc-interval", "1h", "--node-gc-grace", "1h"].map(String::from));
+    c.start_agent();
+    until(20, "the new node ready", async || {
+        let nodes = c.api.nodes().await.ok()?;
+        nodes
+            .iter()
+            .any(|n| n.status == edge_spec::NodeStatus::Ready && n.allocs_running == 0)
+            .then_some(())
+    })
+    .await;
+    let node = until(20, "the new node's id", async || {
+        std::fs::read_to_string(dir.path().join("agent/node-id")).ok()
+    })
+    .await;
+    let out = Command::new(EDGE)
+        .args(["node", "gc", "-o", "json", node.trim()])
+        .env("EDGE_ADDR", c.api.address())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r: edge_api::GcResponse = serde_json::from_slice(&out.stdout).unwrap();
+    let containers: Vec<&edge_api::GcLeftover> = r
+        .removed
+        .iter()
+        .filter(|l| l.driver == "containerd")
+        .collect();
+    assert_eq!(containers.len(), COUNT, "{r:?}");
+    assert!(containers.iter().all(|l| l.error.is_none()), "{r:?}");
+    assert_eq!(c.local_copies(), Some(0), "no container of ours runs");
+    let adir = dir.path().join("agent");
+    assert!(
+        !ctr(&["containers", "ls", "-q"])
+            .lines()
+            .any(|id| ctr(&["containers", "info", id]).contains(adir.to_str().unwrap())),
+        "and none is left"
+    );
+    c.api.stop_job(&service(c.kind), true).await.unwrap();
 }
