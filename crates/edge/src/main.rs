@@ -34,11 +34,14 @@ fn main() -> std::process::ExitCode {
     if !cli.command.is_daemon() {
         default_sigpipe();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // Daemons get a worker per core (tokio's default; `TOKIO_WORKER_THREADS`
+    // overrides it); a CLI command is one request and its answer.
+    let mut builder = if cli.command.is_daemon() {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
