@@ -10,14 +10,14 @@
 
 mod common;
 
-use common::{EDGE, Proc, dns, free_port, repo, until};
+use common::{EDGE, Proc, build_image, dns, free_port, repo, until};
 use edge_api::{Client, QueryOptions};
 use edge_spec::{ClientStatus, DesiredStatus};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const COUNT: usize = 2;
@@ -39,19 +39,11 @@ enum Stop {
 }
 
 fn root() -> bool {
-    if std::env::var("EDGE_TEST_ROOT").as_deref() == Ok("1") {
-        return true;
-    }
-    println!("skipped: set EDGE_TEST_ROOT=1 (cgroups, process groups of other users)");
-    false
+    common::gated("EDGE_TEST_ROOT")
 }
 
 fn containerd() -> bool {
-    if std::env::var("EDGE_TEST_CONTAINERD").as_deref() == Ok("1") {
-        return true;
-    }
-    println!("skipped: set EDGE_TEST_CONTAINERD=1");
-    false
+    common::gated("EDGE_TEST_CONTAINERD")
 }
 
 struct Cluster {
@@ -159,17 +151,10 @@ impl Cluster {
         let token = std::fs::read_to_string(sdir.join("token")).unwrap();
         let adir = dir.join("agent");
         if kind == Kind::Containerd {
+            // Dropped in the agent's images/ folder: imported when it starts.
             std::fs::create_dir_all(adir.join("images")).unwrap();
-            let tar = adir.join("images/autonomy.tar");
-            let ok = Command::new("bash")
-                .arg(repo().join("tests/images/build-busybox.sh"))
-                .arg(&tar)
-                .arg("docker.io/edge/autonomy:v1")
-                .stdout(Stdio::null())
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "building the test image");
+            let tar = build_image(dir, "docker.io/edge/autonomy:v1");
+            std::fs::rename(tar, adir.join("images/autonomy.tar")).unwrap();
         }
         let dns_port = free_port();
         let agent_args: Vec<String> = [

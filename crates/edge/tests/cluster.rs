@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Stands in for the exec driver (job files name known drivers only).
 /// Tasks are timers: `config.exit_after_ms` and `config.exit_code` decide how
 /// they end; `config.fail_start` makes start fail. Counts starts and recovers.
 #[derive(Default)]
@@ -41,7 +42,7 @@ impl FakeDriver {
 #[async_trait]
 impl Driver for FakeDriver {
     fn name(&self) -> &'static str {
-        "fake"
+        "exec"
     }
 
     async fn fingerprint(&self) -> DriverInfo {
@@ -77,7 +78,7 @@ impl Driver for FakeDriver {
         }
         self.running.lock().unwrap().insert(task_id.clone(), tx);
         Ok(TaskHandle {
-            driver: "fake".to_string(),
+            driver: "exec".to_string(),
             task_id,
             pid: None,
             started_at: 0,
@@ -155,7 +156,7 @@ impl Driver for FakeDriver {
 
 fn leftover(id: &str, alloc: &str) -> Leftover {
     Leftover {
-        driver: "fake".to_string(),
+        driver: "exec".to_string(),
         id: id.to_string(),
         alloc_id: Some(alloc.to_string()),
         description: format!("fake container {id}"),
@@ -181,7 +182,7 @@ fn service(count: u32, extra_config: &str, restart: &str) -> Job {
     count = {count}
     {restart}
     task "t" {{
-      driver = "fake"
+      driver = "exec"
       config {{
         {extra_config}
       }}
@@ -230,6 +231,15 @@ impl Cluster {
             tune,
         )
         .await
+    }
+
+    /// Registers `job` and waits until `n` of its allocations run.
+    async fn deploy(&self, job: &Job, n: usize) {
+        self.api.register(job).await.unwrap();
+        self.until(&format!("{n} running"), async |c| {
+            (running(&c.allocs(&job.id).await) == n).then_some(())
+        })
+        .await;
     }
 
     async fn allocs(&self, job: &str) -> Vec<edge_api::AllocListStub> {
@@ -405,7 +415,7 @@ async fn start_failure_is_reported_with_the_driver_message() {
 }
 
 #[tokio::test]
-async fn unknown_driver_fails_the_task_not_the_agent() {
+async fn a_driver_no_node_has_is_refused_by_the_scheduler_not_the_agent() {
     let c = cluster().await;
     let d = Arc::new(FakeDriver::default());
     let _a = c.agent("a1", d.clone()).await;
@@ -414,11 +424,12 @@ async fn unknown_driver_fails_the_task_not_the_agent() {
         (running(&c.allocs("svc").await) == 1).then_some(())
     })
     .await;
-    // A job for a driver no node has is refused by the scheduler with a reason,
-    // and the agent keeps serving the first job.
+    // A job for a driver no node has (this one runs only the stand-in for
+    // exec) is refused by the scheduler with a reason, and the agent keeps
+    // serving the first job.
     let mut j = service(1, "", "");
     j.id = "other".to_string();
-    j.groups[0].tasks[0].driver = "nope".to_string();
+    j.groups[0].tasks[0].driver = "containerd".to_string();
     let r = c.api.register(&j).await.unwrap();
     let e = c
         .until("eval done", async |c| {
@@ -434,7 +445,7 @@ async fn unknown_driver_fails_the_task_not_the_agent() {
         e.failed_tg_allocs["g"]
             .constraint_filtered
             .keys()
-            .any(|k| k.contains("nope"))
+            .any(|k| k.contains("containerd"))
     );
     assert_eq!(running(&c.allocs("svc").await), 1);
 }
@@ -522,7 +533,7 @@ fn web_service(count: u32) -> Job {
       }}
     }}
     task "t" {{
-      driver = "fake"
+      driver = "exec"
       config {{}}
       resources {{
         cpu    = 10
@@ -548,11 +559,7 @@ async fn agent_stopped_while_the_server_is_away_leaves_tasks_running() {
     let c = cluster().await;
     let d = Arc::new(FakeDriver::default());
     let a = c.agent("a1", d.clone()).await;
-    c.api.register(&service(2, "", "")).await.unwrap();
-    c.until("2 running", async |c| {
-        (running(&c.allocs("svc").await) == 2).then_some(())
-    })
-    .await;
+    c.deploy(&service(2, "", ""), 2).await;
     let addr = format!("http://{}", c.server.addr);
     let Cluster { server, dir, .. } = c;
     server.shutdown().await;
@@ -578,11 +585,7 @@ async fn stop_tasks_on_exit_stops_them() {
     let a = c
         .agent_with("a1", d.clone(), |cfg| cfg.stop_tasks_on_exit = true)
         .await;
-    c.api.register(&service(2, "", "")).await.unwrap();
-    c.until("2 running", async |c| {
-        (running(&c.allocs("svc").await) == 2).then_some(())
-    })
-    .await;
+    c.deploy(&service(2, "", ""), 2).await;
     a.shutdown().await;
     assert_eq!(d.running(), 0, "every task stopped before the agent exited");
     assert_eq!(d.stops.load(Ordering::SeqCst), 2);

@@ -7,19 +7,15 @@
 
 mod common;
 
-use common::{EDGE, Proc, free_port, repo, until};
+use common::{EDGE, Proc, build_image, free_port, repo, until};
 use edge_api::{Client, QueryOptions};
 use edge_spec::{Allocation, ClientStatus};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn enabled() -> bool {
-    if std::env::var("EDGE_TEST_CONTAINERD").as_deref() == Ok("1") {
-        return true;
-    }
-    println!("skipped: set EDGE_TEST_CONTAINERD=1");
-    false
+    common::gated("EDGE_TEST_CONTAINERD")
 }
 
 fn edge(addr: &str, args: &[&str]) -> (bool, String) {
@@ -44,20 +40,6 @@ fn ctr(args: &[&str]) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn build_image(dir: &Path, name: &str) -> PathBuf {
-    let out = dir.join(format!("{}.tar", name.replace(['/', ':'], "_")));
-    let ok = Command::new("bash")
-        .arg(repo().join("tests/images/build-busybox.sh"))
-        .arg(&out)
-        .arg(name)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "building test image {name}");
-    out
 }
 
 /// A one-task service job on the containerd driver.

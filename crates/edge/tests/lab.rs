@@ -23,11 +23,7 @@ const EDGE: &str = env!("CARGO_BIN_EXE_edge");
 const TTL_SECS: u64 = 3;
 
 fn enabled() -> bool {
-    if std::env::var("EDGE_TEST_ROOT").as_deref() == Ok("1") {
-        return true;
-    }
-    println!("skipped: set EDGE_TEST_ROOT=1");
-    false
+    common::gated("EDGE_TEST_ROOT")
 }
 
 fn script() -> PathBuf {

@@ -145,3 +145,28 @@ pub async fn dns(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
         .unwrap();
     Message::from_vec(&buf[..n]).unwrap()
 }
+
+/// True when the environment variable `var` is `1`; otherwise says the test
+/// is skipped (root-only and containerd tests, which `.ci/run` turns on).
+pub fn gated(var: &str) -> bool {
+    if std::env::var(var).as_deref() == Ok("1") {
+        return true;
+    }
+    println!("skipped: set {var}=1");
+    false
+}
+
+/// An OCI archive of a busybox image named `name`, built without a registry.
+pub fn build_image(dir: &Path, name: &str) -> PathBuf {
+    let out = dir.join(format!("{}.tar", name.replace(['/', ':'], "_")));
+    let ok = Command::new("bash")
+        .arg(repo().join("tests/images/build-busybox.sh"))
+        .arg(&out)
+        .arg(name)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "building test image {name}");
+    out
+}
