@@ -234,3 +234,82 @@ async fn an_unreadable_job_version_is_503_not_an_omission() {
     );
     h.shutdown().await;
 }
+
+/// A plan that scans every node against hundreds of constraints takes a
+/// while; the server's other requests must not wait for it. On this
+/// current-thread runtime a plan run inline would stop the ticker below
+/// for as long as the plan takes.
+#[tokio::test]
+async fn a_long_plan_does_not_stall_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    let nodes: Vec<_> = (0..2000)
+        .map(|i| {
+            let mut n = node(&format!("n{i}"), 4000, 4096);
+            n.status = edge_spec::NodeStatus::Ready;
+            n
+        })
+        .collect();
+    h.server
+        .store()
+        .commit(move |_| {
+            Ok::<_, edge_store::StoreError>((
+                edge_store::Batch {
+                    nodes,
+                    ..Default::default()
+                },
+                (),
+            ))
+        })
+        .await
+        .unwrap();
+    let mut j = job("web", 1);
+    let g = j.groups[0].clone();
+    j.groups = (0..20)
+        .map(|i| edge_spec::Group {
+            name: format!("g{i}"),
+            ..g.clone()
+        })
+        .collect();
+    // Every node passes all but the last constraint, so each group checks
+    // all of them on every node.
+    j.constraints = (0..255)
+        .map(|i| edge_spec::Constraint {
+            attribute: "${attr.kernel.name}".into(),
+            operator: edge_spec::ConstraintOp::Ne,
+            value: format!("os{i}"),
+        })
+        .collect();
+    j.constraints.push(edge_spec::Constraint {
+        attribute: "${attr.kernel.name}".into(),
+        operator: edge_spec::ConstraintOp::Eq,
+        value: "plan9".into(),
+    });
+
+    let (gap_tx, gap_rx) = tokio::sync::watch::channel(Duration::ZERO);
+    let ticker = tokio::spawn(async move {
+        let mut last = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let now = tokio::time::Instant::now();
+            gap_tx.send_modify(|g| *g = (*g).max(now - last));
+            last = now;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = tokio::time::Instant::now();
+    let plan = client(&h).plan(&j).await.unwrap();
+    let took = started.elapsed();
+    ticker.abort();
+    assert_eq!(plan.failed.len(), 20, "no group fits");
+    let gap = *gap_rx.borrow();
+    assert!(
+        took > Duration::from_millis(100),
+        "plan too quick to tell: {took:?}"
+    );
+    assert!(
+        gap < took / 2,
+        "ticker stalled {gap:?} during a {took:?} plan"
+    );
+    h.shutdown().await;
+}

@@ -306,3 +306,22 @@ fn spec_hash_is_pinned() {
     other.tasks[0].resources.cpu += 1;
     assert_ne!(other.spec_hash(), group.spec_hash());
 }
+
+#[test]
+fn every_example_job_is_within_the_limits() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).expect("examples/ exists") {
+        let path = entry.expect("readable entry").path();
+        if path.extension().is_none_or(|e| e != "hcl") {
+            continue;
+        }
+        let src = std::fs::read_to_string(&path).expect("readable example");
+        let name = path.display().to_string();
+        if let Err(e) = edge_spec::parse_job_file(&src, &ParseOptions::new(&name)) {
+            panic!("{e}");
+        }
+        seen += 1;
+    }
+    assert!(seen >= 5, "only {seen} examples found");
+}

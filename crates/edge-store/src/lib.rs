@@ -89,12 +89,18 @@ pub struct GcReport {
 pub struct Options {
     /// How long a statement waits for a lock another process holds.
     pub busy_timeout: Duration,
+    /// Newest versions of a job kept on every write of a new one (versions
+    /// allocations still run are kept too). GC trims to its own
+    /// `keep_versions` from time to time; this bounds the table between GC
+    /// runs, whatever the rate of registrations.
+    pub max_versions: u64,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             busy_timeout: Duration::from_secs(5),
+            max_versions: 1000,
         }
     }
 }
@@ -149,6 +155,7 @@ impl Store {
             conn,
             state,
             shared: shared.clone(),
+            max_versions: opts.max_versions.max(1),
         };
         let writer = std::thread::Builder::new()
             .name("edge-store-writer".into())

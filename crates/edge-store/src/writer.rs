@@ -57,6 +57,9 @@ struct Prepared {
 #[derive(Default)]
 struct Rows {
     jobs: Vec<(String, u64, String)>,
+    /// Per job written: versions at or below this go, except those in the
+    /// JSON array (versions allocations still run).
+    trim: Vec<(String, i64, String)>,
     nodes: Vec<(String, String)>,
     allocs: Vec<(String, String, String, i64, String)>,
     evals: Vec<(String, String, &'static str, i64, String)>,
@@ -115,6 +118,8 @@ pub(crate) struct Writer {
     /// without readers ever seeing a batch that is not yet durable.
     pub state: State,
     pub shared: Arc<Shared>,
+    /// [`crate::Options::max_versions`].
+    pub max_versions: u64,
 }
 
 impl Writer {
@@ -177,8 +182,9 @@ impl Writer {
             let index = self.state.index + 1;
             batch.stamp(index, &self.state);
             match Rows::of(&batch) {
-                Ok(rows) => {
+                Ok(mut rows) => {
                     self.state.apply(&batch, index);
+                    rows.trim = self.trims(&batch);
                     prepared.push(Prepared {
                         batch,
                         index,
@@ -227,6 +233,26 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// What writing `batch` trims from the job versions table.
+    fn trims(&self, batch: &Batch) -> Vec<(String, i64, String)> {
+        let max = i64::try_from(self.max_versions).unwrap_or(i64::MAX);
+        batch
+            .jobs
+            .iter()
+            .map(|j| {
+                let version = i64::try_from(j.version).unwrap_or(i64::MAX);
+                let running: Vec<u64> = self
+                    .state
+                    .job_allocs(&j.id)
+                    .iter()
+                    .map(|a| a.job_version)
+                    .collect();
+                let keep = serde_json::Value::from(running).to_string();
+                (j.id.clone(), version.saturating_sub(max), keep)
+            })
+            .collect()
     }
 
     fn gc(&mut self, cfg: &GcConfig, now_ms: i64) -> Result<GcReport, StoreError> {
@@ -454,6 +480,14 @@ fn write_batch(
         .and_then(|mut s| s.execute(params![id, *version as i64, body]))
         .map_err(err("write job version"))?;
         ev("job", "upserted", id, Some(body))?;
+    }
+    for (id, below, keep) in &rows.trim {
+        tx.prepare_cached(
+            "DELETE FROM job_versions WHERE job_id = ?1 AND version <= ?2
+                 AND version NOT IN (SELECT value FROM json_each(?3))",
+        )
+        .and_then(|mut s| s.execute(params![id, below, keep]))
+        .map_err(err("trim job versions"))?;
     }
     for id in &b.delete_nodes {
         tx.prepare_cached("DELETE FROM nodes WHERE id = ?1")

@@ -474,6 +474,7 @@ async fn a_failed_transaction_fails_the_group_and_changes_nothing() {
     let path = dir.path().join("edge.db");
     let opts = Options {
         busy_timeout: Duration::from_millis(50),
+        ..Options::default()
     };
     let store = Store::open_with(&path, &opts).unwrap();
     put(
@@ -672,6 +673,36 @@ async fn gc_keeps_every_version_an_allocation_still_runs() {
         );
     }
     assert!(store.job_version("web", 0).unwrap().is_none());
+}
+
+#[tokio::test]
+async fn writes_keep_at_most_max_versions_besides_those_still_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        max_versions: 3,
+        ..Options::default()
+    };
+    let store = Store::open_with(&dir.path().join("edge.db"), &opts).unwrap();
+    for v in 0..10 {
+        let mut batch = Batch {
+            jobs: vec![job("web", v)],
+            ..Batch::default()
+        };
+        if v == 1 {
+            let mut a = alloc("runs-v1", "web", "n1", 1);
+            a.job_version = 1;
+            a.client_status = ClientStatus::Running;
+            batch.allocs.push(a);
+        }
+        put(&store, batch).await;
+    }
+    let versions: Vec<u64> = store
+        .job_versions("web")
+        .unwrap()
+        .iter()
+        .map(|j| j.version)
+        .collect();
+    assert_eq!(versions, [9, 8, 7, 1]);
 }
 
 #[tokio::test]
