@@ -475,10 +475,21 @@ impl Agent {
                 .await
             {
                 Ok(_) => backoff = Duration::from_millis(100),
-                Err(e) if matches!(e.status(), Some(400 | 404)) => {
-                    // Allocations the server does not know (collected while we
-                    // were away): nothing to retry.
+                Err(e) if e.status() == Some(400) => {
                     tracing::warn!(error = %e, "server rejected allocation updates");
+                }
+                Err(e) if e.status() == Some(404) && !unknown_allocs(&e).is_empty() => {
+                    // Allocations the server no longer knows (collected while
+                    // this node was away): the server applied nothing, so the
+                    // others go again without them.
+                    let unknown = unknown_allocs(&e);
+                    tracing::warn!(allocations = ?unknown, "server does not know these allocations; dropping their updates");
+                    self.ctx.reporter.put_back(
+                        updates
+                            .into_iter()
+                            .filter(|u| !unknown.contains(&u.id))
+                            .collect(),
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot report allocation state; will retry");
@@ -634,5 +645,43 @@ async fn save_catalogs(local: LocalStore, mut rx: watch::Receiver<Option<SavedCa
             tracing::warn!(error = %e, "cannot save the catalog");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The ids a 404 `unknown allocation "a", "b"` names (the server's wording).
+fn unknown_allocs(e: &edge_api::ApiError) -> Vec<String> {
+    let Some(rest) = e
+        .message()
+        .and_then(|m| m.strip_prefix("unknown allocation "))
+    else {
+        return Vec::new();
+    };
+    rest.split(", ")
+        .filter_map(|q| q.strip_prefix('"')?.strip_suffix('"'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, message: &str) -> edge_api::ApiError {
+        edge_api::ApiError::Status {
+            method: "POST".into(),
+            path: "/v1/agent/allocs/n".into(),
+            status: code,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn unknown_allocations_are_read_from_the_servers_404() {
+        assert_eq!(
+            unknown_allocs(&status(404, r#"unknown allocation "a1", "b-2""#)),
+            ["a1", "b-2"]
+        );
+        // An unknown node is not an unknown allocation: everything is retried.
+        assert!(unknown_allocs(&status(404, r#"node "n" not found"#)).is_empty());
     }
 }

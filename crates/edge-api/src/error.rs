@@ -37,4 +37,12 @@ impl ApiError {
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
     }
+
+    /// The server's own message, for a status it answered with.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            ApiError::Status { message, .. } => Some(message),
+            _ => None,
+        }
+    }
 }

@@ -709,3 +709,33 @@ async fn corrupt_allocation_state_is_moved_aside_and_the_agent_starts() {
     })
     .await;
 }
+
+/// The agent drops the updates of allocations the server names in its 404
+/// and sends the rest again; this pins the server's wording it reads.
+#[tokio::test]
+async fn a_report_of_an_unknown_allocation_is_a_404_naming_it() {
+    let c = cluster().await;
+    let d = Arc::new(FakeDriver::default());
+    let a = c.agent("a1", d.clone()).await;
+    let agent_api = Client::new(
+        &format!("http://{}", c.server.addr),
+        Some(c.server.token.clone()),
+    )
+    .unwrap();
+    let update = edge_api::AllocUpdate {
+        id: "3f2a0000-dead-4000-8000-000000000009".to_string(),
+        client_status: ClientStatus::Running,
+        client_description: String::new(),
+        task_states: Default::default(),
+        checks: Default::default(),
+    };
+    let e = agent_api
+        .agent_update_allocs(&a.node_id, vec![update])
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(404));
+    assert_eq!(
+        e.message(),
+        Some(r#"unknown allocation "3f2a0000-dead-4000-8000-000000000009""#)
+    );
+}
