@@ -8,13 +8,12 @@ mod common;
 
 use common::{EDGE, Proc, dns, free_port, until};
 use edge_api::{Client, QueryOptions};
-use hickory_proto::op::{Message, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{RData, RecordType};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::str::FromStr;
 use std::time::Duration;
 
 fn web_job(dir: &Path, count: u32, lb_port: u16) -> PathBuf {
