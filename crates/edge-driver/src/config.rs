@@ -31,6 +31,15 @@ pub fn decode<T: DeserializeOwned>(config: &Map<String, Value>) -> Result<T, Dri
     })
 }
 
+/// A check's outcome as edge-spec's validation takes it: the field (from
+/// `config`) and the message.
+pub fn finding(checked: Result<(), DriverError>) -> Result<(), (String, String)> {
+    checked.map_err(|e| match e {
+        DriverError::Config { field, message } => (field, message),
+        other => ("config".to_string(), other.to_string()),
+    })
+}
+
 /// Whether `s` still holds a `${...}` the agent fills in: checks of a value's
 /// shape wait for the agent then, since at submit only its template is known.
 pub fn is_interpolated(s: &str) -> bool {
