@@ -7,10 +7,6 @@ use crate::DriverError;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-/// A driver's submit-time check of one task's `config` block. It answers
-/// `DriverError::Config` with a field path that starts at `config`.
-pub type CheckConfig = fn(&Map<String, Value>) -> Result<(), DriverError>;
-
 /// Decodes a `config` block into a driver's config type; a failure names
 /// the field (`config.args[1]`, `config.comand`) and gives serde's reason.
 pub fn decode<T: DeserializeOwned>(config: &Map<String, Value>) -> Result<T, DriverError> {
