@@ -1,7 +1,8 @@
-//! The containerd task's `config { ... }` block: checking it and naming
-//! every problem by its field.
+//! The containerd task's `config { ... }` block: its schema, checking it
+//! and naming every problem by its field.
 
 use edge_driver::DriverError;
+use serde::Deserialize;
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -36,58 +37,63 @@ pub(crate) enum NetworkMode {
     Host,
 }
 
-const KEYS: &[&str] = &[
-    "image",
-    "command",
-    "args",
-    "entrypoint",
-    "work_dir",
-    "user",
-    "hostname",
-    "readonly_rootfs",
-    "volumes",
-    "cap_add",
-    "cap_drop",
-    "network_mode",
-];
+/// The containerd driver's `config` block as written in a job: the one
+/// schema, checked at submit and again on the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerdBlock {
+    pub image: String,
+    pub command: Option<String>,
+    pub args: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub work_dir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub readonly_rootfs: Option<bool>,
+    pub volumes: Option<Vec<String>>,
+    pub cap_add: Option<Vec<String>>,
+    pub cap_drop: Option<Vec<String>>,
+    pub network_mode: Option<String>,
+}
+
+/// The submit-time check of a containerd task's `config` block. Values
+/// that still hold a `${...}` are checked on the agent, once filled in.
+pub fn check_config(config: &serde_json::Map<String, Value>) -> Result<(), DriverError> {
+    checked(
+        edge_driver::config::decode(config)?,
+        edge_driver::config::is_interpolated,
+    )
+    .map(drop)
+}
 
 pub(crate) fn parse(
     config: &serde_json::Map<String, Value>,
 ) -> Result<TaskImageConfig, DriverError> {
-    if let Some(key) = config.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(DriverError::config(
-            format!("config.{key}"),
-            format!(
-                "unknown key for the containerd driver (expected one of {})",
-                KEYS.join(", ")
-            ),
-        ));
+    checked(edge_driver::config::decode(config)?, |_| false)
+}
+
+/// Checks the block's values; one that is `pending` (a `${...}` at submit)
+/// is left for the agent to check once filled in.
+fn checked(
+    block: ContainerdBlock,
+    pending: fn(&str) -> bool,
+) -> Result<TaskImageConfig, DriverError> {
+    if block.image.trim().is_empty() {
+        return Err(DriverError::config("config.image", "must not be empty"));
     }
-    let image = match string(config, "image")? {
-        Some(i) if !i.trim().is_empty() => i,
-        Some(_) => return Err(DriverError::config("config.image", "must not be empty")),
-        None => return Err(DriverError::config("config.image", "is required")),
-    };
-    let volumes = strings(config, "volumes")?
+    let volumes = block
+        .volumes
         .unwrap_or_default()
         .iter()
         .enumerate()
+        .filter(|(_, v)| !pending(v))
         .map(|(i, v)| {
             parse_volume(v).map_err(|m| DriverError::config(format!("config.volumes[{i}]"), m))
         })
         .collect::<Result<_, _>>()?;
-    let readonly_rootfs = match config.get("readonly_rootfs") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            return Err(DriverError::config(
-                "config.readonly_rootfs",
-                "must be true or false",
-            ));
-        }
-    };
-    let network_mode = match string(config, "network_mode")?.as_deref() {
+    let network_mode = match block.network_mode.as_deref() {
         None | Some("host") => NetworkMode::Host,
+        Some(m) if pending(m) => NetworkMode::Host,
         Some(other) => {
             return Err(DriverError::config(
                 "config.network_mode",
@@ -96,21 +102,22 @@ pub(crate) fn parse(
         }
     };
     let cfg = TaskImageConfig {
-        image,
-        command: string(config, "command")?,
-        args: strings(config, "args")?.unwrap_or_default(),
-        entrypoint: strings(config, "entrypoint")?,
-        work_dir: string(config, "work_dir")?,
-        user: string(config, "user")?,
-        hostname: string(config, "hostname")?,
-        readonly_rootfs,
+        image: block.image,
+        command: block.command,
+        args: block.args.unwrap_or_default(),
+        entrypoint: block.entrypoint,
+        work_dir: block.work_dir,
+        user: block.user,
+        hostname: block.hostname,
+        readonly_rootfs: block.readonly_rootfs.unwrap_or(false),
         volumes,
-        cap_add: strings(config, "cap_add")?.unwrap_or_default(),
-        cap_drop: strings(config, "cap_drop")?.unwrap_or_default(),
+        cap_add: block.cap_add.unwrap_or_default(),
+        cap_drop: block.cap_drop.unwrap_or_default(),
         network_mode,
     };
     if let Some(w) = &cfg.work_dir
         && !w.starts_with('/')
+        && !pending(w)
     {
         return Err(DriverError::config(
             "config.work_dir",
@@ -122,7 +129,7 @@ pub(crate) fn parse(
         ("config.cap_drop", &cfg.cap_drop),
     ] {
         for (i, c) in caps.iter().enumerate() {
-            if crate::spec::capability(c).is_none() {
+            if crate::spec::capability(c).is_none() && !pending(c) {
                 return Err(DriverError::config(
                     format!("{field}[{i}]"),
                     format!("unknown capability {c:?}"),
@@ -131,45 +138,6 @@ pub(crate) fn parse(
         }
     }
     Ok(cfg)
-}
-
-fn string(
-    config: &serde_json::Map<String, Value>,
-    key: &str,
-) -> Result<Option<String>, DriverError> {
-    match config.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(DriverError::config(
-            format!("config.{key}"),
-            "must be a string",
-        )),
-    }
-}
-
-fn strings(
-    config: &serde_json::Map<String, Value>,
-    key: &str,
-) -> Result<Option<Vec<String>>, DriverError> {
-    match config.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| match v {
-                Value::String(s) => Ok(s.clone()),
-                _ => Err(DriverError::config(
-                    format!("config.{key}[{i}]"),
-                    "must be a string",
-                )),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(_) => Err(DriverError::config(
-            format!("config.{key}"),
-            "must be a list of strings",
-        )),
-    }
 }
 
 /// `/host:/container`, optionally `:ro` or `:rw`.
@@ -237,6 +205,28 @@ mod tests {
         );
         assert!(!c.volumes[1].readonly);
         assert_eq!(c.network_mode, NetworkMode::Host);
+    }
+
+    #[test]
+    fn submit_check_leaves_interpolated_values_to_the_agent() {
+        check_config(&cfg(json!({
+            "image": "busybox",
+            "work_dir": "${NOMAD_TASK_DIR}",
+            "volumes": ["${NOMAD_ALLOC_DIR}/data:/data", "/a:/b"],
+            "cap_add": ["${CAP}"],
+        })))
+        .unwrap();
+        let field = |v| match check_config(&cfg(v)) {
+            Err(DriverError::Config { field, message }) => (field, message),
+            other => panic!("expected a config error, got {other:?}"),
+        };
+        let (f, m) = field(json!({"image": "a", "volume": ["/a:/b"]}));
+        assert_eq!(f, "config.volume");
+        assert!(m.contains("unknown field `volume`"), "{m}");
+        assert_eq!(
+            field(json!({"image": "a", "volumes": ["${X}:/x", "rel:/x"]})).0,
+            "config.volumes[1]",
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod registry;
 mod spec;
 mod store;
 
+pub use config::{ContainerdBlock, check_config};
 pub use error::ContainerdError;
 pub use logger::logger_main;
 pub use reference::Reference;

@@ -1,10 +1,20 @@
-//! The exec task's `config { ... }` block: checking it, filling `${NAME}`
+//! The exec task's `config { ... }` block: its schema, checking it, filling `${NAME}`
 //! from the task env, and naming signals.
 
 use edge_driver::DriverError;
 use nix::sys::signal::Signal;
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::str::FromStr;
+
+/// The exec driver's `config` block as written in a job: the one schema,
+/// checked at submit and again on the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecBlock {
+    pub command: String,
+    pub args: Option<Vec<String>>,
+}
 
 /// A checked exec task config, with `${NAME}` already filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,50 +23,34 @@ pub(crate) struct ExecTaskConfig {
     pub args: Vec<String>,
 }
 
+/// The submit-time check of an exec task's `config` block.
+pub fn check_config(
+    config: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), DriverError> {
+    checked(config).map(drop)
+}
+
+fn checked(config: &serde_json::Map<String, serde_json::Value>) -> Result<ExecBlock, DriverError> {
+    let c: ExecBlock = edge_driver::config::decode(config)?;
+    if c.command.trim().is_empty() {
+        return Err(DriverError::config("config.command", "must not be empty"));
+    }
+    Ok(c)
+}
+
 pub(crate) fn parse(
     config: &serde_json::Map<String, serde_json::Value>,
     env: &BTreeMap<String, String>,
 ) -> Result<ExecTaskConfig, DriverError> {
-    if let Some(key) = config
-        .keys()
-        .find(|k| !matches!(k.as_str(), "command" | "args"))
-    {
-        return Err(DriverError::config(
-            format!("config.{key}"),
-            "unknown key for the exec driver (expected command, args)",
-        ));
-    }
-    let command = match config.get("command") {
-        Some(serde_json::Value::String(c)) if !c.trim().is_empty() => c,
-        Some(serde_json::Value::String(_)) => {
-            return Err(DriverError::config("config.command", "must not be empty"));
-        }
-        Some(_) => return Err(DriverError::config("config.command", "must be a string")),
-        None => return Err(DriverError::config("config.command", "is required")),
-    };
-    let args = match config.get("args") {
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| match item {
-                serde_json::Value::String(s) => Ok(interpolate(s, env)),
-                _ => Err(DriverError::config(
-                    format!("config.args[{i}]"),
-                    "must be a string",
-                )),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(DriverError::config(
-                "config.args",
-                "must be a list of strings",
-            ));
-        }
-    };
+    let c = checked(config)?;
     Ok(ExecTaskConfig {
-        command: interpolate(command, env),
-        args,
+        command: interpolate(&c.command, env),
+        args: c
+            .args
+            .unwrap_or_default()
+            .iter()
+            .map(|a| interpolate(a, env))
+            .collect(),
     })
 }
 
@@ -157,6 +151,21 @@ mod tests {
             field(json!({"command": "x", "image": "nginx"})),
             "config.image"
         );
+    }
+
+    #[test]
+    fn check_names_a_misspelled_key() {
+        match check_config(&cfg(json!({"comand": "x"}))) {
+            Err(DriverError::Config { field, message }) => {
+                assert_eq!(field, "config.comand");
+                assert!(message.contains("unknown field `comand`"), "{message}");
+            }
+            other => panic!("expected a config error, got {other:?}"),
+        }
+        check_config(&cfg(
+            json!({"command": "${NOMAD_TASK_DIR}/run", "args": null}),
+        ))
+        .unwrap();
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod executor;
 mod gc;
 mod proc;
 
+pub use config::{ExecBlock, check_config};
 pub use executor::executor_main;
 
 use async_trait::async_trait;

@@ -1,7 +1,8 @@
-//! The wasm task's `config { ... }` block: checking it and filling `${NAME}`
+//! The wasm task's `config { ... }` block: its schema, checking it and filling `${NAME}`
 //! from the task env.
 
 use edge_driver::DriverError;
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -33,30 +34,60 @@ pub(crate) struct WasmTaskConfig {
     pub mode: Mode,
 }
 
-const KEYS: &str = "module, sha256, args, mode, port, timeout";
+/// The wasm driver's `config` block as written in a job: the one schema,
+/// checked at submit and again on the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WasmBlock {
+    pub module: String,
+    pub sha256: Option<String>,
+    pub args: Option<Vec<String>>,
+    pub mode: Option<String>,
+    pub port: Option<String>,
+    pub timeout: Option<String>,
+}
+
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The submit-time check of a wasm task's `config` block. Values that
+/// still hold a `${...}` are checked on the agent, once filled in.
+pub fn check_config(config: &serde_json::Map<String, Value>) -> Result<(), DriverError> {
+    let block: WasmBlock = edge_driver::config::decode(config)?;
+    let literal = |s: &String| !edge_driver::config::is_interpolated(s);
+    let submitted = WasmBlock {
+        // Whether sha256 applies depends on the module's final value.
+        module: if literal(&block.module) {
+            block.module
+        } else {
+            "https://interpolated/".to_string()
+        },
+        sha256: block.sha256.filter(literal),
+        timeout: block.timeout.filter(literal),
+        // An interpolated mode may turn out `http`, the one that allows more.
+        mode: block
+            .mode
+            .map(|m| if literal(&m) { m } else { "http".to_string() }),
+        ..block
+    };
+    checked(submitted, &BTreeMap::new()).map(drop)
+}
 
 pub(crate) fn parse(
     config: &serde_json::Map<String, Value>,
     env: &BTreeMap<String, String>,
 ) -> Result<WasmTaskConfig, DriverError> {
-    if let Some(key) = config.keys().find(|k| {
-        !matches!(
-            k.as_str(),
-            "module" | "sha256" | "args" | "mode" | "port" | "timeout"
-        )
-    }) {
-        return Err(DriverError::config(
-            format!("config.{key}"),
-            format!("unknown key for the wasm driver (expected {KEYS})"),
-        ));
+    checked(edge_driver::config::decode(config)?, env)
+}
+
+fn checked(
+    block: WasmBlock,
+    env: &BTreeMap<String, String>,
+) -> Result<WasmTaskConfig, DriverError> {
+    if block.module.trim().is_empty() {
+        return Err(DriverError::config("config.module", "must not be empty"));
     }
-    let module = match string(config, "module")? {
-        Some(m) if !m.trim().is_empty() => interpolate(m, env),
-        Some(_) => return Err(DriverError::config("config.module", "must not be empty")),
-        None => return Err(DriverError::config("config.module", "is required")),
-    };
-    let sha256 = match string(config, "sha256")? {
+    let module = interpolate(&block.module, env);
+    let sha256 = match block.sha256 {
         None => None,
         Some(s) => {
             let s = s.trim().to_ascii_lowercase();
@@ -82,34 +113,20 @@ pub(crate) fn parse(
     } else {
         Source::Path(module)
     };
-    let args = match config.get("args") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| match item {
-                Value::String(s) => Ok(interpolate(s, env)),
-                _ => Err(DriverError::config(
-                    format!("config.args[{i}]"),
-                    "must be a string",
-                )),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(DriverError::config(
-                "config.args",
-                "must be a list of strings",
-            ));
-        }
-    };
-    let port = string(config, "port")?;
-    let timeout = match string(config, "timeout")? {
+    let args = block
+        .args
+        .unwrap_or_default()
+        .iter()
+        .map(|a| interpolate(a, env))
+        .collect();
+    let port = block.port;
+    let timeout = match block.timeout {
         None => None,
-        Some(t) => Some(humantime::parse_duration(t).map_err(|e| {
+        Some(t) => Some(humantime::parse_duration(&t).map_err(|e| {
             DriverError::config("config.timeout", format!("{e} (expected e.g. \"30s\")"))
         })?),
     };
-    let mode = match string(config, "mode")?.unwrap_or("command") {
+    let mode = match block.mode.as_deref().unwrap_or("command") {
         _ if timeout.is_some_and(|t| t.is_zero()) => {
             return Err(DriverError::config("config.timeout", "must be above zero"));
         }
@@ -125,7 +142,7 @@ pub(crate) fn parse(
         "http" => {
             let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
             Mode::Http {
-                port_label: port.unwrap_or("http").to_string(),
+                port_label: port.unwrap_or_else(|| "http".to_string()),
                 timeout,
             }
         }
@@ -137,20 +154,6 @@ pub(crate) fn parse(
         }
     };
     Ok(WasmTaskConfig { source, args, mode })
-}
-
-fn string<'a>(
-    config: &'a serde_json::Map<String, Value>,
-    key: &str,
-) -> Result<Option<&'a str>, DriverError> {
-    match config.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(DriverError::config(
-            format!("config.{key}"),
-            "must be a string",
-        )),
-    }
 }
 
 /// Replaces `${NAME}` with `env[NAME]`; unknown names are left as they are.
@@ -219,6 +222,24 @@ mod tests {
     }
 
     #[test]
+    fn submit_check_leaves_interpolated_values_to_the_agent() {
+        for v in [
+            json!({"module": "${NOMAD_TASK_DIR}/m.wasm", "sha256": "${SUM}", "timeout": "${T}"}),
+            json!({"module": "${URL}", "sha256": "ab".repeat(32)}),
+            json!({"module": "m", "mode": "${MODE}", "port": "http"}),
+        ] {
+            check_config(&cfg(v.clone())).unwrap_or_else(|e| panic!("{v}: {e}"));
+        }
+        match check_config(&cfg(json!({"modul": "m"}))) {
+            Err(DriverError::Config { field, message }) => {
+                assert_eq!(field, "config.modul");
+                assert!(message.contains("unknown field `modul`"), "{message}");
+            }
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn bad_config_names_the_field() {
         let cases = [
             (json!({}), "config.module"),
@@ -233,6 +254,7 @@ mod tests {
             ),
             (json!({"module": "m", "timeout": "0s"}), "config.timeout"),
             (json!({"module": "m", "command": "x"}), "config.command"),
+            (json!({"module": "m", "timeout": 30}), "config.timeout"),
         ];
         for (v, field) in cases {
             match parse(&cfg(v.clone()), &BTreeMap::new()) {

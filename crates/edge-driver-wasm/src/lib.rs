@@ -20,6 +20,7 @@ mod http;
 mod runtime;
 mod stdio;
 
+pub use config::{WasmBlock, check_config};
 pub use error::WasmError;
 pub use runtime::WASMTIME_VERSION;
 

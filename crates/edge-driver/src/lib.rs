@@ -2,6 +2,7 @@
 //! `Driver` trait, the task description a driver receives, and the handle it
 //! gives back so the agent can re-attach after its own restart.
 
+pub mod config;
 pub mod error;
 pub mod logs;
 

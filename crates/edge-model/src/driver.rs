@@ -31,45 +31,53 @@ struct ModelTask {
     port: String,
 }
 
+/// The model driver's `config` block as written in a job (or as the `model`
+/// block expands): the one schema, checked at submit and again on the agent.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelBlock {
+    pub source: Option<String>,
+    pub sha256: Option<String>,
+    pub format: Option<String>,
+    pub name: Option<String>,
+    pub max_batch_size: Option<u64>,
+    pub max_delay_ms: Option<u64>,
+    pub port: Option<String>,
+    /// The `model` block's `service { publish }`; the driver does not read it.
+    pub publish: Option<Value>,
+}
+
+/// The submit-time check of a model task's `config` block. Values that
+/// still hold a `${...}` are checked on the agent, once filled in.
+pub fn check_config(config: &Map<String, Value>) -> Result<(), DriverError> {
+    checked(
+        edge_driver::config::decode(config)?,
+        edge_driver::config::is_interpolated,
+    )
+    .map(drop)
+}
+
 fn parse(config: &Map<String, Value>) -> Result<ModelTask, DriverError> {
-    const KEYS: [&str; 8] = [
-        "source",
-        "sha256",
-        "format",
-        "name",
-        "max_batch_size",
-        "max_delay_ms",
-        "port",
-        "publish",
-    ];
-    if let Some(key) = config.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(DriverError::config(
-            format!("config.{key}"),
-            format!(
-                "unknown key for the model driver (expected {})",
-                KEYS.join(", ")
-            ),
-        ));
-    }
-    let string = |key: &str| match config.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
+    checked(edge_driver::config::decode(config)?, |_| false)
+}
+
+/// Checks the block's values; one that is `pending` (a `${...}` at submit)
+/// is left for the agent to check once filled in.
+fn checked(block: ModelBlock, pending: fn(&str) -> bool) -> Result<ModelTask, DriverError> {
+    let string = |key: &str, value: Option<String>| match value {
+        None => Ok(None),
+        Some(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
         Some(_) => Err(DriverError::config(
             format!("config.{key}"),
             "must be a non-empty string",
         )),
     };
-    let number = |key: &str, default: u64| match config.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| DriverError::config(format!("config.{key}"), "must be a whole number")),
-    };
-    let source =
-        string("source")?.ok_or_else(|| DriverError::config("config.source", "is required"))?;
-    let sha256 = string("sha256")?.map(|s| s.to_ascii_lowercase());
+    let source = string("source", block.source)?
+        .ok_or_else(|| DriverError::config("config.source", "is required"))?;
+    let sha256 = string("sha256", block.sha256)?.map(|s| s.to_ascii_lowercase());
     if let Some(s) = &sha256
         && (s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()))
+        && !pending(s)
     {
         return Err(DriverError::config(
             "config.sha256",
@@ -82,16 +90,18 @@ fn parse(config: &Map<String, Value>) -> Result<ModelTask, DriverError> {
             "is required when the source is a URL",
         ));
     }
-    if let Some(format) = string("format")?
+    if let Some(format) = string("format", block.format)?
         && format != "onnx"
+        && !pending(&format)
     {
         return Err(DriverError::config(
             "config.format",
             format!("{format:?} is not supported (only \"onnx\")"),
         ));
     }
-    let name = string("name")?.ok_or_else(|| DriverError::config("config.name", "is required"))?;
-    let max_batch_size = number("max_batch_size", 32)?;
+    let name = string("name", block.name)?
+        .ok_or_else(|| DriverError::config("config.name", "is required"))?;
+    let max_batch_size = block.max_batch_size.unwrap_or(32);
     if max_batch_size == 0 {
         return Err(DriverError::config(
             "config.max_batch_size",
@@ -103,8 +113,8 @@ fn parse(config: &Map<String, Value>) -> Result<ModelTask, DriverError> {
         sha256,
         name,
         max_batch_size,
-        max_delay_ms: number("max_delay_ms", 2)?,
-        port: string("port")?.unwrap_or_else(|| "http".to_string()),
+        max_delay_ms: block.max_delay_ms.unwrap_or(2),
+        port: string("port", block.port)?.unwrap_or_else(|| "http".to_string()),
     })
 }
 
@@ -469,6 +479,28 @@ mod tests {
     }
 
     #[test]
+    fn submit_check_names_a_misspelled_key_and_passes_the_model_block() {
+        match check_config(json!({"sorce": "a.onnx", "name": "m"}).as_object().unwrap()) {
+            Err(DriverError::Config { field, message }) => {
+                assert_eq!(field, "config.sorce");
+                assert!(message.contains("unknown field `sorce`"), "{message}");
+            }
+            other => panic!("expected a config error, got {other:?}"),
+        }
+        let mut spec = edge_spec::model::ModelSpec::new("iris", "https://x/iris.onnx");
+        spec.sha256 = Some("a".repeat(64));
+        spec.publish_port = Some(8080);
+        let group = edge_spec::model::expand(&spec).unwrap();
+        check_config(&group.tasks[0].config).unwrap();
+        check_config(
+            json!({"source": "${NOMAD_TASK_DIR}/m.onnx", "name": "m", "sha256": "${SUM}"})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
+    }
+
+    #[test]
     fn config_errors_name_the_field() {
         let field = |v: Value| match parse(v.as_object().unwrap()) {
             Err(DriverError::Config { field, .. }) => field,
@@ -494,6 +526,10 @@ mod tests {
         );
         assert_eq!(
             field(json!({"source": "a.onnx", "name": "m", "max_batch_size": 0})),
+            "config.max_batch_size"
+        );
+        assert_eq!(
+            field(json!({"source": "a.onnx", "name": "m", "max_batch_size": "8"})),
             "config.max_batch_size"
         );
         let m = parse(

@@ -12,7 +12,7 @@ mod model;
 mod pages;
 mod server;
 
-pub use driver::{DRIVER_NAME, ModelDriver};
+pub use driver::{DRIVER_NAME, ModelBlock, ModelDriver, check_config};
 pub use error::ModelError;
 pub use model::{DataType, Model, TensorInfo};
 pub use pages::release_startup_pages;

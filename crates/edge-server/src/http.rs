@@ -245,8 +245,8 @@ async fn read_job(State(sv): S, Path(id): Path<String>, Query(q): Query<Blocking
     })
 }
 
-fn validate_job(job: &Job) -> Result<(), ServerError> {
-    let diags = edge_spec::validate(job);
+fn validate_job(sv: &Server, job: &Job) -> Result<(), ServerError> {
+    let diags = edge_spec::validate_with(job, &sv.config().driver_configs);
     if diags.is_empty() {
         return Ok(());
     }
@@ -330,7 +330,7 @@ pub(crate) async fn register(
     if job.name.is_empty() {
         job.name = job.id.clone();
     }
-    validate_job(&job)?;
+    validate_job(sv, &job)?;
     let (resp, _) = sv
         .store
         .commit(move |s: &St| {
@@ -462,7 +462,7 @@ async fn plan_job(
     if job.name.is_empty() {
         job.name = job.id.clone();
     }
-    validate_job(&job)?;
+    validate_job(&sv, &job)?;
     // The scheduler is CPU-bound and a plan may be large: it runs off the
     // async workers so that blocking queries and heartbeats keep flowing.
     let server = sv.clone();

@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// The join token; read from or written to `data_dir/token` when `None`.
     pub token: Option<String>,
+    /// The drivers' checks of task `config` blocks, applied to every job
+    /// submitted or planned; the binary builds them from the driver crates.
+    pub driver_configs: edge_spec::DriverConfigs,
 }
 
 impl ServerConfig {
@@ -48,6 +51,7 @@ impl ServerConfig {
             gc: GcConfig::default(),
             max_body_bytes: 4 * 1024 * 1024,
             token: None,
+            driver_configs: edge_spec::DriverConfigs::default(),
         }
     }
 }

@@ -188,6 +188,42 @@ async fn c_index(h: &edge_server::ServerHandle) -> u64 {
 }
 
 #[tokio::test]
+async fn a_misspelled_driver_config_key_is_400_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_with(dir.path(), |c| {
+        c.driver_configs = edge_spec::DriverConfigs::default().with("exec", |config| {
+            edge_driver::config::finding(edge_driver_exec::check_config(config))
+        });
+    })
+    .await;
+    let mut j = job("web", 1);
+    let config = &mut j.groups[0].tasks[0].config;
+    let command = config.remove("command").unwrap();
+    config.insert("comand".to_string(), command);
+    let field = "job.web.group.web.task.server.config.comand";
+    let err = client(&h).register(&j).await.unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(field) && text.contains("unknown field `comand`"),
+        "{text}"
+    );
+    let err = client(&h).plan(&j).await.unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    assert!(err.to_string().contains(field), "{err}");
+    assert!(
+        client(&h)
+            .jobs(QueryOptions::default())
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    client(&h).register(&job("web", 1)).await.unwrap();
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn bad_json_is_400_oversize_is_413_invalid_job_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let h = start_with(dir.path(), |c| c.max_body_bytes = 64 * 1024).await;

@@ -4,6 +4,7 @@
 use crate::error::{Diagnostic, Location, SpecError};
 use crate::job::Job;
 use crate::parse::{self, Parsed, SpanMap};
+use crate::validate::DriverConfigs;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -14,6 +15,15 @@ struct Wrapped {
 
 /// Parses and validates a JSON job.
 pub fn parse_json(src: &str, filename: &str) -> Result<Parsed, SpecError> {
+    parse_json_with(src, filename, &DriverConfigs::default())
+}
+
+/// [`parse_json`], with driver `config` blocks checked by `configs`.
+pub(crate) fn parse_json_with(
+    src: &str,
+    filename: &str,
+    configs: &DriverConfigs,
+) -> Result<Parsed, SpecError> {
     let wrapped = match serde_json::from_str::<serde_json::Value>(src) {
         Ok(serde_json::Value::Object(m)) => m.len() == 1 && m.contains_key("job"),
         Ok(_) => {
@@ -41,7 +51,14 @@ pub fn parse_json(src: &str, filename: &str) -> Result<Parsed, SpecError> {
         line: 0,
         column: 0,
     };
-    parse::finish(job, Vec::new(), Vec::new(), &SpanMap::default(), &file)
+    parse::finish(
+        job,
+        Vec::new(),
+        Vec::new(),
+        &SpanMap::default(),
+        &file,
+        configs,
+    )
 }
 
 fn decode<'de, T: Deserialize<'de>>(

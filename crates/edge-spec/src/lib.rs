@@ -24,4 +24,4 @@ pub use job::*;
 pub use json::parse_json;
 pub use node::*;
 pub use parse::{ParseOptions, Parsed, parse_job_file};
-pub use validate::{NameKind, check_name, validate};
+pub use validate::{ConfigCheck, DriverConfigs, NameKind, check_name, validate, validate_with};

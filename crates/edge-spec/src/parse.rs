@@ -4,6 +4,7 @@
 
 use crate::error::{Diagnostic, Location, SpecError};
 use crate::job::Job;
+use crate::validate::DriverConfigs;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
@@ -16,6 +17,8 @@ pub struct ParseOptions {
     pub vars: BTreeMap<String, String>,
     /// `-var-file`: (file name, contents), HCL `name = value` lines, applied in order.
     pub var_files: Vec<(String, String)>,
+    /// The drivers' checks of task `config` blocks; none by default.
+    pub driver_configs: DriverConfigs,
 }
 
 impl ParseOptions {
@@ -40,7 +43,7 @@ pub struct Parsed {
 pub fn parse_job_file(src: &str, opts: &ParseOptions) -> Result<Parsed, SpecError> {
     let looks_json = opts.filename.ends_with(".json") || src.trim_start().starts_with('{');
     if looks_json {
-        crate::json::parse_json(src, &opts.filename)
+        crate::json::parse_json_with(src, &opts.filename, &opts.driver_configs)
     } else {
         crate::hcl::parse_hcl(src, opts)
     }
@@ -130,9 +133,10 @@ pub(crate) fn finish(
     warnings: Vec<Diagnostic>,
     spans: &SpanMap,
     fallback: &Location,
+    configs: &DriverConfigs,
 ) -> Result<Parsed, SpecError> {
     let seen: BTreeSet<String> = errors.iter().map(|d| d.field.clone()).collect();
-    for d in crate::validate::validate(&job) {
+    for d in crate::validate::validate_with(&job, configs) {
         if seen.contains(&d.field) {
             continue;
         }

@@ -7,19 +7,57 @@ use crate::limits::{
     DRIVERS, MAX_CONSTRAINTS, MAX_COUNT, MAX_GROUPS, MAX_JOB_ID_LEN, MAX_NAME_LEN, MAX_POLICY_WAIT,
     MAX_TASK_CPU, MAX_TASK_MEMORY, MAX_TASK_WAIT, MAX_TASKS,
 };
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Every problem found in `job`, each named by its dotted field path
-/// (`job.hello.group.web.count`); locations are left empty.
+/// (`job.hello.group.web.count`); locations are left empty. Driver
+/// `config` blocks are taken as they are.
 pub fn validate(job: &Job) -> Vec<Diagnostic> {
-    let mut v = Validator { out: Vec::new() };
+    validate_with(job, &DriverConfigs::default())
+}
+
+/// [`validate`], with every task's `config` block also checked by its
+/// driver's check in `configs`.
+pub fn validate_with(job: &Job, configs: &DriverConfigs) -> Vec<Diagnostic> {
+    let mut v = Validator {
+        out: Vec::new(),
+        configs,
+    };
     v.job(job);
     v.out
 }
 
-struct Validator {
+/// A driver's check of one task's `config` block: `Err((field, message))`,
+/// the field starting at `config` (`config.args[1]`).
+pub type ConfigCheck = fn(&Map<String, Value>) -> Result<(), (String, String)>;
+
+/// Driver name → the check of its `config` blocks. edge-spec knows no
+/// driver: the binary builds this from the driver crates, whose config
+/// types are the schemas, and hands it to validation.
+#[derive(Debug, Clone, Default)]
+pub struct DriverConfigs {
+    checks: BTreeMap<String, ConfigCheck>,
+}
+
+impl DriverConfigs {
+    pub fn with(mut self, driver: impl Into<String>, check: ConfigCheck) -> DriverConfigs {
+        self.checks.insert(driver.into(), check);
+        self
+    }
+
+    /// A driver with no check takes any config.
+    fn check(&self, driver: &str, config: &Map<String, Value>) -> Result<(), (String, String)> {
+        self.checks
+            .get(driver)
+            .map_or(Ok(()), |check| check(config))
+    }
+}
+
+struct Validator<'a> {
     out: Vec<Diagnostic>,
+    configs: &'a DriverConfigs,
 }
 
 /// What a checked name names: the three become paths on the agent.
@@ -103,7 +141,7 @@ fn valid_dns_label(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-impl Validator {
+impl Validator<'_> {
     fn push(&mut self, field: String, message: impl Into<String>) {
         self.out.push(Diagnostic::new(field, message));
     }
@@ -415,6 +453,8 @@ impl Validator {
                     DRIVERS.join(", ")
                 ),
             );
+        } else if let Err((field, message)) = self.configs.check(&t.driver, &t.config) {
+            self.push(format!("{path}.{field}"), message);
         }
         if t.resources.cpu == 0 {
             self.push(

@@ -1,8 +1,8 @@
 //! HCL job files: decoding, variables, runtime interpolation and diagnostics.
 
 use edge_spec::{
-    Check, CheckType, Constraint, ConstraintOp, Diagnostic, Group, Job, JobStatus, JobType,
-    Network, ParseOptions, Parsed, PortSpec, ReschedulePolicy, Resources, RestartMode,
+    Check, CheckType, Constraint, ConstraintOp, Diagnostic, DriverConfigs, Group, Job, JobStatus,
+    JobType, Network, ParseOptions, Parsed, PortSpec, ReschedulePolicy, Resources, RestartMode,
     RestartPolicy, Service, SpecError, Task, parse_hcl,
 };
 use std::collections::BTreeMap;
@@ -803,4 +803,56 @@ fn list_var_given_bad_hcl_names_the_variable() {
 
 fn fields_of(diags: &[Diagnostic]) -> Vec<&str> {
     diags.iter().map(|d| d.field.as_str()).collect()
+}
+
+/// A stand-in for a driver's check: only `command` and `args` are known.
+fn exec_like(config: &serde_json::Map<String, serde_json::Value>) -> Result<(), (String, String)> {
+    match config
+        .keys()
+        .find(|k| !matches!(k.as_str(), "command" | "args"))
+    {
+        Some(k) => Err((format!("config.{k}"), format!("unknown field `{k}`"))),
+        None => Ok(()),
+    }
+}
+
+#[test]
+fn driver_config_findings_point_at_the_key() {
+    let opts = ParseOptions {
+        driver_configs: DriverConfigs::default().with("exec", exec_like),
+        ..opts()
+    };
+    let src = with_task_body("      config {\n        comand = \"x\"\n      }");
+    let d = errors_with(&src, &opts);
+    let c = find(&d, "job.j.group.g.task.t.config.comand");
+    assert_eq!((c.location.line, c.location.column), (6, 9), "{c}");
+    assert_eq!(c.message, "unknown field `comand`");
+    let src = with_task_body(
+        "      config {\n        command = \"x\"\n        nested { a = 1 }\n      }",
+    );
+    let c = find(
+        &errors_with(&src, &opts),
+        "job.j.group.g.task.t.config.nested",
+    )
+    .clone();
+    assert_eq!((c.location.line, c.location.column), (7, 9), "{c}");
+    let src = with_task_body("      config {\n        command = \"x\"\n      }");
+    parse_hcl(&src, &opts).expect("a known key passes");
+    let src = with_task_body("      config {\n        comand = \"x\"\n      }");
+    parse_hcl(&src, &self::opts()).expect("no checks without a registry");
+}
+
+#[test]
+fn driver_config_findings_in_json_name_the_field() {
+    let opts = ParseOptions {
+        driver_configs: DriverConfigs::default().with("exec", exec_like),
+        ..ParseOptions::new("job.json")
+    };
+    let src = r#"{"id": "j", "groups": [{"name": "g", "tasks": [{"name": "t", "driver": "exec", "config": {"comand": "x"}}]}]}"#;
+    match edge_spec::parse_job_file(src, &opts) {
+        Err(SpecError::Invalid(d)) => {
+            assert_eq!(d[0].field, "job.j.group.g.task.t.config.comand", "{d:?}")
+        }
+        other => panic!("expected findings, got {other:?}"),
+    }
 }

@@ -87,7 +87,14 @@ pub fn parse_hcl(src: &str, opts: &ParseOptions) -> Result<Parsed, SpecError> {
         parse::sort(&mut errors);
         return Err(SpecError::Invalid(errors));
     };
-    parse::finish(job, errors, warnings, &spans, &lines.file_only())
+    parse::finish(
+        job,
+        errors,
+        warnings,
+        &spans,
+        &lines.file_only(),
+        &opts.driver_configs,
+    )
 }
 
 struct Decoder<'a> {
@@ -430,6 +437,7 @@ impl Decoder<'_> {
         }
         let mut blocks = blocks.into_iter();
         let first = blocks.next()?;
+        self.enter(first, &field);
         for extra in blocks {
             self.error(
                 extra.span(),
@@ -451,6 +459,9 @@ impl Decoder<'_> {
                 Structure::Attribute(a) => {
                     let k = a.key.as_str();
                     let field = format!("{path}.{k}");
+                    // A driver's finding about this key points at the key.
+                    let at = self.lines.span(a.key.span());
+                    self.spans.record(&field, at);
                     if out.contains_key(k) {
                         self.error(a.key.span(), &field, format!("`{k}` is set more than once"));
                         continue;
@@ -462,6 +473,8 @@ impl Decoder<'_> {
                 Structure::Block(b) => {
                     let k = b.ident.as_str();
                     let field = format!("{path}.{k}");
+                    let at = self.lines.span(b.ident.span());
+                    self.spans.record(&field, at);
                     let mut value = serde_json::Value::Object(self.json_body(&b.body, &field));
                     for label in b.labels.iter().rev() {
                         let mut m = serde_json::Map::new();

@@ -6,7 +6,7 @@ use anyhow::Context;
 use edge_agent::AgentConfig;
 use edge_driver::Driver;
 use edge_server::ServerConfig;
-use edge_spec::NodeResources;
+use edge_spec::{DriverConfigs, NodeResources};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,7 +58,23 @@ fn server_config(
         })?;
     cfg.scheduler.port_min = lo;
     cfg.scheduler.port_max = hi;
+    cfg.driver_configs = driver_configs();
     Ok(cfg)
+}
+
+/// Each driver's check of task `config` blocks, by driver name: the CLI
+/// applies it before sending a job and the server to every job it is sent.
+pub(crate) fn driver_configs() -> DriverConfigs {
+    use edge_driver::config::finding;
+    DriverConfigs::default()
+        .with("exec", |c| finding(edge_driver_exec::check_config(c)))
+        .with("containerd", |c| {
+            finding(edge_driver_containerd::check_config(c))
+        })
+        .with("wasm", |c| finding(edge_driver_wasm::check_config(c)))
+        .with(edge_model::DRIVER_NAME, |c| {
+            finding(edge_model::check_config(c))
+        })
 }
 
 fn drivers(data_dir: &Path, n: &NodeArgs) -> anyhow::Result<Vec<Arc<dyn Driver>>> {

@@ -285,6 +285,7 @@ pub fn load(f: &JobFileArgs) -> anyhow::Result<Job> {
         filename: name,
         vars: f.vars.iter().cloned().collect(),
         var_files,
+        driver_configs: super::daemon::driver_configs(),
     };
     match edge_spec::parse_job_file(&src, &opts) {
         Ok(parsed) => {
