@@ -14,11 +14,15 @@
 //! loss) buys nothing worth its risk.
 
 mod error;
+#[cfg(feature = "test-hooks")]
+mod hold;
 mod schema;
 mod state;
 mod writer;
 
 pub use error::StoreError;
+#[cfg(feature = "test-hooks")]
+pub use hold::ReadHold;
 pub use schema::SCHEMA_VERSION;
 pub use state::{Batch, State};
 
@@ -115,6 +119,8 @@ pub struct Store {
     /// connection so they never queue behind the writer.
     reader: Mutex<Connection>,
     path: PathBuf,
+    #[cfg(feature = "test-hooks")]
+    gate: Arc<hold::Gate>,
 }
 
 impl Store {
@@ -167,6 +173,8 @@ impl Store {
             writer: Some(writer),
             reader: Mutex::new(reader),
             path: path.to_path_buf(),
+            #[cfg(feature = "test-hooks")]
+            gate: Arc::default(),
         })
     }
 
@@ -240,7 +248,7 @@ impl Store {
 
     /// Every stored version of the job, newest first.
     pub fn job_versions(&self, job_id: &str) -> Result<Vec<Job>, StoreError> {
-        let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT version, body FROM job_versions WHERE job_id = ?1 ORDER BY version DESC",
@@ -260,7 +268,7 @@ impl Store {
     }
 
     pub fn job_version(&self, job_id: &str, version: u64) -> Result<Option<Job>, StoreError> {
-        let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let conn = self.conn();
         let body: Option<String> = conn
             .prepare_cached("SELECT body FROM job_versions WHERE job_id = ?1 AND version = ?2")
             .and_then(|mut s| {
@@ -274,7 +282,7 @@ impl Store {
 
     /// Events with index > `after`, oldest first, at most `limit`.
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(schema::EVENTS_AFTER)
             .map_err(StoreError::sqlite("prepare events"))?;
@@ -330,6 +338,18 @@ impl Store {
         };
         self.send(req)?;
         rx.await.unwrap_or(Err(StoreError::WriterGone))
+    }
+
+    /// Holds every SQLite read back until the returned hold is dropped.
+    #[cfg(feature = "test-hooks")]
+    pub fn hold_reads(&self) -> ReadHold {
+        self.gate.hold()
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        #[cfg(feature = "test-hooks")]
+        self.gate.pass();
+        self.reader.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn db_path(&self) -> &Path {
