@@ -4,7 +4,8 @@
 //! for fast reads and scheduling; SQLite on disk is the durable record. One
 //! writer thread owns the write connection and commits batches in groups;
 //! reader threads with read-only connections answer what memory does not
-//! hold. No SQLite call runs on the caller's thread (an async runtime's).
+//! hold. Past `Store::open`, no SQLite call runs on the caller's thread,
+//! which is often an async runtime's worker.
 //!
 //! Durability: the database runs in WAL mode with `synchronous = FULL`, so
 //! every commit fsyncs the WAL and a batch whose `commit` resolved survives
