@@ -17,7 +17,7 @@ use edge_spec::{
 };
 use edge_store::{Batch, State as St};
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 type S = State<Arc<Server>>;
@@ -473,7 +473,7 @@ async fn plan_job(
 }
 
 async fn job_versions(State(sv): S, Path(id): Path<String>) -> Res {
-    let versions = sv.store.job_versions(&id)?;
+    let versions = sv.store.job_versions(&id).await?;
     if versions.is_empty() {
         return Err(ServerError::not_found("job", &id));
     }
@@ -485,7 +485,7 @@ async fn revert_job(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<JobRevertRequest>,
 ) -> Res {
-    let Some(old) = sv.store.job_version(&id, req.version)? else {
+    let Some(old) = sv.store.job_version(&id, req.version).await? else {
         return Err(ServerError::BadRequest(format!(
             "job {id:?} has no version {} (see `edge job history {id}`)",
             req.version
@@ -980,42 +980,30 @@ async fn agent_allocs(
     // job version cannot be read fails the whole answer (the agent retries)
     // instead of being dropped. Only a purged job's allocations are left
     // out: the server is stopping them anyway.
-    let (idx, body) = sv.store.read(|s| {
+    //
+    // A version older than its job's current one is only on disk. The state
+    // lock is not held while it is read (every commit would wait for the
+    // read), so the answer leaves a gap for it, filled once read.
+    let (idx, out, gaps, failed) = sv.store.read(|s| {
         let mut out = Vec::with_capacity(1024);
+        let mut gaps = Vec::new();
+        let mut failed = None;
         out.push(b'[');
         for a in s.node_allocs(&id) {
-            let Some(current) = s.jobs.get(&a.job_id) else {
-                continue;
-            };
-            let unavailable = |reason: String| ServerError::AllocUnavailable {
-                alloc: a.id.clone(),
-                job: a.job_id.clone(),
-                version: a.job_version,
-                reason,
-            };
-            let job = if current.version == a.job_version {
-                sv.job_json.get(current)
-            } else {
-                match sv.store.job_version(&a.job_id, a.job_version) {
-                    Ok(Some(j)) => sv.job_json.get(&j),
-                    Ok(None) => return Err(unavailable("job version not found".to_string())),
-                    Err(e) => return Err(unavailable(e.to_string())),
-                }
+            if let Err(e) = write_alloc(&sv, s, a, &mut out, &mut gaps) {
+                failed = Some(e);
+                break;
             }
-            .map_err(|e| unavailable(format!("encoding the job: {e}")))?;
-            if out.len() > 1 {
-                out.push(b',');
-            }
-            out.extend_from_slice(b"{\"alloc\":");
-            serde_json::to_writer(&mut out, a)
-                .map_err(|e| unavailable(format!("encoding the allocation: {e}")))?;
-            out.extend_from_slice(b",\"job\":");
-            out.extend_from_slice(job.as_bytes());
-            out.push(b'}');
         }
         out.push(b']');
-        Ok::<_, ServerError>((s.index.max(1), out))
-    })?;
+        (s.index.max(1), out, gaps, failed)
+    });
+    // Gaps before the failed allocation come first, as they came first in
+    // the list.
+    let body = fill_gaps(&sv, out, &gaps).await?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     let mut resp = (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         body,
@@ -1025,6 +1013,110 @@ async fn agent_allocs(
         resp.headers_mut().insert(INDEX_HEADER, v);
     }
     Ok(resp)
+}
+
+/// Where an allocation's job goes in an agent's list, for a version that
+/// is not its job's current one.
+struct Gap {
+    at: usize,
+    alloc: String,
+    job: String,
+    version: u64,
+}
+
+impl Gap {
+    fn unavailable(&self, reason: String) -> ServerError {
+        ServerError::AllocUnavailable {
+            alloc: self.alloc.clone(),
+            job: self.job.clone(),
+            version: self.version,
+            reason,
+        }
+    }
+}
+
+/// Appends `a` and its job to an agent's list; a job version the state does
+/// not hold becomes a [`Gap`]. Skips an allocation whose job is purged.
+fn write_alloc(
+    sv: &Server,
+    s: &St,
+    a: &Allocation,
+    out: &mut Vec<u8>,
+    gaps: &mut Vec<Gap>,
+) -> Result<(), ServerError> {
+    let Some(current) = s.jobs.get(&a.job_id) else {
+        return Ok(());
+    };
+    let unavailable = |reason: String| ServerError::AllocUnavailable {
+        alloc: a.id.clone(),
+        job: a.job_id.clone(),
+        version: a.job_version,
+        reason,
+    };
+    let job = if current.version == a.job_version {
+        let j = sv
+            .job_json
+            .get(current)
+            .map_err(|e| unavailable(format!("encoding the job: {e}")))?;
+        Some(j)
+    } else {
+        None
+    };
+    if out.len() > 1 {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"{\"alloc\":");
+    serde_json::to_writer(&mut *out, a)
+        .map_err(|e| unavailable(format!("encoding the allocation: {e}")))?;
+    out.extend_from_slice(b",\"job\":");
+    match job {
+        Some(j) => out.extend_from_slice(j.as_bytes()),
+        None => gaps.push(Gap {
+            at: out.len(),
+            alloc: a.id.clone(),
+            job: a.job_id.clone(),
+            version: a.job_version,
+        }),
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Reads the job version of every gap (each distinct one once, on the
+/// store's reader) and writes it in; the first gap whose version cannot be
+/// read fails the whole list.
+async fn fill_gaps(sv: &Server, out: Vec<u8>, gaps: &[Gap]) -> Result<Vec<u8>, ServerError> {
+    if gaps.is_empty() {
+        return Ok(out);
+    }
+    let mut read: HashMap<(&str, u64), Result<Arc<str>, String>> = HashMap::new();
+    for g in gaps {
+        if read.contains_key(&(g.job.as_str(), g.version)) {
+            continue;
+        }
+        let json = match sv.store.job_version(&g.job, g.version).await {
+            Ok(Some(j)) => sv
+                .job_json
+                .get(&j)
+                .map_err(|e| format!("encoding the job: {e}")),
+            Ok(None) => Err("job version not found".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        read.insert((g.job.as_str(), g.version), json);
+    }
+    let mut body = Vec::with_capacity(out.len() + gaps.len() * 1024);
+    let mut from = 0;
+    for g in gaps {
+        let json = match &read[&(g.job.as_str(), g.version)] {
+            Ok(j) => j,
+            Err(reason) => return Err(g.unavailable(reason.clone())),
+        };
+        body.extend_from_slice(&out[from..g.at]);
+        body.extend_from_slice(json.as_bytes());
+        from = g.at;
+    }
+    body.extend_from_slice(&out[from..]);
+    Ok(body)
 }
 
 /// Jobs as JSON by id, version and modify index: every watch answer carries

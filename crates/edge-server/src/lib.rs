@@ -113,7 +113,14 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         Some(t) => t.clone(),
         None => token::load_or_create(&cfg.data_dir)?,
     };
-    let store = Arc::new(Store::open(&cfg.data_dir.join("edge.db"))?);
+    // Migrations and loading the whole state are SQLite reads and writes,
+    // long on a big file: they stay off the runtime's workers, which may
+    // already serve others (an agent in the same process).
+    let path = cfg.data_dir.join("edge.db");
+    let store = tokio::task::spawn_blocking(move || Store::open(&path))
+        .await
+        .map_err(|e| ServerError::Internal(format!("open store: {e}")))??;
+    let store = Arc::new(store);
     let listener =
         tokio::net::TcpListener::bind(cfg.bind)
             .await

@@ -221,7 +221,7 @@ pub async fn event_stream(
     tokio::spawn(async move {
         let mut after = q.index;
         loop {
-            let events = match sv.store.events_after(after, 500) {
+            let events = match sv.store.events_after(after, 500).await {
                 Ok(e) => e,
                 Err(e) => {
                     let _ = tx

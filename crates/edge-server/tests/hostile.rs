@@ -1,6 +1,6 @@
 //! Hostile and unlucky input against a real server: made-up methods and
 //! paths, oversize bodies, jobs past the limits, reports of allocations that
-//! do not exist, and job versions that cannot be read.
+//! do not exist, job versions that cannot be read, and a disk slow to read.
 
 mod common;
 
@@ -195,7 +195,14 @@ async fn gc_keeps_a_version_still_running_and_the_agent_still_gets_it() {
         .gc(&cfg, edge_server::now_ms())
         .await
         .unwrap();
-    assert!(h.server.store().job_version("web", 0).unwrap().is_some());
+    assert!(
+        h.server
+            .store()
+            .job_version("web", 0)
+            .await
+            .unwrap()
+            .is_some()
+    );
     let (listed, _) = agent_client(&h)
         .agent_allocs("n1", QueryOptions::default())
         .await
@@ -311,5 +318,68 @@ async fn a_long_plan_does_not_stall_the_server() {
         gap < took / 2,
         "ticker stalled {gap:?} during a {took:?} plan"
     );
+    h.shutdown().await;
+}
+
+/// A read of what only the disk holds (job history, an old version an
+/// agent still runs, the event feed) may take long. On this runtime with
+/// one worker, a read run on that worker would stop every other request
+/// until it finished; the agent's read of an old version, made under the
+/// state's read lock, would hold back every commit (heartbeats included)
+/// whatever the number of workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_slow_read_stalls_no_other_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    two_versions_on_one_node(&h).await;
+    let hold = h.server.store().hold_reads();
+    let waiting = || hold.waiting();
+    let history = tokio::spawn({
+        let c = client(&h);
+        async move { c.job_versions("web").await }
+    });
+    let watch = tokio::spawn({
+        let c = agent_client(&h);
+        async move { c.agent_allocs("n1", QueryOptions::default()).await }
+    });
+    let events = tokio::spawn({
+        let url = format!("http://{}/v1/event/stream?index=0", h.addr);
+        async move {
+            let mut resp = reqwest::get(url).await?;
+            resp.chunk().await
+        }
+    });
+    let reached = std::time::Instant::now();
+    while waiting() == 0 && reached.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(waiting() > 0, "no read reached the store");
+
+    // Released by a thread, not by this test's tasks: with the worker
+    // stuck in a read they would never run.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let valve = std::thread::spawn(move || {
+        let _ = released.recv_timeout(Duration::from_secs(10));
+        drop(hold);
+    });
+    let started = std::time::Instant::now();
+    let c = client(&h);
+    c.health().await.unwrap();
+    c.jobs(QueryOptions::default()).await.unwrap();
+    agent_client(&h).agent_heartbeat("n1").await.unwrap();
+    let took = started.elapsed();
+    let _ = release.send(());
+    valve.join().unwrap();
+    assert!(
+        took < Duration::from_secs(3),
+        "health, job list and heartbeat took {took:?} behind a held read"
+    );
+
+    assert_eq!(history.await.unwrap().unwrap().len(), 2);
+    let (listed, _) = watch.await.unwrap().unwrap();
+    assert_eq!(listed.len(), 4);
+    assert!(listed.iter().any(|a| a.job.version == 0));
+    let first = events.await.unwrap().unwrap().expect("an event");
+    assert!(first.starts_with(b"{"), "{first:?}");
     h.shutdown().await;
 }

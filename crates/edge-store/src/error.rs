@@ -47,10 +47,15 @@ pub enum StoreError {
         key: String,
         source: Arc<serde_json::Error>,
     },
-    #[error("start writer thread: {0}")]
-    Spawn(Arc<std::io::Error>),
+    #[error("start {thread} thread: {source}")]
+    Spawn {
+        thread: &'static str,
+        source: Arc<std::io::Error>,
+    },
     #[error("store writer stopped before answering (closed store or panicking commit closure)")]
     WriterGone,
+    #[error("store reader stopped before answering (closed store or panicking read)")]
+    ReaderGone,
 }
 
 impl StoreError {

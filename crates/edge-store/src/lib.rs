@@ -2,7 +2,10 @@
 //!
 //! The whole cluster state lives in memory ([`State`], behind a read lock)
 //! for fast reads and scheduling; SQLite on disk is the durable record. One
-//! writer thread owns the write connection and commits batches in groups.
+//! writer thread owns the write connection and commits batches in groups;
+//! reader threads with read-only connections answer what memory does not
+//! hold. Past `Store::open`, no SQLite call runs on the caller's thread,
+//! which is often an async runtime's worker.
 //!
 //! Durability: the database runs in WAL mode with `synchronous = FULL`, so
 //! every commit fsyncs the WAL and a batch whose `commit` resolved survives
@@ -14,20 +17,25 @@
 //! loss) buys nothing worth its risk.
 
 mod error;
+#[cfg(feature = "test-hooks")]
+mod hold;
+mod reader;
 mod schema;
 mod state;
 mod writer;
 
 pub use error::StoreError;
+#[cfg(feature = "test-hooks")]
+pub use hold::ReadHold;
 pub use schema::SCHEMA_VERSION;
 pub use state::{Batch, State};
 
 use edge_spec::Job;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use reader::Readers;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
@@ -94,6 +102,10 @@ pub struct Options {
     /// `keep_versions` from time to time; this bounds the table between GC
     /// runs, whatever the rate of registrations.
     pub max_versions: u64,
+    /// Reader threads, each with its own read-only connection (at least
+    /// one). A read that waits on the disk holds one of them; the others
+    /// keep answering.
+    pub readers: usize,
 }
 
 impl Default for Options {
@@ -101,19 +113,20 @@ impl Default for Options {
         Options {
             busy_timeout: Duration::from_secs(5),
             max_versions: 1000,
+            readers: 2,
         }
     }
 }
 
 /// The state store. `Send + Sync`; share it behind an `Arc`. Dropping it
-/// stops the writer thread after the commits already queued.
+/// stops the writer and reader threads after the work already queued.
 pub struct Store {
     shared: Arc<Shared>,
     tx: Option<Sender<Request>>,
     writer: Option<JoinHandle<()>>,
-    /// Reads of what memory does not hold (job versions, events); a second
-    /// connection so they never queue behind the writer.
-    reader: Mutex<Connection>,
+    /// Reads of what memory does not hold (job versions, events), on
+    /// connections of their own so they never queue behind the writer.
+    readers: Readers,
     path: PathBuf,
 }
 
@@ -134,16 +147,7 @@ impl Store {
         }
         let conn = schema::open_writer(path, opts.busy_timeout)?;
         let state = state::load(&conn)?;
-        let open_err = |e| StoreError::Open {
-            path: path.to_path_buf(),
-            source: Arc::new(e),
-        };
-        let reader = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(open_err)?;
-        reader.busy_timeout(opts.busy_timeout).map_err(open_err)?;
+        let readers = Readers::open(path, opts.readers, opts.busy_timeout)?;
 
         let (index_tx, _) = watch::channel(state.index);
         let shared = Arc::new(Shared {
@@ -160,12 +164,15 @@ impl Store {
         let writer = std::thread::Builder::new()
             .name("edge-store-writer".into())
             .spawn(move || w.run(rx))
-            .map_err(|e| StoreError::Spawn(Arc::new(e)))?;
+            .map_err(|e| StoreError::Spawn {
+                thread: "writer",
+                source: Arc::new(e),
+            })?;
         Ok(Store {
             shared,
             tx: Some(tx),
             writer: Some(writer),
-            reader: Mutex::new(reader),
+            readers,
             path: path.to_path_buf(),
         })
     }
@@ -238,81 +245,30 @@ impl Store {
             .unwrap_or_else(|_| Err(E::from(StoreError::WriterGone)))
     }
 
-    /// Every stored version of the job, newest first.
-    pub fn job_versions(&self, job_id: &str) -> Result<Vec<Job>, StoreError> {
-        let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT version, body FROM job_versions WHERE job_id = ?1 ORDER BY version DESC",
-            )
-            .map_err(StoreError::sqlite("prepare job versions"))?;
-        let rows = stmt
-            .query_map([job_id], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(StoreError::sqlite("read job versions"))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (version, body) = row.map_err(StoreError::sqlite("read job versions"))?;
-            out.push(decode_job(job_id, version, &body)?);
-        }
-        Ok(out)
+    /// Every stored version of the job, newest first. Read on a reader
+    /// thread.
+    pub async fn job_versions(&self, job_id: &str) -> Result<Vec<Job>, StoreError> {
+        let job_id = job_id.to_string();
+        self.readers
+            .read(move |conn| reader::job_versions(conn, &job_id))
+            .await
     }
 
-    pub fn job_version(&self, job_id: &str, version: u64) -> Result<Option<Job>, StoreError> {
-        let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        let body: Option<String> = conn
-            .prepare_cached("SELECT body FROM job_versions WHERE job_id = ?1 AND version = ?2")
-            .and_then(|mut s| {
-                s.query_row(rusqlite::params![job_id, version as i64], |r| r.get(0))
-                    .optional()
-            })
-            .map_err(StoreError::sqlite("read job version"))?;
-        body.map(|b| decode_job(job_id, version as i64, &b))
-            .transpose()
+    /// One stored version of the job, if it is still kept. Read on a
+    /// reader thread.
+    pub async fn job_version(&self, job_id: &str, version: u64) -> Result<Option<Job>, StoreError> {
+        let job_id = job_id.to_string();
+        self.readers
+            .read(move |conn| reader::job_version(conn, &job_id, version))
+            .await
     }
 
-    /// Events with index > `after`, oldest first, at most `limit`.
-    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut stmt = conn
-            .prepare_cached(schema::EVENTS_AFTER)
-            .map_err(StoreError::sqlite("prepare events"))?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt
-            .query_map(rusqlite::params![after as i64, limit], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, i64>(5)?,
-                ))
-            })
-            .map_err(StoreError::sqlite("read events"))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (index, topic, kind, key, payload, time) =
-                row.map_err(StoreError::sqlite("read events"))?;
-            let payload = match payload {
-                Some(p) => serde_json::from_str(&p).map_err(|e| StoreError::Decode {
-                    kind: "event",
-                    key: format!("{index}/{key}"),
-                    source: Arc::new(e),
-                })?,
-                None => serde_json::Value::Null,
-            };
-            out.push(Event {
-                index: index as u64,
-                topic,
-                kind,
-                key,
-                payload,
-                time,
-            });
-        }
-        Ok(out)
+    /// Events with index > `after`, oldest first, at most `limit`. Read on
+    /// a reader thread.
+    pub async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.readers
+            .read(move |conn| reader::events_after(conn, after, limit))
+            .await
     }
 
     /// Deletes old job versions, terminal allocations, finished
@@ -332,6 +288,12 @@ impl Store {
         rx.await.unwrap_or(Err(StoreError::WriterGone))
     }
 
+    /// Holds every SQLite read back until the returned hold is dropped.
+    #[cfg(feature = "test-hooks")]
+    pub fn hold_reads(&self) -> ReadHold {
+        self.readers.gate.hold()
+    }
+
     pub fn db_path(&self) -> &Path {
         &self.path
     }
@@ -340,14 +302,6 @@ impl Store {
         let tx = self.tx.as_ref().ok_or(StoreError::WriterGone)?;
         tx.send(req).map_err(|_| StoreError::WriterGone)
     }
-}
-
-fn decode_job(job_id: &str, version: i64, body: &str) -> Result<Job, StoreError> {
-    serde_json::from_str(body).map_err(|e| StoreError::Decode {
-        kind: "job version",
-        key: format!("{job_id}@{version}"),
-        source: Arc::new(e),
-    })
 }
 
 impl Drop for Store {

@@ -72,18 +72,23 @@ async fn reopen_keeps_objects_versions_events_and_index() {
         [8080]
     );
 
-    let versions = store.job_versions("web").unwrap();
+    let versions = store.job_versions("web").await.unwrap();
     assert_eq!(
         versions.iter().map(|j| j.version).collect::<Vec<_>>(),
         [1, 0]
     );
     assert_eq!(
-        store.job_version("web", 0).unwrap().unwrap().modify_index,
+        store
+            .job_version("web", 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .modify_index,
         1
     );
-    assert!(store.job_version("web", 7).unwrap().is_none());
+    assert!(store.job_version("web", 7).await.unwrap().is_none());
 
-    let events = store.events_after(0, 100).unwrap();
+    let events = store.events_after(0, 100).await.unwrap();
     let seen: Vec<_> = events
         .iter()
         .map(|e| (e.index, e.topic.as_str(), e.key.as_str()))
@@ -100,8 +105,8 @@ async fn reopen_keeps_objects_versions_events_and_index() {
     );
     assert_eq!(events[3].payload["node_id"], "n1");
     assert_eq!(events[3].payload["modify_index"], 2);
-    assert_eq!(store.events_after(1, 2).unwrap().len(), 2);
-    assert!(store.events_after(2, 10).unwrap().is_empty());
+    assert_eq!(store.events_after(1, 2).await.unwrap().len(), 2);
+    assert!(store.events_after(2, 10).await.unwrap().is_empty());
 
     // The index keeps counting from where it was.
     let i3 = put(
@@ -150,8 +155,8 @@ async fn purge_and_deletes_write_delete_events() {
     store.read(|s| {
         assert!(s.jobs.is_empty() && s.nodes.is_empty() && s.evals.is_empty());
     });
-    assert!(store.job_versions("web").unwrap().is_empty());
-    let ev = store.events_after(i - 1, 10).unwrap();
+    assert!(store.job_versions("web").await.unwrap().is_empty());
+    let ev = store.events_after(i - 1, 10).await.unwrap();
     assert_eq!(ev.len(), 3);
     assert!(
         ev.iter()
@@ -237,7 +242,7 @@ async fn a_closure_error_changes_nothing() {
     assert!(matches!(res, Err(AppError::Rejected("no"))));
     assert_eq!(store.index(), 1);
     assert_eq!(store.read(|s| s.index), 1);
-    assert_eq!(store.events_after(1, 10).unwrap().len(), 0);
+    assert_eq!(store.events_after(1, 10).await.unwrap().len(), 0);
 
     // An empty batch does not bump the index either.
     let ((), i) = store
@@ -315,12 +320,56 @@ async fn concurrent_commits_are_gap_free_and_see_each_other() {
     assert_eq!(store.index(), 201);
     let n = store.read(|s| s.jobs["counter"].meta["n"].clone());
     assert_eq!(n, "200");
-    assert_eq!(store.events_after(1, 1000).unwrap().len(), 200);
+    assert_eq!(store.events_after(1, 1000).await.unwrap().len(), 200);
     let path = store.db_path().to_path_buf();
     drop(tasks_done(store));
     let store = Store::open(&path).unwrap();
     assert_eq!(store.index(), 201);
     assert_eq!(store.read(|s| s.jobs["counter"].meta["n"].clone()), "200");
+}
+
+/// More reads than reader threads, beside commits: each queues for a free
+/// reader and sees at least what had committed when it was asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_beside_commits_are_all_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        readers: 2,
+        ..Options::default()
+    };
+    let store = Arc::new(Store::open_with(&dir.path().join("edge.db"), &opts).unwrap());
+    put(
+        &store,
+        Batch {
+            jobs: vec![job("web", 0)],
+            ..Batch::default()
+        },
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for v in 1..=50 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            put(
+                &store,
+                Batch {
+                    jobs: vec![job("web", v)],
+                    ..Batch::default()
+                },
+            )
+            .await;
+            let versions = store.job_versions("web").await.unwrap();
+            assert!(versions.iter().any(|j| j.version == v));
+            assert!(store.job_version("web", v).await.unwrap().is_some());
+            let events = store.events_after(0, 1000).await.unwrap();
+            assert!(events.iter().any(|e| e.payload["version"] == v));
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(store.job_versions("web").await.unwrap().len(), 51);
+    drop(tasks_done(store));
 }
 
 fn tasks_done(store: Arc<Store>) -> Store {
@@ -596,6 +645,7 @@ async fn gc_removes_old_history_from_disk_and_memory() {
 
     let versions: Vec<u64> = store
         .job_versions("web")
+        .await
         .unwrap()
         .iter()
         .map(|j| j.version)
@@ -611,7 +661,7 @@ async fn gc_removes_old_history_from_disk_and_memory() {
         assert_eq!(s.usage["n1"].allocs, 1);
     };
     store.read(check);
-    assert_eq!(store.events_after(0, 100).unwrap().len(), 5);
+    assert_eq!(store.events_after(0, 100).await.unwrap().len(), 5);
     assert_eq!(store.index(), 16, "gc does not bump the index");
 
     // Events past their age go even when fewer than `keep_events`.
@@ -668,11 +718,11 @@ async fn gc_keeps_every_version_an_allocation_still_runs() {
     assert_eq!(report.versions, 1, "only version 0 is unused");
     for v in [1, 2, 3] {
         assert!(
-            store.job_version("web", v).unwrap().is_some(),
+            store.job_version("web", v).await.unwrap().is_some(),
             "version {v}"
         );
     }
-    assert!(store.job_version("web", 0).unwrap().is_none());
+    assert!(store.job_version("web", 0).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -698,6 +748,7 @@ async fn writes_keep_at_most_max_versions_besides_those_still_running() {
     }
     let versions: Vec<u64> = store
         .job_versions("web")
+        .await
         .unwrap()
         .iter()
         .map(|j| j.version)
@@ -731,8 +782,8 @@ async fn gc_keeps_the_file_bounded_over_many_updates() {
     let after = disk_size(&store);
     assert!(peak < 4_000_000, "db+wal peaked at {peak} bytes");
     assert!(after < 1_000_000, "db+wal is {after} bytes after gc");
-    assert_eq!(store.job_versions("web").unwrap().len(), 10);
-    assert_eq!(store.events_after(0, 100_000).unwrap().len(), 1_000);
+    assert_eq!(store.job_versions("web").await.unwrap().len(), 10);
+    assert_eq!(store.events_after(0, 100_000).await.unwrap().len(), 1_000);
     assert_eq!(store.index(), 10_000);
 }
 
