@@ -13,7 +13,6 @@ mod runner;
 pub mod state;
 
 pub use error::AgentError;
-pub use runner::interpolate;
 
 use edge_api::{
     AgentAlloc, AllocUpdate, Catalog, Client, GcLeftover, QueryOptions, RegisterRequest,

@@ -6,6 +6,7 @@ use crate::restart::{self, Decision};
 use crate::state::{LocalAlloc, LocalStore, LocalTask};
 use crate::{Reporter, now_ms};
 use edge_api::AllocUpdate;
+use edge_driver::config::{interpolate, interpolate_value};
 use edge_driver::{Driver, ExitResult, TaskConfig, TaskHandle};
 use edge_spec::{
     Allocation, ClientStatus, Job, JobType, RestartPolicy, Task, TaskEvent, TaskState, TaskStatus,
@@ -343,52 +344,6 @@ pub fn task_env(
         env.insert(k.clone(), interpolate(v, &base));
     }
     env
-}
-
-/// Replaces `${NAME}` (and Nomad's `${NOMAD_X}` as `${EDGE_X}`) from `env`;
-/// unknown names are left as written.
-pub fn interpolate(s: &str, env: &BTreeMap<String, String>) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        match after.find('}') {
-            Some(end) => {
-                let name = after[..end].trim();
-                let key = name
-                    .strip_prefix("env.")
-                    .unwrap_or(name)
-                    .replacen("NOMAD_", "EDGE_", 1);
-                match env.get(&key) {
-                    Some(v) => out.push_str(v),
-                    None => out.push_str(&rest[start..start + 2 + end + 1]),
-                }
-                rest = &after[end + 1..];
-            }
-            None => {
-                out.push_str(&rest[start..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn interpolate_value(v: &serde_json::Value, env: &BTreeMap<String, String>) -> serde_json::Value {
-    match v {
-        serde_json::Value::String(s) => serde_json::Value::String(interpolate(s, env)),
-        serde_json::Value::Array(a) => {
-            serde_json::Value::Array(a.iter().map(|x| interpolate_value(x, env)).collect())
-        }
-        serde_json::Value::Object(m) => serde_json::Value::Object(
-            m.iter()
-                .map(|(k, x)| (k.clone(), interpolate_value(x, env)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
 }
 
 fn task_config(ctx: &RunCtx, g: &LocalAlloc, task: &Task) -> TaskConfig {

@@ -2,6 +2,7 @@
 //! from the task env, and naming signals.
 
 use edge_driver::DriverError;
+use edge_driver::config::interpolate;
 use nix::sys::signal::Signal;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -54,33 +55,6 @@ pub(crate) fn parse(
     })
 }
 
-/// Replaces `${NAME}` with `env[NAME]`; unknown names and unclosed `${` are
-/// left as they are, so a literal `${X}` reaches the task untouched.
-pub(crate) fn interpolate(s: &str, env: &BTreeMap<String, String>) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        match after.find('}') {
-            Some(end) => {
-                let name = &after[..end];
-                match env.get(name) {
-                    Some(value) => out.push_str(value),
-                    None => out.push_str(&rest[start..start + 2 + end + 1]),
-                }
-                rest = &after[end + 1..];
-            }
-            None => {
-                out.push_str(&rest[start..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 /// Accepts `SIGHUP`, `HUP` or `hup`.
 pub(crate) fn parse_signal(name: &str) -> Result<Signal, DriverError> {
     let upper = name.trim().to_ascii_uppercase();
@@ -107,17 +81,6 @@ mod tests {
 
     fn cfg(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
         v.as_object().cloned().unwrap()
-    }
-
-    #[test]
-    fn interpolates_known_names_only() {
-        let env = env();
-        assert_eq!(interpolate("--port=${EDGE_PORT_http}", &env), "--port=8080");
-        assert_eq!(interpolate("${NAME}-${NAME}", &env), "web-web");
-        assert_eq!(interpolate("${X} and ${NAME}", &env), "${X} and web");
-        assert_eq!(interpolate("tail ${NAME", &env), "tail ${NAME");
-        assert_eq!(interpolate("$NAME {NAME} $", &env), "$NAME {NAME} $");
-        assert_eq!(interpolate("${}", &env), "${}");
     }
 
     #[test]

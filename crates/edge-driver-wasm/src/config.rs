@@ -2,6 +2,7 @@
 //! from the task env.
 
 use edge_driver::DriverError;
+use edge_driver::config::interpolate;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -154,26 +155,6 @@ fn checked(
         }
     };
     Ok(WasmTaskConfig { source, args, mode })
-}
-
-/// Replaces `${NAME}` with `env[NAME]`; unknown names are left as they are.
-fn interpolate(s: &str, env: &BTreeMap<String, String>) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else {
-            break;
-        };
-        match env.get(&after[..end]) {
-            Some(value) => out.push_str(value),
-            None => out.push_str(&rest[start..start + 3 + end]),
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 use crate::DriverError;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 /// Decodes a `config` block into a driver's config type; a failure names
 /// the field (`config.args[1]`, `config.comand`) and gives serde's reason.
@@ -90,5 +91,79 @@ mod tests {
         assert!(is_interpolated("/x/${NOMAD_ALLOC_DIR}/y"));
         assert!(!is_interpolated("${unclosed"));
         assert!(!is_interpolated("$HOME"));
+    }
+}
+
+/// Replaces `${NAME}` (also `${env.NAME}`, and Nomad's `${NOMAD_X}` as
+/// `${EDGE_X}`) with its value in `env`; unknown names and an unclosed `${`
+/// are left as written, so a literal `${X}` reaches the task untouched. The
+/// one interpolation of task config and env, for the agent and the drivers.
+pub fn interpolate(s: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let name = after[..end].trim();
+                let key = name
+                    .strip_prefix("env.")
+                    .unwrap_or(name)
+                    .replacen("NOMAD_", "EDGE_", 1);
+                match env.get(&key) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&rest[start..start + 2 + end + 1]),
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// [`interpolate`] through every string of a JSON value.
+pub fn interpolate_value(v: &Value, env: &BTreeMap<String, String>) -> Value {
+    match v {
+        Value::String(s) => Value::String(interpolate(s, env)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| interpolate_value(x, env)).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), interpolate_value(x, env)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod interpolate_tests {
+    use super::*;
+
+    #[test]
+    fn known_names_only_and_nomad_spelling() {
+        let env = BTreeMap::from([
+            ("NAME".to_string(), "web".to_string()),
+            ("EDGE_PORT_http".to_string(), "8080".to_string()),
+        ]);
+        assert_eq!(interpolate("--port=${EDGE_PORT_http}", &env), "--port=8080");
+        assert_eq!(
+            interpolate("--port=${NOMAD_PORT_http}", &env),
+            "--port=8080"
+        );
+        assert_eq!(interpolate("${env.NAME}-${ NAME }", &env), "web-web");
+        assert_eq!(interpolate("${X} and ${NAME}", &env), "${X} and web");
+        assert_eq!(interpolate("tail ${NAME", &env), "tail ${NAME");
+        assert_eq!(interpolate("$NAME {NAME} $", &env), "$NAME {NAME} $");
+        assert_eq!(interpolate("${}", &env), "${}");
+        assert_eq!(
+            interpolate_value(&serde_json::json!({"a": ["${NAME}", 1]}), &env),
+            serde_json::json!({"a": ["web", 1]})
+        );
     }
 }
