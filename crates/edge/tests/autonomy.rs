@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{EDGE, Proc, build_image, dns, free_port, repo, until};
+use common::{EDGE, Proc, Server, build_image, dns, free_port, repo, until};
 use edge_api::{Client, QueryOptions};
 use edge_spec::{ClientStatus, DesiredStatus};
 use hickory_proto::op::ResponseCode;
@@ -133,22 +133,8 @@ fn service(kind: Kind) -> String {
 
 impl Cluster {
     async fn start(dir: &Path, kind: Kind) -> Cluster {
-        let port = free_port();
-        let addr = format!("http://127.0.0.1:{port}");
-        let sdir = dir.join("server");
-        let server_args: Vec<String> = [
-            "server",
-            "--data-dir",
-            sdir.to_str().unwrap(),
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-        ]
-        .map(String::from)
-        .to_vec();
-        let server = Proc::edge(dir, "server", &server_args);
-        let api = Client::new(&addr, None).unwrap();
-        until(20, "server up", async || api.health().await.ok()).await;
-        let token = std::fs::read_to_string(sdir.join("token")).unwrap();
+        let server = Server::start(dir).await;
+        let (addr, token) = (server.addr.clone(), server.token.clone());
         let adir = dir.join("agent");
         if kind == Kind::Containerd {
             // Dropped in the agent's images/ folder: imported when it starts.
@@ -162,7 +148,7 @@ impl Cluster {
             "--server",
             &addr,
             "--join-token",
-            token.trim(),
+            &token,
             "--data-dir",
             adir.to_str().unwrap(),
             "--name",
@@ -178,11 +164,11 @@ impl Cluster {
         let mut c = Cluster {
             dir: dir.to_path_buf(),
             kind,
-            server_args,
-            server: Some(server),
+            server_args: server.args,
+            server: Some(server.proc),
             agent_args,
             agent: None,
-            api,
+            api: server.api,
             dns: SocketAddr::from(([127, 0, 0, 1], dns_port)),
             lb_port: free_port(),
             marker,

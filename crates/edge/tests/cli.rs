@@ -4,35 +4,10 @@
 
 mod common;
 
-use common::{EDGE, Proc, free_port, until};
-use edge_api::Client;
+use common::{EDGE, Proc, Server, until};
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// A server on a loopback port of its own: the process, its URL and its
-/// join token.
-async fn server(dir: &Path) -> (Proc, String, String) {
-    let port = free_port();
-    let addr = format!("http://127.0.0.1:{port}");
-    let data = dir.join("server");
-    let proc = Proc::edge(
-        dir,
-        "server",
-        &[
-            "server",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-        ],
-    );
-    let api = Client::new(&addr, None).unwrap();
-    until(20, "server up", async || api.health().await.ok()).await;
-    let token = std::fs::read_to_string(data.join("token")).unwrap();
-    (proc, addr, token.trim().to_string())
-}
 
 /// Runs edge with its standard output a pipe nobody reads any more, as in
 /// `edge ... | head -c 10` once head has exited: the CLI must end killed by
@@ -75,13 +50,14 @@ fn local_commands_end_quietly_on_a_closed_stdout() {
 #[tokio::test]
 async fn api_commands_end_quietly_on_a_closed_stdout() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, addr, _) = server(dir.path()).await;
+    let server = Server::start(dir.path()).await;
+    let addr = &server.addr;
     for args in [
         &["job", "status", "-o", "json"][..],
         &["node", "ls"],
         &["eval", "ls", "-o", "json"],
     ] {
-        assert_quiet_on_closed_stdout(args, &[("EDGE_ADDR", &addr)]);
+        assert_quiet_on_closed_stdout(args, &[("EDGE_ADDR", addr)]);
     }
 }
 
@@ -92,7 +68,8 @@ async fn api_commands_end_quietly_on_a_closed_stdout() {
 #[tokio::test]
 async fn agent_does_not_take_its_address_from_edge_addr() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, addr, token) = server(dir.path()).await;
+    let server = Server::start(dir.path()).await;
+    let (addr, token) = (&server.addr, &server.token);
     let data = dir.path().join("agent");
     let mut agent = Proc::spawn_env(
         EDGE,
@@ -101,9 +78,9 @@ async fn agent_does_not_take_its_address_from_edge_addr() {
         &[
             "agent",
             "--server",
-            &addr,
+            addr,
             "--join-token",
-            &token,
+            token,
             "--data-dir",
             data.to_str().unwrap(),
             "--name",
@@ -112,9 +89,9 @@ async fn agent_does_not_take_its_address_from_edge_addr() {
             "0",
             "--no-lb",
         ],
-        &[("EDGE_ADDR", &addr)],
+        &[("EDGE_ADDR", addr)],
     );
-    let api = Client::new(&addr, None).unwrap();
+    let api = &server.api;
     let node = until(20, "the agent's node", async || {
         if let Some(status) = agent.exited() {
             panic!("the agent exited with {status}:\n{}", agent.log());

@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::{EDGE, Proc, free_port, repo, until};
-use edge_api::Client;
+use common::{EDGE, Server, repo};
 use std::path::Path;
 use std::process::Command;
 
@@ -72,22 +71,8 @@ fn every_example_job_validates() {
 #[tokio::test]
 async fn the_server_answers_400_naming_the_misspelled_key() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let data = dir.path().join("server");
-    let _server = Proc::edge(
-        dir.path(),
-        "server",
-        &[
-            "server",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-        ],
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    let api = Client::new(&base, None).unwrap();
-    until(20, "server up", async || api.health().await.ok()).await;
+    let server = Server::start(dir.path()).await;
+    let base = &server.addr;
     let http = reqwest::Client::new();
     for (driver, line, key) in MISSPELLED {
         let (k, v) = line.split_once(" = ").unwrap();

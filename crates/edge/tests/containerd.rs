@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{EDGE, Proc, build_image, free_port, repo, until};
+use common::{EDGE, Proc, Server, build_image, free_port, repo, until};
 use edge_api::{Client, QueryOptions};
 use edge_spec::{Allocation, ClientStatus};
 use std::path::Path;
@@ -309,24 +309,12 @@ async fn agent_kill_9_and_restart_reattaches_to_the_same_container() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let addr = format!("http://127.0.0.1:{port}");
-    let sdir = dir.path().join("server");
-    let _server = Proc::spawn(
-        EDGE,
-        dir.path(),
-        "server",
-        &[
-            "server",
-            "--data-dir",
-            sdir.to_str().unwrap(),
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-        ],
+    let server = Server::start(dir.path()).await;
+    let (addr, api, token) = (
+        server.addr.clone(),
+        server.api.clone(),
+        server.token.clone(),
     );
-    let api = Client::new(&addr, None).unwrap();
-    until(20, "server up", async || api.health().await.ok()).await;
-    let token = std::fs::read_to_string(sdir.join("token")).unwrap();
     let adir = dir.path().join("agent");
     let image = "docker.io/edge/e2e-recover:v1";
     // Dropped in the agent's images/ folder: imported when the agent starts.

@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::{EDGE, Proc, dns, free_port, until};
-use edge_api::{Client, QueryOptions};
+use common::{EDGE, Proc, Server, dns, free_port, until};
+use edge_api::QueryOptions;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 use std::collections::BTreeSet;
@@ -73,24 +73,8 @@ async fn get(http: &reqwest::Client, url: &str) -> Option<String> {
 #[tokio::test]
 async fn dns_and_load_balancer_across_two_agents() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let addr = format!("http://127.0.0.1:{port}");
-    let sdir = dir.path().join("server");
-    let _server = Proc::edge(
-        dir.path(),
-        "server",
-        &[
-            "server",
-            "--data-dir",
-            sdir.to_str().unwrap(),
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-        ]
-        .map(String::from),
-    );
-    let api = Client::new(&addr, None).unwrap();
-    until(20, "server up", async || api.health().await.ok()).await;
-    let token = std::fs::read_to_string(sdir.join("token")).unwrap();
+    let server = Server::start(dir.path()).await;
+    let (addr, api, token) = (server.addr.clone(), &server.api, server.token.clone());
     let dns_ports = [free_port(), free_port()];
     let ips = ["127.0.0.1", "127.0.0.2"];
     let mut agents = Vec::new();

@@ -170,3 +170,43 @@ pub fn build_image(dir: &Path, name: &str) -> PathBuf {
     assert!(ok, "building test image {name}");
     out
 }
+
+/// A real `edge server` on a free loopback port, data in `dir/server`.
+pub struct Server {
+    pub proc: Proc,
+    /// `http://127.0.0.1:PORT`
+    pub addr: String,
+    pub api: edge_api::Client,
+    /// The join token agents need.
+    pub token: String,
+    /// The command line, to start it again on the same port and data.
+    pub args: Vec<String>,
+}
+
+impl Server {
+    pub async fn start(dir: &Path) -> Server {
+        let port = free_port();
+        let addr = format!("http://127.0.0.1:{port}");
+        let data = dir.join("server");
+        let args: Vec<String> = [
+            "server",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+        ]
+        .map(String::from)
+        .to_vec();
+        let proc = Proc::edge(dir, "server", &args);
+        let api = edge_api::Client::new(&addr, None).unwrap();
+        until(20, "server up", async || api.health().await.ok()).await;
+        let token = std::fs::read_to_string(data.join("token")).unwrap();
+        Server {
+            proc,
+            addr,
+            api,
+            token: token.trim().to_string(),
+            args,
+        }
+    }
+}
