@@ -1,9 +1,8 @@
 //! Request and response bodies of `/v1`, documented in `api/openapi.yaml`.
 
-use edge_sched::GroupChanges;
 use edge_spec::{
-    AllocMetric, Allocation, ClientStatus, DesiredStatus, Job, JobStatus, JobType, Node,
-    NodeResources, NodeStatus, TaskState,
+    AllocMetric, Allocation, ClientStatus, DesiredStatus, GroupChanges, Job, JobStatus, JobType,
+    Node, NodeResources, NodeStatus, TaskState,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

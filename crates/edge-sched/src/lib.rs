@@ -13,7 +13,7 @@ mod system;
 pub use error::SchedError;
 
 use edge_spec::{
-    AllocMetric, Allocation, ClientStatus, Evaluation, Job, JobType, Node, NodeStatus,
+    AllocMetric, Allocation, ClientStatus, Evaluation, GroupChanges, Job, JobType, Node, NodeStatus,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -120,29 +120,6 @@ pub struct StopAlloc {
 pub struct InPlaceUpdate {
     pub alloc_id: String,
     pub job_version: u64,
-}
-
-/// Per group counts, what `edge job plan` shows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct GroupChanges {
-    /// New copies: missing ones, replacements of lost and rescheduled ones.
-    pub place: u32,
-    /// Copies stopped for good (count lowered, group removed, job stopped).
-    pub stop: u32,
-    /// Copies stopped on a draining node; service and batch copies are
-    /// replaced elsewhere.
-    pub migrate: u32,
-    pub in_place: u32,
-    /// Copies stopped and replaced because their group spec changed.
-    pub destructive: u32,
-    pub ignore: u32,
-    pub reschedule_now: u32,
-    pub reschedule_later: u32,
-    /// Copies on down or vanished nodes, stopped as lost.
-    pub lost: u32,
-    /// Failed allocations left unreplaced: their reschedule attempts are used up.
-    #[serde(default)]
-    pub reschedule_exhausted: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

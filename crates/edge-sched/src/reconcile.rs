@@ -3,8 +3,10 @@
 
 use crate::cluster::Cluster;
 use crate::feasible::GroupReq;
-use crate::{GroupChanges, InPlaceUpdate, Plan, StopAlloc};
-use edge_spec::{Allocation, ClientStatus, DesiredStatus, Group, JobType, NodeStatus};
+use crate::{InPlaceUpdate, Plan, StopAlloc};
+use edge_spec::{
+    Allocation, ClientStatus, DesiredStatus, Group, GroupChanges, JobType, NodeStatus,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub(crate) const DESC_LOST: &str = "node down";

@@ -7,8 +7,8 @@ use crate::reconcile::{
     DESC_DRAIN, DESC_LOST, DESC_NOT_NEEDED, DESC_RESCHEDULED, DESC_UPDATE, Reschedule,
     awaits_reschedule, by_group, reschedule, stop,
 };
-use crate::{GroupChanges, InPlaceUpdate, Plan};
-use edge_spec::{AllocMetric, Allocation};
+use crate::{InPlaceUpdate, Plan};
+use edge_spec::{AllocMetric, Allocation, GroupChanges};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub(crate) const DESC_INFEASIBLE: &str = "node no longer feasible";

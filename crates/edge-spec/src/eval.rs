@@ -1,4 +1,5 @@
-//! Evaluations: units of scheduler work, and the reasons a placement failed.
+//! Evaluations: units of scheduler work, the reasons a placement failed, and
+//! what a plan changes per group.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -106,4 +107,27 @@ pub struct Evaluation {
     pub create_index: u64,
     #[serde(default)]
     pub modify_index: u64,
+}
+
+/// Per group counts, what `edge job plan` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct GroupChanges {
+    /// New copies: missing ones, replacements of lost and rescheduled ones.
+    pub place: u32,
+    /// Copies stopped for good (count lowered, group removed, job stopped).
+    pub stop: u32,
+    /// Copies stopped on a draining node; service and batch copies are
+    /// replaced elsewhere.
+    pub migrate: u32,
+    pub in_place: u32,
+    /// Copies stopped and replaced because their group spec changed.
+    pub destructive: u32,
+    pub ignore: u32,
+    pub reschedule_now: u32,
+    pub reschedule_later: u32,
+    /// Copies on down or vanished nodes, stopped as lost.
+    pub lost: u32,
+    /// Failed allocations left unreplaced: their reschedule attempts are used up.
+    #[serde(default)]
+    pub reschedule_exhausted: u32,
 }
