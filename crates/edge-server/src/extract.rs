@@ -1,16 +1,25 @@
 //! Request extractors whose rejections are JSON errors in edge's shape:
-//! malformed bodies are 400 with serde's reason, oversize bodies 413.
+//! malformed bodies are 400 with serde's reason, oversize bodies 413, bodies
+//! that are not JSON 415; malformed query strings and path parameters are
+//! 400 naming the parameter. axum's own extractors answer `text/plain`, so
+//! handlers take these instead.
 
 use crate::Server;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use edge_api::ErrorBody;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The project's error body with `status`.
+pub(crate) fn error_response(status: StatusCode, error: String) -> Response {
+    (status, axum::Json(ErrorBody { error })).into_response()
+}
 
 pub struct ApiJson<T>(pub T);
 
@@ -43,9 +52,48 @@ fn reject(rej: JsonRejection, limit: usize) -> Response {
         StatusCode::PAYLOAD_TOO_LARGE => format!(
             "request body too large: the limit is {limit} bytes (server setting max_body_bytes)"
         ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => format!("unsupported media type: {text}"),
         _ => format!("invalid request body: {text}"),
     };
-    (status, axum::Json(ErrorBody { error })).into_response()
+    error_response(status, error)
+}
+
+/// `axum::extract::Query`, answering a malformed query string with the
+/// status axum picks (400) and its reason, which names the parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(rej) => Err(error_response(rej.status(), rej.body_text())),
+        }
+    }
+}
+
+/// `axum::extract::Path`, answering a path parameter that cannot be read
+/// (not UTF-8 once percent-decoded) with axum's status and reason.
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(rej) => Err(error_response(rej.status(), rej.body_text())),
+        }
+    }
 }
 
 /// `?index=N&wait=30s` of blocking queries.
@@ -53,20 +101,28 @@ fn reject(rej: JsonRejection, limit: usize) -> Response {
 pub struct Blocking {
     #[serde(default)]
     pub index: Option<u64>,
-    #[serde(default)]
-    pub wait: Option<String>,
+    /// Parsed while the query is read, so a bad `wait` is refused even when
+    /// `index` does not block.
+    #[serde(default, deserialize_with = "duration")]
+    pub wait: Option<Duration>,
 }
 
 /// The longest a blocking query may hold a request.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 
 impl Blocking {
-    pub fn wait(&self) -> Result<Duration, crate::ServerError> {
-        match &self.wait {
-            None => Ok(Duration::from_secs(30)),
-            Some(w) => edge_spec::duration::parse(w)
-                .map(|d| d.min(MAX_WAIT))
-                .map_err(|e| crate::ServerError::BadRequest(format!("wait: {e}"))),
-        }
+    pub fn wait(&self) -> Duration {
+        self.wait
+            .map_or(Duration::from_secs(30), |w| w.min(MAX_WAIT))
+    }
+}
+
+/// A duration query parameter such as `30s` (or bare seconds).
+pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(text) => edge_spec::duration::parse(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
     }
 }

@@ -3,11 +3,11 @@
 //! the transaction is on disk.
 
 use crate::error::ServerError;
-use crate::extract::{ApiJson, Blocking};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Blocking, error_response};
 use crate::{Server, new_id, now_ms};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,6 +19,7 @@ use edge_store::{Batch, State as St};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 type S = State<Arc<Server>>;
 type Res = Result<Response, ServerError>;
@@ -104,23 +105,14 @@ pub fn router(server: Arc<Server>) -> Router {
 }
 
 async fn no_route() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(ErrorBody {
-            error: "no such route".to_string(),
-        }),
-    )
-        .into_response()
+    error_response(StatusCode::NOT_FOUND, "no such route".to_string())
 }
 
 async fn no_method() -> Response {
-    (
+    error_response(
         StatusCode::METHOD_NOT_ALLOWED,
-        axum::Json(ErrorBody {
-            error: "method not allowed on this route".to_string(),
-        }),
+        "method not allowed on this route".to_string(),
     )
-        .into_response()
 }
 
 /// A JSON answer stamped with the index it reflects.
@@ -133,12 +125,10 @@ pub(crate) fn json_at<T: serde::Serialize>(index: u64, body: &T) -> Response {
 }
 
 /// Holds a read until the state passes `?index=` (or `?wait=` runs out).
-async fn block(server: &Server, q: &Blocking) -> Result<(), ServerError> {
+async fn block(server: &Server, q: &Blocking) {
     if let Some(idx) = q.index.filter(|i| *i > 0) {
-        let wait = q.wait()?;
-        server.store.wait_for(idx, wait).await;
+        server.store.wait_for(idx, q.wait()).await;
     }
-    Ok(())
 }
 
 fn check_token(server: &Server, headers: &HeaderMap) -> Result<(), ServerError> {
@@ -223,8 +213,8 @@ fn job_stub(s: &St, job: &Job) -> JobListStub {
     }
 }
 
-async fn list_jobs(State(sv): S, Query(q): Query<Blocking>) -> Res {
-    block(&sv, &q).await?;
+async fn list_jobs(State(sv): S, ApiQuery(q): ApiQuery<Blocking>) -> Res {
+    block(&sv, &q).await;
     let (idx, list) = sv.store.read(|s| {
         let list: Vec<JobListStub> = s.jobs.values().map(|j| job_stub(s, j)).collect();
         (sv.store.index(), list)
@@ -232,8 +222,12 @@ async fn list_jobs(State(sv): S, Query(q): Query<Blocking>) -> Res {
     Ok(json_at(idx, &list))
 }
 
-async fn read_job(State(sv): S, Path(id): Path<String>, Query(q): Query<Blocking>) -> Res {
-    block(&sv, &q).await?;
+async fn read_job(
+    State(sv): S,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<Blocking>,
+) -> Res {
+    block(&sv, &q).await;
     let idx = sv.store.index();
     sv.store.read(|s| match s.jobs.get(&id) {
         Some(j) => {
@@ -396,7 +390,7 @@ async fn register_job(State(sv): S, ApiJson(req): ApiJson<JobRegisterRequest>) -
 
 async fn register_job_at(
     State(sv): S,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<JobRegisterRequest>,
 ) -> Res {
     if req.job.id != id {
@@ -414,7 +408,11 @@ struct StopQuery {
     purge: bool,
 }
 
-async fn stop_job(State(sv): S, Path(id): Path<String>, Query(q): Query<StopQuery>) -> Res {
+async fn stop_job(
+    State(sv): S,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<StopQuery>,
+) -> Res {
     let (eval_id, idx) = sv
         .store
         .commit(move |s: &St| {
@@ -449,7 +447,7 @@ async fn stop_job(State(sv): S, Path(id): Path<String>, Query(q): Query<StopQuer
 
 async fn plan_job(
     State(sv): S,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<JobPlanRequest>,
 ) -> Res {
     let mut job = req.job;
@@ -472,7 +470,7 @@ async fn plan_job(
     Ok(json_at(resp.job_modify_index, &resp))
 }
 
-async fn job_versions(State(sv): S, Path(id): Path<String>) -> Res {
+async fn job_versions(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
     let versions = sv.store.job_versions(&id).await?;
     if versions.is_empty() {
         return Err(ServerError::not_found("job", &id));
@@ -482,7 +480,7 @@ async fn job_versions(State(sv): S, Path(id): Path<String>) -> Res {
 
 async fn revert_job(
     State(sv): S,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<JobRevertRequest>,
 ) -> Res {
     let Some(old) = sv.store.job_version(&id, req.version).await? else {
@@ -501,8 +499,12 @@ async fn revert_job(
     ))
 }
 
-async fn job_allocs(State(sv): S, Path(id): Path<String>, Query(q): Query<Blocking>) -> Res {
-    block(&sv, &q).await?;
+async fn job_allocs(
+    State(sv): S,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<Blocking>,
+) -> Res {
+    block(&sv, &q).await;
     let idx = sv.store.index();
     let list: Vec<AllocListStub> = sv.store.read(|s| {
         let mut v: Vec<AllocListStub> = s
@@ -516,7 +518,7 @@ async fn job_allocs(State(sv): S, Path(id): Path<String>, Query(q): Query<Blocki
     Ok(json_at(idx, &list))
 }
 
-async fn job_evals(State(sv): S, Path(id): Path<String>) -> Res {
+async fn job_evals(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
     let idx = sv.store.index();
     let list: Vec<Evaluation> = sv.store.read(|s| {
         let mut v: Vec<Evaluation> = s
@@ -535,20 +537,20 @@ async fn job_evals(State(sv): S, Path(id): Path<String>) -> Res {
 struct AllocQuery {
     #[serde(default)]
     index: Option<u64>,
-    #[serde(default)]
-    wait: Option<String>,
+    #[serde(default, deserialize_with = "crate::extract::duration")]
+    wait: Option<Duration>,
     #[serde(default)]
     node: Option<String>,
     #[serde(default)]
     job: Option<String>,
 }
 
-async fn list_allocs(State(sv): S, Query(q): Query<AllocQuery>) -> Res {
+async fn list_allocs(State(sv): S, ApiQuery(q): ApiQuery<AllocQuery>) -> Res {
     let b = Blocking {
         index: q.index,
-        wait: q.wait.clone(),
+        wait: q.wait,
     };
-    block(&sv, &b).await?;
+    block(&sv, &b).await;
     let idx = sv.store.index();
     let list: Vec<AllocListStub> = sv.store.read(|s| {
         let mut v: Vec<AllocListStub> = s
@@ -568,8 +570,12 @@ async fn list_allocs(State(sv): S, Query(q): Query<AllocQuery>) -> Res {
     Ok(json_at(idx, &list))
 }
 
-async fn read_alloc(State(sv): S, Path(id): Path<String>, Query(q): Query<Blocking>) -> Res {
-    block(&sv, &q).await?;
+async fn read_alloc(
+    State(sv): S,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<Blocking>,
+) -> Res {
+    block(&sv, &q).await;
     let idx = sv.store.index();
     sv.store
         .read(|s| by_prefix("allocation", &id, s.allocs.iter()).map(|a| json_at(idx, a)))
@@ -588,7 +594,11 @@ struct LogQuery {
 }
 
 /// Logs live on the node; the server relays the agent's answer.
-async fn alloc_logs(State(sv): S, Path(id): Path<String>, Query(q): Query<LogQuery>) -> Res {
+async fn alloc_logs(
+    State(sv): S,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<LogQuery>,
+) -> Res {
     let (alloc, addr) = sv.store.read(|s| {
         let a = by_prefix("allocation", &id, s.allocs.iter())?.clone();
         let addr = s
@@ -641,7 +651,7 @@ async fn alloc_logs(State(sv): S, Path(id): Path<String>, Query(q): Query<LogQue
 }
 
 /// Leftovers live on the node; the server relays the agent's answer.
-async fn node_gc(State(sv): S, Path(id): Path<String>) -> Res {
+async fn node_gc(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
     let (node_id, addr) = sv.store.read(|s| {
         let id = resolve_node_id(s, &id)?;
         let addr = s
@@ -676,8 +686,8 @@ async fn node_gc(State(sv): S, Path(id): Path<String>) -> Res {
 /// Node attribute where the agent's own HTTP address is kept.
 pub(crate) const HTTP_ADDR_ATTR: &str = "edge.http_addr";
 
-async fn list_evals(State(sv): S, Query(q): Query<Blocking>) -> Res {
-    block(&sv, &q).await?;
+async fn list_evals(State(sv): S, ApiQuery(q): ApiQuery<Blocking>) -> Res {
+    block(&sv, &q).await;
     let idx = sv.store.index();
     let list: Vec<Evaluation> = sv.store.read(|s| {
         let mut v: Vec<Evaluation> = s.evals.values().cloned().collect();
@@ -687,8 +697,12 @@ async fn list_evals(State(sv): S, Query(q): Query<Blocking>) -> Res {
     Ok(json_at(idx, &list))
 }
 
-async fn read_eval(State(sv): S, Path(id): Path<String>, Query(q): Query<Blocking>) -> Res {
-    block(&sv, &q).await?;
+async fn read_eval(
+    State(sv): S,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<Blocking>,
+) -> Res {
+    block(&sv, &q).await;
     let idx = sv.store.index();
     sv.store
         .read(|s| by_prefix("evaluation", &id, s.evals.iter()).map(|e| json_at(idx, e)))
@@ -721,8 +735,8 @@ fn node_stub(sv: &Server, s: &St, n: &Node) -> NodeListStub {
     }
 }
 
-async fn list_nodes(State(sv): S, Query(q): Query<Blocking>) -> Res {
-    block(&sv, &q).await?;
+async fn list_nodes(State(sv): S, ApiQuery(q): ApiQuery<Blocking>) -> Res {
+    block(&sv, &q).await;
     let idx = sv.store.index();
     let list: Vec<NodeListStub> = sv
         .store
@@ -730,8 +744,12 @@ async fn list_nodes(State(sv): S, Query(q): Query<Blocking>) -> Res {
     Ok(json_at(idx, &list))
 }
 
-async fn read_node(State(sv): S, Path(id): Path<String>, Query(q): Query<Blocking>) -> Res {
-    block(&sv, &q).await?;
+async fn read_node(
+    State(sv): S,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<Blocking>,
+) -> Res {
+    block(&sv, &q).await;
     let idx = sv.store.index();
     sv.store.read(|s| {
         let n = match s.nodes.values().find(|n| n.name == id) {
@@ -790,7 +808,7 @@ fn system_job_evals(s: &St, node_id: &str) -> Vec<Evaluation> {
 
 async fn drain_node(
     State(sv): S,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<NodeDrainRequest>,
 ) -> Res {
     let (_, idx) = sv
@@ -823,7 +841,7 @@ async fn drain_node(
 
 async fn node_eligibility(
     State(sv): S,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<NodeEligibilityRequest>,
 ) -> Res {
     let (_, idx) = sv
@@ -908,7 +926,7 @@ async fn agent_register(
     ))
 }
 
-async fn agent_heartbeat(State(sv): S, headers: HeaderMap, Path(id): Path<String>) -> Res {
+async fn agent_heartbeat(State(sv): S, headers: HeaderMap, ApiPath(id): ApiPath<String>) -> Res {
     check_token(&sv, &headers)?;
     let status = sv.store.read(|s| s.nodes.get(&id).map(|n| n.status));
     match status {
@@ -950,15 +968,15 @@ async fn agent_heartbeat(State(sv): S, headers: HeaderMap, Path(id): Path<String
 async fn agent_allocs(
     State(sv): S,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<Blocking>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<Blocking>,
 ) -> Res {
     check_token(&sv, &headers)?;
     if sv.store.read(|s| !s.nodes.contains_key(&id)) {
         return Err(ServerError::not_found("node", &id));
     }
     let want = q.index.unwrap_or(0);
-    let deadline = tokio::time::Instant::now() + q.wait()?;
+    let deadline = tokio::time::Instant::now() + q.wait();
     let mut seen = sv.store.index();
     loop {
         let cur = sv.store.read(|s| s.node_alloc_index(&id));
@@ -1148,7 +1166,7 @@ impl JobJsonCache {
 async fn agent_update(
     State(sv): S,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<AllocUpdateRequest>,
 ) -> Res {
     check_token(&sv, &headers)?;
@@ -1243,7 +1261,7 @@ async fn health(State(sv): S) -> Res {
 /// Waits until the catalog's own index passes `?index=`, then returns it.
 async fn catalog_after(sv: &Server, q: &Blocking) -> Result<Arc<Catalog>, ServerError> {
     let want = q.index.unwrap_or(0);
-    let deadline = tokio::time::Instant::now() + q.wait()?;
+    let deadline = tokio::time::Instant::now() + q.wait();
     let mut seen = sv.store.index();
     loop {
         let cat = sv.catalog.get(sv);
@@ -1255,7 +1273,7 @@ async fn catalog_after(sv: &Server, q: &Blocking) -> Result<Arc<Catalog>, Server
     }
 }
 
-async fn list_services(State(sv): S, Query(q): Query<Blocking>) -> Res {
+async fn list_services(State(sv): S, ApiQuery(q): ApiQuery<Blocking>) -> Res {
     let cat = catalog_after(&sv, &q).await?;
     let list: Vec<ServiceListStub> = cat
         .services
@@ -1271,7 +1289,11 @@ async fn list_services(State(sv): S, Query(q): Query<Blocking>) -> Res {
     Ok(json_at(cat.index, &list))
 }
 
-async fn read_service(State(sv): S, Path(name): Path<String>, Query(q): Query<Blocking>) -> Res {
+async fn read_service(
+    State(sv): S,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<Blocking>,
+) -> Res {
     let cat = catalog_after(&sv, &q).await?;
     match cat.services.get(&name) {
         Some(s) => Ok(json_at(cat.index, &s.instances)),
@@ -1280,7 +1302,7 @@ async fn read_service(State(sv): S, Path(name): Path<String>, Query(q): Query<Bl
 }
 
 /// The whole catalog: what agents feed their DNS and load balancer from.
-async fn read_catalog(State(sv): S, Query(q): Query<Blocking>) -> Res {
+async fn read_catalog(State(sv): S, ApiQuery(q): ApiQuery<Blocking>) -> Res {
     let cat = catalog_after(&sv, &q).await?;
     Ok(json_at(cat.index, &*cat))
 }

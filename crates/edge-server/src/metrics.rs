@@ -3,9 +3,10 @@
 
 use crate::Server;
 use crate::error::ServerError;
+use crate::extract::ApiQuery;
 use crate::http::ROUTES;
 use axum::body::Body;
-use axum::extract::{MatchedPath, Query, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -212,7 +213,7 @@ pub struct StreamQuery {
 /// connections open through proxies.
 pub async fn event_stream(
     State(sv): State<Arc<Server>>,
-    Query(q): Query<StreamQuery>,
+    ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<Response, ServerError> {
     let topics: Option<Vec<String>> = q
         .topic

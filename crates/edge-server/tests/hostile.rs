@@ -383,3 +383,130 @@ async fn a_slow_read_stalls_no_other_request() {
     assert!(first.starts_with(b"{"), "{first:?}");
     h.shutdown().await;
 }
+
+/// One malformed request: method, path and query, content type and body,
+/// the status it must get, and a word the error must contain.
+struct Malformed {
+    method: &'static str,
+    path: &'static str,
+    content_type: Option<&'static str>,
+    body: &'static str,
+    status: u16,
+    names: &'static str,
+}
+
+const MALFORMED: &[Malformed] = &[
+    Malformed {
+        method: "GET",
+        path: "/v1/jobs?index=abc",
+        content_type: None,
+        body: "",
+        status: 400,
+        names: "index",
+    },
+    Malformed {
+        method: "GET",
+        path: "/v1/jobs?wait=zzz",
+        content_type: None,
+        body: "",
+        status: 400,
+        names: "wait",
+    },
+    Malformed {
+        method: "GET",
+        path: "/v1/allocations?wait=zzz",
+        content_type: None,
+        body: "",
+        status: 400,
+        names: "wait",
+    },
+    Malformed {
+        method: "DELETE",
+        path: "/v1/job/x?purge=maybe",
+        content_type: None,
+        body: "",
+        status: 400,
+        names: "purge",
+    },
+    Malformed {
+        method: "GET",
+        path: "/v1/client/allocation/x/logs?follow=maybe",
+        content_type: None,
+        body: "",
+        status: 400,
+        names: "follow",
+    },
+    Malformed {
+        method: "GET",
+        path: "/v1/event/stream?index=-1",
+        content_type: None,
+        body: "",
+        status: 400,
+        names: "index",
+    },
+    Malformed {
+        method: "GET",
+        path: "/v1/agent/allocs/x?index=abc",
+        content_type: None,
+        body: "",
+        status: 400,
+        names: "index",
+    },
+    Malformed {
+        method: "GET",
+        path: "/v1/job/%FF",
+        content_type: None,
+        body: "",
+        status: 400,
+        names: "id",
+    },
+    Malformed {
+        method: "POST",
+        path: "/v1/jobs",
+        content_type: Some("text/plain"),
+        body: "{}",
+        status: 415,
+        names: "application/json",
+    },
+    Malformed {
+        method: "POST",
+        path: "/v1/job/x/plan",
+        content_type: None,
+        body: "{}",
+        status: 415,
+        names: "application/json",
+    },
+    Malformed {
+        method: "POST",
+        path: "/v1/jobs",
+        content_type: Some("application/json"),
+        body: "not json",
+        status: 400,
+        names: "invalid request body",
+    },
+];
+
+#[tokio::test]
+async fn malformed_queries_paths_and_bodies_are_json_errors_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    let http = reqwest::Client::new();
+    for m in MALFORMED {
+        let what = format!("{} {}", m.method, m.path);
+        let method = reqwest::Method::from_bytes(m.method.as_bytes()).unwrap();
+        let mut req = http
+            .request(method, format!("http://{}{}", h.addr, m.path))
+            .body(m.body);
+        if let Some(ct) = m.content_type {
+            req = req.header("content-type", ct);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), m.status, "{what}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert_eq!(ct, "application/json", "{what}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        let error = v["error"].as_str().unwrap_or_else(|| panic!("{what}: {v}"));
+        assert!(error.contains(m.names), "{what}: {error}");
+    }
+    h.shutdown().await;
+}

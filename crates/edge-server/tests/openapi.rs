@@ -1,17 +1,22 @@
 //! `api/openapi.yaml` and the router must agree: every route of the router is
-//! in the spec, every path and method of the spec is served.
+//! in the spec, every path and method of the spec is served, and every error
+//! a malformed request gets is JSON and listed for its route.
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-fn spec_routes() -> BTreeSet<(String, String)> {
+fn spec() -> serde_yaml::Value {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../api/openapi.yaml"
     ))
     .expect("api/openapi.yaml exists");
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("openapi.yaml is valid YAML");
+    serde_yaml::from_str(&text).expect("openapi.yaml is valid YAML")
+}
+
+fn spec_routes() -> BTreeSet<(String, String)> {
+    let doc = spec();
     let paths = doc["paths"].as_mapping().expect("paths");
     let mut out = BTreeSet::new();
     for (path, item) in paths {
@@ -71,4 +76,91 @@ async fn every_listed_route_is_served() {
         );
     }
     h.shutdown().await;
+}
+
+/// The statuses `api/openapi.yaml` lists for each route.
+fn spec_statuses() -> BTreeMap<(String, String), BTreeSet<u16>> {
+    let doc = spec();
+    let mut out = BTreeMap::new();
+    for (path, item) in doc["paths"].as_mapping().expect("paths") {
+        for (method, op) in item.as_mapping().expect("path item") {
+            let Some(responses) = op.get("responses").and_then(|r| r.as_mapping()) else {
+                continue;
+            };
+            let statuses = responses
+                .keys()
+                .map(|k| k.as_str().expect("status").parse().expect("numeric status"))
+                .collect();
+            let key = (
+                method.as_str().unwrap().to_uppercase(),
+                path.as_str().unwrap().to_string(),
+            );
+            out.insert(key, statuses);
+        }
+    }
+    out
+}
+
+/// Malformed variants of a request to `path`: a query string every reader
+/// refuses, a path parameter that is not UTF-8, and for POST a body that is
+/// not JSON, then one sent as something other than JSON.
+fn malformed(method: &str, path: &str) -> Vec<(String, Option<&'static str>, &'static str)> {
+    let plain = path.replace("{id}", "x").replace("{name}", "x");
+    let mut out = vec![(
+        format!("{plain}?index=abc&wait=zzz&purge=maybe&follow=maybe&tail=x"),
+        None,
+        "",
+    )];
+    if path.contains('{') {
+        out.push((
+            path.replace("{id}", "%FF").replace("{name}", "%FF"),
+            None,
+            "",
+        ));
+    }
+    if method == "POST" {
+        out.push((plain.clone(), Some("application/json"), "not json"));
+        out.push((plain, Some("text/plain"), "{}"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_error_a_malformed_request_gets_is_json_and_documented() {
+    let documented = spec_statuses();
+    let dir = tempfile::tempdir().unwrap();
+    let h = common::start(dir.path()).await;
+    let http = reqwest::Client::new();
+    let mut undocumented = Vec::new();
+    for (method, path) in edge_server::ROUTES {
+        for (target, content_type, body) in malformed(method, path) {
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let mut req = http
+                .request(m, format!("http://{}{target}", h.addr))
+                .body(body);
+            if let Some(ct) = content_type {
+                req = req.header("content-type", ct);
+            }
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            if r.status().is_success() {
+                continue;
+            }
+            let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+            let text = r.text().await.unwrap();
+            assert_eq!(ct, "application/json", "{method} {target}: {text}");
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert!(v["error"].is_string(), "{method} {target}: {text}");
+            let listed = &documented[&(method.to_string(), path.to_string())];
+            if !listed.contains(&status) {
+                undocumented.push(format!("{method} {path}: {status} ({target})"));
+            }
+        }
+    }
+    h.shutdown().await;
+    assert!(
+        undocumented.is_empty(),
+        "statuses missing from api/openapi.yaml:\n{}",
+        undocumented.join("\n")
+    );
 }
