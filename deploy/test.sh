@@ -22,6 +22,8 @@ if can_root; then
   command -v pkg-config >/dev/null || need+=(pkg-config)
   # deploy/lab and its failure tests (crates/edge/tests/lab.rs): namespaces, veth, bridge.
   command -v ip >/dev/null || need+=(iproute2)
+  # The autonomy tests count and kill task processes (pgrep, pkill, kill).
+  command -v pgrep >/dev/null || need+=(procps)
   # The containerd driver's tests: a real containerd + runc, protoc for the
   # gRPC bindings, busybox for the test image, a local registry and skopeo.
   command -v containerd >/dev/null || need+=(containerd)
