@@ -19,19 +19,10 @@ REPO=$(pwd)
 ms() { date +%s%3N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# wait_for SECONDS WHAT CMD...: polls CMD every 50 ms; fails naming WHAT.
-wait_for() {
-  local secs=$1 what=$2 deadline
-  shift 2
-  deadline=$(($(ms) + secs * 1000))
-  until "$@" >/dev/null 2>&1; do
-    if [ "$(ms)" -ge "$deadline" ]; then
-      echo "autonomy bench: timed out after ${secs}s waiting for $what" >&2
-      return 1
-    fi
-    sleep 0.05
-  done
-}
+# The measured waits poll every 50 ms.
+WAIT_POLL=0.05
+. benches/lib.sh
+quiet() { "$@" >/dev/null 2>&1; }
 
 cat >/tmp/edge-autonomy-check.py <<'EOF'
 # ports API JOB N      -> the host ports of the job's N running allocations
@@ -146,13 +137,13 @@ EOF
   token=$(cat "$work/server/token")
   "$EDGE" "${agent_args[@]}" --join-token "$token" >>"$work/agent.log" 2>&1 &
   local agent=$!
-  wait_for 30 "a ready node" sh -c "EDGE_ADDR=$api '$EDGE' node ls | grep -q ready"
+  wait_for 30 "a ready node" quiet sh -c "EDGE_ADDR=$api '$EDGE' node ls | grep -q ready"
   EDGE_ADDR=$api "$EDGE" job run --detach "$work/job.hcl" >/dev/null
-  wait_for 180 "$N running copies" $CHECK ports "$api" "$job" "$N"
+  wait_for 180 "$N running copies" quiet $CHECK ports "$api" "$job" "$N"
   local ports
   ports=$($CHECK ports "$api" "$job" "$N" | tr '\n' ' ')
   # shellcheck disable=SC2086
-  wait_for 60 "all $N serving before the first reboot" $CHECK check "$lb" "$dns" "$job" "$N" $ports
+  wait_for 60 "all $N serving before the first reboot" quiet $CHECK check "$lb" "$dns" "$job" "$N" $ports
   kill -9 "$server"
   wait "$server" 2>/dev/null || true
   for r in $(seq 1 "$ROUNDS"); do
@@ -177,7 +168,7 @@ EOF
     "$EDGE" "${agent_args[@]}" --join-token "$token" >>"$work/agent.log" 2>&1 &
     agent=$!
     # shellcheck disable=SC2086
-    wait_for 60 "all $N copies serving again (round $r)" $CHECK check "$lb" "$dns" "$job" "$N" $ports
+    wait_for 60 "all $N copies serving again (round $r)" quiet $CHECK check "$lb" "$dns" "$job" "$N" $ports
     times+=($(($(ms) - t0)))
   done
   kill "$agent"; wait "$agent" 2>/dev/null || true
@@ -186,7 +177,7 @@ EOF
   server=$!
   "$EDGE" "${agent_args[@]}" --join-token "$token" --stop-tasks-on-exit >>"$work/agent.log" 2>&1 &
   agent=$!
-  wait_for 30 "the server back" sh -c "EDGE_ADDR=$api '$EDGE' node ls | grep -q ready"
+  wait_for 30 "the server back" quiet sh -c "EDGE_ADDR=$api '$EDGE' node ls | grep -q ready"
   EDGE_ADDR=$api "$EDGE" job stop "$job" >/dev/null || true
   sleep 2
   kill "$agent" "$server"; wait "$agent" "$server" 2>/dev/null || true

@@ -1,8 +1,9 @@
 # Sourced by the bench scripts: bounded waits, so a bench whose server or
 # agent died ends with a message instead of waiting forever.
 
-# wait_for SECONDS WHAT COMMAND...: runs COMMAND every 0.1 s until it
-# succeeds; after SECONDS it says what it waited for and exits 1.
+# wait_for SECONDS WHAT COMMAND...: runs COMMAND every WAIT_POLL seconds
+# (0.1) until it succeeds; after SECONDS it says what it waited for and
+# exits 1.
 wait_for() {
   local secs=$1 what=$2 deadline
   shift 2
@@ -12,6 +13,6 @@ wait_for() {
       echo "timed out after ${secs}s waiting for $what" >&2
       exit 1
     fi
-    sleep 0.1
+    sleep "${WAIT_POLL:-0.1}"
   done
 }

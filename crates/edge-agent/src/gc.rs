@@ -44,7 +44,7 @@ impl Collector {
             // Held while drivers look, so an allocation starting now is owned
             // before any of its tasks exists.
             let runners = self.runners.lock().await;
-            let owned: BTreeSet<String> = runners.values().map(AllocRunner::alloc_id).collect();
+            let owned: BTreeSet<String> = runners.keys().cloned().collect();
             for d in &self.drivers {
                 match d.leftovers(&owned).await {
                     Ok(l) => found.extend(l),

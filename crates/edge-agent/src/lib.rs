@@ -298,9 +298,10 @@ pub async fn start(
     })
 }
 
-/// Aborts the task when dropped: loops an aborted loop started must not
-/// outlive it.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Aborts the task when dropped: a helper task (heartbeat, catalog saver,
+/// an allocation's checks and stop gate) must not outlive what started it,
+/// so a detached runner or an aborted loop takes its helpers along.
+pub(crate) struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -420,7 +421,7 @@ impl Agent {
         for AgentAlloc { alloc, job } in allocs {
             // Allocation ids name directories: anything but one plain path
             // component would reach outside the agent's data dir.
-            if !state::is_component(&alloc.id) {
+            if !edge_driver::is_plain_name(&alloc.id) {
                 tracing::warn!(alloc = %alloc.id, "ignoring an allocation whose id is not a plain name");
                 continue;
             }
@@ -559,9 +560,10 @@ impl Agent {
                     if meta.index != index || index == 0 {
                         index = meta.index;
                         let cat = Arc::new(cat);
-                        received_at = Some(now_ms());
+                        let now = now_ms();
+                        received_at = Some(now);
                         save_tx.send_replace(Some(SavedCatalog {
-                            received_at: now_ms(),
+                            received_at: now,
                             catalog: (*cat).clone(),
                         }));
                         last = Some(cat.clone());

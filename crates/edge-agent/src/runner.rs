@@ -4,7 +4,7 @@
 
 use crate::restart::{self, Decision};
 use crate::state::{LocalAlloc, LocalStore, LocalTask};
-use crate::{Reporter, now_ms};
+use crate::{AbortOnDrop, Reporter, now_ms};
 use edge_api::AllocUpdate;
 use edge_driver::config::{interpolate, interpolate_value};
 use edge_driver::{Driver, ExitResult, TaskConfig, TaskHandle};
@@ -86,22 +86,6 @@ impl AllocRunner {
         let g = lock(&self.shared);
         let group = g.job.group(&g.alloc.group)?.clone();
         Some((g.alloc.clone(), group))
-    }
-
-    /// Allocation ids of the tasks' handles are what the drivers' leftovers
-    /// are matched against; this is the one the runner drives.
-    pub fn alloc_id(&self) -> String {
-        lock(&self.shared).alloc.id.clone()
-    }
-}
-
-/// A helper task of an allocation runner that must not outlive it: when the
-/// runner is detached (agent shutdown) its checks and stop gate go too.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

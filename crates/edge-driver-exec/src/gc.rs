@@ -116,15 +116,7 @@ fn children(pid: u32) -> Vec<u32> {
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|c| {
-            fs::read_to_string(format!("/proc/{c}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = &s[s.rfind(')')? + 1..];
-                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-                })
-                == Some(pid)
-        })
+        .filter(|c| proc::stat(*c).is_some_and(|s| s.ppid == pid))
         .collect()
 }
 
@@ -148,9 +140,7 @@ impl ExecDriver {
         // kernel alone decides (see `remove_if_empty`).
         if let Some(h) = &self.cgroups {
             for name in h.children(&self.cfg.cgroup_parent) {
-                if owned_by(&name, owned)
-                    || found.iter().any(|a| name.starts_with(&format!("{a}-")))
-                {
+                if owned_by(&name, owned) || owned_by(&name, &found) {
                     continue;
                 }
                 if h.task(&self.cfg.cgroup_parent, &name).pids().is_empty() {

@@ -404,7 +404,7 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, DriverError>
 /// Names become path components and cgroup names, so they must be single,
 /// ordinary components.
 fn check_name(field: &str, name: &str) -> Result<(), DriverError> {
-    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+    if !edge_driver::is_plain_name(name) {
         return Err(DriverError::config(
             field,
             format!("{name:?} cannot be used as a directory name"),

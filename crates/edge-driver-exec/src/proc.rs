@@ -8,6 +8,8 @@ use std::fs;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProcStat {
     pub state: char,
+    /// Field 4: the parent's pid.
+    pub ppid: u32,
     /// Field 22: clock ticks after boot at which the process started.
     pub start_time: u64,
     /// Fields 14-17 summed: user and system time of the process and of its
@@ -26,6 +28,7 @@ pub(crate) fn parse_stat(line: &str) -> Option<ProcStat> {
     let cpu_ticks = field(14)? + field(15)? + field(16)? + field(17)?;
     Some(ProcStat {
         state,
+        ppid: u32::try_from(field(4)?).ok()?,
         start_time: field(22)?,
         cpu_ticks,
     })

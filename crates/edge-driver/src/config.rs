@@ -43,6 +43,53 @@ pub fn is_interpolated(s: &str) -> bool {
     s.find("${").is_some_and(|start| s[start..].contains('}'))
 }
 
+/// Replaces `${NAME}` (also `${env.NAME}`, and Nomad's `${NOMAD_X}` as
+/// `${EDGE_X}`) with its value in `env`; unknown names and an unclosed `${`
+/// are left as written, so a literal `${X}` reaches the task untouched. The
+/// one interpolation of task config and env, for the agent and the drivers.
+pub fn interpolate(s: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let name = after[..end].trim();
+                let key = name
+                    .strip_prefix("env.")
+                    .unwrap_or(name)
+                    .replacen("NOMAD_", "EDGE_", 1);
+                match env.get(&key) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&rest[start..start + 2 + end + 1]),
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// [`interpolate`] through every string of a JSON value.
+pub fn interpolate_value(v: &Value, env: &BTreeMap<String, String>) -> Value {
+    match v {
+        Value::String(s) => Value::String(interpolate(s, env)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| interpolate_value(x, env)).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), interpolate_value(x, env)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,58 +139,6 @@ mod tests {
         assert!(!is_interpolated("${unclosed"));
         assert!(!is_interpolated("$HOME"));
     }
-}
-
-/// Replaces `${NAME}` (also `${env.NAME}`, and Nomad's `${NOMAD_X}` as
-/// `${EDGE_X}`) with its value in `env`; unknown names and an unclosed `${`
-/// are left as written, so a literal `${X}` reaches the task untouched. The
-/// one interpolation of task config and env, for the agent and the drivers.
-pub fn interpolate(s: &str, env: &BTreeMap<String, String>) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        match after.find('}') {
-            Some(end) => {
-                let name = after[..end].trim();
-                let key = name
-                    .strip_prefix("env.")
-                    .unwrap_or(name)
-                    .replacen("NOMAD_", "EDGE_", 1);
-                match env.get(&key) {
-                    Some(v) => out.push_str(v),
-                    None => out.push_str(&rest[start..start + 2 + end + 1]),
-                }
-                rest = &after[end + 1..];
-            }
-            None => {
-                out.push_str(&rest[start..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// [`interpolate`] through every string of a JSON value.
-pub fn interpolate_value(v: &Value, env: &BTreeMap<String, String>) -> Value {
-    match v {
-        Value::String(s) => Value::String(interpolate(s, env)),
-        Value::Array(a) => Value::Array(a.iter().map(|x| interpolate_value(x, env)).collect()),
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, x)| (k.clone(), interpolate_value(x, env)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
-#[cfg(test)]
-mod interpolate_tests {
-    use super::*;
 
     #[test]
     fn known_names_only_and_nomad_spelling() {

@@ -92,6 +92,13 @@ pub struct TaskStats {
     pub timestamp: i64,
 }
 
+/// One ordinary path component: not empty, not `.` or `..`, no `/` or NUL.
+/// Allocation ids and task names become directory and file names; both the
+/// agent and the drivers check them with this before joining them to a path.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+}
+
 /// Something a driver left on this node that no live allocation owns: a
 /// container, an executor and its task, a cgroup, a run's state directory.
 /// Found by [`Driver::leftovers`] after a lost data dir, an interrupted run
@@ -166,4 +173,17 @@ pub trait Driver: Send + Sync {
     }
 
     async fn stats(&self, handle: &TaskHandle) -> Result<TaskStats, DriverError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_names_are_components() {
+        assert!(is_plain_name("3f2a1b9c-0000-4000-8000-000000000001"));
+        for bad in ["", ".", "..", "a/b", "/tmp/victim", "../../etc", "a\0b"] {
+            assert!(!is_plain_name(bad), "{bad:?}");
+        }
+    }
 }
