@@ -62,6 +62,13 @@ impl Heartbeats {
         }
     }
 
+    /// Heard from within its TTL: after [`Self::expired`] took a node out,
+    /// only a beat or a registration since puts it back.
+    fn alive(&self, node_id: &str) -> bool {
+        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(node_id).is_some_and(|b| b.deadline > Instant::now())
+    }
+
     fn expired(&self) -> Vec<String> {
         let now = Instant::now();
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -83,26 +90,59 @@ pub async fn run(server: Arc<Server>) {
     loop {
         tick.tick().await;
         for node_id in server.heartbeats.expired() {
-            tracing::warn!(node = %node_id, "node missed its heartbeat: marking it down");
             let nid = node_id.clone();
+            let srv = server.clone();
             let res = server
                 .store
                 .commit(move |s: &St| {
                     let mut batch = Batch::default();
-                    if let Some(n) = s.nodes.get(&nid).filter(|n| n.status == NodeStatus::Ready) {
-                        let mut n = n.clone();
-                        n.status = NodeStatus::Down;
-                        n.status_description = "missed heartbeat".to_string();
-                        batch.evals = evals_for_node(s, &nid, TriggeredBy::NodeUpdate);
-                        batch.nodes.push(n);
+                    // A beat that came in after the deadline passed, but
+                    // before this commit, means the node is back already.
+                    if srv.heartbeats.alive(&nid) {
+                        return Ok((batch, false));
                     }
-                    Ok::<_, crate::ServerError>((batch, ()))
+                    let Some(n) = s.nodes.get(&nid).filter(|n| n.status == NodeStatus::Ready)
+                    else {
+                        return Ok((batch, false));
+                    };
+                    let mut n = n.clone();
+                    n.status = NodeStatus::Down;
+                    n.status_description = "missed heartbeat".to_string();
+                    batch.evals = evals_for_node(s, &nid, TriggeredBy::NodeUpdate);
+                    batch.nodes.push(n);
+                    Ok::<_, crate::ServerError>((batch, true))
                 })
                 .await;
             match res {
-                Ok(_) => server.evals_ready.notify_one(),
+                Ok((true, _)) => {
+                    tracing::warn!(node = %node_id, "node missed its heartbeat: marked it down");
+                    server.evals_ready.notify_one();
+                }
+                Ok((false, _)) => {}
                 Err(e) => tracing::error!(node = %node_id, error = %e, "cannot mark node down"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The mark-down commit runs after `expired`; a beat that lands in
+    /// between must keep the node up.
+    #[tokio::test(start_paused = true)]
+    async fn a_beat_after_expiry_keeps_the_node_alive() {
+        let hb = Heartbeats::default();
+        let ttl = Duration::from_secs(3);
+        hb.beat("n1", ttl);
+        assert!(hb.expired().is_empty());
+        tokio::time::advance(ttl).await;
+        assert_eq!(hb.expired(), vec!["n1".to_string()]);
+        assert!(!hb.alive("n1"), "expired and not heard from since");
+        hb.beat("n1", ttl);
+        assert!(hb.alive("n1"));
+        tokio::time::advance(ttl).await;
+        assert!(!hb.alive("n1"), "silent for a TTL again");
     }
 }

@@ -10,9 +10,9 @@
 
 mod common;
 
-use common::until;
+use common::{until, until_ok};
 use edge_api::{AllocListStub, Client, QueryOptions};
-use edge_spec::{ClientStatus, DesiredStatus, Job, NodeStatus};
+use edge_spec::{ClientStatus, DesiredStatus, EvalStatus, Job, NodeStatus};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -177,6 +177,17 @@ fn node_no(a: &AllocListStub) -> u32 {
         .strip_prefix("lab-")
         .and_then(|n| n.parse().ok())
         .unwrap()
+}
+
+fn unix_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.unwrap().as_millis() as i64
+}
+
+/// The one node's last heartbeat if it is ready and was heard at `ms` or later.
+async fn heartbeat_since(api: &Client, ms: i64) -> Option<i64> {
+    let node = api.nodes().await.ok()?.into_iter().next()?;
+    (node.status == NodeStatus::Ready && node.last_heartbeat >= ms).then_some(node.last_heartbeat)
 }
 
 async fn ready_nodes(api: &Client, n: u32) {
@@ -698,15 +709,35 @@ async fn cut_off_node_keeps_serving_through_agent_restarts() {
             started.elapsed()
         );
         lab.run(&["heal", "1"]);
-        ready_nodes(api, 1).await;
-        before = until(40, "each job at count after the heal", async || {
-            let urls = urls().await?;
-            let copies = lab.procs(1, "/usr/bin/python3").len();
-            (copies == 2).then_some(urls)
+        let healed = unix_ms();
+        // The TTL may run out before the agent gets through, and then the
+        // server replaces the node's copies on the node itself. Only after
+        // two heartbeats since the heal (a mark-down racing the first has
+        // landed by the second) and with every evaluation done is the set
+        // of copies final.
+        let heard = until(40, "a heartbeat after the heal", async || {
+            heartbeat_since(api, healed).await
         })
         .await;
-        until(20, "serving after the heal", async || {
-            lab.probe(1, &before, &names).ok()
+        until(10, "a second heartbeat after the heal", async || {
+            heartbeat_since(api, heard + 1).await
+        })
+        .await;
+        let what = "each job at count and serving after the heal";
+        before = until_ok(40, what, async || {
+            for (id, _, _) in jobs {
+                let evals = api.job_evals(id).await.map_err(|e| e.to_string())?;
+                if evals.iter().any(|e| e.status == EvalStatus::Pending) {
+                    return Err(format!("{id} has pending evaluations"));
+                }
+            }
+            let urls = urls().await.ok_or("a job is not at count")?;
+            let copies = lab.procs(1, "/usr/bin/python3").len();
+            if copies != 2 {
+                return Err(format!("{copies} exec copies run"));
+            }
+            lab.probe(1, &urls, &names)?;
+            Ok(urls)
         })
         .await;
         for (id, _, _) in jobs {

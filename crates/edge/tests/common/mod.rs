@@ -119,15 +119,25 @@ pub fn free_port() -> u16 {
 
 /// Polls `f` until it returns `Some`, failing the test after `secs` seconds.
 pub async fn until<T>(secs: u64, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    until_ok(secs, what, async || f().await.ok_or("not yet")).await
+}
+
+/// Polls `f` until it returns `Ok`, failing the test after `secs` seconds
+/// with the last error.
+pub async fn until_ok<T, E: std::fmt::Display>(
+    secs: u64,
+    what: &str,
+    mut f: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
-        if let Some(v) = f().await {
-            return v;
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {secs}s waiting for: {what}: {e}"
+            ),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for: {what}"
-        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
