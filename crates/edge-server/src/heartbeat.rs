@@ -2,9 +2,9 @@
 //! marked down and the jobs with allocations there are re-evaluated, which
 //! marks those allocations lost and places them elsewhere.
 
-use crate::http::evals_for_node;
+use crate::ops::{self, Env};
 use crate::{Server, now_ms};
-use edge_spec::{NodeStatus, TriggeredBy};
+use edge_spec::NodeStatus;
 use edge_store::{Batch, State as St};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -95,22 +95,14 @@ pub async fn run(server: Arc<Server>) {
             let res = server
                 .store
                 .commit(move |s: &St| {
-                    let mut batch = Batch::default();
                     // A beat that came in after the deadline passed, but
                     // before this commit, means the node is back already.
                     if srv.heartbeats.alive(&nid) {
-                        return Ok((batch, false));
+                        return Ok((Batch::default(), false));
                     }
-                    let Some(n) = s.nodes.get(&nid).filter(|n| n.status == NodeStatus::Ready)
-                    else {
-                        return Ok((batch, false));
-                    };
-                    let mut n = n.clone();
-                    n.status = NodeStatus::Down;
-                    n.status_description = "missed heartbeat".to_string();
-                    batch.evals = evals_for_node(s, &nid, TriggeredBy::NodeUpdate);
-                    batch.nodes.push(n);
-                    Ok::<_, crate::ServerError>((batch, true))
+                    let batch = ops::nodes::mark_down(s, &mut Env::live(), &nid);
+                    let marked = !batch.is_empty();
+                    Ok::<_, crate::ServerError>((batch, marked))
                 })
                 .await;
             match res {

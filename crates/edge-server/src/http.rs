@@ -2,9 +2,10 @@
 //! in-memory state, writes go through `Store::commit` and answer only after
 //! the transaction is on disk.
 
+use crate::Server;
 use crate::error::ServerError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Blocking, error_response};
-use crate::{Server, new_id, now_ms};
+use crate::ops::{self, Env};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
@@ -12,10 +13,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use edge_api::*;
-use edge_spec::{
-    Allocation, ClientStatus, EvalStatus, Evaluation, Job, JobStatus, Node, NodeStatus, TriggeredBy,
-};
-use edge_store::{Batch, State as St};
+use edge_spec::{Allocation, ClientStatus, Evaluation, Job, Node, NodeStatus, TriggeredBy};
+use edge_store::State as St;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -23,41 +22,6 @@ use std::time::Duration;
 
 type S = State<Arc<Server>>;
 type Res = Result<Response, ServerError>;
-
-/// Every route the router serves, as `(method, path)`; `api/openapi.yaml`
-/// must list exactly these (a test checks both ways).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/v1/jobs"),
-    ("POST", "/v1/jobs"),
-    ("GET", "/v1/job/{id}"),
-    ("POST", "/v1/job/{id}"),
-    ("DELETE", "/v1/job/{id}"),
-    ("POST", "/v1/job/{id}/plan"),
-    ("GET", "/v1/job/{id}/versions"),
-    ("POST", "/v1/job/{id}/revert"),
-    ("GET", "/v1/job/{id}/allocations"),
-    ("GET", "/v1/job/{id}/evaluations"),
-    ("GET", "/v1/allocations"),
-    ("GET", "/v1/allocation/{id}"),
-    ("GET", "/v1/client/allocation/{id}/logs"),
-    ("GET", "/v1/evaluations"),
-    ("GET", "/v1/evaluation/{id}"),
-    ("GET", "/v1/nodes"),
-    ("GET", "/v1/node/{id}"),
-    ("POST", "/v1/node/{id}/drain"),
-    ("POST", "/v1/node/{id}/eligibility"),
-    ("POST", "/v1/node/{id}/gc"),
-    ("POST", "/v1/agent/register"),
-    ("POST", "/v1/agent/heartbeat/{id}"),
-    ("GET", "/v1/agent/allocs/{id}"),
-    ("POST", "/v1/agent/allocs/{id}"),
-    ("GET", "/v1/services"),
-    ("GET", "/v1/service/{name}"),
-    ("GET", "/v1/catalog"),
-    ("GET", "/v1/event/stream"),
-    ("GET", "/v1/status/health"),
-    ("GET", "/v1/metrics"),
-];
 
 pub fn router(server: Arc<Server>) -> Router {
     let limit = server.cfg.max_body_bytes;
@@ -141,52 +105,6 @@ fn check_token(server: &Server, headers: &HeaderMap) -> Result<(), ServerError> 
     }
 }
 
-/// Finds an object by full id or by a unique id prefix (as the CLI prints 8 chars).
-fn by_prefix<'a, T>(
-    kind: &'static str,
-    id: &str,
-    mut iter: impl Iterator<Item = (&'a String, &'a T)>,
-) -> Result<&'a T, ServerError>
-where
-    T: 'a,
-{
-    let mut found: Option<&T> = None;
-    let mut count = 0;
-    for (k, v) in iter.by_ref() {
-        if k == id {
-            return Ok(v);
-        }
-        if k.starts_with(id) {
-            count += 1;
-            found = Some(v);
-        }
-    }
-    match (count, found) {
-        (1, Some(v)) if !id.is_empty() => Ok(v),
-        (n, _) if n > 1 => Err(ServerError::BadRequest(format!(
-            "{kind} id prefix {id:?} matches {n} objects; give more characters"
-        ))),
-        _ => Err(ServerError::not_found(kind, id)),
-    }
-}
-
-pub(crate) fn job_status(s: &St, job: &Job) -> JobStatus {
-    let allocs = s.job_allocs(&job.id);
-    if allocs
-        .iter()
-        .any(|a| a.client_status == ClientStatus::Running)
-    {
-        return JobStatus::Running;
-    }
-    if allocs.iter().any(|a| a.is_live()) {
-        return JobStatus::Pending;
-    }
-    if job.stop || !allocs.is_empty() {
-        return JobStatus::Dead;
-    }
-    JobStatus::Pending
-}
-
 fn job_stub(s: &St, job: &Job) -> JobListStub {
     let mut summary: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
     for g in &job.groups {
@@ -204,7 +122,7 @@ fn job_stub(s: &St, job: &Job) -> JobListStub {
         name: job.name.clone(),
         job_type: job.job_type,
         priority: job.priority,
-        status: job_status(s, job),
+        status: ops::jobs::status(s, job),
         stop: job.stop,
         version: job.version,
         submit_time: job.submit_time,
@@ -232,153 +150,27 @@ async fn read_job(
     sv.store.read(|s| match s.jobs.get(&id) {
         Some(j) => {
             let mut j = j.clone();
-            j.status = job_status(s, &j);
+            j.status = ops::jobs::status(s, &j);
             Ok(json_at(idx, &j))
         }
         None => Err(ServerError::not_found("job", &id)),
     })
 }
 
-fn validate_job(sv: &Server, job: &Job) -> Result<(), ServerError> {
-    let diags = edge_spec::validate_with(job, &sv.config().driver_configs);
-    if diags.is_empty() {
-        return Ok(());
-    }
-    let msg: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
-    Err(ServerError::BadRequest(format!(
-        "invalid job: {}",
-        msg.join("; ")
-    )))
-}
-
-fn new_eval(job: &Job, trigger: TriggeredBy, node: Option<&str>) -> Evaluation {
-    let now = now_ms();
-    Evaluation {
-        id: new_id(),
-        job_id: job.id.clone(),
-        priority: job.priority,
-        triggered_by: trigger,
-        status: EvalStatus::Pending,
-        status_description: String::new(),
-        node_id: node.map(str::to_string),
-        failed_tg_allocs: BTreeMap::new(),
-        queued_allocations: BTreeMap::new(),
-        wait_until: 0,
-        create_time: now,
-        modify_time: now,
-        create_index: 0,
-        modify_index: 0,
-    }
-}
-
-pub(crate) fn eval_for(
-    s: &St,
-    job_id: &str,
-    trigger: TriggeredBy,
-    node: Option<&str>,
-) -> Evaluation {
-    match s.jobs.get(job_id) {
-        Some(j) => new_eval(j, trigger, node),
-        None => {
-            let mut e = new_eval(
-                &Job {
-                    id: job_id.to_string(),
-                    ..placeholder_job()
-                },
-                trigger,
-                node,
-            );
-            e.priority = 50;
-            e
-        }
-    }
-}
-
-fn placeholder_job() -> Job {
-    Job {
-        id: String::new(),
-        name: String::new(),
-        job_type: Default::default(),
-        datacenters: vec![],
-        priority: 50,
-        meta: BTreeMap::new(),
-        constraints: vec![],
-        groups: vec![],
-        version: 0,
-        stop: false,
-        status: JobStatus::Pending,
-        submit_time: 0,
-        create_index: 0,
-        modify_index: 0,
-    }
-}
-
 /// Registers `job` as a new version (or the same one when nothing changed)
 /// and queues an evaluation.
-pub(crate) async fn register(
+async fn register(
     sv: &Server,
-    mut job: Job,
+    job: Job,
     trigger: TriggeredBy,
     enforce_index: Option<u64>,
 ) -> Result<JobRegisterResponse, ServerError> {
-    if job.name.is_empty() {
-        job.name = job.id.clone();
-    }
-    validate_job(sv, &job)?;
-    let (resp, _) = sv
+    let job = ops::jobs::prepare(job, &sv.cfg.driver_configs)?;
+    let (mut resp, idx) = sv
         .store
-        .commit(move |s: &St| {
-            let existing = s.jobs.get(&job.id);
-            if let Some(want) = enforce_index {
-                let have = existing.map(|j| j.modify_index).unwrap_or(0);
-                if have != want {
-                    return Err(ServerError::Conflict(format!(
-                        "job {:?} is at modify index {have}, not {want}",
-                        job.id
-                    )));
-                }
-            }
-            let changed = match existing {
-                Some(e) => e.stop || !e.spec_eq(&job),
-                None => true,
-            };
-            job.stop = false;
-            job.submit_time = now_ms();
-            job.version = match existing {
-                Some(e) if changed => e.version + 1,
-                Some(e) => e.version,
-                None => 0,
-            };
-            if let Some(e) = existing {
-                job.create_index = e.create_index;
-                if !changed {
-                    job.submit_time = e.submit_time;
-                }
-            }
-            let eval = new_eval(&job, trigger, None);
-            let eval_id = eval.id.clone();
-            let version = job.version;
-            let mut batch = Batch::default();
-            if changed {
-                batch.jobs.push(job);
-            }
-            batch.evals.push(eval);
-            Ok((
-                batch,
-                JobRegisterResponse {
-                    eval_id: Some(eval_id),
-                    job_modify_index: 0,
-                    version,
-                    changed,
-                    warnings: vec![],
-                },
-            ))
-        })
-        .await
-        .map(|(mut r, idx)| {
-            r.job_modify_index = idx;
-            (r, idx)
-        })?;
+        .commit(move |s: &St| ops::jobs::register(s, &mut Env::live(), job, trigger, enforce_index))
+        .await?;
+    resp.job_modify_index = idx;
     sv.evals_ready.notify_one();
     Ok(resp)
 }
@@ -415,25 +207,7 @@ async fn stop_job(
 ) -> Res {
     let (eval_id, idx) = sv
         .store
-        .commit(move |s: &St| {
-            let Some(job) = s.jobs.get(&id) else {
-                return Err(ServerError::not_found("job", &id));
-            };
-            let mut batch = Batch::default();
-            let eval = new_eval(job, TriggeredBy::JobDeregister, None);
-            let eval_id = eval.id.clone();
-            if q.purge {
-                batch.purge_jobs.push(id.clone());
-            } else if !job.stop {
-                let mut j = job.clone();
-                j.stop = true;
-                j.version += 1;
-                j.submit_time = now_ms();
-                batch.jobs.push(j);
-            }
-            batch.evals.push(eval);
-            Ok((batch, eval_id))
-        })
+        .commit(move |s: &St| ops::jobs::stop(s, &mut Env::live(), &id, q.purge))
         .await?;
     sv.evals_ready.notify_one();
     Ok(json_at(
@@ -450,23 +224,24 @@ async fn plan_job(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<JobPlanRequest>,
 ) -> Res {
-    let mut job = req.job;
-    if job.id != id {
+    if req.job.id != id {
         return Err(ServerError::BadRequest(format!(
             "job id {:?} in the body does not match {id:?} in the path",
-            job.id
+            req.job.id
         )));
     }
-    if job.name.is_empty() {
-        job.name = job.id.clone();
-    }
-    validate_job(&sv, &job)?;
+    let job = ops::jobs::prepare(req.job, &sv.cfg.driver_configs)?;
     // The scheduler is CPU-bound and a plan may be large: it runs off the
     // async workers so that blocking queries and heartbeats keep flowing.
     let server = sv.clone();
-    let resp = tokio::task::spawn_blocking(move || crate::plan::dry_run(&server, job))
-        .await
-        .map_err(|e| ServerError::Internal(format!("job plan: {e}")))?;
+    let resp = tokio::task::spawn_blocking(move || {
+        let cfg = &server.cfg.scheduler;
+        server
+            .store
+            .read(|s| ops::plan::dry_run(s, &mut Env::live(), cfg, job))
+    })
+    .await
+    .map_err(|e| ServerError::Internal(format!("job plan: {e}")))?;
     Ok(json_at(resp.job_modify_index, &resp))
 }
 
@@ -578,7 +353,7 @@ async fn read_alloc(
     block(&sv, &q).await;
     let idx = sv.store.index();
     sv.store
-        .read(|s| by_prefix("allocation", &id, s.allocs.iter()).map(|a| json_at(idx, a)))
+        .read(|s| ops::by_prefix("allocation", &id, s.allocs.iter()).map(|a| json_at(idx, a)))
 }
 
 #[derive(Deserialize)]
@@ -600,11 +375,11 @@ async fn alloc_logs(
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Res {
     let (alloc, addr) = sv.store.read(|s| {
-        let a = by_prefix("allocation", &id, s.allocs.iter())?.clone();
+        let a = ops::by_prefix("allocation", &id, s.allocs.iter())?.clone();
         let addr = s
             .nodes
             .get(&a.node_id)
-            .and_then(|n| n.attributes.get(HTTP_ADDR_ATTR).cloned());
+            .and_then(|n| n.attributes.get(ops::nodes::HTTP_ADDR_ATTR).cloned());
         Ok::<_, ServerError>((a, addr))
     })?;
     let Some(addr) = addr else {
@@ -653,11 +428,11 @@ async fn alloc_logs(
 /// Leftovers live on the node; the server relays the agent's answer.
 async fn node_gc(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
     let (node_id, addr) = sv.store.read(|s| {
-        let id = resolve_node_id(s, &id)?;
+        let id = ops::nodes::resolve_id(s, &id)?;
         let addr = s
             .nodes
             .get(&id)
-            .and_then(|n| n.attributes.get(HTTP_ADDR_ATTR).cloned());
+            .and_then(|n| n.attributes.get(ops::nodes::HTTP_ADDR_ATTR).cloned());
         Ok::<_, ServerError>((id, addr))
     })?;
     let unreachable = |reason: String| ServerError::AgentUnreachable {
@@ -683,9 +458,6 @@ async fn node_gc(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
         .into_response())
 }
 
-/// Node attribute where the agent's own HTTP address is kept.
-pub(crate) const HTTP_ADDR_ATTR: &str = "edge.http_addr";
-
 async fn list_evals(State(sv): S, ApiQuery(q): ApiQuery<Blocking>) -> Res {
     block(&sv, &q).await;
     let idx = sv.store.index();
@@ -705,7 +477,7 @@ async fn read_eval(
     block(&sv, &q).await;
     let idx = sv.store.index();
     sv.store
-        .read(|s| by_prefix("evaluation", &id, s.evals.iter()).map(|e| json_at(idx, e)))
+        .read(|s| ops::by_prefix("evaluation", &id, s.evals.iter()).map(|e| json_at(idx, e)))
 }
 
 fn node_stub(sv: &Server, s: &St, n: &Node) -> NodeListStub {
@@ -754,7 +526,7 @@ async fn read_node(
     sv.store.read(|s| {
         let n = match s.nodes.values().find(|n| n.name == id) {
             Some(n) => n,
-            None => by_prefix("node", &id, s.nodes.iter())?,
+            None => ops::by_prefix("node", &id, s.nodes.iter())?,
         };
         let mut n = n.clone();
         if let Some(t) = sv.heartbeats.last_seen(&n.id) {
@@ -762,48 +534,6 @@ async fn read_node(
         }
         Ok(json_at(idx, &n))
     })
-}
-
-fn resolve_node_id(s: &St, id: &str) -> Result<String, ServerError> {
-    if let Some(n) = s.nodes.values().find(|n| n.name == id) {
-        return Ok(n.id.clone());
-    }
-    by_prefix("node", id, s.nodes.iter()).map(|n| n.id.clone())
-}
-
-/// Evaluations for every job with live allocations on `node_id`.
-pub(crate) fn evals_for_node(s: &St, node_id: &str, trigger: TriggeredBy) -> Vec<Evaluation> {
-    let mut jobs: Vec<&str> = s
-        .node_allocs(node_id)
-        .iter()
-        .filter(|a| a.is_live() || a.client_status == ClientStatus::Running)
-        .map(|a| a.job_id.as_str())
-        .collect();
-    jobs.sort_unstable();
-    jobs.dedup();
-    jobs.into_iter()
-        .map(|j| eval_for(s, j, trigger, Some(node_id)))
-        .collect()
-}
-
-/// Jobs waiting for room get another try: capacity or nodes changed.
-pub(crate) fn unblock(s: &St, batch: &mut Batch) {
-    for e in s.evals.values().filter(|e| e.status == EvalStatus::Blocked) {
-        let mut e = e.clone();
-        e.status = EvalStatus::Pending;
-        e.status_description = "capacity changed".to_string();
-        e.modify_time = now_ms();
-        batch.evals.push(e);
-    }
-}
-
-/// System jobs must run on a node that (re)joins.
-fn system_job_evals(s: &St, node_id: &str) -> Vec<Evaluation> {
-    s.jobs
-        .values()
-        .filter(|j| j.job_type == edge_spec::JobType::System && !j.stop)
-        .map(|j| new_eval(j, TriggeredBy::NodeUpdate, Some(node_id)))
-        .collect()
 }
 
 async fn drain_node(
@@ -814,18 +544,7 @@ async fn drain_node(
     let (_, idx) = sv
         .store
         .commit(move |s: &St| {
-            let nid = resolve_node_id(s, &id)?;
-            let mut n = s.nodes[&nid].clone();
-            n.drain = req.enable;
-            n.eligible = !req.enable;
-            let mut batch = Batch::default();
-            if req.enable {
-                batch.evals = evals_for_node(s, &nid, TriggeredBy::NodeDrain);
-            } else {
-                unblock(s, &mut batch);
-                batch.evals.extend(system_job_evals(s, &nid));
-            }
-            batch.nodes.push(n);
+            let batch = ops::nodes::drain(s, &mut Env::live(), &id, req.enable)?;
             Ok::<_, ServerError>((batch, ()))
         })
         .await?;
@@ -847,15 +566,7 @@ async fn node_eligibility(
     let (_, idx) = sv
         .store
         .commit(move |s: &St| {
-            let nid = resolve_node_id(s, &id)?;
-            let mut n = s.nodes[&nid].clone();
-            n.eligible = req.eligible;
-            let mut batch = Batch::default();
-            if req.eligible {
-                unblock(s, &mut batch);
-                batch.evals.extend(system_job_evals(s, &nid));
-            }
-            batch.nodes.push(n);
+            let batch = ops::nodes::eligibility(s, &mut Env::live(), &id, req.eligible)?;
             Ok::<_, ServerError>((batch, ()))
         })
         .await?;
@@ -875,41 +586,11 @@ async fn agent_register(
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Res {
     check_token(&sv, &headers)?;
-    let mut node = req.node;
-    if node.id.is_empty() || node.id.len() > 64 {
-        return Err(ServerError::BadRequest(
-            "node.id must be 1 to 64 characters".to_string(),
-        ));
-    }
-    if node.name.is_empty() {
-        return Err(ServerError::BadRequest("node.name is empty".to_string()));
-    }
-    if let Some(a) = req.http_addr {
-        node.attributes.insert(HTTP_ADDR_ATTR.to_string(), a);
-    }
-    let node_id = node.id.clone();
+    let node_id = req.node.id.clone();
     let (_, idx) = sv
         .store
         .commit(move |s: &St| {
-            let mut batch = Batch::default();
-            let was = s.nodes.get(&node.id);
-            if let Some(old) = was {
-                node.eligible = old.eligible;
-                node.drain = old.drain;
-                node.create_index = old.create_index;
-            }
-            let was_ready = was.is_some_and(|n| n.status == NodeStatus::Ready);
-            node.status = NodeStatus::Ready;
-            node.status_description = "registered".to_string();
-            node.last_heartbeat = now_ms();
-            if !was_ready {
-                unblock(s, &mut batch);
-                batch.evals.extend(system_job_evals(s, &node.id));
-                batch
-                    .evals
-                    .extend(evals_for_node(s, &node.id, TriggeredBy::NodeUpdate));
-            }
-            batch.nodes.push(node);
+            let batch = ops::nodes::register(s, &mut Env::live(), req.node, req.http_addr)?;
             Ok::<_, ServerError>((batch, ()))
         })
         .await?;
@@ -933,21 +614,10 @@ async fn agent_heartbeat(State(sv): S, headers: HeaderMap, ApiPath(id): ApiPath<
         None => return Err(ServerError::not_found("node", &id)),
         Some(NodeStatus::Ready) => {}
         Some(_) => {
-            // A node back from a partition: ready again, and its jobs re-evaluated
-            // so that stale copies there are stopped.
             let nid = id.clone();
             sv.store
                 .commit(move |s: &St| {
-                    let Some(n) = s.nodes.get(&nid) else {
-                        return Err(ServerError::not_found("node", &nid));
-                    };
-                    let mut n = n.clone();
-                    n.status = NodeStatus::Ready;
-                    n.status_description = "heartbeat resumed".to_string();
-                    let mut batch = Batch::default();
-                    unblock(s, &mut batch);
-                    batch.evals.extend(system_job_evals(s, &nid));
-                    batch.nodes.push(n);
+                    let batch = ops::nodes::heartbeat(s, &mut Env::live(), &nid)?;
                     Ok::<_, ServerError>((batch, ()))
                 })
                 .await?;
@@ -1174,64 +844,7 @@ async fn agent_update(
     let (_, idx) = sv
         .store
         .commit(move |s: &St| {
-            if !s.nodes.contains_key(&node_id) {
-                return Err(ServerError::not_found("node", &node_id));
-            }
-            // An unknown id (an allocation collected here, or never made)
-            // refuses the whole report, naming every such id, so the agent
-            // learns to drop them instead of being told all went well.
-            let mut known = Vec::with_capacity(req.allocs.len());
-            let mut unknown = Vec::new();
-            for u in req.allocs {
-                match s.allocs.get(&u.id) {
-                    None => unknown.push(u.id),
-                    Some(a) if a.node_id != node_id => {
-                        return Err(ServerError::BadRequest(format!(
-                            "allocation {:?} belongs to another node",
-                            u.id
-                        )));
-                    }
-                    Some(a) => known.push((a, u)),
-                }
-            }
-            if !unknown.is_empty() {
-                return Err(ServerError::UnknownAllocs(unknown));
-            }
-            let now = now_ms();
-            let mut batch = Batch::default();
-            let mut freed = false;
-            for (a, u) in known {
-                let mut a: Allocation = a.clone();
-                // A lost allocation stays lost: it was already replaced.
-                if a.client_status == ClientStatus::Lost {
-                    a.task_states = u.task_states;
-                    a.modify_time = now_ms();
-                    batch.allocs.push(a);
-                    continue;
-                }
-                let became_failed = u.client_status == ClientStatus::Failed
-                    && a.client_status != ClientStatus::Failed;
-                if u.client_status.is_terminal() && !a.client_status.is_terminal() {
-                    freed = true;
-                }
-                a.client_status = u.client_status;
-                a.client_description = u.client_description;
-                a.task_states = u.task_states;
-                a.checks = u.checks;
-                a.modify_time = now;
-                if became_failed && a.desired_status == edge_spec::DesiredStatus::Run {
-                    batch.evals.push(eval_for(
-                        s,
-                        &a.job_id,
-                        TriggeredBy::AllocFailure,
-                        Some(&node_id),
-                    ));
-                }
-                batch.allocs.push(a);
-            }
-            if freed {
-                unblock(s, &mut batch);
-            }
+            let batch = ops::allocs::update(s, &mut Env::live(), &node_id, req.allocs)?;
             Ok::<_, ServerError>((batch, ()))
         })
         .await?;

@@ -7,12 +7,13 @@ mod extract;
 mod heartbeat;
 mod http;
 mod metrics;
-mod plan;
+mod ops;
+mod routes;
 mod token;
 mod worker;
 
 pub use error::ServerError;
-pub use http::ROUTES;
+pub use routes::ROUTES;
 
 use edge_sched::SchedulerConfig;
 use edge_store::{GcConfig, Store};

@@ -4,7 +4,7 @@
 use crate::Server;
 use crate::error::ServerError;
 use crate::extract::ApiQuery;
-use crate::http::ROUTES;
+use crate::routes::ROUTES;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};

@@ -114,6 +114,15 @@ impl State {
             .collect()
     }
 
+    /// Stamps and applies `b` as the next index, in memory only: a state
+    /// built without a database, for tests of the rules that read it.
+    pub fn apply_in_memory(&mut self, mut b: Batch) -> u64 {
+        let index = self.index + 1;
+        b.stamp(index, self);
+        self.apply(&b, index);
+        index
+    }
+
     /// Applies a stamped batch.
     pub(crate) fn apply(&mut self, b: &Batch, index: u64) {
         for id in &b.purge_jobs {

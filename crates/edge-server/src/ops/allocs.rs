@@ -1,0 +1,67 @@
+//! What an agent's report of its allocations changes.
+
+use super::{Env, evals};
+use crate::ServerError;
+use edge_api::AllocUpdate;
+use edge_spec::{Allocation, ClientStatus, DesiredStatus, TriggeredBy};
+use edge_store::{Batch, State};
+
+/// Applies `node_id`'s report. An id the server does not know refuses the
+/// whole report, naming every such id (the agent then drops them rather
+/// than being told all went well); an allocation of another node is a bad
+/// request. A lost allocation stays lost (it was replaced) and only takes
+/// the task states. A copy that fails while it should run is evaluated for
+/// rescheduling, and one that ends frees room for blocked evaluations.
+pub(crate) fn update(
+    s: &State,
+    env: &mut Env,
+    node_id: &str,
+    updates: Vec<AllocUpdate>,
+) -> Result<Batch, ServerError> {
+    if !s.nodes.contains_key(node_id) {
+        return Err(ServerError::not_found("node", node_id));
+    }
+    let mut known = Vec::with_capacity(updates.len());
+    let mut unknown = Vec::new();
+    for u in updates {
+        match s.allocs.get(&u.id) {
+            None => unknown.push(u.id),
+            Some(a) if a.node_id != node_id => {
+                return Err(ServerError::BadRequest(format!(
+                    "allocation {:?} belongs to another node",
+                    u.id
+                )));
+            }
+            Some(a) => known.push((a, u)),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(ServerError::UnknownAllocs(unknown));
+    }
+    let mut batch = Batch::default();
+    let mut freed = false;
+    for (a, u) in known {
+        let mut a: Allocation = a.clone();
+        a.task_states = u.task_states;
+        a.modify_time = env.now;
+        if a.client_status == ClientStatus::Lost {
+            batch.allocs.push(a);
+            continue;
+        }
+        let became_failed =
+            u.client_status == ClientStatus::Failed && a.client_status != ClientStatus::Failed;
+        freed |= u.client_status.is_terminal() && !a.client_status.is_terminal();
+        a.client_status = u.client_status;
+        a.client_description = u.client_description;
+        a.checks = u.checks;
+        if became_failed && a.desired_status == DesiredStatus::Run {
+            let e = evals::for_job(s, env, &a.job_id, TriggeredBy::AllocFailure, Some(node_id));
+            batch.evals.push(e);
+        }
+        batch.allocs.push(a);
+    }
+    if freed {
+        batch.evals.extend(evals::unblock(s, env));
+    }
+    Ok(batch)
+}

@@ -1,0 +1,126 @@
+//! Job rules: checking a submitted job, registering it as a version,
+//! stopping or purging it, and the status it shows.
+
+use super::{Env, evals};
+use crate::ServerError;
+use edge_api::JobRegisterResponse;
+use edge_spec::{ClientStatus, DriverConfigs, Job, JobStatus, TriggeredBy};
+use edge_store::{Batch, State};
+
+/// A submitted job as it will be stored: named after its id when unnamed,
+/// and valid for the server's drivers.
+pub(crate) fn prepare(mut job: Job, drivers: &DriverConfigs) -> Result<Job, ServerError> {
+    if job.name.is_empty() {
+        job.name = job.id.clone();
+    }
+    let diags = edge_spec::validate_with(&job, drivers);
+    if diags.is_empty() {
+        return Ok(job);
+    }
+    let msg: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    Err(ServerError::BadRequest(format!(
+        "invalid job: {}",
+        msg.join("; ")
+    )))
+}
+
+/// The version `job` gets over `current`, and whether it is a change: the
+/// same spec keeps its version unless the job was stopped.
+pub(crate) fn next_version(current: Option<&Job>, job: &Job) -> (u64, bool) {
+    match current {
+        None => (0, true),
+        Some(c) if c.stop || !c.spec_eq(job) => (c.version + 1, true),
+        Some(c) => (c.version, false),
+    }
+}
+
+/// Registers a prepared job (a new version only if it changed) and queues an
+/// evaluation; with `enforce_index`, only if the stored job is still at it.
+pub(crate) fn register(
+    s: &State,
+    env: &mut Env,
+    mut job: Job,
+    trigger: TriggeredBy,
+    enforce_index: Option<u64>,
+) -> Result<(Batch, JobRegisterResponse), ServerError> {
+    let existing = s.jobs.get(&job.id);
+    if let Some(want) = enforce_index {
+        let have = existing.map_or(0, |j| j.modify_index);
+        if have != want {
+            return Err(ServerError::Conflict(format!(
+                "job {:?} is at modify index {have}, not {want}",
+                job.id
+            )));
+        }
+    }
+    let (version, changed) = next_version(existing, &job);
+    job.stop = false;
+    job.version = version;
+    job.submit_time = env.now;
+    if let Some(e) = existing {
+        job.create_index = e.create_index;
+        if !changed {
+            job.submit_time = e.submit_time;
+        }
+    }
+    let eval = evals::new(env, &job.id, job.priority, trigger, None);
+    let resp = JobRegisterResponse {
+        eval_id: Some(eval.id.clone()),
+        job_modify_index: 0,
+        version,
+        changed,
+        warnings: vec![],
+    };
+    let mut batch = Batch::default();
+    if changed {
+        batch.jobs.push(job);
+    }
+    batch.evals.push(eval);
+    Ok((batch, resp))
+}
+
+/// Stops a job (a new, stopped version) or purges it with all its versions,
+/// and queues the evaluation that stops its allocations; returns its id.
+pub(crate) fn stop(
+    s: &State,
+    env: &mut Env,
+    id: &str,
+    purge: bool,
+) -> Result<(Batch, String), ServerError> {
+    let Some(job) = s.jobs.get(id) else {
+        return Err(ServerError::not_found("job", id));
+    };
+    let mut batch = Batch::default();
+    let eval = evals::new(env, id, job.priority, TriggeredBy::JobDeregister, None);
+    let eval_id = eval.id.clone();
+    if purge {
+        batch.purge_jobs.push(id.to_string());
+    } else if !job.stop {
+        let mut j = job.clone();
+        j.stop = true;
+        j.version += 1;
+        j.submit_time = env.now;
+        batch.jobs.push(j);
+    }
+    batch.evals.push(eval);
+    Ok((batch, eval_id))
+}
+
+/// Running if any allocation runs, pending while any is on its way, dead
+/// once stopped or all allocations ended.
+pub(crate) fn status(s: &State, job: &Job) -> JobStatus {
+    let allocs = s.job_allocs(&job.id);
+    if allocs
+        .iter()
+        .any(|a| a.client_status == ClientStatus::Running)
+    {
+        return JobStatus::Running;
+    }
+    if allocs.iter().any(|a| a.is_live()) {
+        return JobStatus::Pending;
+    }
+    if job.stop || !allocs.is_empty() {
+        return JobStatus::Dead;
+    }
+    JobStatus::Pending
+}

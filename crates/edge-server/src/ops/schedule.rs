@@ -1,0 +1,170 @@
+//! Running the scheduler for an evaluation: which evaluations are ready,
+//! the snapshot the scheduler sees, and the batch its plan becomes.
+
+use super::{Env, evals};
+use edge_sched::{Plan, SchedulerConfig, Snapshot, schedule};
+use edge_spec::{ClientStatus, DesiredStatus, EvalStatus, Evaluation, TriggeredBy};
+use edge_store::{Batch, State};
+use std::collections::HashSet;
+
+/// Ready evaluations, highest priority and oldest first, one per job (a
+/// scheduler run reconciles the whole job, so older ones for the same job are
+/// folded into it); plus when the next delayed one comes due.
+pub(crate) fn ready(s: &State, now: i64) -> (Vec<String>, Option<i64>) {
+    let mut ready: Vec<&Evaluation> = Vec::new();
+    let mut next: Option<i64> = None;
+    let open = s.open_evals.iter().filter_map(|id| s.evals.get(id));
+    for e in open.filter(|e| e.status == EvalStatus::Pending) {
+        if e.wait_until > now {
+            next = Some(next.map_or(e.wait_until, |n: i64| n.min(e.wait_until)));
+        } else {
+            ready.push(e);
+        }
+    }
+    ready.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.create_index.cmp(&b.create_index))
+    });
+    let mut seen = HashSet::new();
+    let ids = ready
+        .into_iter()
+        .filter(|e| seen.insert(e.job_id.clone()))
+        .map(|e| e.id.clone())
+        .collect();
+    (ids, next)
+}
+
+/// What the scheduler sees of the cluster for one job.
+pub(crate) fn snapshot<'a>(
+    s: &'a State,
+    job_id: &str,
+    config: &'a SchedulerConfig,
+    now: i64,
+    seed: u64,
+) -> Snapshot<'a> {
+    Snapshot {
+        nodes: s.nodes.values().collect(),
+        usage: &s.usage,
+        job_allocs: s.job_allocs(job_id),
+        config,
+        now,
+        seed,
+    }
+}
+
+/// The scheduler's seed: the same evaluation at the same index plans the
+/// same on every build, so a plan can be reproduced from the store.
+fn seed_for(eval_id: &str, index: u64) -> u64 {
+    let mut bytes = eval_id.as_bytes().to_vec();
+    bytes.extend_from_slice(&index.to_le_bytes());
+    edge_spec::stable_hash(&bytes)
+}
+
+/// Schedules a pending evaluation and returns the batch that commits its
+/// plan with the number of allocations it places; `None` if the
+/// evaluation is gone or no longer pending.
+pub(crate) fn evaluate(
+    s: &State,
+    env: &mut Env,
+    config: &SchedulerConfig,
+    eval_id: &str,
+) -> Option<(Batch, usize)> {
+    let eval = s.evals.get(eval_id)?;
+    if eval.status != EvalStatus::Pending {
+        return None;
+    }
+    let snap = snapshot(s, &eval.job_id, config, env.now, seed_for(eval_id, s.index));
+    let plan = schedule(s.jobs.get(&eval.job_id), eval, &snap);
+    let placed = plan.place.len();
+    Some((apply(s, env, eval, plan), placed))
+}
+
+/// Turns a plan into one batch: placements, stops, in-place updates, the
+/// evaluation's outcome and any follow-up evaluation.
+fn apply(s: &State, env: &mut Env, eval: &Evaluation, plan: Plan) -> Batch {
+    let now = env.now;
+    let mut batch = Batch::default();
+    let mut eval = eval.clone();
+    // Older pending evals of the same job are covered by this run.
+    for other in s.job_evals(&eval.job_id) {
+        if other.id != eval.id
+            && ((other.status == EvalStatus::Pending
+                && other.wait_until <= now
+                && other.create_index <= eval.create_index)
+                || other.status == EvalStatus::Blocked)
+        {
+            let mut o = other.clone();
+            o.status = EvalStatus::Canceled;
+            o.status_description = format!("folded into evaluation {}", eval.id);
+            o.modify_time = now;
+            batch.evals.push(o);
+        }
+    }
+    for stop in &plan.stop {
+        let Some(a) = s.allocs.get(&stop.alloc_id) else {
+            continue;
+        };
+        let mut a = a.clone();
+        a.desired_status = DesiredStatus::Stop;
+        a.desired_description = stop.description.clone();
+        if let Some(cs) = stop.client_status {
+            a.client_status = cs;
+            if cs == ClientStatus::Lost {
+                a.client_description = "node down: allocation lost".to_string();
+            }
+        }
+        a.modify_time = now;
+        batch.allocs.push(a);
+    }
+    for upd in &plan.in_place {
+        if let Some(a) = s.allocs.get(&upd.alloc_id) {
+            let mut a = a.clone();
+            a.job_version = upd.job_version;
+            a.modify_time = now;
+            batch.allocs.push(a);
+        }
+    }
+    for a in &plan.place {
+        if let Some(prev) = a.previous_alloc.as_ref().and_then(|p| s.allocs.get(p)) {
+            let mut prev = batch
+                .allocs
+                .iter()
+                .find(|x| x.id == prev.id)
+                .cloned()
+                .unwrap_or_else(|| prev.clone());
+            prev.next_alloc = Some(a.id.clone());
+            prev.modify_time = now;
+            batch.allocs.retain(|x| x.id != prev.id);
+            batch.allocs.push(prev);
+        }
+    }
+    batch.allocs.extend(plan.place.iter().cloned());
+    eval.failed_tg_allocs = plan.failed.clone();
+    eval.queued_allocations = plan.queued.clone();
+    eval.modify_time = now;
+    if plan.failed.is_empty() {
+        eval.status = EvalStatus::Complete;
+        eval.status_description = format!(
+            "placed {}, stopped {}, updated {}",
+            plan.place.len(),
+            plan.stop.len(),
+            plan.in_place.len()
+        );
+    } else {
+        eval.status = EvalStatus::Blocked;
+        let queued: u32 = plan.queued.values().sum();
+        eval.status_description = format!(
+            "placed {}, {} could not be placed; waiting for capacity",
+            plan.place.len(),
+            queued
+        );
+    }
+    if let Some(at) = plan.followup_at {
+        let mut f = evals::for_job(s, env, &eval.job_id, TriggeredBy::RescheduleLater, None);
+        f.wait_until = at;
+        batch.evals.push(f);
+    }
+    batch.evals.push(eval);
+    batch
+}

@@ -1,0 +1,847 @@
+//! Table-driven tests of the rules: a state built in memory, one rule
+//! applied, the batch (or error) it returns compared with what is expected.
+//! No HTTP, no database, no clock.
+
+use super::{Env, allocs, jobs, nodes, plan, schedule};
+use crate::ServerError;
+use edge_api::AllocUpdate;
+use edge_sched::SchedulerConfig;
+use edge_spec::{
+    Allocation, ClientStatus, DesiredStatus, DriverConfigs, DriverInfo, EvalStatus, Evaluation,
+    Job, Node, NodeResources, NodeStatus, TriggeredBy,
+};
+use edge_store::{Batch, State};
+use std::collections::BTreeMap;
+
+const NOW: i64 = 1_700_000_000_000;
+
+/// Ids `id-1`, `id-2`, ... and a fixed clock.
+fn env() -> Env {
+    let mut n = 0;
+    Env {
+        now: NOW,
+        ids: Box::new(move || {
+            n += 1;
+            format!("id-{n}")
+        }),
+    }
+}
+
+fn node(id: &str) -> Node {
+    let mut drivers = BTreeMap::new();
+    drivers.insert(
+        "exec".to_string(),
+        DriverInfo {
+            detected: true,
+            healthy: true,
+            description: String::new(),
+            attributes: BTreeMap::new(),
+        },
+    );
+    Node {
+        id: id.to_string(),
+        name: format!("node-{id}"),
+        datacenter: "dc1".to_string(),
+        address: "10.0.0.1".to_string(),
+        status: NodeStatus::Initializing,
+        status_description: String::new(),
+        eligible: true,
+        drain: false,
+        attributes: BTreeMap::new(),
+        meta: BTreeMap::new(),
+        resources: NodeResources {
+            cpu: 1000,
+            memory: 1024,
+            cores: 2,
+        },
+        reserved: NodeResources::default(),
+        drivers,
+        last_heartbeat: 0,
+        agent_version: "test".to_string(),
+        create_index: 0,
+        modify_index: 0,
+    }
+}
+
+/// A job of `count` copies of 400 MHz each, so a node holds two.
+fn job(id: &str, kind: &str, count: u32) -> Job {
+    let src = format!(
+        r#"job "{id}" {{
+  type = "{kind}"
+  group "g" {{
+    count = {count}
+    task "t" {{
+      driver = "exec"
+      config {{
+        command = "/bin/sleep"
+        args    = ["1000"]
+      }}
+      resources {{
+        cpu    = 400
+        memory = 64
+      }}
+    }}
+  }}
+}}"#
+    );
+    let opts = edge_spec::ParseOptions::default();
+    let job = edge_spec::parse_hcl(&src, &opts)
+        .expect("test job parses")
+        .job;
+    jobs::prepare(job, &DriverConfigs::default()).expect("test job is valid")
+}
+
+/// A state changed only through the rules, as the server changes it.
+struct World {
+    s: State,
+    env: Env,
+    cfg: SchedulerConfig,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            s: State::default(),
+            env: env(),
+            cfg: SchedulerConfig::default(),
+        }
+    }
+
+    fn commit(&mut self, b: Batch) {
+        self.s.apply_in_memory(b);
+    }
+
+    fn join(&mut self, id: &str) {
+        let b = nodes::register(&self.s, &mut self.env, node(id), None).unwrap();
+        self.commit(b);
+    }
+
+    fn set_node(&mut self, id: &str, f: impl FnOnce(&mut Node)) {
+        let mut n = self.s.nodes[id].clone();
+        f(&mut n);
+        self.commit(Batch {
+            nodes: vec![n],
+            ..Batch::default()
+        });
+    }
+
+    fn submit(&mut self, j: Job) {
+        let (b, _) = jobs::register(&self.s, &mut self.env, j, TriggeredBy::JobRegister, None)
+            .expect("registers");
+        self.commit(b);
+    }
+
+    /// Runs every ready evaluation, as the worker does, until none is left.
+    fn settle(&mut self) {
+        loop {
+            let (ready, _) = schedule::ready(&self.s, self.env.now);
+            if ready.is_empty() {
+                return;
+            }
+            for id in ready {
+                if let Some((b, _)) = schedule::evaluate(&self.s, &mut self.env, &self.cfg, &id) {
+                    self.commit(b);
+                }
+            }
+        }
+    }
+
+    fn allocs(&self, job: &str) -> Vec<&Allocation> {
+        self.s.job_allocs(job)
+    }
+
+    fn live(&self, job: &str) -> Vec<&Allocation> {
+        let mut v = self.allocs(job);
+        v.retain(|a| a.is_live());
+        v
+    }
+
+    /// Reports every allocation of `job` as running, as its agent would.
+    fn report_running(&mut self, job: &str) {
+        let mut by_node: BTreeMap<String, Vec<AllocUpdate>> = BTreeMap::new();
+        for a in self.live(job) {
+            by_node
+                .entry(a.node_id.clone())
+                .or_default()
+                .push(update(&a.id, ClientStatus::Running));
+        }
+        for (n, ups) in by_node {
+            let b = allocs::update(&self.s, &mut self.env, &n, ups).unwrap();
+            self.commit(b);
+        }
+    }
+}
+
+fn update(id: &str, status: ClientStatus) -> AllocUpdate {
+    AllocUpdate {
+        id: id.to_string(),
+        client_status: status,
+        client_description: String::new(),
+        task_states: BTreeMap::new(),
+        checks: BTreeMap::new(),
+    }
+}
+
+fn triggers(evals: &[Evaluation]) -> Vec<(TriggeredBy, EvalStatus)> {
+    evals.iter().map(|e| (e.triggered_by, e.status)).collect()
+}
+
+fn kind(e: &ServerError) -> &'static str {
+    match e {
+        ServerError::BadRequest(_) => "bad request",
+        ServerError::NotFound { .. } => "not found",
+        ServerError::Conflict(_) => "conflict",
+        ServerError::UnknownAllocs(_) => "unknown allocs",
+        _ => "other",
+    }
+}
+
+#[test]
+fn register_versions_a_job_only_when_its_spec_changes() {
+    enum Before {
+        Nothing,
+        Stored,
+        Stopped,
+    }
+    // (case, before, submitted count, enforce index, expected version and
+    // whether the job is written, or the error)
+    type Expect = Result<(u64, bool), &'static str>;
+    let cases: &[(&str, Before, u32, Option<u64>, Expect)] = &[
+        ("new job", Before::Nothing, 1, None, Ok((0, true))),
+        ("same spec", Before::Stored, 1, None, Ok((0, false))),
+        ("changed count", Before::Stored, 3, None, Ok((1, true))),
+        (
+            "same spec after stop",
+            Before::Stopped,
+            1,
+            None,
+            Ok((2, true)),
+        ),
+        ("index matches", Before::Stored, 3, Some(1), Ok((1, true))),
+        (
+            "index moved on",
+            Before::Stored,
+            3,
+            Some(7),
+            Err("conflict"),
+        ),
+        (
+            "new job at index 0",
+            Before::Nothing,
+            1,
+            Some(0),
+            Ok((0, true)),
+        ),
+        (
+            "new job at index 5",
+            Before::Nothing,
+            1,
+            Some(5),
+            Err("conflict"),
+        ),
+    ];
+    for (case, before, count, enforce, want) in cases {
+        let mut w = World::new();
+        match before {
+            Before::Nothing => {}
+            Before::Stored => w.submit(job("web", "service", 1)),
+            Before::Stopped => {
+                w.submit(job("web", "service", 1));
+                let (b, _) = jobs::stop(&w.s, &mut w.env, "web", false).unwrap();
+                w.commit(b);
+            }
+        }
+        let got = jobs::register(
+            &w.s,
+            &mut w.env,
+            job("web", "service", *count),
+            TriggeredBy::JobRegister,
+            *enforce,
+        );
+        match (got, want) {
+            (Ok((batch, resp)), Ok((version, written))) => {
+                assert_eq!(resp.version, *version, "{case}: version");
+                assert_eq!(resp.changed, *written, "{case}: changed");
+                assert_eq!(
+                    batch.jobs.len(),
+                    usize::from(*written),
+                    "{case}: job written"
+                );
+                if let Some(j) = batch.jobs.first() {
+                    assert!(!j.stop, "{case}: a registered job runs");
+                    assert_eq!(j.version, *version, "{case}: stored version");
+                }
+                let e = &batch.evals;
+                assert_eq!(
+                    triggers(e),
+                    vec![(TriggeredBy::JobRegister, EvalStatus::Pending)],
+                    "{case}: one evaluation, even for an unchanged job"
+                );
+                assert_eq!(resp.eval_id.as_deref(), Some(e[0].id.as_str()), "{case}");
+            }
+            (Err(e), Err(k)) => assert_eq!(kind(&e), *k, "{case}: {e}"),
+            (got, want) => panic!("{case}: got {:?}, want {want:?}", got.map(|(_, r)| r)),
+        }
+    }
+}
+
+#[test]
+fn stop_and_purge() {
+    // (case, job stored, already stopped, purge, stopped version written,
+    // purged, or the error)
+    type Expect = Result<(Option<u64>, bool), &'static str>;
+    let cases: &[(&str, bool, bool, bool, Expect)] = &[
+        ("unknown job", false, false, false, Err("not found")),
+        ("stop", true, false, false, Ok((Some(1), false))),
+        ("stop again", true, true, false, Ok((None, false))),
+        ("purge", true, false, true, Ok((None, true))),
+        ("purge a stopped job", true, true, true, Ok((None, true))),
+    ];
+    for (case, stored, stopped, purge, want) in cases {
+        let mut w = World::new();
+        if *stored {
+            w.submit(job("web", "service", 1));
+        }
+        if *stopped {
+            let (b, _) = jobs::stop(&w.s, &mut w.env, "web", false).unwrap();
+            w.commit(b);
+        }
+        match (jobs::stop(&w.s, &mut w.env, "web", *purge), want) {
+            (Ok((batch, eval_id)), Ok((version, purged))) => {
+                let written: Vec<(bool, u64)> =
+                    batch.jobs.iter().map(|j| (j.stop, j.version)).collect();
+                let want_written: Vec<(bool, u64)> = version.iter().map(|v| (true, *v)).collect();
+                assert_eq!(written, want_written, "{case}: job written");
+                assert_eq!(!batch.purge_jobs.is_empty(), *purged, "{case}: purged");
+                assert_eq!(
+                    triggers(&batch.evals),
+                    vec![(TriggeredBy::JobDeregister, EvalStatus::Pending)],
+                    "{case}"
+                );
+                assert_eq!(batch.evals[0].id, eval_id, "{case}");
+            }
+            (Err(e), Err(k)) => assert_eq!(kind(&e), *k, "{case}: {e}"),
+            (got, want) => panic!("{case}: got {:?}, want {want:?}", got.map(|(_, id)| id)),
+        }
+    }
+}
+
+#[test]
+fn a_stopped_job_loses_its_allocations_and_reads_dead() {
+    let mut w = World::new();
+    w.join("n1");
+    w.submit(job("web", "service", 2));
+    w.settle();
+    w.report_running("web");
+    assert_eq!(
+        jobs::status(&w.s, &w.s.jobs["web"]),
+        edge_spec::JobStatus::Running
+    );
+    let (b, _) = jobs::stop(&w.s, &mut w.env, "web", false).unwrap();
+    w.commit(b);
+    w.settle();
+    let desired: Vec<DesiredStatus> = w.allocs("web").iter().map(|a| a.desired_status).collect();
+    assert_eq!(desired, vec![DesiredStatus::Stop; 2]);
+    assert!(w.live("web").is_empty(), "nothing holds room any more");
+    let ids: Vec<String> = w.allocs("web").iter().map(|a| a.id.clone()).collect();
+    let ups = ids
+        .iter()
+        .map(|id| update(id, ClientStatus::Complete))
+        .collect();
+    let b = allocs::update(&w.s, &mut w.env, "n1", ups).unwrap();
+    w.commit(b);
+    assert_eq!(
+        jobs::status(&w.s, &w.s.jobs["web"]),
+        edge_spec::JobStatus::Dead
+    );
+}
+
+/// The node rules: what each does to a node in each state, and which
+/// evaluations it queues. The world holds one blocked job (waiting for
+/// room), one system job, and a service job with a live copy on `n1`.
+#[test]
+fn node_rules() {
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Op {
+        Register,
+        Heartbeat,
+        MarkDown,
+        Drain(bool),
+        Eligible(bool),
+    }
+    use NodeStatus::{Down, Ready};
+    use TriggeredBy::{NodeDrain, NodeUpdate};
+    // (node status before, op, node status/eligible/drain after, evaluations
+    // queued as (trigger, how many), blocked ones made pending)
+    type Row = (
+        Option<NodeStatus>,
+        Op,
+        Option<(NodeStatus, bool, bool)>,
+        &'static [(TriggeredBy, usize)],
+        bool,
+    );
+    let rows: &[Row] = &[
+        // First join: system job placed, blocked work retried.
+        (
+            None,
+            Op::Register,
+            Some((Ready, true, false)),
+            &[(NodeUpdate, 1)],
+            true,
+        ),
+        // Back after being down: also its own jobs (service and system).
+        (
+            Some(Down),
+            Op::Register,
+            Some((Ready, true, false)),
+            &[(NodeUpdate, 3)],
+            true,
+        ),
+        // Registering again while ready queues nothing.
+        (
+            Some(Ready),
+            Op::Register,
+            Some((Ready, true, false)),
+            &[],
+            false,
+        ),
+        (Some(Ready), Op::Heartbeat, None, &[], false),
+        (
+            Some(Down),
+            Op::Heartbeat,
+            Some((Ready, true, false)),
+            &[(NodeUpdate, 1)],
+            true,
+        ),
+        (
+            Some(Ready),
+            Op::MarkDown,
+            Some((Down, true, false)),
+            &[(NodeUpdate, 2)],
+            false,
+        ),
+        (Some(Down), Op::MarkDown, None, &[], false),
+        (
+            Some(Ready),
+            Op::Drain(true),
+            Some((Ready, false, true)),
+            &[(NodeDrain, 2)],
+            false,
+        ),
+        (
+            Some(Ready),
+            Op::Drain(false),
+            Some((Ready, true, false)),
+            &[(NodeUpdate, 1)],
+            true,
+        ),
+        (
+            Some(Ready),
+            Op::Eligible(false),
+            Some((Ready, false, false)),
+            &[],
+            false,
+        ),
+        (
+            Some(Ready),
+            Op::Eligible(true),
+            Some((Ready, true, false)),
+            &[(NodeUpdate, 1)],
+            true,
+        ),
+    ];
+    for (before, op, after, queued, unblocked) in rows {
+        let case = format!("{before:?} + {op:?}");
+        let mut w = World::new();
+        w.join("n0");
+        w.submit(job("sys", "system", 1));
+        w.submit(job("web", "service", 1));
+        w.settle();
+        // Bigger than any node: stays blocked.
+        let mut big = job("big", "service", 1);
+        big.groups[0].tasks[0].resources.cpu = 5000;
+        w.submit(big);
+        if before.is_some() {
+            w.join("n1");
+            w.settle();
+            // Put web's copy on n1, so n1 has a live copy of a service job.
+            let web = w.live("web")[0].clone();
+            w.commit(Batch {
+                allocs: vec![Allocation {
+                    node_id: "n1".to_string(),
+                    ..web
+                }],
+                ..Batch::default()
+            });
+            w.report_running("web");
+        }
+        w.settle();
+        if *before == Some(Down) {
+            w.set_node("n1", |n| n.status = Down);
+        }
+        let blocked = |s: &State| s.evals.values().any(|e| e.status == EvalStatus::Blocked);
+        assert!(blocked(&w.s), "{case}: the big job is blocked before");
+        let (s, env) = (&w.s, &mut w.env);
+        let batch = match op {
+            Op::Register => nodes::register(s, env, node("n1"), Some("http://n1".into())).unwrap(),
+            Op::Heartbeat => nodes::heartbeat(s, env, "n1").unwrap(),
+            Op::MarkDown => nodes::mark_down(s, env, "n1"),
+            Op::Drain(on) => nodes::drain(s, env, "n1", *on).unwrap(),
+            Op::Eligible(on) => nodes::eligibility(s, env, "n1", *on).unwrap(),
+        };
+        let got_node = batch
+            .nodes
+            .iter()
+            .map(|n| (n.status, n.eligible, n.drain))
+            .next();
+        assert_eq!(got_node, *after, "{case}: node written");
+        let new: Vec<&Evaluation> = batch
+            .evals
+            .iter()
+            .filter(|e| e.status == EvalStatus::Pending && !w.s.evals.contains_key(&e.id))
+            .collect();
+        let mut by_trigger: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in &new {
+            *by_trigger.entry(e.triggered_by.as_str()).or_default() += 1;
+        }
+        let want: BTreeMap<&str, usize> = queued.iter().map(|(t, n)| (t.as_str(), *n)).collect();
+        assert_eq!(by_trigger, want, "{case}: evaluations queued");
+        let retried = batch
+            .evals
+            .iter()
+            .any(|e| e.status == EvalStatus::Pending && w.s.evals.contains_key(&e.id));
+        assert_eq!(retried, *unblocked, "{case}: blocked evaluations retried");
+        if *op == Op::Register {
+            let n = &batch.nodes[0];
+            assert_eq!(n.attributes[nodes::HTTP_ADDR_ATTR], "http://n1", "{case}");
+            assert_eq!(n.last_heartbeat, NOW, "{case}");
+        }
+    }
+}
+
+#[test]
+fn node_input_is_checked() {
+    let w = World::new();
+    let mut env = env();
+    type Case = (&'static str, fn(&mut Node), &'static str);
+    let cases: &[Case] = &[
+        (
+            "empty id",
+            |n| n.id.clear(),
+            "node.id must be 1 to 64 characters",
+        ),
+        (
+            "long id",
+            |n| n.id = "x".repeat(65),
+            "node.id must be 1 to 64 characters",
+        ),
+        ("empty name", |n| n.name.clear(), "node.name is empty"),
+    ];
+    for (case, f, msg) in cases {
+        let mut n = node("n1");
+        f(&mut n);
+        let e = nodes::register(&w.s, &mut env, n, None).unwrap_err();
+        assert_eq!(e.to_string(), *msg, "{case}");
+    }
+    for (case, e) in [
+        (
+            "heartbeat",
+            nodes::heartbeat(&w.s, &mut env, "ghost").unwrap_err(),
+        ),
+        (
+            "drain",
+            nodes::drain(&w.s, &mut env, "ghost", true).unwrap_err(),
+        ),
+        (
+            "eligibility",
+            nodes::eligibility(&w.s, &mut env, "ghost", true).unwrap_err(),
+        ),
+    ] {
+        assert_eq!(kind(&e), "not found", "{case}: {e}");
+    }
+}
+
+/// A node that misses its TTL loses its copies to another node; when it
+/// comes back, its copies stay lost (so its agent stops them) and the job
+/// is at count once.
+#[test]
+fn mark_down_replaces_and_a_return_does_not_duplicate() {
+    let mut w = World::new();
+    w.join("n1");
+    w.submit(job("web", "service", 2));
+    w.settle();
+    w.report_running("web");
+    w.join("n2");
+    let b = nodes::mark_down(&w.s, &mut w.env, "n1");
+    w.commit(b);
+    w.settle();
+    let lost: Vec<&Allocation> = w
+        .allocs("web")
+        .into_iter()
+        .filter(|a| a.client_status == ClientStatus::Lost)
+        .collect();
+    assert_eq!(lost.len(), 2);
+    assert!(lost.iter().all(|a| a.desired_status == DesiredStatus::Stop
+        && a.client_description == "node down: allocation lost"
+        && a.next_alloc.is_some()));
+    let live = w.live("web");
+    assert_eq!(live.len(), 2);
+    assert!(live.iter().all(|a| a.node_id == "n2"));
+    let ids: Vec<String> = lost.iter().map(|a| a.id.clone()).collect();
+    // n1 comes back and its agent still reports the old copies running.
+    let b = nodes::register(&w.s, &mut w.env, node("n1"), None).unwrap();
+    w.commit(b);
+    let ups = ids
+        .iter()
+        .map(|id| update(id, ClientStatus::Running))
+        .collect();
+    let b = allocs::update(&w.s, &mut w.env, "n1", ups).unwrap();
+    w.commit(b);
+    w.settle();
+    for id in &ids {
+        assert_eq!(
+            w.s.allocs[id].client_status,
+            ClientStatus::Lost,
+            "stays lost"
+        );
+    }
+    assert_eq!(w.live("web").len(), 2, "at count, no duplicate");
+}
+
+#[test]
+fn alloc_update_rules() {
+    use ClientStatus::{Complete, Failed, Lost, Pending, Running};
+    // (case, status before, desired before, reported, status after,
+    // evaluations queued by trigger)
+    type Row = (
+        &'static str,
+        ClientStatus,
+        DesiredStatus,
+        ClientStatus,
+        ClientStatus,
+        &'static [TriggeredBy],
+    );
+    let rows: &[Row] = &[
+        ("starts", Pending, DesiredStatus::Run, Running, Running, &[]),
+        (
+            "fails while wanted",
+            Running,
+            DesiredStatus::Run,
+            Failed,
+            Failed,
+            &[TriggeredBy::AllocFailure],
+        ),
+        (
+            "fails again",
+            Failed,
+            DesiredStatus::Run,
+            Failed,
+            Failed,
+            &[],
+        ),
+        (
+            "fails while stopping",
+            Running,
+            DesiredStatus::Stop,
+            Failed,
+            Failed,
+            &[],
+        ),
+        (
+            "completes",
+            Running,
+            DesiredStatus::Run,
+            Complete,
+            Complete,
+            &[],
+        ),
+        (
+            "lost stays lost",
+            Lost,
+            DesiredStatus::Stop,
+            Running,
+            Lost,
+            &[],
+        ),
+    ];
+    for (case, before, desired, reported, after, queued) in rows {
+        let mut w = World::new();
+        w.join("n1");
+        w.submit(job("web", "service", 1));
+        w.settle();
+        let mut a = w.live("web")[0].clone();
+        a.client_status = *before;
+        a.desired_status = *desired;
+        let id = a.id.clone();
+        w.commit(Batch {
+            allocs: vec![a],
+            ..Batch::default()
+        });
+        let mut up = update(&id, *reported);
+        up.task_states.insert("t".to_string(), Default::default());
+        let b = allocs::update(&w.s, &mut w.env, "n1", vec![up]).unwrap();
+        assert_eq!(b.allocs.len(), 1, "{case}");
+        assert_eq!(b.allocs[0].client_status, *after, "{case}: status");
+        assert!(
+            b.allocs[0].task_states.contains_key("t"),
+            "{case}: task states"
+        );
+        let new: Vec<TriggeredBy> = b
+            .evals
+            .iter()
+            .filter(|e| !w.s.evals.contains_key(&e.id))
+            .map(|e| e.triggered_by)
+            .collect();
+        assert_eq!(new, *queued, "{case}: evaluations");
+    }
+}
+
+#[test]
+fn an_alloc_that_ends_retries_blocked_work() {
+    let mut w = World::new();
+    w.join("n1");
+    w.submit(job("web", "service", 2));
+    w.submit(job("more", "service", 1));
+    w.settle();
+    assert!(w.live("more").is_empty(), "the node holds two copies");
+    let id = w.live("web")[0].id.clone();
+    let b = allocs::update(
+        &w.s,
+        &mut w.env,
+        "n1",
+        vec![update(&id, ClientStatus::Complete)],
+    );
+    let b = b.unwrap();
+    assert!(
+        b.evals
+            .iter()
+            .any(|e| e.job_id == "more" && e.status == EvalStatus::Pending)
+    );
+    w.commit(b);
+    w.settle();
+    assert_eq!(w.live("more").len(), 1, "placed in the room freed");
+}
+
+#[test]
+fn alloc_reports_are_checked() {
+    let mut w = World::new();
+    w.join("n1");
+    w.join("n2");
+    w.submit(job("web", "service", 1));
+    w.settle();
+    let a = w.live("web")[0].clone();
+    let other = if a.node_id == "n1" { "n2" } else { "n1" };
+    let cases: Vec<(&str, &str, Vec<AllocUpdate>, &str)> = vec![
+        ("unknown node", "ghost", vec![], "not found"),
+        (
+            "unknown alloc",
+            &a.node_id,
+            vec![update("nope", ClientStatus::Running)],
+            "unknown allocs",
+        ),
+        (
+            "another node's",
+            other,
+            vec![update(&a.id, ClientStatus::Running)],
+            "bad request",
+        ),
+    ];
+    for (case, n, ups, want) in cases {
+        let e = allocs::update(&w.s, &mut w.env, n, ups).unwrap_err();
+        assert_eq!(kind(&e), want, "{case}: {e}");
+    }
+    let e = allocs::update(
+        &w.s,
+        &mut w.env,
+        &a.node_id,
+        vec![
+            update(&a.id, ClientStatus::Running),
+            update("x", ClientStatus::Running),
+            update("y", ClientStatus::Running),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        r#"unknown allocation "x", "y""#,
+        "names every unknown id"
+    );
+}
+
+#[test]
+fn ready_runs_one_evaluation_per_job_by_priority_then_age() {
+    let mut w = World::new();
+    let mut low = job("low", "service", 1);
+    low.priority = 10;
+    let mut high = job("high", "service", 1);
+    high.priority = 90;
+    w.submit(low.clone());
+    w.submit(high);
+    low.groups[0].count = 2;
+    w.submit(low);
+    let mut later = w.s.evals["id-1"].clone();
+    later.id = "later".to_string();
+    later.wait_until = NOW + 5_000;
+    w.commit(Batch {
+        evals: vec![later],
+        ..Batch::default()
+    });
+    let (ids, next) = schedule::ready(&w.s, NOW);
+    let jobs: Vec<&str> = ids.iter().map(|id| w.s.evals[id].job_id.as_str()).collect();
+    assert_eq!(jobs, vec!["high", "low"]);
+    assert_eq!(
+        ids[1], "id-1",
+        "the oldest of a job runs and folds the others"
+    );
+    assert_eq!(next, Some(NOW + 5_000));
+    let (ids, _) = schedule::ready(&w.s, NOW + 5_000);
+    assert_eq!(ids.len(), 2, "due now, still one per job");
+}
+
+#[test]
+fn evaluate_blocks_then_places_when_a_node_joins() {
+    let mut w = World::new();
+    w.submit(job("web", "service", 3));
+    w.settle();
+    let eval = w.s.evals.values().find(|e| e.job_id == "web").unwrap();
+    assert_eq!(eval.status, EvalStatus::Blocked);
+    assert_eq!(eval.queued_allocations["g"], 3);
+    w.join("n1");
+    w.settle();
+    assert_eq!(w.live("web").len(), 2, "a node holds two");
+    w.join("n2");
+    w.settle();
+    assert_eq!(w.live("web").len(), 3);
+    let open: Vec<&Evaluation> = w.s.open_evals.iter().map(|id| &w.s.evals[id]).collect();
+    assert!(open.is_empty(), "nothing left open: {open:?}");
+    assert!(
+        schedule::evaluate(&w.s, &mut w.env, &w.cfg, "id-1").is_none(),
+        "a finished evaluation is not run again"
+    );
+}
+
+#[test]
+fn plan_reports_changes_without_committing() {
+    let mut w = World::new();
+    w.join("n1");
+    w.submit(job("web", "service", 1));
+    w.settle();
+    let before = w.s.index;
+    let resp = plan::dry_run(&w.s, &mut w.env, &w.cfg, job("web", "service", 2));
+    assert_eq!(resp.diff_type, "edited");
+    assert!(
+        resp.diff
+            .iter()
+            .any(|l| l.starts_with("+ ") && l.contains("\"count\": 2"))
+    );
+    assert_eq!(resp.current_version, Some(0));
+    assert!(resp.failed.is_empty());
+    assert_eq!(w.s.index, before);
+    let same = plan::dry_run(&w.s, &mut w.env, &w.cfg, job("web", "service", 1));
+    assert_eq!(same.diff_type, "none");
+    let new = plan::dry_run(&w.s, &mut w.env, &w.cfg, job("api", "service", 1));
+    assert_eq!(
+        (new.diff_type.as_str(), new.current_version),
+        ("added", None)
+    );
+}
