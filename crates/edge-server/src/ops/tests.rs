@@ -28,38 +28,23 @@ fn env() -> Env {
 }
 
 fn node(id: &str) -> Node {
-    let mut drivers = BTreeMap::new();
-    drivers.insert(
-        "exec".to_string(),
-        DriverInfo {
-            detected: true,
-            healthy: true,
-            description: String::new(),
-            attributes: BTreeMap::new(),
-        },
-    );
+    let exec = DriverInfo {
+        detected: true,
+        healthy: true,
+        ..DriverInfo::default()
+    };
     Node {
         id: id.to_string(),
         name: format!("node-{id}"),
-        datacenter: "dc1".to_string(),
         address: "10.0.0.1".to_string(),
-        status: NodeStatus::Initializing,
-        status_description: String::new(),
         eligible: true,
-        drain: false,
-        attributes: BTreeMap::new(),
-        meta: BTreeMap::new(),
         resources: NodeResources {
             cpu: 1000,
             memory: 1024,
             cores: 2,
         },
-        reserved: NodeResources::default(),
-        drivers,
-        last_heartbeat: 0,
-        agent_version: "test".to_string(),
-        create_index: 0,
-        modify_index: 0,
+        drivers: BTreeMap::from([("exec".to_string(), exec)]),
+        ..Node::default()
     }
 }
 
