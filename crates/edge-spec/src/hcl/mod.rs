@@ -35,6 +35,16 @@ const LISTS: &[(&str, &str, &str, Option<&str>)] = &[
     ("service", "check", "checks", None),
 ];
 
+/// Fields of [`Job`] the server stamps on a version: not for a job file.
+const SERVER_FIELDS: &[&str] = &[
+    "version",
+    "stop",
+    "status",
+    "submit_time",
+    "create_index",
+    "modify_index",
+];
+
 /// Parses an HCL job file, resolves its variables, decodes and validates it.
 pub fn parse_hcl(src: &str, opts: &ParseOptions) -> Result<Parsed, SpecError> {
     let lines = LineIndex::new(&opts.filename, src);
@@ -187,6 +197,13 @@ impl Decoder<'_> {
         let field = format!("job.{id}");
         self.names.job = id.clone();
         let mut node = self.object("job", block, &field, false);
+        for key in SERVER_FIELDS {
+            if let Some(n) = node.remove(key) {
+                let message = format!("`{key}` is set by the server; ignored");
+                self.warnings
+                    .push(Diagnostic::new(n.field, message).at(n.key_at));
+            }
+        }
         self.set_label(&mut node, "id", &id);
         let mut job: Job = self.decode(node)?;
         for b in std::mem::take(&mut self.models) {
