@@ -467,3 +467,16 @@ fn a_block_label_and_a_body_field_cannot_both_name_it() {
     assert_eq!(d[0].field, "job.j.group.g.name");
     assert_eq!(d[0].location.line, 3);
 }
+
+#[test]
+fn a_field_whose_expression_failed_is_not_also_missing() {
+    let src = spliced("check", "name = 1").replace("type = \"tcp\"", "type = var.nope");
+    let d = errors(&src);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0].field, "job.j.group.g.service[0].check[0].type");
+    assert!(
+        d[0].message.contains("undeclared variable `nope`"),
+        "{}",
+        d[0]
+    );
+}

@@ -73,6 +73,19 @@ impl Node {
         Node::new(kind, at, key_at, field)
     }
 
+    /// `self` inside a new node at the same place, e.g. a list of one.
+    pub(super) fn wrap(self, outer: impl FnOnce(Node) -> Kind) -> Node {
+        let mut node = Node {
+            kind: Kind::Null,
+            at: self.at.clone(),
+            key_at: self.key_at.clone(),
+            field: self.field.clone(),
+            block: self.block,
+        };
+        node.kind = outer(self);
+        node
+    }
+
     pub(super) fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
         match &mut self.kind {
             Kind::Map(entries) => entries.iter_mut().find(|(k, _)| k == key).map(|(_, n)| n),
@@ -123,7 +136,8 @@ impl Node {
     pub(super) fn as_bool(&self) -> Option<bool> {
         match &self.kind {
             Kind::Bool(b) => Some(*b),
-            Kind::String(s) => expr::as_bool(&Value::String(s.clone())),
+            Kind::String(s) if s == "true" => Some(true),
+            Kind::String(s) if s == "false" => Some(false),
             _ => None,
         }
     }

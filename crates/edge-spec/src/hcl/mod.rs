@@ -73,6 +73,7 @@ pub fn parse_hcl(src: &str, opts: &ParseOptions) -> Result<Parsed, SpecError> {
         names: Names::default(),
         hoisted: Vec::new(),
         models: Vec::new(),
+        unevaluated: BTreeSet::new(),
     };
     d.scope = d.resolve_vars(&body, opts);
 
@@ -146,6 +147,9 @@ struct Decoder<'a> {
     hoisted: Vec<(Block, String)>,
     /// `model` blocks, each expanded into a group once the job is decoded.
     models: Vec<Block>,
+    /// Fields whose expression failed: reported already, or using a variable
+    /// that was, so their absence is not reported again.
+    unevaluated: BTreeSet<String>,
 }
 
 impl Decoder<'_> {
@@ -172,6 +176,7 @@ impl Decoder<'_> {
             Ok(v) => Some(v),
             Err(e) => {
                 self.report(e, expr.span(), field);
+                self.unevaluated.insert(field.to_string());
                 None
             }
         }
@@ -218,7 +223,7 @@ impl Decoder<'_> {
     /// field takes its default, and decoding starts over: every problem is
     /// found in one pass over the file. An unknown field is only a warning.
     fn decode<T: DeserializeOwned>(&mut self, mut root: Node) -> Option<T> {
-        let mut reported = BTreeSet::new();
+        let mut reported = self.unevaluated.clone();
         loop {
             let e = match serde_path_to_error::deserialize(De(&root)) {
                 Ok(v) => return Some(v),
@@ -242,7 +247,7 @@ impl Decoder<'_> {
                 .strip_prefix("missing field `")
                 .and_then(|m| m.split('`').next())
             {
-                // Its value was dropped for an error of its own.
+                // Unless its value was dropped for a problem of its own.
                 let field = format!("{}.{missing}", node.field);
                 if reported.insert(field.clone()) {
                     self.errors
@@ -342,30 +347,30 @@ impl Decoder<'_> {
             },
             None => String::new(),
         };
-        if !parent.has(list) {
-            let mut items = Node::new(
-                Kind::List(Vec::new()),
-                &self.lines.span(b.span()),
-                &self.lines.span(b.ident.span()),
-                &format!("{}.{ident}", parent.field),
-            );
-            items.block = true;
-            parent.insert(list, items);
-        }
-        let Some(Node {
-            kind: Kind::List(items),
-            ..
-        }) = parent.get_mut(list)
-        else {
-            let field = format!("{}.{ident}", parent.field);
-            self.error(
-                b.span(),
-                &field,
-                format!("`{list}` is given both as attribute and `{ident}` blocks"),
-            );
-            return;
+        let index = match parent.get_mut(list) {
+            Some(Node {
+                kind: Kind::List(items),
+                block: true,
+                ..
+            }) => items.len(),
+            Some(_) => {
+                let field = format!("{}.{ident}", parent.field);
+                let message = format!("`{list}` is given both as attribute and `{ident}` blocks");
+                self.error(b.span(), &field, message);
+                return;
+            }
+            None => {
+                let mut items = Node::new(
+                    Kind::List(Vec::new()),
+                    &self.lines.span(b.span()),
+                    &self.lines.span(b.ident.span()),
+                    &format!("{}.{ident}", parent.field),
+                );
+                items.block = true;
+                parent.insert(list, items);
+                0
+            }
         };
-        let index = items.len();
         let field = match label {
             Some(_) => format!("{}.{ident}.{name}", parent.field),
             None => format!("{}.{ident}[{index}]", parent.field),
@@ -460,22 +465,15 @@ impl Decoder<'_> {
         let field = format!("{}.{k}", node.field);
         let mut value = self.object(k, b, &field, true);
         for label in b.labels.iter().rev() {
-            let inner = Kind::Map(vec![(label.as_str().to_string(), value.clone())]);
-            value = Node {
-                kind: inner,
-                ..value
-            };
+            value = value.wrap(|v| Kind::Map(vec![(label.as_str().to_string(), v)]));
         }
         let Some(old) = node.get_mut(k) else {
-            if many {
-                let list = Node {
-                    kind: Kind::List(vec![value.clone()]),
-                    ..value
-                };
-                node.insert(k, list);
+            let value = if many {
+                value.wrap(|v| Kind::List(vec![v]))
             } else {
-                node.insert(k, value);
-            }
+                value
+            };
+            node.insert(k, value);
             return;
         };
         match (&mut old.kind, value.kind) {
@@ -528,12 +526,6 @@ fn publish_host(publish: &mut Node) {
             ..
         }) => hosts.push(host),
         Some(_) => {}
-        None => {
-            let list = Node {
-                kind: Kind::List(vec![host.clone()]),
-                ..host
-            };
-            publish.insert("hosts", list);
-        }
+        None => publish.insert("hosts", host.wrap(|h| Kind::List(vec![h]))),
     }
 }
