@@ -396,7 +396,8 @@ impl Decoder<'_> {
                 }
                 spread_check_restart(&mut node);
                 if !node.has("name") {
-                    let name = Node::new(Kind::String(default), &node.at, &node.key_at, &field);
+                    let at = format!("{field}.name");
+                    let name = Node::new(Kind::String(default), &node.at, &node.key_at, &at);
                     node.insert("name", name);
                 }
             }
