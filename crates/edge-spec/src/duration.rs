@@ -1,23 +1,44 @@
 //! Serde helpers for durations: written as human strings ("10s", "1m30s"),
-//! read from such strings or from integer nanoseconds (Nomad's JSON form).
+//! read from such strings or, in JSON, from integer nanoseconds (Nomad's JSON
+//! form).
 
-use serde::{Deserialize, Deserializer, Serializer};
+use serde::de::Visitor;
+use serde::{Deserializer, Serializer};
+use std::fmt;
 use std::time::Duration;
 
 pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format(*d))
 }
 
+/// The newtype name durations are read under. A reader for a format in which
+/// a bare number is ambiguous (HCL: seconds, or Nomad's nanoseconds?) sees it
+/// and asks for a unit instead.
+pub(crate) const NAME: &str = "edge_spec::duration";
+
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Nanos(u64),
-        Text(String),
+    d.deserialize_newtype_struct(NAME, DurationVisitor)
+}
+
+struct DurationVisitor;
+
+impl<'de> Visitor<'de> for DurationVisitor {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration such as \"10s\", or whole nanoseconds")
     }
-    match Raw::deserialize(d)? {
-        Raw::Nanos(n) => Ok(Duration::from_nanos(n)),
-        Raw::Text(t) => parse(&t).map_err(serde::de::Error::custom),
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Duration, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Duration, E> {
+        Ok(Duration::from_nanos(n))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Duration, E> {
+        parse(text).map_err(E::custom)
     }
 }
 

@@ -83,3 +83,11 @@ impl SpecError {
         }
     }
 }
+
+/// The HCL reader's deserializer reports through the crate's one error type:
+/// a finding with only a message, placed by the reader from serde's path.
+impl serde::de::Error for SpecError {
+    fn custom<T: fmt::Display>(msg: T) -> SpecError {
+        SpecError::Invalid(vec![Diagnostic::new("", msg.to_string())])
+    }
+}

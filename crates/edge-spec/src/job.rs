@@ -53,6 +53,8 @@ pub struct Job {
     pub meta: BTreeMap<String, String>,
     #[serde(default)]
     pub constraints: Vec<Constraint>,
+    /// Validation asks for at least one, with a clearer message than serde's.
+    #[serde(default)]
     pub groups: Vec<Group>,
 
     /// Set by the server: the version this spec became.
@@ -183,6 +185,8 @@ pub struct Group {
     pub restart: RestartPolicy,
     #[serde(default)]
     pub reschedule: ReschedulePolicy,
+    /// Validation asks for at least one, with a clearer message than serde's.
+    #[serde(default)]
     pub tasks: Vec<Task>,
 }
 
@@ -304,8 +308,8 @@ pub struct Publish {
     /// HTTP only: route requests whose Host matches one of these (any when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
-    /// HTTP only: route requests whose path starts with this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// HTTP only: route requests whose path starts with this; `path` in a job file.
+    #[serde(default, alias = "path", skip_serializing_if = "Option::is_none")]
     pub path_prefix: Option<String>,
     #[serde(default)]
     pub balance: Balance,
@@ -354,12 +358,23 @@ pub struct Check {
 
 /// `check_restart { limit = 3 grace = "10s" }`, as in Nomad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct CheckRestart {
     pub limit: u32,
     /// Failures during this long after a task starts do not count.
-    #[serde(with = "crate::duration", default)]
+    #[serde(with = "crate::duration")]
     pub grace: Duration,
+}
+
+impl Default for CheckRestart {
+    /// Nomad's grace; a limit, since a `check_restart` block that never
+    /// restarts would be pointless (validation refuses 0).
+    fn default() -> Self {
+        CheckRestart {
+            limit: 3,
+            grace: Duration::from_secs(1),
+        }
+    }
 }
 
 fn default_check_interval() -> Duration {
@@ -379,16 +394,16 @@ pub enum RestartMode {
     Delay,
 }
 
-/// Restarts of a task in place, on its node (Nomad's `restart` block).
+/// Restarts of a task in place, on its node (Nomad's `restart` block). A
+/// field left out keeps its default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RestartPolicy {
     pub attempts: u32,
     #[serde(with = "crate::duration")]
     pub interval: Duration,
     #[serde(with = "crate::duration")]
     pub delay: Duration,
-    #[serde(default)]
     pub mode: RestartMode,
 }
 
@@ -403,16 +418,16 @@ impl Default for RestartPolicy {
     }
 }
 
-/// Replacement of a failed allocation on another node (Nomad's `reschedule`).
+/// Replacement of a failed allocation on another node (Nomad's
+/// `reschedule`). A field left out keeps its default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ReschedulePolicy {
     pub attempts: u32,
     #[serde(with = "crate::duration")]
     pub interval: Duration,
     #[serde(with = "crate::duration")]
     pub delay: Duration,
-    #[serde(default)]
     pub unlimited: bool,
 }
 
@@ -431,6 +446,8 @@ impl Default for ReschedulePolicy {
 #[serde(deny_unknown_fields)]
 pub struct Task {
     pub name: String,
+    /// Validation asks for one, naming the known drivers.
+    #[serde(default)]
     pub driver: String,
     /// Driver-specific settings, checked by the driver when the task starts.
     #[serde(default)]

@@ -38,14 +38,11 @@ pub(crate) fn parse_json_with(
         Err(e) => return Err(from_serde(filename, &e, "")),
     };
     // Both forms name fields from `job.`, e.g. `job.groups[0].tasks[0].driver`.
-    let mut job = if wrapped {
+    let job = if wrapped {
         decode::<Wrapped>(src, filename, "")?.job
     } else {
         decode::<Job>(src, filename, "job.")?
     };
-    if job.name.is_empty() {
-        job.name = job.id.clone();
-    }
     let file = Location {
         file: filename.to_string(),
         line: 0,

@@ -4,6 +4,7 @@
 //! catalog and `edge job plan` see nothing special.
 
 use crate::job::{Group, Resources};
+use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
 
@@ -39,19 +40,132 @@ pub struct ModelSpec {
 
 impl ModelSpec {
     pub fn new(name: impl Into<String>, source: impl Into<String>) -> ModelSpec {
-        ModelSpec {
-            name: name.into(),
+        ModelBlock {
             source: source.into(),
+            ..ModelBlock::default()
+        }
+        .into_spec(name)
+    }
+}
+
+/// The body of a `model "NAME" { ... }` block as written, with its defaults.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelBlock {
+    pub source: String,
+    pub sha256: Option<String>,
+    pub format: ModelFormat,
+    pub count: u32,
+    pub port: Option<u16>,
+    pub resources: Resources,
+    pub batching: Batching,
+    pub service: ModelService,
+}
+
+impl Default for ModelBlock {
+    fn default() -> Self {
+        ModelBlock {
+            source: String::new(),
             sha256: None,
-            format: "onnx".to_string(),
+            format: ModelFormat::Onnx,
             count: 1,
             port: None,
             resources: Resources::default(),
+            batching: Batching::default(),
+            service: ModelService::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelFormat {
+    #[default]
+    Onnx,
+}
+
+/// `batching { max_batch_size = 32 max_delay = "2ms" }`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Batching {
+    pub max_batch_size: u32,
+    #[serde(with = "crate::duration")]
+    pub max_delay: Duration,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching {
             max_batch_size: 32,
             max_delay: Duration::from_millis(2),
-            service_name: None,
-            tags: Vec::new(),
-            publish_port: None,
+        }
+    }
+}
+
+/// `service { name = "..." tags = [...] publish { port = 8080 } }`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelService {
+    pub name: Option<String>,
+    pub tags: Vec<String>,
+    pub publish: Option<ModelPublish>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPublish {
+    pub port: u16,
+}
+
+impl ModelBlock {
+    /// What serde cannot say about the block: (field under the block, message).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.source.trim().is_empty() {
+            out.push((
+                "source",
+                "model needs a `source`: a path on the node or an http(s) URL".to_string(),
+            ));
+        }
+        match &self.sha256 {
+            Some(s) if !(s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())) => out.push((
+                "sha256",
+                format!("expected a sha256 of 64 hexadecimal digits, got {s:?}"),
+            )),
+            None if is_url(self.source.trim()) => out.push((
+                "sha256",
+                "is required when the source is a URL, to check the download".to_string(),
+            )),
+            _ => {}
+        }
+        if !(1..=65_536).contains(&self.batching.max_batch_size) {
+            out.push((
+                "batching.max_batch_size",
+                format!(
+                    "expected a whole number from 1 to 65536, got {}",
+                    self.batching.max_batch_size
+                ),
+            ));
+        }
+        out
+    }
+
+    pub fn into_spec(self, name: impl Into<String>) -> ModelSpec {
+        ModelSpec {
+            name: name.into(),
+            source: self.source,
+            sha256: self.sha256.map(|s| s.to_ascii_lowercase()),
+            format: match self.format {
+                ModelFormat::Onnx => "onnx".to_string(),
+            },
+            count: self.count,
+            port: self.port,
+            resources: self.resources,
+            max_batch_size: self.batching.max_batch_size,
+            max_delay: self.batching.max_delay,
+            service_name: self.service.name,
+            tags: self.service.tags,
+            publish_port: self.service.publish.map(|p| p.port),
         }
     }
 }

@@ -126,15 +126,19 @@ impl SpanMap {
 }
 
 /// Runs validation on a decoded job and merges its findings with the decoder's:
-/// a field the decoder already complained about is not reported twice.
+/// a field the decoder already complained about is not reported twice. A job
+/// without a `name` is named by its id, whichever reader decoded it.
 pub(crate) fn finish(
-    job: Job,
+    mut job: Job,
     mut errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     spans: &SpanMap,
     fallback: &Location,
     configs: &DriverConfigs,
 ) -> Result<Parsed, SpecError> {
+    if job.name.is_empty() {
+        job.name = job.id.clone();
+    }
     let seen: BTreeSet<String> = errors.iter().map(|d| d.field.clone()).collect();
     for d in crate::validate::validate_with(&job, configs) {
         if seen.contains(&d.field) {

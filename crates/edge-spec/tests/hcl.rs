@@ -778,14 +778,28 @@ fn duplicate_attribute_and_second_job_are_errors() {
 #[test]
 fn scalar_conversions_follow_hcl() {
     let src = with_task_body(
-        "      kill_timeout = 30\n      resources {\n        cpu = \"250\"\n      }",
+        "      kill_timeout = \"30\"\n      env {\n        N = 1\n      }\n      resources {\n        cpu = \"250\"\n      }",
     );
     let t = parse(&src).expect("parses").job.groups[0].tasks[0].clone();
     assert_eq!(t.kill_timeout, secs(30));
+    assert_eq!(t.env["N"], "1");
     assert_eq!(t.resources.cpu, 250);
     let d = errors(&with_task_body("      kill_timeout = true"));
     let e = find(&d, "job.j.group.g.task.t.kill_timeout");
     assert!(e.message.contains("expected a duration"), "{e}");
+}
+
+/// A bare number is seconds to some readers and Nomad's nanoseconds to
+/// others: a duration in HCL is written with its unit.
+#[test]
+fn a_duration_without_a_unit_is_refused() {
+    let d = errors(&with_task_body("      kill_timeout = 30"));
+    let e = find(&d, "job.j.group.g.task.t.kill_timeout");
+    assert_eq!((e.location.line, e.location.column), (5, 22), "{e}");
+    assert_eq!(
+        e.message,
+        "expected a duration such as \"10s\", got number 30"
+    );
 }
 
 #[test]

@@ -339,6 +339,108 @@ fn unvalidated(s: &Spec) -> Job {
     }
 }
 
+/// Block and attribute names of job files, so random files reach deep into
+/// the decoder, plus a few it does not know.
+const WORDS: &[&str] = &[
+    "group",
+    "task",
+    "service",
+    "check",
+    "network",
+    "port",
+    "restart",
+    "reschedule",
+    "resources",
+    "config",
+    "env",
+    "meta",
+    "constraint",
+    "publish",
+    "tls",
+    "check_restart",
+    "model",
+    "batching",
+    "count",
+    "driver",
+    "interval",
+    "timeout",
+    "static",
+    "to",
+    "name",
+    "type",
+    "path",
+    "tags",
+    "attempts",
+    "delay",
+    "mode",
+    "unlimited",
+    "cpu",
+    "memory",
+    "source",
+    "sha256",
+    "distinct_hosts",
+    "host",
+    "operator",
+    "attribute",
+    "value",
+    "limit",
+    "grace",
+    "kill_timeout",
+    "shutdown_delay",
+    "groups",
+    "id",
+    "version",
+    "x",
+];
+
+fn word() -> impl Strategy<Value = String> {
+    proptest::sample::select(WORDS).prop_map(str::to_string)
+}
+
+/// An HCL expression of any type, nested a little.
+fn value() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        any::<i64>().prop_map(|n| n.to_string()),
+        (0u32..100).prop_map(|n| n.to_string()),
+        Just("1.5".to_string()),
+        Just("true".to_string()),
+        Just("null".to_string()),
+        Just("var.x".to_string()),
+        Just("var.nope".to_string()),
+        Just("\"${attr.kernel.name}\"".to_string()),
+        (0u32..100).prop_map(|n| format!("\"{n}s\"")),
+        "[a-z0-9/ ]{0,8}".prop_map(|s| format!("\"{s}\"")),
+    ];
+    leaf.prop_recursive(2, 8, 3, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..3)
+                .prop_map(|v| format!("[{}]", v.join(", "))),
+            proptest::collection::vec((word(), inner), 0..3).prop_map(|kv| {
+                let items: Vec<String> = kv.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                format!("{{ {} }}", items.join(", "))
+            }),
+        ]
+    })
+}
+
+/// A block body of attributes and blocks with zero to two labels.
+fn body() -> impl Strategy<Value = String> {
+    let attr = (word(), value()).prop_map(|(k, v)| format!("{k} = {v}\n"));
+    let leaf = proptest::collection::vec(attr, 0..4).prop_map(|v| v.concat());
+    leaf.prop_recursive(5, 48, 5, |inner| {
+        let item = prop_oneof![
+            (word(), value()).prop_map(|(k, v)| format!("{k} = {v}\n")),
+            (word(), proptest::collection::vec("[a-z]{0,3}", 0..3), inner).prop_map(
+                |(k, labels, b)| {
+                    let labels: Vec<String> = labels.iter().map(|l| format!("\"{l}\"")).collect();
+                    format!("{k} {} {{\n{b}}}\n", labels.join(" "))
+                }
+            ),
+        ];
+        proptest::collection::vec(item, 0..5).prop_map(|v| v.concat())
+    })
+}
+
 fn config() -> Config {
     Config {
         cases: 256,
@@ -366,11 +468,25 @@ proptest! {
     }
 
     #[test]
+    fn random_job_files_never_panic(body in body(), var in any::<bool>()) {
+        let var = if var { "variable \"x\" {\n  default = 1\n}\n" } else { "" };
+        let text = format!("{var}job \"j\" {{\n{body}}}\n");
+        match parse_hcl(&text, &ParseOptions::new("job.hcl")) {
+            Ok(p) => prop_assert!(edge_spec::validate(&p.job).is_empty()),
+            Err(e) => prop_assert!(!e.diagnostics().is_empty(), "{e}"),
+        }
+    }
+
+    #[test]
     fn structured_jobs_parse_validate_and_schedule(s in spec()) {
         let text = render(&s);
         match parse_hcl(&text, &ParseOptions::new("job.hcl")) {
             Ok(p) => {
                 prop_assert!(edge_spec::validate(&p.job).is_empty());
+                // HCL and JSON are two spellings of one schema.
+                let json = serde_json::to_string(&p.job).expect("serializes");
+                let back = parse_job_file(&json, &ParseOptions::new("job.json"));
+                prop_assert_eq!(&back.expect("its JSON parses").job, &p.job);
                 schedule_twice(&p.job);
             }
             Err(e) => prop_assert!(!e.diagnostics().is_empty(), "{e}"),

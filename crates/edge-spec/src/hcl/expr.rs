@@ -183,26 +183,3 @@ pub(super) fn as_bool(v: &Value) -> Option<bool> {
         _ => None,
     }
 }
-
-pub(super) fn to_json(v: Value) -> serde_json::Value {
-    match v {
-        Value::Null => serde_json::Value::Null,
-        Value::Bool(b) => serde_json::Value::Bool(b),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                i.into()
-            } else if let Some(u) = n.as_u64() {
-                u.into()
-            } else {
-                n.as_f64()
-                    .and_then(serde_json::Number::from_f64)
-                    .map_or(serde_json::Value::Null, serde_json::Value::Number)
-            }
-        }
-        Value::String(s) => serde_json::Value::String(s),
-        Value::Array(a) => serde_json::Value::Array(a.into_iter().map(to_json).collect()),
-        Value::Object(o) => {
-            serde_json::Value::Object(o.into_iter().map(|(k, v)| (k, to_json(v))).collect())
-        }
-    }
-}

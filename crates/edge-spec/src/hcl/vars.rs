@@ -8,7 +8,7 @@ use crate::parse::{LineIndex, ParseOptions};
 use ::hcl::Value;
 use hcl_edit::Span;
 use hcl_edit::expr::Expression;
-use hcl_edit::structure::{Body, Structure};
+use hcl_edit::structure::{Attribute, Body, Structure};
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,14 +135,32 @@ impl Decoder<'_> {
                 );
                 continue;
             }
-            let fields = self.fields(&block.body, &path, &["type", "default", "description"], &[]);
+            let mut attrs: BTreeMap<&str, &Attribute> = BTreeMap::new();
+            for s in block.body.iter() {
+                let (span, key, what) = match s {
+                    Structure::Attribute(a) => {
+                        let key = a.key.as_str();
+                        if matches!(key, "type" | "default" | "description") {
+                            attrs.insert(key, a);
+                            continue;
+                        }
+                        (a.key.span(), key, "attribute")
+                    }
+                    Structure::Block(b) => (b.ident.span(), b.ident.as_str(), "block"),
+                };
+                self.warn(
+                    span,
+                    &format!("{path}.{key}"),
+                    format!("unknown {what} `{key}` is ignored"),
+                );
+            }
             let mut ty = VarType::Any;
-            if let Some(attr) = fields.attr("type") {
+            if let Some(attr) = attrs.get("type") {
                 match VarType::from_expr(&attr.value) {
                     Some(t) => ty = t,
                     None => self.error(
                         attr.value.span(),
-                        &fields.child("type"),
+                        &format!("{path}.type"),
                         "unknown type: expected string, number, bool, list(...), map(...) or any"
                             .to_string(),
                     ),
@@ -154,8 +172,8 @@ impl Decoder<'_> {
                 broken: false,
                 location,
             };
-            if let Some(attr) = fields.attr("default") {
-                let field = fields.child("default");
+            if let Some(attr) = attrs.get("default") {
+                let field = format!("{path}.default");
                 match expr::eval(&attr.value, &Scope::without_vars()) {
                     Ok(v) => match ty.convert(v) {
                         Ok(v) => declared.value = Some(v),
