@@ -544,6 +544,7 @@ impl Decoder<'_> {
                 .unwrap_or_else(default_priority),
             meta: self.string_map(&f, "meta").unwrap_or_default(),
             constraints: self.constraints(&f),
+            update: None,
             groups: Vec::new(),
             version: 0,
             stop: false,
@@ -628,6 +629,7 @@ impl Decoder<'_> {
             services: Vec::new(),
             restart: RestartPolicy::default(),
             reschedule: ReschedulePolicy::default(),
+            update: None,
             tasks: Vec::new(),
             name: name.clone(),
         };
