@@ -265,6 +265,7 @@ mod tests {
             client_description: String::new(),
             task_states: BTreeMap::new(),
             checks: BTreeMap::new(),
+            health: None,
             resources: edge_spec::AllocResources {
                 cpu: 1,
                 memory: 1,

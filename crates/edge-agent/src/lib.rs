@@ -7,6 +7,7 @@ mod checks;
 pub mod error;
 mod fingerprint;
 mod gc;
+mod health;
 mod http;
 mod restart;
 mod runner;

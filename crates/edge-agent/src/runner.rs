@@ -60,7 +60,9 @@ impl AllocRunner {
         let status = g.alloc.client_status;
         let desc = g.alloc.client_description.clone();
         let tasks = g.alloc.task_states.clone();
+        let health = g.alloc.health.or(alloc.health);
         g.alloc = alloc;
+        g.alloc.health = health;
         g.alloc.client_status = status;
         g.alloc.client_description = desc;
         g.alloc.task_states = tasks;
@@ -104,7 +106,7 @@ async fn run_alloc(
     shared: Arc<Mutex<LocalAlloc>>,
     mut outer_stop: watch::Receiver<bool>,
 ) {
-    let (alloc_id, group, policy, job_type) = {
+    let (alloc_id, group, policy, job_type, rules) = {
         let g = lock(&shared);
         let group = g.job.group(&g.alloc.group).cloned();
         match group {
@@ -113,6 +115,7 @@ async fn run_alloc(
                 group.clone(),
                 group.restart.clone(),
                 g.job.job_type,
+                edge_spec::Update::resolve(&g.job, &group),
             ),
             None => {
                 drop(g);
@@ -192,6 +195,19 @@ async fn run_alloc(
             .await
         }))
     };
+    // Only service copies take part in rolling updates.
+    let health = (job_type == edge_spec::JobType::Service).then(|| {
+        let ctx = ctx.clone();
+        let report = move |g: &LocalAlloc| publish(&ctx, g);
+        let watch = crate::health::run(
+            shared.clone(),
+            group.clone(),
+            rules,
+            stop_rx.clone(),
+            report,
+        );
+        AbortOnDrop(tokio::spawn(watch))
+    });
     {
         let mut g = lock(&shared);
         for t in &tasks {
@@ -216,7 +232,7 @@ async fn run_alloc(
         )
     });
     futures_util::future::join_all(runs).await;
-    drop((gate, checks));
+    drop((gate, checks, health));
     let g = lock(&shared);
     publish(&ctx, &g);
 }
@@ -260,6 +276,7 @@ fn publish(ctx: &RunCtx, g: &LocalAlloc) {
         client_description: g.alloc.client_description.clone(),
         task_states: g.alloc.task_states.clone(),
         checks: g.alloc.checks.clone(),
+        health: g.alloc.health,
     });
 }
 

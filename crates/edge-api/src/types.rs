@@ -187,6 +187,9 @@ pub struct AllocUpdate {
     /// Service name to the health of this allocation's instance of it.
     #[serde(default)]
     pub checks: BTreeMap<String, HealthStatus>,
+    /// Set once the agent judged the copy by its group's `update` rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<edge_spec::AllocHealth>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

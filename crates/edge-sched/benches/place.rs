@@ -58,6 +58,7 @@ fn job(i: usize, count: u32) -> Job {
         priority: 50,
         meta: BTreeMap::new(),
         constraints: Vec::new(),
+        update: None,
         groups: vec![Group {
             name: "web".to_string(),
             count,
@@ -72,6 +73,7 @@ fn job(i: usize, count: u32) -> Job {
             services: Vec::new(),
             restart: Default::default(),
             reschedule: Default::default(),
+            update: None,
             tasks: vec![Task {
                 name: "server".to_string(),
                 driver: "exec".to_string(),

@@ -364,6 +364,7 @@ impl<'a> Cluster<'a> {
             client_description: String::new(),
             task_states: BTreeMap::new(),
             checks: BTreeMap::new(),
+            health: None,
             // `check` kept both within the node's u32 capacity.
             resources: AllocResources {
                 cpu: u32::try_from(req.cpu).unwrap_or(u32::MAX),

@@ -5,7 +5,7 @@ use crate::cluster::Cluster;
 use crate::feasible::GroupReq;
 use crate::{InPlaceUpdate, Plan, StopAlloc};
 use edge_spec::{
-    Allocation, ClientStatus, DesiredStatus, Group, GroupChanges, JobType, NodeStatus,
+    Allocation, ClientStatus, DesiredStatus, Group, GroupChanges, JobType, NodeStatus, Update,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -103,6 +103,14 @@ pub(crate) fn by_group<'a>(
         plan.changes.insert(name.to_string(), ch);
     }
     groups
+}
+
+/// The copies of one index: the outdated one a rolling update keeps until
+/// its new copy is healthy, and the current one.
+#[derive(Default)]
+struct Slot<'a> {
+    old: Option<&'a Allocation>,
+    new: Option<&'a Allocation>,
 }
 
 /// One copy the plan must try to place.
@@ -216,50 +224,105 @@ fn decide<'a>(
     let done = completed.range(..group.count).count();
     let target = group.count as usize - done;
 
+    // A rolling update keeps an index's outdated copy until its new copy
+    // is healthy; otherwise one copy per index.
+    let rules = Update::resolve(cl.job, group);
+    let rolling = cl.job.job_type == JobType::Service && rules.max_parallel > 0;
     // Oldest first, so the newest of two copies of one index is stopped.
     untainted.sort_by(|a, b| (a.index, a.create_time, &a.id).cmp(&(b.index, b.create_time, &b.id)));
-    let mut used: BTreeSet<u32> = BTreeSet::new();
-    let mut kept: Vec<&Allocation> = Vec::new();
+    let mut slots: BTreeMap<u32, Slot<'_>> = BTreeMap::new();
     for a in untainted {
-        if used.insert(a.index) {
-            kept.push(a);
+        let slot = slots.entry(a.index).or_default();
+        let empty = slot.old.is_none() && slot.new.is_none();
+        let place = if a.group_hash == req.hash {
+            &mut slot.new
+        } else {
+            &mut slot.old
+        };
+        if place.is_none() && (rolling || empty) {
+            *place = Some(a);
         } else {
             stop(plan, a, DESC_NOT_NEEDED, false);
             cl.release(a);
             ch.stop += 1;
         }
     }
-    while kept.len() > target {
-        let Some(a) = kept.pop() else { break };
-        used.remove(&a.index);
-        stop(plan, a, DESC_NOT_NEEDED, false);
-        cl.release(a);
-        ch.stop += 1;
-    }
-    let mut needed = target - kept.len();
-    let mut wants = Vec::new();
-    for &a in &kept {
-        if a.group_hash != req.hash {
-            stop(plan, a, DESC_UPDATE, false);
+    while slots.len() > target {
+        let Some((_, slot)) = slots.pop_last() else {
+            break;
+        };
+        for a in [slot.old, slot.new].into_iter().flatten() {
+            stop(plan, a, DESC_NOT_NEEDED, false);
             cl.release(a);
-            ch.destructive += 1;
-            wants.push(Want {
-                index: a.index,
-                previous: Some(a),
-                reschedule_times: Vec::new(),
-                then_stop: None,
-            });
-        } else if a.job_version < cl.job.version {
-            plan.in_place.push(InPlaceUpdate {
-                alloc_id: a.id.clone(),
-                job_version: cl.job.version,
-            });
-            ch.in_place += 1;
-        } else {
-            ch.ignore += 1;
+            ch.stop += 1;
         }
     }
-    kept.retain(|a| a.group_hash == req.hash);
+    let mut needed = target - slots.len();
+    let mut used: BTreeSet<u32> = slots.keys().copied().collect();
+    let mut wants = Vec::new();
+    let mut kept: Vec<&Allocation> = Vec::new();
+    let mut outdated: Vec<&Allocation> = Vec::new();
+    let (mut in_flight, mut failed_update) = (0u32, false);
+    for slot in slots.into_values() {
+        if let Some(a) = slot.new {
+            kept.push(a);
+            if a.job_version < cl.job.version {
+                plan.in_place.push(InPlaceUpdate {
+                    alloc_id: a.id.clone(),
+                    job_version: cl.job.version,
+                });
+                ch.in_place += 1;
+            } else {
+                ch.ignore += 1;
+            }
+        }
+        match (slot.old, slot.new.map(|n| n.health.map(|h| h.healthy))) {
+            (None, _) => {}
+            (Some(old), None) => outdated.push(old),
+            // Replaced: the new copy is healthy (or no update waits for it).
+            (Some(old), Some(verdict)) if !rolling || verdict == Some(true) => {
+                stop(plan, old, DESC_UPDATE, false);
+                cl.release(old);
+                ch.destructive += 1;
+            }
+            (Some(old), Some(verdict)) => {
+                kept.push(old);
+                failed_update |= verdict == Some(false);
+                in_flight += u32::from(verdict.is_none());
+            }
+        }
+    }
+    // Without a rolling update every outdated copy is replaced now (stop,
+    // then start); with one, at most `max_parallel` new copies are on their
+    // way at once, each started beside the copy it replaces, and none once
+    // a new copy turned out unhealthy.
+    let budget = if !rolling {
+        outdated.len()
+    } else if failed_update {
+        0
+    } else {
+        rules.max_parallel.saturating_sub(in_flight) as usize
+    };
+    for (i, old) in outdated.into_iter().enumerate() {
+        if i >= budget {
+            kept.push(old);
+            ch.ignore += 1;
+            continue;
+        }
+        if !rolling {
+            stop(plan, old, DESC_UPDATE, false);
+            cl.release(old);
+        } else {
+            kept.push(old);
+        }
+        ch.destructive += 1;
+        wants.push(Want {
+            index: old.index,
+            previous: Some(old),
+            reschedule_times: Vec::new(),
+            then_stop: None,
+        });
+    }
 
     used.extend(completed);
     let mut indexes = Indexes {

@@ -18,6 +18,7 @@ fn job(id: &str, n: u64) -> Job {
         priority: 50,
         meta: BTreeMap::new(),
         constraints: vec![],
+        update: None,
         groups: vec![Group {
             name: "web".to_string(),
             count: 1,
@@ -26,6 +27,7 @@ fn job(id: &str, n: u64) -> Job {
             services: vec![],
             restart: Default::default(),
             reschedule: Default::default(),
+            update: None,
             tasks: vec![Task {
                 name: "server".to_string(),
                 driver: "exec".to_string(),

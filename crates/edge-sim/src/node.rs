@@ -372,6 +372,12 @@ fn changes(
             client_description: "simulated".to_string(),
             task_states: BTreeMap::new(),
             checks: BTreeMap::new(),
+            // Simulated copies are healthy as soon as they run, so rolling
+            // updates move on.
+            health: (want == ClientStatus::Running).then_some(edge_spec::AllocHealth {
+                healthy: true,
+                timestamp: 0,
+            }),
         });
     }
     reported.retain(|id, _| listed.contains(id.as_str()));

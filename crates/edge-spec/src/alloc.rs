@@ -167,6 +167,16 @@ impl TaskState {
     }
 }
 
+/// An agent's verdict on a new copy: healthy once every task ran (and every
+/// check passed, per `health_check`) for `min_healthy_time`, unhealthy if
+/// `healthy_deadline` came first or a task failed. Decided once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocHealth {
+    pub healthy: bool,
+    /// Unix milliseconds of the verdict.
+    pub timestamp: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Allocation {
     pub id: String,
@@ -196,6 +206,10 @@ pub struct Allocation {
     /// agent's checks.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub checks: BTreeMap<String, HealthStatus>,
+    /// Whether the copy became healthy in time by its group's `update`
+    /// rules, as its agent judged; a rolling update waits for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<AllocHealth>,
     pub resources: AllocResources,
     /// The allocation this one replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]

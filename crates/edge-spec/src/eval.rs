@@ -40,6 +40,9 @@ pub enum TriggeredBy {
     RescheduleLater,
     QueuedAllocs,
     JobRevert,
+    /// A new copy was judged healthy or unhealthy: a rolling update goes on
+    /// or stops.
+    AllocHealth,
 }
 
 impl TriggeredBy {
@@ -53,6 +56,7 @@ impl TriggeredBy {
             TriggeredBy::RescheduleLater => "reschedule-later",
             TriggeredBy::QueuedAllocs => "queued-allocs",
             TriggeredBy::JobRevert => "job-revert",
+            TriggeredBy::AllocHealth => "alloc-health",
         }
     }
 }

@@ -53,6 +53,10 @@ pub struct Job {
     pub meta: BTreeMap<String, String>,
     #[serde(default)]
     pub constraints: Vec<Constraint>,
+    /// How changed groups replace their allocations; a group's own block
+    /// overrides it field by field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdatePolicy>,
     /// Validation asks for at least one, with a clearer message than serde's.
     #[serde(default)]
     pub groups: Vec<Group>,
@@ -185,9 +189,102 @@ pub struct Group {
     pub restart: RestartPolicy,
     #[serde(default)]
     pub reschedule: ReschedulePolicy,
+    /// Left out of [`Group::spec_hash`]: changing how a group updates does
+    /// not replace its allocations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdatePolicy>,
     /// Validation asks for at least one, with a clearer message than serde's.
     #[serde(default)]
     pub tasks: Vec<Task>,
+}
+
+/// `update { ... }`, Nomad's fields: every one optional, so a group's block
+/// overrides the job's field by field; [`Update::resolve`] fills defaults.
+/// The canary and auto-revert fields are parsed so that validation can
+/// refuse them by name: deployments with canaries are not built yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePolicy {
+    /// New copies started at once, each healthy before its old copy stops;
+    /// 0 replaces every copy at once (stop, then start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// How long a new copy must stay healthy before it counts as healthy.
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub min_healthy_time: Option<Duration>,
+    /// A new copy not healthy by then is unhealthy, and the update stops.
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub healthy_deadline: Option<Duration>,
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub progress_deadline: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_revert: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_promote: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_weight: Option<u32>,
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stagger: Option<Duration>,
+}
+
+/// What makes a new copy healthy during an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthCheck {
+    /// Every task runs and every service check passes.
+    #[default]
+    Checks,
+    /// Every task runs.
+    TaskStates,
+    /// An operator marks copies healthy (not built yet: refused).
+    Manual,
+}
+
+/// A group's update rules with the defaults filled in (Nomad's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Update {
+    pub max_parallel: u32,
+    pub health_check: HealthCheck,
+    pub min_healthy_time: Duration,
+    pub healthy_deadline: Duration,
+}
+
+impl Update {
+    /// The group's block over the job's over the defaults.
+    pub fn resolve(job: &Job, group: &Group) -> Update {
+        fn pick<T>(job: &Job, group: &Group, f: impl Fn(&UpdatePolicy) -> Option<T>) -> Option<T> {
+            let from = |u: &Option<UpdatePolicy>| u.as_ref().and_then(&f);
+            from(&group.update).or_else(|| from(&job.update))
+        }
+        Update {
+            max_parallel: pick(job, group, |u| u.max_parallel).unwrap_or(1),
+            health_check: pick(job, group, |u| u.health_check).unwrap_or_default(),
+            min_healthy_time: pick(job, group, |u| u.min_healthy_time)
+                .unwrap_or(Duration::from_secs(10)),
+            healthy_deadline: pick(job, group, |u| u.healthy_deadline)
+                .unwrap_or(Duration::from_secs(300)),
+        }
+    }
 }
 
 fn one() -> u32 {
@@ -212,6 +309,7 @@ impl Group {
     pub fn spec_hash(&self) -> u64 {
         let mut g = self.clone();
         g.count = 0;
+        g.update = None;
         let text = serde_json::to_vec(&g).unwrap_or_default();
         stable_hash(&text)
     }

@@ -2,7 +2,9 @@
 //! server (for jobs submitted through the API, which carry no file location).
 
 use crate::error::{Diagnostic, SpecError};
-use crate::job::{CheckType, Constraint, ConstraintOp, Group, Job, Service, Task};
+use crate::job::{
+    CheckType, Constraint, ConstraintOp, Group, HealthCheck, Job, Service, Task, UpdatePolicy,
+};
 use crate::limits::{
     DRIVERS, MAX_CONSTRAINTS, MAX_COUNT, MAX_GROUPS, MAX_JOB_ID_LEN, MAX_NAME_LEN, MAX_POLICY_WAIT,
     MAX_TASK_CPU, MAX_TASK_MEMORY, MAX_TASK_WAIT, MAX_TASKS,
@@ -173,6 +175,7 @@ impl Validator<'_> {
             }
         }
         self.constraints(&job.constraints, &base);
+        self.update(&job.update, &base);
         if job.groups.is_empty() {
             self.push(format!("{base}.group"), "a job needs at least one group");
         }
@@ -245,7 +248,54 @@ impl Validator<'_> {
         }
     }
 
+    /// Rolling updates are built; canaries, auto-revert and manual health
+    /// are not yet, and a field edge cannot honour is refused by name.
+    fn update(&mut self, u: &Option<UpdatePolicy>, path: &str) {
+        let Some(u) = u else { return };
+        let at = format!("{path}.update");
+        let not_yet = [
+            ("canary", u.canary.is_some()),
+            ("canary_weight", u.canary_weight.is_some()),
+            ("auto_promote", u.auto_promote.is_some()),
+            ("auto_revert", u.auto_revert.is_some()),
+            ("progress_deadline", u.progress_deadline.is_some()),
+            ("stagger", u.stagger.is_some()),
+        ];
+        for (field, set) in not_yet {
+            if set {
+                self.push(
+                    format!("{at}.{field}"),
+                    format!(
+                        "`{field}` is not supported yet: edge does rolling updates \
+                         (max_parallel, health_check, min_healthy_time, healthy_deadline)"
+                    ),
+                );
+            }
+        }
+        if u.health_check == Some(HealthCheck::Manual) {
+            self.push(
+                format!("{at}.health_check"),
+                "health_check \"manual\" is not supported yet; use \"checks\" or \"task_states\"",
+            );
+        }
+        if u.max_parallel.is_some_and(|m| m > MAX_COUNT) {
+            self.push(
+                format!("{at}.max_parallel"),
+                format!("max_parallel is above the limit of {MAX_COUNT}"),
+            );
+        }
+        for (field, d) in [
+            ("min_healthy_time", u.min_healthy_time),
+            ("healthy_deadline", u.healthy_deadline),
+        ] {
+            if let Some(d) = d {
+                self.wait(&format!("{at}.{field}"), d, MAX_POLICY_WAIT);
+            }
+        }
+    }
+
     fn group(&mut self, g: &Group, path: &str) {
+        self.update(&g.update, path);
         if g.count > MAX_COUNT {
             self.push(
                 format!("{path}.count"),

@@ -149,6 +149,7 @@ fn full_example_decodes_into_expected_job() {
             operator: ConstraintOp::Eq,
             value: "linux".into(),
         }],
+        update: None,
         groups: vec![Group {
             name: "web".into(),
             count: 2,
@@ -204,6 +205,7 @@ fn full_example_decodes_into_expected_job() {
                 delay: secs(30),
                 unlimited: false,
             },
+            update: None,
             tasks: vec![Task {
                 name: "server".into(),
                 driver: "exec".into(),

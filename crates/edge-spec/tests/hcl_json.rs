@@ -480,3 +480,42 @@ fn a_field_whose_expression_failed_is_not_also_missing() {
         d[0]
     );
 }
+
+/// `update` blocks at job and group level decode like their JSON; fields
+/// edge does not honour yet are refused by name, at their line.
+#[test]
+fn update_blocks_decode_and_unbuilt_fields_are_refused() {
+    let src = r#"job "web" {
+  update {
+    max_parallel     = 2
+    min_healthy_time = "5s"
+  }
+  group "g" {
+    update {
+      health_check     = "task_states"
+      healthy_deadline = "1m"
+    }
+    task "t" {
+      driver = "exec"
+      config {
+        command = "/bin/true"
+      }
+    }
+  }
+}"#;
+    let job = edge_spec::parse_hcl(src, &edge_spec::ParseOptions::default())
+        .expect("parses")
+        .job;
+    let rules = edge_spec::Update::resolve(&job, &job.groups[0]);
+    assert_eq!(rules.max_parallel, 2);
+    assert_eq!(rules.min_healthy_time, std::time::Duration::from_secs(5));
+    assert_eq!(rules.healthy_deadline, std::time::Duration::from_secs(60));
+    assert_eq!(rules.health_check, edge_spec::HealthCheck::TaskStates);
+
+    let canary = src.replace("max_parallel     = 2", "canary = 1");
+    let err = edge_spec::parse_hcl(&canary, &edge_spec::ParseOptions::default())
+        .expect_err("canaries are not built")
+        .to_string();
+    assert!(err.contains("job.web.update.canary"), "{err}");
+    assert!(err.contains("not supported yet"), "{err}");
+}

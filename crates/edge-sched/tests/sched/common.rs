@@ -63,6 +63,7 @@ pub fn group(name: &str, count: u32, cpu: u32, memory: u32) -> Group {
         services: Vec::new(),
         restart: Default::default(),
         reschedule: Default::default(),
+        update: None,
         tasks: vec![task(cpu, memory)],
     }
 }
@@ -76,6 +77,7 @@ pub fn job(id: &str, groups: Vec<Group>) -> Job {
         priority: 50,
         meta: BTreeMap::new(),
         constraints: Vec::new(),
+        update: None,
         groups,
         version: 0,
         stop: false,

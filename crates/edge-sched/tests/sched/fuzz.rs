@@ -273,6 +273,7 @@ fn unvalidated(s: &Spec) -> Job {
         priority: 50,
         meta: Default::default(),
         constraints,
+        update: None,
         groups: vec![Group {
             name: s.group.clone(),
             // Copies are placed one by one: a huge count would only test
@@ -318,6 +319,7 @@ fn unvalidated(s: &Spec) -> Job {
                 delay: secs(3),
                 unlimited: true,
             },
+            update: None,
             tasks: vec![Task {
                 name: s.task.clone(),
                 driver: s.driver.clone(),

@@ -5,5 +5,6 @@ mod common;
 mod feasibility;
 mod fuzz;
 mod properties;
+mod rolling;
 mod service;
 mod system;

@@ -78,9 +78,13 @@ fn count_up_fills_missing_indexes_and_count_down_stops_highest() {
 }
 
 #[test]
-fn spec_change_is_destructive_and_version_bump_is_in_place() {
+fn spec_change_with_max_parallel_0_is_destructive_and_version_bump_is_in_place() {
     let mut c = two_nodes();
     let mut j = job("web", vec![group("g", 2, 100, 100)]);
+    j.update = Some(edge_spec::UpdatePolicy {
+        max_parallel: Some(0),
+        ..Default::default()
+    });
     c.run(&j, 1);
 
     j.version = 1;

@@ -11,7 +11,8 @@ use edge_store::{Batch, State};
 /// than being told all went well); an allocation of another node is a bad
 /// request. A lost allocation stays lost (it was replaced) and only takes
 /// the task states. A copy that fails while it should run is evaluated for
-/// rescheduling, and one that ends frees room for blocked evaluations.
+/// rescheduling, one judged healthy or unhealthy for its job's rolling
+/// update, and one that ends frees room for blocked evaluations.
 pub(crate) fn update(
     s: &State,
     env: &mut Env,
@@ -50,13 +51,26 @@ pub(crate) fn update(
         }
         let became_failed =
             u.client_status == ClientStatus::Failed && a.client_status != ClientStatus::Failed;
+        // A verdict is given once; it moves a rolling update on or halts it.
+        let judged = a.health.is_none() && u.health.is_some();
+        if judged {
+            a.health = u.health;
+        }
         freed |= u.client_status.is_terminal() && !a.client_status.is_terminal();
         a.client_status = u.client_status;
         a.client_description = u.client_description;
         a.checks = u.checks;
-        if became_failed && a.desired_status == DesiredStatus::Run {
-            let e = evals::for_job(s, env, &a.job_id, TriggeredBy::AllocFailure, Some(node_id));
-            batch.evals.push(e);
+        if a.desired_status == DesiredStatus::Run {
+            let trigger = if became_failed {
+                Some(TriggeredBy::AllocFailure)
+            } else {
+                judged.then_some(TriggeredBy::AllocHealth)
+            };
+            if let Some(t) = trigger {
+                batch
+                    .evals
+                    .push(evals::for_job(s, env, &a.job_id, t, Some(node_id)));
+            }
         }
         batch.allocs.push(a);
     }

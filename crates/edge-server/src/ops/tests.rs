@@ -164,6 +164,7 @@ fn update(id: &str, status: ClientStatus) -> AllocUpdate {
         client_description: String::new(),
         task_states: BTreeMap::new(),
         checks: BTreeMap::new(),
+        health: None,
     }
 }
 
@@ -828,5 +829,64 @@ fn plan_reports_changes_without_committing() {
     assert_eq!(
         (new.diff_type.as_str(), new.current_version),
         ("added", None)
+    );
+}
+
+/// An agent's health verdict on a new copy queues the evaluation that
+/// replaces its old copy and starts the next: a rolling update end to end
+/// through the rules.
+#[test]
+fn health_verdicts_move_a_rolling_update_on() {
+    let mut w = World::new();
+    w.join("n1");
+    w.join("n2");
+    w.submit(job("web", "service", 2));
+    w.settle();
+    w.report_running("web");
+    let mut v1 = job("web", "service", 2);
+    v1.groups[0].tasks[0].env.insert("V".into(), "1".into());
+    let hash = v1.groups[0].spec_hash();
+    w.submit(v1);
+    w.settle();
+    let new_copies = |w: &World| -> Vec<Allocation> {
+        let mut v: Vec<Allocation> = w.live("web").into_iter().cloned().collect();
+        v.retain(|a| a.group_hash == hash);
+        v
+    };
+    assert_eq!(w.live("web").len(), 3, "one new copy beside the two old");
+    let first = new_copies(&w).remove(0);
+    let mut ok = update(&first.id, ClientStatus::Running);
+    ok.health = Some(edge_spec::AllocHealth {
+        healthy: true,
+        timestamp: NOW,
+    });
+    let b = allocs::update(&w.s, &mut w.env, &first.node_id, vec![ok.clone()]).unwrap();
+    assert_eq!(
+        triggers(&b.evals),
+        vec![(TriggeredBy::AllocHealth, EvalStatus::Pending)]
+    );
+    w.commit(b);
+    let again = allocs::update(&w.s, &mut w.env, &first.node_id, vec![ok]).unwrap();
+    assert!(again.evals.is_empty(), "a verdict is given once");
+    w.commit(again);
+    w.settle();
+    assert_eq!(new_copies(&w).len(), 2, "the next copy started");
+    assert_eq!(w.live("web").len(), 3, "the first old copy stopped");
+    let second = new_copies(&w)
+        .into_iter()
+        .find(|a| a.health.is_none())
+        .unwrap();
+    let mut bad = update(&second.id, ClientStatus::Running);
+    bad.health = Some(edge_spec::AllocHealth {
+        healthy: false,
+        timestamp: NOW,
+    });
+    let b = allocs::update(&w.s, &mut w.env, &second.node_id, vec![bad]).unwrap();
+    w.commit(b);
+    w.settle();
+    assert_eq!(
+        w.live("web").len(),
+        3,
+        "halted: the last old copy keeps serving"
     );
 }
