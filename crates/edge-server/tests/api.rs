@@ -366,6 +366,7 @@ async fn agent_watch_blocks_until_its_allocations_change_and_reports_land() {
             client_description: "tasks are running".to_string(),
             task_states: ts,
             checks: Default::default(),
+            health: None,
         }],
     )
     .await
@@ -510,6 +511,7 @@ async fn catalog_serves_running_instances_with_reported_health_and_blocks_until_
         client_description: String::new(),
         task_states: BTreeMap::new(),
         checks: [("web".to_string(), health)].into_iter().collect(),
+        health: None,
     };
     ac.agent_update_allocs(
         "n1",

@@ -124,6 +124,7 @@ async fn a_report_of_an_unknown_allocation_is_404_naming_it() {
         client_description: String::new(),
         task_states: Default::default(),
         checks: Default::default(),
+        health: None,
     };
     let before = h.server.store().index();
     let err = agent_client(&h)
@@ -156,6 +157,7 @@ async fn two_versions_on_one_node(h: &edge_server::ServerHandle) -> Vec<String> 
             client_description: String::new(),
             task_states: Default::default(),
             checks: Default::default(),
+            health: None,
         })
         .collect();
     agent_client(h)

@@ -728,6 +728,7 @@ async fn a_report_of_an_unknown_allocation_is_a_404_naming_it() {
         client_description: String::new(),
         task_states: Default::default(),
         checks: Default::default(),
+        health: None,
     };
     let e = agent_api
         .agent_update_allocs(&a.node_id, vec![update])

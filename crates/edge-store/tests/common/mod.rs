@@ -61,6 +61,7 @@ pub fn alloc(id: &str, job_id: &str, node_id: &str, port: u16) -> Allocation {
         client_description: String::new(),
         task_states: Default::default(),
         checks: Default::default(),
+        health: None,
         resources: AllocResources {
             cpu: 100,
             memory: 256,
