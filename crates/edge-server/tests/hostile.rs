@@ -168,6 +168,11 @@ async fn two_versions_on_one_node(h: &edge_server::ServerHandle) -> Vec<String> 
     v1.groups[0].tasks[0]
         .config
         .insert("args".into(), serde_json::json!(["2000"]));
+    // All at once: both old copies stop while the new ones start.
+    v1.update = Some(edge_spec::UpdatePolicy {
+        max_parallel: Some(0),
+        ..Default::default()
+    });
     let r = c.register(&v1).await.unwrap();
     assert_eq!(r.version, 1);
     eval_done(&c, r.eval_id.as_deref().unwrap()).await;
