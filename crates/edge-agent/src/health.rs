@@ -140,7 +140,14 @@ mod tests {
         use ClientStatus::{Failed, Pending, Running};
         use HealthStatus::{Critical, Passing};
         type Step = (u64, ClientStatus, Option<HealthStatus>);
-        let cases: &[(&str, HealthCheck, bool, &[Step], Option<bool>)] = &[
+        type Case = (
+            &'static str,
+            HealthCheck,
+            bool,
+            &'static [Step],
+            Option<bool>,
+        );
+        let cases: &[Case] = &[
             (
                 "not yet running",
                 HealthCheck::Checks,

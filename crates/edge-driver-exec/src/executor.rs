@@ -164,6 +164,24 @@ fn join_cgroups(procs_files: &[CString]) -> io::Result<()> {
     Ok(())
 }
 
+/// Marks every descriptor above stderr close-on-exec, in a forked child
+/// before exec: a task must not inherit what the agent's own parent left
+/// open (a lock held by a supervisor, a socket), which would live, and
+/// stay held, as long as the task. Flagged rather than closed, so the
+/// standard library's exec-error pipe still works. Best effort: kernels
+/// before 5.11 lack the call, and then nothing changes.
+pub(crate) fn cloexec_stray_fds() {
+    // SAFETY: a raw system call on no memory; async-signal-safe.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+    }
+}
+
 fn start(spec: &ExecutorSpec) -> Result<(Child, [RotatingLog; 2]), ExecutorError> {
     let procs_files: Vec<CString> = match &spec.cgroup {
         Some(cg) => {
@@ -212,7 +230,10 @@ fn start(spec: &ExecutorSpec) -> Result<(Child, [RotatingLog; 2]), ExecutorError
     // SAFETY: the hook only makes async-signal-safe system calls on memory
     // allocated before the fork (see `join_cgroups`).
     unsafe {
-        cmd.pre_exec(move || join_cgroups(&procs_files));
+        cmd.pre_exec(move || {
+            cloexec_stray_fds();
+            join_cgroups(&procs_files)
+        });
     }
     let mut child = cmd.spawn().map_err(|source| ExecutorError::Spawn {
         command: spec.command.clone(),

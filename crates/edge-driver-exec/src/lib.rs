@@ -299,11 +299,15 @@ impl ExecDriver {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: setsid is async-signal-safe and touches no memory. A session
-        // of its own keeps the executor out of the agent's process group, so
-        // signals aimed at the agent (Ctrl-C, its own stop) do not reach it.
+        // SAFETY: setsid and close_range are async-signal-safe and touch no
+        // memory. A session of its own keeps the executor out of the agent's
+        // process group, so signals aimed at the agent (Ctrl-C, its own stop)
+        // do not reach it.
         unsafe {
-            cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(io::Error::from));
+            cmd.pre_exec(|| {
+                executor::cloexec_stray_fds();
+                nix::unistd::setsid().map(drop).map_err(io::Error::from)
+            });
         }
         let mut child = cmd
             .spawn()

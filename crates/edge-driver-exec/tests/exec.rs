@@ -59,6 +59,10 @@ fn main() {
             chatty_task_logs_rotate_within_caps,
         ),
         ("stats_report_memory_and_cpu", stats_report_memory_and_cpu),
+        (
+            "a_stray_fd_of_the_agent_is_not_inherited",
+            a_stray_fd_of_the_agent_is_not_inherited,
+        ),
         ("destroy_removes_state", destroy_removes_state),
         ("fingerprint_reports_cgroups", fingerprint_reports_cgroups),
         (
@@ -233,6 +237,33 @@ fn echo_goes_to_the_stdout_log() {
         );
         f.driver.destroy(&handle).await.expect("destroy");
     });
+}
+
+/// A descriptor the agent's parent left open without close-on-exec (a
+/// supervisor's lock, say) would be held by every task for its whole life.
+fn a_stray_fd_of_the_agent_is_not_inherited() {
+    let f = Fixture::new();
+    let lock = f.root.path().join("stray.lock");
+    std::fs::write(&lock, "").unwrap();
+    let path = std::ffi::CString::new(lock.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; the fd is closed below.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+    assert!(fd > 2, "opened without O_CLOEXEC");
+    block_on(async {
+        let cfg = f.task("fds", sh("ls /proc/self/fd"));
+        let handle = f.driver.start(&cfg).await.expect("start");
+        let result = wait_with_timeout(&f.driver, &handle).await;
+        assert!(result.successful(), "{result:?}");
+        let fds: Vec<String> = f.stdout("fds").lines().map(str::to_string).collect();
+        assert!(fds.contains(&"1".to_string()), "listing ran: {fds:?}");
+        assert!(
+            !fds.contains(&fd.to_string()),
+            "fd {fd} reached the task: {fds:?}"
+        );
+        f.driver.destroy(&handle).await.expect("destroy");
+    });
+    // SAFETY: the fd opened above, closed once.
+    unsafe { libc::close(fd) };
 }
 
 fn exit_code_is_reported() {

@@ -2,7 +2,7 @@
 //! 127.0.0.2) run three instances of a web job; each agent's DNS answers the
 //! service and its SRV records, both load balancers reach all three, an
 //! instance failing its check gets no traffic, and scaling down under load
-//! loses no request.
+//! loses no request; a rolling update under load loses none either.
 
 mod common;
 
@@ -17,6 +17,12 @@ use std::process::Command;
 use std::time::Duration;
 
 fn web_job(dir: &Path, count: u32, lb_port: u16) -> PathBuf {
+    web_job_rev(dir, count, lb_port, 0)
+}
+
+/// The web job at revision `rev` (an env var, so each revision replaces
+/// every copy), rolling one copy at a time once it passed its check for 1 s.
+fn web_job_rev(dir: &Path, count: u32, lb_port: u16, rev: u32) -> PathBuf {
     let p = dir.join("web.hcl");
     std::fs::write(
         &p,
@@ -24,6 +30,10 @@ fn web_job(dir: &Path, count: u32, lb_port: u16) -> PathBuf {
             r#"job "web" {{
   group "web" {{
     count = {count}
+    update {{
+      max_parallel     = 1
+      min_healthy_time = "1s"
+    }}
     network {{
       port "http" {{}}
     }}
@@ -48,6 +58,9 @@ fn web_job(dir: &Path, count: u32, lb_port: u16) -> PathBuf {
         command = "/bin/sh"
         args    = ["-c", "echo $EDGE_ALLOC_ID > index.html; echo ok > health; exec python3 -m http.server --bind $EDGE_IP_http $EDGE_PORT_http"]
       }}
+      env {{
+        REV = "{rev}"
+      }}
       resources {{
         cpu    = 50
         memory = 64
@@ -70,11 +83,9 @@ async fn get(http: &reqwest::Client, url: &str) -> Option<String> {
     r.text().await.ok().map(|t| t.trim().to_string())
 }
 
-#[tokio::test]
-async fn dns_and_load_balancer_across_two_agents() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path()).await;
-    let (addr, api, token) = (server.addr.clone(), &server.api, server.token.clone());
+/// Agents `a0` on 127.0.0.1 and `a1` on 127.0.0.2, each with its DNS port,
+/// both registered.
+async fn two_agents(dir: &Path, server: &Server) -> (Vec<Proc>, [u16; 2]) {
     let dns_ports = [free_port(), free_port()];
     let ips = ["127.0.0.1", "127.0.0.2"];
     let mut agents = Vec::new();
@@ -83,11 +94,11 @@ async fn dns_and_load_balancer_across_two_agents() {
         let args: Vec<String> = [
             "agent",
             "--server",
-            &addr,
+            &server.addr,
             "--join-token",
-            &token,
+            &server.token,
             "--data-dir",
-            dir.path().join(&name).to_str().unwrap(),
+            dir.join(&name).to_str().unwrap(),
             "--name",
             &name,
             "--advertise",
@@ -98,13 +109,36 @@ async fn dns_and_load_balancer_across_two_agents() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        agents.push(Proc::edge(dir.path(), &name, &args));
+        agents.push(Proc::edge(dir, &name, &args));
     }
     until(20, "two ready nodes", async || {
-        (api.health().await.ok()?.nodes_ready == 2).then_some(())
+        (server.api.health().await.ok()?.nodes_ready == 2).then_some(())
     })
     .await;
+    (agents, dns_ports)
+}
 
+fn run_detached(addr: &str, job: &Path) {
+    let out = Command::new(EDGE)
+        .args(["job", "run", "--detach", job.to_str().unwrap()])
+        .env("EDGE_ADDR", addr)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn dns_and_load_balancer_across_two_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let (addr, api) = (server.addr.clone(), &server.api);
+    let ips = ["127.0.0.1", "127.0.0.2"];
+    let (agents, dns_ports) = two_agents(dir.path(), &server).await;
     let lb_port = free_port();
     let job = web_job(dir.path(), 3, lb_port);
     let out = Command::new(EDGE)
@@ -220,13 +254,7 @@ async fn dns_and_load_balancer_across_two_agents() {
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let job = web_job(dir.path(), 2, lb_port);
-    let out = Command::new(EDGE)
-        .args(["job", "run", "--detach", job.to_str().unwrap()])
-        .env("EDGE_ADDR", &addr)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    run_detached(&addr, &web_job(dir.path(), 2, lb_port));
     let (ok, failed) = load.await.unwrap();
     assert!(ok > 50, "load ran ({ok} requests)");
     assert_eq!(failed, 0, "requests failed while an instance was stopped");
@@ -236,9 +264,15 @@ async fn dns_and_load_balancer_across_two_agents() {
     })
     .await;
 
+    stop_web(&addr, api).await;
+    drop(agents);
+}
+
+/// Agents leave tasks running when they end: the job is stopped first.
+async fn stop_web(addr: &str, api: &edge_api::Client) {
     let _ = Command::new(EDGE)
         .args(["job", "stop", "web"])
-        .env("EDGE_ADDR", &addr)
+        .env("EDGE_ADDR", addr)
         .output();
     until(20, "instances gone", async || {
         let (a, _) = api.job_allocs("web", QueryOptions::default()).await.ok()?;
@@ -247,5 +281,83 @@ async fn dns_and_load_balancer_across_two_agents() {
             .then_some(())
     })
     .await;
+}
+
+/// Four copies on two agents move to a new revision one at a time while
+/// clients keep asking through both load balancers: no request fails, and
+/// at least three copies serve at every moment.
+#[tokio::test]
+async fn rolling_update_under_load_fails_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let (addr, api) = (server.addr.clone(), &server.api);
+    let (agents, _) = two_agents(dir.path(), &server).await;
+    let lb_port = free_port();
+    run_detached(&addr, &web_job_rev(dir.path(), 4, lb_port, 1));
+    until(30, "4 passing instances", async || {
+        let i = api.service("web").await.ok()?;
+        (i.iter().filter(|i| i.serving()).count() == 4).then_some(())
+    })
+    .await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let load: Vec<_> = ["127.0.0.1", "127.0.0.2"]
+        .into_iter()
+        .map(|ip| {
+            let (http, stop) = (http.clone(), stop.clone());
+            let url = format!("http://{ip}:{lb_port}/");
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u32, 0u32);
+                let stopped = stop.notified();
+                tokio::pin!(stopped);
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => return (ok, failed),
+                        r = get(&http, &url) => match r {
+                            Some(_) => ok += 1,
+                            None => failed += 1,
+                        },
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = tokio::time::Instant::now();
+    run_detached(&addr, &web_job_rev(dir.path(), 4, lb_port, 2));
+    let mut fewest = usize::MAX;
+    until(
+        90,
+        "every copy at revision 2 and no other left",
+        async || {
+            let i = api.service("web").await.ok()?;
+            fewest = fewest.min(i.iter().filter(|i| i.serving()).count());
+            let (allocs, _) = api.job_allocs("web", QueryOptions::default()).await.ok()?;
+            let running: Vec<_> = allocs
+                .iter()
+                .filter(|a| a.client_status == edge_spec::ClientStatus::Running)
+                .collect();
+            let done = running.len() == 4 && running.iter().all(|a| a.job_version == 1);
+            (done && i.iter().filter(|i| i.serving()).count() == 4).then_some(())
+        },
+    )
+    .await;
+    let took = started.elapsed();
+    // Traffic that was on its way to the last stopped copy drains first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.notify_waiters();
+    let (mut ok, mut failed) = (0, 0);
+    for l in load {
+        let (o, f) = l.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    eprintln!("rolling update: {ok} requests, {failed} failed, {took:?}, fewest serving {fewest}");
+    assert!(ok > 100, "load ran ({ok} requests)");
+    assert_eq!(failed, 0, "requests failed during the rolling update");
+    assert!(fewest >= 3, "only {fewest} copies served at one point");
+    stop_web(&addr, api).await;
     drop(agents);
 }

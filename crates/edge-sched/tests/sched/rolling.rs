@@ -54,7 +54,8 @@ fn judge(c: &mut Cluster, j: &Job, healthy: bool) -> usize {
 fn rollouts_step_by_max_parallel() {
     // (count, max_parallel (None: no update block), (placed, stopped) per
     // plan until nothing is left to do)
-    let cases: &[(u32, Option<u32>, &[(usize, usize)])] = &[
+    type Case = (u32, Option<u32>, &'static [(usize, usize)]);
+    let cases: &[Case] = &[
         (3, None, &[(1, 0), (1, 1), (1, 1), (0, 1)]),
         (3, Some(1), &[(1, 0), (1, 1), (1, 1), (0, 1)]),
         (3, Some(2), &[(2, 0), (1, 2), (0, 1)]),
