@@ -8,6 +8,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// How long after a copy starts a check that has not passed yet is probed
+/// more often than its interval, and how often.
+const STARTUP_PROBING: Duration = Duration::from_secs(10);
+const STARTUP_PROBE_EVERY: Duration = Duration::from_millis(100);
+
 /// The outcome of one check run.
 pub async fn probe(
     check: &Check,
@@ -112,12 +117,6 @@ pub async fn run(
         let _ = stop.wait_for(|s| *s).await;
         return;
     }
-    let tick = checks
-        .iter()
-        .map(|c| c.check.interval)
-        .min()
-        .unwrap_or(Duration::from_secs(10))
-        .min(Duration::from_secs(1));
     let mut next: Vec<Option<tokio::time::Instant>> =
         vec![Some(tokio::time::Instant::now()); checks.len()];
     loop {
@@ -127,18 +126,34 @@ pub async fn run(
             if next[i].is_none_or(|at| at > now) {
                 continue;
             }
-            // None past what the clock can hold: a check stored before
-            // intervals were bounded then never runs again instead of
-            // panicking the agent.
-            next[i] = now.checked_add(c.check.interval);
             let res = probe(&c.check, &address, c.port, &http).await;
             let ok = res.is_ok();
+            // A copy that just started is usually moments from listening:
+            // until its first pass (within the check_restart grace, at most
+            // STARTUP_PROBING) it is probed again soon, so that it serves,
+            // and a rolling update moves on, without waiting an interval.
+            // Like failures in the grace, those probes' failures do not
+            // count towards a restart.
+            let window = c
+                .check
+                .check_restart
+                .map_or(STARTUP_PROBING, |cr| cr.grace.min(STARTUP_PROBING));
+            let starting = !c.passed_once && now.saturating_duration_since(started_at) < window;
             if ok {
                 c.failures = 0;
                 c.passed_once = true;
-            } else {
+            } else if !starting {
                 c.failures += 1;
             }
+            let wait = if starting && !ok {
+                c.check.interval.min(STARTUP_PROBE_EVERY)
+            } else {
+                c.check.interval
+            };
+            // None past what the clock can hold: a check stored before
+            // intervals were bounded then never runs again instead of
+            // panicking the agent.
+            next[i] = now.checked_add(wait);
             if c.last_ok != Some(ok) {
                 c.last_ok = Some(ok);
                 changed = true;
@@ -181,6 +196,15 @@ pub async fn run(
             }
             on_status(status.clone());
         }
+        // Until the next probe due, and at least once a second.
+        let now = tokio::time::Instant::now();
+        let tick = next
+            .iter()
+            .flatten()
+            .map(|at| at.saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1));
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
             _ = stop.wait_for(|s| *s) => return,
@@ -285,6 +309,67 @@ mod tests {
         }
     }
 
+    fn group_with(c: Check) -> Group {
+        let mut group: Group = serde_json::from_value(serde_json::json!({
+            "name": "g",
+            "network": {"ports": [{"label": "p"}]},
+            "services": [{"name": "s", "port": "p", "checks": []}],
+            "tasks": [{"name": "t", "driver": "exec"}],
+        }))
+        .unwrap();
+        group.services[0].checks.push(c);
+        group
+    }
+
+    /// A copy that starts listening 300 ms after it started passes within
+    /// a few hundred milliseconds, not after its 30 s interval; failures
+    /// before that, inside the check_restart grace, restart nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_starting_copy_is_probed_soon_and_not_restarted_for_it() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut c = check(CheckType::Tcp, None);
+        c.interval = Duration::from_secs(30);
+        c.check_restart = Some(edge_spec::CheckRestart {
+            limit: 1,
+            grace: Duration::from_secs(5),
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (restart_tx, restart_rx) = watch::channel(None);
+        let (status_tx, mut status_rx) = watch::channel(HealthStatus::Pending);
+        let started = tokio::time::Instant::now();
+        let checker = tokio::spawn(run(
+            alloc_with_port(port),
+            group_with(c),
+            "127.0.0.1".into(),
+            started,
+            stop_rx,
+            move |st| {
+                status_tx.send_replace(st["s"]);
+            },
+            restart_tx,
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        status_rx
+            .wait_for(|s| *s == HealthStatus::Passing)
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(restart_rx.borrow().is_none(), "no restart for a start");
+        stop_tx.send_replace(true);
+        checker.await.unwrap();
+        drop(l);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_huge_interval_does_not_panic_the_checker() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -295,15 +380,7 @@ mod tests {
             limit: 1,
             grace: Duration::MAX,
         });
-        let group: Group = serde_json::from_value(serde_json::json!({
-            "name": "g",
-            "network": {"ports": [{"label": "p"}]},
-            "services": [{"name": "s", "port": "p", "checks": []}],
-            "tasks": [{"name": "t", "driver": "exec"}],
-        }))
-        .unwrap();
-        let mut group = group;
-        group.services[0].checks.push(c);
+        let group = group_with(c);
         let (stop_tx, stop_rx) = watch::channel(false);
         let (restart_tx, _restart_rx) = watch::channel(None);
         let checker = tokio::spawn(run(
