@@ -1,11 +1,17 @@
 //! Job, group and task: what a user submits, after parsing and defaulting.
 
+use crate::limits::{
+    DRIVERS, JOB_ID_PATTERN, MAX_CONSTRAINTS, MAX_COUNT, MAX_GROUPS, MAX_JOB_ID_LEN, MAX_NAME_LEN,
+    MAX_TASK_CPU, MAX_TASK_MEMORY, MAX_TASKS, NAME_PATTERN, SERVICE_NAME_PATTERN,
+};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How a job's groups are kept alive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum JobType {
     /// Long-running, kept at `count`.
@@ -28,7 +34,7 @@ impl JobType {
 }
 
 /// Server-side lifecycle of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     #[default]
@@ -37,38 +43,49 @@ pub enum JobStatus {
     Dead,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Job {
+    #[schemars(length(min = 1, max = MAX_JOB_ID_LEN), pattern(JOB_ID_PATTERN))]
     pub id: String,
     #[serde(default)]
     pub name: String,
     #[serde(rename = "type", default)]
     pub job_type: JobType,
     #[serde(default = "default_datacenters")]
+    #[schemars(inner(length(min = 1)))]
     pub datacenters: Vec<String>,
     #[serde(default = "default_priority")]
+    #[schemars(range(min = 1, max = 100))]
     pub priority: u8,
     #[serde(default)]
     pub meta: BTreeMap<String, String>,
     #[serde(default)]
+    #[schemars(length(max = MAX_CONSTRAINTS))]
     pub constraints: Vec<Constraint>,
+    #[schemars(length(min = 1, max = MAX_GROUPS))]
     pub groups: Vec<Group>,
 
     /// Set by the server: the version this spec became.
     #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
     pub version: u64,
     /// Set by the server: a stopped job keeps its spec but runs nothing.
     #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
     pub stop: bool,
     #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
     pub status: JobStatus,
     /// Unix milliseconds of the registration that made this version.
     #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
     pub submit_time: i64,
     #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
     pub create_index: u64,
     #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
     pub modify_index: u64,
 }
 
@@ -104,7 +121,7 @@ impl Job {
 
 /// A placement rule on node attributes (`${attr.kernel.name}`), metadata
 /// (`${meta.rack}`) or node fields (`${node.datacenter}`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Constraint {
     #[serde(default)]
@@ -145,6 +162,36 @@ pub enum ConstraintOp {
     DistinctHosts,
 }
 
+/// By hand: the derive would leave out the aliases serde reads ("==",
+/// "is", "not"), and the API accepts them.
+impl JsonSchema for ConstraintOp {
+    fn schema_name() -> Cow<'static, str> {
+        "ConstraintOp".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "enum": CONSTRAINT_OPS})
+    }
+}
+
+/// Every spelling of an operator that [`ConstraintOp::parse`] reads.
+const CONSTRAINT_OPS: &[&str] = &[
+    "=",
+    "==",
+    "is",
+    "!=",
+    "not",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "regexp",
+    "set_contains",
+    "is_set",
+    "is_not_set",
+    "distinct_hosts",
+];
+
 impl ConstraintOp {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -167,13 +214,16 @@ impl ConstraintOp {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Group {
+    #[schemars(length(min = 1, max = MAX_NAME_LEN), pattern(NAME_PATTERN))]
     pub name: String,
     #[serde(default = "one")]
+    #[schemars(range(max = MAX_COUNT))]
     pub count: u32,
     #[serde(default)]
+    #[schemars(length(max = MAX_CONSTRAINTS))]
     pub constraints: Vec<Constraint>,
     #[serde(default)]
     pub network: Network,
@@ -183,6 +233,7 @@ pub struct Group {
     pub restart: RestartPolicy,
     #[serde(default)]
     pub reschedule: ReschedulePolicy,
+    #[schemars(length(min = 1, max = MAX_TASKS))]
     pub tasks: Vec<Task>,
 }
 
@@ -233,7 +284,7 @@ pub struct GroupResources {
     pub memory: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
     #[serde(default)]
@@ -241,19 +292,23 @@ pub struct Network {
 }
 
 /// `port "http" { static = 8080 }` or `port "http" { to = 80 }` (dynamic).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortSpec {
+    #[schemars(length(min = 1))]
     pub label: String,
     #[serde(rename = "static", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub static_port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub to: Option<u16>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
+    #[schemars(length(max = 63), pattern(SERVICE_NAME_PATTERN))]
     pub name: String,
     /// A port label of the group's network block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -268,6 +323,7 @@ pub struct Service {
     /// How long instances are withdrawn from DNS and the load balancer before
     /// their tasks are stopped, so connections can drain.
     #[serde(with = "crate::duration", default = "default_shutdown_delay")]
+    #[schemars(schema_with = "crate::duration::task_wait_schema")]
     pub shutdown_delay: Duration,
 }
 
@@ -275,7 +331,7 @@ fn default_shutdown_delay() -> Duration {
     Duration::from_secs(0)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum PublishProtocol {
     #[default]
@@ -283,7 +339,7 @@ pub enum PublishProtocol {
     Http,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Balance {
     #[default]
@@ -295,9 +351,10 @@ pub enum Balance {
 
 /// `publish { port = 8080 protocol = "http" host = "web.example" path = "/api" }`:
 /// every node listens on `port` and forwards to healthy instances.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Publish {
+    #[schemars(range(min = 1))]
     pub port: u16,
     #[serde(default)]
     pub protocol: PublishProtocol,
@@ -306,6 +363,7 @@ pub struct Publish {
     pub hosts: Vec<String>,
     /// HTTP only: route requests whose path starts with this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern("^/"))]
     pub path_prefix: Option<String>,
     #[serde(default)]
     pub balance: Balance,
@@ -317,21 +375,21 @@ pub struct Publish {
     pub tls: Option<PublishTls>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishTls {
     pub cert_file: String,
     pub key_file: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckType {
     Http,
     Tcp,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Check {
     #[serde(default)]
@@ -344,8 +402,10 @@ pub struct Check {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<String>,
     #[serde(with = "crate::duration", default = "default_check_interval")]
+    #[schemars(schema_with = "crate::duration::task_wait_schema")]
     pub interval: Duration,
     #[serde(with = "crate::duration", default = "default_check_timeout")]
+    #[schemars(schema_with = "crate::duration::task_wait_schema")]
     pub timeout: Duration,
     /// Restart the task after this many consecutive failures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -353,12 +413,14 @@ pub struct Check {
 }
 
 /// `check_restart { limit = 3 grace = "10s" }`, as in Nomad.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckRestart {
+    #[schemars(range(min = 1))]
     pub limit: u32,
     /// Failures during this long after a task starts do not count.
     #[serde(with = "crate::duration", default)]
+    #[schemars(schema_with = "crate::duration::task_wait_schema")]
     pub grace: Duration,
 }
 
@@ -370,7 +432,7 @@ fn default_check_timeout() -> Duration {
     Duration::from_secs(2)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum RestartMode {
     /// After `attempts` restarts within `interval`, wait out the interval and go on.
@@ -380,13 +442,15 @@ pub enum RestartMode {
 }
 
 /// Restarts of a task in place, on its node (Nomad's `restart` block).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestartPolicy {
     pub attempts: u32,
     #[serde(with = "crate::duration")]
+    #[schemars(schema_with = "crate::duration::policy_wait_schema")]
     pub interval: Duration,
     #[serde(with = "crate::duration")]
+    #[schemars(schema_with = "crate::duration::policy_wait_schema")]
     pub delay: Duration,
     #[serde(default)]
     pub mode: RestartMode,
@@ -404,13 +468,15 @@ impl Default for RestartPolicy {
 }
 
 /// Replacement of a failed allocation on another node (Nomad's `reschedule`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReschedulePolicy {
     pub attempts: u32,
     #[serde(with = "crate::duration")]
+    #[schemars(schema_with = "crate::duration::policy_wait_schema")]
     pub interval: Duration,
     #[serde(with = "crate::duration")]
+    #[schemars(schema_with = "crate::duration::policy_wait_schema")]
     pub delay: Duration,
     #[serde(default)]
     pub unlimited: bool,
@@ -427,12 +493,15 @@ impl Default for ReschedulePolicy {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Task {
+    #[schemars(length(min = 1, max = MAX_NAME_LEN), pattern(NAME_PATTERN))]
     pub name: String,
+    #[schemars(schema_with = "driver_schema")]
     pub driver: String,
-    /// Driver-specific settings, checked by the driver when the task starts.
+    /// Driver-specific settings, checked by the task's driver when the job
+    /// is submitted.
     #[serde(default)]
     pub config: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
@@ -440,6 +509,7 @@ pub struct Task {
     #[serde(default)]
     pub resources: Resources,
     #[serde(with = "crate::duration", default = "default_kill_timeout")]
+    #[schemars(schema_with = "crate::duration::task_wait_schema")]
     pub kill_timeout: Duration,
 }
 
@@ -447,13 +517,19 @@ fn default_kill_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
+fn driver_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "string", "enum": DRIVERS})
+}
+
 /// CPU in MHz, memory in MB, as in Nomad.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     #[serde(default = "default_cpu")]
+    #[schemars(range(min = 1, max = MAX_TASK_CPU))]
     pub cpu: u32,
     #[serde(default = "default_memory")]
+    #[schemars(range(min = 1, max = MAX_TASK_MEMORY))]
     pub memory: u32,
 }
 
@@ -470,6 +546,18 @@ impl Default for Resources {
         Resources {
             cpu: default_cpu(),
             memory: default_memory(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operator_of_the_schema_parses() {
+        for op in CONSTRAINT_OPS {
+            assert!(ConstraintOp::parse(op).is_some(), "{op}");
         }
     }
 }
