@@ -43,14 +43,16 @@ fn generated_schemas() -> String {
     out
 }
 
-/// `v` as block YAML at `indent`. Every string is written JSON-quoted:
-/// serde_yaml leaves strings such as `=` bare, which YAML 1.1 readers
-/// (schemathesis's among them) take for something else.
+/// `v` as block YAML at `indent`, keys sorted whatever order serde_json's
+/// features give its maps. Every string is written JSON-quoted: serde_yaml
+/// leaves strings such as `=` bare, which YAML 1.1 readers (schemathesis's
+/// among them) take for something else.
 fn block_yaml(v: &Value, indent: usize, out: &mut String) {
     let pad = " ".repeat(indent);
     match v {
         Value::Object(map) if !map.is_empty() => {
-            for (k, item) in map {
+            let sorted: BTreeMap<&String, &Value> = map.iter().collect();
+            for (k, item) in sorted {
                 let plain = k
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "_$-".contains(c));
