@@ -4,7 +4,9 @@
 # `edge server` with no agents, and checks every answer against the spec
 # (--checks all): no 5xx, only listed statuses and content types, responses
 # that fit their schemas, valid bodies accepted and invalid ones refused.
-# Settings are in tests/schemathesis.toml.
+# Settings are in tests/schemathesis.toml. use_after_free is left out:
+# DELETE /v1/job/{id} stops a job as Nomad does, and the job stays readable
+# (stop = true) until ?purge=true.
 #
 # Left out: the agent routes (/v1/agent/...), which only an agent holding
 # the join token drives (registering made-up nodes would also have the
@@ -60,6 +62,7 @@ status=0
 "$venv/bin/schemathesis" --config-file tests/schemathesis.toml run api/openapi.yaml \
   --url "$url" \
   --checks all \
+  --exclude-checks use_after_free \
   --exclude-path-regex '^/v1/(agent/|event/stream$)' \
   --max-examples "${EDGE_SCHEMATHESIS_EXAMPLES:-30}" \
   --seed "${EDGE_SCHEMATHESIS_SEED:-1}" \

@@ -15,11 +15,31 @@ pub struct ErrorBody {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(example = register_example())]
 pub struct JobRegisterRequest {
     pub job: Job,
     /// Only register when the job's current modify index equals this (check-and-set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforce_index: Option<u64>,
+}
+
+/// The spec's example registration: a job the server takes (with a
+/// config the exec driver accepts), so that request generators starting
+/// from examples reach past validation.
+fn register_example() -> serde_json::Value {
+    serde_json::json!({
+        "job": {
+            "id": "hello",
+            "groups": [{
+                "name": "web",
+                "tasks": [{
+                    "name": "server",
+                    "driver": "exec",
+                    "config": {"command": "/bin/sleep", "args": ["3600"]}
+                }]
+            }]
+        }
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
