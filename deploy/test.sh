@@ -3,7 +3,8 @@
 # sudo) it first installs and starts what the tests need (containerd, runc,
 # protoc, a registry, tritonclient...), then checks formatting and runs every
 # test of the workspace, the cgroup, containerd, namespace and multi-process
-# tests included. Without root it runs the tests that need none.
+# tests included, then schemathesis against the API (tests/schemathesis.sh).
+# Without root it runs the tests that need none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/lib.sh
@@ -33,6 +34,8 @@ if can_root; then
   command -v docker-registry >/dev/null || need+=(docker-registry)
   command -v skopeo >/dev/null || need+=(skopeo)
   python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+  # tests/schemathesis.sh installs schemathesis into a venv.
+  python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
   apt_install "${need[@]}"
 
   # tritonclient drives `edge model serve` in crates/edge/tests/model.rs,
@@ -74,3 +77,10 @@ if [ "$root" = 1 ] && [ "$(id -u)" != 0 ]; then
   export "CARGO_TARGET_$(echo "$host" | tr 'a-z-' 'A-Z_')_RUNNER=sudo -E"
 fi
 cargo test --workspace --locked --no-fail-fast
+# The API contract against a running server, no agents
+# (tests/schemathesis.sh). With root, python3-venv was installed above.
+if [ "$root" = 1 ] || python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
+  bash tests/schemathesis.sh
+else
+  echo "skipped: tests/schemathesis.sh (the API contract) needs python3 with venv (Debian: python3-venv)" >&2
+fi

@@ -4,16 +4,18 @@ use edge_spec::{
     AllocMetric, Allocation, ClientStatus, DesiredStatus, GroupChanges, Job, JobStatus, JobType,
     Node, NodeResources, NodeStatus, TaskState,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The body of every error answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
     pub error: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(example = register_example())]
 pub struct JobRegisterRequest {
     pub job: Job,
     /// Only register when the job's current modify index equals this (check-and-set).
@@ -21,7 +23,26 @@ pub struct JobRegisterRequest {
     pub enforce_index: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The spec's example registration: a job the server takes (with a
+/// config the exec driver accepts), so that request generators starting
+/// from examples reach past validation.
+fn register_example() -> serde_json::Value {
+    serde_json::json!({
+        "job": {
+            "id": "hello",
+            "groups": [{
+                "name": "web",
+                "tasks": [{
+                    "name": "server",
+                    "driver": "exec",
+                    "config": {"command": "/bin/sleep", "args": ["3600"]}
+                }]
+            }]
+        }
+    })
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct JobRegisterResponse {
     pub eval_id: Option<String>,
     pub job_modify_index: u64,
@@ -32,13 +53,13 @@ pub struct JobRegisterResponse {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct JobPlanRequest {
     pub job: Job,
 }
 
 /// A dry run: what registering the job would do, without doing it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct JobPlanResponse {
     /// `added`, `edited`, `none` or `deleted`, as in Nomad's plan.
     pub diff_type: String,
@@ -52,7 +73,7 @@ pub struct JobPlanResponse {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct JobListStub {
     pub id: String,
     pub name: String,
@@ -68,18 +89,18 @@ pub struct JobListStub {
     pub modify_index: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct EvalResponse {
     pub eval_id: Option<String>,
     pub index: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct JobRevertRequest {
     pub version: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AllocListStub {
     pub id: String,
     pub name: String,
@@ -118,7 +139,7 @@ impl From<&Allocation> for AllocListStub {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct NodeListStub {
     pub id: String,
     pub name: String,
@@ -135,18 +156,18 @@ pub struct NodeListStub {
     pub modify_index: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct NodeDrainRequest {
     pub enable: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct NodeEligibilityRequest {
     pub eligible: bool,
 }
 
 /// An agent introduces itself; `node.id` is the agent's persistent id.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RegisterRequest {
     pub node: Node,
     /// The agent's own HTTP address (logs, stats), when it serves one.
@@ -154,7 +175,7 @@ pub struct RegisterRequest {
     pub http_addr: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RegisterResponse {
     pub node_id: String,
     /// Heartbeat at least this often, in milliseconds.
@@ -162,21 +183,21 @@ pub struct RegisterResponse {
     pub index: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct HeartbeatResponse {
     pub heartbeat_ttl_ms: u64,
     pub index: u64,
 }
 
 /// An allocation as the agent needs it: with the job version it was made from.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AgentAlloc {
     pub alloc: Allocation,
     pub job: Job,
 }
 
 /// What an agent tells the server about one of its allocations.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AllocUpdate {
     pub id: String,
     pub client_status: ClientStatus,
@@ -192,17 +213,17 @@ pub struct AllocUpdate {
     pub health: Option<edge_spec::AllocHealth>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AllocUpdateRequest {
     pub allocs: Vec<AllocUpdate>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AllocUpdateResponse {
     pub index: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct HealthResponse {
     pub status: String,
     pub version: String,
@@ -211,7 +232,7 @@ pub struct HealthResponse {
 }
 
 /// One line of `/v1/event/stream`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct StreamEvent {
     pub index: u64,
     pub topic: String,
@@ -225,7 +246,7 @@ pub struct StreamEvent {
 pub use edge_spec::HealthStatus;
 
 /// One instance of a service: an allocation's port on a node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ServiceInstance {
     pub service: String,
     pub alloc_id: String,
@@ -249,7 +270,7 @@ impl ServiceInstance {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CatalogService {
     pub name: String,
     /// Union of the tags of its instances.
@@ -262,13 +283,13 @@ pub struct CatalogService {
 }
 
 /// Every service the cluster knows, with all instances (serving or not).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 pub struct Catalog {
     pub index: u64,
     pub services: BTreeMap<String, CatalogService>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ServiceListStub {
     pub name: String,
     pub tags: Vec<String>,
@@ -279,7 +300,7 @@ pub struct ServiceListStub {
 }
 
 /// One thing a node's garbage collection found that no allocation owns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct GcLeftover {
     pub driver: String,
     /// The driver's name for it (a container id, an allocation's run state).
@@ -293,7 +314,7 @@ pub struct GcLeftover {
 }
 
 /// What `POST /v1/node/{id}/gc` removed from the node.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct GcResponse {
     pub node_id: String,
     pub removed: Vec<GcLeftover>,

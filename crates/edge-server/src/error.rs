@@ -10,6 +10,8 @@ pub enum ServerError {
     BadRequest(String),
     #[error("{kind} {id:?} not found")]
     NotFound { kind: &'static str, id: String },
+    #[error("job {job:?} has no version {version} (see `edge job history {job}`)")]
+    NoSuchVersion { job: String, version: u64 },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -64,7 +66,9 @@ impl ServerError {
     pub fn status(&self) -> StatusCode {
         match self {
             ServerError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ServerError::NotFound { .. } | ServerError::UnknownAllocs(_) => StatusCode::NOT_FOUND,
+            ServerError::NotFound { .. }
+            | ServerError::NoSuchVersion { .. }
+            | ServerError::UnknownAllocs(_) => StatusCode::NOT_FOUND,
             ServerError::Conflict(_) => StatusCode::CONFLICT,
             ServerError::Unauthorized(_) => StatusCode::FORBIDDEN,
             ServerError::AgentUnreachable { .. } => StatusCode::BAD_GATEWAY,

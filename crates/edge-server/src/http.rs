@@ -259,10 +259,10 @@ async fn revert_job(
     ApiJson(req): ApiJson<JobRevertRequest>,
 ) -> Res {
     let Some(old) = sv.store.job_version(&id, req.version).await? else {
-        return Err(ServerError::BadRequest(format!(
-            "job {id:?} has no version {} (see `edge job history {id}`)",
-            req.version
-        )));
+        return Err(ServerError::NoSuchVersion {
+            job: id,
+            version: req.version,
+        });
     };
     let resp = register(&sv, old, TriggeredBy::JobRevert, None).await?;
     Ok(json_at(

@@ -1,18 +1,120 @@
 //! `api/openapi.yaml` and the router must agree: every route of the router is
-//! in the spec, every path and method of the spec is served, and every error
-//! a malformed request gets is JSON and listed for its route.
+//! in the spec, every path and method of the spec is served, every error
+//! a malformed request gets is JSON and listed for its route, and the body
+//! schemas are the ones the Rust types generate.
 
 mod common;
 
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
+const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../api/openapi.yaml");
+
 fn spec() -> serde_yaml::Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../api/openapi.yaml"
-    ))
-    .expect("api/openapi.yaml exists");
+    let text = std::fs::read_to_string(SPEC).expect("api/openapi.yaml exists");
     serde_yaml::from_str(&text).expect("openapi.yaml is valid YAML")
+}
+
+/// Where the lines of `components/schemas` start and end in `text`: after
+/// the `  schemas:` line, up to the next key of `components` (or the next
+/// top-level key).
+fn schemas_block(text: &str) -> (usize, usize) {
+    let key = "\n  schemas:\n";
+    let start = text
+        .find(key)
+        .expect("components/schemas in api/openapi.yaml")
+        + key.len();
+    let mut end = start;
+    for line in text[start..].split_inclusive('\n') {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        if indent < 4 && !line.trim().is_empty() {
+            break;
+        }
+        end += line.len();
+    }
+    (start, end)
+}
+
+/// `components/schemas` as the Rust types generate it, indented to its
+/// place in the file.
+fn generated_schemas() -> String {
+    let mut out = String::new();
+    block_yaml(&Value::Object(edge_api::schema::components()), 4, &mut out);
+    out
+}
+
+/// `v` as block YAML at `indent`, keys sorted whatever order serde_json's
+/// features give its maps. Every string is written JSON-quoted: serde_yaml
+/// leaves strings such as `=` bare, which YAML 1.1 readers (schemathesis's
+/// among them) take for something else.
+fn block_yaml(v: &Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    match v {
+        Value::Object(map) if !map.is_empty() => {
+            let sorted: BTreeMap<&String, &Value> = map.iter().collect();
+            for (k, item) in sorted {
+                let plain = k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_$-".contains(c));
+                let key = if plain {
+                    k.clone()
+                } else {
+                    Value::from(k.as_str()).to_string()
+                };
+                out.push_str(&format!("{pad}{key}:"));
+                nested_yaml(item, indent + 2, out);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            for item in items {
+                let mut inner = String::new();
+                block_yaml(item, indent + 2, &mut inner);
+                out.push_str(&format!("{pad}- {}", &inner[indent + 2..]));
+            }
+        }
+        scalar => out.push_str(&format!("{pad}{scalar}\n")),
+    }
+}
+
+/// The value of a mapping key: on the key's line when it is a scalar or
+/// empty, else as a block under it.
+fn nested_yaml(v: &Value, indent: usize, out: &mut String) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            out.push('\n');
+            block_yaml(v, indent, out);
+        }
+        Value::Array(a) if !a.is_empty() => {
+            out.push('\n');
+            block_yaml(v, indent - 2, out);
+        }
+        scalar => out.push_str(&format!(" {scalar}\n")),
+    }
+}
+
+#[test]
+fn body_schemas_are_the_ones_the_rust_types_generate() {
+    let text = std::fs::read_to_string(SPEC).expect("api/openapi.yaml exists");
+    let (start, end) = schemas_block(&text);
+    let want = generated_schemas();
+    let have = &text[start..end];
+    if have == want {
+        return;
+    }
+    if std::env::var_os("EDGE_BLESS").is_some_and(|v| v == "1") {
+        let updated = format!("{}{want}{}", &text[..start], &text[end..]);
+        std::fs::write(SPEC, updated).expect("rewrite api/openapi.yaml");
+        return;
+    }
+    let diff = similar::TextDiff::from_lines(have, want.as_str())
+        .unified_diff()
+        .context_radius(3)
+        .header("api/openapi.yaml", "generated from the Rust types")
+        .to_string();
+    panic!(
+        "components/schemas of api/openapi.yaml differs from what the Rust types \
+         generate (EDGE_BLESS=1 cargo test -p edge-server --test openapi rewrites it):\n{diff}"
+    );
 }
 
 fn spec_routes() -> BTreeSet<(String, String)> {

@@ -1,10 +1,11 @@
 //! Allocations: placed copies of a group, and the state of their tasks.
 
 use crate::Resources;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum DesiredStatus {
     #[default]
@@ -12,7 +13,7 @@ pub enum DesiredStatus {
     Stop,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientStatus {
     #[default]
@@ -54,14 +55,14 @@ impl DesiredStatus {
 /// A port given to an allocation: `label` from the group's network block,
 /// `value` the host port, `to` the port the task listens on (same as value
 /// under host networking unless `to` was set).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct AssignedPort {
     pub label: String,
     pub value: u16,
     pub to: u16,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 pub struct AllocResources {
     pub cpu: u32,
     pub memory: u32,
@@ -80,7 +81,7 @@ impl AllocResources {
 }
 
 /// Health of one service instance, as DNS and the load balancer see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {
     /// Checks have not passed yet: not served.
@@ -103,7 +104,7 @@ impl HealthStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     #[default]
@@ -122,7 +123,7 @@ impl TaskStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskEvent {
     /// Unix milliseconds.
     pub time: i64,
@@ -138,7 +139,7 @@ pub struct TaskEvent {
 /// cannot grow its allocation without bound.
 pub const MAX_TASK_EVENTS: usize = 20;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 pub struct TaskState {
     pub state: TaskStatus,
     #[serde(default)]
@@ -170,14 +171,14 @@ impl TaskState {
 /// An agent's verdict on a new copy: healthy once every task ran (and every
 /// check passed, per `health_check`) for `min_healthy_time`, unhealthy if
 /// `healthy_deadline` came first or a task failed. Decided once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AllocHealth {
     pub healthy: bool,
     /// Unix milliseconds of the verdict.
     pub timestamp: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Allocation {
     pub id: String,
     /// `job.group[index]`, stable across replacements.

@@ -2,6 +2,8 @@
 //! read from such strings or, in JSON, from integer nanoseconds (Nomad's JSON
 //! form).
 
+use crate::limits::{MAX_POLICY_WAIT, MAX_TASK_WAIT};
+use schemars::{Schema, SchemaGenerator, json_schema};
 use serde::de::Visitor;
 use serde::{Deserializer, Serializer};
 use std::fmt;
@@ -53,6 +55,41 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 
 pub fn format(d: Duration) -> String {
     humantime::format_duration(d).to_string().replace(' ', "")
+}
+
+/// The units [`parse`] knows (humantime's), longest spelling first so that a
+/// pattern built from them reads "10ms" as one item.
+const UNITS: &[&str] = &[
+    "nanos", "nsec", "ns", "usec", "us", "µs", "millis", "msec", "ms", "seconds", "second", "secs",
+    "sec", "s", "minutes", "minute", "mins", "min", "m", "hours", "hour", "hrs", "hr", "h", "days",
+    "day", "d", "weeks", "week", "wks", "wk", "w", "months", "month", "M", "years", "year", "yrs",
+    "yr", "y",
+];
+
+/// The JSON Schema of a duration field up to `max`: a string as [`parse`]
+/// reads it (bare seconds, or numbers with units such as "1h30m", which is
+/// also how durations are written back) or integer nanoseconds.
+fn schema(max: Duration) -> Schema {
+    let max_nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+    let units = UNITS.join("|");
+    let pattern = format!(r"^\s*([0-9]+|([0-9]+(\.[0-9]+)?\s*({units})\s*)+)$");
+    json_schema!({
+        "anyOf": [
+            {"type": "string", "pattern": pattern, "example": "10s"},
+            {"type": "integer", "minimum": 0, "maximum": max_nanos},
+        ]
+    })
+}
+
+/// A wait within one run of a task, at most [`MAX_TASK_WAIT`].
+pub fn task_wait_schema(_: &mut SchemaGenerator) -> Schema {
+    schema(MAX_TASK_WAIT)
+}
+
+/// A window or delay of a restart or reschedule policy, at most
+/// [`MAX_POLICY_WAIT`].
+pub fn policy_wait_schema(_: &mut SchemaGenerator) -> Schema {
+    schema(MAX_POLICY_WAIT)
 }
 
 /// Same as the module functions, for `Option<Duration>` fields.

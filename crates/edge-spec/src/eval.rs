@@ -1,10 +1,11 @@
 //! Evaluations: units of scheduler work, the reasons a placement failed, and
 //! what a plan changes per group.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum EvalStatus {
     #[default]
@@ -29,7 +30,7 @@ impl EvalStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TriggeredBy {
     JobRegister,
@@ -62,7 +63,7 @@ impl TriggeredBy {
 }
 
 /// Why a group could not be placed, in Nomad's terms.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 pub struct AllocMetric {
     pub nodes_evaluated: u32,
     pub nodes_filtered: u32,
@@ -82,7 +83,7 @@ pub struct AllocMetric {
     pub coalesced_failures: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Evaluation {
     pub id: String,
     pub job_id: String,
@@ -114,7 +115,7 @@ pub struct Evaluation {
 }
 
 /// Per group counts, what `edge job plan` shows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 pub struct GroupChanges {
     /// New copies: missing ones, replacements of lost and rescheduled ones.
     pub place: u32,

@@ -1,11 +1,17 @@
 //! Job, group and task: what a user submits, after parsing and defaulting.
 
+use crate::limits::{
+    DRIVERS, JOB_ID_PATTERN, MAX_CONSTRAINTS, MAX_COUNT, MAX_GROUPS, MAX_JOB_ID_LEN, MAX_NAME_LEN,
+    MAX_TASK_CPU, MAX_TASK_MEMORY, MAX_TASKS, NAME_PATTERN, SERVICE_NAME_PATTERN,
+};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How a job's groups are kept alive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum JobType {
     /// Long-running, kept at `count`.
@@ -28,7 +34,7 @@ impl JobType {
 }
 
 /// Server-side lifecycle of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     #[default]
@@ -37,21 +43,25 @@ pub enum JobStatus {
     Dead,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Job {
+    #[schemars(length(min = 1, max = MAX_JOB_ID_LEN), pattern(JOB_ID_PATTERN))]
     pub id: String,
     #[serde(default)]
     pub name: String,
     #[serde(rename = "type", default)]
     pub job_type: JobType,
     #[serde(default = "default_datacenters")]
+    #[schemars(inner(length(min = 1)))]
     pub datacenters: Vec<String>,
     #[serde(default = "default_priority")]
+    #[schemars(range(min = 1, max = 100))]
     pub priority: u8,
     #[serde(default)]
     pub meta: BTreeMap<String, String>,
     #[serde(default)]
+    #[schemars(length(max = MAX_CONSTRAINTS))]
     pub constraints: Vec<Constraint>,
     /// How changed groups replace their allocations; a group's own block
     /// overrides it field by field.
@@ -59,22 +69,29 @@ pub struct Job {
     pub update: Option<UpdatePolicy>,
     /// Validation asks for at least one, with a clearer message than serde's.
     #[serde(default)]
+    #[schemars(length(min = 1, max = MAX_GROUPS))]
     pub groups: Vec<Group>,
 
     /// Set by the server: the version this spec became.
     #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
     pub version: u64,
     /// Set by the server: a stopped job keeps its spec but runs nothing.
     #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
     pub stop: bool,
     #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
     pub status: JobStatus,
     /// Unix milliseconds of the registration that made this version.
     #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
     pub submit_time: i64,
     #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
     pub create_index: u64,
     #[serde(default)]
+    #[schemars(extend("readOnly" = true))]
     pub modify_index: u64,
 }
 
@@ -110,7 +127,7 @@ impl Job {
 
 /// A placement rule on node attributes (`${attr.kernel.name}`), metadata
 /// (`${meta.rack}`) or node fields (`${node.datacenter}`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Constraint {
     #[serde(default)]
@@ -151,6 +168,36 @@ pub enum ConstraintOp {
     DistinctHosts,
 }
 
+/// By hand: the derive would leave out the aliases serde reads ("==",
+/// "is", "not"), and the API accepts them.
+impl JsonSchema for ConstraintOp {
+    fn schema_name() -> Cow<'static, str> {
+        "ConstraintOp".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "enum": CONSTRAINT_OPS})
+    }
+}
+
+/// Every spelling of an operator that [`ConstraintOp::parse`] reads.
+const CONSTRAINT_OPS: &[&str] = &[
+    "=",
+    "==",
+    "is",
+    "!=",
+    "not",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "regexp",
+    "set_contains",
+    "is_set",
+    "is_not_set",
+    "distinct_hosts",
+];
+
 impl ConstraintOp {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -173,13 +220,16 @@ impl ConstraintOp {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Group {
+    #[schemars(length(min = 1, max = MAX_NAME_LEN), pattern(NAME_PATTERN))]
     pub name: String,
     #[serde(default = "one")]
+    #[schemars(range(max = MAX_COUNT))]
     pub count: u32,
     #[serde(default)]
+    #[schemars(length(max = MAX_CONSTRAINTS))]
     pub constraints: Vec<Constraint>,
     #[serde(default)]
     pub network: Network,
@@ -195,6 +245,7 @@ pub struct Group {
     pub update: Option<UpdatePolicy>,
     /// Validation asks for at least one, with a clearer message than serde's.
     #[serde(default)]
+    #[schemars(length(min = 1, max = MAX_TASKS))]
     pub tasks: Vec<Task>,
 }
 
@@ -202,7 +253,7 @@ pub struct Group {
 /// overrides the job's field by field; [`Update::resolve`] fills defaults.
 /// The canary and auto-revert fields are parsed so that validation can
 /// refuse them by name: deployments with canaries are not built yet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePolicy {
     /// New copies started at once, each healthy before its old copy stops;
@@ -217,6 +268,7 @@ pub struct UpdatePolicy {
         with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(schema_with = "crate::duration::policy_wait_schema")]
     pub min_healthy_time: Option<Duration>,
     /// A new copy not healthy by then is unhealthy, and the update stops.
     #[serde(
@@ -224,12 +276,14 @@ pub struct UpdatePolicy {
         with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(schema_with = "crate::duration::policy_wait_schema")]
     pub healthy_deadline: Option<Duration>,
     #[serde(
         default,
         with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(schema_with = "crate::duration::policy_wait_schema")]
     pub progress_deadline: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_revert: Option<bool>,
@@ -244,11 +298,12 @@ pub struct UpdatePolicy {
         with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(schema_with = "crate::duration::policy_wait_schema")]
     pub stagger: Option<Duration>,
 }
 
 /// What makes a new copy healthy during an update.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthCheck {
     /// Every task runs and every service check passes.
@@ -335,7 +390,7 @@ pub struct GroupResources {
     pub memory: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
     #[serde(default)]
@@ -343,19 +398,23 @@ pub struct Network {
 }
 
 /// `port "http" { static = 8080 }` or `port "http" { to = 80 }` (dynamic).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortSpec {
+    #[schemars(length(min = 1))]
     pub label: String,
     #[serde(rename = "static", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub static_port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub to: Option<u16>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
+    #[schemars(length(max = 63), pattern(SERVICE_NAME_PATTERN))]
     pub name: String,
     /// A port label of the group's network block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -370,6 +429,7 @@ pub struct Service {
     /// How long instances are withdrawn from DNS and the load balancer before
     /// their tasks are stopped, so connections can drain.
     #[serde(with = "crate::duration", default = "default_shutdown_delay")]
+    #[schemars(schema_with = "crate::duration::task_wait_schema")]
     pub shutdown_delay: Duration,
 }
 
@@ -377,7 +437,7 @@ fn default_shutdown_delay() -> Duration {
     Duration::from_secs(0)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum PublishProtocol {
     #[default]
@@ -385,7 +445,7 @@ pub enum PublishProtocol {
     Http,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Balance {
     #[default]
@@ -397,9 +457,10 @@ pub enum Balance {
 
 /// `publish { port = 8080 protocol = "http" host = "web.example" path = "/api" }`:
 /// every node listens on `port` and forwards to healthy instances.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Publish {
+    #[schemars(range(min = 1))]
     pub port: u16,
     #[serde(default)]
     pub protocol: PublishProtocol,
@@ -408,6 +469,7 @@ pub struct Publish {
     pub hosts: Vec<String>,
     /// HTTP only: route requests whose path starts with this; `path` in a job file.
     #[serde(default, alias = "path", skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern("^/"))]
     pub path_prefix: Option<String>,
     #[serde(default)]
     pub balance: Balance,
@@ -419,21 +481,21 @@ pub struct Publish {
     pub tls: Option<PublishTls>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishTls {
     pub cert_file: String,
     pub key_file: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckType {
     Http,
     Tcp,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Check {
     #[serde(default)]
@@ -446,8 +508,10 @@ pub struct Check {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<String>,
     #[serde(with = "crate::duration", default = "default_check_interval")]
+    #[schemars(schema_with = "crate::duration::task_wait_schema")]
     pub interval: Duration,
     #[serde(with = "crate::duration", default = "default_check_timeout")]
+    #[schemars(schema_with = "crate::duration::task_wait_schema")]
     pub timeout: Duration,
     /// Restart the task after this many consecutive failures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -455,12 +519,14 @@ pub struct Check {
 }
 
 /// `check_restart { limit = 3 grace = "10s" }`, as in Nomad.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CheckRestart {
+    #[schemars(range(min = 1))]
     pub limit: u32,
     /// Failures during this long after a task starts do not count.
     #[serde(with = "crate::duration")]
+    #[schemars(schema_with = "crate::duration::task_wait_schema")]
     pub grace: Duration,
 }
 
@@ -483,7 +549,7 @@ fn default_check_timeout() -> Duration {
     Duration::from_secs(2)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum RestartMode {
     /// After `attempts` restarts within `interval`, wait out the interval and go on.
@@ -494,13 +560,15 @@ pub enum RestartMode {
 
 /// Restarts of a task in place, on its node (Nomad's `restart` block). A
 /// field left out keeps its default.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RestartPolicy {
     pub attempts: u32,
     #[serde(with = "crate::duration")]
+    #[schemars(schema_with = "crate::duration::policy_wait_schema")]
     pub interval: Duration,
     #[serde(with = "crate::duration")]
+    #[schemars(schema_with = "crate::duration::policy_wait_schema")]
     pub delay: Duration,
     pub mode: RestartMode,
 }
@@ -518,13 +586,15 @@ impl Default for RestartPolicy {
 
 /// Replacement of a failed allocation on another node (Nomad's
 /// `reschedule`). A field left out keeps its default.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReschedulePolicy {
     pub attempts: u32,
     #[serde(with = "crate::duration")]
+    #[schemars(schema_with = "crate::duration::policy_wait_schema")]
     pub interval: Duration,
     #[serde(with = "crate::duration")]
+    #[schemars(schema_with = "crate::duration::policy_wait_schema")]
     pub delay: Duration,
     pub unlimited: bool,
 }
@@ -540,14 +610,17 @@ impl Default for ReschedulePolicy {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Task {
+    #[schemars(length(min = 1, max = MAX_NAME_LEN), pattern(NAME_PATTERN))]
     pub name: String,
     /// Validation asks for one, naming the known drivers.
     #[serde(default)]
+    #[schemars(schema_with = "driver_schema")]
     pub driver: String,
-    /// Driver-specific settings, checked by the driver when the task starts.
+    /// Driver-specific settings, checked by the task's driver when the job
+    /// is submitted.
     #[serde(default)]
     pub config: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
@@ -555,6 +628,7 @@ pub struct Task {
     #[serde(default)]
     pub resources: Resources,
     #[serde(with = "crate::duration", default = "default_kill_timeout")]
+    #[schemars(schema_with = "crate::duration::task_wait_schema")]
     pub kill_timeout: Duration,
 }
 
@@ -562,13 +636,19 @@ fn default_kill_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
+fn driver_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "string", "enum": DRIVERS})
+}
+
 /// CPU in MHz, memory in MB, as in Nomad.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     #[serde(default = "default_cpu")]
+    #[schemars(range(min = 1, max = MAX_TASK_CPU))]
     pub cpu: u32,
     #[serde(default = "default_memory")]
+    #[schemars(range(min = 1, max = MAX_TASK_MEMORY))]
     pub memory: u32,
 }
 
@@ -585,6 +665,18 @@ impl Default for Resources {
         Resources {
             cpu: default_cpu(),
             memory: default_memory(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operator_of_the_schema_parses() {
+        for op in CONSTRAINT_OPS {
+            assert!(ConstraintOp::parse(op).is_some(), "{op}");
         }
     }
 }

@@ -10,10 +10,21 @@ use std::time::Duration;
 /// their ids.
 pub const MAX_JOB_ID_LEN: usize = 128;
 
+/// The characters of a job id, as a JSON Schema pattern for
+/// `api/openapi.yaml`: what `validate::check_name` accepts.
+pub const JOB_ID_PATTERN: &str = "^[A-Za-z0-9_-][A-Za-z0-9_.-]*$";
+
 /// Group and task names become path components on the agent (allocation
 /// directories, `<task>.stdout.0` log files) and DNS-style identifiers, so
 /// they are DNS labels in length.
 pub const MAX_NAME_LEN: usize = 63;
+
+/// The characters of a group or task name, as [`JOB_ID_PATTERN`] is of ids.
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9_-]+$";
+
+/// Service names become DNS labels (`NAME.service.edge`): letters, digits
+/// and '-', not first or last, at most 63.
+pub const SERVICE_NAME_PATTERN: &str = "^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$";
 
 /// Groups of one job: each is scheduled separately on every evaluation.
 pub const MAX_GROUPS: usize = 100;

@@ -1,9 +1,10 @@
 //! Nodes: hosts running `edge agent`, as the server and the scheduler see them.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeStatus {
     #[default]
@@ -23,7 +24,7 @@ impl NodeStatus {
 }
 
 /// Hardware a node offers to allocations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 pub struct NodeResources {
     /// Total CPU in MHz (cores x clock).
     pub cpu: u32,
@@ -33,7 +34,7 @@ pub struct NodeResources {
 }
 
 /// What an agent found out about one driver.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 pub struct DriverInfo {
     pub detected: bool,
     pub healthy: bool,
@@ -43,7 +44,7 @@ pub struct DriverInfo {
     pub attributes: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Node {
     pub id: String,
     pub name: String,
