@@ -65,7 +65,11 @@ pub struct Job {
     pub constraints: Vec<Constraint>,
     /// How changed groups replace their allocations; a group's own block
     /// overrides it field by field.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "update_block",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub update: Option<UpdatePolicy>,
     /// Validation asks for at least one, with a clearer message than serde's.
     #[serde(default)]
@@ -241,7 +245,11 @@ pub struct Group {
     pub reschedule: ReschedulePolicy,
     /// Left out of [`Group::spec_hash`]: changing how a group updates does
     /// not replace its allocations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "update_block",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub update: Option<UpdatePolicy>,
     /// Validation asks for at least one, with a clearer message than serde's.
     #[serde(default)]
@@ -300,6 +308,34 @@ pub struct UpdatePolicy {
     )]
     #[schemars(schema_with = "crate::duration::policy_wait_schema")]
     pub stagger: Option<Duration>,
+}
+
+/// An `update` block: an object or nothing. Serde's derive would also
+/// take a list of the fields' values in order (`[null, 2]`), which nobody
+/// means by it.
+fn update_block<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<UpdatePolicy>, D::Error> {
+    struct Block;
+    impl<'de> serde::de::Visitor<'de> for Block {
+        type Value = Option<UpdatePolicy>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an update block (an object)")
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            let d = serde::de::value::MapAccessDeserializer::new(map);
+            UpdatePolicy::deserialize(d).map(Some)
+        }
+    }
+    d.deserialize_any(Block)
 }
 
 /// What makes a new copy healthy during an update.

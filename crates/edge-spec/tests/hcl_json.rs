@@ -519,3 +519,22 @@ fn update_blocks_decode_and_unbuilt_fields_are_refused() {
     assert!(err.contains("job.web.update.canary"), "{err}");
     assert!(err.contains("not supported yet"), "{err}");
 }
+
+/// serde's derive would read a list as the block's fields in order.
+#[test]
+fn an_update_block_must_be_an_object() {
+    let job = |update: &str| {
+        format!(
+            r#"{{"id": "web", "update": {update}, "groups": [{{"name": "g",
+            "tasks": [{{"name": "t", "driver": "exec", "config": {{"command": "/bin/true"}}}}]}}]}}"#
+        )
+    };
+    let opts = "job.json";
+    let err = edge_spec::parse_json(&job("[null, 2]"), opts)
+        .expect_err("a list is not an update block")
+        .to_string();
+    assert!(err.contains("update"), "{err}");
+    assert!(edge_spec::parse_json(&job("null"), opts).is_ok());
+    let ok = edge_spec::parse_json(&job(r#"{"max_parallel": 2}"#), opts).expect("an object");
+    assert_eq!(ok.job.update.and_then(|u| u.max_parallel), Some(2));
+}
