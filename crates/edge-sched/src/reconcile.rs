@@ -70,6 +70,19 @@ pub(crate) fn stop(plan: &mut Plan, a: &Allocation, description: &str, lost: boo
     });
 }
 
+/// A current copy stays: moved to the job's version in place if older.
+pub(crate) fn keep(plan: &mut Plan, ch: &mut GroupChanges, a: &Allocation, version: u64) {
+    if a.job_version < version {
+        plan.in_place.push(InPlaceUpdate {
+            alloc_id: a.id.clone(),
+            job_version: version,
+        });
+        ch.in_place += 1;
+    } else {
+        ch.ignore += 1;
+    }
+}
+
 /// Groups the job's allocations by group name, and stops the live ones of
 /// groups the job no longer has.
 pub(crate) fn by_group<'a>(
@@ -266,15 +279,7 @@ fn decide<'a>(
     for slot in slots.into_values() {
         if let Some(a) = slot.new {
             kept.push(a);
-            if a.job_version < cl.job.version {
-                plan.in_place.push(InPlaceUpdate {
-                    alloc_id: a.id.clone(),
-                    job_version: cl.job.version,
-                });
-                ch.in_place += 1;
-            } else {
-                ch.ignore += 1;
-            }
+            keep(plan, ch, a, cl.job.version);
         }
         match (slot.old, slot.new.map(|n| n.health.map(|h| h.healthy))) {
             (None, _) => {}

@@ -1,13 +1,13 @@
 //! System jobs: one copy of each group on every usable node where it is
 //! feasible; copies on nodes that stopped being feasible are stopped.
 
+use crate::Plan;
 use crate::cluster::Cluster;
 use crate::feasible::{GroupReq, Reject, in_datacenters};
 use crate::reconcile::{
     DESC_DRAIN, DESC_LOST, DESC_NOT_NEEDED, DESC_RESCHEDULED, DESC_UPDATE, Reschedule,
-    awaits_reschedule, by_group, reschedule, stop,
+    awaits_reschedule, by_group, keep, reschedule, stop,
 };
-use crate::{InPlaceUpdate, Plan};
 use edge_spec::{AllocMetric, Allocation, GroupChanges};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -136,15 +136,11 @@ fn decide<'a>(
                 reschedule_times: Vec::new(),
                 then_stop: None,
             });
-        } else if a.group_hash == req.hash && a.job_version < cl.job.version {
-            plan.in_place.push(InPlaceUpdate {
-                alloc_id: a.id.clone(),
-                job_version: cl.job.version,
-            });
-            ch.in_place += 1;
+        } else if a.group_hash == req.hash {
+            keep(plan, ch, a, cl.job.version);
         } else {
-            // Also an outdated copy on an ineligible node: nothing may
-            // replace it there, so it keeps running.
+            // An outdated copy on an ineligible node: nothing may replace
+            // it there, so it keeps running.
             ch.ignore += 1;
         }
     }

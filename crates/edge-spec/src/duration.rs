@@ -92,21 +92,33 @@ pub fn policy_wait_schema(_: &mut SchemaGenerator) -> Schema {
     schema(MAX_POLICY_WAIT)
 }
 
-/// Same as the module functions, for `Option<Duration>` fields.
-pub mod option {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
+/// A policy wait that may be left out (`Option<PolicyWait>`): written and
+/// read like the module's durations, with [`policy_wait_schema`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyWait(pub Duration);
 
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => super::serialize(d, s),
-            None => s.serialize_none(),
-        }
+impl serde::Serialize for PolicyWait {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize(&self.0, s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PolicyWait {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PolicyWait, D::Error> {
+        deserialize(d).map(PolicyWait)
+    }
+}
+
+impl schemars::JsonSchema for PolicyWait {
+    fn inline_schema() -> bool {
+        true
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        #[derive(Deserialize)]
-        struct Wrap(#[serde(with = "super")] Duration);
-        Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PolicyWait".into()
+    }
+
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        policy_wait_schema(g)
     }
 }

@@ -1,5 +1,6 @@
 //! Job, group and task: what a user submits, after parsing and defaulting.
 
+use crate::duration::PolicyWait;
 use crate::limits::{
     DRIVERS, JOB_ID_PATTERN, MAX_CONSTRAINTS, MAX_COUNT, MAX_GROUPS, MAX_JOB_ID_LEN, MAX_NAME_LEN,
     MAX_TASK_CPU, MAX_TASK_MEMORY, MAX_TASKS, NAME_PATTERN, SERVICE_NAME_PATTERN,
@@ -271,28 +272,13 @@ pub struct UpdatePolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
     /// How long a new copy must stay healthy before it counts as healthy.
-    #[serde(
-        default,
-        with = "crate::duration::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schemars(schema_with = "crate::duration::policy_wait_schema")]
-    pub min_healthy_time: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_healthy_time: Option<PolicyWait>,
     /// A new copy not healthy by then is unhealthy, and the update stops.
-    #[serde(
-        default,
-        with = "crate::duration::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schemars(schema_with = "crate::duration::policy_wait_schema")]
-    pub healthy_deadline: Option<Duration>,
-    #[serde(
-        default,
-        with = "crate::duration::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schemars(schema_with = "crate::duration::policy_wait_schema")]
-    pub progress_deadline: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_deadline: Option<PolicyWait>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline: Option<PolicyWait>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_revert: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -301,13 +287,8 @@ pub struct UpdatePolicy {
     pub canary: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_weight: Option<u32>,
-    #[serde(
-        default,
-        with = "crate::duration::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schemars(schema_with = "crate::duration::policy_wait_schema")]
-    pub stagger: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stagger: Option<PolicyWait>,
 }
 
 /// An `update` block: an object or nothing. Serde's derive would also
@@ -371,9 +352,9 @@ impl Update {
             max_parallel: pick(job, group, |u| u.max_parallel).unwrap_or(1),
             health_check: pick(job, group, |u| u.health_check).unwrap_or_default(),
             min_healthy_time: pick(job, group, |u| u.min_healthy_time)
-                .unwrap_or(Duration::from_secs(10)),
+                .map_or(Duration::from_secs(10), |w| w.0),
             healthy_deadline: pick(job, group, |u| u.healthy_deadline)
-                .unwrap_or(Duration::from_secs(300)),
+                .map_or(Duration::from_secs(300), |w| w.0),
         }
     }
 }

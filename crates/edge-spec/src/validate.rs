@@ -289,7 +289,7 @@ impl Validator<'_> {
             ("healthy_deadline", u.healthy_deadline),
         ] {
             if let Some(d) = d {
-                self.wait(&format!("{at}.{field}"), d, MAX_POLICY_WAIT);
+                self.wait(&format!("{at}.{field}"), d.0, MAX_POLICY_WAIT);
             }
         }
     }
