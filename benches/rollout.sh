@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Rolling update under load: N copies of an HTTP service (exec,
-# python3 -m http.server) published on the node's load balancer; wrk runs
+# Rolling update under load: N copies of an HTTP service (exec, busybox
+# httpd) published on the node's load balancer; wrk runs
 # through it in steady state, then again while a new revision rolls out
 # MAX_PARALLEL copies at a time. Reports failed requests (must be 0), p99
 # in steady state vs during the rollout, and the rollout's time against the
@@ -18,6 +18,7 @@ EDGE=${EDGE:-target/release/edge}
 EDGE=$(realpath "$EDGE")
 . deploy/lib.sh
 command -v wrk >/dev/null || apt_install wrk
+command -v busybox >/dev/null || apt_install busybox-static
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ms() { date +%s%3N; }
 WAIT_POLL=0.1
@@ -69,8 +70,8 @@ job "rollout" {
     task "web" {
       driver = "exec"
       config {
-        command = "/usr/bin/python3"
-        args    = ["-m", "http.server", "--bind", "127.0.0.1", "--directory", "$work/www", "\${EDGE_PORT_http}"]
+        command = "$(command -v busybox)"
+        args    = ["httpd", "-f", "-p", "127.0.0.1:\${EDGE_PORT_http}", "-h", "$work/www"]
       }
       env {
         REVISION = "$1"
@@ -119,7 +120,7 @@ wait_for 60 "$N copies passing" serving
 
 # "req/s p99_ms failed" of one wrk run; failed = socket errors + non-2xx.
 load() {
-  wrk -t1 -c16 -d"$1" --latency "http://127.0.0.1:$lb/" | python3 -c '
+  wrk -t1 -c16 -d"$1" --latency "http://127.0.0.1:$lb/" | tee -a "$work/wrk.txt" | python3 -c '
 import re, sys
 t = sys.stdin.read()
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
@@ -149,4 +150,4 @@ echo "rollout bench: $N copies, max_parallel $MAX_PARALLEL, min_healthy_time $MI
 echo "  steady:  $s_rps req/s, p99 $s_p99 ms, $s_failed failed"
 echo "  rollout: $r_rps req/s, p99 $r_p99 ms, $r_failed failed (60 s of wrk, the rollout inside it)"
 echo "  rollout took $took ms vs $floor ms of min_healthy_time: $(((took - floor) / batches)) ms overhead per batch"
-[ "$r_failed" = 0 ] || { echo "rollout bench: requests failed during the rollout" >&2; exit 1; }
+[ "$r_failed" = 0 ] || { cat "$work/wrk.txt" >&2; echo "rollout bench: requests failed during the rollout" >&2; exit 1; }
