@@ -51,11 +51,20 @@ pub(crate) fn update(
         }
         let became_failed =
             u.client_status == ClientStatus::Failed && a.client_status != ClientStatus::Failed;
-        // A verdict is given once; it moves a rolling update on or halts it.
+        // A verdict is given once. It matters to the scheduler only for a
+        // copy started beside the one it replaces (a rolling update): then
+        // it moves the update on or halts it. Any other copy's verdict
+        // queues nothing, or every new copy would cost an evaluation.
         let judged = a.health.is_none() && u.health.is_some();
         if judged {
             a.health = u.health;
         }
+        let rolling = judged
+            && a
+                .previous_alloc
+                .as_ref()
+                .and_then(|p| s.allocs.get(p))
+                .is_some_and(Allocation::is_live);
         freed |= u.client_status.is_terminal() && !a.client_status.is_terminal();
         a.client_status = u.client_status;
         a.client_description = u.client_description;
@@ -64,7 +73,7 @@ pub(crate) fn update(
             let trigger = if became_failed {
                 Some(TriggeredBy::AllocFailure)
             } else {
-                judged.then_some(TriggeredBy::AllocHealth)
+                rolling.then_some(TriggeredBy::AllocHealth)
             };
             if let Some(t) = trigger {
                 batch

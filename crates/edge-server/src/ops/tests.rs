@@ -843,6 +843,16 @@ fn health_verdicts_move_a_rolling_update_on() {
     w.submit(job("web", "service", 2));
     w.settle();
     w.report_running("web");
+    // A first copy's verdict changes nothing the scheduler needs.
+    let first_copy = w.live("web")[0].clone();
+    let mut ok = update(&first_copy.id, ClientStatus::Running);
+    ok.health = Some(edge_spec::AllocHealth {
+        healthy: true,
+        timestamp: NOW,
+    });
+    let b = allocs::update(&w.s, &mut w.env, &first_copy.node_id, vec![ok]).unwrap();
+    assert!(b.evals.is_empty(), "no evaluation for a copy that replaces nothing");
+    w.commit(b);
     let mut v1 = job("web", "service", 2);
     v1.groups[0].tasks[0].env.insert("V".into(), "1".into());
     let hash = v1.groups[0].spec_hash();
