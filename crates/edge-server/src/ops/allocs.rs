@@ -60,8 +60,7 @@ pub(crate) fn update(
             a.health = u.health;
         }
         let rolling = judged
-            && a
-                .previous_alloc
+            && a.previous_alloc
                 .as_ref()
                 .and_then(|p| s.allocs.get(p))
                 .is_some_and(Allocation::is_live);

@@ -86,12 +86,13 @@ fn apply(s: &State, env: &mut Env, eval: &Evaluation, plan: Plan) -> Batch {
     let now = env.now;
     let mut batch = Batch::default();
     let mut eval = eval.clone();
-    // Older pending evals of the same job are covered by this run.
+    // Every other due evaluation of the job is covered by this run: it
+    // reconciles the whole job against the state that already holds
+    // whatever triggered them. Folding only older ones ran the scheduler
+    // once per queued evaluation, and a busy job starved the others.
     for other in s.job_evals(&eval.job_id) {
         if other.id != eval.id
-            && ((other.status == EvalStatus::Pending
-                && other.wait_until <= now
-                && other.create_index <= eval.create_index)
+            && ((other.status == EvalStatus::Pending && other.wait_until <= now)
                 || other.status == EvalStatus::Blocked)
         {
             let mut o = other.clone();

@@ -851,7 +851,10 @@ fn health_verdicts_move_a_rolling_update_on() {
         timestamp: NOW,
     });
     let b = allocs::update(&w.s, &mut w.env, &first_copy.node_id, vec![ok]).unwrap();
-    assert!(b.evals.is_empty(), "no evaluation for a copy that replaces nothing");
+    assert!(
+        b.evals.is_empty(),
+        "no evaluation for a copy that replaces nothing"
+    );
     w.commit(b);
     let mut v1 = job("web", "service", 2);
     v1.groups[0].tasks[0].env.insert("V".into(), "1".into());
@@ -899,4 +902,51 @@ fn health_verdicts_move_a_rolling_update_on() {
         3,
         "halted: the last old copy keeps serving"
     );
+}
+
+/// One run of the scheduler covers every due evaluation of its job, newer
+/// ones included; a delayed one waits for its time.
+#[test]
+fn a_run_folds_every_due_evaluation_of_its_job() {
+    let mut w = World::new();
+    w.join("n1");
+    let j = job("web", "service", 1);
+    w.submit(j.clone());
+    for _ in 0..3 {
+        let e = super::evals::for_job(&w.s, &mut w.env, "web", TriggeredBy::NodeUpdate, None);
+        w.commit(Batch {
+            evals: vec![e],
+            ..Batch::default()
+        });
+    }
+    let mut later =
+        super::evals::for_job(&w.s, &mut w.env, "web", TriggeredBy::RescheduleLater, None);
+    later.wait_until = NOW + 60_000;
+    let later_id = later.id.clone();
+    w.commit(Batch {
+        evals: vec![later],
+        ..Batch::default()
+    });
+    let (ready, _) = schedule::ready(&w.s, NOW);
+    assert_eq!(ready.len(), 1, "one per job");
+    let (b, placed) = schedule::evaluate(&w.s, &mut w.env, &w.cfg, &ready[0]).unwrap();
+    assert_eq!(placed, 1);
+    w.commit(b);
+    let pending: Vec<&str> =
+        w.s.evals
+            .values()
+            .filter(|e| e.status == EvalStatus::Pending)
+            .map(|e| e.id.as_str())
+            .collect();
+    assert_eq!(
+        pending,
+        vec![later_id.as_str()],
+        "only the delayed one is left"
+    );
+    let canceled =
+        w.s.evals
+            .values()
+            .filter(|e| e.status == EvalStatus::Canceled)
+            .count();
+    assert_eq!(canceled, 3);
 }
