@@ -740,3 +740,37 @@ async fn a_report_of_an_unknown_allocation_is_a_404_naming_it() {
         Some(r#"unknown allocation "3f2a0000-dead-4000-8000-000000000009""#)
     );
 }
+
+/// A rolling update resumes when the agent restarts in the middle of it:
+/// the new copy in flight is re-attached, judged, and the rest follow.
+#[tokio::test]
+async fn a_rolling_update_resumes_after_an_agent_restart() {
+    let c = cluster().await;
+    let d = Arc::new(FakeDriver::default());
+    let a = c.agent("a1", d.clone()).await;
+    let update = r#"update {
+      max_parallel     = 1
+      min_healthy_time = "300ms"
+    }"#;
+    c.deploy(&service(3, "", update), 3).await;
+    let v2 = service(3, r#"command = "v2""#, update);
+    c.api.register(&v2).await.unwrap();
+    c.until("a new copy beside the three old ones", async |c| {
+        let allocs = c.allocs("svc").await;
+        let new = allocs.iter().filter(|a| a.job_version == 1).count();
+        (new == 1 && running(&allocs) == 4).then_some(())
+    })
+    .await;
+    a.shutdown().await;
+    let _a = c.agent("a1", d.clone()).await;
+    c.until("every copy at version 1, the old ones stopped", async |c| {
+        let allocs = c.allocs("svc").await;
+        let live: Vec<_> = allocs
+            .iter()
+            .filter(|a| a.client_status == ClientStatus::Running)
+            .collect();
+        (live.len() == 3 && live.iter().all(|a| a.job_version == 1)).then_some(())
+    })
+    .await;
+    assert_eq!(d.running(), 3, "the driver runs the three new copies only");
+}
