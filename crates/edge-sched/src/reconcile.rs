@@ -284,8 +284,9 @@ fn decide<'a>(
         match (slot.old, slot.new.map(|n| n.health.map(|h| h.healthy))) {
             (None, _) => {}
             (Some(old), None) => outdated.push(old),
-            // Replaced: the new copy is healthy (or no update waits for it).
-            (Some(old), Some(verdict)) if !rolling || verdict == Some(true) => {
+            // Replaced: the new copy is healthy. Only a rolling update
+            // keeps both copies of an index, so only it gets here.
+            (Some(old), Some(Some(true))) => {
                 stop(plan, old, DESC_UPDATE, false);
                 cl.release(old);
                 ch.destructive += 1;
