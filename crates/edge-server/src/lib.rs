@@ -2,6 +2,7 @@
 //! plans with the scheduler, applies them, and watches node heartbeats.
 
 mod catalog;
+mod deployments;
 pub mod error;
 mod extract;
 mod heartbeat;

@@ -89,6 +89,7 @@ pub struct GcReport {
     pub versions: usize,
     pub allocs: usize,
     pub evals: usize,
+    pub deployments: usize,
     pub events: usize,
 }
 
