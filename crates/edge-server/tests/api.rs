@@ -226,7 +226,7 @@ async fn a_misspelled_driver_config_key_is_400_naming_the_field() {
 #[tokio::test]
 async fn bad_json_is_400_oversize_is_413_invalid_job_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let h = start_with(dir.path(), |c| c.max_body_bytes = 64 * 1024).await;
+    let h = start_with(dir.path(), |c| c.listen.max_body_bytes = 64 * 1024).await;
     let http = reqwest::Client::new();
     let base = format!("http://{}", h.addr);
     let r = http

@@ -133,6 +133,16 @@ fn agent_config(server: String, token: String, data_dir: PathBuf, n: &NodeArgs) 
     cfg
 }
 
+/// Every role raises its open-file limit: a server holds one socket per
+/// agent's blocking watch, an agent one per proxied connection and task
+/// pipe, and each listener caps its connections well below the result.
+fn raise_fd_limit() {
+    match edge_api::listen::raise_fd_limit() {
+        Ok(n) => tracing::debug!(limit = n, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
+}
+
 pub(crate) async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
@@ -149,11 +159,7 @@ pub(crate) async fn shutdown_signal() {
 
 pub async fn server(g: &Global, a: ServerArgs) -> anyhow::Result<u8> {
     init_logs(g);
-    // Every agent holds a blocking watch open: thousands of nodes need
-    // thousands of sockets.
-    if let Err(e) = edge_sim::raise_fd_limit() {
-        tracing::warn!(error = %e, "cannot raise the open file limit");
-    }
+    raise_fd_limit();
     let cfg = server_config(a.data_dir.clone(), a.bind, &a.tuning)?;
     let h = edge_server::start(cfg).await?;
     tracing::info!(
@@ -169,6 +175,7 @@ pub async fn server(g: &Global, a: ServerArgs) -> anyhow::Result<u8> {
 
 pub async fn agent(g: &Global, a: AgentArgs) -> anyhow::Result<u8> {
     init_logs(g);
+    raise_fd_limit();
     std::fs::create_dir_all(&a.data_dir)
         .with_context(|| format!("create data dir {}", a.data_dir.display()))?;
     let cfg = agent_config(
@@ -187,6 +194,7 @@ pub async fn agent(g: &Global, a: AgentArgs) -> anyhow::Result<u8> {
 
 pub async fn dev(g: &Global, a: DevArgs) -> anyhow::Result<u8> {
     init_logs(g);
+    raise_fd_limit();
     let data = std::path::absolute(&a.data_dir)
         .with_context(|| format!("data dir {}", a.data_dir.display()))?;
     let cfg = server_config(data.join("server"), a.bind, &a.tuning)?;
