@@ -83,6 +83,8 @@ fn drivers(data_dir: &Path, n: &NodeArgs) -> anyhow::Result<Vec<Arc<dyn Driver>>
         executor: vec![exe.display().to_string(), "executor".to_string()],
         state_dir: data_dir.join("exec"),
         cgroup_parent: "edge".to_string(),
+        default_user: n.privilege.exec_user.clone(),
+        allow_root: n.privilege.exec_allow_root,
     });
     let exec: Arc<dyn Driver> = Arc::new(exec);
     let model = edge_model::ModelDriver::new(exec.clone(), exe, data_dir.join("models"));
@@ -90,6 +92,19 @@ fn drivers(data_dir: &Path, n: &NodeArgs) -> anyhow::Result<Vec<Arc<dyn Driver>>
         .context("cannot start the wasm driver")?;
     let containerd = super::image::driver(data_dir, &n.containerd)?;
     Ok(vec![exec, Arc::new(model), Arc::new(wasm), containerd])
+}
+
+/// What tasks on this node may do to the host. Everything beyond the
+/// default is an operator's explicit choice, made on the node itself.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PrivilegeArgs {
+    /// The user exec tasks run as when their config names none.
+    #[arg(long, env = "EDGE_EXEC_USER", default_value = edge_driver_exec::DEFAULT_USER)]
+    pub exec_user: String,
+    /// Let exec tasks run as root (`user = "root"` in their config, or
+    /// `--exec-user root`); without it such a task fails to start.
+    #[arg(long, env = "EDGE_EXEC_ALLOW_ROOT")]
+    pub exec_allow_root: bool,
 }
 
 /// How the agent behaves on its own: at exit, and while the server is away.
