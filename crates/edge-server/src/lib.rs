@@ -111,6 +111,17 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         path: cfg.data_dir.display().to_string(),
         source: e,
     })?;
+    {
+        // The database and the join token live here.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700)).map_err(
+            |e| ServerError::Io {
+                action: "restrict data dir",
+                path: cfg.data_dir.display().to_string(),
+                source: e,
+            },
+        )?;
+    }
     let token = match &cfg.token {
         Some(t) => t.clone(),
         None => token::load_or_create(&cfg.data_dir)?,
