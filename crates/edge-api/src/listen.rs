@@ -108,7 +108,6 @@ impl Acceptor {
             }
         }
     }
-
 }
 
 fn is_connection_error(e: &std::io::Error) -> bool {
@@ -304,7 +303,6 @@ where
         self.inner.size_hint()
     }
 }
-
 
 /// Raises the soft open-file limit to the hard limit, as every daemon role
 /// does at start: each connection a listener holds is a descriptor, and so

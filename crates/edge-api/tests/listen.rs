@@ -56,7 +56,9 @@ async fn a_slow_header_is_cut_at_the_header_timeout() {
 async fn an_idle_kept_alive_connection_is_closed() {
     let addr = start(Limits::default()).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 256];
     let n = s.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
@@ -96,8 +98,7 @@ async fn a_body_over_the_limit_is_413_with_or_without_a_length() {
     assert_eq!(r.status(), 413);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(
-        v["error"],
-        "request body too large: the limit is 1000 bytes",
+        v["error"], "request body too large: the limit is 1000 bytes",
         "{v}"
     );
     // Chunked: no length to check up front, the body is cut while read.

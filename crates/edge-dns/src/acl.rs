@@ -20,11 +20,15 @@ impl Cidr {
         let ip = canonical(ip);
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -115,7 +119,14 @@ mod tests {
         assert!(one.contains(ip("192.168.1.7")) && !one.contains(ip("192.168.1.8")));
         let v6: Cidr = "fd00::/8".parse().unwrap();
         assert!(v6.contains(ip("fd12::5")) && !v6.contains(ip("fe80::1")));
-        for bad in ["10.0.0.0/33", "fd00::/129", "nope/8", "10.0.0.0/", "10.0.0.0/-1", ""] {
+        for bad in [
+            "10.0.0.0/33",
+            "fd00::/129",
+            "nope/8",
+            "10.0.0.0/",
+            "10.0.0.0/-1",
+            "",
+        ] {
             let err = bad.parse::<Cidr>().unwrap_err().to_string();
             assert!(err.contains(&format!("{bad:?}")), "{err}");
         }

@@ -473,7 +473,11 @@ async fn only_local_and_listed_clients_are_forwarded() -> Result<()> {
     }
     for from in ["127.0.0.1", "127.0.0.3"] {
         for msg in query_from(from.parse()?, &dns, "www.example.org.").await? {
-            assert_eq!(a_records(&msg), vec!["192.0.2.10".parse::<IpAddr>()?], "{from} {msg:?}");
+            assert_eq!(
+                a_records(&msg),
+                vec!["192.0.2.10".parse::<IpAddr>()?],
+                "{from} {msg:?}"
+            );
         }
     }
     dns.shutdown().await;

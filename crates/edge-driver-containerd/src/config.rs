@@ -232,8 +232,14 @@ mod tests {
         };
         let (field, message) = err(HostAccess::default());
         assert_eq!(field, "config.volumes[0]");
-        assert!(message.contains("task web mounts host path /etc"), "{message}");
-        assert!(message.contains("--containerd-allow-host-volumes"), "{message}");
+        assert!(
+            message.contains("task web mounts host path /etc"),
+            "{message}"
+        );
+        assert!(
+            message.contains("--containerd-allow-host-volumes"),
+            "{message}"
+        );
         let (field, message) = err(HostAccess {
             host_volumes: true,
             cap_add: false,

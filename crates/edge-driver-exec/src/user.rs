@@ -128,7 +128,10 @@ mod tests {
         assert!(text.contains("--exec-allow-root"), "{text}");
         assert!(resolve(&cfg(false), "web", Some("0")).is_err());
         assert_eq!(
-            resolve(&cfg(true), "web", Some("root")).unwrap().unwrap().uid,
+            resolve(&cfg(true), "web", Some("root"))
+                .unwrap()
+                .unwrap()
+                .uid,
             0
         );
         let nobody = resolve(&cfg(false), "web", None).unwrap().unwrap();

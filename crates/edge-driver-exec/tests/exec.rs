@@ -770,10 +770,15 @@ fn root_tasks_run_as_nobody_by_default() {
     if !root_enabled() {
         return;
     }
-    let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("a nobody user");
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("a nobody user");
     let f = Fixture::new();
     block_on(async {
-        let cfg = f.task("who", sh("id -u; id -g; echo $USER; touch mine && echo wrote"));
+        let cfg = f.task(
+            "who",
+            sh("id -u; id -g; echo $USER; touch mine && echo wrote"),
+        );
         let handle = f.driver.start(&cfg).await.expect("start");
         let result = wait_with_timeout(&f.driver, &handle).await;
         assert!(result.successful(), "{result:?} {}", f.stdout("who"));
@@ -791,7 +796,10 @@ fn root_a_root_task_needs_the_agent_option() {
     }
     let f = Fixture::new();
     block_on(async {
-        let cfg = f.task("boss", json!({"command": "id", "args": ["-u"], "user": "root"}));
+        let cfg = f.task(
+            "boss",
+            json!({"command": "id", "args": ["-u"], "user": "root"}),
+        );
         let err = f.driver.start(&cfg).await.expect_err("root refused");
         let text = err.to_string();
         assert!(text.contains("task boss"), "{text}");
