@@ -24,14 +24,18 @@ struct AppState {
     gc: GcFn,
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, token: String, ctx: Arc<RunCtx>, gc: GcFn) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    limits: edge_api::listen::Limits,
+    token: String,
+    ctx: Arc<RunCtx>,
+    gc: GcFn,
+) {
     let app = Router::new()
         .route("/v1/client/allocation/{id}/logs", get(logs))
         .route("/v1/client/gc", post(run_gc))
         .with_state(AppState { token, ctx, gc });
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!(error = %e, "agent http server stopped");
-    }
+    edge_api::listen::serve(listener, limits, app, std::future::pending()).await;
 }
 
 fn authorized(st: &AppState, headers: &HeaderMap) -> bool {

@@ -24,7 +24,7 @@ type S = State<Arc<Server>>;
 type Res = Result<Response, ServerError>;
 
 pub fn router(server: Arc<Server>) -> Router {
-    let limit = server.cfg.max_body_bytes;
+    let limit = server.cfg.listen.max_body_bytes;
     Router::new()
         .route("/v1/jobs", get(list_jobs).post(register_job))
         .route(

@@ -33,8 +33,9 @@ pub struct ServerConfig {
     pub scheduler: SchedulerConfig,
     pub gc_interval: Duration,
     pub gc: GcConfig,
-    /// Largest request body accepted, in bytes.
-    pub max_body_bytes: usize,
+    /// What the API listener allows its clients: connections, header and
+    /// body deadlines, body size.
+    pub listen: edge_api::listen::Limits,
     /// The join token; read from or written to `data_dir/token` when `None`.
     pub token: Option<String>,
     /// The drivers' checks of task `config` blocks, applied to every job
@@ -51,7 +52,7 @@ impl ServerConfig {
             scheduler: SchedulerConfig::default(),
             gc_interval: Duration::from_secs(300),
             gc: GcConfig::default(),
-            max_body_bytes: 4 * 1024 * 1024,
+            listen: edge_api::listen::Limits::default(),
             token: None,
             driver_configs: edge_spec::DriverConfigs::default(),
         }
@@ -111,6 +112,17 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         path: cfg.data_dir.display().to_string(),
         source: e,
     })?;
+    {
+        // The database and the join token live here.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700)).map_err(
+            |e| ServerError::Io {
+                action: "restrict data dir",
+                path: cfg.data_dir.display().to_string(),
+                source: e,
+            },
+        )?;
+    }
     let token = match &cfg.token {
         Some(t) => t.clone(),
         None => token::load_or_create(&cfg.data_dir)?,
@@ -152,22 +164,13 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
     let shutdown = Arc::new(Notify::new());
     let app = http::router(server.clone());
     let sd = shutdown.clone();
-    let mut tasks = vec![tokio::spawn(async move {
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        let serve = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { sd.notified().await });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "api server stopped");
-        }
-    })];
+    let limits = server.cfg.listen.clone();
+    let mut tasks = vec![tokio::spawn(edge_api::listen::serve(
+        listener,
+        limits,
+        app,
+        async move { sd.notified().await },
+    ))];
     tasks.push(tokio::spawn(worker::run(server.clone())));
     tasks.push(tokio::spawn(heartbeat::run(server.clone())));
     tasks.push(tokio::spawn(gc_loop(server.clone())));

@@ -21,8 +21,6 @@ pub enum SimError {
         status: u16,
         body: String,
     },
-    #[error("cannot raise the open file limit: {0}")]
-    Rlimit(Arc<std::io::Error>),
 }
 
 impl SimError {
