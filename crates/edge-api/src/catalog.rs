@@ -6,14 +6,19 @@ use crate::types::{Catalog, CatalogService, ServiceInstance};
 use edge_spec::{Allocation, ClientStatus, DesiredStatus, Group, HealthStatus};
 use std::collections::BTreeMap;
 
+/// The tag of an unpromoted canary's instances.
+pub const CANARY_TAG: &str = "canary";
+
 /// Adds the instances of `alloc`'s services (those with a port) on a node
-/// named `node_name` at `address`. Only running allocations serve.
+/// named `node_name` at `address`; `canary` when the allocation is an
+/// unpromoted canary. Only running allocations serve.
 pub fn add_alloc(
     services: &mut BTreeMap<String, CatalogService>,
     alloc: &Allocation,
     group: &Group,
     node_name: &str,
     address: &str,
+    canary: bool,
 ) {
     if alloc.client_status != ClientStatus::Running {
         return;
@@ -39,6 +44,7 @@ pub fn add_alloc(
                 name: svc.name.clone(),
                 tags: Vec::new(),
                 publish: None,
+                canary_weight: None,
                 instances: Vec::new(),
             });
         if entry.publish.is_none() {
@@ -58,8 +64,15 @@ pub fn add_alloc(
             node_name: node_name.to_string(),
             address: address.to_string(),
             port: port.value,
-            tags: svc.tags.clone(),
+            tags: if canary {
+                let mut t = svc.tags.clone();
+                t.push(CANARY_TAG.to_string());
+                t
+            } else {
+                svc.tags.clone()
+            },
             status,
+            canary,
         });
     }
 }
@@ -93,11 +106,22 @@ pub fn with_local_view<'a>(
     local: impl IntoIterator<Item = LocalInstance<'a>>,
 ) -> Catalog {
     let mut services = last.services.clone();
+    // Whether a copy is a canary is the server's to say; the last word
+    // stands while it cannot be asked.
+    let mut canaries = std::collections::BTreeSet::new();
     for svc in services.values_mut() {
+        for i in svc
+            .instances
+            .iter()
+            .filter(|i| i.node_id == node_id && i.canary)
+        {
+            canaries.insert(i.alloc_id.clone());
+        }
         svc.instances.retain(|i| i.node_id != node_id);
     }
     for l in local {
-        add_alloc(&mut services, l.alloc, l.group, node_name, address);
+        let canary = canaries.contains(&l.alloc.id);
+        add_alloc(&mut services, l.alloc, l.group, node_name, address, canary);
     }
     finish(&mut services);
     Catalog {
@@ -157,7 +181,7 @@ mod tests {
             alloc("b-stopped", "me", "running", "passing", 2001),
             alloc("c-failing", "me", "running", "passing", 2002),
         ] {
-            add_alloc(&mut services, &a, &g, "n", "10.0.0.1");
+            add_alloc(&mut services, &a, &g, "n", "10.0.0.1", a.id == "c-failing");
         }
         finish(&mut services);
         let last = Catalog { index: 7, services };
@@ -180,6 +204,9 @@ mod tests {
             ]
         );
         assert_eq!(view.index, 7);
+        let canary = &view.services["web"].instances[1];
+        assert!(canary.canary, "the server's canary flag stays");
+        assert!(canary.tags.iter().any(|t| t == CANARY_TAG));
         assert!(!view.services["web"].instances[1].serving());
     }
 }

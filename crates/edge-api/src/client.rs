@@ -230,6 +230,24 @@ impl Client {
         .await
     }
 
+    pub async fn scale_job(
+        &self,
+        id: &str,
+        group: &str,
+        count: u32,
+    ) -> Result<JobRegisterResponse, ApiError> {
+        let body = JobScaleRequest {
+            group: group.to_string(),
+            count,
+        };
+        self.write(
+            reqwest::Method::POST,
+            &format!("/v1/job/{}/scale", enc(id)),
+            Some(&body),
+        )
+        .await
+    }
+
     pub async fn job_allocs(
         &self,
         id: &str,

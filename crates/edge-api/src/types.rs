@@ -95,6 +95,16 @@ pub struct EvalResponse {
     pub index: u64,
 }
 
+/// `POST /v1/job/{id}/scale`: a new version of the job with one group's
+/// count changed.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobScaleRequest {
+    pub group: String,
+    #[schemars(range(max = edge_spec::limits::MAX_COUNT))]
+    pub count: u32,
+}
+
 /// `POST /v1/deployment/{id}/promote`: the groups whose canaries to
 /// promote; none named promotes every group with canaries.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -279,6 +289,9 @@ pub struct ServiceInstance {
     #[serde(default)]
     pub tags: Vec<String>,
     pub status: HealthStatus,
+    /// An unpromoted canary of a deployment (also tagged `canary`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canary: bool,
 }
 
 impl ServiceInstance {
@@ -297,6 +310,11 @@ pub struct CatalogService {
     /// The published port of the routing mesh, when the job asks for one.
     #[serde(default)]
     pub publish: Option<edge_spec::Publish>,
+    /// Percent of the load balancer's traffic sent to the canary instances
+    /// while a deployment's `canary_weight` asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
+    pub canary_weight: Option<u32>,
     pub instances: Vec<ServiceInstance>,
 }
 

@@ -32,6 +32,7 @@ fn synthetic_catalog() -> Catalog {
                     port: 20000 + (s * INSTANCES + i) as u16,
                     tags: Vec::new(),
                     status: HealthStatus::Passing,
+                    canary: false,
                 }
             })
             .collect();
@@ -39,6 +40,7 @@ fn synthetic_catalog() -> Catalog {
             name: name.clone(),
             tags: Vec::new(),
             publish: None,
+            canary_weight: None,
             instances,
         };
         services.insert(name, svc);

@@ -87,6 +87,22 @@ impl Index {
                     srv_targets.insert((target, inst.port));
                 }
             }
+            // `canary.NAME`: the instances of unpromoted canaries only, to
+            // try a new version directly before promoting it.
+            let canaries: BTreeSet<IpAddr> = serving
+                .iter()
+                .filter(|i| i.canary)
+                .filter_map(|i| i.address.parse().ok())
+                .collect();
+            if !canaries.is_empty()
+                && let Some(name) = b.name(&["canary", &label])
+            {
+                let records = canaries
+                    .iter()
+                    .map(|a| address_record(name.clone(), zone.ttl, *a))
+                    .collect();
+                b.entry(name).records = records;
+            }
             if let Some(tasks) = b.name(&["tasks", &label]) {
                 let records = task_addrs
                     .iter()
@@ -260,6 +276,7 @@ mod tests {
             port,
             tags: Vec::new(),
             status: HealthStatus::Passing,
+            canary: false,
         }
     }
 
@@ -268,6 +285,7 @@ mod tests {
             name: "web".to_string(),
             tags: Vec::new(),
             publish: None,
+            canary_weight: None,
             instances,
         };
         let catalog = Catalog {
@@ -337,5 +355,29 @@ mod tests {
         );
         let other = LowerName::from_str("web.service.other.").unwrap();
         assert!(matches!(idx.lookup(&other, RecordType::A), Lookup::Outside));
+    }
+
+    #[test]
+    fn canary_names_answer_only_unpromoted_canaries() {
+        let mut canary = inst("n2", "10.0.0.2", 2);
+        canary.canary = true;
+        let idx = index(vec![inst("n1", "10.0.0.1", 1), canary]);
+        let name = LowerName::from_str("canary.web.service.edge.").unwrap();
+        let Lookup::Found { answers, .. } = idx.lookup(&name, RecordType::A) else {
+            panic!("canary.web answers");
+        };
+        let addrs: Vec<String> = answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(a.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(addrs, ["10.0.0.2"]);
+        let idx = index(vec![inst("n1", "10.0.0.1", 1)]);
+        assert!(!matches!(
+            idx.lookup(&name, RecordType::A),
+            Lookup::Found { answers, .. } if !answers.is_empty()
+        ));
     }
 }

@@ -36,6 +36,7 @@ fn inst(
         port,
         tags: Vec::new(),
         status,
+        canary: false,
     }
 }
 
@@ -47,6 +48,7 @@ fn catalog(index: u64, services: Vec<(&str, Vec<ServiceInstance>)>) -> Arc<Catal
                 name: name.to_string(),
                 tags: Vec::new(),
                 publish: None,
+                canary_weight: None,
                 instances,
             };
             (name.to_string(), svc)

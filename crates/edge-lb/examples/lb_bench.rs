@@ -78,6 +78,7 @@ fn service(
             proxy_protocol: false,
             tls: None,
         }),
+        canary_weight: None,
         instances: vec![ServiceInstance {
             service: name.into(),
             alloc_id: format!("{name}-1"),
@@ -89,6 +90,7 @@ fn service(
             port: backend.port(),
             tags: vec![],
             status: HealthStatus::Passing,
+            canary: false,
         }],
     }
 }

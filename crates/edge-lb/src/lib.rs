@@ -175,7 +175,11 @@ impl Reconciler {
                 .remove(name)
                 .unwrap_or_else(|| Arc::new(ServicePool::new(name.clone(), self.workers.len())));
             let balance = svc.publish.as_ref().map(|p| p.balance).unwrap_or_default();
-            pool.update(balance, serving(name, svc, &mut errors).await);
+            pool.update(
+                balance,
+                serving(name, svc, &mut errors).await,
+                svc.canary_weight,
+            );
             pools.insert(name.clone(), pool);
         }
         self.pools = pools;
@@ -319,7 +323,7 @@ async fn serving(
     name: &str,
     svc: &CatalogService,
     errors: &mut Vec<String>,
-) -> Vec<(String, SocketAddr)> {
+) -> Vec<pool::ServingBackend> {
     let mut out = Vec::new();
     for inst in svc.instances.iter().filter(|i| i.serving()) {
         let addr = match inst.address.parse::<IpAddr>() {
@@ -330,7 +334,11 @@ async fn serving(
                 .and_then(|mut a| a.next()),
         };
         match addr {
-            Some(a) => out.push((inst.alloc_id.clone(), a)),
+            Some(addr) => out.push(pool::ServingBackend {
+                alloc_id: inst.alloc_id.clone(),
+                addr,
+                canary: inst.canary,
+            }),
             None => errors.push(
                 LbError::Address {
                     service: name.to_string(),

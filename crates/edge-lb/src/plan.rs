@@ -243,6 +243,7 @@ mod tests {
                     name: name.to_string(),
                     tags: vec![],
                     publish: Some(p),
+                    canary_weight: None,
                     instances: vec![],
                 },
             );

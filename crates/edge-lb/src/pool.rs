@@ -37,6 +37,8 @@ const EWMA_ALPHA: f64 = 0.3;
 pub(crate) struct Backend {
     pub(crate) addr: SocketAddr,
     pub(crate) alloc_id: String,
+    /// An unpromoted canary of a deployment.
+    pub(crate) canary: bool,
     active: AtomicUsize,
     /// Microseconds as `f64` bits; 0 until measured, so new backends get tried.
     ewma_us: AtomicU64,
@@ -50,10 +52,11 @@ pub(crate) struct Backend {
 }
 
 impl Backend {
-    fn new(alloc_id: String, addr: SocketAddr, workers: usize) -> Self {
+    fn new(b: ServingBackend, workers: usize) -> Self {
         Backend {
-            addr,
-            alloc_id,
+            addr: b.addr,
+            alloc_id: b.alloc_id,
+            canary: b.canary,
             active: AtomicUsize::new(0),
             ewma_us: AtomicU64::new(0f64.to_bits()),
             idle: (0..workers.max(1))
@@ -146,10 +149,20 @@ impl Drop for ActiveGuard {
     }
 }
 
+/// One serving instance as the catalog gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServingBackend {
+    pub(crate) alloc_id: String,
+    pub(crate) addr: SocketAddr,
+    pub(crate) canary: bool,
+}
+
 /// What one catalog version says about a service.
 pub(crate) struct PoolState {
     pub(crate) balance: Balance,
     pub(crate) backends: Vec<Arc<Backend>>,
+    /// Percent of picks that go to canary backends while both kinds serve.
+    pub(crate) canary_weight: Option<u32>,
 }
 
 pub(crate) struct ServicePool {
@@ -168,6 +181,7 @@ impl ServicePool {
             state: RwLock::new(Arc::new(PoolState {
                 balance: Balance::RoundRobin,
                 backends: Vec::new(),
+                canary_weight: None,
             })),
             next: AtomicUsize::new(0),
             rng: AtomicU64::new(0x853c_49e6_748f_ea9b),
@@ -180,20 +194,28 @@ impl ServicePool {
 
     /// Replaces the serving set; backends that stay keep their counters and
     /// pooled connections, removed ones live on only in connections in flight.
-    pub(crate) fn update(&self, balance: Balance, instances: Vec<(String, SocketAddr)>) {
+    pub(crate) fn update(
+        &self,
+        balance: Balance,
+        instances: Vec<ServingBackend>,
+        canary_weight: Option<u32>,
+    ) {
         let old = self.state();
         let backends = instances
             .into_iter()
-            .map(|(alloc_id, addr)| {
+            .map(|b| {
                 old.backends
                     .iter()
-                    .find(|b| b.alloc_id == alloc_id && b.addr == addr)
+                    .find(|o| o.alloc_id == b.alloc_id && o.addr == b.addr && o.canary == b.canary)
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(Backend::new(alloc_id, addr, self.workers)))
+                    .unwrap_or_else(|| Arc::new(Backend::new(b, self.workers)))
             })
             .collect();
-        *self.state.write().unwrap_or_else(|e| e.into_inner()) =
-            Arc::new(PoolState { balance, backends });
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(PoolState {
+            balance,
+            backends,
+            canary_weight,
+        });
     }
 
     /// splitmix64 over a shared counter: cheap, lock-free, good enough to
@@ -216,11 +238,20 @@ impl ServicePool {
         exclude: Option<&Arc<Backend>>,
     ) -> Option<Arc<Backend>> {
         let all = &state.backends;
-        let usable = |b: &Arc<Backend>| exclude.is_none_or(|x| !Arc::ptr_eq(x, b));
         let n = all.len();
         if n == 0 {
             return None;
         }
+        let open = |b: &Arc<Backend>| exclude.is_none_or(|x| !Arc::ptr_eq(x, b));
+        // A weighted canary split draws the side first, then balances
+        // within it; a side with nothing usable falls back to all.
+        let side = state.canary_weight.and_then(|w| {
+            let want = self.random() % 100 < u64::from(w);
+            all.iter()
+                .any(|b| open(b) && b.canary == want)
+                .then_some(want)
+        });
+        let usable = |b: &Arc<Backend>| open(b) && side.is_none_or(|c| b.canary == c);
         match state.balance {
             Balance::RoundRobin => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -268,13 +299,75 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
+    fn backend(id: &str, port: u16, canary: bool) -> ServingBackend {
+        ServingBackend {
+            alloc_id: id.to_string(),
+            addr: addr(port),
+            canary,
+        }
+    }
+
     fn pool(balance: Balance, n: u16) -> ServicePool {
         let p = ServicePool::new("svc".into(), 1);
         p.update(
             balance,
-            (0..n).map(|i| (format!("a{i}"), addr(1000 + i))).collect(),
+            (0..n)
+                .map(|i| backend(&format!("a{i}"), 1000 + i, false))
+                .collect(),
+            None,
         );
         p
+    }
+
+    #[test]
+    fn a_canary_weight_splits_picks_between_canaries_and_the_rest() {
+        for balance in [Balance::RoundRobin, Balance::LeastConn, Balance::P2c] {
+            for weight in [0, 20, 50, 100] {
+                let p = ServicePool::new("svc".into(), 1);
+                p.update(
+                    balance,
+                    vec![
+                        backend("old1", 1000, false),
+                        backend("old2", 1001, false),
+                        backend("old3", 1002, false),
+                        backend("new", 1003, true),
+                    ],
+                    Some(weight),
+                );
+                let s = p.state();
+                let n = 10_000;
+                let canary = (0..n)
+                    .filter(|_| p.pick(&s, None).is_some_and(|b| b.canary))
+                    .count();
+                let share = canary as f64 * 100.0 / n as f64;
+                assert!(
+                    (share - f64::from(weight)).abs() < 2.0,
+                    "{balance:?} weight {weight}: {share:.1} %"
+                );
+            }
+        }
+        // Without a weight a canary is one instance among the others.
+        let p = ServicePool::new("svc".into(), 1);
+        p.update(
+            Balance::RoundRobin,
+            vec![backend("old", 1000, false), backend("new", 1001, true)],
+            None,
+        );
+        let s = p.state();
+        let canary = (0..100)
+            .filter(|_| p.pick(&s, None).is_some_and(|b| b.canary))
+            .count();
+        assert_eq!(canary, 50);
+        // The excluded side falls back to the other.
+        let p = ServicePool::new("svc".into(), 1);
+        p.update(
+            Balance::RoundRobin,
+            vec![backend("old", 1000, false), backend("new", 1001, true)],
+            Some(100),
+        );
+        let s = p.state();
+        let canary = s.backends[1].clone();
+        assert_eq!(p.pick(&s, Some(&canary)).map(|b| b.addr.port()), Some(1000));
     }
 
     #[test]
@@ -325,7 +418,8 @@ mod tests {
         let _g = kept.track();
         p.update(
             Balance::LeastConn,
-            vec![("a1".into(), addr(1001)), ("a9".into(), addr(1009))],
+            vec![backend("a1", 1001, false), backend("a9", 1009, false)],
+            None,
         );
         let s = p.state();
         assert!(Arc::ptr_eq(&s.backends[0], &kept));

@@ -6,6 +6,7 @@
 
 use crate::Server;
 use edge_api::{Catalog, CatalogService};
+use edge_spec::{Allocation, DeploymentGroup};
 use edge_store::State;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -45,8 +46,19 @@ impl CatalogCache {
     }
 }
 
+/// The deployment group an allocation is an unpromoted canary of.
+fn canary_of<'a>(s: &'a State, a: &Allocation) -> Option<&'a DeploymentGroup> {
+    if !a.canary {
+        return None;
+    }
+    let d = s.deployments.get(a.deployment_id.as_ref()?)?;
+    let g = d.groups.get(&a.group)?;
+    (d.status.is_active() && !g.promoted).then_some(g)
+}
+
 fn build(s: &State) -> Catalog {
     let mut services: BTreeMap<String, CatalogService> = BTreeMap::new();
+    let mut weights: BTreeMap<String, u32> = BTreeMap::new();
     for a in s.allocs.values() {
         let Some(group) = s.jobs.get(&a.job_id).and_then(|j| j.group(&a.group)) else {
             continue;
@@ -54,7 +66,25 @@ fn build(s: &State) -> Catalog {
         let Some(node) = s.nodes.get(&a.node_id) else {
             continue;
         };
-        edge_api::catalog::add_alloc(&mut services, a, group, &node.name, &node.address);
+        let canary = canary_of(s, a);
+        if let Some(w) = canary.and_then(DeploymentGroup::weighted_canaries) {
+            for svc in &group.services {
+                weights.insert(svc.name.clone(), w);
+            }
+        }
+        edge_api::catalog::add_alloc(
+            &mut services,
+            a,
+            group,
+            &node.name,
+            &node.address,
+            canary.is_some(),
+        );
+    }
+    for (name, w) in weights {
+        if let Some(svc) = services.get_mut(&name) {
+            svc.canary_weight = Some(w);
+        }
     }
     edge_api::catalog::finish(&mut services);
     Catalog { index: 0, services }

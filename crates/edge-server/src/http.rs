@@ -34,6 +34,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/job/{id}/plan", post(plan_job))
         .route("/v1/job/{id}/versions", get(job_versions))
         .route("/v1/job/{id}/revert", post(revert_job))
+        .route("/v1/job/{id}/scale", post(scale_job))
         .route("/v1/job/{id}/allocations", get(job_allocs))
         .route("/v1/job/{id}/evaluations", get(job_evals))
         .route("/v1/allocations", get(list_allocs))
@@ -209,6 +210,25 @@ async fn register_job_at(
         )));
     }
     register_job(State(sv), ApiJson(req)).await
+}
+
+async fn scale_job(
+    State(sv): S,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<JobScaleRequest>,
+) -> Res {
+    // Read and registered in one commit, so a registration in between is
+    // not overwritten with the older spec.
+    let (mut resp, idx) = sv
+        .store
+        .commit(move |s: &St| {
+            let job = ops::jobs::scaled(s, &id, &req.group, req.count)?;
+            ops::jobs::register(s, &mut Env::live(), job, TriggeredBy::JobScale, None)
+        })
+        .await?;
+    resp.job_modify_index = idx;
+    sv.evals_ready.notify_one();
+    Ok(json_at(idx, &resp))
 }
 
 #[derive(Deserialize)]

@@ -12,6 +12,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/job/{id}/plan"),
     ("GET", "/v1/job/{id}/versions"),
     ("POST", "/v1/job/{id}/revert"),
+    ("POST", "/v1/job/{id}/scale"),
     ("GET", "/v1/job/{id}/allocations"),
     ("GET", "/v1/job/{id}/evaluations"),
     ("GET", "/v1/allocations"),

@@ -41,6 +41,7 @@ pub enum TriggeredBy {
     RescheduleLater,
     QueuedAllocs,
     JobRevert,
+    JobScale,
     /// A new copy was judged healthy or unhealthy: a rolling update goes on
     /// or stops.
     AllocHealth,
@@ -59,6 +60,7 @@ impl TriggeredBy {
             TriggeredBy::RescheduleLater => "reschedule-later",
             TriggeredBy::QueuedAllocs => "queued-allocs",
             TriggeredBy::JobRevert => "job-revert",
+            TriggeredBy::JobScale => "job-scale",
             TriggeredBy::AllocHealth => "alloc-health",
             TriggeredBy::Deployment => "deployment-watcher",
         }

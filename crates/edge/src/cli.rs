@@ -78,6 +78,9 @@ pub enum Command {
     /// Inspect evaluations.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Follow, promote, pause, resume and fail the rollouts of job versions.
+    #[command(subcommand)]
+    Deployment(DeploymentCommand),
     /// Import, list and remove container images in the local containerd.
     Image(crate::cmd::image::ImageArgs),
     /// Inspect the service catalog.
@@ -275,12 +278,24 @@ pub enum JobCommand {
     Run {
         #[command(flatten)]
         file: JobFileArgs,
-        /// Return after submitting, without following the evaluation.
+        /// Return after submitting, without following the evaluation and deployment.
         #[arg(short, long)]
         detach: bool,
         /// How long to wait for allocations to start.
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         timeout: std::time::Duration,
+    },
+    /// Set a group's count (a new version of the job) and follow it.
+    #[command(
+        after_help = "Examples:\n  edge job scale web web 5\n  edge job scale --detach web api 0"
+    )]
+    Scale {
+        id: String,
+        group: String,
+        count: u32,
+        /// Return after submitting, without following the deployment.
+        #[arg(short, long)]
+        detach: bool,
     },
     /// Show what submitting a job would change, without changing anything.
     Plan {
@@ -437,6 +452,48 @@ pub enum ServiceCommand {
     /// Show a service's instances and their health.
     #[command(after_help = "Example:\n  edge service status web")]
     Status { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeploymentCommand {
+    /// List deployments, newest first.
+    #[command(
+        visible_alias = "list",
+        after_help = "Examples:\n  edge deployment ls\n  edge deployment ls --job web -o json"
+    )]
+    Ls {
+        /// Only this job's deployments.
+        #[arg(long)]
+        job: Option<String>,
+    },
+    /// Show a deployment (id, id prefix, or `--job JOB` for its newest).
+    #[command(
+        after_help = "Examples:\n  edge deployment status 1a2b3c4d\n  edge deployment status --job web"
+    )]
+    Status {
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        job: Option<String>,
+    },
+    /// Promote healthy canaries: the rest of the new version rolls out.
+    #[command(
+        after_help = "Examples:\n  edge deployment promote 1a2b3c4d\n  edge deployment promote 1a2b3c4d --group web"
+    )]
+    Promote {
+        id: String,
+        /// Promote only this group (repeatable); every group by default.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+    },
+    /// Pause a deployment: no new copy replaces an old one.
+    #[command(after_help = "Example:\n  edge deployment pause 1a2b3c4d")]
+    Pause { id: String },
+    /// Resume a paused deployment.
+    #[command(after_help = "Example:\n  edge deployment resume 1a2b3c4d")]
+    Resume { id: String },
+    /// Mark a deployment failed (with auto_revert, the stable version comes back).
+    #[command(after_help = "Example:\n  edge deployment fail 1a2b3c4d")]
+    Fail { id: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -23,6 +23,12 @@ fn web_job(dir: &Path, count: u32, lb_port: u16) -> PathBuf {
 /// The web job at revision `rev` (an env var, so each revision replaces
 /// every copy), rolling one copy at a time once it passed its check for 1 s.
 fn web_job_rev(dir: &Path, count: u32, lb_port: u16, rev: u32) -> PathBuf {
+    web_job_with(dir, count, lb_port, &rev.to_string(), "")
+}
+
+/// The web job at revision `rev` with more `update` fields; revision `bad`
+/// never passes its check.
+fn web_job_with(dir: &Path, count: u32, lb_port: u16, rev: &str, update: &str) -> PathBuf {
     let p = dir.join("web.hcl");
     std::fs::write(
         &p,
@@ -33,6 +39,7 @@ fn web_job_rev(dir: &Path, count: u32, lb_port: u16, rev: u32) -> PathBuf {
     update {{
       max_parallel     = 1
       min_healthy_time = "1s"
+      {update}
     }}
     network {{
       port "http" {{}}
@@ -56,7 +63,7 @@ fn web_job_rev(dir: &Path, count: u32, lb_port: u16, rev: u32) -> PathBuf {
       driver = "exec"
       config {{
         command = "/bin/sh"
-        args    = ["-c", "echo $EDGE_ALLOC_ID > index.html; echo ok > health; exec python3 -m http.server --bind $EDGE_IP_http $EDGE_PORT_http"]
+        args    = ["-c", "echo $EDGE_ALLOC_ID > index.html; [ $REV = bad ] || echo ok > health; exec python3 -m http.server --bind $EDGE_IP_http $EDGE_PORT_http"]
       }}
       env {{
         REV = "{rev}"
@@ -358,6 +365,244 @@ async fn rolling_update_under_load_fails_no_request() {
     assert!(ok > 100, "load ran ({ok} requests)");
     assert_eq!(failed, 0, "requests failed during the rolling update");
     assert!(fewest >= 3, "only {fewest} copies served at one point");
+    stop_web(&addr, api).await;
+    drop(agents);
+}
+
+/// Clients asking through both load balancers until `stop`; (ok, failed).
+fn load(
+    lb_port: u16,
+    stop: &std::sync::Arc<tokio::sync::Notify>,
+) -> Vec<tokio::task::JoinHandle<(u32, u32)>> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    ["127.0.0.1", "127.0.0.2"]
+        .into_iter()
+        .map(|ip| {
+            let (http, stop) = (http.clone(), stop.clone());
+            let url = format!("http://{ip}:{lb_port}/");
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u32, 0u32);
+                let stopped = stop.notified();
+                tokio::pin!(stopped);
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => return (ok, failed),
+                        r = get(&http, &url) => match r {
+                            Some(_) => ok += 1,
+                            None => failed += 1,
+                        },
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// `edge ARGS...` against the server; (exit code, stdout and stderr).
+fn edge(addr: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new(EDGE)
+        .args(args)
+        .env("EDGE_ADDR", addr)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// A canary with `canary_weight = 20` gets a fifth of the published
+/// port's traffic beside three old copies, `canary.web.service.edge`
+/// answers only it, and promotion moves every copy to the new version.
+#[tokio::test]
+async fn a_weighted_canary_gets_its_share_until_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let (addr, api) = (server.addr.clone(), &server.api);
+    let (agents, dns_ports) = two_agents(dir.path(), &server).await;
+    let lb_port = free_port();
+    let canary = "canary = 1\n      canary_weight = 20";
+    let (code, out) = edge(
+        &addr,
+        &[
+            "job",
+            "run",
+            web_job_with(dir.path(), 3, lb_port, "1", canary)
+                .to_str()
+                .unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("successful"),
+        "job run follows the deployment: {out}"
+    );
+    let (code, out) = edge(
+        &addr,
+        &[
+            "job",
+            "run",
+            web_job_with(dir.path(), 3, lb_port, "2", canary)
+                .to_str()
+                .unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("edge deployment promote"), "{out}");
+    let (d, _) = api
+        .job_deployment("web", QueryOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(d.status, edge_spec::DeploymentStatus::AwaitingPromotion);
+    let canary_id = d.groups["web"].placed_canaries[0].clone();
+    let catalog = until(20, "the catalog's canary weight", async || {
+        let c: edge_api::Catalog = api
+            .get("/v1/catalog", QueryOptions::default())
+            .await
+            .ok()?
+            .0;
+        let svc = c.services.get("web")?;
+        (svc.canary_weight == Some(20) && svc.instances.iter().filter(|i| i.serving()).count() == 4)
+            .then_some(c)
+    })
+    .await;
+    let canary_inst = catalog.services["web"]
+        .instances
+        .iter()
+        .find(|i| i.alloc_id == canary_id)
+        .expect("the canary serves")
+        .clone();
+    assert!(canary_inst.canary && canary_inst.tags.iter().any(|t| t == "canary"));
+    let dns_server = SocketAddr::new("127.0.0.1".parse().unwrap(), dns_ports[0]);
+    let m = dns(dns_server, "canary.web.service.edge.", RecordType::A).await;
+    assert_eq!(m.response_code, ResponseCode::NoError);
+    let ips: Vec<String> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ips, [canary_inst.address.clone()], "only the canary");
+
+    let http = reqwest::Client::new();
+    let n = 2000;
+    let mut to_canary = 0;
+    for i in 0..n {
+        let ip = if i % 2 == 0 { "127.0.0.1" } else { "127.0.0.2" };
+        let body = get(&http, &format!("http://{ip}:{lb_port}/"))
+            .await
+            .expect("served");
+        to_canary += usize::from(body == canary_id);
+    }
+    let share = to_canary as f64 * 100.0 / n as f64;
+    eprintln!("canary share: {share:.1} % of {n} requests");
+    assert!((15.0..=25.0).contains(&share), "canary got {share:.1} %");
+
+    let (code, out) = edge(&addr, &["deployment", "promote", &d.id[..8]]);
+    assert_eq!(code, 0, "{out}");
+    until(60, "the promoted deployment to finish", async || {
+        let (d, _) = api
+            .job_deployment("web", QueryOptions::default())
+            .await
+            .ok()?;
+        (d.status == edge_spec::DeploymentStatus::Successful).then_some(())
+    })
+    .await;
+    let (allocs, _) = api
+        .job_allocs("web", QueryOptions::default())
+        .await
+        .unwrap();
+    let new: BTreeSet<String> = allocs
+        .iter()
+        .filter(|a| a.client_status == edge_spec::ClientStatus::Running && a.job_version == 1)
+        .map(|a| a.id.clone())
+        .collect();
+    assert_eq!(new.len(), 3, "{allocs:?}");
+    until(20, "only new copies answer", async || {
+        for _ in 0..30 {
+            let body = get(&http, &format!("http://127.0.0.1:{lb_port}/")).await?;
+            if !new.contains(&body) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    stop_web(&addr, api).await;
+    drop(agents);
+}
+
+/// A version whose check never passes fails its deployment at
+/// `healthy_deadline`; `auto_revert` brings the stable version back as a
+/// new one, and no request through the load balancers fails meanwhile.
+#[tokio::test]
+async fn a_failing_version_is_reverted_without_a_failed_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let (addr, api) = (server.addr.clone(), &server.api);
+    let (agents, _) = two_agents(dir.path(), &server).await;
+    let lb_port = free_port();
+    let update =
+        "auto_revert = true\n      healthy_deadline = \"4s\"\n      progress_deadline = \"30s\"";
+    let (code, out) = edge(
+        &addr,
+        &[
+            "job",
+            "run",
+            web_job_with(dir.path(), 3, lb_port, "1", update)
+                .to_str()
+                .unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(api.job("web").await.unwrap().stable, "{out}");
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let clients = load(lb_port, &stop);
+    let (code, out) = edge(
+        &addr,
+        &[
+            "job",
+            "run",
+            web_job_with(dir.path(), 3, lb_port, "bad", update)
+                .to_str()
+                .unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "a failed deployment fails `job run`: {out}");
+    assert!(out.contains("rolling back to job version 0"), "{out}");
+    until(60, "the revert to finish", async || {
+        let (d, _) = api
+            .job_deployment("web", QueryOptions::default())
+            .await
+            .ok()?;
+        (d.job_version == 2 && d.status == edge_spec::DeploymentStatus::Successful).then_some(())
+    })
+    .await;
+    until(20, "three serving copies and nothing else", async || {
+        let i = api.service("web").await.ok()?;
+        (i.len() == 3 && i.iter().all(|i| i.serving())).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.notify_waiters();
+    let (mut ok, mut failed) = (0, 0);
+    for c in clients {
+        let (o, f) = c.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    eprintln!("failed version and revert: {ok} requests, {failed} failed");
+    assert!(ok > 100, "load ran ({ok} requests)");
+    assert_eq!(failed, 0, "requests failed during the failed deployment");
+    let job = api.job("web").await.unwrap();
+    assert_eq!(job.version, 2);
     stop_web(&addr, api).await;
     drop(agents);
 }

@@ -55,6 +55,7 @@ pub fn inst(service: &str, alloc: &str, addr: SocketAddr, status: HealthStatus) 
         port: addr.port(),
         tags: vec![],
         status,
+        canary: false,
     }
 }
 
@@ -74,6 +75,7 @@ pub fn catalog(index: u64, services: Vec<(&str, Publish, Vec<ServiceInstance>)>)
                 name: name.to_string(),
                 tags: vec![],
                 publish: Some(p),
+                canary_weight: None,
                 instances,
             },
         );

@@ -81,6 +81,35 @@ pub(crate) fn register(
     Ok((batch, resp))
 }
 
+/// The current job with `group`'s count set to `count`, to register as a
+/// new version (so a scale shows in the job's history).
+pub(crate) fn scaled(s: &State, id: &str, group: &str, count: u32) -> Result<Job, ServerError> {
+    let Some(job) = s.jobs.get(id) else {
+        return Err(ServerError::not_found("job", id));
+    };
+    if job.stop {
+        return Err(ServerError::Conflict(format!(
+            "job {id:?} is stopped; run it again before scaling it"
+        )));
+    }
+    if count > edge_spec::limits::MAX_COUNT {
+        return Err(ServerError::BadRequest(format!(
+            "count is {count}; the limit is {}",
+            edge_spec::limits::MAX_COUNT
+        )));
+    }
+    let mut job = job.clone();
+    let names: Vec<String> = job.groups.iter().map(|g| g.name.clone()).collect();
+    let Some(g) = job.groups.iter_mut().find(|g| g.name == group) else {
+        return Err(ServerError::BadRequest(format!(
+            "job {id:?} has no group {group:?}; its groups are {}",
+            names.join(", ")
+        )));
+    };
+    g.count = count;
+    Ok(job)
+}
+
 /// Stops a job (a new, stopped version) or purges it with all its versions,
 /// and queues the evaluation that stops its allocations; returns its id.
 pub(crate) fn stop(

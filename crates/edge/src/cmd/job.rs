@@ -66,6 +66,30 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
             }
             monitor(&api, &job.id, &eval_id, resp.version, timeout).await
         }
+        JobCommand::Scale {
+            id,
+            group,
+            count,
+            detach,
+        } => {
+            let api = super::client(g)?;
+            let resp = api.scale_job(&id, &group, count).await?;
+            if g.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&resp)?);
+                return Ok(0);
+            }
+            println!(
+                "==> Job {id:?} group {group:?} scaled to {count}: version {}",
+                resp.version
+            );
+            match resp.eval_id {
+                Some(eval_id) if !detach => {
+                    println!("==> Evaluation {} submitted", short(&eval_id));
+                    monitor(&api, &id, &eval_id, resp.version, Duration::from_secs(60)).await
+                }
+                _ => Ok(0),
+            }
+        }
         JobCommand::Plan { file } => {
             let job = load(&file)?;
             let api = super::client(g)?;
@@ -137,8 +161,17 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
             let api = super::client(g)?;
             let job = api.job(&id).await?;
             let (allocs, _) = api.job_allocs(&id, QueryOptions::default()).await?;
+            let deployment = api
+                .job_deployment(&id, QueryOptions::default())
+                .await
+                .ok()
+                .map(|(d, _)| d);
             if g.output == Output::Json {
-                let v = serde_json::json!({"job": job, "allocations": allocs});
+                let v = serde_json::json!({
+                    "job": job,
+                    "allocations": allocs,
+                    "latest_deployment": deployment,
+                });
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(0);
             }
@@ -186,6 +219,14 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
                 ]);
             }
             println!("{sum}");
+            if let Some(d) = deployment {
+                println!("\nLatest Deployment");
+                println!("ID          = {}", short(&d.id));
+                println!("Version     = {}", d.job_version);
+                println!("Status      = {}", d.status.as_str());
+                println!("Description = {}", d.status_description);
+                println!("{}", super::deployment::groups_table(&d));
+            }
             println!("\nAllocations");
             println!("{}", alloc_table(&allocs));
             Ok(0)
@@ -438,13 +479,16 @@ async fn monitor(
             return Ok(1);
         }
         if done {
-            println!(
-                "==> Job {job_id:?} deployed: {} allocation(s) running",
-                current
-                    .iter()
-                    .filter(|a| a.client_status == ClientStatus::Running)
-                    .count()
-            );
+            let running = current
+                .iter()
+                .filter(|a| a.client_status == ClientStatus::Running)
+                .count();
+            // A service version rolls out under a deployment: follow it to
+            // its end, as `nomad job run` does.
+            if let Some(code) = super::deployment::follow(api, job_id, version, None).await? {
+                return Ok(code);
+            }
+            println!("==> Job {job_id:?} deployed: {running} allocation(s) running");
             return Ok(0);
         }
         if tokio::time::Instant::now() >= deadline {

@@ -2,6 +2,7 @@
 
 mod alloc;
 pub mod daemon;
+mod deployment;
 pub(crate) mod image;
 mod job;
 pub mod mesh;
@@ -23,6 +24,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Alloc(c) => alloc::run(&g, c).await,
         Command::Node(c) => node::run(&g, c).await,
         Command::Eval(c) => node::eval(&g, c).await,
+        Command::Deployment(c) => deployment::run(&g, c).await,
         Command::Service(c) => service::run(&g, c).await,
         Command::Model(c) => model::run(c).await,
         Command::Sim(a) => sim::run(a).await,
