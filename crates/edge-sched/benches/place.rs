@@ -74,6 +74,7 @@ fn job(i: usize, count: u32) -> Job {
             restart: Default::default(),
             reschedule: Default::default(),
             update: None,
+            migrate: None,
             tasks: vec![Task {
                 name: "server".to_string(),
                 driver: "exec".to_string(),

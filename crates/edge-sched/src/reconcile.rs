@@ -6,7 +6,8 @@ use crate::deploy::{self, Outcome, Phase};
 use crate::feasible::GroupReq;
 use crate::{InPlaceUpdate, Plan, StopAlloc};
 use edge_spec::{
-    Allocation, ClientStatus, DesiredStatus, Group, GroupChanges, JobType, NodeStatus, Update,
+    Allocation, ClientStatus, DesiredStatus, Group, GroupChanges, JobType, MigratePolicy,
+    NodeStatus, Update,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -385,7 +386,65 @@ fn decide<'a>(
         next: 0,
     };
     tainted.sort_by_key(|(a, _)| (a.index, a.create_time));
+    // A service copy on a draining node keeps serving until its
+    // replacement elsewhere is judged, at most `migrate.max_parallel` on
+    // their way at once; lost copies and batch jobs are replaced at once.
+    let gentle = cl.job.job_type == JobType::Service;
+    let migrate = MigratePolicy::max_parallel(group);
+    let replaced_by: BTreeMap<&str, &Allocation> = allocs
+        .iter()
+        .filter(|r| r.is_live())
+        .filter_map(|r| Some((r.previous_alloc.as_deref()?, *r)))
+        .collect();
+    let moving = |a: &Allocation| {
+        replaced_by
+            .get(a.id.as_str())
+            .map(|r| r.health.is_none() && r.client_status != ClientStatus::Failed)
+    };
+    let mut migrating = tainted
+        .iter()
+        .filter(|(a, lost)| !lost && moving(a) == Some(true))
+        .count() as u32;
+    let mut draining_kept = false;
     for (a, lost) in tainted {
+        if gentle && !lost && migrate > 0 {
+            match moving(a) {
+                // Judged: the old copy stops; its replacement holds the index.
+                Some(false) => {
+                    stop(plan, a, DESC_DRAIN, false);
+                    cl.release(a);
+                    ch.migrate += 1;
+                    continue;
+                }
+                Some(true) => {
+                    kept.push(a);
+                    draining_kept = true;
+                    ch.ignore += 1;
+                    continue;
+                }
+                None if needed == 0 => {}
+                None => {
+                    needed -= 1;
+                    kept.push(a);
+                    draining_kept = true;
+                    if migrating >= migrate {
+                        indexes.take(a.index);
+                        ch.ignore += 1;
+                        continue;
+                    }
+                    migrating += 1;
+                    ch.migrate += 1;
+                    wants.push(Want {
+                        index: indexes.claim(a.index),
+                        previous: Some(a),
+                        reschedule_times: Vec::new(),
+                        then_stop: None,
+                        canary: false,
+                    });
+                    continue;
+                }
+            }
+        }
         stop(plan, a, if lost { DESC_LOST } else { DESC_DRAIN }, lost);
         cl.release(a);
         if lost {
@@ -452,7 +511,7 @@ fn decide<'a>(
     ch.place += fresh;
     wants.sort_by_key(|w| w.index);
     Decided {
-        settled: settled_so_far && wants.is_empty() && fresh == 0,
+        settled: settled_so_far && !draining_kept && wants.is_empty() && fresh == 0,
         wants,
         fresh,
         indexes,

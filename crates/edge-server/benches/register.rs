@@ -28,6 +28,7 @@ fn job(id: &str, n: u64) -> Job {
             restart: Default::default(),
             reschedule: Default::default(),
             update: None,
+            migrate: None,
             tasks: vec![Task {
                 name: "server".to_string(),
                 driver: "exec".to_string(),

@@ -258,6 +258,9 @@ pub struct Group {
         skip_serializing_if = "Option::is_none"
     )]
     pub update: Option<UpdatePolicy>,
+    /// How copies leave a draining node; left out of the spec hash too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrate: Option<MigratePolicy>,
     /// Validation asks for at least one, with a clearer message than serde's.
     #[serde(default)]
     #[schemars(length(min = 1, max = MAX_TASKS))]
@@ -331,6 +334,36 @@ fn update_block<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<UpdateP
         }
     }
     d.deserialize_any(Block)
+}
+
+/// `migrate { max_parallel = N }`: copies of a service group moved off a
+/// draining node at once, each replacement started elsewhere and judged
+/// (by the group's update health rules) before its old copy stops; 0
+/// stops them all at once. Nomad's health fields are refused by name:
+/// migrations are judged by the `update` block's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MigratePolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_COUNT))]
+    pub max_parallel: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_healthy_time: Option<PolicyWait>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_deadline: Option<PolicyWait>,
+}
+
+impl MigratePolicy {
+    /// Copies of `group` migrating at once (Nomad's default 1).
+    pub fn max_parallel(group: &Group) -> u32 {
+        group
+            .migrate
+            .as_ref()
+            .and_then(|m| m.max_parallel)
+            .unwrap_or(1)
+    }
 }
 
 /// What makes a new copy healthy during an update.
@@ -413,6 +446,7 @@ impl Group {
         let mut g = self.clone();
         g.count = 0;
         g.update = None;
+        g.migrate = None;
         let text = serde_json::to_vec(&g).unwrap_or_default();
         stable_hash(&text)
     }

@@ -3,7 +3,7 @@
 //! `http` port, a service with a readiness check — so the scheduler, the
 //! catalog and `edge job plan` see nothing special.
 
-use crate::job::{Group, Resources};
+use crate::job::{Group, Resources, UpdatePolicy};
 use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
@@ -36,6 +36,8 @@ pub struct ModelSpec {
     pub tags: Vec<String>,
     /// `service { publish { port } }`, kept for the load balancer in the task config.
     pub publish_port: Option<u16>,
+    /// How a new version of the model rolls out (a weighted canary, say).
+    pub update: Option<UpdatePolicy>,
 }
 
 impl ModelSpec {
@@ -60,6 +62,7 @@ pub struct ModelBlock {
     pub resources: Resources,
     pub batching: Batching,
     pub service: ModelService,
+    pub update: Option<UpdatePolicy>,
 }
 
 impl Default for ModelBlock {
@@ -73,6 +76,7 @@ impl Default for ModelBlock {
             resources: Resources::default(),
             batching: Batching::default(),
             service: ModelService::default(),
+            update: None,
         }
     }
 }
@@ -166,6 +170,7 @@ impl ModelBlock {
             service_name: self.service.name,
             tags: self.service.tags,
             publish_port: self.service.publish.map(|p| p.port),
+            update: self.update,
         }
     }
 }
@@ -223,7 +228,10 @@ pub fn expand(spec: &ModelSpec) -> Result<Group, String> {
             "resources": spec.resources,
         }],
     });
-    serde_json::from_value(group).map_err(|e| format!("expanding model {:?}: {e}", spec.name))
+    let mut group: Group = serde_json::from_value(group)
+        .map_err(|e| format!("expanding model {:?}: {e}", spec.name))?;
+    group.update.clone_from(&spec.update);
+    Ok(group)
 }
 
 #[cfg(test)]
@@ -296,6 +304,37 @@ job "ml" {
                 "port": "http",
                 "publish": {"port": 8080},
             })
+        );
+    }
+
+    /// A new model version rolls out as a weighted canary.
+    #[test]
+    fn a_model_takes_an_update_block() {
+        let src = JOB.replace(
+            "    count  = 2\n",
+            "    count  = 2\n    update {\n      canary        = 1\n      canary_weight = 20\n      min_healthy_time = \"2s\"\n    }\n",
+        );
+        let job = parse(&src, "/abs/job.hcl").unwrap().job;
+        let g = job.group("iris").unwrap();
+        let rules = crate::Update::resolve(&job, g);
+        assert_eq!((rules.canary, rules.canary_weight), (1, Some(20)));
+        assert_eq!(rules.min_healthy_time, Duration::from_secs(2));
+        let bad = JOB.replace(
+            "    count  = 2\n",
+            "    count  = 2\n    update {\n      canary_weight = 20\n    }\n",
+        );
+        let err = parse(&bad, "/abs/job.hcl").unwrap_err().to_string();
+        assert!(err.contains("needs canaries"), "{err}");
+        let typo = JOB.replace(
+            "    count  = 2\n",
+            "    count  = 2\n    update {\n      canari = 1\n    }\n",
+        );
+        let warnings = parse(&typo, "/abs/job.hcl").unwrap().warnings;
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.field == "job.ml.model.iris.update.canari"),
+            "{warnings:?}"
         );
     }
 

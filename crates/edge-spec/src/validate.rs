@@ -336,6 +336,30 @@ impl Validator<'_> {
 
     fn group(&mut self, g: &Group, path: &str) {
         self.update(&g.update, path);
+        if let Some(m) = &g.migrate {
+            let at = format!("{path}.migrate");
+            for (field, set) in [
+                ("health_check", m.health_check.is_some()),
+                ("min_healthy_time", m.min_healthy_time.is_some()),
+                ("healthy_deadline", m.healthy_deadline.is_some()),
+            ] {
+                if set {
+                    self.push(
+                        format!("{at}.{field}"),
+                        format!(
+                            "`{field}` is not supported in migrate: a migrated copy is judged by the \
+                             group's update block; set it there"
+                        ),
+                    );
+                }
+            }
+            if m.max_parallel.is_some_and(|n| n > MAX_COUNT) {
+                self.push(
+                    format!("{at}.max_parallel"),
+                    format!("max_parallel is above the limit of {MAX_COUNT}"),
+                );
+            }
+        }
         if g.count > MAX_COUNT {
             self.push(
                 format!("{path}.count"),

@@ -206,6 +206,7 @@ fn full_example_decodes_into_expected_job() {
                 unlimited: false,
             },
             update: None,
+            migrate: None,
             tasks: vec![Task {
                 name: "server".into(),
                 driver: "exec".into(),

@@ -582,3 +582,42 @@ fn an_update_block_must_be_an_object() {
     let ok = edge_spec::parse_json(&job(r#"{"max_parallel": 2}"#), opts).expect("an object");
     assert_eq!(ok.job.update.and_then(|u| u.max_parallel), Some(2));
 }
+
+/// `migrate { max_parallel }` is read; the health fields Nomad also takes
+/// there are refused by name (the update block's rules judge migrations).
+#[test]
+fn migrate_blocks_decode_and_their_health_fields_are_refused() {
+    let src = |body: &str| {
+        format!(
+            r#"job "web" {{
+  group "g" {{
+    migrate {{
+      {body}
+    }}
+    task "t" {{
+      driver = "exec"
+      config {{
+        command = "/bin/true"
+      }}
+    }}
+  }}
+}}"#
+        )
+    };
+    let opts = edge_spec::ParseOptions::default();
+    let job = edge_spec::parse_hcl(&src("max_parallel = 2"), &opts)
+        .expect("parses")
+        .job;
+    assert_eq!(edge_spec::MigratePolicy::max_parallel(&job.groups[0]), 2);
+    let err = edge_spec::parse_hcl(&src("min_healthy_time = \"5s\""), &opts)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("job.web.group.g.migrate.min_healthy_time") && err.contains("update block"),
+        "{err}"
+    );
+    let json = r#"{"id": "web", "groups": [{"name": "g", "migrate": {"max_parallel": 0},
+        "tasks": [{"name": "t", "driver": "exec", "config": {"command": "/bin/true"}}]}]}"#;
+    let job = edge_spec::parse_json(json, "job.json").expect("json").job;
+    assert_eq!(edge_spec::MigratePolicy::max_parallel(&job.groups[0]), 0);
+}

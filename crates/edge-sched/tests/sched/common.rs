@@ -64,6 +64,7 @@ pub fn group(name: &str, count: u32, cpu: u32, memory: u32) -> Group {
         restart: Default::default(),
         reschedule: Default::default(),
         update: None,
+        migrate: None,
         tasks: vec![task(cpu, memory)],
     }
 }

@@ -320,6 +320,7 @@ fn unvalidated(s: &Spec) -> Job {
                 unlimited: true,
             },
             update: None,
+            migrate: None,
             tasks: vec![Task {
                 name: s.task.clone(),
                 driver: s.driver.clone(),

@@ -159,16 +159,82 @@ fn draining_node_migrates_and_ineligible_node_keeps() {
     assert_eq!(c.live_on("web", "a"), 1);
     c.node_mut("a").drain = true;
     c.node_mut("b").eligible = false;
+    // The replacement starts first; the old copy serves until it is judged.
     let plan = c.run(&j, 2);
     assert_eq!(plan.changes["g"].migrate, 1);
+    assert!(plan.stop.is_empty(), "{plan:?}");
+    assert_eq!(plan.place.len(), 1);
+    assert_eq!(plan.place[0].node_id, "c");
+    assert!(c.run(&j, 3).is_noop(), "waits for the verdict");
+    let new = plan.place[0].id.clone();
+    c.alloc_mut(&new).health = Some(edge_spec::AllocHealth {
+        healthy: true,
+        timestamp: 0,
+    });
+    let plan = c.run(&j, 4);
     assert_eq!(plan.stop.len(), 1);
     assert_eq!(plan.stop[0].description, "node draining");
     assert_eq!(plan.stop[0].client_status, None);
-    assert_eq!(plan.place.len(), 1);
-    assert_eq!(plan.place[0].node_id, "c");
+    assert!(plan.place.is_empty());
     assert_eq!(c.live_on("web", "a"), 0);
     assert_eq!(c.live_on("web", "b"), 1);
     assert_eq!(c.live_on("web", "c"), 2);
+}
+
+/// `migrate { max_parallel }` bounds the copies of a group moving off a
+/// draining node at once; 0 moves them all at once (stop, then start).
+#[test]
+fn a_drain_moves_copies_by_migrate_max_parallel() {
+    // (max_parallel, (placed, stopped) per plan while each replacement is
+    // judged healthy after its plan)
+    type Case = (u32, &'static [(usize, usize)]);
+    let cases: &[Case] = &[
+        (1, &[(1, 0), (1, 1), (1, 1), (0, 1)]),
+        (2, &[(2, 0), (1, 2), (0, 1)]),
+        (0, &[(3, 3)]),
+    ];
+    for (max_parallel, steps) in cases {
+        let mut c = Cluster::new(vec![node("a", 4000, 8000), node("b", 4000, 8000)]);
+        let mut g = group("g", 3, 100, 100);
+        g.migrate = Some(edge_spec::MigratePolicy {
+            max_parallel: Some(*max_parallel),
+            ..Default::default()
+        });
+        let j = job("web", vec![g]);
+        c.node_mut("b").eligible = false;
+        c.run(&j, 1);
+        assert_eq!(c.live_on("web", "a"), 3);
+        c.node_mut("a").drain = true;
+        c.node_mut("b").eligible = true;
+        let mut got = Vec::new();
+        for seed in 2..20 {
+            let plan = c.run(&j, seed);
+            if plan.is_noop() {
+                break;
+            }
+            got.push((plan.place.len(), plan.stop.len()));
+            if *max_parallel > 0 {
+                assert!(
+                    c.live("web").len() >= 3,
+                    "max_parallel {max_parallel}: a copy short"
+                );
+            }
+            let ids: Vec<String> = c
+                .live("web")
+                .iter()
+                .filter(|a| a.node_id == "b" && a.health.is_none())
+                .map(|a| a.id.clone())
+                .collect();
+            for id in ids {
+                c.alloc_mut(&id).health = Some(edge_spec::AllocHealth {
+                    healthy: true,
+                    timestamp: 0,
+                });
+            }
+        }
+        assert_eq!(&got, steps, "max_parallel {max_parallel}");
+        assert_eq!(c.live_on("web", "b"), 3);
+    }
 }
 
 #[test]
