@@ -250,8 +250,17 @@ impl Cluster {
             .0
     }
 
-    async fn until<T>(&self, what: &str, mut f: impl AsyncFnMut(&Cluster) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    async fn until<T>(&self, what: &str, f: impl AsyncFnMut(&Cluster) -> Option<T>) -> T {
+        self.until_for(20, what, f).await
+    }
+
+    async fn until_for<T>(
+        &self,
+        secs: u64,
+        what: &str,
+        mut f: impl AsyncFnMut(&Cluster) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
             if let Some(v) = f(self).await {
                 return v;
@@ -773,4 +782,68 @@ async fn a_rolling_update_resumes_after_an_agent_restart() {
     })
     .await;
     assert_eq!(d.running(), 3, "the driver runs the three new copies only");
+}
+
+/// A deployment lives in the store: a server restarted in the middle of a
+/// rolling update picks it up where it was and finishes it.
+#[tokio::test]
+async fn a_deployment_resumes_after_a_server_restart() {
+    let c = cluster().await;
+    let d = Arc::new(FakeDriver::default());
+    let _a = c.agent("a1", d.clone()).await;
+    let update = r#"update {
+      max_parallel     = 1
+      min_healthy_time = "300ms"
+    }"#;
+    c.deploy(&service(3, "", update), 3).await;
+    c.api
+        .register(&service(3, r#"command = "v2""#, update))
+        .await
+        .unwrap();
+    c.until("a new copy beside the three old ones", async |c| {
+        let allocs = c.allocs("svc").await;
+        let new = allocs.iter().filter(|a| a.job_version == 1).count();
+        (new == 1 && running(&allocs) == 4).then_some(())
+    })
+    .await;
+    let (before, _) = c
+        .api
+        .job_deployment("svc", QueryOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(before.job_version, 1);
+    let addr = c.server.addr;
+    let Cluster { server, dir, api } = c;
+    server.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cfg = edge_server::ServerConfig::new(dir.path().join("server"), addr);
+    let server = edge_server::start(cfg)
+        .await
+        .expect("the server starts again");
+    let c = Cluster { server, api, dir };
+    // In this one process the old server's connections outlive it: the
+    // agent's allocation watch in flight (30 s) ends before it asks the
+    // new one. A real restart closes them at once.
+    let done = c
+        .until_for(60, "the deployment to finish", async |c| {
+            let (dep, _) = c
+                .api
+                .job_deployment("svc", QueryOptions::default())
+                .await
+                .ok()?;
+            (dep.status == edge_spec::DeploymentStatus::Successful).then_some(dep)
+        })
+        .await;
+    assert_eq!(done.id, before.id, "the same deployment, from the store");
+    assert_eq!(done.groups["g"].healthy, 3);
+    c.until("the old copies stopped", async |c| {
+        let allocs = c.allocs("svc").await;
+        let live: Vec<_> = allocs
+            .iter()
+            .filter(|a| a.client_status == ClientStatus::Running)
+            .collect();
+        (live.len() == 3 && live.iter().all(|a| a.job_version == 1)).then_some(())
+    })
+    .await;
+    assert!(c.api.job("svc").await.unwrap().stable);
 }
