@@ -135,6 +135,7 @@ mod tests {
             auto_promote: false,
             canary: 0,
             canary_weight: None,
+            stagger: Duration::ZERO,
         }
     }
 

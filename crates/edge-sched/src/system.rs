@@ -1,5 +1,7 @@
 //! System jobs: one copy of each group on every usable node where it is
-//! feasible; copies on nodes that stopped being feasible are stopped.
+//! feasible; copies on nodes that stopped being feasible are stopped. A
+//! changed group rolls node by node: at most `max_parallel` nodes have a
+//! replacement not yet judged healthy, `stagger` apart.
 
 use crate::Plan;
 use crate::cluster::Cluster;
@@ -8,7 +10,7 @@ use crate::reconcile::{
     DESC_DRAIN, DESC_LOST, DESC_NOT_NEEDED, DESC_RESCHEDULED, DESC_UPDATE, Reschedule,
     awaits_reschedule, by_group, keep, reschedule, stop,
 };
-use edge_spec::{AllocMetric, Allocation, GroupChanges};
+use edge_spec::{AllocMetric, Allocation, GroupChanges, Update};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub(crate) const DESC_INFEASIBLE: &str = "node no longer feasible";
@@ -102,6 +104,35 @@ fn decide<'a>(
         }
     }
 
+    // A copy holds its node's one slot, so an update is stop, then start
+    // on the same node: the budget bounds how many nodes are between the
+    // two at once, counting replacements not judged yet.
+    let rules = Update::resolve(cl.job, req.group);
+    let replacements: Vec<&Allocation> = live
+        .values()
+        .flatten()
+        .copied()
+        .filter(|a| a.group_hash == req.hash && a.previous_alloc.is_some())
+        .collect();
+    let in_flight = replacements.iter().filter(|a| a.health.is_none()).count() as u32;
+    let halted = replacements
+        .iter()
+        .any(|a| a.health.is_some_and(|h| !h.healthy));
+    let stagger = i64::try_from(rules.stagger.as_millis()).unwrap_or(i64::MAX);
+    let last_healthy = replacements
+        .iter()
+        .filter_map(|a| a.health.filter(|h| h.healthy).map(|h| h.timestamp))
+        .max();
+    let waiting = rules.max_parallel > 0
+        && stagger > 0
+        && last_healthy.is_some_and(|t| t.saturating_add(stagger) > now);
+    let mut budget = if rules.max_parallel == 0 {
+        u32::MAX
+    } else if halted || waiting {
+        0
+    } else {
+        rules.max_parallel.saturating_sub(in_flight)
+    };
     let mut wants = Vec::new();
     let mut covered = BTreeSet::new();
     for (i, mut list) in live {
@@ -126,7 +157,14 @@ fn decide<'a>(
             cl.release(a);
             ch.stop += 1;
             covered.remove(&i);
+        } else if a.group_hash != req.hash && schedulable && budget == 0 {
+            if waiting && let Some(t) = last_healthy {
+                let at = t.saturating_add(stagger);
+                plan.followup_at = Some(plan.followup_at.map_or(at, |f| f.min(at)));
+            }
+            ch.ignore += 1;
         } else if a.group_hash != req.hash && schedulable {
+            budget -= 1;
             stop(plan, a, DESC_UPDATE, false);
             cl.release(a);
             ch.destructive += 1;

@@ -303,7 +303,8 @@ pub struct UpdatePolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 100))]
     pub canary_weight: Option<u32>,
-    /// Parsed so that validation can refuse it by name.
+    /// A system job's wait between two batches of nodes, once the last
+    /// batch is healthy (Nomad's meaning; service jobs refuse it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stagger: Option<PolicyWait>,
 }
@@ -392,6 +393,8 @@ pub struct Update {
     pub auto_promote: bool,
     pub canary: u32,
     pub canary_weight: Option<u32>,
+    /// Between two batches of a system job's rollout.
+    pub stagger: Duration,
 }
 
 impl Update {
@@ -414,6 +417,7 @@ impl Update {
             auto_promote: pick(job, group, |u| u.auto_promote).unwrap_or(false),
             canary: pick(job, group, |u| u.canary).unwrap_or(0),
             canary_weight: pick(job, group, |u| u.canary_weight),
+            stagger: pick(job, group, |u| u.stagger).map_or(Duration::ZERO, |w| w.0),
         }
     }
 

@@ -254,13 +254,6 @@ impl Validator<'_> {
     fn update(&mut self, u: &Option<UpdatePolicy>, path: &str) {
         let Some(u) = u else { return };
         let at = format!("{path}.update");
-        if u.stagger.is_some() {
-            self.push(
-                format!("{at}.stagger"),
-                "`stagger` is not supported: a rolling update moves on when new copies \
-                 are healthy (min_healthy_time), not on a timer",
-            );
-        }
         if u.health_check == Some(HealthCheck::Manual) {
             self.push(
                 format!("{at}.health_check"),
@@ -285,6 +278,7 @@ impl Validator<'_> {
             ("min_healthy_time", u.min_healthy_time),
             ("healthy_deadline", u.healthy_deadline),
             ("progress_deadline", u.progress_deadline),
+            ("stagger", u.stagger),
         ] {
             if let Some(d) = d {
                 self.wait(&format!("{at}.{field}"), d.0, MAX_POLICY_WAIT);
@@ -307,6 +301,13 @@ impl Validator<'_> {
                     "canaries roll out service jobs only; this job is of type {:?}",
                     job.job_type.as_str()
                 ),
+            );
+        }
+        if !u.stagger.is_zero() && job.job_type != crate::job::JobType::System {
+            self.push(
+                format!("{at}.stagger"),
+                "stagger spaces the batches of a system job's rollout; a service job's \
+                 rollout moves on when new copies are healthy (min_healthy_time)",
             );
         }
         if u.canary == 0 {

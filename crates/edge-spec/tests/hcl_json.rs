@@ -527,8 +527,8 @@ fn update_blocks_decode_and_bad_rollouts_are_refused() {
     for (bad, field, says) in [
         (
             "stagger = \"30s\"",
-            "job.web.update.stagger",
-            "not supported",
+            "job.web.group.g.update.stagger",
+            "system job",
         ),
         (
             "canary_weight = 101",

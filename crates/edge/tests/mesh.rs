@@ -489,7 +489,11 @@ async fn a_weighted_canary_gets_its_share_until_promoted() {
             _ => None,
         })
         .collect();
-    assert_eq!(ips, [canary_inst.address.clone()], "only the canary");
+    assert_eq!(
+        ips,
+        std::slice::from_ref(&canary_inst.address),
+        "only the canary"
+    );
 
     let http = reqwest::Client::new();
     let n = 2000;

@@ -109,6 +109,10 @@ fn update_replaces_on_the_same_node() {
     let mut c = Cluster::new(vec![node("n1", 1000, 1000), node("n2", 1000, 1000)]);
     let mut j = system_job();
     j.groups[0].tasks[0].resources.cpu = 800;
+    j.update = Some(edge_spec::UpdatePolicy {
+        max_parallel: Some(0),
+        ..Default::default()
+    });
     c.run(&j, 1);
     j.version = 1;
     j.groups[0].tasks[0].env.insert("X".into(), "1".into());
@@ -157,4 +161,84 @@ fn failed_system_copy_follows_the_reschedule_policy() {
     let plan = c.plan(&j, 4);
     assert!(plan.is_noop());
     assert_eq!(plan.changes["g"].reschedule_exhausted, 1);
+}
+
+/// A changed system job rolls node by node: `max_parallel` nodes between
+/// stop and a healthy replacement at once, `stagger` apart, and an
+/// unhealthy replacement halts the rest.
+#[test]
+fn an_update_rolls_node_by_node() {
+    let nodes = (1..=4)
+        .map(|i| node(&format!("n{i}"), 1000, 1000))
+        .collect();
+    let mut c = Cluster::new(nodes);
+    let mut j = system_job();
+    j.update = Some(edge_spec::UpdatePolicy {
+        max_parallel: Some(2),
+        stagger: Some(edge_spec::duration::PolicyWait(Duration::from_secs(30))),
+        ..Default::default()
+    });
+    c.run(&j, 1);
+    j.version = 1;
+    j.groups[0].tasks[0].env.insert("X".into(), "1".into());
+    let hash = j.groups[0].spec_hash();
+    let plan = c.run(&j, 2);
+    assert_eq!(
+        (plan.place.len(), plan.stop.len()),
+        (2, 2),
+        "two nodes at once"
+    );
+    assert_eq!(plan.changes["g"].ignore, 2);
+    assert!(c.run(&j, 3).is_noop(), "waits for the verdicts");
+    let judge = |c: &mut Cluster, healthy: bool| {
+        let ids: Vec<String> = c
+            .live("agentd")
+            .iter()
+            .filter(|a| a.group_hash == hash && a.health.is_none())
+            .map(|a| a.id.clone())
+            .collect();
+        let timestamp = c.now;
+        for id in ids {
+            c.alloc_mut(&id).health = Some(edge_spec::AllocHealth { healthy, timestamp });
+        }
+    };
+    judge(&mut c, true);
+    let plan = c.run(&j, 4);
+    assert!(plan.place.is_empty(), "stagger: {plan:?}");
+    assert_eq!(plan.followup_at, Some(c.now + 30_000));
+    c.now += 30_000;
+    let plan = c.run(&j, 5);
+    assert_eq!(
+        (plan.place.len(), plan.stop.len()),
+        (2, 2),
+        "the next batch"
+    );
+    judge(&mut c, true);
+
+    // v2's first node turns out unhealthy: the other three keep v1.
+    let mut v2 = j.clone();
+    v2.version = 2;
+    v2.update = None;
+    v2.groups[0].tasks[0].env.insert("X".into(), "2".into());
+    let hash = v2.groups[0].spec_hash();
+    assert_eq!(c.run(&v2, 6).place.len(), 1, "max_parallel 1 by default");
+    let id = c
+        .live("agentd")
+        .iter()
+        .find(|a| a.group_hash == hash)
+        .map(|a| a.id.clone())
+        .unwrap();
+    c.alloc_mut(&id).health = Some(edge_spec::AllocHealth {
+        healthy: false,
+        timestamp: c.now,
+    });
+    let plan = c.run(&v2, 7);
+    assert!(
+        plan.place.is_empty(),
+        "an unhealthy replacement halts it: {plan:?}"
+    );
+    assert_eq!(
+        plan.changes["g"].ignore, 4,
+        "three waiting, the judged one kept"
+    );
 }

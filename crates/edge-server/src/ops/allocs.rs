@@ -70,6 +70,13 @@ pub(crate) fn update(
         // waits for the verdict that can end it: an unhealthy one, or the
         // last one of the copies it placed.
         let ends_deployment = judged && count_verdict(s, &mut deployments, &a);
+        // A system job's replacement takes its old copy's place on the
+        // node, so that copy is gone; its verdict moves the rollout on.
+        let system_rollout = judged
+            && a.previous_alloc.is_some()
+            && s.jobs
+                .get(&a.job_id)
+                .is_some_and(|j| j.job_type == edge_spec::JobType::System);
         freed |= u.client_status.is_terminal() && !a.client_status.is_terminal();
         a.client_status = u.client_status;
         a.client_description = u.client_description;
@@ -78,7 +85,7 @@ pub(crate) fn update(
             let trigger = if became_failed {
                 Some(TriggeredBy::AllocFailure)
             } else {
-                (rolling || ends_deployment).then_some(TriggeredBy::AllocHealth)
+                (rolling || ends_deployment || system_rollout).then_some(TriggeredBy::AllocHealth)
             };
             if let Some(t) = trigger {
                 batch
