@@ -1,5 +1,7 @@
 //! The agent's own small HTTP API, reached by the server only: task logs
-//! (`edge alloc logs`, with follow), guarded by the join token.
+//! (`edge alloc logs`, with follow) and node GC. With a TLS server it
+//! serves the node's certificate and takes only clients that prove to be
+//! the server (mutual TLS); with a plain one it is guarded by the join token.
 
 use crate::runner::{RunCtx, alloc_dirs};
 use axum::Router;
@@ -17,25 +19,89 @@ pub type GcFuture = std::pin::Pin<Box<dyn Future<Output = Vec<edge_api::GcLeftov
 /// Runs the node's garbage collection now; the agent hands it in.
 pub type GcFn = Arc<dyn Fn() -> GcFuture + Send + Sync>;
 
+/// Who may call: whoever holds the join token (plain), or the server
+/// proven by its certificate (TLS, checked at the handshake).
+pub enum Guard {
+    Token(String),
+    Tls(Arc<crate::pki::NodeTls>),
+}
+
 #[derive(Clone)]
 struct AppState {
-    token: String,
+    token: Option<Arc<str>>,
     ctx: Arc<RunCtx>,
     gc: GcFn,
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, token: String, ctx: Arc<RunCtx>, gc: GcFn) {
+pub async fn serve(listener: tokio::net::TcpListener, guard: Guard, ctx: Arc<RunCtx>, gc: GcFn) {
+    let token = match &guard {
+        Guard::Token(t) => Some(Arc::from(t.as_str())),
+        Guard::Tls(_) => None,
+    };
     let app = Router::new()
         .route("/v1/client/allocation/{id}/logs", get(logs))
         .route("/v1/client/gc", post(run_gc))
         .with_state(AppState { token, ctx, gc });
-    if let Err(e) = axum::serve(listener, app).await {
+    let res = match guard {
+        Guard::Token(_) => axum::serve(listener, app).await,
+        Guard::Tls(tls) => {
+            // The node's certificate comes with its first contact with the
+            // server; until then nobody is served.
+            let _ = tls.ready().wait_for(|r| *r).await;
+            let config = match tls.server_config() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "agent http server cannot serve TLS");
+                    return;
+                }
+            };
+            let admit: edge_api::tls::Admit =
+                Arc::new(|peer| peer == Some(&edge_api::tls::Identity::Server));
+            let local = match listener.local_addr() {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(error = %e, "agent http listener has no address");
+                    return;
+                }
+            };
+            let incoming = edge_api::tls::accept(listener, config, Duration::from_secs(10), admit);
+            axum::serve(TlsIncoming(incoming, local), app).await
+        }
+    };
+    if let Err(e) = res {
         tracing::error!(error = %e, "agent http server stopped");
     }
 }
 
+struct TlsIncoming(
+    tokio::sync::mpsc::Receiver<edge_api::tls::Accepted>,
+    std::net::SocketAddr,
+);
+
+impl axum::serve::Listener for TlsIncoming {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.0.recv().await {
+            Some(a) => (a.stream, a.addr),
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.1)
+    }
+}
+
 fn authorized(st: &AppState, headers: &HeaderMap) -> bool {
-    headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) == Some(st.token.as_str())
+    match &st.token {
+        None => true,
+        Some(t) => headers
+            .get(TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|given| edge_api::tls::secret_matches(given, t)),
+    }
 }
 
 async fn run_gc(State(st): State<AppState>, headers: HeaderMap) -> Response {

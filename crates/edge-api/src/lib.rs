@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod client;
 pub mod error;
 pub mod schema;
+pub mod tls;
 pub mod types;
 
 pub use client::{Client, QueryMeta, QueryOptions};

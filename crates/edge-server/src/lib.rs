@@ -1,6 +1,7 @@
 //! The control plane: owns the store, serves `/v1`, turns evaluations into
 //! plans with the scheduler, applies them, and watches node heartbeats.
 
+mod auth;
 mod catalog;
 pub mod error;
 mod extract;
@@ -8,7 +9,9 @@ mod heartbeat;
 mod http;
 mod metrics;
 mod ops;
+mod pki;
 mod routes;
+mod tls;
 mod token;
 mod worker;
 
@@ -34,8 +37,15 @@ pub struct ServerConfig {
     pub gc: GcConfig,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// The join token; read from or written to `data_dir/token` when `None`.
-    pub token: Option<String>,
+    /// Serve the API over TLS with the cluster CA's certificates, and
+    /// require nodes to prove who they are with theirs (mutual TLS). The
+    /// binary turns it on whenever the server binds a non-loopback address.
+    pub tls: bool,
+    /// More names (DNS or IP) for the server certificate, beside this
+    /// host's name and addresses.
+    pub tls_sans: Vec<String>,
+    /// How long a node certificate is valid; agents renew at 2/3 of it.
+    pub node_cert_ttl: Duration,
     /// The drivers' checks of task `config` blocks, applied to every job
     /// submitted or planned; the binary builds them from the driver crates.
     pub driver_configs: edge_spec::DriverConfigs,
@@ -51,7 +61,9 @@ impl ServerConfig {
             gc_interval: Duration::from_secs(300),
             gc: GcConfig::default(),
             max_body_bytes: 4 * 1024 * 1024,
-            token: None,
+            tls: false,
+            tls_sans: Vec::new(),
+            node_cert_ttl: Duration::from_secs(24 * 3600),
             driver_configs: edge_spec::DriverConfigs::default(),
         }
     }
@@ -61,7 +73,11 @@ impl ServerConfig {
 pub struct Server {
     store: Arc<Store>,
     cfg: ServerConfig,
-    token: String,
+    /// The join token's secret; rotated in place.
+    secret: std::sync::RwLock<String>,
+    pki: pki::Pki,
+    /// TLS for calls to agents (logs, node GC), when the cluster uses TLS.
+    agent_tls: Option<rustls::ClientConfig>,
     evals_ready: Notify,
     heartbeats: heartbeat::Heartbeats,
     metrics: metrics::Metrics,
@@ -73,7 +89,10 @@ pub struct Server {
 /// A started server; dropping it does not stop it, `shutdown` does.
 pub struct ServerHandle {
     pub addr: SocketAddr,
+    /// The join token as agents take it: `K10<CA fingerprint>::<secret>`.
     pub token: String,
+    /// The API's URL: `https://` when the server speaks TLS.
+    pub url: String,
     pub server: Arc<Server>,
     shutdown: Arc<Notify>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -94,8 +113,34 @@ impl Server {
         &self.store
     }
 
-    pub fn token(&self) -> &str {
-        &self.token
+    /// The join token as agents take it: `K10<CA fingerprint>::<secret>`.
+    pub fn token(&self) -> String {
+        edge_api::tls::JoinToken::format(self.pki.fingerprint(), &self.secret())
+    }
+
+    pub(crate) fn secret(&self) -> String {
+        self.secret
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Makes a new join secret; certificates issued before stay valid.
+    pub(crate) fn rotate_token(&self) -> Result<String, ServerError> {
+        let secret = token::new_secret();
+        token::save(&self.cfg.data_dir, self.pki.fingerprint(), &secret)?;
+        *self.secret.write().unwrap_or_else(|e| e.into_inner()) = secret;
+        tracing::info!("join token rotated");
+        Ok(self.token())
+    }
+
+    pub(crate) fn is_revoked(s: &edge_store::State, node: &str) -> bool {
+        s.nodes.get(node).is_some_and(|n| n.revoked)
+    }
+
+    /// The cluster CA certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        self.pki.ca_pem()
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -110,10 +155,13 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         path: cfg.data_dir.display().to_string(),
         source: e,
     })?;
-    let token = match &cfg.token {
-        Some(t) => t.clone(),
-        None => token::load_or_create(&cfg.data_dir)?,
+    let pki = {
+        let (dir, sans) = (cfg.data_dir.clone(), cfg.tls_sans.clone());
+        tokio::task::spawn_blocking(move || pki::Pki::load_or_create(&dir, &sans))
+            .await
+            .map_err(|e| ServerError::Internal(format!("cluster PKI: {e}")))??
     };
+    let secret = token::load_or_create(&cfg.data_dir, pki.fingerprint())?;
     // Migrations and loading the whole state are SQLite reads and writes,
     // long on a big file: they stay off the runtime's workers, which may
     // already serve others (an agent in the same process).
@@ -133,9 +181,21 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         addr: cfg.bind.to_string(),
         source: e,
     })?;
+    let agent_tls = if cfg.tls {
+        Some(pki.agent_client_config()?)
+    } else {
+        None
+    };
+    let tls_config = if cfg.tls {
+        Some(pki.server_config()?)
+    } else {
+        None
+    };
     let server = Arc::new(Server {
         store,
-        token: token.clone(),
+        secret: std::sync::RwLock::new(secret),
+        pki,
+        agent_tls,
         evals_ready: Notify::new(),
         heartbeats: heartbeat::Heartbeats::default(),
         metrics: metrics::Metrics::new(),
@@ -151,7 +211,20 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
     let shutdown = Arc::new(Notify::new());
     let app = http::router(server.clone());
     let sd = shutdown.clone();
-    let mut tasks = vec![tokio::spawn(async move {
+    let mut tasks = vec![if let Some(tls_config) = tls_config {
+        let listener = tls::TlsListener::new(listener, tls_config, server.store.clone());
+        tokio::spawn(async move {
+            let serve = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<tls::Peer>(),
+            )
+            .with_graceful_shutdown(async move { sd.notified().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "api server stopped");
+            }
+        })
+    } else {
+        tokio::spawn(async move {
         use axum::serve::ListenerExt;
         let listener = listener.tap_io(|tcp| {
             if let Err(e) = tcp.set_nodelay(true) {
@@ -166,14 +239,17 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "api server stopped");
         }
-    })];
+    })
+    }];
     tasks.push(tokio::spawn(worker::run(server.clone())));
     tasks.push(tokio::spawn(heartbeat::run(server.clone())));
     tasks.push(tokio::spawn(gc_loop(server.clone())));
-    tracing::info!(%addr, "edge server listening");
+    let scheme = if server.cfg.tls { "https" } else { "http" };
+    tracing::info!(%addr, tls = server.cfg.tls, "edge server listening");
     Ok(ServerHandle {
         addr,
-        token,
+        token: server.token(),
+        url: format!("{scheme}://{addr}"),
         server,
         shutdown,
         tasks,

@@ -21,6 +21,8 @@ pub enum SimError {
         status: u16,
         body: String,
     },
+    #[error("tls: {0}")]
+    Tls(String),
     #[error("cannot raise the open file limit: {0}")]
     Rlimit(Arc<std::io::Error>),
 }
