@@ -287,7 +287,9 @@ pub async fn start(
             listener,
             match &tls {
                 Some(t) => http::Guard::Tls(t.clone()),
-                None => http::Guard::Token(edge_api::tls::JoinToken::parse(&agent.cfg.token)?.secret),
+                None => {
+                    http::Guard::Token(edge_api::tls::JoinToken::parse(&agent.cfg.token)?.secret)
+                }
             },
             agent.ctx.clone(),
             {

@@ -35,7 +35,12 @@ fn now() -> i64 {
 
 impl NodeTls {
     /// `None` for a plain `http://` server.
-    pub fn open(server: &str, token: &str, data_dir: &std::path::Path, node_id: &str) -> Result<Option<NodeTls>, AgentError> {
+    pub fn open(
+        server: &str,
+        token: &str,
+        data_dir: &std::path::Path,
+        node_id: &str,
+    ) -> Result<Option<NodeTls>, AgentError> {
         if !server.starts_with("https://") {
             return Ok(None);
         }
@@ -103,7 +108,10 @@ impl NodeTls {
         let csr = tls::node_csr(&self.node_id)?;
         let resp = self.bootstrap.agent_csr(&csr.csr_pem).await?;
         self.save(&resp, &csr.key_pem)?;
-        tracing::info!(not_after = resp.not_after, "joined the cluster: node certificate issued");
+        tracing::info!(
+            not_after = resp.not_after,
+            "joined the cluster: node certificate issued"
+        );
         Ok(())
     }
 
@@ -111,7 +119,9 @@ impl NodeTls {
         let got = tls::certs_from_pem(&resp.ca)?;
         let pinned = self.ca.ca_pem().and_then(|p| tls::certs_from_pem(&p).ok());
         if pinned.as_ref().and_then(|p| p.first()) != got.first() {
-            return Err(tls_err("the server sent a CA other than the one it proved".to_string()));
+            return Err(tls_err(
+                "the server sent a CA other than the one it proved".to_string(),
+            ));
         }
         self.creds.set(&resp.cert, key_pem)?;
         write_atomic_mode(&self.dir.join("ca.pem"), resp.ca.as_bytes(), 0o644)?;
@@ -163,14 +173,20 @@ impl NodeTls {
     /// certificate from the cluster CA required (the server's, checked by
     /// the caller).
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, AgentError> {
-        let pem = self.ca.ca_pem().ok_or_else(|| tls_err("the cluster CA is not known yet".to_string()))?;
+        let pem = self
+            .ca
+            .ca_pem()
+            .ok_or_else(|| tls_err("the cluster CA is not known yet".to_string()))?;
         let mut roots = rustls::RootCertStore::empty();
         for c in tls::certs_from_pem(&pem)? {
             roots.add(c).map_err(|e| tls_err(e.to_string()))?;
         }
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), tls::provider())
-            .build()
-            .map_err(|e| tls_err(e.to_string()))?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.into(),
+            tls::provider(),
+        )
+        .build()
+        .map_err(|e| tls_err(e.to_string()))?;
         let cfg = rustls::ServerConfig::builder_with_provider(tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| tls_err(e.to_string()))?

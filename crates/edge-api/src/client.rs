@@ -71,12 +71,10 @@ impl Client {
         if let Some(tls) = tls {
             b = b.use_preconfigured_tls(tls);
         }
-        let http = b
-            .build()
-            .map_err(|e| ApiError::Connect {
-                addr: addr.to_string(),
-                source: e,
-            })?;
+        let http = b.build().map_err(|e| ApiError::Connect {
+            addr: addr.to_string(),
+            source: e,
+        })?;
         Ok(Client { base, token, http })
     }
 

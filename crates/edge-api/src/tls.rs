@@ -110,7 +110,10 @@ pub fn secret_matches(given: &str, secret: &str) -> bool {
         sha2::Sha256::digest(given.as_bytes()),
         sha2::Sha256::digest(secret.as_bytes()),
     );
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Lowercase hex SHA-256 of a certificate's DER: what a join token pins.
@@ -314,7 +317,10 @@ impl ClusterCa {
         Ok(ca)
     }
 
-    fn learn(&self, der: CertificateDer<'static>) -> Result<Arc<WebPkiServerVerifier>, rustls::Error> {
+    fn learn(
+        &self,
+        der: CertificateDer<'static>,
+    ) -> Result<Arc<WebPkiServerVerifier>, rustls::Error> {
         let mut roots = RootCertStore::empty();
         roots.add(der.clone())?;
         let v = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
@@ -514,7 +520,13 @@ mod tests {
         assert_eq!(t.ca_pin.as_deref(), Some(pin.as_str()));
         assert_eq!(t.secret, "s3cret");
         assert_eq!(JoinToken::parse("plain").unwrap().ca_pin, None);
-        for bad in ["", "K10abc::x", &format!("K10{pin}::"), &format!("K10{pin}"), "a::b"] {
+        for bad in [
+            "",
+            "K10abc::x",
+            &format!("K10{pin}::"),
+            &format!("K10{pin}"),
+            "a::b",
+        ] {
             assert!(JoinToken::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(!format!("{t:?}").contains("s3cret"));

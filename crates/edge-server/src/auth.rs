@@ -20,7 +20,10 @@ pub struct Caller(pub Option<Identity>);
 impl FromRequestParts<Arc<Server>> for Caller {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &Arc<Server>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &Arc<Server>,
+    ) -> Result<Self, Self::Rejection> {
         let id = parts
             .extensions
             .get::<ConnectInfo<Peer>>()
@@ -49,7 +52,12 @@ pub fn check_token(sv: &Server, headers: &HeaderMap) -> Result<(), ServerError> 
 }
 
 /// The node a request acts for must be the caller.
-pub fn node(sv: &Server, caller: &Caller, headers: &HeaderMap, id: &str) -> Result<(), ServerError> {
+pub fn node(
+    sv: &Server,
+    caller: &Caller,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(), ServerError> {
     if sv.cfg.tls {
         match &caller.0 {
             Some(Identity::Node(me)) if me == id => {}

@@ -5,9 +5,9 @@
 use crate::Server;
 use crate::auth::{self, Caller};
 use crate::error::ServerError;
-use crate::pki::Pki;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Blocking, error_response};
 use crate::ops::{self, Env};
+use crate::pki::Pki;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
@@ -100,7 +100,6 @@ async fn block(server: &Server, q: &Blocking) {
         server.store.wait_for(idx, q.wait()).await;
     }
 }
-
 
 fn job_stub(s: &St, job: &Job) -> JobListStub {
     let mut summary: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
@@ -863,7 +862,11 @@ impl Server {
     /// (`<node>.node.edge`, resolved to the registered address), so the
     /// server checks it talks to that node and the agent that it is the
     /// server; plain HTTP carries the join token instead.
-    fn agent_client(&self, node: &str, addr: &str) -> Result<(reqwest::Client, String), ServerError> {
+    fn agent_client(
+        &self,
+        node: &str,
+        addr: &str,
+    ) -> Result<(reqwest::Client, String), ServerError> {
         let Some(tls) = &self.agent_tls else {
             return Ok((self.http.clone(), addr.to_string()));
         };
@@ -874,7 +877,11 @@ impl Server {
         let sock: std::net::SocketAddr = addr
             .strip_prefix("https://")
             .and_then(|a| a.parse().ok())
-            .ok_or_else(|| unreachable(format!("registered address {addr:?} is not https://IP:PORT")))?;
+            .ok_or_else(|| {
+                unreachable(format!(
+                    "registered address {addr:?} is not https://IP:PORT"
+                ))
+            })?;
         let name = format!("{node}.{}", edge_api::tls::NODE_DNS_SUFFIX);
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -888,11 +895,7 @@ impl Server {
 
 /// A node's first certificate, asked for with the join token. A node id
 /// that is up, or revoked, cannot be taken by another token holder.
-async fn agent_csr(
-    State(sv): S,
-    headers: HeaderMap,
-    ApiJson(req): ApiJson<CsrRequest>,
-) -> Res {
+async fn agent_csr(State(sv): S, headers: HeaderMap, ApiJson(req): ApiJson<CsrRequest>) -> Res {
     auth::check_token(&sv, &headers)?;
     let (csr, node) = Pki::csr_node(&req.csr)?;
     sv.store.read(|s| match s.nodes.get(&node) {
@@ -942,7 +945,13 @@ async fn revoke_node(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
         .await?;
     sv.evals_ready.notify_one();
     tracing::info!(node = %node_id, "node revoked");
-    Ok(json_at(idx, &NodeRevokeResponse { node_id, index: idx }))
+    Ok(json_at(
+        idx,
+        &NodeRevokeResponse {
+            node_id,
+            index: idx,
+        },
+    ))
 }
 
 async fn rotate_token(State(sv): S) -> Res {

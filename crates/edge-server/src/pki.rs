@@ -176,7 +176,9 @@ impl Pki {
     }
 
     /// The node id a request asks a certificate for (its subject's CN).
-    pub fn csr_node(csr_pem: &str) -> Result<(CertificateSigningRequestParams, String), ServerError> {
+    pub fn csr_node(
+        csr_pem: &str,
+    ) -> Result<(CertificateSigningRequestParams, String), ServerError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| ServerError::BadRequest(format!("invalid certificate request: {e}")))?;
         let text = |t: DnType| match csr.params.distinguished_name.get(&t) {
@@ -238,11 +240,13 @@ impl Pki {
         for c in tls::certs_from_pem(&self.ca_pem).map_err(|e| pki_err("cluster CA", e))? {
             roots.add(c).map_err(|e| pki_err("cluster CA", e))?;
         }
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), tls::provider())
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| pki_err("client verifier", e))?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.into(),
+            tls::provider(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| pki_err("client verifier", e))?;
         let cfg = rustls::ServerConfig::builder_with_provider(tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| pki_err("tls", e))?

@@ -48,10 +48,7 @@ impl Listener for TlsListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.incoming.recv().await {
-            Some(a) => (
-                a.stream,
-                Peer { identity: a.peer },
-            ),
+            Some(a) => (a.stream, Peer { identity: a.peer }),
             // The accept task only ends with this listener.
             None => std::future::pending().await,
         }

@@ -66,7 +66,10 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join("token")).unwrap();
         assert_eq!(text.trim(), JoinToken::format(&fp, &s));
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("token")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("token"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         // A new CA keeps the secret and pins the new fingerprint.
         let fp2 = "b".repeat(64);

@@ -116,14 +116,11 @@ impl Api {
             Some(t) => req.header(TOKEN_HEADER, t),
             None => req,
         };
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| SimError::Request {
-                method,
-                path: path.clone(),
-                source: Arc::new(e),
-            })?;
+        let resp = req.send().await.map_err(|e| SimError::Request {
+            method,
+            path: path.clone(),
+            source: Arc::new(e),
+        })?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);

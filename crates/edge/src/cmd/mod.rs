@@ -64,5 +64,9 @@ pub fn client(g: &crate::cli::Global) -> anyhow::Result<edge_api::Client> {
     let ca = edge_api::tls::ClusterCa::known(&pem, None)
         .with_context(|| format!("CA certificate {}", path.display()))?;
     let tls = edge_api::tls::client_config(ca, None)?;
-    Ok(edge_api::Client::with_tls(&g.address, g.token.clone(), tls)?)
+    Ok(edge_api::Client::with_tls(
+        &g.address,
+        g.token.clone(),
+        tls,
+    )?)
 }
