@@ -290,6 +290,8 @@ mod tests {
             task_states: BTreeMap::new(),
             checks: BTreeMap::new(),
             health: None,
+            deployment_id: None,
+            canary: false,
             resources: edge_spec::AllocResources {
                 cpu: 1,
                 memory: 1,

@@ -130,6 +130,11 @@ mod tests {
             health_check: mode,
             min_healthy_time: Duration::from_secs(2),
             healthy_deadline: Duration::from_secs(10),
+            progress_deadline: Duration::from_secs(600),
+            auto_revert: false,
+            auto_promote: false,
+            canary: 0,
+            canary_weight: None,
         }
     }
 

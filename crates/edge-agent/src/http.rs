@@ -33,7 +33,13 @@ struct AppState {
     gc: GcFn,
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, guard: Guard, ctx: Arc<RunCtx>, gc: GcFn) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    limits: edge_api::listen::Limits,
+    guard: Guard,
+    ctx: Arc<RunCtx>,
+    gc: GcFn,
+) {
     let token = match &guard {
         Guard::Token(t) => Some(Arc::from(t.as_str())),
         Guard::Tls(_) => None,
@@ -42,8 +48,10 @@ pub async fn serve(listener: tokio::net::TcpListener, guard: Guard, ctx: Arc<Run
         .route("/v1/client/allocation/{id}/logs", get(logs))
         .route("/v1/client/gc", post(run_gc))
         .with_state(AppState { token, ctx, gc });
-    let res = match guard {
-        Guard::Token(_) => axum::serve(listener, app).await,
+    match guard {
+        Guard::Token(_) => {
+            edge_api::listen::serve(listener, limits, app, std::future::pending()).await;
+        }
         Guard::Tls(tls) => {
             // The node's certificate comes with its first contact with the
             // server; until then nobody is served.
@@ -57,40 +65,9 @@ pub async fn serve(listener: tokio::net::TcpListener, guard: Guard, ctx: Arc<Run
             };
             let admit: edge_api::tls::Admit =
                 Arc::new(|peer| peer == Some(&edge_api::tls::Identity::Server));
-            let local = match listener.local_addr() {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::error!(error = %e, "agent http listener has no address");
-                    return;
-                }
-            };
-            let incoming = edge_api::tls::accept(listener, config, Duration::from_secs(10), admit);
-            axum::serve(TlsIncoming(incoming, local), app).await
+            edge_api::tls::serve(listener, limits, config, admit, app, std::future::pending())
+                .await;
         }
-    };
-    if let Err(e) = res {
-        tracing::error!(error = %e, "agent http server stopped");
-    }
-}
-
-struct TlsIncoming(
-    tokio::sync::mpsc::Receiver<edge_api::tls::Accepted>,
-    std::net::SocketAddr,
-);
-
-impl axum::serve::Listener for TlsIncoming {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.0.recv().await {
-            Some(a) => (a.stream, a.addr),
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.1)
     }
 }
 

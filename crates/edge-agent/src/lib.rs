@@ -43,6 +43,8 @@ pub struct AgentConfig {
     pub meta: BTreeMap<String, String>,
     /// Where the agent serves logs to the server.
     pub http_bind: SocketAddr,
+    /// What that listener allows its clients.
+    pub http_limits: edge_api::listen::Limits,
     pub reserved: NodeResources,
     pub log_max_bytes: u64,
     pub log_max_files: u32,
@@ -72,6 +74,13 @@ impl AgentConfig {
             address: "127.0.0.1".to_string(),
             meta: BTreeMap::new(),
             http_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            // Its requests carry no body; the connection cap only keeps
+            // clients from using up the descriptors tasks need.
+            http_limits: edge_api::listen::Limits {
+                max_connections: 256,
+                max_body_bytes: 64 * 1024,
+                ..edge_api::listen::Limits::default()
+            },
             reserved: NodeResources::default(),
             log_max_bytes: 10 * 1024 * 1024,
             log_max_files: 5,
@@ -285,6 +294,7 @@ pub async fn start(
         tokio::spawn(agent.clone().catalog_loop(catalog_tx, saved)),
         tokio::spawn(http::serve(
             listener,
+            agent.cfg.http_limits.clone(),
             match &tls {
                 Some(t) => http::Guard::Tls(t.clone()),
                 None => {

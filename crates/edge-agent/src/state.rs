@@ -82,6 +82,14 @@ impl LocalStore {
     pub fn open(root: &Path) -> Result<LocalStore, AgentError> {
         let allocs = root.join("allocs");
         std::fs::create_dir_all(&allocs).map_err(|e| AgentError::io("create", &allocs, e))?;
+        // Task users (nobody by default) must pass through to their own
+        // directories, so others may traverse but not list; the state files
+        // in them are 0600 (`write_atomic`).
+        for dir in [root, allocs.as_path()] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
+                .map_err(|e| AgentError::io("restrict", dir, e))?;
+        }
         let writer = Arc::new(Writer::default());
         let weak = Arc::downgrade(&writer);
         let dir = allocs.clone();
@@ -270,8 +278,17 @@ fn write_loop(writer: &Weak<Writer>, allocs: &Path) {
 /// power cut) leaves the old or the new file, never half of one, and never
 /// loses a rename the caller was told had happened.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| AgentError::io("create", &tmp, e))?;
+    // A leftover keeps its old mode through a truncating open.
+    let _ = std::fs::remove_file(&tmp);
+    // Allocation state holds the job's env, secrets included.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| AgentError::io("create", &tmp, e))?;
     f.write_all(bytes)
         .map_err(|e| AgentError::io("write", &tmp, e))?;
     f.sync_all().map_err(|e| AgentError::io("sync", &tmp, e))?;
@@ -314,6 +331,36 @@ mod tests {
             "job": {"id": "j", "name": "j", "groups": []}
         }))
         .unwrap()
+    }
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn state_files_are_private_and_dirs_only_traversable() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("agent");
+        std::fs::create_dir_all(root.join("allocs")).unwrap();
+        // An older agent's state, written under the default umask.
+        std::fs::write(root.join("node-id"), "n1").unwrap();
+        let store = LocalStore::open(&root).unwrap();
+        store.save(&local("a1")).unwrap();
+        store.flush();
+        store
+            .save_catalog(&SavedCatalog {
+                catalog: edge_api::Catalog::default(),
+                received_at: 0,
+            })
+            .unwrap();
+        assert_eq!(mode(&root), 0o711);
+        assert_eq!(mode(&root.join("allocs")), 0o711);
+        assert_eq!(mode(&root.join("allocs/a1").join(STATE_FILE)), 0o600);
+        assert_eq!(mode(&root.join(CATALOG_FILE)), 0o600);
+        std::fs::remove_file(root.join("node-id")).unwrap();
+        store.node_id().unwrap();
+        assert_eq!(mode(&root.join("node-id")), 0o600);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::error::ApiError;
 use crate::types::*;
 use crate::{INDEX_HEADER, TOKEN_HEADER};
-use edge_spec::{Allocation, Evaluation, Job, Node};
+use edge_spec::{Allocation, Deployment, Evaluation, Job, Node};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -299,6 +299,50 @@ impl Client {
         q: QueryOptions,
     ) -> Result<(Evaluation, QueryMeta), ApiError> {
         self.get(&format!("/v1/evaluation/{}", enc(id)), q).await
+    }
+
+    /// Every deployment, newest first; of one job with `job`.
+    pub async fn deployments(&self, job: Option<&str>) -> Result<Vec<Deployment>, ApiError> {
+        let path = match job {
+            Some(j) => format!("/v1/job/{}/deployments", enc(j)),
+            None => "/v1/deployments".to_string(),
+        };
+        Ok(self.get(&path, QueryOptions::default()).await?.0)
+    }
+
+    pub async fn deployment(
+        &self,
+        id: &str,
+        q: QueryOptions,
+    ) -> Result<(Deployment, QueryMeta), ApiError> {
+        self.get(&format!("/v1/deployment/{}", enc(id)), q).await
+    }
+
+    /// The job's newest deployment.
+    pub async fn job_deployment(
+        &self,
+        job: &str,
+        q: QueryOptions,
+    ) -> Result<(Deployment, QueryMeta), ApiError> {
+        self.get(&format!("/v1/job/{}/deployment", enc(job)), q)
+            .await
+    }
+
+    /// `action` is `promote`, `pause`, `resume` or `fail`.
+    pub async fn deployment_action(
+        &self,
+        id: &str,
+        action: &str,
+        groups: Vec<String>,
+    ) -> Result<DeploymentUpdateResponse, ApiError> {
+        let path = format!("/v1/deployment/{}/{action}", enc(id));
+        let m = reqwest::Method::POST;
+        if action == "promote" {
+            let body = DeploymentPromoteRequest { groups };
+            self.write(m, &path, Some(&body)).await
+        } else {
+            self.write::<(), _>(m, &path, None).await
+        }
     }
 
     pub async fn nodes(&self) -> Result<Vec<NodeListStub>, ApiError> {

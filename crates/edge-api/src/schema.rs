@@ -6,7 +6,7 @@
 //! defaults are optional.
 
 use crate::types::*;
-use edge_spec::{Allocation, Evaluation, Job, Node};
+use edge_spec::{Allocation, Deployment, Evaluation, Job, Node};
 use schemars::Schema;
 use schemars::generate::SchemaSettings;
 use schemars::transform::RecursiveTransform;
@@ -30,6 +30,9 @@ pub fn components() -> Map<String, Value> {
     generator.subschema_for::<AllocListStub>();
     generator.subschema_for::<Allocation>();
     generator.subschema_for::<Evaluation>();
+    generator.subschema_for::<Deployment>();
+    generator.subschema_for::<DeploymentPromoteRequest>();
+    generator.subschema_for::<DeploymentUpdateResponse>();
     generator.subschema_for::<NodeListStub>();
     generator.subschema_for::<Node>();
     generator.subschema_for::<NodeDrainRequest>();

@@ -4,6 +4,10 @@
 //! the cluster CA (or, before it is known, only the CA the join token pins).
 
 use crate::error::ApiError;
+use crate::listen::{Acceptor, GuardedBody, Limits, serve_connection};
+use bytes::Bytes;
+use hyper::body::Body;
+use hyper::{Request, Response};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -12,6 +16,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sha2::Digest;
+use std::convert::Infallible;
 use std::sync::{Arc, RwLock};
 
 /// What a join token starts with when it carries the CA fingerprint (k3s's
@@ -449,63 +454,77 @@ pub fn client_config(
     })
 }
 
-/// A connection whose TLS handshake completed, with who the client is.
-pub struct Accepted {
-    pub stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    pub addr: std::net::SocketAddr,
-    /// The identity in the client's certificate; `None` without one.
-    pub peer: Option<Identity>,
-}
+/// Who the client of a TLS connection proved to be with its certificate
+/// (`None` without one); every request of the connection carries it as an
+/// extension.
+#[derive(Debug, Clone)]
+pub struct Peer(pub Option<Identity>);
 
 /// Decides whether a connection may go on once its client is known (a
 /// revoked node, a node where only the server may call, is dropped).
 pub type Admit = Arc<dyn Fn(Option<&Identity>) -> bool + Send + Sync>;
 
-/// Accepts on `listener` and runs each TLS handshake on its own task, so a
-/// slow or silent client never holds up the others; a handshake must finish
-/// within `handshake_timeout`. Ends when the receiver is dropped.
-pub fn accept(
+/// [`crate::listen::serve`] over TLS: the same connection cap, deadlines
+/// and body limits, with each handshake on its connection's own task (a
+/// slow or silent client holds up nobody) and due within the listener's
+/// header deadline. A client `admit` refuses is dropped after the
+/// handshake; the others' requests carry their [`Peer`].
+pub async fn serve<S, B>(
     listener: tokio::net::TcpListener,
+    limits: Limits,
     config: Arc<rustls::ServerConfig>,
-    handshake_timeout: std::time::Duration,
     admit: Admit,
-) -> tokio::sync::mpsc::Receiver<Accepted> {
-    let (tx, rx) = tokio::sync::mpsc::channel(256);
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    tokio::spawn(async move {
-        loop {
-            let (tcp, addr) = tokio::select! {
-                _ = tx.closed() => return,
-                r = listener.accept() => match r {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept error");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
+    service: S,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: tower::Service<Request<GuardedBody>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let acceptor = Acceptor::new(listener, &limits);
+    let limits = Arc::new(limits);
+    let tls = tokio_rustls::TlsAcceptor::from(config);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            conn = acceptor.accept() => {
+                let (service, limits, stop) = (service.clone(), limits.clone(), stop_rx.clone());
+                let (tls, admit) = (tls.clone(), admit.clone());
+                tokio::spawn(async move {
+                    let crate::listen::Accepted { stream, slot, .. } = conn;
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await
+                    else {
+                        return;
+                    };
+                    let peer = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| identity(c));
+                    if !admit(peer.as_ref()) {
+                        return;
                     }
-                },
-            };
-            let _ = tcp.set_nodelay(true);
-            let (tx, acceptor, admit) = (tx.clone(), acceptor.clone(), admit.clone());
-            tokio::spawn(async move {
-                let Ok(Ok(stream)) =
-                    tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
-                else {
-                    return;
-                };
-                let peer = stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .and_then(|c| identity(c));
-                if admit(peer.as_ref()) {
-                    let _ = tx.send(Accepted { stream, addr, peer }).await;
-                }
-            });
+                    let peer = Peer(peer);
+                    let svc = tower::util::MapRequest::new(service, move |mut req: Request<GuardedBody>| {
+                        req.extensions_mut().insert(peer.clone());
+                        req
+                    });
+                    serve_connection(stream, svc, &limits, stop).await;
+                    drop(slot);
+                });
+            }
         }
-    });
-    rx
+    }
+    let _ = stop_tx.send(true);
+    acceptor.drain(limits.max_connections).await;
 }
 
 #[cfg(test)]

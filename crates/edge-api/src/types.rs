@@ -95,6 +95,24 @@ pub struct EvalResponse {
     pub index: u64,
 }
 
+/// `POST /v1/deployment/{id}/promote`: the groups whose canaries to
+/// promote; none named promotes every group with canaries.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentPromoteRequest {
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// What promote, pause, resume and fail answer: the deployment as changed,
+/// and the evaluation that acts on it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DeploymentUpdateResponse {
+    pub eval_id: Option<String>,
+    pub deployment: edge_spec::Deployment,
+    pub index: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct JobRevertRequest {
     pub version: u64,

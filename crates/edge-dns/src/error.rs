@@ -23,6 +23,8 @@ pub enum DnsError {
         upstream: SocketAddr,
         reason: String,
     },
+    #[error("invalid address block {cidr:?}: {reason}")]
+    InvalidCidr { cidr: String, reason: String },
     #[error("no upstream resolver configured")]
     NoUpstream,
 }

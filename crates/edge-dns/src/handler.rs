@@ -14,6 +14,7 @@ use hickory_server::zone_handler::{
 };
 use tokio::sync::Semaphore;
 
+use crate::acl::ForwardAcl;
 use crate::forward::Forwarder;
 use crate::index::{Index, Lookup};
 
@@ -30,11 +31,13 @@ pub(crate) struct Shared {
     generation: AtomicU64,
     pub(crate) forwarder: Forwarder,
     pub(crate) forwards: Arc<Semaphore>,
+    pub(crate) acl: ForwardAcl,
 }
 
 impl Shared {
-    pub(crate) fn new(index: Index, forwarder: Forwarder) -> Self {
+    pub(crate) fn new(index: Index, forwarder: Forwarder, acl: ForwardAcl) -> Self {
         Self {
+            acl,
             index: RwLock::new(Arc::new(index)),
             generation: AtomicU64::new(0),
             forwarder,
@@ -106,11 +109,13 @@ pub(crate) fn error<'q, 'a>(
     MessageResponseBuilder::new(queries, edns).build(m, Vec::new(), Vec::new(), None, [].iter())
 }
 
-/// What to do with `request`: answer it from the zone, or forward it.
+/// What to do with `request`: answer it from the zone, forward it (when
+/// its client `may_forward`), or refuse it.
 pub(crate) fn plan<'q, 'a>(
     request: &'q MessageRequest,
     edns: Option<&'q Edns>,
     index: &'a Index,
+    may_forward: bool,
 ) -> Plan<'q, 'a> {
     let err = |code| Plan::Respond(error(&request.queries, edns, &request.metadata, code));
     let query = match request.queries.queries() {
@@ -124,7 +129,8 @@ pub(crate) fn plan<'q, 'a>(
     m.authoritative = true;
     let builder = MessageResponseBuilder::new(&request.queries, edns);
     match lookup {
-        Lookup::Outside => Plan::Forward,
+        Lookup::Outside if may_forward => Plan::Forward,
+        Lookup::Outside => err(ResponseCode::Refused),
         _ if !in_class => err(ResponseCode::Refused),
         Lookup::NxDomain => {
             m.response_code = ResponseCode::NXDomain;
@@ -181,7 +187,8 @@ impl RequestHandler for Handler {
     ) -> ResponseInfo {
         let edns = response_edns(request);
         let index = self.shared.index();
-        let sent = match plan(request, edns.as_ref(), &index) {
+        let may_forward = self.shared.acl.may_forward(request.src().ip());
+        let sent = match plan(request, edns.as_ref(), &index, may_forward) {
             Plan::Respond(msg) => response.send_response(msg).await,
             Plan::Forward => {
                 let upstream = match self.shared.forwarder.forward(request.as_slice()).await {

@@ -7,6 +7,7 @@
 //! A name that exists without records of the asked type is NOERROR with no answer
 //! (NODATA) and the zone's SOA in the authority section.
 
+mod acl;
 mod error;
 mod forward;
 mod handler;
@@ -24,6 +25,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+pub use acl::Cidr;
 pub use error::DnsError;
 
 use handler::{Handler, Shared};
@@ -45,6 +47,12 @@ pub struct DnsConfig {
     /// Resolvers for names outside the zone; empty means those of /etc/resolv.conf.
     pub upstreams: Vec<SocketAddr>,
     pub ttl: u32,
+    /// Clients besides 127.0.0.1, ::1 and this node's own addresses (`listen`,
+    /// `lb_address`, `own_addresses`) whose names outside the zone are
+    /// forwarded; others get REFUSED for them.
+    pub forward_allow: Vec<Cidr>,
+    /// More addresses of this node, e.g. the one it advertises.
+    pub own_addresses: Vec<IpAddr>,
 }
 
 impl Default for DnsConfig {
@@ -55,6 +63,8 @@ impl Default for DnsConfig {
             lb_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             upstreams: Vec::new(),
             ttl: 5,
+            forward_allow: Vec::new(),
+            own_addresses: Vec::new(),
         }
     }
 }
@@ -161,7 +171,12 @@ pub async fn serve(
     let forwarder = forward::Forwarder::new(cfg.upstreams, &[udp_addr, tcp_addr]);
     let upstreams = forwarder.upstreams().to_vec();
     let index = Index::build(&zone, &catalog.borrow_and_update());
-    let shared = Arc::new(Shared::new(index, forwarder));
+    let own = [cfg.listen.ip(), cfg.lb_address]
+        .into_iter()
+        .chain(cfg.own_addresses.iter().copied())
+        .filter(|ip| !ip.is_unspecified());
+    let acl = acl::ForwardAcl::new(own, cfg.forward_allow.clone());
+    let shared = Arc::new(Shared::new(index, forwarder, acl));
 
     let watched = shared.clone();
     let watcher = tokio::spawn(async move {

@@ -82,7 +82,9 @@ impl Loop {
         if !self.handle(raw, src, out) {
             return false;
         }
-        if out.len() > ID_LEN {
+        // A client the forwarder refuses gets answers others must not
+        // see from the cache.
+        if out.len() > ID_LEN && self.shared.acl.may_forward(src.ip()) {
             if self.cache.len() >= CACHE_MAX {
                 self.cache.clear();
             }
@@ -114,7 +116,8 @@ impl Loop {
             }
         };
         let edns = response_edns(&request);
-        match plan(&request, edns.as_ref(), &self.index) {
+        let may_forward = self.shared.acl.may_forward(src.ip());
+        match plan(&request, edns.as_ref(), &self.index, may_forward) {
             Plan::Respond(msg) => encode(msg, out),
             Plan::Forward => {
                 forward(request, self.sock.clone(), self.shared.clone());

@@ -94,6 +94,8 @@ fn config(domain: &str, upstreams: Vec<SocketAddr>) -> DnsConfig {
         lb_address: LB,
         upstreams,
         ttl: 5,
+        forward_allow: Vec::new(),
+        own_addresses: Vec::new(),
     }
 }
 
@@ -423,6 +425,69 @@ async fn other_names_are_forwarded_keeping_the_rcode() -> Result<()> {
     assert_eq!(a_records(&msg), vec!["192.0.2.10".parse::<IpAddr>()?]);
     let msg = tcp(dns.tcp_addr(), "nope.example.org.", RecordType::A).await?;
     assert_eq!(msg.metadata.response_code, ResponseCode::NXDomain);
+    dns.shutdown().await;
+    Ok(())
+}
+
+/// A query from `from` (a loopback address other than 127.0.0.1, which
+/// counts as a foreign client unless listed) over UDP and TCP.
+async fn query_from(from: IpAddr, dns: &DnsHandle, name: &str) -> Result<[Message; 2]> {
+    let (id, bytes) = query_bytes(name, RecordType::A)?;
+    let sock = UdpSocket::bind(SocketAddr::new(from, 0)).await?;
+    sock.send_to(&bytes, dns.udp_addr()).await?;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), sock.recv(&mut buf)).await??;
+    let over_udp = Message::from_vec(&buf[..n])?;
+    assert_eq!(over_udp.metadata.id, id);
+    let tcp_sock = tokio::net::TcpSocket::new_v4()?;
+    tcp_sock.bind(SocketAddr::new(from, 0))?;
+    let mut stream = tcp_sock.connect(dns.tcp_addr()).await?;
+    stream
+        .write_all(&(bytes.len() as u16).to_be_bytes())
+        .await?;
+    stream.write_all(&bytes).await?;
+    let len = stream.read_u16().await?;
+    let mut buf = vec![0u8; usize::from(len)];
+    stream.read_exact(&mut buf).await?;
+    Ok([over_udp, Message::from_vec(&buf)?])
+}
+
+#[tokio::test]
+async fn only_local_and_listed_clients_are_forwarded() -> Result<()> {
+    let up = fake_upstream().await?;
+    let stranger: IpAddr = "127.0.0.2".parse()?;
+    let (_tx, rx) = watch::channel(base_catalog());
+    let mut cfg = config("service.edge", vec![up.udp_addr()]);
+    cfg.forward_allow = vec!["127.0.0.3/32".parse()?];
+    let dns = serve(cfg, rx.clone()).await?;
+    // Twice: a refusal must not reach the answer cache.
+    for _ in 0..2 {
+        for msg in query_from(stranger, &dns, "www.example.org.").await? {
+            assert_eq!(msg.metadata.response_code, ResponseCode::Refused);
+            assert!(msg.answers.is_empty());
+        }
+    }
+    // The zone itself still answers everyone.
+    for msg in query_from(stranger, &dns, "web.service.edge.").await? {
+        assert_eq!(a_records(&msg), vec![LB]);
+    }
+    for from in ["127.0.0.1", "127.0.0.3"] {
+        for msg in query_from(from.parse()?, &dns, "www.example.org.").await? {
+            assert_eq!(
+                a_records(&msg),
+                vec!["192.0.2.10".parse::<IpAddr>()?],
+                "{from} {msg:?}"
+            );
+        }
+    }
+    dns.shutdown().await;
+    // This node's own addresses count as local.
+    let mut cfg = config("service.edge", vec![up.udp_addr()]);
+    cfg.own_addresses = vec![stranger];
+    let dns = serve(cfg, rx).await?;
+    for msg in query_from(stranger, &dns, "www.example.org.").await? {
+        assert_eq!(a_records(&msg), vec!["192.0.2.10".parse::<IpAddr>()?]);
+    }
     dns.shutdown().await;
     Ok(())
 }

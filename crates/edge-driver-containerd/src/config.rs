@@ -140,6 +140,53 @@ fn checked(
     Ok(cfg)
 }
 
+/// What a container may take from the host beyond its own allocation;
+/// both are off unless the agent's operator turns them on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostAccess {
+    /// Mount host paths outside the allocation's directory.
+    pub host_volumes: bool,
+    /// Add capabilities to the default set.
+    pub cap_add: bool,
+}
+
+/// Refuses what `allowed` does not permit, naming the task, the field and
+/// the agent option that would. A volume inside `alloc_root` (the
+/// allocation's own directory, `${NOMAD_ALLOC_DIR}/...`) is always allowed.
+pub(crate) fn check_host_access(
+    task: &str,
+    cfg: &TaskImageConfig,
+    alloc_root: &std::path::Path,
+    allowed: HostAccess,
+) -> Result<(), DriverError> {
+    use std::path::Component;
+    if !allowed.host_volumes {
+        for (i, v) in cfg.volumes.iter().enumerate() {
+            let inside = v.host.starts_with(alloc_root)
+                && !v.host.components().any(|c| c == Component::ParentDir);
+            if !inside {
+                return Err(DriverError::config(
+                    format!("config.volumes[{i}]"),
+                    format!(
+                        "task {task} mounts host path {}, which this agent does not allow; start the agent with --containerd-allow-host-volumes to permit it",
+                        v.host.display()
+                    ),
+                ));
+            }
+        }
+    }
+    if !allowed.cap_add && !cfg.cap_add.is_empty() {
+        return Err(DriverError::config(
+            "config.cap_add",
+            format!(
+                "task {task} adds capabilities {:?}, which this agent does not allow; start the agent with --containerd-allow-cap-add to permit it",
+                cfg.cap_add
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// `/host:/container`, optionally `:ro` or `:rw`.
 fn parse_volume(v: &str) -> Result<Volume, String> {
     let parts: Vec<&str> = v.split(':').collect();
@@ -169,6 +216,62 @@ fn parse_volume(v: &str) -> Result<Volume, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_paths_and_added_capabilities_need_the_agent_options() {
+        let cfg = parse(
+            json!({"image": "a", "volumes": ["/etc:/host-etc:ro"], "cap_add": ["NET_ADMIN"]})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
+        let root = std::path::Path::new("/var/lib/edge/allocs/a1");
+        let err = |allowed| match check_host_access("web", &cfg, root, allowed) {
+            Err(DriverError::Config { field, message }) => (field, message),
+            other => panic!("expected a config error, got {other:?}"),
+        };
+        let (field, message) = err(HostAccess::default());
+        assert_eq!(field, "config.volumes[0]");
+        assert!(
+            message.contains("task web mounts host path /etc"),
+            "{message}"
+        );
+        assert!(
+            message.contains("--containerd-allow-host-volumes"),
+            "{message}"
+        );
+        let (field, message) = err(HostAccess {
+            host_volumes: true,
+            cap_add: false,
+        });
+        assert_eq!(field, "config.cap_add");
+        assert!(message.contains("--containerd-allow-cap-add"), "{message}");
+        check_host_access(
+            "web",
+            &cfg,
+            root,
+            HostAccess {
+                host_volumes: true,
+                cap_add: true,
+            },
+        )
+        .unwrap();
+        // The allocation's own directory needs no option; climbing out does.
+        let inside = parse(
+            json!({"image": "a", "volumes": ["/var/lib/edge/allocs/a1/alloc/data:/data"]})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
+        check_host_access("web", &inside, root, HostAccess::default()).unwrap();
+        let escape = parse(
+            json!({"image": "a", "volumes": ["/var/lib/edge/allocs/a1/../../../../etc:/x"]})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(check_host_access("web", &escape, root, HostAccess::default()).is_err());
+    }
     use serde_json::json;
 
     fn cfg(v: Value) -> serde_json::Map<String, Value> {

@@ -24,7 +24,7 @@ mod registry;
 mod spec;
 mod store;
 
-pub use config::{ContainerdBlock, check_config};
+pub use config::{ContainerdBlock, HostAccess, check_config};
 pub use error::ContainerdError;
 pub use logger::logger_main;
 pub use reference::Reference;
@@ -84,6 +84,8 @@ pub struct ContainerdConfig {
     pub state_dir: PathBuf,
     /// Task cgroups are `/<cgroup_parent>/<container id>`.
     pub cgroup_parent: String,
+    /// Host paths and capabilities tasks may ask for.
+    pub host_access: config::HostAccess,
 }
 
 impl ContainerdConfig {
@@ -97,6 +99,7 @@ impl ContainerdConfig {
             runtime: "io.containerd.runc.v2".to_string(),
             registry: RegistryConfig::default(),
             logger: None,
+            host_access: config::HostAccess::default(),
             state_dir,
             cgroup_parent: "edge".to_string(),
         }
@@ -690,6 +693,8 @@ impl Driver for ContainerdDriver {
 
     async fn prepare(&self, cfg: &TaskConfig, events: &dyn EventSink) -> Result<(), DriverError> {
         let task = config::parse(&cfg.config)?;
+        let alloc_root = cfg.alloc_dir.parent().unwrap_or(&cfg.alloc_dir);
+        config::check_host_access(&cfg.task, &task, alloc_root, self.cfg.host_access)?;
         Reference::parse(&task.image)
             .map_err(|e| DriverError::config("config.image", e.to_string()))?;
         self.ensure_image(&task.image, events)
@@ -700,6 +705,8 @@ impl Driver for ContainerdDriver {
 
     async fn start(&self, cfg: &TaskConfig) -> Result<TaskHandle, DriverError> {
         let task = config::parse(&cfg.config)?;
+        let alloc_root = cfg.alloc_dir.parent().unwrap_or(&cfg.alloc_dir);
+        config::check_host_access(&cfg.task, &task, alloc_root, self.cfg.host_access)?;
         let reference = Reference::parse(&task.image)
             .map_err(|e| DriverError::config("config.image", e.to_string()))?;
         let name = reference.to_string();

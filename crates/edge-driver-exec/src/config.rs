@@ -15,6 +15,9 @@ use std::str::FromStr;
 pub struct ExecBlock {
     pub command: String,
     pub args: Option<Vec<String>>,
+    /// The user (name or numeric uid) the task runs as; the agent's
+    /// default (`nobody`) when unset. Root only where the agent allows it.
+    pub user: Option<String>,
 }
 
 /// A checked exec task config, with `${NAME}` already filled in.
@@ -22,6 +25,7 @@ pub struct ExecBlock {
 pub(crate) struct ExecTaskConfig {
     pub command: String,
     pub args: Vec<String>,
+    pub user: Option<String>,
 }
 
 /// The submit-time check of an exec task's `config` block.
@@ -35,6 +39,14 @@ fn checked(config: &serde_json::Map<String, serde_json::Value>) -> Result<ExecBl
     let c: ExecBlock = edge_driver::config::decode(config)?;
     if c.command.trim().is_empty() {
         return Err(DriverError::config("config.command", "must not be empty"));
+    }
+    if let Some(user) = &c.user
+        && (user.is_empty() || user.len() > 32 || user.contains(['/', ':', '\0']))
+    {
+        return Err(DriverError::config(
+            "config.user",
+            format!("{user:?} is not a user name or uid"),
+        ));
     }
     Ok(c)
 }
@@ -52,6 +64,7 @@ pub(crate) fn parse(
             .iter()
             .map(|a| interpolate(a, env))
             .collect(),
+        user: c.user,
     })
 }
 

@@ -6,6 +6,7 @@
 use crate::cgroup::TaskCgroup;
 use crate::error::ExecutorError;
 use crate::proc;
+use crate::user::TaskUser;
 use edge_driver::ExitResult;
 use edge_driver::logs::RotatingLog;
 use nix::sys::signal::{Signal, killpg};
@@ -52,6 +53,9 @@ pub(crate) struct ExecutorSpec {
     pub cgroup: Option<TaskCgroup>,
     pub memory_mb: u32,
     pub cpu_mhz: u32,
+    /// Who the task runs as; `None` runs it as the executor's own user.
+    #[serde(default)]
+    pub user: Option<TaskUser>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -221,18 +225,32 @@ fn start(spec: &ExecutorSpec) -> Result<(Child, [RotatingLog; 2]), ExecutorError
                 .iter()
                 .filter_map(|k| Some((*k, std::env::var_os(k)?))),
         )
+        .envs(spec.user.iter().flat_map(|u| {
+            [
+                ("HOME", u.home.clone()),
+                ("USER", u.name.clone()),
+                ("LOGNAME", u.name.clone()),
+            ]
+        }))
         .envs(&spec.env)
         .current_dir(&spec.task_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    let ids = spec.user.as_ref().map(|u| (u.uid, u.gid));
     // SAFETY: the hook only makes async-signal-safe system calls on memory
     // allocated before the fork (see `join_cgroups`).
     unsafe {
         cmd.pre_exec(move || {
             cloexec_stray_fds();
-            join_cgroups(&procs_files)
+            join_cgroups(&procs_files)?;
+            // After joining: writing cgroup.procs needs the executor's
+            // privileges, which the task must not keep.
+            match ids {
+                Some((uid, gid)) => drop_privileges(uid, gid),
+                None => Ok(()),
+            }
         });
     }
     let mut child = cmd.spawn().map_err(|source| ExecutorError::Spawn {
@@ -256,6 +274,23 @@ fn start(spec: &ExecutorSpec) -> Result<(Child, [RotatingLog; 2]), ExecutorError
         });
     }
     Ok((child, logs))
+}
+
+/// Switches the forked child to `uid`/`gid` with no supplementary groups.
+/// Runs between fork and exec: only async-signal-safe calls.
+fn drop_privileges(uid: u32, gid: u32) -> io::Result<()> {
+    let groups = [gid as libc::gid_t];
+    // SAFETY: setgroups reads `groups`, which outlives the call; setgid and
+    // setuid take plain integers.
+    unsafe {
+        if libc::setgroups(1, groups.as_ptr()) != 0
+            || libc::setgid(gid as libc::gid_t) != 0
+            || libc::setuid(uid as libc::uid_t) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Copies a pipe into a log until the writers close it. A log that cannot be

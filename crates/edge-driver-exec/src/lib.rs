@@ -13,6 +13,7 @@ mod error;
 mod executor;
 mod gc;
 mod proc;
+mod user;
 
 pub use config::{ExecBlock, check_config};
 pub use executor::executor_main;
@@ -57,6 +58,12 @@ pub struct ExecConfig {
     pub state_dir: PathBuf,
     /// Task cgroups are `<cgroup_parent>/<alloc_id>-<task>-<attempt>`.
     pub cgroup_parent: String,
+    /// Who a task runs as when its config names no `user` (an agent that
+    /// is not root runs every task as itself).
+    pub default_user: String,
+    /// Whether a task may run as root (uid 0); off, a task asking for it
+    /// fails to start.
+    pub allow_root: bool,
 }
 
 impl ExecConfig {
@@ -66,9 +73,14 @@ impl ExecConfig {
             executor,
             state_dir,
             cgroup_parent: "edge".to_string(),
+            default_user: DEFAULT_USER.to_string(),
+            allow_root: false,
         }
     }
 }
+
+/// Nomad's default for exec tasks: a user that owns nothing on the host.
+pub const DEFAULT_USER: &str = "nobody";
 
 /// What a [`TaskHandle`] of this driver carries in `state`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -274,6 +286,16 @@ impl ExecDriver {
         fs::create_dir_all(&cfg.task_dir).map_err(|e| {
             DriverError::io(format!("creating task dir {}", cfg.task_dir.display()), e)
         })?;
+        let user = user::resolve(&self.cfg, &cfg.task, task_cfg.user.as_deref())?;
+        if let Some(u) = &user {
+            user::chown_tree(&cfg.task_dir, u)?;
+            // The allocation's shared dir, but not its logs: those are the
+            // executor's record of what the task printed.
+            let data = cfg.alloc_dir.join("data");
+            if data.is_dir() {
+                user::chown_tree(&data, u)?;
+            }
+        }
         let cgroup = self.task_cgroup(&cfg.alloc_id, &cfg.task, &attempt.to_string());
         let spec = ExecutorSpec {
             task: cfg.task.clone(),
@@ -288,6 +310,7 @@ impl ExecDriver {
             cgroup: cgroup.clone(),
             memory_mb: cfg.resources.memory,
             cpu_mhz: cfg.resources.cpu,
+            user,
         };
         let spec_path = dir.join(SPEC_FILE);
         write_json_atomic(&spec_path, &spec)

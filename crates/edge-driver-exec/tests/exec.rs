@@ -70,6 +70,14 @@ fn main() {
             root_cgroup_limits_are_applied,
         ),
         ("root_oom_kill_is_reported", root_oom_kill_is_reported),
+        (
+            "root_tasks_run_as_nobody_by_default",
+            root_tasks_run_as_nobody_by_default,
+        ),
+        (
+            "root_a_root_task_needs_the_agent_option",
+            root_a_root_task_needs_the_agent_option,
+        ),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests {
@@ -132,6 +140,7 @@ fn exec_config(state_dir: &Path) -> ExecConfig {
         executor: vec![exe.to_string_lossy().into_owned(), "executor".to_string()],
         state_dir: state_dir.to_path_buf(),
         cgroup_parent: CGROUP_PARENT.to_string(),
+        ..ExecConfig::new(Vec::new(), PathBuf::new())
     }
 }
 
@@ -752,5 +761,57 @@ fn root_oom_kill_is_reported() {
         assert!(memory.exists());
         f.driver.destroy(&handle).await.unwrap();
         assert!(!memory.exists(), "destroy left {}", memory.display());
+    });
+}
+
+/// Nomad's default: a task that names no user runs as `nobody`, with
+/// nobody's environment, and can write its own directory.
+fn root_tasks_run_as_nobody_by_default() {
+    if !root_enabled() {
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("a nobody user");
+    let f = Fixture::new();
+    block_on(async {
+        let cfg = f.task(
+            "who",
+            sh("id -u; id -g; echo $USER; touch mine && echo wrote"),
+        );
+        let handle = f.driver.start(&cfg).await.expect("start");
+        let result = wait_with_timeout(&f.driver, &handle).await;
+        assert!(result.successful(), "{result:?} {}", f.stdout("who"));
+        assert_eq!(
+            f.stdout("who"),
+            format!("{}\n{}\nnobody\nwrote\n", nobody.uid, nobody.gid)
+        );
+        f.driver.destroy(&handle).await.expect("destroy");
+    });
+}
+
+fn root_a_root_task_needs_the_agent_option() {
+    if !root_enabled() {
+        return;
+    }
+    let f = Fixture::new();
+    block_on(async {
+        let cfg = f.task(
+            "boss",
+            json!({"command": "id", "args": ["-u"], "user": "root"}),
+        );
+        let err = f.driver.start(&cfg).await.expect_err("root refused");
+        let text = err.to_string();
+        assert!(text.contains("task boss"), "{text}");
+        assert!(text.contains("--exec-allow-root"), "{text}");
+        assert!(text.contains("config.user"), "{text}");
+        let mut allowing = exec_config(&f.state_dir());
+        allowing.allow_root = true;
+        let driver = ExecDriver::new(allowing);
+        let handle = driver.start(&cfg).await.expect("start with the option");
+        let result = wait_with_timeout(&driver, &handle).await;
+        assert!(result.successful(), "{result:?}");
+        assert_eq!(f.stdout("boss"), "0\n");
+        driver.destroy(&handle).await.expect("destroy");
     });
 }

@@ -89,6 +89,7 @@ fn job(i: usize, count: u32) -> Job {
         }],
         version: 0,
         stop: false,
+        stable: false,
         status: Default::default(),
         submit_time: 0,
         create_index: 0,
@@ -133,6 +134,7 @@ fn run(jobs: usize, count: u32) -> (usize, f64) {
             config: &config,
             now: 1_700_000_000_000,
             seed: i as u64,
+            deployment: None,
         };
         let start = Instant::now();
         let plan = schedule(Some(&j), &e, &snap);

@@ -365,6 +365,8 @@ impl<'a> Cluster<'a> {
             task_states: BTreeMap::new(),
             checks: BTreeMap::new(),
             health: None,
+            deployment_id: None,
+            canary: false,
             // `check` kept both within the node's u32 capacity.
             resources: AllocResources {
                 cpu: u32::try_from(req.cpu).unwrap_or(u32::MAX),

@@ -3,6 +3,7 @@
 //! reads no clock and draws no randomness it is not handed in the snapshot.
 
 mod cluster;
+mod deploy;
 mod error;
 mod feasible;
 mod ports;
@@ -10,10 +11,12 @@ mod rank;
 mod reconcile;
 mod system;
 
+pub use deploy::new_deployment;
 pub use error::SchedError;
 
 use edge_spec::{
-    AllocMetric, Allocation, ClientStatus, Evaluation, GroupChanges, Job, JobType, Node, NodeStatus,
+    AllocMetric, Allocation, ClientStatus, Deployment, Evaluation, GroupChanges, Job, JobType,
+    Node, NodeStatus,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -98,6 +101,8 @@ pub struct Snapshot<'a> {
     pub usage: &'a HashMap<String, NodeUsage>,
     /// Every allocation of the evaluated job, terminal ones included.
     pub job_allocs: Vec<&'a Allocation>,
+    /// The job's newest deployment, whatever its version and status.
+    pub deployment: Option<&'a Deployment>,
     pub config: &'a SchedulerConfig,
     /// Unix milliseconds, for reschedule delays.
     pub now: i64,
@@ -137,6 +142,9 @@ pub struct Plan {
     /// reschedules of failed allocations).
     pub followup_at: Option<i64>,
     pub changes: BTreeMap<String, GroupChanges>,
+    /// The job's current deployment as this run moved it on; `None` when
+    /// nothing about it changed.
+    pub deployment: Option<Deployment>,
 }
 
 impl Plan {

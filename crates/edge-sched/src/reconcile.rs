@@ -2,6 +2,7 @@
 //! allocations (lost, draining, failed, outdated), then place what is missing.
 
 use crate::cluster::Cluster;
+use crate::deploy::{self, Outcome, Phase};
 use crate::feasible::GroupReq;
 use crate::{InPlaceUpdate, Plan, StopAlloc};
 use edge_spec::{
@@ -134,6 +135,7 @@ struct Want<'a> {
     /// The failed allocation a reschedule replaces, stopped only once its
     /// replacement is placed so that a failed placement is retried later.
     then_stop: Option<&'a Allocation>,
+    canary: bool,
 }
 
 struct Decided<'a> {
@@ -144,6 +146,9 @@ struct Decided<'a> {
     indexes: Indexes,
     /// Allocations of the group that stay on their nodes.
     kept: Vec<&'a Allocation>,
+    /// Nothing is left to roll out once this plan is placed, unless some
+    /// of it fails to place.
+    settled: bool,
 }
 
 /// The indexes `0..count` not held by a kept allocation, a completed batch
@@ -189,7 +194,10 @@ impl Indexes {
 pub(crate) fn run(cl: &mut Cluster<'_>, plan: &mut Plan) {
     let groups = by_group(cl, plan);
     let job = cl.job;
+    let mut dep = deploy::current(cl.snap, job);
+    let before = dep.clone();
     let mut decided = Vec::with_capacity(job.groups.len());
+    let mut outcomes = BTreeMap::new();
     // Every stop is decided before any placement, so replacements can use
     // what the stopped allocations free.
     for group in &job.groups {
@@ -197,13 +205,26 @@ pub(crate) fn run(cl: &mut Cluster<'_>, plan: &mut Plan) {
             .get(group.name.as_str())
             .map_or(&[][..], Vec::as_slice);
         let req = GroupReq::new(job, group, cl.node_count());
+        let phase = deploy::phase(dep.as_mut(), &group.name, allocs, req.hash);
         let mut ch = GroupChanges::default();
-        let d = decide(cl, &req, allocs, &mut ch, plan);
+        let d = decide(cl, &req, allocs, &mut ch, plan, &phase);
         plan.changes.insert(group.name.clone(), ch);
-        decided.push((req, d));
+        decided.push((req, d, phase));
     }
-    for (mut req, d) in decided {
-        place_group(cl, &mut req, d, plan);
+    for (mut req, d, phase) in decided {
+        let settled = d.settled;
+        let name = req.group.name.clone();
+        let hash = req.hash;
+        place_group(cl, &mut req, d, plan, &phase);
+        let settled = settled && plan.queued.get(&name).is_none_or(|&q| q == 0);
+        outcomes.insert(name, Outcome { hash, settled });
+    }
+    if let Some(mut d) = dep {
+        deploy::advance(&mut d, &groups, &outcomes, plan, cl.snap.now);
+        if Some(&d) != before.as_ref() {
+            d.modify_time = cl.snap.now;
+            plan.deployment = Some(d);
+        }
     }
 }
 
@@ -213,6 +234,7 @@ fn decide<'a>(
     allocs: &[&'a Allocation],
     ch: &mut GroupChanges,
     plan: &mut Plan,
+    phase: &Phase,
 ) -> Decided<'a> {
     let group = req.group;
     let batch = cl.job.job_type == JobType::Batch;
@@ -238,9 +260,9 @@ fn decide<'a>(
     let target = group.count as usize - done;
 
     // A rolling update keeps an index's outdated copy until its new copy
-    // is healthy; otherwise one copy per index.
+    // is healthy (or, with canaries, promoted); otherwise one copy per index.
     let rules = Update::resolve(cl.job, group);
-    let rolling = cl.job.job_type == JobType::Service && rules.max_parallel > 0;
+    let rolling = rules.deploys(cl.job);
     // Oldest first, so the newest of two copies of one index is stopped.
     untainted.sort_by(|a, b| (a.index, a.create_time, &a.id).cmp(&(b.index, b.create_time, &b.id)));
     let mut slots: BTreeMap<u32, Slot<'_>> = BTreeMap::new();
@@ -275,60 +297,86 @@ fn decide<'a>(
     let mut wants = Vec::new();
     let mut kept: Vec<&Allocation> = Vec::new();
     let mut outdated: Vec<&Allocation> = Vec::new();
-    let (mut in_flight, mut failed_update) = (0u32, false);
+    let (mut in_flight, mut beside, mut failed_update) = (0u32, 0u32, false);
+    let mut unsettled = false;
     for slot in slots.into_values() {
         if let Some(a) = slot.new {
             kept.push(a);
             keep(plan, ch, a, cl.job.version);
+            unsettled |= phase.deployment.is_some()
+                && a.deployment_id == phase.deployment
+                && a.health.is_none_or(|h| !h.healthy);
         }
-        match (slot.old, slot.new.map(|n| n.health.map(|h| h.healthy))) {
+        let verdict = slot.new.map(|n| {
+            n.health
+                .map(|h| h.healthy)
+                .or(phase.established(n).then_some(true))
+        });
+        match (slot.old, verdict) {
             (None, _) => {}
             (Some(old), None) => outdated.push(old),
-            // Replaced: the new copy is healthy. Only a rolling update
-            // keeps both copies of an index, so only it gets here.
-            (Some(old), Some(Some(true))) => {
+            // Replaced: the new copy is healthy, and promoted if a canary.
+            // Only a rolling update keeps both copies of an index, so only
+            // it gets here.
+            (Some(old), Some(Some(true))) if phase.canaries.is_none() => {
                 stop(plan, old, DESC_UPDATE, false);
                 cl.release(old);
                 ch.destructive += 1;
             }
             (Some(old), Some(verdict)) => {
                 kept.push(old);
+                beside += 1;
                 failed_update |= verdict == Some(false);
                 in_flight += u32::from(verdict.is_none());
             }
         }
     }
     // Without a rolling update every outdated copy is replaced now (stop,
-    // then start); with one, at most `max_parallel` new copies are on their
-    // way at once, each started beside the copy it replaces, and none once
-    // a new copy turned out unhealthy.
+    // then start). Before promotion, canaries are started beside old
+    // copies up to their number; after it, at most `max_parallel` new
+    // copies are on their way at once (all of them for 0), each started
+    // beside the copy it replaces. Nothing moves once a new copy turned
+    // out unhealthy or the deployment is paused or failed.
+    let surge = rolling && (rules.max_parallel > 0 || phase.canaries.is_some());
     let budget = if !rolling {
         outdated.len()
-    } else if failed_update {
+    } else if failed_update || phase.halted {
         0
+    } else if let Some(canaries) = phase.canaries {
+        canaries.saturating_sub(beside) as usize
+    } else if rules.max_parallel == 0 {
+        outdated.len()
     } else {
         rules.max_parallel.saturating_sub(in_flight) as usize
     };
+    let old_left = outdated.len() + beside as usize;
     for (i, old) in outdated.into_iter().enumerate() {
         if i >= budget {
             kept.push(old);
             ch.ignore += 1;
             continue;
         }
-        if !rolling {
+        if surge {
+            kept.push(old);
+        } else {
             stop(plan, old, DESC_UPDATE, false);
             cl.release(old);
-        } else {
-            kept.push(old);
         }
-        ch.destructive += 1;
+        let canary = phase.canaries.is_some();
+        if canary {
+            ch.canary += 1;
+        } else {
+            ch.destructive += 1;
+        }
         wants.push(Want {
             index: old.index,
             previous: Some(old),
             reschedule_times: Vec::new(),
             then_stop: None,
+            canary,
         });
     }
+    let settled_so_far = !unsettled && old_left == 0;
 
     used.extend(completed);
     let mut indexes = Indexes {
@@ -357,6 +405,7 @@ fn decide<'a>(
             previous: Some(a),
             reschedule_times: Vec::new(),
             then_stop: None,
+            canary: false,
         });
     }
 
@@ -376,6 +425,7 @@ fn decide<'a>(
                     previous: Some(a),
                     reschedule_times: times,
                     then_stop: Some(a),
+                    canary: false,
                 });
             }
             Reschedule::Later(at) => {
@@ -391,6 +441,7 @@ fn decide<'a>(
                     previous: Some(a),
                     reschedule_times: Vec::new(),
                     then_stop: None,
+                    canary: false,
                 });
             }
             Reschedule::Exhausted => ch.reschedule_exhausted += 1,
@@ -401,6 +452,7 @@ fn decide<'a>(
     ch.place += fresh;
     wants.sort_by_key(|w| w.index);
     Decided {
+        settled: settled_so_far && wants.is_empty() && fresh == 0,
         wants,
         fresh,
         indexes,
@@ -408,7 +460,13 @@ fn decide<'a>(
     }
 }
 
-fn place_group(cl: &mut Cluster<'_>, req: &mut GroupReq<'_>, d: Decided<'_>, plan: &mut Plan) {
+fn place_group(
+    cl: &mut Cluster<'_>,
+    req: &mut GroupReq<'_>,
+    d: Decided<'_>,
+    plan: &mut Plan,
+    phase: &Phase,
+) {
     let mut spread = vec![0u32; cl.node_count()];
     for a in &d.kept {
         if let Some(i) = cl.node_index(&a.node_id) {
@@ -424,6 +482,7 @@ fn place_group(cl: &mut Cluster<'_>, req: &mut GroupReq<'_>, d: Decided<'_>, pla
             previous: None,
             reschedule_times: Vec::new(),
             then_stop: None,
+            canary: false,
         });
     let mut done = 0u32;
     let mut failure = None;
@@ -438,7 +497,9 @@ fn place_group(cl: &mut Cluster<'_>, req: &mut GroupReq<'_>, d: Decided<'_>, pla
                 .map(|a| (idx, a))
         });
         match placed {
-            Some((idx, alloc)) => {
+            Some((idx, mut alloc)) => {
+                alloc.deployment_id.clone_from(&phase.deployment);
+                alloc.canary = want.canary;
                 spread[idx] += 1;
                 done += 1;
                 if let Some(old) = want.then_stop {

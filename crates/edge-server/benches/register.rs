@@ -48,6 +48,7 @@ fn job(id: &str, n: u64) -> Job {
         }],
         version: 0,
         stop: false,
+        stable: false,
         status: Default::default(),
         submit_time: 0,
         create_index: 0,

@@ -4,14 +4,12 @@
 //! A revoked node is refused either way.
 
 use crate::error::ServerError;
-use crate::tls::Peer;
 use crate::{Server, token};
 use axum::extract::FromRequestParts;
-use axum::extract::connect_info::ConnectInfo;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use edge_api::TOKEN_HEADER;
-use edge_api::tls::Identity;
+use edge_api::tls::{Identity, Peer};
 use std::sync::Arc;
 
 /// The identity the request's connection proved, if any.
@@ -24,10 +22,7 @@ impl FromRequestParts<Arc<Server>> for Caller {
         parts: &mut Parts,
         _: &Arc<Server>,
     ) -> Result<Self, Self::Rejection> {
-        let id = parts
-            .extensions
-            .get::<ConnectInfo<Peer>>()
-            .and_then(|c| c.0.identity.clone());
+        let id = parts.extensions.get::<Peer>().and_then(|p| p.0.clone());
         Ok(Caller(id))
     }
 }

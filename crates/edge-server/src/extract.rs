@@ -32,7 +32,7 @@ where
     async fn from_request(req: Request, state: &Arc<Server>) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rej) => Err(reject(rej, state.cfg.max_body_bytes)),
+            Err(rej) => Err(reject(rej, state.cfg.listen.max_body_bytes)),
         }
     }
 }

@@ -26,7 +26,7 @@ type S = State<Arc<Server>>;
 type Res = Result<Response, ServerError>;
 
 pub fn router(server: Arc<Server>) -> Router {
-    let limit = server.cfg.max_body_bytes;
+    let limit = server.cfg.listen.max_body_bytes;
     Router::new()
         .route("/v1/jobs", get(list_jobs).post(register_job))
         .route(
@@ -41,6 +41,23 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/allocations", get(list_allocs))
         .route("/v1/allocation/{id}", get(read_alloc))
         .route("/v1/client/allocation/{id}/logs", get(alloc_logs))
+        .route(
+            "/v1/job/{id}/deployment",
+            get(crate::deployments::latest_of_job),
+        )
+        .route("/v1/job/{id}/deployments", get(crate::deployments::of_job))
+        .route("/v1/deployments", get(crate::deployments::list))
+        .route("/v1/deployment/{id}", get(crate::deployments::read))
+        .route(
+            "/v1/deployment/{id}/promote",
+            post(crate::deployments::promote),
+        )
+        .route("/v1/deployment/{id}/pause", post(crate::deployments::pause))
+        .route(
+            "/v1/deployment/{id}/resume",
+            post(crate::deployments::resume),
+        )
+        .route("/v1/deployment/{id}/fail", post(crate::deployments::fail))
         .route("/v1/evaluations", get(list_evals))
         .route("/v1/evaluation/{id}", get(read_eval))
         .route("/v1/nodes", get(list_nodes))
@@ -95,7 +112,7 @@ pub(crate) fn json_at<T: serde::Serialize>(index: u64, body: &T) -> Response {
 }
 
 /// Holds a read until the state passes `?index=` (or `?wait=` runs out).
-async fn block(server: &Server, q: &Blocking) {
+pub(crate) async fn block(server: &Server, q: &Blocking) {
     if let Some(idx) = q.index.filter(|i| *i > 0) {
         server.store.wait_for(idx, q.wait()).await;
     }

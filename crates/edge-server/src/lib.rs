@@ -3,6 +3,7 @@
 
 mod auth;
 mod catalog;
+mod deployments;
 pub mod error;
 mod extract;
 mod heartbeat;
@@ -35,8 +36,9 @@ pub struct ServerConfig {
     pub scheduler: SchedulerConfig,
     pub gc_interval: Duration,
     pub gc: GcConfig,
-    /// Largest request body accepted, in bytes.
-    pub max_body_bytes: usize,
+    /// What the API listener allows its clients: connections, header and
+    /// body deadlines, body size.
+    pub listen: edge_api::listen::Limits,
     /// Serve the API over TLS with the cluster CA's certificates, and
     /// require nodes to prove who they are with theirs (mutual TLS). The
     /// binary turns it on whenever the server binds a non-loopback address.
@@ -60,7 +62,7 @@ impl ServerConfig {
             scheduler: SchedulerConfig::default(),
             gc_interval: Duration::from_secs(300),
             gc: GcConfig::default(),
-            max_body_bytes: 4 * 1024 * 1024,
+            listen: edge_api::listen::Limits::default(),
             tls: false,
             tls_sans: Vec::new(),
             node_cert_ttl: Duration::from_secs(24 * 3600),
@@ -155,6 +157,17 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         path: cfg.data_dir.display().to_string(),
         source: e,
     })?;
+    {
+        // The database, the CA key and the join token live here.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700)).map_err(
+            |e| ServerError::Io {
+                action: "restrict data dir",
+                path: cfg.data_dir.display().to_string(),
+                source: e,
+            },
+        )?;
+    }
     let pki = {
         let (dir, sans) = (cfg.data_dir.clone(), cfg.tls_sans.clone());
         tokio::task::spawn_blocking(move || pki::Pki::load_or_create(&dir, &sans))
@@ -211,35 +224,23 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
     let shutdown = Arc::new(Notify::new());
     let app = http::router(server.clone());
     let sd = shutdown.clone();
-    let mut tasks = vec![if let Some(tls_config) = tls_config {
-        let listener = tls::TlsListener::new(listener, tls_config, server.store.clone());
-        tokio::spawn(async move {
-            let serve = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<tls::Peer>(),
-            )
-            .with_graceful_shutdown(async move { sd.notified().await });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "api server stopped");
-            }
-        })
-    } else {
-        tokio::spawn(async move {
-            use axum::serve::ListenerExt;
-            let listener = listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                }
-            });
-            let serve = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { sd.notified().await });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "api server stopped");
-            }
-        })
+    let limits = server.cfg.listen.clone();
+    let shutdown_requested = async move { sd.notified().await };
+    let mut tasks = vec![match tls_config {
+        Some(config) => tokio::spawn(tls::serve(
+            listener,
+            limits,
+            config,
+            server.store.clone(),
+            app,
+            shutdown_requested,
+        )),
+        None => tokio::spawn(edge_api::listen::serve(
+            listener,
+            limits,
+            app,
+            shutdown_requested,
+        )),
     }];
     tasks.push(tokio::spawn(worker::run(server.clone())));
     tasks.push(tokio::spawn(heartbeat::run(server.clone())));

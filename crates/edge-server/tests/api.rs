@@ -226,7 +226,7 @@ async fn a_misspelled_driver_config_key_is_400_naming_the_field() {
 #[tokio::test]
 async fn bad_json_is_400_oversize_is_413_invalid_job_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let h = start_with(dir.path(), |c| c.max_body_bytes = 64 * 1024).await;
+    let h = start_with(dir.path(), |c| c.listen.max_body_bytes = 64 * 1024).await;
     let http = reqwest::Client::new();
     let base = format!("http://{}", h.addr);
     let r = http
@@ -550,5 +550,24 @@ async fn catalog_serves_running_instances_with_reported_health_and_blocks_until_
     .await;
     assert!(drained.iter().all(|i| !i.serving()));
     assert!(c.service("nope").await.unwrap_err().is_not_found());
+    h.shutdown().await;
+}
+
+/// The database holds every job's env and the token directory the join
+/// token: neither is for other users of the host.
+#[tokio::test]
+async fn the_data_dir_database_and_token_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let h = start(&data).await;
+    client(&h).register(&job("web", 1)).await.unwrap();
+    assert_eq!(mode(&data), 0o700);
+    for f in ["edge.db", "edge.db-wal", "edge.db-shm", "token"] {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
     h.shutdown().await;
 }

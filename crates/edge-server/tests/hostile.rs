@@ -56,10 +56,33 @@ async fn metrics_labels_come_from_a_closed_set() {
     h.shutdown().await;
 }
 
+/// The issue's attack: a crowd of connections that never send a header.
+/// The bound is generous for a loaded CI machine; `benches/idle_conns.sh`
+/// measures the latency itself.
+#[tokio::test]
+async fn a_thousand_idle_connections_do_not_stop_the_api() {
+    edge_api::listen::raise_fd_limit().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        idle.push(tokio::net::TcpStream::connect(h.addr).await.unwrap());
+    }
+    let c = client(&h);
+    let started = std::time::Instant::now();
+    let nodes = c.nodes().await.unwrap();
+    let took = started.elapsed();
+    eprintln!("GET /v1/nodes with 1000 idle connections: {took:?}");
+    assert!(nodes.is_empty());
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    drop(idle);
+    h.shutdown().await;
+}
+
 #[tokio::test]
 async fn an_oversize_body_is_413_naming_the_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let h = start_with(dir.path(), |c| c.max_body_bytes = 64 * 1024).await;
+    let h = start_with(dir.path(), |c| c.listen.max_body_bytes = 64 * 1024).await;
     let big = format!(r#"{{"job": {{"id": "{}"}}}}"#, "x".repeat(100 * 1024));
     let r = reqwest::Client::new()
         .post(format!("http://{}/v1/jobs", h.addr))

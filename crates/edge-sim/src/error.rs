@@ -23,8 +23,6 @@ pub enum SimError {
     },
     #[error("tls: {0}")]
     Tls(String),
-    #[error("cannot raise the open file limit: {0}")]
-    Rlimit(Arc<std::io::Error>),
 }
 
 impl SimError {

@@ -111,26 +111,3 @@ pub fn start(cfg: SimConfig) -> Result<Sim, SimError> {
         .collect();
     Ok(Sim { stats, tasks })
 }
-
-/// Raises the soft open-file limit to the hard limit (one socket per
-/// concurrent request adds up to thousands); returns the new soft limit.
-pub fn raise_fd_limit() -> Result<u64, SimError> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    if rc != 0 {
-        return Err(SimError::Rlimit(Arc::new(std::io::Error::last_os_error())));
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: as above.
-        let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
-        if rc != 0 {
-            return Err(SimError::Rlimit(Arc::new(std::io::Error::last_os_error())));
-        }
-    }
-    Ok(lim.rlim_cur)
-}

@@ -211,6 +211,12 @@ pub struct Allocation {
     /// rules, as its agent judged; a rolling update waits for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<AllocHealth>,
+    /// The deployment that placed this copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<String>,
+    /// Placed as a canary beside the old copies, before promotion.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canary: bool,
     pub resources: AllocResources,
     /// The allocation this one replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]

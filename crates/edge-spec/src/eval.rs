@@ -44,6 +44,8 @@ pub enum TriggeredBy {
     /// A new copy was judged healthy or unhealthy: a rolling update goes on
     /// or stops.
     AllocHealth,
+    /// A deployment was promoted, resumed or reached its progress deadline.
+    Deployment,
 }
 
 impl TriggeredBy {
@@ -58,6 +60,7 @@ impl TriggeredBy {
             TriggeredBy::QueuedAllocs => "queued-allocs",
             TriggeredBy::JobRevert => "job-revert",
             TriggeredBy::AllocHealth => "alloc-health",
+            TriggeredBy::Deployment => "deployment-watcher",
         }
     }
 }
@@ -132,6 +135,9 @@ pub struct GroupChanges {
     pub reschedule_later: u32,
     /// Copies on down or vanished nodes, stopped as lost.
     pub lost: u32,
+    /// New copies started as canaries beside the old ones.
+    #[serde(default)]
+    pub canary: u32,
     /// Failed allocations left unreplaced: their reschedule attempts are used up.
     #[serde(default)]
     pub reschedule_exhausted: u32,

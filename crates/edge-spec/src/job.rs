@@ -88,6 +88,11 @@ pub struct Job {
     #[serde(default)]
     #[schemars(extend("readOnly" = true))]
     pub status: JobStatus,
+    /// Set by the server: this version's deployment succeeded, so an
+    /// `auto_revert` of a later version comes back to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("readOnly" = true))]
+    pub stable: bool,
     /// Unix milliseconds of the registration that made this version.
     #[serde(default)]
     #[schemars(extend("readOnly" = true))]
@@ -121,6 +126,7 @@ impl Job {
         for j in [&mut a, &mut b] {
             j.version = 0;
             j.stop = false;
+            j.stable = false;
             j.status = JobStatus::Pending;
             j.submit_time = 0;
             j.create_index = 0;
@@ -260,8 +266,6 @@ pub struct Group {
 
 /// `update { ... }`, Nomad's fields: every one optional, so a group's block
 /// overrides the job's field by field; [`Update::resolve`] fills defaults.
-/// The canary and auto-revert fields are parsed so that validation can
-/// refuse them by name: deployments with canaries are not built yet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePolicy {
@@ -277,16 +281,26 @@ pub struct UpdatePolicy {
     /// A new copy not healthy by then is unhealthy, and the update stops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthy_deadline: Option<PolicyWait>,
+    /// The deployment fails if no new copy turns healthy for this long;
+    /// 0 disables it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress_deadline: Option<PolicyWait>,
+    /// A failed deployment registers the job's latest stable version again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_revert: Option<bool>,
+    /// Promote once every canary is healthy, without an operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_promote: Option<bool>,
+    /// New copies started beside the old ones, which stay untouched until
+    /// the deployment is promoted; `canary = count` is blue/green.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<u32>,
+    /// Percent of the published service's traffic sent to the canaries
+    /// until promotion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
     pub canary_weight: Option<u32>,
+    /// Parsed so that validation can refuse it by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stagger: Option<PolicyWait>,
 }
@@ -339,6 +353,12 @@ pub struct Update {
     pub health_check: HealthCheck,
     pub min_healthy_time: Duration,
     pub healthy_deadline: Duration,
+    /// Zero: no deadline.
+    pub progress_deadline: Duration,
+    pub auto_revert: bool,
+    pub auto_promote: bool,
+    pub canary: u32,
+    pub canary_weight: Option<u32>,
 }
 
 impl Update {
@@ -355,7 +375,18 @@ impl Update {
                 .map_or(Duration::from_secs(10), |w| w.0),
             healthy_deadline: pick(job, group, |u| u.healthy_deadline)
                 .map_or(Duration::from_secs(300), |w| w.0),
+            progress_deadline: pick(job, group, |u| u.progress_deadline)
+                .map_or(Duration::from_secs(600), |w| w.0),
+            auto_revert: pick(job, group, |u| u.auto_revert).unwrap_or(false),
+            auto_promote: pick(job, group, |u| u.auto_promote).unwrap_or(false),
+            canary: pick(job, group, |u| u.canary).unwrap_or(0),
+            canary_weight: pick(job, group, |u| u.canary_weight),
         }
+    }
+
+    /// A service group whose changes roll out under a deployment.
+    pub fn deploys(&self, job: &Job) -> bool {
+        job.job_type == JobType::Service && (self.max_parallel > 0 || self.canary > 0)
     }
 }
 

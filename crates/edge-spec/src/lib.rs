@@ -2,6 +2,7 @@
 //! parsing and validation of job files. Pure: no IO beyond what the caller hands in.
 
 pub mod alloc;
+pub mod deployment;
 pub mod duration;
 pub mod error;
 pub mod eval;
@@ -17,6 +18,7 @@ pub mod validate;
 
 pub use crate::hcl::parse_hcl;
 pub use alloc::*;
+pub use deployment::*;
 pub use error::{Diagnostic, Location, SpecError};
 pub use eval::*;
 pub use example::{EXAMPLE_JOB, EXAMPLE_MODEL_JOB};

@@ -201,6 +201,7 @@ impl Validator<'_> {
                 self.push(path.clone(), format!("duplicate group name {:?}", g.name));
             }
             self.group(g, &path);
+            self.rollout(job, g, &path);
             for (i, s) in g.services.iter().enumerate() {
                 let at = format!("{path}.service[{i}].name");
                 if let Some(first) = services.get(s.name.as_str()) {
@@ -248,29 +249,17 @@ impl Validator<'_> {
         }
     }
 
-    /// Rolling updates are built; canaries, auto-revert and manual health
-    /// are not yet, and a field edge cannot honour is refused by name.
+    /// One `update` block's own fields; [`Validator::rollout`] checks how
+    /// they combine once the group's block is laid over the job's.
     fn update(&mut self, u: &Option<UpdatePolicy>, path: &str) {
         let Some(u) = u else { return };
         let at = format!("{path}.update");
-        let not_yet = [
-            ("canary", u.canary.is_some()),
-            ("canary_weight", u.canary_weight.is_some()),
-            ("auto_promote", u.auto_promote.is_some()),
-            ("auto_revert", u.auto_revert.is_some()),
-            ("progress_deadline", u.progress_deadline.is_some()),
-            ("stagger", u.stagger.is_some()),
-        ];
-        for (field, set) in not_yet {
-            if set {
-                self.push(
-                    format!("{at}.{field}"),
-                    format!(
-                        "`{field}` is not supported yet: edge does rolling updates \
-                         (max_parallel, health_check, min_healthy_time, healthy_deadline)"
-                    ),
-                );
-            }
+        if u.stagger.is_some() {
+            self.push(
+                format!("{at}.stagger"),
+                "`stagger` is not supported: a rolling update moves on when new copies \
+                 are healthy (min_healthy_time), not on a timer",
+            );
         }
         if u.health_check == Some(HealthCheck::Manual) {
             self.push(
@@ -278,19 +267,70 @@ impl Validator<'_> {
                 "health_check \"manual\" is not supported yet; use \"checks\" or \"task_states\"",
             );
         }
-        if u.max_parallel.is_some_and(|m| m > MAX_COUNT) {
+        for (field, n) in [("max_parallel", u.max_parallel), ("canary", u.canary)] {
+            if n.is_some_and(|m| m > MAX_COUNT) {
+                self.push(
+                    format!("{at}.{field}"),
+                    format!("{field} is above the limit of {MAX_COUNT}"),
+                );
+            }
+        }
+        if let Some(w) = u.canary_weight.filter(|&w| w > 100) {
             self.push(
-                format!("{at}.max_parallel"),
-                format!("max_parallel is above the limit of {MAX_COUNT}"),
+                format!("{at}.canary_weight"),
+                format!("canary_weight is a percentage of traffic (0 to 100), got {w}"),
             );
         }
         for (field, d) in [
             ("min_healthy_time", u.min_healthy_time),
             ("healthy_deadline", u.healthy_deadline),
+            ("progress_deadline", u.progress_deadline),
         ] {
             if let Some(d) = d {
                 self.wait(&format!("{at}.{field}"), d.0, MAX_POLICY_WAIT);
             }
+        }
+    }
+
+    /// The group's update rules as they resolve: canaries only for
+    /// service jobs, and the fields that mean nothing without them.
+    fn rollout(&mut self, job: &Job, g: &Group, path: &str) {
+        if job.update.is_none() && g.update.is_none() {
+            return;
+        }
+        let at = format!("{path}.update");
+        let u = crate::job::Update::resolve(job, g);
+        if u.canary > 0 && job.job_type != crate::job::JobType::Service {
+            self.push(
+                format!("{at}.canary"),
+                format!(
+                    "canaries roll out service jobs only; this job is of type {:?}",
+                    job.job_type.as_str()
+                ),
+            );
+        }
+        if u.canary == 0 {
+            for (field, set) in [
+                ("canary_weight", u.canary_weight.is_some()),
+                ("auto_promote", u.auto_promote),
+            ] {
+                if set {
+                    self.push(
+                        format!("{at}.{field}"),
+                        format!("{field} needs canaries: set canary to 1 or more"),
+                    );
+                }
+            }
+        }
+        if !u.progress_deadline.is_zero() && u.progress_deadline <= u.healthy_deadline {
+            self.push(
+                format!("{at}.progress_deadline"),
+                format!(
+                    "progress_deadline ({}) must be longer than healthy_deadline ({}), or 0 to disable it",
+                    crate::duration::format(u.progress_deadline),
+                    crate::duration::format(u.healthy_deadline)
+                ),
+            );
         }
     }
 

@@ -220,6 +220,7 @@ fn full_example_decodes_into_expected_job() {
         }],
         version: 0,
         stop: false,
+        stable: false,
         status: JobStatus::Pending,
         submit_time: 0,
         create_index: 0,

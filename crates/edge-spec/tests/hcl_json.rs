@@ -484,7 +484,7 @@ fn a_field_whose_expression_failed_is_not_also_missing() {
 /// `update` blocks at job and group level decode like their JSON; fields
 /// edge does not honour yet are refused by name, at their line.
 #[test]
-fn update_blocks_decode_and_unbuilt_fields_are_refused() {
+fn update_blocks_decode_and_bad_rollouts_are_refused() {
     let src = r#"job "web" {
   update {
     max_parallel     = 2
@@ -512,12 +512,56 @@ fn update_blocks_decode_and_unbuilt_fields_are_refused() {
     assert_eq!(rules.healthy_deadline, std::time::Duration::from_secs(60));
     assert_eq!(rules.health_check, edge_spec::HealthCheck::TaskStates);
 
-    let canary = src.replace("max_parallel     = 2", "canary = 1");
-    let err = edge_spec::parse_hcl(&canary, &edge_spec::ParseOptions::default())
-        .expect_err("canaries are not built")
+    let canary = src.replace(
+        "max_parallel     = 2",
+        "canary = 2\n    canary_weight = 20\n    auto_revert = true\n    progress_deadline = \"10m\"",
+    );
+    let job = edge_spec::parse_hcl(&canary, &edge_spec::ParseOptions::default())
+        .expect("canaries parse")
+        .job;
+    let rules = edge_spec::Update::resolve(&job, &job.groups[0]);
+    assert_eq!((rules.canary, rules.canary_weight), (2, Some(20)));
+    assert!(rules.auto_revert && !rules.auto_promote);
+    assert_eq!(rules.progress_deadline, std::time::Duration::from_secs(600));
+
+    for (bad, field, says) in [
+        (
+            "stagger = \"30s\"",
+            "job.web.update.stagger",
+            "not supported",
+        ),
+        (
+            "canary_weight = 101",
+            "job.web.update.canary_weight",
+            "0 to 100",
+        ),
+        (
+            "canary_weight = 10",
+            "job.web.group.g.update.canary_weight",
+            "needs canaries",
+        ),
+        (
+            "auto_promote = true",
+            "job.web.group.g.update.auto_promote",
+            "needs canaries",
+        ),
+        (
+            "progress_deadline = \"30s\"",
+            "job.web.group.g.update.progress_deadline",
+            "longer than healthy_deadline",
+        ),
+    ] {
+        let text = src.replace("max_parallel     = 2", bad);
+        let err = edge_spec::parse_hcl(&text, &edge_spec::ParseOptions::default())
+            .expect_err(bad)
+            .to_string();
+        assert!(err.contains(field) && err.contains(says), "{bad}: {err}");
+    }
+    let system = canary.replace("job \"web\" {", "job \"web\" {\n  type = \"system\"");
+    let err = edge_spec::parse_hcl(&system, &edge_spec::ParseOptions::default())
+        .expect_err("no canaries for system jobs")
         .to_string();
-    assert!(err.contains("job.web.update.canary"), "{err}");
-    assert!(err.contains("not supported yet"), "{err}");
+    assert!(err.contains("service jobs only"), "{err}");
 }
 
 /// serde's derive would read a list as the block's fields in order.

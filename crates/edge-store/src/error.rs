@@ -12,6 +12,11 @@ pub enum StoreError {
         path: PathBuf,
         source: Arc<rusqlite::Error>,
     },
+    #[error("restrict {path} to its owner: {source}")]
+    Permissions {
+        path: PathBuf,
+        source: Arc<std::io::Error>,
+    },
     #[error("create directory {path}: {source}")]
     CreateDir {
         path: PathBuf,

@@ -89,6 +89,7 @@ pub struct GcReport {
     pub versions: usize,
     pub allocs: usize,
     pub evals: usize,
+    pub deployments: usize,
     pub events: usize,
 }
 
@@ -130,6 +131,35 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// The database holds every job's env, secrets included: only its owner
+/// reads it. The file is created 0600 before SQLite opens it (SQLite gives
+/// its WAL and shared-memory files the database's mode); files of an older
+/// install are narrowed.
+fn restrict_files(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |p: &Path, e| StoreError::Permissions {
+        path: p.to_path_buf(),
+        source: Arc::new(e),
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| err(path, e))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let p = PathBuf::from(name);
+        match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(&p, e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens or creates `path` (SQLite, WAL, foreign keys, busy timeout),
     /// runs the schema migrations, refusing a database written by a newer
@@ -145,6 +175,7 @@ impl Store {
                 source: Arc::new(e),
             })?;
         }
+        restrict_files(path)?;
         let conn = schema::open_writer(path, opts.busy_timeout)?;
         let state = state::load(&conn)?;
         let readers = Readers::open(path, opts.readers, opts.busy_timeout)?;

@@ -68,6 +68,14 @@ const MIGRATIONS: &[&str] = &[
     // std's `DefaultHasher`, and the scheduler would have replaced every
     // allocation whose stored hash no longer matched.
     "",
+    // 4: deployments, one per registered version of a service job.
+    "CREATE TABLE deployments (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        modify_time INTEGER NOT NULL,
+        body TEXT NOT NULL
+     );
+     CREATE INDEX deployments_job ON deployments (job_id);",
 ];
 
 /// The migration after which [`rehash_allocs`] runs, in its transaction.

@@ -2,7 +2,7 @@
 
 use crate::StoreError;
 use edge_sched::NodeUsage;
-use edge_spec::{Allocation, EvalStatus, Evaluation, Job, Node};
+use edge_spec::{Allocation, Deployment, EvalStatus, Evaluation, Job, Node};
 use rusqlite::Connection;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -22,6 +22,7 @@ pub struct Batch {
     pub allocs: Vec<Allocation>,
     pub evals: Vec<Evaluation>,
     pub delete_evals: Vec<String>,
+    pub deployments: Vec<Deployment>,
 }
 
 impl Batch {
@@ -33,6 +34,7 @@ impl Batch {
             && self.allocs.is_empty()
             && self.evals.is_empty()
             && self.delete_evals.is_empty()
+            && self.deployments.is_empty()
     }
 
     /// Sets `modify_index` on every object, and an unset `create_index` to
@@ -59,6 +61,10 @@ impl Batch {
         for e in &mut self.evals {
             let stored = state.evals.get(&e.id).map(|o| o.create_index);
             set(&mut e.create_index, &mut e.modify_index, stored, index);
+        }
+        for d in &mut self.deployments {
+            let stored = state.deployments.get(&d.id).map(|o| o.create_index);
+            set(&mut d.create_index, &mut d.modify_index, stored, index);
         }
     }
 }
@@ -89,6 +95,12 @@ pub struct State {
     /// there: what an agent's watch waits on, kept here so that thousands
     /// of watches woken by one commit do not each scan their allocations.
     pub alloc_index_by_node: HashMap<String, u64>,
+    pub deployments: BTreeMap<String, Deployment>,
+    /// Job id to the ids of its deployments.
+    pub deployments_by_job: HashMap<String, BTreeSet<String>>,
+    /// Job id to its newest version marked stable, what `auto_revert`
+    /// registers again; kept here because versions are read from disk.
+    pub stable: HashMap<String, Job>,
 }
 
 impl State {
@@ -100,6 +112,24 @@ impl State {
     /// The node's allocations, ordered by id.
     pub fn node_allocs(&self, node_id: &str) -> Vec<&Allocation> {
         self.lookup(self.allocs_by_node.get(node_id))
+    }
+
+    /// The job's deployments, oldest first.
+    pub fn job_deployments(&self, job_id: &str) -> Vec<&Deployment> {
+        let mut out: Vec<&Deployment> = self
+            .deployments_by_job
+            .get(job_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.deployments.get(id))
+            .collect();
+        out.sort_by_key(|d| (d.create_index, d.create_time));
+        out
+    }
+
+    /// The job's newest deployment.
+    pub fn latest_deployment(&self, job_id: &str) -> Option<&Deployment> {
+        self.job_deployments(job_id).pop()
     }
 
     /// The highest modify index among the node's allocations (0 for none).
@@ -127,8 +157,10 @@ impl State {
     pub(crate) fn apply(&mut self, b: &Batch, index: u64) {
         for id in &b.purge_jobs {
             self.jobs.remove(id);
+            self.stable.remove(id);
         }
         for j in &b.jobs {
+            self.note_stable(j);
             self.jobs.insert(j.id.clone(), j.clone());
         }
         for id in &b.delete_nodes {
@@ -146,7 +178,35 @@ impl State {
         for e in &b.evals {
             self.insert_eval(e.clone());
         }
+        for d in &b.deployments {
+            self.insert_deployment(d.clone());
+        }
         self.index = index;
+    }
+
+    fn note_stable(&mut self, j: &Job) {
+        if j.stable
+            && self
+                .stable
+                .get(&j.id)
+                .is_none_or(|s| s.version <= j.version)
+        {
+            self.stable.insert(j.id.clone(), j.clone());
+        }
+    }
+
+    pub(crate) fn insert_deployment(&mut self, d: Deployment) {
+        self.deployments_by_job
+            .entry(d.job_id.clone())
+            .or_default()
+            .insert(d.id.clone());
+        self.deployments.insert(d.id.clone(), d);
+    }
+
+    pub(crate) fn remove_deployment(&mut self, id: &str) {
+        if let Some(old) = self.deployments.remove(id) {
+            remove_from(&mut self.deployments_by_job, &old.job_id, id);
+        }
     }
 
     /// The job's evaluations, in id order.
@@ -281,5 +341,22 @@ pub(crate) fn load(conn: &Connection) -> Result<State, StoreError> {
         "evaluation",
         |e: Evaluation| s.insert_eval(e),
     )?;
+    load_table(
+        conn,
+        "SELECT id, body FROM deployments",
+        "deployment",
+        |d: Deployment| s.insert_deployment(d),
+    )?;
+    let mut stable = Vec::new();
+    load_table(
+        conn,
+        "SELECT job_id, body FROM job_versions
+         WHERE json_extract(body, '$.stable') = 1 ORDER BY version",
+        "job version",
+        |j: Job| stable.push(j),
+    )?;
+    for j in stable {
+        s.note_stable(&j);
+    }
     Ok(s)
 }

@@ -63,6 +63,7 @@ struct Rows {
     nodes: Vec<(String, String)>,
     allocs: Vec<(String, String, String, i64, String)>,
     evals: Vec<(String, String, &'static str, i64, String)>,
+    deployments: Vec<(String, String, i64, String)>,
 }
 
 fn encode<T: serde::Serialize>(kind: &'static str, key: &str, v: &T) -> Result<String, StoreError> {
@@ -99,6 +100,14 @@ impl Rows {
                 e.status.as_str(),
                 e.modify_time,
                 encode("evaluation", &e.id, e)?,
+            ));
+        }
+        for d in &b.deployments {
+            r.deployments.push((
+                d.id.clone(),
+                d.job_id.clone(),
+                d.modify_time,
+                encode("deployment", &d.id, d)?,
             ));
         }
         Ok(r)
@@ -243,11 +252,14 @@ impl Writer {
             .iter()
             .map(|j| {
                 let version = i64::try_from(j.version).unwrap_or(i64::MAX);
+                // The newest stable version stays too: auto_revert needs it.
+                let stable = self.state.stable.get(&j.id).map(|s| s.version);
                 let running: Vec<u64> = self
                     .state
                     .job_allocs(&j.id)
                     .iter()
                     .map(|a| a.job_version)
+                    .chain(stable)
                     .collect();
                 let keep = serde_json::Value::from(running).to_string();
                 (j.id.clone(), version.saturating_sub(max), keep)
@@ -278,6 +290,22 @@ impl Writer {
             })
             .map(|e| e.id.clone())
             .collect();
+        // A job's newest deployment stays, finished or not: it is what
+        // `edge job status` shows.
+        let deployments: Vec<String> = self
+            .state
+            .deployments
+            .values()
+            .filter(|d| {
+                !d.status.is_active()
+                    && d.modify_time < eval_cut
+                    && self
+                        .state
+                        .latest_deployment(&d.job_id)
+                        .is_some_and(|l| l.id != d.id)
+            })
+            .map(|d| d.id.clone())
+            .collect();
 
         // Every allocation that outlives this run keeps its job version:
         // the agent is sent each of its allocations with that version.
@@ -288,13 +316,25 @@ impl Writer {
             .values()
             .filter(|a| !doomed.contains(a.id.as_str()))
             .map(|a| (a.job_id.clone(), a.job_version))
+            .chain(
+                self.state
+                    .stable
+                    .values()
+                    .map(|j| (j.id.clone(), j.version)),
+            )
             .collect();
 
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::sqlite("begin gc"))?;
-        let report = gc_rows(&tx, cfg, &allocs, &evals, &referenced, cut(cfg.event_age))?;
+        let report = gc_rows(
+            &tx,
+            cfg,
+            [&allocs, &evals, &deployments],
+            &referenced,
+            cut(cfg.event_age),
+        )?;
         tx.commit().map_err(StoreError::sqlite("commit gc"))?;
 
         {
@@ -310,10 +350,14 @@ impl Writer {
                 for id in &evals {
                     st.remove_eval(id);
                 }
+                for id in &deployments {
+                    st.remove_deployment(id);
+                }
             }
         }
 
-        let deleted = report.versions + report.allocs + report.evals + report.events;
+        let deleted =
+            report.versions + report.allocs + report.evals + report.deployments + report.events;
         // Shrinking is best effort: the deletes are committed either way,
         // and the next GC tries again.
         if deleted >= COMPACT_AFTER_ROWS
@@ -359,24 +403,22 @@ impl Writer {
 fn gc_rows(
     tx: &Transaction<'_>,
     cfg: &GcConfig,
-    allocs: &[String],
-    evals: &[String],
+    [allocs, evals, deployments]: [&[String]; 3],
     referenced: &HashSet<(String, u64)>,
     event_cut: i64,
 ) -> Result<GcReport, StoreError> {
     let mut report = GcReport::default();
-    {
+    for (ids, table, count) in [
+        (allocs, "allocs", &mut report.allocs),
+        (evals, "evals", &mut report.evals),
+        (deployments, "deployments", &mut report.deployments),
+    ] {
+        let err = StoreError::sqlite("gc rows");
         let mut del = tx
-            .prepare_cached("DELETE FROM allocs WHERE id = ?1")
-            .map_err(StoreError::sqlite("gc allocs"))?;
-        for id in allocs {
-            report.allocs += del.execute([id]).map_err(StoreError::sqlite("gc allocs"))?;
-        }
-        let mut del = tx
-            .prepare_cached("DELETE FROM evals WHERE id = ?1")
-            .map_err(StoreError::sqlite("gc evals"))?;
-        for id in evals {
-            report.evals += del.execute([id]).map_err(StoreError::sqlite("gc evals"))?;
+            .prepare_cached(&format!("DELETE FROM {table} WHERE id = ?1"))
+            .map_err(err)?;
+        for id in ids {
+            *count += del.execute([id]).map_err(StoreError::sqlite("gc rows"))?;
         }
     }
     let keep = i64::try_from(cfg.keep_versions.max(1)).unwrap_or(i64::MAX);
@@ -524,6 +566,15 @@ fn write_batch(
         .and_then(|mut s| s.execute(params![id, job_id, status, modify_time, body]))
         .map_err(err("write evaluation"))?;
         ev("evaluation", "upserted", id, Some(body))?;
+    }
+    for (id, job_id, modify_time, body) in &rows.deployments {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO deployments (id, job_id, modify_time, body)
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut s| s.execute(params![id, job_id, modify_time, body]))
+        .map_err(err("write deployment"))?;
+        ev("deployment", "upserted", id, Some(body))?;
     }
     Ok(())
 }

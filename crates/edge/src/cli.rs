@@ -234,6 +234,8 @@ pub struct NodeArgs {
     pub mesh: crate::cmd::mesh::MeshArgs,
     #[command(flatten)]
     pub autonomy: crate::cmd::daemon::AutonomyArgs,
+    #[command(flatten)]
+    pub privilege: crate::cmd::daemon::PrivilegeArgs,
 }
 
 #[derive(Args, Debug, Clone)]

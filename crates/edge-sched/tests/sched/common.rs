@@ -82,6 +82,7 @@ pub fn job(id: &str, groups: Vec<Group>) -> Job {
         groups,
         version: 0,
         stop: false,
+        stable: false,
         status: Default::default(),
         submit_time: 0,
         create_index: 0,
@@ -139,6 +140,8 @@ pub struct Cluster {
     pub usage: HashMap<String, NodeUsage>,
     pub config: SchedulerConfig,
     pub now: i64,
+    /// The job's newest deployment, as the server would keep it.
+    pub deployment: Option<edge_spec::Deployment>,
 }
 
 impl Cluster {
@@ -149,7 +152,15 @@ impl Cluster {
             usage: HashMap::new(),
             config: SchedulerConfig::default(),
             now: 1_000_000,
+            deployment: None,
         }
+    }
+
+    /// Registers `job` as the server does: a new deployment for its version.
+    pub fn register(&mut self, job: &Job) {
+        let allocs: Vec<&Allocation> = self.allocs.iter().filter(|a| a.job_id == job.id).collect();
+        let id = format!("dep-{}", job.version);
+        self.deployment = edge_sched::new_deployment(job, id, self.now, &allocs);
     }
 
     pub fn node_mut(&mut self, id: &str) -> &mut Node {
@@ -172,12 +183,16 @@ impl Cluster {
             config: &self.config,
             now: self.now,
             seed,
+            deployment: self.deployment.as_ref().filter(|d| d.job_id == job_id),
         };
         schedule(job, &eval(job_id), &snap)
     }
 
     /// Applies a plan as the server would: placements start running.
     pub fn apply(&mut self, plan: &Plan) {
+        if let Some(d) = &plan.deployment {
+            self.deployment = Some(d.clone());
+        }
         for s in &plan.stop {
             let a = self.alloc_mut(&s.alloc_id).clone();
             if let Some(u) = self.usage.get_mut(&a.node_id).filter(|_| a.is_live()) {

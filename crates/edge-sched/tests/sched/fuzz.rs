@@ -334,6 +334,7 @@ fn unvalidated(s: &Spec) -> Job {
         }],
         version: 0,
         stop: false,
+        stable: false,
         status: Default::default(),
         submit_time: 0,
         create_index: 0,

@@ -2,6 +2,7 @@
 //! against small clusters, applied in turn the way the server would.
 
 mod common;
+mod deployments;
 mod feasibility;
 mod fuzz;
 mod properties;

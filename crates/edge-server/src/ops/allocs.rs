@@ -3,8 +3,9 @@
 use super::{Env, evals};
 use crate::ServerError;
 use edge_api::AllocUpdate;
-use edge_spec::{Allocation, ClientStatus, DesiredStatus, TriggeredBy};
+use edge_spec::{Allocation, ClientStatus, Deployment, DesiredStatus, TriggeredBy};
 use edge_store::{Batch, State};
+use std::collections::BTreeMap;
 
 /// Applies `node_id`'s report. An id the server does not know refuses the
 /// whole report, naming every such id (the agent then drops them rather
@@ -41,6 +42,7 @@ pub(crate) fn update(
     }
     let mut batch = Batch::default();
     let mut freed = false;
+    let mut deployments: BTreeMap<String, Deployment> = BTreeMap::new();
     for (a, u) in known {
         let mut a: Allocation = a.clone();
         a.task_states = u.task_states;
@@ -64,6 +66,10 @@ pub(crate) fn update(
                 .as_ref()
                 .and_then(|p| s.allocs.get(p))
                 .is_some_and(Allocation::is_live);
+        // The deployment counts the verdict at once; its scheduler run
+        // waits for the verdict that can end it: an unhealthy one, or the
+        // last one of the copies it placed.
+        let ends_deployment = judged && count_verdict(s, &mut deployments, &a);
         freed |= u.client_status.is_terminal() && !a.client_status.is_terminal();
         a.client_status = u.client_status;
         a.client_description = u.client_description;
@@ -72,7 +78,7 @@ pub(crate) fn update(
             let trigger = if became_failed {
                 Some(TriggeredBy::AllocFailure)
             } else {
-                rolling.then_some(TriggeredBy::AllocHealth)
+                (rolling || ends_deployment).then_some(TriggeredBy::AllocHealth)
             };
             if let Some(t) = trigger {
                 batch
@@ -85,5 +91,30 @@ pub(crate) fn update(
     if freed {
         batch.evals.extend(evals::unblock(s, env));
     }
+    for mut d in deployments.into_values() {
+        d.modify_time = env.now;
+        batch.deployments.push(d);
+    }
     Ok(batch)
+}
+
+/// Adds `a`'s verdict to its active deployment's counts; true when the
+/// verdict may end the deployment.
+fn count_verdict(s: &State, changed: &mut BTreeMap<String, Deployment>, a: &Allocation) -> bool {
+    let (Some(id), Some(health)) = (a.deployment_id.as_ref(), a.health) else {
+        return false;
+    };
+    let Some(stored) = s.deployments.get(id).filter(|d| d.status.is_active()) else {
+        return false;
+    };
+    let d = changed.entry(id.clone()).or_insert_with(|| stored.clone());
+    let Some(g) = d.groups.get_mut(&a.group) else {
+        return false;
+    };
+    if health.healthy {
+        g.healthy += 1;
+    } else {
+        g.unhealthy += 1;
+    }
+    !health.healthy || g.healthy + g.unhealthy >= g.placed
 }

@@ -1,7 +1,7 @@
 //! Job rules: checking a submitted job, registering it as a version,
 //! stopping or purging it, and the status it shows.
 
-use super::{Env, evals};
+use super::{Env, deployments, evals};
 use crate::ServerError;
 use edge_api::JobRegisterResponse;
 use edge_spec::{ClientStatus, DriverConfigs, Job, JobStatus, TriggeredBy};
@@ -55,6 +55,7 @@ pub(crate) fn register(
     }
     let (version, changed) = next_version(existing, &job);
     job.stop = false;
+    job.stable = existing.is_some_and(|e| !changed && e.stable);
     job.version = version;
     job.submit_time = env.now;
     if let Some(e) = existing {
@@ -73,6 +74,7 @@ pub(crate) fn register(
     };
     let mut batch = Batch::default();
     if changed {
+        deployments::start(s, env, &job, &mut batch);
         batch.jobs.push(job);
     }
     batch.evals.push(eval);
@@ -91,6 +93,7 @@ pub(crate) fn stop(
         return Err(ServerError::not_found("job", id));
     };
     let mut batch = Batch::default();
+    deployments::cancel_active(s, env, id, edge_spec::DESC_JOB_STOPPED, &mut batch);
     let eval = evals::new(env, id, job.priority, TriggeredBy::JobDeregister, None);
     let eval_id = eval.id.clone();
     if purge {

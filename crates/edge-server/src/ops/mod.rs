@@ -6,6 +6,7 @@
 //! them holds a rule of its own.
 
 pub(crate) mod allocs;
+pub(crate) mod deployments;
 pub(crate) mod evals;
 pub(crate) mod jobs;
 pub(crate) mod nodes;

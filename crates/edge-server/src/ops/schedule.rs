@@ -1,7 +1,7 @@
 //! Running the scheduler for an evaluation: which evaluations are ready,
 //! the snapshot the scheduler sees, and the batch its plan becomes.
 
-use super::{Env, evals};
+use super::{Env, deployments, evals};
 use edge_sched::{Plan, SchedulerConfig, Snapshot, schedule};
 use edge_spec::{ClientStatus, DesiredStatus, EvalStatus, Evaluation, TriggeredBy};
 use edge_store::{Batch, State};
@@ -47,6 +47,7 @@ pub(crate) fn snapshot<'a>(
         nodes: s.nodes.values().collect(),
         usage: &s.usage,
         job_allocs: s.job_allocs(job_id),
+        deployment: s.latest_deployment(job_id),
         config,
         now,
         seed,
@@ -161,11 +162,24 @@ fn apply(s: &State, env: &mut Env, eval: &Evaluation, plan: Plan) -> Batch {
             queued
         );
     }
-    if let Some(at) = plan.followup_at {
+    // One delayed evaluation at a time is enough: whichever comes due
+    // first plans again and asks for the next.
+    let queued = |at: i64| {
+        s.job_evals(&eval.job_id).iter().any(|e| {
+            e.id != eval.id
+                && e.status == EvalStatus::Pending
+                && e.wait_until > now
+                && e.wait_until <= at
+        })
+    };
+    if let Some(at) = plan.followup_at.filter(|&at| !queued(at)) {
         let mut f = evals::for_job(s, env, &eval.job_id, TriggeredBy::RescheduleLater, None);
         f.wait_until = at;
         batch.evals.push(f);
     }
     batch.evals.push(eval);
+    if let Some(d) = plan.deployment {
+        deployments::record(s, env, d, &mut batch);
+    }
     batch
 }

@@ -798,8 +798,12 @@ fn evaluate_blocks_then_places_when_a_node_joins() {
     w.join("n2");
     w.settle();
     assert_eq!(w.live("web").len(), 3);
+    // Only the deployment's progress deadline, ten minutes on, is left.
     let open: Vec<&Evaluation> = w.s.open_evals.iter().map(|id| &w.s.evals[id]).collect();
-    assert!(open.is_empty(), "nothing left open: {open:?}");
+    assert!(
+        open.iter().all(|e| e.wait_until == NOW + 600_000),
+        "nothing else left open: {open:?}"
+    );
     assert!(
         schedule::evaluate(&w.s, &mut w.env, &w.cfg, "id-1").is_none(),
         "a finished evaluation is not run again"
@@ -949,4 +953,204 @@ fn a_run_folds_every_due_evaluation_of_its_job() {
             .filter(|e| e.status == EvalStatus::Canceled)
             .count();
     assert_eq!(canceled, 3);
+}
+
+/// Reports `healthy` as the verdict on `a`, and returns the batch.
+fn verdict(w: &mut World, a: &Allocation, healthy: bool) -> Batch {
+    let mut u = update(&a.id, ClientStatus::Running);
+    u.health = Some(edge_spec::AllocHealth {
+        healthy,
+        timestamp: w.env.now,
+    });
+    allocs::update(&w.s, &mut w.env, &a.node_id, vec![u]).unwrap()
+}
+
+fn latest(w: &World, job: &str) -> edge_spec::Deployment {
+    w.s.latest_deployment(job).expect("a deployment").clone()
+}
+
+/// Judges every live copy of the job without a verdict, one report each.
+fn judge_all(w: &mut World, job: &str, healthy: bool) {
+    let waiting: Vec<Allocation> = w
+        .live(job)
+        .into_iter()
+        .filter(|a| a.health.is_none())
+        .cloned()
+        .collect();
+    for a in waiting {
+        let b = verdict(w, &a, healthy);
+        w.commit(b);
+    }
+}
+
+#[test]
+fn deployments_end_in_a_stable_version_or_a_revert_to_one() {
+    use edge_spec::DeploymentStatus as D;
+    let mut w = World::new();
+    w.join("n1");
+    w.join("n2");
+    let mut v0 = job("web", "service", 2);
+    v0.update = Some(edge_spec::UpdatePolicy {
+        auto_revert: Some(true),
+        ..Default::default()
+    });
+    w.submit(v0.clone());
+    assert_eq!(latest(&w, "web").status, D::Running);
+    w.settle();
+    w.report_running("web");
+    assert_eq!(latest(&w, "web").groups["g"].placed, 2);
+    let copies: Vec<Allocation> = w.live("web").into_iter().cloned().collect();
+    let b = verdict(&mut w, &copies[0], true);
+    assert!(b.evals.is_empty(), "one of two judged: nothing can end yet");
+    assert_eq!(b.deployments[0].groups["g"].healthy, 1, "counted at once");
+    w.commit(b);
+    let b = verdict(&mut w, &copies[1], true);
+    assert_eq!(
+        triggers(&b.evals),
+        vec![(TriggeredBy::AllocHealth, EvalStatus::Pending)],
+        "the last verdict lets the scheduler end it"
+    );
+    w.commit(b);
+    w.settle();
+    assert_eq!(latest(&w, "web").status, D::Successful);
+    assert!(
+        w.s.jobs["web"].stable,
+        "a successful deployment makes its version stable"
+    );
+    assert_eq!(w.s.stable["web"].version, 0);
+
+    let mut v1 = v0.clone();
+    v1.groups[0].tasks[0].env.insert("V".into(), "1".into());
+    w.submit(v1);
+    assert!(!w.s.jobs["web"].stable, "a new version is not stable yet");
+    let d1 = latest(&w, "web");
+    assert_eq!((d1.job_version, d1.status), (1, D::Running));
+    w.settle();
+    let new = w
+        .live("web")
+        .into_iter()
+        .find(|a| {
+            a.job_version == 1 && a.health.is_none() && a.deployment_id == Some(d1.id.clone())
+        })
+        .cloned()
+        .expect("a new copy beside the old ones");
+    let b = verdict(&mut w, &new, false);
+    w.commit(b);
+    w.settle();
+    let failed = &w.s.deployments[&d1.id];
+    assert_eq!(failed.status, D::Failed);
+    assert!(
+        failed
+            .status_description
+            .contains("rolling back to job version 0 as version 2"),
+        "{failed:?}"
+    );
+    let job = &w.s.jobs["web"];
+    assert_eq!(job.version, 2);
+    assert!(job.spec_eq(&v0), "the stable spec came back");
+    let d2 = latest(&w, "web");
+    assert_eq!((d2.job_version, d2.status), (2, D::Successful), "{d2:?}");
+    assert!(
+        !w.live("web").iter().any(|a| a.id == new.id),
+        "the unhealthy copy is gone"
+    );
+    assert_eq!(w.live("web").len(), 2, "the old copies served throughout");
+
+    // A newer version cancels a running deployment; so does a stop.
+    let mut v3 = v0.clone();
+    v3.groups[0].tasks[0].env.insert("V".into(), "3".into());
+    w.submit(v3.clone());
+    let d3 = latest(&w, "web");
+    v3.groups[0].tasks[0].env.insert("V".into(), "4".into());
+    w.submit(v3);
+    assert_eq!(w.s.deployments[&d3.id].status, D::Cancelled);
+    assert_eq!(
+        w.s.deployments[&d3.id].status_description,
+        edge_spec::DESC_NEWER_VERSION
+    );
+    let d4 = latest(&w, "web");
+    let (b, _) = jobs::stop(&w.s, &mut w.env, "web", false).unwrap();
+    w.commit(b);
+    assert_eq!(w.s.deployments[&d4.id].status, D::Cancelled);
+}
+
+#[test]
+fn operators_promote_pause_resume_and_fail_deployments() {
+    use super::deployments::{fail, pause, promote};
+    use edge_spec::DeploymentStatus as D;
+    let mut w = World::new();
+    w.join("n1");
+    w.join("n2");
+    let mut v0 = job("web", "service", 2);
+    v0.update = Some(edge_spec::UpdatePolicy {
+        canary: Some(1),
+        ..Default::default()
+    });
+    w.submit(v0.clone());
+    w.settle();
+    w.report_running("web");
+    judge_all(&mut w, "web", true);
+    w.settle();
+    let d0 = latest(&w, "web");
+    assert_eq!(d0.status, D::Successful);
+    let err = promote(&w.s, &mut w.env, &d0.id, &[]).unwrap_err();
+    assert_eq!(kind(&err), "conflict", "{err}");
+
+    let mut v1 = v0.clone();
+    v1.groups[0].tasks[0].env.insert("V".into(), "1".into());
+    w.submit(v1);
+    let d1 = latest(&w, "web");
+    assert_eq!(d1.groups["g"].desired_canaries, 1);
+    w.settle();
+    let err = promote(&w.s, &mut w.env, &d1.id, &[]).unwrap_err();
+    assert!(err.to_string().contains("0 of 1 canaries healthy"), "{err}");
+    let err = promote(&w.s, &mut w.env, &d1.id, &["nope".to_string()]).unwrap_err();
+    assert!(err.to_string().contains("no group \"nope\""), "{err}");
+    w.report_running("web");
+    judge_all(&mut w, "web", true);
+    w.settle();
+    assert_eq!(latest(&w, "web").status, D::AwaitingPromotion);
+    assert_eq!(w.live("web").len(), 3, "the canary beside both old copies");
+
+    let (b, d, eval) = pause(&w.s, &mut w.env, &d1.id, true).unwrap();
+    assert!(eval.is_none());
+    assert_eq!(d.status, D::Paused);
+    w.commit(b);
+    let err = promote(&w.s, &mut w.env, &d1.id, &[]).unwrap_err();
+    assert!(err.to_string().contains("resume it"), "{err}");
+    let (b, d, eval) = pause(&w.s, &mut w.env, &d1.id, false).unwrap();
+    assert!(eval.is_some());
+    assert_eq!(d.status, D::Running);
+    w.commit(b);
+    let err = pause(&w.s, &mut w.env, &d1.id, false).unwrap_err();
+    assert_eq!(kind(&err), "conflict");
+
+    let (b, d, _) = promote(&w.s, &mut w.env, &d1.id, &[]).unwrap();
+    assert!(d.groups["g"].promoted);
+    w.commit(b);
+    for _ in 0..4 {
+        w.settle();
+        w.report_running("web");
+        judge_all(&mut w, "web", true);
+    }
+    w.settle();
+    assert_eq!(latest(&w, "web").status, D::Successful);
+    assert_eq!(w.live("web").len(), 2);
+    assert!(w.live("web").iter().all(|a| a.job_version == 1));
+
+    let mut v2 = v0.clone();
+    v2.groups[0].tasks[0].env.insert("V".into(), "2".into());
+    w.submit(v2);
+    let d2 = latest(&w, "web");
+    let (b, d, _) = fail(&w.s, &mut w.env, &d2.id).unwrap();
+    assert_eq!(d.status, D::Failed);
+    assert!(
+        d.status_description.contains("by an operator"),
+        "{d:?}: no auto_revert, no rollback"
+    );
+    w.commit(b);
+    let err = fail(&w.s, &mut w.env, &d2.id).unwrap_err();
+    assert!(err.to_string().contains("is failed"), "{err}");
+    let err = fail(&w.s, &mut w.env, "zzz").unwrap_err();
+    assert_eq!(kind(&err), "not found");
 }

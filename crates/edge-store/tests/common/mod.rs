@@ -63,6 +63,8 @@ pub fn alloc(id: &str, job_id: &str, node_id: &str, port: u16) -> Allocation {
         task_states: Default::default(),
         checks: Default::default(),
         health: None,
+        deployment_id: None,
+        canary: false,
         resources: AllocResources {
             cpu: 100,
             memory: 256,

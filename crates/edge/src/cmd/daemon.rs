@@ -86,6 +86,8 @@ fn drivers(data_dir: &Path, n: &NodeArgs) -> anyhow::Result<Vec<Arc<dyn Driver>>
         executor: vec![exe.display().to_string(), "executor".to_string()],
         state_dir: data_dir.join("exec"),
         cgroup_parent: "edge".to_string(),
+        default_user: n.privilege.exec_user.clone(),
+        allow_root: n.privilege.exec_allow_root,
     });
     let exec: Arc<dyn Driver> = Arc::new(exec);
     let model = edge_model::ModelDriver::new(exec.clone(), exe, data_dir.join("models"));
@@ -93,6 +95,19 @@ fn drivers(data_dir: &Path, n: &NodeArgs) -> anyhow::Result<Vec<Arc<dyn Driver>>
         .context("cannot start the wasm driver")?;
     let containerd = super::image::driver(data_dir, &n.containerd)?;
     Ok(vec![exec, Arc::new(model), Arc::new(wasm), containerd])
+}
+
+/// What tasks on this node may do to the host. Everything beyond the
+/// default is an operator's explicit choice, made on the node itself.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PrivilegeArgs {
+    /// The user exec tasks run as when their config names none.
+    #[arg(long, env = "EDGE_EXEC_USER", default_value = edge_driver_exec::DEFAULT_USER)]
+    pub exec_user: String,
+    /// Let exec tasks run as root (`user = "root"` in their config, or
+    /// `--exec-user root`); without it such a task fails to start.
+    #[arg(long, env = "EDGE_EXEC_ALLOW_ROOT")]
+    pub exec_allow_root: bool,
 }
 
 /// How the agent behaves on its own: at exit, and while the server is away.
@@ -136,6 +151,16 @@ fn agent_config(server: String, token: String, data_dir: PathBuf, n: &NodeArgs) 
     cfg
 }
 
+/// Every role raises its open-file limit: a server holds one socket per
+/// agent's blocking watch, an agent one per proxied connection and task
+/// pipe, and each listener caps its connections well below the result.
+fn raise_fd_limit() {
+    match edge_api::listen::raise_fd_limit() {
+        Ok(n) => tracing::debug!(limit = n, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
+}
+
 pub(crate) async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
@@ -152,11 +177,7 @@ pub(crate) async fn shutdown_signal() {
 
 pub async fn server(g: &Global, a: ServerArgs) -> anyhow::Result<u8> {
     init_logs(g);
-    // Every agent holds a blocking watch open: thousands of nodes need
-    // thousands of sockets.
-    if let Err(e) = edge_sim::raise_fd_limit() {
-        tracing::warn!(error = %e, "cannot raise the open file limit");
-    }
+    raise_fd_limit();
     let cfg = server_config(a.data_dir.clone(), a.bind, &a.tuning)?;
     let h = edge_server::start(cfg).await?;
     // The token itself stays in its 0600 file, out of the logs.
@@ -173,6 +194,7 @@ pub async fn server(g: &Global, a: ServerArgs) -> anyhow::Result<u8> {
 
 pub async fn agent(g: &Global, a: AgentArgs) -> anyhow::Result<u8> {
     init_logs(g);
+    raise_fd_limit();
     std::fs::create_dir_all(&a.data_dir)
         .with_context(|| format!("create data dir {}", a.data_dir.display()))?;
     let cfg = agent_config(
@@ -191,6 +213,7 @@ pub async fn agent(g: &Global, a: AgentArgs) -> anyhow::Result<u8> {
 
 pub async fn dev(g: &Global, a: DevArgs) -> anyhow::Result<u8> {
     init_logs(g);
+    raise_fd_limit();
     let data = std::path::absolute(&a.data_dir)
         .with_context(|| format!("data dir {}", a.data_dir.display()))?;
     let cfg = server_config(data.join("server"), a.bind, &a.tuning)?;

@@ -14,6 +14,14 @@ const DEFAULT_SOCKET: &str = "/run/containerd/containerd.sock";
 /// Agent flags of the containerd driver.
 #[derive(Args, Debug, Clone)]
 pub struct ContainerdArgs {
+    /// Let containers mount host paths outside their allocation's
+    /// directory (`volumes`); without it such a task fails to start.
+    #[arg(long, env = "EDGE_CONTAINERD_ALLOW_HOST_VOLUMES")]
+    pub containerd_allow_host_volumes: bool,
+    /// Let containers add capabilities (`cap_add`); without it such a task
+    /// fails to start.
+    #[arg(long, env = "EDGE_CONTAINERD_ALLOW_CAP_ADD")]
+    pub containerd_allow_cap_add: bool,
     /// containerd's socket; without an answer there the containerd driver is
     /// reported unhealthy and no container task is placed on the node.
     #[arg(long, env = "EDGE_CONTAINERD_SOCKET", default_value = DEFAULT_SOCKET)]
@@ -52,6 +60,10 @@ fn parse_auth(s: &str) -> Result<(String, String, String), String> {
 pub fn driver(data_dir: &Path, a: &ContainerdArgs) -> anyhow::Result<Arc<ContainerdDriver>> {
     let mut cfg = ContainerdConfig::new(data_dir.join("containerd"));
     cfg.socket = a.containerd_socket.clone();
+    cfg.host_access = edge_driver_containerd::HostAccess {
+        host_volumes: a.containerd_allow_host_volumes,
+        cap_add: a.containerd_allow_cap_add,
+    };
     cfg.logger = Some(
         std::env::current_exe()
             .context("cannot find the edge binary for the containerd log driver")?,

@@ -18,6 +18,11 @@ pub struct MeshArgs {
     /// Where other names are forwarded (default: /etc/resolv.conf), repeatable.
     #[arg(long = "dns-upstream")]
     pub dns_upstreams: Vec<SocketAddr>,
+    /// Clients, besides this node itself, whose names outside
+    /// `service.edge` are forwarded (CIDR, e.g. 10.0.0.0/8), repeatable;
+    /// others get REFUSED for them.
+    #[arg(long = "dns-allow", value_parser = parse_cidr)]
+    pub dns_allow: Vec<edge_dns::Cidr>,
     /// Address the load balancer listens on for published ports (default: --advertise).
     #[arg(long)]
     pub lb_bind: Option<IpAddr>,
@@ -27,6 +32,10 @@ pub struct MeshArgs {
     /// Do not run the load balancer on this node.
     #[arg(long)]
     pub no_lb: bool,
+}
+
+fn parse_cidr(s: &str) -> Result<edge_dns::Cidr, String> {
+    s.parse().map_err(|e: edge_dns::DnsError| e.to_string())
 }
 
 impl MeshArgs {
@@ -68,6 +77,8 @@ pub async fn start(
                 lb_address: a.lb_bind.filter(|b| !b.is_unspecified()).unwrap_or(ip),
                 upstreams: a.dns_upstreams.clone(),
                 ttl: 5,
+                forward_allow: a.dns_allow.clone(),
+                own_addresses: vec![ip],
             };
             // Workloads matter more than names: without its DNS port the
             // node still runs tasks, and says why names do not resolve.

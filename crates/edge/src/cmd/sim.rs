@@ -5,13 +5,13 @@ use edge_sim::{SimConfig, Stats};
 use std::time::Duration;
 
 pub async fn run(a: SimArgs) -> anyhow::Result<u8> {
-    match edge_sim::raise_fd_limit() {
+    match edge_api::listen::raise_fd_limit() {
         Ok(n) if (n as usize) < a.nodes * 3 => eprintln!(
             "warning: open file limit {n} is low for {} nodes (about 3 sockets each)",
             a.nodes
         ),
         Ok(_) => {}
-        Err(e) => eprintln!("warning: {e}"),
+        Err(e) => eprintln!("warning: cannot raise the open file limit: {e}"),
     }
     let mut cfg = SimConfig::new(a.server, a.join_token, a.nodes);
     cfg.cpu = a.cpu;
