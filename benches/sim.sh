@@ -23,7 +23,7 @@ TTL=${TTL:-60s}
 IDLE=${IDLE:-30}
 
 cargo build --release -q -p edge
-BIN=$PWD/target/release/edge
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/edge
 # Thousands of watches, one socket each on both sides.
 ulimit -n "$(ulimit -Hn)"
 
