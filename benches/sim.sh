@@ -3,10 +3,13 @@
 # `edge sim --nodes N` (fake agents speaking the real protocol), then JOBS
 # service jobs of COUNT allocations each (100 x 1000 = 100,000). Prints the
 # time from the first job registration to every allocation reported
-# running, and the server's peak RSS (VmHWM) and CPU seconds.
+# running, and the server's peak RSS (VmHWM) and CPU seconds. Before the
+# jobs, the server's CPU over IDLE seconds of nothing but heartbeats (every
+# node beats every TTL/3).
 #
 #   benches/sim.sh              # 1,000 then 5,000 nodes
 #   NODES="500" JOBS=10 benches/sim.sh
+#   TLS=1 benches/sim.sh        # the server speaks TLS, every fake node mTLS
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh
@@ -15,9 +18,12 @@ NODES=${NODES:-"1000 5000"}
 JOBS=${JOBS:-100}
 COUNT=${COUNT:-1000}
 TIMEOUT=${TIMEOUT:-120}
+TLS=${TLS:-0}
+TTL=${TTL:-60s}
+IDLE=${IDLE:-30}
 
 cargo build --release -q -p edge
-BIN=$PWD/target/release/edge
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/edge
 # Thousands of watches, one socket each on both sides.
 ulimit -n "$(ulimit -Hn)"
 
@@ -31,9 +37,11 @@ trap cleanup EXIT
 for n in $NODES; do
   dir=$(mktemp -d /tmp/edge-sim-bench.XXXXXX)
   port=$((20000 + RANDOM % 20000))
+  tls=()
   addr="http://127.0.0.1:$port"
-  "$BIN" server --data-dir "$dir/server" --bind "127.0.0.1:$port" \
-    --heartbeat-ttl 60s --log-level warn >"$dir/server.log" 2>&1 &
+  if [ "$TLS" = 1 ]; then tls=(--tls); addr="https://127.0.0.1:$port"; fi
+  "$BIN" server --data-dir "$dir/server" --bind "127.0.0.1:$port" "${tls[@]}" \
+    --heartbeat-ttl "$TTL" --log-level warn >"$dir/server.log" 2>&1 &
   server=$!
   pids=("$server")
   wait_for 10 "the server's join token (log: $dir/server.log)" test -s "$dir/server/token"
@@ -41,16 +49,18 @@ for n in $NODES; do
     --nodes "$n" --stats-every 10s --log-level warn >"$dir/sim.log" 2>&1 &
   pids+=("$!")
 
-  python3 - "$addr" "$n" "$JOBS" "$COUNT" "$TIMEOUT" "$server" <<'EOF'
-import concurrent.futures, json, os, sys, time, urllib.request
+  python3 - "$addr" "$n" "$JOBS" "$COUNT" "$TIMEOUT" "$server" "$dir/server/ca.pem" "$IDLE" <<'EOF'
+import concurrent.futures, json, os, ssl, sys, time, urllib.request
 
 addr, nodes, jobs, count, timeout, server = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+ctx = ssl.create_default_context(cafile=sys.argv[7]) if addr.startswith("https") else None
+idle = float(sys.argv[8])
 
 def call(method, path, body=None):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(addr + path, data=data, method=method,
                                  headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
+    with urllib.request.urlopen(req, timeout=60, context=ctx) as r:
         return json.load(r)
 
 def cpu_seconds():
@@ -68,6 +78,10 @@ while call("GET", "/v1/status/health")["nodes_ready"] < nodes:
         sys.exit(f"only {call('GET', '/v1/status/health')['nodes_ready']} of {nodes} nodes registered")
     time.sleep(0.2)
 print(f"{nodes} nodes ready in {time.time() - t:.1f}s; server at {hwm_mb():.0f} MB, {cpu_seconds():.1f} CPU s")
+if idle > 0:
+    c0 = cpu_seconds()
+    time.sleep(idle)
+    print(f"IDLE nodes={nodes}: server CPU {cpu_seconds() - c0:.2f} s over {idle:.0f} s of heartbeats")
 
 cpu0 = cpu_seconds()
 total = jobs * count

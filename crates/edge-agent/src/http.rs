@@ -1,5 +1,7 @@
 //! The agent's own small HTTP API, reached by the server only: task logs
-//! (`edge alloc logs`, with follow), guarded by the join token.
+//! (`edge alloc logs`, with follow) and node GC. With a TLS server it
+//! serves the node's certificate and takes only clients that prove to be
+//! the server (mutual TLS); with a plain one it is guarded by the join token.
 
 use crate::runner::{RunCtx, alloc_dirs};
 use axum::Router;
@@ -17,9 +19,16 @@ pub type GcFuture = std::pin::Pin<Box<dyn Future<Output = Vec<edge_api::GcLeftov
 /// Runs the node's garbage collection now; the agent hands it in.
 pub type GcFn = Arc<dyn Fn() -> GcFuture + Send + Sync>;
 
+/// Who may call: whoever holds the join token (plain), or the server
+/// proven by its certificate (TLS, checked at the handshake).
+pub enum Guard {
+    Token(String),
+    Tls(Arc<crate::pki::NodeTls>),
+}
+
 #[derive(Clone)]
 struct AppState {
-    token: String,
+    token: Option<Arc<str>>,
     ctx: Arc<RunCtx>,
     gc: GcFn,
 }
@@ -27,19 +36,49 @@ struct AppState {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     limits: edge_api::listen::Limits,
-    token: String,
+    guard: Guard,
     ctx: Arc<RunCtx>,
     gc: GcFn,
 ) {
+    let token = match &guard {
+        Guard::Token(t) => Some(Arc::from(t.as_str())),
+        Guard::Tls(_) => None,
+    };
     let app = Router::new()
         .route("/v1/client/allocation/{id}/logs", get(logs))
         .route("/v1/client/gc", post(run_gc))
         .with_state(AppState { token, ctx, gc });
-    edge_api::listen::serve(listener, limits, app, std::future::pending()).await;
+    match guard {
+        Guard::Token(_) => {
+            edge_api::listen::serve(listener, limits, app, std::future::pending()).await;
+        }
+        Guard::Tls(tls) => {
+            // The node's certificate comes with its first contact with the
+            // server; until then nobody is served.
+            let _ = tls.ready().wait_for(|r| *r).await;
+            let config = match tls.server_config() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "agent http server cannot serve TLS");
+                    return;
+                }
+            };
+            let admit: edge_api::tls::Admit =
+                Arc::new(|peer| peer == Some(&edge_api::tls::Identity::Server));
+            edge_api::tls::serve(listener, limits, config, admit, app, std::future::pending())
+                .await;
+        }
+    }
 }
 
 fn authorized(st: &AppState, headers: &HeaderMap) -> bool {
-    headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) == Some(st.token.as_str())
+    match &st.token {
+        None => true,
+        Some(t) => headers
+            .get(TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|given| edge_api::tls::secret_matches(given, t)),
+    }
 }
 
 async fn run_gc(State(st): State<AppState>, headers: HeaderMap) -> Response {

@@ -9,6 +9,7 @@ mod fingerprint;
 mod gc;
 mod health;
 mod http;
+mod pki;
 mod restart;
 mod runner;
 pub mod state;
@@ -189,6 +190,7 @@ struct Agent {
     drivers: Vec<Arc<dyn Driver>>,
     http_addr: SocketAddr,
     gc: gc::Collector,
+    tls: Option<Arc<pki::NodeTls>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -212,7 +214,14 @@ pub async fn start(
     } else {
         cfg.name.clone()
     };
-    let client = Client::new(&cfg.server, Some(cfg.token.clone()))?;
+    let tls = pki::NodeTls::open(&cfg.server, &cfg.token, &cfg.data_dir, &node_id)?.map(Arc::new);
+    let client = match &tls {
+        Some(t) => t.client(&cfg.server)?,
+        None => {
+            let secret = edge_api::tls::JoinToken::parse(&cfg.token)?.secret;
+            Client::new(&cfg.server, Some(secret))?
+        }
+    };
     let listener = tokio::net::TcpListener::bind(cfg.http_bind)
         .await
         .map_err(|e| AgentError::Bind {
@@ -234,6 +243,7 @@ pub async fn start(
         status_description: String::new(),
         eligible: true,
         drain: false,
+        revoked: false,
         attributes,
         meta: cfg.meta.clone(),
         resources: facts.resources,
@@ -269,6 +279,7 @@ pub async fn start(
         runners,
         drivers,
         http_addr,
+        tls: tls.clone(),
     });
     agent.restore().await;
     // DNS and the load balancer answer from the saved catalog at once; the
@@ -279,12 +290,17 @@ pub async fn start(
         None => Arc::new(Catalog::default()),
     };
     let (catalog_tx, catalog_rx) = watch::channel(first);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(agent.clone().catalog_loop(catalog_tx, saved)),
         tokio::spawn(http::serve(
             listener,
             agent.cfg.http_limits.clone(),
-            agent.cfg.token.clone(),
+            match &tls {
+                Some(t) => http::Guard::Tls(t.clone()),
+                None => {
+                    http::Guard::Token(edge_api::tls::JoinToken::parse(&agent.cfg.token)?.secret)
+                }
+            },
             agent.ctx.clone(),
             {
                 let agent = agent.clone();
@@ -299,6 +315,9 @@ pub async fn start(
         tokio::spawn(agent.clone().fingerprint_loop()),
         tokio::spawn(agent.clone().gc_loop()),
     ];
+    if let Some(t) = tls {
+        tasks.push(tokio::spawn(t.renew_loop(agent.client.clone())));
+    }
     tracing::info!(node = %node_id, http = %http_addr, "edge agent started");
     Ok(AgentHandle {
         node_id,
@@ -342,11 +361,18 @@ impl Agent {
     }
 
     async fn register(&self) -> Result<u64, AgentError> {
+        let scheme = match &self.tls {
+            Some(t) => {
+                t.ensure().await?;
+                "https"
+            }
+            None => "http",
+        };
         let resp = self
             .client
             .agent_register(&RegisterRequest {
                 node: self.node(),
-                http_addr: Some(format!("http://{}", self.http_addr)),
+                http_addr: Some(format!("{scheme}://{}", self.http_addr)),
             })
             .await;
         match resp {
@@ -546,6 +572,11 @@ impl Agent {
         let mut online = false;
         let mut stale_logged = false;
         let mut backoff = Duration::from_millis(200);
+        // A connection opened before the node has its certificate would be
+        // pooled without it and taken up by the node routes: none is opened.
+        if let Some(t) = &self.tls {
+            let _ = t.ready().wait_for(|r| *r).await;
+        }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -299,6 +299,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
         .map_err(|e| AgentError::io("sync", dir, e))
 }
 
+/// Like [`write_atomic`], with the file's mode set from its creation on (a
+/// private key is never readable by others, not even for a moment).
+pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AgentError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| AgentError::io("create", &tmp, e))?;
+    f.write_all(bytes)
+        .map_err(|e| AgentError::io("write", &tmp, e))?;
+    f.sync_all().map_err(|e| AgentError::io("sync", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| AgentError::io("rename", path, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

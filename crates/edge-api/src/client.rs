@@ -39,6 +39,24 @@ pub struct Client {
 
 impl Client {
     pub fn new(addr: &str, token: Option<String>) -> Result<Client, ApiError> {
+        Client::build(addr, token, None)
+    }
+
+    /// A client speaking TLS with `tls` (the cluster CA, and a node's
+    /// certificate for an agent).
+    pub fn with_tls(
+        addr: &str,
+        token: Option<String>,
+        tls: rustls::ClientConfig,
+    ) -> Result<Client, ApiError> {
+        Client::build(addr, token, Some(tls))
+    }
+
+    fn build(
+        addr: &str,
+        token: Option<String>,
+        tls: Option<rustls::ClientConfig>,
+    ) -> Result<Client, ApiError> {
         let base = addr.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ApiError::Address {
@@ -46,15 +64,17 @@ impl Client {
                 reason: "must start with http:// or https://".to_string(),
             });
         }
-        let http = reqwest::Client::builder()
+        let mut b = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| ApiError::Connect {
-                addr: addr.to_string(),
-                source: e,
-            })?;
+            .tcp_nodelay(true);
+        if let Some(tls) = tls {
+            b = b.use_preconfigured_tls(tls);
+        }
+        let http = b.build().map_err(|e| ApiError::Connect {
+            addr: addr.to_string(),
+            source: e,
+        })?;
         Ok(Client { base, token, http })
     }
 
@@ -419,6 +439,38 @@ impl Client {
         req: &RegisterRequest,
     ) -> Result<RegisterResponse, ApiError> {
         self.write(reqwest::Method::POST, "/v1/agent/register", Some(req))
+            .await
+    }
+
+    /// Asks for a node certificate with the join token (first contact).
+    pub async fn agent_csr(&self, csr: &str) -> Result<CsrResponse, ApiError> {
+        let body = CsrRequest {
+            csr: csr.to_string(),
+        };
+        self.write(reqwest::Method::POST, "/v1/agent/csr", Some(&body))
+            .await
+    }
+
+    /// Renews the node certificate this client authenticates with.
+    pub async fn agent_renew(&self, csr: &str) -> Result<CsrResponse, ApiError> {
+        let body = CsrRequest {
+            csr: csr.to_string(),
+        };
+        self.write(reqwest::Method::POST, "/v1/agent/renew", Some(&body))
+            .await
+    }
+
+    pub async fn revoke_node(&self, id: &str) -> Result<NodeRevokeResponse, ApiError> {
+        self.write::<(), _>(
+            reqwest::Method::POST,
+            &format!("/v1/node/{}/revoke", enc(id)),
+            None,
+        )
+        .await
+    }
+
+    pub async fn rotate_token(&self) -> Result<TokenRotateResponse, ApiError> {
+        self.write::<(), _>(reqwest::Method::POST, "/v1/operator/token/rotate", None)
             .await
     }
 

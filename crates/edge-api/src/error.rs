@@ -2,7 +2,7 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("cannot reach edge server at {addr}: {source}")]
+    #[error("cannot reach edge server at {addr}: {}", chain(source))]
     Connect {
         addr: String,
         #[source]
@@ -24,6 +24,26 @@ pub enum ApiError {
     },
     #[error("invalid server address {addr:?}: {reason}")]
     Address { addr: String, reason: String },
+    #[error("tls: {reason}")]
+    Tls { reason: String },
+    #[error("invalid join token: {reason}")]
+    Token { reason: String },
+}
+
+/// An error and its causes on one line: reqwest's own message leaves out
+/// why a connection failed (a refused certificate, a pin that did not match).
+fn chain(e: &reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
 }
 
 impl ApiError {

@@ -6,6 +6,7 @@ pub mod client;
 pub mod error;
 pub mod listen;
 pub mod schema;
+pub mod tls;
 pub mod types;
 
 pub use client::{Client, QueryMeta, QueryOptions};

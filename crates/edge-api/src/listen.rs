@@ -84,6 +84,15 @@ impl Acceptor {
         self.listener.local_addr()
     }
 
+    /// Stops accepting and waits until every connection it accepted has
+    /// given back its slot (`max_connections` is the cap it was made with).
+    pub async fn drain(self, max_connections: usize) {
+        let slots = self.slots.clone();
+        let all = u32::try_from(max_connections.max(1)).unwrap_or(u32::MAX);
+        drop(self);
+        let _ = slots.acquire_many(all).await;
+    }
+
     /// Waits for a free slot, then for a connection. Errors of one
     /// connection (reset before accept) are skipped; running out of file
     /// descriptors or memory backs off instead of spinning.
@@ -155,10 +164,7 @@ pub async fn serve<S, B>(
         }
     }
     let _ = stop_tx.send(true);
-    let slots = acceptor.slots.clone();
-    let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
-    drop(acceptor);
-    let _ = slots.acquire_many(all).await;
+    acceptor.drain(limits.max_connections).await;
 }
 
 /// Serves HTTP/1.1 requests of one connection under `limits`; a `true` on

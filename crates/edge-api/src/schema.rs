@@ -42,6 +42,10 @@ pub fn components() -> Map<String, Value> {
     generator.subschema_for::<RegisterRequest>();
     generator.subschema_for::<RegisterResponse>();
     generator.subschema_for::<HeartbeatResponse>();
+    generator.subschema_for::<CsrRequest>();
+    generator.subschema_for::<CsrResponse>();
+    generator.subschema_for::<NodeRevokeResponse>();
+    generator.subschema_for::<TokenRotateResponse>();
     generator.subschema_for::<AgentAlloc>();
     generator.subschema_for::<AllocUpdateRequest>();
     generator.subschema_for::<AllocUpdateResponse>();

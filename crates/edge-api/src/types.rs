@@ -211,6 +211,38 @@ pub struct RegisterResponse {
     pub index: u64,
 }
 
+/// A node asks for its certificate: with the join token on first contact
+/// (`/v1/agent/csr`), with its current certificate to renew it
+/// (`/v1/agent/renew`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CsrRequest {
+    /// PEM PKCS#10 request whose subject is `O=edge-node, CN=<node id>`.
+    pub csr: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CsrResponse {
+    /// The node certificate, PEM.
+    pub cert: String,
+    /// The cluster CA certificate, PEM.
+    pub ca: String,
+    /// Unix seconds after which the certificate is no longer valid.
+    pub not_after: i64,
+}
+
+/// A revoked node is refused at every request until the end of time.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct NodeRevokeResponse {
+    pub node_id: String,
+    pub index: u64,
+}
+
+/// The new join token; node certificates issued before stay valid.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TokenRotateResponse {
+    pub token: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct HeartbeatResponse {
     pub heartbeat_ttl_ms: u64,

@@ -33,6 +33,7 @@ fn node(i: usize) -> Node {
         status_description: String::new(),
         eligible: true,
         drain: false,
+        revoked: false,
         attributes,
         meta: BTreeMap::new(),
         resources: NodeResources {

@@ -1,8 +1,11 @@
-//! Job registrations per second through the real HTTP API on loopback, and
-//! the database size after 10,000 updates of one job with GC.
+//! Job registrations per second through the real HTTP API on loopback,
+//! plain and over TLS; node registrations per second, plain (join token)
+//! and over mutual TLS (each node with its own certificate and connection);
+//! and the database size after 10,000 updates of one job with GC.
 //! Run: `cargo bench -p edge-server --bench register`
 
 use edge_api::Client;
+use edge_api::tls::{ClusterCa, Credentials, client_config};
 use edge_spec::{Group, Job, Resources, Task};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -86,6 +89,87 @@ async fn register_many(api: &Client, concurrency: usize, total: usize, same_job:
     (per * concurrency) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// A server on loopback, plain or TLS, and a user client for it.
+async fn server(tls: bool) -> (tempfile::TempDir, edge_server::ServerHandle, Client) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = edge_server::ServerConfig::new(
+        dir.path().to_path_buf(),
+        "127.0.0.1:0".parse().expect("addr"),
+    );
+    cfg.tls = tls;
+    let h = edge_server::start(cfg).await.expect("server");
+    let api = if tls {
+        let ca = ClusterCa::known(h.server.ca_pem(), None).expect("ca");
+        Client::with_tls(&h.url, None, client_config(ca, None).expect("tls")).expect("client")
+    } else {
+        Client::new(&h.url, None).expect("client")
+    };
+    (dir, h, api)
+}
+
+fn node(id: &str) -> edge_spec::Node {
+    serde_json::from_value(serde_json::json!({
+        "id": id, "name": id, "address": "127.0.0.1",
+        "resources": {"cpu": 4000, "memory": 8192, "cores": 4}
+    }))
+    .expect("node")
+}
+
+/// `n` nodes, each with its own client (and so its own connection; over
+/// TLS its own certificate, asked for beforehand), register `concurrency`
+/// at a time; registrations per second, connection set-up included.
+async fn register_nodes(
+    h: &edge_server::ServerHandle,
+    tls: bool,
+    n: usize,
+    concurrency: usize,
+) -> f64 {
+    let secret = edge_api::tls::JoinToken::parse(&h.token)
+        .expect("token")
+        .secret;
+    let mut clients = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = format!("n{i}");
+        let c = if tls {
+            let ca = ClusterCa::known(h.server.ca_pem(), None).expect("ca");
+            let boot = Client::with_tls(
+                &h.url,
+                Some(secret.clone()),
+                client_config(ca.clone(), None).expect("tls"),
+            )
+            .expect("client");
+            let csr = edge_api::tls::node_csr(&id).expect("csr");
+            let cert = boot.agent_csr(&csr.csr_pem).await.expect("csr answer");
+            let creds = Credentials::from_pem(&cert.cert, &csr.key_pem).expect("creds");
+            Client::with_tls(&h.url, None, client_config(ca, Some(creds)).expect("tls"))
+                .expect("client")
+        } else {
+            Client::new(&h.url, Some(secret.clone())).expect("client")
+        };
+        clients.push((id, c));
+    }
+    let started = Instant::now();
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|(id, c)| {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                let _p = gate.acquire().await.expect("gate");
+                let req = edge_api::RegisterRequest {
+                    node: node(&id),
+                    http_addr: None,
+                };
+                c.agent_register(&req).await.expect("register");
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("node");
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -93,15 +177,22 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = edge_server::ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().expect("addr"));
-        let h = edge_server::start(cfg).await.expect("server");
-        let api = Client::new(&format!("http://{}", h.addr), None).expect("client");
-        for c in [1usize, 16, 64] {
-            let rate = register_many(&api, c, 5_000, false).await;
-            println!("register distinct jobs, concurrency {c:>2}: {rate:>8.0} registrations/s");
+        for tls in [false, true] {
+            let (_dir, h, api) = server(tls).await;
+            let how = if tls { "tls  " } else { "plain" };
+            for c in [1usize, 16, 64] {
+                let rate = register_many(&api, c, 5_000, false).await;
+                println!("{how} register distinct jobs, concurrency {c:>2}: {rate:>8.0} registrations/s");
+            }
+            h.shutdown().await;
         }
-        h.shutdown().await;
+        for tls in [false, true] {
+            let (_dir, h, _api) = server(tls).await;
+            let how = if tls { "mTLS " } else { "plain" };
+            let rate = register_nodes(&h, tls, 2_000, 16).await;
+            println!("{how} register 2,000 nodes (own connection each), concurrency 16: {rate:>8.0} nodes/s");
+            h.shutdown().await;
+        }
 
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = edge_server::ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().expect("addr"));

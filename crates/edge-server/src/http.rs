@@ -3,9 +3,11 @@
 //! the transaction is on disk.
 
 use crate::Server;
+use crate::auth::{self, Caller};
 use crate::error::ServerError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Blocking, error_response};
 use crate::ops::{self, Env};
+use crate::pki::Pki;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
@@ -64,6 +66,10 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/node/{id}/drain", post(drain_node))
         .route("/v1/node/{id}/eligibility", post(node_eligibility))
         .route("/v1/node/{id}/gc", post(node_gc))
+        .route("/v1/node/{id}/revoke", post(revoke_node))
+        .route("/v1/operator/token/rotate", post(rotate_token))
+        .route("/v1/agent/csr", post(agent_csr))
+        .route("/v1/agent/renew", post(agent_renew))
         .route("/v1/agent/register", post(agent_register))
         .route("/v1/agent/heartbeat/{id}", post(agent_heartbeat))
         .route(
@@ -110,16 +116,6 @@ pub(crate) fn json_at<T: serde::Serialize>(index: u64, body: &T) -> Response {
 pub(crate) async fn block(server: &Server, q: &Blocking) {
     if let Some(idx) = q.index.filter(|i| *i > 0) {
         server.store.wait_for(idx, q.wait()).await;
-    }
-}
-
-fn check_token(server: &Server, headers: &HeaderMap) -> Result<(), ServerError> {
-    match headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) {
-        Some(t) if t == server.token => Ok(()),
-        Some(_) => Err(ServerError::Unauthorized("invalid join token".to_string())),
-        None => Err(ServerError::Unauthorized(format!(
-            "missing join token: send it in the {TOKEN_HEADER} header"
-        ))),
     }
 }
 
@@ -445,11 +441,11 @@ async fn alloc_logs(
     if let Some(t) = q.tail {
         query.push(("tail", t.to_string()));
     }
-    let url = format!("{addr}/v1/client/allocation/{}/logs", alloc.id);
-    let resp = sv
-        .http
+    let (client, base) = sv.agent_client(&alloc.node_id, &addr)?;
+    let url = format!("{base}/v1/client/allocation/{}/logs", alloc.id);
+    let resp = client
         .get(&url)
-        .header(TOKEN_HEADER, &sv.token)
+        .header(TOKEN_HEADER, sv.secret())
         .query(&query)
         .send()
         .await
@@ -478,10 +474,10 @@ async fn node_gc(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
     };
     let addr =
         addr.ok_or_else(|| unreachable("the agent did not register an HTTP address".into()))?;
-    let resp = sv
-        .http
-        .post(format!("{addr}/v1/client/gc"))
-        .header(TOKEN_HEADER, &sv.token)
+    let (client, base) = sv.agent_client(&node_id, &addr)?;
+    let resp = client
+        .post(format!("{base}/v1/client/gc"))
+        .header(TOKEN_HEADER, sv.secret())
         .send()
         .await
         .map_err(|e| unreachable(e.to_string()))?;
@@ -619,10 +615,11 @@ async fn node_eligibility(
 
 async fn agent_register(
     State(sv): S,
+    caller: Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Res {
-    check_token(&sv, &headers)?;
+    auth::node(&sv, &caller, &headers, &req.node.id)?;
     let node_id = req.node.id.clone();
     let (_, idx) = sv
         .store
@@ -644,8 +641,13 @@ async fn agent_register(
     ))
 }
 
-async fn agent_heartbeat(State(sv): S, headers: HeaderMap, ApiPath(id): ApiPath<String>) -> Res {
-    check_token(&sv, &headers)?;
+async fn agent_heartbeat(
+    State(sv): S,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+) -> Res {
+    auth::node(&sv, &caller, &headers, &id)?;
     let status = sv.store.read(|s| s.nodes.get(&id).map(|n| n.status));
     match status {
         None => return Err(ServerError::not_found("node", &id)),
@@ -674,11 +676,12 @@ async fn agent_heartbeat(State(sv): S, headers: HeaderMap, ApiPath(id): ApiPath<
 
 async fn agent_allocs(
     State(sv): S,
+    caller: Caller,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<Blocking>,
 ) -> Res {
-    check_token(&sv, &headers)?;
+    auth::node(&sv, &caller, &headers, &id)?;
     if sv.store.read(|s| !s.nodes.contains_key(&id)) {
         return Err(ServerError::not_found("node", &id));
     }
@@ -872,11 +875,12 @@ impl JobJsonCache {
 
 async fn agent_update(
     State(sv): S,
+    caller: Caller,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<AllocUpdateRequest>,
 ) -> Res {
-    check_token(&sv, &headers)?;
+    auth::node(&sv, &caller, &headers, &id)?;
     let node_id = id.clone();
     let (_, idx) = sv
         .store
@@ -887,6 +891,109 @@ async fn agent_update(
         .await?;
     sv.evals_ready.notify_one();
     Ok(json_at(idx, &AllocUpdateResponse { index: idx }))
+}
+
+impl Server {
+    /// The client and base URL to reach node `node`'s agent at `addr`. Over
+    /// TLS the agent is reached by its certificate's name
+    /// (`<node>.node.edge`, resolved to the registered address), so the
+    /// server checks it talks to that node and the agent that it is the
+    /// server; plain HTTP carries the join token instead.
+    fn agent_client(
+        &self,
+        node: &str,
+        addr: &str,
+    ) -> Result<(reqwest::Client, String), ServerError> {
+        let Some(tls) = &self.agent_tls else {
+            return Ok((self.http.clone(), addr.to_string()));
+        };
+        let unreachable = |reason: String| ServerError::AgentUnreachable {
+            node: node.to_string(),
+            reason,
+        };
+        let sock: std::net::SocketAddr = addr
+            .strip_prefix("https://")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| {
+                unreachable(format!(
+                    "registered address {addr:?} is not https://IP:PORT"
+                ))
+            })?;
+        let name = format!("{node}.{}", edge_api::tls::NODE_DNS_SUFFIX);
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .use_preconfigured_tls(tls.clone())
+            .resolve(&name, sock)
+            .build()
+            .map_err(|e| unreachable(format!("http client: {e}")))?;
+        Ok((client, format!("https://{name}:{}", sock.port())))
+    }
+}
+
+/// A node's first certificate, asked for with the join token. A node id
+/// that is up, or revoked, cannot be taken by another token holder.
+async fn agent_csr(State(sv): S, headers: HeaderMap, ApiJson(req): ApiJson<CsrRequest>) -> Res {
+    auth::check_token(&sv, &headers)?;
+    let (csr, node) = Pki::csr_node(&req.csr)?;
+    sv.store.read(|s| match s.nodes.get(&node) {
+        Some(n) if n.revoked => Err(ServerError::Unauthorized(format!("node {node} is revoked"))),
+        Some(n) if n.status == NodeStatus::Ready => Err(ServerError::Conflict(format!(
+            "node {node} is already joined and up: it renews its certificate with that certificate; a node that lost its data dir joins under a new id"
+        ))),
+        _ => Ok(()),
+    })?;
+    sign(&sv, csr, &node)
+}
+
+fn sign(sv: &Server, csr: rcgen::CertificateSigningRequestParams, node: &str) -> Res {
+    let (cert, not_after) = sv.pki.sign_node(csr, node, sv.cfg.node_cert_ttl)?;
+    tracing::info!(%node, not_after, "node certificate issued");
+    Ok(json_at(
+        sv.store.index(),
+        &CsrResponse {
+            cert,
+            ca: sv.pki.ca_pem().to_string(),
+            not_after,
+        },
+    ))
+}
+
+/// A node renews its certificate with its current one.
+async fn agent_renew(
+    State(sv): S,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CsrRequest>,
+) -> Res {
+    if !sv.cfg.tls {
+        return Err(ServerError::BadRequest(
+            "this server speaks plain HTTP: there are no certificates to renew".to_string(),
+        ));
+    }
+    let (csr, node) = Pki::csr_node(&req.csr)?;
+    auth::node(&sv, &caller, &headers, &node)?;
+    sign(&sv, csr, &node)
+}
+
+async fn revoke_node(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
+    let (node_id, idx) = sv
+        .store
+        .commit(move |s: &St| ops::nodes::revoke(s, &mut Env::live(), &id))
+        .await?;
+    sv.evals_ready.notify_one();
+    tracing::info!(node = %node_id, "node revoked");
+    Ok(json_at(
+        idx,
+        &NodeRevokeResponse {
+            node_id,
+            index: idx,
+        },
+    ))
+}
+
+async fn rotate_token(State(sv): S) -> Res {
+    let token = sv.rotate_token()?;
+    Ok(json_at(sv.store.index(), &TokenRotateResponse { token }))
 }
 
 async fn health(State(sv): S) -> Res {

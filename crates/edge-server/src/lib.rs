@@ -1,6 +1,7 @@
 //! The control plane: owns the store, serves `/v1`, turns evaluations into
 //! plans with the scheduler, applies them, and watches node heartbeats.
 
+mod auth;
 mod catalog;
 mod deployments;
 pub mod error;
@@ -9,7 +10,9 @@ mod heartbeat;
 mod http;
 mod metrics;
 mod ops;
+mod pki;
 mod routes;
+mod tls;
 mod token;
 mod worker;
 
@@ -36,8 +39,15 @@ pub struct ServerConfig {
     /// What the API listener allows its clients: connections, header and
     /// body deadlines, body size.
     pub listen: edge_api::listen::Limits,
-    /// The join token; read from or written to `data_dir/token` when `None`.
-    pub token: Option<String>,
+    /// Serve the API over TLS with the cluster CA's certificates, and
+    /// require nodes to prove who they are with theirs (mutual TLS). The
+    /// binary turns it on whenever the server binds a non-loopback address.
+    pub tls: bool,
+    /// More names (DNS or IP) for the server certificate, beside this
+    /// host's name and addresses.
+    pub tls_sans: Vec<String>,
+    /// How long a node certificate is valid; agents renew at 2/3 of it.
+    pub node_cert_ttl: Duration,
     /// The drivers' checks of task `config` blocks, applied to every job
     /// submitted or planned; the binary builds them from the driver crates.
     pub driver_configs: edge_spec::DriverConfigs,
@@ -53,7 +63,9 @@ impl ServerConfig {
             gc_interval: Duration::from_secs(300),
             gc: GcConfig::default(),
             listen: edge_api::listen::Limits::default(),
-            token: None,
+            tls: false,
+            tls_sans: Vec::new(),
+            node_cert_ttl: Duration::from_secs(24 * 3600),
             driver_configs: edge_spec::DriverConfigs::default(),
         }
     }
@@ -63,7 +75,11 @@ impl ServerConfig {
 pub struct Server {
     store: Arc<Store>,
     cfg: ServerConfig,
-    token: String,
+    /// The join token's secret; rotated in place.
+    secret: std::sync::RwLock<String>,
+    pki: pki::Pki,
+    /// TLS for calls to agents (logs, node GC), when the cluster uses TLS.
+    agent_tls: Option<rustls::ClientConfig>,
     evals_ready: Notify,
     heartbeats: heartbeat::Heartbeats,
     metrics: metrics::Metrics,
@@ -75,7 +91,10 @@ pub struct Server {
 /// A started server; dropping it does not stop it, `shutdown` does.
 pub struct ServerHandle {
     pub addr: SocketAddr,
+    /// The join token as agents take it: `K10<CA fingerprint>::<secret>`.
     pub token: String,
+    /// The API's URL: `https://` when the server speaks TLS.
+    pub url: String,
     pub server: Arc<Server>,
     shutdown: Arc<Notify>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -96,8 +115,34 @@ impl Server {
         &self.store
     }
 
-    pub fn token(&self) -> &str {
-        &self.token
+    /// The join token as agents take it: `K10<CA fingerprint>::<secret>`.
+    pub fn token(&self) -> String {
+        edge_api::tls::JoinToken::format(self.pki.fingerprint(), &self.secret())
+    }
+
+    pub(crate) fn secret(&self) -> String {
+        self.secret
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Makes a new join secret; certificates issued before stay valid.
+    pub(crate) fn rotate_token(&self) -> Result<String, ServerError> {
+        let secret = token::new_secret();
+        token::save(&self.cfg.data_dir, self.pki.fingerprint(), &secret)?;
+        *self.secret.write().unwrap_or_else(|e| e.into_inner()) = secret;
+        tracing::info!("join token rotated");
+        Ok(self.token())
+    }
+
+    pub(crate) fn is_revoked(s: &edge_store::State, node: &str) -> bool {
+        s.nodes.get(node).is_some_and(|n| n.revoked)
+    }
+
+    /// The cluster CA certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        self.pki.ca_pem()
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -113,7 +158,7 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         source: e,
     })?;
     {
-        // The database and the join token live here.
+        // The database, the CA key and the join token live here.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700)).map_err(
             |e| ServerError::Io {
@@ -123,10 +168,13 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
             },
         )?;
     }
-    let token = match &cfg.token {
-        Some(t) => t.clone(),
-        None => token::load_or_create(&cfg.data_dir)?,
+    let pki = {
+        let (dir, sans) = (cfg.data_dir.clone(), cfg.tls_sans.clone());
+        tokio::task::spawn_blocking(move || pki::Pki::load_or_create(&dir, &sans))
+            .await
+            .map_err(|e| ServerError::Internal(format!("cluster PKI: {e}")))??
     };
+    let secret = token::load_or_create(&cfg.data_dir, pki.fingerprint())?;
     // Migrations and loading the whole state are SQLite reads and writes,
     // long on a big file: they stay off the runtime's workers, which may
     // already serve others (an agent in the same process).
@@ -146,9 +194,21 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         addr: cfg.bind.to_string(),
         source: e,
     })?;
+    let agent_tls = if cfg.tls {
+        Some(pki.agent_client_config()?)
+    } else {
+        None
+    };
+    let tls_config = if cfg.tls {
+        Some(pki.server_config()?)
+    } else {
+        None
+    };
     let server = Arc::new(Server {
         store,
-        token: token.clone(),
+        secret: std::sync::RwLock::new(secret),
+        pki,
+        agent_tls,
         evals_ready: Notify::new(),
         heartbeats: heartbeat::Heartbeats::default(),
         metrics: metrics::Metrics::new(),
@@ -165,19 +225,32 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
     let app = http::router(server.clone());
     let sd = shutdown.clone();
     let limits = server.cfg.listen.clone();
-    let mut tasks = vec![tokio::spawn(edge_api::listen::serve(
-        listener,
-        limits,
-        app,
-        async move { sd.notified().await },
-    ))];
+    let shutdown_requested = async move { sd.notified().await };
+    let mut tasks = vec![match tls_config {
+        Some(config) => tokio::spawn(tls::serve(
+            listener,
+            limits,
+            config,
+            server.store.clone(),
+            app,
+            shutdown_requested,
+        )),
+        None => tokio::spawn(edge_api::listen::serve(
+            listener,
+            limits,
+            app,
+            shutdown_requested,
+        )),
+    }];
     tasks.push(tokio::spawn(worker::run(server.clone())));
     tasks.push(tokio::spawn(heartbeat::run(server.clone())));
     tasks.push(tokio::spawn(gc_loop(server.clone())));
-    tracing::info!(%addr, "edge server listening");
+    let scheme = if server.cfg.tls { "https" } else { "http" };
+    tracing::info!(%addr, tls = server.cfg.tls, "edge server listening");
     Ok(ServerHandle {
         addr,
-        token,
+        token: server.token(),
+        url: format!("{scheme}://{addr}"),
         server,
         shutdown,
         tasks,

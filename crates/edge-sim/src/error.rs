@@ -21,6 +21,8 @@ pub enum SimError {
         status: u16,
         body: String,
     },
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 impl SimError {

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
-    /// The server's API address, `http://host:port`.
+    /// The server's API address, `http://host:port` or `https://host:port`
+    /// (then every fake node gets its own certificate and speaks mutual TLS).
     pub server: String,
     pub token: String,
     pub nodes: usize,

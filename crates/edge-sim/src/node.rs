@@ -1,7 +1,8 @@
 //! One fake node: register, heartbeat, watch and report over the shared client.
 
 use crate::{SimConfig, SimError, Stats};
-use edge_api::{AllocUpdate, INDEX_HEADER, RegisterRequest, TOKEN_HEADER};
+use edge_api::tls::{self, ClusterCa, Credentials, JoinToken};
+use edge_api::{AllocUpdate, CsrRequest, CsrResponse, INDEX_HEADER, RegisterRequest, TOKEN_HEADER};
 use edge_spec::{ClientStatus, DesiredStatus, DriverInfo, Node, NodeResources, NodeStatus};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -13,34 +14,95 @@ use tokio::sync::Semaphore;
 /// How long a watch blocks on the server.
 const WATCH_WAIT: Duration = Duration::from_secs(30);
 
-/// The agent protocol over one pooled client.
+/// The agent protocol over one pooled client: shared by every node over
+/// plain HTTP; over TLS each node has its own, with its own certificate.
 pub(crate) struct Api {
     base: String,
-    token: String,
+    /// The join token's secret, sent over plain HTTP and to ask for a
+    /// node's first certificate; never with a node's certificate.
+    token: Option<String>,
     http: reqwest::Client,
+    /// The cluster CA, pinned by the join token, when the server is https.
+    ca: Option<Arc<ClusterCa>>,
+}
+
+fn client(tls: Option<rustls::ClientConfig>) -> Result<reqwest::Client, SimError> {
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(usize::MAX)
+        .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        b = b.use_preconfigured_tls(tls);
+    }
+    b.build().map_err(|e| SimError::Client(Arc::new(e)))
+}
+
+fn tls_err(e: impl std::fmt::Display) -> SimError {
+    SimError::Tls(e.to_string())
 }
 
 impl Api {
     pub fn new(server: &str, token: &str) -> Result<Api, SimError> {
         let base = server.trim_end_matches('/').to_string();
-        if !base.starts_with("http://") {
+        let token = JoinToken::parse(token).map_err(tls_err)?;
+        let ca = if base.starts_with("https://") {
+            let pin = token.ca_pin.as_deref().ok_or_else(|| {
+                tls_err("an https:// server needs a join token that pins its CA (K10<sha256>::<secret>)")
+            })?;
+            Some(ClusterCa::pinned(pin))
+        } else if base.starts_with("http://") {
+            None
+        } else {
             return Err(SimError::Address {
                 addr: server.to_string(),
-                reason: "must start with http://".to_string(),
+                reason: "must start with http:// or https://".to_string(),
             });
-        }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(usize::MAX)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| SimError::Client(Arc::new(e)))?;
+        };
+        let tls = match &ca {
+            Some(ca) => Some(tls::client_config(ca.clone(), None).map_err(tls_err)?),
+            None => None,
+        };
         Ok(Api {
             base,
-            token: token.to_string(),
-            http,
+            token: Some(token.secret),
+            http: client(tls)?,
+            ca,
         })
+    }
+
+    /// The client node `node_id` speaks with: this one over plain HTTP;
+    /// over TLS a client with the node's own certificate, asked for with
+    /// the join token like a real agent's first one.
+    async fn for_node(self: &Arc<Self>, node_id: &str) -> Result<Arc<Api>, SimError> {
+        let Some(ca) = &self.ca else {
+            return Ok(self.clone());
+        };
+        let csr = tls::node_csr(node_id).map_err(tls_err)?;
+        let path = "/v1/agent/csr".to_string();
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(30))
+            .json(&CsrRequest { csr: csr.csr_pem });
+        let resp: CsrResponse = self
+            .send("POST", path.clone(), req)
+            .await?
+            .json()
+            .await
+            .map_err(|e| SimError::Request {
+                method: "POST",
+                path,
+                source: Arc::new(e),
+            })?;
+        let creds = Credentials::from_pem(&resp.cert, &csr.key_pem).map_err(tls_err)?;
+        let cfg = tls::client_config(ca.clone(), Some(creds)).map_err(tls_err)?;
+        Ok(Arc::new(Api {
+            base: self.base.clone(),
+            token: None,
+            http: client(Some(cfg))?,
+            ca: Some(ca.clone()),
+        }))
     }
 
     /// Sends a request; a non-2xx answer is an error carrying its body.
@@ -50,15 +112,15 @@ impl Api {
         path: String,
         req: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, SimError> {
-        let resp = req
-            .header(TOKEN_HEADER, &self.token)
-            .send()
-            .await
-            .map_err(|e| SimError::Request {
-                method,
-                path: path.clone(),
-                source: Arc::new(e),
-            })?;
+        let req = match &self.token {
+            Some(t) => req.header(TOKEN_HEADER, t),
+            None => req,
+        };
+        let resp = req.send().await.map_err(|e| SimError::Request {
+            method,
+            path: path.clone(),
+            source: Arc::new(e),
+        })?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -183,6 +245,7 @@ impl FakeNode {
             status_description: String::new(),
             eligible: true,
             drain: false,
+            revoked: false,
             attributes,
             meta: BTreeMap::new(),
             resources: NodeResources {
@@ -233,7 +296,26 @@ impl FakeNode {
 
     /// Registers (retrying), then heartbeats and watches until aborted;
     /// registers again whenever the server forgets the node.
-    pub async fn run(self, gate: Arc<Semaphore>) {
+    pub async fn run(mut self, gate: Arc<Semaphore>) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let res = {
+                let _permit = gate.acquire().await;
+                self.api.for_node(&self.node.id).await
+            };
+            match res {
+                Ok(api) => {
+                    self.api = api;
+                    break;
+                }
+                Err(e) => {
+                    Stats::inc(&self.stats.errors, 1);
+                    tracing::debug!(node = %self.node.id, error = %e, "no certificate yet");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
         let me = Arc::new(self);
         let mut first = true;
         loop {

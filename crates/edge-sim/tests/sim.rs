@@ -87,6 +87,43 @@ async fn fake_nodes_run_and_stop_allocations() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Over TLS every fake node joins with the token (CSR), then heartbeats,
+/// watches and reports with its own certificate.
+#[tokio::test]
+async fn fake_nodes_speak_mutual_tls() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = edge_server::ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse()?);
+    cfg.tls = true;
+    let srv = edge_server::start(cfg).await?;
+    assert!(srv.url.starts_with("https://"));
+    let ca = edge_api::tls::ClusterCa::known(srv.server.ca_pem(), None)?;
+    let api = Client::with_tls(&srv.url, None, edge_api::tls::client_config(ca, None)?)?;
+
+    let sim = edge_sim::start(SimConfig::new(srv.url.clone(), srv.token.clone(), 20))?;
+    until(30, "20 nodes ready over mTLS", async || {
+        api.health().await.is_ok_and(|h| h.nodes_ready == 20)
+    })
+    .await;
+    api.register(&job(40)).await?;
+    until(20, "40 running", async || {
+        count(&api, ClientStatus::Running).await == 40
+    })
+    .await;
+    sim.shutdown().await;
+
+    // The same fake nodes with a token that pins another CA never join.
+    let wrong = format!("K10{}::x", "0".repeat(64));
+    let mut cfg = SimConfig::new(srv.url.clone(), wrong, 1);
+    cfg.name_prefix = "impostor".into();
+    let sim = edge_sim::start(cfg)?;
+    let stats = sim.stats();
+    until(10, "pin refused", async || Stats::get(&stats.errors) > 0).await;
+    assert_eq!(Stats::get(&stats.registered), 0);
+    sim.shutdown().await;
+    srv.shutdown().await;
+    Ok(())
+}
+
 #[test]
 fn rejects_a_bad_address() {
     let err = edge_sim::start(SimConfig::new("localhost:1".into(), "t".into(), 1));

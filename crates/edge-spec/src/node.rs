@@ -61,6 +61,10 @@ pub struct Node {
     pub eligible: bool,
     #[serde(default)]
     pub drain: bool,
+    /// True once an operator revoked the node (`edge node revoke`): the
+    /// server refuses it from then on. Set by the server only.
+    #[serde(default)]
+    pub revoked: bool,
     /// Fingerprinted facts: `kernel.name`, `cpu.arch`, `os.name`, `unique.hostname`...
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,

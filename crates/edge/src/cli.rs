@@ -29,6 +29,10 @@ pub struct Global {
     /// Token sent with API requests.
     #[arg(long, global = true, env = "EDGE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The cluster CA certificate to trust for an https:// address (default:
+    /// `ca.pem` of ./.edge/server or /var/lib/edge/server, whichever exists).
+    #[arg(long, global = true, env = "EDGE_CACERT")]
+    pub ca_cert: Option<PathBuf>,
     /// Output format of listings and reads.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -60,7 +64,7 @@ pub enum Command {
     Server(ServerArgs),
     /// Run the node agent, joining a server.
     #[command(
-        after_help = "Example:\n  edge agent --server http://10.0.0.1:4646 --join-token $(cat token) --advertise 10.0.0.7"
+        after_help = "Example:\n  edge agent --server https://10.0.0.1:4646 --join-token $(cat token) --advertise 10.0.0.7"
     )]
     Agent(AgentArgs),
     /// Run a server and an agent in one process, data in ./.edge.
@@ -81,6 +85,9 @@ pub enum Command {
     /// Follow, promote, pause, resume and fail the rollouts of job versions.
     #[command(subcommand)]
     Deployment(DeploymentCommand),
+    /// Cluster operations: the join token.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// Import, list and remove container images in the local containerd.
     Image(crate::cmd::image::ImageArgs),
     /// Inspect the service catalog.
@@ -145,6 +152,23 @@ pub struct ServerArgs {
     pub tuning: ServerTuning,
 }
 
+/// Transport security of the API. TLS is on whenever the server binds a
+/// non-loopback address; `--tls` turns it on for loopback too.
+#[derive(Args, Debug, Clone)]
+pub struct TlsArgs {
+    /// Serve the API over TLS (and require node certificates) even on a
+    /// loopback address.
+    #[arg(long)]
+    pub tls: bool,
+    /// Another name (DNS or IP) for the server certificate, beside this
+    /// host's name and addresses; repeatable.
+    #[arg(long = "tls-san", value_name = "NAME")]
+    pub tls_san: Vec<String>,
+    /// How long node certificates are valid; agents renew them at 2/3.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub node_cert_ttl: std::time::Duration,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ServerTuning {
     /// A node missing heartbeats this long is marked down.
@@ -159,6 +183,8 @@ pub struct ServerTuning {
     /// How often finished allocations, old versions and events are collected.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub gc_interval: std::time::Duration,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -434,6 +460,10 @@ pub enum NodeCommand {
     /// Agents also do this by themselves (see `edge agent --gc-interval`).
     #[command(after_help = "Example:\n  edge node gc lab-1\n  edge node gc -o json 3f2a")]
     Gc { id: String },
+    /// Refuse a node from now on (its certificate and any new one); its
+    /// allocations are replaced elsewhere.
+    #[command(after_help = "Example:\n  edge node revoke lab-2")]
+    Revoke { id: String },
     /// Allow or forbid new placements on a node.
     Eligibility {
         id: String,
@@ -442,6 +472,20 @@ pub enum NodeCommand {
         #[arg(long)]
         disable: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OperatorCommand {
+    /// The join token agents present to get their first certificate.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Make a new join secret; joined nodes keep their certificates.
+    #[command(after_help = "Example:\n  edge operator token rotate")]
+    Rotate,
 }
 
 #[derive(Subcommand, Debug)]

@@ -27,6 +27,7 @@ pub fn node(id: &str, cpu: u32, memory: u32) -> Node {
         status_description: String::new(),
         eligible: true,
         drain: false,
+        revoked: false,
         attributes: BTreeMap::new(),
         meta: BTreeMap::new(),
         resources: NodeResources {

@@ -39,6 +39,13 @@ pub(crate) fn register(
     }
     let mut batch = Batch::default();
     let was = s.nodes.get(&node.id);
+    if was.is_some_and(|n| n.revoked) {
+        return Err(ServerError::Unauthorized(format!(
+            "node {} is revoked",
+            node.id
+        )));
+    }
+    node.revoked = false;
     if let Some(old) = was {
         node.eligible = old.eligible;
         node.drain = old.drain;
@@ -89,6 +96,26 @@ pub(crate) fn mark_down(s: &State, env: &mut Env, id: &str) -> Batch {
     batch.evals = evals::for_node(s, env, id, TriggeredBy::NodeUpdate);
     batch.nodes.push(n);
     batch
+}
+
+/// A revoked node is down for good: refused at every request from then on,
+/// ineligible, and its allocations are replaced elsewhere.
+pub(crate) fn revoke(s: &State, env: &mut Env, id: &str) -> Result<(Batch, String), ServerError> {
+    let nid = resolve_id(s, id)?;
+    let mut n = s.nodes[&nid].clone();
+    n.revoked = true;
+    n.eligible = false;
+    n.status = NodeStatus::Down;
+    n.status_description = "revoked".to_string();
+    let evals = evals::for_node(s, env, &nid, TriggeredBy::NodeUpdate);
+    Ok((
+        Batch {
+            nodes: vec![n],
+            evals,
+            ..Batch::default()
+        },
+        nid,
+    ))
 }
 
 /// Draining makes a node ineligible and moves its allocations off; ending

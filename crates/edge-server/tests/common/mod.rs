@@ -51,6 +51,7 @@ pub fn node(id: &str, cpu: u32, memory: u32) -> Node {
         status_description: String::new(),
         eligible: true,
         drain: false,
+        revoked: false,
         attributes,
         meta: BTreeMap::new(),
         resources: NodeResources {

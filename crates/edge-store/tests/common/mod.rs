@@ -27,6 +27,7 @@ pub fn node(id: &str) -> Node {
         status_description: String::new(),
         eligible: true,
         drain: false,
+        revoked: false,
         attributes: Default::default(),
         meta: Default::default(),
         resources: NodeResources {

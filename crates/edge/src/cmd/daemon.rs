@@ -59,6 +59,9 @@ fn server_config(
     cfg.scheduler.port_min = lo;
     cfg.scheduler.port_max = hi;
     cfg.driver_configs = driver_configs();
+    cfg.tls = t.tls.tls || !bind.ip().is_loopback();
+    cfg.tls_sans = t.tls.tls_san.clone();
+    cfg.node_cert_ttl = t.tls.node_cert_ttl;
     Ok(cfg)
 }
 
@@ -177,10 +180,11 @@ pub async fn server(g: &Global, a: ServerArgs) -> anyhow::Result<u8> {
     raise_fd_limit();
     let cfg = server_config(a.data_dir.clone(), a.bind, &a.tuning)?;
     let h = edge_server::start(cfg).await?;
+    // The token itself stays in its 0600 file, out of the logs.
     tracing::info!(
-        "join agents with: edge agent --server http://{} --join-token {}",
-        h.addr,
-        h.token
+        "join agents with: edge agent --server {} --join-token $(cat {})",
+        h.url,
+        a.data_dir.join("token").display()
     );
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -218,14 +222,14 @@ pub async fn dev(g: &Global, a: DevArgs) -> anyhow::Result<u8> {
     std::fs::create_dir_all(&agent_dir)
         .with_context(|| format!("create {}", agent_dir.display()))?;
     let acfg = agent_config(
-        format!("http://{}", server.addr),
+        server.url.clone(),
         server.token.clone(),
         agent_dir.clone(),
         &a.node,
     );
     let agent = edge_agent::start(acfg, drivers(&agent_dir, &a.node)?).await?;
     let mesh = super::mesh::start(&a.node.mesh, &a.node.advertise, agent.catalog()).await?;
-    tracing::info!(api = %format!("http://{}", server.addr), data = %data.display(), "edge dev is up");
+    tracing::info!(api = %server.url, data = %data.display(), "edge dev is up");
     shutdown_signal().await;
     tracing::info!("shutting down");
     mesh.shutdown().await;

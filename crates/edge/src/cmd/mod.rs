@@ -25,6 +25,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Node(c) => node::run(&g, c).await,
         Command::Eval(c) => node::eval(&g, c).await,
         Command::Deployment(c) => deployment::run(&g, c).await,
+        Command::Operator(c) => node::operator(&g, c).await,
         Command::Service(c) => service::run(&g, c).await,
         Command::Model(c) => model::run(c).await,
         Command::Sim(a) => sim::run(a).await,
@@ -43,5 +44,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 pub fn client(g: &crate::cli::Global) -> anyhow::Result<edge_api::Client> {
-    Ok(edge_api::Client::new(&g.address, g.token.clone())?)
+    use anyhow::Context;
+    if !g.address.starts_with("https://") {
+        return Ok(edge_api::Client::new(&g.address, g.token.clone())?);
+    }
+    let path = match &g.ca_cert {
+        Some(p) => p.clone(),
+        None => [".edge/server/ca.pem", "/var/lib/edge/server/ca.pem"]
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.exists())
+            .with_context(|| {
+                format!(
+                    "{} is https: pass the cluster CA with --ca-cert or EDGE_CACERT (the server's data dir has it as ca.pem)",
+                    g.address
+                )
+            })?,
+    };
+    let pem = std::fs::read_to_string(&path)
+        .with_context(|| format!("read CA certificate {}", path.display()))?;
+    let ca = edge_api::tls::ClusterCa::known(&pem, None)
+        .with_context(|| format!("CA certificate {}", path.display()))?;
+    let tls = edge_api::tls::client_config(ca, None)?;
+    Ok(edge_api::Client::with_tls(
+        &g.address,
+        g.token.clone(),
+        tls,
+    )?)
 }

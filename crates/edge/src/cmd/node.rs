@@ -122,6 +122,18 @@ pub async fn run(g: &Global, c: NodeCommand) -> anyhow::Result<u8> {
             }
             Ok(u8::from(r.removed.iter().any(|l| l.error.is_some())))
         }
+        NodeCommand::Revoke { id } => {
+            let r = api.revoke_node(&id).await?;
+            emit(g.output, &r, || {
+                let mut t = table(&["Node", "Index"]);
+                t.add_row(vec![r.node_id.clone(), r.index.to_string()]);
+                t
+            })?;
+            if g.output != Output::Json {
+                println!("Node {} revoked: it is refused from now on", r.node_id);
+            }
+            Ok(0)
+        }
         NodeCommand::Eligibility {
             id,
             enable,
@@ -197,6 +209,22 @@ pub async fn eval(g: &Global, c: EvalCommand) -> anyhow::Result<u8> {
                 for (d, n) in &m.dimension_exhausted {
                     println!("  * {d} exhausted on {n} nodes");
                 }
+            }
+            Ok(0)
+        }
+    }
+}
+
+pub async fn operator(g: &Global, c: crate::cli::OperatorCommand) -> anyhow::Result<u8> {
+    use crate::cli::{OperatorCommand, TokenCommand};
+    let api = super::client(g)?;
+    match c {
+        OperatorCommand::Token(TokenCommand::Rotate) => {
+            let r = api.rotate_token().await?;
+            if g.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("{}", r.token);
             }
             Ok(0)
         }
