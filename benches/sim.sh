@@ -41,7 +41,7 @@ for n in $NODES; do
   addr="http://127.0.0.1:$port"
   if [ "$TLS" = 1 ]; then tls=(--tls); addr="https://127.0.0.1:$port"; fi
   "$BIN" server --data-dir "$dir/server" --bind "127.0.0.1:$port" "${tls[@]}" \
-    --heartbeat-ttl "$TTL" --log-level warn >"$dir/server.log" 2>&1 &
+    --heartbeat-ttl "$TTL" --max-connections 20000 --log-level warn >"$dir/server.log" 2>&1 &
   server=$!
   pids=("$server")
   wait_for 10 "the server's join token (log: $dir/server.log)" test -s "$dir/server/token"

@@ -66,7 +66,9 @@ impl Client {
         }
         let mut b = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(90))
+            // Under the servers' 10 s idle limit (`listen::Limits`), so a
+            // pooled connection is never reused just as the server closes it.
+            .pool_idle_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
         if let Some(tls) = tls {
             b = b.use_preconfigured_tls(tls);

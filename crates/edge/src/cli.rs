@@ -183,6 +183,10 @@ pub struct ServerTuning {
     /// How often finished allocations, old versions and events are collected.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub gc_interval: std::time::Duration,
+    /// Connections the API holds open at once (agents keep about two each);
+    /// more wait in the kernel's accept queue.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
+    pub max_connections: u32,
     #[command(flatten)]
     pub tls: TlsArgs,
 }

@@ -306,32 +306,8 @@ async fn rolling_update_under_load_fails_no_request() {
         (i.iter().filter(|i| i.serving()).count() == 4).then_some(())
     })
     .await;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
     let stop = std::sync::Arc::new(tokio::sync::Notify::new());
-    let load: Vec<_> = ["127.0.0.1", "127.0.0.2"]
-        .into_iter()
-        .map(|ip| {
-            let (http, stop) = (http.clone(), stop.clone());
-            let url = format!("http://{ip}:{lb_port}/");
-            tokio::spawn(async move {
-                let (mut ok, mut failed) = (0u32, 0u32);
-                let stopped = stop.notified();
-                tokio::pin!(stopped);
-                loop {
-                    tokio::select! {
-                        _ = &mut stopped => return (ok, failed),
-                        r = get(&http, &url) => match r {
-                            Some(_) => ok += 1,
-                            None => failed += 1,
-                        },
-                    }
-                }
-            })
-        })
-        .collect();
+    let clients = load(lb_port, &stop);
     let started = tokio::time::Instant::now();
     run_detached(&addr, &web_job_rev(dir.path(), 4, lb_port, 2));
     let mut fewest = usize::MAX;
@@ -356,7 +332,7 @@ async fn rolling_update_under_load_fails_no_request() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.notify_waiters();
     let (mut ok, mut failed) = (0, 0);
-    for l in load {
+    for l in clients {
         let (o, f) = l.await.unwrap();
         ok += o;
         failed += f;

@@ -41,6 +41,7 @@ fn server_config(
     let mut cfg = ServerConfig::new(data_dir, bind);
     cfg.heartbeat_ttl = t.heartbeat_ttl;
     cfg.gc_interval = t.gc_interval;
+    cfg.listen.max_connections = t.max_connections as usize;
     cfg.scheduler.algorithm = match t.scheduler_algorithm {
         Algorithm::Binpack => edge_sched::Algorithm::Binpack,
         Algorithm::Spread => edge_sched::Algorithm::Spread,
