@@ -195,8 +195,13 @@ async fn run_alloc(
             .await
         }))
     };
-    // Only service copies take part in rolling updates.
-    let health = (job_type == edge_spec::JobType::Service).then(|| {
+    // Service and system copies roll out on their verdicts; with
+    // `health_check = "manual"` an operator gives them instead.
+    let judged = matches!(
+        job_type,
+        edge_spec::JobType::Service | edge_spec::JobType::System
+    ) && rules.health_check != edge_spec::HealthCheck::Manual;
+    let health = judged.then(|| {
         let ctx = ctx.clone();
         let report = move |g: &LocalAlloc| publish(&ctx, g);
         let watch = crate::health::run(

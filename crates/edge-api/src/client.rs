@@ -365,6 +365,22 @@ impl Client {
         }
     }
 
+    /// Verdicts by hand on copies of groups with `health_check = "manual"`.
+    pub async fn deployment_alloc_health(
+        &self,
+        id: &str,
+        healthy: Vec<String>,
+        unhealthy: Vec<String>,
+    ) -> Result<DeploymentUpdateResponse, ApiError> {
+        let body = DeploymentAllocHealthRequest { healthy, unhealthy };
+        self.write(
+            reqwest::Method::POST,
+            &format!("/v1/deployment/{}/allocation-health", enc(id)),
+            Some(&body),
+        )
+        .await
+    }
+
     pub async fn nodes(&self) -> Result<Vec<NodeListStub>, ApiError> {
         Ok(self.get("/v1/nodes", QueryOptions::default()).await?.0)
     }

@@ -33,6 +33,7 @@ pub fn components() -> Map<String, Value> {
     generator.subschema_for::<Evaluation>();
     generator.subschema_for::<Deployment>();
     generator.subschema_for::<DeploymentPromoteRequest>();
+    generator.subschema_for::<DeploymentAllocHealthRequest>();
     generator.subschema_for::<DeploymentUpdateResponse>();
     generator.subschema_for::<NodeListStub>();
     generator.subschema_for::<Node>();

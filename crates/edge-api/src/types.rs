@@ -114,6 +114,17 @@ pub struct DeploymentPromoteRequest {
     pub groups: Vec<String>,
 }
 
+/// `POST /v1/deployment/{id}/allocation-health`: an operator's verdicts on
+/// copies of groups with `health_check = "manual"` (ids or unique prefixes).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentAllocHealthRequest {
+    #[serde(default)]
+    pub healthy: Vec<String>,
+    #[serde(default)]
+    pub unhealthy: Vec<String>,
+}
+
 /// What promote, pause, resume and fail answer: the deployment as changed,
 /// and the evaluation that acts on it.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

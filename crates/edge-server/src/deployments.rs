@@ -8,7 +8,7 @@ use crate::http::{block, json_at};
 use crate::ops::{self, Env};
 use axum::extract::State;
 use axum::response::Response;
-use edge_api::{DeploymentPromoteRequest, DeploymentUpdateResponse};
+use edge_api::{DeploymentAllocHealthRequest, DeploymentPromoteRequest, DeploymentUpdateResponse};
 use edge_spec::Deployment;
 use edge_store::State as St;
 use std::sync::Arc;
@@ -127,6 +127,18 @@ pub(crate) async fn resume(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
 pub(crate) async fn fail(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
     act(&sv, move |s, env| {
         ops::deployments::fail(s, env, &id).map(|(b, d, e)| (b, d, Some(e)))
+    })
+    .await
+}
+
+pub(crate) async fn alloc_health(
+    State(sv): S,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<DeploymentAllocHealthRequest>,
+) -> Res {
+    act(&sv, move |s, env| {
+        ops::deployments::set_health(s, env, &id, &req.healthy, &req.unhealthy)
+            .map(|(b, d, e)| (b, d, Some(e)))
     })
     .await
 }

@@ -59,6 +59,10 @@ pub fn router(server: Arc<Server>) -> Router {
             post(crate::deployments::resume),
         )
         .route("/v1/deployment/{id}/fail", post(crate::deployments::fail))
+        .route(
+            "/v1/deployment/{id}/allocation-health",
+            post(crate::deployments::alloc_health),
+        )
         .route("/v1/evaluations", get(list_evals))
         .route("/v1/evaluation/{id}", get(read_eval))
         .route("/v1/nodes", get(list_nodes))

@@ -26,6 +26,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/deployment/{id}/pause"),
     ("POST", "/v1/deployment/{id}/resume"),
     ("POST", "/v1/deployment/{id}/fail"),
+    ("POST", "/v1/deployment/{id}/allocation-health"),
     ("GET", "/v1/evaluations"),
     ("GET", "/v1/evaluation/{id}"),
     ("GET", "/v1/nodes"),

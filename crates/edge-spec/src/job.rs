@@ -376,7 +376,8 @@ pub enum HealthCheck {
     Checks,
     /// Every task runs.
     TaskStates,
-    /// An operator marks copies healthy (not built yet: refused).
+    /// An operator marks copies healthy or unhealthy
+    /// (`edge deployment health`); the agent gives no verdict.
     Manual,
 }
 

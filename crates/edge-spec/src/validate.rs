@@ -3,7 +3,7 @@
 
 use crate::error::{Diagnostic, SpecError};
 use crate::job::{
-    CheckType, Constraint, ConstraintOp, Group, HealthCheck, Job, Service, Task, UpdatePolicy,
+    CheckType, Constraint, ConstraintOp, Group, Job, Service, Task, UpdatePolicy,
 };
 use crate::limits::{
     DRIVERS, MAX_CONSTRAINTS, MAX_COUNT, MAX_GROUPS, MAX_JOB_ID_LEN, MAX_NAME_LEN, MAX_POLICY_WAIT,
@@ -254,12 +254,6 @@ impl Validator<'_> {
     fn update(&mut self, u: &Option<UpdatePolicy>, path: &str) {
         let Some(u) = u else { return };
         let at = format!("{path}.update");
-        if u.health_check == Some(HealthCheck::Manual) {
-            self.push(
-                format!("{at}.health_check"),
-                "health_check \"manual\" is not supported yet; use \"checks\" or \"task_states\"",
-            );
-        }
         for (field, n) in [("max_parallel", u.max_parallel), ("canary", u.canary)] {
             if n.is_some_and(|m| m > MAX_COUNT) {
                 self.push(

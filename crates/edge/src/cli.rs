@@ -539,6 +539,19 @@ pub enum DeploymentCommand {
     /// Resume a paused deployment.
     #[command(after_help = "Example:\n  edge deployment resume 1a2b3c4d")]
     Resume { id: String },
+    /// Judge copies by hand, for groups with `health_check = "manual"`.
+    #[command(
+        after_help = "Example:\n  edge deployment health 1a2b3c4d --healthy 5e6f7a8b --unhealthy 9c0d1e2f"
+    )]
+    Health {
+        id: String,
+        /// An allocation (id or prefix) judged healthy; repeatable.
+        #[arg(long)]
+        healthy: Vec<String>,
+        /// An allocation (id or prefix) judged unhealthy; repeatable.
+        #[arg(long)]
+        unhealthy: Vec<String>,
+    },
     /// Mark a deployment failed (with auto_revert, the stable version comes back).
     #[command(after_help = "Example:\n  edge deployment fail 1a2b3c4d")]
     Fail { id: String },

@@ -222,6 +222,77 @@ pub(crate) fn fail(
     Ok(with_eval(s, env, d))
 }
 
+/// An operator's verdicts on copies of a deployment whose groups use
+/// `health_check = "manual"`: each named copy must be one it placed, live,
+/// and not judged yet; every one is checked before any is recorded.
+pub(crate) fn set_health(
+    s: &State,
+    env: &mut Env,
+    id: &str,
+    healthy: &[String],
+    unhealthy: &[String],
+) -> Result<(Batch, Deployment, String), ServerError> {
+    let stored = active(s, id, "given verdicts")?;
+    if healthy.is_empty() && unhealthy.is_empty() {
+        return Err(ServerError::BadRequest(
+            "name at least one allocation in `healthy` or `unhealthy`".to_string(),
+        ));
+    }
+    let job = s.jobs.get(&stored.job_id);
+    let mut d = stored.clone();
+    let mut batch = Batch::default();
+    let verdicts = healthy
+        .iter()
+        .map(|a| (a, true))
+        .chain(unhealthy.iter().map(|a| (a, false)));
+    for (alloc_id, ok) in verdicts {
+        let a = by_prefix("allocation", alloc_id, s.allocs.iter())?;
+        if a.deployment_id.as_deref() != Some(stored.id.as_str()) {
+            return Err(ServerError::BadRequest(format!(
+                "allocation {} was not placed by deployment {}",
+                a.short_id(),
+                stored.short_id()
+            )));
+        }
+        let manual = job
+            .and_then(|j| Some(Update::resolve(j, j.group(&a.group)?)))
+            .is_some_and(|u| u.health_check == HealthCheck::Manual);
+        if !manual {
+            return Err(ServerError::BadRequest(format!(
+                "group {:?} is judged by its agents; only health_check = \"manual\" takes verdicts by hand",
+                a.group
+            )));
+        }
+        if !a.is_live() || a.health.is_some() || batch.allocs.iter().any(|b| b.id == a.id) {
+            return Err(ServerError::Conflict(format!(
+                "allocation {} is {} and cannot be judged again",
+                a.short_id(),
+                if a.is_live() { "judged" } else { "not running" }
+            )));
+        }
+        let mut a = a.clone();
+        a.health = Some(AllocHealth {
+            healthy: ok,
+            timestamp: env.now,
+        });
+        a.modify_time = env.now;
+        if let Some(g) = d.groups.get_mut(&a.group) {
+            if ok {
+                g.healthy += 1;
+            } else {
+                g.unhealthy += 1;
+            }
+        }
+        batch.allocs.push(a);
+    }
+    d.modify_time = env.now;
+    let eval = evals::for_job(s, env, &d.job_id, TriggeredBy::AllocHealth, None);
+    let eval_id = eval.id.clone();
+    batch.evals.push(eval);
+    batch.deployments.push(d.clone());
+    Ok((batch, d, eval_id))
+}
+
 /// Records `d` and queues an evaluation of its job to act on it; returns
 /// `d` as recorded (a revert adds to its description).
 fn with_eval(s: &State, env: &mut Env, d: Deployment) -> (Batch, Deployment, String) {

@@ -1154,3 +1154,52 @@ fn operators_promote_pause_resume_and_fail_deployments() {
     let err = fail(&w.s, &mut w.env, "zzz").unwrap_err();
     assert_eq!(kind(&err), "not found");
 }
+
+/// With `health_check = "manual"` an operator's verdicts move the
+/// deployment; each copy is judged once, and only in a manual group.
+#[test]
+fn manual_verdicts_move_a_manual_deployment() {
+    use super::deployments::set_health;
+    use edge_spec::DeploymentStatus as D;
+    let mut w = World::new();
+    w.join("n1");
+    w.join("n2");
+    let mut v0 = job("web", "service", 2);
+    v0.update = Some(edge_spec::UpdatePolicy {
+        health_check: Some(edge_spec::HealthCheck::Manual),
+        ..Default::default()
+    });
+    w.submit(v0.clone());
+    w.settle();
+    w.report_running("web");
+    let d = latest(&w, "web");
+    let ids: Vec<String> = w.live("web").iter().map(|a| a.id.clone()).collect();
+    let err = set_health(&w.s, &mut w.env, &d.id, &[], &[]).unwrap_err();
+    assert_eq!(kind(&err), "bad request");
+    let err = set_health(&w.s, &mut w.env, &d.id, &["nope".to_string()], &[]).unwrap_err();
+    assert_eq!(kind(&err), "not found");
+    let (b, _, _) = set_health(&w.s, &mut w.env, &d.id, &ids[..1], &[]).unwrap();
+    w.commit(b);
+    w.settle();
+    assert_eq!(latest(&w, "web").status, D::Running, "one of two judged");
+    let err = set_health(&w.s, &mut w.env, &d.id, &ids[..1], &[]).unwrap_err();
+    assert_eq!(kind(&err), "conflict", "{err}");
+    let (b, _, _) = set_health(&w.s, &mut w.env, &d.id, &ids[1..], &[]).unwrap();
+    w.commit(b);
+    w.settle();
+    assert_eq!(latest(&w, "web").status, D::Successful);
+
+    let mut auto = v0.clone();
+    auto.update = None;
+    w.submit(auto);
+    w.settle();
+    let d = latest(&w, "web");
+    let new: Vec<String> = w
+        .live("web")
+        .iter()
+        .filter(|a| a.deployment_id.as_deref() == Some(d.id.as_str()))
+        .map(|a| a.id.clone())
+        .collect();
+    let err = set_health(&w.s, &mut w.env, &d.id, &new, &[]).unwrap_err();
+    assert!(err.to_string().contains("judged by its agents"), "{err}");
+}

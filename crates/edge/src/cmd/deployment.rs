@@ -45,6 +45,14 @@ pub async fn run(g: &Global, c: DeploymentCommand) -> anyhow::Result<u8> {
         DeploymentCommand::Pause { id } => act(g, &api, &id, "pause", Vec::new()).await,
         DeploymentCommand::Resume { id } => act(g, &api, &id, "resume", Vec::new()).await,
         DeploymentCommand::Fail { id } => act(g, &api, &id, "fail", Vec::new()).await,
+        DeploymentCommand::Health {
+            id,
+            healthy,
+            unhealthy,
+        } => {
+            let resp = api.deployment_alloc_health(&id, healthy, unhealthy).await?;
+            show(g, resp)
+        }
     }
 }
 
@@ -56,6 +64,10 @@ async fn act(
     groups: Vec<String>,
 ) -> anyhow::Result<u8> {
     let resp = api.deployment_action(id, action, groups).await?;
+    show(g, resp)
+}
+
+fn show(g: &Global, resp: edge_api::DeploymentUpdateResponse) -> anyhow::Result<u8> {
     if g.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&resp)?);
         return Ok(0);
