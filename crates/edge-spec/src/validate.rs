@@ -2,9 +2,7 @@
 //! server (for jobs submitted through the API, which carry no file location).
 
 use crate::error::{Diagnostic, SpecError};
-use crate::job::{
-    CheckType, Constraint, ConstraintOp, Group, Job, Service, Task, UpdatePolicy,
-};
+use crate::job::{CheckType, Constraint, ConstraintOp, Group, Job, Service, Task, UpdatePolicy};
 use crate::limits::{
     DRIVERS, MAX_CONSTRAINTS, MAX_COUNT, MAX_GROUPS, MAX_JOB_ID_LEN, MAX_NAME_LEN, MAX_POLICY_WAIT,
     MAX_TASK_CPU, MAX_TASK_MEMORY, MAX_TASK_WAIT, MAX_TASKS,

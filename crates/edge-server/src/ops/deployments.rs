@@ -5,7 +5,8 @@
 use super::{Env, by_prefix, evals, jobs};
 use crate::ServerError;
 use edge_spec::{
-    DESC_FAILED_BY_USER, DESC_PAUSED, DESC_RUNNING, Deployment, DeploymentStatus, Job, TriggeredBy,
+    AllocHealth, DESC_FAILED_BY_USER, DESC_PAUSED, DESC_RUNNING, Deployment, DeploymentStatus,
+    HealthCheck, Job, TriggeredBy, Update,
 };
 use edge_store::{Batch, State};
 

@@ -1191,6 +1191,7 @@ fn manual_verdicts_move_a_manual_deployment() {
 
     let mut auto = v0.clone();
     auto.update = None;
+    auto.groups[0].tasks[0].env.insert("V".into(), "1".into());
     w.submit(auto);
     w.settle();
     let d = latest(&w, "web");
