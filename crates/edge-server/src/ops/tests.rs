@@ -1204,3 +1204,35 @@ fn manual_verdicts_move_a_manual_deployment() {
     let err = set_health(&w.s, &mut w.env, &d.id, &new, &[]).unwrap_err();
     assert!(err.to_string().contains("judged by its agents"), "{err}");
 }
+
+/// `edge job scale`: a new version with one group's count, refused for an
+/// unknown group, a stopped job or a count over the limit.
+#[test]
+fn scaling_makes_a_new_version_with_the_count() {
+    let mut w = World::new();
+    w.join("n1");
+    w.join("n2");
+    w.submit(job("web", "service", 1));
+    w.settle();
+    let j = jobs::scaled(&w.s, "web", "g", 3).unwrap();
+    let (b, resp) = jobs::register(&w.s, &mut w.env, j, TriggeredBy::JobScale, None).unwrap();
+    assert_eq!((resp.version, resp.changed), (1, true));
+    w.commit(b);
+    w.settle();
+    assert_eq!(w.live("web").len(), 3);
+    for (group, count, want) in [
+        ("nope", 2, "no group \"nope\""),
+        ("g", edge_spec::limits::MAX_COUNT + 1, "the limit is"),
+    ] {
+        let err = jobs::scaled(&w.s, "web", group, count).unwrap_err();
+        assert!(err.to_string().contains(want), "{err}");
+    }
+    assert_eq!(
+        kind(&jobs::scaled(&w.s, "gone", "g", 1).unwrap_err()),
+        "not found"
+    );
+    let (b, _) = jobs::stop(&w.s, &mut w.env, "web", false).unwrap();
+    w.commit(b);
+    let err = jobs::scaled(&w.s, "web", "g", 1).unwrap_err();
+    assert_eq!(kind(&err), "conflict", "{err}");
+}
