@@ -3,8 +3,7 @@
 
 use crate::Server;
 use crate::error::ServerError;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Blocking};
-use crate::http::{block, json_at};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Blocking, block, json_at};
 use crate::ops::{self, Env};
 use axum::extract::State;
 use axum::response::Response;

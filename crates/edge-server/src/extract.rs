@@ -126,3 +126,19 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
             .map_err(serde::de::Error::custom),
     }
 }
+
+/// A JSON answer stamped with the index it reflects.
+pub(crate) fn json_at<T: serde::Serialize>(index: u64, body: &T) -> Response {
+    let mut resp = axum::Json(body).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&index.to_string()) {
+        resp.headers_mut().insert(edge_api::INDEX_HEADER, v);
+    }
+    resp
+}
+
+/// Holds a read until the state passes `?index=` (or `?wait=` runs out).
+pub(crate) async fn block(server: &Server, q: &Blocking) {
+    if let Some(idx) = q.index.filter(|i| *i > 0) {
+        server.store.wait_for(idx, q.wait()).await;
+    }
+}

@@ -5,7 +5,7 @@
 use crate::Server;
 use crate::auth::{self, Caller};
 use crate::error::ServerError;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Blocking, error_response};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Blocking, block, error_response, json_at};
 use crate::ops::{self, Env};
 use crate::pki::Pki;
 use axum::Router;
@@ -105,22 +105,6 @@ async fn no_method() -> Response {
         StatusCode::METHOD_NOT_ALLOWED,
         "method not allowed on this route".to_string(),
     )
-}
-
-/// A JSON answer stamped with the index it reflects.
-pub(crate) fn json_at<T: serde::Serialize>(index: u64, body: &T) -> Response {
-    let mut resp = axum::Json(body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&index.to_string()) {
-        resp.headers_mut().insert(INDEX_HEADER, v);
-    }
-    resp
-}
-
-/// Holds a read until the state passes `?index=` (or `?wait=` runs out).
-pub(crate) async fn block(server: &Server, q: &Blocking) {
-    if let Some(idx) = q.index.filter(|i| *i > 0) {
-        server.store.wait_for(idx, q.wait()).await;
-    }
 }
 
 fn job_stub(s: &St, job: &Job) -> JobListStub {

@@ -2,7 +2,8 @@
 //! on a bridge and each agent in its own network namespace, then the tests
 //! kill nodes, partition them, crash the server and the agents, reboot a
 //! node while the server is away, restart the agent of a cut-off node and
-//! check it keeps serving, and knock on the agent door with bad input. Root
+//! check it keeps serving, knock on the agent door with bad input, and roll
+//! a new version across two nodes under load. Root
 //! only: run with `EDGE_TEST_ROOT=1`.
 //!
 //! Each test has its own lab (dir, bridge, namespaces, /24), so they run in
@@ -799,4 +800,100 @@ async fn cut_off_node_keeps_serving_through_agent_restarts() {
             assert_eq!(n, 2, "{id}: no duplicate after {stop}");
         }
     }
+}
+
+/// A rolling update across two lab nodes (own network namespaces, the
+/// server on the bridge) under load through both nodes' load balancers:
+/// no request fails, and the deployment ends successful.
+#[tokio::test]
+async fn rolling_update_across_lab_nodes_fails_no_request() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up(8, 2);
+    let api = &lab.api;
+    ready_nodes(api, 2).await;
+    let www = lab.dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "ok\n").unwrap();
+    let lb = 18083;
+    let mut v0 = web_job("roll", "exec", lb, &www);
+    v0.update = Some(edge_spec::UpdatePolicy {
+        max_parallel: Some(1),
+        min_healthy_time: Some(edge_spec::duration::PolicyWait(Duration::from_secs(1))),
+        ..Default::default()
+    });
+    api.register(&v0).await.unwrap();
+    until(60, "the first version deployed", async || {
+        let (d, _) = api
+            .job_deployment("roll", QueryOptions::default())
+            .await
+            .ok()?;
+        (d.status == edge_spec::DeploymentStatus::Successful).then_some(())
+    })
+    .await;
+    let urls: Vec<String> = [1, 2]
+        .iter()
+        .map(|&n| format!("http://{}:{lb}/", lab.node_ip(n)))
+        .collect();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    until(20, "both load balancers answer", async || {
+        for u in &urls {
+            http.get(u).send().await.ok()?.error_for_status().ok()?;
+        }
+        Some(())
+    })
+    .await;
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let clients: Vec<_> = urls
+        .iter()
+        .map(|u| {
+            let (http, stop, u) = (http.clone(), stop.clone(), u.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u32, 0u32);
+                let stopped = stop.notified();
+                tokio::pin!(stopped);
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => return (ok, failed),
+                        r = http.get(&u).send() => match r.map(|r| r.status().is_success()) {
+                            Ok(true) => ok += 1,
+                            _ => failed += 1,
+                        },
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut v1 = v0.clone();
+    v1.groups[0].tasks[0].env.insert("REV".into(), "1".into());
+    api.register(&v1).await.unwrap();
+    let d = until(90, "the new version deployed", async || {
+        let (d, _) = api
+            .job_deployment("roll", QueryOptions::default())
+            .await
+            .ok()?;
+        (d.job_version == 1 && d.status == edge_spec::DeploymentStatus::Successful).then_some(d)
+    })
+    .await;
+    until(20, "only new copies run", async || {
+        let a = live(api, "roll").await;
+        (a.len() == 2 && a.iter().all(|a| a.job_version == 1)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.notify_waiters();
+    let (mut ok, mut failed) = (0, 0);
+    for c in clients {
+        let (o, f) = c.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    eprintln!("lab rolling update: {ok} requests, {failed} failed");
+    assert!(ok > 100, "load ran ({ok} requests)");
+    assert_eq!(failed, 0, "requests failed during the rolling update");
+    assert_eq!(d.groups["web"].healthy, 2);
 }
