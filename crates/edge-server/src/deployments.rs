@@ -137,7 +137,6 @@ pub(crate) async fn alloc_health(
 ) -> Res {
     act(&sv, move |s, env| {
         ops::deployments::set_health(s, env, &id, &req.healthy, &req.unhealthy)
-            .map(|(b, d, e)| (b, d, Some(e)))
     })
     .await
 }

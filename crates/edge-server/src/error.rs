@@ -12,6 +12,12 @@ pub enum ServerError {
     NotFound { kind: &'static str, id: String },
     #[error("job {job:?} has no version {version} (see `edge job history {job}`)")]
     NoSuchVersion { job: String, version: u64 },
+    #[error("job {job:?} has no group {group:?}; its groups are {groups}")]
+    NoSuchGroup {
+        job: String,
+        group: String,
+        groups: String,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -68,6 +74,7 @@ impl ServerError {
             ServerError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServerError::NotFound { .. }
             | ServerError::NoSuchVersion { .. }
+            | ServerError::NoSuchGroup { .. }
             | ServerError::UnknownAllocs(_) => StatusCode::NOT_FOUND,
             ServerError::Conflict(_) => StatusCode::CONFLICT,
             ServerError::Unauthorized(_) => StatusCode::FORBIDDEN,

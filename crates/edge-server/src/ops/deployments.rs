@@ -225,19 +225,18 @@ pub(crate) fn fail(
 
 /// An operator's verdicts on copies of a deployment whose groups use
 /// `health_check = "manual"`: each named copy must be one it placed, live,
-/// and not judged yet; every one is checked before any is recorded.
+/// and not judged yet; every one is checked before any is recorded. None
+/// named changes nothing.
 pub(crate) fn set_health(
     s: &State,
     env: &mut Env,
     id: &str,
     healthy: &[String],
     unhealthy: &[String],
-) -> Result<(Batch, Deployment, String), ServerError> {
+) -> Result<(Batch, Deployment, Option<String>), ServerError> {
     let stored = active(s, id, "given verdicts")?;
     if healthy.is_empty() && unhealthy.is_empty() {
-        return Err(ServerError::BadRequest(
-            "name at least one allocation in `healthy` or `unhealthy`".to_string(),
-        ));
+        return Ok((Batch::default(), stored.clone(), None));
     }
     let job = s.jobs.get(&stored.job_id);
     let mut d = stored.clone();
@@ -291,7 +290,7 @@ pub(crate) fn set_health(
     let eval_id = eval.id.clone();
     batch.evals.push(eval);
     batch.deployments.push(d.clone());
-    Ok((batch, d, eval_id))
+    Ok((batch, d, Some(eval_id)))
 }
 
 /// Records `d` and queues an evaluation of its job to act on it; returns

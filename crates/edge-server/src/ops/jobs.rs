@@ -101,10 +101,11 @@ pub(crate) fn scaled(s: &State, id: &str, group: &str, count: u32) -> Result<Job
     let mut job = job.clone();
     let names: Vec<String> = job.groups.iter().map(|g| g.name.clone()).collect();
     let Some(g) = job.groups.iter_mut().find(|g| g.name == group) else {
-        return Err(ServerError::BadRequest(format!(
-            "job {id:?} has no group {group:?}; its groups are {}",
-            names.join(", ")
-        )));
+        return Err(ServerError::NoSuchGroup {
+            job: id.to_string(),
+            group: group.to_string(),
+            groups: names.join(", "),
+        });
     };
     g.count = count;
     Ok(job)
