@@ -191,7 +191,7 @@ async fn import_run_pull_fail_oom_and_stop() {
     assert!(ok, "{out}");
     let a = alloc_of(&api, "e2e-web").await;
     let port = a.resources.ports[0].value;
-    let body = until(20, "web answers", async || http_body(port).await).await;
+    let body = until(60, "web answers", async || http_body(port).await).await;
     assert_eq!(body, "hello from edge\n");
     let (_, logs) = edge(&addr, &["alloc", "logs", &a.id, "t"]);
     assert!(logs.contains(&format!("serving on {port}")), "{logs}");
