@@ -847,27 +847,7 @@ async fn rolling_update_across_lab_nodes_fails_no_request() {
         Some(())
     })
     .await;
-    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
-    let clients: Vec<_> = urls
-        .iter()
-        .map(|u| {
-            let (http, stop, u) = (http.clone(), stop.clone(), u.clone());
-            tokio::spawn(async move {
-                let (mut ok, mut failed) = (0u32, 0u32);
-                let stopped = stop.notified();
-                tokio::pin!(stopped);
-                loop {
-                    tokio::select! {
-                        _ = &mut stopped => return (ok, failed),
-                        r = http.get(&u).send() => match r.map(|r| r.status().is_success()) {
-                            Ok(true) => ok += 1,
-                            _ => failed += 1,
-                        },
-                    }
-                }
-            })
-        })
-        .collect();
+    let clients = common::Load::start(&urls);
     let mut v1 = v0.clone();
     v1.groups[0].tasks[0].env.insert("REV".into(), "1".into());
     api.register(&v1).await.unwrap();
@@ -885,13 +865,7 @@ async fn rolling_update_across_lab_nodes_fails_no_request() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.notify_waiters();
-    let (mut ok, mut failed) = (0, 0);
-    for c in clients {
-        let (o, f) = c.await.unwrap();
-        ok += o;
-        failed += f;
-    }
+    let (ok, failed) = clients.finish().await;
     eprintln!("lab rolling update: {ok} requests, {failed} failed");
     assert!(ok > 100, "load ran ({ok} requests)");
     assert_eq!(failed, 0, "requests failed during the rolling update");

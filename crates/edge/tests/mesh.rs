@@ -306,8 +306,7 @@ async fn rolling_update_under_load_fails_no_request() {
         (i.iter().filter(|i| i.serving()).count() == 4).then_some(())
     })
     .await;
-    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
-    let clients = load(lb_port, &stop);
+    let clients = load(lb_port);
     let started = tokio::time::Instant::now();
     run_detached(&addr, &web_job_rev(dir.path(), 4, lb_port, 2));
     let mut fewest = usize::MAX;
@@ -330,13 +329,7 @@ async fn rolling_update_under_load_fails_no_request() {
     let took = started.elapsed();
     // Traffic that was on its way to the last stopped copy drains first.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.notify_waiters();
-    let (mut ok, mut failed) = (0, 0);
-    for l in clients {
-        let (o, f) = l.await.unwrap();
-        ok += o;
-        failed += f;
-    }
+    let (ok, failed) = clients.finish().await;
     eprintln!("rolling update: {ok} requests, {failed} failed, {took:?}, fewest serving {fewest}");
     assert!(ok > 100, "load ran ({ok} requests)");
     assert_eq!(failed, 0, "requests failed during the rolling update");
@@ -345,36 +338,13 @@ async fn rolling_update_under_load_fails_no_request() {
     drop(agents);
 }
 
-/// Clients asking through both load balancers until `stop`; (ok, failed).
-fn load(
-    lb_port: u16,
-    stop: &std::sync::Arc<tokio::sync::Notify>,
-) -> Vec<tokio::task::JoinHandle<(u32, u32)>> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    ["127.0.0.1", "127.0.0.2"]
-        .into_iter()
-        .map(|ip| {
-            let (http, stop) = (http.clone(), stop.clone());
-            let url = format!("http://{ip}:{lb_port}/");
-            tokio::spawn(async move {
-                let (mut ok, mut failed) = (0u32, 0u32);
-                let stopped = stop.notified();
-                tokio::pin!(stopped);
-                loop {
-                    tokio::select! {
-                        _ = &mut stopped => return (ok, failed),
-                        r = get(&http, &url) => match r {
-                            Some(_) => ok += 1,
-                            None => failed += 1,
-                        },
-                    }
-                }
-            })
-        })
-        .collect()
+/// Clients asking through both load balancers.
+fn load(lb_port: u16) -> common::Load {
+    let urls: Vec<String> = ["127.0.0.1", "127.0.0.2"]
+        .iter()
+        .map(|ip| format!("http://{ip}:{lb_port}/"))
+        .collect();
+    common::Load::start(&urls)
 }
 
 /// `edge ARGS...` against the server; (exit code, stdout and stderr).
@@ -543,8 +513,7 @@ async fn a_failing_version_is_reverted_without_a_failed_request() {
     );
     assert_eq!(code, 0, "{out}");
     assert!(api.job("web").await.unwrap().stable, "{out}");
-    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
-    let clients = load(lb_port, &stop);
+    let clients = load(lb_port);
     let (code, out) = edge(
         &addr,
         &[
@@ -571,13 +540,7 @@ async fn a_failing_version_is_reverted_without_a_failed_request() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.notify_waiters();
-    let (mut ok, mut failed) = (0, 0);
-    for c in clients {
-        let (o, f) = c.await.unwrap();
-        ok += o;
-        failed += f;
-    }
+    let (ok, failed) = clients.finish().await;
     eprintln!("failed version and revert: {ok} requests, {failed} failed");
     assert!(ok > 100, "load ran ({ok} requests)");
     assert_eq!(failed, 0, "requests failed during the failed deployment");

@@ -220,3 +220,57 @@ impl Server {
         }
     }
 }
+
+/// One client per URL asking in a loop until [`Load::finish`]; a request
+/// fails unless it is answered 2xx with a body.
+pub struct Load {
+    stop: std::sync::Arc<tokio::sync::Notify>,
+    clients: Vec<tokio::task::JoinHandle<(u32, u32)>>,
+}
+
+impl Load {
+    pub fn start(urls: &[String]) -> Load {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+        let clients = urls
+            .iter()
+            .map(|url| {
+                let (http, stop, url) = (http.clone(), stop.clone(), url.clone());
+                tokio::spawn(async move {
+                    let (mut ok, mut failed) = (0u32, 0u32);
+                    let stopped = stop.notified();
+                    tokio::pin!(stopped);
+                    loop {
+                        tokio::select! {
+                            _ = &mut stopped => return (ok, failed),
+                            r = answered(&http, &url) => if r { ok += 1 } else { failed += 1 },
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load { stop, clients }
+    }
+
+    /// Stops the clients; (requests answered, requests failed).
+    pub async fn finish(self) -> (u32, u32) {
+        self.stop.notify_waiters();
+        let (mut ok, mut failed) = (0, 0);
+        for c in self.clients {
+            let (o, f) = c.await.unwrap();
+            ok += o;
+            failed += f;
+        }
+        (ok, failed)
+    }
+}
+
+async fn answered(http: &reqwest::Client, url: &str) -> bool {
+    match http.get(url).send().await {
+        Ok(r) if r.status().is_success() => r.text().await.is_ok(),
+        _ => false,
+    }
+}
