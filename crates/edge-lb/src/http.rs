@@ -1,6 +1,7 @@
 //! HTTP/1.1 reverse proxy: routes by Host and path, adds X-Forwarded-*,
 //! reuses keep-alive connections per backend, retries on another instance
-//! only when connecting failed, and tunnels upgrades (websockets).
+//! when connecting failed or when an idempotent request without a body got
+//! no answer, and tunnels upgrades (websockets).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,8 +13,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use edge_spec::Balance;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::{Either, Full};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
@@ -26,6 +27,10 @@ use crate::pool::{ActiveGuard, Backend, BackendConn, PoolState, ServicePool, Ups
 use crate::route::normalize_host;
 
 pub(crate) type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
+
+/// What a backend is sent: the client's body as it streams in, or nothing
+/// for a request whose head is kept so it can be sent again.
+pub(crate) type ReqBody = Either<Incoming, Empty<Bytes>>;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -112,8 +117,13 @@ async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Response<ProxyBody
     if upgrade {
         return tunnel(req, &pool, &pstate, ctx.connect_timeout).await;
     }
+    let replay = Replay::of(&req);
+    let mut req = match &replay {
+        Some(r) => r.request(),
+        None => req.map(Either::Left),
+    };
     let mut failed: Option<Arc<Backend>> = None;
-    for _ in 0..2 {
+    for attempt in 0..2 {
         let Some(backend) = pool.pick(&pstate, failed.as_ref()) else {
             break;
         };
@@ -129,11 +139,46 @@ async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Response<ProxyBody
             }
             Err(SendError::Sent(e)) => {
                 tracing::debug!(service = %pool.name, backend = %backend.addr, "request failed: {e}");
-                return local(StatusCode::BAD_GATEWAY, "bad gateway\n");
+                // An instance stopped with the request in flight, before
+                // every balancer had heard it was withdrawn: an idempotent
+                // request may go once more, elsewhere (RFC 9110 9.2.2).
+                let Some(r) = replay.as_ref().filter(|_| attempt == 0) else {
+                    return local(StatusCode::BAD_GATEWAY, "bad gateway\n");
+                };
+                req = r.request();
+                backend.penalize(ctx.connect_timeout);
+                failed = Some(backend);
             }
         }
     }
     local(StatusCode::BAD_GATEWAY, "no backend reachable\n")
+}
+
+/// The head of an idempotent request without a body, kept so the request
+/// can be sent again when the backend closed without answering.
+struct Replay {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl Replay {
+    fn of(req: &Request<Incoming>) -> Option<Replay> {
+        (req.method().is_idempotent() && req.body().is_end_stream()).then(|| Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+        })
+    }
+
+    fn request(&self) -> Request<ReqBody> {
+        let mut req = Request::new(Either::Right(Empty::new()));
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -213,7 +258,7 @@ fn prepare(req: &mut Request<Incoming>, ctx: &ConnCtx, upgrade: bool) {
 
 enum SendError {
     /// Nothing reached the backend: the request comes back for another try.
-    Connect(Box<Request<Incoming>>, String),
+    Connect(Box<Request<ReqBody>>, String),
     /// The backend got (part of) the request: retrying could repeat it.
     Sent(String),
 }
@@ -223,7 +268,7 @@ enum SendError {
 async fn handshake(
     backend: &Backend,
     timeout: Duration,
-) -> Result<(SendRequest<Incoming>, BackendConn), String> {
+) -> Result<(SendRequest<ReqBody>, BackendConn), String> {
     let stream = backend.connect(timeout).await.map_err(|e| e.to_string())?;
     hyper::client::conn::http1::Builder::new()
         .writev(false)
@@ -237,7 +282,7 @@ async fn handshake(
 async fn upgrade_handshake(
     backend: &Backend,
     timeout: Duration,
-) -> Result<SendRequest<Incoming>, String> {
+) -> Result<SendRequest<ReqBody>, String> {
     let (sender, conn) = handshake(backend, timeout).await?;
     tokio::spawn(conn.with_upgrades());
     Ok(sender)
@@ -280,7 +325,7 @@ async fn driving<F: Future>(conn: &mut Option<BackendConn>, fut: F) -> F::Output
 
 async fn send(
     backend: &Arc<Backend>,
-    mut req: Request<Incoming>,
+    mut req: Request<ReqBody>,
     timeout: Duration,
     timed: bool,
 ) -> Result<Response<ProxyBody>, SendError> {
@@ -360,7 +405,7 @@ async fn tunnel(
                 continue;
             }
         };
-        let mut resp = match sender.send_request(req).await {
+        let mut resp = match sender.send_request(req.map(Either::Left)).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(service = %pool.name, backend = %backend.addr, "upgrade request failed: {e}");

@@ -8,15 +8,15 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use edge_spec::Balance;
-use hyper::body::Incoming;
 use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::http::ReqBody;
 use crate::workers;
 
 /// The future that runs one backend connection's HTTP/1 state machine.
-pub(crate) type BackendConn = Connection<TokioIo<TcpStream>, Incoming>;
+pub(crate) type BackendConn = Connection<TokioIo<TcpStream>, ReqBody>;
 
 /// A keep-alive connection to a backend together with the future that drives
 /// it. Whoever holds it polls it, so a proxied request is read, sent and
@@ -24,7 +24,7 @@ pub(crate) type BackendConn = Connection<TokioIo<TcpStream>, Incoming>;
 /// It lives boxed: hyper's connection state is most of a kilobyte, and the
 /// box is what moves between pool, request and response body.
 pub(crate) struct Upstream {
-    pub(crate) sender: SendRequest<Incoming>,
+    pub(crate) sender: SendRequest<ReqBody>,
     /// `None` once the connection has ended.
     pub(crate) conn: Option<BackendConn>,
 }

@@ -379,7 +379,31 @@ async fn http_retries_another_instance_when_connect_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_no_retry_after_the_backend_accepted() {
+async fn http_idempotent_request_goes_elsewhere_when_the_backend_closes_unanswered() {
+    let good = http_backend("good", NO_DELAY).await;
+    let (broken, accepted) = broken_backend().await;
+    let port = free_port();
+    let lb = Lb::single(
+        "web",
+        publish(port, PublishProtocol::Http),
+        vec![up("web", "broken", broken), up("web", "good", good.addr)],
+    )
+    .await;
+    let c = client();
+    for i in 0..4 {
+        let (status, body, _) = get(&c, port, "/", None).await;
+        assert_eq!((status, body.as_str()), (200, "good"), "request {i}");
+    }
+    assert_eq!(good.hits(), 4);
+    assert!(
+        accepted.load(Ordering::SeqCst) >= 1,
+        "the broken instance was tried"
+    );
+    lb.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_request_with_a_body_is_not_replayed_after_the_backend_accepted() {
     let good = http_backend("good", NO_DELAY).await;
     let (broken, accepted) = broken_backend().await;
     let port = free_port();
@@ -392,7 +416,13 @@ async fn http_no_retry_after_the_backend_accepted() {
     let c = client();
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        statuses.push(get(&c, port, "/", None).await.0);
+        let resp = c
+            .post(format!("http://127.0.0.1:{port}/"))
+            .body("order=1")
+            .send()
+            .await
+            .expect("request");
+        statuses.push(resp.status().as_u16());
     }
     assert_eq!(statuses, [502, 200, 502, 200]);
     assert_eq!(good.hits(), 2, "the failed requests were not replayed");

@@ -246,7 +246,15 @@ impl Load {
                     loop {
                         tokio::select! {
                             _ = &mut stopped => return (ok, failed),
-                            r = answered(&http, &url) => if r { ok += 1 } else { failed += 1 },
+                            r = answered(&http, &url) => match r {
+                                Ok(()) => ok += 1,
+                                Err(why) => {
+                                    // Which answer failed is what tells a
+                                    // balancer's fault from a backend's.
+                                    eprintln!("load: {url}: {why}");
+                                    failed += 1;
+                                }
+                            },
                         }
                     }
                 })
@@ -268,9 +276,16 @@ impl Load {
     }
 }
 
-async fn answered(http: &reqwest::Client, url: &str) -> bool {
-    match http.get(url).send().await {
-        Ok(r) if r.status().is_success() => r.text().await.is_ok(),
-        _ => false,
+async fn answered(http: &reqwest::Client, url: &str) -> Result<(), String> {
+    let r = http.get(url).send().await.map_err(|e| format!("{e:#}"))?;
+    let status = r.status();
+    let body = r
+        .text()
+        .await
+        .map_err(|e| format!("{status}, body: {e:#}"))?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("{status}: {}", body.trim()))
     }
 }
