@@ -191,7 +191,7 @@ fn full_example_decodes_into_expected_job() {
                     check_restart: None,
                 }],
                 publish: None,
-                shutdown_delay: secs(0),
+                shutdown_delay: secs(1),
             }],
             restart: RestartPolicy {
                 attempts: 2,
