@@ -1,6 +1,7 @@
 //! The vocabulary of edge: job specs, nodes, allocations and evaluations, plus
 //! parsing and validation of job files. Pure: no IO beyond what the caller hands in.
 
+pub mod acl;
 pub mod alloc;
 pub mod deployment;
 pub mod duration;
