@@ -76,6 +76,20 @@ const MIGRATIONS: &[&str] = &[
         body TEXT NOT NULL
      );
      CREATE INDEX deployments_job ON deployments (job_id);",
+    // 5: ACL policies and tokens (a token row holds the SHA-256 of its
+    // secret, never the secret), and the index of the one bootstrap.
+    "CREATE TABLE acl_policies (
+        name TEXT PRIMARY KEY,
+        body TEXT NOT NULL
+     );
+     CREATE TABLE acl_tokens (
+        accessor_id TEXT PRIMARY KEY,
+        body TEXT NOT NULL
+     );
+     CREATE TABLE acl_bootstrap (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        idx INTEGER NOT NULL
+     );",
 ];
 
 /// The migration after which [`rehash_allocs`] runs, in its transaction.

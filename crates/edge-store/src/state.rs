@@ -2,8 +2,9 @@
 
 use crate::StoreError;
 use edge_sched::NodeUsage;
+use edge_spec::acl::{AclPolicy, AclToken};
 use edge_spec::{Allocation, Deployment, EvalStatus, Evaluation, Job, Node};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -23,6 +24,12 @@ pub struct Batch {
     pub evals: Vec<Evaluation>,
     pub delete_evals: Vec<String>,
     pub deployments: Vec<Deployment>,
+    pub acl_policies: Vec<AclPolicy>,
+    pub delete_acl_policies: Vec<String>,
+    pub acl_tokens: Vec<AclToken>,
+    pub delete_acl_tokens: Vec<String>,
+    /// Records the ACL bootstrap (once: it is never undone).
+    pub acl_bootstrap: bool,
 }
 
 impl Batch {
@@ -35,6 +42,11 @@ impl Batch {
             && self.evals.is_empty()
             && self.delete_evals.is_empty()
             && self.deployments.is_empty()
+            && self.acl_policies.is_empty()
+            && self.delete_acl_policies.is_empty()
+            && self.acl_tokens.is_empty()
+            && self.delete_acl_tokens.is_empty()
+            && !self.acl_bootstrap
     }
 
     /// Sets `modify_index` on every object, and an unset `create_index` to
@@ -65,6 +77,14 @@ impl Batch {
         for d in &mut self.deployments {
             let stored = state.deployments.get(&d.id).map(|o| o.create_index);
             set(&mut d.create_index, &mut d.modify_index, stored, index);
+        }
+        for p in &mut self.acl_policies {
+            let stored = state.acl_policies.get(&p.name).map(|o| o.create_index);
+            set(&mut p.create_index, &mut p.modify_index, stored, index);
+        }
+        for t in &mut self.acl_tokens {
+            let stored = state.acl_tokens.get(&t.accessor_id).map(|o| o.create_index);
+            set(&mut t.create_index, &mut t.modify_index, stored, index);
         }
     }
 }
@@ -101,6 +121,11 @@ pub struct State {
     /// Job id to its newest version marked stable, what `auto_revert`
     /// registers again; kept here because versions are read from disk.
     pub stable: HashMap<String, Job>,
+    pub acl_policies: BTreeMap<String, AclPolicy>,
+    /// By accessor id.
+    pub acl_tokens: BTreeMap<String, AclToken>,
+    /// The index of the ACL bootstrap, once it happened.
+    pub acl_bootstrap: Option<u64>,
 }
 
 impl State {
@@ -180,6 +205,21 @@ impl State {
         }
         for d in &b.deployments {
             self.insert_deployment(d.clone());
+        }
+        for name in &b.delete_acl_policies {
+            self.acl_policies.remove(name);
+        }
+        for p in &b.acl_policies {
+            self.acl_policies.insert(p.name.clone(), p.clone());
+        }
+        for id in &b.delete_acl_tokens {
+            self.acl_tokens.remove(id);
+        }
+        for t in &b.acl_tokens {
+            self.acl_tokens.insert(t.accessor_id.clone(), t.clone());
+        }
+        if b.acl_bootstrap && self.acl_bootstrap.is_none() {
+            self.acl_bootstrap = Some(index);
         }
         self.index = index;
     }
@@ -347,6 +387,29 @@ pub(crate) fn load(conn: &Connection) -> Result<State, StoreError> {
         "deployment",
         |d: Deployment| s.insert_deployment(d),
     )?;
+    load_table(
+        conn,
+        "SELECT name, body FROM acl_policies",
+        "acl policy",
+        |p: AclPolicy| {
+            s.acl_policies.insert(p.name.clone(), p);
+        },
+    )?;
+    load_table(
+        conn,
+        "SELECT accessor_id, body FROM acl_tokens",
+        "acl token",
+        |t: AclToken| {
+            s.acl_tokens.insert(t.accessor_id.clone(), t);
+        },
+    )?;
+    s.acl_bootstrap = conn
+        .query_row("SELECT idx FROM acl_bootstrap WHERE id = 0", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()
+        .map_err(StoreError::sqlite("read acl bootstrap"))?
+        .map(|i| i as u64);
     let mut stable = Vec::new();
     load_table(
         conn,

@@ -64,6 +64,8 @@ struct Rows {
     allocs: Vec<(String, String, String, i64, String)>,
     evals: Vec<(String, String, &'static str, i64, String)>,
     deployments: Vec<(String, String, i64, String)>,
+    acl_policies: Vec<(String, String)>,
+    acl_tokens: Vec<(String, String)>,
 }
 
 fn encode<T: serde::Serialize>(kind: &'static str, key: &str, v: &T) -> Result<String, StoreError> {
@@ -108,6 +110,16 @@ impl Rows {
                 d.job_id.clone(),
                 d.modify_time,
                 encode("deployment", &d.id, d)?,
+            ));
+        }
+        for p in &b.acl_policies {
+            r.acl_policies
+                .push((p.name.clone(), encode("acl policy", &p.name, p)?));
+        }
+        for t in &b.acl_tokens {
+            r.acl_tokens.push((
+                t.accessor_id.clone(),
+                encode("acl token", &t.accessor_id, t)?,
             ));
         }
         Ok(r)
@@ -575,6 +587,33 @@ fn write_batch(
         .and_then(|mut s| s.execute(params![id, job_id, modify_time, body]))
         .map_err(err("write deployment"))?;
         ev("deployment", "upserted", id, Some(body))?;
+    }
+    // ACL objects stay out of the event stream: a token's row is its
+    // secret's hash, and who holds which token is nobody's business.
+    for name in &b.delete_acl_policies {
+        tx.prepare_cached("DELETE FROM acl_policies WHERE name = ?1")
+            .and_then(|mut s| s.execute([name]))
+            .map_err(err("delete acl policy"))?;
+    }
+    for (name, body) in &rows.acl_policies {
+        tx.prepare_cached("INSERT OR REPLACE INTO acl_policies (name, body) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![name, body]))
+            .map_err(err("write acl policy"))?;
+    }
+    for id in &b.delete_acl_tokens {
+        tx.prepare_cached("DELETE FROM acl_tokens WHERE accessor_id = ?1")
+            .and_then(|mut s| s.execute([id]))
+            .map_err(err("delete acl token"))?;
+    }
+    for (id, body) in &rows.acl_tokens {
+        tx.prepare_cached("INSERT OR REPLACE INTO acl_tokens (accessor_id, body) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![id, body]))
+            .map_err(err("write acl token"))?;
+    }
+    if b.acl_bootstrap {
+        tx.prepare_cached("INSERT OR IGNORE INTO acl_bootstrap (id, idx) VALUES (0, ?1)")
+            .and_then(|mut s| s.execute([idx]))
+            .map_err(err("write acl bootstrap"))?;
     }
     Ok(())
 }

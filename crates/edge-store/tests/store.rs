@@ -793,3 +793,58 @@ fn wall_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+#[tokio::test]
+async fn acl_policies_tokens_and_bootstrap_survive_reopen_and_stay_out_of_events() {
+    use edge_spec::acl::{AclPolicy, AclToken, Policy, TokenType};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.db");
+    let store = Store::open(&path).unwrap();
+    let token = |id: &str| AclToken {
+        accessor_id: id.to_string(),
+        name: format!("{id} token"),
+        token_type: TokenType::Client,
+        policies: vec!["readonly".to_string()],
+        secret_hash: "ab".repeat(32),
+        create_time: 1,
+        expiration_time: Some(10),
+        create_index: 0,
+        modify_index: 0,
+    };
+    let i1 = put(
+        &store,
+        Batch {
+            acl_policies: vec![AclPolicy {
+                name: "readonly".to_string(),
+                description: String::new(),
+                rules: "node { policy = \"read\" }".to_string(),
+                parsed: Policy::default(),
+                create_index: 0,
+                modify_index: 0,
+            }],
+            acl_tokens: vec![token("t1"), token("t2")],
+            acl_bootstrap: true,
+            ..Batch::default()
+        },
+    )
+    .await;
+    put(
+        &store,
+        Batch {
+            delete_acl_tokens: vec!["t2".to_string()],
+            // A second bootstrap record keeps the first index.
+            acl_bootstrap: true,
+            ..Batch::default()
+        },
+    )
+    .await;
+    assert!(store.events_after(0, 100).await.unwrap().is_empty());
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    store.read(|s| {
+        assert_eq!(s.acl_bootstrap, Some(i1));
+        assert_eq!(s.acl_policies["readonly"].create_index, i1);
+        assert_eq!(s.acl_tokens.keys().collect::<Vec<_>>(), vec!["t1"]);
+        assert_eq!(s.acl_tokens["t1"].expiration_time, Some(10));
+    });
+}
