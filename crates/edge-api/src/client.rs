@@ -492,6 +492,60 @@ impl Client {
             .await
     }
 
+    pub async fn acl_bootstrap(&self) -> Result<AclTokenCreated, ApiError> {
+        self.write::<(), _>(reqwest::Method::POST, "/v1/acl/bootstrap", None)
+            .await
+    }
+
+    pub async fn acl_policy_apply(
+        &self,
+        name: &str,
+        req: &AclPolicyApplyRequest,
+    ) -> Result<AclWriteResponse, ApiError> {
+        let path = format!("/v1/acl/policy/{}", enc(name));
+        self.write(reqwest::Method::POST, &path, Some(req)).await
+    }
+
+    pub async fn acl_policies(&self) -> Result<Vec<AclPolicyListStub>, ApiError> {
+        Ok(self.get("/v1/acl/policies", QueryOptions::default()).await?.0)
+    }
+
+    pub async fn acl_policy(&self, name: &str) -> Result<edge_spec::acl::AclPolicy, ApiError> {
+        let path = format!("/v1/acl/policy/{}", enc(name));
+        Ok(self.get(&path, QueryOptions::default()).await?.0)
+    }
+
+    pub async fn acl_policy_delete(&self, name: &str) -> Result<AclWriteResponse, ApiError> {
+        let path = format!("/v1/acl/policy/{}", enc(name));
+        self.write::<(), _>(reqwest::Method::DELETE, &path, None)
+            .await
+    }
+
+    pub async fn acl_token_create(
+        &self,
+        req: &AclTokenCreateRequest,
+    ) -> Result<AclTokenCreated, ApiError> {
+        self.write(reqwest::Method::POST, "/v1/acl/tokens", Some(req))
+            .await
+    }
+
+    pub async fn acl_tokens(&self) -> Result<Vec<AclTokenInfo>, ApiError> {
+        Ok(self.get("/v1/acl/tokens", QueryOptions::default()).await?.0)
+    }
+
+    pub async fn acl_token_revoke(&self, accessor: &str) -> Result<AclWriteResponse, ApiError> {
+        let path = format!("/v1/acl/token/{}", enc(accessor));
+        self.write::<(), _>(reqwest::Method::DELETE, &path, None)
+            .await
+    }
+
+    pub async fn acl_token_self(&self) -> Result<AclTokenInfo, ApiError> {
+        Ok(self
+            .get("/v1/acl/token/self", QueryOptions::default())
+            .await?
+            .0)
+    }
+
     pub async fn agent_heartbeat(&self, node_id: &str) -> Result<HeartbeatResponse, ApiError> {
         self.write::<(), _>(
             reqwest::Method::POST,

@@ -55,6 +55,13 @@ pub fn components() -> Map<String, Value> {
     generator.subschema_for::<Catalog>();
     generator.subschema_for::<StreamEvent>();
     generator.subschema_for::<HealthResponse>();
+    generator.subschema_for::<AclPolicyApplyRequest>();
+    generator.subschema_for::<AclPolicyListStub>();
+    generator.subschema_for::<edge_spec::acl::AclPolicy>();
+    generator.subschema_for::<AclTokenCreateRequest>();
+    generator.subschema_for::<AclTokenInfo>();
+    generator.subschema_for::<AclTokenCreated>();
+    generator.subschema_for::<AclWriteResponse>();
     generator.take_definitions(true)
 }
 

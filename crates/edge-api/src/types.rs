@@ -398,3 +398,97 @@ pub struct GcResponse {
     pub node_id: String,
     pub removed: Vec<GcLeftover>,
 }
+
+/// `PUT/POST /v1/acl/policy/{name}`: a policy's HCL (Nomad's shape).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(example = policy_example())]
+pub struct AclPolicyApplyRequest {
+    #[serde(default)]
+    #[schemars(length(max = 1024))]
+    pub description: String,
+    /// The rules, HCL: `namespace "NAME" { policy = "read" }`, `node`,
+    /// `agent`, `operator` blocks.
+    #[schemars(length(max = 65536))]
+    pub rules: String,
+}
+
+fn policy_example() -> serde_json::Value {
+    serde_json::json!({
+        "description": "read jobs, read nodes",
+        "rules": "namespace \"default\" { policy = \"read\" }\nnode { policy = \"read\" }\n"
+    })
+}
+
+/// A policy in a listing.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AclPolicyListStub {
+    pub name: String,
+    pub description: String,
+    pub create_index: u64,
+    pub modify_index: u64,
+}
+
+/// `POST /v1/acl/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AclTokenCreateRequest {
+    #[serde(default)]
+    #[schemars(length(max = 256))]
+    pub name: String,
+    /// `management` tokens may do everything and take no policies;
+    /// `client` tokens need at least one existing policy.
+    #[serde(default)]
+    pub token_type: edge_spec::acl::TokenType,
+    #[serde(default)]
+    pub policies: Vec<String>,
+    /// The token is refused this many seconds after its creation (at most
+    /// ten years); none: it never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 315_360_000))]
+    pub ttl_secs: Option<u64>,
+}
+
+/// A token as the API shows it: never its secret, which only its
+/// creation answers.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AclTokenInfo {
+    pub accessor_id: String,
+    pub name: String,
+    pub token_type: edge_spec::acl::TokenType,
+    pub policies: Vec<String>,
+    /// Unix milliseconds.
+    pub create_time: i64,
+    /// Unix milliseconds after which the token is refused.
+    pub expiration_time: Option<i64>,
+    pub create_index: u64,
+    pub modify_index: u64,
+}
+
+impl From<&edge_spec::acl::AclToken> for AclTokenInfo {
+    fn from(t: &edge_spec::acl::AclToken) -> Self {
+        AclTokenInfo {
+            accessor_id: t.accessor_id.clone(),
+            name: t.name.clone(),
+            token_type: t.token_type,
+            policies: t.policies.clone(),
+            create_time: t.create_time,
+            expiration_time: t.expiration_time,
+            create_index: t.create_index,
+            modify_index: t.modify_index,
+        }
+    }
+}
+
+/// A new token with its secret, shown this once (the server keeps only
+/// its hash).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AclTokenCreated {
+    /// What clients send in `X-Edge-Token`.
+    pub secret_id: String,
+    pub token: AclTokenInfo,
+}
+
+/// The index of an ACL change.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AclWriteResponse {
+    pub index: u64,
+}

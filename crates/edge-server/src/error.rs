@@ -20,6 +20,10 @@ pub enum ServerError {
     },
     #[error("{0}")]
     Conflict(String),
+    /// No credentials, or ones the server does not know (401).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Known credentials that do not allow this (403).
     #[error("{0}")]
     Unauthorized(String),
     #[error("store: {0}")]
@@ -77,6 +81,7 @@ impl ServerError {
             | ServerError::NoSuchGroup { .. }
             | ServerError::UnknownAllocs(_) => StatusCode::NOT_FOUND,
             ServerError::Conflict(_) => StatusCode::CONFLICT,
+            ServerError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ServerError::Unauthorized(_) => StatusCode::FORBIDDEN,
             ServerError::AgentUnreachable { .. } => StatusCode::BAD_GATEWAY,
             ServerError::AllocUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,

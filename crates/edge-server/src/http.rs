@@ -3,6 +3,7 @@
 //! the transaction is on disk.
 
 use crate::Server;
+use crate::acl;
 use crate::auth::{self, Caller};
 use crate::error::ServerError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Blocking, block, error_response, json_at};
@@ -86,9 +87,30 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/event/stream", get(crate::metrics::event_stream))
         .route("/v1/status/health", get(health))
         .route("/v1/metrics", get(crate::metrics::metrics))
+        .route("/v1/acl/bootstrap", post(acl::bootstrap))
+        .route("/v1/acl/policies", get(acl::list_policies))
+        .route(
+            "/v1/acl/policy/{name}",
+            get(acl::read_policy)
+                .post(acl::apply_policy)
+                .delete(acl::delete_policy),
+        )
+        .route(
+            "/v1/acl/tokens",
+            get(acl::list_tokens).post(acl::create_token),
+        )
+        .route("/v1/acl/token/self", get(acl::token_self))
+        .route(
+            "/v1/acl/token/{accessor}",
+            get(acl::read_token).delete(acl::revoke_token),
+        )
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(DefaultBodyLimit::max(limit))
+        .route_layer(axum::middleware::from_fn_with_state(
+            server.clone(),
+            acl::enforce,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             server.clone(),
             crate::metrics::count_requests,

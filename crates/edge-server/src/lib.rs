@@ -1,6 +1,7 @@
 //! The control plane: owns the store, serves `/v1`, turns evaluations into
 //! plans with the scheduler, applies them, and watches node heartbeats.
 
+mod acl;
 mod auth;
 mod catalog;
 mod deployments;
@@ -51,6 +52,9 @@ pub struct ServerConfig {
     /// The drivers' checks of task `config` blocks, applied to every job
     /// submitted or planned; the binary builds them from the driver crates.
     pub driver_configs: edge_spec::DriverConfigs,
+    /// Require an ACL token on every user route (`acl.rs`). The binary
+    /// turns it on whenever the server binds a non-loopback address.
+    pub acl: bool,
 }
 
 impl ServerConfig {
@@ -67,6 +71,7 @@ impl ServerConfig {
             tls_sans: Vec::new(),
             node_cert_ttl: Duration::from_secs(24 * 3600),
             driver_configs: edge_spec::DriverConfigs::default(),
+            acl: false,
         }
     }
 }
@@ -246,7 +251,8 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
     tasks.push(tokio::spawn(heartbeat::run(server.clone())));
     tasks.push(tokio::spawn(gc_loop(server.clone())));
     let scheme = if server.cfg.tls { "https" } else { "http" };
-    tracing::info!(%addr, tls = server.cfg.tls, "edge server listening");
+    tracing::info!(%addr, tls = server.cfg.tls, acl = server.cfg.acl, "edge server listening");
+    acl::log_bootstrap_hint(&server);
     Ok(ServerHandle {
         addr,
         token: server.token(),

@@ -160,7 +160,11 @@ async fn every_listed_route_is_served() {
         if *path == "/v1/event/stream" {
             continue;
         }
-        let url = format!("http://{}{}", h.addr, path.replace("{id}", "x"));
+        let url = format!(
+            "http://{}{}",
+            h.addr,
+            path.replace("{id}", "x").replace("{accessor}", "x")
+        );
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let r = http
             .request(m, &url)
@@ -207,7 +211,10 @@ fn spec_statuses() -> BTreeMap<(String, String), BTreeSet<u16>> {
 /// refuses, a path parameter that is not UTF-8, and for POST a body that is
 /// not JSON, then one sent as something other than JSON.
 fn malformed(method: &str, path: &str) -> Vec<(String, Option<&'static str>, &'static str)> {
-    let plain = path.replace("{id}", "x").replace("{name}", "x");
+    let plain = path
+        .replace("{id}", "x")
+        .replace("{name}", "x")
+        .replace("{accessor}", "x");
     let mut out = vec![(
         format!("{plain}?index=abc&wait=zzz&purge=maybe&follow=maybe&tail=x"),
         None,
@@ -215,7 +222,9 @@ fn malformed(method: &str, path: &str) -> Vec<(String, Option<&'static str>, &'s
     )];
     if path.contains('{') {
         out.push((
-            path.replace("{id}", "%FF").replace("{name}", "%FF"),
+            path.replace("{id}", "%FF")
+                .replace("{name}", "%FF")
+                .replace("{accessor}", "%FF"),
             None,
             "",
         ));
@@ -227,11 +236,18 @@ fn malformed(method: &str, path: &str) -> Vec<(String, Option<&'static str>, &'s
     out
 }
 
+/// With ACLs off, and on (where a request without a token is a 401).
 #[tokio::test]
 async fn every_error_a_malformed_request_gets_is_json_and_documented() {
+    for acl in [false, true] {
+        malformed_requests_get_documented_errors(acl).await;
+    }
+}
+
+async fn malformed_requests_get_documented_errors(acl: bool) {
     let documented = spec_statuses();
     let dir = tempfile::tempdir().unwrap();
-    let h = common::start(dir.path()).await;
+    let h = common::start_with(dir.path(), |c| c.acl = acl).await;
     let http = reqwest::Client::new();
     let mut undocumented = Vec::new();
     for (method, path) in edge_server::ROUTES {
@@ -262,7 +278,7 @@ async fn every_error_a_malformed_request_gets_is_json_and_documented() {
     h.shutdown().await;
     assert!(
         undocumented.is_empty(),
-        "statuses missing from api/openapi.yaml:\n{}",
+        "statuses missing from api/openapi.yaml (acl {acl}):\n{}",
         undocumented.join("\n")
     );
 }

@@ -88,6 +88,9 @@ pub enum Command {
     /// Cluster operations: the join token.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// ACL policies and tokens: who may call the API.
+    #[command(subcommand)]
+    Acl(AclCommand),
     /// Import, list and remove container images in the local containerd.
     Image(crate::cmd::image::ImageArgs),
     /// Inspect the service catalog.
@@ -187,8 +190,19 @@ pub struct ServerTuning {
     /// more wait in the kernel's accept queue.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
     pub max_connections: u32,
+    /// Require ACL tokens on the user API: `auto` turns them on when the
+    /// server binds a non-loopback address.
+    #[arg(long, value_enum, default_value_t = AclMode::Auto)]
+    pub acl: AclMode,
     #[command(flatten)]
     pub tls: TlsArgs,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclMode {
+    On,
+    Off,
+    Auto,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -490,6 +504,77 @@ pub enum TokenCommand {
     /// Make a new join secret; joined nodes keep their certificates.
     #[command(after_help = "Example:\n  edge operator token rotate")]
     Rotate,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AclCommand {
+    /// Get the first management token; works once per cluster.
+    #[command(after_help = "Example:\n  edge acl bootstrap")]
+    Bootstrap,
+    /// Create, list, show and remove policies.
+    #[command(subcommand)]
+    Policy(AclPolicyCommand),
+    /// Create, list and revoke tokens.
+    #[command(subcommand)]
+    Token(AclTokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AclPolicyCommand {
+    /// Create or replace a policy from an HCL file (`-` reads standard input).
+    #[command(
+        after_help = "Example:\n  edge acl policy apply readonly readonly.hcl\n\nA policy file, in Nomad's shape:\n  namespace \"default\" { policy = \"read\" }\n  node { policy = \"read\" }"
+    )]
+    Apply {
+        name: String,
+        file: PathBuf,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List policies.
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Remove a policy; tokens naming it lose what it granted.
+    #[command(after_help = "Example:\n  edge acl policy rm readonly")]
+    Rm { name: String },
+    /// Show a policy and its rules.
+    #[command(after_help = "Example:\n  edge acl policy info readonly")]
+    Info { name: String },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum TokenTypeArg {
+    Client,
+    Management,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AclTokenCommand {
+    /// Create a token; its secret is shown this once.
+    #[command(
+        after_help = "Examples:\n  edge acl token create --name ci --policy readonly --ttl 24h\n  edge acl token create --name admin --type management"
+    )]
+    Create {
+        #[arg(long, default_value = "")]
+        name: String,
+        /// A policy of the token, repeatable (client tokens need one).
+        #[arg(long = "policy")]
+        policies: Vec<String>,
+        #[arg(long = "type", value_enum, default_value_t = TokenTypeArg::Client)]
+        token_type: TokenTypeArg,
+        /// Refuse the token after this long (`24h`, `30m`).
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<std::time::Duration>,
+    },
+    /// List tokens (never their secrets).
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Revoke a token by accessor id (or a unique prefix).
+    #[command(after_help = "Example:\n  edge acl token revoke 1a2b3c4d")]
+    Revoke { accessor: String },
+    /// Show the token this CLI uses (`--token`/`EDGE_TOKEN`).
+    #[command(name = "self")]
+    Whoami,
 }
 
 #[derive(Subcommand, Debug)]

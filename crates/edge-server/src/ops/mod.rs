@@ -5,6 +5,7 @@
 //! call one of these inside a store commit and encode the answer; none of
 //! them holds a rule of its own.
 
+pub(crate) mod acl;
 pub(crate) mod allocs;
 pub(crate) mod deployments;
 pub(crate) mod evals;

@@ -1,7 +1,9 @@
 //! `edge server`, `edge agent` and `edge dev`: build the pieces, start them,
 //! wait for a signal.
 
-use crate::cli::{AgentArgs, Algorithm, DevArgs, Global, NodeArgs, ServerArgs, ServerTuning};
+use crate::cli::{
+    AclMode, AgentArgs, Algorithm, DevArgs, Global, NodeArgs, ServerArgs, ServerTuning,
+};
 use anyhow::Context;
 use edge_agent::AgentConfig;
 use edge_driver::Driver;
@@ -61,6 +63,11 @@ fn server_config(
     cfg.scheduler.port_max = hi;
     cfg.driver_configs = driver_configs();
     cfg.tls = t.tls.tls || !bind.ip().is_loopback();
+    cfg.acl = match t.acl {
+        AclMode::On => true,
+        AclMode::Off => false,
+        AclMode::Auto => !bind.ip().is_loopback(),
+    };
     cfg.tls_sans = t.tls.tls_san.clone();
     cfg.node_cert_ttl = t.tls.node_cert_ttl;
     Ok(cfg)

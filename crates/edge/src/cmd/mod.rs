@@ -1,5 +1,6 @@
 //! Dispatch of subcommands to the daemons and the API client commands.
 
+mod acl;
 mod alloc;
 pub mod daemon;
 mod deployment;
@@ -26,6 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Eval(c) => node::eval(&g, c).await,
         Command::Deployment(c) => deployment::run(&g, c).await,
         Command::Operator(c) => node::operator(&g, c).await,
+        Command::Acl(c) => acl::run(&g, c).await,
         Command::Service(c) => service::run(&g, c).await,
         Command::Model(c) => model::run(c).await,
         Command::Sim(a) => sim::run(a).await,
