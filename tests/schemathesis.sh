@@ -19,6 +19,10 @@
 # examples per operation (default 30) and EDGE_SCHEMATHESIS_SEED the seed
 # (default fixed, so that a run is repeatable). Exits non-zero on any
 # failure.
+#
+# The server runs with ACLs on; the script bootstraps them and sends the
+# management token with every request, so schemathesis also checks that
+# an operation needing a token refuses a request without one (401).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,7 +54,7 @@ trap cleanup EXIT
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 url="http://127.0.0.1:$port"
-"$edge" server --data-dir "$dir/data" --bind "127.0.0.1:$port" >"$dir/server.log" 2>&1 &
+"$edge" server --data-dir "$dir/data" --bind "127.0.0.1:$port" --acl on >"$dir/server.log" 2>&1 &
 server=$!
 for _ in $(seq 1 100); do
   python3 -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1] + '/v1/status/health', timeout=1)" "$url" 2>/dev/null && break
@@ -58,9 +62,12 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
+token=$(EDGE_ADDR=$url "$edge" acl bootstrap -o json | python3 -c 'import json, sys; print(json.load(sys.stdin)["secret_id"])')
+
 status=0
 "$venv/bin/schemathesis" --config-file tests/schemathesis.toml run api/openapi.yaml \
   --url "$url" \
+  --header "X-Edge-Token: $token" \
   --checks all \
   --exclude-checks use_after_free \
   --exclude-path-regex '^/v1/(agent/|event/stream$)' \

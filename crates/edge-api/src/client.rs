@@ -507,7 +507,10 @@ impl Client {
     }
 
     pub async fn acl_policies(&self) -> Result<Vec<AclPolicyListStub>, ApiError> {
-        Ok(self.get("/v1/acl/policies", QueryOptions::default()).await?.0)
+        Ok(self
+            .get("/v1/acl/policies", QueryOptions::default())
+            .await?
+            .0)
     }
 
     pub async fn acl_policy(&self, name: &str) -> Result<edge_spec::acl::AclPolicy, ApiError> {

@@ -16,9 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use edge_api::tls::Identity;
 use edge_api::*;
-use edge_spec::acl::{
-    self, Acl, AclToken, Capability, DEFAULT_NAMESPACE, Level, Scope, TokenType,
-};
+use edge_spec::acl::{self, Acl, AclToken, Capability, DEFAULT_NAMESPACE, Level, Scope, TokenType};
 use edge_store::State as St;
 use std::sync::Arc;
 
@@ -402,18 +400,16 @@ pub(crate) async fn create_token(
 
 pub(crate) async fn list_tokens(State(sv): S) -> Res {
     let idx = sv.store.index();
-    let list: Vec<AclTokenInfo> =
-        sv.store
-            .read(|s| s.acl_tokens.values().map(AclTokenInfo::from).collect());
+    let list: Vec<AclTokenInfo> = sv
+        .store
+        .read(|s| s.acl_tokens.values().map(AclTokenInfo::from).collect());
     Ok(json_at(idx, &list))
 }
 
 pub(crate) async fn read_token(State(sv): S, ApiPath(accessor): ApiPath<String>) -> Res {
     let idx = sv.store.index();
-    sv.store.read(|s| {
-        ops::by_prefix("acl token", &accessor, s.acl_tokens.iter())
-            .map(|t| json_at(idx, &AclTokenInfo::from(t)))
-    })
+    sv.store
+        .read(|s| ops::acl::find_token(s, &accessor).map(|t| json_at(idx, &AclTokenInfo::from(t))))
 }
 
 pub(crate) async fn revoke_token(State(sv): S, ApiPath(accessor): ApiPath<String>) -> Res {
@@ -425,12 +421,11 @@ pub(crate) async fn revoke_token(State(sv): S, ApiPath(accessor): ApiPath<String
     Ok(json_at(idx, &AclWriteResponse { index: idx }))
 }
 
-pub(crate) async fn token_self(
-    State(sv): S,
-    token: Option<axum::Extension<CallerToken>>,
-) -> Res {
+pub(crate) async fn token_self(State(sv): S, token: Option<axum::Extension<CallerToken>>) -> Res {
     match token {
-        Some(axum::Extension(CallerToken(t))) => Ok(json_at(sv.store.index(), &AclTokenInfo::from(&t))),
+        Some(axum::Extension(CallerToken(t))) => {
+            Ok(json_at(sv.store.index(), &AclTokenInfo::from(&t)))
+        }
         None => Err(ServerError::Unauthenticated(format!(
             "no ACL token in the {TOKEN_HEADER} header"
         ))),
@@ -444,15 +439,27 @@ mod tests {
     #[test]
     fn every_route_has_a_need() {
         for (method, path) in crate::ROUTES {
-            assert!(need(method, path).is_some(), "{method} {path} has no ACL need");
+            assert!(
+                need(method, path).is_some(),
+                "{method} {path} has no ACL need"
+            );
         }
     }
 
     #[test]
     fn namespace_parameter_is_read_and_decoded() {
-        assert_eq!(namespace_param(Some("a=1&namespace=prod")), Some("prod".into()));
-        assert_eq!(namespace_param(Some("namespace=de%66ault")), Some("default".into()));
-        assert_eq!(namespace_param(Some("namespace=%zz%4")), Some("%zz%4".into()));
+        assert_eq!(
+            namespace_param(Some("a=1&namespace=prod")),
+            Some("prod".into())
+        );
+        assert_eq!(
+            namespace_param(Some("namespace=de%66ault")),
+            Some("default".into())
+        );
+        assert_eq!(
+            namespace_param(Some("namespace=%zz%4")),
+            Some("%zz%4".into())
+        );
         assert_eq!(namespace_param(Some("index=3")), None);
         assert_eq!(namespace_param(None), None);
     }

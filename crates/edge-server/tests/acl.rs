@@ -40,7 +40,10 @@ impl Api {
         let r = req.send().await.unwrap();
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 }
 
@@ -161,7 +164,9 @@ async fn tokens_and_policies_decide_who_may_call_what() {
         .await;
     assert_eq!(status, 403, "{body}");
     assert!(error(&body).contains("operator write"), "{body}");
-    let (status, body) = api.call("GET", "/v1/acl/tokens", Some(ro_secret), None).await;
+    let (status, body) = api
+        .call("GET", "/v1/acl/tokens", Some(ro_secret), None)
+        .await;
     assert_eq!(status, 403, "{body}");
     assert!(error(&body).contains("management token"), "{body}");
     let (status, body) = api.call("GET", "/v1/metrics", Some(ro_secret), None).await;
@@ -178,7 +183,12 @@ async fn tokens_and_policies_decide_who_may_call_what() {
         .call("POST", "/v1/jobs", Some(&mgmt), Some(job_body("web")))
         .await;
     assert_eq!(status, 200, "{body}");
-    for path in ["/v1/jobs", "/v1/acl/tokens", "/v1/acl/policies", "/v1/metrics"] {
+    for path in [
+        "/v1/jobs",
+        "/v1/acl/tokens",
+        "/v1/acl/policies",
+        "/v1/metrics",
+    ] {
         let (status, body) = api.call("GET", path, Some(&mgmt), None).await;
         assert_eq!(status, 200, "{path}: {body}");
     }
@@ -188,7 +198,10 @@ async fn tokens_and_policies_decide_who_may_call_what() {
         .call("GET", "/v1/jobs?namespace=prod", Some(&mgmt), None)
         .await;
     assert_eq!(status, 400, "{body}");
-    assert!(error(&body).contains("namespaces are not there yet"), "{body}");
+    assert!(
+        error(&body).contains("namespaces are not there yet"),
+        "{body}"
+    );
     let (status, _) = api
         .call("GET", "/v1/jobs?namespace=default", Some(&mgmt), None)
         .await;
@@ -292,13 +305,19 @@ async fn token_secrets_never_reach_the_database_or_its_wal() {
         "namespace \"*\" { policy = \"write\" }",
     )
     .await;
-    let secrets = [mgmt.clone(), client["secret_id"].as_str().unwrap().to_string()];
+    let secrets = [
+        mgmt.clone(),
+        client["secret_id"].as_str().unwrap().to_string(),
+    ];
     let db = std::fs::read(dir.path().join("edge.db")).unwrap();
     let wal = std::fs::read(dir.path().join("edge.db-wal")).unwrap_or_default();
     let both: Vec<u8> = db.iter().chain(wal.iter()).copied().collect();
     let contains = |needle: &[u8]| both.windows(needle.len()).any(|w| w == needle);
     for s in &secrets {
-        assert!(!contains(s.as_bytes()), "a token secret is stored in plaintext");
+        assert!(
+            !contains(s.as_bytes()),
+            "a token secret is stored in plaintext"
+        );
         // The hash is there: the files read are the ones holding the tokens.
         let hash = edge_spec::acl::hash_secret(s);
         assert!(contains(hash.as_bytes()), "the token's hash is not stored");

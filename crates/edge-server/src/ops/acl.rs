@@ -41,10 +41,7 @@ pub(crate) fn bootstrap(
 
 /// Stores a policy (new or replacing the one of that name) once its name
 /// and rules are valid.
-pub(crate) fn apply_policy(
-    name: &str,
-    req: AclPolicyApplyRequest,
-) -> Result<Batch, ServerError> {
+pub(crate) fn apply_policy(name: &str, req: AclPolicyApplyRequest) -> Result<Batch, ServerError> {
     if !acl::valid_policy_name(name) {
         return Err(ServerError::BadRequest(format!(
             "policy name {name:?} must be 1-128 letters, digits, `-` or `_`"
@@ -117,7 +114,11 @@ pub(crate) fn create_token(
         }
         _ => {}
     }
-    if let Some(p) = req.policies.iter().find(|p| !s.acl_policies.contains_key(*p)) {
+    if let Some(p) = req
+        .policies
+        .iter()
+        .find(|p| !s.acl_policies.contains_key(*p))
+    {
         return Err(ServerError::BadRequest(format!(
             "no policy named {p:?} (see `edge acl policy ls`)"
         )));
@@ -157,9 +158,27 @@ pub(crate) fn create_token(
     Ok((batch, token))
 }
 
-/// Deletes the token with this accessor id (or unique prefix of it).
+/// Shortest accessor id prefix taken: what `edge acl token ls` shows. A
+/// shorter one could pick the wrong token (a revoke is not undone).
+const MIN_PREFIX: usize = 8;
+
+/// The token with this accessor id, or a unique prefix of at least 8
+/// characters.
+pub(crate) fn find_token<'a>(s: &'a State, accessor: &str) -> Result<&'a AclToken, ServerError> {
+    if let Some(t) = s.acl_tokens.get(accessor) {
+        return Ok(t);
+    }
+    if accessor.chars().count() < MIN_PREFIX {
+        return Err(ServerError::BadRequest(format!(
+            "accessor id {accessor:?}: give the whole id or at least {MIN_PREFIX} characters of it"
+        )));
+    }
+    super::by_prefix("acl token", accessor, s.acl_tokens.iter())
+}
+
+/// Deletes the token with this accessor id (see [`find_token`]).
 pub(crate) fn revoke_token(s: &State, accessor: &str) -> Result<(Batch, String), ServerError> {
-    let t = super::by_prefix("acl token", accessor, s.acl_tokens.iter())?;
+    let t = find_token(s, accessor)?;
     let id = t.accessor_id.clone();
     Ok((
         Batch {

@@ -1236,3 +1236,82 @@ fn scaling_makes_a_new_version_with_the_count() {
     let err = jobs::scaled(&w.s, "web", "g", 1).unwrap_err();
     assert_eq!(kind(&err), "conflict", "{err}");
 }
+
+#[test]
+fn acl_rules_bootstrap_once_and_check_tokens_against_policies() {
+    use super::acl;
+    use edge_api::{AclPolicyApplyRequest, AclTokenCreateRequest};
+    use edge_spec::acl::TokenType;
+    let mut s = State::default();
+    let (b, token) = acl::bootstrap(&s, &mut env(), "h0".to_string()).unwrap();
+    assert_eq!(token.token_type, TokenType::Management);
+    s.apply_in_memory(b);
+    // Refused once done, even after that token is revoked.
+    let (b, _) = acl::revoke_token(&s, &token.accessor_id).unwrap();
+    s.apply_in_memory(b);
+    assert!(matches!(
+        acl::bootstrap(&s, &mut env(), "h1".to_string()),
+        Err(ServerError::Conflict(_))
+    ));
+
+    let create = |token_type, policies: &[&str], ttl_secs| AclTokenCreateRequest {
+        name: "t".to_string(),
+        token_type,
+        policies: policies.iter().map(|p| p.to_string()).collect(),
+        ttl_secs,
+    };
+    let cases: Vec<(AclTokenCreateRequest, &str)> = vec![
+        (
+            create(TokenType::Client, &[], None),
+            "needs at least one policy",
+        ),
+        (
+            create(TokenType::Client, &["nope"], None),
+            "no policy named \"nope\"",
+        ),
+        (
+            create(TokenType::Management, &["ro"], None),
+            "takes no policies",
+        ),
+        (create(TokenType::Management, &[], Some(0)), "at least 1"),
+        (
+            create(TokenType::Management, &[], Some(u64::MAX)),
+            "ten years",
+        ),
+    ];
+    for (req, want) in cases {
+        match acl::create_token(&s, &mut env(), req, "h".to_string()) {
+            Err(ServerError::BadRequest(m)) => assert!(m.contains(want), "{m}"),
+            other => panic!("wanted a 400 with {want:?}, got {other:?}"),
+        }
+    }
+
+    let apply = |rules: &str| AclPolicyApplyRequest {
+        description: String::new(),
+        rules: rules.to_string(),
+    };
+    assert!(acl::apply_policy("bad name", apply("node { policy = \"read\" }")).is_err());
+    assert!(acl::apply_policy("ro", apply("node { policy = \"admin\" }")).is_err());
+    s.apply_in_memory(acl::apply_policy("ro", apply("node { policy = \"read\" }")).unwrap());
+    let mut e = env();
+    let now = e.now;
+    let (b, t) = acl::create_token(
+        &s,
+        &mut e,
+        create(TokenType::Client, &["ro", "ro"], Some(60)),
+        "h2".to_string(),
+    )
+    .unwrap();
+    assert_eq!(t.policies, vec!["ro"]);
+    assert_eq!(t.expiration_time, Some(now + 60_000));
+    s.apply_in_memory(b);
+    s.apply_in_memory(acl::delete_policy(&s, "ro").unwrap());
+    assert!(acl::delete_policy(&s, "ro").is_err());
+    assert!(acl::revoke_token(&s, "no-such-accessor").is_err());
+    // Short prefixes could pick the wrong token: 8 characters at least.
+    assert!(matches!(
+        acl::find_token(&s, "id"),
+        Err(ServerError::BadRequest(_))
+    ));
+    assert_eq!(acl::find_token(&s, "id-1").unwrap().accessor_id, "id-1");
+}

@@ -1,0 +1,198 @@
+//! ACLs from the command line, as the README shows them: `edge acl
+//! bootstrap`, a policy, `edge acl token create`, and `edge job run` with
+//! the token, against a real `edge server --acl on`.
+
+mod common;
+
+use common::{EDGE, Proc, free_port, repo, until};
+use std::process::{Command, Output};
+
+fn edge(addr: &str, token: Option<&str>, args: &[&str]) -> Output {
+    let mut c = Command::new(EDGE);
+    c.args(args)
+        .current_dir(repo())
+        .env("EDGE_ADDR", addr)
+        .env_remove("EDGE_TOKEN");
+    if let Some(t) = token {
+        c.env("EDGE_TOKEN", t);
+    }
+    c.output().unwrap()
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn secret(out: &Output, what: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(&ok(out, what)).unwrap();
+    v["secret_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn bootstrap_create_a_token_and_run_a_job_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let data = dir.path().join("server");
+    let mut server = Proc::edge(
+        dir.path(),
+        "server",
+        &[
+            "server",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--acl",
+            "on",
+        ],
+    );
+    let api = edge_api::Client::new(&addr, None).unwrap();
+    until(20, "server up", async || api.health().await.ok()).await;
+    assert!(
+        server.log().contains("edge acl bootstrap"),
+        "the server says how to bootstrap:\n{}",
+        server.log()
+    );
+
+    // Without a token the CLI gets the 401 and says so.
+    let out = edge(&addr, None, &["job", "status"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("401") && stderr.contains("x-edge-token"),
+        "{stderr}"
+    );
+
+    let mgmt = secret(
+        &edge(&addr, None, &["acl", "bootstrap", "-o", "json"]),
+        "bootstrap",
+    );
+    let again = edge(&addr, None, &["acl", "bootstrap"]);
+    assert!(!again.status.success(), "a second bootstrap is refused");
+
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let ro = policies.join("readonly.hcl");
+    std::fs::write(&ro, "namespace \"default\" {\n  policy = \"read\"\n}\n").unwrap();
+    let rw = policies.join("deployer.hcl");
+    std::fs::write(&rw, "namespace \"default\" {\n  policy = \"write\"\n}\n").unwrap();
+    let bad = policies.join("bad.hcl");
+    std::fs::write(
+        &bad,
+        "namespace \"default\" {\n  policy = \"read\"\n  colour = 1\n}\n",
+    )
+    .unwrap();
+    for (name, file) in [("readonly", &ro), ("deployer", &rw)] {
+        ok(
+            &edge(
+                &addr,
+                Some(&mgmt),
+                &["acl", "policy", "apply", name, file.to_str().unwrap()],
+            ),
+            "policy apply",
+        );
+    }
+    let out = edge(
+        &addr,
+        Some(&mgmt),
+        &["acl", "policy", "apply", "bad", bad.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.hcl:3:3: namespace.default.colour: unknown attribute"),
+        "{stderr}"
+    );
+    let listed = ok(
+        &edge(&addr, Some(&mgmt), &["acl", "policy", "ls"]),
+        "policy ls",
+    );
+    assert!(
+        listed.contains("readonly") && listed.contains("deployer"),
+        "{listed}"
+    );
+
+    let reader = secret(
+        &edge(
+            &addr,
+            Some(&mgmt),
+            &[
+                "acl", "token", "create", "--name", "reader", "--policy", "readonly", "-o", "json",
+            ],
+        ),
+        "token create",
+    );
+    let deployer = secret(
+        &edge(
+            &addr,
+            Some(&mgmt),
+            &[
+                "acl", "token", "create", "--name", "deployer", "--policy", "deployer", "--ttl",
+                "1h", "-o", "json",
+            ],
+        ),
+        "token create",
+    );
+
+    // The reader lists jobs but cannot run one.
+    ok(
+        &edge(&addr, Some(&reader), &["job", "status"]),
+        "job status",
+    );
+    let out = edge(
+        &addr,
+        Some(&reader),
+        &["job", "run", "--detach", "examples/hello.hcl"],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("403")
+            && stderr.contains("lacks capability submit-job in namespace default"),
+        "{stderr}"
+    );
+
+    // The deployer runs it, through --token as well as EDGE_TOKEN.
+    let out = edge(
+        &addr,
+        None,
+        &[
+            "--token",
+            &deployer,
+            "job",
+            "run",
+            "--detach",
+            "examples/hello.hcl",
+        ],
+    );
+    let stdout = ok(&out, "job run");
+    assert!(stdout.contains("registered"), "{stdout}");
+    let status = ok(
+        &edge(&addr, Some(&reader), &["job", "status"]),
+        "job status",
+    );
+    assert!(status.contains("hello"), "{status}");
+
+    let me = ok(
+        &edge(&addr, Some(&deployer), &["acl", "token", "self"]),
+        "token self",
+    );
+    assert!(me.contains("deployer") && !me.contains(&deployer), "{me}");
+    let tokens = ok(
+        &edge(&addr, Some(&mgmt), &["acl", "token", "ls"]),
+        "token ls",
+    );
+    assert!(
+        tokens.contains("reader") && tokens.contains("deployer"),
+        "{tokens}"
+    );
+    assert!(!tokens.contains(&reader), "listings never show secrets");
+    server.term();
+}
