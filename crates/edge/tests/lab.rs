@@ -62,15 +62,20 @@ impl Lab {
         edge_api::tls::ClusterCa::known(&pem, None).unwrap()
     }
 
-    /// An API client over TLS; with `node`, holding lab node `node`'s certificate.
+    /// An API client over TLS with the management token the lab
+    /// bootstrapped; with `node`, holding lab node `node`'s certificate.
     fn client(&self, node: Option<u32>) -> Client {
+        let token = std::fs::read_to_string(self.lab_dir().join("acl-token"))
+            .unwrap()
+            .trim()
+            .to_string();
         let creds = node.map(|i| {
             let dir = self.lab_dir().join(format!("agent-{i}/tls"));
             let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
             edge_api::tls::Credentials::from_pem(&read("node.pem"), &read("node-key.pem")).unwrap()
         });
         let tls = edge_api::tls::client_config(self.ca(), creds).unwrap();
-        Client::with_tls(&self.addr, None, tls).unwrap()
+        Client::with_tls(&self.addr, Some(token), tls).unwrap()
     }
 
     fn lab_dir(&self) -> PathBuf {

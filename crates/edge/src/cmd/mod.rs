@@ -47,8 +47,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
 
 pub fn client(g: &crate::cli::Global) -> anyhow::Result<edge_api::Client> {
     use anyhow::Context;
+    // An empty EDGE_TOKEN (`EDGE_TOKEN= edge ...`) means no token.
+    let token = g.token.clone().filter(|t| !t.is_empty());
     if !g.address.starts_with("https://") {
-        return Ok(edge_api::Client::new(&g.address, g.token.clone())?);
+        return Ok(edge_api::Client::new(&g.address, token)?);
     }
     let path = match &g.ca_cert {
         Some(p) => p.clone(),
@@ -68,9 +70,5 @@ pub fn client(g: &crate::cli::Global) -> anyhow::Result<edge_api::Client> {
     let ca = edge_api::tls::ClusterCa::known(&pem, None)
         .with_context(|| format!("CA certificate {}", path.display()))?;
     let tls = edge_api::tls::client_config(ca, None)?;
-    Ok(edge_api::Client::with_tls(
-        &g.address,
-        g.token.clone(),
-        tls,
-    )?)
+    Ok(edge_api::Client::with_tls(&g.address, token, tls)?)
 }
