@@ -81,7 +81,7 @@ pub async fn run(g: &Global, c: AclCommand) -> anyhow::Result<u8> {
                     TokenTypeArg::Management => TokenType::Management,
                 },
                 policies,
-                ttl_secs: ttl.map(|d| d.as_secs().max(1)),
+                ttl_secs: ttl.map(|d| d.as_secs()),
             };
             let t = api.acl_token_create(&req).await?;
             show_created(g.output, &t)?;
