@@ -512,6 +512,13 @@ pub async fn serve<S, B>(
                     if !admit(peer.as_ref()) {
                         return;
                     }
+                    let limits = match peer {
+                        Some(Identity::Node(_)) => Arc::new(Limits {
+                            header_timeout: limits.node_idle_timeout.max(limits.header_timeout),
+                            ..Limits::clone(&limits)
+                        }),
+                        _ => limits,
+                    };
                     let peer = Peer(peer);
                     let svc = tower::util::MapRequest::new(service, move |mut req: Request<GuardedBody>| {
                         req.extensions_mut().insert(peer.clone());
