@@ -118,8 +118,10 @@ async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Response<ProxyBody
         return tunnel(req, &pool, &pstate, ctx.connect_timeout).await;
     }
     let replay = Replay::of(&req);
+    // The first try sends the request's own head: only a retry pays for
+    // building one from the copy.
     let mut req = match &replay {
-        Some(r) => r.request(),
+        Some(_) => req.map(|_| Either::Right(Empty::new())),
         None => req.map(Either::Left),
     };
     let mut failed: Option<Arc<Backend>> = None;

@@ -706,3 +706,44 @@ async fn http_large_response_body_streams_through() {
     }
     lb.handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_a_ports_cap_wait_for_a_free_slot() {
+    let backend = http_backend("ok", NO_DELAY).await;
+    let port = free_port();
+    let lb = Lb::start_capped(
+        catalog(
+            1,
+            vec![(
+                "web",
+                publish(port, PublishProtocol::Http),
+                vec![up("web", "a1", backend.addr)],
+            )],
+        ),
+        2,
+    )
+    .await;
+    let addr = format!("127.0.0.1:{port}");
+    let idle1 = TcpStream::connect(&addr).await.expect("connect");
+    let _idle2 = TcpStream::connect(&addr).await.expect("connect");
+    let mut third = TcpStream::connect(&addr).await.expect("connect");
+    third
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    let waiting =
+        tokio::time::timeout(Duration::from_millis(500), third.read_to_end(&mut out)).await;
+    assert!(waiting.is_err(), "served past the cap: {out:?}");
+    drop(idle1);
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut out))
+        .await
+        .expect("served once a slot is free")
+        .expect("read");
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    lb.handle.shutdown().await;
+}
