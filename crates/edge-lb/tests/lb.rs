@@ -378,8 +378,9 @@ async fn http_retries_another_instance_when_connect_is_refused() {
     lb.handle.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_idempotent_request_goes_elsewhere_when_the_backend_closes_unanswered() {
+/// An HTTP port balancing over an instance that closes every connection
+/// unanswered and one that answers "good"; the first's accept counter.
+async fn broken_beside_good() -> (Lb, u16, HttpBackend, Arc<AtomicUsize>) {
     let good = http_backend("good", NO_DELAY).await;
     let (broken, accepted) = broken_backend().await;
     let port = free_port();
@@ -389,6 +390,12 @@ async fn http_idempotent_request_goes_elsewhere_when_the_backend_closes_unanswer
         vec![up("web", "broken", broken), up("web", "good", good.addr)],
     )
     .await;
+    (lb, port, good, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_idempotent_request_goes_elsewhere_when_the_backend_closes_unanswered() {
+    let (lb, port, good, accepted) = broken_beside_good().await;
     let c = client();
     for i in 0..4 {
         let (status, body, _) = get(&c, port, "/", None).await;
@@ -404,15 +411,7 @@ async fn http_idempotent_request_goes_elsewhere_when_the_backend_closes_unanswer
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_request_with_a_body_is_not_replayed_after_the_backend_accepted() {
-    let good = http_backend("good", NO_DELAY).await;
-    let (broken, accepted) = broken_backend().await;
-    let port = free_port();
-    let lb = Lb::single(
-        "web",
-        publish(port, PublishProtocol::Http),
-        vec![up("web", "broken", broken), up("web", "good", good.addr)],
-    )
-    .await;
+    let (lb, port, good, accepted) = broken_beside_good().await;
     let c = client();
     let mut statuses = Vec::new();
     for _ in 0..4 {

@@ -68,27 +68,24 @@ fn agent(dir: &Path, name: &str, url: &str, token: &str) -> Proc {
     )
 }
 
+/// `edge server --tls` on a free loopback port with data dir `d/server`
+/// and `extra` flags: the process, its URL and its data dir.
+fn tls_server(d: &Path, extra: &[&str]) -> (Proc, String, std::path::PathBuf) {
+    let port = free_port();
+    let sdir = d.join("server");
+    let bind = format!("127.0.0.1:{port}");
+    let mut args = vec!["server", "--tls", "--data-dir", sdir.to_str().unwrap()];
+    args.extend(["--bind", &bind]);
+    args.extend(extra);
+    let server = Proc::edge(d, "server", &args);
+    (server, format!("https://{bind}"), sdir)
+}
+
 #[tokio::test]
 async fn agents_join_by_pin_act_only_as_themselves_renew_and_can_be_revoked() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let port = free_port();
-    let url = format!("https://127.0.0.1:{port}");
-    let sdir = d.join("server");
-    let _server = Proc::edge(
-        d,
-        "server",
-        &[
-            "server",
-            "--tls",
-            "--data-dir",
-            sdir.to_str().unwrap(),
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--node-cert-ttl",
-            "9s",
-        ],
-    );
+    let (_server, url, sdir) = tls_server(d, &["--node-cert-ttl", "9s"]);
     until(20, "server CA and token", async || {
         (sdir.join("token").exists() && sdir.join("ca.pem").exists()).then_some(())
     })
@@ -371,19 +368,9 @@ async fn users_get_the_operators_certificate_and_agents_still_the_pinned_cluster
         "{err}"
     );
 
-    let port = free_port();
-    let url = format!("https://127.0.0.1:{port}");
-    let sdir = d.join("server");
-    let server = Proc::edge(
+    let (server, url, sdir) = tls_server(
         d,
-        "server",
         &[
-            "server",
-            "--tls",
-            "--data-dir",
-            sdir.to_str().unwrap(),
-            "--bind",
-            &format!("127.0.0.1:{port}"),
             "--tls-cert",
             op_cert.to_str().unwrap(),
             "--tls-key",
