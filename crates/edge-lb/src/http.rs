@@ -117,7 +117,13 @@ async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Response<ProxyBody
     if upgrade {
         return tunnel(req, &pool, &pstate, ctx.connect_timeout).await;
     }
-    let replay = Replay::of(&req);
+    // A copy of the head costs about 0.2 µs; with one instance there is
+    // nowhere else to send it.
+    let replay = if pstate.backends.len() > 1 {
+        Replay::of(&req)
+    } else {
+        None
+    };
     // The first try sends the request's own head: only a retry pays for
     // building one from the copy.
     let mut req = match &replay {
