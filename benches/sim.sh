@@ -5,7 +5,8 @@
 # time from the first job registration to every allocation reported
 # running, and the server's peak RSS (VmHWM) and CPU seconds. Before the
 # jobs, the server's CPU over IDLE seconds of nothing but heartbeats (every
-# node beats every TTL/3).
+# node beats every TTL/3), measured once SETTLE seconds (default: one beat
+# interval and 5 s) have let every node open the connections it keeps.
 #
 #   benches/sim.sh              # 1,000 then 5,000 nodes
 #   NODES="500" JOBS=10 benches/sim.sh
@@ -21,6 +22,8 @@ TIMEOUT=${TIMEOUT:-120}
 TLS=${TLS:-0}
 TTL=${TTL:-60s}
 IDLE=${IDLE:-30}
+# One beat interval (TTL/3) and 5 s, for TTL given in seconds ("60s").
+SETTLE=${SETTLE:-$(( ${TTL%s} / 3 + 5 ))}
 
 cargo build --release -q -p edge
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/edge
@@ -49,12 +52,12 @@ for n in $NODES; do
     --nodes "$n" --stats-every 10s --log-level warn >"$dir/sim.log" 2>&1 &
   pids+=("$!")
 
-  python3 - "$addr" "$n" "$JOBS" "$COUNT" "$TIMEOUT" "$server" "$dir/server/ca.pem" "$IDLE" <<'EOF'
+  python3 - "$addr" "$n" "$JOBS" "$COUNT" "$TIMEOUT" "$server" "$dir/server/ca.pem" "$IDLE" "$SETTLE" <<'EOF'
 import concurrent.futures, json, os, ssl, sys, time, urllib.request
 
 addr, nodes, jobs, count, timeout, server = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
 ctx = ssl.create_default_context(cafile=sys.argv[7]) if addr.startswith("https") else None
-idle = float(sys.argv[8])
+idle, settle = float(sys.argv[8]), float(sys.argv[9])
 
 def call(method, path, body=None):
     data = json.dumps(body).encode() if body is not None else None
@@ -79,9 +82,10 @@ while call("GET", "/v1/status/health")["nodes_ready"] < nodes:
     time.sleep(0.2)
 print(f"{nodes} nodes ready in {time.time() - t:.1f}s; server at {hwm_mb():.0f} MB, {cpu_seconds():.1f} CPU s")
 if idle > 0:
+    time.sleep(settle)
     c0 = cpu_seconds()
     time.sleep(idle)
-    print(f"IDLE nodes={nodes}: server CPU {cpu_seconds() - c0:.2f} s over {idle:.0f} s of heartbeats")
+    print(f"IDLE nodes={nodes}: server CPU {cpu_seconds() - c0:.2f} s over {idle:.0f} s of heartbeats (after {settle:.0f} s to settle)")
 
 cpu0 = cpu_seconds()
 total = jobs * count

@@ -84,9 +84,8 @@ impl NodeTls {
 
     /// The client every other request goes through: mutual TLS.
     pub fn client(&self, server: &str) -> Result<Client, AgentError> {
-        Ok(Client::with_tls(
+        Ok(Client::for_node(
             server,
-            None,
             tls::client_config(self.ca.clone(), Some(self.creds.clone()))?,
         )?)
     }

@@ -9,6 +9,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
+/// How long a node's client keeps an idle connection: past an agent's
+/// 20 s between heartbeats, under the server's `listen::NODE_IDLE_TIMEOUT`,
+/// so a pooled connection is never reused just as the server closes it.
+pub const NODE_POOL_IDLE: Duration = Duration::from_secs(60);
+
+/// The same for every other client, under the servers' 10 s
+/// `listen::Limits::header_timeout`.
+const ANON_POOL_IDLE: Duration = Duration::from_secs(5);
+
 /// `?index=N&wait=D`: answer once the state passes index N, or after D.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct QueryOptions {
@@ -39,23 +48,30 @@ pub struct Client {
 
 impl Client {
     pub fn new(addr: &str, token: Option<String>) -> Result<Client, ApiError> {
-        Client::build(addr, token, None)
+        Client::build(addr, token, None, ANON_POOL_IDLE)
     }
 
-    /// A client speaking TLS with `tls` (the cluster CA, and a node's
-    /// certificate for an agent).
+    /// A client speaking TLS with `tls` (the cluster CA, and perhaps a
+    /// certificate of the user's).
     pub fn with_tls(
         addr: &str,
         token: Option<String>,
         tls: rustls::ClientConfig,
     ) -> Result<Client, ApiError> {
-        Client::build(addr, token, Some(tls))
+        Client::build(addr, token, Some(tls), ANON_POOL_IDLE)
+    }
+
+    /// A node's client: mutual TLS with the node's certificate in `tls`,
+    /// keeping its connection between heartbeats.
+    pub fn for_node(addr: &str, tls: rustls::ClientConfig) -> Result<Client, ApiError> {
+        Client::build(addr, None, Some(tls), NODE_POOL_IDLE)
     }
 
     fn build(
         addr: &str,
         token: Option<String>,
         tls: Option<rustls::ClientConfig>,
+        idle: Duration,
     ) -> Result<Client, ApiError> {
         let base = addr.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
@@ -66,9 +82,7 @@ impl Client {
         }
         let mut b = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            // Under the servers' 10 s idle limit (`listen::Limits`), so a
-            // pooled connection is never reused just as the server closes it.
-            .pool_idle_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(idle)
             .tcp_nodelay(true);
         if let Some(tls) = tls {
             b = b.use_preconfigured_tls(tls);

@@ -41,6 +41,12 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Largest request body; a bigger one is answered 413.
     pub max_body_bytes: usize,
+    /// What `header_timeout` becomes for a connection whose client proved
+    /// a node's identity with its certificate: an agent's requests come
+    /// `ttl / 3` (20 s) apart, and closing its connection in between would
+    /// cost a TLS handshake per heartbeat. Anonymous clients keep the
+    /// short deadline, so slowloris still gets only `header_timeout`.
+    pub node_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -50,9 +56,14 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_body_bytes: 4 * 1024 * 1024,
+            node_idle_timeout: NODE_IDLE_TIMEOUT,
         }
     }
 }
+
+/// How long a node's connection may idle; clients that reuse connections
+/// (`client::Client`, the simulator) drop theirs well before it.
+pub const NODE_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// The request body a guarded service sees: size-capped and with a
 /// deadline between its frames.

@@ -239,7 +239,17 @@ impl Credentials {
             .key_provider
             .load_private_key(key_from_pem(key_pem)?)
             .map_err(|e| tls_err(format!("unusable private key: {e}")))?;
-        let ck = Arc::new(CertifiedKey::new(certs, key));
+        let ck = CertifiedKey::new(certs, key);
+        // A key that is not the certificate's would fail every handshake.
+        // (A provider that cannot tell a key's public half says Unknown.)
+        if let Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
+            ck.keys_match()
+        {
+            return Err(tls_err(
+                "the private key does not belong to the certificate".to_string(),
+            ));
+        }
+        let ck = Arc::new(ck);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(ck);
         Ok(())
     }
@@ -437,8 +447,14 @@ impl ServerCertVerifier for ClusterCa {
     }
 }
 
+/// The ALPN protocol the cluster's own clients (agents, the server calling
+/// agents, the simulator) offer: the server answers it with the cluster
+/// certificate even when users get one of their own (`--tls-cert`). The
+/// server negotiates no ALPN, so offering it changes nothing else.
+pub const CLUSTER_ALPN: &[u8] = b"edge-cluster";
+
 /// A client configuration that trusts `ca` and, when given, authenticates
-/// with `creds`.
+/// with `creds`; it asks for the cluster certificate ([`CLUSTER_ALPN`]).
 pub fn client_config(
     ca: Arc<ClusterCa>,
     creds: Option<Arc<Credentials>>,
@@ -448,10 +464,33 @@ pub fn client_config(
         .map_err(|e| tls_err(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(ca);
-    Ok(match creds {
+    let mut cfg = match creds {
         Some(c) => b.with_client_cert_resolver(c),
         None => b.with_no_client_auth(),
-    })
+    };
+    cfg.alpn_protocols = vec![CLUSTER_ALPN.to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// The server certificate an API listener presents: the cluster's to the
+/// cluster's own clients, and to everyone when the operator gave no
+/// certificate of their own; otherwise the operator's to users.
+#[derive(Debug)]
+pub struct ApiCertificates {
+    pub cluster: Arc<Credentials>,
+    pub user: Option<Arc<Credentials>>,
+}
+
+impl rustls::server::ResolvesServerCert for ApiCertificates {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let cluster_client = hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == CLUSTER_ALPN));
+        match &self.user {
+            Some(user) if !cluster_client => user.current(),
+            _ => self.cluster.current(),
+        }
+    }
 }
 
 /// Who the client of a TLS connection proved to be with its certificate
@@ -512,6 +551,13 @@ pub async fn serve<S, B>(
                     if !admit(peer.as_ref()) {
                         return;
                     }
+                    let limits = match peer {
+                        Some(Identity::Node(_)) => Arc::new(Limits {
+                            header_timeout: limits.node_idle_timeout.max(limits.header_timeout),
+                            ..Limits::clone(&limits)
+                        }),
+                        _ => limits,
+                    };
                     let peer = Peer(peer);
                     let svc = tower::util::MapRequest::new(service, move |mut req: Request<GuardedBody>| {
                         req.extensions_mut().insert(peer.clone());

@@ -113,6 +113,7 @@ async fn lb(backend: SocketAddr, http_port: u16, tcp_port: u16, workers: usize) 
         bind_ip: "127.0.0.1".parse().unwrap_or_else(|_| usage()),
         connect_timeout: Duration::from_secs(2),
         workers,
+        max_connections: 10_000,
     };
     let handle = match edge_lb::run(cfg, rx).await {
         Ok(h) => h,

@@ -44,6 +44,9 @@ pub struct LbConfig {
     pub connect_timeout: Duration,
     /// Threads that accept and proxy connections (at least one).
     pub workers: usize,
+    /// Connections one published port holds open at once (across its
+    /// workers); more wait in the kernel's accept queue.
+    pub max_connections: usize,
 }
 
 #[derive(Default)]
@@ -216,7 +219,7 @@ impl Reconciler {
                 continue;
             }
             let addr = SocketAddr::new(self.cfg.bind_ip, port);
-            match Listener::start(addr, state, self.cfg.connect_timeout, &self.workers) {
+            match Listener::start(addr, state, &self.cfg, &self.workers) {
                 Ok(listener) => {
                     tracing::info!(%addr, protocol = plan::protocol_name(protocol), "listening");
                     self.listeners.insert(

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::LbConfig;
 use crate::error::LbError;
 use crate::http::{self, ConnCtx};
 use crate::pool::ServicePool;
@@ -74,10 +75,12 @@ impl Listener {
     pub(crate) fn start(
         addr: SocketAddr,
         state: PortState,
-        connect_timeout: Duration,
+        cfg: &LbConfig,
         workers: &Workers,
     ) -> Result<Self, LbError> {
         let listener = bind(addr)?;
+        let connect_timeout = cfg.connect_timeout;
+        let slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
         let shared = Arc::new(PortShared {
             state: RwLock::new(Arc::new(state)),
         });
@@ -87,11 +90,11 @@ impl Listener {
             let listener = listener
                 .try_clone()
                 .map_err(|source| LbError::Bind { addr, source })?;
-            let (shared, stop_rx) = (shared.clone(), stop_rx.clone());
+            let (shared, stop_rx, slots) = (shared.clone(), stop_rx.clone(), slots.clone());
             tasks.push(handle.spawn(async move {
                 // Registered from inside the worker, with its IO driver.
                 match TcpListener::from_std(listener) {
-                    Ok(l) => accept_loop(l, addr, shared, stop_rx, connect_timeout).await,
+                    Ok(l) => accept_loop(l, addr, shared, stop_rx, slots, connect_timeout).await,
                     Err(e) => tracing::warn!(%addr, "listening in a worker: {e}"),
                 }
             }));
@@ -122,9 +125,19 @@ async fn accept_loop(
     addr: SocketAddr,
     shared: Arc<PortShared>,
     mut stop: watch::Receiver<bool>,
+    slots: Arc<Semaphore>,
     connect_timeout: Duration,
 ) {
     loop {
+        let slot = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                // The semaphore is never closed.
+                Err(_) => break,
+            },
+        };
         let (stream, peer) = tokio::select! {
             biased;
             _ = stop.changed() => break,
@@ -147,6 +160,7 @@ async fn accept_loop(
             shared.clone(),
             stop.clone(),
             connect_timeout,
+            slot,
         ));
     }
 }
@@ -158,6 +172,7 @@ async fn connection(
     shared: Arc<PortShared>,
     closing: watch::Receiver<bool>,
     connect_timeout: Duration,
+    _slot: OwnedSemaphorePermit,
 ) {
     let state = shared.current();
     match &state.tls {

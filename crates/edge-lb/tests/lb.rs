@@ -378,8 +378,9 @@ async fn http_retries_another_instance_when_connect_is_refused() {
     lb.handle.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_idempotent_request_goes_elsewhere_when_the_backend_closes_unanswered() {
+/// An HTTP port balancing over an instance that closes every connection
+/// unanswered and one that answers "good"; the first's accept counter.
+async fn broken_beside_good() -> (Lb, u16, HttpBackend, Arc<AtomicUsize>) {
     let good = http_backend("good", NO_DELAY).await;
     let (broken, accepted) = broken_backend().await;
     let port = free_port();
@@ -389,6 +390,12 @@ async fn http_idempotent_request_goes_elsewhere_when_the_backend_closes_unanswer
         vec![up("web", "broken", broken), up("web", "good", good.addr)],
     )
     .await;
+    (lb, port, good, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_idempotent_request_goes_elsewhere_when_the_backend_closes_unanswered() {
+    let (lb, port, good, accepted) = broken_beside_good().await;
     let c = client();
     for i in 0..4 {
         let (status, body, _) = get(&c, port, "/", None).await;
@@ -404,15 +411,7 @@ async fn http_idempotent_request_goes_elsewhere_when_the_backend_closes_unanswer
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_request_with_a_body_is_not_replayed_after_the_backend_accepted() {
-    let good = http_backend("good", NO_DELAY).await;
-    let (broken, accepted) = broken_backend().await;
-    let port = free_port();
-    let lb = Lb::single(
-        "web",
-        publish(port, PublishProtocol::Http),
-        vec![up("web", "broken", broken), up("web", "good", good.addr)],
-    )
-    .await;
+    let (lb, port, good, accepted) = broken_beside_good().await;
     let c = client();
     let mut statuses = Vec::new();
     for _ in 0..4 {
@@ -704,5 +703,46 @@ async fn http_large_response_body_streams_through() {
         let got = resp.bytes().await.expect("body");
         assert!(got == body, "body of {} bytes differs", got.len());
     }
+    lb.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_a_ports_cap_wait_for_a_free_slot() {
+    let backend = http_backend("ok", NO_DELAY).await;
+    let port = free_port();
+    let lb = Lb::start_capped(
+        catalog(
+            1,
+            vec![(
+                "web",
+                publish(port, PublishProtocol::Http),
+                vec![up("web", "a1", backend.addr)],
+            )],
+        ),
+        2,
+    )
+    .await;
+    let addr = format!("127.0.0.1:{port}");
+    let idle1 = TcpStream::connect(&addr).await.expect("connect");
+    let _idle2 = TcpStream::connect(&addr).await.expect("connect");
+    let mut third = TcpStream::connect(&addr).await.expect("connect");
+    third
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    let waiting =
+        tokio::time::timeout(Duration::from_millis(500), third.read_to_end(&mut out)).await;
+    assert!(waiting.is_err(), "served past the cap: {out:?}");
+    drop(idle1);
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut out))
+        .await
+        .expect("served once a slot is free")
+        .expect("read");
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     lb.handle.shutdown().await;
 }

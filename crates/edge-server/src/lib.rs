@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub tls_sans: Vec<String>,
     /// How long a node certificate is valid; agents renew at 2/3 of it.
     pub node_cert_ttl: Duration,
+    /// The operator's own certificate and key (PEM files) for users of the
+    /// API; the cluster's own clients still get the cluster certificate.
+    pub user_cert: Option<(PathBuf, PathBuf)>,
     /// The drivers' checks of task `config` blocks, applied to every job
     /// submitted or planned; the binary builds them from the driver crates.
     pub driver_configs: edge_spec::DriverConfigs,
@@ -70,6 +73,7 @@ impl ServerConfig {
             tls: false,
             tls_sans: Vec::new(),
             node_cert_ttl: Duration::from_secs(24 * 3600),
+            user_cert: None,
             driver_configs: edge_spec::DriverConfigs::default(),
             acl: false,
         }
@@ -204,10 +208,14 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
     } else {
         None
     };
-    let tls_config = if cfg.tls {
-        Some(pki.server_config()?)
-    } else {
-        None
+    let tls_config = match (&cfg.user_cert, cfg.tls) {
+        (_, true) => Some(pki.server_config(cfg.user_cert.as_ref())?),
+        (Some(_), false) => {
+            return Err(ServerError::BadRequest(
+                "--tls-cert needs TLS: bind a non-loopback address or pass --tls".to_string(),
+            ));
+        }
+        (None, false) => None,
     };
     let server = Arc::new(Server {
         store,

@@ -4,13 +4,15 @@
 //! nodes' requests. Nobody runs a command for any of it.
 
 use crate::ServerError;
-use edge_api::tls::{self, ClusterCa, Credentials, NODE_DNS_SUFFIX, NODE_ORG, SERVER_ORG};
+use edge_api::tls::{
+    self, ApiCertificates, ClusterCa, Credentials, NODE_DNS_SUFFIX, NODE_ORG, SERVER_ORG,
+};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
     DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -232,10 +234,16 @@ impl Pki {
         Ok((cert.pem(), not_after))
     }
 
-    /// TLS for the API: the server's certificate; a client certificate is
-    /// checked against the CA when one is sent, and not required (users
-    /// send none; node routes check for one per request).
-    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    /// TLS for the API: the server's certificate, or to users the
+    /// operator's `user_cert` (certificate and key PEM files) when given; a
+    /// client certificate is checked against the CA when one is sent, and
+    /// not required (users send none; node routes check for one per
+    /// request).
+    pub fn server_config(
+        &self,
+        user_cert: Option<&(PathBuf, PathBuf)>,
+    ) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+        let user = user_cert.map(load_user_cert).transpose()?;
         let mut roots = rustls::RootCertStore::empty();
         for c in tls::certs_from_pem(&self.ca_pem).map_err(|e| pki_err("cluster CA", e))? {
             roots.add(c).map_err(|e| pki_err("cluster CA", e))?;
@@ -251,7 +259,10 @@ impl Pki {
             .with_safe_default_protocol_versions()
             .map_err(|e| pki_err("tls", e))?
             .with_client_cert_verifier(verifier)
-            .with_cert_resolver(self.server.clone());
+            .with_cert_resolver(Arc::new(ApiCertificates {
+                cluster: self.server.clone(),
+                user,
+            }));
         Ok(Arc::new(cfg))
     }
 
@@ -261,6 +272,29 @@ impl Pki {
         let ca = ClusterCa::known(&self.ca_pem, None).map_err(|e| pki_err("cluster CA", e))?;
         tls::client_config(ca, Some(self.server.clone())).map_err(|e| pki_err("tls", e))
     }
+}
+
+/// The operator's certificate (with its chain) and key for `--tls-cert` and
+/// `--tls-key`, each error naming the file.
+fn load_user_cert((cert, key): &(PathBuf, PathBuf)) -> Result<Arc<Credentials>, ServerError> {
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p)
+            .map_err(|e| ServerError::BadRequest(format!("cannot read {}: {e}", p.display())))
+    };
+    let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+    if tls::certs_from_pem(&cert_pem).map_or(true, |c| c.is_empty()) {
+        return Err(ServerError::BadRequest(format!(
+            "--tls-cert {}: no PEM certificate in it",
+            cert.display()
+        )));
+    }
+    Credentials::from_pem(&cert_pem, &key_pem).map_err(|e| {
+        ServerError::BadRequest(format!(
+            "--tls-cert {} / --tls-key {}: {e}",
+            cert.display(),
+            key.display()
+        ))
+    })
 }
 
 /// This host's addresses, for the server certificate's SANs (a server bound

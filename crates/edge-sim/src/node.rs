@@ -29,7 +29,7 @@ pub(crate) struct Api {
 fn client(tls: Option<rustls::ClientConfig>) -> Result<reqwest::Client, SimError> {
     let mut b = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(edge_api::client::NODE_POOL_IDLE)
         .pool_max_idle_per_host(usize::MAX)
         .tcp_nodelay(true);
     if let Some(tls) = tls {

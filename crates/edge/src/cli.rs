@@ -170,6 +170,14 @@ pub struct TlsArgs {
     /// How long node certificates are valid; agents renew them at 2/3.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub node_cert_ttl: std::time::Duration,
+    /// A certificate (PEM, with its chain) users of the API get instead of
+    /// the cluster's, e.g. one for the name they reach the server by;
+    /// agents still get the cluster certificate their join token pins.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -52,6 +52,11 @@ fn main() -> std::process::ExitCode {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
+            if format!("{e:#}").contains("UnknownIssuer") {
+                eprintln!(
+                    "hint: trust the server's CA with --ca-cert or EDGE_CACERT (the server's data dir has the cluster CA as ca.pem)"
+                );
+            }
             std::process::ExitCode::from(1)
         }
     }

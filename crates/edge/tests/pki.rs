@@ -68,27 +68,24 @@ fn agent(dir: &Path, name: &str, url: &str, token: &str) -> Proc {
     )
 }
 
+/// `edge server --tls` on a free loopback port with data dir `d/server`
+/// and `extra` flags: the process, its URL and its data dir.
+fn tls_server(d: &Path, extra: &[&str]) -> (Proc, String, std::path::PathBuf) {
+    let port = free_port();
+    let sdir = d.join("server");
+    let bind = format!("127.0.0.1:{port}");
+    let mut args = vec!["server", "--tls", "--data-dir", sdir.to_str().unwrap()];
+    args.extend(["--bind", &bind]);
+    args.extend(extra);
+    let server = Proc::edge(d, "server", &args);
+    (server, format!("https://{bind}"), sdir)
+}
+
 #[tokio::test]
 async fn agents_join_by_pin_act_only_as_themselves_renew_and_can_be_revoked() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let port = free_port();
-    let url = format!("https://127.0.0.1:{port}");
-    let sdir = d.join("server");
-    let _server = Proc::edge(
-        d,
-        "server",
-        &[
-            "server",
-            "--tls",
-            "--data-dir",
-            sdir.to_str().unwrap(),
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--node-cert-ttl",
-            "9s",
-        ],
-    );
+    let (_server, url, sdir) = tls_server(d, &["--node-cert-ttl", "9s"]);
     until(20, "server CA and token", async || {
         (sdir.join("token").exists() && sdir.join("ca.pem").exists()).then_some(())
     })
@@ -322,5 +319,96 @@ async fn agents_join_by_pin_act_only_as_themselves_renew_and_can_be_revoked() {
         !_server
             .log()
             .contains(new_token.split("::").nth(1).unwrap())
+    );
+}
+
+/// A CA of the operator's and a certificate it signed for `127.0.0.1`, as
+/// (CA PEM, certificate PEM, key PEM).
+fn operator_pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = p.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_pem, cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn users_get_the_operators_certificate_and_agents_still_the_pinned_cluster_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ca_pem, cert_pem, key_pem) = operator_pki();
+    let (op_ca, op_cert, op_key) = (d.join("op-ca.pem"), d.join("op.pem"), d.join("op-key.pem"));
+    std::fs::write(&op_ca, &ca_pem).unwrap();
+    std::fs::write(&op_cert, &cert_pem).unwrap();
+    std::fs::write(&op_key, &key_pem).unwrap();
+
+    // A key that is not the certificate's stops the server at start.
+    let (_, _, other_key) = operator_pki();
+    std::fs::write(d.join("other-key.pem"), other_key).unwrap();
+    let out = Command::new(EDGE)
+        .args(["server", "--tls", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(d.join("bad"))
+        .arg("--tls-cert")
+        .arg(&op_cert)
+        .arg("--tls-key")
+        .arg(d.join("other-key.pem"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("does not belong to the certificate") && err.contains("other-key.pem"),
+        "{err}"
+    );
+
+    let (server, url, sdir) = tls_server(
+        d,
+        &[
+            "--tls-cert",
+            op_cert.to_str().unwrap(),
+            "--tls-key",
+            op_key.to_str().unwrap(),
+        ],
+    );
+    until(20, "server token", async || {
+        sdir.join("token").exists().then_some(())
+    })
+    .await;
+    let token = read(&sdir.join("token")).trim().to_string();
+    // Agents pin the cluster CA and still join.
+    let _a = agent(d, "a", &url, &token);
+    let c = Cluster {
+        url: url.clone(),
+        ca: ClusterCa::known(&read(&sdir.join("ca.pem")), None).unwrap(),
+        ca_path: sdir.join("ca.pem"),
+    };
+    let cluster_client = c.client(None, None);
+    until(30, "the agent ready", async || {
+        (cluster_client.health().await.ok()?.nodes_ready == 1).then_some(())
+    })
+    .await;
+    // Users get the operator's certificate: its CA works, the cluster's
+    // does not, and the CLI says what to do about it.
+    let out = cli(&url, &op_ca, &["node", "ls", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"a\""));
+    let out = cli(&url, &c.ca_path, &["node", "ls"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("UnknownIssuer") && err.contains("--ca-cert"),
+        "{err}"
     );
 }

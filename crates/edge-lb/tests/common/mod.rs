@@ -90,12 +90,18 @@ pub struct Lb {
 
 impl Lb {
     pub async fn start(c: Catalog) -> Lb {
+        Lb::start_capped(c, 10_000).await
+    }
+
+    /// A load balancer whose ports each hold at most `max_connections`.
+    pub async fn start_capped(c: Catalog, max_connections: usize) -> Lb {
         let (tx, rx) = watch::channel(Arc::new(c));
         let cfg = LbConfig {
             bind_ip: "127.0.0.1".parse().expect("ip"),
             connect_timeout: Duration::from_secs(2),
             // Two, so that connections spread over workers as in production.
             workers: 2,
+            max_connections,
         };
         let handle = edge_lb::run(cfg, rx).await.expect("lb starts");
         Lb { handle, tx }

@@ -70,6 +70,7 @@ fn server_config(
     };
     cfg.tls_sans = t.tls.tls_san.clone();
     cfg.node_cert_ttl = t.tls.node_cert_ttl;
+    cfg.user_cert = t.tls.tls_cert.clone().zip(t.tls.tls_key.clone());
     Ok(cfg)
 }
 

@@ -29,6 +29,11 @@ pub struct MeshArgs {
     /// Threads the load balancer accepts and proxies on (default: one per CPU).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub lb_threads: Option<u16>,
+    /// Connections each published port holds open at once; more wait in
+    /// the kernel's accept queue until one closes, so clients of one port
+    /// cannot use up the descriptors the agent and its tasks need.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub lb_max_connections: u32,
     /// Do not run the load balancer on this node.
     #[arg(long)]
     pub no_lb: bool,
@@ -101,6 +106,7 @@ pub async fn start(
         let cfg = edge_lb::LbConfig {
             bind_ip: a.lb_bind.unwrap_or(ip),
             connect_timeout: Duration::from_secs(2),
+            max_connections: a.lb_max_connections as usize,
             workers: a.lb_threads.map_or_else(
                 || std::thread::available_parallelism().map_or(1, |n| n.get()),
                 usize::from,

@@ -52,23 +52,52 @@ pub fn client(g: &crate::cli::Global) -> anyhow::Result<edge_api::Client> {
     if !g.address.starts_with("https://") {
         return Ok(edge_api::Client::new(&g.address, token)?);
     }
-    let path = match &g.ca_cert {
-        Some(p) => p.clone(),
-        None => [".edge/server/ca.pem", "/var/lib/edge/server/ca.pem"]
+    // The cluster CA (or the CA of the server's --tls-cert) from the flag,
+    // the environment or a server data dir, beside the system's roots for a
+    // --tls-cert a public CA signed.
+    let ca_file = g.ca_cert.clone().or_else(|| {
+        [".edge/server/ca.pem", "/var/lib/edge/server/ca.pem"]
             .iter()
             .map(std::path::PathBuf::from)
             .find(|p| p.exists())
-            .with_context(|| {
-                format!(
-                    "{} is https: pass the cluster CA with --ca-cert or EDGE_CACERT (the server's data dir has it as ca.pem)",
-                    g.address
-                )
-            })?,
-    };
-    let pem = std::fs::read_to_string(&path)
-        .with_context(|| format!("read CA certificate {}", path.display()))?;
-    let ca = edge_api::tls::ClusterCa::known(&pem, None)
-        .with_context(|| format!("CA certificate {}", path.display()))?;
-    let tls = edge_api::tls::client_config(ca, None)?;
-    Ok(edge_api::Client::with_tls(&g.address, token, tls)?)
+    });
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(path) = &ca_file {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("read CA certificate {}", path.display()))?;
+        let certs = edge_api::tls::certs_from_pem(&pem)
+            .with_context(|| format!("CA certificate {}", path.display()))?;
+        anyhow::ensure!(
+            !certs.is_empty(),
+            "CA certificate {}: no PEM certificate in it",
+            path.display()
+        );
+        for c in certs {
+            roots
+                .add(c)
+                .with_context(|| format!("CA certificate {}", path.display()))?;
+        }
+    }
+    let system = std::env::var_os("SSL_CERT_FILE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into());
+    if let Ok(pem) = std::fs::read_to_string(&system)
+        && let Ok(certs) = edge_api::tls::certs_from_pem(&pem)
+    {
+        roots.add_parsable_certificates(certs);
+    }
+    anyhow::ensure!(
+        ca_file.is_some() || !roots.is_empty(),
+        "{} is https: pass the cluster CA with --ca-cert or EDGE_CACERT (the server's data dir has it as ca.pem)",
+        g.address
+    );
+    let tls = rustls::ClientConfig::builder_with_provider(edge_api::tls::provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(edge_api::Client::with_tls(
+        &g.address,
+        token,
+        tls,
+    )?)
 }
