@@ -95,9 +95,5 @@ pub fn client(g: &crate::cli::Global) -> anyhow::Result<edge_api::Client> {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(edge_api::Client::with_tls(
-        &g.address,
-        token,
-        tls,
-    )?)
+    Ok(edge_api::Client::with_tls(&g.address, token, tls)?)
 }
