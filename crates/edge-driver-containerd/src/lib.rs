@@ -959,6 +959,17 @@ impl Driver for ContainerdDriver {
             timestamp: now_ms(),
         })
     }
+
+    async fn exec(
+        &self,
+        _: &TaskHandle,
+        _: &edge_driver::ExecRequest,
+    ) -> Result<edge_driver::ExecSession, DriverError> {
+        Err(DriverError::ExecUnsupported {
+            driver: "containerd".to_string(),
+            reason: "exec into containerd tasks is not there yet (exec tasks support it)".to_string(),
+        })
+    }
 }
 
 #[cfg(test)]
