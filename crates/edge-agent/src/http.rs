@@ -213,7 +213,10 @@ async fn exec(
         Err(e) => return err(StatusCode::BAD_REQUEST, e),
     };
     let Some(task) = q.task.clone() else {
-        return err(StatusCode::BAD_REQUEST, "name the task to exec in with ?task=");
+        return err(
+            StatusCode::BAD_REQUEST,
+            "name the task to exec in with ?task=",
+        );
     };
     let found = st.runners.lock().await.get(&id).map(|r| r.task(&task));
     let (driver, handle) = match found {
@@ -359,11 +362,7 @@ async fn pump(session: ExecSession, body: Body, tx: FrameTx, stdin_open: bool) {
     }
 }
 
-async fn forward(
-    mut from: edge_driver::exec::Reader,
-    tx: &FrameTx,
-    frame: fn(Vec<u8>) -> Frame,
-) {
+async fn forward(mut from: edge_driver::exec::Reader, tx: &FrameTx, frame: fn(Vec<u8>) -> Frame) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         match from.read(&mut buf).await {

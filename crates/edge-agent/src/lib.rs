@@ -313,13 +313,23 @@ pub async fn start(
         )),
         tokio::spawn({
             let agent = agent.clone();
-            tunnel::keep_open(
-                move || {
-                    let (agent, app) = (agent.clone(), app.clone());
-                    async move { tunnel::session(&agent.client, &agent.ctx.node_id, app).await }
-                },
-                tunnel::Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
-            )
+            let tls = tls.clone();
+            async move {
+                // A dial before the node has its certificate would leave a
+                // connection without it in the client's pool, which the
+                // node routes then refuse.
+                if let Some(t) = &tls {
+                    let _ = t.ready().wait_for(|r| *r).await;
+                }
+                tunnel::keep_open(
+                    move || {
+                        let (agent, app) = (agent.clone(), app.clone());
+                        async move { tunnel::session(&agent.client, &agent.ctx.node_id, app).await }
+                    },
+                    tunnel::Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
+                )
+                .await
+            }
         }),
         tokio::spawn(agent.clone().server_loop()),
         tokio::spawn(agent.clone().report_loop()),

@@ -87,7 +87,12 @@ impl AllocRunner {
     /// driver, and its handle while it runs.
     pub fn task(&self, name: &str) -> Option<(String, Option<TaskHandle>)> {
         let g = lock(&self.shared);
-        let task = g.job.group(&g.alloc.group)?.tasks.iter().find(|t| t.name == name)?;
+        let task = g
+            .job
+            .group(&g.alloc.group)?
+            .tasks
+            .iter()
+            .find(|t| t.name == name)?;
         let running = g
             .tasks
             .get(name)

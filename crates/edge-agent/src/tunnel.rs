@@ -87,7 +87,11 @@ where
 pub(crate) async fn session(client: &Client, node: &str, app: Router) -> Result<Duration, String> {
     let no_query: &[(&str, &str)] = &[];
     let up = client
-        .upgrade(&format!("/v1/node/{node}/tunnel"), TUNNEL_PROTOCOL, no_query)
+        .upgrade(
+            &format!("/v1/node/{node}/tunnel"),
+            TUNNEL_PROTOCOL,
+            no_query,
+        )
         .await
         .map_err(|e| e.to_string())?;
     let opened = Instant::now();

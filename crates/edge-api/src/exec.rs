@@ -55,7 +55,10 @@ pub enum Frame {
     /// The client's stdin ended; the command's stdin is closed.
     StdinClose,
     /// The client's terminal changed size.
-    Resize { rows: u16, cols: u16 },
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
     /// Command → client.
     Stdout(Vec<u8>),
     Stderr(Vec<u8>),

@@ -205,7 +205,9 @@ pub async fn serve_connection<I, S, B>(
         .header_read_timeout(limits.header_timeout);
     // Upgrades carry the agents' tunnels and users' exec sessions; an
     // upgraded stream leaves this guard's deadlines behind.
-    let conn = builder.serve_connection(TokioIo::new(io), svc).with_upgrades();
+    let conn = builder
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     if *stop.borrow() {
         conn.as_mut().graceful_shutdown();

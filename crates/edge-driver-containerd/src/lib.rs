@@ -967,7 +967,8 @@ impl Driver for ContainerdDriver {
     ) -> Result<edge_driver::ExecSession, DriverError> {
         Err(DriverError::ExecUnsupported {
             driver: "containerd".to_string(),
-            reason: "exec into containerd tasks is not there yet (exec tasks support it)".to_string(),
+            reason: "exec into containerd tasks is not there yet (exec tasks support it)"
+                .to_string(),
         })
     }
 }

@@ -56,7 +56,10 @@ pub(crate) fn start(
         {
             // execvp reports EACCES when any PATH directory was closed to
             // the task's user, even though the program is nowhere.
-            io::Error::new(io::ErrorKind::NotFound, "no such command in the task's PATH")
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "no such command in the task's PATH",
+            )
         } else {
             source
         },
@@ -211,7 +214,10 @@ impl ExecControl for Control {
         // outlives the call; the fd is the session's open pty master.
         let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
         if rc < 0 {
-            return Err(DriverError::io("resizing the pty", io::Error::last_os_error()));
+            return Err(DriverError::io(
+                "resizing the pty",
+                io::Error::last_os_error(),
+            ));
         }
         Ok(())
     }

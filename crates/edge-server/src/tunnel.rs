@@ -225,9 +225,9 @@ pub async fn alloc_exec(
     ApiQuery(mut q): ApiQuery<ExecQuery>,
     mut req: Request,
 ) -> Res {
-    let alloc = sv.store.read(|s| {
-        ops::by_prefix("allocation", &id, s.allocs.iter()).map(|a| a.clone())
-    })?;
+    let alloc = sv
+        .store
+        .read(|s| ops::by_prefix("allocation", &id, s.allocs.iter()).map(|a| a.clone()))?;
     if alloc.client_status != ClientStatus::Running {
         return Err(ServerError::Conflict(format!(
             "allocation {} is {}, not running{}",
@@ -325,7 +325,11 @@ async fn relay(
             match user_r.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    if tx.send(Ok(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                    if tx
+                        .send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

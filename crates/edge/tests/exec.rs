@@ -84,7 +84,10 @@ fn agent(dir: &Path, srv: &Server) -> Proc {
 
 /// Every live process whose command line is exactly `argv`.
 fn processes(argv: &[&str]) -> Vec<u32> {
-    let want: Vec<u8> = argv.iter().flat_map(|a| [a.as_bytes(), b"\0"].concat()).collect();
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
@@ -125,7 +128,11 @@ async fn session(
             .await
             .expect("exec output within 20 s")
             .unwrap();
-        assert!(n > 0, "session closed before the exit frame: {}", text(&out));
+        assert!(
+            n > 0,
+            "session closed before the exit frame: {}",
+            text(&out)
+        );
         dec.push(&buf[..n]);
         while let Some(f) = dec.next_frame().unwrap() {
             match f {
@@ -167,16 +174,33 @@ async fn exec_and_logs_go_through_the_tunnel_and_survive_a_server_restart() {
     assert_eq!(text(&out.stdout), "hi\n", "{}", text(&out.stderr));
     assert_eq!(out.status.code(), Some(0));
 
-    let out = cli(&addr, &["alloc", "exec", &id, "count", "--", "sh", "-c", "exit 3"], None);
+    let out = cli(
+        &addr,
+        &["alloc", "exec", &id, "count", "--", "sh", "-c", "exit 3"],
+        None,
+    );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 
     // The task's working directory and env.
     let out = cli(
         &addr,
-        &["alloc", "exec", &id, "--", "sh", "-c", "cat here.txt; echo $GREETING"],
+        &[
+            "alloc",
+            "exec",
+            &id,
+            "--",
+            "sh",
+            "-c",
+            "cat here.txt; echo $GREETING",
+        ],
         None,
     );
-    assert_eq!(text(&out.stdout), "marker\nhello-from-env\n", "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "marker\nhello-from-env\n",
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = cli(
         &addr,
@@ -187,7 +211,11 @@ async fn exec_and_logs_go_through_the_tunnel_and_survive_a_server_restart() {
     assert_eq!(out.status.code(), Some(0));
 
     let out = cli(&addr, &["alloc", "exec", "-t", &id, "--", "tty"], None);
-    assert!(text(&out.stdout).starts_with("/dev/pts/"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("/dev/pts/"),
+        "{}",
+        text(&out.stdout)
+    );
     assert_eq!(out.status.code(), Some(0));
 
     // A window size at start, then a resize before the command reads it.
@@ -220,7 +248,11 @@ async fn exec_and_logs_go_through_the_tunnel_and_survive_a_server_restart() {
     assert!(out.ends_with("40 100\r\n"), "{out:?}");
 
     // A command that is not there: a message, 127, and the task unharmed.
-    let out = cli(&addr, &["alloc", "exec", &id, "--", "no-such-command"], None);
+    let out = cli(
+        &addr,
+        &["alloc", "exec", &id, "--", "no-such-command"],
+        None,
+    );
     assert_eq!(out.status.code(), Some(127));
     assert!(
         text(&out.stderr).contains("no-such-command"),
