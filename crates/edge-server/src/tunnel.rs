@@ -227,7 +227,7 @@ pub async fn alloc_exec(
 ) -> Res {
     let alloc = sv
         .store
-        .read(|s| ops::by_prefix("allocation", &id, s.allocs.iter()).map(|a| a.clone()))?;
+        .read(|s| ops::by_prefix("allocation", &id, s.allocs.iter()).cloned())?;
     if alloc.client_status != ClientStatus::Running {
         return Err(ServerError::Conflict(format!(
             "allocation {} is {}, not running{}",
