@@ -245,6 +245,7 @@ async fn exec(
         argv,
         tty: q.tty,
         size: q.rows.zip(q.cols),
+        stdin: q.stdin,
     };
     let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(16);
     match d.exec(&handle, &req).await {
@@ -313,7 +314,10 @@ async fn pump(session: ExecSession, body: Body, tx: FrameTx, stdin_open: bool) {
         }))
     };
     let input = async {
-        let mut stdin = stdin_open.then_some(stdin);
+        let mut stdin = Some(stdin);
+        if !stdin_open && let Some(mut w) = stdin.take() {
+            let _ = w.shutdown().await;
+        }
         let mut dec = Decoder::default();
         let mut stream = body.into_data_stream();
         while let Some(Ok(chunk)) = stream.next().await {

@@ -17,6 +17,9 @@ pub struct ExecRequest {
     pub tty: bool,
     /// The terminal's size at start as `(rows, cols)`, with `tty`.
     pub size: Option<(u16, u16)>,
+    /// Whether the client sends stdin; without it the session's stdin is
+    /// dropped at once, which the command reads as the end of its input.
+    pub stdin: bool,
 }
 
 pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
@@ -26,6 +29,7 @@ pub type Writer = Pin<Box<dyn AsyncWrite + Send>>;
 /// in its process group or session), so a client that goes away leaves
 /// nothing behind.
 pub struct ExecSession {
+    /// Shutting it down ends the command's input.
     pub stdin: Writer,
     pub stdout: Reader,
     /// `None` with a tty: the terminal carries both streams.
