@@ -279,39 +279,37 @@ impl Drop for Cleanup {
             return;
         };
         rt.spawn(async move {
-            if created {
-                if let Ok(mut tasks) = conn.tasks().await {
-                    if !exited {
-                        let _ = tasks
-                            .kill(conn.req(
-                                KillRequest {
-                                    container_id: container_id.clone(),
-                                    exec_id: exec_id.clone(),
-                                    signal: nix::sys::signal::Signal::SIGKILL as u32,
-                                    all: false,
-                                },
-                                None,
-                            ))
-                            .await;
-                        let wait = tasks.wait(conn.req(
-                            WaitRequest {
+            if created && let Ok(mut tasks) = conn.tasks().await {
+                if !exited {
+                    let _ = tasks
+                        .kill(conn.req(
+                            KillRequest {
                                 container_id: container_id.clone(),
                                 exec_id: exec_id.clone(),
-                            },
-                            None,
-                        ));
-                        let _ = tokio::time::timeout(KILL_GRACE, wait).await;
-                    }
-                    let _ = tasks
-                        .delete_process(conn.req(
-                            DeleteProcessRequest {
-                                container_id,
-                                exec_id,
+                                signal: nix::sys::signal::Signal::SIGKILL as u32,
+                                all: false,
                             },
                             None,
                         ))
                         .await;
+                    let wait = tasks.wait(conn.req(
+                        WaitRequest {
+                            container_id: container_id.clone(),
+                            exec_id: exec_id.clone(),
+                        },
+                        None,
+                    ));
+                    let _ = tokio::time::timeout(KILL_GRACE, wait).await;
                 }
+                let _ = tasks
+                    .delete_process(conn.req(
+                        DeleteProcessRequest {
+                            container_id,
+                            exec_id,
+                        },
+                        None,
+                    ))
+                    .await;
             }
             let _ = tokio::fs::remove_dir_all(&dir).await;
         });
