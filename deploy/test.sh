@@ -23,6 +23,8 @@ if can_root; then
   command -v pkg-config >/dev/null || need+=(pkg-config)
   # deploy/lab and its failure tests (crates/edge/tests/lab.rs): namespaces, veth, bridge.
   command -v ip >/dev/null || need+=(iproute2)
+  # The lab's one-way firewall of a node behind NAT (`deploy/lab nat`).
+  command -v iptables >/dev/null || need+=(iptables)
   # The autonomy tests count and kill task processes (pgrep, pkill, kill).
   command -v pgrep >/dev/null || need+=(procps)
   # The containerd driver's tests: a real containerd + runc, protoc for the

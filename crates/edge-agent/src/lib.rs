@@ -13,6 +13,7 @@ mod pki;
 mod restart;
 mod runner;
 pub mod state;
+mod tunnel;
 
 pub use error::AgentError;
 
@@ -290,26 +291,46 @@ pub async fn start(
         None => Arc::new(Catalog::default()),
     };
     let (catalog_tx, catalog_rx) = watch::channel(first);
+    let guard = match &tls {
+        Some(t) => http::Guard::Tls(t.clone()),
+        None => http::Guard::Token(edge_api::tls::JoinToken::parse(&agent.cfg.token)?.secret),
+    };
+    let gc_now: http::GcFn = {
+        let agent = agent.clone();
+        Arc::new(move || {
+            let agent = agent.clone();
+            Box::pin(async move { agent.gc.run(Duration::ZERO).await }) as http::GcFuture
+        })
+    };
+    let app = http::router(&guard, agent.ctx.clone(), gc_now, agent.runners.clone());
     let mut tasks = vec![
         tokio::spawn(agent.clone().catalog_loop(catalog_tx, saved)),
         tokio::spawn(http::serve(
             listener,
             agent.cfg.http_limits.clone(),
-            match &tls {
-                Some(t) => http::Guard::Tls(t.clone()),
-                None => {
-                    http::Guard::Token(edge_api::tls::JoinToken::parse(&agent.cfg.token)?.secret)
-                }
-            },
-            agent.ctx.clone(),
-            {
-                let agent = agent.clone();
-                Arc::new(move || {
-                    let agent = agent.clone();
-                    Box::pin(async move { agent.gc.run(Duration::ZERO).await }) as http::GcFuture
-                })
-            },
+            guard,
+            app.clone(),
         )),
+        tokio::spawn({
+            let agent = agent.clone();
+            let tls = tls.clone();
+            async move {
+                // A dial before the node has its certificate would leave a
+                // connection without it in the client's pool, which the
+                // node routes then refuse.
+                if let Some(t) = &tls {
+                    let _ = t.ready().wait_for(|r| *r).await;
+                }
+                tunnel::keep_open(
+                    move || {
+                        let (agent, app) = (agent.clone(), app.clone());
+                        async move { tunnel::session(&agent.client, &agent.ctx.node_id, app).await }
+                    },
+                    tunnel::Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
+                )
+                .await
+            }
+        }),
         tokio::spawn(agent.clone().server_loop()),
         tokio::spawn(agent.clone().report_loop()),
         tokio::spawn(agent.clone().fingerprint_loop()),

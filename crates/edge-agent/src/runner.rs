@@ -83,6 +83,24 @@ impl AllocRunner {
         let _ = self.join.await;
     }
 
+    /// What `edge alloc exec` needs of task `name`: whether it exists, its
+    /// driver, and its handle while it runs.
+    pub fn task(&self, name: &str) -> Option<(String, Option<TaskHandle>)> {
+        let g = lock(&self.shared);
+        let task = g
+            .job
+            .group(&g.alloc.group)?
+            .tasks
+            .iter()
+            .find(|t| t.name == name)?;
+        let running = g
+            .tasks
+            .get(name)
+            .filter(|t| t.state.state == TaskStatus::Running)
+            .and_then(|t| t.handle.clone());
+        Some((task.driver.clone(), running))
+    }
+
     /// The allocation as this node last saw it, with its group.
     pub fn view(&self) -> Option<(Allocation, edge_spec::Group)> {
         let g = lock(&self.shared);

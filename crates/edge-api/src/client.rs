@@ -136,7 +136,7 @@ impl Client {
             source: e,
         })?;
         let status = resp.status();
-        if status.is_success() {
+        if status.is_success() || status == reqwest::StatusCode::SWITCHING_PROTOCOLS {
             return Ok(resp);
         }
         let text = resp.text().await.unwrap_or_default();
@@ -208,6 +208,40 @@ impl Client {
             req = req.header(TOKEN_HEADER, t);
         }
         self.send(m, path, req).await
+    }
+
+    /// Opens an upgraded connection (`Connection: upgrade`, `Upgrade:
+    /// protocol`) on `path`: the agent's tunnel and exec sessions. No
+    /// overall timeout: the stream lives as long as its user keeps it.
+    pub async fn upgrade<Q: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        protocol: &str,
+        query: &Q,
+    ) -> Result<reqwest::Upgraded, ApiError> {
+        let m = reqwest::Method::GET;
+        let mut req = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .query(query)
+            .header(reqwest::header::CONNECTION, "upgrade")
+            .header(reqwest::header::UPGRADE, protocol);
+        if let Some(t) = &self.token {
+            req = req.header(TOKEN_HEADER, t);
+        }
+        let resp = self.send(m.clone(), path, req).await?;
+        if resp.status() != reqwest::StatusCode::SWITCHING_PROTOCOLS {
+            return Err(ApiError::Status {
+                method: m.to_string(),
+                path: path.to_string(),
+                status: resp.status().as_u16(),
+                message: format!("expected 101 Switching Protocols to {protocol}"),
+            });
+        }
+        resp.upgrade().await.map_err(|e| ApiError::Connect {
+            addr: self.base.clone(),
+            source: e,
+        })
     }
 
     pub async fn jobs(&self, q: QueryOptions) -> Result<(Vec<JobListStub>, QueryMeta), ApiError> {

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod client;
 pub mod error;
+pub mod exec;
 pub mod listen;
 pub mod schema;
 pub mod tls;

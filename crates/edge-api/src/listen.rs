@@ -214,7 +214,11 @@ pub async fn serve_connection<I, S, B>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    // Upgrades carry the agents' tunnels and users' exec sessions; an
+    // upgraded stream leaves this guard's deadlines behind.
+    let conn = builder
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     if *stop.borrow() {
         conn.as_mut().graceful_shutdown();

@@ -14,6 +14,7 @@
 mod client;
 mod config;
 mod error;
+mod exec;
 mod import;
 mod logger;
 mod metrics;
@@ -118,7 +119,7 @@ struct HandleState {
 #[derive(Debug)]
 pub struct ContainerdDriver {
     cfg: ContainerdConfig,
-    conn: Conn,
+    conn: Arc<Conn>,
     registry: registry::Registry,
     /// One lock per image name, so concurrent tasks pull an image once.
     pulls: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -130,7 +131,7 @@ pub struct ContainerdDriver {
 
 impl ContainerdDriver {
     pub fn new(cfg: ContainerdConfig) -> Result<ContainerdDriver, ContainerdError> {
-        let conn = Conn::new(&cfg.socket, &cfg.namespace)?;
+        let conn = Arc::new(Conn::new(&cfg.socket, &cfg.namespace)?);
         let registry = registry::Registry::new(cfg.registry.clone())?;
         let hostname = nix::unistd::gethostname()
             .ok()
@@ -958,6 +959,24 @@ impl Driver for ContainerdDriver {
             cpu_total_ns,
             timestamp: now_ms(),
         })
+    }
+
+    async fn exec(
+        &self,
+        handle: &TaskHandle,
+        req: &edge_driver::ExecRequest,
+    ) -> Result<edge_driver::ExecSession, DriverError> {
+        let id = check_handle(handle)?;
+        let not_running = || DriverError::NotFound {
+            task_id: handle.task_id.clone(),
+        };
+        match self.task_status(&id).await {
+            Ok(ProcessStatus::Running) => {}
+            Ok(_) => return Err(not_running()),
+            Err(e) if e.is_not_found() => return Err(not_running()),
+            Err(e) => return Err(e.into()),
+        }
+        exec::start(self.conn.clone(), self.cfg.state_dir.join("exec"), &id, req).await
     }
 }
 

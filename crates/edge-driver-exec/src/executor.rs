@@ -13,7 +13,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -136,7 +136,7 @@ pub fn executor_main(args: &[String]) -> i32 {
     }
 }
 
-fn read_spec(path: &Path) -> Result<ExecutorSpec, ExecutorError> {
+pub(crate) fn read_spec(path: &Path) -> Result<ExecutorSpec, ExecutorError> {
     let spec_err = |message: String| ExecutorError::Spec {
         path: path.to_path_buf(),
         message,
@@ -148,7 +148,7 @@ fn read_spec(path: &Path) -> Result<ExecutorSpec, ExecutorError> {
 /// Writes "0" (the writing process) into each `cgroup.procs`. Runs in the
 /// forked child before exec, so it only makes raw system calls on memory
 /// prepared before the fork.
-fn join_cgroups(procs_files: &[CString]) -> io::Result<()> {
+pub(crate) fn join_cgroups(procs_files: &[CString]) -> io::Result<()> {
     for path in procs_files {
         // SAFETY: `path` is a valid NUL-terminated string; open, write and
         // close are async-signal-safe.
@@ -220,19 +220,7 @@ fn start(spec: &ExecutorSpec) -> Result<(Child, [RotatingLog; 2]), ExecutorError
     let mut cmd = Command::new(&spec.command);
     cmd.args(&spec.args)
         .env_clear()
-        .envs(
-            INHERITED_ENV
-                .iter()
-                .filter_map(|k| Some((*k, std::env::var_os(k)?))),
-        )
-        .envs(spec.user.iter().flat_map(|u| {
-            [
-                ("HOME", u.home.clone()),
-                ("USER", u.name.clone()),
-                ("LOGNAME", u.name.clone()),
-            ]
-        }))
-        .envs(&spec.env)
+        .envs(task_env(spec))
         .current_dir(&spec.task_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -276,9 +264,27 @@ fn start(spec: &ExecutorSpec) -> Result<(Child, [RotatingLog; 2]), ExecutorError
     Ok((child, logs))
 }
 
+/// The environment a task (and a command exec'd in it) sees: a few of the
+/// agent's variables, the user's identity, then the task's own env.
+pub(crate) fn task_env(spec: &ExecutorSpec) -> BTreeMap<OsString, OsString> {
+    let mut env: BTreeMap<OsString, OsString> = INHERITED_ENV
+        .iter()
+        .filter_map(|k| Some((OsString::from(k), std::env::var_os(k)?)))
+        .collect();
+    if let Some(u) = &spec.user {
+        env.insert("HOME".into(), u.home.clone().into());
+        env.insert("USER".into(), u.name.clone().into());
+        env.insert("LOGNAME".into(), u.name.clone().into());
+    }
+    for (k, v) in &spec.env {
+        env.insert(k.into(), v.into());
+    }
+    env
+}
+
 /// Switches the forked child to `uid`/`gid` with no supplementary groups.
 /// Runs between fork and exec: only async-signal-safe calls.
-fn drop_privileges(uid: u32, gid: u32) -> io::Result<()> {
+pub(crate) fn drop_privileges(uid: u32, gid: u32) -> io::Result<()> {
     let groups = [gid as libc::gid_t];
     // SAFETY: setgroups reads `groups`, which outlives the call; setgid and
     // setuid take plain integers.

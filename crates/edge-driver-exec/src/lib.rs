@@ -13,6 +13,7 @@ mod error;
 mod executor;
 mod gc;
 mod proc;
+mod session;
 mod user;
 
 pub use config::{ExecBlock, check_config};
@@ -585,6 +586,22 @@ impl Driver for ExecDriver {
         tokio::task::spawn_blocking(move || driver.reap_leftover(&leftover))
             .await
             .map_err(|e| DriverError::Other(format!("reaping a leftover: {e}")))?
+    }
+
+    async fn exec(
+        &self,
+        handle: &TaskHandle,
+        req: &edge_driver::ExecRequest,
+    ) -> Result<edge_driver::ExecSession, DriverError> {
+        let run = self.run(handle)?;
+        if !run.task_alive() {
+            return Err(DriverError::NotFound {
+                task_id: run.task_id.clone(),
+            });
+        }
+        let spec = executor::read_spec(&run.dir.join(SPEC_FILE))
+            .map_err(|e| DriverError::Other(e.to_string()))?;
+        session::start(&spec, run.cgroup.as_ref(), req)
     }
 
     async fn stats(&self, handle: &TaskHandle) -> Result<TaskStats, DriverError> {

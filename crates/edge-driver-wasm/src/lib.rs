@@ -497,4 +497,15 @@ impl Driver for WasmDriver {
             timestamp: now_ms(),
         })
     }
+
+    async fn exec(
+        &self,
+        _: &TaskHandle,
+        _: &edge_driver::ExecRequest,
+    ) -> Result<edge_driver::ExecSession, DriverError> {
+        Err(DriverError::ExecUnsupported {
+            driver: "wasm".to_string(),
+            reason: "a WebAssembly task is a module inside the agent, with no process or shell to run a command in".to_string(),
+        })
+    }
 }

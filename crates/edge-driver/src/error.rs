@@ -14,6 +14,14 @@ pub enum DriverError {
         #[source]
         source: std::io::Error,
     },
+    #[error("driver {driver} cannot exec: {reason}")]
+    ExecUnsupported { driver: String, reason: String },
+    #[error("cannot run {command:?}: {source}")]
+    Exec {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Other(String),
 }

@@ -4,9 +4,11 @@
 
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod logs;
 
 pub use error::DriverError;
+pub use exec::{ExecControl, ExecRequest, ExecSession};
 
 use async_trait::async_trait;
 use edge_spec::{AssignedPort, DriverInfo, Resources};
@@ -173,6 +175,22 @@ pub trait Driver: Send + Sync {
     }
 
     async fn stats(&self, handle: &TaskHandle) -> Result<TaskStats, DriverError>;
+
+    /// Runs a command inside the running task (`edge alloc exec`): same
+    /// user, environment, working directory and limits as the task.
+    /// `DriverError::NotFound` when the task is no longer running,
+    /// `DriverError::Exec` when the command cannot be started.
+    async fn exec(
+        &self,
+        handle: &TaskHandle,
+        req: &ExecRequest,
+    ) -> Result<ExecSession, DriverError> {
+        let _ = (handle, req);
+        Err(DriverError::ExecUnsupported {
+            driver: self.name().to_string(),
+            reason: "this driver cannot run commands inside its tasks".to_string(),
+        })
+    }
 }
 
 #[cfg(test)]

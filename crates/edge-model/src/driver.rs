@@ -373,6 +373,15 @@ impl Driver for ModelDriver {
         let (inner, _) = self.unwrap_handle(handle)?;
         self.inner.stats(&inner).await
     }
+
+    async fn exec(
+        &self,
+        handle: &TaskHandle,
+        req: &edge_driver::ExecRequest,
+    ) -> Result<edge_driver::ExecSession, DriverError> {
+        let (inner, _) = self.unwrap_handle(handle)?;
+        self.inner.exec(&inner, req).await
+    }
 }
 
 #[cfg(test)]

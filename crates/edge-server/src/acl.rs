@@ -77,6 +77,7 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
             | "/v1/service/{name}",
         ) => read,
         ("GET", "/v1/client/allocation/{id}/logs") => Namespace(ReadLogs),
+        ("GET", "/v1/client/allocation/{id}/exec") => Namespace(AllocExec),
         (
             "POST",
             "/v1/deployment/{id}/promote"
@@ -98,7 +99,8 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
             | "/v1/agent/renew"
             | "/v1/agent/register"
             | "/v1/agent/heartbeat/{id}"
-            | "/v1/agent/allocs/{id}",
+            | "/v1/agent/allocs/{id}"
+            | "/v1/node/{id}/tunnel",
         ) => Node,
         ("GET", "/v1/catalog") => Catalog,
         ("GET", "/v1/event/stream") => JobsAndNodes,

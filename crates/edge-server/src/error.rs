@@ -18,6 +18,12 @@ pub enum ServerError {
         group: String,
         groups: String,
     },
+    #[error("allocation {alloc} has no task {task:?}; its tasks are {tasks}")]
+    NoSuchTask {
+        alloc: String,
+        task: String,
+        tasks: String,
+    },
     #[error("{0}")]
     Conflict(String),
     /// No credentials, or ones the server does not know (401).
@@ -79,7 +85,8 @@ impl ServerError {
             ServerError::NotFound { .. }
             | ServerError::NoSuchVersion { .. }
             | ServerError::NoSuchGroup { .. }
-            | ServerError::UnknownAllocs(_) => StatusCode::NOT_FOUND,
+            | ServerError::UnknownAllocs(_)
+            | ServerError::NoSuchTask { .. } => StatusCode::NOT_FOUND,
             ServerError::Conflict(_) => StatusCode::CONFLICT,
             ServerError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ServerError::Unauthorized(_) => StatusCode::FORBIDDEN,

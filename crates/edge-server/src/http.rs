@@ -44,6 +44,10 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/allocation/{id}", get(read_alloc))
         .route("/v1/client/allocation/{id}/logs", get(alloc_logs))
         .route(
+            "/v1/client/allocation/{id}/exec",
+            get(crate::tunnel::alloc_exec),
+        )
+        .route(
             "/v1/job/{id}/deployment",
             get(crate::deployments::latest_of_job),
         )
@@ -72,6 +76,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/node/{id}/eligibility", post(node_eligibility))
         .route("/v1/node/{id}/gc", post(node_gc))
         .route("/v1/node/{id}/revoke", post(revoke_node))
+        .route("/v1/node/{id}/tunnel", get(crate::tunnel::node_tunnel))
         .route("/v1/operator/token/rotate", post(rotate_token))
         .route("/v1/agent/csr", post(agent_csr))
         .route("/v1/agent/renew", post(agent_renew))
@@ -425,12 +430,6 @@ async fn alloc_logs(
             .and_then(|n| n.attributes.get(ops::nodes::HTTP_ADDR_ATTR).cloned());
         Ok::<_, ServerError>((a, addr))
     })?;
-    let Some(addr) = addr else {
-        return Err(ServerError::AgentUnreachable {
-            node: alloc.node_id.clone(),
-            reason: "the agent did not register an HTTP address".to_string(),
-        });
-    };
     let task = match q.task {
         Some(t) => t,
         None => match alloc.task_states.keys().next() {
@@ -451,8 +450,26 @@ async fn alloc_logs(
     if let Some(t) = q.tail {
         query.push(("tail", t.to_string()));
     }
+    let path = format!("/v1/client/allocation/{}/logs", alloc.id);
+    let query_string = serde_urlencoded::to_string(&query)
+        .map_err(|e| ServerError::Internal(format!("logs query: {e}")))?;
+    let req = crate::tunnel::agent_request(
+        &sv,
+        axum::http::Method::GET,
+        &format!("{path}?{query_string}"),
+        Body::empty(),
+    )?;
+    if let Some(resp) = sv.tunnels.send(&alloc.node_id, Duration::ZERO, req).await {
+        return Ok(resp?.map(Body::new).into_response());
+    }
+    let Some(addr) = addr else {
+        return Err(ServerError::AgentUnreachable {
+            node: alloc.node_id.clone(),
+            reason: "the agent has no tunnel open and registered no HTTP address".to_string(),
+        });
+    };
     let (client, base) = sv.agent_client(&alloc.node_id, &addr)?;
-    let url = format!("{base}/v1/client/allocation/{}/logs", alloc.id);
+    let url = format!("{base}{path}");
     let resp = client
         .get(&url)
         .header(TOKEN_HEADER, sv.secret())
@@ -482,8 +499,18 @@ async fn node_gc(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
         node: node_id.clone(),
         reason,
     };
-    let addr =
-        addr.ok_or_else(|| unreachable("the agent did not register an HTTP address".into()))?;
+    let req = crate::tunnel::agent_request(
+        &sv,
+        axum::http::Method::POST,
+        "/v1/client/gc",
+        Body::empty(),
+    )?;
+    if let Some(resp) = sv.tunnels.send(&node_id, Duration::ZERO, req).await {
+        return Ok(resp?.map(Body::new).into_response());
+    }
+    let addr = addr.ok_or_else(|| {
+        unreachable("the agent has no tunnel open and registered no HTTP address".into())
+    })?;
     let (client, base) = sv.agent_client(&node_id, &addr)?;
     let resp = client
         .post(format!("{base}/v1/client/gc"))
@@ -991,6 +1018,7 @@ async fn revoke_node(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
         .commit(move |s: &St| ops::nodes::revoke(s, &mut Env::live(), &id))
         .await?;
     sv.evals_ready.notify_one();
+    sv.tunnels.drop_node(&node_id);
     tracing::info!(node = %node_id, "node revoked");
     Ok(json_at(
         idx,

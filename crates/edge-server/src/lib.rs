@@ -15,6 +15,7 @@ mod pki;
 mod routes;
 mod tls;
 mod token;
+mod tunnel;
 mod worker;
 
 pub use error::ServerError;
@@ -95,6 +96,7 @@ pub struct Server {
     catalog: catalog::CatalogCache,
     http: reqwest::Client,
     job_json: http::JobJsonCache,
+    tunnels: Arc<tunnel::Tunnels>,
 }
 
 /// A started server; dropping it does not stop it, `shutdown` does.
@@ -112,6 +114,7 @@ pub struct ServerHandle {
 impl ServerHandle {
     pub async fn shutdown(self) {
         self.shutdown.notify_waiters();
+        self.server.tunnels.close_all();
         for t in self.tasks {
             t.abort();
             let _ = t.await;
@@ -156,6 +159,11 @@ impl Server {
 
     pub fn config(&self) -> &ServerConfig {
         &self.cfg
+    }
+
+    /// How many nodes have their tunnel open to this server.
+    pub fn tunnels_open(&self) -> usize {
+        self.tunnels.count()
     }
 }
 
@@ -227,6 +235,7 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         metrics: metrics::Metrics::new(),
         catalog: catalog::CatalogCache::default(),
         job_json: http::JobJsonCache::default(),
+        tunnels: Arc::default(),
         http: reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()

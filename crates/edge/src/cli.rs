@@ -465,6 +465,24 @@ pub enum AllocCommand {
         #[arg(long)]
         tail: Option<u64>,
     },
+    /// Run a command inside a running task; exits with the command's exit code.
+    #[command(
+        after_help = "Examples:\n  edge alloc exec 3f2a1b9c -- cat /etc/os-release\n  edge alloc exec -i -t 3f2a1b9c web -- sh"
+    )]
+    Exec {
+        /// Send this terminal's stdin to the command.
+        #[arg(short, long)]
+        interactive: bool,
+        /// Give the command a terminal (window size changes follow).
+        #[arg(short, long)]
+        tty: bool,
+        id: String,
+        /// Task name (needed when the allocation has several).
+        task: Option<String>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

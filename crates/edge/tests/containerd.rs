@@ -3,7 +3,8 @@
 //! `edge image import` then a web container answering on its port, pulls
 //! from a plain-HTTP registry, a bad image failing with a clear event, an
 //! OOM kill restarted per policy, `edge job stop` removing task, container
-//! and snapshot, and an agent `kill -9` + restart re-attaching.
+//! and snapshot, an agent `kill -9` + restart re-attaching, and
+//! `edge alloc exec` in a container.
 
 mod common;
 
@@ -396,4 +397,103 @@ async fn agent_kill_9_and_restart_reattaches_to_the_same_container() {
     .await;
     agent.kill9();
     let _ = Command::new(EDGE).args(["image", "rm", image]).output();
+}
+
+/// `edge alloc exec` in a container: output, exit codes, stdin, a tty
+/// with a resize, a missing command, and the command killed with its
+/// session.
+#[tokio::test]
+async fn exec_runs_commands_in_a_container() {
+    if !enabled() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_dev, addr, api) = start_dev(dir.path(), &[]).await;
+    let image = "docker.io/edge/e2e-exec:v1";
+    let tar = build_image(dir.path(), image);
+    let (ok, out) = edge(&addr, &["image", "import", tar.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let job = job_file(
+        dir.path(),
+        "e2e-exec",
+        &format!(
+            r#"image = "{image}"
+        command = "sh"
+        args = ["-c", "echo marker > /tmp/here; exec sleep 3600"]"#
+        ),
+        32,
+        0,
+    );
+    let (ok, out) = edge(&addr, &["job", "run", &job]);
+    assert!(ok, "{out}");
+    let a = alloc_of(&api, "e2e-exec").await;
+    let run = |args: &[&str], stdin: Option<&[u8]>| {
+        let mut child = Command::new(EDGE)
+            .args(["alloc", "exec"])
+            .args(args)
+            .env("EDGE_ADDR", &addr)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(input).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = run(&[&a.id, "--", "cat", "/tmp/here"], None);
+    assert_eq!((code, out.as_str()), (Some(0), "marker\n"), "{err}");
+    let (code, _, err) = run(&[&a.id, "--", "sh", "-c", "exit 3"], None);
+    assert_eq!(code, Some(3), "{err}");
+    let (code, out, err) = run(&["-i", &a.id, "--", "cat"], Some(b"in a box\n"));
+    assert_eq!((code, out.as_str()), (Some(0), "in a box\n"), "{err}");
+    let (code, out, err) = run(&["-t", &a.id, "--", "tty"], None);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("/dev/pts/"), "{out:?}");
+    let (code, _, err) = run(&[&a.id, "--", "no-such-command"], None);
+    assert_eq!(code, Some(127), "{err}");
+    assert!(err.contains("no-such-command"), "{err}");
+    let a2 = api.alloc(&a.id).await.unwrap();
+    assert_eq!(a2.client_status, ClientStatus::Running);
+    assert_eq!(a2.task_states["t"].restarts, 0);
+
+    // Closing the client kills the command inside the container.
+    let mut child = Command::new(EDGE)
+        .args(["alloc", "exec", &a.id, "--", "sleep", "4243"])
+        .env("EDGE_ADDR", &addr)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeping = || {
+        let out = Command::new("pgrep")
+            .args(["-f", "^sleep 4243$"])
+            .output()
+            .unwrap();
+        !out.stdout.is_empty()
+    };
+    until(15, "the exec'd sleep in the container", async || {
+        sleeping().then_some(())
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    until(15, "the exec'd sleep killed", async || {
+        (!sleeping()).then_some(())
+    })
+    .await;
+
+    edge(&addr, &["job", "stop", "e2e-exec"]);
+    edge(&addr, &["image", "rm", image]);
 }

@@ -3,7 +3,8 @@
 //! kill nodes, partition them, crash the server and the agents, reboot a
 //! node while the server is away, restart the agent of a cut-off node and
 //! check it keeps serving, knock on the agent door with bad input, and roll
-//! a new version across two nodes under load. Root
+//! a new version across two nodes under load, and reach a node behind NAT
+//! through its tunnel. Root
 //! only: run with `EDGE_TEST_ROOT=1`.
 //!
 //! Each test has its own lab (dir, bridge, namespaces, /24), so they run in
@@ -875,4 +876,107 @@ async fn rolling_update_across_lab_nodes_fails_no_request() {
     assert!(ok > 100, "load ran ({ok} requests)");
     assert_eq!(failed, 0, "requests failed during the rolling update");
     assert_eq!(d.groups["web"].healthy, 2);
+}
+
+/// A node behind NAT (a one-way firewall: it can reach the server, nothing
+/// can open a connection to it) still serves `edge alloc exec` and
+/// `edge alloc logs -f`, through the tunnel its agent opened, also after
+/// its agent restarted behind the firewall.
+#[tokio::test]
+async fn node_behind_nat_serves_exec_and_logs_through_its_tunnel() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up(9, 1);
+    let api = &lab.api;
+    ready_nodes(api, 1).await;
+    let job: Job = serde_json::from_value(serde_json::json!({
+        "id": "nat",
+        "name": "nat",
+        "groups": [{
+            "name": "g",
+            "tasks": [{
+                "name": "count",
+                "driver": "exec",
+                "config": {"command": "/bin/sh", "args": ["-c", "i=0; while true; do echo line$i; i=$((i+1)); sleep 0.2; done"]},
+                "resources": {"cpu": 50, "memory": 32}
+            }]
+        }]
+    }))
+    .unwrap();
+    api.register(&job).await.unwrap();
+    let alloc = until(30, "the allocation running", async || {
+        live(api, "nat").await.into_iter().next()
+    })
+    .await;
+
+    lab.run(&["nat", "1"]);
+    lab.run(&["kill-agent", "1"]);
+    lab.run(&["start", "1"]);
+    let agent_http = format!("10.77.{}.11:4647", 100 + lab.tag);
+    let direct = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(&agent_http),
+    )
+    .await;
+    assert!(
+        !matches!(direct, Ok(Ok(_))),
+        "the server side must not reach the agent at {agent_http}"
+    );
+
+    let cli = |args: &[&str]| {
+        Command::new(EDGE)
+            .args(args)
+            .env("EDGE_ADDR", &lab.addr)
+            .env("EDGE_CACERT", lab.lab_dir().join("server/ca.pem"))
+            .output()
+            .unwrap()
+    };
+    let out = until(
+        30,
+        "exec through the tunnel of the NATed node",
+        async || {
+            let out = cli(&[
+                "alloc",
+                "exec",
+                &alloc.id,
+                "--",
+                "sh",
+                "-c",
+                "echo hi; exit 4",
+            ]);
+            (out.status.code() == Some(4)).then_some(out)
+        },
+    )
+    .await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+
+    let mut logs = tokio::process::Command::new(EDGE)
+        .args(["alloc", "logs", "-f", "--tail", "20", &alloc.id])
+        .env("EDGE_ADDR", &lab.addr)
+        .env("EDGE_CACERT", lab.lab_dir().join("server/ca.pem"))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = logs.stdout.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = vec![0u8; 4096];
+    let numbers = |seen: &str| -> Vec<u64> {
+        seen.lines()
+            .filter_map(|l| l.strip_prefix("line")?.parse().ok())
+            .collect()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    // Lines written after the first ones arrive while following.
+    while numbers(&seen).len() < 2 || numbers(&seen).last() < Some(&(numbers(&seen)[0] + 5)) {
+        use tokio::io::AsyncReadExt;
+        let n = tokio::time::timeout_at(deadline, stdout.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("logs -f printed only {seen:?}"))
+            .unwrap();
+        assert!(n > 0, "logs -f ended: {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let _ = logs.kill().await;
 }
