@@ -66,10 +66,7 @@ impl Lab {
     /// An API client over TLS with the management token the lab
     /// bootstrapped; with `node`, holding lab node `node`'s certificate.
     fn client(&self, node: Option<u32>) -> Client {
-        let token = std::fs::read_to_string(self.lab_dir().join("acl-token"))
-            .unwrap()
-            .trim()
-            .to_string();
+        let token = self.token();
         let creds = node.map(|i| {
             let dir = self.lab_dir().join(format!("agent-{i}/tls"));
             let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
@@ -77,6 +74,15 @@ impl Lab {
         });
         let tls = edge_api::tls::client_config(self.ca(), creds).unwrap();
         Client::with_tls(&self.addr, Some(token), tls).unwrap()
+    }
+
+    /// The management token the lab bootstrapped (ACLs are on: the lab's
+    /// server binds a non-loopback address).
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.lab_dir().join("acl-token"))
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     fn lab_dir(&self) -> PathBuf {
@@ -929,6 +935,7 @@ async fn node_behind_nat_serves_exec_and_logs_through_its_tunnel() {
             .args(args)
             .env("EDGE_ADDR", &lab.addr)
             .env("EDGE_CACERT", lab.lab_dir().join("server/ca.pem"))
+            .env("EDGE_TOKEN", lab.token())
             .output()
             .unwrap()
     };
@@ -955,6 +962,7 @@ async fn node_behind_nat_serves_exec_and_logs_through_its_tunnel() {
         .args(["alloc", "logs", "-f", "--tail", "20", &alloc.id])
         .env("EDGE_ADDR", &lab.addr)
         .env("EDGE_CACERT", lab.lab_dir().join("server/ca.pem"))
+        .env("EDGE_TOKEN", lab.token())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
