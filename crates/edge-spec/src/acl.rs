@@ -415,22 +415,7 @@ pub fn valid_policy_name(name: &str) -> bool {
 /// attributes, levels and capabilities are refused.
 pub fn parse_policy(file: &str, src: &str) -> Result<Policy, SpecError> {
     let lines = LineIndex::new(file, src);
-    let body = match hcl_edit::parser::parse_body(src) {
-        Ok(b) => b,
-        Err(e) => {
-            let loc = e.location();
-            let mut at = lines.location(loc.offset());
-            at.line = loc.line();
-            at.column = loc.column();
-            return Err(SpecError::Invalid(vec![
-                Diagnostic::new(
-                    "",
-                    format!("syntax error: {} (in `{}`)", e.message(), e.line().trim()),
-                )
-                .at(at),
-            ]));
-        }
-    };
+    let body = lines.parse_body()?;
     let mut p = PolicyParser {
         lines,
         errors: Vec::new(),

@@ -64,6 +64,24 @@ impl<'a> LineIndex<'a> {
         LineIndex { file, src, starts }
     }
 
+    /// The HCL body of the source, or its syntax error at its line and
+    /// column.
+    pub(crate) fn parse_body(&self) -> Result<hcl_edit::structure::Body, SpecError> {
+        hcl_edit::parser::parse_body(self.src).map_err(|e| {
+            let loc = e.location();
+            let mut at = self.location(loc.offset());
+            at.line = loc.line();
+            at.column = loc.column();
+            SpecError::Invalid(vec![
+                Diagnostic::new(
+                    "",
+                    format!("syntax error: {} (in `{}`)", e.message(), e.line().trim()),
+                )
+                .at(at),
+            ])
+        })
+    }
+
     pub(crate) fn location(&self, offset: usize) -> Location {
         let offset = offset.min(self.src.len());
         let line = self.starts.partition_point(|&s| s <= offset).max(1);

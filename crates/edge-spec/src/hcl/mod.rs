@@ -48,22 +48,7 @@ const SERVER_FIELDS: &[&str] = &[
 /// Parses an HCL job file, resolves its variables, decodes and validates it.
 pub fn parse_hcl(src: &str, opts: &ParseOptions) -> Result<Parsed, SpecError> {
     let lines = LineIndex::new(&opts.filename, src);
-    let body = match hcl_edit::parser::parse_body(src) {
-        Ok(b) => b,
-        Err(e) => {
-            let loc = e.location();
-            let mut at = lines.location(loc.offset());
-            at.line = loc.line();
-            at.column = loc.column();
-            return Err(SpecError::Invalid(vec![
-                Diagnostic::new(
-                    "",
-                    format!("syntax error: {} (in `{}`)", e.message(), e.line().trim()),
-                )
-                .at(at),
-            ]));
-        }
-    };
+    let body = lines.parse_body()?;
     let mut d = Decoder {
         lines,
         scope: Scope::without_vars(),
