@@ -139,6 +139,19 @@ struct Want<'a> {
     canary: bool,
 }
 
+impl<'a> Want<'a> {
+    /// A copy of `old` at `index`, placed beside or instead of it.
+    fn replacing(index: u32, old: &'a Allocation) -> Want<'a> {
+        Want {
+            index,
+            previous: Some(old),
+            reschedule_times: Vec::new(),
+            then_stop: None,
+            canary: false,
+        }
+    }
+}
+
 struct Decided<'a> {
     /// Replacements of allocations the plan stops or reschedules.
     wants: Vec<Want<'a>>,
@@ -370,11 +383,8 @@ fn decide<'a>(
             ch.destructive += 1;
         }
         wants.push(Want {
-            index: old.index,
-            previous: Some(old),
-            reschedule_times: Vec::new(),
-            then_stop: None,
             canary,
+            ..Want::replacing(old.index, old)
         });
     }
     let settled_so_far = !unsettled && old_left == 0;
@@ -434,13 +444,7 @@ fn decide<'a>(
                     }
                     migrating += 1;
                     ch.migrate += 1;
-                    wants.push(Want {
-                        index: indexes.claim(a.index),
-                        previous: Some(a),
-                        reschedule_times: Vec::new(),
-                        then_stop: None,
-                        canary: false,
-                    });
+                    wants.push(Want::replacing(indexes.claim(a.index), a));
                     continue;
                 }
             }
@@ -459,13 +463,7 @@ fn decide<'a>(
         if lost {
             ch.place += 1;
         }
-        wants.push(Want {
-            index: indexes.claim(a.index),
-            previous: Some(a),
-            reschedule_times: Vec::new(),
-            then_stop: None,
-            canary: false,
-        });
+        wants.push(Want::replacing(indexes.claim(a.index), a));
     }
 
     // The newest failure of an index decides for it.
@@ -480,11 +478,9 @@ fn decide<'a>(
                 ch.reschedule_now += 1;
                 ch.place += 1;
                 wants.push(Want {
-                    index: a.index,
-                    previous: Some(a),
                     reschedule_times: times,
                     then_stop: Some(a),
-                    canary: false,
+                    ..Want::replacing(a.index, a)
                 });
             }
             Reschedule::Later(at) => {
@@ -495,13 +491,7 @@ fn decide<'a>(
                 // A new version of the group deserves a fresh start.
                 stop(plan, a, DESC_UPDATE, false);
                 ch.destructive += 1;
-                wants.push(Want {
-                    index: a.index,
-                    previous: Some(a),
-                    reschedule_times: Vec::new(),
-                    then_stop: None,
-                    canary: false,
-                });
+                wants.push(Want::replacing(a.index, a));
             }
             Reschedule::Exhausted => ch.reschedule_exhausted += 1,
         }
