@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{EDGE, Proc, Server, build_image, free_port, repo, until};
+use common::{EDGE, Proc, Server, build_image, free_port, repo, run_cli, until};
 use edge_api::{Client, QueryOptions};
 use edge_spec::{Allocation, ClientStatus};
 use std::path::Path;
@@ -428,24 +428,7 @@ async fn exec_runs_commands_in_a_container() {
     assert!(ok, "{out}");
     let a = alloc_of(&api, "e2e-exec").await;
     let run = |args: &[&str], stdin: Option<&[u8]>| {
-        let mut child = Command::new(EDGE)
-            .args(["alloc", "exec"])
-            .args(args)
-            .env("EDGE_ADDR", &addr)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(input).unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
+        let out = run_cli(&addr, &[&["alloc", "exec"], args].concat(), stdin);
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).to_string(),

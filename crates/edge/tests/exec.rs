@@ -5,35 +5,14 @@
 
 mod common;
 
-use common::{EDGE, Proc, Server, repo, until};
+use common::{EDGE, Proc, Server, follow_logs, run_cli, until};
 use edge_api::QueryOptions;
 use edge_api::exec::{Decoder, EXEC_PROTOCOL, ExecQuery, Frame};
 use edge_spec::ClientStatus;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn cli(addr: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(EDGE)
-        .args(args)
-        .env("EDGE_ADDR", addr)
-        .current_dir(repo())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input).unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -156,7 +135,7 @@ async fn exec_and_logs_go_through_the_tunnel_and_survive_a_server_restart() {
     .await;
     let addr = srv.addr.clone();
     let job = job_file(dir.path());
-    let out = cli(&addr, &["job", "run", job.to_str().unwrap()], None);
+    let out = run_cli(&addr, &["job", "run", job.to_str().unwrap()], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let alloc = until(20, "a running allocation", async || {
         let (allocs, _) = api
@@ -170,11 +149,11 @@ async fn exec_and_logs_go_through_the_tunnel_and_survive_a_server_restart() {
     .await;
     let id = alloc.id.clone();
 
-    let out = cli(&addr, &["alloc", "exec", &id, "--", "echo", "hi"], None);
+    let out = run_cli(&addr, &["alloc", "exec", &id, "--", "echo", "hi"], None);
     assert_eq!(text(&out.stdout), "hi\n", "{}", text(&out.stderr));
     assert_eq!(out.status.code(), Some(0));
 
-    let out = cli(
+    let out = run_cli(
         &addr,
         &["alloc", "exec", &id, "count", "--", "sh", "-c", "exit 3"],
         None,
@@ -182,7 +161,7 @@ async fn exec_and_logs_go_through_the_tunnel_and_survive_a_server_restart() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 
     // The task's working directory and env.
-    let out = cli(
+    let out = run_cli(
         &addr,
         &[
             "alloc",
@@ -202,7 +181,7 @@ async fn exec_and_logs_go_through_the_tunnel_and_survive_a_server_restart() {
         text(&out.stderr)
     );
 
-    let out = cli(
+    let out = run_cli(
         &addr,
         &["alloc", "exec", "-i", &id, "--", "cat"],
         Some(b"round\ntrip\n"),
@@ -210,7 +189,7 @@ async fn exec_and_logs_go_through_the_tunnel_and_survive_a_server_restart() {
     assert_eq!(text(&out.stdout), "round\ntrip\n", "{}", text(&out.stderr));
     assert_eq!(out.status.code(), Some(0));
 
-    let out = cli(&addr, &["alloc", "exec", "-t", &id, "--", "tty"], None);
+    let out = run_cli(&addr, &["alloc", "exec", "-t", &id, "--", "tty"], None);
     assert!(
         text(&out.stdout).starts_with("/dev/pts/"),
         "{}",
@@ -248,7 +227,7 @@ async fn exec_and_logs_go_through_the_tunnel_and_survive_a_server_restart() {
     assert!(out.ends_with("40 100\r\n"), "{out:?}");
 
     // A command that is not there: a message, 127, and the task unharmed.
-    let out = cli(
+    let out = run_cli(
         &addr,
         &["alloc", "exec", &id, "--", "no-such-command"],
         None,
@@ -264,14 +243,14 @@ async fn exec_and_logs_go_through_the_tunnel_and_survive_a_server_restart() {
     assert_eq!(a.task_states["count"].restarts, 0);
 
     // Bad input, named.
-    let out = cli(&addr, &["alloc", "exec", &id, "nosuch", "--", "true"], None);
+    let out = run_cli(&addr, &["alloc", "exec", &id, "nosuch", "--", "true"], None);
     assert!(
         text(&out.stderr).contains("404") && text(&out.stderr).contains("\"nosuch\""),
         "{}",
         text(&out.stderr)
     );
     assert_eq!(out.status.code(), Some(1));
-    let out = cli(&addr, &["alloc", "exec", "ffffffff", "--", "true"], None);
+    let out = run_cli(&addr, &["alloc", "exec", "ffffffff", "--", "true"], None);
     assert!(
         text(&out.stderr).contains("404") && text(&out.stderr).contains("ffffffff"),
         "{}",
@@ -298,77 +277,31 @@ async fn exec_and_logs_go_through_the_tunnel_and_survive_a_server_restart() {
     .await;
 
     // logs -f follows new lines.
-    follow_logs(&addr, &id).await;
+    follow_logs(&addr, &id, &[]).await;
 
     // The server dies and comes back: the agent dials its tunnel again.
     srv.proc.kill9();
     let args: Vec<&str> = srv.args.iter().map(String::as_str).collect();
     srv.proc = Proc::edge(dir.path(), "server", &args);
     until(30, "exec through the new tunnel", async || {
-        let out = cli(&addr, &["alloc", "exec", &id, "--", "echo", "back"], None);
+        let out = run_cli(&addr, &["alloc", "exec", &id, "--", "echo", "back"], None);
         (text(&out.stdout) == "back\n").then_some(())
     })
     .await;
-    follow_logs(&addr, &id).await;
+    follow_logs(&addr, &id, &[]).await;
 
     // A stopped allocation is refused with the reason.
-    let out = cli(&addr, &["job", "stop", "counter"], None);
+    let out = run_cli(&addr, &["job", "stop", "counter"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     until(20, "the allocation stopped", async || {
         let a = api.alloc(&id).await.ok()?;
         (a.client_status != ClientStatus::Running).then_some(())
     })
     .await;
-    let out = cli(&addr, &["alloc", "exec", &id, "--", "true"], None);
+    let out = run_cli(&addr, &["alloc", "exec", &id, "--", "true"], None);
     assert!(
         text(&out.stderr).contains("409") && text(&out.stderr).contains("not running"),
         "{}",
         text(&out.stderr)
     );
-}
-
-/// `edge alloc logs -f` prints lines the task writes after it started.
-pub async fn follow_logs(addr: &str, id: &str) {
-    let mut child = tokio::process::Command::new(EDGE)
-        .args(["alloc", "logs", "-f", "--tail", "20", id])
-        .env("EDGE_ADDR", addr)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut seen = String::new();
-    let mut buf = vec![0u8; 4096];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut numbers = Vec::new();
-    while numbers.len() < 2 {
-        let n = tokio::time::timeout_at(deadline, stdout.read(&mut buf))
-            .await
-            .unwrap_or_else(|_| panic!("logs -f printed only {seen:?}"))
-            .unwrap();
-        assert!(n > 0, "logs -f ended: {seen:?}");
-        seen.push_str(&text(&buf[..n]));
-        numbers = seen
-            .lines()
-            .filter_map(|l| l.strip_prefix("line")?.parse::<u64>().ok())
-            .collect();
-        numbers.dedup();
-    }
-    // Followed: more lines arrive after the first read.
-    let first = numbers[0];
-    let until_more = tokio::time::Instant::now() + Duration::from_secs(5);
-    while numbers.last().is_none_or(|l| *l < first + 5) {
-        let n = tokio::time::timeout_at(until_more, stdout.read(&mut buf))
-            .await
-            .unwrap_or_else(|_| panic!("logs -f stopped following: {seen:?}"))
-            .unwrap();
-        assert!(n > 0, "logs -f ended: {seen:?}");
-        seen.push_str(&text(&buf[..n]));
-        numbers = seen
-            .lines()
-            .filter_map(|l| l.strip_prefix("line")?.parse::<u64>().ok())
-            .collect();
-    }
-    let _ = child.kill().await;
 }

@@ -958,33 +958,15 @@ async fn node_behind_nat_serves_exec_and_logs_through_its_tunnel() {
     .await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
 
-    let mut logs = tokio::process::Command::new(EDGE)
-        .args(["alloc", "logs", "-f", "--tail", "20", &alloc.id])
-        .env("EDGE_ADDR", &lab.addr)
-        .env("EDGE_CACERT", lab.lab_dir().join("server/ca.pem"))
-        .env("EDGE_TOKEN", lab.token())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = logs.stdout.take().unwrap();
-    let mut seen = String::new();
-    let mut buf = vec![0u8; 4096];
-    let numbers = |seen: &str| -> Vec<u64> {
-        seen.lines()
-            .filter_map(|l| l.strip_prefix("line")?.parse().ok())
-            .collect()
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    // Lines written after the first ones arrive while following.
-    while numbers(&seen).len() < 2 || numbers(&seen).last() < Some(&(numbers(&seen)[0] + 5)) {
-        use tokio::io::AsyncReadExt;
-        let n = tokio::time::timeout_at(deadline, stdout.read(&mut buf))
-            .await
-            .unwrap_or_else(|_| panic!("logs -f printed only {seen:?}"))
-            .unwrap();
-        assert!(n > 0, "logs -f ended: {seen:?}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    let _ = logs.kill().await;
+    let ca = lab.lab_dir().join("server/ca.pem");
+    let token = lab.token();
+    common::follow_logs(
+        &lab.addr,
+        &alloc.id,
+        &[
+            ("EDGE_CACERT", ca.as_os_str()),
+            ("EDGE_TOKEN", token.as_ref()),
+        ],
+    )
+    .await;
 }

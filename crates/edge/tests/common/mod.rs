@@ -289,3 +289,75 @@ async fn answered(http: &reqwest::Client, url: &str) -> Result<(), String> {
         Err(format!("{status}: {}", body.trim()))
     }
 }
+
+/// `edge ARGS` against the server at `addr`, with `stdin` written to it
+/// (none: stdin is empty); its whole output.
+pub fn run_cli(addr: &str, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+    let mut child = Command::new(EDGE)
+        .args(args)
+        .env("EDGE_ADDR", addr)
+        .current_dir(repo())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// `edge alloc logs -f` prints the `lineN` lines allocation `id`'s task
+/// writes after it started; `env` goes to the CLI besides `EDGE_ADDR`
+/// (a CA, a token).
+pub async fn follow_logs(addr: &str, id: &str, env: &[(&str, &OsStr)]) {
+    use tokio::io::AsyncReadExt;
+    let mut child = tokio::process::Command::new(EDGE)
+        .args(["alloc", "logs", "-f", "--tail", "20", id])
+        .env("EDGE_ADDR", addr)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = vec![0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut numbers = Vec::new();
+    while numbers.len() < 2 {
+        let n = tokio::time::timeout_at(deadline, stdout.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("logs -f printed only {seen:?}"))
+            .unwrap();
+        assert!(n > 0, "logs -f ended: {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        numbers = seen
+            .lines()
+            .filter_map(|l| l.strip_prefix("line")?.parse::<u64>().ok())
+            .collect();
+        numbers.dedup();
+    }
+    // Followed: more lines arrive after the first read.
+    let first = numbers[0];
+    let until_more = tokio::time::Instant::now() + Duration::from_secs(5);
+    while numbers.last().is_none_or(|l| *l < first + 5) {
+        let n = tokio::time::timeout_at(until_more, stdout.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("logs -f stopped following: {seen:?}"))
+            .unwrap();
+        assert!(n > 0, "logs -f ended: {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        numbers = seen
+            .lines()
+            .filter_map(|l| l.strip_prefix("line")?.parse::<u64>().ok())
+            .collect();
+    }
+    let _ = child.kill().await;
+}
