@@ -316,7 +316,6 @@ pub fn run_cli(addr: &str, args: &[&str], stdin: Option<&[u8]>) -> std::process:
 /// writes after it started; `env` goes to the CLI besides `EDGE_ADDR`
 /// (a CA, a token).
 pub async fn follow_logs(addr: &str, id: &str, env: &[(&str, &OsStr)]) {
-    use tokio::io::AsyncReadExt;
     let mut child = tokio::process::Command::new(EDGE)
         .args(["alloc", "logs", "-f", "--tail", "20", id])
         .env("EDGE_ADDR", addr)
@@ -328,36 +327,53 @@ pub async fn follow_logs(addr: &str, id: &str, env: &[(&str, &OsStr)]) {
         .unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut seen = String::new();
-    let mut buf = vec![0u8; 4096];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut numbers = Vec::new();
-    while numbers.len() < 2 {
-        let n = tokio::time::timeout_at(deadline, stdout.read(&mut buf))
-            .await
-            .unwrap_or_else(|_| panic!("logs -f printed only {seen:?}"))
-            .unwrap();
-        assert!(n > 0, "logs -f ended: {seen:?}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        numbers = seen
-            .lines()
-            .filter_map(|l| l.strip_prefix("line")?.parse::<u64>().ok())
-            .collect();
-        numbers.dedup();
-    }
+    let now = tokio::time::Instant::now;
+    let numbers = read_numbers(
+        &mut stdout,
+        &mut seen,
+        now() + Duration::from_secs(20),
+        "logs -f printed only",
+        |n| n.len() >= 2,
+    )
+    .await;
     // Followed: more lines arrive after the first read.
     let first = numbers[0];
-    let until_more = tokio::time::Instant::now() + Duration::from_secs(5);
-    while numbers.last().is_none_or(|l| *l < first + 5) {
-        let n = tokio::time::timeout_at(until_more, stdout.read(&mut buf))
+    read_numbers(
+        &mut stdout,
+        &mut seen,
+        now() + Duration::from_secs(5),
+        "logs -f stopped following:",
+        |n| n.last().is_some_and(|l| *l >= first + 5),
+    )
+    .await;
+    let _ = child.kill().await;
+}
+
+/// Reads `out` on, into `seen`, until the numbers of the `lineN` lines seen
+/// so far satisfy `done`; those numbers. Panics with `what` at `deadline`.
+async fn read_numbers(
+    out: &mut (impl tokio::io::AsyncRead + Unpin),
+    seen: &mut String,
+    deadline: tokio::time::Instant,
+    what: &str,
+    done: impl Fn(&[u64]) -> bool,
+) -> Vec<u64> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let mut numbers: Vec<u64> = seen
+            .lines()
+            .filter_map(|l| l.strip_prefix("line")?.parse().ok())
+            .collect();
+        numbers.dedup();
+        if done(&numbers) {
+            return numbers;
+        }
+        let n = tokio::time::timeout_at(deadline, out.read(&mut buf))
             .await
-            .unwrap_or_else(|_| panic!("logs -f stopped following: {seen:?}"))
+            .unwrap_or_else(|_| panic!("{what} {seen:?}"))
             .unwrap();
         assert!(n > 0, "logs -f ended: {seen:?}");
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        numbers = seen
-            .lines()
-            .filter_map(|l| l.strip_prefix("line")?.parse::<u64>().ok())
-            .collect();
     }
-    let _ = child.kill().await;
 }
