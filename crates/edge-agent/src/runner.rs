@@ -339,6 +339,7 @@ pub fn task_env(
     put("EDGE_ALLOC_INDEX", alloc.index.to_string());
     put("EDGE_JOB_ID", job.id.clone());
     put("EDGE_JOB_NAME", job.name.clone());
+    put("EDGE_NAMESPACE", job.namespace.clone());
     put("EDGE_GROUP_NAME", alloc.group.clone());
     put("EDGE_TASK_NAME", task.name.clone());
     put("EDGE_ALLOC_DIR", root.join("alloc").display().to_string());

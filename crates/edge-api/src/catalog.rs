@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 /// The tag of an unpromoted canary's instances.
 pub const CANARY_TAG: &str = "canary";
 
-/// Adds the instances of `alloc`'s services (those with a port) on a node
+/// Adds the instances of `alloc`'s services (those with a port), under
+/// their `service_key`, on a node
 /// named `node_name` at `address`; `canary` when the allocation is an
 /// unpromoted canary. Only running allocations serve.
 pub fn add_alloc(
@@ -39,9 +40,10 @@ pub fn add_alloc(
             alloc.checks.get(&svc.name).copied().unwrap_or_default()
         };
         let entry = services
-            .entry(svc.name.clone())
+            .entry(edge_spec::service_key(&alloc.namespace, &svc.name))
             .or_insert_with(|| CatalogService {
                 name: svc.name.clone(),
+                namespace: alloc.namespace.clone(),
                 tags: Vec::new(),
                 publish: None,
                 canary_weight: None,
@@ -58,6 +60,7 @@ pub fn add_alloc(
         entry.instances.push(ServiceInstance {
             service: svc.name.clone(),
             alloc_id: alloc.id.clone(),
+            namespace: alloc.namespace.clone(),
             job_id: alloc.job_id.clone(),
             group: alloc.group.clone(),
             node_id: alloc.node_id.clone(),

@@ -43,6 +43,9 @@ pub struct QueryMeta {
 pub struct Client {
     base: String,
     token: Option<String>,
+    /// Sent as `?namespace=` with every request; routes about one object
+    /// by id or about nodes ignore it.
+    namespace: Option<String>,
     http: reqwest::Client,
 }
 
@@ -91,7 +94,19 @@ impl Client {
             addr: addr.to_string(),
             source: e,
         })?;
-        Ok(Client { base, token, http })
+        Ok(Client {
+            base,
+            token,
+            namespace: None,
+            http,
+        })
+    }
+
+    /// The same client asking about namespace `ns` (`*`: every namespace,
+    /// on listings); `None` for the server's default, `default`.
+    pub fn with_namespace(mut self, ns: Option<String>) -> Client {
+        self.namespace = ns.filter(|n| !n.is_empty());
+        self
     }
 
     pub fn address(&self) -> &str {
@@ -109,6 +124,9 @@ impl Client {
             req = req.header(TOKEN_HEADER, t);
         }
         let mut params: Vec<(&str, String)> = Vec::new();
+        if let Some(ns) = &self.namespace {
+            params.push(("namespace", ns.clone()));
+        }
         if q.index > 0 {
             params.push(("index", q.index.to_string()));
         }
@@ -537,6 +555,35 @@ impl Client {
 
     pub async fn rotate_token(&self) -> Result<TokenRotateResponse, ApiError> {
         self.write::<(), _>(reqwest::Method::POST, "/v1/operator/token/rotate", None)
+            .await
+    }
+
+    pub async fn namespaces(&self) -> Result<Vec<edge_spec::Namespace>, ApiError> {
+        Ok(self.get("/v1/namespaces", QueryOptions::default()).await?.0)
+    }
+
+    pub async fn namespace(&self, name: &str) -> Result<edge_spec::Namespace, ApiError> {
+        Ok(self
+            .get(
+                &format!("/v1/namespace/{}", enc(name)),
+                QueryOptions::default(),
+            )
+            .await?
+            .0)
+    }
+
+    pub async fn namespace_apply(
+        &self,
+        name: &str,
+        req: &NamespaceApplyRequest,
+    ) -> Result<edge_spec::Namespace, ApiError> {
+        let path = format!("/v1/namespace/{}", enc(name));
+        self.write(reqwest::Method::POST, &path, Some(req)).await
+    }
+
+    pub async fn namespace_delete(&self, name: &str) -> Result<NamespaceDeleteResponse, ApiError> {
+        let path = format!("/v1/namespace/{}", enc(name));
+        self.write::<(), _>(reqwest::Method::DELETE, &path, None)
             .await
     }
 

@@ -62,6 +62,9 @@ pub fn components() -> Map<String, Value> {
     generator.subschema_for::<AclTokenInfo>();
     generator.subschema_for::<AclTokenCreated>();
     generator.subschema_for::<AclWriteResponse>();
+    generator.subschema_for::<edge_spec::Namespace>();
+    generator.subschema_for::<NamespaceApplyRequest>();
+    generator.subschema_for::<NamespaceDeleteResponse>();
     generator.take_definitions(true)
 }
 

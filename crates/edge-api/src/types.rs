@@ -76,6 +76,8 @@ pub struct JobPlanResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct JobListStub {
     pub id: String,
+    #[serde(default = "edge_spec::namespace::default_namespace")]
+    pub namespace: String,
     pub name: String,
     #[serde(rename = "type")]
     pub job_type: JobType,
@@ -143,6 +145,8 @@ pub struct JobRevertRequest {
 pub struct AllocListStub {
     pub id: String,
     pub name: String,
+    #[serde(default = "edge_spec::namespace::default_namespace")]
+    pub namespace: String,
     pub job_id: String,
     pub job_version: u64,
     pub group: String,
@@ -162,6 +166,7 @@ impl From<&Allocation> for AllocListStub {
         AllocListStub {
             id: a.id.clone(),
             name: a.name.clone(),
+            namespace: a.namespace.clone(),
             job_id: a.job_id.clone(),
             job_version: a.job_version,
             group: a.group.clone(),
@@ -321,6 +326,8 @@ pub use edge_spec::HealthStatus;
 pub struct ServiceInstance {
     pub service: String,
     pub alloc_id: String,
+    #[serde(default = "edge_spec::namespace::default_namespace")]
+    pub namespace: String,
     pub job_id: String,
     pub group: String,
     pub node_id: String,
@@ -347,6 +354,8 @@ impl ServiceInstance {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CatalogService {
     pub name: String,
+    #[serde(default = "edge_spec::namespace::default_namespace")]
+    pub namespace: String,
     /// Union of the tags of its instances.
     #[serde(default)]
     pub tags: Vec<String>,
@@ -365,12 +374,16 @@ pub struct CatalogService {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 pub struct Catalog {
     pub index: u64,
+    /// By `edge_spec::service_key`: `NAME`, or `NAME.NAMESPACE` outside
+    /// the default namespace.
     pub services: BTreeMap<String, CatalogService>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ServiceListStub {
     pub name: String,
+    #[serde(default = "edge_spec::namespace::default_namespace")]
+    pub namespace: String,
     pub tags: Vec<String>,
     pub instances: u32,
     pub passing: u32,
@@ -397,6 +410,22 @@ pub struct GcLeftover {
 pub struct GcResponse {
     pub node_id: String,
     pub removed: Vec<GcLeftover>,
+}
+
+/// `POST /v1/namespace/{name}`: creates the namespace, or sets its
+/// description.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceApplyRequest {
+    #[serde(default)]
+    #[schemars(length(max = 1024))]
+    pub description: String,
+}
+
+/// `DELETE /v1/namespace/{name}`: the index the deletion committed at.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct NamespaceDeleteResponse {
+    pub index: u64,
 }
 
 /// `PUT/POST /v1/acl/policy/{name}`: a policy's HCL (Nomad's shape).

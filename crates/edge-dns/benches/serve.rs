@@ -22,6 +22,7 @@ fn synthetic_catalog() -> Catalog {
             .map(|i| {
                 let node = (s + i) % NODES;
                 ServiceInstance {
+                    namespace: "default".to_string(),
                     service: name.clone(),
                     alloc_id: format!("{name}-{i}"),
                     job_id: name.clone(),
@@ -37,6 +38,7 @@ fn synthetic_catalog() -> Catalog {
             })
             .collect();
         let svc = CatalogService {
+            namespace: "default".to_string(),
             name: name.clone(),
             tags: Vec::new(),
             publish: None,

@@ -69,7 +69,18 @@ impl Index {
                 tracing::debug!(service = %svc.name, "service name is not a dns label: not in dns");
                 continue;
             };
-            let Some(name) = b.name(&[&label]) else {
+            // Outside the default namespace every name gains the
+            // namespace's label: `NAME.NAMESPACE`, `tasks.NAME.NAMESPACE`.
+            let ns: Vec<String> = if svc.namespace == edge_spec::DEFAULT_NAMESPACE {
+                Vec::new()
+            } else {
+                match dns_label(&svc.namespace).filter(|l| *l == svc.namespace) {
+                    Some(l) => vec![l],
+                    None => continue,
+                }
+            };
+            let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
+            let Some(name) = b.name(&[&[label.as_str()], &ns[..]].concat()) else {
                 continue;
             };
             let lb = address_record(name.clone(), zone.ttl, zone.lb_address);
@@ -95,7 +106,7 @@ impl Index {
                 .filter_map(|i| i.address.parse().ok())
                 .collect();
             if !canaries.is_empty()
-                && let Some(name) = b.name(&["canary", &label])
+                && let Some(name) = b.name(&[&["canary", label.as_str()], &ns[..]].concat())
             {
                 let records = canaries
                     .iter()
@@ -103,14 +114,15 @@ impl Index {
                     .collect();
                 b.entry(name).records = records;
             }
-            if let Some(tasks) = b.name(&["tasks", &label]) {
+            if let Some(tasks) = b.name(&[&["tasks", label.as_str()], &ns[..]].concat()) {
                 let records = task_addrs
                     .iter()
                     .map(|a| address_record(tasks.clone(), zone.ttl, *a))
                     .collect();
                 b.entry(tasks).records = records;
             }
-            if let Some(srv) = b.name(&[&format!("_{label}"), "_tcp"]) {
+            let srv_label = format!("_{label}");
+            if let Some(srv) = b.name(&[&[srv_label.as_str(), "_tcp"], &ns[..]].concat()) {
                 let mut glue = Vec::new();
                 let mut records = Vec::new();
                 let mut seen = BTreeSet::new();
@@ -266,6 +278,7 @@ mod tests {
 
     fn inst(node: &str, addr: &str, port: u16) -> ServiceInstance {
         ServiceInstance {
+            namespace: "default".to_string(),
             service: "web".to_string(),
             alloc_id: format!("{node}-{port}"),
             job_id: "j".to_string(),
@@ -282,6 +295,7 @@ mod tests {
 
     fn index(instances: Vec<ServiceInstance>) -> Index {
         let svc = CatalogService {
+            namespace: "default".to_string(),
             name: "web".to_string(),
             tags: Vec::new(),
             publish: None,

@@ -26,6 +26,7 @@ fn inst(
     status: HealthStatus,
 ) -> ServiceInstance {
     ServiceInstance {
+        namespace: "default".to_string(),
         service: svc.to_string(),
         alloc_id: alloc.to_string(),
         job_id: "job".to_string(),
@@ -45,6 +46,7 @@ fn catalog(index: u64, services: Vec<(&str, Vec<ServiceInstance>)>) -> Arc<Catal
         .into_iter()
         .map(|(name, instances)| {
             let svc = CatalogService {
+                namespace: "default".to_string(),
                 name: name.to_string(),
                 tags: Vec::new(),
                 publish: None,

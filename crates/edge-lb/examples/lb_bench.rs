@@ -67,6 +67,7 @@ fn service(
     backend: SocketAddr,
 ) -> CatalogService {
     CatalogService {
+        namespace: "default".to_string(),
         name: name.into(),
         tags: vec![],
         publish: Some(Publish {
@@ -80,6 +81,7 @@ fn service(
         }),
         canary_weight: None,
         instances: vec![ServiceInstance {
+            namespace: "default".to_string(),
             service: name.into(),
             alloc_id: format!("{name}-1"),
             job_id: name.into(),

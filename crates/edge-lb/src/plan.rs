@@ -240,6 +240,7 @@ mod tests {
             c.services.insert(
                 name.to_string(),
                 CatalogService {
+                    namespace: "default".to_string(),
                     name: name.to_string(),
                     tags: vec![],
                     publish: Some(p),

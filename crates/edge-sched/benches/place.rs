@@ -52,6 +52,7 @@ fn node(i: usize) -> Node {
 
 fn job(i: usize, count: u32) -> Job {
     Job {
+        namespace: "default".to_string(),
         id: format!("job-{i}"),
         name: format!("job-{i}"),
         job_type: JobType::Service,
@@ -100,6 +101,7 @@ fn job(i: usize, count: u32) -> Job {
 
 fn eval(job_id: &str) -> Evaluation {
     Evaluation {
+        namespace: "default".to_string(),
         id: format!("eval-{job_id}"),
         job_id: job_id.to_string(),
         priority: 50,

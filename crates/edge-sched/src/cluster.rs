@@ -351,6 +351,7 @@ impl<'a> Cluster<'a> {
             id: id.to_string(),
             name: format!("{}.{}[{}]", job.id, req.group.name, index),
             index,
+            namespace: job.namespace.clone(),
             job_id: job.id.clone(),
             job_version: job.version,
             group: req.group.name.clone(),

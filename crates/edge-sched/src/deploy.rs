@@ -42,7 +42,7 @@ pub(crate) struct Outcome {
 /// The deployment of the job's current version, as this run may change it.
 pub(crate) fn current(snap: &Snapshot<'_>, job: &Job) -> Option<Deployment> {
     snap.deployment
-        .filter(|d| d.job_id == job.id && d.job_version == job.version)
+        .filter(|d| d.job_key() == job.key() && d.job_version == job.version)
         .cloned()
 }
 
@@ -232,6 +232,7 @@ pub fn new_deployment(
     }
     Some(Deployment {
         id,
+        namespace: job.namespace.clone(),
         job_id: job.id.clone(),
         job_version: job.version,
         status: DeploymentStatus::Running,

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use edge_api::tls::Identity;
 use edge_api::*;
 use edge_spec::acl::{self, Acl, AclToken, Capability, DEFAULT_NAMESPACE, Level, Scope, TokenType};
+use edge_spec::namespace::{ALL_NAMESPACES, namespace_problem};
 use edge_store::State as St;
 use std::sync::Arc;
 
@@ -31,18 +32,26 @@ pub(crate) enum Need {
     /// A node route: its own checks in `auth.rs`, never an ACL token.
     Node,
     /// A node (certificate, or the join token on a plain server) or an ACL
-    /// token with `read-job`: agents feed DNS and the load balancer from it.
+    /// token with `read-job` in every namespace: agents feed DNS and the
+    /// load balancer from it, and it holds every namespace's services.
     Catalog,
     /// No token: the one bootstrap.
     Bootstrap,
-    /// Any valid token (its own details).
+    /// Any valid token (its own details, the namespaces it may see).
     AnyToken,
     Management,
-    /// A capability in the namespace `default`.
+    /// A capability in the request's namespace (`?namespace=`, `default`
+    /// when absent). On a listing, `*` asks for every namespace and the
+    /// handler keeps what the token may see.
     Namespace(Capability),
+    /// A capability in the namespace of the object the route names by id
+    /// (an allocation, evaluation or deployment): the handler checks it
+    /// once it found the object, through [`Access::require`].
+    Object(Capability),
     /// At least this level of the node, agent or operator rule.
     Rule(Scope, Level),
-    /// `read-job` in `default` and node read: the event stream carries both.
+    /// `read-job` in every namespace and node read: the event stream
+    /// carries all of them.
     JobsAndNodes,
 }
 
@@ -54,9 +63,9 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
     let submit = Namespace(SubmitJob);
     Some(match (method, path) {
         ("GET", "/v1/jobs") => Namespace(ListJobs),
-        ("POST", "/v1/jobs" | "/v1/job/{id}" | "/v1/job/{id}/plan" | "/v1/job/{id}/revert") => {
-            submit
-        }
+        // The job in the body names its namespace; the handler checks it.
+        ("POST", "/v1/jobs" | "/v1/job/{id}" | "/v1/job/{id}/plan") => Object(SubmitJob),
+        ("POST", "/v1/job/{id}/revert") => submit,
         ("DELETE", "/v1/job/{id}") => submit,
         ("POST", "/v1/job/{id}/scale") => Namespace(ScaleJob),
         (
@@ -68,16 +77,16 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
             | "/v1/job/{id}/deployment"
             | "/v1/job/{id}/deployments"
             | "/v1/allocations"
-            | "/v1/allocation/{id}"
             | "/v1/deployments"
-            | "/v1/deployment/{id}"
             | "/v1/evaluations"
-            | "/v1/evaluation/{id}"
             | "/v1/services"
             | "/v1/service/{name}",
         ) => read,
-        ("GET", "/v1/client/allocation/{id}/logs") => Namespace(ReadLogs),
-        ("GET", "/v1/client/allocation/{id}/exec") => Namespace(AllocExec),
+        ("GET", "/v1/allocation/{id}" | "/v1/deployment/{id}" | "/v1/evaluation/{id}") => {
+            Object(ReadJob)
+        }
+        ("GET", "/v1/client/allocation/{id}/logs") => Object(ReadLogs),
+        ("GET", "/v1/client/allocation/{id}/exec") => Object(AllocExec),
         (
             "POST",
             "/v1/deployment/{id}/promote"
@@ -85,7 +94,9 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
             | "/v1/deployment/{id}/resume"
             | "/v1/deployment/{id}/fail"
             | "/v1/deployment/{id}/allocation-health",
-        ) => submit,
+        ) => Object(SubmitJob),
+        ("GET", "/v1/namespaces" | "/v1/namespace/{name}") => AnyToken,
+        ("POST" | "DELETE", "/v1/namespace/{name}") => Management,
         ("GET", "/v1/nodes" | "/v1/node/{id}") => Rule(Scope::Node, Level::Read),
         ("POST", "/v1/node/{id}/drain" | "/v1/node/{id}/eligibility" | "/v1/node/{id}/gc") => {
             Rule(Scope::Node, Level::Write)
@@ -119,20 +130,110 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
     })
 }
 
+/// The listings that take `?namespace=*`.
+fn lists(method: &str, path: &str) -> bool {
+    method == "GET"
+        && matches!(
+            path,
+            "/v1/jobs" | "/v1/allocations" | "/v1/evaluations" | "/v1/deployments" | "/v1/services"
+        )
+}
+
 /// The token a request came with, for the handlers that show it.
 #[derive(Clone)]
 pub(crate) struct CallerToken(pub AclToken);
 
-/// Refuses `?namespace=` other than `default` (namespaces are not built
-/// yet), then, when ACLs are on, whatever the caller's token does not
-/// allow. Unmatched paths pass through to the 404.
+/// What the middleware learnt of a user request, for its handler: the
+/// namespace asked for and what the caller may do where.
+#[derive(Clone, Debug)]
+pub(crate) struct Access {
+    /// `?namespace=`, `default` when absent; `*` only on a listing.
+    pub namespace: String,
+    /// `None` when ACLs are off, or for a node reading the catalog.
+    acl: Option<Acl>,
+    /// Accessor id and name of the token, for 403 messages.
+    token: Option<(String, String)>,
+}
+
+impl Access {
+    pub(crate) fn all_namespaces(&self) -> bool {
+        self.namespace == ALL_NAMESPACES
+    }
+
+    /// Whether `cap` is granted in namespace `ns`.
+    pub(crate) fn allows(&self, ns: &str, cap: Capability) -> bool {
+        self.acl
+            .as_ref()
+            .is_none_or(|a| a.allows_namespace(ns, cap))
+    }
+
+    /// Whether a listing keeps an object of namespace `ns`: one asked for
+    /// (the request's namespace, or any with `*`) that the token may see.
+    pub(crate) fn sees(&self, ns: &str, cap: Capability) -> bool {
+        (self.all_namespaces() || self.namespace == ns) && self.allows(ns, cap)
+    }
+
+    /// A 403 naming the capability and namespace unless `cap` is granted
+    /// in `ns`.
+    pub(crate) fn require(&self, ns: &str, cap: Capability) -> Result<(), ServerError> {
+        if self.allows(ns, cap) {
+            return Ok(());
+        }
+        Err(self.denied(&format!("capability {cap} in namespace {ns}")))
+    }
+
+    /// Whether `cap` is granted in every namespace of `names`.
+    fn allows_all(&self, names: &[String], cap: Capability) -> Option<String> {
+        names.iter().find(|ns| !self.allows(ns, cap)).map(|ns| {
+            format!("capability {cap} in namespace {ns} (this route shows every namespace)")
+        })
+    }
+
+    fn denied(&self, missing: &str) -> ServerError {
+        let (accessor, name) = self
+            .token
+            .clone()
+            .unwrap_or_else(|| ("-".to_string(), String::new()));
+        ServerError::Unauthorized(format!(
+            "permission denied: token {accessor} ({}) lacks {missing}",
+            if name.is_empty() { "unnamed" } else { &name }
+        ))
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Access {
+    type Rejection = ServerError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        // Fails closed: a user route whose need the middleware did not
+        // resolve is a bug, not an open door.
+        parts.extensions.get::<Access>().cloned().ok_or_else(|| {
+            ServerError::Internal("route has no access check; this is a bug in edge".to_string())
+        })
+    }
+}
+
+/// Resolves the caller's token (when ACLs are on) and the request's
+/// namespace, refuses what the token does not grant, and hands the rest
+/// to the handler as [`Access`]. Unmatched paths pass through to the 404.
 pub(crate) async fn enforce(State(sv): S, mut req: Request, next: Next) -> Response {
-    let Some(path) = req.extensions().get::<MatchedPath>().map(|m| m.as_str()) else {
+    let Some(path) = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+    else {
         return next.run(req).await;
     };
-    let Some(need) = need(req.method().as_str(), path) else {
+    let method = req.method().as_str().to_string();
+    let Some(need) = need(&method, &path) else {
         return next.run(req).await;
     };
+    if matches!(need, Need::Node | Need::Public) {
+        return next.run(req).await;
+    }
     if path.starts_with("/v1/acl/") && !sv.cfg.acl {
         return error_response(
             StatusCode::BAD_REQUEST,
@@ -140,31 +241,111 @@ pub(crate) async fn enforce(State(sv): S, mut req: Request, next: Next) -> Respo
                 .to_string(),
         );
     }
+    let mut access = Access {
+        namespace: DEFAULT_NAMESPACE.to_string(),
+        acl: None,
+        token: None,
+    };
     if sv.cfg.acl {
         let caller = req
             .extensions()
             .get::<edge_api::tls::Peer>()
             .and_then(|p| p.0.clone());
-        match check(&sv, need, req.headers(), Caller(caller)) {
-            Ok(Some(token)) => {
+        match authenticate(&sv, need, req.headers(), Caller(caller)) {
+            Ok(Some((token, acl))) => {
+                access.token = Some((token.accessor_id.clone(), token.name.clone()));
+                access.acl = Some(acl);
                 req.extensions_mut().insert(CallerToken(token));
             }
             Ok(None) => {}
             Err(e) => return e.into_response(),
         }
     }
-    if !matches!(need, Need::Node | Need::Public)
-        && let Some(ns) = namespace_param(req.uri().query())
-        && ns != DEFAULT_NAMESPACE
-    {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "namespace {ns:?}: namespaces are not there yet; every object is in namespace \"default\""
-            ),
-        );
+    // Only routes about jobs and what belongs to them read `?namespace=`;
+    // clients send it with every request (as Nomad's do).
+    if matches!(need, Need::Namespace(_) | Need::Object(_)) {
+        let star = lists(&method, &path) || matches!(need, Need::Object(_));
+        match request_namespace(req.uri().query(), star) {
+            Ok(Some(ns)) => access.namespace = ns,
+            Ok(None) => {}
+            Err(e) => return e.into_response(),
+        }
     }
+    if let Err(e) = permit(&sv, need, &access) {
+        return e.into_response();
+    }
+    req.extensions_mut().insert(access);
     next.run(req).await
+}
+
+/// `?namespace=`, checked: a namespace name, or `*` where `star` allows it
+/// (listings, and routes about one object, which ignore it).
+fn request_namespace(query: Option<&str>, star: bool) -> Result<Option<String>, ServerError> {
+    let Some(ns) = namespace_param(query) else {
+        return Ok(None);
+    };
+    if ns == ALL_NAMESPACES {
+        return if star {
+            Ok(Some(ns))
+        } else {
+            Err(ServerError::BadRequest(
+                "namespace \"*\" only lists jobs, allocations, evaluations, deployments and services; name one namespace here"
+                    .to_string(),
+            ))
+        };
+    }
+    match namespace_problem(&ns) {
+        Some(reason) => Err(ServerError::BadRequest(format!(
+            "query parameter namespace: {reason}"
+        ))),
+        None => Ok(Some(ns)),
+    }
+}
+
+/// Whether what `access` holds is enough for `need`; a concrete namespace
+/// must also exist.
+fn permit(sv: &Server, need: Need, access: &Access) -> Result<(), ServerError> {
+    let every = || {
+        sv.store.read(|s| {
+            s.all_namespaces()
+                .into_iter()
+                .map(|n| n.name)
+                .collect::<Vec<_>>()
+        })
+    };
+    let missing = match need {
+        Need::Public | Need::Node | Need::Bootstrap | Need::AnyToken | Need::Object(_) => None,
+        Need::Management => (access.acl.as_ref().is_some_and(|a| *a != Acl::Management))
+            .then(|| "a management token".to_string()),
+        Need::Catalog => access.allows_all(&every(), Capability::ReadJob),
+        Need::Namespace(cap) => {
+            if access.all_namespaces() {
+                None
+            } else {
+                access.require(&access.namespace, cap)?;
+                if sv.store.read(|s| s.namespace(&access.namespace).is_none()) {
+                    return Err(ServerError::NoNamespace(access.namespace.clone()));
+                }
+                None
+            }
+        }
+        Need::Rule(scope, level) => access
+            .acl
+            .as_ref()
+            .and_then(|a| lacks_rule(a, scope, level)),
+        Need::JobsAndNodes => access
+            .allows_all(&every(), Capability::ReadJob)
+            .or_else(|| {
+                access
+                    .acl
+                    .as_ref()
+                    .and_then(|a| lacks_rule(a, Scope::Node, Level::Read))
+            }),
+    };
+    match missing {
+        Some(m) => Err(access.denied(&m)),
+        None => Ok(()),
+    }
 }
 
 /// The value of `namespace` in a query string, percent-decoded.
@@ -200,13 +381,14 @@ fn decode(v: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Whether the caller may do what `need` says; the token it used, if any.
-fn check(
+/// The caller's token and what its policies allow; `None` when the route
+/// takes no token or a node reads the catalog.
+fn authenticate(
     sv: &Server,
     need: Need,
     headers: &HeaderMap,
     caller: Caller,
-) -> Result<Option<AclToken>, ServerError> {
+) -> Result<Option<(AclToken, Acl)>, ServerError> {
     let secret = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
     match need {
         Need::Public | Need::Node | Need::Bootstrap => return Ok(None),
@@ -228,32 +410,7 @@ fn check(
     };
     let now = crate::now_ms();
     let (token, acl) = sv.store.read(|s| resolve(s, secret, now))?;
-    let missing = match need {
-        Need::Public | Need::Node | Need::Bootstrap | Need::AnyToken => None,
-        Need::Management => (acl != Acl::Management).then(|| "a management token".to_string()),
-        Need::Catalog => lacks_cap(&acl, Capability::ReadJob),
-        Need::Namespace(cap) => lacks_cap(&acl, cap),
-        Need::Rule(scope, level) => lacks_rule(&acl, scope, level),
-        Need::JobsAndNodes => lacks_cap(&acl, Capability::ReadJob)
-            .or_else(|| lacks_rule(&acl, Scope::Node, Level::Read)),
-    };
-    match missing {
-        Some(m) => Err(ServerError::Unauthorized(format!(
-            "permission denied: token {} ({}) lacks {m}",
-            token.accessor_id,
-            if token.name.is_empty() {
-                "unnamed"
-            } else {
-                &token.name
-            }
-        ))),
-        None => Ok(Some(token)),
-    }
-}
-
-fn lacks_cap(acl: &Acl, cap: Capability) -> Option<String> {
-    (!acl.allows_namespace(DEFAULT_NAMESPACE, cap))
-        .then(|| format!("capability {cap} in namespace {DEFAULT_NAMESPACE}"))
+    Ok(Some((token, acl)))
 }
 
 fn lacks_rule(acl: &Acl, scope: Scope, level: Level) -> Option<String> {

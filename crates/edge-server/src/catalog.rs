@@ -60,7 +60,7 @@ fn build(s: &State) -> Catalog {
     let mut services: BTreeMap<String, CatalogService> = BTreeMap::new();
     let mut weights: BTreeMap<String, u32> = BTreeMap::new();
     for a in s.allocs.values() {
-        let Some(group) = s.jobs.get(&a.job_id).and_then(|j| j.group(&a.group)) else {
+        let Some(group) = s.jobs.get(&a.job_key()).and_then(|j| j.group(&a.group)) else {
             continue;
         };
         let Some(node) = s.nodes.get(&a.node_id) else {
@@ -69,7 +69,7 @@ fn build(s: &State) -> Catalog {
         let canary = canary_of(s, a);
         if let Some(w) = canary.and_then(DeploymentGroup::weighted_canaries) {
             for svc in &group.services {
-                weights.insert(svc.name.clone(), w);
+                weights.insert(edge_spec::service_key(&a.namespace, &svc.name), w);
             }
         }
         edge_api::catalog::add_alloc(

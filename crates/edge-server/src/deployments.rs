@@ -2,6 +2,7 @@
 //! `edge job run` can follow one) and promote, pause, resume and fail.
 
 use crate::Server;
+use crate::acl::Access;
 use crate::error::ServerError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Blocking, block, json_at};
 use crate::ops::{self, Env};
@@ -9,6 +10,7 @@ use axum::extract::State;
 use axum::response::Response;
 use edge_api::{DeploymentAllocHealthRequest, DeploymentPromoteRequest, DeploymentUpdateResponse};
 use edge_spec::Deployment;
+use edge_spec::acl::Capability;
 use edge_store::State as St;
 use std::sync::Arc;
 
@@ -20,57 +22,74 @@ fn newest_first(mut v: Vec<Deployment>) -> Vec<Deployment> {
     v
 }
 
-pub(crate) async fn list(State(sv): S, ApiQuery(q): ApiQuery<Blocking>) -> Res {
+pub(crate) async fn list(State(sv): S, access: Access, ApiQuery(q): ApiQuery<Blocking>) -> Res {
     block(&sv, &q).await;
     let idx = sv.store.index();
-    let list = sv
-        .store
-        .read(|s| newest_first(s.deployments.values().cloned().collect()));
+    let list = sv.store.read(|s| {
+        newest_first(
+            s.deployments
+                .values()
+                .filter(|d| access.sees(&d.namespace, Capability::ReadJob))
+                .cloned()
+                .collect(),
+        )
+    });
     Ok(json_at(idx, &list))
 }
 
 pub(crate) async fn read(
     State(sv): S,
+    access: Access,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<Blocking>,
 ) -> Res {
     block(&sv, &q).await;
     let idx = sv.store.index();
-    sv.store
-        .read(|s| ops::by_prefix("deployment", &id, s.deployments.iter()).map(|d| json_at(idx, d)))
+    sv.store.read(|s| {
+        let d = ops::by_prefix("deployment", &id, s.deployments.iter())?;
+        access.require(&d.namespace, Capability::ReadJob)?;
+        Ok(json_at(idx, d))
+    })
 }
 
-pub(crate) async fn of_job(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
+pub(crate) async fn of_job(State(sv): S, access: Access, ApiPath(id): ApiPath<String>) -> Res {
     let idx = sv.store.index();
+    let key = edge_spec::job_key(&access.namespace, &id);
     sv.store.read(|s| {
-        if !s.jobs.contains_key(&id) && !s.deployments_by_job.contains_key(&id) {
-            return Err(ServerError::not_found("job", &id));
+        if !s.jobs.contains_key(&key) && !s.deployments_by_job.contains_key(&key) {
+            return Err(ServerError::no_job(&access.namespace, &id));
         }
-        let list: Vec<Deployment> = s.job_deployments(&id).into_iter().cloned().collect();
+        let list: Vec<Deployment> = s.job_deployments(&key).into_iter().cloned().collect();
         Ok(json_at(idx, &newest_first(list)))
     })
 }
 
 pub(crate) async fn latest_of_job(
     State(sv): S,
+    access: Access,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<Blocking>,
 ) -> Res {
     block(&sv, &q).await;
     let idx = sv.store.index();
-    sv.store.read(|s| match s.latest_deployment(&id) {
+    let key = edge_spec::job_key(&access.namespace, &id);
+    sv.store.read(|s| match s.latest_deployment(&key) {
         Some(d) => Ok(json_at(idx, d)),
-        None if s.jobs.contains_key(&id) => Err(ServerError::NotFound {
+        None if s.jobs.contains_key(&key) => Err(ServerError::NotFound {
             kind: "deployment of job",
             id,
         }),
-        None => Err(ServerError::not_found("job", &id)),
+        None => Err(ServerError::no_job(&access.namespace, &id)),
     })
 }
 
-/// Commits an operator's action and answers with the deployment as changed.
+/// Commits an operator's action on deployment `id` (by prefix), once the
+/// caller may submit jobs in its namespace, and answers with the
+/// deployment as changed.
 async fn act(
     sv: &Server,
+    access: Access,
+    id: String,
     f: impl FnOnce(
         &St,
         &mut Env,
@@ -81,6 +100,8 @@ async fn act(
     let ((deployment, eval_id), idx) = sv
         .store
         .commit(move |s: &St| {
+            let d = ops::by_prefix("deployment", &id, s.deployments.iter())?;
+            access.require(&d.namespace, Capability::SubmitJob)?;
             let (batch, d, eval) = f(s, &mut Env::live())?;
             Ok::<_, ServerError>((batch, (d, eval)))
         })
@@ -100,31 +121,32 @@ async fn act(
 
 pub(crate) async fn promote(
     State(sv): S,
+    access: Access,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<DeploymentPromoteRequest>,
 ) -> Res {
-    act(&sv, move |s, env| {
+    act(&sv, access, id.clone(), move |s, env| {
         ops::deployments::promote(s, env, &id, &req.groups).map(|(b, d, e)| (b, d, Some(e)))
     })
     .await
 }
 
-pub(crate) async fn pause(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
-    act(&sv, move |s, env| {
+pub(crate) async fn pause(State(sv): S, access: Access, ApiPath(id): ApiPath<String>) -> Res {
+    act(&sv, access, id.clone(), move |s, env| {
         ops::deployments::pause(s, env, &id, true)
     })
     .await
 }
 
-pub(crate) async fn resume(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
-    act(&sv, move |s, env| {
+pub(crate) async fn resume(State(sv): S, access: Access, ApiPath(id): ApiPath<String>) -> Res {
+    act(&sv, access, id.clone(), move |s, env| {
         ops::deployments::pause(s, env, &id, false)
     })
     .await
 }
 
-pub(crate) async fn fail(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
-    act(&sv, move |s, env| {
+pub(crate) async fn fail(State(sv): S, access: Access, ApiPath(id): ApiPath<String>) -> Res {
+    act(&sv, access, id.clone(), move |s, env| {
         ops::deployments::fail(s, env, &id).map(|(b, d, e)| (b, d, Some(e)))
     })
     .await
@@ -132,10 +154,11 @@ pub(crate) async fn fail(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
 
 pub(crate) async fn alloc_health(
     State(sv): S,
+    access: Access,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<DeploymentAllocHealthRequest>,
 ) -> Res {
-    act(&sv, move |s, env| {
+    act(&sv, access, id.clone(), move |s, env| {
         ops::deployments::set_health(s, env, &id, &req.healthy, &req.unhealthy)
     })
     .await

@@ -10,6 +10,10 @@ pub enum ServerError {
     BadRequest(String),
     #[error("{kind} {id:?} not found")]
     NotFound { kind: &'static str, id: String },
+    #[error("job {id:?} not found in namespace {namespace:?}")]
+    NoJob { namespace: String, id: String },
+    #[error("namespace {0:?} does not exist (create it with `edge namespace apply {0}`)")]
+    NoNamespace(String),
     #[error("job {job:?} has no version {version} (see `edge job history {job}`)")]
     NoSuchVersion { job: String, version: u64 },
     #[error("job {job:?} has no group {group:?}; its groups are {groups}")]
@@ -79,10 +83,19 @@ impl ServerError {
         }
     }
 
+    pub fn no_job(namespace: &str, id: &str) -> ServerError {
+        ServerError::NoJob {
+            namespace: namespace.to_string(),
+            id: id.to_string(),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ServerError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServerError::NotFound { .. }
+            | ServerError::NoJob { .. }
+            | ServerError::NoNamespace(_)
             | ServerError::NoSuchVersion { .. }
             | ServerError::NoSuchGroup { .. }
             | ServerError::UnknownAllocs(_)

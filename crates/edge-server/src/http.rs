@@ -3,7 +3,7 @@
 //! the transaction is on disk.
 
 use crate::Server;
-use crate::acl;
+use crate::acl::{self, Access};
 use crate::auth::{self, Caller};
 use crate::error::ServerError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Blocking, block, error_response, json_at};
@@ -16,7 +16,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use edge_api::*;
-use edge_spec::{Allocation, ClientStatus, Evaluation, Job, Node, NodeStatus, TriggeredBy};
+use edge_spec::acl::Capability;
+use edge_spec::{
+    Allocation, ClientStatus, DEFAULT_NAMESPACE, Evaluation, Job, Node, NodeStatus, TriggeredBy,
+};
 use edge_store::State as St;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -67,6 +70,13 @@ pub fn router(server: Arc<Server>) -> Router {
         .route(
             "/v1/deployment/{id}/allocation-health",
             post(crate::deployments::alloc_health),
+        )
+        .route("/v1/namespaces", get(crate::namespaces::list))
+        .route(
+            "/v1/namespace/{name}",
+            get(crate::namespaces::read)
+                .post(crate::namespaces::apply)
+                .delete(crate::namespaces::delete),
         )
         .route("/v1/evaluations", get(list_evals))
         .route("/v1/evaluation/{id}", get(read_eval))
@@ -139,7 +149,7 @@ fn job_stub(s: &St, job: &Job) -> JobListStub {
     for g in &job.groups {
         summary.entry(g.name.clone()).or_default();
     }
-    for a in s.job_allocs(&job.id) {
+    for a in s.job_allocs(&job.key()) {
         *summary
             .entry(a.group.clone())
             .or_default()
@@ -148,6 +158,7 @@ fn job_stub(s: &St, job: &Job) -> JobListStub {
     }
     JobListStub {
         id: job.id.clone(),
+        namespace: job.namespace.clone(),
         name: job.name.clone(),
         job_type: job.job_type,
         priority: job.priority,
@@ -160,10 +171,16 @@ fn job_stub(s: &St, job: &Job) -> JobListStub {
     }
 }
 
-async fn list_jobs(State(sv): S, ApiQuery(q): ApiQuery<Blocking>) -> Res {
+async fn list_jobs(State(sv): S, access: Access, ApiQuery(q): ApiQuery<Blocking>) -> Res {
     block(&sv, &q).await;
     let (idx, list) = sv.store.read(|s| {
-        let list: Vec<JobListStub> = s.jobs.values().map(|j| job_stub(s, j)).collect();
+        let mut list: Vec<JobListStub> = s
+            .jobs
+            .values()
+            .filter(|j| access.sees(&j.namespace, Capability::ListJobs))
+            .map(|j| job_stub(s, j))
+            .collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id).then_with(|| a.namespace.cmp(&b.namespace)));
         (sv.store.index(), list)
     });
     Ok(json_at(idx, &list))
@@ -171,19 +188,40 @@ async fn list_jobs(State(sv): S, ApiQuery(q): ApiQuery<Blocking>) -> Res {
 
 async fn read_job(
     State(sv): S,
+    access: Access,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<Blocking>,
 ) -> Res {
     block(&sv, &q).await;
     let idx = sv.store.index();
-    sv.store.read(|s| match s.jobs.get(&id) {
+    let key = edge_spec::job_key(&access.namespace, &id);
+    sv.store.read(|s| match s.jobs.get(&key) {
         Some(j) => {
             let mut j = j.clone();
             j.status = ops::jobs::status(s, &j);
             Ok(json_at(idx, &j))
         }
-        None => Err(ServerError::not_found("job", &id)),
+        None => Err(ServerError::no_job(&access.namespace, &id)),
     })
+}
+
+/// Puts a submitted job in its namespace: the one its spec names, else the
+/// request's (`?namespace=`, where `*` names none); both named and
+/// different is an error. The caller must be allowed to submit jobs there.
+fn place_in_namespace(access: &Access, job: &mut Job) -> Result<(), ServerError> {
+    let asked = match access.namespace.as_str() {
+        edge_spec::namespace::ALL_NAMESPACES => DEFAULT_NAMESPACE,
+        ns => ns,
+    };
+    if job.namespace == DEFAULT_NAMESPACE {
+        job.namespace = asked.to_string();
+    } else if asked != DEFAULT_NAMESPACE && asked != job.namespace {
+        return Err(ServerError::BadRequest(format!(
+            "job {:?} names namespace {:?} but the request asks for namespace {asked:?}",
+            job.id, job.namespace
+        )));
+    }
+    access.require(&job.namespace, Capability::SubmitJob)
 }
 
 /// Registers `job` as a new version (or the same one when nothing changed)
@@ -204,13 +242,19 @@ async fn register(
     Ok(resp)
 }
 
-async fn register_job(State(sv): S, ApiJson(req): ApiJson<JobRegisterRequest>) -> Res {
+async fn register_job(
+    State(sv): S,
+    access: Access,
+    ApiJson(mut req): ApiJson<JobRegisterRequest>,
+) -> Res {
+    place_in_namespace(&access, &mut req.job)?;
     let resp = register(&sv, req.job, TriggeredBy::JobRegister, req.enforce_index).await?;
     Ok(json_at(resp.job_modify_index, &resp))
 }
 
 async fn register_job_at(
     State(sv): S,
+    access: Access,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<JobRegisterRequest>,
 ) -> Res {
@@ -220,11 +264,12 @@ async fn register_job_at(
             req.job.id
         )));
     }
-    register_job(State(sv), ApiJson(req)).await
+    register_job(State(sv), access, ApiJson(req)).await
 }
 
 async fn scale_job(
     State(sv): S,
+    access: Access,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<JobScaleRequest>,
 ) -> Res {
@@ -233,7 +278,7 @@ async fn scale_job(
     let (mut resp, idx) = sv
         .store
         .commit(move |s: &St| {
-            let job = ops::jobs::scaled(s, &id, &req.group, req.count)?;
+            let job = ops::jobs::scaled(s, (&access.namespace, &id), &req.group, req.count)?;
             ops::jobs::register(s, &mut Env::live(), job, TriggeredBy::JobScale, None)
         })
         .await?;
@@ -250,12 +295,15 @@ struct StopQuery {
 
 async fn stop_job(
     State(sv): S,
+    access: Access,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<StopQuery>,
 ) -> Res {
     let (eval_id, idx) = sv
         .store
-        .commit(move |s: &St| ops::jobs::stop(s, &mut Env::live(), &id, q.purge))
+        .commit(move |s: &St| {
+            ops::jobs::stop(s, &mut Env::live(), (&access.namespace, &id), q.purge)
+        })
         .await?;
     sv.evals_ready.notify_one();
     Ok(json_at(
@@ -269,8 +317,9 @@ async fn stop_job(
 
 async fn plan_job(
     State(sv): S,
+    access: Access,
     ApiPath(id): ApiPath<String>,
-    ApiJson(req): ApiJson<JobPlanRequest>,
+    ApiJson(mut req): ApiJson<JobPlanRequest>,
 ) -> Res {
     if req.job.id != id {
         return Err(ServerError::BadRequest(format!(
@@ -278,7 +327,11 @@ async fn plan_job(
             req.job.id
         )));
     }
+    place_in_namespace(&access, &mut req.job)?;
     let job = ops::jobs::prepare(req.job, &sv.cfg.driver_configs)?;
+    if sv.store.read(|s| s.namespace(&job.namespace).is_none()) {
+        return Err(ServerError::NoNamespace(job.namespace));
+    }
     // The scheduler is CPU-bound and a plan may be large: it runs off the
     // async workers so that blocking queries and heartbeats keep flowing.
     let server = sv.clone();
@@ -293,20 +346,25 @@ async fn plan_job(
     Ok(json_at(resp.job_modify_index, &resp))
 }
 
-async fn job_versions(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
-    let versions = sv.store.job_versions(&id).await?;
+async fn job_versions(State(sv): S, access: Access, ApiPath(id): ApiPath<String>) -> Res {
+    let versions = sv
+        .store
+        .job_versions(&edge_spec::job_key(&access.namespace, &id))
+        .await?;
     if versions.is_empty() {
-        return Err(ServerError::not_found("job", &id));
+        return Err(ServerError::no_job(&access.namespace, &id));
     }
     Ok(json_at(sv.store.index(), &versions))
 }
 
 async fn revert_job(
     State(sv): S,
+    access: Access,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<JobRevertRequest>,
 ) -> Res {
-    let Some(old) = sv.store.job_version(&id, req.version).await? else {
+    let key = edge_spec::job_key(&access.namespace, &id);
+    let Some(old) = sv.store.job_version(&key, req.version).await? else {
         return Err(ServerError::NoSuchVersion {
             job: id,
             version: req.version,
@@ -324,14 +382,16 @@ async fn revert_job(
 
 async fn job_allocs(
     State(sv): S,
+    access: Access,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<Blocking>,
 ) -> Res {
     block(&sv, &q).await;
     let idx = sv.store.index();
+    let key = edge_spec::job_key(&access.namespace, &id);
     let list: Vec<AllocListStub> = sv.store.read(|s| {
         let mut v: Vec<AllocListStub> = s
-            .job_allocs(&id)
+            .job_allocs(&key)
             .into_iter()
             .map(AllocListStub::from)
             .collect();
@@ -341,15 +401,11 @@ async fn job_allocs(
     Ok(json_at(idx, &list))
 }
 
-async fn job_evals(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
+async fn job_evals(State(sv): S, access: Access, ApiPath(id): ApiPath<String>) -> Res {
     let idx = sv.store.index();
+    let key = edge_spec::job_key(&access.namespace, &id);
     let list: Vec<Evaluation> = sv.store.read(|s| {
-        let mut v: Vec<Evaluation> = s
-            .evals
-            .values()
-            .filter(|e| e.job_id == id)
-            .cloned()
-            .collect();
+        let mut v: Vec<Evaluation> = s.job_evals(&key).into_iter().cloned().collect();
         v.sort_by_key(|e| std::cmp::Reverse(e.create_index));
         v
     });
@@ -368,7 +424,7 @@ struct AllocQuery {
     job: Option<String>,
 }
 
-async fn list_allocs(State(sv): S, ApiQuery(q): ApiQuery<AllocQuery>) -> Res {
+async fn list_allocs(State(sv): S, access: Access, ApiQuery(q): ApiQuery<AllocQuery>) -> Res {
     let b = Blocking {
         index: q.index,
         wait: q.wait,
@@ -385,6 +441,7 @@ async fn list_allocs(State(sv): S, ApiQuery(q): ApiQuery<AllocQuery>) -> Res {
                     .is_none_or(|n| a.node_id.starts_with(n.as_str()))
             })
             .filter(|a| q.job.as_ref().is_none_or(|j| &a.job_id == j))
+            .filter(|a| access.sees(&a.namespace, Capability::ReadJob))
             .map(AllocListStub::from)
             .collect();
         v.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(a.id.cmp(&b.id)));
@@ -395,13 +452,17 @@ async fn list_allocs(State(sv): S, ApiQuery(q): ApiQuery<AllocQuery>) -> Res {
 
 async fn read_alloc(
     State(sv): S,
+    access: Access,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<Blocking>,
 ) -> Res {
     block(&sv, &q).await;
     let idx = sv.store.index();
-    sv.store
-        .read(|s| ops::by_prefix("allocation", &id, s.allocs.iter()).map(|a| json_at(idx, a)))
+    sv.store.read(|s| {
+        let a = ops::by_prefix("allocation", &id, s.allocs.iter())?;
+        access.require(&a.namespace, Capability::ReadJob)?;
+        Ok(json_at(idx, a))
+    })
 }
 
 #[derive(Deserialize)]
@@ -419,11 +480,13 @@ struct LogQuery {
 /// Logs live on the node; the server relays the agent's answer.
 async fn alloc_logs(
     State(sv): S,
+    access: Access,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Res {
     let (alloc, addr) = sv.store.read(|s| {
         let a = ops::by_prefix("allocation", &id, s.allocs.iter())?.clone();
+        access.require(&a.namespace, Capability::ReadLogs)?;
         let addr = s
             .nodes
             .get(&a.node_id)
@@ -528,11 +591,16 @@ async fn node_gc(State(sv): S, ApiPath(id): ApiPath<String>) -> Res {
         .into_response())
 }
 
-async fn list_evals(State(sv): S, ApiQuery(q): ApiQuery<Blocking>) -> Res {
+async fn list_evals(State(sv): S, access: Access, ApiQuery(q): ApiQuery<Blocking>) -> Res {
     block(&sv, &q).await;
     let idx = sv.store.index();
     let list: Vec<Evaluation> = sv.store.read(|s| {
-        let mut v: Vec<Evaluation> = s.evals.values().cloned().collect();
+        let mut v: Vec<Evaluation> = s
+            .evals
+            .values()
+            .filter(|e| access.sees(&e.namespace, Capability::ReadJob))
+            .cloned()
+            .collect();
         v.sort_by_key(|e| std::cmp::Reverse(e.create_index));
         v
     });
@@ -541,13 +609,17 @@ async fn list_evals(State(sv): S, ApiQuery(q): ApiQuery<Blocking>) -> Res {
 
 async fn read_eval(
     State(sv): S,
+    access: Access,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<Blocking>,
 ) -> Res {
     block(&sv, &q).await;
     let idx = sv.store.index();
-    sv.store
-        .read(|s| ops::by_prefix("evaluation", &id, s.evals.iter()).map(|e| json_at(idx, e)))
+    sv.store.read(|s| {
+        let e = ops::by_prefix("evaluation", &id, s.evals.iter())?;
+        access.require(&e.namespace, Capability::ReadJob)?;
+        Ok(json_at(idx, e))
+    })
 }
 
 fn node_stub(sv: &Server, s: &St, n: &Node) -> NodeListStub {
@@ -809,7 +881,7 @@ fn write_alloc(
     out: &mut Vec<u8>,
     gaps: &mut Vec<Gap>,
 ) -> Result<(), ServerError> {
-    let Some(current) = s.jobs.get(&a.job_id) else {
+    let Some(current) = s.jobs.get(&a.job_key()) else {
         return Ok(());
     };
     let unavailable = |reason: String| ServerError::AllocUnavailable {
@@ -839,7 +911,7 @@ fn write_alloc(
         None => gaps.push(Gap {
             at: out.len(),
             alloc: a.id.clone(),
-            job: a.job_id.clone(),
+            job: a.job_key(),
             version: a.job_version,
         }),
     }
@@ -1068,13 +1140,15 @@ async fn catalog_after(sv: &Server, q: &Blocking) -> Result<Arc<Catalog>, Server
     }
 }
 
-async fn list_services(State(sv): S, ApiQuery(q): ApiQuery<Blocking>) -> Res {
+async fn list_services(State(sv): S, access: Access, ApiQuery(q): ApiQuery<Blocking>) -> Res {
     let cat = catalog_after(&sv, &q).await?;
     let list: Vec<ServiceListStub> = cat
         .services
         .values()
+        .filter(|s| access.sees(&s.namespace, Capability::ReadJob))
         .map(|s| ServiceListStub {
             name: s.name.clone(),
+            namespace: s.namespace.clone(),
             tags: s.tags.clone(),
             instances: s.instances.len() as u32,
             passing: s.instances.iter().filter(|i| i.serving()).count() as u32,
@@ -1086,11 +1160,15 @@ async fn list_services(State(sv): S, ApiQuery(q): ApiQuery<Blocking>) -> Res {
 
 async fn read_service(
     State(sv): S,
+    access: Access,
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<Blocking>,
 ) -> Res {
     let cat = catalog_after(&sv, &q).await?;
-    match cat.services.get(&name) {
+    match cat
+        .services
+        .get(&edge_spec::service_key(&access.namespace, &name))
+    {
         Some(s) => Ok(json_at(cat.index, &s.instances)),
         None => Err(ServerError::not_found("service", &name)),
     }

@@ -10,6 +10,7 @@ mod extract;
 mod heartbeat;
 mod http;
 mod metrics;
+mod namespaces;
 mod ops;
 mod pki;
 mod routes;

@@ -220,6 +220,7 @@ pub async fn node_tunnel(
 /// of the allocation, as an upgraded connection carrying exec frames.
 pub async fn alloc_exec(
     State(sv): State<Arc<Server>>,
+    access: crate::acl::Access,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
     ApiQuery(mut q): ApiQuery<ExecQuery>,
@@ -228,6 +229,7 @@ pub async fn alloc_exec(
     let alloc = sv
         .store
         .read(|s| ops::by_prefix("allocation", &id, s.allocs.iter()).cloned())?;
+    access.require(&alloc.namespace, edge_spec::acl::Capability::AllocExec)?;
     if alloc.client_status != ClientStatus::Running {
         return Err(ServerError::Conflict(format!(
             "allocation {} is {}, not running{}",

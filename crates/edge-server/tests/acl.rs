@@ -144,11 +144,11 @@ async fn tokens_and_policies_decide_who_may_call_what() {
         error(&body).contains("lacks capability submit-job in namespace default"),
         "{body}"
     );
+    // Logs are checked against the allocation's own namespace, once found.
     let (status, body) = api
         .call("GET", "/v1/client/allocation/x/logs", Some(ro_secret), None)
         .await;
-    assert_eq!(status, 403, "{body}");
-    assert!(error(&body).contains("read-logs"), "{body}");
+    assert_eq!(status, 404, "{body}");
     let (status, body) = api
         .call(
             "POST",
@@ -193,15 +193,20 @@ async fn tokens_and_policies_decide_who_may_call_what() {
         assert_eq!(status, 200, "{path}: {body}");
     }
 
-    // Namespaces are not there yet: another one is a 400, `default` fine.
+    // A namespace that does not exist is a 404 naming it; a bad name a 400.
     let (status, body) = api
         .call("GET", "/v1/jobs?namespace=prod", Some(&mgmt), None)
         .await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 404, "{body}");
     assert!(
-        error(&body).contains("namespaces are not there yet"),
+        error(&body).contains("namespace \"prod\" does not exist"),
         "{body}"
     );
+    let (status, body) = api
+        .call("GET", "/v1/jobs?namespace=..%2F..%2Fetc", Some(&mgmt), None)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(error(&body).contains("namespace"), "{body}");
     let (status, _) = api
         .call("GET", "/v1/jobs?namespace=default", Some(&mgmt), None)
         .await;
@@ -336,6 +341,185 @@ async fn acl_routes_answer_400_while_acls_are_off() {
     let (status, _) = api.call("GET", "/v1/jobs", None, None).await;
     assert_eq!(status, 200);
     let (status, body) = api.call("GET", "/v1/jobs?namespace=x", None, None).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = api.call("GET", "/v1/jobs?namespace=X!", None, None).await;
     assert_eq!(status, 400, "{body}");
+    h.shutdown().await;
+}
+
+/// Namespaces with ACLs: a token scoped to one namespace sees and changes
+/// only that namespace's jobs, allocations and services, even by id and
+/// with `?namespace=*`; the same job id lives in two namespaces.
+#[tokio::test]
+async fn a_namespace_scoped_token_sees_only_its_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = common::start_with(dir.path(), |c| c.acl = true).await;
+    let api = Api::new(&h);
+    let mgmt = bootstrap(&api).await;
+    common::register(&h, common::node("n1", 4000, 4096)).await;
+
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/jobs?namespace=prod",
+            Some(&mgmt),
+            Some(job_body("web")),
+        )
+        .await;
+    assert_eq!(status, 404, "no such namespace yet: {body}");
+    assert!(error(&body).contains("edge namespace apply prod"), "{body}");
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/namespace/prod",
+            Some(&mgmt),
+            Some(json!({ "description": "p" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["name"], "prod");
+    for ns in ["default", "prod"] {
+        let (status, body) = api
+            .call(
+                "POST",
+                &format!("/v1/jobs?namespace={ns}"),
+                Some(&mgmt),
+                Some(job_body("web")),
+            )
+            .await;
+        assert_eq!(status, 200, "{ns}: {body}");
+    }
+    let dev = token_with(
+        &api,
+        &mgmt,
+        "prod-dev",
+        "prod-dev",
+        "namespace \"prod\" { policy = \"write\" }\n",
+    )
+    .await;
+    let dev = dev["secret_id"].as_str().unwrap();
+
+    let (status, body) = api
+        .call("GET", "/v1/jobs?namespace=prod", Some(dev), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body[0]["namespace"], "prod");
+    let (status, body) = api.call("GET", "/v1/jobs", Some(dev), None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        error(&body).contains("list-jobs in namespace default"),
+        "{body}"
+    );
+    let (status, body) = api
+        .call("GET", "/v1/jobs?namespace=*", Some(dev), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let seen: Vec<&str> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(seen, ["prod"], "only its namespace: {body}");
+    let (status, body) = api
+        .call("GET", "/v1/jobs?namespace=*", Some(&mgmt), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body.as_array().unwrap().len(), 2, "{body}");
+    let (status, body) = api.call("GET", "/v1/job/web", Some(dev), None).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = api
+        .call("GET", "/v1/job/web?namespace=prod", Some(dev), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["namespace"], "prod");
+
+    // Allocations by id answer to their own namespace.
+    let allocs = common::eventually(10, async || {
+        let (_, body) = api
+            .call("GET", "/v1/allocations?namespace=*", Some(&mgmt), None)
+            .await;
+        let list = body.as_array().cloned().unwrap_or_default();
+        (list.len() == 2).then_some(list)
+    })
+    .await;
+    let id_in = |ns: &str| {
+        allocs
+            .iter()
+            .find(|a| a["namespace"] == ns)
+            .and_then(|a| a["id"].as_str())
+            .unwrap()
+            .to_string()
+    };
+    let (status, body) = api
+        .call("GET", "/v1/allocations?namespace=*", Some(dev), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body.as_array().unwrap().len(), 1, "{body}");
+    let (status, _) = api
+        .call(
+            "GET",
+            &format!("/v1/allocation/{}", id_in("prod")),
+            Some(dev),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = api
+        .call(
+            "GET",
+            &format!("/v1/allocation/{}", id_in("default")),
+            Some(dev),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        error(&body).contains("read-job in namespace default"),
+        "{body}"
+    );
+    let (status, body) = api
+        .call(
+            "GET",
+            &format!("/v1/client/allocation/{}/logs", id_in("default")),
+            Some(dev),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        error(&body).contains("read-logs in namespace default"),
+        "{body}"
+    );
+
+    // Stopping in its namespace leaves the other job of that id alone.
+    let (status, body) = api
+        .call("DELETE", "/v1/job/web?namespace=prod", Some(dev), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api.call("DELETE", "/v1/job/web", Some(dev), None).await;
+    assert_eq!(status, 403, "{body}");
+    let (_, body) = api.call("GET", "/v1/job/web", Some(&mgmt), None).await;
+    assert_eq!(body["stop"], false, "default's web runs on: {body}");
+
+    // What spans every namespace needs every namespace.
+    let (status, body) = api.call("GET", "/v1/event/stream", Some(dev), None).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = api.call("GET", "/v1/namespaces", Some(dev), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body.as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body[0]["name"], "prod");
+    let (status, body) = api
+        .call("GET", "/v1/namespace/default", Some(dev), None)
+        .await;
+    assert_eq!(status, 404, "hidden like absent: {body}");
+    let (status, body) = api
+        .call("DELETE", "/v1/namespace/prod", Some(dev), None)
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = api
+        .call("DELETE", "/v1/namespace/prod", Some(&mgmt), None)
+        .await;
+    assert_eq!(status, 409, "it still holds web: {body}");
     h.shutdown().await;
 }

@@ -15,8 +15,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-/// The one namespace that exists until namespaces are built.
-pub const DEFAULT_NAMESPACE: &str = "default";
+pub use crate::namespace::DEFAULT_NAMESPACE;
 
 /// Longest policy file the server stores, in bytes.
 pub const MAX_RULES_BYTES: usize = 64 * 1024;

@@ -184,6 +184,8 @@ pub struct Allocation {
     /// `job.group[index]`, stable across replacements.
     pub name: String,
     pub index: u32,
+    #[serde(default = "crate::namespace::default_namespace")]
+    pub namespace: String,
     pub job_id: String,
     pub job_version: u64,
     pub group: String,
@@ -238,6 +240,11 @@ pub struct Allocation {
 }
 
 impl Allocation {
+    /// The key of this allocation's job (`job_key`).
+    pub fn job_key(&self) -> String {
+        crate::namespace::job_key(&self.namespace, &self.job_id)
+    }
+
     /// Still holds (or will hold) resources on its node.
     pub fn is_live(&self) -> bool {
         self.desired_status == DesiredStatus::Run && !self.client_status.is_terminal()

@@ -92,6 +92,8 @@ impl DeploymentGroup {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Deployment {
     pub id: String,
+    #[serde(default = "crate::namespace::default_namespace")]
+    pub namespace: String,
     pub job_id: String,
     pub job_version: u64,
     #[serde(default)]
@@ -112,6 +114,11 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// The key of this deployment's job (`job_key`).
+    pub fn job_key(&self) -> String {
+        crate::namespace::job_key(&self.namespace, &self.job_id)
+    }
+
     pub fn short_id(&self) -> &str {
         &self.id[..self.id.len().min(8)]
     }

@@ -91,6 +91,8 @@ pub struct AllocMetric {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Evaluation {
     pub id: String,
+    #[serde(default = "crate::namespace::default_namespace")]
+    pub namespace: String,
     pub job_id: String,
     pub priority: u8,
     pub triggered_by: TriggeredBy,
@@ -117,6 +119,13 @@ pub struct Evaluation {
     pub create_index: u64,
     #[serde(default)]
     pub modify_index: u64,
+}
+
+impl Evaluation {
+    /// The key of this evaluation's job (`job_key`).
+    pub fn job_key(&self) -> String {
+        crate::namespace::job_key(&self.namespace, &self.job_id)
+    }
 }
 
 /// Per group counts, what `edge job plan` shows.

@@ -49,6 +49,13 @@ pub enum JobStatus {
 pub struct Job {
     #[schemars(length(min = 1, max = MAX_JOB_ID_LEN), pattern(JOB_ID_PATTERN))]
     pub id: String,
+    /// Unique per namespace: the same id may name another job elsewhere.
+    #[serde(default = "crate::namespace::default_namespace")]
+    #[schemars(
+        length(min = 1, max = crate::namespace::MAX_NAMESPACE_LEN),
+        pattern(crate::namespace::NAMESPACE_PATTERN)
+    )]
+    pub namespace: String,
     #[serde(default)]
     pub name: String,
     #[serde(rename = "type", default)]
@@ -114,6 +121,11 @@ pub fn default_priority() -> u8 {
 }
 
 impl Job {
+    /// What the server stores and indexes this job under (`job_key`).
+    pub fn key(&self) -> String {
+        crate::namespace::job_key(&self.namespace, &self.id)
+    }
+
     pub fn group(&self, name: &str) -> Option<&Group> {
         self.groups.iter().find(|g| g.name == name)
     }

@@ -158,6 +158,9 @@ impl Validator<'_> {
                 format!("job id {:?} {reason}", shorten(&job.id)),
             );
         }
+        if let Some(reason) = crate::namespace::namespace_problem(&job.namespace) {
+            self.push(format!("{base}.namespace"), reason);
+        }
         if !(1..=100).contains(&job.priority) {
             self.push(
                 format!("{base}.priority"),

@@ -138,6 +138,7 @@ fn full_example_decodes_into_expected_job() {
         serde_json::json!(["-m", "http.server", "${EDGE_PORT_http}"]),
     );
     let expected = Job {
+        namespace: "default".to_string(),
         id: "hello".into(),
         name: "hello".into(),
         job_type: JobType::Service,

@@ -31,6 +31,7 @@ fn job(id: &str, version: u64) -> Job {
 
 fn eval(id: String, job_id: &str) -> Evaluation {
     Evaluation {
+        namespace: "default".to_string(),
         id,
         job_id: job_id.to_string(),
         priority: 50,

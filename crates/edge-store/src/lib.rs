@@ -276,21 +276,26 @@ impl Store {
             .unwrap_or_else(|_| Err(E::from(StoreError::WriterGone)))
     }
 
-    /// Every stored version of the job, newest first. Read on a reader
+    /// Every stored version of the job under `job_key` (`edge_spec::job_key`), newest
+    /// first. Read on a reader
     /// thread.
-    pub async fn job_versions(&self, job_id: &str) -> Result<Vec<Job>, StoreError> {
-        let job_id = job_id.to_string();
+    pub async fn job_versions(&self, job_key: &str) -> Result<Vec<Job>, StoreError> {
+        let job_key = job_key.to_string();
         self.readers
-            .read(move |conn| reader::job_versions(conn, &job_id))
+            .read(move |conn| reader::job_versions(conn, &job_key))
             .await
     }
 
-    /// One stored version of the job, if it is still kept. Read on a
+    /// One stored version of the job under `job_key`, if it is still kept. Read on a
     /// reader thread.
-    pub async fn job_version(&self, job_id: &str, version: u64) -> Result<Option<Job>, StoreError> {
-        let job_id = job_id.to_string();
+    pub async fn job_version(
+        &self,
+        job_key: &str,
+        version: u64,
+    ) -> Result<Option<Job>, StoreError> {
+        let job_key = job_key.to_string();
         self.readers
-            .read(move |conn| reader::job_version(conn, &job_id, version))
+            .read(move |conn| reader::job_version(conn, &job_key, version))
             .await
     }
 

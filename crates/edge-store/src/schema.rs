@@ -90,6 +90,13 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY CHECK (id = 0),
         idx INTEGER NOT NULL
      );",
+    // 6: namespaces. Objects carry their namespace in their body; the
+    // `job_id` columns and `jobs.id` hold the job key (`edge_spec::job_key`),
+    // which for the `default` namespace is the bare id every older row has.
+    "CREATE TABLE namespaces (
+        name TEXT PRIMARY KEY,
+        body TEXT NOT NULL
+     );",
 ];
 
 /// The migration after which [`rehash_allocs`] runs, in its transaction.

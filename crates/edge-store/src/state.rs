@@ -3,7 +3,9 @@
 use crate::StoreError;
 use edge_sched::NodeUsage;
 use edge_spec::acl::{AclPolicy, AclToken};
-use edge_spec::{Allocation, Deployment, EvalStatus, Evaluation, Job, Node};
+use edge_spec::{
+    Allocation, DEFAULT_NAMESPACE, Deployment, EvalStatus, Evaluation, Job, Namespace, Node,
+};
 use rusqlite::{Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -16,7 +18,8 @@ pub struct Batch {
     /// appended to the job's versions (a stored one is overwritten, so the
     /// newest version row always equals the current job).
     pub jobs: Vec<Job>,
-    /// Deletes the job and all its versions (its allocations stay until GC).
+    /// Job keys: deletes the job and all its versions (its allocations
+    /// stay until GC).
     pub purge_jobs: Vec<String>,
     pub nodes: Vec<Node>,
     pub delete_nodes: Vec<String>,
@@ -24,6 +27,8 @@ pub struct Batch {
     pub evals: Vec<Evaluation>,
     pub delete_evals: Vec<String>,
     pub deployments: Vec<Deployment>,
+    pub namespaces: Vec<Namespace>,
+    pub delete_namespaces: Vec<String>,
     pub acl_policies: Vec<AclPolicy>,
     pub delete_acl_policies: Vec<String>,
     pub acl_tokens: Vec<AclToken>,
@@ -42,6 +47,8 @@ impl Batch {
             && self.evals.is_empty()
             && self.delete_evals.is_empty()
             && self.deployments.is_empty()
+            && self.namespaces.is_empty()
+            && self.delete_namespaces.is_empty()
             && self.acl_policies.is_empty()
             && self.delete_acl_policies.is_empty()
             && self.acl_tokens.is_empty()
@@ -59,7 +66,7 @@ impl Batch {
             *modify = index;
         }
         for j in &mut self.jobs {
-            let stored = state.jobs.get(&j.id).map(|o| o.create_index);
+            let stored = state.jobs.get(&j.key()).map(|o| o.create_index);
             set(&mut j.create_index, &mut j.modify_index, stored, index);
         }
         for n in &mut self.nodes {
@@ -78,6 +85,10 @@ impl Batch {
             let stored = state.deployments.get(&d.id).map(|o| o.create_index);
             set(&mut d.create_index, &mut d.modify_index, stored, index);
         }
+        for ns in &mut self.namespaces {
+            let stored = state.namespaces.get(&ns.name).map(|o| o.create_index);
+            set(&mut ns.create_index, &mut ns.modify_index, stored, index);
+        }
         for p in &mut self.acl_policies {
             let stored = state.acl_policies.get(&p.name).map(|o| o.create_index);
             set(&mut p.create_index, &mut p.modify_index, stored, index);
@@ -94,16 +105,16 @@ impl Batch {
 pub struct State {
     /// The index of the last batch this state includes.
     pub index: u64,
-    /// Current version of each job.
+    /// Current version of each job, by job key (`edge_spec::job_key`).
     pub jobs: BTreeMap<String, Job>,
     pub nodes: BTreeMap<String, Node>,
     pub allocs: HashMap<String, Allocation>,
-    /// Job id to the ids of all its allocations, terminal ones included.
+    /// Job key (`edge_spec::job_key`) to the ids of all its allocations, terminal ones included.
     pub allocs_by_job: HashMap<String, BTreeSet<String>>,
     /// Node id to the ids of all allocations placed on it.
     pub allocs_by_node: HashMap<String, BTreeSet<String>>,
     pub evals: BTreeMap<String, Evaluation>,
-    /// Job id to the ids of its evaluations.
+    /// Job key to the ids of its evaluations.
     pub evals_by_job: HashMap<String, BTreeSet<String>>,
     /// Ids of evaluations still to run (pending) or waiting for room
     /// (blocked), so the worker never scans finished ones.
@@ -116,11 +127,14 @@ pub struct State {
     /// of watches woken by one commit do not each scan their allocations.
     pub alloc_index_by_node: HashMap<String, u64>,
     pub deployments: BTreeMap<String, Deployment>,
-    /// Job id to the ids of its deployments.
+    /// Job key to the ids of its deployments.
     pub deployments_by_job: HashMap<String, BTreeSet<String>>,
-    /// Job id to its newest version marked stable, what `auto_revert`
+    /// Job key to its newest version marked stable, what `auto_revert`
     /// registers again; kept here because versions are read from disk.
     pub stable: HashMap<String, Job>,
+    /// Namespaces created by users, by name; `default` is not stored
+    /// unless its description was set (see [`State::namespace`]).
+    pub namespaces: BTreeMap<String, Namespace>,
     pub acl_policies: BTreeMap<String, AclPolicy>,
     /// By accessor id.
     pub acl_tokens: BTreeMap<String, AclToken>,
@@ -129,9 +143,27 @@ pub struct State {
 }
 
 impl State {
+    /// The namespace named `name`, if it exists: `default` always does.
+    pub fn namespace(&self, name: &str) -> Option<Namespace> {
+        self.namespaces
+            .get(name)
+            .cloned()
+            .or_else(|| (name == DEFAULT_NAMESPACE).then(Namespace::default_namespace))
+    }
+
+    /// Every namespace, `default` included, by name.
+    pub fn all_namespaces(&self) -> Vec<Namespace> {
+        let mut out: Vec<Namespace> = self.namespaces.values().cloned().collect();
+        if !self.namespaces.contains_key(DEFAULT_NAMESPACE) {
+            out.push(Namespace::default_namespace());
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
     /// The job's allocations, ordered by id.
-    pub fn job_allocs(&self, job_id: &str) -> Vec<&Allocation> {
-        self.lookup(self.allocs_by_job.get(job_id))
+    pub fn job_allocs(&self, job_key: &str) -> Vec<&Allocation> {
+        self.lookup(self.allocs_by_job.get(job_key))
     }
 
     /// The node's allocations, ordered by id.
@@ -140,10 +172,10 @@ impl State {
     }
 
     /// The job's deployments, oldest first.
-    pub fn job_deployments(&self, job_id: &str) -> Vec<&Deployment> {
+    pub fn job_deployments(&self, job_key: &str) -> Vec<&Deployment> {
         let mut out: Vec<&Deployment> = self
             .deployments_by_job
-            .get(job_id)
+            .get(job_key)
             .into_iter()
             .flatten()
             .filter_map(|id| self.deployments.get(id))
@@ -153,8 +185,8 @@ impl State {
     }
 
     /// The job's newest deployment.
-    pub fn latest_deployment(&self, job_id: &str) -> Option<&Deployment> {
-        self.job_deployments(job_id).pop()
+    pub fn latest_deployment(&self, job_key: &str) -> Option<&Deployment> {
+        self.job_deployments(job_key).pop()
     }
 
     /// The highest modify index among the node's allocations (0 for none).
@@ -186,7 +218,7 @@ impl State {
         }
         for j in &b.jobs {
             self.note_stable(j);
-            self.jobs.insert(j.id.clone(), j.clone());
+            self.jobs.insert(j.key(), j.clone());
         }
         for id in &b.delete_nodes {
             self.nodes.remove(id);
@@ -205,6 +237,12 @@ impl State {
         }
         for d in &b.deployments {
             self.insert_deployment(d.clone());
+        }
+        for name in &b.delete_namespaces {
+            self.namespaces.remove(name);
+        }
+        for ns in &b.namespaces {
+            self.namespaces.insert(ns.name.clone(), ns.clone());
         }
         for name in &b.delete_acl_policies {
             self.acl_policies.remove(name);
@@ -225,19 +263,15 @@ impl State {
     }
 
     fn note_stable(&mut self, j: &Job) {
-        if j.stable
-            && self
-                .stable
-                .get(&j.id)
-                .is_none_or(|s| s.version <= j.version)
-        {
-            self.stable.insert(j.id.clone(), j.clone());
+        let key = j.key();
+        if j.stable && self.stable.get(&key).is_none_or(|s| s.version <= j.version) {
+            self.stable.insert(key, j.clone());
         }
     }
 
     pub(crate) fn insert_deployment(&mut self, d: Deployment) {
         self.deployments_by_job
-            .entry(d.job_id.clone())
+            .entry(d.job_key())
             .or_default()
             .insert(d.id.clone());
         self.deployments.insert(d.id.clone(), d);
@@ -245,14 +279,14 @@ impl State {
 
     pub(crate) fn remove_deployment(&mut self, id: &str) {
         if let Some(old) = self.deployments.remove(id) {
-            remove_from(&mut self.deployments_by_job, &old.job_id, id);
+            remove_from(&mut self.deployments_by_job, &old.job_key(), id);
         }
     }
 
     /// The job's evaluations, in id order.
-    pub fn job_evals(&self, job_id: &str) -> Vec<&Evaluation> {
+    pub fn job_evals(&self, job_key: &str) -> Vec<&Evaluation> {
         self.evals_by_job
-            .get(job_id)
+            .get(job_key)
             .into_iter()
             .flatten()
             .filter_map(|id| self.evals.get(id))
@@ -266,7 +300,7 @@ impl State {
             self.open_evals.remove(&e.id);
         }
         self.evals_by_job
-            .entry(e.job_id.clone())
+            .entry(e.job_key())
             .or_default()
             .insert(e.id.clone());
         self.evals.insert(e.id.clone(), e);
@@ -275,7 +309,7 @@ impl State {
     pub(crate) fn remove_eval(&mut self, id: &str) {
         if let Some(old) = self.evals.remove(id) {
             self.open_evals.remove(id);
-            remove_from(&mut self.evals_by_job, &old.job_id, id);
+            remove_from(&mut self.evals_by_job, &old.job_key(), id);
         }
     }
 
@@ -287,7 +321,7 @@ impl State {
             self.usage.entry(a.node_id.clone()).or_default().add(&a);
         }
         self.allocs_by_job
-            .entry(a.job_id.clone())
+            .entry(a.job_key())
             .or_default()
             .insert(a.id.clone());
         self.allocs_by_node
@@ -313,7 +347,7 @@ impl State {
                 self.usage.remove(&old.node_id);
             }
         }
-        remove_from(&mut self.allocs_by_job, &old.job_id, id);
+        remove_from(&mut self.allocs_by_job, &old.job_key(), id);
         remove_from(&mut self.allocs_by_node, &old.node_id, id);
         Some(old)
     }
@@ -360,7 +394,7 @@ pub(crate) fn load(conn: &Connection) -> Result<State, StoreError> {
         ..State::default()
     };
     load_table(conn, "SELECT id, body FROM jobs", "job", |j: Job| {
-        s.jobs.insert(j.id.clone(), j);
+        s.jobs.insert(j.key(), j);
     })?;
     load_table(conn, "SELECT id, body FROM nodes", "node", |n: Node| {
         s.nodes.insert(n.id.clone(), n);
@@ -386,6 +420,14 @@ pub(crate) fn load(conn: &Connection) -> Result<State, StoreError> {
         "SELECT id, body FROM deployments",
         "deployment",
         |d: Deployment| s.insert_deployment(d),
+    )?;
+    load_table(
+        conn,
+        "SELECT name, body FROM namespaces",
+        "namespace",
+        |ns: Namespace| {
+            s.namespaces.insert(ns.name.clone(), ns);
+        },
     )?;
     load_table(
         conn,

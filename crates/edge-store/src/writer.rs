@@ -65,6 +65,7 @@ struct Rows {
     evals: Vec<(String, String, &'static str, i64, String)>,
     deployments: Vec<(String, String, i64, String)>,
     acl_policies: Vec<(String, String)>,
+    namespaces: Vec<(String, String)>,
     acl_tokens: Vec<(String, String)>,
 }
 
@@ -80,8 +81,9 @@ impl Rows {
     fn of(b: &Batch) -> Result<Rows, StoreError> {
         let mut r = Rows::default();
         for j in &b.jobs {
-            r.jobs
-                .push((j.id.clone(), j.version, encode("job", &j.id, j)?));
+            let key = j.key();
+            let body = encode("job", &key, j)?;
+            r.jobs.push((key, j.version, body));
         }
         for n in &b.nodes {
             r.nodes.push((n.id.clone(), encode("node", &n.id, n)?));
@@ -89,7 +91,7 @@ impl Rows {
         for a in &b.allocs {
             r.allocs.push((
                 a.id.clone(),
-                a.job_id.clone(),
+                a.job_key(),
                 a.node_id.clone(),
                 a.modify_time,
                 encode("allocation", &a.id, a)?,
@@ -98,7 +100,7 @@ impl Rows {
         for e in &b.evals {
             r.evals.push((
                 e.id.clone(),
-                e.job_id.clone(),
+                e.job_key(),
                 e.status.as_str(),
                 e.modify_time,
                 encode("evaluation", &e.id, e)?,
@@ -107,10 +109,14 @@ impl Rows {
         for d in &b.deployments {
             r.deployments.push((
                 d.id.clone(),
-                d.job_id.clone(),
+                d.job_key(),
                 d.modify_time,
                 encode("deployment", &d.id, d)?,
             ));
+        }
+        for ns in &b.namespaces {
+            r.namespaces
+                .push((ns.name.clone(), encode("namespace", &ns.name, ns)?));
         }
         for p in &b.acl_policies {
             r.acl_policies
@@ -265,16 +271,17 @@ impl Writer {
             .map(|j| {
                 let version = i64::try_from(j.version).unwrap_or(i64::MAX);
                 // The newest stable version stays too: auto_revert needs it.
-                let stable = self.state.stable.get(&j.id).map(|s| s.version);
+                let key = j.key();
+                let stable = self.state.stable.get(&key).map(|s| s.version);
                 let running: Vec<u64> = self
                     .state
-                    .job_allocs(&j.id)
+                    .job_allocs(&key)
                     .iter()
                     .map(|a| a.job_version)
                     .chain(stable)
                     .collect();
                 let keep = serde_json::Value::from(running).to_string();
-                (j.id.clone(), version.saturating_sub(max), keep)
+                (key, version.saturating_sub(max), keep)
             })
             .collect()
     }
@@ -313,7 +320,7 @@ impl Writer {
                     && d.modify_time < eval_cut
                     && self
                         .state
-                        .latest_deployment(&d.job_id)
+                        .latest_deployment(&d.job_key())
                         .is_some_and(|l| l.id != d.id)
             })
             .map(|d| d.id.clone())
@@ -327,13 +334,8 @@ impl Writer {
             .allocs
             .values()
             .filter(|a| !doomed.contains(a.id.as_str()))
-            .map(|a| (a.job_id.clone(), a.job_version))
-            .chain(
-                self.state
-                    .stable
-                    .values()
-                    .map(|j| (j.id.clone(), j.version)),
-            )
+            .map(|a| (a.job_key(), a.job_version))
+            .chain(self.state.stable.values().map(|j| (j.key(), j.version)))
             .collect();
 
         let tx = self
@@ -587,6 +589,18 @@ fn write_batch(
         .and_then(|mut s| s.execute(params![id, job_id, modify_time, body]))
         .map_err(err("write deployment"))?;
         ev("deployment", "upserted", id, Some(body))?;
+    }
+    for name in &b.delete_namespaces {
+        tx.prepare_cached("DELETE FROM namespaces WHERE name = ?1")
+            .and_then(|mut s| s.execute([name]))
+            .map_err(err("delete namespace"))?;
+        ev("namespace", "deleted", name, None)?;
+    }
+    for (name, body) in &rows.namespaces {
+        tx.prepare_cached("INSERT OR REPLACE INTO namespaces (name, body) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![name, body]))
+            .map_err(err("write namespace"))?;
+        ev("namespace", "upserted", name, Some(body))?;
     }
     // ACL objects stay out of the event stream: a token's row is its
     // secret's hash, and who holds which token is nobody's business.

@@ -29,6 +29,11 @@ pub struct Global {
     /// Token sent with API requests.
     #[arg(long, global = true, env = "EDGE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Namespace of the jobs, allocations and services asked about
+    /// (`default` when unset; `*` lists every namespace). `-namespace` works
+    /// too, as in Nomad.
+    #[arg(long, global = true, env = "EDGE_NAMESPACE")]
+    pub namespace: Option<String>,
     /// The cluster CA certificate to trust for an https:// address (default:
     /// `ca.pem` of ./.edge/server or /var/lib/edge/server, whichever exists).
     #[arg(long, global = true, env = "EDGE_CACERT")]
@@ -91,6 +96,9 @@ pub enum Command {
     /// ACL policies and tokens: who may call the API.
     #[command(subcommand)]
     Acl(AclCommand),
+    /// Create, list and delete namespaces.
+    #[command(subcommand)]
+    Namespace(NamespaceCommand),
     /// Import, list and remove container images in the local containerd.
     Image(crate::cmd::image::ImageArgs),
     /// Inspect the service catalog.
@@ -543,6 +551,34 @@ pub enum AclCommand {
     /// Create, list and revoke tokens.
     #[command(subcommand)]
     Token(AclTokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NamespaceCommand {
+    /// Create a namespace, or set its description (management token).
+    #[command(after_help = "Example:
+  edge namespace apply prod --description \"production services\"
+  edge job run -namespace prod web.hcl
+  dig @127.0.0.1 -p 8600 web.prod.service.edge")]
+    Apply {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List the namespaces the token may see.
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Show one namespace.
+    #[command(after_help = "Example:
+  edge namespace status prod")]
+    Status { name: String },
+    /// Delete an empty namespace (management token).
+    #[command(
+        visible_alias = "rm",
+        after_help = "Example:
+  edge namespace delete prod"
+    )]
+    Delete { name: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -45,6 +45,7 @@ pub fn tls(cert: &std::path::Path, key: &std::path::Path) -> Option<PublishTls> 
 
 pub fn inst(service: &str, alloc: &str, addr: SocketAddr, status: HealthStatus) -> ServiceInstance {
     ServiceInstance {
+        namespace: "default".to_string(),
         service: service.into(),
         alloc_id: alloc.into(),
         job_id: service.into(),
@@ -72,6 +73,7 @@ pub fn catalog(index: u64, services: Vec<(&str, Publish, Vec<ServiceInstance>)>)
         c.services.insert(
             name.to_string(),
             CatalogService {
+                namespace: "default".to_string(),
                 name: name.to_string(),
                 tags: vec![],
                 publish: Some(p),

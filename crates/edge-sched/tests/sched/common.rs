@@ -72,6 +72,7 @@ pub fn group(name: &str, count: u32, cpu: u32, memory: u32) -> Group {
 
 pub fn job(id: &str, groups: Vec<Group>) -> Job {
     Job {
+        namespace: "default".to_string(),
         id: id.to_string(),
         name: id.to_string(),
         job_type: JobType::Service,
@@ -117,6 +118,7 @@ pub fn static_port(label: &str, port: u16) -> PortSpec {
 
 pub fn eval(job_id: &str) -> Evaluation {
     Evaluation {
+        namespace: "default".to_string(),
         id: "eval-1".to_string(),
         job_id: job_id.to_string(),
         priority: 50,

@@ -266,6 +266,7 @@ fn unvalidated(s: &Spec) -> Job {
         })
         .collect();
     Job {
+        namespace: "default".to_string(),
         id: s.id.clone(),
         name: s.id.clone(),
         job_type: Default::default(),

@@ -75,7 +75,7 @@ pub(crate) fn update(
         let system_rollout = judged
             && a.previous_alloc.is_some()
             && s.jobs
-                .get(&a.job_id)
+                .get(&a.job_key())
                 .is_some_and(|j| j.job_type == edge_spec::JobType::System);
         freed |= u.client_status.is_terminal() && !a.client_status.is_terminal();
         a.client_status = u.client_status;
@@ -88,9 +88,13 @@ pub(crate) fn update(
                 (rolling || ends_deployment || system_rollout).then_some(TriggeredBy::AllocHealth)
             };
             if let Some(t) = trigger {
-                batch
-                    .evals
-                    .push(evals::for_job(s, env, &a.job_id, t, Some(node_id)));
+                batch.evals.push(evals::for_job(
+                    s,
+                    env,
+                    (&a.namespace, &a.job_id),
+                    t,
+                    Some(node_id),
+                ));
             }
         }
         batch.allocs.push(a);

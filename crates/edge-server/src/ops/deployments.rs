@@ -10,9 +10,10 @@ use edge_spec::{
 };
 use edge_store::{Batch, State};
 
-/// Cancels the job's active deployment, if any, for `why`.
-pub(crate) fn cancel_active(s: &State, env: &Env, job_id: &str, why: &str, batch: &mut Batch) {
-    for d in s.job_deployments(job_id) {
+/// Cancels the active deployment of the job under `job_key`, if any, for
+/// `why`.
+pub(crate) fn cancel_active(s: &State, env: &Env, job_key: &str, why: &str, batch: &mut Batch) {
+    for d in s.job_deployments(job_key) {
         if d.status.is_active() {
             let mut d = d.clone();
             d.status = DeploymentStatus::Cancelled;
@@ -26,8 +27,9 @@ pub(crate) fn cancel_active(s: &State, env: &Env, job_id: &str, why: &str, batch
 /// Starts the deployment of a newly registered version, over whatever
 /// deployment the job had running.
 pub(crate) fn start(s: &State, env: &mut Env, job: &Job, batch: &mut Batch) -> Option<String> {
-    cancel_active(s, env, &job.id, edge_spec::DESC_NEWER_VERSION, batch);
-    let d = edge_sched::new_deployment(job, env.id(), env.now, &s.job_allocs(&job.id))?;
+    let key = job.key();
+    cancel_active(s, env, &key, edge_spec::DESC_NEWER_VERSION, batch);
+    let d = edge_sched::new_deployment(job, env.id(), env.now, &s.job_allocs(&key))?;
     let id = d.id.clone();
     batch.deployments.push(d);
     Some(id)
@@ -42,7 +44,7 @@ pub(crate) fn record(s: &State, env: &mut Env, mut d: Deployment, batch: &mut Ba
         && was != Some(DeploymentStatus::Successful)
         && let Some(job) = s
             .jobs
-            .get(&d.job_id)
+            .get(&d.job_key())
             .filter(|j| j.version == d.job_version && !j.stable)
     {
         let mut job = job.clone();
@@ -60,11 +62,11 @@ pub(crate) fn record(s: &State, env: &mut Env, mut d: Deployment, batch: &mut Ba
 fn revert(s: &State, env: &mut Env, d: &mut Deployment, batch: &mut Batch) {
     let current = s
         .jobs
-        .get(&d.job_id)
+        .get(&d.job_key())
         .filter(|j| j.version == d.job_version && !j.stop);
     let stable = s
         .stable
-        .get(&d.job_id)
+        .get(&d.job_key())
         .filter(|j| j.version < d.job_version);
     let (Some(_), Some(stable)) = (current, stable) else {
         d.status_description
@@ -141,7 +143,7 @@ pub(crate) fn promote(
             )));
         }
     }
-    let allocs = s.job_allocs(&d.job_id);
+    let allocs = s.job_allocs(&d.job_key());
     let mut promoted = 0;
     for (name, g) in d.groups.iter_mut() {
         if (!groups.is_empty() && !groups.contains(name)) || g.desired_canaries == 0 || g.promoted {
@@ -238,7 +240,7 @@ pub(crate) fn set_health(
     if healthy.is_empty() && unhealthy.is_empty() {
         return Ok((Batch::default(), stored.clone(), None));
     }
-    let job = s.jobs.get(&stored.job_id);
+    let job = s.jobs.get(&stored.job_key());
     let mut d = stored.clone();
     let mut batch = Batch::default();
     let verdicts = healthy
@@ -286,7 +288,13 @@ pub(crate) fn set_health(
         batch.allocs.push(a);
     }
     d.modify_time = env.now;
-    let eval = evals::for_job(s, env, &d.job_id, TriggeredBy::AllocHealth, None);
+    let eval = evals::for_job(
+        s,
+        env,
+        (&d.namespace, &d.job_id),
+        TriggeredBy::AllocHealth,
+        None,
+    );
     let eval_id = eval.id.clone();
     batch.evals.push(eval);
     batch.deployments.push(d.clone());
@@ -297,7 +305,13 @@ pub(crate) fn set_health(
 /// `d` as recorded (a revert adds to its description).
 fn with_eval(s: &State, env: &mut Env, d: Deployment) -> (Batch, Deployment, String) {
     let mut batch = Batch::default();
-    let eval = evals::for_job(s, env, &d.job_id, TriggeredBy::Deployment, None);
+    let eval = evals::for_job(
+        s,
+        env,
+        (&d.namespace, &d.job_id),
+        TriggeredBy::Deployment,
+        None,
+    );
     let eval_id = eval.id.clone();
     batch.evals.push(eval);
     let id = d.id.clone();

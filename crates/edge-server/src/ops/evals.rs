@@ -6,31 +6,32 @@ use edge_spec::{ClientStatus, EvalStatus, Evaluation, JobType, TriggeredBy};
 use edge_store::State;
 use std::collections::BTreeMap;
 
-/// A pending evaluation of `job_id`; a job no longer stored (purged) gets
-/// the default priority.
+/// A pending evaluation of job `job_id` in `namespace`; a job no longer
+/// stored (purged) gets the default priority.
 pub(crate) fn for_job(
     s: &State,
     env: &mut Env,
-    job_id: &str,
+    (namespace, job_id): (&str, &str),
     trigger: TriggeredBy,
     node: Option<&str>,
 ) -> Evaluation {
     let priority = s
         .jobs
-        .get(job_id)
+        .get(&edge_spec::job_key(namespace, job_id))
         .map_or_else(edge_spec::default_priority, |j| j.priority);
-    new(env, job_id, priority, trigger, node)
+    new(env, (namespace, job_id), priority, trigger, node)
 }
 
 pub(crate) fn new(
     env: &mut Env,
-    job_id: &str,
+    (namespace, job_id): (&str, &str),
     priority: u8,
     trigger: TriggeredBy,
     node: Option<&str>,
 ) -> Evaluation {
     Evaluation {
         id: env.id(),
+        namespace: namespace.to_string(),
         job_id: job_id.to_string(),
         priority,
         triggered_by: trigger,
@@ -55,11 +56,11 @@ pub(crate) fn for_node(
     node_id: &str,
     trigger: TriggeredBy,
 ) -> Vec<Evaluation> {
-    let mut jobs: Vec<&str> = s
+    let mut jobs: Vec<(&str, &str)> = s
         .node_allocs(node_id)
         .iter()
         .filter(|a| a.is_live() || a.client_status == ClientStatus::Running)
-        .map(|a| a.job_id.as_str())
+        .map(|a| (a.namespace.as_str(), a.job_id.as_str()))
         .collect();
     jobs.sort_unstable();
     jobs.dedup();
@@ -91,7 +92,7 @@ pub(crate) fn system_jobs(s: &State, env: &mut Env, node_id: &str) -> Vec<Evalua
         .map(|j| {
             new(
                 env,
-                &j.id,
+                (&j.namespace, &j.id),
                 j.priority,
                 TriggeredBy::NodeUpdate,
                 Some(node_id),

@@ -43,7 +43,10 @@ pub(crate) fn register(
     trigger: TriggeredBy,
     enforce_index: Option<u64>,
 ) -> Result<(Batch, JobRegisterResponse), ServerError> {
-    let existing = s.jobs.get(&job.id);
+    if s.namespace(&job.namespace).is_none() {
+        return Err(ServerError::NoNamespace(job.namespace));
+    }
+    let existing = s.jobs.get(&job.key());
     if let Some(want) = enforce_index {
         let have = existing.map_or(0, |j| j.modify_index);
         if have != want {
@@ -64,7 +67,7 @@ pub(crate) fn register(
             job.submit_time = e.submit_time;
         }
     }
-    let eval = evals::new(env, &job.id, job.priority, trigger, None);
+    let eval = evals::new(env, (&job.namespace, &job.id), job.priority, trigger, None);
     let resp = JobRegisterResponse {
         eval_id: Some(eval.id.clone()),
         job_modify_index: 0,
@@ -81,11 +84,17 @@ pub(crate) fn register(
     Ok((batch, resp))
 }
 
-/// The current job with `group`'s count set to `count`, to register as a
-/// new version (so a scale shows in the job's history).
-pub(crate) fn scaled(s: &State, id: &str, group: &str, count: u32) -> Result<Job, ServerError> {
-    let Some(job) = s.jobs.get(id) else {
-        return Err(ServerError::not_found("job", id));
+/// The current job `id` of `namespace` with `group`'s count set to
+/// `count`, to register as a new version (so a scale shows in the job's
+/// history).
+pub(crate) fn scaled(
+    s: &State,
+    (namespace, id): (&str, &str),
+    group: &str,
+    count: u32,
+) -> Result<Job, ServerError> {
+    let Some(job) = s.jobs.get(&edge_spec::job_key(namespace, id)) else {
+        return Err(ServerError::no_job(namespace, id));
     };
     if job.stop {
         return Err(ServerError::Conflict(format!(
@@ -116,18 +125,25 @@ pub(crate) fn scaled(s: &State, id: &str, group: &str, count: u32) -> Result<Job
 pub(crate) fn stop(
     s: &State,
     env: &mut Env,
-    id: &str,
+    (namespace, id): (&str, &str),
     purge: bool,
 ) -> Result<(Batch, String), ServerError> {
-    let Some(job) = s.jobs.get(id) else {
-        return Err(ServerError::not_found("job", id));
+    let key = edge_spec::job_key(namespace, id);
+    let Some(job) = s.jobs.get(&key) else {
+        return Err(ServerError::no_job(namespace, id));
     };
     let mut batch = Batch::default();
-    deployments::cancel_active(s, env, id, edge_spec::DESC_JOB_STOPPED, &mut batch);
-    let eval = evals::new(env, id, job.priority, TriggeredBy::JobDeregister, None);
+    deployments::cancel_active(s, env, &key, edge_spec::DESC_JOB_STOPPED, &mut batch);
+    let eval = evals::new(
+        env,
+        (namespace, id),
+        job.priority,
+        TriggeredBy::JobDeregister,
+        None,
+    );
     let eval_id = eval.id.clone();
     if purge {
-        batch.purge_jobs.push(id.to_string());
+        batch.purge_jobs.push(key);
     } else if !job.stop {
         let mut j = job.clone();
         j.stop = true;
@@ -142,7 +158,7 @@ pub(crate) fn stop(
 /// Running if any allocation runs, pending while any is on its way, dead
 /// once stopped or all allocations ended.
 pub(crate) fn status(s: &State, job: &Job) -> JobStatus {
-    let allocs = s.job_allocs(&job.id);
+    let allocs = s.job_allocs(&job.key());
     if allocs
         .iter()
         .any(|a| a.client_status == ClientStatus::Running)

@@ -10,6 +10,7 @@ pub(crate) mod allocs;
 pub(crate) mod deployments;
 pub(crate) mod evals;
 pub(crate) mod jobs;
+pub(crate) mod namespaces;
 pub(crate) mod nodes;
 pub(crate) mod plan;
 pub(crate) mod schedule;

@@ -16,15 +16,22 @@ pub(crate) fn dry_run(
     config: &SchedulerConfig,
     mut job: Job,
 ) -> JobPlanResponse {
-    let current = s.jobs.get(&job.id);
+    let key = job.key();
+    let current = s.jobs.get(&key);
     let (diff_type, diff) = diff(current, &job);
     if let Some(c) = current {
         job.version = jobs::next_version(Some(c), &job).0;
         job.status = jobs::status(s, c);
     }
-    let mut eval = evals::new(env, &job.id, job.priority, TriggeredBy::JobRegister, None);
+    let mut eval = evals::new(
+        env,
+        (&job.namespace, &job.id),
+        job.priority,
+        TriggeredBy::JobRegister,
+        None,
+    );
     eval.id = "plan".to_string();
-    let snap = schedule::snapshot(s, &job.id, config, env.now, 0);
+    let snap = schedule::snapshot(s, &key, config, env.now, 0);
     let plan = edge_sched::schedule(Some(&job), &eval, &snap);
     JobPlanResponse {
         diff_type,

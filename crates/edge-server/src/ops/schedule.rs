@@ -29,16 +29,16 @@ pub(crate) fn ready(s: &State, now: i64) -> (Vec<String>, Option<i64>) {
     let mut seen = HashSet::new();
     let ids = ready
         .into_iter()
-        .filter(|e| seen.insert(e.job_id.clone()))
+        .filter(|e| seen.insert(e.job_key()))
         .map(|e| e.id.clone())
         .collect();
     (ids, next)
 }
 
-/// What the scheduler sees of the cluster for one job.
+/// What the scheduler sees of the cluster for the job under `job_key`.
 pub(crate) fn snapshot<'a>(
     s: &'a State,
-    job_id: &str,
+    job_key: &str,
     config: &'a SchedulerConfig,
     now: i64,
     seed: u64,
@@ -46,8 +46,8 @@ pub(crate) fn snapshot<'a>(
     Snapshot {
         nodes: s.nodes.values().collect(),
         usage: &s.usage,
-        job_allocs: s.job_allocs(job_id),
-        deployment: s.latest_deployment(job_id),
+        job_allocs: s.job_allocs(job_key),
+        deployment: s.latest_deployment(job_key),
         config,
         now,
         seed,
@@ -75,8 +75,9 @@ pub(crate) fn evaluate(
     if eval.status != EvalStatus::Pending {
         return None;
     }
-    let snap = snapshot(s, &eval.job_id, config, env.now, seed_for(eval_id, s.index));
-    let plan = schedule(s.jobs.get(&eval.job_id), eval, &snap);
+    let key = eval.job_key();
+    let snap = snapshot(s, &key, config, env.now, seed_for(eval_id, s.index));
+    let plan = schedule(s.jobs.get(&key), eval, &snap);
     let placed = plan.place.len();
     Some((apply(s, env, eval, plan), placed))
 }
@@ -91,7 +92,8 @@ fn apply(s: &State, env: &mut Env, eval: &Evaluation, plan: Plan) -> Batch {
     // reconciles the whole job against the state that already holds
     // whatever triggered them. Folding only older ones ran the scheduler
     // once per queued evaluation, and a busy job starved the others.
-    for other in s.job_evals(&eval.job_id) {
+    let key = eval.job_key();
+    for other in s.job_evals(&key) {
         if other.id != eval.id
             && ((other.status == EvalStatus::Pending && other.wait_until <= now)
                 || other.status == EvalStatus::Blocked)
@@ -165,7 +167,7 @@ fn apply(s: &State, env: &mut Env, eval: &Evaluation, plan: Plan) -> Batch {
     // One delayed evaluation at a time is enough: whichever comes due
     // first plans again and asks for the next.
     let queued = |at: i64| {
-        s.job_evals(&eval.job_id).iter().any(|e| {
+        s.job_evals(&key).iter().any(|e| {
             e.id != eval.id
                 && e.status == EvalStatus::Pending
                 && e.wait_until > now
@@ -173,7 +175,13 @@ fn apply(s: &State, env: &mut Env, eval: &Evaluation, plan: Plan) -> Batch {
         })
     };
     if let Some(at) = plan.followup_at.filter(|&at| !queued(at)) {
-        let mut f = evals::for_job(s, env, &eval.job_id, TriggeredBy::RescheduleLater, None);
+        let mut f = evals::for_job(
+            s,
+            env,
+            (&eval.namespace, &eval.job_id),
+            TriggeredBy::RescheduleLater,
+            None,
+        );
         f.wait_until = at;
         batch.evals.push(f);
     }

@@ -175,7 +175,7 @@ fn triggers(evals: &[Evaluation]) -> Vec<(TriggeredBy, EvalStatus)> {
 fn kind(e: &ServerError) -> &'static str {
     match e {
         ServerError::BadRequest(_) => "bad request",
-        ServerError::NotFound { .. } => "not found",
+        ServerError::NotFound { .. } | ServerError::NoJob { .. } => "not found",
         ServerError::Conflict(_) => "conflict",
         ServerError::UnknownAllocs(_) => "unknown allocs",
         _ => "other",
@@ -233,7 +233,7 @@ fn register_versions_a_job_only_when_its_spec_changes() {
             Before::Stored => w.submit(job("web", "service", 1)),
             Before::Stopped => {
                 w.submit(job("web", "service", 1));
-                let (b, _) = jobs::stop(&w.s, &mut w.env, "web", false).unwrap();
+                let (b, _) = jobs::stop(&w.s, &mut w.env, ("default", "web"), false).unwrap();
                 w.commit(b);
             }
         }
@@ -289,10 +289,13 @@ fn stop_and_purge() {
             w.submit(job("web", "service", 1));
         }
         if *stopped {
-            let (b, _) = jobs::stop(&w.s, &mut w.env, "web", false).unwrap();
+            let (b, _) = jobs::stop(&w.s, &mut w.env, ("default", "web"), false).unwrap();
             w.commit(b);
         }
-        match (jobs::stop(&w.s, &mut w.env, "web", *purge), want) {
+        match (
+            jobs::stop(&w.s, &mut w.env, ("default", "web"), *purge),
+            want,
+        ) {
             (Ok((batch, eval_id)), Ok((version, purged))) => {
                 let written: Vec<(bool, u64)> =
                     batch.jobs.iter().map(|j| (j.stop, j.version)).collect();
@@ -323,7 +326,7 @@ fn a_stopped_job_loses_its_allocations_and_reads_dead() {
         jobs::status(&w.s, &w.s.jobs["web"]),
         edge_spec::JobStatus::Running
     );
-    let (b, _) = jobs::stop(&w.s, &mut w.env, "web", false).unwrap();
+    let (b, _) = jobs::stop(&w.s, &mut w.env, ("default", "web"), false).unwrap();
     w.commit(b);
     w.settle();
     let desired: Vec<DesiredStatus> = w.allocs("web").iter().map(|a| a.desired_status).collect();
@@ -454,6 +457,7 @@ fn node_rules() {
             let web = w.live("web")[0].clone();
             w.commit(Batch {
                 allocs: vec![Allocation {
+                    namespace: "default".to_string(),
                     node_id: "n1".to_string(),
                     ..web
                 }],
@@ -917,14 +921,25 @@ fn a_run_folds_every_due_evaluation_of_its_job() {
     let j = job("web", "service", 1);
     w.submit(j.clone());
     for _ in 0..3 {
-        let e = super::evals::for_job(&w.s, &mut w.env, "web", TriggeredBy::NodeUpdate, None);
+        let e = super::evals::for_job(
+            &w.s,
+            &mut w.env,
+            ("default", "web"),
+            TriggeredBy::NodeUpdate,
+            None,
+        );
         w.commit(Batch {
             evals: vec![e],
             ..Batch::default()
         });
     }
-    let mut later =
-        super::evals::for_job(&w.s, &mut w.env, "web", TriggeredBy::RescheduleLater, None);
+    let mut later = super::evals::for_job(
+        &w.s,
+        &mut w.env,
+        ("default", "web"),
+        TriggeredBy::RescheduleLater,
+        None,
+    );
     later.wait_until = NOW + 60_000;
     let later_id = later.id.clone();
     w.commit(Batch {
@@ -1069,7 +1084,7 @@ fn deployments_end_in_a_stable_version_or_a_revert_to_one() {
         edge_spec::DESC_NEWER_VERSION
     );
     let d4 = latest(&w, "web");
-    let (b, _) = jobs::stop(&w.s, &mut w.env, "web", false).unwrap();
+    let (b, _) = jobs::stop(&w.s, &mut w.env, ("default", "web"), false).unwrap();
     w.commit(b);
     assert_eq!(w.s.deployments[&d4.id].status, D::Cancelled);
 }
@@ -1214,7 +1229,7 @@ fn scaling_makes_a_new_version_with_the_count() {
     w.join("n2");
     w.submit(job("web", "service", 1));
     w.settle();
-    let j = jobs::scaled(&w.s, "web", "g", 3).unwrap();
+    let j = jobs::scaled(&w.s, ("default", "web"), "g", 3).unwrap();
     let (b, resp) = jobs::register(&w.s, &mut w.env, j, TriggeredBy::JobScale, None).unwrap();
     assert_eq!((resp.version, resp.changed), (1, true));
     w.commit(b);
@@ -1224,16 +1239,16 @@ fn scaling_makes_a_new_version_with_the_count() {
         ("nope", 2, "no group \"nope\""),
         ("g", edge_spec::limits::MAX_COUNT + 1, "the limit is"),
     ] {
-        let err = jobs::scaled(&w.s, "web", group, count).unwrap_err();
+        let err = jobs::scaled(&w.s, ("default", "web"), group, count).unwrap_err();
         assert!(err.to_string().contains(want), "{err}");
     }
     assert_eq!(
-        kind(&jobs::scaled(&w.s, "gone", "g", 1).unwrap_err()),
+        kind(&jobs::scaled(&w.s, ("default", "gone"), "g", 1).unwrap_err()),
         "not found"
     );
-    let (b, _) = jobs::stop(&w.s, &mut w.env, "web", false).unwrap();
+    let (b, _) = jobs::stop(&w.s, &mut w.env, ("default", "web"), false).unwrap();
     w.commit(b);
-    let err = jobs::scaled(&w.s, "web", "g", 1).unwrap_err();
+    let err = jobs::scaled(&w.s, ("default", "web"), "g", 1).unwrap_err();
     assert_eq!(kind(&err), "conflict", "{err}");
 }
 
@@ -1314,4 +1329,77 @@ fn acl_rules_bootstrap_once_and_check_tokens_against_policies() {
         Err(ServerError::BadRequest(_))
     ));
     assert_eq!(acl::find_token(&s, "id-1").unwrap().accessor_id, "id-1");
+}
+
+/// The same job id in two namespaces: two jobs, each with its own
+/// allocations, evaluations and stop; a namespace must exist before a job
+/// goes in it, and goes only once empty.
+#[test]
+fn namespaces_keep_same_named_jobs_apart() {
+    let mut w = World::new();
+    w.join("n1");
+    let mut prod = job("web", "service", 1);
+    prod.namespace = "prod".to_string();
+    let err = jobs::register(
+        &w.s,
+        &mut w.env,
+        prod.clone(),
+        TriggeredBy::JobRegister,
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("namespace \"prod\" does not exist"),
+        "{err}"
+    );
+    for bad in ["Prod", "tasks", "../../etc", "", "a_b"] {
+        let err =
+            super::namespaces::apply(bad, edge_api::NamespaceApplyRequest::default()).unwrap_err();
+        assert_eq!(kind(&err), "bad request", "{bad}: {err}");
+    }
+    w.commit(super::namespaces::apply("prod", edge_api::NamespaceApplyRequest::default()).unwrap());
+    // n1 has room for two copies: one of each job.
+    w.submit(job("web", "service", 1));
+    w.submit(prod);
+    w.settle();
+    assert_eq!(w.live("web").len(), 1);
+    assert_eq!(w.live("prod/web").len(), 1);
+    assert!(w.live("prod/web").iter().all(|a| a.namespace == "prod"));
+    assert!(
+        w.s.job_evals("prod/web")
+            .iter()
+            .all(|e| e.namespace == "prod")
+    );
+
+    let err = super::namespaces::delete(&w.s, "prod").unwrap_err();
+    assert_eq!(kind(&err), "conflict", "{err}");
+    assert!(err.to_string().contains("web"), "{err}");
+    let err = super::namespaces::delete(&w.s, "default").unwrap_err();
+    assert_eq!(kind(&err), "bad request", "{err}");
+
+    let (b, _) = jobs::stop(&w.s, &mut w.env, ("default", "web"), true).unwrap();
+    w.commit(b);
+    w.settle();
+    assert!(w.live("web").is_empty());
+    assert_eq!(
+        w.live("prod/web").len(),
+        1,
+        "the other namespace's job runs on"
+    );
+    assert!(w.s.jobs.contains_key("prod/web"));
+
+    let (b, _) = jobs::stop(&w.s, &mut w.env, ("prod", "web"), true).unwrap();
+    w.commit(b);
+    w.settle();
+    let ids: Vec<String> = w.allocs("prod/web").iter().map(|a| a.id.clone()).collect();
+    let ups = ids
+        .iter()
+        .map(|id| update(id, ClientStatus::Complete))
+        .collect();
+    let b = allocs::update(&w.s, &mut w.env, "n1", ups).unwrap();
+    w.commit(b);
+    w.commit(super::namespaces::delete(&w.s, "prod").unwrap());
+    assert!(w.s.namespace("prod").is_none());
+    assert!(w.s.namespace("default").is_some(), "default always exists");
 }

@@ -46,6 +46,7 @@ pub fn node(id: &str) -> Node {
 
 pub fn alloc(id: &str, job_id: &str, node_id: &str, port: u16) -> Allocation {
     Allocation {
+        namespace: "default".to_string(),
         id: id.into(),
         name: format!("{job_id}.web[0]"),
         index: 0,
@@ -86,6 +87,7 @@ pub fn alloc(id: &str, job_id: &str, node_id: &str, port: u16) -> Allocation {
 
 pub fn eval(id: &str, job_id: &str, status: EvalStatus, modify_time: i64) -> Evaluation {
     Evaluation {
+        namespace: "default".to_string(),
         id: id.into(),
         job_id: job_id.into(),
         priority: 50,

@@ -43,8 +43,8 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
             detach,
             timeout,
         } => {
-            let job = load(&file)?;
-            let api = super::client(g)?;
+            let mut job = load(&file)?;
+            let api = client_for(g, &mut job)?;
             let resp = api.register(&job).await?;
             if g.output == Output::Json && detach {
                 println!("{}", serde_json::to_string_pretty(&resp)?);
@@ -91,8 +91,8 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
             }
         }
         JobCommand::Plan { file } => {
-            let job = load(&file)?;
-            let api = super::client(g)?;
+            let mut job = load(&file)?;
+            let api = client_for(g, &mut job)?;
             let plan = api.plan(&job).await?;
             if g.output == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&plan)?);
@@ -141,17 +141,27 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
         JobCommand::Status { id: None } => {
             let api = super::client(g)?;
             let (jobs, _) = api.jobs(QueryOptions::default()).await?;
+            // Every namespace at once: each row says which.
+            let all = g.namespace.as_deref() == Some(edge_spec::namespace::ALL_NAMESPACES);
             emit(g.output, &jobs, || {
-                let mut t = table(&["ID", "Type", "Priority", "Version", "Status", "Submitted"]);
+                let mut head = vec!["ID", "Type", "Priority", "Version", "Status", "Submitted"];
+                if all {
+                    head.insert(1, "Namespace");
+                }
+                let mut t = table(&head);
                 for j in &jobs {
-                    t.add_row(vec![
+                    let mut row = vec![
                         j.id.clone(),
                         j.job_type.as_str().to_string(),
                         j.priority.to_string(),
                         j.version.to_string(),
                         format!("{:?}", j.status).to_lowercase(),
                         ago(j.submit_time),
-                    ]);
+                    ];
+                    if all {
+                        row.insert(1, j.namespace.clone());
+                    }
+                    t.add_row(row);
                 }
                 t
             })?;
@@ -301,6 +311,26 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The client for a job from a file: the namespace the file names wins
+/// over `--namespace` (as in Nomad), and a file naming none takes it.
+fn client_for(g: &Global, job: &mut Job) -> anyhow::Result<Client> {
+    let flag = g.namespace.as_deref().filter(|n| !n.is_empty());
+    if flag == Some(edge_spec::namespace::ALL_NAMESPACES) {
+        bail!("--namespace \"*\" lists every namespace; a job runs in one, so name it");
+    }
+    if job.namespace == edge_spec::DEFAULT_NAMESPACE {
+        if let Some(ns) = flag {
+            job.namespace = ns.to_string();
+        }
+    } else if let Some(ns) = flag.filter(|ns| *ns != job.namespace) {
+        eprintln!(
+            "warning: the job file puts job {:?} in namespace {:?}; --namespace {ns} does not apply to it",
+            job.id, job.namespace
+        );
+    }
+    Ok(super::client(g)?.with_namespace(Some(job.namespace.clone())))
 }
 
 /// Reads and parses a job file; every diagnostic is printed before failing.

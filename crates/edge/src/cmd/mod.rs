@@ -8,6 +8,7 @@ pub(crate) mod image;
 mod job;
 pub mod mesh;
 mod model;
+mod namespace;
 mod node;
 mod service;
 mod sim;
@@ -28,6 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Deployment(c) => deployment::run(&g, c).await,
         Command::Operator(c) => node::operator(&g, c).await,
         Command::Acl(c) => acl::run(&g, c).await,
+        Command::Namespace(c) => namespace::run(&g, c).await,
         Command::Service(c) => service::run(&g, c).await,
         Command::Model(c) => model::run(c).await,
         Command::Sim(a) => sim::run(a).await,
@@ -49,8 +51,9 @@ pub fn client(g: &crate::cli::Global) -> anyhow::Result<edge_api::Client> {
     use anyhow::Context;
     // An empty EDGE_TOKEN (`EDGE_TOKEN= edge ...`) means no token.
     let token = g.token.clone().filter(|t| !t.is_empty());
+    let namespace = g.namespace.clone();
     if !g.address.starts_with("https://") {
-        return Ok(edge_api::Client::new(&g.address, token)?);
+        return Ok(edge_api::Client::new(&g.address, token)?.with_namespace(namespace));
     }
     // The cluster CA (or the CA of the server's --tls-cert) from the flag,
     // the environment or a server data dir, beside the system's roots for a
@@ -95,5 +98,5 @@ pub fn client(g: &crate::cli::Global) -> anyhow::Result<edge_api::Client> {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(edge_api::Client::with_tls(&g.address, token, tls)?)
+    Ok(edge_api::Client::with_tls(&g.address, token, tls)?.with_namespace(namespace))
 }
