@@ -245,6 +245,66 @@ async fn service_name_answers_the_load_balancer() -> Result<()> {
     Ok(())
 }
 
+/// `web` in namespace `prod` is `web.prod.service.edge` (with its
+/// `tasks.`, `canary.` and SRV names under the namespace); `web.service.edge`
+/// stays the default namespace's `web`.
+#[tokio::test]
+async fn a_namespace_is_a_label_under_the_service_name() -> Result<()> {
+    use HealthStatus::Passing;
+    let mut cat = (*base_catalog()).clone();
+    let mut prod = inst("web", "p1", "node-p", "127.0.3.1", 50001, Passing);
+    prod.namespace = "prod".to_string();
+    prod.canary = true;
+    cat.services.insert(
+        "web.prod".to_string(),
+        CatalogService {
+            namespace: "prod".to_string(),
+            name: "web".to_string(),
+            tags: Vec::new(),
+            publish: None,
+            canary_weight: None,
+            instances: vec![prod],
+        },
+    );
+    let (tx, rx) = watch::channel(Arc::new(cat));
+    let dns = serve(config("service.edge", vec!["127.0.0.1:9".parse()?]), rx).await?;
+    let msg = udp(dns.udp_addr(), "web.prod.service.edge.", RecordType::A).await?;
+    assert_eq!(msg.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(a_records(&msg), vec![LB]);
+    let msg = udp(
+        dns.udp_addr(),
+        "tasks.web.prod.service.edge.",
+        RecordType::A,
+    )
+    .await?;
+    assert_eq!(a_records(&msg), vec!["127.0.3.1".parse::<IpAddr>()?]);
+    let msg = udp(
+        dns.udp_addr(),
+        "canary.web.prod.service.edge.",
+        RecordType::A,
+    )
+    .await?;
+    assert_eq!(a_records(&msg), vec!["127.0.3.1".parse::<IpAddr>()?]);
+    let msg = udp(
+        dns.udp_addr(),
+        "_web._tcp.prod.service.edge.",
+        RecordType::SRV,
+    )
+    .await?;
+    assert_eq!(msg.answers.len(), 1, "{msg:?}");
+    // The default namespace's web keeps its own instances.
+    let msg = udp(dns.udp_addr(), "tasks.web.service.edge.", RecordType::A).await?;
+    assert_eq!(
+        a_records(&msg),
+        vec!["127.0.1.1".parse::<IpAddr>()?, "127.0.1.2".parse()?]
+    );
+    let msg = udp(dns.udp_addr(), "api.prod.service.edge.", RecordType::A).await?;
+    assert_eq!(msg.metadata.response_code, ResponseCode::NXDomain);
+    drop(tx);
+    dns.shutdown().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn ipv6_load_balancer_answers_aaaa() -> Result<()> {
     let (tx, rx) = watch::channel(base_catalog());

@@ -120,6 +120,84 @@ async fn reopen_keeps_objects_versions_events_and_index() {
     assert_eq!(i3, 3);
 }
 
+/// One job id in two namespaces: two rows, two version histories, and the
+/// namespace itself, all as they were after a reopen; purging one leaves
+/// the other.
+#[tokio::test]
+async fn the_same_job_id_in_two_namespaces_is_two_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.db");
+    let store = Store::open(&path).unwrap();
+    let in_prod = |version| {
+        let mut j = job("web", version);
+        j.namespace = "prod".into();
+        j
+    };
+    let mut a = alloc("a1", "web", "n1", 8080);
+    a.namespace = "prod".into();
+    put(
+        &store,
+        Batch {
+            namespaces: vec![edge_spec::Namespace {
+                name: "prod".into(),
+                description: "production".into(),
+                create_index: 0,
+                modify_index: 0,
+            }],
+            jobs: vec![job("web", 0), in_prod(0)],
+            nodes: vec![node("n1")],
+            allocs: vec![a],
+            ..Batch::default()
+        },
+    )
+    .await;
+    put(
+        &store,
+        Batch {
+            jobs: vec![in_prod(1)],
+            ..Batch::default()
+        },
+    )
+    .await;
+    drop(store);
+
+    let store = Store::open(&path).unwrap();
+    store.read(|s| {
+        assert_eq!(s.jobs["web"].namespace, "default");
+        assert_eq!(s.jobs["prod/web"].version, 1);
+        assert_eq!(s.namespaces["prod"].description, "production");
+        assert_eq!(s.job_allocs("prod/web").len(), 1);
+        assert!(s.job_allocs("web").is_empty());
+    });
+    assert_eq!(store.job_versions("web").await.unwrap().len(), 1);
+    assert_eq!(store.job_versions("prod/web").await.unwrap().len(), 2);
+    put(
+        &store,
+        Batch {
+            purge_jobs: vec!["prod/web".into()],
+            ..Batch::default()
+        },
+    )
+    .await;
+    assert!(store.job_versions("prod/web").await.unwrap().is_empty());
+    assert_eq!(store.job_versions("web").await.unwrap().len(), 1);
+    put(
+        &store,
+        Batch {
+            delete_namespaces: vec!["prod".into()],
+            ..Batch::default()
+        },
+    )
+    .await;
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    store.read(|s| {
+        assert!(s.namespaces.is_empty());
+        assert!(s.namespace("default").is_some());
+        assert_eq!(s.jobs.len(), 1);
+    });
+}
+
 #[tokio::test]
 async fn purge_and_deletes_write_delete_events() {
     let dir = tempfile::tempdir().unwrap();

@@ -194,5 +194,118 @@ async fn bootstrap_create_a_token_and_run_a_job_with_it() {
         "{tokens}"
     );
     assert!(!tokens.contains(&reader), "listings never show secrets");
+
+    // Namespaces: a token of `prod` runs the same job id there, Nomad's
+    // single-dash `-namespace` and EDGE_NAMESPACE both name it, and the
+    // default namespace stays out of its reach.
+    ok(
+        &edge(
+            &addr,
+            Some(&mgmt),
+            &["namespace", "apply", "prod", "--description", "production"],
+        ),
+        "namespace apply",
+    );
+    let prod_rules = policies.join("prod.hcl");
+    std::fs::write(
+        &prod_rules,
+        "namespace \"prod\" {\n  policy = \"write\"\n}\n",
+    )
+    .unwrap();
+    ok(
+        &edge(
+            &addr,
+            Some(&mgmt),
+            &[
+                "acl",
+                "policy",
+                "apply",
+                "prod-dev",
+                prod_rules.to_str().unwrap(),
+            ],
+        ),
+        "policy apply",
+    );
+    let prod = secret(
+        &edge(
+            &addr,
+            Some(&mgmt),
+            &[
+                "acl", "token", "create", "--name", "prod", "--policy", "prod-dev", "-o", "json",
+            ],
+        ),
+        "token create",
+    );
+    let out = ok(
+        &edge(
+            &addr,
+            Some(&prod),
+            &[
+                "job",
+                "run",
+                "-namespace",
+                "prod",
+                "--detach",
+                "examples/hello.hcl",
+            ],
+        ),
+        "job run -namespace prod",
+    );
+    assert!(out.contains("registered"), "{out}");
+    let mut c = Command::new(EDGE);
+    c.args(["job", "status", "-o", "json"])
+        .current_dir(repo())
+        .env("EDGE_ADDR", &addr)
+        .env("EDGE_TOKEN", &prod)
+        .env("EDGE_NAMESPACE", "prod");
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&c.output().unwrap(), "job status in prod")).unwrap();
+    assert_eq!(listed[0]["id"], "hello");
+    assert_eq!(listed[0]["namespace"], "prod");
+    let out = edge(&addr, Some(&prod), &["job", "status"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("lacks capability list-jobs in namespace default"),
+        "{stderr}"
+    );
+    let all = ok(
+        &edge(&addr, Some(&mgmt), &["job", "status", "-namespace", "*"]),
+        "job status -namespace *",
+    );
+    assert!(
+        all.contains("Namespace") && all.contains("default") && all.contains("prod"),
+        "{all}"
+    );
+    let out = edge(
+        &addr,
+        Some(&mgmt),
+        &["job", "run", "--namespace", "*", "examples/hello.hcl"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("a job runs in one"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = edge(&addr, Some(&mgmt), &["job", "status", "-namespace", "prdo"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("namespace \"prdo\" does not exist"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ns = ok(
+        &edge(&addr, Some(&prod), &["namespace", "ls"]),
+        "namespace ls",
+    );
+    assert!(ns.contains("prod") && !ns.contains("default"), "{ns}");
+    let out = edge(&addr, Some(&mgmt), &["namespace", "delete", "prod"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("still holds jobs (hello)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     server.term();
 }

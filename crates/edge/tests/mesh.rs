@@ -275,6 +275,116 @@ async fn dns_and_load_balancer_across_two_agents() {
     drop(agents);
 }
 
+/// The same job in namespaces `default` and `prod`: two jobs, each with its
+/// own copy, DNS names (`web.service.edge`, `web.prod.service.edge`) and
+/// published port, and stopping one leaves the other serving.
+#[tokio::test]
+async fn the_same_service_in_two_namespaces_answers_under_its_own_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let addr = server.addr.clone();
+    let (agents, dns_ports) = two_agents(dir.path(), &server).await;
+    let edge = |args: &[&str]| {
+        let out = Command::new(EDGE)
+            .args(args)
+            .env("EDGE_ADDR", &addr)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "edge {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    edge(&["namespace", "apply", "prod"]);
+    let ports = [free_port(), free_port()];
+    let default_dir = dir.path().join("default");
+    let prod_dir = dir.path().join("prod");
+    std::fs::create_dir_all(&default_dir).unwrap();
+    std::fs::create_dir_all(&prod_dir).unwrap();
+    let default_job = web_job(&default_dir, 1, ports[0]);
+    let prod_job = web_job(&prod_dir, 1, ports[1]);
+    edge(&["job", "run", "--detach", default_job.to_str().unwrap()]);
+    edge(&[
+        "job",
+        "run",
+        "-namespace",
+        "prod",
+        "--detach",
+        prod_job.to_str().unwrap(),
+    ]);
+
+    let apis = [
+        server.api.clone(),
+        server.api.clone().with_namespace(Some("prod".to_string())),
+    ];
+    let mut serving = Vec::new();
+    for api in &apis {
+        let inst = until(30, "one passing instance", async || {
+            let i = api.service("web").await.ok()?;
+            let s: Vec<_> = i.into_iter().filter(|i| i.serving()).collect();
+            (s.len() == 1).then(|| s[0].clone())
+        })
+        .await;
+        serving.push(inst);
+    }
+    assert_eq!(serving[0].namespace, "default");
+    assert_eq!(serving[1].namespace, "prod");
+    assert_ne!(serving[0].alloc_id, serving[1].alloc_id);
+
+    let resolver = SocketAddr::new("127.0.0.1".parse().unwrap(), dns_ports[0]);
+    for (name, inst) in [
+        ("_web._tcp.service.edge.", &serving[0]),
+        ("_web._tcp.prod.service.edge.", &serving[1]),
+    ] {
+        let ports = until(10, "SRV of the namespace's instance", async || {
+            let srv = dns(resolver, name, RecordType::SRV).await;
+            let p: Vec<u16> = srv
+                .answers
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::SRV(s) => Some(s.port),
+                    _ => None,
+                })
+                .collect();
+            (!p.is_empty()).then_some(p)
+        })
+        .await;
+        assert_eq!(ports, vec![inst.port], "{name}");
+    }
+    let a = dns(resolver, "web.prod.service.edge.", RecordType::A).await;
+    assert_eq!(a.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(a.answers.len(), 1, "the node's load balancer");
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for (port, inst) in ports.iter().zip(&serving) {
+        let url = format!("http://127.0.0.1:{port}/");
+        let body = until(20, "the published port answers", async || {
+            get(&http, &url).await
+        })
+        .await;
+        assert_eq!(
+            body, inst.alloc_id,
+            "port {port} reaches its namespace's copy"
+        );
+    }
+
+    edge(&["job", "stop", "-namespace", "prod", "web"]);
+    until(20, "prod's copy gone", async || {
+        let i = apis[1].service("web").await.unwrap_or_default();
+        i.is_empty().then_some(())
+    })
+    .await;
+    let body = get(&http, &format!("http://127.0.0.1:{}/", ports[0])).await;
+    assert_eq!(body.as_deref(), Some(serving[0].alloc_id.as_str()));
+    stop_web(&addr, &server.api).await;
+    drop(agents);
+}
+
 /// Agents leave tasks running when they end: the job is stopped first.
 async fn stop_web(addr: &str, api: &edge_api::Client) {
     let _ = Command::new(EDGE)

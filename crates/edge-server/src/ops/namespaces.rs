@@ -49,7 +49,7 @@ pub(crate) fn delete(s: &State, name: &str) -> Result<Batch, ServerError> {
         .collect();
     if !jobs.is_empty() {
         return Err(ServerError::Conflict(format!(
-            "namespace {name:?} still holds jobs ({}): purge them first (`edge job stop -purge -namespace {name} JOB`)",
+            "namespace {name:?} still holds jobs ({}): purge them first (`edge job stop --purge -namespace {name} JOB`)",
             jobs.join(", ")
         )));
     }
