@@ -11,9 +11,9 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// `?namespace=*` on a listing: every namespace the caller may read.
 pub const ALL_NAMESPACES: &str = "*";
 
-/// The characters of a namespace name, as a JSON Schema pattern: a
-/// lowercase DNS label, since it is one (`NAME.NAMESPACE.service.edge`).
-pub const NAMESPACE_PATTERN: &str = "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$";
+/// A namespace name as a JSON Schema pattern: a lowercase DNS label, since
+/// it is one (`NAME.NAMESPACE.service.edge`), other than the reserved ones.
+pub const NAMESPACE_PATTERN: &str = "^(?!(canary|node|tasks)$)[a-z0-9]([a-z0-9-]*[a-z0-9])?$";
 
 /// A DNS label's length.
 pub const MAX_NAMESPACE_LEN: usize = 63;
@@ -23,7 +23,7 @@ pub const MAX_NAMESPACE_LEN: usize = 63;
 /// would make those names ambiguous.
 pub const RESERVED_NAMESPACES: &[&str] = &["canary", "node", "tasks"];
 
-/// Longest namespace description, in bytes.
+/// Longest namespace description, in characters.
 pub const MAX_DESCRIPTION_LEN: usize = 1024;
 
 /// A namespace as stored.

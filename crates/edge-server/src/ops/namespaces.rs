@@ -12,10 +12,10 @@ pub(crate) fn apply(name: &str, req: NamespaceApplyRequest) -> Result<Batch, Ser
     if let Some(reason) = namespace_problem(name) {
         return Err(ServerError::BadRequest(reason));
     }
-    if req.description.len() > MAX_DESCRIPTION_LEN {
+    let chars = req.description.chars().count();
+    if chars > MAX_DESCRIPTION_LEN {
         return Err(ServerError::BadRequest(format!(
-            "description: {} bytes, at most {MAX_DESCRIPTION_LEN} are allowed",
-            req.description.len()
+            "description: {chars} characters, at most {MAX_DESCRIPTION_LEN} are allowed"
         )));
     }
     Ok(Batch {
@@ -33,8 +33,8 @@ pub(crate) fn apply(name: &str, req: NamespaceApplyRequest) -> Result<Batch, Ser
 /// deployment is left in it: its objects would otherwise be orphaned.
 pub(crate) fn delete(s: &State, name: &str) -> Result<Batch, ServerError> {
     if name == DEFAULT_NAMESPACE {
-        return Err(ServerError::BadRequest(
-            "namespace \"default\" cannot be deleted".to_string(),
+        return Err(ServerError::Conflict(
+            "namespace \"default\" always exists and cannot be deleted".to_string(),
         ));
     }
     if !s.namespaces.contains_key(name) {

@@ -1376,7 +1376,7 @@ fn namespaces_keep_same_named_jobs_apart() {
     assert_eq!(kind(&err), "conflict", "{err}");
     assert!(err.to_string().contains("web"), "{err}");
     let err = super::namespaces::delete(&w.s, "default").unwrap_err();
-    assert_eq!(kind(&err), "bad request", "{err}");
+    assert_eq!(kind(&err), "conflict", "{err}");
 
     let (b, _) = jobs::stop(&w.s, &mut w.env, ("default", "web"), true).unwrap();
     w.commit(b);
