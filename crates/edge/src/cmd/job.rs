@@ -55,8 +55,13 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
                 return Ok(0);
             };
             println!(
-                "==> Job {:?} registered: version {}{}",
+                "==> Job {:?}{} registered: version {}{}",
                 job.id,
+                if job.namespace == edge_spec::DEFAULT_NAMESPACE {
+                    String::new()
+                } else {
+                    format!(" in namespace {:?}", job.namespace)
+                },
                 resp.version,
                 if resp.changed { "" } else { " (unchanged)" }
             );

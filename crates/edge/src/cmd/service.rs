@@ -9,10 +9,12 @@ pub async fn run(g: &Global, c: ServiceCommand) -> anyhow::Result<u8> {
         ServiceCommand::Ls => {
             let list = api.services().await?;
             emit(g.output, &list, || {
+                // The name under `.service.edge`: `NAME.NAMESPACE` outside
+                // the default namespace (with `-namespace '*'`).
                 let mut t = table(&["Name", "Tags", "Instances", "Passing", "Published"]);
                 for s in &list {
                     t.add_row(vec![
-                        s.name.clone(),
+                        edge_spec::service_key(&s.namespace, &s.name),
                         s.tags.join(","),
                         s.instances.to_string(),
                         s.passing.to_string(),
