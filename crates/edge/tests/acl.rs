@@ -34,6 +34,14 @@ fn secret(out: &Output, what: &str) -> String {
     v["secret_id"].as_str().unwrap().to_string()
 }
 
+/// `edge acl token create --name NAME --policy POLICY [extra]`: its secret.
+fn create_token(addr: &str, mgmt: &str, name: &str, policy: &str, extra: &[&str]) -> String {
+    let mut args = vec!["acl", "token", "create", "--name", name, "--policy", policy];
+    args.extend_from_slice(extra);
+    args.extend(["-o", "json"]);
+    secret(&edge(addr, Some(mgmt), &args), "token create")
+}
+
 #[tokio::test]
 async fn bootstrap_create_a_token_and_run_a_job_with_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -119,27 +127,8 @@ async fn bootstrap_create_a_token_and_run_a_job_with_it() {
         "{listed}"
     );
 
-    let reader = secret(
-        &edge(
-            &addr,
-            Some(&mgmt),
-            &[
-                "acl", "token", "create", "--name", "reader", "--policy", "readonly", "-o", "json",
-            ],
-        ),
-        "token create",
-    );
-    let deployer = secret(
-        &edge(
-            &addr,
-            Some(&mgmt),
-            &[
-                "acl", "token", "create", "--name", "deployer", "--policy", "deployer", "--ttl",
-                "1h", "-o", "json",
-            ],
-        ),
-        "token create",
-    );
+    let reader = create_token(&addr, &mgmt, "reader", "readonly", &[]);
+    let deployer = create_token(&addr, &mgmt, "deployer", "deployer", &["--ttl", "1h"]);
 
     // The reader lists jobs but cannot run one.
     ok(
@@ -226,16 +215,7 @@ async fn bootstrap_create_a_token_and_run_a_job_with_it() {
         ),
         "policy apply",
     );
-    let prod = secret(
-        &edge(
-            &addr,
-            Some(&mgmt),
-            &[
-                "acl", "token", "create", "--name", "prod", "--policy", "prod-dev", "-o", "json",
-            ],
-        ),
-        "token create",
-    );
+    let prod = create_token(&addr, &mgmt, "prod", "prod-dev", &[]);
     let out = ok(
         &edge(
             &addr,

@@ -82,6 +82,17 @@ fn web_job_with(dir: &Path, count: u32, lb_port: u16, rev: &str, update: &str) -
     p
 }
 
+/// The ports of an answer's SRV records.
+fn srv_ports(msg: &hickory_proto::op::Message) -> Vec<u16> {
+    msg.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::SRV(s) => Some(s.port),
+            _ => None,
+        })
+        .collect()
+}
+
 async fn get(http: &reqwest::Client, url: &str) -> Option<String> {
     let r = http.get(url).send().await.ok()?;
     if !r.status().is_success() {
@@ -180,14 +191,7 @@ async fn dns_and_load_balancer_across_two_agents() {
             .collect();
         assert_eq!(got, vec![ips[i].parse::<IpAddr>().unwrap()]);
         let srv = dns(server, "_web._tcp.service.edge.", RecordType::SRV).await;
-        let ports: BTreeSet<u16> = srv
-            .answers
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::SRV(s) => Some(s.port),
-                _ => None,
-            })
-            .collect();
+        let ports: BTreeSet<u16> = srv_ports(&srv).into_iter().collect();
         let want: BTreeSet<u16> = instances.iter().map(|i| i.port).collect();
         assert_eq!(ports, want, "SRV lists the three instances");
         let nx = dns(server, "nope.service.edge.", RecordType::A).await;
@@ -339,15 +343,7 @@ async fn the_same_service_in_two_namespaces_answers_under_its_own_names() {
         ("_web._tcp.prod.service.edge.", &serving[1]),
     ] {
         let ports = until(10, "SRV of the namespace's instance", async || {
-            let srv = dns(resolver, name, RecordType::SRV).await;
-            let p: Vec<u16> = srv
-                .answers
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::SRV(s) => Some(s.port),
-                    _ => None,
-                })
-                .collect();
+            let p = srv_ports(&dns(resolver, name, RecordType::SRV).await);
             (!p.is_empty()).then_some(p)
         })
         .await;

@@ -141,6 +141,18 @@ impl World {
         v
     }
 
+    /// Reports every allocation of `job` on `node` complete, stopped ones
+    /// included, as its agent would once they ended.
+    fn report_complete(&mut self, job: &str, node: &str) {
+        let ups = self
+            .allocs(job)
+            .iter()
+            .map(|a| update(&a.id, ClientStatus::Complete))
+            .collect();
+        let b = allocs::update(&self.s, &mut self.env, node, ups).unwrap();
+        self.commit(b);
+    }
+
     /// Reports every allocation of `job` as running, as its agent would.
     fn report_running(&mut self, job: &str) {
         let mut by_node: BTreeMap<String, Vec<AllocUpdate>> = BTreeMap::new();
@@ -332,13 +344,7 @@ fn a_stopped_job_loses_its_allocations_and_reads_dead() {
     let desired: Vec<DesiredStatus> = w.allocs("web").iter().map(|a| a.desired_status).collect();
     assert_eq!(desired, vec![DesiredStatus::Stop; 2]);
     assert!(w.live("web").is_empty(), "nothing holds room any more");
-    let ids: Vec<String> = w.allocs("web").iter().map(|a| a.id.clone()).collect();
-    let ups = ids
-        .iter()
-        .map(|id| update(id, ClientStatus::Complete))
-        .collect();
-    let b = allocs::update(&w.s, &mut w.env, "n1", ups).unwrap();
-    w.commit(b);
+    w.report_complete("web", "n1");
     assert_eq!(
         jobs::status(&w.s, &w.s.jobs["web"]),
         edge_spec::JobStatus::Dead
@@ -1392,13 +1398,7 @@ fn namespaces_keep_same_named_jobs_apart() {
     let (b, _) = jobs::stop(&w.s, &mut w.env, ("prod", "web"), true).unwrap();
     w.commit(b);
     w.settle();
-    let ids: Vec<String> = w.allocs("prod/web").iter().map(|a| a.id.clone()).collect();
-    let ups = ids
-        .iter()
-        .map(|id| update(id, ClientStatus::Complete))
-        .collect();
-    let b = allocs::update(&w.s, &mut w.env, "n1", ups).unwrap();
-    w.commit(b);
+    w.report_complete("prod/web", "n1");
     w.commit(super::namespaces::delete(&w.s, "prod").unwrap());
     assert!(w.s.namespace("prod").is_none());
     assert!(w.s.namespace("default").is_some(), "default always exists");
