@@ -557,7 +557,7 @@ pub enum AclCommand {
 pub enum NamespaceCommand {
     /// Create a namespace, or set its description (management token).
     #[command(after_help = "Example:
-  edge namespace apply prod --description \"production services\"
+  edge namespace apply prod --description production
   edge job run -namespace prod web.hcl
   dig @127.0.0.1 -p 8600 web.prod.service.edge")]
     Apply {
@@ -724,6 +724,27 @@ pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     edge_spec::duration::parse(s)
 }
 
+/// Nomad spells its long flags with one dash; `-namespace prod` would
+/// otherwise reach clap as short flags. Rewritten up to a `--`, after which
+/// the words are a command's own (`edge alloc exec ID -- cmd -namespace`).
+pub fn nomad_flags(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut rest = false;
+    args.map(|a| {
+        if rest {
+            return a;
+        }
+        match a.to_str() {
+            Some("--") => {
+                rest = true;
+                a
+            }
+            Some(s) if s == "-namespace" || s.starts_with("-namespace=") => format!("-{s}").into(),
+            _ => a,
+        }
+    })
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -795,6 +816,37 @@ mod tests {
     }
 
     #[test]
+    fn single_dash_namespace_becomes_long_until_double_dash() {
+        let args = [
+            "edge",
+            "job",
+            "status",
+            "-namespace",
+            "prod",
+            "-namespace=x",
+            "--",
+            "-namespace",
+        ];
+        let out: Vec<String> = nomad_flags(args.iter().map(|s| s.into()))
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            out,
+            [
+                "edge",
+                "job",
+                "status",
+                "--namespace",
+                "prod",
+                "--namespace=x",
+                "--",
+                "-namespace"
+            ]
+        );
+    }
+
+    #[test]
     fn shell_words_keeps_placeholders_whole_and_drops_shell_syntax() {
         assert_eq!(
             shell_words("edge agent --join-token $(cat data/token) --name a # why"),
@@ -828,7 +880,9 @@ mod tests {
         let readme = readme_commands();
         assert!(readme.len() >= 5, "too few README commands: {readme:?}");
         for line in examples.iter().chain(&readme) {
-            if let Err(e) = Cli::try_parse_from(shell_words(line)) {
+            if let Err(e) =
+                Cli::try_parse_from(nomad_flags(shell_words(line).into_iter().map(Into::into)))
+            {
                 panic!("example `{line}` does not parse:\n{e}");
             }
         }

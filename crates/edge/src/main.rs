@@ -8,7 +8,7 @@ mod output;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = match cli::Cli::try_parse_from(nomad_flags(std::env::args_os())) {
+    let cli = match cli::Cli::try_parse_from(cli::nomad_flags(std::env::args_os())) {
         Ok(cli) => cli,
         Err(e) => {
             // Help and usage are output for people and pipes too.
@@ -72,62 +72,5 @@ fn default_sigpipe() {
     // starts, and only sets this process's disposition of one signal.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
-
-/// Nomad spells its long flags with one dash; `-namespace prod` would
-/// otherwise reach clap as short flags. Rewritten up to a `--`, after which
-/// the words are a command's own (`edge alloc exec ID -- cmd -namespace`).
-fn nomad_flags(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let mut rest = false;
-    args.map(|a| {
-        if rest {
-            return a;
-        }
-        match a.to_str() {
-            Some("--") => {
-                rest = true;
-                a
-            }
-            Some(s) if s == "-namespace" || s.starts_with("-namespace=") => format!("-{s}").into(),
-            _ => a,
-        }
-    })
-    .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::nomad_flags;
-
-    #[test]
-    fn single_dash_namespace_becomes_long_until_double_dash() {
-        let args = [
-            "edge",
-            "job",
-            "status",
-            "-namespace",
-            "prod",
-            "-namespace=x",
-            "--",
-            "-namespace",
-        ];
-        let out: Vec<String> = nomad_flags(args.iter().map(|s| s.into()))
-            .into_iter()
-            .map(|s| s.into_string().unwrap())
-            .collect();
-        assert_eq!(
-            out,
-            [
-                "edge",
-                "job",
-                "status",
-                "--namespace",
-                "prod",
-                "--namespace=x",
-                "--",
-                "-namespace"
-            ]
-        );
     }
 }

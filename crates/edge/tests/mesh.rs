@@ -369,6 +369,26 @@ async fn the_same_service_in_two_namespaces_answers_under_its_own_names() {
         );
     }
 
+    // The task knows its namespace (EDGE_NAMESPACE), as `alloc exec` shows.
+    let out = Command::new(EDGE)
+        .args([
+            "alloc",
+            "exec",
+            &serving[1].alloc_id,
+            "--",
+            "printenv",
+            "EDGE_NAMESPACE",
+        ])
+        .env("EDGE_ADDR", &addr)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "prod",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     edge(&["job", "stop", "-namespace", "prod", "web"]);
     until(20, "prod's copy gone", async || {
         let i = apis[1].service("web").await.unwrap_or_default();
