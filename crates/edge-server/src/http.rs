@@ -956,7 +956,8 @@ async fn fill_gaps(sv: &Server, out: Vec<u8>, gaps: &[Gap]) -> Result<Vec<u8>, S
     Ok(body)
 }
 
-/// Jobs as JSON by id, version and modify index: every watch answer carries
+/// Jobs as JSON by job key (the same id may be two jobs in two namespaces),
+/// version and modify index: every watch answer carries
 /// the job of each allocation, and thousands of nodes run the same jobs.
 #[derive(Default)]
 pub(crate) struct JobJsonCache(
@@ -968,7 +969,7 @@ const JOB_JSON_CACHE_MAX: usize = 4096;
 
 impl JobJsonCache {
     fn get(&self, job: &Job) -> Result<Arc<str>, serde_json::Error> {
-        let key = (job.id.clone(), job.version, job.modify_index);
+        let key = (job.key(), job.version, job.modify_index);
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(v) = m.get(&key) {
             return Ok(v.clone());
