@@ -611,14 +611,14 @@ fn all_errors_are_reported_in_file_order() {
 #[test]
 fn unknown_attributes_and_blocks_are_warnings_with_lines() {
     let src = r#"job "j" {
-  region = "global"
+  colour = "blue"
   group "g" {
-    ephemeral_disk {
+    scratch_disk {
       size = 10
     }
     task "t" {
       driver = "exec"
-      user   = "nobody"
+      nickname = "t1"
     }
   }
 }
@@ -626,13 +626,13 @@ fn unknown_attributes_and_blocks_are_warnings_with_lines() {
     let parsed = parse(src).expect("warnings do not fail the parse");
     let w = &parsed.warnings;
     assert_eq!(w.len(), 3, "{w:#?}");
-    let region = find(w, "job.j.region");
-    assert_eq!((region.location.line, region.location.column), (2, 3));
-    assert!(region.message.contains("unknown attribute `region`"));
-    let disk = find(w, "job.j.group.g.ephemeral_disk");
+    let colour = find(w, "job.j.colour");
+    assert_eq!((colour.location.line, colour.location.column), (2, 3));
+    assert!(colour.message.contains("unknown attribute `colour`"));
+    let disk = find(w, "job.j.group.g.scratch_disk");
     assert_eq!(disk.location.line, 4);
     assert!(disk.message.contains("unknown block"));
-    assert_eq!(find(w, "job.j.group.g.task.t.user").location.line, 9);
+    assert_eq!(find(w, "job.j.group.g.task.t.nickname").location.line, 9);
 }
 
 #[test]

@@ -8,6 +8,7 @@
 mod de;
 mod expr;
 mod model;
+mod nomad;
 mod vars;
 
 use self::de::{De, Kind, Node};
@@ -261,6 +262,13 @@ impl Decoder<'_> {
             *repeated.entry(b.ident.as_str()).or_default() += 1;
         }
         for s in block.body.iter() {
+            let (ident, span) = match s {
+                Structure::Attribute(a) => (a.key.as_str(), a.key.span()),
+                Structure::Block(b) => (b.ident.as_str(), b.ident.span()),
+            };
+            if !free && self.nomad_only(kind, ident, span, &format!("{field}.{ident}")) {
+                continue;
+            }
             match s {
                 Structure::Attribute(a) => {
                     let key = a.key.as_str();
@@ -287,6 +295,29 @@ impl Decoder<'_> {
             }
         }
         node
+    }
+
+    /// Reports a Nomad key edge does not decode (`nomad.rs`): an error when
+    /// dropping it would change what runs, else a warning saying why it
+    /// means nothing here. True when it was one.
+    fn nomad_only(
+        &mut self,
+        kind: &str,
+        key: &str,
+        span: Option<Range<usize>>,
+        field: &str,
+    ) -> bool {
+        match nomad::treatment(kind, key) {
+            Some(nomad::Treatment::Refuse(why)) => {
+                self.error(span, field, format!("`{key}` is not supported: {why}"));
+                true
+            }
+            Some(nomad::Treatment::Ignore(why)) => {
+                self.warn(span, field, format!("`{key}` is ignored: {why}"));
+                true
+            }
+            None => false,
+        }
     }
 
     /// A block inside a known block: an item of a list, a model, a task's
@@ -373,7 +404,10 @@ impl Decoder<'_> {
             self.set_label(&mut node, label, &name);
         }
         match ident {
-            "constraint" => self.distinct_hosts(&mut node),
+            "constraint" => {
+                self.distinct_hosts(&mut node);
+                self.shorthand_operator(&mut node);
+            }
             "service" => {
                 let mut default = format!("{}-{}", self.names.job, self.names.group);
                 if !self.names.task.is_empty() {
@@ -441,6 +475,35 @@ impl Decoder<'_> {
                 )
                 .at(flag.at.clone()),
             ),
+        }
+    }
+
+    /// HCL1's shorthand constraints, `regexp = "..."` and `set_contains =
+    /// "..."`: the key is the operator and its value the value.
+    fn shorthand_operator(&mut self, node: &mut Node) {
+        for op in ["regexp", "set_contains"] {
+            let Some(value) = node.remove(op) else {
+                continue;
+            };
+            if let Some(other) = ["operator", "value"].into_iter().find(|k| node.has(k)) {
+                self.errors.push(
+                    Diagnostic::new(
+                        &value.field,
+                        format!("both `{other}` and the shorthand `{op}` are given: keep one"),
+                    )
+                    .at(value.key_at.clone()),
+                );
+                continue;
+            }
+            let field = format!("{}.operator", node.field);
+            let kind = Kind::String(op.to_string());
+            node.insert(
+                "operator",
+                Node::new(kind, &value.at, &value.key_at, &field),
+            );
+            let mut value = value;
+            value.field = format!("{}.value", node.field);
+            node.insert("value", value);
         }
     }
 

@@ -1,0 +1,141 @@
+//! Nomad job files with keys edge does not decode: each is refused when it
+//! would change what runs (naming file, line, column and field, and what to
+//! use instead), or accepted with a warning saying why it means nothing
+//! here; never dropped in silence. HCL1's shorthand constraint operators
+//! keep their meaning.
+
+use edge_spec::{ConstraintOp, ParseOptions, parse_hcl};
+
+/// `job "web"` with `job_extra` in the job, `group_extra` in its group and
+/// `task_extra` in its task.
+fn job(job_extra: &str, group_extra: &str, task_extra: &str) -> String {
+    format!(
+        "job \"web\" {{\n{job_extra}\n  group \"g\" {{\n{group_extra}\n    task \"t\" {{\n      driver = \"exec\"\n      config {{\n        command = \"/bin/true\"\n      }}\n{task_extra}\n    }}\n  }}\n}}\n"
+    )
+}
+
+fn refused(src: &str) -> String {
+    parse_hcl(src, &ParseOptions::new("web.hcl"))
+        .expect_err("refused")
+        .to_string()
+}
+
+#[test]
+fn blocks_that_change_what_runs_are_refused_where_they_are_written() {
+    for (src, want) in [
+        (
+            job("  periodic {\n    crons = [\"@daily\"]\n  }", "", ""),
+            "web.hcl:2:3: job.web.periodic: `periodic` is not supported: periodic (cron) jobs are not built yet",
+        ),
+        (
+            job("  parameterized {}", "", ""),
+            "web.hcl:2:3: job.web.parameterized: `parameterized` is not supported",
+        ),
+        (
+            job(
+                "",
+                "    spread {\n      attribute = \"${node.datacenter}\"\n    }",
+                "",
+            ),
+            "web.hcl:4:5: job.web.group.g.spread: `spread` is not supported",
+        ),
+        (
+            job("", "    meta {\n      a = \"b\"\n    }", ""),
+            "job.web.group.g.meta: `meta` is not supported: meta is only read on the job so far",
+        ),
+        (
+            job(
+                "",
+                "",
+                "      artifact {\n        source = \"https://example.org/x.tgz\"\n      }",
+            ),
+            "job.web.group.g.task.t.artifact: `artifact` is not supported",
+        ),
+        (
+            job(
+                "",
+                "",
+                "      template {\n        data = \"x\"\n        destination = \"local/x\"\n      }",
+            ),
+            "job.web.group.g.task.t.template: `template` is not supported",
+        ),
+        (
+            job(
+                "",
+                "",
+                "      constraint {\n        attribute = \"${attr.kernel.name}\"\n        value = \"linux\"\n      }",
+            ),
+            "job.web.group.g.task.t.constraint: `constraint` is not supported: task-level constraints are not built yet: put the constraint on the group",
+        ),
+        (
+            job(
+                "",
+                "",
+                "      lifecycle {\n        hook = \"prestart\"\n      }",
+            ),
+            "job.web.group.g.task.t.lifecycle: `lifecycle` is not supported",
+        ),
+        (
+            job(
+                "",
+                "    constraint {\n      attribute = \"${attr.os.version}\"\n      version = \">= 1.2\"\n    }",
+                "",
+            ),
+            "job.web.group.g.constraint[0].version: `version` is not supported",
+        ),
+    ] {
+        let err = refused(&src);
+        assert!(err.contains(want), "want {want:?} in:\n{err}\nfor:\n{src}");
+    }
+}
+
+#[test]
+fn keys_without_meaning_here_are_warnings_that_say_why() {
+    let src = job(
+        "  region = \"global\"\n  all_at_once = false",
+        "",
+        "      logs {\n        max_files = 3\n      }",
+    );
+    let parsed = parse_hcl(&src, &ParseOptions::new("web.hcl")).expect("accepted");
+    let warnings: Vec<String> = parsed.warnings.iter().map(|w| w.to_string()).collect();
+    for want in [
+        "web.hcl:2:3: job.web.region: `region` is ignored: edge has one region",
+        "job.web.all_at_once: `all_at_once` is ignored",
+        "job.web.group.g.task.t.logs: `logs` is ignored: logs are rotated by the agent",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w.contains(want)),
+            "want {want:?} in {warnings:#?}"
+        );
+    }
+}
+
+#[test]
+fn hcl1_shorthand_operators_keep_their_meaning() {
+    for (line, op, value) in [
+        ("regexp = \"^linux$\"", ConstraintOp::Regexp, "^linux$"),
+        ("set_contains = \"a,b\"", ConstraintOp::SetContains, "a,b"),
+    ] {
+        let src = job(
+            "",
+            &format!(
+                "    constraint {{\n      attribute = \"${{attr.kernel.name}}\"\n      {line}\n    }}"
+            ),
+            "",
+        );
+        let parsed = parse_hcl(&src, &ParseOptions::new("web.hcl")).expect("accepted");
+        let c = &parsed.job.groups[0].constraints[0];
+        assert_eq!((c.operator, c.value.as_str()), (op, value), "{line}");
+        assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+    }
+    let src = job(
+        "",
+        "    constraint {\n      attribute = \"${attr.kernel.name}\"\n      operator = \"=\"\n      regexp = \"x\"\n    }",
+        "",
+    );
+    assert!(
+        refused(&src).contains("both `operator` and the shorthand `regexp` are given"),
+        "{}",
+        refused(&src)
+    );
+}
