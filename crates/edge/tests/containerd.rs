@@ -477,6 +477,15 @@ async fn exec_runs_commands_in_a_container() {
     })
     .await;
 
-    edge(&addr, &["job", "stop", "e2e-exec"]);
+    // Stopped and removed before the agent ends with the test: a container
+    // left running would outlive it.
+    let (ok, out) = edge(&addr, &["job", "stop", "e2e-exec"]);
+    assert!(ok, "{out}");
+    until(30, "container and task removed", async || {
+        let gone = !ctr(&["containers", "ls", "-q"]).contains(&a.id)
+            && !ctr(&["tasks", "ls"]).contains(&a.id);
+        gone.then_some(())
+    })
+    .await;
     edge(&addr, &["image", "rm", image]);
 }
