@@ -147,7 +147,8 @@ pub(crate) struct CallerToken(pub AclToken);
 /// namespace asked for and what the caller may do where.
 #[derive(Clone, Debug)]
 pub(crate) struct Access {
-    /// `?namespace=`, `default` when absent; `*` only on a listing.
+    /// `?namespace=`, `default` when absent; `*` only on a listing (or a
+    /// route about one object, which ignores it).
     pub namespace: String,
     /// `None` when ACLs are off, or for a node reading the catalog.
     acl: Option<Acl>,
@@ -182,7 +183,8 @@ impl Access {
         Err(self.denied(&format!("capability {cap} in namespace {ns}")))
     }
 
-    /// Whether `cap` is granted in every namespace of `names`.
+    /// What is missing for `cap` to be granted in every namespace of
+    /// `names`, if anything.
     fn allows_all(&self, names: &[String], cap: Capability) -> Option<String> {
         names.iter().find(|ns| !self.allows(ns, cap)).map(|ns| {
             format!("capability {cap} in namespace {ns} (this route shows every namespace)")
