@@ -1,4 +1,4 @@
-//! Expression evaluation for job files: `var.*` is evaluated now, while
+//! Expression evaluation for job files: `var.*` and `local.*` are evaluated now, while
 //! interpolations the scheduler and agent resolve later (`${attr.*}`,
 //! `${node.*}`, `${meta.*}`, `${env.*}`, `${EDGE_*}`, `${NOMAD_*}`) stay as
 //! literal text.
@@ -23,6 +23,11 @@ pub(super) struct Scope {
     /// Declared variables without a usable value: their error is already
     /// reported, so expressions using them are skipped quietly.
     failed: BTreeSet<String>,
+    /// Names of `locals`; `None` where locals may not be used (variable
+    /// defaults, var files, and locals before they are resolved).
+    locals: Option<BTreeSet<String>>,
+    /// Locals whose own error is already reported.
+    failed_locals: BTreeSet<String>,
 }
 
 impl Scope {
@@ -31,6 +36,8 @@ impl Scope {
             ctx: Context::new(),
             declared: None,
             failed: BTreeSet::new(),
+            locals: None,
+            failed_locals: BTreeSet::new(),
         }
     }
 
@@ -45,8 +52,46 @@ impl Scope {
             ctx,
             declared: Some(declared),
             failed,
+            locals: None,
+            failed_locals: BTreeSet::new(),
         }
     }
+
+    /// Makes `local.NAME` of every name in `names` usable, with the values
+    /// of those that have one; the others' errors are already reported.
+    pub(super) fn set_locals(
+        &mut self,
+        values: ::hcl::Map<String, Value>,
+        names: BTreeSet<String>,
+    ) {
+        self.failed_locals = names
+            .iter()
+            .filter(|n| !values.contains_key(*n))
+            .cloned()
+            .collect();
+        self.ctx.declare_var("local", Value::Object(values));
+        self.locals = Some(names);
+    }
+}
+
+/// The names of the locals `expr` refers to (`local.NAME`).
+pub(super) fn local_refs(expr: &Expression) -> BTreeSet<String> {
+    struct Refs(BTreeSet<String>);
+    impl hcl_edit::visit::Visit for Refs {
+        fn visit_traversal(&mut self, node: &Traversal) {
+            if let Expression::Variable(root) = &node.expr
+                && root.as_str() == "local"
+                && let Some(op) = node.operators.first()
+                && let TraversalOperator::GetAttr(name) = op.value()
+            {
+                self.0.insert(name.as_str().to_string());
+            }
+            hcl_edit::visit::visit_traversal(self, node);
+        }
+    }
+    let mut refs = Refs(BTreeSet::new());
+    hcl_edit::visit::Visit::visit_expr(&mut refs, expr);
+    refs.0
 }
 
 #[derive(Debug)]
@@ -110,6 +155,30 @@ impl VisitMut for Prepare<'_> {
     }
 
     fn visit_traversal_mut(&mut self, node: &mut Traversal) {
+        if let Expression::Variable(root) = &node.expr
+            && root.as_str() == "local"
+        {
+            match &self.scope.locals {
+                None => self
+                    .problems
+                    .push((node.span(), "locals cannot be used here".to_string())),
+                Some(locals) => {
+                    if let Some(op) = node.operators.first()
+                        && let TraversalOperator::GetAttr(name) = op.value()
+                    {
+                        let name = name.as_str();
+                        if self.scope.failed_locals.contains(name) {
+                            self.skipped = true;
+                        } else if !locals.contains(name) {
+                            self.problems.push((
+                                node.span(),
+                                format!("undefined local `{name}`: add it to a `locals` block"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
         if let Expression::Variable(root) = &node.expr
             && root.as_str() == "var"
         {

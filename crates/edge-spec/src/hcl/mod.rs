@@ -7,6 +7,7 @@
 
 mod de;
 mod expr;
+mod locals;
 mod model;
 mod nomad;
 mod vars;
@@ -62,12 +63,13 @@ pub fn parse_hcl(src: &str, opts: &ParseOptions) -> Result<Parsed, SpecError> {
         unevaluated: BTreeSet::new(),
     };
     d.scope = d.resolve_vars(&body, opts);
+    d.resolve_locals(&body);
 
     let mut job = None;
     let mut seen = false;
     for s in body.iter() {
         match s {
-            Structure::Block(b) if b.ident.as_str() == "variable" => {}
+            Structure::Block(b) if matches!(b.ident.as_str(), "variable" | "locals") => {}
             Structure::Block(b) if b.ident.as_str() == "job" => {
                 if seen {
                     d.error(b.span(), "job", "only one job block is allowed per file");
