@@ -423,7 +423,7 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, SpecError> {
     if p.errors.is_empty() {
         Ok(policy)
     } else {
-        Err(SpecError::Invalid(p.errors))
+        Err(SpecError::invalid(p.errors))
     }
 }
 

@@ -61,9 +61,13 @@ impl fmt::Display for Diagnostic {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    /// Every problem found in a job, in file order.
-    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
-    Invalid(Vec<Diagnostic>),
+    /// Every problem found in a job, in file order, and the warnings found
+    /// beside them, so a caller can show both.
+    #[error("{}", .errors.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        errors: Vec<Diagnostic>,
+        warnings: Vec<Diagnostic>,
+    },
     /// A job id, group or task name that must not become a path.
     #[error("{kind} {name:?} {reason}")]
     InvalidName {
@@ -74,11 +78,27 @@ pub enum SpecError {
 }
 
 impl SpecError {
+    /// Errors without warnings.
+    pub fn invalid(errors: Vec<Diagnostic>) -> SpecError {
+        SpecError::Invalid {
+            errors,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The warnings found beside the errors (unknown or meaningless keys).
+    pub fn warnings(&self) -> &[Diagnostic] {
+        match self {
+            SpecError::Invalid { warnings, .. } => warnings,
+            SpecError::InvalidName { .. } => &[],
+        }
+    }
+
     /// The findings behind the error; none for a single bad name, which has
     /// no field path.
     pub fn diagnostics(&self) -> &[Diagnostic] {
         match self {
-            SpecError::Invalid(d) => d,
+            SpecError::Invalid { errors, .. } => errors,
             SpecError::InvalidName { .. } => &[],
         }
     }
@@ -88,6 +108,6 @@ impl SpecError {
 /// a finding with only a message, placed by the reader from serde's path.
 impl serde::de::Error for SpecError {
     fn custom<T: fmt::Display>(msg: T) -> SpecError {
-        SpecError::Invalid(vec![Diagnostic::new("", msg.to_string())])
+        SpecError::invalid(vec![Diagnostic::new("", msg.to_string())])
     }
 }

@@ -86,7 +86,7 @@ fn from_serde(filename: &str, e: &serde_json::Error, field: &str) -> SpecError {
 }
 
 fn invalid(filename: &str, line: usize, column: usize, field: &str, message: &str) -> SpecError {
-    SpecError::Invalid(vec![Diagnostic::new(field, message).at(Location {
+    SpecError::invalid(vec![Diagnostic::new(field, message).at(Location {
         file: filename.to_string(),
         line,
         column,

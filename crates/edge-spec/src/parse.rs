@@ -72,7 +72,7 @@ impl<'a> LineIndex<'a> {
             let mut at = self.location(loc.offset());
             at.line = loc.line();
             at.column = loc.column();
-            SpecError::Invalid(vec![
+            SpecError::invalid(vec![
                 Diagnostic::new(
                     "",
                     format!("syntax error: {} (in `{}`)", e.message(), e.line().trim()),
@@ -169,7 +169,7 @@ pub(crate) fn finish(
         Ok(Parsed { job, warnings })
     } else {
         sort(&mut errors);
-        Err(SpecError::Invalid(errors))
+        Err(SpecError::Invalid { errors, warnings })
     }
 }
 

@@ -104,7 +104,7 @@ fn errors(src: &str) -> Vec<Diagnostic> {
 fn errors_with(src: &str, opts: &ParseOptions) -> Vec<Diagnostic> {
     match parse_hcl(src, opts) {
         Ok(p) => panic!("expected errors, parsed {:?}", p.job),
-        Err(SpecError::Invalid(d)) => d,
+        Err(SpecError::Invalid { errors: d, .. }) => d,
         Err(e) => panic!("expected findings, got {e}"),
     }
 }
@@ -869,7 +869,7 @@ fn driver_config_findings_in_json_name_the_field() {
     };
     let src = r#"{"id": "j", "groups": [{"name": "g", "tasks": [{"name": "t", "driver": "exec", "config": {"comand": "x"}}]}]}"#;
     match edge_spec::parse_job_file(src, &opts) {
-        Err(SpecError::Invalid(d)) => {
+        Err(SpecError::Invalid { errors: d, .. }) => {
             assert_eq!(d[0].field, "job.j.group.g.task.t.config.comand", "{d:?}")
         }
         other => panic!("expected findings, got {other:?}"),

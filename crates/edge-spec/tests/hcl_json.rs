@@ -24,7 +24,7 @@ fn json(src: &str) -> Job {
 fn errors(src: &str) -> Vec<Diagnostic> {
     match parse_hcl(src, &ParseOptions::new("job.hcl")) {
         Ok(p) => panic!("expected errors, parsed {:?}", p.job),
-        Err(SpecError::Invalid(d)) => d,
+        Err(SpecError::Invalid { errors: d, .. }) => d,
         Err(e) => panic!("expected findings, got {e}"),
     }
 }

@@ -20,7 +20,7 @@ fn hello() -> Job {
 fn json_errors(src: &str) -> Vec<Diagnostic> {
     match parse_json(src, "job.json") {
         Ok(p) => panic!("expected errors, parsed {:?}", p.job),
-        Err(SpecError::Invalid(d)) => d,
+        Err(SpecError::Invalid { errors: d, .. }) => d,
         Err(e) => panic!("expected findings, got {e}"),
     }
 }

@@ -139,3 +139,16 @@ fn hcl1_shorthand_operators_keep_their_meaning() {
         refused(&src)
     );
 }
+
+#[test]
+fn a_refused_file_still_carries_its_warnings() {
+    let src = job("  region = \"global\"\n  periodic {}", "", "");
+    let e = parse_hcl(&src, &ParseOptions::new("web.hcl")).expect_err("refused");
+    assert_eq!(e.diagnostics().len(), 1, "{e}");
+    let w: Vec<String> = e.warnings().iter().map(|w| w.to_string()).collect();
+    assert!(
+        w.iter()
+            .any(|w| w.contains("job.web.region: `region` is ignored")),
+        "{w:?}"
+    );
+}

@@ -100,3 +100,29 @@ async fn the_server_answers_400_naming_the_misspelled_key() {
         );
     }
 }
+
+/// A Nomad file with a key edge ignores and one it refuses: `edge job
+/// validate` prints the warning as well as the error, since the ignored key
+/// may be why the file fails.
+#[test]
+fn validate_prints_warnings_beside_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nomad.hcl");
+    std::fs::write(
+        &path,
+        "job \"web\" {\n  region = \"global\"\n  periodic {\n    crons = [\"@daily\"]\n  }\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      config {\n        command = \"/bin/true\"\n      }\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    let (ok, stderr) = validate(path.to_str().unwrap());
+    assert!(!ok);
+    assert!(
+        stderr.contains("warning: ")
+            && stderr.contains(":2:3: job.web.region: `region` is ignored"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: ")
+            && stderr.contains(":3:3: job.web.periodic: `periodic` is not supported"),
+        "{stderr}"
+    );
+}

@@ -103,7 +103,7 @@ pub fn parse_hcl(src: &str, opts: &ParseOptions) -> Result<Parsed, SpecError> {
             errors.push(Diagnostic::new("job", "no `job` block found").at(lines.location(0)));
         }
         parse::sort(&mut errors);
-        return Err(SpecError::Invalid(errors));
+        return Err(SpecError::Invalid { errors, warnings });
     };
     parse::finish(
         job,

@@ -371,6 +371,10 @@ pub fn load(f: &JobFileArgs) -> anyhow::Result<Job> {
             Ok(parsed.job)
         }
         Err(e) => {
+            // Warnings too: a key edge ignored may be why the file fails.
+            for w in e.warnings() {
+                eprintln!("warning: {w}");
+            }
             for line in e.to_string().lines() {
                 eprintln!("error: {line}");
             }
