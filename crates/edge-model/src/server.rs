@@ -152,7 +152,9 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ModelError> {
-        axum::serve(self.listener, self.router)
+        let app = tower::ServiceExt::map_request(self.router, trim_trailing_slash);
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+        axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(ModelError::Serve)
@@ -189,6 +191,7 @@ fn router(state: Arc<AppState>) -> Router {
         )
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -205,6 +208,47 @@ fn json(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     let body = serde_json::json!({ "error": message.to_string() }).to_string();
     json(status, body)
+}
+
+/// `/v2/` is `/v2`: clients and people add the slash, and the protocol's
+/// paths have no meaning for it. Done before routing.
+fn trim_trailing_slash(mut req: axum::extract::Request) -> axum::extract::Request {
+    let path = req.uri().path();
+    if path.len() > 1 && path.ends_with('/') {
+        let trimmed = path.trim_end_matches('/');
+        let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+        let pq = match req.uri().query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_string(),
+        };
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(pq) = pq.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+    req
+}
+
+/// A JSON error like every other, naming what the route takes.
+async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> Response {
+    let wanted = if uri.path().ends_with("/infer") {
+        "POST"
+    } else {
+        "GET"
+    };
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{method} is not allowed on {}: it takes {wanted}",
+            uri.path()
+        ),
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(wanted));
+    resp
 }
 
 async fn not_found(uri: Uri) -> Response {

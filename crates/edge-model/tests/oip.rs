@@ -1,8 +1,9 @@
 //! The model server over real HTTP on loopback: answers for real ONNX models
 //! (scikit-learn iris, an MLP, ONNX backend test cases) must match the
 //! reference outputs stored beside them (onnxruntime's or the ONNX test
-//! suite's); every route of the protocol; bad requests answered with 400/404
-//! and an error body while the server keeps serving; load failures.
+//! suite's); every route of the protocol, with or without a trailing slash;
+//! bad requests answered with 400/404/405 and a JSON error body while the
+//! server keeps serving; load failures.
 
 use edge_model::{ModelError, ServeConfig};
 use serde_json::{Value, json};
@@ -223,6 +224,28 @@ async fn every_route_of_the_protocol() {
     );
     assert!(text.contains("edge_model_inference_duration_seconds_bucket"));
     assert!(text.contains("edge_model_batch_size_count"));
+    // A trailing slash is the same route; a wrong method a JSON 405 that
+    // names the one the route takes.
+    for path in ["/v2/", "/v2/models/iris/", "/v2/health/ready/"] {
+        assert_eq!(s.get(path).await.0, 200, "{path}");
+    }
+    let (status, answer) = s.post("/v2/models/iris/infer/", &request(&case)).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, body) = s.get("/v2/models/iris/infer").await;
+    assert_eq!(status, 405);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("GET is not allowed on /v2/models/iris/infer: it takes POST"),
+        "{body}"
+    );
+    let (status, body) = s.post("/v2/health/live", &json!({})).await;
+    assert_eq!(status, 405);
+    assert!(
+        body["error"].as_str().unwrap().contains("it takes GET"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
