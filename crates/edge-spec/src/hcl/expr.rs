@@ -135,11 +135,31 @@ fn is_runtime(expr: &Expression) -> bool {
 
 /// Turns runtime interpolations into literal text (re-escaped by hcl-rs when
 /// it encodes the template, so evaluation gives back `${...}` unchanged) and
-/// checks `var.NAME` references against the declared variables.
+/// checks `var.NAME` and `local.NAME` references against what is declared.
 struct Prepare<'a> {
     scope: &'a Scope,
     problems: Vec<(Option<Range<usize>>, String)>,
     skipped: bool,
+}
+
+impl Prepare<'_> {
+    /// `var.NAME` or `local.NAME`: refused where none may be used, skipped
+    /// quietly when its own error was reported, an error when unknown.
+    fn check_ref(
+        &mut self,
+        span: Option<Range<usize>>,
+        (known, failed, name): (Option<&BTreeSet<String>>, &BTreeSet<String>, &str),
+        not_here: &str,
+        unknown: impl FnOnce() -> String,
+    ) {
+        match known {
+            None => self.problems.push((span, not_here.to_string())),
+            Some(_) if name.is_empty() => {}
+            Some(_) if failed.contains(name) => self.skipped = true,
+            Some(known) if !known.contains(name) => self.problems.push((span, unknown())),
+            Some(_) => {}
+        }
+    }
 }
 
 impl VisitMut for Prepare<'_> {
@@ -155,55 +175,28 @@ impl VisitMut for Prepare<'_> {
     }
 
     fn visit_traversal_mut(&mut self, node: &mut Traversal) {
-        if let Expression::Variable(root) = &node.expr
-            && root.as_str() == "local"
-        {
-            match &self.scope.locals {
-                None => self
-                    .problems
-                    .push((node.span(), "locals cannot be used here".to_string())),
-                Some(locals) => {
-                    if let Some(op) = node.operators.first()
-                        && let TraversalOperator::GetAttr(name) = op.value()
-                    {
-                        let name = name.as_str();
-                        if self.scope.failed_locals.contains(name) {
-                            self.skipped = true;
-                        } else if !locals.contains(name) {
-                            self.problems.push((
-                                node.span(),
-                                format!("undefined local `{name}`: add it to a `locals` block"),
-                            ));
-                        }
-                    }
-                }
+        let scope = self.scope;
+        let name = match (&node.expr, node.operators.first().map(|o| o.value())) {
+            (Expression::Variable(root), Some(TraversalOperator::GetAttr(name))) => {
+                Some((root.as_str(), name.as_str()))
             }
-        }
-        if let Expression::Variable(root) = &node.expr
-            && root.as_str() == "var"
-        {
-            match &self.scope.declared {
-                None => self
-                    .problems
-                    .push((node.span(), "variables cannot be used here".to_string())),
-                Some(declared) => {
-                    if let Some(op) = node.operators.first()
-                        && let TraversalOperator::GetAttr(name) = op.value()
-                    {
-                        let name = name.as_str();
-                        if self.scope.failed.contains(name) {
-                            self.skipped = true;
-                        } else if !declared.contains(name) {
-                            self.problems.push((
-                                node.span(),
-                                format!(
-                                    "undeclared variable `{name}`: add a `variable \"{name}\"` block"
-                                ),
-                            ));
-                        }
-                    }
-                }
-            }
+            (Expression::Variable(root), _) => Some((root.as_str(), "")),
+            _ => None,
+        };
+        match name {
+            Some(("var", name)) => self.check_ref(
+                node.span(),
+                (scope.declared.as_ref(), &scope.failed, name),
+                "variables cannot be used here",
+                || format!("undeclared variable `{name}`: add a `variable \"{name}\"` block"),
+            ),
+            Some(("local", name)) => self.check_ref(
+                node.span(),
+                (scope.locals.as_ref(), &scope.failed_locals, name),
+                "locals cannot be used here",
+                || format!("undefined local `{name}`: add it to a `locals` block"),
+            ),
+            _ => {}
         }
         visit_traversal_mut(self, node);
     }
