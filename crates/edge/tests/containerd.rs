@@ -81,6 +81,17 @@ fn job_file(dir: &Path, name: &str, config: &str, memory: u32, attempts: u32) ->
     path.display().to_string()
 }
 
+/// Waits up to 30 s until no `ctr` listing of `kinds` (`containers`,
+/// `tasks`, `snapshots`) names allocation `id`.
+async fn until_removed(id: &str, kinds: &[&str]) {
+    let what = format!("{} of {id} removed", kinds.join(", "));
+    until(30, &what, async || {
+        let gone = kinds.iter().all(|k| !ctr(&[k, "ls"]).contains(id));
+        gone.then_some(())
+    })
+    .await;
+}
+
 async fn alloc_of(api: &Client, job: &str) -> Allocation {
     let id = until(20, "an allocation", async || {
         let (allocs, _) = api.job_allocs(job, QueryOptions::default()).await.ok()?;
@@ -201,13 +212,7 @@ async fn import_run_pull_fail_oom_and_stop() {
     // `edge job stop` removes the task, the container and its snapshot.
     let (ok, out) = edge(&addr, &["job", "stop", "e2e-web"]);
     assert!(ok, "{out}");
-    until(30, "container, task and snapshot removed", async || {
-        let gone = !ctr(&["containers", "ls", "-q"]).contains(&a.id)
-            && !ctr(&["tasks", "ls"]).contains(&a.id)
-            && !ctr(&["snapshots", "ls"]).contains(&a.id);
-        gone.then_some(())
-    })
-    .await;
+    until_removed(&a.id, &["containers", "tasks", "snapshots"]).await;
 
     // A pull from the local registry, with progress events.
     let pushed = Command::new("skopeo")
@@ -391,10 +396,7 @@ async fn agent_kill_9_and_restart_reattaches_to_the_same_container() {
 
     let (ok, out) = edge(&addr, &["job", "stop", "e2e-recover"]);
     assert!(ok, "{out}");
-    until(30, "container removed", async || {
-        (!ctr(&["containers", "ls", "-q"]).contains(&a.id)).then_some(())
-    })
-    .await;
+    until_removed(&a.id, &["containers"]).await;
     agent.kill9();
     let _ = Command::new(EDGE).args(["image", "rm", image]).output();
 }
@@ -481,11 +483,6 @@ async fn exec_runs_commands_in_a_container() {
     // left running would outlive it.
     let (ok, out) = edge(&addr, &["job", "stop", "e2e-exec"]);
     assert!(ok, "{out}");
-    until(30, "container and task removed", async || {
-        let gone = !ctr(&["containers", "ls", "-q"]).contains(&a.id)
-            && !ctr(&["tasks", "ls"]).contains(&a.id);
-        gone.then_some(())
-    })
-    .await;
+    until_removed(&a.id, &["containers", "tasks"]).await;
     edge(&addr, &["image", "rm", image]);
 }
