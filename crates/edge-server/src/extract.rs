@@ -30,10 +30,32 @@ where
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &Arc<Server>) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+        match axum::Json::<Object<T>>::from_request(req, state).await {
+            Ok(axum::Json(Object(v))) => Ok(ApiJson(v)),
             Err(rej) => Err(reject(rej, state.cfg.listen.max_body_bytes)),
         }
+    }
+}
+
+/// Every request body of the API is a JSON object. serde lets a struct be
+/// written as an array of its fields too, so one whose fields all have
+/// defaults would take `[]`; this reads only a map, in the same one pass.
+struct Object<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+            .map(Object)
     }
 }
 

@@ -426,6 +426,16 @@ struct Malformed {
 }
 
 const MALFORMED: &[Malformed] = &[
+    // Every body is an object; serde alone would read `[]` as a struct
+    // whose fields all have defaults.
+    Malformed {
+        method: "POST",
+        path: "/v1/namespace/prod",
+        content_type: Some("application/json"),
+        body: "[]",
+        status: 400,
+        names: "expected a JSON object",
+    },
     Malformed {
         method: "GET",
         path: "/v1/jobs?index=abc",
