@@ -1,0 +1,388 @@
+//! Allocation networking: each bridge-mode allocation gets a network
+//! namespace of its own with a veth into the node's bridge, an address
+//! from the node's subnet, outbound NAT and its ports mapped from the host,
+//! all done by the standard CNI plugins (`bridge`, `host-local`,
+//! `firewall`, `portmap`, `tuning`) that this crate drives (`cni.rs`).
+
+mod cni;
+pub mod error;
+mod netns;
+pub mod subnet;
+
+pub use error::NetError;
+pub use subnet::Subnet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_BRIDGE: &str = "edge0";
+pub const DEFAULT_SUBNET: &str = "172.26.64.0/20";
+/// Where Debian's `containernetworking-plugins` and the upstream tarball
+/// put the plugins.
+pub const DEFAULT_PLUGIN_DIRS: &[&str] = &["/usr/lib/cni", "/opt/cni/bin"];
+/// Every namespace edge makes is `edge-<allocation id>`.
+const NETNS_PREFIX: &str = "edge-";
+/// The CNI network name: host-local keeps its leases under it.
+const NETWORK_NAME: &str = "edge";
+const IFNAME: &str = "eth0";
+
+/// How the agent's bridge networking is set up (agent flags).
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    pub bridge: String,
+    pub subnet: Subnet,
+    /// The agent's own directory for IPAM leases (kept with its state, so
+    /// a lost `/var/lib/cni` cannot hand an address out twice).
+    pub state_dir: PathBuf,
+    pub plugin_dirs: Vec<PathBuf>,
+}
+
+/// An allocation's place on the bridge, kept in the agent's local state
+/// so a restarted agent adopts it instead of making another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub netns: PathBuf,
+    pub address: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+    pub ports: Vec<PortMapping>,
+    /// The CNI result, handed back to the plugins on DEL.
+    pub result: Value,
+}
+
+/// A host port forwarded to a port inside the allocation (TCP and UDP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    pub host: u16,
+    pub container: u16,
+}
+
+/// Something on the node that no allocation owns: a namespace or an
+/// address lease left by a crash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    pub alloc_id: String,
+    pub description: String,
+}
+
+/// The node's bridge network.
+#[derive(Debug)]
+pub struct BridgeNetwork {
+    cfg: BridgeConfig,
+    chain: cni::Chain,
+}
+
+/// Allocation ids become namespace names and CNI container ids: letters,
+/// digits and `-` only.
+fn check_id(id: &str) -> Result<(), NetError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(NetError::BadId { id: id.to_string() })
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+impl BridgeNetwork {
+    /// Checks that this node can do it (root, the plugins, `ip`,
+    /// `iptables`); the agent fingerprints bridge networking only then.
+    pub fn new(cfg: BridgeConfig) -> Result<BridgeNetwork, NetError> {
+        let uid = nix::unistd::geteuid().as_raw();
+        if uid != 0 {
+            return Err(NetError::NotRoot { uid });
+        }
+        for (program, package) in [("ip", "iproute2"), ("iptables", "iptables")] {
+            if !on_path(program) {
+                return Err(NetError::MissingProgram { program, package });
+            }
+        }
+        let chain = cni::Chain {
+            name: NETWORK_NAME.to_string(),
+            version: "1.0.0".to_string(),
+            plugins: plugins(&cfg),
+            dirs: cfg.plugin_dirs.clone(),
+        };
+        if let Some(plugin) = chain.missing().into_iter().next() {
+            return Err(NetError::MissingPlugin {
+                plugin,
+                dirs: chain
+                    .dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(":"),
+            });
+        }
+        for dir in ["ipam", "netns"] {
+            std::fs::create_dir_all(cfg.state_dir.join(dir))
+                .map_err(|e| NetError::io("create", cfg.state_dir.join(dir), e))?;
+        }
+        Ok(BridgeNetwork { cfg, chain })
+    }
+
+    pub fn config(&self) -> &BridgeConfig {
+        &self.cfg
+    }
+
+    /// The namespace path of an allocation.
+    pub fn netns_path(alloc_id: &str) -> PathBuf {
+        netns::path(&format!("{NETNS_PREFIX}{alloc_id}"))
+    }
+
+    /// Gives the allocation its namespace, address and port mappings. On
+    /// failure nothing is left behind.
+    pub async fn attach(
+        &self,
+        alloc_id: &str,
+        ports: &[PortMapping],
+    ) -> Result<Attachment, NetError> {
+        check_id(alloc_id)?;
+        let name = format!("{NETNS_PREFIX}{alloc_id}");
+        // A namespace of this allocation from an interrupted attach: what
+        // the plugins made in it goes first, so no lease or rule leaks.
+        if netns::path(&name).exists() {
+            self.detach(alloc_id, None).await?;
+        }
+        // Marked before it exists, with its ports: a crash at any later
+        // point leaves a namespace this agent can tell is its own, and
+        // what portmap needs to remove its rules (it removes none for a
+        // DEL without the mappings).
+        let marker = self.marker(alloc_id);
+        let ports_json = serde_json::to_vec(ports).unwrap_or_default();
+        std::fs::write(&marker, ports_json).map_err(|e| NetError::io("write", &marker, e))?;
+        let path = netns::add(&name).await?;
+        let runtime = runtime(ports);
+        let call = cni::Call {
+            container_id: alloc_id,
+            netns: &path,
+            ifname: IFNAME,
+            runtime: &runtime,
+        };
+        let result = match self.chain.add(call).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.chain.del(call, None).await;
+                let _ = netns::delete(&name).await;
+                return Err(e);
+            }
+        };
+        let Some(address) = ipv4(&result) else {
+            let _ = self.chain.del(call, Some(&result)).await;
+            let _ = netns::delete(&name).await;
+            return Err(NetError::NoAddress {
+                container: alloc_id.to_string(),
+            });
+        };
+        Ok(Attachment {
+            netns: path,
+            address,
+            gateway: self.cfg.subnet.gateway(),
+            ports: ports.to_vec(),
+            result,
+        })
+    }
+
+    /// Whether a saved attachment is still there (an agent restart keeps
+    /// it; a reboot does not).
+    pub fn is_live(att: &Attachment) -> bool {
+        att.netns.exists()
+    }
+
+    /// Removes the allocation's mappings, lease, veth and namespace. Safe
+    /// to repeat, and with `att` unknown (after a crash) the plugins find
+    /// what they made by the allocation id.
+    pub async fn detach(&self, alloc_id: &str, att: Option<&Attachment>) -> Result<(), NetError> {
+        check_id(alloc_id)?;
+        let name = format!("{NETNS_PREFIX}{alloc_id}");
+        let path = netns::path(&name);
+        let marked: Vec<PortMapping> = std::fs::read(self.marker(alloc_id))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let ports = att.map_or(marked.as_slice(), |a| a.ports.as_slice());
+        let runtime = runtime(ports);
+        let call = cni::Call {
+            container_id: alloc_id,
+            netns: &path,
+            ifname: IFNAME,
+            runtime: &runtime,
+        };
+        self.chain.del(call, att.map(|a| &a.result)).await?;
+        netns::delete(&name).await?;
+        let marker = self.marker(alloc_id);
+        match std::fs::remove_file(&marker) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(NetError::io("remove", &marker, e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn marker(&self, alloc_id: &str) -> PathBuf {
+        self.cfg.state_dir.join("netns").join(alloc_id)
+    }
+
+    /// Namespaces and leases of this agent's that no allocation in
+    /// `owned` holds. Only what the agent's own state dir marks counts:
+    /// other agents on the host (the lab runs several) share
+    /// `/run/netns`.
+    pub fn orphans(&self, owned: &BTreeSet<String>) -> Vec<Orphan> {
+        let mut found = BTreeSet::new();
+        let markers = std::fs::read_dir(self.cfg.state_dir.join("netns"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok());
+        for id in markers {
+            if !owned.contains(&id) && check_id(&id).is_ok() {
+                let what = if netns::path(&format!("{NETNS_PREFIX}{id}")).exists() {
+                    "network namespace"
+                } else {
+                    "network namespace (already gone)"
+                };
+                found.insert((id, what.to_string()));
+            }
+        }
+        for (id, ip) in leases(&self.cfg.state_dir.join("ipam").join(NETWORK_NAME)) {
+            if !owned.contains(&id) && check_id(&id).is_ok() && !found.iter().any(|(f, _)| *f == id)
+            {
+                found.insert((id, format!("address lease {ip}")));
+            }
+        }
+        found
+            .into_iter()
+            .map(|(alloc_id, description)| Orphan {
+                alloc_id,
+                description,
+            })
+            .collect()
+    }
+}
+
+/// The configuration list, Nomad's bridge list in substance: loopback,
+/// the bridge with host-local addresses and masquerade, the firewall
+/// plugin (so a host whose FORWARD policy drops, as Docker's does, still
+/// forwards the allocations' traffic), port mappings (with SNAT, so a
+/// mapping answers on 127.0.0.1 and from the bridge itself), and tuning,
+/// which lets a task that is not root listen below 1024 inside its own
+/// namespace, as Docker allows.
+fn plugins(cfg: &BridgeConfig) -> Vec<Value> {
+    vec![
+        json!({"type": "loopback"}),
+        json!({
+            "type": "bridge",
+            "bridge": cfg.bridge,
+            "isGateway": true,
+            "ipMasq": true,
+            "hairpinMode": true,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": cfg.subnet.to_string(), "gateway": cfg.subnet.gateway().to_string()}]],
+                "routes": [{"dst": "0.0.0.0/0"}],
+                "dataDir": cfg.state_dir.join("ipam"),
+            },
+        }),
+        json!({"type": "firewall", "backend": "iptables", "iptablesAdminChainName": "EDGE-ADMIN"}),
+        json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}),
+        json!({"type": "tuning", "sysctl": {"net.ipv4.ip_unprivileged_port_start": "0"}}),
+    ]
+}
+
+fn runtime(ports: &[PortMapping]) -> Map<String, Value> {
+    let mappings: Vec<Value> = ports
+        .iter()
+        .flat_map(|p| {
+            ["tcp", "udp"].map(|proto| {
+                json!({"hostPort": p.host, "containerPort": p.container, "protocol": proto})
+            })
+        })
+        .collect();
+    let mut m = Map::new();
+    m.insert("portMappings".into(), Value::Array(mappings));
+    m
+}
+
+/// The first IPv4 address of a CNI result (`"ips": [{"address": "a.b.c.d/n"}]`).
+fn ipv4(result: &Value) -> Option<Ipv4Addr> {
+    result
+        .get("ips")?
+        .as_array()?
+        .iter()
+        .filter_map(|ip| ip.get("address")?.as_str())
+        .filter_map(|a| a.split('/').next()?.parse().ok())
+        .next()
+}
+
+/// host-local's leases: one file per address, holding the container id.
+fn leases(dir: &Path) -> Vec<(String, String)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let ip = e.file_name().into_string().ok()?;
+            ip.parse::<Ipv4Addr>().ok()?;
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            let id = text.lines().next()?.trim().to_string();
+            Some((id, ip))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_plain() {
+        assert!(check_id("6f1c2d4e-0000-4000-8000-000000000000").is_ok());
+        for bad in ["", "../x", "a/b", "a b", &"x".repeat(65)] {
+            assert!(check_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reads_the_address_of_a_result() {
+        let r = json!({"cniVersion": "1.0.0", "ips": [{"address": "172.26.64.7/20", "gateway": "172.26.64.1", "interface": 2}]});
+        assert_eq!(ipv4(&r), Some(Ipv4Addr::new(172, 26, 64, 7)));
+        assert_eq!(ipv4(&json!({"ips": [{"address": "fd00::2/64"}]})), None);
+        assert_eq!(ipv4(&json!({})), None);
+    }
+
+    #[test]
+    fn ports_map_tcp_and_udp() {
+        let m = runtime(&[PortMapping {
+            host: 20000,
+            container: 80,
+        }]);
+        assert_eq!(
+            m["portMappings"],
+            json!([
+                {"hostPort": 20000, "containerPort": 80, "protocol": "tcp"},
+                {"hostPort": 20000, "containerPort": 80, "protocol": "udp"}
+            ])
+        );
+    }
+
+    #[test]
+    fn leases_name_their_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("172.26.64.2"), "alloc-1\r\neth0").unwrap();
+        std::fs::write(dir.path().join("last_reserved_ip.0"), "172.26.64.2").unwrap();
+        std::fs::write(dir.path().join("lock"), "").unwrap();
+        assert_eq!(
+            leases(dir.path()),
+            vec![("alloc-1".to_string(), "172.26.64.2".to_string())]
+        );
+    }
+}
