@@ -23,8 +23,13 @@ if can_root; then
   command -v pkg-config >/dev/null || need+=(pkg-config)
   # deploy/lab and its failure tests (crates/edge/tests/lab.rs): namespaces, veth, bridge.
   command -v ip >/dev/null || need+=(iproute2)
-  # The lab's one-way firewall of a node behind NAT (`deploy/lab nat`).
+  # The lab's one-way firewall of a node behind NAT (`deploy/lab nat`),
+  # and the CNI plugins' rules.
   command -v iptables >/dev/null || need+=(iptables)
+  # Bridge networking (crates/edge-net/tests/bridge.rs): the standard CNI
+  # plugins, nsenter to run a server inside an allocation's namespace.
+  [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+  command -v nsenter >/dev/null || need+=(util-linux)
   # The autonomy tests count and kill task processes (pgrep, pkill, kill).
   command -v pgrep >/dev/null || need+=(procps)
   # The containerd driver's tests: a real containerd + runc, protoc for the

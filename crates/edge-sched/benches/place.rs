@@ -66,6 +66,7 @@ fn job(i: usize, count: u32) -> Job {
             count,
             constraints: Vec::new(),
             network: Network {
+                mode: edge_spec::NetworkMode::Host,
                 ports: vec![PortSpec {
                     label: "http".to_string(),
                     static_port: None,

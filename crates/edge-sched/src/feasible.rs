@@ -2,7 +2,9 @@
 //! compiled once per group and cached per node for the whole evaluation.
 
 use crate::error::SchedError;
-use edge_spec::{Constraint, ConstraintOp, Group, Job, Node, PortSpec};
+use edge_spec::{
+    BRIDGE_ATTRIBUTE, Constraint, ConstraintOp, Group, Job, NetworkMode, Node, PortSpec,
+};
 use regex::Regex;
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -260,6 +262,16 @@ impl<'j> GroupReq<'j> {
             }
         }
         let mut constraints = Vec::new();
+        if group.network.mode == NetworkMode::Bridge {
+            constraints.push(Compiled {
+                lhs: Operand::Attr(BRIDGE_ATTRIBUTE),
+                rhs: Operand::Literal("true"),
+                op: ConstraintOp::Eq,
+                regex: None,
+                reason: reasons
+                    .index("missing bridge networking (network mode \"bridge\")".to_string()),
+            });
+        }
         let mut distinct_hosts = false;
         for c in job.constraints.iter().chain(&group.constraints) {
             if c.operator == ConstraintOp::DistinctHosts {

@@ -492,9 +492,42 @@ pub struct GroupResources {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
+    /// Left out of the JSON when `host`, so the spec hash of a group
+    /// written before modes existed does not change.
+    #[serde(default, skip_serializing_if = "NetworkMode::is_host")]
+    pub mode: NetworkMode,
     #[serde(default)]
     pub ports: Vec<PortSpec>,
 }
+
+/// Nomad's `network { mode = ... }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// The node's own network, as if the tasks ran on the host.
+    #[default]
+    Host,
+    /// A network namespace of the allocation's own on the node's bridge,
+    /// with each port mapped from the host port to `to`.
+    Bridge,
+}
+
+impl NetworkMode {
+    pub fn is_host(&self) -> bool {
+        *self == NetworkMode::Host
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Host => "host",
+            NetworkMode::Bridge => "bridge",
+        }
+    }
+}
+
+/// The node attribute an agent sets when it can give allocations a
+/// network namespace on its bridge; bridge-mode groups go only there.
+pub const BRIDGE_ATTRIBUTE: &str = "network.bridge";
 
 /// `port "http" { static = 8080 }` or `port "http" { to = 80 }` (dynamic).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

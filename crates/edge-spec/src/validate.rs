@@ -383,6 +383,15 @@ impl Validator<'_> {
             g.reschedule.delay,
             MAX_POLICY_WAIT,
         );
+        if g.network.mode == crate::NetworkMode::Bridge {
+            // The scheduler and the CNI side (edge-net) are in; the agent
+            // does not attach allocations yet, so such a group would wait
+            // for a node that never comes.
+            self.push(
+                format!("{path}.network.mode"),
+                "bridge networking is not built yet: leave out `mode` (host networking)",
+            );
+        }
         let mut labels = BTreeSet::new();
         let mut statics = BTreeSet::new();
         for p in &g.network.ports {
@@ -407,6 +416,13 @@ impl Validator<'_> {
             }
             if p.to == Some(0) {
                 self.push(format!("{at}.to"), "`to` port must be between 1 and 65535");
+            } else if p.to.is_some() && g.network.mode.is_host() {
+                // Under host networking nothing maps the host port to
+                // `to`: the task would listen where no instance points.
+                self.push(
+                    format!("{at}.to"),
+                    "`to` maps the host port into an allocation's own network namespace, which needs bridge networking (not built yet): drop `to` and listen on EDGE_PORT_<label>",
+                );
             }
         }
         for (i, s) in g.services.iter().enumerate() {

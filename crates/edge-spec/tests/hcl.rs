@@ -2,8 +2,8 @@
 
 use edge_spec::{
     Check, CheckType, Constraint, ConstraintOp, Diagnostic, DriverConfigs, Group, Job, JobStatus,
-    JobType, Network, ParseOptions, Parsed, PortSpec, ReschedulePolicy, Resources, RestartMode,
-    RestartPolicy, Service, SpecError, Task, parse_hcl,
+    JobType, Network, NetworkMode, ParseOptions, Parsed, PortSpec, ReschedulePolicy, Resources,
+    RestartMode, RestartPolicy, Service, SpecError, Task, parse_hcl,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -42,9 +42,7 @@ job "hello" {
       port "http" {
         static = 8080
       }
-      port "admin" {
-        to = 9000
-      }
+      port "admin" {}
       port "dyn" {}
     }
     service {
@@ -160,6 +158,7 @@ fn full_example_decodes_into_expected_job() {
                 value: "r1".into(),
             }],
             network: Network {
+                mode: NetworkMode::Host,
                 ports: vec![
                     PortSpec {
                         label: "http".into(),
@@ -169,7 +168,7 @@ fn full_example_decodes_into_expected_job() {
                     PortSpec {
                         label: "admin".into(),
                         static_port: None,
-                        to: Some(9000),
+                        to: None,
                     },
                     PortSpec {
                         label: "dyn".into(),
@@ -874,4 +873,33 @@ fn driver_config_findings_in_json_name_the_field() {
         }
         other => panic!("expected findings, got {other:?}"),
     }
+}
+
+#[test]
+fn bridge_mode_and_to_are_refused_until_the_agent_attaches_allocations() {
+    let src = r#"job "a" {
+  group "g" {
+    network {
+      mode = "bridge"
+      port "http" {
+        to = 80
+      }
+    }
+    task "t" {
+      driver = "exec"
+      config {
+        command = "/bin/true"
+      }
+    }
+  }
+}"#;
+    let err = parse_hcl(src, &ParseOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bridge networking is not built yet"), "{err}");
+    let host = src.replace("      mode = \"bridge\"\n", "");
+    let err = parse_hcl(&host, &ParseOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("network.port.http.to"), "{err}");
 }

@@ -113,9 +113,7 @@ const SAME: &[(&str, &str, &str)] = &[
       port "http" {
         static = 8080
       }
-      port "admin" {
-        to = 9000
-      }
+      port "admin" {}
     }
     service {
       port = "http"
@@ -139,7 +137,7 @@ const SAME: &[(&str, &str, &str)] = &[
   }
 }"#,
         r#"{"id": "a", "groups": [{"name": "g",
-  "network": {"ports": [{"label": "http", "static": 8080}, {"label": "admin", "to": 9000}]},
+  "network": {"ports": [{"label": "http", "static": 8080}, {"label": "admin"}]},
   "services": [{"name": "a-g", "port": "http", "tags": ["x"], "checks": [
     {"type": "tcp", "check_restart": {"limit": 2}},
     {"type": "http", "path": "/health", "port": "admin", "interval": "5s"}

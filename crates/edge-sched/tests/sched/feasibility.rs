@@ -248,7 +248,10 @@ fn static_port_collides_on_one_node() {
 
 #[test]
 fn dynamic_ports_are_unique_on_a_node() {
-    let mut c = Cluster::new(vec![node("n1", 100_000, 100_000)]);
+    let mut n1 = node("n1", 100_000, 100_000);
+    n1.attributes
+        .insert(edge_spec::BRIDGE_ATTRIBUTE.into(), "true".into());
+    let mut c = Cluster::new(vec![n1]);
     c.config.port_min = 20000;
     c.config.port_max = 20011;
     // A port already held on the node is never handed out again.
@@ -257,6 +260,7 @@ fn dynamic_ports_are_unique_on_a_node() {
     c.run(&job("holder", vec![holder]), 1);
 
     let mut g = group("g", 6, 10, 10);
+    g.network.mode = edge_spec::NetworkMode::Bridge;
     g.network.ports.push(dynamic_port("http"));
     let mut mapped = dynamic_port("grpc");
     mapped.to = Some(9090);
@@ -372,5 +376,31 @@ fn the_one_failing_constraint_among_65535_filters_the_node() {
         started.elapsed() < std::time::Duration::from_secs(5),
         "{:?}",
         started.elapsed()
+    );
+}
+
+#[test]
+fn bridge_groups_go_only_to_nodes_with_bridge_networking() {
+    let mut bridged = node("b", 4000, 4000);
+    bridged
+        .attributes
+        .insert(edge_spec::BRIDGE_ATTRIBUTE.into(), "true".into());
+    let c = Cluster::new(vec![node("a", 4000, 4000), bridged]);
+    let mut g = group("g", 2, 100, 100);
+    g.network.mode = edge_spec::NetworkMode::Bridge;
+    let plan = c.plan(&job("web", vec![g]), 1);
+    assert_eq!(plan.place.len(), 2);
+    assert!(plan.place.iter().all(|a| a.node_id == "b"));
+
+    let c = Cluster::new(vec![node("a", 4000, 4000)]);
+    let mut g = group("g", 1, 100, 100);
+    g.network.mode = edge_spec::NetworkMode::Bridge;
+    let plan = c.plan(&job("web", vec![g]), 1);
+    assert!(plan.place.is_empty());
+    assert_eq!(
+        plan.failed["g"]
+            .constraint_filtered
+            .get("missing bridge networking (network mode \"bridge\")"),
+        Some(&1)
     );
 }

@@ -282,6 +282,7 @@ fn unvalidated(s: &Spec) -> Job {
             count: s.count.min(8),
             constraints: Vec::new(),
             network: edge_spec::Network {
+                mode: edge_spec::NetworkMode::Host,
                 ports: vec![PortSpec {
                     label: "http".into(),
                     static_port: None,
