@@ -14,7 +14,7 @@ pub use subnet::Subnet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -149,7 +149,7 @@ impl BridgeNetwork {
         let name = format!("{NETNS_PREFIX}{alloc_id}");
         // A namespace of this allocation from an interrupted attach: what
         // the plugins made in it goes first, so no lease or rule leaks.
-        if netns::path(&name).exists() {
+        if Self::netns_path(alloc_id).exists() {
             self.detach(alloc_id, None).await?;
         }
         // Marked before it exists, with its ports: a crash at any later
@@ -161,12 +161,7 @@ impl BridgeNetwork {
         std::fs::write(&marker, ports_json).map_err(|e| NetError::io("write", &marker, e))?;
         let path = netns::add(&name).await?;
         let runtime = runtime(ports);
-        let call = cni::Call {
-            container_id: alloc_id,
-            netns: &path,
-            ifname: IFNAME,
-            runtime: &runtime,
-        };
+        let call = call(alloc_id, &path, &runtime);
         let result = match self.chain.add(call).await {
             Ok(r) => r,
             Err(e) => {
@@ -203,19 +198,14 @@ impl BridgeNetwork {
     pub async fn detach(&self, alloc_id: &str, att: Option<&Attachment>) -> Result<(), NetError> {
         check_id(alloc_id)?;
         let name = format!("{NETNS_PREFIX}{alloc_id}");
-        let path = netns::path(&name);
+        let path = Self::netns_path(alloc_id);
         let marked: Vec<PortMapping> = std::fs::read(self.marker(alloc_id))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         let ports = att.map_or(marked.as_slice(), |a| a.ports.as_slice());
         let runtime = runtime(ports);
-        let call = cni::Call {
-            container_id: alloc_id,
-            netns: &path,
-            ifname: IFNAME,
-            runtime: &runtime,
-        };
+        let call = call(alloc_id, &path, &runtime);
         self.chain.del(call, att.map(|a| &a.result)).await?;
         netns::delete(&name).await?;
         let marker = self.marker(alloc_id);
@@ -236,30 +226,29 @@ impl BridgeNetwork {
     /// other agents on the host (the lab runs several) share
     /// `/run/netns`.
     pub fn orphans(&self, owned: &BTreeSet<String>) -> Vec<Orphan> {
-        let mut found = BTreeSet::new();
+        // By allocation: its namespace is named before its lease.
+        let mut found: BTreeMap<String, String> = BTreeMap::new();
         let markers = std::fs::read_dir(self.cfg.state_dir.join("netns"))
             .into_iter()
             .flatten()
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok());
         for id in markers {
-            if !owned.contains(&id) && check_id(&id).is_ok() {
-                let what = if netns::path(&format!("{NETNS_PREFIX}{id}")).exists() {
-                    "network namespace"
-                } else {
-                    "network namespace (already gone)"
-                };
-                found.insert((id, what.to_string()));
-            }
+            let what = if Self::netns_path(&id).exists() {
+                "network namespace"
+            } else {
+                "network namespace (already gone)"
+            };
+            found.insert(id, what.to_string());
         }
         for (id, ip) in leases(&self.cfg.state_dir.join("ipam").join(NETWORK_NAME)) {
-            if !owned.contains(&id) && check_id(&id).is_ok() && !found.iter().any(|(f, _)| *f == id)
-            {
-                found.insert((id, format!("address lease {ip}")));
-            }
+            found
+                .entry(id)
+                .or_insert_with(|| format!("address lease {ip}"));
         }
         found
             .into_iter()
+            .filter(|(id, _)| !owned.contains(id) && check_id(id).is_ok())
             .map(|(alloc_id, description)| Orphan {
                 alloc_id,
                 description,
@@ -295,6 +284,16 @@ fn plugins(cfg: &BridgeConfig) -> Vec<Value> {
         json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}),
         json!({"type": "tuning", "sysctl": {"net.ipv4.ip_unprivileged_port_start": "0"}}),
     ]
+}
+
+/// One call for the allocation's interface.
+fn call<'a>(alloc_id: &'a str, netns: &'a Path, runtime: &'a Map<String, Value>) -> cni::Call<'a> {
+    cni::Call {
+        container_id: alloc_id,
+        netns,
+        ifname: IFNAME,
+        runtime,
+    }
 }
 
 fn runtime(ports: &[PortMapping]) -> Map<String, Value> {
