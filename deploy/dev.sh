@@ -17,6 +17,11 @@ command -v curl >/dev/null || need+=(curl)
 if ! [ -x "${PROTOC:-}" ] && ! command -v protoc >/dev/null; then
   need+=(protobuf-compiler)
 fi
+# Bridge networking (`network { mode = "bridge" }`, examples/bridge-web.hcl):
+# the standard CNI plugins, iproute2 and iptables.
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v ip >/dev/null || need+=(iproute2)
+command -v iptables >/dev/null || need+=(iptables)
 apt_install "${need[@]}"
 if ! command -v cargo >/dev/null; then
   curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal

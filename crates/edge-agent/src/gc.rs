@@ -1,6 +1,7 @@
 //! The node's garbage collection: asks every driver for what it finds that
 //! no allocation this agent drives owns (containers, executors, cgroups,
-//! run state left by a lost data dir or an interrupted run) and removes it.
+//! run state left by a lost data dir or an interrupted run), and the bridge
+//! network for namespaces and address leases, and removes it.
 //! The periodic pass removes a leftover only once it has been seen for a
 //! grace period; `edge node gc` removes at once.
 
@@ -14,9 +15,13 @@ use tokio::time::Instant;
 
 pub(crate) type Runners = Arc<tokio::sync::Mutex<HashMap<String, AllocRunner>>>;
 
+/// The name network leftovers are reported under, beside the drivers'.
+const NETWORK: &str = "network";
+
 pub(crate) struct Collector {
     drivers: Vec<Arc<dyn Driver>>,
     runners: Runners,
+    bridge: Option<Arc<edge_net::BridgeNetwork>>,
     /// When each leftover was first seen, by (driver, id).
     seen: Mutex<HashMap<(String, String), Instant>>,
     /// One pass at a time: the periodic one and `edge node gc` must not
@@ -25,10 +30,15 @@ pub(crate) struct Collector {
 }
 
 impl Collector {
-    pub fn new(drivers: Vec<Arc<dyn Driver>>, runners: Runners) -> Collector {
+    pub fn new(
+        drivers: Vec<Arc<dyn Driver>>,
+        runners: Runners,
+        bridge: Option<Arc<edge_net::BridgeNetwork>>,
+    ) -> Collector {
         Collector {
             drivers,
             runners,
+            bridge,
             seen: Mutex::new(HashMap::new()),
             pass: tokio::sync::Mutex::new(()),
         }
@@ -53,6 +63,14 @@ impl Collector {
                     }
                 }
             }
+            if let Some(net) = &self.bridge {
+                found.extend(net.orphans(&owned).into_iter().map(|o| Leftover {
+                    driver: NETWORK.to_string(),
+                    id: o.alloc_id.clone(),
+                    alloc_id: Some(o.alloc_id),
+                    description: o.description,
+                }));
+            }
         }
         let due: Vec<Leftover> = {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -71,10 +89,14 @@ impl Collector {
         };
         let mut out = Vec::new();
         for l in due {
-            let Some(driver) = self.drivers.iter().find(|d| d.name() == l.driver) else {
-                continue;
+            let reaped = match (&self.bridge, l.driver.as_str()) {
+                (Some(net), NETWORK) => net.detach(&l.id, None).await.map_err(|e| e.to_string()),
+                _ => match self.drivers.iter().find(|d| d.name() == l.driver) {
+                    Some(driver) => driver.reap(&l).await.map_err(|e| e.to_string()),
+                    None => continue,
+                },
             };
-            let error = match driver.reap(&l).await {
+            let error = match reaped {
                 Ok(()) => {
                     tracing::warn!(
                         driver = %l.driver,
@@ -91,7 +113,7 @@ impl Collector {
                 }
                 Err(e) => {
                     tracing::warn!(driver = %l.driver, id = %l.id, error = %e, "cannot remove a leftover");
-                    Some(e.to_string())
+                    Some(e)
                 }
             };
             out.push(GcLeftover {

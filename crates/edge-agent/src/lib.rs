@@ -62,6 +62,10 @@ pub struct AgentConfig {
     /// Serving from a saved catalog older than this is logged (it is served
     /// all the same); `None` never warns.
     pub catalog_stale_after: Option<Duration>,
+    /// Bridge networking for `network { mode = "bridge" }` groups; `None`
+    /// turns it off. When the node cannot do it (not root, no CNI plugins)
+    /// the agent says why and runs without it.
+    pub bridge: Option<edge_net::BridgeConfig>,
 }
 
 impl AgentConfig {
@@ -90,6 +94,7 @@ impl AgentConfig {
             gc_interval: Duration::from_secs(60),
             gc_grace: Duration::from_secs(60),
             catalog_stale_after: None,
+            bridge: None,
         }
     }
 }
@@ -235,6 +240,23 @@ pub async fn start(
     })?;
     let mut attributes = facts.attributes.clone();
     attributes.insert("unique.network.ip-address".to_string(), cfg.address.clone());
+    let bridge = cfg.bridge.clone().and_then(|b| {
+        let name = b.bridge.clone();
+        match edge_net::BridgeNetwork::new(b) {
+            Ok(net) => {
+                tracing::info!(bridge = %name, subnet = %net.config().subnet, "bridge networking is on");
+                attributes.insert(edge_spec::BRIDGE_ATTRIBUTE.to_string(), "true".to_string());
+                Some(Arc::new(net))
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "bridge networking is off on this node: groups with network mode \"bridge\" are not placed here"
+                );
+                None
+            }
+        }
+    });
     let node = Node {
         id: node_id.clone(),
         name: name.clone(),
@@ -269,10 +291,11 @@ pub async fn start(
         log_max_bytes: cfg.log_max_bytes,
         log_max_files: cfg.log_max_files,
         dns_addr: cfg.dns_addr,
+        bridge: bridge.clone(),
     });
     let runners: gc::Runners = Arc::default();
     let agent = Arc::new(Agent {
-        gc: gc::Collector::new(drivers.clone(), runners.clone()),
+        gc: gc::Collector::new(drivers.clone(), runners.clone(), bridge),
         cfg,
         client,
         ctx,

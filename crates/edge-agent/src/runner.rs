@@ -28,6 +28,8 @@ pub struct RunCtx {
     pub log_max_bytes: u64,
     pub log_max_files: u32,
     pub dns_addr: Option<std::net::SocketAddr>,
+    /// The node's bridge network, when it has one.
+    pub bridge: Option<Arc<edge_net::BridgeNetwork>>,
 }
 
 pub struct AllocRunner {
@@ -243,6 +245,14 @@ async fn run_alloc(
         refresh(&mut g);
         publish(&ctx, &g);
     }
+    if group.network.mode == edge_spec::NetworkMode::Bridge
+        && let Err(why) = network_up(&ctx, &shared).await
+    {
+        fail_setup(&ctx, &shared, &why);
+        drop((gate, checks, health));
+        network_down(&ctx, &shared).await;
+        return;
+    }
     let runs = tasks.into_iter().map(|t| {
         run_task(
             ctx.clone(),
@@ -256,8 +266,103 @@ async fn run_alloc(
     });
     futures_util::future::join_all(runs).await;
     drop((gate, checks, health));
+    // Only once every task is done: an agent that stops driving the
+    // allocation aborts this future before here and leaves the tasks, and
+    // their network, to the next agent.
+    network_down(&ctx, &shared).await;
     let g = lock(&shared);
     publish(&ctx, &g);
+}
+
+/// Gives a bridge-mode allocation its namespace before any task starts:
+/// the one in local state while it still exists (the agent restarted),
+/// else a new one (a reboot took the old one: its lease goes first).
+async fn network_up(ctx: &RunCtx, shared: &Mutex<LocalAlloc>) -> Result<(), String> {
+    let Some(net) = ctx.bridge.clone() else {
+        return Err(
+            "bridge networking is not available on this node (the agent's log says why)"
+                .to_string(),
+        );
+    };
+    let (id, saved, ports, runs) = {
+        let g = lock(shared);
+        let ports: Vec<edge_net::PortMapping> = g
+            .alloc
+            .resources
+            .ports
+            .iter()
+            .map(|p| edge_net::PortMapping {
+                host: p.value,
+                container: p.to,
+            })
+            .collect();
+        let runs = g.tasks.values().any(|t| t.state.state != TaskStatus::Dead);
+        (g.alloc.id.clone(), g.network.clone(), ports, runs)
+    };
+    if !runs {
+        return Ok(());
+    }
+    if let Some(att) = &saved {
+        if edge_net::BridgeNetwork::is_live(att) {
+            return Ok(());
+        }
+        if let Err(e) = net.detach(&id, Some(att)).await {
+            tracing::warn!(alloc = %id, error = %e, "cannot clear the allocation's old network");
+        }
+    }
+    let att = net
+        .attach(&id, &ports)
+        .await
+        .map_err(|e| format!("cannot set up the allocation's network: {e}"))?;
+    tracing::info!(alloc = %id, address = %att.address, "allocation attached to the bridge");
+    {
+        let mut g = lock(shared);
+        g.network = Some(att);
+        if let Err(e) = ctx.local.save(&g) {
+            tracing::warn!(alloc = %id, error = %e, "cannot save allocation state");
+        }
+    }
+    // On disk before a task runs in it, so a crash from here on finds it.
+    ctx.local.flush_async().await;
+    Ok(())
+}
+
+/// Removes the allocation's namespace, address and port mappings; what
+/// fails here is left to the node's GC.
+async fn network_down(ctx: &RunCtx, shared: &Mutex<LocalAlloc>) {
+    let (id, att) = {
+        let g = lock(shared);
+        (g.alloc.id.clone(), g.network.clone())
+    };
+    let (Some(net), Some(att)) = (ctx.bridge.clone(), att) else {
+        return;
+    };
+    match net.detach(&id, Some(&att)).await {
+        Ok(()) => {
+            let mut g = lock(shared);
+            g.network = None;
+            if let Err(e) = ctx.local.save(&g) {
+                tracing::warn!(alloc = %id, error = %e, "cannot save allocation state");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(alloc = %id, error = %e, "cannot remove the allocation's network")
+        }
+    }
+}
+
+/// Fails every task that has not run: the allocation cannot start.
+fn fail_setup(ctx: &RunCtx, shared: &Mutex<LocalAlloc>, why: &str) {
+    let mut g = lock(shared);
+    for t in g.tasks.values_mut() {
+        if t.state.state != TaskStatus::Dead {
+            t.state.push_event(event("Setup Failure", why));
+            t.state.state = TaskStatus::Dead;
+            t.state.failed = true;
+        }
+    }
+    refresh(&mut g);
+    publish(ctx, &g);
 }
 
 /// Recomputes the allocation's client status from its tasks.
@@ -300,6 +405,7 @@ fn publish(ctx: &RunCtx, g: &LocalAlloc) {
         task_states: g.alloc.task_states.clone(),
         checks: g.alloc.checks.clone(),
         health: g.alloc.health,
+        address: g.network.as_ref().map(|n| n.address),
     });
 }
 
@@ -329,6 +435,7 @@ pub fn task_env(
     job: &Job,
     task: &Task,
     root: &std::path::Path,
+    network: Option<&edge_net::Attachment>,
 ) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     let mut put = |k: &str, v: String| {
@@ -352,15 +459,33 @@ pub fn task_env(
     put("EDGE_NODE_ID", ctx.node_id.clone());
     put("EDGE_NODE_NAME", ctx.node_name.clone());
     put("EDGE_DC", ctx.datacenter.clone());
-    if let Some(dns) = ctx.dns_addr {
+    // The host's loopback is not the allocation's: from its own namespace
+    // a DNS server on 127.0.0.1 cannot be reached.
+    if let Some(dns) = ctx
+        .dns_addr
+        .filter(|d| network.is_none() || !d.ip().is_loopback())
+    {
         put("EDGE_DNS_ADDR", dns.to_string());
     }
+    if let Some(att) = network {
+        put("EDGE_ALLOC_IP", att.address.to_string());
+    }
+    // EDGE_IP/PORT/ADDR are where the task listens, EDGE_HOST_* where the
+    // node exposes it; they differ only in a bridge-mode allocation, whose
+    // task binding EDGE_IP_<label> must bind its own address, not the
+    // node's (unreachable from inside its namespace).
+    let own_ip = network.map_or_else(|| ctx.address.clone(), |n| n.address.to_string());
     for p in &alloc.resources.ports {
         put(&format!("EDGE_PORT_{}", p.label), p.to.to_string());
-        put(&format!("EDGE_HOST_PORT_{}", p.label), p.value.to_string());
-        put(&format!("EDGE_IP_{}", p.label), ctx.address.clone());
+        put(&format!("EDGE_IP_{}", p.label), own_ip.clone());
         put(
             &format!("EDGE_ADDR_{}", p.label),
+            format!("{own_ip}:{}", p.to),
+        );
+        put(&format!("EDGE_HOST_PORT_{}", p.label), p.value.to_string());
+        put(&format!("EDGE_HOST_IP_{}", p.label), ctx.address.clone());
+        put(
+            &format!("EDGE_HOST_ADDR_{}", p.label),
             format!("{}:{}", ctx.address, p.value),
         );
     }
@@ -373,7 +498,7 @@ pub fn task_env(
 
 fn task_config(ctx: &RunCtx, g: &LocalAlloc, task: &Task) -> TaskConfig {
     let (root, logs) = alloc_dirs(ctx, &g.alloc.id);
-    let env = task_env(ctx, &g.alloc, &g.job, task, &root);
+    let env = task_env(ctx, &g.alloc, &g.job, task, &root, g.network.as_ref());
     let config = task
         .config
         .iter()
@@ -395,6 +520,7 @@ fn task_config(ctx: &RunCtx, g: &LocalAlloc, task: &Task) -> TaskConfig {
         log_dir: logs,
         log_max_bytes: ctx.log_max_bytes,
         log_max_files: ctx.log_max_files,
+        netns: g.network.as_ref().map(|a| a.netns.clone()),
     }
 }
 
@@ -696,5 +822,6 @@ pub fn new_local(alloc: Allocation, job: Job) -> LocalAlloc {
         alloc,
         job,
         tasks: BTreeMap::new(),
+        network: None,
     }
 }

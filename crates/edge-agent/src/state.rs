@@ -30,6 +30,10 @@ pub struct LocalAlloc {
     pub job: Job,
     #[serde(default)]
     pub tasks: BTreeMap<String, LocalTask>,
+    /// The allocation's namespace and address on the node's bridge
+    /// (`network { mode = "bridge" }`), adopted again after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<edge_net::Attachment>,
 }
 
 const STATE_FILE: &str = "state.json";

@@ -287,6 +287,9 @@ pub struct AllocUpdate {
     /// Set once the agent judged the copy by its group's `update` rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<edge_spec::AllocHealth>,
+    /// The allocation's address on the node's bridge, while it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -30,10 +30,14 @@ pub(crate) struct Volume {
     pub readonly: bool,
 }
 
-/// Only host networking today; bridge networks plug in here.
+/// A task's own `network_mode`. Networking is the group's (`network {
+/// mode = ... }`): left out, the container joins the allocation's
+/// namespace, or the host's network in a host-mode group. `"host"` asks
+/// for the host's network and is refused in a bridge-mode group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum NetworkMode {
     #[default]
+    Group,
     Host,
 }
 
@@ -92,12 +96,20 @@ fn checked(
         })
         .collect::<Result<_, _>>()?;
     let network_mode = match block.network_mode.as_deref() {
-        None | Some("host") => NetworkMode::Host,
-        Some(m) if pending(m) => NetworkMode::Host,
+        None => NetworkMode::Group,
+        Some("host") => NetworkMode::Host,
+        Some(m) if pending(m) => NetworkMode::Group,
+        Some("bridge") => {
+            return Err(DriverError::config(
+                "config.network_mode",
+                "networking is the group's: leave out network_mode and give the group \
+                 `network { mode = \"bridge\" }`",
+            ));
+        }
         Some(other) => {
             return Err(DriverError::config(
                 "config.network_mode",
-                format!("{other:?} is not supported (only \"host\")"),
+                format!("{other:?} is not supported (only \"host\", or leave it out)"),
             ));
         }
     };
@@ -307,7 +319,7 @@ mod tests {
             }
         );
         assert!(!c.volumes[1].readonly);
-        assert_eq!(c.network_mode, NetworkMode::Host);
+        assert_eq!(c.network_mode, NetworkMode::Group);
     }
 
     #[test]

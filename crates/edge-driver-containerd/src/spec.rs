@@ -203,6 +203,36 @@ fn bind(source: &str, destination: &str, readonly: bool) -> Value {
     json!({"destination": destination, "type": "bind", "source": source, "options": options})
 }
 
+/// The resolver configuration a container gets. In its own namespace a
+/// loopback resolver (systemd-resolved's 127.0.0.53) is out of reach, so,
+/// as Docker does, the upstream list systemd-resolved keeps is used instead.
+fn resolv_conf(own_namespace: bool) -> &'static str {
+    const HOST: &str = "/etc/resolv.conf";
+    const UPSTREAM: &str = "/run/systemd/resolve/resolv.conf";
+    if !own_namespace {
+        return HOST;
+    }
+    let loopback_only = std::fs::read_to_string(HOST).is_ok_and(|t| only_loopback_servers(&t));
+    if loopback_only && std::path::Path::new(UPSTREAM).exists() {
+        UPSTREAM
+    } else {
+        HOST
+    }
+}
+
+fn only_loopback_servers(resolv_conf: &str) -> bool {
+    let servers: Vec<&str> = resolv_conf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .map(str::trim)
+        .collect();
+    !servers.is_empty()
+        && servers.iter().all(|s| {
+            s.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+        })
+}
+
 pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value, DriverError> {
     let SpecInput {
         task,
@@ -246,9 +276,10 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value, DriverError> {
             false,
         ),
     ];
-    for f in ["/etc/resolv.conf", "/etc/hosts"] {
-        if std::path::Path::new(f).exists() {
-            mounts.push(bind(f, f, true));
+    let resolv = resolv_conf(task.netns.is_some());
+    for (source, f) in [(resolv, "/etc/resolv.conf"), ("/etc/hosts", "/etc/hosts")] {
+        if std::path::Path::new(source).exists() {
+            mounts.push(bind(source, f, true));
         }
     }
     for v in &config.volumes {
@@ -265,10 +296,18 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value, DriverError> {
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
-    // Host networking is the absence of a network namespace; a bridge mode
-    // adds one here (and a CNI setup around task creation).
-    let network: Option<Value> = match config.network_mode {
-        NetworkMode::Host => None,
+    // Host networking is the absence of a network namespace; in a bridge
+    // group the container joins the allocation's, made by the agent.
+    let network: Option<Value> = match (config.network_mode, &task.netns) {
+        (_, None) => None,
+        (NetworkMode::Group, Some(path)) => Some(json!({"type": "network", "path": path})),
+        (NetworkMode::Host, Some(_)) => {
+            return Err(DriverError::config(
+                "config.network_mode",
+                "\"host\" cannot be used in a group with `network { mode = \"bridge\" }`: \
+                 the group's tasks share the allocation's network namespace",
+            ));
+        }
     };
     namespaces.extend(network);
 
@@ -348,6 +387,7 @@ mod tests {
             log_dir: PathBuf::from("/data/a1/alloc/logs"),
             log_max_bytes: 1024,
             log_max_files: 2,
+            netns: None,
         }
     }
 
@@ -472,5 +512,53 @@ mod tests {
             !ns.iter().any(|n| n["type"] == "network"),
             "host network by default"
         );
+    }
+
+    #[test]
+    fn a_bridge_group_puts_the_container_in_the_allocations_namespace() {
+        let t = TaskConfig {
+            netns: Some("/run/netns/edge-a1".into()),
+            ..task()
+        };
+        let img = image();
+        let input = |c: &TaskImageConfig| {
+            build(&SpecInput {
+                task: &t,
+                config: c,
+                image: &img,
+                cgroups_path: "/edge/x".into(),
+                hostname: "h".into(),
+                limit_swap: false,
+            })
+        };
+        let spec = input(&cfg()).unwrap();
+        let ns = spec["linux"]["namespaces"].as_array().unwrap();
+        assert!(
+            ns.contains(&json!({"type": "network", "path": "/run/netns/edge-a1"})),
+            "{ns:?}"
+        );
+        let host = TaskImageConfig {
+            network_mode: NetworkMode::Host,
+            ..cfg()
+        };
+        let err = input(&host).unwrap_err().to_string();
+        assert!(
+            err.contains("config.network_mode") && err.contains("bridge"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_loopback_resolver_is_not_handed_to_a_namespace_that_cannot_reach_it() {
+        assert_eq!(resolv_conf(false), "/etc/resolv.conf");
+        assert!(only_loopback_servers(
+            "nameserver 127.0.0.53\noptions edns0\n"
+        ));
+        assert!(only_loopback_servers("nameserver ::1\n"));
+        assert!(!only_loopback_servers(
+            "nameserver 127.0.0.53\nnameserver 10.0.0.2\n"
+        ));
+        assert!(!only_loopback_servers("# none\n"));
+        assert!(!only_loopback_servers("nameserver 192.168.1.1\n"));
     }
 }

@@ -80,6 +80,7 @@ impl Env {
             log_dir: root.join("alloc/logs"),
             log_max_bytes: 1 << 20,
             log_max_files: 2,
+            netns: None,
         }
     }
 

@@ -27,6 +27,12 @@ pub(crate) enum ExecutorError {
         #[source]
         source: io::Error,
     },
+    #[error("opening network namespace {path}: {source}")]
+    Netns {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("writing {path}: {source}")]
     State {
         path: PathBuf,

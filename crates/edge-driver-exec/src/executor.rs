@@ -56,6 +56,9 @@ pub(crate) struct ExecutorSpec {
     /// Who the task runs as; `None` runs it as the executor's own user.
     #[serde(default)]
     pub user: Option<TaskUser>,
+    /// The allocation's network namespace, joined before the task starts.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -145,6 +148,34 @@ pub(crate) fn read_spec(path: &Path) -> Result<ExecutorSpec, ExecutorError> {
     serde_json::from_slice(&bytes).map_err(|e| spec_err(e.to_string()))
 }
 
+/// Opens the spec's network namespace, before the fork, for
+/// [`join_netns`] to enter in the child.
+pub(crate) fn open_netns(spec: &ExecutorSpec) -> Result<Option<fs::File>, ExecutorError> {
+    spec.netns
+        .as_ref()
+        .map(|path| {
+            fs::File::open(path).map_err(|source| ExecutorError::Netns {
+                path: path.clone(),
+                source,
+            })
+        })
+        .transpose()
+}
+
+/// Enters a network namespace opened before the fork. Runs in the forked
+/// child before exec and before privileges are dropped (setns needs them).
+pub(crate) fn join_netns(fd: Option<std::os::fd::RawFd>) -> io::Result<()> {
+    let Some(fd) = fd else {
+        return Ok(());
+    };
+    // SAFETY: setns is an async-signal-safe system call on a descriptor
+    // the parent keeps open across the fork.
+    if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Writes "0" (the writing process) into each `cgroup.procs`. Runs in the
 /// forked child before exec, so it only makes raw system calls on memory
 /// prepared before the fork.
@@ -227,11 +258,14 @@ fn start(spec: &ExecutorSpec) -> Result<(Child, [RotatingLog; 2]), ExecutorError
         .stderr(Stdio::piped())
         .process_group(0);
     let ids = spec.user.as_ref().map(|u| (u.uid, u.gid));
+    let netns = open_netns(spec)?;
+    let netns_fd = netns.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     // SAFETY: the hook only makes async-signal-safe system calls on memory
     // allocated before the fork (see `join_cgroups`).
     unsafe {
         cmd.pre_exec(move || {
             cloexec_stray_fds();
+            join_netns(netns_fd)?;
             join_cgroups(&procs_files)?;
             // After joining: writing cgroup.procs needs the executor's
             // privileges, which the task must not keep.

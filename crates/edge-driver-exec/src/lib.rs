@@ -312,6 +312,7 @@ impl ExecDriver {
             memory_mb: cfg.resources.memory,
             cpu_mhz: cfg.resources.cpu,
             user,
+            netns: cfg.netns.clone(),
         };
         let spec_path = dir.join(SPEC_FILE);
         write_json_atomic(&spec_path, &spec)

@@ -5,7 +5,10 @@
 //! process group (pipes) or session (pty).
 
 use crate::cgroup::TaskCgroup;
-use crate::executor::{ExecutorSpec, cloexec_stray_fds, drop_privileges, join_cgroups, task_env};
+use crate::executor::{
+    ExecutorSpec, cloexec_stray_fds, drop_privileges, join_cgroups, join_netns, open_netns,
+    task_env,
+};
 use async_trait::async_trait;
 use edge_driver::{DriverError, ExecControl, ExecRequest, ExecSession};
 use nix::sys::signal::{Signal, killpg};
@@ -41,6 +44,9 @@ pub(crate) fn start(
         })
         .unwrap_or_default();
     let ids = spec.user.as_ref().map(|u| (u.uid, u.gid));
+    // Kept open until the command is spawned: the child enters it.
+    let netns = open_netns(spec).map_err(|e| DriverError::Other(e.to_string()))?;
+    let netns_fd = netns.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     let vars = task_env(spec);
     let path = vars.get(std::ffi::OsStr::new("PATH")).cloned();
     let mut cmd = Command::new(program);
@@ -90,6 +96,7 @@ pub(crate) fn start(
                 if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
                     return Err(io::Error::last_os_error());
                 }
+                join_netns(netns_fd)?;
                 join_cgroups(&procs)?;
                 ids.map_or(Ok(()), |(uid, gid)| drop_privileges(uid, gid))
             });
@@ -123,6 +130,7 @@ pub(crate) fn start(
         unsafe {
             cmd.pre_exec(move || {
                 cloexec_stray_fds();
+                join_netns(netns_fd)?;
                 join_cgroups(&procs)?;
                 ids.map_or(Ok(()), |(uid, gid)| drop_privileges(uid, gid))
             });

@@ -188,6 +188,7 @@ impl Fixture {
             log_dir: self.log_dir(),
             log_max_bytes: 1024 * 1024,
             log_max_files: 3,
+            netns: None,
         }
     }
 

@@ -64,6 +64,7 @@ fn task(dir: &Path, module: &Path, port: u16) -> TaskConfig {
         log_dir: dir.join("logs"),
         log_max_bytes: 1 << 20,
         log_max_files: 2,
+        netns: None,
     }
 }
 

@@ -191,20 +191,36 @@ impl ServePool {
     /// over their `SO_REUSEPORT` listeners). The returned future ends when
     /// all of them have stopped after `shutdown` turned true; dropping it
     /// stops them at once.
+    /// With `netns`, the listeners are made in that network namespace (a
+    /// bridge-mode allocation's) and serve only there.
     pub(crate) fn serve(
         &self,
         port: u16,
+        netns: Option<&std::path::Path>,
         handler: Arc<Handler>,
         shutdown: watch::Receiver<bool>,
     ) -> std::io::Result<impl Future<Output = std::io::Result<()>> + Send + 'static> {
         let addr = SocketAddr::from(([0, 0, 0, 0], port));
-        let mut listeners = Vec::with_capacity(self.handles.len());
-        for handle in &self.handles {
+        let count = self.handles.len();
+        let sockets = move || {
+            (0..count)
+                .map(|_| {
+                    let socket = TcpSocket::new_v4()?;
+                    socket.set_reuseaddr(true)?;
+                    socket.set_reuseport(true)?;
+                    Ok(socket)
+                })
+                .collect::<std::io::Result<Vec<TcpSocket>>>()
+        };
+        let sockets = match netns {
+            None => sockets()?,
+            Some(ns) => edge_driver::netns::within(ns, sockets)
+                .map_err(|e| std::io::Error::other(e.to_string()))??,
+        };
+        let mut listeners = Vec::with_capacity(count);
+        for (handle, socket) in self.handles.iter().zip(sockets) {
             // Registers the listener with that thread's reactor.
             let _enter = handle.enter();
-            let socket = TcpSocket::new_v4()?;
-            socket.set_reuseaddr(true)?;
-            socket.set_reuseport(true)?;
             socket.bind(addr)?;
             listeners.push((handle, socket.listen(1024)?));
         }

@@ -342,7 +342,7 @@ impl Driver for WasmDriver {
                             format!("the group has no port labelled {port_label:?}"),
                         )
                     })?
-                    .value;
+                    .to;
                 let start = http::start_export(&module).map_err(|e| DriverError::Config {
                     field: "config.module".into(),
                     message: format!("{}: {e}", path.display()),
@@ -363,7 +363,7 @@ impl Driver for WasmDriver {
                 drop(stdout);
                 let servers = self
                     .serve_pool()?
-                    .serve(port, handler, shutdown_rx)
+                    .serve(port, cfg.netns.as_deref(), handler, shutdown_rx)
                     .map_err(|e| DriverError::io(format!("listening on port {port}"), e))?;
                 tokio::spawn(async move {
                     match servers.await {

@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod logs;
+pub mod netns;
 
 pub use error::DriverError;
 pub use exec::{ExecControl, ExecRequest, ExecSession};
@@ -38,6 +39,9 @@ pub struct TaskConfig {
     pub log_dir: PathBuf,
     pub log_max_bytes: u64,
     pub log_max_files: u32,
+    /// The allocation's network namespace (`network { mode = "bridge" }`):
+    /// every task of the group joins it. `None` is the host's network.
+    pub netns: Option<PathBuf>,
 }
 
 /// What the agent keeps in its local state to find a task again.

@@ -309,7 +309,7 @@ impl Driver for ModelDriver {
             .ports
             .iter()
             .find(|p| p.label == m.port)
-            .map(|p| p.value)
+            .map(|p| p.to)
             .ok_or_else(|| {
                 DriverError::config(
                     "config.port",
@@ -478,6 +478,7 @@ mod tests {
             log_dir: dir.join("logs"),
             log_max_bytes: 1 << 20,
             log_max_files: 2,
+            netns: None,
         }
     }
 

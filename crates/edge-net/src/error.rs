@@ -42,6 +42,12 @@ pub enum NetError {
         #[source]
         source: std::io::Error,
     },
+    #[error("invalid bridge name {bridge:?}: at most 15 letters, digits, '-', '_' or '.'")]
+    BadBridge { bridge: String },
+    #[error(
+        "bridge {bridge} is in use by another edge agent on this host (lock {lock}): give this agent a bridge and subnet of its own (--bridge-name, --bridge-subnet)"
+    )]
+    BridgeInUse { bridge: String, lock: PathBuf },
     #[error("{id:?} is not an allocation id edge makes a network namespace for")]
     BadId { id: String },
 }

@@ -67,11 +67,38 @@ pub struct Orphan {
     pub description: String,
 }
 
+/// Where agents hold a lock per bridge: two agents on one host (a lab)
+/// must not hand out addresses from one subnet with two lease stores.
+const LOCK_DIR: &str = "/run/edge-net";
+
 /// The node's bridge network.
 #[derive(Debug)]
 pub struct BridgeNetwork {
     cfg: BridgeConfig,
     chain: cni::Chain,
+    /// Held for the agent's life; the kernel drops it when the agent dies.
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Takes the host-wide lock on `bridge`, or says that another agent has it.
+fn lock_bridge(bridge: &str) -> Result<nix::fcntl::Flock<std::fs::File>, NetError> {
+    std::fs::create_dir_all(LOCK_DIR).map_err(|e| NetError::io("create", LOCK_DIR, e))?;
+    let path = Path::new(LOCK_DIR).join(format!("{bridge}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| NetError::io("open", &path, e))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, errno)| match errno {
+            nix::errno::Errno::EWOULDBLOCK => NetError::BridgeInUse {
+                bridge: bridge.to_string(),
+                lock: path.clone(),
+            },
+            other => NetError::io("lock", &path, other.into()),
+        },
+    )
 }
 
 /// Allocation ids become namespace names and CNI container ids: letters,
@@ -85,6 +112,18 @@ fn check_id(id: &str) -> Result<(), NetError> {
     } else {
         Err(NetError::BadId { id: id.to_string() })
     }
+}
+
+/// A Linux interface name: at most 15 bytes, and (for edge) letters,
+/// digits, `-`, `_` and `.` only, so it is also a safe file name.
+fn check_bridge_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn on_path(program: &str) -> bool {
@@ -122,11 +161,21 @@ impl BridgeNetwork {
                     .join(":"),
             });
         }
+        if !check_bridge_name(&cfg.bridge) {
+            return Err(NetError::BadBridge {
+                bridge: cfg.bridge.clone(),
+            });
+        }
+        let lock = lock_bridge(&cfg.bridge)?;
         for dir in ["ipam", "netns"] {
             std::fs::create_dir_all(cfg.state_dir.join(dir))
                 .map_err(|e| NetError::io("create", cfg.state_dir.join(dir), e))?;
         }
-        Ok(BridgeNetwork { cfg, chain })
+        Ok(BridgeNetwork {
+            cfg,
+            chain,
+            _lock: lock,
+        })
     }
 
     pub fn config(&self) -> &BridgeConfig {
@@ -347,6 +396,16 @@ mod tests {
         assert!(check_id("6f1c2d4e-0000-4000-8000-000000000000").is_ok());
         for bad in ["", "../x", "a/b", "a b", &"x".repeat(65)] {
             assert!(check_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bridge_names_are_interface_names() {
+        for good in ["edge0", "br-backend", "edge_1.2"] {
+            assert!(check_bridge_name(good), "{good}");
+        }
+        for bad in ["", ".", "..", "../etc", "a/b", "sixteen-chars-xx", "a b"] {
+            assert!(!check_bridge_name(bad), "{bad}");
         }
     }
 

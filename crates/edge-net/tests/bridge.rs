@@ -178,3 +178,30 @@ async fn a_crashed_attach_is_cleaned_by_the_allocation_id_alone() {
         .args(["link", "del", "edgetest1"])
         .status();
 }
+
+#[tokio::test]
+async fn a_second_agent_on_the_same_bridge_is_refused() {
+    if !enabled() {
+        return;
+    }
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = network(a.path(), "edgetest2", "10.213.2.0/24");
+    let second = BridgeNetwork::new(BridgeConfig {
+        bridge: "edgetest2".to_string(),
+        subnet: "10.213.2.0/24".parse().unwrap(),
+        state_dir: b.path().to_path_buf(),
+        plugin_dirs: edge_net::DEFAULT_PLUGIN_DIRS
+            .iter()
+            .map(Into::into)
+            .collect(),
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        second.contains("in use by another edge agent") && second.contains("--bridge-name"),
+        "{second}"
+    );
+    // Released with the first: a restarted agent takes it again.
+    drop(first);
+    network(b.path(), "edgetest2", "10.213.2.0/24");
+}

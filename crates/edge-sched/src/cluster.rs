@@ -374,6 +374,7 @@ impl<'a> Cluster<'a> {
                 memory: u32::try_from(req.memory).unwrap_or(u32::MAX),
                 ports,
             },
+            address: None,
             previous_alloc: previous.map(|p| p.id.clone()),
             reschedule_times,
             next_alloc: None,

@@ -449,6 +449,7 @@ fn changes(
         }
         reported.insert(a.id.clone(), want);
         out.push(AllocUpdate {
+            address: None,
             id: a.id.clone(),
             client_status: want,
             client_description: "simulated".to_string(),

@@ -220,6 +220,10 @@ pub struct Allocation {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub canary: bool,
     pub resources: AllocResources,
+    /// The allocation's own address in its network namespace (`network {
+    /// mode = "bridge" }`), reported by its agent while it holds one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::Ipv4Addr>,
     /// The allocation this one replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_alloc: Option<String>,

@@ -383,15 +383,6 @@ impl Validator<'_> {
             g.reschedule.delay,
             MAX_POLICY_WAIT,
         );
-        if g.network.mode == crate::NetworkMode::Bridge {
-            // The scheduler and the CNI side (edge-net) are in; the agent
-            // does not attach allocations yet, so such a group would wait
-            // for a node that never comes.
-            self.push(
-                format!("{path}.network.mode"),
-                "bridge networking is not built yet: leave out `mode` (host networking)",
-            );
-        }
         let mut labels = BTreeSet::new();
         let mut statics = BTreeSet::new();
         for p in &g.network.ports {
@@ -421,7 +412,7 @@ impl Validator<'_> {
                 // `to`: the task would listen where no instance points.
                 self.push(
                     format!("{at}.to"),
-                    "`to` maps the host port into an allocation's own network namespace, which needs bridge networking (not built yet): drop `to` and listen on EDGE_PORT_<label>",
+                    "`to` maps the host port into the allocation's own network namespace, which only `mode = \"bridge\"` gives it: add `mode = \"bridge\"` to the network block, or drop `to` and listen on EDGE_PORT_<label>",
                 );
             }
         }

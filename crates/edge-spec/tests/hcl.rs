@@ -876,7 +876,7 @@ fn driver_config_findings_in_json_name_the_field() {
 }
 
 #[test]
-fn bridge_mode_and_to_are_refused_until_the_agent_attaches_allocations() {
+fn bridge_mode_takes_to_and_host_mode_refuses_it() {
     let src = r#"job "a" {
   group "g" {
     network {
@@ -893,13 +893,16 @@ fn bridge_mode_and_to_are_refused_until_the_agent_attaches_allocations() {
     }
   }
 }"#;
-    let err = parse_hcl(src, &ParseOptions::default())
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("bridge networking is not built yet"), "{err}");
+    let job = parse_hcl(src, &ParseOptions::default()).unwrap();
+    let net = &job.job.groups[0].network;
+    assert_eq!(net.mode, edge_spec::NetworkMode::Bridge);
+    assert_eq!(net.ports[0].to, Some(80));
     let host = src.replace("      mode = \"bridge\"\n", "");
     let err = parse_hcl(&host, &ParseOptions::default())
         .unwrap_err()
         .to_string();
-    assert!(err.contains("network.port.http.to"), "{err}");
+    assert!(
+        err.contains("network.port.http.to") && err.contains("mode = \"bridge\""),
+        "{err}"
+    );
 }

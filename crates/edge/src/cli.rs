@@ -273,6 +273,8 @@ pub struct NodeArgs {
     pub autonomy: crate::cmd::daemon::AutonomyArgs,
     #[command(flatten)]
     pub privilege: crate::cmd::daemon::PrivilegeArgs,
+    #[command(flatten)]
+    pub network: crate::cmd::daemon::NetworkArgs,
 }
 
 #[derive(Args, Debug, Clone)]

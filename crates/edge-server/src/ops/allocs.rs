@@ -81,6 +81,7 @@ pub(crate) fn update(
         a.client_status = u.client_status;
         a.client_description = u.client_description;
         a.checks = u.checks;
+        a.address = u.address;
         if a.desired_status == DesiredStatus::Run {
             let trigger = if became_failed {
                 Some(TriggeredBy::AllocFailure)

@@ -171,6 +171,7 @@ impl World {
 
 fn update(id: &str, status: ClientStatus) -> AllocUpdate {
     AllocUpdate {
+        address: None,
         id: id.to_string(),
         client_status: status,
         client_description: String::new(),

@@ -55,9 +55,15 @@ pub async fn run(g: &Global, c: AllocCommand) -> anyhow::Result<u8> {
                     .resources
                     .ports
                     .iter()
-                    .map(|p| format!("{}={}", p.label, p.value))
+                    .map(|p| match p.to {
+                        to if to != p.value => format!("{}={}->{to}", p.label, p.value),
+                        _ => format!("{}={}", p.label, p.value),
+                    })
                     .collect();
                 println!("Ports               = {}", ports.join(", "));
+            }
+            if let Some(ip) = a.address {
+                println!("Address             = {ip} (bridge)");
             }
             for (name, st) in &a.task_states {
                 println!(

@@ -119,6 +119,44 @@ pub struct PrivilegeArgs {
     pub exec_allow_root: bool,
 }
 
+/// Bridge networking: each allocation of a group with `network { mode =
+/// "bridge" }` gets a network namespace on this bridge, an address from
+/// the subnet, and its ports mapped from the host.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NetworkArgs {
+    /// Turn bridge networking off. It is on when the agent runs as root and
+    /// the CNI plugins are installed (Debian: containernetworking-plugins);
+    /// otherwise the agent logs why it is off.
+    #[arg(long)]
+    pub no_bridge: bool,
+    /// The node bridge allocations attach to. Two agents on one host need
+    /// one each.
+    #[arg(long, default_value = edge_net::DEFAULT_BRIDGE)]
+    pub bridge_name: String,
+    /// The subnet allocations' addresses come from (the bridge takes the
+    /// first address). Leases are kept in the data dir across restarts.
+    #[arg(long, default_value = edge_net::DEFAULT_SUBNET)]
+    pub bridge_subnet: edge_net::Subnet,
+    /// Where the CNI plugins are, `:`-separated.
+    #[arg(
+        long,
+        env = "EDGE_CNI_PATH",
+        default_value = "/usr/lib/cni:/opt/cni/bin"
+    )]
+    pub cni_path: String,
+}
+
+impl NetworkArgs {
+    fn bridge(&self, data_dir: &Path) -> Option<edge_net::BridgeConfig> {
+        (!self.no_bridge).then(|| edge_net::BridgeConfig {
+            bridge: self.bridge_name.clone(),
+            subnet: self.bridge_subnet,
+            state_dir: data_dir.join("network"),
+            plugin_dirs: std::env::split_paths(&self.cni_path).collect(),
+        })
+    }
+}
+
 /// How the agent behaves on its own: at exit, and while the server is away.
 #[derive(clap::Args, Debug, Clone)]
 pub struct AutonomyArgs {
@@ -141,7 +179,9 @@ pub struct AutonomyArgs {
 }
 
 fn agent_config(server: String, token: String, data_dir: PathBuf, n: &NodeArgs) -> AgentConfig {
+    let bridge = n.network.bridge(&data_dir);
     let mut cfg = AgentConfig::new(server, token, data_dir);
+    cfg.bridge = bridge;
     cfg.name = n.name.clone();
     cfg.datacenter = n.datacenter.clone();
     cfg.address = n.advertise.clone();

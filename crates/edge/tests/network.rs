@@ -1,0 +1,403 @@
+//! End-to-end tests of bridge networking with the real binary, the real CNI
+//! plugins and the real kernel (gated by `EDGE_TEST_ROOT=1`): two exec
+//! allocations both listen on port 80 in namespaces of their own and answer
+//! through their host ports, a wasm HTTP task serves inside its namespace,
+//! an agent `kill -9` and restart keeps every address and mapping, and
+//! `edge job stop` leaves no namespace, lease or NAT rule behind.
+
+mod common;
+
+use common::{EDGE, Proc, free_port, repo, until};
+use edge_api::{Client, QueryOptions};
+use edge_spec::{Allocation, ClientStatus};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::Command;
+
+const BRIDGE: &str = "edgee2e0";
+const SUBNET: &str = "10.215.0.0/24";
+
+fn cli(addr: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(EDGE)
+        .args(args)
+        .env("EDGE_ADDR", addr)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn job_file(dir: &Path) -> String {
+    let path = dir.join("netweb.hcl");
+    let module = repo().join("examples/wasm/web.wat");
+    std::fs::write(
+        &path,
+        format!(
+            r#"job "netweb" {{
+  type = "service"
+  group "web" {{
+    count = 2
+    network {{
+      mode = "bridge"
+      port "http" {{
+        to = 80
+      }}
+    }}
+    task "httpd" {{
+      driver = "exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "echo \"$EDGE_ALLOC_IP\" > \"$EDGE_TASK_DIR/index.html\" && exec busybox httpd -f -p 80 -h \"$EDGE_TASK_DIR\""]
+      }}
+      resources {{
+        cpu    = 50
+        memory = 32
+      }}
+    }}
+  }}
+  group "wasm" {{
+    network {{
+      mode = "bridge"
+      port "http" {{
+        to = 8080
+      }}
+    }}
+    task "handler" {{
+      driver = "wasm"
+      config {{
+        module = "{}"
+        mode   = "http"
+        port   = "http"
+      }}
+      resources {{
+        cpu    = 50
+        memory = 32
+      }}
+    }}
+  }}
+}}
+"#,
+            module.display()
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+fn dev_args(data: &Path, bind: &str) -> Vec<String> {
+    [
+        "dev",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--bind",
+        bind,
+        "--bridge-name",
+        BRIDGE,
+        "--bridge-subnet",
+        SUBNET,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+async fn start(dir: &Path, args: &[String], api: &Client) -> Proc {
+    let dev = Proc::edge(dir, "dev", args);
+    until(30, "a ready node with bridge networking", async || {
+        let nodes = api.nodes().await.ok()?;
+        let n = nodes.first()?;
+        let n = api.node(&n.id).await.ok()?;
+        (n.status == edge_spec::NodeStatus::Ready
+            && n.attributes.get("network.bridge").map(String::as_str) == Some("true"))
+        .then_some(())
+    })
+    .await;
+    dev
+}
+
+/// Every allocation of the job running with an address, by id.
+async fn running(api: &Client) -> BTreeMap<String, Allocation> {
+    until(60, "three running allocations with addresses", async || {
+        let (allocs, _) = api
+            .job_allocs("netweb", QueryOptions::default())
+            .await
+            .ok()?;
+        let mut out = BTreeMap::new();
+        for a in allocs {
+            let a = api.alloc(&a.id).await.ok()?;
+            (a.client_status == ClientStatus::Running && a.address.is_some()).then_some(())?;
+            out.insert(a.id.clone(), a);
+        }
+        (out.len() == 3).then_some(out)
+    })
+    .await
+}
+
+fn host_port(a: &Allocation) -> u16 {
+    a.resources.ports[0].value
+}
+
+async fn get(url: &str) -> Option<String> {
+    let r = reqwest::get(url).await.ok()?;
+    r.status().is_success().then_some(())?;
+    r.text().await.ok()
+}
+
+/// What each allocation answers through its host port.
+async fn answers(allocs: &BTreeMap<String, Allocation>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (id, a) in allocs {
+        let url = format!("http://127.0.0.1:{}/", host_port(a));
+        let body = until(20, &format!("{} answers on {url}", a.name), async || {
+            get(&url).await
+        })
+        .await;
+        out.insert(id.clone(), body);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_allocations_share_port_80_survive_an_agent_kill_and_leave_nothing() {
+    if !common::gated("EDGE_TEST_ROOT") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let data = dir.path().join("data");
+    let args = dev_args(&data, &format!("127.0.0.1:{port}"));
+    let api = Client::new(&addr, None).unwrap();
+    let mut dev = start(dir.path(), &args, &api).await;
+
+    let (ok, out) = cli(&addr, &["job", "run", &job_file(dir.path())]);
+    assert!(ok, "job run failed: {out}");
+    let allocs = running(&api).await;
+    let subnet: edge_net::Subnet = SUBNET.parse().unwrap();
+    let addresses: Vec<Ipv4Addr> = allocs.values().filter_map(|a| a.address).collect();
+    assert_eq!(addresses.len(), 3);
+    for ip in &addresses {
+        assert!(subnet.contains(*ip), "{ip} outside {SUBNET}");
+    }
+    let distinct: std::collections::BTreeSet<_> = addresses.iter().collect();
+    assert_eq!(distinct.len(), 3, "{addresses:?}");
+
+    // Both web copies listen on port 80, each in its own namespace; each
+    // answers through its host port with its own address.
+    let before = answers(&allocs).await;
+    for (id, a) in &allocs {
+        let body = &before[id];
+        if a.group == "web" {
+            assert_eq!(body.trim(), a.address.unwrap().to_string(), "{}", a.name);
+            // The address is reachable from the host, on the port inside.
+            let direct = get(&format!("http://{}:80/", a.address.unwrap())).await;
+            assert_eq!(direct.as_deref(), Some(body.as_str()));
+        } else {
+            assert_eq!(body, "hello from wasm at /\n");
+            // The wasm listener is in the allocation's namespace: its
+            // address answers on the port inside.
+            let direct = get(&format!("http://{}:8080/in", a.address.unwrap())).await;
+            assert_eq!(direct.as_deref(), Some("hello from wasm at /in\n"));
+        }
+    }
+    let status = cli(&addr, &["alloc", "status", allocs.keys().next().unwrap()]).1;
+    assert!(
+        status.contains("(bridge)") && status.contains("->"),
+        "{status}"
+    );
+
+    // kill -9 and a new agent: the namespaces, addresses and mappings are
+    // adopted, not made again.
+    dev.kill9();
+    let _dev = start(dir.path(), &args, &api).await;
+    let after_allocs = running(&api).await;
+    assert_eq!(
+        after_allocs.keys().collect::<Vec<_>>(),
+        allocs.keys().collect::<Vec<_>>()
+    );
+    for (id, a) in &after_allocs {
+        assert_eq!(a.address, allocs[id].address, "{}", a.name);
+    }
+    assert_eq!(answers(&after_allocs).await, before);
+
+    let (ok, out) = cli(&addr, &["job", "stop", "netweb"]);
+    assert!(ok, "{out}");
+    until(60, "every allocation stopped", async || {
+        let (allocs, _) = api
+            .job_allocs("netweb", QueryOptions::default())
+            .await
+            .ok()?;
+        for a in &allocs {
+            let a = api.alloc(&a.id).await.ok()?;
+            (a.client_status.is_terminal() && a.address.is_none()).then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+    let filter = sh("iptables-save -t filter");
+    for ip in &addresses {
+        assert!(
+            !filter.contains(&format!(" {ip}/32 ")),
+            "firewall rules of {ip} left"
+        );
+    }
+    let leases = data.join("network/ipam/edge");
+    for id in allocs.keys() {
+        assert!(
+            !sh("ip netns list").contains(id.as_str()),
+            "namespace of {id} left"
+        );
+        assert!(
+            !sh("iptables-save -t nat").contains(id.as_str()),
+            "NAT rules of {id} left"
+        );
+        let leased = std::fs::read_dir(&leases)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|s| s.contains(id.as_str())));
+        assert!(!leased, "address lease of {id} left");
+    }
+    let _ = Command::new("ip").args(["link", "del", BRIDGE]).status();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_of_a_bridge_group_join_the_allocations_namespace() {
+    if !common::gated("EDGE_TEST_ROOT") || !common::gated("EDGE_TEST_CONTAINERD") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let data = dir.path().join("data");
+    let mut args = dev_args(&data, &format!("127.0.0.1:{port}"));
+    // Its own bridge: the tests of this file run at once.
+    args[6] = "edgee2e1".to_string();
+    args[8] = "10.215.1.0/24".to_string();
+    let api = Client::new(&addr, None).unwrap();
+    let _dev = start(dir.path(), &args, &api).await;
+    let image = "docker.io/edge/net-web:v1";
+    let tar = common::build_image(dir.path(), image);
+    let (ok, out) = cli(&addr, &["image", "import", tar.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let job = dir.path().join("netctr.hcl");
+    std::fs::write(
+        &job,
+        format!(
+            r#"job "netctr" {{
+  group "web" {{
+    count = 2
+    network {{
+      mode = "bridge"
+      port "http" {{
+        to = 8080
+      }}
+    }}
+    task "t" {{
+      driver = "containerd"
+      config {{
+        image = "{image}"
+      }}
+      resources {{
+        cpu    = 50
+        memory = 32
+      }}
+    }}
+  }}
+  group "hostnet" {{
+    network {{
+      mode = "bridge"
+    }}
+    restart {{
+      attempts = 0
+      mode     = "fail"
+    }}
+    reschedule {{
+      attempts  = 0
+      unlimited = false
+    }}
+    task "t" {{
+      driver = "containerd"
+      config {{
+        image        = "{image}"
+        network_mode = "host"
+      }}
+      resources {{
+        cpu    = 50
+        memory = 32
+      }}
+    }}
+  }}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let (ok, out) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let webs = until(90, "two web containers with addresses", async || {
+        let (allocs, _) = api
+            .job_allocs("netctr", QueryOptions::default())
+            .await
+            .ok()?;
+        let mut out = Vec::new();
+        for a in allocs.iter().filter(|a| a.group == "web") {
+            let a = api.alloc(&a.id).await.ok()?;
+            (a.client_status == ClientStatus::Running && a.address.is_some()).then_some(())?;
+            out.push(a);
+        }
+        (out.len() == 2).then_some(out)
+    })
+    .await;
+    for a in &webs {
+        let url = format!("http://127.0.0.1:{}/", host_port(a));
+        let body = until(30, &format!("{} answers", a.name), async || get(&url).await).await;
+        assert_eq!(body, "hello from edge\n");
+        let direct = get(&format!("http://{}:8080/", a.address.unwrap())).await;
+        assert_eq!(direct.as_deref(), Some("hello from edge\n"));
+    }
+    // A container cannot leave its group's namespace for the host's.
+    let hostnet = until(60, "the host-network container refused", async || {
+        let (allocs, _) = api
+            .job_allocs("netctr", QueryOptions::default())
+            .await
+            .ok()?;
+        let a = allocs.iter().find(|a| a.group == "hostnet")?;
+        let a = api.alloc(&a.id).await.ok()?;
+        (a.client_status == ClientStatus::Failed).then_some(a)
+    })
+    .await;
+    let events: Vec<String> = hostnet.task_states["t"]
+        .events
+        .iter()
+        .map(|e| e.message.clone())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|m| m.contains("config.network_mode") && m.contains("bridge")),
+        "{events:?}"
+    );
+    let (ok, out) = cli(&addr, &["job", "stop", "netctr"]);
+    assert!(ok, "{out}");
+    until(60, "the containers' namespaces removed", async || {
+        let left = sh("ip netns list");
+        webs.iter()
+            .all(|a| !left.contains(a.id.as_str()))
+            .then_some(())
+    })
+    .await;
+    let _ = Command::new("ip")
+        .args(["link", "del", "edgee2e1"])
+        .status();
+}
