@@ -273,6 +273,7 @@ mod tests {
 
     fn alloc_with_port(port: u16) -> Allocation {
         Allocation {
+            networks: Default::default(),
             address: None,
             namespace: "default".to_string(),
             id: "a1".into(),

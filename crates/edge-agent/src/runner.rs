@@ -284,8 +284,19 @@ async fn network_up(ctx: &RunCtx, shared: &Mutex<LocalAlloc>) -> Result<(), Stri
                 .to_string(),
         );
     };
-    let (id, saved, ports, runs) = {
+    let (id, saved, ports, runs, keys) = {
         let g = lock(shared);
+        let keys: Vec<String> = g
+            .job
+            .group(&g.alloc.group)
+            .map(|grp| {
+                grp.network
+                    .networks
+                    .iter()
+                    .map(|n| edge_spec::NamedNetwork::key(&g.job.namespace, &g.job.id, n))
+                    .collect()
+            })
+            .unwrap_or_default();
         let ports: Vec<edge_net::PortMapping> = g
             .alloc
             .resources
@@ -297,7 +308,7 @@ async fn network_up(ctx: &RunCtx, shared: &Mutex<LocalAlloc>) -> Result<(), Stri
             })
             .collect();
         let runs = g.tasks.values().any(|t| t.state.state != TaskStatus::Dead);
-        (g.alloc.id.clone(), g.network.clone(), ports, runs)
+        (g.alloc.id.clone(), g.network.clone(), ports, runs, keys)
     };
     if !runs {
         return Ok(());
@@ -311,7 +322,7 @@ async fn network_up(ctx: &RunCtx, shared: &Mutex<LocalAlloc>) -> Result<(), Stri
         }
     }
     let att = net
-        .attach(&id, &ports)
+        .attach(&id, &ports, &keys)
         .await
         .map_err(|e| format!("cannot set up the allocation's network: {e}"))?;
     tracing::info!(alloc = %id, address = %att.address, "allocation attached to the bridge");
@@ -406,6 +417,19 @@ fn publish(ctx: &RunCtx, g: &LocalAlloc) {
         checks: g.alloc.checks.clone(),
         health: g.alloc.health,
         address: g.network.as_ref().map(|n| n.address),
+        networks: g
+            .network
+            .as_ref()
+            .map(|n| {
+                n.interfaces
+                    .iter()
+                    .filter_map(|f| {
+                        let name = f.network.rsplit('/').next().filter(|s| !s.is_empty())?;
+                        Some((name.to_string(), f.address))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     });
 }
 

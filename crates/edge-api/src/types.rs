@@ -290,6 +290,9 @@ pub struct AllocUpdate {
     /// The allocation's address on the node's bridge, while it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<std::net::Ipv4Addr>,
+    /// Its address on each named network it joined, by network name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub networks: BTreeMap<String, std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

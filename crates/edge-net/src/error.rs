@@ -48,6 +48,10 @@ pub enum NetError {
         "bridge {bridge} is in use by another edge agent on this host (lock {lock}): give this agent a bridge and subnet of its own (--bridge-name, --bridge-subnet)"
     )]
     BridgeInUse { bridge: String, lock: PathBuf },
+    #[error("no /24 left in the named networks' pool {pool} (agent flag --network-pool)")]
+    PoolFull { pool: String },
+    #[error("{path}: {message}")]
+    State { path: PathBuf, message: String },
     #[error("{id:?} is not an allocation id edge makes a network namespace for")]
     BadId { id: String },
 }

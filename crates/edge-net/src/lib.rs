@@ -1,53 +1,76 @@
 //! Allocation networking: each bridge-mode allocation gets a network
-//! namespace of its own with a veth into the node's bridge, an address
-//! from the node's subnet, outbound NAT and its ports mapped from the host,
-//! all done by the standard CNI plugins (`bridge`, `host-local`,
-//! `firewall`, `portmap`, `tuning`) that this crate drives (`cni.rs`).
+//! namespace of its own with a veth into the node's bridge (or one into
+//! each named network it joins), an address from the bridge's subnet,
+//! outbound NAT and its ports mapped from the host, all done by the
+//! standard CNI plugins (`bridge`, `host-local`, `firewall`, `portmap`,
+//! `tuning`) that this crate drives (`cni.rs`). Bridges are isolated from
+//! each other (the firewall plugin's `ingressPolicy: same-bridge`).
 
 mod cni;
 pub mod error;
+mod named;
 mod netns;
 pub mod subnet;
 
 pub use error::NetError;
 pub use subnet::Subnet;
 
+use named::{NetDef, Registry};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 pub const DEFAULT_BRIDGE: &str = "edge0";
 pub const DEFAULT_SUBNET: &str = "172.26.64.0/20";
+/// Where named networks' /24s come from.
+pub const DEFAULT_POOL: &str = "172.27.0.0/16";
 /// Where Debian's `containernetworking-plugins` and the upstream tarball
 /// put the plugins.
 pub const DEFAULT_PLUGIN_DIRS: &[&str] = &["/usr/lib/cni", "/opt/cni/bin"];
 /// Every namespace edge makes is `edge-<allocation id>`.
 const NETNS_PREFIX: &str = "edge-";
-/// The CNI network name: host-local keeps its leases under it.
+/// The default bridge's CNI network name: host-local keeps its leases
+/// under it (named networks have `edge-<index>`).
 const NETWORK_NAME: &str = "edge";
-const IFNAME: &str = "eth0";
+/// Where agents hold a lock per bridge: two agents on one host (a lab)
+/// must not hand out addresses from one subnet with two lease stores.
+const LOCK_DIR: &str = "/run/edge-net";
 
 /// How the agent's bridge networking is set up (agent flags).
 #[derive(Debug, Clone)]
 pub struct BridgeConfig {
     pub bridge: String,
     pub subnet: Subnet,
+    /// Named networks get a /24 each from here, and a bridge each.
+    pub pool: Subnet,
     /// The agent's own directory for IPAM leases (kept with its state, so
     /// a lost `/var/lib/cni` cannot hand an address out twice).
     pub state_dir: PathBuf,
     pub plugin_dirs: Vec<PathBuf>,
 }
 
-/// An allocation's place on the bridge, kept in the agent's local state
-/// so a restarted agent adopts it instead of making another.
+/// An allocation's place on the node's networks, kept in the agent's
+/// local state so a restarted agent adopts it instead of making another.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attachment {
     pub netns: PathBuf,
+    /// The first interface's: where the ports are mapped to.
     pub address: Ipv4Addr,
     pub gateway: Ipv4Addr,
     pub ports: Vec<PortMapping>,
+    pub interfaces: Vec<Interface>,
+}
+
+/// One interface of an allocation: `eth<N>` on a bridge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interface {
+    /// The named network's key; empty for the node's default bridge.
+    pub network: String,
+    pub ifname: String,
+    pub address: Ipv4Addr,
     /// The CNI result, handed back to the plugins on DEL.
     pub result: Value,
 }
@@ -67,15 +90,21 @@ pub struct Orphan {
     pub description: String,
 }
 
-/// Where agents hold a lock per bridge: two agents on one host (a lab)
-/// must not hand out addresses from one subnet with two lease stores.
-const LOCK_DIR: &str = "/run/edge-net";
+/// What the agent writes for an allocation before its namespace exists:
+/// enough to remove everything after a crash (portmap removes no rule
+/// without the mappings, and each network's chain needs its DEL).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Marker {
+    ports: Vec<PortMapping>,
+    networks: Vec<String>,
+}
 
-/// The node's bridge network.
+/// The node's bridge networks.
 #[derive(Debug)]
 pub struct BridgeNetwork {
     cfg: BridgeConfig,
-    chain: cni::Chain,
+    default: NetDef,
+    named: Mutex<Registry>,
     /// Held for the agent's life; the kernel drops it when the agent dies.
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
@@ -144,16 +173,17 @@ impl BridgeNetwork {
                 return Err(NetError::MissingProgram { program, package });
             }
         }
-        let chain = cni::Chain {
-            name: NETWORK_NAME.to_string(),
-            version: "1.0.0".to_string(),
-            plugins: plugins(&cfg),
-            dirs: cfg.plugin_dirs.clone(),
+        let default = NetDef {
+            key: String::new(),
+            bridge: cfg.bridge.clone(),
+            subnet: cfg.subnet,
+            cni_name: NETWORK_NAME.to_string(),
         };
-        if let Some(plugin) = chain.missing().into_iter().next() {
+        let probe = chain(&cfg, &default, true);
+        if let Some(plugin) = probe.missing().into_iter().next() {
             return Err(NetError::MissingPlugin {
                 plugin,
-                dirs: chain
+                dirs: probe
                     .dirs
                     .iter()
                     .map(|d| d.display().to_string())
@@ -171,9 +201,11 @@ impl BridgeNetwork {
             std::fs::create_dir_all(cfg.state_dir.join(dir))
                 .map_err(|e| NetError::io("create", cfg.state_dir.join(dir), e))?;
         }
+        let named = Registry::open(&cfg.state_dir, cfg.pool, &cfg.bridge, cfg.subnet)?;
         Ok(BridgeNetwork {
             cfg,
-            chain,
+            default,
+            named: Mutex::new(named),
             _lock: lock,
         })
     }
@@ -187,12 +219,42 @@ impl BridgeNetwork {
         netns::path(&format!("{NETNS_PREFIX}{alloc_id}"))
     }
 
-    /// Gives the allocation its namespace, address and port mappings. On
-    /// failure nothing is left behind.
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.named.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The networks behind `keys` (made on first use); none is the
+    /// default bridge.
+    fn defs(&self, keys: &[String], create: bool) -> Result<Vec<NetDef>, NetError> {
+        if keys.is_empty() {
+            return Ok(vec![self.default.clone()]);
+        }
+        let mut reg = self.registry();
+        keys.iter()
+            .filter_map(|k| match create {
+                true => Some(reg.define(k)),
+                false => reg.get(k).cloned().map(Ok),
+            })
+            .collect()
+    }
+
+    /// The bridge and subnet of a named network, once an allocation here
+    /// joined it.
+    pub fn named_network(&self, key: &str) -> Option<(String, Subnet)> {
+        self.registry()
+            .get(key)
+            .map(|d| (d.bridge.clone(), d.subnet))
+    }
+
+    /// Gives the allocation its namespace, addresses and port mappings:
+    /// one interface on the default bridge, or one on each named network
+    /// in `networks` (keys the agent chooses; the first carries the
+    /// default route, NAT and the ports). On failure nothing is left.
     pub async fn attach(
         &self,
         alloc_id: &str,
         ports: &[PortMapping],
+        networks: &[String],
     ) -> Result<Attachment, NetError> {
         check_id(alloc_id)?;
         let name = format!("{NETNS_PREFIX}{alloc_id}");
@@ -201,36 +263,75 @@ impl BridgeNetwork {
         if Self::netns_path(alloc_id).exists() {
             self.detach(alloc_id, None).await?;
         }
-        // Marked before it exists, with its ports: a crash at any later
-        // point leaves a namespace this agent can tell is its own, and
-        // what portmap needs to remove its rules (it removes none for a
-        // DEL without the mappings).
+        let defs = self.defs(networks, true)?;
+        // Marked before it exists: a crash at any later point leaves a
+        // namespace this agent can tell is its own and can remove.
         let marker = self.marker(alloc_id);
-        let ports_json = serde_json::to_vec(ports).unwrap_or_default();
-        std::fs::write(&marker, ports_json).map_err(|e| NetError::io("write", &marker, e))?;
+        let record = Marker {
+            ports: ports.to_vec(),
+            networks: networks.to_vec(),
+        };
+        std::fs::write(&marker, serde_json::to_vec(&record).unwrap_or_default())
+            .map_err(|e| NetError::io("write", &marker, e))?;
         let path = netns::add(&name).await?;
-        let runtime = runtime(ports);
-        let call = call(alloc_id, &path, &runtime);
-        let result = match self.chain.add(call).await {
+        let mut interfaces = Vec::with_capacity(defs.len());
+        for (i, def) in defs.iter().enumerate() {
+            match self.add_interface(alloc_id, &path, def, i, ports).await {
+                Ok(iface) => interfaces.push(iface),
+                Err(e) => {
+                    let partial = Attachment {
+                        netns: path.clone(),
+                        address: Ipv4Addr::UNSPECIFIED,
+                        gateway: Ipv4Addr::UNSPECIFIED,
+                        ports: ports.to_vec(),
+                        interfaces,
+                    };
+                    if let Err(undo) = self.detach(alloc_id, Some(&partial)).await {
+                        tracing::warn!(alloc = alloc_id, error = %undo, "cannot undo a failed attach");
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Attachment {
+            netns: path,
+            address: interfaces[0].address,
+            gateway: defs[0].subnet.gateway(),
+            ports: ports.to_vec(),
+            interfaces,
+        })
+    }
+
+    async fn add_interface(
+        &self,
+        alloc_id: &str,
+        netns: &Path,
+        def: &NetDef,
+        index: usize,
+        ports: &[PortMapping],
+    ) -> Result<Interface, NetError> {
+        let primary = index == 0;
+        let chain = chain(&self.cfg, def, primary);
+        let runtime = runtime(if primary { ports } else { &[] });
+        let ifname = format!("eth{index}");
+        let call = call(alloc_id, netns, &ifname, &runtime);
+        let result = match chain.add(call).await {
             Ok(r) => r,
             Err(e) => {
-                let _ = self.chain.del(call, None).await;
-                let _ = netns::delete(&name).await;
+                let _ = chain.del(call, None).await;
                 return Err(e);
             }
         };
         let Some(address) = ipv4(&result) else {
-            let _ = self.chain.del(call, Some(&result)).await;
-            let _ = netns::delete(&name).await;
+            let _ = chain.del(call, Some(&result)).await;
             return Err(NetError::NoAddress {
                 container: alloc_id.to_string(),
             });
         };
-        Ok(Attachment {
-            netns: path,
+        Ok(Interface {
+            network: def.key.clone(),
+            ifname,
             address,
-            gateway: self.cfg.subnet.gateway(),
-            ports: ports.to_vec(),
             result,
         })
     }
@@ -241,21 +342,48 @@ impl BridgeNetwork {
         att.netns.exists()
     }
 
-    /// Removes the allocation's mappings, lease, veth and namespace. Safe
-    /// to repeat, and with `att` unknown (after a crash) the plugins find
-    /// what they made by the allocation id.
+    /// Removes the allocation's mappings, leases, veths and namespace.
+    /// Safe to repeat, and with `att` unknown (after a crash) the marker
+    /// says which networks and ports, and the plugins find what they made
+    /// by the allocation id.
     pub async fn detach(&self, alloc_id: &str, att: Option<&Attachment>) -> Result<(), NetError> {
         check_id(alloc_id)?;
         let name = format!("{NETNS_PREFIX}{alloc_id}");
         let path = Self::netns_path(alloc_id);
-        let marked: Vec<PortMapping> = std::fs::read(self.marker(alloc_id))
+        let marked: Marker = std::fs::read(self.marker(alloc_id))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        let ports = att.map_or(marked.as_slice(), |a| a.ports.as_slice());
-        let runtime = runtime(ports);
-        let call = call(alloc_id, &path, &runtime);
-        self.chain.del(call, att.map(|a| &a.result)).await?;
+        let ports = att.map_or(marked.ports.as_slice(), |a| a.ports.as_slice());
+        let keys: Vec<String> = match att {
+            Some(a) if !a.interfaces.is_empty() => a
+                .interfaces
+                .iter()
+                .map(|f| f.network.clone())
+                .filter(|k| !k.is_empty())
+                .collect(),
+            _ => marked.networks,
+        };
+        let defs = self.defs(&keys, false)?;
+        let mut first_error = None;
+        for (i, def) in defs.iter().enumerate().rev() {
+            let primary = i == 0;
+            let chain = chain(&self.cfg, def, primary);
+            let runtime = runtime(if primary { ports } else { &[] });
+            let ifname = format!("eth{i}");
+            let cached = att
+                .and_then(|a| a.interfaces.iter().find(|f| f.ifname == ifname))
+                .map(|f| &f.result);
+            if let Err(e) = chain
+                .del(call(alloc_id, &path, &ifname, &runtime), cached)
+                .await
+            {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
         netns::delete(&name).await?;
         let marker = self.marker(alloc_id);
         match std::fs::remove_file(&marker) {
@@ -290,10 +418,17 @@ impl BridgeNetwork {
             };
             found.insert(id, what.to_string());
         }
-        for (id, ip) in leases(&self.cfg.state_dir.join("ipam").join(NETWORK_NAME)) {
-            found
-                .entry(id)
-                .or_insert_with(|| format!("address lease {ip}"));
+        let lease_dirs = std::fs::read_dir(self.cfg.state_dir.join("ipam"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path());
+        for dir in lease_dirs {
+            for (id, ip) in leases(&dir) {
+                found
+                    .entry(id)
+                    .or_insert_with(|| format!("address lease {ip}"));
+            }
         }
         found
             .into_iter()
@@ -306,41 +441,71 @@ impl BridgeNetwork {
     }
 }
 
-/// The configuration list, Nomad's bridge list in substance: loopback,
-/// the bridge with host-local addresses and masquerade, the firewall
-/// plugin (so a host whose FORWARD policy drops, as Docker's does, still
-/// forwards the allocations' traffic), port mappings (with SNAT, so a
-/// mapping answers on 127.0.0.1 and from the bridge itself), and tuning,
-/// which lets a task that is not root listen below 1024 inside its own
-/// namespace, as Docker allows.
-fn plugins(cfg: &BridgeConfig) -> Vec<Value> {
-    vec![
-        json!({"type": "loopback"}),
-        json!({
-            "type": "bridge",
-            "bridge": cfg.bridge,
-            "isGateway": true,
-            "ipMasq": true,
-            "hairpinMode": true,
-            "ipam": {
-                "type": "host-local",
-                "ranges": [[{"subnet": cfg.subnet.to_string(), "gateway": cfg.subnet.gateway().to_string()}]],
-                "routes": [{"dst": "0.0.0.0/0"}],
-                "dataDir": cfg.state_dir.join("ipam"),
-            },
-        }),
-        json!({"type": "firewall", "backend": "iptables", "iptablesAdminChainName": "EDGE-ADMIN"}),
-        json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}),
-        json!({"type": "tuning", "sysctl": {"net.ipv4.ip_unprivileged_port_start": "0"}}),
-    ]
+/// The configuration list of one interface, Nomad's bridge list in
+/// substance. The first interface has loopback, the bridge with host-local
+/// addresses, the default route and masquerade, the firewall plugin (so a
+/// host whose FORWARD policy drops, as Docker's does, still forwards the
+/// allocations' traffic; `same-bridge` drops what comes from another
+/// bridge, which is what keeps networks apart), port mappings (with SNAT,
+/// so a mapping answers on 127.0.0.1 and from the bridge itself), and
+/// tuning, which lets a task that is not root listen below 1024 inside its
+/// own namespace, as Docker allows. Further interfaces only join their
+/// bridge: no route beyond its subnet, no NAT, no ports.
+fn chain(cfg: &BridgeConfig, def: &NetDef, primary: bool) -> cni::Chain {
+    let routes = if primary {
+        json!([{"dst": "0.0.0.0/0"}])
+    } else {
+        json!([])
+    };
+    let bridge = json!({
+        "type": "bridge",
+        "bridge": def.bridge,
+        "isGateway": true,
+        "ipMasq": primary,
+        "hairpinMode": true,
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": def.subnet.to_string(), "gateway": def.subnet.gateway().to_string()}]],
+            "routes": routes,
+            "dataDir": cfg.state_dir.join("ipam"),
+        },
+    });
+    let firewall = json!({
+        "type": "firewall",
+        "backend": "iptables",
+        "iptablesAdminChainName": "EDGE-ADMIN",
+        "ingressPolicy": "same-bridge",
+    });
+    let plugins = if primary {
+        vec![
+            json!({"type": "loopback"}),
+            bridge,
+            firewall,
+            json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}),
+            json!({"type": "tuning", "sysctl": {"net.ipv4.ip_unprivileged_port_start": "0"}}),
+        ]
+    } else {
+        vec![bridge, firewall]
+    };
+    cni::Chain {
+        name: def.cni_name.clone(),
+        version: "1.0.0".to_string(),
+        plugins,
+        dirs: cfg.plugin_dirs.clone(),
+    }
 }
 
-/// One call for the allocation's interface.
-fn call<'a>(alloc_id: &'a str, netns: &'a Path, runtime: &'a Map<String, Value>) -> cni::Call<'a> {
+/// One call for one of the allocation's interfaces.
+fn call<'a>(
+    alloc_id: &'a str,
+    netns: &'a Path,
+    ifname: &'a str,
+    runtime: &'a Map<String, Value>,
+) -> cni::Call<'a> {
     cni::Call {
         container_id: alloc_id,
         netns,
-        ifname: IFNAME,
+        ifname,
         runtime,
     }
 }

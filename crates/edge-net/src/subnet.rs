@@ -27,6 +27,43 @@ impl Subnet {
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         u32::from(ip) & Self::mask(self.prefix) == u32::from(self.network)
     }
+
+    /// The `index`-th subnet of length `prefix` within this one, if there
+    /// is one.
+    pub fn split(&self, prefix: u8, index: u32) -> Option<Subnet> {
+        if prefix < self.prefix || prefix > 32 {
+            return None;
+        }
+        let bits = u32::from(prefix - self.prefix);
+        if bits < 32 && u64::from(index) >= 1u64 << bits {
+            return None;
+        }
+        let size = 1u64 << (32 - u32::from(prefix));
+        let start = u64::from(u32::from(self.network)) + u64::from(index) * size;
+        Some(Subnet {
+            network: Ipv4Addr::from(u32::try_from(start).ok()?),
+            prefix,
+        })
+    }
+
+    /// Whether the two share any address.
+    pub fn overlaps(&self, other: &Subnet) -> bool {
+        let p = self.prefix.min(other.prefix);
+        u32::from(self.network) & Self::mask(p) == u32::from(other.network) & Self::mask(p)
+    }
+}
+
+impl serde::Serialize for Subnet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Subnet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Subnet, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl std::fmt::Display for Subnet {
@@ -83,6 +120,10 @@ mod tests {
         ] {
             assert!(bad.parse::<Subnet>().is_err(), "{bad}");
         }
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, "\"172.26.64.0/20\"");
+        assert_eq!(serde_json::from_str::<Subnet>(&json).unwrap(), s);
+        assert!(serde_json::from_str::<Subnet>("\"10.0.0.1/8\"").is_err());
     }
 
     proptest! {
@@ -98,6 +139,23 @@ mod tests {
             let s: Subnet = text.parse().unwrap();
             prop_assert_eq!(s.to_string(), text);
             prop_assert!(s.contains(s.gateway()));
+        }
+
+        #[test]
+        fn splits_lie_inside_and_apart(a in any::<u32>(), prefix in 8u8..=24, extra in 0u8..=4, i in 0u32..40) {
+            let net: Subnet = format!("{}/{prefix}", Ipv4Addr::from(a & Subnet::mask(prefix))).parse().unwrap();
+            let sub = prefix + extra;
+            match net.split(sub, i) {
+                Some(s) => {
+                    prop_assert!(i < 1 << extra);
+                    prop_assert_eq!(s.prefix, sub);
+                    prop_assert!(net.contains(s.network) && net.overlaps(&s) && s.overlaps(&net));
+                    if let Some(next) = net.split(sub, i + 1) {
+                        prop_assert!(!s.overlaps(&next) && !next.overlaps(&s));
+                    }
+                }
+                None => prop_assert!(i >= 1 << extra),
+            }
         }
     }
 }

@@ -18,9 +18,19 @@ fn enabled() -> bool {
 }
 
 fn network(dir: &std::path::Path, bridge: &str, subnet: &str) -> BridgeNetwork {
+    network_with_pool(dir, bridge, subnet, "10.214.0.0/22")
+}
+
+fn network_with_pool(
+    dir: &std::path::Path,
+    bridge: &str,
+    subnet: &str,
+    pool: &str,
+) -> BridgeNetwork {
     BridgeNetwork::new(BridgeConfig {
         bridge: bridge.to_string(),
         subnet: subnet.parse().unwrap(),
+        pool: pool.parse().unwrap(),
         state_dir: dir.to_path_buf(),
         plugin_dirs: edge_net::DEFAULT_PLUGIN_DIRS
             .iter()
@@ -100,6 +110,7 @@ async fn two_allocations_on_port_80_answer_through_their_mappings_and_leave_noth
                     host: 28080 + i as u16,
                     container: 80,
                 }],
+                &[],
             )
             .await
             .unwrap();
@@ -162,6 +173,7 @@ async fn a_crashed_attach_is_cleaned_by_the_allocation_id_alone() {
                 host: 28090,
                 container: 80,
             }],
+            &[],
         )
         .await
         .unwrap();
@@ -189,6 +201,7 @@ async fn a_second_agent_on_the_same_bridge_is_refused() {
     let second = BridgeNetwork::new(BridgeConfig {
         bridge: "edgetest2".to_string(),
         subnet: "10.213.2.0/24".parse().unwrap(),
+        pool: "10.214.4.0/22".parse().unwrap(),
         state_dir: b.path().to_path_buf(),
         plugin_dirs: edge_net::DEFAULT_PLUGIN_DIRS
             .iter()
@@ -204,4 +217,87 @@ async fn a_second_agent_on_the_same_bridge_is_refused() {
     // Released with the first: a restarted agent takes it again.
     drop(first);
     network(b.path(), "edgetest2", "10.213.2.0/24");
+}
+
+/// Whether `ip`:80 answers a request made from inside `netns` within a
+/// second (busybox wget under `timeout`: its own `-T` crashes in Debian 12).
+fn reaches(netns: &std::path::Path, ip: std::net::Ipv4Addr) -> bool {
+    Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["timeout", "1", "busybox", "wget", "-q", "-O", "/dev/null"])
+        .arg(format!("http://{ip}/"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[tokio::test]
+async fn named_networks_reach_their_members_and_nothing_else() {
+    if !enabled() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let net = network_with_pool(dir.path(), "edgetest3", "10.213.3.0/24", "10.214.8.0/22");
+    let front = "default/shop/front".to_string();
+    let back = "default/shop/back".to_string();
+    // A client only on front, the web app on both, the database only on
+    // back, and an allocation of another job on the default bridge.
+    let plan: [(&str, Vec<String>); 4] = [
+        ("netnamed-client", vec![front.clone()]),
+        ("netnamed-web", vec![front.clone(), back.clone()]),
+        ("netnamed-db", vec![back.clone()]),
+        ("netnamed-other", vec![]),
+    ];
+    let mut atts = std::collections::BTreeMap::new();
+    let mut servers = Vec::new();
+    for (id, nets) in &plan {
+        let att = net.attach(id, &[], nets).await.unwrap();
+        assert_eq!(att.interfaces.len(), nets.len().max(1), "{id}");
+        servers.push(httpd(&att.netns, &dir.path().join(id), id));
+        atts.insert(*id, att);
+    }
+    let (fb, fs) = net.named_network(&front).unwrap();
+    let (bb, bs) = net.named_network(&back).unwrap();
+    assert_ne!(fb, bb);
+    assert_ne!(fs, bs);
+    let ip = |id: &str, ifname: &str| {
+        atts[id]
+            .interfaces
+            .iter()
+            .find(|f| f.ifname == ifname)
+            .unwrap()
+            .address
+    };
+    let ns = |id: &str| atts[id].netns.clone();
+    assert!(bs.contains(ip("netnamed-db", "eth0")));
+    assert!(fs.contains(ip("netnamed-web", "eth0")) && bs.contains(ip("netnamed-web", "eth1")));
+    // Give the servers a moment to listen.
+    get(&format!("{}:80", ip("netnamed-db", "eth0")));
+    get(&format!("{}:80", ip("netnamed-client", "eth0")));
+
+    // Members reach each other, both ways.
+    assert!(reaches(&ns("netnamed-web"), ip("netnamed-db", "eth0")));
+    assert!(reaches(&ns("netnamed-db"), ip("netnamed-web", "eth1")));
+    assert!(reaches(&ns("netnamed-client"), ip("netnamed-web", "eth0")));
+    assert!(reaches(&ns("netnamed-web"), ip("netnamed-client", "eth0")));
+    // Across networks nothing passes, either way.
+    assert!(!reaches(&ns("netnamed-client"), ip("netnamed-db", "eth0")));
+    assert!(!reaches(&ns("netnamed-db"), ip("netnamed-client", "eth0")));
+    assert!(!reaches(&ns("netnamed-other"), ip("netnamed-db", "eth0")));
+    assert!(!reaches(&ns("netnamed-db"), ip("netnamed-other", "eth0")));
+    assert!(!reaches(&ns("netnamed-other"), ip("netnamed-web", "eth0")));
+
+    drop(servers);
+    for (id, att) in &atts {
+        net.detach(id, Some(att)).await.unwrap();
+    }
+    assert!(net.orphans(&BTreeSet::new()).is_empty());
+    for id in atts.keys() {
+        assert_eq!(count(&format!("iptables-save | grep -c {id}")), 0, "{id}");
+    }
+    for bridge in ["edgetest3", fb.as_str(), bb.as_str()] {
+        let _ = Command::new("ip").args(["link", "del", bridge]).status();
+    }
 }

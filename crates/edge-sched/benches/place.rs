@@ -52,6 +52,7 @@ fn node(i: usize) -> Node {
 
 fn job(i: usize, count: u32) -> Job {
     Job {
+        networks: Default::default(),
         namespace: "default".to_string(),
         id: format!("job-{i}"),
         name: format!("job-{i}"),
@@ -66,6 +67,7 @@ fn job(i: usize, count: u32) -> Job {
             count,
             constraints: Vec::new(),
             network: Network {
+                networks: Default::default(),
                 mode: edge_spec::NetworkMode::Host,
                 ports: vec![PortSpec {
                     label: "http".to_string(),

@@ -348,6 +348,7 @@ impl<'a> Cluster<'a> {
         let id = uuid::Builder::from_random_bytes(self.rng.random()).into_uuid();
         let job = self.job;
         let alloc = Allocation {
+            networks: Default::default(),
             id: id.to_string(),
             name: format!("{}.{}[{}]", job.id, req.group.name, index),
             index,

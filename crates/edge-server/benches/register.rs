@@ -14,6 +14,7 @@ fn job(id: &str, n: u64) -> Job {
     let mut env = BTreeMap::new();
     env.insert("REVISION".to_string(), n.to_string());
     Job {
+        networks: Default::default(),
         namespace: "default".to_string(),
         id: id.to_string(),
         name: id.to_string(),

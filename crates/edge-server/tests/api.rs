@@ -361,6 +361,7 @@ async fn agent_watch_blocks_until_its_allocations_change_and_reports_land() {
     ac.agent_update_allocs(
         "n1",
         vec![AllocUpdate {
+            networks: Default::default(),
             address: None,
             id: id.clone(),
             client_status: ClientStatus::Running,
@@ -507,6 +508,7 @@ async fn catalog_serves_running_instances_with_reported_health_and_blocks_until_
         })
     };
     let report = |id: &str, health: edge_spec::HealthStatus| AllocUpdate {
+        networks: Default::default(),
         address: None,
         id: id.to_string(),
         client_status: ClientStatus::Running,

@@ -142,6 +142,7 @@ async fn a_report_of_an_unknown_allocation_is_404_naming_it() {
     eval_done(&c, r.eval_id.as_deref().unwrap()).await;
     let (allocs, _) = c.job_allocs("web", QueryOptions::default()).await.unwrap();
     let report = |id: &str| AllocUpdate {
+        networks: Default::default(),
         address: None,
         id: id.to_string(),
         client_status: ClientStatus::Running,
@@ -176,6 +177,7 @@ async fn two_versions_on_one_node(h: &edge_server::ServerHandle) -> Vec<String> 
     let reports = old
         .iter()
         .map(|a| AllocUpdate {
+            networks: Default::default(),
             address: None,
             id: a.id.clone(),
             client_status: ClientStatus::Running,

@@ -449,6 +449,7 @@ fn changes(
         }
         reported.insert(a.id.clone(), want);
         out.push(AllocUpdate {
+            networks: Default::default(),
             address: None,
             id: a.id.clone(),
             client_status: want,

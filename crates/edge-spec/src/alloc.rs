@@ -224,6 +224,9 @@ pub struct Allocation {
     /// mode = "bridge" }`), reported by its agent while it holds one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<std::net::Ipv4Addr>,
+    /// Its address on each named network of its job it joined, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub networks: BTreeMap<String, std::net::Ipv4Addr>,
     /// The allocation this one replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_alloc: Option<String>,

@@ -83,6 +83,12 @@ pub struct Job {
     #[serde(default)]
     #[schemars(length(min = 1, max = MAX_GROUPS))]
     pub groups: Vec<Group>,
+    /// The job's private networks (`network "backend" {}`), which its
+    /// bridge-mode groups join by name (`network { networks = [...] }`).
+    /// Left out of the JSON when empty, so older jobs keep their hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::MAX_NETWORKS))]
+    pub networks: Vec<NamedNetwork>,
 
     /// Set by the server: the version this spec became.
     #[serde(default)]
@@ -498,6 +504,28 @@ pub struct Network {
     pub mode: NetworkMode,
     #[serde(default)]
     pub ports: Vec<PortSpec>,
+    /// The job's named networks this group's allocations join, in order:
+    /// the first one carries the default route, NAT and the port mappings.
+    /// Empty is the node's default bridge (in bridge mode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::MAX_GROUP_NETWORKS))]
+    pub networks: Vec<String>,
+}
+
+/// A private network of a job: its bridge-mode groups that join it reach
+/// each other by address, and nothing else reaches them but their ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NamedNetwork {
+    pub name: String,
+}
+
+impl NamedNetwork {
+    /// How nodes tell the named networks of all jobs apart: one per job
+    /// and name (`NAMESPACE/JOB/NAME`; none of the three holds a `/`).
+    pub fn key(namespace: &str, job_id: &str, name: &str) -> String {
+        format!("{namespace}/{job_id}/{name}")
+    }
 }
 
 /// Nomad's `network { mode = ... }`.

@@ -29,6 +29,13 @@ pub const SERVICE_NAME_PATTERN: &str = "^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$
 /// Groups of one job: each is scheduled separately on every evaluation.
 pub const MAX_GROUPS: usize = 100;
 
+/// Named networks of one job: each is a bridge on every node that runs
+/// one of its allocations.
+pub const MAX_NETWORKS: usize = 16;
+
+/// Named networks one group joins: each is an interface of every copy.
+pub const MAX_GROUP_NETWORKS: usize = 4;
+
 /// Tasks of one group: each is a process, container or module on one node.
 pub const MAX_TASKS: usize = 100;
 

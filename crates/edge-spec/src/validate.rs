@@ -4,8 +4,9 @@
 use crate::error::{Diagnostic, SpecError};
 use crate::job::{CheckType, Constraint, ConstraintOp, Group, Job, Service, Task, UpdatePolicy};
 use crate::limits::{
-    DRIVERS, MAX_CONSTRAINTS, MAX_COUNT, MAX_GROUPS, MAX_JOB_ID_LEN, MAX_NAME_LEN, MAX_POLICY_WAIT,
-    MAX_TASK_CPU, MAX_TASK_MEMORY, MAX_TASK_WAIT, MAX_TASKS,
+    DRIVERS, MAX_CONSTRAINTS, MAX_COUNT, MAX_GROUP_NETWORKS, MAX_GROUPS, MAX_JOB_ID_LEN,
+    MAX_NAME_LEN, MAX_NETWORKS, MAX_POLICY_WAIT, MAX_TASK_CPU, MAX_TASK_MEMORY, MAX_TASK_WAIT,
+    MAX_TASKS,
 };
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -66,6 +67,7 @@ pub enum NameKind {
     Job,
     Group,
     Task,
+    Network,
 }
 
 impl NameKind {
@@ -74,6 +76,7 @@ impl NameKind {
             NameKind::Job => "job id",
             NameKind::Group => "group name",
             NameKind::Task => "task name",
+            NameKind::Network => "network name",
         }
     }
 }
@@ -97,7 +100,7 @@ pub fn check_name(kind: NameKind, name: &str) -> Result<(), SpecError> {
 fn name_problem(kind: NameKind, name: &str) -> Option<String> {
     let max = match kind {
         NameKind::Job => MAX_JOB_ID_LEN,
-        NameKind::Group | NameKind::Task => MAX_NAME_LEN,
+        NameKind::Group | NameKind::Task | NameKind::Network => MAX_NAME_LEN,
     };
     let dots = kind == NameKind::Job;
     if name.is_empty() {
@@ -189,6 +192,7 @@ impl Validator<'_> {
                 ),
             );
         }
+        let declared = self.networks(job, &base);
         let mut groups = BTreeSet::new();
         let mut services: BTreeMap<&str, String> = BTreeMap::new();
         for (i, g) in job.groups.iter().enumerate() {
@@ -202,6 +206,7 @@ impl Validator<'_> {
                 self.push(path.clone(), format!("duplicate group name {:?}", g.name));
             }
             self.group(g, &path);
+            self.joined(g, &declared, &path);
             self.rollout(job, g, &path);
             for (i, s) in g.services.iter().enumerate() {
                 let at = format!("{path}.service[{i}].name");
@@ -213,6 +218,72 @@ impl Validator<'_> {
                 } else {
                     services.insert(s.name.as_str(), at);
                 }
+            }
+        }
+    }
+
+    /// The job's named networks; returns the names declared.
+    fn networks<'a>(&mut self, job: &'a Job, base: &str) -> BTreeSet<&'a str> {
+        if job.networks.len() > MAX_NETWORKS {
+            self.push(
+                format!("{base}.network"),
+                format!(
+                    "a job has {} networks; the limit is {MAX_NETWORKS}",
+                    job.networks.len()
+                ),
+            );
+        }
+        let mut declared = BTreeSet::new();
+        for (i, n) in job.networks.iter().enumerate() {
+            let path = named(base, "network", i, &n.name);
+            if let Some(reason) = name_problem(NameKind::Network, &n.name) {
+                self.push(
+                    path,
+                    format!("network name {:?} {reason}", shorten(&n.name)),
+                );
+            } else if !declared.insert(n.name.as_str()) {
+                self.push(path, format!("duplicate network name {:?}", n.name));
+            }
+        }
+        declared
+    }
+
+    /// The named networks group `g` joins: declared in its job, each once,
+    /// and only in bridge mode (host networking has no interface to add).
+    fn joined(&mut self, g: &Group, declared: &BTreeSet<&str>, path: &str) {
+        let joined = &g.network.networks;
+        let at = format!("{path}.network.networks");
+        if !joined.is_empty() && g.network.mode.is_host() {
+            self.push(
+                at.clone(),
+                "joining named networks needs bridge networking: add `mode = \"bridge\"` to the network block",
+            );
+        }
+        if joined.len() > MAX_GROUP_NETWORKS {
+            self.push(
+                at.clone(),
+                format!(
+                    "a group joins {} networks; the limit is {MAX_GROUP_NETWORKS}",
+                    joined.len()
+                ),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for (k, n) in joined.iter().enumerate() {
+            if !declared.contains(n.as_str()) {
+                self.push(
+                    format!("{at}[{k}]"),
+                    format!(
+                        "network {:?} is not declared in the job: add `network {:?} {{}}` at job level",
+                        shorten(n),
+                        shorten(n)
+                    ),
+                );
+            } else if !seen.insert(n.as_str()) {
+                self.push(
+                    format!("{at}[{k}]"),
+                    format!("network {n:?} is joined twice"),
+                );
             }
         }
     }

@@ -136,6 +136,7 @@ fn full_example_decodes_into_expected_job() {
         serde_json::json!(["-m", "http.server", "${EDGE_PORT_http}"]),
     );
     let expected = Job {
+        networks: Default::default(),
         namespace: "default".to_string(),
         id: "hello".into(),
         name: "hello".into(),
@@ -158,6 +159,7 @@ fn full_example_decodes_into_expected_job() {
                 value: "r1".into(),
             }],
             network: Network {
+                networks: Default::default(),
                 mode: NetworkMode::Host,
                 ports: vec![
                     PortSpec {
@@ -905,4 +907,85 @@ fn bridge_mode_takes_to_and_host_mode_refuses_it() {
         err.contains("network.port.http.to") && err.contains("mode = \"bridge\""),
         "{err}"
     );
+}
+
+#[test]
+fn named_networks_are_declared_in_the_job_and_joined_by_bridge_groups() {
+    let src = r#"job "shop" {
+  network "front" {}
+  network "back" {}
+  group "web" {
+    network {
+      mode     = "bridge"
+      networks = ["front", "back"]
+      port "http" {
+        to = 8080
+      }
+    }
+    task "t" {
+      driver = "exec"
+      config {
+        command = "/bin/true"
+      }
+    }
+  }
+}"#;
+    let job = parse_hcl(src, &ParseOptions::default()).unwrap().job;
+    let names: Vec<&str> = job.networks.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["front", "back"]);
+    assert_eq!(job.groups[0].network.networks, ["front", "back"]);
+    assert_eq!(
+        edge_spec::NamedNetwork::key(&job.namespace, &job.id, "back"),
+        "default/shop/back"
+    );
+
+    let cases = [
+        (
+            src.replace(
+                "networks = [\"front\", \"back\"]",
+                "networks = [\"front\", \"db\"]",
+            ),
+            "job.shop.group.web.network.networks[1]",
+            "network \"db\" is not declared in the job",
+        ),
+        (
+            src.replace(
+                "networks = [\"front\", \"back\"]",
+                "networks = [\"front\", \"front\"]",
+            ),
+            "job.shop.group.web.network.networks[1]",
+            "joined twice",
+        ),
+        (
+            src.replace("      mode     = \"bridge\"\n", "")
+                .replace("      port \"http\" {\n        to = 8080\n      }\n", ""),
+            "job.shop.group.web.network.networks",
+            "needs bridge networking",
+        ),
+        (
+            src.replace("network \"back\" {}", "network \"front\" {}"),
+            "job.shop.network.front",
+            "duplicate network name",
+        ),
+        (
+            src.replace("network \"back\" {}", "network \"../etc\" {}"),
+            "job.shop.network.../etc",
+            "network name \"../etc\" contains '.'",
+        ),
+    ];
+    for (text, field, message) in cases {
+        let err = match parse_hcl(&text, &ParseOptions::default()) {
+            Err(e) => e,
+            Ok(_) => panic!("accepted:\n{text}"),
+        };
+        let SpecError::Invalid { errors, .. } = &err else {
+            panic!("{err}");
+        };
+        assert!(
+            errors
+                .iter()
+                .any(|d| d.field.contains(field) && d.message.contains(message)),
+            "{field}: {message}: {errors:?}"
+        );
+    }
 }

@@ -732,6 +732,7 @@ async fn a_report_of_an_unknown_allocation_is_a_404_naming_it() {
     )
     .unwrap();
     let update = edge_api::AllocUpdate {
+        networks: Default::default(),
         address: None,
         id: "3f2a0000-dead-4000-8000-000000000009".to_string(),
         client_status: ClientStatus::Running,

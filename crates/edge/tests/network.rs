@@ -401,3 +401,128 @@ async fn containers_of_a_bridge_group_join_the_allocations_namespace() {
         .args(["link", "del", "edgee2e1"])
         .status();
 }
+
+/// Whether `ip`:80 answers a request made from inside allocation
+/// `alloc`'s namespace within a second.
+fn reaches(alloc: &str, ip: Ipv4Addr) -> bool {
+    Command::new("nsenter")
+        .arg(format!("--net=/run/netns/edge-{alloc}"))
+        .args(["timeout", "1", "busybox", "wget", "-q", "-O", "/dev/null"])
+        .arg(format!("http://{ip}/"))
+        .status()
+        .unwrap()
+        .success()
+}
+
+fn shop_group(name: &str, networks: &str) -> String {
+    format!(
+        r#"  group "{name}" {{
+    network {{
+      mode     = "bridge"
+      networks = [{networks}]
+    }}
+    task "httpd" {{
+      driver = "exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "echo ok > \"$EDGE_TASK_DIR/index.html\" && exec busybox httpd -f -p 80 -h \"$EDGE_TASK_DIR\""]
+      }}
+      resources {{
+        cpu    = 20
+        memory = 16
+      }}
+    }}
+  }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_named_networks_connect_their_members_and_keep_others_out() {
+    if !common::gated("EDGE_TEST_ROOT") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let data = dir.path().join("data");
+    let mut args = dev_args(&data, &format!("127.0.0.1:{port}"));
+    args[6] = "edgee2e2".to_string();
+    args[8] = "10.215.2.0/24".to_string();
+    args.extend(["--network-pool".to_string(), "10.215.8.0/22".to_string()]);
+    let api = Client::new(&addr, None).unwrap();
+    let _dev = start(dir.path(), &args, &api).await;
+    let shop = dir.path().join("shop.hcl");
+    std::fs::write(
+        &shop,
+        format!(
+            "job \"shop\" {{\n  network \"front\" {{}}\n  network \"back\" {{}}\n{}{}{}}}\n",
+            shop_group("client", "\"front\""),
+            shop_group("web", "\"front\", \"back\""),
+            shop_group("db", "\"back\""),
+        ),
+    )
+    .unwrap();
+    let other = dir.path().join("other.hcl");
+    std::fs::write(
+        &other,
+        format!(
+            "job \"other\" {{\n{}}}\n",
+            shop_group("probe", "").replace("      networks = []\n", "")
+        ),
+    )
+    .unwrap();
+    for file in [&shop, &other] {
+        let (ok, out) = cli(&addr, &["job", "run", "--detach", file.to_str().unwrap()]);
+        assert!(ok, "{out}");
+    }
+    let running = async |job: &str, groups: usize| {
+        until(60, &format!("{job} running"), async || {
+            let (allocs, _) = api.job_allocs(job, QueryOptions::default()).await.ok()?;
+            let mut out = BTreeMap::new();
+            for a in allocs {
+                let a = api.alloc(&a.id).await.ok()?;
+                (a.client_status == ClientStatus::Running && a.address.is_some()).then_some(())?;
+                out.insert(a.group.clone(), a);
+            }
+            (out.len() == groups).then_some(out)
+        })
+        .await
+    };
+    let shop = running("shop", 3).await;
+    let probe = running("other", 1).await.remove("probe").unwrap();
+    let (client, web, db) = (&shop["client"], &shop["web"], &shop["db"]);
+    assert_eq!(client.networks.keys().collect::<Vec<_>>(), ["front"]);
+    assert_eq!(web.networks.keys().collect::<Vec<_>>(), ["back", "front"]);
+    assert_eq!(db.networks.keys().collect::<Vec<_>>(), ["back"]);
+    assert!(probe.networks.is_empty());
+    let status = cli(&addr, &["alloc", "status", &web.id]).1;
+    assert!(status.contains("Network back"), "{status}");
+    until(20, "the web server listens", async || {
+        reaches(&client.id, web.networks["front"]).then_some(())
+    })
+    .await;
+
+    assert!(reaches(&web.id, db.networks["back"]));
+    assert!(reaches(&db.id, web.networks["back"]));
+    assert!(reaches(&web.id, client.networks["front"]));
+    assert!(!reaches(&client.id, db.networks["back"]));
+    assert!(!reaches(&db.id, client.networks["front"]));
+    assert!(!reaches(&probe.id, db.networks["back"]));
+    assert!(!reaches(&db.id, probe.address.unwrap()));
+
+    for job in ["shop", "other"] {
+        cli(&addr, &["job", "stop", job]);
+    }
+    until(60, "namespaces removed", async || {
+        let left = sh("ip netns list");
+        shop.values()
+            .chain([&probe])
+            .all(|a| !left.contains(a.id.as_str()))
+            .then_some(())
+    })
+    .await;
+    for bridge in ["edgee2e2", "edgee2e2-0", "edgee2e2-1"] {
+        let _ = Command::new("ip").args(["link", "del", bridge]).status();
+    }
+}

@@ -72,6 +72,7 @@ pub fn group(name: &str, count: u32, cpu: u32, memory: u32) -> Group {
 
 pub fn job(id: &str, groups: Vec<Group>) -> Job {
     Job {
+        networks: Default::default(),
         namespace: "default".to_string(),
         id: id.to_string(),
         name: id.to_string(),

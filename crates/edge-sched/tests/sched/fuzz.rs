@@ -266,6 +266,7 @@ fn unvalidated(s: &Spec) -> Job {
         })
         .collect();
     Job {
+        networks: Default::default(),
         namespace: "default".to_string(),
         id: s.id.clone(),
         name: s.id.clone(),
@@ -282,6 +283,7 @@ fn unvalidated(s: &Spec) -> Job {
             count: s.count.min(8),
             constraints: Vec::new(),
             network: edge_spec::Network {
+                networks: Default::default(),
                 mode: edge_spec::NetworkMode::Host,
                 ports: vec![PortSpec {
                     label: "http".into(),

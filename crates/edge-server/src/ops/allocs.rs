@@ -82,6 +82,7 @@ pub(crate) fn update(
         a.client_description = u.client_description;
         a.checks = u.checks;
         a.address = u.address;
+        a.networks = u.networks;
         if a.desired_status == DesiredStatus::Run {
             let trigger = if became_failed {
                 Some(TriggeredBy::AllocFailure)

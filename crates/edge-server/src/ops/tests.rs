@@ -171,6 +171,7 @@ impl World {
 
 fn update(id: &str, status: ClientStatus) -> AllocUpdate {
     AllocUpdate {
+        networks: Default::default(),
         address: None,
         id: id.to_string(),
         client_status: status,

@@ -30,6 +30,7 @@ use std::ops::Range;
 const LISTS: &[(&str, &str, &str, Option<&str>)] = &[
     ("job", "group", "groups", Some("name")),
     ("job", "constraint", "constraints", None),
+    ("job", "network", "networks", Some("name")),
     ("group", "constraint", "constraints", None),
     ("group", "task", "tasks", Some("name")),
     ("group", "service", "services", None),

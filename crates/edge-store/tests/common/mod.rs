@@ -46,6 +46,7 @@ pub fn node(id: &str) -> Node {
 
 pub fn alloc(id: &str, job_id: &str, node_id: &str, port: u16) -> Allocation {
     Allocation {
+        networks: Default::default(),
         address: None,
         namespace: "default".to_string(),
         id: id.into(),

@@ -65,6 +65,9 @@ pub async fn run(g: &Global, c: AllocCommand) -> anyhow::Result<u8> {
             if let Some(ip) = a.address {
                 println!("Address             = {ip} (bridge)");
             }
+            for (name, ip) in &a.networks {
+                println!("Network {name:<11} = {ip}");
+            }
             for (name, st) in &a.task_states {
                 println!(
                     "\nTask {name:?} is {}{} (restarts: {}{})",

@@ -137,6 +137,10 @@ pub struct NetworkArgs {
     /// first address). Leases are kept in the data dir across restarts.
     #[arg(long, default_value = edge_net::DEFAULT_SUBNET)]
     pub bridge_subnet: edge_net::Subnet,
+    /// Where each named network (`network "NAME" {}` in a job) gets a /24
+    /// of its own, with a bridge of its own, on this node.
+    #[arg(long, default_value = edge_net::DEFAULT_POOL)]
+    pub network_pool: edge_net::Subnet,
     /// Where the CNI plugins are, `:`-separated.
     #[arg(
         long,
@@ -151,6 +155,7 @@ impl NetworkArgs {
         (!self.no_bridge).then(|| edge_net::BridgeConfig {
             bridge: self.bridge_name.clone(),
             subnet: self.bridge_subnet,
+            pool: self.network_pool,
             state_dir: data_dir.join("network"),
             plugin_dirs: std::env::split_paths(&self.cni_path).collect(),
         })
