@@ -94,7 +94,7 @@ EOF
 "$EDGE" job run --detach "$work/netbench.hcl" >/dev/null
 alloc_json() { # GROUP
   local id
-  id=$("$EDGE" job status netbench -o json | python3 -c "import json,sys; print([a['id'] for a in json.load(sys.stdin)['allocations'] if a['task_group']=='$1'][0])" 2>/dev/null) || return 1
+  id=$("$EDGE" job status netbench -o json | python3 -c "import json,sys; print([a['id'] for a in json.load(sys.stdin)['allocations'] if a['group']=='$1'][0])" 2>/dev/null) || return 1
   "$EDGE" alloc status "$id" -o json
 }
 running() { alloc_json "$1" | python3 -c 'import json,sys; a=json.load(sys.stdin); sys.exit(0 if a["client_status"]=="running" else 1)'; }

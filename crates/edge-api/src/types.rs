@@ -156,6 +156,12 @@ pub struct AllocListStub {
     pub client_status: ClientStatus,
     pub client_description: String,
     pub task_states: BTreeMap<String, TaskState>,
+    /// The allocation's own address (bridge mode), while it holds one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::Ipv4Addr>,
+    /// Its address on each named network it joined.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub networks: BTreeMap<String, std::net::Ipv4Addr>,
     pub create_time: i64,
     pub modify_time: i64,
     pub modify_index: u64,
@@ -176,6 +182,8 @@ impl From<&Allocation> for AllocListStub {
             client_status: a.client_status,
             client_description: a.client_description.clone(),
             task_states: a.task_states.clone(),
+            address: a.address,
+            networks: a.networks.clone(),
             create_time: a.create_time,
             modify_time: a.modify_time,
             modify_index: a.modify_index,

@@ -127,6 +127,25 @@ impl Chain {
         call: Call<'_>,
         conf: &Value,
     ) -> Result<Vec<u8>, NetError> {
+        let started = std::time::Instant::now();
+        let out = self.exec_inner(ty, command, call, conf).await;
+        tracing::debug!(
+            plugin = ty,
+            command,
+            container = call.container_id,
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "CNI plugin ran"
+        );
+        out
+    }
+
+    async fn exec_inner(
+        &self,
+        ty: &str,
+        command: &'static str,
+        call: Call<'_>,
+        conf: &Value,
+    ) -> Result<Vec<u8>, NetError> {
         let plugin_err = |message: String| NetError::Plugin {
             plugin: ty.to_string(),
             command,

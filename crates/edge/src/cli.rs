@@ -104,6 +104,9 @@ pub enum Command {
     /// Inspect the service catalog.
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// The jobs' named networks and the allocations on them.
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Serve models over the Open Inference Protocol.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -649,6 +652,25 @@ pub enum ServiceCommand {
     /// Show a service's instances and their health.
     #[command(after_help = "Example:\n  edge service status web")]
     Status { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCommand {
+    /// List the named networks of the jobs (`network "NAME" {}`), with
+    /// the groups that join them and the subnet each node gave them.
+    #[command(
+        visible_alias = "list",
+        after_help = "Example:\n  edge network ls -o json"
+    )]
+    Ls,
+    /// Show the allocations on one job's network and their addresses.
+    #[command(after_help = "Example:\n  edge network status shop back")]
+    Status {
+        /// The job that declares the network.
+        job: String,
+        /// The network's name in that job.
+        network: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -498,6 +498,27 @@ async fn a_jobs_named_networks_connect_their_members_and_keep_others_out() {
     assert!(probe.networks.is_empty());
     let status = cli(&addr, &["alloc", "status", &web.id]).1;
     assert!(status.contains("Network back"), "{status}");
+    let (ok, ls) = cli(&addr, &["network", "ls"]);
+    assert!(
+        ok && ls.contains("front") && ls.contains("client,web"),
+        "{ls}"
+    );
+    let (ok, back) = cli(&addr, &["network", "status", "shop", "back", "-o", "json"]);
+    assert!(ok, "{back}");
+    let back: serde_json::Value = serde_json::from_str(&back).unwrap();
+    let mut on_back: Vec<&str> = back["allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["group"].as_str().unwrap())
+        .collect();
+    on_back.sort();
+    assert_eq!(on_back, ["db", "web"]);
+    let (ok, missing) = cli(&addr, &["network", "status", "shop", "nope"]);
+    assert!(
+        !ok && missing.contains("declares no network \"nope\""),
+        "{missing}"
+    );
     until(20, "the web server listens", async || {
         reaches(&client.id, web.networks["front"]).then_some(())
     })

@@ -9,6 +9,7 @@ mod job;
 pub mod mesh;
 mod model;
 mod namespace;
+mod network;
 mod node;
 mod service;
 mod sim;
@@ -31,6 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Acl(c) => acl::run(&g, c).await,
         Command::Namespace(c) => namespace::run(&g, c).await,
         Command::Service(c) => service::run(&g, c).await,
+        Command::Network(c) => network::run(&g, c).await,
         Command::Model(c) => model::run(c).await,
         Command::Sim(a) => sim::run(a).await,
         Command::Version => {
