@@ -513,8 +513,9 @@ pub enum NodeCommand {
         disable: bool,
     },
     /// Remove what no allocation owns on a node now: containers, executors,
-    /// cgroups and run state left by a lost data dir or an interrupted run.
-    /// Agents also do this by themselves (see `edge agent --gc-interval`).
+    /// cgroups, run state, network namespaces and address leases left by a
+    /// lost data dir or an interrupted run. Agents also do this by
+    /// themselves (see `edge agent --node-gc-interval`).
     #[command(after_help = "Example:\n  edge node gc lab-1\n  edge node gc -o json 3f2a")]
     Gc { id: String },
     /// Refuse a node from now on (its certificate and any new one); its

@@ -219,6 +219,22 @@ async fn bridge_allocations_share_port_80_survive_an_agent_kill_and_leave_nothin
     // kill -9 and a new agent: the namespaces, addresses and mappings are
     // adopted, not made again.
     dev.kill9();
+    // An attach the agent never recorded (it died in between): a namespace
+    // and a lease in its state dir that no allocation owns.
+    {
+        let net = edge_net::BridgeNetwork::new(edge_net::BridgeConfig {
+            bridge: BRIDGE.to_string(),
+            subnet: SUBNET.parse().unwrap(),
+            pool: edge_net::DEFAULT_POOL.parse().unwrap(),
+            state_dir: data.join("agent/network"),
+            plugin_dirs: edge_net::DEFAULT_PLUGIN_DIRS
+                .iter()
+                .map(Into::into)
+                .collect(),
+        })
+        .unwrap();
+        net.attach("crashed-0000", &[], &[]).await.unwrap();
+    }
     let _dev = start(dir.path(), &args, &api).await;
     let after_allocs = running(&api).await;
     assert_eq!(
@@ -228,6 +244,21 @@ async fn bridge_allocations_share_port_80_survive_an_agent_kill_and_leave_nothin
     for (id, a) in &after_allocs {
         assert_eq!(a.address, allocs[id].address, "{}", a.name);
     }
+    assert_eq!(answers(&after_allocs).await, before);
+    let node = api.nodes().await.unwrap()[0].id.clone();
+    let (ok, gc) = cli(&addr, &["node", "gc", &node, "-o", "json"]);
+    assert!(ok, "{gc}");
+    let gc: serde_json::Value = serde_json::from_str(&gc).unwrap();
+    let removed = gc["removed"].as_array().unwrap();
+    assert!(
+        removed
+            .iter()
+            .any(|l| l["driver"] == "network" && l["id"] == "crashed-0000" && l["error"].is_null()),
+        "{removed:?}"
+    );
+    assert!(!sh("ip netns list").contains("crashed-0000"));
+    assert!(!sh("iptables-save -t nat").contains("crashed-0000"));
+    // The running allocations were not touched.
     assert_eq!(answers(&after_allocs).await, before);
 
     let (ok, out) = cli(&addr, &["job", "stop", "netweb"]);
@@ -251,7 +282,8 @@ async fn bridge_allocations_share_port_80_survive_an_agent_kill_and_leave_nothin
             "firewall rules of {ip} left"
         );
     }
-    let leases = data.join("network/ipam/edge");
+    let leases = data.join("agent/network/ipam/edge");
+    assert!(leases.is_dir(), "{} holds the leases", leases.display());
     for id in allocs.keys() {
         assert!(
             !sh("ip netns list").contains(id.as_str()),
