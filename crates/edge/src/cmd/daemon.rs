@@ -162,6 +162,22 @@ impl NetworkArgs {
     }
 }
 
+/// The mesh's flags, with the node's own bridge subnets among the DNS
+/// clients whose other names are forwarded: bridge-mode allocations are
+/// this node's workloads.
+fn mesh_args(n: &NodeArgs) -> super::mesh::MeshArgs {
+    let mut m = n.mesh.clone();
+    if !n.network.no_bridge {
+        for subnet in [n.network.bridge_subnet, n.network.network_pool] {
+            match subnet.to_string().parse() {
+                Ok(cidr) => m.dns_allow.push(cidr),
+                Err(e) => tracing::warn!(%subnet, error = %e, "bridge subnet not allowed in DNS"),
+            }
+        }
+    }
+    m
+}
+
 /// How the agent behaves on its own: at exit, and while the server is away.
 #[derive(clap::Args, Debug, Clone)]
 pub struct AutonomyArgs {
@@ -258,7 +274,7 @@ pub async fn agent(g: &Global, a: AgentArgs) -> anyhow::Result<u8> {
         &a.node,
     );
     let h = edge_agent::start(cfg, drivers(&a.data_dir, &a.node)?).await?;
-    let mesh = super::mesh::start(&a.node.mesh, &a.node.advertise, h.catalog()).await?;
+    let mesh = super::mesh::start(&mesh_args(&a.node), &a.node.advertise, h.catalog()).await?;
     shutdown_signal().await;
     mesh.shutdown().await;
     h.shutdown().await;
@@ -282,7 +298,7 @@ pub async fn dev(g: &Global, a: DevArgs) -> anyhow::Result<u8> {
         &a.node,
     );
     let agent = edge_agent::start(acfg, drivers(&agent_dir, &a.node)?).await?;
-    let mesh = super::mesh::start(&a.node.mesh, &a.node.advertise, agent.catalog()).await?;
+    let mesh = super::mesh::start(&mesh_args(&a.node), &a.node.advertise, agent.catalog()).await?;
     tracing::info!(api = %server.url, data = %data.display(), "edge dev is up");
     shutdown_signal().await;
     tracing::info!("shutting down");
