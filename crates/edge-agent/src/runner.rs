@@ -326,6 +326,17 @@ async fn network_up(ctx: &RunCtx, shared: &Mutex<LocalAlloc>) -> Result<(), Stri
         .await
         .map_err(|e| format!("cannot set up the allocation's network: {e}"))?;
     tracing::info!(alloc = %id, address = %att.address, "allocation attached to the bridge");
+    if let Some(resolver) = att.resolver {
+        // Names under service.edge resolve short (`web`), as in Docker's
+        // and Kubernetes' networks; other names go on upstream.
+        let text = format!("nameserver {resolver}\nsearch service.edge\n");
+        let path = resolv_conf_path(&ctx.local.alloc_dir(&id));
+        let written = std::fs::create_dir_all(ctx.local.alloc_dir(&id))
+            .and_then(|()| std::fs::write(&path, text));
+        if let Err(e) = written {
+            tracing::warn!(alloc = %id, path = %path.display(), error = %e, "cannot write the allocation's resolv.conf");
+        }
+    }
     {
         let mut g = lock(shared);
         g.network = Some(att);
@@ -483,13 +494,20 @@ pub fn task_env(
     put("EDGE_NODE_ID", ctx.node_id.clone());
     put("EDGE_NODE_NAME", ctx.node_name.clone());
     put("EDGE_DC", ctx.datacenter.clone());
-    // The host's loopback is not the allocation's: from its own namespace
-    // a DNS server on 127.0.0.1 cannot be reached.
-    if let Some(dns) = ctx
-        .dns_addr
-        .filter(|d| network.is_none() || !d.ip().is_loopback())
-    {
-        put("EDGE_DNS_ADDR", dns.to_string());
+    // In its own namespace a task reaches the node's DNS at its gateway
+    // (port 53, sent on by a rule in the namespace); the host's loopback
+    // is not the allocation's, so without that there is none to give.
+    match network {
+        Some(att) => {
+            if let Some(r) = att.resolver {
+                put("EDGE_DNS_ADDR", format!("{r}:53"));
+            }
+        }
+        None => {
+            if let Some(dns) = ctx.dns_addr {
+                put("EDGE_DNS_ADDR", dns.to_string());
+            }
+        }
     }
     if let Some(att) = network {
         put("EDGE_ALLOC_IP", att.address.to_string());
@@ -545,7 +563,18 @@ fn task_config(ctx: &RunCtx, g: &LocalAlloc, task: &Task) -> TaskConfig {
         log_max_bytes: ctx.log_max_bytes,
         log_max_files: ctx.log_max_files,
         netns: g.network.as_ref().map(|a| a.netns.clone()),
+        resolv_conf: g
+            .network
+            .as_ref()
+            .and_then(|a| a.resolver)
+            .map(|_| resolv_conf_path(&root)),
     }
+}
+
+/// Where a bridge-mode allocation's resolver configuration is written:
+/// beside its directories, not in the `alloc/` dir its tasks share.
+fn resolv_conf_path(root: &std::path::Path) -> PathBuf {
+    root.join("resolv.conf")
 }
 
 /// Driver events during `prepare`, recorded on the task and reported.

@@ -276,8 +276,14 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value, DriverError> {
             false,
         ),
     ];
-    let resolv = resolv_conf(task.netns.is_some());
-    for (source, f) in [(resolv, "/etc/resolv.conf"), ("/etc/hosts", "/etc/hosts")] {
+    let resolv = match &task.resolv_conf {
+        Some(own) => own.display().to_string(),
+        None => resolv_conf(task.netns.is_some()).to_string(),
+    };
+    for (source, f) in [
+        (resolv.as_str(), "/etc/resolv.conf"),
+        ("/etc/hosts", "/etc/hosts"),
+    ] {
         if std::path::Path::new(source).exists() {
             mounts.push(bind(source, f, true));
         }
@@ -388,6 +394,7 @@ mod tests {
             log_max_bytes: 1024,
             log_max_files: 2,
             netns: None,
+            resolv_conf: None,
         }
     }
 
@@ -516,8 +523,12 @@ mod tests {
 
     #[test]
     fn a_bridge_group_puts_the_container_in_the_allocations_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = dir.path().join("resolv.conf");
+        std::fs::write(&own, "nameserver 172.26.64.1\n").unwrap();
         let t = TaskConfig {
             netns: Some("/run/netns/edge-a1".into()),
+            resolv_conf: Some(own.clone()),
             ..task()
         };
         let img = image();
@@ -537,6 +548,12 @@ mod tests {
             ns.contains(&json!({"type": "network", "path": "/run/netns/edge-a1"})),
             "{ns:?}"
         );
+        let mounts = spec["mounts"].as_array().unwrap();
+        let resolv = mounts
+            .iter()
+            .find(|m| m["destination"] == "/etc/resolv.conf")
+            .unwrap();
+        assert_eq!(resolv["source"], own.display().to_string());
         let host = TaskImageConfig {
             network_mode: NetworkMode::Host,
             ..cfg()

@@ -81,6 +81,7 @@ impl Env {
             log_max_bytes: 1 << 20,
             log_max_files: 2,
             netns: None,
+            resolv_conf: None,
         }
     }
 

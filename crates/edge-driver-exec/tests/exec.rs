@@ -189,6 +189,7 @@ impl Fixture {
             log_max_bytes: 1024 * 1024,
             log_max_files: 3,
             netns: None,
+            resolv_conf: None,
         }
     }
 

@@ -65,6 +65,7 @@ fn task(dir: &Path, module: &Path, port: u16) -> TaskConfig {
         log_max_bytes: 1 << 20,
         log_max_files: 2,
         netns: None,
+        resolv_conf: None,
     }
 }
 

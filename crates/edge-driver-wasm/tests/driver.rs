@@ -77,6 +77,7 @@ fn task(dir: &Path, config: Value, memory: u32, ports: Vec<AssignedPort>) -> Tas
         log_max_bytes: 1 << 20,
         log_max_files: 2,
         netns: None,
+        resolv_conf: None,
     }
 }
 

@@ -42,6 +42,10 @@ pub struct TaskConfig {
     /// The allocation's network namespace (`network { mode = "bridge" }`):
     /// every task of the group joins it. `None` is the host's network.
     pub netns: Option<PathBuf>,
+    /// The resolver configuration of a task in the allocation's namespace
+    /// (the node's DNS at its gateway); containers get it as
+    /// `/etc/resolv.conf`.
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// What the agent keeps in its local state to find a task again.

@@ -479,6 +479,7 @@ mod tests {
             log_max_bytes: 1 << 20,
             log_max_files: 2,
             netns: None,
+            resolv_conf: None,
         }
     }
 

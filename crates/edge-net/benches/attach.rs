@@ -41,6 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .iter()
             .map(Into::into)
             .collect(),
+        dns: None,
     }) {
         Ok(net) => net,
         Err(e) => {

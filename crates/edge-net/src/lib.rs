@@ -50,6 +50,11 @@ pub struct BridgeConfig {
     /// a lost `/var/lib/cni` cannot hand an address out twice).
     pub state_dir: PathBuf,
     pub plugin_dirs: Vec<PathBuf>,
+    /// The node's DNS server: an allocation's queries to its gateway on
+    /// port 53 are sent there, so its resolver is an address its own
+    /// namespace reaches. `None` (or a loopback address, which no
+    /// namespace reaches) gives allocations no resolver of edge's.
+    pub dns: Option<std::net::SocketAddrV4>,
 }
 
 /// An allocation's place on the node's networks, kept in the agent's
@@ -62,6 +67,10 @@ pub struct Attachment {
     pub gateway: Ipv4Addr,
     pub ports: Vec<PortMapping>,
     pub interfaces: Vec<Interface>,
+    /// The resolver address (the gateway, port 53) when the node's DNS
+    /// answers there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<Ipv4Addr>,
 }
 
 /// One interface of an allocation: `eth<N>` on a bridge.
@@ -285,6 +294,7 @@ impl BridgeNetwork {
                         gateway: Ipv4Addr::UNSPECIFIED,
                         ports: ports.to_vec(),
                         interfaces,
+                        resolver: None,
                     };
                     if let Err(undo) = self.detach(alloc_id, Some(&partial)).await {
                         tracing::warn!(alloc = alloc_id, error = %undo, "cannot undo a failed attach");
@@ -293,13 +303,25 @@ impl BridgeNetwork {
                 }
             }
         }
-        Ok(Attachment {
+        let gateway = defs[0].subnet.gateway();
+        let mut att = Attachment {
             netns: path,
             address: interfaces[0].address,
-            gateway: defs[0].subnet.gateway(),
+            gateway,
             ports: ports.to_vec(),
             interfaces,
-        })
+            resolver: None,
+        };
+        if let Some(dns) = self.cfg.dns.filter(|d| !d.ip().is_loopback()) {
+            if let Err(e) = netns::redirect_dns(&name, gateway, dns).await {
+                if let Err(undo) = self.detach(alloc_id, Some(&att)).await {
+                    tracing::warn!(alloc = alloc_id, error = %undo, "cannot undo a failed attach");
+                }
+                return Err(e);
+            }
+            att.resolver = Some(gateway);
+        }
+        Ok(att)
     }
 
     async fn add_interface(

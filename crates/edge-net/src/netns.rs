@@ -42,3 +42,40 @@ pub(crate) async fn delete(name: &str) -> Result<(), NetError> {
     }
     ip(&["netns", "delete", name]).await
 }
+
+/// Inside namespace `name`, sends DNS (UDP and TCP port 53) addressed to
+/// the gateway on to `dns`: resolv.conf takes no port, and the node's DNS
+/// listens on its own. The rules live and die with the namespace.
+pub(crate) async fn redirect_dns(
+    name: &str,
+    gateway: std::net::Ipv4Addr,
+    dns: std::net::SocketAddrV4,
+) -> Result<(), NetError> {
+    let gw = format!("{gateway}/32");
+    let to = dns.to_string();
+    for proto in ["udp", "tcp"] {
+        ip(&[
+            "netns",
+            "exec",
+            name,
+            "iptables",
+            "-w",
+            "-t",
+            "nat",
+            "-A",
+            "OUTPUT",
+            "-d",
+            &gw,
+            "-p",
+            proto,
+            "--dport",
+            "53",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            &to,
+        ])
+        .await?;
+    }
+    Ok(())
+}

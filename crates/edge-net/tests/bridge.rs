@@ -36,6 +36,7 @@ fn network_with_pool(
             .iter()
             .map(Into::into)
             .collect(),
+        dns: None,
     })
     .expect("bridge networking on this machine")
 }
@@ -207,6 +208,7 @@ async fn a_second_agent_on_the_same_bridge_is_refused() {
             .iter()
             .map(Into::into)
             .collect(),
+        dns: None,
     })
     .unwrap_err()
     .to_string();

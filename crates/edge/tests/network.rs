@@ -231,6 +231,7 @@ async fn bridge_allocations_share_port_80_survive_an_agent_kill_and_leave_nothin
                 .iter()
                 .map(Into::into)
                 .collect(),
+            dns: None,
         })
         .unwrap();
         net.attach("crashed-0000", &[], &[]).await.unwrap();
@@ -578,4 +579,120 @@ async fn a_jobs_named_networks_connect_their_members_and_keep_others_out() {
     for bridge in ["edgee2e2", "edgee2e2-0", "edgee2e2-1"] {
         let _ = Command::new("ip").args(["link", "del", bridge]).status();
     }
+}
+
+/// This host's first global IPv4 address: what a real node advertises.
+fn host_ip() -> String {
+    let out = sh("ip -4 -o addr show scope global");
+    out.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .map(str::to_string)
+        .expect("a global IPv4 address on this host (ip -4 addr)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_allocation_resolves_service_names_through_its_gateway() {
+    if !common::gated("EDGE_TEST_ROOT") {
+        return;
+    }
+    let ip = host_ip();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let data = dir.path().join("data");
+    let mut args = dev_args(&data, &format!("127.0.0.1:{port}"));
+    args[6] = "edgee2e3".to_string();
+    args[8] = "10.215.3.0/24".to_string();
+    let dns_port = free_port().to_string();
+    args.extend(["--advertise", &ip, "--dns-port", &dns_port, "--no-lb"].map(String::from));
+    let api = Client::new(&addr, None).unwrap();
+    let _dev = start(dir.path(), &args, &api).await;
+    let job = dir.path().join("resolve.hcl");
+    std::fs::write(
+        &job,
+        r#"job "resolve" {
+  group "web" {
+    network {
+      mode = "bridge"
+      port "http" {
+        to = 80
+      }
+    }
+    service {
+      name = "resolveme"
+      port = "http"
+    }
+    task "httpd" {
+      driver = "exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "echo dns=$EDGE_DNS_ADDR; echo ok > \"$EDGE_TASK_DIR/index.html\" && exec busybox httpd -f -p 80 -h \"$EDGE_TASK_DIR\""]
+      }
+      resources {
+        cpu    = 20
+        memory = 16
+      }
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    let (ok, out) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let a = until(60, "the allocation running", async || {
+        let (allocs, _) = api
+            .job_allocs("resolve", QueryOptions::default())
+            .await
+            .ok()?;
+        let a = api.alloc(&allocs.first()?.id).await.ok()?;
+        (a.client_status == ClientStatus::Running && a.address.is_some()).then_some(a)
+    })
+    .await;
+    let subnet: edge_net::Subnet = "10.215.3.0/24".parse().unwrap();
+    let gateway = subnet.gateway().to_string();
+    let resolv =
+        std::fs::read_to_string(data.join(format!("agent/allocs/{}/resolv.conf", a.id))).unwrap();
+    assert_eq!(
+        resolv,
+        format!("nameserver {gateway}\nsearch service.edge\n")
+    );
+    let logs = until(20, "the task's output", async || {
+        let (ok, logs) = cli(&addr, &["alloc", "logs", &a.id, "httpd"]);
+        (ok && logs.contains("dns=")).then_some(logs)
+    })
+    .await;
+    assert!(logs.contains(&format!("dns={gateway}:53")), "{logs}");
+    // From inside the namespace, port 53 of the gateway is the node's DNS.
+    let lookup = |name: &str| {
+        sh(&format!(
+            "nsenter --net=/run/netns/edge-{} timeout 5 busybox nslookup {name} {gateway} 2>&1",
+            a.id
+        ))
+    };
+    let answer = until(20, "the service in the catalog", async || {
+        let out = lookup("tasks.resolveme.service.edge");
+        out.contains(&ip).then_some(out)
+    })
+    .await;
+    assert!(answer.contains(&ip), "{answer}");
+    let other = lookup("name.example.invalid");
+    // Forwarded (the bridge subnet is one of the node's DNS clients), so
+    // the answer is the upstream's (NXDOMAIN, or SERVFAIL offline), never
+    // REFUSED.
+    assert!(
+        other.contains("server can't find") && !other.contains("REFUSED"),
+        "{other}"
+    );
+    let (ok, out) = cli(&addr, &["job", "stop", "resolve"]);
+    assert!(ok, "{out}");
+    until(60, "the namespace removed", async || {
+        (!sh("ip netns list").contains(a.id.as_str())).then_some(())
+    })
+    .await;
+    let _ = Command::new("ip")
+        .args(["link", "del", "edgee2e3"])
+        .status();
 }

@@ -151,8 +151,13 @@ pub struct NetworkArgs {
 }
 
 impl NetworkArgs {
-    fn bridge(&self, data_dir: &Path) -> Option<edge_net::BridgeConfig> {
+    fn bridge(&self, data_dir: &Path, dns: Option<SocketAddr>) -> Option<edge_net::BridgeConfig> {
+        let dns = match dns {
+            Some(SocketAddr::V4(d)) => Some(d),
+            _ => None,
+        };
         (!self.no_bridge).then(|| edge_net::BridgeConfig {
+            dns,
             bridge: self.bridge_name.clone(),
             subnet: self.bridge_subnet,
             pool: self.network_pool,
@@ -200,7 +205,7 @@ pub struct AutonomyArgs {
 }
 
 fn agent_config(server: String, token: String, data_dir: PathBuf, n: &NodeArgs) -> AgentConfig {
-    let bridge = n.network.bridge(&data_dir);
+    let bridge = n.network.bridge(&data_dir, n.mesh.dns_addr(&n.advertise));
     let mut cfg = AgentConfig::new(server, token, data_dir);
     cfg.bridge = bridge;
     cfg.name = n.name.clone();
