@@ -290,6 +290,20 @@ async fn gc_loop(server: Arc<Server>) {
             Ok(r) => tracing::debug!(?r, "gc done"),
             Err(e) => tracing::warn!(error = %e, "gc failed"),
         }
+        let now = now_ms();
+        let expired = server
+            .store
+            .commit(move |s: &edge_store::State| {
+                let b = ops::acl::expired_tokens(s, now);
+                let n = b.delete_acl_tokens.len();
+                Ok::<_, ServerError>((b, n))
+            })
+            .await;
+        match expired {
+            Ok((0, _)) => {}
+            Ok((n, _)) => tracing::info!(tokens = n, "deleted expired ACL tokens"),
+            Err(e) => tracing::warn!(error = %e, "cannot delete expired ACL tokens"),
+        }
     }
 }
 

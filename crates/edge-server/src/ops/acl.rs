@@ -188,3 +188,25 @@ pub(crate) fn revoke_token(s: &State, accessor: &str) -> Result<(Batch, String),
         id,
     ))
 }
+
+/// How long an expired token is kept: its holder is told it expired
+/// (and when) rather than that it does not exist.
+pub(crate) const EXPIRED_TOKEN_GRACE_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Deletes the tokens that expired more than [`EXPIRED_TOKEN_GRACE_MS`]
+/// before `now_ms`; an empty batch when there are none.
+pub(crate) fn expired_tokens(s: &State, now_ms: i64) -> Batch {
+    let delete_acl_tokens = s
+        .acl_tokens
+        .values()
+        .filter(|t| {
+            t.expiration_time
+                .is_some_and(|e| e.saturating_add(EXPIRED_TOKEN_GRACE_MS) <= now_ms)
+        })
+        .map(|t| t.accessor_id.clone())
+        .collect();
+    Batch {
+        delete_acl_tokens,
+        ..Batch::default()
+    }
+}

@@ -1328,6 +1328,14 @@ fn acl_rules_bootstrap_once_and_check_tokens_against_policies() {
     assert_eq!(t.policies, vec!["ro"]);
     assert_eq!(t.expiration_time, Some(now + 60_000));
     s.apply_in_memory(b);
+    // Kept a day past its expiry (its holder is told it expired), then
+    // deleted by the GC pass.
+    let day = acl::EXPIRED_TOKEN_GRACE_MS;
+    assert!(acl::expired_tokens(&s, now + 60_000 + day - 1).is_empty());
+    assert_eq!(
+        acl::expired_tokens(&s, now + 60_000 + day).delete_acl_tokens,
+        vec![t.accessor_id.clone()]
+    );
     s.apply_in_memory(acl::delete_policy(&s, "ro").unwrap());
     assert!(acl::delete_policy(&s, "ro").is_err());
     assert!(acl::revoke_token(&s, "no-such-accessor").is_err());
