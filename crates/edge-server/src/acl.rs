@@ -50,9 +50,9 @@ pub(crate) enum Need {
     Object(Capability),
     /// At least this level of the node, agent or operator rule.
     Rule(Scope, Level),
-    /// `read-job` in every namespace and node read: the event stream
-    /// carries all of them.
-    JobsAndNodes,
+    /// Any token: the event stream keeps, event by event, what the token
+    /// may read (`read-job` in the event's namespace, node read for nodes).
+    Events,
 }
 
 /// The need of each route of [`crate::ROUTES`].
@@ -114,7 +114,7 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
             | "/v1/node/{id}/tunnel",
         ) => Node,
         ("GET", "/v1/catalog") => Catalog,
-        ("GET", "/v1/event/stream") => JobsAndNodes,
+        ("GET", "/v1/event/stream") => Events,
         ("GET", "/v1/status/health") => Public,
         ("GET", "/v1/metrics") => Rule(Scope::Agent, Level::Read),
         ("POST", "/v1/acl/bootstrap") => Bootstrap,
@@ -172,6 +172,25 @@ impl Access {
     /// (the request's namespace, or any with `*`) that the token may see.
     pub(crate) fn sees(&self, ns: &str, cap: Capability) -> bool {
         (self.all_namespaces() || self.namespace == ns) && self.allows(ns, cap)
+    }
+
+    /// Whether an event of `topic` goes to this caller: a node's to node
+    /// readers, the rest to readers of its namespace (`None` when the event
+    /// does not say, as for a deleted evaluation: then only to a caller
+    /// who sees every namespace).
+    pub(crate) fn sees_event(&self, topic: &str, ns: Option<&str>) -> bool {
+        if topic == "node" {
+            return self
+                .acl
+                .as_ref()
+                .is_none_or(|a| a.allows(Scope::Node, Level::Read));
+        }
+        match ns {
+            Some(ns) => self.sees(ns, Capability::ReadJob),
+            None => {
+                self.all_namespaces() && self.acl.as_ref().is_none_or(|a| *a == Acl::Management)
+            }
+        }
     }
 
     /// A 403 naming the capability and namespace unless `cap` is granted
@@ -273,6 +292,14 @@ pub(crate) async fn enforce(State(sv): S, mut req: Request, next: Next) -> Respo
             Err(e) => return e.into_response(),
         }
     }
+    // The stream without `?namespace=` carries every namespace the token
+    // may read, as it did before namespaces were filtered.
+    if need == Need::Events {
+        match request_namespace(req.uri().query(), true) {
+            Ok(ns) => access.namespace = ns.unwrap_or_else(|| ALL_NAMESPACES.to_string()),
+            Err(e) => return e.into_response(),
+        }
+    }
     if let Err(e) = permit(&sv, need, &access) {
         return e.into_response();
     }
@@ -335,14 +362,7 @@ fn permit(sv: &Server, need: Need, access: &Access) -> Result<(), ServerError> {
             .acl
             .as_ref()
             .and_then(|a| lacks_rule(a, scope, level)),
-        Need::JobsAndNodes => access
-            .allows_all(&every(), Capability::ReadJob)
-            .or_else(|| {
-                access
-                    .acl
-                    .as_ref()
-                    .and_then(|a| lacks_rule(a, Scope::Node, Level::Read))
-            }),
+        Need::Events => None,
     };
     match missing {
         Some(m) => Err(access.denied(&m)),

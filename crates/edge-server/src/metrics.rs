@@ -199,6 +199,27 @@ pub async fn metrics(State(sv): State<Arc<Server>>) -> Result<Response, ServerEr
     Ok(resp)
 }
 
+/// The namespace an event belongs to, when it says: its object's, a
+/// namespace's own name, or a deleted job's (its key is `NAMESPACE/ID`
+/// outside the default namespace).
+fn event_namespace(e: &edge_store::Event) -> Option<String> {
+    if e.topic == "namespace" {
+        return Some(e.key.clone());
+    }
+    if let Some(obj) = e.payload.as_object() {
+        return Some(
+            obj.get("namespace")
+                .and_then(|v| v.as_str())
+                .unwrap_or(edge_spec::DEFAULT_NAMESPACE)
+                .to_string(),
+        );
+    }
+    (e.topic == "job").then(|| match e.key.split_once('/') {
+        Some((ns, _)) => ns.to_string(),
+        None => edge_spec::DEFAULT_NAMESPACE.to_string(),
+    })
+}
+
 #[derive(Deserialize)]
 pub struct StreamQuery {
     #[serde(default)]
@@ -213,6 +234,7 @@ pub struct StreamQuery {
 /// connections open through proxies.
 pub async fn event_stream(
     State(sv): State<Arc<Server>>,
+    access: crate::acl::Access,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<Response, ServerError> {
     let topics: Option<Vec<String>> = q
@@ -240,6 +262,7 @@ pub async fn event_stream(
                 if topics
                     .as_ref()
                     .is_some_and(|t| !t.iter().any(|x| x == &e.topic))
+                    || !access.sees_event(&e.topic, event_namespace(e).as_deref())
                 {
                     continue;
                 }
