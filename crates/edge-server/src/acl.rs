@@ -31,9 +31,10 @@ pub(crate) enum Need {
     Public,
     /// A node route: its own checks in `auth.rs`, never an ACL token.
     Node,
-    /// A node (certificate, or the join token on a plain server) or an ACL
-    /// token with `read-job` in every namespace: agents feed DNS and the
-    /// load balancer from it, and it holds every namespace's services.
+    /// A node (certificate, or the join token on a plain server), which
+    /// reads every namespace's services to feed DNS and the load balancer,
+    /// or any ACL token, which reads those of the namespaces where it has
+    /// `read-job`.
     Catalog,
     /// No token: the one bootstrap.
     Bootstrap,
@@ -202,14 +203,6 @@ impl Access {
         Err(self.denied(&format!("capability {cap} in namespace {ns}")))
     }
 
-    /// What is missing for `cap` to be granted in every namespace of
-    /// `names`, if anything.
-    fn allows_all(&self, names: &[String], cap: Capability) -> Option<String> {
-        names.iter().find(|ns| !self.allows(ns, cap)).map(|ns| {
-            format!("capability {cap} in namespace {ns} (this route shows every namespace)")
-        })
-    }
-
     fn denied(&self, missing: &str) -> ServerError {
         let (accessor, name) = self
             .token
@@ -334,19 +327,18 @@ fn request_namespace(query: Option<&str>, star: bool) -> Result<Option<String>, 
 /// Whether what `access` holds is enough for `need`; a concrete namespace
 /// must also exist.
 fn permit(sv: &Server, need: Need, access: &Access) -> Result<(), ServerError> {
-    let every = || {
-        sv.store.read(|s| {
-            s.all_namespaces()
-                .into_iter()
-                .map(|n| n.name)
-                .collect::<Vec<_>>()
-        })
-    };
     let missing = match need {
-        Need::Public | Need::Node | Need::Bootstrap | Need::AnyToken | Need::Object(_) => None,
+        // The catalog and the stream are filtered by namespace in their
+        // handlers.
+        Need::Public
+        | Need::Node
+        | Need::Bootstrap
+        | Need::AnyToken
+        | Need::Object(_)
+        | Need::Catalog
+        | Need::Events => None,
         Need::Management => (access.acl.as_ref().is_some_and(|a| *a != Acl::Management))
             .then(|| "a management token".to_string()),
-        Need::Catalog => access.allows_all(&every(), Capability::ReadJob),
         Need::Namespace(cap) => {
             if access.all_namespaces() {
                 None
@@ -362,7 +354,6 @@ fn permit(sv: &Server, need: Need, access: &Access) -> Result<(), ServerError> {
             .acl
             .as_ref()
             .and_then(|a| lacks_rule(a, scope, level)),
-        Need::Events => None,
     };
     match missing {
         Some(m) => Err(access.denied(&m)),

@@ -1176,7 +1176,28 @@ async fn read_service(
 }
 
 /// The whole catalog: what agents feed their DNS and load balancer from.
-async fn read_catalog(State(sv): S, ApiQuery(q): ApiQuery<Blocking>) -> Res {
+async fn read_catalog(
+    State(sv): S,
+    access: crate::acl::Access,
+    ApiQuery(q): ApiQuery<Blocking>,
+) -> Res {
     let cat = catalog_after(&sv, &q).await?;
-    Ok(json_at(cat.index, &*cat))
+    let cap = Capability::ReadJob;
+    if cat
+        .services
+        .values()
+        .all(|s| access.allows(&s.namespace, cap))
+    {
+        return Ok(json_at(cat.index, &*cat));
+    }
+    let visible = Catalog {
+        index: cat.index,
+        services: cat
+            .services
+            .iter()
+            .filter(|(_, s)| access.allows(&s.namespace, cap))
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect(),
+    };
+    Ok(json_at(visible.index, &visible))
 }

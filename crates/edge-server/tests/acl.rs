@@ -558,6 +558,14 @@ async fn a_namespace_scoped_token_sees_only_its_namespace() {
             .all(|e| e["payload"]["namespace"] == "prod"),
         "{only_prod:?}"
     );
+    // The catalog likewise: prod's services only.
+    let (status, body) = api.call("GET", "/v1/catalog", Some(dev), None).await;
+    assert_eq!(status, 200, "{body}");
+    let services = body["services"].as_object().unwrap();
+    assert!(
+        services.values().all(|s| s["namespace"] == "prod"),
+        "{body}"
+    );
     // What spans every namespace needs every namespace.
     let (status, body) = api.call("GET", "/v1/namespaces", Some(dev), None).await;
     assert_eq!(status, 200);
