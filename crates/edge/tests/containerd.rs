@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{EDGE, Proc, Server, build_image, free_port, repo, run_cli, until};
+use common::{EDGE, Proc, Server, build_image, cli, free_port, run_cli, until};
 use edge_api::{Client, QueryOptions};
 use edge_spec::{Allocation, ClientStatus};
 use std::path::Path;
@@ -17,21 +17,6 @@ use std::time::Duration;
 
 fn enabled() -> bool {
     common::gated("EDGE_TEST_CONTAINERD")
-}
-
-fn edge(addr: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(EDGE)
-        .args(args)
-        .env("EDGE_ADDR", addr)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 fn ctr(args: &[&str]) -> String {
@@ -184,9 +169,9 @@ async fn import_run_pull_fail_oom_and_stop() {
     // Air-gapped: an imported archive makes the job runnable.
     let image = "docker.io/edge/e2e-web:v1";
     let tar = build_image(dir.path(), image);
-    let (ok, out) = edge(&addr, &["image", "import", tar.to_str().unwrap()]);
+    let (ok, out) = cli(&addr, &["image", "import", tar.to_str().unwrap()]);
     assert!(ok && out.contains(image), "{out}");
-    let (ok, out) = edge(&addr, &["image", "ls"]);
+    let (ok, out) = cli(&addr, &["image", "ls"]);
     assert!(ok && out.contains(image), "{out}");
     let web = job_file(
         dir.path(),
@@ -199,18 +184,18 @@ async fn import_run_pull_fail_oom_and_stop() {
         32,
         1,
     );
-    let (ok, out) = edge(&addr, &["job", "run", &web]);
+    let (ok, out) = cli(&addr, &["job", "run", &web]);
     assert!(ok, "{out}");
     let a = alloc_of(&api, "e2e-web").await;
     let port = a.resources.ports[0].value;
     let body = until(60, "web answers", async || http_body(port).await).await;
     assert_eq!(body, "hello from edge\n");
-    let (_, logs) = edge(&addr, &["alloc", "logs", &a.id, "t"]);
+    let (_, logs) = cli(&addr, &["alloc", "logs", &a.id, "t"]);
     assert!(logs.contains(&format!("serving on {port}")), "{logs}");
     assert!(ctr(&["containers", "ls", "-q"]).contains(&a.id));
 
     // `edge job stop` removes the task, the container and its snapshot.
-    let (ok, out) = edge(&addr, &["job", "stop", "e2e-web"]);
+    let (ok, out) = cli(&addr, &["job", "stop", "e2e-web"]);
     assert!(ok, "{out}");
     until_removed(&a.id, &["containers", "tasks", "snapshots"]).await;
 
@@ -234,7 +219,7 @@ async fn import_run_pull_fail_oom_and_stop() {
         32,
         0,
     );
-    let (ok, out) = edge(&addr, &["job", "run", &pulled]);
+    let (ok, out) = cli(&addr, &["job", "run", &pulled]);
     assert!(ok, "{out}");
     let a = alloc_of(&api, "e2e-pull").await;
     let ev = events(&a);
@@ -245,9 +230,9 @@ async fn import_run_pull_fail_oom_and_stop() {
     );
     let port = a.resources.ports[0].value;
     until(20, "pulled web answers", async || http_body(port).await).await;
-    let (ok, out) = edge(&addr, &["alloc", "status", &a.id]);
+    let (ok, out) = cli(&addr, &["alloc", "status", &a.id]);
     assert!(ok && out.contains("Image Pulled"), "{out}");
-    edge(&addr, &["job", "stop", "e2e-pull"]);
+    cli(&addr, &["job", "stop", "e2e-pull"]);
     until(30, "pulled container removed", async || {
         (!ctr(&["containers", "ls", "-q"]).contains(&a.id)).then_some(())
     })
@@ -262,10 +247,10 @@ async fn import_run_pull_fail_oom_and_stop() {
         32,
         0,
     );
-    let (ok, out) = edge(&addr, &["job", "run", &bad]);
+    let (ok, out) = cli(&addr, &["job", "run", &bad]);
     assert!(!ok, "{out}");
     let a = alloc_of(&api, "e2e-bad").await;
-    let (_, status) = edge(&addr, &["alloc", "status", &a.id]);
+    let (_, status) = cli(&addr, &["alloc", "status", &a.id]);
     let failure = events(&a)
         .into_iter()
         .find(|(k, _)| k == "Driver Failure")
@@ -288,7 +273,7 @@ async fn import_run_pull_fail_oom_and_stop() {
         8,
         1,
     );
-    let (_, out) = edge(&addr, &["job", "run", "--detach", &hog]);
+    let (_, out) = cli(&addr, &["job", "run", "--detach", &hog]);
     let a = until(60, "OOM-killed task restarted and failed", async || {
         let (allocs, _) = api
             .job_allocs("e2e-oom", QueryOptions::default())
@@ -305,8 +290,8 @@ async fn import_run_pull_fail_oom_and_stop() {
         "{out}\n{ev:?}"
     );
     assert_eq!(a.task_states["t"].restarts, 1, "{ev:?}");
-    edge(&addr, &["job", "stop", "e2e-oom"]);
-    edge(&addr, &["image", "rm", image]);
+    cli(&addr, &["job", "stop", "e2e-oom"]);
+    cli(&addr, &["image", "rm", image]);
 }
 
 #[tokio::test]
@@ -353,14 +338,14 @@ async fn agent_kill_9_and_restart_reattaches_to_the_same_container() {
         32,
         1,
     );
-    let (ok, out) = edge(&addr, &["job", "run", &web]);
+    let (ok, out) = cli(&addr, &["job", "run", &web]);
     assert!(ok, "{out}");
     let a = alloc_of(&api, "e2e-recover").await;
     let port = a.resources.ports[0].value;
     until(20, "web answers", async || http_body(port).await).await;
     let pid = a.task_states["t"].pid.unwrap();
     let ticks = |addr: &str, id: &str| {
-        let (_, logs) = edge(addr, &["alloc", "logs", id, "t"]);
+        let (_, logs) = cli(addr, &["alloc", "logs", id, "t"]);
         logs.lines().filter(|l| l.starts_with("tick")).count()
     };
     let before = ticks(&addr, &a.id);
@@ -394,7 +379,7 @@ async fn agent_kill_9_and_restart_reattaches_to_the_same_container() {
     .await;
     assert!(after > before);
 
-    let (ok, out) = edge(&addr, &["job", "stop", "e2e-recover"]);
+    let (ok, out) = cli(&addr, &["job", "stop", "e2e-recover"]);
     assert!(ok, "{out}");
     until_removed(&a.id, &["containers"]).await;
     agent.kill9();
@@ -413,7 +398,7 @@ async fn exec_runs_commands_in_a_container() {
     let (_dev, addr, api) = start_dev(dir.path(), &[]).await;
     let image = "docker.io/edge/e2e-exec:v1";
     let tar = build_image(dir.path(), image);
-    let (ok, out) = edge(&addr, &["image", "import", tar.to_str().unwrap()]);
+    let (ok, out) = cli(&addr, &["image", "import", tar.to_str().unwrap()]);
     assert!(ok, "{out}");
     let job = job_file(
         dir.path(),
@@ -426,7 +411,7 @@ async fn exec_runs_commands_in_a_container() {
         32,
         0,
     );
-    let (ok, out) = edge(&addr, &["job", "run", &job]);
+    let (ok, out) = cli(&addr, &["job", "run", &job]);
     assert!(ok, "{out}");
     let a = alloc_of(&api, "e2e-exec").await;
     let run = |args: &[&str], stdin: Option<&[u8]>| {
@@ -481,8 +466,8 @@ async fn exec_runs_commands_in_a_container() {
 
     // Stopped and removed before the agent ends with the test: a container
     // left running would outlive it.
-    let (ok, out) = edge(&addr, &["job", "stop", "e2e-exec"]);
+    let (ok, out) = cli(&addr, &["job", "stop", "e2e-exec"]);
     assert!(ok, "{out}");
     until_removed(&a.id, &["containers", "tasks"]).await;
-    edge(&addr, &["image", "rm", image]);
+    cli(&addr, &["image", "rm", image]);
 }

@@ -7,31 +7,16 @@
 
 mod common;
 
-use common::{EDGE, Proc, free_port, repo, until};
+use common::{Proc, cli, free_port, repo, until};
 use edge_api::{Client, QueryOptions};
 use edge_spec::{Allocation, ClientStatus};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const BRIDGE: &str = "edgee2e0";
 const SUBNET: &str = "10.215.0.0/24";
-
-fn cli(addr: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(EDGE)
-        .args(args)
-        .env("EDGE_ADDR", addr)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 fn sh(cmd: &str) -> String {
     let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
@@ -95,20 +80,46 @@ fn job_file(dir: &Path) -> String {
     path.display().to_string()
 }
 
-fn dev_args(data: &Path, bind: &str) -> Vec<String> {
-    [
-        "dev",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--bind",
-        bind,
-        "--bridge-name",
-        BRIDGE,
-        "--bridge-subnet",
-        SUBNET,
-    ]
-    .map(String::from)
-    .to_vec()
+/// `edge dev` on a bridge and subnet of its own (the tests of this file
+/// run at once), with `extra` flags.
+struct Dev {
+    proc: Proc,
+    addr: String,
+    api: Client,
+    data: PathBuf,
+    args: Vec<String>,
+}
+
+impl Dev {
+    async fn start(dir: &Path, bridge: &str, subnet: &str, extra: &[&str]) -> Dev {
+        let port = free_port();
+        let data = dir.join("data");
+        let bind = format!("127.0.0.1:{port}");
+        let mut args: Vec<String> = [
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--bind",
+            &bind,
+            "--bridge-name",
+            bridge,
+            "--bridge-subnet",
+            subnet,
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let addr = format!("http://{bind}");
+        let api = Client::new(&addr, None).unwrap();
+        let proc = start(dir, &args, &api).await;
+        Dev {
+            proc,
+            addr,
+            api,
+            data,
+            args,
+        }
+    }
 }
 
 async fn start(dir: &Path, args: &[String], api: &Client) -> Proc {
@@ -173,12 +184,13 @@ async fn bridge_allocations_share_port_80_survive_an_agent_kill_and_leave_nothin
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let addr = format!("http://127.0.0.1:{port}");
-    let data = dir.path().join("data");
-    let args = dev_args(&data, &format!("127.0.0.1:{port}"));
-    let api = Client::new(&addr, None).unwrap();
-    let mut dev = start(dir.path(), &args, &api).await;
+    let Dev {
+        proc: mut dev,
+        addr,
+        api,
+        data,
+        args,
+    } = Dev::start(dir.path(), BRIDGE, SUBNET, &[]).await;
 
     let (ok, out) = cli(&addr, &["job", "run", &job_file(dir.path())]);
     assert!(ok, "job run failed: {out}");
@@ -310,15 +322,12 @@ async fn containers_of_a_bridge_group_join_the_allocations_namespace() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let addr = format!("http://127.0.0.1:{port}");
-    let data = dir.path().join("data");
-    let mut args = dev_args(&data, &format!("127.0.0.1:{port}"));
-    // Its own bridge: the tests of this file run at once.
-    args[6] = "edgee2e1".to_string();
-    args[8] = "10.215.1.0/24".to_string();
-    let api = Client::new(&addr, None).unwrap();
-    let _dev = start(dir.path(), &args, &api).await;
+    let Dev {
+        proc: _dev,
+        addr,
+        api,
+        ..
+    } = Dev::start(dir.path(), "edgee2e1", "10.215.1.0/24", &[]).await;
     let image = "docker.io/edge/net-web:v1";
     let tar = common::build_image(dir.path(), image);
     let (ok, out) = cli(&addr, &["image", "import", tar.to_str().unwrap()]);
@@ -476,15 +485,18 @@ async fn a_jobs_named_networks_connect_their_members_and_keep_others_out() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let addr = format!("http://127.0.0.1:{port}");
-    let data = dir.path().join("data");
-    let mut args = dev_args(&data, &format!("127.0.0.1:{port}"));
-    args[6] = "edgee2e2".to_string();
-    args[8] = "10.215.2.0/24".to_string();
-    args.extend(["--network-pool".to_string(), "10.215.8.0/22".to_string()]);
-    let api = Client::new(&addr, None).unwrap();
-    let _dev = start(dir.path(), &args, &api).await;
+    let Dev {
+        proc: _dev,
+        addr,
+        api,
+        ..
+    } = Dev::start(
+        dir.path(),
+        "edgee2e2",
+        "10.215.2.0/24",
+        &["--network-pool", "10.215.8.0/22"],
+    )
+    .await;
     let shop = dir.path().join("shop.hcl");
     std::fs::write(
         &shop,
@@ -599,16 +611,20 @@ async fn a_bridge_allocation_resolves_service_names_through_its_gateway() {
     }
     let ip = host_ip();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let addr = format!("http://127.0.0.1:{port}");
-    let data = dir.path().join("data");
-    let mut args = dev_args(&data, &format!("127.0.0.1:{port}"));
-    args[6] = "edgee2e3".to_string();
-    args[8] = "10.215.3.0/24".to_string();
     let dns_port = free_port().to_string();
-    args.extend(["--advertise", &ip, "--dns-port", &dns_port, "--no-lb"].map(String::from));
-    let api = Client::new(&addr, None).unwrap();
-    let _dev = start(dir.path(), &args, &api).await;
+    let Dev {
+        proc: _dev,
+        addr,
+        api,
+        data,
+        ..
+    } = Dev::start(
+        dir.path(),
+        "edgee2e3",
+        "10.215.3.0/24",
+        &["--advertise", &ip, "--dns-port", &dns_port, "--no-lb"],
+    )
+    .await;
     let job = dir.path().join("resolve.hcl");
     std::fs::write(
         &job,

@@ -6,26 +6,10 @@
 
 mod common;
 
-use common::{EDGE, Proc, free_port, repo, until};
+use common::{Proc, cli, free_port, until};
 use edge_api::{Client, QueryOptions};
 use edge_spec::{Allocation, ClientStatus};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn cli(addr: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(EDGE)
-        .args(args)
-        .env("EDGE_ADDR", addr)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 async fn terminal_alloc(api: &Client, job: &str) -> Allocation {
     until(60, &format!("{job} allocation finished"), async || {

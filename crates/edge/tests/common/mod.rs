@@ -292,6 +292,18 @@ async fn answered(http: &reqwest::Client, url: &str) -> Result<(), String> {
 
 /// `edge ARGS` against the server at `addr`, with `stdin` written to it
 /// (none: stdin is empty); its whole output.
+/// `edge ARGS...` against `addr`: whether it succeeded, and its stdout
+/// followed by its stderr.
+pub fn cli(addr: &str, args: &[&str]) -> (bool, String) {
+    let out = run_cli(addr, args, None);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 pub fn run_cli(addr: &str, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
     let mut child = Command::new(EDGE)
         .args(args)
