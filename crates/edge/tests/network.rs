@@ -136,22 +136,32 @@ async fn start(dir: &Path, args: &[String], api: &Client) -> Proc {
     dev
 }
 
-/// Every allocation of the job running with an address, by id.
-async fn running(api: &Client) -> BTreeMap<String, Allocation> {
-    until(60, "three running allocations with addresses", async || {
-        let (allocs, _) = api
-            .job_allocs("netweb", QueryOptions::default())
-            .await
-            .ok()?;
-        let mut out = BTreeMap::new();
+/// The allocations of `job` that run with an address, once there are
+/// `count` of them.
+async fn running(api: &Client, job: &str, count: usize) -> Vec<Allocation> {
+    let what = format!("{count} allocations of {job} running with addresses");
+    until(90, &what, async || {
+        let (allocs, _) = api.job_allocs(job, QueryOptions::default()).await.ok()?;
+        let mut out = Vec::new();
         for a in allocs {
             let a = api.alloc(&a.id).await.ok()?;
-            (a.client_status == ClientStatus::Running && a.address.is_some()).then_some(())?;
-            out.insert(a.id.clone(), a);
+            if a.client_status == ClientStatus::Running && a.address.is_some() {
+                out.push(a);
+            }
         }
-        (out.len() == 3).then_some(out)
+        (out.len() >= count).then_some(out)
     })
     .await
+}
+
+/// By id.
+fn by_id(allocs: Vec<Allocation>) -> BTreeMap<String, Allocation> {
+    allocs.into_iter().map(|a| (a.id.clone(), a)).collect()
+}
+
+/// By group.
+fn by_group(allocs: Vec<Allocation>) -> BTreeMap<String, Allocation> {
+    allocs.into_iter().map(|a| (a.group.clone(), a)).collect()
 }
 
 fn host_port(a: &Allocation) -> u16 {
@@ -194,7 +204,7 @@ async fn bridge_allocations_share_port_80_survive_an_agent_kill_and_leave_nothin
 
     let (ok, out) = cli(&addr, &["job", "run", &job_file(dir.path())]);
     assert!(ok, "job run failed: {out}");
-    let allocs = running(&api).await;
+    let allocs = by_id(running(&api, "netweb", 3).await);
     let subnet: edge_net::Subnet = SUBNET.parse().unwrap();
     let addresses: Vec<Ipv4Addr> = allocs.values().filter_map(|a| a.address).collect();
     assert_eq!(addresses.len(), 3);
@@ -249,7 +259,7 @@ async fn bridge_allocations_share_port_80_survive_an_agent_kill_and_leave_nothin
         net.attach("crashed-0000", &[], &[]).await.unwrap();
     }
     let _dev = start(dir.path(), &args, &api).await;
-    let after_allocs = running(&api).await;
+    let after_allocs = by_id(running(&api, "netweb", 3).await);
     assert_eq!(
         after_allocs.keys().collect::<Vec<_>>(),
         allocs.keys().collect::<Vec<_>>()
@@ -387,20 +397,12 @@ async fn containers_of_a_bridge_group_join_the_allocations_namespace() {
     .unwrap();
     let (ok, out) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
     assert!(ok, "{out}");
-    let webs = until(90, "two web containers with addresses", async || {
-        let (allocs, _) = api
-            .job_allocs("netctr", QueryOptions::default())
-            .await
-            .ok()?;
-        let mut out = Vec::new();
-        for a in allocs.iter().filter(|a| a.group == "web") {
-            let a = api.alloc(&a.id).await.ok()?;
-            (a.client_status == ClientStatus::Running && a.address.is_some()).then_some(())?;
-            out.push(a);
-        }
-        (out.len() == 2).then_some(out)
-    })
-    .await;
+    let webs: Vec<Allocation> = running(&api, "netctr", 2)
+        .await
+        .into_iter()
+        .filter(|a| a.group == "web")
+        .collect();
+    assert_eq!(webs.len(), 2, "{webs:?}");
     for a in &webs {
         let url = format!("http://127.0.0.1:{}/", host_port(a));
         let body = until(30, &format!("{} answers", a.name), async || get(&url).await).await;
@@ -521,21 +523,10 @@ async fn a_jobs_named_networks_connect_their_members_and_keep_others_out() {
         let (ok, out) = cli(&addr, &["job", "run", "--detach", file.to_str().unwrap()]);
         assert!(ok, "{out}");
     }
-    let running = async |job: &str, groups: usize| {
-        until(60, &format!("{job} running"), async || {
-            let (allocs, _) = api.job_allocs(job, QueryOptions::default()).await.ok()?;
-            let mut out = BTreeMap::new();
-            for a in allocs {
-                let a = api.alloc(&a.id).await.ok()?;
-                (a.client_status == ClientStatus::Running && a.address.is_some()).then_some(())?;
-                out.insert(a.group.clone(), a);
-            }
-            (out.len() == groups).then_some(out)
-        })
-        .await
-    };
-    let shop = running("shop", 3).await;
-    let probe = running("other", 1).await.remove("probe").unwrap();
+    let shop = by_group(running(&api, "shop", 3).await);
+    let probe = by_group(running(&api, "other", 1).await)
+        .remove("probe")
+        .unwrap();
     let (client, web, db) = (&shop["client"], &shop["web"], &shop["db"]);
     assert_eq!(client.networks.keys().collect::<Vec<_>>(), ["front"]);
     assert_eq!(web.networks.keys().collect::<Vec<_>>(), ["back", "front"]);
@@ -658,15 +649,7 @@ async fn a_bridge_allocation_resolves_service_names_through_its_gateway() {
     .unwrap();
     let (ok, out) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
     assert!(ok, "{out}");
-    let a = until(60, "the allocation running", async || {
-        let (allocs, _) = api
-            .job_allocs("resolve", QueryOptions::default())
-            .await
-            .ok()?;
-        let a = api.alloc(&allocs.first()?.id).await.ok()?;
-        (a.client_status == ClientStatus::Running && a.address.is_some()).then_some(a)
-    })
-    .await;
+    let a = running(&api, "resolve", 1).await.remove(0);
     let subnet: edge_net::Subnet = "10.215.3.0/24".parse().unwrap();
     let gateway = subnet.gateway().to_string();
     let resolv =
