@@ -3,9 +3,9 @@
 //! kill nodes, partition them, crash the server and the agents, reboot a
 //! node while the server is away, restart the agent of a cut-off node and
 //! check it keeps serving, knock on the agent door with bad input, and roll
-//! a new version across two nodes under load, and reach a node behind NAT
-//! through its tunnel. Root
-//! only: run with `EDGE_TEST_ROOT=1`.
+//! a new version across two nodes under load, reach a node behind NAT
+//! through its tunnel, and reach bridge-mode copies on every node through
+//! every node's load balancer. Root only: run with `EDGE_TEST_ROOT=1`.
 //!
 //! Each test has its own lab (dir, bridge, namespaces, /24), so they run in
 //! parallel.
@@ -969,4 +969,116 @@ async fn node_behind_nat_serves_exec_and_logs_through_its_tunnel() {
         ],
     )
     .await;
+}
+
+/// Bridge-mode copies on two lab nodes, each in a namespace of its own
+/// behind its node's port mapping: every node's load balancer reaches both,
+/// the one on the other node too.
+#[tokio::test]
+async fn load_balancers_reach_bridge_copies_on_every_node() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up(10, 2);
+    let api = &lab.api;
+    ready_nodes(api, 2).await;
+    let lb = 18084;
+    let src = format!(
+        r#"job "bridged" {{
+  constraint {{
+    operator = "distinct_hosts"
+    value    = "true"
+  }}
+  group "web" {{
+    count = 2
+    network {{
+      mode = "bridge"
+      port "http" {{
+        to = 80
+      }}
+    }}
+    service {{
+      name = "bridged"
+      port = "http"
+      check {{
+        type     = "http"
+        path     = "/"
+        interval = "500ms"
+        timeout  = "1s"
+      }}
+      publish {{
+        port     = {lb}
+        protocol = "http"
+      }}
+    }}
+    task "web" {{
+      driver = "exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "echo $EDGE_ALLOC_IP > $EDGE_TASK_DIR/index.html && exec busybox httpd -f -p 80 -h $EDGE_TASK_DIR"]
+      }}
+      resources {{
+        cpu    = 50
+        memory = 32
+      }}
+    }}
+  }}
+}}"#
+    );
+    let job = edge_spec::parse_hcl(&src, &edge_spec::ParseOptions::default())
+        .unwrap()
+        .job;
+    api.register(&job).await.unwrap();
+    let copies = until(60, "a running copy on each node", async || {
+        let a = live(api, "bridged").await;
+        let nodes: BTreeSet<u32> = a.iter().map(node_no).collect();
+        (a.len() == 2 && nodes.len() == 2 && a.iter().all(|a| a.address.is_some())).then_some(a)
+    })
+    .await;
+    let want: BTreeSet<String> = copies
+        .iter()
+        .map(|a| a.address.unwrap().to_string())
+        .collect();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    for n in [1, 2] {
+        let url = format!("http://{}:{lb}/", lab.node_ip(n));
+        let seen = until(
+            30,
+            &format!("node {n}'s load balancer reaches both copies"),
+            async || {
+                let mut seen = BTreeSet::new();
+                for _ in 0..20 {
+                    let body = http.get(&url).send().await.ok()?.text().await.ok()?;
+                    seen.insert(body.trim().to_string());
+                }
+                (seen == want).then_some(seen)
+            },
+        )
+        .await;
+        assert_eq!(seen, want);
+    }
+    api.stop_job("bridged", false).await.unwrap();
+    // Stopped, each copy's namespace, address and mappings go too.
+    until(30, "the copies stopped and detached", async || {
+        for a in &copies {
+            let a = api.alloc(&a.id).await.ok()?;
+            (a.client_status.is_terminal() && a.address.is_none()).then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+    let left = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
+    for a in &copies {
+        assert!(!left.contains(a.id.as_str()), "namespace of {} left", a.id);
+    }
 }
