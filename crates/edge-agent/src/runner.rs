@@ -531,6 +531,11 @@ pub fn task_env(
             format!("{}:{}", ctx.address, p.value),
         );
     }
+    if let Some(group) = job.group(&alloc.group) {
+        for (k, v) in group.task_meta(job, task) {
+            put(&format!("EDGE_META_{k}"), v);
+        }
+    }
     let base = env.clone();
     for (k, v) in &task.env {
         env.insert(k.clone(), interpolate(v, &base));

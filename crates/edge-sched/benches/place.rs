@@ -63,6 +63,7 @@ fn job(i: usize, count: u32) -> Job {
         constraints: Vec::new(),
         update: None,
         groups: vec![Group {
+            meta: Default::default(),
             name: "web".to_string(),
             count,
             constraints: Vec::new(),
@@ -81,6 +82,7 @@ fn job(i: usize, count: u32) -> Job {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                meta: Default::default(),
                 name: "server".to_string(),
                 driver: "exec".to_string(),
                 config: serde_json::Map::new(),

@@ -25,6 +25,7 @@ fn job(id: &str, n: u64) -> Job {
         constraints: vec![],
         update: None,
         groups: vec![Group {
+            meta: Default::default(),
             name: "web".to_string(),
             count: 1,
             constraints: vec![],
@@ -35,6 +36,7 @@ fn job(id: &str, n: u64) -> Job {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                meta: Default::default(),
                 name: "server".to_string(),
                 driver: "exec".to_string(),
                 config: serde_json::json!({"command": "/bin/true"})

@@ -179,6 +179,7 @@ impl Validator<'_> {
             }
         }
         self.constraints(&job.constraints, &base);
+        self.meta(&job.meta, &base);
         self.update(&job.update, &base);
         if job.groups.is_empty() {
             self.push(format!("{base}.group"), "a job needs at least one group");
@@ -401,7 +402,32 @@ impl Validator<'_> {
         }
     }
 
+    /// `meta` keys become environment variable names (`EDGE_META_<key>`).
+    fn meta(&mut self, meta: &BTreeMap<String, String>, path: &str) {
+        for (k, v) in meta {
+            let ok = !k.is_empty()
+                && k.len() <= MAX_NAME_LEN
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !ok {
+                self.push(
+                    format!("{path}.meta"),
+                    format!(
+                        "meta key {:?} must be 1 to {MAX_NAME_LEN} ASCII letters, digits, '_', '-' or '.': tasks see it as EDGE_META_<key>",
+                        shorten(k)
+                    ),
+                );
+            } else if v.contains('\0') {
+                self.push(
+                    format!("{path}.meta.{k}"),
+                    "a meta value cannot hold a NUL byte",
+                );
+            }
+        }
+    }
+
     fn group(&mut self, g: &Group, path: &str) {
+        self.meta(&g.meta, path);
         self.update(&g.update, path);
         if let Some(m) = &g.migrate {
             let at = format!("{path}.migrate");
@@ -627,6 +653,7 @@ impl Validator<'_> {
     }
 
     fn task(&mut self, t: &Task, path: &str) {
+        self.meta(&t.meta, path);
         if t.driver.trim().is_empty() {
             self.push(
                 format!("{path}.driver"),

@@ -151,6 +151,7 @@ fn full_example_decodes_into_expected_job() {
         }],
         update: None,
         groups: vec![Group {
+            meta: Default::default(),
             name: "web".into(),
             count: 2,
             constraints: vec![Constraint {
@@ -210,6 +211,7 @@ fn full_example_decodes_into_expected_job() {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                meta: Default::default(),
                 name: "server".into(),
                 driver: "exec".into(),
                 config,

@@ -40,10 +40,6 @@ fn blocks_that_change_what_runs_are_refused_where_they_are_written() {
             "web.hcl:4:5: job.web.group.g.spread: `spread` is not supported",
         ),
         (
-            job("", "    meta {\n      a = \"b\"\n    }", ""),
-            "job.web.group.g.meta: `meta` is not supported: meta is only read on the job so far",
-        ),
-        (
             job(
                 "",
                 "",
@@ -150,5 +146,32 @@ fn a_refused_file_still_carries_its_warnings() {
         w.iter()
             .any(|w| w.contains("job.web.region: `region` is ignored")),
         "{w:?}"
+    );
+}
+
+#[test]
+fn meta_at_every_level_is_honoured_and_merged_for_tasks() {
+    let src = job(
+        "  meta {\n    owner = \"ops\"\n    tier = \"job\"\n  }",
+        "    meta {\n      tier = \"group\"\n      zone = \"a\"\n    }",
+        "      meta {\n        zone = \"task-zone\"\n      }",
+    );
+    let parsed = parse_hcl(&src, &ParseOptions::new("web.hcl")).unwrap().job;
+    let g = &parsed.groups[0];
+    let merged = g.task_meta(&parsed, &g.tasks[0]);
+    let pairs: Vec<(&str, &str)> = merged
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [("owner", "ops"), ("tier", "group"), ("zone", "task-zone")]
+    );
+
+    let bad = job("", "    meta {\n      \"a=b\" = \"x\"\n    }", "");
+    let err = refused(&bad);
+    assert!(
+        err.contains("job.web.group.g.meta") && err.contains("EDGE_META_"),
+        "{err}"
     );
 }

@@ -46,6 +46,7 @@ pub fn node(id: &str, cpu: u32, memory: u32) -> Node {
 
 pub fn task(cpu: u32, memory: u32) -> Task {
     Task {
+        meta: Default::default(),
         name: "main".to_string(),
         driver: "exec".to_string(),
         config: serde_json::Map::new(),
@@ -57,6 +58,7 @@ pub fn task(cpu: u32, memory: u32) -> Task {
 
 pub fn group(name: &str, count: u32, cpu: u32, memory: u32) -> Group {
     Group {
+        meta: Default::default(),
         name: name.to_string(),
         count,
         constraints: Vec::new(),

@@ -277,6 +277,7 @@ fn unvalidated(s: &Spec) -> Job {
         constraints,
         update: None,
         groups: vec![Group {
+            meta: Default::default(),
             name: s.group.clone(),
             // Copies are placed one by one: a huge count would only test
             // patience, and validation caps it anyway.
@@ -326,6 +327,7 @@ fn unvalidated(s: &Spec) -> Job {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                meta: Default::default(),
                 name: s.task.clone(),
                 driver: s.driver.clone(),
                 config: Default::default(),

@@ -31,8 +31,6 @@ const VOLUMES: Treatment = Refuse(
 );
 const SCALING: Treatment =
     Refuse("scaling policies are not built yet: `edge job scale JOB GROUP COUNT` sets a count");
-const META: Treatment =
-    Refuse("meta is only read on the job so far: pass values to tasks with `env`");
 const VAULT: Treatment =
     Refuse("there is no Vault integration: secrets are not built yet; use `env` for now");
 const DISCONNECT: Treatment = Refuse(
@@ -82,7 +80,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
     ("group", "spread", SPREAD),
     ("group", "volume", VOLUMES),
     ("group", "scaling", SCALING),
-    ("group", "meta", META),
     ("group", "vault", VAULT),
     (
         "group",
@@ -114,7 +111,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
     ),
     ("task", "volume_mount", VOLUMES),
     ("task", "scaling", SCALING),
-    ("task", "meta", META),
     ("task", "vault", VAULT),
     (
         "task",
