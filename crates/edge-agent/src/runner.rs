@@ -532,7 +532,7 @@ pub fn task_env(
         );
     }
     if let Some(group) = job.group(&alloc.group) {
-        for (k, v) in group.task_meta(job, task) {
+        for (k, v) in group.task_meta(task) {
             put(&format!("EDGE_META_{k}"), v);
         }
     }

@@ -200,7 +200,7 @@ pub fn new_deployment(
         if !rules.deploys(job) {
             continue;
         }
-        let hash = job.group_hash(group);
+        let hash = group.spec_hash();
         let has_old = allocs
             .iter()
             .any(|a| a.group == group.name && a.is_live() && a.group_hash != hash);

@@ -303,7 +303,7 @@ impl<'j> GroupReq<'j> {
         let ports: &[PortSpec] = &group.network.ports;
         GroupReq {
             group,
-            hash: job.group_hash(group),
+            hash: group.spec_hash(),
             cpu: res.cpu,
             memory: res.memory,
             static_ports: ports.iter().filter_map(|p| p.static_port).collect(),

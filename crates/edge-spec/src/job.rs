@@ -283,8 +283,8 @@ pub struct Group {
     #[serde(default)]
     #[schemars(length(min = 1, max = MAX_TASKS))]
     pub tasks: Vec<Task>,
-    /// Nomad's group `meta`: over the job's, under a task's; tasks see the
-    /// result as `EDGE_META_<key>`. Left out of the JSON when empty, so
+    /// Nomad's group `meta`, under a task's; tasks see the result as
+    /// `EDGE_META_<key>`. Left out of the JSON when empty, so
     /// older groups keep their hash.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: BTreeMap<String, String>,
@@ -479,30 +479,14 @@ impl Group {
         stable_hash(&text)
     }
 
-    /// Every `meta` a task of this group sees, job's under group's under
-    /// the task's own.
-    pub fn task_meta(&self, job: &Job, task: &Task) -> BTreeMap<String, String> {
-        let mut meta = job.meta.clone();
-        meta.extend(self.meta.clone());
+    /// Every `meta` a task of this group sees: the group's under the
+    /// task's own. The job's `meta` is not passed on: it is outside the
+    /// group's hash, so a change of it would leave running copies with the
+    /// old values.
+    pub fn task_meta(&self, task: &Task) -> BTreeMap<String, String> {
+        let mut meta = self.meta.clone();
         meta.extend(task.meta.clone());
         meta
-    }
-}
-
-impl Job {
-    /// [`Group::spec_hash`] with the job's `meta`, which reaches the
-    /// group's tasks (so changing it replaces their copies). The same as
-    /// the group's own hash while the job has no meta.
-    pub fn group_hash(&self, group: &Group) -> u64 {
-        if self.meta.is_empty() {
-            return group.spec_hash();
-        }
-        let mut g = group.clone();
-        g.count = 0;
-        g.update = None;
-        g.migrate = None;
-        let text = serde_json::to_vec(&(&g, &self.meta)).unwrap_or_default();
-        stable_hash(&text)
     }
 }
 
@@ -826,8 +810,8 @@ pub struct Task {
     #[serde(with = "crate::duration", default = "default_kill_timeout")]
     #[schemars(schema_with = "crate::duration::task_wait_schema")]
     pub kill_timeout: Duration,
-    /// Nomad's task `meta`: over the group's and the job's
-    /// (`EDGE_META_<key>` in the task's environment).
+    /// Nomad's task `meta`, over the group's (`EDGE_META_<key>` in the
+    /// task's environment).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: BTreeMap<String, String>,
 }

@@ -179,7 +179,6 @@ impl Validator<'_> {
             }
         }
         self.constraints(&job.constraints, &base);
-        self.meta(&job.meta, &base);
         self.update(&job.update, &base);
         if job.groups.is_empty() {
             self.push(format!("{base}.group"), "a job needs at least one group");

@@ -150,7 +150,7 @@ fn a_refused_file_still_carries_its_warnings() {
 }
 
 #[test]
-fn meta_at_every_level_is_honoured_and_merged_for_tasks() {
+fn group_and_task_meta_are_merged_for_tasks() {
     let src = job(
         "  meta {\n    owner = \"ops\"\n    tier = \"job\"\n  }",
         "    meta {\n      tier = \"group\"\n      zone = \"a\"\n    }",
@@ -158,17 +158,20 @@ fn meta_at_every_level_is_honoured_and_merged_for_tasks() {
     );
     let parsed = parse_hcl(&src, &ParseOptions::new("web.hcl")).unwrap().job;
     let g = &parsed.groups[0];
-    let merged = g.task_meta(&parsed, &g.tasks[0]);
+    assert_eq!(parsed.meta["owner"], "ops");
+    let merged = g.task_meta(&g.tasks[0]);
     let pairs: Vec<(&str, &str)> = merged
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    assert_eq!(
-        pairs,
-        [("owner", "ops"), ("tier", "group"), ("zone", "task-zone")]
-    );
+    assert_eq!(pairs, [("tier", "group"), ("zone", "task-zone")]);
 
-    let bad = job("", "    meta {\n      \"a=b\" = \"x\"\n    }", "");
+    let long = "k".repeat(65);
+    let bad = job(
+        "",
+        &format!("    meta {{\n      {long} = \"x\"\n    }}"),
+        "",
+    );
     let err = refused(&bad);
     assert!(
         err.contains("job.web.group.g.meta") && err.contains("EDGE_META_"),

