@@ -99,12 +99,12 @@ pub async fn run(
         );
         for c in &svc.checks {
             let label = c.port.as_ref().or(svc.port.as_ref());
-            let port = label.and_then(|l| alloc.resources.ports.iter().find(|p| &p.label == l));
-            if let Some(p) = port {
+            let port = label.and_then(|l| edge_spec::resolve_port(l, &alloc.resources.ports));
+            if let Some(port) = port {
                 checks.push(Running {
                     service: svc.name.clone(),
                     check: c.clone(),
-                    port: p.value,
+                    port,
                     failures: 0,
                     passed_once: false,
                     last_ok: None,

@@ -28,7 +28,7 @@ pub fn add_alloc(
         let Some(port) = svc
             .port
             .as_ref()
-            .and_then(|l| alloc.resources.ports.iter().find(|p| &p.label == l))
+            .and_then(|l| edge_spec::resolve_port(l, &alloc.resources.ports))
         else {
             continue;
         };
@@ -66,7 +66,7 @@ pub fn add_alloc(
             node_id: alloc.node_id.clone(),
             node_name: node_name.to_string(),
             address: address.to_string(),
-            port: port.value,
+            port,
             tags: if canary {
                 let mut t = svc.tags.clone();
                 t.push(CANARY_TAG.to_string());

@@ -591,8 +591,13 @@ pub struct PortSpec {
 pub struct Service {
     #[schemars(length(max = 63), pattern(SERVICE_NAME_PATTERN))]
     pub name: String,
-    /// A port label of the group's network block.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A port label of the group's network block, or a port number (as
+    /// Nomad takes it: the instance is advertised on that port as it is).
+    #[serde(
+        default,
+        deserialize_with = "port_ref",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub port: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
@@ -684,8 +689,12 @@ pub struct Check {
     pub check_type: CheckType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// Overrides the service's port label for this check.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Overrides the service's port (label or number) for this check.
+    #[serde(
+        default,
+        deserialize_with = "port_ref",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub port: Option<String>,
     #[serde(with = "crate::duration", default = "default_check_interval")]
     #[schemars(schema_with = "crate::duration::task_wait_schema")]
@@ -853,9 +862,57 @@ impl Default for Resources {
     }
 }
 
+/// A service or check `port`: a label, or a number written with or without
+/// quotes (`port = 8080` in a Nomad file), kept as text.
+fn port_ref<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Ref {
+        Label(String),
+        Number(u64),
+    }
+    Ok(Option::<Ref>::deserialize(d)?.map(|r| match r {
+        Ref::Label(s) => s,
+        Ref::Number(n) => n.to_string(),
+    }))
+}
+
+/// The port a service or check `port` names for an allocation: its
+/// assigned port of that label, else the number itself.
+pub fn resolve_port(port: &str, assigned: &[crate::AssignedPort]) -> Option<u16> {
+    match assigned.iter().find(|p| p.label == port) {
+        Some(p) => Some(p.value),
+        None => port.parse::<u16>().ok().filter(|n| *n > 0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_ports_are_labels_or_numbers() {
+        let s: Service =
+            serde_json::from_value(serde_json::json!({"name": "a", "port": 8080})).unwrap();
+        assert_eq!(s.port.as_deref(), Some("8080"));
+        let s: Service =
+            serde_json::from_value(serde_json::json!({"name": "a", "port": "http"})).unwrap();
+        assert_eq!(s.port.as_deref(), Some("http"));
+        assert!(
+            serde_json::from_value::<Service>(serde_json::json!({"name": "a", "port": [1]}))
+                .is_err()
+        );
+        let assigned = [crate::AssignedPort {
+            label: "http".into(),
+            value: 23456,
+            to: 80,
+        }];
+        assert_eq!(resolve_port("http", &assigned), Some(23456));
+        assert_eq!(resolve_port("8080", &assigned), Some(8080));
+        assert_eq!(resolve_port("0", &assigned), None);
+        assert_eq!(resolve_port("99999", &assigned), None);
+        assert_eq!(resolve_port("grpc", &assigned), None);
+    }
 
     #[test]
     fn every_operator_of_the_schema_parses() {

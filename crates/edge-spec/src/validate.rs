@@ -552,7 +552,7 @@ impl Validator<'_> {
                 ),
             );
         }
-        let known = |label: &str| labels.contains(label);
+        let known = |port: &str| labels.contains(port) || port.parse::<u16>().is_ok_and(|n| n > 0);
         if let Some(port) = &s.port
             && !known(port)
         {
@@ -735,7 +735,7 @@ fn unknown_port(port: &str, labels: &BTreeSet<&str>) -> String {
     } else {
         let known: Vec<String> = labels.iter().map(|l| format!("{l:?}")).collect();
         format!(
-            "port {port:?} is not a port label of the group's network block (known: {})",
+            "port {port:?} is neither a port label of the group's network block (known: {}) nor a port number",
             known.join(", ")
         )
     }

@@ -991,3 +991,38 @@ fn named_networks_are_declared_in_the_job_and_joined_by_bridge_groups() {
         );
     }
 }
+
+#[test]
+fn a_service_port_may_be_a_number_as_in_nomad() {
+    let src = r#"job "a" {
+  group "g" {
+    service {
+      name = "legacy"
+      port = 8080
+      check {
+        type     = "tcp"
+        port     = "9090"
+        interval = "5s"
+        timeout  = "1s"
+      }
+    }
+    task "t" {
+      driver = "exec"
+      config {
+        command = "/bin/true"
+      }
+    }
+  }
+}"#;
+    let job = parse_hcl(src, &ParseOptions::default()).unwrap().job;
+    let svc = &job.groups[0].services[0];
+    assert_eq!(svc.port.as_deref(), Some("8080"));
+    assert_eq!(svc.checks[0].port.as_deref(), Some("9090"));
+    let err = parse_hcl(&src.replace("8080", "70000"), &ParseOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("service[0].port") && err.contains("nor a port number"),
+        "{err}"
+    );
+}
