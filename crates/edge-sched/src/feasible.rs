@@ -273,7 +273,13 @@ impl<'j> GroupReq<'j> {
             });
         }
         let mut distinct_hosts = false;
-        for c in job.constraints.iter().chain(&group.constraints) {
+        let task_constraints = group.tasks.iter().flat_map(|t| &t.constraints);
+        for c in job
+            .constraints
+            .iter()
+            .chain(&group.constraints)
+            .chain(task_constraints)
+        {
             if c.operator == ConstraintOp::DistinctHosts {
                 distinct_hosts |= c.value.trim() != "false";
                 continue;

@@ -819,6 +819,11 @@ pub struct Task {
     #[serde(with = "crate::duration", default = "default_kill_timeout")]
     #[schemars(schema_with = "crate::duration::task_wait_schema")]
     pub kill_timeout: Duration,
+    /// Nomad's task-level constraints: they place the whole group (its
+    /// tasks run together), as the group's own do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_CONSTRAINTS))]
+    pub constraints: Vec<Constraint>,
     /// Nomad's task `meta`, over the group's (`EDGE_META_<key>` in the
     /// task's environment).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -653,6 +653,7 @@ impl Validator<'_> {
 
     fn task(&mut self, t: &Task, path: &str) {
         self.meta(&t.meta, path);
+        self.constraints(&t.constraints, path);
         if t.driver.trim().is_empty() {
             self.push(
                 format!("{path}.driver"),
@@ -731,7 +732,9 @@ fn named(base: &str, block: &str, index: usize, name: &str) -> String {
 
 fn unknown_port(port: &str, labels: &BTreeSet<&str>) -> String {
     if labels.is_empty() {
-        format!("port {port:?} is not defined: the group has no network ports")
+        format!(
+            "port {port:?} is not defined: the group has no network ports, and it is not a port number (1-65535)"
+        )
     } else {
         let known: Vec<String> = labels.iter().map(|l| format!("{l:?}")).collect();
         format!(

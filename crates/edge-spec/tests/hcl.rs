@@ -211,6 +211,7 @@ fn full_example_decodes_into_expected_job() {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                constraints: Vec::new(),
                 meta: Default::default(),
                 name: "server".into(),
                 driver: "exec".into(),
@@ -1022,7 +1023,7 @@ fn a_service_port_may_be_a_number_as_in_nomad() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("service[0].port") && err.contains("nor a port number"),
+        err.contains("service[0].port") && err.contains("port number"),
         "{err}"
     );
 }

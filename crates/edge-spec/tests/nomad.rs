@@ -59,14 +59,6 @@ fn blocks_that_change_what_runs_are_refused_where_they_are_written() {
             job(
                 "",
                 "",
-                "      constraint {\n        attribute = \"${attr.kernel.name}\"\n        value = \"linux\"\n      }",
-            ),
-            "job.web.group.g.task.t.constraint: `constraint` is not supported: task-level constraints are not built yet: put the constraint on the group",
-        ),
-        (
-            job(
-                "",
-                "",
                 "      lifecycle {\n        hook = \"prestart\"\n      }",
             ),
             "job.web.group.g.task.t.lifecycle: `lifecycle` is not supported",
@@ -175,6 +167,29 @@ fn group_and_task_meta_are_merged_for_tasks() {
     let err = refused(&bad);
     assert!(
         err.contains("job.web.group.g.meta") && err.contains("EDGE_META_"),
+        "{err}"
+    );
+}
+
+#[test]
+fn task_constraints_are_kept_and_checked() {
+    let src = job(
+        "",
+        "",
+        "      constraint {\n        attribute = \"${attr.kernel.name}\"\n        value = \"linux\"\n      }",
+    );
+    let parsed = parse_hcl(&src, &ParseOptions::new("web.hcl")).unwrap().job;
+    let c = &parsed.groups[0].tasks[0].constraints;
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].attribute, "${attr.kernel.name}");
+    let bad = job(
+        "",
+        "",
+        "      constraint {\n        operator = \"regexp\"\n        value = \"x\"\n      }",
+    );
+    let err = refused(&bad);
+    assert!(
+        err.contains("job.web.group.g.task.t.constraint[0].attribute"),
         "{err}"
     );
 }

@@ -404,3 +404,32 @@ fn bridge_groups_go_only_to_nodes_with_bridge_networking() {
         Some(&1)
     );
 }
+
+#[test]
+fn a_task_constraint_places_its_whole_group() {
+    let mut other = labelled();
+    other.id = "n2".into();
+    other.name = "n2".into();
+    other
+        .attributes
+        .insert("kernel.name".into(), "freebsd".into());
+    let c = Cluster::new(vec![labelled(), other]);
+    let mut j = job("web", vec![group("g", 2, 100, 100)]);
+    j.groups[0].tasks[0].constraints.push(constraint(
+        "${attr.kernel.name}",
+        ConstraintOp::Eq,
+        "freebsd",
+    ));
+    let plan = c.plan(&j, 1);
+    assert_eq!(plan.place.len(), 2);
+    assert!(
+        plan.place.iter().all(|a| a.node_id == "n2"),
+        "{:?}",
+        plan.place
+    );
+
+    j.groups[0].tasks[0].constraints[0].value = "plan9".into();
+    let plan = c.plan(&j, 2);
+    assert!(plan.place.is_empty());
+    assert_eq!(plan.failed["g"].nodes_filtered, 2);
+}

@@ -33,6 +33,7 @@ const LISTS: &[(&str, &str, &str, Option<&str>)] = &[
     ("job", "network", "networks", Some("name")),
     ("group", "constraint", "constraints", None),
     ("group", "task", "tasks", Some("name")),
+    ("task", "constraint", "constraints", None),
     ("group", "service", "services", None),
     ("network", "port", "ports", Some("label")),
     ("service", "check", "checks", None),

@@ -102,13 +102,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
         Ignore("edge has no Consul: services are in edge's own catalog"),
     ),
     ("task", "affinity", AFFINITY),
-    (
-        "task",
-        "constraint",
-        Refuse(
-            "task-level constraints are not built yet: put the constraint on the group, which places all its tasks",
-        ),
-    ),
     ("task", "volume_mount", VOLUMES),
     ("task", "scaling", SCALING),
     ("task", "vault", VAULT),
