@@ -125,6 +125,8 @@ impl Compiled<'_> {
                         matches!(&self.regex, Some(Some(re)) if re.is_match(l))
                     }
                     ConstraintOp::SetContains => set_contains(l, r),
+                    ConstraintOp::Version => edge_spec::version::satisfies(l, r, false),
+                    ConstraintOp::Semver => edge_spec::version::satisfies(l, r, true),
                     _ => false,
                 }
             }

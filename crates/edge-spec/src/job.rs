@@ -195,6 +195,12 @@ pub enum ConstraintOp {
     IsNotSet,
     #[serde(rename = "distinct_hosts")]
     DistinctHosts,
+    /// Version clauses, leniently (`5.10` is `5.10.0`): see [`crate::version`].
+    #[serde(rename = "version")]
+    Version,
+    /// SemVer 2.0 clauses: see [`crate::version`].
+    #[serde(rename = "semver")]
+    Semver,
 }
 
 /// By hand: the derive would leave out the aliases serde reads ("==",
@@ -225,6 +231,8 @@ const CONSTRAINT_OPS: &[&str] = &[
     "is_set",
     "is_not_set",
     "distinct_hosts",
+    "version",
+    "semver",
 ];
 
 impl ConstraintOp {
@@ -241,6 +249,8 @@ impl ConstraintOp {
             ConstraintOp::IsSet => "is_set",
             ConstraintOp::IsNotSet => "is_not_set",
             ConstraintOp::DistinctHosts => "distinct_hosts",
+            ConstraintOp::Version => "version",
+            ConstraintOp::Semver => "semver",
         }
     }
 

@@ -17,6 +17,7 @@ pub mod namespace;
 pub mod node;
 mod parse;
 pub mod validate;
+pub mod version;
 
 pub use crate::hcl::parse_hcl;
 pub use alloc::*;

@@ -318,6 +318,16 @@ impl Validator<'_> {
                     format!("invalid regular expression: {e}"),
                 );
             }
+            let strict = c.operator == ConstraintOp::Semver;
+            if matches!(c.operator, ConstraintOp::Version | ConstraintOp::Semver)
+                && !c.value.contains("${")
+                && let Err(e) = crate::version::check_constraint(&c.value, strict)
+            {
+                self.push(
+                    format!("{path}.value"),
+                    format!("invalid {} constraint: {e}", c.operator.as_str()),
+                );
+            }
         }
     }
 

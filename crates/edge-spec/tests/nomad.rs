@@ -63,14 +63,6 @@ fn blocks_that_change_what_runs_are_refused_where_they_are_written() {
             ),
             "job.web.group.g.task.t.lifecycle: `lifecycle` is not supported",
         ),
-        (
-            job(
-                "",
-                "    constraint {\n      attribute = \"${attr.os.version}\"\n      version = \">= 1.2\"\n    }",
-                "",
-            ),
-            "job.web.group.g.constraint[0].version: `version` is not supported",
-        ),
     ] {
         let err = refused(&src);
         assert!(err.contains(want), "want {want:?} in:\n{err}\nfor:\n{src}");
@@ -103,6 +95,8 @@ fn hcl1_shorthand_operators_keep_their_meaning() {
     for (line, op, value) in [
         ("regexp = \"^linux$\"", ConstraintOp::Regexp, "^linux$"),
         ("set_contains = \"a,b\"", ConstraintOp::SetContains, "a,b"),
+        ("version = \">= 1.2\"", ConstraintOp::Version, ">= 1.2"),
+        ("semver = \"~> 1.2.3\"", ConstraintOp::Semver, "~> 1.2.3"),
     ] {
         let src = job(
             "",
@@ -190,6 +184,21 @@ fn task_constraints_are_kept_and_checked() {
     let err = refused(&bad);
     assert!(
         err.contains("job.web.group.g.task.t.constraint[0].attribute"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_version_constraint_that_does_not_parse_is_refused_at_its_value() {
+    let src = job(
+        "",
+        "    constraint {\n      attribute = \"${attr.kernel.version}\"\n      operator = \"semver\"\n      value = \">= 5.4\"\n    }",
+        "",
+    );
+    let err = refused(&src);
+    assert!(
+        err.contains("job.web.group.g.constraint[0].value")
+            && err.contains("invalid semver constraint"),
         "{err}"
     );
 }

@@ -433,3 +433,19 @@ fn a_task_constraint_places_its_whole_group() {
     assert!(plan.place.is_empty());
     assert_eq!(plan.failed["g"].nodes_filtered, 2);
 }
+
+#[test]
+fn version_and_semver_compare_versions_not_text() {
+    use ConstraintOp::*;
+    // Compared as text, "22.04" >= "9.1" would fail.
+    assert_eq!(
+        verdict("${attr.os.version}", Version, ">= 9.1, < 23"),
+        Ok(())
+    );
+    assert_eq!(
+        verdict("${attr.os.version}", Version, "~> 21.10"),
+        Err("constraint ${attr.os.version} version ~> 21.10".to_string())
+    );
+    // `22.04` is not SemVer: strict comparison refuses it.
+    assert!(verdict("${attr.os.version}", Semver, ">= 1.0.0").is_err());
+}

@@ -482,10 +482,11 @@ impl Decoder<'_> {
         }
     }
 
-    /// HCL1's shorthand constraints, `regexp = "..."` and `set_contains =
-    /// "..."`: the key is the operator and its value the value.
+    /// HCL1's shorthand constraints, `regexp = "..."`, `set_contains =
+    /// "..."`, `version = "..."` and `semver = "..."`: the key is the
+    /// operator and its value the value.
     fn shorthand_operator(&mut self, node: &mut Node) {
-        for op in ["regexp", "set_contains"] {
+        for op in ["regexp", "set_contains", "version", "semver"] {
             let Some(value) = node.remove(op) else {
                 continue;
             };

@@ -174,16 +174,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
     ),
     (
         "constraint",
-        "version",
-        Refuse("the `version` operator is not built yet: compare with `<`, `>=`, ... or `regexp`"),
-    ),
-    (
-        "constraint",
-        "semver",
-        Refuse("the `semver` operator is not built yet: compare with `<`, `>=`, ... or `regexp`"),
-    ),
-    (
-        "constraint",
         "distinct_property",
         Refuse(
             "`distinct_property` is not built yet: `distinct_hosts = true` keeps copies on separate nodes",
