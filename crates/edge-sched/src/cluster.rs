@@ -2,7 +2,9 @@
 //! what the plan has placed and stopped so far, node selection, and building
 //! allocations.
 
-use crate::feasible::{DISTINCT_HOSTS_REASON, DcFilter, Dimension, GroupReq, Reject};
+use crate::feasible::{
+    self, DISTINCT_HOSTS_REASON, DcFilter, Dimension, GroupReq, Operand, Reject,
+};
 use crate::{NodeUsage, Snapshot, ports, rank};
 use edge_spec::{
     AllocMetric, AllocResources, Allocation, ClientStatus, DesiredStatus, Evaluation, Job, Node,
@@ -81,6 +83,9 @@ pub(crate) struct Cluster<'a> {
     slot: Vec<u32>,
     states: Vec<NodeState<'a>>,
     job_on_node: HashMap<&'a str, u32>,
+    /// Live copies per value of each `distinct_property` attribute, by
+    /// (group, attribute); the group is `None` for a job-level one.
+    props: HashMap<(Option<&'a str>, &'a str), HashMap<&'a str, u32>>,
     /// Nodes that may take new allocations, shuffled once per evaluation.
     order: Vec<u32>,
     cursor: usize,
@@ -111,6 +116,20 @@ impl<'a> Cluster<'a> {
                 *job_on_node.entry(a.node_id.as_str()).or_default() += 1;
             }
         }
+        let mut props: HashMap<(Option<&str>, &str), HashMap<&str, u32>> = HashMap::new();
+        for (group, attribute) in feasible::distinct_properties(job) {
+            let counts = props.entry((group, attribute)).or_default();
+            let operand = Operand::parse(attribute);
+            for a in snap.job_allocs.iter().filter(|a| a.is_live()) {
+                if group.is_some_and(|g| g != a.group) {
+                    continue;
+                }
+                let node = by_id.get(a.node_id.as_str()).map(|&i| snap.nodes[i]);
+                if let Some(v) = node.and_then(|n| operand.resolve(n)) {
+                    *counts.entry(v).or_default() += 1;
+                }
+            }
+        }
         Cluster {
             snap,
             job,
@@ -120,6 +139,7 @@ impl<'a> Cluster<'a> {
             slot: vec![0; snap.nodes.len()],
             states: Vec::new(),
             job_on_node,
+            props,
             order,
             cursor: 0,
         }
@@ -186,6 +206,27 @@ impl<'a> Cluster<'a> {
             }
         }
         st.job_allocs = st.job_allocs.saturating_sub(1);
+        self.count_property(idx, &a.group, false);
+    }
+
+    /// One more (or one fewer) live copy of group `group` on node `idx`,
+    /// for the `distinct_property` counts.
+    fn count_property(&mut self, idx: usize, group: &str, add: bool) {
+        let node = self.snap.nodes[idx];
+        for ((scope, attribute), counts) in &mut self.props {
+            if scope.is_some_and(|g| g != group) {
+                continue;
+            }
+            let Some(v) = Operand::parse(attribute).resolve(node) else {
+                continue;
+            };
+            let n = counts.entry(v).or_default();
+            *n = if add {
+                n.saturating_add(1)
+            } else {
+                n.saturating_sub(1)
+            };
+        }
     }
 
     fn commit(&mut self, idx: usize, a: &Allocation) {
@@ -200,6 +241,7 @@ impl<'a> Cluster<'a> {
             }
         }
         st.job_allocs += 1;
+        self.count_property(idx, &a.group, true);
     }
 
     /// Every check a new copy of the group must pass on a node.
@@ -207,6 +249,21 @@ impl<'a> Cluster<'a> {
         let node = self.snap.nodes[idx];
         req.static_check(idx, node)?;
         let cfg = self.snap.config;
+        for dp in &req.distinct_properties {
+            // As in Nomad: a node without the property cannot take a copy.
+            let Some(v) = Operand::parse(dp.attribute).resolve(node) else {
+                return Err(Reject::Filtered(dp.reason));
+            };
+            let n = self
+                .props
+                .get(&(dp.group, dp.attribute))
+                .and_then(|m| m.get(v))
+                .copied()
+                .unwrap_or(0);
+            if n >= dp.limit {
+                return Err(Reject::Filtered(dp.reason));
+            }
+        }
         let st = self.state(idx);
         if req.distinct_hosts && st.job_allocs > 0 {
             return Err(Reject::DistinctHosts);

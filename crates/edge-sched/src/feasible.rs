@@ -42,7 +42,7 @@ pub(crate) const DISTINCT_HOSTS_REASON: &str = "constraint distinct_hosts";
 
 /// One side of a constraint: a node field, attribute, meta key or a literal.
 #[derive(Debug, Clone, Copy)]
-enum Operand<'j> {
+pub(crate) enum Operand<'j> {
     Attr(&'j str),
     Meta(&'j str),
     Datacenter,
@@ -55,7 +55,7 @@ enum Operand<'j> {
 }
 
 impl<'j> Operand<'j> {
-    fn parse(s: &'j str) -> Operand<'j> {
+    pub(crate) fn parse(s: &'j str) -> Operand<'j> {
         let Some(inner) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) else {
             return Operand::Literal(s);
         };
@@ -74,7 +74,7 @@ impl<'j> Operand<'j> {
         }
     }
 
-    fn resolve<'n>(self, node: &'n Node) -> Option<&'n str>
+    pub(crate) fn resolve<'n>(self, node: &'n Node) -> Option<&'n str>
     where
         'j: 'n,
     {
@@ -110,7 +110,7 @@ impl Compiled<'_> {
             ConstraintOp::IsNotSet => l.is_none(),
             // As in Nomad: a missing attribute differs from any value.
             ConstraintOp::Ne => l != r,
-            ConstraintOp::DistinctHosts => true,
+            ConstraintOp::DistinctHosts | ConstraintOp::DistinctProperty => true,
             op => {
                 let (Some(l), Some(r)) = (l, r) else {
                     return false;
@@ -158,6 +158,11 @@ pub(crate) fn constraint_reason(c: &Constraint) -> String {
             format!("constraint {} {}", c.attribute, c.operator.as_str())
         }
         ConstraintOp::DistinctHosts => DISTINCT_HOSTS_REASON.to_string(),
+        ConstraintOp::DistinctProperty => format!(
+            "constraint distinct_property {} (at most {} per value)",
+            c.attribute,
+            c.distinct_limit().unwrap_or(1)
+        ),
         op => format!("constraint {} {} {}", c.attribute, op.as_str(), c.value),
     }
 }
@@ -233,6 +238,38 @@ enum Verdict {
 }
 
 /// Everything one copy of a group needs from a node, computed once per
+/// A `distinct_property` constraint as the cluster counts it: the job's
+/// copies (`group` is `None`, a job-level constraint) or the group's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DistinctProperty<'j> {
+    pub group: Option<&'j str>,
+    pub attribute: &'j str,
+    pub limit: u32,
+    /// Index into [`GroupReq::reasons`].
+    pub reason: usize,
+}
+
+/// Every `distinct_property` constraint of a job, with the scope it counts.
+pub(crate) fn distinct_properties(job: &Job) -> Vec<(Option<&str>, &str)> {
+    let mut out: Vec<(Option<&str>, &str)> = job
+        .constraints
+        .iter()
+        .filter(|c| c.operator == ConstraintOp::DistinctProperty)
+        .map(|c| (None, c.attribute.as_str()))
+        .collect();
+    for g in &job.groups {
+        let task_constraints = g.tasks.iter().flat_map(|t| &t.constraints);
+        for c in g.constraints.iter().chain(task_constraints) {
+            if c.operator == ConstraintOp::DistinctProperty {
+                out.push((Some(g.name.as_str()), c.attribute.as_str()));
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// evaluation so the per-node checks allocate nothing.
 pub(crate) struct GroupReq<'j> {
     pub group: &'j Group,
@@ -242,6 +279,7 @@ pub(crate) struct GroupReq<'j> {
     pub static_ports: Vec<u16>,
     pub dynamic_ports: usize,
     pub distinct_hosts: bool,
+    pub distinct_properties: Vec<DistinctProperty<'j>>,
     /// Filter reasons, indexed by [`Reject::Filtered`].
     pub reasons: Vec<String>,
     drivers: Vec<(&'j str, usize)>,
@@ -275,15 +313,29 @@ impl<'j> GroupReq<'j> {
             });
         }
         let mut distinct_hosts = false;
+        let mut distinct_properties = Vec::new();
         let task_constraints = group.tasks.iter().flat_map(|t| &t.constraints);
-        for c in job
+        let job_level = job.constraints.iter().map(|c| (None, c));
+        let group_level = group
             .constraints
             .iter()
-            .chain(&group.constraints)
             .chain(task_constraints)
-        {
+            .map(|c| (Some(group.name.as_str()), c));
+        for (scope, c) in job_level.chain(group_level) {
             if c.operator == ConstraintOp::DistinctHosts {
                 distinct_hosts |= c.value.trim() != "false";
+                continue;
+            }
+            if c.operator == ConstraintOp::DistinctProperty {
+                // Validation refused a limit that is not a count; an older
+                // stored job with one allows a single copy per value.
+                let limit = c.distinct_limit().unwrap_or(1);
+                distinct_properties.push(DistinctProperty {
+                    group: scope,
+                    attribute: &c.attribute,
+                    limit,
+                    reason: reasons.index(constraint_reason(c)),
+                });
                 continue;
             }
             let mut reason = constraint_reason(c);
@@ -317,6 +369,7 @@ impl<'j> GroupReq<'j> {
             static_ports: ports.iter().filter_map(|p| p.static_port).collect(),
             dynamic_ports: ports.iter().filter(|p| p.static_port.is_none()).count(),
             distinct_hosts,
+            distinct_properties,
             reasons: reasons.list,
             drivers,
             constraints,

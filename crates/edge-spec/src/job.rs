@@ -195,6 +195,10 @@ pub enum ConstraintOp {
     IsNotSet,
     #[serde(rename = "distinct_hosts")]
     DistinctHosts,
+    /// At most `value` (1 when empty) live copies per value of
+    /// `attribute`: of the job at job level, of the group below it.
+    #[serde(rename = "distinct_property")]
+    DistinctProperty,
     /// Version clauses, leniently (`5.10` is `5.10.0`): see [`crate::version`].
     #[serde(rename = "version")]
     Version,
@@ -231,9 +235,22 @@ const CONSTRAINT_OPS: &[&str] = &[
     "is_set",
     "is_not_set",
     "distinct_hosts",
+    "distinct_property",
     "version",
     "semver",
 ];
+
+impl Constraint {
+    /// How many copies a `distinct_property` constraint lets share one
+    /// value: `value`, 1 when empty; `None` when it is not a count.
+    pub fn distinct_limit(&self) -> Option<u32> {
+        let v = self.value.trim();
+        if v.is_empty() {
+            return Some(1);
+        }
+        v.parse::<u32>().ok().filter(|n| *n > 0)
+    }
+}
 
 impl ConstraintOp {
     pub fn as_str(self) -> &'static str {
@@ -249,6 +266,7 @@ impl ConstraintOp {
             ConstraintOp::IsSet => "is_set",
             ConstraintOp::IsNotSet => "is_not_set",
             ConstraintOp::DistinctHosts => "distinct_hosts",
+            ConstraintOp::DistinctProperty => "distinct_property",
             ConstraintOp::Version => "version",
             ConstraintOp::Semver => "semver",
         }

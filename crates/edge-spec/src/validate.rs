@@ -318,6 +318,15 @@ impl Validator<'_> {
                     format!("invalid regular expression: {e}"),
                 );
             }
+            if c.operator == ConstraintOp::DistinctProperty && c.distinct_limit().is_none() {
+                self.push(
+                    format!("{path}.value"),
+                    format!(
+                        "distinct_property takes how many copies may share a value (1 when left out), not {:?}",
+                        c.value
+                    ),
+                );
+            }
             let strict = c.operator == ConstraintOp::Semver;
             if matches!(c.operator, ConstraintOp::Version | ConstraintOp::Semver)
                 && !c.value.contains("${")

@@ -202,3 +202,28 @@ fn a_version_constraint_that_does_not_parse_is_refused_at_its_value() {
         "{err}"
     );
 }
+
+#[test]
+fn distinct_property_is_honoured_in_both_spellings() {
+    for block in [
+        "    constraint {\n      distinct_property = \"${meta.rack}\"\n      value = \"2\"\n    }",
+        "    constraint {\n      operator = \"distinct_property\"\n      attribute = \"${meta.rack}\"\n      value = \"2\"\n    }",
+    ] {
+        let src = job("", block, "");
+        let parsed = parse_hcl(&src, &ParseOptions::new("web.hcl")).expect("accepted");
+        let c = &parsed.job.groups[0].constraints[0];
+        assert_eq!(c.operator, ConstraintOp::DistinctProperty);
+        assert_eq!(c.attribute, "${meta.rack}");
+        assert_eq!(c.distinct_limit(), Some(2));
+    }
+    let bad = job(
+        "",
+        "    constraint {\n      distinct_property = \"${meta.rack}\"\n      value = \"many\"\n    }",
+        "",
+    );
+    let err = refused(&bad);
+    assert!(
+        err.contains("job.web.group.g.constraint[0].value") && err.contains("\"many\""),
+        "{err}"
+    );
+}

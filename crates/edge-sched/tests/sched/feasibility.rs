@@ -449,3 +449,63 @@ fn version_and_semver_compare_versions_not_text() {
     // `22.04` is not SemVer: strict comparison refuses it.
     assert!(verdict("${attr.os.version}", Semver, ">= 1.0.0").is_err());
 }
+
+#[test]
+fn distinct_property_caps_copies_per_value() {
+    let racks = ["r1", "r1", "r2", "r2", "r3"];
+    let nodes: Vec<Node> = racks
+        .iter()
+        .enumerate()
+        .map(|(i, rack)| {
+            let mut n = node(&format!("n{i}"), 4000, 8000);
+            if i < 4 {
+                n.meta.insert("rack".into(), (*rack).into());
+            }
+            n
+        })
+        .collect();
+    let rack_of = |id: &str| {
+        let i: usize = id.trim_start_matches('n').parse().unwrap();
+        racks[i]
+    };
+    let c = Cluster::new(nodes.clone());
+    let mut j = job("web", vec![group("g", 4, 100, 100)]);
+    j.groups[0].constraints.push(constraint(
+        "${meta.rack}",
+        ConstraintOp::DistinctProperty,
+        "",
+    ));
+    let plan = c.plan(&j, 1);
+    // One per rack; n4 has no rack and takes none.
+    let used: BTreeSet<&str> = plan.place.iter().map(|a| rack_of(&a.node_id)).collect();
+    assert_eq!(plan.place.len(), 2, "{:?}", plan.place);
+    assert_eq!(used, BTreeSet::from(["r1", "r2"]));
+    assert_eq!(plan.queued["g"], 2);
+    assert!(
+        plan.failed["g"]
+            .constraint_filtered
+            .keys()
+            .any(|k| k.contains("distinct_property ${meta.rack} (at most 1 per value)")),
+        "{:?}",
+        plan.failed["g"]
+    );
+
+    // Two per rack: all four place, two in each.
+    j.groups[0].constraints[0].value = "2".into();
+    let mut c = Cluster::new(nodes);
+    let plan = c.run(&j, 2);
+    assert_eq!(plan.place.len(), 4);
+    for rack in ["r1", "r2"] {
+        assert_eq!(
+            plan.place
+                .iter()
+                .filter(|a| rack_of(&a.node_id) == rack)
+                .count(),
+            2
+        );
+    }
+    // Counted from the placed copies on the next evaluation too.
+    j.groups[0].count = 5;
+    let plan = c.plan(&j, 3);
+    assert!(plan.place.is_empty(), "{:?}", plan.place);
+}

@@ -510,6 +510,25 @@ impl Decoder<'_> {
             value.field = format!("{}.value", node.field);
             node.insert("value", value);
         }
+        // `distinct_property = "${meta.rack}"` names the property; a
+        // `value` beside it is the count.
+        if let Some(mut attr) = node.remove("distinct_property") {
+            if node.has("operator") || node.has("attribute") {
+                self.errors.push(
+                    Diagnostic::new(
+                        &attr.field,
+                        "`distinct_property = ...` names the attribute: leave out `operator` and `attribute`",
+                    )
+                    .at(attr.key_at.clone()),
+                );
+                return;
+            }
+            let field = format!("{}.operator", node.field);
+            let kind = Kind::String("distinct_property".to_string());
+            node.insert("operator", Node::new(kind, &attr.at, &attr.key_at, &field));
+            attr.field = format!("{}.attribute", node.field);
+            node.insert("attribute", attr);
+        }
     }
 
     /// A block inside a driver `config`: its labels become keys, a block

@@ -172,13 +172,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
         "provider",
         Ignore("services always go to edge's own catalog"),
     ),
-    (
-        "constraint",
-        "distinct_property",
-        Refuse(
-            "`distinct_property` is not built yet: `distinct_hosts = true` keeps copies on separate nodes",
-        ),
-    ),
 ];
 
 /// What edge does with `key` written in a block of kind `block`, if it is
