@@ -330,9 +330,9 @@ async fn network_up(ctx: &RunCtx, shared: &Mutex<LocalAlloc>) -> Result<(), Stri
         // Names under service.edge resolve short (`web`), as in Docker's
         // and Kubernetes' networks; other names go on upstream.
         let text = format!("nameserver {resolver}\nsearch service.edge\n");
-        let path = resolv_conf_path(&ctx.local.alloc_dir(&id));
-        let written = std::fs::create_dir_all(ctx.local.alloc_dir(&id))
-            .and_then(|()| std::fs::write(&path, text));
+        let root = ctx.local.alloc_dir(&id);
+        let path = resolv_conf_path(&root);
+        let written = std::fs::create_dir_all(&root).and_then(|()| std::fs::write(&path, text));
         if let Err(e) = written {
             tracing::warn!(alloc = %id, path = %path.display(), error = %e, "cannot write the allocation's resolv.conf");
         }
@@ -499,6 +499,7 @@ pub fn task_env(
     // is not the allocation's, so without that there is none to give.
     match network {
         Some(att) => {
+            put("EDGE_ALLOC_IP", att.address.to_string());
             if let Some(r) = att.resolver {
                 put("EDGE_DNS_ADDR", format!("{r}:53"));
             }
@@ -508,9 +509,6 @@ pub fn task_env(
                 put("EDGE_DNS_ADDR", dns.to_string());
             }
         }
-    }
-    if let Some(att) = network {
-        put("EDGE_ALLOC_IP", att.address.to_string());
     }
     // EDGE_IP/PORT/ADDR are where the task listens, EDGE_HOST_* where the
     // node exposes it; they differ only in a bridge-mode allocation, whose

@@ -571,7 +571,10 @@ impl Validator<'_> {
                 ),
             );
         }
-        let known = |port: &str| labels.contains(port) || port.parse::<u16>().is_ok_and(|n| n > 0);
+        // A label of the group, or a port number (the labels' values are
+        // not known before placement, hence no assigned ports here).
+        let known =
+            |port: &str| labels.contains(port) || crate::job::resolve_port(port, &[]).is_some();
         if let Some(port) = &s.port
             && !known(port)
         {
