@@ -9,12 +9,13 @@ use edge_api::AllocUpdate;
 use edge_driver::config::{interpolate, interpolate_value};
 use edge_driver::{Driver, ExitResult, TaskConfig, TaskHandle};
 use edge_spec::{
-    Allocation, ClientStatus, Job, JobType, RestartPolicy, Task, TaskEvent, TaskState, TaskStatus,
+    Allocation, ClientStatus, Hook, Job, JobType, RestartPolicy, Task, TaskEvent, TaskState,
+    TaskStatus,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 /// What every runner needs from the agent.
 pub struct RunCtx {
@@ -253,18 +254,98 @@ async fn run_alloc(
         network_down(&ctx, &shared).await;
         return;
     }
-    let runs = tasks.into_iter().map(|t| {
-        run_task(
+    let spawn = |t: Task, stop: watch::Receiver<bool>, started: Option<oneshot::Sender<()>>| {
+        AbortOnDrop(tokio::spawn(run_task(
             ctx.clone(),
             shared.clone(),
             t,
             policy.clone(),
             job_type,
-            stop_rx.clone(),
-            restart_rx.clone(),
-        )
-    });
-    futures_util::future::join_all(runs).await;
+            Signals {
+                stop,
+                restart: restart_rx.clone(),
+                started,
+            },
+        )))
+    };
+    let hooks = |hook: Option<Hook>, sidecar: bool| {
+        tasks
+            .iter()
+            .filter(move |t| t.hook() == hook && (hook.is_none() || t.is_ephemeral() != sidecar))
+            .cloned()
+    };
+    // Sidecars outlive the main tasks' stop: they go once those are done.
+    let (side_tx, side_rx) = watch::channel(false);
+    let mut sidecars = Vec::new();
+    let mut ready = Vec::new();
+    for t in hooks(Some(Hook::Prestart), true) {
+        let (tx, rx) = oneshot::channel();
+        sidecars.push(spawn(t, side_rx.clone(), Some(tx)));
+        ready.push(rx);
+    }
+    let mut prestart: Vec<AbortOnDrop> = hooks(Some(Hook::Prestart), false)
+        .map(|t| spawn(t, stop_rx.clone(), None))
+        .collect();
+    let prestarted = {
+        let mut stop = stop_rx.clone();
+        let wait = async {
+            join_tasks(&mut prestart).await;
+            started_all(ready).await
+        };
+        tokio::select! {
+            ok = wait => ok,
+            Ok(_) = stop.wait_for(|s| *s) => false,
+        }
+    };
+    let mut main = Vec::new();
+    let mut poststart = Vec::new();
+    match (prestarted, first_failed(&shared)) {
+        (true, None) => {
+            let mut ready = Vec::new();
+            for t in hooks(None, false) {
+                let (tx, rx) = oneshot::channel();
+                main.push(spawn(t, stop_rx.clone(), Some(tx)));
+                ready.push(rx);
+            }
+            let mut stop = stop_rx.clone();
+            let all_running = tokio::select! {
+                ok = started_all(ready) => ok,
+                Ok(_) = stop.wait_for(|s| *s) => false,
+            };
+            if all_running {
+                for t in hooks(Some(Hook::Poststart), false) {
+                    poststart.push(spawn(t, stop_rx.clone(), None));
+                }
+                for t in hooks(Some(Hook::Poststart), true) {
+                    sidecars.push(spawn(t, side_rx.clone(), None));
+                }
+            }
+        }
+        (_, failed) => {
+            let why = match failed {
+                Some(name) => format!("prestart task {name:?} failed"),
+                None => "the allocation was stopped before its prestart tasks finished".to_string(),
+            };
+            let skipped: Vec<String> = tasks
+                .iter()
+                .filter(|t| matches!(t.hook(), None | Some(Hook::Poststart)))
+                .map(|t| t.name.clone())
+                .collect();
+            not_started(&ctx, &shared, &skipped, &why);
+        }
+    }
+    join_tasks(&mut prestart).await;
+    join_tasks(&mut main).await;
+    side_tx.send_replace(true);
+    join_tasks(&mut poststart).await;
+    join_tasks(&mut sidecars).await;
+    // Poststop tasks run once the main tasks are gone, also when the
+    // server stopped the allocation: a stop does not cut them short.
+    let (_never_tx, never) = watch::channel(false);
+    let mut poststop: Vec<AbortOnDrop> = hooks(Some(Hook::Poststop), false)
+        .map(|t| spawn(t, never.clone(), None))
+        .collect();
+    join_tasks(&mut poststop).await;
     drop((gate, checks, health));
     // Only once every task is done: an agent that stops driving the
     // allocation aborts this future before here and leaves the tasks, and
@@ -272,6 +353,52 @@ async fn run_alloc(
     network_down(&ctx, &shared).await;
     let g = lock(&shared);
     publish(&ctx, &g);
+}
+
+/// Waits for every task of a phase to be done for good. Each one leaves
+/// the list when it is (a join handle must not be polled again), so a wait
+/// cut short can be taken up later.
+async fn join_tasks(tasks: &mut Vec<AbortOnDrop>) {
+    while let Some(t) = tasks.first_mut() {
+        let _ = (&mut t.0).await;
+        tasks.remove(0);
+    }
+}
+
+/// True once every task behind `ready` runs; false when one of them ended
+/// without ever running.
+async fn started_all(ready: Vec<oneshot::Receiver<()>>) -> bool {
+    for r in ready {
+        if r.await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// The first task that failed for good, if any.
+fn first_failed(shared: &Mutex<LocalAlloc>) -> Option<String> {
+    let g = lock(shared);
+    g.tasks
+        .iter()
+        .find(|(_, t)| t.state.failed)
+        .map(|(name, _)| name.clone())
+}
+
+/// Marks tasks that will not run now (a prestart task failed, or a stop
+/// came first) as done, with the reason.
+fn not_started(ctx: &RunCtx, shared: &Mutex<LocalAlloc>, names: &[String], why: &str) {
+    let mut g = lock(shared);
+    for name in names {
+        if let Some(t) = g.tasks.get_mut(name)
+            && t.state.state != TaskStatus::Dead
+        {
+            t.state.push_event(event("Not Started", why));
+            t.state.state = TaskStatus::Dead;
+        }
+    }
+    refresh(&mut g);
+    publish(ctx, &g);
 }
 
 /// Gives a bridge-mode allocation its namespace before any task starts:
@@ -387,14 +514,33 @@ fn fail_setup(ctx: &RunCtx, shared: &Mutex<LocalAlloc>, why: &str) {
     publish(ctx, &g);
 }
 
-/// Recomputes the allocation's client status from its tasks.
+/// Recomputes the allocation's client status from its tasks: it runs
+/// while its main tasks do (hook tasks come and go around them).
 fn refresh(g: &mut LocalAlloc) {
-    let states: Vec<&TaskState> = g.tasks.values().map(|t| &t.state).collect();
-    let status = if states.iter().any(|s| s.failed) {
+    let main: Vec<&str> = g
+        .job
+        .group(&g.alloc.group)
+        .map(|grp| {
+            grp.tasks
+                .iter()
+                .filter(|t| t.lifecycle.is_none())
+                .map(|t| t.name.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    let is_main = |name: &str| main.is_empty() || main.contains(&name);
+    let states: Vec<(&String, &TaskState)> = g.tasks.iter().map(|(k, t)| (k, &t.state)).collect();
+    let mains = || states.iter().filter(|(k, _)| is_main(k));
+    let status = if states.iter().any(|(_, s)| s.failed) {
         ClientStatus::Failed
-    } else if !states.is_empty() && states.iter().all(|s| s.state == TaskStatus::Dead) {
+    } else if !states.is_empty() && states.iter().all(|(_, s)| s.state == TaskStatus::Dead) {
         ClientStatus::Complete
-    } else if !states.is_empty() && states.iter().all(|s| s.state == TaskStatus::Running) {
+    } else if mains().count() > 0 && mains().all(|(_, s)| s.state == TaskStatus::Running) {
+        ClientStatus::Running
+    } else if mains().all(|(_, s)| s.state == TaskStatus::Dead)
+        && states.iter().any(|(_, s)| s.state == TaskStatus::Running)
+    {
+        // Sidecars and poststop tasks finishing after the main tasks.
         ClientStatus::Running
     } else {
         ClientStatus::Pending
@@ -610,16 +756,35 @@ enum Outcome {
     Restart(String),
 }
 
+/// What a task runner listens to, and tells.
+struct Signals {
+    /// True once the task is to stop.
+    stop: watch::Receiver<bool>,
+    /// A check asks for a restart.
+    restart: watch::Receiver<Option<crate::checks::RestartRequest>>,
+    /// Told once the task runs; dropped unsent if it ends without running.
+    started: Option<oneshot::Sender<()>>,
+}
+
 async fn run_task(
     ctx: Arc<RunCtx>,
     shared: Arc<Mutex<LocalAlloc>>,
     task: Task,
     policy: RestartPolicy,
     job_type: JobType,
-    mut stop_rx: watch::Receiver<bool>,
-    mut restart_rx: watch::Receiver<Option<crate::checks::RestartRequest>>,
+    signals: Signals,
 ) {
+    let Signals {
+        stop: mut stop_rx,
+        restart: mut restart_rx,
+        mut started,
+    } = signals;
     let name = task.name.clone();
+    let mut running = move || {
+        if let Some(tx) = started.take() {
+            let _ = tx.send(());
+        }
+    };
     // Task names become directory and log file names under the allocation
     // dir: checked here too, for jobs stored before names were validated.
     if let Err(e) = edge_spec::check_name(edge_spec::NameKind::Task, &name) {
@@ -660,6 +825,7 @@ async fn run_task(
                     t.state
                         .push_event(event("Recovered", "re-attached to the running task"));
                 });
+                running();
                 handle = Some(h);
             }
             Err(e) => {
@@ -718,6 +884,7 @@ async fn run_task(
                         // The handle on disk is what keeps an agent crash
                         // from starting this task a second time.
                         ctx.local.flush_async().await;
+                        running();
                         h
                     }
                     Err(e) => {
@@ -814,7 +981,7 @@ async fn run_task(
                     t.state.push_event(event(kind, exit.describe()));
                     t.handle = None;
                 });
-                if ok && job_type == JobType::Batch {
+                if ok && (job_type == JobType::Batch || task.is_ephemeral()) {
                     with_task(&ctx, &shared, &name, |t| {
                         t.state.state = TaskStatus::Dead;
                     });

@@ -82,6 +82,7 @@ fn job(i: usize, count: u32) -> Job {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                lifecycle: None,
                 constraints: Vec::new(),
                 meta: Default::default(),
                 name: "server".to_string(),

@@ -36,6 +36,7 @@ fn job(id: &str, n: u64) -> Job {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                lifecycle: None,
                 constraints: Vec::new(),
                 meta: Default::default(),
                 name: "server".to_string(),

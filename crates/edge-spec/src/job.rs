@@ -856,6 +856,47 @@ pub struct Task {
     /// task's environment).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: BTreeMap<String, String>,
+    /// Nomad's `lifecycle`: when the task runs beside the group's main
+    /// tasks. Without one it is a main task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Lifecycle>,
+}
+
+/// When a hook task runs, relative to the group's main tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Hook {
+    /// Before the main tasks start: they wait for it to finish (or, as a
+    /// sidecar, to be running).
+    Prestart,
+    /// Once every main task is running.
+    Poststart,
+    /// Once every main task has stopped.
+    Poststop,
+}
+
+/// Nomad's task `lifecycle` block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Lifecycle {
+    pub hook: Hook,
+    /// Runs for as long as the main tasks do, restarted by the group's
+    /// policy, instead of running once to completion.
+    #[serde(default)]
+    pub sidecar: bool,
+}
+
+impl Task {
+    /// The task's hook, `None` for a main task.
+    pub fn hook(&self) -> Option<Hook> {
+        self.lifecycle.map(|l| l.hook)
+    }
+
+    /// A hook task that runs once to completion: a successful exit ends it
+    /// for good, whatever the job's type.
+    pub fn is_ephemeral(&self) -> bool {
+        self.lifecycle.is_some_and(|l| !l.sidecar)
+    }
 }
 
 fn default_kill_timeout() -> Duration {

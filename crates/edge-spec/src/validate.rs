@@ -536,6 +536,11 @@ impl Validator<'_> {
         }
         if g.tasks.is_empty() {
             self.push(format!("{path}.task"), "a group needs at least one task");
+        } else if g.tasks.iter().all(|t| t.lifecycle.is_some()) {
+            self.push(
+                format!("{path}.task"),
+                "every task of the group has a `lifecycle` hook: hooks run around main tasks, so at least one task needs none",
+            );
         }
         if g.tasks.len() > MAX_TASKS {
             self.push(
@@ -675,6 +680,15 @@ impl Validator<'_> {
 
     fn task(&mut self, t: &Task, path: &str) {
         self.meta(&t.meta, path);
+        if let Some(l) = t.lifecycle
+            && l.sidecar
+            && l.hook == crate::job::Hook::Poststop
+        {
+            self.push(
+                format!("{path}.lifecycle.sidecar"),
+                "a poststop task runs once after the main tasks stopped; it cannot be a sidecar",
+            );
+        }
         self.constraints(&t.constraints, path);
         if t.driver.trim().is_empty() {
             self.push(

@@ -211,6 +211,7 @@ fn full_example_decodes_into_expected_job() {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                lifecycle: None,
                 constraints: Vec::new(),
                 meta: Default::default(),
                 name: "server".into(),

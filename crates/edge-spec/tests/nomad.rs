@@ -61,7 +61,7 @@ fn blocks_that_change_what_runs_are_refused_where_they_are_written() {
                 "",
                 "      lifecycle {\n        hook = \"prestart\"\n      }",
             ),
-            "job.web.group.g.task.t.lifecycle: `lifecycle` is not supported",
+            "job.web.group.g.task: every task of the group has a `lifecycle` hook",
         ),
     ] {
         let err = refused(&src);
@@ -225,5 +225,41 @@ fn distinct_property_is_honoured_in_both_spellings() {
     assert!(
         err.contains("job.web.group.g.constraint[0].value") && err.contains("\"many\""),
         "{err}"
+    );
+}
+
+#[test]
+fn lifecycle_hooks_are_decoded_and_checked() {
+    let hooked = |lifecycle: &str| {
+        format!(
+            "job \"web\" {{\n  group \"g\" {{\n    task \"main\" {{\n      driver = \"exec\"\n      config {{\n        command = \"/bin/true\"\n      }}\n    }}\n    task \"hook\" {{\n      driver = \"exec\"\n      config {{\n        command = \"/bin/true\"\n      }}\n      lifecycle {{\n{lifecycle}\n      }}\n    }}\n  }}\n}}\n"
+        )
+    };
+    let parsed = parse_hcl(
+        &hooked("        hook = \"prestart\"\n        sidecar = true"),
+        &ParseOptions::new("web.hcl"),
+    )
+    .unwrap();
+    let tasks = &parsed.job.groups[0].tasks;
+    assert_eq!(tasks[0].lifecycle, None);
+    assert_eq!(
+        tasks[1].lifecycle,
+        Some(edge_spec::Lifecycle {
+            hook: edge_spec::Hook::Prestart,
+            sidecar: true
+        })
+    );
+    assert!(!tasks[1].is_ephemeral());
+    let err = refused(&hooked(
+        "        hook = \"poststop\"\n        sidecar = true",
+    ));
+    assert!(
+        err.contains("web.hcl:") && err.contains("task.hook.lifecycle.sidecar: a poststop task"),
+        "{err}"
+    );
+    let err = refused(&hooked("        hook = \"prestrat\""));
+    assert!(
+        err.contains("prestrat") && err.contains("prestart"),
+        "names the bad value and the good ones: {err}"
     );
 }

@@ -46,6 +46,7 @@ pub fn node(id: &str, cpu: u32, memory: u32) -> Node {
 
 pub fn task(cpu: u32, memory: u32) -> Task {
     Task {
+        lifecycle: None,
         constraints: Vec::new(),
         meta: Default::default(),
         name: "main".to_string(),

@@ -327,6 +327,7 @@ fn unvalidated(s: &Spec) -> Job {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                lifecycle: None,
                 constraints: Vec::new(),
                 meta: Default::default(),
                 name: s.task.clone(),

@@ -115,13 +115,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
         "template",
         Refuse("templates are not rendered yet: use `env` or the driver's `config`"),
     ),
-    (
-        "task",
-        "lifecycle",
-        Refuse(
-            "task lifecycle hooks (prestart, poststart, sidecar) are not built yet: all tasks of a group start together",
-        ),
-    ),
     ("task", "dispatch_payload", PARAMETERIZED),
     (
         "task",
@@ -198,7 +191,6 @@ mod tests {
             "spread",
             "artifact",
             "template",
-            "lifecycle",
             "constraint",
             "meta",
             "volume",

@@ -1,0 +1,201 @@
+//! Task lifecycle hooks on a real `edge dev` with exec tasks: prestart tasks
+//! finish and sidecars run before the main task starts, poststart runs once
+//! it does, poststop runs after a stop; a failed prestart keeps the main
+//! task from ever starting.
+
+mod common;
+
+use common::{Proc, free_port, until};
+use edge_api::{Client, QueryOptions};
+use edge_spec::{ClientStatus, TaskStatus};
+use std::path::Path;
+
+fn cli(addr: &str, args: &[&str]) -> (bool, String) {
+    common::cli(addr, args)
+}
+
+/// A directory every task can write to: as root the agent runs exec tasks
+/// as `nobody`, who cannot enter a private temporary directory.
+fn writable_dir(dir: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    out
+}
+
+async fn dev(dir: &Path) -> (Proc, String, Client) {
+    let port = free_port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let proc = Proc::edge(
+        dir,
+        "dev",
+        &[
+            "dev",
+            "--data-dir",
+            dir.join("data").to_str().unwrap(),
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    let api = Client::new(&addr, None).unwrap();
+    until(30, "a ready node", async || {
+        (api.health().await.ok()?.nodes_ready == 1).then_some(())
+    })
+    .await;
+    (proc, addr, api)
+}
+
+fn sh_task(name: &str, lifecycle: &str, script: &str) -> String {
+    format!(
+        r#"
+    task "{name}" {{
+      driver = "exec"
+      {lifecycle}
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "{script}"]
+      }}
+      resources {{
+        cpu    = 20
+        memory = 16
+      }}
+    }}"#
+    )
+}
+
+#[tokio::test]
+async fn hooks_run_in_order_around_the_main_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = writable_dir(dir.path());
+    let o = out.display();
+    let (_dev, addr, api) = dev(dir.path()).await;
+    let tasks = [
+        sh_task(
+            "init",
+            "lifecycle { hook = \"prestart\" }",
+            &format!("sleep 0.3; echo done > {o}/init"),
+        ),
+        sh_task(
+            "side",
+            "lifecycle {\n hook = \"prestart\"\n sidecar = true\n }",
+            &format!("echo up > {o}/side; exec sleep 600"),
+        ),
+        // The main task refuses to run unless both prestart tasks did.
+        sh_task(
+            "app",
+            "",
+            &format!(
+                "test -f {o}/init && test -f {o}/side || exit 3; echo ran > {o}/app; exec sleep 600"
+            ),
+        ),
+        sh_task(
+            "after",
+            "lifecycle { hook = \"poststart\" }",
+            &format!("test -f {o}/app && echo seen > {o}/after"),
+        ),
+        sh_task(
+            "cleanup",
+            "lifecycle { hook = \"poststop\" }",
+            &format!("echo bye > {o}/cleanup"),
+        ),
+    ];
+    let job = dir.path().join("hooks.hcl");
+    std::fs::write(
+        &job,
+        format!(
+            "job \"hooks\" {{\n  group \"g\" {{\n    restart {{\n      attempts = 0\n      mode = \"fail\"\n    }}\n{}\n  }}\n}}\n",
+            tasks.join("\n")
+        ),
+    )
+    .unwrap();
+    let (ok, text) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let alloc = until(30, "the main task and the poststart hook ran", async || {
+        let (a, _) = api
+            .job_allocs("hooks", QueryOptions::default())
+            .await
+            .ok()?;
+        let a = a.into_iter().next()?;
+        (a.client_status == ClientStatus::Running && out.join("after").exists()).then_some(a)
+    })
+    .await;
+    let st = |n: &str| alloc.task_states[n].clone();
+    assert_eq!(st("init").state, TaskStatus::Dead);
+    assert!(!st("init").failed, "{:?}", st("init"));
+    assert_eq!(st("side").state, TaskStatus::Running);
+    assert_eq!(st("app").state, TaskStatus::Running);
+    assert_eq!(st("cleanup").state, TaskStatus::Pending);
+    assert!(!out.join("cleanup").exists());
+    // The sidecar was up before the main task, which started once: no restart.
+    assert_eq!(st("app").restarts, 0);
+    assert!(st("side").started_at <= st("app").started_at);
+
+    let (ok, text) = cli(&addr, &["job", "stop", "hooks"]);
+    assert!(ok, "{text}");
+    let alloc = until(
+        30,
+        "the allocation completes after its poststop",
+        async || {
+            let (a, _) = api
+                .job_allocs("hooks", QueryOptions::default())
+                .await
+                .ok()?;
+            let a = a.into_iter().next()?;
+            (a.client_status == ClientStatus::Complete).then_some(a)
+        },
+    )
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(out.join("cleanup")).unwrap().trim(),
+        "bye"
+    );
+    for (name, t) in &alloc.task_states {
+        assert_eq!(t.state, TaskStatus::Dead, "{name}");
+        assert!(!t.failed, "{name}: {t:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_prestart_keeps_the_main_task_from_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = writable_dir(dir.path());
+    let o = out.display();
+    let (_dev, addr, api) = dev(dir.path()).await;
+    let tasks = [
+        sh_task("migrate", "lifecycle { hook = \"prestart\" }", "exit 7"),
+        sh_task("app", "", &format!("echo ran > {o}/app; exec sleep 600")),
+    ];
+    let job = dir.path().join("fails.hcl");
+    std::fs::write(
+        &job,
+        format!(
+            "job \"fails\" {{\n  type = \"batch\"\n  group \"g\" {{\n    restart {{\n      attempts = 0\n      mode = \"fail\"\n    }}\n    reschedule {{\n      attempts = 0\n      unlimited = false\n    }}\n{}\n  }}\n}}\n",
+            tasks.join("\n")
+        ),
+    )
+    .unwrap();
+    let (ok, text) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let alloc = until(30, "the allocation fails", async || {
+        let (a, _) = api
+            .job_allocs("fails", QueryOptions::default())
+            .await
+            .ok()?;
+        let a = a.into_iter().next()?;
+        (a.client_status == ClientStatus::Failed
+            && a.task_states.values().all(|t| t.state == TaskStatus::Dead))
+        .then_some(a)
+    })
+    .await;
+    let migrate = &alloc.task_states["migrate"];
+    assert!(migrate.failed);
+    assert_eq!(migrate.exit_code, Some(7));
+    let app = &alloc.task_states["app"];
+    assert!(app.pid.is_none() && app.started_at == 0, "{app:?}");
+    let why = app.events.last().unwrap();
+    assert_eq!(why.kind, "Not Started");
+    assert!(why.message.contains("\"migrate\""), "{why:?}");
+    assert!(!out.join("app").exists());
+}
