@@ -7,6 +7,7 @@ use crate::job::Job;
 use crate::validate::DriverConfigs;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
+use std::sync::Arc;
 
 /// What the caller knows about the file besides its text.
 #[derive(Debug, Clone, Default)]
@@ -19,6 +20,37 @@ pub struct ParseOptions {
     pub var_files: Vec<(String, String)>,
     /// The drivers' checks of task `config` blocks; none by default.
     pub driver_configs: DriverConfigs,
+    /// Reads the files the job file names (`env_file`); none by default.
+    pub files: Files,
+}
+
+/// What reads a file a job file names, by the name written there. The spec
+/// crate does no IO: the caller decides where names resolve (the CLI:
+/// beside the job file) and what may be read.
+#[derive(Clone, Default)]
+pub struct Files(Option<Arc<FileReader>>);
+
+type FileReader = dyn Fn(&str) -> Result<String, String> + Send + Sync;
+
+impl Files {
+    pub fn new(read: impl Fn(&str) -> Result<String, String> + Send + Sync + 'static) -> Files {
+        Files(Some(Arc::new(read)))
+    }
+
+    /// The file's text; `None` when this parse has no files to read.
+    pub(crate) fn read(&self, name: &str) -> Option<Result<String, String>> {
+        self.0.as_ref().map(|f| f(name))
+    }
+}
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Files(reader)"
+        } else {
+            "Files(none)"
+        })
+    }
 }
 
 impl ParseOptions {

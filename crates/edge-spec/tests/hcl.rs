@@ -1028,3 +1028,29 @@ fn a_service_port_may_be_a_number_as_in_nomad() {
         "{err}"
     );
 }
+
+#[test]
+fn env_file_is_read_through_the_callers_reader_only() {
+    let src = "job \"e\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      env_file = \"a.env\"\n      config {\n        command = \"/bin/true\"\n      }\n    }\n  }\n}\n";
+    let err = edge_spec::parse_hcl(src, &edge_spec::ParseOptions::new("e.hcl"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("e.hcl:5:") && err.contains("came without one"),
+        "{err}"
+    );
+    let mut opts = edge_spec::ParseOptions::new("e.hcl");
+    opts.files = edge_spec::Files::new(|name| match name {
+        "a.env" => Ok("A=1\nB 2\n".to_string()),
+        _ => Err("no such file".to_string()),
+    });
+    let err = edge_spec::parse_hcl(src, &opts).unwrap_err().to_string();
+    assert!(
+        err.contains("env_file a.env:2: \"B 2\" has no `=`"),
+        "{err}"
+    );
+    opts.files = edge_spec::Files::new(|_| Ok("A=1\nB=two words\n".to_string()));
+    let job = edge_spec::parse_hcl(src, &opts).unwrap().job;
+    let env = &job.groups[0].tasks[0].env;
+    assert_eq!((env["A"].as_str(), env["B"].as_str()), ("1", "two words"));
+}

@@ -63,6 +63,7 @@ pub fn parse_hcl(src: &str, opts: &ParseOptions) -> Result<Parsed, SpecError> {
         hoisted: Vec::new(),
         models: Vec::new(),
         unevaluated: BTreeSet::new(),
+        files: opts.files.clone(),
     };
     d.scope = d.resolve_vars(&body, opts);
     d.resolve_locals(&body);
@@ -140,6 +141,7 @@ struct Decoder<'a> {
     /// Fields whose expression failed: reported already, or using a variable
     /// that was, so their absence is not reported again.
     unevaluated: BTreeSet<String>,
+    files: crate::parse::Files,
 }
 
 impl Decoder<'_> {
@@ -424,7 +426,10 @@ impl Decoder<'_> {
                     node.insert("name", name);
                 }
             }
-            "task" => self.names.task.clear(),
+            "task" => {
+                self.names.task.clear();
+                self.env_file(&mut node);
+            }
             "group" => {
                 for (b, task) in std::mem::take(&mut self.hoisted) {
                     self.names.task = task;
@@ -440,6 +445,93 @@ impl Decoder<'_> {
         }) = parent.get_mut(list)
         {
             items.push(node);
+        }
+    }
+
+    /// Compose's `env_file`: one name or a list, read through the parse's
+    /// [`Files`](crate::parse::Files) into the task's `env`, where what
+    /// `env` sets itself wins and a later file wins over an earlier one.
+    fn env_file(&mut self, task: &mut Node) {
+        let Some(node) = task.remove("env_file") else {
+            return;
+        };
+        let err = |d: &mut Self, message: String| {
+            d.errors
+                .push(Diagnostic::new(&node.field, message).at(node.at.clone()));
+        };
+        let names: Vec<String> = match &node.kind {
+            Kind::String(s) => vec![s.clone()],
+            Kind::List(items) => {
+                let names: Vec<String> = items
+                    .iter()
+                    .filter_map(|i| match &i.kind {
+                        Kind::String(s) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                if names.len() != items.len() {
+                    return err(
+                        self,
+                        "env_file is a file name or a list of them".to_string(),
+                    );
+                }
+                names
+            }
+            _ => {
+                return err(
+                    self,
+                    format!(
+                        "env_file is a file name or a list of them, not {}",
+                        node.describe()
+                    ),
+                );
+            }
+        };
+        let mut vars: BTreeMap<String, String> = BTreeMap::new();
+        for name in names {
+            let text = match self.files.read(&name) {
+                None => {
+                    return err(
+                        self,
+                        format!(
+                            "env_file {name:?} is read from beside the job file, and this job came without one: run it from a file (edge job run FILE)"
+                        ),
+                    );
+                }
+                Some(Err(e)) => return err(self, format!("cannot read env_file {name:?}: {e}")),
+                Some(Ok(text)) => text,
+            };
+            match crate::envfile::parse(&text) {
+                Ok(pairs) => vars.extend(pairs),
+                Err(e) => {
+                    return err(self, format!("env_file {name}:{}: {}", e.line, e.message));
+                }
+            }
+        }
+        if vars.is_empty() {
+            return;
+        }
+        if !task.has("env") {
+            let env = Node::new(
+                Kind::Map(Vec::new()),
+                &node.at,
+                &node.key_at,
+                &format!("{}.env", task.field),
+            );
+            task.insert("env", env);
+        }
+        let Some(env) = task.get_mut("env") else {
+            return;
+        };
+        if !matches!(env.kind, Kind::Map(_)) {
+            return;
+        }
+        for (k, v) in vars {
+            if !env.has(&k) {
+                let field = format!("{}.{k}", env.field);
+                let value = Node::new(Kind::String(v), &node.at, &node.key_at, &field);
+                env.insert(&k, value);
+            }
         }
     }
 

@@ -338,6 +338,28 @@ fn client_for(g: &Global, job: &mut Job) -> anyhow::Result<Client> {
     Ok(super::client(g)?.with_namespace(Some(job.namespace.clone())))
 }
 
+/// Reads the files a job file names (`env_file`), relative to its directory
+/// (the working directory for standard input), as Compose does.
+fn beside(job_file: &std::path::Path) -> edge_spec::Files {
+    let dir = match job_file.parent() {
+        Some(p) if job_file.as_os_str() != "-" => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    edge_spec::Files::new(move |name| {
+        const MAX: u64 = 1 << 20;
+        let path = dir.join(name);
+        let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if meta.len() > MAX {
+            return Err(format!(
+                "{} is {} bytes; an env file may hold at most {MAX}",
+                path.display(),
+                meta.len()
+            ));
+        }
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+    })
+}
+
 /// Reads and parses a job file; every diagnostic is printed before failing.
 pub fn load(f: &JobFileArgs) -> anyhow::Result<Job> {
     let (name, src) = if f.file.as_os_str() == "-" {
@@ -362,6 +384,7 @@ pub fn load(f: &JobFileArgs) -> anyhow::Result<Job> {
         vars: f.vars.iter().cloned().collect(),
         var_files,
         driver_configs: super::daemon::driver_configs(),
+        files: beside(&f.file),
     };
     match edge_spec::parse_job_file(&src, &opts) {
         Ok(parsed) => {

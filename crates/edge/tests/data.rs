@@ -1,7 +1,8 @@
-//! Task lifecycle hooks on a real `edge dev` with exec tasks: prestart tasks
-//! finish and sidecars run before the main task starts, poststart runs once
-//! it does, poststop runs after a stop; a failed prestart keeps the main
-//! task from ever starting.
+//! Data into tasks on a real `edge dev` with exec tasks. Lifecycle hooks:
+//! prestart tasks finish and sidecars run before the main task starts,
+//! poststart runs once it does, poststop runs after a stop; a failed
+//! prestart keeps the main task from ever starting. Env files: read beside
+//! the job file by the CLI, under the task's own `env`.
 
 mod common;
 
@@ -198,4 +199,56 @@ async fn a_failed_prestart_keeps_the_main_task_from_starting() {
     assert_eq!(why.kind, "Not Started");
     assert!(why.message.contains("\"migrate\""), "{why:?}");
     assert!(!out.join("app").exists());
+}
+
+#[tokio::test]
+async fn env_files_are_read_beside_the_job_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = writable_dir(dir.path());
+    let o = out.display();
+    let (_dev, addr, api) = dev(dir.path()).await;
+    let jobs = dir.path().join("jobs");
+    std::fs::create_dir(&jobs).unwrap();
+    std::fs::write(
+        jobs.join("app.env"),
+        "# settings\nGREETING=\"hello there\"\nMODE=from-file\nPORTREF=${EDGE_ALLOC_INDEX}\n",
+    )
+    .unwrap();
+    let task = sh_task(
+        "app",
+        "env_file = \"app.env\"\n      env {\n        MODE = \"from-env\"\n      }",
+        &format!("echo \\\"$GREETING|$MODE|$PORTREF\\\" > {o}/env; exec sleep 600"),
+    );
+    let job = jobs.join("envs.hcl");
+    std::fs::write(
+        &job,
+        format!("job \"envs\" {{\n  group \"g\" {{\n{task}\n  }}\n}}\n"),
+    )
+    .unwrap();
+    // Run from elsewhere: the name resolves beside the job file.
+    let (ok, text) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    until(30, "the task wrote its environment", async || {
+        let got = std::fs::read_to_string(out.join("env")).ok()?;
+        got.ends_with('\n').then_some(())
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(out.join("env")).unwrap(),
+        "hello there|from-env|0\n"
+    );
+    let stored = api.job("envs").await.unwrap();
+    assert_eq!(stored.groups[0].tasks[0].env["GREETING"], "hello there");
+
+    std::fs::write(
+        &job,
+        "job \"envs\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      env_file = [\"app.env\", \"missing.env\"]\n      config {\n        command = \"/bin/true\"\n      }\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    let (ok, text) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        text.contains("envs.hcl:5:") && text.contains("missing.env"),
+        "names the line and the file: {text}"
+    );
 }
