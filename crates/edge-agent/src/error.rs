@@ -27,6 +27,8 @@ pub enum AgentError {
         bytes: usize,
         limit: usize,
     },
+    #[error("{flag}: {message}")]
+    Config { flag: &'static str, message: String },
     #[error("server refused the agent: {0}")]
     Refused(String),
     #[error(transparent)]

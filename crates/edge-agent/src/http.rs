@@ -57,6 +57,7 @@ pub fn router(guard: &Guard, ctx: Arc<RunCtx>, gc: GcFn, runners: Runners) -> Ro
         .route("/v1/client/allocation/{id}/logs", get(logs))
         .route("/v1/client/allocation/{id}/exec", post(exec))
         .route("/v1/client/gc", post(run_gc))
+        .route("/v1/client/volume/delete", post(delete_volume))
         .with_state(AppState {
             token,
             ctx,
@@ -114,6 +115,56 @@ async fn run_gc(State(st): State<AppState>, headers: HeaderMap) -> Response {
         removed,
     })
     .into_response()
+}
+
+/// Removes a local volume's directory, unless a copy on this node still
+/// runs with it.
+async fn delete_volume(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::Json(v): axum::Json<edge_spec::Volume>,
+) -> Response {
+    if !authorized(&st, &headers) {
+        return err(StatusCode::FORBIDDEN, "invalid token");
+    }
+    let in_use = st.runners.lock().await.values().any(|r| {
+        r.view().is_some_and(|(a, _)| {
+            a.namespace == v.namespace
+                && a.job_id == v.job_id
+                && a.group == v.group
+                && a.index == v.index
+                && !a.is_terminal()
+        })
+    });
+    if in_use {
+        return err(
+            StatusCode::CONFLICT,
+            format!("volume {} is in use on this node", v.display_name()),
+        );
+    }
+    let dir = match crate::runner::local_volume_dir(
+        &st.ctx,
+        &v.namespace,
+        &v.job_id,
+        &v.group,
+        &v.name,
+        v.index,
+    ) {
+        Ok(d) => d,
+        Err(e) => return err(StatusCode::BAD_REQUEST, e),
+    };
+    let removed = match tokio::fs::remove_dir_all(&dir).await {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            return err(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot remove {}: {e}", dir.display()),
+            );
+        }
+    };
+    tracing::info!(volume = %v.display_name(), path = %dir.display(), removed, "local volume removed");
+    axum::Json(edge_api::AgentVolumeDeleted { removed }).into_response()
 }
 
 fn err(status: StatusCode, msg: impl Into<String>) -> Response {

@@ -66,6 +66,16 @@ pub struct AgentConfig {
     /// turns it off. When the node cannot do it (not root, no CNI plugins)
     /// the agent says why and runs without it.
     pub bridge: Option<edge_net::BridgeConfig>,
+    /// `--host-volume NAME=PATH[:ro]`: directories groups may ask for by
+    /// name; fingerprinted as `volume.host.NAME`.
+    pub host_volumes: BTreeMap<String, HostVolume>,
+}
+
+/// A directory of the node the operator offers to jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostVolume {
+    pub path: PathBuf,
+    pub read_only: bool,
 }
 
 impl AgentConfig {
@@ -95,6 +105,7 @@ impl AgentConfig {
             gc_grace: Duration::from_secs(60),
             catalog_stale_after: None,
             bridge: None,
+            host_volumes: BTreeMap::new(),
         }
     }
 }
@@ -240,6 +251,22 @@ pub async fn start(
     })?;
     let mut attributes = facts.attributes.clone();
     attributes.insert("unique.network.ip-address".to_string(), cfg.address.clone());
+    for (name, v) in &cfg.host_volumes {
+        edge_spec::check_name(edge_spec::NameKind::Volume, name).map_err(|e| {
+            AgentError::Config {
+                flag: "--host-volume",
+                message: e.to_string(),
+            }
+        })?;
+        if !v.path.is_dir() {
+            return Err(AgentError::Config {
+                flag: "--host-volume",
+                message: format!("{name}={}: not a directory on this node", v.path.display()),
+            });
+        }
+        let access = if v.read_only { "ro" } else { "rw" };
+        attributes.insert(edge_spec::host_volume_attribute(name), access.to_string());
+    }
     let bridge = cfg.bridge.clone().and_then(|b| {
         let name = b.bridge.clone();
         match edge_net::BridgeNetwork::new(b) {
@@ -292,6 +319,8 @@ pub async fn start(
         log_max_files: cfg.log_max_files,
         dns_addr: cfg.dns_addr,
         bridge: bridge.clone(),
+        host_volumes: cfg.host_volumes.clone(),
+        volumes_dir: cfg.data_dir.join("volumes"),
     });
     let runners: gc::Runners = Arc::default();
     let agent = Arc::new(Agent {

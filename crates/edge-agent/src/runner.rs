@@ -31,6 +31,9 @@ pub struct RunCtx {
     pub dns_addr: Option<std::net::SocketAddr>,
     /// The node's bridge network, when it has one.
     pub bridge: Option<Arc<edge_net::BridgeNetwork>>,
+    pub host_volumes: BTreeMap<String, crate::HostVolume>,
+    /// Where local volumes live, one directory per copy of a group.
+    pub volumes_dir: PathBuf,
 }
 
 pub struct AllocRunner {
@@ -249,6 +252,12 @@ async fn run_alloc(
     if group.network.mode == edge_spec::NetworkMode::Bridge
         && let Err(why) = network_up(&ctx, &shared).await
     {
+        fail_setup(&ctx, &shared, &why);
+        drop((gate, checks, health));
+        network_down(&ctx, &shared).await;
+        return;
+    }
+    if let Err(why) = volumes_up(&ctx, &shared) {
         fail_setup(&ctx, &shared, &why);
         drop((gate, checks, health));
         network_down(&ctx, &shared).await;
@@ -474,6 +483,139 @@ async fn network_up(ctx: &RunCtx, shared: &Mutex<LocalAlloc>) -> Result<(), Stri
     // On disk before a task runs in it, so a crash from here on finds it.
     ctx.local.flush_async().await;
     Ok(())
+}
+
+/// Where volume `v` of the allocation's group is on this node: the host
+/// volume the agent was given, or the copy's local volume directory.
+fn volume_dir(
+    ctx: &RunCtx,
+    alloc: &Allocation,
+    v: &edge_spec::VolumeRequest,
+) -> Result<(PathBuf, bool), String> {
+    match v.kind {
+        edge_spec::VolumeType::Host => ctx
+            .host_volumes
+            .get(&v.source)
+            .map(|h| (h.path.clone(), h.read_only))
+            .ok_or_else(|| {
+                format!(
+                    "host volume {:?} is not on this node (agent flag --host-volume)",
+                    v.source
+                )
+            }),
+        edge_spec::VolumeType::Local => {
+            let dir = local_volume_dir(
+                ctx,
+                &alloc.namespace,
+                &alloc.job_id,
+                &alloc.group,
+                &v.name,
+                alloc.index,
+            )?;
+            Ok((dir, false))
+        }
+    }
+}
+
+/// A local volume's directory on this node.
+pub(crate) fn local_volume_dir(
+    ctx: &RunCtx,
+    namespace: &str,
+    job: &str,
+    group: &str,
+    name: &str,
+    index: u32,
+) -> Result<PathBuf, String> {
+    // Joined under the agent's dir: checked again for jobs stored before
+    // names were validated, and for what the server sends.
+    if let Some(why) = edge_spec::namespace::namespace_problem(namespace) {
+        return Err(format!("namespace {namespace:?} {why}"));
+    }
+    for (kind, n) in [
+        (edge_spec::NameKind::Job, job),
+        (edge_spec::NameKind::Group, group),
+        (edge_spec::NameKind::Volume, name),
+    ] {
+        edge_spec::check_name(kind, n).map_err(|e| e.to_string())?;
+    }
+    Ok(ctx
+        .volumes_dir
+        .join(namespace)
+        .join(job)
+        .join(group)
+        .join(format!("{name}-{index}")))
+}
+
+/// Makes sure every volume of the group is there before a task runs:
+/// host volumes exist, local ones are created on first use (and kept).
+fn volumes_up(ctx: &RunCtx, shared: &Mutex<LocalAlloc>) -> Result<(), String> {
+    let (alloc, volumes) = {
+        let g = lock(shared);
+        let volumes = g
+            .job
+            .group(&g.alloc.group)
+            .map(|grp| grp.volumes.clone())
+            .unwrap_or_default();
+        (g.alloc.clone(), volumes)
+    };
+    for v in &volumes {
+        let (dir, host_ro) = volume_dir(ctx, &alloc, v)?;
+        if v.kind == edge_spec::VolumeType::Host {
+            if host_ro && !v.read_only {
+                return Err(format!(
+                    "host volume {:?} is read-only on this node; the group asks to write to it",
+                    v.source
+                ));
+            }
+            if !dir.is_dir() {
+                return Err(format!(
+                    "host volume {:?} ({}) is gone",
+                    v.source,
+                    dir.display()
+                ));
+            }
+            continue;
+        }
+        if !dir.exists() {
+            create_local_volume(&ctx.volumes_dir, &dir)
+                .map_err(|e| format!("cannot create local volume {}: {e}", dir.display()))?;
+            tracing::info!(alloc = %alloc.id, volume = %v.name, path = %dir.display(), "local volume created");
+        }
+    }
+    Ok(())
+}
+
+/// Makes a local volume's directory. Whoever runs the task may write to
+/// it (mode 0777, as an allocation dir), while nobody else on the host
+/// reaches it: the volumes dir above it is the agent's alone (0700).
+fn create_local_volume(root: &std::path::Path, dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)?;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+}
+
+/// The task's mounts, resolved to this node's directories.
+fn task_mounts(ctx: &RunCtx, g: &LocalAlloc, task: &Task) -> Vec<edge_driver::Mount> {
+    let Some(group) = g.job.group(&g.alloc.group) else {
+        return Vec::new();
+    };
+    task.volume_mounts
+        .iter()
+        .filter_map(|m| {
+            let v = group.volumes.iter().find(|v| v.name == m.volume)?;
+            let (source, _) = volume_dir(ctx, &g.alloc, v).ok()?;
+            Some(edge_driver::Mount {
+                source,
+                destination: m.destination.clone(),
+                read_only: m.read_only || v.read_only,
+            })
+        })
+        .collect()
 }
 
 /// Removes the allocation's namespace, address and port mappings; what
@@ -717,6 +859,7 @@ fn task_config(ctx: &RunCtx, g: &LocalAlloc, task: &Task) -> TaskConfig {
             .as_ref()
             .and_then(|a| a.resolver)
             .map(|_| resolv_conf_path(&root)),
+        mounts: task_mounts(ctx, g, task),
     }
 }
 

@@ -587,6 +587,21 @@ impl Client {
             .await
     }
 
+    pub async fn volumes(&self) -> Result<Vec<edge_spec::Volume>, ApiError> {
+        Ok(self.get("/v1/volumes", QueryOptions::default()).await?.0)
+    }
+
+    pub async fn volume(&self, id: &str) -> Result<edge_spec::Volume, ApiError> {
+        let path = format!("/v1/volume/{}", enc(id));
+        Ok(self.get(&path, QueryOptions::default()).await?.0)
+    }
+
+    pub async fn volume_delete(&self, id: &str) -> Result<VolumeDeleteResponse, ApiError> {
+        let path = format!("/v1/volume/{}", enc(id));
+        self.write::<(), _>(reqwest::Method::DELETE, &path, None)
+            .await
+    }
+
     pub async fn acl_bootstrap(&self) -> Result<AclTokenCreated, ApiError> {
         self.write::<(), _>(reqwest::Method::POST, "/v1/acl/bootstrap", None)
             .await

@@ -65,6 +65,8 @@ pub fn components() -> Map<String, Value> {
     generator.subschema_for::<edge_spec::Namespace>();
     generator.subschema_for::<NamespaceApplyRequest>();
     generator.subschema_for::<NamespaceDeleteResponse>();
+    generator.subschema_for::<edge_spec::Volume>();
+    generator.subschema_for::<VolumeDeleteResponse>();
     generator.take_definitions(true)
 }
 

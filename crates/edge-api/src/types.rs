@@ -426,6 +426,24 @@ pub struct GcResponse {
     pub removed: Vec<GcLeftover>,
 }
 
+/// What `DELETE /v1/volume/{id}` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VolumeDeleteResponse {
+    pub id: String,
+    /// `JOB.GROUP.VOLUME[INDEX]`.
+    pub name: String,
+    pub node_id: String,
+    /// False when the directory was already gone (or its node is).
+    pub removed_dir: bool,
+}
+
+/// The agent's answer to the server's request to remove a local volume.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentVolumeDeleted {
+    /// False when there was no directory to remove.
+    pub removed: bool,
+}
+
 /// `POST /v1/namespace/{name}`: creates the namespace, or sets its
 /// description.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -295,6 +295,13 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value, DriverError> {
             v.readonly,
         ));
     }
+    for m in &task.mounts {
+        mounts.push(bind(
+            &m.source.display().to_string(),
+            &m.destination,
+            m.read_only,
+        ));
+    }
 
     let mut namespaces = vec![
         json!({"type": "pid"}),
@@ -370,6 +377,7 @@ mod tests {
 
     fn task() -> TaskConfig {
         TaskConfig {
+            mounts: Vec::new(),
             alloc_id: "a1".into(),
             job_id: "j".into(),
             group: "g".into(),
@@ -469,7 +477,14 @@ mod tests {
 
     #[test]
     fn spec_has_limits_mounts_and_hardening() {
-        let t = task();
+        let t = TaskConfig {
+            mounts: vec![edge_driver::Mount {
+                source: "/var/lib/edge/volumes/default/db/g/data-0".into(),
+                destination: "/var/lib/db".into(),
+                read_only: false,
+            }],
+            ..task()
+        };
         let c = TaskImageConfig {
             readonly_rootfs: true,
             volumes: vec![crate::config::Volume {
@@ -514,6 +529,9 @@ mod tests {
                 .unwrap()
                 .contains(&json!("ro"))
         );
+        let vol = find("/var/lib/db").unwrap();
+        assert_eq!(vol["source"], "/var/lib/edge/volumes/default/db/g/data-0");
+        assert_eq!(vol["options"], json!(["rbind", "rprivate", "rw"]));
         let ns = spec["linux"]["namespaces"].as_array().unwrap();
         assert!(
             !ns.iter().any(|n| n["type"] == "network"),

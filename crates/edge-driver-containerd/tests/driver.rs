@@ -67,6 +67,7 @@ impl Env {
         let alloc = uuid_like();
         let root = self.dir.path().join(&alloc);
         TaskConfig {
+            mounts: Vec::new(),
             alloc_id: alloc.clone(),
             job_id: "job".into(),
             group: "g".into(),

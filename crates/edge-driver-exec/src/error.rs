@@ -27,6 +27,11 @@ pub(crate) enum ExecutorError {
         #[source]
         source: io::Error,
     },
+    #[error("volume mount at {destination}: {message}")]
+    Mount {
+        destination: String,
+        message: String,
+    },
     #[error("opening network namespace {path}: {source}")]
     Netns {
         path: PathBuf,

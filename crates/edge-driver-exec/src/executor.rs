@@ -59,6 +59,10 @@ pub(crate) struct ExecutorSpec {
     /// The allocation's network namespace, joined before the task starts.
     #[serde(default)]
     pub netns: Option<PathBuf>,
+    /// Volumes bind-mounted at their destinations in the task's own mount
+    /// namespace.
+    #[serde(default)]
+    pub mounts: Vec<edge_driver::Mount>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -176,6 +180,96 @@ pub(crate) fn join_netns(fd: Option<std::os::fd::RawFd>) -> io::Result<()> {
     Ok(())
 }
 
+/// A volume mount as the forked child makes it: paths as C strings made
+/// before the fork.
+pub(crate) struct RawMount {
+    source: CString,
+    destination: CString,
+    read_only: bool,
+}
+
+/// Creates each mount point (on the host's file system: an empty directory
+/// stays there, as with any bind mount) and readies the paths for
+/// [`mount_volumes`].
+pub(crate) fn prepare_mounts(
+    mounts: &[edge_driver::Mount],
+) -> Result<Vec<RawMount>, ExecutorError> {
+    mounts
+        .iter()
+        .map(|m| {
+            let bad = |message: String| ExecutorError::Mount {
+                destination: m.destination.clone(),
+                message,
+            };
+            fs::create_dir_all(&m.destination)
+                .map_err(|e| bad(format!("cannot create the mount point: {e}")))?;
+            let c =
+                |p: &[u8]| CString::new(p).map_err(|_| bad("path holds a NUL byte".to_string()));
+            Ok(RawMount {
+                source: c(m.source.as_os_str().as_bytes())?,
+                destination: c(m.destination.as_bytes())?,
+                read_only: m.read_only,
+            })
+        })
+        .collect()
+}
+
+/// Gives the child its own mount namespace, private so nothing mounted
+/// here reaches the host, and bind-mounts each volume (read-only ones
+/// remounted so). Runs between fork and exec: only raw system calls.
+pub(crate) fn mount_volumes(mounts: &[RawMount]) -> io::Result<()> {
+    if mounts.is_empty() {
+        return Ok(());
+    }
+    let none = c"none";
+    let root = c"/";
+    // SAFETY: unshare and mount are async-signal-safe system calls on
+    // NUL-terminated strings prepared before the fork.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let private = libc::MS_REC | libc::MS_PRIVATE;
+        if libc::mount(
+            none.as_ptr(),
+            root.as_ptr(),
+            std::ptr::null(),
+            private,
+            std::ptr::null(),
+        ) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        for m in mounts {
+            let bind = libc::MS_BIND | libc::MS_REC;
+            if libc::mount(
+                m.source.as_ptr(),
+                m.destination.as_ptr(),
+                std::ptr::null(),
+                bind,
+                std::ptr::null(),
+            ) < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            if m.read_only {
+                let ro = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC;
+                if libc::mount(
+                    none.as_ptr(),
+                    m.destination.as_ptr(),
+                    std::ptr::null(),
+                    ro,
+                    std::ptr::null(),
+                ) < 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes "0" (the writing process) into each `cgroup.procs`. Runs in the
 /// forked child before exec, so it only makes raw system calls on memory
 /// prepared before the fork.
@@ -260,12 +354,14 @@ fn start(spec: &ExecutorSpec) -> Result<(Child, [RotatingLog; 2]), ExecutorError
     let ids = spec.user.as_ref().map(|u| (u.uid, u.gid));
     let netns = open_netns(spec)?;
     let netns_fd = netns.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+    let mounts = prepare_mounts(&spec.mounts)?;
     // SAFETY: the hook only makes async-signal-safe system calls on memory
     // allocated before the fork (see `join_cgroups`).
     unsafe {
         cmd.pre_exec(move || {
             cloexec_stray_fds();
             join_netns(netns_fd)?;
+            mount_volumes(&mounts)?;
             join_cgroups(&procs_files)?;
             // After joining: writing cgroup.procs needs the executor's
             // privileges, which the task must not keep.

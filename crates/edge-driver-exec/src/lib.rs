@@ -287,6 +287,12 @@ impl ExecDriver {
         fs::create_dir_all(&cfg.task_dir).map_err(|e| {
             DriverError::io(format!("creating task dir {}", cfg.task_dir.display()), e)
         })?;
+        if !cfg.mounts.is_empty() && !nix::unistd::Uid::effective().is_root() {
+            return Err(DriverError::config(
+                "volume_mount",
+                "exec tasks mount volumes in a mount namespace of their own, which needs the agent to run as root",
+            ));
+        }
         let user = user::resolve(&self.cfg, &cfg.task, task_cfg.user.as_deref())?;
         if let Some(u) = &user {
             user::chown_tree(&cfg.task_dir, u)?;
@@ -313,6 +319,7 @@ impl ExecDriver {
             cpu_mhz: cfg.resources.cpu,
             user,
             netns: cfg.netns.clone(),
+            mounts: cfg.mounts.clone(),
         };
         let spec_path = dir.join(SPEC_FILE);
         write_json_atomic(&spec_path, &spec)

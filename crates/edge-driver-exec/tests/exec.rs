@@ -172,6 +172,7 @@ impl Fixture {
             NEXT.fetch_add(1, Ordering::SeqCst)
         );
         TaskConfig {
+            mounts: Vec::new(),
             alloc_id,
             job_id: "job".to_string(),
             group: "group".to_string(),

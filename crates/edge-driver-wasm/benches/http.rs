@@ -41,6 +41,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn task(dir: &Path, module: &Path, port: u16) -> TaskConfig {
     TaskConfig {
+        mounts: Vec::new(),
         alloc_id: format!("bench{port}"),
         job_id: "bench".into(),
         group: "g".into(),

@@ -15,7 +15,8 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 /// The exit code reported when the module did not exit by itself.
 const FAILED: i32 = 1;
 
-/// The WASI context of a command (args, `/alloc` and `/local` preopened,
+/// The WASI context of a command (args, `/alloc`, `/local` and the task's
+/// volumes preopened,
 /// stdout/stderr into the task's log files) and its environment.
 pub(crate) fn context(
     cfg: &TaskConfig,
@@ -40,14 +41,23 @@ pub(crate) fn context(
         };
         environ.push(k, v);
     }
-    for (host, guest) in [(&cfg.alloc_dir, "/alloc"), (&local, "/local")] {
-        b.preopened_dir(host, guest, FsPerms::ReadWrite)
-            .map_err(|e| {
-                DriverError::Other(format!(
-                    "preopening {} as {guest} failed: {e:#}",
-                    host.display()
-                ))
-            })?;
+    let own = [(&cfg.alloc_dir, "/alloc", false), (&local, "/local", false)];
+    let mounts = cfg
+        .mounts
+        .iter()
+        .map(|m| (&m.source, m.destination.as_str(), m.read_only));
+    for (host, guest, read_only) in own.into_iter().chain(mounts) {
+        let perms = if read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        b.preopened_dir(host, guest, perms).map_err(|e| {
+            DriverError::Other(format!(
+                "preopening {} as {guest} failed: {e:#}",
+                host.display()
+            ))
+        })?;
     }
     Ok((b.build_p1(), environ))
 }

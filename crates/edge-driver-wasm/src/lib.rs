@@ -297,6 +297,12 @@ impl Driver for WasmDriver {
         let path = self.module_file(&tc.source, &Silent).await?;
         let (module, _) = self.load(&path).await?;
         let http = matches!(tc.mode, Mode::Http { .. });
+        if http && !cfg.mounts.is_empty() {
+            return Err(DriverError::config(
+                "volume_mount",
+                "an http-mode module runs once per request with no directories: mount volumes into a command-mode task",
+            ));
+        }
         let pre = self.rt.pre(&module, &path, http)?;
         let stdout = LogStream::open(cfg, "stdout")
             .map_err(|e| DriverError::io("opening the stdout log", e))?;

@@ -63,6 +63,7 @@ fn module(dir: &Path, name: &str, wat: &str) -> PathBuf {
 
 fn task(dir: &Path, config: Value, memory: u32, ports: Vec<AssignedPort>) -> TaskConfig {
     TaskConfig {
+        mounts: Vec::new(),
         alloc_id: "a1".into(),
         job_id: "j".into(),
         group: "g".into(),

@@ -46,6 +46,19 @@ pub struct TaskConfig {
     /// (the node's DNS at its gateway); containers get it as
     /// `/etc/resolv.conf`.
     pub resolv_conf: Option<PathBuf>,
+    /// The task's `volume_mount`s, resolved to directories on this node.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+}
+
+/// A directory of the node mounted into a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// The volume's directory on the node.
+    pub source: PathBuf,
+    /// An absolute path inside the task (validated: no `..`, not `/`).
+    pub destination: String,
+    pub read_only: bool,
 }
 
 /// What the agent keeps in its local state to find a task again.

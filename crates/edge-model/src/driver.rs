@@ -461,6 +461,7 @@ mod tests {
 
     fn cfg(dir: &Path, config: Value) -> TaskConfig {
         TaskConfig {
+            mounts: Vec::new(),
             alloc_id: "a1".into(),
             job_id: "j".into(),
             group: "iris".into(),

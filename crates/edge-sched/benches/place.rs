@@ -63,6 +63,7 @@ fn job(i: usize, count: u32) -> Job {
         constraints: Vec::new(),
         update: None,
         groups: vec![Group {
+            volumes: Vec::new(),
             meta: Default::default(),
             name: "web".to_string(),
             count,
@@ -82,6 +83,7 @@ fn job(i: usize, count: u32) -> Job {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                volume_mounts: Vec::new(),
                 lifecycle: None,
                 constraints: Vec::new(),
                 meta: Default::default(),
@@ -138,6 +140,7 @@ fn run(jobs: usize, count: u32) -> (usize, f64) {
         let j = job(i, count);
         let e = eval(&j.id);
         let snap = Snapshot {
+            volumes: Vec::new(),
             nodes: nodes.iter().collect(),
             usage: &usage,
             job_allocs: Vec::new(),

@@ -353,6 +353,69 @@ impl<'a> Cluster<'a> {
         m
     }
 
+    /// The node a copy's local volume holds it to, if it has one yet:
+    /// `Err` names the volume and why its node cannot take the copy.
+    pub(crate) fn pinned(
+        &mut self,
+        req: &mut GroupReq<'_>,
+        index: u32,
+    ) -> Option<Result<usize, AllocMetric>> {
+        let v = self
+            .snap
+            .volumes
+            .iter()
+            .find(|v| v.group == req.group.name && v.index == index)?;
+        let name = v.display_name();
+        let fail = |why: String| {
+            let mut m = AllocMetric {
+                nodes_evaluated: 1,
+                nodes_filtered: 1,
+                ..AllocMetric::default()
+            };
+            m.constraint_filtered
+                .insert(format!("local volume \"{name}\" is on node {why}"), 1);
+            m
+        };
+        let Some(idx) = self.node_index(&v.node_id) else {
+            return Some(Err(fail(format!(
+                "{} which is gone: `edge volume rm` it to start this copy empty elsewhere",
+                v.node_id
+            ))));
+        };
+        let node = self.node(idx);
+        let state = if node.status != NodeStatus::Ready {
+            Some(node.status.as_str())
+        } else if node.drain {
+            Some("draining")
+        } else if !node.eligible {
+            Some("ineligible")
+        } else {
+            None
+        };
+        if let Some(state) = state {
+            return Some(Err(fail(format!("\"{}\", which is {state}", node.name))));
+        }
+        let verdict = self.check(req, idx);
+        if verdict.is_err() {
+            let mut m = AllocMetric::default();
+            self.tally(&mut m, req, idx, verdict);
+            let reasons: Vec<String> = m
+                .constraint_filtered
+                .keys()
+                .chain(m.dimension_exhausted.keys())
+                .cloned()
+                .collect();
+            let mut m = fail(format!(
+                "\"{}\", which cannot take it: {}",
+                node.name,
+                reasons.join(", ")
+            ));
+            m.nodes_available.insert(node.datacenter.clone(), 1);
+            return Some(Err(m));
+        }
+        Some(Ok(idx))
+    }
+
     /// Adds one node's verdict to a metric.
     pub(crate) fn tally(
         &self,

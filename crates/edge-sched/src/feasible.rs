@@ -3,7 +3,7 @@
 
 use crate::error::SchedError;
 use edge_spec::{
-    BRIDGE_ATTRIBUTE, Constraint, ConstraintOp, Group, Job, NetworkMode, Node, PortSpec,
+    BRIDGE_ATTRIBUTE, Constraint, ConstraintOp, Group, Job, NetworkMode, Node, PortSpec, VolumeType,
 };
 use regex::Regex;
 use std::cmp::Ordering;
@@ -45,6 +45,8 @@ pub(crate) const DISTINCT_HOSTS_REASON: &str = "constraint distinct_hosts";
 pub(crate) enum Operand<'j> {
     Attr(&'j str),
     Meta(&'j str),
+    /// A host volume's access (`rw`, `ro`) on the node.
+    HostVolume(&'j str),
     Datacenter,
     Name,
     Id,
@@ -81,6 +83,10 @@ impl<'j> Operand<'j> {
         match self {
             Operand::Attr(k) => node.attributes.get(k).map(String::as_str),
             Operand::Meta(k) => node.meta.get(k).map(String::as_str),
+            Operand::HostVolume(k) => node
+                .attributes
+                .get(&edge_spec::host_volume_attribute(k))
+                .map(String::as_str),
             Operand::Datacenter => Some(&node.datacenter),
             Operand::Name => Some(&node.name),
             Operand::Id => Some(&node.id),
@@ -310,6 +316,31 @@ impl<'j> GroupReq<'j> {
                 regex: None,
                 reason: reasons
                     .index("missing bridge networking (network mode \"bridge\")".to_string()),
+            });
+        }
+        // A host volume is a node attribute (`volume.host.NAME` = `rw` or
+        // `ro`), so it filters like a constraint and is cached with them.
+        for v in &group.volumes {
+            if v.kind != VolumeType::Host {
+                continue;
+            }
+            let (op, reason) = if v.read_only {
+                (
+                    ConstraintOp::IsSet,
+                    format!("missing host volume \"{}\"", v.source),
+                )
+            } else {
+                (
+                    ConstraintOp::Eq,
+                    format!("missing writable host volume \"{}\"", v.source),
+                )
+            };
+            constraints.push(Compiled {
+                lhs: Operand::HostVolume(&v.source),
+                rhs: Operand::Literal("rw"),
+                op,
+                regex: None,
+                reason: reasons.index(reason),
             });
         }
         let mut distinct_hosts = false;

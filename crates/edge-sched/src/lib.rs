@@ -16,7 +16,7 @@ pub use error::SchedError;
 
 use edge_spec::{
     AllocMetric, Allocation, ClientStatus, Deployment, Evaluation, GroupChanges, Job, JobType,
-    Node, NodeStatus,
+    Node, NodeStatus, Volume,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -103,6 +103,8 @@ pub struct Snapshot<'a> {
     pub job_allocs: Vec<&'a Allocation>,
     /// The job's newest deployment, whatever its version and status.
     pub deployment: Option<&'a Deployment>,
+    /// The job's local volumes: a copy that has one goes back to its node.
+    pub volumes: Vec<&'a Volume>,
     pub config: &'a SchedulerConfig,
     /// Unix milliseconds, for reschedule delays.
     pub now: i64,

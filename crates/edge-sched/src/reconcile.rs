@@ -541,7 +541,16 @@ fn place_group(
             .then_stop
             .and_then(|a| cl.node_index(&a.node_id))
             .filter(|&i| cl.node(i).status == NodeStatus::Ready);
-        let placed = cl.select(req, &spread, avoid).and_then(|idx| {
+        let chosen = match cl.pinned(req, want.index) {
+            Some(Ok(idx)) => Some(idx),
+            Some(Err(m)) => {
+                // Only this copy is held to its node: the others may fit.
+                failure = Some(m);
+                continue;
+            }
+            None => cl.select(req, &spread, avoid),
+        };
+        let placed = chosen.and_then(|idx| {
             cl.place(req, idx, want.index, want.previous, want.reschedule_times)
                 .map(|a| (idx, a))
         });

@@ -25,6 +25,7 @@ fn job(id: &str, n: u64) -> Job {
         constraints: vec![],
         update: None,
         groups: vec![Group {
+            volumes: Vec::new(),
             meta: Default::default(),
             name: "web".to_string(),
             count: 1,
@@ -36,6 +37,7 @@ fn job(id: &str, n: u64) -> Job {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                volume_mounts: Vec::new(),
                 lifecycle: None,
                 constraints: Vec::new(),
                 meta: Default::default(),

@@ -80,9 +80,12 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
             | "/v1/allocations"
             | "/v1/deployments"
             | "/v1/evaluations"
+            | "/v1/volumes"
             | "/v1/services"
             | "/v1/service/{name}",
         ) => read,
+        // The volume names its namespace; the handler checks it.
+        ("GET" | "DELETE", "/v1/volume/{id}") => Object(ReadJob),
         ("GET", "/v1/allocation/{id}" | "/v1/deployment/{id}" | "/v1/evaluation/{id}") => {
             Object(ReadJob)
         }
@@ -136,7 +139,12 @@ fn lists(method: &str, path: &str) -> bool {
     method == "GET"
         && matches!(
             path,
-            "/v1/jobs" | "/v1/allocations" | "/v1/evaluations" | "/v1/deployments" | "/v1/services"
+            "/v1/jobs"
+                | "/v1/allocations"
+                | "/v1/evaluations"
+                | "/v1/deployments"
+                | "/v1/services"
+                | "/v1/volumes"
         )
 }
 

@@ -78,6 +78,11 @@ pub fn router(server: Arc<Server>) -> Router {
                 .post(crate::namespaces::apply)
                 .delete(crate::namespaces::delete),
         )
+        .route("/v1/volumes", get(crate::volumes::list))
+        .route(
+            "/v1/volume/{id}",
+            get(crate::volumes::read).delete(crate::volumes::delete),
+        )
         .route("/v1/evaluations", get(list_evals))
         .route("/v1/evaluation/{id}", get(read_eval))
         .route("/v1/nodes", get(list_nodes))
@@ -1009,7 +1014,7 @@ impl Server {
     /// (`<node>.node.edge`, resolved to the registered address), so the
     /// server checks it talks to that node and the agent that it is the
     /// server; plain HTTP carries the join token instead.
-    fn agent_client(
+    pub(crate) fn agent_client(
         &self,
         node: &str,
         addr: &str,

@@ -17,6 +17,7 @@ mod routes;
 mod tls;
 mod token;
 mod tunnel;
+mod volumes;
 mod worker;
 
 pub use error::ServerError;

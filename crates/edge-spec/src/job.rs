@@ -3,7 +3,7 @@
 use crate::duration::PolicyWait;
 use crate::limits::{
     DRIVERS, JOB_ID_PATTERN, MAX_CONSTRAINTS, MAX_COUNT, MAX_GROUPS, MAX_JOB_ID_LEN, MAX_NAME_LEN,
-    MAX_TASK_CPU, MAX_TASK_MEMORY, MAX_TASKS, NAME_PATTERN, SERVICE_NAME_PATTERN,
+    MAX_TASK_CPU, MAX_TASK_MEMORY, MAX_TASKS, MAX_VOLUMES, NAME_PATTERN, SERVICE_NAME_PATTERN,
 };
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
@@ -316,6 +316,63 @@ pub struct Group {
     /// older groups keep their hash.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: BTreeMap<String, String>,
+    /// `volume "NAME" { ... }`: what the group's tasks may mount.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_VOLUMES))]
+    pub volumes: Vec<VolumeRequest>,
+}
+
+/// Where a volume's data lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VolumeType {
+    /// A directory the agent was given (`--host-volume NAME=PATH`): the
+    /// group is placed only on nodes that have it.
+    Host,
+    /// A directory the node makes for each copy of the group on first use
+    /// and keeps: the copy's replacements go back to that node.
+    Local,
+}
+
+/// A group's `volume "NAME" { type source read_only }` block.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeRequest {
+    #[schemars(length(min = 1, max = MAX_NAME_LEN), pattern(NAME_PATTERN))]
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: VolumeType,
+    /// The host volume's name on the node; unset for a local volume.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    #[serde(default)]
+    pub read_only: bool,
+    /// Refused by validation: sizes are not enforced yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+}
+
+/// A task's `volume_mount { volume destination read_only }` block.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeMount {
+    /// A `volume` of the task's group.
+    pub volume: String,
+    /// An absolute path inside the task.
+    pub destination: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// The node attribute a host volume is fingerprinted as, `rw` or `ro`.
+pub fn host_volume_attribute(name: &str) -> String {
+    format!("volume.host.{name}")
+}
+
+/// A local volume's name in listings: one per copy of the group, told
+/// apart by the copy's index as allocation names are.
+pub fn local_volume_name(job: &str, group: &str, volume: &str, index: u32) -> String {
+    format!("{job}.{group}.{volume}[{index}]")
 }
 
 /// `update { ... }`, Nomad's fields: every one optional, so a group's block
@@ -860,6 +917,9 @@ pub struct Task {
     /// tasks. Without one it is a main task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<Lifecycle>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_VOLUMES))]
+    pub volume_mounts: Vec<VolumeMount>,
 }
 
 /// When a hook task runs, relative to the group's main tasks.

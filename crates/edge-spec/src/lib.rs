@@ -19,6 +19,7 @@ pub mod node;
 mod parse;
 pub mod validate;
 pub mod version;
+pub mod volume;
 
 pub use crate::hcl::parse_hcl;
 pub use alloc::*;
@@ -32,3 +33,4 @@ pub use namespace::{DEFAULT_NAMESPACE, Namespace, job_key, service_key};
 pub use node::*;
 pub use parse::{Files, ParseOptions, Parsed, parse_job_file};
 pub use validate::{ConfigCheck, DriverConfigs, NameKind, check_name, validate, validate_with};
+pub use volume::Volume;

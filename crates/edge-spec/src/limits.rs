@@ -39,6 +39,12 @@ pub const MAX_GROUP_NETWORKS: usize = 4;
 /// Tasks of one group: each is a process, container or module on one node.
 pub const MAX_TASKS: usize = 100;
 
+/// Volumes per group, and mounts per task.
+pub const MAX_VOLUMES: usize = 32;
+
+/// A volume mount's destination path, in bytes (Linux's PATH_MAX).
+pub const MAX_MOUNT_PATH: usize = 4096;
+
 /// Copies of one group: every copy is an allocation row the server keeps and
 /// every agent watch may carry, and edge is built for clusters of a few
 /// hundred nodes.

@@ -5,8 +5,8 @@ use crate::error::{Diagnostic, SpecError};
 use crate::job::{CheckType, Constraint, ConstraintOp, Group, Job, Service, Task, UpdatePolicy};
 use crate::limits::{
     DRIVERS, MAX_CONSTRAINTS, MAX_COUNT, MAX_GROUP_NETWORKS, MAX_GROUPS, MAX_JOB_ID_LEN,
-    MAX_NAME_LEN, MAX_NETWORKS, MAX_POLICY_WAIT, MAX_TASK_CPU, MAX_TASK_MEMORY, MAX_TASK_WAIT,
-    MAX_TASKS,
+    MAX_MOUNT_PATH, MAX_NAME_LEN, MAX_NETWORKS, MAX_POLICY_WAIT, MAX_TASK_CPU, MAX_TASK_MEMORY,
+    MAX_TASK_WAIT, MAX_TASKS, MAX_VOLUMES,
 };
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +25,7 @@ pub fn validate_with(job: &Job, configs: &DriverConfigs) -> Vec<Diagnostic> {
     let mut v = Validator {
         out: Vec::new(),
         configs,
+        system: job.job_type == crate::job::JobType::System,
     };
     v.job(job);
     v.out
@@ -59,6 +60,8 @@ impl DriverConfigs {
 struct Validator<'a> {
     out: Vec<Diagnostic>,
     configs: &'a DriverConfigs,
+    /// The job is a system job (one copy per node).
+    system: bool,
 }
 
 /// What a checked name names: the three become paths on the agent.
@@ -68,6 +71,7 @@ pub enum NameKind {
     Group,
     Task,
     Network,
+    Volume,
 }
 
 impl NameKind {
@@ -77,6 +81,7 @@ impl NameKind {
             NameKind::Group => "group name",
             NameKind::Task => "task name",
             NameKind::Network => "network name",
+            NameKind::Volume => "volume name",
         }
     }
 }
@@ -100,7 +105,7 @@ pub fn check_name(kind: NameKind, name: &str) -> Result<(), SpecError> {
 fn name_problem(kind: NameKind, name: &str) -> Option<String> {
     let max = match kind {
         NameKind::Job => MAX_JOB_ID_LEN,
-        NameKind::Group | NameKind::Task | NameKind::Network => MAX_NAME_LEN,
+        NameKind::Group | NameKind::Task | NameKind::Network | NameKind::Volume => MAX_NAME_LEN,
     };
     let dots = kind == NameKind::Job;
     if name.is_empty() {
@@ -122,6 +127,36 @@ fn name_problem(kind: NameKind, name: &str) -> Option<String> {
     }
     if name.starts_with('.') {
         return Some("must not start with '.'".to_string());
+    }
+    None
+}
+
+/// What is wrong with a volume mount's destination: it must be an absolute
+/// path inside the task that never climbs (`..`) and is not `/` itself.
+fn destination_problem(d: &str) -> Option<String> {
+    if !d.starts_with('/') {
+        return Some(format!(
+            "destination {:?} must be an absolute path, e.g. \"/data\"",
+            shorten(d)
+        ));
+    }
+    if d.len() > MAX_MOUNT_PATH {
+        return Some(format!(
+            "destination is {} bytes long; the limit is {MAX_MOUNT_PATH}",
+            d.len()
+        ));
+    }
+    if d.contains('\0') {
+        return Some("destination holds a NUL byte".to_string());
+    }
+    if d.split('/').any(|c| c == "..") {
+        return Some(format!(
+            "destination {:?} must not contain `..`",
+            shorten(d)
+        ));
+    }
+    if d.split('/').all(|c| c.is_empty() || c == ".") {
+        return Some("a volume cannot be mounted over `/`".to_string());
     }
     None
 }
@@ -551,6 +586,7 @@ impl Validator<'_> {
                 ),
             );
         }
+        self.volumes(g, path);
         let mut tasks = BTreeSet::new();
         for (i, t) in g.tasks.iter().enumerate() {
             let at = named(path, "task", i, &t.name);
@@ -678,8 +714,111 @@ impl Validator<'_> {
         }
     }
 
+    /// The group's volumes, and every task's mounts of them.
+    fn volumes(&mut self, g: &crate::job::Group, path: &str) {
+        use crate::job::VolumeType;
+        if g.volumes.len() > MAX_VOLUMES {
+            self.push(
+                format!("{path}.volume"),
+                format!(
+                    "a group has {} volumes; the limit is {MAX_VOLUMES}",
+                    g.volumes.len()
+                ),
+            );
+            return;
+        }
+        let mut names = BTreeSet::new();
+        for (i, v) in g.volumes.iter().enumerate() {
+            let at = named(path, "volume", i, &v.name);
+            if let Some(reason) = name_problem(NameKind::Volume, &v.name) {
+                self.push(
+                    at.clone(),
+                    format!("volume name {:?} {reason}", shorten(&v.name)),
+                );
+            } else if !names.insert(v.name.as_str()) {
+                self.push(at.clone(), format!("duplicate volume name {:?}", v.name));
+            }
+            match v.kind {
+                VolumeType::Host => {
+                    if v.source.is_empty() {
+                        self.push(
+                            format!("{at}.source"),
+                            "a host volume needs `source`: the name the agent gives it (--host-volume NAME=PATH)",
+                        );
+                    } else if let Some(reason) = name_problem(NameKind::Volume, &v.source) {
+                        self.push(
+                            format!("{at}.source"),
+                            format!("host volume name {:?} {reason}", shorten(&v.source)),
+                        );
+                    }
+                }
+                VolumeType::Local if !v.source.is_empty() => self.push(
+                    format!("{at}.source"),
+                    "a local volume has no `source`: the node makes it, one per copy, named by the block's label",
+                ),
+                VolumeType::Local if self.system => self.push(
+                    format!("{at}.type"),
+                    "a system job runs one copy on every node and cannot keep a local volume per copy: use a host volume",
+                ),
+                VolumeType::Local => {}
+            }
+            if v.size.is_some() {
+                self.push(
+                    format!("{at}.size"),
+                    "volume sizes are not enforced yet: drop `size` (a local volume is a directory on the node's disk)",
+                );
+            }
+        }
+        for (ti, t) in g.tasks.iter().enumerate() {
+            let task_at = named(path, "task", ti, &t.name);
+            if t.volume_mounts.len() > MAX_VOLUMES {
+                self.push(
+                    format!("{task_at}.volume_mount"),
+                    format!(
+                        "a task has {} volume mounts; the limit is {MAX_VOLUMES}",
+                        t.volume_mounts.len()
+                    ),
+                );
+                continue;
+            }
+            let mut dests = BTreeSet::new();
+            for (i, m) in t.volume_mounts.iter().enumerate() {
+                let at = format!("{task_at}.volume_mount[{i}]");
+                match g.volumes.iter().find(|v| v.name == m.volume) {
+                    None => self.push(
+                        format!("{at}.volume"),
+                        format!(
+                            "the group has no volume {:?}; declare it with `volume {:?} {{ ... }}` in the group",
+                            shorten(&m.volume),
+                            shorten(&m.volume)
+                        ),
+                    ),
+                    Some(v) if v.read_only && !m.read_only => self.push(
+                        format!("{at}.read_only"),
+                        format!("volume {:?} is read_only: mount it with `read_only = true`", v.name),
+                    ),
+                    Some(_) => {}
+                }
+                if let Some(why) = destination_problem(&m.destination) {
+                    self.push(format!("{at}.destination"), why);
+                } else if !dests.insert(m.destination.trim_end_matches('/')) {
+                    self.push(
+                        format!("{at}.destination"),
+                        format!("two volumes are mounted at {:?}", m.destination),
+                    );
+                }
+            }
+        }
+    }
+
     fn task(&mut self, t: &Task, path: &str) {
         self.meta(&t.meta, path);
+        if t.driver == "model" && !t.volume_mounts.is_empty() {
+            self.push(
+                format!("{path}.volume_mount"),
+                "the model driver mounts no volumes: its model comes from `config { model = ... }`",
+            );
+        }
         if let Some(l) = t.lifecycle
             && l.sidecar
             && l.hook == crate::job::Hook::Poststop

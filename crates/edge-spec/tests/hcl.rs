@@ -151,6 +151,7 @@ fn full_example_decodes_into_expected_job() {
         }],
         update: None,
         groups: vec![Group {
+            volumes: Vec::new(),
             meta: Default::default(),
             name: "web".into(),
             count: 2,
@@ -211,6 +212,7 @@ fn full_example_decodes_into_expected_job() {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                volume_mounts: Vec::new(),
                 lifecycle: None,
                 constraints: Vec::new(),
                 meta: Default::default(),

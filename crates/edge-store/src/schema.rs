@@ -97,6 +97,11 @@ const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         body TEXT NOT NULL
      );",
+    // 7: local volumes, by namespace/job/group/name/index.
+    "CREATE TABLE volumes (
+        key TEXT PRIMARY KEY,
+        body TEXT NOT NULL
+     );",
 ];
 
 /// The migration after which [`rehash_allocs`] runs, in its transaction.

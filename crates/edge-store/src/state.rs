@@ -4,7 +4,7 @@ use crate::StoreError;
 use edge_sched::NodeUsage;
 use edge_spec::acl::{AclPolicy, AclToken};
 use edge_spec::{
-    Allocation, DEFAULT_NAMESPACE, Deployment, EvalStatus, Evaluation, Job, Namespace, Node,
+    Allocation, DEFAULT_NAMESPACE, Deployment, EvalStatus, Evaluation, Job, Namespace, Node, Volume,
 };
 use rusqlite::{Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
@@ -29,6 +29,10 @@ pub struct Batch {
     pub deployments: Vec<Deployment>,
     pub namespaces: Vec<Namespace>,
     pub delete_namespaces: Vec<String>,
+    /// Local volumes, by [`Volume::own_key`].
+    pub volumes: Vec<Volume>,
+    /// Keys of local volumes removed.
+    pub delete_volumes: Vec<String>,
     pub acl_policies: Vec<AclPolicy>,
     pub delete_acl_policies: Vec<String>,
     pub acl_tokens: Vec<AclToken>,
@@ -49,6 +53,8 @@ impl Batch {
             && self.deployments.is_empty()
             && self.namespaces.is_empty()
             && self.delete_namespaces.is_empty()
+            && self.volumes.is_empty()
+            && self.delete_volumes.is_empty()
             && self.acl_policies.is_empty()
             && self.delete_acl_policies.is_empty()
             && self.acl_tokens.is_empty()
@@ -88,6 +94,10 @@ impl Batch {
         for ns in &mut self.namespaces {
             let stored = state.namespaces.get(&ns.name).map(|o| o.create_index);
             set(&mut ns.create_index, &mut ns.modify_index, stored, index);
+        }
+        for v in &mut self.volumes {
+            let stored = state.volumes.get(&v.own_key()).map(|o| o.create_index);
+            set(&mut v.create_index, &mut v.modify_index, stored, index);
         }
         for p in &mut self.acl_policies {
             let stored = state.acl_policies.get(&p.name).map(|o| o.create_index);
@@ -135,6 +145,8 @@ pub struct State {
     /// Namespaces created by users, by name; `default` is not stored
     /// unless its description was set (see [`State::namespace`]).
     pub namespaces: BTreeMap<String, Namespace>,
+    /// Local volumes by [`Volume::own_key`].
+    pub volumes: BTreeMap<String, Volume>,
     pub acl_policies: BTreeMap<String, AclPolicy>,
     /// By accessor id.
     pub acl_tokens: BTreeMap<String, AclToken>,
@@ -240,6 +252,12 @@ impl State {
         }
         for name in &b.delete_namespaces {
             self.namespaces.remove(name);
+        }
+        for key in &b.delete_volumes {
+            self.volumes.remove(key);
+        }
+        for v in &b.volumes {
+            self.volumes.insert(v.own_key(), v.clone());
         }
         for ns in &b.namespaces {
             self.namespaces.insert(ns.name.clone(), ns.clone());
@@ -427,6 +445,14 @@ pub(crate) fn load(conn: &Connection) -> Result<State, StoreError> {
         "namespace",
         |ns: Namespace| {
             s.namespaces.insert(ns.name.clone(), ns);
+        },
+    )?;
+    load_table(
+        conn,
+        "SELECT key, body FROM volumes",
+        "volume",
+        |v: Volume| {
+            s.volumes.insert(v.own_key(), v);
         },
     )?;
     load_table(

@@ -66,6 +66,7 @@ struct Rows {
     deployments: Vec<(String, String, i64, String)>,
     acl_policies: Vec<(String, String)>,
     namespaces: Vec<(String, String)>,
+    volumes: Vec<(String, String)>,
     acl_tokens: Vec<(String, String)>,
 }
 
@@ -117,6 +118,11 @@ impl Rows {
         for ns in &b.namespaces {
             r.namespaces
                 .push((ns.name.clone(), encode("namespace", &ns.name, ns)?));
+        }
+        for v in &b.volumes {
+            let key = v.own_key();
+            let body = encode("volume", &key, v)?;
+            r.volumes.push((key, body));
         }
         for p in &b.acl_policies {
             r.acl_policies
@@ -601,6 +607,18 @@ fn write_batch(
             .and_then(|mut s| s.execute(params![name, body]))
             .map_err(err("write namespace"))?;
         ev("namespace", "upserted", name, Some(body))?;
+    }
+    // Volumes stay out of the event stream: they are a node's local
+    // bookkeeping, listed under /v1/volumes.
+    for key in &b.delete_volumes {
+        tx.prepare_cached("DELETE FROM volumes WHERE key = ?1")
+            .and_then(|mut s| s.execute([key]))
+            .map_err(err("delete volume"))?;
+    }
+    for (key, body) in &rows.volumes {
+        tx.prepare_cached("INSERT OR REPLACE INTO volumes (key, body) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![key, body]))
+            .map_err(err("write volume"))?;
     }
     // ACL objects stay out of the event stream: a token's row is its
     // secret's hash, and who holds which token is nobody's business.

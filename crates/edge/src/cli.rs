@@ -107,6 +107,9 @@ pub enum Command {
     /// The jobs' named networks and the allocations on them.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Local volumes (one per copy of a group) and the nodes' host volumes.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Serve models over the Open Inference Protocol.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -259,6 +262,11 @@ pub struct NodeArgs {
     /// Node labels for constraints, `key=value`, repeatable.
     #[arg(long = "meta", value_parser = parse_kv)]
     pub meta: Vec<(String, String)>,
+    /// A directory groups may mount by name, `NAME=PATH` or
+    /// `NAME=PATH:ro`, repeatable: `volume "data" { type = "host"
+    /// source = "NAME" }` places the group only on nodes that have it.
+    #[arg(long = "host-volume", value_parser = parse_host_volume)]
+    pub host_volumes: Vec<(String, edge_agent::HostVolume)>,
     /// Address of the agent's own API (logs), reached by the server.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub http_bind: SocketAddr,
@@ -675,6 +683,33 @@ pub enum NetworkCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum VolumeCommand {
+    /// List local volumes, with the node that holds each, and the host
+    /// volumes nodes offer (`--host-volume`).
+    #[command(
+        visible_alias = "list",
+        after_help = "Examples:\n  edge volume ls\n  edge -namespace '*' volume ls -o json"
+    )]
+    Ls,
+    /// Show one local volume: its node and the copy that uses it.
+    #[command(after_help = "Example:\n  edge volume status 3f2a")]
+    Status {
+        /// The volume's id, or a prefix of it.
+        id: String,
+    },
+    /// Remove a local volume and its data on its node. Refused while a
+    /// copy of its group runs with it; the copy's next run starts empty.
+    #[command(
+        visible_alias = "delete",
+        after_help = "Example:\n  edge job stop db\n  edge volume rm 3f2a"
+    )]
+    Rm {
+        /// The volume's id, or a prefix of it.
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum DeploymentCommand {
     /// List deployments, newest first.
     #[command(
@@ -736,6 +771,26 @@ pub enum EvalCommand {
     Ls,
     /// Show one evaluation with its placement failures.
     Status { id: String },
+}
+
+/// `NAME=PATH[:ro]` of `--host-volume`.
+fn parse_host_volume(s: &str) -> Result<(String, edge_agent::HostVolume), String> {
+    let (name, rest) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not NAME=PATH or NAME=PATH:ro"))?;
+    let (path, read_only) = match rest.strip_suffix(":ro") {
+        Some(p) => (p, true),
+        None => (rest.strip_suffix(":rw").unwrap_or(rest), false),
+    };
+    edge_spec::check_name(edge_spec::NameKind::Volume, name).map_err(|e| e.to_string())?;
+    let path = std::path::PathBuf::from(path);
+    if !path.is_absolute() {
+        return Err(format!(
+            "host volume {name}: {} is not an absolute path",
+            path.display()
+        ));
+    }
+    Ok((name.to_string(), edge_agent::HostVolume { path, read_only }))
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {

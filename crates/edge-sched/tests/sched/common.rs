@@ -46,6 +46,7 @@ pub fn node(id: &str, cpu: u32, memory: u32) -> Node {
 
 pub fn task(cpu: u32, memory: u32) -> Task {
     Task {
+        volume_mounts: Vec::new(),
         lifecycle: None,
         constraints: Vec::new(),
         meta: Default::default(),
@@ -60,6 +61,7 @@ pub fn task(cpu: u32, memory: u32) -> Task {
 
 pub fn group(name: &str, count: u32, cpu: u32, memory: u32) -> Group {
     Group {
+        volumes: Vec::new(),
         meta: Default::default(),
         name: name.to_string(),
         count,
@@ -185,6 +187,7 @@ impl Cluster {
 
     pub fn plan_for(&self, job: Option<&Job>, job_id: &str, seed: u64) -> Plan {
         let snap = Snapshot {
+            volumes: Vec::new(),
             nodes: self.nodes.iter().collect(),
             usage: &self.usage,
             job_allocs: self.allocs.iter().filter(|a| a.job_id == job_id).collect(),

@@ -277,6 +277,7 @@ fn unvalidated(s: &Spec) -> Job {
         constraints,
         update: None,
         groups: vec![Group {
+            volumes: Vec::new(),
             meta: Default::default(),
             name: s.group.clone(),
             // Copies are placed one by one: a huge count would only test
@@ -327,6 +328,7 @@ fn unvalidated(s: &Spec) -> Job {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                volume_mounts: Vec::new(),
                 lifecycle: None,
                 constraints: Vec::new(),
                 meta: Default::default(),

@@ -3,7 +3,7 @@
 
 use super::{Env, deployments, evals};
 use edge_sched::{Plan, SchedulerConfig, Snapshot, schedule};
-use edge_spec::{ClientStatus, DesiredStatus, EvalStatus, Evaluation, TriggeredBy};
+use edge_spec::{ClientStatus, DesiredStatus, EvalStatus, Evaluation, TriggeredBy, Volume};
 use edge_store::{Batch, State};
 use std::collections::HashSet;
 
@@ -48,6 +48,14 @@ pub(crate) fn snapshot<'a>(
         usage: &s.usage,
         job_allocs: s.job_allocs(job_key),
         deployment: s.latest_deployment(job_key),
+        volumes: match s.jobs.get(job_key) {
+            Some(j) => s
+                .volumes
+                .values()
+                .filter(|v| v.namespace == j.namespace && v.job_id == j.id)
+                .collect(),
+            None => Vec::new(),
+        },
         config,
         now,
         seed,
@@ -80,6 +88,37 @@ pub(crate) fn evaluate(
     let plan = schedule(s.jobs.get(&key), eval, &snap);
     let placed = plan.place.len();
     Some((apply(s, env, eval, plan), placed))
+}
+
+/// Records the local volumes a placement makes on its node, the first
+/// time a copy of its group runs: from then on the copy goes back there.
+fn record_volumes(s: &State, env: &mut Env, plan: &Plan, batch: &mut Batch) {
+    for a in &plan.place {
+        let Some(group) = s.jobs.get(&a.job_key()).and_then(|j| j.group(&a.group)) else {
+            continue;
+        };
+        for v in &group.volumes {
+            if v.kind != edge_spec::VolumeType::Local {
+                continue;
+            }
+            let key = Volume::key(&a.namespace, &a.job_id, &a.group, &v.name, a.index);
+            if s.volumes.contains_key(&key) || batch.volumes.iter().any(|b| b.own_key() == key) {
+                continue;
+            }
+            batch.volumes.push(Volume {
+                id: env.id(),
+                namespace: a.namespace.clone(),
+                job_id: a.job_id.clone(),
+                group: a.group.clone(),
+                name: v.name.clone(),
+                index: a.index,
+                node_id: a.node_id.clone(),
+                create_time: env.now,
+                create_index: 0,
+                modify_index: 0,
+            });
+        }
+    }
 }
 
 /// Turns a plan into one batch: placements, stops, in-place updates, the
@@ -143,6 +182,7 @@ fn apply(s: &State, env: &mut Env, eval: &Evaluation, plan: Plan) -> Batch {
             batch.allocs.push(prev);
         }
     }
+    record_volumes(s, env, &plan, &mut batch);
     batch.allocs.extend(plan.place.iter().cloned());
     eval.failed_tg_allocs = plan.failed.clone();
     eval.queued_allocations = plan.queued.clone();

@@ -34,6 +34,8 @@ const LISTS: &[(&str, &str, &str, Option<&str>)] = &[
     ("group", "constraint", "constraints", None),
     ("group", "task", "tasks", Some("name")),
     ("task", "constraint", "constraints", None),
+    ("group", "volume", "volumes", Some("name")),
+    ("task", "volume_mount", "volume_mounts", None),
     ("group", "service", "services", None),
     ("network", "port", "ports", Some("label")),
     ("service", "check", "checks", None),

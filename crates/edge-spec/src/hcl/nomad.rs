@@ -26,9 +26,6 @@ const AFFINITY: Treatment =
 const SPREAD: Treatment = Refuse(
     "spread is not built yet: copies of a group already avoid sharing a node when another fits",
 );
-const VOLUMES: Treatment = Refuse(
-    "volumes are not built yet: the containerd driver's `config { volumes = [...] }` binds host paths the agent allows",
-);
 const SCALING: Treatment =
     Refuse("scaling policies are not built yet: `edge job scale JOB GROUP COUNT` sets a count");
 const VAULT: Treatment =
@@ -78,7 +75,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
     ("job", "vault_token", Ignore("edge has no Vault")),
     ("group", "affinity", AFFINITY),
     ("group", "spread", SPREAD),
-    ("group", "volume", VOLUMES),
     ("group", "scaling", SCALING),
     ("group", "vault", VAULT),
     (
@@ -102,7 +98,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
         Ignore("edge has no Consul: services are in edge's own catalog"),
     ),
     ("task", "affinity", AFFINITY),
-    ("task", "volume_mount", VOLUMES),
     ("task", "scaling", SCALING),
     ("task", "vault", VAULT),
     (
@@ -193,7 +188,6 @@ mod tests {
             "template",
             "constraint",
             "meta",
-            "volume",
             "restart",
             "reschedule",
             "migrate",

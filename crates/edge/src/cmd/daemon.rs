@@ -212,6 +212,7 @@ fn agent_config(server: String, token: String, data_dir: PathBuf, n: &NodeArgs) 
     cfg.datacenter = n.datacenter.clone();
     cfg.address = n.advertise.clone();
     cfg.meta = n.meta.iter().cloned().collect();
+    cfg.host_volumes = n.host_volumes.iter().cloned().collect();
     cfg.http_bind = n.http_bind;
     cfg.reserved = NodeResources {
         cpu: n.reserved_cpu,

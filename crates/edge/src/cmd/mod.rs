@@ -13,6 +13,7 @@ mod network;
 mod node;
 mod service;
 mod sim;
+mod volume;
 
 use crate::cli::{Cli, Command};
 use clap::CommandFactory;
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Namespace(c) => namespace::run(&g, c).await,
         Command::Service(c) => service::run(&g, c).await,
         Command::Network(c) => network::run(&g, c).await,
+        Command::Volume(c) => volume::run(&g, c).await,
         Command::Model(c) => model::run(c).await,
         Command::Sim(a) => sim::run(a).await,
         Command::Version => {
