@@ -152,6 +152,8 @@ pub struct Cluster {
     pub now: i64,
     /// The job's newest deployment, as the server would keep it.
     pub deployment: Option<edge_spec::Deployment>,
+    /// Local volumes, recorded as the server does on first placement.
+    pub volumes: Vec<edge_spec::Volume>,
 }
 
 impl Cluster {
@@ -163,6 +165,7 @@ impl Cluster {
             config: SchedulerConfig::default(),
             now: 1_000_000,
             deployment: None,
+            volumes: Vec::new(),
         }
     }
 
@@ -187,7 +190,7 @@ impl Cluster {
 
     pub fn plan_for(&self, job: Option<&Job>, job_id: &str, seed: u64) -> Plan {
         let snap = Snapshot {
-            volumes: Vec::new(),
+            volumes: self.volumes.iter().filter(|v| v.job_id == job_id).collect(),
             nodes: self.nodes.iter().collect(),
             usage: &self.usage,
             job_allocs: self.allocs.iter().filter(|a| a.job_id == job_id).collect(),
@@ -233,8 +236,41 @@ impl Cluster {
         }
     }
 
+    /// The server's bookkeeping: a copy's local volumes live where the
+    /// copy first ran.
+    fn record_volumes(&mut self, job: &Job, a: &Allocation) {
+        let Some(group) = job.group(&a.group) else {
+            return;
+        };
+        let local = group
+            .volumes
+            .iter()
+            .filter(|v| v.kind == edge_spec::VolumeType::Local);
+        for name in local.map(|v| v.name.clone()) {
+            let key = edge_spec::Volume::key(&a.namespace, &a.job_id, &a.group, &name, a.index);
+            if self.volumes.iter().any(|v| v.own_key() == key) {
+                continue;
+            }
+            self.volumes.push(edge_spec::Volume {
+                id: format!("vol-{}", self.volumes.len()),
+                namespace: a.namespace.clone(),
+                job_id: a.job_id.clone(),
+                group: a.group.clone(),
+                name,
+                index: a.index,
+                node_id: a.node_id.clone(),
+                create_time: self.now,
+                create_index: 0,
+                modify_index: 0,
+            });
+        }
+    }
+
     pub fn run(&mut self, job: &Job, seed: u64) -> Plan {
         let plan = self.plan(job, seed);
+        for a in &plan.place {
+            self.record_volumes(job, a);
+        }
         self.apply(&plan);
         plan
     }

@@ -9,3 +9,4 @@ mod properties;
 mod rolling;
 mod service;
 mod system;
+mod volumes;
