@@ -27,19 +27,16 @@ fn writable_dir(dir: &Path) -> std::path::PathBuf {
 }
 
 async fn dev(dir: &Path) -> (Proc, String, Client) {
-    let port = free_port();
+    dev_with(dir, free_port(), &[]).await
+}
+
+async fn dev_with(dir: &Path, port: u16, extra: &[&str]) -> (Proc, String, Client) {
     let addr = format!("http://127.0.0.1:{port}");
-    let proc = Proc::edge(
-        dir,
-        "dev",
-        &[
-            "dev",
-            "--data-dir",
-            dir.join("data").to_str().unwrap(),
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-        ],
-    );
+    let data = dir.join("data");
+    let bind = format!("127.0.0.1:{port}");
+    let mut args = vec!["dev", "--data-dir", data.to_str().unwrap(), "--bind", &bind];
+    args.extend_from_slice(extra);
+    let proc = Proc::edge(dir, "dev", &args);
     let api = Client::new(&addr, None).unwrap();
     until(30, "a ready node", async || {
         (api.health().await.ok()?.nodes_ready == 1).then_some(())
@@ -251,4 +248,185 @@ async fn env_files_are_read_beside_the_job_file() {
         text.contains("envs.hcl:5:") && text.contains("missing.env"),
         "names the line and the file: {text}"
     );
+    let (ok, text) = cli(&addr, &["job", "stop", "envs"]);
+    assert!(ok, "{text}");
+    until(30, "the task stopped", async || {
+        let (a, _) = api.job_allocs("envs", QueryOptions::default()).await.ok()?;
+        a.iter()
+            .all(|a| a.client_status == ClientStatus::Complete)
+            .then_some(())
+    })
+    .await;
+}
+
+async fn running_alloc(api: &Client, job: &str) -> edge_api::AllocListStub {
+    until(30, "a running allocation", async || {
+        let (a, _) = api.job_allocs(job, QueryOptions::default()).await.ok()?;
+        a.into_iter().find(|a| {
+            a.client_status == ClientStatus::Running
+                && a.desired_status == edge_spec::DesiredStatus::Run
+        })
+    })
+    .await
+}
+
+async fn all_complete(api: &Client, job: &str) {
+    until(30, "every allocation done", async || {
+        let (a, _) = api.job_allocs(job, QueryOptions::default()).await.ok()?;
+        a.iter()
+            .all(|a| a.client_status.is_terminal())
+            .then_some(())
+    })
+    .await;
+}
+
+/// Root only (exec tasks mount volumes in their own mount namespace).
+#[tokio::test]
+async fn a_local_volume_keeps_its_data_and_a_host_volume_is_read_only() {
+    if !common::gated("EDGE_TEST_ROOT") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pics = dir.path().join("pics");
+    std::fs::create_dir(&pics).unwrap();
+    std::fs::write(pics.join("hello"), "from the host\n").unwrap();
+    let mnt = dir.path().join("mnt");
+    let port = free_port();
+    let host_volume = format!("pics={}:ro", pics.display());
+    let extra = ["--host-volume", host_volume.as_str()];
+    let (mut dev, addr, api) = dev_with(dir.path(), port, &extra).await;
+    let data = format!("{}/data", mnt.display());
+    let pics_in = format!("{}/pics", mnt.display());
+    // Counts its runs in the volume, copies the host file, and records
+    // whether writing to the read-only volume failed.
+    let script = format!(
+        "n=$(cat {data}/count 2>/dev/null || echo 0); echo $((n+1)) > {data}/count; cat {pics_in}/hello > {data}/seen; touch {pics_in}/x 2>/dev/null && echo wrote > {data}/ro || echo refused > {data}/ro; exec sleep 600"
+    );
+    let job = dir.path().join("db.hcl");
+    std::fs::write(
+        &job,
+        format!(
+            r#"job "db" {{
+  group "g" {{
+    volume "db" {{
+      type = "local"
+    }}
+    volume "pics" {{
+      type      = "host"
+      source    = "pics"
+      read_only = true
+    }}
+    task "db" {{
+      driver = "exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "{script}"]
+      }}
+      volume_mount {{
+        volume      = "db"
+        destination = "{data}"
+      }}
+      volume_mount {{
+        volume      = "pics"
+        destination = "{pics_in}"
+        read_only   = true
+      }}
+      resources {{
+        cpu    = 20
+        memory = 16
+      }}
+    }}
+  }}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let run = |addr: &str| cli(addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+    let (ok, text) = run(&addr);
+    assert!(ok, "{text}");
+    running_alloc(&api, "db").await;
+    let vols = api.volumes().await.unwrap();
+    assert_eq!(vols.len(), 1, "{vols:?}");
+    let vol = vols[0].clone();
+    assert_eq!(vol.display_name(), "db.g.db[0]");
+    let on_node = dir.path().join("data/agent/volumes/default/db/g/db-0");
+    assert!(on_node.is_dir());
+    let read = |f: &str| std::fs::read_to_string(on_node.join(f)).unwrap_or_default();
+    until(20, "the task wrote to its volume", async || {
+        (read("ro").trim() == "refused").then_some(())
+    })
+    .await;
+    assert_eq!(read("count").trim(), "1");
+    assert_eq!(read("seen"), "from the host\n");
+    assert!(!pics.join("x").exists(), "the read-only volume was written");
+    // The mounts live in the task's own namespace: the host's mount
+    // points stay empty.
+    assert!(std::fs::read_dir(&data).unwrap().next().is_none());
+
+    let (ok, text) = cli(&addr, &["volume", "rm", &vol.id[..8]]);
+    assert!(!ok && text.contains("in use"), "{text}");
+
+    // Stop and run again: the data is still there.
+    let (ok, text) = cli(&addr, &["job", "stop", "db"]);
+    assert!(ok, "{text}");
+    all_complete(&api, "db").await;
+    let (ok, text) = run(&addr);
+    assert!(ok, "{text}");
+    running_alloc(&api, "db").await;
+    until(20, "the second run counted", async || {
+        (read("count").trim() == "2").then_some(())
+    })
+    .await;
+
+    // The agent killed with -9 and started again: the task is re-attached,
+    // not started a third time, and the data is untouched.
+    dev.kill9();
+    let (_dev, addr, api) = dev_with(dir.path(), port, &extra).await;
+    let a = running_alloc(&api, "db").await;
+    let task = &a.task_states["db"];
+    until(20, "the task re-attached", async || {
+        let a = api.alloc(&a.id).await.ok()?;
+        a.task_states["db"]
+            .events
+            .iter()
+            .any(|e| e.kind == "Recovered")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(task.restarts, 0);
+    assert_eq!(read("count").trim(), "2");
+
+    let (ok, text) = cli(&addr, &["job", "stop", "db"]);
+    assert!(ok, "{text}");
+    all_complete(&api, "db").await;
+    let (ok, text) = cli(&addr, &["volume", "rm", &vol.id[..8]]);
+    assert!(ok, "{text}");
+    assert!(text.contains("db.g.db[0]"), "{text}");
+    assert!(!on_node.exists());
+    assert!(api.volumes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_host_volume_is_a_placement_failure_that_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_dev, addr, api) = dev(dir.path()).await;
+    let job = dir.path().join("pics.hcl");
+    std::fs::write(
+        &job,
+        "job \"pics\" {\n  group \"g\" {\n    volume \"p\" {\n      type = \"host\"\n      source = \"photos\"\n    }\n    task \"t\" {\n      driver = \"exec\"\n      config {\n        command = \"/bin/true\"\n      }\n      volume_mount {\n        volume = \"p\"\n        destination = \"/photos\"\n      }\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    let (_, text) = cli(&addr, &["job", "run", job.to_str().unwrap()]);
+    assert!(
+        text.contains("missing writable host volume \"photos\""),
+        "{text}"
+    );
+    let evals = api.job_evals("pics").await.unwrap();
+    assert!(evals.iter().any(|e| {
+        e.failed_tg_allocs.get("g").is_some_and(|m| {
+            m.constraint_filtered
+                .contains_key("missing writable host volume \"photos\"")
+        })
+    }));
 }
