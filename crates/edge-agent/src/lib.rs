@@ -4,6 +4,7 @@
 //! `Driver` trait and the server only through its HTTP API.
 
 mod checks;
+mod data;
 pub mod error;
 mod fingerprint;
 mod gc;
@@ -321,6 +322,8 @@ pub async fn start(
         bridge: bridge.clone(),
         host_volumes: cfg.host_volumes.clone(),
         volumes_dir: cfg.data_dir.join("volumes"),
+        api: client.clone(),
+        alloc_data: Mutex::default(),
     });
     let runners: gc::Runners = Arc::default();
     let agent = Arc::new(Agent {

@@ -34,6 +34,11 @@ pub struct RunCtx {
     pub host_volumes: BTreeMap<String, crate::HostVolume>,
     /// Where local volumes live, one directory per copy of a group.
     pub volumes_dir: PathBuf,
+    /// The server, for what allocations fetch (configs, secrets).
+    pub api: edge_api::Client,
+    /// Configs and secrets of running allocations, in memory only: what
+    /// tasks get as env vars when they (re)start.
+    pub alloc_data: Mutex<HashMap<String, edge_api::AllocData>>,
 }
 
 pub struct AllocRunner {
@@ -257,9 +262,14 @@ async fn run_alloc(
         network_down(&ctx, &shared).await;
         return;
     }
-    if let Err(why) = volumes_up(&ctx, &shared) {
+    let setup = match volumes_up(&ctx, &shared) {
+        Ok(()) => crate::data::up(&ctx, &shared).await,
+        Err(e) => Err(e),
+    };
+    if let Err(why) = setup {
         fail_setup(&ctx, &shared, &why);
         drop((gate, checks, health));
+        crate::data::down(&ctx, &alloc_id, &tasks);
         network_down(&ctx, &shared).await;
         return;
     }
@@ -355,6 +365,7 @@ async fn run_alloc(
         .map(|t| spawn(t, never.clone(), None))
         .collect();
     join_tasks(&mut poststop).await;
+    crate::data::down(&ctx, &alloc_id, &tasks);
     drop((gate, checks, health));
     // Only once every task is done: an agent that stops driving the
     // allocation aborts this future before here and leaves the tasks, and
@@ -777,6 +788,14 @@ pub fn task_env(
         "EDGE_TASK_DIR",
         root.join(&task.name).join("local").display().to_string(),
     );
+    if !task.secrets.is_empty() {
+        put(
+            "EDGE_SECRETS_DIR",
+            crate::data::secrets_dir(root, &task.name)
+                .display()
+                .to_string(),
+        );
+    }
     put("EDGE_CPU_LIMIT", task.resources.cpu.to_string());
     put("EDGE_MEMORY_LIMIT", task.resources.memory.to_string());
     put("EDGE_NODE_ID", ctx.node_id.clone());
@@ -831,7 +850,8 @@ pub fn task_env(
 
 fn task_config(ctx: &RunCtx, g: &LocalAlloc, task: &Task) -> TaskConfig {
     let (root, logs) = alloc_dirs(ctx, &g.alloc.id);
-    let env = task_env(ctx, &g.alloc, &g.job, task, &root, g.network.as_ref());
+    let mut env = task_env(ctx, &g.alloc, &g.job, task, &root, g.network.as_ref());
+    env.extend(crate::data::env(ctx, &g.alloc.id, task));
     let config = task
         .config
         .iter()

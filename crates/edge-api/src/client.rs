@@ -587,6 +587,61 @@ impl Client {
             .await
     }
 
+    /// `kind` is `config` or `secret`.
+    pub async fn object_put(
+        &self,
+        kind: &str,
+        name: &str,
+        data: std::collections::BTreeMap<String, String>,
+    ) -> Result<ObjectWriteResponse, ApiError> {
+        let path = format!("/v1/{kind}/{}", enc(name));
+        self.write(
+            reqwest::Method::POST,
+            &path,
+            Some(&ObjectPutRequest { data }),
+        )
+        .await
+    }
+
+    pub async fn object_delete(
+        &self,
+        kind: &str,
+        name: &str,
+    ) -> Result<ObjectWriteResponse, ApiError> {
+        let path = format!("/v1/{kind}/{}", enc(name));
+        self.write::<(), _>(reqwest::Method::DELETE, &path, None)
+            .await
+    }
+
+    pub async fn configs(&self) -> Result<Vec<edge_spec::ConfigObject>, ApiError> {
+        Ok(self.get("/v1/configs", QueryOptions::default()).await?.0)
+    }
+
+    pub async fn config(&self, name: &str) -> Result<edge_spec::ConfigObject, ApiError> {
+        let path = format!("/v1/config/{}", enc(name));
+        Ok(self.get(&path, QueryOptions::default()).await?.0)
+    }
+
+    pub async fn secrets(&self) -> Result<Vec<edge_spec::SecretObject>, ApiError> {
+        Ok(self.get("/v1/secrets", QueryOptions::default()).await?.0)
+    }
+
+    pub async fn secret(&self, name: &str) -> Result<edge_spec::SecretObject, ApiError> {
+        let path = format!("/v1/secret/{}", enc(name));
+        Ok(self.get(&path, QueryOptions::default()).await?.0)
+    }
+
+    pub async fn keyring_rotate(&self) -> Result<KeyringRotateResponse, ApiError> {
+        self.write::<(), _>(reqwest::Method::POST, "/v1/operator/keyring/rotate", None)
+            .await
+    }
+
+    /// An agent's fetch of what allocation `alloc` on node `node` asks for.
+    pub async fn alloc_data(&self, node: &str, alloc: &str) -> Result<AllocData, ApiError> {
+        let path = format!("/v1/agent/data/{}?alloc={}", enc(node), enc(alloc));
+        Ok(self.get(&path, QueryOptions::default()).await?.0)
+    }
+
     pub async fn volumes(&self) -> Result<Vec<edge_spec::Volume>, ApiError> {
         Ok(self.get("/v1/volumes", QueryOptions::default()).await?.0)
     }

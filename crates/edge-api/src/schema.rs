@@ -67,6 +67,12 @@ pub fn components() -> Map<String, Value> {
     generator.subschema_for::<NamespaceDeleteResponse>();
     generator.subschema_for::<edge_spec::Volume>();
     generator.subschema_for::<VolumeDeleteResponse>();
+    generator.subschema_for::<edge_spec::ConfigObject>();
+    generator.subschema_for::<edge_spec::SecretObject>();
+    generator.subschema_for::<ObjectPutRequest>();
+    generator.subschema_for::<ObjectWriteResponse>();
+    generator.subschema_for::<KeyringRotateResponse>();
+    generator.subschema_for::<AllocData>();
     generator.take_definitions(true)
 }
 

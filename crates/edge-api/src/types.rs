@@ -426,6 +426,48 @@ pub struct GcResponse {
     pub removed: Vec<GcLeftover>,
 }
 
+/// `POST /v1/config/{name}` and `POST /v1/secret/{name}`: the values of
+/// the next version, every key at once.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectPutRequest {
+    pub data: BTreeMap<String, String>,
+}
+
+/// What a config or secret write did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ObjectWriteResponse {
+    /// The version written; 0 for a delete.
+    pub version: u64,
+    pub index: u64,
+}
+
+/// What `POST /v1/operator/keyring/rotate` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct KeyringRotateResponse {
+    /// The new active key.
+    pub key_id: String,
+    /// Secrets sealed again under it.
+    pub resealed: u64,
+    /// Old keys dropped.
+    pub retired_keys: u64,
+}
+
+/// One config's or secret's values, as an agent gets them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ObjectValue {
+    pub version: u64,
+    pub data: BTreeMap<String, String>,
+}
+
+/// `GET /v1/agent/data/{node}?alloc=ID`: the configs and secrets an
+/// allocation's tasks ask for, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AllocData {
+    pub configs: BTreeMap<String, ObjectValue>,
+    pub secrets: BTreeMap<String, ObjectValue>,
+}
+
 /// What `DELETE /v1/volume/{id}` removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct VolumeDeleteResponse {

@@ -295,6 +295,14 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value, DriverError> {
             v.readonly,
         ));
     }
+    // A task's configs and secrets, written by the agent into its dir,
+    // where Swarm puts them.
+    for (dir, at) in [("configs", "/configs"), ("secrets", "/run/secrets")] {
+        let source = task.task_dir.join(dir);
+        if source.is_dir() {
+            mounts.push(bind(&source.display().to_string(), at, true));
+        }
+    }
     for m in &task.mounts {
         mounts.push(bind(
             &m.source.display().to_string(),

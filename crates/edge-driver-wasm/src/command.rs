@@ -41,7 +41,14 @@ pub(crate) fn context(
         };
         environ.push(k, v);
     }
-    let own = [(&cfg.alloc_dir, "/alloc", false), (&local, "/local", false)];
+    let (configs, secrets) = (cfg.task_dir.join("configs"), cfg.task_dir.join("secrets"));
+    let mut own = vec![(&cfg.alloc_dir, "/alloc", false), (&local, "/local", false)];
+    // A task's configs and secrets, where containers see them too.
+    for (dir, guest) in [(&configs, "/configs"), (&secrets, "/run/secrets")] {
+        if dir.is_dir() {
+            own.push((dir, guest, true));
+        }
+    }
     let mounts = cfg
         .mounts
         .iter()

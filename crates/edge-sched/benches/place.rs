@@ -83,6 +83,8 @@ fn job(i: usize, count: u32) -> Job {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                secrets: Vec::new(),
+                configs: Vec::new(),
                 volume_mounts: Vec::new(),
                 lifecycle: None,
                 constraints: Vec::new(),

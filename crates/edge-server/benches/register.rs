@@ -37,6 +37,8 @@ fn job(id: &str, n: u64) -> Job {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                secrets: Vec::new(),
+                configs: Vec::new(),
                 volume_mounts: Vec::new(),
                 lifecycle: None,
                 constraints: Vec::new(),

@@ -81,9 +81,14 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
             | "/v1/deployments"
             | "/v1/evaluations"
             | "/v1/volumes"
+            | "/v1/configs"
+            | "/v1/config/{name}"
+            | "/v1/secrets"
+            | "/v1/secret/{name}"
             | "/v1/services"
             | "/v1/service/{name}",
         ) => read,
+        ("POST" | "DELETE", "/v1/config/{name}" | "/v1/secret/{name}") => submit,
         // The volume names its namespace; the handler checks it.
         ("GET" | "DELETE", "/v1/volume/{id}") => Object(ReadJob),
         ("GET", "/v1/allocation/{id}" | "/v1/deployment/{id}" | "/v1/evaluation/{id}") => {
@@ -105,9 +110,10 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
         ("POST", "/v1/node/{id}/drain" | "/v1/node/{id}/eligibility" | "/v1/node/{id}/gc") => {
             Rule(Scope::Node, Level::Write)
         }
-        ("POST", "/v1/node/{id}/revoke" | "/v1/operator/token/rotate") => {
-            Rule(Scope::Operator, Level::Write)
-        }
+        (
+            "POST",
+            "/v1/node/{id}/revoke" | "/v1/operator/token/rotate" | "/v1/operator/keyring/rotate",
+        ) => Rule(Scope::Operator, Level::Write),
         (
             _,
             "/v1/agent/csr"
@@ -115,6 +121,7 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
             | "/v1/agent/register"
             | "/v1/agent/heartbeat/{id}"
             | "/v1/agent/allocs/{id}"
+            | "/v1/agent/data/{id}"
             | "/v1/node/{id}/tunnel",
         ) => Node,
         ("GET", "/v1/catalog") => Catalog,
@@ -145,6 +152,8 @@ fn lists(method: &str, path: &str) -> bool {
                 | "/v1/deployments"
                 | "/v1/services"
                 | "/v1/volumes"
+                | "/v1/configs"
+                | "/v1/secrets"
         )
 }
 

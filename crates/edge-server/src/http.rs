@@ -78,6 +78,25 @@ pub fn router(server: Arc<Server>) -> Router {
                 .post(crate::namespaces::apply)
                 .delete(crate::namespaces::delete),
         )
+        .route("/v1/configs", get(crate::objects::list_configs))
+        .route(
+            "/v1/config/{name}",
+            get(crate::objects::read_config)
+                .post(crate::objects::put_config)
+                .delete(crate::objects::delete_config),
+        )
+        .route("/v1/secrets", get(crate::objects::list_secrets))
+        .route(
+            "/v1/secret/{name}",
+            get(crate::objects::read_secret)
+                .post(crate::objects::put_secret)
+                .delete(crate::objects::delete_secret),
+        )
+        .route(
+            "/v1/operator/keyring/rotate",
+            post(crate::objects::rotate_keyring),
+        )
+        .route("/v1/agent/data/{id}", get(crate::objects::agent_data))
         .route("/v1/volumes", get(crate::volumes::list))
         .route(
             "/v1/volume/{id}",

@@ -9,8 +9,10 @@ pub mod error;
 mod extract;
 mod heartbeat;
 mod http;
+mod keyring;
 mod metrics;
 mod namespaces;
+mod objects;
 mod ops;
 mod pki;
 mod routes;
@@ -99,6 +101,10 @@ pub struct Server {
     http: reqwest::Client,
     job_json: http::JobJsonCache,
     tunnels: Arc<tunnel::Tunnels>,
+    /// Seals secrets at rest.
+    keyring: keyring::Keyring,
+    /// One keyring rotation at a time.
+    keyring_rotation: tokio::sync::Mutex<()>,
 }
 
 /// A started server; dropping it does not stop it, `shutdown` does.
@@ -194,6 +200,7 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
             .map_err(|e| ServerError::Internal(format!("cluster PKI: {e}")))??
     };
     let secret = token::load_or_create(&cfg.data_dir, pki.fingerprint())?;
+    let keyring = keyring::Keyring::open(&cfg.data_dir, now_ms())?;
     // Migrations and loading the whole state are SQLite reads and writes,
     // long on a big file: they stay off the runtime's workers, which may
     // already serve others (an agent in the same process).
@@ -238,6 +245,8 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         catalog: catalog::CatalogCache::default(),
         job_json: http::JobJsonCache::default(),
         tunnels: Arc::default(),
+        keyring,
+        keyring_rotation: tokio::sync::Mutex::new(()),
         http: reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()

@@ -920,6 +920,14 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_VOLUMES))]
     pub volume_mounts: Vec<VolumeMount>,
+    /// `config "NAME" { ... }`: configs written into the task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_VOLUMES))]
+    pub configs: Vec<crate::objects::DataRef>,
+    /// `secret "NAME" { ... }`: secrets written into the task's tmpfs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_VOLUMES))]
+    pub secrets: Vec<crate::objects::DataRef>,
 }
 
 /// When a hook task runs, relative to the group's main tasks.

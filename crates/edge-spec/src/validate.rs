@@ -131,6 +131,30 @@ fn name_problem(kind: NameKind, name: &str) -> Option<String> {
     None
 }
 
+/// What is wrong with a path inside the task's directory: relative, never
+/// climbing out, and naming a file.
+fn relative_problem(p: &str) -> Option<String> {
+    if p.starts_with('/') {
+        return Some(format!(
+            "destination {:?} is relative to the task's directory: drop the leading /",
+            shorten(p)
+        ));
+    }
+    if p.len() > MAX_MOUNT_PATH || p.contains('\0') {
+        return Some("destination is too long or holds a NUL byte".to_string());
+    }
+    if p.split('/').any(|c| c == "..") {
+        return Some(format!(
+            "destination {:?} must not contain `..`",
+            shorten(p)
+        ));
+    }
+    if p.ends_with('/') || p.split('/').all(|c| c.is_empty() || c == ".") {
+        return Some(format!("destination {:?} must name a file", shorten(p)));
+    }
+    None
+}
+
 /// What is wrong with a volume mount's destination: it must be an absolute
 /// path inside the task that never climbs (`..`) and is not `/` itself.
 fn destination_problem(d: &str) -> Option<String> {
@@ -811,8 +835,93 @@ impl Validator<'_> {
         }
     }
 
+    /// A task's `config "NAME"` and `secret "NAME"` blocks.
+    fn data_refs(&mut self, t: &Task, path: &str) {
+        let mut files = BTreeSet::new();
+        for (secret, refs) in [(false, &t.configs), (true, &t.secrets)] {
+            let kind = if secret { "secret" } else { "config" };
+            if refs.len() > MAX_VOLUMES {
+                self.push(
+                    format!("{path}.{kind}"),
+                    format!(
+                        "a task has {} {kind} blocks; the limit is {MAX_VOLUMES}",
+                        refs.len()
+                    ),
+                );
+                continue;
+            }
+            for r in refs {
+                let at = format!("{path}.{kind}.{}", shorten(&r.name));
+                if let Some(reason) = name_problem(NameKind::Volume, &r.name) {
+                    self.push(
+                        at.clone(),
+                        format!("{kind} name {:?} {reason}", shorten(&r.name)),
+                    );
+                    continue;
+                }
+                let file = r.path(secret);
+                if let Some(why) = relative_problem(&file) {
+                    self.push(format!("{at}.destination"), why);
+                } else if secret && !file.starts_with("secrets/") {
+                    self.push(
+                        format!("{at}.destination"),
+                        format!("a secret is written only under the task's secrets/ dir (a tmpfs): use \"secrets/{}\"", file.rsplit('/').next().unwrap_or_default()),
+                    );
+                } else if !(secret || file.starts_with("configs/") || file.starts_with("local/")) {
+                    // The two dirs every driver shows the task (containers
+                    // at /configs and /local).
+                    self.push(
+                        format!("{at}.destination"),
+                        format!("a config is written under the task's configs/ or local/ dir: use \"configs/{}\"", file.rsplit('/').next().unwrap_or_default()),
+                    );
+                } else if !files.insert(file.clone()) {
+                    self.push(
+                        format!("{at}.destination"),
+                        format!("two files are written at {file:?}"),
+                    );
+                }
+                if !r.key.is_empty()
+                    && let Some(p) = crate::objects::key_problem(&r.key)
+                {
+                    self.push(format!("{at}.key"), p);
+                }
+                if !r.mode.is_empty() && crate::objects::parse_mode(&r.mode).is_none() {
+                    self.push(
+                        format!("{at}.mode"),
+                        format!(
+                            "mode {:?} is not an octal file mode such as \"0400\"",
+                            shorten(&r.mode)
+                        ),
+                    );
+                }
+                if secret && !r.env.is_empty() {
+                    // The drivers keep a task's environment on disk (the
+                    // exec driver's spec, containerd's metadata).
+                    self.push(
+                        format!("{at}.env"),
+                        format!("a secret reaches a task only as a file: an env var would be written to the driver's state on disk; read {file:?} instead"),
+                    );
+                } else if !r.env.is_empty()
+                    && crate::envfile::parse(&format!("{}=x", r.env)).is_err()
+                {
+                    self.push(
+                        format!("{at}.env"),
+                        format!("{:?} is not an environment variable name", shorten(&r.env)),
+                    );
+                }
+            }
+        }
+    }
+
     fn task(&mut self, t: &Task, path: &str) {
         self.meta(&t.meta, path);
+        self.data_refs(t, path);
+        if t.driver == "model" && !(t.configs.is_empty() && t.secrets.is_empty()) {
+            self.push(
+                format!("{path}.secret"),
+                "the model driver takes no configs or secrets",
+            );
+        }
         if t.driver == "model" && !t.volume_mounts.is_empty() {
             self.push(
                 format!("{path}.volume_mount"),

@@ -212,6 +212,8 @@ fn full_example_decodes_into_expected_job() {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                secrets: Vec::new(),
+                configs: Vec::new(),
                 volume_mounts: Vec::new(),
                 lifecycle: None,
                 constraints: Vec::new(),
@@ -1055,4 +1057,58 @@ fn env_file_is_read_through_the_callers_reader_only() {
     let job = edge_spec::parse_hcl(src, &opts).unwrap().job;
     let env = &job.groups[0].tasks[0].env;
     assert_eq!((env["A"].as_str(), env["B"].as_str()), ("1", "two words"));
+}
+
+#[test]
+fn config_and_secret_blocks_are_decoded_and_checked() {
+    let job = |task_extra: &str| {
+        format!(
+            "job \"w\" {{\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"exec\"\n      config {{\n        command = \"/bin/true\"\n      }}\n{task_extra}\n    }}\n  }}\n}}\n"
+        )
+    };
+    let ok = edge_spec::parse_hcl(
+        &job("      config \"httpd\" {\n        destination = \"local/httpd.conf\"\n        env = \"CONF\"\n      }\n      secret \"tls\" {\n        key = \"cert\"\n        mode = \"0440\"\n      }"),
+        &edge_spec::ParseOptions::new("w.hcl"),
+    )
+    .unwrap()
+    .job;
+    let t = &ok.groups[0].tasks[0];
+    assert_eq!(
+        t.config["command"], "/bin/true",
+        "the driver's config stays"
+    );
+    assert_eq!(t.configs[0].name, "httpd");
+    assert_eq!(t.configs[0].path(false), "local/httpd.conf");
+    assert_eq!(t.secrets[0].path(true), "secrets/tls");
+    assert_eq!(t.secrets[0].mode_bits(true), 0o440);
+    for (block, want) in [
+        (
+            "      secret \"tls\" {\n        destination = \"local/cert.pem\"\n      }",
+            "only under the task's secrets/ dir",
+        ),
+        (
+            "      secret \"tls\" {\n        env = \"CERT\"\n      }",
+            "only as a file",
+        ),
+        (
+            "      config \"c\" {\n        destination = \"../../etc/passwd\"\n      }",
+            "must not contain `..`",
+        ),
+        (
+            "      config \"c\" {\n        mode = \"999\"\n      }",
+            "not an octal file mode",
+        ),
+        (
+            "      config \"c\" {\n        destination = \"/etc/c\"\n      }",
+            "relative to the task's directory",
+        ),
+    ] {
+        let err = edge_spec::parse_hcl(&job(block), &edge_spec::ParseOptions::new("w.hcl"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("w.hcl:") && err.contains(want),
+            "{want}: {err}"
+        );
+    }
 }

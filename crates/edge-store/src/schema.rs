@@ -102,6 +102,15 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         body TEXT NOT NULL
      );",
+    // 8: configs and secrets (sealed), by namespace/name.
+    "CREATE TABLE configs (
+        key TEXT PRIMARY KEY,
+        body TEXT NOT NULL
+     );
+     CREATE TABLE secrets (
+        key TEXT PRIMARY KEY,
+        body TEXT NOT NULL
+     );",
 ];
 
 /// The migration after which [`rehash_allocs`] runs, in its transaction.

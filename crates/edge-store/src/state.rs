@@ -3,6 +3,7 @@
 use crate::StoreError;
 use edge_sched::NodeUsage;
 use edge_spec::acl::{AclPolicy, AclToken};
+use edge_spec::objects::{ConfigObject, SecretObject, object_key};
 use edge_spec::{
     Allocation, DEFAULT_NAMESPACE, Deployment, EvalStatus, Evaluation, Job, Namespace, Node, Volume,
 };
@@ -33,6 +34,12 @@ pub struct Batch {
     pub volumes: Vec<Volume>,
     /// Keys of local volumes removed.
     pub delete_volumes: Vec<String>,
+    /// Configs, by [`edge_spec::objects::object_key`].
+    pub configs: Vec<ConfigObject>,
+    pub delete_configs: Vec<String>,
+    /// Secrets, sealed, by [`edge_spec::objects::object_key`].
+    pub secrets: Vec<SecretObject>,
+    pub delete_secrets: Vec<String>,
     pub acl_policies: Vec<AclPolicy>,
     pub delete_acl_policies: Vec<String>,
     pub acl_tokens: Vec<AclToken>,
@@ -55,6 +62,10 @@ impl Batch {
             && self.delete_namespaces.is_empty()
             && self.volumes.is_empty()
             && self.delete_volumes.is_empty()
+            && self.configs.is_empty()
+            && self.delete_configs.is_empty()
+            && self.secrets.is_empty()
+            && self.delete_secrets.is_empty()
             && self.acl_policies.is_empty()
             && self.delete_acl_policies.is_empty()
             && self.acl_tokens.is_empty()
@@ -98,6 +109,24 @@ impl Batch {
         for v in &mut self.volumes {
             let stored = state.volumes.get(&v.own_key()).map(|o| o.create_index);
             set(&mut v.create_index, &mut v.modify_index, stored, index);
+        }
+        for c in &mut self.configs {
+            let stored = state.configs.get(&object_key(&c.namespace, &c.name));
+            set(
+                &mut c.create_index,
+                &mut c.modify_index,
+                stored.map(|o| o.create_index),
+                index,
+            );
+        }
+        for c in &mut self.secrets {
+            let stored = state.secrets.get(&object_key(&c.namespace, &c.name));
+            set(
+                &mut c.create_index,
+                &mut c.modify_index,
+                stored.map(|o| o.create_index),
+                index,
+            );
         }
         for p in &mut self.acl_policies {
             let stored = state.acl_policies.get(&p.name).map(|o| o.create_index);
@@ -147,6 +176,10 @@ pub struct State {
     pub namespaces: BTreeMap<String, Namespace>,
     /// Local volumes by [`Volume::own_key`].
     pub volumes: BTreeMap<String, Volume>,
+    /// Configs by [`object_key`].
+    pub configs: BTreeMap<String, ConfigObject>,
+    /// Secrets, sealed, by [`object_key`].
+    pub secrets: BTreeMap<String, SecretObject>,
     pub acl_policies: BTreeMap<String, AclPolicy>,
     /// By accessor id.
     pub acl_tokens: BTreeMap<String, AclToken>,
@@ -258,6 +291,20 @@ impl State {
         }
         for v in &b.volumes {
             self.volumes.insert(v.own_key(), v.clone());
+        }
+        for k in &b.delete_configs {
+            self.configs.remove(k);
+        }
+        for c in &b.configs {
+            self.configs
+                .insert(object_key(&c.namespace, &c.name), c.clone());
+        }
+        for k in &b.delete_secrets {
+            self.secrets.remove(k);
+        }
+        for c in &b.secrets {
+            self.secrets
+                .insert(object_key(&c.namespace, &c.name), c.clone());
         }
         for ns in &b.namespaces {
             self.namespaces.insert(ns.name.clone(), ns.clone());
@@ -445,6 +492,22 @@ pub(crate) fn load(conn: &Connection) -> Result<State, StoreError> {
         "namespace",
         |ns: Namespace| {
             s.namespaces.insert(ns.name.clone(), ns);
+        },
+    )?;
+    load_table(
+        conn,
+        "SELECT key, body FROM configs",
+        "config",
+        |c: ConfigObject| {
+            s.configs.insert(object_key(&c.namespace, &c.name), c);
+        },
+    )?;
+    load_table(
+        conn,
+        "SELECT key, body FROM secrets",
+        "secret",
+        |c: SecretObject| {
+            s.secrets.insert(object_key(&c.namespace, &c.name), c);
         },
     )?;
     load_table(

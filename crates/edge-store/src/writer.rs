@@ -67,6 +67,8 @@ struct Rows {
     acl_policies: Vec<(String, String)>,
     namespaces: Vec<(String, String)>,
     volumes: Vec<(String, String)>,
+    configs: Vec<(String, String)>,
+    secrets: Vec<(String, String)>,
     acl_tokens: Vec<(String, String)>,
 }
 
@@ -123,6 +125,16 @@ impl Rows {
             let key = v.own_key();
             let body = encode("volume", &key, v)?;
             r.volumes.push((key, body));
+        }
+        for c in &b.configs {
+            let key = edge_spec::objects::object_key(&c.namespace, &c.name);
+            let body = encode("config", &key, c)?;
+            r.configs.push((key, body));
+        }
+        for c in &b.secrets {
+            let key = edge_spec::objects::object_key(&c.namespace, &c.name);
+            let body = encode("secret", &key, c)?;
+            r.secrets.push((key, body));
         }
         for p in &b.acl_policies {
             r.acl_policies
@@ -619,6 +631,25 @@ fn write_batch(
         tx.prepare_cached("INSERT OR REPLACE INTO volumes (key, body) VALUES (?1, ?2)")
             .and_then(|mut s| s.execute(params![key, body]))
             .map_err(err("write volume"))?;
+    }
+    // Configs and secrets stay out of the event stream too: a secret's
+    // row is sealed, and a config is read through its own route.
+    for (table, deletes, rows) in [
+        ("configs", &b.delete_configs, &rows.configs),
+        ("secrets", &b.delete_secrets, &rows.secrets),
+    ] {
+        for key in deletes {
+            tx.prepare_cached(&format!("DELETE FROM {table} WHERE key = ?1"))
+                .and_then(|mut s| s.execute([key]))
+                .map_err(err("delete config or secret"))?;
+        }
+        for (key, body) in rows {
+            tx.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO {table} (key, body) VALUES (?1, ?2)"
+            ))
+            .and_then(|mut s| s.execute(params![key, body]))
+            .map_err(err("write config or secret"))?;
+        }
     }
     // ACL objects stay out of the event stream: a token's row is its
     // secret's hash, and who holds which token is nobody's business.

@@ -110,6 +110,12 @@ pub enum Command {
     /// Local volumes (one per copy of a group) and the nodes' host volumes.
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Configs: named, versioned `key=value` sets tasks get as files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Secrets: like configs, sealed at rest and never shown again.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Serve models over the Open Inference Protocol.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -545,6 +551,16 @@ pub enum OperatorCommand {
     /// The join token agents present to get their first certificate.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The keys that seal secrets at rest in the server's data dir.
+    #[command(subcommand)]
+    Keyring(KeyringCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyringCommand {
+    /// Make a new key, seal every secret again under it, drop the old keys.
+    #[command(after_help = "Example:\n  edge operator keyring rotate")]
+    Rotate,
 }
 
 #[derive(Subcommand, Debug)]
@@ -680,6 +696,80 @@ pub enum NetworkCommand {
         /// The network's name in that job.
         network: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Write the next version of a config: every key at once.
+    #[command(
+        after_help = "Examples:\n  edge config put httpd-config httpd.conf=@httpd.conf\n  edge config put app mode=prod workers=4\n\nA task asks for it:\n  config \"httpd-config\" {\n    destination = \"local/httpd.conf\"\n  }"
+    )]
+    Put {
+        name: String,
+        /// `KEY=VALUE`, or `KEY=@FILE` to read the value from a file.
+        #[arg(required = true, value_parser = parse_object_kv)]
+        data: Vec<(String, ObjectValueArg)>,
+    },
+    /// List the configs of the namespace.
+    #[command(
+        visible_alias = "list",
+        after_help = "Example:\n  edge config ls -o json"
+    )]
+    Ls,
+    /// Show a config's values.
+    #[command(after_help = "Example:\n  edge config get httpd-config")]
+    Get { name: String },
+    /// Delete a config no running job asks for.
+    #[command(
+        visible_alias = "delete",
+        after_help = "Example:\n  edge config rm httpd-config"
+    )]
+    Rm { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretCommand {
+    /// Write the next version of a secret: every key at once. Its values
+    /// are sealed on the server and are never shown again.
+    #[command(
+        after_help = "Examples:\n  edge secret put server-certificate cert=@cert.pem key=@key.pem\n  edge secret put db password=@- < password.txt\n\nA task asks for it:\n  secret \"server-certificate\" {\n    key         = \"cert\"\n    destination = \"secrets/cert.pem\"\n    mode        = \"0400\"\n  }"
+    )]
+    Put {
+        name: String,
+        /// `KEY=VALUE`, `KEY=@FILE`, or `KEY=@-` for standard input.
+        #[arg(required = true, value_parser = parse_object_kv)]
+        data: Vec<(String, ObjectValueArg)>,
+    },
+    /// List the secrets of the namespace: names, keys and versions.
+    #[command(visible_alias = "list", after_help = "Example:\n  edge secret ls")]
+    Ls,
+    /// Delete a secret no running job asks for.
+    #[command(
+        visible_alias = "delete",
+        after_help = "Example:\n  edge secret rm server-certificate"
+    )]
+    Rm { name: String },
+}
+
+/// A value on the command line: given, or to be read from a file.
+#[derive(Debug, Clone)]
+pub enum ObjectValueArg {
+    Text(String),
+    File(std::path::PathBuf),
+}
+
+fn parse_object_kv(s: &str) -> Result<(String, ObjectValueArg), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE or KEY=@FILE"))?;
+    if let Some(p) = edge_spec::objects::key_problem(k) {
+        return Err(p);
+    }
+    let v = match v.strip_prefix('@') {
+        Some(path) => ObjectValueArg::File(path.into()),
+        None => ObjectValueArg::Text(v.to_string()),
+    };
+    Ok((k.to_string(), v))
 }
 
 #[derive(Subcommand, Debug)]

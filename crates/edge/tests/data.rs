@@ -2,7 +2,11 @@
 //! prestart tasks finish and sidecars run before the main task starts,
 //! poststart runs once it does, poststop runs after a stop; a failed
 //! prestart keeps the main task from ever starting. Env files: read beside
-//! the job file by the CLI, under the task's own `env`.
+//! the job file by the CLI, under the task's own `env`. Volumes: local
+//! ones keep their data across stops, runs and agent kills; host ones are
+//! placed on and mounted read-only when asked. Configs and secrets: files
+//! (secrets on a tmpfs, with their mode) and env vars in the task, the
+//! secret's plaintext nowhere else.
 
 mod common;
 
@@ -31,12 +35,16 @@ async fn dev(dir: &Path) -> (Proc, String, Client) {
 }
 
 async fn dev_with(dir: &Path, port: u16, extra: &[&str]) -> (Proc, String, Client) {
+    dev_logging(dir, port, extra, "info").await
+}
+
+async fn dev_logging(dir: &Path, port: u16, extra: &[&str], log: &str) -> (Proc, String, Client) {
     let addr = format!("http://127.0.0.1:{port}");
     let data = dir.join("data");
     let bind = format!("127.0.0.1:{port}");
     let mut args = vec!["dev", "--data-dir", data.to_str().unwrap(), "--bind", &bind];
     args.extend_from_slice(extra);
-    let proc = Proc::edge(dir, "dev", &args);
+    let proc = Proc::spawn_env(common::EDGE, dir, "dev", &args, &[("EDGE_LOG", log)]);
     let api = Client::new(&addr, None).unwrap();
     until(30, "a ready node", async || {
         (api.health().await.ok()?.nodes_ready == 1).then_some(())
@@ -429,4 +437,213 @@ async fn a_missing_host_volume_is_a_placement_failure_that_names_it() {
                 .contains_key("missing writable host volume \"photos\"")
         })
     }));
+}
+
+/// Every file under `dir` (symlinks not followed) whose bytes hold `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file()
+                && std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Root only (secrets live on a tmpfs the agent mounts).
+#[tokio::test]
+async fn configs_and_secrets_reach_the_task_and_the_plaintext_nowhere_else() {
+    if !common::gated("EDGE_TEST_ROOT") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = writable_dir(dir.path());
+    let o = out.display();
+    let port = free_port();
+    let (mut dev, addr, api) = dev_logging(dir.path(), port, &[], "debug").await;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let plain = format!("PLAINTEXT-{nanos}");
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, &plain).unwrap();
+    let (ok, text) = cli(
+        &addr,
+        &[
+            "secret",
+            "put",
+            "tls",
+            &format!("cert=@{}", cert.display()),
+            "other=x",
+        ],
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = cli(&addr, &["config", "put", "httpd", "conf=listen 8080"]);
+    assert!(ok, "{text}");
+
+    // A job asking for a secret that is not there is refused, naming it.
+    let job = dir.path().join("web.hcl");
+    let write_job = |secret: &str| {
+        std::fs::write(
+            &job,
+            format!(
+                r#"job "web" {{
+  group "g" {{
+    task "web" {{
+      driver = "exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "stat -c %a secrets/cert.pem > {o}/mode; cat secrets/cert.pem > {o}/secret; cat local/httpd.conf > {o}/config; echo $CONF > {o}/env; exec sleep 600"]
+      }}
+      secret "{secret}" {{
+        key         = "cert"
+        destination = "secrets/cert.pem"
+      }}
+      config "httpd" {{
+        destination = "local/httpd.conf"
+        env         = "CONF"
+      }}
+      resources {{
+        cpu    = 20
+        memory = 16
+      }}
+    }}
+  }}
+}}
+"#
+            ),
+        )
+        .unwrap();
+    };
+    write_job("nope");
+    let (ok, text) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+    assert!(!ok && text.contains("secret \"nope\""), "{text}");
+    assert!(api.job("web").await.is_err(), "nothing stored");
+
+    write_job("tls");
+    let (ok, text) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let a = running_alloc(&api, "web").await;
+    until(20, "the task read its files", async || {
+        std::fs::read_to_string(out.join("env"))
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+    })
+    .await;
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    assert_eq!(read("secret"), plain);
+    assert_eq!(read("mode").trim(), "400");
+    assert_eq!(read("config"), "listen 8080");
+    assert_eq!(read("env").trim(), "listen 8080");
+    let secrets = dir
+        .path()
+        .join("data/agent/allocs")
+        .join(&a.id)
+        .join("web/secrets");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        mountinfo.contains(&format!(" {} ", secrets.display())) && mountinfo.contains("tmpfs"),
+        "the secrets dir is a tmpfs"
+    );
+
+    // Nowhere else: the API, the event stream, the logs, the agent's and
+    // the server's files (SQLite and WAL included), the tmpfs aside.
+    for path in [
+        "/v1/job/web",
+        "/v1/secret/tls",
+        "/v1/secrets",
+        "/v1/allocations",
+    ] {
+        let body = reqwest::get(format!("{addr}{path}"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!body.contains(&plain), "{path} shows the secret");
+    }
+    let events = reqwest::Client::new()
+        .get(format!("{addr}/v1/event/stream?index=0"))
+        .timeout(std::time::Duration::from_secs(2))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = events.bytes_stream();
+    let mut seen = Vec::new();
+    use futures_util::StreamExt;
+    while let Ok(Some(Ok(chunk))) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), stream.next()).await
+    {
+        seen.extend_from_slice(&chunk);
+    }
+    assert!(!seen.is_empty(), "the event stream answered");
+    assert!(
+        !String::from_utf8_lossy(&seen).contains(&plain),
+        "an event shows the secret"
+    );
+    let (ok, text) = cli(&addr, &["job", "inspect", "web"]);
+    assert!(ok && !text.contains(&plain), "{text}");
+    let leaks: Vec<_> = files_holding(&dir.path().join("data"), plain.as_bytes())
+        .into_iter()
+        .filter(|p| !p.starts_with(&secrets))
+        .collect();
+    assert!(leaks.is_empty(), "plaintext in {leaks:?}");
+    assert!(
+        !dev.log().contains(&plain),
+        "the debug log shows the secret"
+    );
+
+    // Only the node running an allocation that asks for it gets it.
+    let token = std::fs::read_to_string(dir.path().join("data/server/token")).unwrap();
+    let secret = edge_api::tls::JoinToken::parse(token.trim())
+        .unwrap()
+        .secret;
+    let node = api.alloc(&a.id).await.unwrap().node_id;
+    let agent = Client::new(&addr, Some(secret)).unwrap();
+    let got = agent.alloc_data(&node, &a.id).await.unwrap();
+    assert_eq!(got.secrets["tls"].data["cert"], plain);
+    let refused = agent.alloc_data(&node, "no-such-alloc").await.unwrap_err();
+    assert!(
+        refused.to_string().contains("does not run on node"),
+        "{refused}"
+    );
+
+    // Rotation: every secret opens under the new key, the old one is gone.
+    let (ok, text) = cli(&addr, &["operator", "keyring", "rotate"]);
+    assert!(ok && text.contains("1 secrets sealed again"), "{text}");
+    let ring = std::fs::read_to_string(dir.path().join("data/server/keyring.json")).unwrap();
+    assert_eq!(ring.matches("\"id\"").count(), 1, "{ring}");
+    let got = agent.alloc_data(&node, &a.id).await.unwrap();
+    assert_eq!(got.secrets["tls"].data["cert"], plain);
+    // And after a restart of the whole dev node, from disk.
+    dev.kill9();
+    let (_dev, addr, api) = dev_logging(dir.path(), port, &[], "debug").await;
+    let got = agent.alloc_data(&node, &a.id).await.unwrap();
+    assert_eq!(got.secrets["tls"].data["cert"], plain);
+
+    let (ok, text) = cli(&addr, &["secret", "rm", "tls"]);
+    assert!(!ok && text.contains("used by job web"), "{text}");
+    let (ok, text) = cli(&addr, &["job", "stop", "web"]);
+    assert!(ok, "{text}");
+    all_complete(&api, "web").await;
+    until(20, "the tmpfs is unmounted", async || {
+        let m = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        (!m.contains(&format!(" {} ", secrets.display()))).then_some(())
+    })
+    .await;
+    let (ok, text) = cli(&addr, &["secret", "rm", "tls"]);
+    assert!(ok, "{text}");
 }

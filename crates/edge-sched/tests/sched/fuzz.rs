@@ -328,6 +328,8 @@ fn unvalidated(s: &Spec) -> Job {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                secrets: Vec::new(),
+                configs: Vec::new(),
                 volume_mounts: Vec::new(),
                 lifecycle: None,
                 constraints: Vec::new(),

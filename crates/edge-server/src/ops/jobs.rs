@@ -46,6 +46,7 @@ pub(crate) fn register(
     if s.namespace(&job.namespace).is_none() {
         return Err(ServerError::NoNamespace(job.namespace));
     }
+    crate::objects::check_refs(s, &job)?;
     let existing = s.jobs.get(&job.key());
     if let Some(want) = enforce_index {
         let have = existing.map_or(0, |j| j.modify_index);

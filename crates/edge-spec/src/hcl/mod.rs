@@ -36,6 +36,7 @@ const LISTS: &[(&str, &str, &str, Option<&str>)] = &[
     ("task", "constraint", "constraints", None),
     ("group", "volume", "volumes", Some("name")),
     ("task", "volume_mount", "volume_mounts", None),
+    ("task", "secret", "secrets", Some("name")),
     ("group", "service", "services", None),
     ("network", "port", "ports", Some("label")),
     ("service", "check", "checks", None),
@@ -338,6 +339,12 @@ impl Decoder<'_> {
         }
         if kind == "job" && ident == "model" {
             self.models.push(b.clone());
+            return;
+        }
+        // `config { ... }` is the driver's; `config "NAME" { ... }` asks
+        // for a config object.
+        if kind == "task" && ident == "config" && !b.labels.is_empty() {
+            self.item(node, b, "configs", Some("name"));
             return;
         }
         if let Some(&(_, _, list, label)) = LISTS.iter().find(|l| l.0 == kind && l.1 == ident) {

@@ -11,6 +11,7 @@ mod model;
 mod namespace;
 mod network;
 mod node;
+mod objects;
 mod service;
 mod sim;
 mod volume;
@@ -35,6 +36,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Service(c) => service::run(&g, c).await,
         Command::Network(c) => network::run(&g, c).await,
         Command::Volume(c) => volume::run(&g, c).await,
+        Command::Config(c) => objects::config(&g, c).await,
+        Command::Secret(c) => objects::secret(&g, c).await,
         Command::Model(c) => model::run(c).await,
         Command::Sim(a) => sim::run(a).await,
         Command::Version => {

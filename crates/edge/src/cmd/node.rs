@@ -219,6 +219,18 @@ pub async fn operator(g: &Global, c: crate::cli::OperatorCommand) -> anyhow::Res
     use crate::cli::{OperatorCommand, TokenCommand};
     let api = super::client(g)?;
     match c {
+        OperatorCommand::Keyring(crate::cli::KeyringCommand::Rotate) => {
+            let r = api.keyring_rotate().await?;
+            if g.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "keyring rotated: key {} is active, {} secrets sealed again, {} old keys dropped",
+                    r.key_id, r.resealed, r.retired_keys
+                );
+            }
+            Ok(0)
+        }
         OperatorCommand::Token(TokenCommand::Rotate) => {
             let r = api.rotate_token().await?;
             if g.output == Output::Json {

@@ -1,0 +1,171 @@
+//! Configs and secrets into tasks: fetched from the server for one
+//! allocation when it starts, written as files into each task's directory
+//! (secrets on a tmpfs, so they never touch the node's disk), and kept in
+//! memory only, for the env vars a task asks of its configs.
+
+use crate::runner::RunCtx;
+use crate::state::LocalAlloc;
+use edge_api::AllocData;
+use edge_spec::{DataRef, Task};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The tmpfs a task's secrets live on.
+const SECRETS_TMPFS: &str = "size=4m,mode=0700";
+
+pub(crate) fn secrets_dir(root: &Path, task: &str) -> PathBuf {
+    root.join(task).join("secrets")
+}
+
+/// Whether `dir` is a mount point (its tmpfs is there).
+fn mounted(dir: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = dir.display().to_string();
+    info.lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .any(|m| m == want)
+}
+
+/// Fetches what the allocation's tasks ask for and writes it into them.
+/// After an agent restart with the server away, files already written
+/// (secrets still on their tmpfs) are kept and the task goes on.
+pub(crate) async fn up(ctx: &RunCtx, g: &Mutex<LocalAlloc>) -> Result<(), String> {
+    let (alloc_id, tasks) = {
+        let g = g.lock().unwrap_or_else(|e| e.into_inner());
+        let tasks: Vec<Task> = g
+            .job
+            .group(&g.alloc.group)
+            .map(|grp| grp.tasks.clone())
+            .unwrap_or_default();
+        (g.alloc.id.clone(), tasks)
+    };
+    if tasks
+        .iter()
+        .all(|t| t.configs.is_empty() && t.secrets.is_empty())
+    {
+        return Ok(());
+    }
+    let root = ctx.local.alloc_dir(&alloc_id);
+    let wants_secrets = tasks.iter().any(|t| !t.secrets.is_empty());
+    if wants_secrets && !nix::unistd::Uid::effective().is_root() {
+        return Err(
+            "secrets need the agent to run as root: they are kept on a tmpfs, never written to the node's disk"
+                .to_string(),
+        );
+    }
+    for t in tasks.iter().filter(|t| !t.secrets.is_empty()) {
+        let dir = secrets_dir(&root, &t.name);
+        if !mounted(&dir) {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            nix::mount::mount(
+                Some("tmpfs"),
+                &dir,
+                Some("tmpfs"),
+                nix::mount::MsFlags::MS_NOSUID
+                    | nix::mount::MsFlags::MS_NODEV
+                    | nix::mount::MsFlags::MS_NOEXEC,
+                Some(SECRETS_TMPFS),
+            )
+            .map_err(|e| format!("cannot mount a tmpfs for secrets at {}: {e}", dir.display()))?;
+        }
+    }
+    let data = match ctx.api.alloc_data(&ctx.node_id, &alloc_id).await {
+        Ok(d) => d,
+        Err(e) => {
+            let written = tasks.iter().all(|t| {
+                t.configs
+                    .iter()
+                    .map(|r| (r, false))
+                    .chain(t.secrets.iter().map(|r| (r, true)))
+                    .all(|(r, s)| root.join(&t.name).join(r.path(s)).exists())
+            });
+            if written {
+                tracing::warn!(alloc = %alloc_id, error = %e, "cannot fetch configs and secrets: the files written before stay");
+                return Ok(());
+            }
+            return Err(format!(
+                "cannot fetch the configs and secrets the tasks ask for: {e}"
+            ));
+        }
+    };
+    for t in &tasks {
+        let dir = root.join(&t.name);
+        for (refs, secret) in [(&t.configs, false), (&t.secrets, true)] {
+            for r in refs {
+                let value = value(&data, r, secret)?;
+                write(&dir.join(r.path(secret)), value, r.mode_bits(secret))?;
+            }
+        }
+    }
+    ctx.alloc_data
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(alloc_id, data);
+    Ok(())
+}
+
+fn value<'a>(data: &'a AllocData, r: &DataRef, secret: bool) -> Result<&'a str, String> {
+    let (kind, map) = if secret {
+        ("secret", &data.secrets)
+    } else {
+        ("config", &data.configs)
+    };
+    let obj = map
+        .get(&r.name)
+        .ok_or_else(|| format!("{kind} {:?} does not exist", r.name))?;
+    r.pick(&obj.data).map_err(|e| format!("{kind} {e}"))
+}
+
+/// Writes a file with its mode, replacing what was there.
+fn write(path: &Path, value: &str, mode: u32) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(fail)?;
+    }
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(fail)?;
+    f.write_all(value.as_bytes()).map_err(fail)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(fail)
+}
+
+/// The env vars a task asks for from its configs (a secret is never one:
+/// validation refuses it, as drivers keep a task's environment on disk).
+pub(crate) fn env(ctx: &RunCtx, alloc_id: &str, task: &Task) -> BTreeMap<String, String> {
+    let held = ctx.alloc_data.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(data) = held.get(alloc_id) else {
+        return BTreeMap::new();
+    };
+    task.configs
+        .iter()
+        .filter(|r| !r.env.is_empty())
+        .filter_map(|r| Some((r.env.clone(), value(data, r, false).ok()?.to_string())))
+        .collect()
+}
+
+/// Forgets the allocation's values and unmounts its tasks' secrets.
+pub(crate) fn down(ctx: &RunCtx, alloc_id: &str, tasks: &[Task]) {
+    ctx.alloc_data
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(alloc_id);
+    let root = ctx.local.alloc_dir(alloc_id);
+    for t in tasks.iter().filter(|t| !t.secrets.is_empty()) {
+        let dir = secrets_dir(&root, &t.name);
+        if mounted(&dir)
+            && let Err(e) = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH)
+        {
+            tracing::warn!(path = %dir.display(), error = %e, "cannot unmount a task's secrets");
+        }
+    }
+}
