@@ -56,10 +56,14 @@ fn check_url(address: &str, port: u16, path: &str) -> Result<reqwest::Url, Strin
     Ok(url)
 }
 
-/// A check_restart request: which task should restart, and why.
+/// A restart request: why, and which task (`None`: every task, as a
+/// failing check asks).
 #[derive(Debug, Clone)]
 pub struct RestartRequest {
     pub reason: String,
+    /// A changed template restarts its own task only, outside the
+    /// restart policy's count.
+    pub task: Option<String>,
 }
 
 struct Running {
@@ -172,6 +176,7 @@ pub async fn run(
                         "check of service {:?} failed {} times: {e}",
                         c.service, cr.limit
                     ),
+                    task: None,
                 }));
             }
         }

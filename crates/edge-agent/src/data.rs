@@ -153,9 +153,14 @@ pub(crate) fn env(ctx: &RunCtx, alloc_id: &str, task: &Task) -> BTreeMap<String,
         .collect()
 }
 
-/// Forgets the allocation's values and unmounts its tasks' secrets.
+/// Forgets the allocation's values (and what its templates rendered into
+/// env vars) and unmounts its tasks' secrets.
 pub(crate) fn down(ctx: &RunCtx, alloc_id: &str, tasks: &[Task]) {
     ctx.alloc_data
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(alloc_id);
+    ctx.template_env
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(alloc_id);

@@ -14,6 +14,7 @@ mod pki;
 mod restart;
 mod runner;
 pub mod state;
+mod template;
 mod tunnel;
 
 pub use error::AgentError;
@@ -305,6 +306,17 @@ pub async fn start(
         create_index: 0,
         modify_index: 0,
     };
+    // Runners render templates from the catalog from their start: the
+    // saved one until the server's arrives.
+    let saved = local.load_catalog();
+    let (catalog_tx, catalog_rx) = watch::channel(Arc::new(
+        saved
+            .as_ref()
+            .map(|s| s.catalog.clone())
+            .unwrap_or_default(),
+    ));
+    let node_attributes = node.attributes.clone();
+    let node_meta = node.meta.clone();
     let ctx = Arc::new(RunCtx {
         drivers: drivers
             .iter()
@@ -324,6 +336,10 @@ pub async fn start(
         volumes_dir: cfg.data_dir.join("volumes"),
         api: client.clone(),
         alloc_data: Mutex::default(),
+        catalog: catalog_rx.clone(),
+        node_attributes,
+        node_meta,
+        template_env: Mutex::default(),
     });
     let runners: gc::Runners = Arc::default();
     let agent = Arc::new(Agent {
@@ -340,12 +356,9 @@ pub async fn start(
     agent.restore().await;
     // DNS and the load balancer answer from the saved catalog at once; the
     // server's, when it answers, replaces it.
-    let saved = agent.ctx.local.load_catalog();
-    let first = match &saved {
-        Some(s) => Arc::new(agent.local_view(&s.catalog).await),
-        None => Arc::new(Catalog::default()),
-    };
-    let (catalog_tx, catalog_rx) = watch::channel(first);
+    if let Some(s) = &saved {
+        catalog_tx.send_replace(Arc::new(agent.local_view(&s.catalog).await));
+    }
     let guard = match &tls {
         Some(t) => http::Guard::Tls(t.clone()),
         None => http::Guard::Token(edge_api::tls::JoinToken::parse(&agent.cfg.token)?.secret),

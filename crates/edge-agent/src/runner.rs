@@ -39,7 +39,16 @@ pub struct RunCtx {
     /// Configs and secrets of running allocations, in memory only: what
     /// tasks get as env vars when they (re)start.
     pub alloc_data: Mutex<HashMap<String, edge_api::AllocData>>,
+    /// The service catalog, as DNS and the load balancer see it.
+    pub catalog: watch::Receiver<Arc<edge_api::Catalog>>,
+    pub node_attributes: BTreeMap<String, String>,
+    pub node_meta: BTreeMap<String, String>,
+    /// By allocation id: what its tasks' `env = true` templates rendered.
+    pub template_env: Mutex<HashMap<String, TaskEnvs>>,
 }
+
+/// Task name to env vars.
+pub type TaskEnvs = BTreeMap<String, BTreeMap<String, String>>;
 
 pub struct AllocRunner {
     stop_tx: watch::Sender<bool>,
@@ -197,6 +206,7 @@ async fn run_alloc(
         }))
     };
     let (restart_tx, restart_rx) = watch::channel(None);
+    let template_restart = restart_tx.clone();
     let checks = {
         let ctx = ctx.clone();
         let shared = shared.clone();
@@ -266,6 +276,14 @@ async fn run_alloc(
         Ok(()) => crate::data::up(&ctx, &shared).await,
         Err(e) => Err(e),
     };
+    let templated = tasks.iter().any(|t| !t.templates.is_empty());
+    let setup = setup.and_then(|()| {
+        if !templated {
+            return Ok(());
+        }
+        let catalog = ctx.catalog.borrow().clone();
+        crate::template::render_all(&ctx, &shared, &tasks, catalog).map(drop)
+    });
     if let Err(why) = setup {
         fail_setup(&ctx, &shared, &why);
         drop((gate, checks, health));
@@ -273,6 +291,15 @@ async fn run_alloc(
         network_down(&ctx, &shared).await;
         return;
     }
+    let templates = templated.then(|| {
+        AbortOnDrop(tokio::spawn(crate::template::watch(
+            ctx.clone(),
+            shared.clone(),
+            tasks.clone(),
+            template_restart,
+            stop_rx.clone(),
+        )))
+    });
     let spawn = |t: Task, stop: watch::Receiver<bool>, started: Option<oneshot::Sender<()>>| {
         AbortOnDrop(tokio::spawn(run_task(
             ctx.clone(),
@@ -365,6 +392,7 @@ async fn run_alloc(
         .map(|t| spawn(t, never.clone(), None))
         .collect();
     join_tasks(&mut poststop).await;
+    drop(templates);
     crate::data::down(&ctx, &alloc_id, &tasks);
     drop((gate, checks, health));
     // Only once every task is done: an agent that stops driving the
@@ -852,6 +880,7 @@ fn task_config(ctx: &RunCtx, g: &LocalAlloc, task: &Task) -> TaskConfig {
     let (root, logs) = alloc_dirs(ctx, &g.alloc.id);
     let mut env = task_env(ctx, &g.alloc, &g.job, task, &root, g.network.as_ref());
     env.extend(crate::data::env(ctx, &g.alloc.id, task));
+    env.extend(crate::template::env(ctx, &g.alloc.id, &task.name));
     let config = task
         .config
         .iter()
@@ -915,8 +944,11 @@ impl edge_driver::EventSink for TaskEvents<'_> {
 enum Outcome {
     Exited(ExitResult),
     Stopped,
-    /// A check_restart asked for it.
-    Restart(String),
+    /// A check_restart (every task) or a changed template (this task, when
+    /// true) asked for it.
+    Restart(String, bool),
+    /// A restart asked for another task.
+    NotMine,
 }
 
 /// What a task runner listens to, and tells.
@@ -1072,16 +1104,21 @@ async fn run_task(
             // Only an explicit stop ends the task: a dropped sender (the agent
             // shutting down) must leave it running for the next agent.
             Ok(_) = stop_rx.wait_for(|s| *s) => Outcome::Stopped,
-            Ok(()) = restart_rx.changed() => Outcome::Restart(
-                restart_rx
-                    .borrow_and_update()
-                    .as_ref()
-                    .map(|r| r.reason.clone())
-                    .unwrap_or_default(),
-            ),
+            Ok(()) = restart_rx.changed() => {
+                let asked = restart_rx.borrow_and_update().clone();
+                match asked {
+                    Some(r) if r.task.as_ref().is_some_and(|t| *t != name) => Outcome::NotMine,
+                    Some(r) => Outcome::Restart(r.reason, r.task.is_some()),
+                    None => Outcome::NotMine,
+                }
+            }
         };
         match outcome {
-            Outcome::Restart(reason) => {
+            Outcome::NotMine => {
+                handle = Some(h);
+                continue;
+            }
+            Outcome::Restart(reason, own) => {
                 with_task(&ctx, &shared, &name, |t| {
                     t.state
                         .push_event(event("Restart Signaled", reason.clone()));
@@ -1097,8 +1134,13 @@ async fn run_task(
                     t.state.exit_code = exit.map(|x| x.exit_code);
                     t.state.finished_at = now_ms();
                     t.handle = None;
+                    if own {
+                        t.state.restarts += 1;
+                    }
                 });
-                if !after_exit(&ctx, &shared, &name, &policy, &mut stop_rx).await {
+                // A template's restart is asked for, not a failure: the
+                // restart policy does not count it.
+                if !own && !after_exit(&ctx, &shared, &name, &policy, &mut stop_rx).await {
                     return;
                 }
             }

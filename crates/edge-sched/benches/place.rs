@@ -83,6 +83,7 @@ fn job(i: usize, count: u32) -> Job {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                templates: Vec::new(),
                 secrets: Vec::new(),
                 configs: Vec::new(),
                 volume_mounts: Vec::new(),

@@ -37,6 +37,7 @@ fn job(id: &str, n: u64) -> Job {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                templates: Vec::new(),
                 secrets: Vec::new(),
                 configs: Vec::new(),
                 volume_mounts: Vec::new(),

@@ -282,31 +282,6 @@ async fn delete(sv: Arc<Server>, access: Access, kind: Kind, name: String) -> Re
     ))
 }
 
-/// Checks, when a job is submitted, that every config and secret its
-/// tasks ask for exists in its namespace: a missing one is named then,
-/// not found by a task failing to start.
-pub(crate) fn check_refs(s: &St, job: &Job) -> Result<(), ServerError> {
-    for kind in [Kind::Config, Kind::Secret] {
-        for name in refs(job, kind) {
-            let key = object_key(&job.namespace, name);
-            let there = match kind {
-                Kind::Config => s.configs.contains_key(&key),
-                Kind::Secret => s.secrets.contains_key(&key),
-            };
-            if !there {
-                return Err(ServerError::BadRequest(format!(
-                    "job {:?} asks for {} {name:?}, which does not exist in namespace {:?} (edge {} put {name} KEY=VALUE)",
-                    job.id,
-                    kind.as_str(),
-                    job.namespace,
-                    kind.as_str()
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Re-seals every secret under a new key, then drops the old keys.
 pub(crate) async fn rotate_keyring(State(sv): S) -> Res {
     let _one = sv.keyring_rotation.lock().await;

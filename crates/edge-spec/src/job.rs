@@ -928,6 +928,10 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_VOLUMES))]
     pub secrets: Vec<crate::objects::DataRef>,
+    /// `template { ... }`: files rendered on the agent, again on change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_VOLUMES))]
+    pub templates: Vec<crate::template::Template>,
 }
 
 /// When a hook task runs, relative to the group's main tasks.

@@ -913,13 +913,108 @@ impl Validator<'_> {
         }
     }
 
+    /// A task's `template` blocks.
+    fn templates(&mut self, t: &Task, path: &str) {
+        use crate::template::{ChangeMode, SIGNALS, text_problem};
+        let mut files: BTreeSet<String> = t
+            .configs
+            .iter()
+            .map(|r| r.path(false))
+            .chain(t.secrets.iter().map(|r| r.path(true)))
+            .collect();
+        if t.templates.len() > MAX_VOLUMES {
+            self.push(
+                format!("{path}.template"),
+                format!(
+                    "a task has {} templates; the limit is {MAX_VOLUMES}",
+                    t.templates.len()
+                ),
+            );
+            return;
+        }
+        for (i, tpl) in t.templates.iter().enumerate() {
+            let at = format!("{path}.template[{i}]");
+            if !tpl.source.is_empty() {
+                self.push(
+                    format!("{at}.source"),
+                    "`source` names a file on the node, which edge does not fetch: inline the template as `data`",
+                );
+            }
+            if tpl.data.trim().is_empty() {
+                self.push(format!("{at}.data"), "a template needs `data`, its text");
+            } else if let Some((line, why)) = text_problem(&tpl.data) {
+                let why = match line {
+                    Some(l) => format!("line {l} of the template: {why}"),
+                    None => why,
+                };
+                self.push(format!("{at}.data"), why);
+            }
+            let dest = tpl.destination.trim_start_matches("./").to_string();
+            if let Some(why) = relative_problem(&dest) {
+                self.push(format!("{at}.destination"), why);
+            } else if !(dest.starts_with("local/") || dest.starts_with("secrets/")) {
+                self.push(
+                    format!("{at}.destination"),
+                    "a template is written under the task's local/ dir, or secrets/ when it reads a secret",
+                );
+            } else if !files.insert(dest.clone()) {
+                self.push(
+                    format!("{at}.destination"),
+                    format!("two files are written at {dest:?}"),
+                );
+            }
+            if tpl.env && dest.starts_with("secrets/") {
+                self.push(
+                    format!("{at}.env"),
+                    "a template under secrets/ may hold secrets, which never become env vars (drivers keep a task's environment on disk)",
+                );
+            }
+            if tpl.env && tpl.change_mode == ChangeMode::Signal {
+                self.push(
+                    format!("{at}.change_mode"),
+                    "env templates take effect when the task starts: use change_mode \"restart\" or \"noop\"",
+                );
+            }
+            match (tpl.change_mode, tpl.change_signal.as_str()) {
+                (ChangeMode::Signal, "") => self.push(
+                    format!("{at}.change_signal"),
+                    format!(
+                        "change_mode \"signal\" needs change_signal, one of {}",
+                        SIGNALS.join(", ")
+                    ),
+                ),
+                (ChangeMode::Signal, s) if !SIGNALS.contains(&s) => self.push(
+                    format!("{at}.change_signal"),
+                    format!("{:?} is not one of {}", shorten(s), SIGNALS.join(", ")),
+                ),
+                (ChangeMode::Signal, _) | (_, "") => {}
+                (_, _) => self.push(
+                    format!("{at}.change_signal"),
+                    "change_signal is read only with change_mode \"signal\"",
+                ),
+            }
+            if !tpl.perms.is_empty() && crate::objects::parse_mode(&tpl.perms).is_none() {
+                self.push(
+                    format!("{at}.perms"),
+                    format!(
+                        "perms {:?} is not an octal file mode such as \"0644\"",
+                        shorten(&tpl.perms)
+                    ),
+                );
+            }
+        }
+    }
+
     fn task(&mut self, t: &Task, path: &str) {
         self.meta(&t.meta, path);
         self.data_refs(t, path);
-        if t.driver == "model" && !(t.configs.is_empty() && t.secrets.is_empty()) {
+        self.templates(t, path);
+        if t.driver == "model"
+            && !(t.configs.is_empty() && t.secrets.is_empty() && t.templates.is_empty())
+        {
             self.push(
                 format!("{path}.secret"),
-                "the model driver takes no configs or secrets",
+                "the model driver takes no configs, secrets or templates",
             );
         }
         if t.driver == "model" && !t.volume_mounts.is_empty() {

@@ -212,6 +212,7 @@ fn full_example_decodes_into_expected_job() {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                templates: Vec::new(),
                 secrets: Vec::new(),
                 configs: Vec::new(),
                 volume_mounts: Vec::new(),

@@ -51,9 +51,9 @@ fn blocks_that_change_what_runs_are_refused_where_they_are_written() {
             job(
                 "",
                 "",
-                "      template {\n        data = \"x\"\n        destination = \"local/x\"\n      }",
+                "      template {\n        data = \"{{ range service \\\"db\\\" }}{{ .Address }}{{ end }}\"\n        destination = \"local/x\"\n      }",
             ),
-            "job.web.group.g.task.t.template: `template` is not supported",
+            "job.web.group.g.task.t.template[0].data: this looks like Nomad's Go template syntax",
         ),
         (
             job(

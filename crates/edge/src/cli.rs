@@ -732,7 +732,7 @@ pub enum SecretCommand {
     /// Write the next version of a secret: every key at once. Its values
     /// are sealed on the server and are never shown again.
     #[command(
-        after_help = "Examples:\n  edge secret put server-certificate cert=@cert.pem key=@key.pem\n  edge secret put db password=@- < password.txt\n\nA task asks for it:\n  secret \"server-certificate\" {\n    key         = \"cert\"\n    destination = \"secrets/cert.pem\"\n    mode        = \"0400\"\n  }"
+        after_help = "Examples:\n  edge secret put server-certificate cert=@cert.pem key=@key.pem\n  edge secret put db password=@password.txt\n\nA task asks for it:\n  secret \"server-certificate\" {\n    key         = \"cert\"\n    destination = \"secrets/cert.pem\"\n    mode        = \"0400\"\n  }"
     )]
     Put {
         name: String,

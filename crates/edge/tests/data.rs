@@ -647,3 +647,125 @@ async fn configs_and_secrets_reach_the_task_and_the_plaintext_nowhere_else() {
     let (ok, text) = cli(&addr, &["secret", "rm", "tls"]);
     assert!(ok, "{text}");
 }
+
+#[tokio::test]
+async fn a_template_renders_the_catalog_again_and_restarts_or_signals_its_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = writable_dir(dir.path());
+    let o = out.display();
+    let (_dev, addr, api) = dev(dir.path()).await;
+    let db = dir.path().join("db.hcl");
+    let write_db = |count: u32| {
+        std::fs::write(
+            &db,
+            format!(
+                "job \"db\" {{\n  group \"db\" {{\n    count = {count}\n    network {{\n      port \"pg\" {{}}\n    }}\n    service {{\n      name = \"db\"\n      port = \"pg\"\n    }}\n{}\n  }}\n}}\n",
+                sh_task("pg", "", "exec sleep 600")
+            ),
+        )
+        .unwrap();
+    };
+    write_db(1);
+    let (ok, text) = cli(&addr, &["job", "run", "--detach", db.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    running_alloc(&api, "db").await;
+
+    let list = r#"{% for s in service(\"db\") %}{{ s.Address }}:{{ s.Port }}\n{% endfor %}"#;
+    let web = dir.path().join("web.hcl");
+    std::fs::write(
+        &web,
+        format!(
+            r#"job "web" {{
+  group "web" {{
+    task "restarter" {{
+      driver = "exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "cat local/db.txt >> {o}/restarts; echo --- >> {o}/restarts; exec sleep 600"]
+      }}
+      template {{
+        data        = "{list}"
+        destination = "local/db.txt"
+      }}
+      resources {{
+        cpu    = 20
+        memory = 16
+      }}
+    }}
+    task "hupper" {{
+      driver = "exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "trap 'cat local/db.txt >> {o}/hups; echo --- >> {o}/hups' HUP; echo up > {o}/hupper; while true; do sleep 0.2; done"]
+      }}
+      template {{
+        data          = "{list}"
+        destination   = "local/db.txt"
+        change_mode   = "signal"
+        change_signal = "SIGHUP"
+      }}
+      resources {{
+        cpu    = 20
+        memory = 16
+      }}
+    }}
+  }}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let (ok, text) = cli(&addr, &["job", "run", "--detach", web.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let blocks = |f: &str| -> Vec<Vec<String>> {
+        std::fs::read_to_string(out.join(f))
+            .unwrap_or_default()
+            .split("---\n")
+            .filter(|b| !b.is_empty())
+            .map(|b| b.lines().map(String::from).collect())
+            .collect()
+    };
+    until(30, "the first render", async || {
+        (blocks("restarts").len() == 1 && out.join("hupper").exists()).then_some(())
+    })
+    .await;
+    assert_eq!(blocks("restarts")[0].len(), 1, "one db instance");
+    assert!(blocks("restarts")[0][0].starts_with("127.0.0.1:"));
+
+    // A second instance of db: both files are rendered again; one task is
+    // restarted, the other signalled.
+    write_db(2);
+    let (ok, text) = cli(&addr, &["job", "run", "--detach", db.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    until(30, "the restart with two instances", async || {
+        let b = blocks("restarts");
+        (b.len() == 2 && b[1].len() == 2).then_some(())
+    })
+    .await;
+    until(30, "the signal with two instances", async || {
+        let b = blocks("hups");
+        b.last().is_some_and(|l| l.len() == 2).then_some(())
+    })
+    .await;
+    let a = running_alloc(&api, "web").await;
+    let a = api.alloc(&a.id).await.unwrap();
+    let restarter = &a.task_states["restarter"];
+    assert!(
+        restarter
+            .events
+            .iter()
+            .any(|e| e.kind == "Restart Signaled"
+                && e.message.contains("template local/db.txt changed")),
+        "{restarter:?}"
+    );
+    assert_eq!(
+        a.task_states["hupper"].restarts, 0,
+        "signalled, not restarted"
+    );
+
+    for job in ["web", "db"] {
+        let (ok, text) = cli(&addr, &["job", "stop", job]);
+        assert!(ok, "{text}");
+        all_complete(&api, job).await;
+    }
+}

@@ -328,6 +328,7 @@ fn unvalidated(s: &Spec) -> Job {
             update: None,
             migrate: None,
             tasks: vec![Task {
+                templates: Vec::new(),
                 secrets: Vec::new(),
                 configs: Vec::new(),
                 volume_mounts: Vec::new(),

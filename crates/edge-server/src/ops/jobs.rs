@@ -36,6 +36,35 @@ pub(crate) fn next_version(current: Option<&Job>, job: &Job) -> (u64, bool) {
 
 /// Registers a prepared job (a new version only if it changed) and queues an
 /// evaluation; with `enforce_index`, only if the stored job is still at it.
+/// Every config and secret a job's tasks ask for exists in its namespace:
+/// a missing one is named at submit, not found by a task failing to start.
+fn check_refs(s: &State, job: &Job) -> Result<(), ServerError> {
+    use edge_spec::objects::object_key;
+    for t in job.groups.iter().flat_map(|g| &g.tasks) {
+        let configs = t.configs.iter().map(|r| {
+            (
+                "config",
+                r,
+                s.configs.contains_key(&object_key(&job.namespace, &r.name)),
+            )
+        });
+        let secrets = t.secrets.iter().map(|r| {
+            (
+                "secret",
+                r,
+                s.secrets.contains_key(&object_key(&job.namespace, &r.name)),
+            )
+        });
+        if let Some((kind, r, _)) = configs.chain(secrets).find(|(_, _, there)| !there) {
+            return Err(ServerError::BadRequest(format!(
+                "job {:?} asks for {kind} {:?}, which does not exist in namespace {:?} (edge {kind} put {} KEY=VALUE)",
+                job.id, r.name, job.namespace, r.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn register(
     s: &State,
     env: &mut Env,
@@ -46,7 +75,7 @@ pub(crate) fn register(
     if s.namespace(&job.namespace).is_none() {
         return Err(ServerError::NoNamespace(job.namespace));
     }
-    crate::objects::check_refs(s, &job)?;
+    check_refs(s, &job)?;
     let existing = s.jobs.get(&job.key());
     if let Some(want) = enforce_index {
         let have = existing.map_or(0, |j| j.modify_index);

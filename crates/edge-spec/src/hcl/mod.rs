@@ -37,6 +37,7 @@ const LISTS: &[(&str, &str, &str, Option<&str>)] = &[
     ("group", "volume", "volumes", Some("name")),
     ("task", "volume_mount", "volume_mounts", None),
     ("task", "secret", "secrets", Some("name")),
+    ("task", "template", "templates", None),
     ("group", "service", "services", None),
     ("network", "port", "ports", Some("label")),
     ("service", "check", "checks", None),

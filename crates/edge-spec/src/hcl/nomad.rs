@@ -105,11 +105,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
         "artifact",
         Refuse("artifacts are not fetched yet: put the files in the image, or on the node"),
     ),
-    (
-        "task",
-        "template",
-        Refuse("templates are not rendered yet: use `env` or the driver's `config`"),
-    ),
     ("task", "dispatch_payload", PARAMETERIZED),
     (
         "task",
@@ -185,7 +180,6 @@ mod tests {
             "affinity",
             "spread",
             "artifact",
-            "template",
             "constraint",
             "meta",
             "restart",
