@@ -18,8 +18,8 @@ pub(crate) fn secrets_dir(root: &Path, task: &str) -> PathBuf {
     root.join(task).join("secrets")
 }
 
-/// Whether `dir` is a mount point (its tmpfs is there).
-fn mounted(dir: &Path) -> bool {
+/// Whether `dir` is a mount point (its tmpfs or file system is there).
+pub(crate) fn mounted(dir: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };

@@ -153,9 +153,29 @@ async fn delete_volume(
         Ok(d) => d,
         Err(e) => return err(StatusCode::BAD_REQUEST, e),
     };
-    let removed = match tokio::fs::remove_dir_all(&dir).await {
+    // A sized volume's file system goes first, then its image.
+    if crate::data::mounted(&dir)
+        && let Err(e) = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH)
+    {
+        return err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot unmount {}: {e}", dir.display()),
+        );
+    }
+    let image = crate::runner::volume_image(&dir);
+    let had_image = match tokio::fs::remove_file(&image).await {
         Ok(()) => true,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            return err(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot remove {}: {e}", image.display()),
+            );
+        }
+    };
+    let removed = match tokio::fs::remove_dir_all(&dir).await {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => had_image,
         Err(e) => {
             return err(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -10,6 +10,7 @@ mod fingerprint;
 mod gc;
 mod health;
 mod http;
+mod lbtls;
 mod pki;
 mod restart;
 mod runner;
@@ -357,7 +358,8 @@ pub async fn start(
     // DNS and the load balancer answer from the saved catalog at once; the
     // server's, when it answers, replaces it.
     if let Some(s) = &saved {
-        catalog_tx.send_replace(Arc::new(agent.local_view(&s.catalog).await));
+        let view = agent.local_view(&s.catalog).await;
+        catalog_tx.send_replace(Arc::new(lbtls::rewrite(&agent.lb_tls_dir(), &view)));
     }
     let guard = match &tls {
         Some(t) => http::Guard::Tls(t.clone()),
@@ -698,7 +700,9 @@ impl Agent {
                             catalog: (*cat).clone(),
                         }));
                         last = Some(cat.clone());
-                        tx.send_replace(cat);
+                        let dir = self.lb_tls_dir();
+                        lbtls::materialize(&self.client, &self.ctx.node_id, &dir, &cat).await;
+                        tx.send_replace(Arc::new(lbtls::rewrite(&dir, &cat)));
                     }
                 }
                 Err(e) => {
@@ -725,7 +729,10 @@ impl Agent {
 
     async fn publish_offline(&self, tx: &watch::Sender<Arc<Catalog>>, last: Option<&Catalog>) {
         let empty = Catalog::default();
-        let view = self.local_view(last.unwrap_or(&empty)).await;
+        let view = lbtls::rewrite(
+            &self.lb_tls_dir(),
+            &self.local_view(last.unwrap_or(&empty)).await,
+        );
         tx.send_if_modified(|cur| {
             if cur.services == view.services {
                 return false;
@@ -733,6 +740,11 @@ impl Agent {
             *cur = Arc::new(view);
             true
         });
+    }
+
+    /// The tmpfs where published services' TLS secrets are kept.
+    fn lb_tls_dir(&self) -> std::path::PathBuf {
+        self.cfg.data_dir.join("lb-tls")
     }
 
     /// Looks for leftovers at start and every `gc_interval`.

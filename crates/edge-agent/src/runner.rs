@@ -615,10 +615,18 @@ fn volumes_up(ctx: &RunCtx, shared: &Mutex<LocalAlloc>) -> Result<(), String> {
             }
             continue;
         }
+        let size = v
+            .size
+            .as_deref()
+            .map(edge_spec::volume::parse_size)
+            .transpose()?;
         if !dir.exists() {
             create_local_volume(&ctx.volumes_dir, &dir)
                 .map_err(|e| format!("cannot create local volume {}: {e}", dir.display()))?;
             tracing::info!(alloc = %alloc.id, volume = %v.name, path = %dir.display(), "local volume created");
+        }
+        if let Some(bytes) = size {
+            sized_volume_up(&dir, bytes)?;
         }
     }
     Ok(())
@@ -636,6 +644,65 @@ fn create_local_volume(root: &std::path::Path, dir: &std::path::Path) -> std::io
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))?;
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+}
+
+/// A sized local volume's image, beside its directory.
+pub(crate) fn volume_image(dir: &std::path::Path) -> PathBuf {
+    dir.with_extension("img")
+}
+
+/// Mounts a sized local volume's file system at its directory: an ext4
+/// image of exactly that size, made on first use and kept; a job asking
+/// for another size than the image has is refused rather than handed one
+/// it did not ask for.
+fn sized_volume_up(dir: &std::path::Path, bytes: u64) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::Uid::effective().is_root() {
+        return Err(
+            "a local volume with a size is a loop-mounted file system of its own, which needs the agent to run as root"
+                .to_string(),
+        );
+    }
+    let img = volume_image(dir);
+    let run = |cmd: &mut std::process::Command| -> Result<(), String> {
+        let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    match std::fs::metadata(&img) {
+        Ok(m) if m.len() != bytes => {
+            return Err(format!(
+                "local volume {} was made with {} bytes, and the job asks for {bytes}: a volume keeps its size (`edge volume rm` it to make it anew)",
+                dir.display(),
+                m.len()
+            ));
+        }
+        Ok(_) => {}
+        Err(_) => {
+            let f = std::fs::File::create(&img)
+                .map_err(|e| format!("cannot create {}: {e}", img.display()))?;
+            f.set_len(bytes)
+                .map_err(|e| format!("cannot size {}: {e}", img.display()))?;
+            run(std::process::Command::new("mkfs.ext4")
+                .args(["-q", "-F"])
+                .arg(&img))?;
+        }
+    }
+    if !crate::data::mounted(dir) {
+        run(std::process::Command::new("mount")
+            .args(["-o", "loop,nosuid,nodev"])
+            .arg(&img)
+            .arg(dir))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+            .map_err(|e| format!("cannot open {} to tasks: {e}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// The task's mounts, resolved to this node's directories.

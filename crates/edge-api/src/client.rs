@@ -642,6 +642,22 @@ impl Client {
         Ok(self.get(&path, QueryOptions::default()).await?.0)
     }
 
+    /// An agent's fetch of a published service's TLS secret.
+    pub async fn agent_tls(
+        &self,
+        node: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<ObjectValue, ApiError> {
+        let path = format!(
+            "/v1/agent/tls/{}?namespace={}&name={}",
+            enc(node),
+            enc(namespace),
+            enc(name)
+        );
+        Ok(self.get(&path, QueryOptions::default()).await?.0)
+    }
+
     pub async fn volumes(&self) -> Result<Vec<edge_spec::Volume>, ApiError> {
         Ok(self.get("/v1/volumes", QueryOptions::default()).await?.0)
     }

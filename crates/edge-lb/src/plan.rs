@@ -301,6 +301,7 @@ mod tests {
     fn tls_mismatch_and_bad_hosts_are_reported() {
         let mut with_tls = publish(443, PublishProtocol::Http, &["a.example"], None);
         with_tls.tls = Some(PublishTls {
+            secret: String::new(),
             cert_file: "c.pem".into(),
             key_file: "k.pem".into(),
         });

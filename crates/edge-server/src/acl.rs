@@ -122,6 +122,7 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
             | "/v1/agent/heartbeat/{id}"
             | "/v1/agent/allocs/{id}"
             | "/v1/agent/data/{id}"
+            | "/v1/agent/tls/{id}"
             | "/v1/node/{id}/tunnel",
         ) => Node,
         ("GET", "/v1/catalog") => Catalog,

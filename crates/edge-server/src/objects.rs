@@ -397,3 +397,57 @@ pub(crate) async fn agent_data(
     }
     Ok(json_at(idx, &AllocData { configs, secrets }))
 }
+
+#[derive(Deserialize)]
+pub(crate) struct TlsQuery {
+    namespace: String,
+    name: String,
+}
+
+/// A secret a published service terminates TLS with: every node's load
+/// balancer serves the service, so every node may fetch it; no other
+/// secret goes out this way.
+pub(crate) async fn agent_tls(
+    State(sv): S,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<TlsQuery>,
+) -> Res {
+    auth::node(&sv, &caller, &headers, &id)?;
+    let idx = sv.store.index();
+    let (key, c) = sv.store.read(|s| {
+        if !s.nodes.contains_key(&id) {
+            return Err(ServerError::not_found("node", &id));
+        }
+        let published = s
+            .jobs
+            .values()
+            .filter(|j| j.namespace == q.namespace && !j.stop)
+            .flat_map(|j| &j.groups)
+            .flat_map(|g| &g.services)
+            .filter_map(|svc| svc.publish.as_ref()?.tls.as_ref())
+            .any(|t| t.secret == q.name);
+        if !published {
+            return Err(ServerError::Unauthorized(format!(
+                "secret {:?} is no published service's TLS secret in namespace {:?}: a node gets only those and its own allocations' secrets",
+                q.name, q.namespace
+            )));
+        }
+        let key = object_key(&q.namespace, &q.name);
+        let c = s
+            .secrets
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ServerError::not_found("secret", &q.name))?;
+        Ok((key, c))
+    })?;
+    let data = sv.keyring.open_sealed(&c.key_id, &key, &c.sealed)?;
+    Ok(json_at(
+        idx,
+        &ObjectValue {
+            version: c.version,
+            data,
+        },
+    ))
+}

@@ -347,7 +347,9 @@ pub struct VolumeRequest {
     pub source: String,
     #[serde(default)]
     pub read_only: bool,
-    /// Refused by validation: sizes are not enforced yet.
+    /// A local volume's size (`1GiB`): it is then a file system of that
+    /// size of its own (an ext4 image, loop-mounted), full when full.
+    /// Unset, it is a plain directory on the node's disk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<String>,
 }
@@ -746,17 +748,29 @@ pub struct Publish {
     /// TCP only: send a PROXY protocol v2 header to backends.
     #[serde(default)]
     pub proxy_protocol: bool,
-    /// Terminate TLS with this certificate chain and key (PEM files on the nodes).
+    /// Terminate TLS with this certificate chain and key: PEM files on the
+    /// nodes, or a secret every node's load balancer fetches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<PublishTls>,
 }
 
+/// `tls { cert_file key_file }` or `tls { secret = "NAME" }`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishTls {
+    #[serde(default)]
     pub cert_file: String,
+    #[serde(default)]
     pub key_file: String,
+    /// A secret with keys `cert` (the PEM chain) and `key`, in the job's
+    /// namespace: each node's agent keeps it on a tmpfs for its load
+    /// balancer.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub secret: String,
 }
+
+/// The keys of a secret a `publish { tls { secret } }` names.
+pub const TLS_SECRET_KEYS: [&str; 2] = ["cert", "key"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

@@ -735,6 +735,25 @@ impl Validator<'_> {
             {
                 self.push(format!("{at}.path"), "path must start with '/'");
             }
+            if let Some(tls) = &p.tls {
+                let files = !(tls.cert_file.is_empty() && tls.key_file.is_empty());
+                if files != tls.secret.is_empty()
+                    || (files && (tls.cert_file.is_empty() || tls.key_file.is_empty()))
+                {
+                    self.push(
+                        format!("{at}.tls"),
+                        "tls takes cert_file and key_file (PEM files on every node), or secret (a secret with keys cert and key): one of the two",
+                    );
+                } else if let Some(reason) = (!tls.secret.is_empty())
+                    .then(|| name_problem(NameKind::Volume, &tls.secret))
+                    .flatten()
+                {
+                    self.push(
+                        format!("{at}.tls.secret"),
+                        format!("secret name {:?} {reason}", shorten(&tls.secret)),
+                    );
+                }
+            }
         }
     }
 
@@ -786,11 +805,20 @@ impl Validator<'_> {
                 ),
                 VolumeType::Local => {}
             }
-            if v.size.is_some() {
-                self.push(
-                    format!("{at}.size"),
-                    "volume sizes are not enforced yet: drop `size` (a local volume is a directory on the node's disk)",
-                );
+            if let Some(size) = &v.size {
+                use crate::volume::{MIN_VOLUME_SIZE, parse_size};
+                match (v.kind, parse_size(size)) {
+                    (VolumeType::Host, _) => self.push(
+                        format!("{at}.size"),
+                        "a host volume is the operator's directory, of whatever size it has: `size` is for local volumes",
+                    ),
+                    (_, Err(e)) => self.push(format!("{at}.size"), e),
+                    (_, Ok(n)) if n < MIN_VOLUME_SIZE => self.push(
+                        format!("{at}.size"),
+                        format!("size {size:?} is under the smallest volume, 8MiB"),
+                    ),
+                    (_, Ok(_)) => {}
+                }
             }
         }
         for (ti, t) in g.tasks.iter().enumerate() {

@@ -471,3 +471,76 @@ async fn exec_runs_commands_in_a_container() {
     until_removed(&a.id, &["containers", "tasks"]).await;
     cli(&addr, &["image", "rm", image]);
 }
+
+/// Root and containerd: a container gets its local volume (kept across
+/// stop and run), its config at /configs and its secret at /run/secrets.
+#[tokio::test]
+async fn a_container_gets_its_volume_config_and_secret() {
+    if !enabled() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_dev, addr, api) = start_dev(dir.path(), &[]).await;
+    let image = "docker.io/edge/e2e-data:v1";
+    let tar = build_image(dir.path(), image);
+    let (ok, out) = cli(&addr, &["image", "import", tar.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&addr, &["config", "put", "app", "conf=from the config"]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&addr, &["secret", "put", "tls", "cert=from the secret"]);
+    assert!(ok, "{out}");
+    let job = dir.path().join("store.hcl");
+    std::fs::write(
+        &job,
+        format!(
+            r#"job "store" {{
+  group "g" {{
+    volume "data" {{
+      type = "local"
+    }}
+    task "t" {{
+      driver = "containerd"
+      config {{
+        image   = "{image}"
+        command = "sh"
+        args    = ["-c", "n=$(cat /data/count 2>/dev/null || echo 0); echo $((n+1)) > /data/count; cat /configs/app > /data/config; stat -c %a /run/secrets/tls > /data/secret-mode; touch /run/secrets/x 2>/dev/null && echo rw > /data/secrets-ro || echo ro > /data/secrets-ro; echo $((n+1)) > /data/done; exec sleep 3600"]
+      }}
+      volume_mount {{
+        volume      = "data"
+        destination = "/data"
+      }}
+      config "app" {{}}
+      secret "tls" {{}}
+      resources {{
+        cpu    = 100
+        memory = 32
+      }}
+    }}
+  }}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let vol = dir.path().join("data/agent/volumes/default/store/g/data-0");
+    let read = |f: &str| std::fs::read_to_string(vol.join(f)).unwrap_or_default();
+    for run in 1..=2 {
+        let (ok, out) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+        assert!(ok, "{out}");
+        until(60, "the container wrote to its volume", async || {
+            (read("done").trim() == run.to_string()).then_some(())
+        })
+        .await;
+        assert_eq!(read("config"), "from the config");
+        assert_eq!(read("secret-mode").trim(), "400");
+        assert_eq!(
+            read("secrets-ro").trim(),
+            "ro",
+            "secrets are mounted read-only"
+        );
+        let a = alloc_of(&api, "store").await;
+        let (ok, out) = cli(&addr, &["job", "stop", "store"]);
+        assert!(ok, "{out}");
+        until_removed(&a.id, &["containers", "tasks"]).await;
+    }
+}

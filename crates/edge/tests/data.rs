@@ -386,6 +386,22 @@ async fn a_local_volume_keeps_its_data_and_a_host_volume_is_read_only() {
         (read("count").trim() == "2").then_some(())
     })
     .await;
+    // A job update that replaces the copy: the new one finds the data.
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(
+        &job,
+        text.replace(
+            "driver = \"exec\"",
+            "driver = \"exec\"\n      env {\n        VERSION = \"2\"\n      }",
+        ),
+    )
+    .unwrap();
+    let (ok, text) = run(&addr);
+    assert!(ok, "{text}");
+    until(30, "the updated copy counted", async || {
+        (read("count").trim() == "3").then_some(())
+    })
+    .await;
 
     // The agent killed with -9 and started again: the task is re-attached,
     // not started a third time, and the data is untouched.
@@ -403,7 +419,7 @@ async fn a_local_volume_keeps_its_data_and_a_host_volume_is_read_only() {
     })
     .await;
     assert_eq!(task.restarts, 0);
-    assert_eq!(read("count").trim(), "2");
+    assert_eq!(read("count").trim(), "3");
 
     let (ok, text) = cli(&addr, &["job", "stop", "db"]);
     assert!(ok, "{text}");
@@ -768,4 +784,221 @@ async fn a_template_renders_the_catalog_again_and_restarts_or_signals_its_task()
         assert!(ok, "{text}");
         all_complete(&api, job).await;
     }
+}
+
+/// Root only (the load balancer's keys live on a tmpfs).
+#[tokio::test]
+async fn a_published_service_terminates_tls_with_a_secret() {
+    if !common::gated("EDGE_TEST_ROOT") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = writable_dir(dir.path());
+    std::fs::write(out.join("index.html"), "hello over tls\n").unwrap();
+    let (_dev, addr, api) = dev(dir.path()).await;
+    let ck = rcgen::generate_simple_self_signed(vec!["web.example".to_string()]).unwrap();
+    let key_pem = ck.signing_key.serialize_pem();
+    std::fs::write(dir.path().join("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &key_pem).unwrap();
+    let lb = free_port();
+    let job = dir.path().join("site.hcl");
+    let write_job = |secret: &str| {
+        std::fs::write(
+            &job,
+            format!(
+                r#"job "site" {{
+  group "g" {{
+    network {{
+      port "http" {{}}
+    }}
+    service {{
+      name = "site"
+      port = "http"
+      publish {{
+        port     = {lb}
+        protocol = "http"
+        hosts    = ["web.example"]
+        tls {{
+          secret = "{secret}"
+        }}
+      }}
+    }}
+    task "web" {{
+      driver = "exec"
+      config {{
+        command = "/usr/bin/python3"
+        args    = ["-m", "http.server", "--bind", "127.0.0.1", "--directory", "{}", "${{EDGE_PORT_http}}"]
+      }}
+      resources {{
+        cpu    = 50
+        memory = 64
+      }}
+    }}
+  }}
+}}
+"#,
+                out.display()
+            ),
+        )
+        .unwrap();
+    };
+    // The secret must exist, with both keys.
+    write_job("site");
+    let (ok, text) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+    assert!(!ok && text.contains("TLS secret \"site\""), "{text}");
+    let (ok, text) = cli(&addr, &["secret", "put", "site", "cert=@"]);
+    assert!(!ok, "an empty file name is refused: {text}");
+    let cert_arg = format!("cert=@{}", dir.path().join("cert.pem").display());
+    let key_arg = format!("key=@{}", dir.path().join("key.pem").display());
+    let (ok, text) = cli(&addr, &["secret", "put", "site", &cert_arg]);
+    assert!(ok, "{text}");
+    let (ok, text) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+    assert!(!ok && text.contains("no key key"), "{text}");
+    let (ok, text) = cli(&addr, &["secret", "put", "site", &cert_arg, &key_arg]);
+    assert!(ok, "{text}");
+    let (ok, text) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    running_alloc(&api, "site").await;
+
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap())
+        .resolve("web.example", ([127, 0, 0, 1], lb).into())
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let body = until(30, "the load balancer answers over TLS", async || {
+        let r = https
+            .get(format!("https://web.example:{lb}/index.html"))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())?;
+        r.text().await.ok()
+    })
+    .await;
+    assert_eq!(body, "hello over tls\n");
+    let tls_dir = dir.path().join("data/agent/lb-tls");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        mountinfo.contains(&format!(" {} ", tls_dir.display())),
+        "a tmpfs"
+    );
+    let leaks: Vec<_> = files_holding(&dir.path().join("data"), key_pem.as_bytes())
+        .into_iter()
+        .filter(|p| !p.starts_with(&tls_dir))
+        .collect();
+    assert!(leaks.is_empty(), "the private key in {leaks:?}");
+
+    let (ok, text) = cli(&addr, &["job", "stop", "site"]);
+    assert!(ok, "{text}");
+    all_complete(&api, "site").await;
+    let _ = nix_umount(&tls_dir);
+}
+
+/// The test's tmpfs goes with its directory.
+fn nix_umount(dir: &Path) -> std::io::Result<std::process::ExitStatus> {
+    std::process::Command::new("umount")
+        .arg("-l")
+        .arg(dir)
+        .status()
+}
+
+/// Root only (a sized volume is a loop-mounted file system).
+#[tokio::test]
+async fn a_sized_local_volume_is_full_at_its_size() {
+    if !common::gated("EDGE_TEST_ROOT") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = writable_dir(dir.path());
+    let o = out.display();
+    let (_dev, addr, api) = dev(dir.path()).await;
+    let mnt = dir.path().join("small");
+    let m = mnt.display();
+    let job = dir.path().join("small.hcl");
+    let write_job = |size: &str| {
+        std::fs::write(
+            &job,
+            format!(
+                r#"job "small" {{
+  group "g" {{
+    volume "s" {{
+      type = "local"
+      size = "{size}"
+    }}
+    task "t" {{
+      driver = "exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "dd if=/dev/zero of={m}/f bs=1M count=32 2>/dev/null; echo $? > {o}/rc; df -k {m} | tail -1 > {o}/df; exec sleep 600"]
+      }}
+      volume_mount {{
+        volume      = "s"
+        destination = "{m}"
+      }}
+      resources {{
+        cpu    = 20
+        memory = 32
+      }}
+    }}
+  }}
+}}
+"#
+            ),
+        )
+        .unwrap();
+    };
+    write_job("16MiB");
+    let (ok, text) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    until(30, "the task filled its volume", async || {
+        std::fs::read_to_string(out.join("df"))
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+    })
+    .await;
+    assert_ne!(
+        std::fs::read_to_string(out.join("rc")).unwrap().trim(),
+        "0",
+        "32MiB do not fit"
+    );
+    let df = std::fs::read_to_string(out.join("df")).unwrap();
+    let total_kib: u64 = df.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        (10_000..=16_384).contains(&total_kib),
+        "a 16MiB file system: {df}"
+    );
+    let img = dir
+        .path()
+        .join("data/agent/volumes/default/small/g/s-0.img");
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 16 << 20);
+
+    // Another size for the same volume is refused, naming both.
+    let (ok, text) = cli(&addr, &["job", "stop", "small"]);
+    assert!(ok, "{text}");
+    all_complete(&api, "small").await;
+    write_job("32MiB");
+    let (ok, text) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let failed = until(30, "the copy fails to start", async || {
+        let (a, _) = api
+            .job_allocs("small", QueryOptions::default())
+            .await
+            .ok()?;
+        a.into_iter()
+            .find(|a| a.client_status == ClientStatus::Failed)
+    })
+    .await;
+    let why = &failed.task_states["t"].events.last().unwrap().message;
+    assert!(
+        why.contains("16777216") && why.contains("33554432"),
+        "{why}"
+    );
+    let (ok, text) = cli(&addr, &["job", "stop", "small"]);
+    assert!(ok, "{text}");
+    all_complete(&api, "small").await;
+    let vols = api.volumes().await.unwrap();
+    let (ok, text) = cli(&addr, &["volume", "rm", &vols[0].id]);
+    assert!(ok, "{text}");
+    assert!(!img.exists(), "the image goes with the volume");
 }

@@ -38,6 +38,7 @@ pub fn publish(port: u16, protocol: PublishProtocol) -> Publish {
 
 pub fn tls(cert: &std::path::Path, key: &std::path::Path) -> Option<PublishTls> {
     Some(PublishTls {
+        secret: String::new(),
         cert_file: cert.display().to_string(),
         key_file: key.display().to_string(),
     })

@@ -62,6 +62,33 @@ fn check_refs(s: &State, job: &Job) -> Result<(), ServerError> {
             )));
         }
     }
+    let published = job
+        .groups
+        .iter()
+        .flat_map(|g| &g.services)
+        .filter_map(|s| s.publish.as_ref()?.tls.as_ref())
+        .filter(|t| !t.secret.is_empty());
+    for tls in published {
+        let missing: Vec<&str> = match s.secrets.get(&object_key(&job.namespace, &tls.secret)) {
+            None => {
+                return Err(ServerError::BadRequest(format!(
+                    "job {:?} publishes with TLS secret {:?}, which does not exist in namespace {:?} (edge secret put {} cert=@cert.pem key=@key.pem)",
+                    job.id, tls.secret, job.namespace, tls.secret
+                )));
+            }
+            Some(sec) => edge_spec::TLS_SECRET_KEYS
+                .into_iter()
+                .filter(|k| !sec.keys.iter().any(|have| have == k))
+                .collect(),
+        };
+        if !missing.is_empty() {
+            return Err(ServerError::BadRequest(format!(
+                "TLS secret {:?} has no key {}: it needs cert (the PEM chain) and key",
+                tls.secret,
+                missing.join(" or ")
+            )));
+        }
+    }
     Ok(())
 }
 
