@@ -122,21 +122,11 @@ fn value<'a>(data: &'a AllocData, r: &DataRef, secret: bool) -> Result<&'a str, 
 
 /// Writes a file with its mode, replacing what was there.
 fn write(path: &Path, value: &str, mode: u32) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let fail = |e: String| format!("cannot write {}: {e}", path.display());
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(fail)?;
+        std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
     }
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(fail)?;
-    f.write_all(value.as_bytes()).map_err(fail)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(fail)
+    crate::state::write_atomic_mode(path, value.as_bytes(), mode).map_err(|e| fail(e.to_string()))
 }
 
 /// The env vars a task asks for from its configs (a secret is never one:

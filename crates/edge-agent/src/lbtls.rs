@@ -109,22 +109,12 @@ pub(crate) async fn materialize(api: &Client, node_id: &str, dir: &Path, cat: &C
 }
 
 /// Writes 0600, through a rename, and only when the text changed.
-fn write(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+fn write(path: &Path, text: &str) -> Result<(), String> {
     if std::fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
         return Ok(());
     }
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
     }
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    std::fs::rename(&tmp, path)
+    crate::state::write_atomic(path, text.as_bytes()).map_err(|e| e.to_string())
 }

@@ -182,18 +182,15 @@ fn lookup(
 
 /// Writes a rendered file if its text changed; true when it did.
 fn write_if_changed(path: &Path, text: &str, mode: u32) -> Result<bool, String> {
-    use std::os::unix::fs::PermissionsExt;
     if std::fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
         return Ok(false);
     }
-    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let fail = |e: String| format!("cannot write {}: {e}", path.display());
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(fail)?;
+        std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
     }
-    let tmp = path.with_extension("edge-tmp");
-    std::fs::write(&tmp, text).map_err(fail)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)?;
+    crate::state::write_atomic_mode(path, text.as_bytes(), mode)
+        .map_err(|e| fail(e.to_string()))?;
     Ok(true)
 }
 

@@ -550,3 +550,66 @@ async fn bad_modules_fail_with_a_clear_error() {
         .to_string();
     assert!(err.contains("compiling module"), "{err}");
 }
+
+/// Opens `out.txt` in the directory preopened as fd `FD` for writing,
+/// writes "written", exits 0; exits 2 when the open is refused.
+const WRITE_OUT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "written")
+  (data (i32.const 200) "out.txt")
+  (func (export "_start")
+    ;; O_CREAT | O_TRUNC, with the right to write (fd_write = 1 << 6).
+    (if (call $path_open (i32.const FD) (i32.const 0) (i32.const 200) (i32.const 7)
+          (i32.const 9) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 0))
+      (then (call $exit (i32.const 2))))
+    (i32.store (i32.const 8) (i32.const 100))
+    (i32.store (i32.const 12) (i32.const 7))
+    (drop (call $fd_write (i32.load (i32.const 0)) (i32.const 8) (i32.const 1) (i32.const 16)))
+    (call $exit (i32.const 0))))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_are_preopened_writable_or_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = WasmDriver::new(dir.path().join("data")).unwrap();
+    let (rw, ro) = (dir.path().join("rw"), dir.path().join("ro"));
+    for v in [&rw, &ro] {
+        std::fs::create_dir(v).unwrap();
+    }
+    let mounts = vec![
+        edge_driver::Mount {
+            source: rw.clone(),
+            destination: "/data".into(),
+            read_only: false,
+        },
+        edge_driver::Mount {
+            source: ro.clone(),
+            destination: "/pics".into(),
+            read_only: true,
+        },
+    ];
+    // Preopens: /alloc is 3, /local 4, then the mounts in order.
+    for (fd, want, file) in [("5", 0, rw.join("out.txt")), ("6", 2, ro.join("out.txt"))] {
+        let m = module(
+            dir.path(),
+            &format!("w{fd}.wat"),
+            &WRITE_OUT.replace("FD", fd),
+        );
+        let cfg = TaskConfig {
+            mounts: mounts.clone(),
+            ..task(dir.path(), json!({"module": m}), 64, vec![])
+        };
+        let exit = run(&d, &cfg).await;
+        assert_eq!(exit.exit_code, want, "fd {fd}: {exit:?}");
+        assert_eq!(file.exists(), want == 0, "fd {fd}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(rw.join("out.txt")).unwrap(),
+        "written"
+    );
+}

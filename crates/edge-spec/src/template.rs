@@ -36,8 +36,8 @@ pub struct Template {
     /// The template's text (Jinja syntax).
     #[serde(default)]
     pub data: String,
-    /// Refused by validation: a file on the node, which edge does not
-    /// fetch; inline it as `data`.
+    /// In a job file, read by the CLI from beside it into `data`; left in
+    /// a JSON job, refused by validation (the server reads no files).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source: String,
     /// Relative to the task's directory, under `local/` or `secrets/`

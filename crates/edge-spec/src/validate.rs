@@ -965,7 +965,7 @@ impl Validator<'_> {
             if !tpl.source.is_empty() {
                 self.push(
                     format!("{at}.source"),
-                    "`source` names a file on the node, which edge does not fetch: inline the template as `data`",
+                    "`source` is read by the CLI from beside an HCL job file; a JSON job carries the template's text in `data`",
                 );
             }
             if tpl.data.trim().is_empty() {

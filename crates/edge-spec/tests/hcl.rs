@@ -1113,3 +1113,24 @@ fn config_and_secret_blocks_are_decoded_and_checked() {
         );
     }
 }
+
+#[test]
+fn a_template_source_is_read_beside_the_job_file() {
+    let src = "job \"t\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      config {\n        command = \"/bin/true\"\n      }\n      template {\n        source      = \"app.tpl\"\n        destination = \"local/app.conf\"\n      }\n    }\n  }\n}\n";
+    let mut opts = edge_spec::ParseOptions::new("t.hcl");
+    opts.files = edge_spec::Files::new(|name| match name {
+        "app.tpl" => Ok("node={{ node.name }}\n".to_string()),
+        _ => Err("no such file".to_string()),
+    });
+    let job = edge_spec::parse_hcl(src, &opts).unwrap().job;
+    let tpl = &job.groups[0].tasks[0].templates[0];
+    assert_eq!(tpl.data, "node={{ node.name }}\n");
+    assert!(tpl.source.is_empty());
+    let err = edge_spec::parse_hcl(&src.replace("app.tpl", "gone.tpl"), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("t.hcl:9:") && err.contains("gone.tpl"),
+        "{err}"
+    );
+}

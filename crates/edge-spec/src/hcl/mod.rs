@@ -440,6 +440,7 @@ impl Decoder<'_> {
                 self.names.task.clear();
                 self.env_file(&mut node);
             }
+            "template" => self.template_source(&mut node),
             "group" => {
                 for (b, task) in std::mem::take(&mut self.hoisted) {
                     self.names.task = task;
@@ -456,6 +457,46 @@ impl Decoder<'_> {
         {
             items.push(node);
         }
+    }
+
+    /// A template's `source`: read through the parse's files, beside the
+    /// job file, into `data` (Nomad reads it on the node, where edge has
+    /// no way to put it).
+    fn template_source(&mut self, tpl: &mut Node) {
+        let Some(node) = tpl.remove("source") else {
+            return;
+        };
+        let err = |d: &mut Self, message: String| {
+            d.errors
+                .push(Diagnostic::new(&node.field, message).at(node.at.clone()));
+        };
+        let Kind::String(name) = &node.kind else {
+            return err(
+                self,
+                format!("source is a file name, not {}", node.describe()),
+            );
+        };
+        if tpl.has("data") {
+            return err(
+                self,
+                "a template takes `data` or `source`, not both".to_string(),
+            );
+        }
+        let text = match self.files.read(name) {
+            None => {
+                return err(
+                    self,
+                    format!(
+                        "template source {name:?} is read from beside the job file, and this job came without one: run it from a file (edge job run FILE)"
+                    ),
+                );
+            }
+            Some(Err(e)) => return err(self, format!("cannot read template source {name:?}: {e}")),
+            Some(Ok(text)) => text,
+        };
+        let field = format!("{}.data", tpl.field);
+        let data = Node::new(Kind::String(text), &node.at, &node.key_at, &field);
+        tpl.insert("data", data);
     }
 
     /// Compose's `env_file`: one name or a list, read through the parse's
