@@ -59,11 +59,15 @@ pub(crate) async fn up(ctx: &RunCtx, g: &Mutex<LocalAlloc>) -> Result<(), String
     for t in tasks.iter().filter(|t| !t.secrets.is_empty()) {
         let dir = secrets_dir(&root, &t.name);
         if !mounted(&dir) {
-            std::fs::create_dir_all(&dir)
+            // Mounted through the opened directory: a link the task left
+            // in its place is refused, never mounted over.
+            let rel = Path::new(&t.name).join("secrets");
+            let fd = crate::beneath::dir(&root, &rel)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let target = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
             nix::mount::mount(
                 Some("tmpfs"),
-                &dir,
+                target.as_str(),
                 Some("tmpfs"),
                 nix::mount::MsFlags::MS_NOSUID
                     | nix::mount::MsFlags::MS_NODEV
@@ -93,11 +97,12 @@ pub(crate) async fn up(ctx: &RunCtx, g: &Mutex<LocalAlloc>) -> Result<(), String
         }
     };
     for t in &tasks {
-        let dir = root.join(&t.name);
         for (refs, secret) in [(&t.configs, false), (&t.secrets, true)] {
             for r in refs {
                 let value = value(&data, r, secret)?;
-                write(&dir.join(r.path(secret)), value, r.mode_bits(secret))?;
+                let rel = Path::new(&t.name).join(r.path(secret));
+                crate::beneath::write(&root, &rel, value.as_bytes(), r.mode_bits(secret))
+                    .map_err(|e| format!("cannot write {}: {e}", root.join(&rel).display()))?;
             }
         }
     }
@@ -118,15 +123,6 @@ fn value<'a>(data: &'a AllocData, r: &DataRef, secret: bool) -> Result<&'a str, 
         .get(&r.name)
         .ok_or_else(|| format!("{kind} {:?} does not exist", r.name))?;
     r.pick(&obj.data).map_err(|e| format!("{kind} {e}"))
-}
-
-/// Writes a file with its mode, replacing what was there.
-fn write(path: &Path, value: &str, mode: u32) -> Result<(), String> {
-    let fail = |e: String| format!("cannot write {}: {e}", path.display());
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
-    }
-    crate::state::write_atomic_mode(path, value.as_bytes(), mode).map_err(|e| fail(e.to_string()))
 }
 
 /// The env vars a task asks for from its configs (a secret is never one:

@@ -3,6 +3,7 @@
 //! through the drivers it was given. It knows drivers only through the
 //! `Driver` trait and the server only through its HTTP API.
 
+mod beneath;
 mod checks;
 mod data;
 pub mod error;

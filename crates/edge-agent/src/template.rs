@@ -180,17 +180,17 @@ fn lookup(
     })
 }
 
-/// Writes a rendered file if its text changed; true when it did.
-fn write_if_changed(path: &Path, text: &str, mode: u32) -> Result<bool, String> {
-    if std::fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
+/// Writes a rendered file if its text changed (never through a link the
+/// task left); true when it did.
+fn write_if_changed(root: &Path, rel: &Path, text: &str, mode: u32) -> Result<bool, String> {
+    let path = root.join(rel);
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file())
+        && std::fs::read(&path).is_ok_and(|old| old == text.as_bytes())
+    {
         return Ok(false);
     }
-    let fail = |e: String| format!("cannot write {}: {e}", path.display());
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
-    }
-    crate::state::write_atomic_mode(path, text.as_bytes(), mode)
-        .map_err(|e| fail(e.to_string()))?;
+    crate::beneath::write(root, rel, text.as_bytes(), mode)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(true)
 }
 
@@ -231,10 +231,8 @@ pub(crate) fn render_all(
         let mut task_env = BTreeMap::new();
         for (i, tpl) in t.templates.iter().enumerate() {
             let out = render(ctx, t, tpl, &inputs)?;
-            let path = root
-                .join(&t.name)
-                .join(tpl.destination.trim_start_matches("./"));
-            if write_if_changed(&path, &out.text, mode(tpl))? {
+            let rel = Path::new(&t.name).join(tpl.destination.trim_start_matches("./"));
+            if write_if_changed(&root, &rel, &out.text, mode(tpl))? {
                 changed.push((t.name.clone(), i));
             }
             if tpl.env && !out.read_secret {
