@@ -431,7 +431,20 @@ pub struct GcResponse {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectPutRequest {
+    #[schemars(schema_with = "object_data_schema")]
     pub data: BTreeMap<String, String>,
+}
+
+/// The bounds `edge_spec::objects::data_problem` holds a put to, those
+/// OpenAPI 3.0 can say: not the keys' characters (no `propertyNames`).
+fn object_data_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "description": "Keys of 1 to 128 ASCII letters, digits, `_`, `-` and `.`",
+        "minProperties": 1,
+        "maxProperties": edge_spec::objects::MAX_OBJECT_KEYS,
+        "additionalProperties": {"type": "string", "maxLength": edge_spec::objects::MAX_OBJECT_VALUE}
+    })
 }
 
 /// What a config or secret write did.
