@@ -202,30 +202,10 @@ fn new_key(rng: &SystemRandom, now: i64) -> Result<StoredKey, ServerError> {
     })
 }
 
-/// Writes the keyring 0600 through a temporary file and a rename, synced,
-/// so a crash leaves the old file or the new one.
+/// Writes the keyring 0600, crash-safe (`pki::write_file`).
 fn write(path: &Path, f: &KeyFile) -> Result<(), ServerError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("json.tmp");
-    let bytes = serde_json::to_vec_pretty(f).map_err(|e| crypto(&e.to_string()))?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io("write", &tmp, e))?;
-    file.write_all(&bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| io("write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io("rename", path, e))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("sync", dir, e))?;
-    }
-    Ok(())
+    let text = serde_json::to_string_pretty(f).map_err(|e| crypto(&e.to_string()))?;
+    crate::pki::write_file(path, &text, 0o600)
 }
 
 #[cfg(test)]

@@ -36,7 +36,8 @@ fn io_err(action: &'static str, path: &Path, e: std::io::Error) -> ServerError {
 }
 
 /// Writes `text` to `path` through a temporary file and a rename, with
-/// `mode`, so a crash never leaves half a key.
+/// `mode`, the directory synced after, so a crash (or a power cut) leaves
+/// the old file or the new one, never half a key.
 pub(crate) fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), ServerError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -51,7 +52,11 @@ pub(crate) fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), Serve
     f.write_all(text.as_bytes())
         .and_then(|_| f.sync_all())
         .map_err(|e| io_err("write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err("rename", path, e))
+    std::fs::rename(&tmp, path).map_err(|e| io_err("rename", path, e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err("sync", dir, e))
 }
 
 fn offset(from_now: Duration, back: bool) -> time::OffsetDateTime {
