@@ -436,14 +436,15 @@ pub struct ObjectPutRequest {
 }
 
 /// The bounds `edge_spec::objects::data_problem` holds a put to, those
-/// OpenAPI 3.0 can say: not the keys' characters (no `propertyNames`).
+/// OpenAPI 3.0 can say: not the keys' characters (no `propertyNames`), nor
+/// a value's size (a value past it is a 400, past the body limit a 413).
 fn object_data_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
-        "description": "Keys of 1 to 128 ASCII letters, digits, `_`, `-` and `.`",
+        "description": "Keys of 1 to 128 ASCII letters, digits, `_`, `-` and `.`; values of at most 256 KiB, 1 MiB in all",
         "minProperties": 1,
         "maxProperties": edge_spec::objects::MAX_OBJECT_KEYS,
-        "additionalProperties": {"type": "string", "maxLength": edge_spec::objects::MAX_OBJECT_VALUE}
+        "additionalProperties": {"type": "string"}
     })
 }
 
