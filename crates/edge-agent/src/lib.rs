@@ -12,6 +12,7 @@ mod gc;
 mod health;
 mod http;
 mod lbtls;
+mod networks;
 mod pki;
 mod restart;
 mod runner;
@@ -28,7 +29,7 @@ use edge_driver::Driver;
 use edge_spec::{ClientStatus, DesiredStatus, Node, NodeResources, NodeStatus};
 use runner::{AllocRunner, RunCtx};
 use state::{LocalStore, SavedCatalog};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -406,6 +407,7 @@ pub async fn start(
         tokio::spawn(agent.clone().report_loop()),
         tokio::spawn(agent.clone().fingerprint_loop()),
         tokio::spawn(agent.clone().gc_loop()),
+        tokio::spawn(agent.clone().network_loop()),
     ];
     if let Some(t) = tls {
         tasks.push(tokio::spawn(t.renew_loop(agent.client.clone())));
@@ -753,6 +755,32 @@ impl Agent {
         loop {
             self.gc.run(self.cfg.gc_grace).await;
             tokio::time::sleep(self.cfg.gc_interval).await;
+        }
+    }
+
+    /// Keeps the node's named networks on the server's list (peers that
+    /// come and go, networks no longer used); only with bridge networking.
+    async fn network_loop(self: Arc<Self>) {
+        if self.ctx.bridge.is_none() {
+            return;
+        }
+        let mut last_error = None;
+        loop {
+            let in_use: BTreeSet<String> = {
+                let runners = self.runners.lock().await;
+                runners.values().flat_map(|r| r.network_keys()).collect()
+            };
+            let result = networks::sync(&self.ctx, Some(&in_use)).await;
+            // Said once per cause: a server away for an hour is one line.
+            match result {
+                Ok(()) => last_error = None,
+                Err(e) if last_error.as_ref() != Some(&e) => {
+                    tracing::warn!(error = %e, "named networks not brought up to date");
+                    last_error = Some(e);
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(networks::SYNC_EVERY).await;
         }
     }
 

@@ -57,6 +57,21 @@ pub struct AllocRunner {
 }
 
 impl AllocRunner {
+    /// The keys of the named networks the allocation's group joins.
+    pub fn network_keys(&self) -> Vec<String> {
+        let g = lock(&self.shared);
+        g.job
+            .group(&g.alloc.group)
+            .map(|grp| {
+                grp.network
+                    .networks
+                    .iter()
+                    .map(|n| edge_spec::NamedNetwork::key(&g.job.namespace, &g.job.id, n))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn spawn(ctx: Arc<RunCtx>, local: LocalAlloc) -> AllocRunner {
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Mutex::new(local));
@@ -487,6 +502,9 @@ async fn network_up(ctx: &RunCtx, shared: &Mutex<LocalAlloc>) -> Result<(), Stri
     };
     if !runs {
         return Ok(());
+    }
+    if keys.iter().any(|k| !net.knows(k)) {
+        crate::networks::sync(ctx, None).await?;
     }
     if let Some(att) = &saved {
         if edge_net::BridgeNetwork::is_live(att) {

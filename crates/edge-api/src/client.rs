@@ -642,6 +642,17 @@ impl Client {
         Ok(self.get(&path, QueryOptions::default()).await?.0)
     }
 
+    /// An agent's fetch of its node's named networks.
+    pub async fn agent_networks(&self, node: &str) -> Result<AgentNetworks, ApiError> {
+        let path = format!("/v1/agent/networks/{}", enc(node));
+        Ok(self.get(&path, QueryOptions::default()).await?.0)
+    }
+
+    /// The named networks' cluster assignments.
+    pub async fn networks(&self) -> Result<Vec<edge_spec::OverlayNetwork>, ApiError> {
+        Ok(self.get("/v1/networks", QueryOptions::default()).await?.0)
+    }
+
     /// An agent's fetch of a published service's TLS secret.
     pub async fn agent_tls(
         &self,

@@ -73,6 +73,8 @@ pub fn components() -> Map<String, Value> {
     generator.subschema_for::<ObjectWriteResponse>();
     generator.subschema_for::<KeyringRotateResponse>();
     generator.subschema_for::<AllocData>();
+    generator.subschema_for::<edge_spec::OverlayNetwork>();
+    generator.subschema_for::<AgentNetworks>();
     generator.take_definitions(true)
 }
 

@@ -482,6 +482,28 @@ pub struct AllocData {
     pub secrets: BTreeMap<String, ObjectValue>,
 }
 
+/// `GET /v1/agent/networks/{node}`: the named networks with a live member
+/// on the node, as the server assigned them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentNetworks {
+    pub networks: Vec<AgentNetwork>,
+}
+
+/// One named network on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentNetwork {
+    /// `NAMESPACE/JOB/NAME`.
+    pub key: String,
+    /// The VXLAN id, unique in the cluster.
+    pub vni: u32,
+    /// The network's subnet, one segment across nodes.
+    pub subnet: edge_spec::Subnet,
+    /// The node's slice: its gateway and its members' addresses.
+    pub slice: edge_spec::Subnet,
+    /// The other nodes with a live member, by address.
+    pub peers: Vec<std::net::Ipv4Addr>,
+}
+
 /// What `DELETE /v1/volume/{id}` removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct VolumeDeleteResponse {

@@ -35,7 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let net = match BridgeNetwork::new(BridgeConfig {
         bridge: "edgebench0".to_string(),
         subnet: "10.216.0.0/24".parse()?,
-        pool: "10.216.4.0/22".parse()?,
+        underlay: None,
         state_dir: dir.path().to_path_buf(),
         plugin_dirs: edge_net::DEFAULT_PLUGIN_DIRS
             .iter()

@@ -16,8 +16,6 @@ pub enum NetError {
         program: &'static str,
         package: &'static str,
     },
-    #[error("invalid subnet {subnet:?}: {reason}")]
-    Subnet { subnet: String, reason: String },
     #[error("CNI plugin {plugin} {command} for {container}: {message}")]
     Plugin {
         plugin: String,
@@ -48,8 +46,20 @@ pub enum NetError {
         "bridge {bridge} is in use by another edge agent on this host (lock {lock}): give this agent a bridge and subnet of its own (--bridge-name, --bridge-subnet)"
     )]
     BridgeInUse { bridge: String, lock: PathBuf },
-    #[error("no /24 left in the named networks' pool {pool} (agent flag --network-pool)")]
-    PoolFull { pool: String },
+    #[error(
+        "network {network}: the server's subnet {subnet} overlaps this node's bridge subnet {bridge} (change the server's --network-pool or the agent's --bridge-subnet)"
+    )]
+    Overlaps {
+        network: String,
+        subnet: String,
+        bridge: String,
+    },
+    #[error("this node is on {max} named networks already")]
+    TooManyNetworks { max: u32 },
+    #[error(
+        "network {key} has no subnet on this node yet: the server hands it out when it places a member here"
+    )]
+    UnknownNetwork { key: String },
     #[error("{path}: {message}")]
     State { path: PathBuf, message: String },
     #[error("{id:?} is not an allocation id edge makes a network namespace for")]

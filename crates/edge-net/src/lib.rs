@@ -4,16 +4,20 @@
 //! outbound NAT and its ports mapped from the host, all done by the
 //! standard CNI plugins (`bridge`, `host-local`, `firewall`, `portmap`,
 //! `tuning`) that this crate drives (`cni.rs`). Bridges are isolated from
-//! each other (the firewall plugin's `ingressPolicy: same-bridge`).
+//! each other (the firewall plugin's `ingressPolicy: same-bridge`). A
+//! named network spans nodes: the server gives it a subnet and each node a
+//! slice, and a VXLAN device in its bridge joins the nodes' halves into
+//! one segment (`overlay.rs`).
 
 mod cni;
 pub mod error;
 mod named;
 mod netns;
-pub mod subnet;
+mod overlay;
 
+pub use edge_spec::Subnet;
+pub use edge_spec::network::MAX_VNI;
 pub use error::NetError;
-pub use subnet::Subnet;
 
 use named::{NetDef, Registry};
 use serde::{Deserialize, Serialize};
@@ -25,8 +29,6 @@ use std::sync::Mutex;
 
 pub const DEFAULT_BRIDGE: &str = "edge0";
 pub const DEFAULT_SUBNET: &str = "172.26.64.0/20";
-/// Where named networks' /24s come from.
-pub const DEFAULT_POOL: &str = "172.27.0.0/16";
 /// Where Debian's `containernetworking-plugins` and the upstream tarball
 /// put the plugins.
 pub const DEFAULT_PLUGIN_DIRS: &[&str] = &["/usr/lib/cni", "/opt/cni/bin"];
@@ -44,8 +46,10 @@ const LOCK_DIR: &str = "/run/edge-net";
 pub struct BridgeConfig {
     pub bridge: String,
     pub subnet: Subnet,
-    /// Named networks get a /24 each from here, and a bridge each.
-    pub pool: Subnet,
+    /// This node's address on the network between nodes, where the
+    /// overlay's VXLAN packets come and go. `None` (or a loopback
+    /// address) keeps named networks to this node.
+    pub underlay: Option<Ipv4Addr>,
     /// The agent's own directory for IPAM leases (kept with its state, so
     /// a lost `/var/lib/cni` cannot hand an address out twice).
     pub state_dir: PathBuf,
@@ -84,6 +88,21 @@ pub struct Interface {
     pub result: Value,
 }
 
+/// A named network as the server assigned it to this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlayDef {
+    /// `NAMESPACE/JOB/NAME`.
+    pub key: String,
+    /// The VXLAN id, unique in the cluster.
+    pub vni: u32,
+    /// The network's subnet, one segment across nodes.
+    pub subnet: Subnet,
+    /// This node's slice of it: the gateway and the addresses it hands out.
+    pub slice: Subnet,
+    /// The other nodes with members, by underlay address.
+    pub peers: Vec<Ipv4Addr>,
+}
+
 /// A host port forwarded to a port inside the allocation (TCP and UDP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortMapping {
@@ -112,6 +131,10 @@ struct Marker {
 #[derive(Debug)]
 pub struct BridgeNetwork {
     cfg: BridgeConfig,
+    /// The underlay address, when it is one other nodes can reach.
+    underlay: Option<Ipv4Addr>,
+    /// Named networks' MTU: the underlay's less VXLAN's overhead.
+    mtu: Option<u32>,
     default: NetDef,
     named: Mutex<Registry>,
     /// Held for the agent's life; the kernel drops it when the agent dies.
@@ -177,7 +200,11 @@ impl BridgeNetwork {
         if uid != 0 {
             return Err(NetError::NotRoot { uid });
         }
-        for (program, package) in [("ip", "iproute2"), ("iptables", "iptables")] {
+        for (program, package) in [
+            ("ip", "iproute2"),
+            ("bridge", "iproute2"),
+            ("iptables", "iptables"),
+        ] {
             if !on_path(program) {
                 return Err(NetError::MissingProgram { program, package });
             }
@@ -187,8 +214,9 @@ impl BridgeNetwork {
             bridge: cfg.bridge.clone(),
             subnet: cfg.subnet,
             cni_name: NETWORK_NAME.to_string(),
+            overlay: None,
         };
-        let probe = chain(&cfg, &default, true);
+        let probe = chain(&cfg, &default, true, None);
         if let Some(plugin) = probe.missing().into_iter().next() {
             return Err(NetError::MissingPlugin {
                 plugin,
@@ -210,8 +238,17 @@ impl BridgeNetwork {
             std::fs::create_dir_all(cfg.state_dir.join(dir))
                 .map_err(|e| NetError::io("create", cfg.state_dir.join(dir), e))?;
         }
-        let named = Registry::open(&cfg.state_dir, cfg.pool, &cfg.bridge, cfg.subnet)?;
+        let named = Registry::open(&cfg.state_dir, &cfg.bridge, cfg.subnet)?;
+        let underlay = cfg
+            .underlay
+            .filter(|a| !a.is_loopback() && !a.is_unspecified());
+        let mtu = match underlay {
+            Some(a) => Some(overlay::mtu_for(a)?),
+            None => None,
+        };
         Ok(BridgeNetwork {
+            underlay,
+            mtu,
             cfg,
             default,
             named: Mutex::new(named),
@@ -232,27 +269,104 @@ impl BridgeNetwork {
         self.named.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The networks behind `keys` (made on first use); none is the
-    /// default bridge.
-    fn defs(&self, keys: &[String], create: bool) -> Result<Vec<NetDef>, NetError> {
+    /// The networks behind `keys`; none is the default bridge. With
+    /// `strict`, a named network the server has not assigned here is an
+    /// error; without, it is left out (a DEL of what never was).
+    fn defs(&self, keys: &[String], strict: bool) -> Result<Vec<NetDef>, NetError> {
         if keys.is_empty() {
             return Ok(vec![self.default.clone()]);
         }
-        let mut reg = self.registry();
+        let reg = self.registry();
         keys.iter()
-            .filter_map(|k| match create {
-                true => Some(reg.define(k)),
-                false => reg.get(k).cloned().map(Ok),
+            .filter_map(|k| match reg.get(k) {
+                Some(d) => Some(Ok(d.clone())),
+                None if strict => Some(Err(NetError::UnknownNetwork { key: k.clone() })),
+                None => None,
             })
             .collect()
     }
 
-    /// The bridge and subnet of a named network, once an allocation here
-    /// joined it.
-    pub fn named_network(&self, key: &str) -> Option<(String, Subnet)> {
-        self.registry()
-            .get(key)
-            .map(|d| (d.bridge.clone(), d.subnet))
+    /// Whether the server's assignment of named network `key` is here.
+    pub fn knows(&self, key: &str) -> bool {
+        self.registry().get(key).is_some()
+    }
+
+    /// The bridge, subnet and slice of a named network assigned here.
+    pub fn named_network(&self, key: &str) -> Option<(String, Subnet, Option<Subnet>)> {
+        self.registry().get(key).map(|d| {
+            (
+                d.bridge.clone(),
+                d.subnet,
+                d.overlay.as_ref().map(|o| o.slice),
+            )
+        })
+    }
+
+    /// Brings the node's named networks to the server's list: new ones
+    /// recorded, peers of known ones brought up to date in their VXLAN
+    /// devices (a node that left loses its entries), and those the server
+    /// no longer lists, which no allocation in `in_use` (keys) is on,
+    /// removed with their bridge, device, rules and leases (none without
+    /// `in_use`). Every network is tried; the first error is returned.
+    pub async fn sync(
+        &self,
+        nets: &[OverlayDef],
+        in_use: Option<&BTreeSet<String>>,
+    ) -> Result<(), NetError> {
+        let mut first_error = None;
+        for o in nets {
+            let def = self.registry().set(o);
+            let result = match def {
+                Ok(def) => self.ensure_overlay(&def).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        let Some(in_use) = in_use else {
+            return first_error.map_or(Ok(()), Err);
+        };
+        let listed: BTreeSet<&str> = nets.iter().map(|o| o.key.as_str()).collect();
+        let gone: Vec<NetDef> = self
+            .registry()
+            .all()
+            .filter(|d| !listed.contains(d.key.as_str()) && !in_use.contains(&d.key))
+            .cloned()
+            .collect();
+        for def in gone {
+            if let Err(e) = self.remove_network(&def).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// The bridge of a named network, with its VXLAN device and peers
+    /// when the node has an underlay.
+    async fn ensure_overlay(&self, def: &NetDef) -> Result<(), NetError> {
+        let Some(o) = &def.overlay else {
+            return Ok(());
+        };
+        overlay::ensure(&def.bridge, o.vni, self.mtu, self.underlay, &o.peers).await
+    }
+
+    async fn remove_network(&self, def: &NetDef) -> Result<(), NetError> {
+        let vni = def.overlay.as_ref().map_or(0, |o| o.vni);
+        overlay::remove(&def.bridge, vni).await?;
+        // The firewall plugin keeps its isolation rules per bridge; they
+        // name only this bridge, so they go with it.
+        firewall_rules_of(&def.bridge).await;
+        let leases = self.cfg.state_dir.join("ipam").join(&def.cni_name);
+        match std::fs::remove_dir_all(&leases) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(NetError::io("remove", &leases, e));
+            }
+            _ => {}
+        }
+        self.registry().remove(&def.key)?;
+        tracing::info!(network = %def.key, bridge = %def.bridge, "named network removed from this node");
+        Ok(())
     }
 
     /// Gives the allocation its namespace, addresses and port mappings:
@@ -273,6 +387,9 @@ impl BridgeNetwork {
             self.detach(alloc_id, None).await?;
         }
         let defs = self.defs(networks, true)?;
+        for def in &defs {
+            self.ensure_overlay(def).await?;
+        }
         // Marked before it exists: a crash at any later point leaves a
         // namespace this agent can tell is its own and can remove.
         let marker = self.marker(alloc_id);
@@ -303,7 +420,7 @@ impl BridgeNetwork {
                 }
             }
         }
-        let gateway = defs[0].subnet.gateway();
+        let gateway = defs[0].gateway();
         let mut att = Attachment {
             netns: path,
             address: interfaces[0].address,
@@ -333,7 +450,7 @@ impl BridgeNetwork {
         ports: &[PortMapping],
     ) -> Result<Interface, NetError> {
         let primary = index == 0;
-        let chain = chain(&self.cfg, def, primary);
+        let chain = chain(&self.cfg, def, primary, self.mtu);
         let runtime = runtime(if primary { ports } else { &[] });
         let ifname = format!("eth{index}");
         let call = call(alloc_id, netns, &ifname, &runtime);
@@ -390,7 +507,7 @@ impl BridgeNetwork {
         let mut first_error = None;
         for (i, def) in defs.iter().enumerate().rev() {
             let primary = i == 0;
-            let chain = chain(&self.cfg, def, primary);
+            let chain = chain(&self.cfg, def, primary, self.mtu);
             let runtime = runtime(if primary { ports } else { &[] });
             let ifname = format!("eth{i}");
             let cached = att
@@ -472,14 +589,21 @@ impl BridgeNetwork {
 /// so a mapping answers on 127.0.0.1 and from the bridge itself), and
 /// tuning, which lets a task that is not root listen below 1024 inside its
 /// own namespace, as Docker allows. Further interfaces only join their
-/// bridge: no route beyond its subnet, no NAT, no ports.
-fn chain(cfg: &BridgeConfig, def: &NetDef, primary: bool) -> cni::Chain {
+/// bridge: no route beyond its subnet, no NAT, no ports. A named network's
+/// addresses come from this node's slice of its subnet, with the MTU its
+/// VXLAN device leaves.
+fn chain(cfg: &BridgeConfig, def: &NetDef, primary: bool, mtu: Option<u32>) -> cni::Chain {
     let routes = if primary {
         json!([{"dst": "0.0.0.0/0"}])
     } else {
         json!([])
     };
-    let bridge = json!({
+    let mut range = json!({"subnet": def.subnet.to_string(), "gateway": def.gateway().to_string()});
+    if let Some((start, end)) = def.range() {
+        range["rangeStart"] = json!(start.to_string());
+        range["rangeEnd"] = json!(end.to_string());
+    }
+    let mut bridge = json!({
         "type": "bridge",
         "bridge": def.bridge,
         "isGateway": true,
@@ -487,11 +611,14 @@ fn chain(cfg: &BridgeConfig, def: &NetDef, primary: bool) -> cni::Chain {
         "hairpinMode": true,
         "ipam": {
             "type": "host-local",
-            "ranges": [[{"subnet": def.subnet.to_string(), "gateway": def.subnet.gateway().to_string()}]],
+            "ranges": [[range]],
             "routes": routes,
             "dataDir": cfg.state_dir.join("ipam"),
         },
     });
+    if let (Some(m), Some(_)) = (mtu, &def.overlay) {
+        bridge["mtu"] = json!(m);
+    }
     let firewall = json!({
         "type": "firewall",
         "backend": "iptables",
@@ -557,6 +684,50 @@ fn ipv4(result: &Value) -> Option<Ipv4Addr> {
         .next()
 }
 
+/// Removes the firewall plugin's isolation rules that name `bridge`
+/// (it leaves them behind by design when the last container goes).
+async fn firewall_rules_of(bridge: &str) {
+    let Ok(out) = tokio::process::Command::new("iptables")
+        .args(["-w", "-S"])
+        .output()
+        .await
+    else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    for rule in stale_rules(&text, bridge) {
+        let mut args = vec!["-w".to_string()];
+        args.extend(rule);
+        let _ = tokio::process::Command::new("iptables")
+            .args(&args)
+            .output()
+            .await;
+    }
+}
+
+/// The `-D` commands for rules of `iptables -S` output naming interface
+/// `bridge` (`-i` or `-o`).
+fn stale_rules(text: &str, bridge: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .filter_map(|line| {
+            // Quoted as a shell would read it (comments hold spaces).
+            let words = shlex::split(line)?;
+            let (first, rest) = words.split_first()?;
+            if first != "-A" {
+                return None;
+            }
+            let names = rest
+                .windows(2)
+                .any(|w| matches!(w[0].as_str(), "-i" | "-o") && w[1] == bridge);
+            names.then(|| {
+                std::iter::once("-D".to_string())
+                    .chain(rest.iter().cloned())
+                    .collect()
+            })
+        })
+        .collect()
+}
+
 /// host-local's leases: one file per address, holding the container id.
 fn leases(dir: &Path) -> Vec<(String, String)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -617,6 +788,78 @@ mod tests {
                 {"hostPort": 20000, "containerPort": 80, "protocol": "udp"}
             ])
         );
+    }
+
+    #[test]
+    fn finds_the_rules_naming_a_bridge() {
+        let text = "\
+-P FORWARD ACCEPT
+-N CNI-ISOLATION-STAGE-1
+-A CNI-ISOLATION-STAGE-1 -i edge0-1 ! -o edge0-1 -j CNI-ISOLATION-STAGE-2
+-A CNI-ISOLATION-STAGE-2 -o edge0-1 -m comment --comment \"CNI firewall plugin rules (ingressPolicy: same-bridge)\" -j DROP
+-A CNI-ISOLATION-STAGE-2 -o edge0-10 -j DROP
+-A EDGE-ADMIN -i edge0-1 -o edge0-1 -j ACCEPT
+";
+        let rules = stale_rules(text, "edge0-1");
+        assert_eq!(rules.len(), 3);
+        assert_eq!(
+            rules[1],
+            [
+                "-D",
+                "CNI-ISOLATION-STAGE-2",
+                "-o",
+                "edge0-1",
+                "-m",
+                "comment",
+                "--comment",
+                "CNI firewall plugin rules (ingressPolicy: same-bridge)",
+                "-j",
+                "DROP"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_named_network_hands_out_its_nodes_slice_with_the_overlay_mtu() {
+        let cfg = BridgeConfig {
+            bridge: DEFAULT_BRIDGE.into(),
+            subnet: DEFAULT_SUBNET.parse().unwrap(),
+            underlay: None,
+            state_dir: "/x".into(),
+            plugin_dirs: vec![],
+            dns: None,
+        };
+        let def = NetDef {
+            key: "default/shop/back".into(),
+            bridge: "edge0-0".into(),
+            subnet: "172.27.16.0/20".parse().unwrap(),
+            cni_name: "edge-0".into(),
+            overlay: Some(OverlayDef {
+                key: "default/shop/back".into(),
+                vni: 2,
+                subnet: "172.27.16.0/20".parse().unwrap(),
+                slice: "172.27.16.64/26".parse().unwrap(),
+                peers: vec![],
+            }),
+        };
+        let c = chain(&cfg, &def, false, Some(1450));
+        let bridge = &c.plugins[0];
+        assert_eq!(bridge["mtu"], 1450);
+        assert_eq!(
+            bridge["ipam"]["ranges"][0][0],
+            json!({"subnet": "172.27.16.0/20", "gateway": "172.27.16.65",
+                   "rangeStart": "172.27.16.66", "rangeEnd": "172.27.16.126"})
+        );
+        let plain = chain(
+            &cfg,
+            &NetDef {
+                overlay: None,
+                ..def
+            },
+            false,
+            Some(1450),
+        );
+        assert!(plain.plugins[0].get("mtu").is_none());
     }
 
     #[test]

@@ -1,16 +1,20 @@
-//! The node's named networks: each job network an allocation here joined
-//! gets a bridge and a /24 of the agent's pool of its own, recorded in the
-//! agent's state dir (`networks.json`) so restarts keep bridge, subnet and
-//! the leases under it.
+//! The node's named networks: each job network the server gave this node
+//! a slice of gets a bridge of its own here, recorded in the agent's state
+//! dir (`networks.json`) with the server's assignment, so restarts (also
+//! while the server is away) keep bridge, subnet, peers and the leases
+//! under them.
 
+use crate::OverlayDef;
+use crate::Subnet;
 use crate::error::NetError;
-use crate::subnet::Subnet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-/// The prefix of each named network's subnet within the pool.
-pub(crate) const NAMED_PREFIX: u8 = 24;
+/// Named bridges are `<prefix>-<index>`: at most 4 digits after a 9-byte
+/// prefix keeps the name within the kernel's 15 bytes.
+const MAX_INDEX: u32 = 4096;
 
 /// One network allocations attach to: the node's default bridge (`key`
 /// empty) or a named network.
@@ -21,12 +25,34 @@ pub(crate) struct NetDef {
     pub subnet: Subnet,
     /// The CNI network name, which host-local keeps the leases under.
     pub cni_name: String,
+    /// A named network's cluster segment and this node's slice of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<OverlayDef>,
+}
+
+impl NetDef {
+    /// The bridge's address: the allocations' gateway.
+    pub fn gateway(&self) -> Ipv4Addr {
+        match &self.overlay {
+            Some(o) => o.slice.gateway(),
+            None => self.subnet.gateway(),
+        }
+    }
+
+    /// The addresses host-local hands out: all of the subnet but the
+    /// gateway, or on a named network this node's slice but its first
+    /// (the gateway), its last and its own network address.
+    pub fn range(&self) -> Option<(Ipv4Addr, Ipv4Addr)> {
+        let o = self.overlay.as_ref()?;
+        let first = u32::from(o.slice.network);
+        let size = 1u32 << (32 - u32::from(o.slice.prefix));
+        Some((Ipv4Addr::from(first + 2), Ipv4Addr::from(first + size - 2)))
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct Registry {
     path: PathBuf,
-    pool: Subnet,
     /// Named bridges are `<prefix>-<index>`.
     prefix: String,
     /// The default bridge's subnet, which no named one may overlap.
@@ -35,12 +61,7 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub fn open(
-        state_dir: &Path,
-        pool: Subnet,
-        bridge: &str,
-        reserved: Subnet,
-    ) -> Result<Registry, NetError> {
+    pub fn open(state_dir: &Path, bridge: &str, reserved: Subnet) -> Result<Registry, NetError> {
         let path = state_dir.join("networks.json");
         let defs = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| NetError::State {
@@ -52,7 +73,6 @@ impl Registry {
         };
         Ok(Registry {
             path,
-            pool,
             prefix: bridge.chars().take(9).collect(),
             reserved,
             defs,
@@ -63,30 +83,62 @@ impl Registry {
         self.defs.get(key)
     }
 
-    /// The network `key`, made (and saved) on first use.
-    pub fn define(&mut self, key: &str) -> Result<NetDef, NetError> {
-        if let Some(d) = self.defs.get(key) {
-            return Ok(d.clone());
+    pub fn all(&self) -> impl Iterator<Item = &NetDef> {
+        self.defs.values()
+    }
+
+    /// Records the server's assignment of network `o.key`: a bridge here
+    /// on first sight, the new peers (or subnet) after.
+    pub fn set(&mut self, o: &OverlayDef) -> Result<NetDef, NetError> {
+        if o.subnet.overlaps(&self.reserved) {
+            return Err(NetError::Overlaps {
+                network: o.key.clone(),
+                subnet: o.subnet.to_string(),
+                bridge: self.reserved.to_string(),
+            });
         }
-        let taken: Vec<Subnet> = self.defs.values().map(|d| d.subnet).collect();
-        // At most 4 digits after a 9-byte prefix keeps the bridge name
-        // within the kernel's 15 bytes.
-        let slots = (1u32 << NAMED_PREFIX.saturating_sub(self.pool.prefix).min(12)).min(4096);
-        let (index, subnet) = (0..slots)
-            .filter_map(|i| Some((i, self.pool.split(NAMED_PREFIX, i)?)))
-            .find(|(_, s)| !s.overlaps(&self.reserved) && !taken.contains(s))
-            .ok_or_else(|| NetError::PoolFull {
-                pool: self.pool.to_string(),
-            })?;
+        if !o.subnet.contains(o.slice.network) || o.slice.prefix <= o.subnet.prefix {
+            return Err(NetError::State {
+                path: self.path.clone(),
+                message: format!(
+                    "network {}: slice {} is not inside {}",
+                    o.key, o.slice, o.subnet
+                ),
+            });
+        }
+        if let Some(d) = self.defs.get_mut(&o.key) {
+            if d.overlay.as_ref() == Some(o) {
+                return Ok(d.clone());
+            }
+            d.subnet = o.subnet;
+            d.overlay = Some(o.clone());
+            let d = d.clone();
+            self.save()?;
+            return Ok(d);
+        }
+        let index = (0..MAX_INDEX)
+            .find(|i| {
+                let name = format!("{}-{i}", self.prefix);
+                !self.defs.values().any(|d| d.bridge == name)
+            })
+            .ok_or(NetError::TooManyNetworks { max: MAX_INDEX })?;
         let def = NetDef {
-            key: key.to_string(),
+            key: o.key.clone(),
             bridge: format!("{}-{index}", self.prefix),
-            subnet,
+            subnet: o.subnet,
             cni_name: format!("edge-{index}"),
+            overlay: Some(o.clone()),
         };
-        self.defs.insert(key.to_string(), def.clone());
+        self.defs.insert(o.key.clone(), def.clone());
         self.save()?;
         Ok(def)
+    }
+
+    pub fn remove(&mut self, key: &str) -> Result<(), NetError> {
+        if self.defs.remove(key).is_some() {
+            self.save()?;
+        }
+        Ok(())
     }
 
     fn save(&self) -> Result<(), NetError> {
@@ -104,35 +156,80 @@ impl Registry {
 mod tests {
     use super::*;
 
+    fn overlay(key: &str, vni: u32, subnet: &str, slice: &str) -> OverlayDef {
+        OverlayDef {
+            key: key.to_string(),
+            vni,
+            subnet: subnet.parse().unwrap(),
+            slice: slice.parse().unwrap(),
+            peers: vec![Ipv4Addr::new(10, 0, 0, 2)],
+        }
+    }
+
     #[test]
-    fn networks_get_distinct_subnets_kept_across_restarts() {
+    fn networks_get_bridges_of_their_own_kept_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
-        let pool: Subnet = "172.27.0.0/23".parse().unwrap();
         let reserved: Subnet = "172.26.64.0/20".parse().unwrap();
-        let mut r = Registry::open(dir.path(), pool, "edge0", reserved).unwrap();
-        let a = r.define("default/web/front").unwrap();
-        let b = r.define("default/web/back").unwrap();
-        assert_eq!(a.subnet.to_string(), "172.27.0.0/24");
-        assert_eq!(b.subnet.to_string(), "172.27.1.0/24");
+        let mut r = Registry::open(dir.path(), "edge0", reserved).unwrap();
+        let front = overlay("default/web/front", 1, "172.27.0.0/20", "172.27.0.64/26");
+        let a = r.set(&front).unwrap();
+        let b = r
+            .set(&overlay(
+                "default/web/back",
+                2,
+                "172.27.16.0/20",
+                "172.27.16.0/26",
+            ))
+            .unwrap();
         assert_eq!(
             (a.bridge.as_str(), b.bridge.as_str()),
             ("edge0-0", "edge0-1")
         );
-        assert_eq!(r.define("default/web/front").unwrap(), a);
-        let err = r.define("default/web/third").unwrap_err().to_string();
-        assert!(err.contains("172.27.0.0/23"), "{err}");
-        let again = Registry::open(dir.path(), pool, "edge0", reserved).unwrap();
-        assert_eq!(again.get("default/web/back"), Some(&b));
+        assert_eq!(a.gateway(), Ipv4Addr::new(172, 27, 0, 65));
+        assert_eq!(
+            a.range(),
+            Some((
+                Ipv4Addr::new(172, 27, 0, 66),
+                Ipv4Addr::new(172, 27, 0, 126)
+            ))
+        );
+        let mut moved = front.clone();
+        moved.peers.push(Ipv4Addr::new(10, 0, 0, 3));
+        let again = r.set(&moved).unwrap();
+        assert_eq!(again.bridge, "edge0-0");
+        assert_eq!(again.overlay.as_ref().unwrap().peers.len(), 2);
+        let reopened = Registry::open(dir.path(), "edge0", reserved).unwrap();
+        assert_eq!(reopened.get("default/web/back"), Some(&b));
+        let mut r = reopened;
+        r.remove("default/web/front").unwrap();
+        let c = r
+            .set(&overlay(
+                "default/web/third",
+                3,
+                "172.27.32.0/20",
+                "172.27.32.0/26",
+            ))
+            .unwrap();
+        assert_eq!(c.bridge, "edge0-0", "a freed bridge name is used again");
     }
 
     #[test]
-    fn the_default_subnet_is_never_handed_to_a_named_network() {
+    fn a_network_on_the_default_subnet_or_outside_its_slice_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let pool: Subnet = "10.0.0.0/22".parse().unwrap();
         let reserved: Subnet = "10.0.0.0/24".parse().unwrap();
-        let mut r = Registry::open(dir.path(), pool, "a-very-long-bridge", reserved).unwrap();
-        let d = r.define("x").unwrap();
-        assert_eq!(d.subnet.to_string(), "10.0.1.0/24");
+        let mut r = Registry::open(dir.path(), "a-very-long-bridge", reserved).unwrap();
+        let err = r
+            .set(&overlay("x", 1, "10.0.0.0/20", "10.0.0.0/26"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("10.0.0.0/24"), "{err}");
+        assert!(
+            r.set(&overlay("y", 1, "10.1.0.0/20", "10.2.0.0/26"))
+                .is_err()
+        );
+        let d = r
+            .set(&overlay("z", 2, "10.1.0.0/20", "10.1.0.0/26"))
+            .unwrap();
         assert!(d.bridge.len() <= 15, "{}", d.bridge);
     }
 
@@ -141,7 +238,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("networks.json"), "{").unwrap();
         let pool: Subnet = "10.0.0.0/16".parse().unwrap();
-        let err = Registry::open(dir.path(), pool, "edge0", pool).unwrap_err();
+        let err = Registry::open(dir.path(), "edge0", pool).unwrap_err();
         assert!(err.to_string().contains("networks.json"), "{err}");
     }
 }

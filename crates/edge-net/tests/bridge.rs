@@ -18,19 +18,10 @@ fn enabled() -> bool {
 }
 
 fn network(dir: &std::path::Path, bridge: &str, subnet: &str) -> BridgeNetwork {
-    network_with_pool(dir, bridge, subnet, "10.214.0.0/22")
-}
-
-fn network_with_pool(
-    dir: &std::path::Path,
-    bridge: &str,
-    subnet: &str,
-    pool: &str,
-) -> BridgeNetwork {
     BridgeNetwork::new(BridgeConfig {
         bridge: bridge.to_string(),
         subnet: subnet.parse().unwrap(),
-        pool: pool.parse().unwrap(),
+        underlay: None,
         state_dir: dir.to_path_buf(),
         plugin_dirs: edge_net::DEFAULT_PLUGIN_DIRS
             .iter()
@@ -202,7 +193,7 @@ async fn a_second_agent_on_the_same_bridge_is_refused() {
     let second = BridgeNetwork::new(BridgeConfig {
         bridge: "edgetest2".to_string(),
         subnet: "10.213.2.0/24".parse().unwrap(),
-        pool: "10.214.4.0/22".parse().unwrap(),
+        underlay: None,
         state_dir: b.path().to_path_buf(),
         plugin_dirs: edge_net::DEFAULT_PLUGIN_DIRS
             .iter()
@@ -241,9 +232,29 @@ async fn named_networks_reach_their_members_and_nothing_else() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let net = network_with_pool(dir.path(), "edgetest3", "10.213.3.0/24", "10.214.8.0/22");
+    let net = network(dir.path(), "edgetest3", "10.213.3.0/24");
     let front = "default/shop/front".to_string();
     let back = "default/shop/back".to_string();
+    let assigned = |key: &str, vni: u32, subnet: &str, slice: &str| edge_net::OverlayDef {
+        key: key.to_string(),
+        vni,
+        subnet: subnet.parse().unwrap(),
+        slice: slice.parse().unwrap(),
+        peers: vec![],
+    };
+    let defs = [
+        assigned(&front, 1, "10.214.8.0/24", "10.214.8.64/26"),
+        assigned(&back, 2, "10.214.9.0/24", "10.214.9.0/26"),
+    ];
+    let err = net
+        .attach("netnamed-early", &[], &[front.clone()])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no subnet on this node yet"),
+        "{err}"
+    );
+    net.sync(&defs, None).await.unwrap();
     // A client only on front, the web app on both, the database only on
     // back, and an allocation of another job on the default bridge.
     let plan: [(&str, Vec<String>); 4] = [
@@ -260,10 +271,14 @@ async fn named_networks_reach_their_members_and_nothing_else() {
         servers.push(httpd(&att.netns, &dir.path().join(id), id));
         atts.insert(*id, att);
     }
-    let (fb, fs) = net.named_network(&front).unwrap();
-    let (bb, bs) = net.named_network(&back).unwrap();
+    let (fb, fs, fslice) = net.named_network(&front).unwrap();
+    let (bb, bs, _) = net.named_network(&back).unwrap();
     assert_ne!(fb, bb);
     assert_ne!(fs, bs);
+    // Addresses come from this node's slice; the gateway is its first.
+    let fslice = fslice.unwrap();
+    assert!(fslice.contains(atts["netnamed-client"].address));
+    assert_eq!(atts["netnamed-client"].gateway.to_string(), "10.214.8.65");
     let ip = |id: &str, ifname: &str| {
         atts[id]
             .interfaces
@@ -299,7 +314,23 @@ async fn named_networks_reach_their_members_and_nothing_else() {
     for id in atts.keys() {
         assert_eq!(count(&format!("iptables-save | grep -c {id}")), 0, "{id}");
     }
-    for bridge in ["edgetest3", fb.as_str(), bb.as_str()] {
-        let _ = Command::new("ip").args(["link", "del", bridge]).status();
+    // A network still in use stays; once the server no longer lists them
+    // and nothing uses them, bridges, rules and leases go.
+    let in_use = BTreeSet::from([back.clone()]);
+    net.sync(&[], Some(&in_use)).await.unwrap();
+    let link = |b: &str| std::path::Path::new("/sys/class/net").join(b).exists();
+    assert!(!link(&fb) && link(&bb));
+    net.sync(&[], Some(&BTreeSet::new())).await.unwrap();
+    for bridge in [&fb, &bb] {
+        assert!(!link(bridge), "{bridge} left behind");
+        assert_eq!(
+            count(&format!("iptables-save | grep -c -- '{bridge} '")),
+            0,
+            "{bridge}"
+        );
     }
+    assert!(net.named_network(&front).is_none());
+    let _ = Command::new("ip")
+        .args(["link", "del", "edgetest3"])
+        .status();
 }

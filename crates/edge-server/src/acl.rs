@@ -81,6 +81,7 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
             | "/v1/deployments"
             | "/v1/evaluations"
             | "/v1/volumes"
+            | "/v1/networks"
             | "/v1/configs"
             | "/v1/config/{name}"
             | "/v1/secrets"
@@ -122,6 +123,7 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
             | "/v1/agent/heartbeat/{id}"
             | "/v1/agent/allocs/{id}"
             | "/v1/agent/data/{id}"
+            | "/v1/agent/networks/{id}"
             | "/v1/agent/tls/{id}"
             | "/v1/node/{id}/tunnel",
         ) => Node,
@@ -153,6 +155,7 @@ fn lists(method: &str, path: &str) -> bool {
                 | "/v1/deployments"
                 | "/v1/services"
                 | "/v1/volumes"
+                | "/v1/networks"
                 | "/v1/configs"
                 | "/v1/secrets"
         )

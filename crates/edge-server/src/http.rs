@@ -97,6 +97,8 @@ pub fn router(server: Arc<Server>) -> Router {
             post(crate::objects::rotate_keyring),
         )
         .route("/v1/agent/data/{id}", get(crate::objects::agent_data))
+        .route("/v1/agent/networks/{id}", get(crate::networks::agent))
+        .route("/v1/networks", get(crate::networks::list))
         .route("/v1/agent/tls/{id}", get(crate::objects::agent_tls))
         .route("/v1/volumes", get(crate::volumes::list))
         .route(

@@ -12,6 +12,7 @@ mod http;
 mod keyring;
 mod metrics;
 mod namespaces;
+mod networks;
 mod objects;
 mod ops;
 mod pki;
@@ -63,6 +64,8 @@ pub struct ServerConfig {
     /// Require an ACL token on every user route (`acl.rs`). The binary
     /// turns it on whenever the server binds a non-loopback address.
     pub acl: bool,
+    /// How named networks get their subnets, VXLAN ids and node slices.
+    pub overlay: edge_spec::OverlayPool,
 }
 
 impl ServerConfig {
@@ -81,6 +84,7 @@ impl ServerConfig {
             user_cert: None,
             driver_configs: edge_spec::DriverConfigs::default(),
             acl: false,
+            overlay: edge_spec::OverlayPool::default(),
         }
     }
 }

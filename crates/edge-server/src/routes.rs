@@ -42,6 +42,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/secret/{name}"),
     ("POST", "/v1/operator/keyring/rotate"),
     ("GET", "/v1/agent/data/{id}"),
+    ("GET", "/v1/agent/networks/{id}"),
+    ("GET", "/v1/networks"),
     ("GET", "/v1/agent/tls/{id}"),
     ("GET", "/v1/volumes"),
     ("GET", "/v1/volume/{id}"),

@@ -49,7 +49,13 @@ async fn process(server: &Arc<Server>, eval_id: &str) -> Result<(), crate::Serve
         .store
         .commit(move |s: &St| {
             let started = Instant::now();
-            let out = ops::schedule::evaluate(s, &mut Env::live(), &srv.cfg.scheduler, &eval_id);
+            let out = ops::schedule::evaluate(
+                s,
+                &mut Env::live(),
+                &srv.cfg.scheduler,
+                &srv.cfg.overlay,
+                &eval_id,
+            );
             let Some((batch, placed)) = out else {
                 return Ok::<_, crate::ServerError>((Batch::default(), false));
             };

@@ -75,6 +75,8 @@ pub enum SpecError {
         name: String,
         reason: String,
     },
+    #[error("invalid subnet {subnet:?}: {reason}")]
+    Subnet { subnet: String, reason: String },
 }
 
 impl SpecError {
@@ -90,7 +92,7 @@ impl SpecError {
     pub fn warnings(&self) -> &[Diagnostic] {
         match self {
             SpecError::Invalid { warnings, .. } => warnings,
-            SpecError::InvalidName { .. } => &[],
+            SpecError::InvalidName { .. } | SpecError::Subnet { .. } => &[],
         }
     }
 
@@ -99,7 +101,7 @@ impl SpecError {
     pub fn diagnostics(&self) -> &[Diagnostic] {
         match self {
             SpecError::Invalid { errors, .. } => errors,
-            SpecError::InvalidName { .. } => &[],
+            SpecError::InvalidName { .. } | SpecError::Subnet { .. } => &[],
         }
     }
 }

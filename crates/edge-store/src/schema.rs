@@ -111,6 +111,11 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         body TEXT NOT NULL
      );",
+    // 9: named networks' cluster assignments, by namespace/job/name.
+    "CREATE TABLE networks (
+        key TEXT PRIMARY KEY,
+        body TEXT NOT NULL
+     );",
 ];
 
 /// The migration after which [`rehash_allocs`] runs, in its transaction.

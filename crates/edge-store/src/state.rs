@@ -5,7 +5,8 @@ use edge_sched::NodeUsage;
 use edge_spec::acl::{AclPolicy, AclToken};
 use edge_spec::objects::{ConfigObject, SecretObject, object_key};
 use edge_spec::{
-    Allocation, DEFAULT_NAMESPACE, Deployment, EvalStatus, Evaluation, Job, Namespace, Node, Volume,
+    Allocation, DEFAULT_NAMESPACE, Deployment, EvalStatus, Evaluation, Job, Namespace, Node,
+    OverlayNetwork, Volume,
 };
 use rusqlite::{Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
@@ -34,6 +35,9 @@ pub struct Batch {
     pub volumes: Vec<Volume>,
     /// Keys of local volumes removed.
     pub delete_volumes: Vec<String>,
+    /// Named networks' assignments, by [`OverlayNetwork::key`].
+    pub networks: Vec<OverlayNetwork>,
+    pub delete_networks: Vec<String>,
     /// Configs, by [`edge_spec::objects::object_key`].
     pub configs: Vec<ConfigObject>,
     pub delete_configs: Vec<String>,
@@ -62,6 +66,8 @@ impl Batch {
             && self.delete_namespaces.is_empty()
             && self.volumes.is_empty()
             && self.delete_volumes.is_empty()
+            && self.networks.is_empty()
+            && self.delete_networks.is_empty()
             && self.configs.is_empty()
             && self.delete_configs.is_empty()
             && self.secrets.is_empty()
@@ -109,6 +115,10 @@ impl Batch {
         for v in &mut self.volumes {
             let stored = state.volumes.get(&v.own_key()).map(|o| o.create_index);
             set(&mut v.create_index, &mut v.modify_index, stored, index);
+        }
+        for n in &mut self.networks {
+            let stored = state.networks.get(&n.key()).map(|o| o.create_index);
+            set(&mut n.create_index, &mut n.modify_index, stored, index);
         }
         for c in &mut self.configs {
             let stored = state.configs.get(&object_key(&c.namespace, &c.name));
@@ -176,6 +186,8 @@ pub struct State {
     pub namespaces: BTreeMap<String, Namespace>,
     /// Local volumes by [`Volume::own_key`].
     pub volumes: BTreeMap<String, Volume>,
+    /// Named networks' assignments by [`OverlayNetwork::key`].
+    pub networks: BTreeMap<String, OverlayNetwork>,
     /// Configs by [`object_key`].
     pub configs: BTreeMap<String, ConfigObject>,
     /// Secrets, sealed, by [`object_key`].
@@ -291,6 +303,12 @@ impl State {
         }
         for v in &b.volumes {
             self.volumes.insert(v.own_key(), v.clone());
+        }
+        for key in &b.delete_networks {
+            self.networks.remove(key);
+        }
+        for n in &b.networks {
+            self.networks.insert(n.key(), n.clone());
         }
         for k in &b.delete_configs {
             self.configs.remove(k);
@@ -508,6 +526,14 @@ pub(crate) fn load(conn: &Connection) -> Result<State, StoreError> {
         "secret",
         |c: SecretObject| {
             s.secrets.insert(object_key(&c.namespace, &c.name), c);
+        },
+    )?;
+    load_table(
+        conn,
+        "SELECT key, body FROM networks",
+        "network",
+        |n: OverlayNetwork| {
+            s.networks.insert(n.key(), n);
         },
     )?;
     load_table(

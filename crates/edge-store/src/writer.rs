@@ -67,6 +67,7 @@ struct Rows {
     acl_policies: Vec<(String, String)>,
     namespaces: Vec<(String, String)>,
     volumes: Vec<(String, String)>,
+    networks: Vec<(String, String)>,
     configs: Vec<(String, String)>,
     secrets: Vec<(String, String)>,
     acl_tokens: Vec<(String, String)>,
@@ -125,6 +126,11 @@ impl Rows {
             let key = v.own_key();
             let body = encode("volume", &key, v)?;
             r.volumes.push((key, body));
+        }
+        for n in &b.networks {
+            let key = n.key();
+            let body = encode("network", &key, n)?;
+            r.networks.push((key, body));
         }
         for c in &b.configs {
             let key = edge_spec::objects::object_key(&c.namespace, &c.name);
@@ -631,6 +637,17 @@ fn write_batch(
         tx.prepare_cached("INSERT OR REPLACE INTO volumes (key, body) VALUES (?1, ?2)")
             .and_then(|mut s| s.execute(params![key, body]))
             .map_err(err("write volume"))?;
+    }
+    // So do named networks' assignments: agents fetch theirs.
+    for key in &b.delete_networks {
+        tx.prepare_cached("DELETE FROM networks WHERE key = ?1")
+            .and_then(|mut s| s.execute([key]))
+            .map_err(err("delete network"))?;
+    }
+    for (key, body) in &rows.networks {
+        tx.prepare_cached("INSERT OR REPLACE INTO networks (key, body) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![key, body]))
+            .map_err(err("write network"))?;
     }
     // Configs and secrets stay out of the event stream too: a secret's
     // row is sealed, and a config is read through its own route.

@@ -222,6 +222,18 @@ pub struct ServerTuning {
     /// server binds a non-loopback address.
     #[arg(long, value_enum, default_value_t = AclMode::Auto)]
     pub acl: AclMode,
+    /// Where named networks (`network "NAME" {}` in a job) get their
+    /// subnets: one per network, one segment across every node with a
+    /// member.
+    #[arg(long, default_value = "172.27.0.0/16")]
+    pub network_pool: edge_spec::Subnet,
+    /// The length of each named network's subnet within the pool.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u8).range(8..=28))]
+    pub network_prefix: u8,
+    /// The length of each node's slice of a named network (its members'
+    /// addresses on that node): /26 gives 64 nodes 61 addresses each.
+    #[arg(long, default_value_t = 26, value_parser = clap::value_parser!(u8).range(9..=29))]
+    pub network_node_prefix: u8,
     #[command(flatten)]
     pub tls: TlsArgs,
 }

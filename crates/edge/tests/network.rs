@@ -247,7 +247,7 @@ async fn bridge_allocations_share_port_80_survive_an_agent_kill_and_leave_nothin
         let net = edge_net::BridgeNetwork::new(edge_net::BridgeConfig {
             bridge: BRIDGE.to_string(),
             subnet: SUBNET.parse().unwrap(),
-            pool: edge_net::DEFAULT_POOL.parse().unwrap(),
+            underlay: None,
             state_dir: data.join("agent/network"),
             plugin_dirs: edge_net::DEFAULT_PLUGIN_DIRS
                 .iter()
@@ -496,7 +496,7 @@ async fn a_jobs_named_networks_connect_their_members_and_keep_others_out() {
         dir.path(),
         "edgee2e2",
         "10.215.2.0/24",
-        &["--network-pool", "10.215.8.0/22"],
+        &["--network-pool", "10.215.8.0/22", "--network-prefix", "24"],
     )
     .await;
     let shop = dir.path().join("shop.hcl");

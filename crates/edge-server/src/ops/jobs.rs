@@ -200,6 +200,12 @@ pub(crate) fn stop(
     );
     let eval_id = eval.id.clone();
     if purge {
+        batch.delete_networks.extend(
+            s.networks
+                .values()
+                .filter(|n| n.namespace == namespace && n.job_id == id)
+                .map(|n| n.key()),
+        );
         batch.purge_jobs.push(key);
     } else if !job.stop {
         let mut j = job.clone();

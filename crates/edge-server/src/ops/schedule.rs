@@ -3,7 +3,10 @@
 
 use super::{Env, deployments, evals};
 use edge_sched::{Plan, SchedulerConfig, Snapshot, schedule};
-use edge_spec::{ClientStatus, DesiredStatus, EvalStatus, Evaluation, TriggeredBy, Volume};
+use edge_spec::{
+    ClientStatus, DesiredStatus, EvalStatus, Evaluation, NamedNetwork, OverlayNetwork, OverlayPool,
+    TriggeredBy, Volume,
+};
 use edge_store::{Batch, State};
 use std::collections::HashSet;
 
@@ -77,6 +80,7 @@ pub(crate) fn evaluate(
     s: &State,
     env: &mut Env,
     config: &SchedulerConfig,
+    overlay: &OverlayPool,
     eval_id: &str,
 ) -> Option<(Batch, usize)> {
     let eval = s.evals.get(eval_id)?;
@@ -87,7 +91,68 @@ pub(crate) fn evaluate(
     let snap = snapshot(s, &key, config, env.now, seed_for(eval_id, s.index));
     let plan = schedule(s.jobs.get(&key), eval, &snap);
     let placed = plan.place.len();
-    Some((apply(s, env, eval, plan), placed))
+    let mut batch = apply(s, env, eval, plan);
+    record_networks(s, overlay, &mut batch);
+    Some((batch, placed))
+}
+
+/// Gives each named network a placement joins a subnet and VXLAN id of
+/// the cluster's pool (the first time) and the placement's node a slice
+/// of it (the first time a member runs there), kept until the job is
+/// purged. A full pool or network is logged; the agent then refuses the
+/// allocation, naming the network.
+fn record_networks(s: &State, pool: &OverlayPool, batch: &mut Batch) {
+    let placed: Vec<(String, String, String, String)> = batch
+        .allocs
+        .iter()
+        .filter(|a| a.desired_status == DesiredStatus::Run && !s.allocs.contains_key(&a.id))
+        .filter_map(|a| {
+            let job = s.jobs.get(&a.job_key())?;
+            let group = job.group(&a.group)?;
+            Some(group.network.networks.iter().map(move |n| {
+                (
+                    job.namespace.clone(),
+                    job.id.clone(),
+                    n.clone(),
+                    a.node_id.clone(),
+                )
+            }))
+        })
+        .flatten()
+        .collect();
+    for (namespace, job_id, name, node) in placed {
+        let key = NamedNetwork::key(&namespace, &job_id, &name);
+        let mut net = match batch.networks.iter().position(|n| n.key() == key) {
+            Some(i) => batch.networks.swap_remove(i),
+            None => match s.networks.get(&key) {
+                Some(n) => n.clone(),
+                None => {
+                    let taken = s.networks.values().chain(batch.networks.iter());
+                    let Some((vni, subnet)) = pool.next_network(taken) else {
+                        tracing::warn!(network = %key, pool = %pool.pool, "the network pool is full: no subnet for the network (server flags --network-pool, --network-prefix)");
+                        continue;
+                    };
+                    OverlayNetwork {
+                        namespace,
+                        job_id,
+                        name,
+                        vni,
+                        subnet,
+                        node_prefix: pool.node_prefix,
+                        nodes: Default::default(),
+                        create_index: 0,
+                        modify_index: 0,
+                    }
+                }
+            },
+        };
+        if !net.join(&node) {
+            tracing::warn!(network = %key, node = %node, "every node slice of the network is taken (server flag --network-node-prefix)");
+        }
+        if s.networks.get(&key) != Some(&net) {
+            batch.networks.push(net);
+        }
+    }
 }
 
 /// Records the local volumes a placement makes on its node, the first

@@ -8,7 +8,7 @@ use edge_api::AllocUpdate;
 use edge_sched::SchedulerConfig;
 use edge_spec::{
     Allocation, ClientStatus, DesiredStatus, DriverConfigs, DriverInfo, EvalStatus, Evaluation,
-    Job, Node, NodeResources, NodeStatus, TriggeredBy,
+    Job, Node, NodeResources, NodeStatus, OverlayPool, TriggeredBy,
 };
 use edge_store::{Batch, State};
 use std::collections::BTreeMap;
@@ -124,7 +124,13 @@ impl World {
                 return;
             }
             for id in ready {
-                if let Some((b, _)) = schedule::evaluate(&self.s, &mut self.env, &self.cfg, &id) {
+                if let Some((b, _)) = schedule::evaluate(
+                    &self.s,
+                    &mut self.env,
+                    &self.cfg,
+                    &OverlayPool::default(),
+                    &id,
+                ) {
                     self.commit(b);
                 }
             }
@@ -817,7 +823,7 @@ fn evaluate_blocks_then_places_when_a_node_joins() {
         "nothing else left open: {open:?}"
     );
     assert!(
-        schedule::evaluate(&w.s, &mut w.env, &w.cfg, "id-1").is_none(),
+        schedule::evaluate(&w.s, &mut w.env, &w.cfg, &OverlayPool::default(), "id-1").is_none(),
         "a finished evaluation is not run again"
     );
 }
@@ -956,7 +962,8 @@ fn a_run_folds_every_due_evaluation_of_its_job() {
     });
     let (ready, _) = schedule::ready(&w.s, NOW);
     assert_eq!(ready.len(), 1, "one per job");
-    let (b, placed) = schedule::evaluate(&w.s, &mut w.env, &w.cfg, &ready[0]).unwrap();
+    let (b, placed) =
+        schedule::evaluate(&w.s, &mut w.env, &w.cfg, &OverlayPool::default(), &ready[0]).unwrap();
     assert_eq!(placed, 1);
     w.commit(b);
     let pending: Vec<&str> =

@@ -61,6 +61,9 @@ fn server_config(
         })?;
     cfg.scheduler.port_min = lo;
     cfg.scheduler.port_max = hi;
+    cfg.overlay =
+        edge_spec::OverlayPool::new(t.network_pool, t.network_prefix, t.network_node_prefix)
+            .map_err(|e| anyhow::anyhow!("--network-pool, --network-prefix: {e}"))?;
     cfg.driver_configs = driver_configs();
     cfg.tls = t.tls.tls || !bind.ip().is_loopback();
     cfg.acl = match t.acl {
@@ -137,10 +140,6 @@ pub struct NetworkArgs {
     /// first address). Leases are kept in the data dir across restarts.
     #[arg(long, default_value = edge_net::DEFAULT_SUBNET)]
     pub bridge_subnet: edge_net::Subnet,
-    /// Where each named network (`network "NAME" {}` in a job) gets a /24
-    /// of its own, with a bridge of its own, on this node.
-    #[arg(long, default_value = edge_net::DEFAULT_POOL)]
-    pub network_pool: edge_net::Subnet,
     /// Where the CNI plugins are, `:`-separated.
     #[arg(
         long,
@@ -151,7 +150,12 @@ pub struct NetworkArgs {
 }
 
 impl NetworkArgs {
-    fn bridge(&self, data_dir: &Path, dns: Option<SocketAddr>) -> Option<edge_net::BridgeConfig> {
+    fn bridge(
+        &self,
+        data_dir: &Path,
+        dns: Option<SocketAddr>,
+        advertise: &str,
+    ) -> Option<edge_net::BridgeConfig> {
         let dns = match dns {
             Some(SocketAddr::V4(d)) => Some(d),
             _ => None,
@@ -160,20 +164,20 @@ impl NetworkArgs {
             dns,
             bridge: self.bridge_name.clone(),
             subnet: self.bridge_subnet,
-            pool: self.network_pool,
+            underlay: advertise.parse().ok(),
             state_dir: data_dir.join("network"),
             plugin_dirs: std::env::split_paths(&self.cni_path).collect(),
         })
     }
 }
 
-/// The mesh's flags, with the node's own bridge subnets among the DNS
-/// clients whose other names are forwarded: bridge-mode allocations are
-/// this node's workloads.
-fn mesh_args(n: &NodeArgs) -> super::mesh::MeshArgs {
+/// The mesh's flags, with the node's own bridge subnet and the named
+/// networks' pool among the DNS clients whose other names are forwarded:
+/// bridge-mode allocations are the cluster's workloads.
+fn mesh_args(n: &NodeArgs, pool: edge_spec::Subnet) -> super::mesh::MeshArgs {
     let mut m = n.mesh.clone();
     if !n.network.no_bridge {
-        for subnet in [n.network.bridge_subnet, n.network.network_pool] {
+        for subnet in [n.network.bridge_subnet, pool] {
             match subnet.to_string().parse() {
                 Ok(cidr) => m.dns_allow.push(cidr),
                 Err(e) => tracing::warn!(%subnet, error = %e, "bridge subnet not allowed in DNS"),
@@ -205,7 +209,9 @@ pub struct AutonomyArgs {
 }
 
 fn agent_config(server: String, token: String, data_dir: PathBuf, n: &NodeArgs) -> AgentConfig {
-    let bridge = n.network.bridge(&data_dir, n.mesh.dns_addr(&n.advertise));
+    let bridge = n
+        .network
+        .bridge(&data_dir, n.mesh.dns_addr(&n.advertise), &n.advertise);
     let mut cfg = AgentConfig::new(server, token, data_dir);
     cfg.bridge = bridge;
     cfg.name = n.name.clone();
@@ -280,7 +286,11 @@ pub async fn agent(g: &Global, a: AgentArgs) -> anyhow::Result<u8> {
         &a.node,
     );
     let h = edge_agent::start(cfg, drivers(&a.data_dir, &a.node)?).await?;
-    let mesh = super::mesh::start(&mesh_args(&a.node), &a.node.advertise, h.catalog()).await?;
+    // The server's pool is not known here: the default's, and the
+    // operator's `--dns-allow` for another.
+    let pool = edge_spec::OverlayPool::default().pool;
+    let mesh =
+        super::mesh::start(&mesh_args(&a.node, pool), &a.node.advertise, h.catalog()).await?;
     shutdown_signal().await;
     mesh.shutdown().await;
     h.shutdown().await;
@@ -304,7 +314,12 @@ pub async fn dev(g: &Global, a: DevArgs) -> anyhow::Result<u8> {
         &a.node,
     );
     let agent = edge_agent::start(acfg, drivers(&agent_dir, &a.node)?).await?;
-    let mesh = super::mesh::start(&mesh_args(&a.node), &a.node.advertise, agent.catalog()).await?;
+    let mesh = super::mesh::start(
+        &mesh_args(&a.node, a.tuning.network_pool),
+        &a.node.advertise,
+        agent.catalog(),
+    )
+    .await?;
     tracing::info!(api = %server.url, data = %data.display(), "edge dev is up");
     shutdown_signal().await;
     tracing::info!("shutting down");

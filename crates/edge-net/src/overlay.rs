@@ -1,0 +1,232 @@
+//! The cross-node half of a named network: a VXLAN device (`vx<vni>`) in
+//! the network's bridge, with one all-zero forwarding entry per peer node
+//! so broadcasts (ARP) reach every node that runs a member (head-end
+//! replication, as flannel's and Swarm's overlays do), and the kernel's
+//! learning for the rest. iproute2's `ip` and `bridge` do the netlink
+//! work; nothing here is hand-rolled netlink.
+
+use crate::error::NetError;
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+/// The IANA VXLAN port.
+pub(crate) const VXLAN_PORT: &str = "4789";
+/// What VXLAN over IPv4 adds to each frame.
+pub(crate) const VXLAN_OVERHEAD: u32 = 50;
+/// The all-zero MAC: the forwarding entry for broadcast and unknown
+/// destinations.
+const FLOOD: &str = "00:00:00:00:00:00";
+/// The firewall plugin's admin chain, which its FORWARD chain consults
+/// first: members on other nodes come in through the bridge, not from a
+/// local veth, so no per-allocation rule of the plugin accepts them.
+pub(crate) const ADMIN_CHAIN: &str = "EDGE-ADMIN";
+
+async fn run(program: &str, args: &[&str]) -> Result<String, NetError> {
+    let command = || format!("{program} {}", args.join(" "));
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| NetError::Command {
+            command: command(),
+            message: e.to_string(),
+        })?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    Err(NetError::Command {
+        command: command(),
+        message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    })
+}
+
+fn exists(link: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(link).exists()
+}
+
+/// The device name of a network's VXLAN id (at most 10 bytes).
+pub(crate) fn vxlan_name(vni: u32) -> String {
+    format!("vx{vni}")
+}
+
+/// The MTU left inside the overlay on the device that holds `underlay`
+/// (once, when the agent starts).
+pub(crate) fn mtu_for(underlay: Ipv4Addr) -> Result<u32, NetError> {
+    let command = format!("ip -o addr show to {underlay}");
+    let out = std::process::Command::new("ip")
+        .args(["-o", "addr", "show", "to", &underlay.to_string()])
+        .output()
+        .map_err(|e| NetError::Command {
+            command: command.clone(),
+            message: e.to_string(),
+        })?;
+    let out = String::from_utf8_lossy(&out.stdout);
+    let dev = out
+        .split_whitespace()
+        .nth(1)
+        .map(|d| d.split('@').next().unwrap_or(d).to_string())
+        .ok_or_else(|| NetError::Command {
+            command,
+            message: "no interface of this node holds the address (the agent's --advertise)"
+                .to_string(),
+        })?;
+    let path = std::path::Path::new("/sys/class/net")
+        .join(&dev)
+        .join("mtu");
+    let text = std::fs::read_to_string(&path).map_err(|e| NetError::io("read", &path, e))?;
+    let mtu: u32 = text.trim().parse().map_err(|_| NetError::State {
+        path: path.clone(),
+        message: format!("{text:?} is not an MTU"),
+    })?;
+    Ok(mtu.saturating_sub(VXLAN_OVERHEAD).max(576))
+}
+
+/// Makes the bridge (when the bridge plugin has not yet) and, with an
+/// underlay address, the VXLAN device in it and the peers' flood entries;
+/// peers no longer listed lose theirs, and what the kernel learned of
+/// them. Safe to repeat.
+pub(crate) async fn ensure(
+    bridge: &str,
+    vni: u32,
+    mtu: Option<u32>,
+    underlay: Option<Ipv4Addr>,
+    peers: &[Ipv4Addr],
+) -> Result<(), NetError> {
+    if !exists(bridge) {
+        run("ip", &["link", "add", "name", bridge, "type", "bridge"]).await?;
+    }
+    let mtu_text = mtu.map(|m| m.to_string());
+    if let Some(m) = &mtu_text {
+        run("ip", &["link", "set", "dev", bridge, "mtu", m]).await?;
+    }
+    run("ip", &["link", "set", "dev", bridge, "up"]).await?;
+    accept_bridged(bridge).await?;
+    let Some(local) = underlay else {
+        return Ok(());
+    };
+    let vx = vxlan_name(vni);
+    if !exists(&vx) {
+        let id = vni.to_string();
+        let local = local.to_string();
+        run(
+            "ip",
+            &[
+                "link", "add", &vx, "type", "vxlan", "id", &id, "local", &local, "dstport",
+                VXLAN_PORT,
+            ],
+        )
+        .await?;
+    }
+    if let Some(m) = &mtu_text {
+        run("ip", &["link", "set", "dev", &vx, "mtu", m]).await?;
+    }
+    run("ip", &["link", "set", "dev", &vx, "master", bridge, "up"]).await?;
+    let want: BTreeSet<Ipv4Addr> = peers.iter().copied().filter(|p| *p != local).collect();
+    let fdb = run("bridge", &["fdb", "show", "dev", &vx]).await?;
+    let have = entries(&fdb);
+    for (mac, dst) in &have {
+        if !want.contains(dst) {
+            let dst = dst.to_string();
+            run(
+                "bridge",
+                &["fdb", "del", mac, "dev", &vx, "dst", &dst, "self"],
+            )
+            .await?;
+        }
+    }
+    for peer in &want {
+        if !have.iter().any(|(mac, dst)| mac == FLOOD && dst == peer) {
+            let dst = peer.to_string();
+            run("bridge", &["fdb", "append", FLOOD, "dev", &vx, "dst", &dst]).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Lets traffic between the bridge's ports through a FORWARD chain that
+/// drops (Docker's policy), for a host that passes bridged frames to
+/// iptables (`br_netfilter`).
+async fn accept_bridged(bridge: &str) -> Result<(), NetError> {
+    if run("iptables", &["-w", "-n", "-L", ADMIN_CHAIN])
+        .await
+        .is_err()
+    {
+        run("iptables", &["-w", "-N", ADMIN_CHAIN]).await?;
+    }
+    let rule = ["-i", bridge, "-o", bridge, "-j", "ACCEPT"];
+    let check: Vec<&str> = ["-w", "-C", ADMIN_CHAIN].into_iter().chain(rule).collect();
+    if run("iptables", &check).await.is_err() {
+        let add: Vec<&str> = ["-w", "-I", ADMIN_CHAIN].into_iter().chain(rule).collect();
+        run("iptables", &add).await?;
+    }
+    Ok(())
+}
+
+/// Removes the network's VXLAN device, bridge and accept rule, once no
+/// allocation here is on it. Missing pieces are no error.
+pub(crate) async fn remove(bridge: &str, vni: u32) -> Result<(), NetError> {
+    let vx = vxlan_name(vni);
+    if exists(&vx) {
+        run("ip", &["link", "delete", &vx]).await?;
+    }
+    if exists(bridge) {
+        run("ip", &["link", "delete", bridge]).await?;
+    }
+    let rule = ["-i", bridge, "-o", bridge, "-j", "ACCEPT"];
+    let del: Vec<&str> = ["-w", "-D", ADMIN_CHAIN].into_iter().chain(rule).collect();
+    while run("iptables", &del).await.is_ok() {}
+    Ok(())
+}
+
+/// The entries of `bridge fdb show dev VX` that send to a remote node:
+/// `(mac, dst)`.
+pub(crate) fn entries(text: &str) -> Vec<(String, Ipv4Addr)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let mac = words.next()?.to_string();
+            let mut dst = None;
+            while let Some(w) = words.next() {
+                if w == "dst" {
+                    dst = words.next()?.parse().ok();
+                }
+            }
+            Some((mac, dst?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_remote_entries_of_a_vxlan_device() {
+        let text = "\
+00:00:00:00:00:00 dst 10.77.0.12 self permanent
+00:00:00:00:00:00 dst 10.77.0.13 self permanent
+5a:1c:00:11:22:33 dst 10.77.0.12 self
+5a:1c:00:11:22:33 master edge0-0
+";
+        assert_eq!(
+            entries(text),
+            vec![
+                (FLOOD.to_string(), Ipv4Addr::new(10, 77, 0, 12)),
+                (FLOOD.to_string(), Ipv4Addr::new(10, 77, 0, 13)),
+                (
+                    "5a:1c:00:11:22:33".to_string(),
+                    Ipv4Addr::new(10, 77, 0, 12)
+                ),
+            ]
+        );
+        assert!(entries("").is_empty());
+        assert!(entries("garbage dst not-an-ip\n").is_empty());
+    }
+
+    #[test]
+    fn vxlan_names_fit_an_interface_name() {
+        assert_eq!(vxlan_name(crate::MAX_VNI), "vx16777215");
+        assert!(vxlan_name(crate::MAX_VNI).len() <= 15);
+    }
+}
