@@ -764,6 +764,11 @@ impl Agent {
         if self.ctx.bridge.is_none() {
             return;
         }
+        // As the catalog loop: no connection before the node certificate,
+        // or the pool would hand the node routes one without it.
+        if let Some(t) = &self.tls {
+            let _ = t.ready().wait_for(|r| *r).await;
+        }
         let mut last_error = None;
         loop {
             let in_use: BTreeSet<String> = {

@@ -57,9 +57,15 @@ pub struct AllocRunner {
 }
 
 impl AllocRunner {
-    /// The keys of the named networks the allocation's group joins.
+    /// The keys of the named networks the allocation is on, or is about
+    /// to join (a task still to run); none once it is done and detached.
     pub fn network_keys(&self) -> Vec<String> {
         let g = lock(&self.shared);
+        let live =
+            g.network.is_some() || g.tasks.values().any(|t| t.state.state != TaskStatus::Dead);
+        if !live {
+            return Vec::new();
+        }
         g.job
             .group(&g.alloc.group)
             .map(|grp| {

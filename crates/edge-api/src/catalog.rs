@@ -76,6 +76,16 @@ pub fn add_alloc(
             },
             status,
             canary,
+            networks: alloc
+                .networks
+                .iter()
+                .map(|(name, ip)| {
+                    (
+                        edge_spec::NamedNetwork::key(&alloc.namespace, &alloc.job_id, name),
+                        *ip,
+                    )
+                })
+                .collect(),
         });
     }
 }
@@ -130,6 +140,7 @@ pub fn with_local_view<'a>(
     Catalog {
         index: last.index,
         services,
+        networks: last.networks.clone(),
     }
 }
 
@@ -187,7 +198,11 @@ mod tests {
             add_alloc(&mut services, &a, &g, "n", "10.0.0.1", a.id == "c-failing");
         }
         finish(&mut services);
-        let last = Catalog { index: 7, services };
+        let last = Catalog {
+            index: 7,
+            services,
+            networks: Default::default(),
+        };
         let failing = alloc("c-failing", "me", "running", "critical", 2002);
         let stopped = alloc("b-stopped", "me", "complete", "passing", 2001);
         let new = alloc("d-new", "me", "running", "passing", 2003);

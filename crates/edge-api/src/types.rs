@@ -356,6 +356,11 @@ pub struct ServiceInstance {
     /// An unpromoted canary of a deployment (also tagged `canary`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub canary: bool,
+    /// The instance's addresses on the named networks its group joins,
+    /// by network key (`NAMESPACE/JOB/NAME`): what DNS answers callers on
+    /// that network.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub networks: BTreeMap<String, std::net::Ipv4Addr>,
 }
 
 impl ServiceInstance {
@@ -391,6 +396,10 @@ pub struct Catalog {
     /// By `edge_spec::service_key`: `NAME`, or `NAME.NAMESPACE` outside
     /// the default namespace.
     pub services: BTreeMap<String, CatalogService>,
+    /// The named networks' subnets, by network key: how DNS tells which
+    /// network a caller is on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub networks: BTreeMap<String, edge_spec::Subnet>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

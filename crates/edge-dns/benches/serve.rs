@@ -34,6 +34,7 @@ fn synthetic_catalog() -> Catalog {
                     tags: Vec::new(),
                     status: HealthStatus::Passing,
                     canary: false,
+                    networks: Default::default(),
                 }
             })
             .collect();
@@ -47,7 +48,11 @@ fn synthetic_catalog() -> Catalog {
         };
         services.insert(name, svc);
     }
-    Catalog { index: 1, services }
+    Catalog {
+        index: 1,
+        services,
+        networks: Default::default(),
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -115,6 +115,7 @@ pub(crate) fn plan<'q, 'a>(
     request: &'q MessageRequest,
     edns: Option<&'q Edns>,
     index: &'a Index,
+    src: std::net::IpAddr,
     may_forward: bool,
 ) -> Plan<'q, 'a> {
     let err = |code| Plan::Respond(error(&request.queries, edns, &request.metadata, code));
@@ -123,7 +124,7 @@ pub(crate) fn plan<'q, 'a>(
         [_] => return err(ResponseCode::NotImp),
         _ => return err(ResponseCode::FormErr),
     };
-    let lookup = index.lookup(query.name(), query.query_type());
+    let lookup = index.lookup_from(query.name(), query.query_type(), src);
     let in_class = matches!(query.query_class(), DNSClass::IN | DNSClass::ANY);
     let mut m = metadata(&request.metadata);
     m.authoritative = true;
@@ -188,7 +189,8 @@ impl RequestHandler for Handler {
         let edns = response_edns(request);
         let index = self.shared.index();
         let may_forward = self.shared.acl.may_forward(request.src().ip());
-        let sent = match plan(request, edns.as_ref(), &index, may_forward) {
+        let src = request.src().ip();
+        let sent = match plan(request, edns.as_ref(), &index, src, may_forward) {
             Plan::Respond(msg) => response.send_response(msg).await,
             Plan::Forward => {
                 let upstream = match self.shared.forwarder.forward(request.as_slice()).await {

@@ -1,4 +1,5 @@
-//! The in-memory zone built from the catalog: every name the zone answers, with its records ready to send.
+//! The in-memory zone built from the catalog: every name the zone answers, with its records ready to send,
+//! and for callers on a named network the names of that network's members with their in-network addresses.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -39,6 +40,12 @@ pub(crate) struct Index {
     origin: LowerName,
     soa: Record,
     names: HashMap<LowerName, Entry>,
+    /// Named networks' subnets with their keys: a caller's address says
+    /// which one it is on.
+    networks: Vec<(edge_spec::Subnet, String)>,
+    /// Per network key, `NAME` and `tasks.NAME` of the services with
+    /// members on it, answered with their addresses on it.
+    inside: HashMap<String, HashMap<LowerName, Entry>>,
 }
 
 /// Settings of the zone that do not come from the catalog.
@@ -59,6 +66,7 @@ impl Index {
         };
         // The apex answers SOA queries and anchors NODATA for its own name.
         b.entry(origin.clone());
+        let mut inside: HashMap<String, HashMap<LowerName, Entry>> = HashMap::new();
         for svc in catalog.services.values() {
             let serving: Vec<_> = svc.instances.iter().filter(|i| i.serving()).collect();
             if serving.is_empty() {
@@ -84,7 +92,33 @@ impl Index {
                 continue;
             };
             let lb = address_record(name.clone(), zone.ttl, zone.lb_address);
-            b.entry(name).records.push(lb);
+            b.entry(name.clone()).records.push(lb);
+            // On a named network the service's members answer by their
+            // addresses there: no load balancer between them, as in
+            // Docker's and Swarm's networks.
+            let mut on: BTreeMap<&str, BTreeSet<std::net::Ipv4Addr>> = BTreeMap::new();
+            for inst in &serving {
+                for (key, ip) in &inst.networks {
+                    on.entry(key.as_str()).or_default().insert(*ip);
+                }
+            }
+            for (key, addrs) in on {
+                let names = inside.entry(key.to_string()).or_default();
+                let tasks = b.name(&[&["tasks", label.as_str()], &ns[..]].concat());
+                for n in std::iter::once(name.clone()).chain(tasks) {
+                    let records = addrs
+                        .iter()
+                        .map(|a| address_record(n.clone(), zone.ttl, IpAddr::V4(*a)))
+                        .collect();
+                    names.insert(
+                        LowerName::new(&n),
+                        Entry {
+                            records,
+                            additionals: Vec::new(),
+                        },
+                    );
+                }
+            }
 
             let mut task_addrs = BTreeSet::new();
             let mut srv_targets = BTreeSet::new();
@@ -152,6 +186,48 @@ impl Index {
             origin: LowerName::new(&origin),
             soa,
             names,
+            networks: catalog
+                .networks
+                .iter()
+                .map(|(k, s)| (*s, k.clone()))
+                .collect(),
+            inside,
+        }
+    }
+
+    /// The named network `src` is on, if any.
+    pub(crate) fn network_of(&self, src: IpAddr) -> Option<&str> {
+        let IpAddr::V4(v4) = src else {
+            return None;
+        };
+        self.networks
+            .iter()
+            .find(|(s, _)| s.contains(v4))
+            .map(|(_, k)| k.as_str())
+    }
+
+    /// What the zone says to a caller at `src`: a caller on a named
+    /// network gets its fellow members' addresses on it for their names.
+    pub(crate) fn lookup_from(
+        &self,
+        name: &LowerName,
+        qtype: RecordType,
+        src: IpAddr,
+    ) -> Lookup<'_> {
+        let entry = self
+            .network_of(src)
+            .and_then(|k| self.inside.get(k))
+            .and_then(|names| names.get(name));
+        match entry {
+            Some(e) => Lookup::Found {
+                answers: e
+                    .records
+                    .iter()
+                    .filter(|r| qtype == RecordType::ANY || r.record_type() == qtype)
+                    .collect(),
+                additionals: &[],
+            },
+            None => self.lookup(name, qtype),
         }
     }
 
@@ -290,6 +366,7 @@ mod tests {
             tags: Vec::new(),
             status: HealthStatus::Passing,
             canary: false,
+            networks: Default::default(),
         }
     }
 
@@ -305,6 +382,7 @@ mod tests {
         let catalog = Catalog {
             index: 3,
             services: [("web".to_string(), svc)].into(),
+            networks: Default::default(),
         };
         let zone = ZoneConfig {
             origin: Name::from_str("service.edge.").unwrap(),
@@ -326,6 +404,64 @@ mod tests {
                 .collect(),
             other => panic!("no srv: {other:?}"),
         }
+    }
+
+    fn addresses(l: Lookup<'_>) -> Vec<String> {
+        match l {
+            Lookup::Found { answers, .. } => answers
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::A(a) => Some(a.0.to_string()),
+                    _ => None,
+                })
+                .collect(),
+            other => panic!("not found: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn callers_on_a_named_network_get_its_members_addresses() {
+        let key = "default/shop/back";
+        let mut on = inst("n1", "10.0.0.5", 20001);
+        on.networks
+            .insert(key.to_string(), "172.27.16.66".parse().unwrap());
+        let mut built = index(vec![on, inst("n2", "10.0.0.6", 20002)]);
+        let mut catalog = Catalog::default();
+        catalog
+            .networks
+            .insert(key.to_string(), "172.27.16.0/20".parse().unwrap());
+        built.networks = Index::build(
+            &ZoneConfig {
+                origin: Name::from_str("service.edge.").unwrap(),
+                lb_address: "10.0.0.1".parse().unwrap(),
+                ttl: 5,
+            },
+            &catalog,
+        )
+        .networks;
+        let web = LowerName::from_str("web.service.edge.").unwrap();
+        let tasks = LowerName::from_str("tasks.web.service.edge.").unwrap();
+        let member: IpAddr = "172.27.16.130".parse().unwrap();
+        let outsider: IpAddr = "10.0.0.9".parse().unwrap();
+        assert_eq!(built.network_of(member), Some(key));
+        assert_eq!(built.network_of(outsider), None);
+        assert_eq!(
+            addresses(built.lookup_from(&web, RecordType::A, member)),
+            ["172.27.16.66"]
+        );
+        assert_eq!(
+            addresses(built.lookup_from(&tasks, RecordType::A, member)),
+            ["172.27.16.66"]
+        );
+        assert_eq!(
+            addresses(built.lookup_from(&web, RecordType::A, outsider)),
+            ["10.0.0.1"]
+        );
+        assert_eq!(
+            addresses(built.lookup_from(&tasks, RecordType::A, outsider)),
+            ["10.0.0.5", "10.0.0.6"]
+        );
+        assert!(addresses(built.lookup_from(&web, RecordType::AAAA, member)).is_empty());
     }
 
     #[test]

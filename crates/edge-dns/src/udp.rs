@@ -72,7 +72,11 @@ impl Loop {
             self.generation = generation;
             self.cache.clear();
         }
-        if raw.len() > ID_LEN
+        // A caller on a named network may get answers of its own: not
+        // from the cache, nor into it.
+        let shared_answers = self.index.network_of(src.ip()).is_none();
+        if shared_answers
+            && raw.len() > ID_LEN
             && let Some(cached) = self.cache.get(&raw[ID_LEN..])
         {
             out.extend_from_slice(&raw[..ID_LEN]);
@@ -84,7 +88,7 @@ impl Loop {
         }
         // A client the forwarder refuses gets answers others must not
         // see from the cache.
-        if out.len() > ID_LEN && self.shared.acl.may_forward(src.ip()) {
+        if shared_answers && out.len() > ID_LEN && self.shared.acl.may_forward(src.ip()) {
             if self.cache.len() >= CACHE_MAX {
                 self.cache.clear();
             }
@@ -117,7 +121,7 @@ impl Loop {
         };
         let edns = response_edns(&request);
         let may_forward = self.shared.acl.may_forward(src.ip());
-        match plan(&request, edns.as_ref(), &self.index, may_forward) {
+        match plan(&request, edns.as_ref(), &self.index, src.ip(), may_forward) {
             Plan::Respond(msg) => encode(msg, out),
             Plan::Forward => {
                 forward(request, self.sock.clone(), self.shared.clone());

@@ -38,6 +38,7 @@ fn inst(
         tags: Vec::new(),
         status,
         canary: false,
+        networks: Default::default(),
     }
 }
 
@@ -56,7 +57,11 @@ fn catalog(index: u64, services: Vec<(&str, Vec<ServiceInstance>)>) -> Arc<Catal
             (name.to_string(), svc)
         })
         .collect();
-    Arc::new(Catalog { index, services })
+    Arc::new(Catalog {
+        index,
+        services,
+        networks: Default::default(),
+    })
 }
 
 /// web: 3 passing instances on 2 nodes plus a critical one; api: one passing;

@@ -93,6 +93,7 @@ fn service(
             tags: vec![],
             status: HealthStatus::Passing,
             canary: false,
+            networks: Default::default(),
         }],
     }
 }

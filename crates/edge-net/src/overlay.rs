@@ -41,8 +41,11 @@ async fn run(program: &str, args: &[&str]) -> Result<String, NetError> {
     })
 }
 
-fn exists(link: &str) -> bool {
-    std::path::Path::new("/sys/class/net").join(link).exists()
+/// Asked of netlink, not `/sys/class/net`: an agent that joined a network
+/// namespace without mounting a sysfs of its own (the lab's) sees the
+/// host's devices there.
+async fn exists(link: &str) -> bool {
+    run("ip", &["link", "show", "dev", link]).await.is_ok()
 }
 
 /// The device name of a network's VXLAN id (at most 10 bytes).
@@ -71,15 +74,30 @@ pub(crate) fn mtu_for(underlay: Ipv4Addr) -> Result<u32, NetError> {
             message: "no interface of this node holds the address (the agent's --advertise)"
                 .to_string(),
         })?;
-    let path = std::path::Path::new("/sys/class/net")
-        .join(&dev)
-        .join("mtu");
-    let text = std::fs::read_to_string(&path).map_err(|e| NetError::io("read", &path, e))?;
-    let mtu: u32 = text.trim().parse().map_err(|_| NetError::State {
-        path: path.clone(),
-        message: format!("{text:?} is not an MTU"),
+    let command = format!("ip -o link show dev {dev}");
+    let out = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "dev", &dev])
+        .output()
+        .map_err(|e| NetError::Command {
+            command: command.clone(),
+            message: e.to_string(),
+        })?;
+    let mtu = link_mtu(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| NetError::Command {
+        command,
+        message: "no MTU in its answer".to_string(),
     })?;
     Ok(mtu.saturating_sub(VXLAN_OVERHEAD).max(576))
+}
+
+/// The `mtu N` of `ip -o link show` output.
+fn link_mtu(text: &str) -> Option<u32> {
+    let mut words = text.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "mtu" {
+            return words.next()?.parse().ok();
+        }
+    }
+    None
 }
 
 /// Makes the bridge (when the bridge plugin has not yet) and, with an
@@ -93,7 +111,7 @@ pub(crate) async fn ensure(
     underlay: Option<Ipv4Addr>,
     peers: &[Ipv4Addr],
 ) -> Result<(), NetError> {
-    if !exists(bridge) {
+    if !exists(bridge).await {
         run("ip", &["link", "add", "name", bridge, "type", "bridge"]).await?;
     }
     let mtu_text = mtu.map(|m| m.to_string());
@@ -106,7 +124,7 @@ pub(crate) async fn ensure(
         return Ok(());
     };
     let vx = vxlan_name(vni);
-    if !exists(&vx) {
+    if !exists(&vx).await {
         let id = vni.to_string();
         let local = local.to_string();
         run(
@@ -167,10 +185,10 @@ async fn accept_bridged(bridge: &str) -> Result<(), NetError> {
 /// allocation here is on it. Missing pieces are no error.
 pub(crate) async fn remove(bridge: &str, vni: u32) -> Result<(), NetError> {
     let vx = vxlan_name(vni);
-    if exists(&vx) {
+    if exists(&vx).await {
         run("ip", &["link", "delete", &vx]).await?;
     }
-    if exists(bridge) {
+    if exists(bridge).await {
         run("ip", &["link", "delete", bridge]).await?;
     }
     let rule = ["-i", bridge, "-o", bridge, "-j", "ACCEPT"];
@@ -222,6 +240,14 @@ mod tests {
         );
         assert!(entries("").is_empty());
         assert!(entries("garbage dst not-an-ip\n").is_empty());
+    }
+
+    #[test]
+    fn reads_a_links_mtu() {
+        let text = "2: eth0@if9: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP";
+        assert_eq!(link_mtu(text), Some(1500));
+        assert_eq!(link_mtu("mtu"), None);
+        assert_eq!(link_mtu(""), None);
     }
 
     #[test]

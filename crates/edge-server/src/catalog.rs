@@ -87,5 +87,9 @@ fn build(s: &State) -> Catalog {
         }
     }
     edge_api::catalog::finish(&mut services);
-    Catalog { index: 0, services }
+    Catalog {
+        index: 0,
+        services,
+        networks: s.networks.values().map(|n| (n.key(), n.subnet)).collect(),
+    }
 }

@@ -1225,6 +1225,13 @@ async fn read_catalog(
             .filter(|(_, s)| access.allows(&s.namespace, cap))
             .map(|(k, s)| (k.clone(), s.clone()))
             .collect(),
+        // Network keys start with their namespace.
+        networks: cat
+            .networks
+            .iter()
+            .filter(|(k, _)| k.split('/').next().is_some_and(|ns| access.allows(ns, cap)))
+            .map(|(k, s)| (k.clone(), *s))
+            .collect(),
     };
     Ok(json_at(visible.index, &visible))
 }

@@ -1082,3 +1082,143 @@ async fn load_balancers_reach_bridge_copies_on_every_node() {
         assert!(!left.contains(a.id.as_str()), "namespace of {} left", a.id);
     }
 }
+
+/// A named network across two lab nodes: one segment over VXLAN, so a
+/// member on lab-1 reaches one on lab-2 by address and finds it by name
+/// (DNS answers members with their addresses on the network), and a node
+/// that leaves takes its forwarding entries with it.
+#[tokio::test]
+async fn a_named_network_spans_nodes_over_the_overlay() {
+    if !enabled() {
+        return;
+    }
+    let lab = Lab::up(11, 2);
+    let api = &lab.api;
+    ready_nodes(api, 2).await;
+    let src = r#"job "ovl" {
+  constraint {
+    operator = "distinct_hosts"
+    value    = "true"
+  }
+  network "back" {}
+  group "web" {
+    count = 2
+    network {
+      mode     = "bridge"
+      networks = ["back"]
+      port "http" {
+        to = 80
+      }
+    }
+    service {
+      name = "ovl"
+      port = "http"
+    }
+    task "web" {
+      driver = "exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "echo $EDGE_ALLOC_IP > $EDGE_TASK_DIR/index.html && exec busybox httpd -f -p 80 -h $EDGE_TASK_DIR"]
+      }
+      resources {
+        cpu    = 50
+        memory = 32
+      }
+    }
+  }
+}"#;
+    let job = edge_spec::parse_hcl(src, &edge_spec::ParseOptions::default())
+        .unwrap()
+        .job;
+    api.register(&job).await.unwrap();
+    let copies = until(60, "a running member on each node", async || {
+        let mut a = live(api, "ovl").await;
+        a.sort_by_key(node_no);
+        let nodes: BTreeSet<u32> = a.iter().map(node_no).collect();
+        (a.len() == 2 && nodes.len() == 2 && a.iter().all(|a| a.networks.contains_key("back")))
+            .then_some(a)
+    })
+    .await;
+    let ip = |i: usize| copies[i].networks["back"];
+    let nets = api.networks().await.unwrap();
+    let back = nets.iter().find(|n| n.key() == "default/ovl/back").unwrap();
+    assert_eq!(back.nodes.len(), 2, "{back:?}");
+    for i in 0..2 {
+        assert!(
+            back.subnet.contains(ip(i)),
+            "{} outside {}",
+            ip(i),
+            back.subnet
+        );
+    }
+    let in_alloc = |i: usize, cmd: &str| {
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/edge-{}", copies[i].id))
+            .args(["sh", "-c", cmd])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    };
+    for (from, to) in [(0, 1), (1, 0)] {
+        let body = until(
+            30,
+            &format!("member {from} reaches member {to}"),
+            async || {
+                let out = in_alloc(
+                    from,
+                    &format!("timeout 2 busybox wget -q -O - http://{}/", ip(to)),
+                );
+                (out.trim() == ip(to).to_string()).then_some(out)
+            },
+        )
+        .await;
+        assert_eq!(body.trim(), ip(to).to_string());
+    }
+    // By name: the node's DNS, through the member's gateway, answers the
+    // service with the members' addresses on the network.
+    let resolv = std::fs::read_to_string(
+        lab.lab_dir()
+            .join(format!("agent-1/allocs/{}/resolv.conf", copies[0].id)),
+    )
+    .unwrap();
+    let gateway = resolv
+        .lines()
+        .find_map(|l| l.strip_prefix("nameserver "))
+        .unwrap()
+        .to_string();
+    let answer = until(30, "DNS answers the members' addresses", async || {
+        let out = in_alloc(
+            0,
+            &format!("timeout 5 busybox nslookup ovl.service.edge {gateway}"),
+        );
+        (out.contains(&ip(0).to_string()) && out.contains(&ip(1).to_string())).then_some(out)
+    })
+    .await;
+    assert!(!answer.contains(&lab.node_ip(1)), "{answer}");
+    let by_name = in_alloc(
+        0,
+        &format!(
+            "for a in $(busybox nslookup ovl.service.edge {gateway} | sed -n 's/^Address: *//p'); do timeout 2 busybox wget -q -O - http://$a/; done"
+        ),
+    );
+    assert!(by_name.contains(&ip(1).to_string()), "{by_name}");
+    // Lab-1 floods to lab-2's underlay address; once lab-2 is gone (and
+    // marked down), that entry and what was learned of lab-2 go.
+    let fdb = || {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &lab.ns(1), "bridge", "fdb", "show", "dev"])
+            .arg(format!("vx{}", back.vni))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let peer = format!("dst {} ", lab.node_ip(2));
+    assert!(fdb().contains(&peer), "{}", fdb());
+    lab.run(&["kill", "2"]);
+    until(
+        30,
+        "lab-2's forwarding entries removed from lab-1",
+        async || (!fdb().contains(&peer)).then_some(()),
+    )
+    .await;
+}

@@ -579,9 +579,15 @@ async fn a_jobs_named_networks_connect_their_members_and_keep_others_out() {
             .then_some(())
     })
     .await;
-    for bridge in ["edgee2e2", "edgee2e2-0", "edgee2e2-1"] {
-        let _ = Command::new("ip").args(["link", "del", bridge]).status();
-    }
+    // Nothing here uses the named networks any more: their bridges go.
+    until(30, "the named networks' bridges removed", async || {
+        let links = sh("ip -o link show");
+        (!links.contains("edgee2e2-0") && !links.contains("edgee2e2-1")).then_some(())
+    })
+    .await;
+    let _ = Command::new("ip")
+        .args(["link", "del", "edgee2e2"])
+        .status();
 }
 
 /// This host's first global IPv4 address: what a real node advertises.

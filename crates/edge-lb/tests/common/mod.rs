@@ -58,6 +58,7 @@ pub fn inst(service: &str, alloc: &str, addr: SocketAddr, status: HealthStatus) 
         tags: vec![],
         status,
         canary: false,
+        networks: Default::default(),
     }
 }
 
