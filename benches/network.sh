@@ -7,7 +7,10 @@
 #     the host port) against bridge mode through the port mapping, and
 #     allocation to allocation across the bridge, SECS seconds each;
 #  3. TCP connection setup through the port mapping against host
-#     networking, median of N connects.
+#     networking, median of N connects;
+#  4. the overlay: iperf3 from an allocation on one node to one on another
+#     over a named network (VXLAN), against the same two nodes' own
+#     addresses (the underlay), on a two-node deploy/lab.
 # usage: bash benches/network.sh      (EDGE=path SECS=5 N=2000 to change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,9 +38,14 @@ cleanup() {
     kill "$pid" 2>/dev/null || true
   fi
   ip link del "$BRIDGE" 2>/dev/null || true
+  lab down >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
+lab() {
+  EDGE_BIN="$EDGE" EDGE_LAB_DIR="$work/lab" EDGE_LAB_BRIDGE=edgebl0 EDGE_LAB_NS=edge-bl \
+    EDGE_LAB_NET=10.78.9 bash deploy/lab "$@"
+}
 
 echo "== attach / detach"
 cargo bench -q -p edge-net --bench attach -- 30 2>/dev/null | grep -E "attach|detach|skipped"
@@ -140,3 +148,55 @@ EOF
 echo "== TCP connect, $N sequential connects"
 echo "host networking:        $(connects "$(hport host tcp)")"
 echo "bridge, port mapping:   $(connects "$(hport bridge tcp)")"
+
+echo "== overlay: allocation → allocation across two nodes (Gbit/s, ${SECS}s each)"
+"$EDGE" job stop netbench >/dev/null 2>&1 || true
+lab up 2 >/dev/null
+(
+  eval "$(lab env)"
+  cat >"$work/overlay.hcl" <<'EOF'
+job "ovlbench" {
+  constraint {
+    operator = "distinct_hosts"
+    value    = "true"
+  }
+  network "bench" {}
+  group "iperf" {
+    count = 2
+    network {
+      mode     = "bridge"
+      networks = ["bench"]
+    }
+    task "iperf" {
+      driver = "exec"
+      config {
+        command = "iperf3"
+        args    = ["-s", "-p", "5201"]
+      }
+      resources {
+        cpu    = 100
+        memory = 64
+      }
+    }
+  }
+}
+EOF
+  "$EDGE" job run --detach "$work/overlay.hcl" >/dev/null
+  members() {
+    "$EDGE" job status ovlbench -o json | python3 -c '
+import json, sys
+a = [x for x in json.load(sys.stdin)["allocations"] if x["client_status"] == "running" and x.get("networks", {}).get("bench")]
+a.sort(key=lambda x: x["node_name"])
+if len(a) < 2: sys.exit(1)
+print(a[0]["id"], a[1]["networks"]["bench"])'
+  }
+  wait_for 60 "two running members" members
+  read -r from to <<<"$(members)"
+  sleep 1
+  ip netns exec edge-bl-2 iperf3 -s -p 5202 -D -1
+  sleep 0.5
+  under=$(iperf edge-bl-1 10.78.9.12 5202)
+  over=$(iperf "edge-$from" "$to" 5201)
+  echo "underlay, node → node:                      $under"
+  echo "overlay, allocation → allocation (VXLAN):   $over ($(python3 -c "print('%.0f' % (100*$over/$under))") % of the underlay)"
+)

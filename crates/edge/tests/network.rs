@@ -536,7 +536,7 @@ async fn a_jobs_named_networks_connect_their_members_and_keep_others_out() {
     assert!(status.contains("Network back"), "{status}");
     let (ok, ls) = cli(&addr, &["network", "ls"]);
     assert!(
-        ok && ls.contains("front") && ls.contains("client,web"),
+        ok && ls.contains("front") && ls.contains("client,web") && ls.contains("10.215.8."),
         "{ls}"
     );
     let (ok, back) = cli(&addr, &["network", "status", "shop", "back", "-o", "json"]);
@@ -550,6 +550,10 @@ async fn a_jobs_named_networks_connect_their_members_and_keep_others_out() {
         .collect();
     on_back.sort();
     assert_eq!(on_back, ["db", "web"]);
+    // One node here: one slice of the network's subnet, holding both.
+    let slices = back["slices"].as_object().unwrap();
+    assert_eq!(slices.len(), 1, "{back}");
+    assert!(back["subnet"].as_str().unwrap().starts_with("10.215.8."), "{back}");
     let (ok, missing) = cli(&addr, &["network", "status", "shop", "nope"]);
     assert!(
         !ok && missing.contains("declares no network \"nope\""),
