@@ -4,10 +4,7 @@
 //! plugin gets the runtime values (port mappings) only for the
 //! capabilities its configuration declares. This is what libcni does for
 //! containerd and Nomad; the plugins themselves do the netlink and
-//! iptables work. One liberty is taken for speed: a run of plugins that
-//! hand their result on unchanged (`firewall`, `portmap`, `tuning`) after
-//! the interface plugin goes at once, each handed the result it would
-//! have been handed in order, which is the same one.
+//! iptables work.
 
 use crate::error::NetError;
 use serde_json::{Map, Value};
@@ -41,31 +38,6 @@ pub(crate) struct Call<'a> {
 
 fn plugin_type(plugin: &Value) -> &str {
     plugin.get("type").and_then(Value::as_str).unwrap_or("")
-}
-
-/// Plugins that act beside the interface (rules, sysctls) and return the
-/// previous result as it was, so that a run of them can go at once.
-const PASS_THROUGH: &[&str] = &["firewall", "portmap", "tuning"];
-
-fn passes_through(plugin: &Value) -> bool {
-    PASS_THROUGH.contains(&plugin_type(plugin))
-}
-
-/// The list cut into steps: one plugin each, but a run of pass-through
-/// plugins after the first plugin is one step.
-fn steps(plugins: &[Value]) -> Vec<&[Value]> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < plugins.len() {
-        let run = if i > 0 {
-            plugins[i..].iter().take_while(|p| passes_through(p)).count().max(1)
-        } else {
-            1
-        };
-        out.push(&plugins[i..i + run]);
-        i += run;
-    }
-    out
 }
 
 impl Chain {
@@ -121,21 +93,15 @@ impl Chain {
     /// Runs ADD through the list and returns the last plugin's result.
     pub async fn add(&self, call: Call<'_>) -> Result<Value, NetError> {
         let mut prev: Option<Value> = None;
-        for step in steps(&self.plugins) {
-            let runs = step.iter().map(|plugin| {
-                let conf = self.plugin_config(plugin, prev.as_ref(), call.runtime);
-                async move {
-                    let out = self.exec(plugin_type(plugin), "ADD", call, &conf).await?;
-                    serde_json::from_slice::<Value>(&out).map_err(|source| NetError::Result {
-                        plugin: plugin_type(plugin).to_string(),
-                        source,
-                    })
-                }
-            });
-            let results = futures_util::future::try_join_all(runs).await?;
-            // A step of several hands on the first's result: they all
-            // return the one they were given.
-            prev = results.into_iter().next().or(prev);
+        for plugin in &self.plugins {
+            let conf = self.plugin_config(plugin, prev.as_ref(), call.runtime);
+            let out = self.exec(plugin_type(plugin), "ADD", call, &conf).await?;
+            prev = Some(
+                serde_json::from_slice(&out).map_err(|source| NetError::Result {
+                    plugin: plugin_type(plugin).to_string(),
+                    source,
+                })?,
+            );
         }
         Ok(prev.unwrap_or(Value::Null))
     }
@@ -145,15 +111,10 @@ impl Chain {
     /// failure is returned.
     pub async fn del(&self, call: Call<'_>, result: Option<&Value>) -> Result<(), NetError> {
         let mut first = None;
-        for step in steps(&self.plugins).into_iter().rev() {
-            let runs = step.iter().rev().map(|plugin| {
-                let conf = self.plugin_config(plugin, result, call.runtime);
-                async move { self.exec(plugin_type(plugin), "DEL", call, &conf).await }
-            });
-            for r in futures_util::future::join_all(runs).await {
-                if let Err(e) = r {
-                    first.get_or_insert(e);
-                }
+        for plugin in self.plugins.iter().rev() {
+            let conf = self.plugin_config(plugin, result, call.runtime);
+            if let Err(e) = self.exec(plugin_type(plugin), "DEL", call, &conf).await {
+                first.get_or_insert(e);
             }
         }
         first.map_or(Ok(()), Err)
@@ -298,43 +259,6 @@ mod tests {
         );
         assert_eq!(portmap["prevResult"], prev);
         assert_eq!(portmap["name"], "edge");
-    }
-
-    #[test]
-    fn only_pass_through_plugins_after_the_first_share_a_step() {
-        let list: Vec<Value> = ["loopback", "bridge", "firewall", "portmap", "tuning"]
-            .iter()
-            .map(|t| json!({"type": t}))
-            .collect();
-        let types = |steps: Vec<&[Value]>| -> Vec<Vec<String>> {
-            steps
-                .iter()
-                .map(|s| s.iter().map(|p| plugin_type(p).to_string()).collect())
-                .collect()
-        };
-        assert_eq!(
-            types(steps(&list)),
-            [
-                vec!["loopback"],
-                vec!["bridge"],
-                vec!["firewall", "portmap", "tuning"]
-            ]
-        );
-        let odd: Vec<Value> = ["portmap", "bridge", "tuning", "macvlan", "firewall"]
-            .iter()
-            .map(|t| json!({"type": t}))
-            .collect();
-        assert_eq!(
-            types(steps(&odd)),
-            [
-                vec!["portmap"],
-                vec!["bridge"],
-                vec!["tuning"],
-                vec!["macvlan"],
-                vec!["firewall"]
-            ]
-        );
-        assert!(steps(&[]).is_empty());
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Allocation networking: each bridge-mode allocation gets a network
 //! namespace of its own with a veth into the node's bridge (or one into
-//! each named network it joins), an address from the bridge's subnet,
-//! outbound NAT and its ports mapped from the host, all done by the
-//! standard CNI plugins (`bridge`, `host-local`, `firewall`, `portmap`,
-//! `tuning`) that this crate drives (`cni.rs`). Bridges are isolated from
-//! each other (the firewall plugin's `ingressPolicy: same-bridge`). A
+//! each named network it joins) and an address from the bridge's subnet,
+//! made by the standard CNI plugins (`loopback`, `bridge`, `host-local`,
+//! `tuning`) that this crate drives (`cni.rs`), and outbound NAT, its
+//! ports mapped from the host and the isolation of bridges from each
+//! other, by edge's own iptables rules (`rules.rs`: the `firewall` and
+//! `portmap` plugins' rule-per-allocation was most of a start). A
 //! named network spans nodes: the server gives it a subnet and each node a
 //! slice, and a VXLAN device in its bridge joins the nodes' halves into
 //! one segment (`overlay.rs`).
@@ -14,6 +15,7 @@ pub mod error;
 mod named;
 mod netns;
 mod overlay;
+mod rules;
 
 pub use edge_spec::Subnet;
 pub use edge_spec::network::MAX_VNI;
@@ -39,7 +41,7 @@ const NETNS_PREFIX: &str = "edge-";
 const NETWORK_NAME: &str = "edge";
 /// Where agents hold a lock per bridge: two agents on one host (a lab)
 /// must not hand out addresses from one subnet with two lease stores.
-const LOCK_DIR: &str = "/run/edge-net";
+pub(crate) const LOCK_DIR: &str = "/run/edge-net";
 
 /// How the agent's bridge networking is set up (agent flags).
 #[derive(Debug, Clone)]
@@ -119,11 +121,10 @@ pub struct Orphan {
 }
 
 /// What the agent writes for an allocation before its namespace exists:
-/// enough to remove everything after a crash (portmap removes no rule
-/// without the mappings, and each network's chain needs its DEL).
+/// enough to remove everything after a crash (each network's chain needs
+/// its DEL; the port mappings are found by their comment).
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Marker {
-    ports: Vec<PortMapping>,
     networks: Vec<String>,
 }
 
@@ -137,6 +138,9 @@ pub struct BridgeNetwork {
     mtu: Option<u32>,
     default: NetDef,
     named: Mutex<Registry>,
+    /// Bridges whose rules this agent has put in (or found) since it
+    /// started: later attaches skip the checks.
+    ruled: tokio::sync::Mutex<BTreeSet<String>>,
     /// Held for the agent's life; the kernel drops it when the agent dies.
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
@@ -204,6 +208,7 @@ impl BridgeNetwork {
             ("ip", "iproute2"),
             ("bridge", "iproute2"),
             ("iptables", "iptables"),
+            ("iptables-restore", "iptables"),
         ] {
             if !on_path(program) {
                 return Err(NetError::MissingProgram { program, package });
@@ -234,6 +239,7 @@ impl BridgeNetwork {
             });
         }
         let lock = lock_bridge(&cfg.bridge)?;
+        rules::ensure_base()?;
         for dir in ["ipam", "netns"] {
             std::fs::create_dir_all(cfg.state_dir.join(dir))
                 .map_err(|e| NetError::io("create", cfg.state_dir.join(dir), e))?;
@@ -252,6 +258,7 @@ impl BridgeNetwork {
             cfg,
             default,
             named: Mutex::new(named),
+            ruled: tokio::sync::Mutex::new(BTreeSet::new()),
             _lock: lock,
         })
     }
@@ -354,9 +361,8 @@ impl BridgeNetwork {
     async fn remove_network(&self, def: &NetDef) -> Result<(), NetError> {
         let vni = def.overlay.as_ref().map_or(0, |o| o.vni);
         overlay::remove(&def.bridge, vni).await?;
-        // The firewall plugin keeps its isolation rules per bridge; they
-        // name only this bridge, so they go with it.
-        firewall_rules_of(&def.bridge).await;
+        rules::remove_bridge(&def.bridge, def.subnet).await?;
+        self.ruled.lock().await.remove(&def.bridge);
         let leases = self.cfg.state_dir.join("ipam").join(&def.cni_name);
         match std::fs::remove_dir_all(&leases) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -394,7 +400,6 @@ impl BridgeNetwork {
         // namespace this agent can tell is its own and can remove.
         let marker = self.marker(alloc_id);
         let record = Marker {
-            ports: ports.to_vec(),
             networks: networks.to_vec(),
         };
         std::fs::write(&marker, serde_json::to_vec(&record).unwrap_or_default())
@@ -402,7 +407,7 @@ impl BridgeNetwork {
         let path = netns::add(&name).await?;
         let mut interfaces = Vec::with_capacity(defs.len());
         for (i, def) in defs.iter().enumerate() {
-            match self.add_interface(alloc_id, &path, def, i, ports).await {
+            match self.add_interface(alloc_id, &path, def, i).await {
                 Ok(iface) => interfaces.push(iface),
                 Err(e) => {
                     let partial = Attachment {
@@ -429,16 +434,39 @@ impl BridgeNetwork {
             interfaces,
             resolver: None,
         };
-        if let Some(dns) = self.cfg.dns.filter(|d| !d.ip().is_loopback()) {
-            if let Err(e) = netns::redirect_dns(&name, gateway, dns).await {
-                if let Err(undo) = self.detach(alloc_id, Some(&att)).await {
-                    tracing::warn!(alloc = alloc_id, error = %undo, "cannot undo a failed attach");
-                }
-                return Err(e);
+        if let Err(e) = self.rules_up(alloc_id, &name, &defs, &mut att).await {
+            if let Err(undo) = self.detach(alloc_id, Some(&att)).await {
+                tracing::warn!(alloc = alloc_id, error = %undo, "cannot undo a failed attach");
             }
-            att.resolver = Some(gateway);
+            return Err(e);
         }
         Ok(att)
+    }
+
+    /// The rules around the allocation's interfaces: its bridges' (once
+    /// per bridge), its port mappings, and its resolver.
+    async fn rules_up(
+        &self,
+        alloc_id: &str,
+        name: &str,
+        defs: &[NetDef],
+        att: &mut Attachment,
+    ) -> Result<(), NetError> {
+        {
+            let mut ruled = self.ruled.lock().await;
+            for def in defs {
+                if !ruled.contains(&def.bridge) {
+                    rules::ensure_bridge(&def.bridge, def.subnet).await?;
+                    ruled.insert(def.bridge.clone());
+                }
+            }
+        }
+        rules::map_ports(alloc_id, att.address, &att.ports).await?;
+        if let Some(dns) = self.cfg.dns.filter(|d| !d.ip().is_loopback()) {
+            netns::redirect_dns(name, att.gateway, dns).await?;
+            att.resolver = Some(att.gateway);
+        }
+        Ok(())
     }
 
     async fn add_interface(
@@ -447,11 +475,10 @@ impl BridgeNetwork {
         netns: &Path,
         def: &NetDef,
         index: usize,
-        ports: &[PortMapping],
     ) -> Result<Interface, NetError> {
         let primary = index == 0;
         let chain = chain(&self.cfg, def, primary, self.mtu);
-        let runtime = runtime(if primary { ports } else { &[] });
+        let runtime = Map::new();
         let ifname = format!("eth{index}");
         let call = call(alloc_id, netns, &ifname, &runtime);
         let result = match chain.add(call).await {
@@ -483,8 +510,8 @@ impl BridgeNetwork {
 
     /// Removes the allocation's mappings, leases, veths and namespace.
     /// Safe to repeat, and with `att` unknown (after a crash) the marker
-    /// says which networks and ports, and the plugins find what they made
-    /// by the allocation id.
+    /// says which networks, the plugins find what they made by the
+    /// allocation id, and the mappings are found by their comment.
     pub async fn detach(&self, alloc_id: &str, att: Option<&Attachment>) -> Result<(), NetError> {
         check_id(alloc_id)?;
         let name = format!("{NETNS_PREFIX}{alloc_id}");
@@ -493,7 +520,6 @@ impl BridgeNetwork {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        let ports = att.map_or(marked.ports.as_slice(), |a| a.ports.as_slice());
         let keys: Vec<String> = match att {
             Some(a) if !a.interfaces.is_empty() => a
                 .interfaces
@@ -504,11 +530,11 @@ impl BridgeNetwork {
             _ => marked.networks,
         };
         let defs = self.defs(&keys, false)?;
-        let mut first_error = None;
+        let mut first_error = rules::unmap_ports(alloc_id).await.err();
+        let runtime = Map::new();
         for (i, def) in defs.iter().enumerate().rev() {
             let primary = i == 0;
             let chain = chain(&self.cfg, def, primary, self.mtu);
-            let runtime = runtime(if primary { ports } else { &[] });
             let ifname = format!("eth{i}");
             let cached = att
                 .and_then(|a| a.interfaces.iter().find(|f| f.ifname == ifname))
@@ -580,18 +606,14 @@ impl BridgeNetwork {
     }
 }
 
-/// The configuration list of one interface, Nomad's bridge list in
-/// substance. The first interface has loopback, the bridge with host-local
-/// addresses, the default route and masquerade, the firewall plugin (so a
-/// host whose FORWARD policy drops, as Docker's does, still forwards the
-/// allocations' traffic; `same-bridge` drops what comes from another
-/// bridge, which is what keeps networks apart), port mappings (with SNAT,
-/// so a mapping answers on 127.0.0.1 and from the bridge itself), and
-/// tuning, which lets a task that is not root listen below 1024 inside its
-/// own namespace, as Docker allows. Further interfaces only join their
-/// bridge: no route beyond its subnet, no NAT, no ports. A named network's
-/// addresses come from this node's slice of its subnet, with the MTU its
-/// VXLAN device leaves.
+/// The configuration list of one interface. The first interface has
+/// loopback, the bridge with host-local addresses and the default route,
+/// and tuning, which lets a task that is not root listen below 1024
+/// inside its own namespace, as Docker allows. Further interfaces only
+/// join their bridge: no route beyond its subnet. NAT, port mappings and
+/// isolation are edge's own rules (`rules.rs`), so no plugin here touches
+/// iptables. A named network's addresses come from this node's slice of
+/// its subnet, with the MTU its VXLAN device leaves.
 fn chain(cfg: &BridgeConfig, def: &NetDef, primary: bool, mtu: Option<u32>) -> cni::Chain {
     let routes = if primary {
         json!([{"dst": "0.0.0.0/0"}])
@@ -607,7 +629,7 @@ fn chain(cfg: &BridgeConfig, def: &NetDef, primary: bool, mtu: Option<u32>) -> c
         "type": "bridge",
         "bridge": def.bridge,
         "isGateway": true,
-        "ipMasq": primary,
+        "ipMasq": false,
         "hairpinMode": true,
         "ipam": {
             "type": "host-local",
@@ -619,22 +641,14 @@ fn chain(cfg: &BridgeConfig, def: &NetDef, primary: bool, mtu: Option<u32>) -> c
     if let (Some(m), Some(_)) = (mtu, &def.overlay) {
         bridge["mtu"] = json!(m);
     }
-    let firewall = json!({
-        "type": "firewall",
-        "backend": "iptables",
-        "iptablesAdminChainName": "EDGE-ADMIN",
-        "ingressPolicy": "same-bridge",
-    });
     let plugins = if primary {
         vec![
             json!({"type": "loopback"}),
             bridge,
-            firewall,
-            json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}),
             json!({"type": "tuning", "sysctl": {"net.ipv4.ip_unprivileged_port_start": "0"}}),
         ]
     } else {
-        vec![bridge, firewall]
+        vec![bridge]
     };
     cni::Chain {
         name: def.cni_name.clone(),
@@ -659,20 +673,6 @@ fn call<'a>(
     }
 }
 
-fn runtime(ports: &[PortMapping]) -> Map<String, Value> {
-    let mappings: Vec<Value> = ports
-        .iter()
-        .flat_map(|p| {
-            ["tcp", "udp"].map(|proto| {
-                json!({"hostPort": p.host, "containerPort": p.container, "protocol": proto})
-            })
-        })
-        .collect();
-    let mut m = Map::new();
-    m.insert("portMappings".into(), Value::Array(mappings));
-    m
-}
-
 /// The first IPv4 address of a CNI result (`"ips": [{"address": "a.b.c.d/n"}]`).
 fn ipv4(result: &Value) -> Option<Ipv4Addr> {
     result
@@ -682,50 +682,6 @@ fn ipv4(result: &Value) -> Option<Ipv4Addr> {
         .filter_map(|ip| ip.get("address")?.as_str())
         .filter_map(|a| a.split('/').next()?.parse().ok())
         .next()
-}
-
-/// Removes the firewall plugin's isolation rules that name `bridge`
-/// (it leaves them behind by design when the last container goes).
-async fn firewall_rules_of(bridge: &str) {
-    let Ok(out) = tokio::process::Command::new("iptables")
-        .args(["-w", "-S"])
-        .output()
-        .await
-    else {
-        return;
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    for rule in stale_rules(&text, bridge) {
-        let mut args = vec!["-w".to_string()];
-        args.extend(rule);
-        let _ = tokio::process::Command::new("iptables")
-            .args(&args)
-            .output()
-            .await;
-    }
-}
-
-/// The `-D` commands for rules of `iptables -S` output naming interface
-/// `bridge` (`-i` or `-o`).
-fn stale_rules(text: &str, bridge: &str) -> Vec<Vec<String>> {
-    text.lines()
-        .filter_map(|line| {
-            // Quoted as a shell would read it (comments hold spaces).
-            let words = shlex::split(line)?;
-            let (first, rest) = words.split_first()?;
-            if first != "-A" {
-                return None;
-            }
-            let names = rest
-                .windows(2)
-                .any(|w| matches!(w[0].as_str(), "-i" | "-o") && w[1] == bridge);
-            names.then(|| {
-                std::iter::once("-D".to_string())
-                    .chain(rest.iter().cloned())
-                    .collect()
-            })
-        })
-        .collect()
 }
 
 /// host-local's leases: one file per address, holding the container id.
@@ -773,50 +729,6 @@ mod tests {
         assert_eq!(ipv4(&r), Some(Ipv4Addr::new(172, 26, 64, 7)));
         assert_eq!(ipv4(&json!({"ips": [{"address": "fd00::2/64"}]})), None);
         assert_eq!(ipv4(&json!({})), None);
-    }
-
-    #[test]
-    fn ports_map_tcp_and_udp() {
-        let m = runtime(&[PortMapping {
-            host: 20000,
-            container: 80,
-        }]);
-        assert_eq!(
-            m["portMappings"],
-            json!([
-                {"hostPort": 20000, "containerPort": 80, "protocol": "tcp"},
-                {"hostPort": 20000, "containerPort": 80, "protocol": "udp"}
-            ])
-        );
-    }
-
-    #[test]
-    fn finds_the_rules_naming_a_bridge() {
-        let text = "\
--P FORWARD ACCEPT
--N CNI-ISOLATION-STAGE-1
--A CNI-ISOLATION-STAGE-1 -i edge0-1 ! -o edge0-1 -j CNI-ISOLATION-STAGE-2
--A CNI-ISOLATION-STAGE-2 -o edge0-1 -m comment --comment \"CNI firewall plugin rules (ingressPolicy: same-bridge)\" -j DROP
--A CNI-ISOLATION-STAGE-2 -o edge0-10 -j DROP
--A EDGE-ADMIN -i edge0-1 -o edge0-1 -j ACCEPT
-";
-        let rules = stale_rules(text, "edge0-1");
-        assert_eq!(rules.len(), 3);
-        assert_eq!(
-            rules[1],
-            [
-                "-D",
-                "CNI-ISOLATION-STAGE-2",
-                "-o",
-                "edge0-1",
-                "-m",
-                "comment",
-                "--comment",
-                "CNI firewall plugin rules (ingressPolicy: same-bridge)",
-                "-j",
-                "DROP"
-            ]
-        );
     }
 
     #[test]

@@ -51,31 +51,13 @@ pub(crate) async fn redirect_dns(
     gateway: std::net::Ipv4Addr,
     dns: std::net::SocketAddrV4,
 ) -> Result<(), NetError> {
-    let gw = format!("{gateway}/32");
-    let to = dns.to_string();
-    for proto in ["udp", "tcp"] {
-        ip(&[
-            "netns",
-            "exec",
-            name,
-            "iptables",
-            "-w",
-            "-t",
-            "nat",
-            "-A",
-            "OUTPUT",
-            "-d",
-            &gw,
-            "-p",
-            proto,
-            "--dport",
-            "53",
-            "-j",
-            "DNAT",
-            "--to-destination",
-            &to,
-        ])
-        .await?;
-    }
-    Ok(())
+    let lines: Vec<String> = ["udp", "tcp"]
+        .iter()
+        .map(|proto| {
+            format!(
+                "-A OUTPUT -d {gateway}/32 -p {proto} -m {proto} --dport 53 -j DNAT --to-destination {dns}"
+            )
+        })
+        .collect();
+    crate::rules::restore(Some(name), "nat", &lines).await
 }

@@ -16,10 +16,6 @@ pub(crate) const VXLAN_OVERHEAD: u32 = 50;
 /// The all-zero MAC: the forwarding entry for broadcast and unknown
 /// destinations.
 const FLOOD: &str = "00:00:00:00:00:00";
-/// The firewall plugin's admin chain, which its FORWARD chain consults
-/// first: members on other nodes come in through the bridge, not from a
-/// local veth, so no per-allocation rule of the plugin accepts them.
-pub(crate) const ADMIN_CHAIN: &str = "EDGE-ADMIN";
 
 async fn run(program: &str, args: &[&str]) -> Result<String, NetError> {
     let command = || format!("{program} {}", args.join(" "));
@@ -119,7 +115,6 @@ pub(crate) async fn ensure(
         run("ip", &["link", "set", "dev", bridge, "mtu", m]).await?;
     }
     run("ip", &["link", "set", "dev", bridge, "up"]).await?;
-    accept_bridged(bridge).await?;
     let Some(local) = underlay else {
         return Ok(());
     };
@@ -162,27 +157,8 @@ pub(crate) async fn ensure(
     Ok(())
 }
 
-/// Lets traffic between the bridge's ports through a FORWARD chain that
-/// drops (Docker's policy), for a host that passes bridged frames to
-/// iptables (`br_netfilter`).
-async fn accept_bridged(bridge: &str) -> Result<(), NetError> {
-    if run("iptables", &["-w", "-n", "-L", ADMIN_CHAIN])
-        .await
-        .is_err()
-    {
-        run("iptables", &["-w", "-N", ADMIN_CHAIN]).await?;
-    }
-    let rule = ["-i", bridge, "-o", bridge, "-j", "ACCEPT"];
-    let check: Vec<&str> = ["-w", "-C", ADMIN_CHAIN].into_iter().chain(rule).collect();
-    if run("iptables", &check).await.is_err() {
-        let add: Vec<&str> = ["-w", "-I", ADMIN_CHAIN].into_iter().chain(rule).collect();
-        run("iptables", &add).await?;
-    }
-    Ok(())
-}
-
-/// Removes the network's VXLAN device, bridge and accept rule, once no
-/// allocation here is on it. Missing pieces are no error.
+/// Removes the network's VXLAN device and bridge, once no allocation here
+/// is on it. Missing pieces are no error.
 pub(crate) async fn remove(bridge: &str, vni: u32) -> Result<(), NetError> {
     let vx = vxlan_name(vni);
     if exists(&vx).await {
@@ -191,9 +167,6 @@ pub(crate) async fn remove(bridge: &str, vni: u32) -> Result<(), NetError> {
     if exists(bridge).await {
         run("ip", &["link", "delete", bridge]).await?;
     }
-    let rule = ["-i", bridge, "-o", bridge, "-j", "ACCEPT"];
-    let del: Vec<&str> = ["-w", "-D", ADMIN_CHAIN].into_iter().chain(rule).collect();
-    while run("iptables", &del).await.is_ok() {}
     Ok(())
 }
 

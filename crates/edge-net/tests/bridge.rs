@@ -247,7 +247,7 @@ async fn named_networks_reach_their_members_and_nothing_else() {
         assigned(&back, 2, "10.214.9.0/24", "10.214.9.0/26"),
     ];
     let err = net
-        .attach("netnamed-early", &[], &[front.clone()])
+        .attach("netnamed-early", &[], std::slice::from_ref(&front))
         .await
         .unwrap_err();
     assert!(

@@ -553,7 +553,13 @@ async fn a_jobs_named_networks_connect_their_members_and_keep_others_out() {
     // One node here: one slice of the network's subnet, holding both.
     let slices = back["slices"].as_object().unwrap();
     assert_eq!(slices.len(), 1, "{back}");
-    assert!(back["subnet"].as_str().unwrap().starts_with("10.215.8."), "{back}");
+    // From the pool given, one /24 per network.
+    let pool: edge_spec::Subnet = "10.215.8.0/22".parse().unwrap();
+    let subnet: edge_spec::Subnet = back["subnet"].as_str().unwrap().parse().unwrap();
+    assert!(
+        pool.contains(subnet.network) && subnet.prefix == 24,
+        "{back}"
+    );
     let (ok, missing) = cli(&addr, &["network", "status", "shop", "nope"]);
     assert!(
         !ok && missing.contains("declares no network \"nope\""),

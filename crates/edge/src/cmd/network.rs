@@ -72,7 +72,10 @@ async fn networks(g: &Global) -> anyhow::Result<Vec<NetworkView>> {
                     o.nodes
                         .keys()
                         .filter_map(|id| {
-                            let name = names.get(id).cloned().unwrap_or_else(|| short(id).to_string());
+                            let name = names
+                                .get(id)
+                                .cloned()
+                                .unwrap_or_else(|| short(id).to_string());
                             Some((name, o.slice(id)?))
                         })
                         .collect()
@@ -128,8 +131,11 @@ pub async fn run(g: &Global, c: NetworkCommand) -> anyhow::Result<u8> {
                     "Node slices",
                 ]);
                 for n in &list {
-                    let slices: Vec<String> =
-                        n.slices.iter().map(|(node, s)| format!("{node}={s}")).collect();
+                    let slices: Vec<String> = n
+                        .slices
+                        .iter()
+                        .map(|(node, s)| format!("{node}={s}"))
+                        .collect();
                     t.add_row(vec![
                         edge_spec::job_key(&n.namespace, &n.job),
                         n.name.clone(),
