@@ -66,16 +66,7 @@ impl AllocRunner {
         if !live {
             return Vec::new();
         }
-        g.job
-            .group(&g.alloc.group)
-            .map(|grp| {
-                grp.network
-                    .networks
-                    .iter()
-                    .map(|n| edge_spec::NamedNetwork::key(&g.job.namespace, &g.job.id, n))
-                    .collect()
-            })
-            .unwrap_or_default()
+        network_keys(&g)
     }
 
     pub fn spawn(ctx: Arc<RunCtx>, local: LocalAlloc) -> AllocRunner {
@@ -470,6 +461,20 @@ fn not_started(ctx: &RunCtx, shared: &Mutex<LocalAlloc>, names: &[String], why: 
     publish(ctx, &g);
 }
 
+/// The keys of the named networks the allocation's group joins.
+fn network_keys(g: &LocalAlloc) -> Vec<String> {
+    g.job
+        .group(&g.alloc.group)
+        .map(|grp| {
+            grp.network
+                .networks
+                .iter()
+                .map(|n| edge_spec::NamedNetwork::key(&g.job.namespace, &g.job.id, n))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Gives a bridge-mode allocation its namespace before any task starts:
 /// the one in local state while it still exists (the agent restarted),
 /// else a new one (a reboot took the old one: its lease goes first).
@@ -482,17 +487,7 @@ async fn network_up(ctx: &RunCtx, shared: &Mutex<LocalAlloc>) -> Result<(), Stri
     };
     let (id, saved, ports, runs, keys) = {
         let g = lock(shared);
-        let keys: Vec<String> = g
-            .job
-            .group(&g.alloc.group)
-            .map(|grp| {
-                grp.network
-                    .networks
-                    .iter()
-                    .map(|n| edge_spec::NamedNetwork::key(&g.job.namespace, &g.job.id, n))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let keys = network_keys(&g);
         let ports: Vec<edge_net::PortMapping> = g
             .alloc
             .resources

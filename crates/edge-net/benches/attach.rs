@@ -42,6 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(Into::into)
             .collect(),
         dns: None,
+        mtu: edge_net::DEFAULT_MTU,
     }) {
         Ok(net) => net,
         Err(e) => {

@@ -11,7 +11,7 @@ pub(crate) fn path(name: &str) -> PathBuf {
     Path::new(DIR).join(name)
 }
 
-async fn ip(args: &[&str]) -> Result<(), NetError> {
+pub(crate) async fn ip(args: &[&str]) -> Result<(), NetError> {
     let out = tokio::process::Command::new("ip")
         .args(args)
         .kill_on_drop(true)

@@ -159,7 +159,12 @@ pub(crate) async fn ensure(
 
 /// Removes the network's VXLAN device and bridge, once no allocation here
 /// is on it. Missing pieces are no error.
-pub(crate) async fn remove(bridge: &str, vni: u32) -> Result<(), NetError> {
+pub(crate) async fn remove(
+    bridge: &str,
+    vni: u32,
+    devices: &tokio::sync::Mutex<()>,
+) -> Result<(), NetError> {
+    let _one = devices.lock().await;
     let vx = vxlan_name(vni);
     if exists(&vx).await {
         run("ip", &["link", "delete", &vx]).await?;

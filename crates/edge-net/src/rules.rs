@@ -130,15 +130,7 @@ pub(crate) async fn restore(
 pub(crate) fn ensure_base() -> Result<(), NetError> {
     // Agents on one host (a lab, or two bridges) start at once: one looks
     // and adds at a time, so no jump is put in twice.
-    std::fs::create_dir_all(crate::LOCK_DIR)
-        .map_err(|e| NetError::io("create", crate::LOCK_DIR, e))?;
-    let path = std::path::Path::new(crate::LOCK_DIR).join("rules.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| NetError::io("open", &path, e))?;
+    let (file, path) = crate::lock_file("rules.lock")?;
     let _held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, errno)| NetError::io("lock", &path, errno.into()))?;
     for (table, chain) in [

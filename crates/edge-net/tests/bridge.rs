@@ -28,6 +28,7 @@ fn network(dir: &std::path::Path, bridge: &str, subnet: &str) -> BridgeNetwork {
             .map(Into::into)
             .collect(),
         dns: None,
+        mtu: edge_net::DEFAULT_MTU,
     })
     .expect("bridge networking on this machine")
 }
@@ -200,6 +201,7 @@ async fn a_second_agent_on_the_same_bridge_is_refused() {
             .map(Into::into)
             .collect(),
         dns: None,
+        mtu: edge_net::DEFAULT_MTU,
     })
     .unwrap_err()
     .to_string();
@@ -250,10 +252,7 @@ async fn named_networks_reach_their_members_and_nothing_else() {
         .attach("netnamed-early", &[], std::slice::from_ref(&front))
         .await
         .unwrap_err();
-    assert!(
-        err.to_string().contains("no subnet on this node yet"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("no subnet on this node"), "{err}");
     net.sync(&defs, None).await.unwrap();
     // A client only on front, the web app on both, the database only on
     // back, and an allocation of another job on the default bridge.

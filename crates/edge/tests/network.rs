@@ -254,6 +254,7 @@ async fn bridge_allocations_share_port_80_survive_an_agent_kill_and_leave_nothin
                 .map(Into::into)
                 .collect(),
             dns: None,
+            mtu: edge_net::DEFAULT_MTU,
         })
         .unwrap();
         net.attach("crashed-0000", &[], &[]).await.unwrap();

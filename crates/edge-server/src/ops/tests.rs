@@ -81,6 +81,7 @@ struct World {
     s: State,
     env: Env,
     cfg: SchedulerConfig,
+    overlay: OverlayPool,
 }
 
 impl World {
@@ -89,6 +90,7 @@ impl World {
             s: State::default(),
             env: env(),
             cfg: SchedulerConfig::default(),
+            overlay: OverlayPool::default(),
         }
     }
 
@@ -124,13 +126,9 @@ impl World {
                 return;
             }
             for id in ready {
-                if let Some((b, _)) = schedule::evaluate(
-                    &self.s,
-                    &mut self.env,
-                    &self.cfg,
-                    &OverlayPool::default(),
-                    &id,
-                ) {
+                if let Some((b, _)) =
+                    schedule::evaluate(&self.s, &mut self.env, &self.cfg, &self.overlay, &id)
+                {
                     self.commit(b);
                 }
             }
@@ -1419,4 +1417,108 @@ fn namespaces_keep_same_named_jobs_apart() {
     w.commit(super::namespaces::delete(&w.s, "prod").unwrap());
     assert!(w.s.namespace("prod").is_none());
     assert!(w.s.namespace("default").is_some(), "default always exists");
+}
+
+/// A job whose bridge group of `count` copies, one per node, joins its
+/// network `back`.
+fn networked(id: &str, count: u32) -> Job {
+    let src = format!(
+        r#"job "{id}" {{
+  constraint {{
+    operator = "distinct_hosts"
+    value    = "true"
+  }}
+  network "back" {{}}
+  group "g" {{
+    count = {count}
+    network {{
+      mode     = "bridge"
+      networks = ["back"]
+    }}
+    task "t" {{
+      driver = "exec"
+      config {{
+        command = "/bin/sleep"
+      }}
+      resources {{
+        cpu    = 100
+        memory = 64
+      }}
+    }}
+  }}
+}}"#
+    );
+    let job = edge_spec::parse_hcl(&src, &edge_spec::ParseOptions::default())
+        .expect("test job parses")
+        .job;
+    jobs::prepare(job, &DriverConfigs::default()).expect("test job is valid")
+}
+
+#[test]
+fn named_networks_get_a_subnet_and_a_slice_per_node_until_purged() {
+    let mut w = World::new();
+    w.overlay = OverlayPool::new("10.9.0.0/23".parse().unwrap(), 24, 26).unwrap();
+    for id in ["a", "b", "c"] {
+        w.join(id);
+        w.set_node(id, |n| {
+            n.attributes
+                .insert(edge_spec::BRIDGE_ATTRIBUTE.to_string(), "true".to_string());
+        });
+    }
+    w.submit(networked("shop", 2));
+    w.settle();
+    let shop = &w.s.networks["default/shop/back"];
+    assert_eq!(
+        (shop.vni, shop.subnet.to_string().as_str()),
+        (1, "10.9.0.0/24")
+    );
+    let placed: std::collections::BTreeSet<&str> = w
+        .allocs("shop")
+        .iter()
+        .map(|a| a.node_id.as_str())
+        .collect();
+    let sliced: std::collections::BTreeSet<&str> = shop.nodes.keys().map(String::as_str).collect();
+    assert_eq!(placed, sliced);
+    let slices: std::collections::BTreeSet<String> = placed
+        .iter()
+        .map(|n| shop.slice(n).unwrap().to_string())
+        .collect();
+    assert_eq!(slices.len(), 2, "{slices:?}");
+
+    // A second job's network gets the next subnet and id; a third finds
+    // the pool full and gets none (its members are refused on the node).
+    w.submit(networked("blog", 1));
+    w.settle();
+    let blog = &w.s.networks["default/blog/back"];
+    assert_eq!(
+        (blog.vni, blog.subnet.to_string().as_str()),
+        (2, "10.9.1.0/24")
+    );
+    w.submit(networked("full", 1));
+    w.settle();
+    assert!(!w.s.networks.contains_key("default/full/back"));
+
+    // Scaling up adds the new node's slice and keeps the others.
+    let before = w.s.networks["default/shop/back"].clone();
+    w.submit(networked("shop", 3));
+    w.settle();
+    let after = &w.s.networks["default/shop/back"];
+    assert_eq!(after.nodes.len(), 3);
+    assert!(before.nodes.iter().all(|(n, i)| after.nodes[n] == *i));
+
+    // Stopped, the network stays (a restart keeps its addresses); purged,
+    // it goes and its subnet is free again.
+    let (b, _) = jobs::stop(&w.s, &mut w.env, ("default", "blog"), false).unwrap();
+    w.commit(b);
+    assert!(w.s.networks.contains_key("default/blog/back"));
+    let (b, _) = jobs::stop(&w.s, &mut w.env, ("default", "blog"), true).unwrap();
+    assert_eq!(b.delete_networks, ["default/blog/back"]);
+    w.commit(b);
+    w.settle();
+    w.submit(networked("full", 2));
+    w.settle();
+    assert_eq!(
+        w.s.networks["default/full/back"].subnet.to_string(),
+        "10.9.1.0/24"
+    );
 }

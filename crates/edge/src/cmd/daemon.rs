@@ -140,6 +140,11 @@ pub struct NetworkArgs {
     /// first address). Leases are kept in the data dir across restarts.
     #[arg(long, default_value = edge_net::DEFAULT_SUBNET)]
     pub bridge_subnet: edge_net::Subnet,
+    /// The bridge's MTU. Large by default, as loopback's: host-to-allocation
+    /// traffic never crosses a wire, and TCP's MSS and path MTU discovery
+    /// size what leaves the node. 1500 gives Docker's behaviour.
+    #[arg(long, default_value_t = edge_net::DEFAULT_MTU, value_parser = clap::value_parser!(u32).range(576..=65535))]
+    pub bridge_mtu: u32,
     /// Where the CNI plugins are, `:`-separated.
     #[arg(
         long,
@@ -162,6 +167,7 @@ impl NetworkArgs {
         };
         (!self.no_bridge).then(|| edge_net::BridgeConfig {
             dns,
+            mtu: self.bridge_mtu,
             bridge: self.bridge_name.clone(),
             subnet: self.bridge_subnet,
             underlay: advertise.parse().ok(),
