@@ -57,7 +57,7 @@ pub enum NetError {
     #[error("this node is on {max} named networks already")]
     TooManyNetworks { max: u32 },
     #[error(
-        "network {key} has no subnet on this node: the server hands one out when it places a member here, unless its network pool or the network's node slices are full (the server's log says which)"
+        "network {key} has no subnet on this node: the server hands one out when it places a member here, unless its network pool or the network's node slices are full (the evaluation that placed it says which)"
     )]
     UnknownNetwork { key: String },
     #[error("{path}: {message}")]

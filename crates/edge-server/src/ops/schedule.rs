@@ -92,16 +92,18 @@ pub(crate) fn evaluate(
     let plan = schedule(s.jobs.get(&key), eval, &snap);
     let placed = plan.place.len();
     let mut batch = apply(s, env, eval, plan);
-    record_networks(s, overlay, &mut batch);
+    record_networks(s, overlay, eval_id, &mut batch);
     Some((batch, placed))
 }
 
 /// Gives each named network a placement joins a subnet and VXLAN id of
 /// the cluster's pool (the first time) and the placement's node a slice
 /// of it (the first time a member runs there), kept until the job is
-/// purged. A full pool or network is logged; the agent then refuses the
-/// allocation, naming the network.
-fn record_networks(s: &State, pool: &OverlayPool, batch: &mut Batch) {
+/// purged. A full pool or network is said in the evaluation's
+/// description; the agent then refuses the allocation, naming the
+/// network.
+fn record_networks(s: &State, pool: &OverlayPool, eval_id: &str, batch: &mut Batch) {
+    let mut problems: Vec<String> = Vec::new();
     let placed: Vec<(String, String, String, String)> = batch
         .allocs
         .iter()
@@ -129,7 +131,10 @@ fn record_networks(s: &State, pool: &OverlayPool, batch: &mut Batch) {
                 None => {
                     let taken = s.networks.values().chain(batch.networks.iter());
                     let Some((vni, subnet)) = pool.next_network(taken) else {
-                        tracing::warn!(network = %key, pool = %pool.pool, "the network pool is full: no subnet for the network (server flags --network-pool, --network-prefix)");
+                        problems.push(format!(
+                            "network {key}: the network pool {} is full (server flags --network-pool, --network-prefix)",
+                            pool.pool
+                        ));
                         continue;
                     };
                     OverlayNetwork {
@@ -147,10 +152,24 @@ fn record_networks(s: &State, pool: &OverlayPool, batch: &mut Batch) {
             },
         };
         if !net.join(&node) {
-            tracing::warn!(network = %key, node = %node, "every node slice of the network is taken (server flag --network-node-prefix)");
+            problems.push(format!(
+                "network {key}: every node slice is taken, none for node {node} (server flag --network-node-prefix)"
+            ));
         }
         if s.networks.get(&key) != Some(&net) {
             batch.networks.push(net);
+        }
+    }
+    problems.dedup();
+    if problems.is_empty() {
+        return;
+    }
+    if let Some(e) = batch.evals.iter_mut().find(|e| e.id == eval_id) {
+        for p in problems {
+            if !e.status_description.is_empty() {
+                e.status_description.push_str("; ");
+            }
+            e.status_description.push_str(&p);
         }
     }
 }

@@ -1497,6 +1497,12 @@ fn named_networks_get_a_subnet_and_a_slice_per_node_until_purged() {
     w.submit(networked("full", 1));
     w.settle();
     assert!(!w.s.networks.contains_key("default/full/back"));
+    let said = w.s.evals.values().any(|e| {
+        e.job_id == "full"
+            && e.status_description
+                .contains("network pool 10.9.0.0/23 is full")
+    });
+    assert!(said, "the evaluation says why the network has no subnet");
 
     // Scaling up adds the new node's slice and keeps the others.
     let before = w.s.networks["default/shop/back"].clone();
