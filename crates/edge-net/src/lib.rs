@@ -11,6 +11,7 @@
 //! one segment (`overlay.rs`).
 
 mod cni;
+mod command;
 pub mod error;
 mod named;
 mod netns;
@@ -18,7 +19,6 @@ mod overlay;
 mod rules;
 
 pub use edge_spec::Subnet;
-pub use edge_spec::network::MAX_VNI;
 pub use error::NetError;
 
 use named::{NetDef, Registry};

@@ -12,22 +12,7 @@ pub(crate) fn path(name: &str) -> PathBuf {
 }
 
 pub(crate) async fn ip(args: &[&str]) -> Result<(), NetError> {
-    let out = tokio::process::Command::new("ip")
-        .args(args)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| NetError::Command {
-            command: format!("ip {}", args.join(" ")),
-            message: e.to_string(),
-        })?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(NetError::Command {
-        command: format!("ip {}", args.join(" ")),
-        message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-    })
+    crate::command::run("ip", args).await.map(drop)
 }
 
 pub(crate) async fn add(name: &str) -> Result<PathBuf, NetError> {

@@ -5,6 +5,7 @@
 //! learning for the rest. iproute2's `ip` and `bridge` do the netlink
 //! work; nothing here is hand-rolled netlink.
 
+use crate::command::{run, run_now};
 use crate::error::NetError;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -16,26 +17,6 @@ pub(crate) const VXLAN_OVERHEAD: u32 = 50;
 /// The all-zero MAC: the forwarding entry for broadcast and unknown
 /// destinations.
 const FLOOD: &str = "00:00:00:00:00:00";
-
-async fn run(program: &str, args: &[&str]) -> Result<String, NetError> {
-    let command = || format!("{program} {}", args.join(" "));
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| NetError::Command {
-            command: command(),
-            message: e.to_string(),
-        })?;
-    if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-    }
-    Err(NetError::Command {
-        command: command(),
-        message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-    })
-}
 
 /// Asked of netlink, not `/sys/class/net`: an agent that joined a network
 /// namespace without mounting a sysfs of its own (the lab's) sees the
@@ -52,34 +33,20 @@ pub(crate) fn vxlan_name(vni: u32) -> String {
 /// The MTU left inside the overlay on the device that holds `underlay`
 /// (once, when the agent starts).
 pub(crate) fn mtu_for(underlay: Ipv4Addr) -> Result<u32, NetError> {
-    let command = format!("ip -o addr show to {underlay}");
-    let out = std::process::Command::new("ip")
-        .args(["-o", "addr", "show", "to", &underlay.to_string()])
-        .output()
-        .map_err(|e| NetError::Command {
-            command: command.clone(),
-            message: e.to_string(),
-        })?;
-    let out = String::from_utf8_lossy(&out.stdout);
+    let addr = underlay.to_string();
+    let out = run_now("ip", &["-o", "addr", "show", "to", &addr])?;
     let dev = out
         .split_whitespace()
         .nth(1)
         .map(|d| d.split('@').next().unwrap_or(d).to_string())
         .ok_or_else(|| NetError::Command {
-            command,
+            command: format!("ip -o addr show to {addr}"),
             message: "no interface of this node holds the address (the agent's --advertise)"
                 .to_string(),
         })?;
-    let command = format!("ip -o link show dev {dev}");
-    let out = std::process::Command::new("ip")
-        .args(["-o", "link", "show", "dev", &dev])
-        .output()
-        .map_err(|e| NetError::Command {
-            command: command.clone(),
-            message: e.to_string(),
-        })?;
-    let mtu = link_mtu(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| NetError::Command {
-        command,
+    let out = run_now("ip", &["-o", "link", "show", "dev", &dev])?;
+    let mtu = link_mtu(&out).ok_or_else(|| NetError::Command {
+        command: format!("ip -o link show dev {dev}"),
         message: "no MTU in its answer".to_string(),
     })?;
     Ok(mtu.saturating_sub(VXLAN_OVERHEAD).max(576))
@@ -230,7 +197,7 @@ mod tests {
 
     #[test]
     fn vxlan_names_fit_an_interface_name() {
-        assert_eq!(vxlan_name(crate::MAX_VNI), "vx16777215");
-        assert!(vxlan_name(crate::MAX_VNI).len() <= 15);
+        assert_eq!(vxlan_name(edge_spec::network::MAX_VNI), "vx16777215");
+        assert!(vxlan_name(edge_spec::network::MAX_VNI).len() <= 15);
     }
 }

@@ -25,45 +25,12 @@ pub(crate) const FORWARD: &str = "EDGE-FORWARD";
 /// filter: what leaves one bridge for another is dropped here.
 pub(crate) const ISOLATION: &str = "EDGE-ISOLATION";
 
-fn command(program: &str, args: &[&str]) -> String {
-    format!("{program} {}", args.join(" "))
-}
-
-/// Runs iptables at agent start (not async: `BridgeNetwork::new` is not).
 fn iptables_now(args: &[&str]) -> Result<(), NetError> {
-    let out = std::process::Command::new("iptables")
-        .args(args)
-        .output()
-        .map_err(|e| NetError::Command {
-            command: command("iptables", args),
-            message: e.to_string(),
-        })?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(NetError::Command {
-        command: command("iptables", args),
-        message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-    })
+    crate::command::run_now("iptables", args).map(drop)
 }
 
 async fn iptables(args: &[&str]) -> Result<String, NetError> {
-    let out = tokio::process::Command::new("iptables")
-        .args(args)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| NetError::Command {
-            command: command("iptables", args),
-            message: e.to_string(),
-        })?;
-    if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-    }
-    Err(NetError::Command {
-        command: command("iptables", args),
-        message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-    })
+    crate::command::run("iptables", args).await
 }
 
 /// One transaction of `lines` (`-A ...`/`-D ...`) on `table`, in this

@@ -13,9 +13,9 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use edge_api::{AgentNetwork, AgentNetworks};
 use edge_spec::acl::Capability;
-use edge_spec::{NamedNetwork, NodeStatus, OverlayNetwork};
+use edge_spec::{NodeStatus, OverlayNetwork};
 use edge_store::State as St;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -51,37 +51,29 @@ pub(crate) async fn agent(
 /// The networks with a live member on `node`, each with the underlay
 /// addresses of the other nodes (up, with an IPv4 address) that run one.
 pub(crate) fn for_node(s: &St, node: &str) -> AgentNetworks {
-    // Network key → nodes with a live member.
-    let mut members: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+    let mut networks = Vec::new();
     for net in s.networks.values() {
-        let key = net.key();
+        let Some(slice) = net.slice(node) else {
+            continue;
+        };
         let job_key = edge_spec::job_key(&net.namespace, &net.job_id);
         let Some(job) = s.jobs.get(&job_key) else {
             continue;
         };
-        for a in s
+        let members: BTreeSet<&str> = s
             .job_allocs(&job_key)
             .into_iter()
             .filter(|a| !a.is_terminal())
-        {
-            let joins = job
-                .group(&a.group)
-                .is_some_and(|g| g.network.networks.contains(&net.name));
-            if joins {
-                members.entry(key.clone()).or_default().insert(&a.node_id);
-            }
+            .filter(|a| {
+                job.group(&a.group)
+                    .is_some_and(|g| g.network.networks.contains(&net.name))
+            })
+            .map(|a| a.node_id.as_str())
+            .collect();
+        if !members.contains(node) {
+            continue;
         }
-    }
-    let mut networks = Vec::new();
-    for net in s.networks.values() {
-        let key = net.key();
-        let Some(nodes) = members.get(&key).filter(|m| m.contains(node)) else {
-            continue;
-        };
-        let Some(slice) = net.slice(node) else {
-            continue;
-        };
-        let peers: Vec<Ipv4Addr> = nodes
+        let peers: Vec<Ipv4Addr> = members
             .iter()
             .filter(|n| **n != node)
             .filter_map(|n| s.nodes.get(*n))
@@ -89,7 +81,7 @@ pub(crate) fn for_node(s: &St, node: &str) -> AgentNetworks {
             .filter_map(|n| n.address.parse().ok())
             .collect();
         networks.push(AgentNetwork {
-            key: NamedNetwork::key(&net.namespace, &net.job_id, &net.name),
+            key: net.key(),
             vni: net.vni,
             subnet: net.subnet,
             slice,

@@ -176,11 +176,6 @@ impl OverlayPool {
         1 << u32::from(self.prefix - self.pool.prefix)
     }
 
-    /// How many nodes one network spans.
-    pub fn slices(&self) -> u32 {
-        1 << u32::from(self.node_prefix - self.prefix).min(16)
-    }
-
     /// The first free network of the pool, given those handed out: the
     /// smallest VXLAN id not in use and the first subnet that overlaps
     /// none in use (also after the pool flags changed).
