@@ -329,12 +329,10 @@ job "ml" {
             "    count  = 2\n",
             "    count  = 2\n    update {\n      canari = 1\n    }\n",
         );
-        let warnings = parse(&typo, "/abs/job.hcl").unwrap().warnings;
+        let err = parse(&typo, "/abs/job.hcl").unwrap_err().to_string();
         assert!(
-            warnings
-                .iter()
-                .any(|w| w.field == "job.ml.model.iris.update.canari"),
-            "{warnings:?}"
+            err.contains("job.ml.model.iris.update.canari: unknown attribute `canari`: did you mean `canary`?"),
+            "{err}"
         );
     }
 

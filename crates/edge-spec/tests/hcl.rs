@@ -618,8 +618,10 @@ fn all_errors_are_reported_in_file_order() {
     assert_eq!(lines, vec![2, 3, 5, 8, 12, 13, 15, 20, 22]);
 }
 
+/// Nomad refuses a key it does not know, and so does edge: a misspelled
+/// key that was only a warning let a job run without what it meant to say.
 #[test]
-fn unknown_attributes_and_blocks_are_warnings_with_lines() {
+fn unknown_attributes_and_blocks_are_errors_with_lines() {
     let src = r#"job "j" {
   colour = "blue"
   group "g" {
@@ -628,21 +630,27 @@ fn unknown_attributes_and_blocks_are_warnings_with_lines() {
     }
     task "t" {
       driver = "exec"
-      nickname = "t1"
+      confg {
+        command = "/bin/true"
+      }
     }
   }
 }
 "#;
-    let parsed = parse(src).expect("warnings do not fail the parse");
-    let w = &parsed.warnings;
-    assert_eq!(w.len(), 3, "{w:#?}");
-    let colour = find(w, "job.j.colour");
+    let d = errors(src);
+    assert_eq!(d.len(), 3, "{d:#?}");
+    let colour = find(&d, "job.j.colour");
     assert_eq!((colour.location.line, colour.location.column), (2, 3));
-    assert!(colour.message.contains("unknown attribute `colour`"));
-    let disk = find(w, "job.j.group.g.scratch_disk");
+    assert_eq!(colour.message, "unknown attribute `colour`");
+    let disk = find(&d, "job.j.group.g.scratch_disk");
     assert_eq!(disk.location.line, 4);
-    assert!(disk.message.contains("unknown block"));
-    assert_eq!(find(w, "job.j.group.g.task.t.nickname").location.line, 9);
+    assert!(disk.message.starts_with("unknown block"), "{disk:?}");
+    let typo = find(&d, "job.j.group.g.task.t.confg");
+    assert_eq!(typo.location.line, 9);
+    assert_eq!(
+        typo.message,
+        "unknown block `confg`: did you mean `config`?"
+    );
 }
 
 #[test]

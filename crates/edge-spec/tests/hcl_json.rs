@@ -430,7 +430,7 @@ fn a_missing_required_field_is_named_at_its_block() {
 }
 
 #[test]
-fn unknown_and_server_fields_are_warnings() {
+fn server_fields_are_warnings_and_nomad_keys_not_built_are_errors() {
     let src = r#"job "j" {
   version = 3
   group "g" {
@@ -444,17 +444,18 @@ fn unknown_and_server_fields_are_warnings() {
     }
   }
 }"#;
-    let parsed = parse_hcl(src, &ParseOptions::new("job.hcl")).expect("warnings only");
-    let w: Vec<String> = parsed.warnings.iter().map(|d| d.to_string()).collect();
+    let err = parse_hcl(src, &ParseOptions::new("job.hcl")).expect_err("host_network refused");
+    let w: Vec<String> = err.warnings().iter().map(|d| d.to_string()).collect();
     assert_eq!(
         w,
-        [
-            "job.hcl:2:3: job.j.version: `version` is set by the server; ignored",
-            "job.hcl:6:9: job.j.group.g.network.port.http.host_network: unknown attribute `host_network` is ignored",
-        ]
+        ["job.hcl:2:3: job.j.version: `version` is set by the server; ignored"]
     );
-    assert_eq!(parsed.job.version, 0);
-    assert_eq!(parsed.job.groups[0].network.ports[0].label, "http");
+    assert!(
+        err.to_string().starts_with(
+            "job.hcl:6:9: job.j.group.g.network.port.http.host_network: `host_network` is not supported"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

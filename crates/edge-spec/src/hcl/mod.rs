@@ -85,15 +85,21 @@ pub fn parse_hcl(src: &str, opts: &ParseOptions) -> Result<Parsed, SpecError> {
                     job = d.job(b);
                 }
             }
-            Structure::Block(b) => d.warn(
+            Structure::Block(b) => d.error(
                 b.ident.span(),
                 b.ident.as_str(),
-                format!("unknown block `{}` is ignored", b.ident.as_str()),
+                format!(
+                    "unknown block `{}`: a job file holds `job`, `variable` and `locals` blocks",
+                    b.ident.as_str()
+                ),
             ),
-            Structure::Attribute(a) => d.warn(
+            Structure::Attribute(a) => d.error(
                 a.key.span(),
                 a.key.as_str(),
-                format!("unknown attribute `{}` is ignored", a.key.as_str()),
+                format!(
+                    "unknown attribute `{}`: a job file holds `job`, `variable` and `locals` blocks",
+                    a.key.as_str()
+                ),
             ),
         }
     }
@@ -235,8 +241,12 @@ impl Decoder<'_> {
             if message.starts_with("unknown field `") {
                 let name = node.field.rsplit('.').next().unwrap_or_default();
                 let what = if node.block { "block" } else { "attribute" };
-                self.warnings.push(
-                    Diagnostic::new(&node.field, format!("unknown {what} `{name}` is ignored"))
+                let hint = nearest(name, &message)
+                    .map(|n| format!(": did you mean `{n}`?"))
+                    .unwrap_or_default();
+                reported.insert(node.field.clone());
+                self.errors.push(
+                    Diagnostic::new(&node.field, format!("unknown {what} `{name}`{hint}"))
                         .at(node.key_at),
                 );
             } else if let Some(missing) = message
@@ -744,4 +754,18 @@ fn publish_host(publish: &mut Node) {
         Some(_) => {}
         None => publish.insert("hosts", host.wrap(|h| Kind::List(vec![h]))),
     }
+}
+
+/// The expected field closest to a misspelled `name`, from serde's "unknown
+/// field `x`, expected one of `a`, `b`" message; none when nothing is close.
+fn nearest<'m>(name: &str, message: &'m str) -> Option<&'m str> {
+    let expected = message.split_once("expected")?.1;
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|candidate| (strsim::damerau_levenshtein(name, candidate), candidate))
+        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
 }

@@ -151,6 +151,13 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
         ),
     ),
     (
+        "port",
+        "host_network",
+        Refuse(
+            "host networks are not built yet: a port listens on every address of the node; a `constraint` picks nodes with the right network",
+        ),
+    ),
+    (
         "service",
         "provider",
         Ignore("services always go to edge's own catalog"),

@@ -1,0 +1,16 @@
+# Keep running through a network partition.
+job "edge-cache" {
+  datacenters = ["dc1"]
+
+  group "cache" {
+    max_client_disconnect = "1h"
+
+    task "cache" {
+      driver = "exec"
+
+      config {
+        command = "/usr/bin/cache"
+      }
+    }
+  }
+}
