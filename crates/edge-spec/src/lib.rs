@@ -4,6 +4,7 @@
 pub mod acl;
 pub mod alloc;
 pub mod deployment;
+mod docker;
 pub mod duration;
 pub mod envfile;
 pub mod error;

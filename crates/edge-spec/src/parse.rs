@@ -181,13 +181,17 @@ impl SpanMap {
 pub(crate) fn finish(
     mut job: Job,
     mut errors: Vec<Diagnostic>,
-    warnings: Vec<Diagnostic>,
+    mut warnings: Vec<Diagnostic>,
     spans: &SpanMap,
     fallback: &Location,
     configs: &DriverConfigs,
 ) -> Result<Parsed, SpecError> {
     if job.name.is_empty() {
         job.name = job.id.clone();
+    }
+    for d in crate::docker::adopt(&mut job) {
+        let location = spans.lookup(&d.field).unwrap_or(fallback).clone();
+        warnings.push(d.at(location));
     }
     let seen: BTreeSet<String> = errors.iter().map(|d| d.field.clone()).collect();
     for d in crate::validate::validate_with(&job, configs) {

@@ -209,11 +209,7 @@ impl Validator<'_> {
     }
 
     fn job(&mut self, job: &Job) {
-        let base = if job.id.is_empty() || job.id.len() > MAX_JOB_ID_LEN {
-            "job".to_string()
-        } else {
-            format!("job.{}", job.id)
-        };
+        let base = job_base(job);
         if let Some(reason) = name_problem(NameKind::Job, &job.id) {
             self.push(
                 format!("{base}.id"),
@@ -1066,6 +1062,11 @@ impl Validator<'_> {
                 format!("{path}.driver"),
                 "task needs a `driver`, e.g. \"exec\"",
             );
+        } else if let Some(hint) = nomad_driver_hint(&t.driver) {
+            self.push(
+                format!("{path}.driver"),
+                format!("the {:?} driver is not built: {hint}", t.driver),
+            );
         } else if !DRIVERS.contains(&t.driver.as_str()) {
             self.push(
                 format!("{path}.driver"),
@@ -1127,9 +1128,33 @@ impl Validator<'_> {
     }
 }
 
+/// The nearest edge driver to a Nomad driver edge does not have.
+fn nomad_driver_hint(driver: &str) -> Option<&'static str> {
+    Some(match driver {
+        "raw_exec" => {
+            "use `driver = \"exec\"`, which runs the command as `nobody` (or `config.user`) in the task's own cgroup"
+        }
+        "podman" => {
+            "use `driver = \"containerd\"` (or `docker`): the same OCI image runs under containerd"
+        }
+        "java" => "run `java -jar` with `driver = \"exec\"`, or the jar in a container image",
+        "qemu" => "virtual machines are not run by edge: use a container image or `exec`",
+        _ => return None,
+    })
+}
+
+/// The path every finding of `job` starts with.
+pub(crate) fn job_base(job: &Job) -> String {
+    if job.id.is_empty() || job.id.len() > MAX_JOB_ID_LEN {
+        "job".to_string()
+    } else {
+        format!("job.{}", job.id)
+    }
+}
+
 /// The path of a named block: by name, or by position when the name is too
 /// long to repeat in every finding under it.
-fn named(base: &str, block: &str, index: usize, name: &str) -> String {
+pub(crate) fn named(base: &str, block: &str, index: usize, name: &str) -> String {
     if name.len() > MAX_NAME_LEN {
         format!("{base}.{block}[{index}]")
     } else {
