@@ -367,6 +367,24 @@ async fn containers_of_a_bridge_group_join_the_allocations_namespace() {
       }}
     }}
   }}
+  group "nomad" {{
+    network {{
+      port "http" {{
+        to = 8080
+      }}
+    }}
+    task "t" {{
+      driver = "docker"
+      config {{
+        image = "{image}"
+        ports = ["http"]
+      }}
+      resources {{
+        cpu    = 50
+        memory = 32
+      }}
+    }}
+  }}
   group "hostnet" {{
     network {{
       mode = "bridge"
@@ -398,12 +416,14 @@ async fn containers_of_a_bridge_group_join_the_allocations_namespace() {
     .unwrap();
     let (ok, out) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
     assert!(ok, "{out}");
-    let webs: Vec<Allocation> = running(&api, "netctr", 2)
+    let webs: Vec<Allocation> = running(&api, "netctr", 3)
         .await
         .into_iter()
-        .filter(|a| a.group == "web")
+        .filter(|a| a.group == "web" || a.group == "nomad")
         .collect();
-    assert_eq!(webs.len(), 2, "{webs:?}");
+    assert_eq!(webs.len(), 3, "{webs:?}");
+    // The group written for Nomad's docker driver (no network mode, `to`,
+    // `config.ports`) maps its port the same way.
     for a in &webs {
         let url = format!("http://127.0.0.1:{}/", host_port(a));
         let body = until(30, &format!("{} answers", a.name), async || get(&url).await).await;
