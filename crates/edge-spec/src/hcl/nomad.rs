@@ -34,6 +34,19 @@ const DISCONNECT: Treatment = Refuse(
     "edge always follows Nomad's default disconnect behaviour (a lost node's copies are replaced, and the old ones stopped when it returns)",
 );
 
+const CSI: Treatment = Refuse(
+    "CSI volumes are not supported: a `volume` is a host volume the node offers (`edge agent --host-volume`)",
+);
+const CHECK_DETAIL: Treatment = Refuse(
+    "http checks send a plain GET and pass on any 2xx or 3xx; this setting is not built yet",
+);
+const CONSUL_HEALTH: Treatment = Refuse(
+    "edge judges a check passing or failing at once and every check counts toward a deployment's health; Consul's thresholds and on_update are not built",
+);
+const TEMPLATE_DETAIL: Treatment = Refuse(
+    "edge templates are Jinja (minijinja) rendered at start and on change of their data, as files of the task's user; this setting is not built",
+);
+
 /// `(block, key, treatment)`: `block` is the kind of block the key is
 /// written in (`job`, `group`, `task`, `service`, `constraint`, ...).
 pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
@@ -144,6 +157,239 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
         Ignore("edge has no workload identities yet"),
     ),
     (
+        "group",
+        "prevent_reschedule_on_lost",
+        Refuse("a lost node's copies are always replaced elsewhere (Nomad's default)"),
+    ),
+    (
+        "task",
+        "action",
+        Ignore("actions are commands run by hand: run them with `edge alloc exec`"),
+    ),
+    ("task", "consul", Ignore("edge has no Consul")),
+    (
+        "task",
+        "csi_plugin",
+        Refuse("CSI plugins are not supported: use host volumes"),
+    ),
+    (
+        "task",
+        "schedule",
+        Refuse("task schedules are not built: a periodic batch job runs a task on a schedule"),
+    ),
+    (
+        "task",
+        "shutdown_delay",
+        Refuse("edge reads `shutdown_delay` on each `service`: move it there"),
+    ),
+    (
+        "network",
+        "dns",
+        Refuse(
+            "a bridge allocation resolves through edge's own DNS at its gateway; other servers are not built yet",
+        ),
+    ),
+    (
+        "network",
+        "hostname",
+        Refuse("set the hostname in the task: `config { hostname = \"...\" }` (containerd)"),
+    ),
+    (
+        "port",
+        "ignore_collision",
+        Refuse("edge never places two copies on one static port of a node"),
+    ),
+    (
+        "service",
+        "canary_tags",
+        Ignore("edge tells canaries apart by their deployment, not by tags"),
+    ),
+    (
+        "service",
+        "enable_tag_override",
+        Ignore("only edge writes its catalog, so there is nothing to override"),
+    ),
+    (
+        "service",
+        "address",
+        Refuse("a service advertises its allocation's address; another address is not built"),
+    ),
+    (
+        "service",
+        "address_mode",
+        Refuse(
+            "a service advertises the allocation's address: the node's in host mode, the bridge's in bridge mode",
+        ),
+    ),
+    (
+        "service",
+        "meta",
+        Refuse("edge's catalog keeps no service metadata: put what consumers need in `tags`"),
+    ),
+    (
+        "service",
+        "canary_meta",
+        Refuse("edge's catalog keeps no service metadata: put what consumers need in `tags`"),
+    ),
+    (
+        "service",
+        "tagged_addresses",
+        Ignore("edge has no Consul: services are in edge's own catalog"),
+    ),
+    (
+        "service",
+        "task",
+        Ignore("a service belongs to its group: every copy of the group advertises it"),
+    ),
+    ("service", "on_update", CONSUL_HEALTH),
+    (
+        "service",
+        "identity",
+        Ignore("edge has no workload identities yet"),
+    ),
+    (
+        "service",
+        "weights",
+        Ignore("edge's load balancer sends to every passing copy alike"),
+    ),
+    ("check", "method", CHECK_DETAIL),
+    ("check", "header", CHECK_DETAIL),
+    ("check", "body", CHECK_DETAIL),
+    ("check", "protocol", CHECK_DETAIL),
+    ("check", "tls_skip_verify", CHECK_DETAIL),
+    ("check", "tls_server_name", CHECK_DETAIL),
+    ("check", "initial_status", CONSUL_HEALTH),
+    ("check", "success_before_passing", CONSUL_HEALTH),
+    ("check", "failures_before_critical", CONSUL_HEALTH),
+    ("check", "failures_before_warning", CONSUL_HEALTH),
+    ("check", "on_update", CONSUL_HEALTH),
+    (
+        "check",
+        "expose",
+        Refuse("Consul Connect is not supported: a check reaches the port directly"),
+    ),
+    (
+        "check",
+        "address_mode",
+        Refuse("a check dials the address the service advertises"),
+    ),
+    ("check", "notes", Ignore("edge keeps no notes on checks")),
+    (
+        "check_restart",
+        "ignore_warnings",
+        Refuse("a check is passing or failing in edge; there is no warning state to ignore"),
+    ),
+    (
+        "resources",
+        "cores",
+        Refuse("reserved cores are not built: `cpu` (MHz) sets the task's CPU shares"),
+    ),
+    (
+        "resources",
+        "memory_max",
+        Refuse("memory oversubscription is not built: `memory` is the task's hard limit"),
+    ),
+    (
+        "resources",
+        "device",
+        Refuse(
+            "devices (GPUs, ...) are not scheduled yet: a `constraint` on node meta picks their nodes",
+        ),
+    ),
+    (
+        "resources",
+        "numa",
+        Refuse("NUMA-aware placement is not built"),
+    ),
+    (
+        "resources",
+        "secrets",
+        Ignore("the secrets directory is a tmpfs sized by what is written into it"),
+    ),
+    (
+        "restart",
+        "render_templates",
+        Refuse("a restart keeps the rendered templates; re-rendering on restart is not built"),
+    ),
+    (
+        "reschedule",
+        "delay_function",
+        Refuse(
+            "rescheduling waits `delay` each time (Nomad's \"constant\"); other functions are not built",
+        ),
+    ),
+    (
+        "reschedule",
+        "max_delay",
+        Refuse(
+            "rescheduling waits `delay` each time (Nomad's \"constant\"), so there is no maximum to set",
+        ),
+    ),
+    ("template", "change_script", TEMPLATE_DETAIL),
+    ("template", "uid", TEMPLATE_DETAIL),
+    ("template", "gid", TEMPLATE_DETAIL),
+    ("template", "left_delimiter", TEMPLATE_DETAIL),
+    ("template", "right_delimiter", TEMPLATE_DETAIL),
+    ("template", "error_on_missing_key", TEMPLATE_DETAIL),
+    ("template", "once", TEMPLATE_DETAIL),
+    (
+        "template",
+        "splay",
+        Ignore("a changed template restarts or signals its task at once"),
+    ),
+    (
+        "template",
+        "wait",
+        Ignore(
+            "edge re-renders a template when its config, secret or variable changes, without a quiet period",
+        ),
+    ),
+    ("volume", "access_mode", CSI),
+    ("volume", "attachment_mode", CSI),
+    ("volume", "mount_options", CSI),
+    ("volume", "per_alloc", CSI),
+    ("volume", "sticky", CSI),
+    (
+        "volume_mount",
+        "propagation_mode",
+        Refuse("mounts are private (no propagation); other modes are not built"),
+    ),
+    (
+        "volume_mount",
+        "selinux_label",
+        Refuse("SELinux labels are not applied by edge"),
+    ),
+    (
+        "check",
+        "command",
+        Refuse("script checks are not built yet: use an http or tcp check"),
+    ),
+    (
+        "check",
+        "args",
+        Refuse("script checks are not built yet: use an http or tcp check"),
+    ),
+    (
+        "check",
+        "task",
+        Refuse("script checks are not built yet: use an http or tcp check"),
+    ),
+    (
+        "check",
+        "grpc_service",
+        Refuse("grpc checks are not built yet: use a tcp check"),
+    ),
+    (
+        "check",
+        "grpc_use_tls",
+        Refuse("grpc checks are not built yet: use a tcp check"),
+    ),
+    (
+        "resources",
+        "network",
+        Refuse("ports are the group's: move the `network` block into the group"),
+    ),
+    (
         "service",
         "connect",
         Refuse(
@@ -176,6 +422,338 @@ pub(crate) fn treatment(block: &str, key: &str) -> Option<Treatment> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value as Json;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// Nomad's jobspec as its documentation lists it, block by block. The
+    /// keys inside a block edge refuses or ignores as a whole are left out.
+    const JOBSPEC: &[(&str, &[&str])] = &[
+        (
+            "job",
+            &[
+                "affinity",
+                "all_at_once",
+                "constraint",
+                "consul_token",
+                "datacenters",
+                "group",
+                "meta",
+                "migrate",
+                "multiregion",
+                "namespace",
+                "node_pool",
+                "parameterized",
+                "periodic",
+                "priority",
+                "region",
+                "reschedule",
+                "spread",
+                "type",
+                "ui",
+                "update",
+                "vault",
+                "vault_token",
+            ],
+        ),
+        (
+            "group",
+            &[
+                "affinity",
+                "constraint",
+                "consul",
+                "count",
+                "disconnect",
+                "ephemeral_disk",
+                "max_client_disconnect",
+                "meta",
+                "migrate",
+                "network",
+                "prevent_reschedule_on_lost",
+                "reschedule",
+                "restart",
+                "scaling",
+                "service",
+                "shutdown_delay",
+                "spread",
+                "stop_after_client_disconnect",
+                "task",
+                "update",
+                "vault",
+                "volume",
+            ],
+        ),
+        (
+            "task",
+            &[
+                "action",
+                "affinity",
+                "artifact",
+                "config",
+                "constraint",
+                "consul",
+                "csi_plugin",
+                "dispatch_payload",
+                "driver",
+                "env",
+                "identity",
+                "kill_signal",
+                "kill_timeout",
+                "kind",
+                "leader",
+                "lifecycle",
+                "logs",
+                "meta",
+                "resources",
+                "restart",
+                "scaling",
+                "schedule",
+                "service",
+                "shutdown_delay",
+                "template",
+                "user",
+                "vault",
+                "volume_mount",
+            ],
+        ),
+        ("network", &["mode", "port", "dns", "hostname"]),
+        (
+            "port",
+            &["static", "to", "host_network", "ignore_collision"],
+        ),
+        (
+            "service",
+            &[
+                "name",
+                "port",
+                "tags",
+                "canary_tags",
+                "enable_tag_override",
+                "address",
+                "address_mode",
+                "check",
+                "check_restart",
+                "connect",
+                "meta",
+                "canary_meta",
+                "tagged_addresses",
+                "task",
+                "on_update",
+                "provider",
+                "identity",
+                "weights",
+            ],
+        ),
+        (
+            "check",
+            &[
+                "name",
+                "type",
+                "port",
+                "path",
+                "interval",
+                "timeout",
+                "method",
+                "header",
+                "body",
+                "protocol",
+                "tls_skip_verify",
+                "tls_server_name",
+                "initial_status",
+                "success_before_passing",
+                "failures_before_critical",
+                "failures_before_warning",
+                "expose",
+                "command",
+                "args",
+                "task",
+                "grpc_service",
+                "grpc_use_tls",
+                "address_mode",
+                "check_restart",
+                "on_update",
+                "notes",
+            ],
+        ),
+        ("check_restart", &["limit", "grace", "ignore_warnings"]),
+        (
+            "resources",
+            &[
+                "cpu",
+                "cores",
+                "memory",
+                "memory_max",
+                "device",
+                "network",
+                "numa",
+                "secrets",
+            ],
+        ),
+        (
+            "restart",
+            &["attempts", "delay", "interval", "mode", "render_templates"],
+        ),
+        (
+            "reschedule",
+            &[
+                "attempts",
+                "interval",
+                "delay",
+                "delay_function",
+                "max_delay",
+                "unlimited",
+            ],
+        ),
+        (
+            "update",
+            &[
+                "max_parallel",
+                "health_check",
+                "min_healthy_time",
+                "healthy_deadline",
+                "progress_deadline",
+                "auto_revert",
+                "auto_promote",
+                "canary",
+                "stagger",
+            ],
+        ),
+        (
+            "migrate",
+            &[
+                "max_parallel",
+                "health_check",
+                "min_healthy_time",
+                "healthy_deadline",
+            ],
+        ),
+        ("lifecycle", &["hook", "sidecar"]),
+        (
+            "template",
+            &[
+                "data",
+                "source",
+                "destination",
+                "change_mode",
+                "change_signal",
+                "change_script",
+                "env",
+                "perms",
+                "uid",
+                "gid",
+                "left_delimiter",
+                "right_delimiter",
+                "splay",
+                "wait",
+                "error_on_missing_key",
+                "once",
+            ],
+        ),
+        (
+            "volume",
+            &[
+                "type",
+                "source",
+                "read_only",
+                "access_mode",
+                "attachment_mode",
+                "mount_options",
+                "per_alloc",
+                "sticky",
+            ],
+        ),
+        (
+            "volume_mount",
+            &[
+                "volume",
+                "destination",
+                "read_only",
+                "propagation_mode",
+                "selinux_label",
+            ],
+        ),
+        ("constraint", &["attribute", "operator", "value"]),
+    ];
+
+    /// The HCL keys the serde types decode, by block: the properties of
+    /// each block's schema, a repeated block under its own name (`LISTS`).
+    fn decoded() -> BTreeMap<String, BTreeSet<String>> {
+        let schema = serde_json::to_value(schemars::schema_for!(crate::job::Job)).expect("schema");
+        let defs = schema["$defs"].clone();
+        let resolve = |v: &Json| -> Json {
+            let mut v = v.clone();
+            if let Some(any) = v.get("anyOf").and_then(Json::as_array) {
+                v = any
+                    .iter()
+                    .find(|s| s.get("$ref").is_some())
+                    .cloned()
+                    .unwrap_or(v);
+            }
+            if let Some(items) = v.get("items") {
+                v = items.clone();
+            }
+            match v.get("$ref").and_then(Json::as_str) {
+                Some(r) => defs[r.trim_start_matches("#/$defs/")].clone(),
+                None => v,
+            }
+        };
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut todo = vec![("job".to_string(), schema.clone())];
+        let mut seen = BTreeSet::new();
+        while let Some((kind, s)) = todo.pop() {
+            let Some(props) = s.get("properties").and_then(Json::as_object) else {
+                continue;
+            };
+            for (field, sub) in props {
+                let block = super::super::LISTS
+                    .iter()
+                    .find(|l| l.0 == kind && l.2 == field)
+                    .map_or(field.as_str(), |l| l.1);
+                out.entry(kind.clone())
+                    .or_default()
+                    .insert(block.to_string());
+                let sub = resolve(sub);
+                if sub.get("properties").is_some() && seen.insert((kind.clone(), block.to_string()))
+                {
+                    todo.push((block.to_string(), sub));
+                }
+            }
+        }
+        out
+    }
+
+    /// The issue's rule: each key of Nomad's jobspec is honoured, or in
+    /// `TABLE` as refused or ignored, never both and never neither (then a
+    /// user would get "unknown attribute" for a key Nomad documents).
+    #[test]
+    fn every_nomad_key_is_in_exactly_one_list() {
+        let decoded = decoded();
+        let mut problems = Vec::new();
+        for (block, keys) in JOBSPEC {
+            for key in *keys {
+                // A task's services are read as the group's,
+                // and a service's `check_restart` as each of its checks'.
+                let hoisted =
+                    [("task", "service"), ("service", "check_restart")].contains(&(*block, *key));
+                let honoured = hoisted || decoded.get(*block).is_some_and(|d| d.contains(*key));
+                match (honoured, treatment(block, key)) {
+                    (true, Some(_)) => {
+                        problems.push(format!("{block}.{key} is decoded and in TABLE"))
+                    }
+                    (false, None) => problems.push(format!("{block}.{key} is in no list")),
+                    _ => {}
+                }
+            }
+        }
+        for (block, key, _) in TABLE {
+            if !JOBSPEC
+                .iter()
+                .any(|(b, keys)| b == block && keys.contains(key))
+            {
+                problems.push(format!("{block}.{key} is in TABLE but not in JOBSPEC"));
+            }
+        }
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
 
     /// The issue that brought the table: a block that changes scheduling,
     /// placement, rollout or what runs is never only a warning.
@@ -210,8 +788,20 @@ mod tests {
     /// writes it there.
     #[test]
     fn the_readme_prints_the_table() {
-        let mut table = String::from(
-            "| key | in block | edge | why, and what to use instead |\n|---|---|---|---|\n",
+        let decoded = decoded();
+        let mut table = String::from("Honoured, by block:\n\n");
+        for (block, keys) in JOBSPEC {
+            let honoured: Vec<String> = keys
+                .iter()
+                .filter(|k| treatment(block, k).is_none())
+                .map(|k| format!("`{k}`"))
+                .collect();
+            if !honoured.is_empty() && decoded.contains_key(*block) {
+                table.push_str(&format!("- `{block}`: {}\n", honoured.join(", ")));
+            }
+        }
+        table.push_str(
+            "\nRefused or warned about:\n\n| key | in block | edge | why, and what to use instead |\n|---|---|---|---|\n",
         );
         for (b, k, t) in TABLE {
             let (what, why) = match t {

@@ -3,7 +3,8 @@ job "edge-cache" {
   datacenters = ["dc1"]
 
   group "cache" {
-    max_client_disconnect = "1h"
+    max_client_disconnect      = "1h"
+    prevent_reschedule_on_lost = true
 
     task "cache" {
       driver = "exec"
