@@ -9,6 +9,7 @@ mod data;
 pub mod error;
 mod fingerprint;
 mod gc;
+mod grpc;
 mod health;
 mod http;
 mod lbtls;

@@ -226,6 +226,7 @@ async fn run_alloc(
         let group = group.clone();
         let stop = stop_rx.clone();
         let address = ctx.address.clone();
+        let exec = script_exec(ctx.clone(), shared.clone());
         AbortOnDrop(tokio::spawn(async move {
             let on_status = move |st: BTreeMap<String, edge_spec::HealthStatus>| {
                 let mut g = lock(&shared);
@@ -238,6 +239,7 @@ async fn run_alloc(
                 alloc,
                 group,
                 address,
+                exec,
                 tokio::time::Instant::now(),
                 stop,
                 on_status,
@@ -413,6 +415,33 @@ async fn run_alloc(
     network_down(&ctx, &shared).await;
     let g = lock(&shared);
     publish(&ctx, &g);
+}
+
+/// How script checks run their command: in the named task while it runs,
+/// through its driver, as `edge alloc exec` does.
+fn script_exec(ctx: Arc<RunCtx>, shared: Arc<Mutex<LocalAlloc>>) -> crate::checks::Exec {
+    Arc::new(move |task: String, argv: Vec<String>| {
+        let handle = lock(&shared)
+            .tasks
+            .get(&task)
+            .filter(|t| t.state.state == TaskStatus::Running)
+            .and_then(|t| t.handle.clone());
+        let ctx = ctx.clone();
+        Box::pin(async move {
+            let h = handle.ok_or_else(|| format!("task {task:?} is not running"))?;
+            let driver = ctx
+                .drivers
+                .get(&h.driver)
+                .ok_or_else(|| format!("driver {:?} is not on this node", h.driver))?;
+            let req = edge_driver::ExecRequest {
+                argv,
+                tty: false,
+                size: None,
+                stdin: false,
+            };
+            driver.exec(&h, &req).await.map_err(|e| e.to_string())
+        })
+    })
 }
 
 /// Waits for every task of a phase to be done for good. Each one leaves

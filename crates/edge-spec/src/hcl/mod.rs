@@ -38,6 +38,7 @@ const LISTS: &[(&str, &str, &str, Option<&str>)] = &[
     ("task", "volume_mount", "volume_mounts", None),
     ("task", "secret", "secrets", Some("name")),
     ("task", "template", "templates", None),
+    ("task", "artifact", "artifacts", None),
     ("group", "service", "services", None),
     ("network", "port", "ports", Some("label")),
     ("service", "check", "checks", None),
