@@ -32,6 +32,10 @@ pub struct RunCtx {
     /// The node's bridge network, when it has one.
     pub bridge: Option<Arc<edge_net::BridgeNetwork>>,
     pub host_volumes: BTreeMap<String, crate::HostVolume>,
+    /// Where `file://` artifacts may come from.
+    pub artifact_dirs: Vec<PathBuf>,
+    /// The client artifacts are downloaded with.
+    pub artifact_http: reqwest::Client,
     /// Where local volumes live, one directory per copy of a group.
     pub volumes_dir: PathBuf,
     /// The server, for what allocations fetch (configs, secrets).
@@ -1155,6 +1159,9 @@ async fn run_task(
             }
         }
     }
+    // Fetched once per run of the allocation on this agent: a restart of
+    // the task finds its artifacts where they were put.
+    let mut fetched = task.artifacts.is_empty();
     loop {
         if *stop_rx.borrow() {
             with_task(&ctx, &shared, &name, |t| {
@@ -1166,6 +1173,21 @@ async fn run_task(
         let h = match handle.take() {
             Some(h) => h,
             None => {
+                if !fetched {
+                    match artifacts(&ctx, &shared, &task).await {
+                        Ok(()) => fetched = true,
+                        Err(msg) => {
+                            with_task(&ctx, &shared, &name, |t| {
+                                t.state
+                                    .push_event(event("Failed Artifact Download", msg.clone()));
+                            });
+                            match after_exit(&ctx, &shared, &name, &policy, &mut stop_rx).await {
+                                true => continue,
+                                false => return,
+                            }
+                        }
+                    }
+                }
                 let cfg = {
                     let g = lock(&shared);
                     task_config(&ctx, &g, &task)
@@ -1313,6 +1335,26 @@ async fn run_task(
             }
         }
     }
+}
+
+/// Fetches the task's artifacts into its directory, with a task event
+/// before; the error names the artifact and what went wrong.
+async fn artifacts(ctx: &RunCtx, shared: &Mutex<LocalAlloc>, task: &Task) -> Result<(), String> {
+    let root = {
+        let g = lock(shared);
+        alloc_dirs(ctx, &g.alloc.id).0
+    };
+    with_task(ctx, shared, &task.name, |t| {
+        t.state.push_event(event(
+            "Downloading Artifacts",
+            format!("fetching {} artifact(s)", task.artifacts.len()),
+        ));
+    });
+    let f = crate::artifact::Fetcher {
+        http: &ctx.artifact_http,
+        dirs: &ctx.artifact_dirs,
+    };
+    crate::artifact::fetch_all(&f, &root, &task.name, &task.artifacts).await
 }
 
 /// Decides, after an exit or a failed start, whether to run again; waits out
