@@ -173,3 +173,52 @@ fn artifact_mistakes_name_their_field() {
             .contains("64 hex")
     );
 }
+
+/// Nomad 0.x's ports in a task's `resources { network }` are the group's,
+/// with a warning; beside a group `network` block they are refused.
+#[test]
+fn task_level_network_ports_become_the_groups() {
+    let task = |name: &str, port: &str| {
+        format!(
+            r#"    task "{name}" {{
+      driver = "exec"
+      config {{
+        command = "/bin/sleep"
+      }}
+      resources {{
+        cpu = 100
+        network {{
+          mbits = 10
+          port "{port}" {{}}
+        }}
+      }}
+    }}
+"#
+        )
+    };
+    let src = format!(
+        "job \"j\" {{\n  group \"g\" {{\n    service {{\n      name = \"web\"\n      port = \"http\"\n    }}\n{}{}  }}\n}}\n",
+        task("a", "http"),
+        task("b", "admin")
+    );
+    let parsed = parse_hcl(&src, &ParseOptions::new("job.hcl")).unwrap();
+    let labels: Vec<&str> = parsed.job.groups[0]
+        .network
+        .ports
+        .iter()
+        .map(|p| p.label.as_str())
+        .collect();
+    assert_eq!(labels, ["http", "admin"]);
+    assert_eq!(parsed.job.groups[0].tasks[0].resources.cpu, 100);
+    let w = find(&parsed.warnings, "job.j.group.g.task.a.resources.network");
+    assert!(w.message.contains("move the block into the group"), "{w:?}");
+    assert!(w.location.line > 0, "{w:?}");
+
+    let src = format!(
+        "job \"j\" {{\n  group \"g\" {{\n    network {{\n      port \"x\" {{}}\n    }}\n{}  }}\n}}\n",
+        task("a", "http")
+    );
+    let e = errors(&src);
+    let d = find(&e, "job.j.group.g.task.a.resources.network");
+    assert!(d.message.contains("network` block of its own"), "{d:?}");
+}
