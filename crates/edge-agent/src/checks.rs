@@ -156,13 +156,19 @@ struct Running {
     last_ok: Option<bool>,
 }
 
+/// How checks reach a copy: its address for port checks, its tasks for
+/// scripts.
+pub struct Reach {
+    pub address: String,
+    pub exec: Exec,
+}
+
 /// Runs every check of the group until `stop` turns true. Status changes go
 /// to `on_status` (service name to health); restarts to `restart`.
 pub async fn run(
     alloc: Allocation,
     group: Group,
-    address: String,
-    exec: Exec,
+    reach: Reach,
     started_at: tokio::time::Instant,
     mut stop: watch::Receiver<bool>,
     on_status: impl Fn(BTreeMap<String, HealthStatus>) + Send,
@@ -221,9 +227,9 @@ pub async fn run(
             }
             let res = match c.port {
                 Some(port) if c.check.check_type.uses_port() => {
-                    probe(&c.check, &address, port, &http).await
+                    probe(&c.check, &reach.address, port, &http).await
                 }
-                _ => script(&c.check, &c.task, &exec).await,
+                _ => script(&c.check, &c.task, &reach.exec).await,
             };
             let ok = res.is_ok();
             // A copy that just started is usually moments from listening:
@@ -452,8 +458,10 @@ mod tests {
         let checker = tokio::spawn(run(
             alloc_with_port(port),
             group_with(c),
-            "127.0.0.1".into(),
-            local_exec(),
+            Reach {
+                address: "127.0.0.1".into(),
+                exec: local_exec(),
+            },
             started,
             stop_rx,
             move |st| {
@@ -496,8 +504,10 @@ mod tests {
         let checker = tokio::spawn(run(
             alloc_with_port(port),
             group,
-            "127.0.0.1".into(),
-            local_exec(),
+            Reach {
+                address: "127.0.0.1".into(),
+                exec: local_exec(),
+            },
             tokio::time::Instant::now(),
             stop_rx,
             |_| {},
@@ -609,8 +619,10 @@ mod tests {
         let checker = tokio::spawn(run(
             alloc_with_port(1),
             group,
-            "127.0.0.1".into(),
-            local_exec(),
+            Reach {
+                address: "127.0.0.1".into(),
+                exec: local_exec(),
+            },
             tokio::time::Instant::now(),
             stop_rx,
             move |st| {

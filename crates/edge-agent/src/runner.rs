@@ -242,8 +242,7 @@ async fn run_alloc(
             crate::checks::run(
                 alloc,
                 group,
-                address,
-                exec,
+                crate::checks::Reach { address, exec },
                 tokio::time::Instant::now(),
                 stop,
                 on_status,
