@@ -540,6 +540,12 @@ mod tests {
         let a = art("/etc/hostname", "local/", ArtifactMode::Any, None);
         let err = fetch_one(root.path(), offered.path(), a).await.unwrap_err();
         assert!(err.contains("--artifact-dir"), "{err}");
+        // Nor through a link in an offered directory.
+        let link = offered.path().join("hostname");
+        std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
+        let a = art(link.to_str().unwrap(), "local/", ArtifactMode::Any, None);
+        let err = fetch_one(root.path(), offered.path(), a).await.unwrap_err();
+        assert!(err.contains("is not under"), "{err}");
         // A link the task put where the destination goes is not followed.
         let host = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(host.path(), root.path().join("t/local/app")).unwrap();

@@ -275,6 +275,14 @@ mod tests {
         assert!(answer(Bytes::from_static(&[1, 0, 0, 0, 0])).is_err());
     }
 
+    proptest::proptest! {
+        /// Whatever a server answers is read without panicking.
+        #[test]
+        fn any_answer_is_read_or_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let _ = answer(Bytes::from(bytes));
+        }
+    }
+
     /// Against tonic's own health service, as a real server answers.
     #[tokio::test]
     async fn a_tonic_health_server_is_asked() {

@@ -271,6 +271,33 @@ pub fn relative_path(path: &str) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any block is checked without panicking, and a destination it
+        /// takes never leaves the task's directory.
+        #[test]
+        fn never_panics_and_stays_inside(
+            source in "\\PC{0,40}",
+            dest in "[a-z./\\\\]{0,20}",
+            checksum in "\\PC{0,80}",
+            archive in "\\PC{0,8}",
+        ) {
+            let mut options = BTreeMap::new();
+            options.insert("checksum".to_string(), checksum);
+            options.insert("archive".to_string(), archive);
+            for mode in [ArtifactMode::Any, ArtifactMode::File, ArtifactMode::Dir] {
+                let a = Artifact { source: source.clone(), destination: dest.clone(), mode, options: options.clone() };
+                let _ = a.problems();
+                if let Ok(parts) = a.destination_path() {
+                    let mut p = std::path::PathBuf::from("/task");
+                    p.extend(&parts);
+                    prop_assert!(p.starts_with("/task"));
+                    prop_assert!(parts.iter().all(|c| c != ".." && c != "." && !c.is_empty() && !c.contains('/')));
+                }
+            }
+        }
+    }
 
     fn art(source: &str, dest: &str, mode: ArtifactMode, opts: &[(&str, &str)]) -> Artifact {
         Artifact {
