@@ -275,6 +275,86 @@ mod tests {
         assert!(answer(Bytes::from_static(&[1, 0, 0, 0, 0])).is_err());
     }
 
+    /// A TLS connection tonic serves on (its own TLS support is a
+    /// feature edge does not build).
+    struct Tls(tokio_rustls::server::TlsStream<tokio::net::TcpStream>);
+
+    impl tonic::transport::server::Connected for Tls {
+        type ConnectInfo = ();
+        fn connect_info(&self) {}
+    }
+
+    impl tokio::io::AsyncRead for Tls {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+
+    impl tokio::io::AsyncWrite for Tls {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.0).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    /// Over TLS with a self-signed certificate for another name: the
+    /// check reads the status all the same.
+    #[tokio::test]
+    async fn a_tls_health_server_is_asked() {
+        let ck = rcgen::generate_simple_self_signed(vec!["db.example".to_string()]).unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap();
+        let mut cfg = rustls::ServerConfig::builder_with_provider(edge_api::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key)
+            .unwrap();
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("svc", tonic_health::ServingStatus::Serving)
+            .await;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let incoming = futures_util::stream::unfold((l, acceptor), |(l, acceptor)| async move {
+            let (tcp, _) = l.accept().await.ok()?;
+            let tls = acceptor.accept(tcp).await.map(Tls);
+            Some((tls, (l, acceptor)))
+        });
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming),
+        );
+        check("127.0.0.1", port, "svc", true).await.unwrap();
+        let err = check("127.0.0.1", port, "svc", false).await.unwrap_err();
+        assert!(err.starts_with("grpc 127.0.0.1:"), "{err}");
+        server.abort();
+    }
+
     proptest::proptest! {
         /// Whatever a server answers is read without panicking.
         #[test]
