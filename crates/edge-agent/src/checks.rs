@@ -3,9 +3,12 @@
 //! one with checks is pending until its first pass, critical after a failure.
 //! `check_restart` asks the task runners to restart after repeated failures.
 
+use edge_driver::ExecSession;
 use edge_spec::{Allocation, Check, CheckType, Group, HealthStatus};
+use futures_util::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 /// How long after a copy starts a check that has not passed yet is probed
@@ -38,7 +41,82 @@ pub async fn probe(
                 Err(e) => Err(format!("http GET {url}: {e}")),
             }
         }
+        CheckType::Grpc => {
+            let call = crate::grpc::check(address, port, &check.grpc_service, check.grpc_use_tls);
+            match tokio::time::timeout(check.timeout, call).await {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "grpc {target}: timed out after {:?}",
+                    check.timeout
+                )),
+            }
+        }
+        CheckType::Script => Err("a script check runs in its task, not against a port".to_string()),
     }
+}
+
+/// Runs a command in one of the allocation's tasks, through its driver:
+/// how script checks reach their task.
+pub type Exec = std::sync::Arc<
+    dyn Fn(String, Vec<String>) -> BoxFuture<'static, Result<ExecSession, String>> + Send + Sync,
+>;
+
+/// What a failing script prints is kept up to this much for its message.
+const SCRIPT_OUTPUT: u64 = 1024;
+
+/// The outcome of one run of a script check in `task`: passing on exit 0;
+/// anything else fails, Nomad's warning (1) included, since a service here
+/// is served or not. A run past the timeout is killed (its session dropped).
+pub async fn script(check: &Check, task: &str, exec: &Exec) -> Result<(), String> {
+    let mut argv = vec![check.command.clone()];
+    argv.extend(check.args.iter().cloned());
+    let what = format!("script {:?} in task {task:?}", check.command);
+    let run = async {
+        let mut s = exec(task.to_string(), argv).await?;
+        let _ = s.stdin.shutdown().await;
+        let (out, err) = tokio::join!(capture(&mut s.stdout), async {
+            match s.stderr.as_mut() {
+                Some(e) => capture(e).await,
+                None => Vec::new(),
+            }
+        });
+        let code = s.control.wait().await.map_err(|e| e.to_string())?;
+        let mut text = String::from_utf8_lossy(&out).trim().to_string();
+        let err = String::from_utf8_lossy(&err);
+        if !err.trim().is_empty() {
+            if !text.is_empty() {
+                text.push_str("; ");
+            }
+            text.push_str(err.trim());
+        }
+        Ok::<_, String>((code, text))
+    };
+    match tokio::time::timeout(check.timeout, run).await {
+        Err(_) => Err(format!(
+            "{what}: timed out after {:?} and was killed",
+            check.timeout
+        )),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Ok(Ok((0, _))) => Ok(()),
+        Ok(Ok((code, out))) => {
+            let warning = if code == 1 { " (warning)" } else { "" };
+            let out = if out.is_empty() {
+                String::new()
+            } else {
+                format!(": {out}")
+            };
+            Err(format!("{what}: exit code {code}{warning}{out}"))
+        }
+    }
+}
+
+/// The start of a stream, the rest read and dropped so the command never
+/// blocks on a full pipe.
+async fn capture(r: &mut edge_driver::exec::Reader) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let _ = (&mut *r).take(SCRIPT_OUTPUT).read_to_end(&mut kept).await;
+    let _ = tokio::io::copy(r, &mut tokio::io::sink()).await;
+    kept
 }
 
 /// The URL of an http check: host and port are the instance's, and the
@@ -69,10 +147,20 @@ pub struct RestartRequest {
 struct Running {
     service: String,
     check: Check,
-    port: u16,
+    /// The instance's port for the check; none for a script.
+    port: Option<u16>,
+    /// The task a script runs in.
+    task: String,
     failures: u32,
     passed_once: bool,
     last_ok: Option<bool>,
+}
+
+/// How checks reach a copy: its address for port checks, its tasks for
+/// scripts.
+pub struct Reach {
+    pub address: String,
+    pub exec: Exec,
 }
 
 /// Runs every check of the group until `stop` turns true. Status changes go
@@ -80,7 +168,7 @@ struct Running {
 pub async fn run(
     alloc: Allocation,
     group: Group,
-    address: String,
+    reach: Reach,
     started_at: tokio::time::Instant,
     mut stop: watch::Receiver<bool>,
     on_status: impl Fn(BTreeMap<String, HealthStatus>) + Send,
@@ -104,11 +192,18 @@ pub async fn run(
         for c in &svc.checks {
             let label = c.port.as_ref().or(svc.port.as_ref());
             let port = label.and_then(|l| edge_spec::resolve_port(l, &alloc.resources.ports));
-            if let Some(port) = port {
+            // A script check's task: validation asks for one unless the
+            // group has only one.
+            let task = match (c.task.as_str(), group.tasks.as_slice()) {
+                ("", [only]) => only.name.clone(),
+                (t, _) => t.to_string(),
+            };
+            if port.is_some() || !c.check_type.uses_port() {
                 checks.push(Running {
                     service: svc.name.clone(),
                     check: c.clone(),
                     port,
+                    task,
                     failures: 0,
                     passed_once: false,
                     last_ok: None,
@@ -130,7 +225,12 @@ pub async fn run(
             if next[i].is_none_or(|at| at > now) {
                 continue;
             }
-            let res = probe(&c.check, &address, c.port, &http).await;
+            let res = match c.port {
+                Some(port) if c.check.check_type.uses_port() => {
+                    probe(&c.check, &reach.address, port, &http).await
+                }
+                _ => script(&c.check, &c.task, &reach.exec).await,
+            };
             let ok = res.is_ok();
             // A copy that just started is usually moments from listening:
             // until its first pass (within the check_restart grace, at most
@@ -231,6 +331,11 @@ mod tests {
             interval: Duration::from_millis(100),
             timeout: Duration::from_millis(500),
             check_restart: None,
+            command: String::new(),
+            args: Vec::new(),
+            task: String::new(),
+            grpc_service: String::new(),
+            grpc_use_tls: false,
         }
     }
 
@@ -353,7 +458,10 @@ mod tests {
         let checker = tokio::spawn(run(
             alloc_with_port(port),
             group_with(c),
-            "127.0.0.1".into(),
+            Reach {
+                address: "127.0.0.1".into(),
+                exec: local_exec(),
+            },
             started,
             stop_rx,
             move |st| {
@@ -396,7 +504,10 @@ mod tests {
         let checker = tokio::spawn(run(
             alloc_with_port(port),
             group,
-            "127.0.0.1".into(),
+            Reach {
+                address: "127.0.0.1".into(),
+                exec: local_exec(),
+            },
             tokio::time::Instant::now(),
             stop_rx,
             |_| {},
@@ -408,6 +519,123 @@ mod tests {
         stop_tx.send_replace(true);
         checker.await.expect("checker did not panic");
         drop(l);
+    }
+
+    struct LocalChild(tokio::sync::Mutex<tokio::process::Child>);
+
+    #[async_trait::async_trait]
+    impl edge_driver::ExecControl for LocalChild {
+        async fn resize(&self, _: u16, _: u16) -> Result<(), edge_driver::DriverError> {
+            Ok(())
+        }
+
+        async fn wait(&self) -> Result<i32, edge_driver::DriverError> {
+            let st = self.0.lock().await.wait().await;
+            let st = st.map_err(|e| edge_driver::DriverError::Other(e.to_string()))?;
+            Ok(st.code().unwrap_or(-1))
+        }
+    }
+
+    /// Runs scripts as the agent's children, as the exec driver runs them
+    /// in a task (killed when the session is dropped); task "wasm" answers
+    /// as a driver that cannot exec.
+    fn local_exec() -> Exec {
+        std::sync::Arc::new(|task: String, argv: Vec<String>| {
+            Box::pin(async move {
+                if task == "wasm" {
+                    return Err("driver \"wasm\" cannot exec".to_string());
+                }
+                let mut c = tokio::process::Command::new(&argv[0])
+                    .args(&argv[1..])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .map_err(|e| e.to_string())?;
+                let (i, o, e) = (c.stdin.take(), c.stdout.take(), c.stderr.take());
+                Ok(ExecSession {
+                    stdin: Box::pin(i.unwrap()),
+                    stdout: Box::pin(o.unwrap()),
+                    stderr: Some(Box::pin(e.unwrap())),
+                    control: Box::new(LocalChild(tokio::sync::Mutex::new(c))),
+                })
+            }) as BoxFuture<'static, _>
+        })
+    }
+
+    fn script_check(sh: &str) -> Check {
+        let mut c = check(CheckType::Script, None);
+        c.command = "/bin/sh".into();
+        c.args = vec!["-c".into(), sh.into()];
+        c
+    }
+
+    #[tokio::test]
+    async fn scripts_pass_on_exit_zero_and_are_killed_at_their_timeout() {
+        let exec = local_exec();
+        script(&script_check("exit 0"), "db", &exec).await.unwrap();
+        let err = script(&script_check("echo not ready; exit 1"), "db", &exec)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "script \"/bin/sh\" in task \"db\": exit code 1 (warning): not ready"
+        );
+        let err = script(&script_check("echo down >&2; exit 2"), "db", &exec)
+            .await
+            .unwrap_err();
+        assert!(err.ends_with("exit code 2: down"), "{err}");
+        let err = script(&script_check("yes"), "db", &exec).await.unwrap_err();
+        assert!(
+            err.contains("timed out"),
+            "endless output is drained: {err}"
+        );
+        let mut c = script_check("sleep 30");
+        c.timeout = Duration::from_millis(200);
+        let t = std::time::Instant::now();
+        let err = script(&c, "db", &exec).await.unwrap_err();
+        assert!(
+            err.contains("timed out after 200ms and was killed"),
+            "{err}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(5));
+        let err = script(&script_check("exit 0"), "wasm", &exec)
+            .await
+            .unwrap_err();
+        assert!(err.contains("cannot exec"), "{err}");
+    }
+
+    /// A group whose only check is a script reports it, with no port.
+    #[tokio::test]
+    async fn a_script_check_needs_no_port() {
+        let mut c = script_check("exit 0");
+        c.task = String::new();
+        let mut group = group_with(c);
+        group.services[0].port = None;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (restart_tx, _restart_rx) = watch::channel(None);
+        let (status_tx, mut status_rx) = watch::channel(HealthStatus::Pending);
+        let checker = tokio::spawn(run(
+            alloc_with_port(1),
+            group,
+            Reach {
+                address: "127.0.0.1".into(),
+                exec: local_exec(),
+            },
+            tokio::time::Instant::now(),
+            stop_rx,
+            move |st| {
+                status_tx.send_replace(st["s"]);
+            },
+            restart_tx,
+        ));
+        status_rx
+            .wait_for(|s| *s == HealthStatus::Passing)
+            .await
+            .unwrap();
+        stop_tx.send_replace(true);
+        checker.await.unwrap();
     }
 
     #[tokio::test]

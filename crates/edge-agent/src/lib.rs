@@ -3,12 +3,14 @@
 //! through the drivers it was given. It knows drivers only through the
 //! `Driver` trait and the server only through its HTTP API.
 
+mod artifact;
 mod beneath;
 mod checks;
 mod data;
 pub mod error;
 mod fingerprint;
 mod gc;
+mod grpc;
 mod health;
 mod http;
 mod lbtls;
@@ -74,6 +76,9 @@ pub struct AgentConfig {
     /// `--host-volume NAME=PATH[:ro]`: directories groups may ask for by
     /// name; fingerprinted as `volume.host.NAME`.
     pub host_volumes: BTreeMap<String, HostVolume>,
+    /// `--artifact-dir PATH`: where task artifacts with a `file://` source
+    /// may come from; none, and such artifacts are refused.
+    pub artifact_dirs: Vec<PathBuf>,
 }
 
 /// A directory of the node the operator offers to jobs.
@@ -111,6 +116,7 @@ impl AgentConfig {
             catalog_stale_after: None,
             bridge: None,
             host_volumes: BTreeMap::new(),
+            artifact_dirs: Vec::new(),
         }
     }
 }
@@ -336,6 +342,11 @@ pub async fn start(
         dns_addr: cfg.dns_addr,
         bridge: bridge.clone(),
         host_volumes: cfg.host_volumes.clone(),
+        artifact_dirs: cfg.artifact_dirs.clone(),
+        artifact_http: reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default(),
         volumes_dir: cfg.data_dir.join("volumes"),
         api: client.clone(),
         alloc_data: Mutex::default(),

@@ -32,6 +32,10 @@ pub struct RunCtx {
     /// The node's bridge network, when it has one.
     pub bridge: Option<Arc<edge_net::BridgeNetwork>>,
     pub host_volumes: BTreeMap<String, crate::HostVolume>,
+    /// Where `file://` artifacts may come from.
+    pub artifact_dirs: Vec<PathBuf>,
+    /// The client artifacts are downloaded with.
+    pub artifact_http: reqwest::Client,
     /// Where local volumes live, one directory per copy of a group.
     pub volumes_dir: PathBuf,
     /// The server, for what allocations fetch (configs, secrets).
@@ -226,6 +230,7 @@ async fn run_alloc(
         let group = group.clone();
         let stop = stop_rx.clone();
         let address = ctx.address.clone();
+        let exec = script_exec(ctx.clone(), shared.clone());
         AbortOnDrop(tokio::spawn(async move {
             let on_status = move |st: BTreeMap<String, edge_spec::HealthStatus>| {
                 let mut g = lock(&shared);
@@ -237,7 +242,7 @@ async fn run_alloc(
             crate::checks::run(
                 alloc,
                 group,
-                address,
+                crate::checks::Reach { address, exec },
                 tokio::time::Instant::now(),
                 stop,
                 on_status,
@@ -413,6 +418,33 @@ async fn run_alloc(
     network_down(&ctx, &shared).await;
     let g = lock(&shared);
     publish(&ctx, &g);
+}
+
+/// How script checks run their command: in the named task while it runs,
+/// through its driver, as `edge alloc exec` does.
+fn script_exec(ctx: Arc<RunCtx>, shared: Arc<Mutex<LocalAlloc>>) -> crate::checks::Exec {
+    Arc::new(move |task: String, argv: Vec<String>| {
+        let handle = lock(&shared)
+            .tasks
+            .get(&task)
+            .filter(|t| t.state.state == TaskStatus::Running)
+            .and_then(|t| t.handle.clone());
+        let ctx = ctx.clone();
+        Box::pin(async move {
+            let h = handle.ok_or_else(|| format!("task {task:?} is not running"))?;
+            let driver = ctx
+                .drivers
+                .get(&h.driver)
+                .ok_or_else(|| format!("driver {:?} is not on this node", h.driver))?;
+            let req = edge_driver::ExecRequest {
+                argv,
+                tty: false,
+                size: None,
+                stdin: false,
+            };
+            driver.exec(&h, &req).await.map_err(|e| e.to_string())
+        })
+    })
 }
 
 /// Waits for every task of a phase to be done for good. Each one leaves
@@ -1126,6 +1158,9 @@ async fn run_task(
             }
         }
     }
+    // Fetched once per run of the allocation on this agent: a restart of
+    // the task finds its artifacts where they were put.
+    let mut fetched = task.artifacts.is_empty();
     loop {
         if *stop_rx.borrow() {
             with_task(&ctx, &shared, &name, |t| {
@@ -1137,6 +1172,21 @@ async fn run_task(
         let h = match handle.take() {
             Some(h) => h,
             None => {
+                if !fetched {
+                    match artifacts(&ctx, &shared, &task).await {
+                        Ok(()) => fetched = true,
+                        Err(msg) => {
+                            with_task(&ctx, &shared, &name, |t| {
+                                t.state
+                                    .push_event(event("Failed Artifact Download", msg.clone()));
+                            });
+                            match after_exit(&ctx, &shared, &name, &policy, &mut stop_rx).await {
+                                true => continue,
+                                false => return,
+                            }
+                        }
+                    }
+                }
                 let cfg = {
                     let g = lock(&shared);
                     task_config(&ctx, &g, &task)
@@ -1284,6 +1334,26 @@ async fn run_task(
             }
         }
     }
+}
+
+/// Fetches the task's artifacts into its directory, with a task event
+/// before; the error names the artifact and what went wrong.
+async fn artifacts(ctx: &RunCtx, shared: &Mutex<LocalAlloc>, task: &Task) -> Result<(), String> {
+    let root = {
+        let g = lock(shared);
+        alloc_dirs(ctx, &g.alloc.id).0
+    };
+    with_task(ctx, shared, &task.name, |t| {
+        t.state.push_event(event(
+            "Downloading Artifacts",
+            format!("fetching {} artifact(s)", task.artifacts.len()),
+        ));
+    });
+    let f = crate::artifact::Fetcher {
+        http: &ctx.artifact_http,
+        dirs: &ctx.artifact_dirs,
+    };
+    crate::artifact::fetch_all(&f, &root, &task.name, &task.artifacts).await
 }
 
 /// Decides, after an exit or a failed start, whether to run again; waits out

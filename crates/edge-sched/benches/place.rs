@@ -84,6 +84,7 @@ fn job(i: usize, count: u32) -> Job {
             migrate: None,
             tasks: vec![Task {
                 templates: Vec::new(),
+                artifacts: Vec::new(),
                 secrets: Vec::new(),
                 configs: Vec::new(),
                 volume_mounts: Vec::new(),

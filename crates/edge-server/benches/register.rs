@@ -38,6 +38,7 @@ fn job(id: &str, n: u64) -> Job {
             migrate: None,
             tasks: vec![Task {
                 templates: Vec::new(),
+                artifacts: Vec::new(),
                 secrets: Vec::new(),
                 configs: Vec::new(),
                 volume_mounts: Vec::new(),

@@ -777,6 +777,18 @@ pub const TLS_SECRET_KEYS: [&str; 2] = ["cert", "key"];
 pub enum CheckType {
     Http,
     Tcp,
+    /// A command run inside one of the group's tasks, by its driver:
+    /// exit 0 passes, anything else (Nomad's warning 1 included) fails.
+    Script,
+    /// grpc.health.v1's `Check`: SERVING passes.
+    Grpc,
+}
+
+impl CheckType {
+    /// Whether the check probes a port of the instance.
+    pub fn uses_port(self) -> bool {
+        self != CheckType::Script
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -804,6 +816,23 @@ pub struct Check {
     /// Restart the task after this many consecutive failures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_restart: Option<CheckRestart>,
+    /// Script checks: the program, looked up in the task's PATH.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Script checks: the group's task the command runs in; may be left
+    /// out when the group has one task.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub task: String,
+    /// gRPC checks: the service asked about; empty asks about the server
+    /// as a whole.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub grpc_service: String,
+    /// gRPC checks: speak TLS. The certificate is not verified: the
+    /// instance is reached by address, which its certificate seldom names.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grpc_use_tls: bool,
 }
 
 /// `check_restart { limit = 3 grace = "10s" }`, as in Nomad.
@@ -946,6 +975,10 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_VOLUMES))]
     pub templates: Vec<crate::template::Template>,
+    /// `artifact { ... }`: files fetched into the task before it starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::artifact::MAX_ARTIFACTS))]
+    pub artifacts: Vec<crate::artifact::Artifact>,
 }
 
 /// When a hook task runs, relative to the group's main tasks.

@@ -3,6 +3,7 @@
 
 pub mod acl;
 pub mod alloc;
+pub mod artifact;
 pub mod deployment;
 mod docker;
 pub mod duration;
@@ -27,6 +28,7 @@ pub mod volume;
 
 pub use crate::hcl::parse_hcl;
 pub use alloc::*;
+pub use artifact::{Artifact, ArtifactMode};
 pub use deployment::*;
 pub use error::{Diagnostic, Location, SpecError};
 pub use eval::*;

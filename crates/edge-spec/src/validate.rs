@@ -186,7 +186,7 @@ fn destination_problem(d: &str) -> Option<String> {
 }
 
 /// A name as error messages quote it: a hostile one may be megabytes long.
-fn shorten(name: &str) -> String {
+pub(crate) fn shorten(name: &str) -> String {
     const SHOWN: usize = 64;
     match name.char_indices().nth(SHOWN) {
         Some((at, _)) => format!("{}...", &name[..at]),
@@ -588,6 +588,7 @@ impl Validator<'_> {
         }
         for (i, s) in g.services.iter().enumerate() {
             self.service(s, &labels, &format!("{path}.service[{i}]"));
+            self.task_checks(g, s, &format!("{path}.service[{i}]"));
         }
         if g.tasks.is_empty() {
             self.push(format!("{path}.task"), "a group needs at least one task");
@@ -648,7 +649,7 @@ impl Validator<'_> {
             {
                 self.push(format!("{at}.port"), unknown_port(port, labels));
             }
-            if c.port.is_none() && s.port.is_none() {
+            if c.port.is_none() && s.port.is_none() && c.check_type.uses_port() {
                 self.push(
                     format!("{at}.port"),
                     "check needs a port: set `port` on the service or the check",
@@ -1029,8 +1030,69 @@ impl Validator<'_> {
         }
     }
 
+    /// What a service's script and gRPC checks ask beyond a port: a
+    /// command, and a task of the group whose driver can run it.
+    fn task_checks(&mut self, g: &Group, s: &Service, path: &str) {
+        for (i, c) in s.checks.iter().enumerate() {
+            let at = format!("{path}.check[{i}]");
+            if c.check_type != CheckType::Script {
+                continue;
+            }
+            if c.command.trim().is_empty() {
+                self.push(
+                    format!("{at}.command"),
+                    "script check needs a `command`, e.g. \"/bin/pg_isready\"",
+                );
+            }
+            let task = if c.task.is_empty() {
+                match g.tasks.as_slice() {
+                    [only] => only,
+                    _ => {
+                        self.push(
+                            format!("{at}.task"),
+                            "script check needs a `task` to run in: the group has several",
+                        );
+                        continue;
+                    }
+                }
+            } else if let Some(t) = g.tasks.iter().find(|t| t.name == c.task) {
+                t
+            } else {
+                self.push(
+                    format!("{at}.task"),
+                    format!("task {:?} is not in the group", shorten(&c.task)),
+                );
+                continue;
+            };
+            if task.driver == "wasm" {
+                self.push(
+                    format!("{at}.task"),
+                    format!(
+                        "task {:?} runs on the wasm driver, which cannot run commands in its tasks (a module has no process to run one in): use a tcp, http or grpc check",
+                        task.name
+                    ),
+                );
+            }
+        }
+    }
+
     fn task(&mut self, t: &Task, path: &str) {
         self.meta(&t.meta, path);
+        if t.artifacts.len() > crate::artifact::MAX_ARTIFACTS {
+            self.push(
+                format!("{path}.artifact"),
+                format!(
+                    "a task has {} artifacts; the limit is {}",
+                    t.artifacts.len(),
+                    crate::artifact::MAX_ARTIFACTS
+                ),
+            );
+        }
+        for (i, a) in t.artifacts.iter().enumerate() {
+            for (field, message) in a.problems() {
+                self.push(format!("{path}.artifact[{i}].{field}"), message);
+            }
+        }
         self.data_refs(t, path);
         self.templates(t, path);
         if t.driver == "model"

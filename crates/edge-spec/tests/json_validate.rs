@@ -189,6 +189,11 @@ fn validation_of_checks() {
             interval: Duration::ZERO,
             timeout: Duration::ZERO,
             check_restart: None,
+            command: String::new(),
+            args: Vec::new(),
+            task: String::new(),
+            grpc_service: String::new(),
+            grpc_use_tls: false,
         },
         Check {
             name: String::new(),
@@ -198,6 +203,11 @@ fn validation_of_checks() {
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             check_restart: None,
+            command: String::new(),
+            args: Vec::new(),
+            task: String::new(),
+            grpc_service: String::new(),
+            grpc_use_tls: false,
         },
     ];
     let d = validate(&job);

@@ -43,9 +43,9 @@ fn blocks_that_change_what_runs_are_refused_where_they_are_written() {
             job(
                 "",
                 "",
-                "      artifact {\n        source = \"https://example.org/x.tgz\"\n      }",
+                "      artifact {\n        source = \"git::https://example.org/x.git\"\n      }",
             ),
-            "job.web.group.g.task.t.artifact: `artifact` is not supported",
+            "job.web.group.g.task.t.artifact[0].source: source \"git::https://example.org/x.git\" is not an http://",
         ),
         (
             job(

@@ -285,6 +285,12 @@ pub struct NodeArgs {
     /// source = "NAME" }` places the group only on nodes that have it.
     #[arg(long = "host-volume", value_parser = parse_host_volume)]
     pub host_volumes: Vec<(String, edge_agent::HostVolume)>,
+    /// A directory task artifacts may be fetched from with a `file://`
+    /// source (or an absolute path), repeatable; without one such
+    /// artifacts are refused, since the agent could read any file of the
+    /// node for a job.
+    #[arg(long = "artifact-dir")]
+    pub artifact_dirs: Vec<std::path::PathBuf>,
     /// Address of the agent's own API (logs), reached by the server.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub http_bind: SocketAddr,

@@ -47,6 +47,7 @@ pub fn node(id: &str, cpu: u32, memory: u32) -> Node {
 pub fn task(cpu: u32, memory: u32) -> Task {
     Task {
         templates: Vec::new(),
+        artifacts: Vec::new(),
         secrets: Vec::new(),
         configs: Vec::new(),
         volume_mounts: Vec::new(),

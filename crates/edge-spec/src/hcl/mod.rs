@@ -38,6 +38,7 @@ const LISTS: &[(&str, &str, &str, Option<&str>)] = &[
     ("task", "volume_mount", "volume_mounts", None),
     ("task", "secret", "secrets", Some("name")),
     ("task", "template", "templates", None),
+    ("task", "artifact", "artifacts", None),
     ("group", "service", "services", None),
     ("network", "port", "ports", Some("label")),
     ("service", "check", "checks", None),
@@ -65,6 +66,7 @@ pub fn parse_hcl(src: &str, opts: &ParseOptions) -> Result<Parsed, SpecError> {
         spans: SpanMap::default(),
         names: Names::default(),
         hoisted: Vec::new(),
+        task_networks: Vec::new(),
         models: Vec::new(),
         unevaluated: BTreeSet::new(),
         files: opts.files.clone(),
@@ -146,6 +148,9 @@ struct Decoder<'a> {
     /// `service` blocks written inside a task (Nomad allows both) with the
     /// task's name: they are the group's here.
     hoisted: Vec<(Block, String)>,
+    /// `network` blocks in a task's `resources` (Nomad 0.x) with the
+    /// task's name: their ports are the group's here.
+    task_networks: Vec<(Block, String)>,
     /// `model` blocks, each expanded into a group once the job is decoded.
     models: Vec<Block>,
     /// Fields whose expression failed: reported already, or using a variable
@@ -352,6 +357,11 @@ impl Decoder<'_> {
             self.models.push(b.clone());
             return;
         }
+        if kind == "resources" && ident == "network" {
+            self.task_networks
+                .push((b.clone(), self.names.task.clone()));
+            return;
+        }
         // `config { ... }` is the driver's; `config "NAME" { ... }` asks
         // for a config object.
         if kind == "task" && ident == "config" && !b.labels.is_empty() {
@@ -421,6 +431,7 @@ impl Decoder<'_> {
             "group" => {
                 self.names.group = name.clone();
                 self.hoisted.clear();
+                self.task_networks.clear();
             }
             "task" => self.names.task = name.clone(),
             _ => {}
@@ -457,6 +468,7 @@ impl Decoder<'_> {
                     self.item(&mut node, &b, "services", None);
                 }
                 self.names.task.clear();
+                self.task_networks_to_group(&mut node);
             }
             _ => {}
         }
@@ -466,6 +478,57 @@ impl Decoder<'_> {
         }) = parent.get_mut(list)
         {
             items.push(node);
+        }
+    }
+
+    /// Nomad 0.x's task `resources { network { port ... } }`: the ports
+    /// become the group's, with a warning to move the block, as Nomad
+    /// itself has read them since 0.12. A group with a `network` block of
+    /// its own takes none of them: which one was meant is not for edge to
+    /// guess.
+    fn task_networks_to_group(&mut self, group: &mut Node) {
+        let own = group.has("network");
+        let field = format!("{}.network", group.field);
+        for (b, task) in std::mem::take(&mut self.task_networks) {
+            let at = format!("{}.task.{task}.resources.network", group.field);
+            if own {
+                self.error(
+                    b.span(),
+                    &at,
+                    "the group has a `network` block of its own: move this task's ports into it (a task's `resources { network }` is Nomad 0.x's form)",
+                );
+                continue;
+            }
+            self.warn(
+                b.ident.span(),
+                &at,
+                "`network` in a task's `resources` is Nomad 0.x's form: its ports are the group's; move the block into the group",
+            );
+            let mut net = self.object("network", &b, &field, false);
+            match group.get_mut("network") {
+                None => group.insert("network", net),
+                Some(first) => {
+                    let Some(Node {
+                        kind: Kind::List(more),
+                        ..
+                    }) = net.remove("ports")
+                    else {
+                        continue;
+                    };
+                    match first.get_mut("ports") {
+                        Some(Node {
+                            kind: Kind::List(items),
+                            ..
+                        }) => items.extend(more),
+                        _ => {
+                            let mut list =
+                                Node::new(Kind::List(more), &net.at, &net.key_at, &field);
+                            list.block = true;
+                            first.insert("ports", list);
+                        }
+                    }
+                }
+            }
         }
     }
 

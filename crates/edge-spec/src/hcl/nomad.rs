@@ -113,11 +113,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
     ("task", "affinity", AFFINITY),
     ("task", "scaling", SCALING),
     ("task", "vault", VAULT),
-    (
-        "task",
-        "artifact",
-        Refuse("artifacts are not fetched yet: put the files in the image, or on the node"),
-    ),
     ("task", "dispatch_payload", PARAMETERIZED),
     (
         "task",

@@ -225,6 +225,7 @@ fn agent_config(server: String, token: String, data_dir: PathBuf, n: &NodeArgs) 
     cfg.address = n.advertise.clone();
     cfg.meta = n.meta.iter().cloned().collect();
     cfg.host_volumes = n.host_volumes.iter().cloned().collect();
+    cfg.artifact_dirs = n.artifact_dirs.clone();
     cfg.http_bind = n.http_bind;
     cfg.reserved = NodeResources {
         cpu: n.reserved_cpu,
