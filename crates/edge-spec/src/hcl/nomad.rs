@@ -186,6 +186,11 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
     ),
     (
         "network",
+        "mbits",
+        Ignore("bandwidth is not reserved or limited by edge (Nomad deprecated it too)"),
+    ),
+    (
+        "network",
         "hostname",
         Refuse("set the hostname in the task: `config { hostname = \"...\" }` (containerd)"),
     ),
@@ -355,36 +360,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
         Refuse("SELinux labels are not applied by edge"),
     ),
     (
-        "check",
-        "command",
-        Refuse("script checks are not built yet: use an http or tcp check"),
-    ),
-    (
-        "check",
-        "args",
-        Refuse("script checks are not built yet: use an http or tcp check"),
-    ),
-    (
-        "check",
-        "task",
-        Refuse("script checks are not built yet: use an http or tcp check"),
-    ),
-    (
-        "check",
-        "grpc_service",
-        Refuse("grpc checks are not built yet: use a tcp check"),
-    ),
-    (
-        "check",
-        "grpc_use_tls",
-        Refuse("grpc checks are not built yet: use a tcp check"),
-    ),
-    (
-        "resources",
-        "network",
-        Refuse("ports are the group's: move the `network` block into the group"),
-    ),
-    (
         "service",
         "connect",
         Refuse(
@@ -510,7 +485,7 @@ mod tests {
                 "volume_mount",
             ],
         ),
-        ("network", &["mode", "port", "dns", "hostname"]),
+        ("network", &["mode", "port", "dns", "hostname", "mbits"]),
         (
             "port",
             &["static", "to", "host_network", "ignore_collision"],
@@ -725,10 +700,15 @@ mod tests {
         let mut problems = Vec::new();
         for (block, keys) in JOBSPEC {
             for key in *keys {
-                // A task's services are read as the group's,
-                // and a service's `check_restart` as each of its checks'.
-                let hoisted =
-                    [("task", "service"), ("service", "check_restart")].contains(&(*block, *key));
+                // A task's services are read as the group's, a service's
+                // `check_restart` as each of its checks', and a task's old
+                // `resources { network }` as the group's network.
+                let hoisted = [
+                    ("task", "service"),
+                    ("service", "check_restart"),
+                    ("resources", "network"),
+                ]
+                .contains(&(*block, *key));
                 let honoured = hoisted || decoded.get(*block).is_some_and(|d| d.contains(*key));
                 match (honoured, treatment(block, key)) {
                     (true, Some(_)) => {
