@@ -60,6 +60,8 @@ fn job(i: usize, count: u32) -> Job {
         datacenters: vec!["*".to_string()],
         priority: 50,
         meta: BTreeMap::new(),
+        affinities: Vec::new(),
+        spreads: Vec::new(),
         constraints: Vec::new(),
         update: None,
         groups: vec![Group {
@@ -67,6 +69,8 @@ fn job(i: usize, count: u32) -> Job {
             meta: Default::default(),
             name: "web".to_string(),
             count,
+            affinities: Vec::new(),
+            spreads: Vec::new(),
             constraints: Vec::new(),
             network: Network {
                 networks: Default::default(),
@@ -88,6 +92,7 @@ fn job(i: usize, count: u32) -> Job {
                 configs: Vec::new(),
                 volume_mounts: Vec::new(),
                 lifecycle: None,
+                affinities: Vec::new(),
                 constraints: Vec::new(),
                 meta: Default::default(),
                 name: "server".to_string(),

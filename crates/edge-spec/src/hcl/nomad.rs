@@ -21,11 +21,6 @@ const PERIODIC: Treatment = Refuse(
 );
 const PARAMETERIZED: Treatment =
     Refuse("parameterized jobs and `edge job dispatch` are not built yet");
-const AFFINITY: Treatment =
-    Refuse("affinities are not built yet: a `constraint` is the hard form of the same rule");
-const SPREAD: Treatment = Refuse(
-    "spread is not built yet: copies of a group already avoid sharing a node when another fits",
-);
 const SCALING: Treatment =
     Refuse("scaling policies are not built yet: `edge job scale JOB GROUP COUNT` sets a count");
 const VAULT: Treatment =
@@ -39,8 +34,6 @@ const DISCONNECT: Treatment = Refuse(
 pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
     ("job", "periodic", PERIODIC),
     ("job", "parameterized", PARAMETERIZED),
-    ("job", "affinity", AFFINITY),
-    ("job", "spread", SPREAD),
     (
         "job",
         "multiregion",
@@ -73,8 +66,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
     ("job", "ui", Ignore("edge has no UI metadata")),
     ("job", "consul_token", Ignore("edge has no Consul")),
     ("job", "vault_token", Ignore("edge has no Vault")),
-    ("group", "affinity", AFFINITY),
-    ("group", "spread", SPREAD),
     ("group", "scaling", SCALING),
     ("group", "vault", VAULT),
     (
@@ -97,7 +88,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
         "consul",
         Ignore("edge has no Consul: services are in edge's own catalog"),
     ),
-    ("task", "affinity", AFFINITY),
     ("task", "scaling", SCALING),
     ("task", "vault", VAULT),
     (
