@@ -42,7 +42,7 @@ impl Dimension {
 pub(crate) const DISTINCT_HOSTS_REASON: &str = "constraint distinct_hosts";
 
 /// One side of a constraint: a node field, attribute, meta key or a literal.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Operand<'j> {
     Attr(&'j str),
     Meta(&'j str),
@@ -119,6 +119,11 @@ impl<'j> Compiled<'j> {
             regex: (op == ConstraintOp::Regexp).then(|| Regex::new(value).ok()),
             reason: 0,
         }
+    }
+
+    /// The node values the rule reads: whether it holds depends on them only.
+    pub(crate) fn operands(&self) -> [Operand<'j>; 2] {
+        [self.lhs, self.rhs]
     }
 
     pub(crate) fn holds(&self, node: &Node) -> bool {

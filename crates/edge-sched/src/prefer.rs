@@ -10,12 +10,38 @@ use crate::feasible::{Compiled, Operand};
 use crate::rank;
 use edge_spec::{Group, Job, Node};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
-/// The value index of a node that lacks a spread's attribute.
+/// The value index of a node that lacks an attribute.
 const MISSING: u32 = u32::MAX;
 
+/// FNV-1a, for the short keys classifying hashes once per node: std's
+/// SipHash showed in profiles of large evaluations.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
 struct SpreadRule<'j> {
-    operand: Operand<'j>,
+    /// Index into [`Prefs::operands`].
+    operand: usize,
     /// This spread's weight over the sum of every spread's weight.
     share: f64,
     /// Target values with their desired copies; empty for an even spread.
@@ -23,9 +49,7 @@ struct SpreadRule<'j> {
     /// Desired copies on values no target names: what the targets leave
     /// of the group's count.
     rest: Option<f64>,
-    /// The attribute's values seen on nodes so far.
-    values: Vec<String>,
-    /// Per value: its desired copies; `None` when no target gives it any.
+    /// Per value of the operand: its desired copies; `None` when no target gives it any.
     desired: Vec<Option<f64>>,
     /// Per value: live and placed copies of the group.
     counts: Vec<u32>,
@@ -36,22 +60,15 @@ struct SpreadRule<'j> {
 }
 
 impl SpreadRule<'_> {
-    fn value_index(&mut self, value: Option<&str>) -> u32 {
-        let Some(v) = value else {
-            return MISSING;
-        };
-        if let Some(i) = self.values.iter().position(|x| x == v) {
-            return i as u32;
-        }
+    /// Its operand took a new value `v`, next in index.
+    fn add_value(&mut self, v: &str) {
         let desired = match self.targets.iter().find(|(t, _)| *t == v) {
             Some(&(_, d)) => Some(d),
             None if self.targets.is_empty() => None,
             None => self.rest,
         };
-        self.values.push(v.to_string());
         self.desired.push(desired);
         self.counts.push(0);
-        (self.values.len() - 1) as u32
     }
 
     /// Nomad's spread boost for one more copy on a node of value `v`.
@@ -104,6 +121,10 @@ pub(crate) struct Class {
 
 /// A group's affinities and spreads, with the node classes they make.
 pub(crate) struct Prefs<'j> {
+    /// Every node value the affinities and spreads read, once each.
+    operands: Vec<Operand<'j>>,
+    /// Per operand: the values seen so far and their index.
+    interned: Vec<FnvMap<String, u32>>,
     affinities: Vec<(Compiled<'j>, i64)>,
     affinity_total: f64,
     spreads: Vec<SpreadRule<'j>>,
@@ -111,7 +132,8 @@ pub(crate) struct Prefs<'j> {
     /// Per node index: 1 + its class, 0 until classified.
     class_of: Vec<u32>,
     classes: Vec<Class>,
-    keys: HashMap<Vec<u32>, u32>,
+    /// Per operand value indexes to their class.
+    keys: FnvMap<Vec<u32>, u32>,
     key: Vec<u32>,
     ready: bool,
     /// Live classes by the best score a node of theirs could get.
@@ -147,6 +169,21 @@ impl<'j> Prefs<'j> {
         }
         let weights: f64 = spreads.iter().map(|s| s.weight.clamp(0, 100) as f64).sum();
         let count = f64::from(group.count);
+        let mut operands: Vec<Operand<'j>> = Vec::new();
+        let mut operand = |o: Operand<'j>| match operands.iter().position(|x| *x == o) {
+            Some(i) => i,
+            None => {
+                operands.push(o);
+                operands.len() - 1
+            }
+        };
+        for (rule, _) in &affinities {
+            for o in rule.operands() {
+                if !matches!(o, Operand::Literal(_)) {
+                    operand(o);
+                }
+            }
+        }
         let spreads = spreads
             .into_iter()
             .map(|s| {
@@ -162,7 +199,7 @@ impl<'j> Prefs<'j> {
                     .collect();
                 let sum: f64 = targets.iter().map(|(_, d)| d).sum();
                 SpreadRule {
-                    operand: Operand::parse(&s.attribute),
+                    operand: operand(Operand::parse(&s.attribute)),
                     share: if weights > 0.0 {
                         s.weight.clamp(0, 100) as f64 / weights
                     } else {
@@ -170,7 +207,6 @@ impl<'j> Prefs<'j> {
                     },
                     rest: (sum > 0.0 && sum < count).then_some(count - sum),
                     targets,
-                    values: Vec::new(),
                     desired: Vec::new(),
                     counts: Vec::new(),
                     least: 0,
@@ -179,13 +215,15 @@ impl<'j> Prefs<'j> {
             })
             .collect();
         Some(Prefs {
+            interned: vec![FnvMap::default(); operands.len()],
+            operands,
             affinity_total: affinities.iter().map(|(_, w)| w.abs() as f64).sum(),
             affinities,
             spreads,
             algorithm: Algorithm::Binpack,
             class_of: vec![0; node_count],
             classes: Vec::new(),
-            keys: HashMap::new(),
+            keys: FnvMap::default(),
             key: Vec::new(),
             ready: false,
             ranked: Vec::new(),
@@ -196,22 +234,35 @@ impl<'j> Prefs<'j> {
         if self.class_of[idx] != 0 {
             return self.class_of[idx] as usize - 1;
         }
-        let matched: i64 = self
-            .affinities
-            .iter()
-            .filter(|(rule, _)| rule.holds(node))
-            .map(|(_, w)| w)
-            .sum();
         self.key.clear();
-        // Two's complement keeps negative sums apart from positive ones.
-        self.key.push(matched as i32 as u32);
-        for s in &mut self.spreads {
-            let v = s.value_index(s.operand.resolve(node));
+        for (o, operand) in self.operands.iter().enumerate() {
+            let v = match operand.resolve(node) {
+                None => MISSING,
+                Some(v) => match self.interned[o].get(v) {
+                    Some(&i) => i,
+                    None => {
+                        let i = self.interned[o].len() as u32;
+                        self.interned[o].insert(v.to_string(), i);
+                        for s in self.spreads.iter_mut().filter(|s| s.operand == o) {
+                            s.add_value(v);
+                        }
+                        i
+                    }
+                },
+            };
             self.key.push(v);
         }
         let c = match self.keys.get(self.key.as_slice()) {
             Some(&c) => c as usize,
             None => {
+                // The affinities read only the operands' values, the same
+                // for every node of the class.
+                let matched: i64 = self
+                    .affinities
+                    .iter()
+                    .filter(|(rule, _)| rule.holds(node))
+                    .map(|(_, w)| w)
+                    .sum();
                 let c = self.classes.len();
                 self.classes.push(Class {
                     affinity: if self.affinity_total > 0.0 {
@@ -219,7 +270,7 @@ impl<'j> Prefs<'j> {
                     } else {
                         0.0
                     },
-                    values: self.key[1..].to_vec(),
+                    values: self.spreads.iter().map(|s| self.key[s.operand]).collect(),
                     nodes: Vec::new(),
                     cursor: 0,
                     dead: false,
