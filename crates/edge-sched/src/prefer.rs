@@ -392,3 +392,61 @@ impl<'j> Prefs<'j> {
         &mut self.classes[c]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(
+        targets: &[(&'static str, f64)],
+        rest: Option<f64>,
+        counts: &[u32],
+    ) -> SpreadRule<'static> {
+        let mut r = SpreadRule {
+            operand: 0,
+            share: 1.0,
+            targets: targets.to_vec(),
+            rest,
+            desired: Vec::new(),
+            counts: Vec::new(),
+            least: 0,
+            most: 0,
+        };
+        for (i, &n) in counts.iter().enumerate() {
+            r.add_value(["a", "b", "c"][i]);
+            r.counts[i] = n;
+        }
+        let held = r.counts.iter().copied().filter(|&n| n > 0);
+        r.least = held.clone().min().unwrap_or(0);
+        r.most = held.max().unwrap_or(0);
+        r
+    }
+
+    #[test]
+    fn an_even_spread_boosts_the_values_behind() {
+        // Nothing placed yet: no preference.
+        assert_eq!(rule(&[], None, &[0, 0]).score(0), 0.0);
+        let r = rule(&[], None, &[2, 0, 1]);
+        assert_eq!(r.score(1), 1.0);
+        assert_eq!(r.score(0), -1.0);
+        assert_eq!(r.score(2), 1.0);
+        assert_eq!(rule(&[], None, &[1, 1]).score(0), -1.0);
+        assert_eq!(r.score(MISSING), -1.0);
+    }
+
+    #[test]
+    fn targets_boost_values_under_their_share_and_penalize_the_rest() {
+        // 10 copies at 70/30: 7 and 3 desired.
+        let r = rule(&[("a", 7.0), ("b", 3.0)], None, &[0, 0, 0]);
+        assert!((r.score(0) - 6.0 / 7.0).abs() < 1e-9);
+        assert!((r.score(1) - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(r.score(2), -1.0, "no target and nothing left");
+        let r = rule(&[("a", 7.0), ("b", 3.0)], None, &[7, 5]);
+        assert!(r.score(0) < 0.0 && r.score(1) < 0.0);
+        let r = rule(&[("a", 8.0)], Some(2.0), &[0, 0, 0]);
+        assert!(
+            (r.score(2) - 0.5).abs() < 1e-9,
+            "values left out share the rest"
+        );
+    }
+}

@@ -228,3 +228,26 @@ fn plans_with_preferences_are_deterministic() {
     assert_eq!(a, b);
     assert_eq!(a.len(), 12);
 }
+
+#[test]
+fn an_affinity_finds_the_one_matching_node_among_many() {
+    for seed in 0..5 {
+        let mut c = cluster(&["dc1", "dc2"], 200);
+        c.node_mut("dc2-123")
+            .meta
+            .insert("gpu".into(), "true".into());
+        let mut j = job("web", vec![group("web", 1, 100, 64)]);
+        j.affinities = vec![affinity("${meta.gpu}", ConstraintOp::Eq, "true", 100)];
+        run(&mut c, &j, seed);
+        assert_eq!(c.allocs[0].node_id, "dc2-123", "seed {seed}");
+    }
+}
+
+#[test]
+fn a_spread_over_a_missing_attribute_still_places() {
+    let mut c = cluster(&["dc1", "dc2"], 4);
+    let mut j = job("web", vec![group("web", 4, 100, 64)]);
+    j.spreads = vec![spread("${meta.zone}", &[("a", 50), ("b", 50)])];
+    run(&mut c, &j, 2);
+    assert_eq!(c.allocs.len(), 4);
+}
