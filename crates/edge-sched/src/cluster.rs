@@ -192,6 +192,22 @@ impl<'a> Cluster<'a> {
         &mut self.states[s]
     }
 
+    /// Cpu and memory in use on a node, without starting its state: most
+    /// nodes a class walk will never visit.
+    fn used(&self, idx: usize) -> (u64, u64) {
+        match self.slot[idx] {
+            0 => self
+                .snap
+                .usage
+                .get(&self.snap.nodes[idx].id)
+                .map_or((0, 0), |u| (u.cpu, u.memory)),
+            s => {
+                let st = &self.states[s as usize - 1];
+                (st.cpu(), st.memory())
+            }
+        }
+    }
+
     /// Frees what a live allocation the plan stops held on its node.
     pub(crate) fn release(&mut self, a: &Allocation) {
         if !a.is_live() {
@@ -349,8 +365,8 @@ impl<'a> Cluster<'a> {
             for k in 0..self.order.len() {
                 let idx = self.order[k] as usize;
                 let node = self.snap.nodes[idx];
-                let st = self.state(idx);
-                let free = rank::free_after(node, st.cpu(), st.memory(), req);
+                let (cpu, memory) = self.used(idx);
+                let free = rank::free_after(node, cpu, memory, req);
                 prefs.enlist(idx, node, free);
             }
             prefs.finish();
