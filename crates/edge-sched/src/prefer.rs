@@ -9,8 +9,9 @@ use crate::Algorithm;
 use crate::feasible::{Compiled, Operand};
 use crate::rank;
 use edge_spec::{Group, Job, Node};
+use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 /// The value index of a node that lacks an attribute.
 const MISSING: u32 = u32::MAX;
@@ -37,7 +38,53 @@ impl Hasher for Fnv {
     }
 }
 
-type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+/// Keys scanned for before an [`Index`] hashes them.
+const SCAN: usize = 16;
+
+/// Distinct keys numbered in first-seen order: scanned while they are few
+/// (most attributes take a handful of values), hashed past that.
+struct Index<K> {
+    list: Vec<K>,
+    map: HashMap<K, u32, BuildHasherDefault<Fnv>>,
+}
+
+impl<K: Eq + Hash + Clone> Index<K> {
+    fn new() -> Index<K> {
+        Index {
+            list: Vec::new(),
+            map: HashMap::default(),
+        }
+    }
+
+    fn get<Q: Eq + Hash + ?Sized>(&self, k: &Q) -> Option<u32>
+    where
+        K: Borrow<Q>,
+    {
+        if self.list.len() <= SCAN {
+            return self
+                .list
+                .iter()
+                .position(|x| x.borrow() == k)
+                .map(|i| i as u32);
+        }
+        self.map.get(k).copied()
+    }
+
+    fn insert(&mut self, k: K) -> u32 {
+        let i = self.list.len() as u32;
+        self.list.push(k);
+        if self.list.len() > SCAN {
+            if self.map.is_empty() {
+                for (j, x) in self.list.iter().enumerate() {
+                    self.map.insert(x.clone(), j as u32);
+                }
+            } else {
+                self.map.insert(self.list[i as usize].clone(), i);
+            }
+        }
+        i
+    }
+}
 
 struct SpreadRule<'j> {
     /// Index into [`Prefs::operands`].
@@ -124,7 +171,7 @@ pub(crate) struct Prefs<'j> {
     /// Every node value the affinities and spreads read, once each.
     operands: Vec<Operand<'j>>,
     /// Per operand: the values seen so far and their index.
-    interned: Vec<FnvMap<String, u32>>,
+    interned: Vec<Index<String>>,
     affinities: Vec<(Compiled<'j>, i64)>,
     affinity_total: f64,
     spreads: Vec<SpreadRule<'j>>,
@@ -133,7 +180,7 @@ pub(crate) struct Prefs<'j> {
     class_of: Vec<u32>,
     classes: Vec<Class>,
     /// Per operand value indexes to their class.
-    keys: FnvMap<Vec<u32>, u32>,
+    keys: Index<Vec<u32>>,
     key: Vec<u32>,
     ready: bool,
     /// Live classes by the best score a node of theirs could get.
@@ -215,7 +262,7 @@ impl<'j> Prefs<'j> {
             })
             .collect();
         Some(Prefs {
-            interned: vec![FnvMap::default(); operands.len()],
+            interned: operands.iter().map(|_| Index::new()).collect(),
             operands,
             affinity_total: affinities.iter().map(|(_, w)| w.abs() as f64).sum(),
             affinities,
@@ -223,7 +270,7 @@ impl<'j> Prefs<'j> {
             algorithm: Algorithm::Binpack,
             class_of: vec![0; node_count],
             classes: Vec::new(),
-            keys: FnvMap::default(),
+            keys: Index::new(),
             key: Vec::new(),
             ready: false,
             ranked: Vec::new(),
@@ -239,10 +286,9 @@ impl<'j> Prefs<'j> {
             let v = match operand.resolve(node) {
                 None => MISSING,
                 Some(v) => match self.interned[o].get(v) {
-                    Some(&i) => i,
+                    Some(i) => i,
                     None => {
-                        let i = self.interned[o].len() as u32;
-                        self.interned[o].insert(v.to_string(), i);
+                        let i = self.interned[o].insert(v.to_string());
                         for s in self.spreads.iter_mut().filter(|s| s.operand == o) {
                             s.add_value(v);
                         }
@@ -253,7 +299,7 @@ impl<'j> Prefs<'j> {
             self.key.push(v);
         }
         let c = match self.keys.get(self.key.as_slice()) {
-            Some(&c) => c as usize,
+            Some(c) => c as usize,
             None => {
                 // The affinities read only the operands' values, the same
                 // for every node of the class.
@@ -283,7 +329,7 @@ impl<'j> Prefs<'j> {
                     self.classes[c].cpu_free = 0.0;
                     self.classes[c].mem_free = 0.0;
                 }
-                self.keys.insert(self.key.clone(), c as u32);
+                self.keys.insert(self.key.clone());
                 c
             }
         };
@@ -420,6 +466,18 @@ mod tests {
         r.least = held.clone().min().unwrap_or(0);
         r.most = held.max().unwrap_or(0);
         r
+    }
+
+    #[test]
+    fn an_index_numbers_keys_alike_before_and_after_hashing() {
+        let mut ix: Index<String> = Index::new();
+        for n in 0..40 {
+            assert_eq!(ix.get(n.to_string().as_str()), None);
+            assert_eq!(ix.insert(n.to_string()), n);
+        }
+        for n in 0..40u32 {
+            assert_eq!(ix.get(n.to_string().as_str()), Some(n));
+        }
     }
 
     #[test]
