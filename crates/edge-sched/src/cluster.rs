@@ -362,12 +362,20 @@ impl<'a> Cluster<'a> {
     ) -> Option<usize> {
         if !prefs.is_ready() {
             prefs.begin(self.snap.config.algorithm);
-            for k in 0..self.order.len() {
-                let idx = self.order[k] as usize;
+            let mut usable = vec![false; self.snap.nodes.len()];
+            for &idx in &self.order {
+                usable[idx as usize] = true;
+            }
+            // Classified in snapshot order, which is the order nodes and
+            // their attributes sit in memory, then listed in the walk's.
+            for (idx, _) in usable.iter().enumerate().filter(|(_, u)| **u) {
                 let node = self.snap.nodes[idx];
                 let (cpu, memory) = self.used(idx);
                 let free = rank::free_after(node, cpu, memory, req);
-                prefs.enlist(idx, node, free);
+                prefs.measure(idx, node, free);
+            }
+            for &idx in &self.order {
+                prefs.enlist(idx as usize);
             }
             prefs.finish();
         }

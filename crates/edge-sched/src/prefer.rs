@@ -366,11 +366,18 @@ impl<'j> Prefs<'j> {
         }
     }
 
-    /// A usable node, with the free shares it would have with one more copy.
-    pub(crate) fn enlist(&mut self, idx: usize, node: &Node, free: (f64, f64)) {
+    /// Classifies a usable node, with the free shares it would have with
+    /// one more copy.
+    pub(crate) fn measure(&mut self, idx: usize, node: &Node, free: (f64, f64)) {
         let c = self.classify(idx, node);
-        self.classes[c].nodes.push(idx as u32);
         self.bound_free(c, free);
+    }
+
+    /// Adds a measured node to its class's walk.
+    pub(crate) fn enlist(&mut self, idx: usize) {
+        if let Some(c) = self.class_of[idx].checked_sub(1) {
+            self.classes[c as usize].nodes.push(idx as u32);
+        }
     }
 
     pub(crate) fn finish(&mut self) {
