@@ -1,11 +1,12 @@
 //! Placement throughput: many service jobs on 5,000 nodes, one `schedule`
-//! call per job, the usage map updated between jobs as the server does.
+//! call per job, the usage map updated between jobs as the server does;
+//! then the same with three affinities and a spread per job.
 //! Run with `cargo bench -p edge-sched`.
 
 use edge_sched::{NodeUsage, SchedulerConfig, Snapshot, schedule};
 use edge_spec::{
-    DriverInfo, Evaluation, Group, Job, JobType, Network, Node, NodeResources, NodeStatus,
-    PortSpec, Resources, Task, TriggeredBy,
+    Affinity, ConstraintOp, DriverInfo, Evaluation, Group, Job, JobType, Network, Node,
+    NodeResources, NodeStatus, PortSpec, Resources, Spread, Task, TriggeredBy,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -27,7 +28,7 @@ fn node(i: usize) -> Node {
     Node {
         id: format!("{i:08x}-0000-4000-8000-000000000000"),
         name: format!("node-{i}"),
-        datacenter: "dc1".to_string(),
+        datacenter: format!("dc{}", i % 4),
         address: format!("10.0.{}.{}", i / 250, i % 250),
         status: NodeStatus::Ready,
         status_description: String::new(),
@@ -35,7 +36,7 @@ fn node(i: usize) -> Node {
         drain: false,
         revoked: false,
         attributes,
-        meta: BTreeMap::new(),
+        meta: BTreeMap::from([("rack".to_string(), format!("r{}", i % 10))]),
         resources: NodeResources {
             cpu: 8000,
             memory: 16384,
@@ -60,6 +61,8 @@ fn job(i: usize, count: u32) -> Job {
         datacenters: vec!["*".to_string()],
         priority: 50,
         meta: BTreeMap::new(),
+        affinities: Vec::new(),
+        spreads: Vec::new(),
         constraints: Vec::new(),
         update: None,
         groups: vec![Group {
@@ -67,6 +70,8 @@ fn job(i: usize, count: u32) -> Job {
             meta: Default::default(),
             name: "web".to_string(),
             count,
+            affinities: Vec::new(),
+            spreads: Vec::new(),
             constraints: Vec::new(),
             network: Network {
                 networks: Default::default(),
@@ -89,6 +94,7 @@ fn job(i: usize, count: u32) -> Job {
                 configs: Vec::new(),
                 volume_mounts: Vec::new(),
                 lifecycle: None,
+                affinities: Vec::new(),
                 constraints: Vec::new(),
                 meta: Default::default(),
                 name: "server".to_string(),
@@ -134,14 +140,26 @@ fn eval(job_id: &str) -> Evaluation {
 
 /// Schedules `jobs` jobs of `count` copies each; returns placements and seconds
 /// spent inside `schedule`.
-fn run(jobs: usize, count: u32) -> (usize, f64) {
+fn run(jobs: usize, count: u32, prefer: bool) -> (usize, f64) {
     let nodes: Vec<Node> = (0..NODES).map(node).collect();
     let mut usage: HashMap<String, NodeUsage> = HashMap::new();
     let config = SchedulerConfig::default();
     let mut placed = 0;
     let mut spent = 0.0;
     for i in 0..jobs {
-        let j = job(i, count);
+        let mut j = job(i, count);
+        if prefer {
+            j.affinities = vec![
+                affinity("${node.datacenter}", ConstraintOp::Eq, "dc1", 50),
+                affinity("${meta.rack}", ConstraintOp::Regexp, "^r[0-4]$", 25),
+                affinity("${attr.kernel.name}", ConstraintOp::Eq, "linux", 10),
+            ];
+            j.spreads = vec![Spread {
+                attribute: "${node.datacenter}".to_string(),
+                weight: 50,
+                targets: Vec::new(),
+            }];
+        }
         let e = eval(&j.id);
         let snap = Snapshot {
             volumes: Vec::new(),
@@ -171,11 +189,30 @@ fn run(jobs: usize, count: u32) -> (usize, f64) {
     (placed, spent)
 }
 
+fn affinity(attribute: &str, operator: ConstraintOp, value: &str, weight: i64) -> Affinity {
+    Affinity {
+        attribute: attribute.to_string(),
+        operator,
+        value: value.to_string(),
+        weight,
+    }
+}
+
 fn main() {
-    for (jobs, count) in [(100, 1_000), (1_000, 100)] {
-        let (placed, secs) = run(jobs, count);
+    for (jobs, count, prefer) in [
+        (100, 1_000, false),
+        (1_000, 100, false),
+        (100, 1_000, true),
+        (1_000, 100, true),
+    ] {
+        let (placed, secs) = run(jobs, count, prefer);
+        let with = if prefer {
+            ", 3 affinities and a spread"
+        } else {
+            ""
+        };
         println!(
-            "{jobs} jobs x {count} on {NODES} nodes: {placed} placements in {secs:.3} s = {:.0} placements/s",
+            "{jobs} jobs x {count} on {NODES} nodes{with}: {placed} placements in {secs:.3} s = {:.0} placements/s",
             placed as f64 / secs
         );
     }

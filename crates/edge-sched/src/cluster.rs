@@ -5,6 +5,7 @@
 use crate::feasible::{
     self, DISTINCT_HOSTS_REASON, DcFilter, Dimension, GroupReq, Operand, Reject,
 };
+use crate::prefer::Prefs;
 use crate::{NodeUsage, Snapshot, ports, rank};
 use edge_spec::{
     AllocMetric, AllocResources, Allocation, ClientStatus, DesiredStatus, Evaluation, Job, Node,
@@ -72,6 +73,10 @@ fn apply_delta(base: u64, delta: i64) -> u64 {
         base.saturating_sub(delta.unsigned_abs())
     }
 }
+
+/// Feasible candidates already holding copies that a walk sets aside,
+/// scored only when too few fresh ones turn up.
+const MAX_SKIP: usize = 3;
 
 pub(crate) struct Cluster<'a> {
     pub snap: &'a Snapshot<'a>,
@@ -187,6 +192,22 @@ impl<'a> Cluster<'a> {
         &mut self.states[s]
     }
 
+    /// Cpu and memory in use on a node, without starting its state: most
+    /// nodes a class walk will never visit.
+    fn used(&self, idx: usize) -> (u64, u64) {
+        match self.slot[idx] {
+            0 => self
+                .snap
+                .usage
+                .get(&self.snap.nodes[idx].id)
+                .map_or((0, 0), |u| (u.cpu, u.memory)),
+            s => {
+                let st = &self.states[s as usize - 1];
+                (st.cpu(), st.memory())
+            }
+        }
+    }
+
     /// Frees what a live allocation the plan stops held on its node.
     pub(crate) fn release(&mut self, a: &Allocation) {
         if !a.is_live() {
@@ -289,7 +310,11 @@ impl<'a> Cluster<'a> {
         spread: &[u32],
         avoid: Option<usize>,
     ) -> Option<usize> {
-        const MAX_SKIP: usize = 3;
+        if let Some(mut prefs) = req.prefs.take() {
+            let chosen = self.select_preferred(req, &mut prefs, spread, avoid);
+            req.prefs = Some(prefs);
+            return chosen;
+        }
         let n = self.order.len();
         if n == 0 {
             return None;
@@ -325,6 +350,78 @@ impl<'a> Cluster<'a> {
         best.map(|(_, idx)| idx)
     }
 
+    /// [`Cluster::select`] for a group with affinities or spreads: the
+    /// same walk, within each class of nodes that could still hold the best
+    /// one, best class first.
+    fn select_preferred(
+        &mut self,
+        req: &mut GroupReq<'_>,
+        prefs: &mut Prefs<'_>,
+        spread: &[u32],
+        avoid: Option<usize>,
+    ) -> Option<usize> {
+        if !prefs.is_ready() {
+            prefs.begin(self.snap.config.algorithm);
+            let mut usable = vec![false; self.snap.nodes.len()];
+            for &idx in &self.order {
+                usable[idx as usize] = true;
+            }
+            // Classified in snapshot order, which is the order nodes and
+            // their attributes sit in memory, then listed in the walk's.
+            for (idx, _) in usable.iter().enumerate().filter(|(_, u)| **u) {
+                let node = self.snap.nodes[idx];
+                let (cpu, memory) = self.used(idx);
+                let free = rank::free_after(node, cpu, memory, req);
+                prefs.measure(idx, node, free);
+            }
+            for &idx in &self.order {
+                prefs.enlist(idx as usize);
+            }
+            prefs.finish();
+        }
+        let mut best: Option<(f64, usize)> = None;
+        for k in 0..prefs.rank() {
+            let (bound, c) = prefs.ranked(k);
+            if best.is_some_and(|(s, _)| s >= bound) {
+                break;
+            }
+            let class = prefs.class_mut(c);
+            let extra = (class.extra, class.extra_n);
+            let n = class.nodes.len();
+            let limit = rank::candidate_limit(n);
+            let mut found = 0;
+            let mut skipped: [(usize, u32); MAX_SKIP] = [(0, 0); MAX_SKIP];
+            let mut nskipped = 0;
+            for _ in 0..n {
+                let idx = class.nodes[class.cursor] as usize;
+                class.cursor = (class.cursor + 1) % n;
+                if self.check(req, idx).is_err() {
+                    continue;
+                }
+                let collisions = spread[idx] + u32::from(avoid == Some(idx));
+                if collisions > 0 && nskipped < MAX_SKIP {
+                    skipped[nskipped] = (idx, collisions);
+                    nskipped += 1;
+                    continue;
+                }
+                self.consider_with(&mut best, req, idx, collisions, extra);
+                found += 1;
+                if found >= limit {
+                    break;
+                }
+            }
+            if found == 0 && nskipped == 0 {
+                class.dead = true;
+            }
+            if found < limit {
+                for &(idx, collisions) in &skipped[..nskipped] {
+                    self.consider_with(&mut best, req, idx, collisions, extra);
+                }
+            }
+        }
+        best.map(|(_, idx)| idx)
+    }
+
     fn consider(
         &mut self,
         best: &mut Option<(f64, usize)>,
@@ -332,14 +429,40 @@ impl<'a> Cluster<'a> {
         idx: usize,
         collisions: u32,
     ) {
+        self.consider_with(best, req, idx, collisions, (0.0, 0));
+    }
+
+    /// Scores a feasible node; `extra` is its affinity and spread scores'
+    /// sum and number.
+    fn consider_with(
+        &mut self,
+        best: &mut Option<(f64, usize)>,
+        req: &GroupReq<'_>,
+        idx: usize,
+        collisions: u32,
+        (extra, extra_n): (f64, u32),
+    ) {
         let node = self.snap.nodes[idx];
         let algorithm = self.snap.config.algorithm;
         let st = self.state(idx);
         let fit = rank::fit_score(algorithm, node, st.cpu(), st.memory(), req);
-        let score = rank::with_anti_affinity(fit, collisions, req.group.count);
+        let score = rank::combine(fit, collisions, req.group.count, extra, extra_n);
         if best.is_none_or(|(s, _)| score > s) {
             *best = Some((score, idx));
         }
+    }
+
+    /// One more copy of the group on node `idx`, kept or just placed, for
+    /// the spread counts.
+    pub(crate) fn count_copy(&mut self, req: &mut GroupReq<'_>, idx: usize) {
+        let Some(mut prefs) = req.prefs.take() else {
+            return;
+        };
+        let node = self.snap.nodes[idx];
+        let st = self.state(idx);
+        let free = rank::free_after(node, st.cpu(), st.memory(), req);
+        prefs.count_copy(idx, node, free);
+        req.prefs = Some(prefs);
     }
 
     /// Why no usable node takes a copy of the group: every usable node

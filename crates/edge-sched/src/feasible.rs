@@ -2,6 +2,7 @@
 //! compiled once per group and cached per node for the whole evaluation.
 
 use crate::error::SchedError;
+use crate::prefer::Prefs;
 use edge_spec::{
     BRIDGE_ATTRIBUTE, Constraint, ConstraintOp, Group, Job, NetworkMode, Node, PortSpec, VolumeType,
 };
@@ -41,7 +42,7 @@ impl Dimension {
 pub(crate) const DISTINCT_HOSTS_REASON: &str = "constraint distinct_hosts";
 
 /// One side of a constraint: a node field, attribute, meta key or a literal.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Operand<'j> {
     Attr(&'j str),
     Meta(&'j str),
@@ -97,7 +98,7 @@ impl<'j> Operand<'j> {
     }
 }
 
-struct Compiled<'j> {
+pub(crate) struct Compiled<'j> {
     lhs: Operand<'j>,
     rhs: Operand<'j>,
     op: ConstraintOp,
@@ -107,8 +108,25 @@ struct Compiled<'j> {
     reason: usize,
 }
 
-impl Compiled<'_> {
-    fn holds(&self, node: &Node) -> bool {
+impl<'j> Compiled<'j> {
+    /// A rule of `attribute`, `op` and `value` as constraints and
+    /// affinities write it; a regexp that does not compile matches nothing.
+    pub(crate) fn new(attribute: &'j str, op: ConstraintOp, value: &'j str) -> Compiled<'j> {
+        Compiled {
+            lhs: Operand::parse(attribute),
+            rhs: Operand::parse(value),
+            op,
+            regex: (op == ConstraintOp::Regexp).then(|| Regex::new(value).ok()),
+            reason: 0,
+        }
+    }
+
+    /// The node values the rule reads: whether it holds depends on them only.
+    pub(crate) fn operands(&self) -> [Operand<'j>; 2] {
+        [self.lhs, self.rhs]
+    }
+
+    pub(crate) fn holds(&self, node: &Node) -> bool {
         let l = self.lhs.resolve(node);
         let r = self.rhs.resolve(node);
         match self.op {
@@ -131,6 +149,7 @@ impl Compiled<'_> {
                         matches!(&self.regex, Some(Some(re)) if re.is_match(l))
                     }
                     ConstraintOp::SetContains => set_contains(l, r),
+                    ConstraintOp::SetContainsAny => set_contains_any(l, r),
                     ConstraintOp::Version => edge_spec::version::satisfies(l, r, false),
                     ConstraintOp::Semver => edge_spec::version::satisfies(l, r, true),
                     _ => false,
@@ -155,6 +174,15 @@ fn set_contains(l: &str, r: &str) -> bool {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .all(|want| have.contains(&want))
+}
+
+/// Some comma separated item of `r` is in the comma separated set `l`.
+fn set_contains_any(l: &str, r: &str) -> bool {
+    let have: Vec<&str> = l.split(',').map(str::trim).collect();
+    r.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .any(|want| have.contains(&want))
 }
 
 /// The text a failed constraint is reported under.
@@ -286,6 +314,8 @@ pub(crate) struct GroupReq<'j> {
     pub dynamic_ports: usize,
     pub distinct_hosts: bool,
     pub distinct_properties: Vec<DistinctProperty<'j>>,
+    /// The group's affinities and spreads, when it has any.
+    pub prefs: Option<Box<Prefs<'j>>>,
     /// Filter reasons, indexed by [`Reject::Filtered`].
     pub reasons: Vec<String>,
     drivers: Vec<(&'j str, usize)>,
@@ -401,6 +431,7 @@ impl<'j> GroupReq<'j> {
             dynamic_ports: ports.iter().filter(|p| p.static_port.is_none()).count(),
             distinct_hosts,
             distinct_properties,
+            prefs: Prefs::new(job, group, node_count).map(Box::new),
             reasons: reasons.list,
             drivers,
             constraints,
@@ -487,6 +518,8 @@ mod tests {
     fn set_contains_needs_every_item() {
         assert!(set_contains("a, b,c", "c,a"));
         assert!(!set_contains("a,b", "a,d"));
+        assert!(set_contains_any("a,b", "d, b"));
+        assert!(!set_contains_any("a,b", "c,d"));
     }
 
     #[test]

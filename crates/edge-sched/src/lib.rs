@@ -7,6 +7,7 @@ mod deploy;
 mod error;
 mod feasible;
 mod ports;
+mod prefer;
 mod rank;
 mod reconcile;
 mod system;

@@ -520,6 +520,7 @@ fn place_group(
     for a in &d.kept {
         if let Some(i) = cl.node_index(&a.node_id) {
             spread[i] += 1;
+            cl.count_copy(req, i);
         }
     }
     let total = d.wants.len() as u32 + d.fresh;
@@ -559,6 +560,7 @@ fn place_group(
                 alloc.deployment_id.clone_from(&phase.deployment);
                 alloc.canary = want.canary;
                 spread[idx] += 1;
+                cl.count_copy(req, idx);
                 done += 1;
                 if let Some(old) = want.then_stop {
                     stop(plan, old, DESC_RESCHEDULED, false);

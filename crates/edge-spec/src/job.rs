@@ -71,6 +71,14 @@ pub struct Job {
     #[serde(default)]
     #[schemars(length(max = MAX_CONSTRAINTS))]
     pub constraints: Vec<Constraint>,
+    /// Soft placement preferences for every group of the job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_CONSTRAINTS))]
+    pub affinities: Vec<Affinity>,
+    /// How every group's copies are spread over a node attribute.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_CONSTRAINTS))]
+    pub spreads: Vec<Spread>,
     /// How changed groups replace their allocations; a group's own block
     /// overrides it field by field.
     #[serde(
@@ -171,6 +179,70 @@ fn default_operator() -> ConstraintOp {
     ConstraintOp::Eq
 }
 
+/// Nomad's `affinity`: a node matching the rule (as a [`Constraint`]
+/// would) is preferred by `weight`, or avoided when it is negative.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Affinity {
+    #[serde(default)]
+    pub attribute: String,
+    #[serde(default = "default_operator")]
+    pub operator: ConstraintOp,
+    #[serde(default)]
+    pub value: String,
+    /// -100 to 100, not 0.
+    #[serde(default = "default_weight")]
+    #[schemars(range(min = -100, max = 100))]
+    pub weight: i64,
+}
+
+/// Nomad's default weight of an affinity or a spread.
+fn default_weight() -> i64 {
+    50
+}
+
+impl Affinity {
+    /// The operators an affinity takes: a constraint's, less those that
+    /// only filter (`is_set`, `distinct_*`).
+    pub fn takes(op: ConstraintOp) -> bool {
+        !matches!(
+            op,
+            ConstraintOp::IsSet
+                | ConstraintOp::IsNotSet
+                | ConstraintOp::DistinctHosts
+                | ConstraintOp::DistinctProperty
+        )
+    }
+}
+
+/// Nomad's `spread`: copies of a group spread over the values of a node
+/// attribute, evenly or by the targets' percentages.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Spread {
+    #[serde(default)]
+    pub attribute: String,
+    /// 1 to 100: how much this spread counts beside the others.
+    #[serde(default = "default_weight")]
+    #[schemars(range(min = 1, max = 100))]
+    pub weight: i64,
+    /// Shares of the copies by value; values left out share what remains
+    /// of 100%. Without targets the copies spread evenly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_CONSTRAINTS))]
+    pub targets: Vec<SpreadTarget>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpreadTarget {
+    pub value: String,
+    /// 0 to 100.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 100))]
+    pub percent: i64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ConstraintOp {
     #[serde(rename = "=", alias = "==", alias = "is")]
@@ -187,8 +259,12 @@ pub enum ConstraintOp {
     Ge,
     #[serde(rename = "regexp")]
     Regexp,
-    #[serde(rename = "set_contains")]
+    /// Every item of the value is in the attribute's comma separated set.
+    #[serde(rename = "set_contains", alias = "set_contains_all")]
     SetContains,
+    /// Some item of the value is in the attribute's set.
+    #[serde(rename = "set_contains_any")]
+    SetContainsAny,
     #[serde(rename = "is_set")]
     IsSet,
     #[serde(rename = "is_not_set")]
@@ -232,6 +308,8 @@ const CONSTRAINT_OPS: &[&str] = &[
     ">=",
     "regexp",
     "set_contains",
+    "set_contains_all",
+    "set_contains_any",
     "is_set",
     "is_not_set",
     "distinct_hosts",
@@ -263,6 +341,7 @@ impl ConstraintOp {
             ConstraintOp::Ge => ">=",
             ConstraintOp::Regexp => "regexp",
             ConstraintOp::SetContains => "set_contains",
+            ConstraintOp::SetContainsAny => "set_contains_any",
             ConstraintOp::IsSet => "is_set",
             ConstraintOp::IsNotSet => "is_not_set",
             ConstraintOp::DistinctHosts => "distinct_hosts",
@@ -288,6 +367,12 @@ pub struct Group {
     #[serde(default)]
     #[schemars(length(max = MAX_CONSTRAINTS))]
     pub constraints: Vec<Constraint>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_CONSTRAINTS))]
+    pub affinities: Vec<Affinity>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_CONSTRAINTS))]
+    pub spreads: Vec<Spread>,
     #[serde(default)]
     pub network: Network,
     #[serde(default)]
@@ -952,6 +1037,10 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_CONSTRAINTS))]
     pub constraints: Vec<Constraint>,
+    /// Like task-level constraints, they place the whole group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_CONSTRAINTS))]
+    pub affinities: Vec<Affinity>,
     /// Nomad's task `meta`, over the group's (`EDGE_META_<key>` in the
     /// task's environment).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -21,6 +21,7 @@ pub mod network;
 pub mod node;
 pub mod objects;
 mod parse;
+mod prefer;
 pub mod template;
 pub mod validate;
 pub mod version;

@@ -234,6 +234,9 @@ impl Validator<'_> {
             }
         }
         self.constraints(&job.constraints, &base);
+        self.out
+            .extend(crate::prefer::affinities(&job.affinities, &base));
+        self.out.extend(crate::prefer::spreads(&job.spreads, &base));
         self.update(&job.update, &base);
         if job.groups.is_empty() {
             self.push(format!("{base}.group"), "a job needs at least one group");
@@ -533,6 +536,9 @@ impl Validator<'_> {
             );
         }
         self.constraints(&g.constraints, path);
+        self.out
+            .extend(crate::prefer::affinities(&g.affinities, path));
+        self.out.extend(crate::prefer::spreads(&g.spreads, path));
         self.wait(
             &format!("{path}.restart.interval"),
             g.restart.interval,
@@ -1119,6 +1125,8 @@ impl Validator<'_> {
             );
         }
         self.constraints(&t.constraints, path);
+        self.out
+            .extend(crate::prefer::affinities(&t.affinities, path));
         if t.driver.trim().is_empty() {
             self.push(
                 format!("{path}.driver"),

@@ -144,6 +144,8 @@ fn full_example_decodes_into_expected_job() {
         datacenters: vec!["dc1".into()],
         priority: 60,
         meta: BTreeMap::from([("owner".to_string(), "ops".to_string())]),
+        affinities: Vec::new(),
+        spreads: Vec::new(),
         constraints: vec![Constraint {
             attribute: "${attr.kernel.name}".into(),
             operator: ConstraintOp::Eq,
@@ -155,6 +157,8 @@ fn full_example_decodes_into_expected_job() {
             meta: Default::default(),
             name: "web".into(),
             count: 2,
+            affinities: Vec::new(),
+            spreads: Vec::new(),
             constraints: vec![Constraint {
                 attribute: "${meta.rack}".into(),
                 operator: ConstraintOp::Eq,
@@ -223,6 +227,7 @@ fn full_example_decodes_into_expected_job() {
                 configs: Vec::new(),
                 volume_mounts: Vec::new(),
                 lifecycle: None,
+                affinities: Vec::new(),
                 constraints: Vec::new(),
                 meta: Default::default(),
                 name: "server".into(),

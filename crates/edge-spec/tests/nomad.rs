@@ -32,12 +32,8 @@ fn blocks_that_change_what_runs_are_refused_where_they_are_written() {
             "web.hcl:2:3: job.web.parameterized: `parameterized` is not supported",
         ),
         (
-            job(
-                "",
-                "    spread {\n      attribute = \"${node.datacenter}\"\n    }",
-                "",
-            ),
-            "web.hcl:4:5: job.web.group.g.spread: `spread` is not supported",
+            job("", "    scaling {\n      min = 1\n    }", ""),
+            "web.hcl:4:5: job.web.group.g.scaling: `scaling` is not supported",
         ),
         (
             job(
@@ -262,4 +258,110 @@ fn lifecycle_hooks_are_decoded_and_checked() {
         err.contains("prestrat") && err.contains("prestart"),
         "names the bad value and the good ones: {err}"
     );
+}
+
+#[test]
+fn affinities_and_spreads_are_read_at_every_level_in_hcl_and_json() {
+    let src = job(
+        "  affinity {\n    attribute = \"${node.datacenter}\"\n    value = \"us-west1\"\n    weight = 100\n  }\n  spread {\n    attribute = \"${node.datacenter}\"\n  }",
+        "    affinity {\n      attribute = \"${meta.rack}\"\n      value = \"r1\"\n    }\n    spread {\n      attribute = \"${meta.rack}\"\n      weight = 30\n      target \"r1\" {\n        percent = 60\n      }\n      target \"r2\" {\n        percent = 40\n      }\n    }",
+        "      affinity {\n        attribute = \"${meta.my_custom_value}\"\n        operator = \"set_contains_any\"\n        value = \"a,b\"\n        weight = -50\n      }",
+    );
+    let parsed = parse_hcl(&src, &ParseOptions::new("web.hcl")).unwrap();
+    assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+    let j = parsed.job;
+    assert_eq!(j.affinities[0].weight, 100);
+    assert_eq!(j.affinities[0].operator, ConstraintOp::Eq);
+    assert_eq!(j.spreads[0].weight, 50, "Nomad's default weight");
+    assert!(j.spreads[0].targets.is_empty());
+    let g = &j.groups[0];
+    assert_eq!(g.affinities[0].weight, 50, "Nomad's default weight");
+    assert_eq!(g.spreads[0].weight, 30);
+    let targets: Vec<(&str, i64)> = g.spreads[0]
+        .targets
+        .iter()
+        .map(|t| (t.value.as_str(), t.percent))
+        .collect();
+    assert_eq!(targets, [("r1", 60), ("r2", 40)]);
+    let a = &g.tasks[0].affinities[0];
+    assert_eq!((a.operator, a.weight), (ConstraintOp::SetContainsAny, -50));
+
+    let json = r#"{"id": "web", "affinities": [{"attribute": "${node.datacenter}", "value": "us-west1", "weight": 100}],
+        "spreads": [{"attribute": "${node.datacenter}"}],
+        "groups": [{"name": "g",
+            "affinities": [{"attribute": "${meta.rack}", "value": "r1"}],
+            "spreads": [{"attribute": "${meta.rack}", "weight": 30,
+                "targets": [{"value": "r1", "percent": 60}, {"value": "r2", "percent": 40}]}],
+            "tasks": [{"name": "t", "driver": "exec", "config": {"command": "/bin/true"},
+                "affinities": [{"attribute": "${meta.my_custom_value}", "operator": "set_contains_any", "value": "a,b", "weight": -50}]}]}]}"#;
+    let from_json = edge_spec::parse_json(json, "web.json").unwrap().job;
+    assert_eq!(from_json.affinities, j.affinities);
+    assert_eq!(from_json.spreads, j.spreads);
+    assert_eq!(from_json.groups[0].affinities, g.affinities);
+    assert_eq!(from_json.groups[0].spreads, g.spreads);
+    assert_eq!(
+        from_json.groups[0].tasks[0].affinities,
+        g.tasks[0].affinities
+    );
+}
+
+#[test]
+fn a_group_without_preferences_keeps_its_hash() {
+    let src = job("", "", "");
+    let g = parse_hcl(&src, &ParseOptions::new("web.hcl"))
+        .unwrap()
+        .job
+        .groups[0]
+        .clone();
+    let text = serde_json::to_string(&g).unwrap();
+    assert!(
+        !text.contains("affinities") && !text.contains("spreads"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_affinities_and_spreads_are_refused_at_their_field() {
+    for (group_extra, want) in [
+        (
+            "    affinity {\n      attribute = \"${meta.rack}\"\n      value = \"r1\"\n      weight = 0\n    }",
+            "job.web.group.g.affinity[0].weight: affinity weight cannot be zero",
+        ),
+        (
+            "    affinity {\n      attribute = \"${meta.rack}\"\n      value = \"r1\"\n      weight = 101\n    }",
+            "job.web.group.g.affinity[0].weight: affinity weight must be from -100 to 100, got 101",
+        ),
+        (
+            "    affinity {\n      attribute = \"${meta.rack}\"\n      operator = \"distinct_hosts\"\n    }",
+            "job.web.group.g.affinity[0].operator: operator \"distinct_hosts\" only filters nodes",
+        ),
+        (
+            "    affinity {\n      attribute = \"${meta.rack}\"\n      operator = \"near\"\n      value = \"r1\"\n    }",
+            "job.web.group.g.affinity[0].operator",
+        ),
+        (
+            "    affinity {\n      attribute = \"${meta.rack}\"\n      operator = \"regexp\"\n      value = \"(\"\n    }",
+            "job.web.group.g.affinity[0].value: invalid regular expression",
+        ),
+        (
+            "    spread {\n      weight = 10\n    }",
+            "job.web.group.g.spread[0].attribute: spread needs an attribute",
+        ),
+        (
+            "    spread {\n      attribute = \"${meta.rack}\"\n      target \"r1\" {\n        percent = 70\n      }\n      target \"r2\" {\n        percent = 40\n      }\n    }",
+            "job.web.group.g.spread[0].target: the targets' percentages add up to 110, over 100",
+        ),
+        (
+            "    spread {\n      attribute = \"${meta.rack}\"\n      target \"r1\" {\n        percent = 10\n      }\n      target \"r1\" {\n        percent = 10\n      }\n    }",
+            "job.web.group.g.spread[0].target.r1: target \"r1\" is given twice",
+        ),
+        (
+            "    spread {\n      attribute = \"${meta.rack}\"\n      weight = 0\n    }",
+            "job.web.group.g.spread[0].weight: spread weight must be from 1 to 100, got 0",
+        ),
+    ] {
+        let err = refused(&job("", group_extra, ""));
+        assert!(err.contains(want), "want {want:?} in:\n{err}");
+        assert!(err.contains("web.hcl:"), "no line in {err}");
+    }
 }

@@ -274,6 +274,8 @@ fn unvalidated(s: &Spec) -> Job {
         datacenters: vec!["*".into()],
         priority: 50,
         meta: Default::default(),
+        affinities: Vec::new(),
+        spreads: Vec::new(),
         constraints,
         update: None,
         groups: vec![Group {
@@ -283,6 +285,8 @@ fn unvalidated(s: &Spec) -> Job {
             // Copies are placed one by one: a huge count would only test
             // patience, and validation caps it anyway.
             count: s.count.min(8),
+            affinities: Vec::new(),
+            spreads: Vec::new(),
             constraints: Vec::new(),
             network: edge_spec::Network {
                 networks: Default::default(),
@@ -339,6 +343,7 @@ fn unvalidated(s: &Spec) -> Job {
                 configs: Vec::new(),
                 volume_mounts: Vec::new(),
                 lifecycle: None,
+                affinities: Vec::new(),
                 constraints: Vec::new(),
                 meta: Default::default(),
                 name: s.task.clone(),

@@ -21,11 +21,6 @@ const PERIODIC: Treatment = Refuse(
 );
 const PARAMETERIZED: Treatment =
     Refuse("parameterized jobs and `edge job dispatch` are not built yet");
-const AFFINITY: Treatment =
-    Refuse("affinities are not built yet: a `constraint` is the hard form of the same rule");
-const SPREAD: Treatment = Refuse(
-    "spread is not built yet: copies of a group already avoid sharing a node when another fits",
-);
 const SCALING: Treatment =
     Refuse("scaling policies are not built yet: `edge job scale JOB GROUP COUNT` sets a count");
 const VAULT: Treatment =
@@ -52,8 +47,6 @@ const TEMPLATE_DETAIL: Treatment = Refuse(
 pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
     ("job", "periodic", PERIODIC),
     ("job", "parameterized", PARAMETERIZED),
-    ("job", "affinity", AFFINITY),
-    ("job", "spread", SPREAD),
     (
         "job",
         "multiregion",
@@ -86,8 +79,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
     ("job", "ui", Ignore("edge has no UI metadata")),
     ("job", "consul_token", Ignore("edge has no Consul")),
     ("job", "vault_token", Ignore("edge has no Vault")),
-    ("group", "affinity", AFFINITY),
-    ("group", "spread", SPREAD),
     ("group", "scaling", SCALING),
     ("group", "vault", VAULT),
     (
@@ -110,7 +101,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
         "consul",
         Ignore("edge has no Consul: services are in edge's own catalog"),
     ),
-    ("task", "affinity", AFFINITY),
     ("task", "scaling", SCALING),
     ("task", "vault", VAULT),
     ("task", "dispatch_payload", PARAMETERIZED),
