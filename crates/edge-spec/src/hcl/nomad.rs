@@ -350,6 +350,18 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
         Refuse("SELinux labels are not applied by edge"),
     ),
     (
+        "artifact",
+        "headers",
+        Refuse("artifacts are fetched with a plain GET; request headers are not built yet"),
+    ),
+    (
+        "artifact",
+        "chown",
+        Refuse(
+            "artifact files belong to the agent's user and are readable by the task; chown is not built yet",
+        ),
+    ),
+    (
         "service",
         "connect",
         Refuse(
@@ -632,6 +644,20 @@ mod tests {
             ],
         ),
         ("constraint", &["attribute", "operator", "value"]),
+        ("affinity", &["attribute", "operator", "value", "weight"]),
+        ("spread", &["attribute", "weight", "target"]),
+        ("target", &["percent"]),
+        (
+            "artifact",
+            &[
+                "source",
+                "destination",
+                "mode",
+                "options",
+                "headers",
+                "chown",
+            ],
+        ),
     ];
 
     /// The HCL keys the serde types decode, by block: the properties of
