@@ -7,6 +7,7 @@
 
 mod de;
 mod expr;
+mod funcs;
 mod locals;
 mod model;
 mod nomad;
