@@ -6,6 +6,7 @@
 //! dotted field.
 
 mod de;
+mod dynamic;
 mod expr;
 mod funcs;
 mod locals;
@@ -83,7 +84,8 @@ pub fn parse_hcl(src: &str, opts: &ParseOptions) -> Result<Parsed, SpecError> {
                     d.error(b.span(), "job", "only one job block is allowed per file");
                 } else {
                     seen = true;
-                    job = d.job(b);
+                    let expanded = d.expand_dynamic(b);
+                    job = d.job(expanded.as_ref().unwrap_or(b));
                 }
             }
             Structure::Block(b) => d.warn(
