@@ -1617,13 +1617,16 @@ fn parse_time(s: &str) -> Result<Time, String> {
     }
     let offset = match s.get(i..).ok_or_else(bad)? {
         "Z" | "z" => None,
-        tz if tz.len() == 6 && matches!(&tz[..1], "+" | "-") && &tz[3..4] == ":" => {
+        tz if tz.len() == 6
+            && (tz.starts_with('+') || tz.starts_with('-'))
+            && tz.as_bytes()[3] == b':' =>
+        {
             let oh = n(i + 1..i + 3)? as i32;
             let om = n(i + 4..i + 6)? as i32;
             if oh > 23 || om > 59 {
                 return Err(bad());
             }
-            let sign = if &tz[..1] == "-" { -1 } else { 1 };
+            let sign = if tz.starts_with('-') { -1 } else { 1 };
             Some(sign * (oh * 3600 + om * 60))
         }
         _ => return Err(bad()),
@@ -1920,13 +1923,17 @@ impl Cidr {
     /// The `num`th subnet `newbits` longer than this prefix.
     fn subnet(&self, newbits: i64, num: i64) -> Result<Cidr, String> {
         let newbits = u32::try_from(newbits).map_err(|_| "newbits cannot be negative")?;
+        let num = u128::try_from(num).map_err(|_| "the subnet number cannot be negative")?;
+        self.nth(newbits, num)
+    }
+
+    fn nth(&self, newbits: u32, num: u128) -> Result<Cidr, String> {
         if newbits > self.host_bits() {
             return Err(format!(
                 "{newbits} new bits would make a prefix longer than the {} bits of the address",
                 self.bits
             ));
         }
-        let num = u128::try_from(num).map_err(|_| "the subnet number cannot be negative")?;
         if newbits < 128 && num >> newbits != 0 {
             return Err(format!(
                 "prefix extension of {newbits} bits does not accommodate a subnet numbered {num}"
@@ -2031,7 +2038,7 @@ fn cidrsubnets(a: FuncArgs) -> R {
                 )
             ));
         }
-        out.push(Value::String(c.subnet(newbits, num as i64)?.to_string()));
+        out.push(Value::String(c.nth(newbits as u32, num)?.to_string()));
         next = start.saturating_add(size.max(1));
     }
     Ok(Value::Array(out))

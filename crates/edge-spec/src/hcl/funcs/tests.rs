@@ -700,7 +700,13 @@ fn formatdate() {
             r#""11 o'clock""#,
         ),
     ]);
-    fails(&[(r#"formatdate("YYYY", "yesterday")"#, "RFC 3339")]);
+    fails(&[
+        (r#"formatdate("YYYY", "yesterday")"#, "RFC 3339"),
+        (
+            r#"formatdate("YYYY", "2018-01-02T23:12:01é1234")"#,
+            "RFC 3339",
+        ),
+    ]);
 }
 
 #[test]
