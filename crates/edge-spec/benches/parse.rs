@@ -131,7 +131,7 @@ job "big" {
             r#"
   # Group {i}, written out.
   group "plain{i:02}" {{
-    count = {replicas}
+    count = var.replicas
 
     constraint {{
       attribute = "${{attr.cpu.arch}}"
@@ -203,7 +203,6 @@ job "big" {
     }}
   }}
 "#,
-            replicas = "var.replicas",
             cpu = 100 + i,
         );
     }
