@@ -223,3 +223,32 @@ fn nested_dynamic_blocks_see_both_iterators() {
         serde_json::json!([1, 1])
     );
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pick(options: &'static [&'static str]) -> impl Strategy<Value = &'static str> {
+        prop::sample::select(options)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Any mix of block type, collection, labels and iterator uses
+        /// expands or errs.
+        #[test]
+        fn dynamic_blocks_expand_or_err(
+            kind in pick(&["constraint", "task", "group", "port", "service", "config", "x y", "dynamic", "content"]),
+            for_each in pick(&["3", "null", "\"s\"", "[]", "[1, 2]", "{a = 1, b = {c = 2}}", "range(1000)", "[[1], [\"a\"]]", "var.nope", "attr.x"]),
+            labels in pick(&["", "labels = []", "labels = [\"x\"]", "labels = [it.key]", "labels = [it.value]", "labels = [1, 2]", "labels = \"x\"", "labels = [{}]"]),
+            iterator in pick(&["", "iterator = it", "iterator = \"it\"", "iterator = it.key"]),
+            body in pick(&["", "attribute = it.value", "name = \"${it.key}\"", "dynamic \"check\" {\n for_each = it.value\n content {}\n}", "content {}"]),
+        ) {
+            let src = format!(
+                "job \"web\" {{\n  group \"g\" {{\n    dynamic \"{kind}\" {{\n      for_each = {for_each}\n      {labels}\n      {iterator}\n      content {{\n        {body}\n      }}\n    }}\n    task \"t\" {{\n      driver = \"exec\"\n      config {{\n        command = \"/bin/true\"\n      }}\n    }}\n  }}\n}}\n"
+            );
+            let _ = parse_hcl(&src, &ParseOptions::new("web.hcl"));
+        }
+    }
+}
