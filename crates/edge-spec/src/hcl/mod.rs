@@ -6,7 +6,9 @@
 //! dotted field.
 
 mod de;
+mod dynamic;
 mod expr;
+mod funcs;
 mod locals;
 mod model;
 mod nomad;
@@ -90,7 +92,8 @@ pub fn parse_hcl(src: &str, opts: &ParseOptions) -> Result<Parsed, SpecError> {
                     d.error(b.span(), "job", "only one job block is allowed per file");
                 } else {
                     seen = true;
-                    job = d.job(b);
+                    let expanded = d.expand_dynamic(b);
+                    job = d.job(expanded.as_ref().unwrap_or(b));
                 }
             }
             Structure::Block(b) => d.error(

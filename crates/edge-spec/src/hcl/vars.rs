@@ -241,7 +241,12 @@ impl Decoder<'_> {
                 }
             }
         }
-        Scope::with_vars(values, vars.keys().cloned().collect(), failed)
+        Scope::with_vars(
+            values,
+            vars.keys().cloned().collect(),
+            failed,
+            opts.files.clone(),
+        )
     }
 
     fn apply_var_file(
