@@ -351,7 +351,7 @@ fn beside(job_file: &std::path::Path) -> edge_spec::Files {
         let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         if meta.len() > MAX {
             return Err(format!(
-                "{} is {} bytes; an env file may hold at most {MAX}",
+                "{} is {} bytes; a file a job file reads may hold at most {MAX}",
                 path.display(),
                 meta.len()
             ));
