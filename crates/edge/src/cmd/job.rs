@@ -338,7 +338,7 @@ fn client_for(g: &Global, job: &mut Job) -> anyhow::Result<Client> {
     Ok(super::client(g)?.with_namespace(Some(job.namespace.clone())))
 }
 
-/// Reads the files a job file names (`env_file`), relative to its directory
+/// Reads the files a job file names (`env_file`, `file()`), relative to its directory
 /// (the working directory for standard input), as Compose does.
 fn beside(job_file: &std::path::Path) -> edge_spec::Files {
     let dir = match job_file.parent() {
