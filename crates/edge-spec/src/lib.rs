@@ -19,6 +19,7 @@ pub mod network;
 pub mod node;
 pub mod objects;
 mod parse;
+pub mod periodic;
 pub mod template;
 pub mod validate;
 pub mod version;

@@ -251,6 +251,9 @@ impl Validator<'_> {
                 ),
             );
         }
+        for (field, message) in crate::periodic::problems(job, &base) {
+            self.push(field, message);
+        }
         let declared = self.networks(job, &base);
         let mut groups = BTreeSet::new();
         let mut services: BTreeMap<&str, String> = BTreeMap::new();
@@ -1129,7 +1132,7 @@ impl Validator<'_> {
 
 /// The path of a named block: by name, or by position when the name is too
 /// long to repeat in every finding under it.
-fn named(base: &str, block: &str, index: usize, name: &str) -> String {
+pub(crate) fn named(base: &str, block: &str, index: usize, name: &str) -> String {
     if name.len() > MAX_NAME_LEN {
         format!("{base}.{block}[{index}]")
     } else {

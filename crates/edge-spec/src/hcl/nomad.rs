@@ -16,11 +16,6 @@ pub(crate) enum Treatment {
 
 use Treatment::{Ignore, Refuse};
 
-const PERIODIC: Treatment = Refuse(
-    "periodic (cron) jobs are not built yet: run the job from a systemd timer or cron with `edge job run`",
-);
-const PARAMETERIZED: Treatment =
-    Refuse("parameterized jobs and `edge job dispatch` are not built yet");
 const AFFINITY: Treatment =
     Refuse("affinities are not built yet: a `constraint` is the hard form of the same rule");
 const SPREAD: Treatment = Refuse(
@@ -37,8 +32,6 @@ const DISCONNECT: Treatment = Refuse(
 /// `(block, key, treatment)`: `block` is the kind of block the key is
 /// written in (`job`, `group`, `task`, `service`, `constraint`, ...).
 pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
-    ("job", "periodic", PERIODIC),
-    ("job", "parameterized", PARAMETERIZED),
     ("job", "affinity", AFFINITY),
     ("job", "spread", SPREAD),
     (
@@ -105,7 +98,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
         "artifact",
         Refuse("artifacts are not fetched yet: put the files in the image, or on the node"),
     ),
-    ("task", "dispatch_payload", PARAMETERIZED),
     (
         "task",
         "restart",
