@@ -55,20 +55,20 @@ impl Clock {
 
     /// Returns once the clock reads `at_ms` or later, or after `cap` of
     /// the runtime's time on the system clock (which may be set back or
-    /// forward under a sleeper).
+    /// forward under a sleeper); a manual clock also returns whenever it
+    /// is moved, so its sleeper looks at every time a test sets.
     pub async fn sleep_until(&self, at_ms: i64, cap: Duration) {
         match &self.0 {
             None => {
                 let left = u64::try_from(at_ms.saturating_sub(crate::now_ms())).unwrap_or(0);
                 tokio::time::sleep(Duration::from_millis(left).min(cap)).await;
             }
-            Some(m) => loop {
+            Some(m) => {
                 let moved = m.moved.notified();
-                if m.now.load(Ordering::SeqCst) >= at_ms {
-                    return;
+                if m.now.load(Ordering::SeqCst) < at_ms {
+                    moved.await;
                 }
-                moved.await;
-            },
+            }
         }
     }
 }
