@@ -288,6 +288,7 @@ async fn run_alloc(
         Ok(()) => crate::data::up(&ctx, &shared).await,
         Err(e) => Err(e),
     };
+    let setup = setup.and_then(|()| crate::data::payload_up(&ctx, &shared));
     let templated = tasks.iter().any(|t| !t.templates.is_empty());
     let setup = setup.and_then(|()| {
         if !templated {
