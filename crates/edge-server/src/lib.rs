@@ -339,6 +339,20 @@ async fn gc_loop(server: Arc<Server>) {
             Ok((n, _)) => tracing::info!(tokens = n, "deleted expired ACL tokens"),
             Err(e) => tracing::warn!(error = %e, "cannot delete expired ACL tokens"),
         }
+        let age = i64::try_from(server.cfg.gc.alloc_age.as_millis()).unwrap_or(i64::MAX);
+        let children = server
+            .store
+            .commit(move |s: &edge_store::State| {
+                let b = ops::periodic::expired_children(s, now, age);
+                let n = b.purge_jobs.len();
+                Ok::<_, ServerError>((b, n))
+            })
+            .await;
+        match children {
+            Ok((0, _)) => {}
+            Ok((n, _)) => tracing::info!(jobs = n, "purged ended periodic and dispatched children"),
+            Err(e) => tracing::warn!(error = %e, "cannot purge ended children"),
+        }
     }
 }
 

@@ -238,3 +238,38 @@ fn register_child(
         },
     ))
 }
+
+/// Purges of the children that ended more than `age` before `now` (by
+/// their registration), as Nomad collects dead batch jobs, so a job
+/// launched every minute does not grow the store without bound. The
+/// newest periodic child of a parent stays: the schedule counts from its
+/// launch.
+pub(crate) fn expired_children(s: &State, now: i64, age: i64) -> Batch {
+    let mut newest: HashMap<(&str, &str), (i64, &str)> = HashMap::new();
+    for c in s.jobs.values().filter(|j| !j.parent_id.is_empty()) {
+        if let Some(at) = periodic_launch_of(&c.parent_id, &c.id) {
+            let e = newest
+                .entry((c.namespace.as_str(), c.parent_id.as_str()))
+                .or_insert((at, c.id.as_str()));
+            if at > e.0 {
+                *e = (at, c.id.as_str());
+            }
+        }
+    }
+    let purge_jobs = s
+        .jobs
+        .values()
+        .filter(|c| !c.parent_id.is_empty() && c.submit_time < now.saturating_sub(age))
+        .filter(|c| {
+            newest
+                .get(&(c.namespace.as_str(), c.parent_id.as_str()))
+                .is_none_or(|(_, id)| *id != c.id)
+        })
+        .filter(|c| jobs::status(s, c) == JobStatus::Dead)
+        .map(Job::key)
+        .collect();
+    Batch {
+        purge_jobs,
+        ..Batch::default()
+    }
+}

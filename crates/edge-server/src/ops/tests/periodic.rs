@@ -280,3 +280,35 @@ fn a_dispatch_makes_a_child_with_its_meta_and_payload() {
     let err = periodic::dispatch(&w.s, &mut w.env, ("default", &r.job_id), &req).unwrap_err();
     assert_eq!(kind(&err), "bad request", "a child is not parameterized");
 }
+
+#[test]
+fn ended_children_are_collected_but_the_newest_launch_stays() {
+    let mut w = World::new();
+    w.join("n1");
+    w.submit(periodic_job("cron", false));
+    let mut ids = Vec::new();
+    for i in 1..=3 {
+        w.env.now = NOW + i * MINUTE;
+        let id = launch(&mut w, "cron");
+        w.settle();
+        ids.push(id);
+    }
+    // Every one ended: all but the newest go once old enough.
+    for id in &ids {
+        w.report_complete(id, "n1");
+    }
+    let hour = 3_600_000;
+    assert!(
+        periodic::expired_children(&w.s, NOW + 4 * MINUTE, hour)
+            .purge_jobs
+            .is_empty(),
+        "too young to go"
+    );
+    let b = periodic::expired_children(&w.s, NOW + 3 * MINUTE + hour + 1, hour);
+    assert_eq!(b.purge_jobs, ids[..2], "the newest periodic child stays");
+    w.commit(b);
+    assert_eq!(
+        periodic::last_launch(&w.s, &w.s.jobs["cron"]),
+        NOW + 3 * MINUTE
+    );
+}
