@@ -96,3 +96,18 @@ job "j" {
         "{err}"
     );
 }
+
+proptest::proptest! {
+    /// Child ids hold a `/`, as namespaced keys do: no child's key is
+    /// another job's, in its namespace or any other.
+    #[test]
+    fn child_keys_never_collide(
+        a in "(default|[a-z]{1,4})",
+        b in "(default|[a-z]{1,4})",
+        x in "[a-z]{1,4}(/periodic-[0-9]{1,3})?",
+        y in "[a-z]{1,4}(/periodic-[0-9]{1,3})?",
+    ) {
+        proptest::prop_assume!((a.as_str(), x.as_str()) != (b.as_str(), y.as_str()));
+        proptest::prop_assert_ne!(edge_spec::job_key(&a, &x), edge_spec::job_key(&b, &y));
+    }
+}

@@ -42,10 +42,8 @@ pub(crate) fn decide(p: &Periodic, last: i64, now: i64, running: bool) -> Decisi
 
 /// The children of `parent`, oldest launch first within each kind.
 pub(crate) fn children<'a>(s: &'a State, parent: &'a Job) -> impl Iterator<Item = &'a Job> + 'a {
-    // Child ids are `PARENT/...`, so their keys sort right after the
-    // parent's; the namespace and parent checks drop a namespace named
-    // like the parent in the default namespace's keys.
-    let prefix = format!("{}/", parent.key());
+    // Child ids are `PARENT/...`, so their keys share this prefix.
+    let prefix = edge_spec::job_key(&parent.namespace, &format!("{}/", parent.id));
     s.jobs
         .range(prefix.clone()..)
         .take_while(move |(k, _)| k.starts_with(&prefix))

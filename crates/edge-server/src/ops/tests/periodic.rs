@@ -95,6 +95,11 @@ fn periodic_job(id: &str, overlap: bool) -> Job {
     j
 }
 
+/// A child's key: its id holds a `/`, so it names its namespace.
+fn key(id: &str) -> String {
+    edge_spec::job_key("default", id)
+}
+
 fn launch(w: &mut World, id: &str) -> String {
     let (b, r) = periodic::launch(&w.s, &mut w.env, ("default", id)).expect("launches");
     w.commit(b);
@@ -125,11 +130,11 @@ fn a_periodic_job_places_nothing_and_launches_children_on_schedule() {
     w.env.now = NEXT;
     let child = launch(&mut w, "cron");
     assert_eq!(child, format!("cron/periodic-{}", NEXT / 1000));
-    let c = &w.s.jobs[&child];
+    let c = &w.s.jobs[&key(&child)];
     assert_eq!(c.parent_id, "cron");
     assert!(c.periodic.is_none() && !c.launches());
     w.settle();
-    assert_eq!(w.live(&child).len(), 1, "the child is placed");
+    assert_eq!(w.live(&key(&child)).len(), 1, "the child is placed");
     assert_eq!(periodic::last_launch(&w.s, &w.s.jobs["cron"]), NEXT);
 
     // The child still runs: the next minute's launch is skipped.
@@ -144,7 +149,7 @@ fn a_periodic_job_places_nothing_and_launches_children_on_schedule() {
     );
 
     // Once it ended, the next minute launches again.
-    w.report_complete(&child, "n1");
+    w.report_complete(&key(&child), "n1");
     let due = periodic::due(&w.s, at + MINUTE, &skipped);
     assert_eq!(due.launch.len(), 1);
 
@@ -233,7 +238,7 @@ fn a_dispatch_makes_a_child_with_its_meta_and_payload() {
     assert!(r.job_id.starts_with(&prefix), "{}", r.job_id);
     let suffix = &r.job_id[prefix.len()..];
     assert!(suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit()));
-    let c = w.s.jobs[&r.job_id].clone();
+    let c = w.s.jobs[&key(&r.job_id)].clone();
     assert_eq!(c.parent_id, "render");
     assert_eq!(c.payload, "aGVsbG8=");
     assert_eq!(c.meta["scene"], "a");
@@ -243,7 +248,7 @@ fn a_dispatch_makes_a_child_with_its_meta_and_payload() {
     assert_eq!(meta["scene"], "a");
     assert_eq!(meta["owner"], "ops");
     w.settle();
-    assert_eq!(w.live(&r.job_id).len(), 1);
+    assert_eq!(w.live(&key(&r.job_id)).len(), 1);
 
     for (req, why) in [
         (dispatch_req(b"", &[]), "missing required meta"),
@@ -295,7 +300,7 @@ fn ended_children_are_collected_but_the_newest_launch_stays() {
     }
     // Every one ended: all but the newest go once old enough.
     for id in &ids {
-        w.report_complete(id, "n1");
+        w.report_complete(&key(id), "n1");
     }
     let hour = 3_600_000;
     assert!(
@@ -305,7 +310,8 @@ fn ended_children_are_collected_but_the_newest_launch_stays() {
         "too young to go"
     );
     let b = periodic::expired_children(&w.s, NOW + 3 * MINUTE + hour + 1, hour);
-    assert_eq!(b.purge_jobs, ids[..2], "the newest periodic child stays");
+    let want: Vec<String> = ids[..2].iter().map(|id| key(id)).collect();
+    assert_eq!(b.purge_jobs, want, "the newest periodic child stays");
     w.commit(b);
     assert_eq!(
         periodic::last_launch(&w.s, &w.s.jobs["cron"]),
