@@ -330,6 +330,28 @@ pub(crate) fn problems(job: &Job, base: &str) -> Vec<(String, String)> {
                 format!("meta key {k:?} is both required and optional"),
             ));
         }
+        let keys = [
+            ("meta_required", &p.meta_required),
+            ("meta_optional", &p.meta_optional),
+        ];
+        for (field, list) in keys {
+            let bad = list.iter().find(|k| {
+                k.is_empty()
+                    || k.len() > crate::limits::MAX_NAME_LEN
+                    || !k
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            });
+            if let Some(k) = bad {
+                out.push((
+                    format!("{at}.{field}"),
+                    format!(
+                        "meta key {k:?} must be 1 to {} ASCII letters, digits, '_', '-' or '.': tasks see it as EDGE_META_<key>",
+                        crate::limits::MAX_NAME_LEN
+                    ),
+                ));
+            }
+        }
     }
     if !job.parent_id.is_empty() || job.launches() {
         let launching = [

@@ -69,6 +69,33 @@ job "render" {
 }
 
 #[test]
+fn parameterized_meta_keys_are_checked() {
+    let src = r#"
+job "j" {
+  type = "batch"
+  parameterized {
+    meta_required = ["a b"]
+  }
+  group "g" {
+    task "t" {
+      driver = "exec"
+      config {
+        command = "/bin/true"
+      }
+    }
+  }
+}
+"#;
+    let err = parse_hcl(src, &ParseOptions::new("j.hcl"))
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("job.j.parameterized.meta_required: meta key \"a b\" must be"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_payload_file_outside_a_parameterized_job_is_refused() {
     let src = r#"
 job "j" {
