@@ -895,6 +895,9 @@ pub fn task_env(
     put("EDGE_ALLOC_INDEX", alloc.index.to_string());
     put("EDGE_JOB_ID", job.id.clone());
     put("EDGE_JOB_NAME", job.name.clone());
+    if !job.parent_id.is_empty() {
+        put("EDGE_JOB_PARENT_ID", job.parent_id.clone());
+    }
     put("EDGE_NAMESPACE", job.namespace.clone());
     put("EDGE_GROUP_NAME", alloc.group.clone());
     put("EDGE_TASK_NAME", task.name.clone());

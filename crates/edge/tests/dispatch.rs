@@ -1,7 +1,7 @@
 //! Parameterized jobs on a real `edge dev` with an exec task: `edge job
 //! dispatch -meta k=v FILE` makes a child job whose task finds the payload
-//! at `local/<dispatch_payload.file>` and the meta in its environment, and
-//! the parent lists the child.
+//! at `local/<dispatch_payload.file>` and the meta and its parent in its
+//! environment, and the parent lists the child.
 
 mod common;
 
@@ -50,7 +50,7 @@ async fn a_dispatched_task_reads_its_payload_and_meta() {
       driver = "exec"
       config {{
         command = "/bin/sh"
-        args    = ["-c", "cat local/input.txt > {o}/payload; echo $EDGE_META_scene > {o}/scene"]
+        args    = ["-c", "cat local/input.txt > {o}/payload; echo $EDGE_META_scene $EDGE_JOB_PARENT_ID > {o}/scene"]
       }}
       dispatch_payload {{
         file = "input.txt"
@@ -101,7 +101,7 @@ async fn a_dispatched_task_reads_its_payload_and_meta() {
     })
     .await;
     assert_eq!(read("payload").unwrap(), "hello from the payload\n");
-    assert_eq!(read("scene").unwrap().trim(), "intro");
+    assert_eq!(read("scene").unwrap().trim(), "intro render");
 
     let (ok, text) = common::cli(
         &addr,
