@@ -113,6 +113,48 @@ pub(crate) async fn up(ctx: &RunCtx, g: &Mutex<LocalAlloc>) -> Result<(), String
     Ok(())
 }
 
+/// Writes a dispatched job's payload into each task that asks for it
+/// (`dispatch_payload { file }`), under the task's `local/`, before any
+/// task starts. The payload rides in the job itself, so nothing is
+/// fetched and a restart with the server away writes it again.
+pub(crate) fn payload_up(ctx: &RunCtx, g: &Mutex<LocalAlloc>) -> Result<(), String> {
+    use base64::Engine;
+    let (alloc_id, payload, wants) = {
+        let g = g.lock().unwrap_or_else(|e| e.into_inner());
+        let wants: Vec<(String, String)> = g
+            .job
+            .group(&g.alloc.group)
+            .map(|grp| {
+                grp.tasks
+                    .iter()
+                    .filter_map(|t| {
+                        Some((t.name.clone(), t.dispatch_payload.as_ref()?.file.clone()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (g.alloc.id.clone(), g.job.payload.clone(), wants)
+    };
+    if wants.is_empty() || payload.is_empty() {
+        return Ok(());
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(payload.trim())
+        .map_err(|e| format!("the job's payload is not base64: {e}"))?;
+    let root = ctx.local.alloc_dir(&alloc_id);
+    for (task, file) in wants {
+        // Checked again here: the job may predate the check, and the
+        // agent writes as root.
+        if let Some(why) = edge_spec::periodic::payload_file_problem(&file) {
+            return Err(format!("task {task:?} dispatch_payload: {why}"));
+        }
+        let rel = Path::new(&task).join("local").join(&file);
+        crate::beneath::write(&root, &rel, &bytes, 0o644)
+            .map_err(|e| format!("cannot write {}: {e}", root.join(&rel).display()))?;
+    }
+    Ok(())
+}
+
 fn value<'a>(data: &'a AllocData, r: &DataRef, secret: bool) -> Result<&'a str, String> {
     let (kind, map) = if secret {
         ("secret", &data.secrets)

@@ -293,6 +293,7 @@ async fn run_alloc(
         Ok(()) => crate::data::up(&ctx, &shared).await,
         Err(e) => Err(e),
     };
+    let setup = setup.and_then(|()| crate::data::payload_up(&ctx, &shared));
     let templated = tasks.iter().any(|t| !t.templates.is_empty());
     let setup = setup.and_then(|()| {
         if !templated {
@@ -926,6 +927,9 @@ pub fn task_env(
     put("EDGE_ALLOC_INDEX", alloc.index.to_string());
     put("EDGE_JOB_ID", job.id.clone());
     put("EDGE_JOB_NAME", job.name.clone());
+    if !job.parent_id.is_empty() {
+        put("EDGE_JOB_PARENT_ID", job.parent_id.clone());
+    }
     put("EDGE_NAMESPACE", job.namespace.clone());
     put("EDGE_GROUP_NAME", alloc.group.clone());
     put("EDGE_TASK_NAME", task.name.clone());

@@ -336,6 +336,30 @@ impl Client {
         .await
     }
 
+    /// Dispatches a child of parameterized job `id`.
+    pub async fn dispatch(
+        &self,
+        id: &str,
+        req: &JobDispatchRequest,
+    ) -> Result<JobLaunchResponse, ApiError> {
+        self.write(
+            reqwest::Method::POST,
+            &format!("/v1/job/{}/dispatch", enc(id)),
+            Some(req),
+        )
+        .await
+    }
+
+    /// Launches a child of periodic job `id` now.
+    pub async fn periodic_force(&self, id: &str) -> Result<JobLaunchResponse, ApiError> {
+        self.write::<(), _>(
+            reqwest::Method::POST,
+            &format!("/v1/job/{}/periodic/force", enc(id)),
+            None,
+        )
+        .await
+    }
+
     pub async fn job_allocs(
         &self,
         id: &str,

@@ -26,6 +26,8 @@ pub fn components() -> Map<String, Value> {
     generator.subschema_for::<JobListStub>();
     generator.subschema_for::<JobRevertRequest>();
     generator.subschema_for::<JobScaleRequest>();
+    generator.subschema_for::<JobDispatchRequest>();
+    generator.subschema_for::<JobLaunchResponse>();
     generator.subschema_for::<Job>();
     generator.subschema_for::<EvalResponse>();
     generator.subschema_for::<AllocListStub>();

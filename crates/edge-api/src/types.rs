@@ -89,11 +89,35 @@ pub struct JobListStub {
     /// Group name to allocation counts by client status.
     pub summary: BTreeMap<String, BTreeMap<String, u32>>,
     pub modify_index: u64,
+    /// A periodic or dispatched child's parent job.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub parent_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct EvalResponse {
     pub eval_id: Option<String>,
+    pub index: u64,
+}
+
+/// `POST /v1/job/{id}/dispatch`, Nomad's body: a child of the
+/// parameterized job with this meta merged into its own and this payload.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobDispatchRequest {
+    /// Base64; at most 16 KiB decoded.
+    #[serde(rename = "Payload", alias = "payload", default)]
+    pub payload: String,
+    #[serde(rename = "Meta", alias = "meta", default)]
+    pub meta: BTreeMap<String, String>,
+}
+
+/// The child a dispatch or a forced periodic launch made, and the
+/// evaluation that places it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct JobLaunchResponse {
+    pub job_id: String,
+    pub eval_id: String,
     pub index: u64,
 }
 

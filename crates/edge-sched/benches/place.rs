@@ -54,6 +54,12 @@ fn node(i: usize) -> Node {
 fn job(i: usize, count: u32) -> Job {
     Job {
         networks: Default::default(),
+        periodic: None,
+        parameterized: None,
+        parent_id: String::new(),
+        payload: String::new(),
+        next_launch: None,
+        children: Vec::new(),
         namespace: "default".to_string(),
         id: format!("job-{i}"),
         name: format!("job-{i}"),
@@ -90,6 +96,7 @@ fn job(i: usize, count: u32) -> Job {
             tasks: vec![Task {
                 templates: Vec::new(),
                 artifacts: Vec::new(),
+                dispatch_payload: None,
                 secrets: Vec::new(),
                 configs: Vec::new(),
                 volume_mounts: Vec::new(),

@@ -15,6 +15,12 @@ fn job(id: &str, n: u64) -> Job {
     env.insert("REVISION".to_string(), n.to_string());
     Job {
         networks: Default::default(),
+        periodic: None,
+        parameterized: None,
+        parent_id: String::new(),
+        payload: String::new(),
+        next_launch: None,
+        children: Vec::new(),
         namespace: "default".to_string(),
         id: id.to_string(),
         name: id.to_string(),
@@ -43,6 +49,7 @@ fn job(id: &str, n: u64) -> Job {
             tasks: vec![Task {
                 templates: Vec::new(),
                 artifacts: Vec::new(),
+                dispatch_payload: None,
                 secrets: Vec::new(),
                 configs: Vec::new(),
                 volume_mounts: Vec::new(),

@@ -69,6 +69,8 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
         ("POST", "/v1/job/{id}/revert") => submit,
         ("DELETE", "/v1/job/{id}") => submit,
         ("POST", "/v1/job/{id}/scale") => Namespace(ScaleJob),
+        ("POST", "/v1/job/{id}/dispatch") => Namespace(DispatchJob),
+        ("POST", "/v1/job/{id}/periodic/force") => submit,
         (
             "GET",
             "/v1/job/{id}"

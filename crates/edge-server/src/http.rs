@@ -41,6 +41,8 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/job/{id}/versions", get(job_versions))
         .route("/v1/job/{id}/revert", post(revert_job))
         .route("/v1/job/{id}/scale", post(scale_job))
+        .route("/v1/job/{id}/dispatch", post(dispatch_job))
+        .route("/v1/job/{id}/periodic/force", post(periodic_force))
         .route("/v1/job/{id}/allocations", get(job_allocs))
         .route("/v1/job/{id}/evaluations", get(job_evals))
         .route("/v1/allocations", get(list_allocs))
@@ -195,6 +197,7 @@ fn job_stub(s: &St, job: &Job) -> JobListStub {
         submit_time: job.submit_time,
         summary,
         modify_index: job.modify_index,
+        parent_id: job.parent_id.clone(),
     }
 }
 
@@ -226,6 +229,12 @@ async fn read_job(
         Some(j) => {
             let mut j = j.clone();
             j.status = ops::jobs::status(s, &j);
+            if j.launches() {
+                j.next_launch = ops::periodic::next_launch(s, &j);
+                j.children = ops::periodic::children(s, &j)
+                    .map(|c| c.id.clone())
+                    .collect();
+            }
             Ok(json_at(idx, &j))
         }
         None => Err(ServerError::no_job(&access.namespace, &id)),
@@ -266,6 +275,7 @@ async fn register(
         .await?;
     resp.job_modify_index = idx;
     sv.evals_ready.notify_one();
+    sv.periodic_changed.notify_one();
     Ok(resp)
 }
 
@@ -275,6 +285,11 @@ async fn register_job(
     ApiJson(mut req): ApiJson<JobRegisterRequest>,
 ) -> Res {
     place_in_namespace(&access, &mut req.job)?;
+    // Only the server makes children: a submitted job is nobody's.
+    req.job.parent_id.clear();
+    req.job.payload.clear();
+    req.job.next_launch = None;
+    req.job.children.clear();
     let resp = register(&sv, req.job, TriggeredBy::JobRegister, req.enforce_index).await?;
     Ok(json_at(resp.job_modify_index, &resp))
 }
@@ -311,6 +326,41 @@ async fn scale_job(
         .await?;
     resp.job_modify_index = idx;
     sv.evals_ready.notify_one();
+    Ok(json_at(idx, &resp))
+}
+
+/// `POST /v1/job/{id}/dispatch`: a child of a parameterized job.
+async fn dispatch_job(
+    State(sv): S,
+    access: Access,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<JobDispatchRequest>,
+) -> Res {
+    let (mut resp, idx) = sv
+        .store
+        .commit(move |s: &St| {
+            ops::periodic::dispatch(s, &mut Env::live(), (&access.namespace, &id), &req)
+        })
+        .await?;
+    resp.index = idx;
+    sv.evals_ready.notify_one();
+    Ok(json_at(idx, &resp))
+}
+
+/// `POST /v1/job/{id}/periodic/force`: a child of a periodic job, now.
+async fn periodic_force(State(sv): S, access: Access, ApiPath(id): ApiPath<String>) -> Res {
+    let now = sv.cfg.clock.now_ms();
+    let (mut resp, idx) = sv
+        .store
+        .commit(move |s: &St| {
+            let mut env = Env::live();
+            env.now = now;
+            ops::periodic::launch(s, &mut env, (&access.namespace, &id))
+        })
+        .await?;
+    resp.index = idx;
+    sv.evals_ready.notify_one();
+    sv.periodic_changed.notify_one();
     Ok(json_at(idx, &resp))
 }
 

@@ -4,6 +4,7 @@
 mod acl;
 mod auth;
 mod catalog;
+mod clock;
 mod deployments;
 pub mod error;
 mod extract;
@@ -15,6 +16,7 @@ mod namespaces;
 mod networks;
 mod objects;
 mod ops;
+mod periodic;
 mod pki;
 mod routes;
 mod tls;
@@ -23,6 +25,7 @@ mod tunnel;
 mod volumes;
 mod worker;
 
+pub use clock::Clock;
 pub use error::ServerError;
 pub use routes::ROUTES;
 
@@ -66,6 +69,8 @@ pub struct ServerConfig {
     pub acl: bool,
     /// How named networks get their subnets, VXLAN ids and node slices.
     pub overlay: edge_spec::OverlayPool,
+    /// The clock periodic jobs launch by; tests set one by hand.
+    pub clock: Clock,
 }
 
 impl ServerConfig {
@@ -85,6 +90,7 @@ impl ServerConfig {
             driver_configs: edge_spec::DriverConfigs::default(),
             acl: false,
             overlay: edge_spec::OverlayPool::default(),
+            clock: Clock::system(),
         }
     }
 }
@@ -109,6 +115,11 @@ pub struct Server {
     keyring: keyring::Keyring,
     /// One keyring rotation at a time.
     keyring_rotation: tokio::sync::Mutex<()>,
+    /// Wakes the periodic launch loop: a job was registered.
+    periodic_changed: Notify,
+    /// The clock time of the launch loop's last look, once its launches
+    /// are committed.
+    periodic_seen: tokio::sync::watch::Sender<i64>,
 }
 
 /// A started server; dropping it does not stop it, `shutdown` does.
@@ -171,6 +182,13 @@ impl Server {
 
     pub fn config(&self) -> &ServerConfig {
         &self.cfg
+    }
+
+    /// Resolves once the periodic launch loop has looked at the clock at
+    /// `at_ms` or later and committed what was due then.
+    pub async fn periodic_seen(&self, at_ms: i64) {
+        let mut rx = self.periodic_seen.subscribe();
+        let _ = rx.wait_for(|t| *t >= at_ms).await;
     }
 
     /// How many nodes have their tunnel open to this server.
@@ -251,6 +269,8 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         tunnels: Arc::default(),
         keyring,
         keyring_rotation: tokio::sync::Mutex::new(()),
+        periodic_changed: Notify::new(),
+        periodic_seen: tokio::sync::watch::Sender::new(i64::MIN),
         http: reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
@@ -282,6 +302,7 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
     tasks.push(tokio::spawn(worker::run(server.clone())));
     tasks.push(tokio::spawn(heartbeat::run(server.clone())));
     tasks.push(tokio::spawn(gc_loop(server.clone())));
+    tasks.push(tokio::spawn(periodic::run(server.clone())));
     let scheme = if server.cfg.tls { "https" } else { "http" };
     tracing::info!(%addr, tls = server.cfg.tls, acl = server.cfg.acl, "edge server listening");
     acl::log_bootstrap_hint(&server);
@@ -317,6 +338,20 @@ async fn gc_loop(server: Arc<Server>) {
             Ok((0, _)) => {}
             Ok((n, _)) => tracing::info!(tokens = n, "deleted expired ACL tokens"),
             Err(e) => tracing::warn!(error = %e, "cannot delete expired ACL tokens"),
+        }
+        let age = i64::try_from(server.cfg.gc.alloc_age.as_millis()).unwrap_or(i64::MAX);
+        let children = server
+            .store
+            .commit(move |s: &edge_store::State| {
+                let b = ops::periodic::expired_children(s, now, age);
+                let n = b.purge_jobs.len();
+                Ok::<_, ServerError>((b, n))
+            })
+            .await;
+        match children {
+            Ok((0, _)) => {}
+            Ok((n, _)) => tracing::info!(jobs = n, "purged ended periodic and dispatched children"),
+            Err(e) => tracing::warn!(error = %e, "cannot purge ended children"),
         }
     }
 }

@@ -13,6 +13,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/job/{id}/versions"),
     ("POST", "/v1/job/{id}/revert"),
     ("POST", "/v1/job/{id}/scale"),
+    ("POST", "/v1/job/{id}/dispatch"),
+    ("POST", "/v1/job/{id}/periodic/force"),
     ("GET", "/v1/job/{id}/allocations"),
     ("GET", "/v1/job/{id}/evaluations"),
     ("GET", "/v1/allocations"),

@@ -47,6 +47,8 @@ pub enum TriggeredBy {
     AllocHealth,
     /// A deployment was promoted, resumed or reached its progress deadline.
     Deployment,
+    /// A periodic job launched a child on schedule or by force.
+    PeriodicJob,
 }
 
 impl TriggeredBy {
@@ -63,6 +65,7 @@ impl TriggeredBy {
             TriggeredBy::JobScale => "job-scale",
             TriggeredBy::AllocHealth => "alloc-health",
             TriggeredBy::Deployment => "deployment-watcher",
+            TriggeredBy::PeriodicJob => "periodic-job",
         }
     }
 }

@@ -97,6 +97,34 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = crate::limits::MAX_NETWORKS))]
     pub networks: Vec<NamedNetwork>,
+    /// `periodic { crons ... }`: never placed itself; the server launches
+    /// a child job (`JOB/periodic-<unix seconds>`) on schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub periodic: Option<crate::periodic::Periodic>,
+    /// `parameterized { ... }`: never placed itself; each dispatch makes a
+    /// child job (`JOB/dispatch-<unix seconds>-<8 hex>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameterized: Option<crate::periodic::Parameterized>,
+
+    /// Set by the server on a periodic or dispatched child: its parent's id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(extend("readOnly" = true))]
+    pub parent_id: String,
+    /// Set by the server on a dispatched child: the dispatch's payload,
+    /// base64 (at most 16 KiB decoded).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(extend("readOnly" = true))]
+    pub payload: String,
+    /// Filled in on read of a periodic job: its next launch, Unix
+    /// milliseconds (none while disabled or stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("readOnly" = true))]
+    pub next_launch: Option<i64>,
+    /// Filled in on read of a periodic or parameterized job: its children's
+    /// ids, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("readOnly" = true))]
+    pub children: Vec<String>,
 
     /// Set by the server: the version this spec became.
     #[serde(default)]
@@ -157,8 +185,16 @@ impl Job {
             j.submit_time = 0;
             j.create_index = 0;
             j.modify_index = 0;
+            j.next_launch = None;
+            j.children.clear();
         }
         a == b
+    }
+
+    /// A periodic or parameterized job: never placed itself, only its
+    /// children are.
+    pub fn launches(&self) -> bool {
+        self.parent_id.is_empty() && (self.periodic.is_some() || self.parameterized.is_some())
     }
 }
 
@@ -1068,6 +1104,10 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = crate::artifact::MAX_ARTIFACTS))]
     pub artifacts: Vec<crate::artifact::Artifact>,
+    /// `dispatch_payload { file }`: where a dispatched child's payload is
+    /// written, under the task's `local/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch_payload: Option<crate::periodic::DispatchPayload>,
 }
 
 /// When a hook task runs, relative to the group's main tasks.

@@ -22,6 +22,7 @@ pub mod node;
 pub mod objects;
 mod parse;
 mod prefer;
+pub mod periodic;
 pub mod template;
 pub mod validate;
 pub mod version;

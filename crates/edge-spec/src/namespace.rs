@@ -87,10 +87,16 @@ fn shorten(s: &str) -> String {
 
 /// The key the server stores and indexes a job under: its id in the
 /// default namespace (so stores from before namespaces keep their keys),
-/// `NAMESPACE/ID` elsewhere. Neither part can hold a `/`.
+/// `NAMESPACE/ID` elsewhere. A namespace holds no `/` and neither does a
+/// submitted job's id; the server's child jobs (`JOB/periodic-<unix>`) do,
+/// so theirs is always `NAMESPACE/ID`, `default` included: a key with a
+/// `/` starts with its namespace, and no two jobs share one.
 pub fn job_key(namespace: &str, id: &str) -> String {
-    if namespace == DEFAULT_NAMESPACE || namespace.is_empty() {
+    let default = namespace == DEFAULT_NAMESPACE || namespace.is_empty();
+    if default && !id.contains('/') {
         id.to_string()
+    } else if default {
+        format!("{DEFAULT_NAMESPACE}/{id}")
     } else {
         format!("{namespace}/{id}")
     }

@@ -250,6 +250,9 @@ impl Validator<'_> {
                 ),
             );
         }
+        for (field, message) in crate::periodic::problems(job, &base) {
+            self.push(field, message);
+        }
         let declared = self.networks(job, &base);
         let mut groups = BTreeSet::new();
         let mut services: BTreeMap<&str, String> = BTreeMap::new();

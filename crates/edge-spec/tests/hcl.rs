@@ -137,6 +137,12 @@ fn full_example_decodes_into_expected_job() {
     );
     let expected = Job {
         networks: Default::default(),
+        periodic: None,
+        parameterized: None,
+        parent_id: String::new(),
+        payload: String::new(),
+        next_launch: None,
+        children: Vec::new(),
         namespace: "default".to_string(),
         id: "hello".into(),
         name: "hello".into(),
@@ -223,6 +229,7 @@ fn full_example_decodes_into_expected_job() {
             tasks: vec![Task {
                 templates: Vec::new(),
                 artifacts: Vec::new(),
+                dispatch_payload: None,
                 secrets: Vec::new(),
                 configs: Vec::new(),
                 volume_mounts: Vec::new(),

@@ -25,11 +25,27 @@ fn blocks_that_change_what_runs_are_refused_where_they_are_written() {
     for (src, want) in [
         (
             job("  periodic {\n    crons = [\"@daily\"]\n  }", "", ""),
-            "web.hcl:2:3: job.web.periodic: `periodic` is not supported: periodic (cron) jobs are not built yet",
+            "web.hcl:2:3: job.web.periodic: a periodic job must be a batch job (type = \"batch\"), not service",
+        ),
+        (
+            job(
+                "  type = \"batch\"\n  periodic {\n    crons = [\"61 * * * *\"]\n    time_zone = \"Mars/Olympus\"\n  }",
+                "",
+                "",
+            ),
+            "web.hcl:4:13: job.web.periodic.crons[0]: cron expression \"61 * * * *\" does not parse",
         ),
         (
             job("  parameterized {}", "", ""),
-            "web.hcl:2:3: job.web.parameterized: `parameterized` is not supported",
+            "web.hcl:2:3: job.web.parameterized: a parameterized job must be a batch job",
+        ),
+        (
+            job(
+                "  type = \"batch\"\n  parameterized {}",
+                "",
+                "      dispatch_payload {\n        file = \"../../etc/passwd\"\n      }",
+            ),
+            "job.web.group.g.task.t.dispatch_payload.file: file \"../../etc/passwd\" must not contain `..`",
         ),
         (
             job("", "    scaling {\n      min = 1\n    }", ""),
@@ -120,7 +136,7 @@ fn hcl1_shorthand_operators_keep_their_meaning() {
 
 #[test]
 fn a_refused_file_still_carries_its_warnings() {
-    let src = job("  region = \"global\"\n  periodic {}", "", "");
+    let src = job("  region = \"global\"\n  multiregion {}", "", "");
     let e = parse_hcl(&src, &ParseOptions::new("web.hcl")).expect_err("refused");
     assert_eq!(e.diagnostics().len(), 1, "{e}");
     let w: Vec<String> = e.warnings().iter().map(|w| w.to_string()).collect();

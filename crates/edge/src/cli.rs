@@ -440,6 +440,36 @@ pub enum JobCommand {
     History { id: String },
     /// Make an earlier version current again.
     Revert { id: String, version: u64 },
+    /// Run a parameterized job: a child job with this meta and payload.
+    #[command(
+        after_help = "Examples:\n  edge job dispatch render -meta scene=intro input.json\n  echo hello | edge job dispatch greet -"
+    )]
+    Dispatch {
+        id: String,
+        /// A meta key of the job's `parameterized` block, `key=value`, repeatable.
+        #[arg(long = "meta", value_parser = parse_kv)]
+        meta: Vec<(String, String)>,
+        /// The payload (at most 16 KiB): a file, or `-` for standard input.
+        payload: Option<PathBuf>,
+        /// Return after dispatching, without following the child's placement.
+        #[arg(short, long)]
+        detach: bool,
+    },
+    /// Periodic jobs.
+    #[command(subcommand)]
+    Periodic(PeriodicCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PeriodicCommand {
+    /// Launch a child of a periodic job now, off its schedule.
+    #[command(after_help = "Examples:\n  edge job periodic force backup")]
+    Force {
+        id: String,
+        /// Return after launching, without following the child's placement.
+        #[arg(short, long)]
+        detach: bool,
+    },
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -912,7 +942,8 @@ pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     edge_spec::duration::parse(s)
 }
 
-/// Nomad spells its long flags with one dash; `-namespace prod` would
+/// Nomad spells its long flags with one dash; `-namespace prod` (or
+/// `edge job dispatch -meta k=v`) would
 /// otherwise reach clap as short flags. Rewritten up to a `--`, after which
 /// the words are a command's own (`edge alloc exec ID -- cmd -namespace`).
 pub fn nomad_flags(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
@@ -926,7 +957,13 @@ pub fn nomad_flags(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::f
                 rest = true;
                 a
             }
-            Some(s) if s == "-namespace" || s.starts_with("-namespace=") => format!("-{s}").into(),
+            Some(s)
+                if ["-namespace", "-meta"]
+                    .iter()
+                    .any(|f| s == *f || s.strip_prefix(f).is_some_and(|v| v.starts_with('='))) =>
+            {
+                format!("-{s}").into()
+            }
             _ => a,
         }
     })

@@ -48,6 +48,7 @@ pub fn task(cpu: u32, memory: u32) -> Task {
     Task {
         templates: Vec::new(),
         artifacts: Vec::new(),
+        dispatch_payload: None,
         secrets: Vec::new(),
         configs: Vec::new(),
         volume_mounts: Vec::new(),
@@ -86,6 +87,12 @@ pub fn group(name: &str, count: u32, cpu: u32, memory: u32) -> Group {
 pub fn job(id: &str, groups: Vec<Group>) -> Job {
     Job {
         networks: Default::default(),
+        periodic: None,
+        parameterized: None,
+        parent_id: String::new(),
+        payload: String::new(),
+        next_launch: None,
+        children: Vec::new(),
         namespace: "default".to_string(),
         id: id.to_string(),
         name: id.to_string(),

@@ -267,6 +267,12 @@ fn unvalidated(s: &Spec) -> Job {
         .collect();
     Job {
         networks: Default::default(),
+        periodic: None,
+        parameterized: None,
+        parent_id: String::new(),
+        payload: String::new(),
+        next_launch: None,
+        children: Vec::new(),
         namespace: "default".to_string(),
         id: s.id.clone(),
         name: s.id.clone(),
@@ -339,6 +345,7 @@ fn unvalidated(s: &Spec) -> Job {
             tasks: vec![Task {
                 templates: Vec::new(),
                 artifacts: Vec::new(),
+                dispatch_payload: None,
                 secrets: Vec::new(),
                 configs: Vec::new(),
                 volume_mounts: Vec::new(),

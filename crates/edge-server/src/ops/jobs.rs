@@ -221,6 +221,14 @@ pub(crate) fn stop(
 /// Running if any allocation runs, pending while any is on its way, dead
 /// once stopped or all allocations ended.
 pub(crate) fn status(s: &State, job: &Job) -> JobStatus {
+    // A periodic or parameterized job runs as long as it may launch.
+    if job.launches() {
+        return if job.stop {
+            JobStatus::Dead
+        } else {
+            JobStatus::Running
+        };
+    }
     let allocs = s.job_allocs(&job.key());
     if allocs
         .iter()

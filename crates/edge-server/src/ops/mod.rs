@@ -12,6 +12,7 @@ pub(crate) mod evals;
 pub(crate) mod jobs;
 pub(crate) mod namespaces;
 pub(crate) mod nodes;
+pub(crate) mod periodic;
 pub(crate) mod plan;
 pub(crate) mod schedule;
 #[cfg(test)]

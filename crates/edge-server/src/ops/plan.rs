@@ -32,7 +32,7 @@ pub(crate) fn dry_run(
     );
     eval.id = "plan".to_string();
     let snap = schedule::snapshot(s, &key, config, env.now, 0);
-    let plan = edge_sched::schedule(Some(&job), &eval, &snap);
+    let plan = edge_sched::schedule(Some(&schedule::placed(&job)), &eval, &snap);
     JobPlanResponse {
         diff_type,
         diff,

@@ -89,11 +89,25 @@ pub(crate) fn evaluate(
     }
     let key = eval.job_key();
     let snap = snapshot(s, &key, config, env.now, seed_for(eval_id, s.index));
-    let plan = schedule(s.jobs.get(&key), eval, &snap);
+    let job = s.jobs.get(&key).map(placed);
+    let plan = schedule(job.as_deref(), eval, &snap);
     let placed = plan.place.len();
     let mut batch = apply(s, env, eval, plan);
     record_networks(s, overlay, eval_id, &mut batch);
     Some((batch, placed))
+}
+
+/// The job as the scheduler places it: a periodic or parameterized job
+/// runs only as its children, so itself places nothing (and stops what
+/// an earlier, ordinary version of it runs).
+pub(crate) fn placed(job: &edge_spec::Job) -> std::borrow::Cow<'_, edge_spec::Job> {
+    if job.launches() {
+        let mut j = job.clone();
+        j.stop = true;
+        std::borrow::Cow::Owned(j)
+    } else {
+        std::borrow::Cow::Borrowed(job)
+    }
 }
 
 /// Gives each named network a placement joins a subnet and VXLAN id of

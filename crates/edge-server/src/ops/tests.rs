@@ -11,7 +11,7 @@ use edge_spec::{
     Job, Node, NodeResources, NodeStatus, OverlayPool, TriggeredBy,
 };
 use edge_store::{Batch, State};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 const NOW: i64 = 1_700_000_000_000;
 
@@ -1528,3 +1528,5 @@ fn named_networks_get_a_subnet_and_a_slice_per_node_until_purged() {
         "10.9.1.0/24"
     );
 }
+
+mod periodic;

@@ -60,6 +60,10 @@ const SERVER_FIELDS: &[&str] = &[
     "submit_time",
     "create_index",
     "modify_index",
+    "parent_id",
+    "payload",
+    "next_launch",
+    "children",
 ];
 
 /// Parses an HCL job file, resolves its variables, decodes and validates it.

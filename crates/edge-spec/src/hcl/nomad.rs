@@ -16,11 +16,6 @@ pub(crate) enum Treatment {
 
 use Treatment::{Ignore, Refuse};
 
-const PERIODIC: Treatment = Refuse(
-    "periodic (cron) jobs are not built yet: run the job from a systemd timer or cron with `edge job run`",
-);
-const PARAMETERIZED: Treatment =
-    Refuse("parameterized jobs and `edge job dispatch` are not built yet");
 const SCALING: Treatment =
     Refuse("scaling policies are not built yet: `edge job scale JOB GROUP COUNT` sets a count");
 const VAULT: Treatment =
@@ -45,8 +40,6 @@ const TEMPLATE_DETAIL: Treatment = Refuse(
 /// `(block, key, treatment)`: `block` is the kind of block the key is
 /// written in (`job`, `group`, `task`, `service`, `constraint`, ...).
 pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
-    ("job", "periodic", PERIODIC),
-    ("job", "parameterized", PARAMETERIZED),
     (
         "job",
         "multiregion",
@@ -103,7 +96,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
     ),
     ("task", "scaling", SCALING),
     ("task", "vault", VAULT),
-    ("task", "dispatch_payload", PARAMETERIZED),
     (
         "task",
         "restart",

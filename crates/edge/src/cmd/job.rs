@@ -1,7 +1,7 @@
 //! `edge job ...`: parse job files locally, talk to the API, and follow an
 //! evaluation until its allocations run (or say why they cannot).
 
-use crate::cli::{Global, JobCommand, JobFileArgs, Output};
+use crate::cli::{Global, JobCommand, JobFileArgs, Output, PeriodicCommand};
 use crate::output::{ago, emit, short, table, time};
 use anyhow::{Context, bail};
 use edge_api::{AllocListStub, Client, QueryOptions};
@@ -65,11 +65,61 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
                 resp.version,
                 if resp.changed { "" } else { " (unchanged)" }
             );
+            if job.launches() {
+                // Nothing of the job itself is placed: its children are.
+                let stored = api.job(&job.id).await?;
+                match (&job.periodic, stored.next_launch) {
+                    (Some(_), Some(next)) => println!("==> Next periodic launch: {}", time(next)),
+                    (Some(_), None) => println!(
+                        "==> The job does not launch (disabled, or its schedule never comes)"
+                    ),
+                    (None, _) => println!("==> Run it with: edge job dispatch {}", job.id),
+                }
+                return Ok(0);
+            }
             println!("==> Evaluation {} submitted", short(&eval_id));
             if detach {
                 return Ok(0);
             }
             monitor(&api, &job.id, &eval_id, resp.version, timeout).await
+        }
+        JobCommand::Dispatch {
+            id,
+            meta,
+            payload,
+            detach,
+        } => {
+            use base64::Engine;
+            let bytes = match payload {
+                None => Vec::new(),
+                Some(p) if p.as_os_str() == "-" => {
+                    let mut b = Vec::new();
+                    std::io::stdin()
+                        .take(edge_spec::periodic::MAX_PAYLOAD as u64 + 1)
+                        .read_to_end(&mut b)
+                        .context("read the payload from standard input")?;
+                    b
+                }
+                Some(p) => std::fs::read(&p).with_context(|| format!("read {}", p.display()))?,
+            };
+            if bytes.len() > edge_spec::periodic::MAX_PAYLOAD {
+                bail!(
+                    "the payload is over {} bytes (Nomad's limit)",
+                    edge_spec::periodic::MAX_PAYLOAD
+                );
+            }
+            let req = edge_api::JobDispatchRequest {
+                payload: base64::engine::general_purpose::STANDARD.encode(&bytes),
+                meta: meta.into_iter().collect(),
+            };
+            let api = super::client(g)?;
+            let r = api.dispatch(&id, &req).await?;
+            launched(g, &api, r, detach).await
+        }
+        JobCommand::Periodic(PeriodicCommand::Force { id, detach }) => {
+            let api = super::client(g)?;
+            let r = api.periodic_force(&id).await?;
+            launched(g, &api, r, detach).await
         }
         JobCommand::Scale {
             id,
@@ -201,6 +251,29 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
             );
             println!("Version       = {}", job.version);
             println!("Submitted     = {}", time(job.submit_time));
+            if !job.parent_id.is_empty() {
+                println!("Parent        = {}", job.parent_id);
+            }
+            if job.launches() {
+                println!("Periodic      = {}", job.periodic.is_some());
+                println!("Parameterized = {}", job.parameterized.is_some());
+                if job.periodic.is_some() {
+                    let next = job.next_launch.map_or("none".to_string(), time);
+                    println!("Next Launch   = {next}");
+                }
+                let (jobs, _) = api.jobs(QueryOptions::default()).await?;
+                let mut t = table(&["ID", "Status", "Submitted"]);
+                for c in jobs.iter().filter(|c| c.parent_id == job.id) {
+                    t.add_row(vec![
+                        c.id.clone(),
+                        format!("{:?}", c.status).to_lowercase(),
+                        ago(c.submit_time),
+                    ]);
+                }
+                println!("\nChildren");
+                println!("{t}");
+                return Ok(0);
+            }
             println!("\nSummary");
             let mut sum = table(&[
                 "Task Group",
@@ -316,6 +389,26 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// Says which child a dispatch or forced launch made and, unless
+/// detached, follows its placement.
+async fn launched(
+    g: &Global,
+    api: &Client,
+    r: edge_api::JobLaunchResponse,
+    detach: bool,
+) -> anyhow::Result<u8> {
+    if g.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(0);
+    }
+    println!("==> Job {:?} launched", r.job_id);
+    println!("==> Evaluation {} submitted", short(&r.eval_id));
+    if detach {
+        return Ok(0);
+    }
+    monitor(api, &r.job_id, &r.eval_id, 0, Duration::from_secs(60)).await
 }
 
 /// The client for a job from a file: the namespace the file names wins
