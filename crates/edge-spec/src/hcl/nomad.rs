@@ -640,6 +640,15 @@ mod tests {
         ("spread", &["attribute", "weight", "target"]),
         ("target", &["percent"]),
         (
+            "periodic",
+            &["cron", "crons", "prohibit_overlap", "time_zone", "enabled"],
+        ),
+        (
+            "parameterized",
+            &["payload", "meta_required", "meta_optional"],
+        ),
+        ("dispatch_payload", &["file"]),
+        (
             "artifact",
             &[
                 "source",
