@@ -405,6 +405,7 @@ mod tests {
             health: None,
             deployment_id: None,
             canary: false,
+            migration: false,
             resources: edge_spec::AllocResources {
                 cpu: 1,
                 memory: 1,

@@ -169,7 +169,11 @@ async fn run_alloc(
                 group.clone(),
                 group.restart.clone(),
                 g.job.job_type,
-                edge_spec::Update::resolve(&g.job, &group),
+                if g.alloc.migration {
+                    edge_spec::Update::for_migration(&g.job, &group)
+                } else {
+                    edge_spec::Update::resolve(&g.job, &group)
+                },
             ),
             None => {
                 drop(g);
@@ -991,6 +995,14 @@ pub fn task_env(
             put(&format!("EDGE_META_{k}"), v);
         }
     }
+    // Programs written for Nomad read its names (`NOMAD_PORT_http`,
+    // `NOMAD_ALLOC_DIR`, `NOMAD_META_tier`); each of edge's variables is
+    // also there under Nomad's prefix.
+    let nomad: Vec<(String, String)> = env
+        .iter()
+        .filter_map(|(k, v)| Some((format!("NOMAD_{}", k.strip_prefix("EDGE_")?), v.clone())))
+        .collect();
+    env.extend(nomad);
     let base = env.clone();
     for (k, v) in &task.env {
         env.insert(k.clone(), interpolate(v, &base));

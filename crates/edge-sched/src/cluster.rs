@@ -612,6 +612,7 @@ impl<'a> Cluster<'a> {
             health: None,
             deployment_id: None,
             canary: false,
+            migration: false,
             // `check` kept both within the node's u32 capacity.
             resources: AllocResources {
                 cpu: u32::try_from(req.cpu).unwrap_or(u32::MAX),

@@ -137,6 +137,9 @@ struct Want<'a> {
     /// replacement is placed so that a failed placement is retried later.
     then_stop: Option<&'a Allocation>,
     canary: bool,
+    /// Replaces a service copy on a draining node, judged by the group's
+    /// `migrate` health rules.
+    migration: bool,
 }
 
 impl<'a> Want<'a> {
@@ -148,6 +151,7 @@ impl<'a> Want<'a> {
             reschedule_times: Vec::new(),
             then_stop: None,
             canary: false,
+            migration: false,
         }
     }
 }
@@ -444,7 +448,10 @@ fn decide<'a>(
                     }
                     migrating += 1;
                     ch.migrate += 1;
-                    wants.push(Want::replacing(indexes.claim(a.index), a));
+                    wants.push(Want {
+                        migration: true,
+                        ..Want::replacing(indexes.claim(a.index), a)
+                    });
                     continue;
                 }
             }
@@ -533,6 +540,7 @@ fn place_group(
             reschedule_times: Vec::new(),
             then_stop: None,
             canary: false,
+            migration: false,
         });
     let mut done = 0u32;
     let mut failure = None;
@@ -559,6 +567,7 @@ fn place_group(
             Some((idx, mut alloc)) => {
                 alloc.deployment_id.clone_from(&phase.deployment);
                 alloc.canary = want.canary;
+                alloc.migration = want.migration;
                 spread[idx] += 1;
                 cl.count_copy(req, idx);
                 done += 1;

@@ -219,6 +219,10 @@ pub struct Allocation {
     /// Placed as a canary beside the old copies, before promotion.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub canary: bool,
+    /// Replaces a service copy on a draining node, beside it until judged
+    /// healthy by the group's `migrate` rules (not its `update` rules).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub migration: bool,
     pub resources: AllocResources,
     /// The allocation's own address in its network namespace (`network {
     /// mode = "bridge" }`), reported by its agent while it holds one.

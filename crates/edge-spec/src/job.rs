@@ -570,9 +570,9 @@ fn update_block<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<UpdateP
 
 /// `migrate { max_parallel = N }`: copies of a service group moved off a
 /// draining node at once, each replacement started elsewhere and judged
-/// (by the group's update health rules) before its old copy stops; 0
-/// stops them all at once. Nomad's health fields are refused by name:
-/// migrations are judged by the `update` block's.
+/// (by `health_check`, `min_healthy_time` and `healthy_deadline`, Nomad's
+/// defaults where unset) before its old copy stops; 0 stops them all at
+/// once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigratePolicy {
@@ -610,6 +610,21 @@ pub enum HealthCheck {
     /// An operator marks copies healthy or unhealthy
     /// (`edge deployment health`); the agent gives no verdict.
     Manual,
+}
+
+impl Update {
+    /// The rules a copy placed by a drain migration is judged by: the
+    /// group's `migrate` health settings, Nomad's defaults (`checks`, 10 s,
+    /// 5 min) where unset, not its `update` block's.
+    pub fn for_migration(job: &Job, group: &Group) -> Update {
+        let m = group.migrate.clone().unwrap_or_default();
+        Update {
+            health_check: m.health_check.unwrap_or(HealthCheck::Checks),
+            min_healthy_time: m.min_healthy_time.map_or(Duration::from_secs(10), |w| w.0),
+            healthy_deadline: m.healthy_deadline.map_or(Duration::from_secs(300), |w| w.0),
+            ..Update::resolve(job, group)
+        }
+    }
 }
 
 /// A group's update rules with the defaults filled in (Nomad's).
@@ -1211,6 +1226,54 @@ pub fn resolve_port(port: &str, assigned: &[crate::AssignedPort]) -> Option<u16>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A drain migration is judged by `migrate`'s rules, Nomad's defaults
+    /// where unset, whatever the `update` block says.
+    #[test]
+    fn migrations_are_judged_by_the_migrate_block() {
+        let mut job: Job = serde_json::from_value(serde_json::json!({
+            "id": "web",
+            "update": {"min_healthy_time": "30s", "healthy_deadline": "3m", "health_check": "manual"},
+            "groups": [{"name": "g", "tasks": [{"name": "t", "driver": "exec"}]}],
+        }))
+        .unwrap();
+        let g = job.groups[0].clone();
+        let rules = Update::for_migration(&job, &g);
+        assert_eq!(
+            (
+                rules.health_check,
+                rules.min_healthy_time,
+                rules.healthy_deadline
+            ),
+            (
+                HealthCheck::Checks,
+                Duration::from_secs(10),
+                Duration::from_secs(300)
+            )
+        );
+        job.groups[0].migrate = Some(MigratePolicy {
+            health_check: Some(HealthCheck::TaskStates),
+            healthy_deadline: Some(crate::duration::PolicyWait(Duration::from_secs(60))),
+            ..Default::default()
+        });
+        let rules = Update::for_migration(&job, &job.groups[0]);
+        assert_eq!(
+            (
+                rules.health_check,
+                rules.min_healthy_time,
+                rules.healthy_deadline
+            ),
+            (
+                HealthCheck::TaskStates,
+                Duration::from_secs(10),
+                Duration::from_secs(60)
+            )
+        );
+        assert_eq!(
+            Update::resolve(&job, &job.groups[0]).min_healthy_time,
+            Duration::from_secs(30)
+        );
+    }
 
     #[test]
     fn service_ports_are_labels_or_numbers() {

@@ -2,7 +2,9 @@
 //! server (for jobs submitted through the API, which carry no file location).
 
 use crate::error::{Diagnostic, SpecError};
-use crate::job::{CheckType, Constraint, ConstraintOp, Group, Job, Service, Task, UpdatePolicy};
+use crate::job::{
+    CheckType, Constraint, ConstraintOp, Group, HealthCheck, Job, Service, Task, UpdatePolicy,
+};
 use crate::limits::{
     DRIVERS, MAX_CONSTRAINTS, MAX_COUNT, MAX_GROUP_NETWORKS, MAX_GROUPS, MAX_JOB_ID_LEN,
     MAX_MOUNT_PATH, MAX_NAME_LEN, MAX_NETWORKS, MAX_POLICY_WAIT, MAX_TASK_CPU, MAX_TASK_MEMORY,
@@ -510,19 +512,18 @@ impl Validator<'_> {
         self.update(&g.update, path);
         if let Some(m) = &g.migrate {
             let at = format!("{path}.migrate");
-            for (field, set) in [
-                ("health_check", m.health_check.is_some()),
-                ("min_healthy_time", m.min_healthy_time.is_some()),
-                ("healthy_deadline", m.healthy_deadline.is_some()),
+            if m.health_check == Some(HealthCheck::Manual) {
+                self.push(
+                    format!("{at}.health_check"),
+                    "a migration is judged by \"checks\" or \"task_states\"; \"manual\" is for deployments",
+                );
+            }
+            for (field, d) in [
+                ("min_healthy_time", m.min_healthy_time),
+                ("healthy_deadline", m.healthy_deadline),
             ] {
-                if set {
-                    self.push(
-                        format!("{at}.{field}"),
-                        format!(
-                            "`{field}` is not supported in migrate: a migrated copy is judged by the \
-                             group's update block; set it there"
-                        ),
-                    );
+                if let Some(d) = d {
+                    self.wait(&format!("{at}.{field}"), d.0, MAX_POLICY_WAIT);
                 }
             }
             if m.max_parallel.is_some_and(|n| n > MAX_COUNT) {

@@ -585,7 +585,7 @@ fn an_update_block_must_be_an_object() {
 /// `migrate { max_parallel }` is read; the health fields Nomad also takes
 /// there are refused by name (the update block's rules judge migrations).
 #[test]
-fn migrate_blocks_decode_and_their_health_fields_are_refused() {
+fn migrate_blocks_decode_with_their_health_fields() {
     let src = |body: &str| {
         format!(
             r#"job "web" {{
@@ -608,11 +608,19 @@ fn migrate_blocks_decode_and_their_health_fields_are_refused() {
         .expect("parses")
         .job;
     assert_eq!(edge_spec::MigratePolicy::max_parallel(&job.groups[0]), 2);
-    let err = edge_spec::parse_hcl(&src("min_healthy_time = \"5s\""), &opts)
+    let job = edge_spec::parse_hcl(
+        &src("min_healthy_time = \"5s\"\n      health_check = \"task_states\""),
+        &opts,
+    )
+    .expect("parses")
+    .job;
+    let m = job.groups[0].migrate.clone().expect("migrate");
+    assert_eq!(m.health_check, Some(edge_spec::HealthCheck::TaskStates));
+    let err = edge_spec::parse_hcl(&src("health_check = \"manual\""), &opts)
         .expect_err("refused")
         .to_string();
     assert!(
-        err.contains("job.web.group.g.migrate.min_healthy_time") && err.contains("update block"),
+        err.contains("job.web.group.g.migrate.health_check: a migration is judged by"),
         "{err}"
     );
     let json = r#"{"id": "web", "groups": [{"name": "g", "migrate": {"max_parallel": 0},

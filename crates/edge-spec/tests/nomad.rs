@@ -381,3 +381,98 @@ fn bad_affinities_and_spreads_are_refused_at_their_field() {
         assert!(err.contains("web.hcl:"), "no line in {err}");
     }
 }
+
+fn parsed(src: &str) -> edge_spec::Parsed {
+    parse_hcl(src, &ParseOptions::new("web.hcl")).expect("parses")
+}
+
+/// Nomad lets a task carry `restart`; edge restarts per group, which is the
+/// same rule when the task is the group's only one.
+#[test]
+fn a_lone_tasks_restart_is_its_groups() {
+    let restart = "      restart {\n        attempts = 7\n        delay    = \"3s\"\n      }";
+    let spec = parsed(&job("", "", restart)).job;
+    let r = &spec.groups[0].restart;
+    assert_eq!(
+        (r.attempts, r.delay),
+        (7, std::time::Duration::from_secs(3))
+    );
+    let two = job("", "", restart).replace(
+        "  group \"g\" {\n",
+        "  group \"g\" {\n    task \"u\" {\n      driver = \"exec\"\n      config {\n        command = \"/bin/true\"\n      }\n    }\n",
+    );
+    assert!(refused(&two).contains(
+        "job.web.group.g.task.t.restart: `restart` is not supported: edge restarts per group"
+    ));
+    let both = job("", "    restart {\n      attempts = 1\n    }", restart);
+    assert!(
+        refused(&both).contains("task.t.restart"),
+        "{}",
+        refused(&both)
+    );
+}
+
+/// `ephemeral_disk { size }` means nothing here and says so; sticky or
+/// migrated data is not built, so asking for it is refused.
+#[test]
+fn ephemeral_disk_size_is_a_warning_and_sticky_data_refused() {
+    let p = parsed(&job(
+        "",
+        "    ephemeral_disk {\n      size   = 300\n      sticky = false\n    }",
+        "",
+    ));
+    let w: Vec<String> = p.warnings.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        w,
+        [
+            "web.hcl:5:7: job.web.group.g.ephemeral_disk.size: `size` is ignored: edge does not reserve disk: an allocation's directory grows as it needs"
+        ]
+    );
+    let err = refused(&job(
+        "",
+        "    ephemeral_disk {\n      migrate = true\n      colour = 1\n    }",
+        "",
+    ));
+    assert!(err.contains("web.hcl:5:7: job.web.group.g.ephemeral_disk.migrate: `migrate` is not supported: migrated data is not built yet"), "{err}");
+    assert!(
+        err.contains("job.web.group.g.ephemeral_disk.colour: unknown attribute `colour`"),
+        "{err}"
+    );
+}
+
+/// A job's `reschedule` and `migrate` apply to every group, under what a
+/// group's own block sets, as in Nomad.
+#[test]
+fn job_level_reschedule_and_migrate_reach_every_group() {
+    let src = job(
+        "  reschedule {\n    attempts  = 3\n    delay     = \"20s\"\n    unlimited = false\n  }\n  migrate {\n    max_parallel = 2\n  }",
+        "    reschedule {\n      attempts = 10\n    }",
+        "",
+    )
+    .replace(
+        "  group \"g\" {\n",
+        "  group \"plain\" {\n    task \"t\" {\n      driver = \"exec\"\n      config {\n        command = \"/bin/true\"\n      }\n    }\n  }\n  group \"g\" {\n",
+    );
+    let spec = parsed(&src).job;
+    let plain = spec.group("plain").unwrap();
+    assert_eq!(
+        (
+            plain.reschedule.attempts,
+            plain.reschedule.delay,
+            plain.reschedule.unlimited
+        ),
+        (3, std::time::Duration::from_secs(20), false)
+    );
+    assert_eq!(plain.migrate.as_ref().and_then(|m| m.max_parallel), Some(2));
+    let g = spec.group("g").unwrap();
+    assert_eq!(
+        (
+            g.reschedule.attempts,
+            g.reschedule.delay,
+            g.reschedule.unlimited
+        ),
+        (10, std::time::Duration::from_secs(20), false)
+    );
+    let twice = job("  migrate {}\n  migrate {}", "", "");
+    assert!(refused(&twice).contains("only one `migrate` block is allowed here"));
+}

@@ -110,7 +110,7 @@ fn validate_prints_warnings_beside_errors() {
     let path = dir.path().join("nomad.hcl");
     std::fs::write(
         &path,
-        "job \"web\" {\n  region = \"global\"\n  periodic {\n    crons = [\"@daily\"]\n  }\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      config {\n        command = \"/bin/true\"\n      }\n    }\n  }\n}\n",
+        "job \"web\" {\n  region = \"global\"\n  node_pool = \"gpu\"\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      config {\n        command = \"/bin/true\"\n      }\n    }\n  }\n}\n",
     )
     .unwrap();
     let (ok, stderr) = validate(path.to_str().unwrap());
@@ -122,7 +122,7 @@ fn validate_prints_warnings_beside_errors() {
     );
     assert!(
         stderr.contains("error: ")
-            && stderr.contains(":3:3: job.web.periodic: `periodic` is not supported"),
+            && stderr.contains(":3:3: job.web.node_pool: `node_pool` is not supported"),
         "{stderr}"
     );
 }

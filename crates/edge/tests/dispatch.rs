@@ -50,7 +50,7 @@ async fn a_dispatched_task_reads_its_payload_and_meta() {
       driver = "exec"
       config {{
         command = "/bin/sh"
-        args    = ["-c", "cat local/input.txt > {o}/payload; echo $EDGE_META_scene $EDGE_JOB_PARENT_ID > {o}/scene"]
+        args    = ["-c", "cat local/input.txt > {o}/payload; echo $EDGE_META_scene $EDGE_JOB_PARENT_ID $NOMAD_META_scene $NOMAD_JOB_PARENT_ID > {o}/scene"]
       }}
       dispatch_payload {{
         file = "input.txt"
@@ -101,7 +101,8 @@ async fn a_dispatched_task_reads_its_payload_and_meta() {
     })
     .await;
     assert_eq!(read("payload").unwrap(), "hello from the payload\n");
-    assert_eq!(read("scene").unwrap().trim(), "intro render");
+    // Nomad's names too, for programs written for it.
+    assert_eq!(read("scene").unwrap().trim(), "intro render intro render");
 
     let (ok, text) = common::cli(
         &addr,

@@ -213,6 +213,16 @@ fn a_drain_moves_copies_by_migrate_max_parallel() {
                 break;
             }
             got.push((plan.place.len(), plan.stop.len()));
+            // A replacement beside its draining copy is judged by the
+            // group's `migrate` rules; one that replaces a stopped copy
+            // (max_parallel 0) is an ordinary placement.
+            assert!(
+                plan.place
+                    .iter()
+                    .all(|a| a.migration == (*max_parallel > 0)),
+                "max_parallel {max_parallel}: {:?}",
+                plan.place.iter().map(|a| a.migration).collect::<Vec<_>>()
+            );
             if *max_parallel > 0 {
                 assert!(
                     c.live("web").len() >= 3,

@@ -8,13 +8,21 @@ use edge_spec::{ClientStatus, DriverConfigs, Job, JobStatus, TriggeredBy};
 use edge_store::{Batch, State};
 
 /// A submitted job as it will be stored: named after its id when unnamed,
-/// and valid for the server's drivers.
+/// valid for the server's drivers, and its `meta` handed down to each
+/// group beneath the group's own. Tasks see their group's meta, as in
+/// Nomad, and a change of the job's meta then changes the groups' hash,
+/// so running copies are replaced rather than left with old values.
 pub(crate) fn prepare(mut job: Job, drivers: &DriverConfigs) -> Result<Job, ServerError> {
     if job.name.is_empty() {
         job.name = job.id.clone();
     }
     let diags = edge_spec::validate_with(&job, drivers);
     if diags.is_empty() {
+        for g in &mut job.groups {
+            let mut meta = job.meta.clone();
+            meta.extend(std::mem::take(&mut g.meta));
+            g.meta = meta;
+        }
         return Ok(job);
     }
     let msg: Vec<String> = diags.iter().map(|d| d.to_string()).collect();

@@ -289,6 +289,32 @@ fn register_versions_a_job_only_when_its_spec_changes() {
     }
 }
 
+/// Nomad hands a job's `meta` to its tasks; edge hands it to each group
+/// beneath the group's own, so a change of it is a change of the groups.
+#[test]
+fn job_meta_is_handed_down_to_the_groups() {
+    let mut submitted = job("web", "service", 1);
+    submitted.meta = [("owner", "team-a"), ("tier", "job")]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+    submitted.groups[0].meta = [("tier".to_string(), "group".to_string())].into();
+    let stored = jobs::prepare(submitted.clone(), &DriverConfigs::default()).unwrap();
+    let want: std::collections::BTreeMap<String, String> = [("owner", "team-a"), ("tier", "group")]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+    assert_eq!(stored.groups[0].meta, want);
+    let again = jobs::prepare(submitted.clone(), &DriverConfigs::default()).unwrap();
+    assert_eq!(
+        jobs::next_version(Some(&stored), &again),
+        (stored.version, false)
+    );
+    submitted
+        .meta
+        .insert("owner".to_string(), "team-b".to_string());
+    let changed = jobs::prepare(submitted, &DriverConfigs::default()).unwrap();
+    assert_ne!(changed.groups[0].spec_hash(), stored.groups[0].spec_hash());
+}
+
 #[test]
 fn stop_and_purge() {
     // (case, job stored, already stopped, purge, stopped version written,

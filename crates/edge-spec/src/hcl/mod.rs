@@ -79,6 +79,8 @@ pub fn parse_hcl(src: &str, opts: &ParseOptions) -> Result<Parsed, SpecError> {
         names: Names::default(),
         hoisted: Vec::new(),
         task_networks: Vec::new(),
+        restart_hoisted: false,
+        job_defaults: Vec::new(),
         models: Vec::new(),
         unevaluated: BTreeSet::new(),
         files: opts.files.clone(),
@@ -164,6 +166,12 @@ struct Decoder<'a> {
     /// `network` blocks in a task's `resources` (Nomad 0.x) with the
     /// task's name: their ports are the group's here.
     task_networks: Vec<(Block, String)>,
+    /// The group being read has one task, whose `restart` block is read as
+    /// the group's (edge restarts per group; with one task that is the same).
+    restart_hoisted: bool,
+    /// The job's own `migrate` and `reschedule` blocks: Nomad applies them
+    /// to every group, under what a group's own block sets.
+    job_defaults: Vec<Block>,
     /// `model` blocks, each expanded into a group once the job is decoded.
     models: Vec<Block>,
     /// Fields whose expression failed: reported already, or using a variable
@@ -299,11 +307,65 @@ impl Decoder<'_> {
         for b in block.body.blocks().filter(|b| b.labels.is_empty()) {
             *repeated.entry(b.ident.as_str()).or_default() += 1;
         }
+        let mut merged = BTreeSet::new();
+        if kind == "job" {
+            self.job_defaults.clear();
+            for b in block.body.blocks() {
+                let ident = b.ident.as_str();
+                if !matches!(ident, "migrate" | "reschedule") {
+                    continue;
+                }
+                if self.job_defaults.iter().any(|d| d.ident.as_str() == ident) {
+                    let at = format!("{field}.{ident}");
+                    self.error(
+                        b.ident.span(),
+                        &at,
+                        format!("only one `{ident}` block is allowed here"),
+                    );
+                } else {
+                    self.job_defaults.push(b.clone());
+                }
+            }
+        }
+        if kind == "group" {
+            self.restart_hoisted = false;
+            if let Some(restart) = lone_task_restart(block) {
+                self.child("group", &mut node, restart);
+                self.restart_hoisted = true;
+            }
+            for default in self.job_defaults.clone() {
+                let ident = default.ident.as_str();
+                let own: Vec<&Block> = block.body.get_blocks(ident).collect();
+                let applied = match own.as_slice() {
+                    [] => default.clone(),
+                    [own] => under(own, &default),
+                    _ => continue,
+                };
+                merged.insert(ident.to_string());
+                self.child("group", &mut node, &applied);
+            }
+        }
         for s in block.body.iter() {
             let (ident, span) = match s {
                 Structure::Attribute(a) => (a.key.as_str(), a.key.span()),
                 Structure::Block(b) => (b.ident.as_str(), b.ident.span()),
             };
+            if let (false, "job", "migrate" | "reschedule", Structure::Block(_)) =
+                (free, kind, ident, s)
+            {
+                continue;
+            }
+            if kind == "group" && merged.contains(ident) && matches!(s, Structure::Block(_)) {
+                continue;
+            }
+            if kind == "task" && ident == "restart" && self.restart_hoisted {
+                continue;
+            }
+            if let (false, "group", "ephemeral_disk", Structure::Block(b)) = (free, kind, ident, s)
+            {
+                self.ephemeral_disk(b, &format!("{field}.{ident}"));
+                continue;
+            }
             if !free && self.nomad_only(kind, ident, span, &format!("{field}.{ident}")) {
                 continue;
             }
@@ -333,6 +395,35 @@ impl Decoder<'_> {
             }
         }
         node
+    }
+
+    /// Nomad's `ephemeral_disk`: its `size` means nothing here (edge does
+    /// not reserve disk), while sticky or migrated data is not built, so
+    /// `sticky` or `migrate` set to true is refused; false is the default.
+    fn ephemeral_disk(&mut self, block: &Block, field: &str) {
+        for s in block.body.iter() {
+            match s {
+                Structure::Attribute(a) => {
+                    let key = a.key.as_str();
+                    let at = format!("{field}.{key}");
+                    let off = matches!(self.eval(&a.value, &at), Some(Value::Bool(false)));
+                    if !(off && key != "size") {
+                        self.nomad_unknown("ephemeral_disk", key, a.key.span(), &at);
+                    }
+                }
+                Structure::Block(b) => {
+                    let at = format!("{field}.{}", b.ident.as_str());
+                    self.nomad_unknown("ephemeral_disk", b.ident.as_str(), b.ident.span(), &at);
+                }
+            }
+        }
+    }
+
+    /// `nomad_only`, or an unknown-key error when the table has no row.
+    fn nomad_unknown(&mut self, kind: &str, key: &str, span: Option<Range<usize>>, field: &str) {
+        if !self.nomad_only(kind, key, span.clone(), field) {
+            self.error(span, field, format!("unknown attribute `{key}`"));
+        }
     }
 
     /// Reports a Nomad key edge does not decode (`nomad.rs`): an error when
@@ -844,4 +935,33 @@ fn nearest<'m>(name: &str, message: &'m str) -> Option<&'m str> {
         .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(1))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
+}
+
+/// The `restart` block of a group's only task, when the group has none of
+/// its own: edge restarts per group, which for one task is the same rule.
+fn lone_task_restart(group: &Block) -> Option<&Block> {
+    if group.body.blocks().any(|b| b.ident.as_str() == "restart") {
+        return None;
+    }
+    let mut tasks = group.body.blocks().filter(|b| b.ident.as_str() == "task");
+    let task = tasks.next()?;
+    if tasks.next().is_some() {
+        return None;
+    }
+    let mut restarts = task.body.blocks().filter(|b| b.ident.as_str() == "restart");
+    let restart = restarts.next()?;
+    restarts.next().is_none().then_some(restart)
+}
+
+/// A group's own block with the attributes of the job's block of the same
+/// kind that it leaves out, as Nomad merges job-level `migrate` and
+/// `reschedule` into each group.
+fn under(own: &Block, job: &Block) -> Block {
+    let mut merged = own.clone();
+    for a in job.body.attributes() {
+        if !merged.body.has_attribute(a.key.as_str()) {
+            merged.body.push(a.clone());
+        }
+    }
+    merged
 }

@@ -53,16 +53,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
             "node pools are not built yet: a `datacenters` list or a `constraint` picks the nodes",
         ),
     ),
-    (
-        "job",
-        "reschedule",
-        Refuse("`reschedule` is read per group in edge: move the block into each group"),
-    ),
-    (
-        "job",
-        "migrate",
-        Refuse("`migrate` is read per group in edge: move the block into each group"),
-    ),
     ("job", "region", Ignore("edge has one region")),
     (
         "job",
@@ -75,10 +65,22 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
     ("group", "scaling", SCALING),
     ("group", "vault", VAULT),
     (
-        "group",
         "ephemeral_disk",
+        "size",
+        Ignore("edge does not reserve disk: an allocation's directory grows as it needs"),
+    ),
+    (
+        "ephemeral_disk",
+        "sticky",
         Refuse(
-            "ephemeral_disk (sticky or migrated data) is not built yet: each allocation starts with an empty directory",
+            "sticky data is not built yet: each allocation starts with an empty directory; a host volume keeps data on a node",
+        ),
+    ),
+    (
+        "ephemeral_disk",
+        "migrate",
+        Refuse(
+            "migrated data is not built yet: each allocation starts with an empty directory; a host volume keeps data on a node",
         ),
     ),
     ("group", "max_client_disconnect", DISCONNECT),
@@ -99,7 +101,9 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
     (
         "task",
         "restart",
-        Refuse("`restart` is read per group in edge: move the block into the group"),
+        Refuse(
+            "edge restarts per group: a task's `restart` is read as its group's only when it is the group's one task and the group has none; move the block into the group",
+        ),
     ),
     (
         "task",
@@ -648,6 +652,7 @@ mod tests {
             &["payload", "meta_required", "meta_optional"],
         ),
         ("dispatch_payload", &["file"]),
+        ("ephemeral_disk", &["size", "sticky", "migrate"]),
         (
             "artifact",
             &[
@@ -719,11 +724,16 @@ mod tests {
             for key in *keys {
                 // A task's services are read as the group's, a service's
                 // `check_restart` as each of its checks', and a task's old
-                // `resources { network }` as the group's network.
+                // `resources { network }` as the group's network; the keys of
+                // `ephemeral_disk` are in the table one by one, and the job's
+                // `migrate` and `reschedule` are read into each group's.
                 let hoisted = [
                     ("task", "service"),
                     ("service", "check_restart"),
                     ("resources", "network"),
+                    ("group", "ephemeral_disk"),
+                    ("job", "migrate"),
+                    ("job", "reschedule"),
                 ]
                 .contains(&(*block, *key));
                 let honoured = hoisted || decoded.get(*block).is_some_and(|d| d.contains(*key));

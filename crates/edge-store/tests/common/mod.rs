@@ -68,6 +68,7 @@ pub fn alloc(id: &str, job_id: &str, node_id: &str, port: u16) -> Allocation {
         health: None,
         deployment_id: None,
         canary: false,
+        migration: false,
         resources: AllocResources {
             cpu: 100,
             memory: 256,
