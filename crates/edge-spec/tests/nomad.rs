@@ -476,3 +476,23 @@ fn job_level_reschedule_and_migrate_reach_every_group() {
     let twice = job("  migrate {}\n  migrate {}", "", "");
     assert!(refused(&twice).contains("only one `migrate` block is allowed here"));
 }
+
+/// Nomad's task-level `user` is the exec and containerd drivers'
+/// `config.user`.
+#[test]
+fn a_tasks_user_is_its_configs() {
+    let spec = parsed(&job("", "", "      user = \"www-data\"")).job;
+    assert_eq!(
+        spec.groups[0].tasks[0].config.get("user"),
+        Some(&serde_json::json!("www-data"))
+    );
+    let both = job("", "", "      user = \"www-data\"").replace(
+        "command = \"/bin/true\"",
+        "command = \"/bin/true\"\n        user = \"nobody\"",
+    );
+    assert!(
+        refused(&both).contains("are both set"),
+        "{}",
+        refused(&both)
+    );
+}

@@ -148,9 +148,7 @@ pub(crate) fn launch(
         return Err(ServerError::no_job(namespace, id));
     };
     if parent.periodic.is_none() || !parent.launches() {
-        return Err(ServerError::BadRequest(format!(
-            "job {id:?} is not periodic"
-        )));
+        return Err(ServerError::Conflict(format!("job {id:?} is not periodic")));
     }
     if parent.stop {
         return Err(ServerError::Conflict(format!(
@@ -174,7 +172,7 @@ pub(crate) fn dispatch(
         return Err(ServerError::no_job(namespace, id));
     };
     let Some(rules) = parent.parameterized.as_ref().filter(|_| parent.launches()) else {
-        return Err(ServerError::BadRequest(format!(
+        return Err(ServerError::Conflict(format!(
             "job {id:?} is not parameterized"
         )));
     };

@@ -308,6 +308,7 @@ impl Decoder<'_> {
             *repeated.entry(b.ident.as_str()).or_default() += 1;
         }
         let mut merged = BTreeSet::new();
+        let mut task_user = None;
         if kind == "job" {
             self.job_defaults.clear();
             for b in block.body.blocks() {
@@ -361,6 +362,10 @@ impl Decoder<'_> {
             if kind == "task" && ident == "restart" && self.restart_hoisted {
                 continue;
             }
+            if let (false, "task", "user", Structure::Attribute(a)) = (free, kind, ident, s) {
+                task_user = Some(a);
+                continue;
+            }
             if let (false, "group", "ephemeral_disk", Structure::Block(b)) = (free, kind, ident, s)
             {
                 self.ephemeral_disk(b, &format!("{field}.{ident}"));
@@ -394,7 +399,35 @@ impl Decoder<'_> {
                 Structure::Block(b) => self.child(kind, &mut node, b),
             }
         }
+        if let Some(a) = task_user {
+            self.task_user(&mut node, a);
+        }
         node
+    }
+
+    /// Nomad's task-level `user`, read as the driver's `config.user` (the
+    /// exec and containerd drivers take one there).
+    fn task_user(&mut self, task: &mut Node, a: &hcl_edit::structure::Attribute) {
+        let field = format!("{}.config.user", task.field);
+        let at = self.lines.span(a.value.span());
+        let key_at = self.lines.span(a.key.span());
+        self.spans.record(&field, at.clone());
+        let Some(v) = self.eval(&a.value, &field) else {
+            return;
+        };
+        match task.get_mut("config") {
+            Some(config) if config.has("user") => self.error(
+                a.key.span(),
+                &format!("{}.user", task.field),
+                "the task's `user` and its `config.user` are both set: keep one",
+            ),
+            Some(config) => config.insert("user", Node::value(v, &at, &key_at, &field)),
+            None => self.error(
+                a.key.span(),
+                &format!("{}.user", task.field),
+                "`user` is read as the driver's `config.user`, and the task has no `config` block",
+            ),
+        }
     }
 
     /// Nomad's `ephemeral_disk`: its `size` means nothing here (edge does

@@ -121,13 +121,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
     ),
     (
         "task",
-        "user",
-        Refuse(
-            "edge reads the user from the driver's config: `config { user = \"...\" }` (exec and containerd)",
-        ),
-    ),
-    (
-        "task",
         "logs",
         Ignore("logs are rotated by the agent (`--log-max-bytes`, `--log-max-files`)"),
     ),
@@ -726,7 +719,8 @@ mod tests {
                 // `check_restart` as each of its checks', and a task's old
                 // `resources { network }` as the group's network; the keys of
                 // `ephemeral_disk` are in the table one by one, and the job's
-                // `migrate` and `reschedule` are read into each group's.
+                // `migrate` and `reschedule` are read into each group's, a
+                // task's `user` as its `config.user`.
                 let hoisted = [
                     ("task", "service"),
                     ("service", "check_restart"),
@@ -734,6 +728,7 @@ mod tests {
                     ("group", "ephemeral_disk"),
                     ("job", "migrate"),
                     ("job", "reschedule"),
+                    ("task", "user"),
                 ]
                 .contains(&(*block, *key));
                 let honoured = hoisted || decoded.get(*block).is_some_and(|d| d.contains(*key));

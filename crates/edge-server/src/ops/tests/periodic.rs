@@ -195,7 +195,7 @@ fn stopped_or_plain_jobs_are_not_launched() {
     let err = periodic::launch(&w.s, &mut w.env, ("default", "cron")).unwrap_err();
     assert_eq!(kind(&err), "conflict");
     let err = periodic::launch(&w.s, &mut w.env, ("default", "plain")).unwrap_err();
-    assert_eq!(kind(&err), "bad request");
+    assert_eq!(kind(&err), "conflict");
     let err = periodic::launch(&w.s, &mut w.env, ("default", "nope")).unwrap_err();
     assert_eq!(kind(&err), "not found");
 }
@@ -283,7 +283,7 @@ fn a_dispatch_makes_a_child_with_its_meta_and_payload() {
     assert!(err.to_string().contains("over"), "{err}");
     let req = dispatch_req(b"", &[("scene", "a")]);
     let err = periodic::dispatch(&w.s, &mut w.env, ("default", &r.job_id), &req).unwrap_err();
-    assert_eq!(kind(&err), "bad request", "a child is not parameterized");
+    assert_eq!(kind(&err), "conflict", "a child is not parameterized");
 }
 
 #[test]
