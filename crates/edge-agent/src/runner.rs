@@ -7,7 +7,7 @@ use crate::state::{LocalAlloc, LocalStore, LocalTask};
 use crate::{AbortOnDrop, Reporter, now_ms};
 use edge_api::AllocUpdate;
 use edge_driver::config::{interpolate, interpolate_value};
-use edge_driver::{Driver, ExitResult, TaskConfig, TaskHandle};
+use edge_driver::{Driver, DriverError, ExitResult, TaskConfig, TaskHandle};
 use edge_spec::{
     Allocation, ClientStatus, Hook, Job, JobType, RestartPolicy, Task, TaskEvent, TaskState,
     TaskStatus,
@@ -912,6 +912,15 @@ fn with_task(ctx: &RunCtx, shared: &Mutex<LocalAlloc>, task: &str, f: impl FnOnc
     publish(ctx, &g);
 }
 
+/// Stops a task with its `kill_signal` (SIGTERM when unset), then SIGKILL
+/// after its `kill_timeout`.
+async fn stop_task(driver: &dyn Driver, h: &TaskHandle, task: &Task) -> Result<(), DriverError> {
+    match &task.kill_signal {
+        Some(signal) => driver.stop_with(h, task.kill_timeout, signal).await,
+        None => driver.stop(h, task.kill_timeout).await,
+    }
+}
+
 /// The environment a task sees: its own `env` (with `${...}` resolved) plus
 /// edge's variables.
 pub fn task_env(
@@ -1275,7 +1284,7 @@ async fn run_task(
                     t.state
                         .push_event(event("Restart Signaled", reason.clone()));
                 });
-                if let Err(e) = driver.stop(&h, task.kill_timeout).await {
+                if let Err(e) = stop_task(driver.as_ref(), &h, &task).await {
                     tracing::warn!(task = %name, error = %e, "stop failed");
                 }
                 let exit = driver.wait(&h).await.ok();
@@ -1301,12 +1310,13 @@ async fn run_task(
                     t.state.push_event(event(
                         "Killing",
                         format!(
-                            "sent interrupt, waiting {} before force kill",
+                            "sent {}, waiting {} before force kill",
+                            task.kill_signal.as_deref().unwrap_or("SIGTERM"),
                             edge_spec::duration::format(task.kill_timeout)
                         ),
                     ));
                 });
-                if let Err(e) = driver.stop(&h, task.kill_timeout).await {
+                if let Err(e) = stop_task(driver.as_ref(), &h, &task).await {
                     tracing::warn!(task = %name, error = %e, "stop failed");
                 }
                 let exit = driver.wait(&h).await.ok();

@@ -130,6 +130,34 @@ pub struct ContainerdDriver {
 }
 
 impl ContainerdDriver {
+    /// `signal` to the task, SIGKILL once `timeout` passes.
+    async fn stop_by(
+        &self,
+        handle: &TaskHandle,
+        timeout: Duration,
+        signal: Signal,
+    ) -> Result<(), DriverError> {
+        let id = check_handle(handle)?;
+        self.kill(&id, signal, false).await?;
+        if let Ok(r) = tokio::time::timeout(timeout, self.wait_once(&id)).await {
+            match r {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_not_found() => return Ok(()),
+                Err(_) => {}
+            }
+        }
+        self.kill(&id, Signal::SIGKILL, true).await?;
+        match tokio::time::timeout(KILL_GRACE, self.wait_once(&id)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.is_not_found() => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(DriverError::Other(format!(
+                "container {id} still running {}s after SIGKILL",
+                KILL_GRACE.as_secs()
+            ))),
+        }
+    }
+
     pub fn new(cfg: ContainerdConfig) -> Result<ContainerdDriver, ContainerdError> {
         let conn = Arc::new(Conn::new(&cfg.socket, &cfg.namespace)?);
         let registry = registry::Registry::new(cfg.registry.clone())?;
@@ -611,6 +639,18 @@ fn container_id(task_id: &str) -> Result<String, DriverError> {
     Ok(format!("{alloc}-{}-{run}", id_part(task, MAX_TASK_PART)))
 }
 
+/// Accepts `SIGHUP`, `HUP` or `hup`.
+fn parse_signal(name: &str) -> Result<Signal, DriverError> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&full)
+        .map_err(|_| DriverError::config("signal", format!("unknown signal {name:?}")))
+}
+
 fn check_handle(handle: &TaskHandle) -> Result<String, DriverError> {
     if handle.driver != DRIVER_NAME {
         return Err(DriverError::Other(format!(
@@ -825,25 +865,16 @@ impl Driver for ContainerdDriver {
     }
 
     async fn stop(&self, handle: &TaskHandle, timeout: Duration) -> Result<(), DriverError> {
-        let id = check_handle(handle)?;
-        self.kill(&id, Signal::SIGTERM, false).await?;
-        if let Ok(r) = tokio::time::timeout(timeout, self.wait_once(&id)).await {
-            match r {
-                Ok(_) => return Ok(()),
-                Err(e) if e.is_not_found() => return Ok(()),
-                Err(_) => {}
-            }
-        }
-        self.kill(&id, Signal::SIGKILL, true).await?;
-        match tokio::time::timeout(KILL_GRACE, self.wait_once(&id)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) if e.is_not_found() => Ok(()),
-            Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(DriverError::Other(format!(
-                "container {id} still running {}s after SIGKILL",
-                KILL_GRACE.as_secs()
-            ))),
-        }
+        self.stop_by(handle, timeout, Signal::SIGTERM).await
+    }
+
+    async fn stop_with(
+        &self,
+        handle: &TaskHandle,
+        timeout: Duration,
+        signal: &str,
+    ) -> Result<(), DriverError> {
+        self.stop_by(handle, timeout, parse_signal(signal)?).await
     }
 
     async fn destroy(&self, handle: &TaskHandle) -> Result<(), DriverError> {
@@ -853,14 +884,7 @@ impl Driver for ContainerdDriver {
 
     async fn signal(&self, handle: &TaskHandle, signal: &str) -> Result<(), DriverError> {
         let id = check_handle(handle)?;
-        let upper = signal.trim().to_ascii_uppercase();
-        let full = if upper.starts_with("SIG") {
-            upper
-        } else {
-            format!("SIG{upper}")
-        };
-        let sig = Signal::from_str(&full)
-            .map_err(|_| DriverError::config("signal", format!("unknown signal {signal:?}")))?;
+        let sig = parse_signal(signal)?;
         match self.task_status(&id).await {
             Err(e) if e.is_not_found() => {
                 return Err(DriverError::NotFound {

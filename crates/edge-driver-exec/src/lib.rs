@@ -234,6 +234,32 @@ impl ExecDriver {
     /// Rebuilds a run from its handle. Paths come from the task id and this
     /// driver's config, never from the handle's free-form state, so a
     /// damaged handle cannot point destroy at an unrelated directory.
+    /// `signal` to the task's process group, SIGKILL once `timeout` passes.
+    async fn stop_by(
+        &self,
+        handle: &TaskHandle,
+        timeout: Duration,
+        signal: Signal,
+    ) -> Result<(), DriverError> {
+        let run = self.run(handle)?;
+        if run.finished()?.is_some() {
+            return Ok(());
+        }
+        run.signal_group(signal);
+        if run.finished_within(timeout).await? {
+            return Ok(());
+        }
+        run.signal_group(Signal::SIGKILL);
+        if run.finished_within(KILL_GRACE).await? {
+            return Ok(());
+        }
+        Err(DriverError::Other(format!(
+            "task {} still running {}s after SIGKILL",
+            run.task_id,
+            KILL_GRACE.as_secs()
+        )))
+    }
+
     fn run(&self, handle: &TaskHandle) -> Result<Run, DriverError> {
         let invalid = |why: &str| {
             DriverError::Other(format!(
@@ -518,23 +544,17 @@ impl Driver for ExecDriver {
     }
 
     async fn stop(&self, handle: &TaskHandle, timeout: Duration) -> Result<(), DriverError> {
-        let run = self.run(handle)?;
-        if run.finished()?.is_some() {
-            return Ok(());
-        }
-        run.signal_group(Signal::SIGTERM);
-        if run.finished_within(timeout).await? {
-            return Ok(());
-        }
-        run.signal_group(Signal::SIGKILL);
-        if run.finished_within(KILL_GRACE).await? {
-            return Ok(());
-        }
-        Err(DriverError::Other(format!(
-            "task {} still running {}s after SIGKILL",
-            run.task_id,
-            KILL_GRACE.as_secs()
-        )))
+        self.stop_by(handle, timeout, Signal::SIGTERM).await
+    }
+
+    async fn stop_with(
+        &self,
+        handle: &TaskHandle,
+        timeout: Duration,
+        signal: &str,
+    ) -> Result<(), DriverError> {
+        let signal = config::parse_signal(signal)?;
+        self.stop_by(handle, timeout, signal).await
     }
 
     async fn destroy(&self, handle: &TaskHandle) -> Result<(), DriverError> {

@@ -37,6 +37,10 @@ fn main() {
         ("stop_sends_sigterm", stop_sends_sigterm),
         ("stop_escalates_to_sigkill", stop_escalates_to_sigkill),
         (
+            "stop_with_the_tasks_kill_signal",
+            stop_with_the_tasks_kill_signal,
+        ),
+        (
             "stop_with_a_huge_kill_timeout",
             stop_with_a_huge_kill_timeout,
         ),
@@ -385,6 +389,30 @@ fn stop_sends_sigterm() {
             .stop(&handle, Duration::from_secs(1))
             .await
             .expect("second stop");
+        f.driver.destroy(&handle).await.unwrap();
+    });
+}
+
+/// Nomad's `kill_signal`: a task that stops gracefully on another signal
+/// (nginx on SIGQUIT) gets that one first, and no SIGTERM.
+fn stop_with_the_tasks_kill_signal() {
+    let f = Fixture::new();
+    block_on(async {
+        let script = "trap 'echo graceful; exit 0' QUIT; trap 'echo term; exit 3' TERM; echo ready; while :; do sleep 0.1; done";
+        let handle = f.driver.start(&f.task("quits", sh(script))).await.unwrap();
+        f.wait_for_output("quits", "ready").await;
+        f.driver
+            .stop_with(&handle, Duration::from_secs(10), "SIGQUIT")
+            .await
+            .expect("stop");
+        let result = f.driver.wait(&handle).await.unwrap();
+        assert_eq!(result.exit_code, 0, "{result:?}");
+        f.wait_for_output("quits", "graceful").await;
+        let bad = f
+            .driver
+            .stop_with(&handle, Duration::from_secs(1), "SIGNOPE")
+            .await;
+        assert!(matches!(bad, Err(DriverError::Config { .. })), "{bad:?}");
         f.driver.destroy(&handle).await.unwrap();
     });
 }

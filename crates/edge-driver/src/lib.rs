@@ -175,6 +175,23 @@ pub trait Driver: Send + Sync {
     /// after `timeout`. Returns once the task is dead.
     async fn stop(&self, handle: &TaskHandle, timeout: Duration) -> Result<(), DriverError>;
 
+    /// `stop` with another first signal than SIGTERM (Nomad's
+    /// `kill_signal`, e.g. `SIGQUIT` for nginx's graceful stop), then
+    /// SIGKILL at `timeout`. Validation refuses `kill_signal` for the
+    /// drivers that keep this default.
+    async fn stop_with(
+        &self,
+        handle: &TaskHandle,
+        timeout: Duration,
+        signal: &str,
+    ) -> Result<(), DriverError> {
+        let _ = (handle, timeout);
+        Err(DriverError::Other(format!(
+            "the {} driver stops its tasks with SIGTERM, not {signal}",
+            self.name()
+        )))
+    }
+
     /// Frees what the task held (cgroups, containers, snapshots).
     async fn destroy(&self, handle: &TaskHandle) -> Result<(), DriverError>;
 

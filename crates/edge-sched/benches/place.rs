@@ -113,6 +113,7 @@ fn job(i: usize, count: u32) -> Job {
                     memory: 32,
                 },
                 kill_timeout: std::time::Duration::from_secs(5),
+                kill_signal: None,
             }],
         }],
         version: 0,

@@ -69,6 +69,7 @@ fn job(id: &str, n: u64) -> Job {
                     memory: 64,
                 },
                 kill_timeout: Duration::from_secs(5),
+                kill_signal: None,
             }],
         }],
         version: 0,

@@ -1083,6 +1083,10 @@ pub struct Task {
     #[serde(with = "crate::duration", default = "default_kill_timeout")]
     #[schemars(schema_with = "crate::duration::task_wait_schema")]
     pub kill_timeout: Duration,
+    /// The signal that asks the task to stop (Nomad's `kill_signal`),
+    /// SIGTERM when unset; SIGKILL follows after `kill_timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_signal: Option<String>,
     /// Nomad's task-level constraints: they place the whole group (its
     /// tasks run together), as the group's own do.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -1153,6 +1153,28 @@ impl Validator<'_> {
         } else if let Err((field, message)) = self.configs.check(&t.driver, &t.config) {
             self.push(format!("{path}.{field}"), message);
         }
+        if let Some(signal) = &t.kill_signal {
+            let name = signal.trim().to_ascii_uppercase();
+            let name = name.strip_prefix("SIG").unwrap_or(&name);
+            if !KILL_SIGNALS.contains(&name) {
+                self.push(
+                    format!("{path}.kill_signal"),
+                    format!(
+                        "unknown signal {:?}; one of SIG{}",
+                        shorten(signal),
+                        KILL_SIGNALS.join(", SIG")
+                    ),
+                );
+            } else if matches!(t.driver.as_str(), "wasm" | "model") {
+                self.push(
+                    format!("{path}.kill_signal"),
+                    format!(
+                        "the {} driver stops its tasks itself; kill_signal is for exec and containerd tasks",
+                        t.driver
+                    ),
+                );
+            }
+        }
         if t.resources.cpu == 0 {
             self.push(
                 format!("{path}.resources.cpu"),
@@ -1201,6 +1223,11 @@ impl Validator<'_> {
         }
     }
 }
+
+/// The signals a task may be asked to stop with (`kill_signal`).
+const KILL_SIGNALS: &[&str] = &[
+    "TERM", "INT", "QUIT", "HUP", "USR1", "USR2", "WINCH", "ALRM", "KILL",
+];
 
 /// The nearest edge driver to a Nomad driver edge does not have.
 fn nomad_driver_hint(driver: &str) -> Option<&'static str> {

@@ -246,6 +246,7 @@ fn full_example_decodes_into_expected_job() {
                     memory: 64,
                 },
                 kill_timeout: secs(5),
+                kill_signal: None,
             }],
         }],
         version: 0,

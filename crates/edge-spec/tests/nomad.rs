@@ -496,3 +496,28 @@ fn a_tasks_user_is_its_configs() {
         refused(&both)
     );
 }
+
+/// `kill_signal` asks an exec or containerd task to stop with another
+/// signal; a name that is no signal, or a driver that stops its tasks
+/// itself, is refused.
+#[test]
+fn kill_signal_is_checked() {
+    let spec = parsed(&job("", "", "      kill_signal = \"SIGQUIT\"")).job;
+    assert_eq!(
+        spec.groups[0].tasks[0].kill_signal.as_deref(),
+        Some("SIGQUIT")
+    );
+    let err = refused(&job("", "", "      kill_signal = \"SIGNOPE\""));
+    assert!(
+        err.contains("job.web.group.g.task.t.kill_signal: unknown signal \"SIGNOPE\""),
+        "{err}"
+    );
+    let wasm = job("", "", "      kill_signal = \"INT\"")
+        .replace("driver = \"exec\"", "driver = \"wasm\"")
+        .replace("command = \"/bin/true\"", "module = \"/srv/app.wasm\"");
+    assert!(
+        refused(&wasm).contains("kill_signal is for exec and containerd tasks"),
+        "{}",
+        refused(&wasm)
+    );
+}

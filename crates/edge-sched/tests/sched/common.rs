@@ -62,6 +62,7 @@ pub fn task(cpu: u32, memory: u32) -> Task {
         env: BTreeMap::new(),
         resources: Resources { cpu, memory },
         kill_timeout: std::time::Duration::from_secs(5),
+        kill_signal: None,
     }
 }
 

@@ -362,6 +362,7 @@ fn unvalidated(s: &Spec) -> Job {
                     memory: s.memory,
                 },
                 kill_timeout: secs(6),
+                kill_signal: None,
             }],
         }],
         version: 0,

@@ -107,13 +107,6 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
     ),
     (
         "task",
-        "kill_signal",
-        Refuse(
-            "tasks are stopped with SIGTERM, then SIGKILL after `kill_timeout`; another signal is not built yet",
-        ),
-    ),
-    (
-        "task",
         "leader",
         Refuse(
             "leader tasks are not built yet: when one task of a group exits the others keep running",
