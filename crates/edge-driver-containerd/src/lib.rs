@@ -50,7 +50,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use store::Store;
@@ -639,18 +638,6 @@ fn container_id(task_id: &str) -> Result<String, DriverError> {
     Ok(format!("{alloc}-{}-{run}", id_part(task, MAX_TASK_PART)))
 }
 
-/// Accepts `SIGHUP`, `HUP` or `hup`.
-fn parse_signal(name: &str) -> Result<Signal, DriverError> {
-    let upper = name.trim().to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    Signal::from_str(&full)
-        .map_err(|_| DriverError::config("signal", format!("unknown signal {name:?}")))
-}
-
 fn check_handle(handle: &TaskHandle) -> Result<String, DriverError> {
     if handle.driver != DRIVER_NAME {
         return Err(DriverError::Other(format!(
@@ -874,7 +861,8 @@ impl Driver for ContainerdDriver {
         timeout: Duration,
         signal: &str,
     ) -> Result<(), DriverError> {
-        self.stop_by(handle, timeout, parse_signal(signal)?).await
+        self.stop_by(handle, timeout, edge_driver::config::parse_signal(signal)?)
+            .await
     }
 
     async fn destroy(&self, handle: &TaskHandle) -> Result<(), DriverError> {
@@ -884,7 +872,7 @@ impl Driver for ContainerdDriver {
 
     async fn signal(&self, handle: &TaskHandle, signal: &str) -> Result<(), DriverError> {
         let id = check_handle(handle)?;
-        let sig = parse_signal(signal)?;
+        let sig = edge_driver::config::parse_signal(signal)?;
         match self.task_status(&id).await {
             Err(e) if e.is_not_found() => {
                 return Err(DriverError::NotFound {

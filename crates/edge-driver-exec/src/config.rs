@@ -1,12 +1,10 @@
-//! The exec task's `config { ... }` block: its schema, checking it, filling `${NAME}`
-//! from the task env, and naming signals.
+//! The exec task's `config { ... }` block: its schema, checking it, and filling `${NAME}`
+//! from the task env.
 
 use edge_driver::DriverError;
 use edge_driver::config::interpolate;
-use nix::sys::signal::Signal;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 /// The exec driver's `config` block as written in a job: the one schema,
 /// checked at submit and again on the agent.
@@ -66,18 +64,6 @@ pub(crate) fn parse(
             .collect(),
         user: c.user,
     })
-}
-
-/// Accepts `SIGHUP`, `HUP` or `hup`.
-pub(crate) fn parse_signal(name: &str) -> Result<Signal, DriverError> {
-    let upper = name.trim().to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    Signal::from_str(&full)
-        .map_err(|_| DriverError::config("signal", format!("unknown signal {name:?}")))
 }
 
 #[cfg(test)]
@@ -142,16 +128,5 @@ mod tests {
             json!({"command": "${NOMAD_TASK_DIR}/run", "args": null}),
         ))
         .unwrap();
-    }
-
-    #[test]
-    fn names_signals() {
-        assert_eq!(parse_signal("SIGHUP").unwrap(), Signal::SIGHUP);
-        assert_eq!(parse_signal("usr1").unwrap(), Signal::SIGUSR1);
-        assert_eq!(parse_signal(" KILL ").unwrap(), Signal::SIGKILL);
-        assert!(matches!(
-            parse_signal("SIGNOPE"),
-            Err(DriverError::Config { .. })
-        ));
     }
 }

@@ -553,7 +553,7 @@ impl Driver for ExecDriver {
         timeout: Duration,
         signal: &str,
     ) -> Result<(), DriverError> {
-        let signal = config::parse_signal(signal)?;
+        let signal = edge_driver::config::parse_signal(signal)?;
         self.stop_by(handle, timeout, signal).await
     }
 
@@ -590,7 +590,7 @@ impl Driver for ExecDriver {
     }
 
     async fn signal(&self, handle: &TaskHandle, signal: &str) -> Result<(), DriverError> {
-        let signal = config::parse_signal(signal)?;
+        let signal = edge_driver::config::parse_signal(signal)?;
         let run = self.run(handle)?;
         if !run.task_alive() {
             return Err(DriverError::NotFound {

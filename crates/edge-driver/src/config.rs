@@ -4,9 +4,11 @@
 //! task, so a misspelled key is refused before it is stored.
 
 use crate::DriverError;
+use nix::sys::signal::Signal;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::str::FromStr;
 
 /// Decodes a `config` block into a driver's config type; a failure names
 /// the field (`config.args[1]`, `config.comand`) and gives serde's reason.
@@ -90,9 +92,33 @@ pub fn interpolate_value(v: &Value, env: &BTreeMap<String, String>) -> Value {
     }
 }
 
+/// A signal by name, as jobs and `edge alloc signal` give it: `SIGHUP`,
+/// `HUP` or `hup`.
+pub fn parse_signal(name: &str) -> Result<Signal, DriverError> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&full)
+        .map_err(|_| DriverError::config("signal", format!("unknown signal {name:?}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_signals() {
+        assert_eq!(parse_signal("SIGHUP").unwrap(), Signal::SIGHUP);
+        assert_eq!(parse_signal("usr1").unwrap(), Signal::SIGUSR1);
+        assert_eq!(parse_signal(" KILL ").unwrap(), Signal::SIGKILL);
+        assert!(matches!(
+            parse_signal("SIGNOPE"),
+            Err(DriverError::Config { .. })
+        ));
+    }
     use serde::Deserialize;
     use serde_json::json;
 
