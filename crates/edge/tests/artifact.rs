@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::{Proc, free_port, until};
-use edge_api::{Client, QueryOptions};
+use common::until;
+use edge_api::QueryOptions;
 use edge_spec::{ClientStatus, HealthStatus};
 use std::path::Path;
 
@@ -108,23 +108,7 @@ async fn an_artifact_is_unpacked_before_its_task_and_a_bad_checksum_fails_it() {
     let tgz = archive(dir.path());
     let sum = sha256(&dir.path().join("app.tar.gz"));
     let url = format!("http://127.0.0.1:{}/dl/app.tar.gz", serve(tgz).await);
-    let port = free_port();
-    let addr = format!("http://127.0.0.1:{port}");
-    let data = dir.path().join("data");
-    let bind = format!("127.0.0.1:{port}");
-    let args = ["dev", "--data-dir", data.to_str().unwrap(), "--bind", &bind];
-    let _dev = Proc::spawn_env(
-        common::EDGE,
-        dir.path(),
-        "dev",
-        &args,
-        &[("EDGE_LOG", "info")],
-    );
-    let api = Client::new(&addr, None).unwrap();
-    until(30, "a ready node", async || {
-        (api.health().await.ok()?.nodes_ready == 1).then_some(())
-    })
-    .await;
+    let (_dev, addr, api) = common::dev(dir.path()).await;
 
     let file = dir.path().join("good.hcl");
     std::fs::write(&file, job("good", &url, &sum)).unwrap();

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{Proc, free_port, until};
+use common::{Proc, dev, dev_logging, free_port, until, writable_dir};
 use edge_api::{Client, QueryOptions};
 use edge_spec::{ClientStatus, TaskStatus};
 use std::path::Path;
@@ -19,38 +19,8 @@ fn cli(addr: &str, args: &[&str]) -> (bool, String) {
     common::cli(addr, args)
 }
 
-/// A directory every task can write to: as root the agent runs exec tasks
-/// as `nobody`, who cannot enter a private temporary directory.
-fn writable_dir(dir: &Path) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let out = dir.join("out");
-    std::fs::create_dir(&out).unwrap();
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
-    out
-}
-
-async fn dev(dir: &Path) -> (Proc, String, Client) {
-    dev_with(dir, free_port(), &[]).await
-}
-
 async fn dev_with(dir: &Path, port: u16, extra: &[&str]) -> (Proc, String, Client) {
     dev_logging(dir, port, extra, "info").await
-}
-
-async fn dev_logging(dir: &Path, port: u16, extra: &[&str], log: &str) -> (Proc, String, Client) {
-    let addr = format!("http://127.0.0.1:{port}");
-    let data = dir.join("data");
-    let bind = format!("127.0.0.1:{port}");
-    let mut args = vec!["dev", "--data-dir", data.to_str().unwrap(), "--bind", &bind];
-    args.extend_from_slice(extra);
-    let proc = Proc::spawn_env(common::EDGE, dir, "dev", &args, &[("EDGE_LOG", log)]);
-    let api = Client::new(&addr, None).unwrap();
-    until(30, "a ready node", async || {
-        (api.health().await.ok()?.nodes_ready == 1).then_some(())
-    })
-    .await;
-    (proc, addr, api)
 }
 
 fn sh_task(name: &str, lifecycle: &str, script: &str) -> String {

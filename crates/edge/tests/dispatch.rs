@@ -5,30 +5,14 @@
 
 mod common;
 
-use common::{Proc, free_port, until};
-use edge_api::{Client, QueryOptions};
+use common::until;
+use edge_api::QueryOptions;
 
 #[tokio::test]
 async fn a_dispatched_task_reads_its_payload_and_meta() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    // As root the agent runs exec tasks as `nobody`, who must reach `out`.
-    let out = dir.path().join("out");
-    std::fs::create_dir(&out).unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
-
-    let port = free_port();
-    let addr = format!("http://127.0.0.1:{port}");
-    let data = dir.path().join("data");
-    let bind = format!("127.0.0.1:{port}");
-    let args = ["dev", "--data-dir", data.to_str().unwrap(), "--bind", &bind];
-    let _dev = Proc::spawn(common::EDGE, dir.path(), "dev", &args);
-    let api = Client::new(&addr, None).unwrap();
-    until(30, "a ready node", async || {
-        (api.health().await.ok()?.nodes_ready == 1).then_some(())
-    })
-    .await;
+    let out = common::writable_dir(dir.path());
+    let (_dev, addr, api) = common::dev(dir.path()).await;
 
     let o = out.display();
     let job = dir.path().join("render.hcl");

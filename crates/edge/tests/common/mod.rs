@@ -181,6 +181,44 @@ pub fn build_image(dir: &Path, name: &str) -> PathBuf {
     out
 }
 
+/// A directory every task can write to: as root the agent runs exec tasks
+/// as `nobody`, who cannot enter a private temporary directory.
+pub fn writable_dir(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    out
+}
+
+/// `edge dev` in `dir` on a free port, once its node is ready: the process,
+/// `http://127.0.0.1:PORT` and a client.
+pub async fn dev(dir: &Path) -> (Proc, String, edge_api::Client) {
+    dev_logging(dir, free_port(), &[], "info").await
+}
+
+/// [`dev`] on `port`, with `extra` arguments and `EDGE_LOG=log`.
+pub async fn dev_logging(
+    dir: &Path,
+    port: u16,
+    extra: &[&str],
+    log: &str,
+) -> (Proc, String, edge_api::Client) {
+    let addr = format!("http://127.0.0.1:{port}");
+    let data = dir.join("data");
+    let bind = format!("127.0.0.1:{port}");
+    let mut args = vec!["dev", "--data-dir", data.to_str().unwrap(), "--bind", &bind];
+    args.extend_from_slice(extra);
+    let proc = Proc::spawn_env(EDGE, dir, "dev", &args, &[("EDGE_LOG", log)]);
+    let api = edge_api::Client::new(&addr, None).unwrap();
+    until(30, "a ready node", async || {
+        (api.health().await.ok()?.nodes_ready == 1).then_some(())
+    })
+    .await;
+    (proc, addr, api)
+}
+
 /// A real `edge server` on a free loopback port, data in `dir/server`.
 pub struct Server {
     pub proc: Proc,
