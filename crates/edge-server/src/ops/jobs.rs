@@ -18,11 +18,7 @@ pub(crate) fn prepare(mut job: Job, drivers: &DriverConfigs) -> Result<Job, Serv
     }
     let diags = edge_spec::validate_with(&job, drivers);
     if diags.is_empty() {
-        for g in &mut job.groups {
-            let mut meta = job.meta.clone();
-            meta.extend(std::mem::take(&mut g.meta));
-            g.meta = meta;
-        }
+        hand_down_meta(&mut job);
         return Ok(job);
     }
     let msg: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
@@ -30,6 +26,16 @@ pub(crate) fn prepare(mut job: Job, drivers: &DriverConfigs) -> Result<Job, Serv
         "invalid job: {}",
         msg.join("; ")
     )))
+}
+
+/// Puts the job's `meta` in each group beneath the group's own: tasks see
+/// their group's meta, and the groups' hash then covers the job's.
+pub(crate) fn hand_down_meta(job: &mut Job) {
+    for g in &mut job.groups {
+        for (k, v) in &job.meta {
+            g.meta.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
 }
 
 /// The version `job` gets over `current`, and whether it is a change: the

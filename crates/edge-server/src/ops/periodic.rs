@@ -197,13 +197,18 @@ pub(crate) fn dispatch(
         .map_err(|e| ServerError::BadRequest(format!("cannot dispatch job {id:?}: {e}")))?;
     let suffix = format!("{:016x}", edge_spec::stable_hash(env.id().as_bytes()));
     let mut child = child_of(parent, dispatch_child_id(id, env.now, &suffix[..8]));
+    // A parent registered by an older edge has its job meta only on the
+    // job; one registered since has it in its groups already.
+    jobs::hand_down_meta(&mut child);
     child.meta.extend(req.meta.clone());
-    // Tasks see group and task meta; a child's job meta is its own, so it
-    // is handed down to each group beneath the group's own.
+    // The dispatch's meta goes over the job's, as in Nomad, but not over
+    // a value a group set itself (one that differs from the job's).
     for g in &mut child.groups {
-        let mut meta = child.meta.clone();
-        meta.extend(std::mem::take(&mut g.meta));
-        g.meta = meta;
+        for (k, v) in &req.meta {
+            if g.meta.get(k) == parent.meta.get(k) {
+                g.meta.insert(k.clone(), v.clone());
+            }
+        }
     }
     if !payload.is_empty() {
         child.payload = base64::engine::general_purpose::STANDARD.encode(&payload);

@@ -223,6 +223,30 @@ fn dispatch_req(payload: &[u8], meta: &[(&str, &str)]) -> JobDispatchRequest {
     }
 }
 
+/// A parent registered through the API carries its job meta in its groups
+/// (`jobs::prepare`); a dispatch's value for the same key still wins.
+#[test]
+fn a_dispatchs_meta_goes_over_the_parents_job_meta() {
+    let mut w = World::new();
+    w.join("n1");
+    let mut parent = parameterized_job();
+    parent.meta.insert("quality".into(), "low".into());
+    parent.groups[0].meta.clear();
+    let parent = jobs::prepare(parent, &edge_spec::DriverConfigs::default()).unwrap();
+    assert_eq!(parent.groups[0].meta["quality"], "low");
+    w.submit(parent);
+    w.settle();
+    let req = dispatch_req(b"", &[("scene", "a"), ("quality", "high")]);
+    let (b, r) = periodic::dispatch(&w.s, &mut w.env, ("default", "render"), &req).unwrap();
+    w.commit(b);
+    let c = &w.s.jobs[&key(&r.job_id)];
+    let meta = c.groups[0].task_meta(&c.groups[0].tasks[0]);
+    assert_eq!(
+        (meta["quality"].as_str(), meta["owner"].as_str()),
+        ("high", "ops")
+    );
+}
+
 #[test]
 fn a_dispatch_makes_a_child_with_its_meta_and_payload() {
     let mut w = World::new();
