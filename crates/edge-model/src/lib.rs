@@ -10,6 +10,7 @@ mod fetch;
 mod metrics;
 mod model;
 mod pages;
+pub mod raw;
 mod server;
 
 pub use driver::{DRIVER_NAME, ModelBlock, ModelDriver, check_config};
