@@ -6,7 +6,7 @@
 //! concurrent ones runs as one execution.
 
 use crate::error::ModelError;
-use crate::metrics::Metrics;
+use crate::metrics::ModelMetrics;
 use crate::model::Model;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,7 +51,7 @@ impl Drop for Incoming {
 
 impl Batcher {
     /// Starts the dispatch task on the current runtime.
-    pub fn start(model: Arc<Model>, cfg: BatchConfig, metrics: Arc<Metrics>) -> Batcher {
+    pub fn start(model: Arc<Model>, cfg: BatchConfig, metrics: ModelMetrics) -> Batcher {
         let (tx, rx) = mpsc::unbounded_channel();
         let decoding = Arc::new(AtomicUsize::new(0));
         tokio::spawn(dispatch(model, cfg, metrics, rx, decoding.clone()));
@@ -88,7 +88,7 @@ impl Batcher {
 async fn dispatch(
     model: Arc<Model>,
     cfg: BatchConfig,
-    metrics: Arc<Metrics>,
+    metrics: ModelMetrics,
     mut rx: mpsc::UnboundedReceiver<Job>,
     decoding: Arc<AtomicUsize>,
 ) {
@@ -157,7 +157,7 @@ async fn dispatch(
 }
 
 /// Runs one batch and answers each of its requests with its own rows.
-fn execute(model: &Model, mut jobs: Vec<Job>, metrics: &Metrics) {
+fn execute(model: &Model, mut jobs: Vec<Job>, metrics: &ModelMetrics) {
     let rows: usize = jobs.iter().map(|j| j.rows).sum();
     metrics.batch_rows.observe(rows as f64);
     metrics.batch_requests.observe(jobs.len() as f64);
@@ -205,6 +205,7 @@ fn run_stacked(model: &Model, jobs: &[Job]) -> Result<Vec<Tensor>, ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
     use std::path::Path;
 
     fn mlp() -> Arc<Model> {
@@ -236,13 +237,14 @@ mod tests {
     }
 
     fn start(model: &Arc<Model>, max: usize, delay: Duration) -> (Batcher, Arc<Metrics>) {
-        let metrics = Arc::new(Metrics::new("mlp", max));
+        let metrics = Arc::new(Metrics::new(max));
         let cfg = BatchConfig {
             max_batch_size: max,
             max_delay: delay,
             workers: 1,
         };
-        (Batcher::start(model.clone(), cfg, metrics.clone()), metrics)
+        let series = metrics.model("mlp", 1);
+        (Batcher::start(model.clone(), cfg, series), metrics)
     }
 
     #[tokio::test]

@@ -35,7 +35,7 @@ pub struct RequestedOutput {
 #[derive(Debug, Serialize)]
 pub struct InferResponse {
     pub model_name: String,
-    pub model_version: &'static str,
+    pub model_version: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub outputs: Vec<OutputTensor>,
@@ -281,6 +281,7 @@ fn build<T: Datum + Copy>(
 /// The answer for `outputs` of the model's results `results`.
 pub fn encode(
     model: &Model,
+    version: u64,
     id: Option<String>,
     results: &[Tensor],
     outputs: &[usize],
@@ -314,7 +315,7 @@ pub fn encode(
     }
     Ok(InferResponse {
         model_name: model.name.clone(),
-        model_version: crate::MODEL_VERSION,
+        model_version: version.to_string(),
         id,
         outputs: out,
     })

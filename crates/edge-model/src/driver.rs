@@ -20,12 +20,22 @@ pub const DRIVER_NAME: &str = "model";
 /// How much of the end of stderr is searched for the server's fatal error.
 const STDERR_TAIL: u64 = 8 * 1024;
 
+/// One model version of a task: a file, a URL or a repository directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Source {
+    name: String,
+    version: u64,
+    source: String,
+    sha256: Option<String>,
+    /// Where in the config it was given, for errors: `config` or `config.models[1]`.
+    field: String,
+}
+
 /// A checked `model` task config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ModelTask {
-    source: String,
-    sha256: Option<String>,
-    name: String,
+    /// The block's own model first, then its nested ones.
+    sources: Vec<Source>,
     max_batch_size: u64,
     max_delay_ms: u64,
     port: String,
@@ -45,6 +55,10 @@ pub struct ModelBlock {
     pub port: Option<String>,
     /// The `model` block's `service { publish }`; the driver does not read it.
     pub publish: Option<Value>,
+    /// The version `source` is served as (1 when not given).
+    pub version: Option<u64>,
+    /// More models or versions in the same server.
+    pub models: Option<Vec<edge_spec::model::MoreModel>>,
 }
 
 /// The submit-time check of a model task's `config` block. Values that
@@ -74,21 +88,45 @@ fn checked(block: ModelBlock, pending: fn(&str) -> bool) -> Result<ModelTask, Dr
     };
     let source = string("source", block.source)?
         .ok_or_else(|| DriverError::config("config.source", "is required"))?;
-    let sha256 = string("sha256", block.sha256)?.map(|s| s.to_ascii_lowercase());
-    if let Some(s) = &sha256
-        && (s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()))
-        && !pending(s)
-    {
-        return Err(DriverError::config(
-            "config.sha256",
-            "must be 64 hexadecimal digits",
-        ));
-    }
-    if fetch::is_url(&source) && sha256.is_none() {
-        return Err(DriverError::config(
-            "config.sha256",
-            "is required when the source is a URL",
-        ));
+    let name = string("name", block.name)?
+        .ok_or_else(|| DriverError::config("config.name", "is required"))?;
+    let mut sources = vec![source_of(
+        "config",
+        name,
+        block.version.unwrap_or(1),
+        source,
+        block.sha256,
+        pending,
+    )?];
+    for (i, m) in block.models.unwrap_or_default().into_iter().enumerate() {
+        let field = format!("config.models[{i}]");
+        if !edge_spec::model::valid_model_name(&m.name) {
+            return Err(DriverError::config(
+                format!("{field}.name"),
+                format!(
+                    "{:?} is not a model name (letters, digits, '_', '-' and '.')",
+                    m.name
+                ),
+            ));
+        }
+        let src = m.source.trim().to_string();
+        if src.is_empty() {
+            return Err(DriverError::config(
+                format!("{field}.source"),
+                "is required",
+            ));
+        }
+        let next = source_of(&field, m.name, m.version, src, m.sha256, pending)?;
+        if sources
+            .iter()
+            .any(|s| s.name == next.name && s.version == next.version)
+        {
+            return Err(DriverError::config(
+                format!("{field}.version"),
+                format!("{:?} version {} is given twice", next.name, next.version),
+            ));
+        }
+        sources.push(next);
     }
     if let Some(format) = string("format", block.format)?
         && format != "onnx"
@@ -99,8 +137,6 @@ fn checked(block: ModelBlock, pending: fn(&str) -> bool) -> Result<ModelTask, Dr
             format!("{format:?} is not supported (only \"onnx\")"),
         ));
     }
-    let name = string("name", block.name)?
-        .ok_or_else(|| DriverError::config("config.name", "is required"))?;
     let max_batch_size = block.max_batch_size.unwrap_or(32);
     if max_batch_size == 0 {
         return Err(DriverError::config(
@@ -109,12 +145,50 @@ fn checked(block: ModelBlock, pending: fn(&str) -> bool) -> Result<ModelTask, Dr
         ));
     }
     Ok(ModelTask {
-        source,
-        sha256,
-        name,
+        sources,
         max_batch_size,
         max_delay_ms: block.max_delay_ms.unwrap_or(2),
         port: string("port", block.port)?.unwrap_or_else(|| "http".to_string()),
+    })
+}
+
+/// One checked model version; `field` is where the config gives it.
+fn source_of(
+    field: &str,
+    name: String,
+    version: u64,
+    source: String,
+    sha256: Option<String>,
+    pending: fn(&str) -> bool,
+) -> Result<Source, DriverError> {
+    if version == 0 {
+        return Err(DriverError::config(
+            format!("{field}.version"),
+            "versions start at 1",
+        ));
+    }
+    let sha256 = sha256.map(|s| s.trim().to_ascii_lowercase());
+    if let Some(s) = &sha256
+        && (s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()))
+        && !pending(s)
+    {
+        return Err(DriverError::config(
+            format!("{field}.sha256"),
+            "must be 64 hexadecimal digits",
+        ));
+    }
+    if fetch::is_url(&source) && sha256.is_none() {
+        return Err(DriverError::config(
+            format!("{field}.sha256"),
+            "is required when the source is a URL",
+        ));
+    }
+    Ok(Source {
+        name,
+        version,
+        source,
+        sha256,
+        field: field.to_string(),
     })
 }
 
@@ -162,9 +236,10 @@ impl ModelDriver {
         }
     }
 
-    /// The model file on this node: the cache entry of a URL, or the local
-    /// path made absolute against the agent's working directory.
-    fn model_path(&self, m: &ModelTask) -> Result<PathBuf, DriverError> {
+    /// The model file (or repository directory) on this node: the cache
+    /// entry of a URL, or the local path made absolute against the agent's
+    /// working directory.
+    fn model_path(&self, m: &Source) -> Result<PathBuf, DriverError> {
         if fetch::is_url(&m.source) {
             let sha = m.sha256.as_deref().unwrap_or_default();
             return Ok(fetch::cached_path(&self.cache_dir, sha));
@@ -173,14 +248,45 @@ impl ModelDriver {
             .map_err(|e| DriverError::io(format!("resolving model path {:?}", m.source), e))
     }
 
-    fn exec_config(&self, m: &ModelTask, path: &Path, port: u16) -> Map<String, Value> {
-        let args = [
-            "model".to_string(),
-            "serve".to_string(),
-            "--model".to_string(),
-            path.display().to_string(),
-            "--name".to_string(),
-            m.name.clone(),
+    /// `edge model serve`'s model arguments. A lone file keeps the old
+    /// `--model PATH --name NAME`; a directory (only as the block's own
+    /// source) is a repository.
+    fn model_args(&self, m: &ModelTask) -> Result<Vec<String>, DriverError> {
+        let mut args = Vec::new();
+        for (i, s) in m.sources.iter().enumerate() {
+            let path = self.model_path(s)?;
+            if path.is_dir() {
+                if i > 0 {
+                    return Err(DriverError::config(
+                        format!("{}.source", s.field),
+                        format!(
+                            "{} is a directory; a nested model is one file (a repository directory goes in the block's own source)",
+                            path.display()
+                        ),
+                    ));
+                }
+                args.extend(["--repository".to_string(), path.display().to_string()]);
+            } else if m.sources.len() == 1 && s.version == 1 {
+                args.extend([
+                    "--model".to_string(),
+                    path.display().to_string(),
+                    "--name".to_string(),
+                    s.name.clone(),
+                ]);
+            } else {
+                args.extend([
+                    "--model".to_string(),
+                    format!("{}:{}={}", s.name, s.version, path.display()),
+                ]);
+            }
+        }
+        Ok(args)
+    }
+
+    fn exec_config(&self, m: &ModelTask, port: u16) -> Result<Map<String, Value>, DriverError> {
+        let mut args = vec!["model".to_string(), "serve".to_string()];
+        args.extend(self.model_args(m)?);
+        args.extend([
             "--host".to_string(),
             "0.0.0.0".to_string(),
             "--port".to_string(),
@@ -189,11 +295,54 @@ impl ModelDriver {
             m.max_batch_size.to_string(),
             "--max-delay".to_string(),
             format!("{}ms", m.max_delay_ms),
-        ];
+        ]);
         let mut out = Map::new();
         out.insert("command".into(), json!(self.exe.display().to_string()));
         out.insert("args".into(), json!(args));
-        out
+        Ok(out)
+    }
+
+    /// Fetches a URL source, or checks a local one is there (and its digest).
+    async fn prepare_source(&self, s: &Source, events: &dyn EventSink) -> Result<(), DriverError> {
+        let path = self.model_path(s)?;
+        if fetch::is_url(&s.source) {
+            let sha = s.sha256.as_deref().unwrap_or_default();
+            return fetch::fetch(&self.http, &s.source, sha, &path, events)
+                .await
+                .map_err(|e| DriverError::Other(e.to_string()));
+        }
+        if path.is_dir() {
+            if s.sha256.is_some() {
+                return Err(DriverError::config(
+                    format!("{}.sha256", s.field),
+                    format!(
+                        "{} is a repository directory; a sha256 checks one file",
+                        path.display()
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        if !path.is_file() {
+            return Err(DriverError::config(
+                format!("{}.source", s.field),
+                format!("model file {} not found on this node", path.display()),
+            ));
+        }
+        if let Some(want) = s.sha256.clone() {
+            let p = path.clone();
+            let got = tokio::task::spawn_blocking(move || fetch::sha256_file(&p))
+                .await
+                .map_err(|e| DriverError::Other(format!("hashing the model: {e}")))?
+                .map_err(|e| DriverError::Other(e.to_string()))?;
+            if got != want {
+                return Err(DriverError::config(
+                    format!("{}.sha256", s.field),
+                    format!("{} has sha256 {got}, expected {want}", path.display()),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn unwrap_handle(&self, h: &TaskHandle) -> Result<(TaskHandle, HandleState), DriverError> {
@@ -273,38 +422,14 @@ impl Driver for ModelDriver {
 
     async fn prepare(&self, cfg: &TaskConfig, events: &dyn EventSink) -> Result<(), DriverError> {
         let m = parse(&cfg.config)?;
-        let path = self.model_path(&m)?;
-        if fetch::is_url(&m.source) {
-            let sha = m.sha256.as_deref().unwrap_or_default();
-            return fetch::fetch(&self.http, &m.source, sha, &path, events)
-                .await
-                .map_err(|e| DriverError::Other(e.to_string()));
-        }
-        if !path.is_file() {
-            return Err(DriverError::config(
-                "config.source",
-                format!("model file {} not found on this node", path.display()),
-            ));
-        }
-        if let Some(want) = m.sha256 {
-            let p = path.clone();
-            let got = tokio::task::spawn_blocking(move || fetch::sha256_file(&p))
-                .await
-                .map_err(|e| DriverError::Other(format!("hashing the model: {e}")))?
-                .map_err(|e| DriverError::Other(e.to_string()))?;
-            if got != want {
-                return Err(DriverError::config(
-                    "config.sha256",
-                    format!("{} has sha256 {got}, expected {want}", path.display()),
-                ));
-            }
+        for s in &m.sources {
+            self.prepare_source(s, events).await?;
         }
         Ok(())
     }
 
     async fn start(&self, cfg: &TaskConfig) -> Result<TaskHandle, DriverError> {
         let m = parse(&cfg.config)?;
-        let path = self.model_path(&m)?;
         let port = cfg
             .ports
             .iter()
@@ -317,7 +442,7 @@ impl Driver for ModelDriver {
                 )
             })?;
         let mut exec = cfg.clone();
-        exec.config = self.exec_config(&m, &path, port);
+        exec.config = self.exec_config(&m, port)?;
         let h = self.inner.start(&exec).await?;
         let state = HandleState {
             inner_driver: h.driver.clone(),
@@ -596,6 +721,69 @@ mod tests {
         let mut other = h.clone();
         other.driver = "exec".into();
         assert!(d.wait(&other).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn several_models_and_a_repository_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.onnx"), dir.path().join("b.onnx"));
+        std::fs::write(&a, b"a").unwrap();
+        std::fs::write(&b, b"b").unwrap();
+        let (d, exec) = driver(dir.path());
+        let c = cfg(
+            dir.path(),
+            json!({"source": a.display().to_string(), "name": "iris", "version": 3,
+            "models": [
+                {"name": "iris", "version": 4, "source": b.display().to_string()},
+                {"name": "mlp", "source": b.display().to_string()},
+            ]}),
+        );
+        d.prepare(&c, &Events::default()).await.unwrap();
+        d.start(&c).await.unwrap();
+        let started = exec.started.lock().unwrap().clone().unwrap();
+        let args: Vec<String> = serde_json::from_value(started.config["args"].clone()).unwrap();
+        let (a, b) = (a.display(), b.display());
+        assert!(
+            args.join(" ").starts_with(&format!(
+                "model serve --model iris:3={a} --model iris:4={b} --model mlp:1={b} --host"
+            )),
+            "{args:?}"
+        );
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        let c = cfg(
+            dir.path(),
+            json!({"source": repo.display().to_string(), "name": "vision"}),
+        );
+        d.prepare(&c, &Events::default()).await.unwrap();
+        d.start(&c).await.unwrap();
+        let started = exec.started.lock().unwrap().clone().unwrap();
+        assert_eq!(started.config["args"][2], "--repository");
+        let nested_dir = cfg(
+            dir.path(),
+            json!({"source": a.to_string(), "name": "m",
+                   "models": [{"name": "x", "source": repo.display().to_string()}]}),
+        );
+        let err = d.start(&nested_dir).await.unwrap_err().to_string();
+        assert!(err.contains("config.models[0].source"), "{err}");
+        let field = |v: Value| match parse(v.as_object().unwrap()) {
+            Err(DriverError::Config { field, .. }) => field,
+            other => panic!("expected a config error, got {other:?}"),
+        };
+        assert_eq!(
+            field(json!({"source": "a", "name": "m", "models": [{"name": "m", "source": "b"}]})),
+            "config.models[0].version"
+        );
+        assert_eq!(
+            field(json!({"source": "a", "name": "m", "models": [{"name": "../x", "source": "b"}]})),
+            "config.models[0].name"
+        );
+        assert_eq!(
+            field(
+                json!({"source": "a", "name": "m", "models": [{"name": "x", "source": "http://h/x"}]})
+            ),
+            "config.models[0].sha256"
+        );
     }
 
     #[tokio::test]

@@ -11,14 +11,12 @@ mod metrics;
 mod model;
 mod pages;
 pub mod raw;
+mod repo;
 mod server;
 
 pub use driver::{DRIVER_NAME, ModelBlock, ModelDriver, check_config};
 pub use error::ModelError;
 pub use model::{DataType, Model, TensorInfo};
 pub use pages::release_startup_pages;
+pub use repo::{IndexEntry, ModelSource, REPOSITORY_FILE, Repository, Served, scan, valid_name};
 pub use server::{ServeConfig, Server, bind, serve};
-
-/// Every model is served as version "1": a new model file is a new job
-/// version, not a second model version in one server.
-pub const MODEL_VERSION: &str = "1";

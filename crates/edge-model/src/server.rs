@@ -1,12 +1,11 @@
-//! The Open Inference Protocol (KServe V2) REST server of one model:
-//! health, metadata, inference and `/metrics`.
+//! The Open Inference Protocol (KServe V2) REST server of a model
+//! repository: health, metadata, inference, the repository extension
+//! (index, load, unload), model configs and `/metrics`.
 
-use crate::MODEL_VERSION;
-use crate::batch::{BatchConfig, Batcher};
 use crate::codec::{self, InferRequest};
 use crate::error::ModelError;
-use crate::metrics::Metrics;
-use crate::model::{Model, TensorInfo};
+use crate::model::TensorInfo;
+use crate::repo::{ModelSource, Repository, RepositoryConfig, Served};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -25,24 +24,29 @@ const BODY_LIMIT: usize = 64 << 20;
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// The `.onnx` file.
-    pub model: PathBuf,
-    /// The name clients use in `/v2/models/{name}`.
-    pub name: String,
+    /// Model versions named one by one.
+    pub models: Vec<ModelSource>,
+    /// A Triton-style repository directory: `<model>/<version>/model.onnx`.
+    pub repository: Option<PathBuf>,
     pub addr: SocketAddr,
     /// Most rows stacked into one execution; 1 turns batching off.
     pub max_batch_size: usize,
     /// Longest a request waits for others to join its batch.
     pub max_delay: Duration,
-    /// Model executions at once; 0 means one per CPU.
+    /// Model executions at once, per model version; 0 means one per CPU.
     pub workers: usize,
 }
 
 impl ServeConfig {
+    /// One model, as version 1.
     pub fn new(model: PathBuf, name: impl Into<String>, addr: SocketAddr) -> ServeConfig {
         ServeConfig {
-            model,
-            name: name.into(),
+            models: vec![ModelSource {
+                name: name.into(),
+                version: 1,
+                path: model,
+            }],
+            repository: None,
             addr,
             max_batch_size: 32,
             max_delay: Duration::from_millis(2),
@@ -52,77 +56,44 @@ impl ServeConfig {
 }
 
 struct AppState {
-    model: Arc<Model>,
-    batcher: Batcher,
-    metrics: Arc<Metrics>,
-    metadata: Bytes,
+    repo: Arc<Repository>,
 }
 
-/// A loaded model with its listening socket, not yet serving.
+/// Loaded models with their listening socket, not yet serving.
 #[derive(Debug)]
 pub struct Server {
     listener: tokio::net::TcpListener,
     router: Router,
     addr: SocketAddr,
-    model: Arc<Model>,
+    repo: Arc<Repository>,
 }
 
 #[derive(Serialize)]
 struct ModelMetadata<'a> {
     name: &'a str,
-    versions: [&'a str; 1],
+    versions: Vec<String>,
     platform: &'a str,
     inputs: &'a [TensorInfo],
     outputs: &'a [TensorInfo],
 }
 
-/// Loads the model, then listens on `cfg.addr`. Loading first means a model
-/// that cannot load never opens the port.
+/// Loads the models, then listens on `cfg.addr`. Loading first means a
+/// model that cannot load never opens the port.
 pub async fn bind(cfg: ServeConfig) -> Result<Server, ModelError> {
-    let (path, name) = (cfg.model.clone(), cfg.name.clone());
-    let model = tokio::task::spawn_blocking(move || Model::load(&path, &name))
-        .await
-        .map_err(|e| ModelError::Load {
-            path: cfg.model.clone(),
-            reason: e.to_string(),
-        })??;
-    let model = Arc::new(model);
     let workers = match cfg.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let max_batch_size = if model.batchable {
-        cfg.max_batch_size.max(1)
-    } else {
-        1
-    };
-    let metrics = Arc::new(Metrics::new(&model.name, max_batch_size));
-    let batcher = Batcher::start(
-        model.clone(),
-        BatchConfig {
-            max_batch_size,
+    let repo = Arc::new(
+        Repository::open(RepositoryConfig {
+            files: cfg.models,
+            directory: cfg.repository,
+            max_batch_size: cfg.max_batch_size,
             max_delay: cfg.max_delay,
             workers,
-        },
-        metrics.clone(),
+        })
+        .await?,
     );
-    let metadata = serde_json::to_vec(&ModelMetadata {
-        name: &model.name,
-        versions: [MODEL_VERSION],
-        platform: "onnx",
-        inputs: &model.inputs,
-        outputs: &model.outputs,
-    })
-    .map_err(|e| ModelError::Load {
-        path: cfg.model.clone(),
-        reason: format!("encoding metadata: {e}"),
-    })?;
-    let state = Arc::new(AppState {
-        model: model.clone(),
-        batcher,
-        metrics,
-        metadata: Bytes::from(metadata),
-    });
     let listener = tokio::net::TcpListener::bind(cfg.addr)
         .await
         .map_err(|source| ModelError::Bind {
@@ -130,11 +101,12 @@ pub async fn bind(cfg: ServeConfig) -> Result<Server, ModelError> {
             source,
         })?;
     let addr = listener.local_addr().map_err(ModelError::Serve)?;
+    let state = Arc::new(AppState { repo: repo.clone() });
     Ok(Server {
         listener,
         router: router(state),
         addr,
-        model,
+        repo,
     })
 }
 
@@ -143,8 +115,8 @@ impl Server {
         self.addr
     }
 
-    pub fn model(&self) -> &Model {
-        &self.model
+    pub fn repository(&self) -> &Repository {
+        &self.repo
     }
 
     /// Serves until `shutdown` resolves, then finishes requests in flight.
@@ -189,6 +161,14 @@ fn router(state: Arc<AppState>) -> Router {
             "/v2/models/{name}/versions/{version}/infer",
             post(version_infer),
         )
+        .route("/v2/models/{name}/config", get(model_config))
+        .route(
+            "/v2/models/{name}/versions/{version}/config",
+            get(version_config),
+        )
+        .route("/v2/repository/index", get(index).post(index))
+        .route("/v2/repository/models/{name}/load", post(load))
+        .route("/v2/repository/models/{name}/unload", post(unload))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -234,7 +214,8 @@ fn trim_trailing_slash(mut req: axum::extract::Request) -> axum::extract::Reques
 
 /// A JSON error like every other, naming what the route takes.
 async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> Response {
-    let wanted = if uri.path().ends_with("/infer") {
+    let p = uri.path();
+    let wanted = if p.ends_with("/infer") || p.ends_with("/load") || p.ends_with("/unload") {
         "POST"
     } else {
         "GET"
@@ -262,7 +243,7 @@ async fn server_metadata() -> Response {
     let body = serde_json::json!({
         "name": "edge",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": [],
+        "extensions": ["model_repository", "model_configuration"],
     });
     json(StatusCode::OK, body.to_string())
 }
@@ -276,21 +257,20 @@ async fn ready() -> Response {
     json(StatusCode::OK, r#"{"ready":true}"#)
 }
 
-/// Checks the name and version in the path against the served model.
-fn find(s: &AppState, name: &str, version: Option<&str>) -> Result<(), Box<Response>> {
-    let missing = |message: String| Err(Box::new(error(StatusCode::NOT_FOUND, message)));
-    if name != s.model.name {
-        return missing(format!(
-            "model {name:?} not found; this server serves {:?}",
-            s.model.name
-        ));
+/// The status a failed request is answered with.
+fn status_of(e: &ModelError) -> StatusCode {
+    match e {
+        ModelError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        ModelError::UnknownModel(_) => StatusCode::NOT_FOUND,
+        ModelError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
-    match version {
-        Some(v) if v != MODEL_VERSION => missing(format!(
-            "model {name:?} has no version {v:?}; it has {MODEL_VERSION:?}"
-        )),
-        _ => Ok(()),
-    }
+}
+
+fn lookup(s: &AppState, name: &str, version: Option<&str>) -> Result<Arc<Served>, Box<Response>> {
+    s.repo
+        .get(name, version)
+        .map_err(|e| Box::new(error(status_of(&e), e)))
 }
 
 async fn model_metadata(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
@@ -305,9 +285,24 @@ async fn version_metadata(
 }
 
 fn metadata_of(s: &AppState, name: &str, version: Option<&str>) -> Response {
-    match find(s, name, version) {
-        Ok(()) => json(StatusCode::OK, s.metadata.clone()),
-        Err(r) => *r,
+    let served = match lookup(s, name, version) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    let versions = match version {
+        Some(v) => vec![v.to_string()],
+        None => s.repo.versions(name).iter().map(u64::to_string).collect(),
+    };
+    let body = ModelMetadata {
+        name: &served.model.name,
+        versions,
+        platform: "onnx",
+        inputs: &served.model.inputs,
+        outputs: &served.model.outputs,
+    };
+    match serde_json::to_vec(&body) {
+        Ok(b) => json(StatusCode::OK, b),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
@@ -323,12 +318,117 @@ async fn version_ready(
 }
 
 fn ready_of(s: &AppState, name: &str, version: Option<&str>) -> Response {
-    match find(s, name, version) {
-        Ok(()) => {
+    match lookup(s, name, version) {
+        Ok(_) => {
             let body = serde_json::json!({ "name": name, "ready": true });
             json(StatusCode::OK, body.to_string())
         }
         Err(r) => *r,
+    }
+}
+
+async fn model_config(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    config_of(&s, &name, None)
+}
+
+async fn version_config(
+    State(s): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    config_of(&s, &name, Some(&version))
+}
+
+/// The model's configuration in the shape of Triton's model config: with
+/// a batch dimension, `max_batch_size` is positive and `dims` leave it out.
+fn config_of(s: &AppState, name: &str, version: Option<&str>) -> Response {
+    let served = match lookup(s, name, version) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    let m = &served.model;
+    let (max_batch_size, skip) = if m.batchable {
+        (served.max_batch_size, 1)
+    } else {
+        (0, 0)
+    };
+    let tensors = |infos: &[TensorInfo]| {
+        infos
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "name": t.name,
+                    "data_type": format!("TYPE_{}", match t.datatype.as_str() {
+                        "BYTES" => "STRING",
+                        other => other,
+                    }),
+                    "dims": t.shape.iter().skip(skip).collect::<Vec<_>>(),
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let body = serde_json::json!({
+        "name": m.name,
+        "platform": "onnx",
+        "backend": "tract",
+        "max_batch_size": max_batch_size,
+        "input": tensors(&m.inputs),
+        "output": tensors(&m.outputs),
+        "version_policy": { "specific": { "versions": s.repo.versions(name) } },
+    });
+    json(StatusCode::OK, body.to_string())
+}
+
+/// `/v2/repository/index`: every model, its versions and their states.
+/// Triton takes it as a POST with an optional `{"ready": true}`.
+async fn index(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
+    let ready_only = if body.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        match serde_json::from_slice::<IndexRequest>(&body) {
+            Ok(r) => r.ready,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid repository index request: {e}"),
+                );
+            }
+        }
+    };
+    let mut entries = s.repo.index();
+    if ready_only {
+        entries.retain(|e| e.state == "READY");
+    }
+    match serde_json::to_vec(&entries) {
+        Ok(b) => json(StatusCode::OK, b),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndexRequest {
+    #[serde(default)]
+    ready: bool,
+}
+
+async fn load(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    match s.repo.load(&name).await {
+        Ok(versions) => {
+            let body = serde_json::json!({ "name": name, "versions": versions });
+            json(StatusCode::OK, body.to_string())
+        }
+        Err(e @ ModelError::UnknownModel(_)) => error(StatusCode::NOT_FOUND, e),
+        Err(e) => error(StatusCode::BAD_REQUEST, format!("loading {name:?}: {e}")),
+    }
+}
+
+async fn unload(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    match s.repo.unload(&name).await {
+        Ok(()) => json(
+            StatusCode::OK,
+            serde_json::json!({ "name": name }).to_string(),
+        ),
+        Err(e) => error(status_of(&e), e),
     }
 }
 
@@ -346,23 +446,20 @@ async fn version_infer(
 
 async fn infer_of(s: &AppState, name: &str, version: Option<&str>, body: &[u8]) -> Response {
     let started = Instant::now();
-    let response = match find(s, name, version) {
-        Ok(()) => run_infer(s, body).await.unwrap_or_else(|e| {
-            let status = match e {
-                ModelError::BadRequest(_) => StatusCode::BAD_REQUEST,
-                ModelError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            error(status, e)
-        }),
-        Err(r) => *r,
+    let served = match lookup(s, name, version) {
+        Ok(m) => m,
+        Err(r) => return *r,
     };
-    s.metrics
+    let response = run_infer(&served, body)
+        .await
+        .unwrap_or_else(|e| error(status_of(&e), e));
+    served
+        .metrics
         .record(response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }
 
-async fn run_infer(s: &AppState, body: &[u8]) -> Result<Response, ModelError> {
+async fn run_infer(s: &Served, body: &[u8]) -> Result<Response, ModelError> {
     let incoming = s.batcher.incoming();
     let req: InferRequest = serde_json::from_slice(body).map_err(|e| {
         if e.is_data() {
@@ -377,7 +474,7 @@ async fn run_infer(s: &AppState, body: &[u8]) -> Result<Response, ModelError> {
         .batcher
         .infer(decoded.inputs, decoded.rows, incoming)
         .await?;
-    let resp = codec::encode(&s.model, id, &results, &decoded.outputs)?;
+    let resp = codec::encode(&s.model, s.version, id, &results, &decoded.outputs)?;
     let body = serde_json::to_vec(&resp)
         .map_err(|e| ModelError::Inference(format!("encoding the response: {e}")))?;
     Ok(json(StatusCode::OK, body))
@@ -390,7 +487,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.metrics.render(),
+        s.repo.metrics().render(),
     )
         .into_response()
 }

@@ -31,6 +31,10 @@ impl Drop for Running {
 async fn start(model: &Path, name: &str, max_delay: Duration) -> Running {
     let mut cfg = ServeConfig::new(model.to_path_buf(), name, "127.0.0.1:0".parse().unwrap());
     cfg.max_delay = max_delay;
+    start_with(cfg).await
+}
+
+async fn start_with(cfg: ServeConfig) -> Running {
     let server = edge_model::bind(cfg).await.expect("model loads");
     let base = format!("http://{}", server.local_addr());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -203,6 +207,10 @@ async fn every_route_of_the_protocol() {
     let (status, body) = s.post("/v2/models/nope/infer", &request(&case)).await;
     assert_eq!(status, 404);
     assert!(body["error"].as_str().unwrap().contains("nope"), "{body}");
+    let (status, _) = s
+        .post("/v2/models/iris/infer", &json!({"inputs": []}))
+        .await;
+    assert_eq!(status, 400);
 
     let (status, text) = {
         let r = s
@@ -215,11 +223,15 @@ async fn every_route_of_the_protocol() {
     };
     assert_eq!(status, 200);
     assert!(
-        text.contains(r#"edge_model_inference_requests_total{model="iris",code="200"} 1"#),
+        text.contains(
+            r#"edge_model_inference_requests_total{model="iris",version="1",code="200"} 1"#
+        ),
         "{text}"
     );
     assert!(
-        text.contains(r#"edge_model_inference_errors_total{model="iris",code="404"} 1"#),
+        text.contains(
+            r#"edge_model_inference_errors_total{model="iris",version="1",code="400"} 1"#
+        ),
         "{text}"
     );
     assert!(text.contains("edge_model_inference_duration_seconds_bucket"));
@@ -246,6 +258,89 @@ async fn every_route_of_the_protocol() {
         body["error"].as_str().unwrap().contains("it takes GET"),
         "{body}"
     );
+}
+
+/// Several models and versions in one server: the repository extension
+/// (index, unload, load), per-version routes and Triton-style configs.
+#[tokio::test]
+async fn a_repository_of_models_and_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, version, file) in [("iris", "1", "iris.onnx"), ("iris", "2", "iris.onnx")] {
+        let d = dir.path().join(name).join(version);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(fixtures().join(file), d.join("model.onnx")).unwrap();
+    }
+    let mut cfg = ServeConfig::new(
+        fixtures().join("mlp.onnx"),
+        "mlp",
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    cfg.repository = Some(dir.path().to_path_buf());
+    let s = start_with(cfg).await;
+    let (status, index) = s.post("/v2/repository/index", &json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        index,
+        json!([
+            {"name": "iris", "version": "1", "state": "READY"},
+            {"name": "iris", "version": "2", "state": "READY"},
+            {"name": "mlp", "version": "1", "state": "READY"},
+        ])
+    );
+    let (_, meta) = s.get("/v2/models/iris").await;
+    assert_eq!(meta["versions"], json!(["1", "2"]));
+    let case = load_case(&fixtures().join("iris.json"));
+    for (path, version) in [
+        ("/v2/models/iris/infer", "2"),
+        ("/v2/models/iris/versions/1/infer", "1"),
+        ("/v2/models/iris/versions/2/infer", "2"),
+    ] {
+        let (status, answer) = s.post(path, &request(&case)).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        assert_eq!(answer["model_version"], version, "{path}");
+        assert_matches(path, &case["outputs"], &answer, 1e-4, 1e-5);
+    }
+    let (status, config) = s.get("/v2/models/mlp/config").await;
+    assert_eq!(status, 200);
+    assert_eq!(config["max_batch_size"], 32);
+    assert_eq!(config["input"][0]["dims"], json!([32]));
+    assert_eq!(config["input"][0]["data_type"], "TYPE_FP32");
+    assert_eq!(config["version_policy"]["specific"]["versions"], json!([1]));
+
+    let (status, _) = s
+        .post("/v2/repository/models/iris/unload", &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = s.post("/v2/models/iris/infer", &request(&case)).await;
+    assert_eq!(status, 404);
+    assert!(
+        body["error"].as_str().unwrap().contains("not loaded"),
+        "{body}"
+    );
+    let (_, index) = s
+        .post("/v2/repository/index", &json!({"ready": true}))
+        .await;
+    assert_eq!(
+        index,
+        json!([{"name": "mlp", "version": "1", "state": "READY"}])
+    );
+    let (_, index) = s.get("/v2/repository/index").await;
+    assert_eq!(
+        index[0],
+        json!({"name": "iris", "state": "UNAVAILABLE", "reason": "unloaded"})
+    );
+    let (status, loaded) = s.post("/v2/repository/models/iris/load", &json!({})).await;
+    assert_eq!((status, &loaded["versions"]), (200, &json!([1, 2])));
+    assert_eq!(
+        s.post("/v2/models/iris/infer", &request(&case)).await.0,
+        200
+    );
+    let (status, body) = s.post("/v2/repository/models/ghost/load", &json!({})).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = s
+        .post("/v2/repository/index", &json!({"ready": "yes"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
 }
 
 #[tokio::test]

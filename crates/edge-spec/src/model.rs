@@ -38,6 +38,38 @@ pub struct ModelSpec {
     pub publish_port: Option<u16>,
     /// How a new version of the model rolls out (a weighted canary, say).
     pub update: Option<UpdatePolicy>,
+    /// The version number `source` is served as.
+    pub version: u64,
+    /// More models, or more versions of this one, in the same server.
+    pub models: Vec<MoreModel>,
+}
+
+/// A `model "NAME" { source version sha256 }` block inside a model block:
+/// one more model version the same server serves.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoreModel {
+    pub name: String,
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default = "first_version")]
+    pub version: u64,
+}
+
+fn first_version() -> u64 {
+    1
+}
+
+/// A model name as a URL path segment and a metrics label: letters,
+/// digits, `_`, `-` and `.`, not starting with `.` (so never `..`).
+pub fn valid_model_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 impl ModelSpec {
@@ -63,6 +95,9 @@ pub struct ModelBlock {
     pub batching: Batching,
     pub service: ModelService,
     pub update: Option<UpdatePolicy>,
+    pub version: u64,
+    /// Nested `model "NAME" { ... }` blocks.
+    pub models: Vec<MoreModel>,
 }
 
 impl Default for ModelBlock {
@@ -77,6 +112,8 @@ impl Default for ModelBlock {
             batching: Batching::default(),
             service: ModelService::default(),
             update: None,
+            version: 1,
+            models: Vec::new(),
         }
     }
 }
@@ -123,33 +160,75 @@ pub struct ModelPublish {
 
 impl ModelBlock {
     /// What serde cannot say about the block: (field under the block, message).
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
+    pub fn problems(&self, name: &str) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut push = |field: &str, message: String| out.push((field.to_string(), message));
         if self.source.trim().is_empty() {
-            out.push((
+            push(
                 "source",
                 "model needs a `source`: a path on the node or an http(s) URL".to_string(),
-            ));
+            );
         }
         match &self.sha256 {
-            Some(s) if !(s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())) => out.push((
+            Some(s) if !is_sha256(s) => push(
                 "sha256",
                 format!("expected a sha256 of 64 hexadecimal digits, got {s:?}"),
-            )),
-            None if is_url(self.source.trim()) => out.push((
+            ),
+            None if is_url(self.source.trim()) => push(
                 "sha256",
                 "is required when the source is a URL, to check the download".to_string(),
-            )),
+            ),
             _ => {}
         }
+        if self.version == 0 {
+            push("version", "versions start at 1".to_string());
+        }
+        let mut seen = vec![(name.to_string(), self.version)];
+        for m in &self.models {
+            let at = |f: &str| format!("model.{}.{f}", m.name);
+            if !valid_model_name(&m.name) {
+                push(
+                    &at("name"),
+                    format!(
+                        "{:?} is not a model name (letters, digits, '_', '-' and '.')",
+                        m.name
+                    ),
+                );
+            }
+            if m.source.trim().is_empty() {
+                push(&at("source"), "needs a `source`".to_string());
+            }
+            match &m.sha256 {
+                Some(s) if !is_sha256(s) => push(
+                    &at("sha256"),
+                    format!("expected a sha256 of 64 hexadecimal digits, got {s:?}"),
+                ),
+                None if is_url(m.source.trim()) => push(
+                    &at("sha256"),
+                    "is required when the source is a URL, to check the download".to_string(),
+                ),
+                _ => {}
+            }
+            if m.version == 0 {
+                push(&at("version"), "versions start at 1".to_string());
+            }
+            let key = (m.name.clone(), m.version);
+            if seen.contains(&key) {
+                push(
+                    &at("version"),
+                    format!("{:?} version {} is given twice", m.name, m.version),
+                );
+            }
+            seen.push(key);
+        }
         if !(1..=65_536).contains(&self.batching.max_batch_size) {
-            out.push((
+            push(
                 "batching.max_batch_size",
                 format!(
                     "expected a whole number from 1 to 65536, got {}",
                     self.batching.max_batch_size
                 ),
-            ));
+            );
         }
         out
     }
@@ -171,8 +250,21 @@ impl ModelBlock {
             tags: self.service.tags,
             publish_port: self.service.publish.map(|p| p.port),
             update: self.update,
+            version: self.version,
+            models: self
+                .models
+                .into_iter()
+                .map(|m| MoreModel {
+                    sha256: m.sha256.map(|s| s.to_ascii_lowercase()),
+                    ..m
+                })
+                .collect(),
         }
     }
+}
+
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 pub fn is_url(source: &str) -> bool {
@@ -195,6 +287,13 @@ pub fn expand(spec: &ModelSpec) -> Result<Group, String> {
     }
     if let Some(port) = spec.publish_port {
         config["publish"] = json!({ "port": port });
+    }
+    // Left out at their defaults, so a job written before them keeps its hash.
+    if spec.version != 1 {
+        config["version"] = json!(spec.version);
+    }
+    if !spec.models.is_empty() {
+        config["models"] = json!(spec.models);
     }
     let mut port = json!({ "label": MODEL_PORT });
     if let Some(p) = spec.port {
@@ -403,6 +502,54 @@ job "ml" {
         assert!(e[0].contains("max_batch_size"), "{e:?}");
         let e = errors("job \"j\" {\n  model \"Bad_Name\" {\n    source = \"m.onnx\"\n  }\n}\n");
         assert!(e[0].starts_with("job.hcl:2:3:"), "{e:?}");
+    }
+
+    /// Several models and versions in one server.
+    #[test]
+    fn nested_model_blocks_add_models_and_versions() {
+        let src = r#"
+job "ml" {
+  model "iris" {
+    source  = "models/iris-1.onnx"
+    model "iris" {
+      source  = "models/iris-2.onnx"
+      version = 2
+    }
+    model "mlp" {
+      source = "https://models.example/mlp.onnx"
+      sha256 = "ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
+    }
+  }
+}
+"#;
+        let job = parse(src, "/jobs/ml.hcl").unwrap().job;
+        let c = &job.groups[0].tasks[0].config;
+        assert!(c.get("version").is_none());
+        assert_eq!(
+            c["models"],
+            json!([
+                {"name": "iris", "source": "/jobs/models/iris-2.onnx", "version": 2},
+                {
+                    "name": "mlp",
+                    "source": "https://models.example/mlp.onnx",
+                    "sha256": "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+                    "version": 1
+                },
+            ])
+        );
+        let bad = src
+            .replace("version = 2", "version = 1")
+            .replace("    sha256 = \"ABCDEF", "    sha = \"ABCDEF");
+        let e = errors(&bad);
+        assert!(
+            e.iter()
+                .any(|e| e.contains("job.ml.model.iris.model.iris.version")
+                    && e.contains("given twice")),
+            "{e:?}"
+        );
+        assert!(e.iter().any(|e| e.contains("`sha`")), "{e:?}");
+        let e = errors(&src.replace("model \"mlp\"", "model \"../etc\""));
+        assert!(e.iter().any(|e| e.contains("not a model name")), "{e:?}");
     }
 
     #[test]

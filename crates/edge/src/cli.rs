@@ -480,21 +480,27 @@ pub enum Template {
 
 #[derive(Subcommand, Debug)]
 pub enum ModelCommand {
-    /// Serve one ONNX model over the Open Inference Protocol (KServe V2 REST).
+    /// Serve ONNX models over the Open Inference Protocol (KServe V2 REST).
     #[command(
-        after_help = "Example:\n  edge model serve --model examples/models/iris.onnx --name iris --port 8500\n  curl localhost:8500/v2/models/iris"
+        after_help = "Examples:\n  edge model serve --model examples/models/iris.onnx --name iris --port 8500\n  edge model serve --model iris:1=v1/iris.onnx --model iris:2=v2/iris.onnx --port 8500\n  edge model serve --repository /srv/models --port 8500   # <model>/<version>/model.onnx\n  curl localhost:8500/v2/models/iris\n  curl -X POST localhost:8500/v2/repository/index"
     )]
     Serve(ServeArgs),
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["model", "repository"])))]
 pub struct ServeArgs {
-    /// The .onnx file.
+    /// A model version to serve: PATH, NAME=PATH or NAME:VERSION=PATH
+    /// (version 1 when not given). Repeat for several models or versions.
     #[arg(long)]
-    pub model: PathBuf,
-    /// The model's name in /v2/models/NAME.
+    pub model: Vec<String>,
+    /// The name of a lone `--model PATH` in /v2/models/NAME (default: the file's stem).
     #[arg(long)]
-    pub name: String,
+    pub name: Option<String>,
+    /// A directory laid out like a Triton model repository:
+    /// DIR/<model>/<version>/model.onnx.
+    #[arg(long)]
+    pub repository: Option<PathBuf>,
     #[arg(long)]
     pub port: u16,
     #[arg(long, default_value = "0.0.0.0")]
@@ -505,7 +511,7 @@ pub struct ServeArgs {
     /// Longest a request waits for others to join its batch.
     #[arg(long, default_value = "2ms", value_parser = parse_duration)]
     pub max_delay: std::time::Duration,
-    /// Model runs at once (0: one per CPU).
+    /// Model runs at once per model version (0: one per CPU).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
 }

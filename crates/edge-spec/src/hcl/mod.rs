@@ -50,6 +50,7 @@ const LISTS: &[(&str, &str, &str, Option<&str>)] = &[
     ("group", "service", "services", None),
     ("network", "port", "ports", Some("label")),
     ("service", "check", "checks", None),
+    ("model", "model", "models", Some("name")),
 ];
 
 /// Fields of [`Job`] the server stamps on a version: not for a job file.

@@ -19,11 +19,16 @@ impl Decoder<'_> {
         // After an error the group is still made, so the job does not also
         // read as having no groups; the parse fails on the error anyway.
         let mut spec: ModelBlock = self.decode(node)?;
-        for (f, message) in spec.problems() {
+        for (f, message) in spec.problems(&name) {
             self.finding(format!("{field}.{f}"), message);
         }
         if !spec.source.trim().is_empty() {
             spec.source = self.resolve(spec.source.trim());
+        }
+        for m in &mut spec.models {
+            if !m.source.trim().is_empty() {
+                m.source = self.resolve(m.source.trim());
+            }
         }
         match expand(&spec.into_spec(name)) {
             Ok(g) => Some(g),

@@ -1,4 +1,4 @@
-//! `edge model serve`: one ONNX model over the Open Inference Protocol, the
+//! `edge model serve`: ONNX models over the Open Inference Protocol, the
 //! process the `model` driver runs for each model task.
 
 use crate::cli::{ModelCommand, ServeArgs};
@@ -12,27 +12,57 @@ pub async fn run(c: ModelCommand) -> anyhow::Result<u8> {
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
-    let mut cfg = edge_model::ServeConfig::new(a.model, a.name, SocketAddr::new(a.host, a.port));
-    cfg.max_batch_size = a.max_batch_size;
-    cfg.max_delay = a.max_delay;
-    cfg.workers = a.workers;
+    if a.name.is_some() && a.model.len() != 1 {
+        anyhow::bail!("--name names a lone --model PATH; with several, write --model NAME=PATH");
+    }
+    let models = a
+        .model
+        .iter()
+        .map(|m| edge_model::ModelSource::parse_arg(m, a.name.as_deref()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--model {e}"))?;
+    if let (Some(name), [m]) = (&a.name, models.as_slice())
+        && m.name != *name
+    {
+        anyhow::bail!(
+            "--name {name:?} and --model {:?} name two different models",
+            a.model[0]
+        );
+    }
+    let cfg = edge_model::ServeConfig {
+        models,
+        repository: a.repository,
+        addr: SocketAddr::new(a.host, a.port),
+        max_batch_size: a.max_batch_size,
+        max_delay: a.max_delay,
+        workers: a.workers,
+    };
     // Failing to load or bind ends the process with `error: ...` on stderr
     // (printed by main), which the model driver puts into the task's events.
     let server = edge_model::bind(cfg)
         .await
         .context("model failed to load")?;
-    let m = server.model();
-    eprintln!(
-        "serving model {:?} on http://{} (inputs: {}; batching: {})",
-        m.name,
-        server.local_addr(),
-        m.inputs
-            .iter()
-            .map(|i| format!("{} {} {:?}", i.name, i.datatype.as_str(), i.shape))
-            .collect::<Vec<_>>()
-            .join(", "),
-        if m.batchable { "on" } else { "off" },
-    );
+    let repo = server.repository();
+    for e in repo.index() {
+        let Some(v) = e.version.as_deref() else {
+            continue;
+        };
+        let Ok(served) = repo.get(&e.name, Some(v)) else {
+            continue;
+        };
+        let m = &served.model;
+        eprintln!(
+            "serving model {:?} version {v} on http://{} (inputs: {}; batching: {})",
+            m.name,
+            server.local_addr(),
+            m.inputs
+                .iter()
+                .map(|i| format!("{} {} {:?}", i.name, i.datatype.as_str(), i.shape))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if m.batchable { "on" } else { "off" },
+        );
+    }
     edge_model::release_startup_pages();
     server.run(shutdown()).await?;
     Ok(0)
