@@ -15,7 +15,11 @@ Writes, beside this script, in fixtures/:
   broken/                models that must fail to load, for the error paths
 and copies iris.onnx to examples/models/ for examples/model.hcl.
 
-Run it again only to change the fixtures: `python3 tests/model/make_models.py`.
+  convnet.onnx, convnet.json
+                         a small conv net on a 1x3x224x224 image (benches/model.sh);
+                         JSON = onnxruntime's answer for a pattern input
+Run it again only to change the fixtures: `python3 tests/model/make_models.py`
+(or name some: `python3 tests/model/make_models.py convnet`).
 Needs: onnx skl2onnx scikit-learn onnxruntime numpy.
 """
 
@@ -296,11 +300,61 @@ def broken():
     onnx.save(model, os.path.join(d, "unsupported-op.onnx"))
 
 
+def convnet_input():
+    """The convnet's sample input, a pattern the Rust tests rebuild:
+    element i of the flattened 1x3x224x224 tensor is (i % 251) / 251 - 0.5."""
+    i = np.arange(3 * 224 * 224, dtype=np.int64)
+    return ((i % 251).astype(np.float32) / np.float32(251) - np.float32(0.5)).reshape(1, 3, 224, 224)
+
+
+def convnet():
+    """A small image classifier with ResNet's input, 1x3x224x224: two strided
+    3x3 convolutions, global average pooling, a dense layer and softmax."""
+    rng = np.random.default_rng(11)
+    w0 = (rng.standard_normal((16, 3, 3, 3)) / np.sqrt(27)).astype(np.float32)
+    b0 = (rng.standard_normal(16) * 0.1).astype(np.float32)
+    w1 = (rng.standard_normal((32, 16, 3, 3)) / np.sqrt(144)).astype(np.float32)
+    b1 = (rng.standard_normal(32) * 0.1).astype(np.float32)
+    w2 = (rng.standard_normal((32, 10)) / np.sqrt(32)).astype(np.float32)
+    b2 = (rng.standard_normal(10) * 0.1).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in
+             [(w0, "w0"), (b0, "b0"), (w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2")]]
+    conv = dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    nodes = [
+        helper.make_node("Conv", ["image", "w0", "b0"], ["c0"], **conv),
+        helper.make_node("Relu", ["c0"], ["r0"]),
+        helper.make_node("Conv", ["r0", "w1", "b1"], ["c1"], **conv),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("GlobalAveragePool", ["r1"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "w2", "b2"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "convnet",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 224, 224])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 10])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path = os.path.join(OUT, "convnet.onnx")
+    onnx.save(model, path)
+    ((_, probs),) = run_ort(path, {"image": convnet_input()})
+    with open(os.path.join(OUT, "convnet.json"), "w") as f:
+        json.dump({"model": "convnet.onnx", "input": "image", "rtol": 1e-4, "atol": 1e-5,
+                   "probabilities": [float(x) for x in probs.reshape(-1)]}, f, indent=1)
+        f.write("\n")
+
+
+FIXTURES = {"iris": iris, "mlp": mlp, "backend": backend, "typed": typed,
+            "broken": broken, "convnet": convnet}
+
 if __name__ == "__main__":
+    import sys
     os.makedirs(OUT, exist_ok=True)
-    iris()
-    mlp()
-    backend()
-    typed()
-    broken()
+    for name in sys.argv[1:] or FIXTURES:
+        FIXTURES[name]()
     print(f"fixtures written to {OUT}")

@@ -528,3 +528,32 @@ async fn load_failures_say_why() {
         Err(ModelError::NotOnnx { .. })
     ));
 }
+
+/// The benchmark's image model (1x3x224x224) over JSON: onnxruntime's answer.
+#[tokio::test]
+async fn the_conv_net_matches_onnxruntime() {
+    let case = load_case(&fixtures().join("convnet.json"));
+    let s = start(
+        &fixtures().join("convnet.onnx"),
+        "convnet",
+        Duration::from_millis(2),
+    )
+    .await;
+    // The pattern tests/model/make_models.py gave onnxruntime.
+    let image: Vec<f32> = (0..3 * 224 * 224)
+        .map(|i| (i % 251) as f32 / 251.0 - 0.5)
+        .collect();
+    let body = json!({"inputs": [{
+        "name": "image", "datatype": "FP32", "shape": [1, 3, 224, 224], "data": image,
+    }]});
+    let (status, answer) = s.post("/v2/models/convnet/infer", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outputs"][0]["shape"], json!([1, 10]));
+    let got = answer["outputs"][0]["data"].as_array().unwrap();
+    let want = case["probabilities"].as_array().unwrap();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+        assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{g} vs {w}");
+    }
+}
