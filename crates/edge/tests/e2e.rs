@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{EDGE, Proc, free_port, repo, until};
+use common::{EDGE, Proc, alloc_port, free_port, repo, until};
 use edge_api::{Client, QueryOptions};
 use edge_spec::{ClientStatus, DesiredStatus};
 use std::path::{Path, PathBuf};
@@ -59,18 +59,7 @@ async fn dev_runs_hello_and_it_answers_then_stops() {
     );
     assert!(stdout.contains("running"), "{stdout}");
 
-    let (allocs, _) = api
-        .job_allocs("hello", QueryOptions::default())
-        .await
-        .unwrap();
-    let alloc = api.alloc(&allocs[0].id).await.unwrap();
-    let port = alloc
-        .resources
-        .ports
-        .iter()
-        .find(|p| p.label == "http")
-        .unwrap()
-        .value;
+    let port = alloc_port(&api, "hello", "http").await;
     let body = until(20, "hello answers over HTTP", async || {
         let r = reqwest::get(format!("http://127.0.0.1:{port}/"))
             .await

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{EDGE, Proc, free_port, repo, until};
+use common::{EDGE, Proc, alloc_port, free_port, repo, until};
 use edge_api::{Client, QueryOptions};
 use serde_json::{Value, json};
 use std::process::Command;
@@ -84,18 +84,7 @@ async fn dev_serves_the_model_example_and_a_broken_model_fails_with_the_reason()
         "/v2/health/ready"
     );
 
-    let (allocs, _) = api
-        .job_allocs("iris", QueryOptions::default())
-        .await
-        .unwrap();
-    let alloc = api.alloc(&allocs[0].id).await.unwrap();
-    let model_port = alloc
-        .resources
-        .ports
-        .iter()
-        .find(|p| p.label == "http")
-        .unwrap()
-        .value;
+    let model_port = alloc_port(&api, "iris", "http").await;
     let base = format!("http://127.0.0.1:{model_port}");
     until(30, "the model server is ready", async || {
         let r = reqwest::get(format!("{base}/v2/health/ready")).await.ok()?;
@@ -168,18 +157,7 @@ async fn dev_serves_the_model_example_and_a_broken_model_fails_with_the_reason()
     .unwrap();
     let (ok, out, err) = cli(&addr, &["job", "run", multi.to_str().unwrap()]);
     assert!(ok, "run: {out}\n{err}");
-    let (allocs, _) = api
-        .job_allocs("multi", QueryOptions::default())
-        .await
-        .unwrap();
-    let alloc = api.alloc(&allocs[0].id).await.unwrap();
-    let zoo = alloc
-        .resources
-        .ports
-        .iter()
-        .find(|p| p.label == "http")
-        .unwrap()
-        .value;
+    let zoo = alloc_port(&api, "multi", "http").await;
     let index = until(30, "the zoo's repository index", async || {
         let r = http
             .post(format!("http://127.0.0.1:{zoo}/v2/repository/index"))

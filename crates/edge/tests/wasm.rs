@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Proc, cli, free_port, until};
+use common::{Proc, alloc_port, cli, free_port, until};
 use edge_api::{Client, QueryOptions};
 use edge_spec::{Allocation, ClientStatus};
 use std::path::{Path, PathBuf};
@@ -79,18 +79,7 @@ async fn dev_serves_wasm_web_runs_wasm_hello_and_isolates_failures() {
 
     let (ok, out) = cli(&addr, &["job", "run", "examples/wasm-web.hcl"]);
     assert!(ok, "job run failed: {out}");
-    let (allocs, _) = api
-        .job_allocs("wasm-web", QueryOptions::default())
-        .await
-        .unwrap();
-    let web = api.alloc(&allocs[0].id).await.unwrap();
-    let web_port = web
-        .resources
-        .ports
-        .iter()
-        .find(|p| p.label == "http")
-        .unwrap()
-        .value;
+    let web_port = alloc_port(&api, "wasm-web", "http").await;
     let get = async || {
         let r = reqwest::get(format!("http://127.0.0.1:{web_port}/e2e/path"))
             .await

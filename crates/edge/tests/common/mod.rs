@@ -427,3 +427,19 @@ async fn read_numbers(
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
 }
+
+/// The host port labelled `label` of job `job`'s first allocation.
+pub async fn alloc_port(api: &edge_api::Client, job: &str, label: &str) -> u16 {
+    let (allocs, _) = api
+        .job_allocs(job, edge_api::QueryOptions::default())
+        .await
+        .unwrap();
+    let alloc = api.alloc(&allocs[0].id).await.unwrap();
+    alloc
+        .resources
+        .ports
+        .iter()
+        .find(|p| p.label == label)
+        .unwrap_or_else(|| panic!("{job} has no port {label:?}"))
+        .value
+}
