@@ -151,3 +151,102 @@ impl<'a> Constants<'a> {
             .unwrap_or(false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::pb::AttributeProto;
+    use tract_onnx::pb::attribute_proto::AttributeType;
+
+    fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
+        NodeProto {
+            op_type: op.to_string(),
+            input: inputs.iter().map(|i| i.to_string()).collect(),
+            output: vec![output.to_string()],
+            attribute,
+            ..Default::default()
+        }
+    }
+
+    fn float(name: &str, f: f32) -> AttributeProto {
+        AttributeProto {
+            name: name.to_string(),
+            f,
+            r#type: AttributeType::Float as i32,
+            ..Default::default()
+        }
+    }
+
+    fn int(name: &str, i: i64) -> AttributeProto {
+        AttributeProto {
+            name: name.to_string(),
+            i,
+            r#type: AttributeType::Int as i32,
+            ..Default::default()
+        }
+    }
+
+    fn check(nodes: Vec<NodeProto>) -> Option<String> {
+        known_wrong(&GraphProto {
+            node: nodes,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn celu_and_swish_only_with_their_default_alpha() {
+        assert_eq!(check(vec![node("Celu", &["x"], "y", vec![])]), None);
+        assert_eq!(
+            check(vec![node("Celu", &["x"], "y", vec![float("alpha", 1.0)])]),
+            None
+        );
+        let why = check(vec![node("Swish", &["x"], "y", vec![float("alpha", 0.5)])]).unwrap();
+        assert!(why.starts_with("Swish with alpha=0.5: "), "{why}");
+    }
+
+    #[test]
+    fn causal_attention_only_without_a_past_and_no_windows() {
+        let causal = || vec![int("is_causal", 1)];
+        let attention = |inputs: &[&str], attrs| check(vec![node("Attention", inputs, "y", attrs)]);
+        assert_eq!(attention(&["q", "k", "v"], causal()), None);
+        assert_eq!(attention(&["q", "k", "v", "mask", "", ""], causal()), None);
+        assert_eq!(attention(&["q", "k", "v", "", "pk", "pv"], vec![]), None);
+        let why = attention(&["q", "k", "v", "", "pk", "pv"], causal()).unwrap();
+        assert!(why.contains("is_causal=1 and a past_key"), "{why}");
+        assert_eq!(
+            attention(&["q", "k", "v"], vec![int("left_window_size", -1)]),
+            None
+        );
+        let why = attention(&["q", "k", "v"], vec![int("right_window_size", 2)]).unwrap();
+        assert!(why.contains("right_window_size"), "{why}");
+    }
+
+    #[test]
+    fn a_reduced_max_compared_with_an_infinity_through_casts() {
+        let guard = |constant: NodeProto| {
+            check(vec![
+                node("ReduceMax", &["x"], "m", vec![]),
+                constant,
+                node("CastLike", &["c", "x"], "ct", vec![]),
+                node("Equal", &["m", "ct"], "y", vec![]),
+            ])
+        };
+        let why = guard(node(
+            "Constant",
+            &[],
+            "c",
+            vec![float("value_float", f32::NEG_INFINITY)],
+        ))
+        .unwrap();
+        assert!(
+            why.starts_with("Equal of ReduceMax and an infinity"),
+            "{why}"
+        );
+        assert_eq!(
+            guard(node("Constant", &[], "c", vec![float("value_float", 2.0)])),
+            None
+        );
+        // A graph whose cast feeds itself is malformed, not a reason to loop.
+        assert_eq!(guard(node("Identity", &["c"], "c", vec![])), None);
+    }
+}
