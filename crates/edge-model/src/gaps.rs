@@ -146,7 +146,7 @@ impl<'a> Constants<'a> {
             .and_then(|t| {
                 t.to_plain_array_view::<f64>()
                     .ok()
-                    .map(|v| v.len() > 0 && v.iter().all(|x| x.is_infinite()))
+                    .map(|v| !v.is_empty() && v.iter().all(|x| x.is_infinite()))
             })
             .unwrap_or(false)
     }
