@@ -138,12 +138,14 @@ impl Model {
             },
         })?;
         let onnx = tract_onnx::onnx();
-        let proto = onnx
+        let mut proto = onnx
             .proto_model_for_read(&mut bytes.as_slice())
             .map_err(|e| not_onnx(path, format!("{e}")))?;
-        let Some(graph) = proto.graph.as_ref() else {
+        let Some(graph) = proto.graph.as_mut() else {
             return Err(not_onnx(path, "it has no graph".to_string()));
         };
+        crate::gaps::mend(graph);
+        let graph = &*graph;
         if graph.node.is_empty() && graph.output.is_empty() {
             return Err(not_onnx(path, "its graph is empty".to_string()));
         }
@@ -289,7 +291,17 @@ impl Model {
             tensors.push(t.map_err(|e| format!("input {:?}: {e:#}", info.name))?);
         }
         let shapes: Vec<String> = tensors.iter().map(|t| format!("{:?}", t.shape())).collect();
-        self.run(tensors).map(|_| ()).map_err(|e| {
+        // A tract kernel that panics on this model is a load failure too.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(tensors)))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(ModelError::Inference(format!("tract panicked: {what}")))
+            });
+        run.map(|_| ()).map_err(|e| {
             format!(
                 "a dry run on {} of shape {} failed: {}",
                 if counting { "input k all k" } else { "zeros" },

@@ -14,25 +14,9 @@ use tract_onnx::prelude::*;
 /// run them): case name and a part of the load error.
 const REFUSED: &[(&str, &str)] = &[
     ("celu_alpha", "Celu with alpha=2"),
-    (
-        "fully_masked_row_test",
-        "Equal of ReduceMax and an infinity",
-    ),
     ("sigmoid_fp64", "a dry run on zeros of shape [6] failed"),
     ("swish_alpha", "Swish with alpha=0.5"),
-    (
-        "test_attention_23_boolmask_fullymasked_row_nan_robustness_expanded",
-        "Equal of ReduceMax",
-    ),
-    (
-        "test_attention_23_fullymasked_qk_matmul_output_mode3_zero_expanded",
-        "Equal of ReduceMax",
-    ),
     ("test_attention_3d_local_window", "left_window_size"),
-    (
-        "test_attention_4d_causal_nonpad_negative_offset_structural_empty_expanded",
-        "Equal of ReduceMax",
-    ),
     (
         "test_attention_4d_causal_with_past_and_present",
         "is_causal=1 and a past_key",
@@ -45,6 +29,13 @@ const REFUSED: &[(&str, &str)] = &[
     ),
     ("test_celu", "Celu with alpha=2"),
     ("test_celu_float16", "Celu with alpha=2"),
+    ("test_gru_reverse", "GRU with direction=reverse"),
+    ("test_lstm_reverse", "LSTM with direction=reverse"),
+    ("test_simple_rnn_reverse", "RNN with direction=reverse"),
+    (
+        "test_spacetodepth_crd_mode_example",
+        "SpaceToDepth with mode=CRD",
+    ),
 ];
 
 fn script() -> PathBuf {
