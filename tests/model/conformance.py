@@ -200,6 +200,10 @@ def generated_cases(out):
               [node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3])],
               [("x", rand((2, 1, 5, 5)))], inits=[("w", rand((2, 1, 3, 3)))],
               shapes={"x": ["n", 1, 5, 5]})
+    generated(out, "conv1d_open_length",
+              [node("Conv", ["x", "w"], ["y"], kernel_shape=[3])],
+              [("x", rand((1, 2, 7)))], inits=[("w", rand((4, 2, 3)))],
+              shapes={"x": [1, 2, "len"]})
     ninf = rand((3, 5))
     ninf[0, 1] = -np.inf
     ninf[1, :] = -2.0
@@ -216,6 +220,10 @@ def generated_cases(out):
                ("e", np.array([4, 5, 2]))])
     # tract's Relu, Sigmoid, Tanh, Clip and Max turn NaN into a number, where
     # numpy keeps it: these take the infinities only.
+    generated(out, "slice_input_open_batch",
+              [node("Slice", ["x", "s", "e"], ["t"]), node("Add", ["t", "t"], ["y"])],
+              [("x", rand((2, 6, 3))), ("s", np.array([0, 1, 0])),
+               ("e", np.array([2, 5, 2]))], shapes={"x": ["n", 6, 3]})
     generated(out, "relu_infinite", [node("Relu", ["x"], ["y"])],
               [("x", infinite((2, 4), f32))])
     generated(out, "sigmoid_infinite", [node("Sigmoid", ["x"], ["y"])],

@@ -257,8 +257,8 @@ impl Model {
     /// 1, so a model tract cannot run fails at load and not on the first
     /// request. What zeros cannot run (a Slice whose starts and ends are
     /// inputs, a convolution along an open dimension) gets a second try, each
-    /// input k all k and open dimensions past the first 8; the load fails
-    /// only when both fail.
+    /// input k all k and open dimensions 8; the load fails only when both
+    /// fail.
     fn dry_run(&self, types: &[DatumType]) -> Result<(), String> {
         self.dry_run_with(types, false)
             .or_else(|e| self.dry_run_with(types, true).map_err(|_| e))
@@ -270,11 +270,10 @@ impl Model {
             let shape: Vec<usize> = info
                 .shape
                 .iter()
-                .enumerate()
-                .map(|(axis, d)| match usize::try_from(*d) {
+                .map(|d| match usize::try_from(*d) {
                     Ok(d) => d,
-                    Err(_) if axis == 0 || !counting => 1,
-                    Err(_) => 8,
+                    Err(_) if counting => 8,
+                    Err(_) => 1,
                 })
                 .collect();
             let t = if *dt == DatumType::String {
