@@ -13,9 +13,12 @@ Writes, beside this script, in fixtures/:
                          x + x in FP16 and FP64 (the backend cases of those
                          types hold NaN, which JSON cannot carry)
   broken/                models that must fail to load, for the error paths
+                         (not ONNX, an unknown operator, an FP64 Sigmoid only
+                         the dry run at load finds, a Celu tract gets wrong)
 and copies iris.onnx to examples/models/ for examples/model.hcl.
 
 Run it again only to change the fixtures: `python3 tests/model/make_models.py`.
+(tests/model/conformance.py is separate: it writes its cases at test time.)
 Needs: onnx skl2onnx scikit-learn onnxruntime numpy.
 """
 

@@ -10,10 +10,19 @@ use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::{AttributeProto, GraphProto, NodeProto, TensorProto};
 use tract_onnx::prelude::*;
 
-/// The first node of `graph` tract would compute wrongly, as the operator,
-/// its configuration and what goes wrong.
+/// The first node of `graph` (or of the bodies of its If, Loop and Scan
+/// nodes) tract would compute wrongly, as the operator, its configuration and
+/// what goes wrong.
 pub(crate) fn known_wrong(graph: &GraphProto) -> Option<String> {
     graph.node.iter().find_map(|n| {
+        if let Some(why) = n
+            .attribute
+            .iter()
+            .flat_map(|a| a.g.iter().chain(&a.graphs))
+            .find_map(known_wrong)
+        {
+            return Some(why);
+        }
         let why = match n.op_type.as_str() {
             "Celu" => float_attr(n, "alpha", 1.0).map(|a| {
                 format!("Celu with alpha={a}: tract 0.23 leaves the alpha factor out of the negative part")
@@ -301,6 +310,22 @@ mod tests {
         );
         let why = attention(&["q", "k", "v"], vec![int("right_window_size", 2)]).unwrap();
         assert!(why.contains("right_window_size"), "{why}");
+    }
+
+    #[test]
+    fn bodies_of_control_flow_are_checked() {
+        let body = GraphProto {
+            node: vec![node("Celu", &["x"], "y", vec![float("alpha", 3.0)])],
+            ..Default::default()
+        };
+        let branch = AttributeProto {
+            name: "then_branch".to_string(),
+            g: Some(body),
+            r#type: AttributeType::Graph as i32,
+            ..Default::default()
+        };
+        let why = check(vec![node("If", &["c"], "y", vec![branch])]).unwrap();
+        assert!(why.starts_with("Celu with alpha=3"), "{why}");
     }
 
     #[test]
