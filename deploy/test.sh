@@ -46,10 +46,11 @@ if can_root; then
   apt_install "${need[@]}"
 
   # tritonclient drives `edge model serve` in crates/edge/tests/model.rs,
-  # which runs as root: installed as root.
-  if ! as_root python3 -c "import numpy, tritonclient.http" 2>/dev/null; then
-    as_root python3 -m pip install --quiet "tritonclient[http]" numpy 2>/dev/null ||
-      as_root python3 -m pip install --quiet --break-system-packages "tritonclient[http]" numpy
+  # which runs as root: installed as root. onnx builds the conformance
+  # models of crates/edge-model/tests/conformance.rs.
+  if ! as_root python3 -c "import numpy, onnx, tritonclient.http" 2>/dev/null; then
+    as_root python3 -m pip install --quiet "tritonclient[http]" numpy onnx 2>/dev/null ||
+      as_root python3 -m pip install --quiet --break-system-packages "tritonclient[http]" numpy onnx
   fi
 
   # containerd has no init system to start it here; run it if nothing answers.

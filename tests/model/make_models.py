@@ -12,14 +12,17 @@ Writes, beside this script, in fixtures/:
   typed/NAME.onnx, typed/NAME.json
                          x + x in FP16 and FP64 (the backend cases of those
                          types hold NaN, which JSON cannot carry)
-  broken/                models that must fail to load, for the error paths
-and copies iris.onnx to examples/models/ for examples/model.hcl.
-
   convnet.onnx, convnet.json
                          a small conv net on a 1x3x224x224 image (benches/model.sh);
                          JSON = onnxruntime's answer for a pattern input
+  broken/                models that must fail to load, for the error paths
+                         (not ONNX, an unknown operator, an FP64 Sigmoid only
+                         the dry run at load finds, a Celu tract gets wrong)
+and copies iris.onnx to examples/models/ for examples/model.hcl.
+
 Run it again only to change the fixtures: `python3 tests/model/make_models.py`
 (or name some: `python3 tests/model/make_models.py convnet`).
+(tests/model/conformance.py is separate: it writes its cases at test time.)
 Needs: onnx skl2onnx scikit-learn onnxruntime numpy.
 """
 
@@ -74,6 +77,8 @@ BACKEND_CASES = [
     "test_softmax_example",
     "test_sub_int8",
     "test_where_example",
+    # starts/ends are inputs: tract builds DynSlices whose lengths edge re-homes
+    "test_slice_default_axes",
 ]
 # Models shipped as files in the wheel (onnx/backend/test/data/*/NAME/).
 BACKEND_FILES = [
@@ -298,6 +303,26 @@ def broken():
     )
     model.ir_version = 8
     onnx.save(model, os.path.join(d, "unsupported-op.onnx"))
+    # Loads, but tract has no FP64 Sigmoid: the dry run at load must catch it.
+    graph = helper.make_graph(
+        [helper.make_node("Sigmoid", ["x"], ["y"])],
+        "sigmoid_fp64",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["n", 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, os.path.join(d, "sigmoid-fp64.onnx"))
+    # Loads and runs, but tract leaves alpha out of Celu's negative part.
+    graph = helper.make_graph(
+        [helper.make_node("Celu", ["x"], ["y"], alpha=2.0, name="act")],
+        "celu_alpha",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, os.path.join(d, "celu-alpha.onnx"))
 
 
 def convnet_input():

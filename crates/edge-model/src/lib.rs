@@ -7,6 +7,7 @@ mod codec;
 mod driver;
 mod error;
 mod fetch;
+mod gaps;
 mod metrics;
 mod model;
 mod pages;

@@ -6,6 +6,7 @@ use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::array::DynSlice;
 use tract_onnx::tract_hir::internal::{Factoid, GenericFactoid, ShapeFactoid};
 
 /// The Open Inference Protocol's element types.
@@ -137,12 +138,14 @@ impl Model {
             },
         })?;
         let onnx = tract_onnx::onnx();
-        let proto = onnx
+        let mut proto = onnx
             .proto_model_for_read(&mut bytes.as_slice())
             .map_err(|e| not_onnx(path, format!("{e}")))?;
-        let Some(graph) = proto.graph.as_ref() else {
+        let Some(graph) = proto.graph.as_mut() else {
             return Err(not_onnx(path, "it has no graph".to_string()));
         };
+        crate::gaps::mend(graph);
+        let graph = &*graph;
         if graph.node.is_empty() && graph.output.is_empty() {
             return Err(not_onnx(path, "its graph is empty".to_string()));
         }
@@ -159,6 +162,12 @@ impl Model {
             if !n.name.is_empty() {
                 op.push_str(&format!(" (node {:?})", n.name));
             }
+            return Err(ModelError::UnsupportedOperator {
+                path: path.to_path_buf(),
+                op,
+            });
+        }
+        if let Some(op) = crate::gaps::known_wrong(graph) {
             return Err(ModelError::UnsupportedOperator {
                 path: path.to_path_buf(),
                 op,
@@ -202,7 +211,10 @@ impl Model {
                 .set_input_fact(ix, InferenceFact::dt_shape(dt, shape))
                 .map_err(load)?;
         }
-        let typed = model.into_optimized().map_err(load)?;
+        let mut typed = model.into_typed().map_err(load)?;
+        typed.declutter().map_err(load)?;
+        adopt_orphan_symbols(&mut typed).map_err(load)?;
+        typed.optimize().map_err(load)?;
         let inputs = infos(path, &typed, &input_names, true)?;
         let outputs = infos(path, &typed, &output_names, false)?;
         let batch_dim = TDim::Sym(batch);
@@ -213,14 +225,22 @@ impl Model {
                     .output_fact(ix)
                     .is_ok_and(|f| f.shape.iter().next() == Some(&batch_dim))
             });
+        let input_types = (0..inputs.len())
+            .map(|ix| typed.input_fact(ix).map(|f| f.datum_type))
+            .collect::<TractResult<Vec<_>>>()
+            .map_err(load)?;
         let plan = typed.into_runnable().map_err(load)?;
-        Ok(Model {
+        let model = Model {
             name: name.to_string(),
             inputs,
             outputs,
             batchable,
             plan,
-        })
+        };
+        model
+            .dry_run(&input_types)
+            .map_err(|e| load_reason(path, e))?;
+        Ok(model)
     }
 
     /// Runs the model on tensors given in the order of [`Model::inputs`].
@@ -232,6 +252,103 @@ impl Model {
             .map_err(|e| ModelError::Inference(format!("{e:#}")))?;
         Ok(outputs.into_iter().map(|v| v.into_tensor()).collect())
     }
+
+    /// Runs the model once on zeros of its declared shapes, open dimensions
+    /// 1, so a model tract cannot run fails at load and not on the first
+    /// request. What zeros cannot run (a Slice whose starts and ends are
+    /// inputs, a convolution along an open dimension) gets a second try, each
+    /// input k all k and open dimensions 8; the load fails only when both
+    /// fail.
+    fn dry_run(&self, types: &[DatumType]) -> Result<(), String> {
+        self.dry_run_with(types, false)
+            .or_else(|e| self.dry_run_with(types, true).map_err(|_| e))
+    }
+
+    fn dry_run_with(&self, types: &[DatumType], counting: bool) -> Result<(), String> {
+        let mut tensors = Vec::new();
+        for (ix, (info, dt)) in self.inputs.iter().zip(types).enumerate() {
+            let shape: Vec<usize> = info
+                .shape
+                .iter()
+                .map(|d| match usize::try_from(*d) {
+                    Ok(d) => d,
+                    Err(_) if counting => 8,
+                    Err(_) => 1,
+                })
+                .collect();
+            let t = if *dt == DatumType::String {
+                Ok(tract_ndarray::ArrayD::from_elem(shape.as_slice(), String::new()).into_tensor())
+            } else if counting {
+                // Input k is all k: a starts input comes out below the ends
+                // input that follows it.
+                tensor0(ix as f32)
+                    .broadcast_scalar_to_shape(&shape)
+                    .and_then(|t| t.cast_to_dt(*dt).map(|t| t.into_owned()))
+            } else {
+                Tensor::zero_dt(*dt, &shape)
+            };
+            tensors.push(t.map_err(|e| format!("input {:?}: {e:#}", info.name))?);
+        }
+        let shapes: Vec<String> = tensors.iter().map(|t| format!("{:?}", t.shape())).collect();
+        // A tract kernel that panics on this model is a load failure too.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(tensors)))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(ModelError::Inference(format!("tract panicked: {what}")))
+            });
+        run.map(|_| ()).map_err(|e| {
+            format!(
+                "a dry run on {} of shape {} failed: {}",
+                if counting { "input k all k" } else { "zeros" },
+                shapes.join(", "),
+                match e {
+                    ModelError::Inference(m) => m,
+                    e => e.to_string(),
+                }
+            )
+        })
+    }
+}
+
+/// tract 0.23 turns a `Slice` whose starts/ends come at run time into
+/// `DynSlice`s whose lengths are symbols of a throwaway model, dropped once
+/// the op is built: every run then fails with "Symbol <Sym0> points to an
+/// invalid (dead ?) SymbolScope". Those lengths get symbols of the model's own
+/// scope; any other dimension left in a dropped scope fails the load.
+fn adopt_orphan_symbols(model: &mut TypedModel) -> TractResult<()> {
+    let orphan = |d: &TDim| d.symbols().iter().any(|s| s.scope().is_none());
+    let mut changed = false;
+    for ix in 0..model.nodes.len() {
+        let Some(axis) = model.nodes[ix]
+            .op_as::<DynSlice>()
+            .filter(|op| orphan(&op.len))
+            .map(|op| op.axis)
+        else {
+            continue;
+        };
+        let len = model.symbols.new_with_prefix("slice_len").to_dim();
+        model.nodes[ix].op = Box::new(DynSlice::new(axis, len));
+        changed = true;
+    }
+    if changed {
+        model.refresh_output_facts()?;
+    }
+    if let Some(node) = model
+        .nodes
+        .iter()
+        .find(|n| n.outputs.iter().any(|o| o.fact.shape.iter().any(orphan)))
+    {
+        return Err(TractError::msg(format!(
+            "node {:?} ({}) has a dimension whose symbol tract dropped",
+            node.name,
+            node.op.name()
+        )));
+    }
+    Ok(())
 }
 
 fn not_onnx(path: &Path, reason: String) -> ModelError {

@@ -3,7 +3,8 @@
 //! reference outputs stored beside them (onnxruntime's or the ONNX test
 //! suite's); every route of the protocol, with or without a trailing slash;
 //! bad requests answered with 400/404/405 and a JSON error body while the
-//! server keeps serving; load failures.
+//! server keeps serving; load failures, including a model tract cannot run
+//! (caught by the dry run) or would answer wrongly.
 
 use edge_model::{ModelError, ServeConfig};
 use serde_json::{Value, json};
@@ -516,6 +517,24 @@ async fn load_failures_say_why() {
     assert!(
         e.to_string()
             .contains("uses unsupported operator com.example.Frobnicate"),
+        "{e}"
+    );
+    // Loads, but tract cannot run it: the dry run says so at load.
+    let e = err(dir.join("sigmoid-fp64.onnx"));
+    assert!(matches!(e, ModelError::Load { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("a dry run on zeros of shape [1, 4] failed")
+            && e.to_string().contains("Sigmoid does not support F64"),
+        "{e}"
+    );
+    // Runs, but tract would answer wrongly.
+    let e = err(dir.join("celu-alpha.onnx"));
+    assert!(
+        e.to_string().contains(
+            "uses unsupported operator Celu with alpha=2: tract 0.23 leaves the alpha factor \
+             out of the negative part (node \"act\")"
+        ),
         "{e}"
     );
     let cfg = ServeConfig::new(
