@@ -12,6 +12,9 @@ Writes, beside this script, in fixtures/:
   typed/NAME.onnx, typed/NAME.json
                          x + x in FP16 and FP64 (the backend cases of those
                          types hold NaN, which JSON cannot carry)
+  echo.onnx              FP32, INT64 and STRING (BYTES) inputs of one length n
+                         returned unchanged: wire-format round trips (NaN, ±Inf,
+                         text) through every protocol
   broken/                models that must fail to load, for the error paths
 and copies iris.onnx to examples/models/ for examples/model.hcl.
 
@@ -277,6 +280,20 @@ def typed():
         )
 
 
+def echo():
+    names = [("f32", TensorProto.FLOAT), ("i64", TensorProto.INT64), ("text", TensorProto.STRING)]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [n], [f"{n}_out"]) for n, _ in names],
+        "echo",
+        [helper.make_tensor_value_info(n, t, ["n"]) for n, t in names],
+        [helper.make_tensor_value_info(f"{n}_out", t, ["n"]) for n, t in names],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(OUT, "echo.onnx"))
+
+
 def broken():
     d = os.path.join(OUT, "broken")
     os.makedirs(d, exist_ok=True)
@@ -302,5 +319,6 @@ if __name__ == "__main__":
     mlp()
     backend()
     typed()
+    echo()
     broken()
     print(f"fixtures written to {OUT}")

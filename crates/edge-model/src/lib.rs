@@ -3,10 +3,12 @@
 //! ([`serve`]), and the `model` driver that runs such a server as a task.
 
 mod batch;
+mod binary;
 mod codec;
 mod driver;
 mod error;
 mod fetch;
+mod infer;
 mod metrics;
 mod model;
 mod pages;

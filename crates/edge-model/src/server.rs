@@ -3,14 +3,15 @@
 
 use crate::MODEL_VERSION;
 use crate::batch::{BatchConfig, Batcher};
-use crate::codec::{self, InferRequest};
+use crate::binary;
 use crate::error::ModelError;
+use crate::infer;
 use crate::metrics::Metrics;
 use crate::model::{Model, TensorInfo};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
@@ -262,7 +263,7 @@ async fn server_metadata() -> Response {
     let body = serde_json::json!({
         "name": "edge",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": [],
+        "extensions": ["binary_tensor_data"],
     });
     json(StatusCode::OK, body.to_string())
 }
@@ -332,29 +333,46 @@ fn ready_of(s: &AppState, name: &str, version: Option<&str>) -> Response {
     }
 }
 
-async fn infer(State(s): State<Arc<AppState>>, Path(name): Path<String>, body: Bytes) -> Response {
-    infer_of(&s, &name, None, &body).await
+async fn infer(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    infer_of(&s, &name, None, &headers, body).await
 }
 
 async fn version_infer(
     State(s): State<Arc<AppState>>,
     Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    infer_of(&s, &name, Some(&version), &body).await
+    infer_of(&s, &name, Some(&version), &headers, body).await
 }
 
-async fn infer_of(s: &AppState, name: &str, version: Option<&str>, body: &[u8]) -> Response {
+/// The status that answers a failed inference, for REST and (through its
+/// code) the request metrics of every protocol.
+pub(crate) fn status_of(e: &ModelError) -> StatusCode {
+    match e {
+        ModelError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        ModelError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+async fn infer_of(
+    s: &AppState,
+    name: &str,
+    version: Option<&str>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let response = match find(s, name, version) {
-        Ok(()) => run_infer(s, body).await.unwrap_or_else(|e| {
-            let status = match e {
-                ModelError::BadRequest(_) => StatusCode::BAD_REQUEST,
-                ModelError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            error(status, e)
-        }),
+        Ok(()) => run_infer(s, headers, body)
+            .await
+            .unwrap_or_else(|e| error(status_of(&e), e)),
         Err(r) => *r,
     };
     s.metrics
@@ -362,25 +380,36 @@ async fn infer_of(s: &AppState, name: &str, version: Option<&str>, body: &[u8]) 
     response
 }
 
-async fn run_infer(s: &AppState, body: &[u8]) -> Result<Response, ModelError> {
+async fn run_infer(s: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Response, ModelError> {
     let incoming = s.batcher.incoming();
-    let req: InferRequest = serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
-            ModelError::bad(format!("invalid inference request: {e}"))
-        } else {
-            ModelError::bad(format!("malformed JSON: {e}"))
-        }
-    })?;
-    let id = req.id.clone();
-    let decoded = codec::decode(&s.model, req)?;
-    let results = s
-        .batcher
-        .infer(decoded.inputs, decoded.rows, incoming)
-        .await?;
-    let resp = codec::encode(&s.model, id, &results, &decoded.outputs)?;
-    let body = serde_json::to_vec(&resp)
-        .map_err(|e| ModelError::Inference(format!("encoding the response: {e}")))?;
-    Ok(json(StatusCode::OK, body))
+    let header_length = headers.get(binary::HEADER_LENGTH).map(|v| v.as_bytes());
+    let (req, modes) = binary::parse(body, header_length)?;
+    let answer = infer::infer(&s.model, &s.batcher, incoming, req).await?;
+    let outputs = answer.outputs(&s.model)?;
+    let (body, json_length) = binary::response(
+        &s.model.name,
+        MODEL_VERSION,
+        answer.id.clone(),
+        &outputs,
+        &modes,
+    )?;
+    Ok(match json_length {
+        None => json(StatusCode::OK, body),
+        // Binary outputs follow the JSON: Triton answers such a body as
+        // octet-stream, and its clients split it at this header.
+        Some(n) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (
+                    header::HeaderName::from_static(binary::HEADER_LENGTH),
+                    n.to_string(),
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+    })
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
