@@ -21,6 +21,9 @@ pub enum ModelError {
     /// A request that does not fit the model; answered with 400.
     #[error("{0}")]
     BadRequest(String),
+    /// No model (or version) of that name is served; answered with 404.
+    #[error("{0}")]
+    ModelNotFound(String),
     /// The model failed on well-formed input; answered with 500.
     #[error("inference failed: {0}")]
     Inference(String),

@@ -8,6 +8,7 @@ mod codec;
 mod driver;
 mod error;
 mod fetch;
+pub mod grpc;
 mod infer;
 mod metrics;
 mod model;

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Request bodies larger than this are refused (413).
-const BODY_LIMIT: usize = 64 << 20;
+pub(crate) const BODY_LIMIT: usize = 64 << 20;
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub max_delay: Duration,
     /// Model executions at once; 0 means one per CPU.
     pub workers: usize,
+    /// Where to serve the protocol over gRPC too, if anywhere.
+    pub grpc_addr: Option<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -48,15 +50,29 @@ impl ServeConfig {
             max_batch_size: 32,
             max_delay: Duration::from_millis(2),
             workers: 0,
+            grpc_addr: None,
         }
     }
 }
 
-struct AppState {
+#[derive(Debug)]
+pub(crate) struct AppState {
     model: Arc<Model>,
     batcher: Batcher,
     metrics: Arc<Metrics>,
     metadata: Bytes,
+}
+
+/// The protocol extensions this server speaks, in `/v2` and gRPC's
+/// `ServerMetadata`.
+pub(crate) const EXTENSIONS: &[&str] = &["binary_tensor_data"];
+
+/// A served model and what runs it, as an inference needs them.
+#[derive(Clone)]
+pub(crate) struct Served {
+    pub model: Arc<Model>,
+    pub batcher: Batcher,
+    pub metrics: Arc<Metrics>,
 }
 
 /// A loaded model with its listening socket, not yet serving.
@@ -66,6 +82,8 @@ pub struct Server {
     router: Router,
     addr: SocketAddr,
     model: Arc<Model>,
+    grpc: Option<(tokio::net::TcpListener, SocketAddr)>,
+    state: Arc<AppState>,
 }
 
 #[derive(Serialize)]
@@ -131,11 +149,23 @@ pub async fn bind(cfg: ServeConfig) -> Result<Server, ModelError> {
             source,
         })?;
     let addr = listener.local_addr().map_err(ModelError::Serve)?;
+    let grpc = match cfg.grpc_addr {
+        None => None,
+        Some(at) => {
+            let l = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|source| ModelError::Bind { addr: at, source })?;
+            let bound = l.local_addr().map_err(ModelError::Serve)?;
+            Some((l, bound))
+        }
+    };
     Ok(Server {
         listener,
-        router: router(state),
+        router: router(state.clone()),
         addr,
         model,
+        grpc,
+        state,
     })
 }
 
@@ -148,17 +178,29 @@ impl Server {
         &self.model
     }
 
+    /// The gRPC address, when the config asked for one.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().map(|(_, a)| *a)
+    }
+
     /// Serves until `shutdown` resolves, then finishes requests in flight.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ModelError> {
+        let shutdown = futures_util::FutureExt::shared(Box::pin(shutdown));
         let app = tower::ServiceExt::map_request(self.router, trim_trailing_slash);
         let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ModelError::Serve)
+        let rest = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown.clone())
+            .into_future();
+        let Some((listener, _)) = self.grpc else {
+            return rest.await.map_err(ModelError::Serve);
+        };
+        let grpc = crate::grpc::serve(self.state, listener, shutdown);
+        let (rest, grpc) = tokio::join!(rest, grpc);
+        rest.map_err(ModelError::Serve)?;
+        grpc
     }
 }
 
@@ -260,10 +302,11 @@ async fn not_found(uri: Uri) -> Response {
 }
 
 async fn server_metadata() -> Response {
+    let (name, version) = server_info();
     let body = serde_json::json!({
-        "name": "edge",
-        "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["binary_tensor_data"],
+        "name": name,
+        "version": version,
+        "extensions": EXTENSIONS,
     });
     json(StatusCode::OK, body.to_string())
 }
@@ -277,21 +320,41 @@ async fn ready() -> Response {
     json(StatusCode::OK, r#"{"ready":true}"#)
 }
 
-/// Checks the name and version in the path against the served model.
-fn find(s: &AppState, name: &str, version: Option<&str>) -> Result<(), Box<Response>> {
-    let missing = |message: String| Err(Box::new(error(StatusCode::NOT_FOUND, message)));
+/// The model `name` (at `version`, if given) with what runs it. The one
+/// place gRPC and REST inference find a model.
+pub(crate) fn lookup(
+    s: &AppState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Served, ModelError> {
     if name != s.model.name {
-        return missing(format!(
+        return Err(ModelError::ModelNotFound(format!(
             "model {name:?} not found; this server serves {:?}",
             s.model.name
-        ));
+        )));
     }
     match version {
-        Some(v) if v != MODEL_VERSION => missing(format!(
+        Some(v) if v != MODEL_VERSION => Err(ModelError::ModelNotFound(format!(
             "model {name:?} has no version {v:?}; it has {MODEL_VERSION:?}"
-        )),
-        _ => Ok(()),
+        ))),
+        _ => Ok(Served {
+            model: s.model.clone(),
+            batcher: s.batcher.clone(),
+            metrics: s.metrics.clone(),
+        }),
     }
+}
+
+/// Checks the name and version in the path against the served model.
+fn find(s: &AppState, name: &str, version: Option<&str>) -> Result<(), Box<Response>> {
+    lookup(s, name, version)
+        .map(drop)
+        .map_err(|e| Box::new(error(StatusCode::NOT_FOUND, e)))
+}
+
+/// The server's metadata, the same for REST and gRPC.
+pub(crate) fn server_info() -> (&'static str, &'static str) {
+    ("edge", env!("CARGO_PKG_VERSION"))
 }
 
 async fn model_metadata(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
@@ -356,6 +419,7 @@ async fn version_infer(
 pub(crate) fn status_of(e: &ModelError) -> StatusCode {
     match e {
         ModelError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        ModelError::ModelNotFound(_) => StatusCode::NOT_FOUND,
         ModelError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
