@@ -12,6 +12,8 @@ use std::time::Duration;
 pub const MODEL_DRIVER: &str = "model";
 /// The port label of a model group.
 pub const MODEL_PORT: &str = "http";
+/// The port label of a model group's gRPC endpoint, with a `grpc` block.
+pub const MODEL_GRPC_PORT: &str = "grpc";
 /// The name of the task in a model group.
 pub const MODEL_TASK: &str = "server";
 /// The Open Inference Protocol readiness route the service check probes.
@@ -38,6 +40,8 @@ pub struct ModelSpec {
     pub publish_port: Option<u16>,
     /// How a new version of the model rolls out (a weighted canary, say).
     pub update: Option<UpdatePolicy>,
+    /// Serve gRPC too (`grpc { ... }`).
+    pub grpc: Option<ModelGrpc>,
 }
 
 impl ModelSpec {
@@ -63,6 +67,7 @@ pub struct ModelBlock {
     pub batching: Batching,
     pub service: ModelService,
     pub update: Option<UpdatePolicy>,
+    pub grpc: Option<ModelGrpc>,
 }
 
 impl Default for ModelBlock {
@@ -77,6 +82,7 @@ impl Default for ModelBlock {
             batching: Batching::default(),
             service: ModelService::default(),
             update: None,
+            grpc: None,
         }
     }
 }
@@ -119,6 +125,16 @@ pub struct ModelService {
 #[serde(deny_unknown_fields)]
 pub struct ModelPublish {
     pub port: u16,
+}
+
+/// `grpc { port = 8501 publish { port = 9001 } }`: the Open Inference
+/// Protocol over gRPC on a second port (dynamic unless `port` is given),
+/// published through the load balancer as TCP when `publish` is.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelGrpc {
+    pub port: Option<u16>,
+    pub publish: Option<ModelPublish>,
 }
 
 impl ModelBlock {
@@ -171,6 +187,7 @@ impl ModelBlock {
             tags: self.service.tags,
             publish_port: self.service.publish.map(|p| p.port),
             update: self.update,
+            grpc: self.grpc,
         }
     }
 }
@@ -204,23 +221,54 @@ pub fn expand(spec: &ModelSpec) -> Result<Group, String> {
     let publish = spec
         .publish_port
         .map(|p| json!({ "port": p, "protocol": "http" }));
-    let group = json!({
-        "name": spec.name,
-        "count": spec.count,
-        "network": { "ports": [port] },
-        "services": [{
-            "name": spec.service_name.clone().unwrap_or_else(|| spec.name.clone()),
-            "port": MODEL_PORT,
+    let service_name = spec
+        .service_name
+        .clone()
+        .unwrap_or_else(|| spec.name.clone());
+    let mut ports = vec![port];
+    let mut services = vec![json!({
+        "name": service_name,
+        "port": MODEL_PORT,
+        "tags": spec.tags,
+        "publish": publish,
+        "checks": [{
+            "name": "ready",
+            "type": "http",
+            "path": READY_PATH,
+            "interval": "10s",
+            "timeout": "2s",
+        }],
+    })];
+    if let Some(grpc) = &spec.grpc {
+        config["grpc_port"] = json!(MODEL_GRPC_PORT);
+        let mut port = json!({ "label": MODEL_GRPC_PORT });
+        if let Some(p) = grpc.port {
+            port["static"] = json!(p);
+        }
+        ports.push(port);
+        // gRPC is HTTP/2: the load balancer passes it through as TCP.
+        let publish = grpc
+            .publish
+            .as_ref()
+            .map(|p| json!({ "port": p.port, "protocol": "tcp" }));
+        services.push(json!({
+            "name": format!("{service_name}-grpc"),
+            "port": MODEL_GRPC_PORT,
             "tags": spec.tags,
             "publish": publish,
             "checks": [{
-                "name": "ready",
-                "type": "http",
-                "path": READY_PATH,
+                "name": "grpc-port",
+                "type": "tcp",
                 "interval": "10s",
                 "timeout": "2s",
             }],
-        }],
+        }));
+    }
+    let group = json!({
+        "name": spec.name,
+        "count": spec.count,
+        "network": { "ports": ports },
+        "services": services,
         "tasks": [{
             "name": MODEL_TASK,
             "driver": MODEL_DRIVER,
@@ -403,6 +451,42 @@ job "ml" {
         assert!(e[0].contains("max_batch_size"), "{e:?}");
         let e = errors("job \"j\" {\n  model \"Bad_Name\" {\n    source = \"m.onnx\"\n  }\n}\n");
         assert!(e[0].starts_with("job.hcl:2:3:"), "{e:?}");
+    }
+
+    #[test]
+    fn a_grpc_block_adds_a_port_a_service_and_the_driver_argument() {
+        let src = JOB.replace(
+            "    count  = 2\n",
+            "    count  = 2\n    grpc {\n      port = 8501\n      publish {\n        port = 9001\n      }\n    }\n",
+        );
+        let job = parse(&src, "/abs/job.hcl").unwrap().job;
+        let g = job.group("iris").unwrap();
+        assert_eq!(g.network.ports[1].label, MODEL_GRPC_PORT);
+        assert_eq!(g.network.ports[1].static_port, Some(8501));
+        let s = &g.services[1];
+        assert_eq!(s.name, "iris-api-grpc");
+        assert_eq!(s.port.as_deref(), Some(MODEL_GRPC_PORT));
+        let publish = s.publish.as_ref().unwrap();
+        assert_eq!(
+            (publish.port, publish.protocol),
+            (9001, crate::job::PublishProtocol::Tcp)
+        );
+        assert_eq!(s.checks[0].check_type, CheckType::Tcp);
+        assert_eq!(g.tasks[0].config["grpc_port"], MODEL_GRPC_PORT);
+
+        let bare = JOB.replace("    count  = 2\n", "    count  = 2\n    grpc {}\n");
+        let job = parse(&bare, "/abs/job.hcl").unwrap().job;
+        let g = job.group("iris").unwrap();
+        assert_eq!(g.network.ports[1].static_port, None);
+        assert!(g.services[1].publish.is_none());
+        let typo = JOB.replace(
+            "    count  = 2\n",
+            "    count  = 2\n    grpc {\n      prot = 1\n    }\n",
+        );
+        let err = parse(&typo, "/abs/job.hcl").unwrap_err().to_string();
+        assert!(err.contains("job.ml.model.iris.grpc.prot"), "{err}");
+        let job = parse(JOB, "/abs/job.hcl").unwrap().job;
+        assert!(job.groups[0].tasks[0].config.get("grpc_port").is_none());
     }
 
     #[test]

@@ -480,9 +480,9 @@ pub enum Template {
 
 #[derive(Subcommand, Debug)]
 pub enum ModelCommand {
-    /// Serve one ONNX model over the Open Inference Protocol (KServe V2 REST).
+    /// Serve one ONNX model over the Open Inference Protocol (KServe V2 REST, and gRPC with --grpc-port).
     #[command(
-        after_help = "Example:\n  edge model serve --model examples/models/iris.onnx --name iris --port 8500\n  curl localhost:8500/v2/models/iris"
+        after_help = "Example:\n  edge model serve --model examples/models/iris.onnx --name iris --port 8500 --grpc-port 8501\n  curl localhost:8500/v2/models/iris"
     )]
     Serve(ServeArgs),
 }
@@ -497,6 +497,9 @@ pub struct ServeArgs {
     pub name: String,
     #[arg(long)]
     pub port: u16,
+    /// Also serve the protocol over gRPC (inference.GRPCInferenceService) on this port.
+    #[arg(long)]
+    pub grpc_port: Option<u16>,
     #[arg(long, default_value = "0.0.0.0")]
     pub host: std::net::IpAddr,
     /// Most rows stacked into one model run (when the model has a batch dimension).

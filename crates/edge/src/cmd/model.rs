@@ -16,14 +16,19 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     cfg.max_batch_size = a.max_batch_size;
     cfg.max_delay = a.max_delay;
     cfg.workers = a.workers;
+    cfg.grpc_addr = a.grpc_port.map(|p| SocketAddr::new(a.host, p));
     // Failing to load or bind ends the process with `error: ...` on stderr
     // (printed by main), which the model driver puts into the task's events.
     let server = edge_model::bind(cfg)
         .await
         .context("model failed to load")?;
     let m = server.model();
+    let grpc = server
+        .grpc_addr()
+        .map(|a| format!(" and gRPC on {a}"))
+        .unwrap_or_default();
     eprintln!(
-        "serving model {:?} on http://{} (inputs: {}; batching: {})",
+        "serving model {:?} on http://{}{grpc} (inputs: {}; batching: {})",
         m.name,
         server.local_addr(),
         m.inputs
