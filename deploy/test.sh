@@ -47,9 +47,9 @@ if can_root; then
 
   # tritonclient drives `edge model serve` in crates/edge/tests/model.rs,
   # which runs as root: installed as root.
-  if ! as_root python3 -c "import numpy, tritonclient.http" 2>/dev/null; then
-    as_root python3 -m pip install --quiet "tritonclient[http]" numpy 2>/dev/null ||
-      as_root python3 -m pip install --quiet --break-system-packages "tritonclient[http]" numpy
+  if ! as_root python3 -c "import numpy, tritonclient.http, tritonclient.grpc" 2>/dev/null; then
+    as_root python3 -m pip install --quiet "tritonclient[http,grpc]" numpy 2>/dev/null ||
+      as_root python3 -m pip install --quiet --break-system-packages "tritonclient[http,grpc]" numpy
   fi
 
   # containerd has no init system to start it here; run it if nothing answers.

@@ -3,7 +3,8 @@
 //! child process of its own), it answers Open Inference Protocol requests on
 //! its allocated port with onnxruntime's outputs; a model that cannot load
 //! fails its task with an event that says why; tritonclient, a real client,
-//! against `edge model serve`; `edge job init --template model`.
+//! against `edge model serve` over HTTP (JSON and binary) and gRPC;
+//! `edge job init --template model`.
 
 mod common;
 
@@ -158,55 +159,84 @@ async fn dev_serves_the_model_example_and_a_broken_model_fails_with_the_reason()
     .await;
 }
 
-#[tokio::test]
-async fn tritonclient_talks_to_edge_model_serve() {
-    let probe = Command::new("python3")
-        .args(["-c", "import numpy, tritonclient.http"])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        println!("skipped: python3 with tritonclient[http] is not installed");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _srv = Proc::edge(
-        dir.path(),
-        "serve",
+/// `edge model serve --grpc-port` of a fixture model, up on both ports.
+async fn serve_with_grpc(dir: &std::path::Path, model: &str, name: &str) -> (Proc, u16, u16) {
+    let (port, grpc) = (free_port(), free_port());
+    let proc = Proc::edge(
+        dir,
+        name,
         &[
             "model",
             "serve",
             "--model",
-            "examples/models/iris.onnx",
+            model,
             "--name",
-            "iris",
+            name,
             "--host",
             "127.0.0.1",
             "--port",
             &port.to_string(),
+            "--grpc-port",
+            &grpc.to_string(),
         ],
     );
     until(20, "edge model serve is up", async || {
         reqwest::get(format!("http://127.0.0.1:{port}/v2/health/live"))
             .await
+            .ok()?;
+        tokio::net::TcpStream::connect(("127.0.0.1", grpc))
+            .await
             .ok()
     })
     .await;
-    let out = Command::new("python3")
-        .args([
-            "tests/model/triton_client.py",
-            &format!("127.0.0.1:{port}"),
-            "iris",
-            "tests/model/fixtures/iris.json",
-        ])
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("ok"),
-        "tritonclient failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    (proc, port, grpc)
+}
+
+/// tritonclient over HTTP (JSON and binary tensors) and gRPC: iris against
+/// onnxruntime's answers, and FP32 NaN/±Inf, INT64 and BYTES round trips
+/// through the echo model. Needs python3 with `tritonclient[http,grpc]`,
+/// which deploy/test.sh installs: required under EDGE_TEST_ROOT=1 (CI).
+#[tokio::test]
+async fn tritonclient_talks_to_edge_model_serve() {
+    let probe = Command::new("python3")
+        .args(["-c", "import numpy, tritonclient.http, tritonclient.grpc"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var_os("EDGE_TEST_ROOT").is_none(),
+            "python3 with tritonclient[http,grpc] is required under EDGE_TEST_ROOT (deploy/test.sh installs it)"
+        );
+        println!("skipped: python3 with tritonclient[http,grpc] is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_iris, iris_http, iris_grpc) =
+        serve_with_grpc(dir.path(), "examples/models/iris.onnx", "iris").await;
+    let (_echo, echo_http, echo_grpc) =
+        serve_with_grpc(dir.path(), "tests/model/fixtures/echo.onnx", "echo").await;
+    for (protocol, iris, echo) in [
+        ("http", iris_http, echo_http),
+        ("grpc", iris_grpc, echo_grpc),
+    ] {
+        let out = Command::new("python3")
+            .args([
+                "tests/model/triton_client.py",
+                protocol,
+                &format!("127.0.0.1:{iris}"),
+                "iris",
+                "tests/model/fixtures/iris.json",
+                &format!("127.0.0.1:{echo}"),
+            ])
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("ok"),
+            "tritonclient ({protocol}) failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]
