@@ -368,3 +368,23 @@ where
     }
     Ok((field, values.len(), out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_the_protocol_status_codes() {
+        let code = |e: ModelError| status(e).code();
+        assert_eq!(code(ModelError::bad("x")), tonic::Code::InvalidArgument);
+        assert_eq!(
+            code(ModelError::ModelNotFound("m".into())),
+            tonic::Code::NotFound
+        );
+        assert_eq!(code(ModelError::ShuttingDown), tonic::Code::Unavailable);
+        assert_eq!(
+            code(ModelError::Inference("boom".into())),
+            tonic::Code::Internal
+        );
+    }
+}

@@ -239,6 +239,81 @@ async fn tritonclient_talks_to_edge_model_serve() {
     }
 }
 
+/// The `model` block's `grpc { publish }` and `service { publish }`: the
+/// same tritonclient requests (binary HTTP, gRPC) through the load
+/// balancer's published ports of `edge dev`.
+#[tokio::test]
+async fn tritonclient_through_the_published_load_balancer_ports() {
+    if !common::gated("EDGE_TEST_ROOT") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let data = dir.path().join("data");
+    let _dev = Proc::edge(
+        dir.path(),
+        "dev",
+        &[
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    let api = Client::new(&addr, None).unwrap();
+    until(30, "a ready node", async || {
+        (api.health().await.ok()?.nodes_ready == 1).then_some(())
+    })
+    .await;
+    let (http_lb, grpc_lb) = (free_port(), free_port());
+    let model = repo().join("examples/models/iris.onnx");
+    let job = dir.path().join("wire.hcl");
+    std::fs::write(
+        &job,
+        format!(
+            "job \"wire\" {{\n  model \"iris\" {{\n    source = {:?}\n    service {{\n      publish {{\n        port = {http_lb}\n      }}\n    }}\n    grpc {{\n      publish {{\n        port = {grpc_lb}\n      }}\n    }}\n  }}\n}}\n",
+            model.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+    assert!(ok, "run: {out}\n{err}");
+    until(
+        60,
+        "the model is ready through the load balancer",
+        async || {
+            let r = reqwest::get(format!("http://127.0.0.1:{http_lb}/v2/health/ready"))
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        },
+    )
+    .await;
+    for (protocol, lb) in [("http", http_lb), ("grpc", grpc_lb)] {
+        let out = Command::new("python3")
+            .args([
+                "tests/model/triton_client.py",
+                protocol,
+                &format!("127.0.0.1:{lb}"),
+                "iris",
+                "tests/model/fixtures/iris.json",
+            ])
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("ok"),
+            "tritonclient ({protocol}) through the load balancer failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (ok, _, err) = cli(&addr, &["job", "stop", "wire"]);
+    assert!(ok, "{err}");
+}
+
 #[test]
 fn serve_exits_non_zero_with_the_reason_when_the_model_cannot_load() {
     for (file, why) in [
