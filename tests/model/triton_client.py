@@ -112,6 +112,26 @@ def check_echo(m, protocol, url, binary):
     np.testing.assert_array_equal(r.as_numpy("i64_out"), i64)
     words = [w if isinstance(w, bytes) else w.encode() for w in r.as_numpy("text_out")]
     assert words == list(text), (words, list(text))
+    if protocol == "grpc":
+        check_stream(c, inputs, outputs, f32)
+
+
+def check_stream(c, inputs, outputs, f32):
+    """Triton's streaming extension: answers in order, errors in-band."""
+    import queue
+
+    answers = queue.Queue()
+    c.start_stream(callback=lambda result, error: answers.put((result, error)))
+    for k in range(3):
+        c.async_stream_infer("echo", inputs, outputs=outputs, request_id=f"s{k}")
+    c.async_stream_infer("no-such-model", inputs, request_id="bad")
+    got = [answers.get(timeout=30) for _ in range(4)]
+    c.stop_stream()
+    for k, (result, error) in enumerate(got[:3]):
+        assert error is None, error
+        assert result.get_response().id == f"s{k}", result.get_response().id
+        np.testing.assert_array_equal(result.as_numpy("f32_out")[3:], f32[3:])
+    assert got[3][0] is None and "not found" in str(got[3][1]), got[3]
 
 
 def main():

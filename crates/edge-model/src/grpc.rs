@@ -29,8 +29,10 @@ use proto::model_metadata_response::TensorMetadata;
 use proto::*;
 
 /// The RPCs this server answers, for the message of one it does not.
-const SERVED: &str =
-    "ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata and ModelInfer";
+const SERVED: &str = "ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer and ModelStreamInfer";
+
+/// Requests of one stream being answered at once, so they can share batches.
+const STREAM_IN_FLIGHT: usize = 64;
 
 /// Serves gRPC on `listener` until `shutdown` resolves.
 pub(crate) async fn serve(
@@ -163,18 +165,59 @@ impl GrpcInferenceService for Service {
         &self,
         req: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
-        let started = Instant::now();
-        let r = req.into_inner();
-        let served = server::lookup(&self.state, &r.model_name, version(&r.model_version))
-            .map_err(status)?;
-        let answer = model_infer(&served, r).await;
-        let code = match &answer {
-            Ok(_) => 200,
-            Err(e) => server::status_of(e).as_u16(),
-        };
-        served.metrics.record(code, started.elapsed().as_secs_f64());
-        answer.map(Response::new).map_err(status)
+        infer_one(&self.state, req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(status)
     }
+
+    type ModelStreamInferStream = std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<ModelStreamInferResponse, Status>> + Send>,
+    >;
+
+    async fn model_stream_infer(
+        &self,
+        req: Request<tonic::Streaming<ModelInferRequest>>,
+    ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
+        use futures_util::StreamExt;
+        let state = self.state.clone();
+        let answers = req
+            .into_inner()
+            .map(move |r| {
+                let state = state.clone();
+                async move {
+                    let r = r?;
+                    Ok(match infer_one(&state, r).await {
+                        Ok(answer) => ModelStreamInferResponse {
+                            error_message: String::new(),
+                            infer_response: Some(answer),
+                        },
+                        Err(e) => ModelStreamInferResponse {
+                            error_message: e.to_string(),
+                            infer_response: None,
+                        },
+                    })
+                }
+            })
+            .buffered(STREAM_IN_FLIGHT);
+        Ok(Response::new(Box::pin(answers)))
+    }
+}
+
+/// One `ModelInfer`, counted in the model's request metrics.
+async fn infer_one(
+    state: &AppState,
+    r: ModelInferRequest,
+) -> Result<ModelInferResponse, ModelError> {
+    let started = Instant::now();
+    let served = server::lookup(state, &r.model_name, version(&r.model_version))?;
+    let answer = model_infer(&served, r).await;
+    let code = match &answer {
+        Ok(_) => 200,
+        Err(e) => server::status_of(e).as_u16(),
+    };
+    served.metrics.record(code, started.elapsed().as_secs_f64());
+    answer
 }
 
 async fn model_infer(

@@ -447,3 +447,40 @@ async fn int_contents_out_of_range_for_int8_are_refused() {
         e.message()
     );
 }
+
+#[tokio::test]
+async fn a_stream_answers_each_request_in_order_with_errors_in_band() {
+    let mut s = start("iris.onnx", "iris").await;
+    let (x, case) = iris_case();
+    let rows = (x.len() / 4) as i64;
+    let good = |id: &str| ModelInferRequest {
+        model_name: "iris".into(),
+        id: id.into(),
+        inputs: vec![input("X", "FP32", &[rows, 4])],
+        raw_input_contents: vec![f32s(&x)],
+        ..Default::default()
+    };
+    let mut bad = good("bad");
+    bad.inputs[0].shape = vec![1, 3];
+    let requests = vec![good("a"), bad, good("c")];
+    let mut answers = s
+        .client
+        .model_stream_infer(futures_util::stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = Vec::new();
+    while let Some(a) = answers.message().await.unwrap() {
+        got.push(a);
+    }
+    assert_eq!(got.len(), 3);
+    check_iris(got[0].infer_response.as_ref().unwrap(), &case);
+    assert_eq!(got[0].infer_response.as_ref().unwrap().id, "a");
+    assert!(got[1].infer_response.is_none());
+    assert!(
+        got[1].error_message.contains("shape [1, 3] does not match"),
+        "{}",
+        got[1].error_message
+    );
+    assert_eq!(got[2].infer_response.as_ref().unwrap().id, "c");
+}
