@@ -10,6 +10,8 @@ mod common;
 
 use common::{EDGE, Proc, free_port, repo, until};
 use edge_api::{Client, QueryOptions};
+use edge_model::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use edge_model::grpc::proto::{ModelInferRequest, model_infer_request::InferInputTensor};
 use serde_json::{Value, json};
 use std::process::Command;
 
@@ -116,6 +118,48 @@ async fn dev_serves_the_model_example_and_a_broken_model_fails_with_the_reason()
         .unwrap();
     assert_eq!(answer["outputs"][0]["data"], case["outputs"][0]["data"]);
     assert_close(&answer["outputs"][1]["data"], &case["outputs"][1]["data"]);
+
+    // The example's `grpc {}`: the same inference over gRPC on port "grpc".
+    let grpc_port = alloc
+        .resources
+        .ports
+        .iter()
+        .find(|p| p.label == "grpc")
+        .expect("a grpc port")
+        .value;
+    let mut grpc = until(30, "the gRPC endpoint", async || {
+        GrpcInferenceServiceClient::connect(format!("http://127.0.0.1:{grpc_port}"))
+            .await
+            .ok()
+    })
+    .await;
+    let input = &case["inputs"][0];
+    let x: Vec<u8> = input["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| (v.as_f64().unwrap() as f32).to_le_bytes())
+        .collect();
+    let r = grpc
+        .model_infer(ModelInferRequest {
+            model_name: "iris".into(),
+            inputs: vec![InferInputTensor {
+                name: "X".into(),
+                datatype: "FP32".into(),
+                shape: serde_json::from_value(input["shape"].clone()).unwrap(),
+                ..Default::default()
+            }],
+            raw_input_contents: vec![x.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let labels: Vec<i64> = r.raw_output_contents[0]
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(json!(labels), case["outputs"][0]["data"]);
 
     let broken = dir.path().join("broken.hcl");
     let model = repo().join("tests/model/fixtures/broken/unsupported-op.onnx");
