@@ -220,3 +220,54 @@ pub fn response(
     body.extend_from_slice(&binary);
     Ok((body, Some(json_len)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_body_parses_or_is_a_bad_request(
+            body in proptest::collection::vec(any::<u8>(), 0..256),
+            header in proptest::option::of(0usize..300),
+        ) {
+            let header = header.map(|n| n.to_string());
+            if let Err(e) = parse(Bytes::from(body), header.as_deref().map(str::as_bytes)) {
+                prop_assert!(matches!(e, ModelError::BadRequest(_)), "{e}");
+            }
+        }
+
+        #[test]
+        fn binary_inputs_get_their_own_bytes_in_order(
+            parts in proptest::collection::vec(
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..32)),
+                1..5,
+            ),
+        ) {
+            let inputs: Vec<Value> = parts
+                .iter()
+                .enumerate()
+                .map(|(k, p)| match p {
+                    Some(raw) => json!({"name": format!("i{k}"), "datatype": "UINT8",
+                        "shape": [raw.len()], "parameters": {"binary_data_size": raw.len()}}),
+                    None => json!({"name": format!("i{k}"), "datatype": "UINT8",
+                        "shape": [1], "data": [k]}),
+                })
+                .collect();
+            let mut body = json!({ "inputs": inputs }).to_string().into_bytes();
+            let n = body.len().to_string();
+            for raw in parts.iter().flatten() {
+                body.extend_from_slice(raw);
+            }
+            let (req, _) = parse(Bytes::from(body), Some(n.as_bytes())).unwrap();
+            for (input, part) in req.inputs.iter().zip(&parts) {
+                match (&input.contents, part) {
+                    (Contents::Raw(got), Some(want)) => prop_assert_eq!(&got[..], &want[..]),
+                    (Contents::Json(_), None) => {}
+                    (other, _) => prop_assert!(false, "unexpected {other:?}"),
+                }
+            }
+        }
+    }
+}
