@@ -1,6 +1,7 @@
 //! The Open Inference Protocol over gRPC: KServe V2's
 //! `inference.GRPCInferenceService` (liveness, readiness, metadata and
-//! `ModelInfer` with raw or typed contents), on a port of its own. Inference
+//! `ModelInfer` with raw or typed contents), and `grpc.health.v1`, on a port
+//! of its own. Inference
 //! goes through the same [`infer::infer`] as REST; only the framing differs.
 
 use crate::codec::{self, Contents};
@@ -43,7 +44,14 @@ pub(crate) async fn serve(
     let svc = GrpcInferenceServiceServer::new(Service { state })
         .max_decoding_message_size(server::BODY_LIMIT)
         .max_encoding_message_size(usize::MAX);
+    // grpc.health.v1 too, for the catalog's gRPC check and other probes:
+    // the server and the inference service are SERVING while it runs.
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<GrpcInferenceServiceServer<Service>>()
+        .await;
     let router = tonic::service::Routes::new(svc)
+        .add_service(health)
         .into_axum_router()
         .layer(axum::middleware::from_fn(explain_unimplemented));
     tonic::transport::Server::builder()

@@ -369,6 +369,23 @@ async fn errors_are_status_codes_that_say_what_is_wrong() {
     assert_eq!(e.code(), Code::NotFound);
     assert!(e.message().contains("no version \"7\""), "{}", e.message());
 
+    // grpc.health.v1, which the model block's gRPC service check asks.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(s.channel.clone());
+    for service in ["", "inference.GRPCInferenceService"] {
+        let r = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            r.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service:?}"
+        );
+    }
+
     // An RPC of Triton's that edge does not serve.
     let mut grpc = tonic::client::Grpc::new(s.channel.clone());
     grpc.ready().await.unwrap();

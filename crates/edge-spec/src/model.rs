@@ -257,8 +257,8 @@ pub fn expand(spec: &ModelSpec) -> Result<Group, String> {
             "tags": spec.tags,
             "publish": publish,
             "checks": [{
-                "name": "grpc-port",
-                "type": "tcp",
+                "name": "grpc-health",
+                "type": "grpc",
                 "interval": "10s",
                 "timeout": "2s",
             }],
@@ -471,7 +471,7 @@ job "ml" {
             (publish.port, publish.protocol),
             (9001, crate::job::PublishProtocol::Tcp)
         );
-        assert_eq!(s.checks[0].check_type, CheckType::Tcp);
+        assert_eq!(s.checks[0].check_type, CheckType::Grpc);
         assert_eq!(g.tasks[0].config["grpc_port"], MODEL_GRPC_PORT);
 
         let bare = JOB.replace("    count  = 2\n", "    count  = 2\n    grpc {}\n");
