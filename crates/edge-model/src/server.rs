@@ -433,25 +433,29 @@ async fn infer_of(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let response = match find(s, name, version) {
-        Ok(()) => run_infer(s, headers, body)
+    let response = match lookup(s, name, version) {
+        Ok(served) => run_infer(&served, headers, body)
             .await
             .unwrap_or_else(|e| error(status_of(&e), e)),
-        Err(r) => *r,
+        Err(e) => error(status_of(&e), e),
     };
     s.metrics
         .record(response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }
 
-async fn run_infer(s: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Response, ModelError> {
-    let incoming = s.batcher.incoming();
+async fn run_infer(
+    served: &Served,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ModelError> {
+    let incoming = served.batcher.incoming();
     let header_length = headers.get(binary::HEADER_LENGTH).map(|v| v.as_bytes());
     let (req, modes) = binary::parse(body, header_length)?;
-    let answer = infer::infer(&s.model, &s.batcher, incoming, req).await?;
-    let outputs = answer.outputs(&s.model)?;
+    let answer = infer::infer(&served.model, &served.batcher, incoming, req).await?;
+    let outputs = answer.outputs(&served.model)?;
     let (body, json_length) = binary::response(
-        &s.model.name,
+        &served.model.name,
         MODEL_VERSION,
         answer.id.clone(),
         &outputs,
