@@ -1,8 +1,8 @@
-//! The Open Inference Protocol over gRPC: KServe V2's
-//! `inference.GRPCInferenceService` (liveness, readiness, metadata and
-//! `ModelInfer` with raw or typed contents), and `grpc.health.v1`, on a port
-//! of its own. Inference
-//! goes through the same [`infer::infer`] as REST; only the framing differs.
+//! The Open Inference Protocol over gRPC on a port of its own: KServe V2's
+//! `inference.GRPCInferenceService` (liveness, readiness, metadata,
+//! `ModelInfer` with raw or typed contents, and Triton's `ModelStreamInfer`)
+//! and `grpc.health.v1`. Inference goes through the same [`infer::infer`] as
+//! REST; only the framing differs.
 
 use crate::codec::{self, Contents};
 use crate::error::ModelError;
