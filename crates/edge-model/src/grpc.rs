@@ -233,21 +233,34 @@ async fn model_infer(
     r: ModelInferRequest,
 ) -> Result<ModelInferResponse, ModelError> {
     let incoming = served.batcher.incoming();
+    let typed_request = r.raw_input_contents.is_empty() && !r.inputs.is_empty();
     let request = request(r)?;
     let answer = infer::infer(&served.model, &served.batcher, incoming, request).await?;
     let outputs = answer.outputs(&served.model)?;
+    // Answered the way it was asked: typed `contents` for typed inputs (what
+    // grpcurl and simple clients read), raw contents otherwise. FP16 has no
+    // typed field, and the protocol does not mix the two in one answer.
+    let typed = typed_request && outputs.iter().all(|o| o.datatype != DataType::Fp16);
     let mut tensors = Vec::with_capacity(outputs.len());
     let mut raw_output_contents = Vec::with_capacity(outputs.len());
     for o in &outputs {
-        let raw = raw::encode(o.tensor, o.datatype)
-            .map_err(|e| ModelError::Inference(format!("reading output {:?}: {e}", o.name)))?;
-        raw_output_contents.push(Bytes::from(raw));
+        let reading = |e: tract_onnx::prelude::TractError| {
+            ModelError::Inference(format!("reading output {:?}: {e}", o.name))
+        };
+        let contents = if typed {
+            Some(typed_contents(o.tensor, o.datatype).map_err(reading)?)
+        } else {
+            raw_output_contents.push(Bytes::from(
+                raw::encode(o.tensor, o.datatype).map_err(reading)?,
+            ));
+            None
+        };
         tensors.push(InferOutputTensor {
             name: o.name.to_string(),
             datatype: o.datatype.as_str().to_string(),
             shape: o.tensor.shape().iter().map(|d| *d as i64).collect(),
             parameters: Default::default(),
-            contents: None,
+            contents,
         });
     }
     Ok(ModelInferResponse {
@@ -258,6 +271,50 @@ async fn model_infer(
         outputs: tensors,
         raw_output_contents,
     })
+}
+
+fn elements<T: tract_onnx::prelude::Datum + Copy, U>(
+    t: &tract_onnx::prelude::Tensor,
+    f: impl Fn(T) -> U,
+) -> tract_onnx::prelude::TractResult<Vec<U>> {
+    Ok(t.to_plain_array_view::<T>()?
+        .iter()
+        .map(|x| f(*x))
+        .collect())
+}
+
+/// `t`'s elements in the typed field of `dt` (not FP16, which has none).
+fn typed_contents(
+    t: &tract_onnx::prelude::Tensor,
+    dt: DataType,
+) -> tract_onnx::prelude::TractResult<InferTensorContents> {
+    let mut c = InferTensorContents::default();
+    match dt {
+        DataType::Bool => c.bool_contents = elements::<bool, _>(t, |x| x)?,
+        DataType::Int8 => c.int_contents = elements::<i8, _>(t, i32::from)?,
+        DataType::Int16 => c.int_contents = elements::<i16, _>(t, i32::from)?,
+        DataType::Int32 => c.int_contents = elements::<i32, _>(t, |x| x)?,
+        DataType::Int64 => c.int64_contents = elements::<i64, _>(t, |x| x)?,
+        DataType::Uint8 => c.uint_contents = elements::<u8, _>(t, u32::from)?,
+        DataType::Uint16 => c.uint_contents = elements::<u16, _>(t, u32::from)?,
+        DataType::Uint32 => c.uint_contents = elements::<u32, _>(t, |x| x)?,
+        DataType::Uint64 => c.uint64_contents = elements::<u64, _>(t, |x| x)?,
+        DataType::Fp32 => c.fp32_contents = elements::<f32, _>(t, |x| x)?,
+        DataType::Fp64 => c.fp64_contents = elements::<f64, _>(t, |x| x)?,
+        DataType::Bytes => {
+            c.bytes_contents = t
+                .to_plain_array_view::<String>()?
+                .iter()
+                .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                .collect();
+        }
+        DataType::Fp16 => {
+            return Err(tract_onnx::prelude::TractError::msg(
+                "FP16 has no typed contents field",
+            ));
+        }
+    }
+    Ok(c)
 }
 
 /// The protocol-neutral request of a `ModelInferRequest`: raw contents as
