@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""KServe's Python model server (V2 / Open Inference Protocol REST) wrapping
-onnxruntime: the baseline `benches/model.sh` compares `edge model serve` to.
+"""KServe's Python model server (V2 / Open Inference Protocol REST, and gRPC
+when GRPC_PORT is given) wrapping onnxruntime: the baseline
+`benches/model.sh` compares `edge model serve` to.
 
-usage: model_kserve.py MODEL.onnx NAME PORT
+usage: model_kserve.py MODEL.onnx NAME PORT [GRPC_PORT]
 """
 
 import sys
@@ -43,6 +44,9 @@ class OnnxModel(Model):
 
 if __name__ == "__main__":
     path, name, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    grpc = {"enable_grpc": False}
+    if len(sys.argv) > 4:
+        grpc = {"enable_grpc": True, "grpc_port": int(sys.argv[4])}
     ModelServer(
-        http_port=port, workers=1, enable_grpc=False, enable_latency_logging=False
+        http_port=port, workers=1, enable_latency_logging=False, **grpc
     ).start([OnnxModel(name, path)])

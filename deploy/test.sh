@@ -48,9 +48,9 @@ if can_root; then
   # tritonclient drives `edge model serve` in crates/edge/tests/model.rs,
   # which runs as root: installed as root. onnx builds the conformance
   # models of crates/edge-model/tests/conformance.rs.
-  if ! as_root python3 -c "import numpy, onnx, tritonclient.http" 2>/dev/null; then
-    as_root python3 -m pip install --quiet "tritonclient[http]" numpy onnx 2>/dev/null ||
-      as_root python3 -m pip install --quiet --break-system-packages "tritonclient[http]" numpy onnx
+  if ! as_root python3 -c "import numpy, onnx, tritonclient.http, tritonclient.grpc" 2>/dev/null; then
+    as_root python3 -m pip install --quiet "tritonclient[http,grpc]" numpy onnx 2>/dev/null ||
+      as_root python3 -m pip install --quiet --break-system-packages "tritonclient[http,grpc]" numpy onnx
   fi
 
   # containerd has no init system to start it here; run it if nothing answers.

@@ -20,5 +20,8 @@ job "iris" {
       max_batch_size = 32
       max_delay      = "2ms"
     }
+
+    # Also over gRPC (tritonclient.grpc), on a second port "grpc".
+    grpc {}
   }
 }

@@ -15,6 +15,9 @@ Writes, beside this script, in fixtures/:
   convnet.onnx, convnet.json
                          a small conv net on a 1x3x224x224 image (benches/model.sh);
                          JSON = onnxruntime's answer for a pattern input
+  echo.onnx              FP32, INT64 and STRING (BYTES) inputs of one length n
+                         returned unchanged: wire-format round trips (NaN, ±Inf,
+                         text) through every protocol
   broken/                models that must fail to load, for the error paths
                          (not ONNX, an unknown operator, an FP64 Sigmoid only
                          the dry run at load finds, a Celu tract gets wrong)
@@ -286,6 +289,20 @@ def typed():
         )
 
 
+def echo():
+    names = [("f32", TensorProto.FLOAT), ("i64", TensorProto.INT64), ("text", TensorProto.STRING)]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [n], [f"{n}_out"]) for n, _ in names],
+        "echo",
+        [helper.make_tensor_value_info(n, t, ["n"]) for n, t in names],
+        [helper.make_tensor_value_info(f"{n}_out", t, ["n"]) for n, t in names],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(OUT, "echo.onnx"))
+
+
 def broken():
     d = os.path.join(OUT, "broken")
     os.makedirs(d, exist_ok=True)
@@ -375,7 +392,7 @@ def convnet():
 
 
 FIXTURES = {"iris": iris, "mlp": mlp, "backend": backend, "typed": typed,
-            "broken": broken, "convnet": convnet}
+            "echo": echo, "broken": broken, "convnet": convnet}
 
 if __name__ == "__main__":
     import sys

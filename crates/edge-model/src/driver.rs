@@ -39,6 +39,8 @@ struct ModelTask {
     max_batch_size: u64,
     max_delay_ms: u64,
     port: String,
+    /// The port label to serve gRPC on, if any.
+    grpc_port: Option<String>,
 }
 
 /// The model driver's `config` block as written in a job (or as the `model`
@@ -53,6 +55,8 @@ pub struct ModelBlock {
     pub max_batch_size: Option<u64>,
     pub max_delay_ms: Option<u64>,
     pub port: Option<String>,
+    /// The label of the port to serve gRPC on, too.
+    pub grpc_port: Option<String>,
     /// The `model` block's `service { publish }`; the driver does not read it.
     pub publish: Option<Value>,
     /// The version `source` is served as (1 when not given).
@@ -149,6 +153,7 @@ fn checked(block: ModelBlock, pending: fn(&str) -> bool) -> Result<ModelTask, Dr
         max_batch_size,
         max_delay_ms: block.max_delay_ms.unwrap_or(2),
         port: string("port", block.port)?.unwrap_or_else(|| "http".to_string()),
+        grpc_port: string("grpc_port", block.grpc_port)?,
     })
 }
 
@@ -283,7 +288,12 @@ impl ModelDriver {
         Ok(args)
     }
 
-    fn exec_config(&self, m: &ModelTask, port: u16) -> Result<Map<String, Value>, DriverError> {
+    fn exec_config(
+        &self,
+        m: &ModelTask,
+        port: u16,
+        grpc_port: Option<u16>,
+    ) -> Result<Map<String, Value>, DriverError> {
         let mut args = vec!["model".to_string(), "serve".to_string()];
         args.extend(self.model_args(m)?);
         args.extend([
@@ -296,6 +306,9 @@ impl ModelDriver {
             "--max-delay".to_string(),
             format!("{}ms", m.max_delay_ms),
         ]);
+        if let Some(p) = grpc_port {
+            args.extend(["--grpc-port".to_string(), p.to_string()]);
+        }
         let mut out = Map::new();
         out.insert("command".into(), json!(self.exe.display().to_string()));
         out.insert("args".into(), json!(args));
@@ -430,19 +443,22 @@ impl Driver for ModelDriver {
 
     async fn start(&self, cfg: &TaskConfig) -> Result<TaskHandle, DriverError> {
         let m = parse(&cfg.config)?;
-        let port = cfg
-            .ports
-            .iter()
-            .find(|p| p.label == m.port)
-            .map(|p| p.to)
-            .ok_or_else(|| {
-                DriverError::config(
-                    "config.port",
-                    format!("the group has no port labelled {:?}", m.port),
-                )
-            })?;
+        let port_of = |field: &str, label: &str| {
+            cfg.ports
+                .iter()
+                .find(|p| p.label == label)
+                .map(|p| p.to)
+                .ok_or_else(|| {
+                    DriverError::config(field, format!("the group has no port labelled {label:?}"))
+                })
+        };
+        let port = port_of("config.port", &m.port)?;
+        let grpc_port = match &m.grpc_port {
+            Some(label) => Some(port_of("config.grpc_port", label)?),
+            None => None,
+        };
         let mut exec = cfg.clone();
-        exec.config = self.exec_config(&m, port)?;
+        exec.config = self.exec_config(&m, port, grpc_port)?;
         let h = self.inner.start(&exec).await?;
         let state = HandleState {
             inner_driver: h.driver.clone(),
@@ -705,6 +721,27 @@ mod tests {
         );
         assert_eq!(args.join(" "), expected);
         d.recover(&h).await.unwrap();
+
+        let mut grpc = cfg(
+            dir.path(),
+            json!({"source": model.display().to_string(), "name": "iris", "grpc_port": "grpc"}),
+        );
+        match d.start(&grpc).await {
+            Err(DriverError::Config { field, message }) => {
+                assert_eq!(field, "config.grpc_port");
+                assert!(message.contains("no port labelled \"grpc\""), "{message}");
+            }
+            other => panic!("expected a config error, got {other:?}"),
+        }
+        grpc.ports.push(AssignedPort {
+            label: "grpc".into(),
+            value: 23457,
+            to: 23457,
+        });
+        d.start(&grpc).await.unwrap();
+        let started = exec.started.lock().unwrap().clone().unwrap();
+        let args: Vec<String> = serde_json::from_value(started.config["args"].clone()).unwrap();
+        assert_eq!(args[args.len() - 2..], ["--grpc-port", "23457"]);
 
         let logs = dir.path().join("logs");
         std::fs::create_dir_all(&logs).unwrap();

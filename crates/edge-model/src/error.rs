@@ -18,14 +18,15 @@ pub enum ModelError {
     UnsupportedOperator { path: PathBuf, op: String },
     #[error("model {} cannot be prepared for inference: {reason}", .path.display())]
     Load { path: PathBuf, reason: String },
-    /// A model or version the server does not serve; answered with 404.
-    #[error("{0}")]
-    UnknownModel(String),
     #[error("{0}")]
     Repository(String),
     /// A request that does not fit the model; answered with 400.
     #[error("{0}")]
     BadRequest(String),
+    /// No model (or version) of that name is served, or it is unloaded;
+    /// answered with 404.
+    #[error("{0}")]
+    ModelNotFound(String),
     /// The model failed on well-formed input; answered with 500.
     #[error("inference failed: {0}")]
     Inference(String),

@@ -3,11 +3,14 @@
 //! ([`serve`]), and the `model` driver that runs such a server as a task.
 
 mod batch;
+mod binary;
 mod codec;
 mod driver;
 mod error;
 mod fetch;
 mod gaps;
+pub mod grpc;
+mod infer;
 mod metrics;
 mod model;
 mod pages;

@@ -174,7 +174,7 @@ impl Repository {
     pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<Served>, ModelError> {
         let models = self.read();
         let Some(entry) = models.get(name) else {
-            return Err(ModelError::UnknownModel(format!(
+            return Err(ModelError::ModelNotFound(format!(
                 "model {name:?} not found; this server serves {}",
                 names(&models)
             )));
@@ -185,11 +185,11 @@ impl Repository {
         };
         match (found, version) {
             (Some(s), _) => Ok(s.clone()),
-            (None, _) if entry.versions.is_empty() => Err(ModelError::UnknownModel(format!(
+            (None, _) if entry.versions.is_empty() => Err(ModelError::ModelNotFound(format!(
                 "model {name:?} is not loaded ({}); POST /v2/repository/models/{name}/load loads it",
                 entry.reason.as_deref().unwrap_or("unloaded")
             ))),
-            (None, v) => Err(ModelError::UnknownModel(format!(
+            (None, v) => Err(ModelError::ModelNotFound(format!(
                 "model {name:?} has no version {:?}; it has {}",
                 v.unwrap_or_default(),
                 entry
@@ -257,7 +257,7 @@ impl Repository {
         let _one = self.changing.lock().await;
         let sources = self.sources(Some(name))?;
         if sources.is_empty() {
-            return Err(ModelError::UnknownModel(format!(
+            return Err(ModelError::ModelNotFound(format!(
                 "no model {name:?} in this server's repository"
             )));
         }
@@ -295,7 +295,7 @@ impl Repository {
         let _one = self.changing.lock().await;
         let mut models = self.write();
         let Some(entry) = models.get_mut(name) else {
-            return Err(ModelError::UnknownModel(format!(
+            return Err(ModelError::ModelNotFound(format!(
                 "model {name:?} not found; this server serves {}",
                 names(&models)
             )));

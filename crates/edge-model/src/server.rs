@@ -2,14 +2,15 @@
 //! repository: health, metadata, inference, the repository extension
 //! (index, load, unload), model configs and `/metrics`.
 
-use crate::codec::{self, InferRequest};
+use crate::binary;
 use crate::error::ModelError;
+use crate::infer;
 use crate::model::TensorInfo;
 use crate::repo::{ModelSource, Repository, RepositoryConfig, Served};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Request bodies larger than this are refused (413).
-const BODY_LIMIT: usize = 64 << 20;
+pub(crate) const BODY_LIMIT: usize = 64 << 20;
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -35,6 +36,8 @@ pub struct ServeConfig {
     pub max_delay: Duration,
     /// Model executions at once, per model version; 0 means one per CPU.
     pub workers: usize,
+    /// Where to serve the protocol over gRPC too, if anywhere.
+    pub grpc_addr: Option<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -51,13 +54,23 @@ impl ServeConfig {
             max_batch_size: 32,
             max_delay: Duration::from_millis(2),
             workers: 0,
+            grpc_addr: None,
         }
     }
 }
 
-struct AppState {
+#[derive(Debug)]
+pub(crate) struct AppState {
     repo: Arc<Repository>,
 }
+
+/// The protocol extensions this server speaks, in `/v2` and gRPC's
+/// `ServerMetadata`.
+pub(crate) const EXTENSIONS: &[&str] = &[
+    "binary_tensor_data",
+    "model_repository",
+    "model_configuration",
+];
 
 /// Loaded models with their listening socket, not yet serving.
 #[derive(Debug)]
@@ -66,6 +79,8 @@ pub struct Server {
     router: Router,
     addr: SocketAddr,
     repo: Arc<Repository>,
+    grpc: Option<(tokio::net::TcpListener, SocketAddr)>,
+    state: Arc<AppState>,
 }
 
 #[derive(Serialize)]
@@ -101,12 +116,24 @@ pub async fn bind(cfg: ServeConfig) -> Result<Server, ModelError> {
             source,
         })?;
     let addr = listener.local_addr().map_err(ModelError::Serve)?;
+    let grpc = match cfg.grpc_addr {
+        None => None,
+        Some(at) => {
+            let l = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|source| ModelError::Bind { addr: at, source })?;
+            let bound = l.local_addr().map_err(ModelError::Serve)?;
+            Some((l, bound))
+        }
+    };
     let state = Arc::new(AppState { repo: repo.clone() });
     Ok(Server {
         listener,
-        router: router(state),
+        router: router(state.clone()),
         addr,
         repo,
+        grpc,
+        state,
     })
 }
 
@@ -119,17 +146,29 @@ impl Server {
         &self.repo
     }
 
+    /// The gRPC address, when the config asked for one.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().map(|(_, a)| *a)
+    }
+
     /// Serves until `shutdown` resolves, then finishes requests in flight.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ModelError> {
+        let shutdown = futures_util::FutureExt::shared(Box::pin(shutdown));
         let app = tower::ServiceExt::map_request(self.router, trim_trailing_slash);
         let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ModelError::Serve)
+        let rest = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown.clone())
+            .into_future();
+        let Some((listener, _)) = self.grpc else {
+            return rest.await.map_err(ModelError::Serve);
+        };
+        let grpc = crate::grpc::serve(self.state, listener, shutdown);
+        let (rest, grpc) = tokio::join!(rest, grpc);
+        rest.map_err(ModelError::Serve)?;
+        grpc
     }
 }
 
@@ -240,10 +279,11 @@ async fn not_found(uri: Uri) -> Response {
 }
 
 async fn server_metadata() -> Response {
+    let (name, version) = server_info();
     let body = serde_json::json!({
-        "name": "edge",
-        "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["model_repository", "model_configuration"],
+        "name": name,
+        "version": version,
+        "extensions": EXTENSIONS,
     });
     json(StatusCode::OK, body.to_string())
 }
@@ -257,20 +297,40 @@ async fn ready() -> Response {
     json(StatusCode::OK, r#"{"ready":true}"#)
 }
 
-/// The status a failed request is answered with.
-fn status_of(e: &ModelError) -> StatusCode {
+/// The status that answers a failed request, for REST and (through its
+/// code) the request metrics of every protocol.
+pub(crate) fn status_of(e: &ModelError) -> StatusCode {
     match e {
         ModelError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        ModelError::UnknownModel(_) => StatusCode::NOT_FOUND,
+        ModelError::ModelNotFound(_) => StatusCode::NOT_FOUND,
         ModelError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-fn lookup(s: &AppState, name: &str, version: Option<&str>) -> Result<Arc<Served>, Box<Response>> {
-    s.repo
-        .get(name, version)
-        .map_err(|e| Box::new(error(status_of(&e), e)))
+/// The model version `name` (at `version`, else the newest) with what runs
+/// it: the one place gRPC and REST find a model.
+pub(crate) fn lookup(
+    s: &AppState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Arc<Served>, ModelError> {
+    s.repo.get(name, version)
+}
+
+/// The versions of `name` that are serving, oldest first.
+pub(crate) fn versions(s: &AppState, name: &str) -> Vec<u64> {
+    s.repo.versions(name)
+}
+
+/// [`lookup`], failing with the REST answer.
+fn find(s: &AppState, name: &str, version: Option<&str>) -> Result<Arc<Served>, Box<Response>> {
+    lookup(s, name, version).map_err(|e| Box::new(error(status_of(&e), e)))
+}
+
+/// The server's metadata, the same for REST and gRPC.
+pub(crate) fn server_info() -> (&'static str, &'static str) {
+    ("edge", env!("CARGO_PKG_VERSION"))
 }
 
 async fn model_metadata(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
@@ -285,7 +345,7 @@ async fn version_metadata(
 }
 
 fn metadata_of(s: &AppState, name: &str, version: Option<&str>) -> Response {
-    let served = match lookup(s, name, version) {
+    let served = match find(s, name, version) {
         Ok(m) => m,
         Err(r) => return *r,
     };
@@ -318,7 +378,7 @@ async fn version_ready(
 }
 
 fn ready_of(s: &AppState, name: &str, version: Option<&str>) -> Response {
-    match lookup(s, name, version) {
+    match find(s, name, version) {
         Ok(_) => {
             let body = serde_json::json!({ "name": name, "ready": true });
             json(StatusCode::OK, body.to_string())
@@ -341,7 +401,7 @@ async fn version_config(
 /// The model's configuration in the shape of Triton's model config: with
 /// a batch dimension, `max_batch_size` is positive and `dims` leave it out.
 fn config_of(s: &AppState, name: &str, version: Option<&str>) -> Response {
-    let served = match lookup(s, name, version) {
+    let served = match find(s, name, version) {
         Ok(m) => m,
         Err(r) => return *r,
     };
@@ -417,7 +477,7 @@ async fn load(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> Respo
             let body = serde_json::json!({ "name": name, "versions": versions });
             json(StatusCode::OK, body.to_string())
         }
-        Err(e @ ModelError::UnknownModel(_)) => error(StatusCode::NOT_FOUND, e),
+        Err(e @ ModelError::ModelNotFound(_)) => error(StatusCode::NOT_FOUND, e),
         Err(e) => error(StatusCode::BAD_REQUEST, format!("loading {name:?}: {e}")),
     }
 }
@@ -432,25 +492,37 @@ async fn unload(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> Res
     }
 }
 
-async fn infer(State(s): State<Arc<AppState>>, Path(name): Path<String>, body: Bytes) -> Response {
-    infer_of(&s, &name, None, &body).await
+async fn infer(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    infer_of(&s, &name, None, &headers, body).await
 }
 
 async fn version_infer(
     State(s): State<Arc<AppState>>,
     Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    infer_of(&s, &name, Some(&version), &body).await
+    infer_of(&s, &name, Some(&version), &headers, body).await
 }
 
-async fn infer_of(s: &AppState, name: &str, version: Option<&str>, body: &[u8]) -> Response {
+async fn infer_of(
+    s: &AppState,
+    name: &str,
+    version: Option<&str>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
-    let served = match lookup(s, name, version) {
+    let served = match find(s, name, version) {
         Ok(m) => m,
         Err(r) => return *r,
     };
-    let response = run_infer(&served, body)
+    let response = run_infer(&served, headers, body)
         .await
         .unwrap_or_else(|e| error(status_of(&e), e));
     served
@@ -459,25 +531,41 @@ async fn infer_of(s: &AppState, name: &str, version: Option<&str>, body: &[u8]) 
     response
 }
 
-async fn run_infer(s: &Served, body: &[u8]) -> Result<Response, ModelError> {
-    let incoming = s.batcher.incoming();
-    let req: InferRequest = serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
-            ModelError::bad(format!("invalid inference request: {e}"))
-        } else {
-            ModelError::bad(format!("malformed JSON: {e}"))
-        }
-    })?;
-    let id = req.id.clone();
-    let decoded = codec::decode(&s.model, req)?;
-    let results = s
-        .batcher
-        .infer(decoded.inputs, decoded.rows, incoming)
-        .await?;
-    let resp = codec::encode(&s.model, s.version, id, &results, &decoded.outputs)?;
-    let body = serde_json::to_vec(&resp)
-        .map_err(|e| ModelError::Inference(format!("encoding the response: {e}")))?;
-    Ok(json(StatusCode::OK, body))
+async fn run_infer(
+    served: &Served,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ModelError> {
+    let incoming = served.batcher.incoming();
+    let header_length = headers.get(binary::HEADER_LENGTH).map(|v| v.as_bytes());
+    let (req, modes) = binary::parse(body, header_length)?;
+    let answer = infer::infer(&served.model, &served.batcher, incoming, req).await?;
+    let outputs = answer.outputs(&served.model)?;
+    let version = served.version.to_string();
+    let (body, json_length) = binary::response(
+        &served.model.name,
+        &version,
+        answer.id.clone(),
+        &outputs,
+        &modes,
+    )?;
+    Ok(match json_length {
+        None => json(StatusCode::OK, body),
+        // Binary outputs follow the JSON: Triton answers such a body as
+        // octet-stream, and its clients split it at this header.
+        Some(n) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (
+                    header::HeaderName::from_static(binary::HEADER_LENGTH),
+                    n.to_string(),
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+    })
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {

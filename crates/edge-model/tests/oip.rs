@@ -391,7 +391,7 @@ async fn bad_requests_get_400_and_the_server_keeps_serving() {
         ),
         (
             input("X", "BYTES", json!([1, 4]), row.clone()),
-            "BYTES is unsupported",
+            "does not match the model's FP32",
         ),
         (
             input("X", "FLOAT", json!([1, 4]), row.clone()),
@@ -458,7 +458,7 @@ async fn bad_requests_get_400_and_the_server_keeps_serving() {
         answer["error"]
             .as_str()
             .unwrap()
-            .contains("element 1 (300) is not a valid UINT8"),
+            .contains("element 1 (300) is out of range for UINT8"),
         "{answer}"
     );
 }

@@ -84,7 +84,8 @@ job "example" {
 /// A commented job that serves an ONNX model over the Open Inference
 /// Protocol (`edge job init --template model`).
 pub const EXAMPLE_MODEL_JOB: &str = r#"# An example edge job: an ONNX model served over the Open Inference Protocol
-# (KServe V2 REST), e.g. the iris classifier of examples/models/iris.onnx.
+# (KServe V2 REST, and gRPC with a `grpc` block), e.g. the iris classifier of
+# examples/models/iris.onnx.
 #
 # Run it with `edge job run model.hcl`; `edge job plan model.hcl` shows the
 # ordinary group it stands for. Then, on the port the agent picked:
@@ -126,6 +127,16 @@ job "models" {
       #   port = 8080
       # }
     }
+
+    # Also serve the protocol over gRPC (KServe's GRPCInferenceService,
+    # what tritonclient.grpc speaks) on a second port "grpc", with a service
+    # "iris-grpc"; `publish` passes it through the load balancer as TCP.
+    # grpc {
+    #   port = 8501
+    #   publish {
+    #     port = 9001
+    #   }
+    # }
   }
 }
 "#;

@@ -12,6 +12,8 @@ use std::time::Duration;
 pub const MODEL_DRIVER: &str = "model";
 /// The port label of a model group.
 pub const MODEL_PORT: &str = "http";
+/// The port label of a model group's gRPC endpoint, with a `grpc` block.
+pub const MODEL_GRPC_PORT: &str = "grpc";
 /// The name of the task in a model group.
 pub const MODEL_TASK: &str = "server";
 /// The Open Inference Protocol readiness route the service check probes.
@@ -38,6 +40,8 @@ pub struct ModelSpec {
     pub publish_port: Option<u16>,
     /// How a new version of the model rolls out (a weighted canary, say).
     pub update: Option<UpdatePolicy>,
+    /// Serve gRPC too (`grpc { ... }`).
+    pub grpc: Option<ModelGrpc>,
     /// The version number `source` is served as.
     pub version: u64,
     /// More models, or more versions of this one, in the same server.
@@ -98,6 +102,7 @@ pub struct ModelBlock {
     pub version: u64,
     /// Nested `model "NAME" { ... }` blocks.
     pub models: Vec<MoreModel>,
+    pub grpc: Option<ModelGrpc>,
 }
 
 impl Default for ModelBlock {
@@ -114,6 +119,7 @@ impl Default for ModelBlock {
             update: None,
             version: 1,
             models: Vec::new(),
+            grpc: None,
         }
     }
 }
@@ -156,6 +162,16 @@ pub struct ModelService {
 #[serde(deny_unknown_fields)]
 pub struct ModelPublish {
     pub port: u16,
+}
+
+/// `grpc { port = 8501 publish { port = 9001 } }`: the Open Inference
+/// Protocol over gRPC on a second port (dynamic unless `port` is given),
+/// published through the load balancer as TCP when `publish` is.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelGrpc {
+    pub port: Option<u16>,
+    pub publish: Option<ModelPublish>,
 }
 
 impl ModelBlock {
@@ -259,6 +275,7 @@ impl ModelBlock {
                     ..m
                 })
                 .collect(),
+            grpc: self.grpc,
         }
     }
 }
@@ -303,23 +320,54 @@ pub fn expand(spec: &ModelSpec) -> Result<Group, String> {
     let publish = spec
         .publish_port
         .map(|p| json!({ "port": p, "protocol": "http" }));
-    let group = json!({
-        "name": spec.name,
-        "count": spec.count,
-        "network": { "ports": [port] },
-        "services": [{
-            "name": spec.service_name.clone().unwrap_or_else(|| spec.name.clone()),
-            "port": MODEL_PORT,
+    let service_name = spec
+        .service_name
+        .clone()
+        .unwrap_or_else(|| spec.name.clone());
+    let mut ports = vec![port];
+    let mut services = vec![json!({
+        "name": service_name,
+        "port": MODEL_PORT,
+        "tags": spec.tags,
+        "publish": publish,
+        "checks": [{
+            "name": "ready",
+            "type": "http",
+            "path": READY_PATH,
+            "interval": "10s",
+            "timeout": "2s",
+        }],
+    })];
+    if let Some(grpc) = &spec.grpc {
+        config["grpc_port"] = json!(MODEL_GRPC_PORT);
+        let mut port = json!({ "label": MODEL_GRPC_PORT });
+        if let Some(p) = grpc.port {
+            port["static"] = json!(p);
+        }
+        ports.push(port);
+        // gRPC is HTTP/2: the load balancer passes it through as TCP.
+        let publish = grpc
+            .publish
+            .as_ref()
+            .map(|p| json!({ "port": p.port, "protocol": "tcp" }));
+        services.push(json!({
+            "name": format!("{service_name}-grpc"),
+            "port": MODEL_GRPC_PORT,
             "tags": spec.tags,
             "publish": publish,
             "checks": [{
-                "name": "ready",
-                "type": "http",
-                "path": READY_PATH,
+                "name": "grpc-health",
+                "type": "grpc",
                 "interval": "10s",
                 "timeout": "2s",
             }],
-        }],
+        }));
+    }
+    let group = json!({
+        "name": spec.name,
+        "count": spec.count,
+        "network": { "ports": ports },
+        "services": services,
         "tasks": [{
             "name": MODEL_TASK,
             "driver": MODEL_DRIVER,
@@ -550,6 +598,42 @@ job "ml" {
         assert!(e.iter().any(|e| e.contains("`sha`")), "{e:?}");
         let e = errors(&src.replace("model \"mlp\"", "model \"../etc\""));
         assert!(e.iter().any(|e| e.contains("not a model name")), "{e:?}");
+    }
+
+    #[test]
+    fn a_grpc_block_adds_a_port_a_service_and_the_driver_argument() {
+        let src = JOB.replace(
+            "    count  = 2\n",
+            "    count  = 2\n    grpc {\n      port = 8501\n      publish {\n        port = 9001\n      }\n    }\n",
+        );
+        let job = parse(&src, "/abs/job.hcl").unwrap().job;
+        let g = job.group("iris").unwrap();
+        assert_eq!(g.network.ports[1].label, MODEL_GRPC_PORT);
+        assert_eq!(g.network.ports[1].static_port, Some(8501));
+        let s = &g.services[1];
+        assert_eq!(s.name, "iris-api-grpc");
+        assert_eq!(s.port.as_deref(), Some(MODEL_GRPC_PORT));
+        let publish = s.publish.as_ref().unwrap();
+        assert_eq!(
+            (publish.port, publish.protocol),
+            (9001, crate::job::PublishProtocol::Tcp)
+        );
+        assert_eq!(s.checks[0].check_type, CheckType::Grpc);
+        assert_eq!(g.tasks[0].config["grpc_port"], MODEL_GRPC_PORT);
+
+        let bare = JOB.replace("    count  = 2\n", "    count  = 2\n    grpc {}\n");
+        let job = parse(&bare, "/abs/job.hcl").unwrap().job;
+        let g = job.group("iris").unwrap();
+        assert_eq!(g.network.ports[1].static_port, None);
+        assert!(g.services[1].publish.is_none());
+        let typo = JOB.replace(
+            "    count  = 2\n",
+            "    count  = 2\n    grpc {\n      prot = 1\n    }\n",
+        );
+        let err = parse(&typo, "/abs/job.hcl").unwrap_err().to_string();
+        assert!(err.contains("job.ml.model.iris.grpc.prot"), "{err}");
+        let job = parse(JOB, "/abs/job.hcl").unwrap().job;
+        assert!(job.groups[0].tasks[0].config.get("grpc_port").is_none());
     }
 
     #[test]

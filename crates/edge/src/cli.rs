@@ -480,9 +480,9 @@ pub enum Template {
 
 #[derive(Subcommand, Debug)]
 pub enum ModelCommand {
-    /// Serve ONNX models over the Open Inference Protocol (KServe V2 REST).
+    /// Serve ONNX models over the Open Inference Protocol (KServe V2 REST, and gRPC with --grpc-port).
     #[command(
-        after_help = "Examples:\n  edge model serve --model examples/models/iris.onnx --name iris --port 8500\n  edge model serve --model iris:1=v1/iris.onnx --model iris:2=v2/iris.onnx --port 8500\n  edge model serve --repository /srv/models --port 8500   # <model>/<version>/model.onnx\n  curl localhost:8500/v2/models/iris\n  curl -X POST localhost:8500/v2/repository/index"
+        after_help = "Examples:\n  edge model serve --model examples/models/iris.onnx --name iris --port 8500 --grpc-port 8501\n  edge model serve --model iris:1=v1/iris.onnx --model iris:2=v2/iris.onnx --port 8500\n  edge model serve --repository /srv/models --port 8500   # <model>/<version>/model.onnx\n  curl localhost:8500/v2/models/iris\n  curl -X POST localhost:8500/v2/repository/index"
     )]
     Serve(ServeArgs),
 }
@@ -503,6 +503,9 @@ pub struct ServeArgs {
     pub repository: Option<PathBuf>,
     #[arg(long)]
     pub port: u16,
+    /// Also serve the protocol over gRPC (inference.GRPCInferenceService) on this port.
+    #[arg(long)]
+    pub grpc_port: Option<u16>,
     #[arg(long, default_value = "0.0.0.0")]
     pub host: std::net::IpAddr,
     /// Most rows stacked into one model run (when the model has a batch dimension).

@@ -3,12 +3,15 @@
 //! child process of its own), it answers Open Inference Protocol requests on
 //! its allocated port with onnxruntime's outputs; a model that cannot load
 //! fails its task with an event that says why; tritonclient, a real client,
-//! against `edge model serve`; `edge job init --template model`.
+//! against `edge model serve` over HTTP (JSON and binary) and gRPC;
+//! `edge job init --template model`.
 
 mod common;
 
 use common::{EDGE, Proc, alloc_port, free_port, repo, until};
 use edge_api::{Client, QueryOptions};
+use edge_model::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use edge_model::grpc::proto::{ModelInferRequest, model_infer_request::InferInputTensor};
 use serde_json::{Value, json};
 use std::process::Command;
 
@@ -105,6 +108,42 @@ async fn dev_serves_the_model_example_and_a_broken_model_fails_with_the_reason()
     assert_eq!(answer["outputs"][0]["data"], case["outputs"][0]["data"]);
     assert_close(&answer["outputs"][1]["data"], &case["outputs"][1]["data"]);
 
+    // The example's `grpc {}`: the same inference over gRPC on port "grpc".
+    let grpc_port = alloc_port(&api, "iris", "grpc").await;
+    let mut grpc = until(30, "the gRPC endpoint", async || {
+        GrpcInferenceServiceClient::connect(format!("http://127.0.0.1:{grpc_port}"))
+            .await
+            .ok()
+    })
+    .await;
+    let input = &case["inputs"][0];
+    let x: Vec<u8> = input["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| (v.as_f64().unwrap() as f32).to_le_bytes())
+        .collect();
+    let r = grpc
+        .model_infer(ModelInferRequest {
+            model_name: "iris".into(),
+            inputs: vec![InferInputTensor {
+                name: "X".into(),
+                datatype: "FP32".into(),
+                shape: serde_json::from_value(input["shape"].clone()).unwrap(),
+                ..Default::default()
+            }],
+            raw_input_contents: vec![x.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let labels: Vec<i64> = r.raw_output_contents[0]
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(json!(labels), case["outputs"][0]["data"]);
+
     let broken = dir.path().join("broken.hcl");
     let model = repo().join("tests/model/fixtures/broken/unsupported-op.onnx");
     std::fs::write(
@@ -199,60 +238,159 @@ async fn dev_serves_the_model_example_and_a_broken_model_fails_with_the_reason()
     .await;
 }
 
-#[tokio::test]
-async fn tritonclient_talks_to_edge_model_serve() {
-    let probe = Command::new("python3")
-        .args(["-c", "import numpy, tritonclient.http"])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        // deploy/test.sh installs it wherever it installs the root tests' needs.
-        assert!(
-            std::env::var("EDGE_TEST_ROOT").as_deref() != Ok("1"),
-            "python3 with tritonclient[http] is missing, and EDGE_TEST_ROOT=1 needs it"
-        );
-        println!("skipped: python3 with tritonclient[http] is not installed");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _srv = Proc::edge(
-        dir.path(),
-        "serve",
+/// `edge model serve --grpc-port` of a fixture model, up on both ports.
+async fn serve_with_grpc(dir: &std::path::Path, model: &str, name: &str) -> (Proc, u16, u16) {
+    let (port, grpc) = (free_port(), free_port());
+    let proc = Proc::edge(
+        dir,
+        name,
         &[
             "model",
             "serve",
             "--model",
-            "examples/models/iris.onnx",
+            model,
             "--name",
-            "iris",
+            name,
             "--host",
             "127.0.0.1",
             "--port",
             &port.to_string(),
+            "--grpc-port",
+            &grpc.to_string(),
         ],
     );
     until(20, "edge model serve is up", async || {
         reqwest::get(format!("http://127.0.0.1:{port}/v2/health/live"))
             .await
+            .ok()?;
+        tokio::net::TcpStream::connect(("127.0.0.1", grpc))
+            .await
             .ok()
     })
     .await;
-    let out = Command::new("python3")
-        .args([
-            "tests/model/triton_client.py",
+    (proc, port, grpc)
+}
+
+/// tritonclient over HTTP (JSON and binary tensors) and gRPC: iris against
+/// onnxruntime's answers, and FP32 NaN/±Inf, INT64 and BYTES round trips
+/// through the echo model. Needs python3 with `tritonclient[http,grpc]`,
+/// which deploy/test.sh installs: required under EDGE_TEST_ROOT=1 (CI).
+#[tokio::test]
+async fn tritonclient_talks_to_edge_model_serve() {
+    let probe = Command::new("python3")
+        .args(["-c", "import numpy, tritonclient.http, tritonclient.grpc"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var_os("EDGE_TEST_ROOT").is_none(),
+            "python3 with tritonclient[http,grpc] is required under EDGE_TEST_ROOT (deploy/test.sh installs it)"
+        );
+        println!("skipped: python3 with tritonclient[http,grpc] is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_iris, iris_http, iris_grpc) =
+        serve_with_grpc(dir.path(), "examples/models/iris.onnx", "iris").await;
+    let (_echo, echo_http, echo_grpc) =
+        serve_with_grpc(dir.path(), "tests/model/fixtures/echo.onnx", "echo").await;
+    for (protocol, iris, echo) in [
+        ("http", iris_http, echo_http),
+        ("grpc", iris_grpc, echo_grpc),
+    ] {
+        let out = Command::new("python3")
+            .args([
+                "tests/model/triton_client.py",
+                protocol,
+                &format!("127.0.0.1:{iris}"),
+                "iris",
+                "tests/model/fixtures/iris.json",
+                &format!("127.0.0.1:{echo}"),
+            ])
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("ok"),
+            "tritonclient ({protocol}) failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The `model` block's `grpc { publish }` and `service { publish }`: the
+/// same tritonclient requests (binary HTTP, gRPC) through the load
+/// balancer's published ports of `edge dev`.
+#[tokio::test]
+async fn tritonclient_through_the_published_load_balancer_ports() {
+    if !common::gated("EDGE_TEST_ROOT") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("http://127.0.0.1:{port}");
+    let data = dir.path().join("data");
+    let _dev = Proc::edge(
+        dir.path(),
+        "dev",
+        &[
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--bind",
             &format!("127.0.0.1:{port}"),
-            "iris",
-            "tests/model/fixtures/iris.json",
-        ])
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("ok"),
-        "tritonclient failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
+    let api = Client::new(&addr, None).unwrap();
+    until(30, "a ready node", async || {
+        (api.health().await.ok()?.nodes_ready == 1).then_some(())
+    })
+    .await;
+    let (http_lb, grpc_lb) = (free_port(), free_port());
+    let model = repo().join("examples/models/iris.onnx");
+    let job = dir.path().join("wire.hcl");
+    std::fs::write(
+        &job,
+        format!(
+            "job \"wire\" {{\n  model \"iris\" {{\n    source = {:?}\n    service {{\n      publish {{\n        port = {http_lb}\n      }}\n    }}\n    grpc {{\n      publish {{\n        port = {grpc_lb}\n      }}\n    }}\n  }}\n}}\n",
+            model.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+    assert!(ok, "run: {out}\n{err}");
+    until(
+        60,
+        "the model is ready through the load balancer",
+        async || {
+            let r = reqwest::get(format!("http://127.0.0.1:{http_lb}/v2/health/ready"))
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        },
+    )
+    .await;
+    for (protocol, lb) in [("http", http_lb), ("grpc", grpc_lb)] {
+        let out = Command::new("python3")
+            .args([
+                "tests/model/triton_client.py",
+                protocol,
+                &format!("127.0.0.1:{lb}"),
+                "iris",
+                "tests/model/fixtures/iris.json",
+            ])
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("ok"),
+            "tritonclient ({protocol}) through the load balancer failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (ok, _, err) = cli(&addr, &["job", "stop", "wire"]);
+    assert!(ok, "{err}");
 }
 
 #[test]

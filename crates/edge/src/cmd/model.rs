@@ -36,12 +36,17 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         max_batch_size: a.max_batch_size,
         max_delay: a.max_delay,
         workers: a.workers,
+        grpc_addr: a.grpc_port.map(|p| SocketAddr::new(a.host, p)),
     };
     // Failing to load or bind ends the process with `error: ...` on stderr
     // (printed by main), which the model driver puts into the task's events.
     let server = edge_model::bind(cfg)
         .await
         .context("model failed to load")?;
+    let grpc = server
+        .grpc_addr()
+        .map(|a| format!(" and gRPC on {a}"))
+        .unwrap_or_default();
     let repo = server.repository();
     for e in repo.index() {
         let Some(v) = e.version.as_deref() else {
@@ -52,7 +57,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         };
         let m = &served.model;
         eprintln!(
-            "serving model {:?} version {v} on http://{} (inputs: {}; batching: {})",
+            "serving model {:?} version {v} on http://{}{grpc} (inputs: {}; batching: {})",
             m.name,
             server.local_addr(),
             m.inputs
