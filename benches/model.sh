@@ -1,36 +1,39 @@
 #!/usr/bin/env bash
-# Model serving benchmark. For the iris classifier and the MLP of
-# tests/model/fixtures, one-row inference requests at concurrency 1 and 16:
-#   edge    `edge model serve` (tract, dynamic batching), JSON over REST
-#   edge-bin  the same, REST with the binary tensor extension
-#   edge-grpc the same, gRPC ModelInfer with raw_input_contents
-#   kserve  KServe's Python model server (V2 REST) wrapping onnxruntime
-#   kserve-grpc  the same server over gRPC
-#   inproc  onnxruntime called in-process from Python (the floor; no HTTP)
+# Model serving benchmark. For the iris classifier, the MLP and the conv net
+# (a 1x3x224x224 image) of tests/model/fixtures, one-row inference requests
+# at concurrency 1 and 16, over three wires: JSON REST, binary REST (the
+# binary tensor extension, outputs asked back in binary) and gRPC
+# (raw_input_contents):
+#   edge    `edge model serve` (tract, dynamic batching)
+#   kserve  KServe's Python model server (V2 REST and gRPC) wrapping onnxruntime
+#   inproc  onnxruntime called in-process from Python (the floor; no wire)
 # plus the idle RSS of one `edge model serve` with iris.
-# The same load generator (crates/edge-model/examples/oip_load.rs: threads,
-# keep-alive connections, closed loop) drives both servers.
+# The same load generators drive both servers: crates/edge-model/examples/
+# oip_load.rs (HTTP/1.1, keep-alive connections) and grpc_load.rs (one
+# HTTP/2 connection per worker), threads in a closed loop.
 #
 # usage: bash benches/model.sh [SECONDS_PER_RUN]
-# Needs python3 with onnxruntime and numpy; KServe is installed into
-# ~/.cache/edge-bench/kserve-venv on first use (or set KSERVE_PY to a python that has it).
+# KServe, onnxruntime and numpy are installed into
+# ~/.cache/edge-bench/kserve-venv on first use (or set KSERVE_PY to a python
+# that has them); that python also runs the in-process floor.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
-PY=${PYTHON:-python3}
 VENV=${XDG_CACHE_HOME:-$HOME/.cache}/edge-bench/kserve-venv
 KSERVE_PY=${KSERVE_PY:-$VENV/bin/python}
 
 cargo build --quiet --release -p edge --bin edge
-cargo build --quiet --release -p edge-model --example oip_load
+cargo build --quiet --release -p edge-model --example oip_load --example grpc_load
 EDGE=target/release/edge
 LOAD=target/release/examples/oip_load
+GRPC_LOAD=target/release/examples/grpc_load
 
 if [ ! -x "$KSERVE_PY" ]; then
-  "$PY" -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet kserve onnxruntime
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet kserve onnxruntime numpy
   KSERVE_PY=$VENV/bin/python
 fi
+PY=$KSERVE_PY
 
 tmp=$(mktemp -d)
 pids=()
@@ -40,27 +43,34 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# One-row requests taken from the fixtures' reference inputs.
-for m in iris mlp; do
-  "$PY" - "$m" "$tmp/$m.json" >"$tmp/$m.binlen" <<'PYEOF'
+# One-row requests: the fixtures' reference inputs for iris and the MLP,
+# the pattern image for the conv net; each as JSON and as a binary-extension
+# body (JSON header, then the tensor's bytes; outputs asked back in binary).
+"$PY" - "$tmp" <<'PYEOF'
 import json, sys
-case = json.load(open(f"tests/model/fixtures/{sys.argv[1]}.json"))
-i = case["inputs"][0]
-width = i["shape"][1]
-json.dump({"inputs": [{"name": i["name"], "datatype": i["datatype"],
-                       "shape": [1, width], "data": i["data"][:width]}]},
-          open(sys.argv[2], "w"))
-# The same request with the binary tensor extension: JSON header, then the
-# little-endian FP32 row; its JSON length goes to stdout.
-import struct
-raw = struct.pack(f"<{width}f", *i["data"][:width])
-header = json.dumps({"inputs": [{"name": i["name"], "datatype": i["datatype"], "shape": [1, width],
-                                 "parameters": {"binary_data_size": len(raw)}}],
-                     "parameters": {"binary_data_output": True}}).encode()
-open(sys.argv[2][:-5] + ".bin", "wb").write(header + raw)
-print(len(header))
+import numpy as np
+tmp = sys.argv[1]
+def row(name):
+    if name == "convnet":
+        i = np.arange(3 * 224 * 224)
+        x = ((i % 251).astype(np.float32) / np.float32(251) - np.float32(0.5)).reshape(1, 3, 224, 224)
+        return "image", x, ["probabilities"]
+    case = json.load(open(f"tests/model/fixtures/{name}.json"))
+    i = case["inputs"][0]
+    width = i["shape"][1]
+    x = np.array(i["data"][:width], dtype=np.float32).reshape(1, width)
+    return i["name"], x, [o["name"] for o in case["outputs"]]
+for m in ["iris", "mlp", "convnet"]:
+    name, x, outs = row(m)
+    json.dump({"inputs": [{"name": name, "datatype": "FP32", "shape": list(x.shape),
+                           "data": x.reshape(-1).tolist()}]}, open(f"{tmp}/{m}.json", "w"))
+    raw = x.astype("<f4").tobytes()
+    head = json.dumps({"inputs": [{"name": name, "datatype": "FP32", "shape": list(x.shape),
+                                   "parameters": {"binary_data_size": len(raw)}}],
+                       "outputs": [{"name": o, "parameters": {"binary_data": True}} for o in outs]}).encode()
+    open(f"{tmp}/{m}.bin", "wb").write(head + raw)
+    open(f"{tmp}/{m}.binlen", "w").write(str(len(head)))
 PYEOF
-done
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_ready() {
@@ -73,21 +83,31 @@ wait_ready() {
 }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
-row() { # server model json
+row() { # server model wire json
   "$PY" - "$@" <<'PYEOF'
 import json, sys
-name, model, r = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-print(f"| {name:<11} | {model:<4} | {r['concurrency']:>2} | {r['rps']:>9.0f} "
+name, model, wire, r = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+print(f"| {name:<6} | {model:<7} | {wire:<6} | {r['concurrency']:>2} | {r['rps']:>9.0f} "
       f"| {r['p50_ms']:>7.3f} | {r['p99_ms']:>7.3f} | {r['errors']} |")
 PYEOF
 }
 
-echo "| server | model | c | req/s | p50 ms | p99 ms | errors |"
-echo "|--------|------|---:|------:|-------:|-------:|---:|"
-for m in iris mlp; do
+# load SERVER MODEL HTTP_PORT GRPC_PORT: every wire at concurrency 1 and 16.
+load() {
+  local server=$1 m=$2 port=$3 gport=$4 c
+  for c in 1 16; do
+    row "$server" "$m" json "$("$LOAD" "127.0.0.1:$port" "/v2/models/$m/infer" "$tmp/$m.json" "$c" "$SECS")"
+    row "$server" "$m" binary "$("$LOAD" "127.0.0.1:$port" "/v2/models/$m/infer" "$tmp/$m.bin" "$c" "$SECS" "$(cat "$tmp/$m.binlen")")"
+    row "$server" "$m" grpc "$("$GRPC_LOAD" "127.0.0.1:$gport" "$m" "$tmp/$m.bin" "$(cat "$tmp/$m.binlen")" "$c" "$SECS")"
+  done
+}
+
+echo "| server | model   | wire   | c | req/s | p50 ms | p99 ms | errors |"
+echo "|--------|---------|--------|---:|------:|-------:|-------:|---:|"
+for m in iris mlp convnet; do
   model=tests/model/fixtures/$m.onnx
   for c in 1 16; do
-    row inproc "$m" "$("$PY" benches/model_inproc.py "$model" "$tmp/$m.json" "$c" "$SECS")"
+    row inproc "$m" - "$("$PY" benches/model_inproc.py "$model" "$tmp/$m.json" "$c" "$SECS")"
   done
 
   port=$(free_port); gport=$(free_port)
@@ -96,15 +116,7 @@ for m in iris mlp; do
   wait_ready "$port"
   sleep 0.5
   [ "$m" = iris ] && idle_rss=$(rss_kb "$pid")
-  for c in 1 16; do
-    row edge "$m" "$("$LOAD" "127.0.0.1:$port" "/v2/models/$m/infer" "$tmp/$m.json" "$c" "$SECS")"
-  done
-  for c in 1 16; do
-    row edge-bin "$m" "$("$LOAD" "127.0.0.1:$port" "/v2/models/$m/infer" "$tmp/$m.bin" "$c" "$SECS" "$(cat "$tmp/$m.binlen")")"
-  done
-  for c in 1 16; do
-    row edge-grpc "$m" "$("$LOAD" grpc "127.0.0.1:$gport" "$m" "$tmp/$m.json" "$c" "$SECS")"
-  done
+  load edge "$m" "$port" "$gport"
   [ "$m" = iris ] && loaded_rss=$(rss_kb "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true
 
@@ -112,12 +124,7 @@ for m in iris mlp; do
   "$KSERVE_PY" benches/model_kserve.py "$model" "$m" "$port" "$gport" >"$tmp/kserve-$m.log" 2>&1 &
   pid=$!; pids+=("$pid")
   wait_ready "$port"
-  for c in 1 16; do
-    row kserve "$m" "$("$LOAD" "127.0.0.1:$port" "/v2/models/$m/infer" "$tmp/$m.json" "$c" "$SECS")"
-  done
-  for c in 1 16; do
-    row kserve-grpc "$m" "$("$LOAD" grpc "127.0.0.1:$gport" "$m" "$tmp/$m.json" "$c" "$SECS")"
-  done
+  load kserve "$m" "$port" "$gport"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 done
 echo

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""KServe's Python model server (V2 / Open Inference Protocol REST, and gRPC
-when GRPC_PORT is given) wrapping onnxruntime: the baseline
-`benches/model.sh` compares `edge model serve` to.
+"""KServe's Python model server (V2 / Open Inference Protocol, REST and
+gRPC) wrapping onnxruntime: the baseline `benches/model.sh` compares
+`edge model serve` to. Outputs go back in binary when the request asks
+(`binary_data`), as a binary-extension client expects.
 
-usage: model_kserve.py MODEL.onnx NAME PORT [GRPC_PORT]
+usage: model_kserve.py MODEL.onnx NAME HTTP_PORT GRPC_PORT
 """
 
 import sys
@@ -39,14 +40,17 @@ class OnnxModel(Model):
             model_name=self.name,
             infer_outputs=outputs,
             response_id=payload.id or str(uuid.uuid4()),
+            use_binary_outputs=payload.use_binary_outputs,
+            requested_outputs=payload.request_outputs,
         )
 
 
 if __name__ == "__main__":
-    path, name, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    grpc = {"enable_grpc": False}
-    if len(sys.argv) > 4:
-        grpc = {"enable_grpc": True, "grpc_port": int(sys.argv[4])}
+    path, name, port, grpc_port = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     ModelServer(
-        http_port=port, workers=1, enable_latency_logging=False, **grpc
+        http_port=port,
+        grpc_port=grpc_port,
+        workers=1,
+        enable_grpc=True,
+        enable_latency_logging=False,
     ).start([OnnxModel(name, path)])

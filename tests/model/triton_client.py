@@ -4,7 +4,8 @@ Inference Protocol client, over HTTP (JSON and the binary tensor extension)
 or gRPC: liveness, readiness, server and model metadata, an inference
 checked against the stored onnxruntime reference, errors; and, given the
 address of a server of tests/model/fixtures/echo.onnx (named "echo"),
-FP32 NaN/±Inf, INT64 and BYTES round trips.
+FP32 NaN/±Inf, INT64 and BYTES round trips; last, the model repository
+extension (index, unload, load, config).
 
 usage: triton_client.py http|grpc HOST:PORT MODEL CASE.json [ECHO_HOST:PORT]
 Exits 0 and prints "ok" when everything matches.
@@ -134,6 +135,26 @@ def check_stream(c, inputs, outputs, f32):
     assert got[3][0] is None and "not found" in str(got[3][1]), got[3]
 
 
+def check_repository(m, protocol, url, model):
+    """The model repository extension through tritonclient's own calls."""
+    c = m.InferenceServerClient(url=url)
+    index = metadata(c, protocol, c.get_model_repository_index)
+    models = index["models"] if protocol == "grpc" else index
+    assert {"name": model, "version": "1", "state": "READY"} in models, index
+    c.unload_model(model)
+    assert not c.is_model_ready(model), "an unloaded model is ready"
+    c.load_model(model)
+    assert c.is_model_ready(model), "a loaded model is not ready"
+    if protocol == "http":
+        config = c.get_model_config(model)
+        assert config["name"] == model and config["max_batch_size"] > 0, config
+    try:
+        c.load_model("no-such-model")
+        raise AssertionError("an unknown model loaded")
+    except InferenceServerException as e:
+        assert "no model" in str(e), e
+
+
 def main():
     protocol, url, model, case_path = sys.argv[1:5]
     echo = sys.argv[5] if len(sys.argv) > 5 else None
@@ -146,6 +167,7 @@ def main():
         check_case(m, protocol, url, model, case, binary)
         if echo:
             check_echo(m, protocol, echo, binary)
+    check_repository(m, protocol, url, model)
     print("ok")
 
 

@@ -1,13 +1,10 @@
-//! A closed-loop load generator for `benches/model.sh`: N clients, each with
-//! one keep-alive connection, send the same request for a fixed time and
+//! A closed-loop HTTP load generator for `benches/model.sh`: N threads, each
+//! with one keep-alive connection, POST the same body for a fixed time and
 //! record every latency. The same client measures every server.
 //!
 //! usage: oip_load HOST:PORT PATH BODY_FILE CONCURRENCY SECONDS [JSON_LENGTH]
-//!        oip_load grpc HOST:PORT MODEL JSON_BODY_FILE CONCURRENCY SECONDS
-//! HTTP: POSTs BODY_FILE (with `Inference-Header-Content-Length:
-//! JSON_LENGTH` when given: a binary tensor extension body) from threads.
-//! gRPC: ModelInfer with the JSON body's inputs as raw_input_contents, one
-//! HTTP/2 connection per client.
+//! With JSON_LENGTH the body is a binary-extension request: a JSON header of
+//! that many bytes, then the tensors' bytes (`Inference-Header-Content-Length`).
 //! Prints one JSON line: concurrency, requests, errors, rps, p50_ms, p99_ms.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -38,6 +35,7 @@ impl Conn {
         self.reader.read_line(&mut line)?;
         let ok = line.split(' ').nth(1) == Some("200");
         let mut length = 0usize;
+        let mut chunked = false;
         loop {
             line.clear();
             if self.reader.read_line(&mut line)? == 0 {
@@ -52,22 +50,36 @@ impl Conn {
             {
                 length = v.trim().parse().unwrap_or(0);
             }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("transfer-encoding")
+            {
+                chunked = v.trim().eq_ignore_ascii_case("chunked");
+            }
         }
-        let mut body = vec![0u8; length];
-        self.reader.read_exact(&mut body)?;
-        Ok(ok)
+        if !chunked {
+            let mut body = vec![0u8; length];
+            self.reader.read_exact(&mut body)?;
+            return Ok(ok);
+        }
+        // Uvicorn (KServe) sends binary answers chunked.
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
+            let mut chunk = vec![0u8; size + 2];
+            self.reader.read_exact(&mut chunk)?;
+            if size == 0 {
+                return Ok(ok);
+            }
+        }
     }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("grpc") && args.len() == 7 {
-        return grpc::main(&args[2..]);
-    }
     if !(6..=7).contains(&args.len()) {
-        eprintln!(
-            "usage: oip_load HOST:PORT PATH BODY_FILE CONCURRENCY SECONDS [JSON_LENGTH]\n       oip_load grpc HOST:PORT MODEL JSON_BODY_FILE CONCURRENCY SECONDS"
-        );
+        eprintln!("usage: oip_load HOST:PORT PATH BODY_FILE CONCURRENCY SECONDS [JSON_LENGTH]");
         std::process::exit(2);
     }
     let (addr, path) = (args[1].clone(), &args[2]);
@@ -77,12 +89,14 @@ fn main() {
     });
     let conc: usize = args[4].parse().unwrap_or(1);
     let secs: f64 = args[5].parse().unwrap_or(5.0);
-    let framing = args
-        .get(6)
-        .map(|n| format!("Inference-Header-Content-Length: {n}\r\n"))
-        .unwrap_or_default();
+    let binary = match args.get(6) {
+        Some(n) => format!(
+            "Content-Type: application/octet-stream\r\nInference-Header-Content-Length: {n}\r\n"
+        ),
+        None => "Content-Type: application/json\r\n".to_string(),
+    };
     let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{framing}Content-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{binary}Content-Length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();
@@ -137,10 +151,7 @@ fn main() {
             errors += e;
         }
     }
-    report(conc, all, errors, start.elapsed().as_secs_f64());
-}
-
-fn report(conc: usize, mut all: Vec<Duration>, errors: u64, elapsed: f64) {
+    let elapsed = start.elapsed().as_secs_f64();
     all.sort();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
@@ -153,110 +164,4 @@ fn report(conc: usize, mut all: Vec<Duration>, errors: u64, elapsed: f64) {
         pct(0.5),
         pct(0.99)
     );
-}
-
-mod grpc {
-    use super::{Duration, Instant, report};
-    use edge_model::grpc::proto::ModelInferRequest;
-    use edge_model::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
-    use edge_model::grpc::proto::model_infer_request::InferInputTensor;
-    use serde_json::Value;
-
-    /// The JSON request's inputs as raw contents.
-    fn request(model: &str, body: &Value) -> ModelInferRequest {
-        let mut req = ModelInferRequest {
-            model_name: model.to_string(),
-            ..Default::default()
-        };
-        for i in body["inputs"].as_array().into_iter().flatten() {
-            let dt = i["datatype"].as_str().unwrap_or_default();
-            let mut raw = Vec::new();
-            for v in i["data"].as_array().into_iter().flatten() {
-                match dt {
-                    "FP32" => raw.extend((v.as_f64().unwrap_or(0.0) as f32).to_le_bytes()),
-                    "FP64" => raw.extend(v.as_f64().unwrap_or(0.0).to_le_bytes()),
-                    "INT32" => raw.extend((v.as_i64().unwrap_or(0) as i32).to_le_bytes()),
-                    "INT64" => raw.extend(v.as_i64().unwrap_or(0).to_le_bytes()),
-                    other => {
-                        eprintln!("datatype {other} is not supported by the load generator");
-                        std::process::exit(2);
-                    }
-                }
-            }
-            req.inputs.push(InferInputTensor {
-                name: i["name"].as_str().unwrap_or_default().to_string(),
-                datatype: dt.to_string(),
-                shape: i["shape"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_i64)
-                    .collect(),
-                ..Default::default()
-            });
-            req.raw_input_contents.push(raw.into());
-        }
-        req
-    }
-
-    pub fn main(args: &[String]) {
-        let (addr, model) = (&args[0], &args[1]);
-        let body: Value = std::fs::read(&args[2])
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_else(|| {
-                eprintln!("reading the JSON request {}", args[2]);
-                std::process::exit(2)
-            });
-        let conc: usize = args[3].parse().unwrap_or(1);
-        let secs: f64 = args[4].parse().unwrap_or(5.0);
-        let req = request(model, &body);
-        let url = format!("http://{addr}");
-        let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| {
-            eprintln!("starting tokio: {e}");
-            std::process::exit(1)
-        });
-        rt.block_on(async move {
-            let connect = || async {
-                GrpcInferenceServiceClient::connect(url.clone())
-                    .await
-                    .unwrap_or_else(|e| {
-                        eprintln!("connecting to {url}: {e}");
-                        std::process::exit(1)
-                    })
-            };
-            let mut warm = connect().await;
-            for _ in 0..200 {
-                if warm.model_infer(req.clone()).await.is_err() {
-                    eprintln!("warm-up request to {addr} failed");
-                    std::process::exit(1);
-                }
-            }
-            let start = Instant::now();
-            let deadline = start + Duration::from_secs_f64(secs);
-            let mut tasks = Vec::new();
-            for _ in 0..conc {
-                let (mut c, req) = (connect().await, req.clone());
-                tasks.push(tokio::spawn(async move {
-                    let (mut lat, mut errors) = (Vec::new(), 0u64);
-                    while Instant::now() < deadline {
-                        let t = Instant::now();
-                        match c.model_infer(req.clone()).await {
-                            Ok(_) => lat.push(t.elapsed()),
-                            Err(_) => errors += 1,
-                        }
-                    }
-                    (lat, errors)
-                }));
-            }
-            let (mut all, mut errors) = (Vec::new(), 0);
-            for t in tasks {
-                if let Ok((lat, e)) = t.await {
-                    all.extend(lat);
-                    errors += e;
-                }
-            }
-            report(conc, all, errors, start.elapsed().as_secs_f64());
-        });
-    }
 }

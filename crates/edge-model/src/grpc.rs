@@ -28,6 +28,7 @@ use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceSe
 use proto::model_infer_request::InferInputTensor;
 use proto::model_infer_response::InferOutputTensor;
 use proto::model_metadata_response::TensorMetadata;
+use proto::repository_index_response::ModelIndex;
 use proto::*;
 
 /// The RPCs this server answers, for the message of one it does not.
@@ -58,7 +59,9 @@ pub(crate) async fn serve(
     tonic::transport::Server::builder()
         .add_routes(tonic::service::Routes::from(router))
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
+            // Without TCP_NODELAY a large answer waits out the peer's
+            // delayed ACK: 40 ms per request for a 224x224 image.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
         .await
@@ -97,6 +100,29 @@ fn status(e: ModelError) -> Status {
         ModelError::ModelNotFound(m) => Status::not_found(m),
         ModelError::ShuttingDown => Status::unavailable(e.to_string()),
         other => Status::internal(other.to_string()),
+    }
+}
+
+/// A server has one repository; Triton's clients name none.
+fn one_repository(name: &str) -> Result<(), Status> {
+    if name.is_empty() {
+        return Ok(());
+    }
+    Err(Status::invalid_argument(format!(
+        "repository {name:?}: this server has one model repository; leave repository_name empty"
+    )))
+}
+
+/// Triton's load parameters (a config override, model files sent inline)
+/// change what is loaded; edge loads a model only from its sources.
+fn no_parameters(
+    p: &std::collections::HashMap<String, ModelRepositoryParameter>,
+) -> Result<(), Status> {
+    match p.keys().next() {
+        None => Ok(()),
+        Some(k) => Err(Status::invalid_argument(format!(
+            "load parameter {k:?} is not supported: edge loads a model from the files or directory it was started with"
+        ))),
     }
 }
 
@@ -184,6 +210,60 @@ impl GrpcInferenceService for Service {
             .await
             .map(Response::new)
             .map_err(status)
+    }
+
+    async fn repository_index(
+        &self,
+        req: Request<RepositoryIndexRequest>,
+    ) -> Result<Response<RepositoryIndexResponse>, Status> {
+        let r = req.into_inner();
+        one_repository(&r.repository_name)?;
+        let models = self
+            .state
+            .repo
+            .index()
+            .into_iter()
+            .filter(|e| !r.ready || e.state == "READY")
+            .map(|e| ModelIndex {
+                name: e.name,
+                version: e.version.unwrap_or_default(),
+                state: e.state.to_string(),
+                reason: e.reason,
+            })
+            .collect();
+        Ok(Response::new(RepositoryIndexResponse { models }))
+    }
+
+    async fn repository_model_load(
+        &self,
+        req: Request<RepositoryModelLoadRequest>,
+    ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
+        let r = req.into_inner();
+        one_repository(&r.repository_name)?;
+        no_parameters(&r.parameters)?;
+        match self.state.repo.load(&r.model_name).await {
+            Ok(_) => Ok(Response::new(RepositoryModelLoadResponse {})),
+            Err(e @ ModelError::ModelNotFound(_)) => Err(status(e)),
+            Err(e) => Err(Status::invalid_argument(format!(
+                "loading {:?}: {e}",
+                r.model_name
+            ))),
+        }
+    }
+
+    async fn repository_model_unload(
+        &self,
+        req: Request<RepositoryModelUnloadRequest>,
+    ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
+        let r = req.into_inner();
+        one_repository(&r.repository_name)?;
+        no_parameters(&r.parameters)?;
+        self.state
+            .repo
+            .unload(&r.model_name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(RepositoryModelUnloadResponse {}))
     }
 
     type ModelStreamInferStream = std::pin::Pin<

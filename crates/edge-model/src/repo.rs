@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+/// Longest a model's load spends measuring which batch sizes pay off.
+const BATCH_SIZING_BUDGET: Duration = Duration::from_millis(300);
+
 /// The file Triton's repository layout keeps an ONNX model version in.
 pub const REPOSITORY_FILE: &str = "model.onnx";
 
@@ -306,19 +309,25 @@ impl Repository {
     }
 
     async fn load_one(&self, s: ModelSource) -> Result<Arc<Served>, ModelError> {
-        let (path, name) = (s.path.clone(), s.name.clone());
-        let model = tokio::task::spawn_blocking(move || Model::load(&path, &name))
-            .await
-            .map_err(|e| ModelError::Load {
-                path: s.path.clone(),
-                reason: e.to_string(),
-            })??;
+        let (path, name, max) = (s.path.clone(), s.name.clone(), self.cfg.max_batch_size);
+        let (model, max_batch_size) = tokio::task::spawn_blocking(move || {
+            let model = Model::load(&path, &name)?;
+            let limit = model.batch_limit(max, BATCH_SIZING_BUDGET);
+            Ok::<_, ModelError>((model, limit))
+        })
+        .await
+        .map_err(|e| ModelError::Load {
+            path: s.path.clone(),
+            reason: e.to_string(),
+        })??;
+        if model.batchable && max_batch_size < max {
+            tracing::info!(
+                model = %s.name,
+                version = s.version,
+                "batches of at most {max_batch_size} rows: larger ones cost more per row"
+            );
+        }
         let model = Arc::new(model);
-        let max_batch_size = if model.batchable {
-            self.cfg.max_batch_size.max(1)
-        } else {
-            1
-        };
         let metrics = self.metrics.model(&s.name, s.version);
         let batcher = Batcher::start(
             model.clone(),

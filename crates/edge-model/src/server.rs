@@ -61,7 +61,7 @@ impl ServeConfig {
 
 #[derive(Debug)]
 pub(crate) struct AppState {
-    repo: Arc<Repository>,
+    pub repo: Arc<Repository>,
 }
 
 /// The protocol extensions this server speaks, in `/v2` and gRPC's

@@ -516,3 +516,81 @@ async fn a_stream_answers_each_request_in_order_with_errors_in_band() {
     );
     assert_eq!(got[2].infer_response.as_ref().unwrap().id, "c");
 }
+
+/// The repository extension over gRPC: index, unload, load, and what a
+/// server with one repository refuses.
+#[tokio::test]
+async fn the_repository_over_grpc() {
+    let mut s = start("iris.onnx", "iris").await;
+    let index = |ready| RepositoryIndexRequest {
+        repository_name: String::new(),
+        ready,
+    };
+    let got = s.client.repository_index(index(false)).await.unwrap();
+    let models = got.into_inner().models;
+    assert_eq!(models.len(), 1);
+    assert_eq!(
+        (
+            models[0].name.as_str(),
+            models[0].version.as_str(),
+            models[0].state.as_str()
+        ),
+        ("iris", "1", "READY")
+    );
+    let unload = RepositoryModelUnloadRequest {
+        model_name: "iris".into(),
+        ..Default::default()
+    };
+    s.client.repository_model_unload(unload).await.unwrap();
+    let e = s
+        .client
+        .model_ready(ModelReadyRequest {
+            name: "iris".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{}", e.message());
+    assert!(
+        e.message().contains("not loaded (unloaded)"),
+        "{}",
+        e.message()
+    );
+    let ready = s.client.repository_index(index(true)).await.unwrap();
+    assert!(ready.into_inner().models.is_empty());
+    let load = |name: &str| RepositoryModelLoadRequest {
+        model_name: name.into(),
+        ..Default::default()
+    };
+    s.client.repository_model_load(load("iris")).await.unwrap();
+    let e = s
+        .client
+        .repository_model_load(load("ghost"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{}", e.message());
+    let mut with_config = load("iris");
+    with_config.parameters.insert(
+        "config".into(),
+        ModelRepositoryParameter {
+            parameter_choice: Some(model_repository_parameter::ParameterChoice::StringParam(
+                "{}".into(),
+            )),
+        },
+    );
+    let e = s
+        .client
+        .repository_model_load(with_config)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("\"config\" is not supported"),
+        "{}",
+        e.message()
+    );
+    let mut named = index(false);
+    named.repository_name = "other".into();
+    let e = s.client.repository_index(named).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+}

@@ -303,7 +303,9 @@ async fn a_repository_of_models_and_versions() {
     }
     let (status, config) = s.get("/v2/models/mlp/config").await;
     assert_eq!(status, 200);
-    assert_eq!(config["max_batch_size"], 32);
+    // At most the server's 32; fewer where larger batches cost more per row.
+    let max = config["max_batch_size"].as_u64().unwrap();
+    assert!((1..=32).contains(&max), "{config}");
     assert_eq!(config["input"][0]["dims"], json!([32]));
     assert_eq!(config["input"][0]["data_type"], "TYPE_FP32");
     assert_eq!(config["version_policy"]["specific"]["versions"], json!([1]));

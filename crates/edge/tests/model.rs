@@ -227,15 +227,19 @@ async fn dev_serves_the_model_example_and_a_broken_model_fails_with_the_reason()
         .unwrap();
     assert_eq!(answer["outputs"][0]["data"], case["outputs"][0]["data"]);
 
-    let (ok, _, err) = cli(&addr, &["job", "stop", "iris"]);
-    assert!(ok, "{err}");
-    until(20, "the model server stops", async || {
-        reqwest::get(format!("{base}/v2/health/live"))
-            .await
-            .is_err()
-            .then_some(())
-    })
-    .await;
+    // Tasks outlive the agent (edge autonomy): stop the jobs, or their
+    // servers outlive the test.
+    for (job, url) in [("iris", base), ("multi", format!("http://127.0.0.1:{zoo}"))] {
+        let (ok, _, err) = cli(&addr, &["job", "stop", job]);
+        assert!(ok, "{err}");
+        until(20, "the model server stops", async || {
+            reqwest::get(format!("{url}/v2/health/live"))
+                .await
+                .is_err()
+                .then_some(())
+        })
+        .await;
+    }
 }
 
 /// `edge model serve --grpc-port` of a fixture model, up on both ports.

@@ -65,7 +65,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
                 .map(|i| format!("{} {} {:?}", i.name, i.datatype.as_str(), i.shape))
                 .collect::<Vec<_>>()
                 .join(", "),
-            if m.batchable { "on" } else { "off" },
+            match served.max_batch_size {
+                1 => "off".to_string(),
+                n => format!("up to {n} rows"),
+            },
         );
     }
     edge_model::release_startup_pages();
