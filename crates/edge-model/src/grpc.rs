@@ -115,14 +115,17 @@ fn one_repository(name: &str) -> Result<(), Status> {
 
 /// Triton's load parameters (a config override, model files sent inline)
 /// change what is loaded; edge loads a model only from its sources.
+/// `unload_dependents` (tritonclient always sends it) means nothing here:
+/// edge has no ensembles, so no model depends on another.
 fn no_parameters(
     p: &std::collections::HashMap<String, ModelRepositoryParameter>,
+    meaningless: &[&str],
 ) -> Result<(), Status> {
-    match p.keys().next() {
+    match p.keys().find(|k| !meaningless.contains(&k.as_str())) {
         None => Ok(()),
-        Some(k) => Err(Status::invalid_argument(format!(
-            "load parameter {k:?} is not supported: edge loads a model from the files or directory it was started with"
-        ))),
+        Some(k) => Err(Status::invalid_argument(
+            crate::repo::unsupported_parameter(k),
+        )),
     }
 }
 
@@ -164,8 +167,15 @@ impl GrpcInferenceService for Service {
         req: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
         let r = req.into_inner();
-        server::lookup(&self.state, &r.name, version(&r.version)).map_err(status)?;
-        Ok(Response::new(ModelReadyResponse { ready: true }))
+        match server::lookup(&self.state, &r.name, version(&r.version)) {
+            Ok(_) => Ok(Response::new(ModelReadyResponse { ready: true })),
+            // A model of the repository that is not loaded is there, not
+            // ready, as Triton answers (tritonclient's is_model_ready).
+            Err(_) if self.state.repo.is_unloaded(&r.name) => {
+                Ok(Response::new(ModelReadyResponse { ready: false }))
+            }
+            Err(e) => Err(status(e)),
+        }
     }
 
     async fn server_metadata(
@@ -240,7 +250,7 @@ impl GrpcInferenceService for Service {
     ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
         let r = req.into_inner();
         one_repository(&r.repository_name)?;
-        no_parameters(&r.parameters)?;
+        no_parameters(&r.parameters, &[])?;
         match self.state.repo.load(&r.model_name).await {
             Ok(_) => Ok(Response::new(RepositoryModelLoadResponse {})),
             Err(e @ ModelError::ModelNotFound(_)) => Err(status(e)),
@@ -257,7 +267,7 @@ impl GrpcInferenceService for Service {
     ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
         let r = req.into_inner();
         one_repository(&r.repository_name)?;
-        no_parameters(&r.parameters)?;
+        no_parameters(&r.parameters, &["unload_dependents"])?;
         self.state
             .repo
             .unload(&r.model_name)

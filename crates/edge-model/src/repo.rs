@@ -213,6 +213,15 @@ impl Repository {
             .unwrap_or_default()
     }
 
+    /// True for a model of this repository with no version serving
+    /// (unloaded, a failed load, or in the directory and never loaded).
+    pub fn is_unloaded(&self, name: &str) -> bool {
+        match self.read().get(name) {
+            Some(e) => e.versions.is_empty(),
+            None => self.sources(Some(name)).is_ok_and(|s| !s.is_empty()),
+        }
+    }
+
     /// Every model the server knows, loaded or not, and every model in its
     /// directory not loaded yet.
     pub fn index(&self) -> Vec<IndexEntry> {
@@ -384,6 +393,13 @@ fn names(models: &BTreeMap<String, Entry>) -> String {
         .map(|n| format!("{n:?}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The refusal of a load or unload parameter other than `unload_dependents`.
+pub(crate) fn unsupported_parameter(key: &str) -> String {
+    format!(
+        "load parameter {key:?} is not supported: edge loads a model from the files or directory it was started with"
+    )
 }
 
 /// The model versions in a Triton-style repository: `<model>/<version>/model.onnx`,

@@ -471,7 +471,32 @@ struct IndexRequest {
     ready: bool,
 }
 
-async fn load(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+/// The body of a load or unload: Triton's `{"parameters": {...}}`, of
+/// which only `unload_dependents` is taken (and means nothing: edge has no
+/// ensembles); a config override or inline files are refused.
+fn repository_parameters(body: &[u8]) -> Result<(), Box<Response>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        #[serde(default)]
+        parameters: serde_json::Map<String, serde_json::Value>,
+    }
+    let bad = |m: String| Box::new(error(StatusCode::BAD_REQUEST, m));
+    let b: Body = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("invalid repository request: {e}")))?;
+    match b.parameters.keys().find(|k| *k != "unload_dependents") {
+        None => Ok(()),
+        Some(k) => Err(bad(crate::repo::unsupported_parameter(k))),
+    }
+}
+
+async fn load(State(s): State<Arc<AppState>>, Path(name): Path<String>, body: Bytes) -> Response {
+    if let Err(r) = repository_parameters(&body) {
+        return *r;
+    }
     match s.repo.load(&name).await {
         Ok(versions) => {
             let body = serde_json::json!({ "name": name, "versions": versions });
@@ -482,7 +507,10 @@ async fn load(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> Respo
     }
 }
 
-async fn unload(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+async fn unload(State(s): State<Arc<AppState>>, Path(name): Path<String>, body: Bytes) -> Response {
+    if let Err(r) = repository_parameters(&body) {
+        return *r;
+    }
     match s.repo.unload(&name).await {
         Ok(()) => json(
             StatusCode::OK,

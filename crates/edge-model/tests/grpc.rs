@@ -537,20 +537,36 @@ async fn the_repository_over_grpc() {
         ),
         ("iris", "1", "READY")
     );
-    let unload = RepositoryModelUnloadRequest {
+    let mut unload = RepositoryModelUnloadRequest {
         model_name: "iris".into(),
         ..Default::default()
     };
+    // tritonclient's unload_model always sends it.
+    unload.parameters.insert(
+        "unload_dependents".into(),
+        ModelRepositoryParameter {
+            parameter_choice: Some(model_repository_parameter::ParameterChoice::BoolParam(
+                false,
+            )),
+        },
+    );
     s.client.repository_model_unload(unload).await.unwrap();
+    let ready = |name: &str| ModelReadyRequest {
+        name: name.into(),
+        version: String::new(),
+    };
+    let unloaded = s.client.model_ready(ready("iris")).await.unwrap();
+    assert!(!unloaded.into_inner().ready);
+    let e = s.client.model_ready(ready("ghost")).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{}", e.message());
     let e = s
         .client
-        .model_ready(ModelReadyRequest {
+        .model_metadata(ModelMetadataRequest {
             name: "iris".into(),
             version: String::new(),
         })
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::NotFound, "{}", e.message());
     assert!(
         e.message().contains("not loaded (unloaded)"),
         "{}",

@@ -341,6 +341,20 @@ async fn a_repository_of_models_and_versions() {
     let (status, body) = s.post("/v2/repository/models/ghost/load", &json!({})).await;
     assert_eq!(status, 404, "{body}");
     let (status, body) = s
+        .post(
+            "/v2/repository/models/iris/load",
+            &json!({"parameters": {"config": "{}"}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("\"config\" is not supported"),
+        "{body}"
+    );
+    let (status, body) = s
         .post("/v2/repository/index", &json!({"ready": "yes"}))
         .await;
     assert_eq!(status, 400, "{body}");

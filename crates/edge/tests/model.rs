@@ -393,8 +393,17 @@ async fn tritonclient_through_the_published_load_balancer_ports() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // Tasks outlive the agent: stop the job and see its server go.
+    let served = alloc_port(&api, "wire", "http").await;
     let (ok, _, err) = cli(&addr, &["job", "stop", "wire"]);
     assert!(ok, "{err}");
+    until(20, "the model server stops", async || {
+        reqwest::get(format!("http://127.0.0.1:{served}/v2/health/live"))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
 }
 
 #[test]
