@@ -9,7 +9,7 @@
 mod common;
 
 use common::{EDGE, Proc, alloc_port, free_port, repo, until};
-use edge_api::{Client, QueryOptions};
+use edge_api::QueryOptions;
 use edge_model::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use edge_model::grpc::proto::{ModelInferRequest, model_infer_request::InferInputTensor};
 use serde_json::{Value, json};
@@ -46,25 +46,7 @@ fn assert_close(got: &Value, want: &Value) {
 #[tokio::test]
 async fn dev_serves_the_model_example_and_a_broken_model_fails_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let addr = format!("http://127.0.0.1:{port}");
-    let data = dir.path().join("data");
-    let _dev = Proc::edge(
-        dir.path(),
-        "dev",
-        &[
-            "dev",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-        ],
-    );
-    let api = Client::new(&addr, None).unwrap();
-    until(30, "a ready node", async || {
-        (api.health().await.ok()?.nodes_ready == 1).then_some(())
-    })
-    .await;
+    let (_dev, addr, api) = common::dev(dir.path()).await;
 
     let (ok, out, err) = cli(&addr, &["job", "plan", "examples/model.hcl"]);
     assert!(ok, "plan: {out}\n{err}");
@@ -331,25 +313,7 @@ async fn tritonclient_through_the_published_load_balancer_ports() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let addr = format!("http://127.0.0.1:{port}");
-    let data = dir.path().join("data");
-    let _dev = Proc::edge(
-        dir.path(),
-        "dev",
-        &[
-            "dev",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-        ],
-    );
-    let api = Client::new(&addr, None).unwrap();
-    until(30, "a ready node", async || {
-        (api.health().await.ok()?.nodes_ready == 1).then_some(())
-    })
-    .await;
+    let (_dev, addr, api) = common::dev(dir.path()).await;
     let (http_lb, grpc_lb) = (free_port(), free_port());
     let model = repo().join("examples/models/iris.onnx");
     let job = dir.path().join("wire.hcl");
