@@ -145,9 +145,11 @@ def check_repository(m, protocol, url, model):
     assert not c.is_model_ready(model), "an unloaded model is ready"
     c.load_model(model)
     assert c.is_model_ready(model), "a loaded model is not ready"
-    if protocol == "http":
-        config = c.get_model_config(model)
-        assert config["name"] == model and config["max_batch_size"] > 0, config
+    config = metadata(c, protocol, c.get_model_config, model)
+    if protocol == "grpc":
+        config = config["config"]
+    assert config["name"] == model and config["max_batch_size"] > 0, config
+    assert config["input"][0]["data_type"] == "TYPE_FP32", config
     try:
         c.load_model("no-such-model")
         raise AssertionError("an unknown model loaded")

@@ -69,7 +69,7 @@ pub(crate) async fn serve(
 }
 
 /// tonic answers an RPC nobody serves with a bare UNIMPLEMENTED; clients
-/// (tritonclient asks for ModelConfig, say) show its message, so say which
+/// (tritonclient asks for ModelStatistics, say) show its message, so say which
 /// RPC it was and what is served.
 async fn explain_unimplemented(
     req: axum::extract::Request,
@@ -101,6 +101,11 @@ fn status(e: ModelError) -> Status {
         ModelError::ShuttingDown => Status::unavailable(e.to_string()),
         other => Status::internal(other.to_string()),
     }
+}
+
+/// The config enum of a protocol type, by its Triton name.
+fn config_type(dt: DataType) -> i32 {
+    proto::DataType::from_str_name(&server::config_type(dt)).map_or(0, |t| t as i32)
 }
 
 /// A server has one repository; Triton's clients name none.
@@ -220,6 +225,50 @@ impl GrpcInferenceService for Service {
             .await
             .map(Response::new)
             .map_err(status)
+    }
+
+    async fn model_config(
+        &self,
+        req: Request<ModelConfigRequest>,
+    ) -> Result<Response<ModelConfigResponse>, Status> {
+        let r = req.into_inner();
+        let served = server::lookup(&self.state, &r.name, version(&r.version)).map_err(status)?;
+        let c = served.config();
+        let versions = server::versions(&self.state, &r.name)
+            .into_iter()
+            .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+            .collect();
+        Ok(Response::new(ModelConfigResponse {
+            config: Some(ModelConfig {
+                name: c.name,
+                platform: "onnx".to_string(),
+                backend: "tract".to_string(),
+                max_batch_size: i32::try_from(c.max_batch_size).unwrap_or(i32::MAX),
+                version_policy: Some(ModelVersionPolicy {
+                    policy_choice: Some(model_version_policy::PolicyChoice::Specific(
+                        model_version_policy::Specific { versions },
+                    )),
+                }),
+                input: c
+                    .input
+                    .iter()
+                    .map(|t| ModelInput {
+                        name: t.name.clone(),
+                        data_type: config_type(t.datatype),
+                        dims: t.dims.clone(),
+                    })
+                    .collect(),
+                output: c
+                    .output
+                    .iter()
+                    .map(|t| ModelOutput {
+                        name: t.name.clone(),
+                        data_type: config_type(t.datatype),
+                        dims: t.dims.clone(),
+                    })
+                    .collect(),
+            }),
+        }))
     }
 
     async fn repository_index(

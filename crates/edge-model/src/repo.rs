@@ -101,6 +101,52 @@ pub struct Served {
     pub metrics: ModelMetrics,
 }
 
+/// One input or output of a model's configuration: dims leave out the
+/// batch dimension when the model batches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigTensor {
+    pub name: String,
+    pub datatype: crate::model::DataType,
+    pub dims: Vec<i64>,
+}
+
+/// A model version's configuration, in the terms of Triton's model config:
+/// `max_batch_size` is 0 for a model without a batch dimension.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub name: String,
+    pub max_batch_size: usize,
+    pub input: Vec<ConfigTensor>,
+    pub output: Vec<ConfigTensor>,
+}
+
+impl Served {
+    pub fn config(&self) -> ModelConfig {
+        let m = &self.model;
+        let (max_batch_size, skip) = if m.batchable {
+            (self.max_batch_size, 1)
+        } else {
+            (0, 0)
+        };
+        let tensors = |infos: &[crate::model::TensorInfo]| {
+            infos
+                .iter()
+                .map(|t| ConfigTensor {
+                    name: t.name.clone(),
+                    datatype: t.datatype,
+                    dims: t.shape.iter().skip(skip).copied().collect(),
+                })
+                .collect()
+        };
+        ModelConfig {
+            name: m.name.clone(),
+            max_batch_size,
+            input: tensors(&m.inputs),
+            output: tensors(&m.outputs),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Entry {
     versions: BTreeMap<u64, Arc<Served>>,

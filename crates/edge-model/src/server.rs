@@ -405,37 +405,36 @@ fn config_of(s: &AppState, name: &str, version: Option<&str>) -> Response {
         Ok(m) => m,
         Err(r) => return *r,
     };
-    let m = &served.model;
-    let (max_batch_size, skip) = if m.batchable {
-        (served.max_batch_size, 1)
-    } else {
-        (0, 0)
-    };
-    let tensors = |infos: &[TensorInfo]| {
-        infos
-            .iter()
+    let c = served.config();
+    let tensors = |ts: &[crate::repo::ConfigTensor]| {
+        ts.iter()
             .map(|t| {
                 serde_json::json!({
                     "name": t.name,
-                    "data_type": format!("TYPE_{}", match t.datatype.as_str() {
-                        "BYTES" => "STRING",
-                        other => other,
-                    }),
-                    "dims": t.shape.iter().skip(skip).collect::<Vec<_>>(),
+                    "data_type": config_type(t.datatype),
+                    "dims": t.dims,
                 })
             })
             .collect::<Vec<_>>()
     };
     let body = serde_json::json!({
-        "name": m.name,
+        "name": c.name,
         "platform": "onnx",
         "backend": "tract",
-        "max_batch_size": max_batch_size,
-        "input": tensors(&m.inputs),
-        "output": tensors(&m.outputs),
+        "max_batch_size": c.max_batch_size,
+        "input": tensors(&c.input),
+        "output": tensors(&c.output),
         "version_policy": { "specific": { "versions": s.repo.versions(name) } },
     });
     json(StatusCode::OK, body.to_string())
+}
+
+/// Triton's name of a type in model configs (`TYPE_FP32`; BYTES is `TYPE_STRING`).
+pub(crate) fn config_type(dt: crate::model::DataType) -> String {
+    match dt {
+        crate::model::DataType::Bytes => "TYPE_STRING".to_string(),
+        other => format!("TYPE_{}", other.as_str()),
+    }
 }
 
 /// `/v2/repository/index`: every model, its versions and their states.

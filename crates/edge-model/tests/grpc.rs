@@ -410,7 +410,7 @@ async fn errors_are_status_codes_that_say_what_is_wrong() {
                 name: "iris".into(),
                 version: String::new(),
             }),
-            "/inference.GRPCInferenceService/ModelConfig"
+            "/inference.GRPCInferenceService/ModelStatistics"
                 .parse()
                 .unwrap(),
             tonic_prost::ProstCodec::default(),
@@ -420,7 +420,7 @@ async fn errors_are_status_codes_that_say_what_is_wrong() {
     assert_eq!(e.code(), Code::Unimplemented);
     assert!(
         e.message()
-            .contains("edge does not serve inference.GRPCInferenceService/ModelConfig"),
+            .contains("edge does not serve inference.GRPCInferenceService/ModelStatistics"),
         "{}",
         e.message()
     );
@@ -526,6 +526,21 @@ async fn the_repository_over_grpc() {
         repository_name: String::new(),
         ready,
     };
+    let config = s
+        .client
+        .model_config(ModelConfigRequest {
+            name: "iris".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .config
+        .unwrap();
+    assert!(config.max_batch_size >= 1, "{config:?}");
+    assert_eq!(config.input[0].dims, [4]);
+    assert_eq!(config.input[0].data_type, DataType::TypeFp32 as i32);
+    assert_eq!(config.output[0].data_type, DataType::TypeInt64 as i32);
     let got = s.client.repository_index(index(false)).await.unwrap();
     let models = got.into_inner().models;
     assert_eq!(models.len(), 1);
