@@ -7,6 +7,9 @@
 //! that many bytes, then the tensors' bytes (`Inference-Header-Content-Length`).
 //! Prints one JSON line: concurrency, requests, errors, rps, p50_ms, p99_ms.
 
+#[path = "load/report.rs"]
+mod report;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -151,17 +154,5 @@ fn main() {
             errors += e;
         }
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
-    };
-    println!(
-        "{{\"concurrency\": {conc}, \"requests\": {}, \"errors\": {errors}, \"rps\": {:.1}, \"p50_ms\": {:.4}, \"p99_ms\": {:.4}}}",
-        all.len(),
-        all.len() as f64 / elapsed,
-        pct(0.5),
-        pct(0.99)
-    );
+    report::print(conc, all, errors, start.elapsed().as_secs_f64());
 }

@@ -493,7 +493,8 @@ pub fn outputs<'a>(
         .collect()
 }
 
-fn values<T: Datum + Copy, U>(
+/// The elements of `t` as `T`, each turned by `f`.
+pub(crate) fn values<T: Datum + Copy, U>(
     t: &Tensor,
     f: impl Fn(T) -> U,
 ) -> tract_onnx::prelude::TractResult<Vec<U>> {

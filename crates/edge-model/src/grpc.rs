@@ -280,9 +280,8 @@ impl GrpcInferenceService for Service {
         let models = self
             .state
             .repo
-            .index()
+            .index(r.ready)
             .into_iter()
-            .filter(|e| !r.ready || e.state == "READY")
             .map(|e| ModelIndex {
                 name: e.name,
                 version: e.version.unwrap_or_default(),
@@ -419,16 +418,6 @@ async fn model_infer(
     })
 }
 
-fn elements<T: tract_onnx::prelude::Datum + Copy, U>(
-    t: &tract_onnx::prelude::Tensor,
-    f: impl Fn(T) -> U,
-) -> tract_onnx::prelude::TractResult<Vec<U>> {
-    Ok(t.to_plain_array_view::<T>()?
-        .iter()
-        .map(|x| f(*x))
-        .collect())
-}
-
 /// `t`'s elements in the typed field of `dt` (not FP16, which has none).
 fn typed_contents(
     t: &tract_onnx::prelude::Tensor,
@@ -436,17 +425,17 @@ fn typed_contents(
 ) -> tract_onnx::prelude::TractResult<InferTensorContents> {
     let mut c = InferTensorContents::default();
     match dt {
-        DataType::Bool => c.bool_contents = elements::<bool, _>(t, |x| x)?,
-        DataType::Int8 => c.int_contents = elements::<i8, _>(t, i32::from)?,
-        DataType::Int16 => c.int_contents = elements::<i16, _>(t, i32::from)?,
-        DataType::Int32 => c.int_contents = elements::<i32, _>(t, |x| x)?,
-        DataType::Int64 => c.int64_contents = elements::<i64, _>(t, |x| x)?,
-        DataType::Uint8 => c.uint_contents = elements::<u8, _>(t, u32::from)?,
-        DataType::Uint16 => c.uint_contents = elements::<u16, _>(t, u32::from)?,
-        DataType::Uint32 => c.uint_contents = elements::<u32, _>(t, |x| x)?,
-        DataType::Uint64 => c.uint64_contents = elements::<u64, _>(t, |x| x)?,
-        DataType::Fp32 => c.fp32_contents = elements::<f32, _>(t, |x| x)?,
-        DataType::Fp64 => c.fp64_contents = elements::<f64, _>(t, |x| x)?,
+        DataType::Bool => c.bool_contents = codec::values::<bool, _>(t, |x| x)?,
+        DataType::Int8 => c.int_contents = codec::values::<i8, _>(t, i32::from)?,
+        DataType::Int16 => c.int_contents = codec::values::<i16, _>(t, i32::from)?,
+        DataType::Int32 => c.int_contents = codec::values::<i32, _>(t, |x| x)?,
+        DataType::Int64 => c.int64_contents = codec::values::<i64, _>(t, |x| x)?,
+        DataType::Uint8 => c.uint_contents = codec::values::<u8, _>(t, u32::from)?,
+        DataType::Uint16 => c.uint_contents = codec::values::<u16, _>(t, u32::from)?,
+        DataType::Uint32 => c.uint_contents = codec::values::<u32, _>(t, |x| x)?,
+        DataType::Uint64 => c.uint64_contents = codec::values::<u64, _>(t, |x| x)?,
+        DataType::Fp32 => c.fp32_contents = codec::values::<f32, _>(t, |x| x)?,
+        DataType::Fp64 => c.fp64_contents = codec::values::<f64, _>(t, |x| x)?,
         DataType::Bytes => {
             c.bytes_contents = t
                 .to_plain_array_view::<String>()?

@@ -240,9 +240,7 @@ impl Model {
             plan,
             input_types,
         };
-        model
-            .dry_run(&model.input_types)
-            .map_err(|e| load_reason(path, e))?;
+        model.dry_run().map_err(|e| load_reason(path, e))?;
         Ok(model)
     }
 
@@ -287,72 +285,40 @@ impl Model {
 
     /// Seconds per row of the faster of two runs on zeros with `rows` rows.
     fn per_row_cost(&self, rows: usize) -> Option<f64> {
-        let inputs: Vec<Tensor> = self
-            .inputs
-            .iter()
-            .zip(&self.input_types)
-            .map(|(info, dt)| {
-                let shape: Vec<usize> = info
-                    .shape
-                    .iter()
-                    .enumerate()
-                    .map(|(axis, d)| match usize::try_from(*d) {
-                        Ok(d) => d,
-                        Err(_) if axis == 0 => rows,
-                        Err(_) => 1,
-                    })
-                    .collect();
-                if *dt == DatumType::String {
-                    Some(
-                        tract_ndarray::ArrayD::from_elem(shape.as_slice(), String::new())
-                            .into_tensor(),
-                    )
-                } else {
-                    Tensor::zero_dt(*dt, &shape).ok()
-                }
-            })
-            .collect::<Option<_>>()?;
+        let inputs = self.sample_inputs(rows, 1, false).ok()?;
         let mut fastest = f64::INFINITY;
         for _ in 0..2 {
             let t = std::time::Instant::now();
-            let run =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(inputs.clone())));
-            if !matches!(run, Ok(Ok(_))) {
-                return None;
-            }
+            self.run_guarded(inputs.clone()).ok()?;
             fastest = fastest.min(t.elapsed().as_secs_f64());
         }
         Some(fastest / rows as f64)
     }
 
-    /// Runs the model once on zeros of its declared shapes, open dimensions
-    /// 1, so a model tract cannot run fails at load and not on the first
-    /// request. What zeros cannot run (a Slice whose starts and ends are
-    /// inputs, a convolution along an open dimension) gets a second try, each
-    /// input k all k and open dimensions 8; the load fails only when both
-    /// fail.
-    fn dry_run(&self, types: &[DatumType]) -> Result<(), String> {
-        self.dry_run_with(types, false)
-            .or_else(|e| self.dry_run_with(types, true).map_err(|_| e))
-    }
-
-    fn dry_run_with(&self, types: &[DatumType], counting: bool) -> Result<(), String> {
+    /// Inputs of the declared shapes, open dimensions `rows` along axis 0
+    /// and `open` elsewhere: zeros, or with `counting` input k all k (so a
+    /// starts input comes out below the ends input that follows it).
+    fn sample_inputs(
+        &self,
+        rows: usize,
+        open: usize,
+        counting: bool,
+    ) -> Result<Vec<Tensor>, String> {
         let mut tensors = Vec::new();
-        for (ix, (info, dt)) in self.inputs.iter().zip(types).enumerate() {
+        for (ix, (info, dt)) in self.inputs.iter().zip(&self.input_types).enumerate() {
             let shape: Vec<usize> = info
                 .shape
                 .iter()
-                .map(|d| match usize::try_from(*d) {
+                .enumerate()
+                .map(|(axis, d)| match usize::try_from(*d) {
                     Ok(d) => d,
-                    Err(_) if counting => 8,
-                    Err(_) => 1,
+                    Err(_) if axis == 0 => rows,
+                    Err(_) => open,
                 })
                 .collect();
             let t = if *dt == DatumType::String {
                 Ok(tract_ndarray::ArrayD::from_elem(shape.as_slice(), String::new()).into_tensor())
             } else if counting {
-                // Input k is all k: a starts input comes out below the ends
-                // input that follows it.
                 tensor0(ix as f32)
                     .broadcast_scalar_to_shape(&shape)
                     .and_then(|t| t.cast_to_dt(*dt).map(|t| t.into_owned()))
@@ -361,18 +327,40 @@ impl Model {
             };
             tensors.push(t.map_err(|e| format!("input {:?}: {e:#}", info.name))?);
         }
-        let shapes: Vec<String> = tensors.iter().map(|t| format!("{:?}", t.shape())).collect();
-        // A tract kernel that panics on this model is a load failure too.
-        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(tensors)))
-            .unwrap_or_else(|panic| {
+        Ok(tensors)
+    }
+
+    /// [`Model::run`], with a tract kernel that panics on this model turned
+    /// into an error.
+    fn run_guarded(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ModelError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(inputs))).unwrap_or_else(
+            |panic| {
                 let what = panic
                     .downcast_ref::<&str>()
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
                 Err(ModelError::Inference(format!("tract panicked: {what}")))
-            });
-        run.map(|_| ()).map_err(|e| {
+            },
+        )
+    }
+
+    /// Runs the model once on zeros of its declared shapes, open dimensions
+    /// 1, so a model tract cannot run fails at load and not on the first
+    /// request. What zeros cannot run (a Slice whose starts and ends are
+    /// inputs, a convolution along an open dimension) gets a second try, each
+    /// input k all k and open dimensions 8; the load fails only when both
+    /// fail.
+    fn dry_run(&self) -> Result<(), String> {
+        self.dry_run_with(false)
+            .or_else(|e| self.dry_run_with(true).map_err(|_| e))
+    }
+
+    fn dry_run_with(&self, counting: bool) -> Result<(), String> {
+        let n = if counting { 8 } else { 1 };
+        let tensors = self.sample_inputs(n, n, counting)?;
+        let shapes: Vec<String> = tensors.iter().map(|t| format!("{:?}", t.shape())).collect();
+        self.run_guarded(tensors).map(|_| ()).map_err(|e| {
             format!(
                 "a dry run on {} of shape {} failed: {}",
                 if counting { "input k all k" } else { "zeros" },

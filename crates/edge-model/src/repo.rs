@@ -269,12 +269,19 @@ impl Repository {
     }
 
     /// Every model the server knows, loaded or not, and every model in its
-    /// directory not loaded yet.
-    pub fn index(&self) -> Vec<IndexEntry> {
+    /// directory not loaded yet; with `ready_only`, the versions serving.
+    pub fn index(&self, ready_only: bool) -> Vec<IndexEntry> {
+        // The directory is read before the lock is taken, so a slow disk
+        // never holds up loads, unloads or lookups.
+        let found = if ready_only {
+            Vec::new()
+        } else {
+            self.sources(None).unwrap_or_default()
+        };
         let mut out = Vec::new();
         let models = self.read();
         for (name, entry) in models.iter() {
-            if entry.versions.is_empty() {
+            if entry.versions.is_empty() && !ready_only {
                 out.push(IndexEntry {
                     name: name.clone(),
                     version: None,
@@ -291,19 +298,17 @@ impl Repository {
                 });
             }
         }
-        if let Ok(found) = self.sources(None) {
-            let mut new: Vec<&ModelSource> = found
-                .iter()
-                .filter(|s| !models.contains_key(&s.name))
-                .collect();
-            new.dedup_by(|a, b| a.name == b.name);
-            out.extend(new.into_iter().map(|s| IndexEntry {
-                name: s.name.clone(),
-                version: None,
-                state: "UNAVAILABLE",
-                reason: "not loaded".to_string(),
-            }));
-        }
+        let mut new: Vec<&ModelSource> = found
+            .iter()
+            .filter(|s| !models.contains_key(&s.name))
+            .collect();
+        new.dedup_by(|a, b| a.name == b.name);
+        out.extend(new.into_iter().map(|s| IndexEntry {
+            name: s.name.clone(),
+            version: None,
+            state: "UNAVAILABLE",
+            reason: "not loaded".to_string(),
+        }));
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
     }
@@ -609,7 +614,7 @@ mod tests {
         let e = repo.get("iris", None).unwrap_err().to_string();
         assert!(e.contains("not loaded (unloaded)"), "{e}");
         assert_eq!(
-            repo.index(),
+            repo.index(false),
             [IndexEntry {
                 name: "iris".into(),
                 version: None,
@@ -620,14 +625,17 @@ mod tests {
         // A model added to the directory is listed, then loaded on request.
         put(dir.path(), "mlp", "1", "mlp.onnx");
         assert!(
-            repo.index()
+            repo.index(false)
                 .iter()
                 .any(|e| e.name == "mlp" && e.reason == "not loaded")
         );
         assert_eq!(repo.load("mlp").await.unwrap(), [1]);
         assert_eq!(repo.load("iris").await.unwrap(), [1]);
         assert_eq!(
-            repo.index().iter().filter(|e| e.state == "READY").count(),
+            repo.index(false)
+                .iter()
+                .filter(|e| e.state == "READY")
+                .count(),
             2
         );
         let e = repo.load("ghost").await.unwrap_err().to_string();

@@ -453,11 +453,7 @@ async fn index(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
             }
         }
     };
-    let mut entries = s.repo.index();
-    if ready_only {
-        entries.retain(|e| e.state == "READY");
-    }
-    match serde_json::to_vec(&entries) {
+    match serde_json::to_vec(&s.repo.index(ready_only)) {
         Ok(b) => json(StatusCode::OK, b),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }

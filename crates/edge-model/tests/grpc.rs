@@ -4,20 +4,16 @@
 //! reference for iris), NaN/±Inf bits and BYTES, and errors as status codes
 //! with messages that say what is wrong.
 
+mod common;
+
+use common::{fixture, iris_rows};
 use edge_model::ServeConfig;
 use edge_model::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use edge_model::grpc::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
 use edge_model::grpc::proto::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 use tonic::Code;
 use tonic::transport::Channel;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/model/fixtures")
-        .join(name)
-}
 
 struct Running {
     client: GrpcInferenceServiceClient<Channel>,
@@ -28,12 +24,8 @@ struct Running {
 async fn start(model: &str, name: &str) -> Running {
     let mut cfg = ServeConfig::new(fixture(model), name, "127.0.0.1:0".parse().unwrap());
     cfg.grpc_addr = Some("127.0.0.1:0".parse().unwrap());
-    let server = edge_model::bind(cfg).await.expect("model loads");
-    let addr = server.grpc_addr().expect("a gRPC address");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
+    let (_, addr, tx) = common::serve(cfg).await;
+    let addr = addr.expect("a gRPC address");
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -57,18 +49,6 @@ fn input(name: &str, datatype: &str, shape: &[i64]) -> InferInputTensor {
 
 fn f32s(values: &[f32]) -> bytes::Bytes {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-fn iris_case() -> (Vec<f32>, Value) {
-    let text = std::fs::read_to_string(fixture("iris.json")).unwrap();
-    let case: Value = serde_json::from_str(&text).unwrap();
-    let x = case["inputs"][0]["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
-    (x, case)
 }
 
 fn check_iris(r: &ModelInferResponse, case: &Value) {
@@ -145,7 +125,7 @@ async fn health_metadata_and_iris_with_raw_and_typed_contents() {
     assert_eq!(mm.inputs[0].shape, [-1, 4]);
     assert_eq!(mm.outputs[1].datatype, "FP32");
 
-    let (x, case) = iris_case();
+    let (x, case) = iris_rows();
     let rows = (x.len() / 4) as i64;
     let raw = ModelInferRequest {
         model_name: "iris".into(),
@@ -483,7 +463,7 @@ async fn int_contents_out_of_range_for_int8_are_refused() {
 #[tokio::test]
 async fn a_stream_answers_each_request_in_order_with_errors_in_band() {
     let mut s = start("iris.onnx", "iris").await;
-    let (x, case) = iris_case();
+    let (x, case) = iris_rows();
     let rows = (x.len() / 4) as i64;
     let good = |id: &str| ModelInferRequest {
         model_name: "iris".into(),

@@ -6,6 +6,8 @@
 //! server keeps serving; load failures, including a model tract cannot run
 //! (caught by the dry run) or would answer wrongly.
 
+mod common;
+
 use edge_model::{ModelError, ServeConfig};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -36,14 +38,9 @@ async fn start(model: &Path, name: &str, max_delay: Duration) -> Running {
 }
 
 async fn start_with(cfg: ServeConfig) -> Running {
-    let server = edge_model::bind(cfg).await.expect("model loads");
-    let base = format!("http://{}", server.local_addr());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
+    let (addr, _, tx) = common::serve(cfg).await;
     Running {
-        base,
+        base: format!("http://{addr}"),
         stop: Some(tx),
         http: reqwest::Client::new(),
     }

@@ -3,16 +3,12 @@
 //! numbers out of range for their type, and BYTES tensors as JSON strings
 //! and length-prefixed binary.
 
+mod common;
+
+use common::{fixture, iris_rows};
 use edge_model::ServeConfig;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/model/fixtures")
-        .join(name)
-}
 
 struct Running {
     base: String,
@@ -23,14 +19,9 @@ struct Running {
 async fn start(model: &str, name: &str) -> Running {
     let mut cfg = ServeConfig::new(fixture(model), name, "127.0.0.1:0".parse().unwrap());
     cfg.max_delay = Duration::from_millis(1);
-    let server = edge_model::bind(cfg).await.expect("model loads");
-    let base = format!("http://{}", server.local_addr());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(async {
-        let _ = rx.await;
-    }));
+    let (addr, _, tx) = common::serve(cfg).await;
     Running {
-        base,
+        base: format!("http://{addr}"),
         _stop: tx,
         http: reqwest::Client::new(),
     }
@@ -122,18 +113,6 @@ fn length_prefixed(items: &[&str]) -> Vec<u8> {
         out.extend_from_slice(s.as_bytes());
     }
     out
-}
-
-fn iris_rows() -> (Vec<f32>, Value) {
-    let text = std::fs::read_to_string(fixture("iris.json")).unwrap();
-    let case: Value = serde_json::from_str(&text).unwrap();
-    let x = case["inputs"][0]["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
-    (x, case)
 }
 
 #[tokio::test]

@@ -185,16 +185,8 @@ impl ModelBlock {
                 "model needs a `source`: a path on the node or an http(s) URL".to_string(),
             );
         }
-        match &self.sha256 {
-            Some(s) if !is_sha256(s) => push(
-                "sha256",
-                format!("expected a sha256 of 64 hexadecimal digits, got {s:?}"),
-            ),
-            None if is_url(self.source.trim()) => push(
-                "sha256",
-                "is required when the source is a URL, to check the download".to_string(),
-            ),
-            _ => {}
+        if let Some(message) = sha256_problem(self.sha256.as_deref(), &self.source) {
+            push("sha256", message);
         }
         if self.version == 0 {
             push("version", "versions start at 1".to_string());
@@ -214,16 +206,8 @@ impl ModelBlock {
             if m.source.trim().is_empty() {
                 push(&at("source"), "needs a `source`".to_string());
             }
-            match &m.sha256 {
-                Some(s) if !is_sha256(s) => push(
-                    &at("sha256"),
-                    format!("expected a sha256 of 64 hexadecimal digits, got {s:?}"),
-                ),
-                None if is_url(m.source.trim()) => push(
-                    &at("sha256"),
-                    "is required when the source is a URL, to check the download".to_string(),
-                ),
-                _ => {}
+            if let Some(message) = sha256_problem(m.sha256.as_deref(), &m.source) {
+                push(&at("sha256"), message);
             }
             if m.version == 0 {
                 push(&at("version"), "versions start at 1".to_string());
@@ -280,8 +264,17 @@ impl ModelBlock {
     }
 }
 
-fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())
+/// What is wrong with a model's `sha256` for its `source`, if anything.
+fn sha256_problem(sha256: Option<&str>, source: &str) -> Option<String> {
+    match sha256 {
+        Some(s) if !(s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())) => Some(format!(
+            "expected a sha256 of 64 hexadecimal digits, got {s:?}"
+        )),
+        None if is_url(source.trim()) => {
+            Some("is required when the source is a URL, to check the download".to_string())
+        }
+        _ => None,
+    }
 }
 
 pub fn is_url(source: &str) -> bool {

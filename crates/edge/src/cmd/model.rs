@@ -48,7 +48,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         .map(|a| format!(" and gRPC on {a}"))
         .unwrap_or_default();
     let repo = server.repository();
-    for e in repo.index() {
+    for e in repo.index(true) {
         let Some(v) = e.version.as_deref() else {
             continue;
         };
