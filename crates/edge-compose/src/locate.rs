@@ -1,0 +1,89 @@
+//! Where each value of a Compose file is written: the line and column of
+//! every path (`services.web.ports[1]`), so an error found after parsing,
+//! merging or converting still names the line it is about.
+
+use std::collections::HashMap;
+
+/// One file's positions. Built best-effort: a file the position reader
+/// cannot take (YAML anchors and aliases) still loads, its errors then
+/// name the path without a line.
+#[derive(Debug, Default, Clone)]
+pub struct Positions {
+    at: HashMap<String, (usize, usize)>,
+}
+
+impl Positions {
+    pub fn of(text: &str) -> Positions {
+        let mut at = HashMap::new();
+        if let Ok(node) = marked_yaml::parse_yaml(0, text) {
+            walk(&node, String::new(), &mut at);
+        }
+        Positions { at }
+    }
+
+    /// The line and column of `path`, or of its nearest enclosing value
+    /// that is written in this file.
+    pub fn find(&self, path: &str) -> Option<(usize, usize)> {
+        let mut p = path;
+        loop {
+            if let Some(found) = self.at.get(p) {
+                return Some(*found);
+            }
+            let cut = p.rfind(['.', '['])?;
+            p = &p[..cut];
+        }
+    }
+
+    /// Whether this file writes `path` itself (not only something around it).
+    pub fn has(&self, path: &str) -> bool {
+        self.at.contains_key(path)
+    }
+}
+
+fn walk(node: &marked_yaml::Node, path: String, at: &mut HashMap<String, (usize, usize)>) {
+    match node {
+        marked_yaml::Node::Mapping(m) => {
+            for (k, v) in m.iter() {
+                let child = if path.is_empty() {
+                    k.as_str().to_string()
+                } else {
+                    format!("{path}.{}", k.as_str())
+                };
+                if let Some(s) = k.span().start() {
+                    at.insert(child.clone(), (s.line(), s.column()));
+                }
+                walk(v, child, at);
+            }
+        }
+        marked_yaml::Node::Sequence(s) => {
+            for (i, v) in s.iter().enumerate() {
+                let child = format!("{path}[{i}]");
+                if let Some(m) = v.span().start() {
+                    at.insert(child.clone(), (m.line(), m.column()));
+                }
+                walk(v, child, at);
+            }
+        }
+        marked_yaml::Node::Scalar(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_find_their_lines() {
+        let p = Positions::of(
+            "services:\n  web:\n    image: x\n    ports:\n      - \"80:80\"\n      - 443:8043\n",
+        );
+        assert_eq!(p.find("services.web.image"), Some((3, 5)));
+        assert_eq!(p.find("services.web.ports[1]"), Some((6, 9)));
+        assert_eq!(
+            p.find("services.web.deploy.replicas"),
+            p.find("services.web"),
+            "a path the file does not write falls back to its enclosing key"
+        );
+        assert!(p.has("services.web.ports") && !p.has("services.db"));
+    }
+}
