@@ -28,7 +28,7 @@ pub mod validate;
 pub mod version;
 pub mod volume;
 
-pub use crate::hcl::parse_hcl;
+pub use crate::hcl::{job_to_hcl, parse_hcl};
 pub use alloc::*;
 pub use artifact::{Artifact, ArtifactMode};
 pub use deployment::*;

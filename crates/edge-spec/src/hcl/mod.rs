@@ -13,6 +13,9 @@ mod locals;
 mod model;
 mod nomad;
 mod vars;
+mod write;
+
+pub use write::job_to_hcl;
 
 use self::de::{De, Kind, Node};
 use self::expr::{EvalError, Scope};
