@@ -522,7 +522,7 @@ async fn network_up(ctx: &RunCtx, shared: &Mutex<LocalAlloc>) -> Result<(), Stri
                 .to_string(),
         );
     };
-    let (id, saved, ports, runs, keys) = {
+    let (id, saved, ports, runs, keys, namespace) = {
         let g = lock(shared);
         let keys = network_keys(&g);
         let ports: Vec<edge_net::PortMapping> = g
@@ -536,7 +536,14 @@ async fn network_up(ctx: &RunCtx, shared: &Mutex<LocalAlloc>) -> Result<(), Stri
             })
             .collect();
         let runs = g.tasks.values().any(|t| t.state.state != TaskStatus::Dead);
-        (g.alloc.id.clone(), g.network.clone(), ports, runs, keys)
+        (
+            g.alloc.id.clone(),
+            g.network.clone(),
+            ports,
+            runs,
+            keys,
+            g.job.namespace.clone(),
+        )
     };
     if !runs {
         return Ok(());
@@ -559,8 +566,15 @@ async fn network_up(ctx: &RunCtx, shared: &Mutex<LocalAlloc>) -> Result<(), Stri
     tracing::info!(alloc = %id, address = %att.address, "allocation attached to the bridge");
     if let Some(resolver) = att.resolver {
         // Names under service.edge resolve short (`web`), as in Docker's
-        // and Kubernetes' networks; other names go on upstream.
-        let text = format!("nameserver {resolver}\nsearch service.edge\n");
+        // and Kubernetes' networks, those of the allocation's own namespace
+        // first (a Compose project's services are `web`, not
+        // `web.shop`); other names go on upstream.
+        let search = if namespace == edge_spec::DEFAULT_NAMESPACE {
+            "service.edge".to_string()
+        } else {
+            format!("{namespace}.service.edge service.edge")
+        };
+        let text = format!("nameserver {resolver}\nsearch {search}\n");
         let root = ctx.local.alloc_dir(&id);
         let path = resolv_conf_path(&root);
         let written = std::fs::create_dir_all(&root).and_then(|()| std::fs::write(&path, text));

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 /// The tag of an unpromoted canary's instances.
 pub const CANARY_TAG: &str = "canary";
 
-/// Adds the instances of `alloc`'s services (those with a port), under
+/// Adds the instances of `alloc`'s services (those with a port, and on
+/// named networks also those without, at port 0), under
 /// their `service_key`, on a node
 /// named `node_name` at `address`; `canary` when the allocation is an
 /// unpromoted canary. Only running allocations serve.
@@ -25,12 +26,16 @@ pub fn add_alloc(
         return;
     }
     for svc in &group.services {
-        let Some(port) = svc
-            .port
-            .as_ref()
-            .and_then(|l| edge_spec::resolve_port(l, &alloc.resources.ports))
-        else {
-            continue;
+        let port = match svc.port.as_ref() {
+            Some(l) => match edge_spec::resolve_port(l, &alloc.resources.ports) {
+                Some(p) => p,
+                None => continue,
+            },
+            // A service without a port is still a name on the allocation's
+            // networks, as a Compose service is on its project's: its
+            // members reach it at any port they know.
+            None if !alloc.networks.is_empty() => 0,
+            None => continue,
         };
         let status = if alloc.desired_status == DesiredStatus::Stop {
             HealthStatus::Draining
@@ -226,5 +231,37 @@ mod tests {
         assert!(canary.canary, "the server's canary flag stays");
         assert!(canary.tags.iter().any(|t| t == CANARY_TAG));
         assert!(!view.services["web"].instances[1].serving());
+    }
+
+    /// A service without a port is in the catalog only when its
+    /// allocation is on named networks, where its name is what the
+    /// members reach it by.
+    #[test]
+    fn a_portless_service_is_a_name_on_its_networks() {
+        let mut g = group();
+        g.services[0].port = None;
+        g.services[0].checks.clear();
+        let mut on_net = alloc("a", "n", "running", "passing", 2000);
+        on_net
+            .networks
+            .insert("back".into(), "172.27.16.3".parse().unwrap());
+        let off_net = alloc("b", "n", "running", "passing", 2001);
+        let mut services = BTreeMap::new();
+        for a in [&on_net, &off_net] {
+            add_alloc(&mut services, a, &g, "n", "10.0.0.1", false);
+        }
+        finish(&mut services);
+        let inst = &services["web"].instances;
+        assert_eq!(inst.len(), 1);
+        assert_eq!((inst[0].alloc_id.as_str(), inst[0].port), ("a", 0));
+        assert_eq!(
+            inst[0]
+                .networks
+                .values()
+                .next()
+                .map(|ip| ip.to_string())
+                .as_deref(),
+            Some("172.27.16.3")
+        );
     }
 }

@@ -46,6 +46,10 @@ pub(crate) struct Index {
     /// Per network key, `NAME` and `tasks.NAME` of the services with
     /// members on it, answered with their addresses on it.
     inside: HashMap<String, HashMap<LowerName, Entry>>,
+    /// A member's address on any of its networks → every network it is
+    /// on: a caller on two networks asks from one address but reaches
+    /// the members of both, as a container on two Docker networks does.
+    member_of: HashMap<std::net::Ipv4Addr, Vec<String>>,
 }
 
 /// Settings of the zone that do not come from the catalog.
@@ -67,6 +71,13 @@ impl Index {
         // The apex answers SOA queries and anchors NODATA for its own name.
         b.entry(origin.clone());
         let mut inside: HashMap<String, HashMap<LowerName, Entry>> = HashMap::new();
+        let mut member_of: HashMap<std::net::Ipv4Addr, Vec<String>> = HashMap::new();
+        for inst in catalog.services.values().flat_map(|s| &s.instances) {
+            let keys: Vec<String> = inst.networks.keys().cloned().collect();
+            for ip in inst.networks.values() {
+                member_of.insert(*ip, keys.clone());
+            }
+        }
         for svc in catalog.services.values() {
             let serving: Vec<_> = svc.instances.iter().filter(|i| i.serving()).collect();
             if serving.is_empty() {
@@ -128,7 +139,11 @@ impl Index {
                     continue;
                 };
                 task_addrs.insert(addr);
-                if let Some(target) = b.node_name(&inst.node_name, addr) {
+                // Port 0: a service named on its networks without a port
+                // (a Compose service), which has no SRV record.
+                if inst.port != 0
+                    && let Some(target) = b.node_name(&inst.node_name, addr)
+                {
                     srv_targets.insert((target, inst.port));
                 }
             }
@@ -192,6 +207,7 @@ impl Index {
                 .map(|(k, s)| (*s, k.clone()))
                 .collect(),
             inside,
+            member_of,
         }
     }
 
@@ -214,10 +230,16 @@ impl Index {
         qtype: RecordType,
         src: IpAddr,
     ) -> Lookup<'_> {
-        let entry = self
-            .network_of(src)
-            .and_then(|k| self.inside.get(k))
-            .and_then(|names| names.get(name));
+        let own: Vec<&str> = match src {
+            IpAddr::V4(v4) if self.member_of.contains_key(&v4) => {
+                self.member_of[&v4].iter().map(String::as_str).collect()
+            }
+            _ => self.network_of(src).into_iter().collect(),
+        };
+        let entry = own
+            .iter()
+            .filter_map(|k| self.inside.get(*k))
+            .find_map(|names| names.get(name));
         match entry {
             Some(e) => Lookup::Found {
                 answers: e
@@ -462,6 +484,62 @@ mod tests {
             ["10.0.0.5", "10.0.0.6"]
         );
         assert!(addresses(built.lookup_from(&web, RecordType::AAAA, member)).is_empty());
+    }
+
+    /// Docker's rule: a container on two networks reaches the members of
+    /// both by name, whichever address its query comes from.
+    #[test]
+    fn a_caller_on_two_networks_reaches_the_members_of_both() {
+        let (front, back) = ("default/shop/front", "default/shop/back");
+        let mut web = inst("n1", "10.0.0.5", 20001);
+        web.networks
+            .insert(front.into(), "172.27.0.2".parse().unwrap());
+        web.networks
+            .insert(back.into(), "172.27.16.2".parse().unwrap());
+        let mut db = inst("n1", "10.0.0.5", 0);
+        db.service = "db".into();
+        db.networks
+            .insert(back.into(), "172.27.16.3".parse().unwrap());
+        let mut catalog = Catalog::default();
+        for (name, i) in [("web", web), ("db", db)] {
+            catalog.services.insert(
+                name.to_string(),
+                CatalogService {
+                    namespace: "default".into(),
+                    name: name.into(),
+                    tags: Vec::new(),
+                    publish: None,
+                    canary_weight: None,
+                    instances: vec![i],
+                },
+            );
+        }
+        catalog
+            .networks
+            .insert(front.into(), "172.27.0.0/20".parse().unwrap());
+        catalog
+            .networks
+            .insert(back.into(), "172.27.16.0/20".parse().unwrap());
+        let built = Index::build(
+            &ZoneConfig {
+                origin: Name::from_str("service.edge.").unwrap(),
+                lb_address: "10.0.0.1".parse().unwrap(),
+                ttl: 5,
+            },
+            &catalog,
+        );
+        let db_name = LowerName::from_str("db.service.edge.").unwrap();
+        let from_front: IpAddr = "172.27.0.2".parse().unwrap();
+        assert_eq!(
+            addresses(built.lookup_from(&db_name, RecordType::A, from_front)),
+            ["172.27.16.3"]
+        );
+        let stranger: IpAddr = "172.27.0.9".parse().unwrap();
+        assert_eq!(
+            addresses(built.lookup_from(&db_name, RecordType::A, stranger)),
+            ["10.0.0.1"],
+            "a caller on front only gets the zone's answer"
+        );
     }
 
     #[test]
