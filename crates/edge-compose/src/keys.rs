@@ -513,3 +513,50 @@ pub fn markdown() -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_key_is_listed_once() {
+        let mut seen = std::collections::BTreeSet::new();
+        for k in KEYS {
+            assert!(
+                seen.insert((k.scope.title(), k.name)),
+                "{} {}",
+                k.scope.title(),
+                k.name
+            );
+            assert!(
+                k.support == Yes || !k.note.is_empty(),
+                "{} needs a note",
+                k.name
+            );
+        }
+    }
+
+    /// The README prints the table between its markers; `EDGE_BLESS=1`
+    /// writes it there.
+    #[test]
+    fn the_readme_prints_the_table() {
+        let table = markdown();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+        let readme = std::fs::read_to_string(path).expect("README.md");
+        let (start, end) = ("<!-- compose-table -->\n", "<!-- /compose-table -->");
+        let from = readme
+            .find(start)
+            .expect("README has the table's start marker")
+            + start.len();
+        let to = readme.find(end).expect("README has the table's end marker");
+        if readme[from..to] == table {
+            return;
+        }
+        if std::env::var_os("EDGE_BLESS").is_some() {
+            let updated = format!("{}{table}{}", &readme[..from], &readme[to..]);
+            std::fs::write(path, updated).expect("write README.md");
+            return;
+        }
+        panic!("README.md's Compose table is stale; run with EDGE_BLESS=1 to rewrite it");
+    }
+}

@@ -113,6 +113,34 @@ fn the_webapp_example_becomes_one_job() {
     assert_eq!(edge_spec::validate(job), []);
 }
 
+/// `edge compose convert` prints the job as HCL; read back, it is the
+/// same job, for every project of the corpus.
+#[test]
+fn converted_jobs_read_back_from_hcl() {
+    for dir in corpus() {
+        let c = convert(&project_in(&dir, &[], &[]).unwrap()).unwrap();
+        let text = edge_spec::job_to_hcl(&c.job);
+        let back = edge_spec::parse_hcl(&text, &edge_spec::ParseOptions::default())
+            .unwrap_or_else(|e| panic!("{}: {e}\n{text}", dir.display()))
+            .job;
+        assert!(c.job.spec_eq(&back), "{}:\n{text}", dir.display());
+    }
+}
+
+fn corpus() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for root in ["examples/compose", "tests/compose"] {
+        for d in std::fs::read_dir(repo().join(root)).unwrap() {
+            let dir = d.unwrap().path();
+            if dir.is_dir() {
+                out.push(dir);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 #[test]
 fn variables_come_from_the_shell_over_dot_env() {
     let dir = tempfile::tempdir().unwrap();
@@ -549,21 +577,11 @@ fn ports_volumes_and_placement_map_to_edge() {
 /// converts into a job the server would take.
 #[test]
 fn the_corpus_converts() {
-    let mut n = 0;
-    for root in ["examples/compose", "tests/compose"] {
-        let Ok(dirs) = std::fs::read_dir(repo().join(root)) else {
-            continue;
-        };
-        for d in dirs {
-            let dir = d.unwrap().path();
-            if !dir.is_dir() {
-                continue;
-            }
-            let p = project_in(&dir, &[], &[]).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-            let c = convert(&p).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-            assert_eq!(edge_spec::validate(&c.job), [], "{}", dir.display());
-            n += 1;
-        }
+    let dirs = corpus();
+    for dir in &dirs {
+        let p = project_in(dir, &[], &[]).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let c = convert(&p).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        assert_eq!(edge_spec::validate(&c.job), [], "{}", dir.display());
     }
-    assert!(n >= 5, "{n} projects");
+    assert!(dirs.len() >= 6, "{} projects", dirs.len());
 }

@@ -119,6 +119,11 @@ pub enum Command {
     /// Serve models over the Open Inference Protocol.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Run a Compose application on the cluster (`compose.yaml` as it is).
+    #[command(
+        after_help = "Examples:\n  edge compose up                        # compose.yaml here: project = directory name\n  edge compose -f compose.yaml -f prod.yaml -p shop up --detach\n  edge compose ps -o json\n  edge compose logs -f frontend\n  edge compose scale backend=3\n  edge compose convert > shop.hcl        # the edge job it becomes\n  edge compose down -v                   # also remove the named volumes"
+    )]
+    Compose(ComposeArgs),
     /// Simulate many nodes against a server (scale tests).
     #[command(
         after_help = "Example:\n  edge sim --server http://127.0.0.1:4646 --join-token $(cat data/token) --nodes 1000"
@@ -638,6 +643,94 @@ pub enum AclCommand {
     /// Create, list and revoke tokens.
     #[command(subcommand)]
     Token(AclTokenCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct ComposeArgs {
+    /// Compose file (repeat to merge several, later ones override); default
+    /// compose.yaml, compose.yml, docker-compose.yml or docker-compose.yaml
+    /// and its override file.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Project name: the edge namespace and job the project runs as
+    /// (default: `name:` in the file, else the directory's name).
+    #[arg(short = 'p', long = "project-name", env = "COMPOSE_PROJECT_NAME")]
+    pub project_name: Option<String>,
+    /// Directory relative paths and `.env` are read from (default: the
+    /// first file's).
+    #[arg(long)]
+    pub project_directory: Option<PathBuf>,
+    /// Variables for `${...}` instead of the project directory's `.env`.
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Also run the services of this profile (or set COMPOSE_PROFILES).
+    #[arg(long = "profile")]
+    pub profiles: Vec<String>,
+    #[command(subcommand)]
+    pub command: ComposeCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ComposeCommand {
+    /// Create or update the project's job (with its namespace, configs and
+    /// secrets) and wait until every service runs and passes its checks.
+    Up {
+        /// Return once the job is registered.
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// How long to wait for the services before giving up (waiting only).
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Stop the project's services.
+    Down {
+        /// Also remove the project's named volumes and the configs and
+        /// secrets `up` made from files.
+        #[arg(short = 'v', long)]
+        volumes: bool,
+    },
+    /// List the project's replicas.
+    Ps,
+    /// Print (or follow) the services' output, each line led by its replica.
+    Logs {
+        /// Only these services.
+        services: Vec<String>,
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N bytes of each replica's log.
+        #[arg(long)]
+        tail: Option<u64>,
+    },
+    /// Print the resolved Compose file (merged, interpolated, profiles applied).
+    Config,
+    /// Print the edge job the project becomes, as a job file (`-o json` for JSON).
+    Convert,
+    /// Replace the services' replicas (all services when none is named),
+    /// rolling per `update_config`.
+    Restart { services: Vec<String> },
+    /// Set how many replicas services run.
+    #[command(after_help = "Example:\n  edge compose scale web=3 worker=2")]
+    Scale {
+        /// SERVICE=N pairs.
+        #[arg(required = true, value_parser = parse_scale)]
+        services: Vec<(String, u32)>,
+    },
+}
+
+fn parse_scale(s: &str) -> Result<(String, u32), String> {
+    let (name, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: write SERVICE=N"))?;
+    let n: u32 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: {n:?} is not a number of replicas"))?;
+    if n > edge_spec::limits::MAX_COUNT {
+        return Err(format!(
+            "{s:?}: at most {} replicas",
+            edge_spec::limits::MAX_COUNT
+        ));
+    }
+    Ok((name.to_string(), n))
 }
 
 #[derive(Subcommand, Debug)]

@@ -7,12 +7,12 @@
 
 mod common;
 
-use common::{Proc, cli, free_port, repo, until};
+use common::{Dev, cli, free_port, host_ip, repo, start_bridged, until};
 use edge_api::{Client, QueryOptions};
 use edge_spec::{Allocation, ClientStatus};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const BRIDGE: &str = "edgee2e0";
@@ -78,62 +78,6 @@ fn job_file(dir: &Path) -> String {
     )
     .unwrap();
     path.display().to_string()
-}
-
-/// `edge dev` on a bridge and subnet of its own (the tests of this file
-/// run at once), with `extra` flags.
-struct Dev {
-    proc: Proc,
-    addr: String,
-    api: Client,
-    data: PathBuf,
-    args: Vec<String>,
-}
-
-impl Dev {
-    async fn start(dir: &Path, bridge: &str, subnet: &str, extra: &[&str]) -> Dev {
-        let port = free_port();
-        let data = dir.join("data");
-        let bind = format!("127.0.0.1:{port}");
-        let mut args: Vec<String> = [
-            "dev",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--bind",
-            &bind,
-            "--bridge-name",
-            bridge,
-            "--bridge-subnet",
-            subnet,
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(extra.iter().map(|a| a.to_string()));
-        let addr = format!("http://{bind}");
-        let api = Client::new(&addr, None).unwrap();
-        let proc = start(dir, &args, &api).await;
-        Dev {
-            proc,
-            addr,
-            api,
-            data,
-            args,
-        }
-    }
-}
-
-async fn start(dir: &Path, args: &[String], api: &Client) -> Proc {
-    let dev = Proc::edge(dir, "dev", args);
-    until(30, "a ready node with bridge networking", async || {
-        let nodes = api.nodes().await.ok()?;
-        let n = nodes.first()?;
-        let n = api.node(&n.id).await.ok()?;
-        (n.status == edge_spec::NodeStatus::Ready
-            && n.attributes.get("network.bridge").map(String::as_str) == Some("true"))
-        .then_some(())
-    })
-    .await;
-    dev
 }
 
 /// The allocations of `job` that run with an address, once there are
@@ -259,7 +203,7 @@ async fn bridge_allocations_share_port_80_survive_an_agent_kill_and_leave_nothin
         .unwrap();
         net.attach("crashed-0000", &[], &[]).await.unwrap();
     }
-    let _dev = start(dir.path(), &args, &api).await;
+    let _dev = start_bridged(dir.path(), &args, &api).await;
     let after_allocs = by_id(running(&api, "netweb", 3).await);
     assert_eq!(
         after_allocs.keys().collect::<Vec<_>>(),
@@ -622,15 +566,6 @@ async fn a_jobs_named_networks_connect_their_members_and_keep_others_out() {
 }
 
 /// This host's first global IPv4 address: what a real node advertises.
-fn host_ip() -> String {
-    let out = sh("ip -4 -o addr show scope global");
-    out.split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|a| a.split('/').next())
-        .map(str::to_string)
-        .expect("a global IPv4 address on this host (ip -4 addr)")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridge_allocation_resolves_service_names_through_its_gateway() {

@@ -543,7 +543,7 @@ fn print_failures(failed: &BTreeMap<String, AllocMetric>) {
 }
 
 /// Follows an evaluation, then the allocations of `version`, like `nomad job run`.
-async fn monitor(
+pub(super) async fn monitor(
     api: &Client,
     job_id: &str,
     eval_id: &str,

@@ -2,6 +2,7 @@
 
 mod acl;
 mod alloc;
+mod compose;
 pub mod daemon;
 mod deployment;
 pub(crate) mod image;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Config(c) => objects::config(&g, c).await,
         Command::Secret(c) => objects::secret(&g, c).await,
         Command::Model(c) => model::run(c).await,
+        Command::Compose(a) => compose::run(&g, a).await,
         Command::Sim(a) => sim::run(a).await,
         Command::Version => {
             println!("edge {}", env!("CARGO_PKG_VERSION"));

@@ -443,3 +443,77 @@ pub async fn alloc_port(api: &edge_api::Client, job: &str, label: &str) -> u16 {
         .unwrap_or_else(|| panic!("{job} has no port {label:?}"))
         .value
 }
+
+/// `edge dev` on a bridge and subnet of its own (tests run at once), with
+/// `extra` flags, once its node is ready with bridge networking.
+pub struct Dev {
+    pub proc: Proc,
+    pub addr: String,
+    pub api: edge_api::Client,
+    pub data: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl Dev {
+    pub async fn start(dir: &Path, bridge: &str, subnet: &str, extra: &[&str]) -> Dev {
+        let port = free_port();
+        let data = dir.join("data");
+        let bind = format!("127.0.0.1:{port}");
+        let mut args: Vec<String> = [
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--bind",
+            &bind,
+            "--bridge-name",
+            bridge,
+            "--bridge-subnet",
+            subnet,
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let addr = format!("http://{bind}");
+        let api = edge_api::Client::new(&addr, None).unwrap();
+        let proc = start_bridged(dir, &args, &api).await;
+        Dev {
+            proc,
+            addr,
+            api,
+            data,
+            args,
+        }
+    }
+}
+
+/// `edge ARGS` (a `dev`) in `dir`, once its node is ready with bridge
+/// networking; also to start it again after a kill.
+pub async fn start_bridged(dir: &Path, args: &[String], api: &edge_api::Client) -> Proc {
+    let dev = Proc::edge(dir, "dev", args);
+    until(30, "a ready node with bridge networking", async || {
+        let nodes = api.nodes().await.ok()?;
+        let n = nodes.first()?;
+        let n = api.node(&n.id).await.ok()?;
+        (n.status == edge_spec::NodeStatus::Ready
+            && n.attributes.get("network.bridge").map(String::as_str) == Some("true"))
+        .then_some(())
+    })
+    .await;
+    dev
+}
+
+/// This host's first global IPv4 address: where a node's DNS must listen
+/// for its bridge allocations to reach it.
+pub fn host_ip() -> String {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    out.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .map(str::to_string)
+        .expect("a global IPv4 address on this host (ip -4 addr)")
+}
