@@ -13,6 +13,8 @@
 # HTTP/2 connection per worker), threads in a closed loop.
 #
 # usage: bash benches/model.sh [SECONDS_PER_RUN]
+# MODELS="convnet" runs only the named fixtures (default: iris mlp convnet);
+# binaries are built into and run from $CARGO_TARGET_DIR (default: target).
 # KServe, onnxruntime and numpy are installed into
 # ~/.cache/edge-bench/kserve-venv on first use (or set KSERVE_PY to a python
 # that has them); that python also runs the in-process floor.
@@ -24,9 +26,11 @@ KSERVE_PY=${KSERVE_PY:-$VENV/bin/python}
 
 cargo build --quiet --release -p edge --bin edge
 cargo build --quiet --release -p edge-model --example oip_load --example grpc_load
-EDGE=target/release/edge
-LOAD=target/release/examples/oip_load
-GRPC_LOAD=target/release/examples/grpc_load
+MODELS=${MODELS:-iris mlp convnet}
+TARGET=${CARGO_TARGET_DIR:-target}
+EDGE=$TARGET/release/edge
+LOAD=$TARGET/release/examples/oip_load
+GRPC_LOAD=$TARGET/release/examples/grpc_load
 
 if [ ! -x "$KSERVE_PY" ]; then
   python3 -m venv "$VENV"
@@ -104,7 +108,8 @@ load() {
 
 echo "| server | model   | wire   | c | req/s | p50 ms | p99 ms | errors |"
 echo "|--------|---------|--------|---:|------:|-------:|-------:|---:|"
-for m in iris mlp convnet; do
+idle_rss=- loaded_rss=-
+for m in $MODELS; do
   model=tests/model/fixtures/$m.onnx
   for c in 1 16; do
     row inproc "$m" - "$("$PY" benches/model_inproc.py "$model" "$tmp/$m.json" "$c" "$SECS")"

@@ -21,6 +21,6 @@ mod server;
 pub use driver::{DRIVER_NAME, ModelBlock, ModelDriver, check_config};
 pub use error::ModelError;
 pub use model::{DataType, Model, TensorInfo};
-pub use pages::release_startup_pages;
+pub use pages::{keep_freed_memory, release_startup_pages};
 pub use repo::{IndexEntry, ModelSource, REPOSITORY_FILE, Repository, Served, scan, valid_name};
 pub use server::{ServeConfig, Server, bind, serve};

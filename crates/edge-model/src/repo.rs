@@ -370,9 +370,10 @@ impl Repository {
 
     async fn load_one(&self, s: ModelSource) -> Result<Arc<Served>, ModelError> {
         let (path, name, max) = (s.path.clone(), s.name.clone(), self.cfg.max_batch_size);
+        let workers = self.cfg.workers;
         let (model, max_batch_size) = tokio::task::spawn_blocking(move || {
             let model = Model::load(&path, &name)?;
-            let limit = model.batch_limit(max, BATCH_SIZING_BUDGET);
+            let limit = model.batch_limit(max, workers, BATCH_SIZING_BUDGET);
             Ok::<_, ModelError>((model, limit))
         })
         .await

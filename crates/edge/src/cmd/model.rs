@@ -38,6 +38,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         workers: a.workers,
         grpc_addr: a.grpc_port.map(|p| SocketAddr::new(a.host, p)),
     };
+    edge_model::keep_freed_memory();
     // Failing to load or bind ends the process with `error: ...` on stderr
     // (printed by main), which the model driver puts into the task's events.
     let server = edge_model::bind(cfg)
