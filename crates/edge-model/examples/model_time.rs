@@ -82,6 +82,31 @@ fn parallel_rate(model: &Model, threads: usize, rows: usize, secs: f64) -> f64 {
     (runs * rows) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Median seconds of `model.run` on a worker thread fed inputs another
+/// thread made, as the server's batcher runs them.
+fn handed_over(model: &Model, secs: f64) -> f64 {
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<Tensor>>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<f64>();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for x in rx {
+                let t = Instant::now();
+                model.run(x).unwrap_or_else(|e| fail(format!("{e}")));
+                let _ = done_tx.send(t.elapsed().as_secs_f64());
+            }
+        });
+        let mut times = Vec::new();
+        let started = Instant::now();
+        while started.elapsed().as_secs_f64() < secs || times.len() < 5 {
+            let _ = tx.send(inputs(model, 1));
+            times.push(done_rx.recv().unwrap_or(f64::NAN));
+        }
+        drop(tx);
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    })
+}
+
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let defaults = args.len();
@@ -115,6 +140,10 @@ fn main() {
         let rate = parallel_rate(&model, threads, rows, secs);
         println!("{threads} thread(s) x batch {rows}: {rate:.0} rows/s");
     }
+    println!(
+        "batch 1 handed to another thread: {:.3} ms per run",
+        handed_over(&model, secs) * 1e3
+    );
     for workers in [1, 2] {
         let limit = model.batch_limit(32, workers, Duration::from_millis(300));
         println!("batch limit with {workers} worker(s): {limit}");
