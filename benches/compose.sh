@@ -74,7 +74,7 @@ healthy() {
   "$EDGE" service ls --namespace bench -o json 2>/dev/null | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
-ok = len(s) == 10 and all(x["instances"] and all(i["status"] == "passing" for i in x["instances"]) for x in s)
+ok = len(s) == 10 and all(x["instances"] > 0 and x["passing"] == x["instances"] for x in s)
 sys.exit(0 if ok else 1)'
 }
 stopped() { [ "$("$EDGE" compose ps -o json 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 0 ]; }

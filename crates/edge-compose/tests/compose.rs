@@ -585,3 +585,55 @@ fn the_corpus_converts() {
     }
     assert!(dirs.len() >= 6, "{} projects", dirs.len());
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn scalar() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("x".to_string()),
+            Just("\"80:80\"".to_string()),
+            Just("[a, b]".to_string()),
+            Just("{a: 1}".to_string()),
+            Just("-1".to_string()),
+            Just("99999999999999999999".to_string()),
+            Just("\"${A:-1}\"".to_string()),
+            Just("\"${\"".to_string()),
+            Just("null".to_string()),
+            Just("\"../../etc\"".to_string()),
+            "[a-z0-9:/.-]{0,12}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A service with any known keys holding odd values loads and
+        /// converts or says why; it never panics.
+        #[test]
+        fn odd_values_are_answers_not_panics(
+            picks in proptest::collection::vec((0..KEYS.len(), scalar()), 1..6)
+        ) {
+            let mut text = String::from("services:\n  web:\n    image: w\n");
+            for (i, v) in &picks {
+                let k = &KEYS[*i];
+                if k.scope == Scope::Service && k.name != "image" {
+                    text.push_str(&format!("    {}: {v}\n", k.name));
+                }
+            }
+            match one(&text) {
+                Ok(c) => prop_assert_eq!(edge_spec::validate(&c.job), vec![]),
+                Err(e) => prop_assert!(e.to_string().starts_with("compose.yaml"), "{}", e),
+            }
+        }
+
+        /// Any text as a Compose file is an error naming the file, or a job.
+        #[test]
+        fn any_text_is_an_answer(text in "[a-z:{}\\[\\]$ \n-]{0,80}") {
+            if let Err(e) = one(&text) {
+                prop_assert!(e.to_string().starts_with("compose.yaml"), "{}", e);
+            }
+        }
+    }
+}
