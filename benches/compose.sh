@@ -22,18 +22,10 @@ cleanup() {
   (cd "$work/app" 2>/dev/null && "$EDGE" compose down -v >/dev/null 2>&1) || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  for c in $(ctr -n edge-bench c ls -q 2>/dev/null); do
-    ctr -n edge-bench t kill -s KILL "$c" >/dev/null 2>&1 || true
-    sleep 0.2
-    ctr -n edge-bench t rm "$c" >/dev/null 2>&1 || true
-    ctr -n edge-bench c rm "$c" >/dev/null 2>&1 || true
-  done
+  ctr_clean edge-bench
   rm -rf "$work"
 }
 trap cleanup EXIT
-ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 bash tests/images/build-busybox.sh "$work/busybox.tar" "$IMAGE" >/dev/null
 ctr -n edge-bench images import "$work/busybox.tar" >/dev/null
@@ -98,12 +90,7 @@ for r in $(seq 1 "$ROUNDS"); do
     ctr -n edge-bench run -d "$IMAGE" "bench-$r-$i" httpd -f -p $((18080 + i)) -h /www >/dev/null
   done
   echo $(($(ms) - t0)) >>"$work/ctr.ms"
-  for c in $(ctr -n edge-bench c ls -q); do ctr -n edge-bench t kill -s KILL "$c" >/dev/null 2>&1 || true; done
-  sleep 0.5
-  for c in $(ctr -n edge-bench c ls -q); do
-    ctr -n edge-bench t rm "$c" >/dev/null 2>&1 || true
-    ctr -n edge-bench c rm "$c" >/dev/null 2>&1 || true
-  done
+  ctr_clean edge-bench
 done
 
 e=$(median <"$work/edge.ms")

@@ -25,18 +25,10 @@ cleanup() {
     done >&2
   fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for c in $(ctr -n edge-bench c ls -q 2>/dev/null); do
-    ctr -n edge-bench t kill -s KILL "$c" >/dev/null 2>&1 || true
-    sleep 0.2
-    ctr -n edge-bench t rm "$c" >/dev/null 2>&1 || true
-    ctr -n edge-bench c rm "$c" >/dev/null 2>&1 || true
-  done
+  ctr_clean edge-bench
   rm -rf "$work"
 }
 trap cleanup EXIT
-ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 bash tests/images/build-busybox.sh "$work/bench.tar" "$IMAGE" >/dev/null
 ctr -n edge-bench images import "$work/bench.tar" >/dev/null
@@ -49,17 +41,7 @@ for i in $(seq 1 "$ROUNDS"); do
   ctr -n edge-bench run -d --memory-limit 33554432 "$IMAGE" "bench-ctr-$i" sleep 1000 >/dev/null
   echo $(($(ms) - t0)) >>"$work/ctr.ms"
 done
-cleanup_ctr() {
-  for c in $(ctr -n edge-bench c ls -q); do
-    ctr -n edge-bench t kill -s KILL "$c" >/dev/null 2>&1 || true
-  done
-  sleep 0.5
-  for c in $(ctr -n edge-bench c ls -q); do
-    ctr -n edge-bench t rm "$c" >/dev/null 2>&1 || true
-    ctr -n edge-bench c rm "$c" >/dev/null 2>&1 || true
-  done
-}
-cleanup_ctr
+ctr_clean edge-bench
 
 port=$(free_port)
 export EDGE_ADDR=http://127.0.0.1:$port

@@ -16,3 +16,20 @@ wait_for() {
     sleep "${WAIT_POLL:-0.1}"
   done
 }
+
+# ctr_clean NAMESPACE: kills, then removes, every container of NAMESPACE.
+ctr_clean() {
+  local ns=$1 c
+  for c in $(ctr -n "$ns" c ls -q 2>/dev/null); do
+    ctr -n "$ns" t kill -s KILL "$c" >/dev/null 2>&1 || true
+  done
+  sleep 0.5
+  for c in $(ctr -n "$ns" c ls -q 2>/dev/null); do
+    ctr -n "$ns" t rm "$c" >/dev/null 2>&1 || true
+    ctr -n "$ns" c rm "$c" >/dev/null 2>&1 || true
+  done
+}
+
+ms() { date +%s%3N; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
