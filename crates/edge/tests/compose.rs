@@ -3,8 +3,9 @@
 //! run on a real `edge dev` with containerd and bridge networking (gated by
 //! `EDGE_TEST_ROOT=1` and `EDGE_TEST_CONTAINERD=1`): published on the
 //! routing mesh, the frontend reaches `backend` by name, a service outside
-//! `back-tier` cannot, the backend's rows survive `down` + `up` and a
-//! `kill -9` of the agent, and `down -v` removes the volume.
+//! `back-tier` cannot, a changed file rolls out with no failed request,
+//! the backend's rows survive `down` + `up` and a `kill -9` of the agent,
+//! and `down -v` removes the volume.
 
 mod common;
 
@@ -112,6 +113,9 @@ async fn rows(addr: &str, api: &edge_api::Client) -> usize {
         let all = allocs(api).await;
         let front = all.iter().find(|a| a.group == "frontend")?;
         let (ok, out) = fetch_in(addr, &front.id, "http://backend:5432/rows");
+        if !ok {
+            eprintln!("rows through the frontend: {}", out.trim());
+        }
         ok.then(|| out.lines().filter(|l| !l.trim().is_empty()).count())
     })
     .await
@@ -215,6 +219,28 @@ async fn the_webapp_runs_across_its_networks_and_keeps_its_data() {
     );
     assert!(ok, "{out}");
 
+    // `up` of a changed file rolls the frontend out per its update_config
+    // (one replica at a time) while the published port keeps answering.
+    std::fs::write(
+        app.join("v2.yaml"),
+        "services:\n  frontend:\n    environment:\n      RELEASE: \"2\"\n",
+    )
+    .unwrap();
+    let load = common::Load::start(std::slice::from_ref(&url));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let v2 = [&files[..], &["-f", "v2.yaml", "up", "--timeout", "3m"]].concat();
+    let (ok, out) = compose(&app, &addr, &env, &v2);
+    assert!(ok, "{out}");
+    assert!(out.contains("job version 1"), "{out}");
+    let (answered, failed) = load.finish().await;
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed during the rollout",
+        answered + failed
+    );
+    assert!(answered > 50, "{answered}");
+
     let (ok, out) = compose(&app, &addr, &env, &[&files[..], &["down"]].concat());
     assert!(ok, "{out}");
     assert!(allocs(&api).await.is_empty());
@@ -226,11 +252,29 @@ async fn the_webapp_runs_across_its_networks_and_keeps_its_data() {
     let mut dev = dev;
     dev.kill9();
     let _dev = start_bridged(dir.path(), &args, &api).await;
-    assert_eq!(
-        rows(&addr, &api).await,
-        2,
-        "the same backend kept serving its rows"
-    );
+    let kept = until(
+        60,
+        "the backend's rows after the agent's restart",
+        async || {
+            let all = allocs(&api).await;
+            let back = all.iter().find(|a| a.group == "backend")?;
+            let (ok, out) = cli(
+                &addr,
+                &["alloc", "exec", &back.id, "--", "cat", "/var/lib/db/rows"],
+            );
+            if !ok {
+                eprintln!("rows in the backend: {}", out.trim());
+            }
+            ok.then(|| out.lines().filter(|l| !l.trim().is_empty()).count())
+        },
+    )
+    .await;
+    assert_eq!(kept, 2, "the same backend kept its rows");
+    let again = until(30, "the frontend on the published port again", async || {
+        reqwest::get(&url).await.ok().filter(|r| r.status() == 200)
+    })
+    .await;
+    assert!(again.status().is_success());
 
     let (ok, out) = compose(&app, &addr, &env, &[&files[..], &["down", "-v"]].concat());
     assert!(ok, "{out}");
