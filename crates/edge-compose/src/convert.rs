@@ -196,10 +196,7 @@ impl Converter<'_> {
                     .get("external")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
-                let object_name = def
-                    .get("name")
-                    .and_then(s)
-                    .unwrap_or_else(|| format!("{}-{name}", self.project.name));
+                let object_name = object_name(self.project, top, &name);
                 if !object_name_ok(&object_name) {
                     return Err(self.err(
                         &path,
@@ -241,16 +238,6 @@ impl Converter<'_> {
         Ok(())
     }
 
-    fn object_name(&self, top: &str, name: &str) -> String {
-        self.project
-            .value
-            .get(top)
-            .and_then(|m| m.get(name))
-            .and_then(|d| d.get("name"))
-            .and_then(s)
-            .unwrap_or_else(|| format!("{}-{name}", self.project.name))
-    }
-
     fn group(&mut self, name: &str, svc: &Value) -> Result<Group, ComposeError> {
         let path = format!("services.{name}");
         if let Some(problem) = service_name_problem(name) {
@@ -278,12 +265,8 @@ impl Converter<'_> {
         }
         for alias in self.aliases(name, svc) {
             services.push(Service {
-                name: alias,
-                port: services[0].port.clone(),
-                tags: Vec::new(),
                 checks: services[0].checks.clone(),
-                publish: None,
-                shutdown_delay: Duration::from_secs(1),
+                ..service(alias, services[0].port.clone())
             });
         }
         self.depends_on(name, svc)?;
@@ -399,14 +382,10 @@ impl Converter<'_> {
             }
         }
         let first_port = ports.first().map(|p| p.label.clone());
-        let mut services = vec![Service {
-            name: name.to_string(),
-            port: published.first().map(|(l, _)| l.clone()).or(first_port),
-            tags: Vec::new(),
-            checks: Vec::new(),
-            publish: None,
-            shutdown_delay: Duration::from_secs(1),
-        }];
+        let mut services = vec![service(
+            name.to_string(),
+            published.first().map(|(l, _)| l.clone()).or(first_port),
+        )];
         for (i, (label, port)) in published.into_iter().enumerate() {
             let publish = Some(Publish {
                 port,
@@ -421,12 +400,8 @@ impl Converter<'_> {
                 services[0].publish = publish;
             } else {
                 services.push(Service {
-                    name: format!("{name}-{port}"),
-                    port: Some(label),
-                    tags: Vec::new(),
-                    checks: Vec::new(),
                     publish,
-                    shutdown_delay: Duration::from_secs(1),
+                    ..service(format!("{name}-{port}"), Some(label))
                 });
             }
         }
@@ -541,13 +516,11 @@ impl Converter<'_> {
                 .ok_or_else(|| self.err(&format!("{path}.retries"), "a number from 1 to 100"))?
                 as u32,
         };
-        for k in ["start_interval"] {
-            if h.get(k).is_some() {
-                return Err(self.err(
-                    &format!("{path}.{k}"),
-                    format!("`{k}`: {}", "not supported yet"),
-                ));
-            }
+        if h.get("start_interval").is_some() {
+            return Err(self.err(
+                &format!("{path}.start_interval"),
+                "`start_interval`: not supported yet",
+            ));
         }
         Ok(Some(Check {
             name: format!("{name}-health"),
@@ -1143,7 +1116,7 @@ impl Converter<'_> {
                 }
             };
             out.push(DataRef {
-                name: self.object_name(top, &source),
+                name: object_name(self.project, top, &source),
                 destination,
                 key: String::new(),
                 env: String::new(),
@@ -1395,6 +1368,49 @@ fn node_attribute(lhs: &str) -> Option<String> {
             .filter(|l| !l.is_empty())
             .map(|l| format!("${{meta.{l}}}")),
     }
+}
+
+/// A service with edge's defaults: no tags, checks or publication.
+fn service(name: String, port: Option<String>) -> Service {
+    Service {
+        name,
+        port,
+        tags: Vec::new(),
+        checks: Vec::new(),
+        publish: None,
+        shutdown_delay: edge_spec::default_shutdown_delay(),
+    }
+}
+
+/// The edge object the top-level config or secret `name` (`top` is
+/// `configs` or `secrets`) becomes: its `name:`, else `PROJECT-NAME`.
+fn object_name(project: &Project, top: &str, name: &str) -> String {
+    project
+        .value
+        .get(top)
+        .and_then(|m| m.get(name))
+        .and_then(|d| d.get("name"))
+        .and_then(s)
+        .unwrap_or_else(|| format!("{}-{name}", project.name))
+}
+
+/// The configs and secrets `up` writes (the external ones are not its),
+/// as (secret, edge name): what `down -v` removes, found without reading
+/// their files.
+pub fn written_objects(project: &Project) -> Vec<(bool, String)> {
+    let mut out = Vec::new();
+    for (top, secret) in [("configs", false), ("secrets", true)] {
+        let Some(items) = project.value.get(top).and_then(Value::as_mapping) else {
+            continue;
+        };
+        for (name, def) in items {
+            if def.get("external").and_then(Value::as_bool) != Some(true) {
+                let name = s(name).unwrap_or_default();
+                out.push((secret, object_name(project, top, &name)));
+            }
+        }
+    }
+    out
 }
 
 fn object_name_ok(name: &str) -> bool {

@@ -112,17 +112,7 @@ impl Project {
     pub fn locate(&self, path: &str) -> Where {
         let mut best: Option<(usize, &Source, (usize, usize))> = None;
         for s in &self.sources {
-            let mut p = path;
-            let found = loop {
-                if s.positions.has(p) {
-                    break s.positions.find(p).map(|at| (p.len(), at));
-                }
-                match p.rfind(['.', '[']) {
-                    Some(cut) => p = &p[..cut],
-                    None => break None,
-                }
-            };
-            if let Some((depth, at)) = found
+            if let Some((depth, at)) = s.positions.nearest(path)
                 && best.is_none_or(|(d, _, _)| depth >= d)
             {
                 best = Some((depth, s, at));

@@ -24,19 +24,20 @@ impl Positions {
     /// The line and column of `path`, or of its nearest enclosing value
     /// that is written in this file.
     pub fn find(&self, path: &str) -> Option<(usize, usize)> {
+        self.nearest(path).map(|(_, at)| at)
+    }
+
+    /// Like [`Positions::find`], with the length of the part of `path`
+    /// found: the file that writes more of a path is the one it came from.
+    pub fn nearest(&self, path: &str) -> Option<(usize, (usize, usize))> {
         let mut p = path;
         loop {
             if let Some(found) = self.at.get(p) {
-                return Some(*found);
+                return Some((p.len(), *found));
             }
             let cut = p.rfind(['.', '['])?;
             p = &p[..cut];
         }
-    }
-
-    /// Whether this file writes `path` itself (not only something around it).
-    pub fn has(&self, path: &str) -> bool {
-        self.at.contains_key(path)
     }
 }
 
@@ -84,6 +85,7 @@ mod tests {
             p.find("services.web"),
             "a path the file does not write falls back to its enclosing key"
         );
-        assert!(p.has("services.web.ports") && !p.has("services.db"));
+        let written = |path: &str| p.nearest(path).is_some_and(|(n, _)| n == path.len());
+        assert!(written("services.web.ports") && !written("services.db"));
     }
 }

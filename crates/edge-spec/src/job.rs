@@ -838,7 +838,7 @@ pub struct Service {
     pub shutdown_delay: Duration,
 }
 
-fn default_shutdown_delay() -> Duration {
+pub fn default_shutdown_delay() -> Duration {
     // With none, an instance could be stopped while a balancer on another
     // node still sent it a request: the rolling-update lab test lost one
     // request in about four runs that way.

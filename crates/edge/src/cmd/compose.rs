@@ -1,7 +1,6 @@
 //! `edge compose ...`: a Compose project read here (files, `.env`, the
 //! shell's variables) and run as one edge job in a namespace of its own.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context, bail};
@@ -52,12 +51,7 @@ pub async fn run(g: &Global, a: ComposeArgs) -> anyhow::Result<u8> {
         ComposeCommand::Restart { services } => restart(g, &project, &services).await,
         ComposeCommand::Scale { services } => {
             let api = client(g, &project)?;
-            let c = convert(&project)?;
-            for (name, _) in &services {
-                if c.job.group(name).is_none() {
-                    bail!("no service {name:?} in project {:?}", project.name);
-                }
-            }
+            known(&project, services.iter().map(|(name, _)| name))?;
             for (name, n) in services {
                 let r = api.scale_job(&project.name, &name, n).await?;
                 println!("Service {name:?} scaled to {n} (job version {})", r.version);
@@ -86,6 +80,21 @@ fn convert(project: &Project) -> anyhow::Result<Conversion> {
         eprintln!("warning: {w}");
     }
     Ok(c)
+}
+
+/// Refuses a service name the project does not have.
+fn known<'a>(project: &Project, names: impl IntoIterator<Item = &'a String>) -> anyhow::Result<()> {
+    for name in names {
+        if !project
+            .compose
+            .services
+            .keys()
+            .any(|id| id.as_str() == name)
+        {
+            bail!("no service {name:?} in project {:?}", project.name);
+        }
+    }
+    Ok(())
 }
 
 fn client(g: &Global, project: &Project) -> anyhow::Result<Client> {
@@ -237,13 +246,12 @@ async fn down(g: &Global, project: &Project, volumes: bool) -> anyhow::Result<u8
             println!("    Volume {} removed", v.id);
         }
     }
-    let c = convert(project)?;
-    for o in c.objects.iter().filter(|o| !o.external) {
-        let kind = if o.secret { "secret" } else { "config" };
-        match api.object_delete(kind, &o.name).await {
-            Ok(_) => println!("    {kind} {} removed", o.name),
+    for (secret, name) in edge_compose::written_objects(project) {
+        let kind = if secret { "secret" } else { "config" };
+        match api.object_delete(kind, &name).await {
+            Ok(_) => println!("    {kind} {name} removed"),
             Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e).with_context(|| format!("remove the {kind} {:?}", o.name)),
+            Err(e) => return Err(e).with_context(|| format!("remove the {kind} {name:?}")),
         }
     }
     Ok(0)
@@ -267,12 +275,7 @@ async fn logs(
     tail: Option<u64>,
 ) -> anyhow::Result<u8> {
     let api = client(g, project)?;
-    let c = convert(project)?;
-    for s in services {
-        if c.job.group(s).is_none() {
-            bail!("no service {s:?} in project {:?}", project.name);
-        }
-    }
+    known(project, services)?;
     let allocs: Vec<AllocListStub> = current(&api, project)
         .await?
         .into_iter()
@@ -332,11 +335,8 @@ async fn restart(g: &Global, project: &Project, services: &[String]) -> anyhow::
         .job(&project.name)
         .await
         .with_context(|| format!("project {:?} is not up", project.name))?;
-    let known: BTreeMap<String, ()> = job.groups.iter().map(|g| (g.name.clone(), ())).collect();
-    for s in services {
-        if !known.contains_key(s) {
-            bail!("no service {s:?} in project {:?}", project.name);
-        }
+    if let Some(s) = services.iter().find(|s| job.group(s).is_none()) {
+        bail!("no service {s:?} in project {:?}", project.name);
     }
     let mark = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
