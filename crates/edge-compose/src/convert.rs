@@ -8,10 +8,10 @@ use std::time::Duration;
 use compose_spec::ShortOrLong;
 use compose_spec::service::ports::{Mode, Protocol};
 use edge_spec::{
-    Check, CheckRestart, CheckType, Constraint, ConstraintOp, DataRef, Group, Job, JobStatus,
-    JobType, NamedNetwork, Network, NetworkMode, PortSpec, Publish, PublishProtocol,
-    ReschedulePolicy, Resources, RestartMode, RestartPolicy, Service, Spread, Task, UpdatePolicy,
-    VolumeMount, VolumeRequest, VolumeType,
+    Check, CheckRestart, CheckType, Constraint, ConstraintOp, DataRef, DependCondition, Group,
+    GroupDependency, Job, JobStatus, JobType, NamedNetwork, Network, NetworkMode, PortSpec,
+    Publish, PublishProtocol, ReschedulePolicy, Resources, RestartMode, RestartPolicy, Service,
+    Spread, Task, UpdatePolicy, VolumeMount, VolumeRequest, VolumeType,
 };
 use serde_json::json;
 use serde_yaml::Value;
@@ -31,20 +31,11 @@ pub struct DataObject {
     pub external: bool,
 }
 
-/// What `depends_on` asks `up` to wait for before it reports success.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dependency {
-    pub service: String,
-    pub on: String,
-    pub condition: String,
-}
-
 /// The project as edge objects.
 #[derive(Debug, Clone)]
 pub struct Conversion {
     pub job: Job,
     pub objects: Vec<DataObject>,
-    pub dependencies: Vec<Dependency>,
     pub warnings: Vec<Warning>,
 }
 
@@ -59,7 +50,6 @@ pub fn convert(project: &Project) -> Result<Conversion, ComposeError> {
         project,
         warnings: project.warnings.clone(),
         objects: Vec::new(),
-        dependencies: Vec::new(),
         networks: BTreeSet::new(),
         volume_users: BTreeMap::new(),
     };
@@ -127,7 +117,6 @@ pub fn convert(project: &Project) -> Result<Conversion, ComposeError> {
     Ok(Conversion {
         job,
         objects: c.objects,
-        dependencies: c.dependencies,
         warnings: c.warnings,
     })
 }
@@ -136,7 +125,6 @@ struct Converter<'a> {
     project: &'a Project,
     warnings: Vec<Warning>,
     objects: Vec<DataObject>,
-    dependencies: Vec<Dependency>,
     networks: BTreeSet<String>,
     volume_users: BTreeMap<String, String>,
 }
@@ -269,7 +257,7 @@ impl Converter<'_> {
                 ..service(alias, services[0].port.clone())
             });
         }
-        self.depends_on(name, svc)?;
+        let depends_on = self.depends_on(name, svc)?;
         let (volumes, mounts, binds) = self.volumes(name, svc)?;
         let task = self.task(name, svc, mounts, binds)?;
         let (restart, reschedule) = self.restart(name, svc, &deploy)?;
@@ -297,6 +285,7 @@ impl Converter<'_> {
             tasks: vec![task],
             meta,
             volumes,
+            depends_on,
         })
     }
 
@@ -541,73 +530,92 @@ impl Converter<'_> {
         }))
     }
 
-    fn depends_on(&mut self, name: &str, svc: &Value) -> Result<(), ComposeError> {
+    /// `depends_on` as the group's: the server places the service's first
+    /// replicas once those it names run (`service_started`) or pass their
+    /// checks (`service_healthy`).
+    fn depends_on(
+        &mut self,
+        name: &str,
+        svc: &Value,
+    ) -> Result<Vec<GroupDependency>, ComposeError> {
         let path = format!("services.{name}.depends_on");
-        let deps: Vec<(String, String)> = match svc.get("depends_on") {
+        let services = self.project.value.get("services");
+        let entries: Vec<(String, Value)> = match svc.get("depends_on") {
             None => Vec::new(),
             Some(Value::Sequence(items)) => items
                 .iter()
                 .filter_map(s)
-                .map(|d| (d, "service_started".to_string()))
+                .map(|d| (d, Value::Null))
                 .collect(),
             Some(Value::Mapping(m)) => m
                 .iter()
-                .map(|(k, v)| {
-                    (
-                        s(k).unwrap_or_default(),
-                        v.get("condition")
-                            .and_then(s)
-                            .unwrap_or_else(|| "service_started".to_string()),
-                    )
-                })
+                .map(|(k, v)| (s(k).unwrap_or_default(), v.clone()))
                 .collect(),
             Some(_) => return Err(self.err(&path, "a list or mapping of service names")),
         };
-        for (on, condition) in deps {
-            let exists = self
-                .project
-                .value
-                .get("services")
-                .and_then(|m| m.get(on.as_str()))
-                .is_some();
-            if !exists {
-                return Err(self.err(
-                    &format!("{path}.{on}"),
-                    format!("no service {on:?} in the project"),
-                ));
+        let mut out = Vec::new();
+        for (on, opts) in entries {
+            let at = format!("{path}.{on}");
+            let target = services.and_then(|m| m.get(on.as_str()));
+            let required = opts.get("required").and_then(Value::as_bool) != Some(false);
+            match target {
+                None if required => {
+                    return Err(self.err(&at, format!("no service {on:?} in the project")));
+                }
+                None => {
+                    self.warn(
+                        &at,
+                        format!(
+                            "no service {on:?} in the project (`required: false`: not waited for)"
+                        ),
+                    );
+                    continue;
+                }
+                Some(_) => {}
             }
-            if ![
-                "service_started",
-                "service_healthy",
-                "service_completed_successfully",
-            ]
-            .contains(&condition.as_str())
-            {
-                return Err(self.err(
-                    &format!("{path}.{on}.condition"),
-                    format!("{condition:?}: expected service_started, service_healthy or service_completed_successfully"),
-                ));
+            if opts.get("restart").and_then(Value::as_bool) == Some(true) {
+                self.warn(
+                    &format!("{at}.restart"),
+                    format!("`restart: true`: {name:?} is not restarted when {on:?} is updated (`edge compose restart {name}` does it)"),
+                );
             }
-            if condition == "service_completed_successfully" {
-                return Err(self.err(
-                    &format!("{path}.{on}.condition"),
-                    "`service_completed_successfully`: not supported yet (a one-shot service runs as a batch job)",
-                ));
-            }
-            self.warn(
-                &format!("{path}.{on}"),
-                format!(
-                    "services start together on a cluster, as in a Swarm stack: `up` waits for \
-                     {on:?} ({condition}) before it reports {name:?} up, but {name:?} may start first"
-                ),
-            );
-            self.dependencies.push(Dependency {
-                service: name.to_string(),
-                on,
+            let condition = opts
+                .get("condition")
+                .and_then(s)
+                .unwrap_or_else(|| "service_started".to_string());
+            let condition = match condition.as_str() {
+                "service_started" => DependCondition::Started,
+                "service_healthy" => {
+                    let checked = target
+                        .and_then(|t| t.get("healthcheck"))
+                        .is_some_and(|h| h.get("disable").and_then(Value::as_bool) != Some(true));
+                    if !checked {
+                        self.warn(
+                            &format!("{at}.condition"),
+                            format!("{on:?} has no `healthcheck` here (an image's own HEALTHCHECK is not read): {name:?} waits for it to run"),
+                        );
+                    }
+                    DependCondition::Healthy
+                }
+                "service_completed_successfully" => {
+                    return Err(self.err(
+                        &format!("{at}.condition"),
+                        "`service_completed_successfully`: not supported yet (a one-shot service runs as a batch job)",
+                    ));
+                }
+                other => {
+                    return Err(self.err(
+                        &format!("{at}.condition"),
+                        format!("{other:?}: expected service_started, service_healthy or service_completed_successfully"),
+                    ));
+                }
+            };
+            out.push(GroupDependency {
+                group: on,
                 condition,
             });
         }
-        Ok(())
+        Ok(out)
     }
 
     #[allow(clippy::type_complexity)]

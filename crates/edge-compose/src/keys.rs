@@ -153,7 +153,7 @@ pub const KEYS: &[Key] = &[
         Service,
         "depends_on",
         Partly,
-        "the services must exist; edge starts all services at once, so a condition is only waited for by `up`",
+        "a service's first replicas are placed once those it names run (`service_started`) or pass their checks (`service_healthy`); `service_completed_successfully` is refused; `restart: true` is warned about",
     ),
     k(Service, "restart", Yes, "the group's restart policy"),
     k(Service, "deploy", Partly, "see `services.*.deploy`"),

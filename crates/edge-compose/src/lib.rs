@@ -11,6 +11,6 @@ pub mod keys;
 pub mod load;
 pub mod locate;
 
-pub use convert::{Conversion, DataObject, Dependency, convert, written_objects};
+pub use convert::{Conversion, DataObject, convert, written_objects};
 pub use error::{ComposeError, Warning, Where};
 pub use load::{Options, Project};

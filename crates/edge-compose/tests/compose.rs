@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use edge_compose::keys::{KEYS, Scope, Support};
 use edge_compose::{ComposeError, Conversion, Options, Project, convert};
+use edge_spec::DependCondition;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -334,20 +335,52 @@ fn profiles_leave_services_out_until_asked_for() {
 }
 
 #[test]
-fn depends_on_must_name_a_service_and_is_reported_to_up() {
+fn depends_on_orders_the_groups() {
     let c = one(
-        "services:\n  web:\n    image: web\n    depends_on:\n      db:\n        condition: service_healthy\n  db:\n    image: db\n",
+        "services:\n  web:\n    image: web\n    depends_on:\n      db:\n        condition: service_healthy\n        restart: true\n      cache:\n        condition: service_healthy\n      gone:\n        condition: service_started\n        required: false\n  db:\n    image: db\n    healthcheck:\n      test: [\"CMD\", \"true\"]\n  cache:\n    image: cache\n  worker:\n    image: w\n    depends_on: [db]\n",
     )
     .unwrap();
-    assert_eq!(c.dependencies[0].on, "db");
-    assert_eq!(c.dependencies[0].condition, "service_healthy");
-    assert!(
-        c.warnings
+    let deps = |g: &str| -> Vec<(String, DependCondition)> {
+        c.job
+            .group(g)
+            .unwrap()
+            .depends_on
             .iter()
-            .any(|w| w.message.contains("start together"))
+            .map(|d| (d.group.clone(), d.condition))
+            .collect()
+    };
+    assert_eq!(
+        deps("web"),
+        [
+            ("db".to_string(), DependCondition::Healthy),
+            ("cache".to_string(), DependCondition::Healthy)
+        ]
+    );
+    assert_eq!(
+        deps("worker"),
+        [("db".to_string(), DependCondition::Started)]
+    );
+    let warned: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        warned.contains(&"compose.yaml:7:9: services.web.depends_on.db.restart: `restart: true`: \"web\" is not restarted when \"db\" is updated (`edge compose restart web` does it)".to_string()),
+        "{warned:#?}"
+    );
+    assert!(
+        warned.contains(&"compose.yaml:9:9: services.web.depends_on.cache.condition: \"cache\" has no `healthcheck` here (an image's own HEALTHCHECK is not read): \"web\" waits for it to run".to_string()),
+        "{warned:#?}"
+    );
+    assert!(
+        warned
+            .iter()
+            .any(|w| w.contains("services.web.depends_on.gone: no service \"gone\"")),
+        "{warned:#?}"
     );
     let e = error("services:\n  web:\n    image: web\n    depends_on: [cache]\n");
-    assert!(e.contains("cache"), "{e}");
+    assert!(e.contains("no service \"cache\" in the project"), "{e}");
+    let e = error(
+        "services:\n  web:\n    image: web\n    depends_on: [db]\n  db:\n    image: db\n    depends_on: [web]\n",
+    );
+    assert!(e.contains("cycle"), "{e}");
 }
 
 #[test]

@@ -73,6 +73,7 @@ fn job(i: usize, count: u32) -> Job {
         update: None,
         groups: vec![Group {
             volumes: Vec::new(),
+            depends_on: Vec::new(),
             meta: Default::default(),
             name: "web".to_string(),
             count,

@@ -141,6 +141,10 @@ pub struct Plan {
     pub failed: BTreeMap<String, AllocMetric>,
     /// Group name to copies left unplaced.
     pub queued: BTreeMap<String, u32>,
+    /// Group name to why it is not placed yet: a group it `depends_on`
+    /// is not ready. Its copies count as queued, not as failed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub waiting: BTreeMap<String, String>,
     /// Unix milliseconds at which a follow-up evaluation must run (delayed
     /// reschedules of failed allocations).
     pub followup_at: Option<i64>,

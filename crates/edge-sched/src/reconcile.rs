@@ -6,8 +6,8 @@ use crate::deploy::{self, Outcome, Phase};
 use crate::feasible::GroupReq;
 use crate::{InPlaceUpdate, Plan, StopAlloc};
 use edge_spec::{
-    Allocation, ClientStatus, DesiredStatus, Group, GroupChanges, JobType, MigratePolicy,
-    NodeStatus, Update,
+    Allocation, ClientStatus, DependCondition, DesiredStatus, Group, GroupChanges, HealthStatus,
+    Job, JobType, MigratePolicy, NodeStatus, Update,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -233,6 +233,19 @@ pub(crate) fn run(cl: &mut Cluster<'_>, plan: &mut Plan) {
         let settled = d.settled;
         let name = req.group.name.clone();
         let hash = req.hash;
+        if let Some(reason) = waits_for(job, req.group, &groups) {
+            plan.queued
+                .insert(name.clone(), d.wants.len() as u32 + d.fresh);
+            plan.waiting.insert(name.clone(), reason);
+            outcomes.insert(
+                name,
+                Outcome {
+                    hash,
+                    settled: false,
+                },
+            );
+            continue;
+        }
         place_group(cl, &mut req, d, plan, &phase);
         let settled = settled && plan.queued.get(&name).is_none_or(|&q| q == 0);
         outcomes.insert(name, Outcome { hash, settled });
@@ -244,6 +257,40 @@ pub(crate) fn run(cl: &mut Cluster<'_>, plan: &mut Plan) {
             plan.deployment = Some(d);
         }
     }
+}
+
+/// Why `group` is not placed yet: while it has no live copy, each group
+/// it `depends_on` must have `count` copies running (and, for `healthy`,
+/// passing every check). Once started it is replaced and scaled freely,
+/// as Compose orders services only when it starts them.
+fn waits_for(
+    job: &Job,
+    group: &Group,
+    allocs: &BTreeMap<&str, Vec<&Allocation>>,
+) -> Option<String> {
+    let of = |name: &str| allocs.get(name).map_or(&[][..], Vec::as_slice);
+    if group.depends_on.is_empty() || of(&group.name).iter().any(|a| a.is_live()) {
+        return None;
+    }
+    group.depends_on.iter().find_map(|d| {
+        let want = job.group(&d.group)?.count as usize;
+        let ready = of(&d.group)
+            .iter()
+            .filter(|a| {
+                a.desired_status == DesiredStatus::Run
+                    && a.client_status == ClientStatus::Running
+                    && (d.condition == DependCondition::Started
+                        || a.checks.values().all(|c| *c == HealthStatus::Passing))
+            })
+            .count();
+        (ready < want).then(|| {
+            format!(
+                "waits for group {:?} to be {} ({ready} of {want} copies)",
+                d.group,
+                d.condition.state()
+            )
+        })
+    })
 }
 
 fn decide<'a>(

@@ -34,6 +34,7 @@ fn job(id: &str, n: u64) -> Job {
         update: None,
         groups: vec![Group {
             volumes: Vec::new(),
+            depends_on: Vec::new(),
             meta: Default::default(),
             name: "web".to_string(),
             count: 1,

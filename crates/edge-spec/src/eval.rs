@@ -49,6 +49,9 @@ pub enum TriggeredBy {
     Deployment,
     /// A periodic job launched a child on schedule or by force.
     PeriodicJob,
+    /// A copy of a group another group `depends_on` started or passed its
+    /// checks: the waiting group may be placed now.
+    Dependency,
 }
 
 impl TriggeredBy {
@@ -66,6 +69,7 @@ impl TriggeredBy {
             TriggeredBy::AllocHealth => "alloc-health",
             TriggeredBy::Deployment => "deployment-watcher",
             TriggeredBy::PeriodicJob => "periodic-job",
+            TriggeredBy::Dependency => "dependency",
         }
     }
 }

@@ -441,6 +441,46 @@ pub struct Group {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_VOLUMES))]
     pub volumes: Vec<VolumeRequest>,
+    /// `depends_on { group = "db" condition = "healthy" }`: the groups
+    /// whose copies must run (or pass their checks) before this group's
+    /// first copies are placed. Left out of [`Group::spec_hash`]: the
+    /// order in which copies start replaces none of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_GROUPS))]
+    pub depends_on: Vec<GroupDependency>,
+}
+
+/// One group another waits for before its first copies are placed, as
+/// Compose's `depends_on` orders a project's services at `up`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupDependency {
+    #[schemars(length(min = 1, max = MAX_NAME_LEN), pattern(NAME_PATTERN))]
+    pub group: String,
+    #[serde(default)]
+    pub condition: DependCondition,
+}
+
+/// When a group a dependent waits for counts as ready: every one of its
+/// `count` copies meets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DependCondition {
+    /// Its tasks run.
+    #[default]
+    Started,
+    /// Its tasks run and every check of its services passes.
+    Healthy,
+}
+
+impl DependCondition {
+    /// What a group waits for the other to be, in words.
+    pub fn state(self) -> &'static str {
+        match self {
+            DependCondition::Started => "running",
+            DependCondition::Healthy => "healthy",
+        }
+    }
 }
 
 /// Where a volume's data lives.
@@ -698,6 +738,7 @@ impl Group {
         g.count = 0;
         g.update = None;
         g.migrate = None;
+        g.depends_on = Vec::new();
         let text = serde_json::to_vec(&g).unwrap_or_default();
         stable_hash(&text)
     }

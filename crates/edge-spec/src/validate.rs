@@ -269,6 +269,7 @@ impl Validator<'_> {
                 self.push(path.clone(), format!("duplicate group name {:?}", g.name));
             }
             self.group(g, &path);
+            self.depends_on(job, g, &path);
             self.joined(g, &declared, &path);
             self.rollout(job, g, &path);
             for (i, s) in g.services.iter().enumerate() {
@@ -281,6 +282,59 @@ impl Validator<'_> {
                 } else {
                     services.insert(s.name.as_str(), at);
                 }
+            }
+        }
+    }
+
+    /// A group's `depends_on`: other groups of the job, each once, and
+    /// no cycle through them (a cycle would hold its groups forever).
+    fn depends_on(&mut self, job: &Job, g: &Group, path: &str) {
+        if g.depends_on.is_empty() {
+            return;
+        }
+        if self.system {
+            self.push(
+                format!("{path}.depends_on"),
+                "`depends_on` orders the groups of a service or batch job; a system job's groups start together on each node",
+            );
+            return;
+        }
+        let mut seen = BTreeSet::new();
+        for (i, d) in g.depends_on.iter().enumerate() {
+            let at = format!("{path}.depends_on[{i}].group");
+            if d.group == g.name {
+                self.push(at, format!("group {:?} cannot wait for itself", g.name));
+            } else if job.group(&d.group).is_none() {
+                self.push(at, format!("no group {:?} in the job", shorten(&d.group)));
+            } else if !seen.insert(d.group.as_str()) {
+                self.push(at, format!("{:?} is named twice", d.group));
+            }
+        }
+        // Walks what `g` waits for, transitively: reaching `g` again is a
+        // cycle, reported once at the group where the walk started.
+        let mut stack: Vec<&str> = g
+            .depends_on
+            .iter()
+            .map(|d| d.group.as_str())
+            .filter(|n| *n != g.name)
+            .collect();
+        let mut visited = BTreeSet::new();
+        while let Some(name) = stack.pop() {
+            if name == g.name {
+                self.push(
+                    format!("{path}.depends_on"),
+                    format!(
+                        "group {:?} waits for itself through a cycle of `depends_on`",
+                        g.name
+                    ),
+                );
+                return;
+            }
+            if !visited.insert(name) {
+                continue;
+            }
+            if let Some(other) = job.group(name) {
+                stack.extend(other.depends_on.iter().map(|d| d.group.as_str()));
             }
         }
     }

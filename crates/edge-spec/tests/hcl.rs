@@ -160,6 +160,7 @@ fn full_example_decodes_into_expected_job() {
         update: None,
         groups: vec![Group {
             volumes: Vec::new(),
+            depends_on: Vec::new(),
             meta: Default::default(),
             name: "web".into(),
             count: 2,
@@ -1159,5 +1160,95 @@ fn a_template_source_is_read_beside_the_job_file() {
     assert!(
         err.contains("t.hcl:9:") && err.contains("gone.tpl"),
         "{err}"
+    );
+}
+
+/// Three groups; `extra` is spliced into group "web".
+fn ordered(extra: &str) -> String {
+    let g = |name: &str, body: &str| {
+        format!(
+            "  group \"{name}\" {{\n{body}\n    task \"t\" {{\n      driver = \"exec\"\n    }}\n  }}\n"
+        )
+    };
+    format!(
+        "job \"j\" {{\n{}{}{}}}\n",
+        g("db", ""),
+        g("web", extra),
+        g("edge", "    depends_on {\n      group = \"web\"\n    }")
+    )
+}
+
+#[test]
+fn depends_on_reads_and_writes_back() {
+    let src =
+        ordered("    depends_on {\n      group     = \"db\"\n      condition = \"healthy\"\n    }");
+    let job = parse(&src).unwrap().job;
+    let web = job.group("web").unwrap();
+    assert_eq!(
+        web.depends_on,
+        vec![edge_spec::GroupDependency {
+            group: "db".to_string(),
+            condition: edge_spec::DependCondition::Healthy,
+        }]
+    );
+    assert_eq!(
+        job.group("edge").unwrap().depends_on[0].condition,
+        edge_spec::DependCondition::Started
+    );
+    let again = parse(&edge_spec::job_to_hcl(&job)).unwrap().job;
+    assert_eq!(again.groups, job.groups);
+    // The order copies start in is not part of what they run.
+    let mut plain = web.clone();
+    plain.depends_on.clear();
+    assert_eq!(plain.spec_hash(), web.spec_hash());
+}
+
+#[test]
+fn depends_on_names_other_groups_without_a_cycle() {
+    let dep = |group: &str| format!("    depends_on {{\n      group = \"{group}\"\n    }}");
+    let d = errors(&ordered(&dep("cache")));
+    assert_eq!(
+        find(&d, "job.j.group.web.depends_on[0].group").message,
+        "no group \"cache\" in the job"
+    );
+    assert_eq!(
+        find(&d, "job.j.group.web.depends_on[0].group")
+            .location
+            .line,
+        10
+    );
+    let d = errors(&ordered(&dep("web")));
+    assert_eq!(
+        find(&d, "job.j.group.web.depends_on[0].group").message,
+        "group \"web\" cannot wait for itself"
+    );
+    assert_eq!(d.len(), 1, "{d:#?}");
+    let d = errors(&ordered(&dep("edge")));
+    assert_eq!(
+        find(&d, "job.j.group.web.depends_on").message,
+        "group \"web\" waits for itself through a cycle of `depends_on`"
+    );
+    let d = errors(&ordered(&format!("{}\n{}", dep("db"), dep("db"))));
+    assert_eq!(
+        find(&d, "job.j.group.web.depends_on[1].group").message,
+        "\"db\" is named twice"
+    );
+    let d = errors(&ordered(
+        "    depends_on {\n      group     = \"db\"\n      condition = \"completed\"\n    }",
+    ));
+    assert!(
+        d.iter()
+            .any(|d| d.field.starts_with("job.j.group.web.depends_on")
+                && d.message.contains("started")
+                && d.message.contains("healthy")),
+        "{d:#?}"
+    );
+    let system = ordered(&dep("db")).replace("job \"j\" {\n", "job \"j\" {\n  type = \"system\"\n");
+    let d = errors(&system);
+    assert!(
+        find(&d, "job.j.group.web.depends_on")
+            .message
+            .contains("a system job's groups start together"),
+        "{d:#?}"
     );
 }

@@ -69,6 +69,7 @@ pub fn task(cpu: u32, memory: u32) -> Task {
 pub fn group(name: &str, count: u32, cpu: u32, memory: u32) -> Group {
     Group {
         volumes: Vec::new(),
+        depends_on: Vec::new(),
         meta: Default::default(),
         name: name.to_string(),
         count,

@@ -286,6 +286,7 @@ fn unvalidated(s: &Spec) -> Job {
         update: None,
         groups: vec![Group {
             volumes: Vec::new(),
+            depends_on: Vec::new(),
             meta: Default::default(),
             name: s.group.clone(),
             // Copies are placed one by one: a huge count would only test

@@ -5,6 +5,7 @@ mod common;
 mod deployments;
 mod feasibility;
 mod fuzz;
+mod order;
 mod preferences;
 mod properties;
 mod rolling;

@@ -5,7 +5,7 @@ use crate::ServerError;
 use edge_api::AllocUpdate;
 use edge_spec::{Allocation, ClientStatus, Deployment, DesiredStatus, TriggeredBy};
 use edge_store::{Batch, State};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Applies `node_id`'s report. An id the server does not know refuses the
 /// whole report, naming every such id (the agent then drops them rather
@@ -43,6 +43,9 @@ pub(crate) fn update(
     let mut batch = Batch::default();
     let mut freed = false;
     let mut deployments: BTreeMap<String, Deployment> = BTreeMap::new();
+    // Jobs already evaluated for a group waiting on another: one
+    // evaluation per report is enough.
+    let mut waited = BTreeSet::new();
     for (a, u) in known {
         let mut a: Allocation = a.clone();
         a.task_states = u.task_states;
@@ -77,6 +80,7 @@ pub(crate) fn update(
             && s.jobs
                 .get(&a.job_key())
                 .is_some_and(|j| j.job_type == edge_spec::JobType::System);
+        let moved = u.client_status != a.client_status || u.checks != a.checks;
         freed |= u.client_status.is_terminal() && !a.client_status.is_terminal();
         a.client_status = u.client_status;
         a.client_description = u.client_description;
@@ -86,8 +90,14 @@ pub(crate) fn update(
         if a.desired_status == DesiredStatus::Run {
             let trigger = if became_failed {
                 Some(TriggeredBy::AllocFailure)
+            } else if rolling || ends_deployment || system_rollout {
+                Some(TriggeredBy::AllocHealth)
             } else {
-                (rolling || ends_deployment || system_rollout).then_some(TriggeredBy::AllocHealth)
+                (moved
+                    && a.client_status == ClientStatus::Running
+                    && awaited(s, &a)
+                    && waited.insert(a.job_key()))
+                .then_some(TriggeredBy::Dependency)
             };
             if let Some(t) = trigger {
                 batch.evals.push(evals::for_job(
@@ -109,6 +119,28 @@ pub(crate) fn update(
         batch.deployments.push(d);
     }
     Ok(batch)
+}
+
+/// Whether a group of `a`'s job waits for `a`'s group (`depends_on`) and
+/// has no live copy yet, so that `a` starting or passing its checks may
+/// let the scheduler place it.
+fn awaited(s: &State, a: &Allocation) -> bool {
+    let key = a.job_key();
+    let Some(job) = s.jobs.get(&key) else {
+        return false;
+    };
+    let waiting: Vec<&str> = job
+        .groups
+        .iter()
+        .filter(|g| g.depends_on.iter().any(|d| d.group == a.group))
+        .map(|g| g.name.as_str())
+        .collect();
+    !waiting.is_empty()
+        && waiting.iter().any(|g| {
+            !s.job_allocs(&key)
+                .iter()
+                .any(|x| x.group == *g && x.is_live())
+        })
 }
 
 /// Adds `a`'s verdict to its active deployment's counts; true when the

@@ -293,6 +293,12 @@ fn apply(s: &State, env: &mut Env, eval: &Evaluation, plan: Plan) -> Batch {
             plan.stop.len(),
             plan.in_place.len()
         );
+        // A copy of what it waits for starting (or passing its checks)
+        // evaluates the job again: see `allocs::update`.
+        for (group, why) in &plan.waiting {
+            eval.status_description
+                .push_str(&format!("; group {group:?} {why}"));
+        }
     } else {
         eval.status = EvalStatus::Blocked;
         let queued: u32 = plan.queued.values().sum();

@@ -1556,3 +1556,73 @@ fn named_networks_get_a_subnet_and_a_slice_per_node_until_purged() {
 }
 
 mod periodic;
+
+/// A group that `depends_on` another is placed once the other runs: the
+/// agent's report of it running queues the evaluation, one per report,
+/// and none once the dependent group has started.
+#[test]
+fn a_waiting_group_is_placed_when_what_it_waits_for_runs() {
+    let mut w = World::new();
+    w.join("n1");
+    let mut j = job("app", "service", 1);
+    let mut web = j.groups[0].clone();
+    web.name = "web".to_string();
+    web.depends_on = vec![edge_spec::GroupDependency {
+        group: "g".to_string(),
+        condition: edge_spec::DependCondition::Started,
+    }];
+    j.groups.push(web);
+    w.submit(j);
+    w.settle();
+    let groups =
+        |w: &World| -> Vec<String> { w.live("app").iter().map(|a| a.group.clone()).collect() };
+    assert_eq!(groups(&w), vec!["g".to_string()]);
+    let e =
+        w.s.job_evals(&edge_spec::job_key("default", "app"))
+            .into_iter()
+            .find(|e| e.triggered_by == TriggeredBy::JobRegister)
+            .unwrap()
+            .clone();
+    assert_eq!(e.status, EvalStatus::Complete);
+    assert_eq!(e.queued_allocations["web"], 1);
+    assert!(
+        e.status_description
+            .ends_with("; group \"web\" waits for group \"g\" to be running (0 of 1 copies)"),
+        "{}",
+        e.status_description
+    );
+    let g = w.live("app")[0].clone();
+    let b = allocs::update(
+        &w.s,
+        &mut w.env,
+        &g.node_id,
+        vec![update(&g.id, ClientStatus::Pending)],
+    )
+    .unwrap();
+    assert!(b.evals.is_empty(), "a pending copy readies nothing");
+    w.commit(b);
+    let b = allocs::update(
+        &w.s,
+        &mut w.env,
+        &g.node_id,
+        vec![update(&g.id, ClientStatus::Running)],
+    )
+    .unwrap();
+    assert_eq!(
+        triggers(&b.evals),
+        vec![(TriggeredBy::Dependency, EvalStatus::Pending)]
+    );
+    w.commit(b);
+    w.settle();
+    let mut placed = groups(&w);
+    placed.sort();
+    assert_eq!(placed, vec!["g".to_string(), "web".to_string()]);
+    // Started, the group no longer waits: its dependency's reports queue
+    // nothing.
+    let mut checks = update(&g.id, ClientStatus::Running);
+    checks
+        .checks
+        .insert("x".to_string(), edge_spec::HealthStatus::Critical);
+    let b = allocs::update(&w.s, &mut w.env, &g.node_id, vec![checks]).unwrap();
+    assert!(b.evals.is_empty());
+}

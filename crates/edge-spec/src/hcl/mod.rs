@@ -46,6 +46,7 @@ const LISTS: &[(&str, &str, &str, Option<&str>)] = &[
     ("task", "constraint", "constraints", None),
     ("task", "affinity", "affinities", None),
     ("group", "volume", "volumes", Some("name")),
+    ("group", "depends_on", "depends_on", None),
     ("task", "volume_mount", "volume_mounts", None),
     ("task", "secret", "secrets", Some("name")),
     ("task", "template", "templates", None),

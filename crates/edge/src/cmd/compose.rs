@@ -193,8 +193,15 @@ async fn up(
     let Some(eval_id) = resp.eval_id.filter(|_| !detach) else {
         return Ok(0);
     };
-    for d in &c.dependencies {
-        println!("    {} waits for {} ({})", d.service, d.on, d.condition);
+    for g in &c.job.groups {
+        for d in &g.depends_on {
+            println!(
+                "    {} starts once {} is {}",
+                g.name,
+                d.group,
+                d.condition.state()
+            );
+        }
     }
     let code = super::job::monitor(&api, &project.name, &eval_id, resp.version, timeout).await?;
     if code == 0 && g.output == Output::Table {

@@ -562,6 +562,17 @@ pub(super) async fn monitor(
         println!("==> The job is queued and will be placed when capacity frees up");
         return Ok(2);
     }
+    // Copies of a group that waits for another (`depends_on`) are placed
+    // by later evaluations: the version is up once they run too.
+    let waiting: Vec<(String, usize)> = match api.job(job_id).await {
+        Ok(j) if j.version == version => j
+            .groups
+            .iter()
+            .filter(|g| !g.depends_on.is_empty())
+            .map(|g| (g.name.clone(), g.count as usize))
+            .collect(),
+        _ => Vec::new(),
+    };
     let deadline = tokio::time::Instant::now() + timeout;
     let mut index = 0;
     let mut shown: BTreeMap<String, ClientStatus> = BTreeMap::new();
@@ -613,7 +624,9 @@ pub(super) async fn monitor(
                 a.client_status,
                 ClientStatus::Running | ClientStatus::Complete
             )
-        });
+        }) && waiting
+            .iter()
+            .all(|(g, n)| current.iter().filter(|a| &a.group == g).count() >= *n);
         if failed {
             for a in current
                 .iter()
