@@ -232,15 +232,15 @@ impl Converter<'_> {
             return Err(self.err(&path, format!("service name {name:?} {problem}")));
         }
         let deploy = svc.get("deploy").cloned().unwrap_or(Value::Null);
-        if let Some(mode) = deploy.get("mode").and_then(s)
-            && mode != "replicated"
-        {
-            return Err(self.err(
-                &format!("{path}.deploy.mode"),
-                format!("`mode: {mode}`: only `replicated` is supported yet"),
-            ));
-        }
+        // The typed parse took only `replicated` and `global`.
+        let global = deploy.get("mode").and_then(s).as_deref() == Some("global");
         let count = match (deploy.get("replicas"), svc.get("scale")) {
+            (Some(_), _) if global => {
+                return Err(self.err(
+                    &format!("{path}.deploy.replicas"),
+                    "`replicas` does not apply to `mode: global`: one replica runs on every node",
+                ));
+            }
             (Some(r), _) => self.count(&format!("{path}.deploy.replicas"), r)?,
             (None, Some(r)) => self.count(&format!("{path}.scale"), r)?,
             (None, None) => 1,
@@ -286,6 +286,7 @@ impl Converter<'_> {
             meta,
             volumes,
             depends_on,
+            system: global,
         })
     }
 

@@ -310,7 +310,7 @@ pub const KEYS: &[Key] = &[
         Deploy,
         "mode",
         Partly,
-        "`replicated`; `global` → a system job `PROJECT-global`",
+        "`replicated`; `global` → the group runs on every node (`system = true`); `replicated-job` and `global-job` are refused",
     ),
     k(Deploy, "replicas", Yes, "the group's count"),
     k(

@@ -670,3 +670,32 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn global_mode_runs_the_service_on_every_node() {
+    let c = one(
+        "services:\n  exporter:\n    image: e\n    deploy:\n      mode: global\n  web:\n    image: w\n    depends_on: [exporter]\n",
+    )
+    .unwrap();
+    assert!(c.job.group("exporter").unwrap().system);
+    assert!(!c.job.group("web").unwrap().system);
+    assert_eq!(c.job.job_type, edge_spec::JobType::Service);
+    let e = error(
+        "services:\n  exporter:\n    image: e\n    deploy:\n      mode: global\n      replicas: 2\n",
+    );
+    assert_eq!(
+        e,
+        "compose.yaml:6:7: services.exporter.deploy.replicas: `replicas` does not apply to `mode: global`: one replica runs on every node"
+    );
+    let e = error("services:\n  once:\n    image: e\n    deploy:\n      mode: replicated-job\n");
+    assert!(
+        e.starts_with(
+            "compose.yaml:5:7: services.once.deploy.mode: unknown variant `replicated-job`"
+        ),
+        "{e}"
+    );
+    let e = error(
+        "services:\n  exporter:\n    image: e\n    deploy:\n      mode: global\n    volumes: [\"data:/data\"]\nvolumes:\n  data: {}\n",
+    );
+    assert!(e.contains("cannot keep a local volume per copy"), "{e}");
+}

@@ -74,6 +74,7 @@ fn job(i: usize, count: u32) -> Job {
         groups: vec![Group {
             volumes: Vec::new(),
             depends_on: Vec::new(),
+            system: false,
             meta: Default::default(),
             name: "web".to_string(),
             count,

@@ -197,7 +197,8 @@ pub fn new_deployment(
     let mut groups = BTreeMap::new();
     for group in &job.groups {
         let rules = edge_spec::Update::resolve(job, group);
-        if !rules.deploys(job) {
+        // A group on every node rolls node by node, as a system job's.
+        if group.system || !rules.deploys(job) {
             continue;
         }
         let hash = group.spec_hash();

@@ -218,7 +218,7 @@ pub(crate) fn run(cl: &mut Cluster<'_>, plan: &mut Plan) {
     let mut outcomes = BTreeMap::new();
     // Every stop is decided before any placement, so replacements can use
     // what the stopped allocations free.
-    for group in &job.groups {
+    for group in job.groups.iter().filter(|g| !g.system) {
         let allocs = groups
             .get(group.name.as_str())
             .map_or(&[][..], Vec::as_slice);
@@ -250,6 +250,19 @@ pub(crate) fn run(cl: &mut Cluster<'_>, plan: &mut Plan) {
         let settled = settled && plan.queued.get(&name).is_none_or(|&q| q == 0);
         outcomes.insert(name, Outcome { hash, settled });
     }
+    let held: BTreeSet<&str> = job
+        .groups
+        .iter()
+        .filter(|g| g.system)
+        .filter_map(|g| {
+            let why = waits_for(job, g, &groups)?;
+            plan.waiting.insert(g.name.clone(), why);
+            Some(g.name.as_str())
+        })
+        .collect();
+    crate::system::place(cl, plan, &groups, |g| {
+        g.system && !held.contains(g.name.as_str())
+    });
     if let Some(mut d) = dep {
         deploy::advance(&mut d, &groups, &outcomes, plan, cl.snap.now);
         if Some(&d) != before.as_ref() {
@@ -273,8 +286,8 @@ fn waits_for(
         return None;
     }
     group.depends_on.iter().find_map(|d| {
-        let want = job.group(&d.group)?.count as usize;
-        let ready = of(&d.group)
+        let copies = of(&d.group);
+        let ready = copies
             .iter()
             .filter(|a| {
                 a.desired_status == DesiredStatus::Run
@@ -283,6 +296,12 @@ fn waits_for(
                         || a.checks.values().all(|c| *c == HealthStatus::Passing))
             })
             .count();
+        // A group on every node has as many copies as usable nodes took:
+        // all of them, and at least one.
+        let want = match job.group(&d.group)? {
+            g if g.system => copies.iter().filter(|a| a.is_live()).count().max(1),
+            g => g.count as usize,
+        };
         (ready < want).then(|| {
             format!(
                 "waits for group {:?} to be {} ({ready} of {want} copies)",

@@ -10,7 +10,7 @@ use crate::reconcile::{
     DESC_DRAIN, DESC_LOST, DESC_NOT_NEEDED, DESC_RESCHEDULED, DESC_UPDATE, Reschedule,
     awaits_reschedule, by_group, keep, reschedule, stop,
 };
-use edge_spec::{AllocMetric, Allocation, GroupChanges, Update};
+use edge_spec::{AllocMetric, Allocation, Group, GroupChanges, Update};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub(crate) const DESC_INFEASIBLE: &str = "node no longer feasible";
@@ -25,10 +25,21 @@ struct Want<'a> {
 
 pub(crate) fn run(cl: &mut Cluster<'_>, plan: &mut Plan) {
     let groups = by_group(cl, plan);
+    place(cl, plan, &groups, |_| true);
+}
+
+/// Decides and places the job's groups `which` picks, each one copy per
+/// usable node: all of a system job's, a service job's `system = true`.
+pub(crate) fn place<'a>(
+    cl: &mut Cluster<'a>,
+    plan: &mut Plan,
+    groups: &BTreeMap<&str, Vec<&'a Allocation>>,
+    which: impl Fn(&Group) -> bool,
+) {
     let job = cl.job;
     let usable = cl.usable();
     let mut decided = Vec::with_capacity(job.groups.len());
-    for group in &job.groups {
+    for group in job.groups.iter().filter(|g| which(g)) {
         let allocs = groups
             .get(group.name.as_str())
             .map_or(&[][..], Vec::as_slice);

@@ -35,6 +35,7 @@ fn job(id: &str, n: u64) -> Job {
         groups: vec![Group {
             volumes: Vec::new(),
             depends_on: Vec::new(),
+            system: false,
             meta: Default::default(),
             name: "web".to_string(),
             count: 1,

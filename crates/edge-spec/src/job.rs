@@ -448,6 +448,12 @@ pub struct Group {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_GROUPS))]
     pub depends_on: Vec<GroupDependency>,
+    /// `system = true` in a service job: the group is placed as a system
+    /// job's are, one copy on every usable node where it is feasible
+    /// (Compose's and Swarm's `mode: global`), beside the job's other
+    /// groups and on its networks; `count` does not apply.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub system: bool,
 }
 
 /// One group another waits for before its first copies are placed, as

@@ -28,6 +28,7 @@ pub fn validate_with(job: &Job, configs: &DriverConfigs) -> Vec<Diagnostic> {
         out: Vec::new(),
         configs,
         system: job.job_type == crate::job::JobType::System,
+        per_node: false,
     };
     v.job(job);
     v.out
@@ -64,6 +65,9 @@ struct Validator<'a> {
     configs: &'a DriverConfigs,
     /// The job is a system job (one copy per node).
     system: bool,
+    /// The group being checked runs one copy per node: it is a system
+    /// job's, or has `system = true`.
+    per_node: bool,
 }
 
 /// What a checked name names: the three become paths on the agent.
@@ -268,7 +272,9 @@ impl Validator<'_> {
             } else if !groups.insert(g.name.as_str()) {
                 self.push(path.clone(), format!("duplicate group name {:?}", g.name));
             }
+            self.per_node = self.system || g.system;
             self.group(g, &path);
+            self.system_group(job, g, &path);
             self.depends_on(job, g, &path);
             self.joined(g, &declared, &path);
             self.rollout(job, g, &path);
@@ -283,6 +289,33 @@ impl Validator<'_> {
                     services.insert(s.name.as_str(), at);
                 }
             }
+        }
+    }
+
+    /// `system = true`: a service job's group placed on every node.
+    fn system_group(&mut self, job: &Job, g: &Group, path: &str) {
+        if !g.system {
+            return;
+        }
+        if job.job_type != crate::job::JobType::Service {
+            self.push(
+                format!("{path}.system"),
+                format!(
+                    "`system = true` places one group of a service job on every node; in a job of type {:?} {}",
+                    job.job_type.as_str(),
+                    if self.system {
+                        "every group already runs on every node"
+                    } else {
+                        "copies run to completion: run a system job"
+                    }
+                ),
+            );
+        }
+        if g.count != 1 {
+            self.push(
+                format!("{path}.count"),
+                "a group with `system = true` runs one copy on every feasible node: leave `count` out",
+            );
         }
     }
 
@@ -496,6 +529,12 @@ impl Validator<'_> {
         }
         let at = format!("{path}.update");
         let u = crate::job::Update::resolve(job, g);
+        if u.canary > 0 && g.system {
+            self.push(
+                format!("{at}.canary"),
+                "a group with `system = true` rolls node by node, without canaries",
+            );
+        }
         if u.canary > 0 && job.job_type != crate::job::JobType::Service {
             self.push(
                 format!("{at}.canary"),
@@ -505,7 +544,7 @@ impl Validator<'_> {
                 ),
             );
         }
-        if !u.stagger.is_zero() && job.job_type != crate::job::JobType::System {
+        if !u.stagger.is_zero() && !self.per_node {
             self.push(
                 format!("{at}.stagger"),
                 "stagger spaces the batches of a system job's rollout; a service job's \
@@ -860,9 +899,9 @@ impl Validator<'_> {
                     format!("{at}.source"),
                     "a local volume has no `source`: the node makes it, one per copy, named by the block's label",
                 ),
-                VolumeType::Local if self.system => self.push(
+                VolumeType::Local if self.per_node => self.push(
                     format!("{at}.type"),
-                    "a system job runs one copy on every node and cannot keep a local volume per copy: use a host volume",
+                    "a system job (or group) runs one copy on every node and cannot keep a local volume per copy: use a host volume",
                 ),
                 VolumeType::Local => {}
             }

@@ -161,6 +161,7 @@ fn full_example_decodes_into_expected_job() {
         groups: vec![Group {
             volumes: Vec::new(),
             depends_on: Vec::new(),
+            system: false,
             meta: Default::default(),
             name: "web".into(),
             count: 2,
@@ -1249,6 +1250,46 @@ fn depends_on_names_other_groups_without_a_cycle() {
         find(&d, "job.j.group.web.depends_on")
             .message
             .contains("a system job's groups start together"),
+        "{d:#?}"
+    );
+}
+
+#[test]
+fn a_system_group_belongs_to_a_service_job_and_has_no_count() {
+    let job = |kind: &str, extra: &str| {
+        format!(
+            "job \"j\" {{\n  type = \"{kind}\"\n  group \"g\" {{\n    system = true\n{extra}\n    task \"t\" {{\n      driver = \"exec\"\n    }}\n  }}\n}}\n"
+        )
+    };
+    let parsed = parse(&job("service", "")).unwrap().job;
+    assert!(parsed.groups[0].system);
+    assert_eq!(
+        parse(&edge_spec::job_to_hcl(&parsed)).unwrap().job.groups,
+        parsed.groups
+    );
+    let d = errors(&job("batch", ""));
+    assert_eq!(
+        find(&d, "job.j.group.g.system").message,
+        "`system = true` places one group of a service job on every node; in a job of type \"batch\" copies run to completion: run a system job"
+    );
+    let d = errors(&job("service", "    count = 3"));
+    assert_eq!(
+        find(&d, "job.j.group.g.count").message,
+        "a group with `system = true` runs one copy on every feasible node: leave `count` out"
+    );
+    let d = errors(&job("service", "    update {\n      canary = 1\n    }"));
+    assert!(
+        find(&d, "job.j.group.g.update.canary")
+            .message
+            .contains("without canaries")
+    );
+    let d = errors(&job(
+        "service",
+        "    volume \"data\" {\n      type = \"local\"\n    }",
+    ));
+    assert!(
+        d.iter()
+            .any(|d| d.message.contains("cannot keep a local volume per copy")),
         "{d:#?}"
     );
 }

@@ -287,6 +287,7 @@ fn unvalidated(s: &Spec) -> Job {
         groups: vec![Group {
             volumes: Vec::new(),
             depends_on: Vec::new(),
+            system: false,
             meta: Default::default(),
             name: s.group.clone(),
             // Copies are placed one by one: a huge count would only test

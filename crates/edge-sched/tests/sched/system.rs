@@ -242,3 +242,82 @@ fn an_update_rolls_node_by_node() {
         "three waiting, the judged one kept"
     );
 }
+
+/// A service job with one group on every node (`system = true`, Compose's
+/// `mode: global`) beside a replicated one.
+fn mixed() -> Job {
+    let mut exporter = group("exporter", 1, 100, 100);
+    exporter.system = true;
+    let mut j = job("shop", vec![group("web", 2, 100, 100), exporter]);
+    j.update = Some(edge_spec::UpdatePolicy {
+        max_parallel: Some(1),
+        ..edge_spec::UpdatePolicy::default()
+    });
+    j
+}
+
+#[test]
+fn a_system_group_of_a_service_job_runs_on_every_node() {
+    let mut c = Cluster::new(vec![node("n1", 4000, 4000), node("n2", 4000, 4000)]);
+    let j = mixed();
+    c.register(&j);
+    let plan = c.run(&j, 1);
+    let on = |plan: &edge_sched::Plan, g: &str| -> BTreeSet<String> {
+        plan.place
+            .iter()
+            .filter(|a| a.group == g)
+            .map(|a| a.node_id.clone())
+            .collect()
+    };
+    assert_eq!(
+        on(&plan, "exporter"),
+        BTreeSet::from(["n1".into(), "n2".into()])
+    );
+    assert_eq!(plan.place.iter().filter(|a| a.group == "web").count(), 2);
+    // Only the replicated group is rolled out under the deployment.
+    let d = c.deployment.as_ref().unwrap();
+    assert_eq!(d.groups.keys().collect::<Vec<_>>(), ["web"]);
+    assert!(
+        plan.place
+            .iter()
+            .filter(|a| a.group == "exporter")
+            .all(|a| a.deployment_id.is_none() && a.name == "shop.exporter[0]")
+    );
+
+    // A node joins: the system group follows, the replicated one stays.
+    c.nodes.push(node("n3", 4000, 4000));
+    let plan = c.run(&j, 2);
+    assert_eq!(on(&plan, "exporter"), BTreeSet::from(["n3".into()]));
+    assert_eq!(plan.place.len(), 1);
+    assert!(c.plan(&j, 3).is_noop());
+}
+
+#[test]
+fn a_group_waits_for_a_system_group_on_every_node() {
+    let mut c = Cluster::new(vec![node("n1", 4000, 4000), node("n2", 4000, 4000)]);
+    let mut j = mixed();
+    j.groups[0].depends_on = vec![edge_spec::GroupDependency {
+        group: "exporter".to_string(),
+        condition: edge_spec::DependCondition::Started,
+    }];
+    let plan = c.run(&j, 1);
+    assert_eq!(
+        plan.place.iter().filter(|a| a.group == "exporter").count(),
+        2
+    );
+    assert_eq!(
+        plan.waiting["web"],
+        "waits for group \"exporter\" to be running (0 of 1 copies)"
+    );
+    // Placed copies run at once in this cluster; one is still pulling.
+    c.allocs[0].client_status = ClientStatus::Pending;
+    let plan = c.run(&j, 2);
+    assert_eq!(
+        plan.waiting["web"],
+        "waits for group \"exporter\" to be running (1 of 2 copies)"
+    );
+    c.allocs[0].client_status = ClientStatus::Running;
+    let plan = c.run(&j, 3);
+    assert!(plan.waiting.is_empty());
+    assert_eq!(plan.place.iter().filter(|a| a.group == "web").count(), 2);
+}

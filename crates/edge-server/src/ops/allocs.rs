@@ -73,13 +73,15 @@ pub(crate) fn update(
         // waits for the verdict that can end it: an unhealthy one, or the
         // last one of the copies it placed.
         let ends_deployment = judged && count_verdict(s, &mut deployments, &a);
-        // A system job's replacement takes its old copy's place on the
-        // node, so that copy is gone; its verdict moves the rollout on.
+        // A system job's replacement (or a `system = true` group's) takes
+        // its old copy's place on the node, so that copy is gone; its
+        // verdict moves the rollout on.
         let system_rollout = judged
             && a.previous_alloc.is_some()
-            && s.jobs
-                .get(&a.job_key())
-                .is_some_and(|j| j.job_type == edge_spec::JobType::System);
+            && s.jobs.get(&a.job_key()).is_some_and(|j| {
+                j.job_type == edge_spec::JobType::System
+                    || j.group(&a.group).is_some_and(|g| g.system)
+            });
         let moved = u.client_status != a.client_status || u.checks != a.checks;
         freed |= u.client_status.is_terminal() && !a.client_status.is_terminal();
         a.client_status = u.client_status;

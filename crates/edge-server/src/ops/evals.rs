@@ -84,11 +84,16 @@ pub(crate) fn unblock(s: &State, env: &Env) -> Vec<Evaluation> {
         .collect()
 }
 
-/// System jobs must run on a node that joins or comes back.
+/// System jobs, and service jobs with a group on every node (`system =
+/// true`), must run on a node that joins or comes back.
 pub(crate) fn system_jobs(s: &State, env: &mut Env, node_id: &str) -> Vec<Evaluation> {
     s.jobs
         .values()
-        .filter(|j| j.job_type == JobType::System && !j.stop)
+        .filter(|j| {
+            !j.stop
+                && (j.job_type == JobType::System
+                    || j.job_type == JobType::Service && j.groups.iter().any(|g| g.system))
+        })
         .map(|j| {
             new(
                 env,

@@ -187,6 +187,11 @@ pub(crate) fn scaled(
             groups: names.join(", "),
         });
     };
+    if g.system {
+        return Err(ServerError::BadRequest(format!(
+            "group {group:?} runs one copy on every node (`system = true`): it has no count to scale"
+        )));
+    }
     g.count = count;
     Ok(job)
 }

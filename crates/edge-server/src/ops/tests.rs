@@ -1626,3 +1626,40 @@ fn a_waiting_group_is_placed_when_what_it_waits_for_runs() {
     let b = allocs::update(&w.s, &mut w.env, &g.node_id, vec![checks]).unwrap();
     assert!(b.evals.is_empty());
 }
+
+/// A service job's group on every node (`system = true`) follows the
+/// nodes as a system job does, and has no count to scale.
+#[test]
+fn a_system_group_follows_nodes_that_join() {
+    let mut w = World::new();
+    w.join("n1");
+    let mut j = job("shop", "service", 2);
+    let mut exporter = j.groups[0].clone();
+    exporter.name = "exporter".to_string();
+    exporter.count = 1;
+    exporter.system = true;
+    exporter.tasks[0].resources.cpu = 100;
+    j.groups.push(exporter);
+    w.submit(j);
+    w.settle();
+    let on = |w: &World, g: &str| -> Vec<String> {
+        let mut v: Vec<String> = w
+            .live("shop")
+            .iter()
+            .filter(|a| a.group == g)
+            .map(|a| a.node_id.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(on(&w, "exporter"), ["n1"]);
+    w.join("n2");
+    w.settle();
+    assert_eq!(on(&w, "exporter"), ["n1", "n2"]);
+    assert_eq!(on(&w, "g").len(), 2);
+    let err = jobs::scaled(&w.s, ("default", "shop"), "exporter", 3).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "group \"exporter\" runs one copy on every node (`system = true`): it has no count to scale"
+    );
+}
