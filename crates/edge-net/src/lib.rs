@@ -342,8 +342,10 @@ impl BridgeNetwork {
     ) -> Result<(), NetError> {
         let mut first_error = None;
         for o in nets {
+            let known = self.registry().get(&o.key).is_some();
             let def = self.registry().set(o);
             let result = match def {
+                Ok(def) if !known => self.first_overlay(&def).await,
                 Ok(def) => self.ensure_overlay(&def).await,
                 Err(e) => Err(e),
             };
@@ -379,10 +381,24 @@ impl BridgeNetwork {
         overlay::ensure(&def.bridge, o.vni, self.mtu, self.underlay, &o.peers).await
     }
 
+    /// A network new to this agent: a bridge already of its name is an
+    /// earlier agent's leftover (this one's state would name it), with that
+    /// network's address, on which the bridge plugin would refuse to put
+    /// this one's. It goes first, with the rules naming it (not those of
+    /// its old subnet, which another network here may hold now).
+    async fn first_overlay(&self, def: &NetDef) -> Result<(), NetError> {
+        let vni = def.overlay.as_ref().map_or(0, |o| o.vni);
+        if overlay::remove(&def.bridge, vni, &self.devices).await? {
+            rules::remove_bridge(&def.bridge, None).await?;
+            tracing::warn!(network = %def.key, bridge = %def.bridge, "removed a bridge an earlier agent left behind");
+        }
+        self.ensure_overlay(def).await
+    }
+
     async fn remove_network(&self, def: &NetDef) -> Result<(), NetError> {
         let vni = def.overlay.as_ref().map_or(0, |o| o.vni);
         overlay::remove(&def.bridge, vni, &self.devices).await?;
-        rules::remove_bridge(&def.bridge, def.subnet).await?;
+        rules::remove_bridge(&def.bridge, Some(def.subnet)).await?;
         self.ruled.lock().await.remove(&def.bridge);
         let leases = self.cfg.state_dir.join("ipam").join(&def.cni_name);
         match std::fs::remove_dir_all(&leases) {

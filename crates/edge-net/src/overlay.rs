@@ -125,21 +125,22 @@ pub(crate) async fn ensure(
 }
 
 /// Removes the network's VXLAN device and bridge, once no allocation here
-/// is on it. Missing pieces are no error.
+/// is on it; true when there was a bridge. Missing pieces are no error.
 pub(crate) async fn remove(
     bridge: &str,
     vni: u32,
     devices: &tokio::sync::Mutex<()>,
-) -> Result<(), NetError> {
+) -> Result<bool, NetError> {
     let _one = devices.lock().await;
     let vx = vxlan_name(vni);
     if exists(&vx).await {
         run("ip", &["link", "delete", &vx]).await?;
     }
-    if exists(bridge).await {
+    let had = exists(bridge).await;
+    if had {
         run("ip", &["link", "delete", bridge]).await?;
     }
-    Ok(())
+    Ok(had)
 }
 
 /// The entries of `bridge fdb show dev VX` that send to a remote node:

@@ -209,9 +209,9 @@ pub(crate) async fn ensure_bridge(bridge: &str, subnet: Subnet) -> Result<(), Ne
 }
 
 /// Removes every rule of the bridge (a named network nothing here uses
-/// any more).
-pub(crate) async fn remove_bridge(bridge: &str, subnet: Subnet) -> Result<(), NetError> {
-    let s = subnet.to_string();
+/// any more), and with `subnet` those of its addresses.
+pub(crate) async fn remove_bridge(bridge: &str, subnet: Option<Subnet>) -> Result<(), NetError> {
+    let s = subnet.map(|s| s.to_string());
     let tables: [(&str, &[&str]); 2] = [("nat", &[MASQ]), ("filter", &[FORWARD, ISOLATION])];
     for (table, chains) in tables {
         let mut dels = Vec::new();
@@ -220,7 +220,7 @@ pub(crate) async fn remove_bridge(bridge: &str, subnet: Subnet) -> Result<(), Ne
             dels.extend(deletions(&listed, |words| {
                 words.windows(2).any(|w| {
                     (matches!(w[0].as_str(), "-i" | "-o") && w[1] == bridge)
-                        || (w[0] == "-s" && w[1] == s)
+                        || (w[0] == "-s" && Some(&w[1]) == s.as_ref())
                 })
             }));
         }

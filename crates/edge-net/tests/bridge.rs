@@ -333,3 +333,54 @@ async fn named_networks_reach_their_members_and_nothing_else() {
         .args(["link", "del", "edgetest3"])
         .status();
 }
+
+/// A bridge of a named network's name that an earlier agent left behind
+/// (its state gone, its address another network's) is replaced: members
+/// of the network this agent was given attach and get its addresses.
+#[tokio::test]
+async fn a_leftover_bridge_of_an_earlier_agent_is_replaced() {
+    if !enabled() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let net = network(dir.path(), "edgetest5", "10.213.5.0/24");
+    let bridge = "edgetest5-0";
+    let ip = |args: &[&str]| {
+        let out = Command::new("ip").args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    ip(&["link", "del", bridge]);
+    ip(&["link", "add", "name", bridge, "type", "bridge"]);
+    ip(&["addr", "add", "10.214.20.1/24", "dev", bridge]);
+    let leftover_rule = Command::new("iptables")
+        .args(["-w", "-A", "EDGE-ISOLATION", "-o", bridge, "-j", "DROP"])
+        .status()
+        .unwrap();
+    assert!(leftover_rule.success());
+    let key = "default/shop/front".to_string();
+    let def = edge_net::OverlayDef {
+        key: key.clone(),
+        vni: 7,
+        subnet: "10.214.21.0/24".parse().unwrap(),
+        slice: "10.214.21.0/26".parse().unwrap(),
+        peers: vec![],
+    };
+    net.sync(std::slice::from_ref(&def), None).await.unwrap();
+    assert_eq!(net.named_network(&key).unwrap().0, bridge);
+    assert_eq!(
+        count(&format!("iptables-save | grep -c -- '{bridge} '")),
+        0,
+        "the leftover's rules went with it"
+    );
+    let att = net
+        .attach("leftover-a", &[], std::slice::from_ref(&key))
+        .await
+        .unwrap();
+    assert!(def.slice.contains(att.address), "{}", att.address);
+    let addrs = ip(&["-o", "addr", "show", "dev", bridge]);
+    assert!(!addrs.contains("10.214.20.1"), "{addrs}");
+    assert!(addrs.contains("10.214.21.1/24"), "{addrs}");
+    net.detach("leftover-a", Some(&att)).await.unwrap();
+    net.sync(&[], Some(&BTreeSet::new())).await.unwrap();
+    assert!(!std::path::Path::new("/sys/class/net").join(bridge).exists());
+}

@@ -4,14 +4,17 @@
 //! node while the server is away, restart the agent of a cut-off node and
 //! check it keeps serving, knock on the agent door with bad input, and roll
 //! a new version across two nodes under load, reach a node behind NAT
-//! through its tunnel, and reach bridge-mode copies on every node through
-//! every node's load balancer. Root only: run with `EDGE_TEST_ROOT=1`.
+//! through its tunnel, reach bridge-mode copies on every node through
+//! every node's load balancer, and run the seed's Compose webapp on three
+//! nodes. Root only: run with `EDGE_TEST_ROOT=1` (the Compose test also
+//! with `EDGE_TEST_CONTAINERD=1`).
 //!
 //! Each test has its own lab (dir, bridge, namespaces, /24), so they run in
 //! parallel.
 
 mod common;
 
+use common::webapp::{self, Webapp};
 use common::{until, until_ok};
 use edge_api::{AllocListStub, Client, QueryOptions};
 use edge_spec::{ClientStatus, DesiredStatus, EvalStatus, Job, NodeStatus};
@@ -1221,4 +1224,105 @@ async fn a_named_network_spans_nodes_over_the_overlay() {
         async || (!fdb().contains(&peer)).then_some(()),
     )
     .await;
+}
+
+/// The seed lecture's webapp (examples/compose/webapp) by `edge compose up`
+/// on three lab nodes with containerd: the frontend starts once the backend
+/// is healthy and answers on port 443 of every node, reaches `backend` by
+/// name across nodes, the global probe runs once on each node and reaches
+/// neither the name nor the address of the backend, and the backend's rows
+/// survive `down` + `up` and the loss of its node's agent process. Also
+/// needs `EDGE_TEST_CONTAINERD=1`.
+#[tokio::test]
+async fn compose_webapp_runs_across_three_nodes() {
+    if !enabled() || !common::gated("EDGE_TEST_CONTAINERD") {
+        return;
+    }
+    let lab = Lab::up(12, 3);
+    let api = &lab.api;
+    ready_nodes(api, 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = lab.lab_dir().join("server/ca.pem");
+    let token = lab.token();
+    let w = Webapp::new(
+        dir.path(),
+        &[
+            ("EDGE_ADDR", lab.addr.as_str()),
+            ("EDGE_CACERT", ca.to_str().unwrap()),
+            ("EDGE_TOKEN", token.as_str()),
+        ],
+    );
+    // The lab's agents share this host's containerd.
+    let tar = common::build_image(dir.path(), "docker.io/edge/busybox:latest");
+    let (ok, out) = w.edge(&["image", "import", tar.to_str().unwrap()]);
+    assert!(ok, "{out}");
+
+    let up = ["up", "--timeout", "4m"];
+    let (ok, out) = w.compose(&up);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("frontend starts once backend is healthy"),
+        "{out}"
+    );
+    let all = webapp::allocs(api).await;
+    webapp::started_in_order(&all);
+    let probes: BTreeSet<&str> = all
+        .iter()
+        .filter(|a| a.group == "probe")
+        .map(|a| a.node_name.as_str())
+        .collect();
+    assert_eq!(probes, BTreeSet::from(["lab-1", "lab-2", "lab-3"]));
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let answers = async |what: &str| {
+        for n in 1..=3 {
+            let url = format!("http://{}:443/", lab.node_ip(n));
+            until(30, &format!("{what} on lab-{n}'s port 443"), async || {
+                let r = http.get(&url).send().await.ok()?;
+                (r.status() == 200).then_some(())
+            })
+            .await;
+        }
+    };
+    answers("the frontend").await;
+    assert_eq!(w.rows(api).await, 1, "the backend wrote its first row");
+    // Every frontend, wherever it runs, finds the backend by name.
+    for front in all.iter().filter(|a| a.group == "frontend") {
+        let (ok, out) = w.fetch_in(&front.id, "http://backend:5432/rows");
+        assert!(
+            ok,
+            "frontend on {} reading the backend: {out}",
+            front.node_name
+        );
+    }
+    w.probe_is_kept_out(api).await;
+
+    let (ok, out) = w.compose(&["down"]);
+    assert!(ok, "{out}");
+    let (ok, out) = w.compose(&up);
+    assert!(ok, "{out}");
+    assert_eq!(w.rows(api).await, 2, "the rows outlived down and up");
+
+    // The backend's node loses its agent process; the container and its
+    // volume stay, and the restarted agent takes them back.
+    let (backend, _) = w.rows_in_backend(api).await;
+    let node = webapp::allocs(api)
+        .await
+        .into_iter()
+        .find(|a| a.id == backend)
+        .map(|a| a.node_name)
+        .unwrap();
+    let n = node.strip_prefix("lab-").unwrap();
+    lab.run(&["kill-agent", n]);
+    lab.run(&["start", n]);
+    let (after, kept) = w.rows_in_backend(api).await;
+    assert_eq!(
+        (after, kept),
+        (backend, 2),
+        "the same backend kept its rows"
+    );
+    answers("the frontend after the agent's restart").await;
 }

@@ -3,6 +3,8 @@
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod webapp;
+
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use std::ffi::OsStr;
