@@ -168,7 +168,7 @@ async fn run_alloc(
                 g.alloc.id.clone(),
                 group.clone(),
                 group.restart.clone(),
-                g.job.job_type,
+                group.runs_as(g.job.job_type),
                 if g.alloc.migration {
                     edge_spec::Update::for_migration(&g.job, &group)
                 } else {

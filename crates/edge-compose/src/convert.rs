@@ -52,6 +52,7 @@ pub fn convert(project: &Project) -> Result<Conversion, ComposeError> {
         objects: Vec::new(),
         networks: BTreeSet::new(),
         volume_users: BTreeMap::new(),
+        one_shot: one_shot(project),
     };
     c.objects()?;
     let mut groups = Vec::new();
@@ -127,6 +128,23 @@ struct Converter<'a> {
     objects: Vec<DataObject>,
     networks: BTreeSet<String>,
     volume_users: BTreeMap<String, String>,
+    /// Services another waits for with `service_completed_successfully`:
+    /// their replicas run to completion (`batch = true`).
+    one_shot: BTreeSet<String>,
+}
+
+fn one_shot(project: &Project) -> BTreeSet<String> {
+    let services = project.value.get("services").and_then(Value::as_mapping);
+    services
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter_map(|svc| svc.get("depends_on")?.as_mapping())
+        .flat_map(|deps| deps.iter())
+        .filter(|(_, opts)| {
+            opts.get("condition").and_then(Value::as_str) == Some("service_completed_successfully")
+        })
+        .filter_map(|(name, _)| s(name))
+        .collect()
 }
 
 fn s(v: &Value) -> Option<String> {
@@ -287,6 +305,7 @@ impl Converter<'_> {
             volumes,
             depends_on,
             system: global,
+            batch: self.one_shot.contains(name),
         })
     }
 
@@ -532,8 +551,9 @@ impl Converter<'_> {
     }
 
     /// `depends_on` as the group's: the server places the service's first
-    /// replicas once those it names run (`service_started`) or pass their
-    /// checks (`service_healthy`).
+    /// replicas once those it names run (`service_started`), pass their
+    /// checks (`service_healthy`) or ran to completion
+    /// (`service_completed_successfully`).
     fn depends_on(
         &mut self,
         name: &str,
@@ -598,12 +618,7 @@ impl Converter<'_> {
                     }
                     DependCondition::Healthy
                 }
-                "service_completed_successfully" => {
-                    return Err(self.err(
-                        &format!("{at}.condition"),
-                        "`service_completed_successfully`: not supported yet (a one-shot service runs as a batch job)",
-                    ));
-                }
+                "service_completed_successfully" => DependCondition::Completed,
                 other => {
                     return Err(self.err(
                         &format!("{at}.condition"),

@@ -153,7 +153,7 @@ pub const KEYS: &[Key] = &[
         Service,
         "depends_on",
         Partly,
-        "a service's first replicas are placed once those it names run (`service_started`) or pass their checks (`service_healthy`); `service_completed_successfully` is refused; `restart: true` is warned about",
+        "a service's first replicas are placed once those it names run (`service_started`), pass their checks (`service_healthy`) or ran to completion (`service_completed_successfully`: that service's group gets `batch = true`); `restart: true` is warned about",
     ),
     k(Service, "restart", Yes, "the group's restart policy"),
     k(Service, "deploy", Partly, "see `services.*.deploy`"),

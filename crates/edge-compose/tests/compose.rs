@@ -377,6 +377,16 @@ fn depends_on_orders_the_groups() {
     );
     let e = error("services:\n  web:\n    image: web\n    depends_on: [cache]\n");
     assert!(e.contains("no service \"cache\" in the project"), "{e}");
+    let c = one(
+        "services:\n  app:\n    image: a\n    depends_on:\n      migrate:\n        condition: service_completed_successfully\n  migrate:\n    image: m\n",
+    )
+    .unwrap();
+    assert!(c.job.group("migrate").unwrap().batch);
+    assert!(!c.job.group("app").unwrap().batch);
+    assert_eq!(
+        c.job.group("app").unwrap().depends_on[0].condition,
+        DependCondition::Completed
+    );
     let e = error(
         "services:\n  web:\n    image: web\n    depends_on: [db]\n  db:\n    image: db\n    depends_on: [web]\n",
     );

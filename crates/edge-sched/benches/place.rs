@@ -75,6 +75,7 @@ fn job(i: usize, count: u32) -> Job {
             volumes: Vec::new(),
             depends_on: Vec::new(),
             system: false,
+            batch: false,
             meta: Default::default(),
             name: "web".to_string(),
             count,

@@ -197,8 +197,9 @@ pub fn new_deployment(
     let mut groups = BTreeMap::new();
     for group in &job.groups {
         let rules = edge_spec::Update::resolve(job, group);
-        // A group on every node rolls node by node, as a system job's.
-        if group.system || !rules.deploys(job) {
+        // A group on every node rolls node by node, as a system job's;
+        // one run to completion is not rolled out.
+        if group.system || group.batch || !rules.deploys(job) {
             continue;
         }
         let hash = group.spec_hash();

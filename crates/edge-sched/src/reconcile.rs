@@ -287,18 +287,22 @@ fn waits_for(
     }
     group.depends_on.iter().find_map(|d| {
         let copies = of(&d.group);
+        let other = job.group(&d.group)?;
         let ready = copies
             .iter()
-            .filter(|a| {
-                a.desired_status == DesiredStatus::Run
-                    && a.client_status == ClientStatus::Running
-                    && (d.condition == DependCondition::Started
-                        || a.checks.values().all(|c| *c == HealthStatus::Passing))
+            .filter(|a| match d.condition {
+                DependCondition::Completed => done_here(job, other, a),
+                _ => {
+                    a.desired_status == DesiredStatus::Run
+                        && a.client_status == ClientStatus::Running
+                        && (d.condition == DependCondition::Started
+                            || a.checks.values().all(|c| *c == HealthStatus::Passing))
+                }
             })
             .count();
         // A group on every node has as many copies as usable nodes took:
         // all of them, and at least one.
-        let want = match job.group(&d.group)? {
+        let want = match other {
             g if g.system => copies.iter().filter(|a| a.is_live()).count().max(1),
             g => g.count as usize,
         };
@@ -312,6 +316,13 @@ fn waits_for(
     })
 }
 
+/// A copy that ran to completion and need not run again: a batch job's
+/// for good, a `batch = true` group's for its job version (each new
+/// version runs it again, as a Compose `up` starts a one-shot service).
+fn done_here(job: &Job, group: &Group, a: &Allocation) -> bool {
+    a.client_status == ClientStatus::Complete && (!group.batch || a.job_version == job.version)
+}
+
 fn decide<'a>(
     cl: &mut Cluster<'a>,
     req: &GroupReq<'_>,
@@ -321,7 +332,7 @@ fn decide<'a>(
     phase: &Phase,
 ) -> Decided<'a> {
     let group = req.group;
-    let batch = cl.job.job_type == JobType::Batch;
+    let batch = group.runs_as(cl.job.job_type) == JobType::Batch;
     let now = cl.snap.now;
     let mut completed = BTreeSet::new();
     let mut untainted: Vec<&Allocation> = Vec::new();
@@ -330,7 +341,7 @@ fn decide<'a>(
     for &a in allocs {
         if awaits_reschedule(a) {
             failed.push(a);
-        } else if batch && a.client_status == ClientStatus::Complete {
+        } else if batch && done_here(cl.job, group, a) {
             completed.insert(a.index);
         } else if a.is_live() {
             match cl.node_of(a).map(|i| cl.node(i)) {
@@ -346,7 +357,7 @@ fn decide<'a>(
     // A rolling update keeps an index's outdated copy until its new copy
     // is healthy (or, with canaries, promoted); otherwise one copy per index.
     let rules = Update::resolve(cl.job, group);
-    let rolling = rules.deploys(cl.job);
+    let rolling = rules.deploys(cl.job) && !batch;
     // Oldest first, so the newest of two copies of one index is stopped.
     untainted.sort_by(|a, b| (a.index, a.create_time, &a.id).cmp(&(b.index, b.create_time, &b.id)));
     let mut slots: BTreeMap<u32, Slot<'_>> = BTreeMap::new();
@@ -469,7 +480,7 @@ fn decide<'a>(
     // A service copy on a draining node keeps serving until its
     // replacement elsewhere is judged, at most `migrate.max_parallel` on
     // their way at once; lost copies and batch jobs are replaced at once.
-    let gentle = cl.job.job_type == JobType::Service;
+    let gentle = !batch && cl.job.job_type == JobType::Service;
     let migrate = MigratePolicy::max_parallel(group);
     let replaced_by: BTreeMap<&str, &Allocation> = allocs
         .iter()

@@ -36,6 +36,7 @@ fn job(id: &str, n: u64) -> Job {
             volumes: Vec::new(),
             depends_on: Vec::new(),
             system: false,
+            batch: false,
             meta: Default::default(),
             name: "web".to_string(),
             count: 1,

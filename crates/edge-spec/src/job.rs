@@ -454,6 +454,13 @@ pub struct Group {
     /// groups and on its networks; `count` does not apply.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub system: bool,
+    /// `batch = true` in a service job: the group's copies run to
+    /// completion as a batch job's do (one that exits 0 is done, not
+    /// replaced), beside the job's long-running groups; others may wait
+    /// for it with `depends_on { condition = "completed" }`, as Compose's
+    /// `service_completed_successfully` waits for a migration.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batch: bool,
 }
 
 /// One group another waits for before its first copies are placed, as
@@ -477,6 +484,9 @@ pub enum DependCondition {
     Started,
     /// Its tasks run and every check of its services passes.
     Healthy,
+    /// Its copies ran to completion, every task exiting 0: a batch job's
+    /// group or a `batch = true` one.
+    Completed,
 }
 
 impl DependCondition {
@@ -485,6 +495,7 @@ impl DependCondition {
         match self {
             DependCondition::Started => "running",
             DependCondition::Healthy => "healthy",
+            DependCondition::Completed => "completed",
         }
     }
 }
@@ -725,6 +736,12 @@ fn one() -> u32 {
 }
 
 impl Group {
+    /// How the group's copies run: as its job's type says, or as a batch
+    /// job's with `batch = true`.
+    pub fn runs_as(&self, job_type: JobType) -> JobType {
+        if self.batch { JobType::Batch } else { job_type }
+    }
+
     /// Total resources one copy of the group asks for.
     pub fn resources(&self) -> GroupResources {
         self.tasks

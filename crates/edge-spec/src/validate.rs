@@ -292,8 +292,29 @@ impl Validator<'_> {
         }
     }
 
-    /// `system = true`: a service job's group placed on every node.
+    /// `system = true`: a service job's group placed on every node;
+    /// `batch = true`: one whose copies run to completion.
     fn system_group(&mut self, job: &Job, g: &Group, path: &str) {
+        if g.batch && job.job_type != crate::job::JobType::Service {
+            self.push(
+                format!("{path}.batch"),
+                format!(
+                    "`batch = true` runs one group of a service job to completion; in a job of type {:?} {}",
+                    job.job_type.as_str(),
+                    if self.system {
+                        "copies run on every node for as long as it runs"
+                    } else {
+                        "every group already does"
+                    }
+                ),
+            );
+        }
+        if g.batch && g.system {
+            self.push(
+                format!("{path}.batch"),
+                "a group is either on every node (`system = true`) or run to completion (`batch = true`), not both",
+            );
+        }
         if !g.system {
             return;
         }
@@ -341,6 +362,18 @@ impl Validator<'_> {
                 self.push(at, format!("no group {:?} in the job", shorten(&d.group)));
             } else if !seen.insert(d.group.as_str()) {
                 self.push(at, format!("{:?} is named twice", d.group));
+            } else if d.condition == crate::job::DependCondition::Completed
+                && job
+                    .group(&d.group)
+                    .is_some_and(|o| o.runs_as(job.job_type) != crate::job::JobType::Batch)
+            {
+                self.push(
+                    format!("{path}.depends_on[{i}].condition"),
+                    format!(
+                        "group {:?} runs until stopped, so it never completes: give it `batch = true`, or wait for \"started\" or \"healthy\"",
+                        d.group
+                    ),
+                );
             }
         }
         // Walks what `g` waits for, transitively: reaching `g` again is a

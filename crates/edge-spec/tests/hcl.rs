@@ -162,6 +162,7 @@ fn full_example_decodes_into_expected_job() {
             volumes: Vec::new(),
             depends_on: Vec::new(),
             system: false,
+            batch: false,
             meta: Default::default(),
             name: "web".into(),
             count: 2,
@@ -1234,15 +1235,23 @@ fn depends_on_names_other_groups_without_a_cycle() {
         find(&d, "job.j.group.web.depends_on[1].group").message,
         "\"db\" is named twice"
     );
-    let d = errors(&ordered(
-        "    depends_on {\n      group     = \"db\"\n      condition = \"completed\"\n    }",
-    ));
-    assert!(
-        d.iter()
-            .any(|d| d.field.starts_with("job.j.group.web.depends_on")
-                && d.message.contains("started")
-                && d.message.contains("healthy")),
-        "{d:#?}"
+    let completed =
+        "    depends_on {\n      group     = \"db\"\n      condition = \"completed\"\n    }";
+    let d = errors(&ordered(completed));
+    assert_eq!(
+        find(&d, "job.j.group.web.depends_on[0].condition").message,
+        "group \"db\" runs until stopped, so it never completes: give it `batch = true`, or wait for \"started\" or \"healthy\""
+    );
+    let one_shot = ordered(completed).replacen(
+        "  group \"db\" {\n",
+        "  group \"db\" {\n    batch = true\n",
+        1,
+    );
+    let job = parse(&one_shot).unwrap().job;
+    assert!(job.group("db").unwrap().batch);
+    assert_eq!(
+        parse(&edge_spec::job_to_hcl(&job)).unwrap().job.groups,
+        job.groups
     );
     let system = ordered(&dep("db")).replace("job \"j\" {\n", "job \"j\" {\n  type = \"system\"\n");
     let d = errors(&system);
@@ -1271,6 +1280,17 @@ fn a_system_group_belongs_to_a_service_job_and_has_no_count() {
     assert_eq!(
         find(&d, "job.j.group.g.system").message,
         "`system = true` places one group of a service job on every node; in a job of type \"batch\" copies run to completion: run a system job"
+    );
+    let batch = |kind: &str| job(kind, "").replace("system = true", "batch = true");
+    let d = errors(&batch("batch"));
+    assert_eq!(
+        find(&d, "job.j.group.g.batch").message,
+        "`batch = true` runs one group of a service job to completion; in a job of type \"batch\" every group already does"
+    );
+    let d = errors(&job("service", "    batch = true"));
+    assert_eq!(
+        find(&d, "job.j.group.g.batch").message,
+        "a group is either on every node (`system = true`) or run to completion (`batch = true`), not both"
     );
     let d = errors(&job("service", "    count = 3"));
     assert_eq!(

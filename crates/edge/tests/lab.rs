@@ -1264,8 +1264,8 @@ async fn compose_webapp_runs_across_three_nodes() {
         out.contains("frontend starts once backend is healthy"),
         "{out}"
     );
+    webapp::started_in_order(api).await;
     let all = webapp::allocs(api).await;
-    webapp::started_in_order(&all);
     let probes: BTreeSet<&str> = all
         .iter()
         .filter(|a| a.group == "probe")

@@ -71,6 +71,7 @@ pub fn group(name: &str, count: u32, cpu: u32, memory: u32) -> Group {
         volumes: Vec::new(),
         depends_on: Vec::new(),
         system: false,
+        batch: false,
         meta: Default::default(),
         name: name.to_string(),
         count,

@@ -288,6 +288,7 @@ fn unvalidated(s: &Spec) -> Job {
             volumes: Vec::new(),
             depends_on: Vec::new(),
             system: false,
+            batch: false,
             meta: Default::default(),
             name: s.group.clone(),
             // Copies are placed one by one: a huge count would only test

@@ -131,3 +131,35 @@ fn a_chain_starts_one_link_at_a_time() {
         ]
     );
 }
+
+#[test]
+fn a_one_shot_group_runs_to_completion_once_per_version() {
+    let mut c = cluster();
+    let mut migrate = group("migrate", 1, 100, 100);
+    migrate.batch = true;
+    let mut web = group("web", 2, 100, 100);
+    web.depends_on = vec![GroupDependency {
+        group: "migrate".to_string(),
+        condition: DependCondition::Completed,
+    }];
+    let mut j = job("app", vec![migrate, web]);
+    let plan = c.run(&j, 1);
+    assert_eq!((placed(&plan, "migrate"), placed(&plan, "web")), (1, 0));
+    assert_eq!(
+        plan.waiting["web"],
+        "waits for group \"migrate\" to be completed (0 of 1 copies)"
+    );
+    // Still running: nothing more.
+    assert!(c.run(&j, 2).place.is_empty());
+    let m = c.allocs.iter_mut().find(|a| a.group == "migrate").unwrap();
+    m.client_status = ClientStatus::Complete;
+    let plan = c.run(&j, 3);
+    assert_eq!((placed(&plan, "migrate"), placed(&plan, "web")), (0, 2));
+    assert!(c.run(&j, 4).is_noop(), "a completed copy is not replaced");
+
+    // A new version runs it again; the started web group does not wait.
+    j.version = 1;
+    let plan = c.run(&j, 5);
+    assert_eq!(placed(&plan, "migrate"), 1);
+    assert!(plan.waiting.is_empty());
+}

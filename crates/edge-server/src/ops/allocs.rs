@@ -3,7 +3,9 @@
 use super::{Env, evals};
 use crate::ServerError;
 use edge_api::AllocUpdate;
-use edge_spec::{Allocation, ClientStatus, Deployment, DesiredStatus, TriggeredBy};
+use edge_spec::{
+    Allocation, ClientStatus, DependCondition, Deployment, DesiredStatus, TriggeredBy,
+};
 use edge_store::{Batch, State};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -96,7 +98,10 @@ pub(crate) fn update(
                 Some(TriggeredBy::AllocHealth)
             } else {
                 (moved
-                    && a.client_status == ClientStatus::Running
+                    && matches!(
+                        a.client_status,
+                        ClientStatus::Running | ClientStatus::Complete
+                    )
                     && awaited(s, &a)
                     && waited.insert(a.job_key()))
                 .then_some(TriggeredBy::Dependency)
@@ -124,8 +129,8 @@ pub(crate) fn update(
 }
 
 /// Whether a group of `a`'s job waits for `a`'s group (`depends_on`) and
-/// has no live copy yet, so that `a` starting or passing its checks may
-/// let the scheduler place it.
+/// has no live copy yet, so that `a` starting, passing its checks or
+/// completing may let the scheduler place it.
 fn awaited(s: &State, a: &Allocation) -> bool {
     let key = a.job_key();
     let Some(job) = s.jobs.get(&key) else {
@@ -134,7 +139,13 @@ fn awaited(s: &State, a: &Allocation) -> bool {
     let waiting: Vec<&str> = job
         .groups
         .iter()
-        .filter(|g| g.depends_on.iter().any(|d| d.group == a.group))
+        .filter(|g| {
+            g.depends_on.iter().any(|d| {
+                d.group == a.group
+                    && (a.client_status == ClientStatus::Complete)
+                        == (d.condition == DependCondition::Completed)
+            })
+        })
         .map(|g| g.name.as_str())
         .collect();
     !waiting.is_empty()

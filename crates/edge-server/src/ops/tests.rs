@@ -1663,3 +1663,53 @@ fn a_system_group_follows_nodes_that_join() {
         "group \"exporter\" runs one copy on every node (`system = true`): it has no count to scale"
     );
 }
+
+/// A group that waits for a one-shot group (`batch = true`) is placed when
+/// the agent reports the one-shot copy complete; the copy is not replaced.
+#[test]
+fn a_one_shot_group_completes_and_lets_its_dependents_start() {
+    let mut w = World::new();
+    w.join("n1");
+    let mut j = job("app", "service", 1);
+    j.groups[0].batch = true;
+    let mut web = j.groups[0].clone();
+    web.name = "web".to_string();
+    web.batch = false;
+    web.depends_on = vec![edge_spec::GroupDependency {
+        group: "g".to_string(),
+        condition: edge_spec::DependCondition::Completed,
+    }];
+    j.groups.push(web);
+    w.submit(j);
+    w.settle();
+    let g = w.live("app")[0].clone();
+    assert_eq!(g.group, "g");
+    let b = allocs::update(
+        &w.s,
+        &mut w.env,
+        &g.node_id,
+        vec![update(&g.id, ClientStatus::Running)],
+    )
+    .unwrap();
+    assert!(b.evals.is_empty(), "running is not completed");
+    w.commit(b);
+    let b = allocs::update(
+        &w.s,
+        &mut w.env,
+        &g.node_id,
+        vec![update(&g.id, ClientStatus::Complete)],
+    )
+    .unwrap();
+    assert_eq!(
+        triggers(&b.evals),
+        vec![(TriggeredBy::Dependency, EvalStatus::Pending)]
+    );
+    w.commit(b);
+    w.settle();
+    let live: Vec<String> = w.live("app").iter().map(|a| a.group.clone()).collect();
+    assert_eq!(
+        live,
+        vec!["web".to_string()],
+        "the one-shot is not run again"
+    );
+}

@@ -1,15 +1,31 @@
 //! The seed lecture's webapp (examples/compose/webapp) as the compose tests
 //! drive it, on `edge dev` and on the three-node lab: a copy of the
-//! project with a probe service on front-tier only, on every node.
+//! project with a probe service on front-tier only, on every node, and a
+//! one-shot migration the backend waits for.
 
 use super::{EDGE, repo, until};
 use edge_spec::{Allocation, ClientStatus};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A client on front-tier only, on every node (`mode: global`), added by
-/// a second file.
-const PROBE: &str = "services:\n  probe:\n    image: docker.io/edge/busybox:latest\n    command: [sleep, \"3600\"]\n    networks: [front-tier]\n    deploy:\n      mode: global\n";
+/// Added by a second file: a client on front-tier only, on every node
+/// (`mode: global`), and a one-shot `migrate` the backend waits for.
+const EXTRA: &str = "services:
+  probe:
+    image: docker.io/edge/busybox:latest
+    command: [sleep, \"3600\"]
+    networks: [front-tier]
+    deploy:
+      mode: global
+  migrate:
+    image: docker.io/edge/busybox:latest
+    command: [sh, -c, \"echo schema ready\"]
+    networks: [back-tier]
+  backend:
+    depends_on:
+      migrate:
+        condition: service_completed_successfully
+";
 
 /// The project's copy and how to reach its server; `down -v` on drop, as
 /// the containers outlive a failed test's agents.
@@ -28,7 +44,7 @@ impl Webapp {
             let e = e.unwrap();
             std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
         }
-        std::fs::write(dir.join("probe.yaml"), PROBE).unwrap();
+        std::fs::write(dir.join("extra.yaml"), EXTRA).unwrap();
         Webapp {
             dir,
             env: env
@@ -54,9 +70,9 @@ impl Webapp {
         (out.status.success(), text)
     }
 
-    /// `edge compose -f compose.yaml -f probe.yaml ARGS`.
+    /// `edge compose -f compose.yaml -f extra.yaml ARGS`.
     pub fn compose(&self, args: &[&str]) -> (bool, String) {
-        let base = ["compose", "-f", "compose.yaml", "-f", "probe.yaml"];
+        let base = ["compose", "-f", "compose.yaml", "-f", "extra.yaml"];
         self.edge(&[&base[..], args].concat())
     }
 
@@ -155,11 +171,35 @@ pub async fn allocs(api: &edge_api::Client) -> Vec<Allocation> {
     out
 }
 
-/// `depends_on: backend: service_healthy`: every frontend replica was
-/// placed after the backend's task started (placed together, they would
-/// share a creation time before it).
-pub fn started_in_order(all: &[Allocation]) {
-    let back = all.iter().find(|a| a.group == "backend").unwrap();
+/// The `depends_on` order: `migrate` ran to completion before the
+/// backend was placed, and every frontend replica was placed after the
+/// backend's task started (placed together, they would share a creation
+/// time before it).
+pub async fn started_in_order(api: &edge_api::Client) {
+    let api = api.clone().with_namespace(Some("webapp".into()));
+    let (list, _) = api.job_allocs("webapp", Default::default()).await.unwrap();
+    let mut all = Vec::new();
+    for a in list
+        .iter()
+        .filter(|a| a.desired_status == edge_spec::DesiredStatus::Run)
+    {
+        all.push(api.alloc(&a.id).await.unwrap());
+    }
+    let one = |group: &str| -> &Allocation {
+        let mut of = all.iter().filter(|a| a.group == group);
+        let first = of.next().unwrap_or_else(|| panic!("no {group} replica"));
+        assert!(of.next().is_none(), "one {group} replica");
+        first
+    };
+    let migrate = one("migrate");
+    assert_eq!(migrate.client_status, ClientStatus::Complete);
+    let finished = migrate.task_states["migrate"].finished_at;
+    let back = one("backend");
+    assert!(
+        back.create_time >= finished,
+        "backend placed at {}, before migrate finished at {finished}",
+        back.create_time
+    );
     let started = back.task_states["backend"].started_at;
     assert!(started > 0);
     let fronts: Vec<&Allocation> = all.iter().filter(|a| a.group == "frontend").collect();
