@@ -349,12 +349,21 @@ impl Converter<'_> {
                 ));
             }
             for p in long {
+                let host = p.mode == Some(Mode::Host);
                 match &p.protocol {
                     None | Some(Protocol::Tcp) => {}
+                    // A host port maps TCP and UDP alike to the replica.
+                    Some(Protocol::Udp) if host => {}
+                    Some(Protocol::Udp) => {
+                        return Err(self.err(
+                            &at,
+                            "`udp` ports on the routing mesh: not supported yet (the load balancer is TCP); a long-form port with `mode: host` maps UDP on the replica's node",
+                        ));
+                    }
                     Some(other) => {
                         return Err(self.err(
                             &at,
-                            format!("`{other}` ports: only TCP is published (not supported yet)"),
+                            format!("`{other}` ports: only TCP and UDP are published (not supported yet)"),
                         ));
                     }
                 }
@@ -374,7 +383,6 @@ impl Converter<'_> {
                     None => Vec::new(),
                 };
                 let label = unique_label(&ports, p.target);
-                let host = p.mode == Some(Mode::Host);
                 ports.push(PortSpec {
                     label: label.clone(),
                     static_port: if host { targets.first().copied() } else { None },
@@ -1252,7 +1260,7 @@ impl Converter<'_> {
         }
     }
 
-    fn update(&self, name: &str, deploy: &Value) -> Result<Option<UpdatePolicy>, ComposeError> {
+    fn update(&mut self, name: &str, deploy: &Value) -> Result<Option<UpdatePolicy>, ComposeError> {
         let Some(u) = deploy.get("update_config") else {
             return Ok(None);
         };
@@ -1295,12 +1303,18 @@ impl Converter<'_> {
                 ));
             }
         }
+        // An edge rollout starts each new replica beside the old one and
+        // stops the old one once the new one passed its checks.
         match u.get("order").and_then(s).as_deref() {
-            None | Some("stop-first") => {}
+            None | Some("start-first") => {}
+            Some("stop-first") => self.warn(
+                &format!("{at}.order"),
+                "`stop-first`: edge rolls out start-first, each new replica healthy before its old one stops (room for `parallelism` more replicas is needed)",
+            ),
             Some(other) => {
                 return Err(self.err(
                     &format!("{at}.order"),
-                    format!("{other:?}: only `stop-first` is supported yet"),
+                    format!("{other:?}: `start-first` or `stop-first`"),
                 ));
             }
         }

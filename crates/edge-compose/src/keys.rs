@@ -116,7 +116,7 @@ pub const KEYS: &[Key] = &[
         Service,
         "ports",
         Partly,
-        "TCP: published on every node's load balancer (ingress, the default) or as a host port of the node running the replica (`mode: host`); `/udp` is refused",
+        "TCP: published on every node's load balancer (ingress, the default) or as a host port of the node running the replica (`mode: host`, TCP and UDP); UDP on the routing mesh is refused",
     ),
     k(
         Service,
@@ -329,7 +329,7 @@ pub const KEYS: &[Key] = &[
         Deploy,
         "update_config",
         Partly,
-        "`parallelism` → max_parallel; `delay` and `monitor` → min_healthy_time (the longer); `failure_action` `rollback` → auto_revert, `pause`; `order: stop-first`",
+        "`parallelism` → max_parallel; `delay` and `monitor` → min_healthy_time (the longer); `failure_action` `rollback` → auto_revert, `pause`; `order: start-first` (edge's way; `stop-first` is warned about); `continue` and `max_failure_ratio` are refused",
     ),
     k(
         Deploy,

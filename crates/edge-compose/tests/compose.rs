@@ -709,3 +709,36 @@ fn global_mode_runs_the_service_on_every_node() {
     );
     assert!(e.contains("cannot keep a local volume per copy"), "{e}");
 }
+
+#[test]
+fn a_udp_port_maps_on_the_replicas_node() {
+    let c = one(
+        "services:\n  dns:\n    image: d\n    ports:\n      - target: 53\n        published: \"5353\"\n        protocol: udp\n        mode: host\n",
+    )
+    .unwrap();
+    let ports = &c.job.group("dns").unwrap().network.ports;
+    assert_eq!(ports.len(), 1);
+    assert_eq!((ports[0].static_port, ports[0].to), (Some(5353), Some(53)));
+    assert!(c.job.group("dns").unwrap().services[0].publish.is_none());
+}
+
+#[test]
+fn rollouts_start_the_new_replica_first() {
+    let file = |order: &str| {
+        format!(
+            "services:\n  web:\n    image: w\n    deploy:\n      update_config:\n        parallelism: 2\n        order: {order}\n"
+        )
+    };
+    let c = one(&file("start-first")).unwrap();
+    let u = c.job.group("web").unwrap().update.clone().unwrap();
+    assert_eq!(u.max_parallel, Some(2));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let c = one(&file("stop-first")).unwrap();
+    let warned: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warned,
+        [
+            "compose.yaml:7:9: services.web.deploy.update_config.order: `stop-first`: edge rolls out start-first, each new replica healthy before its old one stops (room for `parallelism` more replicas is needed)"
+        ]
+    );
+}
