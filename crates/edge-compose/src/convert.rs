@@ -10,8 +10,8 @@ use compose_spec::service::ports::{Mode, Protocol};
 use edge_spec::{
     Check, CheckRestart, CheckType, Constraint, ConstraintOp, DataRef, DependCondition, Group,
     GroupDependency, Job, JobStatus, JobType, NamedNetwork, Network, NetworkMode, PortSpec,
-    Publish, PublishProtocol, ReschedulePolicy, Resources, RestartMode, RestartPolicy, Service,
-    Spread, Task, UpdatePolicy, VolumeMount, VolumeRequest, VolumeType,
+    Publish, PublishProtocol, ReschedulePolicy, Resources, RestartMode, RestartPolicy,
+    RollbackPolicy, Service, Spread, Task, UpdatePolicy, VolumeMount, VolumeRequest, VolumeType,
 };
 use serde_json::json;
 use serde_yaml::Value;
@@ -1260,12 +1260,50 @@ impl Converter<'_> {
         }
     }
 
+    /// `update_config` as the group's update rules, with `rollback_config`
+    /// as the pace of an `auto_revert`.
     fn update(&mut self, name: &str, deploy: &Value) -> Result<Option<UpdatePolicy>, ComposeError> {
-        let Some(u) = deploy.get("update_config") else {
-            return Ok(None);
+        let base = format!("services.{name}.deploy");
+        let mut p = match deploy.get("update_config") {
+            None => UpdatePolicy::default(),
+            Some(u) => {
+                let at = format!("{base}.update_config");
+                let (max_parallel, wait) = self.pace(&at, u)?;
+                let mut p = UpdatePolicy {
+                    max_parallel,
+                    min_healthy_time: wait,
+                    ..UpdatePolicy::default()
+                };
+                if u.get("failure_action").and_then(s).as_deref() == Some("rollback") {
+                    p.auto_revert = Some(true);
+                }
+                p
+            }
         };
-        let at = format!("services.{name}.deploy.update_config");
-        let mut p = UpdatePolicy::default();
+        if let Some(r) = deploy.get("rollback_config") {
+            let at = format!("{base}.rollback_config");
+            let (max_parallel, min_healthy_time) = self.pace(&at, r)?;
+            p.rollback = Some(RollbackPolicy {
+                max_parallel,
+                min_healthy_time,
+            });
+            if p.auto_revert != Some(true) {
+                self.warn(
+                    &at,
+                    "used only when `update_config` has `failure_action: rollback` (edge rolls back on its own then, not by command)",
+                );
+            }
+        }
+        Ok((p != UpdatePolicy::default()).then_some(p))
+    }
+
+    /// What `update_config` and `rollback_config` share: `parallelism`, the
+    /// longer of `delay` and `monitor`, `failure_action`, `order`.
+    fn pace(
+        &mut self,
+        at: &str,
+        u: &Value,
+    ) -> Result<(Option<u32>, Option<edge_spec::duration::PolicyWait>), ComposeError> {
         if let Some(m) = u.as_mapping() {
             for k in m.keys().filter_map(Value::as_str) {
                 if !["parallelism", "delay", "monitor", "failure_action", "order"].contains(&k) {
@@ -1273,15 +1311,16 @@ impl Converter<'_> {
                 }
             }
         }
-        if let Some(n) = u.get("parallelism") {
-            p.max_parallel = Some(
+        let max_parallel = match u.get("parallelism") {
+            None => None,
+            Some(n) => Some(
                 n.as_u64()
                     .filter(|n| (1..=u64::from(edge_spec::limits::MAX_COUNT)).contains(n))
                     .ok_or_else(|| {
                         self.err(&format!("{at}.parallelism"), "a number of replicas from 1")
                     })? as u32,
-            );
-        }
+            ),
+        };
         // Swarm waits `delay` between batches and watches each for
         // `monitor`; an edge rollout moves on once the new copies have been
         // healthy for min_healthy_time, which covers both.
@@ -1292,14 +1331,20 @@ impl Converter<'_> {
                 wait = Some(wait.map_or(d, |w: Duration| w.max(d)));
             }
         }
-        p.min_healthy_time = wait.map(edge_spec::duration::PolicyWait);
+        let rollback = at.ends_with("rollback_config");
         match u.get("failure_action").and_then(s).as_deref() {
             None | Some("pause") => {}
-            Some("rollback") => p.auto_revert = Some(true),
+            Some("rollback") if !rollback => {}
             Some(other) => {
                 return Err(self.err(
                     &format!("{at}.failure_action"),
-                    format!("{other:?}: `pause` or `rollback` (`continue` is not supported yet)"),
+                    if rollback {
+                        format!("{other:?}: `pause` (`continue` is not supported yet)")
+                    } else {
+                        format!(
+                            "{other:?}: `pause` or `rollback` (`continue` is not supported yet)"
+                        )
+                    },
                 ));
             }
         }
@@ -1318,7 +1363,7 @@ impl Converter<'_> {
                 ));
             }
         }
-        Ok(Some(p))
+        Ok((max_parallel, wait.map(edge_spec::duration::PolicyWait)))
     }
 
     fn placement(

@@ -334,8 +334,8 @@ pub const KEYS: &[Key] = &[
     k(
         Deploy,
         "rollback_config",
-        No,
-        "not supported yet: edge rolls back with the update's own rules",
+        Partly,
+        "the pace of `failure_action: rollback` (update `rollback` rules): `parallelism`, `delay`/`monitor`, `order` as in `update_config`; `failure_action: pause`",
     ),
     k(
         Deploy,

@@ -742,3 +742,35 @@ fn rollouts_start_the_new_replica_first() {
         ]
     );
 }
+
+#[test]
+fn rollback_config_paces_the_automatic_rollback() {
+    let c = one(
+        "services:\n  web:\n    image: w\n    deploy:\n      update_config:\n        parallelism: 1\n        failure_action: rollback\n      rollback_config:\n        parallelism: 3\n        monitor: 10s\n",
+    )
+    .unwrap();
+    let u = c.job.group("web").unwrap().update.clone().unwrap();
+    assert_eq!((u.max_parallel, u.auto_revert), (Some(1), Some(true)));
+    let r = u.rollback.unwrap();
+    assert_eq!(r.max_parallel, Some(3));
+    assert_eq!(
+        r.min_healthy_time.unwrap().0,
+        std::time::Duration::from_secs(10)
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let c = one(
+        "services:\n  web:\n    image: w\n    deploy:\n      rollback_config:\n        parallelism: 3\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.warnings[0].to_string(),
+        "compose.yaml:5:7: services.web.deploy.rollback_config: used only when `update_config` has `failure_action: rollback` (edge rolls back on its own then, not by command)"
+    );
+    let e = error(
+        "services:\n  web:\n    image: w\n    deploy:\n      rollback_config:\n        failure_action: continue\n",
+    );
+    assert_eq!(
+        e,
+        "compose.yaml:6:9: services.web.deploy.rollback_config.failure_action: \"continue\": `pause` (`continue` is not supported yet)"
+    );
+}

@@ -595,6 +595,39 @@ pub struct UpdatePolicy {
     /// batch is healthy (Nomad's meaning; service jobs refuse it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stagger: Option<PolicyWait>,
+    /// How an `auto_revert` rolls the stable version back out, when it
+    /// should go at another pace than this update (Swarm's
+    /// `rollback_config`): in place of the stable version's own rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackPolicy>,
+}
+
+/// The pace of a rollback: `update { rollback { ... } }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackPolicy {
+    /// Stable copies started at once, each healthy before the copy it
+    /// replaces stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u32>,
+    /// How long a stable copy must stay healthy before it counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_healthy_time: Option<PolicyWait>,
+}
+
+impl RollbackPolicy {
+    /// The update rules a rollback to a version with `stable` rules goes
+    /// by: these fields over the stable version's.
+    pub fn over(&self, stable: Option<&UpdatePolicy>) -> UpdatePolicy {
+        let mut u = stable.cloned().unwrap_or_default();
+        if self.max_parallel.is_some() {
+            u.max_parallel = self.max_parallel;
+        }
+        if self.min_healthy_time.is_some() {
+            u.min_healthy_time = self.min_healthy_time;
+        }
+        u
+    }
 }
 
 /// An `update` block: an object or nothing. Serde's derive would also

@@ -536,6 +536,21 @@ impl Validator<'_> {
                 );
             }
         }
+        if let Some(r) = &u.rollback {
+            if r.max_parallel.is_some_and(|m| m == 0 || m > MAX_COUNT) {
+                self.push(
+                    format!("{at}.rollback.max_parallel"),
+                    format!("max_parallel is a number of copies from 1 to {MAX_COUNT}"),
+                );
+            }
+            if let Some(d) = r.min_healthy_time {
+                self.wait(
+                    &format!("{at}.rollback.min_healthy_time"),
+                    d.0,
+                    MAX_POLICY_WAIT,
+                );
+            }
+        }
         if let Some(w) = u.canary_weight.filter(|&w| w > 100) {
             self.push(
                 format!("{at}.canary_weight"),

@@ -1313,3 +1313,38 @@ fn a_system_group_belongs_to_a_service_job_and_has_no_count() {
         "{d:#?}"
     );
 }
+
+#[test]
+fn an_update_carries_the_pace_of_its_rollback() {
+    let src = |rollback: &str| {
+        with_task_body("").replace(
+            "  group \"g\" {\n",
+            &format!(
+                "  group \"g\" {{\n    update {{\n      auto_revert = true\n      rollback {{\n{rollback}\n      }}\n    }}\n"
+            ),
+        )
+    };
+    let job = parse(&src(
+        "        max_parallel     = 3\n        min_healthy_time = \"10s\"",
+    ))
+    .unwrap()
+    .job;
+    let r = job.groups[0]
+        .update
+        .as_ref()
+        .and_then(|u| u.rollback.clone())
+        .unwrap();
+    assert_eq!(r.max_parallel, Some(3));
+    assert_eq!(r.min_healthy_time.unwrap().0, secs(10));
+    assert_eq!(
+        parse(&edge_spec::job_to_hcl(&job)).unwrap().job.groups,
+        job.groups
+    );
+    let d = errors(&src("        max_parallel = 0"));
+    assert_eq!(
+        find(&d, "job.j.group.g.update.rollback.max_parallel").message,
+        "max_parallel is a number of copies from 1 to 10000"
+    );
+    let d = errors(&src("        canary = 1"));
+    assert!(d.iter().any(|d| d.message.contains("canary")), "{d:#?}");
+}

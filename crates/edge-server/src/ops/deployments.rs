@@ -68,13 +68,27 @@ fn revert(s: &State, env: &mut Env, d: &mut Deployment, batch: &mut Batch) {
         .stable
         .get(&d.job_key())
         .filter(|j| j.version < d.job_version);
-    let (Some(_), Some(stable)) = (current, stable) else {
+    let (Some(current), Some(stable)) = (current, stable) else {
         d.status_description
             .push_str("; no stable version of the job to roll back to");
         return;
     };
     let mut job = stable.clone();
     job.stable = false;
+    // The failed version's `rollback` pace, group's over job's, replaces
+    // the stable version's own for the way back.
+    let job_pace = current.update.as_ref().and_then(|u| u.rollback.as_ref());
+    for g in &mut job.groups {
+        let pace = current
+            .group(&g.name)
+            .and_then(|c| c.update.as_ref())
+            .and_then(|u| u.rollback.as_ref())
+            .or(job_pace);
+        if let Some(p) = pace {
+            let stable_rules = g.update.as_ref().or(stable.update.as_ref());
+            g.update = Some(p.over(stable_rules));
+        }
+    }
     match jobs::register(s, env, job, TriggeredBy::JobRevert, None) {
         Ok((b, resp)) => {
             d.status_description.push_str(&format!(

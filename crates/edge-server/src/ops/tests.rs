@@ -1713,3 +1713,45 @@ fn a_one_shot_group_completes_and_lets_its_dependents_start() {
         "the one-shot is not run again"
     );
 }
+
+/// The failed version's `rollback` pace (Swarm's `rollback_config`) is
+/// the rules the stable version rolls back out by.
+#[test]
+fn a_revert_goes_at_the_failed_versions_rollback_pace() {
+    let mut w = World::new();
+    w.join("n1");
+    w.join("n2");
+    let mut v0 = job("web", "service", 2);
+    v0.update = Some(edge_spec::UpdatePolicy {
+        auto_revert: Some(true),
+        ..Default::default()
+    });
+    w.submit(v0.clone());
+    w.settle();
+    w.report_running("web");
+    judge_all(&mut w, "web", true);
+    w.settle();
+    assert_eq!(w.s.stable["web"].version, 0);
+    let mut v1 = v0.clone();
+    v1.groups[0].tasks[0].env.insert("V".into(), "1".into());
+    v1.groups[0].update = Some(edge_spec::UpdatePolicy {
+        rollback: Some(edge_spec::RollbackPolicy {
+            max_parallel: Some(2),
+            min_healthy_time: Some(edge_spec::duration::PolicyWait(
+                std::time::Duration::from_secs(5),
+            )),
+        }),
+        ..Default::default()
+    });
+    w.submit(v1);
+    w.settle();
+    judge_all(&mut w, "web", false);
+    w.settle();
+    let back = &w.s.jobs["web"];
+    assert_eq!(back.version, 2, "rolled back");
+    let rules = edge_spec::Update::resolve(back, &back.groups[0]);
+    assert_eq!(rules.max_parallel, 2);
+    assert_eq!(rules.min_healthy_time, std::time::Duration::from_secs(5));
+    assert!(rules.auto_revert, "the stable version's own rules stay");
+    assert_eq!(back.groups[0].tasks[0].env.get("V"), None);
+}

@@ -13,6 +13,7 @@ use crate::job::Job;
 const SINGLE: &[&str] = &[
     "network",
     "update",
+    "rollback",
     "restart",
     "reschedule",
     "migrate",
