@@ -335,7 +335,7 @@ impl Converter<'_> {
             .map(|(_, s)| s.ports.clone())
             .unwrap_or_default();
         let mut ports: Vec<PortSpec> = Vec::new();
-        let mut published: Vec<(String, u16)> = Vec::new();
+        let mut published: Vec<(String, u16, PublishProtocol)> = Vec::new();
         for (i, entry) in typed.into_iter().enumerate() {
             let at = format!("{path}[{i}]");
             let long: Vec<compose_spec::service::ports::Port> = match entry {
@@ -350,23 +350,17 @@ impl Converter<'_> {
             }
             for p in long {
                 let host = p.mode == Some(Mode::Host);
-                match &p.protocol {
-                    None | Some(Protocol::Tcp) => {}
-                    // A host port maps TCP and UDP alike to the replica.
-                    Some(Protocol::Udp) if host => {}
-                    Some(Protocol::Udp) => {
-                        return Err(self.err(
-                            &at,
-                            "`udp` ports on the routing mesh: not supported yet (the load balancer is TCP); a long-form port with `mode: host` maps UDP on the replica's node",
-                        ));
-                    }
+                // A host port maps TCP and UDP alike to the replica.
+                let protocol = match &p.protocol {
+                    None | Some(Protocol::Tcp) => PublishProtocol::Tcp,
+                    Some(Protocol::Udp) => PublishProtocol::Udp,
                     Some(other) => {
                         return Err(self.err(
                             &at,
                             format!("`{other}` ports: only TCP and UDP are published (not supported yet)"),
                         ));
                     }
-                }
+                };
                 if p.host_ip.is_some() {
                     return Err(self.err(
                         &at,
@@ -393,7 +387,7 @@ impl Converter<'_> {
                         if published_port == 0 {
                             return Err(self.err(&at, "published port 0 is not a port"));
                         }
-                        published.push((label.clone(), published_port));
+                        published.push((label.clone(), published_port, protocol));
                     }
                 }
             }
@@ -401,12 +395,13 @@ impl Converter<'_> {
         let first_port = ports.first().map(|p| p.label.clone());
         let mut services = vec![service(
             name.to_string(),
-            published.first().map(|(l, _)| l.clone()).or(first_port),
+            published.first().map(|(l, _, _)| l.clone()).or(first_port),
         )];
-        for (i, (label, port)) in published.into_iter().enumerate() {
+        let mut names = BTreeSet::from([name.to_string()]);
+        for (i, (label, port, protocol)) in published.into_iter().enumerate() {
             let publish = Some(Publish {
                 port,
-                protocol: PublishProtocol::Tcp,
+                protocol,
                 hosts: Vec::new(),
                 path_prefix: None,
                 balance: edge_spec::Balance::RoundRobin,
@@ -416,9 +411,15 @@ impl Converter<'_> {
             if i == 0 {
                 services[0].publish = publish;
             } else {
+                // `53:53/tcp` and `53:53/udp` are two services on one port.
+                let mut extra = format!("{name}-{port}");
+                if !names.insert(extra.clone()) {
+                    extra = format!("{name}-{port}-{}", protocol.as_str());
+                    names.insert(extra.clone());
+                }
                 services.push(Service {
                     publish,
-                    ..service(format!("{name}-{port}"), Some(label))
+                    ..service(extra, Some(label))
                 });
             }
         }

@@ -115,8 +115,8 @@ pub const KEYS: &[Key] = &[
     k(
         Service,
         "ports",
-        Partly,
-        "TCP: published on every node's load balancer (ingress, the default) or as a host port of the node running the replica (`mode: host`, TCP and UDP); UDP on the routing mesh is refused",
+        Yes,
+        "TCP and UDP: published on every node's load balancer (ingress, the default; UDP keeps each client to one replica) or as a host port of the node running the replica (`mode: host`); other protocols are refused",
     ),
     k(
         Service,

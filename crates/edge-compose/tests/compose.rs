@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use edge_compose::keys::{KEYS, Scope, Support};
 use edge_compose::{ComposeError, Conversion, Options, Project, convert};
-use edge_spec::DependCondition;
+use edge_spec::{DependCondition, PublishProtocol};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -414,8 +414,8 @@ fn bad_values_name_their_place() {
             "compose.yaml:5:7: services.web.deploy.replicas: 100000 is more than 10000 replicas",
         ),
         (
-            "services:\n  web:\n    image: w\n    ports: [\"53:53/udp\"]\n",
-            "compose.yaml:4:13: services.web.ports[0]: `udp` ports",
+            "services:\n  web:\n    image: w\n    ports: [\"53:53/sctp\"]\n",
+            "compose.yaml:4:13: services.web.ports[0]: `sctp` ports",
         ),
         (
             "services:\n  web:\n    image: w\n    mem_limit: 9000000g\n",
@@ -720,6 +720,31 @@ fn a_udp_port_maps_on_the_replicas_node() {
     assert_eq!(ports.len(), 1);
     assert_eq!((ports[0].static_port, ports[0].to), (Some(5353), Some(53)));
     assert!(c.job.group("dns").unwrap().services[0].publish.is_none());
+
+    // On the routing mesh: one port, TCP and UDP, two services.
+    let c = one("services:\n  dns:\n    image: d\n    ports: [\"53:53/udp\", \"53:53/tcp\"]\n")
+        .unwrap();
+    let published: Vec<(String, u16, PublishProtocol)> = c
+        .job
+        .group("dns")
+        .unwrap()
+        .services
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s.name.clone(),
+                s.publish.as_ref()?.port,
+                s.publish.as_ref()?.protocol,
+            ))
+        })
+        .collect();
+    assert_eq!(
+        published,
+        [
+            ("dns".to_string(), 53, PublishProtocol::Udp),
+            ("dns-53".to_string(), 53, PublishProtocol::Tcp)
+        ]
+    );
 }
 
 #[test]

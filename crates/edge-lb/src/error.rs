@@ -34,6 +34,12 @@ pub enum LbError {
         owner: String,
         service: String,
     },
+    #[error("udp port {port} belongs to service {owner}; service {service} ignored")]
+    UdpConflict {
+        port: u16,
+        owner: String,
+        service: String,
+    },
     #[error(
         "port {port}: service {service} routes host {host:?} path {prefix:?} like service {owner}; ignored"
     )]

@@ -1,6 +1,7 @@
 //! Routing mesh load balancer: a listener on every published port forwarding
-//! to the serving instances of the catalog, over TCP or HTTP, with optional
-//! TLS termination. The agent feeds it catalog versions through a watch.
+//! to the serving instances of the catalog, over TCP, HTTP or UDP, with
+//! optional TLS termination. The agent feeds it catalog versions through a
+//! watch.
 
 mod error;
 mod http;
@@ -10,6 +11,7 @@ mod pool;
 mod route;
 mod tcp;
 mod tls;
+mod udp;
 mod workers;
 
 use std::collections::{BTreeMap, HashMap};
@@ -104,6 +106,7 @@ pub async fn run(
         cfg,
         workers,
         listeners: BTreeMap::new(),
+        udp: BTreeMap::new(),
         pools: HashMap::new(),
         status: status.clone(),
         bind_failed: false,
@@ -129,6 +132,7 @@ struct Reconciler {
     /// Dropped with the reconciler, after its listeners have closed.
     workers: Workers,
     listeners: BTreeMap<u16, Active>,
+    udp: BTreeMap<u16, udp::UdpListener>,
     pools: HashMap<String, Arc<ServicePool>>,
     status: Arc<Status>,
     bind_failed: bool,
@@ -158,6 +162,9 @@ impl Reconciler {
         for (_, active) in std::mem::take(&mut self.listeners) {
             active.listener.close().await;
         }
+        for (_, udp) in std::mem::take(&mut self.udp) {
+            udp.close().await;
+        }
         lock(&self.status.listening).clear();
     }
 
@@ -166,7 +173,12 @@ impl Reconciler {
         let mut errors: Vec<String> = plan.errors.iter().map(ToString::to_string).collect();
 
         let mut pools = HashMap::new();
-        for name in plan.ports.values().flat_map(services_of) {
+        for name in plan
+            .ports
+            .values()
+            .flat_map(services_of)
+            .chain(plan.udp.values())
+        {
             if pools.contains_key(name) {
                 continue;
             }
@@ -221,7 +233,7 @@ impl Reconciler {
             let addr = SocketAddr::new(self.cfg.bind_ip, port);
             match Listener::start(addr, state, &self.cfg, &self.workers) {
                 Ok(listener) => {
-                    tracing::info!(%addr, protocol = plan::protocol_name(protocol), "listening");
+                    tracing::info!(%addr, protocol = protocol.as_str(), "listening");
                     self.listeners.insert(
                         port,
                         Active {
@@ -238,16 +250,58 @@ impl Reconciler {
             }
         }
 
+        self.reconcile_udp(&plan.udp, &mut errors).await;
+
         for e in &errors {
             tracing::warn!("load balancer: {e}");
         }
-        *lock(&self.status.listening) = self
+        let mut listening: Vec<(u16, Protocol)> = self
             .listeners
             .iter()
             .map(|(p, a)| (*p, a.protocol))
+            .chain(self.udp.keys().map(|p| (*p, Protocol::Udp)))
             .collect();
+        listening.sort_by_key(|(p, _)| *p);
+        *lock(&self.status.listening) = listening;
         *lock(&self.status.errors) = errors;
         self.status.index.store(catalog.index, Ordering::Release);
+    }
+
+    /// The UDP ports: each bound to its service's pool, closed when no
+    /// longer published.
+    async fn reconcile_udp(&mut self, wanted: &BTreeMap<u16, String>, errors: &mut Vec<String>) {
+        let stale: Vec<u16> = self
+            .udp
+            .keys()
+            .filter(|p| !wanted.contains_key(p))
+            .copied()
+            .collect();
+        for port in stale {
+            if let Some(l) = self.udp.remove(&port) {
+                l.close().await;
+            }
+        }
+        for (port, service) in wanted {
+            let pool =
+                self.pools.get(service).cloned().unwrap_or_else(|| {
+                    Arc::new(ServicePool::new(service.clone(), self.workers.len()))
+                });
+            if let Some(l) = self.udp.get(port) {
+                l.set(pool);
+                continue;
+            }
+            let addr = SocketAddr::new(self.cfg.bind_ip, *port);
+            match udp::UdpListener::start(addr, pool) {
+                Ok(l) => {
+                    tracing::info!(%addr, protocol = "udp", "listening");
+                    self.udp.insert(*port, l);
+                }
+                Err(e) => {
+                    self.bind_failed = true;
+                    errors.push(e.to_string());
+                }
+            }
+        }
     }
 
     fn port_state(

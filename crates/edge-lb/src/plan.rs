@@ -49,14 +49,9 @@ impl<T: PartialEq> PartialEq for Route<T> {
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
     pub(crate) ports: BTreeMap<u16, PortPlan>,
+    /// UDP ports, apart from the stream ones: a port number may carry both.
+    pub(crate) udp: BTreeMap<u16, String>,
     pub(crate) errors: Vec<LbError>,
-}
-
-pub(crate) fn protocol_name(p: PublishProtocol) -> &'static str {
-    match p {
-        PublishProtocol::Tcp => "tcp",
-        PublishProtocol::Http => "http",
-    }
 }
 
 /// Services are visited by name, so the first claimant of a port is stable
@@ -69,6 +64,16 @@ pub(crate) fn build(catalog: &Catalog) -> Plan {
         };
         let port = publish.port;
         match (plan.ports.get_mut(&port), publish.protocol) {
+            (_, PublishProtocol::Udp) => match plan.udp.get(&port) {
+                Some(owner) => plan.errors.push(LbError::UdpConflict {
+                    port,
+                    owner: owner.clone(),
+                    service: name.clone(),
+                }),
+                None => {
+                    plan.udp.insert(port, name.clone());
+                }
+            },
             (None, PublishProtocol::Tcp) => {
                 plan.ports.insert(
                     port,
@@ -106,9 +111,9 @@ pub(crate) fn build(catalog: &Catalog) -> Plan {
                 plan.errors.push(LbError::ProtocolConflict {
                     port,
                     owner: owner_of(existing),
-                    owner_protocol: protocol_name(existing.protocol()),
+                    owner_protocol: existing.protocol().as_str(),
                     service: name.clone(),
-                    protocol: protocol_name(protocol),
+                    protocol: protocol.as_str(),
                 });
             }
             (Some(existing), _) => {

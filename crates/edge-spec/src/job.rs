@@ -948,6 +948,20 @@ pub enum PublishProtocol {
     #[default]
     Tcp,
     Http,
+    /// Datagrams: each client address keeps to one instance while it
+    /// sends, as conntrack would; a port may be published for TCP and for
+    /// UDP by two services.
+    Udp,
+}
+
+impl PublishProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublishProtocol::Tcp => "tcp",
+            PublishProtocol::Http => "http",
+            PublishProtocol::Udp => "udp",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, Default)]

@@ -872,10 +872,17 @@ impl Validator<'_> {
                     "host and path routing need protocol = \"http\"",
                 );
             }
-            if http && p.proxy_protocol {
+            let udp = p.protocol == crate::job::PublishProtocol::Udp;
+            if (http || udp) && p.proxy_protocol {
                 self.push(
                     format!("{at}.proxy_protocol"),
                     "proxy_protocol applies to protocol = \"tcp\" only",
+                );
+            }
+            if udp && p.tls.is_some() {
+                self.push(
+                    format!("{at}.tls"),
+                    "tls applies to protocol = \"tcp\" or \"http\", not to datagrams",
                 );
             }
             if let Some(prefix) = &p.path_prefix
