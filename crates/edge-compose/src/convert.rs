@@ -869,6 +869,13 @@ impl Converter<'_> {
                 config.insert(key.into(), json!(strings(v)));
             }
         }
+        let (configs, config_binds) = self.data_refs(name, svc, false)?;
+        let (secrets, secret_binds) = self.data_refs(name, svc, true)?;
+        let binds: Vec<String> = binds
+            .into_iter()
+            .chain(config_binds)
+            .chain(secret_binds)
+            .collect();
         if !binds.is_empty() {
             config.insert("volumes".into(), json!(binds));
         }
@@ -890,8 +897,6 @@ impl Converter<'_> {
             Some(v) => self.duration(&format!("{path}.stop_grace_period"), v)?,
             None => Duration::from_secs(10),
         };
-        let configs = self.data_refs(name, svc, false)?;
-        let secrets = self.data_refs(name, svc, true)?;
         Ok(Task {
             name: name.to_string(),
             driver: "containerd".to_string(),
@@ -1066,15 +1071,18 @@ impl Converter<'_> {
         Ok(r)
     }
 
+    /// The service's configs or secrets, and the bind mounts that put
+    /// those with a target elsewhere than where edge mounts them in place.
     fn data_refs(
         &self,
         name: &str,
         svc: &Value,
         secret: bool,
-    ) -> Result<Vec<DataRef>, ComposeError> {
+    ) -> Result<(Vec<DataRef>, Vec<String>), ComposeError> {
         let top = if secret { "secrets" } else { "configs" };
         let path = format!("services.{name}.{top}");
         let mut out = Vec::new();
+        let mut binds = Vec::new();
         let items = svc
             .get(top)
             .and_then(Value::as_sequence)
@@ -1124,29 +1132,48 @@ impl Converter<'_> {
                     format!("{source:?} is not defined under the top-level `{top}`"),
                 ));
             }
-            let destination = if secret {
-                let t = target.unwrap_or_else(|| source.clone());
-                let rel = t.strip_prefix("/run/secrets/").unwrap_or(&t);
-                if rel.starts_with('/') || rel.is_empty() || rel.split('/').any(|c| c == "..") {
-                    return Err(self.err(&at, format!("target {t:?}: secrets are mounted under /run/secrets (a name or /run/secrets/NAME)")));
+            let t = target.unwrap_or_else(|| {
+                if secret {
+                    source.clone()
+                } else {
+                    format!("/configs/{source}")
                 }
-                format!("secrets/{rel}")
-            } else {
-                let t = target.unwrap_or_else(|| format!("/configs/{source}"));
-                let rel = ["/configs/", "/local/"]
-                    .iter()
-                    .find_map(|p| t.strip_prefix(p).map(|r| (p.trim_matches('/'), r)));
-                match rel {
-                    Some((dir, r)) if !r.is_empty() && !r.split('/').any(|c| c == "..") => {
-                        format!("{dir}/{r}")
+            });
+            if t.is_empty() || t.split('/').any(|c| c == "..") || t.contains(':') {
+                return Err(self.err(&at, format!("target {t:?}: a path without `..` or `:`")));
+            }
+            // Where edge mounts them (/run/secrets, /configs, /local) they
+            // are written in place; anywhere else the file is written in
+            // the task's directory and bind-mounted read-only on the target.
+            let within = |dirs: &[&'static str]| {
+                dirs.iter().find_map(|d| {
+                    t.strip_prefix(d)
+                        .filter(|r| !r.is_empty())
+                        .map(|r| (d.trim_matches('/'), r))
+                })
+            };
+            let destination = match (secret, t.starts_with('/')) {
+                (true, false) => format!("secrets/{t}"),
+                (true, true) => match within(&["/run/secrets/"]) {
+                    Some((_, r)) => format!("secrets/{r}"),
+                    None => {
+                        binds.push(format!("${{EDGE_SECRETS_DIR}}/.compose/{source}:{t}:ro"));
+                        format!("secrets/.compose/{source}")
                     }
-                    _ => {
-                        return Err(self.err(
-                            &at,
-                            format!("target {t:?}: configs go under /configs or /local (not supported yet elsewhere)"),
-                        ));
-                    }
+                },
+                (false, false) => {
+                    return Err(self.err(
+                        &at,
+                        format!("target {t:?}: a config's target is an absolute path"),
+                    ));
                 }
+                (false, true) => match within(&["/configs/", "/local/"]) {
+                    Some((dir, r)) => format!("{dir}/{r}"),
+                    None => {
+                        binds.push(format!("${{EDGE_TASK_DIR}}/.compose/{source}:{t}:ro"));
+                        format!("local/.compose/{source}")
+                    }
+                },
             };
             out.push(DataRef {
                 name: object_name(self.project, top, &source),
@@ -1164,7 +1191,7 @@ impl Converter<'_> {
                     .unwrap_or_default(),
             });
         }
-        Ok(out)
+        Ok((out, binds))
     }
 
     fn restart(

@@ -140,9 +140,14 @@ pub const KEYS: &[Key] = &[
         Service,
         "configs",
         Partly,
-        "targets under /configs or /local (default /configs/NAME)",
+        "on their targets (default /configs/NAME), read-only; `uid` and `gid` are refused",
     ),
-    k(Service, "secrets", Yes, "under /run/secrets"),
+    k(
+        Service,
+        "secrets",
+        Partly,
+        "on their targets (default /run/secrets/NAME), read-only; `uid` and `gid` are refused",
+    ),
     k(
         Service,
         "healthcheck",

@@ -79,7 +79,13 @@ fn the_webapp_example_becomes_one_job() {
     assert_eq!(task.driver, "containerd");
     assert_eq!(task.config["image"], "docker.io/edge/busybox:latest");
     assert_eq!(task.config["args"][0], "httpd");
-    assert_eq!(task.configs[0].destination, "configs/httpd.conf");
+    // A target elsewhere than /configs is written in the task's directory
+    // and bind-mounted read-only there.
+    assert_eq!(task.configs[0].destination, "local/.compose/httpd-config");
+    assert_eq!(
+        task.config["volumes"],
+        serde_json::json!(["${EDGE_TASK_DIR}/.compose/httpd-config:/etc/httpd.conf:ro"])
+    );
     assert_eq!(task.configs[0].name, "webapp-httpd-config");
     assert_eq!(task.secrets[0].destination, "secrets/server-certificate");
     assert_eq!(front.update.as_ref().and_then(|u| u.max_parallel), Some(1));
@@ -798,4 +804,35 @@ fn rollback_config_paces_the_automatic_rollback() {
         e,
         "compose.yaml:6:9: services.web.deploy.rollback_config.failure_action: \"continue\": `pause` (`continue` is not supported yet)"
     );
+}
+
+#[test]
+fn configs_and_secrets_land_on_their_targets() {
+    let c = one(
+        "services:\n  web:\n    image: w\n    configs:\n      - source: site\n        target: /local/site.conf\n      - site\n    secrets:\n      - source: key\n        target: /etc/ssl/key.pem\n      - source: key\n        target: tls.key\nconfigs:\n  site:\n    content: x\nsecrets:\n  key:\n    external: true\n",
+    )
+    .unwrap();
+    let task = &c.job.group("web").unwrap().tasks[0];
+    let dest = |refs: &[edge_spec::DataRef]| -> Vec<String> {
+        refs.iter().map(|r| r.destination.clone()).collect()
+    };
+    assert_eq!(dest(&task.configs), ["local/site.conf", "configs/site"]);
+    assert_eq!(
+        dest(&task.secrets),
+        ["secrets/.compose/key", "secrets/tls.key"]
+    );
+    assert_eq!(
+        task.config["volumes"],
+        serde_json::json!(["${EDGE_SECRETS_DIR}/.compose/key:/etc/ssl/key.pem:ro"])
+    );
+    for (target, want) in [
+        ("../etc/passwd", "a path without `..` or `:`"),
+        ("/a:/b", "a path without `..` or `:`"),
+        ("relative.conf", "a config's target is an absolute path"),
+    ] {
+        let e = error(&format!(
+            "services:\n  web:\n    image: w\n    configs:\n      - source: site\n        target: {target}\nconfigs:\n  site:\n    content: x\n"
+        ));
+        assert!(e.ends_with(want), "{target}: {e}");
+    }
 }

@@ -105,6 +105,7 @@ async fn the_webapp_runs_across_its_networks_and_keeps_its_data() {
     assert!(body.status().is_success());
     assert_eq!(w.rows(&api).await, 1, "the backend wrote its first row");
     w.probe_is_kept_out(&api).await;
+    w.data_in_place(&api).await;
 
     let (ok, out) = w.compose(&["ps", "-o", "json"]);
     assert!(ok, "{out}");

@@ -1299,6 +1299,7 @@ async fn compose_webapp_runs_across_three_nodes() {
         );
     }
     w.probe_is_kept_out(api).await;
+    w.data_in_place(api).await;
 
     let (ok, out) = w.compose(&["down"]);
     assert!(ok, "{out}");

@@ -127,6 +127,34 @@ impl Webapp {
         .await
     }
 
+    /// The frontend's httpd config on its target (`/etc/httpd.conf`),
+    /// read-only, and its certificate under /run/secrets.
+    pub async fn data_in_place(&self, api: &edge_api::Client) {
+        let all = allocs(api).await;
+        let front = all.iter().find(|a| a.group == "frontend").unwrap();
+        let (ok, out) = self.edge(&["alloc", "exec", &front.id, "--", "cat", "/etc/httpd.conf"]);
+        assert!(ok && out.contains(".html:text/html"), "{out}");
+        let (ok, out) = self.edge(&[
+            "alloc",
+            "exec",
+            &front.id,
+            "--",
+            "sh",
+            "-c",
+            "echo x >> /etc/httpd.conf",
+        ]);
+        assert!(!ok, "the config is read-only: {out}");
+        let (ok, out) = self.edge(&[
+            "alloc",
+            "exec",
+            &front.id,
+            "--",
+            "cat",
+            "/run/secrets/server-certificate",
+        ]);
+        assert!(ok && !out.trim().is_empty(), "{out}");
+    }
+
     /// A service outside back-tier neither resolves `backend` nor reaches
     /// its address.
     pub async fn probe_is_kept_out(&self, api: &edge_api::Client) {
