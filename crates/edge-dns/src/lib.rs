@@ -53,6 +53,12 @@ pub struct DnsConfig {
     pub forward_allow: Vec<Cidr>,
     /// More addresses of this node, e.g. the one it advertises.
     pub own_addresses: Vec<IpAddr>,
+    /// Addresses also answered on, at `listen`'s port: a node whose own
+    /// DNS address is loopback answers its bridge-mode allocations on the
+    /// default bridge's address. Bound before the address exists (the
+    /// bridge comes with the first allocation), and best effort: one that
+    /// cannot be bound is logged, the rest of the DNS serves.
+    pub also_listen: Vec<IpAddr>,
 }
 
 impl Default for DnsConfig {
@@ -65,6 +71,7 @@ impl Default for DnsConfig {
             ttl: 5,
             forward_allow: Vec::new(),
             own_addresses: Vec::new(),
+            also_listen: Vec::new(),
         }
     }
 }
@@ -121,6 +128,32 @@ impl Drop for DnsHandle {
     }
 }
 
+/// A non-blocking UDP socket or TCP listener on `addr`, which need not be
+/// on an interface yet (`IP_FREEBIND`).
+fn bind_free(addr: SocketAddr, tcp: bool) -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let (kind, proto) = if tcp {
+        (Type::STREAM, Protocol::TCP)
+    } else {
+        (Type::DGRAM, Protocol::UDP)
+    };
+    let socket = Socket::new(Domain::for_address(addr), kind, Some(proto))?;
+    if addr.is_ipv4() {
+        socket.set_freebind_v4(true)?;
+    } else {
+        socket.set_freebind_v6(true)?;
+    }
+    if tcp {
+        socket.set_reuse_address(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    if tcp {
+        socket.listen(128)?;
+    }
+    Ok(socket)
+}
+
 fn zone_name(domain: &str) -> Result<Name, DnsError> {
     let invalid = |reason: String| DnsError::InvalidDomain {
         domain: domain.to_string(),
@@ -167,6 +200,21 @@ pub async fn serve(
         Err(e) => return Err(bind_err("tcp", tcp_want)(e)),
     };
     let tcp_addr = tcp.local_addr().map_err(bind_err("tcp", cfg.listen))?;
+    let mut extra_udp = Vec::new();
+    let mut extra_tcp = Vec::new();
+    for ip in &cfg.also_listen {
+        let addr = SocketAddr::new(*ip, udp_addr.port());
+        match (bind_free(addr, false), bind_free(addr, true)) {
+            (Ok(u), Ok(t)) => {
+                extra_udp.push(std::net::UdpSocket::from(u));
+                extra_tcp.push(std::net::TcpListener::from(t));
+                tracing::info!(%addr, "dns also listening");
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(%addr, error = %e, "dns not listening on this address");
+            }
+        }
+    }
 
     let forwarder = forward::Forwarder::new(cfg.upstreams, &[udp_addr, tcp_addr]);
     let upstreams = forwarder.upstreams().to_vec();
@@ -174,6 +222,7 @@ pub async fn serve(
     let own = [cfg.listen.ip(), cfg.lb_address]
         .into_iter()
         .chain(cfg.own_addresses.iter().copied())
+        .chain(cfg.also_listen.iter().copied())
         .filter(|ip| !ip.is_unspecified());
     let acl = acl::ForwardAcl::new(own, cfg.forward_allow.clone());
     let shared = Arc::new(Shared::new(index, forwarder, acl));
@@ -200,6 +249,16 @@ pub async fn serve(
         .name("edge-dns-udp".to_string())
         .spawn(move || {
             rt.block_on(async move {
+                // The extra sockets' loops run beside the main one on this
+                // thread's runtime, and end with it.
+                for extra in extra_udp {
+                    match UdpSocket::from_std(extra) {
+                        Ok(sock) => {
+                            tokio::spawn(udp::serve(Arc::new(sock), udp_shared.clone()));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "dns udp socket"),
+                    }
+                }
                 match UdpSocket::from_std(udp) {
                     Ok(sock) => {
                         tokio::select! {
@@ -215,6 +274,12 @@ pub async fn serve(
 
     let mut server = Server::new(Handler { shared });
     server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+    for extra in extra_tcp {
+        match TcpListener::from_std(extra) {
+            Ok(l) => server.register_listener(l, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER),
+            Err(e) => tracing::warn!(error = %e, "dns tcp socket"),
+        }
+    }
     tracing::info!(%udp_addr, %tcp_addr, domain = %cfg.domain, "dns listening");
     Ok(DnsHandle {
         udp_addr,

@@ -105,6 +105,7 @@ fn config(domain: &str, upstreams: Vec<SocketAddr>) -> DnsConfig {
         ttl: 5,
         forward_allow: Vec::new(),
         own_addresses: Vec::new(),
+        also_listen: Vec::new(),
     }
 }
 
@@ -691,5 +692,38 @@ async fn shutdown_frees_the_port() -> Result<()> {
     let again = serve(cfg, rx).await?;
     assert_eq!(again.udp_addr(), addr);
     again.shutdown().await;
+    Ok(())
+}
+
+/// The extra addresses answer like the main one, over UDP and TCP, at its
+/// port; one that is on no interface yet binds all the same, and one
+/// taken by another server is skipped while the rest serves.
+#[tokio::test]
+async fn also_listen_answers_at_the_same_port() -> Result<()> {
+    let up = fake_upstream().await?;
+    let extra: IpAddr = "127.0.0.2".parse()?;
+    let absent: IpAddr = "192.0.2.123".parse()?;
+    let mut cfg = config("service.edge", vec![up.udp_addr()]);
+    cfg.also_listen = vec![extra, absent];
+    let (_tx, rx) = watch::channel(base_catalog());
+    let dns = serve(cfg, rx).await?;
+    let at = SocketAddr::new(extra, dns.udp_addr().port());
+    let msg = udp(at, "web.service.edge.", RecordType::A).await?;
+    assert_eq!(a_records(&msg), vec![LB]);
+    let msg = tcp(at, "web.service.edge.", RecordType::A).await?;
+    assert_eq!(a_records(&msg), vec![LB]);
+
+    // A second server on the same port of the extra address: that one
+    // listener is skipped, the server runs on its own address.
+    let mut taken = config("service.edge", vec![up.udp_addr()]);
+    taken.also_listen = vec![extra];
+    let (_tx2, rx2) = watch::channel(base_catalog());
+    taken.listen = SocketAddr::new("127.0.0.3".parse()?, dns.udp_addr().port());
+    let second = serve(taken, rx2).await?;
+    let msg = udp(second.udp_addr(), "web.service.edge.", RecordType::A).await?;
+    assert_eq!(a_records(&msg), vec![LB]);
+    second.shutdown().await;
+    dns.shutdown().await;
+    up.shutdown().await;
     Ok(())
 }

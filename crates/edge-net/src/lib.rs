@@ -259,6 +259,9 @@ impl BridgeNetwork {
         }
         let lock = lock_bridge(&cfg.bridge)?;
         rules::ensure_base()?;
+        if cfg.dns.is_some_and(|d| *d.ip() == cfg.subnet.gateway()) {
+            default_bridge_now(&cfg)?;
+        }
         for dir in ["ipam", "netns"] {
             std::fs::create_dir_all(cfg.state_dir.join(dir))
                 .map_err(|e| NetError::io("create", cfg.state_dir.join(dir), e))?;
@@ -652,6 +655,24 @@ impl BridgeNetwork {
             })
             .collect()
     }
+}
+
+/// Makes the default bridge with its address now, rather than with the
+/// first allocation on it: the node's DNS answers there (a loopback node's,
+/// `BridgeConfig::dns`), also for allocations on named networks only. The
+/// bridge plugin finds it as it would have made it.
+fn default_bridge_now(cfg: &BridgeConfig) -> Result<(), NetError> {
+    let bridge = cfg.bridge.as_str();
+    if command::run_now("ip", &["link", "show", "dev", bridge]).is_err() {
+        command::run_now("ip", &["link", "add", "name", bridge, "type", "bridge"])?;
+    }
+    let address = format!("{}/{}", cfg.subnet.gateway(), cfg.subnet.prefix);
+    let have = command::run_now("ip", &["-o", "-4", "addr", "show", "dev", bridge])?;
+    if !have.split_whitespace().any(|w| w == address) {
+        command::run_now("ip", &["addr", "add", &address, "dev", bridge])?;
+    }
+    command::run_now("ip", &["link", "set", "dev", bridge, "up"])?;
+    Ok(())
 }
 
 /// The configuration list of one interface. The first interface has

@@ -565,7 +565,41 @@ async fn a_jobs_named_networks_connect_their_members_and_keep_others_out() {
         .status();
 }
 
-/// This host's first global IPv4 address: what a real node advertises.
+/// A bridge-mode exec job serving on port 80 as service `service`, its
+/// task printing its group meta and `EDGE_DNS_ADDR`.
+fn resolving_job(id: &str, service: &str) -> String {
+    format!(
+        r#"job "{id}" {{
+  group "web" {{
+    meta {{
+      tier = "front"
+    }}
+    network {{
+      mode = "bridge"
+      port "http" {{
+        to = 80
+      }}
+    }}
+    service {{
+      name = "{service}"
+      port = "http"
+    }}
+    task "httpd" {{
+      driver = "exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "echo meta=$EDGE_META_tier; echo dns=$EDGE_DNS_ADDR; echo ok > \"$EDGE_TASK_DIR/index.html\" && exec busybox httpd -f -p 80 -h \"$EDGE_TASK_DIR\""]
+      }}
+      resources {{
+        cpu    = 20
+        memory = 16
+      }}
+    }}
+  }}
+}}
+"#
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridge_allocation_resolves_service_names_through_its_gateway() {
@@ -589,39 +623,7 @@ async fn a_bridge_allocation_resolves_service_names_through_its_gateway() {
     )
     .await;
     let job = dir.path().join("resolve.hcl");
-    std::fs::write(
-        &job,
-        r#"job "resolve" {
-  group "web" {
-    meta {
-      tier = "front"
-    }
-    network {
-      mode = "bridge"
-      port "http" {
-        to = 80
-      }
-    }
-    service {
-      name = "resolveme"
-      port = "http"
-    }
-    task "httpd" {
-      driver = "exec"
-      config {
-        command = "/bin/sh"
-        args    = ["-c", "echo meta=$EDGE_META_tier; echo dns=$EDGE_DNS_ADDR; echo ok > \"$EDGE_TASK_DIR/index.html\" && exec busybox httpd -f -p 80 -h \"$EDGE_TASK_DIR\""]
-      }
-      resources {
-        cpu    = 20
-        memory = 16
-      }
-    }
-  }
-}
-"#,
-    )
-    .unwrap();
+    std::fs::write(&job, resolving_job("resolve", "resolveme")).unwrap();
     let (ok, out) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
     assert!(ok, "{out}");
     let a = running(&api, "resolve", 1).await.remove(0);
@@ -670,5 +672,69 @@ async fn a_bridge_allocation_resolves_service_names_through_its_gateway() {
     .await;
     let _ = Command::new("ip")
         .args(["link", "del", "edgee2e3"])
+        .status();
+}
+
+/// `edge dev` as it starts, on loopback: its bridge-mode allocations still
+/// get a resolver, the DNS answering on the default bridge's address too,
+/// and find a service by name there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_node_answers_its_bridge_allocations_on_the_bridge() {
+    if !common::gated("EDGE_TEST_ROOT") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dns_port = free_port().to_string();
+    let Dev {
+        proc: _dev,
+        addr,
+        api,
+        data,
+        ..
+    } = Dev::start(
+        dir.path(),
+        "edgee2e4",
+        "10.215.4.0/24",
+        &["--dns-port", &dns_port, "--no-lb"],
+    )
+    .await;
+    let job = dir.path().join("resolve.hcl");
+    std::fs::write(&job, resolving_job("loopdns", "loopdns")).unwrap();
+    let (ok, out) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let a = running(&api, "loopdns", 1).await.remove(0);
+    let gateway = "10.215.4.1";
+    let resolv =
+        std::fs::read_to_string(data.join(format!("agent/allocs/{}/resolv.conf", a.id))).unwrap();
+    assert_eq!(
+        resolv,
+        format!("nameserver {gateway}\nsearch service.edge\n")
+    );
+    let answer = until(20, "the service by name from inside", async || {
+        let out = sh(&format!(
+            "nsenter --net=/run/netns/edge-{} timeout 5 busybox nslookup tasks.loopdns.service.edge {gateway} 2>&1",
+            a.id
+        ));
+        (out.contains("Address") && !out.contains("can't find")).then_some(out)
+    })
+    .await;
+    assert!(answer.contains("127.0.0.1"), "{answer}");
+    // From the host, the loopback address answers as before.
+    let server: std::net::SocketAddr = format!("127.0.0.1:{dns_port}").parse().unwrap();
+    let m = common::dns(
+        server,
+        "tasks.loopdns.service.edge.",
+        hickory_proto::rr::RecordType::A,
+    )
+    .await;
+    assert!(!m.answers.is_empty(), "{m:?}");
+    let (ok, out) = cli(&addr, &["job", "stop", "loopdns"]);
+    assert!(ok, "{out}");
+    until(60, "the namespace removed", async || {
+        (!sh("ip netns list").contains(a.id.as_str())).then_some(())
+    })
+    .await;
+    let _ = Command::new("ip")
+        .args(["link", "del", "edgee2e4"])
         .status();
 }

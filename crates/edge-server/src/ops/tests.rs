@@ -1557,6 +1557,24 @@ fn named_networks_get_a_subnet_and_a_slice_per_node_until_purged() {
 
 mod periodic;
 
+/// Job "app": group "g" (count 1) and group "web", which waits for "g".
+fn waiting_app(condition: edge_spec::DependCondition) -> Job {
+    let mut j = job("app", "service", 1);
+    let mut web = j.groups[0].clone();
+    web.name = "web".to_string();
+    web.depends_on = vec![edge_spec::GroupDependency {
+        group: "g".to_string(),
+        condition,
+    }];
+    j.groups.push(web);
+    j
+}
+
+/// `a`'s agent reports it `status`.
+fn report(w: &mut World, a: &Allocation, status: ClientStatus) -> Batch {
+    allocs::update(&w.s, &mut w.env, &a.node_id, vec![update(&a.id, status)]).unwrap()
+}
+
 /// A group that `depends_on` another is placed once the other runs: the
 /// agent's report of it running queues the evaluation, one per report,
 /// and none once the dependent group has started.
@@ -1564,15 +1582,7 @@ mod periodic;
 fn a_waiting_group_is_placed_when_what_it_waits_for_runs() {
     let mut w = World::new();
     w.join("n1");
-    let mut j = job("app", "service", 1);
-    let mut web = j.groups[0].clone();
-    web.name = "web".to_string();
-    web.depends_on = vec![edge_spec::GroupDependency {
-        group: "g".to_string(),
-        condition: edge_spec::DependCondition::Started,
-    }];
-    j.groups.push(web);
-    w.submit(j);
+    w.submit(waiting_app(edge_spec::DependCondition::Started));
     w.settle();
     let groups =
         |w: &World| -> Vec<String> { w.live("app").iter().map(|a| a.group.clone()).collect() };
@@ -1592,22 +1602,10 @@ fn a_waiting_group_is_placed_when_what_it_waits_for_runs() {
         e.status_description
     );
     let g = w.live("app")[0].clone();
-    let b = allocs::update(
-        &w.s,
-        &mut w.env,
-        &g.node_id,
-        vec![update(&g.id, ClientStatus::Pending)],
-    )
-    .unwrap();
+    let b = report(&mut w, &g, ClientStatus::Pending);
     assert!(b.evals.is_empty(), "a pending copy readies nothing");
     w.commit(b);
-    let b = allocs::update(
-        &w.s,
-        &mut w.env,
-        &g.node_id,
-        vec![update(&g.id, ClientStatus::Running)],
-    )
-    .unwrap();
+    let b = report(&mut w, &g, ClientStatus::Running);
     assert_eq!(
         triggers(&b.evals),
         vec![(TriggeredBy::Dependency, EvalStatus::Pending)]
@@ -1670,36 +1668,16 @@ fn a_system_group_follows_nodes_that_join() {
 fn a_one_shot_group_completes_and_lets_its_dependents_start() {
     let mut w = World::new();
     w.join("n1");
-    let mut j = job("app", "service", 1);
+    let mut j = waiting_app(edge_spec::DependCondition::Completed);
     j.groups[0].batch = true;
-    let mut web = j.groups[0].clone();
-    web.name = "web".to_string();
-    web.batch = false;
-    web.depends_on = vec![edge_spec::GroupDependency {
-        group: "g".to_string(),
-        condition: edge_spec::DependCondition::Completed,
-    }];
-    j.groups.push(web);
     w.submit(j);
     w.settle();
     let g = w.live("app")[0].clone();
     assert_eq!(g.group, "g");
-    let b = allocs::update(
-        &w.s,
-        &mut w.env,
-        &g.node_id,
-        vec![update(&g.id, ClientStatus::Running)],
-    )
-    .unwrap();
+    let b = report(&mut w, &g, ClientStatus::Running);
     assert!(b.evals.is_empty(), "running is not completed");
     w.commit(b);
-    let b = allocs::update(
-        &w.s,
-        &mut w.env,
-        &g.node_id,
-        vec![update(&g.id, ClientStatus::Complete)],
-    )
-    .unwrap();
+    let b = report(&mut w, &g, ClientStatus::Complete);
     assert_eq!(
         triggers(&b.evals),
         vec![(TriggeredBy::Dependency, EvalStatus::Pending)]

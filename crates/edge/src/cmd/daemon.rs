@@ -9,7 +9,7 @@ use edge_agent::AgentConfig;
 use edge_driver::Driver;
 use edge_server::ServerConfig;
 use edge_spec::{DriverConfigs, NodeResources};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -182,6 +182,10 @@ impl NetworkArgs {
 /// bridge-mode allocations are the cluster's workloads.
 fn mesh_args(n: &NodeArgs, pool: edge_spec::Subnet) -> super::mesh::MeshArgs {
     let mut m = n.mesh.clone();
+    m.dns_also = bridge_dns(n)
+        .map(|d| IpAddr::V4(*d.ip()))
+        .into_iter()
+        .collect();
     if !n.network.no_bridge {
         for subnet in [n.network.bridge_subnet, pool] {
             match subnet.to_string().parse() {
@@ -214,10 +218,21 @@ pub struct AutonomyArgs {
     pub catalog_stale_after: Option<Duration>,
 }
 
+/// Where bridge-mode allocations reach the node's DNS when its own
+/// address is loopback (`edge dev` as it starts): the default bridge's
+/// address, at the DNS port, which the DNS answers on too. With a
+/// routable address they reach it there, and this is `None`.
+fn bridge_dns(n: &NodeArgs) -> Option<SocketAddrV4> {
+    let ip: IpAddr = n.advertise.parse().ok()?;
+    (ip.is_loopback() && !n.network.no_bridge && n.mesh.dns_port != 0)
+        .then(|| SocketAddrV4::new(n.network.bridge_subnet.gateway(), n.mesh.dns_port))
+}
+
 fn agent_config(server: String, token: String, data_dir: PathBuf, n: &NodeArgs) -> AgentConfig {
-    let bridge = n
-        .network
-        .bridge(&data_dir, n.mesh.dns_addr(&n.advertise), &n.advertise);
+    let dns = bridge_dns(n)
+        .map(SocketAddr::V4)
+        .or_else(|| n.mesh.dns_addr(&n.advertise));
+    let bridge = n.network.bridge(&data_dir, dns, &n.advertise);
     let mut cfg = AgentConfig::new(server, token, data_dir);
     cfg.bridge = bridge;
     cfg.name = n.name.clone();

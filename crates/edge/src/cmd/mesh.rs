@@ -12,7 +12,8 @@ use tokio::sync::watch;
 #[derive(Args, Debug, Clone)]
 pub struct MeshArgs {
     /// Port of the node's DNS server for `*.service.edge` (UDP and TCP, on
-    /// --advertise); 0 turns it off.
+    /// --advertise, and on the default bridge's address when --advertise is
+    /// loopback, for bridge-mode allocations); 0 turns it off.
     #[arg(long, default_value_t = 8600)]
     pub dns_port: u16,
     /// Where other names are forwarded (default: /etc/resolv.conf), repeatable.
@@ -37,6 +38,10 @@ pub struct MeshArgs {
     /// Do not run the load balancer on this node.
     #[arg(long)]
     pub no_lb: bool,
+    /// More addresses the DNS answers on (the default bridge's, for a
+    /// node whose own address is loopback); set by the agent's wiring.
+    #[arg(skip)]
+    pub dns_also: Vec<IpAddr>,
 }
 
 fn parse_cidr(s: &str) -> Result<edge_dns::Cidr, String> {
@@ -84,6 +89,7 @@ pub async fn start(
                 ttl: 5,
                 forward_allow: a.dns_allow.clone(),
                 own_addresses: vec![ip],
+                also_listen: a.dns_also.clone(),
             };
             // Workloads matter more than names: without its DNS port the
             // node still runs tasks, and says why names do not resolve.
