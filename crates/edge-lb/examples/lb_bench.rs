@@ -1,6 +1,8 @@
-//! Benchmark helper for `benches/lb.sh`: `backend` serves a tiny fixed HTTP
-//! answer; `lb` runs edge's load balancer with a synthetic catalog that
-//! publishes one HTTP and one TCP port pointing at that backend.
+//! Benchmark helper for `benches/lb.sh` and `benches/udp.sh`: `backend`
+//! serves a tiny fixed HTTP answer; `lb` runs edge's load balancer with a
+//! synthetic catalog that publishes one HTTP and one TCP port pointing at
+//! that backend; `udp-backend` echoes datagrams, `udp-lb` publishes one UDP
+//! port in front of it, and `udp-load` measures round trips through one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use tokio::net::TcpListener;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: lb_bench backend PORT THREADS\n       lb_bench lb BACKEND_ADDR HTTP_PORT TCP_PORT THREADS"
+        "usage: lb_bench backend PORT THREADS\n       lb_bench lb BACKEND_ADDR HTTP_PORT TCP_PORT THREADS\n       lb_bench udp-backend PORT\n       lb_bench udp-lb BACKEND_ADDR PORT\n       lb_bench udp-load TARGET_ADDR FLOWS SECONDS"
     );
     std::process::exit(2)
 }
@@ -98,19 +100,14 @@ fn service(
     }
 }
 
-async fn lb(backend: SocketAddr, http_port: u16, tcp_port: u16, workers: usize) {
+async fn lb(services: Vec<CatalogService>, workers: usize) {
     let mut catalog = Catalog {
         index: 1,
         ..Catalog::default()
     };
-    catalog.services.insert(
-        "web".into(),
-        service("web", PublishProtocol::Http, http_port, backend),
-    );
-    catalog.services.insert(
-        "raw".into(),
-        service("raw", PublishProtocol::Tcp, tcp_port, backend),
-    );
+    for s in services {
+        catalog.services.insert(s.name.clone(), s);
+    }
     let (_tx, rx) = tokio::sync::watch::channel(Arc::new(catalog));
     let cfg = edge_lb::LbConfig {
         bind_ip: "127.0.0.1".parse().unwrap_or_else(|_| usage()),
@@ -133,6 +130,64 @@ async fn lb(backend: SocketAddr, http_port: u16, tcp_port: u16, workers: usize) 
     handle.shutdown().await;
 }
 
+async fn udp_backend(port: u16) -> std::io::Result<()> {
+    let s = tokio::net::UdpSocket::bind(("127.0.0.1", port)).await?;
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (n, from) = s.recv_from(&mut buf).await?;
+        s.send_to(&buf[..n], from).await?;
+    }
+}
+
+/// `flows` client sockets, each sending a 64-byte datagram and waiting for
+/// its answer, for `seconds`: "round_trips/s p50_us p99_us lost".
+async fn udp_load(target: SocketAddr, flows: usize, seconds: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..flows {
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut lost = 0u64;
+            let Ok(s) = tokio::net::UdpSocket::bind("127.0.0.1:0").await else {
+                return (lat, lost);
+            };
+            if s.connect(target).await.is_err() {
+                return (lat, lost);
+            }
+            let payload = [7u8; 64];
+            let mut buf = [0u8; 128];
+            while tokio::time::Instant::now() < deadline {
+                let t = std::time::Instant::now();
+                if s.send(&payload).await.is_err() {
+                    lost += 1;
+                    continue;
+                }
+                match tokio::time::timeout(Duration::from_millis(200), s.recv(&mut buf)).await {
+                    Ok(Ok(_)) => lat.push(t.elapsed().as_micros() as u64),
+                    _ => lost += 1,
+                }
+            }
+            (lat, lost)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut lost = 0;
+    for t in tasks {
+        if let Ok((l, n)) = t.await {
+            all.extend(l);
+            lost += n;
+        }
+    }
+    all.sort_unstable();
+    let pick = |q: f64| all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)));
+    println!(
+        "{:.0} {} {} {lost}",
+        all.len() as f64 / seconds as f64,
+        pick(0.5).copied().unwrap_or(0),
+        pick(0.99).copied().unwrap_or(0)
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -147,7 +202,31 @@ fn main() {
             let (backend, http_port, tcp_port) = (arg(&args, 2), arg(&args, 3), arg(&args, 4));
             // The load balancer proxies on worker threads of its own, as in
             // the agent; this runtime only follows the (fixed) catalog.
-            runtime(1).block_on(lb(backend, http_port, tcp_port, arg(&args, 5)));
+            let services = vec![
+                service("web", PublishProtocol::Http, http_port, backend),
+                service("raw", PublishProtocol::Tcp, tcp_port, backend),
+            ];
+            runtime(1).block_on(lb(services, arg(&args, 5)));
+        }
+        Some("udp-backend") => {
+            if let Err(e) = runtime(1).block_on(udp_backend(arg(&args, 2))) {
+                eprintln!("udp backend: {e}");
+                std::process::exit(1)
+            }
+        }
+        Some("udp-lb") => {
+            let services = vec![service(
+                "dgram",
+                PublishProtocol::Udp,
+                arg(&args, 3),
+                arg(&args, 2),
+            )];
+            // UDP flows run on the runtime that follows the catalog, as on
+            // the agent's: one thread here.
+            runtime(1).block_on(lb(services, 1));
+        }
+        Some("udp-load") => {
+            runtime(1).block_on(udp_load(arg(&args, 2), arg(&args, 3), arg(&args, 4)));
         }
         _ => usage(),
     }

@@ -689,8 +689,12 @@ pub enum ComposeCommand {
         #[arg(short = 'v', long)]
         volumes: bool,
     },
-    /// List the project's replicas.
-    Ps,
+    /// List the project's running (or starting) replicas.
+    Ps {
+        /// Also those that ended: a one-shot service's completed replicas.
+        #[arg(short = 'a', long)]
+        all: bool,
+    },
     /// Print (or follow) the services' output, each line led by its replica.
     Logs {
         /// Only these services.

@@ -37,9 +37,13 @@ pub async fn run(g: &Global, a: ComposeArgs) -> anyhow::Result<u8> {
         }
         ComposeCommand::Up { detach, timeout } => up(g, &project, detach, timeout).await,
         ComposeCommand::Down { volumes } => down(g, &project, volumes).await,
-        ComposeCommand::Ps => {
+        ComposeCommand::Ps { all } => {
             let api = client(g, &project)?;
-            let allocs = current(&api, &project).await?;
+            let allocs: Vec<AllocListStub> = current(&api, &project)
+                .await?
+                .into_iter()
+                .filter(|a| all || !a.client_status.is_terminal())
+                .collect();
             emit(g.output, &allocs, || super::job::alloc_table(&allocs))?;
             Ok(0)
         }
