@@ -6,6 +6,7 @@
 # loaded); wrk and the backend are pinned to CPU 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 
 DURATION=${1:-10s}
 CONNS=${2:-64}
@@ -34,12 +35,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Arrays, not a function: a backgrounded function is a subshell whose $! is
-# not the server's pid.
-CPU0=() CPU1=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-  CPU0=(taskset -c 0) CPU1=(taskset -c 1)
-fi
+pin_cpus
 
 cat >"$tmp/haproxy.cfg" <<CFG
 global
@@ -84,8 +80,6 @@ wait_port() {
 "${CPU0[@]}" "$BIN" backend "${BACKEND##*:}" 1 & pids+=($!)
 wait_port "${BACKEND##*:}"
 
-# CPU seconds (user+system) a process has used so far.
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 
 # One wrk run: "req/s p50_ms p99_ms cpu_us_per_req errors". CPU per request
 # of the proxy does not depend on what else the machine is doing.

@@ -33,3 +33,17 @@ ctr_clean() {
 ms() { date +%s%3N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# cpu_s PID: the CPU seconds (user+system) the process has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+
+# pin_cpus: sets CPU0 and CPU1, command prefixes that pin to CPU 0 and 1
+# (empty without taskset or a second CPU). Arrays, not a function to run
+# through: a backgrounded function is a subshell whose $! is not the
+# program's pid.
+pin_cpus() {
+  CPU0=() CPU1=()
+  if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    CPU0=(taskset -c 0) CPU1=(taskset -c 1)
+  fi
+}

@@ -8,6 +8,7 @@
 # the backend are pinned to CPU 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 
 SECONDS_EACH=${1:-5}
 FLOWS=${2:-32}
@@ -31,10 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-CPU0=() CPU1=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-  CPU0=(taskset -c 0) CPU1=(taskset -c 1)
-fi
+pin_cpus
 
 cat >"$tmp/nginx.conf" <<CFG
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
@@ -61,8 +59,6 @@ edge=$!
 sleep 1
 nginx_worker=$(pgrep -P "$(cat "$tmp/nginx.pid")" | head -1)
 
-# CPU seconds (user+system) a process has used so far.
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 
 # "round_trips/s p50_us p99_us lost cpu_us_per_round_trip" of the proxy.
 measure() {
