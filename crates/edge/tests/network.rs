@@ -601,6 +601,48 @@ fn resolving_job(id: &str, service: &str) -> String {
     )
 }
 
+/// Runs `resolving_job(id, service)` and waits for its copy, whose
+/// resolver is `gateway`.
+async fn run_resolving(
+    addr: &str,
+    api: &Client,
+    data: &Path,
+    (id, service): (&str, &str),
+    gateway: &str,
+) -> Allocation {
+    let job = data.join(format!("{id}.hcl"));
+    std::fs::write(&job, resolving_job(id, service)).unwrap();
+    let (ok, out) = cli(addr, &["job", "run", "--detach", job.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let a = running(api, id, 1).await.remove(0);
+    let resolv =
+        std::fs::read_to_string(data.join(format!("agent/allocs/{}/resolv.conf", a.id))).unwrap();
+    assert_eq!(
+        resolv,
+        format!("nameserver {gateway}\nsearch service.edge\n")
+    );
+    a
+}
+
+/// `name` looked up from inside `a`'s namespace at `server`.
+fn lookup_in(a: &Allocation, name: &str, server: &str) -> String {
+    sh(&format!(
+        "nsenter --net=/run/netns/edge-{} timeout 5 busybox nslookup {name} {server} 2>&1",
+        a.id
+    ))
+}
+
+/// Stops `a`'s job, waits for its namespace to go, removes `bridge`.
+async fn stop_resolving(addr: &str, a: &Allocation, bridge: &str) {
+    let (ok, out) = cli(addr, &["job", "stop", &a.job_id]);
+    assert!(ok, "{out}");
+    until(60, "the namespace removed", async || {
+        (!sh("ip netns list").contains(a.id.as_str())).then_some(())
+    })
+    .await;
+    let _ = Command::new("ip").args(["link", "del", bridge]).status();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridge_allocation_resolves_service_names_through_its_gateway() {
     if !common::gated("EDGE_TEST_ROOT") {
@@ -622,19 +664,9 @@ async fn a_bridge_allocation_resolves_service_names_through_its_gateway() {
         &["--advertise", &ip, "--dns-port", &dns_port, "--no-lb"],
     )
     .await;
-    let job = dir.path().join("resolve.hcl");
-    std::fs::write(&job, resolving_job("resolve", "resolveme")).unwrap();
-    let (ok, out) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
-    assert!(ok, "{out}");
-    let a = running(&api, "resolve", 1).await.remove(0);
     let subnet: edge_net::Subnet = "10.215.3.0/24".parse().unwrap();
     let gateway = subnet.gateway().to_string();
-    let resolv =
-        std::fs::read_to_string(data.join(format!("agent/allocs/{}/resolv.conf", a.id))).unwrap();
-    assert_eq!(
-        resolv,
-        format!("nameserver {gateway}\nsearch service.edge\n")
-    );
+    let a = run_resolving(&addr, &api, &data, ("resolve", "resolveme"), &gateway).await;
     let logs = until(20, "the task's output", async || {
         let (ok, logs) = cli(&addr, &["alloc", "logs", &a.id, "httpd"]);
         (ok && logs.contains("dns=")).then_some(logs)
@@ -644,12 +676,7 @@ async fn a_bridge_allocation_resolves_service_names_through_its_gateway() {
     // Group meta reaches the task's environment.
     assert!(logs.contains("meta=front"), "{logs}");
     // From inside the namespace, port 53 of the gateway is the node's DNS.
-    let lookup = |name: &str| {
-        sh(&format!(
-            "nsenter --net=/run/netns/edge-{} timeout 5 busybox nslookup {name} {gateway} 2>&1",
-            a.id
-        ))
-    };
+    let lookup = |name: &str| lookup_in(&a, name, &gateway);
     let answer = until(20, "the service in the catalog", async || {
         let out = lookup("tasks.resolveme.service.edge");
         out.contains(&ip).then_some(out)
@@ -664,15 +691,7 @@ async fn a_bridge_allocation_resolves_service_names_through_its_gateway() {
         other.contains("server can't find") && !other.contains("REFUSED"),
         "{other}"
     );
-    let (ok, out) = cli(&addr, &["job", "stop", "resolve"]);
-    assert!(ok, "{out}");
-    until(60, "the namespace removed", async || {
-        (!sh("ip netns list").contains(a.id.as_str())).then_some(())
-    })
-    .await;
-    let _ = Command::new("ip")
-        .args(["link", "del", "edgee2e3"])
-        .status();
+    stop_resolving(&addr, &a, "edgee2e3").await;
 }
 
 /// `edge dev` as it starts, on loopback: its bridge-mode allocations still
@@ -698,23 +717,10 @@ async fn a_loopback_node_answers_its_bridge_allocations_on_the_bridge() {
         &["--dns-port", &dns_port, "--no-lb"],
     )
     .await;
-    let job = dir.path().join("resolve.hcl");
-    std::fs::write(&job, resolving_job("loopdns", "loopdns")).unwrap();
-    let (ok, out) = cli(&addr, &["job", "run", "--detach", job.to_str().unwrap()]);
-    assert!(ok, "{out}");
-    let a = running(&api, "loopdns", 1).await.remove(0);
     let gateway = "10.215.4.1";
-    let resolv =
-        std::fs::read_to_string(data.join(format!("agent/allocs/{}/resolv.conf", a.id))).unwrap();
-    assert_eq!(
-        resolv,
-        format!("nameserver {gateway}\nsearch service.edge\n")
-    );
+    let a = run_resolving(&addr, &api, &data, ("loopdns", "loopdns"), gateway).await;
     let answer = until(20, "the service by name from inside", async || {
-        let out = sh(&format!(
-            "nsenter --net=/run/netns/edge-{} timeout 5 busybox nslookup tasks.loopdns.service.edge {gateway} 2>&1",
-            a.id
-        ));
+        let out = lookup_in(&a, "tasks.loopdns.service.edge", gateway);
         (out.contains("Address") && !out.contains("can't find")).then_some(out)
     })
     .await;
@@ -728,13 +734,5 @@ async fn a_loopback_node_answers_its_bridge_allocations_on_the_bridge() {
     )
     .await;
     assert!(!m.answers.is_empty(), "{m:?}");
-    let (ok, out) = cli(&addr, &["job", "stop", "loopdns"]);
-    assert!(ok, "{out}");
-    until(60, "the namespace removed", async || {
-        (!sh("ip netns list").contains(a.id.as_str())).then_some(())
-    })
-    .await;
-    let _ = Command::new("ip")
-        .args(["link", "del", "edgee2e4"])
-        .status();
+    stop_resolving(&addr, &a, "edgee2e4").await;
 }

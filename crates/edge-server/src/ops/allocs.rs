@@ -136,7 +136,7 @@ fn awaited(s: &State, a: &Allocation) -> bool {
     let Some(job) = s.jobs.get(&key) else {
         return false;
     };
-    let waiting: Vec<&str> = job
+    let mut waiting = job
         .groups
         .iter()
         .filter(|g| {
@@ -146,14 +146,12 @@ fn awaited(s: &State, a: &Allocation) -> bool {
                         == (d.condition == DependCondition::Completed)
             })
         })
-        .map(|g| g.name.as_str())
-        .collect();
-    !waiting.is_empty()
-        && waiting.iter().any(|g| {
-            !s.job_allocs(&key)
-                .iter()
-                .any(|x| x.group == *g && x.is_live())
-        })
+        .peekable();
+    if waiting.peek().is_none() {
+        return false;
+    }
+    let allocs = s.job_allocs(&key);
+    waiting.any(|g| !allocs.iter().any(|x| x.group == g.name && x.is_live()))
 }
 
 /// Adds `a`'s verdict to its active deployment's counts; true when the

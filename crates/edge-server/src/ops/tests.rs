@@ -1037,17 +1037,23 @@ fn judge_all(w: &mut World, job: &str, healthy: bool) {
     }
 }
 
+/// Job "web" of two copies whose failed deployments revert.
+fn auto_reverting_web() -> Job {
+    let mut j = job("web", "service", 2);
+    j.update = Some(edge_spec::UpdatePolicy {
+        auto_revert: Some(true),
+        ..Default::default()
+    });
+    j
+}
+
 #[test]
 fn deployments_end_in_a_stable_version_or_a_revert_to_one() {
     use edge_spec::DeploymentStatus as D;
     let mut w = World::new();
     w.join("n1");
     w.join("n2");
-    let mut v0 = job("web", "service", 2);
-    v0.update = Some(edge_spec::UpdatePolicy {
-        auto_revert: Some(true),
-        ..Default::default()
-    });
+    let v0 = auto_reverting_web();
     w.submit(v0.clone());
     assert_eq!(latest(&w, "web").status, D::Running);
     w.settle();
@@ -1699,11 +1705,7 @@ fn a_revert_goes_at_the_failed_versions_rollback_pace() {
     let mut w = World::new();
     w.join("n1");
     w.join("n2");
-    let mut v0 = job("web", "service", 2);
-    v0.update = Some(edge_spec::UpdatePolicy {
-        auto_revert: Some(true),
-        ..Default::default()
-    });
+    let v0 = auto_reverting_web();
     w.submit(v0.clone());
     w.settle();
     w.report_running("web");
