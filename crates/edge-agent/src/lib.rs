@@ -354,6 +354,7 @@ pub async fn start(
         node_attributes,
         node_meta,
         template_env: Mutex::default(),
+        network_sync: tokio::sync::Mutex::default(),
     });
     let runners: gc::Runners = Arc::default();
     let agent = Arc::new(Agent {

@@ -19,6 +19,7 @@ pub(crate) async fn sync(ctx: &RunCtx, in_use: Option<&BTreeSet<String>>) -> Res
     let Some(net) = &ctx.bridge else {
         return Ok(());
     };
+    let _one = ctx.network_sync.lock().await;
     let list = ctx
         .api
         .agent_networks(&ctx.node_id)

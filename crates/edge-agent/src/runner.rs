@@ -49,6 +49,10 @@ pub struct RunCtx {
     pub node_meta: BTreeMap<String, String>,
     /// By allocation id: what its tasks' `env = true` templates rendered.
     pub template_env: Mutex<HashMap<String, TaskEnvs>>,
+    /// Held across fetching and applying the node's named networks, so a
+    /// list fetched before a placement is never applied after one fetched
+    /// since (it would remove the network the new copy joins).
+    pub network_sync: tokio::sync::Mutex<()>,
 }
 
 /// Task name to env vars.
