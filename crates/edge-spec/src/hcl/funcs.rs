@@ -336,6 +336,10 @@ fn indent(a: FuncArgs) -> R {
     let s = str_arg(&a, 1)?;
     let n = usize::try_from(n).map_err(|_| "the number of spaces cannot be negative")?;
     let lines = s.matches('\n').count();
+    if lines == 0 {
+        // Nothing to indent, and the padding of a huge `n` must not be built.
+        return Ok(Value::String(s));
+    }
     if n.saturating_mul(lines).saturating_add(s.len()) > MAX_STRING {
         return Err(format!(
             "indenting {lines} lines by {n} spaces would build more than {MAX_STRING} bytes"

@@ -114,6 +114,8 @@ fn indent() {
         r#""  items: ${indent(2, "[\n  foo,\n  bar,\n]\n")}""#,
         r#""  items: [\n    foo,\n    bar,\n  ]\n  ""#,
     )]);
+    // A one-line string has nothing to indent, whatever the width.
+    check(&[(r#"indent(7877382791427615475, "a")"#, r#""a""#)]);
     fails(&[(r#"indent(1000000000, "a\nb\nc")"#, "more than")]);
 }
 
