@@ -150,6 +150,19 @@ impl Reporter {
     }
 }
 
+/// Sends load reports as this node.
+#[derive(Clone)]
+pub struct LoadReporter {
+    client: Client,
+    node_id: String,
+}
+
+impl LoadReporter {
+    pub async fn send(&self, report: &edge_api::LoadReport) -> Result<(), AgentError> {
+        Ok(self.client.agent_load(&self.node_id, report).await?)
+    }
+}
+
 pub struct AgentHandle {
     pub node_id: String,
     pub http_addr: SocketAddr,
@@ -164,6 +177,15 @@ impl AgentHandle {
     /// restarts) with this node's own instances taken from local state.
     pub fn catalog(&self) -> watch::Receiver<Arc<Catalog>> {
         self.catalog.clone()
+    }
+
+    /// What sends the node's load balancer counts to the server, for the
+    /// autoscaler.
+    pub fn load_reporter(&self) -> LoadReporter {
+        LoadReporter {
+            client: self.agent.client.clone(),
+            node_id: self.node_id.clone(),
+        }
     }
 
     /// Removes what no allocation owns on this node now (`edge node gc`).

@@ -9,6 +9,44 @@ use std::collections::BTreeMap;
 /// The tag of an unpromoted canary's instances.
 pub const CANARY_TAG: &str = "canary";
 
+/// Marks `group`'s published services as held at zero when its scaling
+/// `rules` let it go there, adding those that have no instance now so
+/// their listeners and names stay.
+pub fn add_activation(
+    services: &mut BTreeMap<String, CatalogService>,
+    namespace: &str,
+    group: &Group,
+    rules: &edge_spec::ScalingRules,
+) {
+    if !rules.enabled || rules.min > 0 {
+        return;
+    }
+    for svc in &group.services {
+        let Some(publish) = svc
+            .publish
+            .as_ref()
+            .filter(|p| p.protocol != edge_spec::PublishProtocol::Udp)
+        else {
+            continue;
+        };
+        let entry = services
+            .entry(edge_spec::service_key(namespace, &svc.name))
+            .or_insert_with(|| CatalogService {
+                name: svc.name.clone(),
+                namespace: namespace.to_string(),
+                tags: svc.tags.clone(),
+                publish: Some(publish.clone()),
+                canary_weight: None,
+                activation: None,
+                instances: Vec::new(),
+            });
+        entry.activation = Some(crate::types::Activation {
+            queue: rules.queue,
+            timeout_ms: u64::try_from(rules.queue_timeout.as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+}
+
 /// Adds the instances of `alloc`'s services (those with a port, and on
 /// named networks also those without, at port 0), under
 /// their `service_key`, on a node
@@ -52,6 +90,7 @@ pub fn add_alloc(
                 tags: Vec::new(),
                 publish: None,
                 canary_weight: None,
+                activation: None,
                 instances: Vec::new(),
             });
         if entry.publish.is_none() {

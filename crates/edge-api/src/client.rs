@@ -336,6 +336,17 @@ impl Client {
         .await
     }
 
+    /// Each scaling group's count, bounds, load and recent decisions.
+    pub async fn job_scale_status(&self, id: &str) -> Result<JobScaleStatus, ApiError> {
+        Ok(self
+            .get(
+                &format!("/v1/job/{}/scale", enc(id)),
+                QueryOptions::default(),
+            )
+            .await?
+            .0)
+    }
+
     /// Dispatches a child of parameterized job `id`.
     pub async fn dispatch(
         &self,
@@ -772,6 +783,16 @@ impl Client {
             None,
         )
         .await
+    }
+
+    pub async fn agent_load(&self, node_id: &str, report: &LoadReport) -> Result<(), ApiError> {
+        self.write::<_, serde_json::Value>(
+            reqwest::Method::POST,
+            &format!("/v1/agent/load/{}", enc(node_id)),
+            Some(report),
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn agent_allocs(

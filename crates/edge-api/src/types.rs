@@ -410,7 +410,77 @@ pub struct CatalogService {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 100))]
     pub canary_weight: Option<u32>,
+    /// Set while the service's group may scale to zero: the load
+    /// balancer holds requests that find no serving copy and asks for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<Activation>,
     pub instances: Vec<ServiceInstance>,
+}
+
+/// How a node's load balancer holds requests for a service at zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Activation {
+    /// Requests held at once; more get 503 with `Retry-After`.
+    pub queue: u32,
+    /// How long one is held before it gets 503 with `Retry-After`.
+    pub timeout_ms: u64,
+}
+
+/// `POST /v1/agent/load/{node}`: what the node's load balancer saw of
+/// each service since its last report.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadReport {
+    /// By `edge_spec::service_key`.
+    #[schemars(length(max = 10_000))]
+    pub services: BTreeMap<String, ServiceLoad>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceLoad {
+    /// Average requests (or connections) in flight over the interval.
+    #[schemars(range(min = 0.0, max = 1.0e9))]
+    pub in_flight: f64,
+    /// Requests (or connections) that ended in the interval.
+    pub requests: u64,
+    /// Length of the interval.
+    #[schemars(range(min = 1, max = 3_600_000))]
+    pub interval_ms: u64,
+    /// Requests held now because no copy serves.
+    #[serde(default)]
+    pub waiting: u32,
+}
+
+/// `GET /v1/job/{id}/scale`: each scaling group's count, bounds, load
+/// and recent decisions.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct JobScaleStatus {
+    pub job_id: String,
+    pub groups: BTreeMap<String, GroupScaleStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GroupScaleStatus {
+    /// The count the job asks for now.
+    pub desired: u32,
+    /// Copies running.
+    pub running: u32,
+    pub enabled: bool,
+    pub min: u32,
+    pub max: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_concurrency: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_rps: Option<u32>,
+    /// The load of the last evaluation interval, summed over nodes.
+    pub in_flight: f64,
+    pub rps: f64,
+    pub waiting: u32,
+    /// Milliseconds since the last request, as far as this server saw.
+    pub idle_ms: i64,
+    /// The latest count changes, newest first.
+    pub events: Vec<edge_spec::ScaleNote>,
 }
 
 /// Every service the cluster knows, with all instances (serving or not).

@@ -103,6 +103,7 @@ pub fn convert(project: &Project) -> Result<Conversion, ComposeError> {
         submit_time: 0,
         create_index: 0,
         modify_index: 0,
+        scaled: None,
     };
     // What edge's own rules refuse (a name too long for a DNS label, say)
     // is named by the service it came from.
@@ -306,6 +307,7 @@ impl Converter<'_> {
             depends_on,
             system: global,
             batch: self.one_shot.contains(name),
+            scaling: None,
         })
     }
 

@@ -44,6 +44,7 @@ fn synthetic_catalog() -> Catalog {
             tags: Vec::new(),
             publish: None,
             canary_weight: None,
+            activation: None,
             instances,
         };
         services.insert(name, svc);

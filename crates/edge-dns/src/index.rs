@@ -399,6 +399,7 @@ mod tests {
             tags: Vec::new(),
             publish: None,
             canary_weight: None,
+            activation: None,
             instances,
         };
         let catalog = Catalog {
@@ -510,6 +511,7 @@ mod tests {
                     tags: Vec::new(),
                     publish: None,
                     canary_weight: None,
+                    activation: None,
                     instances: vec![i],
                 },
             );

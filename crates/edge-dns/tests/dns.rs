@@ -52,6 +52,7 @@ fn catalog(index: u64, services: Vec<(&str, Vec<ServiceInstance>)>) -> Arc<Catal
                 tags: Vec::new(),
                 publish: None,
                 canary_weight: None,
+                activation: None,
                 instances,
             };
             (name.to_string(), svc)
@@ -269,6 +270,7 @@ async fn a_namespace_is_a_label_under_the_service_name() -> Result<()> {
             tags: Vec::new(),
             publish: None,
             canary_weight: None,
+            activation: None,
             instances: vec![prod],
         },
     );

@@ -82,6 +82,7 @@ fn service(
             tls: None,
         }),
         canary_weight: None,
+        activation: None,
         instances: vec![ServiceInstance {
             namespace: "default".to_string(),
             service: name.into(),

@@ -23,7 +23,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::listener::{PortKind, PortShared};
-use crate::pool::{ActiveGuard, Backend, BackendConn, PoolState, ServicePool, Upstream};
+use crate::pool::{
+    ActiveGuard, Backend, BackendConn, PoolState, ServicePool, Unavailable, Upstream,
+};
 use crate::route::normalize_host;
 
 pub(crate) type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
@@ -93,6 +95,14 @@ fn local(status: StatusCode, msg: &'static str) -> Response<ProxyBody> {
     resp
 }
 
+/// 503 with `Retry-After`, for a service that is waking from zero.
+fn retry_later(msg: &'static str) -> Response<ProxyBody> {
+    let mut resp = local(StatusCode::SERVICE_UNAVAILABLE, msg);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
 async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Response<ProxyBody> {
     let state = ctx.port.current();
     let PortKind::Http { router } = &state.kind else {
@@ -108,10 +118,19 @@ async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Response<ProxyBody
     let Some(pool) = router.find(&host, req.uri().path()).cloned() else {
         return local(StatusCode::NOT_FOUND, "no route\n");
     };
-    let pstate = pool.state();
-    if pstate.backends.is_empty() {
-        return local(StatusCode::SERVICE_UNAVAILABLE, "no serving instance\n");
-    }
+    pool.arrived();
+    let pstate = match pool.ready(ctx.connect_timeout).await {
+        Ok(s) => s,
+        Err(Unavailable::NoInstance) => {
+            return local(StatusCode::SERVICE_UNAVAILABLE, "no serving instance\n");
+        }
+        Err(Unavailable::QueueFull) => {
+            return retry_later("the service is starting and holds as many requests as it may\n");
+        }
+        Err(Unavailable::TimedOut) => {
+            return retry_later("the service did not start serving in time\n");
+        }
+    };
     let upgrade = is_upgrade(req.headers());
     prepare(&mut req, ctx, upgrade);
     if upgrade {

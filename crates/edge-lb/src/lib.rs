@@ -28,6 +28,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use edge_spec::PublishProtocol as Protocol;
 pub use error::LbError;
+pub use pool::PoolLoad;
 
 use listener::{Listener, PortKind, PortState};
 use plan::PortPlan;
@@ -56,6 +57,10 @@ struct Status {
     listening: Mutex<Vec<(u16, Protocol)>>,
     errors: Mutex<Vec<String>>,
     index: AtomicU64,
+    /// The pools of the version applied, by service key.
+    pools: Mutex<HashMap<String, Arc<ServicePool>>>,
+    /// Rung when a request is held for a service at zero.
+    demand: Arc<tokio::sync::Notify>,
 }
 
 /// The running load balancer; dropping it stops it like `shutdown`, without
@@ -83,6 +88,20 @@ impl LbHandle {
         self.status.index.load(Ordering::Acquire)
     }
 
+    /// Each published service's counts, by service key.
+    pub fn load(&self) -> Vec<(String, PoolLoad)> {
+        lock(&self.status.pools)
+            .iter()
+            .map(|(k, p)| (k.clone(), p.load()))
+            .collect()
+    }
+
+    /// Notified when a request is held for a service at zero, so its load
+    /// report can go out at once instead of at the next interval.
+    pub fn demand(&self) -> Arc<tokio::sync::Notify> {
+        self.status.demand.clone()
+    }
+
     /// Closes every listener; connections in flight are left to finish.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -108,6 +127,7 @@ pub async fn run(
         listeners: BTreeMap::new(),
         udp: BTreeMap::new(),
         pools: HashMap::new(),
+        demand: status.demand.clone(),
         status: status.clone(),
         bind_failed: false,
     };
@@ -134,6 +154,7 @@ struct Reconciler {
     listeners: BTreeMap<u16, Active>,
     udp: BTreeMap<u16, udp::UdpListener>,
     pools: HashMap<String, Arc<ServicePool>>,
+    demand: Arc<tokio::sync::Notify>,
     status: Arc<Status>,
     bind_failed: bool,
 }
@@ -185,11 +206,15 @@ impl Reconciler {
             let Some(svc) = catalog.services.get(name) else {
                 continue;
             };
-            let pool = self
-                .pools
-                .remove(name)
-                .unwrap_or_else(|| Arc::new(ServicePool::new(name.clone(), self.workers.len())));
+            let pool = self.pools.remove(name).unwrap_or_else(|| {
+                Arc::new(ServicePool::new(
+                    name.clone(),
+                    self.workers.len(),
+                    self.demand.clone(),
+                ))
+            });
             let balance = svc.publish.as_ref().map(|p| p.balance).unwrap_or_default();
+            pool.set_activation(svc.activation);
             pool.update(
                 balance,
                 serving(name, svc, &mut errors).await,
@@ -198,6 +223,7 @@ impl Reconciler {
             pools.insert(name.clone(), pool);
         }
         self.pools = pools;
+        lock(&self.status.pools).clone_from(&self.pools);
 
         let mut wanted = BTreeMap::new();
         for (port, pp) in &plan.ports {
@@ -282,10 +308,13 @@ impl Reconciler {
             }
         }
         for (port, service) in wanted {
-            let pool =
-                self.pools.get(service).cloned().unwrap_or_else(|| {
-                    Arc::new(ServicePool::new(service.clone(), self.workers.len()))
-                });
+            let pool = self.pools.get(service).cloned().unwrap_or_else(|| {
+                Arc::new(ServicePool::new(
+                    service.clone(),
+                    self.workers.len(),
+                    self.demand.clone(),
+                ))
+            });
             if let Some(l) = self.udp.get(port) {
                 l.set(pool);
                 continue;
@@ -329,10 +358,13 @@ impl Reconciler {
             },
         };
         let pool = |name: &str| {
-            self.pools
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| Arc::new(ServicePool::new(name.to_string(), self.workers.len())))
+            self.pools.get(name).cloned().unwrap_or_else(|| {
+                Arc::new(ServicePool::new(
+                    name.to_string(),
+                    self.workers.len(),
+                    self.demand.clone(),
+                ))
+            })
         };
         let kind = match pp {
             PortPlan::Tcp {

@@ -250,6 +250,7 @@ mod tests {
                     tags: vec![],
                     publish: Some(p),
                     canary_weight: None,
+                    activation: None,
                     instances: vec![],
                 },
             );

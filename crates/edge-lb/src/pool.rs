@@ -3,10 +3,11 @@
 //! counters and idle HTTP connections across catalog updates.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use edge_api::Activation;
 use edge_spec::Balance;
 use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -28,6 +29,9 @@ pub(crate) struct Upstream {
     /// `None` once the connection has ended.
     pub(crate) conn: Option<BackendConn>,
 }
+
+/// Between tries to connect to a copy that has just started serving.
+const PROBE_EVERY: Duration = Duration::from_millis(20);
 
 /// Idle keep-alive connections kept per backend and worker; more are closed.
 const MAX_IDLE: usize = 512;
@@ -165,17 +169,61 @@ pub(crate) struct PoolState {
     pub(crate) canary_weight: Option<u32>,
 }
 
+/// Why a request found no copy to serve it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unavailable {
+    /// The service has no serving copy and cannot be woken.
+    NoInstance,
+    /// The service is waking, and already holds as many requests as it may.
+    QueueFull,
+    /// The service did not start serving within its activation timeout.
+    TimedOut,
+}
+
+/// What the load balancer saw of one service, for the autoscaler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolLoad {
+    /// Requests and connections in flight to its copies now.
+    pub in_flight: usize,
+    /// Requests and connections that arrived, since the pool was made.
+    pub requests: u64,
+    /// Requests held now because no copy serves.
+    pub waiting: u32,
+}
+
 pub(crate) struct ServicePool {
     pub(crate) name: String,
     workers: usize,
     state: RwLock<Arc<PoolState>>,
     next: AtomicUsize,
     rng: AtomicU64,
+    /// Set while the service may be woken from zero.
+    activation: Mutex<Option<Activation>>,
+    requests: AtomicU64,
+    waiting: AtomicU32,
+    /// Rung when copies start serving, for the requests held.
+    ready: tokio::sync::Notify,
+    /// Rung when a request is held: the load report goes out at once.
+    demand: Arc<tokio::sync::Notify>,
+}
+
+/// Counts a held request until dropped.
+struct Held<'a>(&'a AtomicU32);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl ServicePool {
-    pub(crate) fn new(name: String, workers: usize) -> Self {
+    pub(crate) fn new(name: String, workers: usize, demand: Arc<tokio::sync::Notify>) -> Self {
         ServicePool {
+            activation: Mutex::new(None),
+            requests: AtomicU64::new(0),
+            waiting: AtomicU32::new(0),
+            ready: tokio::sync::Notify::new(),
+            demand,
             name,
             workers,
             state: RwLock::new(Arc::new(PoolState {
@@ -201,7 +249,7 @@ impl ServicePool {
         canary_weight: Option<u32>,
     ) {
         let old = self.state();
-        let backends = instances
+        let backends: Vec<Arc<Backend>> = instances
             .into_iter()
             .map(|b| {
                 old.backends
@@ -211,11 +259,79 @@ impl ServicePool {
                     .unwrap_or_else(|| Arc::new(Backend::new(b, self.workers)))
             })
             .collect();
+        let serving = !backends.is_empty();
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(PoolState {
             balance,
             backends,
             canary_weight,
         });
+        if serving {
+            self.ready.notify_waiters();
+        }
+    }
+
+    pub(crate) fn set_activation(&self, activation: Option<Activation>) {
+        *crate::lock(&self.activation) = activation;
+    }
+
+    /// Counts a request or connection that arrived.
+    pub(crate) fn arrived(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn load(&self) -> PoolLoad {
+        PoolLoad {
+            in_flight: self.state().backends.iter().map(|b| b.active()).sum(),
+            requests: self.requests.load(Ordering::Relaxed),
+            waiting: self.waiting.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The serving copies; when there are none and the service may be
+    /// woken from zero, holds the caller (at most `queue` at once, for
+    /// at most the timeout) until a copy serves and accepts connections,
+    /// as Knative's activator does.
+    pub(crate) async fn ready(
+        &self,
+        connect_timeout: Duration,
+    ) -> Result<Arc<PoolState>, Unavailable> {
+        let state = self.state();
+        if !state.backends.is_empty() {
+            return Ok(state);
+        }
+        let Some(act) = *crate::lock(&self.activation) else {
+            return Err(Unavailable::NoInstance);
+        };
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= act.queue {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(Unavailable::QueueFull);
+        }
+        let _held = Held(&self.waiting);
+        self.demand.notify_one();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(act.timeout_ms);
+        loop {
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let state = self.state();
+            if let Some(b) = state.backends.first().cloned() {
+                // A copy counts as serving once running (and passing its
+                // checks), which may be before it listens.
+                let wait = connect_timeout
+                    .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                if b.connect(wait).await.is_ok() {
+                    return Ok(state);
+                }
+                if tokio::time::Instant::now() + PROBE_EVERY >= deadline {
+                    return Err(Unavailable::TimedOut);
+                }
+                tokio::time::sleep(PROBE_EVERY).await;
+                continue;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(Unavailable::TimedOut);
+            }
+        }
     }
 
     /// splitmix64 over a shared counter: cheap, lock-free, good enough to
@@ -308,7 +424,7 @@ mod tests {
     }
 
     fn pool(balance: Balance, n: u16) -> ServicePool {
-        let p = ServicePool::new("svc".into(), 1);
+        let p = ServicePool::new("svc".into(), 1, Arc::default());
         p.update(
             balance,
             (0..n)
@@ -323,7 +439,7 @@ mod tests {
     fn a_canary_weight_splits_picks_between_canaries_and_the_rest() {
         for balance in [Balance::RoundRobin, Balance::LeastConn, Balance::P2c] {
             for weight in [0, 20, 50, 100] {
-                let p = ServicePool::new("svc".into(), 1);
+                let p = ServicePool::new("svc".into(), 1, Arc::default());
                 p.update(
                     balance,
                     vec![
@@ -347,7 +463,7 @@ mod tests {
             }
         }
         // Without a weight a canary is one instance among the others.
-        let p = ServicePool::new("svc".into(), 1);
+        let p = ServicePool::new("svc".into(), 1, Arc::default());
         p.update(
             Balance::RoundRobin,
             vec![backend("old", 1000, false), backend("new", 1001, true)],
@@ -359,7 +475,7 @@ mod tests {
             .count();
         assert_eq!(canary, 50);
         // The excluded side falls back to the other.
-        let p = ServicePool::new("svc".into(), 1);
+        let p = ServicePool::new("svc".into(), 1, Arc::default());
         p.update(
             Balance::RoundRobin,
             vec![backend("old", 1000, false), backend("new", 1001, true)],

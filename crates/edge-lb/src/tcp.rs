@@ -50,7 +50,14 @@ pub(crate) fn proxy_v2_header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
 
 /// A connected backend stream, counted as active until the guard drops.
 async fn connect(pool: &ServicePool, timeout: Duration) -> Option<(TcpStream, ActiveGuard)> {
-    let state = pool.state();
+    pool.arrived();
+    let state = match pool.ready(timeout).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(service = %pool.name, "no serving instance: {e:?}");
+            return None;
+        }
+    };
     let mut failed = None;
     for _ in 0..2 {
         let backend = pool.pick(&state, failed.as_ref())?;

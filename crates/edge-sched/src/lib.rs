@@ -2,6 +2,7 @@
 //! cluster, into a plan of allocations to place and stop. Pure: it does no IO,
 //! reads no clock and draws no randomness it is not handed in the snapshot.
 
+pub mod autoscale;
 mod cluster;
 mod deploy;
 mod error;

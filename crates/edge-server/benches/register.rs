@@ -37,6 +37,7 @@ fn job(id: &str, n: u64) -> Job {
             depends_on: Vec::new(),
             system: false,
             batch: false,
+            scaling: None,
             meta: Default::default(),
             name: "web".to_string(),
             count: 1,
@@ -82,6 +83,7 @@ fn job(id: &str, n: u64) -> Job {
         submit_time: 0,
         create_index: 0,
         modify_index: 0,
+        scaled: None,
     }
 }
 

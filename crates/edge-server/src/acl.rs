@@ -69,6 +69,7 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
         ("POST", "/v1/job/{id}/revert") => submit,
         ("DELETE", "/v1/job/{id}") => submit,
         ("POST", "/v1/job/{id}/scale") => Namespace(ScaleJob),
+        ("GET", "/v1/job/{id}/scale") => read,
         ("POST", "/v1/job/{id}/dispatch") => Namespace(DispatchJob),
         ("POST", "/v1/job/{id}/periodic/force") => submit,
         (
@@ -123,6 +124,7 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
             | "/v1/agent/renew"
             | "/v1/agent/register"
             | "/v1/agent/heartbeat/{id}"
+            | "/v1/agent/load/{id}"
             | "/v1/agent/allocs/{id}"
             | "/v1/agent/data/{id}"
             | "/v1/agent/networks/{id}"

@@ -86,6 +86,21 @@ fn build(s: &State) -> Catalog {
             svc.canary_weight = Some(w);
         }
     }
+    for job in s.jobs.values() {
+        if job.stop || job.job_type != edge_spec::JobType::Service {
+            continue;
+        }
+        for g in &job.groups {
+            if let Some(sc) = &g.scaling {
+                edge_api::catalog::add_activation(
+                    &mut services,
+                    &job.namespace,
+                    g,
+                    &sc.resolve(g.count),
+                );
+            }
+        }
+    }
     edge_api::catalog::finish(&mut services);
     Catalog {
         index: 0,

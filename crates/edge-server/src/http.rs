@@ -40,7 +40,10 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/job/{id}/plan", post(plan_job))
         .route("/v1/job/{id}/versions", get(job_versions))
         .route("/v1/job/{id}/revert", post(revert_job))
-        .route("/v1/job/{id}/scale", post(scale_job))
+        .route(
+            "/v1/job/{id}/scale",
+            post(scale_job).get(crate::autoscale::status),
+        )
         .route("/v1/job/{id}/dispatch", post(dispatch_job))
         .route("/v1/job/{id}/periodic/force", post(periodic_force))
         .route("/v1/job/{id}/allocations", get(job_allocs))
@@ -121,6 +124,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/agent/renew", post(agent_renew))
         .route("/v1/agent/register", post(agent_register))
         .route("/v1/agent/heartbeat/{id}", post(agent_heartbeat))
+        .route("/v1/agent/load/{id}", post(crate::autoscale::agent_load))
         .route(
             "/v1/agent/allocs/{id}",
             get(agent_allocs).post(agent_update),
@@ -290,6 +294,7 @@ async fn register_job(
     req.job.payload.clear();
     req.job.next_launch = None;
     req.job.children.clear();
+    req.job.scaled = None;
     let resp = register(&sv, req.job, TriggeredBy::JobRegister, req.enforce_index).await?;
     Ok(json_at(resp.job_modify_index, &resp))
 }
@@ -317,10 +322,18 @@ async fn scale_job(
 ) -> Res {
     // Read and registered in one commit, so a registration in between is
     // not overwritten with the older spec.
+    let now = sv.cfg.clock.now_ms();
     let (mut resp, idx) = sv
         .store
         .commit(move |s: &St| {
-            let job = ops::jobs::scaled(s, (&access.namespace, &id), &req.group, req.count)?;
+            let job = ops::jobs::scaled(
+                s,
+                (&access.namespace, &id),
+                &req.group,
+                req.count,
+                "edge job scale".to_string(),
+                now,
+            )?;
             ops::jobs::register(s, &mut Env::live(), job, TriggeredBy::JobScale, None)
         })
         .await?;

@@ -3,6 +3,7 @@
 
 mod acl;
 mod auth;
+mod autoscale;
 mod catalog;
 mod clock;
 mod deployments;
@@ -108,6 +109,7 @@ pub struct Server {
     heartbeats: heartbeat::Heartbeats,
     metrics: metrics::Metrics,
     catalog: catalog::CatalogCache,
+    autoscaler: autoscale::Autoscaler,
     http: reqwest::Client,
     job_json: http::JobJsonCache,
     tunnels: Arc<tunnel::Tunnels>,
@@ -265,6 +267,7 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         heartbeats: heartbeat::Heartbeats::default(),
         metrics: metrics::Metrics::new(),
         catalog: catalog::CatalogCache::default(),
+        autoscaler: autoscale::Autoscaler::default(),
         job_json: http::JobJsonCache::default(),
         tunnels: Arc::default(),
         keyring,
@@ -303,6 +306,7 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
     tasks.push(tokio::spawn(heartbeat::run(server.clone())));
     tasks.push(tokio::spawn(gc_loop(server.clone())));
     tasks.push(tokio::spawn(periodic::run(server.clone())));
+    tasks.push(tokio::spawn(autoscale::run(server.clone())));
     let scheme = if server.cfg.tls { "https" } else { "http" };
     tracing::info!(%addr, tls = server.cfg.tls, acl = server.cfg.acl, "edge server listening");
     acl::log_bootstrap_hint(&server);

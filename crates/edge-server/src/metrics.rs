@@ -21,6 +21,7 @@ use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 /// Every label value comes from a closed set (known methods, the router's
@@ -78,6 +79,16 @@ pub struct Metrics {
     jobs: Gauge,
     nodes: Family<StatusLabel, Gauge>,
     allocs: Family<StatusLabel, Gauge>,
+    service_in_flight: Family<ServiceLabel, Gauge<f64, AtomicU64>>,
+    service_requests: Family<ServiceLabel, Counter>,
+}
+
+/// A service's key: a name the cluster's jobs declare, reported only by
+/// authenticated agents.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabel {
+    service: String,
+    node: String,
 }
 
 impl Metrics {
@@ -91,6 +102,18 @@ impl Metrics {
         let jobs = Gauge::default();
         let nodes = Family::<StatusLabel, Gauge>::default();
         let allocs = Family::<StatusLabel, Gauge>::default();
+        let service_in_flight = Family::<ServiceLabel, Gauge<f64, AtomicU64>>::default();
+        let service_requests = Family::<ServiceLabel, Counter>::default();
+        registry.register(
+            "service_in_flight",
+            "Requests in flight through a node's load balancer, by service, averaged over its last report",
+            service_in_flight.clone(),
+        );
+        registry.register(
+            "service_requests",
+            "Requests a node's load balancer answered, by service",
+            service_requests.clone(),
+        );
         registry.register(
             "http_requests",
             "API requests by method, route template and status code",
@@ -129,7 +152,19 @@ impl Metrics {
             jobs,
             nodes,
             allocs,
+            service_in_flight,
+            service_requests,
         }
+    }
+
+    /// Node `node`'s load report for `service`.
+    pub fn observe_service(&self, node: &str, service: &str, in_flight: f64, requests: u64) {
+        let label = ServiceLabel {
+            service: service.to_string(),
+            node: node.to_string(),
+        };
+        self.service_in_flight.get_or_create(&label).set(in_flight);
+        self.service_requests.get_or_create(&label).inc_by(requests);
     }
 
     pub fn observe_schedule(&self, took: Duration, placed: usize) {

@@ -152,6 +152,11 @@ pub struct Job {
     #[serde(default)]
     #[schemars(extend("readOnly" = true))]
     pub modify_index: u64,
+    /// Set by the server on a version made by `edge job scale` or the
+    /// autoscaler: which group changed, from and to what count, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("readOnly" = true))]
+    pub scaled: Option<crate::scaling::ScaleNote>,
 }
 
 pub fn default_datacenters() -> Vec<String> {
@@ -187,6 +192,7 @@ impl Job {
             j.modify_index = 0;
             j.next_launch = None;
             j.children.clear();
+            j.scaled = None;
         }
         a == b
     }
@@ -461,6 +467,11 @@ pub struct Group {
     /// `service_completed_successfully` waits for a migration.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub batch: bool,
+    /// The server scales `count` between `min` and `max` by the group's
+    /// load, down to zero when idle if `min = 0`. Left out of
+    /// [`Group::spec_hash`]: new rules replace no running copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<crate::scaling::Scaling>,
 }
 
 /// One group another waits for before its first copies are placed, as
@@ -795,6 +806,7 @@ impl Group {
         g.update = None;
         g.migrate = None;
         g.depends_on = Vec::new();
+        g.scaling = None;
         let text = serde_json::to_vec(&g).unwrap_or_default();
         stable_hash(&text)
     }

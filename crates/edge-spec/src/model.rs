@@ -46,6 +46,8 @@ pub struct ModelSpec {
     pub version: u64,
     /// More models, or more versions of this one, in the same server.
     pub models: Vec<MoreModel>,
+    /// The group's `scaling` (KServe's `minReplicas: 0` is `min = 0`).
+    pub scaling: Option<crate::scaling::Scaling>,
 }
 
 /// A `model "NAME" { source version sha256 }` block inside a model block:
@@ -103,6 +105,7 @@ pub struct ModelBlock {
     /// Nested `model "NAME" { ... }` blocks.
     pub models: Vec<MoreModel>,
     pub grpc: Option<ModelGrpc>,
+    pub scaling: Option<crate::scaling::Scaling>,
 }
 
 impl Default for ModelBlock {
@@ -120,6 +123,7 @@ impl Default for ModelBlock {
             version: 1,
             models: Vec::new(),
             grpc: None,
+            scaling: None,
         }
     }
 }
@@ -260,6 +264,7 @@ impl ModelBlock {
                 })
                 .collect(),
             grpc: self.grpc,
+            scaling: self.scaling,
         }
     }
 }
@@ -371,6 +376,7 @@ pub fn expand(spec: &ModelSpec) -> Result<Group, String> {
     let mut group: Group = serde_json::from_value(group)
         .map_err(|e| format!("expanding model {:?}: {e}", spec.name))?;
     group.update.clone_from(&spec.update);
+    group.scaling.clone_from(&spec.scaling);
     Ok(group)
 }
 

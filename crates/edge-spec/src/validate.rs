@@ -276,6 +276,7 @@ impl Validator<'_> {
             self.group(g, &path);
             self.system_group(job, g, &path);
             self.depends_on(job, g, &path);
+            self.scaling(job, g, &path);
             self.joined(g, &declared, &path);
             self.rollout(job, g, &path);
             for (i, s) in g.services.iter().enumerate() {
@@ -336,6 +337,118 @@ impl Validator<'_> {
             self.push(
                 format!("{path}.count"),
                 "a group with `system = true` runs one copy on every feasible node: leave `count` out",
+            );
+        }
+    }
+
+    /// A group's `scaling`: bounds around its count, targets the load
+    /// balancer measures, and a way to be woken when it may reach zero.
+    fn scaling(&mut self, job: &Job, g: &Group, path: &str) {
+        let Some(sc) = &g.scaling else {
+            return;
+        };
+        let at = format!("{path}.scaling");
+        if self.system || g.system || g.batch || job.job_type != crate::job::JobType::Service {
+            self.push(
+                at.clone(),
+                "scaling changes the count of a service job's long-running group; this group has none to change",
+            );
+            return;
+        }
+        let min = sc.min.unwrap_or(g.count);
+        if sc.max == 0 || sc.max > MAX_COUNT {
+            self.push(
+                format!("{at}.max"),
+                format!(
+                    "max is a number of copies from 1 to {MAX_COUNT}, got {}",
+                    sc.max
+                ),
+            );
+        }
+        if min > sc.max {
+            self.push(
+                format!("{at}.min"),
+                format!("min ({min}) is more than max ({})", sc.max),
+            );
+        } else if !(min..=sc.max).contains(&g.count) {
+            self.push(
+                format!("{path}.count"),
+                format!(
+                    "count ({}) is outside the scaling bounds {min} to {}",
+                    g.count, sc.max
+                ),
+            );
+        }
+        if sc.target_cpu.is_some() {
+            self.push(
+                format!("{at}.target_cpu"),
+                "target_cpu is not built yet: agents do not report task CPU to the server; use target_concurrency or target_rps",
+            );
+        }
+        for (field, v) in [
+            ("target_concurrency", sc.target_concurrency),
+            ("target_rps", sc.target_rps),
+        ] {
+            if v.is_some_and(|v| v == 0 || v > crate::scaling::MAX_TARGET) {
+                self.push(
+                    format!("{at}.{field}"),
+                    format!("{field} is from 1 to {}", crate::scaling::MAX_TARGET),
+                );
+            }
+        }
+        for (field, v) in [
+            ("scale_up_step", sc.scale_up_step),
+            ("scale_down_step", sc.scale_down_step),
+        ] {
+            if v.is_some_and(|v| v == 0 || v > MAX_COUNT) {
+                self.push(
+                    format!("{at}.{field}"),
+                    format!("{field} is a number of copies from 1 to {MAX_COUNT}"),
+                );
+            }
+        }
+        if sc
+            .queue
+            .is_some_and(|q| q == 0 || q > crate::scaling::MAX_QUEUE)
+        {
+            self.push(
+                format!("{at}.queue"),
+                format!(
+                    "queue holds from 1 to {} requests",
+                    crate::scaling::MAX_QUEUE
+                ),
+            );
+        }
+        for (field, d) in [
+            ("idle_timeout", sc.idle_timeout),
+            ("evaluation_interval", sc.evaluation_interval),
+            ("cooldown", sc.cooldown),
+            ("stabilization_window", sc.stabilization_window),
+            ("queue_timeout", sc.queue_timeout),
+        ] {
+            if let Some(d) = d {
+                self.wait(&format!("{at}.{field}"), d.0, MAX_POLICY_WAIT);
+            }
+        }
+        for (field, d) in [
+            ("evaluation_interval", sc.evaluation_interval),
+            ("idle_timeout", sc.idle_timeout),
+            ("queue_timeout", sc.queue_timeout),
+        ] {
+            if d.is_some_and(|d| d.0 < Duration::from_secs(1)) {
+                self.push(format!("{at}.{field}"), format!("{field} is at least 1s"));
+            }
+        }
+        let measured = sc.target_concurrency.is_some() || sc.target_rps.is_some();
+        let published = g.services.iter().any(|s| {
+            s.publish
+                .as_ref()
+                .is_some_and(|p| p.protocol != crate::job::PublishProtocol::Udp)
+        });
+        if (measured || min == 0) && !published {
+            self.push(
+                at,
+                "scaling by requests (target_concurrency, target_rps, min = 0) needs a service with `publish` over tcp or http: the load balancer counts the requests and wakes a group at zero",
             );
         }
     }

@@ -48,8 +48,12 @@ fn blocks_that_change_what_runs_are_refused_where_they_are_written() {
             "job.web.group.g.task.t.dispatch_payload.file: file \"../../etc/passwd\" must not contain `..`",
         ),
         (
-            job("", "    scaling {\n      min = 1\n    }", ""),
-            "web.hcl:4:5: job.web.group.g.scaling: `scaling` is not supported",
+            job(
+                "",
+                "    scaling {\n      max = 3\n      policy {\n        cooldown = \"1m\"\n      }\n    }",
+                "",
+            ),
+            "web.hcl:6:7: job.web.group.g.scaling.policy: `policy` is not supported: a `policy` block is for the nomad-autoscaler's plugins",
         ),
         (
             job(

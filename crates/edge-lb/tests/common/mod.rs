@@ -80,6 +80,7 @@ pub fn catalog(index: u64, services: Vec<(&str, Publish, Vec<ServiceInstance>)>)
                 tags: vec![],
                 publish: Some(p),
                 canary_weight: None,
+                activation: None,
                 instances,
             },
         );

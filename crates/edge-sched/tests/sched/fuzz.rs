@@ -272,6 +272,7 @@ fn unvalidated(s: &Spec) -> Job {
         parent_id: String::new(),
         payload: String::new(),
         next_launch: None,
+        scaled: None,
         children: Vec::new(),
         namespace: "default".to_string(),
         id: s.id.clone(),
@@ -289,6 +290,7 @@ fn unvalidated(s: &Spec) -> Job {
             depends_on: Vec::new(),
             system: false,
             batch: false,
+            scaling: None,
             meta: Default::default(),
             name: s.group.clone(),
             // Copies are placed one by one: a huge count would only test

@@ -127,6 +127,9 @@ pub(crate) fn register(
             )));
         }
     }
+    if trigger != TriggeredBy::JobScale {
+        job.scaled = None;
+    }
     let (version, changed) = next_version(existing, &job);
     job.stop = false;
     job.stable = existing.is_some_and(|e| !changed && e.stable);
@@ -157,12 +160,14 @@ pub(crate) fn register(
 
 /// The current job `id` of `namespace` with `group`'s count set to
 /// `count`, to register as a new version (so a scale shows in the job's
-/// history).
+/// history, with `reason`).
 pub(crate) fn scaled(
     s: &State,
     (namespace, id): (&str, &str),
     group: &str,
     count: u32,
+    reason: String,
+    now: i64,
 ) -> Result<Job, ServerError> {
     let Some(job) = s.jobs.get(&edge_spec::job_key(namespace, id)) else {
         return Err(ServerError::no_job(namespace, id));
@@ -192,7 +197,24 @@ pub(crate) fn scaled(
             "group {group:?} runs one copy on every node (`system = true`): it has no count to scale"
         )));
     }
+    if let Some(sc) = &g.scaling {
+        let rules = sc.resolve(g.count);
+        if !(rules.min..=rules.max).contains(&count) {
+            return Err(ServerError::BadRequest(format!(
+                "count {count} is outside group {group:?}'s scaling bounds {} to {}",
+                rules.min, rules.max
+            )));
+        }
+    }
+    let from = g.count;
     g.count = count;
+    job.scaled = Some(edge_spec::ScaleNote {
+        group: group.to_string(),
+        from,
+        to: count,
+        reason,
+        time: now,
+    });
     Ok(job)
 }
 

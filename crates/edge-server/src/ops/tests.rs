@@ -1268,13 +1268,67 @@ fn manual_verdicts_move_a_manual_deployment() {
 /// `edge job scale`: a new version with one group's count, refused for an
 /// unknown group, a stopped job or a count over the limit.
 #[test]
+fn a_scale_stays_within_the_groups_scaling_bounds_and_notes_why() {
+    let mut w = World::new();
+    w.join("n1");
+    let mut j = job("web", "service", 1);
+    j.groups[0].scaling = Some(edge_spec::Scaling {
+        enabled: true,
+        min: Some(0),
+        max: 3,
+        target_concurrency: Some(8),
+        target_rps: None,
+        target_cpu: None,
+        idle_timeout: None,
+        evaluation_interval: None,
+        cooldown: None,
+        stabilization_window: None,
+        scale_up_step: None,
+        scale_down_step: None,
+        queue: None,
+        queue_timeout: None,
+    });
+    w.submit(j);
+    w.settle();
+    let err = jobs::scaled(&w.s, ("default", "web"), "g", 4, String::new(), 0).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("count 4 is outside group \"g\"'s scaling bounds 0 to 3"),
+        "{err}"
+    );
+    let j = jobs::scaled(&w.s, ("default", "web"), "g", 0, "idle for 5m".into(), 42).unwrap();
+    let note = j.scaled.clone().expect("a note");
+    assert_eq!(
+        (note.from, note.to, note.reason.as_str(), note.time),
+        (1, 0, "idle for 5m", 42)
+    );
+    let (b, resp) = jobs::register(&w.s, &mut w.env, j, TriggeredBy::JobScale, None).unwrap();
+    assert!(resp.changed);
+    w.commit(b);
+    w.settle();
+    assert!(w.live("web").is_empty());
+    assert_eq!(w.s.jobs["web"].scaled.as_ref().map(|n| n.to), Some(0));
+    // A job submitted again is the user's: the note goes.
+    let (b, _) = jobs::register(
+        &w.s,
+        &mut w.env,
+        job("web", "service", 1),
+        TriggeredBy::JobRegister,
+        None,
+    )
+    .unwrap();
+    w.commit(b);
+    assert_eq!(w.s.jobs["web"].scaled, None);
+}
+
+#[test]
 fn scaling_makes_a_new_version_with_the_count() {
     let mut w = World::new();
     w.join("n1");
     w.join("n2");
     w.submit(job("web", "service", 1));
     w.settle();
-    let j = jobs::scaled(&w.s, ("default", "web"), "g", 3).unwrap();
+    let j = jobs::scaled(&w.s, ("default", "web"), "g", 3, String::new(), 0).unwrap();
     let (b, resp) = jobs::register(&w.s, &mut w.env, j, TriggeredBy::JobScale, None).unwrap();
     assert_eq!((resp.version, resp.changed), (1, true));
     w.commit(b);
@@ -1284,16 +1338,17 @@ fn scaling_makes_a_new_version_with_the_count() {
         ("nope", 2, "no group \"nope\""),
         ("g", edge_spec::limits::MAX_COUNT + 1, "the limit is"),
     ] {
-        let err = jobs::scaled(&w.s, ("default", "web"), group, count).unwrap_err();
+        let err =
+            jobs::scaled(&w.s, ("default", "web"), group, count, String::new(), 0).unwrap_err();
         assert!(err.to_string().contains(want), "{err}");
     }
     assert_eq!(
-        kind(&jobs::scaled(&w.s, ("default", "gone"), "g", 1).unwrap_err()),
+        kind(&jobs::scaled(&w.s, ("default", "gone"), "g", 1, String::new(), 0).unwrap_err()),
         "not found"
     );
     let (b, _) = jobs::stop(&w.s, &mut w.env, ("default", "web"), false).unwrap();
     w.commit(b);
-    let err = jobs::scaled(&w.s, ("default", "web"), "g", 1).unwrap_err();
+    let err = jobs::scaled(&w.s, ("default", "web"), "g", 1, String::new(), 0).unwrap_err();
     assert_eq!(kind(&err), "conflict", "{err}");
 }
 
@@ -1661,7 +1716,7 @@ fn a_system_group_follows_nodes_that_join() {
     w.settle();
     assert_eq!(on(&w, "exporter"), ["n1", "n2"]);
     assert_eq!(on(&w, "g").len(), 2);
-    let err = jobs::scaled(&w.s, ("default", "shop"), "exporter", 3).unwrap_err();
+    let err = jobs::scaled(&w.s, ("default", "shop"), "exporter", 3, String::new(), 0).unwrap_err();
     assert_eq!(
         err.to_string(),
         "group \"exporter\" runs one copy on every node (`system = true`): it has no count to scale"

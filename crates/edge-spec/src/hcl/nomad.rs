@@ -16,8 +16,9 @@ pub(crate) enum Treatment {
 
 use Treatment::{Ignore, Refuse};
 
-const SCALING: Treatment =
-    Refuse("scaling policies are not built yet: `edge job scale JOB GROUP COUNT` sets a count");
+const SCALING: Treatment = Refuse(
+    "a task's `scaling` is Nomad Enterprise's dynamic application sizing, which edge does not have; a group's `scaling` block scales its count",
+);
 const VAULT: Treatment =
     Refuse("there is no Vault integration: secrets are not built yet; use `env` for now");
 const DISCONNECT: Treatment = Refuse(
@@ -62,7 +63,13 @@ pub(crate) const TABLE: &[(&str, &str, Treatment)] = &[
     ("job", "ui", Ignore("edge has no UI metadata")),
     ("job", "consul_token", Ignore("edge has no Consul")),
     ("job", "vault_token", Ignore("edge has no Vault")),
-    ("group", "scaling", SCALING),
+    (
+        "scaling",
+        "policy",
+        Refuse(
+            "a `policy` block is for the nomad-autoscaler's plugins; edge's server scales by `target_concurrency`, `target_rps` and `idle_timeout` written in the `scaling` block itself",
+        ),
+    ),
     ("group", "vault", VAULT),
     (
         "ephemeral_disk",
@@ -639,6 +646,7 @@ mod tests {
         ),
         ("dispatch_payload", &["file"]),
         ("ephemeral_disk", &["size", "sticky", "migrate"]),
+        ("scaling", &["enabled", "min", "max", "policy"]),
         (
             "artifact",
             &[

@@ -311,8 +311,13 @@ pub async fn agent(g: &Global, a: AgentArgs) -> anyhow::Result<u8> {
     // The server's pool is not known here: the default's, and the
     // operator's `--dns-allow` for another.
     let pool = edge_spec::OverlayPool::default().pool;
-    let mesh =
-        super::mesh::start(&mesh_args(&a.node, pool), &a.node.advertise, h.catalog()).await?;
+    let mesh = super::mesh::start(
+        &mesh_args(&a.node, pool),
+        &a.node.advertise,
+        h.catalog(),
+        h.load_reporter(),
+    )
+    .await?;
     shutdown_signal().await;
     mesh.shutdown().await;
     h.shutdown().await;
@@ -340,6 +345,7 @@ pub async fn dev(g: &Global, a: DevArgs) -> anyhow::Result<u8> {
         &mesh_args(&a.node, a.tuning.network_pool),
         &a.node.advertise,
         agent.catalog(),
+        agent.load_reporter(),
     )
     .await?;
     tracing::info!(api = %server.url, data = %data.display(), "edge dev is up");

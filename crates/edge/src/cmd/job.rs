@@ -231,11 +231,17 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
                 .await
                 .ok()
                 .map(|(d, _)| d);
+            let scaling = if job.groups.iter().any(|g| g.scaling.is_some()) {
+                Some(api.job_scale_status(&id).await?)
+            } else {
+                None
+            };
             if g.output == Output::Json {
                 let v = serde_json::json!({
                     "job": job,
                     "allocations": allocs,
                     "latest_deployment": deployment,
+                    "scaling": scaling,
                 });
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(0);
@@ -307,6 +313,9 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
                 ]);
             }
             println!("{sum}");
+            if let Some(sc) = &scaling {
+                print_scaling(sc);
+            }
             if let Some(d) = deployment {
                 println!("\nLatest Deployment");
                 println!("ID          = {}", short(&d.id));
@@ -389,6 +398,68 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The autoscaler's view of each scaling group: count against bounds,
+/// the load against the targets, and the latest decisions.
+fn print_scaling(sc: &edge_api::JobScaleStatus) {
+    println!("\nScaling");
+    let mut t = table(&[
+        "Task Group",
+        "Desired",
+        "Running",
+        "Min",
+        "Max",
+        "In Flight",
+        "Req/s",
+        "Target",
+        "Idle",
+    ]);
+    for (name, g) in &sc.groups {
+        let mut target = Vec::new();
+        if let Some(c) = g.target_concurrency {
+            target.push(format!("{c} in flight"));
+        }
+        if let Some(r) = g.target_rps {
+            target.push(format!("{r} req/s"));
+        }
+        if !g.enabled {
+            target.push("disabled".to_string());
+        }
+        t.add_row(vec![
+            name.clone(),
+            g.desired.to_string(),
+            g.running.to_string(),
+            g.min.to_string(),
+            g.max.to_string(),
+            format!("{:.1}", g.in_flight),
+            format!("{:.1}", g.rps),
+            if target.is_empty() {
+                "-".to_string()
+            } else {
+                target.join(", ")
+            },
+            edge_spec::duration::format(std::time::Duration::from_secs(
+                u64::try_from(g.idle_ms / 1000).unwrap_or(0),
+            )),
+        ]);
+    }
+    println!("{t}");
+    let events: Vec<_> = sc.groups.values().flat_map(|g| &g.events).collect();
+    if events.is_empty() {
+        return;
+    }
+    println!("\nRecent Scaling Events");
+    let mut t = table(&["Time", "Task Group", "Count", "Reason"]);
+    for e in events {
+        t.add_row(vec![
+            ago(e.time),
+            e.group.clone(),
+            format!("{} -> {}", e.from, e.to),
+            e.reason.clone(),
+        ]);
+    }
+    println!("{t}");
 }
 
 /// Says which child a dispatch or forced launch made and, unless

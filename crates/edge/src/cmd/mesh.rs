@@ -57,15 +57,95 @@ impl MeshArgs {
 
 pub struct Mesh {
     dns: Option<edge_dns::DnsHandle>,
-    lb: Option<edge_lb::LbHandle>,
+    lb: Option<Arc<edge_lb::LbHandle>>,
+    reports: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How often the load balancer's in-flight counts are sampled.
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+/// How often the samples go to the server (when there was traffic).
+const REPORT_EVERY: Duration = Duration::from_secs(2);
+/// Reports sent at once for held requests are at least this far apart.
+const REPORT_GAP: Duration = Duration::from_millis(100);
+
+/// Samples the load balancer and sends what it saw to the server for
+/// the autoscaler: every interval with traffic, and at once when a
+/// request is held for a service at zero.
+async fn report_load(lb: Arc<edge_lb::LbHandle>, to: edge_agent::LoadReporter) {
+    use std::collections::HashMap;
+    let demand = lb.demand();
+    let mut base: HashMap<String, u64> = lb
+        .load()
+        .into_iter()
+        .map(|(k, l)| (k, l.requests))
+        .collect();
+    let mut sums: HashMap<String, (usize, u32)> = HashMap::new();
+    let mut since = tokio::time::Instant::now();
+    let mut sample = tokio::time::interval(SAMPLE_EVERY);
+    sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let urgent = tokio::select! {
+            _ = sample.tick() => false,
+            _ = demand.notified() => true,
+        };
+        let now = lb.load();
+        for (k, l) in &now {
+            let e = sums.entry(k.clone()).or_default();
+            e.0 += l.in_flight;
+            e.1 += 1;
+        }
+        let elapsed = since.elapsed();
+        if !(elapsed >= REPORT_EVERY || (urgent && elapsed >= REPORT_GAP)) {
+            continue;
+        }
+        let mut report = edge_api::LoadReport::default();
+        for (k, l) in now {
+            let before = base.insert(k.clone(), l.requests).unwrap_or(0);
+            // A pool made anew counts from zero.
+            let requests = l.requests.checked_sub(before).unwrap_or(l.requests);
+            let (sum, n) = sums.get(&k).copied().unwrap_or_default();
+            let in_flight = if n == 0 {
+                0.0
+            } else {
+                sum as f64 / f64::from(n)
+            };
+            if requests == 0 && in_flight == 0.0 && l.waiting == 0 {
+                continue;
+            }
+            report.services.insert(
+                k,
+                edge_api::ServiceLoad {
+                    in_flight,
+                    requests,
+                    interval_ms: u64::try_from(elapsed.as_millis())
+                        .unwrap_or(u64::MAX)
+                        .max(1),
+                    waiting: l.waiting,
+                },
+            );
+        }
+        sums.clear();
+        since = tokio::time::Instant::now();
+        if report.services.is_empty() {
+            continue;
+        }
+        if let Err(e) = to.send(&report).await {
+            tracing::debug!(error = %e, "load report not sent");
+        }
+    }
 }
 
 impl Mesh {
     pub async fn shutdown(self) {
+        if let Some(r) = self.reports {
+            r.abort();
+            // It holds the load balancer until it has ended.
+            let _ = r.await;
+        }
         if let Some(d) = self.dns {
             d.shutdown().await;
         }
-        if let Some(l) = self.lb {
+        if let Some(l) = self.lb.and_then(|l| Arc::try_unwrap(l).ok()) {
             l.shutdown().await;
         }
     }
@@ -75,6 +155,7 @@ pub async fn start(
     a: &MeshArgs,
     address: &str,
     catalog: watch::Receiver<Arc<Catalog>>,
+    reporter: edge_agent::LoadReporter,
 ) -> anyhow::Result<Mesh> {
     let ip: IpAddr = address
         .parse()
@@ -118,11 +199,12 @@ pub async fn start(
                 usize::from,
             ),
         };
-        Some(
+        Some(Arc::new(
             edge_lb::run(cfg, catalog)
                 .await
                 .context("start the load balancer")?,
-        )
+        ))
     };
-    Ok(Mesh { dns, lb })
+    let reports = lb.clone().map(|lb| tokio::spawn(report_load(lb, reporter)));
+    Ok(Mesh { dns, lb, reports })
 }

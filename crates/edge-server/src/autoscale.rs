@@ -1,0 +1,417 @@
+//! The built-in autoscaler: agents report what their load balancers saw of
+//! each service (`POST /v1/agent/load/{node}`), and once per evaluation
+//! interval each group with a `scaling` block gets a decision from
+//! `edge_sched::autoscale`, committed as a new job version with its reason.
+//! Requests held by a load balancer for a group at zero wake it at once.
+
+use crate::Server;
+use crate::acl::Access;
+use crate::auth::{self, Caller};
+use crate::error::ServerError;
+use crate::extract::{ApiJson, ApiPath, json_at};
+use crate::ops::{self, Env};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use edge_api::{GroupScaleStatus, JobScaleStatus, LoadReport, ServiceLoad};
+use edge_sched::autoscale::{self, History, Load};
+use edge_spec::{ClientStatus, JobType, ScalingRules, TriggeredBy};
+use edge_store::{Batch, State as St};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+type S = State<Arc<Server>>;
+type Res = Result<Response, ServerError>;
+
+/// How often the autoscaler looks for groups whose interval is up.
+const TICK: Duration = Duration::from_secs(1);
+/// The longest window a metric is averaged over, whatever the interval:
+/// reports older than this are dropped.
+const MAX_WINDOW_MS: i64 = 10 * 60 * 1000;
+/// The short window that lets a load step scale up before the
+/// evaluation interval's average catches up (Knative's panic window).
+const RECENT_MS: i64 = 6_000;
+/// A node's count of held requests counts only while this fresh.
+const WAITING_FRESH_MS: i64 = 5_000;
+/// Services one report may name.
+const MAX_REPORTED: usize = 10_000;
+/// Scale decisions `GET /v1/job/{id}/scale` lists per group.
+const EVENTS_SHOWN: usize = 10;
+
+#[derive(Default)]
+pub(crate) struct Autoscaler {
+    inner: Mutex<Inner>,
+    /// Rung when a report holds requests, so a group at zero wakes
+    /// without waiting for the next tick.
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Service key → node id → its reports, oldest first.
+    loads: HashMap<String, HashMap<String, VecDeque<Sample>>>,
+    /// (job key, group) → what its decisions remember.
+    groups: HashMap<(String, String), Memory>,
+}
+
+struct Sample {
+    at: i64,
+    load: ServiceLoad,
+}
+
+struct Memory {
+    hist: History,
+    last_eval: i64,
+    last: Load,
+}
+
+/// A group the autoscaler looks after, read from the store.
+struct Target {
+    job_key: String,
+    namespace: String,
+    job_id: String,
+    group: String,
+    rules: ScalingRules,
+    count: u32,
+    services: Vec<String>,
+}
+
+impl Autoscaler {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps node `node`'s report; returns whether it holds requests.
+    fn record(&self, node: &str, report: LoadReport, now: i64) -> bool {
+        let mut inner = self.inner();
+        let mut waiting = false;
+        for (service, load) in report.services {
+            waiting |= load.waiting > 0;
+            let samples = inner
+                .loads
+                .entry(service)
+                .or_default()
+                .entry(node.to_string())
+                .or_default();
+            samples.push_back(Sample { at: now, load });
+            while samples
+                .front()
+                .is_some_and(|s| now.saturating_sub(s.at) > MAX_WINDOW_MS)
+            {
+                samples.pop_front();
+            }
+        }
+        waiting
+    }
+}
+
+/// Load of `services` over the `window_ms` before `now`, summed over
+/// nodes, and the newest time any of it was active.
+fn aggregate(inner: &Inner, services: &[String], window_ms: i64, now: i64) -> (Load, i64) {
+    let window_ms = window_ms.clamp(1, MAX_WINDOW_MS);
+    let mut load = Load::default();
+    let mut recent = 0.0;
+    let mut active = i64::MIN;
+    for svc in services {
+        let Some(nodes) = inner.loads.get(svc) else {
+            continue;
+        };
+        for samples in nodes.values() {
+            let mut weighted = 0.0;
+            let mut weighted_recent = 0.0;
+            let mut requests = 0u64;
+            for s in samples {
+                let age = now.saturating_sub(s.at);
+                let l = &s.load;
+                if l.requests > 0 || l.in_flight > 0.0 || l.waiting > 0 {
+                    active = active.max(s.at);
+                }
+                // A report covers the interval before its arrival.
+                let span = l.interval_ms.clamp(1, 3_600_000) as f64;
+                if age < window_ms {
+                    weighted += l.in_flight * span;
+                    requests = requests.saturating_add(l.requests);
+                }
+                if age < RECENT_MS {
+                    weighted_recent += l.in_flight * span;
+                }
+            }
+            load.in_flight += weighted / window_ms as f64;
+            recent += weighted_recent / RECENT_MS as f64;
+            load.rps += requests as f64 * 1000.0 / window_ms as f64;
+            if let Some(last) = samples.back()
+                && now.saturating_sub(last.at) < WAITING_FRESH_MS
+            {
+                load.waiting = load.waiting.saturating_add(last.load.waiting);
+            }
+        }
+    }
+    // A load step scales up on the short window; the long one keeps a
+    // scale-down from following a lull.
+    load.in_flight = load.in_flight.max(recent);
+    (load, active)
+}
+
+fn targets(s: &St) -> Vec<Target> {
+    let mut out = Vec::new();
+    for job in s.jobs.values() {
+        if job.stop || job.job_type != JobType::Service || job.launches() {
+            continue;
+        }
+        for g in &job.groups {
+            let Some(sc) = g.scaling.as_ref().filter(|sc| sc.enabled) else {
+                continue;
+            };
+            out.push(Target {
+                job_key: job.key(),
+                namespace: job.namespace.clone(),
+                job_id: job.id.clone(),
+                group: g.name.clone(),
+                rules: sc.resolve(g.count),
+                count: g.count,
+                services: g
+                    .services
+                    .iter()
+                    .filter(|svc| svc.publish.is_some())
+                    .map(|svc| edge_spec::service_key(&job.namespace, &svc.name))
+                    .collect(),
+            });
+        }
+    }
+    out
+}
+
+/// A count change the tick decided, to commit.
+struct Change {
+    namespace: String,
+    job_id: String,
+    group: String,
+    from: u32,
+    to: u32,
+    reason: String,
+    key: (String, String),
+}
+
+/// Decides for every group whose interval is up (or that has requests
+/// held at zero).
+fn tick(sv: &Server, now: i64) -> Vec<Change> {
+    let targets = sv.store.read(targets);
+    let mut inner = sv.autoscaler.inner();
+    let mut changes = Vec::new();
+    let mut live_groups = std::collections::HashSet::new();
+    let mut live_services = std::collections::HashSet::new();
+    for t in targets {
+        let key = (t.job_key.clone(), t.group.clone());
+        live_groups.insert(key.clone());
+        live_services.extend(t.services.iter().cloned());
+        let interval = i64::try_from(t.rules.evaluation_interval.as_millis()).unwrap_or(i64::MAX);
+        let (load, active) = aggregate(&inner, &t.services, interval, now);
+        let mem = inner.groups.entry(key.clone()).or_insert_with(|| Memory {
+            // Whatever ran before this server saw it gets a full
+            // idle_timeout from now.
+            hist: History {
+                last_active: now,
+                ..History::default()
+            },
+            last_eval: now,
+            last: Load::default(),
+        });
+        mem.hist.last_active = mem.hist.last_active.max(active);
+        mem.last = load;
+        let waking = load.waiting > 0 && t.count == 0;
+        if !waking && now.saturating_sub(mem.last_eval) < interval {
+            continue;
+        }
+        mem.last_eval = now;
+        let d = autoscale::decide(&t.rules, t.count, &load, &mem.hist, now);
+        let window = i64::try_from(t.rules.stabilization_window.as_millis()).unwrap_or(i64::MAX);
+        mem.hist
+            .wanted
+            .retain(|(at, _)| now.saturating_sub(*at) < window);
+        mem.hist.wanted.push((now, d.wanted));
+        if d.count != t.count {
+            changes.push(Change {
+                namespace: t.namespace,
+                job_id: t.job_id,
+                group: t.group,
+                from: t.count,
+                to: d.count,
+                reason: d.reason,
+                key,
+            });
+        }
+    }
+    inner.groups.retain(|k, _| live_groups.contains(k));
+    inner.loads.retain(|k, _| live_services.contains(k));
+    changes
+}
+
+/// Commits one decision, unless the count changed under it.
+async fn apply(sv: &Arc<Server>, c: Change, now: i64) {
+    let Change {
+        namespace,
+        job_id,
+        group,
+        from,
+        to,
+        reason,
+        key,
+    } = c;
+    tracing::info!(job = %job_id, %group, from, to, %reason, "autoscaler: scaling");
+    let res = sv
+        .store
+        .commit(move |s: &St| {
+            let current = s
+                .jobs
+                .get(&edge_spec::job_key(&namespace, &job_id))
+                .and_then(|j| j.group(&group))
+                .map(|g| g.count);
+            if current != Some(from) {
+                return Ok::<_, ServerError>((Batch::default(), false));
+            }
+            let job = ops::jobs::scaled(s, (&namespace, &job_id), &group, to, reason, now)?;
+            let (batch, _) =
+                ops::jobs::register(s, &mut Env::live(), job, TriggeredBy::JobScale, None)?;
+            Ok((batch, true))
+        })
+        .await;
+    match res {
+        Ok((true, _)) => {
+            if let Some(m) = sv.autoscaler.inner().groups.get_mut(&key) {
+                m.hist.last_change = Some(now);
+            }
+            sv.evals_ready.notify_one();
+        }
+        Ok((false, _)) => {}
+        Err(e) => tracing::warn!(error = %e, "autoscaler: scaling failed"),
+    }
+}
+
+/// Runs until the server stops.
+pub(crate) async fn run(sv: Arc<Server>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = sv.autoscaler.wake.notified() => {}
+        }
+        let now = sv.cfg.clock.now_ms();
+        for c in tick(&sv, now) {
+            apply(&sv, c, now).await;
+        }
+    }
+}
+
+/// `POST /v1/agent/load/{node}`: a node's load balancer counts.
+pub(crate) async fn agent_load(
+    State(sv): S,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(report): ApiJson<LoadReport>,
+) -> Res {
+    auth::node(&sv, &caller, &headers, &id)?;
+    if report.services.len() > MAX_REPORTED {
+        return Err(ServerError::BadRequest(format!(
+            "a load report names {} services; the limit is {MAX_REPORTED}",
+            report.services.len()
+        )));
+    }
+    for (name, l) in &report.services {
+        if !l.in_flight.is_finite() || l.in_flight < 0.0 || l.in_flight > 1e9 {
+            return Err(ServerError::BadRequest(format!(
+                "services.{name}.in_flight must be a number from 0 to 1e9"
+            )));
+        }
+        if l.interval_ms == 0 || l.interval_ms > 3_600_000 {
+            return Err(ServerError::BadRequest(format!(
+                "services.{name}.interval_ms must be from 1 to 3600000"
+            )));
+        }
+    }
+    // Only services the catalog has are kept: a report cannot grow the
+    // server's memory or metrics with made-up names.
+    let catalog = sv.catalog.get(&sv);
+    let mut report = report;
+    report
+        .services
+        .retain(|name, _| catalog.services.contains_key(name));
+    for (name, l) in &report.services {
+        sv.metrics
+            .observe_service(&id, name, l.in_flight, l.requests);
+    }
+    let now = sv.cfg.clock.now_ms();
+    if sv.autoscaler.record(&id, report, now) {
+        sv.autoscaler.wake.notify_one();
+    }
+    Ok(json_at(sv.store.index(), &serde_json::json!({})))
+}
+
+/// `GET /v1/job/{id}/scale`: each scaling group's count, bounds, load
+/// and recent decisions (Nomad's scale status, with the metrics).
+pub(crate) async fn status(State(sv): S, access: Access, ApiPath(id): ApiPath<String>) -> Res {
+    let key = edge_spec::job_key(&access.namespace, &id);
+    let now = sv.cfg.clock.now_ms();
+    let versions = sv.store.job_versions(&key).await?;
+    let (idx, found) = sv.store.read(|s| {
+        let Some(job) = s.jobs.get(&key) else {
+            return (s.index, None);
+        };
+        let mut groups = Vec::new();
+        for g in &job.groups {
+            let Some(sc) = &g.scaling else {
+                continue;
+            };
+            let running = s
+                .job_allocs(&key)
+                .iter()
+                .filter(|a| a.group == g.name && a.client_status == ClientStatus::Running)
+                .count();
+            let events: Vec<edge_spec::ScaleNote> = versions
+                .iter()
+                .filter_map(|v| v.scaled.clone())
+                .filter(|n| n.group == g.name)
+                .take(EVENTS_SHOWN)
+                .collect();
+            groups.push((
+                g.name.clone(),
+                sc.resolve(g.count),
+                g.count,
+                running,
+                events,
+            ));
+        }
+        (s.index, Some(groups))
+    });
+    let Some(groups) = found else {
+        return Err(ServerError::no_job(&access.namespace, &id));
+    };
+    let inner = sv.autoscaler.inner();
+    let mut out = JobScaleStatus {
+        job_id: id.clone(),
+        groups: Default::default(),
+    };
+    for (name, rules, desired, running, events) in groups {
+        let mem = inner.groups.get(&(key.clone(), name.clone()));
+        let last = mem.map(|m| m.last).unwrap_or_default();
+        out.groups.insert(
+            name,
+            GroupScaleStatus {
+                desired,
+                running: u32::try_from(running).unwrap_or(u32::MAX),
+                enabled: rules.enabled,
+                min: rules.min,
+                max: rules.max,
+                target_concurrency: rules.target_concurrency,
+                target_rps: rules.target_rps,
+                in_flight: last.in_flight,
+                rps: last.rps,
+                waiting: last.waiting,
+                idle_ms: mem.map_or(0, |m| now.saturating_sub(m.hist.last_active)),
+                events,
+            },
+        );
+    }
+    Ok(json_at(idx, &out))
+}
