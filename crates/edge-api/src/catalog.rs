@@ -135,9 +135,10 @@ pub fn add_alloc(
 }
 
 /// Puts tags and instances in a stable order (catalogs are compared for
-/// changes) and drops services left without instances.
+/// changes) and drops services left without instances, except those a
+/// request wakes from zero.
 pub fn finish(services: &mut BTreeMap<String, CatalogService>) {
-    services.retain(|_, s| !s.instances.is_empty());
+    services.retain(|_, s| !s.instances.is_empty() || s.activation.is_some());
     for svc in services.values_mut() {
         svc.tags.sort();
         svc.instances.sort_by(|x, y| x.alloc_id.cmp(&y.alloc_id));

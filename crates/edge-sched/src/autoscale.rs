@@ -85,9 +85,10 @@ pub fn decide(
     if load.waiting > 0 {
         why.push(format!("{} requests held at zero", load.waiting));
         raw = raw.max(1);
-    } else if !idle {
+    } else if !idle && current > 0 {
+        // Serving while used; a group at zero wakes only for a request.
         raw = raw.max(1);
-    } else if rules.min == 0 {
+    } else if idle && rules.min == 0 {
         why.push(format!(
             "idle for {}",
             edge_spec::duration::format(std::time::Duration::from_millis(
@@ -241,6 +242,14 @@ mod tests {
         );
         assert_eq!(d.count, 1, "{}", d.reason);
         assert!(d.reason.contains("3 requests held at zero"));
+    }
+
+    #[test]
+    fn a_group_at_zero_stays_there_until_a_request_is_held() {
+        let r = rules();
+        // Fresh memory (a restarted server): not idle, yet nothing asks.
+        let d = decide(&r, 0, &load(0.0), &active(), NOW);
+        assert_eq!(d.count, 0, "{}", d.reason);
     }
 
     #[test]

@@ -30,6 +30,9 @@ const TICK: Duration = Duration::from_secs(1);
 /// The longest window a metric is averaged over, whatever the interval:
 /// reports older than this are dropped.
 const MAX_WINDOW_MS: i64 = 10 * 60 * 1000;
+/// The shortest window a metric is averaged over: reports arrive every
+/// few seconds, so a shorter one would see none.
+const MIN_WINDOW_MS: i64 = 5_000;
 /// The short window that lets a load step scale up before the
 /// evaluation interval's average catches up (Knative's panic window).
 const RECENT_MS: i64 = 6_000;
@@ -107,40 +110,40 @@ impl Autoscaler {
     }
 }
 
-/// Load of `services` over the `window_ms` before `now`, summed over
-/// nodes, and the newest time any of it was active.
+/// Load of `services` over the `window_ms` before `now` (at least
+/// [`MIN_WINDOW_MS`]), summed over nodes, and the newest time any of it
+/// was active.
 fn aggregate(inner: &Inner, services: &[String], window_ms: i64, now: i64) -> (Load, i64) {
-    let window_ms = window_ms.clamp(1, MAX_WINDOW_MS);
+    let window_ms = window_ms.clamp(MIN_WINDOW_MS, MAX_WINDOW_MS);
     let mut load = Load::default();
-    let mut recent = 0.0;
+    let (mut recent_in_flight, mut recent_rps) = (0.0, 0.0);
     let mut active = i64::MIN;
     for svc in services {
         let Some(nodes) = inner.loads.get(svc) else {
             continue;
         };
         for samples in nodes.values() {
-            let mut weighted = 0.0;
-            let mut weighted_recent = 0.0;
-            let mut requests = 0u64;
+            let mut long = Span::default();
+            let mut short = Span::default();
             for s in samples {
-                let age = now.saturating_sub(s.at);
                 let l = &s.load;
                 if l.requests > 0 || l.in_flight > 0.0 || l.waiting > 0 {
                     active = active.max(s.at);
                 }
-                // A report covers the interval before its arrival.
-                let span = l.interval_ms.clamp(1, 3_600_000) as f64;
+                let age = now.saturating_sub(s.at);
                 if age < window_ms {
-                    weighted += l.in_flight * span;
-                    requests = requests.saturating_add(l.requests);
+                    long.add(l);
                 }
                 if age < RECENT_MS {
-                    weighted_recent += l.in_flight * span;
+                    short.add(l);
                 }
             }
-            load.in_flight += weighted / window_ms as f64;
-            recent += weighted_recent / RECENT_MS as f64;
-            load.rps += requests as f64 * 1000.0 / window_ms as f64;
+            let (f, r) = long.rates(window_ms);
+            load.in_flight += f;
+            load.rps += r;
+            let (f, r) = short.rates(RECENT_MS);
+            recent_in_flight += f;
+            recent_rps += r;
             if let Some(last) = samples.back()
                 && now.saturating_sub(last.at) < WAITING_FRESH_MS
             {
@@ -150,8 +153,41 @@ fn aggregate(inner: &Inner, services: &[String], window_ms: i64, now: i64) -> (L
     }
     // A load step scales up on the short window; the long one keeps a
     // scale-down from following a lull.
-    load.in_flight = load.in_flight.max(recent);
+    load.in_flight = load.in_flight.max(recent_in_flight);
+    load.rps = load.rps.max(recent_rps);
     (load, active)
+}
+
+/// One node's reports within a window.
+#[derive(Default)]
+struct Span {
+    in_flight_ms: f64,
+    requests: u64,
+    covered_ms: u64,
+}
+
+impl Span {
+    fn add(&mut self, l: &ServiceLoad) {
+        // A report covers the interval before its arrival.
+        let span = l.interval_ms.clamp(1, 3_600_000);
+        self.in_flight_ms += l.in_flight * span as f64;
+        self.requests = self.requests.saturating_add(l.requests);
+        self.covered_ms += span;
+    }
+
+    /// Average in flight and requests per second: over the window, or
+    /// over what the reports cover when that is longer (a report that
+    /// arrived inside the window may cover time before it). A node that
+    /// sent nothing for part of the window had no traffic then.
+    fn rates(&self, window_ms: i64) -> (f64, f64) {
+        let over = (u64::try_from(window_ms).unwrap_or(1))
+            .max(self.covered_ms)
+            .max(1) as f64;
+        (
+            self.in_flight_ms / over,
+            self.requests as f64 * 1000.0 / over,
+        )
+    }
 }
 
 fn targets(s: &St) -> Vec<Target> {
@@ -414,4 +450,52 @@ pub(crate) async fn status(State(sv): S, access: Access, ApiPath(id): ApiPath<St
         );
     }
     Ok(json_at(idx, &out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(in_flight: f64, requests: u64, waiting: u32) -> LoadReport {
+        let mut r = LoadReport::default();
+        r.services.insert(
+            "web".to_string(),
+            ServiceLoad {
+                in_flight,
+                requests,
+                interval_ms: 2_000,
+                waiting,
+            },
+        );
+        r
+    }
+
+    #[test]
+    fn reports_sum_over_nodes_and_average_over_what_they_cover() {
+        let a = Autoscaler::default();
+        let now = 1_000_000;
+        for at in [now - 4_500, now - 2_500, now - 500] {
+            a.record("n1", report(2.0, 10, 0), at);
+            a.record("n2", report(2.0, 10, 0), at);
+        }
+        let (load, active) = aggregate(&a.inner(), &["web".to_string()], 1_000, now);
+        // Three 2 s reports of 10 requests on each node: 5 req/s each.
+        assert!((load.rps - 10.0).abs() < 1e-9, "{load:?}");
+        assert!((load.in_flight - 4.0).abs() < 1e-9, "{load:?}");
+        assert_eq!((load.waiting, active), (0, now - 500));
+        // Quiet for 30 s since: a 60 s window averages the silence in
+        // (60 requests in 60 s).
+        let (load, _) = aggregate(&a.inner(), &["web".to_string()], 60_000, now + 30_000);
+        assert!((load.rps - 1.0).abs() < 1e-9, "{load:?}");
+    }
+
+    #[test]
+    fn held_requests_count_only_while_fresh_and_say_so() {
+        let a = Autoscaler::default();
+        assert!(a.record("n1", report(0.0, 1, 3), 0));
+        assert!(!a.record("n2", report(1.0, 1, 0), 0));
+        let web = ["web".to_string()];
+        assert_eq!(aggregate(&a.inner(), &web, 10_000, 1_000).0.waiting, 3);
+        assert_eq!(aggregate(&a.inner(), &web, 10_000, 60_000).0.waiting, 0);
+    }
 }

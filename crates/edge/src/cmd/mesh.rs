@@ -80,6 +80,7 @@ async fn report_load(lb: Arc<edge_lb::LbHandle>, to: edge_agent::LoadReporter) {
         .map(|(k, l)| (k, l.requests))
         .collect();
     let mut sums: HashMap<String, (usize, u32)> = HashMap::new();
+    let mut held = std::collections::HashSet::new();
     let mut since = tokio::time::Instant::now();
     let mut sample = tokio::time::interval(SAMPLE_EVERY);
     sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -109,7 +110,13 @@ async fn report_load(lb: Arc<edge_lb::LbHandle>, to: edge_agent::LoadReporter) {
             } else {
                 sum as f64 / f64::from(n)
             };
-            if requests == 0 && in_flight == 0.0 && l.waiting == 0 {
+            // A service that held requests at the last report is sent once
+            // more, so the server sees them served.
+            let held_before = held.remove(&k);
+            if l.waiting > 0 {
+                held.insert(k.clone());
+            }
+            if requests == 0 && in_flight == 0.0 && l.waiting == 0 && !held_before {
                 continue;
             }
             report.services.insert(
