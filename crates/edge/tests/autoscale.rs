@@ -376,7 +376,72 @@ async fn a_step_load_scales_up_to_the_target_and_back_without_flapping() {
     // Every down came after the last up: no down and up again.
     let order: Vec<bool> = events.iter().rev().map(|e| e.to > e.from).collect();
     assert!(
-        order.windows(2).all(|w| !(!w[0] && w[1])),
+        order.windows(2).all(|w| w[0] || !w[1]),
         "a scale-down followed by a scale-up: {events:?}"
     );
+}
+
+/// The model template with `scaling { min = 0 }` (KServe's
+/// `minReplicas: 0`): the first inference through the load balancer is
+/// answered, and correctly. Root: the model server runs as an exec task.
+#[tokio::test]
+async fn a_model_at_zero_answers_its_first_inference() {
+    if !common::gated("EDGE_TEST_ROOT") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_dev, addr, api) = dev(dir.path()).await;
+    let lb = free_port();
+    let job = dir.path().join("iris.hcl");
+    std::fs::write(
+        &job,
+        format!(
+            r#"job "iris" {{
+  model "iris" {{
+    source = {:?}
+    count  = 0
+    service {{
+      publish {{
+        port = {lb}
+      }}
+    }}
+    scaling {{
+      min                = 0
+      max                = 2
+      target_concurrency = 8
+      idle_timeout       = "5m"
+    }}
+  }}
+}}
+"#,
+            repo().join("examples/models/iris.onnx").display().to_string()
+        ),
+    )
+    .unwrap();
+    run(&addr, job.to_str().unwrap());
+    listening(lb).await;
+    assert_eq!(running(&api, "iris").await, 0);
+    let start = Instant::now();
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{lb}/v2/models/iris/infer"))
+        .json(&serde_json::json!({
+            "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]
+        }))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    let took = start.elapsed();
+    let status = r.status();
+    let body: serde_json::Value = r.json().await.unwrap();
+    eprintln!("first inference from zero: {took:?}");
+    assert_eq!(status, 200, "{body}");
+    let label = body["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "label")
+        .unwrap_or_else(|| panic!("no label output: {body}"));
+    assert_eq!(label["data"][0], 0, "setosa: {body}");
+    assert_eq!(count(&api, "iris").await, 1);
 }
