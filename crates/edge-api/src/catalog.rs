@@ -9,41 +9,51 @@ use std::collections::BTreeMap;
 /// The tag of an unpromoted canary's instances.
 pub const CANARY_TAG: &str = "canary";
 
-/// Marks `group`'s published services as held at zero when its scaling
-/// `rules` let it go there, adding those that have no instance now so
-/// their listeners and names stay.
-pub fn add_activation(
+/// Names the job and group that scale `group`'s services (by its
+/// `scaling` `rules`), and when the group may be at zero marks its
+/// published services as held there, adding those that have no instance
+/// now so their listeners and names stay.
+pub fn add_scaling(
     services: &mut BTreeMap<String, CatalogService>,
-    namespace: &str,
+    (namespace, job_id): (&str, &str),
     group: &Group,
     rules: &edge_spec::ScalingRules,
 ) {
-    if !rules.enabled || rules.min > 0 {
-        return;
-    }
     for svc in &group.services {
-        let Some(publish) = svc
+        let key = edge_spec::service_key(namespace, &svc.name);
+        let publish = svc
             .publish
             .as_ref()
-            .filter(|p| p.protocol != edge_spec::PublishProtocol::Udp)
-        else {
+            .filter(|p| p.protocol != edge_spec::PublishProtocol::Udp);
+        let wakes = rules.enabled && rules.min == 0 && publish.is_some();
+        if wakes && !services.contains_key(&key) {
+            services.insert(
+                key.clone(),
+                CatalogService {
+                    name: svc.name.clone(),
+                    namespace: namespace.to_string(),
+                    tags: svc.tags.clone(),
+                    publish: publish.cloned(),
+                    canary_weight: None,
+                    activation: None,
+                    scaled_by: None,
+                    instances: Vec::new(),
+                },
+            );
+        }
+        let Some(entry) = services.get_mut(&key) else {
             continue;
         };
-        let entry = services
-            .entry(edge_spec::service_key(namespace, &svc.name))
-            .or_insert_with(|| CatalogService {
-                name: svc.name.clone(),
-                namespace: namespace.to_string(),
-                tags: svc.tags.clone(),
-                publish: Some(publish.clone()),
-                canary_weight: None,
-                activation: None,
-                instances: Vec::new(),
-            });
-        entry.activation = Some(crate::types::Activation {
-            queue: rules.queue,
-            timeout_ms: u64::try_from(rules.queue_timeout.as_millis()).unwrap_or(u64::MAX),
+        entry.scaled_by = Some(crate::types::ScaledBy {
+            job_id: job_id.to_string(),
+            group: group.name.clone(),
         });
+        if wakes {
+            entry.activation = Some(crate::types::Activation {
+                queue: rules.queue,
+                timeout_ms: u64::try_from(rules.queue_timeout.as_millis()).unwrap_or(u64::MAX),
+            });
+        }
     }
 }
 
@@ -91,6 +101,7 @@ pub fn add_alloc(
                 publish: None,
                 canary_weight: None,
                 activation: None,
+                scaled_by: None,
                 instances: Vec::new(),
             });
         if entry.publish.is_none() {

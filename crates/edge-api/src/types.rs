@@ -414,7 +414,17 @@ pub struct CatalogService {
     /// balancer holds requests that find no serving copy and asks for one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activation: Option<Activation>,
+    /// The job and group whose `scaling` block sets how many instances
+    /// there are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaled_by: Option<ScaledBy>,
     pub instances: Vec<ServiceInstance>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ScaledBy {
+    pub job_id: String,
+    pub group: String,
 }
 
 /// How a node's load balancer holds requests for a service at zero.

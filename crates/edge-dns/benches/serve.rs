@@ -45,6 +45,7 @@ fn synthetic_catalog() -> Catalog {
             publish: None,
             canary_weight: None,
             activation: None,
+            scaled_by: None,
             instances,
         };
         services.insert(name, svc);

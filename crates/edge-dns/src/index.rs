@@ -400,6 +400,7 @@ mod tests {
             publish: None,
             canary_weight: None,
             activation: None,
+            scaled_by: None,
             instances,
         };
         let catalog = Catalog {
@@ -512,6 +513,7 @@ mod tests {
                     publish: None,
                     canary_weight: None,
                     activation: None,
+                    scaled_by: None,
                     instances: vec![i],
                 },
             );

@@ -53,6 +53,7 @@ fn catalog(index: u64, services: Vec<(&str, Vec<ServiceInstance>)>) -> Arc<Catal
                 publish: None,
                 canary_weight: None,
                 activation: None,
+                scaled_by: None,
                 instances,
             };
             (name.to_string(), svc)
@@ -271,6 +272,7 @@ async fn a_namespace_is_a_label_under_the_service_name() -> Result<()> {
             publish: None,
             canary_weight: None,
             activation: None,
+            scaled_by: None,
             instances: vec![prod],
         },
     );

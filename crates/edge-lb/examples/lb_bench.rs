@@ -83,6 +83,7 @@ fn service(
         }),
         canary_weight: None,
         activation: None,
+        scaled_by: None,
         instances: vec![ServiceInstance {
             namespace: "default".to_string(),
             service: name.into(),

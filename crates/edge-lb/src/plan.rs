@@ -251,6 +251,7 @@ mod tests {
                     publish: Some(p),
                     canary_weight: None,
                     activation: None,
+                    scaled_by: None,
                     instances: vec![],
                 },
             );

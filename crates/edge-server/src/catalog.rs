@@ -92,9 +92,9 @@ fn build(s: &State) -> Catalog {
         }
         for g in &job.groups {
             if let Some(sc) = &g.scaling {
-                edge_api::catalog::add_activation(
+                edge_api::catalog::add_scaling(
                     &mut services,
-                    &job.namespace,
+                    (&job.namespace, &job.id),
                     g,
                     &sc.resolve(g.count),
                 );

@@ -414,7 +414,10 @@ async fn a_model_at_zero_answers_its_first_inference() {
   }}
 }}
 "#,
-            repo().join("examples/models/iris.onnx").display().to_string()
+            repo()
+                .join("examples/models/iris.onnx")
+                .display()
+                .to_string()
         ),
     )
     .unwrap();

@@ -81,6 +81,7 @@ pub fn catalog(index: u64, services: Vec<(&str, Publish, Vec<ServiceInstance>)>)
                 publish: Some(p),
                 canary_weight: None,
                 activation: None,
+                scaled_by: None,
                 instances,
             },
         );

@@ -402,7 +402,7 @@ pub async fn run(g: &Global, c: JobCommand) -> anyhow::Result<u8> {
 
 /// The autoscaler's view of each scaling group: count against bounds,
 /// the load against the targets, and the latest decisions.
-fn print_scaling(sc: &edge_api::JobScaleStatus) {
+pub(crate) fn print_scaling(sc: &edge_api::JobScaleStatus) {
     println!("\nScaling");
     let mut t = table(&[
         "Task Group",
