@@ -6,6 +6,7 @@
 mod artifact;
 mod beneath;
 mod checks;
+mod cpu;
 mod data;
 pub mod error;
 mod fingerprint;
@@ -442,6 +443,7 @@ pub async fn start(
         tokio::spawn(agent.clone().fingerprint_loop()),
         tokio::spawn(agent.clone().gc_loop()),
         tokio::spawn(agent.clone().network_loop()),
+        tokio::spawn(agent.clone().cpu_loop()),
     ];
     if let Some(t) = tls {
         tasks.push(tokio::spawn(t.renew_loop(agent.client.clone())));

@@ -141,6 +141,25 @@ impl AllocRunner {
         Some((task.driver.clone(), running))
     }
 
+    /// For a group that scales by `target_cpu`: its running tasks' handles
+    /// and the MHz its tasks reserved.
+    pub(crate) fn cpu_watch(&self) -> Option<(Vec<TaskHandle>, u64)> {
+        let g = lock(&self.shared);
+        let group = g.job.group(&g.alloc.group)?;
+        group
+            .scaling
+            .as_ref()
+            .filter(|s| s.enabled && s.target_cpu.is_some())?;
+        let reserved = group.tasks.iter().map(|t| u64::from(t.resources.cpu)).sum();
+        let handles = g
+            .tasks
+            .values()
+            .filter(|t| t.state.state == TaskStatus::Running)
+            .filter_map(|t| t.handle.clone())
+            .collect();
+        Some((handles, reserved))
+    }
+
     /// The allocation as this node last saw it, with its group.
     pub fn view(&self) -> Option<(Allocation, edge_spec::Group)> {
         let g = lock(&self.shared);

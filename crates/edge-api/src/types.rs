@@ -443,7 +443,21 @@ pub struct Activation {
 pub struct LoadReport {
     /// By `edge_spec::service_key`.
     #[schemars(length(max = 10_000))]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub services: BTreeMap<String, ServiceLoad>,
+    /// By allocation id: the CPU of copies whose group scales by
+    /// `target_cpu`.
+    #[schemars(length(max = 10_000))]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub allocs: BTreeMap<String, AllocLoad>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllocLoad {
+    /// CPU used over the interval, in percent of what its tasks reserved.
+    #[schemars(range(min = 0.0, max = 1.0e6))]
+    pub cpu_percent: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
@@ -483,6 +497,12 @@ pub struct GroupScaleStatus {
     pub target_concurrency: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_rps: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_cpu: Option<u32>,
+    /// Average CPU per running copy over the last evaluation interval, in
+    /// percent of what it reserved (groups with `target_cpu`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
     /// The load of the last evaluation interval, summed over nodes.
     pub in_flight: f64,
     pub rps: f64,

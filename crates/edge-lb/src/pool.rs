@@ -207,12 +207,15 @@ pub(crate) struct ServicePool {
     demand: Arc<tokio::sync::Notify>,
 }
 
-/// Counts a held request until dropped.
-struct Held<'a>(&'a AtomicU32);
+/// Counts a held request until dropped; the last one out rings the
+/// demand bell again, so the report that says none is held goes out at once.
+struct Held<'a>(&'a AtomicU32, &'a tokio::sync::Notify);
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        if self.0.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.1.notify_one();
+        }
     }
 }
 
@@ -306,7 +309,7 @@ impl ServicePool {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             return Err(Unavailable::QueueFull);
         }
-        let _held = Held(&self.waiting);
+        let _held = Held(&self.waiting, &self.demand);
         self.demand.notify_one();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(act.timeout_ms);
         loop {

@@ -14,6 +14,9 @@ pub struct Load {
     pub rps: f64,
     /// Requests held right now because the group has no serving copy.
     pub waiting: u32,
+    /// Average CPU per running copy, in percent of what it reserved; none
+    /// when no copy reported.
+    pub cpu: Option<f64>,
 }
 
 /// What the server remembers of a group between decisions (in memory:
@@ -78,6 +81,13 @@ pub fn decide(
     if let Some(t) = rules.target_rps {
         let n = copies(load.rps, t);
         why.push(format!("{:.1} req/s at {t} per copy asks {n}", load.rps));
+        asked = Some(asked.map_or(n, |a| a.max(n)));
+    }
+    if let (Some(t), Some(cpu)) = (rules.target_cpu, load.cpu) {
+        // As Kubernetes' HPA: the copies that would bring the average
+        // to the target.
+        let n = copies(f64::from(current) * cpu, t);
+        why.push(format!("cpu {cpu:.0}% of reserved at {t}% asks {n}"));
         asked = Some(asked.map_or(n, |a| a.max(n)));
     }
     // Without a target the load only decides between zero and serving.
@@ -192,8 +202,7 @@ mod tests {
     fn load(in_flight: f64) -> Load {
         Load {
             in_flight,
-            rps: 0.0,
-            waiting: 0,
+            ..Load::default()
         }
     }
 
@@ -307,10 +316,32 @@ mod tests {
         let l = Load {
             in_flight: 2.0,
             rps: 250.0,
-            waiting: 0,
+            ..Load::default()
         };
         let d = decide(&r, 1, &l, &active(), NOW);
         assert_eq!(d.count, 3, "{}", d.reason);
+    }
+
+    #[test]
+    fn cpu_asks_the_copies_that_bring_the_average_to_its_target() {
+        let mut r = rules();
+        r.target_concurrency = None;
+        r.target_cpu = Some(50);
+        r.min = 1;
+        let at = |cpu: f64| Load {
+            cpu: Some(cpu),
+            ..Load::default()
+        };
+        // Two copies at 90%: 180 points of CPU, 50 per copy asks 4.
+        let d = decide(&r, 2, &at(90.0), &active(), NOW);
+        assert_eq!(d.count, 4, "{}", d.reason);
+        assert!(
+            d.reason.contains("cpu 90% of reserved at 50% asks 4"),
+            "{}",
+            d.reason
+        );
+        // No copy reported yet: the count stays.
+        assert_eq!(decide(&r, 2, &Load::default(), &active(), NOW).count, 2);
     }
 
     proptest::proptest! {
@@ -329,8 +360,9 @@ mod tests {
             r.min = min;
             r.max = (min + span).max(1);
             r.target_rps = Some(10);
+            r.target_cpu = Some(50);
             let h = History { last_change, last_active, wanted };
-            let d = decide(&r, current, &Load { in_flight, rps, waiting }, &h, now);
+            let d = decide(&r, current, &Load { in_flight, rps, waiting, cpu: Some(in_flight) }, &h, now);
             proptest::prop_assert!(d.wanted >= r.min && d.wanted <= r.max);
             proptest::prop_assert!(
                 d.count == current || (d.count >= r.min && d.count <= r.max),

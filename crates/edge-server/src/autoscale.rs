@@ -57,6 +57,8 @@ struct Inner {
     loads: HashMap<String, HashMap<String, VecDeque<Sample>>>,
     /// (job key, group) → what its decisions remember.
     groups: HashMap<(String, String), Memory>,
+    /// Allocation id → its CPU reports (percent of reserved), oldest first.
+    cpu: HashMap<String, VecDeque<(i64, f64)>>,
 }
 
 struct Sample {
@@ -79,6 +81,10 @@ struct Target {
     rules: ScalingRules,
     count: u32,
     services: Vec<String>,
+    /// Running copies, for their CPU.
+    running: Vec<String>,
+    /// When the job's current version (and so the count) was registered.
+    since: i64,
 }
 
 impl Autoscaler {
@@ -89,6 +95,16 @@ impl Autoscaler {
     /// Keeps node `node`'s report; returns whether it holds requests.
     fn record(&self, node: &str, report: LoadReport, now: i64) -> bool {
         let mut inner = self.inner();
+        for (alloc, l) in report.allocs {
+            let samples = inner.cpu.entry(alloc).or_default();
+            samples.push_back((now, l.cpu_percent));
+            while samples
+                .front()
+                .is_some_and(|(at, _)| now.saturating_sub(*at) > MAX_WINDOW_MS)
+            {
+                samples.pop_front();
+            }
+        }
         let mut waiting = false;
         for (service, load) in report.services {
             waiting |= load.waiting > 0;
@@ -112,8 +128,14 @@ impl Autoscaler {
 
 /// Load of `services` over the `window_ms` before `now` (at least
 /// [`MIN_WINDOW_MS`]), summed over nodes, and the newest time any of it
-/// was active.
-fn aggregate(inner: &Inner, services: &[String], window_ms: i64, now: i64) -> (Load, i64) {
+/// was active. Held requests count from reports after `since` (the
+/// group's count last changed then: earlier ones were for the old count).
+fn aggregate(
+    inner: &Inner,
+    services: &[String],
+    (window_ms, since): (i64, i64),
+    now: i64,
+) -> (Load, i64) {
     let window_ms = window_ms.clamp(MIN_WINDOW_MS, MAX_WINDOW_MS);
     let mut load = Load::default();
     let (mut recent_in_flight, mut recent_rps) = (0.0, 0.0);
@@ -146,6 +168,7 @@ fn aggregate(inner: &Inner, services: &[String], window_ms: i64, now: i64) -> (L
             recent_rps += r;
             if let Some(last) = samples.back()
                 && now.saturating_sub(last.at) < WAITING_FRESH_MS
+                && last.at > since
             {
                 load.waiting = load.waiting.saturating_add(last.load.waiting);
             }
@@ -190,6 +213,26 @@ impl Span {
     }
 }
 
+/// The average over `allocs` of each one's average CPU within the
+/// window; none when no copy reported in it.
+fn cpu(inner: &Inner, allocs: &[String], window_ms: i64, now: i64) -> Option<f64> {
+    let window_ms = window_ms.clamp(MIN_WINDOW_MS, MAX_WINDOW_MS);
+    let per_copy: Vec<f64> = allocs
+        .iter()
+        .filter_map(|a| {
+            let recent: Vec<f64> = inner
+                .cpu
+                .get(a)?
+                .iter()
+                .filter(|(at, _)| now.saturating_sub(*at) < window_ms)
+                .map(|(_, p)| *p)
+                .collect();
+            (!recent.is_empty()).then(|| recent.iter().sum::<f64>() / recent.len() as f64)
+        })
+        .collect();
+    (!per_copy.is_empty()).then(|| per_copy.iter().sum::<f64>() / per_copy.len() as f64)
+}
+
 fn targets(s: &St) -> Vec<Target> {
     let mut out = Vec::new();
     for job in s.jobs.values() {
@@ -212,6 +255,13 @@ fn targets(s: &St) -> Vec<Target> {
                     .iter()
                     .filter(|svc| svc.publish.is_some())
                     .map(|svc| edge_spec::service_key(&job.namespace, &svc.name))
+                    .collect(),
+                since: job.submit_time,
+                running: s
+                    .job_allocs(&job.key())
+                    .iter()
+                    .filter(|a| a.group == g.name && a.client_status == ClientStatus::Running)
+                    .map(|a| a.id.clone())
                     .collect(),
             });
         }
@@ -238,12 +288,17 @@ fn tick(sv: &Server, now: i64) -> Vec<Change> {
     let mut changes = Vec::new();
     let mut live_groups = std::collections::HashSet::new();
     let mut live_services = std::collections::HashSet::new();
+    let mut live_allocs = std::collections::HashSet::new();
     for t in targets {
         let key = (t.job_key.clone(), t.group.clone());
         live_groups.insert(key.clone());
         live_services.extend(t.services.iter().cloned());
         let interval = i64::try_from(t.rules.evaluation_interval.as_millis()).unwrap_or(i64::MAX);
-        let (load, active) = aggregate(&inner, &t.services, interval, now);
+        let (mut load, active) = aggregate(&inner, &t.services, (interval, t.since), now);
+        if t.rules.target_cpu.is_some() {
+            load.cpu = cpu(&inner, &t.running, interval, now);
+            live_allocs.extend(t.running.iter().cloned());
+        }
         let mem = inner.groups.entry(key.clone()).or_insert_with(|| Memory {
             // Whatever ran before this server saw it gets a full
             // idle_timeout from now.
@@ -281,6 +336,7 @@ fn tick(sv: &Server, now: i64) -> Vec<Change> {
     }
     inner.groups.retain(|k, _| live_groups.contains(k));
     inner.loads.retain(|k, _| live_services.contains(k));
+    inner.cpu.retain(|k, _| live_allocs.contains(k));
     changes
 }
 
@@ -348,11 +404,19 @@ pub(crate) async fn agent_load(
     ApiJson(report): ApiJson<LoadReport>,
 ) -> Res {
     auth::node(&sv, &caller, &headers, &id)?;
-    if report.services.len() > MAX_REPORTED {
+    if report.services.len() > MAX_REPORTED || report.allocs.len() > MAX_REPORTED {
         return Err(ServerError::BadRequest(format!(
-            "a load report names {} services; the limit is {MAX_REPORTED}",
-            report.services.len()
+            "a load report names {} services and {} allocations; the limit is {MAX_REPORTED} each",
+            report.services.len(),
+            report.allocs.len()
         )));
+    }
+    for (id, l) in &report.allocs {
+        if !l.cpu_percent.is_finite() || !(0.0..=1e6).contains(&l.cpu_percent) {
+            return Err(ServerError::BadRequest(format!(
+                "allocs.{id}.cpu_percent must be a number from 0 to 1e6"
+            )));
+        }
     }
     for (name, l) in &report.services {
         if !l.in_flight.is_finite() || l.in_flight < 0.0 || l.in_flight > 1e9 {
@@ -373,6 +437,12 @@ pub(crate) async fn agent_load(
     report
         .services
         .retain(|name, _| catalog.services.contains_key(name));
+    // Likewise only this node's own allocations.
+    sv.store.read(|s| {
+        report
+            .allocs
+            .retain(|a, _| s.allocs.get(a).is_some_and(|a| a.node_id == id));
+    });
     for (name, l) in &report.services {
         sv.metrics
             .observe_service(&id, name, l.in_flight, l.requests);
@@ -441,6 +511,8 @@ pub(crate) async fn status(State(sv): S, access: Access, ApiPath(id): ApiPath<St
                 max: rules.max,
                 target_concurrency: rules.target_concurrency,
                 target_rps: rules.target_rps,
+                target_cpu: rules.target_cpu,
+                cpu_percent: last.cpu,
                 in_flight: last.in_flight,
                 rps: last.rps,
                 waiting: last.waiting,
@@ -471,6 +543,24 @@ mod tests {
     }
 
     #[test]
+    fn cpu_is_the_mean_of_each_copys_mean_within_the_window() {
+        let a = Autoscaler::default();
+        let mut r = LoadReport::default();
+        r.allocs
+            .insert("a1".into(), edge_api::AllocLoad { cpu_percent: 80.0 });
+        r.allocs
+            .insert("a2".into(), edge_api::AllocLoad { cpu_percent: 20.0 });
+        a.record("n1", r.clone(), 0);
+        r.allocs
+            .insert("a1".into(), edge_api::AllocLoad { cpu_percent: 100.0 });
+        a.record("n1", r, 2_000);
+        let copies = ["a1".to_string(), "a2".to_string(), "a3".to_string()];
+        // a1 averages 90, a2 20; a3 never reported.
+        assert_eq!(cpu(&a.inner(), &copies, 10_000, 3_000), Some(55.0));
+        assert_eq!(cpu(&a.inner(), &copies, 10_000, 60_000), None);
+    }
+
+    #[test]
     fn reports_sum_over_nodes_and_average_over_what_they_cover() {
         let a = Autoscaler::default();
         let now = 1_000_000;
@@ -478,14 +568,14 @@ mod tests {
             a.record("n1", report(2.0, 10, 0), at);
             a.record("n2", report(2.0, 10, 0), at);
         }
-        let (load, active) = aggregate(&a.inner(), &["web".to_string()], 1_000, now);
+        let (load, active) = aggregate(&a.inner(), &["web".to_string()], (1_000, 0), now);
         // Three 2 s reports of 10 requests on each node: 5 req/s each.
         assert!((load.rps - 10.0).abs() < 1e-9, "{load:?}");
         assert!((load.in_flight - 4.0).abs() < 1e-9, "{load:?}");
         assert_eq!((load.waiting, active), (0, now - 500));
         // Quiet for 30 s since: a 60 s window averages the silence in
         // (60 requests in 60 s).
-        let (load, _) = aggregate(&a.inner(), &["web".to_string()], 60_000, now + 30_000);
+        let (load, _) = aggregate(&a.inner(), &["web".to_string()], (60_000, 0), now + 30_000);
         assert!((load.rps - 1.0).abs() < 1e-9, "{load:?}");
     }
 
@@ -495,7 +585,15 @@ mod tests {
         assert!(a.record("n1", report(0.0, 1, 3), 0));
         assert!(!a.record("n2", report(1.0, 1, 0), 0));
         let web = ["web".to_string()];
-        assert_eq!(aggregate(&a.inner(), &web, 10_000, 1_000).0.waiting, 3);
-        assert_eq!(aggregate(&a.inner(), &web, 10_000, 60_000).0.waiting, 0);
+        assert_eq!(
+            aggregate(&a.inner(), &web, (10_000, -1), 1_000).0.waiting,
+            3
+        );
+        assert_eq!(
+            aggregate(&a.inner(), &web, (10_000, -1), 60_000).0.waiting,
+            0
+        );
+        // Held before the count last changed: for the old count.
+        assert_eq!(aggregate(&a.inner(), &web, (10_000, 0), 1_000).0.waiting, 0);
     }
 }

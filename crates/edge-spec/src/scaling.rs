@@ -41,8 +41,8 @@ pub struct Scaling {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = MAX_TARGET))]
     pub target_rps: Option<u32>,
-    /// Percent of the reserved CPU per copy the count aims at. Refused by
-    /// validation until agents report task CPU to the server.
+    /// Percent of the CPU its tasks reserved that each copy uses, which
+    /// the count aims at (agents read it from task stats).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub target_cpu: Option<u32>,
@@ -92,6 +92,7 @@ pub struct ScalingRules {
     pub max: u32,
     pub target_concurrency: Option<u32>,
     pub target_rps: Option<u32>,
+    pub target_cpu: Option<u32>,
     pub idle_timeout: Duration,
     pub evaluation_interval: Duration,
     pub cooldown: Duration,
@@ -112,6 +113,7 @@ impl Scaling {
             max: self.max,
             target_concurrency: self.target_concurrency,
             target_rps: self.target_rps,
+            target_cpu: self.target_cpu,
             idle_timeout: d(self.idle_timeout, 300),
             evaluation_interval: d(self.evaluation_interval, 10),
             cooldown: d(self.cooldown, 0),

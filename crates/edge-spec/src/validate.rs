@@ -379,10 +379,10 @@ impl Validator<'_> {
                 ),
             );
         }
-        if sc.target_cpu.is_some() {
+        if sc.target_cpu.is_some_and(|c| c == 0 || c > 100) {
             self.push(
                 format!("{at}.target_cpu"),
-                "target_cpu is not built yet: agents do not report task CPU to the server; use target_concurrency or target_rps",
+                "target_cpu is a percent of the reserved CPU, from 1 to 100",
             );
         }
         for (field, v) in [

@@ -68,9 +68,9 @@ fn rules_a_group_cannot_follow_are_refused_at_their_field() {
         ),
         (
             1,
-            "    scaling {\n      max = 2\n      target_cpu = 70\n    }",
+            "    scaling {\n      max = 2\n      target_cpu = 170\n    }",
             true,
-            "job.web.group.g.scaling.target_cpu: target_cpu is not built yet",
+            "job.web.group.g.scaling.target_cpu: target_cpu is a percent of the reserved CPU, from 1 to 100",
         ),
         (
             1,

@@ -448,3 +448,47 @@ async fn a_model_at_zero_answers_its_first_inference() {
     assert_eq!(label["data"][0], 0, "setosa: {body}");
     assert_eq!(count(&api, "iris").await, 1);
 }
+
+/// `target_cpu`: a copy that keeps a core busy uses far more than the
+/// 100 MHz it reserved, so the group goes to its max, and says why.
+#[tokio::test]
+async fn a_busy_copy_scales_its_group_by_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_dev, addr, api) = dev(dir.path()).await;
+    let task = r#"    task "spin" {
+      driver = "exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "while :; do :; done"]
+      }
+      resources {
+        cpu    = 100
+        memory = 16
+      }
+    }"#;
+    let file = write_job(
+        dir.path(),
+        "spin",
+        1,
+        free_port(),
+        "      min = 1\n      max = 2\n      target_cpu = 50\n      evaluation_interval = \"1s\"",
+        task,
+    );
+    run(&addr, &file);
+    until(40, "a second copy for the CPU", async || {
+        (count(&api, "spin").await == 2).then_some(())
+    })
+    .await;
+    let status = api.job_scale_status("spin").await.unwrap();
+    let g = &status.groups["web"];
+    assert!(g.cpu_percent.is_some_and(|p| p > 100.0), "{g:?}");
+    assert!(
+        g.events
+            .iter()
+            .any(|e| e.from == 1 && e.to == 2 && e.reason.contains("% of reserved at 50%")),
+        "{:?}",
+        g.events
+    );
+    let (ok, out) = common::cli(&addr, &["job", "stop", "spin"]);
+    assert!(ok, "{out}");
+}

@@ -423,6 +423,13 @@ pub(crate) fn print_scaling(sc: &edge_api::JobScaleStatus) {
         if let Some(r) = g.target_rps {
             target.push(format!("{r} req/s"));
         }
+        if let Some(c) = g.target_cpu {
+            target.push(format!(
+                "{c}% cpu (now {})",
+                g.cpu_percent
+                    .map_or("-".to_string(), |p| format!("{p:.0}%"))
+            ));
+        }
         if !g.enabled {
             target.push("disabled".to_string());
         }
