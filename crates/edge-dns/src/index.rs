@@ -80,7 +80,9 @@ impl Index {
         }
         for svc in catalog.services.values() {
             let serving: Vec<_> = svc.instances.iter().filter(|i| i.serving()).collect();
-            if serving.is_empty() {
+            // A service at zero keeps its name: the load balancer holds
+            // the first request while a copy starts.
+            if serving.is_empty() && svc.activation.is_none() {
                 continue;
             }
             let Some(label) = dns_label(&svc.name).filter(|l| *l == svc.name.to_ascii_lowercase())

@@ -95,10 +95,13 @@ pub fn decide(
     if load.waiting > 0 {
         why.push(format!("{} requests held at zero", load.waiting));
         raw = raw.max(1);
-    } else if !idle && current > 0 {
-        // Serving while used; a group at zero wakes only for a request.
+    } else if current == 0 {
+        // A group at zero wakes only for a held request: the metrics of
+        // the window may still be those of the copies it had.
+        raw = 0;
+    } else if !idle {
         raw = raw.max(1);
-    } else if idle && rules.min == 0 {
+    } else if rules.min == 0 {
         why.push(format!(
             "idle for {}",
             edge_spec::duration::format(std::time::Duration::from_millis(
@@ -258,6 +261,9 @@ mod tests {
         let r = rules();
         // Fresh memory (a restarted server): not idle, yet nothing asks.
         let d = decide(&r, 0, &load(0.0), &active(), NOW);
+        assert_eq!(d.count, 0, "{}", d.reason);
+        // Scaled to zero by hand while the window still has its load.
+        let d = decide(&r, 0, &load(30.0), &active(), NOW);
         assert_eq!(d.count, 0, "{}", d.reason);
     }
 

@@ -98,6 +98,21 @@ async fn running(api: &edge_api::Client, job: &str) -> usize {
         .count()
 }
 
+/// Stops `jobs` and waits until none of their tasks runs: tasks outlive
+/// the `edge dev` a test kills.
+async fn stop_all(addr: &str, api: &edge_api::Client, jobs: &[&str]) {
+    for job in jobs {
+        let (ok, out) = common::cli(addr, &["job", "stop", job]);
+        assert!(ok, "{out}");
+    }
+    for job in jobs {
+        until(30, "the job's tasks stopped", async || {
+            (running(api, job).await == 0).then_some(())
+        })
+        .await;
+    }
+}
+
 /// Sends `n` requests at once to a service at zero; all must answer 200
 /// with `want`. Returns the time to the first answer.
 async fn cold_burst(port: u16, n: usize, want: &str) -> Duration {
@@ -144,7 +159,9 @@ async fn listening(port: u16) {
 async fn a_service_at_zero_answers_its_first_requests_and_returns_to_zero() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let (mut dev_proc, addr, api) = common::dev_logging(dir.path(), port, &[], "info").await;
+    let dns_port = free_port().to_string();
+    let dns_args = ["--dns-port", dns_port.as_str()];
+    let (mut dev_proc, addr, api) = common::dev_logging(dir.path(), port, &dns_args, "info").await;
     let scaling = r#"      min                 = 0
       max                 = 2
       target_concurrency  = 50
@@ -194,6 +211,15 @@ async fn a_service_at_zero_answers_its_first_requests_and_returns_to_zero() {
         svc.instances.is_empty() && svc.activation.is_some(),
         "{svc:?}"
     );
+    // Its name still answers with the load balancer's address.
+    let dns: std::net::SocketAddr = format!("127.0.0.1:{dns_port}").parse().unwrap();
+    let m = common::dns(dns, "zw.service.edge.", hickory_proto::rr::RecordType::A).await;
+    assert!(
+        m.answers
+            .iter()
+            .any(|r| r.data.to_string() == "127.0.0.1"),
+        "{m:?}"
+    );
     let status = api.job_scale_status("zw").await.unwrap();
     assert!(
         status.groups["web"]
@@ -213,19 +239,20 @@ async fn a_service_at_zero_answers_its_first_requests_and_returns_to_zero() {
     // The count lives in the store: after a restart the group is still at
     // zero, stays there without requests, and wakes for one.
     dev_proc.term();
-    let (_dev, _, api) = common::dev_logging(dir.path(), port, &[], "info").await;
+    let (_dev, _, api) = common::dev_logging(dir.path(), port, &dns_args, "info").await;
     listening(wasm_lb).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(count(&api, "zw").await, 0);
     assert_eq!(running(&api, "zw").await, 0);
     cold_burst(wasm_lb, 1, "hello from wasm").await;
     assert_eq!(count(&api, "zw").await, 1);
+    stop_all(&addr, &api, &["zw", "ze"]).await;
 }
 
 #[tokio::test]
 async fn requests_beyond_the_queue_or_past_the_timeout_get_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
-    let (_dev, addr, _api) = dev(dir.path()).await;
+    let (_dev, addr, api) = dev(dir.path()).await;
     let lb = free_port();
     // A copy that never serves: every held request waits out its timeout.
     let task = r#"    task "server" {
@@ -281,6 +308,7 @@ async fn requests_beyond_the_queue_or_past_the_timeout_get_503_with_retry_after(
         }
     }
     assert_eq!((full, timed_out), (3, 2));
+    stop_all(&addr, &api, &["never"]).await;
 }
 
 /// Requests per second from `loops` sequential clients until `stop`.
@@ -379,6 +407,7 @@ async fn a_step_load_scales_up_to_the_target_and_back_without_flapping() {
         order.windows(2).all(|w| w[0] || !w[1]),
         "a scale-down followed by a scale-up: {events:?}"
     );
+    stop_all(&addr, &api, &["step"]).await;
 }
 
 /// The model template with `scaling { min = 0 }` (KServe's
@@ -447,6 +476,7 @@ async fn a_model_at_zero_answers_its_first_inference() {
         .unwrap_or_else(|| panic!("no label output: {body}"));
     assert_eq!(label["data"][0], 0, "setosa: {body}");
     assert_eq!(count(&api, "iris").await, 1);
+    stop_all(&addr, &api, &["iris"]).await;
 }
 
 /// `target_cpu`: a copy that keeps a core busy uses far more than the
@@ -489,6 +519,5 @@ async fn a_busy_copy_scales_its_group_by_cpu() {
         "{:?}",
         g.events
     );
-    let (ok, out) = common::cli(&addr, &["job", "stop", "spin"]);
-    assert!(ok, "{out}");
+    stop_all(&addr, &api, &["spin"]).await;
 }
