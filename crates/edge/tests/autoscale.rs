@@ -215,9 +215,7 @@ async fn a_service_at_zero_answers_its_first_requests_and_returns_to_zero() {
     let dns: std::net::SocketAddr = format!("127.0.0.1:{dns_port}").parse().unwrap();
     let m = common::dns(dns, "zw.service.edge.", hickory_proto::rr::RecordType::A).await;
     assert!(
-        m.answers
-            .iter()
-            .any(|r| r.data.to_string() == "127.0.0.1"),
+        m.answers.iter().any(|r| r.data.to_string() == "127.0.0.1"),
         "{m:?}"
     );
     let status = api.job_scale_status("zw").await.unwrap();
