@@ -27,7 +27,11 @@ export EDGE_ADDR=$api
 pids=()
 cleanup() {
   for j in as-wasm as-exec as-model as-step; do "$EDGE" job stop "$j" >/dev/null 2>&1 || true; done
-  sleep 1
+  # Tasks outlive the agent: wait for them to stop before it goes.
+  for _ in $(seq 100); do
+    curl -sf "$api/v1/allocations" | grep -q '"client_status":"running"' || break
+    sleep 0.1
+  done
   kill "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"

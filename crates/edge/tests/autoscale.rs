@@ -227,6 +227,19 @@ async fn a_service_at_zero_answers_its_first_requests_and_returns_to_zero() {
         "{:?}",
         status.groups["web"].events
     );
+    // The load balancer's counts are on the server's metrics.
+    let metrics = reqwest::get(format!("{addr}/v1/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let requests: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("edge_service_requests_total{") && l.contains("service=\"zw\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no request count for zw in:\n{metrics}"));
+    assert!(requests >= 50.0, "{requests}");
     // `edge job status` shows the scaling table and the decisions.
     let (ok, out) = common::cli(&addr, &["job", "status", "zw"]);
     assert!(
