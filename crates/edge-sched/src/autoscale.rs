@@ -144,25 +144,21 @@ pub fn decide(
         } else {
             held.clamp(wanted, rules.max.max(wanted))
         };
-        if floor > wanted && floor < current {
-            why.push(format!(
-                "the {} window holds {floor}",
-                edge_spec::duration::format(rules.stabilization_window)
-            ));
-        } else if floor >= current {
-            why.push(format!(
-                "the {} window holds {current}",
-                edge_spec::duration::format(rules.stabilization_window)
-            ));
-        }
+        let window = edge_spec::duration::format(rules.stabilization_window);
         if floor >= current {
-            current
-        } else if cooling {
-            why.push("in cooldown".to_string());
+            why.push(format!("the {window} window holds {current}"));
             current
         } else {
-            let step = rules.scale_down_step.unwrap_or(u32::MAX);
-            floor.max(current.saturating_sub(step))
+            if floor > wanted {
+                why.push(format!("the {window} window holds {floor}"));
+            }
+            if cooling {
+                why.push("in cooldown".to_string());
+                current
+            } else {
+                let step = rules.scale_down_step.unwrap_or(u32::MAX);
+                floor.max(current.saturating_sub(step))
+            }
         }
     } else {
         current
@@ -183,23 +179,10 @@ mod tests {
     use std::time::Duration;
 
     fn rules() -> ScalingRules {
-        edge_spec::Scaling {
-            enabled: true,
-            min: Some(0),
-            max: 4,
-            target_concurrency: Some(8),
-            target_rps: None,
-            target_cpu: None,
-            idle_timeout: None,
-            evaluation_interval: None,
-            cooldown: None,
-            stabilization_window: None,
-            scale_up_step: None,
-            scale_down_step: None,
-            queue: None,
-            queue_timeout: None,
-        }
-        .resolve(1)
+        let block = serde_json::json!({ "min": 0, "max": 4, "target_concurrency": 8 });
+        serde_json::from_value::<edge_spec::Scaling>(block)
+            .expect("a scaling block")
+            .resolve(1)
     }
 
     fn load(in_flight: f64) -> Load {

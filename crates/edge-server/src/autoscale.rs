@@ -438,11 +438,13 @@ pub(crate) async fn agent_load(
         .services
         .retain(|name, _| catalog.services.contains_key(name));
     // Likewise only this node's own allocations.
-    sv.store.read(|s| {
-        report
-            .allocs
-            .retain(|a, _| s.allocs.get(a).is_some_and(|a| a.node_id == id));
-    });
+    if !report.allocs.is_empty() {
+        sv.store.read(|s| {
+            report
+                .allocs
+                .retain(|a, _| s.allocs.get(a).is_some_and(|a| a.node_id == id));
+        });
+    }
     for (name, l) in &report.services {
         sv.metrics
             .observe_service(&id, name, l.in_flight, l.requests);

@@ -1272,22 +1272,8 @@ fn a_scale_stays_within_the_groups_scaling_bounds_and_notes_why() {
     let mut w = World::new();
     w.join("n1");
     let mut j = job("web", "service", 1);
-    j.groups[0].scaling = Some(edge_spec::Scaling {
-        enabled: true,
-        min: Some(0),
-        max: 3,
-        target_concurrency: Some(8),
-        target_rps: None,
-        target_cpu: None,
-        idle_timeout: None,
-        evaluation_interval: None,
-        cooldown: None,
-        stabilization_window: None,
-        scale_up_step: None,
-        scale_down_step: None,
-        queue: None,
-        queue_timeout: None,
-    });
+    let block = serde_json::json!({ "min": 0, "max": 3, "target_concurrency": 8 });
+    j.groups[0].scaling = Some(serde_json::from_value(block).unwrap());
     w.submit(j);
     w.settle();
     let err = jobs::scaled(&w.s, ("default", "web"), "g", 4, String::new(), 0).unwrap_err();

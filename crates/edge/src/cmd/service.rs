@@ -30,14 +30,21 @@ pub async fn run(g: &Global, c: ServiceCommand) -> anyhow::Result<u8> {
         }
         ServiceCommand::Status { name } => {
             let list = api.service(&name).await?;
-            // At zero a scaled service has no instance, only its entry.
-            let (catalog, _) = api.catalog(edge_api::QueryOptions::default()).await?;
-            let scaled_by = catalog
-                .services
-                .values()
-                .find(|s| edge_spec::service_key(&s.namespace, &s.name) == name || s.name == name)
-                .and_then(|s| s.scaled_by.clone());
-            if let Some(by) = scaled_by.filter(|_| g.output != crate::cli::Output::Json) {
+            // At zero a scaled service has no instance, only its entry;
+            // the table for humans names what scales it.
+            let scaled_by = if g.output == crate::cli::Output::Json {
+                None
+            } else {
+                let (catalog, _) = api.catalog(edge_api::QueryOptions::default()).await?;
+                catalog
+                    .services
+                    .into_values()
+                    .find(|s| {
+                        edge_spec::service_key(&s.namespace, &s.name) == name || s.name == name
+                    })
+                    .and_then(|s| s.scaled_by)
+            };
+            if let Some(by) = scaled_by {
                 let mut status = api.job_scale_status(&by.job_id).await?;
                 status.groups.retain(|k, _| *k == by.group);
                 println!("Job           = {}", by.job_id);
