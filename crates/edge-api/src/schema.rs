@@ -77,6 +77,8 @@ pub fn components() -> Map<String, Value> {
     generator.subschema_for::<AllocData>();
     generator.subschema_for::<edge_spec::OverlayNetwork>();
     generator.subschema_for::<AgentNetworks>();
+    generator.subschema_for::<LoadReport>();
+    generator.subschema_for::<JobScaleStatus>();
     generator.take_definitions(true)
 }
 

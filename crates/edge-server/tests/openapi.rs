@@ -117,6 +117,26 @@ fn body_schemas_are_the_ones_the_rust_types_generate() {
     );
 }
 
+#[test]
+fn every_schema_reference_names_a_schema_of_the_file() {
+    let doc = spec();
+    let schemas = doc["components"]["schemas"]
+        .as_mapping()
+        .expect("components/schemas");
+    let text = std::fs::read_to_string(SPEC).expect("api/openapi.yaml exists");
+    let missing: BTreeSet<&str> = text
+        .split("#/components/schemas/")
+        .skip(1)
+        .filter_map(|rest| rest.split(['\'', '"']).next())
+        .filter(|name| !schemas.contains_key(*name))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "api/openapi.yaml refers to schemas it does not have: {missing:?} \
+         (register their types in edge_api::schema::components)"
+    );
+}
+
 fn spec_routes() -> BTreeSet<(String, String)> {
     let doc = spec();
     let paths = doc["paths"].as_mapping().expect("paths");
