@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Autoscaling on one `edge dev` node: the cold start of the first request
 # through the load balancer's activator, for a group at zero of each kind
-# (wasm http, exec python http.server, model/iris), against the warm p50
+# (wasm http, exec python http.server, model/iris, busybox httpd in
+# containerd), against the warm p50
 # of the same service; then a step load (wrk at fixed concurrency) on a
 # wasm service with target_concurrency, timed from the step until the
 # count it asks for serves, with the number of decisions it took.
@@ -26,7 +27,7 @@ api=http://127.0.0.1:$port
 export EDGE_ADDR=$api
 pids=()
 cleanup() {
-  for j in as-wasm as-exec as-model as-step; do "$EDGE" job stop "$j" >/dev/null 2>&1 || true; done
+  for j in as-wasm as-exec as-model as-ctr as-step; do "$EDGE" job stop "$j" >/dev/null 2>&1 || true; done
   # Tasks outlive the agent: wait for them to stop before it goes.
   for _ in $(seq 100); do
     curl -sf "$api/v1/allocations" | grep -q '"client_status":"running"' || break
@@ -170,6 +171,27 @@ EOF
   echo "RESULT autoscale as-model cold_ms=$cold (rounds: ${colds[*]}) warm_p50_us=$warm ratio=$(awk -v c="$cold" -v w="$warm" 'BEGIN { printf "%.0f", c * 1000 / w }')x knative_1s_ratio=$(awk -v c="$cold" 'BEGIN { printf "%.1f", 1000 / (c > 0 ? c : 1) }')x"
 else
   echo "model/iris: skipped (the model server runs as an exec task: run as root)"
+fi
+
+if [ "$(id -u)" = 0 ] && [ -S /run/containerd/containerd.sock ]; then
+  # busybox httpd in a container, from an archive built here (no registry).
+  bash tests/images/build-busybox.sh "$work/busybox.tar" docker.io/edge/busybox:latest >/dev/null
+  "$EDGE" image import "$work/busybox.tar" >/dev/null
+  ctr_task='    task "web" {
+      driver       = "containerd"
+      kill_timeout = "2s"
+      config {
+        image   = "docker.io/edge/busybox:latest"
+        command = "sh"
+        args    = ["-c", "exec httpd -f -p $EDGE_PORT_http -h /www"]
+      }
+    }'
+  lb_ctr=$(free_port)
+  group_job as-ctr "$lb_ctr" "$ctr_task"
+  "$EDGE" job run --detach "$work/as-ctr.hcl" >/dev/null
+  cold_and_warm as-ctr "$lb_ctr" GET / ""
+else
+  echo "containerd: skipped (run as root with containerd running)"
 fi
 
 # Step load: wrk at 32 connections against target_concurrency 8 asks 4.

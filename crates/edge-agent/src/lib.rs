@@ -6,7 +6,6 @@
 mod artifact;
 mod beneath;
 mod checks;
-mod cpu;
 mod data;
 pub mod error;
 mod fingerprint;
@@ -22,6 +21,7 @@ mod runner;
 pub mod state;
 mod template;
 mod tunnel;
+mod usage;
 
 pub use error::AgentError;
 
@@ -443,7 +443,7 @@ pub async fn start(
         tokio::spawn(agent.clone().fingerprint_loop()),
         tokio::spawn(agent.clone().gc_loop()),
         tokio::spawn(agent.clone().network_loop()),
-        tokio::spawn(agent.clone().cpu_loop()),
+        tokio::spawn(agent.clone().usage_loop()),
     ];
     if let Some(t) = tls {
         tasks.push(tokio::spawn(t.renew_loop(agent.client.clone())));

@@ -143,13 +143,10 @@ impl AllocRunner {
 
     /// For a group that scales by `target_cpu`: its running tasks' handles
     /// and the MHz its tasks reserved.
-    pub(crate) fn cpu_watch(&self) -> Option<(Vec<TaskHandle>, u64)> {
+    pub(crate) fn usage_watch(&self) -> Option<(Vec<TaskHandle>, u64)> {
         let g = lock(&self.shared);
         let group = g.job.group(&g.alloc.group)?;
-        group
-            .scaling
-            .as_ref()
-            .filter(|s| s.enabled && s.target_cpu.is_some())?;
+        group.scaling.as_ref().filter(|s| s.enabled)?;
         let reserved = group.tasks.iter().map(|t| u64::from(t.resources.cpu)).sum();
         let handles = g
             .tasks

@@ -1,6 +1,7 @@
-//! Task CPU for the autoscaler: every few seconds, what each allocation
-//! whose group scales by `target_cpu` used, as a percent of the CPU its
-//! tasks reserved, sent to the server beside the load balancer's counts.
+//! Task usage for the autoscaler: every few seconds, the CPU each
+//! allocation of a group with a `scaling` block used, as a percent of
+//! what its tasks reserved, and their memory, sent to the server beside
+//! the load balancer's counts.
 
 use crate::Agent;
 use edge_api::{AllocLoad, LoadReport};
@@ -8,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How often CPU is read and reported.
+/// How often usage is read and reported.
 const EVERY: Duration = Duration::from_secs(2);
 /// A node that does not say its CPU frequency counts 1 GHz per core.
 const DEFAULT_MHZ: u64 = 1000;
@@ -26,7 +27,7 @@ pub(crate) fn percent(used_ns: u64, over: Duration, reserved_mhz: u64, mhz_per_c
 }
 
 impl Agent {
-    pub(crate) async fn cpu_loop(self: Arc<Self>) {
+    pub(crate) async fn usage_loop(self: Arc<Self>) {
         let mhz_per_core = self
             .ctx
             .node_attributes
@@ -42,17 +43,20 @@ impl Agent {
                 .lock()
                 .await
                 .iter()
-                .filter_map(|(id, r)| r.cpu_watch().map(|w| (id.clone(), w)))
+                .filter_map(|(id, r)| r.usage_watch().map(|w| (id.clone(), w)))
                 .collect();
             let mut report = LoadReport::default();
             let mut seen = HashMap::new();
             for (id, (handles, reserved_mhz)) in watched {
-                let mut used = 0u64;
+                let (mut used, mut memory) = (0u64, 0u64);
                 let mut read = !handles.is_empty();
                 for h in &handles {
                     match self.ctx.drivers.get(&h.driver) {
                         Some(d) => match d.stats(h).await {
-                            Ok(s) => used = used.saturating_add(s.cpu_total_ns),
+                            Ok(s) => {
+                                used = used.saturating_add(s.cpu_total_ns);
+                                memory = memory.saturating_add(s.memory_rss_bytes);
+                            }
                             Err(_) => read = false,
                         },
                         None => read = false,
@@ -66,9 +70,13 @@ impl Agent {
                     && used >= *before
                 {
                     let pct = percent(used - before, now - *at, reserved_mhz, mhz_per_core);
-                    report
-                        .allocs
-                        .insert(id.clone(), AllocLoad { cpu_percent: pct });
+                    report.allocs.insert(
+                        id.clone(),
+                        AllocLoad {
+                            cpu_percent: pct,
+                            memory_bytes: memory,
+                        },
+                    );
                 }
                 seen.insert(id, (used, now));
             }
@@ -77,7 +85,7 @@ impl Agent {
                 continue;
             }
             if let Err(e) = self.client.agent_load(&self.ctx.node_id, &report).await {
-                tracing::debug!(error = %e, "cpu report not sent");
+                tracing::debug!(error = %e, "usage report not sent");
             }
         }
     }

@@ -445,8 +445,8 @@ pub struct LoadReport {
     #[schemars(length(max = 10_000))]
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub services: BTreeMap<String, ServiceLoad>,
-    /// By allocation id: the CPU of copies whose group scales by
-    /// `target_cpu`.
+    /// By allocation id: the CPU and memory of this node's copies of
+    /// groups with a `scaling` block, from their tasks' stats.
     #[schemars(length(max = 10_000))]
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub allocs: BTreeMap<String, AllocLoad>,
@@ -458,9 +458,24 @@ pub struct AllocLoad {
     /// CPU used over the interval, in percent of what its tasks reserved.
     #[schemars(range(min = 0.0, max = 1.0e6))]
     pub cpu_percent: f64,
+    /// Resident memory of its running tasks now.
+    #[serde(default)]
+    pub memory_bytes: u64,
 }
 
+/// What one node's load balancer sent to one instance of a service over
+/// the interval.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceLoad {
+    /// Average requests (or connections) in flight to it.
+    #[schemars(range(min = 0.0, max = 1.0e9))]
+    pub in_flight: f64,
+    /// Requests (or connections) sent to it.
+    pub requests: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceLoad {
     /// Average requests (or connections) in flight over the interval.
@@ -474,6 +489,10 @@ pub struct ServiceLoad {
     /// Requests held now because no copy serves.
     #[serde(default)]
     pub waiting: u32,
+    /// The same by instance (allocation id), for those that had any.
+    #[schemars(length(max = 10_000))]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub instances: BTreeMap<String, InstanceLoad>,
 }
 
 /// `GET /v1/job/{id}/scale`: each scaling group's count, bounds, load
@@ -503,6 +522,10 @@ pub struct GroupScaleStatus {
     /// percent of what it reserved (groups with `target_cpu`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_percent: Option<f64>,
+    /// Resident memory of the running copies, summed, as their nodes last
+    /// reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
     /// The load of the last evaluation interval, summed over nodes.
     pub in_flight: f64,
     pub rps: f64,

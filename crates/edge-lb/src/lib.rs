@@ -28,7 +28,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use edge_spec::PublishProtocol as Protocol;
 pub use error::LbError;
-pub use pool::PoolLoad;
+pub use pool::{InstanceCount, PoolLoad};
 
 use listener::{Listener, PortKind, PortState};
 use plan::PortPlan;

@@ -44,6 +44,8 @@ pub(crate) struct Backend {
     /// An unpromoted canary of a deployment.
     pub(crate) canary: bool,
     active: AtomicUsize,
+    /// Requests and connections sent to it, retries included.
+    sent: AtomicU64,
     /// Microseconds as `f64` bits; 0 until measured, so new backends get tried.
     ewma_us: AtomicU64,
     /// One list per worker: a connection is registered with the IO driver
@@ -62,6 +64,7 @@ impl Backend {
             alloc_id: b.alloc_id,
             canary: b.canary,
             active: AtomicUsize::new(0),
+            sent: AtomicU64::new(0),
             ewma_us: AtomicU64::new(0f64.to_bits()),
             idle: (0..workers.max(1))
                 .map(|_| Mutex::new(Vec::new()))
@@ -80,6 +83,7 @@ impl Backend {
     /// Counts a connection or request as in flight until dropped.
     pub(crate) fn track(self: &Arc<Self>) -> ActiveGuard {
         self.active.fetch_add(1, Ordering::Relaxed);
+        self.sent.fetch_add(1, Ordering::Relaxed);
         ActiveGuard(self.clone())
     }
 
@@ -181,7 +185,7 @@ pub(crate) enum Unavailable {
 }
 
 /// What the load balancer saw of one service, for the autoscaler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PoolLoad {
     /// Requests and connections in flight to its copies now.
     pub in_flight: usize,
@@ -189,6 +193,18 @@ pub struct PoolLoad {
     pub requests: u64,
     /// Requests held now because no copy serves.
     pub waiting: u32,
+    /// Each serving copy's counts, by allocation id.
+    pub instances: Vec<(String, InstanceCount)>,
+}
+
+/// What the load balancer sent to one copy of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InstanceCount {
+    /// Requests and connections in flight to it now.
+    pub in_flight: usize,
+    /// Requests and connections sent to it since it joined the pool,
+    /// retries included.
+    pub requests: u64,
 }
 
 pub(crate) struct ServicePool {
@@ -283,10 +299,22 @@ impl ServicePool {
     }
 
     pub(crate) fn load(&self) -> PoolLoad {
+        let state = self.state();
         PoolLoad {
-            in_flight: self.state().backends.iter().map(|b| b.active()).sum(),
+            in_flight: state.backends.iter().map(|b| b.active()).sum(),
             requests: self.requests.load(Ordering::Relaxed),
             waiting: self.waiting.load(Ordering::Relaxed),
+            instances: state
+                .backends
+                .iter()
+                .map(|b| {
+                    let count = InstanceCount {
+                        in_flight: b.active(),
+                        requests: b.sent.load(Ordering::Relaxed),
+                    };
+                    (b.alloc_id.clone(), count)
+                })
+                .collect(),
         }
     }
 
@@ -544,5 +572,31 @@ mod tests {
         assert!(Arc::ptr_eq(&s.backends[0], &kept));
         assert_eq!(s.backends[0].active(), 1);
         assert_eq!(s.balance, Balance::LeastConn);
+    }
+
+    #[test]
+    fn load_counts_each_copy_and_keeps_counts_across_updates() {
+        let p = pool(Balance::RoundRobin, 2);
+        let s = p.state();
+        let g = s.backends[0].track();
+        drop(s.backends[0].track());
+        let _g1 = s.backends[1].track();
+        p.arrived();
+        let count = |in_flight, requests| InstanceCount {
+            in_flight,
+            requests,
+        };
+        let load = p.load();
+        assert_eq!((load.in_flight, load.requests), (2, 1));
+        assert_eq!(
+            load.instances,
+            [
+                ("a0".to_string(), count(1, 2)),
+                ("a1".to_string(), count(1, 1))
+            ]
+        );
+        drop(g);
+        p.update(Balance::RoundRobin, vec![backend("a0", 1000, false)], None);
+        assert_eq!(p.load().instances, [("a0".to_string(), count(0, 2))]);
     }
 }

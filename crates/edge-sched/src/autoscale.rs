@@ -58,6 +58,26 @@ fn copies(value: f64, target: u32) -> u32 {
     }
 }
 
+/// Whether the short window's load asks for at least twice the copies
+/// a serving group has, below its max: Knative's panic mode, which
+/// decides at once instead of at the next evaluation interval.
+pub fn urgent(rules: &ScalingRules, current: u32, recent: &Load) -> bool {
+    if current == 0 || current >= rules.max {
+        return false;
+    }
+    // As Knative, on the unrounded ratio: 15 in flight at 8 per copy is
+    // not yet twice one copy.
+    let per = |value: f64, target: u32| value / f64::from(target.max(1));
+    let asked = [
+        rules.target_concurrency.map(|t| per(recent.in_flight, t)),
+        rules.target_rps.map(|t| per(recent.rps, t)),
+    ]
+    .into_iter()
+    .flatten()
+    .fold(0.0, f64::max);
+    asked >= 2.0 * f64::from(current)
+}
+
 /// The count `rules` want for a group at `current` copies under `load`.
 pub fn decide(
     rules: &ScalingRules,
@@ -309,6 +329,35 @@ mod tests {
         };
         let d = decide(&r, 1, &l, &active(), NOW);
         assert_eq!(d.count, 3, "{}", d.reason);
+    }
+
+    #[test]
+    fn a_short_window_at_twice_the_copies_is_urgent_below_max() {
+        // max 4, 8 in flight per copy.
+        let r = rules();
+        assert!(urgent(&r, 1, &load(16.0)));
+        assert!(!urgent(&r, 1, &load(15.0)));
+        assert!(urgent(&r, 2, &load(40.0)));
+        // At zero held requests wake it; at max there is nowhere to go.
+        assert!(!urgent(&r, 0, &load(100.0)));
+        assert!(!urgent(&r, 4, &load(1000.0)));
+        let mut rps = r.clone();
+        rps.target_concurrency = None;
+        rps.target_rps = Some(10);
+        let l = Load {
+            rps: 20.0,
+            ..Load::default()
+        };
+        assert!(urgent(&rps, 1, &l));
+        // CPU has no short window.
+        let mut cpu = r;
+        cpu.target_concurrency = None;
+        cpu.target_cpu = Some(10);
+        let l = Load {
+            cpu: Some(1000.0),
+            ..Load::default()
+        };
+        assert!(!urgent(&cpu, 1, &l));
     }
 
     #[test]

@@ -81,6 +81,13 @@ pub struct Metrics {
     allocs: Family<StatusLabel, Gauge>,
     service_in_flight: Family<ServiceLabel, Gauge<f64, AtomicU64>>,
     service_requests: Family<ServiceLabel, Counter>,
+    instance_in_flight: Family<InstanceLabel, Gauge<f64, AtomicU64>>,
+    instance_requests: Family<InstanceLabel, Counter>,
+    alloc_cpu: Family<AllocLabel, Gauge<f64, AtomicU64>>,
+    alloc_memory: Family<AllocLabel, Gauge>,
+    /// Held while the families above are rebuilt from the autoscaler's
+    /// reports and encoded, so two scrapes do not interleave.
+    exporting: std::sync::Mutex<()>,
 }
 
 /// A service's key: a name the cluster's jobs declare, reported only by
@@ -89,6 +96,23 @@ pub struct Metrics {
 struct ServiceLabel {
     service: String,
     node: String,
+}
+
+/// A copy of a service the catalog lists.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabel {
+    service: String,
+    alloc: String,
+}
+
+/// A running allocation of a group with a `scaling` block, on the node
+/// that reported it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AllocLabel {
+    namespace: String,
+    job: String,
+    group: String,
+    alloc: String,
 }
 
 impl Metrics {
@@ -104,9 +128,33 @@ impl Metrics {
         let allocs = Family::<StatusLabel, Gauge>::default();
         let service_in_flight = Family::<ServiceLabel, Gauge<f64, AtomicU64>>::default();
         let service_requests = Family::<ServiceLabel, Counter>::default();
+        let instance_in_flight = Family::<InstanceLabel, Gauge<f64, AtomicU64>>::default();
+        let instance_requests = Family::<InstanceLabel, Counter>::default();
+        let alloc_cpu = Family::<AllocLabel, Gauge<f64, AtomicU64>>::default();
+        let alloc_memory = Family::<AllocLabel, Gauge>::default();
+        registry.register(
+            "service_instance_in_flight",
+            "Requests in flight to one copy of a service, summed over the load balancers that reported in the last 5 s",
+            instance_in_flight.clone(),
+        );
+        registry.register(
+            "service_instance_requests",
+            "Requests the load balancers sent to one copy of a service, retries included",
+            instance_requests.clone(),
+        );
+        registry.register(
+            "alloc_cpu_percent",
+            "CPU of a copy of a group with a scaling block, in percent of what its tasks reserved",
+            alloc_cpu.clone(),
+        );
+        registry.register(
+            "alloc_memory_bytes",
+            "Resident memory of a copy of a group with a scaling block",
+            alloc_memory.clone(),
+        );
         registry.register(
             "service_in_flight",
-            "Requests in flight through a node's load balancer, by service, averaged over its last report",
+            "Requests in flight through a node's load balancer, by service, averaged over its last report in the last 5 s",
             service_in_flight.clone(),
         );
         registry.register(
@@ -154,17 +202,54 @@ impl Metrics {
             allocs,
             service_in_flight,
             service_requests,
+            instance_in_flight,
+            instance_requests,
+            alloc_cpu,
+            alloc_memory,
+            exporting: std::sync::Mutex::new(()),
         }
     }
 
     /// Node `node`'s load report for `service`.
-    pub fn observe_service(&self, node: &str, service: &str, in_flight: f64, requests: u64) {
+    pub fn observe_service(&self, node: &str, service: &str, requests: u64) {
         let label = ServiceLabel {
             service: service.to_string(),
             node: node.to_string(),
         };
-        self.service_in_flight.get_or_create(&label).set(in_flight);
         self.service_requests.get_or_create(&label).inc_by(requests);
+    }
+
+    /// Sets the load and usage families to what the reports say now: a
+    /// reading that is stale or of a copy that is gone disappears.
+    fn load(&self, e: crate::autoscale::Exported) {
+        self.service_in_flight.clear();
+        for (service, node, f) in e.services {
+            let label = ServiceLabel { service, node };
+            self.service_in_flight.get_or_create(&label).set(f);
+        }
+        self.instance_in_flight.clear();
+        self.instance_requests.clear();
+        for (service, alloc, f, requests) in e.instances {
+            let label = InstanceLabel { service, alloc };
+            self.instance_in_flight.get_or_create(&label).set(f);
+            self.instance_requests
+                .get_or_create(&label)
+                .inc_by(requests);
+        }
+        self.alloc_cpu.clear();
+        self.alloc_memory.clear();
+        for (alloc, of, cpu, memory) in e.allocs {
+            let label = AllocLabel {
+                namespace: of.namespace,
+                job: of.job,
+                group: of.group,
+                alloc,
+            };
+            self.alloc_cpu.get_or_create(&label).set(cpu);
+            self.alloc_memory
+                .get_or_create(&label)
+                .set(i64::try_from(memory).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn observe_schedule(&self, took: Duration, placed: usize) {
@@ -190,6 +275,8 @@ pub async fn count_requests(State(sv): State<Arc<Server>>, req: Request, next: N
 
 pub async fn metrics(State(sv): State<Arc<Server>>) -> Result<Response, ServerError> {
     let m = &sv.metrics;
+    let _exporting = m.exporting.lock().unwrap_or_else(|e| e.into_inner());
+    m.load(sv.autoscaler.exported(sv.cfg.clock.now_ms()));
     m.index.set(sv.store.index() as i64);
     sv.store.read(|s| {
         m.jobs.set(s.jobs.len() as i64);

@@ -1,6 +1,6 @@
 //! Hostile and unlucky input against a real server: made-up methods and
 //! paths, oversize bodies, jobs past the limits, reports of allocations that
-//! do not exist, job versions that cannot be read, and a disk slow to read.
+//! do not exist, load reports out of range or of made-up names, job versions that cannot be read, and a disk slow to read.
 
 mod common;
 
@@ -551,6 +551,124 @@ async fn malformed_queries_paths_and_bodies_are_json_errors_naming_the_problem()
         let v: serde_json::Value = r.json().await.unwrap();
         let error = v["error"].as_str().unwrap_or_else(|| panic!("{what}: {v}"));
         assert!(error.contains(m.names), "{what}: {error}");
+    }
+    h.shutdown().await;
+}
+
+/// A random load report: numbers drawn across and beyond their ranges,
+/// and names the catalog does not have.
+fn any_report() -> impl proptest::strategy::Strategy<Value = edge_api::LoadReport> {
+    use proptest::prelude::*;
+    let number = prop_oneof![0.0..100.0f64, -1e3..0.0f64, 1e8..1e12f64];
+    let instances = prop::collection::btree_map(
+        "[a-z0-9]{1,8}",
+        (number.clone(), any::<u64>()).prop_map(|(in_flight, requests)| edge_api::InstanceLoad {
+            in_flight,
+            requests,
+        }),
+        0..4,
+    );
+    let service = (
+        number.clone(),
+        any::<u64>(),
+        prop_oneof![Just(2_000u64), any::<u64>()],
+        any::<u32>(),
+        instances,
+    )
+        .prop_map(|(in_flight, requests, interval_ms, waiting, instances)| {
+            edge_api::ServiceLoad {
+                in_flight,
+                requests,
+                interval_ms,
+                waiting,
+                instances,
+            }
+        });
+    let alloc = (
+        prop_oneof![0.0..1e6f64, -1e3..0.0f64, 1e6..1e9f64],
+        any::<u64>(),
+    )
+        .prop_map(|(cpu_percent, memory_bytes)| edge_api::AllocLoad {
+            cpu_percent,
+            memory_bytes,
+        });
+    (
+        prop::collection::btree_map("[a-z0-9./-]{1,12}", service, 0..4),
+        prop::collection::btree_map("[a-z0-9-]{1,12}", alloc, 0..3),
+    )
+        .prop_map(|(services, allocs)| edge_api::LoadReport { services, allocs })
+}
+
+/// Whether every number of `r` is within its range, as the server checks.
+fn in_range(r: &edge_api::LoadReport) -> bool {
+    let flight = |f: f64| (0.0..=1e9).contains(&f);
+    r.services.values().all(|l| {
+        flight(l.in_flight)
+            && (1..=3_600_000).contains(&l.interval_ms)
+            && l.instances.values().all(|i| flight(i.in_flight))
+    }) && r
+        .allocs
+        .values()
+        .all(|a| (0.0..=1e6).contains(&a.cpu_percent))
+}
+
+/// The autoscaler's input: a number out of its range is refused naming
+/// its field, no report makes the server fail, and names the catalog
+/// and the store do not have leave no trace on the metrics.
+#[tokio::test]
+async fn load_reports_are_checked_by_field_and_made_up_names_leave_no_trace() {
+    use proptest::strategy::{Strategy, ValueTree};
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    register(&h, node("n1", 1000, 1000)).await;
+    let agent = agent_client(&h);
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = any_report();
+    let (mut taken, mut refused) = (0, 0);
+    for _ in 0..300 {
+        let report = strategy.new_tree(&mut runner).unwrap().current();
+        match agent.agent_load("n1", &report).await {
+            Ok(()) => {
+                assert!(in_range(&report), "took {report:?}");
+                taken += 1;
+            }
+            Err(edge_api::ApiError::Status {
+                status, message, ..
+            }) => {
+                assert_eq!(status, 400, "{message}");
+                assert!(!in_range(&report), "refused {report:?}: {message}");
+                assert!(
+                    ["in_flight", "interval_ms", "cpu_percent"]
+                        .iter()
+                        .any(|f| message.contains(f))
+                        && (message.contains("services.") || message.contains("allocs.")),
+                    "{message}"
+                );
+                refused += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        taken > 20 && refused > 20,
+        "{taken} taken, {refused} refused"
+    );
+    let text = reqwest::get(format!("http://{}/v1/metrics", h.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for family in [
+        "edge_service_in_flight{",
+        "edge_service_requests_total{",
+        "edge_service_instance_",
+        "edge_alloc_",
+    ] {
+        assert!(
+            !text.lines().any(|l| l.starts_with(family)),
+            "{family}: {text}"
+        );
     }
     h.shutdown().await;
 }

@@ -1,10 +1,11 @@
 //! The built-in autoscaler end to end on `edge dev`: a service at zero
 //! answers its first requests through the load balancer (wasm and exec
-//! here; the model template with root), 50 at once included; a request
-//! beyond the queue gets 503 with `Retry-After`; an idle service goes
-//! back to zero with its name and listener kept; a step load scales a
-//! wasm service up to the count its target asks and back, without
-//! flapping; and the count survives a server restart.
+//! here; the model template with root; containerd with containerd), 50
+//! at once included; a request beyond the queue gets 503 with
+//! `Retry-After`; an idle service goes back to zero with its name and
+//! listener kept; a step load scales a wasm service up to the count its
+//! target asks and back, without flapping, with each copy's counts and
+//! memory on the metrics; and the count survives a server restart.
 
 mod common;
 
@@ -228,17 +229,11 @@ async fn a_service_at_zero_answers_its_first_requests_and_returns_to_zero() {
         status.groups["web"].events
     );
     // The load balancer's counts are on the server's metrics.
-    let metrics = reqwest::get(format!("{addr}/v1/metrics"))
+    let requests: f64 = metric(&addr, "edge_service_requests_total{", "service=\"zw\"")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let requests: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("edge_service_requests_total{") && l.contains("service=\"zw\""))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no request count for zw in:\n{metrics}"));
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
     assert!(requests >= 50.0, "{requests}");
     // `edge job status` shows the scaling table and the decisions.
     let (ok, out) = common::cli(&addr, &["job", "status", "zw"]);
@@ -323,6 +318,24 @@ async fn requests_beyond_the_queue_or_past_the_timeout_get_503_with_retry_after(
 }
 
 /// Requests per second from `loops` sequential clients until `stop`.
+/// The samples of `/v1/metrics` whose line starts with `prefix` and
+/// holds `needle`, as (labels, value).
+async fn metric(addr: &str, prefix: &str, needle: &str) -> Vec<(String, f64)> {
+    let text = reqwest::get(format!("{addr}/v1/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && l.contains(needle))
+        .filter_map(|l| {
+            let (labels, value) = l.rsplit_once(' ')?;
+            Some((labels.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
 fn load(
     port: u16,
     loops: usize,
@@ -381,17 +394,39 @@ async fn a_step_load_scales_up_to_the_target_and_back_without_flapping() {
     .await;
     // About 100 requests a second: 40 per copy asks for 3.
     let (stop, mut clients) = load(lb, 4, Duration::from_millis(40));
+    let step = std::time::Instant::now();
     let reached = until(40, "the count the target asks", async || {
         let c = count(&api, "step").await;
         (c >= 3).then_some(c)
     })
     .await;
+    let took = step.elapsed();
     tokio::time::sleep(Duration::from_secs(6)).await;
     let held = count(&api, "step").await;
     let status = api.job_scale_status("step").await.unwrap();
     let rps = status.groups["web"].rps;
-    eprintln!("under load: {rps:.1} req/s, count {held} (reached {reached})");
+    eprintln!("under load: {rps:.1} req/s, count {held} (reached {reached} in {took:?})");
     assert!((2..=4).contains(&held), "count {held} at {rps:.1} req/s");
+    // Each copy's share is on the metrics, and its memory.
+    let copies = metric(
+        &addr,
+        "edge_service_instance_requests_total{",
+        "service=\"step\"",
+    )
+    .await;
+    assert!(
+        copies.len() >= 2 && copies.iter().all(|(_, n)| *n > 0.0),
+        "{copies:?}"
+    );
+    let in_flight = metric(
+        &addr,
+        "edge_service_instance_in_flight{",
+        "service=\"step\"",
+    )
+    .await;
+    assert!(in_flight.len() >= 2, "{in_flight:?}");
+    let memory = metric(&addr, "edge_alloc_memory_bytes{", "job=\"step\"").await;
+    assert!(memory.len() >= 2, "{memory:?}");
     stop.send(true).unwrap();
     let mut failed = 0;
     while let Some(f) = clients.join_next().await {
@@ -490,6 +525,46 @@ async fn a_model_at_zero_answers_its_first_inference() {
     stop_all(&addr, &api, &["iris"]).await;
 }
 
+/// A containerd service at zero: the activator holds the first requests
+/// while the container starts, as it does for wasm and exec.
+#[tokio::test]
+async fn a_container_at_zero_answers_its_first_requests() {
+    if !common::gated("EDGE_TEST_CONTAINERD") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_dev, addr, api) = dev(dir.path()).await;
+    let image = "docker.io/edge/busybox:latest";
+    let tar = common::build_image(dir.path(), image);
+    let (ok, out) = common::cli(&addr, &["image", "import", tar.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let task = format!(
+        r#"    task "web" {{
+      driver       = "containerd"
+      kill_timeout = "2s"
+      config {{
+        image   = "{image}"
+        command = "sh"
+        args    = ["-c", "exec httpd -f -p $EDGE_PORT_http -h /www"]
+      }}
+      resources {{
+        cpu    = 50
+        memory = 32
+      }}
+    }}"#
+    );
+    let lb = free_port();
+    let scaling = "      min = 0\n      max = 1\n      idle_timeout = \"1m\"";
+    let file = write_job(dir.path(), "zc", 0, lb, scaling, &task);
+    run(&addr, &file);
+    listening(lb).await;
+    assert_eq!(running(&api, "zc").await, 0);
+    let first = cold_burst(lb, 20, "hello from edge").await;
+    eprintln!("first answer from zero: containerd {first:?}");
+    assert_eq!(count(&api, "zc").await, 1);
+    stop_all(&addr, &api, &["zc"]).await;
+}
+
 /// `target_cpu`: a copy that keeps a core busy uses far more than the
 /// 100 MHz it reserved, so the group goes to its max, and says why.
 #[tokio::test]
@@ -523,6 +598,13 @@ async fn a_busy_copy_scales_its_group_by_cpu() {
     let status = api.job_scale_status("spin").await.unwrap();
     let g = &status.groups["web"];
     assert!(g.cpu_percent.is_some_and(|p| p > 100.0), "{g:?}");
+    assert!(g.memory_bytes.is_some_and(|m| m > 0), "{g:?}");
+    let cpu = metric(&addr, "edge_alloc_cpu_percent{", "job=\"spin\"").await;
+    assert!(
+        cpu.iter()
+            .any(|(l, p)| l.contains("group=\"web\"") && *p > 50.0),
+        "{cpu:?}"
+    );
     assert!(
         g.events
             .iter()

@@ -172,7 +172,7 @@ pub async fn run(g: &Global, a: ImageArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn human(n: u64) -> String {
+pub(crate) fn human(n: u64) -> String {
     match n {
         n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
         n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),

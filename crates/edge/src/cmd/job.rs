@@ -412,6 +412,8 @@ pub(crate) fn print_scaling(sc: &edge_api::JobScaleStatus) {
         "Max",
         "In Flight",
         "Req/s",
+        "CPU",
+        "Memory",
         "Target",
         "Idle",
     ]);
@@ -424,11 +426,7 @@ pub(crate) fn print_scaling(sc: &edge_api::JobScaleStatus) {
             target.push(format!("{r} req/s"));
         }
         if let Some(c) = g.target_cpu {
-            target.push(format!(
-                "{c}% cpu (now {})",
-                g.cpu_percent
-                    .map_or("-".to_string(), |p| format!("{p:.0}%"))
-            ));
+            target.push(format!("{c}% cpu"));
         }
         if !g.enabled {
             target.push("disabled".to_string());
@@ -441,6 +439,9 @@ pub(crate) fn print_scaling(sc: &edge_api::JobScaleStatus) {
             g.max.to_string(),
             format!("{:.1}", g.in_flight),
             format!("{:.1}", g.rps),
+            g.cpu_percent
+                .map_or("-".to_string(), |p| format!("{p:.0}%")),
+            g.memory_bytes.map_or("-".to_string(), super::image::human),
             if target.is_empty() {
                 "-".to_string()
             } else {

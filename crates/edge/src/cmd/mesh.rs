@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::Args;
 use edge_api::Catalog;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,14 +73,11 @@ const REPORT_GAP: Duration = Duration::from_millis(100);
 /// the autoscaler: every interval with traffic, and at once when a
 /// request is held for a service at zero.
 async fn report_load(lb: Arc<edge_lb::LbHandle>, to: edge_agent::LoadReporter) {
-    use std::collections::HashMap;
     let demand = lb.demand();
-    let mut base: HashMap<String, u64> = lb
-        .load()
-        .into_iter()
-        .map(|(k, l)| (k, l.requests))
-        .collect();
-    let mut sums: HashMap<String, (usize, u32)> = HashMap::new();
+    let mut counts = Counts::default();
+    for (k, l) in lb.load() {
+        counts.rebase(&k, &l);
+    }
     let mut held = std::collections::HashSet::new();
     let mut since = tokio::time::Instant::now();
     let mut sample = tokio::time::interval(SAMPLE_EVERY);
@@ -91,47 +89,34 @@ async fn report_load(lb: Arc<edge_lb::LbHandle>, to: edge_agent::LoadReporter) {
         };
         let now = lb.load();
         for (k, l) in &now {
-            let e = sums.entry(k.clone()).or_default();
-            e.0 += l.in_flight;
-            e.1 += 1;
+            counts.sample(k, l);
         }
         let elapsed = since.elapsed();
         if !(elapsed >= REPORT_EVERY || (urgent && elapsed >= REPORT_GAP)) {
             continue;
         }
+        let interval_ms = u64::try_from(elapsed.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let mut report = edge_api::LoadReport::default();
+        let present: std::collections::HashSet<String> =
+            now.iter().map(|(k, _)| k.clone()).collect();
+        counts.base.retain(|k, _| present.contains(k));
         for (k, l) in now {
-            let before = base.insert(k.clone(), l.requests).unwrap_or(0);
-            // A pool made anew counts from zero.
-            let requests = l.requests.checked_sub(before).unwrap_or(l.requests);
-            let (sum, n) = sums.get(&k).copied().unwrap_or_default();
-            let in_flight = if n == 0 {
-                0.0
-            } else {
-                sum as f64 / f64::from(n)
-            };
+            let mut load = counts.take(&k, &l, interval_ms);
             // A service that held requests at the last report is sent once
             // more, so the server sees them served.
             let held_before = held.remove(&k);
             if l.waiting > 0 {
                 held.insert(k.clone());
             }
-            if requests == 0 && in_flight == 0.0 && l.waiting == 0 && !held_before {
+            if load.requests == 0 && load.in_flight == 0.0 && l.waiting == 0 && !held_before {
                 continue;
             }
-            report.services.insert(
-                k,
-                edge_api::ServiceLoad {
-                    in_flight,
-                    requests,
-                    interval_ms: u64::try_from(elapsed.as_millis())
-                        .unwrap_or(u64::MAX)
-                        .max(1),
-                    waiting: l.waiting,
-                },
-            );
+            load.waiting = l.waiting;
+            report.services.insert(k, load);
         }
-        sums.clear();
+        counts.sums.clear();
         since = tokio::time::Instant::now();
         if report.services.is_empty() {
             continue;
@@ -139,6 +124,81 @@ async fn report_load(lb: Arc<edge_lb::LbHandle>, to: edge_agent::LoadReporter) {
         if let Err(e) = to.send(&report).await {
             tracing::debug!(error = %e, "load report not sent");
         }
+    }
+}
+
+/// The load balancer's counters at the last report, and the in-flight
+/// samples taken since, by service and by copy.
+#[derive(Default)]
+struct Counts {
+    /// Service → its request counter, and each copy's, at the last report.
+    base: HashMap<String, (u64, HashMap<String, u64>)>,
+    /// Service → samples taken, the sum of its in-flight counts, and the
+    /// same by copy.
+    sums: HashMap<String, (u32, usize, HashMap<String, usize>)>,
+}
+
+impl Counts {
+    fn rebase(&mut self, service: &str, l: &edge_lb::PoolLoad) {
+        let copies = l
+            .instances
+            .iter()
+            .map(|(a, c)| (a.clone(), c.requests))
+            .collect();
+        self.base.insert(service.to_string(), (l.requests, copies));
+    }
+
+    fn sample(&mut self, service: &str, l: &edge_lb::PoolLoad) {
+        let e = self.sums.entry(service.to_string()).or_default();
+        e.0 += 1;
+        e.1 += l.in_flight;
+        for (a, c) in &l.instances {
+            *e.2.entry(a.clone()).or_default() += c.in_flight;
+        }
+    }
+
+    /// The service's load since the last report; its counters become the
+    /// new base.
+    fn take(
+        &mut self,
+        service: &str,
+        l: &edge_lb::PoolLoad,
+        interval_ms: u64,
+    ) -> edge_api::ServiceLoad {
+        // A pool or a copy made anew counts from zero.
+        let since =
+            |now: u64, before: Option<u64>| before.and_then(|b| now.checked_sub(b)).unwrap_or(now);
+        let (n, sum, by_copy) = self.sums.remove(service).unwrap_or_default();
+        let average = |sum: usize| {
+            if n == 0 {
+                0.0
+            } else {
+                sum as f64 / f64::from(n)
+            }
+        };
+        let before = self.base.get(service);
+        let mut instances = std::collections::BTreeMap::new();
+        for (a, c) in &l.instances {
+            let requests = since(
+                c.requests,
+                before.and_then(|(_, copies)| copies.get(a).copied()),
+            );
+            let in_flight = average(by_copy.get(a).copied().unwrap_or(0));
+            if requests > 0 || in_flight > 0.0 {
+                let e: &mut edge_api::InstanceLoad = instances.entry(a.clone()).or_default();
+                e.requests = e.requests.saturating_add(requests);
+                e.in_flight += in_flight;
+            }
+        }
+        let load = edge_api::ServiceLoad {
+            in_flight: average(sum),
+            requests: since(l.requests, before.map(|(r, _)| *r)),
+            interval_ms,
+            waiting: 0,
+            instances,
+        };
+        self.rebase(service, l);
+        load
     }
 }
 
@@ -214,4 +274,50 @@ pub async fn start(
     };
     let reports = lb.clone().map(|lb| tokio::spawn(report_load(lb, reporter)));
     Ok(Mesh { dns, lb, reports })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(requests: u64, copies: &[(&str, usize, u64)]) -> edge_lb::PoolLoad {
+        edge_lb::PoolLoad {
+            in_flight: copies.iter().map(|c| c.1).sum(),
+            requests,
+            waiting: 0,
+            instances: copies
+                .iter()
+                .map(|(a, in_flight, requests)| {
+                    let count = edge_lb::InstanceCount {
+                        in_flight: *in_flight,
+                        requests: *requests,
+                    };
+                    (a.to_string(), count)
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_report_counts_since_the_last_one_by_service_and_copy() {
+        let mut c = Counts::default();
+        c.rebase("web", &pool(10, &[("a1", 0, 6), ("a2", 0, 4)]));
+        c.sample("web", &pool(12, &[("a1", 2, 7), ("a2", 0, 4)]));
+        c.sample("web", &pool(14, &[("a1", 1, 8), ("a2", 1, 5)]));
+        // a3 joined the pool since the last report: all of its count is new.
+        let now = pool(16, &[("a1", 0, 9), ("a2", 0, 5), ("a3", 0, 2)]);
+        let l = c.take("web", &now, 2_000);
+        assert_eq!((l.requests, l.in_flight, l.interval_ms), (6, 2.0, 2_000));
+        let copy = |a: &str| l.instances.get(a).map(|i| (i.requests, i.in_flight));
+        assert_eq!(copy("a1"), Some((3, 1.5)));
+        assert_eq!(copy("a2"), Some((1, 0.5)));
+        assert_eq!(copy("a3"), Some((2, 0.0)));
+        // Nothing since: no copy is named.
+        let l = c.take("web", &now, 2_000);
+        assert_eq!((l.requests, l.instances.len()), (0, 0));
+        // A pool made anew counts from zero.
+        let l = c.take("web", &pool(3, &[("a1", 0, 3)]), 2_000);
+        assert_eq!(l.requests, 3);
+        assert_eq!(l.instances.get("a1").map(|i| i.requests), Some(3));
+    }
 }
