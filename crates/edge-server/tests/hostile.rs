@@ -1,6 +1,7 @@
 //! Hostile and unlucky input against a real server: made-up methods and
 //! paths, oversize bodies, jobs past the limits, reports of allocations that
-//! do not exist, load reports out of range or of made-up names, job versions that cannot be read, and a disk slow to read.
+//! do not exist, load reports out of range or of made-up names, job
+//! versions that cannot be read, and a disk slow to read.
 
 mod common;
 
