@@ -26,7 +26,8 @@ mod usage;
 pub use error::AgentError;
 
 use edge_api::{
-    AgentAlloc, AllocUpdate, Catalog, Client, GcLeftover, QueryOptions, RegisterRequest,
+    AgentAlloc, AgentAllocChanges, AllocUpdate, Catalog, Client, GcLeftover, QueryOptions,
+    RegisterRequest,
 };
 use edge_driver::Driver;
 use edge_spec::{ClientStatus, DesiredStatus, Node, NodeResources, NodeStatus};
@@ -563,11 +564,17 @@ impl Agent {
         let mut failures = 0u32;
         loop {
             let q = QueryOptions::blocking(index, Duration::from_secs(30));
-            match self.client.agent_allocs(&self.ctx.node_id, q).await {
-                Ok((allocs, meta)) => {
+            // Each answer after the first carries only what changed since
+            // the one before, with the ids of all the node holds.
+            match self
+                .client
+                .agent_alloc_changes(&self.ctx.node_id, index, q)
+                .await
+            {
+                Ok((changes, meta)) => {
                     failures = 0;
                     index = meta.index;
-                    self.reconcile(allocs).await;
+                    self.reconcile(changes).await;
                 }
                 Err(e) if e.is_not_found() || e.status() == Some(403) => return e.into(),
                 Err(e) => {
@@ -581,18 +588,22 @@ impl Agent {
         }
     }
 
-    /// Makes the running set match the server's view of this node.
-    async fn reconcile(&self, allocs: Vec<AgentAlloc>) {
+    /// Makes the running set match the server's view of this node: the
+    /// changed allocations are applied, and any not among the node's ids
+    /// is stopped.
+    async fn reconcile(&self, changes: AgentAllocChanges) {
         let mut runners = self.runners.lock().await;
-        let mut wanted = std::collections::HashSet::new();
-        for AgentAlloc { alloc, job } in allocs {
+        let wanted: std::collections::HashSet<String> = changes.ids.into_iter().collect();
+        for AgentAlloc { alloc, job } in changes.changed {
             // Allocation ids name directories: anything but one plain path
             // component would reach outside the agent's data dir.
             if !edge_driver::is_plain_name(&alloc.id) {
                 tracing::warn!(alloc = %alloc.id, "ignoring an allocation whose id is not a plain name");
                 continue;
             }
-            wanted.insert(alloc.id.clone());
+            if !wanted.contains(&alloc.id) {
+                continue;
+            }
             let stop = alloc.desired_status == DesiredStatus::Stop
                 || alloc.client_status == ClientStatus::Lost;
             match runners.get(&alloc.id) {

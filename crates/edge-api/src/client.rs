@@ -804,6 +804,33 @@ impl Client {
             .await
     }
 
+    /// The node's allocations that changed after index `since` (all of
+    /// them at 0), with the ids of every one it holds. A server that does
+    /// not know `since` answers the whole list, taken as all changed.
+    pub async fn agent_alloc_changes(
+        &self,
+        node_id: &str,
+        since: u64,
+        q: QueryOptions,
+    ) -> Result<(AgentAllocChanges, QueryMeta), ApiError> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Answer {
+            Changes(AgentAllocChanges),
+            Whole(Vec<AgentAlloc>),
+        }
+        let path = format!("/v1/agent/allocs/{}?since={since}", enc(node_id));
+        let (answer, meta) = self.get::<Answer>(&path, q).await?;
+        let changes = match answer {
+            Answer::Changes(c) => c,
+            Answer::Whole(changed) => AgentAllocChanges {
+                ids: changed.iter().map(|a| a.alloc.id.clone()).collect(),
+                changed,
+            },
+        };
+        Ok((changes, meta))
+    }
+
     pub async fn agent_update_allocs(
         &self,
         node_id: &str,

@@ -50,6 +50,7 @@ pub fn components() -> Map<String, Value> {
     generator.subschema_for::<NodeRevokeResponse>();
     generator.subschema_for::<TokenRotateResponse>();
     generator.subschema_for::<AgentAlloc>();
+    generator.subschema_for::<AgentAllocChanges>();
     generator.subschema_for::<AllocUpdateRequest>();
     generator.subschema_for::<AllocUpdateResponse>();
     generator.subschema_for::<ServiceListStub>();

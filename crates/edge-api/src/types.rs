@@ -304,6 +304,18 @@ pub struct AgentAlloc {
     pub job: Job,
 }
 
+/// `GET /v1/agent/allocs/{node}?since=N`: the node's allocations as a
+/// change since index `N`, so a watch answer carries only what changed,
+/// not the node's whole list.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct AgentAllocChanges {
+    /// Every allocation the node holds now: one left out is to be stopped.
+    pub ids: Vec<String>,
+    /// Those whose allocation (or its job version) changed after `N`,
+    /// with their job versions; all of them when `N` is 0.
+    pub changed: Vec<AgentAlloc>,
+}
+
 /// What an agent tells the server about one of its allocations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AllocUpdate {

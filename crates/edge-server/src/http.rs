@@ -873,12 +873,20 @@ async fn agent_heartbeat(
     ))
 }
 
+/// `?since=N` of an agent's allocation watch.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Since {
+    #[serde(default)]
+    since: Option<u64>,
+}
+
 async fn agent_allocs(
     State(sv): S,
     caller: Caller,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<Blocking>,
+    ApiQuery(Since { since }): ApiQuery<Since>,
 ) -> Res {
     auth::node(&sv, &caller, &headers, &id)?;
     if sv.store.read(|s| !s.nodes.contains_key(&id)) {
@@ -911,18 +919,51 @@ async fn agent_allocs(
     // A version older than its job's current one is only on disk. The state
     // lock is not held while it is read (every commit would wait for the
     // read), so the answer leaves a gap for it, filled once read.
+    //
+    // With `since`, only allocations changed after it are written (their
+    // own modify index, or their current job's), with every id the node
+    // holds: thousands of nodes each watching a list of hundreds would
+    // otherwise be sent the whole list at every change.
     let (idx, out, gaps, failed) = sv.store.read(|s| {
         let mut out = Vec::with_capacity(1024);
         let mut gaps = Vec::new();
         let mut failed = None;
+        let allocs = s.node_allocs(&id);
+        let changed = |a: &Allocation| match since {
+            None => true,
+            Some(n) => {
+                a.modify_index > n
+                    || s.jobs
+                        .get(&a.job_key())
+                        .is_some_and(|j| j.version == a.job_version && j.modify_index > n)
+            }
+        };
+        if since.is_some() {
+            out.extend_from_slice(b"{\"ids\":");
+            let ids: Vec<&str> = allocs
+                .iter()
+                .filter(|a| s.jobs.contains_key(&a.job_key()))
+                .map(|a| a.id.as_str())
+                .collect();
+            if let Err(e) = serde_json::to_writer(&mut out, &ids) {
+                failed = Some(ServerError::Internal(format!("encoding the ids: {e}")));
+            }
+            out.extend_from_slice(b",\"changed\":");
+        }
+        let list_start = out.len();
         out.push(b'[');
-        for a in s.node_allocs(&id) {
-            if let Err(e) = write_alloc(&sv, s, a, &mut out, &mut gaps) {
-                failed = Some(e);
+        for a in allocs.into_iter().filter(|a| changed(a)) {
+            if failed.is_some() {
                 break;
+            }
+            if let Err(e) = write_alloc(&sv, s, a, &mut out, &mut gaps, list_start) {
+                failed = Some(e);
             }
         }
         out.push(b']');
+        if since.is_some() {
+            out.push(b'}');
+        }
         (s.index.max(1), out, gaps, failed)
     });
     // Gaps before the failed allocation come first, as they came first in
@@ -970,6 +1011,7 @@ fn write_alloc(
     a: &Allocation,
     out: &mut Vec<u8>,
     gaps: &mut Vec<Gap>,
+    list_start: usize,
 ) -> Result<(), ServerError> {
     let Some(current) = s.jobs.get(&a.job_key()) else {
         return Ok(());
@@ -989,7 +1031,7 @@ fn write_alloc(
     } else {
         None
     };
-    if out.len() > 1 {
+    if out.len() > list_start + 1 {
         out.push(b',');
     }
     out.extend_from_slice(b"{\"alloc\":");

@@ -378,6 +378,77 @@ async fn agent_watch_blocks_until_its_allocations_change_and_reports_land() {
     h.shutdown().await;
 }
 
+/// `?since=N`: each answer carries only the allocations that changed
+/// after the agent's last one, with the ids of every one the node holds.
+#[tokio::test]
+async fn agent_watch_since_an_index_carries_only_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    register(&h, node("n1", 4000, 4096)).await;
+    let ac = agent_client(&h);
+    let c = client(&h);
+    for id in ["web", "api"] {
+        let r = c.register(&job(id, 1)).await.unwrap();
+        wait_eval_done(&c, r.eval_id.as_deref().unwrap()).await;
+    }
+    let (all, meta) = ac
+        .agent_alloc_changes("n1", 0, QueryOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((all.ids.len(), all.changed.len()), (2, 2));
+    let web = all
+        .changed
+        .iter()
+        .find(|a| a.job.id == "web")
+        .map(|a| a.alloc.id.clone())
+        .unwrap();
+    // A report of one changes it alone.
+    ac.agent_update_allocs(
+        "n1",
+        vec![AllocUpdate {
+            networks: Default::default(),
+            address: None,
+            id: web.clone(),
+            client_status: ClientStatus::Running,
+            client_description: String::new(),
+            task_states: BTreeMap::new(),
+            checks: Default::default(),
+            health: None,
+        }],
+    )
+    .await
+    .unwrap();
+    let (next, meta) = ac
+        .agent_alloc_changes(
+            "n1",
+            meta.index,
+            QueryOptions::blocking(meta.index, Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.ids.len(), 2);
+    let changed: Vec<&str> = next.changed.iter().map(|a| a.alloc.id.as_str()).collect();
+    assert_eq!(changed, [web.as_str()]);
+    // Nothing since: no allocation, every id.
+    let (same, _) = ac
+        .agent_alloc_changes("n1", meta.index, QueryOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((same.ids.len(), same.changed.len()), (2, 0));
+    // A purged job's allocation leaves the ids: the agent stops it.
+    c.stop_job("api", true).await.unwrap();
+    let left = eventually(10, async || {
+        let (l, _) = ac
+            .agent_alloc_changes("n1", meta.index, QueryOptions::default())
+            .await
+            .ok()?;
+        (l.ids.len() == 1).then_some(l)
+    })
+    .await;
+    assert_eq!(left.ids, [web]);
+    h.shutdown().await;
+}
+
 #[tokio::test]
 async fn restart_keeps_jobs_versions_allocations_and_the_token() {
     let dir = tempfile::tempdir().unwrap();

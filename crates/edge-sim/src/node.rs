@@ -183,6 +183,13 @@ impl Api {
     }
 }
 
+/// The part of `AgentAllocChanges` a fake node needs.
+#[derive(Deserialize)]
+struct WatchChanges {
+    ids: Vec<String>,
+    changed: Vec<WatchAlloc>,
+}
+
 /// The part of `AgentAlloc` a fake node needs; the job is skipped unread.
 #[derive(Deserialize)]
 struct WatchAlloc {
@@ -376,7 +383,9 @@ impl FakeNode {
         // What this node last reported per allocation, so each change is sent once.
         let mut reported: HashMap<String, ClientStatus> = HashMap::new();
         loop {
-            let (allocs, idx) = match self.api.get::<Vec<WatchAlloc>>(path.clone(), index).await {
+            // As a real agent: only what changed since the last answer.
+            let since = format!("{path}?since={index}");
+            let (list, idx) = match self.api.get::<WatchChanges>(since, index).await {
                 Ok(v) => v,
                 Err(e) if e.status() == Some(404) => return e,
                 Err(e) => {
@@ -387,7 +396,7 @@ impl FakeNode {
                 }
             };
             index = idx;
-            let updates = changes(&allocs, &mut reported);
+            let updates = changes(&list.changed, &list.ids, &mut reported);
             if updates.is_empty() {
                 continue;
             }
@@ -428,17 +437,18 @@ impl FakeNode {
     }
 }
 
-/// What a real agent would report for the allocations the server lists:
-/// `running` for new ones it wants run, `complete` for ones it wants
-/// stopped; each at most once. Allocations no longer listed are forgotten.
+/// What a real agent would report for the allocations the server says
+/// changed: `running` for new ones it wants run, `complete` for ones it
+/// wants stopped; each at most once. Allocations the node no longer holds
+/// (not among `ids`) are forgotten.
 fn changes(
     allocs: &[WatchAlloc],
+    ids: &[String],
     reported: &mut HashMap<String, ClientStatus>,
 ) -> Vec<AllocUpdate> {
     let mut out = Vec::new();
-    let mut listed = std::collections::HashSet::with_capacity(allocs.len());
+    let listed: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
     for WatchAlloc { alloc: a } in allocs {
-        listed.insert(a.id.as_str());
         let want = match (a.desired_status, a.client_status) {
             (_, ClientStatus::Lost | ClientStatus::Complete | ClientStatus::Failed) => continue,
             (DesiredStatus::Run, _) => ClientStatus::Running,
@@ -491,17 +501,25 @@ mod tests {
             wa("c", DesiredStatus::Stop, ClientStatus::Lost),
             wa("d", DesiredStatus::Run, ClientStatus::Running),
         ];
-        let u = changes(&list, &mut rep);
+        let ids =
+            |l: &[WatchAlloc]| -> Vec<String> { l.iter().map(|w| w.alloc.id.clone()).collect() };
+        let u = changes(&list, &ids(&list), &mut rep);
         let got: Vec<(&str, ClientStatus)> =
             u.iter().map(|u| (u.id.as_str(), u.client_status)).collect();
         assert_eq!(
             got,
             vec![("a", ClientStatus::Running), ("b", ClientStatus::Complete)]
         );
-        assert!(changes(&list, &mut rep).is_empty(), "sent once");
+        assert!(
+            changes(&list, &ids(&list), &mut rep).is_empty(),
+            "sent once"
+        );
+        // An answer where nothing changed still names what the node holds.
+        assert!(changes(&[], &ids(&list), &mut rep).is_empty());
+        assert_eq!(rep.len(), 2, "a and b are still held");
         // "a" is now stopped by the server: a new change, reported once.
         let list = vec![wa("a", DesiredStatus::Stop, ClientStatus::Running)];
-        let u = changes(&list, &mut rep);
+        let u = changes(&list, &ids(&list), &mut rep);
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].client_status, ClientStatus::Complete);
         assert_eq!(rep.len(), 1, "b is no longer listed and forgotten");
