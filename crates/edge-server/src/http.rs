@@ -532,7 +532,7 @@ async fn list_allocs(State(sv): S, access: Access, ApiQuery(q): ApiQuery<AllocQu
             })
             .filter(|a| q.job.as_ref().is_none_or(|j| &a.job_id == j))
             .filter(|a| access.sees(&a.namespace, Capability::ReadJob))
-            .map(AllocListStub::from)
+            .map(|a| AllocListStub::from(a.as_ref()))
             .collect();
         v.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(a.id.cmp(&b.id)));
         v
@@ -551,7 +551,7 @@ async fn read_alloc(
     sv.store.read(|s| {
         let a = ops::by_prefix("allocation", &id, s.allocs.iter())?;
         access.require(&a.namespace, Capability::ReadJob)?;
-        Ok(json_at(idx, a))
+        Ok(json_at(idx, a.as_ref()))
     })
 }
 

@@ -157,7 +157,9 @@ pub struct State {
     /// Current version of each job, by job key (`edge_spec::job_key`).
     pub jobs: BTreeMap<String, Job>,
     pub nodes: BTreeMap<String, Node>,
-    pub allocs: HashMap<String, Allocation>,
+    /// Shared with the writer's copy of the state: each allocation is
+    /// held once in memory, however many states hold it.
+    pub allocs: HashMap<String, Arc<Allocation>>,
     /// Job key (`edge_spec::job_key`) to the ids of all its allocations, terminal ones included.
     pub allocs_by_job: HashMap<String, BTreeSet<String>>,
     /// Node id to the ids of all allocations placed on it.
@@ -254,7 +256,7 @@ impl State {
     fn lookup(&self, ids: Option<&BTreeSet<String>>) -> Vec<&Allocation> {
         ids.into_iter()
             .flatten()
-            .filter_map(|id| self.allocs.get(id))
+            .filter_map(|id| self.allocs.get(id).map(Arc::as_ref))
             .collect()
     }
 
@@ -263,12 +265,13 @@ impl State {
     pub fn apply_in_memory(&mut self, mut b: Batch) -> u64 {
         let index = self.index + 1;
         b.stamp(index, self);
-        self.apply(&b, index);
+        self.apply(&b, &[], index);
         index
     }
 
-    /// Applies a stamped batch.
-    pub(crate) fn apply(&mut self, b: &Batch, index: u64) {
+    /// Applies a stamped batch whose allocations are `b.allocs` and, moved
+    /// out of it to be shared, `allocs`.
+    pub(crate) fn apply(&mut self, b: &Batch, allocs: &[Arc<Allocation>], index: u64) {
         for id in &b.purge_jobs {
             self.jobs.remove(id);
             self.stable.remove(id);
@@ -284,6 +287,9 @@ impl State {
             self.nodes.insert(n.id.clone(), n.clone());
         }
         for a in &b.allocs {
+            self.upsert_alloc(Arc::new(a.clone()));
+        }
+        for a in allocs {
             self.upsert_alloc(a.clone());
         }
         for id in &b.delete_evals {
@@ -396,7 +402,7 @@ impl State {
         }
     }
 
-    fn upsert_alloc(&mut self, a: Allocation) {
+    fn upsert_alloc(&mut self, a: Arc<Allocation>) {
         // Removing first keeps usage and the index sets exact when the
         // allocation changes node, job or liveness.
         self.remove_alloc(&a.id);
@@ -420,7 +426,7 @@ impl State {
     }
 
     /// Drops an allocation and everything derived from it.
-    pub(crate) fn remove_alloc(&mut self, id: &str) -> Option<Allocation> {
+    pub(crate) fn remove_alloc(&mut self, id: &str) -> Option<Arc<Allocation>> {
         let old = self.allocs.remove(id)?;
         if old.is_live()
             && let Some(u) = self.usage.get_mut(&old.node_id)
@@ -490,7 +496,7 @@ pub(crate) fn load(conn: &Connection) -> Result<State, StoreError> {
         |a: Allocation| allocs.push(a),
     )?;
     for a in allocs {
-        s.upsert_alloc(a);
+        s.upsert_alloc(Arc::new(a));
     }
     load_table(
         conn,

@@ -49,6 +49,9 @@ pub(crate) struct Shared {
 /// rows and its events.
 struct Prepared {
     batch: Batch,
+    /// The batch's allocations, moved out of it once stamped and encoded,
+    /// so the writer's state and the readers' share them.
+    allocs: Vec<Arc<edge_spec::Allocation>>,
     index: u64,
     rows: Option<Rows>,
     done: Done,
@@ -224,6 +227,7 @@ impl Writer {
                 let index = self.state.index;
                 prepared.push(Prepared {
                     batch,
+                    allocs: Vec::new(),
                     index,
                     rows: None,
                     done,
@@ -234,10 +238,15 @@ impl Writer {
             batch.stamp(index, &self.state);
             match Rows::of(&batch) {
                 Ok(mut rows) => {
-                    self.state.apply(&batch, index);
+                    let allocs: Vec<_> = std::mem::take(&mut batch.allocs)
+                        .into_iter()
+                        .map(Arc::new)
+                        .collect();
+                    self.state.apply(&batch, &allocs, index);
                     rows.trim = self.trims(&batch);
                     prepared.push(Prepared {
                         batch,
+                        allocs,
                         index,
                         rows: Some(rows),
                         done,
@@ -261,7 +270,7 @@ impl Writer {
                         .write()
                         .unwrap_or_else(PoisonError::into_inner);
                     for p in prepared.iter().filter(|p| p.rows.is_some()) {
-                        shared.apply(&p.batch, p.index);
+                        shared.apply(&p.batch, &p.allocs, p.index);
                     }
                 }
                 self.shared.index.send_replace(self.state.index);
@@ -582,9 +591,14 @@ fn write_batch(
         ev("node", "upserted", id, Some(body))?;
     }
     for (id, job_id, node_id, modify_time, body) in &rows.allocs {
+        // An allocation keeps its job and node for life: an update rewrites
+        // its row in place and leaves the job and node indexes alone (a
+        // replace would delete and insert all three index entries).
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO allocs (id, job_id, node_id, modify_time, body)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO allocs (id, job_id, node_id, modify_time, body)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET modify_time = excluded.modify_time,
+                 body = excluded.body",
         )
         .and_then(|mut s| s.execute(params![id, job_id, node_id, modify_time, body]))
         .map_err(err("write allocation"))?;

@@ -49,7 +49,7 @@ pub(crate) fn update(
     // evaluation per report is enough.
     let mut waited = BTreeSet::new();
     for (a, u) in known {
-        let mut a: Allocation = a.clone();
+        let mut a = Allocation::clone(a);
         a.task_states = u.task_states;
         a.modify_time = env.now;
         if a.client_status == ClientStatus::Lost {
@@ -70,7 +70,7 @@ pub(crate) fn update(
             && a.previous_alloc
                 .as_ref()
                 .and_then(|p| s.allocs.get(p))
-                .is_some_and(Allocation::is_live);
+                .is_some_and(|p| p.is_live());
         // The deployment counts the verdict at once; its scheduler run
         // waits for the verdict that can end it: an unhealthy one, or the
         // last one of the copies it placed.

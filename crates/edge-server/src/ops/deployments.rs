@@ -286,7 +286,7 @@ pub(crate) fn set_health(
                 if a.is_live() { "judged" } else { "not running" }
             )));
         }
-        let mut a = a.clone();
+        let mut a = edge_spec::Allocation::clone(a);
         a.health = Some(AllocHealth {
             healthy: ok,
             timestamp: env.now,

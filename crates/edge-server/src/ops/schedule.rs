@@ -4,8 +4,8 @@
 use super::{Env, deployments, evals};
 use edge_sched::{Plan, SchedulerConfig, Snapshot, schedule};
 use edge_spec::{
-    ClientStatus, DesiredStatus, EvalStatus, Evaluation, NamedNetwork, OverlayNetwork, OverlayPool,
-    TriggeredBy, Volume,
+    Allocation, ClientStatus, DesiredStatus, EvalStatus, Evaluation, NamedNetwork, OverlayNetwork,
+    OverlayPool, TriggeredBy, Volume,
 };
 use edge_store::{Batch, State};
 use std::collections::HashSet;
@@ -246,7 +246,7 @@ fn apply(s: &State, env: &mut Env, eval: &Evaluation, plan: Plan) -> Batch {
         let Some(a) = s.allocs.get(&stop.alloc_id) else {
             continue;
         };
-        let mut a = a.clone();
+        let mut a = Allocation::clone(a);
         a.desired_status = DesiredStatus::Stop;
         a.desired_description = stop.description.clone();
         if let Some(cs) = stop.client_status {
@@ -260,7 +260,7 @@ fn apply(s: &State, env: &mut Env, eval: &Evaluation, plan: Plan) -> Batch {
     }
     for upd in &plan.in_place {
         if let Some(a) = s.allocs.get(&upd.alloc_id) {
-            let mut a = a.clone();
+            let mut a = Allocation::clone(a);
             a.job_version = upd.job_version;
             a.modify_time = now;
             batch.allocs.push(a);
@@ -273,7 +273,7 @@ fn apply(s: &State, env: &mut Env, eval: &Evaluation, plan: Plan) -> Batch {
                 .iter()
                 .find(|x| x.id == prev.id)
                 .cloned()
-                .unwrap_or_else(|| prev.clone());
+                .unwrap_or_else(|| Allocation::clone(prev));
             prev.next_alloc = Some(a.id.clone());
             prev.modify_time = now;
             batch.allocs.retain(|x| x.id != prev.id);
