@@ -99,7 +99,7 @@ impl Sim {
 /// Starts `cfg.nodes` fake nodes, each registering, heartbeating and
 /// watching on its own task, all over one pooled HTTP client.
 pub fn start(cfg: SimConfig) -> Result<Sim, SimError> {
-    let api = Arc::new(node::Api::new(&cfg.server, &cfg.token)?);
+    let api = Arc::new(node::Api::new(&cfg.server, &cfg.token, cfg.nodes)?);
     let stats = Arc::new(Stats::default());
     let gate = Arc::new(tokio::sync::Semaphore::new(cfg.register_concurrency.max(1)));
     let cfg = Arc::new(cfg);

@@ -26,11 +26,11 @@ pub(crate) struct Api {
     ca: Option<Arc<ClusterCa>>,
 }
 
-fn client(tls: Option<rustls::ClientConfig>) -> Result<reqwest::Client, SimError> {
+fn client(tls: Option<rustls::ClientConfig>, max_idle: usize) -> Result<reqwest::Client, SimError> {
     let mut b = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(edge_api::client::NODE_POOL_IDLE)
-        .pool_max_idle_per_host(usize::MAX)
+        .pool_max_idle_per_host(max_idle)
         .tcp_nodelay(true);
     if let Some(tls) = tls {
         b = b.use_preconfigured_tls(tls);
@@ -43,7 +43,12 @@ fn tls_err(e: impl std::fmt::Display) -> SimError {
 }
 
 impl Api {
-    pub fn new(server: &str, token: &str) -> Result<Api, SimError> {
+    /// The client `nodes` fake nodes share over plain HTTP. It keeps one
+    /// idle connection per four nodes, beside the watches in flight: a
+    /// real agent keeps one per node, which for 10,000 nodes would pass
+    /// the 20,000 descriptors a process may have on small hosts, and the
+    /// server's connection cap, before the jobs' clients get a turn.
+    pub fn new(server: &str, token: &str, nodes: usize) -> Result<Api, SimError> {
         let base = server.trim_end_matches('/').to_string();
         let token = JoinToken::parse(token).map_err(tls_err)?;
         let ca = if base.starts_with("https://") {
@@ -66,7 +71,7 @@ impl Api {
         Ok(Api {
             base,
             token: Some(token.secret),
-            http: client(tls)?,
+            http: client(tls, (nodes / 4).max(16))?,
             ca,
         })
     }
@@ -100,7 +105,7 @@ impl Api {
         Ok(Arc::new(Api {
             base: self.base.clone(),
             token: None,
-            http: client(Some(cfg))?,
+            http: client(Some(cfg), usize::MAX)?,
             ca: Some(ca.clone()),
         }))
     }
