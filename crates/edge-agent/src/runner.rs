@@ -141,8 +141,8 @@ impl AllocRunner {
         Some((task.driver.clone(), running))
     }
 
-    /// For a group that scales by `target_cpu`: its running tasks' handles
-    /// and the MHz its tasks reserved.
+    /// For a group with an enabled `scaling` block: its running tasks'
+    /// handles and the MHz its tasks reserved.
     pub(crate) fn usage_watch(&self) -> Option<(Vec<TaskHandle>, u64)> {
         let g = lock(&self.shared);
         let group = g.job.group(&g.alloc.group)?;

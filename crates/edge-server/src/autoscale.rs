@@ -312,14 +312,13 @@ fn usage(inner: &Inner, allocs: &[String], window_ms: i64, now: i64) -> (Option<
         let Some(u) = inner.usage.get(a) else {
             continue;
         };
-        let recent: Vec<f64> = u
+        let (sum, n) = u
             .samples
             .iter()
             .filter(|(at, _)| now.saturating_sub(*at) < window_ms)
-            .map(|(_, l)| l.cpu_percent)
-            .collect();
-        if !recent.is_empty() {
-            per_copy.push(recent.iter().sum::<f64>() / recent.len() as f64);
+            .fold((0.0, 0u32), |(sum, n), (_, l)| (sum + l.cpu_percent, n + 1));
+        if n > 0 {
+            per_copy.push(sum / f64::from(n));
         }
         if let Some((at, l)) = u.samples.back()
             && now.saturating_sub(*at) < FRESH_MS

@@ -928,35 +928,35 @@ async fn agent_allocs(
         let mut out = Vec::with_capacity(1024);
         let mut gaps = Vec::new();
         let mut failed = None;
-        let allocs = s.node_allocs(&id);
-        let changed = |a: &Allocation| match since {
-            None => true,
-            Some(n) => {
-                a.modify_index > n
-                    || s.jobs
-                        .get(&a.job_key())
-                        .is_some_and(|j| j.version == a.job_version && j.modify_index > n)
-            }
+        // Each allocation with its current job, looked up once; a purged
+        // job's allocations are left out.
+        let allocs: Vec<(&Allocation, &Job)> = s
+            .node_allocs(&id)
+            .into_iter()
+            .filter_map(|a| Some((a, s.jobs.get(&a.job_key())?)))
+            .collect();
+        let changed = |(a, job): &&(&Allocation, &Job)| {
+            since.is_none_or(|n| {
+                a.modify_index > n || (job.version == a.job_version && job.modify_index > n)
+            })
         };
         if since.is_some() {
             out.extend_from_slice(b"{\"ids\":");
-            let ids: Vec<&str> = allocs
-                .iter()
-                .filter(|a| s.jobs.contains_key(&a.job_key()))
-                .map(|a| a.id.as_str())
-                .collect();
+            let ids: Vec<&str> = allocs.iter().map(|(a, _)| a.id.as_str()).collect();
             if let Err(e) = serde_json::to_writer(&mut out, &ids) {
                 failed = Some(ServerError::Internal(format!("encoding the ids: {e}")));
             }
             out.extend_from_slice(b",\"changed\":");
         }
-        let list_start = out.len();
         out.push(b'[');
-        for a in allocs.into_iter().filter(|a| changed(a)) {
+        for (i, (a, job)) in allocs.iter().filter(changed).enumerate() {
             if failed.is_some() {
                 break;
             }
-            if let Err(e) = write_alloc(&sv, s, a, &mut out, &mut gaps, list_start) {
+            if i > 0 {
+                out.push(b',');
+            }
+            if let Err(e) = write_alloc(&sv, a, job, &mut out, &mut gaps) {
                 failed = Some(e);
             }
         }
@@ -1003,19 +1003,15 @@ impl Gap {
     }
 }
 
-/// Appends `a` and its job to an agent's list; a job version the state does
-/// not hold becomes a [`Gap`]. Skips an allocation whose job is purged.
+/// Appends `a` and its job to an agent's list, given the job's `current`
+/// version; a job version the state does not hold becomes a [`Gap`].
 fn write_alloc(
     sv: &Server,
-    s: &St,
     a: &Allocation,
+    current: &Job,
     out: &mut Vec<u8>,
     gaps: &mut Vec<Gap>,
-    list_start: usize,
 ) -> Result<(), ServerError> {
-    let Some(current) = s.jobs.get(&a.job_key()) else {
-        return Ok(());
-    };
     let unavailable = |reason: String| ServerError::AllocUnavailable {
         alloc: a.id.clone(),
         job: a.job_id.clone(),
@@ -1031,9 +1027,6 @@ fn write_alloc(
     } else {
         None
     };
-    if out.len() > list_start + 1 {
-        out.push(b',');
-    }
     out.extend_from_slice(b"{\"alloc\":");
     serde_json::to_writer(&mut *out, a)
         .map_err(|e| unavailable(format!("encoding the allocation: {e}")))?;

@@ -265,13 +265,15 @@ impl State {
     pub fn apply_in_memory(&mut self, mut b: Batch) -> u64 {
         let index = self.index + 1;
         b.stamp(index, self);
-        self.apply(&b, &[], index);
+        let allocs = shared_allocs(&mut b);
+        self.apply(&b, &allocs, index);
         index
     }
 
-    /// Applies a stamped batch whose allocations are `b.allocs` and, moved
-    /// out of it to be shared, `allocs`.
+    /// Applies a stamped batch whose allocations were moved out of it, to
+    /// be shared, as `allocs` ([`shared_allocs`]).
     pub(crate) fn apply(&mut self, b: &Batch, allocs: &[Arc<Allocation>], index: u64) {
+        debug_assert!(b.allocs.is_empty(), "allocations go in as `allocs`");
         for id in &b.purge_jobs {
             self.jobs.remove(id);
             self.stable.remove(id);
@@ -285,9 +287,6 @@ impl State {
         }
         for n in &b.nodes {
             self.nodes.insert(n.id.clone(), n.clone());
-        }
-        for a in &b.allocs {
-            self.upsert_alloc(Arc::new(a.clone()));
         }
         for a in allocs {
             self.upsert_alloc(a.clone());
@@ -440,6 +439,15 @@ impl State {
         remove_from(&mut self.allocs_by_node, &old.node_id, id);
         Some(old)
     }
+}
+
+/// Moves a stamped batch's allocations out of it, to be held once by
+/// every state that applies it.
+pub(crate) fn shared_allocs(b: &mut Batch) -> Vec<Arc<Allocation>> {
+    std::mem::take(&mut b.allocs)
+        .into_iter()
+        .map(Arc::new)
+        .collect()
 }
 
 fn remove_from(map: &mut HashMap<String, BTreeSet<String>>, key: &str, id: &str) {

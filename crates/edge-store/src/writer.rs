@@ -238,10 +238,7 @@ impl Writer {
             batch.stamp(index, &self.state);
             match Rows::of(&batch) {
                 Ok(mut rows) => {
-                    let allocs: Vec<_> = std::mem::take(&mut batch.allocs)
-                        .into_iter()
-                        .map(Arc::new)
-                        .collect();
+                    let allocs = crate::state::shared_allocs(&mut batch);
                     self.state.apply(&batch, &allocs, index);
                     rows.trim = self.trims(&batch);
                     prepared.push(Prepared {
