@@ -52,3 +52,6 @@ for _ in $(seq 1 50); do
 done
 echo "hello answers on http://127.0.0.1:$port/ :"
 curl -fsS "http://127.0.0.1:$port/" | head -5
+if curl -fsS -o /dev/null http://127.0.0.1:4646/ui/; then
+  echo "dashboard: http://127.0.0.1:4646/ui/"
+fi

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command of the README. With root (run as root, or as a user with
 # sudo) it first installs and starts what the tests need (containerd, runc,
-# protoc, a registry, tritonclient...), then checks formatting and runs every
-# test of the workspace, the cgroup, containerd, namespace and multi-process
+# protoc, a registry, tritonclient, chromium...), then checks formatting and
+# runs every test of the workspace, the cgroup, containerd, namespace and multi-process
 # tests included, then schemathesis against the API (tests/schemathesis.sh).
 # Without root it runs the tests that need none.
 set -euo pipefail
@@ -43,7 +43,12 @@ if can_root; then
   python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
   # tests/schemathesis.sh installs schemathesis into a venv.
   python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
+  # The dashboard's browser test (crates/edge/tests/ui.rs): headless
+  # Chromium driven over WebDriver.
+  command -v chromium >/dev/null || need+=(chromium)
+  command -v chromedriver >/dev/null || need+=(chromium-driver)
   apt_install "${need[@]}"
+  export EDGE_TEST_BROWSER=1
 
   # tritonclient drives `edge model serve` in crates/edge/tests/model.rs,
   # which runs as root: installed as root. onnx builds the conformance

@@ -422,6 +422,7 @@ mod tests {
             modify_time: 0,
             create_index: 0,
             modify_index: 0,
+            alloc_modify_index: 0,
         }
     }
 

@@ -589,11 +589,13 @@ impl Agent {
     }
 
     /// Makes the running set match the server's view of this node: the
-    /// changed allocations are applied, and any not among the node's ids
-    /// is stopped.
+    /// changed allocations are applied, and, when the answer lists the
+    /// node's ids, any not among them is stopped.
     async fn reconcile(&self, changes: AgentAllocChanges) {
         let mut runners = self.runners.lock().await;
-        let wanted: std::collections::HashSet<String> = changes.ids.into_iter().collect();
+        let wanted: Option<std::collections::HashSet<String>> =
+            changes.ids.map(|ids| ids.into_iter().collect());
+        let listed = |id: &String| wanted.as_ref().is_none_or(|w| w.contains(id));
         for AgentAlloc { alloc, job } in changes.changed {
             // Allocation ids name directories: anything but one plain path
             // component would reach outside the agent's data dir.
@@ -601,7 +603,7 @@ impl Agent {
                 tracing::warn!(alloc = %alloc.id, "ignoring an allocation whose id is not a plain name");
                 continue;
             }
-            if !wanted.contains(&alloc.id) {
+            if !listed(&alloc.id) {
                 continue;
             }
             let stop = alloc.desired_status == DesiredStatus::Stop
@@ -620,11 +622,7 @@ impl Agent {
         }
         // Allocations the server no longer lists (collected, or never known
         // to it): stop them and free their directories once done.
-        let gone: Vec<String> = runners
-            .keys()
-            .filter(|k| !wanted.contains(*k))
-            .cloned()
-            .collect();
+        let gone: Vec<String> = runners.keys().filter(|k| !listed(k)).cloned().collect();
         for id in gone {
             if let Some(r) = runners.remove(&id) {
                 r.stop();

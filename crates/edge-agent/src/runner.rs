@@ -579,10 +579,17 @@ async fn network_up(ctx: &RunCtx, shared: &Mutex<LocalAlloc>) -> Result<(), Stri
             tracing::warn!(alloc = %id, error = %e, "cannot clear the allocation's old network");
         }
     }
-    let att = net
-        .attach(&id, &ports, &keys)
-        .await
-        .map_err(|e| format!("cannot set up the allocation's network: {e}"))?;
+    let att = match net.attach(&id, &ports, &keys).await {
+        // Removed as unused between the check above and the attach (a
+        // project taken down and up again at once): the server's list has
+        // it again, since it placed this allocation on it.
+        Err(edge_net::NetError::UnknownNetwork { .. }) => {
+            crate::networks::sync(ctx, None).await?;
+            net.attach(&id, &ports, &keys).await
+        }
+        attached => attached,
+    }
+    .map_err(|e| format!("cannot set up the allocation's network: {e}"))?;
     tracing::info!(alloc = %id, address = %att.address, "allocation attached to the bridge");
     if let Some(resolver) = att.resolver {
         // Names under service.edge resolve short (`web`), as in Docker's

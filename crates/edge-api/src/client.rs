@@ -805,8 +805,10 @@ impl Client {
     }
 
     /// The node's allocations that changed after index `since` (all of
-    /// them at 0), with the ids of every one it holds. A server that does
-    /// not know `since` answers the whole list, taken as all changed.
+    /// them at 0), with the ids of every one it holds when one left its
+    /// list after `since` (always at 0). A server that does not know
+    /// `since` answers the whole list, taken as all changed; one that does
+    /// not know `ids=on_removal` sends the ids every time.
     pub async fn agent_alloc_changes(
         &self,
         node_id: &str,
@@ -819,12 +821,15 @@ impl Client {
             Changes(AgentAllocChanges),
             Whole(Vec<AgentAlloc>),
         }
-        let path = format!("/v1/agent/allocs/{}?since={since}", enc(node_id));
+        let path = format!(
+            "/v1/agent/allocs/{}?since={since}&ids=on_removal",
+            enc(node_id)
+        );
         let (answer, meta) = self.get::<Answer>(&path, q).await?;
         let changes = match answer {
             Answer::Changes(c) => c,
             Answer::Whole(changed) => AgentAllocChanges {
-                ids: changed.iter().map(|a| a.alloc.id.clone()).collect(),
+                ids: Some(changed.iter().map(|a| a.alloc.id.clone()).collect()),
                 changed,
             },
         };

@@ -38,6 +38,9 @@ pub fn components() -> Map<String, Value> {
     generator.subschema_for::<DeploymentAllocHealthRequest>();
     generator.subschema_for::<DeploymentUpdateResponse>();
     generator.subschema_for::<NodeListStub>();
+    generator.subschema_for::<JobVersionDiff>();
+    generator.subschema_for::<TokenGrants>();
+    generator.subschema_for::<ModelListStub>();
     generator.subschema_for::<Node>();
     generator.subschema_for::<NodeDrainRequest>();
     generator.subschema_for::<NodeEligibilityRequest>();

@@ -227,9 +227,57 @@ pub struct NodeListStub {
     pub drivers: Vec<String>,
     pub resources: NodeResources,
     pub allocs_running: u32,
+    /// What the node's live allocations reserve of `resources`.
+    #[serde(default)]
+    pub allocated: NodeAllocated,
     pub agent_version: String,
     pub last_heartbeat: i64,
     pub modify_index: u64,
+}
+
+/// CPU (MHz) and memory (MB) reserved on a node by allocations that run or
+/// are about to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NodeAllocated {
+    pub cpu: u64,
+    pub memory: u64,
+}
+
+/// `GET /v1/job/{id}/diff?from=A&to=B`: how version B's spec differs from
+/// version A's.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct JobVersionDiff {
+    pub from: u64,
+    pub to: u64,
+    /// `edited` or `none`.
+    pub diff_type: String,
+    /// Lines of a unified-style diff, each starting with `+`, `-` or a space.
+    pub diff: Vec<String>,
+}
+
+/// What the caller's token may do, for a client (the dashboard) that hides
+/// what it would be refused: `GET /v1/acl/token/self/grants`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TokenGrants {
+    pub management: bool,
+    pub node_write: bool,
+    /// Each existing namespace the token has a capability in, and those
+    /// capabilities.
+    pub namespaces: BTreeMap<String, Vec<edge_spec::acl::Capability>>,
+}
+
+/// A group that serves models (a `model` block), for `GET /v1/models`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ModelListStub {
+    pub namespace: String,
+    pub job_id: String,
+    pub group: String,
+    /// The REST (KServe V2) service the models answer on.
+    pub service: String,
+    /// The model names the group serves.
+    pub models: Vec<String>,
+    pub instances: u32,
+    pub passing: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -310,7 +358,10 @@ pub struct AgentAlloc {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct AgentAllocChanges {
     /// Every allocation the node holds now: one left out is to be stopped.
-    pub ids: Vec<String>,
+    /// Absent when asked with `ids=on_removal` and none left the node's
+    /// list after `N`: the node holds what it held plus what changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<Vec<String>>,
     /// Those whose allocation (or its job version) changed after `N`,
     /// with their job versions; all of them when `N` is 0.
     pub changed: Vec<AgentAlloc>,

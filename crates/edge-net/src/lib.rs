@@ -154,6 +154,10 @@ pub struct BridgeNetwork {
     /// One change of the named networks' devices at a time: allocations
     /// joining a network at once must not both make its bridge.
     devices: tokio::sync::Mutex<()>,
+    /// Attaches and detaches share it; a change of which named networks
+    /// exist here has it alone, so no allocation's plugins run on a bridge
+    /// that is being removed (a project taken down and up again at once).
+    lifecycle: tokio::sync::RwLock<()>,
     /// Held for the agent's life; the kernel drops it when the agent dies.
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
@@ -282,6 +286,7 @@ impl BridgeNetwork {
             named: Mutex::new(named),
             ruled: tokio::sync::Mutex::new(BTreeSet::new()),
             devices: tokio::sync::Mutex::new(()),
+            lifecycle: tokio::sync::RwLock::new(()),
             _lock: lock,
         })
     }
@@ -337,12 +342,15 @@ impl BridgeNetwork {
     /// devices (a node that left loses its entries), and those the server
     /// no longer lists, which no allocation in `in_use` (keys) is on,
     /// removed with their bridge, device, rules and leases (none without
-    /// `in_use`). Every network is tried; the first error is returned.
+    /// `in_use`; nor one an allocation here is attached to, or attaching
+    /// to, which `in_use` may not have known of yet). Every network is
+    /// tried; the first error is returned.
     pub async fn sync(
         &self,
         nets: &[OverlayDef],
         in_use: Option<&BTreeSet<String>>,
     ) -> Result<(), NetError> {
+        let _alone = self.lifecycle.write().await;
         let mut first_error = None;
         for o in nets {
             let known = self.registry().get(&o.key).is_some();
@@ -360,10 +368,15 @@ impl BridgeNetwork {
             return first_error.map_or(Ok(()), Err);
         };
         let listed: BTreeSet<&str> = nets.iter().map(|o| o.key.as_str()).collect();
+        let attached = self.marked_networks();
         let gone: Vec<NetDef> = self
             .registry()
             .all()
-            .filter(|d| !listed.contains(d.key.as_str()) && !in_use.contains(&d.key))
+            .filter(|d| {
+                !listed.contains(d.key.as_str())
+                    && !in_use.contains(&d.key)
+                    && !attached.contains(&d.key)
+            })
             .cloned()
             .collect();
         for def in gone {
@@ -426,11 +439,12 @@ impl BridgeNetwork {
         networks: &[String],
     ) -> Result<Attachment, NetError> {
         check_id(alloc_id)?;
+        let _shared = self.lifecycle.read().await;
         let name = format!("{NETNS_PREFIX}{alloc_id}");
         // A namespace of this allocation from an interrupted attach: what
         // the plugins made in it goes first, so no lease or rule leaks.
         if Self::netns_path(alloc_id).exists() {
-            self.detach(alloc_id, None).await?;
+            self.detach_shared(alloc_id, None).await?;
         }
         let defs = self.defs(networks, true)?;
         for def in &defs {
@@ -458,7 +472,7 @@ impl BridgeNetwork {
                         interfaces,
                         resolver: None,
                     };
-                    if let Err(undo) = self.detach(alloc_id, Some(&partial)).await {
+                    if let Err(undo) = self.detach_shared(alloc_id, Some(&partial)).await {
                         tracing::warn!(alloc = alloc_id, error = %undo, "cannot undo a failed attach");
                     }
                     return Err(e);
@@ -475,7 +489,7 @@ impl BridgeNetwork {
             resolver: None,
         };
         if let Err(e) = self.rules_up(alloc_id, &name, &defs, &mut att).await {
-            if let Err(undo) = self.detach(alloc_id, Some(&att)).await {
+            if let Err(undo) = self.detach_shared(alloc_id, Some(&att)).await {
                 tracing::warn!(alloc = alloc_id, error = %undo, "cannot undo a failed attach");
             }
             return Err(e);
@@ -565,6 +579,17 @@ impl BridgeNetwork {
     /// allocation id, and the mappings are found by their comment.
     pub async fn detach(&self, alloc_id: &str, att: Option<&Attachment>) -> Result<(), NetError> {
         check_id(alloc_id)?;
+        let _shared = self.lifecycle.read().await;
+        self.detach_shared(alloc_id, att).await
+    }
+
+    /// `detach` with the lifecycle lock already shared: a second shared
+    /// hold could wait behind a queued sync forever.
+    async fn detach_shared(
+        &self,
+        alloc_id: &str,
+        att: Option<&Attachment>,
+    ) -> Result<(), NetError> {
         let name = format!("{NETNS_PREFIX}{alloc_id}");
         let path = Self::netns_path(alloc_id);
         let marked: Marker = std::fs::read(self.marker(alloc_id))
@@ -612,6 +637,19 @@ impl BridgeNetwork {
 
     fn marker(&self, alloc_id: &str) -> PathBuf {
         self.cfg.state_dir.join("netns").join(alloc_id)
+    }
+
+    /// The named networks of every allocation marked here: attached, or
+    /// between its marker and the end of its detach.
+    fn marked_networks(&self) -> BTreeSet<String> {
+        std::fs::read_dir(self.cfg.state_dir.join("netns"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<Marker>(&b).ok())
+            .flat_map(|m| m.networks)
+            .collect()
     }
 
     /// Namespaces and leases of this agent's that no allocation in

@@ -305,6 +305,13 @@ async fn named_networks_reach_their_members_and_nothing_else() {
     assert!(!reaches(&ns("netnamed-db"), ip("netnamed-other", "eth0")));
     assert!(!reaches(&ns("netnamed-other"), ip("netnamed-web", "eth0")));
 
+    // Attached allocations keep their networks even when the caller's
+    // idea of what is in use is behind (it was taken before they joined).
+    net.sync(&[], Some(&BTreeSet::new())).await.unwrap();
+    let link = |b: &str| std::path::Path::new("/sys/class/net").join(b).exists();
+    assert!(link(&fb) && link(&bb));
+    assert!(net.named_network(&front).is_some() && net.named_network(&back).is_some());
+
     drop(servers);
     for (id, att) in &atts {
         net.detach(id, Some(att)).await.unwrap();
@@ -317,7 +324,6 @@ async fn named_networks_reach_their_members_and_nothing_else() {
     // and nothing uses them, bridges, rules and leases go.
     let in_use = BTreeSet::from([back.clone()]);
     net.sync(&[], Some(&in_use)).await.unwrap();
-    let link = |b: &str| std::path::Path::new("/sys/class/net").join(b).exists();
     assert!(!link(&fb) && link(&bb));
     net.sync(&[], Some(&BTreeSet::new())).await.unwrap();
     for bridge in [&fb, &bb] {

@@ -627,6 +627,7 @@ impl<'a> Cluster<'a> {
             modify_time: self.snap.now,
             create_index: 0,
             modify_index: 0,
+            alloc_modify_index: 0,
         };
         self.commit(idx, &alloc);
         Some(alloc)

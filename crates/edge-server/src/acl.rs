@@ -76,6 +76,7 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
             "GET",
             "/v1/job/{id}"
             | "/v1/job/{id}/versions"
+            | "/v1/job/{id}/diff"
             | "/v1/job/{id}/allocations"
             | "/v1/job/{id}/evaluations"
             | "/v1/job/{id}/deployment"
@@ -90,8 +91,11 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
             | "/v1/secrets"
             | "/v1/secret/{name}"
             | "/v1/services"
-            | "/v1/service/{name}",
+            | "/v1/service/{name}"
+            | "/v1/model/{service}/meta/{model}",
         ) => read,
+        ("GET", "/v1/models") => Namespace(ListJobs),
+        ("POST", "/v1/model/{service}/infer/{model}") => read,
         ("POST" | "DELETE", "/v1/config/{name}" | "/v1/secret/{name}") => submit,
         // The volume names its namespace; the handler checks it.
         ("GET" | "DELETE", "/v1/volume/{id}") => Object(ReadJob),
@@ -136,7 +140,7 @@ pub(crate) fn need(method: &str, path: &str) -> Option<Need> {
         ("GET", "/v1/status/health") => Public,
         ("GET", "/v1/metrics") => Rule(Scope::Agent, Level::Read),
         ("POST", "/v1/acl/bootstrap") => Bootstrap,
-        ("GET", "/v1/acl/token/self") => AnyToken,
+        ("GET", "/v1/acl/token/self" | "/v1/acl/token/self/grants") => AnyToken,
         (
             _,
             "/v1/acl/policies"
@@ -154,6 +158,7 @@ fn lists(method: &str, path: &str) -> bool {
         && matches!(
             path,
             "/v1/jobs"
+                | "/v1/models"
                 | "/v1/allocations"
                 | "/v1/evaluations"
                 | "/v1/deployments"
@@ -627,6 +632,33 @@ pub(crate) async fn token_self(State(sv): S, token: Option<axum::Extension<Calle
             "no ACL token in the {TOKEN_HEADER} header"
         ))),
     }
+}
+
+/// What the caller's token may do in each namespace and on nodes, so the
+/// dashboard shows only the buttons that would work.
+pub(crate) async fn token_grants(State(sv): S, access: Access) -> Res {
+    let names: Vec<String> = sv.store.read(|s| {
+        s.all_namespaces()
+            .into_iter()
+            .map(|n| n.name.clone())
+            .collect()
+    });
+    let acl = access.acl.as_ref();
+    let grants = TokenGrants {
+        management: acl.is_none_or(|a| *a == Acl::Management),
+        node_write: acl.is_none_or(|a| a.allows(Scope::Node, Level::Write)),
+        namespaces: names
+            .into_iter()
+            .filter_map(|ns| {
+                let caps: Vec<Capability> = Capability::ALL
+                    .into_iter()
+                    .filter(|c| *c != Capability::Deny && access.allows(&ns, *c))
+                    .collect();
+                (!caps.is_empty()).then_some((ns, caps))
+            })
+            .collect(),
+    };
+    Ok(json_at(sv.store.index(), &grants))
 }
 
 #[cfg(test)]

@@ -62,6 +62,10 @@ pub enum ServerError {
         version: u64,
         reason: String,
     },
+    /// A model service that cannot answer now: no passing instance, or the
+    /// instance did not reply.
+    #[error("model service {service:?}: {reason}")]
+    ModelUnavailable { service: String, reason: String },
     #[error("unknown allocation {}", quoted(.0))]
     UnknownAllocs(Vec<String>),
     #[error("{0}")]
@@ -104,7 +108,9 @@ impl ServerError {
             ServerError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ServerError::Unauthorized(_) => StatusCode::FORBIDDEN,
             ServerError::AgentUnreachable { .. } => StatusCode::BAD_GATEWAY,
-            ServerError::AllocUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ServerError::AllocUnavailable { .. } | ServerError::ModelUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ServerError::Store(_)
             | ServerError::Bind { .. }
             | ServerError::Io { .. }

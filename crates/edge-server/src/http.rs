@@ -39,6 +39,7 @@ pub fn router(server: Arc<Server>) -> Router {
         )
         .route("/v1/job/{id}/plan", post(plan_job))
         .route("/v1/job/{id}/versions", get(job_versions))
+        .route("/v1/job/{id}/diff", get(job_diff))
         .route("/v1/job/{id}/revert", post(revert_job))
         .route(
             "/v1/job/{id}/scale",
@@ -130,6 +131,12 @@ pub fn router(server: Arc<Server>) -> Router {
             get(agent_allocs).post(agent_update),
         )
         .route("/v1/services", get(list_services))
+        .route("/v1/models", get(crate::models::list))
+        .route("/v1/model/{service}/meta/{model}", get(crate::models::meta))
+        .route(
+            "/v1/model/{service}/infer/{model}",
+            post(crate::models::infer),
+        )
         .route("/v1/service/{name}", get(read_service))
         .route("/v1/catalog", get(read_catalog))
         .route("/v1/event/stream", get(crate::metrics::event_stream))
@@ -148,6 +155,7 @@ pub fn router(server: Arc<Server>) -> Router {
             get(acl::list_tokens).post(acl::create_token),
         )
         .route("/v1/acl/token/self", get(acl::token_self))
+        .route("/v1/acl/token/self/grants", get(acl::token_grants))
         .route(
             "/v1/acl/token/{accessor}",
             get(acl::read_token).delete(acl::revoke_token),
@@ -159,6 +167,9 @@ pub fn router(server: Arc<Server>) -> Router {
             server.clone(),
             acl::enforce,
         ))
+        // The dashboard's files are public; what it shows comes from the
+        // routes above, with the token the user gives it.
+        .merge(edge_ui::router())
         .layer(axum::middleware::from_fn_with_state(
             server.clone(),
             crate::metrics::count_requests,
@@ -447,6 +458,43 @@ async fn job_versions(State(sv): S, access: Access, ApiPath(id): ApiPath<String>
     Ok(json_at(sv.store.index(), &versions))
 }
 
+#[derive(Deserialize)]
+struct DiffQuery {
+    from: u64,
+    to: u64,
+}
+
+/// How version `to` of a job differs from version `from`, as the dashboard
+/// shows it (the same line diff as `edge job plan`).
+async fn job_diff(
+    State(sv): S,
+    access: Access,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DiffQuery>,
+) -> Res {
+    let key = edge_spec::job_key(&access.namespace, &id);
+    let mut pair = Vec::with_capacity(2);
+    for version in [q.from, q.to] {
+        match sv.store.job_version(&key, version).await? {
+            Some(j) => pair.push(j),
+            None if sv.store.read(|s| !s.jobs.contains_key(&key)) => {
+                return Err(ServerError::no_job(&access.namespace, &id));
+            }
+            None => return Err(ServerError::NoSuchVersion { job: id, version }),
+        }
+    }
+    let (diff_type, diff) = ops::plan::diff(Some(&pair[0]), &pair[1]);
+    Ok(json_at(
+        sv.store.index(),
+        &JobVersionDiff {
+            from: q.from,
+            to: q.to,
+            diff_type,
+            diff,
+        },
+    ))
+}
+
 async fn revert_job(
     State(sv): S,
     access: Access,
@@ -733,6 +781,14 @@ fn node_stub(sv: &Server, s: &St, n: &Node) -> NodeListStub {
             .iter()
             .filter(|a| a.client_status == ClientStatus::Running)
             .count() as u32,
+        // The store keeps what each node's live allocations hold.
+        allocated: s
+            .usage
+            .get(&n.id)
+            .map_or_else(NodeAllocated::default, |u| NodeAllocated {
+                cpu: u.cpu,
+                memory: u.memory,
+            }),
         agent_version: n.agent_version.clone(),
         last_heartbeat: sv.heartbeats.last_seen(&n.id).unwrap_or(n.last_heartbeat),
         modify_index: n.modify_index,
@@ -873,11 +929,24 @@ async fn agent_heartbeat(
     ))
 }
 
-/// `?since=N` of an agent's allocation watch.
+/// `?since=N&ids=on_removal` of an agent's allocation watch.
 #[derive(Debug, Default, serde::Deserialize)]
 struct Since {
     #[serde(default)]
     since: Option<u64>,
+    #[serde(default)]
+    ids: IdsMode,
+}
+
+/// When a `since` answer lists every allocation id the node holds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum IdsMode {
+    /// In every answer (what agents before `on_removal` expect).
+    #[default]
+    Always,
+    /// Only when one left the node's list after `since`.
+    OnRemoval,
 }
 
 async fn agent_allocs(
@@ -886,25 +955,15 @@ async fn agent_allocs(
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<Blocking>,
-    ApiQuery(Since { since }): ApiQuery<Since>,
+    ApiQuery(Since { since, ids }): ApiQuery<Since>,
 ) -> Res {
     auth::node(&sv, &caller, &headers, &id)?;
     if sv.store.read(|s| !s.nodes.contains_key(&id)) {
         return Err(ServerError::not_found("node", &id));
     }
     let want = q.index.unwrap_or(0);
-    let deadline = tokio::time::Instant::now() + q.wait();
-    let mut seen = sv.store.index();
-    loop {
-        let cur = sv.store.read(|s| s.node_alloc_index(&id));
-        if cur > want || want == 0 {
-            break;
-        }
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        seen = sv.store.wait_for(seen, left).await;
+    if want != 0 {
+        sv.store.wait_for_node(&id, want, q.wait()).await;
     }
     // The answer's index is the state's: any later change to this node's
     // allocations has a higher modify index, so the agent's next watch
@@ -920,42 +979,65 @@ async fn agent_allocs(
     // lock is not held while it is read (every commit would wait for the
     // read), so the answer leaves a gap for it, filled once read.
     //
-    // With `since`, only allocations changed after it are written (their
-    // own modify index, or their current job's), with every id the node
-    // holds: thousands of nodes each watching a list of hundreds would
-    // otherwise be sent the whole list at every change.
+    // With `since`, only allocations the server changed after it are
+    // written (their `alloc_modify_index`, so the agent's own reports do
+    // not come back to it, or their current job's), with every id the node
+    // holds (with `ids=on_removal`, only when one left the list after
+    // `since`): thousands of nodes each watching a list of hundreds would
+    // otherwise be sent the whole list, or all its ids, at every change.
     let (idx, out, gaps, failed) = sv.store.read(|s| {
         let mut out = Vec::with_capacity(1024);
         let mut gaps = Vec::new();
         let mut failed = None;
-        // Each allocation with its current job, looked up once; a purged
-        // job's allocations are left out.
-        let allocs: Vec<(&Allocation, &Job)> = s
-            .node_allocs(&id)
-            .into_iter()
-            .filter_map(|a| Some((a, s.jobs.get(&a.job_key())?)))
-            .collect();
-        let changed = |(a, job): &&(&Allocation, &Job)| {
+        let node_allocs = s.node_allocs(&id);
+        // The jobs changed after `since` (a few, on a busy cluster): an
+        // allocation whose current job version was rewritten is sent
+        // again. Finding them once spares a job lookup per allocation.
+        let recent: Vec<&Job> = since.map_or_else(Vec::new, |n| s.jobs_modified_after(n).collect());
+        let changed = |a: &Allocation| {
             since.is_none_or(|n| {
-                a.modify_index > n || (job.version == a.job_version && job.modify_index > n)
+                a.alloc_modify_index > n
+                    || recent.iter().any(|j| {
+                        j.version == a.job_version && j.id == a.job_id && j.namespace == a.namespace
+                    })
             })
         };
+        // Every id, with `since`, unless the agent asked for them only
+        // when one left the node's list after its last answer: with
+        // nothing gone, what it holds plus what changed is the list.
+        let all_ids =
+            since.is_some_and(|n| ids == IdsMode::Always || s.node_removed_index(&id) > n);
         if since.is_some() {
-            out.extend_from_slice(b"{\"ids\":");
-            let ids: Vec<&str> = allocs.iter().map(|(a, _)| a.id.as_str()).collect();
-            if let Err(e) = serde_json::to_writer(&mut out, &ids) {
+            out.push(b'{');
+        }
+        if all_ids {
+            // A purged job's allocations are left out.
+            let listed = node_allocs
+                .iter()
+                .filter(|a| s.jobs.contains_key(&a.job_key()))
+                .map(|a| a.id.as_str());
+            out.extend_from_slice(b"\"ids\":");
+            if let Err(e) = serde_json::to_writer(&mut out, &listed.collect::<Vec<_>>()) {
                 failed = Some(ServerError::Internal(format!("encoding the ids: {e}")));
             }
-            out.extend_from_slice(b",\"changed\":");
+            out.push(b',');
+        }
+        if since.is_some() {
+            out.extend_from_slice(b"\"changed\":");
         }
         out.push(b'[');
-        for (i, (a, job)) in allocs.iter().filter(changed).enumerate() {
+        let mut first = true;
+        for a in node_allocs.into_iter().filter(|a| changed(a)) {
             if failed.is_some() {
                 break;
             }
-            if i > 0 {
+            let Some(job) = s.jobs.get(&a.job_key()) else {
+                continue;
+            };
+            if !first {
                 out.push(b',');
             }
+            first = false;
             if let Err(e) = write_alloc(&sv, a, job, &mut out, &mut gaps) {
                 failed = Some(e);
             }

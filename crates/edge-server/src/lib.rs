@@ -13,6 +13,7 @@ mod heartbeat;
 mod http;
 mod keyring;
 mod metrics;
+mod models;
 mod namespaces;
 mod networks;
 mod objects;

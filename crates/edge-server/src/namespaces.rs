@@ -4,7 +4,7 @@
 use crate::Server;
 use crate::acl::Access;
 use crate::error::ServerError;
-use crate::extract::{ApiJson, ApiPath, json_at};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Blocking, block, json_at};
 use crate::ops;
 use axum::extract::State;
 use axum::response::Response;
@@ -23,7 +23,10 @@ fn visible(access: &Access, ns: &str) -> bool {
     access.allows(ns, Capability::ListJobs) || access.allows(ns, Capability::ReadJob)
 }
 
-pub(crate) async fn list(State(sv): S, access: Access) -> Res {
+/// A blocking query like the other listings: the dashboard waits on this
+/// small one to learn that anything changed.
+pub(crate) async fn list(State(sv): S, access: Access, ApiQuery(q): ApiQuery<Blocking>) -> Res {
+    block(&sv, &q).await;
     let idx = sv.store.index();
     let list: Vec<Namespace> = sv.store.read(|s| {
         s.all_namespaces()

@@ -585,3 +585,55 @@ async fn a_namespace_scoped_token_sees_only_its_namespace() {
     assert_eq!(status, 409, "it still holds web: {body}");
     h.shutdown().await;
 }
+
+/// What the dashboard asks to decide which buttons to show: a read-only
+/// token's grants name read capabilities in its namespace and no node
+/// write; a management token's say management.
+#[tokio::test]
+async fn token_grants_say_what_the_token_may_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = common::start_with(dir.path(), |c| c.acl = true).await;
+    let api = Api::new(&h);
+    let mgmt = bootstrap(&api).await;
+    let ro = token_with(
+        &api,
+        &mgmt,
+        "viewer",
+        "ro",
+        "namespace \"default\" { policy = \"read\" }\nnode { policy = \"read\" }",
+    )
+    .await;
+    let ro = ro["secret_id"].as_str().unwrap();
+    let (status, g) = api
+        .call("GET", "/v1/acl/token/self/grants", Some(ro), None)
+        .await;
+    assert_eq!(status, 200, "{g}");
+    assert_eq!(g["management"], false);
+    assert_eq!(g["node_write"], false);
+    let caps = g["namespaces"]["default"].as_array().unwrap();
+    assert!(
+        caps.contains(&json!("read-job")) && caps.contains(&json!("list-jobs")),
+        "{g}"
+    );
+    assert!(!caps.contains(&json!("submit-job")), "{g}");
+
+    let (status, g) = api
+        .call("GET", "/v1/acl/token/self/grants", Some(&mgmt), None)
+        .await;
+    assert_eq!(status, 200, "{g}");
+    assert_eq!(
+        (g["management"].clone(), g["node_write"].clone()),
+        (json!(true), json!(true))
+    );
+
+    let (status, body) = api
+        .call("GET", "/v1/acl/token/self/grants", None, None)
+        .await;
+    assert_eq!(status, 401, "{body}");
+    // The dashboard's files need no token; its data does.
+    let r = reqwest::get(format!("{}/ui/", api.base)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, _) = api.call("GET", "/v1/models", None, None).await;
+    assert_eq!(status, 401);
+    h.shutdown().await;
+}

@@ -378,8 +378,10 @@ async fn agent_watch_blocks_until_its_allocations_change_and_reports_land() {
     h.shutdown().await;
 }
 
-/// `?since=N`: each answer carries only the allocations that changed
-/// after the agent's last one, with the ids of every one the node holds.
+/// `?since=N`: each answer carries only the allocations the server
+/// changed after the agent's last one (not the agent's own reports), with
+/// the ids of every one the node holds; with `ids=on_removal` (the
+/// client's way), the ids only when one left.
 #[tokio::test]
 async fn agent_watch_since_an_index_carries_only_what_changed() {
     let dir = tempfile::tempdir().unwrap();
@@ -395,14 +397,16 @@ async fn agent_watch_since_an_index_carries_only_what_changed() {
         .agent_alloc_changes("n1", 0, QueryOptions::default())
         .await
         .unwrap();
-    assert_eq!((all.ids.len(), all.changed.len()), (2, 2));
+    assert_eq!(all.ids.as_ref().map(Vec::len), Some(2));
+    assert_eq!(all.changed.len(), 2);
     let web = all
         .changed
         .iter()
         .find(|a| a.job.id == "web")
         .map(|a| a.alloc.id.clone())
         .unwrap();
-    // A report of one changes it alone.
+    // The agent's own report does not come back to it: the watch waits
+    // for a change of the server's.
     ac.agent_update_allocs(
         "n1",
         vec![AllocUpdate {
@@ -418,6 +422,17 @@ async fn agent_watch_since_an_index_carries_only_what_changed() {
     )
     .await
     .unwrap();
+    let (echo, _) = ac
+        .agent_alloc_changes(
+            "n1",
+            meta.index,
+            QueryOptions::blocking(meta.index, Duration::from_millis(300)),
+        )
+        .await
+        .unwrap();
+    assert_eq!((echo.ids, echo.changed.len()), (None, 0));
+    // A change of the server's to one comes back alone.
+    c.stop_job("web", false).await.unwrap();
     let (next, meta) = ac
         .agent_alloc_changes(
             "n1",
@@ -426,15 +441,49 @@ async fn agent_watch_since_an_index_carries_only_what_changed() {
         )
         .await
         .unwrap();
-    assert_eq!(next.ids.len(), 2);
+    assert_eq!(next.ids, None, "nothing left the node's list");
     let changed: Vec<&str> = next.changed.iter().map(|a| a.alloc.id.as_str()).collect();
     assert_eq!(changed, [web.as_str()]);
+    assert_eq!(
+        next.changed[0].alloc.desired_status,
+        edge_spec::DesiredStatus::Stop
+    );
+    assert_eq!(
+        next.changed[0].alloc.client_status,
+        ClientStatus::Running,
+        "the report is in the answer that carries the server's change"
+    );
     // Nothing since: no allocation, every id.
     let (same, _) = ac
         .agent_alloc_changes("n1", meta.index, QueryOptions::default())
         .await
         .unwrap();
-    assert_eq!((same.ids.len(), same.changed.len()), (2, 0));
+    assert_eq!((same.ids, same.changed.len()), (None, 0));
+    // An agent that does not ask for `on_removal` gets the ids each time.
+    let older: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "http://{}/v1/agent/allocs/n1?since={}",
+            h.addr, meta.index
+        ))
+        .header("x-edge-token", &h.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(older["ids"].as_array().map(Vec::len), Some(2), "{older}");
+    assert_eq!(older["changed"], serde_json::json!([]));
+    let bad = reqwest::Client::new()
+        .get(format!(
+            "http://{}/v1/agent/allocs/n1?since=1&ids=sometimes",
+            h.addr
+        ))
+        .header("x-edge-token", &h.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
     // A purged job's allocation leaves the ids: the agent stops it.
     c.stop_job("api", true).await.unwrap();
     let left = eventually(10, async || {
@@ -442,10 +491,10 @@ async fn agent_watch_since_an_index_carries_only_what_changed() {
             .agent_alloc_changes("n1", meta.index, QueryOptions::default())
             .await
             .ok()?;
-        (l.ids.len() == 1).then_some(l)
+        (l.ids.as_ref()?.len() == 1).then_some(l)
     })
     .await;
-    assert_eq!(left.ids, [web]);
+    assert_eq!(left.ids, Some(vec![web]));
     h.shutdown().await;
 }
 
@@ -649,5 +698,90 @@ async fn the_data_dir_database_and_token_are_private() {
     for f in ["edge.db", "edge.db-wal", "edge.db-shm", "token"] {
         assert_eq!(mode(&data.join(f)), 0o600, "{f}");
     }
+    h.shutdown().await;
+}
+
+/// The routes the dashboard adds: what each node's allocations reserve, the
+/// diff between two kept versions, the model groups and the model relay's
+/// refusals, and the page itself beside the API.
+#[tokio::test]
+async fn dashboard_routes_answer_and_refuse_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(dir.path()).await;
+    register(&h, node("n1", 4000, 4096)).await;
+    let c = client(&h);
+    let want = job("web", 3);
+    let per_copy = &want.groups[0].tasks[0].resources;
+    let (cpu, mem) = (u64::from(per_copy.cpu), u64::from(per_copy.memory));
+    let r = c.register(&want).await.unwrap();
+    wait_eval_done(&c, r.eval_id.as_deref().unwrap()).await;
+    let n = &c_nodes(&h).await[0];
+    assert_eq!(
+        (n.allocated.cpu, n.allocated.memory),
+        (3 * cpu, 3 * mem),
+        "three live copies reserve three times a copy"
+    );
+
+    c.register(&job("web", 5)).await.unwrap();
+    let base = format!("http://{}", h.addr);
+    let get = async |path: &str| {
+        let r = reqwest::get(format!("{base}{path}")).await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap())
+    };
+    let (status, body) = get("/v1/job/web/diff?from=0&to=1").await;
+    assert_eq!(status, 200, "{body}");
+    let d: edge_api::JobVersionDiff = serde_json::from_str(&body).unwrap();
+    assert_eq!(d.diff_type, "edited");
+    assert!(
+        d.diff
+            .iter()
+            .any(|l| l.starts_with('-') && l.contains("\"count\": 3")),
+        "{body}"
+    );
+    assert!(
+        d.diff
+            .iter()
+            .any(|l| l.starts_with('+') && l.contains("\"count\": 5")),
+        "{body}"
+    );
+    let (status, body) = get("/v1/job/web/diff?from=1&to=1").await;
+    assert_eq!((status, body.contains("\"none\"")), (200, true), "{body}");
+    let (status, body) = get("/v1/job/web/diff?from=0&to=9").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no version 9"), "{body}");
+    let (status, body) = get("/v1/job/nope/diff?from=0&to=1").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = get("/v1/job/web/diff?from=0").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = get("/v1/job/web/diff?from=0&to=99999999999999999999999").await;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, body) = get("/v1/models?namespace=*").await;
+    assert_eq!((status, body.as_str()), (200, "[]"));
+    let post = async |path: &str| {
+        let r = reqwest::Client::new()
+            .post(format!("{base}{path}"))
+            .body("{\"inputs\": []}")
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap())
+    };
+    for bad in ["..%2F..%2Fetc", ".hidden", "a%20b", "x%3Fy", "a%2Fb"] {
+        let (status, body) = post(&format!("/v1/model/web/infer/{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains("model name"), "{body}");
+    }
+    let (status, body) = post("/v1/model/nosuch/infer/iris").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("nosuch"), "{body}");
+
+    let (status, html) = get("/ui/").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("/ui/app.js"), "{html}");
+    let (status, body) = get("/ui/nope.js").await;
+    assert_eq!(status, 404, "{body}");
     h.shutdown().await;
 }

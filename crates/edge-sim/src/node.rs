@@ -191,7 +191,9 @@ impl Api {
 /// The part of `AgentAllocChanges` a fake node needs.
 #[derive(Deserialize)]
 struct WatchChanges {
-    ids: Vec<String>,
+    /// Absent when no allocation left the node after the last answer.
+    #[serde(default)]
+    ids: Option<Vec<String>>,
     changed: Vec<WatchAlloc>,
 }
 
@@ -389,7 +391,7 @@ impl FakeNode {
         let mut reported: HashMap<String, ClientStatus> = HashMap::new();
         loop {
             // As a real agent: only what changed since the last answer.
-            let since = format!("{path}?since={index}");
+            let since = format!("{path}?since={index}&ids=on_removal");
             let (list, idx) = match self.api.get::<WatchChanges>(since, index).await {
                 Ok(v) => v,
                 Err(e) if e.status() == Some(404) => return e,
@@ -401,7 +403,7 @@ impl FakeNode {
                 }
             };
             index = idx;
-            let updates = changes(&list.changed, &list.ids, &mut reported);
+            let updates = changes(&list.changed, list.ids.as_deref(), &mut reported);
             if updates.is_empty() {
                 continue;
             }
@@ -445,14 +447,13 @@ impl FakeNode {
 /// What a real agent would report for the allocations the server says
 /// changed: `running` for new ones it wants run, `complete` for ones it
 /// wants stopped; each at most once. Allocations the node no longer holds
-/// (not among `ids`) are forgotten.
+/// (not among `ids`, when the answer lists them) are forgotten.
 fn changes(
     allocs: &[WatchAlloc],
-    ids: &[String],
+    ids: Option<&[String]>,
     reported: &mut HashMap<String, ClientStatus>,
 ) -> Vec<AllocUpdate> {
     let mut out = Vec::new();
-    let listed: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
     for WatchAlloc { alloc: a } in allocs {
         let want = match (a.desired_status, a.client_status) {
             (_, ClientStatus::Lost | ClientStatus::Complete | ClientStatus::Failed) => continue,
@@ -479,7 +480,10 @@ fn changes(
             }),
         });
     }
-    reported.retain(|id, _| listed.contains(id.as_str()));
+    if let Some(ids) = ids {
+        let listed: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        reported.retain(|id, _| listed.contains(id.as_str()));
+    }
     out
 }
 
@@ -508,7 +512,7 @@ mod tests {
         ];
         let ids =
             |l: &[WatchAlloc]| -> Vec<String> { l.iter().map(|w| w.alloc.id.clone()).collect() };
-        let u = changes(&list, &ids(&list), &mut rep);
+        let u = changes(&list, Some(&ids(&list)), &mut rep);
         let got: Vec<(&str, ClientStatus)> =
             u.iter().map(|u| (u.id.as_str(), u.client_status)).collect();
         assert_eq!(
@@ -516,15 +520,17 @@ mod tests {
             vec![("a", ClientStatus::Running), ("b", ClientStatus::Complete)]
         );
         assert!(
-            changes(&list, &ids(&list), &mut rep).is_empty(),
+            changes(&list, Some(&ids(&list)), &mut rep).is_empty(),
             "sent once"
         );
-        // An answer where nothing changed still names what the node holds.
-        assert!(changes(&[], &ids(&list), &mut rep).is_empty());
+        // An answer where nothing changed still names what the node holds,
+        // or names nothing when nothing left: both keep what it reported.
+        assert!(changes(&[], Some(&ids(&list)), &mut rep).is_empty());
+        assert!(changes(&[], None, &mut rep).is_empty());
         assert_eq!(rep.len(), 2, "a and b are still held");
         // "a" is now stopped by the server: a new change, reported once.
         let list = vec![wa("a", DesiredStatus::Stop, ClientStatus::Running)];
-        let u = changes(&list, &ids(&list), &mut rep);
+        let u = changes(&list, Some(&ids(&list)), &mut rep);
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].client_status, ClientStatus::Complete);
         assert_eq!(rep.len(), 1, "b is no longer listed and forgotten");

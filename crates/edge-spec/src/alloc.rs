@@ -248,9 +248,77 @@ pub struct Allocation {
     pub create_index: u64,
     #[serde(default)]
     pub modify_index: u64,
+    /// The index of the server's last change to it (Nomad's
+    /// `AllocModifyIndex`), not its agent's reports: what an agent's
+    /// watch is sent again, so a report does not come back to its sender.
+    #[serde(default)]
+    pub alloc_modify_index: u64,
 }
 
 impl Allocation {
+    /// Whether `next` is this allocation with only what its agent reports
+    /// changed (task states, status, checks, health, addresses) besides
+    /// the stamps. An operator's health verdict counts as a report too: the
+    /// agent's own judging of the copy then ends with a verdict the server
+    /// ignores. Every field is named, so a new one must be sorted here.
+    pub fn differs_only_in_reports(&self, next: &Allocation) -> bool {
+        let Allocation {
+            id,
+            name,
+            index,
+            namespace,
+            job_id,
+            job_version,
+            group,
+            group_hash,
+            node_id,
+            node_name,
+            eval_id,
+            desired_status,
+            desired_description,
+            client_status: _,
+            client_description: _,
+            task_states: _,
+            checks: _,
+            health: _,
+            deployment_id,
+            canary,
+            migration,
+            resources,
+            address: _,
+            networks: _,
+            previous_alloc,
+            reschedule_times,
+            next_alloc,
+            create_time,
+            modify_time: _,
+            create_index: _,
+            modify_index: _,
+            alloc_modify_index: _,
+        } = next;
+        *id == self.id
+            && *name == self.name
+            && *index == self.index
+            && *namespace == self.namespace
+            && *job_id == self.job_id
+            && *job_version == self.job_version
+            && *group == self.group
+            && *group_hash == self.group_hash
+            && *node_id == self.node_id
+            && *node_name == self.node_name
+            && *eval_id == self.eval_id
+            && *desired_status == self.desired_status
+            && *desired_description == self.desired_description
+            && *deployment_id == self.deployment_id
+            && *canary == self.canary
+            && *migration == self.migration
+            && *resources == self.resources
+            && *previous_alloc == self.previous_alloc
+            && *reschedule_times == self.reschedule_times
+            && *next_alloc == self.next_alloc
+            && *create_time == self.create_time
+    }
+
     /// The key of this allocation's job (`job_key`).
     pub fn job_key(&self) -> String {
         crate::namespace::job_key(&self.namespace, &self.job_id)

@@ -1,8 +1,10 @@
 //! SQLite state store: migrations, group commit, in-memory state, monotonic index, watchers, GC.
 //!
 //! The whole cluster state lives in memory ([`State`], behind a read lock)
-//! for fast reads and scheduling; SQLite on disk is the durable record. One
-//! writer thread owns the write connection and commits batches in groups;
+//! for fast reads and scheduling; SQLite on disk is the durable record. The
+//! writer thread runs commit closures and stages their batches in groups on
+//! its own copy of the state while the committer thread, which owns the
+//! write connection, writes the group before and then publishes it;
 //! reader threads with read-only connections answer what memory does not
 //! hold. Past `Store::open`, no SQLite call runs on the caller's thread,
 //! which is often an async runtime's worker.
@@ -17,6 +19,7 @@
 //! loss) buys nothing worth its risk.
 
 mod error;
+mod events;
 #[cfg(feature = "test-hooks")]
 mod hold;
 mod reader;
@@ -35,11 +38,11 @@ use reader::Readers;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
-use writer::{Request, Shared, Staged, Writer};
+use writer::{Committer, Request, Shared, Staged, Writer};
 
 /// One change of one object, as `/v1/event/stream` sends it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,7 +68,8 @@ pub struct GcConfig {
     pub alloc_age: Duration,
     /// Evaluations neither pending nor blocked older than this go.
     pub eval_age: Duration,
-    /// Newest events kept.
+    /// Newest events kept (besides [`Options::max_events`], which bounds
+    /// them between GC runs).
     pub keep_events: usize,
     /// Events older than this go even within `keep_events`.
     pub event_age: Duration,
@@ -107,6 +111,9 @@ pub struct Options {
     /// one). A read that waits on the disk holds one of them; the others
     /// keep answering.
     pub readers: usize,
+    /// Newest events the event stream can replay, kept in memory (a
+    /// restart starts the history afresh, as Nomad's event buffer does).
+    pub max_events: usize,
 }
 
 impl Default for Options {
@@ -115,6 +122,7 @@ impl Default for Options {
             busy_timeout: Duration::from_secs(5),
             max_versions: 1000,
             readers: 2,
+            max_events: 10_000,
         }
     }
 }
@@ -125,7 +133,7 @@ pub struct Store {
     shared: Arc<Shared>,
     tx: Option<Sender<Request>>,
     writer: Option<JoinHandle<()>>,
-    /// Reads of what memory does not hold (job versions, events), on
+    /// Reads of what memory does not hold (job versions), on
     /// connections of their own so they never queue behind the writer.
     readers: Readers,
     path: PathBuf,
@@ -183,22 +191,41 @@ impl Store {
         let (index_tx, _) = watch::channel(state.index);
         let shared = Arc::new(Shared {
             state: RwLock::new(state.clone()),
+            events: Mutex::new(events::Ring::new(opts.max_events)),
+            generation: std::sync::atomic::AtomicU64::new(0),
             index: index_tx,
+            nodes: Mutex::default(),
         });
         let (tx, rx) = mpsc::channel();
-        let w = Writer {
+        let spawn_err = |thread| {
+            move |e| StoreError::Spawn {
+                thread,
+                source: Arc::new(e),
+            }
+        };
+        // One group staged ahead while one is written.
+        let (steps, steps_rx) = mpsc::sync_channel(1);
+        let c = Committer {
             conn,
+            shared: shared.clone(),
+            failure: None,
+        };
+        let committer = std::thread::Builder::new()
+            .name("edge-store-commit".into())
+            .spawn(move || c.run(steps_rx))
+            .map_err(spawn_err("committer"))?;
+        let w = Writer {
             state,
             shared: shared.clone(),
             max_versions: opts.max_versions.max(1),
+            steps,
+            committer: Some(committer),
+            generation: 0,
         };
         let writer = std::thread::Builder::new()
             .name("edge-store-writer".into())
             .spawn(move || w.run(rx))
-            .map_err(|e| StoreError::Spawn {
-                thread: "writer",
-                source: Arc::new(e),
-            })?;
+            .map_err(spawn_err("writer"))?;
         Ok(Store {
             shared,
             tx: Some(tx),
@@ -220,6 +247,36 @@ impl Store {
         match tokio::time::timeout(timeout, rx.wait_for(|i| *i > after)).await {
             Ok(Ok(i)) => *i,
             _ => self.index(),
+        }
+    }
+
+    /// Resolves once the highest modify index of `node`'s allocations
+    /// ([`State::node_alloc_index`]) is above `after`, after `timeout`, or
+    /// when the node is deleted; returns that index then. Only commits
+    /// that touch the node's allocations wake it, so thousands of agents'
+    /// watches cost nothing while other nodes change.
+    pub async fn wait_for_node(&self, node: &str, after: u64, timeout: Duration) -> u64 {
+        let mut rx = {
+            let mut nodes = self
+                .shared
+                .nodes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match nodes.get(node) {
+                Some(tx) => tx.subscribe(),
+                None => {
+                    // Read under the map's lock: the writer wakes nodes
+                    // after applying, so a commit between this read and
+                    // the insert still finds the sender and sends.
+                    let (tx, rx) = watch::channel(self.read(|s| s.node_alloc_index(node)));
+                    nodes.insert(node.to_string(), tx);
+                    rx
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, rx.wait_for(|i| *i > after)).await {
+            Ok(Ok(i)) => *i,
+            _ => self.read(|s| s.node_alloc_index(node)),
         }
     }
 
@@ -249,9 +306,10 @@ impl Store {
     /// each batch with its own index. `f` runs on the writer thread, so it
     /// must be quick and must not block. A closure returning `Err` changes
     /// nothing and its error comes back here. An empty batch changes nothing
-    /// either and resolves with the index current when it ran. If the
-    /// transaction fails, every caller in the group gets the error and
-    /// memory stays at the last durable state.
+    /// either and resolves with the index current when it ran, once all
+    /// before it is durable. If the transaction fails, every caller in the
+    /// group, and in a group already staged on top of it, gets the error,
+    /// and memory stays at the last durable state.
     pub async fn commit<T, E, F>(&self, f: F) -> Result<(T, u64), E>
     where
         F: FnOnce(&State) -> Result<(Batch, T), E> + Send + 'static,
@@ -299,20 +357,24 @@ impl Store {
             .await
     }
 
-    /// Events with index > `after`, oldest first, at most `limit`. Read on
-    /// a reader thread.
+    /// Events with index > `after`, oldest first, at most `limit`, from
+    /// the newest [`Options::max_events`] since the store opened.
     pub async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        self.readers
-            .read(move |conn| reader::events_after(conn, after, limit))
-            .await
+        let stored = self
+            .shared
+            .events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .after(after, limit);
+        stored.into_iter().map(events::Stored::decode).collect()
     }
 
     /// Deletes old job versions, terminal allocations, finished
     /// evaluations and events per `cfg` (ages against `now_ms`), removes the
     /// same objects from memory, then shrinks the file when it deleted
-    /// much. Async: it runs on the writer thread between commit groups, so
-    /// it never races a commit. It does not bump the index or write events:
-    /// it only forgets history.
+    /// much. Async: it is chosen on the writer thread and written by the
+    /// committer between commit groups, so it never races a commit. It
+    /// does not bump the index or write events: it only forgets history.
     pub async fn gc(&self, cfg: &GcConfig, now_ms: i64) -> Result<GcReport, StoreError> {
         let (reply, rx) = oneshot::channel();
         let req = Request::Gc {

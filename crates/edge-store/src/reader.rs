@@ -2,7 +2,7 @@
 //! not hold (job versions, events), so no SQLite call runs on the caller's
 //! async runtime.
 
-use crate::{Event, StoreError, schema};
+use crate::StoreError;
 use edge_spec::Job;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -156,51 +156,6 @@ pub(crate) fn job_version(
         .map_err(StoreError::sqlite("read job version"))?;
     body.map(|b| decode_job(job_id, version as i64, &b))
         .transpose()
-}
-
-pub(crate) fn events_after(
-    conn: &Connection,
-    after: u64,
-    limit: usize,
-) -> Result<Vec<Event>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(schema::EVENTS_AFTER)
-        .map_err(StoreError::sqlite("prepare events"))?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = stmt
-        .query_map(rusqlite::params![after as i64, limit], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, i64>(5)?,
-            ))
-        })
-        .map_err(StoreError::sqlite("read events"))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (index, topic, kind, key, payload, time) =
-            row.map_err(StoreError::sqlite("read events"))?;
-        let payload = match payload {
-            Some(p) => serde_json::from_str(&p).map_err(|e| StoreError::Decode {
-                kind: "event",
-                key: format!("{index}/{key}"),
-                source: Arc::new(e),
-            })?,
-            None => serde_json::Value::Null,
-        };
-        out.push(Event {
-            index: index as u64,
-            topic,
-            kind,
-            key,
-            payload,
-            time,
-        });
-    }
-    Ok(out)
 }
 
 fn decode_job(job_id: &str, version: i64, body: &str) -> Result<Job, StoreError> {

@@ -97,8 +97,17 @@ impl Batch {
             set(&mut n.create_index, &mut n.modify_index, stored, index);
         }
         for a in &mut self.allocs {
-            let stored = state.allocs.get(&a.id).map(|o| o.create_index);
-            set(&mut a.create_index, &mut a.modify_index, stored, index);
+            let stored = state.allocs.get(&a.id);
+            set(
+                &mut a.create_index,
+                &mut a.modify_index,
+                stored.map(|o| o.create_index),
+                index,
+            );
+            a.alloc_modify_index = match stored {
+                Some(o) if o.differs_only_in_reports(a) => o.alloc_modify_index,
+                _ => index,
+            };
         }
         for e in &mut self.evals {
             let stored = state.evals.get(&e.id).map(|o| o.create_index);
@@ -162,8 +171,18 @@ pub struct State {
     pub allocs: HashMap<String, Arc<Allocation>>,
     /// Job key (`edge_spec::job_key`) to the ids of all its allocations, terminal ones included.
     pub allocs_by_job: HashMap<String, BTreeSet<String>>,
-    /// Node id to the ids of all allocations placed on it.
-    pub allocs_by_node: HashMap<String, BTreeSet<String>>,
+    /// Node id to all allocations placed on it, by id: a watch answer
+    /// walks them without a lookup each.
+    allocs_by_node: HashMap<String, BTreeMap<String, Arc<Allocation>>>,
+    /// Node id to the index after which an allocation last left what the
+    /// node's agent is sent (collected, or its job purged).
+    removed_by_node: HashMap<String, u64>,
+    /// The same for every node, from the load of the state: what left
+    /// before a restart is not known per node any more.
+    removed_floor: u64,
+    /// Jobs by `(modify_index, key)`, so a watch answer finds the few
+    /// jobs changed after an index without looking up every allocation's.
+    jobs_by_modify: BTreeSet<(u64, String)>,
     pub evals: BTreeMap<String, Evaluation>,
     /// Job key to the ids of its evaluations.
     pub evals_by_job: HashMap<String, BTreeSet<String>>,
@@ -173,8 +192,9 @@ pub struct State {
     /// Node id to the resources its live allocations hold; nodes holding
     /// nothing have no entry.
     pub usage: HashMap<String, NodeUsage>,
-    /// Node id to the highest modify index of any allocation ever placed
-    /// there: what an agent's watch waits on, kept here so that thousands
+    /// Node id to the highest `alloc_modify_index` of any allocation ever
+    /// placed there (the server's changes, not the agent's reports): what
+    /// an agent's watch waits on, kept here so that thousands
     /// of watches woken by one commit do not each scan their allocations.
     pub alloc_index_by_node: HashMap<String, u64>,
     pub deployments: BTreeMap<String, Deployment>,
@@ -227,7 +247,29 @@ impl State {
 
     /// The node's allocations, ordered by id.
     pub fn node_allocs(&self, node_id: &str) -> Vec<&Allocation> {
-        self.lookup(self.allocs_by_node.get(node_id))
+        self.allocs_by_node
+            .get(node_id)
+            .into_iter()
+            .flat_map(|m| m.values().map(Arc::as_ref))
+            .collect()
+    }
+
+    /// The index after which an allocation last left what `node_id`'s
+    /// agent is sent (0 for never): until it passes an agent's last
+    /// answer, a new answer need not list every id the node holds.
+    pub fn node_removed_index(&self, node_id: &str) -> u64 {
+        self.removed_by_node
+            .get(node_id)
+            .copied()
+            .unwrap_or(0)
+            .max(self.removed_floor)
+    }
+
+    /// The current jobs whose modify index is above `index`.
+    pub fn jobs_modified_after(&self, index: u64) -> impl Iterator<Item = &Job> {
+        self.jobs_by_modify
+            .range((index.saturating_add(1), String::new())..)
+            .filter_map(|(_, key)| self.jobs.get(key))
     }
 
     /// The job's deployments, oldest first.
@@ -248,7 +290,8 @@ impl State {
         self.job_deployments(job_key).pop()
     }
 
-    /// The highest modify index among the node's allocations (0 for none).
+    /// The highest `alloc_modify_index` among the node's allocations (0 for
+    /// none): an agent's own reports do not move it.
     pub fn node_alloc_index(&self, node_id: &str) -> u64 {
         self.alloc_index_by_node.get(node_id).copied().unwrap_or(0)
     }
@@ -275,12 +318,20 @@ impl State {
     pub(crate) fn apply(&mut self, b: &Batch, allocs: &[Arc<Allocation>], index: u64) {
         debug_assert!(b.allocs.is_empty(), "allocations go in as `allocs`");
         for id in &b.purge_jobs {
-            self.jobs.remove(id);
+            if let Some(old) = self.jobs.remove(id) {
+                self.jobs_by_modify.remove(&(old.modify_index, id.clone()));
+            }
             self.stable.remove(id);
+            // Its allocations drop out of their nodes' answers now.
+            for a in self.allocs_by_job.get(id).into_iter().flatten() {
+                if let Some(a) = self.allocs.get(a) {
+                    self.removed_by_node.insert(a.node_id.clone(), index);
+                }
+            }
         }
         for j in &b.jobs {
             self.note_stable(j);
-            self.jobs.insert(j.key(), j.clone());
+            self.insert_job(j.clone());
         }
         for id in &b.delete_nodes {
             self.nodes.remove(id);
@@ -350,6 +401,24 @@ impl State {
         self.index = index;
     }
 
+    fn insert_job(&mut self, j: Job) {
+        let key = j.key();
+        if let Some(old) = self.jobs.get(&key) {
+            self.jobs_by_modify.remove(&(old.modify_index, key.clone()));
+        }
+        self.jobs_by_modify.insert((j.modify_index, key.clone()));
+        self.jobs.insert(key, j);
+    }
+
+    /// Drops a terminal allocation for good (GC): the node's agent is
+    /// told by the next answer's full list of ids.
+    pub(crate) fn collect_alloc(&mut self, id: &str) {
+        if let Some(old) = self.remove_alloc(id) {
+            self.removed_by_node
+                .insert(old.node_id.clone(), self.index.saturating_add(1));
+        }
+    }
+
     fn note_stable(&mut self, j: &Job) {
         let key = j.key();
         if j.stable && self.stable.get(&key).is_none_or(|s| s.version <= j.version) {
@@ -402,12 +471,33 @@ impl State {
     }
 
     fn upsert_alloc(&mut self, a: Arc<Allocation>) {
-        // Removing first keeps usage and the index sets exact when the
-        // allocation changes node, job or liveness.
-        self.remove_alloc(&a.id);
-        if a.is_live() {
-            self.usage.entry(a.node_id.clone()).or_default().add(&a);
+        // An update on the same node and job (an agent's report, a stop)
+        // leaves the index sets as they are: only the usage and the
+        // shared copies change.
+        if let Some(old) = self.allocs.get_mut(&a.id)
+            && old.node_id == a.node_id
+            && old.job_id == a.job_id
+            && old.namespace == a.namespace
+        {
+            release(&mut self.usage, old);
+            hold(&mut self.usage, &a);
+            if let Some(slot) = self
+                .allocs_by_node
+                .get_mut(&a.node_id)
+                .and_then(|m| m.get_mut(&a.id))
+            {
+                *slot = a.clone();
+            }
+            if let Some(idx) = self.alloc_index_by_node.get_mut(&a.node_id) {
+                *idx = (*idx).max(a.alloc_modify_index);
+            }
+            *old = a;
+            return;
         }
+        // Otherwise removing first keeps usage and the index sets exact
+        // when the allocation changes node, job or liveness.
+        self.remove_alloc(&a.id);
+        hold(&mut self.usage, &a);
         self.allocs_by_job
             .entry(a.job_key())
             .or_default()
@@ -415,29 +505,46 @@ impl State {
         self.allocs_by_node
             .entry(a.node_id.clone())
             .or_default()
-            .insert(a.id.clone());
+            .insert(a.id.clone(), a.clone());
         let idx = self
             .alloc_index_by_node
             .entry(a.node_id.clone())
             .or_default();
-        *idx = (*idx).max(a.modify_index);
+        *idx = (*idx).max(a.alloc_modify_index);
         self.allocs.insert(a.id.clone(), a);
     }
 
     /// Drops an allocation and everything derived from it.
     pub(crate) fn remove_alloc(&mut self, id: &str) -> Option<Arc<Allocation>> {
         let old = self.allocs.remove(id)?;
-        if old.is_live()
-            && let Some(u) = self.usage.get_mut(&old.node_id)
-        {
-            u.remove(&old);
-            if u.allocs == 0 {
-                self.usage.remove(&old.node_id);
+        release(&mut self.usage, &old);
+        remove_from(&mut self.allocs_by_job, &old.job_key(), id);
+        if let Some(m) = self.allocs_by_node.get_mut(&old.node_id) {
+            m.remove(id);
+            if m.is_empty() {
+                self.allocs_by_node.remove(&old.node_id);
             }
         }
-        remove_from(&mut self.allocs_by_job, &old.job_key(), id);
-        remove_from(&mut self.allocs_by_node, &old.node_id, id);
         Some(old)
+    }
+}
+
+/// Counts a live allocation's resources on its node.
+fn hold(usage: &mut HashMap<String, NodeUsage>, a: &Allocation) {
+    if a.is_live() {
+        usage.entry(a.node_id.clone()).or_default().add(a);
+    }
+}
+
+/// Undoes [`hold`]; a node left holding nothing loses its entry.
+fn release(usage: &mut HashMap<String, NodeUsage>, a: &Allocation) {
+    if a.is_live()
+        && let Some(u) = usage.get_mut(&a.node_id)
+    {
+        u.remove(a);
+        if u.allocs == 0 {
+            usage.remove(&a.node_id);
+        }
     }
 }
 
@@ -490,8 +597,11 @@ pub(crate) fn load(conn: &Connection) -> Result<State, StoreError> {
             .map_err(StoreError::sqlite("read index"))?,
         ..State::default()
     };
+    // An agent's first answer after a restart lists every id: allocations
+    // collected or purged before it are not known per node.
+    s.removed_floor = s.index.saturating_add(1);
     load_table(conn, "SELECT id, body FROM jobs", "job", |j: Job| {
-        s.jobs.insert(j.key(), j);
+        s.insert_job(j);
     })?;
     load_table(conn, "SELECT id, body FROM nodes", "node", |n: Node| {
         s.nodes.insert(n.id.clone(), n);
@@ -501,7 +611,13 @@ pub(crate) fn load(conn: &Connection) -> Result<State, StoreError> {
         conn,
         "SELECT id, body FROM allocs",
         "allocation",
-        |a: Allocation| allocs.push(a),
+        |mut a: Allocation| {
+            // Written before the server kept its own changes' index.
+            if a.alloc_modify_index == 0 {
+                a.alloc_modify_index = a.modify_index;
+            }
+            allocs.push(a);
+        },
     )?;
     for a in allocs {
         s.upsert_alloc(Arc::new(a));

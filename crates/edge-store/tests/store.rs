@@ -15,7 +15,7 @@ fn store_is_send_and_sync() {
 }
 
 #[tokio::test]
-async fn reopen_keeps_objects_versions_events_and_index() {
+async fn reopen_keeps_objects_versions_and_index() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sub/edge.db");
     let store = Store::open(&path).unwrap();
@@ -50,6 +50,25 @@ async fn reopen_keeps_objects_versions_events_and_index() {
             s.usage.clone(),
         )
     });
+    let events = store.events_after(0, 100).await.unwrap();
+    let seen: Vec<_> = events
+        .iter()
+        .map(|e| (e.index, e.topic.as_str(), e.key.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, "job", "web"),
+            (1, "node", "n1"),
+            (2, "job", "web"),
+            (2, "allocation", "a1"),
+            (2, "evaluation", "e1"),
+        ]
+    );
+    assert_eq!(events[3].payload["node_id"], "n1");
+    assert_eq!(events[3].payload["modify_index"], 2);
+    assert_eq!(store.events_after(1, 2).await.unwrap().len(), 2);
+    assert!(store.events_after(2, 10).await.unwrap().is_empty());
     drop(store);
 
     let store = Store::open(&path).unwrap();
@@ -88,25 +107,9 @@ async fn reopen_keeps_objects_versions_events_and_index() {
     );
     assert!(store.job_version("web", 7).await.unwrap().is_none());
 
-    let events = store.events_after(0, 100).await.unwrap();
-    let seen: Vec<_> = events
-        .iter()
-        .map(|e| (e.index, e.topic.as_str(), e.key.as_str()))
-        .collect();
-    assert_eq!(
-        seen,
-        [
-            (1, "job", "web"),
-            (1, "node", "n1"),
-            (2, "job", "web"),
-            (2, "allocation", "a1"),
-            (2, "evaluation", "e1"),
-        ]
-    );
-    assert_eq!(events[3].payload["node_id"], "n1");
-    assert_eq!(events[3].payload["modify_index"], 2);
-    assert_eq!(store.events_after(1, 2).await.unwrap().len(), 2);
-    assert!(store.events_after(2, 10).await.unwrap().is_empty());
+    // The event history is memory's: a restart starts it afresh, as
+    // Nomad's event buffer does.
+    assert!(store.events_after(0, 100).await.unwrap().is_empty());
 
     // The index keeps counting from where it was.
     let i3 = put(
@@ -496,6 +499,156 @@ async fn wait_for_times_out_with_the_current_index() {
     assert!(start.elapsed() >= Duration::from_secs(30));
 }
 
+/// A node's watch wakes for commits that touch its allocations only, and
+/// ends when the node is deleted. Real time: commits run on the store's
+/// own thread, which paused time would not wait for.
+#[tokio::test]
+async fn wait_for_node_wakes_only_for_its_own_allocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("edge.db")).unwrap());
+    put(
+        &store,
+        Batch {
+            nodes: vec![node("n1"), node("n2")],
+            allocs: vec![alloc("a1", "web", "n1", 8080)],
+            ..Batch::default()
+        },
+    )
+    .await;
+    let at = store.read(|s| s.node_alloc_index("n1"));
+    assert_eq!(at, 1);
+    // Already past: at once.
+    assert_eq!(
+        store.wait_for_node("n1", 0, Duration::from_secs(30)).await,
+        1
+    );
+    let watch = |node: &'static str| {
+        let store = store.clone();
+        tokio::spawn(async move { store.wait_for_node(node, 1, Duration::from_secs(30)).await })
+    };
+    let n1 = watch("n1");
+    let n2 = watch("n2");
+    tokio::task::yield_now().await;
+    // Another node's allocation: n1's watch sleeps on, n2's wakes.
+    let i = put(
+        &store,
+        Batch {
+            allocs: vec![alloc("a2", "web", "n2", 8080)],
+            ..Batch::default()
+        },
+    )
+    .await;
+    assert_eq!(n2.await.unwrap(), i);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!n1.is_finished(), "n1 woke for n2's allocation");
+    // Nor for its agent's own report.
+    let mut running = alloc("a1", "web", "n1", 8080);
+    running.client_status = ClientStatus::Running;
+    put(
+        &store,
+        Batch {
+            allocs: vec![running.clone()],
+            ..Batch::default()
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!n1.is_finished(), "n1 woke for its agent's report");
+    let mut stopped = running;
+    stopped.desired_status = DesiredStatus::Stop;
+    let i = put(
+        &store,
+        Batch {
+            allocs: vec![stopped],
+            ..Batch::default()
+        },
+    )
+    .await;
+    assert_eq!(n1.await.unwrap(), i);
+    // Nothing for it: the timeout, with the node's index.
+    let start = tokio::time::Instant::now();
+    assert_eq!(
+        store
+            .wait_for_node("n2", 99, Duration::from_millis(200))
+            .await,
+        2
+    );
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    // A deleted node's watch ends at once.
+    let gone = watch("n2");
+    tokio::task::yield_now().await;
+    put(
+        &store,
+        Batch {
+            delete_nodes: vec!["n2".into()],
+            ..Batch::default()
+        },
+    )
+    .await;
+    let start = tokio::time::Instant::now();
+    gone.await.unwrap();
+    assert!(start.elapsed() < Duration::from_secs(20));
+}
+
+/// What an agent's watch answer leans on: the jobs changed after an
+/// index, and the index after which an allocation left a node's list.
+#[tokio::test]
+async fn changed_jobs_and_removed_allocations_are_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("edge.db")).unwrap();
+    let i1 = put(
+        &store,
+        Batch {
+            jobs: vec![job("web", 0), job("api", 0)],
+            allocs: vec![
+                alloc("a1", "web", "n1", 8080),
+                alloc("a2", "api", "n1", 8081),
+            ],
+            ..Batch::default()
+        },
+    )
+    .await;
+    let i2 = put(
+        &store,
+        Batch {
+            jobs: vec![job("web", 1)],
+            ..Batch::default()
+        },
+    )
+    .await;
+    store.read(|s| {
+        let after =
+            |i: u64| -> Vec<String> { s.jobs_modified_after(i).map(|j| j.id.clone()).collect() };
+        assert_eq!(after(0).len(), 2);
+        assert_eq!(after(i1), ["web"]);
+        assert!(after(i2).is_empty());
+        assert!(s.node_removed_index("n1") <= i1, "nothing left n1 after i1");
+    });
+    let i3 = put(
+        &store,
+        Batch {
+            purge_jobs: vec!["api".into()],
+            ..Batch::default()
+        },
+    )
+    .await;
+    store.read(|s| {
+        assert_eq!(s.node_removed_index("n1"), i3);
+        assert_eq!(s.jobs_modified_after(0).count(), 1);
+    });
+    // Reopened: the same jobs by index; what left before is not known per
+    // node any more, so every node's next answer lists its ids.
+    let path = store.db_path().to_path_buf();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    store.read(|s| {
+        let ids: Vec<String> = s.jobs_modified_after(i1).map(|j| j.id.clone()).collect();
+        assert_eq!(ids, ["web"]);
+        assert_eq!(s.node_removed_index("n1"), i3 + 1);
+        assert_eq!(s.node_removed_index("n9"), i3 + 1);
+    });
+}
+
 #[tokio::test]
 async fn usage_follows_live_allocations() {
     let dir = tempfile::tempdir().unwrap();
@@ -529,7 +682,19 @@ async fn usage_follows_live_allocations() {
         },
     )
     .await;
-    store.read(|s| assert_eq!(s.usage["n1"].allocs, 2));
+    store.read(|s| {
+        assert_eq!(s.usage["n1"].allocs, 2);
+        let listed: Vec<_> = s
+            .node_allocs("n1")
+            .iter()
+            .map(|a| (a.id.as_str(), a.client_status))
+            .collect();
+        assert_eq!(
+            listed,
+            [("a1", ClientStatus::Running), ("a2", ClientStatus::Pending)],
+            "the node's list holds the updated copy"
+        );
+    });
 
     // Terminal: resources freed, the alloc itself kept.
     let mut failed = a2.clone();
@@ -653,6 +818,85 @@ async fn a_failed_transaction_fails_the_group_and_changes_nothing() {
         .unwrap();
     assert!(!saw_n2);
     assert_eq!(i, 2);
+}
+
+/// Groups staged while an earlier one is being written fail with it, and
+/// the writer's state goes back to the disk's; so does a failed GC's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_staged_on_a_failed_write_fail_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.db");
+    let opts = Options {
+        busy_timeout: Duration::from_millis(50),
+        ..Options::default()
+    };
+    let store = Arc::new(Store::open_with(&path, &opts).unwrap());
+    let mut done = alloc("done", "web", "n1", 1);
+    done.client_status = ClientStatus::Complete;
+    done.desired_status = DesiredStatus::Stop;
+    put(
+        &store,
+        Batch {
+            nodes: vec![node("n1")],
+            allocs: vec![done],
+            ..Batch::default()
+        },
+    )
+    .await;
+
+    let locker = rusqlite::Connection::open(&path).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .commit(move |_| {
+                    Ok::<_, StoreError>((
+                        Batch {
+                            nodes: vec![node(&format!("x{i}"))],
+                            ..Batch::default()
+                        },
+                        (),
+                    ))
+                })
+                .await
+        }));
+    }
+    for t in tasks {
+        let res = t.await.unwrap();
+        assert!(matches!(res, Err(StoreError::Sqlite { .. })), "{res:?}");
+    }
+    let gc = GcConfig {
+        alloc_age: Duration::ZERO,
+        ..GcConfig::default()
+    };
+    let res = store.gc(&gc, wall_ms()).await;
+    assert!(matches!(res, Err(StoreError::Sqlite { .. })), "{res:?}");
+    assert_eq!(store.index(), 1);
+    locker.execute_batch("ROLLBACK").unwrap();
+
+    let (seen, i) = store
+        .commit(|s| {
+            let seen = (
+                s.nodes.keys().cloned().collect::<Vec<_>>(),
+                s.allocs.contains_key("done"),
+            );
+            Ok::<_, StoreError>((
+                Batch {
+                    nodes: vec![node("n2")],
+                    ..Batch::default()
+                },
+                seen,
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, (vec!["n1".to_string()], true));
+    assert_eq!(i, 2);
+    let report = store.gc(&gc, wall_ms()).await.unwrap();
+    assert_eq!(report.allocs, 1);
+    store.read(|s| assert!(!s.allocs.contains_key("done")));
 }
 
 #[tokio::test]
@@ -925,4 +1169,92 @@ async fn acl_policies_tokens_and_bootstrap_survive_reopen_and_stay_out_of_events
         assert_eq!(s.acl_tokens.keys().collect::<Vec<_>>(), vec!["t1"]);
         assert_eq!(s.acl_tokens["t1"].expiration_time, Some(10));
     });
+}
+
+#[tokio::test]
+async fn the_event_history_holds_the_newest_max_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        max_events: 3,
+        ..Options::default()
+    };
+    let store = Store::open_with(&dir.path().join("edge.db"), &opts).unwrap();
+    for v in 0..5 {
+        put(
+            &store,
+            Batch {
+                jobs: vec![job("web", v)],
+                ..Batch::default()
+            },
+        )
+        .await;
+    }
+    let events = store.events_after(0, 100).await.unwrap();
+    let versions: Vec<_> = events
+        .iter()
+        .map(|e| e.payload["version"].clone())
+        .collect();
+    assert_eq!(versions, [2, 3, 4]);
+    assert_eq!(
+        events.iter().map(|e| e.index).collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
+}
+
+/// An agent's report moves an allocation's modify index, not the index of
+/// the server's changes that its node's watch waits on.
+#[tokio::test]
+async fn reports_leave_the_server_change_index_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("edge.db")).unwrap();
+    let a = alloc("a1", "web", "n1", 1);
+    put(
+        &store,
+        Batch {
+            allocs: vec![a.clone()],
+            ..Batch::default()
+        },
+    )
+    .await;
+    let indexes = |s: &edge_store::State| {
+        let a = &s.allocs["a1"];
+        (
+            a.modify_index,
+            a.alloc_modify_index,
+            s.node_alloc_index("n1"),
+        )
+    };
+    assert_eq!(store.read(indexes), (1, 1, 1));
+    let mut reported = store.read(|s| (*s.allocs["a1"]).clone());
+    reported.client_status = ClientStatus::Running;
+    reported.client_description = "started".into();
+    reported.health = Some(edge_spec::AllocHealth {
+        healthy: true,
+        timestamp: 1,
+    });
+    put(
+        &store,
+        Batch {
+            allocs: vec![reported.clone()],
+            ..Batch::default()
+        },
+    )
+    .await;
+    assert_eq!(store.read(indexes), (2, 1, 1));
+    let mut stopped = store.read(|s| (*s.allocs["a1"]).clone());
+    stopped.desired_status = DesiredStatus::Stop;
+    put(
+        &store,
+        Batch {
+            allocs: vec![stopped],
+            ..Batch::default()
+        },
+    )
+    .await;
+    assert_eq!(store.read(indexes), (3, 3, 3));
+    // Kept across a reopen.
+    let path = store.db_path().to_path_buf();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.read(indexes), (3, 3, 3));
 }

@@ -45,7 +45,7 @@ pub(crate) fn dry_run(
 }
 
 /// A line diff of the two specs as pretty JSON, without server-stamped fields.
-fn diff(current: Option<&Job>, new: &Job) -> (String, Vec<String>) {
+pub(crate) fn diff(current: Option<&Job>, new: &Job) -> (String, Vec<String>) {
     let clean = |j: &Job| {
         let mut j = j.clone();
         j.version = 0;

@@ -85,6 +85,7 @@ pub fn alloc(id: &str, job_id: &str, node_id: &str, port: u16) -> Allocation {
         modify_time: 0,
         create_index: 0,
         modify_index: 0,
+        alloc_modify_index: 0,
     }
 }
 

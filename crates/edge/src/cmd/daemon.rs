@@ -284,6 +284,7 @@ pub async fn server(g: &Global, a: ServerArgs) -> anyhow::Result<u8> {
     raise_fd_limit();
     let cfg = server_config(a.data_dir.clone(), a.bind, &a.tuning)?;
     let h = edge_server::start(cfg).await?;
+    tracing::info!(dashboard = %format!("{}/ui/", h.url), "web dashboard");
     // The token itself stays in its 0600 file, out of the logs.
     tracing::info!(
         "join agents with: edge agent --server {} --join-token $(cat {})",
@@ -348,7 +349,7 @@ pub async fn dev(g: &Global, a: DevArgs) -> anyhow::Result<u8> {
         agent.load_reporter(),
     )
     .await?;
-    tracing::info!(api = %server.url, data = %data.display(), "edge dev is up");
+    tracing::info!(api = %server.url, dashboard = %format!("{}/ui/", server.url), data = %data.display(), "edge dev is up");
     shutdown_signal().await;
     tracing::info!("shutting down");
     mesh.shutdown().await;
