@@ -97,15 +97,11 @@ impl AllocRunner {
     /// that changes nothing the tasks run with).
     pub fn update(&self, ctx: &RunCtx, alloc: Allocation, job: Job) {
         let mut g = lock(&self.shared);
-        let status = g.alloc.client_status;
-        let desc = g.alloc.client_description.clone();
-        let tasks = g.alloc.task_states.clone();
-        let health = g.alloc.health.or(alloc.health);
-        g.alloc = alloc;
-        g.alloc.health = health;
-        g.alloc.client_status = status;
-        g.alloc.client_description = desc;
-        g.alloc.task_states = tasks;
+        // The checks above all: a copy whose checks pass again after a
+        // restart, while the server still holds the previous agent's
+        // "passing", would otherwise take that as its own and never report
+        // the change from the "pending" it sent first.
+        g.alloc = alloc.with_reports_of(&g.alloc);
         g.job = job;
         if let Err(e) = ctx.local.save(&g) {
             tracing::warn!(alloc = %g.alloc.id, error = %e, "cannot save allocation state");

@@ -319,6 +319,22 @@ impl Allocation {
             && *create_time == self.create_time
     }
 
+    /// This allocation as the server holds it, with what its agent reports
+    /// taken from the agent's own copy: the server's is the agent's last
+    /// report, which may be older than what the agent knows now.
+    pub fn with_reports_of(self, local: &Allocation) -> Allocation {
+        Allocation {
+            client_status: local.client_status,
+            client_description: local.client_description.clone(),
+            task_states: local.task_states.clone(),
+            checks: local.checks.clone(),
+            health: local.health.or(self.health),
+            address: local.address,
+            networks: local.networks.clone(),
+            ..self
+        }
+    }
+
     /// The key of this allocation's job (`job_key`).
     pub fn job_key(&self) -> String {
         crate::namespace::job_key(&self.namespace, &self.job_id)

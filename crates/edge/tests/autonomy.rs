@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{EDGE, Proc, Server, build_image, dns, free_port, repo, until};
+use common::{EDGE, Proc, Server, build_image, dns, free_port, repo, until, until_ok};
 use edge_api::{Client, QueryOptions};
 use edge_spec::{ClientStatus, DesiredStatus};
 use hickory_proto::op::ResponseCode;
@@ -323,29 +323,35 @@ impl Cluster {
     }
 
     /// Everything a client of this node sees works: each copy answers on its
-    /// port, the load balancer answers, the service name resolves.
-    async fn serving(&self, ports: &[u16]) -> Option<()> {
+    /// port, the load balancer answers, the service name resolves. The
+    /// error names the first that does not.
+    async fn serving(&self, ports: &[u16]) -> Result<(), String> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(1))
             .build()
             .unwrap();
-        let ok = async |url: String| {
-            http.get(url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
+        let ok = async |url: String| match http.get(&url).send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("{url}: {}", r.status())),
+            Err(e) => Err(format!("{url}: {e}")),
         };
         for p in ports {
-            if !ok(format!("http://127.0.0.1:{p}/")).await {
-                return None;
-            }
+            ok(format!("http://127.0.0.1:{p}/")).await?;
         }
-        if !ok(format!("http://127.0.0.1:{}/", self.lb_port)).await {
-            return None;
-        }
+        ok(format!("http://127.0.0.1:{}/", self.lb_port))
+            .await
+            .map_err(|e| format!("load balancer {e}"))?;
         let name = format!("{}.service.edge.", service(self.kind));
         let m = dns(self.dns, &name, RecordType::A).await;
-        (m.metadata.response_code == ResponseCode::NoError && !m.answers.is_empty()).then_some(())
+        if m.metadata.response_code == ResponseCode::NoError && !m.answers.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name}: {} with {} answers",
+                m.metadata.response_code,
+                m.answers.len()
+            ))
+        }
     }
 }
 
@@ -380,7 +386,7 @@ async fn matrix(kind: Kind) {
     let mut c = Cluster::start(dir.path(), kind).await;
     c.run_job().await;
     let mut ports = c.at_count().await;
-    until(20, "serving before any failure", async || {
+    until_ok(20, "serving before any failure", async || {
         c.serving(&ports).await
     })
     .await;
@@ -408,14 +414,14 @@ async fn matrix(kind: Kind) {
                 if server_killed { "killed" } else { "up" },
                 if server_killed { "away" } else { "up" },
             );
-            until(BACK_WITHIN, &what, async || c.serving(&ports).await).await;
+            until_ok(BACK_WITHIN, &what, async || c.serving(&ports).await).await;
             report.push(format!("{what}: {:?}", started.elapsed()));
             if server_killed {
                 assert!(c.server.is_none(), "the server stayed away throughout");
                 c.start_server();
             }
             ports = c.at_count().await;
-            until(20, "serving once the server is back", async || {
+            until_ok(20, "serving once the server is back", async || {
                 c.serving(&ports).await
             })
             .await;
@@ -459,7 +465,7 @@ async fn gc_removes_the_processes_of_a_lost_data_dir() {
     // Serving, not only started: a task still starting up can die by
     // itself when its working directory goes with the data dir.
     let ports = c.at_count().await;
-    until(20, "serving", async || c.serving(&ports).await).await;
+    until_ok(20, "serving", async || c.serving(&ports).await).await;
     let old = pgrep(&c.marker.display().to_string());
     assert_eq!(old.len(), COUNT);
     let old_allocs: Vec<String> = c.live().await.unwrap().into_iter().map(|a| a.id).collect();
