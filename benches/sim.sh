@@ -3,7 +3,8 @@
 # `edge sim --nodes N` (fake agents speaking the real protocol), then JOBS
 # service jobs of COUNT allocations each (100 x 1000 = 100,000). Prints the
 # time from the first job registration to every allocation reported
-# running, and the server's peak RSS (VmHWM) and CPU seconds. Before the
+# running, the server's peak RSS (VmHWM) and CPU seconds (also by thread),
+# the job POSTs' latency, and `edge sim`'s own CPU and RSS. Before the
 # jobs, the server's CPU over IDLE seconds of nothing but heartbeats (every
 # node beats every TTL/3), measured once SETTLE seconds (default: one beat
 # interval and 5 s) have let every node open the connections it keeps.
@@ -56,14 +57,16 @@ for n in $NODES; do
   wait_for 10 "the server's join token (log: $dir/server.log)" test -s "$dir/server/token"
   "$BIN" sim --server "$addr" --join-token "$(cat "$dir/server/token")" \
     --nodes "$n" --stats-every 10s --log-level warn >"$dir/sim.log" 2>&1 &
-  pids+=("$!")
+  sim=$!
+  pids+=("$sim")
 
-  python3 - "$addr" "$n" "$JOBS" "$COUNT" "$TIMEOUT" "$server" "$dir/server/ca.pem" "$IDLE" "$SETTLE" <<'EOF'
+  python3 - "$addr" "$n" "$JOBS" "$COUNT" "$TIMEOUT" "$server" "$dir/server/ca.pem" "$IDLE" "$SETTLE" "$sim" <<'EOF'
 import concurrent.futures, json, os, ssl, sys, time, urllib.request
 
 addr, nodes, jobs, count, timeout, server = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
 ctx = ssl.create_default_context(cafile=sys.argv[7]) if addr.startswith("https") else None
 idle, settle = float(sys.argv[8]), float(sys.argv[9])
+sim = int(sys.argv[10])
 
 def call(method, path, body=None):
     data = json.dumps(body).encode() if body is not None else None
@@ -82,14 +85,26 @@ def call(method, path, body=None):
             print(f"  connection reset on {method} {path}; again", file=sys.stderr)
             time.sleep(0.5)
 
-def cpu_seconds():
-    f = open(f"/proc/{server}/stat").read().rsplit(")", 1)[1].split()
+def cpu_seconds(stat=None):
+    f = open(stat or f"/proc/{server}/stat").read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
-def hwm_mb():
-    for line in open(f"/proc/{server}/status"):
+def hwm_mb(pid=None):
+    for line in open(f"/proc/{pid or server}/status"):
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
+
+def threads():
+    """The server's CPU seconds by thread name (the store's writer and
+    committer, the runtime's workers...)."""
+    out = {}
+    for t in os.listdir(f"/proc/{server}/task"):
+        try:
+            name = open(f"/proc/{server}/task/{t}/comm").read().strip()
+            out[name] = out.get(name, 0) + cpu_seconds(f"/proc/{server}/task/{t}/stat")
+        except OSError:
+            pass
+    return out
 
 t = time.time()
 while call("GET", "/v1/status/health")["nodes_ready"] < nodes:
@@ -103,9 +118,15 @@ if idle > 0:
     time.sleep(idle)
     print(f"IDLE nodes={nodes}: server CPU {cpu_seconds() - c0:.2f} s over {idle:.0f} s of heartbeats (after {settle:.0f} s to settle)")
 
-cpu0 = cpu_seconds()
+cpu0, sim0, threads0 = cpu_seconds(), cpu_seconds(f"/proc/{sim}/stat"), threads()
 total = jobs * count
+latencies = []
 def submit(j):
+    t = time.time()
+    submit_job(j)
+    latencies.append(time.time() - t)
+
+def submit_job(j):
     call("POST", "/v1/jobs", {"job": {
         "id": f"bench-{j}", "name": f"bench-{j}", "type": "service",
         "groups": [{"name": "g", "count": count, "tasks": [{
@@ -136,6 +157,13 @@ print(f"RESULT nodes={nodes} allocs={total}: all running in {el:.1f}s "
       f"(jobs submitted in {t_sub:.1f}s; {total / el:.0f} allocs/s); "
       f"server peak RSS {hwm_mb():.0f} MB, CPU {cpu_seconds() - cpu0:.1f} s "
       f"during the run ({cpu_seconds():.1f} s total)")
+latencies.sort()
+pct = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+print(f"  job POSTs: p50 {pct(0.5):.0f} ms, p99 {pct(0.99):.0f} ms, max {latencies[-1] * 1000:.0f} ms")
+print(f"  edge sim: CPU {cpu_seconds(f'/proc/{sim}/stat') - sim0:.1f} s during the run, peak RSS {hwm_mb(sim):.0f} MB")
+spent = {k: v - threads0.get(k, 0) for k, v in threads().items()}
+print("  server CPU by thread: " + ", ".join(
+    f"{k} {v:.1f} s" for k, v in sorted(spent.items(), key=lambda kv: -kv[1]) if v >= 0.5))
 EOF
   grep -E "registered" "$dir/sim.log" | tail -1 || true
   cleanup

@@ -234,13 +234,10 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         .await
         .map_err(|e| ServerError::Internal(format!("open store: {e}")))??;
     let store = Arc::new(store);
-    let listener =
-        tokio::net::TcpListener::bind(cfg.bind)
-            .await
-            .map_err(|e| ServerError::Bind {
-                addr: cfg.bind.to_string(),
-                source: e,
-            })?;
+    let listener = listen(cfg.bind).map_err(|e| ServerError::Bind {
+        addr: cfg.bind.to_string(),
+        source: e,
+    })?;
     let addr = listener.local_addr().map_err(|e| ServerError::Bind {
         addr: cfg.bind.to_string(),
         source: e,
@@ -371,4 +368,24 @@ pub fn now_ms() -> i64 {
 
 pub(crate) fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// Connections the kernel queues for the server before it accepts them.
+/// Thousands of agents reconnect at once after a server restart or a
+/// network split heals; tokio's default of 1,024 overflowed under 10,000
+/// simulated nodes, and the kernel then reset connections (a job's POST
+/// among them). The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 8192;
+
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind`: a restarted server binds its port at once,
+    // whatever connections of the last one linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
