@@ -33,6 +33,12 @@ pub(crate) struct Upstream {
 /// Between tries to connect to a copy that has just started serving.
 const PROBE_EVERY: Duration = Duration::from_millis(20);
 
+/// Before connecting again to the only instance, after it refused or did
+/// not answer: a copy that just started, or whose accept queue a burst of
+/// released requests filled, is usually there moments later (HAProxy
+/// retries the same server on a failed connect too).
+const RETRY_ONLY_AFTER: Duration = Duration::from_millis(50);
+
 /// Idle keep-alive connections kept per backend and worker; more are closed.
 const MAX_IDLE: usize = 512;
 /// Weight of the newest sample in the latency average.
@@ -375,6 +381,21 @@ impl ServicePool {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
+    }
+
+    /// The backend to try after `failed` could not be connected to: another
+    /// one, or, when there is no other, `failed` itself once more after a
+    /// short pause.
+    pub(crate) async fn pick_after(
+        &self,
+        state: &PoolState,
+        failed: &Arc<Backend>,
+    ) -> Arc<Backend> {
+        if let Some(b) = self.pick(state, Some(failed)) {
+            return b;
+        }
+        tokio::time::sleep(RETRY_ONLY_AFTER).await;
+        failed.clone()
     }
 
     /// A backend other than `exclude` (the one that just failed to connect),

@@ -60,7 +60,10 @@ async fn connect(pool: &ServicePool, timeout: Duration) -> Option<(TcpStream, Ac
     };
     let mut failed = None;
     for _ in 0..2 {
-        let backend = pool.pick(&state, failed.as_ref())?;
+        let backend = match &failed {
+            None => pool.pick(&state, None)?,
+            Some(f) => pool.pick_after(&state, f).await,
+        };
         let guard = backend.track();
         let start = Instant::now();
         match backend.connect(timeout).await {

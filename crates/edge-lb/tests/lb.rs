@@ -378,6 +378,38 @@ async fn http_retries_another_instance_when_connect_is_refused() {
     lb.handle.shutdown().await;
 }
 
+/// A copy that starts listening moments after the balancer first tried it
+/// (it had just started, or a burst filled its accept queue) still gets the
+/// request: with no other instance, the same one is tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_tries_its_only_instance_again_when_connect_is_refused() {
+    // Bound but not listening: connecting is refused until `listen`.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let port = free_port();
+    let lb = Lb::single(
+        "web",
+        publish(port, PublishProtocol::Http),
+        vec![up("web", "late", addr)],
+    )
+    .await;
+    let late = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        let l = socket.listen(16).unwrap();
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let _ = s.read(&mut buf).await.unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nlate")
+            .await
+            .unwrap();
+    });
+    let (status, body, _) = get(&client(), port, "/", None).await;
+    assert_eq!((status, body.as_str()), (200, "late"));
+    late.await.unwrap();
+    lb.handle.shutdown().await;
+}
+
 /// An HTTP port balancing over an instance that closes every connection
 /// unanswered and one that answers "good"; the first's accept counter.
 async fn broken_beside_good() -> (Lb, u16, HttpBackend, Arc<AtomicUsize>) {
