@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use edge_spec::{ClientStatus, DesiredStatus, EvalStatus};
+use edge_spec::{Allocation, ClientStatus, DesiredStatus, EvalStatus};
 use edge_store::{Batch, GcConfig, Options, SCHEMA_VERSION, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -1257,4 +1257,41 @@ async fn reports_leave_the_server_change_index_alone() {
     drop(store);
     let store = Store::open(&path).unwrap();
     assert_eq!(store.read(indexes), (3, 3, 3));
+}
+
+/// The job's and the node's lists give each allocation as it is now: an
+/// update in place, a move to another node and a removal all show.
+#[test]
+fn job_and_node_lists_follow_every_change_of_an_allocation() {
+    let mut s = edge_store::State::default();
+    let mut a = alloc("a1", "web", "n1", 0);
+    s.apply_in_memory(Batch {
+        allocs: vec![a.clone(), alloc("a2", "web", "n1", 0)],
+        ..Batch::default()
+    });
+    a.client_status = ClientStatus::Running;
+    s.apply_in_memory(Batch {
+        allocs: vec![a.clone()],
+        ..Batch::default()
+    });
+    let status = |list: Vec<&Allocation>| -> Vec<(String, ClientStatus)> {
+        list.iter()
+            .map(|a| (a.id.clone(), a.client_status))
+            .collect()
+    };
+    let both = vec![
+        ("a1".to_string(), ClientStatus::Running),
+        ("a2".to_string(), ClientStatus::Pending),
+    ];
+    assert_eq!(status(s.job_allocs("web")), both);
+    assert_eq!(status(s.node_allocs("n1")), both);
+
+    a.node_id = "n2".to_string();
+    s.apply_in_memory(Batch {
+        allocs: vec![a],
+        ..Batch::default()
+    });
+    assert_eq!(status(s.node_allocs("n2")), vec![both[0].clone()]);
+    assert_eq!(status(s.node_allocs("n1")), vec![both[1].clone()]);
+    assert_eq!(status(s.job_allocs("web")), both);
 }
