@@ -65,12 +65,16 @@ fn wasm_task() -> String {
     )
 }
 
+/// Python's `http.server` with a listen backlog of 128 instead of its 5: a
+/// burst of 50 held requests (and the activator's probes) overflowed the
+/// accept queue, and a connection whose handshake the kernel then dropped
+/// on the server's side waited out the client's timeout.
 fn exec_task() -> &'static str {
     r#"    task "server" {
       driver = "exec"
       config {
         command = "/bin/sh"
-        args    = ["-c", "echo cold > index.html; exec python3 -m http.server --bind $EDGE_IP_http $EDGE_PORT_http"]
+        args    = ["-c", "echo cold > index.html; exec python3 -c 'import http.server as h, sys; h.ThreadingHTTPServer.request_queue_size = 128; h.test(h.SimpleHTTPRequestHandler, h.ThreadingHTTPServer, port=int(sys.argv[2]), bind=sys.argv[1])' $EDGE_IP_http $EDGE_PORT_http"]
       }
       resources {
         cpu    = 50
