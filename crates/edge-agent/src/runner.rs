@@ -97,10 +97,11 @@ impl AllocRunner {
     /// that changes nothing the tasks run with).
     pub fn update(&self, ctx: &RunCtx, alloc: Allocation, job: Job) {
         let mut g = lock(&self.shared);
-        // The checks above all: a copy whose checks pass again after a
-        // restart, while the server still holds the previous agent's
-        // "passing", would otherwise take that as its own and never report
-        // the change from the "pending" it sent first.
+        // What the agent reports stays the agent's. Checks above all: a
+        // copy whose checks pass again after a restart, while the server
+        // still holds the previous agent's "passing", would otherwise take
+        // that as its own and never report the change from the "pending"
+        // it sent first.
         g.alloc = alloc.with_reports_of(&g.alloc);
         g.job = job;
         if let Err(e) = ctx.local.save(&g) {

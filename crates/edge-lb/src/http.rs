@@ -151,11 +151,7 @@ async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Response<ProxyBody
     };
     let mut failed: Option<Arc<Backend>> = None;
     for attempt in 0..2 {
-        let next = match &failed {
-            None => pool.pick(&pstate, None),
-            Some(f) => Some(pool.pick_after(&pstate, f).await),
-        };
-        let Some(backend) = next else {
+        let Some(backend) = pool.next_try(&pstate, failed.as_ref()).await else {
             break;
         };
         // Only power of two choices reads answer times; the rest skip the clock.
@@ -424,11 +420,7 @@ async fn tunnel(
     let client_side = hyper::upgrade::on(&mut req);
     let mut failed: Option<Arc<Backend>> = None;
     for _ in 0..2 {
-        let next = match &failed {
-            None => pool.pick(pstate, None),
-            Some(f) => Some(pool.pick_after(pstate, f).await),
-        };
-        let Some(backend) = next else {
+        let Some(backend) = pool.next_try(pstate, failed.as_ref()).await else {
             break;
         };
         let mut sender = match upgrade_handshake(&backend, timeout).await {

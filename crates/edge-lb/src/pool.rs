@@ -383,19 +383,22 @@ impl ServicePool {
         z ^ (z >> 31)
     }
 
-    /// The backend to try after `failed` could not be connected to: another
-    /// one, or, when there is no other, `failed` itself once more after a
-    /// short pause.
-    pub(crate) async fn pick_after(
+    /// The backend for the next try to connect: any, before a first
+    /// failure; after `failed` could not be connected to, another one, or,
+    /// when there is no other, `failed` itself once more after a short pause.
+    pub(crate) async fn next_try(
         &self,
         state: &PoolState,
-        failed: &Arc<Backend>,
-    ) -> Arc<Backend> {
+        failed: Option<&Arc<Backend>>,
+    ) -> Option<Arc<Backend>> {
+        let Some(failed) = failed else {
+            return self.pick(state, None);
+        };
         if let Some(b) = self.pick(state, Some(failed)) {
-            return b;
+            return Some(b);
         }
         tokio::time::sleep(RETRY_ONLY_AFTER).await;
-        failed.clone()
+        Some(failed.clone())
     }
 
     /// A backend other than `exclude` (the one that just failed to connect),

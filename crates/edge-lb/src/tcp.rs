@@ -60,10 +60,7 @@ async fn connect(pool: &ServicePool, timeout: Duration) -> Option<(TcpStream, Ac
     };
     let mut failed = None;
     for _ in 0..2 {
-        let backend = match &failed {
-            None => pool.pick(&state, None)?,
-            Some(f) => pool.pick_after(&state, f).await,
-        };
+        let backend = pool.next_try(&state, failed.as_ref()).await?;
         let guard = backend.track();
         let start = Instant::now();
         match backend.connect(timeout).await {
