@@ -41,6 +41,8 @@ struct ModelTask {
     port: String,
     /// The port label to serve gRPC on, if any.
     grpc_port: Option<String>,
+    /// `tract` or `onnxruntime`.
+    backend: String,
 }
 
 /// The model driver's `config` block as written in a job (or as the `model`
@@ -63,6 +65,8 @@ pub struct ModelBlock {
     pub version: Option<u64>,
     /// More models or versions in the same server.
     pub models: Option<Vec<edge_spec::model::MoreModel>>,
+    /// What runs the models: `tract` (the default) or `onnxruntime`.
+    pub backend: Option<String>,
 }
 
 /// The submit-time check of a model task's `config` block. Values that
@@ -141,6 +145,13 @@ fn checked(block: ModelBlock, pending: fn(&str) -> bool) -> Result<ModelTask, Dr
             format!("{format:?} is not supported (only \"onnx\")"),
         ));
     }
+    let backend = string("backend", block.backend)?.unwrap_or_else(|| "tract".to_string());
+    if !matches!(backend.as_str(), "tract" | "onnxruntime") && !pending(&backend) {
+        return Err(DriverError::config(
+            "config.backend",
+            format!("{backend:?} is not a backend (\"tract\" or \"onnxruntime\")"),
+        ));
+    }
     let max_batch_size = block.max_batch_size.unwrap_or(32);
     if max_batch_size == 0 {
         return Err(DriverError::config(
@@ -154,6 +165,7 @@ fn checked(block: ModelBlock, pending: fn(&str) -> bool) -> Result<ModelTask, Dr
         max_delay_ms: block.max_delay_ms.unwrap_or(2),
         port: string("port", block.port)?.unwrap_or_else(|| "http".to_string()),
         grpc_port: string("grpc_port", block.grpc_port)?,
+        backend,
     })
 }
 
@@ -308,6 +320,19 @@ impl ModelDriver {
         ]);
         if let Some(p) = grpc_port {
             args.extend(["--grpc-port".to_string(), p.to_string()]);
+        }
+        if m.backend != "tract" {
+            args.extend(["--backend".to_string(), m.backend.clone()]);
+            // The task's environment is not the agent's, so the library the
+            // node's agent was told of goes along as an argument.
+            if let Some(lib) =
+                std::env::var_os(crate::ONNXRUNTIME_LIB_ENV).filter(|v| !v.is_empty())
+            {
+                args.extend([
+                    "--onnxruntime-lib".to_string(),
+                    PathBuf::from(lib).display().to_string(),
+                ]);
+            }
         }
         let mut out = Map::new();
         out.insert("command".into(), json!(self.exe.display().to_string()));

@@ -20,6 +20,9 @@ pub enum ModelError {
     Load { path: PathBuf, reason: String },
     #[error("{0}")]
     Repository(String),
+    /// `--backend onnxruntime` without a usable ONNX Runtime library.
+    #[error("the onnxruntime backend is not available: {0}")]
+    BackendUnavailable(String),
     /// A request that does not fit the model; answered with 400.
     #[error("{0}")]
     BadRequest(String),

@@ -13,6 +13,7 @@ pub mod grpc;
 mod infer;
 mod metrics;
 mod model;
+mod onnxruntime;
 mod pages;
 pub mod raw;
 mod repo;
@@ -20,7 +21,8 @@ mod server;
 
 pub use driver::{DRIVER_NAME, ModelBlock, ModelDriver, check_config};
 pub use error::ModelError;
-pub use model::{DataType, Model, TensorInfo};
+pub use model::{Backend, DataType, Model, TensorInfo};
+pub use onnxruntime::LIBRARY_ENV as ONNXRUNTIME_LIB_ENV;
 pub use pages::{keep_freed_memory, release_startup_pages};
 pub use repo::{IndexEntry, ModelSource, REPOSITORY_FILE, Repository, Served, scan, valid_name};
 pub use server::{ServeConfig, Server, bind, serve};

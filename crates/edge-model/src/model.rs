@@ -1,9 +1,11 @@
-//! An ONNX model loaded with tract into an optimized, runnable plan, and the
-//! names, element types and shapes the protocol reports for it.
+//! An ONNX model loaded with tract into an optimized, runnable plan (or
+//! handed to ONNX Runtime, with `Backend::OnnxRuntime`), and the names,
+//! element types and shapes the protocol reports for it.
 
 use crate::error::ModelError;
+use crate::onnxruntime::OrtModel;
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::array::DynSlice;
@@ -118,18 +120,49 @@ pub struct Model {
     /// Dimension 0 of every input and output is one shared, open batch
     /// dimension, so requests can be stacked along it.
     pub batchable: bool,
-    plan: Arc<TypedRunnableModel>,
+    engine: Engine,
     /// tract's element type of each input (a protocol type is coarser).
     input_types: Vec<DatumType>,
+}
+
+/// What runs a model: tract, built in, or ONNX Runtime's shared library.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Backend {
+    #[default]
+    Tract,
+    /// ONNX Runtime from this library; else `$EDGE_ONNXRUNTIME_LIB`, else
+    /// `libonnxruntime.so` in the loader's search path.
+    OnnxRuntime { library: Option<PathBuf> },
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Tract => "tract",
+            Backend::OnnxRuntime { .. } => "onnxruntime",
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Engine {
+    Tract(Arc<TypedRunnableModel>),
+    OnnxRuntime(OrtModel),
 }
 
 /// The dimension given to the first axis of inputs whose first axis is open.
 const BATCH: &str = "batch";
 
 impl Model {
-    /// Reads, checks and optimizes the model at `path`. Errors say which of
-    /// missing file, not ONNX, unsupported operator or other failure it was.
+    /// Reads, checks and optimizes the model at `path` for tract.
     pub fn load(path: &Path, name: &str) -> Result<Model, ModelError> {
+        Model::load_with(path, name, &Backend::Tract)
+    }
+
+    /// Reads, checks and prepares the model at `path` for `backend`, then
+    /// runs it once. Errors say which of missing file, not ONNX,
+    /// unsupported operator, backend missing or other failure it was.
+    pub fn load_with(path: &Path, name: &str, backend: &Backend) -> Result<Model, ModelError> {
         let bytes = std::fs::read(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => ModelError::NotFound {
                 path: path.to_path_buf(),
@@ -139,6 +172,9 @@ impl Model {
                 source: e,
             },
         })?;
+        if let Backend::OnnxRuntime { library } = backend {
+            return Model::load_onnxruntime(path, name, bytes, library.as_deref());
+        }
         let onnx = tract_onnx::onnx();
         let mut proto = onnx
             .proto_model_for_read(&mut bytes.as_slice())
@@ -237,21 +273,62 @@ impl Model {
             inputs,
             outputs,
             batchable,
-            plan,
+            engine: Engine::Tract(plan),
             input_types,
         };
         model.dry_run().map_err(|e| load_reason(path, e))?;
         Ok(model)
     }
 
+    /// ONNX Runtime reads and checks the model itself; what it reports of
+    /// the inputs and outputs is what the protocol shows. A batch dimension
+    /// is an open first dimension of one name on every input and output.
+    fn load_onnxruntime(
+        path: &Path,
+        name: &str,
+        bytes: Vec<u8>,
+        library: Option<&Path>,
+    ) -> Result<Model, ModelError> {
+        let loaded = OrtModel::load(path, bytes, library)?;
+        let batchable = !loaded.inputs.is_empty()
+            && loaded
+                .inputs
+                .iter()
+                .chain(&loaded.outputs)
+                .all(|t| t.shape.first() == Some(&-1))
+            && loaded.batch_symbols_agree;
+        let model = Model {
+            name: name.to_string(),
+            inputs: loaded.inputs,
+            outputs: loaded.outputs,
+            batchable,
+            engine: Engine::OnnxRuntime(loaded.model),
+            input_types: loaded.input_types,
+        };
+        model.dry_run().map_err(|e| load_reason(path, e))?;
+        Ok(model)
+    }
+
+    /// The engine that runs this model.
+    pub fn backend(&self) -> &'static str {
+        match self.engine {
+            Engine::Tract(_) => "tract",
+            Engine::OnnxRuntime(_) => "onnxruntime",
+        }
+    }
+
     /// Runs the model on tensors given in the order of [`Model::inputs`].
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ModelError> {
-        let inputs: TVec<TValue> = inputs.into_iter().map(TValue::from).collect();
-        let outputs = self
-            .plan
-            .run(inputs)
-            .map_err(|e| ModelError::Inference(format!("{e:#}")))?;
-        Ok(outputs.into_iter().map(|v| v.into_tensor()).collect())
+        match &self.engine {
+            Engine::Tract(plan) => {
+                let inputs: TVec<TValue> = inputs.into_iter().map(TValue::from).collect();
+                let outputs = plan
+                    .run(inputs)
+                    .map_err(|e| ModelError::Inference(format!("{e:#}")))?;
+                Ok(outputs.into_iter().map(|v| v.into_tensor()).collect())
+            }
+            Engine::OnnxRuntime(m) => m.run(&inputs),
+        }
     }
 
     /// The most rows (up to `max`) worth stacking into one run: per-row
@@ -365,8 +442,8 @@ impl Model {
         Ok(tensors)
     }
 
-    /// [`Model::run`], with a tract kernel that panics on this model turned
-    /// into an error.
+    /// [`Model::run`], with a kernel that panics on this model turned into
+    /// an error.
     fn run_guarded(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ModelError> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(inputs))).unwrap_or_else(
             |panic| {
@@ -375,7 +452,10 @@ impl Model {
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
-                Err(ModelError::Inference(format!("tract panicked: {what}")))
+                Err(ModelError::Inference(format!(
+                    "{} panicked: {what}",
+                    self.backend()
+                )))
             },
         )
     }

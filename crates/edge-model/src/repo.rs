@@ -88,6 +88,8 @@ pub struct RepositoryConfig {
     pub max_delay: Duration,
     /// Model executions at once, per model version.
     pub workers: usize,
+    /// What runs the models.
+    pub backend: crate::Backend,
 }
 
 /// A model version ready to answer requests.
@@ -370,9 +372,9 @@ impl Repository {
 
     async fn load_one(&self, s: ModelSource) -> Result<Arc<Served>, ModelError> {
         let (path, name, max) = (s.path.clone(), s.name.clone(), self.cfg.max_batch_size);
-        let workers = self.cfg.workers;
+        let (workers, backend) = (self.cfg.workers, self.cfg.backend.clone());
         let (model, max_batch_size) = tokio::task::spawn_blocking(move || {
-            let model = Model::load(&path, &name)?;
+            let model = Model::load_with(&path, &name, &backend)?;
             let limit = model.batch_limit(max, workers, BATCH_SIZING_BUDGET);
             Ok::<_, ModelError>((model, limit))
         })
@@ -532,6 +534,7 @@ mod tests {
             max_batch_size: 8,
             max_delay: Duration::from_millis(1),
             workers: 1,
+            backend: crate::Backend::Tract,
         }
     }
 

@@ -38,6 +38,8 @@ pub struct ServeConfig {
     pub workers: usize,
     /// Where to serve the protocol over gRPC too, if anywhere.
     pub grpc_addr: Option<SocketAddr>,
+    /// What runs the models.
+    pub backend: crate::Backend,
 }
 
 impl ServeConfig {
@@ -55,6 +57,7 @@ impl ServeConfig {
             max_delay: Duration::from_millis(2),
             workers: 0,
             grpc_addr: None,
+            backend: crate::Backend::Tract,
         }
     }
 }
@@ -106,6 +109,7 @@ pub async fn bind(cfg: ServeConfig) -> Result<Server, ModelError> {
             max_batch_size: cfg.max_batch_size,
             max_delay: cfg.max_delay,
             workers,
+            backend: cfg.backend,
         })
         .await?,
     );

@@ -589,3 +589,105 @@ async fn the_conv_net_matches_onnxruntime() {
         assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{g} vs {w}");
     }
 }
+
+/// ONNX Runtime's library for the onnxruntime backend's tests, from
+/// `$EDGE_ONNXRUNTIME_LIB`; required under `EDGE_TEST_ROOT=1` (CI), where
+/// deploy/test.sh installs onnxruntime and names its library.
+fn onnxruntime_library() -> Option<PathBuf> {
+    match std::env::var_os(edge_model::ONNXRUNTIME_LIB_ENV).filter(|v| !v.is_empty()) {
+        Some(lib) => Some(PathBuf::from(lib)),
+        None => {
+            assert!(
+                std::env::var_os("EDGE_TEST_ROOT").is_none(),
+                "EDGE_ONNXRUNTIME_LIB is required under EDGE_TEST_ROOT (deploy/test.sh sets it)"
+            );
+            println!("skipped: set EDGE_ONNXRUNTIME_LIB to ONNX Runtime's library");
+            None
+        }
+    }
+}
+
+/// The onnxruntime backend: a library that is not there is refused with its
+/// path and what to do; then, with the real one, the stored references of
+/// iris, the MLP and the conv net come back over the same protocol, iris
+/// batches (its first dimension is open) and a fixed-shape case does not.
+#[tokio::test]
+async fn the_onnxruntime_backend_answers_as_onnxruntime_does() {
+    let Some(library) = onnxruntime_library() else {
+        return;
+    };
+    let missing = PathBuf::from("/nonexistent/libonnxruntime.so");
+    let err = edge_model::Model::load_with(
+        &fixtures().join("iris.onnx"),
+        "iris",
+        &edge_model::Backend::OnnxRuntime {
+            library: Some(missing),
+        },
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, ModelError::BackendUnavailable(_))
+            && text.contains("/nonexistent/libonnxruntime.so")
+            && text.contains("--onnxruntime-lib"),
+        "{text}"
+    );
+    let backend = edge_model::Backend::OnnxRuntime {
+        library: Some(library),
+    };
+    let iris =
+        edge_model::Model::load_with(&fixtures().join("iris.onnx"), "iris", &backend).unwrap();
+    assert_eq!(iris.backend(), "onnxruntime");
+    assert!(iris.batchable);
+    assert_eq!(iris.inputs[0].shape, [-1, 4]);
+    let fixed =
+        edge_model::Model::load_with(&fixtures().join("backend/test_add.onnx"), "add", &backend)
+            .unwrap();
+    assert!(!fixed.batchable);
+    assert_eq!(fixed.inputs[0].shape, [3, 4, 5]);
+    assert!(matches!(
+        edge_model::Model::load_with(&fixtures().join("broken/not-onnx.onnx"), "m", &backend),
+        Err(ModelError::Load { .. })
+    ));
+
+    for case in ["iris", "mlp"] {
+        let json_path = fixtures().join(format!("{case}.json"));
+        let expected = load_case(&json_path);
+        let mut cfg = ServeConfig::new(
+            fixtures().join(format!("{case}.onnx")),
+            "m",
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        cfg.backend = backend.clone();
+        let s = start_with(cfg).await;
+        let (status, answer) = s.post("/v2/models/m/infer", &request(&expected)).await;
+        assert_eq!(status, 200, "{case}: {answer}");
+        let rtol = expected["rtol"].as_f64().unwrap();
+        let atol = expected["atol"].as_f64().unwrap();
+        assert_matches(case, &expected["outputs"], &answer, rtol, atol);
+    }
+
+    let case = load_case(&fixtures().join("convnet.json"));
+    let mut cfg = ServeConfig::new(
+        fixtures().join("convnet.onnx"),
+        "convnet",
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    cfg.backend = backend.clone();
+    let s = start_with(cfg).await;
+    let image: Vec<f32> = (0..3 * 224 * 224)
+        .map(|i| (i % 251) as f32 / 251.0 - 0.5)
+        .collect();
+    let body = json!({"inputs": [{
+        "name": "image", "datatype": "FP32", "shape": [1, 3, 224, 224], "data": image,
+    }]});
+    let (status, answer) = s.post("/v2/models/convnet/infer", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let got = answer["outputs"][0]["data"].as_array().unwrap();
+    let want = case["probabilities"].as_array().unwrap();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+        assert!((g - w).abs() <= 1e-6 + 1e-5 * w.abs(), "{g} vs {w}");
+    }
+}

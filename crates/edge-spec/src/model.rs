@@ -48,6 +48,8 @@ pub struct ModelSpec {
     pub models: Vec<MoreModel>,
     /// The group's `scaling` (KServe's `minReplicas: 0` is `min = 0`).
     pub scaling: Option<crate::scaling::Scaling>,
+    /// What runs the models: `tract` or `onnxruntime`.
+    pub backend: ModelBackend,
 }
 
 /// A `model "NAME" { source version sha256 }` block inside a model block:
@@ -106,6 +108,26 @@ pub struct ModelBlock {
     pub models: Vec<MoreModel>,
     pub grpc: Option<ModelGrpc>,
     pub scaling: Option<crate::scaling::Scaling>,
+    pub backend: ModelBackend,
+}
+
+/// `backend = "onnxruntime"`: ONNX Runtime's shared library on the node runs
+/// the models instead of the built-in tract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelBackend {
+    #[default]
+    Tract,
+    Onnxruntime,
+}
+
+impl ModelBackend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelBackend::Tract => "tract",
+            ModelBackend::Onnxruntime => "onnxruntime",
+        }
+    }
 }
 
 impl Default for ModelBlock {
@@ -124,6 +146,7 @@ impl Default for ModelBlock {
             models: Vec::new(),
             grpc: None,
             scaling: None,
+            backend: ModelBackend::Tract,
         }
     }
 }
@@ -265,6 +288,7 @@ impl ModelBlock {
                 .collect(),
             grpc: self.grpc,
             scaling: self.scaling,
+            backend: self.backend,
         }
     }
 }
@@ -309,6 +333,9 @@ pub fn expand(spec: &ModelSpec) -> Result<Group, String> {
     }
     if !spec.models.is_empty() {
         config["models"] = json!(spec.models);
+    }
+    if spec.backend != ModelBackend::Tract {
+        config["backend"] = json!(spec.backend.as_str());
     }
     let mut port = json!({ "label": MODEL_PORT });
     if let Some(p) = spec.port {

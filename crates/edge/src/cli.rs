@@ -487,7 +487,7 @@ pub enum Template {
 pub enum ModelCommand {
     /// Serve ONNX models over the Open Inference Protocol (KServe V2 REST, and gRPC with --grpc-port).
     #[command(
-        after_help = "Examples:\n  edge model serve --model examples/models/iris.onnx --name iris --port 8500 --grpc-port 8501\n  edge model serve --model iris:1=v1/iris.onnx --model iris:2=v2/iris.onnx --port 8500\n  edge model serve --repository /srv/models --port 8500   # <model>/<version>/model.onnx\n  curl localhost:8500/v2/models/iris\n  curl -X POST localhost:8500/v2/repository/index"
+        after_help = "Examples:\n  edge model serve --model examples/models/iris.onnx --name iris --port 8500 --grpc-port 8501\n  edge model serve --model iris:1=v1/iris.onnx --model iris:2=v2/iris.onnx --port 8500\n  edge model serve --repository /srv/models --port 8500   # <model>/<version>/model.onnx\n  edge model serve --model vision.onnx --port 8500 --backend onnxruntime --onnxruntime-lib /opt/onnxruntime/lib/libonnxruntime.so\n  curl localhost:8500/v2/models/iris\n  curl -X POST localhost:8500/v2/repository/index"
     )]
     Serve(ServeArgs),
 }
@@ -522,6 +522,20 @@ pub struct ServeArgs {
     /// Model runs at once per model version (0: one per CPU).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
+    /// What runs the models: tract (built in) or onnxruntime (ONNX
+    /// Runtime's shared library, 1.17 or newer, opened at start).
+    #[arg(long, value_enum, default_value_t = ModelBackend::Tract)]
+    pub backend: ModelBackend,
+    /// ONNX Runtime's library for --backend onnxruntime
+    /// (default: $EDGE_ONNXRUNTIME_LIB, else libonnxruntime.so in the loader's path).
+    #[arg(long, value_name = "PATH")]
+    pub onnxruntime_lib: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelBackend {
+    Tract,
+    Onnxruntime,
 }
 
 #[derive(Subcommand, Debug)]

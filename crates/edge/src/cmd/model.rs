@@ -1,7 +1,7 @@
 //! `edge model serve`: ONNX models over the Open Inference Protocol, the
 //! process the `model` driver runs for each model task.
 
-use crate::cli::{ModelCommand, ServeArgs};
+use crate::cli::{ModelBackend, ModelCommand, ServeArgs};
 use anyhow::Context;
 use std::net::SocketAddr;
 
@@ -37,6 +37,17 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         max_delay: a.max_delay,
         workers: a.workers,
         grpc_addr: a.grpc_port.map(|p| SocketAddr::new(a.host, p)),
+        backend: match a.backend {
+            ModelBackend::Tract => {
+                if a.onnxruntime_lib.is_some() {
+                    anyhow::bail!("--onnxruntime-lib is for --backend onnxruntime");
+                }
+                edge_model::Backend::Tract
+            }
+            ModelBackend::Onnxruntime => edge_model::Backend::OnnxRuntime {
+                library: a.onnxruntime_lib,
+            },
+        },
     };
     edge_model::keep_freed_memory();
     // Failing to load or bind ends the process with `error: ...` on stderr
@@ -58,9 +69,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         };
         let m = &served.model;
         eprintln!(
-            "serving model {:?} version {v} on http://{}{grpc} (inputs: {}; batching: {})",
+            "serving model {:?} version {v} on http://{}{grpc} with {} (inputs: {}; batching: {})",
             m.name,
             server.local_addr(),
+            m.backend(),
             m.inputs
                 .iter()
                 .map(|i| format!("{} {} {:?}", i.name, i.datatype.as_str(), i.shape))

@@ -1,0 +1,324 @@
+//! The onnxruntime backend: ONNX Runtime's shared library, opened at run
+//! time, runs a model in place of tract. Tensors stay tract's on both sides
+//! (the protocol code knows no other), and cross into ONNX Runtime as views.
+
+use crate::error::ModelError;
+use crate::model::{DataType, TensorInfo};
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use tract_onnx::prelude::{DatumType, Tensor, f16};
+
+/// The names tried in the dynamic loader's search path when no library is
+/// given: a distribution's package, then a copy in `/usr/local/lib`.
+const LIBRARY_NAMES: [&str; 2] = ["libonnxruntime.so", "libonnxruntime.so.1"];
+
+/// The environment variable naming the library, as `--onnxruntime-lib` does.
+pub const LIBRARY_ENV: &str = "EDGE_ONNXRUNTIME_LIB";
+
+/// Opened once per process: a library cannot be unloaded or swapped, so the
+/// first one that opens is the one every model uses. A failure is not kept:
+/// the next model tries again (the library may have been installed since).
+static RUNTIME: OnceLock<Environment> = OnceLock::new();
+static OPENING: Mutex<()> = Mutex::new(());
+
+/// The ONNX Runtime environment, opening the library on first use from
+/// `library`, else `$EDGE_ONNXRUNTIME_LIB`, else the loader's search path.
+fn runtime(library: Option<&Path>) -> Result<&'static Environment, ModelError> {
+    if let Some(env) = RUNTIME.get() {
+        return Ok(env);
+    }
+    let _one = OPENING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(env) = RUNTIME.get() {
+        return Ok(env);
+    }
+    let env = open(library).map_err(ModelError::BackendUnavailable)?;
+    Ok(RUNTIME.get_or_init(|| env))
+}
+
+fn open(library: Option<&Path>) -> Result<Environment, String> {
+    let candidates: Vec<PathBuf> = match library.map(Path::to_path_buf).or_else(|| {
+        std::env::var_os(LIBRARY_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    }) {
+        Some(path) => vec![path],
+        None => LIBRARY_NAMES.iter().map(PathBuf::from).collect(),
+    };
+    let mut failures = Vec::new();
+    for path in &candidates {
+        match ort::init_from(path) {
+            Ok(builder) => {
+                return builder
+                    .with_name("edge")
+                    .build()
+                    .map_err(|e| format!("starting ONNX Runtime from {}: {e}", path.display()));
+            }
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    Err(format!(
+        "{}; install ONNX Runtime's shared library (1.17 or newer) or name it with --onnxruntime-lib or ${LIBRARY_ENV}",
+        failures.join("; ")
+    ))
+}
+
+/// A model in ONNX Runtime. A session runs one call at a time (ort's rule:
+/// some of ONNX Runtime's allocators are not thread-safe), so idle sessions
+/// wait in a pool and a call finding none builds another: there are as many
+/// as calls ever ran at once, which is the server's worker count.
+pub(crate) struct OrtModel {
+    bytes: Arc<[u8]>,
+    environment: &'static Environment,
+    idle: Mutex<Vec<Session>>,
+    outputs: Vec<TensorElementType>,
+}
+
+impl std::fmt::Debug for OrtModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrtModel")
+            .field("bytes", &self.bytes.len())
+            .field("outputs", &self.outputs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What loading found: the model, its inputs and outputs as the protocol
+/// reports them, and each input's element type.
+pub(crate) struct Loaded {
+    pub model: OrtModel,
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+    pub input_types: Vec<DatumType>,
+    /// The first dimensions of the inputs and outputs that ONNX Runtime
+    /// names all have one name (or none).
+    pub batch_symbols_agree: bool,
+}
+
+impl OrtModel {
+    pub(crate) fn load(
+        path: &Path,
+        bytes: Vec<u8>,
+        library: Option<&Path>,
+    ) -> Result<Loaded, ModelError> {
+        let environment = runtime(library)?;
+        let reason = |reason: String| ModelError::Load {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let bytes: Arc<[u8]> = bytes.into();
+        let session = new_session(environment, &bytes).map_err(reason)?;
+        let describe = |outlets: &[ort::value::Outlet]| {
+            outlets
+                .iter()
+                .map(|o| info(o.name(), o.dtype()).map_err(reason))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let inputs = describe(session.inputs())?;
+        let outputs = describe(session.outputs())?;
+        let input_types = inputs
+            .iter()
+            .map(|i| i.1)
+            .map(|t| datum(t).ok_or_else(|| reason(format!("element type {t:?}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut named = inputs
+            .iter()
+            .chain(&outputs)
+            .filter_map(|t| t.2.as_deref())
+            .filter(|s| !s.is_empty());
+        let batch_symbols_agree = match named.next() {
+            Some(first) => named.all(|s| s == first),
+            None => true,
+        };
+        let output_types = outputs.iter().map(|o| o.1).collect();
+        Ok(Loaded {
+            model: OrtModel {
+                bytes,
+                environment,
+                idle: Mutex::new(vec![session]),
+                outputs: output_types,
+            },
+            inputs: inputs.into_iter().map(|i| i.0).collect(),
+            outputs: outputs.into_iter().map(|o| o.0).collect(),
+            input_types,
+            batch_symbols_agree,
+        })
+    }
+
+    pub(crate) fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError> {
+        let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut session = match taken {
+            Some(s) => s,
+            None => new_session(self.environment, &self.bytes).map_err(ModelError::Inference)?,
+        };
+        let result = self.run_on(&mut session, inputs);
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(session);
+        result
+    }
+
+    fn run_on(&self, session: &mut Session, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError> {
+        let fail = |e: String| ModelError::Inference(e);
+        let values = inputs
+            .iter()
+            .map(view)
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(fail)?;
+        let outputs = session
+            .run(values.as_slice())
+            .map_err(|e| fail(e.to_string()))?;
+        outputs
+            .values()
+            .zip(&self.outputs)
+            .map(|(value, ty)| tract_tensor(&value, *ty))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(fail)
+    }
+}
+
+fn new_session(environment: &Environment, bytes: &[u8]) -> Result<Session, String> {
+    // One thread a call: the server runs one call per core side by side, so
+    // a pool of threads per call would only make them fight for the cores.
+    Session::builder(environment)
+        .and_then(|b| {
+            b.with_optimization_level(GraphOptimizationLevel::All)
+                .and_then(|b| b.with_intra_threads(1))
+                .and_then(|b| b.with_inter_threads(1))
+                .map_err(ort::Error::from)
+        })
+        .and_then(|mut b| b.commit_from_memory(bytes))
+        .map_err(|e| e.to_string())
+}
+
+/// The protocol's view of an input or output, its ONNX element type and the
+/// name of its first dimension, if the model names it.
+fn info(
+    name: &str,
+    ty: &ValueType,
+) -> Result<(TensorInfo, TensorElementType, Option<String>), String> {
+    let ValueType::Tensor {
+        ty,
+        shape,
+        dimension_symbols,
+    } = ty
+    else {
+        return Err(format!("{name:?} is not a tensor ({ty:?})"));
+    };
+    let datatype = datum(*ty)
+        .and_then(DataType::from_datum)
+        .ok_or_else(|| format!("{name:?} has element type {ty:?}"))?;
+    Ok((
+        TensorInfo {
+            name: name.to_string(),
+            datatype,
+            shape: shape.iter().map(|d| if *d < 0 { -1 } else { *d }).collect(),
+        },
+        *ty,
+        dimension_symbols.first().cloned(),
+    ))
+}
+
+fn datum(ty: TensorElementType) -> Option<DatumType> {
+    Some(match ty {
+        TensorElementType::Bool => DatumType::Bool,
+        TensorElementType::Int8 => DatumType::I8,
+        TensorElementType::Int16 => DatumType::I16,
+        TensorElementType::Int32 => DatumType::I32,
+        TensorElementType::Int64 => DatumType::I64,
+        TensorElementType::Uint8 => DatumType::U8,
+        TensorElementType::Uint16 => DatumType::U16,
+        TensorElementType::Uint32 => DatumType::U32,
+        TensorElementType::Uint64 => DatumType::U64,
+        TensorElementType::Float16 => DatumType::F16,
+        TensorElementType::Float32 => DatumType::F32,
+        TensorElementType::Float64 => DatumType::F64,
+        TensorElementType::String => DatumType::String,
+        _ => return None,
+    })
+}
+
+/// A tract tensor as an ONNX Runtime input: a view of its data, or for
+/// strings (which ONNX Runtime keeps in its own form) a copy.
+fn view(t: &Tensor) -> Result<ort::session::SessionInputValue<'_>, String> {
+    fn of<
+        T: ort::value::PrimitiveTensorElementType + tract_onnx::prelude::Datum + std::fmt::Debug,
+    >(
+        t: &Tensor,
+    ) -> Result<ort::session::SessionInputValue<'_>, String> {
+        let data = t
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<T>())
+            .map_err(|e| format!("{e:#}"))?;
+        TensorRef::from_array_view((t.shape(), data))
+            .map(Into::into)
+            .map_err(|e| e.to_string())
+    }
+    match t.datum_type() {
+        DatumType::Bool => of::<bool>(t),
+        DatumType::I8 => of::<i8>(t),
+        DatumType::I16 => of::<i16>(t),
+        DatumType::I32 => of::<i32>(t),
+        DatumType::I64 => of::<i64>(t),
+        DatumType::U8 => of::<u8>(t),
+        DatumType::U16 => of::<u16>(t),
+        DatumType::U32 => of::<u32>(t),
+        DatumType::U64 => of::<u64>(t),
+        DatumType::F16 => of::<f16>(t),
+        DatumType::F32 => of::<f32>(t),
+        DatumType::F64 => of::<f64>(t),
+        DatumType::String => {
+            let data = t
+                .try_as_plain_ram()
+                .and_then(|v| v.as_slice::<String>())
+                .map_err(|e| format!("{e:#}"))?;
+            ort::value::Tensor::from_string_array((t.shape(), data))
+                .map(Into::into)
+                .map_err(|e| e.to_string())
+        }
+        other => Err(format!("element type {other:?} cannot go to ONNX Runtime")),
+    }
+}
+
+/// An ONNX Runtime output as a tract tensor (a copy: the output's memory is
+/// the session's).
+fn tract_tensor(value: &DynValue, ty: TensorElementType) -> Result<Tensor, String> {
+    fn of<T: ort::value::PrimitiveTensorElementType + tract_onnx::prelude::Datum + Copy>(
+        value: &DynValue,
+    ) -> Result<Tensor, String> {
+        let (shape, data) = value.try_extract_tensor::<T>().map_err(|e| e.to_string())?;
+        Tensor::from_shape(&dims(shape), data).map_err(|e| format!("{e:#}"))
+    }
+    match ty {
+        TensorElementType::Bool => of::<bool>(value),
+        TensorElementType::Int8 => of::<i8>(value),
+        TensorElementType::Int16 => of::<i16>(value),
+        TensorElementType::Int32 => of::<i32>(value),
+        TensorElementType::Int64 => of::<i64>(value),
+        TensorElementType::Uint8 => of::<u8>(value),
+        TensorElementType::Uint16 => of::<u16>(value),
+        TensorElementType::Uint32 => of::<u32>(value),
+        TensorElementType::Uint64 => of::<u64>(value),
+        TensorElementType::Float16 => of::<f16>(value),
+        TensorElementType::Float32 => of::<f32>(value),
+        TensorElementType::Float64 => of::<f64>(value),
+        TensorElementType::String => {
+            let (shape, data) = value.try_extract_strings().map_err(|e| e.to_string())?;
+            tract_onnx::prelude::tract_ndarray::ArrayD::from_shape_vec(dims(shape), data)
+                .map(Tensor::from)
+                .map_err(|e| e.to_string())
+        }
+        other => Err(format!("output element type {other:?}")),
+    }
+}
+
+fn dims(shape: &[i64]) -> Vec<usize> {
+    shape
+        .iter()
+        .map(|d| usize::try_from(*d).unwrap_or(0))
+        .collect()
+}
