@@ -5,6 +5,8 @@
 # binary tensor extension, outputs asked back in binary) and gRPC
 # (raw_input_contents):
 #   edge    `edge model serve` (tract, dynamic batching)
+#   edgeort `edge model serve --backend onnxruntime`, with the onnxruntime
+#           library of the KServe venv's onnxruntime package
 #   kserve  KServe's Python model server (V2 REST and gRPC) wrapping onnxruntime
 #   inproc  onnxruntime called in-process from Python (the floor; no wire)
 # plus the idle RSS of one `edge model serve` with iris.
@@ -38,6 +40,8 @@ if [ ! -x "$KSERVE_PY" ]; then
   KSERVE_PY=$VENV/bin/python
 fi
 PY=$KSERVE_PY
+# ONNX Runtime's library as the onnxruntime package ships it, for edgeort.
+ORT_LIB=${EDGE_ONNXRUNTIME_LIB:-$("$PY" -c 'import onnxruntime, pathlib; print(next(pathlib.Path(onnxruntime.__file__).parent.joinpath("capi").glob("libonnxruntime.so*")))')}
 
 tmp=$(mktemp -d)
 pids=()
@@ -91,7 +95,7 @@ row() { # server model wire json
   "$PY" - "$@" <<'PYEOF'
 import json, sys
 name, model, wire, r = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
-print(f"| {name:<6} | {model:<7} | {wire:<6} | {r['concurrency']:>2} | {r['rps']:>9.0f} "
+print(f"| {name:<7} | {model:<7} | {wire:<6} | {r['concurrency']:>2} | {r['rps']:>9.0f} "
       f"| {r['p50_ms']:>7.3f} | {r['p99_ms']:>7.3f} | {r['errors']} |")
 PYEOF
 }
@@ -106,8 +110,8 @@ load() {
   done
 }
 
-echo "| server | model   | wire   | c | req/s | p50 ms | p99 ms | errors |"
-echo "|--------|---------|--------|---:|------:|-------:|-------:|---:|"
+echo "| server  | model   | wire   | c | req/s | p50 ms | p99 ms | errors |"
+echo "|---------|---------|--------|---:|------:|-------:|-------:|---:|"
 idle_rss=- loaded_rss=-
 for m in $MODELS; do
   model=tests/model/fixtures/$m.onnx
@@ -123,6 +127,15 @@ for m in $MODELS; do
   [ "$m" = iris ] && idle_rss=$(rss_kb "$pid")
   load edge "$m" "$port" "$gport"
   [ "$m" = iris ] && loaded_rss=$(rss_kb "$pid")
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+
+  port=$(free_port); gport=$(free_port)
+  "$EDGE" model serve --model "$model" --name "$m" --host 127.0.0.1 --port "$port" --grpc-port "$gport" \
+    --backend onnxruntime --onnxruntime-lib "$ORT_LIB" 2>"$tmp/edgeort-$m.log" &
+  pid=$!; pids+=("$pid")
+  wait_ready "$port"
+  sleep 0.5
+  load edgeort "$m" "$port" "$gport"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 
   port=$(free_port); gport=$(free_port)

@@ -52,11 +52,15 @@ if can_root; then
 
   # tritonclient drives `edge model serve` in crates/edge/tests/model.rs,
   # which runs as root: installed as root. onnx builds the conformance
-  # models of crates/edge-model/tests/conformance.rs.
-  if ! as_root python3 -c "import numpy, onnx, tritonclient.http, tritonclient.grpc" 2>/dev/null; then
-    as_root python3 -m pip install --quiet "tritonclient[http,grpc]" numpy onnx 2>/dev/null ||
-      as_root python3 -m pip install --quiet --break-system-packages "tritonclient[http,grpc]" numpy onnx
+  # models of crates/edge-model/tests/conformance.rs. onnxruntime's package
+  # carries ONNX Runtime's shared library, which the tests of the
+  # onnxruntime backend load (EDGE_ONNXRUNTIME_LIB).
+  if ! as_root python3 -c "import numpy, onnx, onnxruntime, tritonclient.http, tritonclient.grpc" 2>/dev/null; then
+    as_root python3 -m pip install --quiet "tritonclient[http,grpc]" numpy onnx onnxruntime 2>/dev/null ||
+      as_root python3 -m pip install --quiet --break-system-packages "tritonclient[http,grpc]" numpy onnx onnxruntime
   fi
+  EDGE_ONNXRUNTIME_LIB=$(as_root python3 -c 'import onnxruntime, pathlib; print(next(pathlib.Path(onnxruntime.__file__).parent.joinpath("capi").glob("libonnxruntime.so*")))')
+  export EDGE_ONNXRUNTIME_LIB
 
   # containerd has no init system to start it here; run it if nothing answers.
   if ! as_root ctr version >/dev/null 2>&1; then

@@ -699,6 +699,10 @@ mod tests {
             "config.sha256"
         );
         assert_eq!(
+            field(json!({"source": "a.onnx", "name": "m", "backend": "torch"})),
+            "config.backend"
+        );
+        assert_eq!(
             field(json!({"source": "a.onnx", "name": "m", "format": "tflite"})),
             "config.format"
         );
@@ -767,6 +771,14 @@ mod tests {
         let started = exec.started.lock().unwrap().clone().unwrap();
         let args: Vec<String> = serde_json::from_value(started.config["args"].clone()).unwrap();
         assert_eq!(args[args.len() - 2..], ["--grpc-port", "23457"]);
+
+        let mut ort = grpc.clone();
+        ort.config.insert("backend".into(), json!("onnxruntime"));
+        d.start(&ort).await.unwrap();
+        let started = exec.started.lock().unwrap().clone().unwrap();
+        let args: Vec<String> = serde_json::from_value(started.config["args"].clone()).unwrap();
+        let at = args.iter().position(|a| a == "--backend").unwrap();
+        assert_eq!(args[at + 1], "onnxruntime");
 
         let logs = dir.path().join("logs");
         std::fs::create_dir_all(&logs).unwrap();

@@ -68,12 +68,24 @@ pub fn decode(name: &str, dt: DataType, shape: &[usize], raw: &[u8]) -> Result<T
     }
 }
 
+/// A tensor of numbers from their little-endian bytes. On a little-endian
+/// machine those bytes are already the tensor's memory, so they are copied
+/// once, with no conversion (a 600 KB image went through a `Vec` and a
+/// second copy before: a fifth of a request's cost on the server).
 fn fixed<T: Datum + Copy, const N: usize>(
     name: &str,
     shape: &[usize],
     raw: &[u8],
     conv: impl Fn([u8; N]) -> T,
 ) -> Result<Tensor, ModelError> {
+    if cfg!(target_endian = "little") {
+        // SAFETY: `T` is a fixed-size integer or float type (the callers'
+        // `conv` is its `from_le_bytes`), for which every bit pattern is a
+        // valid value; `decode` checked `raw` holds exactly the shape's
+        // elements, and `from_raw` copies it into storage aligned for `T`.
+        return unsafe { Tensor::from_raw::<T>(shape, raw) }
+            .map_err(|e| ModelError::bad(format!("input {name:?}: {e}")));
+    }
     let values: Vec<T> = raw
         .chunks_exact(N)
         .map(|c| {

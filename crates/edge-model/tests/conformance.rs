@@ -2,9 +2,10 @@
 //! `onnx` package (and takes the ONNX backend cases edge once got wrong) at
 //! test time; each is loaded and run in-process and must give the outputs
 //! onnx's reference evaluator gives (NaN equal to NaN, per-type tolerances),
-//! or be refused at load with the reason listed in `REFUSED`.
+//! or be refused at load with the reason listed in `REFUSED`. The same cases
+//! through the onnxruntime backend must all load and match.
 
-use edge_model::{Model, ModelError};
+use edge_model::{Backend, Model, ModelError};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -152,9 +153,9 @@ fn mismatch(got: &Tensor, want: &Tensor, case: &Value) -> Option<String> {
 
 /// Loads and runs one case; `Ok(None)` when it matches, `Ok(Some(e))` when
 /// it was refused at load.
-fn check(json: &Path) -> Result<Option<ModelError>, String> {
+fn check(json: &Path, backend: &Backend) -> Result<Option<ModelError>, String> {
     let case: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
-    let model = match Model::load(&json.with_extension("onnx"), "m") {
+    let model = match Model::load_with(&json.with_extension("onnx"), "m", backend) {
         Ok(m) => m,
         Err(e) => return Ok(Some(e)),
     };
@@ -187,16 +188,11 @@ fn check(json: &Path) -> Result<Option<ModelError>, String> {
     }
 }
 
-#[test]
-fn onnx_models_match_the_reference_evaluator() {
-    if !onnx_available() {
-        println!("skipped: python3 with the onnx package is not available");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+/// The cases conformance.py writes into `dir`, sorted.
+fn generate(dir: &Path) -> Vec<PathBuf> {
     let out = Command::new("python3")
         .arg(script())
-        .arg(dir.path())
+        .arg(dir)
         .output()
         .unwrap();
     assert!(
@@ -205,17 +201,28 @@ fn onnx_models_match_the_reference_evaluator() {
         String::from_utf8_lossy(&out.stderr)
     );
     print!("{}", String::from_utf8_lossy(&out.stdout));
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir.path())
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     cases.sort();
+    cases
+}
+
+#[test]
+fn onnx_models_match_the_reference_evaluator() {
+    if !onnx_available() {
+        println!("skipped: python3 with the onnx package is not available");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cases = generate(dir.path());
     let (mut passed, mut refused, mut failures) = (0, 0, Vec::new());
     for json in &cases {
         let name = json.file_stem().unwrap().to_str().unwrap();
         let expected_refusal = REFUSED.iter().find(|(n, _)| *n == name).map(|r| r.1);
-        match (check(json), expected_refusal) {
+        match (check(json, &Backend::Tract), expected_refusal) {
             (Ok(None), None) => passed += 1,
             (Ok(Some(e)), Some(needle)) if e.to_string().contains(needle) => refused += 1,
             (Ok(Some(e)), _) => failures.push(format!("{name}: refused at load: {e}")),
@@ -231,4 +238,42 @@ fn onnx_models_match_the_reference_evaluator() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(cases.len() >= 25, "only {} cases", cases.len());
+}
+
+/// Every case, those tract is refused included, through ONNX Runtime.
+/// Needs `$EDGE_ONNXRUNTIME_LIB` (set by deploy/test.sh in CI).
+#[test]
+fn onnx_models_match_the_reference_evaluator_on_onnxruntime() {
+    let Some(library) = std::env::var_os("EDGE_ONNXRUNTIME_LIB").filter(|v| !v.is_empty()) else {
+        assert!(
+            std::env::var_os("EDGE_TEST_ROOT").is_none(),
+            "EDGE_ONNXRUNTIME_LIB is required under EDGE_TEST_ROOT (deploy/test.sh sets it)"
+        );
+        println!("skipped: set EDGE_ONNXRUNTIME_LIB to ONNX Runtime's library");
+        return;
+    };
+    if !onnx_available() {
+        println!("skipped: python3 with the onnx package is not available");
+        return;
+    }
+    let backend = Backend::OnnxRuntime {
+        library: Some(library.into()),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cases = generate(dir.path());
+    let mut failures = Vec::new();
+    for json in &cases {
+        let name = json.file_stem().unwrap().to_str().unwrap();
+        match check(json, &backend) {
+            Ok(None) => {}
+            Ok(Some(e)) => failures.push(format!("{name}: refused at load: {e}")),
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    println!(
+        "conformance on onnxruntime: {} cases, {} match",
+        cases.len(),
+        cases.len() - failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -104,6 +104,12 @@ job "models" {
     format = "onnx"
     count  = 1
 
+    # What runs the model: the built-in tract, or "onnxruntime" (ONNX
+    # Runtime's shared library on the node, found as libonnxruntime.so or
+    # through the agent's EDGE_ONNXRUNTIME_LIB): faster on convolutions,
+    # and it knows more operators.
+    # backend = "onnxruntime"
+
     # A static port; leave it out for a dynamic one.
     # port = 8500
 

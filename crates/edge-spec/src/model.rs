@@ -546,6 +546,31 @@ job "ml" {
     }
 
     #[test]
+    fn a_backend_goes_to_the_driver_and_a_wrong_one_names_its_line() {
+        let job = parse(
+            "job \"j\" {\n  model \"m\" {\n    source = \"m.onnx\"\n    backend = \"onnxruntime\"\n  }\n}\n",
+            "job.hcl",
+        )
+        .unwrap()
+        .job;
+        assert_eq!(job.groups[0].tasks[0].config["backend"], "onnxruntime");
+        let job = parse(
+            "job \"j\" {\n  model \"m\" {\n    source = \"m.onnx\"\n  }\n}\n",
+            "job.hcl",
+        )
+        .unwrap()
+        .job;
+        assert!(job.groups[0].tasks[0].config.get("backend").is_none());
+        let e = errors(
+            "job \"j\" {\n  model \"m\" {\n    source = \"m.onnx\"\n    backend = \"onnx\"\n  }\n}\n",
+        );
+        assert!(
+            e[0].starts_with("job.hcl:4:") && e[0].contains("onnxruntime"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn bad_model_blocks_name_the_line_and_field() {
         let e = errors("job \"j\" {\n  model \"m\" {\n    count = 1\n  }\n}\n");
         assert_eq!(e.len(), 1, "{e:?}");

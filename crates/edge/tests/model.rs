@@ -226,25 +226,38 @@ async fn dev_serves_the_model_example_and_a_broken_model_fails_with_the_reason()
 
 /// `edge model serve --grpc-port` of a fixture model, up on both ports.
 async fn serve_with_grpc(dir: &std::path::Path, model: &str, name: &str) -> (Proc, u16, u16) {
+    serve_with_grpc_on(dir, model, name, &[]).await
+}
+
+/// [`serve_with_grpc`] with more arguments (a backend).
+async fn serve_with_grpc_on(
+    dir: &std::path::Path,
+    model: &str,
+    name: &str,
+    more: &[&str],
+) -> (Proc, u16, u16) {
     let (port, grpc) = (free_port(), free_port());
-    let proc = Proc::edge(
-        dir,
+    let (port_arg, grpc_arg) = (port.to_string(), grpc.to_string());
+    let mut args = vec![
+        "model",
+        "serve",
+        "--model",
+        model,
+        "--name",
         name,
-        &[
-            "model",
-            "serve",
-            "--model",
-            model,
-            "--name",
-            name,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--grpc-port",
-            &grpc.to_string(),
-        ],
-    );
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port_arg,
+        "--grpc-port",
+        &grpc_arg,
+    ];
+    args.extend_from_slice(more);
+    // The backend names the log files, so two servers of one model keep theirs.
+    let label = more
+        .get(1)
+        .map_or(name.to_string(), |b| format!("{name}-{b}"));
+    let proc = Proc::edge(dir, &label, &args);
     until(20, "edge model serve is up", async || {
         reqwest::get(format!("http://127.0.0.1:{port}/v2/health/live"))
             .await
@@ -275,32 +288,48 @@ async fn tritonclient_talks_to_edge_model_serve() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (_iris, iris_http, iris_grpc) =
-        serve_with_grpc(dir.path(), "examples/models/iris.onnx", "iris").await;
-    let (_echo, echo_http, echo_grpc) =
-        serve_with_grpc(dir.path(), "tests/model/fixtures/echo.onnx", "echo").await;
-    for (protocol, iris, echo) in [
-        ("http", iris_http, echo_http),
-        ("grpc", iris_grpc, echo_grpc),
-    ] {
-        let out = Command::new("python3")
-            .args([
-                "tests/model/triton_client.py",
-                protocol,
-                &format!("127.0.0.1:{iris}"),
-                "iris",
-                "tests/model/fixtures/iris.json",
-                &format!("127.0.0.1:{echo}"),
-            ])
-            .current_dir(repo())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("ok"),
-            "tritonclient ({protocol}) failed: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    // The onnxruntime backend answers the same requests the same way, where
+    // ONNX Runtime's library is named (required in CI: deploy/test.sh).
+    let ort = std::env::var("EDGE_ONNXRUNTIME_LIB")
+        .ok()
+        .filter(|v| !v.is_empty());
+    assert!(
+        ort.is_some() || std::env::var_os("EDGE_TEST_ROOT").is_none(),
+        "EDGE_ONNXRUNTIME_LIB is required under EDGE_TEST_ROOT (deploy/test.sh sets it)"
+    );
+    let mut backends: Vec<Vec<&str>> = vec![vec![]];
+    match &ort {
+        Some(lib) => backends.push(vec!["--backend", "onnxruntime", "--onnxruntime-lib", lib]),
+        None => println!("skipped: the onnxruntime backend (set EDGE_ONNXRUNTIME_LIB)"),
+    }
+    for more in &backends {
+        let (_iris, iris_http, iris_grpc) =
+            serve_with_grpc_on(dir.path(), "examples/models/iris.onnx", "iris", more).await;
+        let (_echo, echo_http, echo_grpc) =
+            serve_with_grpc_on(dir.path(), "tests/model/fixtures/echo.onnx", "echo", more).await;
+        for (protocol, iris, echo) in [
+            ("http", iris_http, echo_http),
+            ("grpc", iris_grpc, echo_grpc),
+        ] {
+            let out = Command::new("python3")
+                .args([
+                    "tests/model/triton_client.py",
+                    protocol,
+                    &format!("127.0.0.1:{iris}"),
+                    "iris",
+                    "tests/model/fixtures/iris.json",
+                    &format!("127.0.0.1:{echo}"),
+                ])
+                .current_dir(repo())
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains("ok"),
+                "tritonclient ({protocol}, {more:?}) failed: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 }
 
@@ -391,6 +420,29 @@ fn serve_exits_non_zero_with_the_reason_when_the_model_cannot_load() {
         assert!(err.starts_with("error: model failed to load: "), "{err}");
         assert!(err.contains(why), "{err}");
     }
+    let out = Command::new(EDGE)
+        .args([
+            "model",
+            "serve",
+            "--model",
+            "examples/models/iris.onnx",
+            "--port",
+            "1",
+            "--backend",
+            "onnxruntime",
+            "--onnxruntime-lib",
+            "/nonexistent/libonnxruntime.so",
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the onnxruntime backend is not available")
+            && err.contains("/nonexistent/libonnxruntime.so"),
+        "{err}"
+    );
 }
 
 #[test]
