@@ -14,7 +14,8 @@ pub enum ModelError {
     },
     #[error("{} is not an ONNX model: {reason}", .path.display())]
     NotOnnx { path: PathBuf, reason: String },
-    #[error("model {} uses unsupported operator {op}", .path.display())]
+    /// tract cannot run (or would answer wrongly) an operator of the model.
+    #[error("model {} uses unsupported operator {op}; the onnxruntime backend may run it", .path.display())]
     UnsupportedOperator { path: PathBuf, op: String },
     #[error("model {} cannot be prepared for inference: {reason}", .path.display())]
     Load { path: PathBuf, reason: String },
