@@ -209,9 +209,48 @@ async fn dev_serves_the_model_example_and_a_broken_model_fails_with_the_reason()
         .unwrap();
     assert_eq!(answer["outputs"][0]["data"], case["outputs"][0]["data"]);
 
+    // `backend = "onnxruntime"`: the agent hands the library it was given
+    // (EDGE_ONNXRUNTIME_LIB, inherited from this test) to the model server.
+    let mut jobs = vec![("iris", base), ("multi", format!("http://127.0.0.1:{zoo}"))];
+    if std::env::var("EDGE_ONNXRUNTIME_LIB").is_ok_and(|v| !v.is_empty()) {
+        let ort = dir.path().join("ort.hcl");
+        std::fs::write(
+            &ort,
+            format!(
+                "job \"ort\" {{\n  model \"iris\" {{\n    source  = {:?}\n    backend = \"onnxruntime\"\n  }}\n}}\n",
+                repo().join("examples/models/iris.onnx").display().to_string()
+            ),
+        )
+        .unwrap();
+        let (ok, out, err) = cli(&addr, &["job", "run", ort.to_str().unwrap()]);
+        assert!(ok, "run: {out}\n{err}");
+        let port = alloc_port(&api, "ort", "http").await;
+        let url = format!("http://127.0.0.1:{port}");
+        let answer = until(30, "the onnxruntime model's answer", async || {
+            let r = http
+                .post(format!("{url}/v2/models/iris/infer"))
+                .json(&json!({"inputs": case["inputs"]}))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())?;
+            r.json::<Value>().await.ok()
+        })
+        .await;
+        assert_eq!(answer["outputs"][0]["data"], case["outputs"][0]["data"]);
+        assert_close(&answer["outputs"][1]["data"], &case["outputs"][1]["data"]);
+        jobs.push(("ort", url));
+    } else {
+        assert!(
+            std::env::var_os("EDGE_TEST_ROOT").is_none(),
+            "EDGE_ONNXRUNTIME_LIB is required under EDGE_TEST_ROOT (deploy/test.sh sets it)"
+        );
+        println!("skipped: a job on the onnxruntime backend (set EDGE_ONNXRUNTIME_LIB)");
+    }
+
     // Tasks outlive the agent (edge autonomy): stop the jobs, or their
     // servers outlive the test.
-    for (job, url) in [("iris", base), ("multi", format!("http://127.0.0.1:{zoo}"))] {
+    for (job, url) in jobs {
         let (ok, _, err) = cli(&addr, &["job", "stop", job]);
         assert!(ok, "{err}");
         until(20, "the model server stops", async || {
