@@ -182,17 +182,18 @@ impl OrtModel {
 }
 
 fn new_session(environment: &Environment, bytes: &[u8]) -> Result<Session, String> {
+    let text = |e: ort::Error<ort::session::builder::SessionBuilder>| e.to_string();
     // One thread a call: the server runs one call per core side by side, so
     // a pool of threads per call would only make them fight for the cores.
-    Session::builder(environment)
-        .and_then(|b| {
-            b.with_optimization_level(GraphOptimizationLevel::All)
-                .and_then(|b| b.with_intra_threads(1))
-                .and_then(|b| b.with_inter_threads(1))
-                .map_err(ort::Error::from)
-        })
-        .and_then(|mut b| b.commit_from_memory(bytes))
-        .map_err(|e| e.to_string())
+    let mut builder = Session::builder(environment)
+        .map_err(|e| e.to_string())?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(text)?
+        .with_intra_threads(1)
+        .map_err(text)?
+        .with_inter_threads(1)
+        .map_err(text)?;
+    builder.commit_from_memory(bytes).map_err(|e| e.to_string())
 }
 
 /// The protocol's view of an input or output, its ONNX element type and the

@@ -263,13 +263,9 @@ async fn dev_serves_the_model_example_and_a_broken_model_fails_with_the_reason()
     }
 }
 
-/// `edge model serve --grpc-port` of a fixture model, up on both ports.
-async fn serve_with_grpc(dir: &std::path::Path, model: &str, name: &str) -> (Proc, u16, u16) {
-    serve_with_grpc_on(dir, model, name, &[]).await
-}
-
-/// [`serve_with_grpc`] with more arguments (a backend).
-async fn serve_with_grpc_on(
+/// `edge model serve --grpc-port` of a fixture model with `more` arguments
+/// (a backend), up on both ports.
+async fn serve_with_grpc(
     dir: &std::path::Path,
     model: &str,
     name: &str,
@@ -343,9 +339,9 @@ async fn tritonclient_talks_to_edge_model_serve() {
     }
     for more in &backends {
         let (_iris, iris_http, iris_grpc) =
-            serve_with_grpc_on(dir.path(), "examples/models/iris.onnx", "iris", more).await;
+            serve_with_grpc(dir.path(), "examples/models/iris.onnx", "iris", more).await;
         let (_echo, echo_http, echo_grpc) =
-            serve_with_grpc_on(dir.path(), "tests/model/fixtures/echo.onnx", "echo", more).await;
+            serve_with_grpc(dir.path(), "tests/model/fixtures/echo.onnx", "echo", more).await;
         for (protocol, iris, echo) in [
             ("http", iris_http, echo_http),
             ("grpc", iris_grpc, echo_grpc),
