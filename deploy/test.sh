@@ -59,8 +59,13 @@ if can_root; then
     as_root python3 -m pip install --quiet "tritonclient[http,grpc]" numpy onnx onnxruntime 2>/dev/null ||
       as_root python3 -m pip install --quiet --break-system-packages "tritonclient[http,grpc]" numpy onnx onnxruntime
   fi
-  EDGE_ONNXRUNTIME_LIB=$(as_root python3 -c 'import onnxruntime, pathlib; print(next(pathlib.Path(onnxruntime.__file__).parent.joinpath("capi").glob("libonnxruntime.so*")))')
-  export EDGE_ONNXRUNTIME_LIB
+  # A copy beside the build: model tasks run as `nobody` under a root agent,
+  # and root's Python may live where nobody can read (/root/.pyenv).
+  ort_lib=$(as_root python3 -c 'import onnxruntime, pathlib; print(next(pathlib.Path(onnxruntime.__file__).parent.joinpath("capi").glob("libonnxruntime.so*")))')
+  mkdir -p target/onnxruntime
+  as_root cat "$ort_lib" > target/onnxruntime/libonnxruntime.so
+  chmod 0644 target/onnxruntime/libonnxruntime.so
+  export EDGE_ONNXRUNTIME_LIB=$PWD/target/onnxruntime/libonnxruntime.so
 
   # containerd has no init system to start it here; run it if nothing answers.
   if ! as_root ctr version >/dev/null 2>&1; then

@@ -8,7 +8,7 @@
 
 mod common;
 
-use edge_model::{ModelError, ServeConfig};
+use edge_model::{Backend, ModelError, ServeConfig};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -113,10 +113,16 @@ fn request(case: &Value) -> Value {
 }
 
 async fn check_case(json_path: &Path) {
+    check_case_on(json_path, &Backend::Tract).await;
+}
+
+async fn check_case_on(json_path: &Path, backend: &Backend) {
     let case = load_case(json_path);
     let model = json_path.with_file_name(case["model"].as_str().unwrap());
     let name = json_path.file_stem().unwrap().to_str().unwrap();
-    let s = start(&model, "m", Duration::from_millis(2)).await;
+    let mut cfg = ServeConfig::new(model, "m", "127.0.0.1:0".parse().unwrap());
+    cfg.backend = backend.clone();
+    let s = start_with(cfg).await;
     let (status, answer) = s.post("/v2/models/m/infer", &request(&case)).await;
     assert_eq!(status, 200, "{name}: {answer}");
     assert_eq!(answer["model_name"], "m");
@@ -565,14 +571,19 @@ async fn load_failures_say_why() {
 /// The benchmark's image model (1x3x224x224) over JSON: onnxruntime's answer.
 #[tokio::test]
 async fn the_conv_net_matches_onnxruntime() {
-    let case = load_case(&fixtures().join("convnet.json"));
     let s = start(
         &fixtures().join("convnet.onnx"),
         "convnet",
         Duration::from_millis(2),
     )
     .await;
-    // The pattern tests/model/make_models.py gave onnxruntime.
+    conv_net_answers(&s, 1e-5, 1e-4).await;
+}
+
+/// The conv net served by `s` answers the pattern image as onnxruntime did
+/// when tests/model/make_models.py stored its answer.
+async fn conv_net_answers(s: &Running, atol: f64, rtol: f64) {
+    let case = load_case(&fixtures().join("convnet.json"));
     let image: Vec<f32> = (0..3 * 224 * 224)
         .map(|i| (i % 251) as f32 / 251.0 - 0.5)
         .collect();
@@ -587,7 +598,7 @@ async fn the_conv_net_matches_onnxruntime() {
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(want) {
         let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
-        assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{g} vs {w}");
+        assert!((g - w).abs() <= atol + rtol * w.abs(), "{g} vs {w}");
     }
 }
 
@@ -621,7 +632,7 @@ async fn the_onnxruntime_backend_answers_as_onnxruntime_does() {
     let err = edge_model::Model::load_with(
         &fixtures().join("iris.onnx"),
         "iris",
-        &edge_model::Backend::OnnxRuntime {
+        &Backend::OnnxRuntime {
             library: Some(missing),
         },
     )
@@ -633,7 +644,7 @@ async fn the_onnxruntime_backend_answers_as_onnxruntime_does() {
             && text.contains("--onnxruntime-lib"),
         "{text}"
     );
-    let backend = edge_model::Backend::OnnxRuntime {
+    let backend = Backend::OnnxRuntime {
         library: Some(library),
     };
     let iris =
@@ -651,44 +662,14 @@ async fn the_onnxruntime_backend_answers_as_onnxruntime_does() {
         Err(ModelError::Load { .. })
     ));
 
-    for case in ["iris", "mlp"] {
-        let json_path = fixtures().join(format!("{case}.json"));
-        let expected = load_case(&json_path);
-        let mut cfg = ServeConfig::new(
-            fixtures().join(format!("{case}.onnx")),
-            "m",
-            "127.0.0.1:0".parse().unwrap(),
-        );
-        cfg.backend = backend.clone();
-        let s = start_with(cfg).await;
-        let (status, answer) = s.post("/v2/models/m/infer", &request(&expected)).await;
-        assert_eq!(status, 200, "{case}: {answer}");
-        let rtol = expected["rtol"].as_f64().unwrap();
-        let atol = expected["atol"].as_f64().unwrap();
-        assert_matches(case, &expected["outputs"], &answer, rtol, atol);
+    for case in ["iris.json", "mlp.json"] {
+        check_case_on(&fixtures().join(case), &backend).await;
     }
-
-    let case = load_case(&fixtures().join("convnet.json"));
     let mut cfg = ServeConfig::new(
         fixtures().join("convnet.onnx"),
         "convnet",
         "127.0.0.1:0".parse().unwrap(),
     );
-    cfg.backend = backend.clone();
-    let s = start_with(cfg).await;
-    let image: Vec<f32> = (0..3 * 224 * 224)
-        .map(|i| (i % 251) as f32 / 251.0 - 0.5)
-        .collect();
-    let body = json!({"inputs": [{
-        "name": "image", "datatype": "FP32", "shape": [1, 3, 224, 224], "data": image,
-    }]});
-    let (status, answer) = s.post("/v2/models/convnet/infer", &body).await;
-    assert_eq!(status, 200, "{answer}");
-    let got = answer["outputs"][0]["data"].as_array().unwrap();
-    let want = case["probabilities"].as_array().unwrap();
-    assert_eq!(got.len(), want.len());
-    for (g, w) in got.iter().zip(want) {
-        let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
-        assert!((g - w).abs() <= 1e-6 + 1e-5 * w.abs(), "{g} vs {w}");
-    }
+    cfg.backend = backend;
+    conv_net_answers(&start_with(cfg).await, 1e-6, 1e-5).await;
 }
