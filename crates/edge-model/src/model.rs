@@ -135,15 +135,6 @@ pub enum Backend {
     OnnxRuntime { library: Option<PathBuf> },
 }
 
-impl Backend {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Backend::Tract => "tract",
-            Backend::OnnxRuntime { .. } => "onnxruntime",
-        }
-    }
-}
-
 #[derive(Debug)]
 enum Engine {
     Tract(Arc<TypedRunnableModel>),
@@ -281,8 +272,7 @@ impl Model {
     }
 
     /// ONNX Runtime reads and checks the model itself; what it reports of
-    /// the inputs and outputs is what the protocol shows. A batch dimension
-    /// is an open first dimension of one name on every input and output.
+    /// the inputs and outputs is what the protocol shows.
     fn load_onnxruntime(
         path: &Path,
         name: &str,
@@ -290,18 +280,11 @@ impl Model {
         library: Option<&Path>,
     ) -> Result<Model, ModelError> {
         let loaded = OrtModel::load(path, bytes, library)?;
-        let batchable = !loaded.inputs.is_empty()
-            && loaded
-                .inputs
-                .iter()
-                .chain(&loaded.outputs)
-                .all(|t| t.shape.first() == Some(&-1))
-            && loaded.batch_symbols_agree;
         let model = Model {
             name: name.to_string(),
             inputs: loaded.inputs,
             outputs: loaded.outputs,
-            batchable,
+            batchable: loaded.batchable,
             engine: Engine::OnnxRuntime(loaded.model),
             input_types: loaded.input_types,
         };

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tract_onnx::prelude::{DatumType, Tensor, f16};
 
 /// The names tried in the dynamic loader's search path when no library is
-/// given: a distribution's package, then a copy in `/usr/local/lib`.
+/// given: the development link, then the runtime name a package installs.
 const LIBRARY_NAMES: [&str; 2] = ["libonnxruntime.so", "libonnxruntime.so.1"];
 
 /// The environment variable naming the library, as `--onnxruntime-lib` does.
@@ -87,15 +87,15 @@ impl std::fmt::Debug for OrtModel {
 }
 
 /// What loading found: the model, its inputs and outputs as the protocol
-/// reports them, and each input's element type.
+/// reports them, each input's element type, and whether requests can be
+/// stacked: an open first dimension of one name (where ONNX Runtime names
+/// it) on every input and output.
 pub(crate) struct Loaded {
     pub model: OrtModel,
     pub inputs: Vec<TensorInfo>,
     pub outputs: Vec<TensorInfo>,
     pub input_types: Vec<DatumType>,
-    /// The first dimensions of the inputs and outputs that ONNX Runtime
-    /// names all have one name (or none).
-    pub batch_symbols_agree: bool,
+    pub batchable: bool,
 }
 
 impl OrtModel {
@@ -114,37 +114,30 @@ impl OrtModel {
         let describe = |outlets: &[ort::value::Outlet]| {
             outlets
                 .iter()
-                .map(|o| info(o.name(), o.dtype()).map_err(reason))
+                .map(|o| outlet(o.name(), o.dtype()).map_err(reason))
                 .collect::<Result<Vec<_>, _>>()
         };
         let inputs = describe(session.inputs())?;
         let outputs = describe(session.outputs())?;
-        let input_types = inputs
-            .iter()
-            .map(|i| i.1)
-            .map(|t| datum(t).ok_or_else(|| reason(format!("element type {t:?}"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut named = inputs
-            .iter()
-            .chain(&outputs)
-            .filter_map(|t| t.2.as_deref())
-            .filter(|s| !s.is_empty());
-        let batch_symbols_agree = match named.next() {
+        let all = || inputs.iter().chain(&outputs);
+        let mut named = all().filter_map(|o| o.batch_symbol.as_deref());
+        let one_name = match named.next() {
             Some(first) => named.all(|s| s == first),
             None => true,
         };
-        let output_types = outputs.iter().map(|o| o.1).collect();
+        let batchable =
+            !inputs.is_empty() && all().all(|o| o.info.shape.first() == Some(&-1)) && one_name;
         Ok(Loaded {
             model: OrtModel {
                 bytes,
                 environment,
                 idle: Mutex::new(vec![session]),
-                outputs: output_types,
+                outputs: outputs.iter().map(|o| o.ty).collect(),
             },
-            inputs: inputs.into_iter().map(|i| i.0).collect(),
-            outputs: outputs.into_iter().map(|o| o.0).collect(),
-            input_types,
-            batch_symbols_agree,
+            input_types: inputs.iter().map(|i| i.datum).collect(),
+            inputs: inputs.into_iter().map(|i| i.info).collect(),
+            outputs: outputs.into_iter().map(|o| o.info).collect(),
+            batchable,
         })
     }
 
@@ -196,12 +189,17 @@ fn new_session(environment: &Environment, bytes: &[u8]) -> Result<Session, Strin
     builder.commit_from_memory(bytes).map_err(|e| e.to_string())
 }
 
-/// The protocol's view of an input or output, its ONNX element type and the
-/// name of its first dimension, if the model names it.
-fn info(
-    name: &str,
-    ty: &ValueType,
-) -> Result<(TensorInfo, TensorElementType, Option<String>), String> {
+/// An input or output as ONNX Runtime reports it.
+struct Outlet {
+    /// What the protocol shows.
+    info: TensorInfo,
+    ty: TensorElementType,
+    datum: DatumType,
+    /// The name of its first dimension, if the model names it.
+    batch_symbol: Option<String>,
+}
+
+fn outlet(name: &str, ty: &ValueType) -> Result<Outlet, String> {
     let ValueType::Tensor {
         ty,
         shape,
@@ -210,18 +208,19 @@ fn info(
     else {
         return Err(format!("{name:?} is not a tensor ({ty:?})"));
     };
-    let datatype = datum(*ty)
-        .and_then(DataType::from_datum)
+    let (datum, datatype) = datum(*ty)
+        .and_then(|d| Some((d, DataType::from_datum(d)?)))
         .ok_or_else(|| format!("{name:?} has element type {ty:?}"))?;
-    Ok((
-        TensorInfo {
+    Ok(Outlet {
+        info: TensorInfo {
             name: name.to_string(),
             datatype,
             shape: shape.iter().map(|d| if *d < 0 { -1 } else { *d }).collect(),
         },
-        *ty,
-        dimension_symbols.first().cloned(),
-    ))
+        ty: *ty,
+        datum,
+        batch_symbol: dimension_symbols.first().filter(|s| !s.is_empty()).cloned(),
+    })
 }
 
 fn datum(ty: TensorElementType) -> Option<DatumType> {
