@@ -92,7 +92,14 @@ pub(crate) async fn start(
             .map_err(|e| DriverError::io(format!("making fifo {}", path.display()), e.into()))?;
         Ok(path)
     };
-    let stdin_path = fifo("stdin")?;
+    // Without input the command gets no stdin FIFO at all (runc gives it
+    // /dev/null): closing one on a terminal makes the shim shut the console
+    // down, which hangs up a command still running (`exec -t` without `-i`).
+    let stdin_path = if req.stdin {
+        Some(fifo("stdin")?)
+    } else {
+        None
+    };
     let stdout_path = fifo("stdout")?;
     let stderr_path = if req.tty { None } else { Some(fifo("stderr")?) };
     let io_err = |what: &str| {
@@ -101,10 +108,15 @@ pub(crate) async fn start(
     };
     // Read-write ends never block on open; the ones held for reading keep
     // the output FIFOs from reading as ended before the shim opened them.
-    let stdin = pipe::OpenOptions::new()
-        .read_write(true)
-        .open_sender(&stdin_path)
-        .map_err(io_err("opening the stdin fifo"))?;
+    let stdin = stdin_path
+        .as_deref()
+        .map(|path| {
+            pipe::OpenOptions::new()
+                .read_write(true)
+                .open_sender(path)
+                .map_err(io_err("opening the stdin fifo"))
+        })
+        .transpose()?;
     let mut held = Vec::new();
     let mut open_reader = |path: &Path| -> Result<pipe::Receiver, DriverError> {
         held.push(
@@ -143,7 +155,7 @@ pub(crate) async fn start(
         .exec(conn.req(
             ExecProcessRequest {
                 container_id: container_id.to_string(),
-                stdin: path_str(&stdin_path),
+                stdin: stdin_path.as_deref().map(path_str).unwrap_or_default(),
                 stdout: path_str(&stdout_path),
                 stderr: stderr_path.as_deref().map(path_str).unwrap_or_default(),
                 terminal: req.tty,
@@ -178,8 +190,12 @@ pub(crate) async fn start(
         control.resize(rows, cols).await?;
     }
     let stdin = Stdin {
-        fifo: Some(stdin),
-        close: None,
+        close: if stdin.is_some() {
+            Close::Open
+        } else {
+            Close::Closed
+        },
+        fifo: stdin,
         conn: control.guard.conn.clone(),
         container_id: control.guard.container_id.clone(),
         exec_id: control.guard.exec_id.clone(),
@@ -197,7 +213,7 @@ pub(crate) async fn start(
 /// containerd to close the process's stdin (CloseIO).
 struct Stdin {
     fifo: Option<pipe::Sender>,
-    close: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    close: Close,
     conn: Arc<Conn>,
     container_id: String,
     exec_id: String,
@@ -224,14 +240,14 @@ impl AsyncWrite for Stdin {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.close.is_none() {
+        if let Close::Open = this.close {
             this.fifo = None;
             let (conn, container_id, exec_id) = (
                 this.conn.clone(),
                 this.container_id.clone(),
                 this.exec_id.clone(),
             );
-            this.close = Some(Box::pin(async move {
+            this.close = Close::Closing(Box::pin(async move {
                 if let Ok(mut tasks) = conn.tasks().await {
                     let _ = tasks
                         .close_io(conn.req(
@@ -246,11 +262,20 @@ impl AsyncWrite for Stdin {
                 }
             }));
         }
-        match this.close.as_mut() {
-            Some(f) => f.as_mut().poll(cx).map(Ok),
-            None => Poll::Ready(Ok(())),
+        if let Close::Closing(f) = &mut this.close {
+            std::task::ready!(f.as_mut().poll(cx));
+            this.close = Close::Closed;
         }
+        Poll::Ready(Ok(()))
     }
+}
+
+/// Where the command's input is: open, being closed by containerd, or
+/// closed (or never given).
+enum Close {
+    Open,
+    Closing(Pin<Box<dyn Future<Output = ()> + Send>>),
+    Closed,
 }
 
 /// Kills (unless it exited), deletes and removes one exec process when

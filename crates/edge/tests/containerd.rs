@@ -428,7 +428,9 @@ async fn exec_runs_commands_in_a_container() {
     assert_eq!(code, Some(3), "{err}");
     let (code, out, err) = run(&["-i", &a.id, "--", "cat"], Some(b"in a box\n"));
     assert_eq!((code, out.as_str()), (Some(0), "in a box\n"), "{err}");
-    let (code, out, err) = run(&["-t", &a.id, "--", "tty"], None);
+    // A terminal without input stays up while the command runs (closing
+    // the input once hung it up).
+    let (code, out, err) = run(&["-t", &a.id, "--", "sh", "-c", "sleep 1; tty"], None);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.starts_with("/dev/pts/"), "{out:?}");
     let (code, _, err) = run(&[&a.id, "--", "no-such-command"], None);
