@@ -60,6 +60,27 @@ pub async fn drivers(drivers: &[Arc<dyn Driver>]) -> BTreeMap<String, DriverInfo
     out
 }
 
+/// Where drivers' attributes go among the node's, as in Nomad.
+const DRIVER_PREFIX: &str = "driver.";
+
+/// Puts the drivers into the node's attributes as Nomad does, so that
+/// constraints can name them: `driver.NAME` = `1` for each detected driver,
+/// and each driver's own attributes (already under its name, such as
+/// `model.backends`) under `driver.` (`${attr.driver.model.backends}`).
+/// What an earlier fingerprint put there goes first.
+pub fn with_drivers(
+    attributes: &mut BTreeMap<String, String>,
+    drivers: &BTreeMap<String, DriverInfo>,
+) {
+    attributes.retain(|k, _| !k.starts_with(DRIVER_PREFIX));
+    for (name, info) in drivers.iter().filter(|(_, i)| i.detected) {
+        attributes.insert(format!("{DRIVER_PREFIX}{name}"), "1".to_string());
+        for (k, v) in &info.attributes {
+            attributes.insert(format!("{DRIVER_PREFIX}{k}"), v.clone());
+        }
+    }
+}
+
 fn cpu_mhz() -> Option<u32> {
     let max = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq");
     if let Some(khz) = max.ok().and_then(|s| s.trim().parse::<u64>().ok()) {
@@ -90,4 +111,56 @@ fn os_release() -> Option<(String, String)> {
             .map(|v| v.trim_matches('"').to_string())
     };
     Some((get("ID=")?, get("VERSION_ID=").unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(detected: bool, attrs: &[(&str, &str)]) -> DriverInfo {
+        DriverInfo {
+            detected,
+            healthy: detected,
+            description: String::new(),
+            attributes: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn drivers_become_attributes_and_old_ones_go() {
+        let mut attrs = BTreeMap::from([
+            ("cpu.arch".to_string(), "x86_64".to_string()),
+            (
+                "driver.model.onnxruntime.version".to_string(),
+                "1.20.0".to_string(),
+            ),
+        ]);
+        let drivers = BTreeMap::from([
+            (
+                "model".to_string(),
+                info(
+                    true,
+                    &[("model.backends", "tract"), ("model.formats", "onnx")],
+                ),
+            ),
+            (
+                "containerd".to_string(),
+                info(false, &[("containerd.version", "1.6")]),
+            ),
+        ]);
+        with_drivers(&mut attrs, &drivers);
+        let want: BTreeMap<String, String> = [
+            ("cpu.arch", "x86_64"),
+            ("driver.model", "1"),
+            ("driver.model.backends", "tract"),
+            ("driver.model.formats", "onnx"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(attrs, want);
+    }
 }

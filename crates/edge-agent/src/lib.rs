@@ -319,6 +319,8 @@ pub async fn start(
             }
         }
     });
+    let driver_infos = fingerprint::drivers(&drivers).await;
+    fingerprint::with_drivers(&mut attributes, &driver_infos);
     let node = Node {
         id: node_id.clone(),
         name: name.clone(),
@@ -333,7 +335,7 @@ pub async fn start(
         meta: cfg.meta.clone(),
         resources: facts.resources,
         reserved: cfg.reserved,
-        drivers: fingerprint::drivers(&drivers).await,
+        drivers: driver_infos,
         last_heartbeat: 0,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         create_index: 0,
@@ -842,6 +844,7 @@ impl Agent {
             let changed = {
                 let mut n = self.node.lock().unwrap_or_else(|e| e.into_inner());
                 let changed = n.drivers != drivers;
+                fingerprint::with_drivers(&mut n.attributes, &drivers);
                 n.drivers = drivers;
                 changed
             };

@@ -227,7 +227,18 @@ pub struct ModelDriver {
     /// Downloaded models, one file per sha256.
     cache_dir: PathBuf,
     http: reqwest::Client,
+    /// The backends' attributes from the last probe, and what the probe
+    /// depended on: it reruns only when that changes.
+    backends: tokio::sync::Mutex<Option<(ProbeKey, BTreeMap<String, String>)>>,
 }
+
+/// What decides which ONNX Runtime a model task would open: the library the
+/// agent names, and that file's change time (or, when it names none, the
+/// loader cache's, which installing a library updates).
+type ProbeKey = (Option<std::ffi::OsString>, Option<std::time::SystemTime>);
+
+/// How long `edge model backends` may take to open ONNX Runtime.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl std::fmt::Debug for ModelDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -250,7 +261,67 @@ impl ModelDriver {
             exe,
             cache_dir,
             http,
+            backends: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The `model.backends` (and ONNX Runtime version) attributes, from
+    /// `edge model backends` in a process of its own: a broken library then
+    /// fails that process, not the agent, and the agent never maps it.
+    async fn backend_attributes(&self) -> BTreeMap<String, String> {
+        let library = std::env::var_os(crate::ONNXRUNTIME_LIB_ENV).filter(|v| !v.is_empty());
+        let changed = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let stamp = match &library {
+            Some(l) => changed(Path::new(l)),
+            None => changed(Path::new("/etc/ld.so.cache")),
+        };
+        let key = (library, stamp);
+        let mut last = self.backends.lock().await;
+        if let Some((k, attrs)) = last.as_ref()
+            && *k == key
+        {
+            return attrs.clone();
+        }
+        let attrs = match self.probe_backends().await {
+            Ok(statuses) => {
+                for s in statuses.iter().filter(|s| !s.available) {
+                    tracing::info!(
+                        backend = %s.name,
+                        reason = s.error.as_deref().unwrap_or_default(),
+                        "model backend not available on this node"
+                    );
+                }
+                crate::backends::attributes(&statuses)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell which model backends this node has: only tract is offered");
+                // tract is built into the binary this agent runs.
+                BTreeMap::from([(crate::BACKENDS_ATTRIBUTE.to_string(), "tract".to_string())])
+            }
+        };
+        *last = Some((key, attrs.clone()));
+        attrs
+    }
+
+    async fn probe_backends(&self) -> Result<Vec<crate::backends::BackendStatus>, String> {
+        let run = tokio::process::Command::new(&self.exe)
+            .args(["model", "backends", "-o", "json"])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(PROBE_TIMEOUT, run)
+            .await
+            .map_err(|_| format!("`edge model backends` took over {PROBE_TIMEOUT:?}"))?
+            .map_err(|e| format!("running {}: {e}", self.exe.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`edge model backends` failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("reading `edge model backends -o json`: {e}"))
     }
 
     /// The model file (or repository directory) on this node: the cache
@@ -429,7 +500,10 @@ impl Driver for ModelDriver {
 
     async fn fingerprint(&self) -> DriverInfo {
         let inner = self.inner.fingerprint().await;
-        let attributes = BTreeMap::from([("model.formats".to_string(), "onnx".to_string())]);
+        let mut attributes = BTreeMap::from([("model.formats".to_string(), "onnx".to_string())]);
+        if self.exe.exists() {
+            attributes.extend(self.backend_attributes().await);
+        }
         let (healthy, description) = if !self.exe.exists() {
             (
                 false,

@@ -22,24 +22,72 @@ pub const LIBRARY_ENV: &str = "EDGE_ONNXRUNTIME_LIB";
 /// Opened once per process: a library cannot be unloaded or swapped, so the
 /// first one that opens is the one every model uses. A failure is not kept:
 /// the next model tries again (the library may have been installed since).
-static RUNTIME: OnceLock<Environment> = OnceLock::new();
+/// Beside it, the path it was opened by.
+static RUNTIME: OnceLock<(Environment, PathBuf)> = OnceLock::new();
 static OPENING: Mutex<()> = Mutex::new(());
 
 /// The ONNX Runtime environment, opening the library on first use from
 /// `library`, else `$EDGE_ONNXRUNTIME_LIB`, else the loader's search path.
-fn runtime(library: Option<&Path>) -> Result<&'static Environment, ModelError> {
-    if let Some(env) = RUNTIME.get() {
-        return Ok(env);
+fn runtime(library: Option<&Path>) -> Result<&'static (Environment, PathBuf), ModelError> {
+    if let Some(opened) = RUNTIME.get() {
+        return Ok(opened);
     }
     let _one = OPENING.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(env) = RUNTIME.get() {
-        return Ok(env);
+    if let Some(opened) = RUNTIME.get() {
+        return Ok(opened);
     }
-    let env = open(library).map_err(ModelError::BackendUnavailable)?;
-    Ok(RUNTIME.get_or_init(|| env))
+    let opened = open(library).map_err(ModelError::BackendUnavailable)?;
+    Ok(RUNTIME.get_or_init(|| opened))
 }
 
-fn open(library: Option<&Path>) -> Result<Environment, String> {
+/// ONNX Runtime as this process finds it: opened as a model would open it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeInfo {
+    /// As the library says, e.g. `1.32.0`.
+    pub version: String,
+    /// The path (or loader name) it was opened by.
+    pub library: PathBuf,
+}
+
+/// Opens ONNX Runtime as [`runtime`] does and asks the library its version:
+/// what `edge model backends` reports and the model driver fingerprints.
+pub fn runtime_info(library: Option<&Path>) -> Result<RuntimeInfo, ModelError> {
+    let (_, path) = runtime(library)?;
+    let version = version_of(path).map_err(ModelError::BackendUnavailable)?;
+    Ok(RuntimeInfo {
+        version,
+        library: path.clone(),
+    })
+}
+
+/// ONNX Runtime's own version string; ort checks it on open but keeps it.
+fn version_of(path: &Path) -> Result<String, String> {
+    let failed =
+        |e: &dyn std::fmt::Display| format!("reading the version of {}: {e}", path.display());
+    // SAFETY: ort opened this library in this process already, so opening it
+    // again only takes another reference and runs no initializers.
+    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| failed(&e))?;
+    // SAFETY: `OrtGetApiBase` is ONNX Runtime's C entry point, with this
+    // signature in every version ort supports.
+    let get: libloading::Symbol<'_, unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
+        unsafe { lib.get(b"OrtGetApiBase") }.map_err(|e| failed(&e))?;
+    // SAFETY: the entry point takes nothing and returns a static table.
+    let base = unsafe { get() };
+    if base.is_null() {
+        return Err(failed(&"OrtGetApiBase returned nothing"));
+    }
+    // SAFETY: `base` is the library's static, non-null table; the version
+    // string it returns is static and NUL-terminated (or null, checked).
+    let text = unsafe { ((*base).GetVersionString)() };
+    if text.is_null() {
+        return Err(failed(&"no version string"));
+    }
+    // SAFETY: as above: a static NUL-terminated string.
+    let text = unsafe { std::ffi::CStr::from_ptr(text) };
+    Ok(text.to_string_lossy().into_owned())
+}
+
+fn open(library: Option<&Path>) -> Result<(Environment, PathBuf), String> {
     let candidates: Vec<PathBuf> = match library.map(Path::to_path_buf).or_else(|| {
         std::env::var_os(LIBRARY_ENV)
             .filter(|v| !v.is_empty())
@@ -55,6 +103,7 @@ fn open(library: Option<&Path>) -> Result<Environment, String> {
                 return builder
                     .with_name("edge")
                     .build()
+                    .map(|env| (env, path.clone()))
                     .map_err(|e| format!("starting ONNX Runtime from {}: {e}", path.display()));
             }
             Err(e) => failures.push(e.to_string()),
@@ -104,7 +153,7 @@ impl OrtModel {
         bytes: Vec<u8>,
         library: Option<&Path>,
     ) -> Result<Loaded, ModelError> {
-        let environment = runtime(library)?;
+        let (environment, _) = runtime(library)?;
         let reason = |reason: String| ModelError::Load {
             path: path.to_path_buf(),
             reason,

@@ -121,6 +121,11 @@ pub enum ModelBackend {
     Onnxruntime,
 }
 
+/// The node attribute listing the backends a node's model driver found
+/// (`tract,onnxruntime`), as a constraint names it. A model block on a
+/// backend other than tract is placed only where the list has it.
+pub const BACKENDS_ATTRIBUTE: &str = "${attr.driver.model.backends}";
+
 impl ModelBackend {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -388,9 +393,19 @@ pub fn expand(spec: &ModelSpec) -> Result<Group, String> {
             }],
         }));
     }
+    // tract is built into every agent; another backend is on some nodes.
+    let constraints = match spec.backend {
+        ModelBackend::Tract => json!([]),
+        b => json!([{
+            "attribute": BACKENDS_ATTRIBUTE,
+            "operator": "set_contains",
+            "value": b.as_str(),
+        }]),
+    };
     let group = json!({
         "name": spec.name,
         "count": spec.count,
+        "constraints": constraints,
         "network": { "ports": ports },
         "services": services,
         "tasks": [{
@@ -554,6 +569,15 @@ job "ml" {
         .unwrap()
         .job;
         assert_eq!(job.groups[0].tasks[0].config["backend"], "onnxruntime");
+        // Placed only where the model driver found ONNX Runtime.
+        assert_eq!(
+            job.groups[0].constraints,
+            [crate::Constraint {
+                attribute: BACKENDS_ATTRIBUTE.to_string(),
+                operator: crate::ConstraintOp::SetContains,
+                value: "onnxruntime".to_string(),
+            }]
+        );
         let job = parse(
             "job \"j\" {\n  model \"m\" {\n    source = \"m.onnx\"\n  }\n}\n",
             "job.hcl",
@@ -561,6 +585,7 @@ job "ml" {
         .unwrap()
         .job;
         assert!(job.groups[0].tasks[0].config.get("backend").is_none());
+        assert!(job.groups[0].constraints.is_empty());
         let e = errors(
             "job \"j\" {\n  model \"m\" {\n    source = \"m.onnx\"\n    backend = \"onnx\"\n  }\n}\n",
         );

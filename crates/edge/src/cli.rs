@@ -490,6 +490,17 @@ pub enum ModelCommand {
         after_help = "Examples:\n  edge model serve --model examples/models/iris.onnx --name iris --port 8500 --grpc-port 8501\n  edge model serve --model iris:1=v1/iris.onnx --model iris:2=v2/iris.onnx --port 8500\n  edge model serve --repository /srv/models --port 8500   # <model>/<version>/model.onnx\n  edge model serve --model vision.onnx --port 8500 --backend onnxruntime --onnxruntime-lib /opt/onnxruntime/lib/libonnxruntime.so\n  curl localhost:8500/v2/models/iris\n  curl -X POST localhost:8500/v2/repository/index"
     )]
     Serve(ServeArgs),
+    /// List the backends that can run models here, as `edge model serve`
+    /// (and the model driver on this node) would find them.
+    #[command(
+        after_help = "Examples:\n  edge model backends\n  edge model backends --onnxruntime-lib /opt/onnxruntime/lib/libonnxruntime.so\n  edge model backends -o json\n\nThe model driver runs it to set the node attributes driver.model.backends\n(\"tract,onnxruntime\") and driver.model.onnxruntime.version; jobs with\nbackend = \"onnxruntime\" are placed only on nodes whose list has it."
+    )]
+    Backends {
+        /// ONNX Runtime's library (default: $EDGE_ONNXRUNTIME_LIB, else
+        /// libonnxruntime.so in the loader's path).
+        #[arg(long, value_name = "PATH")]
+        onnxruntime_lib: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

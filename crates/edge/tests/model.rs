@@ -213,6 +213,21 @@ async fn dev_serves_the_model_example_and_a_broken_model_fails_with_the_reason()
     // (EDGE_ONNXRUNTIME_LIB, inherited from this test) to the model server.
     let mut jobs = vec![("iris", base), ("multi", format!("http://127.0.0.1:{zoo}"))];
     if std::env::var("EDGE_ONNXRUNTIME_LIB").is_ok_and(|v| !v.is_empty()) {
+        // The node says it has the library, so the job is placed there.
+        let nodes = api.nodes().await.unwrap();
+        let node = api.node(&nodes[0].id).await.unwrap();
+        assert_eq!(
+            node.attributes
+                .get("driver.model.backends")
+                .map(String::as_str),
+            Some("tract,onnxruntime"),
+            "{:?}",
+            node.attributes
+        );
+        assert!(
+            node.attributes
+                .contains_key("driver.model.onnxruntime.version")
+        );
         let ort = dir.path().join("ort.hcl");
         std::fs::write(
             &ort,
@@ -427,6 +442,166 @@ async fn tritonclient_through_the_published_load_balancer_ports() {
     assert!(ok, "{err}");
     until(20, "the model server stops", async || {
         reqwest::get(format!("http://127.0.0.1:{served}/v2/health/live"))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+}
+
+/// `edge model backends` in both forms, and the node attributes the model
+/// driver makes of it: a job with `backend = "onnxruntime"` waits, naming
+/// the constraint, on a node whose agent has no library, and its node says
+/// which backends it has. (The node with a library runs such a job in
+/// `dev_serves_the_model_example...`.)
+#[tokio::test]
+async fn onnxruntime_jobs_go_only_to_nodes_with_the_library() {
+    let missing = "/nonexistent/libonnxruntime.so";
+    let backends = |lib: &str| -> Vec<Value> {
+        let (ok, out, err) = cli(
+            "",
+            &["model", "backends", "-o", "json", "--onnxruntime-lib", lib],
+        );
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let b = backends(missing);
+    assert_eq!(
+        (b[0]["name"].as_str(), b[0]["available"].as_bool()),
+        (Some("tract"), Some(true))
+    );
+    assert_eq!(
+        (b[1]["name"].as_str(), b[1]["available"].as_bool()),
+        (Some("onnxruntime"), Some(false))
+    );
+    assert!(b[1]["error"].as_str().unwrap().contains(missing), "{b:?}");
+    let (ok, out, err) = cli("", &["model", "backends", "--onnxruntime-lib", missing]);
+    assert!(ok, "{err}");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["BACKEND", "AVAILABLE", "VERSION", "FROM"],
+        "{out}"
+    );
+    assert_eq!(rows[1][..3], ["tract", "yes", "-"], "{out}");
+    assert_eq!(rows[2][..2], ["onnxruntime", "no"], "{out}");
+    let library = std::env::var("EDGE_ONNXRUNTIME_LIB")
+        .ok()
+        .filter(|v| !v.is_empty());
+    match &library {
+        Some(lib) => {
+            let b = backends(lib);
+            assert_eq!(b[1]["available"], true, "{b:?}");
+            let version = b[1]["version"].as_str().unwrap();
+            assert!(
+                version.split('.').count() == 3
+                    && version.split('.').all(|p| p.parse::<u32>().is_ok()),
+                "{version}"
+            );
+        }
+        None => {
+            assert!(
+                std::env::var_os("EDGE_TEST_ROOT").is_none(),
+                "EDGE_ONNXRUNTIME_LIB is required under EDGE_TEST_ROOT (deploy/test.sh sets it)"
+            );
+            println!(
+                "skipped: `edge model backends` and a library installed later (set EDGE_ONNXRUNTIME_LIB)"
+            );
+        }
+    }
+
+    // The agent is told of a library that is not there yet. Model tasks run
+    // as `nobody` under a root agent: the directory must be open to it.
+    let dir = tempfile::tempdir().unwrap();
+    let lib_dir = dir.path().join("lib");
+    std::fs::create_dir(&lib_dir).unwrap();
+    for d in [dir.path(), lib_dir.as_path()] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let later = lib_dir.join("libonnxruntime.so");
+    let (_dev, addr, api) = common::dev_env(
+        dir.path(),
+        free_port(),
+        &[],
+        &[("EDGE_ONNXRUNTIME_LIB", later.to_str().unwrap())],
+    )
+    .await;
+    let nodes = api.nodes().await.unwrap();
+    let node = api.node(&nodes[0].id).await.unwrap();
+    let attr = |k: &str| node.attributes.get(k).map(String::as_str);
+    assert_eq!(attr("driver.model"), Some("1"), "{:?}", node.attributes);
+    assert_eq!(attr("driver.model.backends"), Some("tract"));
+    assert_eq!(attr("driver.model.formats"), Some("onnx"));
+    assert_eq!(attr("driver.model.onnxruntime.version"), None);
+    let job = dir.path().join("ort.hcl");
+    std::fs::write(
+        &job,
+        format!(
+            "job \"ort\" {{\n  model \"iris\" {{\n    source  = {:?}\n    backend = \"onnxruntime\"\n  }}\n}}\n",
+            repo().join("examples/models/iris.onnx").display().to_string()
+        ),
+    )
+    .unwrap();
+    let (_, out, err) = cli(&addr, &["job", "run", job.to_str().unwrap()]);
+    let reason = "constraint ${attr.driver.model.backends} set_contains onnxruntime";
+    assert!(out.contains(reason) || err.contains(reason), "{out}\n{err}");
+    let evals = api.job_evals("ort").await.unwrap();
+    assert!(
+        evals.iter().any(|e| e
+            .failed_tg_allocs
+            .get("iris")
+            .is_some_and(|m| m.constraint_filtered.contains_key(reason))),
+        "{evals:?}"
+    );
+    let (allocs, _) = api
+        .job_allocs("ort", QueryOptions::default())
+        .await
+        .unwrap();
+    assert!(allocs.is_empty(), "{allocs:?}");
+
+    // The library arrives: the agent's next fingerprint (every 30 s) sees
+    // it, the node offers onnxruntime, and the waiting job is placed.
+    let Some(lib) = library else {
+        return;
+    };
+    std::fs::copy(&lib, &later).unwrap();
+    let node = until(70, "the node offering onnxruntime", async || {
+        let node = api.node(&nodes[0].id).await.ok()?;
+        let backends = node.attributes.get("driver.model.backends")?;
+        (backends == "tract,onnxruntime").then_some(node)
+    })
+    .await;
+    assert!(
+        node.attributes
+            .contains_key("driver.model.onnxruntime.version")
+    );
+    until(30, "the job placed", async || {
+        let (allocs, _) = api.job_allocs("ort", QueryOptions::default()).await.ok()?;
+        (!allocs.is_empty()).then_some(())
+    })
+    .await;
+    let port = alloc_port(&api, "ort", "http").await;
+    let url = format!("http://127.0.0.1:{port}");
+    let case = iris_case();
+    let answer = until(30, "the onnxruntime model's answer", async || {
+        let r = reqwest::Client::new()
+            .post(format!("{url}/v2/models/iris/infer"))
+            .json(&json!({"inputs": case["inputs"]}))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())?;
+        r.json::<Value>().await.ok()
+    })
+    .await;
+    assert_eq!(answer["outputs"][0]["data"], case["outputs"][0]["data"]);
+    let (ok, _, err) = cli(&addr, &["job", "stop", "ort"]);
+    assert!(ok, "{err}");
+    until(20, "the model server stops", async || {
+        reqwest::get(format!("{url}/v2/health/live"))
             .await
             .is_err()
             .then_some(())

@@ -54,10 +54,23 @@ pub(crate) fn register(
     node.status = NodeStatus::Ready;
     node.status_description = "registered".to_string();
     node.last_heartbeat = env.now;
-    if !was.is_some_and(|n| n.status == NodeStatus::Ready) {
-        batch.evals = evals::node_ready(s, env, &node.id);
-        let again = evals::for_node(s, env, &node.id, TriggeredBy::NodeUpdate);
-        batch.evals.extend(again);
+    match was.filter(|n| n.status == NodeStatus::Ready) {
+        None => {
+            batch.evals = evals::node_ready(s, env, &node.id);
+            let again = evals::for_node(s, env, &node.id, TriggeredBy::NodeUpdate);
+            batch.evals.extend(again);
+        }
+        // A ready node that now offers something else (a driver healthy
+        // again, a library installed) may fit what waits for a node.
+        Some(old)
+            if old.drivers != node.drivers
+                || old.attributes != node.attributes
+                || old.meta != node.meta
+                || old.resources != node.resources =>
+        {
+            batch.evals = evals::node_ready(s, env, &node.id);
+        }
+        Some(_) => {}
     }
     batch.nodes.push(node);
     Ok(batch)

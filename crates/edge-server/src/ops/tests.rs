@@ -826,6 +826,43 @@ fn ready_runs_one_evaluation_per_job_by_priority_then_age() {
     assert_eq!(ids.len(), 2, "due now, still one per job");
 }
 
+/// A node already ready that registers again offering more (a library
+/// installed, a driver healthy again) places what was blocked for it; the
+/// same registration offering nothing new queues nothing.
+#[test]
+fn a_ready_node_offering_more_places_what_waited_for_it() {
+    let mut w = World::new();
+    w.join("n1");
+    let mut j = job("ml", "service", 1);
+    j.groups[0].constraints.push(edge_spec::Constraint {
+        attribute: "${attr.driver.model.backends}".to_string(),
+        operator: edge_spec::ConstraintOp::SetContains,
+        value: "onnxruntime".to_string(),
+    });
+    w.submit(j);
+    w.settle();
+    assert!(w.live("ml").is_empty());
+    let blocked = |w: &World| {
+        w.s.evals
+            .values()
+            .filter(|e| e.job_id == "ml" && e.status == EvalStatus::Blocked)
+            .count()
+    };
+    assert_eq!(blocked(&w), 1);
+    let b = nodes::register(&w.s, &mut w.env, w.s.nodes["n1"].clone(), None).unwrap();
+    assert!(b.evals.is_empty(), "nothing new: {:?}", b.evals);
+    let mut n = w.s.nodes["n1"].clone();
+    n.attributes.insert(
+        "driver.model.backends".to_string(),
+        "tract,onnxruntime".to_string(),
+    );
+    let b = nodes::register(&w.s, &mut w.env, n, None).unwrap();
+    w.commit(b);
+    w.settle();
+    assert_eq!(w.live("ml").len(), 1);
+    assert_eq!(blocked(&w), 0);
+}
+
 #[test]
 fn evaluate_blocks_then_places_when_a_node_joins() {
     let mut w = World::new();

@@ -39,7 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Volume(c) => volume::run(&g, c).await,
         Command::Config(c) => objects::config(&g, c).await,
         Command::Secret(c) => objects::secret(&g, c).await,
-        Command::Model(c) => model::run(c).await,
+        Command::Model(c) => model::run(&g, c).await,
         Command::Compose(a) => compose::run(&g, a).await,
         Command::Sim(a) => sim::run(a).await,
         Command::Version => {

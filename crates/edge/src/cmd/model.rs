@@ -1,13 +1,34 @@
 //! `edge model serve`: ONNX models over the Open Inference Protocol, the
-//! process the `model` driver runs for each model task.
+//! process the `model` driver runs for each model task; `edge model
+//! backends`: which engines can run them here.
 
-use crate::cli::{ModelBackend, ModelCommand, ServeArgs};
+use crate::cli::{Global, ModelBackend, ModelCommand, ServeArgs};
+use crate::output;
 use anyhow::Context;
 use std::net::SocketAddr;
 
-pub async fn run(c: ModelCommand) -> anyhow::Result<u8> {
+pub async fn run(g: &Global, c: ModelCommand) -> anyhow::Result<u8> {
     match c {
         ModelCommand::Serve(a) => serve(a).await,
+        ModelCommand::Backends { onnxruntime_lib } => {
+            let statuses = edge_model::backends(onnxruntime_lib.as_deref());
+            output::emit(g.output, &statuses, || {
+                let mut t = output::table(&["BACKEND", "AVAILABLE", "VERSION", "FROM"]);
+                for s in &statuses {
+                    t.add_row(vec![
+                        s.name.clone(),
+                        if s.available { "yes" } else { "no" }.to_string(),
+                        s.version.clone().unwrap_or_else(|| "-".to_string()),
+                        s.source
+                            .clone()
+                            .or_else(|| s.error.clone())
+                            .unwrap_or_default(),
+                    ]);
+                }
+                t
+            })?;
+            Ok(0)
+        }
     }
 }
 

@@ -207,12 +207,23 @@ pub async fn dev_logging(
     extra: &[&str],
     log: &str,
 ) -> (Proc, String, edge_api::Client) {
+    dev_env(dir, port, extra, &[("EDGE_LOG", log)]).await
+}
+
+/// [`dev`] on `port`, with `extra` arguments and these environment
+/// variables set too.
+pub async fn dev_env(
+    dir: &Path,
+    port: u16,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Proc, String, edge_api::Client) {
     let addr = format!("http://127.0.0.1:{port}");
     let data = dir.join("data");
     let bind = format!("127.0.0.1:{port}");
     let mut args = vec!["dev", "--data-dir", data.to_str().unwrap(), "--bind", &bind];
     args.extend_from_slice(extra);
-    let proc = Proc::spawn_env(EDGE, dir, "dev", &args, &[("EDGE_LOG", log)]);
+    let proc = Proc::spawn_env(EDGE, dir, "dev", &args, env);
     let api = edge_api::Client::new(&addr, None).unwrap();
     until(30, "a ready node", async || {
         (api.health().await.ok()?.nodes_ready == 1).then_some(())
