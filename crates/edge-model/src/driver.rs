@@ -226,6 +226,10 @@ pub struct ModelDriver {
     exe: PathBuf,
     /// Downloaded models, one file per sha256.
     cache_dir: PathBuf,
+    /// Who model tasks run as under a root agent (the exec driver's default
+    /// user): the backends are probed as that user, who must open the
+    /// library.
+    task_user: String,
     http: reqwest::Client,
     /// The backends' attributes from the last probe, and what the probe
     /// depended on: it reruns only when that changes.
@@ -236,6 +240,12 @@ pub struct ModelDriver {
 /// agent names, and that file's change time (or, when it names none, the
 /// loader cache's, which installing a library updates).
 type ProbeKey = (Option<std::ffi::OsString>, Option<std::time::SystemTime>);
+
+/// The ONNX Runtime library this node's agent was told of, which model
+/// tasks get as `--onnxruntime-lib`.
+fn library_setting() -> Option<std::ffi::OsString> {
+    std::env::var_os(crate::ONNXRUNTIME_LIB_ENV).filter(|v| !v.is_empty())
+}
 
 /// How long `edge model backends` may take to open ONNX Runtime.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -251,7 +261,12 @@ impl std::fmt::Debug for ModelDriver {
 }
 
 impl ModelDriver {
-    pub fn new(inner: Arc<dyn Driver>, exe: PathBuf, cache_dir: PathBuf) -> ModelDriver {
+    pub fn new(
+        inner: Arc<dyn Driver>,
+        exe: PathBuf,
+        cache_dir: PathBuf,
+        task_user: String,
+    ) -> ModelDriver {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
             .build()
@@ -260,16 +275,20 @@ impl ModelDriver {
             inner,
             exe,
             cache_dir,
+            task_user,
             http,
             backends: tokio::sync::Mutex::new(None),
         }
     }
 
     /// The `model.backends` (and ONNX Runtime version) attributes, from
-    /// `edge model backends` in a process of its own: a broken library then
-    /// fails that process, not the agent, and the agent never maps it.
+    /// `edge model backends` in a process of its own, started as a model
+    /// task is: as the task's user, with a clean environment and the
+    /// agent's library as an argument. So a library only root can read is
+    /// not offered, a broken one fails that process and not the agent, and
+    /// the agent never maps it.
     async fn backend_attributes(&self) -> BTreeMap<String, String> {
-        let library = std::env::var_os(crate::ONNXRUNTIME_LIB_ENV).filter(|v| !v.is_empty());
+        let library = library_setting();
         let changed = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         let stamp = match &library {
             Some(l) => changed(Path::new(l)),
@@ -304,11 +323,27 @@ impl ModelDriver {
     }
 
     async fn probe_backends(&self) -> Result<Vec<crate::backends::BackendStatus>, String> {
-        let run = tokio::process::Command::new(&self.exe)
-            .args(["model", "backends", "-o", "json"])
+        let mut cmd = tokio::process::Command::new(&self.exe);
+        cmd.args(["model", "backends", "-o", "json"])
+            .env_clear()
             .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output();
+            .kill_on_drop(true);
+        if let Some(lib) = library_setting() {
+            cmd.arg("--onnxruntime-lib").arg(lib);
+        }
+        if nix::unistd::geteuid().is_root() {
+            let found = match self.task_user.parse::<u32>() {
+                Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),
+                Err(_) => nix::unistd::User::from_name(&self.task_user),
+            };
+            let user = found
+                .ok()
+                .flatten()
+                .ok_or_else(|| format!("no task user {:?} on this node", self.task_user))?;
+            // std drops root's supplementary groups along with the uid.
+            cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        }
+        let run = cmd.output();
         let out = tokio::time::timeout(PROBE_TIMEOUT, run)
             .await
             .map_err(|_| format!("`edge model backends` took over {PROBE_TIMEOUT:?}"))?
@@ -396,9 +431,7 @@ impl ModelDriver {
             args.extend(["--backend".to_string(), m.backend.clone()]);
             // The task's environment is not the agent's, so the library the
             // node's agent was told of goes along as an argument.
-            if let Some(lib) =
-                std::env::var_os(crate::ONNXRUNTIME_LIB_ENV).filter(|v| !v.is_empty())
-            {
+            if let Some(lib) = library_setting() {
                 args.extend([
                     "--onnxruntime-lib".to_string(),
                     PathBuf::from(lib).display().to_string(),
@@ -726,7 +759,12 @@ mod tests {
 
     fn driver(dir: &Path) -> (ModelDriver, Arc<FakeExec>) {
         let exec = Arc::new(FakeExec::default());
-        let d = ModelDriver::new(exec.clone(), "/bin/edge".into(), dir.join("cache"));
+        let d = ModelDriver::new(
+            exec.clone(),
+            "/bin/edge".into(),
+            dir.join("cache"),
+            "nobody".to_string(),
+        );
         (d, exec)
     }
 

@@ -106,7 +106,17 @@ fn open(library: Option<&Path>) -> Result<(Environment, PathBuf), String> {
                     .map(|env| (env, path.clone()))
                     .map_err(|e| format!("starting ONNX Runtime from {}: {e}", path.display()));
             }
-            Err(e) => failures.push(e.to_string()),
+            // ort says only "dlopen failed"; the loader's own words (no
+            // such file, permission denied, a missing dependency) follow.
+            Err(e) => failures.push(
+                match &e {
+                    ort::LoadDynamicError::Dlopen { error, .. } => {
+                        std::error::Error::source(error).map(|why| format!("{e} ({why})"))
+                    }
+                    _ => None,
+                }
+                .unwrap_or_else(|| e.to_string()),
+            ),
         }
     }
     Err(format!(

@@ -567,7 +567,42 @@ async fn onnxruntime_jobs_go_only_to_nodes_with_the_library() {
     let Some(lib) = library else {
         return;
     };
-    std::fs::copy(&lib, &later).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    if nix::unistd::geteuid().is_root() {
+        // Model tasks run as `nobody` here: a library only root can read
+        // is not offered (the agent probes as the task's user). It appears
+        // at once with its mode, so no probe sees it readable.
+        let part = lib_dir.join("part");
+        std::fs::copy(&lib, &part).unwrap();
+        std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::rename(&part, &later).unwrap();
+        until(70, "a probe refused the unreadable library", async || {
+            let log = std::fs::read_to_string(dir.path().join("dev.log")).ok()?;
+            log.lines()
+                .any(|l| {
+                    l.contains("model backend not available on this node")
+                        && l.contains("Permission denied")
+                })
+                .then_some(())
+        })
+        .await;
+        let node = api.node(&nodes[0].id).await.unwrap();
+        assert_eq!(
+            node.attributes
+                .get("driver.model.backends")
+                .map(String::as_str),
+            Some("tract")
+        );
+        std::fs::set_permissions(&later, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&later)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(1))
+            .unwrap();
+    } else {
+        std::fs::copy(&lib, &later).unwrap();
+    }
     let node = until(70, "the node offering onnxruntime", async || {
         let node = api.node(&nodes[0].id).await.ok()?;
         let backends = node.attributes.get("driver.model.backends")?;

@@ -98,8 +98,10 @@ impl World {
         self.s.apply_in_memory(b);
     }
 
+    /// A node registers as its agent does, with its HTTP address.
     fn join(&mut self, id: &str) {
-        let b = nodes::register(&self.s, &mut self.env, node(id), None).unwrap();
+        let addr = Some(format!("http://{id}"));
+        let b = nodes::register(&self.s, &mut self.env, node(id), addr).unwrap();
         self.commit(b);
     }
 

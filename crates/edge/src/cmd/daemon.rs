@@ -102,7 +102,12 @@ fn drivers(data_dir: &Path, n: &NodeArgs) -> anyhow::Result<Vec<Arc<dyn Driver>>
         allow_root: n.privilege.exec_allow_root,
     });
     let exec: Arc<dyn Driver> = Arc::new(exec);
-    let model = edge_model::ModelDriver::new(exec.clone(), exe, data_dir.join("models"));
+    let model = edge_model::ModelDriver::new(
+        exec.clone(),
+        exe,
+        data_dir.join("models"),
+        n.privilege.exec_user.clone(),
+    );
     let wasm = edge_driver_wasm::WasmDriver::new(data_dir.join("wasm"))
         .context("cannot start the wasm driver")?;
     let containerd = super::image::driver(data_dir, &n.containerd)?;
