@@ -43,6 +43,8 @@ struct ModelTask {
     grpc_port: Option<String>,
     /// `tract` or `onnxruntime`.
     backend: String,
+    /// Model runs at once per version; the server's default when `None`.
+    workers: Option<u64>,
 }
 
 /// The model driver's `config` block as written in a job (or as the `model`
@@ -67,6 +69,8 @@ pub struct ModelBlock {
     pub models: Option<Vec<edge_spec::model::MoreModel>>,
     /// What runs the models: `tract` (the default) or `onnxruntime`.
     pub backend: Option<String>,
+    /// Model runs at once per model version (default: one per CPU).
+    pub workers: Option<u64>,
 }
 
 /// The submit-time check of a model task's `config` block. Values that
@@ -159,6 +163,17 @@ fn checked(block: ModelBlock, pending: fn(&str) -> bool) -> Result<ModelTask, Dr
             "must be at least 1",
         ));
     }
+    if let Some(w) = block.workers
+        && !(1..=u64::from(edge_spec::model::MAX_WORKERS)).contains(&w)
+    {
+        return Err(DriverError::config(
+            "config.workers",
+            format!(
+                "expected a whole number from 1 to {}, got {w}",
+                edge_spec::model::MAX_WORKERS
+            ),
+        ));
+    }
     Ok(ModelTask {
         sources,
         max_batch_size,
@@ -166,6 +181,7 @@ fn checked(block: ModelBlock, pending: fn(&str) -> bool) -> Result<ModelTask, Dr
         port: string("port", block.port)?.unwrap_or_else(|| "http".to_string()),
         grpc_port: string("grpc_port", block.grpc_port)?,
         backend,
+        workers: block.workers,
     })
 }
 
@@ -426,6 +442,9 @@ impl ModelDriver {
         ]);
         if let Some(p) = grpc_port {
             args.extend(["--grpc-port".to_string(), p.to_string()]);
+        }
+        if let Some(w) = m.workers {
+            args.extend(["--workers".to_string(), w.to_string()]);
         }
         if m.backend != "tract" {
             args.extend(["--backend".to_string(), m.backend.clone()]);
@@ -814,6 +833,12 @@ mod tests {
             field(json!({"source": "a.onnx", "name": "m", "backend": "torch"})),
             "config.backend"
         );
+        for bad in [json!(0), json!(257), json!("2")] {
+            assert_eq!(
+                field(json!({"source": "a.onnx", "name": "m", "workers": bad})),
+                "config.workers"
+            );
+        }
         assert_eq!(
             field(json!({"source": "a.onnx", "name": "m", "format": "tflite"})),
             "config.format"
@@ -891,6 +916,15 @@ mod tests {
         let args: Vec<String> = serde_json::from_value(started.config["args"].clone()).unwrap();
         let at = args.iter().position(|a| a == "--backend").unwrap();
         assert_eq!(args[at + 1], "onnxruntime");
+        assert!(!args.iter().any(|a| a == "--workers"), "{args:?}");
+
+        let mut bounded = ort.clone();
+        bounded.config.insert("workers".into(), json!(2));
+        d.start(&bounded).await.unwrap();
+        let started = exec.started.lock().unwrap().clone().unwrap();
+        let args: Vec<String> = serde_json::from_value(started.config["args"].clone()).unwrap();
+        let at = args.iter().position(|a| a == "--workers").unwrap();
+        assert_eq!(args[at + 1], "2");
 
         let logs = dir.path().join("logs");
         std::fs::create_dir_all(&logs).unwrap();

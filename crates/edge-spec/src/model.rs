@@ -50,6 +50,9 @@ pub struct ModelSpec {
     pub scaling: Option<crate::scaling::Scaling>,
     /// What runs the models: `tract` or `onnxruntime`.
     pub backend: ModelBackend,
+    /// Model runs at once per model version; one per CPU the server sees
+    /// when `None`.
+    pub workers: Option<u32>,
 }
 
 /// A `model "NAME" { source version sha256 }` block inside a model block:
@@ -109,6 +112,9 @@ pub struct ModelBlock {
     pub grpc: Option<ModelGrpc>,
     pub scaling: Option<crate::scaling::Scaling>,
     pub backend: ModelBackend,
+    /// Model runs at once per model version (default: one per CPU). On the
+    /// onnxruntime backend each holds its own copy of the weights.
+    pub workers: Option<u32>,
 }
 
 /// `backend = "onnxruntime"`: ONNX Runtime's shared library on the node runs
@@ -120,6 +126,9 @@ pub enum ModelBackend {
     Tract,
     Onnxruntime,
 }
+
+/// Most model runs at once a `workers` may ask for.
+pub const MAX_WORKERS: u32 = 256;
 
 /// The node attribute listing the backends a node's model driver found
 /// (`tract,onnxruntime`), as a constraint names it. A model block on a
@@ -152,6 +161,7 @@ impl Default for ModelBlock {
             grpc: None,
             scaling: None,
             backend: ModelBackend::Tract,
+            workers: None,
         }
     }
 }
@@ -262,6 +272,14 @@ impl ModelBlock {
                 ),
             );
         }
+        if let Some(w) = self.workers
+            && !(1..=MAX_WORKERS).contains(&w)
+        {
+            push(
+                "workers",
+                format!("expected a whole number from 1 to {MAX_WORKERS}, got {w}"),
+            );
+        }
         out
     }
 
@@ -294,6 +312,7 @@ impl ModelBlock {
             grpc: self.grpc,
             scaling: self.scaling,
             backend: self.backend,
+            workers: self.workers,
         }
     }
 }
@@ -341,6 +360,9 @@ pub fn expand(spec: &ModelSpec) -> Result<Group, String> {
     }
     if spec.backend != ModelBackend::Tract {
         config["backend"] = json!(spec.backend.as_str());
+    }
+    if let Some(w) = spec.workers {
+        config["workers"] = json!(w);
     }
     let mut port = json!({ "label": MODEL_PORT });
     if let Some(p) = spec.port {
@@ -586,6 +608,7 @@ job "ml" {
         .job;
         assert!(job.groups[0].tasks[0].config.get("backend").is_none());
         assert!(job.groups[0].constraints.is_empty());
+        assert!(job.groups[0].tasks[0].config.get("workers").is_none());
         let e = errors(
             "job \"j\" {\n  model \"m\" {\n    source = \"m.onnx\"\n    backend = \"onnx\"\n  }\n}\n",
         );
@@ -593,6 +616,26 @@ job "ml" {
             e[0].starts_with("job.hcl:4:") && e[0].contains("onnxruntime"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn workers_go_to_the_driver_and_a_bad_count_names_its_line() {
+        let job = parse(
+            "job \"j\" {\n  model \"m\" {\n    source  = \"m.onnx\"\n    workers = 2\n  }\n}\n",
+            "job.hcl",
+        )
+        .unwrap()
+        .job;
+        assert_eq!(job.groups[0].tasks[0].config["workers"], 2);
+        for bad in ["0", "257", "-1", "\"two\""] {
+            let e = errors(&format!(
+                "job \"j\" {{\n  model \"m\" {{\n    source  = \"m.onnx\"\n    workers = {bad}\n  }}\n}}\n"
+            ));
+            assert!(
+                e[0].starts_with("job.hcl:4:") && e[0].contains("workers"),
+                "{bad}: {e:?}"
+            );
+        }
     }
 
     #[test]

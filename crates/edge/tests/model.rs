@@ -43,6 +43,55 @@ fn assert_close(got: &Value, want: &Value) {
     }
 }
 
+/// A job `ort` in `dir` serving iris on the onnxruntime backend, one run
+/// at a time (`workers`).
+fn onnxruntime_job(dir: &std::path::Path) -> std::path::PathBuf {
+    let job = dir.join("ort.hcl");
+    std::fs::write(
+        &job,
+        format!(
+            "job \"ort\" {{\n  model \"iris\" {{\n    source  = {:?}\n    backend = \"onnxruntime\"\n    workers = 1\n  }}\n}}\n",
+            repo().join("examples/models/iris.onnx").display().to_string()
+        ),
+    )
+    .unwrap();
+    job
+}
+
+/// Waits for the iris server at `url` to answer, and checks the answer is
+/// onnxruntime's.
+async fn iris_answers(url: &str) {
+    let case = iris_case();
+    let http = reqwest::Client::new();
+    let answer = until(30, "the iris model's answer", async || {
+        let r = http
+            .post(format!("{url}/v2/models/iris/infer"))
+            .json(&json!({"inputs": case["inputs"]}))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())?;
+        r.json::<Value>().await.ok()
+    })
+    .await;
+    assert_eq!(answer["outputs"][0]["data"], case["outputs"][0]["data"]);
+    assert_close(&answer["outputs"][1]["data"], &case["outputs"][1]["data"]);
+}
+
+/// Stops `job` and waits for its model server at `url` to go: tasks outlive
+/// the agent (edge autonomy), so a test that left it would leave it running.
+async fn stop_model_job(addr: &str, job: &str, url: &str) {
+    let (ok, _, err) = cli(addr, &["job", "stop", job]);
+    assert!(ok, "{err}");
+    until(20, "the model server stops", async || {
+        reqwest::get(format!("{url}/v2/health/live"))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn dev_serves_the_model_example_and_a_broken_model_fails_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
@@ -228,32 +277,12 @@ async fn dev_serves_the_model_example_and_a_broken_model_fails_with_the_reason()
             node.attributes
                 .contains_key("driver.model.onnxruntime.version")
         );
-        let ort = dir.path().join("ort.hcl");
-        std::fs::write(
-            &ort,
-            format!(
-                "job \"ort\" {{\n  model \"iris\" {{\n    source  = {:?}\n    backend = \"onnxruntime\"\n  }}\n}}\n",
-                repo().join("examples/models/iris.onnx").display().to_string()
-            ),
-        )
-        .unwrap();
+        let ort = onnxruntime_job(dir.path());
         let (ok, out, err) = cli(&addr, &["job", "run", ort.to_str().unwrap()]);
         assert!(ok, "run: {out}\n{err}");
         let port = alloc_port(&api, "ort", "http").await;
         let url = format!("http://127.0.0.1:{port}");
-        let answer = until(30, "the onnxruntime model's answer", async || {
-            let r = http
-                .post(format!("{url}/v2/models/iris/infer"))
-                .json(&json!({"inputs": case["inputs"]}))
-                .send()
-                .await
-                .ok()?;
-            r.status().is_success().then_some(())?;
-            r.json::<Value>().await.ok()
-        })
-        .await;
-        assert_eq!(answer["outputs"][0]["data"], case["outputs"][0]["data"]);
-        assert_close(&answer["outputs"][1]["data"], &case["outputs"][1]["data"]);
+        iris_answers(&url).await;
         jobs.push(("ort", url));
     } else {
         assert!(
@@ -263,18 +292,8 @@ async fn dev_serves_the_model_example_and_a_broken_model_fails_with_the_reason()
         println!("skipped: a job on the onnxruntime backend (set EDGE_ONNXRUNTIME_LIB)");
     }
 
-    // Tasks outlive the agent (edge autonomy): stop the jobs, or their
-    // servers outlive the test.
     for (job, url) in jobs {
-        let (ok, _, err) = cli(&addr, &["job", "stop", job]);
-        assert!(ok, "{err}");
-        until(20, "the model server stops", async || {
-            reqwest::get(format!("{url}/v2/health/live"))
-                .await
-                .is_err()
-                .then_some(())
-        })
-        .await;
+        stop_model_job(&addr, job, &url).await;
     }
 }
 
@@ -536,15 +555,7 @@ async fn onnxruntime_jobs_go_only_to_nodes_with_the_library() {
     assert_eq!(attr("driver.model.backends"), Some("tract"));
     assert_eq!(attr("driver.model.formats"), Some("onnx"));
     assert_eq!(attr("driver.model.onnxruntime.version"), None);
-    let job = dir.path().join("ort.hcl");
-    std::fs::write(
-        &job,
-        format!(
-            "job \"ort\" {{\n  model \"iris\" {{\n    source  = {:?}\n    backend = \"onnxruntime\"\n  }}\n}}\n",
-            repo().join("examples/models/iris.onnx").display().to_string()
-        ),
-    )
-    .unwrap();
+    let job = onnxruntime_job(dir.path());
     let (_, out, err) = cli(&addr, &["job", "run", job.to_str().unwrap()]);
     let reason = "constraint ${attr.driver.model.backends} set_contains onnxruntime";
     assert!(out.contains(reason) || err.contains(reason), "{out}\n{err}");
@@ -620,28 +631,8 @@ async fn onnxruntime_jobs_go_only_to_nodes_with_the_library() {
     .await;
     let port = alloc_port(&api, "ort", "http").await;
     let url = format!("http://127.0.0.1:{port}");
-    let case = iris_case();
-    let answer = until(30, "the onnxruntime model's answer", async || {
-        let r = reqwest::Client::new()
-            .post(format!("{url}/v2/models/iris/infer"))
-            .json(&json!({"inputs": case["inputs"]}))
-            .send()
-            .await
-            .ok()?;
-        r.status().is_success().then_some(())?;
-        r.json::<Value>().await.ok()
-    })
-    .await;
-    assert_eq!(answer["outputs"][0]["data"], case["outputs"][0]["data"]);
-    let (ok, _, err) = cli(&addr, &["job", "stop", "ort"]);
-    assert!(ok, "{err}");
-    until(20, "the model server stops", async || {
-        reqwest::get(format!("{url}/v2/health/live"))
-            .await
-            .is_err()
-            .then_some(())
-    })
-    .await;
+    iris_answers(&url).await;
+    stop_model_job(&addr, "ort", &url).await;
 }
 
 #[test]
