@@ -32,13 +32,6 @@ pub const ONNXRUNTIME_VERSION_ATTRIBUTE: &str = "model.onnxruntime.version";
 /// `library`, else `$EDGE_ONNXRUNTIME_LIB`, else the loader's search path,
 /// as `edge model serve --backend onnxruntime` would open it.
 pub fn backends(library: Option<&Path>) -> Vec<BackendStatus> {
-    let tract = BackendStatus {
-        name: "tract".to_string(),
-        available: true,
-        version: None,
-        source: Some("built in".to_string()),
-        error: None,
-    };
     let ort = match crate::onnxruntime::runtime_info(library) {
         Ok(info) => BackendStatus {
             name: "onnxruntime".to_string(),
@@ -55,7 +48,18 @@ pub fn backends(library: Option<&Path>) -> Vec<BackendStatus> {
             error: Some(e.to_string()),
         },
     };
-    vec![tract, ort]
+    vec![tract(), ort]
+}
+
+/// tract, built into every edge binary.
+pub fn tract() -> BackendStatus {
+    BackendStatus {
+        name: "tract".to_string(),
+        available: true,
+        version: None,
+        source: Some("built in".to_string()),
+        error: None,
+    }
 }
 
 /// The node attributes (under the model driver's `model.` prefix) that say

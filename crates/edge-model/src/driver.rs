@@ -257,12 +257,6 @@ pub struct ModelDriver {
 /// loader cache's, which installing a library updates).
 type ProbeKey = (Option<std::ffi::OsString>, Option<std::time::SystemTime>);
 
-/// The ONNX Runtime library this node's agent was told of, which model
-/// tasks get as `--onnxruntime-lib`.
-fn library_setting() -> Option<std::ffi::OsString> {
-    std::env::var_os(crate::ONNXRUNTIME_LIB_ENV).filter(|v| !v.is_empty())
-}
-
 /// How long `edge model backends` may take to open ONNX Runtime.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -304,7 +298,7 @@ impl ModelDriver {
     /// not offered, a broken one fails that process and not the agent, and
     /// the agent never maps it.
     async fn backend_attributes(&self) -> BTreeMap<String, String> {
-        let library = library_setting();
+        let library = crate::onnxruntime::library_setting();
         let changed = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         let stamp = match &library {
             Some(l) => changed(Path::new(l)),
@@ -330,8 +324,7 @@ impl ModelDriver {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot tell which model backends this node has: only tract is offered");
-                // tract is built into the binary this agent runs.
-                BTreeMap::from([(crate::BACKENDS_ATTRIBUTE.to_string(), "tract".to_string())])
+                crate::backends::attributes(&[crate::backends::tract()])
             }
         };
         *last = Some((key, attrs.clone()));
@@ -344,7 +337,7 @@ impl ModelDriver {
             .env_clear()
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
-        if let Some(lib) = library_setting() {
+        if let Some(lib) = crate::onnxruntime::library_setting() {
             cmd.arg("--onnxruntime-lib").arg(lib);
         }
         if nix::unistd::geteuid().is_root() {
@@ -450,7 +443,7 @@ impl ModelDriver {
             args.extend(["--backend".to_string(), m.backend.clone()]);
             // The task's environment is not the agent's, so the library the
             // node's agent was told of goes along as an argument.
-            if let Some(lib) = library_setting() {
+            if let Some(lib) = crate::onnxruntime::library_setting() {
                 args.extend([
                     "--onnxruntime-lib".to_string(),
                     PathBuf::from(lib).display().to_string(),

@@ -87,12 +87,18 @@ fn version_of(path: &Path) -> Result<String, String> {
     Ok(text.to_string_lossy().into_owned())
 }
 
+/// The library `$EDGE_ONNXRUNTIME_LIB` names, if it names one: what a
+/// server opens without `--onnxruntime-lib`, and what the model driver
+/// hands its tasks.
+pub(crate) fn library_setting() -> Option<std::ffi::OsString> {
+    std::env::var_os(LIBRARY_ENV).filter(|v| !v.is_empty())
+}
+
 fn open(library: Option<&Path>) -> Result<(Environment, PathBuf), String> {
-    let candidates: Vec<PathBuf> = match library.map(Path::to_path_buf).or_else(|| {
-        std::env::var_os(LIBRARY_ENV)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    }) {
+    let candidates: Vec<PathBuf> = match library
+        .map(Path::to_path_buf)
+        .or_else(|| library_setting().map(PathBuf::from))
+    {
         Some(path) => vec![path],
         None => LIBRARY_NAMES.iter().map(PathBuf::from).collect(),
     };
